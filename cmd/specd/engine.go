@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"runtime"
+
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/modelpath"
+)
+
+// engineOptions are the flags of every command that loads a model.
+type engineOptions struct {
+	models    string
+	model     string
+	tokenizer string
+	quant     string
+	threads   int
+	kvBudget  int64
+	kvType    string
+}
+
+func (o *engineOptions) addFlags(fs *flag.FlagSet, defModel string) {
+	fs.StringVar(&o.models, "models", "", "model directory (default $"+modelpath.EnvVar+", else ../shared/models, else the user cache)")
+	fs.StringVar(&o.model, "m", defModel, "model: a file path or a name in the model directory")
+	fs.StringVar(&o.model, "model", defModel, "same as -m")
+	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer.bin for llama2.c checkpoints (default: beside the checkpoint)")
+	fs.StringVar(&o.quant, "quant", "", "convert weights at load: q8_0, q4_0, f16 or f32 (default: as stored)")
+	fs.IntVar(&o.threads, "threads", min(2, runtime.NumCPU()), "compute threads")
+	fs.Int64Var(&o.kvBudget, "kv-budget", 256<<20, "KV cache budget in bytes")
+	fs.StringVar(&o.kvType, "kv-type", "f32", "KV cache entry type: f32 or f16")
+}
+
+func (o *engineOptions) validate() error {
+	if o.model == "" {
+		return usagef("empty model path (-m)")
+	}
+	if o.threads < 1 || o.threads > 256 {
+		return usagef("--threads %d: want 1..256", o.threads)
+	}
+	if o.kvBudget <= 0 {
+		return usagef("--kv-budget %d: want a positive number of bytes", o.kvBudget)
+	}
+	if o.quant != "" {
+		if _, err := kernels.ParseType(o.quant); err != nil {
+			return usagef("--quant: %v", err)
+		}
+	}
+	if t, err := kernels.ParseType(o.kvType); err != nil || (t != kernels.F32 && t != kernels.F16) {
+		return usagef("--kv-type %q: want f32 or f16", o.kvType)
+	}
+	return nil
+}
+
+// load resolves and loads the model; a missing file is a usage error.
+func (o *engineOptions) load() (*model.Model, error) {
+	path, err := modelpath.Resolve(modelpath.Dir(o.models), o.model)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	var lo model.LoadOptions
+	lo.Tokenizer = o.tokenizer
+	if o.quant != "" {
+		t, _ := kernels.ParseType(o.quant)
+		lo.Quant = &t
+	}
+	m, err := model.Load(path, lo)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usageError{err}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	return m, nil
+}
+
+func (o *engineOptions) kvTypeValue() kernels.Type {
+	t, _ := kernels.ParseType(o.kvType)
+	return t
+}

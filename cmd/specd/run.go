@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/sample"
+)
+
+// samplingOptions are the sampling flags shared by run and the client.
+type samplingOptions struct {
+	temp       float64
+	topK       int
+	topP, minP float64
+	seed       int64
+	maxTokens  int
+	stop       stringList
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
+	fs.Float64Var(&o.temp, "temp", 0.8, "temperature; 0 is greedy")
+	fs.IntVar(&o.topK, "top-k", 0, "keep the K most likely tokens; 0 is off")
+	fs.Float64Var(&o.topP, "top-p", 1, "nucleus sampling threshold in (0, 1]")
+	fs.Float64Var(&o.minP, "min-p", 0, "drop tokens below min-p × the top probability")
+	fs.Int64Var(&o.seed, "seed", -1, "sampling seed; -1 picks one at random")
+	fs.IntVar(&o.maxTokens, "n", 128, "maximum number of new tokens")
+	fs.IntVar(&o.maxTokens, "max-tokens", 128, "same as -n")
+	fs.Var(&o.stop, "stop", "stop string (repeatable)")
+}
+
+func (o *samplingOptions) params() (sample.Params, error) {
+	if o.maxTokens < 1 {
+		return sample.Params{}, usagef("-n %d: want at least 1", o.maxTokens)
+	}
+	if !(o.topP > 0 && o.topP <= 1) {
+		return sample.Params{}, usagef("--top-p %v: want a value in (0, 1]", o.topP)
+	}
+	seed := uint64(o.seed)
+	if o.seed < 0 {
+		seed = rand.Uint64() >> 1
+	}
+	p := sample.Params{Temperature: float32(o.temp), TopK: o.topK, TopP: float32(o.topP), MinP: float32(o.minP), Seed: seed}
+	if err := p.Validate(); err != nil {
+		return p, usageError{err}
+	}
+	return p, nil
+}
+
+type runResult struct {
+	Model                  string  `json:"model"`
+	Quant                  string  `json:"quant"`
+	Threads                int     `json:"threads"`
+	Kernels                string  `json:"kernels"`
+	Seed                   uint64  `json:"seed"`
+	PromptIDs              []int32 `json:"prompt_ids"`
+	OutputIDs              []int32 `json:"output_ids"`
+	Text                   string  `json:"text"`
+	FinishReason           string  `json:"finish_reason"`
+	PrefillTokensPerSecond float64 `json:"prefill_tokens_per_second"`
+	DecodeTokensPerSecond  float64 `json:"decode_tokens_per_second"`
+}
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var eo engineOptions
+	var so samplingOptions
+	eo.addFlags(fs, "specd-target-q8_0")
+	so.addFlags(fs)
+	var prompt string
+	var asJSON bool
+	fs.StringVar(&prompt, "p", "", "prompt text")
+	fs.StringVar(&prompt, "prompt", "", "same as -p")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object instead of streaming text")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := eo.validate(); err != nil {
+		return err
+	}
+	params, err := so.params()
+	if err != nil {
+		return err
+	}
+	if prompt == "" {
+		return usagef("empty prompt (-p)")
+	}
+	m, err := eo.load()
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	pool := kernels.NewPool(eo.threads)
+	defer pool.Close()
+	kv, err := m.NewKVPool(eo.kvBudget, eo.kvTypeValue())
+	if err != nil {
+		return usageError{err}
+	}
+	ids := m.Tok.Encode(prompt, true)
+	if len(ids)+so.maxTokens > m.Context {
+		so.maxTokens = max(1, m.Context-len(ids))
+	}
+	seq := kv.NewSeq()
+	defer seq.Release()
+	st := m.NewState(pool, seq, 64)
+	req := generate.Request{Prompt: ids, Sampling: params, Limits: generate.Limits{
+		MaxTokens: so.maxTokens, Context: m.Context, Stop: so.stop,
+		EOS: m.Tok.EOS(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS,
+	}}
+	if len(ids) >= m.Context {
+		return usagef("prompt of %d tokens does not fit the context of %d", len(ids), m.Context)
+	}
+	if !asJSON {
+		fmt.Fprint(stdout, prompt)
+	}
+	out, stats, err := generate.Run(ctx, st, req, func(t generate.Token) error {
+		if !asJSON && t.Text != "" {
+			_, err := io.WriteString(stdout, t.Text)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !asJSON {
+		fmt.Fprintln(stdout)
+		fmt.Fprintf(stderr, "%d prompt tokens at %.0f tok/s, %d new tokens at %.0f tok/s (%s)\n",
+			stats.PromptTokens, rate(stats.PromptTokens, stats.Prefill.Seconds()),
+			stats.Tokens, rate(stats.Tokens-1, stats.Decode.Seconds()), out.Reason)
+		return nil
+	}
+	res := runResult{
+		Model: m.Name, Quant: m.Quant.String(), Threads: pool.Threads(), Kernels: kernels.Impl(), Seed: params.Seed,
+		PromptIDs: ids, OutputIDs: out.IDs, Text: out.Text(), FinishReason: out.Reason.String(),
+		PrefillTokensPerSecond: rate(stats.PromptTokens, stats.Prefill.Seconds()),
+		DecodeTokensPerSecond:  rate(stats.Tokens-1, stats.Decode.Seconds()),
+	}
+	if res.OutputIDs == nil {
+		res.OutputIDs = []int32{}
+	}
+	enc := json.NewEncoder(stdout)
+	return enc.Encode(res)
+}
+
+func rate(n int, secs float64) float64 {
+	if n <= 0 || secs <= 0 {
+		return 0
+	}
+	return float64(n) / secs
+}

@@ -1,0 +1,147 @@
+// Package generate is plain autoregressive decoding on one model, and the bookkeeping
+// every decoding loop shares — plain or speculative: stop conditions (end of text,
+// maximum tokens, context, stop strings) and streaming text that never splits a UTF-8
+// character or shows part of a stop string. It knows nothing of gRPC.
+package generate
+
+import (
+	"strings"
+
+	"github.com/specd-dev/specd/tokenizer"
+)
+
+// Finish says why a generation ended.
+type Finish int
+
+// Finish reasons.
+const (
+	Running    Finish = iota
+	EOS               // the model ended the text (EOS, or BOS for llama2.c checkpoints)
+	Length            // the requested number of tokens was reached
+	StopString        // a stop string appeared in the text
+	Context           // the context window is full
+)
+
+func (f Finish) String() string {
+	return [...]string{"running", "eos", "length", "stop", "context"}[f]
+}
+
+// Limits are the stop conditions of one generation.
+type Limits struct {
+	MaxTokens int      // ≥ 1
+	Context   int      // absolute position limit (the model's context length)
+	Stop      []string // stop strings; the text ends before the first one found
+	EOS       int32
+	BOS       int32
+	StopAtBOS bool // also end at BOS (llama2.c checkpoints end a story with it)
+}
+
+// Output accumulates one generation's tokens and text and applies Limits. Tokens are
+// pushed one at a time in order; each push returns the text that may be streamed now.
+type Output struct {
+	lim     Limits
+	dec     *tokenizer.Decoder
+	start   int     // absolute position of the first generated token
+	IDs     []int32 // generated tokens, not counting a final EOS/BOS
+	text    strings.Builder
+	emitted int // bytes of text already returned as deltas
+	Reason  Finish
+}
+
+// NewOutput starts an output after prompt (the ids already in the sequence, which may
+// include tokens generated before a resume).
+func NewOutput(tok *tokenizer.Tokenizer, prompt []int32, lim Limits) *Output {
+	return &Output{lim: lim, dec: tok.NewDecoder(prompt), start: len(prompt)}
+}
+
+// Done reports whether the generation has finished.
+func (o *Output) Done() bool { return o.Reason != Running }
+
+// Next is the absolute position of the next token.
+func (o *Output) Next() int { return o.start + len(o.IDs) }
+
+// Text returns the text so far (after a stop string is found, the text before it).
+func (o *Output) Text() string { return o.text.String()[:o.visible()] }
+
+// Push adds the token at position Next() and returns the newly streamable text. It
+// must not be called once Done.
+func (o *Output) Push(id int32) string {
+	if id == o.lim.EOS || (o.lim.StopAtBOS && id == o.lim.BOS) {
+		o.Reason = EOS
+		o.text.WriteString(o.dec.Flush())
+		return o.flush()
+	}
+	o.IDs = append(o.IDs, id)
+	o.text.WriteString(o.dec.Next(id))
+	if o.cutAtStop() {
+		o.Reason = StopString
+		return o.flush()
+	}
+	switch {
+	case len(o.IDs) >= o.lim.MaxTokens:
+		o.Reason = Length
+	case o.lim.Context > 0 && o.Next() >= o.lim.Context:
+		o.Reason = Context
+	}
+	if o.Done() {
+		o.text.WriteString(o.dec.Flush())
+		if o.cutAtStop() {
+			o.Reason = StopString
+		}
+		return o.flush()
+	}
+	return o.delta()
+}
+
+// cutAtStop truncates the text at the first stop string, reporting whether one was found.
+func (o *Output) cutAtStop() bool {
+	s := o.text.String()
+	cut := -1
+	for _, st := range o.lim.Stop {
+		if st == "" {
+			continue
+		}
+		// A stop string can only be new where it overlaps the text not yet emitted.
+		from := max(0, o.emitted-len(st)+1)
+		if i := strings.Index(s[from:], st); i >= 0 && (cut < 0 || from+i < cut) {
+			cut = from + i
+		}
+	}
+	if cut < 0 {
+		return false
+	}
+	o.text.Reset()
+	o.text.WriteString(s[:cut])
+	return true
+}
+
+// visible is how much of the text may be shown: all of it once done, otherwise all but
+// the longest suffix that could begin a stop string.
+func (o *Output) visible() int {
+	s := o.text.String()
+	if o.Done() {
+		return len(s)
+	}
+	hold := 0
+	for _, st := range o.lim.Stop {
+		for k := min(len(st)-1, len(s)); k > hold; k-- {
+			if strings.HasSuffix(s, st[:k]) {
+				hold = k
+				break
+			}
+		}
+	}
+	return len(s) - hold
+}
+
+func (o *Output) delta() string {
+	v := o.visible()
+	if v <= o.emitted {
+		return ""
+	}
+	d := o.text.String()[o.emitted:v]
+	o.emitted = v
+	return d
+}
+
+func (o *Output) flush() string { return o.delta() }

@@ -1,0 +1,8 @@
+//go:build !amd64
+
+package kernels
+
+func init() {
+	impls = []*kernelSet{genericKernels}
+	cur = genericKernels
+}

@@ -1,0 +1,356 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+)
+
+// A kernel set is one implementation of the matrix-product inner kernels. Every kernel
+// computes, for rows [0,nrows) of a weight slice and tokens [0,ntok) of the activations,
+// out[t*ostride+r] = dot(row r, token t), with ntok at most group.
+//
+// Batch invariance rests on one rule every implementation keeps: the floating-point
+// operations that produce out[t*ostride+r] are the same whatever ntok is and whichever
+// position t has in the group. Only weight loads (exact) are shared between tokens; each
+// token has its own accumulators, reduced in the same order.
+type kernelSet struct {
+	name  string
+	group int // most tokens per kernel call
+
+	// Float weights against float32 activations, token t at x[t*cols:].
+	f32, f16 func(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int)
+	// Quantized weights against Q8_0 activations prepared by prep.
+	q8, q4 func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
+	// prep quantizes n tokens of x into a, in the layout the q8/q4 kernels read.
+	prep func(a *acts, x []float32, n, cols int)
+}
+
+// acts holds activations quantized to Q8_0 for the q8/q4 kernels. The layout belongs to
+// the kernel set that prepared them; the values are those of quantize_row_q8_0_ref.
+type acts struct {
+	nb      int       // blocks per token
+	q       []byte    // quantized values, token t at q[t*nb*QK:]
+	d       []float32 // block scales (fp16-rounded), token t at d[t*dstride:]
+	dstride int
+}
+
+// grow makes a hold n tokens of nb blocks with scales repeated rep times, reusing memory.
+func (a *acts) grow(n, nb, rep int) {
+	a.nb, a.dstride = nb, nb*rep
+	// One spare block of each lets a kernel read a whole vector past the last block.
+	if need := (n*nb + 1) * QK; cap(a.q) < need {
+		a.q = make([]byte, need)
+	}
+	a.q = a.q[:cap(a.q)]
+	if need := (n*nb + 1) * rep; cap(a.d) < need {
+		a.d = make([]float32, need)
+	}
+	a.d = a.d[:cap(a.d)]
+}
+
+// quantizeActs fills a with x quantized per block of QK, q = round(x/d), d = amax/127 as
+// quantize_row_q8_0_ref does; each scale is stored rounded to fp16 and repeated rep times.
+// With flip, every quantized byte is stored XOR 0x80 (q+128 as an unsigned byte).
+func quantizeActs(a *acts, x []float32, n, cols, rep int, flip bool) {
+	nb := cols / QK
+	a.grow(n, nb, rep)
+	var mask byte
+	if flip {
+		mask = 0x80
+	}
+	for t := range n {
+		xt := x[t*cols : (t+1)*cols]
+		for b := range nb {
+			blk := xt[b*QK : (b+1)*QK]
+			d, id := q8Scale(blk)
+			q := a.q[(t*nb+b)*QK : (t*nb+b+1)*QK]
+			for j, v := range blk {
+				q[j] = byte(roundAway(v*id)) ^ mask
+			}
+			dd := f16Table[FP32ToFP16(d)]
+			ds := a.d[t*a.dstride+b*rep : t*a.dstride+(b+1)*rep]
+			for j := range ds {
+				ds[j] = dd
+			}
+		}
+	}
+}
+
+// The implementations this CPU can run, best first; registered by impl_*.go.
+var (
+	impls []*kernelSet
+	cur   *kernelSet
+)
+
+// Impl names the implementation in use: "avx512vnni", "avx2" or "generic". The best one
+// the CPU supports is chosen at start-up.
+func Impl() string { return cur.name }
+
+// UseImpl switches every Pool to the named implementation, for tests and benchmarks that
+// compare them. It returns an error if the name is unknown or this CPU cannot run it. It
+// must not be called while a MatMul is running.
+func UseImpl(name string) error {
+	for _, k := range impls {
+		if k.name == name {
+			cur = k
+			return nil
+		}
+	}
+	var names []string
+	for _, k := range impls {
+		names = append(names, k.name)
+	}
+	return fmt.Errorf("kernels: implementation %q not available on this CPU (have %v)", name, names)
+}
+
+// Implementations lists the implementations this CPU can run, best first.
+func Implementations() []string {
+	var names []string
+	for _, k := range impls {
+		names = append(names, k.name)
+	}
+	return names
+}
+
+// matmulState is the pool's current MatMuls job and its scratch, reused across calls.
+type matmulState struct {
+	ks     *kernelSet
+	outs   [][]float32
+	ws     []*Matrix
+	x      []float32
+	n      int
+	first  []int // first chunk of each matrix, plus the total at the end
+	rowsPC []int // rows per chunk of each matrix
+	acts   acts
+	one    [1]*Matrix
+	oneOut [1][]float32
+}
+
+// MatMul computes out[t*w.Rows+r] = dot(row r of w, x[t*w.Cols:(t+1)*w.Cols]) for n
+// tokens. For Q8_0 and Q4_0 weights each token is first quantized to Q8_0 and each block
+// product is an exact integer sum scaled by d_w·d_x; F32 and F16 weights multiply float32
+// x directly.
+//
+// The result for a (row, token) is bitwise the same whatever n, the token's position and
+// the pool's thread count, for a given implementation (see UseImpl): rows are split among
+// threads, never a dot product. MatMul panics if out or x is too short.
+func (p *Pool) MatMul(out []float32, w *Matrix, x []float32, n int) {
+	p.mm.one[0], p.mm.oneOut[0] = w, out
+	p.MatMuls(p.mm.oneOut[:], p.mm.one[:], x, n)
+	p.mm.one[0], p.mm.oneOut[0] = nil, nil
+}
+
+// MatMuls computes outs[i] = MatMul(ws[i], x) for matrices of the same Cols in one
+// parallel dispatch, as for the Q, K and V projections. It panics if the matrices differ
+// in Cols or a slice is too short.
+func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
+	if len(outs) != len(ws) {
+		panic("kernels: MatMuls with different numbers of outputs and matrices")
+	}
+	if n <= 0 || len(ws) == 0 {
+		return
+	}
+	cols := ws[0].Cols
+	quant := false
+	for i, w := range ws {
+		if w.Cols != cols {
+			panic(fmt.Sprintf("kernels: MatMuls of matrices with %d and %d columns", cols, w.Cols))
+		}
+		if len(outs[i]) < n*w.Rows {
+			panic(fmt.Sprintf("kernels: MatMul output of %d floats for %d×%d", len(outs[i]), n, w.Rows))
+		}
+		quant = quant || w.Type == Q8_0 || w.Type == Q4_0
+	}
+	if len(x) < n*cols {
+		panic(fmt.Sprintf("kernels: MatMul input of %d floats for %d×%d", len(x), n, cols))
+	}
+	m := &p.mm
+	m.ks = cur
+	if quant {
+		m.ks.prep(&m.acts, x, n, cols)
+	}
+	m.outs, m.ws, m.x, m.n = outs, ws, x, n
+
+	// Rows are cut into chunks for the threads to share dynamically. With several threads
+	// aim for a few chunks each (the two vCPUs differ in speed), but keep chunks large
+	// enough that the per-chunk cost stays small next to the work.
+	m.first, m.rowsPC = m.first[:0], m.rowsPC[:0]
+	total := 0
+	for _, w := range ws {
+		rpc := w.Rows
+		if p.threads > 1 {
+			rpc = chunkRows(w, p.threads)
+		}
+		m.first = append(m.first, total)
+		m.rowsPC = append(m.rowsPC, rpc)
+		total += (w.Rows + rpc - 1) / max(rpc, 1)
+	}
+	m.first = append(m.first, total)
+	p.run(total, p.mmChunkFunc)
+	m.outs, m.ws, m.x = nil, nil, nil
+}
+
+// chunkRows picks the rows per chunk of w for a pool of threads.
+func chunkRows(w *Matrix, threads int) int {
+	const minChunkBytes = 16 << 10 // keeps claiming a chunk well under 1% of running it
+	rb := max(w.RowBytes(), 1)
+	rows := max(minChunkBytes/rb, 1)
+	rows = max(rows, w.Rows/(8*threads))
+	return (rows + 3) &^ 3
+}
+
+func (p *Pool) mmChunk(c int) {
+	m := &p.mm
+	i := 0
+	for m.first[i+1] <= c {
+		i++
+	}
+	w := m.ws[i]
+	lo := (c - m.first[i]) * m.rowsPC[i]
+	hi := min(lo+m.rowsPC[i], w.Rows)
+	mmRows(m.ks, m.outs[i], w, lo, hi, m.x, &m.acts, m.n)
+}
+
+// tileBytes bounds the weights one pass over a token group reads, so that when there are
+// more tokens than one group holds the tile stays in L1 for the next group.
+const tileBytes = 16 << 10
+
+// mmRows computes rows [lo,hi) of w for all n tokens.
+func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a *acts, n int) {
+	rb := w.RowBytes()
+	tile := hi - lo
+	if n > ks.group {
+		tile = max(1, tileBytes/max(rb, 1))
+	}
+	for r0 := lo; r0 < hi; r0 += tile {
+		r1 := min(r0+tile, hi)
+		wd := w.Data[r0*rb : r1*rb]
+		for t := 0; t < n; t += ks.group {
+			k := min(ks.group, n-t)
+			o := out[t*w.Rows+r0:]
+			switch w.Type {
+			case F32:
+				ks.f32(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
+			case F16:
+				ks.f16(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
+			case Q8_0:
+				ks.q8(o, w.Rows, wd, rb, r1-r0, a, t, k)
+			case Q4_0:
+				ks.q4(o, w.Rows, wd, rb, r1-r0, a, t, k)
+			default:
+				panic(fmt.Sprintf("kernels: MatMul of unsupported type %v", w.Type))
+			}
+		}
+	}
+}
+
+// The generic implementation: portable Go, and the reference structure the assembly
+// kernels follow (per-token accumulators, fixed reduction order).
+var genericKernels = &kernelSet{
+	name:  "generic",
+	group: 4,
+	f32:   genericF32,
+	f16:   genericF16,
+	q8:    genericQ8,
+	q4:    genericQ4,
+	prep:  func(a *acts, x []float32, n, cols int) { quantizeActs(a, x, n, cols, 1, false) },
+}
+
+func le32(b []byte, i int) float32 {
+	return math.Float32frombits(uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24)
+}
+
+// dotF32 and dotF16 keep four partial sums over columns mod 4, combined pairwise, then a
+// sequential tail. The float32 conversions forbid FMA fusion so every platform rounds alike.
+func genericF32(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int) {
+	for r := range nrows {
+		row := w[r*rowBytes : (r+1)*rowBytes]
+		for t := range ntok {
+			xt := x[t*cols : (t+1)*cols]
+			var s0, s1, s2, s3 float32
+			j := 0
+			for ; j+4 <= cols; j += 4 {
+				s0 += float32(le32(row, j) * xt[j])
+				s1 += float32(le32(row, j+1) * xt[j+1])
+				s2 += float32(le32(row, j+2) * xt[j+2])
+				s3 += float32(le32(row, j+3) * xt[j+3])
+			}
+			s := (s0 + s1) + (s2 + s3)
+			for ; j < cols; j++ {
+				s += float32(le32(row, j) * xt[j])
+			}
+			out[t*ostride+r] = s
+		}
+	}
+}
+
+func genericF16(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int) {
+	h := func(row []byte, j int) float32 { return f16Table[uint16(row[2*j])|uint16(row[2*j+1])<<8] }
+	for r := range nrows {
+		row := w[r*rowBytes : (r+1)*rowBytes]
+		for t := range ntok {
+			xt := x[t*cols : (t+1)*cols]
+			var s0, s1, s2, s3 float32
+			j := 0
+			for ; j+4 <= cols; j += 4 {
+				s0 += float32(h(row, j) * xt[j])
+				s1 += float32(h(row, j+1) * xt[j+1])
+				s2 += float32(h(row, j+2) * xt[j+2])
+				s3 += float32(h(row, j+3) * xt[j+3])
+			}
+			s := (s0 + s1) + (s2 + s3)
+			for ; j < cols; j++ {
+				s += float32(h(row, j) * xt[j])
+			}
+			out[t*ostride+r] = s
+		}
+	}
+}
+
+// genericQ8 and genericQ4 sum each block exactly in integers, then accumulate
+// sumi·(d_w·d_x) over blocks in order, in float32.
+func genericQ8(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+	nb := a.nb
+	for r := range nrows {
+		row := w[r*rowBytes : (r+1)*rowBytes]
+		for t := tok; t < tok+ntok; t++ {
+			q := a.q[t*nb*QK:]
+			d := a.d[t*a.dstride:]
+			var acc float32
+			for b := range nb {
+				blk := row[b*34 : (b+1)*34]
+				xq := q[b*QK : (b+1)*QK]
+				var sumi int32
+				for j, v := range blk[2:34] {
+					sumi += int32(int8(v)) * int32(int8(xq[j]))
+				}
+				s := f16Table[uint16(blk[0])|uint16(blk[1])<<8] * d[b]
+				acc += float32(float32(sumi) * s)
+			}
+			out[(t-tok)*ostride+r] = acc
+		}
+	}
+}
+
+func genericQ4(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+	nb := a.nb
+	for r := range nrows {
+		row := w[r*rowBytes : (r+1)*rowBytes]
+		for t := tok; t < tok+ntok; t++ {
+			q := a.q[t*nb*QK:]
+			d := a.d[t*a.dstride:]
+			var acc float32
+			for b := range nb {
+				blk := row[b*18 : (b+1)*18]
+				xq := q[b*QK : (b+1)*QK]
+				var sumi int32
+				for j, v := range blk[2:18] {
+					sumi += (int32(v&15)-8)*int32(int8(xq[j])) + (int32(v>>4)-8)*int32(int8(xq[j+16]))
+				}
+				s := f16Table[uint16(blk[0])|uint16(blk[1])<<8] * d[b]
+				acc += float32(float32(sumi) * s)
+			}
+			out[(t-tok)*ostride+r] = acc
+		}
+	}
+}

@@ -1,0 +1,333 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var allTypes = []Type{F32, F16, Q8_0, Q4_0}
+
+// randMatrix returns a rows×cols matrix of type t made from normal random weights.
+func randMatrix(tb testing.TB, rng *rand.Rand, t Type, rows, cols int) *Matrix {
+	tb.Helper()
+	rb, err := t.RowBytes(cols)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data := make([]byte, rows*rb)
+	if err := Quantize(t, data, randFloats(rng, rows*cols, 0.5)); err != nil {
+		tb.Fatal(err)
+	}
+	m, err := NewMatrix(t, rows, cols, data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// refMatMul computes MatMul in float64 from dequantized weights and, for quantized
+// weights, activations quantized with Quantize(Q8_0). It also returns Σ|w·x| per output,
+// the scale of the rounding error a float32 implementation may make.
+func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
+	want = make([]float64, n*w.Rows)
+	mag = make([]float64, n*w.Rows)
+	row := make([]float32, w.Cols)
+	xt := make([]float32, w.Cols)
+	for t := range n {
+		copy(xt, x[t*w.Cols:(t+1)*w.Cols])
+		if w.Type == Q8_0 || w.Type == Q4_0 {
+			enc := make([]byte, w.Cols/QK*34)
+			if err := Quantize(Q8_0, enc, xt); err != nil {
+				panic(err)
+			}
+			if err := Dequantize(Q8_0, xt, enc); err != nil {
+				panic(err)
+			}
+		}
+		for r := range w.Rows {
+			w.Row(row, r)
+			var s, m float64
+			for j, v := range row {
+				s += float64(v) * float64(xt[j])
+				m += math.Abs(float64(v) * float64(xt[j]))
+			}
+			want[t*w.Rows+r], mag[t*w.Rows+r] = s, m
+		}
+	}
+	return want, mag
+}
+
+// forEachImpl runs f under every implementation this CPU has.
+func forEachImpl(t *testing.T, f func(t *testing.T)) {
+	defer UseImpl(Impl())
+	for _, name := range Implementations() {
+		t.Run(name, func(t *testing.T) {
+			if err := UseImpl(name); err != nil {
+				t.Fatal(err)
+			}
+			f(t)
+		})
+	}
+}
+
+func testShapes(typ Type) (rows, cols []int) {
+	rows = []int{1, 2, 3, 5, 8, 13, 37}
+	if typ.BlockSize() == QK {
+		cols = []int{32, 64, 96, 160, 192, 512, 1408}
+	} else {
+		cols = []int{1, 7, 16, 31, 33, 172, 192, 513}
+	}
+	if testing.Short() || raceEnabled {
+		rows = []int{1, 3, 13, 37}
+		cols = cols[:len(cols)-1]
+	}
+	return rows, cols
+}
+
+func TestMatMulMatchesReference(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(7, 8))
+		pool := NewPool(2)
+		defer pool.Close()
+		for _, typ := range allTypes {
+			rowsList, colsList := testShapes(typ)
+			for _, cols := range colsList {
+				for _, rows := range rowsList {
+					w := randMatrix(t, rng, typ, rows, cols)
+					n := 1 + rng.IntN(7)
+					x := randFloats(rng, n*cols, 1)
+					got := make([]float32, n*rows)
+					pool.MatMul(got, w, x, n)
+					want, mag := refMatMul(w, x, n)
+					// float32 accumulation: a few ulps per term in the worst case.
+					tol := 1.2e-7 * float64(cols/8+8)
+					for i := range got {
+						if d := math.Abs(float64(got[i]) - want[i]); d > tol*mag[i]+1e-30 {
+							t.Fatalf("%v %d×%d n=%d: out[%d] = %v, want %v (error %g, bound %g)", typ, rows, cols, n, i, got[i], want[i], d, tol*mag[i])
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestMatMulBatchInvariance checks the property speculative decoding relies on: a
+// (row, token) result is bitwise the same whether the token is computed alone or inside a
+// batch of any size, at any position, on one thread or two.
+func TestMatMulBatchInvariance(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(9, 10))
+		pools := []*Pool{NewPool(1), NewPool(2)}
+		defer pools[0].Close()
+		defer pools[1].Close()
+		maxN := 16
+		if raceEnabled {
+			maxN = 9
+		}
+		shapes := map[Type][][2]int{
+			F32:  {{37, 172}, {5, 7}, {67, 1}, {24, 192}},
+			F16:  {{37, 172}, {5, 7}, {67, 33}, {24, 192}},
+			Q8_0: {{37, 96}, {5, 32}, {67, 224}, {131, 1408}},
+			Q4_0: {{37, 96}, {5, 32}, {67, 224}, {131, 1408}},
+		}
+		for _, typ := range allTypes {
+			for _, sh := range shapes[typ] {
+				rows, cols := sh[0], sh[1]
+				w := randMatrix(t, rng, typ, rows, cols)
+				x := randFloats(rng, maxN*cols, 1)
+				// Some tokens with a huge or zero block exercise the scales.
+				x[cols+3] = 1e4
+				clear(x[2*cols : 2*cols+min(cols, 32)])
+				single := make([]float32, maxN*rows)
+				for tok := range maxN {
+					pools[0].MatMul(single[tok*rows:(tok+1)*rows], w, x[tok*cols:], 1)
+				}
+				for _, p := range pools {
+					for n := 2; n <= maxN; n++ {
+						for _, start := range []int{0, maxN - n} {
+							got := make([]float32, n*rows)
+							p.MatMul(got, w, x[start*cols:], n)
+							for i, v := range got {
+								if want := single[start*rows+i]; math.Float32bits(v) != math.Float32bits(want) {
+									t.Fatalf("%v %d×%d threads=%d n=%d start=%d: out[%d] = %v (%#08x), alone %v (%#08x)",
+										typ, rows, cols, p.Threads(), n, start, i, v, math.Float32bits(v), want, math.Float32bits(want))
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestMatMulsMatchesMatMul(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(11, 12))
+		pool := NewPool(2)
+		defer pool.Close()
+		const cols, n = 192, 5
+		ws := []*Matrix{
+			randMatrix(t, rng, Q8_0, 192, cols),
+			randMatrix(t, rng, Q4_0, 64, cols),
+			randMatrix(t, rng, F16, 37, cols),
+			randMatrix(t, rng, F32, 3, cols),
+		}
+		x := randFloats(rng, n*cols, 1)
+		outs := make([][]float32, len(ws))
+		for i, w := range ws {
+			outs[i] = make([]float32, n*w.Rows)
+		}
+		pool.MatMuls(outs, ws, x, n)
+		for i, w := range ws {
+			want := make([]float32, n*w.Rows)
+			pool.MatMul(want, w, x, n)
+			for j := range want {
+				if math.Float32bits(outs[i][j]) != math.Float32bits(want[j]) {
+					t.Fatalf("MatMuls output %d (%v)[%d] = %v, MatMul gives %v", i, w.Type, j, outs[i][j], want[j])
+				}
+			}
+		}
+	})
+}
+
+// TestImplementationsAgree compares every implementation with the generic one on the
+// model shapes: they may round differently, but only within float32 accumulation error.
+func TestImplementationsAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	defer UseImpl(Impl())
+	pool := NewPool(1)
+	defer pool.Close()
+	for _, typ := range allTypes {
+		w := randMatrix(t, rng, typ, 64, 512)
+		x := randFloats(rng, 3*512, 1)
+		if err := UseImpl("generic"); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float32, 3*64)
+		pool.MatMul(want, w, x, 3)
+		_, mag := refMatMul(w, x, 3)
+		for _, name := range Implementations() {
+			if err := UseImpl(name); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, 3*64)
+			pool.MatMul(got, w, x, 3)
+			for i := range got {
+				if d := math.Abs(float64(got[i] - want[i])); d > 1e-5*mag[i] {
+					t.Errorf("%s %v: out[%d] = %v, generic %v", name, typ, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+func TestUseImplUnknown(t *testing.T) {
+	if err := UseImpl("avx9000"); err == nil {
+		t.Error("UseImpl(avx9000) succeeded, want an error")
+	}
+	if err := UseImpl(Impl()); err != nil {
+		t.Errorf("UseImpl(%q) = %v", Impl(), err)
+	}
+}
+
+func TestMatMulNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, threads := range []int{1, 2} {
+		pool := NewPool(threads)
+		ws := []*Matrix{randMatrix(t, rng, Q8_0, 192, 192), randMatrix(t, rng, F16, 64, 192)}
+		x := randFloats(rng, 5*192, 1)
+		outs := [][]float32{make([]float32, 5*192), make([]float32, 5*64)}
+		pool.MatMuls(outs, ws, x, 5)
+		allocs := testing.AllocsPerRun(50, func() {
+			pool.MatMuls(outs, ws, x, 5)
+			pool.MatMul(outs[0], ws[0], x, 1)
+			pool.For(100, func(lo, hi int) {})
+		})
+		pool.Close()
+		if allocs != 0 {
+			t.Errorf("threads=%d: %v allocations per call, want 0", threads, allocs)
+		}
+	}
+}
+
+func TestPoolForCoversRange(t *testing.T) {
+	for _, threads := range []int{1, 2, 3} {
+		pool := NewPool(threads)
+		for _, n := range []int{0, 1, 2, 7, 100, 1000} {
+			hits := make([]atomic.Int32, n)
+			for range 20 {
+				pool.For(n, func(lo, hi int) {
+					if lo >= hi {
+						t.Errorf("For(%d) called fn(%d, %d)", n, lo, hi)
+					}
+					for i := lo; i < hi; i++ {
+						hits[i].Add(1)
+					}
+				})
+			}
+			for i := range hits {
+				if got := hits[i].Load(); got != 20 {
+					t.Fatalf("threads=%d For(%d): index %d covered %d times in 20 runs, want 20", threads, n, i, got)
+				}
+			}
+		}
+		pool.Close()
+		pool.Close() // idempotent
+	}
+}
+
+// TestPoolParksAndWakes lets the workers go to sleep between jobs and checks that jobs
+// still run, and that Close leaves no goroutine behind.
+func TestPoolParksAndWakes(t *testing.T) {
+	before := runtime.NumGoroutine()
+	pool := NewPool(3)
+	var total atomic.Int64
+	for i := range 5 {
+		if i%2 == 1 {
+			time.Sleep(2 * (workerSpin + callerSpin))
+		}
+		pool.For(64, func(lo, hi int) {
+			time.Sleep(10 * time.Microsecond)
+			total.Add(int64(hi - lo))
+		})
+	}
+	pool.Close()
+	if got := total.Load(); got != 5*64 {
+		t.Errorf("ran %d iterations, want %d", got, 5*64)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := runtime.NumGoroutine(); got > before {
+		t.Errorf("%d goroutines after Close, %d before", got, before)
+	}
+}
+
+func ExamplePool_MatMul() {
+	pool := NewPool(1)
+	defer pool.Close()
+	// A 2×3 F32 matrix [[1 2 3] [4 5 6]] times the token [1 0 -1].
+	data := make([]byte, 2*3*4)
+	if err := Quantize(F32, data, []float32{1, 2, 3, 4, 5, 6}); err != nil {
+		panic(err)
+	}
+	w, err := NewMatrix(F32, 2, 3, data)
+	if err != nil {
+		panic(err)
+	}
+	out := make([]float32, 2)
+	pool.MatMul(out, w, []float32{1, 0, -1}, 1)
+	fmt.Println(out)
+	// Output: [-2 -2]
+}

@@ -1,0 +1,316 @@
+// Package kvcache is a paged key/value cache: a pool of fixed-size blocks under a byte
+// budget, and per-sequence block tables. A sequence grows by appending positions and
+// shrinks by truncating to any earlier length (how rejected speculative tokens are
+// dropped); whole blocks past the new end go back to the pool at once.
+//
+// Blocks are reference-counted so that sequences can share a cached prefix (Fork);
+// a write into a shared block copies it first. The package knows nothing of models
+// beyond the shape of an entry and depends only on the kernels package for fp16.
+package kvcache
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/specd-dev/specd/kernels"
+)
+
+// ErrExhausted is returned by Seq.Grow when the pool's byte budget has no block left.
+var ErrExhausted = errors.New("kv cache budget exhausted")
+
+// DefaultBlockTokens is the number of positions in one block.
+const DefaultBlockTokens = 16
+
+// Config is the shape and budget of a pool.
+type Config struct {
+	Layers      int          // transformer layers
+	KVDim       int          // floats per key (and per value) per layer and position
+	BlockTokens int          // positions per block; 0 means DefaultBlockTokens
+	Budget      int64        // bytes for all blocks together
+	Type        kernels.Type // kernels.F32 (default) or kernels.F16
+}
+
+// Pool hands out blocks of KV storage. It is safe for concurrent use by many sequences.
+type Pool struct {
+	cfg        Config
+	blockElems int // floats (or halves) in one block: layers × 2 × tokens × kvdim
+	maxBlocks  int
+
+	mu     sync.Mutex
+	f32    [][]float32 // block id → storage (F32 pools); sized maxBlocks, nil until first used
+	f16    [][]uint16  // block id → storage (F16 pools)
+	refs   []int32     // block id → number of sequences holding it
+	free   []int32     // ids with storage, not in use
+	made   int         // ids that have storage: 0..made-1
+	inUse  int
+	peakIn int
+}
+
+// NewPool returns a pool for cfg. Storage is allocated lazily as blocks are first used,
+// so a large budget costs nothing until it is needed.
+func NewPool(cfg Config) (*Pool, error) {
+	if cfg.BlockTokens == 0 {
+		cfg.BlockTokens = DefaultBlockTokens
+	}
+	if cfg.Type != kernels.F32 && cfg.Type != kernels.F16 {
+		return nil, fmt.Errorf("kv cache type %v: want f32 or f16", cfg.Type)
+	}
+	if cfg.Layers <= 0 || cfg.KVDim <= 0 || cfg.BlockTokens <= 0 {
+		return nil, fmt.Errorf("kv cache shape: layers %d, kv dim %d, block tokens %d must be positive", cfg.Layers, cfg.KVDim, cfg.BlockTokens)
+	}
+	p := &Pool{cfg: cfg, blockElems: cfg.Layers * 2 * cfg.BlockTokens * cfg.KVDim}
+	p.maxBlocks = int(cfg.Budget / int64(p.blockElems*cfg.Type.BlockBytes()))
+	if p.maxBlocks < 1 {
+		return nil, fmt.Errorf("kv cache budget %d bytes is smaller than one block (%d bytes)", cfg.Budget, p.BlockBytes())
+	}
+	p.refs = make([]int32, p.maxBlocks)
+	if cfg.Type == kernels.F32 {
+		p.f32 = make([][]float32, p.maxBlocks)
+	} else {
+		p.f16 = make([][]uint16, p.maxBlocks)
+	}
+	return p, nil
+}
+
+// Config returns the pool's configuration with defaults filled in.
+func (p *Pool) Config() Config { return p.cfg }
+
+// BlockBytes is the size of one block in bytes.
+func (p *Pool) BlockBytes() int { return p.blockElems * p.cfg.Type.BlockBytes() }
+
+// Stats describes the pool's occupancy.
+type Stats struct {
+	Total, Used, Free int // blocks
+	Peak              int // most blocks in use at once
+	BlockTokens       int
+}
+
+// Stats returns the current occupancy.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Total: p.maxBlocks, Used: p.inUse, Free: p.maxBlocks - p.inUse, Peak: p.peakIn, BlockTokens: p.cfg.BlockTokens}
+}
+
+func (p *Pool) alloc() (int32, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inUse >= p.maxBlocks {
+		return 0, fmt.Errorf("%w: %d blocks of %d bytes in use", ErrExhausted, p.inUse, p.BlockBytes())
+	}
+	var id int32
+	if n := len(p.free); n > 0 {
+		id = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		id = int32(p.made)
+		p.made++
+		if p.cfg.Type == kernels.F32 {
+			p.f32[id] = make([]float32, p.blockElems)
+		} else {
+			p.f16[id] = make([]uint16, p.blockElems)
+		}
+	}
+	p.refs[id] = 1
+	p.inUse++
+	p.peakIn = max(p.peakIn, p.inUse)
+	return id, nil
+}
+
+func (p *Pool) release(ids []int32) {
+	if len(ids) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range ids {
+		p.refs[id]--
+		if p.refs[id] == 0 {
+			p.free = append(p.free, id)
+			p.inUse--
+		}
+	}
+}
+
+func (p *Pool) retain(ids []int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range ids {
+		p.refs[id]++
+	}
+}
+
+// Seq is one sequence's view of the cache: a block table and a length. A Seq is used by
+// one goroutine at a time.
+type Seq struct {
+	pool  *Pool
+	table []int32 // block ids in position order; owned by this Seq
+	n     int     // positions holding valid entries
+}
+
+// NewSeq returns an empty sequence drawing on p.
+func (p *Pool) NewSeq() *Seq { return &Seq{pool: p} }
+
+// Len is the number of cached positions.
+func (s *Seq) Len() int { return s.n }
+
+// Blocks is the number of blocks the sequence holds.
+func (s *Seq) Blocks() int { return len(s.table) }
+
+// Grow makes room for n more positions after Len, allocating blocks as needed, and
+// extends Len by n. The new entries must be written (Put) before they are read. A
+// partly filled last block shared with another sequence is copied first, so Put never
+// writes into shared storage. It returns an error wrapping ErrExhausted, with the
+// sequence unchanged, when the budget runs out.
+func (s *Seq) Grow(n int) error {
+	bt := s.pool.cfg.BlockTokens
+	if n <= 0 {
+		return nil
+	}
+	if s.n%bt != 0 {
+		if err := s.unshare(s.n / bt); err != nil {
+			return err
+		}
+	}
+	need := (s.n+n+bt-1)/bt - len(s.table)
+	start := len(s.table)
+	for range need {
+		id, err := s.pool.alloc()
+		if err != nil {
+			s.pool.release(s.table[start:])
+			s.table = s.table[:start]
+			return err
+		}
+		s.table = append(s.table, id)
+	}
+	s.n += n
+	return nil
+}
+
+// Truncate drops every position at or after n (n ≤ Len). Blocks wholly past the new end
+// go back to the pool; the cost is proportional to the blocks freed.
+func (s *Seq) Truncate(n int) {
+	if n < 0 || n > s.n {
+		panic(fmt.Sprintf("kvcache: truncate to %d of a sequence of %d", n, s.n))
+	}
+	bt := s.pool.cfg.BlockTokens
+	keep := (n + bt - 1) / bt
+	s.pool.release(s.table[keep:])
+	s.table = s.table[:keep]
+	s.n = n
+}
+
+// Release returns every block to the pool and empties the sequence.
+func (s *Seq) Release() { s.Truncate(0) }
+
+// Fork returns a new sequence sharing this one's first n positions (n ≤ Len) without
+// copying: blocks are shared until either side writes into one.
+func (s *Seq) Fork(n int) *Seq {
+	if n < 0 || n > s.n {
+		panic(fmt.Sprintf("kvcache: fork %d positions of a sequence of %d", n, s.n))
+	}
+	bt := s.pool.cfg.BlockTokens
+	t := append([]int32(nil), s.table[:(n+bt-1)/bt]...)
+	s.pool.retain(t)
+	return &Seq{pool: s.pool, table: t, n: n}
+}
+
+// offset returns the block and element offset of (layer, pos) keys; values follow the
+// keys of the same layer at +BlockTokens*KVDim.
+func (s *Seq) offset(layer, pos int) (int32, int) {
+	bt, kv := s.pool.cfg.BlockTokens, s.pool.cfg.KVDim
+	return s.table[pos/bt], (layer*2*bt + pos%bt) * kv
+}
+
+// Put stores the key and value of one layer at one position, which must lie in the
+// range added by the last Grow.
+func (s *Seq) Put(layer, pos int, k, v []float32) {
+	p := s.pool
+	id, off := s.offset(layer, pos)
+	vo := off + p.cfg.BlockTokens*p.cfg.KVDim
+	kv := p.cfg.KVDim
+	if p.cfg.Type == kernels.F32 {
+		b := p.f32[id]
+		copy(b[off:off+kv], k)
+		copy(b[vo:vo+kv], v)
+		return
+	}
+	b := p.f16[id]
+	for i := range kv {
+		b[off+i] = kernels.FP32ToFP16(k[i])
+		b[vo+i] = kernels.FP32ToFP16(v[i])
+	}
+}
+
+// unshare gives the sequence its own copy of block bi if another sequence holds it too.
+func (s *Seq) unshare(bi int) error {
+	p := s.pool
+	old := s.table[bi]
+	p.mu.Lock()
+	shared := p.refs[old] > 1
+	p.mu.Unlock()
+	if !shared {
+		return nil
+	}
+	id, err := p.alloc()
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.cfg.Type == kernels.F32 {
+		copy(p.f32[id], p.f32[old])
+	} else {
+		copy(p.f16[id], p.f16[old])
+	}
+	p.mu.Unlock()
+	p.release([]int32{old})
+	s.table[bi] = id
+	return nil
+}
+
+// Key returns the key at (layer, pos) of an F32 pool as a view into the block; Value
+// likewise. For F16 pools use KeyInto/ValueInto.
+func (s *Seq) Key(layer, pos int) []float32 {
+	id, off := s.offset(layer, pos)
+	return s.pool.f32[id][off : off+s.pool.cfg.KVDim]
+}
+
+// Value returns the value at (layer, pos) of an F32 pool as a view into the block.
+func (s *Seq) Value(layer, pos int) []float32 {
+	id, off := s.offset(layer, pos)
+	off += s.pool.cfg.BlockTokens * s.pool.cfg.KVDim
+	return s.pool.f32[id][off : off+s.pool.cfg.KVDim]
+}
+
+// KeyInto returns the key at (layer, pos) as float32: a view for F32 pools, or dst
+// (len ≥ KVDim) filled by conversion for F16 pools.
+func (s *Seq) KeyInto(dst []float32, layer, pos int) []float32 {
+	if s.pool.cfg.Type == kernels.F32 {
+		return s.Key(layer, pos)
+	}
+	id, off := s.offset(layer, pos)
+	return s.halfInto(dst, id, off)
+}
+
+// ValueInto is KeyInto for values.
+func (s *Seq) ValueInto(dst []float32, layer, pos int) []float32 {
+	if s.pool.cfg.Type == kernels.F32 {
+		return s.Value(layer, pos)
+	}
+	id, off := s.offset(layer, pos)
+	return s.halfInto(dst, id, off+s.pool.cfg.BlockTokens*s.pool.cfg.KVDim)
+}
+
+func (s *Seq) halfInto(dst []float32, id int32, off int) []float32 {
+	kv := s.pool.cfg.KVDim
+	src := s.pool.f16[id][off : off+kv]
+	dst = dst[:kv]
+	for i, h := range src {
+		dst[i] = kernels.FP16ToFP32(h)
+	}
+	return dst
+}
+
+// Pool returns the pool the sequence draws on.
+func (s *Seq) Pool() *Pool { return s.pool }

@@ -1,0 +1,318 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/kvcache"
+)
+
+// ErrContextFull is returned by State.Forward when the tokens would run past the
+// model's context length.
+var ErrContextFull = errors.New("context window full")
+
+// ErrBadToken is returned by State.Forward for a token id outside the vocabulary.
+var ErrBadToken = errors.New("token id outside the vocabulary")
+
+// f32Bytes views a float32 slice as bytes (little-endian hosts).
+func f32Bytes(f []float32) []byte {
+	if len(f) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f))
+}
+
+func (m *Model) initRope() {
+	half := m.RopeDim / 2
+	m.ropeCos = make([]float32, m.Context*half)
+	m.ropeSin = make([]float32, m.Context*half)
+	for p := range m.Context {
+		for i := range half {
+			freq := 1 / math.Pow(float64(m.RopeBase), float64(2*i)/float64(m.RopeDim))
+			s, c := math.Sincos(float64(p) * freq)
+			m.ropeCos[p*half+i] = float32(c)
+			m.ropeSin[p*half+i] = float32(s)
+		}
+	}
+}
+
+// NewKVPool returns a KV cache pool shaped for m with the given byte budget and entry type.
+func (m *Model) NewKVPool(budget int64, typ kernels.Type) (*kvcache.Pool, error) {
+	return kvcache.NewPool(kvcache.Config{Layers: m.Layers, KVDim: m.KVDim(), Budget: budget, Type: typ})
+}
+
+// State runs forward passes for one sequence. It owns its scratch buffers and the
+// sequence's cache; it is used by one goroutine at a time.
+type State struct {
+	m    *Model
+	pool *kernels.Pool
+	Seq  *kvcache.Seq
+
+	maxBlock int
+	x, xb    []float32 // [block][Dim] residual stream and normed copy
+	q        []float32 // [block][Dim]
+	k, v     []float32 // [block][KVDim]
+	att      []float32 // [block][Dim] attention output
+	o        []float32 // [block][Dim]
+	gate, up []float32 // [block][FFN]
+	scores   []float32 // [block][Heads][Context]
+	kvTmp    []float32 // [block][Heads][2][HeadDim], conversion scratch for F16 caches
+	logits   []float32 // [block][Vocab]
+	normed   []float32 // [block][Dim] final-normed rows that need logits
+	outs     [][]float32         // reused argument of MatMuls
+	qkv, gu  [][]*kernels.Matrix // per layer: {Wq, Wk, Wv} and {Gate, Up}
+}
+
+// NewState returns a state that runs blocks of up to maxBlock tokens (longer inputs are
+// split) on pool, caching keys and values in seq.
+func (m *Model) NewState(pool *kernels.Pool, seq *kvcache.Seq, maxBlock int) *State {
+	if maxBlock < 1 {
+		maxBlock = 1
+	}
+	c := m.Config
+	b := maxBlock
+	st := &State{
+		m: m, pool: pool, Seq: seq, maxBlock: b,
+		x: make([]float32, b*c.Dim), xb: make([]float32, b*c.Dim),
+		q: make([]float32, b*c.Dim), k: make([]float32, b*c.KVDim()), v: make([]float32, b*c.KVDim()),
+		att: make([]float32, b*c.Dim), o: make([]float32, b*c.Dim),
+		gate: make([]float32, b*c.FFN), up: make([]float32, b*c.FFN),
+		scores: make([]float32, b*c.Heads*c.Context),
+		kvTmp:  make([]float32, b*c.Heads*2*c.HeadDim),
+		logits: make([]float32, b*c.Vocab),
+		normed: make([]float32, b*c.Dim),
+		outs:   make([][]float32, 0, 3),
+		qkv:    make([][]*kernels.Matrix, c.Layers), gu: make([][]*kernels.Matrix, c.Layers),
+	}
+	for i, l := range m.Blocks {
+		st.qkv[i] = []*kernels.Matrix{l.Wq, l.Wk, l.Wv}
+		st.gu[i] = []*kernels.Matrix{l.Gate, l.Up}
+	}
+	return st
+}
+
+// Model returns the model the state runs.
+func (s *State) Model() *Model { return s.m }
+
+// Forward runs tokens at positions Seq.Len(), Seq.Len()+1, … and appends them to the
+// cache. With all set it returns len(tokens)×Vocab logits, one row per token (the
+// prediction after it); otherwise only the last token's Vocab logits. The slice is
+// valid until the next call. On error the cache is left as it was.
+func (s *State) Forward(tokens []int32, all bool) ([]float32, error) {
+	c := s.m.Config
+	if len(tokens) == 0 {
+		return nil, errors.New("forward: no tokens")
+	}
+	for i, t := range tokens {
+		if t < 0 || int(t) >= c.Vocab {
+			return nil, fmt.Errorf("%w: token %d at index %d (vocabulary %d)", ErrBadToken, t, i, c.Vocab)
+		}
+	}
+	start := s.Seq.Len()
+	if start+len(tokens) > c.Context {
+		return nil, fmt.Errorf("%w: %d cached + %d new positions > context %d", ErrContextFull, start, len(tokens), c.Context)
+	}
+	if err := s.Seq.Grow(len(tokens)); err != nil {
+		return nil, err
+	}
+	var out []float32
+	if all && len(tokens) > s.maxBlock {
+		out = make([]float32, len(tokens)*c.Vocab)
+	}
+	for lo := 0; lo < len(tokens); lo += s.maxBlock {
+		hi := min(lo+s.maxBlock, len(tokens))
+		last := hi == len(tokens)
+		if !all && !last {
+			s.block(tokens[lo:hi], start+lo, 0)
+			continue
+		}
+		nLogits := 1
+		if all {
+			nLogits = hi - lo
+		}
+		l := s.block(tokens[lo:hi], start+lo, nLogits)
+		if out == nil {
+			return l, nil
+		}
+		copy(out[lo*c.Vocab:], l)
+	}
+	return out, nil
+}
+
+// block runs one block of n ≤ maxBlock tokens at positions pos…pos+n-1, whose cache
+// slots exist, and returns logits for the last nLogits tokens.
+func (s *State) block(tokens []int32, pos, nLogits int) []float32 {
+	m, c := s.m, s.m.Config
+	n := len(tokens)
+	dim, kvd := c.Dim, c.KVDim()
+	x := s.x[:n*dim]
+	for t, id := range tokens {
+		m.Embed.Row(x[t*dim:(t+1)*dim], int(id))
+	}
+	xb := s.xb[:n*dim]
+	for li := range m.Blocks {
+		l := &m.Blocks[li]
+		for t := range n {
+			rmsnorm(xb[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim], l.AttnNorm, c.NormEps)
+		}
+		q, k, v := s.q[:n*dim], s.k[:n*kvd], s.v[:n*kvd]
+		s.matmuls(xb, n, s.qkv[li], q, k, v)
+		for t := range n {
+			p := pos + t
+			s.rope(q[t*dim:(t+1)*dim], p)
+			s.rope(k[t*kvd:(t+1)*kvd], p)
+			s.Seq.Put(li, p, k[t*kvd:(t+1)*kvd], v[t*kvd:(t+1)*kvd])
+		}
+		s.attention(li, pos, n)
+		o := s.o[:n*dim]
+		s.pool.MatMul(o, l.Wo, s.att[:n*dim], n)
+		for i := range x {
+			x[i] += o[i]
+		}
+		for t := range n {
+			rmsnorm(xb[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim], l.FFNNorm, c.NormEps)
+		}
+		g, u := s.gate[:n*c.FFN], s.up[:n*c.FFN]
+		s.matmuls(xb, n, s.gu[li], g, u)
+		for i, gv := range g {
+			g[i] = gv / (1 + float32(math.Exp(float64(-gv)))) * u[i]
+		}
+		s.pool.MatMul(o, l.Down, g, n)
+		for i := range x {
+			x[i] += o[i]
+		}
+	}
+	if nLogits == 0 {
+		return nil
+	}
+	first := n - nLogits
+	normed := s.normed[:nLogits*dim]
+	for t := range nLogits {
+		rmsnorm(normed[t*dim:(t+1)*dim], x[(first+t)*dim:(first+t+1)*dim], m.FinalNorm, c.NormEps)
+	}
+	logits := s.logits[:nLogits*c.Vocab]
+	s.pool.MatMul(logits, m.Output, normed, nLogits)
+	return logits
+}
+
+// matmuls multiplies x (n tokens) by several matrices sharing their input in one dispatch.
+func (s *State) matmuls(x []float32, n int, ws []*kernels.Matrix, outs ...[]float32) {
+	s.outs = append(s.outs[:0], outs...)
+	s.pool.MatMuls(s.outs, ws, x, n)
+}
+
+// rmsnorm writes w ⊙ x / sqrt(mean(x²) + eps) to dst.
+func rmsnorm(dst, x, w []float32, eps float32) {
+	var ss float32
+	for _, v := range x {
+		ss += v * v
+	}
+	ss = ss/float32(len(x)) + eps
+	inv := float32(1 / math.Sqrt(float64(ss)))
+	for i, v := range x {
+		dst[i] = w[i] * (inv * v)
+	}
+}
+
+// rope rotates adjacent pairs (2i, 2i+1) of every head in vec by the angles of position p.
+func (s *State) rope(vec []float32, p int) {
+	c := s.m.Config
+	half := c.RopeDim / 2
+	cos := s.m.ropeCos[p*half : (p+1)*half]
+	sin := s.m.ropeSin[p*half : (p+1)*half]
+	for h := 0; h < len(vec); h += c.HeadDim {
+		head := vec[h : h+c.RopeDim]
+		for i := range half {
+			a, b := head[2*i], head[2*i+1]
+			head[2*i] = a*cos[i] - b*sin[i]
+			head[2*i+1] = a*sin[i] + b*cos[i]
+		}
+	}
+}
+
+// attention computes causal multi-head attention for the n tokens at pos… against the
+// cache, writing s.att. Each (token, head) pair is independent and computed by the same
+// code whatever n is.
+func (s *State) attention(layer, pos, n int) {
+	c := s.m.Config
+	hd, heads := c.HeadDim, c.Heads
+	group := heads / c.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	f16 := s.Seq.Pool().Config().Type == kernels.F16
+	s.pool.For(n*heads, func(lo, hi int) {
+		for th := lo; th < hi; th++ {
+			t, h := th/heads, th%heads
+			p := pos + t
+			q := s.q[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
+			kvo := (h / group) * hd
+			sc := s.scores[th*c.Context : th*c.Context+p+1]
+			tmp := s.kvTmp[th*2*hd : (th+1)*2*hd]
+			for j := range sc {
+				var kr []float32
+				if f16 {
+					kr = s.Seq.KeyInto(tmp, layer, j)
+				} else {
+					kr = s.Seq.Key(layer, j)
+				}
+				sc[j] = dot(q, kr[kvo:kvo+hd]) * scale
+			}
+			softmax(sc)
+			out := s.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
+			clear(out)
+			for j, a := range sc {
+				var vr []float32
+				if f16 {
+					vr = s.Seq.ValueInto(tmp, layer, j)
+				} else {
+					vr = s.Seq.Value(layer, j)
+				}
+				axpy(out, a, vr[kvo:kvo+hd])
+			}
+		}
+	})
+}
+
+func softmax(x []float32) {
+	mx := x[0]
+	for _, v := range x[1:] {
+		mx = max(mx, v)
+	}
+	var sum float32
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - mx)))
+		x[i] = e
+		sum += e
+	}
+	inv := 1 / sum
+	for i := range x {
+		x[i] *= inv
+	}
+}
+
+// dot is a fixed-order float32 dot product (four interleaved partial sums).
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// axpy adds a·x to y.
+func axpy(y []float32, a float32, x []float32) {
+	x = x[:len(y)]
+	for i := range y {
+		y[i] += a * x[i]
+	}
+}

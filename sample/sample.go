@@ -1,0 +1,271 @@
+// Package sample turns logits into tokens: greedy, temperature, top-k, top-p and min-p,
+// with randomness drawn from a counter-based generator keyed by (seed, position, token)
+// so that a seeded run does not depend on how tokens were batched, which replica ran
+// them, or whether speculation was on. Sampling is by the Gumbel-max trick: the token is
+// the argmax over the kept candidates of logit/T + g(seed, position, token), where g is
+// standard Gumbel noise. A draft model that uses the same noise (Coupled) predicts the
+// verifier's token exactly whenever the two models agree enough.
+//
+// The package depends only on the standard library.
+package sample
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Params are the sampling settings of one request. The zero value is greedy decoding.
+type Params struct {
+	Temperature float32 // 0 means greedy (argmax); must be ≥ 0
+	TopK        int     // keep the K most likely tokens; 0 means off
+	TopP        float32 // keep the smallest set with cumulative probability ≥ TopP; 0 or 1 means off
+	MinP        float32 // drop tokens with probability < MinP × the top probability; 0 means off
+	Seed        uint64
+}
+
+// ErrInvalid is wrapped by Params.Validate for settings out of range.
+var ErrInvalid = errors.New("invalid sampling parameter")
+
+// Validate checks the ranges: temperature ≥ 0, top-k ≥ 0, top-p in [0,1], min-p in [0,1].
+func (p Params) Validate() error {
+	switch {
+	case p.Temperature < 0 || math.IsNaN(float64(p.Temperature)) || math.IsInf(float64(p.Temperature), 0):
+		return fmt.Errorf("%w: temperature %v must be a finite value ≥ 0", ErrInvalid, p.Temperature)
+	case p.TopK < 0:
+		return fmt.Errorf("%w: top_k %d must be ≥ 0", ErrInvalid, p.TopK)
+	case !(p.TopP >= 0 && p.TopP <= 1):
+		return fmt.Errorf("%w: top_p %v must be in (0, 1]", ErrInvalid, p.TopP)
+	case !(p.MinP >= 0 && p.MinP <= 1):
+		return fmt.Errorf("%w: min_p %v must be in [0, 1]", ErrInvalid, p.MinP)
+	}
+	return nil
+}
+
+// Greedy reports whether p selects the argmax.
+func (p Params) Greedy() bool { return p.Temperature == 0 }
+
+// Argmax returns the index of the largest logit; ties go to the lowest index.
+func Argmax(logits []float32) int32 {
+	best, bi := float32(math.Inf(-1)), 0
+	for i, v := range logits {
+		if v > best {
+			best, bi = v, i
+		}
+	}
+	return int32(bi)
+}
+
+// Dist is a sparse probability distribution over token ids: Probs[i] is the
+// probability of IDs[i]; ids are sorted by decreasing probability; probabilities sum to 1.
+type Dist struct {
+	IDs   []int32
+	Probs []float32
+	// logits/T of each kept id, aligned with IDs; used by Gumbel-max.
+	scaled []float32
+}
+
+// Prob returns the probability of id (0 if it is not in the support).
+func (d *Dist) Prob(id int32) float32 {
+	for i, x := range d.IDs {
+		if x == id {
+			return d.Probs[i]
+		}
+	}
+	return 0
+}
+
+// Len is the size of the support.
+func (d *Dist) Len() int { return len(d.IDs) }
+
+// Sampler computes filtered distributions and draws tokens. It owns scratch buffers:
+// one Sampler per goroutine.
+type Sampler struct {
+	P    Params
+	idx  []int32
+	dist Dist
+}
+
+// New returns a sampler for p.
+func New(p Params) *Sampler { return &Sampler{P: p} }
+
+// Distribution returns the distribution the sampler draws from at these logits:
+// softmax(logits/T) restricted by top-k, then top-p, then min-p, renormalised. For greedy
+// parameters it is the point mass on the argmax. The result is valid until the next call.
+func (s *Sampler) Distribution(logits []float32) *Dist {
+	d := &s.dist
+	d.IDs, d.Probs, d.scaled = d.IDs[:0], d.Probs[:0], d.scaled[:0]
+	if s.P.Greedy() {
+		d.IDs = append(d.IDs, Argmax(logits))
+		d.Probs = append(d.Probs, 1)
+		d.scaled = append(d.scaled, 0)
+		return d
+	}
+	invT := 1 / s.P.Temperature
+	// Sort candidate ids by logit, descending (ties by id, so the order is total).
+	s.idx = s.idx[:0]
+	for i := range logits {
+		s.idx = append(s.idx, int32(i))
+	}
+	k := len(logits)
+	if s.P.TopK > 0 && s.P.TopK < k {
+		k = s.P.TopK
+	}
+	cmp := func(a, b int32) int {
+		la, lb := logits[a], logits[b]
+		switch {
+		case la > lb:
+			return -1
+		case la < lb:
+			return 1
+		}
+		return int(a) - int(b)
+	}
+	if k < len(s.idx) {
+		partialSort(s.idx, k, cmp)
+		s.idx = s.idx[:k]
+	} else {
+		slices.SortFunc(s.idx, cmp)
+	}
+	// Softmax in float64 over the kept candidates.
+	top := float64(logits[s.idx[0]]) * float64(invT)
+	sum := 0.0
+	for _, id := range s.idx {
+		x := float64(logits[id]) * float64(invT)
+		e := math.Exp(x - top)
+		d.IDs = append(d.IDs, id)
+		d.Probs = append(d.Probs, float32(e))
+		d.scaled = append(d.scaled, float32(x))
+		sum += e
+	}
+	n := len(d.IDs)
+	if s.P.TopP > 0 && s.P.TopP < 1 {
+		cum, lim := 0.0, float64(s.P.TopP)*sum
+		for i := range n {
+			cum += float64(d.Probs[i])
+			if cum >= lim {
+				n = i + 1
+				break
+			}
+		}
+	}
+	if s.P.MinP > 0 {
+		// d.Probs[0] is exp(0) = 1: the cut is MinP relative to the top token.
+		for i := 1; i < n; i++ {
+			if d.Probs[i] < s.P.MinP {
+				n = i
+				break
+			}
+		}
+	}
+	d.IDs, d.Probs, d.scaled = d.IDs[:n], d.Probs[:n], d.scaled[:n]
+	sum = 0
+	for _, p := range d.Probs {
+		sum += float64(p)
+	}
+	for i := range d.Probs {
+		d.Probs[i] = float32(float64(d.Probs[i]) / sum)
+	}
+	return d
+}
+
+// Sample draws the token at absolute position pos: the argmax for greedy parameters,
+// otherwise Gumbel-max over Distribution(logits) with noise keyed by (seed, pos, token).
+func (s *Sampler) Sample(logits []float32, pos int) int32 {
+	if s.P.Greedy() {
+		return Argmax(logits)
+	}
+	return s.GumbelMax(s.Distribution(logits), pos)
+}
+
+// GumbelMax returns argmax over d's support of logit/T + Gumbel(seed, pos, id). With the
+// same seed and position, a draft and a verifier share every noise value, so the
+// verifier's choice is exactly that of plain decoding and the draft's choice matches it
+// whenever its distribution is close enough.
+func (s *Sampler) GumbelMax(d *Dist, pos int) int32 {
+	best, bi := math.Inf(-1), int32(-1)
+	for i, id := range d.IDs {
+		v := float64(d.scaled[i]) + Gumbel(s.P.Seed, uint64(pos), uint64(id))
+		if v > best {
+			best, bi = v, id
+		}
+	}
+	return bi
+}
+
+// Uniform returns a deterministic uniform value in (0, 1) for (seed, pos, stream).
+func Uniform(seed, pos, stream uint64) float64 {
+	h := mix(seed ^ mix(pos^0x9e3779b97f4a7c15) ^ mix(stream+0x632be59bd9b4e019))
+	return (float64(h>>11) + 0.5) * (1.0 / (1 << 53))
+}
+
+// Gumbel returns standard Gumbel noise for (seed, pos, token).
+func Gumbel(seed, pos, token uint64) float64 {
+	return -math.Log(-math.Log(Uniform(seed, pos, token)))
+}
+
+// mix is SplitMix64's finaliser: a bijection with good avalanche.
+func mix(z uint64) uint64 {
+	z += 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// partialSort moves the k smallest elements (by cmp) of s to s[:k], sorted.
+func partialSort(s []int32, k int, cmp func(a, b int32) int) {
+	// Quickselect then sort the head.
+	lo, hi := 0, len(s)-1
+	for lo < hi {
+		p := s[(lo+hi)/2]
+		i, j := lo, hi
+		for i <= j {
+			for cmp(s[i], p) < 0 {
+				i++
+			}
+			for cmp(s[j], p) > 0 {
+				j--
+			}
+			if i <= j {
+				s[i], s[j] = s[j], s[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k-1 <= j:
+			hi = j
+		case k-1 >= i:
+			lo = i
+		default:
+			lo = hi
+		}
+	}
+	slices.SortFunc(s[:k], cmp)
+}
+
+// Truncate keeps the k most likely tokens (k ≤ 0 keeps all) and renormalises.
+func (d *Dist) Truncate(k int) {
+	if k <= 0 || k >= len(d.IDs) {
+		return
+	}
+	d.IDs, d.Probs, d.scaled = d.IDs[:k], d.Probs[:k], d.scaled[:k]
+	sum := 0.0
+	for _, p := range d.Probs {
+		sum += float64(p)
+	}
+	for i := range d.Probs {
+		d.Probs[i] = float32(float64(d.Probs[i]) / sum)
+	}
+}
+
+// Clone returns a copy that does not share storage with the sampler's buffers.
+func (d *Dist) Clone() Dist {
+	return Dist{IDs: slices.Clone(d.IDs), Probs: slices.Clone(d.Probs), scaled: slices.Clone(d.scaled)}
+}
+
+// NewDist builds a distribution from ids and probabilities (as received from a peer).
+func NewDist(ids []int32, probs []float32) Dist {
+	return Dist{IDs: ids, Probs: probs}
+}

@@ -1,0 +1,93 @@
+// Package spec holds the vocabulary that a draft and a verifier share — proposals,
+// verdicts and verification modes — and the rules both sides apply to them. It is the
+// domain form of the speculation protocol, free of gRPC; draft and verifier import it
+// and never each other.
+//
+// The protocol, with positions counted from 0 over the whole sequence (prompt
+// included):
+//
+//   - The verifier owns the committed sequence. The draft keeps its own copy plus the
+//     tokens it has proposed beyond it.
+//   - A Proposal carries tokens for positions Start, Start+1, … and, in rejection mode,
+//     the draft's exact sampling distribution for each.
+//   - Pipelining: the draft keeps proposing later rounds assuming everything it sent is
+//     accepted and that the verifier's bonus token equals its own next token.
+//   - A Verdict carries the committed tokens from Position on: any the verifier decoded
+//     without the draft, the accepted ones are implied, and the last is the correction or
+//     bonus. The draft keeps its proposals where they agree and rolls back where not.
+//   - The verifier uses a proposal only if it was made after the last verdict that
+//     contradicted the draft (Base ≥ that verdict's Seq), it starts at or before the
+//     committed end, and its tokens before the committed end equal the committed ones;
+//     anything else is stale and dropped.
+package spec
+
+import (
+	"fmt"
+
+	"github.com/specd-dev/specd/sample"
+)
+
+// Mode is how sampled (temperature > 0) proposals are verified. Greedy requests are
+// verified by exact match whatever the mode.
+type Mode int
+
+// Verification modes.
+const (
+	// Coupled: draft and verifier draw with the same Gumbel noise keyed by (seed,
+	// position); the verifier's token is exactly plain decoding's, and a draft token is
+	// accepted when it equals it. A seeded request gives the same tokens whatever γ,
+	// pipelining, replica or failover.
+	Coupled Mode = iota + 1
+	// Rejection: accept x with probability min(1, p(x)/q(x)), else sample from
+	// normalize(max(0, p−q)) (Leviathan et al. 2023, Algorithm 1; Chen et al. 2023).
+	Rejection
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Coupled:
+		return "coupled"
+	case Rejection:
+		return "rejection"
+	}
+	return fmt.Sprintf("mode(%d)", int(m))
+}
+
+// ParseMode parses "coupled" or "rejection".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "coupled":
+		return Coupled, nil
+	case "rejection":
+		return Rejection, nil
+	}
+	return 0, fmt.Errorf("unknown verification mode %q (want coupled or rejection)", s)
+}
+
+// Proposal is one round of draft tokens.
+type Proposal struct {
+	Round  uint64        // increases by one per proposal of a session, from 1
+	Base   uint64        // Seq of the last verdict the draft had applied when it drafted this
+	Start  int           // absolute position of Tokens[0]
+	Tokens []int32       // the drafted tokens
+	Dists  []sample.Dist // the draft's distribution for each token (rejection mode), else nil
+}
+
+// Verdict answers a proposal (or tells the draft of tokens decoded without one).
+type Verdict struct {
+	Round     uint64  // the proposal answered
+	Seq       uint64  // numbers the verdicts of a session 1, 2, …
+	Accepted  int     // how many of that proposal's tokens were committed
+	Position  int     // absolute position of Tokens[0]
+	Tokens    []int32 // committed tokens from Position on; the last is the verifier's own
+	NextGamma int     // how many tokens to draft per round from now on
+}
+
+// Session options that both sides must agree on.
+type Options struct {
+	Sampling     sample.Params
+	Mode         Mode
+	Gamma        int // initial tokens per round
+	MaxPosition  int // never propose at or past this position
+	ProposalTopK int // rejection mode: support size of the draft distributions sent
+}

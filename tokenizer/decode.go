@@ -1,0 +1,140 @@
+package tokenizer
+
+import "unicode/utf8"
+
+// Decode returns the text of ids, as SentencePiece's Decode does:
+//   - BOS, EOS and control tokens decode to nothing; ids out of range are skipped;
+//   - '▁' in a piece (SpaceIsMeta vocabularies) becomes ' ';
+//   - the first piece that produces text loses its leading space if it has one: the
+//     dummy prefix Encode added (only that piece: "▁▁a" decodes to " a");
+//   - byte tokens contribute their bytes, and any byte sequence that is not valid UTF-8
+//     becomes U+FFFD, one per invalid byte (an incomplete sequence at the end included);
+//   - UNK decodes to " ⁇ " (SentencePiece's unk surface).
+//
+// For text without a literal '▁', Decode(Encode(text, b)) == text.
+func (t *Tokenizer) Decode(ids []int32) string {
+	raw := make([]byte, 0, 4*len(ids))
+	atStart := true
+	for _, id := range ids {
+		raw = t.appendRaw(raw, id, &atStart)
+	}
+	if utf8.Valid(raw) {
+		return string(raw)
+	}
+	out, _ := appendValid(make([]byte, 0, len(raw)+8), raw, true)
+	return string(out)
+}
+
+// appendRaw appends the bytes of id to dst, before UTF-8 validation. atStart is true
+// while no piece has produced text and no dummy-prefix space has been dropped.
+func (t *Tokenizer) appendRaw(dst []byte, id int32, atStart *bool) []byte {
+	if id < 0 || int(id) >= len(t.types) || id == t.bos || id == t.eos {
+		return dst
+	}
+	switch t.types[id] {
+	case TypeControl:
+		return dst
+	case TypeByte:
+		*atStart = false
+		b, _ := parseByteToken(t.pieces[id]) // New checked it
+		return append(dst, b)
+	case TypeUnknown:
+		*atStart = false
+		return append(dst, unkSurface...)
+	}
+	s := t.surface[id]
+	if *atStart && t.leadSpace[id] {
+		s = s[1:] // the space symbol decodes to one ' '
+		*atStart = false
+	}
+	if s != "" {
+		*atStart = false
+	}
+	return append(dst, s...)
+}
+
+// appendValid appends the UTF-8 characters at the front of src to dst, with U+FFFD for
+// each invalid byte, and returns how many bytes of src it consumed. Unless final, it stops
+// before an incomplete sequence at the end of src that more bytes could complete.
+//
+// Stopping only there makes validation compose: by the definition of utf8.FullRune, what
+// DecodeRune reads from a full prefix does not depend on the bytes after it, so
+// validating a stream in pieces cut this way gives the same text as validating it whole.
+func appendValid(dst, src []byte, final bool) ([]byte, int) {
+	i := 0
+	for i < len(src) {
+		rest := src[i:]
+		if !final && !utf8.FullRune(rest) {
+			break
+		}
+		r, n := utf8.DecodeRune(rest)
+		if r == utf8.RuneError && n == 1 {
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+		} else {
+			dst = append(dst, rest[:n]...)
+		}
+		i += n
+	}
+	return dst, i
+}
+
+// completeLen is the number of bytes appendValid(dst, src, false) consumes.
+func completeLen(src []byte) int {
+	i := 0
+	for i < len(src) && utf8.FullRune(src[i:]) {
+		_, n := utf8.DecodeRune(src[i:])
+		i += n
+	}
+	return i
+}
+
+// Decoder turns generated ids into text as they arrive, for streaming. It holds back the
+// bytes of a character that byte tokens have only begun, so each piece of text it returns
+// is valid UTF-8 and final. A Decoder is used by one goroutine.
+type Decoder struct {
+	t       *Tokenizer
+	atStart bool
+	pending []byte // bytes not yet returned: at most an incomplete UTF-8 sequence between calls
+}
+
+// NewDecoder returns a Decoder that continues after prev, the ids whose text has already
+// been shown (the prompt, typically, BOS included): prev decides whether the next piece's
+// leading space is the dummy prefix (it is only if prev produced no text), and an
+// incomplete character at the end of prev is completed by the new ids. The Decoder keeps
+// no reference to prev.
+//
+// Let emitted(prev) be the text a Decoder returns from Next for prev's ids. Then
+// emitted(prev) followed by every Next(id) result and Flush() equals Decode(prev + ids).
+func (t *Tokenizer) NewDecoder(prev []int32) *Decoder {
+	d := &Decoder{t: t, atStart: true}
+	for _, id := range prev {
+		d.pending = t.appendRaw(d.pending, id, &d.atStart)
+		n := completeLen(d.pending)
+		d.pending = append(d.pending[:0], d.pending[n:]...)
+	}
+	return d
+}
+
+// Next returns the text that id completes: "" for control tokens and for a byte that
+// starts or continues an incomplete character.
+func (d *Decoder) Next(id int32) string {
+	d.pending = d.t.appendRaw(d.pending, id, &d.atStart)
+	return d.take(false)
+}
+
+// Flush returns what is still held back, an incomplete character, as U+FFFD per byte,
+// and leaves the Decoder empty. Call it when the sequence ends.
+func (d *Decoder) Flush() string {
+	return d.take(true)
+}
+
+func (d *Decoder) take(final bool) string {
+	if utf8.Valid(d.pending) { // the common case: whole characters only (or nothing)
+		s := string(d.pending)
+		d.pending = d.pending[:0]
+		return s
+	}
+	out, n := appendValid(nil, d.pending, final)
+	d.pending = append(d.pending[:0], d.pending[n:]...)
+	return string(out)
+}

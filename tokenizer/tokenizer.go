@@ -1,0 +1,351 @@
+// Package tokenizer turns text into token ids and back with a SentencePiece-style BPE
+// vocabulary: the scored pieces that GGUF files carry under tokenizer.ggml.* and that
+// llama2.c's tokenizer.bin stores.
+//
+// Encoding follows SentencePiece's BPE model (and llama.cpp's SPM tokenizer, which
+// reproduces it): a dummy-prefix space, no other normalization, greedy merging of the
+// adjacent pair whose concatenation is the best-scored piece, and byte fallback for
+// characters the vocabulary lacks. Decoding follows SentencePiece's Decode, including the
+// removal of the dummy-prefix space and U+FFFD for invalid byte sequences.
+//
+// The package depends only on the standard library. It reads no files: the model loader
+// (gguf, llama2c) fills a Vocab and calls New. A Tokenizer is immutable and safe for
+// concurrent use; a Decoder is not.
+package tokenizer
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// TokenType is the kind of a vocabulary entry, numbered as GGUF's
+// tokenizer.ggml.token_type and SentencePiece's ModelProto.SentencePiece.Type.
+type TokenType int32
+
+// Token types. The zero value means "not given": New infers the type as it does when
+// Vocab.Types is nil.
+const (
+	TypeNormal      TokenType = 1 // a piece formed by BPE merges (or a single character)
+	TypeUnknown     TokenType = 2 // <unk>: stands for text the vocabulary cannot spell
+	TypeControl     TokenType = 3 // <s>, </s>: never produced from text, decodes to nothing
+	TypeUserDefined TokenType = 4 // matched in the text as a whole, never split or merged
+	TypeUnused      TokenType = 5 // may be formed by a merge, but is emitted as its two halves
+	TypeByte        TokenType = 6 // <0xNN>: one byte of byte fallback
+)
+
+func (tt TokenType) String() string {
+	switch tt {
+	case 0:
+		return "unspecified"
+	case TypeNormal:
+		return "normal"
+	case TypeUnknown:
+		return "unknown"
+	case TypeControl:
+		return "control"
+	case TypeUserDefined:
+		return "user-defined"
+	case TypeUnused:
+		return "unused"
+	case TypeByte:
+		return "byte"
+	}
+	return fmt.Sprintf("TokenType(%d)", int32(tt))
+}
+
+// metaSpace is SentencePiece's visible space, U+2581 LOWER ONE EIGHTH BLOCK.
+const metaSpace = "\u2581"
+
+// unkSurface is what an <unk> token decodes to: SentencePiece's default unk_surface.
+const unkSurface = " \u2047 "
+
+// Vocab is a vocabulary as a model file stores it. New copies what it keeps, so the
+// caller may reuse the slices afterwards.
+type Vocab struct {
+	// Tokens holds the piece of each id. Scores (same length) rank merges: the higher,
+	// the earlier a pair is merged.
+	Tokens []string
+	Scores []float32
+	// Types has one entry per id, or is nil: then (and for any zero entry) the type is
+	// inferred: UNK is unknown, BOS and EOS are control, "<0xNN>" is byte, the rest normal.
+	Types []TokenType
+	// BOS and EOS must be valid ids. UNK is a valid id, or -1 when the vocabulary has a
+	// byte token for each of the 256 byte values (so nothing ever needs <unk>).
+	BOS, EOS, UNK int32
+	// AddBOS records whether the model expects BOS before a prompt
+	// (tokenizer.ggml.add_bos_token). Encode does not consult it; callers pass it on.
+	AddBOS bool
+	// SpaceIsMeta is true for SentencePiece and GGUF vocabularies, whose pieces spell a
+	// space as U+2581 '▁'; false for llama2.c's tokenizer.bin, which stores ' ' itself.
+	SpaceIsMeta bool
+}
+
+// ErrInvalidVocab is returned (wrapped, naming the problem) by New for a vocabulary it
+// cannot use.
+var ErrInvalidVocab = errors.New("tokenizer: invalid vocabulary")
+
+// Tokenizer encodes and decodes with one vocabulary. Build it with New.
+type Tokenizer struct {
+	pieces []string
+	scores []float32
+	types  []TokenType
+
+	bos, eos, unk int32
+	addBOS        bool
+	space         string // the piece spelling of a space: metaSpace or " "
+	spaceIsMeta   bool
+
+	// merge maps the text of every piece that BPE may form (normal and unused) to its id;
+	// for duplicated pieces the lowest id wins.
+	merge    map[string]int32
+	maxMerge int // the longest key of merge, in bytes
+	// user maps user-defined pieces to their ids; userLens lists their distinct byte
+	// lengths, longest first. Both are empty for most vocabularies.
+	user     map[string]int32
+	userLens []int
+	// byteID is the id of each byte's <0xNN> token, or -1.
+	byteID [256]int32
+
+	// surface is the decoded text of each normal, user-defined and unused id (spaces
+	// restored); leadSpace marks those whose piece starts with the space, so the dummy
+	// prefix can be dropped from the first one.
+	surface   []string
+	leadSpace []bool
+
+	hash string
+}
+
+// New checks v and builds a Tokenizer from it. It returns an error wrapping
+// ErrInvalidVocab when the slices' lengths disagree, a special id is out of range, a type
+// or score is invalid (NaN), or a byte token is not spelled "<0xNN>". Duplicate pieces are
+// allowed; when text could match several ids, the lowest one is used.
+func New(v Vocab) (*Tokenizer, error) {
+	n := len(v.Tokens)
+	switch {
+	case n == 0:
+		return nil, fmt.Errorf("%w: no tokens", ErrInvalidVocab)
+	case n > math.MaxInt32:
+		return nil, fmt.Errorf("%w: %d tokens do not fit int32 ids", ErrInvalidVocab, n)
+	case len(v.Scores) != n:
+		return nil, fmt.Errorf("%w: %d scores for %d tokens", ErrInvalidVocab, len(v.Scores), n)
+	case v.Types != nil && len(v.Types) != n:
+		return nil, fmt.Errorf("%w: %d types for %d tokens", ErrInvalidVocab, len(v.Types), n)
+	}
+	inRange := func(id int32) bool { return id >= 0 && int(id) < n }
+	if !inRange(v.BOS) {
+		return nil, fmt.Errorf("%w: BOS id %d out of range [0,%d)", ErrInvalidVocab, v.BOS, n)
+	}
+	if !inRange(v.EOS) {
+		return nil, fmt.Errorf("%w: EOS id %d out of range [0,%d)", ErrInvalidVocab, v.EOS, n)
+	}
+	if !inRange(v.UNK) && v.UNK != -1 {
+		return nil, fmt.Errorf("%w: UNK id %d out of range [0,%d) and not -1", ErrInvalidVocab, v.UNK, n)
+	}
+
+	t := &Tokenizer{
+		pieces:      append([]string(nil), v.Tokens...),
+		scores:      append([]float32(nil), v.Scores...),
+		types:       make([]TokenType, n),
+		bos:         v.BOS,
+		eos:         v.EOS,
+		unk:         v.UNK,
+		addBOS:      v.AddBOS,
+		space:       " ",
+		spaceIsMeta: v.SpaceIsMeta,
+		merge:       make(map[string]int32, n),
+		surface:     make([]string, n),
+		leadSpace:   make([]bool, n),
+	}
+	if v.SpaceIsMeta {
+		t.space = metaSpace
+	}
+	for i := range t.byteID {
+		t.byteID[i] = -1
+	}
+
+	for i, p := range t.pieces {
+		id := int32(i)
+		if s := t.scores[i]; s != s {
+			return nil, fmt.Errorf("%w: score of id %d (%q) is NaN", ErrInvalidVocab, id, p)
+		}
+		var tt TokenType
+		if v.Types != nil {
+			tt = v.Types[i]
+		}
+		if tt < 0 || tt > TypeByte {
+			return nil, fmt.Errorf("%w: id %d (%q) has type %d", ErrInvalidVocab, id, p, int32(tt))
+		}
+		if tt == 0 {
+			tt = inferType(id, p, &v)
+		}
+		t.types[i] = tt
+
+		switch tt {
+		case TypeByte:
+			b, ok := parseByteToken(p)
+			if !ok {
+				return nil, fmt.Errorf("%w: byte token %d is %q, want <0xNN>", ErrInvalidVocab, id, p)
+			}
+			if t.byteID[b] < 0 {
+				t.byteID[b] = id
+			}
+		case TypeNormal, TypeUnused, TypeUserDefined:
+			t.surface[i] = p
+			if v.SpaceIsMeta {
+				t.surface[i] = strings.ReplaceAll(p, metaSpace, " ")
+			}
+			t.leadSpace[i] = strings.HasPrefix(p, t.space)
+			if p == "" {
+				break
+			}
+			if tt == TypeUserDefined {
+				if t.user == nil {
+					t.user = make(map[string]int32)
+				}
+				if _, dup := t.user[p]; !dup {
+					t.user[p] = id
+				}
+				break
+			}
+			if _, dup := t.merge[p]; !dup {
+				t.merge[p] = id
+				t.maxMerge = max(t.maxMerge, len(p))
+			}
+		}
+	}
+	if t.unk < 0 {
+		for b, id := range t.byteID {
+			if id < 0 {
+				return nil, fmt.Errorf("%w: UNK is -1 but there is no byte token <0x%02X>", ErrInvalidVocab, b)
+			}
+		}
+	}
+	if len(t.user) > 0 {
+		seen := map[int]bool{}
+		for p := range t.user {
+			if !seen[len(p)] {
+				seen[len(p)] = true
+				t.userLens = append(t.userLens, len(p))
+			}
+		}
+		sort.Sort(sort.Reverse(sort.IntSlice(t.userLens)))
+	}
+	t.hash = t.computeHash()
+	return t, nil
+}
+
+// inferType is the type of a token when the vocabulary does not give one.
+func inferType(id int32, piece string, v *Vocab) TokenType {
+	switch {
+	case id == v.UNK:
+		return TypeUnknown
+	case id == v.BOS || id == v.EOS:
+		return TypeControl
+	}
+	if _, ok := parseByteToken(piece); ok {
+		return TypeByte
+	}
+	return TypeNormal
+}
+
+// parseByteToken reads SentencePiece's spelling of a byte token, "<0xNN>" with two hex
+// digits (either case).
+func parseByteToken(p string) (byte, bool) {
+	if len(p) != 6 || p[:3] != "<0x" || p[5] != '>' {
+		return 0, false
+	}
+	hi, ok1 := hexDigit(p[3])
+	lo, ok2 := hexDigit(p[4])
+	return hi<<4 | lo, ok1 && ok2
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// VocabSize returns the number of ids; valid ids are [0, VocabSize()).
+func (t *Tokenizer) VocabSize() int { return len(t.pieces) }
+
+// BOS returns the beginning-of-sequence id.
+func (t *Tokenizer) BOS() int32 { return t.bos }
+
+// EOS returns the end-of-sequence id.
+func (t *Tokenizer) EOS() int32 { return t.eos }
+
+// UNK returns the unknown-token id, or -1 when the vocabulary has none.
+func (t *Tokenizer) UNK() int32 { return t.unk }
+
+// AddBOS reports whether the model expects BOS before a prompt (Vocab.AddBOS).
+func (t *Tokenizer) AddBOS() bool { return t.addBOS }
+
+// Piece returns the vocabulary entry of id as stored (with '▁' for spaces when the
+// vocabulary uses it), or "" for an id out of range.
+func (t *Tokenizer) Piece(id int32) string {
+	if id < 0 || int(id) >= len(t.pieces) {
+		return ""
+	}
+	return t.pieces[id]
+}
+
+// Type returns the type of id (given or inferred), or 0 for an id out of range.
+func (t *Tokenizer) Type(id int32) TokenType {
+	if id < 0 || int(id) >= len(t.types) {
+		return 0
+	}
+	return t.types[id]
+}
+
+// Hash returns a hex SHA-256 of everything that decides what the ids mean: each id's
+// type, score and piece, and the BOS, EOS and UNK ids. Two tokenizers with the same Hash
+// decode every id alike and encode alike any text without a literal '▁', so a draft and a
+// verifier may share token ids only when their Hashes agree. The hash does not depend on
+// how the vocabulary spells a space ('▁' or ' '), on the text of control tokens (which
+// never appear in text), or on AddBOS, so a GGUF vocabulary and the llama2.c
+// tokenizer.bin it was converted from hash alike. It is stable across builds.
+func (t *Tokenizer) Hash() string { return t.hash }
+
+func (t *Tokenizer) computeHash() string {
+	h := sha256.New()
+	var buf [8]byte
+	putU32 := func(x uint32) {
+		binary.LittleEndian.PutUint32(buf[:4], x)
+		h.Write(buf[:4])
+	}
+	h.Write([]byte("specd tokenizer vocabulary v1\x00"))
+	putU32(uint32(len(t.pieces)))
+	for i, p := range t.pieces {
+		tt := t.types[i]
+		putU32(uint32(tt))
+		s := t.scores[i]
+		if s == 0 {
+			s = 0 // one zero: -0 and +0 rank alike
+		}
+		putU32(math.Float32bits(s))
+		switch {
+		case tt == TypeControl:
+			p = ""
+		case !t.spaceIsMeta:
+			p = strings.ReplaceAll(p, " ", metaSpace)
+		}
+		putU32(uint32(len(p)))
+		h.Write([]byte(p))
+	}
+	putU32(uint32(t.bos))
+	putU32(uint32(t.eos))
+	putU32(uint32(t.unk))
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,89 @@
+package verifier
+
+import (
+	"math"
+	"time"
+)
+
+// Gamma chooses how many tokens the draft should propose per round, from the observed
+// acceptance and the measured cost of verification passes. It maximises expected
+// committed tokens per unit of verifier time:
+//
+//	E(γ) = (1 − α^(γ+1)) / (1 − α)        tokens per round (Leviathan et al. 2023, eq. 1)
+//	T(γ) = c₀ + c₁·γ + rtt                verifier time per round
+//
+// where α is the per-token acceptance probability (estimated from recent rounds as
+// accepted / (accepted + rejections), with a prior), c₀ and c₁ come from timed forward
+// passes (a block of γ+1 tokens costs c₀ + c₁·γ), and rtt is the verifier's wait for
+// proposals. The zero value is not usable; use NewGamma.
+type Gamma struct {
+	Max   int // largest γ
+	Fixed int // > 0: always this γ (the request fixed it)
+
+	acc, rej float64 // decayed counts of accepted tokens and of rounds ending in a rejection
+	c0, c1   float64 // seconds: cost of a 1-token pass, extra cost per extra token
+	rtt      float64 // seconds waited for a proposal, per round
+	passes   int
+}
+
+// NewGamma returns a policy capped at max, starting from a neutral prior.
+func NewGamma(max, fixed int) *Gamma {
+	return &Gamma{Max: max, Fixed: fixed, acc: 2, rej: 1, c0: 1, c1: 0.1}
+}
+
+const decay = 0.9 // weight of history per observed round
+
+// ObserveRound records a verified round: drafted tokens checked, accepted of them.
+func (g *Gamma) ObserveRound(drafted, accepted int) {
+	g.acc = g.acc*decay + float64(accepted)
+	r := 0.0
+	if accepted < drafted {
+		r = 1
+	}
+	g.rej = g.rej*decay + r
+}
+
+// ObservePass records the time of a forward pass over n tokens (n ≥ 1).
+func (g *Gamma) ObservePass(n int, d time.Duration) {
+	s := d.Seconds()
+	if s <= 0 {
+		return
+	}
+	const w = 0.2
+	if g.passes == 0 {
+		// Until both are measured, assume a block costs little more than one step.
+		g.c0, g.c1 = s, s*0.1
+	}
+	g.passes++
+	if n == 1 {
+		g.c0 = (1-w)*g.c0 + w*s
+		return
+	}
+	extra := (s - g.c0) / float64(n-1)
+	g.c1 = (1-w)*g.c1 + w*max(extra, 0)
+}
+
+// ObserveWait records time the verifier spent waiting for a proposal.
+func (g *Gamma) ObserveWait(d time.Duration) {
+	g.rtt = 0.8*g.rtt + 0.2*d.Seconds()
+}
+
+// Alpha is the current estimate of the per-token acceptance probability.
+func (g *Gamma) Alpha() float64 { return g.acc / (g.acc + g.rej) }
+
+// Next returns the γ to ask of the draft.
+func (g *Gamma) Next() int {
+	if g.Fixed > 0 {
+		return g.Fixed
+	}
+	a := math.Min(g.Alpha(), 0.999)
+	best, bestRate := 1, 0.0
+	for γ := 1; γ <= g.Max; γ++ {
+		e := (1 - math.Pow(a, float64(γ+1))) / (1 - a)
+		t := g.c0 + g.c1*float64(γ) + g.rtt
+		if r := e / t; r > bestRate {
+			best, bestRate = γ, r
+		}
+	}
+	return best
+}

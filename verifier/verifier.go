@@ -1,0 +1,294 @@
+// Package verifier is the verifying side of speculative decoding: it owns the committed
+// sequence of one request, checks a block of draft tokens with one batched forward pass
+// of the large model, keeps exactly the tokens the large model would have produced, and
+// says so in a verdict. It also decodes plainly when no proposal is at hand, so the
+// plain path is never a special case.
+//
+// A Session is a deterministic core — no goroutines, clocks or I/O beyond the forward
+// pass; the service in services/ feeds it proposals and sends its verdicts. It knows
+// nothing of gRPC and never imports the draft package: both speak package spec.
+package verifier
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/spec"
+)
+
+// Request is one generation as the verifier sees it.
+type Request struct {
+	Committed []int32 // prompt, plus any tokens generated before a resume; not empty
+	Sampling  sample.Params
+	Mode      spec.Mode // for sampled requests; greedy ones are verified by exact match
+	Limits    generate.Limits
+}
+
+// Stats count a session's speculation.
+type Stats struct {
+	Rounds   int // proposals verified with a forward pass
+	Drafted  int // draft tokens checked
+	Accepted int // draft tokens kept
+	Plain    int // tokens decoded without a proposal
+	Stale    int // proposals dropped unverified
+}
+
+// Step is what one call commits: tokens to stream, and a verdict for the draft (nil
+// when the draft needs none).
+type Step struct {
+	Tokens  []generate.Token
+	Verdict *spec.Verdict
+	Used    bool // the proposal was verified (false: dropped as stale)
+}
+
+// Session verifies one request. It is used by one goroutine.
+type Session struct {
+	st  *model.State
+	smp *sample.Sampler
+	req Request
+	out *generate.Output
+	seq []int32 // committed tokens; the cache holds all but the last
+
+	verdicts   uint64 // verdicts sent
+	lastReject uint64 // verdict after which the draft had to roll back
+	synced     int    // the draft has been told committed tokens below this position
+	Stats      Stats
+}
+
+// ErrStarted is returned by Start on a session whose state already holds tokens.
+var ErrStarted = errors.New("verifier session already started")
+
+// NewSession prepares a session on st (whose cache must be empty) and runs the prompt
+// through the model, all but its last token; the first Verify or Plain call computes the
+// logits after it.
+func NewSession(st *model.State, req Request) (*Session, error) {
+	if len(req.Committed) == 0 {
+		return nil, generate.ErrEmptyPrompt
+	}
+	if st.Seq.Len() != 0 {
+		return nil, ErrStarted
+	}
+	s := &Session{
+		st: st, smp: sample.New(req.Sampling), req: req,
+		out:    generate.NewOutput(st.Model().Tok, req.Committed, req.Limits),
+		seq:    append([]int32(nil), req.Committed...),
+		synced: len(req.Committed),
+	}
+	if len(s.seq) > 1 {
+		if _, err := st.Forward(s.seq[:len(s.seq)-1], false); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Output is the generation so far (tokens, text, finish reason).
+func (s *Session) Output() *generate.Output { return s.out }
+
+// Done reports whether the generation has finished.
+func (s *Session) Done() bool { return s.out.Done() }
+
+// Len is the committed length (the position of the next token).
+func (s *Session) Len() int { return len(s.seq) }
+
+// Committed returns the committed sequence; the caller must not modify it.
+func (s *Session) Committed() []int32 { return s.seq }
+
+// room is how many draft tokens one forward pass may check now: the cache may not pass
+// the context, and no more tokens are verified than the request can still use.
+func (s *Session) room() int {
+	L := len(s.seq)
+	k := s.req.Limits.Context - L
+	if rem := s.req.Limits.MaxTokens - len(s.out.IDs) - 1; rem < k {
+		k = rem
+	}
+	return max(k, 0)
+}
+
+// choose is the verifier's own token at pos from logits: argmax for greedy requests,
+// Gumbel-max with the request's seed otherwise — exactly what plain decoding draws.
+func (s *Session) choose(logits []float32, pos int) int32 {
+	return s.smp.Sample(logits, pos)
+}
+
+// Plain decodes one token without a proposal.
+func (s *Session) Plain() (Step, error) {
+	if s.Done() {
+		return Step{}, nil
+	}
+	L := len(s.seq)
+	logits, err := s.st.Forward(s.seq[L-1:], false)
+	if err != nil {
+		return Step{}, err
+	}
+	s.Stats.Plain++
+	var st Step
+	s.commit(&st, s.choose(logits, L))
+	return st, nil
+}
+
+// Verify checks proposal p against the model and commits what it keeps. A proposal made
+// on a sequence the verifier has since contradicted is dropped (Used false); when the
+// draft needs to hear of it, the step carries a verdict.
+func (s *Session) Verify(p spec.Proposal) (Step, error) {
+	if s.Done() {
+		return Step{}, nil
+	}
+	L := len(s.seq)
+	if p.Base < s.lastReject || p.Start > L || p.Start < 0 {
+		s.Stats.Stale++
+		return Step{}, nil
+	}
+	skip := L - p.Start
+	for i := 0; i < skip && i < len(p.Tokens); i++ {
+		if p.Tokens[i] != s.seq[p.Start+i] {
+			s.Stats.Stale++
+			x := p.Start + i
+			if x < s.synced {
+				return Step{}, nil // the draft has been told already
+			}
+			return Step{Verdict: s.verdict(p.Round, i, x, true)}, nil
+		}
+	}
+	if skip >= len(p.Tokens) {
+		s.Stats.Stale++
+		return Step{}, nil
+	}
+	e := p.Tokens[skip:]
+	k := min(len(e), s.room())
+	if k == 0 {
+		return s.Plain()
+	}
+	if s.req.Mode == spec.Rejection && !s.req.Sampling.Greedy() && len(p.Dists) != len(p.Tokens) {
+		return Step{}, fmt.Errorf("rejection-mode proposal round %d has %d distributions for %d tokens", p.Round, len(p.Dists), len(p.Tokens))
+	}
+	input := make([]int32, 0, k+1)
+	input = append(append(input, s.seq[L-1]), e[:k]...)
+	logits, err := s.st.Forward(input, true)
+	if err != nil {
+		return Step{}, err
+	}
+	V := s.st.Model().Vocab
+	s.Stats.Rounds++
+	s.Stats.Drafted += k
+	st := Step{Used: true}
+	j := 0
+	var last int32
+	for ; j < k; j++ {
+		row := logits[j*V : (j+1)*V]
+		pos := L + j
+		tok, ok := s.judge(row, pos, e[j], p, skip+j)
+		if !ok {
+			last = tok
+			break
+		}
+	}
+	if j == k {
+		last = s.choose(logits[k*V:(k+1)*V], L+k)
+	}
+	s.Stats.Accepted += j
+	// Keep in the cache every fed token that is now committed: seq[L-1] and e[:j].
+	s.st.Seq.Truncate(L + j)
+	for _, t := range e[:j] {
+		if s.commit(&st, t); s.Done() {
+			break
+		}
+	}
+	if !s.Done() {
+		s.commit(&st, last)
+	}
+	rejected := j < len(e)
+	st.Verdict = s.verdict(p.Round, skip+j, L+j, rejected)
+	return st, nil
+}
+
+// judge decides the draft token x at pos from the verifier's logits. It returns
+// (x, true) to accept, or (the verifier's correction, false).
+func (s *Session) judge(logits []float32, pos int, x int32, p spec.Proposal, i int) (int32, bool) {
+	if s.req.Sampling.Greedy() || s.req.Mode != spec.Rejection {
+		// Greedy and coupled: the verifier's token is plain decoding's; a draft
+		// token is kept when it equals it.
+		t := s.choose(logits, pos)
+		return t, t == x
+	}
+	// Rejection sampling (Leviathan et al. 2023, Algorithm 1): accept with probability
+	// min(1, p(x)/q(x)), else draw from normalize(max(0, p − q)).
+	pd := s.smp.Distribution(logits)
+	q := &p.Dists[i]
+	px, qx := float64(pd.Prob(x)), float64(q.Prob(x))
+	if qx > 0 && sample.Uniform(s.req.Sampling.Seed, uint64(pos), streamAccept) < px/qx {
+		return x, true
+	}
+	return residual(pd, q, sample.Uniform(s.req.Sampling.Seed, uint64(pos), streamResidual)), false
+}
+
+// Noise streams for rejection sampling; token ids use streams below the vocabulary size.
+const (
+	streamAccept   = 1 << 40
+	streamResidual = 1<<40 + 1
+)
+
+// residual draws from normalize(max(0, p − q)) by inverse CDF with uniform u. When p ≤ q
+// everywhere (p = q), it draws from p.
+func residual(p, q *sample.Dist, u float64) int32 {
+	total := 0.0
+	for i, id := range p.IDs {
+		total += max(0, float64(p.Probs[i])-float64(q.Prob(id)))
+	}
+	if total <= 0 {
+		acc := 0.0
+		for i, id := range p.IDs {
+			acc += float64(p.Probs[i])
+			if u <= acc {
+				return id
+			}
+		}
+		return p.IDs[len(p.IDs)-1]
+	}
+	acc, target := 0.0, u*total
+	lastPos := p.IDs[0]
+	for i, id := range p.IDs {
+		r := max(0, float64(p.Probs[i])-float64(q.Prob(id)))
+		if r <= 0 {
+			continue
+		}
+		lastPos = id
+		acc += r
+		if target <= acc {
+			return id
+		}
+	}
+	return lastPos
+}
+
+// commit appends one token to the committed sequence and the output.
+func (s *Session) commit(st *Step, t int32) {
+	pos := len(s.seq)
+	n := len(s.out.IDs)
+	text := s.out.Push(t)
+	if len(s.out.IDs) > n {
+		s.seq = append(s.seq, t)
+		st.Tokens = append(st.Tokens, generate.Token{ID: t, Pos: pos, Text: text})
+	} else if text != "" {
+		st.Tokens = append(st.Tokens, generate.Token{ID: -1, Pos: pos, Text: text})
+	}
+}
+
+// verdict tells the draft the committed tokens from position x on. rollback marks a
+// verdict that contradicts what the draft has proposed, so proposals it made before
+// applying this verdict are stale.
+func (s *Session) verdict(round uint64, accepted, x int, rollback bool) *spec.Verdict {
+	s.verdicts++
+	if rollback {
+		s.lastReject = s.verdicts
+	}
+	v := &spec.Verdict{Round: round, Seq: s.verdicts, Accepted: accepted, Position: x}
+	if x < len(s.seq) {
+		v.Tokens = append([]int32(nil), s.seq[x:]...)
+	}
+	s.synced = len(s.seq)
+	return v
+}
