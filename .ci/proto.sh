@@ -15,6 +15,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# -modfile does not work in workspace mode; the tools modules stand alone.
+export GOWORK=off
 
 buf() { go tool -modfile=tools/go.mod buf "$@"; }
 
@@ -27,6 +29,9 @@ step "buf format"
 buf format --diff --exit-code
 
 step "buf generate"
+# Build the plugins once, before buf runs them in parallel.
+go tool -modfile=tools/plugins/go.mod protoc-gen-go --version
+go tool -modfile=tools/plugins/go.mod protoc-gen-go-grpc --version
 # Generated files are deleted first so that code for a removed .proto shows up
 # as a deletion below instead of lingering.
 find proto -type f -name '*.pb.go' -delete

@@ -145,3 +145,16 @@ func (o *Output) delta() string {
 }
 
 func (o *Output) flush() string { return o.delta() }
+
+// Resume replays tokens generated before a failover, after the prompt: they count
+// towards the limits and belong to the text, and the first shown bytes of that text
+// count as already streamed. The next delta continues right after them, so text an
+// earlier attempt held back (an unfinished character, a possible stop string) is not
+// lost.
+func (o *Output) Resume(ids []int32, shown int) {
+	for _, id := range ids {
+		o.IDs = append(o.IDs, id)
+		o.text.WriteString(o.dec.Next(id))
+	}
+	o.emitted = min(max(shown, 0), o.text.Len())
+}

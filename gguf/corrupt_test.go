@@ -2,6 +2,7 @@ package gguf_test
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -44,11 +45,11 @@ func TestCorrupt(t *testing.T) {
 	}{
 		{"empty", nil, gguf.ErrTruncated, "magic", 0},
 		{"bad magic", []byte("GGML\x03\x00\x00\x00"), gguf.ErrNotGGUF, `"GGML"`, 0},
-		{"version 1", header(0, 0).b[:4:4], gguf.ErrTruncated, "version", 4},
+		{"no version", header(0, 0).b[:4:4], gguf.ErrTruncated, "version", 4},
 		{"v1", (&raw{}).bytes('G', 'G', 'U', 'F').u32(1).u32(0).u32(0).b, gguf.ErrVersion, "version 1", 4},
 		{"v4", (&raw{}).bytes('G', 'G', 'U', 'F').u32(4).u64(0).u64(0).b, gguf.ErrVersion, "version 4", 4},
 		{"big-endian", (&raw{}).bytes('G', 'G', 'U', 'F', 0, 0, 0, 3).u64(0).u64(0).b, gguf.ErrVersion, "big-endian", 4},
-		{"kv count lies", header(0, 1<<60).b, gguf.ErrTruncated, "metadata entries", 24},
+		{"kv count lies", header(0, 1<<60).b, gguf.ErrTruncated, "metadata entries", 16},
 		{"tensor count lies", header(1<<60, 0).b, gguf.ErrTruncated, "tensors cannot fit", 8},
 		{"tensor count one too many", header(2, 0).tensor("x", kernels.F32, 0, 1).padTo(32, 4).b, gguf.ErrTruncated, "2 tensors cannot fit", 8},
 		{"key length lies", header(0, 1).u64(1 << 40).bytes(make([]byte, 16)...).b, gguf.ErrTruncated, "key length 1099511627776", 24},
@@ -65,8 +66,8 @@ func TestCorrupt(t *testing.T) {
 		{"bool array 7", header(0, 1).str(key).u32(uint32(gguf.TypeArray)).u32(uint32(gguf.TypeBool)).u64(2).bytes(1, 7).b, gguf.ErrMalformed, "bool 1 of the array", 61},
 		{"duplicate key", header(0, 2).kvU32(key, 1).kvU32(key, 2).b, gguf.ErrMalformed, `key "general.name" at byte 52: malformed: duplicate key`, 52},
 		{"nested too deep", deepArrays(17), gguf.ErrMalformed, "nested more than 16", -1},
-		{"alignment 0", header(0, 1).kvU32(gguf.AlignmentKey, 0).b, gguf.ErrMalformed, "general.alignment", -1},
-		{"alignment 48", header(0, 1).kvU32(gguf.AlignmentKey, 48).b, gguf.ErrMalformed, "uint32 48 is not a nonzero power of two", -1},
+		{"alignment 0", header(0, 1).kvU32(gguf.AlignmentKey, 0).b, gguf.ErrMalformed, "general.alignment", 53},
+		{"alignment 48", header(0, 1).kvU32(gguf.AlignmentKey, 48).b, gguf.ErrMalformed, "uint32 48 is not a nonzero power of two", 53},
 		{"alignment float", header(0, 1).str(gguf.AlignmentKey).u32(uint32(gguf.TypeFloat32)).u32(0x42000000).b, gguf.ErrMalformed, "float32 32", -1},
 		{"alignment negative", header(0, 1).str(gguf.AlignmentKey).u32(uint32(gguf.TypeInt32)).u32(0xffffffe0).b, gguf.ErrMalformed, "int32 -32", -1},
 		{"zero dims", header(1, 0).tensor("w", kernels.F32, 0).padTo(32, 4).b, gguf.ErrMalformed, `tensor "w" at byte 33: malformed: 0 dimensions`, 33},
@@ -138,5 +139,29 @@ func TestValidEdgeCases(t *testing.T) {
 				t.Errorf("Parse error = %v, want nil", err)
 			}
 		})
+	}
+}
+
+// TestCountsDoNotDriveAllocation parses files whose counts claim far more than they hold
+// and checks that Parse allocates next to nothing before rejecting them.
+func TestCountsDoNotDriveAllocation(t *testing.T) {
+	for _, data := range [][]byte{
+		header(0, 1<<60).b,
+		header(1<<59, 0).bytes(make([]byte, 64)...).b,
+		header(0, 1).str("k").u32(uint32(gguf.TypeArray)).u32(uint32(gguf.TypeUint8)).u64(1 << 40).bytes(make([]byte, 64)...).b,
+		header(0, 1).str("k").u32(uint32(gguf.TypeArray)).u32(uint32(gguf.TypeString)).u64(1 << 40).bytes(make([]byte, 64)...).b,
+		header(0, 1).str("k").u32(uint32(gguf.TypeArray)).u32(uint32(gguf.TypeArray)).u64(1 << 40).bytes(make([]byte, 64)...).b,
+		header(0, 1).str("k").u32(uint32(gguf.TypeString)).u64(1 << 40).bytes(make([]byte, 64)...).b,
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := gguf.Parse(data)
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, gguf.ErrTruncated) {
+			t.Errorf("Parse error = %v, want ErrTruncated", err)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 1<<16 {
+			t.Errorf("Parse allocated %d bytes for a %d-byte file (%v)", n, len(data), err)
+		}
 	}
 }

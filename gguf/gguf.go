@@ -4,8 +4,9 @@
 //
 // The reader treats every file as untrusted. Each count, length, offset and dimension is
 // checked against the bytes that remain before it is used, so a truncated or lying file
-// gets an error naming the key or tensor and the byte offset, never a panic, a read outside
-// the file or an allocation larger than the file itself.
+// gets an error naming the key or tensor and the byte offset; never a panic, a read outside
+// the file, or memory out of proportion to the file's size (a count is checked against the
+// bytes left before anything is allocated for it).
 //
 // The package knows the container, not the models in it: it does not interpret
 // general.architecture or any llama.* key, and it depends only on kernels (for the tensor
@@ -361,14 +362,16 @@ func Parse(data []byte) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	nKVOff := d.off
 	nKV, err := d.u64("metadata count")
 	if err != nil {
 		return nil, err
 	}
-	if err := f.readKV(d, nKV); err != nil {
+	alignOff, err := f.readKV(d, nKV, nKVOff)
+	if err != nil {
 		return nil, err
 	}
-	if err := f.readAlignment(d); err != nil {
+	if err := f.readAlignment(d, alignOff); err != nil {
 		return nil, err
 	}
 	d.where = "header"
@@ -393,11 +396,13 @@ func Parse(data []byte) (*File, error) {
 	return f, nil
 }
 
-func (f *File) readKV(d *decoder, n uint64) error {
+// readKV reads n metadata entries and returns the offset of the value of
+// general.alignment, if there is one.
+func (f *File) readKV(d *decoder, n uint64, countOff int) (alignOff int, err error) {
 	// A KV is at least a key length, a value type and a one-byte value.
 	const minKV = 8 + 4 + 1
 	if n > uint64(d.left())/minKV {
-		return d.err(ErrTruncated, fmt.Sprintf("%d metadata entries cannot fit in the %d bytes left", n, d.left()))
+		return 0, d.errAt(countOff, ErrTruncated, fmt.Sprintf("%d metadata entries cannot fit in the %d bytes left", n, d.left()))
 	}
 	f.KV = make([]KV, 0, n)
 	f.keys = make(map[string]int, n)
@@ -406,36 +411,38 @@ func (f *File) readKV(d *decoder, n uint64) error {
 		keyOff := d.off
 		key, err := d.str("key")
 		if err != nil {
-			return err
+			return 0, err
 		}
 		d.where = fmt.Sprintf("key %q", key)
 		if _, dup := f.keys[key]; dup {
-			return d.errAt(keyOff, ErrMalformed, "duplicate key")
+			return 0, d.errAt(keyOff, ErrMalformed, "duplicate key")
 		}
 		t, err := d.valueType("value type")
 		if err != nil {
-			return err
+			return 0, err
+		}
+		if key == AlignmentKey {
+			alignOff = d.off
 		}
 		v, err := d.value(t, 0)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		f.keys[key] = len(f.KV)
 		f.KV = append(f.KV, KV{Key: key, Value: v})
 	}
-	return nil
+	return alignOff, nil
 }
 
-func (f *File) readAlignment(d *decoder) error {
+func (f *File) readAlignment(d *decoder, off int) error {
 	v, ok := f.Lookup(AlignmentKey)
 	if !ok {
 		return nil
 	}
 	a, ok := v.Uint()
 	if !ok || a == 0 || a&(a-1) != 0 {
-		// The offset of the value is not kept; point at the end of the metadata.
 		d.where = fmt.Sprintf("key %q", AlignmentKey)
-		return d.err(ErrMalformed, fmt.Sprintf("alignment %v %v is not a nonzero power of two", v.Type, v))
+		return d.errAt(off, ErrMalformed, fmt.Sprintf("alignment %v %v is not a nonzero power of two", v.Type, v))
 	}
 	f.Alignment = a
 	return nil

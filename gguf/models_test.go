@@ -265,3 +265,16 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOpen measures opening the target: mapping it and parsing its metadata (a
+// 4096-token vocabulary and 74 tensor infos); no weight is read.
+func BenchmarkOpen(b *testing.B) {
+	path := testmodels.ForTest(b, "specd-target-q8_0.gguf")
+	for b.Loop() {
+		f, err := gguf.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+}

@@ -32,6 +32,7 @@ type acts struct {
 	q       []byte    // quantized values, token t at q[t*nb*QK:]
 	d       []float32 // block scales (fp16-rounded), token t at d[t*dstride:]
 	dstride int
+	stride  int // bytes per token in q, for layouts that keep scales inline
 }
 
 // grow makes a hold n tokens of nb blocks with scales repeated rep times, reusing memory.

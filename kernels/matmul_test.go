@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -330,4 +331,48 @@ func ExamplePool_MatMul() {
 	pool.MatMul(out, w, []float32{1, 0, -1}, 1)
 	fmt.Println(out)
 	// Output: [-2 -2]
+}
+
+// TestPreparedActivations checks that each implementation's activation quantizer stores
+// the values and scales of quantizeActs, in its own layout.
+func TestPreparedActivations(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	for _, cols := range []int{32, 64, 96, 512, 1408} {
+		const n = 3
+		x := randFloats(rng, n*cols, 1)
+		clear(x[cols : cols+32]) // an all-zero block
+		x[2*cols+1] = -40
+		// d = 1 in this block, so these are exact ties and near-ties of the rounding.
+		copy(x[2*cols-32:], []float32{127, 2.5, -3.5, 0.5, -0.5, 1.4999999, -126.5, 0.49999997})
+		var want acts
+		quantizeActs(&want, x, n, cols, 1, false)
+		for _, ks := range impls {
+			var got acts
+			ks.prep(&got, x, n, cols)
+			if got.stride == 0 {
+				continue // the generic layout is want itself
+			}
+			flip := byte(0)
+			if ks.name == "avx512vnni" {
+				flip = 0x80
+			}
+			nb := cols / QK
+			for tok := range n {
+				for b := range nb {
+					base := tok*got.stride + b/2*128
+					for j := range QK {
+						if g, w := got.q[base+b%2*QK+j]^flip, want.q[(tok*nb+b)*QK+j]; g != w {
+							t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", ks.name, cols, tok, b, j, int8(g), int8(w))
+						}
+					}
+					for j := range 8 {
+						g := math.Float32frombits(binary.LittleEndian.Uint32(got.q[base+64+b%2*32+4*j:]))
+						if w := want.d[tok*nb+b]; g != w {
+							t.Fatalf("%s cols=%d token %d block %d: scale %v, want %v", ks.name, cols, tok, b, g, w)
+						}
+					}
+				}
+			}
+		}
+	}
 }

@@ -185,7 +185,9 @@ func (p *Pool) wakeWorkers() {
 
 func (p *Pool) work(w *poolWorker) {
 	defer p.wg.Done()
-	seen := uint32(p.state.Load() >> 32)
+	// The pool starts at generation 0. Reading the state here instead would let a worker
+	// that starts late miss a Close (or a job) published before it ran.
+	var seen uint32
 	for {
 		gen := p.awaitGen(w, seen)
 		if p.closed.Load() {

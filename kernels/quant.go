@@ -66,8 +66,14 @@ func q8Scale(x []float32) (d, id float32) {
 	return d, id
 }
 
-// roundAway rounds half away from zero, as C's roundf.
-func roundAway(v float32) int8 { return int8(math.Round(float64(v))) }
+// roundAway rounds half away from zero, as C's roundf, for |v| < 128. Adding ±0.5 in
+// float64 is exact for a float32 v, so truncating the sum rounds correctly.
+func roundAway(v float32) int8 {
+	if v < 0 {
+		return int8(float64(v) - 0.5)
+	}
+	return int8(float64(v) + 0.5)
+}
 
 func quantizeBlockQ8(dst []byte, x []float32) {
 	d, id := q8Scale(x)

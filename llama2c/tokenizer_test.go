@@ -76,7 +76,7 @@ func TestParseTokenizer(t *testing.T) {
 		mention string
 	}{
 		{"empty", nil, 4, llama2c.ErrTruncated, "shorter than max_token_length"},
-		{"vocab too large for the file", good, 1 << 40, llama2c.ErrTruncated, "cannot hold 1099511627776 tokens"},
+		{"vocab too large for the file", good, math.MaxInt32, llama2c.ErrTruncated, "cannot hold 2147483647 tokens"},
 		{"one token short", good, 5, llama2c.ErrTruncated, "token 4 at byte"},
 		{"cut in a token", good[:len(good)-1], 4, llama2c.ErrTruncated, "token 3 at byte 34: length 3, 2 bytes left"},
 		{"more tokens than vocab", good, 3, llama2c.ErrTrailingData, "vocabulary larger than 3"},

@@ -11,7 +11,12 @@ import "unicode/utf8"
 //     becomes U+FFFD, one per invalid byte (an incomplete sequence at the end included);
 //   - UNK decodes to " ⁇ " (SentencePiece's unk surface).
 //
-// For text without a literal '▁', Decode(Encode(text, b)) == text.
+// Decode(Encode(text, b)) == text for valid UTF-8 text, given byte tokens for whatever
+// characters the vocabulary lacks, except that a literal '▁' comes back as ' ' from a
+// SpaceIsMeta vocabulary (as in SentencePiece). Invalid bytes come back as U+FFFD.
+//
+// llama.cpp's llama_detokenize differs in one respect: with BOS first it keeps the dummy
+// space. Decode follows SentencePiece, so that a prompt round-trips.
 func (t *Tokenizer) Decode(ids []int32) string {
 	raw := make([]byte, 0, 4*len(ids))
 	atStart := true
@@ -105,6 +110,8 @@ type Decoder struct {
 //
 // Let emitted(prev) be the text a Decoder returns from Next for prev's ids. Then
 // emitted(prev) followed by every Next(id) result and Flush() equals Decode(prev + ids).
+// When prev ends with a whole character, as an encoded prompt does, emitted(prev) is
+// Decode(prev).
 func (t *Tokenizer) NewDecoder(prev []int32) *Decoder {
 	d := &Decoder{t: t, atStart: true}
 	for _, id := range prev {

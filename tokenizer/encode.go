@@ -19,15 +19,48 @@ import "unicode/utf8"
 //
 // A literal '▁' in the text of a SpaceIsMeta vocabulary is read as a space, as
 // SentencePiece does: it decodes to ' '. Encode never fails; any bytes are accepted.
+// A text longer than 256 MiB is encoded in consecutive chunks (cut before a space where
+// one is near), which can tokenize differently from a whole encoding at the cuts but
+// still decodes to the text.
 func (t *Tokenizer) Encode(text string, addBOS bool) []int32 {
 	ids := make([]int32, 0, len(text)/3+2)
 	if addBOS {
 		ids = append(ids, t.bos)
 	}
-	if text == "" {
-		return ids
+	for first := true; text != ""; first = false {
+		chunk := text
+		if len(chunk) > maxChunk {
+			chunk = text[:cut(text, maxChunk)]
+		}
+		ids = t.encode(ids, chunk, first)
+		text = text[len(chunk):]
 	}
-	e := encoder{t: t, text: t.normalize(text)}
+	return ids
+}
+
+// maxChunk is the most bytes of text Encode merges at once, so that offsets into the
+// normalized text (up to three times as long) fit in int32. Tests lower it.
+var maxChunk = 1 << 28
+
+// cut returns where to end a chunk of at most n bytes of s (n < len(s)): before the last
+// space in the second half of s[:n], else at the start of the character at n.
+func cut(s string, n int) int {
+	for i := n; i > n/2; i-- {
+		if s[i] == ' ' {
+			return i
+		}
+	}
+	for i := n; i > n-utf8.UTFMax && i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return i
+		}
+	}
+	return n
+}
+
+// encode appends the ids of a non-empty text, with the dummy prefix if prefix is set.
+func (t *Tokenizer) encode(ids []int32, text string, prefix bool) []int32 {
+	e := encoder{t: t, text: t.normalize(text, prefix)}
 	e.split()
 	e.mergeAll()
 	for i := int32(0); i >= 0; i = e.syms[i].next {
@@ -37,13 +70,16 @@ func (t *Tokenizer) Encode(text string, addBOS bool) []int32 {
 	return ids
 }
 
-// normalize adds the dummy prefix and, for SpaceIsMeta vocabularies, spells spaces '▁'.
-// Replacing the byte 0x20 is safe in any byte string: it never occurs inside a UTF-8
-// multi-byte sequence.
-func (t *Tokenizer) normalize(text string) []byte {
+// normalize adds the dummy prefix (if prefix is set) and, for SpaceIsMeta vocabularies,
+// spells spaces '▁'. Replacing the byte 0x20 is safe in any byte string: it never occurs
+// inside a UTF-8 multi-byte sequence.
+func (t *Tokenizer) normalize(text string, prefix bool) []byte {
 	if !t.spaceIsMeta {
 		b := make([]byte, 0, len(text)+1)
-		return append(append(b, ' '), text...)
+		if prefix {
+			b = append(b, ' ')
+		}
+		return append(b, text...)
 	}
 	spaces := 1
 	for i := 0; i < len(text); i++ {
@@ -52,7 +88,9 @@ func (t *Tokenizer) normalize(text string) []byte {
 		}
 	}
 	b := make([]byte, 0, len(text)+spaces*(len(metaSpace)-1)+1)
-	b = append(b, metaSpace...)
+	if prefix {
+		b = append(b, metaSpace...)
+	}
 	for i := 0; i < len(text); i++ {
 		if c := text[i]; c == ' ' {
 			b = append(b, metaSpace...)
@@ -81,9 +119,9 @@ type bigram struct {
 	id          int32
 }
 
-// split records how an unused piece at text[start:end] was formed: from the pieces
+// halves records how an unused piece at text[start:end] was formed: from the pieces
 // left (text[start:mid]) and right (text[mid:end]).
-type split struct {
+type halves struct {
 	mid, left, right int32
 }
 
@@ -92,8 +130,8 @@ type encoder struct {
 	t      *Tokenizer
 	text   []byte
 	syms   []symbol
-	queue  []bigram         // a binary max-heap ordered by before
-	splits map[uint64]split // nil until an unused piece is formed
+	queue  []bigram          // a binary max-heap ordered by before
+	splits map[uint64]halves // nil until an unused piece is formed
 }
 
 // split cuts the text into its initial units.
@@ -138,9 +176,9 @@ func (e *encoder) mergeAll() {
 		}
 		if e.t.types[b.id] == TypeUnused {
 			if e.splits == nil {
-				e.splits = make(map[uint64]split)
+				e.splits = make(map[uint64]halves)
 			}
-			e.splits[spanKey(l.start, b.end)] = split{mid: l.end, left: l.id, right: r.id}
+			e.splits[spanKey(l.start, b.end)] = halves{mid: l.end, left: l.id, right: r.id}
 		}
 		l.end, l.id = b.end, b.id
 		l.next = r.next
@@ -201,25 +239,32 @@ func before(a, b *bigram) bool {
 }
 
 func (e *encoder) push(b bigram) {
-	q := append(e.queue, b)
-	for i := len(q) - 1; i > 0; {
+	e.queue = append(e.queue, b)
+	q := e.queue
+	i := len(q) - 1
+	for i > 0 {
 		p := (i - 1) / 2
-		if !before(&q[i], &q[p]) {
+		if !before(&b, &q[p]) {
 			break
 		}
-		q[i], q[p] = q[p], q[i]
+		q[i] = q[p]
 		i = p
 	}
-	e.queue = q
+	q[i] = b
 }
 
 func (e *encoder) pop() bigram {
 	q := e.queue
 	top := q[0]
-	last := len(q) - 1
-	q[0] = q[last]
-	q = q[:last]
-	for i := 0; ; {
+	last := q[len(q)-1]
+	q = q[:len(q)-1]
+	e.queue = q
+	if len(q) == 0 {
+		return top
+	}
+	// Sift the hole at the root down, then drop the last entry into it.
+	i := 0
+	for {
 		c := 2*i + 1
 		if c >= len(q) {
 			break
@@ -227,12 +272,12 @@ func (e *encoder) pop() bigram {
 		if c+1 < len(q) && before(&q[c+1], &q[c]) {
 			c++
 		}
-		if !before(&q[c], &q[i]) {
+		if !before(&q[c], &last) {
 			break
 		}
-		q[i], q[c] = q[c], q[i]
+		q[i] = q[c]
 		i = c
 	}
-	e.queue = q
+	q[i] = last
 	return top
 }

@@ -45,8 +45,8 @@ func encodeLlama2c(tok *Tokenizer, text string) []int32 {
 	for {
 		best, bestID, bestScore := -1, int32(-1), float32(-1e10)
 		for i := 0; i+1 < len(ids); i++ {
-			p := llama2cPiece(tok, ids[i]) + llama2cPiece(tok, ids[i+1])
-			if id, ok := lookup[p]; ok && tok.scores[id] > bestScore {
+			buf = append(append(buf[:0], llama2cPiece(tok, ids[i])...), llama2cPiece(tok, ids[i+1])...)
+			if id, ok := lookup[string(buf)]; ok && tok.scores[id] > bestScore {
 				best, bestID, bestScore = i, id, tok.scores[id]
 			}
 		}
@@ -59,10 +59,11 @@ func encodeLlama2c(tok *Tokenizer, text string) []int32 {
 }
 
 func llama2cPiece(tok *Tokenizer, id int32) string {
-	if tok.spaceIsMeta {
-		return strings.ReplaceAll(tok.pieces[id], metaSpace, " ")
+	p := tok.pieces[id]
+	if tok.spaceIsMeta && strings.Contains(p, metaSpace) {
+		return strings.ReplaceAll(p, metaSpace, " ")
 	}
-	return tok.pieces[id]
+	return p
 }
 
 var llama2cLookups sync.Map // *Tokenizer → map[string]int32

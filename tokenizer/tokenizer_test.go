@@ -535,3 +535,30 @@ func TestAccessors(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeChunks checks the chunking of very long texts, with the chunk size lowered:
+// the text still round-trips, and cuts fall between characters.
+func TestEncodeChunks(t *testing.T) {
+	old := maxChunk
+	maxChunk = 41 // odd, so that a blind cut would split a 2-byte character
+	t.Cleanup(func() { maxChunk = old })
+
+	for _, vf := range []string{targetFile, tok512File} {
+		tok := loadTokenizer(t, vf)
+		long := strings.Join(roundTripTexts(t), " ")
+		if got := tok.Decode(tok.Encode(long, true)); got != long {
+			t.Errorf("%s: Decode(Encode(%d bytes in chunks of %d)) differs from the text", vf, len(long), maxChunk)
+		}
+	}
+	// "é" is a piece of the stories vocabulary: a cut inside one would need byte tokens.
+	tok := loadTokenizer(t, tok512File)
+	text := strings.Repeat("é", 100)
+	for _, id := range tok.Encode(text, false) {
+		if tok.Type(id) == TypeByte {
+			t.Fatalf("Encode(%q) in chunks of %d has byte token %d: a cut split a character", text, maxChunk, id)
+		}
+	}
+	if got := tok.Decode(tok.Encode(text, false)); got != text {
+		t.Errorf("Decode(Encode(%q)) = %q", text, got)
+	}
+}

@@ -87,3 +87,11 @@ func (g *Gamma) Next() int {
 	}
 	return best
 }
+
+// StepTime is the measured time of a one-token forward pass (zero before any).
+func (g *Gamma) StepTime() time.Duration {
+	if g.passes == 0 {
+		return 0
+	}
+	return time.Duration(g.c0 * float64(time.Second))
+}

@@ -21,7 +21,9 @@ import (
 
 // Request is one generation as the verifier sees it.
 type Request struct {
-	Committed []int32 // prompt, plus any tokens generated before a resume; not empty
+	Prompt     []int32 // not empty
+	Resume     []int32 // tokens generated before a failover, already streamed
+	ResumeText int     // bytes of text already streamed for Resume
 	Sampling  sample.Params
 	Mode      spec.Mode // for sampled requests; greedy ones are verified by exact match
 	Limits    generate.Limits
@@ -65,18 +67,20 @@ var ErrStarted = errors.New("verifier session already started")
 // through the model, all but its last token; the first Verify or Plain call computes the
 // logits after it.
 func NewSession(st *model.State, req Request) (*Session, error) {
-	if len(req.Committed) == 0 {
+	if len(req.Prompt) == 0 {
 		return nil, generate.ErrEmptyPrompt
 	}
 	if st.Seq.Len() != 0 {
 		return nil, ErrStarted
 	}
+	seq := append(append([]int32(nil), req.Prompt...), req.Resume...)
 	s := &Session{
 		st: st, smp: sample.New(req.Sampling), req: req,
-		out:    generate.NewOutput(st.Model().Tok, req.Committed, req.Limits),
-		seq:    append([]int32(nil), req.Committed...),
-		synced: len(req.Committed),
+		out:    generate.NewOutput(st.Model().Tok, req.Prompt, req.Limits),
+		seq:    seq,
+		synced: len(seq),
 	}
+	s.out.Resume(req.Resume, req.ResumeText)
 	if len(s.seq) > 1 {
 		if _, err := st.Forward(s.seq[:len(s.seq)-1], false); err != nil {
 			return nil, err
@@ -154,8 +158,10 @@ func (s *Session) Verify(p spec.Proposal) (Step, error) {
 		}
 	}
 	if skip >= len(p.Tokens) {
+		// Plain decoding overtook the proposal and agreed with all of it: tell the
+		// draft what was committed after it so it drafts on from there.
 		s.Stats.Stale++
-		return Step{}, nil
+		return Step{Verdict: s.verdict(p.Round, len(p.Tokens), p.Start+len(p.Tokens), false)}, nil
 	}
 	e := p.Tokens[skip:]
 	k := min(len(e), s.room())

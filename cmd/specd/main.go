@@ -30,6 +30,11 @@ func commands() []command {
 	return []command{
 		{"run", "generate text locally with one model", runCmd},
 		{"score", "teacher-forced pass over token ids: argmax, log-probs, perplexity", scoreCmd},
+		{"up", "run router, verifier and draft in one process on loopback", upCmd},
+		{"router", "serve the public API, routing to verifiers and drafts", routerCmd},
+		{"verifier", "serve the verifier (large) model", verifierCmd},
+		{"draft", "serve the draft (small) model", draftCmd},
+		{"generate", "client: generate through a running router", generateCmd},
 
 	}
 }

@@ -174,7 +174,9 @@ type GenerateRequest struct {
 	// Prompt as text. It is tokenized by the model's tokenizer with a BOS token
 	// prepended when the model's tokenizer asks for one (as Tokenize does with
 	// add_bos set accordingly). Exactly one of prompt and prompt_ids must be
-	// non-empty; otherwise the request fails with INVALID_ARGUMENT.
+	// non-empty, and the prompt must leave room for at least one token in the
+	// model's context window; otherwise the request fails with
+	// INVALID_ARGUMENT.
 	Prompt string `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
 	// Prompt as token ids, used verbatim: no BOS token is added. Every id must
 	// be in [0, vocab_size) of the model. Exactly one of prompt and prompt_ids
@@ -415,7 +417,10 @@ type SpeculationOptions struct {
 	MaxGamma uint32 `protobuf:"varint,2,opt,name=max_gamma,json=maxGamma,proto3" json:"max_gamma,omitempty"`
 	// How draft tokens are verified when sampling (temperature > 0).
 	// VERIFICATION_MODE_UNSPECIFIED means the server's default.
-	Mode          VerificationMode `protobuf:"varint,3,opt,name=mode,proto3,enum=specd.v1.VerificationMode" json:"mode,omitempty"`
+	Mode VerificationMode `protobuf:"varint,3,opt,name=mode,proto3,enum=specd.v1.VerificationMode" json:"mode,omitempty"`
+	// A fixed gamma for every round instead of the adaptive one; 0 means
+	// adaptive (up to max_gamma). For benchmarks and tests; at most 64.
+	Gamma         uint32 `protobuf:"varint,4,opt,name=gamma,proto3" json:"gamma,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -469,6 +474,13 @@ func (x *SpeculationOptions) GetMode() VerificationMode {
 		return x.Mode
 	}
 	return VerificationMode_VERIFICATION_MODE_UNSPECIFIED
+}
+
+func (x *SpeculationOptions) GetGamma() uint32 {
+	if x != nil {
+		return x.Gamma
+	}
+	return 0
 }
 
 // GenerateResponse is one message of a Generate stream.
@@ -695,8 +707,8 @@ type Stats struct {
 	// Speculation rounds verified: each checks up to gamma draft tokens in one
 	// verifier pass. 0 when the request was decoded plainly.
 	Rounds uint32 `protobuf:"varint,3,opt,name=rounds,proto3" json:"rounds,omitempty"`
-	// Draft tokens proposed in verified rounds. Tokens of rounds discarded
-	// unverified (see specd.speculation.v1) are not counted.
+	// Draft tokens proposed in verified rounds. Tokens the draft proposed ahead
+	// of a rejection, which were discarded unverified, are not counted.
 	DraftedTokens uint32 `protobuf:"varint,4,opt,name=drafted_tokens,json=draftedTokens,proto3" json:"drafted_tokens,omitempty"`
 	// Draft tokens the verifier accepted. Corrections and bonus tokens, which
 	// the verifier samples itself, are not counted.
@@ -727,10 +739,10 @@ type Stats struct {
 	// Times the router resumed the request on another verifier after one
 	// failed. The client saw no gap and no repeat.
 	Failovers uint32 `protobuf:"varint,15,opt,name=failovers,proto3" json:"failovers,omitempty"`
-	// Mean draft round trip, as measured by the verifier: from sending the
-	// draft a message that makes it propose afresh (a Start, or a Verdict that
-	// carries a token) to receiving the first proposal made after it, draft
-	// compute included. 0 when no round ran.
+	// Mean draft round trip, as measured by the verifier: from asking the draft
+	// for a fresh round (at the start, and after each correction or bonus
+	// token) to receiving it, the draft's compute included. 0 when no round
+	// ran.
 	MeanRoundTrip *durationpb.Duration `protobuf:"bytes,16,opt,name=mean_round_trip,json=meanRoundTrip,proto3" json:"mean_round_trip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1361,11 +1373,12 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x04seed\x18\x05 \x01(\x04H\x02R\x04seed\x88\x01\x01B\b\n" +
 	"\x06_top_pB\b\n" +
 	"\x06_min_pB\a\n" +
-	"\x05_seed\"}\n" +
+	"\x05_seed\"\x93\x01\n" +
 	"\x12SpeculationOptions\x12\x1a\n" +
 	"\bdisabled\x18\x01 \x01(\bR\bdisabled\x12\x1b\n" +
 	"\tmax_gamma\x18\x02 \x01(\rR\bmaxGamma\x12.\n" +
-	"\x04mode\x18\x03 \x01(\x0e2\x1a.specd.v1.VerificationModeR\x04mode\"r\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x1a.specd.v1.VerificationModeR\x04mode\x12\x14\n" +
+	"\x05gamma\x18\x04 \x01(\rR\x05gamma\"r\n" +
 	"\x10GenerateResponse\x12,\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x14.specd.v1.TokenChunkH\x00R\x05chunk\x12'\n" +
 	"\x05final\x18\x02 \x01(\v2\x0f.specd.v1.FinalH\x00R\x05finalB\a\n" +

@@ -42,8 +42,8 @@ type GenerateRequest struct {
 	// ignores its prompt and prompt_ids in favour of the prompt_ids below, and
 	// validates the rest as the router does.
 	Request *v1.GenerateRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
-	// The prompt, tokenized by the router with this verifier's tokenizer (or
-	// copied from request.prompt_ids); never empty.
+	// The prompt as token ids, when the router has them; empty means the
+	// verifier tokenizes request.prompt (or takes request.prompt_ids) itself.
 	PromptIds []int32 `protobuf:"varint,2,rep,packed,name=prompt_ids,json=promptIds,proto3" json:"prompt_ids,omitempty"`
 	// Tokens already streamed to the client by an earlier attempt that failed:
 	// the verifier continues after them and does not send them again, so its
@@ -443,27 +443,25 @@ func (x *Start) GetProposalTopK() uint32 {
 	return 0
 }
 
-// Verdict is the verifier's answer to one round.
+// Verdict is the verifier's answer to one round, or the news of tokens it
+// committed without the draft.
 type Verdict struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Round answered.
 	Round uint64 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
-	// How many of the round's tokens were kept, from its first; at most the
-	// round's length.
+	// How many of the round's tokens are now committed, from its first.
 	Accepted uint32 `protobuf:"varint,2,opt,name=accepted,proto3" json:"accepted,omitempty"`
-	// The verifier's own token, which follows the accepted ones: a correction
-	// when accepted is less than the round's length, a bonus token when it is
-	// equal. Unset only when all the round's tokens were accepted and the
-	// verifier goes on with the next round as proposed. When set, every later
-	// round is invalid.
-	Token *int32 `protobuf:"varint,3,opt,name=token,proto3,oneof" json:"token,omitempty"`
-	// Absolute position right after the accepted tokens
-	// (start_position + accepted): where `token` sits when set.
+	// Sequence number of this verdict on the stream: 1, 2, 3, ...
+	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Absolute position of tokens[0].
 	Position uint32 `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
 	// Number of tokens in each round the draft starts after receiving this
-	// verdict. 0 means propose no more: the verifier continues plainly and
-	// will close the stream.
-	NextGamma     uint32 `protobuf:"varint,5,opt,name=next_gamma,json=nextGamma,proto3" json:"next_gamma,omitempty"`
+	// verdict; at least 1.
+	NextGamma uint32 `protobuf:"varint,5,opt,name=next_gamma,json=nextGamma,proto3" json:"next_gamma,omitempty"`
+	// Committed tokens from position on: any the verifier decoded on its own,
+	// then its correction or bonus token last. Empty when the generation just
+	// ended with an end-of-text token.
+	Tokens        []int32 `protobuf:"varint,6,rep,packed,name=tokens,proto3" json:"tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -512,9 +510,9 @@ func (x *Verdict) GetAccepted() uint32 {
 	return 0
 }
 
-func (x *Verdict) GetToken() int32 {
-	if x != nil && x.Token != nil {
-		return *x.Token
+func (x *Verdict) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
 	}
 	return 0
 }
@@ -531,6 +529,13 @@ func (x *Verdict) GetNextGamma() uint32 {
 		return x.NextGamma
 	}
 	return 0
+}
+
+func (x *Verdict) GetTokens() []int32 {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
 }
 
 // SpeculateResponse is one message from the draft to the verifier.
@@ -609,10 +614,9 @@ type Proposal struct {
 	// Round id: 1 for the first round of the stream, increasing by one with
 	// each round sent.
 	Round uint64 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
-	// Round of the last verdict carrying a token that the draft had applied
-	// when it made this round; 0 before any. The verifier discards the round if
-	// it has sent a later such verdict.
-	BaseRound uint64 `protobuf:"varint,2,opt,name=base_round,json=baseRound,proto3" json:"base_round,omitempty"`
+	// Verdict.seq of the last verdict the draft had applied when it made this
+	// round; 0 before any.
+	BaseSeq uint64 `protobuf:"varint,2,opt,name=base_seq,json=baseSeq,proto3" json:"base_seq,omitempty"`
 	// Absolute position of tokens[0].
 	StartPosition uint32 `protobuf:"varint,3,opt,name=start_position,json=startPosition,proto3" json:"start_position,omitempty"`
 	// Draft tokens, at consecutive positions from start_position; at most the
@@ -662,9 +666,9 @@ func (x *Proposal) GetRound() uint64 {
 	return 0
 }
 
-func (x *Proposal) GetBaseRound() uint64 {
+func (x *Proposal) GetBaseSeq() uint64 {
 	if x != nil {
-		return x.BaseRound
+		return x.BaseSeq
 	}
 	return 0
 }
@@ -896,22 +900,21 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x05gamma\x18\x05 \x01(\rR\x05gamma\x12!\n" +
 	"\fmax_position\x18\x06 \x01(\rR\vmaxPosition\x12%\n" +
 	"\x0etokenizer_hash\x18\a \x01(\tR\rtokenizerHash\x12$\n" +
-	"\x0eproposal_top_k\x18\b \x01(\rR\fproposalTopK\"\x9b\x01\n" +
+	"\x0eproposal_top_k\x18\b \x01(\rR\fproposalTopK\"\xa0\x01\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1a\n" +
-	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x19\n" +
-	"\x05token\x18\x03 \x01(\x05H\x00R\x05token\x88\x01\x01\x12\x1a\n" +
+	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x1a\n" +
 	"\bposition\x18\x04 \x01(\rR\bposition\x12\x1d\n" +
 	"\n" +
-	"next_gamma\x18\x05 \x01(\rR\tnextGammaB\b\n" +
-	"\x06_token\"Y\n" +
+	"next_gamma\x18\x05 \x01(\rR\tnextGamma\x12\x16\n" +
+	"\x06tokens\x18\x06 \x03(\x05R\x06tokens\"Y\n" +
 	"\x11SpeculateResponse\x12<\n" +
 	"\bproposal\x18\x01 \x01(\v2\x1e.specd.speculation.v1.ProposalH\x00R\bproposalB\x06\n" +
-	"\x04kind\"\xb8\x01\n" +
+	"\x04kind\"\xb4\x01\n" +
 	"\bProposal\x12\x14\n" +
-	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1d\n" +
-	"\n" +
-	"base_round\x18\x02 \x01(\x04R\tbaseRound\x12%\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x19\n" +
+	"\bbase_seq\x18\x02 \x01(\x04R\abaseSeq\x12%\n" +
 	"\x0estart_position\x18\x03 \x01(\rR\rstartPosition\x12\x16\n" +
 	"\x06tokens\x18\x04 \x03(\x05R\x06tokens\x128\n" +
 	"\x05probs\x18\x05 \x03(\v2\".specd.speculation.v1.DistributionR\x05probs\"6\n" +
@@ -924,9 +927,10 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x0fkv_blocks_total\x18\x02 \x01(\x04R\rkvBlocksTotal\x12$\n" +
 	"\x0ekv_blocks_free\x18\x03 \x01(\x04R\fkvBlocksFree\x12\x1f\n" +
 	"\vqueue_depth\x18\x04 \x01(\rR\n" +
-	"queueDepth2\xbd\x01\n" +
+	"queueDepth2\x80\x02\n" +
 	"\x0fVerifierService\x12[\n" +
-	"\bGenerate\x12%.specd.speculation.v1.GenerateRequest\x1a&.specd.speculation.v1.GenerateResponse0\x01\x12M\n" +
+	"\bGenerate\x12%.specd.speculation.v1.GenerateRequest\x1a&.specd.speculation.v1.GenerateResponse0\x01\x12A\n" +
+	"\bTokenize\x12\x19.specd.v1.TokenizeRequest\x1a\x1a.specd.v1.TokenizeResponse\x12M\n" +
 	"\x04Info\x12!.specd.speculation.v1.InfoRequest\x1a\".specd.speculation.v1.InfoResponse2\xbf\x01\n" +
 	"\fDraftService\x12`\n" +
 	"\tSpeculate\x12&.specd.speculation.v1.SpeculateRequest\x1a'.specd.speculation.v1.SpeculateResponse(\x010\x01\x12M\n" +
@@ -946,22 +950,24 @@ func file_specd_speculation_v1_speculation_proto_rawDescGZIP() []byte {
 
 var file_specd_speculation_v1_speculation_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_specd_speculation_v1_speculation_proto_goTypes = []any{
-	(*GenerateRequest)(nil),    // 0: specd.speculation.v1.GenerateRequest
-	(*GenerateResponse)(nil),   // 1: specd.speculation.v1.GenerateResponse
-	(*SpeculateRequest)(nil),   // 2: specd.speculation.v1.SpeculateRequest
-	(*Start)(nil),              // 3: specd.speculation.v1.Start
-	(*Verdict)(nil),            // 4: specd.speculation.v1.Verdict
-	(*SpeculateResponse)(nil),  // 5: specd.speculation.v1.SpeculateResponse
-	(*Proposal)(nil),           // 6: specd.speculation.v1.Proposal
-	(*Distribution)(nil),       // 7: specd.speculation.v1.Distribution
-	(*InfoRequest)(nil),        // 8: specd.speculation.v1.InfoRequest
-	(*InfoResponse)(nil),       // 9: specd.speculation.v1.InfoResponse
-	(*v1.GenerateRequest)(nil), // 10: specd.v1.GenerateRequest
-	(*v1.TokenChunk)(nil),      // 11: specd.v1.TokenChunk
-	(*v1.Final)(nil),           // 12: specd.v1.Final
-	(*v1.SamplingParams)(nil),  // 13: specd.v1.SamplingParams
-	(v1.VerificationMode)(0),   // 14: specd.v1.VerificationMode
-	(*v1.ModelInfo)(nil),       // 15: specd.v1.ModelInfo
+	(*GenerateRequest)(nil),     // 0: specd.speculation.v1.GenerateRequest
+	(*GenerateResponse)(nil),    // 1: specd.speculation.v1.GenerateResponse
+	(*SpeculateRequest)(nil),    // 2: specd.speculation.v1.SpeculateRequest
+	(*Start)(nil),               // 3: specd.speculation.v1.Start
+	(*Verdict)(nil),             // 4: specd.speculation.v1.Verdict
+	(*SpeculateResponse)(nil),   // 5: specd.speculation.v1.SpeculateResponse
+	(*Proposal)(nil),            // 6: specd.speculation.v1.Proposal
+	(*Distribution)(nil),        // 7: specd.speculation.v1.Distribution
+	(*InfoRequest)(nil),         // 8: specd.speculation.v1.InfoRequest
+	(*InfoResponse)(nil),        // 9: specd.speculation.v1.InfoResponse
+	(*v1.GenerateRequest)(nil),  // 10: specd.v1.GenerateRequest
+	(*v1.TokenChunk)(nil),       // 11: specd.v1.TokenChunk
+	(*v1.Final)(nil),            // 12: specd.v1.Final
+	(*v1.SamplingParams)(nil),   // 13: specd.v1.SamplingParams
+	(v1.VerificationMode)(0),    // 14: specd.v1.VerificationMode
+	(*v1.ModelInfo)(nil),        // 15: specd.v1.ModelInfo
+	(*v1.TokenizeRequest)(nil),  // 16: specd.v1.TokenizeRequest
+	(*v1.TokenizeResponse)(nil), // 17: specd.v1.TokenizeResponse
 }
 var file_specd_speculation_v1_speculation_proto_depIdxs = []int32{
 	10, // 0: specd.speculation.v1.GenerateRequest.request:type_name -> specd.v1.GenerateRequest
@@ -975,15 +981,17 @@ var file_specd_speculation_v1_speculation_proto_depIdxs = []int32{
 	7,  // 8: specd.speculation.v1.Proposal.probs:type_name -> specd.speculation.v1.Distribution
 	15, // 9: specd.speculation.v1.InfoResponse.model:type_name -> specd.v1.ModelInfo
 	0,  // 10: specd.speculation.v1.VerifierService.Generate:input_type -> specd.speculation.v1.GenerateRequest
-	8,  // 11: specd.speculation.v1.VerifierService.Info:input_type -> specd.speculation.v1.InfoRequest
-	2,  // 12: specd.speculation.v1.DraftService.Speculate:input_type -> specd.speculation.v1.SpeculateRequest
-	8,  // 13: specd.speculation.v1.DraftService.Info:input_type -> specd.speculation.v1.InfoRequest
-	1,  // 14: specd.speculation.v1.VerifierService.Generate:output_type -> specd.speculation.v1.GenerateResponse
-	9,  // 15: specd.speculation.v1.VerifierService.Info:output_type -> specd.speculation.v1.InfoResponse
-	5,  // 16: specd.speculation.v1.DraftService.Speculate:output_type -> specd.speculation.v1.SpeculateResponse
-	9,  // 17: specd.speculation.v1.DraftService.Info:output_type -> specd.speculation.v1.InfoResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
+	16, // 11: specd.speculation.v1.VerifierService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	8,  // 12: specd.speculation.v1.VerifierService.Info:input_type -> specd.speculation.v1.InfoRequest
+	2,  // 13: specd.speculation.v1.DraftService.Speculate:input_type -> specd.speculation.v1.SpeculateRequest
+	8,  // 14: specd.speculation.v1.DraftService.Info:input_type -> specd.speculation.v1.InfoRequest
+	1,  // 15: specd.speculation.v1.VerifierService.Generate:output_type -> specd.speculation.v1.GenerateResponse
+	17, // 16: specd.speculation.v1.VerifierService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	9,  // 17: specd.speculation.v1.VerifierService.Info:output_type -> specd.speculation.v1.InfoResponse
+	5,  // 18: specd.speculation.v1.DraftService.Speculate:output_type -> specd.speculation.v1.SpeculateResponse
+	9,  // 19: specd.speculation.v1.DraftService.Info:output_type -> specd.speculation.v1.InfoResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -1002,7 +1010,6 @@ func file_specd_speculation_v1_speculation_proto_init() {
 		(*SpeculateRequest_Start)(nil),
 		(*SpeculateRequest_Verdict)(nil),
 	}
-	file_specd_speculation_v1_speculation_proto_msgTypes[4].OneofWrappers = []any{}
 	file_specd_speculation_v1_speculation_proto_msgTypes[5].OneofWrappers = []any{
 		(*SpeculateResponse_Proposal)(nil),
 	}

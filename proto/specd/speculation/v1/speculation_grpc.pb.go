@@ -17,6 +17,7 @@ package speculationv1
 
 import (
 	context "context"
+	v1 "github.com/specd-dev/specd/proto/specd/v1"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -29,6 +30,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	VerifierService_Generate_FullMethodName = "/specd.speculation.v1.VerifierService/Generate"
+	VerifierService_Tokenize_FullMethodName = "/specd.speculation.v1.VerifierService/Tokenize"
 	VerifierService_Info_FullMethodName     = "/specd.speculation.v1.VerifierService/Info"
 )
 
@@ -43,6 +45,11 @@ type VerifierServiceClient interface {
 	// with the message sequence of specd.v1.GenerationService.Generate: zero or
 	// more chunks, then exactly one final message.
 	Generate(ctx context.Context, in *GenerateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GenerateResponse], error)
+	// Tokenize encodes text with the verifier's tokenizer; the router answers
+	// specd.v1.GenerationService.Tokenize with it, so it shares that RPC's
+	// messages (hence the lint exception).
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	Tokenize(ctx context.Context, in *v1.TokenizeRequest, opts ...grpc.CallOption) (*v1.TokenizeResponse, error)
 	// Info describes the verifier's model and load.
 	//
 	// DraftService.Info takes and returns the same messages on purpose: a
@@ -80,6 +87,16 @@ func (c *verifierServiceClient) Generate(ctx context.Context, in *GenerateReques
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type VerifierService_GenerateClient = grpc.ServerStreamingClient[GenerateResponse]
 
+func (c *verifierServiceClient) Tokenize(ctx context.Context, in *v1.TokenizeRequest, opts ...grpc.CallOption) (*v1.TokenizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.TokenizeResponse)
+	err := c.cc.Invoke(ctx, VerifierService_Tokenize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *verifierServiceClient) Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(InfoResponse)
@@ -101,6 +118,11 @@ type VerifierServiceServer interface {
 	// with the message sequence of specd.v1.GenerationService.Generate: zero or
 	// more chunks, then exactly one final message.
 	Generate(*GenerateRequest, grpc.ServerStreamingServer[GenerateResponse]) error
+	// Tokenize encodes text with the verifier's tokenizer; the router answers
+	// specd.v1.GenerationService.Tokenize with it, so it shares that RPC's
+	// messages (hence the lint exception).
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	Tokenize(context.Context, *v1.TokenizeRequest) (*v1.TokenizeResponse, error)
 	// Info describes the verifier's model and load.
 	//
 	// DraftService.Info takes and returns the same messages on purpose: a
@@ -121,6 +143,9 @@ type UnimplementedVerifierServiceServer struct{}
 
 func (UnimplementedVerifierServiceServer) Generate(*GenerateRequest, grpc.ServerStreamingServer[GenerateResponse]) error {
 	return status.Error(codes.Unimplemented, "method Generate not implemented")
+}
+func (UnimplementedVerifierServiceServer) Tokenize(context.Context, *v1.TokenizeRequest) (*v1.TokenizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Tokenize not implemented")
 }
 func (UnimplementedVerifierServiceServer) Info(context.Context, *InfoRequest) (*InfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Info not implemented")
@@ -157,6 +182,24 @@ func _VerifierService_Generate_Handler(srv interface{}, stream grpc.ServerStream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type VerifierService_GenerateServer = grpc.ServerStreamingServer[GenerateResponse]
 
+func _VerifierService_Tokenize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.TokenizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VerifierServiceServer).Tokenize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VerifierService_Tokenize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VerifierServiceServer).Tokenize(ctx, req.(*v1.TokenizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _VerifierService_Info_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(InfoRequest)
 	if err := dec(in); err != nil {
@@ -182,6 +225,10 @@ var VerifierService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "specd.speculation.v1.VerifierService",
 	HandlerType: (*VerifierServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Tokenize",
+			Handler:    _VerifierService_Tokenize_Handler,
+		},
 		{
 			MethodName: "Info",
 			Handler:    _VerifierService_Info_Handler,
@@ -212,38 +259,38 @@ type DraftServiceClient interface {
 	// Speculate runs speculative decoding for one request: the verifier sends a
 	// Start and then verdicts, the draft sends proposals.
 	//
-	// The contract, in the order things happen:
+	// The contract, in the order things happen (positions are absolute):
 	//
 	//  1. The verifier opens the stream and sends exactly one Start, first. The
 	//     draft checks start.tokenizer_hash against its own (FAILED_PRECONDITION
 	//     on a mismatch), takes start.context_ids as the sequence so far and
 	//     proposes round 1 from position len(context_ids).
-	//  2. The draft numbers rounds 1, 2, 3, ... in the order it sends them; a
-	//     round id is never reused on a stream. A round of round id r proposes
-	//     tokens at positions start_position, start_position+1, ...
-	//  3. Pipelining: while a round is being verified the draft keeps
-	//     proposing, assuming full acceptance: round r+1 starts right after the
-	//     last token of round r. At most two rounds are outstanding (sent, not
-	//     yet answered by a verdict).
-	//  4. The verifier verifies valid rounds in round order and answers each
-	//     with a Verdict: the first `accepted` tokens of the round are kept.
-	//     a. If the verdict carries a token (a correction when accepted is less
-	//     than the round's length, a bonus when it is equal), the token sits
-	//     at `position`, right after the accepted tokens, and every later
-	//     round is invalid. The draft appends the token to the accepted
-	//     sequence and proposes a fresh round from position+1, with
-	//     base_round set to the verdict's round.
-	//     b. If it carries no token, all the round's tokens were accepted and
-	//     the verifier goes on with round r+1 as proposed, verifying its
-	//     first token like any other; later rounds stay valid. The verifier
-	//     omits the token only when it already holds round r+1.
-	//  5. The verifier discards, unverified and unanswered, every proposal
-	//     whose base_round is not the round of the last verdict it sent that
-	//     carried a token (0 before any): these are the rounds the draft
-	//     proposed before it learnt they were invalid.
-	//  6. No proposal holds a token at or past start.max_position: the draft
-	//     shortens a round that would cross it and starts no round there.
-	//  7. The verifier ends the stream by closing its side when the request is
+	//  2. The draft numbers rounds 1, 2, 3, ... in the order it sends them. A
+	//     round proposes tokens at start_position, start_position+1, ...
+	//  3. Pipelining: the draft keeps proposing while earlier rounds are being
+	//     verified, assuming all it sent is accepted and that the verifier's
+	//     bonus token equals its own next token; it keeps up to its pipelining
+	//     depth of rounds unanswered.
+	//  4. The verifier owns the committed sequence. It numbers its verdicts
+	//     (Verdict.seq 1, 2, ...); a verdict carries the committed tokens from
+	//     Verdict.position on: tokens the verifier decoded on its own since the
+	//     draft last heard, then its correction or bonus token, last. The draft
+	//     keeps its own sequence where it agrees with them and, at the first
+	//     disagreement, rolls back and takes the verifier's tokens; rounds it
+	//     sent from the rolled-back sequence are dead.
+	//  5. A proposal records in base_seq the last verdict the draft had applied.
+	//     The verifier uses a proposal only if (a) base_seq is at least the seq
+	//     of the last verdict that contradicted the draft (a rejection), (b) it
+	//     starts at or before the committed end, and (c) its tokens before the
+	//     committed end equal the committed ones. The verifier answers every
+	//     proposal that passes (a) and (b) with a verdict, except one whose
+	//     mismatch lies in tokens the draft has already been told (it rolls
+	//     back on its own).
+	//  6. The verifier never waits long for the draft: with no usable proposal
+	//     at hand it decodes a token itself; such tokens reach the draft in the
+	//     next verdict, and proposals that guessed them right stay usable.
+	//  7. No proposal holds a token at or past start.max_position.
+	//  8. The verifier ends the stream by closing its side when the request is
 	//     finished or it stops speculating; the draft then ends it with OK.
 	//     A draft error never fails the request: the verifier decodes plainly.
 	//
@@ -299,38 +346,38 @@ type DraftServiceServer interface {
 	// Speculate runs speculative decoding for one request: the verifier sends a
 	// Start and then verdicts, the draft sends proposals.
 	//
-	// The contract, in the order things happen:
+	// The contract, in the order things happen (positions are absolute):
 	//
 	//  1. The verifier opens the stream and sends exactly one Start, first. The
 	//     draft checks start.tokenizer_hash against its own (FAILED_PRECONDITION
 	//     on a mismatch), takes start.context_ids as the sequence so far and
 	//     proposes round 1 from position len(context_ids).
-	//  2. The draft numbers rounds 1, 2, 3, ... in the order it sends them; a
-	//     round id is never reused on a stream. A round of round id r proposes
-	//     tokens at positions start_position, start_position+1, ...
-	//  3. Pipelining: while a round is being verified the draft keeps
-	//     proposing, assuming full acceptance: round r+1 starts right after the
-	//     last token of round r. At most two rounds are outstanding (sent, not
-	//     yet answered by a verdict).
-	//  4. The verifier verifies valid rounds in round order and answers each
-	//     with a Verdict: the first `accepted` tokens of the round are kept.
-	//     a. If the verdict carries a token (a correction when accepted is less
-	//     than the round's length, a bonus when it is equal), the token sits
-	//     at `position`, right after the accepted tokens, and every later
-	//     round is invalid. The draft appends the token to the accepted
-	//     sequence and proposes a fresh round from position+1, with
-	//     base_round set to the verdict's round.
-	//     b. If it carries no token, all the round's tokens were accepted and
-	//     the verifier goes on with round r+1 as proposed, verifying its
-	//     first token like any other; later rounds stay valid. The verifier
-	//     omits the token only when it already holds round r+1.
-	//  5. The verifier discards, unverified and unanswered, every proposal
-	//     whose base_round is not the round of the last verdict it sent that
-	//     carried a token (0 before any): these are the rounds the draft
-	//     proposed before it learnt they were invalid.
-	//  6. No proposal holds a token at or past start.max_position: the draft
-	//     shortens a round that would cross it and starts no round there.
-	//  7. The verifier ends the stream by closing its side when the request is
+	//  2. The draft numbers rounds 1, 2, 3, ... in the order it sends them. A
+	//     round proposes tokens at start_position, start_position+1, ...
+	//  3. Pipelining: the draft keeps proposing while earlier rounds are being
+	//     verified, assuming all it sent is accepted and that the verifier's
+	//     bonus token equals its own next token; it keeps up to its pipelining
+	//     depth of rounds unanswered.
+	//  4. The verifier owns the committed sequence. It numbers its verdicts
+	//     (Verdict.seq 1, 2, ...); a verdict carries the committed tokens from
+	//     Verdict.position on: tokens the verifier decoded on its own since the
+	//     draft last heard, then its correction or bonus token, last. The draft
+	//     keeps its own sequence where it agrees with them and, at the first
+	//     disagreement, rolls back and takes the verifier's tokens; rounds it
+	//     sent from the rolled-back sequence are dead.
+	//  5. A proposal records in base_seq the last verdict the draft had applied.
+	//     The verifier uses a proposal only if (a) base_seq is at least the seq
+	//     of the last verdict that contradicted the draft (a rejection), (b) it
+	//     starts at or before the committed end, and (c) its tokens before the
+	//     committed end equal the committed ones. The verifier answers every
+	//     proposal that passes (a) and (b) with a verdict, except one whose
+	//     mismatch lies in tokens the draft has already been told (it rolls
+	//     back on its own).
+	//  6. The verifier never waits long for the draft: with no usable proposal
+	//     at hand it decodes a token itself; such tokens reach the draft in the
+	//     next verdict, and proposals that guessed them right stay usable.
+	//  7. No proposal holds a token at or past start.max_position.
+	//  8. The verifier ends the stream by closing its side when the request is
 	//     finished or it stops speculating; the draft then ends it with OK.
 	//     A draft error never fails the request: the verifier decodes plainly.
 	//

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
+)
+
+// clientOptions are the flags of the client commands.
+type clientOptions struct {
+	addr    string
+	timeout time.Duration
+}
+
+func (o *clientOptions) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.addr, "addr", defaultRouterAddr, "router address")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "deadline for the whole request")
+}
+
+// specOptions are the speculation flags of the client commands.
+type specOptions struct {
+	gamma, maxGamma int
+	noSpec          bool
+	mode            string
+}
+
+func (o *specOptions) addFlags(fs *flag.FlagSet) {
+	fs.IntVar(&o.gamma, "gamma", 0, "fixed draft tokens per round (0: adaptive)")
+	fs.IntVar(&o.maxGamma, "max-gamma", 0, "cap on the adaptive gamma (0: the server's)")
+	fs.BoolVar(&o.noSpec, "no-spec", false, "decode plainly on the verifier, no draft")
+	fs.StringVar(&o.mode, "mode", "", "verification mode for sampling: coupled or rejection (default: the server's)")
+}
+
+func (o *specOptions) proto() (*specdv1.SpeculationOptions, error) {
+	so := &specdv1.SpeculationOptions{Disabled: o.noSpec, Gamma: uint32(max(o.gamma, 0)), MaxGamma: uint32(max(o.maxGamma, 0))}
+	if o.gamma < 0 || o.maxGamma < 0 {
+		return nil, usagef("--gamma and --max-gamma must be ≥ 0")
+	}
+	switch o.mode {
+	case "":
+	case "coupled":
+		so.Mode = specdv1.VerificationMode_VERIFICATION_MODE_COUPLED
+	case "rejection":
+		so.Mode = specdv1.VerificationMode_VERIFICATION_MODE_REJECTION
+	default:
+		return nil, usagef("--mode %q: want coupled or rejection", o.mode)
+	}
+	return so, nil
+}
+
+// generateResult is `specd generate --json`.
+type generateResult struct {
+	OutputIDs            []int32 `json:"output_ids"`
+	Text                 string  `json:"text"`
+	FinishReason         string  `json:"finish_reason"`
+	PromptTokens         int     `json:"prompt_tokens"`
+	Tokens               int     `json:"tokens"`
+	Rounds               int     `json:"rounds"`
+	Drafted              int     `json:"drafted"`
+	Accepted             int     `json:"accepted"`
+	AcceptanceRate       float64 `json:"acceptance_rate"`
+	MeanAcceptedPerRound float64 `json:"mean_accepted_per_round"`
+	TimeToFirstToken     float64 `json:"time_to_first_token_seconds"`
+	TokensPerSecond      float64 `json:"tokens_per_second"`
+	WallSeconds          float64 `json:"wall_seconds"`
+	MeanRoundTrip        float64 `json:"mean_round_trip_seconds"`
+	Mode                 string  `json:"mode"`
+	Verifier             string  `json:"verifier"`
+	Draft                string  `json:"draft"`
+	Fallbacks            int     `json:"fallbacks"`
+	Failovers            int     `json:"failovers"`
+}
+
+func finishName(f specdv1.FinishReason) string {
+	switch f {
+	case specdv1.FinishReason_FINISH_REASON_EOS:
+		return "eos"
+	case specdv1.FinishReason_FINISH_REASON_LENGTH:
+		return "length"
+	case specdv1.FinishReason_FINISH_REASON_STOP_STRING:
+		return "stop"
+	case specdv1.FinishReason_FINISH_REASON_CONTEXT:
+		return "context"
+	}
+	return "unspecified"
+}
+
+func modeName(m specdv1.VerificationMode) string {
+	switch m {
+	case specdv1.VerificationMode_VERIFICATION_MODE_GREEDY:
+		return "greedy"
+	case specdv1.VerificationMode_VERIFICATION_MODE_COUPLED:
+		return "coupled"
+	case specdv1.VerificationMode_VERIFICATION_MODE_REJECTION:
+		return "rejection"
+	}
+	return ""
+}
+
+// collect runs one streamed generation, passing text deltas to onText.
+func collect(ctx context.Context, c specdv1.GenerationServiceClient, req *specdv1.GenerateRequest, onText func(string) error) (generateResult, error) {
+	res := generateResult{OutputIDs: []int32{}}
+	t0 := time.Now()
+	st, err := c.Generate(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	for {
+		msg, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return res, errors.New("stream ended without a final message")
+		}
+		if err != nil {
+			return res, err
+		}
+		if ch := msg.GetChunk(); ch != nil {
+			res.OutputIDs = append(res.OutputIDs, ch.GetTokenIds()...)
+			res.Text += ch.GetText()
+			if onText != nil && ch.GetText() != "" {
+				if err := onText(ch.GetText()); err != nil {
+					return res, err
+				}
+			}
+			continue
+		}
+		f := msg.GetFinal()
+		s := f.GetStats()
+		res.WallSeconds = time.Since(t0).Seconds()
+		res.FinishReason = finishName(f.GetFinishReason())
+		res.PromptTokens, res.Tokens = int(s.GetPromptTokens()), int(s.GetCompletionTokens())
+		res.Rounds, res.Drafted, res.Accepted = int(s.GetRounds()), int(s.GetDraftedTokens()), int(s.GetAcceptedTokens())
+		res.AcceptanceRate, res.MeanAcceptedPerRound = float64(s.GetAcceptanceRate()), float64(s.GetMeanAcceptedPerRound())
+		res.TimeToFirstToken = s.GetTimeToFirstToken().AsDuration().Seconds()
+		res.TokensPerSecond = s.GetDecodeTokensPerSecond()
+		res.MeanRoundTrip = s.GetMeanRoundTrip().AsDuration().Seconds()
+		res.Mode, res.Verifier, res.Draft = modeName(s.GetMode()), s.GetVerifier().GetAddress(), s.GetDraft().GetAddress()
+		res.Fallbacks, res.Failovers = int(s.GetFallbacks()), int(s.GetFailovers())
+		return res, nil
+	}
+}
+
+func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	var co clientOptions
+	var so samplingOptions
+	var sp specOptions
+	co.addFlags(fs)
+	so.addFlags(fs)
+	sp.addFlags(fs)
+	var prompt, sessionKey, domain string
+	var asJSON bool
+	fs.StringVar(&prompt, "p", "", "prompt text")
+	fs.StringVar(&prompt, "prompt", "", "same as -p")
+	fs.StringVar(&sessionKey, "session", "", "session key for verifier affinity")
+	fs.StringVar(&domain, "domain", "", "domain label for metrics")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object instead of streaming text")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if prompt == "" {
+		return usagef("empty prompt (-p)")
+	}
+	params, err := so.params()
+	if err != nil {
+		return err
+	}
+	spo, err := sp.proto()
+	if err != nil {
+		return err
+	}
+	cc, err := services.Dial(co.addr)
+	if err != nil {
+		return usagef("--addr %q: %v", co.addr, err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, co.timeout)
+	defer cancel()
+	req := &specdv1.GenerateRequest{Prompt: prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
+		Stop: so.stop, Speculation: spo, SessionKey: sessionKey, Domain: domain}
+	var onText func(string) error
+	if !asJSON {
+		onText = func(s string) error { _, err := io.WriteString(stdout, s); return err }
+		fmt.Fprint(stdout, prompt)
+	}
+	res, err := collect(ctx, specdv1.NewGenerationServiceClient(cc), req, onText)
+	if err != nil {
+		if s, ok := status.FromError(err); ok && s.Code() == codes.InvalidArgument {
+			return usageError{errors.New(s.Message())}
+		}
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintf(stderr, "%d tokens (%s), %.1f tok/s, %d rounds, acceptance %.0f%%, %.2f accepted per round, first token %.0f ms\n",
+		res.Tokens, res.FinishReason, res.TokensPerSecond, res.Rounds, 100*res.AcceptanceRate, res.MeanAcceptedPerRound, 1000*res.TimeToFirstToken)
+	return nil
+}

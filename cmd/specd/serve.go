@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/serve"
+	"github.com/specd-dev/specd/services/verifiersvc"
+	"github.com/specd-dev/specd/spec"
+)
+
+// Default listen addresses of the three services.
+const (
+	defaultRouterAddr   = "127.0.0.1:7070"
+	defaultVerifierAddr = "127.0.0.1:7071"
+	defaultDraftAddr    = "127.0.0.1:7072"
+)
+
+// logOptions are the logging flags of every service.
+type logOptions struct {
+	level  string
+	format string
+}
+
+func (o *logOptions) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.format, "log-format", "json", "log format: json or text")
+}
+
+func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(o.level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", o.level)
+	}
+	ho := &slog.HandlerOptions{Level: lv}
+	switch o.format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	}
+	return nil, usagef("--log-format %q: want json or text", o.format)
+}
+
+// workerOptions are the flags of a model-serving service (verifier or draft).
+type workerOptions struct {
+	engineOptions
+	listen   string
+	slots    int
+	queue    int
+	maxBlock int
+}
+
+func (o *workerOptions) addFlags(fs *flag.FlagSet, defModel, defListen string) {
+	o.engineOptions.addFlags(fs, defModel)
+	fs.StringVar(&o.listen, "listen", defListen, "gRPC listen address")
+	fs.IntVar(&o.slots, "slots", 2, "sessions computing at once (each with --threads threads)")
+	fs.IntVar(&o.queue, "queue", 16, "sessions allowed to wait for a slot; more get RESOURCE_EXHAUSTED")
+	fs.IntVar(&o.maxBlock, "max-block", 64, "largest forward block in tokens (prefill is split into blocks)")
+}
+
+func (o *workerOptions) validate() error {
+	if err := o.engineOptions.validate(); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+		return usagef("--listen %q: %v", o.listen, err)
+	}
+	if o.slots < 1 || o.queue < 0 || o.maxBlock < 1 {
+		return usagef("--slots %d, --queue %d, --max-block %d: want slots ≥ 1, queue ≥ 0, max-block ≥ 1", o.slots, o.queue, o.maxBlock)
+	}
+	return nil
+}
+
+type verifierOptions struct {
+	workerOptions
+	mode      string
+	maxGamma  int
+	draftWait time.Duration
+}
+
+func (o *verifierOptions) addFlags(fs *flag.FlagSet, defListen string) {
+	o.workerOptions.addFlags(fs, "specd-target-q8_0", defListen)
+	fs.StringVar(&o.mode, "mode", "coupled", "default verification mode for sampled requests: coupled or rejection")
+	fs.IntVar(&o.maxGamma, "max-gamma", 8, "cap on the adaptive number of draft tokens per round")
+	fs.DurationVar(&o.draftWait, "draft-wait", 0, "longest wait for a proposal before decoding a token plainly (0 adapts to the step time)")
+}
+
+func (o *verifierOptions) validate() error {
+	if err := o.workerOptions.validate(); err != nil {
+		return err
+	}
+	if _, err := spec.ParseMode(o.mode); err != nil {
+		return usagef("--mode: %v", err)
+	}
+	if o.maxGamma < 1 || o.maxGamma > 64 {
+		return usagef("--max-gamma %d: want 1..64", o.maxGamma)
+	}
+	return nil
+}
+
+type draftOptions struct {
+	workerOptions
+	depth int
+}
+
+func (o *draftOptions) addFlags(fs *flag.FlagSet, defListen string) {
+	o.workerOptions.addFlags(fs, "specd-draft-q8_0", defListen)
+	fs.IntVar(&o.depth, "depth", 2, "proposals in flight per session (pipelining depth)")
+}
+
+func (o *draftOptions) validate() error {
+	if err := o.workerOptions.validate(); err != nil {
+		return err
+	}
+	if o.depth < 1 || o.depth > 16 {
+		return usagef("--depth %d: want 1..16", o.depth)
+	}
+	return nil
+}
+
+type routerOptions struct {
+	listen    string
+	verifiers string
+	drafts    string
+	refresh   time.Duration
+}
+
+func (o *routerOptions) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.listen, "listen", defaultRouterAddr, "gRPC listen address of the public API")
+	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
+	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated draft addresses (empty: decode plainly)")
+	fs.DurationVar(&o.refresh, "refresh", 5*time.Second, "how often to refresh the endpoints' model info and load")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (o *routerOptions) validate() error {
+	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+		return usagef("--listen %q: %v", o.listen, err)
+	}
+	if len(splitList(o.verifiers)) == 0 {
+		return usagef("--verifiers: at least one address")
+	}
+	for _, a := range append(splitList(o.verifiers), splitList(o.drafts)...) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return usagef("endpoint %q: %v", a, err)
+		}
+	}
+	if o.refresh <= 0 {
+		return usagef("--refresh %v: want a positive duration", o.refresh)
+	}
+	return nil
+}
+
+// listen opens a listener, reporting the bound address (for ":0").
+func listen(addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usagef("listen %s: %v", addr, err)
+	}
+	return lis, nil
+}
+
+func (o *workerOptions) worker(log *slog.Logger, ready func(*model.Model)) serve.Worker {
+	return serve.Worker{
+		Load: o.load, Log: log, Ready: ready,
+		Engine: services.EngineConfig{Threads: o.threads, Slots: o.slots, Queue: o.queue, KVBudget: o.kvBudget, KVType: o.kvTypeValue(), MaxBlock: o.maxBlock},
+	}
+}
+
+func (o *verifierOptions) config() verifiersvc.Config {
+	mode, _ := spec.ParseMode(o.mode)
+	return verifiersvc.Config{Mode: mode, MaxGamma: o.maxGamma, DraftWait: o.draftWait}
+}
+
+func (o *routerOptions) config(log *slog.Logger, ready func()) serve.RouterConfig {
+	return serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, Log: log, Ready: ready}
+}
+
+func verifierCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("verifier", flag.ContinueOnError)
+	var o verifierOptions
+	var lo logOptions
+	o.addFlags(fs, defaultVerifierAddr)
+	lo.addFlags(fs)
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	log, err := lo.logger(stderr)
+	if err != nil {
+		return err
+	}
+	lis, err := listen(o.listen)
+	if err != nil {
+		return err
+	}
+	return serve.Verifier(ctx, o.worker(log, nil), o.config(), lis)
+}
+
+func draftCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("draft", flag.ContinueOnError)
+	var o draftOptions
+	var lo logOptions
+	o.addFlags(fs, defaultDraftAddr)
+	lo.addFlags(fs)
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	log, err := lo.logger(stderr)
+	if err != nil {
+		return err
+	}
+	lis, err := listen(o.listen)
+	if err != nil {
+		return err
+	}
+	return serve.Draft(ctx, o.worker(log, nil), o.depth, lis)
+}
+
+func routerCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("router", flag.ContinueOnError)
+	var o routerOptions
+	var lo logOptions
+	o.addFlags(fs)
+	lo.addFlags(fs)
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	log, err := lo.logger(stderr)
+	if err != nil {
+		return err
+	}
+	lis, err := listen(o.listen)
+	if err != nil {
+		return err
+	}
+	return serve.Router(ctx, o.config(log, nil), lis)
+}
+
+// upCmd runs router, verifier and draft in one process on loopback ports: the same code
+// that runs distributed, with static discovery and nothing else to start.
+func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	var vo verifierOptions
+	var do draftOptions
+	var lo logOptions
+	vo.addFlags(fs, defaultRouterAddr)
+	lo.addFlags(fs)
+	// The draft's options take their defaults from a flag set of their own; up exposes
+	// the few that matter under draft- names.
+	do.addFlags(flag.NewFlagSet("draft", flag.ContinueOnError), "127.0.0.1:0")
+	fs.StringVar(&do.model, "draft-model", "specd-draft-q8_0", "draft model")
+	fs.StringVar(&do.quant, "draft-quant", "", "convert the draft's weights at load")
+	fs.IntVar(&do.threads, "draft-threads", 1, "draft compute threads")
+	fs.IntVar(&do.depth, "draft-depth", 2, "draft pipelining depth")
+	fs.Lookup("listen").Usage = "the router's public gRPC address (verifier and draft take free loopback ports)"
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	listenAddr := vo.listen
+	vo.listen, do.listen = "127.0.0.1:0", "127.0.0.1:0"
+	do.models, do.kvBudget, do.kvType, do.slots, do.queue = vo.models, vo.kvBudget/4, vo.kvType, vo.slots, vo.queue
+	if fs.Lookup("threads").Value.String() == fs.Lookup("threads").DefValue {
+		vo.threads = 1 // one core for the verifier, one for the draft
+	}
+	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
+		return usagef("--listen %q: %v", listenAddr, err)
+	}
+	if err := vo.validate(); err != nil {
+		return err
+	}
+	if err := do.validate(); err != nil {
+		return err
+	}
+	log, err := lo.logger(stderr)
+	if err != nil {
+		return err
+	}
+	rlis, err := listen(listenAddr)
+	if err != nil {
+		return err
+	}
+	vlis, err := listen(vo.listen)
+	if err != nil {
+		return err
+	}
+	dlis, err := listen(do.listen)
+	if err != nil {
+		return err
+	}
+	ro := routerOptions{listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	var ready sync.WaitGroup
+	ready.Add(2)
+	start := func(i int, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = f(); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	readyFn := func(*model.Model) { ready.Done() }
+	start(0, func() error {
+		return serve.Verifier(ctx, vo.worker(log.With("service", "verifier"), readyFn), vo.config(), vlis)
+	})
+	start(1, func() error {
+		return serve.Draft(ctx, do.worker(log.With("service", "draft"), readyFn), do.depth, dlis)
+	})
+	start(2, func() error {
+		done := make(chan struct{})
+		go func() { ready.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			rlis.Close()
+			return nil
+		}
+		return serve.Router(ctx, ro.config(log.With("service", "router"), func() {
+			fmt.Fprintf(stderr, "specd up: serving specd.v1.GenerationService on %s (verifier %s on %s, draft %s on %s)\n",
+				rlis.Addr(), vo.model, vlis.Addr(), do.model, dlis.Addr())
+		}), rlis)
+	})
+	wg.Wait()
+	return errors.Join(errs...)
+}

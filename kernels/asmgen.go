@@ -1,0 +1,479 @@
+//go:build ignore
+
+// asmgen writes the amd64 matrix kernels, one function per implementation, weight type
+// and number of tokens per call: kernels_amd64.s and kernels_amd64_gen.go. Run it with
+// go generate in this directory.
+//
+// Every kernel has the Go signature
+//
+//	func k(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+//
+// and computes, for rows [0,nrows) and tokens [0,K), out[t*ostride+r] = dot(row r, token t).
+// A token's accumulators and reduction are the same instructions whatever K is, which is
+// what makes MatMul batch invariant.
+//
+// F32/F16: nfull vectors of 16 (avx512) or 8 (avx2) columns, then tail columns; x is the
+// float32 activations, xstride the bytes between tokens.
+//
+// Q8_0/Q4_0: nfull pairs of blocks, then one block when tail is 1; x is the prepared
+// activations, per token and pair 128 bytes: the quantized values of both blocks (64
+// bytes, XOR 0x80 for avx512vnni) and each block's fp16-rounded scale repeated eight times
+// (2×32 bytes).
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+)
+
+const (
+	maxTok512 = 5 // tokens per call, avx512vnni: 5 accumulators plus shared registers
+	maxTokAVX = 4 // tokens per call, avx2: 16 ymm registers
+)
+
+var (
+	s  bytes.Buffer // assembly
+	gs bytes.Buffer // Go declarations
+)
+
+func p(format string, args ...any) { fmt.Fprintf(&s, "\t"+format+"\n", args...) }
+func label(l string)               { fmt.Fprintf(&s, "%s:\n", l) }
+
+// xa returns the address of token t's activations at displacement disp: BX moves along
+// the row, R9 holds the token stride and R10 three times it.
+func xa(t, disp int) string {
+	d := ""
+	if disp != 0 {
+		d = fmt.Sprint(disp)
+	}
+	switch t {
+	case 0:
+		return d + "(BX)"
+	case 1:
+		return d + "(BX)(R9*1)"
+	case 2:
+		return d + "(BX)(R9*2)"
+	case 3:
+		return d + "(BX)(R10*1)"
+	case 4:
+		return d + "(BX)(R9*4)"
+	}
+	panic("token out of range")
+}
+
+// oa returns the address of token t's output for the current row (DI; R13 is the output
+// stride in bytes, R14 three times it).
+func oa(t int) string {
+	return [...]string{"(DI)", "(DI)(R13*1)", "(DI)(R13*2)", "(DI)(R14*1)", "(DI)(R13*4)"}[t]
+}
+
+func header(name string) {
+	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)\n", name)
+	fmt.Fprintf(&s, "TEXT ·%s(SB), NOSPLIT, $0-72\n", name)
+	p("MOVQ out+0(FP), DI")
+	p("MOVQ ostride+8(FP), R13")
+	p("SHLQ $2, R13")
+	p("LEAQ (R13)(R13*2), R14")
+	p("MOVQ w+16(FP), SI")
+	p("MOVQ rowBytes+24(FP), R15")
+	p("MOVQ nrows+32(FP), R8")
+	p("MOVQ nfull+40(FP), R11")
+	p("MOVQ tail+48(FP), R12")
+	p("MOVQ x+56(FP), AX")
+	p("MOVQ xstride+64(FP), R9")
+	p("LEAQ (R9)(R9*2), R10")
+	fmt.Fprintf(&gs, "\n//go:noescape\nfunc %s(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)\n", name)
+}
+
+// rowStart opens the loop over rows: DX walks the weights, BX the activations.
+func rowStart() {
+	p("TESTQ R8, R8")
+	p("JZ done")
+	label("row")
+	p("MOVQ SI, DX")
+	p("MOVQ AX, BX")
+	p("MOVQ R11, CX")
+}
+
+func rowEnd() {
+	p("ADDQ $4, DI")
+	p("ADDQ R15, SI")
+	p("DECQ R8")
+	p("JNZ row")
+	label("done")
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// reduce512 sums the 16 lanes of Z<acc> in a fixed order and stores the sum to token t's
+// output. Y13/X14 are scratch.
+func reduce512(acc, t int) {
+	p("VEXTRACTF64X4 $1, Z%d, Y13", acc)
+	p("VADDPS Y13, Y%d, Y13", acc)
+	reduce256("Y13", "X13", t)
+}
+
+// reduce256 sums the 8 lanes of y (whose low half is x) into token t's output.
+func reduce256(y, x string, t int) {
+	p("VEXTRACTF128 $1, %s, X14", y)
+	p("VADDPS X14, %s, X14", x)
+	p("VMOVHLPS X14, X14, X15")
+	p("VADDPS X15, X14, X14")
+	p("VMOVSHDUP X14, X15")
+	p("VADDSS X15, X14, X14")
+	p("VMOVSS X14, %s", oa(t))
+}
+
+// ---- avx512vnni ----
+
+// float512 writes the F32 or F16 kernel for k tokens. Z0..Z4 accumulate, Z5 holds the
+// weights, K1 masks the tail columns.
+func float512(half bool, k int) {
+	typ, step := "F32", 64
+	if half {
+		typ, step = "F16", 32
+	}
+	name := fmt.Sprintf("dot%sAVX512x%d", typ, k)
+	header(name)
+	p("MOVQ R12, CX")
+	p("MOVL $1, DX")
+	p("SHLL CX, DX")
+	p("DECL DX")
+	p("KMOVW DX, K1")
+	rowStart()
+	for t := range k {
+		p("VPXORD Z%d, Z%d, Z%d", t, t, t)
+	}
+	p("TESTQ CX, CX")
+	p("JZ tail")
+	label("loop")
+	if half {
+		p("VCVTPH2PS (DX), Z5")
+	} else {
+		p("VMOVUPS (DX), Z5")
+	}
+	for t := range k {
+		p("VFMADD231PS %s, Z5, Z%d", xa(t, 0), t)
+	}
+	p("ADDQ $%d, DX", step)
+	p("ADDQ $64, BX")
+	p("DECQ CX")
+	p("JNZ loop")
+	label("tail")
+	p("TESTQ R12, R12")
+	p("JZ reduce")
+	if half {
+		p("VMOVDQU16.Z (DX), K1, Y5")
+		p("VCVTPH2PS Y5, Z5")
+	} else {
+		p("VMOVUPS.Z (DX), K1, Z5")
+	}
+	for t := range k {
+		p("VMOVUPS.Z %s, K1, Z%d", xa(t, 0), 16+t)
+		p("VFMADD231PS Z%d, Z5, Z%d", 16+t, t)
+	}
+	label("reduce")
+	for t := range k {
+		reduce512(t, t)
+	}
+	rowEnd()
+}
+
+// quant512 writes the Q8_0 or Q4_0 kernel for k tokens with VNNI. The activations are
+// stored as unsigned bytes q+128, so vpdpbusd multiplies them with the signed weights
+// directly; each lane then holds Σ(q+128)·w, and starting the lane from -128·Σw (shared
+// by all tokens) leaves the exact Σq·w.
+//
+// Each token has two accumulators, for even and odd pairs of blocks, so that one token
+// is not bound by the latency of its chain of FMAs; they are added before the reduction.
+// Which pairs go to which accumulator depends only on the row length.
+//
+// Registers: Z0..Z9 token accumulators (even pairs Z(2t), odd pairs Z(2t+1)), Z10/Z11
+// weights, Z12/Z13 -128·Σw, Z14/Z15 weight scales, Z16 bytes 0x80, Z17 zero, Z18 0x0f
+// bytes, Z19 8 bytes, Z20..Z31 per-token scratch. K1 selects qwords 4-7, K2 the words of
+// 128-bit lanes 1 and 3, K3 dwords 8-15 of a zmm or words 8-15 of a ymm.
+func quant512(q4 bool, k int) {
+	typ, bstride := "Q8", 34
+	if q4 {
+		typ, bstride = "Q4", 18
+	}
+	name := fmt.Sprintf("dot%sVNNIx%d", typ, k)
+	header(name)
+	p("MOVL $0x80808080, DX")
+	p("VPBROADCASTD DX, Z16")
+	p("VPXORD Z17, Z17, Z17")
+	p("MOVL $0xf0, DX")
+	p("KMOVW DX, K1")
+	p("MOVL $0xff00, DX")
+	p("KMOVW DX, K3")
+	if q4 {
+		p("MOVL $0x0f0f0f0f, DX")
+		p("VPBROADCASTD DX, Z18")
+		p("MOVL $0x08080808, DX")
+		p("VPBROADCASTD DX, Z19")
+		p("MOVQ $0xff00ff00, DX")
+		p("KMOVD DX, K2")
+	}
+	rowStart()
+	for a := range 2 * k {
+		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
+	}
+	p("SHRQ $1, CX")
+	p("JZ single")
+	label("loop")
+	pair512(q4, k, 0, 0)
+	pair512(q4, k, 2*bstride, 1)
+	p("ADDQ $%d, DX", 4*bstride)
+	p("ADDQ $256, BX")
+	p("DECQ CX")
+	p("JNZ loop")
+	label("single")
+	p("TESTQ $1, R11")
+	p("JZ tail")
+	pair512(q4, k, 0, 0)
+	p("ADDQ $%d, DX", 2*bstride)
+	p("ADDQ $128, BX")
+	label("tail")
+	p("TESTQ R12, R12")
+	p("JZ reduce")
+	// One block, into the odd accumulators: 256-bit writes zero the upper half, so its
+	// lanes add exact zeros.
+	if q4 {
+		p("VMOVDQU 2(DX), X11")
+		p("VPSRLW $4, X11, X20")
+		p("VINSERTI32X4 $1, X20, Y11, Y11")
+		p("VPANDD Y18, Y11, Y11")
+		p("VPSUBB Y19, Y11, Y11")
+	} else {
+		p("VMOVDQU 2(DX), Y11")
+	}
+	p("VPBROADCASTW (DX), Y15")
+	p("VCVTPH2PS Y15, Z15")
+	tokens512(k, 0, 1)
+	label("reduce")
+	for t := range k {
+		p("VADDPS Z%d, Z%d, Z%d", 2*t+1, 2*t, 2*t)
+		reduce512(2*t, t)
+	}
+	rowEnd()
+}
+
+// pair512 accumulates the pair of blocks at woff(DX), against token blocks at
+// 128·half(BX), into each token's accumulator half (0 even, 1 odd).
+func pair512(q4 bool, k, woff, half int) {
+	w, sc := 10+half, 14+half
+	if q4 {
+		// [A lo, A hi, B lo, B hi]: broadcast each block's 16 bytes to two lanes, shift
+		// the odd lanes' bytes down a nibble, mask and recentre.
+		p("VBROADCASTI32X4 %d(DX), Z%d", woff+2, w)
+		p("VBROADCASTI32X4 %d(DX), K3, Z%d", woff+20, w)
+		p("VPSRLW $4, Z%d, K2, Z%d", w, w)
+		p("VPANDD Z18, Z%d, Z%d", w, w)
+		p("VPSUBB Z19, Z%d, Z%d", w, w)
+	} else {
+		// Block A's 32 bytes low, block B's (34 bytes on) high.
+		p("VMOVDQU64 %d(DX), Z%d", woff+2, w)
+		p("VMOVDQU64 %d(DX), K1, Z%d", woff+4, w)
+	}
+	bs := 34
+	if q4 {
+		bs = 18
+	}
+	p("VPBROADCASTW %d(DX), Y%d", woff, sc)
+	p("VPBROADCASTW %d(DX), K3, Y%d", woff+bs, sc)
+	p("VCVTPH2PS Y%d, Z%d", sc, sc)
+	tokens512(k, 128*half, half)
+}
+
+// tokens512 accumulates one pair of blocks (weights Z10+half, scales Z14+half) for k
+// tokens whose activations are at xoff(BX).
+func tokens512(k, xoff, half int) {
+	w, np, sc := 10+half, 12+half, 14+half
+	p("VPXORD Z%d, Z%d, Z%d", np, np, np)
+	p("VPDPBUSD Z%d, Z16, Z%d", w, np) // 128·Σw per lane
+	p("VPSUBD Z%d, Z17, Z%d", np, np)
+	for t := range k {
+		x, a, s := 20+3*(t%4), 21+3*(t%4), 22+3*(t%4)
+		p("VMOVDQU64 %s, Z%d", xa(t, xoff), x)
+		p("VMOVDQA64 Z%d, Z%d", np, a)
+		p("VPDPBUSD Z%d, Z%d, Z%d", w, x, a)
+		p("VCVTDQ2PS Z%d, Z%d", a, a)
+		p("VMULPS %s, Z%d, Z%d", xa(t, xoff+64), sc, s)
+		p("VFMADD231PS Z%d, Z%d, Z%d", a, s, 2*t+half)
+	}
+}
+
+// ---- avx2 ----
+
+// floatAVX2 writes the F32 or F16 kernel for k tokens. Y0..Y3 accumulate whole vectors,
+// X4..X7 (as Y4..Y7 before the tail) scalars of the tail columns, summed last.
+func floatAVX2(half bool, k int) {
+	typ, step, esz := "F32", 32, 4
+	if half {
+		typ, step, esz = "F16", 16, 2
+	}
+	name := fmt.Sprintf("dot%sAVX2x%d", typ, k)
+	header(name)
+	rowStart()
+	for t := range k {
+		p("VXORPS Y%d, Y%d, Y%d", t, t, t)
+		p("VXORPS X%d, X%d, X%d", 4+t, 4+t, 4+t)
+	}
+	p("TESTQ CX, CX")
+	p("JZ tail")
+	label("loop")
+	if half {
+		p("VCVTPH2PS (DX), Y8")
+	} else {
+		p("VMOVUPS (DX), Y8")
+	}
+	for t := range k {
+		p("VFMADD231PS %s, Y8, Y%d", xa(t, 0), t)
+	}
+	p("ADDQ $%d, DX", step)
+	p("ADDQ $32, BX")
+	p("DECQ CX")
+	p("JNZ loop")
+	label("tail")
+	p("MOVQ R12, CX")
+	p("TESTQ CX, CX")
+	p("JZ reduce")
+	label("tailloop")
+	if half {
+		p("MOVWLZX (DX), R12")
+		p("MOVQ R12, X8")
+		p("VCVTPH2PS X8, X8")
+	} else {
+		p("VMOVSS (DX), X8")
+	}
+	for t := range k {
+		p("VMOVSS %s, X9", xa(t, 0))
+		p("VFMADD231SS X9, X8, X%d", 4+t)
+	}
+	p("ADDQ $%d, DX", esz)
+	p("ADDQ $4, BX")
+	p("DECQ CX")
+	p("JNZ tailloop")
+	p("MOVQ tail+48(FP), R12")
+	label("reduce")
+	for t := range k {
+		p("VEXTRACTF128 $1, Y%d, X14", t)
+		p("VADDPS X14, X%d, X14", t)
+		p("VMOVHLPS X14, X14, X15")
+		p("VADDPS X15, X14, X14")
+		p("VMOVSHDUP X14, X15")
+		p("VADDSS X15, X14, X14")
+		p("VADDSS X%d, X14, X14", 4+t)
+		p("VMOVSS X14, %s", oa(t))
+	}
+	rowEnd()
+}
+
+// quantAVX2 writes the Q8_0 or Q4_0 kernel for k tokens with AVX2: |w| (unsigned) times
+// x·sign(w) (signed) in vpmaddubsw, which cannot saturate as |x| ≤ 127 and |w| ≤ 128.
+//
+// Registers: Y0..Y3 accumulators, Y4 weights, Y5 |w|, Y6 weight scale, Y7 int16 ones,
+// Y8..Y10 scratch, Y11 0x0f bytes, Y12 8 bytes.
+func quantAVX2(q4 bool, k int) {
+	typ, bstride := "Q8", 34
+	if q4 {
+		typ, bstride = "Q4", 18
+	}
+	name := fmt.Sprintf("dot%sAVX2x%d", typ, k)
+	header(name)
+	p("MOVL $0x00010001, DX")
+	p("MOVQ DX, X7")
+	p("VPBROADCASTD X7, Y7")
+	if q4 {
+		p("MOVL $0x0f0f0f0f, DX")
+		p("MOVQ DX, X11")
+		p("VPBROADCASTD X11, Y11")
+		p("MOVL $0x08080808, DX")
+		p("MOVQ DX, X12")
+		p("VPBROADCASTD X12, Y12")
+	}
+	rowStart()
+	for t := range k {
+		p("VXORPS Y%d, Y%d, Y%d", t, t, t)
+	}
+	p("TESTQ CX, CX")
+	p("JZ tail")
+	label("loop")
+	blockAVX2(q4, k, 0, 0)
+	blockAVX2(q4, k, bstride, 32)
+	p("ADDQ $%d, DX", 2*bstride)
+	p("ADDQ $128, BX")
+	p("DECQ CX")
+	p("JNZ loop")
+	label("tail")
+	p("TESTQ R12, R12")
+	p("JZ reduce")
+	blockAVX2(q4, k, 0, 0)
+	label("reduce")
+	for t := range k {
+		reduce256(fmt.Sprintf("Y%d", t), fmt.Sprintf("X%d", t), t)
+	}
+	rowEnd()
+}
+
+// blockAVX2 accumulates the block at woff(DX) against token blocks at xoff(BX) (values)
+// and xoff+64(BX) (scales).
+func blockAVX2(q4 bool, k, woff, xoff int) {
+	if q4 {
+		p("VMOVDQU %d(DX), X4", woff+2)
+		p("VPSRLW $4, X4, X8")
+		p("VINSERTI128 $1, X8, Y4, Y4")
+		p("VPAND Y11, Y4, Y4")
+		p("VPSUBB Y12, Y4, Y4")
+	} else {
+		p("VMOVDQU %d(DX), Y4", woff+2)
+	}
+	p("VPABSB Y4, Y5")
+	p("VPBROADCASTW %d(DX), X6", woff)
+	p("VCVTPH2PS X6, Y6")
+	for t := range k {
+		p("VMOVDQU %s, Y8", xa(t, xoff))
+		p("VPSIGNB Y4, Y8, Y8")
+		p("VPMADDUBSW Y8, Y5, Y8")
+		p("VPMADDWD Y7, Y8, Y8")
+		p("VCVTDQ2PS Y8, Y8")
+		p("VMULPS %s, Y6, Y9", xa(t, xoff+64))
+		p("VFMADD231PS Y8, Y9, Y%d", t)
+	}
+}
+
+func main() {
+	s.WriteString("// Code generated by asmgen.go; DO NOT EDIT.\n\n//go:build amd64\n\n#include \"textflag.h\"\n")
+	gs.WriteString("// Code generated by asmgen.go; DO NOT EDIT.\n\n//go:build amd64\n\npackage kernels\n\nimport \"unsafe\"\n")
+	tables := map[string][]string{}
+	for k := 1; k <= maxTok512; k++ {
+		float512(false, k)
+		float512(true, k)
+		quant512(false, k)
+		quant512(true, k)
+		for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI"} {
+			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
+		}
+	}
+	for k := 1; k <= maxTokAVX; k++ {
+		floatAVX2(false, k)
+		floatAVX2(true, k)
+		quantAVX2(false, k)
+		quantAVX2(true, k)
+		for _, n := range []string{"dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2"} {
+			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
+		}
+	}
+	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2"} {
+		fmt.Fprintf(&gs, "\n// %s holds the %s kernels by number of tokens minus one.\nvar %s = [...]asmKernel{%s}\n", n, n, n, strings.Join(tables[n], ", "))
+	}
+	if err := os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile("kernels_amd64_gen.go", gs.Bytes(), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}

@@ -1,0 +1,147 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// benchShapes are the weight matrices of the three models, rows×cols.
+var benchShapes = []struct {
+	model      string
+	rows, cols int
+}{
+	{"target", 512, 512},  // wq, wo
+	{"target", 256, 512},  // wk, wv (4 KV heads)
+	{"target", 1408, 512}, // w1, w3
+	{"target", 512, 1408}, // w2
+	{"target", 4096, 512}, // classifier
+	{"draft", 192, 192},   // wq, wk, wv, wo
+	{"draft", 512, 192},   // w1, w3
+	{"draft", 192, 512},   // w2
+	{"draft", 4096, 192},  // classifier
+	{"stories", 64, 64},   // wq, wo
+	{"stories", 172, 64},  // w1, w3
+	{"stories", 64, 172},  // w2
+	{"stories", 512, 64},  // classifier
+}
+
+// BenchmarkMatMul times one MatMul per shape, type, batch size and thread count. Bytes
+// are the weight bytes, so MB/s reads as weight bandwidth.
+func BenchmarkMatMul(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, sh := range benchShapes {
+		for _, typ := range allTypes {
+			if sh.cols%typ.BlockSize() != 0 {
+				continue
+			}
+			w := randMatrix(b, rng, typ, sh.rows, sh.cols)
+			for _, n := range []int{1, 5, 128} {
+				x := randFloats(rng, n*sh.cols, 1)
+				out := make([]float32, n*sh.rows)
+				for _, threads := range []int{1, 2} {
+					name := fmt.Sprintf("%s/%dx%d/%v/n=%d/threads=%d", sh.model, sh.rows, sh.cols, typ, n, threads)
+					b.Run(name, func(b *testing.B) {
+						pool := NewPool(threads)
+						defer pool.Close()
+						b.SetBytes(int64(len(w.Data)))
+						for b.Loop() {
+							pool.MatMul(out, w, x, n)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// decodeSet is the per-token matrix products of a model: layers × (QKV, O, gate+up, down)
+// and the classifier, each matrix distinct so that the set streams from memory.
+type decodeSet struct {
+	qkv, o, gateUp, down [][]*Matrix
+	cls                  *Matrix
+	bytes                int64
+}
+
+func newDecodeSet(tb testing.TB, typ Type, layers, dim, kvDim, ffn, vocab int) *decodeSet {
+	rng := rand.New(rand.NewPCG(2, 2))
+	s := &decodeSet{}
+	mk := func(rows, cols int) *Matrix {
+		m := randMatrix(tb, rng, typ, rows, cols)
+		s.bytes += int64(len(m.Data))
+		return m
+	}
+	for range layers {
+		s.qkv = append(s.qkv, []*Matrix{mk(dim, dim), mk(kvDim, dim), mk(kvDim, dim)})
+		s.o = append(s.o, []*Matrix{mk(dim, dim)})
+		s.gateUp = append(s.gateUp, []*Matrix{mk(ffn, dim), mk(ffn, dim)})
+		s.down = append(s.down, []*Matrix{mk(dim, ffn)})
+	}
+	s.cls = mk(vocab, dim)
+	return s
+}
+
+// run does every product of one step for n tokens (activations are not chained: the
+// inputs are fixed random vectors).
+func (s *decodeSet) run(p *Pool, x, xf []float32, outs [][]float32, n int) {
+	for l := range s.qkv {
+		p.MatMuls(outs[:3], s.qkv[l], x, n)
+		p.MatMuls(outs[:1], s.o[l], x, n)
+		p.MatMuls(outs[:2], s.gateUp[l], x, n)
+		p.MatMuls(outs[:1], s.down[l], xf, n)
+	}
+	p.MatMul(outs[0], s.cls, x, n)
+}
+
+// BenchmarkDecodeStep times all the matrix products of one step of the verifier target
+// (dim 512, 8 layers, 4 KV heads of 64, FFN 1408, vocab 4096: 25.7M weights) and of the
+// draft (dim 192, 4 layers, FFN 512), for 1 token (decode) and 5 (verifying a block).
+func BenchmarkDecodeStep(b *testing.B) {
+	models := []struct {
+		name                           string
+		layers, dim, kvDim, ffn, vocab int
+		types                          []Type
+	}{
+		{"target", 8, 512, 256, 1408, 4096, []Type{Q8_0, Q4_0, F16, F32}},
+		{"draft", 4, 192, 192, 512, 4096, []Type{F16, Q8_0, Q4_0}},
+	}
+	for _, m := range models {
+		for _, typ := range m.types {
+			s := newDecodeSet(b, typ, m.layers, m.dim, m.kvDim, m.ffn, m.vocab)
+			for _, n := range []int{1, 5} {
+				rng := rand.New(rand.NewPCG(3, 3))
+				x := randFloats(rng, n*m.dim, 1)
+				xf := randFloats(rng, n*m.ffn, 1)
+				outs := make([][]float32, 3)
+				for i := range outs {
+					outs[i] = make([]float32, n*max(m.vocab, m.ffn))
+				}
+				for _, threads := range []int{1, 2} {
+					b.Run(fmt.Sprintf("%s/%v/n=%d/threads=%d", m.name, typ, n, threads), func(b *testing.B) {
+						pool := NewPool(threads)
+						defer pool.Close()
+						b.SetBytes(s.bytes)
+						for b.Loop() {
+							s.run(pool, x, xf, outs, n)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkQuantizeActs times preparing the Q8_0 activations of one token of 512.
+func BenchmarkQuantizeActs(b *testing.B) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, n := range []int{1, 128} {
+		x := randFloats(rng, n*512, 1)
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			var a acts
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				cur.prep(&a, x, n, 512)
+			}
+		})
+	}
+}

@@ -1,0 +1,173 @@
+package services
+
+import (
+	"github.com/specd-dev/specd/generate"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/spec"
+)
+
+// Request is a validated public generation request.
+type Request struct {
+	Prompt    string
+	PromptIDs []int32
+	MaxTokens int
+	Sampling  sample.Params
+	Stop      []string
+	Spec      bool      // speculate (false: plain decoding)
+	MaxGamma  int       // 0: adaptive with the server's cap
+	Gamma     int       // > 0: fixed γ
+	Mode      spec.Mode // 0: the server's default
+}
+
+// ParseRequest validates a public request, naming the first bad field. An unset seed
+// is drawn at random here, once, so that a resumed request keeps the same seed.
+func ParseRequest(r *specdv1.GenerateRequest) (Request, error) {
+	var q Request
+	switch {
+	case r.GetPrompt() == "" && len(r.GetPromptIds()) == 0:
+		return q, BadField("prompt", "empty: set prompt or prompt_ids")
+	case r.GetPrompt() != "" && len(r.GetPromptIds()) > 0:
+		return q, BadField("prompt", "set prompt or prompt_ids, not both")
+	case r.GetMaxTokens() < 1:
+		return q, BadField("max_tokens", "%d: must be at least 1", r.GetMaxTokens())
+	}
+	q.Prompt, q.PromptIDs, q.MaxTokens, q.Stop = r.GetPrompt(), r.GetPromptIds(), int(r.GetMaxTokens()), r.GetStop()
+	for i, s := range q.Stop {
+		if s == "" {
+			return q, BadField("stop", "stop string %d is empty", i)
+		}
+	}
+	sp := r.GetSampling()
+	t := sp.GetTemperature()
+	if t < 0 || math.IsNaN(float64(t)) || math.IsInf(float64(t), 0) {
+		return q, BadField("sampling.temperature", "%v: must be a finite value ≥ 0", t)
+	}
+	q.Sampling = sample.Params{Temperature: t, TopK: int(sp.GetTopK()), TopP: 1}
+	if sp != nil && sp.TopP != nil {
+		if p := sp.GetTopP(); !(p > 0 && p <= 1) {
+			return q, BadField("sampling.top_p", "%v: must be in (0, 1]", p)
+		}
+		q.Sampling.TopP = sp.GetTopP()
+	}
+	if sp != nil && sp.MinP != nil {
+		if p := sp.GetMinP(); !(p >= 0 && p <= 1) {
+			return q, BadField("sampling.min_p", "%v: must be in [0, 1]", p)
+		}
+		q.Sampling.MinP = sp.GetMinP()
+	}
+	if sp != nil && sp.Seed != nil {
+		q.Sampling.Seed = sp.GetSeed()
+	} else {
+		q.Sampling.Seed = rand.Uint64()
+	}
+	so := r.GetSpeculation()
+	q.Spec = !so.GetDisabled()
+	q.MaxGamma = int(so.GetMaxGamma())
+	if q.MaxGamma > 64 {
+		return q, BadField("speculation.max_gamma", "%d: at most 64", q.MaxGamma)
+	}
+	if q.Gamma = int(so.GetGamma()); q.Gamma > 64 {
+		return q, BadField("speculation.gamma", "%d: at most 64", q.Gamma)
+	}
+	switch so.GetMode() {
+	case specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED:
+	case specdv1.VerificationMode_VERIFICATION_MODE_GREEDY:
+		if t > 0 {
+			return q, BadField("speculation.mode", "greedy verification needs temperature 0, not %v", t)
+		}
+	case specdv1.VerificationMode_VERIFICATION_MODE_COUPLED:
+		q.Mode = spec.Coupled
+	case specdv1.VerificationMode_VERIFICATION_MODE_REJECTION:
+		q.Mode = spec.Rejection
+	default:
+		return q, BadField("speculation.mode", "unknown mode %v", so.GetMode())
+	}
+	return q, nil
+}
+
+// ModeToProto converts a verification mode.
+func ModeToProto(m spec.Mode) specdv1.VerificationMode {
+	switch m {
+	case spec.Coupled:
+		return specdv1.VerificationMode_VERIFICATION_MODE_COUPLED
+	case spec.Rejection:
+		return specdv1.VerificationMode_VERIFICATION_MODE_REJECTION
+	}
+	return specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED
+}
+
+// SamplingToProto converts sampling parameters (with the seed always set).
+func SamplingToProto(p sample.Params) *specdv1.SamplingParams {
+	return &specdv1.SamplingParams{Temperature: p.Temperature, TopK: uint32(p.TopK), TopP: &p.TopP, MinP: &p.MinP, Seed: &p.Seed}
+}
+
+// SamplingFromProto converts sampling parameters received from a peer, validating them.
+func SamplingFromProto(sp *specdv1.SamplingParams) (sample.Params, error) {
+	p := sample.Params{Temperature: sp.GetTemperature(), TopK: int(sp.GetTopK()), TopP: 1, MinP: sp.GetMinP(), Seed: sp.GetSeed()}
+	if sp != nil && sp.TopP != nil {
+		p.TopP = sp.GetTopP()
+	}
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// ProposalToProto converts a proposal.
+func ProposalToProto(p spec.Proposal) *speculationv1.Proposal {
+	out := &speculationv1.Proposal{Round: p.Round, BaseSeq: p.Base, StartPosition: uint32(p.Start), Tokens: p.Tokens}
+	for _, d := range p.Dists {
+		out.Probs = append(out.Probs, &speculationv1.Distribution{Ids: d.IDs, Probs: d.Probs})
+	}
+	return out
+}
+
+// ProposalFromProto converts a proposal received from a draft.
+func ProposalFromProto(p *speculationv1.Proposal) spec.Proposal {
+	out := spec.Proposal{Round: p.GetRound(), Base: p.GetBaseSeq(), Start: int(p.GetStartPosition()), Tokens: p.GetTokens()}
+	for _, d := range p.GetProbs() {
+		out.Dists = append(out.Dists, sample.NewDist(d.GetIds(), d.GetProbs()))
+	}
+	return out
+}
+
+// Duration converts a duration, nil for zero.
+func Duration(d time.Duration) *durationpb.Duration {
+	if d == 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+// VerdictToProto converts a verdict.
+func VerdictToProto(v spec.Verdict) *speculationv1.Verdict {
+	return &speculationv1.Verdict{Round: v.Round, Seq: v.Seq, Accepted: uint32(v.Accepted), Position: uint32(v.Position), Tokens: v.Tokens, NextGamma: uint32(v.NextGamma)}
+}
+
+// VerdictFromProto converts a verdict received from a verifier.
+func VerdictFromProto(v *speculationv1.Verdict) spec.Verdict {
+	return spec.Verdict{Round: v.GetRound(), Seq: v.GetSeq(), Accepted: int(v.GetAccepted()), Position: int(v.GetPosition()), Tokens: v.GetTokens(), NextGamma: int(v.GetNextGamma())}
+}
+
+// FinishToProto converts a finish reason.
+func FinishToProto(f generate.Finish) specdv1.FinishReason {
+	switch f {
+	case generate.EOS:
+		return specdv1.FinishReason_FINISH_REASON_EOS
+	case generate.Length:
+		return specdv1.FinishReason_FINISH_REASON_LENGTH
+	case generate.StopString:
+		return specdv1.FinishReason_FINISH_REASON_STOP_STRING
+	case generate.Context:
+		return specdv1.FinishReason_FINISH_REASON_CONTEXT
+	}
+	return specdv1.FinishReason_FINISH_REASON_UNSPECIFIED
+}

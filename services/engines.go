@@ -1,0 +1,108 @@
+package services
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/kvcache"
+	"github.com/specd-dev/specd/model"
+)
+
+// Engines is the bounded set of compute slots of one loaded model. Each slot owns a
+// kernels.Pool and a model.State, so sessions in different slots run in parallel and
+// never share scratch memory. A session waits for a free slot in a bounded queue; when
+// the queue is full it fails at once with ErrBusy.
+type Engines struct {
+	Model    *model.Model
+	KV       *kvcache.Pool
+	slots    chan *model.State
+	all      []*model.State
+	pools    []*kernels.Pool
+	maxQueue int32
+	waiting  atomic.Int32
+	active   atomic.Int32
+}
+
+// EngineConfig sizes Engines.
+type EngineConfig struct {
+	Threads  int          // kernel threads per slot
+	Slots    int          // sessions computing at once
+	Queue    int          // sessions allowed to wait for a slot
+	KVBudget int64        // bytes of KV cache shared by all sessions
+	KVType   kernels.Type // kernels.F32 or kernels.F16
+	MaxBlock int          // largest forward block (prefill is split into blocks of this size)
+}
+
+// NewEngines prepares cfg.Slots slots for m.
+func NewEngines(m *model.Model, cfg EngineConfig) (*Engines, error) {
+	if cfg.Slots < 1 || cfg.Threads < 1 || cfg.Queue < 0 {
+		return nil, fmt.Errorf("engines: slots %d, threads %d, queue %d", cfg.Slots, cfg.Threads, cfg.Queue)
+	}
+	kv, err := m.NewKVPool(cfg.KVBudget, cfg.KVType)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engines{Model: m, KV: kv, slots: make(chan *model.State, cfg.Slots), maxQueue: int32(cfg.Queue)}
+	for range cfg.Slots {
+		p := kernels.NewPool(cfg.Threads)
+		st := m.NewState(p, kv.NewSeq(), max(cfg.MaxBlock, 1))
+		e.pools = append(e.pools, p)
+		e.all = append(e.all, st)
+		e.slots <- st
+	}
+	return e, nil
+}
+
+// Acquire waits for a free slot and returns its state with an empty sequence, and the
+// function that releases both (freeing the sequence's KV blocks at once). It fails with
+// ErrBusy when the wait queue is full, or with ctx's error.
+func (e *Engines) Acquire(ctx context.Context) (*model.State, func(), error) {
+	select {
+	case st := <-e.slots:
+		return e.ready(st), e.releaser(st), nil
+	default:
+	}
+	if e.waiting.Add(1) > e.maxQueue {
+		e.waiting.Add(-1)
+		return nil, nil, fmt.Errorf("%w: %d sessions running, %d waiting", ErrBusy, cap(e.slots), e.maxQueue)
+	}
+	defer e.waiting.Add(-1)
+	select {
+	case st := <-e.slots:
+		return e.ready(st), e.releaser(st), nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
+func (e *Engines) ready(st *model.State) *model.State {
+	e.active.Add(1)
+	st.Seq.Release()
+	return st
+}
+
+func (e *Engines) releaser(st *model.State) func() {
+	var once atomic.Bool
+	return func() {
+		if once.Swap(true) {
+			return
+		}
+		st.Seq.Release()
+		e.active.Add(-1)
+		e.slots <- st
+	}
+}
+
+// Load reports sessions running and waiting.
+func (e *Engines) Load() (active, waiting int) {
+	return int(e.active.Load()), int(e.waiting.Load())
+}
+
+// Close stops the kernel pools. No session may be running.
+func (e *Engines) Close() {
+	for _, p := range e.pools {
+		p.Close()
+	}
+}

@@ -1,0 +1,304 @@
+// Package routersvc serves specd's public API, specd.v1.GenerationService: it validates
+// requests, lets the router core pick a verifier and a draft, relays the verifier's
+// stream to the client, and resumes on another verifier when one fails mid-stream.
+package routersvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/router"
+	"github.com/specd-dev/specd/services"
+)
+
+// Server implements specdv1.GenerationServiceServer.
+type Server struct {
+	specdv1.UnimplementedGenerationServiceServer
+	r   *router.Router
+	log *slog.Logger
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+var _ specdv1.GenerationServiceServer = (*Server)(nil)
+
+// New returns a router server over r.
+func New(r *router.Router, log *slog.Logger) *Server {
+	return &Server{r: r, log: log, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Close closes connections to verifiers and drafts.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a, c := range s.conns {
+		c.Close()
+		delete(s.conns, a)
+	}
+}
+
+func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := services.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	s.conns[addr] = c
+	return c, nil
+}
+
+// Generate streams a generation.
+func (s *Server) Generate(req *specdv1.GenerateRequest, stream specdv1.GenerationService_GenerateServer) error {
+	_, err := s.relay(stream.Context(), req, func(ev router.Event) error {
+		return stream.Send(toResponse(ev))
+	})
+	return services.Status(err)
+}
+
+// Complete runs a generation and returns it whole.
+func (s *Server) Complete(ctx context.Context, req *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+	res, err := s.relay(ctx, req, func(router.Event) error { return nil })
+	if err != nil {
+		return nil, services.Status(err)
+	}
+	out := &specdv1.CompleteResponse{TokenIds: res.IDs, Text: res.Text}
+	if f, ok := res.Final.(*specdv1.Final); ok {
+		out.FinishReason, out.Stats = f.GetFinishReason(), f.GetStats()
+	}
+	return out, nil
+}
+
+func toResponse(ev router.Event) *specdv1.GenerateResponse {
+	if f, ok := ev.Final.(*specdv1.Final); ok {
+		return &specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: f}}
+	}
+	c := &specdv1.TokenChunk{TokenIds: ev.IDs, Text: ev.Text}
+	for _, p := range ev.Positions {
+		c.Positions = append(c.Positions, uint32(p))
+	}
+	return &specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: c}}
+}
+
+// relay validates req and runs it through the router core.
+func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink func(router.Event) error) (router.Result, error) {
+	q, err := services.ParseRequest(req)
+	if err != nil {
+		return router.Result{}, err
+	}
+	if err := s.checkModel(req.GetModel()); err != nil {
+		return router.Result{}, err
+	}
+	// Fix the seed now so that a resumed request continues with the same one.
+	req = proto.Clone(req).(*specdv1.GenerateRequest)
+	req.Sampling = services.SamplingToProto(q.Sampling)
+	key := req.GetSessionKey()
+	if key == "" {
+		key = promptHead(req)
+	}
+	b := &backend{s: s, req: req}
+	res, err := s.r.Relay(ctx, key, b, q.MaxTokens, func(ev router.Event) error {
+		if f, ok := ev.Final.(*specdv1.Final); ok {
+			b.mergeStats(f)
+		}
+		return sink(ev)
+	})
+	if err != nil && errors.Is(err, router.ErrNoVerifier) {
+		return res, fmt.Errorf("%w: %w", services.ErrUnavailable, err)
+	}
+	return res, err
+}
+
+// checkModel rejects a model name no verifier serves.
+func (s *Server) checkModel(name string) error {
+	if name == "" {
+		return nil
+	}
+	var have []string
+	for _, e := range s.r.Discovery.Endpoints(router.Verifier) {
+		if e.Model == name {
+			return nil
+		}
+		have = append(have, e.Model)
+	}
+	sort.Strings(have)
+	return services.BadField("model", "unknown model %q (verifiers serve: %s)", name, strings.Join(slices.Compact(have), ", "))
+}
+
+// promptHead is the default affinity key: the first 256 bytes of the prompt, so a
+// returning conversation lands where its prefix is cached.
+func promptHead(req *specdv1.GenerateRequest) string {
+	if p := req.GetPrompt(); p != "" {
+		return p[:min(len(p), 256)]
+	}
+	ids := req.GetPromptIds()
+	return fmt.Sprint(ids[:min(len(ids), 64)])
+}
+
+// backend starts attempts of one request on verifiers over gRPC.
+type backend struct {
+	s         *Server
+	req       *specdv1.GenerateRequest
+	failovers int
+	attempts  int
+}
+
+var _ router.Backend = (*backend)(nil)
+
+func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, error) {
+	if b.attempts > 0 {
+		b.failovers++
+	}
+	b.attempts++
+	cc, err := b.s.conn(a.Verifier.Address)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, a.Verifier.Address, err)
+	}
+	vr := &speculationv1.GenerateRequest{Request: b.req, ResumeIds: a.Resume, ResumeTextBytes: uint32(a.ResumeText)}
+	if a.Draft != nil {
+		vr.DraftAddress = a.Draft.Address
+	}
+	st, err := speculationv1.NewVerifierServiceClient(cc).Generate(ctx, vr)
+	if err != nil {
+		return nil, classify(a.Verifier, err)
+	}
+	return &stream{st: st, ep: a.Verifier}, nil
+}
+
+func (b *backend) mergeStats(f *specdv1.Final) {
+	if f.Stats == nil {
+		f.Stats = &specdv1.Stats{}
+	}
+	f.Stats.Failovers = uint32(b.failovers)
+}
+
+type stream struct {
+	st speculationv1.VerifierService_GenerateClient
+	ep router.Endpoint
+}
+
+func (s *stream) Recv() (router.Event, error) {
+	msg, err := s.st.Recv()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return router.Event{}, io.EOF
+		}
+		return router.Event{}, classify(s.ep, err)
+	}
+	switch e := msg.GetEvent().(type) {
+	case *speculationv1.GenerateResponse_Chunk:
+		ev := router.Event{IDs: e.Chunk.GetTokenIds(), Text: e.Chunk.GetText()}
+		for _, p := range e.Chunk.GetPositions() {
+			ev.Positions = append(ev.Positions, int(p))
+		}
+		return ev, nil
+	case *speculationv1.GenerateResponse_Final:
+		return router.Event{Final: e.Final}, nil
+	}
+	return router.Event{}, fmt.Errorf("%w: %s sent an empty message", router.ErrEndpointDown, s.ep.Address)
+}
+
+// classify marks errors that mean the verifier itself failed (so the request may move
+// to another one) with router.ErrEndpointDown; a status from the verifier about the
+// request (bad argument, busy) passes through unchanged.
+func classify(ep router.Endpoint, err error) error {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Internal, codes.Unknown, codes.Aborted:
+		return fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, ep.Address, err)
+	}
+	return err
+}
+
+// Tokenize encodes text with a verifier's tokenizer.
+func (s *Server) Tokenize(ctx context.Context, req *specdv1.TokenizeRequest) (*specdv1.TokenizeResponse, error) {
+	if err := s.checkModel(req.GetModel()); err != nil {
+		return nil, services.Status(err)
+	}
+	v, _, err := router.Pick(s.r.Discovery, req.GetText(), nil, nil)
+	if err != nil {
+		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
+	}
+	cc, err := s.conn(v.Address)
+	if err != nil {
+		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
+	}
+	return speculationv1.NewVerifierServiceClient(cc).Tokenize(ctx, req)
+}
+
+// ListModels reports the models of every known endpoint.
+func (s *Server) ListModels(ctx context.Context, _ *specdv1.ListModelsRequest) (*specdv1.ListModelsResponse, error) {
+	resp := &specdv1.ListModelsResponse{}
+	seen := map[string]bool{}
+	for _, role := range []router.Role{router.Verifier, router.Draft} {
+		for _, e := range s.r.Discovery.Endpoints(role) {
+			k := string(role) + "/" + e.Model + "/" + e.Quant
+			if seen[k] || e.Model == "" {
+				continue
+			}
+			seen[k] = true
+			resp.Models = append(resp.Models, &specdv1.ModelInfo{Name: e.Model, Role: string(role), Quantization: e.Quant, ContextLength: uint32(e.Context), TokenizerHash: e.TokenizerHash, Architecture: "llama"})
+		}
+	}
+	return resp, nil
+}
+
+// Refresh keeps a static discovery's metadata current by asking every endpoint for its
+// Info every interval until ctx ends. Unreachable endpoints keep their last metadata.
+func (s *Server) Refresh(ctx context.Context, st *router.Static, eps []router.Endpoint, interval time.Duration) {
+	poll := func() {
+		cur := make([]router.Endpoint, len(eps))
+		for i, e := range eps {
+			cur[i] = e
+			cc, err := s.conn(e.Address)
+			if err != nil {
+				continue
+			}
+			c, cancel := context.WithTimeout(ctx, 2*time.Second)
+			var info *speculationv1.InfoResponse
+			if e.Role == router.Verifier {
+				info, err = speculationv1.NewVerifierServiceClient(cc).Info(c, &speculationv1.InfoRequest{})
+			} else {
+				info, err = speculationv1.NewDraftServiceClient(cc).Info(c, &speculationv1.InfoRequest{})
+			}
+			cancel()
+			if err != nil {
+				continue
+			}
+			m := info.GetModel()
+			cur[i].Model, cur[i].TokenizerHash, cur[i].Quant = m.GetName(), m.GetTokenizerHash(), m.GetQuantization()
+			cur[i].Context, cur[i].KVFree, cur[i].Load = int(m.GetContextLength()), info.GetKvBlocksFree(), int(info.GetQueueDepth())
+			eps[i] = cur[i]
+		}
+		st.Set(cur...)
+	}
+	poll()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			poll()
+		}
+	}
+}

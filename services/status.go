@@ -1,0 +1,73 @@
+// Package services adapts specd's domain cores (router, verifier, draft) to gRPC: the
+// servers, their clients, conversions between protobuf and domain types, and the one
+// function that chooses gRPC status codes. Packages below it never import gRPC.
+package services
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/kvcache"
+	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/sample"
+)
+
+// FieldError is a bad request field; it maps to InvalidArgument naming the field.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// BadField returns a FieldError for field.
+func BadField(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Sentinel errors of the service layer.
+var (
+	// ErrBusy: every session slot is taken and the wait queue is full.
+	ErrBusy = errors.New("server busy: session queue full")
+	// ErrUnavailable: no endpoint of the needed role is reachable.
+	ErrUnavailable = errors.New("no endpoint available")
+	// ErrIncompatible: a draft and a verifier do not share a tokenizer.
+	ErrIncompatible = errors.New("incompatible models")
+	// ErrNotReady: the service has not finished loading its model.
+	ErrNotReady = errors.New("model not loaded yet")
+)
+
+// Status turns an error into a gRPC status error. It is the one place where specd
+// chooses status codes: bad input is InvalidArgument naming the field, full queues and
+// KV budgets are ResourceExhausted, unreachable peers are Unavailable, context errors
+// are Canceled or DeadlineExceeded, and Internal is left for bugs.
+func Status(err error) error {
+	if err == nil {
+		return nil
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Err()
+	}
+	var fe *FieldError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.As(err, &fe), errors.Is(err, sample.ErrInvalid), errors.Is(err, model.ErrBadToken),
+		errors.Is(err, generate.ErrEmptyPrompt), errors.Is(err, model.ErrContextFull):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotReady):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrIncompatible):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}

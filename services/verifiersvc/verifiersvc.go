@@ -1,0 +1,439 @@
+// Package verifiersvc serves the verifier model over gRPC: the VerifierService that the
+// router calls for each generation. Per request it opens a Speculate stream to the
+// assigned draft, verifies the draft's proposals, streams committed tokens back, and
+// decodes plainly whenever no draft is reachable or none is asked for.
+package verifiersvc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/specd-dev/specd/generate"
+	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/spec"
+	"github.com/specd-dev/specd/verifier"
+)
+
+// Config tunes the verifier service.
+type Config struct {
+	Mode        spec.Mode     // default verification mode for sampled requests
+	MaxGamma    int           // cap on adaptive γ
+	ProposalTop int           // rejection mode: draft probabilities sent per token
+	DraftWait   time.Duration // longest wait for a proposal before decoding a token plainly; 0 adapts to the step time
+	Address     string        // this verifier's address, reported in stats
+}
+
+// Server implements speculationv1.VerifierServiceServer.
+type Server struct {
+	speculationv1.UnimplementedVerifierServiceServer
+	ready atomic.Pointer[services.Engines] // nil until the model is loaded
+	cfg   Config
+	log *slog.Logger
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn // draft address → connection, kept for reuse
+}
+
+var _ speculationv1.VerifierServiceServer = (*Server)(nil)
+
+// New returns a verifier server; it answers UNAVAILABLE until SetEngines.
+func New(cfg Config, log *slog.Logger) *Server {
+	if cfg.Mode == 0 {
+		cfg.Mode = spec.Coupled
+	}
+	if cfg.MaxGamma <= 0 {
+		cfg.MaxGamma = 8
+	}
+	if cfg.ProposalTop <= 0 {
+		cfg.ProposalTop = 64
+	}
+	return &Server{cfg: cfg, log: log, conns: map[string]*grpc.ClientConn{}}
+}
+
+// SetEngines makes the server serve with eng (its model is loaded).
+func (s *Server) SetEngines(eng *services.Engines) { s.ready.Store(eng) }
+
+func (s *Server) engines() (*services.Engines, error) {
+	if e := s.ready.Load(); e != nil {
+		return e, nil
+	}
+	return nil, services.ErrNotReady
+}
+
+// Close closes the connections to drafts.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a, c := range s.conns {
+		c.Close()
+		delete(s.conns, a)
+	}
+}
+
+// Info describes the verifier model and its capacity.
+func (s *Server) Info(ctx context.Context, _ *speculationv1.InfoRequest) (*speculationv1.InfoResponse, error) {
+	eng, err := s.engines()
+	if err != nil {
+		return nil, services.Status(err)
+	}
+	return services.Info(eng, "verifier"), nil
+}
+
+// Tokenize encodes text with the verifier's tokenizer.
+func (s *Server) Tokenize(ctx context.Context, r *specdv1.TokenizeRequest) (*specdv1.TokenizeResponse, error) {
+	eng, err := s.engines()
+	if err != nil {
+		return nil, services.Status(err)
+	}
+	if r.GetModel() != "" && r.GetModel() != eng.Model.Name {
+		return nil, services.Status(services.BadField("model", "unknown model %q (this verifier serves %q)", r.GetModel(), eng.Model.Name))
+	}
+	tok := eng.Model.Tok
+	ids := tok.Encode(r.GetText(), r.GetAddBos())
+	resp := &specdv1.TokenizeResponse{TokenIds: ids}
+	for _, id := range ids {
+		resp.Pieces = append(resp.Pieces, tok.Piece(id))
+	}
+	return resp, nil
+}
+
+func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := services.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	s.conns[addr] = c
+	return c, nil
+}
+
+// Generate runs one generation and streams its tokens, then a final message.
+func (s *Server) Generate(req *speculationv1.GenerateRequest, stream speculationv1.VerifierService_GenerateServer) error {
+	return services.Status(s.generate(stream.Context(), req, stream))
+}
+
+func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateRequest, stream speculationv1.VerifierService_GenerateServer) error {
+	t0 := time.Now()
+	eng, err := s.engines()
+	if err != nil {
+		return err
+	}
+	q, err := services.ParseRequest(req.GetRequest())
+	if err != nil {
+		return err
+	}
+	m := eng.Model
+	if name := req.GetRequest().GetModel(); name != "" && name != m.Name {
+		return services.BadField("model", "unknown model %q (this verifier serves %q)", name, m.Name)
+	}
+	prompt := req.GetPromptIds()
+	if len(prompt) == 0 {
+		prompt = q.PromptIDs
+	}
+	if len(prompt) == 0 {
+		prompt = m.Tok.Encode(q.Prompt, true)
+	}
+	for i, id := range append(prompt, req.GetResumeIds()...) {
+		if id < 0 || int(id) >= m.Vocab {
+			return services.BadField("prompt_ids", "token %d at index %d is outside the vocabulary of %d", id, i, m.Vocab)
+		}
+	}
+	if len(prompt)+q.MaxTokens > m.Context {
+		return services.BadField("max_tokens", "%d new tokens after a prompt of %d exceed the context of %d", q.MaxTokens, len(prompt), m.Context)
+	}
+	resumed := len(req.GetResumeIds())
+	if resumed >= q.MaxTokens {
+		return services.BadField("resume_ids", "%d tokens already streamed of max_tokens %d", resumed, q.MaxTokens)
+	}
+	committed := append(append([]int32(nil), prompt...), req.GetResumeIds()...)
+	mode := q.Mode
+	if mode == 0 {
+		mode = s.cfg.Mode
+	}
+	st, release, err := eng.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	sess, err := verifier.NewSession(st, verifier.Request{
+		Prompt: prompt, Resume: req.GetResumeIds(), ResumeText: int(req.GetResumeTextBytes()),
+		Sampling: q.Sampling, Mode: mode,
+		Limits: generate.Limits{MaxTokens: q.MaxTokens, Context: m.Context, Stop: q.Stop,
+			EOS: m.Tok.EOS(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS},
+	})
+	if err != nil {
+		return err
+	}
+	r := &run{s: s, ctx: ctx, sess: sess, stream: stream, t0: t0, gamma: verifier.NewGamma(s.cfg.MaxGamma, q.Gamma)}
+	r.stats.PromptTokens = uint32(len(prompt))
+	r.stats.Verifier = &specdv1.Endpoint{Address: s.cfg.Address, Model: m.Name}
+	r.stats.Mode = services.ModeToProto(mode)
+	if q.Sampling.Greedy() {
+		r.stats.Mode = specdv1.VerificationMode_VERIFICATION_MODE_GREEDY
+	}
+	if q.MaxGamma > 0 {
+		r.gamma.Max = q.MaxGamma
+	}
+	if addr := req.GetDraftAddress(); addr != "" && q.Spec {
+		r.link, err = s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, r.gamma.Next())
+		if err != nil {
+			r.fallback(err)
+		} else {
+			r.stats.Draft = &specdv1.Endpoint{Address: addr}
+			defer r.link.close()
+		}
+	}
+	return r.loop()
+}
+
+// run is the state of one Generate call.
+type run struct {
+	s      *Server
+	ctx    context.Context
+	sess   *verifier.Session
+	stream speculationv1.VerifierService_GenerateServer
+	link   *draftLink
+	gamma  *verifier.Gamma
+	t0     time.Time
+	first  time.Time
+	waited time.Duration
+	stats  specdv1.Stats
+}
+
+func (r *run) loop() error {
+	for !r.sess.Done() {
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+		step, err := r.next()
+		if err != nil {
+			return err
+		}
+		if err := r.emit(step.Tokens); err != nil {
+			return err
+		}
+	}
+	return r.finish()
+}
+
+// next commits at least one token: by verifying a proposal when the draft has one
+// ready (or within the wait budget), else by plain decoding.
+func (r *run) next() (verifier.Step, error) {
+	if r.link == nil {
+		return r.plain()
+	}
+	var p spec.Proposal
+	var ok bool
+	select {
+	case p, ok = <-r.link.proposals:
+	default:
+		budget := r.s.cfg.DraftWait
+		if budget == 0 {
+			budget = max(r.gamma.StepTime(), 500*time.Microsecond)
+		}
+		t := time.NewTimer(budget)
+		w0 := time.Now()
+		select {
+		case p, ok = <-r.link.proposals:
+			t.Stop()
+			w := time.Since(w0)
+			r.waited += w
+			r.gamma.ObserveWait(w)
+		case <-t.C:
+			r.waited += budget
+			return r.plain()
+		case <-r.ctx.Done():
+			t.Stop()
+			return verifier.Step{}, r.ctx.Err()
+		}
+	}
+	if !ok {
+		r.fallback(r.link.err())
+		return r.plain()
+	}
+	before := r.sess.Stats
+	t := time.Now()
+	step, err := r.sess.Verify(p)
+	if err != nil {
+		return step, err
+	}
+	if step.Used {
+		drafted := r.sess.Stats.Drafted - before.Drafted
+		r.gamma.ObservePass(drafted+1, time.Since(t))
+		r.gamma.ObserveRound(drafted, r.sess.Stats.Accepted-before.Accepted)
+	}
+	if v := step.Verdict; v != nil && !r.sess.Done() {
+		v.NextGamma = r.gamma.Next()
+		if err := r.link.send(*v); err != nil {
+			r.fallback(err)
+		}
+	}
+	if len(step.Tokens) == 0 && !r.sess.Done() && !step.Used {
+		// A stale proposal committed nothing; loop for the next one.
+		return step, nil
+	}
+	return step, nil
+}
+
+func (r *run) plain() (verifier.Step, error) {
+	t := time.Now()
+	step, err := r.sess.Plain()
+	if err == nil {
+		r.gamma.ObservePass(1, time.Since(t))
+	}
+	return step, err
+}
+
+// fallback drops the draft after a failure; the request continues plainly.
+func (r *run) fallback(err error) {
+	if r.link != nil {
+		r.link.close()
+		r.link = nil
+	}
+	r.stats.Fallbacks++
+	if r.s.log != nil && err != nil && !errors.Is(err, context.Canceled) {
+		r.s.log.WarnContext(r.ctx, "draft unavailable, decoding plainly", "err", err)
+	}
+}
+
+// emit streams committed tokens as one chunk.
+func (r *run) emit(toks []generate.Token) error {
+	if len(toks) == 0 {
+		return nil
+	}
+	c := &specdv1.TokenChunk{}
+	for _, t := range toks {
+		if t.ID >= 0 {
+			c.TokenIds = append(c.TokenIds, t.ID)
+			c.Positions = append(c.Positions, uint32(t.Pos))
+		}
+		c.Text += t.Text
+	}
+	if len(c.TokenIds) > 0 && r.first.IsZero() {
+		r.first = time.Now()
+	}
+	return r.stream.Send(&speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Chunk{Chunk: c}})
+}
+
+func (r *run) finish() error {
+	st := &r.stats
+	out := r.sess.Output()
+	ss := r.sess.Stats
+	st.CompletionTokens = uint32(len(out.IDs))
+	st.Rounds, st.DraftedTokens, st.AcceptedTokens = uint32(ss.Rounds), uint32(ss.Drafted), uint32(ss.Accepted)
+	if ss.Drafted > 0 {
+		st.AcceptanceRate = float32(ss.Accepted) / float32(ss.Drafted)
+	}
+	if ss.Rounds > 0 {
+		st.MeanAcceptedPerRound = float32(ss.Accepted) / float32(ss.Rounds)
+		st.MeanRoundTrip = services.Duration(r.waited / time.Duration(ss.Rounds))
+	}
+	end := time.Now()
+	if !r.first.IsZero() {
+		st.TimeToFirstToken = services.Duration(r.first.Sub(r.t0))
+		if n := len(out.IDs); n > 1 {
+			st.DecodeTokensPerSecond = float64(n-1) / end.Sub(r.first).Seconds()
+		}
+	}
+	st.TotalDuration = services.Duration(end.Sub(r.t0))
+	return r.stream.Send(&speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
+		FinishReason: services.FinishToProto(out.Reason), Stats: st,
+	}}})
+}
+
+// draftLink is one Speculate stream to a draft: this goroutine sends, one goroutine
+// receives proposals into a buffered channel.
+type draftLink struct {
+	stream    speculationv1.DraftService_SpeculateClient
+	proposals chan spec.Proposal
+	errc      chan error
+	cancel    context.CancelFunc
+	once      sync.Once
+}
+
+func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {
+	cc, err := s.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	stream, err := speculationv1.NewDraftServiceClient(cc).Speculate(dctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	topK := 0
+	if mode == spec.Rejection && !q.Sampling.Greedy() {
+		topK = s.cfg.ProposalTop
+	}
+	start := &speculationv1.Start{
+		ContextIds: committed, Sampling: services.SamplingToProto(q.Sampling), Mode: services.ModeToProto(mode),
+		Gamma: uint32(gamma), MaxPosition: uint32(len(committed) - 1 + (q.MaxTokens)), TokenizerHash: tokHash,
+		ProposalTopK: uint32(topK),
+	}
+	if err := stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: start}}); err != nil {
+		cancel()
+		return nil, err
+	}
+	l := &draftLink{stream: stream, proposals: make(chan spec.Proposal, 16), errc: make(chan error, 1), cancel: cancel}
+	go func() {
+		defer close(l.proposals)
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = errors.New("draft closed the stream")
+				}
+				l.errc <- err
+				return
+			}
+			p := msg.GetProposal()
+			if p == nil {
+				continue
+			}
+			select {
+			case l.proposals <- services.ProposalFromProto(p):
+			case <-dctx.Done():
+				l.errc <- dctx.Err()
+				return
+			}
+		}
+	}()
+	return l, nil
+}
+
+func (l *draftLink) send(v spec.Verdict) error {
+	return l.stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}})
+}
+
+func (l *draftLink) err() error {
+	select {
+	case err := <-l.errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// close ends the stream: the draft sees the end of verdicts; the receiver stops.
+func (l *draftLink) close() {
+	l.once.Do(func() {
+		l.stream.CloseSend()
+		l.cancel()
+		for range l.proposals {
+		}
+	})
+}

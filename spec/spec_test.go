@@ -1,0 +1,137 @@
+package spec_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/spec"
+	"github.com/specd-dev/specd/verifier"
+)
+
+type pair struct {
+	target, draft *model.Model
+	pool          *kernels.Pool
+}
+
+func loadPair(t *testing.T) pair {
+	t.Helper()
+	var p pair
+	var err error
+	if p.target, err = model.Load(testmodels.ForTest(t, "specd-target-q8_0.gguf"), model.LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if p.draft, err = model.Load(testmodels.ForTest(t, "specd-draft-q8_0.gguf"), model.LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p.pool = kernels.NewPool(1)
+	t.Cleanup(func() { p.target.Close(); p.draft.Close(); p.pool.Close() })
+	return p
+}
+
+func state(t *testing.T, m *model.Model, pool *kernels.Pool) *model.State {
+	kv, err := m.NewKVPool(32<<20, kernels.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.NewState(pool, kv.NewSeq(), 16)
+}
+
+func limits(m *model.Model, n int) generate.Limits {
+	return generate.Limits{MaxTokens: n, Context: m.Context, EOS: m.Tok.EOS(), BOS: m.Tok.BOS()}
+}
+
+// simulate runs a draft and a verifier session against each other in one goroutine,
+// with a random interleaving: the draft pipelines up to depth rounds ahead, verdicts
+// reach it late, and the verifier sometimes decodes plainly instead of waiting.
+func simulate(t *testing.T, p pair, prompt []int32, n int, sp sample.Params, mode spec.Mode, gamma, depth int, rng *rand.Rand) ([]int32, verifier.Stats) {
+	t.Helper()
+	vs, err := verifier.NewSession(state(t, p.target, p.pool), verifier.Request{Prompt: prompt, Sampling: sp, Mode: mode, Limits: limits(p.target, n)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Sampling: sp, Mode: mode, Gamma: gamma, MaxPosition: p.target.Context, ProposalTopK: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proposals []spec.Proposal
+	var verdicts []spec.Verdict
+	for !vs.Done() {
+		switch r := rng.IntN(10); {
+		case r < 4 && ds.Outstanding() < depth && ds.CanDraft():
+			pr, ok, err := ds.Draft(func() bool { return len(verdicts) > 0 && rng.IntN(2) == 0 })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				proposals = append(proposals, pr)
+			}
+		case r < 6 && len(verdicts) > 0:
+			if err := ds.Apply(verdicts[0]); err != nil {
+				t.Fatal(err)
+			}
+			verdicts = verdicts[1:]
+		case r < 9 && len(proposals) > 0:
+			st, err := vs.Verify(proposals[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			proposals = proposals[1:]
+			if st.Verdict != nil {
+				verdicts = append(verdicts, *st.Verdict)
+			}
+		case r == 9:
+			if _, err := vs.Plain(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return vs.Output().IDs, vs.Stats
+}
+
+func plain(t *testing.T, p pair, prompt []int32, n int, sp sample.Params) []int32 {
+	out, _, err := generate.Run(context.Background(), state(t, p.target, p.pool), generate.Request{Prompt: prompt, Sampling: sp, Limits: limits(p.target, n)},
+		func(generate.Token) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.IDs
+}
+
+// TestSpeculationEqualsPlain checks that greedy and coupled (seeded) speculation commit
+// exactly the tokens of plain decoding on the verifier, for several γ and random
+// interleavings of drafting, verification, late verdicts and plain steps.
+func TestSpeculationEqualsPlain(t *testing.T) {
+	p := loadPair(t)
+	prompts := []string{
+		"One day, Lily found a shiny key in the garden.",
+		"It is a truth universally acknowledged, that",
+		"In the beginning God created",
+	}
+	n := 40
+	for _, sp := range []sample.Params{{}, {Temperature: 0.8, Seed: 7}, {Temperature: 1, TopK: 40, Seed: 11}} {
+		for _, text := range prompts {
+			prompt := p.target.Tok.Encode(text, true)
+			want := plain(t, p, prompt, n, sp)
+			for _, gamma := range []int{1, 4, 8} {
+				for _, depth := range []int{1, 3} {
+					rng := rand.New(rand.NewPCG(uint64(gamma), uint64(depth)))
+					got, st := simulate(t, p, prompt, n, sp, spec.Coupled, gamma, depth, rng)
+					if !slices.Equal(got, want) {
+						t.Errorf("T=%v γ=%d depth=%d %q:\n got %v\nwant %v", sp.Temperature, gamma, depth, text, got, want)
+					}
+					if st.Accepted == 0 {
+						t.Errorf("T=%v γ=%d depth=%d %q: no draft token accepted (%+v)", sp.Temperature, gamma, depth, text, st)
+					}
+				}
+			}
+		}
+	}
+}
