@@ -295,14 +295,22 @@ func tokens512(k, xoff, half int) {
 	p("VPXORD Z%d, Z%d, Z%d", np, np, np)
 	p("VPDPBUSD Z%d, Z16, Z%d", w, np) // 128·Σw per lane
 	p("VPSUBD Z%d, Z17, Z%d", np, np)
+	// Stage by stage across tokens, so that each token's chain starts early.
 	for t := range k {
-		x, a, s := 20+3*(t%4), 21+3*(t%4), 22+3*(t%4)
-		p("VMOVDQU64 %s, Z%d", xa(t, xoff), x)
-		p("VMOVDQA64 Z%d, Z%d", np, a)
-		p("VPDPBUSD Z%d, Z%d, Z%d", w, x, a)
-		p("VCVTDQ2PS Z%d, Z%d", a, a)
-		p("VMULPS %s, Z%d, Z%d", xa(t, xoff+64), sc, s)
-		p("VFMADD231PS Z%d, Z%d, Z%d", a, s, 2*t+half)
+		p("VMOVDQU64 %s, Z%d", xa(t, xoff), 20+2*t)
+	}
+	for t := range k {
+		p("VMOVDQA64 Z%d, Z%d", np, 21+2*t)
+		p("VPDPBUSD Z%d, Z%d, Z%d", w, 20+2*t, 21+2*t)
+	}
+	for t := range k {
+		p("VCVTDQ2PS Z%d, Z%d", 21+2*t, 21+2*t)
+	}
+	for t := range k {
+		p("VMULPS %s, Z%d, Z%d", xa(t, xoff+64), sc, 20+2*t)
+	}
+	for t := range k {
+		p("VFMADD231PS Z%d, Z%d, Z%d", 21+2*t, 20+2*t, 2*t+half)
 	}
 }
 

@@ -52,16 +52,16 @@ type State struct {
 	Seq  *kvcache.Seq
 
 	maxBlock int
-	x, xb    []float32 // [block][Dim] residual stream and normed copy
-	q        []float32 // [block][Dim]
-	k, v     []float32 // [block][KVDim]
-	att      []float32 // [block][Dim] attention output
-	o        []float32 // [block][Dim]
-	gate, up []float32 // [block][FFN]
-	scores   []float32 // [block][Heads][Context]
-	kvTmp    []float32 // [block][Heads][2][HeadDim], conversion scratch for F16 caches
-	logits   []float32 // [block][Vocab]
-	normed   []float32 // [block][Dim] final-normed rows that need logits
+	x, xb    []float32           // [block][Dim] residual stream and normed copy
+	q        []float32           // [block][Dim]
+	k, v     []float32           // [block][KVDim]
+	att      []float32           // [block][Dim] attention output
+	o        []float32           // [block][Dim]
+	gate, up []float32           // [block][FFN]
+	scores   []float32           // [block][Heads][Context]
+	kvTmp    []float32           // [block][Heads][2][HeadDim], conversion scratch for F16 caches
+	logits   []float32           // [block][Vocab]
+	normed   []float32           // [block][Dim] final-normed rows that need logits
 	outs     [][]float32         // reused argument of MatMuls
 	qkv, gu  [][]*kernels.Matrix // per layer: {Wq, Wk, Wv} and {Gate, Up}
 }

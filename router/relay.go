@@ -57,9 +57,9 @@ type Router struct {
 
 // Result sums up a relayed request.
 type Result struct {
-	Final     any      // the last attempt's final message
-	IDs       []int32  // every token relayed
-	Text      string   // all text relayed
+	Final     any     // the last attempt's final message
+	IDs       []int32 // every token relayed
+	Text      string  // all text relayed
 	Attempts  []Attempt
 	Failovers int
 }

@@ -24,9 +24,9 @@ type Request struct {
 	Prompt     []int32 // not empty
 	Resume     []int32 // tokens generated before a failover, already streamed
 	ResumeText int     // bytes of text already streamed for Resume
-	Sampling  sample.Params
-	Mode      spec.Mode // for sampled requests; greedy ones are verified by exact match
-	Limits    generate.Limits
+	Sampling   sample.Params
+	Mode       spec.Mode // for sampled requests; greedy ones are verified by exact match
+	Limits     generate.Limits
 }
 
 // Stats count a session's speculation.

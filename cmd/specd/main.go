@@ -35,7 +35,6 @@ func commands() []command {
 		{"verifier", "serve the verifier (large) model", verifierCmd},
 		{"draft", "serve the draft (small) model", draftCmd},
 		{"generate", "client: generate through a running router", generateCmd},
-
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 type Server struct {
 	speculationv1.UnimplementedDraftServiceServer
 	ready atomic.Pointer[services.Engines] // nil until the model is loaded
-	depth int // proposals in flight per session (pipelining depth)
+	depth int                              // proposals in flight per session (pipelining depth)
 	log   *slog.Logger
 }
 

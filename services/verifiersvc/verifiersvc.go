@@ -37,7 +37,7 @@ type Server struct {
 	speculationv1.UnimplementedVerifierServiceServer
 	ready atomic.Pointer[services.Engines] // nil until the model is loaded
 	cfg   Config
-	log *slog.Logger
+	log   *slog.Logger
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn // draft address → connection, kept for reuse
