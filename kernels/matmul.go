@@ -174,22 +174,38 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 
 	// Rows are cut into chunks for the threads to share dynamically. With several threads
 	// aim for a few chunks each (the two vCPUs differ in speed), but keep chunks large
-	// enough that the per-chunk cost stays small next to the work.
+	// enough that the per-chunk cost stays small next to the work. Small products run on
+	// the caller alone: splitting them costs more in dispatch and in weights moving
+	// between the cores' caches than it saves.
+	work := 0
+	for _, w := range ws {
+		work += len(w.Data) * n
+	}
+	parallel := p.threads > 1 && work >= minParallelWork
 	m.first, m.rowsPC = m.first[:0], m.rowsPC[:0]
 	total := 0
 	for _, w := range ws {
-		rpc := w.Rows
-		if p.threads > 1 {
+		rpc := max(w.Rows, 1)
+		if parallel {
 			rpc = chunkRows(w, p.threads)
 		}
 		m.first = append(m.first, total)
 		m.rowsPC = append(m.rowsPC, rpc)
-		total += (w.Rows + rpc - 1) / max(rpc, 1)
+		total += (w.Rows + rpc - 1) / rpc
 	}
 	m.first = append(m.first, total)
-	p.run(total, p.mmChunkFunc)
+	if parallel {
+		p.run(total, p.mmChunkFunc)
+	} else {
+		for c := range total {
+			p.mmChunk(c)
+		}
+	}
 	m.outs, m.ws, m.x = nil, nil, nil
 }
+
+// minParallelWork is the weight bytes × tokens below which a MatMuls runs on one thread.
+const minParallelWork = 192 << 10
 
 // chunkRows picks the rows per chunk of w for a pool of threads.
 func chunkRows(w *Matrix, threads int) int {

@@ -52,8 +52,10 @@ func Quantize(t Type, dst []byte, src []float32) error {
 	return nil
 }
 
-// q8Scale returns the Q8_0 scale of a block, d = amax/127, and its inverse (0 for an
-// all-zero block), as quantize_row_q8_0_ref computes them in float32.
+// q8Scale returns the Q8_0 scale of a block, d = amax/127, and its inverse, as
+// quantize_row_q8_0_ref computes them in float32. The inverse is 0 for an all-zero block
+// and for a block so small that 1/d overflows (its fp16 scale is 0 anyway); there C
+// converts ±Inf or NaN to int8, which x86 turns into 0, the same bytes.
 func q8Scale(x []float32) (d, id float32) {
 	var amax float32
 	for _, v := range x {
@@ -62,6 +64,9 @@ func q8Scale(x []float32) (d, id float32) {
 	d = amax / 127
 	if d != 0 {
 		id = 1 / d
+	}
+	if math.IsInf(float64(id), 0) {
+		id = 0
 	}
 	return d, id
 }

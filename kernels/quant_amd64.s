@@ -5,7 +5,7 @@
 // Activation quantization for the assembly kernels, bit-exact with quantizeActs: per block
 // of 32, amax = max|x|, d = amax/127, id = 1/d (0 when d is 0), q = round(x·id) half
 // away from zero, computed as trunc(v) plus sign(v) where |v-trunc(v)| >= 0.5 (v-trunc(v)
-// is exact). Output per pair of blocks, 128 bytes: q of both blocks (each byte XOR flip),
+// is exact), with id = 0 also when 1/d overflows. Output per pair of blocks, 128 bytes: q of both blocks (each byte XOR flip),
 // then each block's scale rounded to fp16 and back, eight times.
 
 DATA qconst<>+0(SB)/4, $0x7fffffff  // abs mask
@@ -13,7 +13,7 @@ DATA qconst<>+4(SB)/4, $0x80000000  // sign mask
 DATA qconst<>+8(SB)/4, $0x3f800000  // 1.0
 DATA qconst<>+12(SB)/4, $0x3f000000 // 0.5
 DATA qconst<>+16(SB)/4, $0x42fe0000 // 127.0
-DATA qconst<>+20(SB)/4, $0
+DATA qconst<>+20(SB)/4, $0x7f800000 // +Inf
 DATA qconst<>+24(SB)/4, $0
 DATA qconst<>+28(SB)/4, $0
 // vpermd order that undoes the lane interleaving of vpackssdw/vpacksswb
@@ -63,6 +63,9 @@ block:
 	VUCOMISS X5, X4
 	JEQ scaled         // d == 0: id = 0
 	VDIVSS X4, X29, X5 // id = 1/d
+	VUCOMISS qconst<>+20(SB), X5
+	JNE scaled
+	VXORPS X5, X5, X5  // 1/d overflowed: id = 0
 
 scaled:
 	VBROADCASTSS X5, Z5
@@ -156,6 +159,9 @@ block:
 	VUCOMISS X5, X4
 	JEQ scaled
 	VDIVSS X4, X12, X5
+	VUCOMISS qconst<>+20(SB), X5
+	JNE scaled
+	VXORPS X5, X5, X5
 
 scaled:
 	VBROADCASTSS X5, Y5

@@ -178,7 +178,7 @@ func (s *State) block(tokens []int32, pos, nLogits int) []float32 {
 		g, u := s.gate[:n*c.FFN], s.up[:n*c.FFN]
 		s.matmuls(xb, n, s.gu[li], g, u)
 		for i, gv := range g {
-			g[i] = gv / (1 + float32(math.Exp(float64(-gv)))) * u[i]
+			g[i] = gv / (1 + kernels.Exp(-gv)) * u[i]
 		}
 		s.pool.MatMul(o, l.Down, g, n)
 		for i := range x {
@@ -257,7 +257,7 @@ func (s *State) attention(layer, pos, n int) {
 				} else {
 					kr = s.Seq.Key(layer, j)
 				}
-				sc[j] = dot(q, kr[kvo:kvo+hd]) * scale
+				sc[j] = kernels.Dot(q, kr[kvo:kvo+hd]) * scale
 			}
 			softmax(sc)
 			out := s.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
@@ -269,7 +269,7 @@ func (s *State) attention(layer, pos, n int) {
 				} else {
 					vr = s.Seq.Value(layer, j)
 				}
-				axpy(out, a, vr[kvo:kvo+hd])
+				kernels.Axpy(out, a, vr[kvo:kvo+hd])
 			}
 		}
 	})
@@ -282,37 +282,12 @@ func softmax(x []float32) {
 	}
 	var sum float32
 	for i, v := range x {
-		e := float32(math.Exp(float64(v - mx)))
+		e := kernels.Exp(v - mx)
 		x[i] = e
 		sum += e
 	}
 	inv := 1 / sum
 	for i := range x {
 		x[i] *= inv
-	}
-}
-
-// dot is a fixed-order float32 dot product (four interleaved partial sums).
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// axpy adds a·x to y.
-func axpy(y []float32, a float32, x []float32) {
-	x = x[:len(y)]
-	for i := range y {
-		y[i] += a * x[i]
 	}
 }

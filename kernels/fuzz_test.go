@@ -1,0 +1,131 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+	"testing"
+)
+
+// fuzzType picks one of the supported types from a fuzzed byte.
+func fuzzType(b byte) Type { return allTypes[int(b)%len(allTypes)] }
+
+// FuzzDequantizeQuantize decodes arbitrary bytes as a row of each type (the bytes of a
+// GGUF tensor are untrusted input), re-encodes the floats, and checks the round trip:
+// exact for F32, exact up to NaN quieting for F16, and within the quantization error for
+// Q8_0 and Q4_0.
+func FuzzDequantizeQuantize(f *testing.F) {
+	f.Add([]byte{0x00, 0x3c, 1, 2, 3}, byte(0))
+	f.Add(make([]byte, 34), byte(3))
+	f.Fuzz(func(t *testing.T, data []byte, tb byte) {
+		typ := fuzzType(tb)
+		nblk := len(data) / typ.BlockBytes()
+		src := data[:nblk*typ.BlockBytes()]
+		n := nblk * typ.BlockSize()
+		vals := make([]float32, n)
+		if err := Dequantize(typ, vals, src); err != nil {
+			t.Fatalf("Dequantize(%v, %d bytes): %v", typ, len(src), err)
+		}
+		re := make([]byte, len(src))
+		if err := Quantize(typ, re, vals); err != nil {
+			t.Fatalf("Quantize(%v, %d floats): %v", typ, n, err)
+		}
+		switch typ {
+		case F32:
+			for i := range re {
+				if re[i] != src[i] {
+					t.Fatalf("F32 round trip changed byte %d: %#02x, want %#02x", i, re[i], src[i])
+				}
+			}
+		case F16:
+			for i := range n {
+				h := binary.LittleEndian.Uint16(src[2*i:])
+				want := h
+				if h&0x7c00 == 0x7c00 && h&0x3ff != 0 {
+					want |= 0x200 // NaNs come back quiet
+				}
+				if got := binary.LittleEndian.Uint16(re[2*i:]); got != want {
+					t.Fatalf("F16 round trip of %#04x = %#04x, want %#04x", h, got, want)
+				}
+			}
+		case Q8_0, Q4_0:
+			back := make([]float32, n)
+			if err := Dequantize(typ, back, re); err != nil {
+				t.Fatal(err)
+			}
+			for b := range nblk {
+				checkRequantized(t, typ, vals[b*QK:(b+1)*QK], back[b*QK:(b+1)*QK])
+			}
+		}
+	})
+}
+
+// checkRequantized checks that back, a block re-quantized from vals, is within the
+// quantization error of vals. Blocks whose scale leaves the normal fp16 range (where the
+// scale itself loses precision or overflows) or that hold non-finite values are skipped.
+func checkRequantized(t *testing.T, typ Type, vals, back []float32) {
+	t.Helper()
+	var amax float64
+	for _, v := range vals {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return
+		}
+		amax = max(amax, math.Abs(float64(v)))
+	}
+	div, tol := 127.0, 0.5/127+1.0/1024
+	if typ == Q4_0 {
+		div, tol = 8, 1.0/8+1.0/1024
+	}
+	if d := amax / div; amax != 0 && (d < 1.0/(1<<14) || d > 65000) {
+		return
+	}
+	for j := range vals {
+		if e := math.Abs(float64(back[j]) - float64(vals[j])); e > tol*amax {
+			t.Fatalf("%v block %v re-quantized to %v: element %d off by %g > %g", typ, vals, back, j, e, tol*amax)
+		}
+	}
+}
+
+// FuzzQuantizeActivations quantizes arbitrary float32 activations with every
+// implementation's quantizer and checks each against quantizeActs.
+func FuzzQuantizeActivations(f *testing.F) {
+	f.Add(make([]byte, 128))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cols := len(data) / 4 / QK * QK
+		if cols == 0 {
+			return
+		}
+		x := make([]float32, cols)
+		for i := range x {
+			v := math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				v = 0 // NaN and Inf activations have no meaningful quantization
+			}
+			x[i] = v
+		}
+		var want acts
+		quantizeActs(&want, x, 1, cols, 1, false)
+		for _, ks := range impls {
+			var got acts
+			ks.prep(&got, x, 1, cols)
+			if got.stride == 0 {
+				continue
+			}
+			flip := byte(0)
+			if ks.name == "avx512vnni" {
+				flip = 0x80
+			}
+			for b := range cols / QK {
+				base := b/2*128 + b%2*QK
+				for j := range QK {
+					if g, w := got.q[base+j]^flip, want.q[b*QK+j]; g != w {
+						t.Fatalf("%s block %d: q[%d] = %d, want %d (x = %v)", ks.name, b, j, int8(g), int8(w), x[b*QK+j])
+					}
+				}
+				sc := math.Float32frombits(binary.LittleEndian.Uint32(got.q[b/2*128+64+b%2*32:]))
+				if w := want.d[b]; math.Float32bits(sc) != math.Float32bits(w) {
+					t.Fatalf("%s block %d: scale %v, want %v", ks.name, b, sc, w)
+				}
+			}
+		}
+	})
+}

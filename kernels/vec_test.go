@@ -1,0 +1,67 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestDotAxpyMatchReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n <= 70; n++ {
+		a, b := make([]float32, n), make([]float32, n)
+		for i := range a {
+			a[i], b[i] = rng.Float32()*2-1, rng.Float32()*2-1
+		}
+		got, want := Dot(a, b), dotGeneric(a, b)
+		if d := math.Abs(float64(got - want)); d > 1e-5*float64(n+1) {
+			t.Errorf("Dot(n=%d) = %v, want %v", n, got, want)
+		}
+		y1, y2 := append([]float32(nil), b...), append([]float32(nil), b...)
+		Axpy(y1, 0.37, a)
+		axpyGeneric(y2, 0.37, a)
+		for i := range y1 {
+			if d := math.Abs(float64(y1[i] - y2[i])); d > 1e-6 {
+				t.Fatalf("Axpy(n=%d)[%d] = %v, want %v", n, i, y1[i], y2[i])
+			}
+		}
+	}
+}
+
+func TestExp(t *testing.T) {
+	for x := float32(-110); x < 90; x += 0.013 {
+		got, want := float64(Exp(x)), math.Exp(float64(x))
+		if want > math.MaxFloat32 {
+			if !math.IsInf(got, 1) {
+				t.Fatalf("Exp(%v) = %v, want +Inf", x, got)
+			}
+			continue
+		}
+		if want < 1e-38 {
+			if math.Abs(got-want) > 1e-44 {
+				t.Fatalf("Exp(%v) = %v, want %v", x, got, want)
+			}
+			continue
+		}
+		if rel := math.Abs(got-want) / want; rel > 4e-7 {
+			t.Fatalf("Exp(%v) = %v, want %v (relative error %.2g)", x, got, want, rel)
+		}
+	}
+	if v := Exp(float32(math.NaN())); v == v {
+		t.Errorf("Exp(NaN) = %v, want NaN", v)
+	}
+}
+
+func BenchmarkDot64(b *testing.B) {
+	a, c := make([]float32, 64), make([]float32, 64)
+	for b.Loop() {
+		Dot(a, c)
+	}
+}
+
+func BenchmarkExp(b *testing.B) {
+	x := float32(0.3)
+	for b.Loop() {
+		x = Exp(x) - 1.1
+	}
+}

@@ -1,0 +1,374 @@
+package serve_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/model"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/serve"
+	"github.com/specd-dev/specd/services/verifiersvc"
+)
+
+// stack is a router, a verifier and a draft serving on loopback, started with the
+// same code as `specd up`.
+type stack struct {
+	router, verifier, draft string
+	client                  specdv1.GenerationServiceClient
+	target                  *model.Model // the verifier's model, loaded separately for plain references
+	cancel                  context.CancelFunc
+	stopDraft               context.CancelFunc
+	wg                      sync.WaitGroup
+	verifierModel           *model.Model // as loaded by the verifier server (for KV checks)
+	mu                      sync.Mutex
+}
+
+func loader(t testing.TB, name string) serve.Loader {
+	path := testmodels.ForTest(t, name)
+	return func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) }
+}
+
+func freeListener(t testing.TB) net.Listener {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lis
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func startStack(t *testing.T) *stack { return startStackWith(t, "") }
+
+// startStackWith starts the stack; with a draftAddr the draft is not started in
+// process but is the (already running) draft at that address.
+func startStackWith(t *testing.T, draftAddr string) *stack {
+	t.Helper()
+	s := &stack{}
+	ctx, cancel := context.WithCancel(context.Background())
+	dctx, stopDraft := context.WithCancel(ctx)
+	s.cancel, s.stopDraft = cancel, stopDraft
+	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)
+	s.verifier, s.draft, s.router = vl.Addr().String(), dl.Addr().String(), rl.Addr().String()
+	ready := make(chan struct{}, 2)
+	eng := services.EngineConfig{Threads: 1, Slots: 2, Queue: 4, KVBudget: 64 << 20, KVType: kernels.F32, MaxBlock: 64}
+	run := func(f func() error) {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("server: %v", err)
+			}
+		}()
+	}
+	run(func() error {
+		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet,
+			Ready: func(m *model.Model) { s.mu.Lock(); s.verifierModel = m; s.mu.Unlock(); ready <- struct{}{} }},
+			verifiersvc.Config{MaxGamma: 8}, vl)
+	})
+	if draftAddr == "" {
+		run(func() error {
+			return serve.Draft(dctx, serve.Worker{Load: loader(t, "specd-draft-q8_0"), Engine: eng, Log: quiet,
+				Ready: func(*model.Model) { ready <- struct{}{} }}, 2, dl)
+		})
+	} else {
+		dl.Close()
+		s.draft = draftAddr
+		ready <- struct{}{}
+	}
+	<-ready
+	<-ready
+	routerReady := make(chan struct{})
+	run(func() error {
+		return serve.Router(ctx, serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
+			Log: quiet, Ready: func() { close(routerReady) }}, rl)
+	})
+	<-routerReady
+	cc, err := services.Dial(s.router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.client = specdv1.NewGenerationServiceClient(cc)
+	var lerr error
+	if s.target, lerr = model.Load(testmodels.ForTest(t, "specd-target-q8_0"), model.LoadOptions{}); lerr != nil {
+		t.Fatal(lerr)
+	}
+	t.Cleanup(func() {
+		cc.Close()
+		cancel()
+		s.wg.Wait()
+		s.target.Close()
+	})
+	// Wait until the router has learnt the endpoints' tokenizers (draft pairing).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := s.client.ListModels(context.Background(), &specdv1.ListModelsRequest{})
+		if err == nil && len(resp.GetModels()) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("router never listed both models: %v %v", resp, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s
+}
+
+type prompt struct {
+	ID, Domain, Prompt string
+}
+
+func benchPrompts(t *testing.T) []prompt {
+	f, err := os.Open(filepath.Join(filepath.Dir(testmodels.ReferenceDir(t)), "bench", "prompts.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ps []prompt
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var p prompt
+		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// plain is `specd run` on the verifier model alone: prompt ids and generated ids.
+func (s *stack) plain(t *testing.T, text string, n int, sp sample.Params) []int32 {
+	t.Helper()
+	m := s.target
+	kv, err := m.NewKVPool(16<<20, kernels.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	st := m.NewState(pool, kv.NewSeq(), 64)
+	out, _, err := generate.Run(context.Background(), st, generate.Request{
+		Prompt: m.Tok.Encode(text, true), Sampling: sp,
+		Limits: generate.Limits{MaxTokens: n, Context: m.Context, EOS: m.Tok.EOS(), BOS: m.Tok.BOS()},
+	}, func(generate.Token) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.IDs
+}
+
+type result struct {
+	ids     []int32
+	text    string
+	final   *specdv1.Final
+	lastPos uint32
+}
+
+func (s *stack) generate(ctx context.Context, req *specdv1.GenerateRequest) (result, error) {
+	var r result
+	st, err := s.client.Generate(ctx, req)
+	if err != nil {
+		return r, err
+	}
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			return r, err
+		}
+		if c := msg.GetChunk(); c != nil {
+			for i, p := range c.GetPositions() {
+				if len(r.ids) > 0 && p != r.lastPos+1 {
+					return r, status.Errorf(codes.DataLoss, "position %d after %d (token %d)", p, r.lastPos, c.GetTokenIds()[i])
+				}
+				r.lastPos = p
+			}
+			r.ids = append(r.ids, c.GetTokenIds()...)
+			r.text += c.GetText()
+			continue
+		}
+		r.final = msg.GetFinal()
+		return r, nil
+	}
+}
+
+func request(text string, n int, temp float32, seed uint64, gamma uint32) *specdv1.GenerateRequest {
+	return &specdv1.GenerateRequest{Prompt: text, MaxTokens: uint32(n),
+		Sampling:    &specdv1.SamplingParams{Temperature: temp, Seed: &seed},
+		Speculation: &specdv1.SpeculationOptions{Gamma: gamma}}
+}
+
+// TestGreedyEqualsPlainOnEveryPrompt: greedy output through router + draft + verifier is
+// token for token `specd run --temp 0` on the verifier alone, for every benchmark
+// prompt, at γ = 1, 4, 8 and adaptive.
+func TestGreedyEqualsPlainOnEveryPrompt(t *testing.T) {
+	s := startStack(t)
+	n := 128
+	if testing.Short() {
+		n = 32
+	}
+	drafted, accepted := 0, 0
+	for _, p := range benchPrompts(t) {
+		want := s.plain(t, p.Prompt, n, sample.Params{})
+		for _, gamma := range []uint32{1, 4, 8, 0} {
+			r, err := s.generate(context.Background(), request(p.Prompt, n, 0, 0, gamma))
+			if err != nil {
+				t.Fatalf("%s γ=%d: %v", p.ID, gamma, err)
+			}
+			if !slices.Equal(r.ids, want) {
+				t.Errorf("%s γ=%d: speculative output differs from plain:\n got %v\nwant %v", p.ID, gamma, r.ids, want)
+			}
+			st := r.final.GetStats()
+			if st.GetDraft().GetAddress() == "" || st.GetFallbacks() != 0 {
+				t.Errorf("%s γ=%d: no speculation (draft %q, fallbacks %d)", p.ID, gamma, st.GetDraft().GetAddress(), st.GetFallbacks())
+			}
+			drafted += int(st.GetDraftedTokens())
+			accepted += int(st.GetAcceptedTokens())
+		}
+	}
+	if drafted == 0 || accepted == 0 {
+		t.Fatalf("drafted %d, accepted %d: speculation never happened", drafted, accepted)
+	}
+	t.Logf("greedy acceptance over all prompts and γ: %.1f%% (%d/%d)", 100*float64(accepted)/float64(drafted), accepted, drafted)
+}
+
+// TestCoupledSeededEqualsPlain: in coupled mode a seeded request at T = 0.8 yields the
+// tokens `specd run` produces with that seed, at every γ.
+func TestCoupledSeededEqualsPlain(t *testing.T) {
+	s := startStack(t)
+	ps := benchPrompts(t)
+	if testing.Short() {
+		ps = ps[:4]
+	}
+	for i, p := range ps {
+		seed := uint64(1000 + i)
+		want := s.plain(t, p.Prompt, 64, sample.Params{Temperature: 0.8, TopP: 1, Seed: seed})
+		for _, gamma := range []uint32{1, 4, 8, 0} {
+			req := request(p.Prompt, 64, 0.8, seed, gamma)
+			req.Speculation.Mode = specdv1.VerificationMode_VERIFICATION_MODE_COUPLED
+			r, err := s.generate(context.Background(), req)
+			if err != nil {
+				t.Fatalf("%s γ=%d: %v", p.ID, gamma, err)
+			}
+			if !slices.Equal(r.ids, want) {
+				t.Errorf("%s γ=%d seed %d: coupled output differs from plain:\n got %v\nwant %v", p.ID, gamma, seed, r.ids, want)
+			}
+		}
+	}
+}
+
+// TestDraftKilledMidStream: the draft process is killed with SIGKILL while a request
+// streams; the stream completes with the plain greedy output, and the verifier reports
+// the fallback.
+func TestDraftKilledMidStream(t *testing.T) {
+	draft := startDraftProcess(t)
+	s := startStackWith(t, draft.addr)
+	text := "The quick brown fox jumped over the lazy dog, and then"
+	want := s.plain(t, text, 160, sample.Params{})
+	st, err := s.client.Generate(context.Background(), request(text, 160, 0, 0, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int32
+	var final *specdv1.Final
+	killed := false
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := msg.GetChunk(); c != nil {
+			got = append(got, c.GetTokenIds()...)
+			if len(got) >= 8 && !killed {
+				draft.kill(t)
+				killed = true
+			}
+			continue
+		}
+		final = msg.GetFinal()
+		break
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("output after losing the draft differs from plain:\n got %v\nwant %v", got, want)
+	}
+	if final.GetStats().GetFallbacks() == 0 {
+		t.Errorf("stats report no fallback: %v", final.GetStats())
+	}
+}
+
+// TestCancelFreesKVBlocks: a client that cancels mid-stream gets its KV blocks freed.
+func TestCancelFreesKVBlocks(t *testing.T) {
+	s := startStack(t)
+	s.mu.Lock()
+	m := s.verifierModel
+	s.mu.Unlock()
+	_ = m
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := s.client.Generate(ctx, request("Once upon a time there was a", 400, 0, 0, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := st.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("Recv after cancel: %v, want Canceled", err)
+	}
+	// The router polls the verifier's Info; KV blocks and load return to zero.
+	cc, err := services.Dial(s.verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	waitIdle(t, cc)
+}
+
+func TestInvalidArguments(t *testing.T) {
+	s := startStack(t)
+	seed := uint64(1)
+	neg, big := float32(-0.5), float32(1.5)
+	for _, c := range []struct {
+		name  string
+		req   *specdv1.GenerateRequest
+		field string
+	}{
+		{"empty prompt", &specdv1.GenerateRequest{MaxTokens: 4}, "prompt"},
+		{"negative temperature", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, Sampling: &specdv1.SamplingParams{Temperature: -1}}, "sampling.temperature"},
+		{"top_p above 1", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, Sampling: &specdv1.SamplingParams{Temperature: 1, TopP: &big, Seed: &seed}}, "sampling.top_p"},
+		{"top_p negative", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, Sampling: &specdv1.SamplingParams{Temperature: 1, TopP: &neg}}, "sampling.top_p"},
+		{"zero max tokens", &specdv1.GenerateRequest{Prompt: "x"}, "max_tokens"},
+		{"beyond the context", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 600}, "max_tokens"},
+		{"unknown model", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, Model: "gpt-17"}, "model"},
+		{"bad token id", &specdv1.GenerateRequest{PromptIds: []int32{1, 99999}, MaxTokens: 4}, "prompt_ids"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := s.generate(context.Background(), c.req)
+			st, _ := status.FromError(err)
+			if st.Code() != codes.InvalidArgument {
+				t.Fatalf("Generate: %v, want InvalidArgument", err)
+			}
+			if len(st.Message()) < len(c.field) || st.Message()[:len(c.field)] != c.field {
+				t.Errorf("message %q does not start with the field %q", st.Message(), c.field)
+			}
+		})
+	}
+}
