@@ -16,9 +16,9 @@
 // float32 activations, xstride the bytes between tokens.
 //
 // Q8_0/Q4_0: nfull pairs of blocks, then one block when tail is 1; x is the prepared
-// activations, per token and pair 128 bytes: the quantized values of both blocks (64
-// bytes, XOR 0x80 for avx512vnni) and each block's fp16-rounded scale repeated eight times
-// (2×32 bytes).
+// activations, per token and pair of blocks: the quantized values of both blocks (64
+// bytes) and each block's fp16-rounded scale repeated eight times (2×32 bytes); for
+// avx512vnni then the int32 corrections for Q8_0 and for Q4_0 (2×64 bytes).
 package main
 
 import (
@@ -70,6 +70,15 @@ func oa(t int) string {
 	return [...]string{"(DI)", "(DI)(R13*1)", "(DI)(R13*2)", "(DI)(R14*1)", "(DI)(R13*4)"}[t]
 }
 
+// seq returns k register numbers from first, step apart.
+func seq(first, step, k int) []int {
+	r := make([]int, k)
+	for i := range r {
+		r[i] = first + i*step
+	}
+	return r
+}
+
 func header(name string) {
 	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)\n", name)
 	fmt.Fprintf(&s, "TEXT ·%s(SB), NOSPLIT, $0-72\n", name)
@@ -108,12 +117,58 @@ func rowEnd() {
 	p("RET")
 }
 
-// reduce512 sums the 16 lanes of Z<acc> in a fixed order and stores the sum to token t's
-// output. Y13/X14 are scratch.
-func reduce512(acc, t int) {
-	p("VEXTRACTF64X4 $1, Z%d, Y13", acc)
-	p("VADDPS Y13, Y%d, Y13", acc)
-	reduce256("Y13", "X13", t)
+// reduce512 sums the 16 lanes of each token's accumulator, accs[t] for token t, and
+// stores the sums. Every token's sum is formed by the same additions in the same order,
+// ((l_i + l_{i+8}) + (l_{i+4} + l_{i+12})) paired by 2 and then 1, whether it is reduced
+// alone or packed with other tokens' lanes into one vector (which saves instructions).
+// Z20..Z27 and Y13/X14/X15 are scratch.
+func reduce512(accs []int) {
+	t := 0
+	for ; t+4 <= len(accs); t += 4 {
+		a := accs[t : t+4]
+		for h := range 2 {
+			u, v, sum := 20+3*h, 21+3*h, 22+3*h // sum: [X(0-7)+X(8-15) | Y(...)] for X,Y = a[2h],a[2h+1]
+			p("VSHUFF64X2 $0x44, Z%d, Z%d, Z%d", a[2*h+1], a[2*h], u)
+			p("VSHUFF64X2 $0xee, Z%d, Z%d, Z%d", a[2*h+1], a[2*h], v)
+			p("VADDPS Z%d, Z%d, Z%d", v, u, sum)
+		}
+		p("VSHUFF64X2 $0x88, Z25, Z22, Z20") // lanes 0-3 of each token
+		p("VSHUFF64X2 $0xdd, Z25, Z22, Z21") // lanes 4-7
+		p("VADDPS Z21, Z20, Z20")
+		reduceLanes128(t, 4)
+	}
+	if t+2 <= len(accs) {
+		p("VSHUFF64X2 $0x44, Z%d, Z%d, Z20", accs[t+1], accs[t])
+		p("VSHUFF64X2 $0xee, Z%d, Z%d, Z21", accs[t+1], accs[t])
+		p("VADDPS Z21, Z20, Z20")
+		p("VSHUFF64X2 $0xb1, Z20, Z20, Z21")
+		p("VADDPS Z21, Z20, Z20")
+		reduceLanes128(t, 2)
+		t += 2
+	}
+	if t < len(accs) {
+		p("VEXTRACTF64X4 $1, Z%d, Y13", accs[t])
+		p("VADDPS Y13, Y%d, Y13", accs[t])
+		reduce256("Y13", "X13", t)
+	}
+}
+
+// reduceLanes128 finishes a packed reduction: 128-bit lane j of Z20 holds the four partial
+// sums of token t+j·(4/n) (n tokens, packed at every lane for 4, every other for 2).
+func reduceLanes128(t, n int) {
+	p("VPERMILPS $0x4e, Z20, Z21")
+	p("VADDPS Z21, Z20, Z20")
+	p("VMOVSHDUP Z20, Z21")
+	p("VADDPS Z21, Z20, Z20")
+	for j := range n {
+		lane := j * 4 / n
+		if lane == 0 {
+			p("VMOVSS X20, %s", oa(t+j))
+			continue
+		}
+		p("VEXTRACTF32X4 $%d, Z20, X21", lane)
+		p("VMOVSS X21, %s", oa(t+j))
+	}
 }
 
 // reduce256 sums the 8 lanes of y (whose low half is x) into token t's output.
@@ -176,35 +231,33 @@ func float512(half bool, k int) {
 		p("VFMADD231PS Z%d, Z5, Z%d", 16+t, t)
 	}
 	label("reduce")
-	for t := range k {
-		reduce512(t, t)
-	}
+	reduce512(seq(0, 1, k))
 	rowEnd()
 }
 
-// quant512 writes the Q8_0 or Q4_0 kernel for k tokens with VNNI. The activations are
-// stored as unsigned bytes q+128, so vpdpbusd multiplies them with the signed weights
-// directly; each lane then holds Σ(q+128)·w, and starting the lane from -128·Σw (shared
-// by all tokens) leaves the exact Σq·w.
+// quant512 writes the Q8_0 or Q4_0 kernel for k tokens with VNNI. vpdpbusd multiplies
+// unsigned by signed bytes, so the weights are made unsigned, w+128 for Q8_0 and the raw
+// nibble q (for w = q-8) for Q4_0, against the signed activations x. Each int32 lane then
+// holds Σ(w+c)·x over four values; starting it from -c·Σx, which the quantizer stored
+// per token (c = 128 or 8), leaves the exact Σw·x.
 //
 // Each token has two accumulators, for even and odd pairs of blocks, so that one token
 // is not bound by the latency of its chain of FMAs; they are added before the reduction.
 // Which pairs go to which accumulator depends only on the row length.
 //
 // Registers: Z0..Z9 token accumulators (even pairs Z(2t), odd pairs Z(2t+1)), Z10/Z11
-// weights, Z12/Z13 -128·Σw, Z14/Z15 weight scales, Z16 bytes 0x80, Z17 zero, Z18 0x0f
-// bytes, Z19 8 bytes, Z20..Z31 per-token scratch. K1 selects qwords 4-7, K2 the words of
-// 128-bit lanes 1 and 3, K3 dwords 8-15 of a zmm or words 8-15 of a ymm.
+// unsigned weights, Z14/Z15 weight scales, Z16 bytes 0x80, Z18 0x0f bytes, Z20..Z29
+// per-token scratch. K1 selects qwords 4-7, K2 the words of 128-bit lanes 1 and 3, K3
+// dwords 8-15 of a zmm or words 8-15 of a ymm.
 func quant512(q4 bool, k int) {
-	typ, bstride := "Q8", 34
+	typ, bstride, corr := "Q8", 34, 128
 	if q4 {
-		typ, bstride = "Q4", 18
+		typ, bstride, corr = "Q4", 18, 192
 	}
 	name := fmt.Sprintf("dot%sVNNIx%d", typ, k)
 	header(name)
 	p("MOVL $0x80808080, DX")
 	p("VPBROADCASTD DX, Z16")
-	p("VPXORD Z17, Z17, Z17")
 	p("MOVL $0xf0, DX")
 	p("KMOVW DX, K1")
 	p("MOVL $0xff00, DX")
@@ -212,8 +265,6 @@ func quant512(q4 bool, k int) {
 	if q4 {
 		p("MOVL $0x0f0f0f0f, DX")
 		p("VPBROADCASTD DX, Z18")
-		p("MOVL $0x08080808, DX")
-		p("VPBROADCASTD DX, Z19")
 		p("MOVQ $0xff00ff00, DX")
 		p("KMOVD DX, K2")
 	}
@@ -224,18 +275,18 @@ func quant512(q4 bool, k int) {
 	p("SHRQ $1, CX")
 	p("JZ single")
 	label("loop")
-	pair512(q4, k, 0, 0)
-	pair512(q4, k, 2*bstride, 1)
+	pair512(q4, k, 0, 0, corr)
+	pair512(q4, k, 2*bstride, 1, corr)
 	p("ADDQ $%d, DX", 4*bstride)
-	p("ADDQ $256, BX")
+	p("ADDQ $512, BX")
 	p("DECQ CX")
 	p("JNZ loop")
 	label("single")
 	p("TESTQ $1, R11")
 	p("JZ tail")
-	pair512(q4, k, 0, 0)
+	pair512(q4, k, 0, 0, corr)
 	p("ADDQ $%d, DX", 2*bstride)
-	p("ADDQ $128, BX")
+	p("ADDQ $256, BX")
 	label("tail")
 	p("TESTQ R12, R12")
 	p("JZ reduce")
@@ -246,71 +297,63 @@ func quant512(q4 bool, k int) {
 		p("VPSRLW $4, X11, X20")
 		p("VINSERTI32X4 $1, X20, Y11, Y11")
 		p("VPANDD Y18, Y11, Y11")
-		p("VPSUBB Y19, Y11, Y11")
 	} else {
 		p("VMOVDQU 2(DX), Y11")
+		p("VPXORD Y16, Y11, Y11")
 	}
 	p("VPBROADCASTW (DX), Y15")
 	p("VCVTPH2PS Y15, Z15")
-	tokens512(k, 0, 1)
+	tokens512(k, 0, 1, corr)
 	label("reduce")
 	for t := range k {
 		p("VADDPS Z%d, Z%d, Z%d", 2*t+1, 2*t, 2*t)
-		reduce512(2*t, t)
 	}
+	reduce512(seq(0, 2, k))
 	rowEnd()
 }
 
 // pair512 accumulates the pair of blocks at woff(DX), against token blocks at
-// 128·half(BX), into each token's accumulator half (0 even, 1 odd).
-func pair512(q4 bool, k, woff, half int) {
-	w, sc := 10+half, 14+half
+// 256·half(BX), into each token's accumulator half (0 even, 1 odd).
+func pair512(q4 bool, k, woff, half, corr int) {
+	w, sc, bs := 10+half, 14+half, 34
 	if q4 {
+		bs = 18
 		// [A lo, A hi, B lo, B hi]: broadcast each block's 16 bytes to two lanes, shift
-		// the odd lanes' bytes down a nibble, mask and recentre.
+		// the odd lanes' bytes down a nibble and mask.
 		p("VBROADCASTI32X4 %d(DX), Z%d", woff+2, w)
 		p("VBROADCASTI32X4 %d(DX), K3, Z%d", woff+20, w)
 		p("VPSRLW $4, Z%d, K2, Z%d", w, w)
 		p("VPANDD Z18, Z%d, Z%d", w, w)
-		p("VPSUBB Z19, Z%d, Z%d", w, w)
 	} else {
 		// Block A's 32 bytes low, block B's (34 bytes on) high.
 		p("VMOVDQU64 %d(DX), Z%d", woff+2, w)
 		p("VMOVDQU64 %d(DX), K1, Z%d", woff+4, w)
-	}
-	bs := 34
-	if q4 {
-		bs = 18
+		p("VPXORD Z16, Z%d, Z%d", w, w)
 	}
 	p("VPBROADCASTW %d(DX), Y%d", woff, sc)
 	p("VPBROADCASTW %d(DX), K3, Y%d", woff+bs, sc)
 	p("VCVTPH2PS Y%d, Z%d", sc, sc)
-	tokens512(k, 128*half, half)
+	tokens512(k, 256*half, half, corr)
 }
 
 // tokens512 accumulates one pair of blocks (weights Z10+half, scales Z14+half) for k
-// tokens whose activations are at xoff(BX).
-func tokens512(k, xoff, half int) {
-	w, np, sc := 10+half, 12+half, 14+half
-	p("VPXORD Z%d, Z%d, Z%d", np, np, np)
-	p("VPDPBUSD Z%d, Z16, Z%d", w, np) // 128·Σw per lane
-	p("VPSUBD Z%d, Z17, Z%d", np, np)
-	// Stage by stage across tokens, so that each token's chain starts early.
+// tokens whose activations are at xoff(BX), stage by stage across the tokens.
+func tokens512(k, xoff, half, corr int) {
+	w, sc := 10+half, 14+half
 	for t := range k {
-		p("VMOVDQU64 %s, Z%d", xa(t, xoff), 20+2*t)
+		p("VMOVDQU64 %s, Z%d", xa(t, xoff+corr), 20+2*t)
 	}
 	for t := range k {
-		p("VMOVDQA64 Z%d, Z%d", np, 21+2*t)
-		p("VPDPBUSD Z%d, Z%d, Z%d", w, 20+2*t, 21+2*t)
+		p("VPDPBUSD %s, Z%d, Z%d", xa(t, xoff), w, 20+2*t)
 	}
 	for t := range k {
-		p("VCVTDQ2PS Z%d, Z%d", 21+2*t, 21+2*t)
+		p("VCVTDQ2PS Z%d, Z%d", 20+2*t, 20+2*t)
 	}
 	for t := range k {
-		p("VMULPS %s, Z%d, Z%d", xa(t, xoff+64), sc, 20+2*t)
+		p("VMULPS %s, Z%d, Z%d", xa(t, xoff+64), sc, 21+2*t)
 	}
 	for t := range k {
-		p("VFMADD231PS Z%d, Z%d, Z%d", 21+2*t, 20+2*t, 2*t+half)
+		p("VFMADD231PS Z%d, Z%d, Z%d", 20+2*t, 21+2*t, 2*t+half)
 	}
 }
 

@@ -3,8 +3,6 @@
 package kernels
 
 import (
-	"encoding/binary"
-	"math"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -35,7 +33,7 @@ var vnniKernels = &kernelSet{
 	f16:   floatAsm(dotF16AVX512[:], 16, 2),
 	q8:    quantAsm(dotQ8VNNI[:]),
 	q4:    quantAsm(dotQ4VNNI[:]),
-	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 0x80, quantActsAVX512) },
+	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 256, quantActsAVX512) },
 }
 
 var avx2Kernels = &kernelSet{
@@ -45,20 +43,23 @@ var avx2Kernels = &kernelSet{
 	f16:   floatAsm(dotF16AVX2[:], 8, 2),
 	q8:    quantAsm(dotQ8AVX2[:]),
 	q4:    quantAsm(dotQ4AVX2[:]),
-	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 0, quantActsAVX2) },
+	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 128, quantActsAVX2) },
 }
 
 //go:noescape
-func quantActsAVX512(dst *byte, x *float32, nb int, flip uint32)
+func quantActsAVX512(dst *byte, x *float32, nb int)
 
 //go:noescape
-func quantActsAVX2(dst *byte, x *float32, nb int, flip uint32)
+func quantActsAVX2(dst *byte, x *float32, nb int)
 
-// prepPaired is quantizeActsPaired with the per-token work done by an assembly quantizer.
-func prepPaired(a *acts, x []float32, n, cols int, flip byte, quant func(dst *byte, x *float32, nb int, flip uint32)) {
+// prepPaired quantizes n tokens of x with an assembly quantizer that writes, per token and
+// pair of blocks, pairBytes bytes starting with the 64 quantized values and the two
+// blocks' scales repeated eight times (see quant_amd64.s). The half of a missing second
+// block is zero.
+func prepPaired(a *acts, x []float32, n, cols, pairBytes int, quant func(dst *byte, x *float32, nb int)) {
 	nb := cols / QK
 	np := (nb + 1) / 2
-	a.nb, a.stride = nb, np*128
+	a.nb, a.stride = nb, np*pairBytes
 	if need := n * a.stride; cap(a.q) < need {
 		a.q = make([]byte, need)
 	}
@@ -69,10 +70,12 @@ func prepPaired(a *acts, x []float32, n, cols int, flip byte, quant func(dst *by
 	_ = x[n*cols-1]
 	for t := range n {
 		dst := a.q[t*a.stride : (t+1)*a.stride]
-		quant(&dst[0], &x[t*cols], nb, uint32(flip)*0x01010101)
+		quant(&dst[0], &x[t*cols], nb)
 		if nb%2 == 1 {
-			clear(dst[(np-1)*128+32 : (np-1)*128+64])
-			clear(dst[(np-1)*128+96 : np*128])
+			last := dst[(np-1)*pairBytes : np*pairBytes]
+			for off := 32; off < pairBytes; off += 64 {
+				clear(last[off : off+32])
+			}
 		}
 	}
 }
@@ -94,7 +97,7 @@ func floatAsm(ks []asmKernel, vec, esize int) func(out []float32, ostride int, w
 	}
 }
 
-// quantAsm adapts generated Q8_0/Q4_0 kernels to activations from quantizeActsPaired.
+// quantAsm adapts generated Q8_0/Q4_0 kernels to activations from prepPaired.
 func quantAsm(ks []asmKernel) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 	return func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 		if nrows == 0 || a.nb == 0 {
@@ -107,40 +110,5 @@ func quantAsm(ks []asmKernel) func(out []float32, ostride int, w []byte, rowByte
 		_ = w[nrows*rowBytes-1]
 		_ = a.q[(tok+ntok)*a.stride-1]
 		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, a.nb/2, a.nb%2, unsafe.Pointer(&a.q[tok*a.stride]), a.stride)
-	}
-}
-
-// quantizeActsPaired quantizes like quantizeActs into the layout of the assembly kernels:
-// per token and pair of blocks 128 bytes, the 64 quantized bytes (each XOR flip) then each
-// block's scale repeated eight times as float32. A missing second block is zero.
-func quantizeActsPaired(a *acts, x []float32, n, cols int, flip byte) {
-	nb := cols / QK
-	np := (nb + 1) / 2
-	a.nb, a.stride = nb, np*128
-	if need := n * a.stride; cap(a.q) < need {
-		a.q = make([]byte, need)
-	}
-	a.q = a.q[:n*a.stride]
-	for t := range n {
-		xt := x[t*cols : (t+1)*cols]
-		dst := a.q[t*a.stride : (t+1)*a.stride]
-		for b := range nb {
-			blk := xt[b*QK : (b+1)*QK]
-			d, id := q8Scale(blk)
-			pair := dst[b/2*128:]
-			q := pair[b%2*QK : b%2*QK+QK]
-			for j, v := range blk {
-				q[j] = byte(roundAway(v*id)) ^ flip
-			}
-			bits := math.Float32bits(f16Table[FP32ToFP16(d)])
-			sc := pair[64+b%2*32 : 64+b%2*32+32]
-			for j := 0; j < 32; j += 4 {
-				binary.LittleEndian.PutUint32(sc[j:], bits)
-			}
-		}
-		if nb%2 == 1 {
-			clear(dst[(np-1)*128+32 : (np-1)*128+64])
-			clear(dst[(np-1)*128+96 : np*128])
-		}
 	}
 }

@@ -344,32 +344,66 @@ func TestPreparedActivations(t *testing.T) {
 		x[2*cols+1] = -40
 		// d = 1 in this block, so these are exact ties and near-ties of the rounding.
 		copy(x[2*cols-32:], []float32{127, 2.5, -3.5, 0.5, -0.5, 1.4999999, -126.5, 0.49999997})
-		var want acts
-		quantizeActs(&want, x, n, cols, 1, false)
 		for _, ks := range impls {
 			var got acts
 			ks.prep(&got, x, n, cols)
-			if got.stride == 0 {
-				continue // the generic layout is want itself
+			checkPrepared(t, ks.name, &got, x, n, cols)
+		}
+	}
+}
+
+// checkPrepared compares activations prepared by an assembly quantizer (the generic one,
+// with no stride, is the reference) with quantizeActs: per token and pair of blocks the
+// 64 values, each block's scale eight times and, in a 256-byte layout, the corrections
+// -128·Σq and -8·Σq of each group of four values; a missing second block is zero.
+func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols int) {
+	t.Helper()
+	if got.stride == 0 {
+		return
+	}
+	var want acts
+	quantizeActs(&want, x, n, cols, 1, false)
+	nb := cols / QK
+	pairBytes := got.stride / ((nb + 1) / 2)
+	i32 := func(b []byte) int32 { return int32(binary.LittleEndian.Uint32(b)) }
+	for tok := range n {
+		for b := range nb {
+			pair := got.q[tok*got.stride+b/2*pairBytes:]
+			h := b % 2
+			wq := want.q[(tok*nb+b)*QK : (tok*nb+b+1)*QK]
+			for j := range QK {
+				if g := pair[h*QK+j]; g != wq[j] {
+					t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", name, cols, tok, b, j, int8(g), int8(wq[j]))
+				}
 			}
-			flip := byte(0)
-			if ks.name == "avx512vnni" {
-				flip = 0x80
+			for j := range 8 {
+				g := math.Float32frombits(binary.LittleEndian.Uint32(pair[64+h*32+4*j:]))
+				if w := want.d[tok*nb+b]; math.Float32bits(g) != math.Float32bits(w) {
+					t.Fatalf("%s cols=%d token %d block %d: scale %v, want %v", name, cols, tok, b, g, w)
+				}
 			}
-			nb := cols / QK
-			for tok := range n {
-				for b := range nb {
-					base := tok*got.stride + b/2*128
-					for j := range QK {
-						if g, w := got.q[base+b%2*QK+j]^flip, want.q[(tok*nb+b)*QK+j]; g != w {
-							t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", ks.name, cols, tok, b, j, int8(g), int8(w))
-						}
-					}
-					for j := range 8 {
-						g := math.Float32frombits(binary.LittleEndian.Uint32(got.q[base+64+b%2*32+4*j:]))
-						if w := want.d[tok*nb+b]; g != w {
-							t.Fatalf("%s cols=%d token %d block %d: scale %v, want %v", ks.name, cols, tok, b, g, w)
-						}
+			if pairBytes < 256 {
+				continue
+			}
+			for j := range 8 {
+				var sum int32
+				for _, q := range wq[4*j : 4*j+4] {
+					sum += int32(int8(q))
+				}
+				if g := i32(pair[128+h*32+4*j:]); g != -128*sum {
+					t.Fatalf("%s cols=%d token %d block %d: Q8_0 correction %d = %d, want %d", name, cols, tok, b, j, g, -128*sum)
+				}
+				if g := i32(pair[192+h*32+4*j:]); g != -8*sum {
+					t.Fatalf("%s cols=%d token %d block %d: Q4_0 correction %d = %d, want %d", name, cols, tok, b, j, g, -8*sum)
+				}
+			}
+		}
+		if nb%2 == 1 {
+			last := got.q[tok*got.stride+(nb/2)*pairBytes : tok*got.stride+(nb/2+1)*pairBytes]
+			for off := 32; off < pairBytes; off += 64 {
+				for j, v := range last[off : off+32] {
+					if v != 0 {
+						t.Fatalf("%s cols=%d token %d: padding byte %d of the last pair = %d, want 0", name, cols, tok, off+j, v)
 					}
 				}
 			}

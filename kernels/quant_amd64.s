@@ -3,10 +3,9 @@
 #include "textflag.h"
 
 // Activation quantization for the assembly kernels, bit-exact with quantizeActs: per block
-// of 32, amax = max|x|, d = amax/127, id = 1/d (0 when d is 0), q = round(x·id) half
-// away from zero, computed as trunc(v) plus sign(v) where |v-trunc(v)| >= 0.5 (v-trunc(v)
-// is exact), with id = 0 also when 1/d overflows. Output per pair of blocks, 128 bytes: q of both blocks (each byte XOR flip),
-// then each block's scale rounded to fp16 and back, eight times.
+// of 32, amax = max|x|, d = amax/127, id = 1/d (0 when d is 0 or 1/d overflows),
+// q = round(x·id) half away from zero, computed as trunc(v) plus sign(v) where
+// |v-trunc(v)| >= 0.5 (v-trunc(v) is exact). The scale is stored rounded to fp16 and back.
 
 DATA qconst<>+0(SB)/4, $0x7fffffff  // abs mask
 DATA qconst<>+4(SB)/4, $0x80000000  // sign mask
@@ -27,21 +26,25 @@ DATA qconst<>+56(SB)/4, $3
 DATA qconst<>+60(SB)/4, $7
 GLOBL qconst<>(SB), RODATA|NOPTR, $64
 
-// func quantActsAVX512(dst *byte, x *float32, nb int, flip uint32)
-TEXT ·quantActsAVX512(SB), NOSPLIT, $0-28
+// func quantActsAVX512(dst *byte, x *float32, nb int)
+//
+// Layout per pair of blocks, 256 bytes: q of both blocks (64), the scales (2×32), then
+// per block the int32 corrections of the VNNI kernels for each group of four values:
+// -128·Σq (Q8_0, 2×32 bytes) and -8·Σq (Q4_0, 2×32 bytes).
+TEXT ·quantActsAVX512(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
 	MOVQ x+8(FP), SI
 	MOVQ nb+16(FP), CX
-	MOVL flip+24(FP), DX
-	VPBROADCASTD DX, X15
 	VBROADCASTSS qconst<>+0(SB), Z31  // abs
 	VBROADCASTSS qconst<>+4(SB), Z30  // sign
 	VBROADCASTSS qconst<>+8(SB), Z29  // 1.0
 	VBROADCASTSS qconst<>+12(SB), Z28 // 0.5
 	VMOVSS qconst<>+16(SB), X27       // 127.0
-	XORQ R8, R8                       // byte offset of the block's values in dst
-	MOVQ $64, R9                      // byte offset of the block's scales in dst
-	TESTQ CX, CX
+	MOVL $0x01010101, DX
+	VPBROADCASTD DX, Y26              // unsigned ones
+	VPXORD Y25, Y25, Y25              // zero
+	XORQ R8, R8                       // offset of the block's values in dst; its scales are
+	TESTQ CX, CX                      // at +64, its corrections at +128 and +192
 	JZ done
 
 block:
@@ -81,34 +84,40 @@ scaled:
 	VADDPS Z8, Z6, K2, Z6
 	VCVTTPS2DQ Z6, Z6
 	VPMOVDB Z6, X6
-	VPXOR X15, X6, X6
-	VMOVDQU X6, (DI)(R8*1)
 
-	VRNDSCALEPS $0x0b, Z1, Z6
-	VSUBPS Z6, Z1, Z7
+	VRNDSCALEPS $0x0b, Z1, Z10
+	VSUBPS Z10, Z1, Z7
 	VANDPS Z31, Z7, Z7
 	VCMPPS $0x0d, Z28, Z7, K2
 	VANDPS Z30, Z1, Z8
 	VORPS Z29, Z8, Z8
-	VADDPS Z8, Z6, K2, Z6
-	VCVTTPS2DQ Z6, Z6
-	VPMOVDB Z6, X6
-	VPXOR X15, X6, X6
-	VMOVDQU X6, 16(DI)(R8*1)
+	VADDPS Z8, Z10, K2, Z10
+	VCVTTPS2DQ Z10, Z10
+	VPMOVDB Z10, X10
+
+	VINSERTI32X4 $1, X10, Y6, Y6
+	VMOVDQU Y6, (DI)(R8*1)
 
 	VCVTPS2PH $0, X4, X9
 	VCVTPH2PS X9, X9
 	VBROADCASTSS X9, Y9
-	VMOVUPS Y9, (DI)(R9*1)
+	VMOVUPS Y9, 64(DI)(R8*1)
+
+	VPXORD Y8, Y8, Y8
+	VPDPBUSD Y6, Y26, Y8 // Σq per group of four
+	VPSLLD $7, Y8, Y9
+	VPSUBD Y9, Y25, Y9
+	VMOVDQU Y9, 128(DI)(R8*1)
+	VPSLLD $3, Y8, Y9
+	VPSUBD Y9, Y25, Y9
+	VMOVDQU Y9, 192(DI)(R8*1)
 
 	ADDQ $128, SI
-	// Next block: the second of this pair (+32), or the first of the next (+96).
+	// Next block: the second of this pair (+32), or the first of the next (+224).
 	ADDQ $32, R8
-	ADDQ $32, R9
 	TESTQ $32, R8
 	JNZ next
-	ADDQ $64, R8
-	ADDQ $64, R9
+	ADDQ $192, R8
 
 next:
 	DECQ CX
@@ -118,14 +127,13 @@ done:
 	VZEROUPPER
 	RET
 
-// func quantActsAVX2(dst *byte, x *float32, nb int, flip uint32)
-TEXT ·quantActsAVX2(SB), NOSPLIT, $0-28
+// func quantActsAVX2(dst *byte, x *float32, nb int)
+//
+// Layout per pair of blocks, 128 bytes: q of both blocks (64), then the scales (2×32).
+TEXT ·quantActsAVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
 	MOVQ x+8(FP), SI
 	MOVQ nb+16(FP), CX
-	MOVL flip+24(FP), DX
-	MOVQ DX, X15
-	VPBROADCASTD X15, Y15
 	VBROADCASTSS qconst<>+0(SB), Y14 // abs
 	VBROADCASTSS qconst<>+4(SB), Y13 // sign
 	VBROADCASTSS qconst<>+8(SB), Y12 // 1.0
@@ -214,7 +222,6 @@ scaled:
 	VPACKSSDW Y3, Y2, Y2
 	VPACKSSWB Y2, Y0, Y0
 	VPERMD Y0, Y10, Y0
-	VPXOR Y15, Y0, Y0
 	VMOVDQU Y0, (DI)(R8*1)
 
 	VCVTPS2PH $0, X4, X9

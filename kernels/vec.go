@@ -50,7 +50,7 @@ func Exp(x float32) float32 {
 	n := float32(k)
 	r := x - n*ln2hi - n*ln2lo
 	// Taylor-like minimax coefficients for e^r on [-ln2/2, ln2/2].
-	p := float32(1.0/720)
+	p := float32(1.0 / 720)
 	p = p*r + 1.0/120
 	p = p*r + 1.0/24
 	p = p*r + 1.0/6

@@ -35,6 +35,7 @@ func commands() []command {
 		{"verifier", "serve the verifier (large) model", verifierCmd},
 		{"draft", "serve the draft (small) model", draftCmd},
 		{"generate", "client: generate through a running router", generateCmd},
+		{"bench", "benchmark a running router: speculation on vs off over a prompt file", benchCmd},
 	}
 }
 

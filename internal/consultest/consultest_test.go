@@ -162,6 +162,40 @@ func TestReRegisterKeepsStatusAndIndex(t *testing.T) {
 	}
 }
 
+func TestReplaceExistingChecks(t *testing.T) {
+	s := consultest.New(t, consultest.Options{})
+	c := client(t, s, "")
+	two := &api.AgentServiceRegistration{ID: "v1", Name: "svc", Checks: api.AgentServiceChecks{
+		{TTL: "10s"}, {GRPC: "127.0.0.1:1", Interval: "5s"},
+	}}
+	if err := c.Agent().ServiceRegister(two); err != nil {
+		t.Fatal(err)
+	}
+	one := &api.AgentServiceRegistration{ID: "v1", Name: "svc", Check: &api.AgentServiceCheck{CheckID: "mine", TTL: "10s"}}
+	checkIDs := func() []string {
+		svc, _ := s.Service("v1")
+		var out []string
+		for _, c := range svc.Checks {
+			out = append(out, c.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := checkIDs(), []string{"service:v1:1", "service:v1:2"}; !slices.Equal(got, want) {
+		t.Errorf("checks = %v, want %v", got, want)
+	}
+	if err := c.Agent().ServiceRegister(one); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := checkIDs(), []string{"mine", "service:v1:1", "service:v1:2"}; !slices.Equal(got, want) {
+		t.Errorf("after re-registering without replace-existing-checks: checks = %v, want %v", got, want)
+	}
+	register(t, c, one)
+	if got, want := checkIDs(), []string{"mine"}; !slices.Equal(got, want) {
+		t.Errorf("after re-registering with replace-existing-checks: checks = %v, want %v", got, want)
+	}
+}
+
 func TestBlockingQuery(t *testing.T) {
 	s := consultest.New(t, consultest.Options{})
 	c := client(t, s, "")

@@ -290,7 +290,9 @@ func (s *Server) registerLocked(def *serviceDef, defs []*checkDef, replace bool)
 	if old != nil && !replace { // without replace-existing-checks, other checks stay
 		for _, oc := range old.checks {
 			if !slices.ContainsFunc(svc.checks, func(c *check) bool { return c.ID == oc.ID }) {
-				svc.checks = append(svc.checks, oc)
+				kept := *oc
+				kept.stop = nil // handed over below, like any unchanged probe
+				svc.checks = append(svc.checks, &kept)
 			}
 		}
 	}

@@ -144,9 +144,11 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-func ExampleRegistration_defaults() {
+func TestRegistrationDefaults(t *testing.T) {
 	r := Registration{Service: "specd-draft", Role: router.Draft, Advertise: "10.1.2.3:7002", CheckInterval: 5 * time.Second}
 	s := r.service()
-	fmt.Println(s.ID, s.Address, s.Port, s.Tags, s.Check.GRPC, s.Check.Interval)
-	// Output: specd-draft-10.1.2.3:7002 10.1.2.3 7002 [draft] 10.1.2.3:7002 5s
+	got := fmt.Sprint(s.ID, " ", s.Address, " ", s.Port, " ", s.Tags, " ", s.Check.GRPC, " ", s.Check.Interval, " ", s.Check.DeregisterCriticalServiceAfter == "")
+	if want := "specd-draft-10.1.2.3:7002 10.1.2.3 7002 [draft] 10.1.2.3:7002 5s true"; got != want {
+		t.Errorf("service() = %s, want %s", got, want)
+	}
 }

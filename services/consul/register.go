@@ -132,6 +132,7 @@ func (r *Registration) service() *api.AgentServiceRegistration {
 
 // Registered is a registered instance. Its methods are safe for concurrent use.
 type Registered struct {
+	id     string
 	client *api.Client
 	tr     *http.Transport
 	token  string
@@ -152,7 +153,8 @@ func Register(ctx context.Context, r Registration) (*Registered, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg := &Registered{client: client, tr: tr, token: r.Token, svc: r.service()}
+	svc := r.service()
+	reg := &Registered{id: svc.ID, client: client, tr: tr, token: r.Token, svc: svc}
 	if err := reg.put(ctx, reg.svc); err != nil {
 		tr.CloseIdleConnections()
 		return nil, err
@@ -161,7 +163,7 @@ func Register(ctx context.Context, r Registration) (*Registered, error) {
 }
 
 // ID is the instance's Consul service ID.
-func (r *Registered) ID() string { return r.svc.ID }
+func (r *Registered) ID() string { return r.id }
 
 // Update re-registers the instance with fresh headroom metadata; call it periodically
 // (every few seconds, or on a material change: each call is one agent write and wakes
@@ -169,7 +171,7 @@ func (r *Registered) ID() string { return r.svc.ID }
 // after Deregister.
 func (r *Registered) Update(ctx context.Context, kvFree uint64, load int) error {
 	if load < 0 {
-		return fmt.Errorf("consul: update %s: load %d is negative", r.svc.ID, load)
+		return fmt.Errorf("consul: update %s: load %d is negative", r.id, load)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -199,12 +201,12 @@ func (r *Registered) Deregister(ctx context.Context) error {
 		return nil
 	}
 	q := (&api.QueryOptions{Token: r.token}).WithContext(ctx)
-	err := r.client.Agent().ServiceDeregisterOpts(r.svc.ID, q)
+	err := r.client.Agent().ServiceDeregisterOpts(r.id, q)
 	if se := (api.StatusError{}); errors.As(err, &se) && se.Code == http.StatusNotFound {
 		err = nil // already gone, e.g. reaped after DeregisterAfter
 	}
 	if err != nil {
-		return fmt.Errorf("consul: deregister %s: %w", r.svc.ID, err)
+		return fmt.Errorf("consul: deregister %s: %w", r.id, err)
 	}
 	r.deregistered = true
 	r.tr.CloseIdleConnections()

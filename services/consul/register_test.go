@@ -159,3 +159,33 @@ func TestRegisterInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestUpdateRacesDeregister checks that a periodic updater racing shutdown cannot bring
+// the instance back once Deregister has returned.
+func TestUpdateRacesDeregister(t *testing.T) {
+	fake := consultest.New(t, consultest.Options{})
+	reg, err := Register(t.Context(), verifierReg(fake.Addr(), "127.0.0.1:7001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if err := reg.Update(context.Background(), uint64(i), i%5); err != nil {
+				done <- err
+				return
+			}
+			_ = reg.ID()
+		}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if err := reg.Deregister(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrDeregistered) {
+		t.Errorf("Update loop ended with %v, want ErrDeregistered", err)
+	}
+	if _, ok := fake.Service(reg.ID()); ok {
+		t.Error("instance registered again after Deregister")
+	}
+}

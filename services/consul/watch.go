@@ -129,7 +129,7 @@ func (w *Watcher) Endpoints(role router.Role) []router.Endpoint {
 }
 
 // Stale reports whether the last query of some role failed, so that its view may be
-// out of date.
+// out of date. It is false before the first query ends.
 func (w *Watcher) Stale() bool {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
@@ -172,6 +172,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 // watch is one role's blocking-query loop.
 func (w *Watcher) watch(ctx context.Context, role router.Role, name string) {
 	var index uint64
+	skipped := map[string]string{} // instance ID → why, as last logged
 	limit := bucket{every: w.cfg.MinInterval, burst: 2}
 	retry := backoff{first: firstBackoff, max: w.cfg.MaxBackoff}
 	for {
@@ -197,9 +198,14 @@ func (w *Watcher) watch(ctx context.Context, role router.Role, name string) {
 			w.succeeded(role, nil, false) // the wait ended without a change
 		} else {
 			eps, bad := view(role, entries)
+			now := make(map[string]string, len(bad))
 			for _, b := range bad {
-				w.log.Warn("consul: skipping instance", "role", role, "service", name, "id", b.ID, "err", b.Err)
+				now[b.ID] = b.Err.Error()
+				if skipped[b.ID] != now[b.ID] { // once per instance and reason, not per update
+					w.log.Warn("consul: skipping instance", "role", role, "service", name, "id", b.ID, "err", b.Err)
+				}
 			}
+			skipped = now
 			w.succeeded(role, eps, true)
 		}
 		index = nextIndex(index, meta.LastIndex)

@@ -245,6 +245,16 @@ func TestWatcherSkipsBadMeta(t *testing.T) {
 	}
 	waitUntil(t, "the good instance", hasIDs(w, router.Verifier, "good"))
 	waitUntil(t, "a log line for the bad one", func() bool { return logs.count("id=bad") > 0 })
+
+	// Another update of the service rebuilds the view; the bad instance is not logged again.
+	err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: "good2", Name: "specd-verifier", Tags: []string{"verifier"}, Address: "127.0.0.1", Port: 7002,
+		Check: &api.AgentServiceCheck{TTL: "30s", Status: api.HealthPassing},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the second good instance", hasIDs(w, router.Verifier, "good", "good2"))
 	if n := logs.count("skipping instance"); n != 1 {
 		t.Errorf("%d log lines for the bad instance, want 1", n)
 	}

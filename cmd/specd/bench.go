@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"html"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/specd-dev/specd/modelpath"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
+)
+
+type benchPrompt struct {
+	ID     string `json:"id"`
+	Domain string `json:"domain"`
+	Prompt string `json:"prompt"`
+}
+
+// benchFigures are the totals of one group of runs (a domain, or all).
+type benchFigures struct {
+	Prompts              int     `json:"prompts"`
+	SpecTokens           int     `json:"spec_tokens"`
+	PlainTokens          int     `json:"plain_tokens"`
+	SpecSeconds          float64 `json:"spec_seconds"`
+	PlainSeconds         float64 `json:"plain_seconds"`
+	SpecTokensPerSecond  float64 `json:"spec_tokens_per_second"`
+	PlainTokensPerSecond float64 `json:"plain_tokens_per_second"`
+	Speedup              float64 `json:"speedup"`
+	Rounds               int     `json:"rounds"`
+	Drafted              int     `json:"drafted"`
+	Accepted             int     `json:"accepted"`
+	AcceptanceRate       float64 `json:"acceptance_rate"`
+	MeanAcceptedPerRound float64 `json:"mean_accepted_per_round"`
+	MeanRoundTripSeconds float64 `json:"mean_round_trip_seconds"`
+	IdenticalOutputs     int     `json:"identical_outputs"`
+	waitSum              float64
+}
+
+func (f *benchFigures) add(spec, plain generateResult) {
+	f.Prompts++
+	f.SpecTokens += spec.Tokens
+	f.PlainTokens += plain.Tokens
+	f.SpecSeconds += spec.WallSeconds
+	f.PlainSeconds += plain.WallSeconds
+	f.Rounds += spec.Rounds
+	f.Drafted += spec.Drafted
+	f.Accepted += spec.Accepted
+	f.waitSum += spec.MeanRoundTrip * float64(spec.Rounds)
+	if slices.Equal(spec.OutputIDs, plain.OutputIDs) {
+		f.IdenticalOutputs++
+	}
+}
+
+func (f *benchFigures) finish() {
+	if f.SpecSeconds > 0 {
+		f.SpecTokensPerSecond = float64(f.SpecTokens) / f.SpecSeconds
+	}
+	if f.PlainSeconds > 0 {
+		f.PlainTokensPerSecond = float64(f.PlainTokens) / f.PlainSeconds
+	}
+	if f.PlainTokensPerSecond > 0 {
+		f.Speedup = f.SpecTokensPerSecond / f.PlainTokensPerSecond
+	}
+	if f.Drafted > 0 {
+		f.AcceptanceRate = float64(f.Accepted) / float64(f.Drafted)
+	}
+	if f.Rounds > 0 {
+		f.MeanAcceptedPerRound = float64(f.Accepted) / float64(f.Rounds)
+		f.MeanRoundTripSeconds = f.waitSum / float64(f.Rounds)
+	}
+}
+
+type benchReport struct {
+	benchFigures
+	Addr        string                   `json:"addr"`
+	Verifier    string                   `json:"verifier"`
+	Draft       string                   `json:"draft"`
+	MaxTokens   int                      `json:"max_tokens"`
+	Temperature float64                  `json:"temperature"`
+	Mode        string                   `json:"mode"`
+	Repeats     int                      `json:"repeats"`
+	Domains     map[string]*benchFigures `json:"domains"`
+}
+
+func readPrompts(path string) ([]benchPrompt, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	defer f.Close()
+	var ps []benchPrompt
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for line := 1; sc.Scan(); line++ {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		var p benchPrompt
+		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
+			return nil, usagef("%s:%d: %v", path, line, err)
+		}
+		if p.Prompt == "" {
+			return nil, usagef("%s:%d: no \"prompt\"", path, line)
+		}
+		if p.Domain == "" {
+			p.Domain = "default"
+		}
+		ps = append(ps, p)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 {
+		return nil, usagef("%s: no prompts", path)
+	}
+	return ps, nil
+}
+
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var co clientOptions
+	var so samplingOptions
+	var sp specOptions
+	co.addFlags(fs)
+	so.addFlags(fs)
+	sp.addFlags(fs)
+	fs.Lookup("temp").DefValue = "0"
+	so.temp = 0
+	var promptsPath, svgPath string
+	var asJSON bool
+	var repeats int
+	defPrompts := filepath.Join(filepath.Dir(modelpath.Dir("")), "bench", "prompts.jsonl")
+	fs.StringVar(&promptsPath, "prompts", defPrompts, "JSONL file with a \"prompt\" (and optional \"domain\", \"id\") per line")
+	fs.StringVar(&svgPath, "svg", "", "write a chart of tokens per second by domain to this SVG file")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+	fs.IntVar(&repeats, "repeat", 1, "runs of each prompt in each mode")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if sp.noSpec {
+		return usagef("--no-spec: bench alternates speculation on and off itself")
+	}
+	if repeats < 1 {
+		return usagef("--repeat %d: want at least 1", repeats)
+	}
+	params, err := so.params()
+	if err != nil {
+		return err
+	}
+	spo, err := sp.proto()
+	if err != nil {
+		return err
+	}
+	ps, err := readPrompts(promptsPath)
+	if err != nil {
+		return err
+	}
+	cc, err := services.Dial(co.addr)
+	if err != nil {
+		return usagef("--addr %q: %v", co.addr, err)
+	}
+	defer cc.Close()
+	client := specdv1.NewGenerationServiceClient(cc)
+	rep := benchReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Repeats: repeats, Domains: map[string]*benchFigures{}}
+	run := func(p benchPrompt, spec bool) (generateResult, error) {
+		o := proto.Clone(spo).(*specdv1.SpeculationOptions)
+		o.Disabled = !spec
+		req := &specdv1.GenerateRequest{Prompt: p.Prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
+			Stop: so.stop, Speculation: o, Domain: p.Domain}
+		rctx, cancel := context.WithTimeout(ctx, co.timeout)
+		defer cancel()
+		return collect(rctx, client, req, nil)
+	}
+	// One warm-up request in each mode (connections, first-touch of the weights).
+	for _, spec := range []bool{true, false} {
+		if _, err := run(ps[0], spec); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	for r := range repeats {
+		for i, p := range ps {
+			// Alternate which mode goes first, so slow drift of the machine (the two
+			// vCPUs differ, other load comes and goes) hits both modes alike.
+			var spec, plain generateResult
+			var err error
+			if (i+r)%2 == 0 {
+				if spec, err = run(p, true); err == nil {
+					plain, err = run(p, false)
+				}
+			} else {
+				if plain, err = run(p, false); err == nil {
+					spec, err = run(p, true)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("prompt %s: %w", p.ID, err)
+			}
+			rep.Verifier, rep.Draft, rep.Mode = spec.Verifier, spec.Draft, spec.Mode
+			rep.add(spec, plain)
+			d := rep.Domains[p.Domain]
+			if d == nil {
+				d = &benchFigures{}
+				rep.Domains[p.Domain] = d
+			}
+			d.add(spec, plain)
+			if !asJSON {
+				fmt.Fprintf(stderr, "%-16s spec %6.1f tok/s  plain %6.1f tok/s  accepted %3d/%3d\n", p.ID,
+					float64(spec.Tokens)/spec.WallSeconds, float64(plain.Tokens)/plain.WallSeconds, spec.Accepted, spec.Drafted)
+			}
+		}
+	}
+	rep.finish()
+	for _, d := range rep.Domains {
+		d.finish()
+	}
+	if svgPath != "" {
+		if err := os.WriteFile(svgPath, []byte(benchSVG(&rep)), 0o644); err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(rep)
+	}
+	printBench(stdout, &rep)
+	return nil
+}
+
+func domainNames(rep *benchReport) []string {
+	var names []string
+	for k := range rep.Domains {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func printBench(w io.Writer, rep *benchReport) {
+	fmt.Fprintf(w, "%d prompts × %d, %d tokens, temperature %g, mode %s\n\n", rep.Prompts/rep.Repeats, rep.Repeats, rep.MaxTokens, rep.Temperature, rep.Mode)
+	fmt.Fprintf(w, "%-12s %10s %10s %8s %10s %10s %10s %9s\n", "domain", "spec tok/s", "plain tok/s", "speedup", "accepted", "acc/round", "wait/round", "identical")
+	row := func(name string, f *benchFigures) {
+		fmt.Fprintf(w, "%-12s %10.1f %10.1f %7.2fx %9.1f%% %10.2f %8.2fms %6d/%d\n", name, f.SpecTokensPerSecond, f.PlainTokensPerSecond,
+			f.Speedup, 100*f.AcceptanceRate, f.MeanAcceptedPerRound, 1000*f.MeanRoundTripSeconds, f.IdenticalOutputs, f.Prompts)
+	}
+	for _, d := range domainNames(rep) {
+		row(d, rep.Domains[d])
+	}
+	row("total", &rep.benchFigures)
+}
+
+// benchSVG draws grouped bars (speculative and plain tokens per second) per domain,
+// with the speedup above each group.
+func benchSVG(rep *benchReport) string {
+	names := append(domainNames(rep), "total")
+	fig := func(n string) *benchFigures {
+		if n == "total" {
+			return &rep.benchFigures
+		}
+		return rep.Domains[n]
+	}
+	top := 0.0
+	for _, n := range names {
+		top = max(top, fig(n).SpecTokensPerSecond, fig(n).PlainTokensPerSecond)
+	}
+	top *= 1.15
+	if top == 0 {
+		top = 1
+	}
+	const W, H, left, bottom, plotH = 760, 360, 60, 60, 250
+	groupW := float64(W-left-20) / float64(len(names))
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", W, H)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="15" font-weight="bold">specd: tokens per second, speculation on vs off (%d tokens, T=%g)</text>`+"\n", left, rep.MaxTokens, rep.Temperature)
+	y0 := float64(H - bottom)
+	for i := 0; i <= 4; i++ {
+		v := top * float64(i) / 4
+		y := y0 - plotH*float64(i)/4
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%.0f</text>`+"\n", left, W-20, y, y, left-6, y+4, v)
+	}
+	for i, n := range names {
+		f := fig(n)
+		x := float64(left) + groupW*float64(i) + groupW*0.15
+		bw := groupW * 0.33
+		for j, v := range []float64{f.SpecTokensPerSecond, f.PlainTokensPerSecond} {
+			h := plotH * v / top
+			color := []string{"#2b6cb0", "#a0aec0"}[j]
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x+float64(j)*bw, y0-h, bw, h, color)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-weight="bold">%.2f×</text>`+"\n", x+bw, y0-plotH*max(f.SpecTokensPerSecond, f.PlainTokensPerSecond)/top-6, f.Speedup)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x+bw, y0+16, html.EscapeString(n))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#555">%.0f%% acc.</text>`+"\n", x+bw, y0+32, 100*f.AcceptanceRate)
+	}
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="#2b6cb0"/><text x="%d" y="%d">speculative (draft + verifier)</text>`+"\n", left, H-18, left+16, H-8)
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="#a0aec0"/><text x="%d" y="%d">plain (verifier alone)</text>`+"\n", left+230, H-18, left+246, H-8)
+	b.WriteString("</svg>\n")
+	return b.String()
+}
