@@ -184,8 +184,10 @@ func reduce256(y, x string, t int) {
 
 // ---- avx512vnni ----
 
-// float512 writes the F32 or F16 kernel for k tokens. Z0..Z4 accumulate, Z5 holds the
-// weights, K1 masks the tail columns.
+// float512 writes the F32 or F16 kernel for k tokens. Each token has two accumulators,
+// Z(2t) for even and Z(2t+1) for odd vectors of 16 columns (a last odd-numbered full
+// vector goes to the even one, the masked tail to the odd one), added before the
+// reduction. Z10/Z11 hold weights, Z16.. tail activations; K1 masks the tail columns.
 func float512(half bool, k int) {
 	typ, step := "F32", 64
 	if half {
@@ -199,39 +201,58 @@ func float512(half bool, k int) {
 	p("DECL DX")
 	p("KMOVW DX, K1")
 	rowStart()
-	for t := range k {
-		p("VPXORD Z%d, Z%d, Z%d", t, t, t)
+	for a := range 2 * k {
+		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
 	}
-	p("TESTQ CX, CX")
-	p("JZ tail")
+	load := func(woff, reg int) {
+		if half {
+			p("VCVTPH2PS %d(DX), Z%d", woff, reg)
+		} else {
+			p("VMOVUPS %d(DX), Z%d", woff, reg)
+		}
+	}
+	p("SHRQ $1, CX")
+	p("JZ single")
 	label("loop")
-	if half {
-		p("VCVTPH2PS (DX), Z5")
-	} else {
-		p("VMOVUPS (DX), Z5")
+	load(0, 10)
+	load(step, 11)
+	for t := range k {
+		p("VFMADD231PS %s, Z10, Z%d", xa(t, 0), 2*t)
 	}
 	for t := range k {
-		p("VFMADD231PS %s, Z5, Z%d", xa(t, 0), t)
+		p("VFMADD231PS %s, Z11, Z%d", xa(t, 64), 2*t+1)
+	}
+	p("ADDQ $%d, DX", 2*step)
+	p("ADDQ $128, BX")
+	p("DECQ CX")
+	p("JNZ loop")
+	label("single")
+	p("TESTQ $1, R11")
+	p("JZ tail")
+	load(0, 10)
+	for t := range k {
+		p("VFMADD231PS %s, Z10, Z%d", xa(t, 0), 2*t)
 	}
 	p("ADDQ $%d, DX", step)
 	p("ADDQ $64, BX")
-	p("DECQ CX")
-	p("JNZ loop")
 	label("tail")
 	p("TESTQ R12, R12")
 	p("JZ reduce")
 	if half {
-		p("VMOVDQU16.Z (DX), K1, Y5")
-		p("VCVTPH2PS Y5, Z5")
+		p("VMOVDQU16.Z (DX), K1, Y11")
+		p("VCVTPH2PS Y11, Z11")
 	} else {
-		p("VMOVUPS.Z (DX), K1, Z5")
+		p("VMOVUPS.Z (DX), K1, Z11")
 	}
 	for t := range k {
 		p("VMOVUPS.Z %s, K1, Z%d", xa(t, 0), 16+t)
-		p("VFMADD231PS Z%d, Z5, Z%d", 16+t, t)
+		p("VFMADD231PS Z%d, Z11, Z%d", 16+t, 2*t+1)
 	}
 	label("reduce")
-	reduce512(seq(0, 1, k))
+	for t := range k {
+		p("VADDPS Z%d, Z%d, Z%d", 2*t+1, 2*t, 2*t)
+	}
+	reduce512(seq(0, 2, k))
 	rowEnd()
 }
 
@@ -321,17 +342,20 @@ func pair512(q4 bool, k, woff, half, corr int) {
 		// [A lo, A hi, B lo, B hi]: broadcast each block's 16 bytes to two lanes, shift
 		// the odd lanes' bytes down a nibble and mask.
 		p("VBROADCASTI32X4 %d(DX), Z%d", woff+2, w)
-		p("VBROADCASTI32X4 %d(DX), K3, Z%d", woff+20, w)
+		p("VBROADCASTI32X4 %d(DX), Z20", woff+20)
+		p("VPBLENDMD Z20, Z%d, K3, Z%d", w, w)
 		p("VPSRLW $4, Z%d, K2, Z%d", w, w)
 		p("VPANDD Z18, Z%d, Z%d", w, w)
 	} else {
-		// Block A's 32 bytes low, block B's (34 bytes on) high.
-		p("VMOVDQU64 %d(DX), Z%d", woff+2, w)
-		p("VMOVDQU64 %d(DX), K1, Z%d", woff+4, w)
+		// Block A's 32 bytes low, block B's (34 bytes on) high. (Masked loads would
+		// save an instruction but are slow on data streaming in from memory.)
+		p("VMOVDQU %d(DX), Y%d", woff+2, w)
+		p("VINSERTI64X4 $1, %d(DX), Z%d, Z%d", woff+36, w, w)
 		p("VPXORD Z16, Z%d, Z%d", w, w)
 	}
-	p("VPBROADCASTW %d(DX), Y%d", woff, sc)
-	p("VPBROADCASTW %d(DX), K3, Y%d", woff+bs, sc)
+	p("VPBROADCASTW %d(DX), X%d", woff, sc)
+	p("VPBROADCASTW %d(DX), X20", woff+bs)
+	p("VINSERTI32X4 $1, X20, Y%d, Y%d", sc, sc)
 	p("VCVTPH2PS Y%d, Z%d", sc, sc)
 	tokens512(k, 256*half, half, corr)
 }
@@ -359,8 +383,11 @@ func tokens512(k, xoff, half, corr int) {
 
 // ---- avx2 ----
 
-// floatAVX2 writes the F32 or F16 kernel for k tokens. Y0..Y3 accumulate whole vectors,
-// X4..X7 (as Y4..Y7 before the tail) scalars of the tail columns, summed last.
+// floatAVX2 writes the F32 or F16 kernel for k tokens. Each token has two vector
+// accumulators, Y(2t) for even and Y(2t+1) for odd vectors of 8 columns (a last
+// odd-numbered vector goes to the even one), and X(8+t) for the tail columns, one at a
+// time; the vectors are added, reduced, and the tail sum added last. Y12/Y13 hold weights,
+// X14/X15 tail scratch.
 func floatAVX2(half bool, k int) {
 	typ, step, esz := "F32", 32, 4
 	if half {
@@ -370,24 +397,41 @@ func floatAVX2(half bool, k int) {
 	header(name)
 	rowStart()
 	for t := range k {
-		p("VXORPS Y%d, Y%d, Y%d", t, t, t)
-		p("VXORPS X%d, X%d, X%d", 4+t, 4+t, 4+t)
+		p("VXORPS Y%d, Y%d, Y%d", 2*t, 2*t, 2*t)
+		p("VXORPS Y%d, Y%d, Y%d", 2*t+1, 2*t+1, 2*t+1)
+		p("VXORPS X%d, X%d, X%d", 8+t, 8+t, 8+t)
 	}
-	p("TESTQ CX, CX")
-	p("JZ tail")
+	load := func(woff, reg int) {
+		if half {
+			p("VCVTPH2PS %d(DX), Y%d", woff, reg)
+		} else {
+			p("VMOVUPS %d(DX), Y%d", woff, reg)
+		}
+	}
+	p("SHRQ $1, CX")
+	p("JZ single")
 	label("loop")
-	if half {
-		p("VCVTPH2PS (DX), Y8")
-	} else {
-		p("VMOVUPS (DX), Y8")
+	load(0, 12)
+	load(step, 13)
+	for t := range k {
+		p("VFMADD231PS %s, Y12, Y%d", xa(t, 0), 2*t)
 	}
 	for t := range k {
-		p("VFMADD231PS %s, Y8, Y%d", xa(t, 0), t)
+		p("VFMADD231PS %s, Y13, Y%d", xa(t, 32), 2*t+1)
+	}
+	p("ADDQ $%d, DX", 2*step)
+	p("ADDQ $64, BX")
+	p("DECQ CX")
+	p("JNZ loop")
+	label("single")
+	p("TESTQ $1, R11")
+	p("JZ tail")
+	load(0, 12)
+	for t := range k {
+		p("VFMADD231PS %s, Y12, Y%d", xa(t, 0), 2*t)
 	}
 	p("ADDQ $%d, DX", step)
 	p("ADDQ $32, BX")
-	p("DECQ CX")
-	p("JNZ loop")
 	label("tail")
 	p("MOVQ R12, CX")
 	p("TESTQ CX, CX")
@@ -395,14 +439,14 @@ func floatAVX2(half bool, k int) {
 	label("tailloop")
 	if half {
 		p("MOVWLZX (DX), R12")
-		p("MOVQ R12, X8")
-		p("VCVTPH2PS X8, X8")
+		p("MOVQ R12, X14")
+		p("VCVTPH2PS X14, X14")
 	} else {
-		p("VMOVSS (DX), X8")
+		p("VMOVSS (DX), X14")
 	}
 	for t := range k {
-		p("VMOVSS %s, X9", xa(t, 0))
-		p("VFMADD231SS X9, X8, X%d", 4+t)
+		p("VMOVSS %s, X15", xa(t, 0))
+		p("VFMADD231SS X15, X14, X%d", 8+t)
 	}
 	p("ADDQ $%d, DX", esz)
 	p("ADDQ $4, BX")
@@ -411,13 +455,14 @@ func floatAVX2(half bool, k int) {
 	p("MOVQ tail+48(FP), R12")
 	label("reduce")
 	for t := range k {
-		p("VEXTRACTF128 $1, Y%d, X14", t)
-		p("VADDPS X14, X%d, X14", t)
+		p("VADDPS Y%d, Y%d, Y%d", 2*t+1, 2*t, 2*t)
+		p("VEXTRACTF128 $1, Y%d, X14", 2*t)
+		p("VADDPS X14, X%d, X14", 2*t)
 		p("VMOVHLPS X14, X14, X15")
 		p("VADDPS X15, X14, X14")
 		p("VMOVSHDUP X14, X15")
 		p("VADDSS X15, X14, X14")
-		p("VADDSS X%d, X14, X14", 4+t)
+		p("VADDSS X%d, X14, X14", 8+t)
 		p("VMOVSS X14, %s", oa(t))
 	}
 	rowEnd()

@@ -28,37 +28,28 @@ type kernelSet struct {
 // acts holds activations quantized to Q8_0 for the q8/q4 kernels. The layout belongs to
 // the kernel set that prepared them; the values are those of quantize_row_q8_0_ref.
 type acts struct {
-	nb      int       // blocks per token
-	q       []byte    // quantized values, token t at q[t*nb*QK:]
-	d       []float32 // block scales (fp16-rounded), token t at d[t*dstride:]
-	dstride int
-	stride  int // bytes per token in q, for layouts that keep scales inline
+	nb int // blocks per token
+	// Generic layout: values of token t at q[t*nb*QK:], block scales (fp16-rounded) at
+	// d[t*nb:]. Assembly layouts keep the scales inline in q, stride bytes per token.
+	q      []byte
+	d      []float32
+	stride int
 }
 
-// grow makes a hold n tokens of nb blocks with scales repeated rep times, reusing memory.
-func (a *acts) grow(n, nb, rep int) {
-	a.nb, a.dstride = nb, nb*rep
-	// One spare block of each lets a kernel read a whole vector past the last block.
-	if need := (n*nb + 1) * QK; cap(a.q) < need {
+// quantizeActs fills a with n tokens of x in the generic layout: per block of QK,
+// d = amax/127 and q = round(x/d) as quantize_row_q8_0_ref computes them, with d stored
+// rounded to fp16 as the block format keeps it.
+func quantizeActs(a *acts, x []float32, n, cols int) {
+	nb := cols / QK
+	a.nb, a.stride = nb, 0
+	if need := n * nb * QK; cap(a.q) < need {
 		a.q = make([]byte, need)
 	}
-	a.q = a.q[:cap(a.q)]
-	if need := (n*nb + 1) * rep; cap(a.d) < need {
+	a.q = a.q[:n*nb*QK]
+	if need := n * nb; cap(a.d) < need {
 		a.d = make([]float32, need)
 	}
-	a.d = a.d[:cap(a.d)]
-}
-
-// quantizeActs fills a with x quantized per block of QK, q = round(x/d), d = amax/127 as
-// quantize_row_q8_0_ref does; each scale is stored rounded to fp16 and repeated rep times.
-// With flip, every quantized byte is stored XOR 0x80 (q+128 as an unsigned byte).
-func quantizeActs(a *acts, x []float32, n, cols, rep int, flip bool) {
-	nb := cols / QK
-	a.grow(n, nb, rep)
-	var mask byte
-	if flip {
-		mask = 0x80
-	}
+	a.d = a.d[:n*nb]
 	for t := range n {
 		xt := x[t*cols : (t+1)*cols]
 		for b := range nb {
@@ -66,13 +57,9 @@ func quantizeActs(a *acts, x []float32, n, cols, rep int, flip bool) {
 			d, id := q8Scale(blk)
 			q := a.q[(t*nb+b)*QK : (t*nb+b+1)*QK]
 			for j, v := range blk {
-				q[j] = byte(roundAway(v*id)) ^ mask
+				q[j] = byte(roundAway(v * id))
 			}
-			dd := f16Table[FP32ToFP16(d)]
-			ds := a.d[t*a.dstride+b*rep : t*a.dstride+(b+1)*rep]
-			for j := range ds {
-				ds[j] = dd
-			}
+			a.d[t*nb+b] = f16Table[FP32ToFP16(d)]
 		}
 	}
 }
@@ -270,7 +257,7 @@ var genericKernels = &kernelSet{
 	f16:   genericF16,
 	q8:    genericQ8,
 	q4:    genericQ4,
-	prep:  func(a *acts, x []float32, n, cols int) { quantizeActs(a, x, n, cols, 1, false) },
+	prep:  quantizeActs,
 }
 
 func le32(b []byte, i int) float32 {
@@ -332,7 +319,7 @@ func genericQ8(out []float32, ostride int, w []byte, rowBytes, nrows int, a *act
 		row := w[r*rowBytes : (r+1)*rowBytes]
 		for t := tok; t < tok+ntok; t++ {
 			q := a.q[t*nb*QK:]
-			d := a.d[t*a.dstride:]
+			d := a.d[t*nb:]
 			var acc float32
 			for b := range nb {
 				blk := row[b*34 : (b+1)*34]
@@ -355,7 +342,7 @@ func genericQ4(out []float32, ostride int, w []byte, rowBytes, nrows int, a *act
 		row := w[r*rowBytes : (r+1)*rowBytes]
 		for t := tok; t < tok+ntok; t++ {
 			q := a.q[t*nb*QK:]
-			d := a.d[t*a.dstride:]
+			d := a.d[t*nb:]
 			var acc float32
 			for b := range nb {
 				blk := row[b*18 : (b+1)*18]

@@ -362,7 +362,7 @@ func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols in
 		return
 	}
 	var want acts
-	quantizeActs(&want, x, n, cols, 1, false)
+	quantizeActs(&want, x, n, cols)
 	nb := cols / QK
 	pairBytes := got.stride / ((nb + 1) / 2)
 	i32 := func(b []byte) int32 { return int32(binary.LittleEndian.Uint32(b)) }

@@ -25,7 +25,8 @@ type Event struct {
 	IDs       []int32
 	Positions []int
 	Text      string
-	Final     any // non-nil on the last event: the backend's final message
+	Final     any  // non-nil on the last event: the backend's final message
+	DraftDown bool // on the last event: the verifier lost the draft and fell back to plain decoding
 }
 
 // Stream yields a generation's events; Recv returns the final event last, then io.EOF
@@ -39,11 +40,13 @@ type Backend interface {
 	Start(ctx context.Context, a Attempt) (Stream, error)
 }
 
-// Breakers guard endpoints: Allow says whether an endpoint may be tried now, Done
-// reports the outcome of using it. A nil Breakers allows everything.
+// Breakers guard endpoints with circuit breakers. Ready says whether an endpoint may be
+// picked now (its breaker is not open); Begin admits one use of it and returns the
+// function that reports the outcome (nil error, or the failure). A nil Breakers allows
+// everything.
 type Breakers interface {
-	Allow(Endpoint) bool
-	Done(Endpoint, error)
+	Ready(Endpoint) bool
+	Begin(Endpoint) (done func(error), ok bool)
 }
 
 // Router picks endpoints and relays generations.
@@ -79,7 +82,7 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 	for range attempts {
 		ok := Health(nil)
 		if r.Breakers != nil {
-			ok = r.Breakers.Allow
+			ok = r.Breakers.Ready
 		}
 		v, d, err := Pick(r.Discovery, key, exclude, ok)
 		if err != nil {
@@ -88,11 +91,37 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 			}
 			return res, err
 		}
+		done := func(error) {}
+		if r.Breakers != nil {
+			var admitted bool
+			if done, admitted = r.Breakers.Begin(v); !admitted {
+				exclude[v.ID] = true // half-open and already probing: try another
+				continue
+			}
+		}
+		draftDone := func(error) {}
+		if d != nil && r.Breakers != nil {
+			var admitted bool
+			if draftDone, admitted = r.Breakers.Begin(*d); !admitted {
+				d, draftDone = nil, func(error) {} // its breaker is probing: decode plainly
+			}
+		}
 		a := Attempt{Verifier: v, Draft: d, Resume: append([]int32(nil), res.IDs...), ResumeText: len(res.Text)}
 		res.Attempts = append(res.Attempts, a)
-		err = r.attempt(ctx, b, a, &res, sink)
-		if r.Breakers != nil {
-			r.Breakers.Done(v, err)
+		draftDown := false
+		err = r.attempt(ctx, b, a, &res, func(ev Event) error {
+			draftDown = draftDown || ev.DraftDown
+			return sink(ev)
+		})
+		if errors.Is(err, ErrEndpointDown) {
+			done(err)
+		} else {
+			done(nil) // the endpoint answered; a bad request is not its failure
+		}
+		if draftDown {
+			draftDone(fmt.Errorf("%w: draft %s failed during the request", ErrEndpointDown, d.Address))
+		} else if err == nil {
+			draftDone(nil)
 		}
 		if err == nil {
 			return res, nil

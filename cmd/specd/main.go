@@ -30,6 +30,7 @@ func commands() []command {
 	return []command{
 		{"run", "generate text locally with one model", runCmd},
 		{"score", "teacher-forced pass over token ids: argmax, log-probs, perplexity", scoreCmd},
+		{"quantize", "convert a GGUF model's 2-D tensors to q8_0, q4_0, f16 or f32 (as llama-quantize --pure)", quantizeCmd},
 		{"up", "run router, verifier and draft in one process on loopback", upCmd},
 		{"router", "serve the public API, routing to verifiers and drafts", routerCmd},
 		{"verifier", "serve the verifier (large) model", verifierCmd},
@@ -72,8 +73,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 1
 		}
 	}
-	fmt.Fprintf(stderr, "specd: unknown command %q\n", args[0])
-	printUsage(stderr)
+	fmt.Fprintf(stderr, "specd: unknown command %q (run specd help)\n", args[0])
 	return 2
 }
 
@@ -86,10 +86,13 @@ func printUsage(w io.Writer) {
 }
 
 // parseFlags parses args into fs, turning flag errors into usage errors.
+// A bad flag is one line on stderr (from realMain); -h prints the flags.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
 			return err
 		}
 		return usageError{err}

@@ -55,6 +55,7 @@ func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
 // workerOptions are the flags of a model-serving service (verifier or draft).
 type workerOptions struct {
 	engineOptions
+	registerOptions
 	listen   string
 	slots    int
 	queue    int
@@ -63,6 +64,7 @@ type workerOptions struct {
 
 func (o *workerOptions) addFlags(fs *flag.FlagSet, defModel, defListen string) {
 	o.engineOptions.addFlags(fs, defModel)
+	o.registerOptions.addFlags(fs)
 	fs.StringVar(&o.listen, "listen", defListen, "gRPC listen address")
 	fs.IntVar(&o.slots, "slots", 2, "sessions computing at once (each with --threads threads)")
 	fs.IntVar(&o.queue, "queue", 16, "sessions allowed to wait for a slot; more get RESOURCE_EXHAUSTED")
@@ -71,6 +73,9 @@ func (o *workerOptions) addFlags(fs *flag.FlagSet, defModel, defListen string) {
 
 func (o *workerOptions) validate() error {
 	if err := o.engineOptions.validate(); err != nil {
+		return err
+	}
+	if err := o.registerOptions.validate(); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
@@ -130,6 +135,7 @@ func (o *draftOptions) validate() error {
 }
 
 type routerOptions struct {
+	discoveryOptions
 	listen    string
 	verifiers string
 	drafts    string
@@ -137,6 +143,7 @@ type routerOptions struct {
 }
 
 func (o *routerOptions) addFlags(fs *flag.FlagSet) {
+	o.discoveryOptions.addFlags(fs)
 	fs.StringVar(&o.listen, "listen", defaultRouterAddr, "gRPC listen address of the public API")
 	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
 	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated draft addresses (empty: decode plainly)")
@@ -154,10 +161,13 @@ func splitList(s string) []string {
 }
 
 func (o *routerOptions) validate() error {
+	if err := o.discoveryOptions.validate(); err != nil {
+		return err
+	}
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
 	}
-	if len(splitList(o.verifiers)) == 0 {
+	if o.mode == "static" && len(splitList(o.verifiers)) == 0 {
 		return usagef("--verifiers: at least one address")
 	}
 	for _, a := range append(splitList(o.verifiers), splitList(o.drafts)...) {
@@ -182,7 +192,7 @@ func listen(addr string) (net.Listener, error) {
 
 func (o *workerOptions) worker(log *slog.Logger, ready func(*model.Model)) serve.Worker {
 	return serve.Worker{
-		Load: o.load, Log: log, Ready: ready,
+		Load: o.load, Log: log, Ready: ready, Consul: o.registerOptions.config(),
 		Engine: services.EngineConfig{Threads: o.threads, Slots: o.slots, Queue: o.queue, KVBudget: o.kvBudget, KVType: o.kvTypeValue(), MaxBlock: o.maxBlock},
 	}
 }
@@ -193,7 +203,9 @@ func (o *verifierOptions) config() verifiersvc.Config {
 }
 
 func (o *routerOptions) config(log *slog.Logger, ready func()) serve.RouterConfig {
-	return serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, Log: log, Ready: ready}
+	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, Log: log, Ready: ready}
+	o.discoveryOptions.apply(&c)
+	return c
 }
 
 func verifierCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -287,6 +299,9 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	listenAddr := vo.listen
 	vo.listen, do.listen = "127.0.0.1:0", "127.0.0.1:0"
+	if vo.registerOptions.addr != "" {
+		return usagef("--consul: up runs everything on loopback without Consul; run specd router, verifier and draft to use Consul")
+	}
 	do.models, do.kvBudget, do.kvType, do.slots, do.queue = vo.models, vo.kvBudget/4, vo.kvType, vo.slots, vo.queue
 	if fs.Lookup("threads").Value.String() == fs.Lookup("threads").DefValue {
 		vo.threads = 1 // one core for the verifier, one for the draft
@@ -316,7 +331,8 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ro := routerOptions{listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second}
+	ro := routerOptions{listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second,
+		discoveryOptions: discoveryOptions{mode: "static", breakerFailures: 3, breakerCooldown: 10 * time.Second, wait: time.Minute}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

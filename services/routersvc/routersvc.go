@@ -212,7 +212,7 @@ func (s *stream) Recv() (router.Event, error) {
 		}
 		return ev, nil
 	case *speculationv1.GenerateResponse_Final:
-		return router.Event{Final: e.Final}, nil
+		return router.Event{Final: e.Final, DraftDown: e.Final.GetStats().GetFallbacks() > 0}, nil
 	}
 	return router.Event{}, fmt.Errorf("%w: %s sent an empty message", router.ErrEndpointDown, s.ep.Address)
 }

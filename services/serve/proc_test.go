@@ -63,10 +63,17 @@ func freePort(t *testing.T) string {
 // startDraftProcess runs `specd draft` as a separate process and waits until its health
 // check says SERVING.
 func startDraftProcess(t *testing.T) *proc {
+	return startProcess(t, "draft", "-m", "specd-draft-q8_0")
+}
+
+// startProcess runs `specd <role> --listen <free port> args...` and waits until its
+// health check says SERVING.
+func startProcess(t *testing.T, role string, args ...string) *proc {
 	t.Helper()
 	bin := specdBinary(t)
 	p := &proc{addr: freePort(t)}
-	p.cmd = exec.Command(bin, "draft", "--listen", p.addr, "-m", "specd-draft-q8_0", "--threads", "1", "--log-format", "text")
+	args = append([]string{role, "--listen", p.addr, "--threads", "1", "--log-format", "text"}, args...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -90,7 +97,7 @@ func startDraftProcess(t *testing.T) *proc {
 			return p
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("draft process never became SERVING: %v", err)
+			t.Fatalf("%s process never became SERVING: %v", role, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -15,6 +15,7 @@ import (
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/consul"
 	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/routersvc"
 	"github.com/specd-dev/specd/services/verifiersvc"
@@ -32,6 +33,77 @@ type Worker struct {
 	Engine services.EngineConfig
 	Log    *slog.Logger
 	Ready  func(*model.Model) // called once serving; may be nil
+	Consul *Consul            // register in Consul while serving; nil: do not
+}
+
+// Consul says how a service registers itself.
+type Consul struct {
+	Addr, Token, Datacenter string
+	Advertise               string        // host:port others dial ("" = the listener's address)
+	CheckInterval           time.Duration // gRPC health check interval (default 10s)
+	DeregisterAfter         time.Duration // drop the instance after its check is critical this long (default 1m)
+	UpdateEvery             time.Duration // refresh of the headroom metadata (default 10s)
+}
+
+// register registers a loaded service in Consul and keeps its headroom metadata fresh
+// until ctx ends; the returned function deregisters it.
+func register(ctx context.Context, c *Consul, role router.Role, lis net.Listener, m *model.Model, eng *services.Engines, log *slog.Logger) (func(), error) {
+	adv := c.Advertise
+	if adv == "" {
+		adv = lis.Addr().String()
+	}
+	interval, after, every := c.CheckInterval, c.DeregisterAfter, c.UpdateEvery
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	if after <= 0 {
+		after = time.Minute
+	}
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	headroom := func() (uint64, int) {
+		active, waiting := eng.Load()
+		return uint64(eng.KV.Stats().Free), active + waiting
+	}
+	free, load := headroom()
+	reg, err := consul.Register(ctx, consul.Registration{
+		Addr: c.Addr, Token: c.Token, Datacenter: c.Datacenter,
+		Service: "specd-" + string(role), Role: role, Advertise: adv,
+		Model: m.Name, TokenizerHash: m.Tok.Hash(), Quant: m.Quant.String(), Context: m.Context,
+		KVFree: free, Load: load, CheckInterval: interval, DeregisterAfter: after,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("registered in consul", "id", reg.ID(), "advertise", adv)
+	uctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-uctx.Done():
+				return
+			case <-t.C:
+				free, load := headroom()
+				if err := reg.Update(uctx, free, load); err != nil && uctx.Err() == nil {
+					log.Warn("consul metadata update failed", "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		stop()
+		<-done
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := reg.Deregister(dctx); err != nil {
+			log.Warn("consul deregistration failed", "err", err)
+		}
+	}, nil
 }
 
 // Verifier serves a verifier on lis until ctx ends.
@@ -57,6 +129,15 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	defer eng.Close()
 	vs.SetEngines(eng)
 	srv.SetServing()
+	if w.Consul != nil {
+		dereg, err := register(ctx, w.Consul, router.Verifier, lis, m, eng, w.Log)
+		if err != nil {
+			stop()
+			<-errc
+			return err
+		}
+		defer dereg()
+	}
 	w.Log.Info("verifier serving", "addr", lis.Addr().String(), "model", m.Name, "quant", m.Quant.String(), "threads", w.Engine.Threads)
 	if w.Ready != nil {
 		w.Ready(m)
@@ -83,6 +164,15 @@ func Draft(ctx context.Context, w Worker, depth int, lis net.Listener) error {
 	defer eng.Close()
 	ds.SetEngines(eng)
 	srv.SetServing()
+	if w.Consul != nil {
+		dereg, err := register(ctx, w.Consul, router.Draft, lis, m, eng, w.Log)
+		if err != nil {
+			stop()
+			<-errc
+			return err
+		}
+		defer dereg()
+	}
 	w.Log.Info("draft serving", "addr", lis.Addr().String(), "model", m.Name, "quant", m.Quant.String(), "threads", w.Engine.Threads)
 	if w.Ready != nil {
 		w.Ready(m)
@@ -104,10 +194,12 @@ func load(w Worker) (*model.Model, *services.Engines, error) {
 	return m, eng, nil
 }
 
-// RouterConfig configures a router with static endpoints.
+// RouterConfig configures a router: static endpoints, or Consul discovery.
 type RouterConfig struct {
-	Verifiers, Drafts []string
-	Refresh           time.Duration // how often to poll the endpoints' Info
+	Verifiers, Drafts []string      // static endpoints (when Consul is nil)
+	Refresh           time.Duration // how often to poll static endpoints' Info
+	Consul            *consul.WatchConfig
+	Breakers          *services.Breakers // nil: none
 	Log               *slog.Logger
 	Ready             func()
 }
@@ -121,16 +213,31 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	for _, a := range cfg.Drafts {
 		eps = append(eps, router.Endpoint{ID: a, Address: a, Role: router.Draft})
 	}
-	disc := router.NewStatic(eps...)
-	rs := routersvc.New(&router.Router{Discovery: disc}, cfg.Log)
-	defer rs.Close()
-	srv := services.NewServer("specd.v1.GenerationService", cfg.Log)
-	specdv1.RegisterGenerationServiceServer(srv.GRPC, rs)
+	rt := &router.Router{}
+	if cfg.Breakers != nil {
+		rt.Breakers = cfg.Breakers
+	}
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); rs.Refresh(rctx, disc, eps, cfg.Refresh) }()
 	defer func() { stop(); wg.Wait() }()
+	rs := routersvc.New(rt, cfg.Log)
+	defer rs.Close()
+	if cfg.Consul != nil {
+		w, err := consul.NewWatcher(*cfg.Consul, cfg.Log)
+		if err != nil {
+			return err
+		}
+		rt.Discovery = w
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(rctx) }()
+	} else {
+		disc := router.NewStatic(eps...)
+		rt.Discovery = disc
+		wg.Add(1)
+		go func() { defer wg.Done(); rs.Refresh(rctx, disc, eps, cfg.Refresh) }()
+	}
+	srv := services.NewServer("specd.v1.GenerationService", cfg.Log)
+	specdv1.RegisterGenerationServiceServer(srv.GRPC, rs)
 	srv.SetServing()
 	cfg.Log.Info("router serving", "addr", lis.Addr().String(), "verifiers", cfg.Verifiers, "drafts", cfg.Drafts)
 	if cfg.Ready != nil {

@@ -108,29 +108,40 @@ func startStackWith(t *testing.T, draftAddr string) *stack {
 		t.Fatal(err)
 	}
 	s.client = specdv1.NewGenerationServiceClient(cc)
-	var lerr error
-	if s.target, lerr = model.Load(testmodels.ForTest(t, "specd-target-q8_0"), model.LoadOptions{}); lerr != nil {
-		t.Fatal(lerr)
-	}
+	s.target = loadTarget(t)
 	t.Cleanup(func() {
 		cc.Close()
 		cancel()
 		s.wg.Wait()
-		s.target.Close()
 	})
-	// Wait until the router has learnt the endpoints' tokenizers (draft pairing).
-	deadline := time.Now().Add(10 * time.Second)
+	waitModels(t, s.client, 2)
+	return s
+}
+
+func loadTarget(t *testing.T) *model.Model {
+	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// waitModels waits until the router has learnt n models (and so the endpoints'
+// tokenizers, which draft pairing needs).
+func waitModels(t *testing.T, c specdv1.GenerationServiceClient, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := s.client.ListModels(context.Background(), &specdv1.ListModelsRequest{})
-		if err == nil && len(resp.GetModels()) == 2 {
-			break
+		resp, err := c.ListModels(context.Background(), &specdv1.ListModelsRequest{})
+		if err == nil && len(resp.GetModels()) >= n {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("router never listed both models: %v %v", resp, err)
+			t.Fatalf("router never listed %d models: %v %v", n, resp, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return s
 }
 
 type prompt struct {

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/specd-dev/specd/gguf"
+	"github.com/specd-dev/specd/internal/testmodels"
+)
+
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := realMain(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// TestQuantizeMatchesLlamaCpp: quantizing the F16 draft gives, tensor for tensor, the
+// bytes of the Q8_0 and Q4_0 files llama.cpp made from it.
+func TestQuantizeMatchesLlamaCpp(t *testing.T) {
+	src := testmodels.ForTest(t, "specd-draft-f16.gguf")
+	for _, c := range []struct{ typ, ref string }{{"q8_0", "specd-draft-q8_0.gguf"}, {"q4_0", "specd-draft-q4_0.gguf"}} {
+		out := filepath.Join(t.TempDir(), "out.gguf")
+		if _, stderr, code := run(t, "quantize", "-m", src, "-o", out, "--type", c.typ); code != 0 {
+			t.Fatalf("quantize: exit %d: %s", code, stderr)
+		}
+		got, err := gguf.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := gguf.Open(testmodels.ForTest(t, c.ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Tensors) != len(want.Tensors) {
+			t.Fatalf("%s: %d tensors, want %d", c.typ, len(got.Tensors), len(want.Tensors))
+		}
+		for _, ti := range want.Tensors {
+			gi, gd, err := got.Tensor(ti.Name)
+			if err != nil {
+				t.Fatalf("%s: %v", c.typ, err)
+			}
+			_, wd, _ := want.Tensor(ti.Name)
+			if gi.Type != ti.Type || !bytes.Equal(gd, wd) {
+				t.Errorf("%s: tensor %s: type %v, %d bytes differ from llama.cpp's %v", c.typ, ti.Name, gi.Type, len(gd), ti.Type)
+			}
+		}
+		got.Close()
+		want.Close()
+	}
+}
+
+func TestRunJSONAndErrors(t *testing.T) {
+	stdout, stderr, code := run(t, "run", "-m", "stories260K", "-p", "Once upon a time", "-n", "16", "--temp", "0", "--json")
+	if code != 0 {
+		t.Fatalf("run: exit %d: %s", code, stderr)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("run --json: %v: %s", err, stdout)
+	}
+	for _, k := range []string{"prompt_ids", "output_ids", "text", "prefill_tokens_per_second", "decode_tokens_per_second", "model", "quant", "threads"} {
+		if _, ok := res[k]; !ok {
+			t.Errorf("run --json lacks %q", k)
+		}
+	}
+	// llama2.c's greedy continuation of this prompt (shared/reference).
+	if !strings.HasPrefix(res["text"].(string), ", there was a little girl named Lily") {
+		t.Errorf("text = %q", res["text"])
+	}
+	for _, args := range [][]string{
+		{"run", "-m", "no-such-model", "-p", "x"},
+		{"run", "-m", "", "-p", "x"},
+		{"run", "-m", "stories260K", "-p", "x", "--threads", "0"},
+		{"run", "-m", "stories260K", "-p", "x", "--bogus"},
+		{"run", "-m", "stories260K", "-p", "x", "--quant", "q5_k"},
+		{"score", "-m", "stories260K", "--ids", "1,x"},
+		{"nonsense"},
+	} {
+		_, stderr, code := run(t, args...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line", args, code, stderr)
+		}
+	}
+}
+
+func TestScoreJSON(t *testing.T) {
+	stdout, stderr, code := run(t, "score", "-m", "stories260K", "--ids", "1,403,407,261,378", "--json")
+	if code != 0 {
+		t.Fatalf("score: exit %d: %s", code, stderr)
+	}
+	var res struct {
+		Argmax     []int32   `json:"argmax"`
+		Logprobs   []float64 `json:"logprobs"`
+		Perplexity float64   `json:"perplexity"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Argmax) != 5 || len(res.Logprobs) != 4 || res.Perplexity <= 1 {
+		t.Fatalf("score = %+v", res)
+	}
+	if res.Argmax[4] != 432 { // llama2.c's first generated token after "Once upon a time"
+		t.Errorf("argmax after the prompt = %d, want 432", res.Argmax[4])
+	}
+}

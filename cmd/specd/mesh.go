@@ -1,0 +1,97 @@
+package main
+
+import (
+	"flag"
+	"net"
+	"time"
+
+	"github.com/specd-dev/specd/router"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/consul"
+	"github.com/specd-dev/specd/services/serve"
+)
+
+// consulOptions are the Consul flags shared by every service.
+type consulOptions struct {
+	addr, token, datacenter string
+}
+
+func (o *consulOptions) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.addr, "consul", "", "Consul agent HTTP address (host:port); empty: no Consul")
+	fs.StringVar(&o.token, "consul-token", "", "Consul ACL token")
+	fs.StringVar(&o.datacenter, "consul-datacenter", "", "Consul datacenter (default: the agent's)")
+}
+
+// registerOptions are the flags of a service that registers itself.
+type registerOptions struct {
+	consulOptions
+	advertise string
+}
+
+func (o *registerOptions) addFlags(fs *flag.FlagSet) {
+	o.consulOptions.addFlags(fs)
+	fs.StringVar(&o.advertise, "advertise", "", "host:port registered in Consul for others to dial (default: the listen address)")
+}
+
+func (o *registerOptions) validate() error {
+	if o.advertise != "" {
+		if _, _, err := net.SplitHostPort(o.advertise); err != nil {
+			return usagef("--advertise %q: %v", o.advertise, err)
+		}
+	}
+	if o.advertise != "" && o.addr == "" {
+		return usagef("--advertise needs --consul")
+	}
+	return nil
+}
+
+func (o *registerOptions) config() *serve.Consul {
+	if o.addr == "" {
+		return nil
+	}
+	return &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise}
+}
+
+// discoveryOptions are the router's discovery and breaker flags.
+type discoveryOptions struct {
+	consulOptions
+	mode            string
+	wait            time.Duration
+	breakerFailures uint
+	breakerCooldown time.Duration
+}
+
+func (o *discoveryOptions) addFlags(fs *flag.FlagSet) {
+	o.consulOptions.addFlags(fs)
+	fs.StringVar(&o.mode, "discovery", "static", "how to find verifiers and drafts: static (--verifiers, --drafts) or consul")
+	fs.DurationVar(&o.wait, "consul-wait", 5*time.Minute, "longest wait of a Consul blocking query")
+	fs.UintVar(&o.breakerFailures, "breaker-failures", 3, "consecutive failures that open an endpoint's circuit breaker")
+	fs.DurationVar(&o.breakerCooldown, "breaker-cooldown", 10*time.Second, "how long an open breaker waits before a probe")
+}
+
+func (o *discoveryOptions) validate() error {
+	switch o.mode {
+	case "static":
+	case "consul":
+		if o.addr == "" {
+			return usagef("--discovery consul needs --consul")
+		}
+	default:
+		return usagef("--discovery %q: want static or consul", o.mode)
+	}
+	if o.breakerFailures < 1 || o.breakerCooldown <= 0 {
+		return usagef("--breaker-failures %d, --breaker-cooldown %v: want ≥ 1 and > 0", o.breakerFailures, o.breakerCooldown)
+	}
+	if o.wait <= 0 || o.wait > 10*time.Minute {
+		return usagef("--consul-wait %v: want (0, 10m]", o.wait)
+	}
+	return nil
+}
+
+func (o *discoveryOptions) apply(c *serve.RouterConfig) {
+	c.Breakers = services.NewBreakers(uint32(o.breakerFailures), o.breakerCooldown)
+	if o.mode == "consul" {
+		c.Consul = &consul.WatchConfig{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Wait: o.wait,
+			Services: map[router.Role]string{router.Verifier: "specd-verifier", router.Draft: "specd-draft"}}
+	}
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/specd-dev/specd/gguf"
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/modelpath"
+)
+
+// llamaFileType is general.file_type as llama.cpp numbers it (LLAMA_FTYPE_*).
+var llamaFileType = map[kernels.Type]uint32{kernels.F32: 0, kernels.F16: 1, kernels.Q4_0: 2, kernels.Q8_0: 7}
+
+// quantizeCmd converts every 2-D tensor of a GGUF file to one type, as llama.cpp's
+// `llama-quantize --pure` does (norms and other 1-D tensors stay F32), producing the
+// same tensor bytes.
+func quantizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("quantize", flag.ContinueOnError)
+	var models, in, out, typ string
+	fs.StringVar(&models, "models", "", "model directory (default $"+modelpath.EnvVar+", else ../shared/models)")
+	fs.StringVar(&in, "m", "", "input GGUF model: a path or a name in the model directory")
+	fs.StringVar(&out, "o", "", "output GGUF file")
+	fs.StringVar(&typ, "type", "q8_0", "target type: q8_0, q4_0, f16 or f32")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	to, err := kernels.ParseType(typ)
+	if err != nil {
+		return usagef("--type: %v", err)
+	}
+	if in == "" || out == "" {
+		return usagef("need -m INPUT and -o OUTPUT")
+	}
+	path, err := modelpath.Resolve(modelpath.Dir(models), in)
+	if err != nil {
+		return usageError{err}
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var kv []gguf.KV
+	for _, e := range f.KV {
+		switch e.Key {
+		case "general.file_type", "general.quantization_version", gguf.AlignmentKey:
+			continue
+		}
+		kv = append(kv, e)
+	}
+	kv = append(kv, gguf.KV{Key: "general.file_type", Value: gguf.NewUint32(llamaFileType[to])})
+	if to == kernels.Q8_0 || to == kernels.Q4_0 {
+		kv = append(kv, gguf.KV{Key: "general.quantization_version", Value: gguf.NewUint32(2)})
+	}
+	var tensors []gguf.TensorData
+	converted := 0
+	for _, ti := range f.Tensors {
+		_, data, err := f.Tensor(ti.Name)
+		if err != nil {
+			return err
+		}
+		td := gguf.TensorData{Name: ti.Name, Dims: ti.Dims, Type: ti.Type, Data: data}
+		if len(ti.Dims) == 2 && ti.Type != to {
+			if _, err := to.RowBytes(int(ti.Dims[0])); err == nil {
+				m, err := kernels.NewMatrix(ti.Type, int(ti.Dims[1]), int(ti.Dims[0]), data)
+				if err != nil {
+					return fmt.Errorf("tensor %s: %w", ti.Name, err)
+				}
+				c, err := kernels.Convert(m, to)
+				if err != nil {
+					return fmt.Errorf("tensor %s: %w", ti.Name, err)
+				}
+				td.Type, td.Data = to, c.Data
+				converted++
+			}
+		}
+		tensors = append(tensors, td)
+	}
+	w, err := os.Create(out)
+	if err != nil {
+		return usageError{err}
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	if err := gguf.Write(bw, kv, tensors, f.Alignment); err != nil {
+		w.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "%s: %d of %d tensors converted to %v\n", out, converted, len(tensors), to)
+	return nil
+}

@@ -1,0 +1,217 @@
+package router_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/specd-dev/specd/router"
+	"github.com/specd-dev/specd/services"
+)
+
+func eps() *router.Static {
+	return router.NewStatic(
+		router.Endpoint{ID: "v1", Address: "v1:1", Role: router.Verifier, TokenizerHash: "A"},
+		router.Endpoint{ID: "v2", Address: "v2:1", Role: router.Verifier, TokenizerHash: "A"},
+		router.Endpoint{ID: "v3", Address: "v3:1", Role: router.Verifier, TokenizerHash: "B"},
+		router.Endpoint{ID: "d1", Address: "d1:1", Role: router.Draft, TokenizerHash: "A"},
+		router.Endpoint{ID: "d2", Address: "d2:1", Role: router.Draft, TokenizerHash: "C"},
+	)
+}
+
+func TestPickAffinityAndPairing(t *testing.T) {
+	d := eps()
+	for _, key := range []string{"alpha", "beta", "gamma", "delta", "a longer prompt head"} {
+		v, dr, err := router.Pick(d, key, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			if v2, _, _ := router.Pick(d, key, nil, nil); v2.ID != v.ID {
+				t.Fatalf("Pick(%q) = %s then %s: affinity not stable", key, v.ID, v2.ID)
+			}
+		}
+		switch v.TokenizerHash {
+		case "A":
+			if dr == nil || dr.ID != "d1" {
+				t.Errorf("Pick(%q) = %s with draft %v, want d1 (same tokenizer)", key, v.ID, dr)
+			}
+		default:
+			if dr != nil {
+				t.Errorf("Pick(%q) = %s (tokenizer %s) with draft %s: incompatible pair", key, v.ID, v.TokenizerHash, dr.ID)
+			}
+		}
+	}
+}
+
+func TestPickSpreadsKeysAndAvoidsOverload(t *testing.T) {
+	d := eps()
+	seen := map[string]int{}
+	for i := range 300 {
+		v, _, _ := router.Pick(d, fmt.Sprint("session-", i), nil, nil)
+		seen[v.ID]++
+	}
+	if len(seen) != 3 {
+		t.Fatalf("keys spread over %v, want all three verifiers", seen)
+	}
+	// A verifier far busier than the others loses its keys.
+	busy := router.NewStatic(
+		router.Endpoint{ID: "v1", Role: router.Verifier, Load: 10},
+		router.Endpoint{ID: "v2", Role: router.Verifier, Load: 0},
+	)
+	for i := range 50 {
+		if v, _, _ := router.Pick(busy, fmt.Sprint("k", i), nil, nil); v.ID != "v2" {
+			t.Fatalf("Pick with v1 overloaded = %s, want v2", v.ID)
+		}
+	}
+}
+
+// fakeBackend streams tokens 100, 101, … from the resume point; verifiers listed in
+// failAfter break (ErrEndpointDown) after that many tokens of the attempt.
+type fakeBackend struct {
+	total     int
+	failAfter map[string]int
+	starts    []router.Attempt
+}
+
+type fakeStream struct {
+	next, end, failAt int
+	sent              int
+	done              bool
+}
+
+func (s *fakeStream) Recv() (router.Event, error) {
+	switch {
+	case s.done:
+		return router.Event{}, io.EOF
+	case s.failAt >= 0 && s.sent >= s.failAt:
+		return router.Event{}, fmt.Errorf("%w: connection reset", router.ErrEndpointDown)
+	case s.next >= s.end:
+		s.done = true
+		return router.Event{Final: "final"}, nil
+	}
+	t := int32(100 + s.next)
+	s.next++
+	s.sent++
+	return router.Event{IDs: []int32{t}, Positions: []int{10 + s.next - 1}, Text: fmt.Sprint(" ", t)}, nil
+}
+
+func (b *fakeBackend) Start(ctx context.Context, a router.Attempt) (router.Stream, error) {
+	b.starts = append(b.starts, a)
+	fail, ok := b.failAfter[a.Verifier.ID]
+	if !ok {
+		fail = -1
+	}
+	if fail == 0 {
+		return nil, fmt.Errorf("%w: refused", router.ErrEndpointDown)
+	}
+	return &fakeStream{next: len(a.Resume), end: b.total, failAt: fail}, nil
+}
+
+func TestRelayResumesWithoutGapOrRepeat(t *testing.T) {
+	r := &router.Router{Discovery: eps()}
+	first, _, _ := router.Pick(r.Discovery, "k", nil, nil)
+	b := &fakeBackend{total: 20, failAfter: map[string]int{first.ID: 7}}
+	var got []int32
+	var pos []int
+	res, err := r.Relay(context.Background(), "k", b, 20, func(ev router.Event) error {
+		got = append(got, ev.IDs...)
+		pos = append(pos, ev.Positions...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]int32, 20)
+	for i := range want {
+		want[i] = int32(100 + i)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("relayed %v, want %v", got, want)
+	}
+	for i := 1; i < len(pos); i++ {
+		if pos[i] != pos[i-1]+1 {
+			t.Fatalf("positions %v: gap or repeat at %d", pos, i)
+		}
+	}
+	if res.Failovers != 1 || len(b.starts) != 2 || len(b.starts[1].Resume) != 7 || b.starts[1].Verifier.ID == first.ID {
+		t.Fatalf("failovers %d, attempts %+v", res.Failovers, b.starts)
+	}
+	if b.starts[1].ResumeText != len(" 100 101 102 103 104 105 106") {
+		t.Errorf("resume text bytes %d", b.starts[1].ResumeText)
+	}
+}
+
+func TestRelayDoesNotRetryRequestErrors(t *testing.T) {
+	r := &router.Router{Discovery: eps()}
+	bad := errors.New("max_tokens: too many")
+	_, err := r.Relay(context.Background(), "k", backendFunc(func(context.Context, router.Attempt) (router.Stream, error) { return nil, bad }), 5,
+		func(router.Event) error { return nil })
+	if !errors.Is(err, bad) {
+		t.Fatalf("Relay = %v, want the request error", err)
+	}
+}
+
+type backendFunc func(context.Context, router.Attempt) (router.Stream, error)
+
+func (f backendFunc) Start(ctx context.Context, a router.Attempt) (router.Stream, error) {
+	return f(ctx, a)
+}
+
+// TestBreakerOpensAndRecovers: an endpoint failing Trip times in a row is no longer
+// picked; after the cooldown one probe goes through and its success closes the breaker.
+func TestBreakerOpensAndRecovers(t *testing.T) {
+	d := router.NewStatic(
+		router.Endpoint{ID: "v1", Address: "v1:1", Role: router.Verifier},
+		router.Endpoint{ID: "v2", Address: "v2:1", Role: router.Verifier},
+	)
+	br := services.NewBreakers(3, 100*time.Millisecond)
+	r := &router.Router{Discovery: d, Breakers: br}
+	down := true
+	b := backendFunc(func(ctx context.Context, a router.Attempt) (router.Stream, error) {
+		if a.Verifier.ID == "v1" && down {
+			return nil, fmt.Errorf("%w: refused", router.ErrEndpointDown)
+		}
+		return &fakeStream{end: 2, failAt: -1}, nil
+	})
+	v1 := router.Endpoint{ID: "v1"}
+	// Keys whose affinity is v1, so each request tries v1 first.
+	var keys []string
+	for i := 0; len(keys) < 6; i++ {
+		k := fmt.Sprint("key", i)
+		if v, _, _ := router.Pick(d, k, nil, nil); v.ID == "v1" {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys[:3] {
+		if _, err := r.Relay(context.Background(), k, b, 2, func(router.Event) error { return nil }); err != nil {
+			t.Fatalf("Relay with failover: %v", err)
+		}
+	}
+	if br.Ready(v1) || br.States()["v1"] != 2 {
+		t.Fatalf("after 3 failures the breaker of v1 is %v, want open", br.States())
+	}
+	// While open, v1 is not even tried.
+	calls := 0
+	counting := backendFunc(func(ctx context.Context, a router.Attempt) (router.Stream, error) {
+		if a.Verifier.ID == "v1" {
+			calls++
+		}
+		return b.Start(ctx, a)
+	})
+	if _, err := r.Relay(context.Background(), keys[3], counting, 2, func(router.Event) error { return nil }); err != nil || calls != 0 {
+		t.Fatalf("with the breaker open: err %v, %d calls to v1", err, calls)
+	}
+	down = false
+	time.Sleep(150 * time.Millisecond) // the cooldown: half-open
+	if _, err := r.Relay(context.Background(), keys[4], counting, 2, func(router.Event) error { return nil }); err != nil || calls != 1 {
+		t.Fatalf("half-open probe: err %v, %d calls to v1", err, calls)
+	}
+	if !br.Ready(v1) || br.States()["v1"] != 0 {
+		t.Fatalf("after a successful probe the breaker is %v, want closed", br.States())
+	}
+}

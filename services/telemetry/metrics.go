@@ -1,0 +1,239 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc/codes"
+)
+
+// Metric names, as exposed on /metrics (each ends in its unit, counters in _total).
+const (
+	NameTokensGenerated  = "specd_tokens_generated_total"
+	NameTokensDrafted    = "specd_tokens_drafted_total"
+	NameTokensAccepted   = "specd_tokens_accepted_total"
+	NameAcceptanceRatio  = "specd_acceptance_ratio"
+	NameRoundTrip        = "specd_round_trip_seconds"
+	NameTimeToFirstToken = "specd_time_to_first_token_seconds"
+	NameRequests         = "specd_requests_total"
+	NameQueueDepth       = "specd_queue_depth_requests"
+	NameKVBlocks         = "specd_kv_blocks"
+	NameBreakerState     = "specd_breaker_state"
+	NameDiscoveryStale   = "specd_discovery_stale"
+)
+
+// Attribute keys of specd's metrics.
+const (
+	AttrModel      = "model"       // the model that produced the tokens (the verifier's)
+	AttrDraftModel = "draft_model" // the draft model of a speculation round
+	AttrDomain     = "domain"      // the request's domain (GenerateRequest.domain), bounded
+	AttrCode       = "code"        // a gRPC status code name: OK, Unavailable, …
+	AttrState      = "state"       // of KV blocks: used or free
+	AttrEndpoint   = "endpoint"    // a verifier or draft endpoint id
+)
+
+// Breaker states as specd_breaker_state reports them.
+const (
+	BreakerClosed   = 0
+	BreakerHalfOpen = 1
+	BreakerOpen     = 2
+)
+
+// maxDomains bounds the domain label: a client names the domain, so past this many
+// distinct values the rest are counted as "other".
+const maxDomains = 32
+
+// Metrics are specd's instruments on one service's MeterProvider, created once at
+// Setup. A nil *Metrics records nothing, so code paths without telemetry (tests,
+// tools) need no special case. Which service records what: the router counts
+// requests and time to first token; the verifier counts tokens, acceptance and round
+// trips; each worker reports its queue and KV use; the router its breakers and
+// discovery.
+type Metrics struct {
+	meter metric.Meter
+
+	tokensGenerated, tokensDrafted, tokensAccepted metric.Int64Counter
+	requests                                       metric.Int64Counter
+	acceptance, roundTrip, ttft                    metric.Float64Histogram
+	queueDepth, kvBlocks, breakers, stale          metric.Int64ObservableGauge
+
+	mu      sync.Mutex
+	domains map[string]bool // domain label values seen so far
+}
+
+// Bucket boundaries: acceptance in tenths; a round trip from half a millisecond
+// (loopback) to seconds; time to first token from 10 ms to a minute (long prompts).
+var (
+	acceptanceBuckets = []float64{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1}
+	roundTripBuckets  = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
+	ttftBuckets       = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+)
+
+func newMetrics(m metric.Meter) (*Metrics, error) {
+	ms := &Metrics{meter: m, domains: map[string]bool{}}
+	var errs []error
+	counter := func(name, unit, desc string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
+	hist := func(name, unit, desc string, buckets []float64) metric.Float64Histogram {
+		h, err := m.Float64Histogram(name, metric.WithUnit(unit), metric.WithDescription(desc), metric.WithExplicitBucketBoundaries(buckets...))
+		errs = append(errs, err)
+		return h
+	}
+	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
+		g, err := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return g
+	}
+	ms.tokensGenerated = counter(NameTokensGenerated, "{token}", "Tokens returned to clients.")
+	ms.tokensDrafted = counter(NameTokensDrafted, "{token}", "Tokens proposed by drafts and checked by the verifier.")
+	ms.tokensAccepted = counter(NameTokensAccepted, "{token}", "Drafted tokens the verifier accepted.")
+	ms.requests = counter(NameRequests, "{request}", "Finished generation requests by gRPC status code.")
+	ms.acceptance = hist(NameAcceptanceRatio, "1", "Accepted over drafted tokens, one observation per request that speculated.", acceptanceBuckets)
+	ms.roundTrip = hist(NameRoundTrip, "s", "Time the verifier waited for a draft's proposal in a speculation round.", roundTripBuckets)
+	ms.ttft = hist(NameTimeToFirstToken, "s", "Time from receiving a request to sending its first token.", ttftBuckets)
+	ms.queueDepth = gauge(NameQueueDepth, "{request}", "Sessions computing or waiting for a slot.")
+	ms.kvBlocks = gauge(NameKVBlocks, "{block}", "KV cache blocks, by state (used or free).")
+	ms.breakers = gauge(NameBreakerState, "", "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.")
+	ms.stale = gauge(NameDiscoveryStale, "", "1 while the router serves a discovery view it could not refresh.")
+	for _, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("telemetry instruments: %w", err)
+		}
+	}
+	return ms, nil
+}
+
+// RequestStats are one finished generation request's counts.
+type RequestStats struct {
+	Model, Domain string
+	Code          codes.Code // the status the request ended with
+	Generated     int        // tokens returned to the client
+	Drafted       int        // tokens proposed by drafts (0: decoded plainly)
+	Accepted      int        // drafted tokens accepted
+}
+
+// RecordRequest counts a finished request: specd_requests_total{model,code}, the
+// token counters {model,domain} and, when it speculated, specd_acceptance_ratio.
+func (m *Metrics) RecordRequest(ctx context.Context, r RequestStats) {
+	if m == nil {
+		return
+	}
+	attrs := metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrModel, r.Model), attribute.String(AttrDomain, m.domain(r.Domain))))
+	m.requests.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrModel, r.Model), attribute.String(AttrCode, r.Code.String()))))
+	m.tokensGenerated.Add(ctx, int64(r.Generated), attrs)
+	if r.Drafted > 0 {
+		m.tokensDrafted.Add(ctx, int64(r.Drafted), attrs)
+		m.tokensAccepted.Add(ctx, int64(r.Accepted), attrs)
+		m.acceptance.Record(ctx, float64(r.Accepted)/float64(r.Drafted), attrs)
+	}
+}
+
+// RecordRoundTrip records how long the verifier waited for one round's proposal.
+func (m *Metrics) RecordRoundTrip(ctx context.Context, model, draftModel string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.roundTrip.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String(AttrModel, model), attribute.String(AttrDraftModel, draftModel)))
+}
+
+// RecordTimeToFirstToken records the time from a request's arrival to its first
+// token.
+func (m *Metrics) RecordTimeToFirstToken(ctx context.Context, model string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.ttft.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String(AttrModel, model)))
+}
+
+// domain bounds the domain label's values.
+func (m *Metrics) domain(d string) string {
+	if d == "" {
+		return ""
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.domains[d] {
+		return d
+	}
+	if len(m.domains) >= maxDomains || len(d) > 64 {
+		return "other"
+	}
+	m.domains[d] = true
+	return d
+}
+
+// ObserveQueueDepth reports f() as specd_queue_depth_requests at each collection.
+// Register once per service; the returned function stops the reporting.
+func (m *Metrics) ObserveQueueDepth(f func() int64) (stop func()) {
+	if m == nil {
+		return func() {}
+	}
+	return m.observe(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(m.queueDepth, f())
+		return nil
+	}, m.queueDepth)
+}
+
+// ObserveKVBlocks reports specd_kv_blocks{state="used"|"free"} from f at each
+// collection. Register once per service; the returned function stops the reporting.
+func (m *Metrics) ObserveKVBlocks(f func() (used, free int64)) (stop func()) {
+	if m == nil {
+		return func() {}
+	}
+	usedSet := metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrState, "used")))
+	freeSet := metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrState, "free")))
+	return m.observe(func(_ context.Context, o metric.Observer) error {
+		used, free := f()
+		o.ObserveInt64(m.kvBlocks, used, usedSet)
+		o.ObserveInt64(m.kvBlocks, free, freeSet)
+		return nil
+	}, m.kvBlocks)
+}
+
+// ObserveBreakers reports specd_breaker_state{endpoint} from f, a map from endpoint
+// id to BreakerClosed, BreakerHalfOpen or BreakerOpen. Register once per service;
+// the returned function stops the reporting.
+func (m *Metrics) ObserveBreakers(f func() map[string]int64) (stop func()) {
+	if m == nil {
+		return func() {}
+	}
+	return m.observe(func(_ context.Context, o metric.Observer) error {
+		for ep, st := range f() {
+			o.ObserveInt64(m.breakers, st, metric.WithAttributes(attribute.String(AttrEndpoint, ep)))
+		}
+		return nil
+	}, m.breakers)
+}
+
+// ObserveDiscoveryStale reports specd_discovery_stale as 1 while f() is true.
+// Register once per service; the returned function stops the reporting.
+func (m *Metrics) ObserveDiscoveryStale(f func() bool) (stop func()) {
+	if m == nil {
+		return func() {}
+	}
+	return m.observe(func(_ context.Context, o metric.Observer) error {
+		var v int64
+		if f() {
+			v = 1
+		}
+		o.ObserveInt64(m.stale, v)
+		return nil
+	}, m.stale)
+}
+
+// observe registers cb for inst. The instruments all come from m.meter, so
+// registration cannot fail short of a broken invariant.
+func (m *Metrics) observe(cb metric.Callback, inst metric.Observable) (stop func()) {
+	reg, err := m.meter.RegisterCallback(cb, inst)
+	if err != nil {
+		panic(fmt.Sprintf("telemetry: registering a callback on the meter's own instrument: %v", err))
+	}
+	return func() { reg.Unregister() }
+}
