@@ -26,6 +26,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/specd-dev/specd/internal/mmap"
 	"github.com/specd-dev/specd/kernels"
 )
 
@@ -152,13 +153,13 @@ func Open(path string) (*File, error) {
 	if uint64(size) > math.MaxInt {
 		return nil, fmt.Errorf("gguf: %s: %d bytes is too large to map", path, size)
 	}
-	data, err := mmapFile(fh, int(size))
+	data, err := mmap.File(fh, int(size))
 	if err != nil {
 		return nil, fmt.Errorf("gguf: map %s: %w", path, err)
 	}
 	f, err := Parse(data)
 	if err != nil {
-		_ = munmap(data)
+		_ = mmap.Unmap(data)
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	f.mapping = data
@@ -177,7 +178,7 @@ func (f *File) Close() error {
 	if f.mapping != nil {
 		m := f.mapping
 		f.mapping = nil
-		if err := munmap(m); err != nil {
+		if err := mmap.Unmap(m); err != nil {
 			return fmt.Errorf("gguf: unmap: %w", err)
 		}
 	}

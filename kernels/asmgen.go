@@ -470,9 +470,11 @@ func floatAVX2(half bool, k int) {
 
 // quantAVX2 writes the Q8_0 or Q4_0 kernel for k tokens with AVX2: |w| (unsigned) times
 // x·sign(w) (signed) in vpmaddubsw, which cannot saturate as |x| ≤ 127 and |w| ≤ 128.
+// Each token has two accumulators, Y(2t) for the first block of each pair (and a last
+// single block) and Y(2t+1) for the second, added before the reduction.
 //
-// Registers: Y0..Y3 accumulators, Y4 weights, Y5 |w|, Y6 weight scale, Y7 int16 ones,
-// Y8..Y10 scratch, Y11 0x0f bytes, Y12 8 bytes.
+// Registers: Y0..Y7 accumulators, Y8 weights, Y9 |w|, Y10 weight scale, Y11 int16 ones,
+// Y12/Y13 scratch, Y14 0x0f bytes and Y15 8 bytes (Q4_0; reduction scratch afterwards).
 func quantAVX2(q4 bool, k int) {
 	typ, bstride := "Q8", 34
 	if q4 {
@@ -481,25 +483,27 @@ func quantAVX2(q4 bool, k int) {
 	name := fmt.Sprintf("dot%sAVX2x%d", typ, k)
 	header(name)
 	p("MOVL $0x00010001, DX")
-	p("MOVQ DX, X7")
-	p("VPBROADCASTD X7, Y7")
-	if q4 {
-		p("MOVL $0x0f0f0f0f, DX")
-		p("MOVQ DX, X11")
-		p("VPBROADCASTD X11, Y11")
-		p("MOVL $0x08080808, DX")
-		p("MOVQ DX, X12")
-		p("VPBROADCASTD X12, Y12")
-	}
+	p("MOVQ DX, X11")
+	p("VPBROADCASTD X11, Y11")
 	rowStart()
-	for t := range k {
-		p("VXORPS Y%d, Y%d, Y%d", t, t, t)
+	if q4 {
+		// Reloaded per row, as the reduction reuses these registers.
+		p("MOVL $0x0f0f0f0f, DX")
+		p("MOVQ DX, X14")
+		p("VPBROADCASTD X14, Y14")
+		p("MOVL $0x08080808, DX")
+		p("MOVQ DX, X15")
+		p("VPBROADCASTD X15, Y15")
+		p("MOVQ SI, DX")
+	}
+	for a := range 2 * k {
+		p("VXORPS Y%d, Y%d, Y%d", a, a, a)
 	}
 	p("TESTQ CX, CX")
 	p("JZ tail")
 	label("loop")
-	blockAVX2(q4, k, 0, 0)
-	blockAVX2(q4, k, bstride, 32)
+	blockAVX2(q4, k, 0, 0, 0)
+	blockAVX2(q4, k, bstride, 32, 1)
 	p("ADDQ $%d, DX", 2*bstride)
 	p("ADDQ $128, BX")
 	p("DECQ CX")
@@ -507,37 +511,38 @@ func quantAVX2(q4 bool, k int) {
 	label("tail")
 	p("TESTQ R12, R12")
 	p("JZ reduce")
-	blockAVX2(q4, k, 0, 0)
+	blockAVX2(q4, k, 0, 0, 0)
 	label("reduce")
 	for t := range k {
-		reduce256(fmt.Sprintf("Y%d", t), fmt.Sprintf("X%d", t), t)
+		p("VADDPS Y%d, Y%d, Y%d", 2*t+1, 2*t, 2*t)
+		reduce256(fmt.Sprintf("Y%d", 2*t), fmt.Sprintf("X%d", 2*t), t)
 	}
 	rowEnd()
 }
 
 // blockAVX2 accumulates the block at woff(DX) against token blocks at xoff(BX) (values)
-// and xoff+64(BX) (scales).
-func blockAVX2(q4 bool, k, woff, xoff int) {
+// and xoff+64(BX) (scales) into each token's accumulator half (0 or 1).
+func blockAVX2(q4 bool, k, woff, xoff, half int) {
 	if q4 {
-		p("VMOVDQU %d(DX), X4", woff+2)
-		p("VPSRLW $4, X4, X8")
-		p("VINSERTI128 $1, X8, Y4, Y4")
-		p("VPAND Y11, Y4, Y4")
-		p("VPSUBB Y12, Y4, Y4")
+		p("VMOVDQU %d(DX), X8", woff+2)
+		p("VPSRLW $4, X8, X12")
+		p("VINSERTI128 $1, X12, Y8, Y8")
+		p("VPAND Y14, Y8, Y8")
+		p("VPSUBB Y15, Y8, Y8")
 	} else {
-		p("VMOVDQU %d(DX), Y4", woff+2)
+		p("VMOVDQU %d(DX), Y8", woff+2)
 	}
-	p("VPABSB Y4, Y5")
-	p("VPBROADCASTW %d(DX), X6", woff)
-	p("VCVTPH2PS X6, Y6")
+	p("VPABSB Y8, Y9")
+	p("VPBROADCASTW %d(DX), X10", woff)
+	p("VCVTPH2PS X10, Y10")
 	for t := range k {
-		p("VMOVDQU %s, Y8", xa(t, xoff))
-		p("VPSIGNB Y4, Y8, Y8")
-		p("VPMADDUBSW Y8, Y5, Y8")
-		p("VPMADDWD Y7, Y8, Y8")
-		p("VCVTDQ2PS Y8, Y8")
-		p("VMULPS %s, Y6, Y9", xa(t, xoff+64))
-		p("VFMADD231PS Y8, Y9, Y%d", t)
+		p("VMOVDQU %s, Y12", xa(t, xoff))
+		p("VPSIGNB Y8, Y12, Y12")
+		p("VPMADDUBSW Y12, Y9, Y12")
+		p("VPMADDWD Y11, Y12, Y12")
+		p("VCVTDQ2PS Y12, Y12")
+		p("VMULPS %s, Y10, Y13", xa(t, xoff+64))
+		p("VFMADD231PS Y12, Y13, Y%d", 2*t+half)
 	}
 }
 

@@ -130,7 +130,7 @@ func (p *Pool) MatMul(out []float32, w *Matrix, x []float32, n int) {
 
 // MatMuls computes outs[i] = MatMul(ws[i], x) for matrices of the same Cols in one
 // parallel dispatch, as for the Q, K and V projections. It panics if the matrices differ
-// in Cols or a slice is too short.
+// in Cols, a matrix is malformed (see NewMatrix) or a slice is too short.
 func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 	if len(outs) != len(ws) {
 		panic("kernels: MatMuls with different numbers of outputs and matrices")
@@ -141,6 +141,9 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 	cols := ws[0].Cols
 	quant := false
 	for i, w := range ws {
+		if !w.Type.Supported() || len(w.Data) != w.Rows*w.RowBytes() {
+			panic(fmt.Sprintf("kernels: MatMul of a malformed %d×%d %v matrix (%d bytes)", w.Rows, w.Cols, w.Type, len(w.Data)))
+		}
 		if w.Cols != cols {
 			panic(fmt.Sprintf("kernels: MatMuls of matrices with %d and %d columns", cols, w.Cols))
 		}

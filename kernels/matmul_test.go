@@ -410,3 +410,35 @@ func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols in
 		}
 	}
 }
+
+func TestMatMulPanicsOnBadInput(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	w := randMatrix(t, rng, Q8_0, 4, 64)
+	pool := NewPool(2)
+	defer pool.Close()
+	for _, tc := range []struct {
+		name string
+		f    func()
+	}{
+		{"short output", func() { pool.MatMul(make([]float32, 7), w, make([]float32, 128), 2) }},
+		{"short input", func() { pool.MatMul(make([]float32, 8), w, make([]float32, 127), 2) }},
+		{"truncated data", func() {
+			pool.MatMul(make([]float32, 4), &Matrix{Type: Q8_0, Rows: 4, Cols: 64, Data: w.Data[:100]}, make([]float32, 64), 1)
+		}},
+		{"unsupported type", func() {
+			pool.MatMul(make([]float32, 4), &Matrix{Type: Type(7), Rows: 4, Cols: 64}, make([]float32, 64), 1)
+		}},
+		{"mixed columns", func() {
+			pool.MatMuls([][]float32{make([]float32, 4), make([]float32, 4)}, []*Matrix{w, randMatrix(t, rng, F32, 4, 32)}, make([]float32, 64), 1)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s did not panic", tc.name)
+				}
+			}()
+			tc.f()
+		})
+	}
+}

@@ -20,6 +20,8 @@ import (
 	"math/bits"
 	"os"
 	"unsafe"
+
+	"github.com/specd-dev/specd/internal/mmap"
 )
 
 // HeaderSize is the size in bytes of the checkpoint header, seven int32.
@@ -105,13 +107,13 @@ func Open(path string) (*Checkpoint, error) {
 	if uint64(size) > math.MaxInt {
 		return nil, fmt.Errorf("llama2c: %s: %d bytes is too large to map", path, size)
 	}
-	data, err := mmapFile(fh, int(size))
+	data, err := mmap.File(fh, int(size))
 	if err != nil {
 		return nil, fmt.Errorf("llama2c: map %s: %w", path, err)
 	}
 	c, err := Parse(data)
 	if err != nil {
-		_ = munmap(data)
+		_ = mmap.Unmap(data)
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c.mapping = data
@@ -128,7 +130,7 @@ func (c *Checkpoint) Close() error {
 	}
 	m := c.mapping
 	c.mapping = nil
-	if err := munmap(m); err != nil {
+	if err := mmap.Unmap(m); err != nil {
 		return fmt.Errorf("llama2c: unmap: %w", err)
 	}
 	return nil
