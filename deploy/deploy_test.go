@@ -40,6 +40,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/specd-dev/specd/internal/testmodels"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 )
@@ -403,14 +404,14 @@ func (p parsed) checkModel(t *testing.T) {
 // sharedModels is the shared model directory (../shared/models or SPECD_MODELS).
 func sharedModels(t *testing.T) string {
 	t.Helper()
-	return filepath.Dir(testmodelsPath(t, "specd-target-q8_0"))
+	return filepath.Dir(testmodels.ForTest(t, "specd-target-q8_0"))
 }
 
 // modelSize returns the size of a model file in the shared directory, failing the
 // test when it does not exist.
 func modelSize(t *testing.T, name string) int64 {
 	t.Helper()
-	st, err := os.Stat(testmodelsPath(t, name))
+	st, err := os.Stat(testmodels.ForTest(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}

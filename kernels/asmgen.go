@@ -9,8 +9,11 @@
 //	func k(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 //
 // and computes, for rows [0,nrows) and tokens [0,K), out[t*ostride+r] = dot(row r, token t).
-// A token's accumulators and reduction are the same instructions whatever K is, which is
-// what makes MatMul batch invariant.
+// A token's accumulators and reduction are the same operations whatever K is, which is
+// what makes MatMul batch invariant: weights are loaded once and used for every token,
+// but each token has its own accumulators (two, for even and odd steps, so that one token
+// is not bound by FMA latency), and its sum is reduced by the same additions in the same
+// order, alone or packed with other tokens' lanes.
 //
 // F32/F16: nfull vectors of 16 (avx512) or 8 (avx2) columns, then tail columns; x is the
 // float32 activations, xstride the bytes between tokens.
@@ -30,8 +33,8 @@ import (
 )
 
 const (
-	maxTok512 = 5 // tokens per call, avx512vnni: 5 accumulators plus shared registers
-	maxTokAVX = 4 // tokens per call, avx2: 16 ymm registers
+	maxTok512 = 5 // tokens per call, avx512vnni: 10 accumulators plus shared registers
+	maxTokAVX = 4 // tokens per call, avx2: 8 accumulators of 16 ymm registers
 )
 
 var (

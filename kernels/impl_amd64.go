@@ -14,12 +14,13 @@ import (
 type asmKernel func(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 func init() {
+	x := cpu.X86
+	avx2 := x.HasAVX && x.HasAVX2 && x.HasFMA && x.HasF16C
 	impls = nil
-	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI &&
-		cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+	if avx2 && x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512VNNI {
 		impls = append(impls, vnniKernels)
 	}
-	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasAVX {
+	if avx2 {
 		impls = append(impls, avx2Kernels)
 	}
 	impls = append(impls, genericKernels)

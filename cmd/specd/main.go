@@ -32,9 +32,9 @@ func commands() []command {
 		{"score", "teacher-forced pass over token ids: argmax, log-probs, perplexity", scoreCmd},
 		{"quantize", "convert a GGUF model's 2-D tensors to q8_0, q4_0, f16 or f32 (as llama-quantize --pure)", quantizeCmd},
 		{"up", "run router, verifier and draft in one process on loopback", upCmd},
-		{"router", "serve the public API, routing to verifiers and drafts", routerCmd},
-		{"verifier", "serve the verifier (large) model", verifierCmd},
-		{"draft", "serve the draft (small) model", draftCmd},
+		{"router", "serve the public API, routing to verifiers and drafts", serviceCmd("router", func() service { return &routerOptions{} })},
+		{"verifier", "serve the verifier (large) model", serviceCmd("verifier", func() service { return &verifierOptions{} })},
+		{"draft", "serve the draft (small) model", serviceCmd("draft", func() service { return &draftOptions{} })},
 		{"generate", "client: generate through a running router", generateCmd},
 		{"bench", "benchmark a running router: speculation on vs off over a prompt file", benchCmd},
 	}

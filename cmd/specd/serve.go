@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -94,8 +95,8 @@ type verifierOptions struct {
 	draftWait time.Duration
 }
 
-func (o *verifierOptions) addFlags(fs *flag.FlagSet, defListen string) {
-	o.workerOptions.addFlags(fs, "specd-target-q8_0", defListen)
+func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
+	o.workerOptions.addFlags(fs, "specd-target-q8_0", cmp.Or(o.listen, defaultVerifierAddr))
 	fs.StringVar(&o.mode, "mode", "coupled", "default verification mode for sampled requests: coupled or rejection")
 	fs.IntVar(&o.maxGamma, "max-gamma", 8, "cap on the adaptive number of draft tokens per round")
 	fs.DurationVar(&o.draftWait, "draft-wait", 0, "longest wait for a proposal before decoding a token plainly (0 adapts to the step time)")
@@ -119,8 +120,8 @@ type draftOptions struct {
 	depth int
 }
 
-func (o *draftOptions) addFlags(fs *flag.FlagSet, defListen string) {
-	o.workerOptions.addFlags(fs, "specd-draft-q8_0", defListen)
+func (o *draftOptions) addFlags(fs *flag.FlagSet) {
+	o.workerOptions.addFlags(fs, "specd-draft-q8_0", cmp.Or(o.listen, defaultDraftAddr))
 	fs.IntVar(&o.depth, "depth", 2, "proposals in flight per session (pipelining depth)")
 }
 
@@ -208,73 +209,54 @@ func (o *routerOptions) config(log *slog.Logger, ready func()) serve.RouterConfi
 	return c
 }
 
-func verifierCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("verifier", flag.ContinueOnError)
-	var o verifierOptions
-	var lo logOptions
-	o.addFlags(fs, defaultVerifierAddr)
-	lo.addFlags(fs)
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
-	}
-	if err := o.validate(); err != nil {
-		return err
-	}
-	log, err := lo.logger(stderr)
-	if err != nil {
-		return err
-	}
-	lis, err := listen(o.listen)
-	if err != nil {
-		return err
-	}
+// service is what the router, verifier and draft commands have in common.
+type service interface {
+	addFlags(fs *flag.FlagSet)
+	validate() error
+	listenAddr() string
+	serve(ctx context.Context, log *slog.Logger, lis net.Listener) error
+}
+
+func (o *verifierOptions) listenAddr() string { return o.listen }
+func (o *draftOptions) listenAddr() string    { return o.listen }
+func (o *routerOptions) listenAddr() string   { return o.listen }
+
+func (o *verifierOptions) serve(ctx context.Context, log *slog.Logger, lis net.Listener) error {
 	return serve.Verifier(ctx, o.worker(log, nil), o.config(), lis)
 }
 
-func draftCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("draft", flag.ContinueOnError)
-	var o draftOptions
-	var lo logOptions
-	o.addFlags(fs, defaultDraftAddr)
-	lo.addFlags(fs)
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
-	}
-	if err := o.validate(); err != nil {
-		return err
-	}
-	log, err := lo.logger(stderr)
-	if err != nil {
-		return err
-	}
-	lis, err := listen(o.listen)
-	if err != nil {
-		return err
-	}
+func (o *draftOptions) serve(ctx context.Context, log *slog.Logger, lis net.Listener) error {
 	return serve.Draft(ctx, o.worker(log, nil), o.depth, lis)
 }
 
-func routerCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("router", flag.ContinueOnError)
-	var o routerOptions
-	var lo logOptions
-	o.addFlags(fs)
-	lo.addFlags(fs)
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
-	}
-	if err := o.validate(); err != nil {
-		return err
-	}
-	log, err := lo.logger(stderr)
-	if err != nil {
-		return err
-	}
-	lis, err := listen(o.listen)
-	if err != nil {
-		return err
-	}
+func (o *routerOptions) serve(ctx context.Context, log *slog.Logger, lis net.Listener) error {
 	return serve.Router(ctx, o.config(log, nil), lis)
+}
+
+// serviceCmd is the command that runs one service alone until it is interrupted.
+func serviceCmd(name string, newOptions func() service) func(context.Context, []string, io.Writer, io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		o := newOptions()
+		var lo logOptions
+		o.addFlags(fs)
+		lo.addFlags(fs)
+		if err := parseFlags(fs, args, stderr); err != nil {
+			return err
+		}
+		if err := o.validate(); err != nil {
+			return err
+		}
+		log, err := lo.logger(stderr)
+		if err != nil {
+			return err
+		}
+		lis, err := listen(o.listenAddr())
+		if err != nil {
+			return err
+		}
+		return o.serve(ctx, log, lis)
+	}
 }
 
 // upCmd runs router, verifier and draft in one process on loopback ports: the same code
@@ -284,11 +266,13 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var vo verifierOptions
 	var do draftOptions
 	var lo logOptions
-	vo.addFlags(fs, defaultRouterAddr)
+	vo.listen = defaultRouterAddr
+	vo.addFlags(fs)
 	lo.addFlags(fs)
 	// The draft's options take their defaults from a flag set of their own; up exposes
 	// the few that matter under draft- names.
-	do.addFlags(flag.NewFlagSet("draft", flag.ContinueOnError), "127.0.0.1:0")
+	do.listen = "127.0.0.1:0"
+	do.addFlags(flag.NewFlagSet("draft", flag.ContinueOnError))
 	fs.StringVar(&do.model, "draft-model", "specd-draft-q8_0", "draft model")
 	fs.StringVar(&do.quant, "draft-quant", "", "convert the draft's weights at load")
 	fs.IntVar(&do.threads, "draft-threads", 1, "draft compute threads")

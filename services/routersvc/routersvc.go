@@ -12,10 +12,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -32,40 +30,18 @@ type Server struct {
 	r   *router.Router
 	log *slog.Logger
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	conns *services.Conns // to verifiers
 }
 
 var _ specdv1.GenerationServiceServer = (*Server)(nil)
 
 // New returns a router server over r.
 func New(r *router.Router, log *slog.Logger) *Server {
-	return &Server{r: r, log: log, conns: map[string]*grpc.ClientConn{}}
+	return &Server{r: r, log: log, conns: services.NewConns()}
 }
 
-// Close closes connections to verifiers and drafts.
-func (s *Server) Close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for a, c := range s.conns {
-		c.Close()
-		delete(s.conns, a)
-	}
-}
-
-func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c, ok := s.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := services.Dial(addr)
-	if err != nil {
-		return nil, err
-	}
-	s.conns[addr] = c
-	return c, nil
-}
+// Close closes the client connections.
+func (s *Server) Close() { s.conns.Close() }
 
 // Generate streams a generation.
 func (s *Server) Generate(req *specdv1.GenerateRequest, stream specdv1.GenerationService_GenerateServer) error {
@@ -169,7 +145,7 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 		b.failovers++
 	}
 	b.attempts++
-	cc, err := b.s.conn(a.Verifier.Address)
+	cc, err := b.s.conns.Get(a.Verifier.Address)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, a.Verifier.Address, err)
 	}
@@ -237,7 +213,7 @@ func (s *Server) Tokenize(ctx context.Context, req *specdv1.TokenizeRequest) (*s
 	if err != nil {
 		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
 	}
-	cc, err := s.conn(v.Address)
+	cc, err := s.conns.Get(v.Address)
 	if err != nil {
 		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
 	}
@@ -268,7 +244,7 @@ func (s *Server) Refresh(ctx context.Context, st *router.Static, eps []router.En
 		cur := make([]router.Endpoint, len(eps))
 		for i, e := range eps {
 			cur[i] = e
-			cc, err := s.conn(e.Address)
+			cc, err := s.conns.Get(e.Address)
 			if err != nil {
 				continue
 			}

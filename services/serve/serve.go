@@ -45,9 +45,9 @@ type Consul struct {
 	UpdateEvery             time.Duration // refresh of the headroom metadata (default 10s)
 }
 
-// register registers a loaded service in Consul and keeps its headroom metadata fresh
+// registerConsul registers a loaded service in Consul and keeps its headroom metadata fresh
 // until ctx ends; the returned function deregisters it.
-func register(ctx context.Context, c *Consul, role router.Role, lis net.Listener, m *model.Model, eng *services.Engines, log *slog.Logger) (func(), error) {
+func registerConsul(ctx context.Context, c *Consul, role router.Role, lis net.Listener, m *model.Model, eng *services.Engines, log *slog.Logger) (func(), error) {
 	adv := c.Advertise
 	if adv == "" {
 		adv = lis.Addr().String()
@@ -108,72 +108,57 @@ func register(ctx context.Context, c *Consul, role router.Role, lis net.Listener
 
 // Verifier serves a verifier on lis until ctx ends.
 func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Listener) error {
-	srv := services.NewServer("specd.speculation.v1.VerifierService", w.Log)
 	if cfg.Address == "" {
 		cfg.Address = lis.Addr().String()
 	}
 	vs := verifiersvc.New(cfg, w.Log)
 	defer vs.Close()
-	speculationv1.RegisterVerifierServiceServer(srv.GRPC, vs)
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ctx, lis, Grace) }()
-	m, eng, err := load(w)
-	if err != nil {
-		stop()
-		<-errc
-		return err
-	}
-	defer m.Close()
-	defer eng.Close()
-	vs.SetEngines(eng)
-	srv.SetServing()
-	if w.Consul != nil {
-		dereg, err := register(ctx, w.Consul, router.Verifier, lis, m, eng, w.Log)
-		if err != nil {
-			stop()
-			<-errc
-			return err
-		}
-		defer dereg()
-	}
-	w.Log.Info("verifier serving", "addr", lis.Addr().String(), "model", m.Name, "quant", m.Quant.String(), "threads", w.Engine.Threads)
-	if w.Ready != nil {
-		w.Ready(m)
-	}
-	return <-errc
+	return worker(ctx, w, router.Verifier, "specd.speculation.v1.VerifierService", lis, func(srv *services.Server) func(*services.Engines) {
+		speculationv1.RegisterVerifierServiceServer(srv.GRPC, vs)
+		return vs.SetEngines
+	})
 }
 
 // Draft serves a draft on lis until ctx ends, keeping depth proposals in flight.
 func Draft(ctx context.Context, w Worker, depth int, lis net.Listener) error {
-	srv := services.NewServer("specd.speculation.v1.DraftService", w.Log)
 	ds := draftsvc.New(depth, w.Log)
-	speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
+	return worker(ctx, w, router.Draft, "specd.speculation.v1.DraftService", lis, func(srv *services.Server) func(*services.Engines) {
+		speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
+		return ds.SetEngines
+	})
+}
+
+// worker runs a model-serving gRPC server: it registers the service (register returns
+// the function that hands it the loaded engines), serves health NOT_SERVING while the
+// model loads, then SERVING, registers in Consul if asked, and stops when ctx ends.
+func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engines)) error {
+	srv := services.NewServer(name, w.Log)
+	setEngines := register(srv)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx, lis, Grace) }()
-	m, eng, err := load(w)
-	if err != nil {
+	fail := func(err error) error {
 		stop()
 		<-errc
 		return err
 	}
+	m, eng, err := load(w)
+	if err != nil {
+		return fail(err)
+	}
 	defer m.Close()
 	defer eng.Close()
-	ds.SetEngines(eng)
+	setEngines(eng)
 	srv.SetServing()
 	if w.Consul != nil {
-		dereg, err := register(ctx, w.Consul, router.Draft, lis, m, eng, w.Log)
+		dereg, err := registerConsul(ctx, w.Consul, role, lis, m, eng, w.Log)
 		if err != nil {
-			stop()
-			<-errc
-			return err
+			return fail(err)
 		}
 		defer dereg()
 	}
-	w.Log.Info("draft serving", "addr", lis.Addr().String(), "model", m.Name, "quant", m.Quant.String(), "threads", w.Engine.Threads)
+	w.Log.Info(string(role)+" serving", "addr", lis.Addr().String(), "model", m.Name, "quant", m.Quant.String(), "threads", w.Engine.Threads)
 	if w.Ready != nil {
 		w.Ready(m)
 	}

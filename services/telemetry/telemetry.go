@@ -86,6 +86,7 @@ type Telemetry struct {
 	MeterProvider  *sdkmetric.MeterProvider
 	Propagator     propagation.TextMapPropagator
 
+	spans       *abortable // the OTLP span exporter; nil when spans are not exported
 	registry    *prometheus.Registry
 	metricsSrv  *http.Server // nil without MetricsAddr
 	metricsAddr string
@@ -135,7 +136,8 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		if err != nil {
 			return nil, err
 		}
-		topts = append(topts, sdktrace.WithBatcher(exp))
+		t.spans = newAbortable(exp)
+		topts = append(topts, sdktrace.WithBatcher(t.spans))
 	}
 	t.TracerProvider = sdktrace.NewTracerProvider(topts...)
 	t.Tracer = t.TracerProvider.Tracer(ScopeName)
@@ -311,6 +313,12 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		if t.TracerProvider != nil {
 			if err := t.TracerProvider.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("tracer provider: %w", err))
+			}
+			if t.spans != nil {
+				// The batch processor gives up waiting at ctx's end but leaves its
+				// export running (retrying an unreachable collector for up to its
+				// timeout); cut that export short and wait for the exporter to close.
+				t.spans.abortAndWait()
 			}
 		}
 		if t.MeterProvider != nil {

@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/specd-dev/specd/generate"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -39,8 +37,7 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn // draft address → connection, kept for reuse
+	conns *services.Conns // to drafts
 }
 
 var _ speculationv1.VerifierServiceServer = (*Server)(nil)
@@ -56,7 +53,7 @@ func New(cfg Config, log *slog.Logger) *Server {
 	if cfg.ProposalTop <= 0 {
 		cfg.ProposalTop = 64
 	}
-	return &Server{cfg: cfg, log: log, conns: map[string]*grpc.ClientConn{}}
+	return &Server{cfg: cfg, log: log, conns: services.NewConns()}
 }
 
 // SetEngines makes the server serve with eng (its model is loaded).
@@ -69,15 +66,8 @@ func (s *Server) engines() (*services.Engines, error) {
 	return nil, services.ErrNotReady
 }
 
-// Close closes the connections to drafts.
-func (s *Server) Close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for a, c := range s.conns {
-		c.Close()
-		delete(s.conns, a)
-	}
-}
+// Close closes the client connections.
+func (s *Server) Close() { s.conns.Close() }
 
 // Info describes the verifier model and its capacity.
 func (s *Server) Info(ctx context.Context, _ *speculationv1.InfoRequest) (*speculationv1.InfoResponse, error) {
@@ -104,20 +94,6 @@ func (s *Server) Tokenize(ctx context.Context, r *specdv1.TokenizeRequest) (*spe
 		resp.Pieces = append(resp.Pieces, tok.Piece(id))
 	}
 	return resp, nil
-}
-
-func (s *Server) conn(addr string) (*grpc.ClientConn, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c, ok := s.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := services.Dial(addr)
-	if err != nil {
-		return nil, err
-	}
-	s.conns[addr] = c
-	return c, nil
 }
 
 // Generate runs one generation and streams its tokens, then a final message.
@@ -365,7 +341,7 @@ type draftLink struct {
 }
 
 func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {
-	cc, err := s.conn(addr)
+	cc, err := s.conns.Get(addr)
 	if err != nil {
 		return nil, err
 	}
