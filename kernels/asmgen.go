@@ -69,7 +69,7 @@ func xa(t, disp int) string {
 
 // oa returns the address of token t's output for the current row (DI; R13 is the output
 // stride in bytes, R14 three times it).
-func oa(t int) string {
+var oa = func(t int) string {
 	return [...]string{"(DI)", "(DI)(R13*1)", "(DI)(R13*2)", "(DI)(R14*1)", "(DI)(R13*4)"}[t]
 }
 
@@ -154,6 +154,14 @@ func reduce512(accs []int) {
 		p("VADDPS Y13, Y%d, Y13", accs[t])
 		reduce256("Y13", "X13", t)
 	}
+}
+
+// reduceRows512 is reduce512 for four rows of one token, stored at DI, 4(DI), 8(DI), 12(DI).
+func reduceRows512(accs []int) {
+	saved := oa
+	oa = func(t int) string { return fmt.Sprintf("%d(DI)", 4*t) }
+	reduce512(accs)
+	oa = saved
 }
 
 // reduceLanes128 finishes a packed reduction: 128-bit lane j of Z20 holds the four partial
@@ -259,6 +267,96 @@ func float512(half bool, k int) {
 	rowEnd()
 }
 
+// float512Rows writes the F32 or F16 kernel for one token and four rows at a time
+// (nrows must be a multiple of 4): decode, where one row at a time would spend much of
+// its time in the horizontal reduction. Each row's accumulators and reduction are those
+// of float512, so results are bitwise the same; the four rows' reductions are packed.
+//
+// Registers: Z0..Z7 row accumulators (even Z(2r), odd Z(2r+1)), Z8/Z9 activations,
+// Z10..Z13 weights, Z16.. tail scratch. R14 is three rows' bytes.
+func float512Rows(half bool) {
+	typ, step := "F32", 64
+	if half {
+		typ, step = "F16", 32
+	}
+	name := fmt.Sprintf("dot%sAVX512r4", typ)
+	header(name)
+	p("LEAQ (R15)(R15*2), R14")
+	p("MOVQ R12, CX")
+	p("MOVL $1, DX")
+	p("SHLL CX, DX")
+	p("DECL DX")
+	p("KMOVW DX, K1")
+	p("SHRQ $2, R8")
+	rowStart()
+	for a := range 8 {
+		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
+	}
+	// wa is the address of row r's weights at displacement off.
+	wa := func(r, off int) string {
+		return fmt.Sprintf("%d%s", off, [...]string{"(DX)", "(DX)(R15*1)", "(DX)(R15*2)", "(DX)(R14*1)"}[r])
+	}
+	load := func(r, off, reg int) {
+		if half {
+			p("VCVTPH2PS %s, Z%d", wa(r, off), reg)
+		} else {
+			p("VMOVUPS %s, Z%d", wa(r, off), reg)
+		}
+	}
+	p("SHRQ $1, CX")
+	p("JZ single")
+	label("loop")
+	p("VMOVUPS (BX), Z8")
+	p("VMOVUPS 64(BX), Z9")
+	for r := range 4 {
+		load(r, 0, 10+r)
+		p("VFMADD231PS Z8, Z%d, Z%d", 10+r, 2*r)
+	}
+	for r := range 4 {
+		load(r, step, 10+r)
+		p("VFMADD231PS Z9, Z%d, Z%d", 10+r, 2*r+1)
+	}
+	p("ADDQ $%d, DX", 2*step)
+	p("ADDQ $128, BX")
+	p("DECQ CX")
+	p("JNZ loop")
+	label("single")
+	p("TESTQ $1, R11")
+	p("JZ tail")
+	p("VMOVUPS (BX), Z8")
+	for r := range 4 {
+		load(r, 0, 10+r)
+		p("VFMADD231PS Z8, Z%d, Z%d", 10+r, 2*r)
+	}
+	p("ADDQ $%d, DX", step)
+	p("ADDQ $64, BX")
+	label("tail")
+	p("TESTQ R12, R12")
+	p("JZ reduce")
+	p("VMOVUPS.Z (BX), K1, Z8")
+	for r := range 4 {
+		if half {
+			p("VMOVDQU16.Z %s, K1, Y%d", wa(r, 0), 10+r)
+			p("VCVTPH2PS Y%d, Z%d", 10+r, 10+r)
+		} else {
+			p("VMOVUPS.Z %s, K1, Z%d", wa(r, 0), 10+r)
+		}
+		p("VFMADD231PS Z8, Z%d, Z%d", 10+r, 2*r+1)
+	}
+	label("reduce")
+	for r := range 4 {
+		p("VADDPS Z%d, Z%d, Z%d", 2*r+1, 2*r, 2*r)
+	}
+	reduceRows512(seq(0, 2, 4))
+	p("ADDQ $16, DI")
+	p("LEAQ (SI)(R15*4), SI")
+	p("DECQ R8")
+	p("JNZ row")
+	label("done")
+	p("VZEROUPPER")
+	p("RET")
+}
+
 // quant512 writes the Q8_0 or Q4_0 kernel for k tokens with VNNI. vpdpbusd multiplies
 // unsigned by signed bytes, so the weights are made unsigned, w+128 for Q8_0 and the raw
 // nibble q (for w = q-8) for Q4_0, against the signed activations x. Each int32 lane then
@@ -339,28 +437,143 @@ func quant512(q4 bool, k int) {
 // pair512 accumulates the pair of blocks at woff(DX), against token blocks at
 // 256·half(BX), into each token's accumulator half (0 even, 1 odd).
 func pair512(q4 bool, k, woff, half, corr int) {
-	w, sc, bs := 10+half, 14+half, 34
+	weights512(q4, func(off int) string { return fmt.Sprintf("%d(DX)", woff+off) }, 10+half, 14+half, 20)
+	tokens512(k, 256*half, half, corr)
+}
+
+// weights512 loads the pair of blocks at addr(0) as unsigned bytes into Z<w> (see
+// quant512) and their scales, each repeated over its block's eight lanes, into Z<sc>.
+// Z<tmp> is scratch.
+func weights512(q4 bool, addr func(off int) string, w, sc, tmp int) {
+	bs := 34
 	if q4 {
 		bs = 18
 		// [A lo, A hi, B lo, B hi]: broadcast each block's 16 bytes to two lanes, shift
 		// the odd lanes' bytes down a nibble and mask.
-		p("VBROADCASTI32X4 %d(DX), Z%d", woff+2, w)
-		p("VBROADCASTI32X4 %d(DX), Z20", woff+20)
-		p("VPBLENDMD Z20, Z%d, K3, Z%d", w, w)
+		p("VBROADCASTI32X4 %s, Z%d", addr(2), w)
+		p("VBROADCASTI32X4 %s, Z%d", addr(20), tmp)
+		p("VPBLENDMD Z%d, Z%d, K3, Z%d", tmp, w, w)
 		p("VPSRLW $4, Z%d, K2, Z%d", w, w)
 		p("VPANDD Z18, Z%d, Z%d", w, w)
 	} else {
 		// Block A's 32 bytes low, block B's (34 bytes on) high. (Masked loads would
 		// save an instruction but are slow on data streaming in from memory.)
-		p("VMOVDQU %d(DX), Y%d", woff+2, w)
-		p("VINSERTI64X4 $1, %d(DX), Z%d, Z%d", woff+36, w, w)
+		p("VMOVDQU64 %s, Y%d", addr(2), w)
+		p("VINSERTI64X4 $1, %s, Z%d, Z%d", addr(36), w, w)
 		p("VPXORD Z16, Z%d, Z%d", w, w)
 	}
-	p("VPBROADCASTW %d(DX), X%d", woff, sc)
-	p("VPBROADCASTW %d(DX), X20", woff+bs)
-	p("VINSERTI32X4 $1, X20, Y%d, Y%d", sc, sc)
+	p("VPBROADCASTW %s, X%d", addr(0), sc)
+	p("VPBROADCASTW %s, X%d", addr(bs), tmp)
+	p("VINSERTI32X4 $1, X%d, Y%d, Y%d", tmp, sc, sc)
 	p("VCVTPH2PS Y%d, Z%d", sc, sc)
-	tokens512(k, 256*half, half, corr)
+}
+
+// quant512Rows writes the Q8_0 or Q4_0 kernel for one token and four rows at a time
+// (nrows a multiple of 4), with each row's arithmetic that of quant512 (so results are
+// bitwise the same) and the four reductions packed. The token's values, corrections and
+// scales are loaded once per pair for the four rows.
+//
+// Registers: Z0..Z7 row accumulators (even Z(2r), odd Z(2r+1)), Z8 values, Z9
+// corrections, Z12 scales of the token; per row Z20+ weights, scales and scratch; Z16,
+// Z18 and K1..K3 as in quant512. R14 is three rows' bytes.
+func quant512Rows(q4 bool) {
+	typ, bstride, corr := "Q8", 34, 128
+	if q4 {
+		typ, bstride, corr = "Q4", 18, 192
+	}
+	name := fmt.Sprintf("dot%sVNNIr4", typ)
+	header(name)
+	p("LEAQ (R15)(R15*2), R14")
+	p("MOVL $0x80808080, DX")
+	p("VPBROADCASTD DX, Z16")
+	p("MOVL $0xf0, DX")
+	p("KMOVW DX, K1")
+	p("MOVL $0xff00, DX")
+	p("KMOVW DX, K3")
+	if q4 {
+		p("MOVL $0x0f0f0f0f, DX")
+		p("VPBROADCASTD DX, Z18")
+		p("MOVQ $0xff00ff00, DX")
+		p("KMOVD DX, K2")
+	}
+	p("SHRQ $2, R8")
+	rowStart()
+	for a := range 8 {
+		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
+	}
+	rowAddr := func(r, woff int) func(off int) string {
+		return func(off int) string {
+			return fmt.Sprintf("%d%s", woff+off, [...]string{"(DX)", "(DX)(R15*1)", "(DX)(R15*2)", "(DX)(R14*1)"}[r])
+		}
+	}
+	pair := func(woff, xoff, half int) {
+		p("VMOVDQU64 %d(BX), Z8", xoff)
+		p("VMOVDQU64 %d(BX), Z9", xoff+corr)
+		p("VMOVUPS %d(BX), Z12", xoff+64)
+		for r := range 4 {
+			w, sc, a := 20+2*r, 21+2*r, 28+r%2
+			weights512(q4, rowAddr(r, woff), w, sc, 30+r%2)
+			p("VMOVDQA64 Z9, Z%d", a)
+			p("VPDPBUSD Z8, Z%d, Z%d", w, a)
+			p("VCVTDQ2PS Z%d, Z%d", a, a)
+			p("VMULPS Z12, Z%d, Z%d", sc, sc)
+			p("VFMADD231PS Z%d, Z%d, Z%d", a, sc, 2*r+half)
+		}
+	}
+	p("SHRQ $1, CX")
+	p("JZ single")
+	label("loop")
+	pair(0, 0, 0)
+	pair(2*bstride, 256, 1)
+	p("ADDQ $%d, DX", 4*bstride)
+	p("ADDQ $512, BX")
+	p("DECQ CX")
+	p("JNZ loop")
+	label("single")
+	p("TESTQ $1, R11")
+	p("JZ tail")
+	pair(0, 0, 0)
+	p("ADDQ $%d, DX", 2*bstride)
+	p("ADDQ $256, BX")
+	label("tail")
+	p("TESTQ R12, R12")
+	p("JZ reduce")
+	p("VMOVDQU64 (BX), Z8")
+	p("VMOVDQU64 %d(BX), Z9", corr)
+	p("VMOVUPS 64(BX), Z12")
+	for r := range 4 {
+		w, sc, a := 20+2*r, 21+2*r, 28+r%2
+		addr := rowAddr(r, 0)
+		// One block: 256-bit writes zero the upper half, whose lanes add exact zeros.
+		if q4 {
+			p("VMOVDQU64 %s, X%d", addr(2), w)
+			p("VPSRLW $4, X%d, X%d", w, 30)
+			p("VINSERTI32X4 $1, X30, Y%d, Y%d", w, w)
+			p("VPANDD Y18, Y%d, Y%d", w, w)
+		} else {
+			p("VMOVDQU64 %s, Y%d", addr(2), w)
+			p("VPXORD Y16, Y%d, Y%d", w, w)
+		}
+		p("VPBROADCASTW %s, Y%d", addr(0), sc)
+		p("VCVTPH2PS Y%d, Z%d", sc, sc)
+		p("VMOVDQA64 Z9, Z%d", a)
+		p("VPDPBUSD Z8, Z%d, Z%d", w, a)
+		p("VCVTDQ2PS Z%d, Z%d", a, a)
+		p("VMULPS Z12, Z%d, Z%d", sc, sc)
+		p("VFMADD231PS Z%d, Z%d, Z%d", a, sc, 2*r+1)
+	}
+	label("reduce")
+	for r := range 4 {
+		p("VADDPS Z%d, Z%d, Z%d", 2*r+1, 2*r, 2*r)
+	}
+	reduceRows512(seq(0, 2, 4))
+	p("ADDQ $16, DI")
+	p("LEAQ (SI)(R15*4), SI")
+	p("DECQ R8")
+	p("JNZ row")
+	label("done")
+	p("VZEROUPPER")
+	p("RET")
 }
 
 // tokens512 accumulates one pair of blocks (weights Z10+half, scales Z14+half) for k
@@ -562,6 +775,10 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
+	float512Rows(false)
+	float512Rows(true)
+	quant512Rows(false)
+	quant512Rows(true)
 	for k := 1; k <= maxTokAVX; k++ {
 		floatAVX2(false, k)
 		floatAVX2(true, k)

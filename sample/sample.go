@@ -58,12 +58,13 @@ func Argmax(logits []float32) int32 {
 }
 
 // Dist is a sparse probability distribution over token ids: Probs[i] is the
-// probability of IDs[i]; ids are sorted by decreasing probability; probabilities sum to 1.
+// probability of IDs[i]; probabilities sum to 1.
 type Dist struct {
 	IDs   []int32
 	Probs []float32
 	// logits/T of each kept id, aligned with IDs; used by Gumbel-max.
 	scaled []float32
+	sorted bool // IDs are in decreasing order of probability
 }
 
 // Prob returns the probability of id (0 if it is not in the support).
@@ -92,27 +93,73 @@ func New(p Params) *Sampler { return &Sampler{P: p} }
 
 // Distribution returns the distribution the sampler draws from at these logits:
 // softmax(logits/T) restricted by top-k, then top-p, then min-p, renormalised. For greedy
-// parameters it is the point mass on the argmax. The result is valid until the next call.
+// parameters it is the point mass on the argmax. The support is in decreasing order of
+// probability when top-k or top-p is set, else in id order. The result is valid until
+// the next call.
 func (s *Sampler) Distribution(logits []float32) *Dist {
 	d := &s.dist
-	d.IDs, d.Probs, d.scaled = d.IDs[:0], d.Probs[:0], d.scaled[:0]
+	d.IDs, d.Probs, d.scaled, d.sorted = d.IDs[:0], d.Probs[:0], d.scaled[:0], false
 	if s.P.Greedy() {
 		d.IDs = append(d.IDs, Argmax(logits))
 		d.Probs = append(d.Probs, 1)
 		d.scaled = append(d.scaled, 0)
+		d.sorted = true
 		return d
 	}
-	invT := 1 / s.P.Temperature
-	// Sort candidate ids by logit, descending (ties by id, so the order is total).
+	invT := float64(1 / s.P.Temperature)
 	s.idx = s.idx[:0]
 	for i := range logits {
 		s.idx = append(s.idx, int32(i))
 	}
-	k := len(logits)
-	if s.P.TopK > 0 && s.P.TopK < k {
-		k = s.P.TopK
+	cmp := byLogit(logits)
+	switch k := s.P.TopK; {
+	case k > 0 && k < len(s.idx):
+		partialSort(s.idx, k, cmp)
+		s.idx = s.idx[:k]
+		d.sorted = true
+	case s.P.TopP > 0 && s.P.TopP < 1:
+		slices.SortFunc(s.idx, cmp)
+		d.sorted = true
 	}
-	cmp := func(a, b int32) int {
+	top := float64(logits[Argmax(logits)]) * invT
+	sum := 0.0
+	for _, id := range s.idx {
+		x := float64(logits[id]) * invT
+		e := math.Exp(x - top)
+		d.IDs = append(d.IDs, id)
+		d.Probs = append(d.Probs, float32(e))
+		d.scaled = append(d.scaled, float32(x))
+		sum += e
+	}
+	if s.P.TopP > 0 && s.P.TopP < 1 {
+		n, cum, lim := len(d.IDs), 0.0, float64(s.P.TopP)*sum
+		for i := range n {
+			cum += float64(d.Probs[i])
+			if cum >= lim {
+				n = i + 1
+				break
+			}
+		}
+		d.IDs, d.Probs, d.scaled = d.IDs[:n], d.Probs[:n], d.scaled[:n]
+	}
+	if s.P.MinP > 0 {
+		// Probabilities are relative to the top token's (exp(0) = 1) until normalised.
+		j := 0
+		for i := range d.IDs {
+			if d.Probs[i] >= s.P.MinP {
+				d.IDs[j], d.Probs[j], d.scaled[j] = d.IDs[i], d.Probs[i], d.scaled[i]
+				j++
+			}
+		}
+		d.IDs, d.Probs, d.scaled = d.IDs[:j], d.Probs[:j], d.scaled[:j]
+	}
+	d.normalise()
+	return d
+}
+
+// byLogit orders token ids by decreasing logit, ties by id, so the order is total.
+func byLogit(logits []float32) func(a, b int32) int {
+	return func(a, b int32) int {
 		la, lb := logits[a], logits[b]
 		switch {
 		case la > lb:
@@ -122,52 +169,16 @@ func (s *Sampler) Distribution(logits []float32) *Dist {
 		}
 		return int(a) - int(b)
 	}
-	if k < len(s.idx) {
-		partialSort(s.idx, k, cmp)
-		s.idx = s.idx[:k]
-	} else {
-		slices.SortFunc(s.idx, cmp)
-	}
-	// Softmax in float64 over the kept candidates.
-	top := float64(logits[s.idx[0]]) * float64(invT)
+}
+
+func (d *Dist) normalise() {
 	sum := 0.0
-	for _, id := range s.idx {
-		x := float64(logits[id]) * float64(invT)
-		e := math.Exp(x - top)
-		d.IDs = append(d.IDs, id)
-		d.Probs = append(d.Probs, float32(e))
-		d.scaled = append(d.scaled, float32(x))
-		sum += e
-	}
-	n := len(d.IDs)
-	if s.P.TopP > 0 && s.P.TopP < 1 {
-		cum, lim := 0.0, float64(s.P.TopP)*sum
-		for i := range n {
-			cum += float64(d.Probs[i])
-			if cum >= lim {
-				n = i + 1
-				break
-			}
-		}
-	}
-	if s.P.MinP > 0 {
-		// d.Probs[0] is exp(0) = 1: the cut is MinP relative to the top token.
-		for i := 1; i < n; i++ {
-			if d.Probs[i] < s.P.MinP {
-				n = i
-				break
-			}
-		}
-	}
-	d.IDs, d.Probs, d.scaled = d.IDs[:n], d.Probs[:n], d.scaled[:n]
-	sum = 0
 	for _, p := range d.Probs {
 		sum += float64(p)
 	}
 	for i := range d.Probs {
 		d.Probs[i] = float32(float64(d.Probs[i]) / sum)
 	}
-	return d
 }
 
 // Sample draws the token at absolute position pos: the argmax for greedy parameters,
@@ -245,24 +256,42 @@ func partialSort(s []int32, k int, cmp func(a, b int32) int) {
 	slices.SortFunc(s[:k], cmp)
 }
 
-// Truncate keeps the k most likely tokens (k ≤ 0 keeps all) and renormalises.
+// Truncate keeps the k most likely tokens (k ≤ 0 keeps all) and renormalises; the
+// support is then in decreasing order of probability.
 func (d *Dist) Truncate(k int) {
 	if k <= 0 || k >= len(d.IDs) {
 		return
 	}
+	if !d.sorted {
+		idx := make([]int32, len(d.IDs))
+		for i := range idx {
+			idx[i] = int32(i)
+		}
+		partialSort(idx, k, func(a, b int32) int {
+			switch pa, pb := d.Probs[a], d.Probs[b]; {
+			case pa > pb:
+				return -1
+			case pa < pb:
+				return 1
+			}
+			return int(d.IDs[a]) - int(d.IDs[b])
+		})
+		ids, probs, scaled := make([]int32, k), make([]float32, k), make([]float32, k)
+		for i, j := range idx[:k] {
+			ids[i], probs[i], scaled[i] = d.IDs[j], d.Probs[j], d.scaled[j]
+		}
+		copy(d.IDs, ids)
+		copy(d.Probs, probs)
+		copy(d.scaled, scaled)
+		d.sorted = true
+	}
 	d.IDs, d.Probs, d.scaled = d.IDs[:k], d.Probs[:k], d.scaled[:k]
-	sum := 0.0
-	for _, p := range d.Probs {
-		sum += float64(p)
-	}
-	for i := range d.Probs {
-		d.Probs[i] = float32(float64(d.Probs[i]) / sum)
-	}
+	d.normalise()
 }
 
 // Clone returns a copy that does not share storage with the sampler's buffers.
 func (d *Dist) Clone() Dist {
-	return Dist{IDs: slices.Clone(d.IDs), Probs: slices.Clone(d.Probs), scaled: slices.Clone(d.scaled)}
+	return Dist{IDs: slices.Clone(d.IDs), Probs: slices.Clone(d.Probs), scaled: slices.Clone(d.scaled), sorted: d.sorted}
 }
 
 // NewDist builds a distribution from ids and probabilities (as received from a peer).

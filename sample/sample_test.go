@@ -1,0 +1,77 @@
+package sample
+
+import (
+	"math"
+	"testing"
+)
+
+func TestDistributionFilters(t *testing.T) {
+	logits := []float32{2, 1, 0, -1, 3, 2}
+	cases := []struct {
+		p    Params
+		want map[int32]bool
+	}{
+		{Params{Temperature: 1}, map[int32]bool{0: true, 1: true, 2: true, 3: true, 4: true, 5: true}},
+		{Params{Temperature: 1, TopK: 3}, map[int32]bool{4: true, 0: true, 5: true}},
+		{Params{Temperature: 1, TopP: 0.6}, map[int32]bool{4: true, 0: true, 5: false}},
+		{Params{Temperature: 1, MinP: 0.3}, map[int32]bool{4: true, 0: true, 5: true, 1: false}},
+		{Params{}, map[int32]bool{4: true}},
+	}
+	for _, c := range cases {
+		d := New(c.p).Distribution(logits)
+		got := map[int32]bool{}
+		sum := 0.0
+		for i, id := range d.IDs {
+			got[id] = true
+			sum += float64(d.Probs[i])
+		}
+		for id, in := range c.want {
+			if in != got[id] {
+				t.Errorf("%+v: token %d kept = %v, want %v (support %v)", c.p, id, got[id], in, d.IDs)
+			}
+		}
+		if math.Abs(sum-1) > 1e-6 {
+			t.Errorf("%+v: probabilities sum to %v", c.p, sum)
+		}
+	}
+	// Temperature scales the softmax.
+	d := New(Params{Temperature: 0.5}).Distribution([]float32{0, 1})
+	if want := 1 / (1 + math.Exp(2)); math.Abs(float64(d.Prob(0))-want) > 1e-6 {
+		t.Errorf("p(0) at T=0.5 = %v, want %v", d.Prob(0), want)
+	}
+}
+
+func TestTruncateKeepsMostLikely(t *testing.T) {
+	s := New(Params{Temperature: 1})
+	d := s.Distribution([]float32{0, 5, 1, 4, 2, 3})
+	d.Truncate(3)
+	if len(d.IDs) != 3 || d.IDs[0] != 1 || d.IDs[1] != 3 || d.IDs[2] != 5 {
+		t.Fatalf("Truncate(3) support = %v, want [1 3 5]", d.IDs)
+	}
+}
+
+// TestGumbelMaxIsSeededAndBatchFree: the draw depends only on (seed, position, logits).
+func TestGumbelMaxIsSeededAndBatchFree(t *testing.T) {
+	logits := make([]float32, 100)
+	for i := range logits {
+		logits[i] = float32(i%7) * 0.3
+	}
+	a := New(Params{Temperature: 0.8, Seed: 42})
+	b := New(Params{Temperature: 0.8, Seed: 42})
+	c := New(Params{Temperature: 0.8, Seed: 43})
+	same, diff := 0, 0
+	for pos := range 200 {
+		x, y, z := a.Sample(logits, pos), b.Sample(logits, pos), c.Sample(logits, pos)
+		if x != y {
+			t.Fatalf("same seed, position %d: %d vs %d", pos, x, y)
+		}
+		if x == z {
+			same++
+		} else {
+			diff++
+		}
+	}
+	if diff == 0 {
+		t.Errorf("different seeds drew identical tokens at all %d positions", same)
+	}
+}
