@@ -204,18 +204,27 @@ type flagArg struct {
 
 // parseArgs parses args (after the subcommand) as Go's flag package would, against
 // the flags the binary reports. Positional arguments are an error: specd takes none.
-func parseArgs(fs map[string]flagInfo, args []string) ([]flagArg, error) {
+// It goes on past an unknown flag written as -name=value, so that one missing flag
+// does not hide every other finding; the errors come back together.
+func parseArgs(fs map[string]flagInfo, args []string) ([]flagArg, []error) {
 	var out []flagArg
+	var errs []error
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" || !strings.HasPrefix(a, "-") || a == "-" {
-			return nil, fmt.Errorf("unexpected argument %q", a)
+			errs = append(errs, fmt.Errorf("unexpected argument %q", a))
+			break
 		}
 		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
 		name, value, hasValue := strings.Cut(name, "=")
 		f, ok := fs[name]
 		if !ok {
-			return nil, fmt.Errorf("flag -%s: no such flag", name)
+			errs = append(errs, fmt.Errorf("flag -%s: no such flag", name))
+			if !hasValue {
+				break
+			}
+			out = append(out, flagArg{name, value})
+			continue
 		}
 		switch {
 		case hasValue:
@@ -225,16 +234,17 @@ func parseArgs(fs map[string]flagInfo, args []string) ([]flagArg, error) {
 			i++
 			value = args[i]
 		default:
-			return nil, fmt.Errorf("flag -%s needs a value", name)
+			errs = append(errs, fmt.Errorf("flag -%s needs a value", name))
+			continue
 		}
 		if f.isBool {
 			if _, err := strconv.ParseBool(value); err != nil {
-				return nil, fmt.Errorf("flag -%s=%q: not a boolean", name, value)
+				errs = append(errs, fmt.Errorf("flag -%s=%q: not a boolean", name, value))
 			}
 		}
 		out = append(out, flagArg{name, value})
 	}
-	return out, nil
+	return out, errs
 }
 
 // launch is one way a manifest starts specd.
@@ -319,10 +329,9 @@ func checkLaunch(t *testing.T, l launch) parsed {
 		return p
 	}
 	fs := flagsOf(t, p.sub)
-	flags, err := parseArgs(fs, l.args[1:])
-	if err != nil {
+	flags, errs := parseArgs(fs, l.args[1:])
+	for _, err := range errs {
 		t.Errorf("%s: specd %s: %v", l.where, p.sub, err)
-		return p
 	}
 	p.flags = flags
 	for k := range l.env {

@@ -183,9 +183,24 @@ func TestKustomizations(t *testing.T) {
 				}
 				continue
 			}
-			var objs kubeObjects
-			if err := decodeKube(data, &objs); err != nil {
+			docs, err := yamlDocs(data)
+			if err != nil {
 				t.Errorf("%s: patch %s: %v", dir, p.Path, err)
+				continue
+			}
+			var objs kubeObjects
+			for _, doc := range docs {
+				// $patch is a strategic-merge directive, not a field.
+				if d, ok := doc["$patch"]; ok {
+					if d != "delete" && d != "replace" && d != "merge" {
+						t.Errorf("%s: $patch: %v", dir, d)
+					}
+					delete(doc, "$patch")
+				}
+				b, _ := yaml.Marshal(doc)
+				if err := decodeKube(b, &objs); err != nil {
+					t.Errorf("%s: patch %s: %v", dir, p.Path, err)
+				}
 			}
 		}
 	}

@@ -280,7 +280,7 @@ func parseUnit(src []byte) (unit, error) {
 			continue
 		}
 		if body, ok := strings.CutSuffix(line, `\`); ok {
-			pending += body + " "
+			pending += strings.TrimSpace(body) + " "
 			continue
 		}
 		line, pending = pending+line, ""
@@ -429,26 +429,33 @@ func TestNomadJob(t *testing.T) {
 		t.Fatalf("no %s", nomadGlob)
 	}
 	for _, f := range files {
-		root := nomadJob(t, f)
-		job := root.one(t, "job")
-		if job == nil {
-			t.Fatalf("%s: no job", f)
-		}
-		image := ""
-		if v := root.ctx.Variables["var"]; v.Type().IsObjectType() && v.Type().HasAttribute("image") {
-			image = v.GetAttr("image").AsString()
-		}
-		var svcs []meshService
-		runs := map[string]parsed{}
-		for _, g := range job.all("group") {
-			ms, p := nomadGroup(t, g, image)
-			svcs = append(svcs, ms...)
-			if p.sub != "" {
-				runs[p.sub] = p
-			}
-		}
+		svcs, runs := nomadRuns(t, f)
 		checkMesh(t, f, svcs, runs)
 	}
+}
+
+// nomadRuns reads a job: its mesh services and its tasks' launches by role.
+func nomadRuns(t *testing.T, path string) ([]meshService, map[string]parsed) {
+	t.Helper()
+	root := nomadJob(t, path)
+	job := root.one(t, "job")
+	if job == nil {
+		t.Fatalf("%s: no job", path)
+	}
+	image := ""
+	if v := root.ctx.Variables["var"]; v.Type().IsObjectType() && v.Type().HasAttribute("image") {
+		image = v.GetAttr("image").AsString()
+	}
+	var svcs []meshService
+	runs := map[string]parsed{}
+	for _, g := range job.all("group") {
+		ms, p := nomadGroup(t, g, image)
+		svcs = append(svcs, ms...)
+		if p.sub != "" {
+			runs[p.sub] = p
+		}
+	}
+	return svcs, runs
 }
 
 // nomadGroup checks one task group: its task's command line, environment, volume and

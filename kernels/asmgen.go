@@ -69,7 +69,7 @@ func xa(t, disp int) string {
 
 // oa returns the address of token t's output for the current row (DI; R13 is the output
 // stride in bytes, R14 three times it).
-var oa = func(t int) string {
+func oa(t int) string {
 	return [...]string{"(DI)", "(DI)(R13*1)", "(DI)(R13*2)", "(DI)(R14*1)", "(DI)(R13*4)"}[t]
 }
 
@@ -156,14 +156,6 @@ func reduce512(accs []int) {
 	}
 }
 
-// reduceRows512 is reduce512 for four rows of one token, stored at DI, 4(DI), 8(DI), 12(DI).
-func reduceRows512(accs []int) {
-	saved := oa
-	oa = func(t int) string { return fmt.Sprintf("%d(DI)", 4*t) }
-	reduce512(accs)
-	oa = saved
-}
-
 // reduceLanes128 finishes a packed reduction: 128-bit lane j of Z20 holds the four partial
 // sums of token t+j·(4/n) (n tokens, packed at every lane for 4, every other for 2).
 func reduceLanes128(t, n int) {
@@ -200,20 +192,36 @@ func reduce256(y, x string, t int) {
 // vector goes to the even one, the masked tail to the odd one), added before the
 // reduction. Z10/Z11 hold weights, Z16.. tail activations; K1 masks the tail columns.
 func float512(half bool, k int) {
-	typ, step := "F32", 64
+	typ := "F32"
 	if half {
-		typ, step = "F16", 32
+		typ = "F16"
 	}
-	name := fmt.Sprintf("dot%sAVX512x%d", typ, k)
-	header(name)
+	header(fmt.Sprintf("dot%sAVX512x%d", typ, k))
+	tailMask512()
+	rowStart()
+	floatRow512(half, k, 0, "")
+	reduce512(seq(0, 2, k))
+	rowEnd()
+}
+
+// tailMask512 sets K1 to the low R12 (tail) bits.
+func tailMask512() {
 	p("MOVQ R12, CX")
 	p("MOVL $1, DX")
 	p("SHLL CX, DX")
 	p("DECL DX")
 	p("KMOVW DX, K1")
-	rowStart()
+}
+
+// floatRow512 emits one row of float512 for k tokens into accumulators acc+2t (even) and
+// acc+2t+1 (odd), summed into acc+2t at the end. sfx makes its labels unique.
+func floatRow512(half bool, k, acc int, sfx string) {
+	step := 64
+	if half {
+		step = 32
+	}
 	for a := range 2 * k {
-		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
+		p("VPXORD Z%d, Z%d, Z%d", acc+a, acc+a, acc+a)
 	}
 	load := func(woff, reg int) {
 		if half {
@@ -223,32 +231,32 @@ func float512(half bool, k int) {
 		}
 	}
 	p("SHRQ $1, CX")
-	p("JZ single")
-	label("loop")
+	p("JZ single%s", sfx)
+	label("loop" + sfx)
 	load(0, 10)
 	load(step, 11)
 	for t := range k {
-		p("VFMADD231PS %s, Z10, Z%d", xa(t, 0), 2*t)
+		p("VFMADD231PS %s, Z10, Z%d", xa(t, 0), acc+2*t)
 	}
 	for t := range k {
-		p("VFMADD231PS %s, Z11, Z%d", xa(t, 64), 2*t+1)
+		p("VFMADD231PS %s, Z11, Z%d", xa(t, 64), acc+2*t+1)
 	}
 	p("ADDQ $%d, DX", 2*step)
 	p("ADDQ $128, BX")
 	p("DECQ CX")
-	p("JNZ loop")
-	label("single")
+	p("JNZ loop%s", sfx)
+	label("single" + sfx)
 	p("TESTQ $1, R11")
-	p("JZ tail")
+	p("JZ tail%s", sfx)
 	load(0, 10)
 	for t := range k {
-		p("VFMADD231PS %s, Z10, Z%d", xa(t, 0), 2*t)
+		p("VFMADD231PS %s, Z10, Z%d", xa(t, 0), acc+2*t)
 	}
 	p("ADDQ $%d, DX", step)
 	p("ADDQ $64, BX")
-	label("tail")
+	label("tail" + sfx)
 	p("TESTQ R12, R12")
-	p("JZ reduce")
+	p("JZ sum%s", sfx)
 	if half {
 		p("VMOVDQU16.Z (DX), K1, Y11")
 		p("VCVTPH2PS Y11, Z11")
@@ -257,104 +265,12 @@ func float512(half bool, k int) {
 	}
 	for t := range k {
 		p("VMOVUPS.Z %s, K1, Z%d", xa(t, 0), 16+t)
-		p("VFMADD231PS Z%d, Z11, Z%d", 16+t, 2*t+1)
+		p("VFMADD231PS Z%d, Z11, Z%d", 16+t, acc+2*t+1)
 	}
-	label("reduce")
+	label("sum" + sfx)
 	for t := range k {
-		p("VADDPS Z%d, Z%d, Z%d", 2*t+1, 2*t, 2*t)
+		p("VADDPS Z%d, Z%d, Z%d", acc+2*t+1, acc+2*t, acc+2*t)
 	}
-	reduce512(seq(0, 2, k))
-	rowEnd()
-}
-
-// float512Rows writes the F32 or F16 kernel for one token and four rows at a time
-// (nrows must be a multiple of 4): decode, where one row at a time would spend much of
-// its time in the horizontal reduction. Each row's accumulators and reduction are those
-// of float512, so results are bitwise the same; the four rows' reductions are packed.
-//
-// Registers: Z0..Z7 row accumulators (even Z(2r), odd Z(2r+1)), Z8/Z9 activations,
-// Z10..Z13 weights, Z16.. tail scratch. R14 is three rows' bytes.
-func float512Rows(half bool) {
-	typ, step := "F32", 64
-	if half {
-		typ, step = "F16", 32
-	}
-	name := fmt.Sprintf("dot%sAVX512r4", typ)
-	header(name)
-	p("LEAQ (R15)(R15*2), R14")
-	p("MOVQ R12, CX")
-	p("MOVL $1, DX")
-	p("SHLL CX, DX")
-	p("DECL DX")
-	p("KMOVW DX, K1")
-	p("SHRQ $2, R8")
-	rowStart()
-	for a := range 8 {
-		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
-	}
-	// wa is the address of row r's weights at displacement off.
-	wa := func(r, off int) string {
-		return fmt.Sprintf("%d%s", off, [...]string{"(DX)", "(DX)(R15*1)", "(DX)(R15*2)", "(DX)(R14*1)"}[r])
-	}
-	load := func(r, off, reg int) {
-		if half {
-			p("VCVTPH2PS %s, Z%d", wa(r, off), reg)
-		} else {
-			p("VMOVUPS %s, Z%d", wa(r, off), reg)
-		}
-	}
-	p("SHRQ $1, CX")
-	p("JZ single")
-	label("loop")
-	p("VMOVUPS (BX), Z8")
-	p("VMOVUPS 64(BX), Z9")
-	for r := range 4 {
-		load(r, 0, 10+r)
-		p("VFMADD231PS Z8, Z%d, Z%d", 10+r, 2*r)
-	}
-	for r := range 4 {
-		load(r, step, 10+r)
-		p("VFMADD231PS Z9, Z%d, Z%d", 10+r, 2*r+1)
-	}
-	p("ADDQ $%d, DX", 2*step)
-	p("ADDQ $128, BX")
-	p("DECQ CX")
-	p("JNZ loop")
-	label("single")
-	p("TESTQ $1, R11")
-	p("JZ tail")
-	p("VMOVUPS (BX), Z8")
-	for r := range 4 {
-		load(r, 0, 10+r)
-		p("VFMADD231PS Z8, Z%d, Z%d", 10+r, 2*r)
-	}
-	p("ADDQ $%d, DX", step)
-	p("ADDQ $64, BX")
-	label("tail")
-	p("TESTQ R12, R12")
-	p("JZ reduce")
-	p("VMOVUPS.Z (BX), K1, Z8")
-	for r := range 4 {
-		if half {
-			p("VMOVDQU16.Z %s, K1, Y%d", wa(r, 0), 10+r)
-			p("VCVTPH2PS Y%d, Z%d", 10+r, 10+r)
-		} else {
-			p("VMOVUPS.Z %s, K1, Z%d", wa(r, 0), 10+r)
-		}
-		p("VFMADD231PS Z8, Z%d, Z%d", 10+r, 2*r+1)
-	}
-	label("reduce")
-	for r := range 4 {
-		p("VADDPS Z%d, Z%d, Z%d", 2*r+1, 2*r, 2*r)
-	}
-	reduceRows512(seq(0, 2, 4))
-	p("ADDQ $16, DI")
-	p("LEAQ (SI)(R15*4), SI")
-	p("DECQ R8")
-	p("JNZ row")
-	label("done")
-	p("VZEROUPPER")
-	p("RET")
 }
 
 // quant512 writes the Q8_0 or Q4_0 kernel for k tokens with VNNI. vpdpbusd multiplies
@@ -372,12 +288,19 @@ func float512Rows(half bool) {
 // per-token scratch. K1 selects qwords 4-7, K2 the words of 128-bit lanes 1 and 3, K3
 // dwords 8-15 of a zmm or words 8-15 of a ymm.
 func quant512(q4 bool, k int) {
-	typ, bstride, corr := "Q8", 34, 128
+	typ := "Q8"
 	if q4 {
-		typ, bstride, corr = "Q4", 18, 192
+		typ = "Q4"
 	}
-	name := fmt.Sprintf("dot%sVNNIx%d", typ, k)
-	header(name)
+	header(fmt.Sprintf("dot%sVNNIx%d", typ, k))
+	quantConsts512(q4)
+	rowStart()
+	quantRow512(q4, k, 0, "")
+	reduce512(seq(0, 2, k))
+	rowEnd()
+}
+
+func quantConsts512(q4 bool) {
 	p("MOVL $0x80808080, DX")
 	p("VPBROADCASTD DX, Z16")
 	p("MOVL $0xf0, DX")
@@ -390,28 +313,41 @@ func quant512(q4 bool, k int) {
 		p("MOVQ $0xff00ff00, DX")
 		p("KMOVD DX, K2")
 	}
-	rowStart()
+}
+
+// quantRow512 emits one row of quant512 for k tokens into accumulators acc+2t (even
+// pairs) and acc+2t+1 (odd pairs and the tail block), summed into acc+2t at the end. sfx
+// makes its labels unique.
+func quantRow512(q4 bool, k, acc int, sfx string) {
+	bstride, corr := 34, 128
+	if q4 {
+		bstride, corr = 18, 192
+	}
 	for a := range 2 * k {
-		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
+		p("VPXORD Z%d, Z%d, Z%d", acc+a, acc+a, acc+a)
+	}
+	pair := func(woff, half int) {
+		weights512(q4, func(off int) string { return fmt.Sprintf("%d(DX)", woff+off) }, 10+half, 14+half, 20)
+		tokens512(k, 256*half, half, corr, acc)
 	}
 	p("SHRQ $1, CX")
-	p("JZ single")
-	label("loop")
-	pair512(q4, k, 0, 0, corr)
-	pair512(q4, k, 2*bstride, 1, corr)
+	p("JZ single%s", sfx)
+	label("loop" + sfx)
+	pair(0, 0)
+	pair(2*bstride, 1)
 	p("ADDQ $%d, DX", 4*bstride)
 	p("ADDQ $512, BX")
 	p("DECQ CX")
-	p("JNZ loop")
-	label("single")
+	p("JNZ loop%s", sfx)
+	label("single" + sfx)
 	p("TESTQ $1, R11")
-	p("JZ tail")
-	pair512(q4, k, 0, 0, corr)
+	p("JZ tail%s", sfx)
+	pair(0, 0)
 	p("ADDQ $%d, DX", 2*bstride)
 	p("ADDQ $256, BX")
-	label("tail")
+	label("tail" + sfx)
 	p("TESTQ R12, R12")
-	p("JZ reduce")
+	p("JZ sum%s", sfx)
 	// One block, into the odd accumulators: 256-bit writes zero the upper half, so its
 	// lanes add exact zeros.
 	if q4 {
@@ -425,20 +361,11 @@ func quant512(q4 bool, k int) {
 	}
 	p("VPBROADCASTW (DX), Y15")
 	p("VCVTPH2PS Y15, Z15")
-	tokens512(k, 0, 1, corr)
-	label("reduce")
+	tokens512(k, 0, 1, corr, acc)
+	label("sum" + sfx)
 	for t := range k {
-		p("VADDPS Z%d, Z%d, Z%d", 2*t+1, 2*t, 2*t)
+		p("VADDPS Z%d, Z%d, Z%d", acc+2*t+1, acc+2*t, acc+2*t)
 	}
-	reduce512(seq(0, 2, k))
-	rowEnd()
-}
-
-// pair512 accumulates the pair of blocks at woff(DX), against token blocks at
-// 256·half(BX), into each token's accumulator half (0 even, 1 odd).
-func pair512(q4 bool, k, woff, half, corr int) {
-	weights512(q4, func(off int) string { return fmt.Sprintf("%d(DX)", woff+off) }, 10+half, 14+half, 20)
-	tokens512(k, 256*half, half, corr)
 }
 
 // weights512 loads the pair of blocks at addr(0) as unsigned bytes into Z<w> (see
@@ -468,117 +395,10 @@ func weights512(q4 bool, addr func(off int) string, w, sc, tmp int) {
 	p("VCVTPH2PS Y%d, Z%d", sc, sc)
 }
 
-// quant512Rows writes the Q8_0 or Q4_0 kernel for one token and four rows at a time
-// (nrows a multiple of 4), with each row's arithmetic that of quant512 (so results are
-// bitwise the same) and the four reductions packed. The token's values, corrections and
-// scales are loaded once per pair for the four rows.
-//
-// Registers: Z0..Z7 row accumulators (even Z(2r), odd Z(2r+1)), Z8 values, Z9
-// corrections, Z12 scales of the token; per row Z20+ weights, scales and scratch; Z16,
-// Z18 and K1..K3 as in quant512. R14 is three rows' bytes.
-func quant512Rows(q4 bool) {
-	typ, bstride, corr := "Q8", 34, 128
-	if q4 {
-		typ, bstride, corr = "Q4", 18, 192
-	}
-	name := fmt.Sprintf("dot%sVNNIr4", typ)
-	header(name)
-	p("LEAQ (R15)(R15*2), R14")
-	p("MOVL $0x80808080, DX")
-	p("VPBROADCASTD DX, Z16")
-	p("MOVL $0xf0, DX")
-	p("KMOVW DX, K1")
-	p("MOVL $0xff00, DX")
-	p("KMOVW DX, K3")
-	if q4 {
-		p("MOVL $0x0f0f0f0f, DX")
-		p("VPBROADCASTD DX, Z18")
-		p("MOVQ $0xff00ff00, DX")
-		p("KMOVD DX, K2")
-	}
-	p("SHRQ $2, R8")
-	rowStart()
-	for a := range 8 {
-		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
-	}
-	rowAddr := func(r, woff int) func(off int) string {
-		return func(off int) string {
-			return fmt.Sprintf("%d%s", woff+off, [...]string{"(DX)", "(DX)(R15*1)", "(DX)(R15*2)", "(DX)(R14*1)"}[r])
-		}
-	}
-	pair := func(woff, xoff, half int) {
-		p("VMOVDQU64 %d(BX), Z8", xoff)
-		p("VMOVDQU64 %d(BX), Z9", xoff+corr)
-		p("VMOVUPS %d(BX), Z12", xoff+64)
-		for r := range 4 {
-			w, sc, a := 20+2*r, 21+2*r, 28+r%2
-			weights512(q4, rowAddr(r, woff), w, sc, 30+r%2)
-			p("VMOVDQA64 Z9, Z%d", a)
-			p("VPDPBUSD Z8, Z%d, Z%d", w, a)
-			p("VCVTDQ2PS Z%d, Z%d", a, a)
-			p("VMULPS Z12, Z%d, Z%d", sc, sc)
-			p("VFMADD231PS Z%d, Z%d, Z%d", a, sc, 2*r+half)
-		}
-	}
-	p("SHRQ $1, CX")
-	p("JZ single")
-	label("loop")
-	pair(0, 0, 0)
-	pair(2*bstride, 256, 1)
-	p("ADDQ $%d, DX", 4*bstride)
-	p("ADDQ $512, BX")
-	p("DECQ CX")
-	p("JNZ loop")
-	label("single")
-	p("TESTQ $1, R11")
-	p("JZ tail")
-	pair(0, 0, 0)
-	p("ADDQ $%d, DX", 2*bstride)
-	p("ADDQ $256, BX")
-	label("tail")
-	p("TESTQ R12, R12")
-	p("JZ reduce")
-	p("VMOVDQU64 (BX), Z8")
-	p("VMOVDQU64 %d(BX), Z9", corr)
-	p("VMOVUPS 64(BX), Z12")
-	for r := range 4 {
-		w, sc, a := 20+2*r, 21+2*r, 28+r%2
-		addr := rowAddr(r, 0)
-		// One block: 256-bit writes zero the upper half, whose lanes add exact zeros.
-		if q4 {
-			p("VMOVDQU64 %s, X%d", addr(2), w)
-			p("VPSRLW $4, X%d, X%d", w, 30)
-			p("VINSERTI32X4 $1, X30, Y%d, Y%d", w, w)
-			p("VPANDD Y18, Y%d, Y%d", w, w)
-		} else {
-			p("VMOVDQU64 %s, Y%d", addr(2), w)
-			p("VPXORD Y16, Y%d, Y%d", w, w)
-		}
-		p("VPBROADCASTW %s, Y%d", addr(0), sc)
-		p("VCVTPH2PS Y%d, Z%d", sc, sc)
-		p("VMOVDQA64 Z9, Z%d", a)
-		p("VPDPBUSD Z8, Z%d, Z%d", w, a)
-		p("VCVTDQ2PS Z%d, Z%d", a, a)
-		p("VMULPS Z12, Z%d, Z%d", sc, sc)
-		p("VFMADD231PS Z%d, Z%d, Z%d", a, sc, 2*r+1)
-	}
-	label("reduce")
-	for r := range 4 {
-		p("VADDPS Z%d, Z%d, Z%d", 2*r+1, 2*r, 2*r)
-	}
-	reduceRows512(seq(0, 2, 4))
-	p("ADDQ $16, DI")
-	p("LEAQ (SI)(R15*4), SI")
-	p("DECQ R8")
-	p("JNZ row")
-	label("done")
-	p("VZEROUPPER")
-	p("RET")
-}
-
 // tokens512 accumulates one pair of blocks (weights Z10+half, scales Z14+half) for k
-// tokens whose activations are at xoff(BX), stage by stage across the tokens.
-func tokens512(k, xoff, half, corr int) {
+// tokens whose activations are at xoff(BX), stage by stage across the tokens, into
+// accumulators acc+2t+half.
+func tokens512(k, xoff, half, corr, acc int) {
 	w, sc := 10+half, 14+half
 	for t := range k {
 		p("VMOVDQU64 %s, Z%d", xa(t, xoff+corr), 20+2*t)
@@ -593,7 +413,7 @@ func tokens512(k, xoff, half, corr int) {
 		p("VMULPS %s, Z%d, Z%d", xa(t, xoff+64), sc, 21+2*t)
 	}
 	for t := range k {
-		p("VFMADD231PS Z%d, Z%d, Z%d", 20+2*t, 21+2*t, 2*t+half)
+		p("VFMADD231PS Z%d, Z%d, Z%d", 20+2*t, 21+2*t, acc+2*t+half)
 	}
 }
 
@@ -775,10 +595,6 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
-	float512Rows(false)
-	float512Rows(true)
-	quant512Rows(false)
-	quant512Rows(true)
 	for k := 1; k <= maxTokAVX; k++ {
 		floatAVX2(false, k)
 		floatAVX2(true, k)

@@ -30,20 +30,20 @@ func init() {
 var vnniKernels = &kernelSet{
 	name:  "avx512vnni",
 	group: len(dotQ8VNNI),
-	f32:   floatAsm(dotF32AVX512[:], dotF32AVX512r4, 16, 4),
-	f16:   floatAsm(dotF16AVX512[:], dotF16AVX512r4, 16, 2),
-	q8:    quantAsm(dotQ8VNNI[:], dotQ8VNNIr4),
-	q4:    quantAsm(dotQ4VNNI[:], dotQ4VNNIr4),
+	f32:   floatAsm(dotF32AVX512[:], 16, 4),
+	f16:   floatAsm(dotF16AVX512[:], 16, 2),
+	q8:    quantAsm(dotQ8VNNI[:]),
+	q4:    quantAsm(dotQ4VNNI[:]),
 	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 256, quantActsAVX512) },
 }
 
 var avx2Kernels = &kernelSet{
 	name:  "avx2",
 	group: len(dotQ8AVX2),
-	f32:   floatAsm(dotF32AVX2[:], nil, 8, 4),
-	f16:   floatAsm(dotF16AVX2[:], nil, 8, 2),
-	q8:    quantAsm(dotQ8AVX2[:], nil),
-	q4:    quantAsm(dotQ4AVX2[:], nil),
+	f32:   floatAsm(dotF32AVX2[:], 8, 4),
+	f16:   floatAsm(dotF16AVX2[:], 8, 2),
+	q8:    quantAsm(dotQ8AVX2[:]),
+	q4:    quantAsm(dotQ4AVX2[:]),
 	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 128, quantActsAVX2) },
 }
 
@@ -81,9 +81,8 @@ func prepPaired(a *acts, x []float32, n, cols, pairBytes int, quant func(dst *by
 	}
 }
 
-// floatAsm adapts generated F32/F16 kernels that take vec columns per step. rows4, if
-// not nil, computes one token for four rows at a time with the same arithmetic per row.
-func floatAsm(ks []asmKernel, rows4 asmKernel, vec, esize int) func(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int) {
+// floatAsm adapts generated F32/F16 kernels that take vec columns per step.
+func floatAsm(ks []asmKernel, vec, esize int) func(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int) {
 	return func(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int) {
 		if nrows == 0 || cols == 0 {
 			for t := range ntok {
@@ -95,21 +94,12 @@ func floatAsm(ks []asmKernel, rows4 asmKernel, vec, esize int) func(out []float3
 		_ = out[(ntok-1)*ostride+nrows-1]
 		_ = w[(nrows-1)*rowBytes+cols*esize-1]
 		_ = x[ntok*cols-1]
-		if ntok == 1 && rows4 != nil && nrows >= 4 {
-			r4 := nrows &^ 3
-			rows4(&out[0], ostride, &w[0], rowBytes, r4, cols/vec, cols%vec, unsafe.Pointer(&x[0]), cols*4)
-			if r4 == nrows {
-				return
-			}
-			out, w, nrows = out[r4:], w[r4*rowBytes:], nrows-r4
-		}
 		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, cols/vec, cols%vec, unsafe.Pointer(&x[0]), cols*4)
 	}
 }
 
-// quantAsm adapts generated Q8_0/Q4_0 kernels to activations from prepPaired. rows4, if
-// not nil, computes one token for four rows at a time with the same arithmetic per row.
-func quantAsm(ks []asmKernel, rows4 asmKernel) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+// quantAsm adapts generated Q8_0/Q4_0 kernels to activations from prepPaired.
+func quantAsm(ks []asmKernel) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 	return func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 		if nrows == 0 || a.nb == 0 {
 			for t := range ntok {
@@ -121,14 +111,6 @@ func quantAsm(ks []asmKernel, rows4 asmKernel) func(out []float32, ostride int, 
 		_ = w[nrows*rowBytes-1]
 		_ = a.q[(tok+ntok)*a.stride-1]
 		x := unsafe.Pointer(&a.q[tok*a.stride])
-		if ntok == 1 && rows4 != nil && nrows >= 4 {
-			r4 := nrows &^ 3
-			rows4(&out[0], ostride, &w[0], rowBytes, r4, a.nb/2, a.nb%2, x, a.stride)
-			if r4 == nrows {
-				return
-			}
-			out, w, nrows = out[r4:], w[r4*rowBytes:], nrows-r4
-		}
 		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, a.nb/2, a.nb%2, x, a.stride)
 	}
 }

@@ -67,18 +67,6 @@ func dotQ8VNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotF32AVX512r4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotF16AVX512r4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ8VNNIr4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ4VNNIr4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape

@@ -131,9 +131,11 @@ func TestMatMulBatchInvariance(t *testing.T) {
 		if raceEnabled {
 			maxN = 9
 		}
+		// The last shape of each type is large enough (minParallelWork) for two threads to
+		// split it even for one token.
 		shapes := map[Type][][2]int{
-			F32:  {{37, 172}, {5, 7}, {67, 1}, {24, 192}},
-			F16:  {{37, 172}, {5, 7}, {67, 33}, {24, 192}},
+			F32:  {{37, 172}, {5, 7}, {67, 1}, {24, 192}, {301, 172}},
+			F16:  {{37, 172}, {5, 7}, {67, 33}, {24, 192}, {601, 172}},
 			Q8_0: {{37, 96}, {5, 32}, {67, 224}, {131, 1408}},
 			Q4_0: {{37, 96}, {5, 32}, {67, 224}, {131, 1408}},
 		}

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/cpu"
 )
 
 // Spin budgets before parking. A worker keeps spinning this long after a job for the next
@@ -26,11 +28,16 @@ const (
 type Pool struct {
 	threads int
 
+	// The atomics the threads share sit on cache lines of their own, so that spinning on
+	// them does not contend with the job's other fields.
+	_ cpu.CacheLinePad
 	// state packs the job generation (bits 32-63), its number of chunks (16-31) and the
 	// next unclaimed chunk (0-15), so that a worker reading it late can neither claim a
 	// chunk of a later job nor misjudge how many chunks a job has.
 	state atomic.Uint64
+	_     cpu.CacheLinePad
 	done  atomic.Int64 // chunks of the current job finished
+	_     cpu.CacheLinePad
 	fn    func(chunk int)
 
 	callerSleeping atomic.Int32

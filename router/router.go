@@ -22,6 +22,7 @@ type Role string
 const (
 	Verifier Role = "verifier"
 	Draft    Role = "draft"
+	Front    Role = "router" // the router itself, registered so that clients in a mesh find it
 )
 
 // Endpoint is one service instance.

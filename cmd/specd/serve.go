@@ -16,6 +16,7 @@ import (
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/serve"
+	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
 	"github.com/specd-dev/specd/spec"
 )
@@ -38,19 +39,34 @@ func (o *logOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.format, "log-format", "json", "log format: json or text")
 }
 
-func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
+func (o *logOptions) validate() error {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(o.level)); err != nil {
-		return nil, usagef("--log-level %q: want debug, info, warn or error", o.level)
+		return usagef("--log-level %q: want debug, info, warn or error", o.level)
 	}
-	ho := &slog.HandlerOptions{Level: lv}
-	switch o.format {
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, ho)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(w, ho)), nil
+	if o.format != "json" && o.format != "text" {
+		return usagef("--log-format %q: want json or text", o.format)
 	}
-	return nil, usagef("--log-format %q: want json or text", o.format)
+	return nil
+}
+
+// telemetry sets up a service's logs, traces (from the OTEL_* variables) and metrics
+// (a Prometheus endpoint on metricsAddr, "" for none).
+func (o *logOptions) telemetry(ctx context.Context, service, metricsAddr string, w io.Writer) (*telemetry.Telemetry, error) {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(o.level))
+	t, err := telemetry.Setup(ctx, telemetry.Config{Service: service, MetricsAddr: metricsAddr, Log: w, LogLevel: lv, LogFormat: o.format})
+	if err != nil {
+		return nil, fmt.Errorf("telemetry for %s: %w", service, err)
+	}
+	return t, nil
+}
+
+// shutdown flushes a service's telemetry, bounded in time.
+func shutdown(ctx context.Context, t *telemetry.Telemetry) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	t.Shutdown(sctx)
 }
 
 // workerOptions are the flags of a model-serving service (verifier or draft).
@@ -137,6 +153,7 @@ func (o *draftOptions) validate() error {
 
 type routerOptions struct {
 	discoveryOptions
+	advertise string
 	listen    string
 	verifiers string
 	drafts    string
@@ -145,6 +162,7 @@ type routerOptions struct {
 
 func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	o.discoveryOptions.addFlags(fs)
+	fs.StringVar(&o.advertise, "advertise", "", "host:port to register the router in Consul as specd-router (needs --consul); empty: do not register")
 	fs.StringVar(&o.listen, "listen", defaultRouterAddr, "gRPC listen address of the public API")
 	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
 	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated draft addresses (empty: decode plainly)")
@@ -164,6 +182,14 @@ func splitList(s string) []string {
 func (o *routerOptions) validate() error {
 	if err := o.discoveryOptions.validate(); err != nil {
 		return err
+	}
+	if o.advertise != "" {
+		if _, _, err := net.SplitHostPort(o.advertise); err != nil {
+			return usagef("--advertise %q: %v", o.advertise, err)
+		}
+		if o.addr == "" {
+			return usagef("--advertise needs --consul")
+		}
 	}
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
@@ -191,21 +217,24 @@ func listen(addr string) (net.Listener, error) {
 	return lis, nil
 }
 
-func (o *workerOptions) worker(log *slog.Logger, ready func(*model.Model)) serve.Worker {
+func (o *workerOptions) worker(tel *telemetry.Telemetry, ready func(*model.Model)) serve.Worker {
 	return serve.Worker{
-		Load: o.load, Log: log, Ready: ready, Consul: o.registerOptions.config(),
+		Load: o.load, Log: tel.Log, Tel: tel, Ready: ready, Consul: o.registerOptions.config(),
 		Engine: services.EngineConfig{Threads: o.threads, Slots: o.slots, Queue: o.queue, KVBudget: o.kvBudget, KVType: o.kvTypeValue(), MaxBlock: o.maxBlock},
 	}
 }
 
-func (o *verifierOptions) config() verifiersvc.Config {
+func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 	mode, _ := spec.ParseMode(o.mode)
-	return verifiersvc.Config{Mode: mode, MaxGamma: o.maxGamma, DraftWait: o.draftWait}
+	return verifiersvc.Config{Mode: mode, MaxGamma: o.maxGamma, DraftWait: o.draftWait, Metrics: tel.Metrics}
 }
 
-func (o *routerOptions) config(log *slog.Logger, ready func()) serve.RouterConfig {
-	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, Log: log, Ready: ready}
+func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {
+	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, Log: tel.Log, Tel: tel, Ready: ready}
 	o.discoveryOptions.apply(&c)
+	if o.advertise != "" {
+		c.Register = &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise}
+	}
 	return c
 }
 
@@ -214,23 +243,23 @@ type service interface {
 	addFlags(fs *flag.FlagSet)
 	validate() error
 	listenAddr() string
-	serve(ctx context.Context, log *slog.Logger, lis net.Listener) error
+	serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error
 }
 
 func (o *verifierOptions) listenAddr() string { return o.listen }
 func (o *draftOptions) listenAddr() string    { return o.listen }
 func (o *routerOptions) listenAddr() string   { return o.listen }
 
-func (o *verifierOptions) serve(ctx context.Context, log *slog.Logger, lis net.Listener) error {
-	return serve.Verifier(ctx, o.worker(log, nil), o.config(), lis)
+func (o *verifierOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
+	return serve.Verifier(ctx, o.worker(tel, nil), o.config(tel), lis)
 }
 
-func (o *draftOptions) serve(ctx context.Context, log *slog.Logger, lis net.Listener) error {
-	return serve.Draft(ctx, o.worker(log, nil), o.depth, lis)
+func (o *draftOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
+	return serve.Draft(ctx, o.worker(tel, nil), o.depth, lis)
 }
 
-func (o *routerOptions) serve(ctx context.Context, log *slog.Logger, lis net.Listener) error {
-	return serve.Router(ctx, o.config(log, nil), lis)
+func (o *routerOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
+	return serve.Router(ctx, o.config(tel, nil), lis)
 }
 
 // serviceCmd is the command that runs one service alone until it is interrupted.
@@ -239,23 +268,30 @@ func serviceCmd(name string, newOptions func() service) func(context.Context, []
 		fs := flag.NewFlagSet(name, flag.ContinueOnError)
 		o := newOptions()
 		var lo logOptions
+		var metrics string
 		o.addFlags(fs)
 		lo.addFlags(fs)
+		fs.StringVar(&metrics, "metrics-listen", "", "HTTP address for Prometheus /metrics and /healthz (empty: none)")
 		if err := parseFlags(fs, args, stderr); err != nil {
 			return err
 		}
 		if err := o.validate(); err != nil {
 			return err
 		}
-		log, err := lo.logger(stderr)
-		if err != nil {
+		if err := lo.validate(); err != nil {
 			return err
 		}
 		lis, err := listen(o.listenAddr())
 		if err != nil {
 			return err
 		}
-		return o.serve(ctx, log, lis)
+		tel, err := lo.telemetry(ctx, "specd-"+name, metrics, stderr)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		defer shutdown(ctx, tel)
+		return o.serve(ctx, tel, lis)
 	}
 }
 
@@ -278,6 +314,10 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&do.threads, "draft-threads", 1, "draft compute threads")
 	fs.IntVar(&do.depth, "draft-depth", 2, "draft pipelining depth")
 	fs.Lookup("listen").Usage = "the router's public gRPC address (verifier and draft take free loopback ports)"
+	var metrics, vMetrics, dMetrics string
+	fs.StringVar(&metrics, "metrics-listen", "", "HTTP address for the router's Prometheus /metrics (empty: none)")
+	fs.StringVar(&vMetrics, "verifier-metrics-listen", "", "HTTP address for the verifier's Prometheus /metrics (empty: none)")
+	fs.StringVar(&dMetrics, "draft-metrics-listen", "", "HTTP address for the draft's Prometheus /metrics (empty: none)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -299,7 +339,31 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := do.validate(); err != nil {
 		return err
 	}
-	log, err := lo.logger(stderr)
+	if err := lo.validate(); err != nil {
+		return err
+	}
+	var tels []*telemetry.Telemetry
+	defer func() {
+		for _, t := range tels {
+			shutdown(ctx, t)
+		}
+	}()
+	setup := func(service, addr string) (*telemetry.Telemetry, error) {
+		t, err := lo.telemetry(ctx, service, addr, stderr)
+		if err == nil {
+			tels = append(tels, t)
+		}
+		return t, err
+	}
+	rtel, err := setup("specd-router", metrics)
+	if err != nil {
+		return err
+	}
+	vtel, err := setup("specd-verifier", vMetrics)
+	if err != nil {
+		return err
+	}
+	dtel, err := setup("specd-draft", dMetrics)
 	if err != nil {
 		return err
 	}
@@ -334,10 +398,10 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	readyFn := func(*model.Model) { ready.Done() }
 	start(0, func() error {
-		return serve.Verifier(ctx, vo.worker(log.With("service", "verifier"), readyFn), vo.config(), vlis)
+		return serve.Verifier(ctx, vo.worker(vtel, readyFn), vo.config(vtel), vlis)
 	})
 	start(1, func() error {
-		return serve.Draft(ctx, do.worker(log.With("service", "draft"), readyFn), do.depth, dlis)
+		return serve.Draft(ctx, do.worker(dtel, readyFn), do.depth, dlis)
 	})
 	start(2, func() error {
 		done := make(chan struct{})
@@ -348,7 +412,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			rlis.Close()
 			return nil
 		}
-		return serve.Router(ctx, ro.config(log.With("service", "router"), func() {
+		return serve.Router(ctx, ro.config(rtel, func() {
 			fmt.Fprintf(stderr, "specd up: serving specd.v1.GenerationService on %s (verifier %s on %s, draft %s on %s)\n",
 				rlis.Addr(), vo.model, vlis.Addr(), do.model, dlis.Addr())
 		}), rlis)

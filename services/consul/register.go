@@ -54,8 +54,8 @@ func (r *Registration) validate() error {
 		return invalid("Addr", "the agent address is empty")
 	case r.Service == "":
 		return invalid("Service", "the service name is empty")
-	case r.Role != router.Verifier && r.Role != router.Draft:
-		return invalid("Role", "%q is neither %q nor %q", r.Role, router.Verifier, router.Draft)
+	case r.Role != router.Verifier && r.Role != router.Draft && r.Role != router.Front:
+		return invalid("Role", "%q is not %q, %q or %q", r.Role, router.Verifier, router.Draft, router.Front)
 	case r.Context < 0:
 		return invalid("Context", "%d is negative", r.Context)
 	case r.Load < 0:

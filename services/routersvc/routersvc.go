@@ -14,6 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -22,6 +25,7 @@ import (
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/telemetry"
 )
 
 // Server implements specdv1.GenerationServiceServer.
@@ -29,15 +33,36 @@ type Server struct {
 	specdv1.UnimplementedGenerationServiceServer
 	r   *router.Router
 	log *slog.Logger
+	tel *telemetry.Telemetry
 
 	conns *services.Conns // to verifiers
 }
 
 var _ specdv1.GenerationServiceServer = (*Server)(nil)
 
-// New returns a router server over r.
-func New(r *router.Router, log *slog.Logger) *Server {
-	return &Server{r: r, log: log, conns: services.NewConns()}
+// New returns a router server over r. tel records request metrics and failover
+// events (nil: none); dial are the options of its connections to verifiers.
+func New(r *router.Router, log *slog.Logger, tel *telemetry.Telemetry, dial ...grpc.DialOption) *Server {
+	s := &Server{r: r, log: log, tel: tel, conns: services.NewConns(dial...)}
+	r.OnFailover = s.onFailover
+	return s
+}
+
+// metrics returns the instruments (nil records nothing).
+func (s *Server) metrics() *telemetry.Metrics {
+	if s.tel == nil {
+		return nil
+	}
+	return s.tel.Metrics
+}
+
+// onFailover marks a resume on the request's span and in the log.
+func (s *Server) onFailover(ctx context.Context, from router.Endpoint, streamed int, err error) {
+	trace.SpanFromContext(ctx).AddEvent("specd.failover", trace.WithAttributes(
+		attribute.String("specd.verifier", from.Address), attribute.Int("specd.tokens_streamed", streamed), attribute.String("error", err.Error())))
+	if s.log != nil {
+		s.log.WarnContext(ctx, "verifier failed mid-stream, resuming on another", "verifier", from.Address, "streamed", streamed, "err", err)
+	}
 }
 
 // Close closes the client connections.
@@ -92,15 +117,26 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 		key = promptHead(req)
 	}
 	b := &backend{s: s, req: req}
+	t0 := time.Now()
+	first := true
 	res, err := s.r.Relay(ctx, key, b, q.MaxTokens, func(ev router.Event) error {
+		if first && len(ev.IDs) > 0 {
+			first = false
+			s.metrics().RecordTimeToFirstToken(ctx, b.model, time.Since(t0))
+		}
 		if f, ok := ev.Final.(*specdv1.Final); ok {
 			b.mergeStats(f)
 		}
 		return sink(ev)
 	})
 	if err != nil && errors.Is(err, router.ErrNoVerifier) {
-		return res, fmt.Errorf("%w: %w", services.ErrUnavailable, err)
+		err = fmt.Errorf("%w: %w", services.ErrUnavailable, err)
 	}
+	rs := telemetry.RequestStats{Model: b.model, Domain: req.GetDomain(), Code: status.Code(services.Status(err)), Generated: len(res.IDs)}
+	if f, ok := res.Final.(*specdv1.Final); ok {
+		rs.Drafted, rs.Accepted = int(f.GetStats().GetDraftedTokens()), int(f.GetStats().GetAcceptedTokens())
+	}
+	s.metrics().RecordRequest(ctx, rs)
 	return res, err
 }
 
@@ -134,6 +170,7 @@ func promptHead(req *specdv1.GenerateRequest) string {
 type backend struct {
 	s         *Server
 	req       *specdv1.GenerateRequest
+	model     string // the model of the last verifier tried
 	failovers int
 	attempts  int
 }
@@ -145,6 +182,7 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 		b.failovers++
 	}
 	b.attempts++
+	b.model = a.Verifier.Model
 	cc, err := b.s.conns.Get(a.Verifier.Address)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, a.Verifier.Address, err)

@@ -4,11 +4,15 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/specd-dev/specd/services/telemetry"
+	"google.golang.org/grpc"
 
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
@@ -32,8 +36,9 @@ type Worker struct {
 	Load   Loader
 	Engine services.EngineConfig
 	Log    *slog.Logger
-	Ready  func(*model.Model) // called once serving; may be nil
-	Consul *Consul            // register in Consul while serving; nil: do not
+	Ready  func(*model.Model)   // called once serving; may be nil
+	Consul *Consul              // register in Consul while serving; nil: do not
+	Tel    *telemetry.Telemetry // traces and metrics; nil: none
 }
 
 // Consul says how a service registers itself.
@@ -45,42 +50,31 @@ type Consul struct {
 	UpdateEvery             time.Duration // refresh of the headroom metadata (default 10s)
 }
 
-// registerConsul registers a loaded service in Consul and keeps its headroom metadata fresh
-// until ctx ends; the returned function deregisters it.
-func registerConsul(ctx context.Context, c *Consul, role router.Role, lis net.Listener, m *model.Model, eng *services.Engines, log *slog.Logger) (func(), error) {
-	adv := c.Advertise
-	if adv == "" {
-		adv = lis.Addr().String()
+// registerConsul registers a serving instance in Consul — reg carries its role and
+// model metadata — and refreshes its headroom from headroom (nil: none) until ctx ends;
+// the returned function deregisters it.
+func registerConsul(ctx context.Context, c *Consul, reg consul.Registration, lis net.Listener, headroom func() (uint64, int), log *slog.Logger) (func(), error) {
+	reg.Addr, reg.Token, reg.Datacenter = c.Addr, c.Token, c.Datacenter
+	reg.Service = "specd-" + string(reg.Role)
+	reg.Advertise = cmp.Or(c.Advertise, lis.Addr().String())
+	reg.CheckInterval = cmp.Or(c.CheckInterval, 10*time.Second)
+	reg.DeregisterAfter = cmp.Or(c.DeregisterAfter, time.Minute)
+	every := cmp.Or(c.UpdateEvery, 10*time.Second)
+	if headroom != nil {
+		reg.KVFree, reg.Load = headroom()
 	}
-	interval, after, every := c.CheckInterval, c.DeregisterAfter, c.UpdateEvery
-	if interval <= 0 {
-		interval = 10 * time.Second
-	}
-	if after <= 0 {
-		after = time.Minute
-	}
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	headroom := func() (uint64, int) {
-		active, waiting := eng.Load()
-		return uint64(eng.KV.Stats().Free), active + waiting
-	}
-	free, load := headroom()
-	reg, err := consul.Register(ctx, consul.Registration{
-		Addr: c.Addr, Token: c.Token, Datacenter: c.Datacenter,
-		Service: "specd-" + string(role), Role: role, Advertise: adv,
-		Model: m.Name, TokenizerHash: m.Tok.Hash(), Quant: m.Quant.String(), Context: m.Context,
-		KVFree: free, Load: load, CheckInterval: interval, DeregisterAfter: after,
-	})
+	r, err := consul.Register(ctx, reg)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("registered in consul", "id", reg.ID(), "advertise", adv)
+	log.Info("registered in consul", "id", r.ID(), "advertise", reg.Advertise)
 	uctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if headroom == nil {
+			return
+		}
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -89,7 +83,7 @@ func registerConsul(ctx context.Context, c *Consul, role router.Role, lis net.Li
 				return
 			case <-t.C:
 				free, load := headroom()
-				if err := reg.Update(uctx, free, load); err != nil && uctx.Err() == nil {
+				if err := r.Update(uctx, free, load); err != nil && uctx.Err() == nil {
 					log.Warn("consul metadata update failed", "err", err)
 				}
 			}
@@ -100,7 +94,7 @@ func registerConsul(ctx context.Context, c *Consul, role router.Role, lis net.Li
 		<-done
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := reg.Deregister(dctx); err != nil {
+		if err := r.Deregister(dctx); err != nil {
 			log.Warn("consul deregistration failed", "err", err)
 		}
 	}, nil
@@ -111,7 +105,7 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	if cfg.Address == "" {
 		cfg.Address = lis.Addr().String()
 	}
-	vs := verifiersvc.New(cfg, w.Log)
+	vs := verifiersvc.New(cfg, w.Log, dialOptions(w.Tel)...)
 	defer vs.Close()
 	return worker(ctx, w, router.Verifier, "specd.speculation.v1.VerifierService", lis, func(srv *services.Server) func(*services.Engines) {
 		speculationv1.RegisterVerifierServiceServer(srv.GRPC, vs)
@@ -132,7 +126,7 @@ func Draft(ctx context.Context, w Worker, depth int, lis net.Listener) error {
 // the function that hands it the loaded engines), serves health NOT_SERVING while the
 // model loads, then SERVING, registers in Consul if asked, and stops when ctx ends.
 func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engines)) error {
-	srv := services.NewServer(name, w.Log)
+	srv := services.NewServer(name, w.Log, serverOptions(w.Tel)...)
 	setEngines := register(srv)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -150,9 +144,24 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 	defer m.Close()
 	defer eng.Close()
 	setEngines(eng)
+	if w.Tel != nil {
+		defer w.Tel.Metrics.ObserveKVBlocks(func() (int64, int64) {
+			st := eng.KV.Stats()
+			return int64(st.Used), int64(st.Free)
+		})()
+		defer w.Tel.Metrics.ObserveQueueDepth(func() int64 {
+			active, waiting := eng.Load()
+			return int64(active + waiting)
+		})()
+	}
 	srv.SetServing()
 	if w.Consul != nil {
-		dereg, err := registerConsul(ctx, w.Consul, role, lis, m, eng, w.Log)
+		reg := consul.Registration{Role: role, Model: m.Name, TokenizerHash: m.Tok.Hash(), Quant: m.Quant.String(), Context: m.Context}
+		headroom := func() (uint64, int) {
+			active, waiting := eng.Load()
+			return uint64(eng.KV.Stats().Free), active + waiting
+		}
+		dereg, err := registerConsul(ctx, w.Consul, reg, lis, headroom, w.Log)
 		if err != nil {
 			return fail(err)
 		}
@@ -163,6 +172,20 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 		w.Ready(m)
 	}
 	return <-errc
+}
+
+func serverOptions(t *telemetry.Telemetry) []grpc.ServerOption {
+	if t == nil {
+		return nil
+	}
+	return t.ServerOptions()
+}
+
+func dialOptions(t *telemetry.Telemetry) []grpc.DialOption {
+	if t == nil {
+		return nil
+	}
+	return t.DialOptions()
 }
 
 // load loads the model (a server that cannot load stops, and so does its listener).
@@ -184,7 +207,9 @@ type RouterConfig struct {
 	Verifiers, Drafts []string      // static endpoints (when Consul is nil)
 	Refresh           time.Duration // how often to poll static endpoints' Info
 	Consul            *consul.WatchConfig
-	Breakers          *services.Breakers // nil: none
+	Breakers          *services.Breakers   // nil: none
+	Register          *Consul              // register the router as specd-router; nil: do not
+	Tel               *telemetry.Telemetry // traces and metrics; nil: none
 	Log               *slog.Logger
 	Ready             func()
 }
@@ -205,7 +230,7 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	rs := routersvc.New(rt, cfg.Log)
+	rs := routersvc.New(rt, cfg.Log, cfg.Tel, dialOptions(cfg.Tel)...)
 	defer rs.Close()
 	if cfg.Consul != nil {
 		w, err := consul.NewWatcher(*cfg.Consul, cfg.Log)
@@ -213,6 +238,9 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 			return err
 		}
 		rt.Discovery = w
+		if cfg.Tel != nil {
+			defer cfg.Tel.Metrics.ObserveDiscoveryStale(w.Stale)()
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); w.Run(rctx) }()
 	} else {
@@ -221,8 +249,18 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); rs.Refresh(rctx, disc, eps, cfg.Refresh) }()
 	}
-	srv := services.NewServer("specd.v1.GenerationService", cfg.Log)
+	if cfg.Tel != nil && cfg.Breakers != nil {
+		defer cfg.Tel.Metrics.ObserveBreakers(cfg.Breakers.States)()
+	}
+	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, serverOptions(cfg.Tel)...)
 	specdv1.RegisterGenerationServiceServer(srv.GRPC, rs)
+	if cfg.Register != nil {
+		dereg, err := registerConsul(ctx, cfg.Register, consul.Registration{Role: router.Front}, lis, nil, cfg.Log)
+		if err != nil {
+			return err
+		}
+		defer dereg()
+	}
 	srv.SetServing()
 	cfg.Log.Info("router serving", "addr", lis.Addr().String(), "verifiers", cfg.Verifiers, "drafts", cfg.Drafts)
 	if cfg.Ready != nil {

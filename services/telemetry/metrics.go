@@ -49,10 +49,11 @@ const maxDomains = 32
 
 // Metrics are specd's instruments on one service's MeterProvider, created once at
 // Setup. A nil *Metrics records nothing, so code paths without telemetry (tests,
-// tools) need no special case. Which service records what: the router counts
-// requests and time to first token; the verifier counts tokens, acceptance and round
-// trips; each worker reports its queue and KV use; the router its breakers and
-// discovery.
+// tools) need no special case. Which service records what (so that nothing is
+// counted twice across processes): the router records each finished request
+// (RecordRequest, from its Final stats) and time to first token, its breakers and
+// discovery; the verifier records round trips; verifier and draft each report their
+// queue and KV use.
 type Metrics struct {
 	meter metric.Meter
 

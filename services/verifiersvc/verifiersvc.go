@@ -17,17 +17,22 @@ import (
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/spec"
 	"github.com/specd-dev/specd/verifier"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 )
 
 // Config tunes the verifier service.
 type Config struct {
-	Mode        spec.Mode     // default verification mode for sampled requests
-	MaxGamma    int           // cap on adaptive γ
-	ProposalTop int           // rejection mode: draft probabilities sent per token
-	DraftWait   time.Duration // longest wait for a proposal before decoding a token plainly; 0 adapts to the step time
-	Address     string        // this verifier's address, reported in stats
+	Mode        spec.Mode          // default verification mode for sampled requests
+	MaxGamma    int                // cap on adaptive γ
+	ProposalTop int                // rejection mode: draft probabilities sent per token
+	DraftWait   time.Duration      // longest wait for a proposal before decoding a token plainly; 0 adapts to the step time
+	Address     string             // this verifier's address, reported in stats
+	Metrics     *telemetry.Metrics // round-trip histogram; nil records nothing
 }
 
 // Server implements speculationv1.VerifierServiceServer.
@@ -38,12 +43,16 @@ type Server struct {
 	log   *slog.Logger
 
 	conns *services.Conns // to drafts
+
+	mu          sync.Mutex
+	draftModels map[string]string // draft address → its model name, for spans and metrics
 }
 
 var _ speculationv1.VerifierServiceServer = (*Server)(nil)
 
-// New returns a verifier server; it answers UNAVAILABLE until SetEngines.
-func New(cfg Config, log *slog.Logger) *Server {
+// New returns a verifier server; it answers UNAVAILABLE until SetEngines. dial are the
+// options of its connections to drafts (telemetry).
+func New(cfg Config, log *slog.Logger, dial ...grpc.DialOption) *Server {
 	if cfg.Mode == 0 {
 		cfg.Mode = spec.Coupled
 	}
@@ -53,7 +62,7 @@ func New(cfg Config, log *slog.Logger) *Server {
 	if cfg.ProposalTop <= 0 {
 		cfg.ProposalTop = 64
 	}
-	return &Server{cfg: cfg, log: log, conns: services.NewConns()}
+	return &Server{cfg: cfg, log: log, conns: services.NewConns(dial...), draftModels: map[string]string{}}
 }
 
 // SetEngines makes the server serve with eng (its model is loaded).
@@ -153,7 +162,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	if err != nil {
 		return err
 	}
-	r := &run{s: s, ctx: ctx, sess: sess, stream: stream, t0: t0, gamma: verifier.NewGamma(s.cfg.MaxGamma, q.Gamma)}
+	r := &run{s: s, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), sess: sess, stream: stream, t0: t0, gamma: verifier.NewGamma(s.cfg.MaxGamma, q.Gamma)}
 	r.stats.PromptTokens = uint32(len(prompt))
 	r.stats.Verifier = &specdv1.Endpoint{Address: s.cfg.Address, Model: m.Name}
 	r.stats.Mode = services.ModeToProto(mode)
@@ -168,7 +177,8 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		if err != nil {
 			r.fallback(err)
 		} else {
-			r.stats.Draft = &specdv1.Endpoint{Address: addr}
+			r.draftModel = s.draftModel(ctx, addr)
+			r.stats.Draft = &specdv1.Endpoint{Address: addr, Model: r.draftModel}
 			defer r.link.close()
 		}
 	}
@@ -177,16 +187,19 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 
 // run is the state of one Generate call.
 type run struct {
-	s      *Server
-	ctx    context.Context
-	sess   *verifier.Session
-	stream speculationv1.VerifierService_GenerateServer
-	link   *draftLink
-	gamma  *verifier.Gamma
-	t0     time.Time
-	first  time.Time
-	waited time.Duration
-	stats  specdv1.Stats
+	s          *Server
+	ctx        context.Context
+	sess       *verifier.Session
+	stream     speculationv1.VerifierService_GenerateServer
+	link       *draftLink
+	gamma      *verifier.Gamma
+	tracer     trace.Tracer
+	model      string // the verifier's model
+	draftModel string
+	t0         time.Time
+	first      time.Time
+	waited     time.Duration
+	stats      specdv1.Stats
 }
 
 func (r *run) loop() error {
@@ -213,6 +226,8 @@ func (r *run) next() (verifier.Step, error) {
 	}
 	var p spec.Proposal
 	var ok bool
+	var wait time.Duration
+	roundStart := time.Now()
 	select {
 	case p, ok = <-r.link.proposals:
 	default:
@@ -225,9 +240,9 @@ func (r *run) next() (verifier.Step, error) {
 		select {
 		case p, ok = <-r.link.proposals:
 			t.Stop()
-			w := time.Since(w0)
-			r.waited += w
-			r.gamma.ObserveWait(w)
+			wait = time.Since(w0)
+			r.waited += wait
+			r.gamma.ObserveWait(wait)
 		case <-t.C:
 			r.waited += budget
 			return r.plain()
@@ -257,11 +272,31 @@ func (r *run) next() (verifier.Step, error) {
 			r.fallback(err)
 		}
 	}
+	if step.Used {
+		r.roundSpan(p, roundStart, wait, r.sess.Stats.Drafted-before.Drafted, r.sess.Stats.Accepted-before.Accepted)
+	}
 	if len(step.Tokens) == 0 && !r.sess.Done() && !step.Used {
 		// A stale proposal committed nothing; loop for the next one.
 		return step, nil
 	}
 	return step, nil
+}
+
+// roundSpan records one verified round as a span under the request's span, and its
+// wait for the proposal in the round-trip histogram.
+func (r *run) roundSpan(p spec.Proposal, start time.Time, wait time.Duration, drafted, accepted int) {
+	_, span := r.tracer.Start(r.ctx, "speculation.round", trace.WithTimestamp(start), trace.WithAttributes(
+		attribute.Int64("specd.round", int64(p.Round)),
+		attribute.Int("specd.gamma", len(p.Tokens)),
+		attribute.Int("specd.drafted", drafted),
+		attribute.Int("specd.accepted", accepted),
+		attribute.Float64("specd.round_trip_seconds", wait.Seconds()),
+		attribute.Int("specd.start_position", p.Start),
+		attribute.String("specd.verifier.model", r.model),
+		attribute.String("specd.draft.model", r.draftModel),
+	))
+	span.End()
+	r.s.cfg.Metrics.RecordRoundTrip(r.ctx, r.model, r.draftModel, wait)
 }
 
 func (r *run) plain() (verifier.Step, error) {
@@ -280,6 +315,11 @@ func (r *run) fallback(err error) {
 		r.link = nil
 	}
 	r.stats.Fallbacks++
+	reason := "draft unavailable"
+	if err != nil {
+		reason = err.Error()
+	}
+	trace.SpanFromContext(r.ctx).AddEvent("specd.fallback", trace.WithAttributes(attribute.String("specd.reason", reason)))
 	if r.s.log != nil && err != nil && !errors.Is(err, context.Canceled) {
 		r.s.log.WarnContext(r.ctx, "draft unavailable, decoding plainly", "err", err)
 	}
@@ -338,6 +378,31 @@ type draftLink struct {
 	errc      chan error
 	cancel    context.CancelFunc
 	once      sync.Once
+}
+
+// draftModel returns the model name of the draft at addr (asked once, then cached).
+func (s *Server) draftModel(ctx context.Context, addr string) string {
+	s.mu.Lock()
+	name, ok := s.draftModels[addr]
+	s.mu.Unlock()
+	if ok {
+		return name
+	}
+	cc, err := s.conns.Get(addr)
+	if err != nil {
+		return ""
+	}
+	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	info, err := speculationv1.NewDraftServiceClient(cc).Info(ictx, &speculationv1.InfoRequest{})
+	if err != nil {
+		return ""
+	}
+	name = info.GetModel().GetName()
+	s.mu.Lock()
+	s.draftModels[addr] = name
+	s.mu.Unlock()
+	return name
 }
 
 func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {

@@ -1,0 +1,292 @@
+package serve_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
+)
+
+// The span names of the trace contract: otelgrpc names RPC spans by full method;
+// the verifier names one span per speculation round.
+const (
+	spanRouterGenerate   = "specd.v1.GenerationService/Generate"
+	spanVerifierGenerate = "specd.speculation.v1.VerifierService/Generate"
+	spanDraftSpeculate   = "specd.speculation.v1.DraftService/Speculate"
+	spanRound            = "speculation.round"
+)
+
+// roundAttrs are the attributes every speculation.round span carries.
+var roundAttrs = []string{"specd.round", "specd.gamma", "specd.accepted", "specd.drafted", "specd.round_trip_seconds", "specd.verifier.model", "specd.draft.model"}
+
+// TestTraceAcrossServices runs router, verifier and draft as separate `specd`
+// processes exporting over OTLP to a real Jaeger (the router over http/protobuf, the
+// others over gRPC), sends one request, stops the services (which flushes their
+// spans), and checks in Jaeger's query API that the request is one trace:
+//
+//	specd-router   server specd.v1.GenerationService/Generate
+//	specd-router   client   specd.speculation.v1.VerifierService/Generate
+//	specd-verifier server     specd.speculation.v1.VerifierService/Generate
+//	specd-verifier              speculation.round … (one per round, with its attributes)
+//	specd-verifier client       specd.speculation.v1.DraftService/Speculate
+//	specd-draft    server         specd.speculation.v1.DraftService/Speculate
+//
+// Jaeger comes from tools/jaeger (see traceJaegerBinary); SPECD_SKIP_JAEGER=1 skips.
+func TestTraceAcrossServices(t *testing.T) {
+	j := traceStartJaeger(t)
+	bin := specdBinary(t)
+	grpcEnv := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + j.otlpGRPC, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_BSP_SCHEDULE_DELAY=200"}
+	httpEnv := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + j.otlpHTTP, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_BSP_SCHEDULE_DELAY=200"}
+
+	draftAddr, verifierAddr, routerAddr := freePort(t), freePort(t), freePort(t)
+	draft := traceStart(t, "specd draft", grpcEnv, bin, "draft", "--listen", draftAddr, "-m", "specd-draft-q8_0", "--threads", "1", "--log-format", "text")
+	verifier := traceStart(t, "specd verifier", grpcEnv, bin, "verifier", "--listen", verifierAddr, "-m", "specd-target-q8_0", "--threads", "1", "--log-format", "text")
+	traceWaitServing(t, draft, draftAddr)
+	traceWaitServing(t, verifier, verifierAddr)
+	router := traceStart(t, "specd router", httpEnv, bin, "router", "--listen", routerAddr, "--verifiers", verifierAddr, "--drafts", draftAddr, "--refresh", "200ms", "--log-format", "text")
+
+	cc, err := services.Dial(routerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := specdv1.NewGenerationServiceClient(cc)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := client.ListModels(context.Background(), &specdv1.ListModelsRequest{})
+		if err == nil && len(resp.GetModels()) == 2 {
+			break
+		}
+		if router.exited() || time.Now().After(deadline) {
+			t.Fatalf("router never listed both models: %v %v", resp, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// One greedy request with speculation on: several rounds of γ = 4.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seed := uint64(1)
+	st, err := client.Generate(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 24,
+		Sampling: &specdv1.SamplingParams{Temperature: 0, Seed: &seed}, Speculation: &specdv1.SpeculationOptions{Gamma: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var final *specdv1.Final
+	for final == nil {
+		msg, err := st.Recv()
+		if err != nil {
+			t.Fatalf("Generate: %v", err)
+		}
+		final = msg.GetFinal()
+	}
+	cc.Close()
+
+	// Stopping a service flushes its spans (Telemetry.Shutdown after the server stops).
+	for _, p := range []*traceProc{router, verifier, draft} {
+		if err := p.stop(30 * time.Second); err != nil {
+			t.Errorf("%s: %v", p.name, err)
+		}
+	}
+
+	tr := traceWaitTrace(t, j)
+	checkTraceShape(t, tr)
+}
+
+// traceWaitServing waits until a worker process's health check says SERVING.
+func traceWaitServing(t *testing.T, p *traceProc, addr string) {
+	t.Helper()
+	cc, err := services.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	hc := healthpb.NewHealthClient(cc)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		if p.exited() || time.Now().After(deadline) {
+			t.Fatalf("%s never became SERVING: %v", p.name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// traceWaitTrace finds the request's trace: exactly one trace holds a router
+// Generate span, and every verifier Generate and draft Speculate span is in it (none
+// started a trace of its own). It polls until the trace holds spans of all three
+// services, since the collector stores what it receives asynchronously.
+func traceWaitTrace(t *testing.T, j *traceJaeger) traceTrace {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for {
+		tr, err := traceFind(ctx, j)
+		if err == nil {
+			return tr
+		}
+		last = err.Error()
+		if time.Now().After(deadline) {
+			t.Fatalf("no complete request trace in Jaeger after 30s: %s", last)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func traceFind(ctx context.Context, j *traceJaeger) (traceTrace, error) {
+	found, err := j.traces(ctx, "specd-router", spanRouterGenerate)
+	if err != nil {
+		return traceTrace{}, err
+	}
+	if len(found) != 1 {
+		return traceTrace{}, fmt.Errorf("%d traces of specd-router %s, want 1", len(found), spanRouterGenerate)
+	}
+	id := found[0].TraceID
+	tr, err := j.trace(ctx, id)
+	if err != nil {
+		return traceTrace{}, err
+	}
+	services := map[string]bool{}
+	for _, p := range tr.Processes {
+		services[p.ServiceName] = true
+	}
+	for _, s := range []string{"specd-router", "specd-verifier", "specd-draft"} {
+		if !services[s] {
+			return traceTrace{}, fmt.Errorf("trace has no spans of %s yet; %s", s, tr.describe())
+		}
+	}
+	for _, q := range []struct{ service, op string }{{"specd-verifier", spanVerifierGenerate}, {"specd-draft", spanDraftSpeculate}} {
+		others, err := j.traces(ctx, q.service, q.op)
+		if err != nil {
+			return traceTrace{}, err
+		}
+		for _, o := range others {
+			if o.TraceID != id {
+				return traceTrace{}, fmt.Errorf("%s %s is in trace %s, not the request's %s: context did not propagate", q.service, q.op, o.TraceID, id)
+			}
+		}
+	}
+	return tr, nil
+}
+
+// checkTraceShape checks the request's trace against the contract in
+// TestTraceAcrossServices's comment.
+func checkTraceShape(t *testing.T, tr traceTrace) {
+	t.Helper()
+	defer func() {
+		if t.Failed() {
+			t.Log(tr.describe())
+		}
+	}()
+	for id, p := range tr.Processes {
+		switch p.ServiceName {
+		case "specd-router", "specd-verifier", "specd-draft":
+		default:
+			t.Errorf("process %s is service %q, want specd-router, specd-verifier or specd-draft", id, p.ServiceName)
+		}
+	}
+	one := func(what string, spans []traceSpan) (traceSpan, bool) {
+		t.Helper()
+		if len(spans) != 1 {
+			t.Errorf("%s: %d spans, want 1", what, len(spans))
+			return traceSpan{}, false
+		}
+		return spans[0], true
+	}
+	childOf := func(what string, spans []traceSpan, parent traceSpan) (traceSpan, bool) {
+		t.Helper()
+		var kids []traceSpan
+		for _, s := range spans {
+			if s.parent() == parent.SpanID {
+				kids = append(kids, s)
+			}
+		}
+		return one(what+" under "+parent.OperationName+" "+parent.SpanID, kids)
+	}
+
+	rs, ok := one("specd-router server "+spanRouterGenerate, tr.find("specd-router", spanRouterGenerate, "server"))
+	if !ok {
+		return
+	}
+	if p := rs.parent(); p != "" {
+		t.Errorf("router server span has parent %s, want it to be the trace's root (the client sent no trace context)", p)
+	}
+	rc, ok := childOf("specd-router client "+spanVerifierGenerate, tr.find("specd-router", spanVerifierGenerate, "client"), rs)
+	if !ok {
+		return
+	}
+	vs, ok := childOf("specd-verifier server "+spanVerifierGenerate, tr.find("specd-verifier", spanVerifierGenerate, "server"), rc)
+	if !ok {
+		return
+	}
+
+	var rounds []traceSpan
+	for _, s := range tr.find("specd-verifier", spanRound, "") {
+		if tr.descends(s.SpanID, vs.SpanID) {
+			rounds = append(rounds, s)
+		} else {
+			t.Errorf("round span %s is not under the verifier's Generate span %s", s.SpanID, vs.SpanID)
+		}
+	}
+	if len(rounds) == 0 {
+		t.Errorf("no %s spans under the verifier's Generate span", spanRound)
+	}
+	seen := map[float64]bool{}
+	for _, s := range rounds {
+		for _, k := range roundAttrs {
+			v, ok := s.tag(k)
+			if !ok {
+				t.Errorf("round span %s has no attribute %s (tags %v)", s.SpanID, k, s.Tags)
+				continue
+			}
+			switch {
+			case strings.HasSuffix(k, ".model"):
+				if str, _ := v.(string); str == "" {
+					t.Errorf("round span %s: %s = %v, want a model name", s.SpanID, k, v)
+				}
+			default:
+				if f, isNum := v.(float64); !isNum || f < 0 {
+					t.Errorf("round span %s: %s = %v (%T), want a number ≥ 0", s.SpanID, k, v, v)
+				}
+			}
+		}
+		round, _ := s.tag("specd.round")
+		if r, ok := round.(float64); ok {
+			if seen[r] {
+				t.Errorf("two round spans with specd.round = %v", r)
+			}
+			seen[r] = true
+		}
+		acc, _ := s.tag("specd.accepted")
+		dr, _ := s.tag("specd.drafted")
+		if a, ok1 := acc.(float64); ok1 {
+			if d, ok2 := dr.(float64); ok2 && a > d {
+				t.Errorf("round span %s: specd.accepted %v > specd.drafted %v", s.SpanID, a, d)
+			}
+		}
+	}
+
+	var dcs []traceSpan
+	for _, s := range tr.find("specd-verifier", spanDraftSpeculate, "client") {
+		if tr.descends(s.SpanID, vs.SpanID) {
+			dcs = append(dcs, s)
+		}
+	}
+	dc, ok := one("specd-verifier client "+spanDraftSpeculate+" under the verifier's Generate span", dcs)
+	if !ok {
+		return
+	}
+	childOf("specd-draft server "+spanDraftSpeculate, tr.find("specd-draft", spanDraftSpeculate, "server"), dc)
+}
