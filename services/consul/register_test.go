@@ -139,7 +139,7 @@ func TestRegisterInvalid(t *testing.T) {
 	}{
 		{"no agent address", func(r *Registration) { r.Addr = "" }},
 		{"no service", func(r *Registration) { r.Service = "" }},
-		{"unknown role", func(r *Registration) { r.Role = "router" }},
+		{"unknown role", func(r *Registration) { r.Role = "gateway" }},
 		{"advertise without port", func(r *Registration) { r.Advertise = "127.0.0.1" }},
 		{"advertise on any address", func(r *Registration) { r.Advertise = "0.0.0.0:7001" }},
 		{"advertise without host", func(r *Registration) { r.Advertise = ":7001" }},
