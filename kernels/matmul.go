@@ -195,7 +195,7 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 }
 
 // minParallelWork is the weight bytes × tokens below which a MatMuls runs on one thread.
-const minParallelWork = 192 << 10
+const minParallelWork = 512 << 10
 
 // chunkRows picks the rows per chunk of w for a pool of threads.
 func chunkRows(w *Matrix, threads int) int {

@@ -134,10 +134,10 @@ func TestMatMulBatchInvariance(t *testing.T) {
 		// The last shape of each type is large enough (minParallelWork) for two threads to
 		// split it even for one token.
 		shapes := map[Type][][2]int{
-			F32:  {{37, 172}, {5, 7}, {67, 1}, {24, 192}, {301, 172}},
-			F16:  {{37, 172}, {5, 7}, {67, 33}, {24, 192}, {601, 172}},
-			Q8_0: {{37, 96}, {5, 32}, {67, 224}, {131, 1408}},
-			Q4_0: {{37, 96}, {5, 32}, {67, 224}, {131, 1408}},
+			F32:  {{37, 172}, {5, 7}, {67, 1}, {24, 192}, {801, 172}},
+			F16:  {{37, 172}, {5, 7}, {67, 33}, {24, 192}, {1601, 172}},
+			Q8_0: {{37, 96}, {5, 32}, {67, 224}, {401, 1408}},
+			Q4_0: {{37, 96}, {5, 32}, {67, 224}, {733, 1408}},
 		}
 		for _, typ := range allTypes {
 			for _, sh := range shapes[typ] {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -329,6 +330,7 @@ type (
 			TraceID string `json:"traceID"`
 			SpanID  string `json:"spanID"`
 		} `json:"references"`
+		StartTime uint64     `json:"startTime"` // µs since the epoch
 		Tags      []traceTag `json:"tags"`
 		ProcessID string     `json:"processID"`
 	}
@@ -430,16 +432,32 @@ func (tr traceTrace) descends(id, ancestor string) bool {
 	return false
 }
 
-// describe lists a trace's spans as service/kind/name ← parent, for failure messages.
+// describe draws a trace as a tree of service/kind name lines, children in start
+// order, for logs and failure messages.
 func (tr traceTrace) describe() string {
-	names := map[string]string{}
+	ids := map[string]bool{}
 	for _, s := range tr.Spans {
-		names[s.SpanID] = s.OperationName
+		ids[s.SpanID] = true
+	}
+	kids := map[string][]traceSpan{} // by parent span id; "" holds the roots
+	for _, s := range tr.Spans {
+		p := s.parent()
+		if !ids[p] {
+			p = ""
+		}
+		kids[p] = append(kids[p], s)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "trace %s, %d spans:\n", tr.TraceID, len(tr.Spans))
-	for _, s := range tr.Spans {
-		fmt.Fprintf(&b, "  %s %s/%s %s ← %s %s\n", s.SpanID, tr.service(s), s.kind(), s.OperationName, s.parent(), names[s.parent()])
+	var draw func(parent string, depth int)
+	draw = func(parent string, depth int) {
+		list := kids[parent]
+		sort.Slice(list, func(i, j int) bool { return list[i].StartTime < list[j].StartTime })
+		for _, s := range list {
+			fmt.Fprintf(&b, "%s%s %s/%s %s\n", strings.Repeat("  ", depth+1), s.SpanID, tr.service(s), s.kind(), s.OperationName)
+			draw(s.SpanID, depth+1)
+		}
 	}
+	draw("", 0)
 	return b.String()
 }

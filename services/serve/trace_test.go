@@ -97,6 +97,7 @@ func TestTraceAcrossServices(t *testing.T) {
 
 	tr := traceWaitTrace(t, j)
 	checkTraceShape(t, tr)
+	t.Log(tr.describe())
 }
 
 // traceWaitServing waits until a worker process's health check says SERVING.
@@ -158,15 +159,6 @@ func traceFind(ctx context.Context, j *traceJaeger) (traceTrace, error) {
 	if err != nil {
 		return traceTrace{}, err
 	}
-	services := map[string]bool{}
-	for _, p := range tr.Processes {
-		services[p.ServiceName] = true
-	}
-	for _, s := range []string{"specd-router", "specd-verifier", "specd-draft"} {
-		if !services[s] {
-			return traceTrace{}, fmt.Errorf("trace has no spans of %s yet; %s", s, tr.describe())
-		}
-	}
 	for _, q := range []struct{ service, op string }{{"specd-verifier", spanVerifierGenerate}, {"specd-draft", spanDraftSpeculate}} {
 		others, err := j.traces(ctx, q.service, q.op)
 		if err != nil {
@@ -176,6 +168,15 @@ func traceFind(ctx context.Context, j *traceJaeger) (traceTrace, error) {
 			if o.TraceID != id {
 				return traceTrace{}, fmt.Errorf("%s %s is in trace %s, not the request's %s: context did not propagate", q.service, q.op, o.TraceID, id)
 			}
+		}
+	}
+	services := map[string]bool{}
+	for _, p := range tr.Processes {
+		services[p.ServiceName] = true
+	}
+	for _, s := range []string{"specd-router", "specd-verifier", "specd-draft"} {
+		if !services[s] {
+			return traceTrace{}, fmt.Errorf("trace has no spans of %s yet; %s", s, tr.describe())
 		}
 	}
 	return tr, nil

@@ -268,7 +268,12 @@ func (t *Telemetry) MetricsHandler() http.Handler {
 }
 
 // MetricsAddr is the bound address of the metrics endpoint ("" when there is none).
-func (t *Telemetry) MetricsAddr() string { return t.metricsAddr }
+func (t *Telemetry) MetricsAddr() string {
+	if t == nil {
+		return ""
+	}
+	return t.metricsAddr
+}
 
 // grpcFilter keeps health checks (polled every few seconds by Consul and the
 // router) out of traces and RPC metrics.
@@ -276,7 +281,11 @@ var grpcFilter = filters.Not(filters.HealthCheck())
 
 // ServerOptions instrument a gRPC server: a span per RPC (a child of the caller's,
 // from the W3C headers) and the rpc.server.* metrics, on this service's providers.
+// A nil Telemetry gives none.
 func (t *Telemetry) ServerOptions() []grpc.ServerOption {
+	if t == nil {
+		return nil
+	}
 	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(t.TracerProvider),
 		otelgrpc.WithMeterProvider(t.MeterProvider),
@@ -286,8 +295,11 @@ func (t *Telemetry) ServerOptions() []grpc.ServerOption {
 }
 
 // DialOptions instrument a gRPC client: a client span per RPC whose context is sent
-// in W3C headers, and the rpc.client.* metrics.
+// in W3C headers, and the rpc.client.* metrics. A nil Telemetry gives none.
 func (t *Telemetry) DialOptions() []grpc.DialOption {
+	if t == nil {
+		return nil
+	}
 	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(
 		otelgrpc.WithTracerProvider(t.TracerProvider),
 		otelgrpc.WithMeterProvider(t.MeterProvider),
@@ -299,8 +311,12 @@ func (t *Telemetry) DialOptions() []grpc.DialOption {
 // Shutdown flushes spans and metrics to their exporters, then stops them and the
 // metrics endpoint, within ctx. Call it after the service's gRPC server has stopped
 // (so its last spans have ended), with a context that is not the one already
-// cancelled by the stop signal. Calls after the first return the first's result.
+// cancelled by the stop signal. Calls after the first return the first's result;
+// on a nil Telemetry it does nothing.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
 	t.shutdownOnce.Do(func() {
 		var errs []error
 		if t.metricsSrv != nil {

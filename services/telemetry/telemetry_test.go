@@ -247,7 +247,11 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
-func TestNilMetricsRecordsNothing(t *testing.T) {
+func TestNilRecordsNothing(t *testing.T) {
+	var tel *telemetry.Telemetry
+	if tel.ServerOptions() != nil || tel.DialOptions() != nil || tel.MetricsAddr() != "" || tel.Shutdown(context.Background()) != nil {
+		t.Errorf("a nil Telemetry gave options, an address or a Shutdown error")
+	}
 	var m *telemetry.Metrics
 	m.RecordRequest(context.Background(), telemetry.RequestStats{Generated: 1, Drafted: 1})
 	m.RecordRoundTrip(context.Background(), "a", "b", time.Second)
