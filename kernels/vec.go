@@ -25,6 +25,28 @@ func axpyGeneric(y []float32, a float32, x []float32) {
 	}
 }
 
+// scoresGeneric is the pure-Go reference of Scores.
+func scoresGeneric(out, q, k []float32, stride int) {
+	for j := range out {
+		row := k[j*stride : j*stride+len(q)]
+		var s float32
+		for i, x := range q {
+			s += x * row[i]
+		}
+		out[j] = s
+	}
+}
+
+// accumGeneric is the pure-Go reference of Accum.
+func accumGeneric(out, v []float32, stride int, w []float32) {
+	for j, a := range w {
+		row := v[j*stride : j*stride+len(out)]
+		for i := range out {
+			out[i] += a * row[i]
+		}
+	}
+}
+
 // Exp is a float32 exponential accurate to about 2 ulp over the float32 range: x is
 // split as n·ln2 + r with |r| ≤ ln2/2, e^r comes from a degree-6 polynomial, and 2^n is
 // put in the exponent. It is several times faster than math.Exp and deterministic.

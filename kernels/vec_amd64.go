@@ -35,3 +35,39 @@ func Axpy(y []float32, a float32, x []float32) {
 	}
 	axpyGeneric(y, a, x)
 }
+
+//go:noescape
+func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
+
+//go:noescape
+func vaccumF32(out, v *float32, stride, n, hd int, w *float32)
+
+// Scores sets out[j] = Dot(q, k[j*stride:][:len(q)]) for j < len(out): the attention
+// scores of one query against len(out) keys laid out stride floats apart. The
+// reduction order is fixed per call shape.
+func Scores(out, q, k []float32, stride int) {
+	n, hd := len(out), len(q)
+	if n == 0 {
+		return
+	}
+	_ = k[(n-1)*stride+hd-1]
+	if vecAVX2 && hd%8 == 0 && hd > 0 {
+		vscoresF32(&q[0], &k[0], stride, n, hd, &out[0])
+		return
+	}
+	scoresGeneric(out, q, k, stride)
+}
+
+// Accum adds w[j] * v[j*stride:][:len(out)] to out for j < len(w), in order of j.
+func Accum(out, v []float32, stride int, w []float32) {
+	n, hd := len(w), len(out)
+	if n == 0 {
+		return
+	}
+	_ = v[(n-1)*stride+hd-1]
+	if vecAVX2 && hd%8 == 0 && hd > 0 {
+		vaccumF32(&out[0], &v[0], stride, n, hd, &w[0])
+		return
+	}
+	accumGeneric(out, v, stride, w)
+}

@@ -88,3 +88,83 @@ axpytail:
 axpydone:
 	VZEROUPPER
 	RET
+
+// func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
+// out[j] = dot(q[0:hd], k[j*stride : j*stride+hd]) for j < n; hd a multiple of 8.
+// One 8-lane FMA accumulator per row, reduced in a fixed order.
+TEXT ·vscoresF32(SB), NOSPLIT, $0-48
+	MOVQ q+0(FP), SI
+	MOVQ k+8(FP), DI
+	MOVQ stride+16(FP), R8
+	SHLQ $2, R8
+	MOVQ n+24(FP), CX
+	MOVQ hd+32(FP), R9
+	MOVQ out+40(FP), DX
+
+srow:
+	CMPQ CX, $0
+	JEQ  sdone
+	VXORPS Y0, Y0, Y0
+	XORQ   AX, AX
+
+scol:
+	VMOVUPS (SI)(AX*4), Y1
+	VFMADD231PS (DI)(AX*4), Y1, Y0
+	ADDQ $8, AX
+	CMPQ AX, R9
+	JLT  scol
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VPERMILPS    $0x0e, X0, X1
+	VADDPS       X1, X0, X0
+	VPERMILPS    $0x01, X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (DX)
+	ADDQ $4, DX
+	ADDQ R8, DI
+	DECQ CX
+	JMP  srow
+
+sdone:
+	VZEROUPPER
+	RET
+
+// func vaccumF32(out, v *float32, stride, n, hd int, w *float32)
+// out[0:hd] += sum over j < n of w[j] * v[j*stride : j*stride+hd], rows in order;
+// hd a multiple of 8.
+TEXT ·vaccumF32(SB), NOSPLIT, $0-48
+	MOVQ out+0(FP), DX
+	MOVQ v+8(FP), DI
+	MOVQ stride+16(FP), R8
+	SHLQ $2, R8
+	MOVQ n+24(FP), R10
+	MOVQ hd+32(FP), R9
+	MOVQ w+40(FP), SI
+	XORQ AX, AX
+
+acol:
+	CMPQ AX, R9
+	JGE  adone
+	VMOVUPS (DX)(AX*4), Y0
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+arow:
+	CMPQ CX, $0
+	JEQ  astore
+	VBROADCASTSS (R11), Y1
+	VFMADD231PS (BX)(AX*4), Y1, Y0
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JMP  arow
+
+astore:
+	VMOVUPS Y0, (DX)(AX*4)
+	ADDQ $8, AX
+	JMP  acol
+
+adone:
+	VZEROUPPER
+	RET

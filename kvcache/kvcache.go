@@ -314,3 +314,25 @@ func (s *Seq) halfInto(dst []float32, id int32, off int) []float32 {
 
 // Pool returns the pool the sequence draws on.
 func (s *Seq) Pool() *Pool { return s.pool }
+
+// BlockKV returns the keys and values of one layer at the positions of block b of the
+// sequence: BlockTokens rows of KVDim floats each, row i for position b*BlockTokens+i
+// (rows past Len hold stale data). For F32 pools they are views into the block; F16
+// pools convert into kbuf and vbuf (each at least BlockTokens*KVDim long).
+func (s *Seq) BlockKV(layer, b int, kbuf, vbuf []float32) (k, v []float32) {
+	p := s.pool
+	bt, kv := p.cfg.BlockTokens, p.cfg.KVDim
+	id, n := s.table[b], bt*kv
+	off := layer * 2 * n
+	if p.cfg.Type == kernels.F32 {
+		blk := p.f32[id]
+		return blk[off : off+n], blk[off+n : off+2*n]
+	}
+	blk := p.f16[id]
+	k, v = kbuf[:n], vbuf[:n]
+	for i := range n {
+		k[i] = kernels.FP16ToFP32(blk[off+i])
+		v[i] = kernels.FP16ToFP32(blk[off+n+i])
+	}
+	return k, v
+}

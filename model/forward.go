@@ -81,7 +81,7 @@ func (m *Model) NewState(pool *kernels.Pool, seq *kvcache.Seq, maxBlock int) *St
 		att: make([]float32, b*c.Dim), o: make([]float32, b*c.Dim),
 		gate: make([]float32, b*c.FFN), up: make([]float32, b*c.FFN),
 		scores: make([]float32, b*c.Heads*c.Context),
-		kvTmp:  make([]float32, b*c.Heads*2*c.HeadDim),
+		kvTmp:  make([]float32, b*c.Heads*2*seq.Pool().Config().BlockTokens*c.KVDim()),
 		logits: make([]float32, b*c.Vocab),
 		normed: make([]float32, b*c.Dim),
 		outs:   make([][]float32, 0, 3),
@@ -235,13 +235,14 @@ func (s *State) rope(vec []float32, p int) {
 
 // attention computes causal multi-head attention for the n tokens at pos… against the
 // cache, writing s.att. Each (token, head) pair is independent and computed by the same
-// code whatever n is.
+// code whatever n is: scores and weighted sums run over the cache one KV block (16
+// positions) at a time, in position order.
 func (s *State) attention(layer, pos, n int) {
 	c := s.m.Config
-	hd, heads := c.HeadDim, c.Heads
+	hd, heads, kvd := c.HeadDim, c.Heads, c.KVDim()
 	group := heads / c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	f16 := s.Seq.Pool().Config().Type == kernels.F16
+	bt := s.Seq.Pool().Config().BlockTokens
 	s.pool.For(n*heads, func(lo, hi int) {
 		for th := lo; th < hi; th++ {
 			t, h := th/heads, th%heads
@@ -249,27 +250,23 @@ func (s *State) attention(layer, pos, n int) {
 			q := s.q[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
 			kvo := (h / group) * hd
 			sc := s.scores[th*c.Context : th*c.Context+p+1]
-			tmp := s.kvTmp[th*2*hd : (th+1)*2*hd]
+			kbuf := s.kvTmp[th*2*bt*kvd : (th*2+1)*bt*kvd]
+			vbuf := s.kvTmp[(th*2+1)*bt*kvd : (th*2+2)*bt*kvd]
+			for b := 0; b*bt <= p; b++ {
+				k, _ := s.Seq.BlockKV(layer, b, kbuf, vbuf)
+				cnt := min(bt, p+1-b*bt)
+				kernels.Scores(sc[b*bt:b*bt+cnt], q, k[kvo:], kvd)
+			}
 			for j := range sc {
-				var kr []float32
-				if f16 {
-					kr = s.Seq.KeyInto(tmp, layer, j)
-				} else {
-					kr = s.Seq.Key(layer, j)
-				}
-				sc[j] = kernels.Dot(q, kr[kvo:kvo+hd]) * scale
+				sc[j] *= scale
 			}
 			softmax(sc)
 			out := s.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
 			clear(out)
-			for j, a := range sc {
-				var vr []float32
-				if f16 {
-					vr = s.Seq.ValueInto(tmp, layer, j)
-				} else {
-					vr = s.Seq.Value(layer, j)
-				}
-				kernels.Axpy(out, a, vr[kvo:kvo+hd])
+			for b := 0; b*bt <= p; b++ {
+				_, v := s.Seq.BlockKV(layer, b, kbuf, vbuf)
+				cnt := min(bt, p+1-b*bt)
+				kernels.Accum(out, v[kvo:], kvd, sc[b*bt:b*bt+cnt])
 			}
 		}
 	})

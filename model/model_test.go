@@ -279,3 +279,24 @@ func TestBatchInvariance(t *testing.T) {
 		})
 	}
 }
+
+// TestF16KVCache: an F16 cache changes logits only by fp16 rounding of keys and values;
+// greedy output stays on llama2.c's for the first tokens (the reference notes one of its
+// prompts diverges at token 72 with an F16 cache, at a near-tie).
+func TestF16KVCache(t *testing.T) {
+	m := load(t, "stories260K.bin", nil)
+	pool := kernels.NewPool(1)
+	t.Cleanup(pool.Close)
+	kv, err := m.NewKVPool(8<<20, kernels.F16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := m.NewState(pool, kv.NewSeq(), 16)
+	for _, r := range readRefs(t, "stories260K_llama2c.jsonl") {
+		got := greedy(t, st, r.PromptIDs, 48, false)
+		if i := firstDiff(got, r.OutputIDs[:48]); i >= 0 {
+			t.Errorf("%q: F16 cache output differs at token %d", r.Prompt, i)
+		}
+		checkTop5(t, st, r.PromptIDs, r.OutputIDs, r.Top5Logits, 2e-2)
+	}
+}

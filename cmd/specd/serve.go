@@ -66,7 +66,9 @@ func (o *logOptions) telemetry(ctx context.Context, service, metricsAddr string,
 func shutdown(ctx context.Context, t *telemetry.Telemetry) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	t.Shutdown(sctx)
+	if err := t.Shutdown(sctx); err != nil {
+		t.Log.Warn("telemetry shutdown", "err", err)
+	}
 }
 
 // workerOptions are the flags of a model-serving service (verifier or draft).
