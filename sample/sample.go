@@ -205,6 +205,31 @@ func (s *Sampler) GumbelMax(d *Dist, pos int) int32 {
 	return bi
 }
 
+// RunnerUp returns the token that would have been drawn at pos had chosen been
+// excluded: the second highest logit for greedy parameters, else the second place of
+// the same Gumbel race over d. A draft uses it as its guess of the verifier's
+// correction.
+func (s *Sampler) RunnerUp(logits []float32, d *Dist, pos int, chosen int32) (int32, bool) {
+	best, bi := math.Inf(-1), int32(-1)
+	if s.P.Greedy() {
+		for i, v := range logits {
+			if int32(i) != chosen && float64(v) > best {
+				best, bi = float64(v), int32(i)
+			}
+		}
+		return bi, bi >= 0
+	}
+	for i, id := range d.IDs {
+		if id == chosen {
+			continue
+		}
+		if v := float64(d.scaled[i]) + Gumbel(s.P.Seed, uint64(pos), uint64(id)); v > best {
+			best, bi = v, id
+		}
+	}
+	return bi, bi >= 0
+}
+
 // Uniform returns a deterministic uniform value in (0, 1) for (seed, pos, stream).
 func Uniform(seed, pos, stream uint64) float64 {
 	h := mix(seed ^ mix(pos^0x9e3779b97f4a7c15) ^ mix(stream+0x632be59bd9b4e019))

@@ -123,7 +123,7 @@ func SamplingFromProto(sp *specdv1.SamplingParams) (sample.Params, error) {
 
 // ProposalToProto converts a proposal.
 func ProposalToProto(p spec.Proposal) *speculationv1.Proposal {
-	out := &speculationv1.Proposal{Round: p.Round, BaseSeq: p.Base, StartPosition: uint32(p.Start), Tokens: p.Tokens}
+	out := &speculationv1.Proposal{Round: p.Round, BaseSeq: p.Base, StartPosition: uint32(p.Start), Tokens: p.Tokens, BranchOf: p.BranchOf}
 	for _, d := range p.Dists {
 		out.Probs = append(out.Probs, &speculationv1.Distribution{Ids: d.IDs, Probs: d.Probs})
 	}
@@ -132,7 +132,7 @@ func ProposalToProto(p spec.Proposal) *speculationv1.Proposal {
 
 // ProposalFromProto converts a proposal received from a draft.
 func ProposalFromProto(p *speculationv1.Proposal) spec.Proposal {
-	out := spec.Proposal{Round: p.GetRound(), Base: p.GetBaseSeq(), Start: int(p.GetStartPosition()), Tokens: p.GetTokens()}
+	out := spec.Proposal{Round: p.GetRound(), Base: p.GetBaseSeq(), Start: int(p.GetStartPosition()), Tokens: p.GetTokens(), BranchOf: p.GetBranchOf()}
 	for _, d := range p.GetProbs() {
 		out.Dists = append(out.Dists, sample.NewDist(d.GetIds(), d.GetProbs()))
 	}

@@ -12,13 +12,19 @@
 //     the draft's exact sampling distribution for each.
 //   - Pipelining: the draft keeps proposing later rounds assuming everything it sent is
 //     accepted and that the verifier's bonus token equals its own next token.
-//   - A Verdict carries the committed tokens from Position on: any the verifier decoded
-//     without the draft, the accepted ones are implied, and the last is the correction or
-//     bonus. The draft keeps its proposals where they agree and rolls back where not.
+//   - A Verdict carries the committed tokens from Position on — never later than the
+//     previous verdict's Position, so the draft, whatever it rolled back on its own, can
+//     always line up with it: tokens it already had, any the verifier decoded without
+//     it, the accepted ones, and last the correction or bonus. The draft keeps its
+//     proposals where they agree and rolls back where not.
 //   - The verifier uses a proposal only if it was made after the last verdict that
-//     contradicted the draft (Base ≥ that verdict's Seq), it starts at or before the
-//     committed end, and its tokens before the committed end equal the committed ones;
-//     anything else is stale and dropped.
+//     contradicted the draft (Base ≥ that verdict's Seq) — or it is a branch of the
+//     round that verdict rejected, starting at the rejected position — it starts at or
+//     before the committed end, and its tokens before the committed end equal the
+//     committed ones; anything else is stale and dropped.
+//   - Branches: while a round is being verified, an idle draft may draft from its
+//     guess of the correction at likely rejection points. Where the guess is right the
+//     verifier finds the continuation already queued and the round trip disappears.
 package spec
 
 import (
@@ -71,6 +77,11 @@ type Proposal struct {
 	Start  int           // absolute position of Tokens[0]
 	Tokens []int32       // the drafted tokens
 	Dists  []sample.Dist // the draft's distribution for each token (rejection mode), else nil
+	// BranchOf, when not 0, marks a branch: the draft's guess of how the verifier will
+	// correct round BranchOf — Tokens[0] is its guess of the correction at Start, the
+	// rest continue from it. The verifier may use it right after rejecting round
+	// BranchOf at exactly Start with exactly Tokens[0], with no round trip.
+	BranchOf uint64
 }
 
 // Verdict answers a proposal (or tells the draft of tokens decoded without one).

@@ -2,8 +2,11 @@ package spec_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/specd-dev/specd/draft"
@@ -63,26 +66,40 @@ func simulate(t *testing.T, p pair, prompt []int32, n int, sp sample.Params, mod
 	}
 	var proposals []spec.Proposal
 	var verdicts []spec.Verdict
+	branches := 0
+	var trail []string
+	defer func() { ds.Close(); used.Add(uint64(branches)) }()
 	for !vs.Done() {
 		switch r := rng.IntN(10); {
-		case r < 4 && ds.Outstanding() < depth && ds.CanDraft():
-			pr, ok, err := ds.Draft(func() bool { return len(verdicts) > 0 && rng.IntN(2) == 0 })
+		case r < 4:
+			// Draft on the main line, or a branch once enough is in flight.
+			draft := ds.Branch
+			if ds.Outstanding() < depth && ds.CanDraft() {
+				draft = ds.Draft
+			}
+			pr, ok, err := draft(func() bool { return len(verdicts) > 0 && rng.IntN(2) == 0 })
 			if err != nil {
 				t.Fatal(err)
 			}
 			if ok {
+				trail = append(trail, fmt.Sprintf("send round %d branch %d base %d start %d toks %v", pr.Round, pr.BranchOf, pr.Base, pr.Start, pr.Tokens))
 				proposals = append(proposals, pr)
+				if pr.BranchOf != 0 {
+					branches++
+				}
 			}
 		case r < 6 && len(verdicts) > 0:
 			if err := ds.Apply(verdicts[0]); err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v\nverdict %+v\nlog:\n%s", err, verdicts[0], strings.Join(trail, "\n"))
 			}
+			trail = append(trail, fmt.Sprintf("apply %+v", verdicts[0]))
 			verdicts = verdicts[1:]
 		case r < 9 && len(proposals) > 0:
 			st, err := vs.Verify(proposals[0])
 			if err != nil {
 				t.Fatal(err)
 			}
+			trail = append(trail, fmt.Sprintf("verify round %d branch %d base %d start %d toks %v -> used %v verdict %+v L %d", proposals[0].Round, proposals[0].BranchOf, proposals[0].Base, proposals[0].Start, proposals[0].Tokens, st.Used, st.Verdict, vs.Len()))
 			proposals = proposals[1:]
 			if st.Verdict != nil {
 				verdicts = append(verdicts, *st.Verdict)
@@ -91,10 +108,15 @@ func simulate(t *testing.T, p pair, prompt []int32, n int, sp sample.Params, mod
 			if _, err := vs.Plain(); err != nil {
 				t.Fatal(err)
 			}
+			trail = append(trail, fmt.Sprintf("plain -> L %d", vs.Len()))
 		}
 	}
+	hits.Add(uint64(ds.Stats.BranchHits))
 	return vs.Output().IDs, vs.Stats
 }
+
+// Branch counters over all simulations (the equality test reports them).
+var used, hits atomic.Uint64
 
 func plain(t *testing.T, p pair, prompt []int32, n int, sp sample.Params) []int32 {
 	out, _, err := generate.Run(context.Background(), state(t, p.target, p.pool), generate.Request{Prompt: prompt, Sampling: sp, Limits: limits(p.target, n)},
@@ -133,5 +155,9 @@ func TestSpeculationEqualsPlain(t *testing.T) {
 				}
 			}
 		}
+	}
+	t.Logf("branches drafted %d, adopted after a rejection %d", used.Load(), hits.Load())
+	if hits.Load() == 0 {
+		t.Errorf("no branch was ever adopted: the branch path went untested")
 	}
 }

@@ -56,8 +56,13 @@ type Session struct {
 
 	verdicts   uint64 // verdicts sent
 	lastReject uint64 // verdict after which the draft had to roll back
-	synced     int    // the draft has been told committed tokens below this position
-	Stats      Stats
+	// The round and position that verdict corrected: a branch of that round starting
+	// there is built on the committed prefix.
+	rejectRound uint64
+	rejectPos   int
+	synced      int // the draft has been told committed tokens below this position
+	prevPos     int // position the previous verdict reported from
+	Stats       Stats
 }
 
 // ErrStarted is returned by Start on a session whose state already holds tokens.
@@ -76,9 +81,10 @@ func NewSession(st *model.State, req Request) (*Session, error) {
 	seq := append(append([]int32(nil), req.Prompt...), req.Resume...)
 	s := &Session{
 		st: st, smp: sample.New(req.Sampling), req: req,
-		out:    generate.NewOutput(st.Model().Tok, req.Prompt, req.Limits),
-		seq:    seq,
-		synced: len(seq),
+		out:     generate.NewOutput(st.Model().Tok, req.Prompt, req.Limits),
+		seq:     seq,
+		synced:  len(seq),
+		prevPos: len(seq),
 	}
 	s.out.Resume(req.Resume, req.ResumeText)
 	if len(s.seq) > 1 {
@@ -142,7 +148,8 @@ func (s *Session) Verify(p spec.Proposal) (Step, error) {
 		return Step{}, nil
 	}
 	L := len(s.seq)
-	if p.Base < s.lastReject || p.Start > L || p.Start < 0 {
+	branch := p.BranchOf != 0 && p.BranchOf == s.rejectRound && p.Start == s.rejectPos
+	if (p.Base < s.lastReject && !branch) || p.Start > L || p.Start < 0 {
 		s.Stats.Stale++
 		return Step{}, nil
 	}
@@ -289,11 +296,17 @@ func (s *Session) commit(st *Step, t int32) {
 func (s *Session) verdict(round uint64, accepted, x int, rollback bool) *spec.Verdict {
 	s.verdicts++
 	if rollback {
-		s.lastReject = s.verdicts
+		s.lastReject, s.rejectRound, s.rejectPos = s.verdicts, round, x
 	}
-	v := &spec.Verdict{Round: round, Seq: s.verdicts, Accepted: accepted, Position: x}
-	if x < len(s.seq) {
-		v.Tokens = append([]int32(nil), s.seq[x:]...)
+	// Report from the previous verdict's position at the latest: the draft, having
+	// applied that one, holds at least that many tokens, so it can always line its
+	// sequence up with this one — even after it rolled back on its own when a bonus
+	// token contradicted a round it had pipelined.
+	from := min(x, s.prevPos)
+	s.prevPos = x
+	v := &spec.Verdict{Round: round, Seq: s.verdicts, Accepted: accepted, Position: from}
+	if from < len(s.seq) {
+		v.Tokens = append([]int32(nil), s.seq[from:]...)
 	}
 	s.synced = len(s.seq)
 	return v

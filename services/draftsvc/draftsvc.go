@@ -112,6 +112,7 @@ func (s *Server) speculate(stream speculationv1.DraftService_SpeculateServer) er
 	if err != nil {
 		return err
 	}
+	defer sess.Close()
 
 	// One goroutine receives verdicts; this one drafts and sends.
 	verdicts := make(chan spec.Verdict, 64)
@@ -154,17 +155,21 @@ func (s *Server) speculate(stream speculationv1.DraftService_SpeculateServer) er
 				drained = true
 			}
 		}
+		// Draft ahead on the main line; when enough is in flight, use the wait to
+		// draft branches from likely corrections of the round being verified.
+		draft := sess.Branch
 		if sess.Outstanding() < s.depth && sess.CanDraft() {
-			p, ok, err := sess.Draft(func() bool { return len(verdicts) > 0 })
-			if err != nil {
+			draft = sess.Draft
+		}
+		p, ok, err := draft(func() bool { return len(verdicts) > 0 })
+		if err != nil {
+			return err
+		}
+		if ok {
+			if err := stream.Send(&speculationv1.SpeculateResponse{Kind: &speculationv1.SpeculateResponse_Proposal{Proposal: services.ProposalToProto(p)}}); err != nil {
 				return err
 			}
-			if ok {
-				if err := stream.Send(&speculationv1.SpeculateResponse{Kind: &speculationv1.SpeculateResponse_Proposal{Proposal: services.ProposalToProto(p)}}); err != nil {
-					return err
-				}
-				continue
-			}
+			continue
 		}
 		select {
 		case v, ok := <-verdicts:

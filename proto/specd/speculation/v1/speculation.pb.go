@@ -624,7 +624,13 @@ type Proposal struct {
 	Tokens []int32 `protobuf:"varint,4,rep,packed,name=tokens,proto3" json:"tokens,omitempty"`
 	// The distribution each token was sampled from, one per token; empty when
 	// Start.proposal_top_k is 0.
-	Probs         []*Distribution `protobuf:"bytes,5,rep,name=probs,proto3" json:"probs,omitempty"`
+	Probs []*Distribution `protobuf:"bytes,5,rep,name=probs,proto3" json:"probs,omitempty"`
+	// Non-zero marks a branch: the draft's guess of how the verifier will correct
+	// round branch_of. tokens[0] is its guess of the correction at start_position
+	// (inside that round), the rest continue from it. A verifier that has just
+	// rejected round branch_of at exactly start_position with exactly tokens[0] may
+	// use the branch at once, although its base_seq predates that verdict.
+	BranchOf      uint64 `protobuf:"varint,6,opt,name=branch_of,json=branchOf,proto3" json:"branch_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -692,6 +698,13 @@ func (x *Proposal) GetProbs() []*Distribution {
 		return x.Probs
 	}
 	return nil
+}
+
+func (x *Proposal) GetBranchOf() uint64 {
+	if x != nil {
+		return x.BranchOf
+	}
+	return 0
 }
 
 // Distribution is the draft's exact sampling distribution q for one token,
@@ -911,13 +924,14 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x06tokens\x18\x06 \x03(\x05R\x06tokens\"Y\n" +
 	"\x11SpeculateResponse\x12<\n" +
 	"\bproposal\x18\x01 \x01(\v2\x1e.specd.speculation.v1.ProposalH\x00R\bproposalB\x06\n" +
-	"\x04kind\"\xb4\x01\n" +
+	"\x04kind\"\xd1\x01\n" +
 	"\bProposal\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x19\n" +
 	"\bbase_seq\x18\x02 \x01(\x04R\abaseSeq\x12%\n" +
 	"\x0estart_position\x18\x03 \x01(\rR\rstartPosition\x12\x16\n" +
 	"\x06tokens\x18\x04 \x03(\x05R\x06tokens\x128\n" +
-	"\x05probs\x18\x05 \x03(\v2\".specd.speculation.v1.DistributionR\x05probs\"6\n" +
+	"\x05probs\x18\x05 \x03(\v2\".specd.speculation.v1.DistributionR\x05probs\x12\x1b\n" +
+	"\tbranch_of\x18\x06 \x01(\x04R\bbranchOf\"6\n" +
 	"\fDistribution\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x05R\x03ids\x12\x14\n" +
 	"\x05probs\x18\x02 \x03(\x02R\x05probs\"\r\n" +
