@@ -35,11 +35,7 @@ type stack struct {
 	router, verifier, draft string
 	client                  specdv1.GenerationServiceClient
 	target                  *model.Model // the verifier's model, loaded separately for plain references
-	cancel                  context.CancelFunc
-	stopDraft               context.CancelFunc
 	wg                      sync.WaitGroup
-	verifierModel           *model.Model // as loaded by the verifier server (for KV checks)
-	mu                      sync.Mutex
 }
 
 func loader(t testing.TB, name string) serve.Loader {
@@ -65,8 +61,6 @@ func startStackWith(t *testing.T, draftAddr string) *stack {
 	t.Helper()
 	s := &stack{}
 	ctx, cancel := context.WithCancel(context.Background())
-	dctx, stopDraft := context.WithCancel(ctx)
-	s.cancel, s.stopDraft = cancel, stopDraft
 	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)
 	s.verifier, s.draft, s.router = vl.Addr().String(), dl.Addr().String(), rl.Addr().String()
 	ready := make(chan struct{}, 2)
@@ -82,12 +76,12 @@ func startStackWith(t *testing.T, draftAddr string) *stack {
 	}
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet,
-			Ready: func(m *model.Model) { s.mu.Lock(); s.verifierModel = m; s.mu.Unlock(); ready <- struct{}{} }},
+			Ready: func(*model.Model) { ready <- struct{}{} }},
 			verifiersvc.Config{MaxGamma: 8}, vl)
 	})
 	if draftAddr == "" {
 		run(func() error {
-			return serve.Draft(dctx, serve.Worker{Load: loader(t, "specd-draft-q8_0"), Engine: eng, Log: quiet,
+			return serve.Draft(ctx, serve.Worker{Load: loader(t, "specd-draft-q8_0"), Engine: eng, Log: quiet,
 				Ready: func(*model.Model) { ready <- struct{}{} }}, 2, dl)
 		})
 	} else {
@@ -328,10 +322,6 @@ func TestDraftKilledMidStream(t *testing.T) {
 // TestCancelFreesKVBlocks: a client that cancels mid-stream gets its KV blocks freed.
 func TestCancelFreesKVBlocks(t *testing.T) {
 	s := startStack(t)
-	s.mu.Lock()
-	m := s.verifierModel
-	s.mu.Unlock()
-	_ = m
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := s.client.Generate(ctx, request("Once upon a time there was a", 400, 0, 0, 4))
 	if err != nil {
