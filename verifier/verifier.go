@@ -36,6 +36,7 @@ type Stats struct {
 	Accepted int // draft tokens kept
 	Plain    int // tokens decoded without a proposal
 	Stale    int // proposals dropped unverified
+	Branches int // branch proposals verified (each saved a round trip to the draft)
 }
 
 // Step is what one call commits: tokens to stream, and a verdict for the draft (nil
@@ -186,6 +187,9 @@ func (s *Session) Verify(p spec.Proposal) (Step, error) {
 	}
 	V := s.st.Model().Vocab
 	s.Stats.Rounds++
+	if branch {
+		s.Stats.Branches++
+	}
 	s.Stats.Drafted += k
 	st := Step{Used: true}
 	j := 0

@@ -365,6 +365,10 @@ func (r *run) finish() error {
 		}
 	}
 	st.TotalDuration = services.Duration(end.Sub(r.t0))
+	if r.s.log != nil {
+		r.s.log.DebugContext(r.ctx, "generation done", "rounds", ss.Rounds, "drafted", ss.Drafted, "accepted", ss.Accepted,
+			"plain", ss.Plain, "stale", ss.Stale, "branches", ss.Branches, "waited", r.waited, "fallbacks", st.Fallbacks)
+	}
 	return r.stream.Send(&speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
 		FinishReason: services.FinishToProto(out.Reason), Stats: st,
 	}}})
