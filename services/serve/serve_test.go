@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/serve"
+	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
 )
 
@@ -53,11 +55,12 @@ func freeListener(t testing.TB) net.Listener {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func startStack(t *testing.T) *stack { return startStackWith(t, "") }
+func startStack(t *testing.T) *stack { return startStackWith(t, "", nil) }
 
 // startStackWith starts the stack; with a draftAddr the draft is not started in
-// process but is the (already running) draft at that address.
-func startStackWith(t *testing.T, draftAddr string) *stack {
+// process but is the (already running) draft at that address. vtel, if not nil, is the
+// verifier's telemetry.
+func startStackWith(t *testing.T, draftAddr string, vtel *telemetry.Telemetry) *stack {
 	t.Helper()
 	s := &stack{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -75,7 +78,7 @@ func startStackWith(t *testing.T, draftAddr string) *stack {
 		}()
 	}
 	run(func() error {
-		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet,
+		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
 			verifiersvc.Config{MaxGamma: 8}, vl)
 	})
@@ -285,7 +288,14 @@ func TestCoupledSeededEqualsPlain(t *testing.T) {
 // the fallback.
 func TestDraftKilledMidStream(t *testing.T) {
 	draft := startDraftProcess(t)
-	s := startStackWith(t, draft.addr)
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{Service: "specd-verifier", Log: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans := tracetest.NewSpanRecorder()
+	tel.TracerProvider.RegisterSpanProcessor(spans)
+	t.Cleanup(func() { tel.Shutdown(context.Background()) })
+	s := startStackWith(t, draft.addr, tel)
 	text := "The quick brown fox jumped over the lazy dog, and then"
 	want := s.plain(t, text, 160, sample.Params{})
 	st, err := s.client.Generate(context.Background(), request(text, 160, 0, 0, 4))
@@ -316,6 +326,21 @@ func TestDraftKilledMidStream(t *testing.T) {
 	}
 	if final.GetStats().GetFallbacks() == 0 {
 		t.Errorf("stats report no fallback: %v", final.GetStats())
+	}
+	// The server span ends when the handler returns, just after the final message.
+	fallback := false
+	for deadline := time.Now().Add(5 * time.Second); !fallback && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, sp := range spans.Ended() {
+			if sp.Name() != "specd.speculation.v1.VerifierService/Generate" {
+				continue
+			}
+			for _, ev := range sp.Events() {
+				fallback = fallback || ev.Name == "specd.fallback"
+			}
+		}
+	}
+	if !fallback {
+		t.Errorf("the verifier's Generate span has no specd.fallback event (%d spans ended)", len(spans.Ended()))
 	}
 }
 
