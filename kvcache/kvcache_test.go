@@ -1,0 +1,131 @@
+package kvcache
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/specd-dev/specd/kernels"
+)
+
+func pool(t *testing.T, typ kernels.Type, blocks int) *Pool {
+	t.Helper()
+	cfg := Config{Layers: 2, KVDim: 4, BlockTokens: 4, Type: typ}
+	cfg.Budget = int64(blocks * 2 * 2 * 4 * 4 * typ.BlockBytes())
+	p, err := NewPool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func fill(s *Seq, from, to int) {
+	for pos := from; pos < to; pos++ {
+		for l := range 2 {
+			k := []float32{float32(pos), float32(l), 1, 2}
+			v := []float32{-float32(pos), float32(l), 3, 4}
+			s.Put(l, pos, k, v)
+		}
+	}
+}
+
+func TestGrowTruncateAndBudget(t *testing.T) {
+	p := pool(t, kernels.F32, 3) // 3 blocks of 4 positions
+	s := p.NewSeq()
+	if err := s.Grow(10); err != nil {
+		t.Fatal(err)
+	}
+	fill(s, 0, 10)
+	if got := p.Stats().Used; got != 3 {
+		t.Fatalf("10 positions use %d blocks, want 3", got)
+	}
+	if err := s.Grow(3); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("Grow past the budget = %v, want ErrExhausted", err)
+	}
+	if s.Len() != 10 || s.Blocks() != 3 {
+		t.Fatalf("a failed Grow changed the sequence: len %d, blocks %d", s.Len(), s.Blocks())
+	}
+	s.Truncate(5) // drops the third block at once
+	if s.Len() != 5 || p.Stats().Used != 2 {
+		t.Fatalf("after Truncate(5): len %d, %d blocks used", s.Len(), p.Stats().Used)
+	}
+	if k := s.Key(1, 4); k[0] != 4 || k[1] != 1 {
+		t.Fatalf("Key(1, 4) = %v after truncation", k)
+	}
+	other := p.NewSeq()
+	if err := other.Grow(4); err != nil {
+		t.Fatalf("a freed block is not reusable: %v", err)
+	}
+	s.Release()
+	other.Release()
+	if st := p.Stats(); st.Used != 0 || st.Free != st.Total {
+		t.Fatalf("after Release: %+v", st)
+	}
+}
+
+func TestForkSharesThenCopiesOnWrite(t *testing.T) {
+	p := pool(t, kernels.F32, 8)
+	a := p.NewSeq()
+	if err := a.Grow(6); err != nil {
+		t.Fatal(err)
+	}
+	fill(a, 0, 6)
+	b := a.Fork(6)
+	if used := p.Stats().Used; used != 2 {
+		t.Fatalf("a fork copied blocks: %d used, want 2", used)
+	}
+	// b appends into the shared, partly filled second block: it gets its own copy.
+	if err := b.Grow(1); err != nil {
+		t.Fatal(err)
+	}
+	b.Put(0, 6, []float32{99, 0, 0, 0}, []float32{98, 0, 0, 0})
+	if used := p.Stats().Used; used != 3 {
+		t.Fatalf("copy-on-write: %d blocks used, want 3", used)
+	}
+	if err := a.Grow(1); err != nil {
+		t.Fatal(err)
+	}
+	a.Put(0, 6, []float32{7, 0, 0, 0}, []float32{7, 0, 0, 0})
+	if a.Key(0, 6)[0] != 7 || b.Key(0, 6)[0] != 99 {
+		t.Fatalf("forks see each other's writes: a %v, b %v", a.Key(0, 6), b.Key(0, 6))
+	}
+	for pos := range 6 {
+		if a.Key(1, pos)[0] != float32(pos) || b.Value(1, pos)[0] != -float32(pos) {
+			t.Fatalf("shared prefix differs at %d", pos)
+		}
+	}
+	a.Release()
+	b.Release()
+	if p.Stats().Used != 0 {
+		t.Fatalf("blocks leaked: %+v", p.Stats())
+	}
+}
+
+func TestF16Entries(t *testing.T) {
+	p := pool(t, kernels.F16, 2)
+	s := p.NewSeq()
+	if err := s.Grow(5); err != nil {
+		t.Fatal(err)
+	}
+	fill(s, 0, 5)
+	buf := make([]float32, 4)
+	if k := s.KeyInto(buf, 1, 3); k[0] != 3 || k[1] != 1 || k[3] != 2 {
+		t.Fatalf("KeyInto = %v", k)
+	}
+	kb, vb := make([]float32, 16), make([]float32, 16)
+	k, v := s.BlockKV(0, 1, kb, vb)
+	if k[0] != 4 || v[0] != -4 {
+		t.Fatalf("BlockKV row 0 of block 1 = %v / %v, want position 4", k[:4], v[:4])
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, c := range []Config{
+		{Layers: 0, KVDim: 4, Budget: 1 << 20},
+		{Layers: 1, KVDim: 4, Budget: 10},
+		{Layers: 1, KVDim: 4, Budget: 1 << 20, Type: kernels.Q8_0},
+	} {
+		if _, err := NewPool(c); err == nil {
+			t.Errorf("NewPool(%+v) accepted a bad configuration", c)
+		}
+	}
+}
