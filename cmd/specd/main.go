@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 )
 
@@ -43,16 +42,7 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	if path := os.Getenv("SPECD_CPUPROFILE"); path != "" {
-		// A development aid for profiling a whole service: not a flag, as operators
-		// never set it.
-		if f, err := os.Create(path); err == nil {
-			pprof.StartCPUProfile(f)
-			defer f.Close()
-		}
-	}
 	code := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	pprof.StopCPUProfile()
 	stop()
 	os.Exit(code)
 }
