@@ -198,10 +198,134 @@ func float512(half bool, k int) {
 	}
 	header(fmt.Sprintf("dot%sAVX512x%d", typ, k))
 	tailMask512()
+	if k >= 2 {
+		floatPairs512(half, k)
+		return
+	}
 	rowStart()
 	floatRow512(half, k, 0, "")
 	reduce512(seq(0, 2, k))
 	rowEnd()
+}
+
+// floatPairs512 is float512's body for k ≥ 2 tokens: rows go in pairs, and each vector
+// of activations, loaded once into registers, serves both rows. With one row per pass
+// every FMA also loaded its activations, so a 5-token pass was bound by loads, not by
+// memory: it streamed weights at half the single-token rate. Each (row, token) pair
+// keeps exactly the accumulators and FMA sequence of the one-row kernel (even vectors,
+// odd vectors, a last odd-numbered full vector to the even one, the masked tail to the
+// odd one) and the same reduction, so results are bitwise those of the one-row kernel.
+//
+// Registers: row A accumulates in Z0..Z(2k-1), row B in Z(2k)..Z(4k-1); Z20.. hold the
+// activations, Z25/Z26 the weights of A and B, Z27.. the tail activations. Row B is
+// reduced first: the reduction's scratch (Y13, X14, X15, Z20..Z25) may overlap row B's
+// registers but never row A's.
+func floatPairs512(half bool, k int) {
+	step := 64
+	if half {
+		step = 32
+	}
+	accA, accB := 0, 2*k
+	load := func(off, reg int, b bool) {
+		src := fmt.Sprintf("%d(DX)", off)
+		if b {
+			src = fmt.Sprintf("%d(DX)(R15*1)", off)
+		}
+		if half {
+			p("VCVTPH2PS %s, Z%d", src, reg)
+		} else {
+			p("VMOVUPS %s, Z%d", src, reg)
+		}
+	}
+	fmas := func(xoff, parity int) {
+		for t := range k {
+			p("VMOVUPS %s, Z%d", xa(t, xoff), 20+t)
+		}
+		for t := range k {
+			p("VFMADD231PS Z%d, Z25, Z%d", 20+t, accA+2*t+parity)
+		}
+		for t := range k {
+			p("VFMADD231PS Z%d, Z26, Z%d", 20+t, accB+2*t+parity)
+		}
+	}
+	p("TESTQ R8, R8")
+	p("JZ done")
+	label("pair")
+	p("CMPQ R8, $2")
+	p("JLT last")
+	p("MOVQ SI, DX")
+	p("MOVQ AX, BX")
+	p("MOVQ R11, CX")
+	for a := range 4 * k {
+		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
+	}
+	p("SHRQ $1, CX")
+	p("JZ psingle")
+	label("ploop")
+	if !half {
+		p("PREFETCHT0 1024(DX)")
+		p("PREFETCHT0 1088(DX)")
+		p("PREFETCHT0 1024(DX)(R15*1)")
+		p("PREFETCHT0 1088(DX)(R15*1)")
+	}
+	load(0, 25, false)
+	load(0, 26, true)
+	fmas(0, 0)
+	load(step, 25, false)
+	load(step, 26, true)
+	fmas(64, 1)
+	p("ADDQ $%d, DX", 2*step)
+	p("ADDQ $128, BX")
+	p("DECQ CX")
+	p("JNZ ploop")
+	label("psingle")
+	p("TESTQ $1, R11")
+	p("JZ ptail")
+	load(0, 25, false)
+	load(0, 26, true)
+	fmas(0, 0)
+	p("ADDQ $%d, DX", step)
+	p("ADDQ $64, BX")
+	label("ptail")
+	p("TESTQ R12, R12")
+	p("JZ psum")
+	if half {
+		p("VMOVDQU16.Z (DX), K1, Y25")
+		p("VCVTPH2PS Y25, Z25")
+		p("VMOVDQU16.Z (DX)(R15*1), K1, Y26")
+		p("VCVTPH2PS Y26, Z26")
+	} else {
+		p("VMOVUPS.Z (DX), K1, Z25")
+		p("VMOVUPS.Z (DX)(R15*1), K1, Z26")
+	}
+	for t := range k {
+		p("VMOVUPS.Z %s, K1, Z%d", xa(t, 0), 27+t)
+		p("VFMADD231PS Z%d, Z25, Z%d", 27+t, accA+2*t+1)
+		p("VFMADD231PS Z%d, Z26, Z%d", 27+t, accB+2*t+1)
+	}
+	label("psum")
+	for t := range 2 * k {
+		p("VADDPS Z%d, Z%d, Z%d", 2*t+1, 2*t, 2*t)
+	}
+	p("ADDQ $4, DI")
+	reduce512(seq(accB, 2, k))
+	p("SUBQ $4, DI")
+	reduce512(seq(accA, 2, k))
+	p("ADDQ $8, DI")
+	p("LEAQ (SI)(R15*2), SI")
+	p("SUBQ $2, R8")
+	p("JMP pair")
+	label("last")
+	p("TESTQ R8, R8")
+	p("JZ done")
+	p("MOVQ SI, DX")
+	p("MOVQ AX, BX")
+	p("MOVQ R11, CX")
+	floatRow512(half, k, 0, "1")
+	reduce512(seq(0, 2, k))
+	label("done")
+	p("VZEROUPPER")
+	p("RET")
 }
 
 // tailMask512 sets K1 to the low R12 (tail) bits.
