@@ -64,7 +64,7 @@ func Status(err error) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy):
 		return status.Error(codes.ResourceExhausted, err.Error())
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotReady):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotReady), errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrIncompatible):
 		return status.Error(codes.FailedPrecondition, err.Error())

@@ -227,11 +227,11 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	if cfg.Breakers != nil {
 		rt.Breakers = cfg.Breakers
 	}
+	rs := routersvc.New(rt, cfg.Log, cfg.Tel, dialOptions(cfg.Tel)...)
+	defer rs.Close() // after the background goroutines below have stopped (defers run last-first)
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
-	rs := routersvc.New(rt, cfg.Log, cfg.Tel, dialOptions(cfg.Tel)...)
-	defer rs.Close()
 	if cfg.Consul != nil {
 		w, err := consul.NewWatcher(*cfg.Consul, cfg.Log)
 		if err != nil {
