@@ -218,8 +218,8 @@ func (r *run) loop() error {
 	return r.finish()
 }
 
-// next commits at least one token: by verifying a proposal when the draft has one
-// ready (or within the wait budget), else by plain decoding.
+// next takes one step: it verifies a proposal when the draft has one ready (or within
+// the wait budget), else decodes a token plainly. A stale proposal commits nothing.
 func (r *run) next() (verifier.Step, error) {
 	if r.link == nil {
 		return r.plain()
@@ -275,11 +275,7 @@ func (r *run) next() (verifier.Step, error) {
 	if step.Used {
 		r.roundSpan(p, roundStart, wait, r.sess.Stats.Drafted-before.Drafted, r.sess.Stats.Accepted-before.Accepted)
 	}
-	if len(step.Tokens) == 0 && !r.sess.Done() && !step.Used {
-		// A stale proposal committed nothing; loop for the next one.
-		return step, nil
-	}
-	return step, nil
+	return step, nil // a stale proposal commits nothing; the loop takes the next one
 }
 
 // roundSpan records one verified round as a span under the request's span, and its
