@@ -187,6 +187,20 @@ func (s *Sampler) Sample(logits []float32, pos int) int32 {
 	if s.P.Greedy() {
 		return Argmax(logits)
 	}
+	if s.P.TopK == 0 && (s.P.TopP == 0 || s.P.TopP >= 1) && s.P.MinP == 0 {
+		// No filter: Gumbel-max needs only logits/T, not probabilities. The values
+		// and the order (token ids) are those Distribution would give GumbelMax, so
+		// the draw is the same, without an exp per token.
+		invT := float64(1 / s.P.Temperature)
+		best, bi := math.Inf(-1), int32(-1)
+		for i, l := range logits {
+			v := float64(float32(float64(l)*invT)) + Gumbel(s.P.Seed, uint64(pos), uint64(i))
+			if v > best {
+				best, bi = v, int32(i)
+			}
+		}
+		return bi
+	}
 	return s.GumbelMax(s.Distribution(logits), pos)
 }
 

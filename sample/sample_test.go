@@ -75,3 +75,21 @@ func TestGumbelMaxIsSeededAndBatchFree(t *testing.T) {
 		t.Errorf("different seeds drew identical tokens at all %d positions", same)
 	}
 }
+
+// TestSampleFastPathEqualsDistribution: without filters Sample skips the probabilities;
+// it must draw exactly what GumbelMax over Distribution draws.
+func TestSampleFastPathEqualsDistribution(t *testing.T) {
+	logits := make([]float32, 512)
+	for i := range logits {
+		logits[i] = float32((i*7919)%1000) * 0.013
+	}
+	for _, temp := range []float32{0.3, 0.8, 1, 1.7} {
+		s := New(Params{Temperature: temp, TopP: 1, Seed: 99})
+		for pos := range 300 {
+			want := s.GumbelMax(s.Distribution(logits), pos)
+			if got := s.Sample(logits, pos); got != want {
+				t.Fatalf("T=%v pos %d: Sample = %d, GumbelMax(Distribution) = %d", temp, pos, got, want)
+			}
+		}
+	}
+}
