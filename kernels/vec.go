@@ -2,29 +2,6 @@ package kernels
 
 import "math"
 
-// dotGeneric is the pure-Go reference of Dot: four interleaved partial sums.
-func dotGeneric(a, b []float32) float32 {
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// axpyGeneric is the pure-Go reference of Axpy.
-func axpyGeneric(y []float32, a float32, x []float32) {
-	for i := range y {
-		y[i] += a * x[i]
-	}
-}
-
 // scoresGeneric is the pure-Go reference of Scores.
 func scoresGeneric(out, q, k []float32, stride int) {
 	for j := range out {

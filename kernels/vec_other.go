@@ -2,12 +2,6 @@
 
 package kernels
 
-// Dot returns the dot product of a and b[:len(a)], reduced in a fixed order.
-func Dot(a, b []float32) float32 { return dotGeneric(a, b[:len(a)]) }
-
-// Axpy adds a·x[:len(y)] to y.
-func Axpy(y []float32, a float32, x []float32) { axpyGeneric(y, a, x[:len(y)]) }
-
 // Scores sets out[j] = dot(q, k[j*stride:][:len(q)]) for j < len(out).
 func Scores(out, q, k []float32, stride int) { scoresGeneric(out, q, k, stride) }
 

@@ -6,28 +6,6 @@ import (
 	"testing"
 )
 
-func TestDotAxpyMatchReference(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for n := 0; n <= 70; n++ {
-		a, b := make([]float32, n), make([]float32, n)
-		for i := range a {
-			a[i], b[i] = rng.Float32()*2-1, rng.Float32()*2-1
-		}
-		got, want := Dot(a, b), dotGeneric(a, b)
-		if d := math.Abs(float64(got - want)); d > 1e-5*float64(n+1) {
-			t.Errorf("Dot(n=%d) = %v, want %v", n, got, want)
-		}
-		y1, y2 := append([]float32(nil), b...), append([]float32(nil), b...)
-		Axpy(y1, 0.37, a)
-		axpyGeneric(y2, 0.37, a)
-		for i := range y1 {
-			if d := math.Abs(float64(y1[i] - y2[i])); d > 1e-6 {
-				t.Fatalf("Axpy(n=%d)[%d] = %v, want %v", n, i, y1[i], y2[i])
-			}
-		}
-	}
-}
-
 func TestScoresAccumMatchReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, hd := range []int{8, 32, 64, 12} {
@@ -86,13 +64,6 @@ func TestExp(t *testing.T) {
 	}
 	if v := Exp(float32(math.NaN())); v == v {
 		t.Errorf("Exp(NaN) = %v, want NaN", v)
-	}
-}
-
-func BenchmarkDot64(b *testing.B) {
-	a, c := make([]float32, 64), make([]float32, 64)
-	for b.Loop() {
-		Dot(a, c)
 	}
 }
 

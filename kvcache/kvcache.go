@@ -269,49 +269,6 @@ func (s *Seq) unshare(bi int) error {
 	return nil
 }
 
-// Key returns the key at (layer, pos) of an F32 pool as a view into the block; Value
-// likewise. For F16 pools use KeyInto/ValueInto.
-func (s *Seq) Key(layer, pos int) []float32 {
-	id, off := s.offset(layer, pos)
-	return s.pool.f32[id][off : off+s.pool.cfg.KVDim]
-}
-
-// Value returns the value at (layer, pos) of an F32 pool as a view into the block.
-func (s *Seq) Value(layer, pos int) []float32 {
-	id, off := s.offset(layer, pos)
-	off += s.pool.cfg.BlockTokens * s.pool.cfg.KVDim
-	return s.pool.f32[id][off : off+s.pool.cfg.KVDim]
-}
-
-// KeyInto returns the key at (layer, pos) as float32: a view for F32 pools, or dst
-// (len ≥ KVDim) filled by conversion for F16 pools.
-func (s *Seq) KeyInto(dst []float32, layer, pos int) []float32 {
-	if s.pool.cfg.Type == kernels.F32 {
-		return s.Key(layer, pos)
-	}
-	id, off := s.offset(layer, pos)
-	return s.halfInto(dst, id, off)
-}
-
-// ValueInto is KeyInto for values.
-func (s *Seq) ValueInto(dst []float32, layer, pos int) []float32 {
-	if s.pool.cfg.Type == kernels.F32 {
-		return s.Value(layer, pos)
-	}
-	id, off := s.offset(layer, pos)
-	return s.halfInto(dst, id, off+s.pool.cfg.BlockTokens*s.pool.cfg.KVDim)
-}
-
-func (s *Seq) halfInto(dst []float32, id int32, off int) []float32 {
-	kv := s.pool.cfg.KVDim
-	src := s.pool.f16[id][off : off+kv]
-	dst = dst[:kv]
-	for i, h := range src {
-		dst[i] = kernels.FP16ToFP32(h)
-	}
-	return dst
-}
-
 // Pool returns the pool the sequence draws on.
 func (s *Seq) Pool() *Pool { return s.pool }
 

@@ -18,6 +18,16 @@ func pool(t *testing.T, typ kernels.Type, blocks int) *Pool {
 	return p
 }
 
+// at returns the key and value of (layer, pos), read through BlockKV.
+func at(s *Seq, layer, pos int) (k, v []float32) {
+	cfg := s.Pool().Config()
+	bt, kv := cfg.BlockTokens, cfg.KVDim
+	kb, vb := make([]float32, bt*kv), make([]float32, bt*kv)
+	bk, bv := s.BlockKV(layer, pos/bt, kb, vb)
+	r := pos % bt * kv
+	return bk[r : r+kv], bv[r : r+kv]
+}
+
 func fill(s *Seq, from, to int) {
 	for pos := from; pos < to; pos++ {
 		for l := range 2 {
@@ -48,8 +58,8 @@ func TestGrowTruncateAndBudget(t *testing.T) {
 	if s.Len() != 5 || p.Stats().Used != 2 {
 		t.Fatalf("after Truncate(5): len %d, %d blocks used", s.Len(), p.Stats().Used)
 	}
-	if k := s.Key(1, 4); k[0] != 4 || k[1] != 1 {
-		t.Fatalf("Key(1, 4) = %v after truncation", k)
+	if k, _ := at(s, 1, 4); k[0] != 4 || k[1] != 1 {
+		t.Fatalf("key (1, 4) = %v after truncation", k)
 	}
 	other := p.NewSeq()
 	if err := other.Grow(4); err != nil {
@@ -85,11 +95,15 @@ func TestForkSharesThenCopiesOnWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Put(0, 6, []float32{7, 0, 0, 0}, []float32{7, 0, 0, 0})
-	if a.Key(0, 6)[0] != 7 || b.Key(0, 6)[0] != 99 {
-		t.Fatalf("forks see each other's writes: a %v, b %v", a.Key(0, 6), b.Key(0, 6))
+	ka, _ := at(a, 0, 6)
+	kb, _ := at(b, 0, 6)
+	if ka[0] != 7 || kb[0] != 99 {
+		t.Fatalf("forks see each other's writes: a %v, b %v", ka, kb)
 	}
 	for pos := range 6 {
-		if a.Key(1, pos)[0] != float32(pos) || b.Value(1, pos)[0] != -float32(pos) {
+		k, _ := at(a, 1, pos)
+		_, v := at(b, 1, pos)
+		if k[0] != float32(pos) || v[0] != -float32(pos) {
 			t.Fatalf("shared prefix differs at %d", pos)
 		}
 	}
@@ -107,9 +121,8 @@ func TestF16Entries(t *testing.T) {
 		t.Fatal(err)
 	}
 	fill(s, 0, 5)
-	buf := make([]float32, 4)
-	if k := s.KeyInto(buf, 1, 3); k[0] != 3 || k[1] != 1 || k[3] != 2 {
-		t.Fatalf("KeyInto = %v", k)
+	if k, _ := at(s, 1, 3); k[0] != 3 || k[1] != 1 || k[3] != 2 {
+		t.Fatalf("key (1, 3) from an F16 pool = %v", k)
 	}
 	kb, vb := make([]float32, 16), make([]float32, 16)
 	k, v := s.BlockKV(0, 1, kb, vb)

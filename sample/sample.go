@@ -77,9 +77,6 @@ func (d *Dist) Prob(id int32) float32 {
 	return 0
 }
 
-// Len is the size of the support.
-func (d *Dist) Len() int { return len(d.IDs) }
-
 // Sampler computes filtered distributions and draws tokens. It owns scratch buffers:
 // one Sampler per goroutine.
 type Sampler struct {
