@@ -138,19 +138,19 @@ func (s *Session) extend(seq *[]int32, n int, p *spec.Proposal, interrupt func()
 		if err != nil {
 			return err
 		}
-		var t int32
-		d := s.smp.Distribution(logits)
+		var t, guess int32
 		if rejection {
+			d := s.smp.Distribution(logits)
 			d.Truncate(s.opt.ProposalTopK)
-			t = s.smp.GumbelMax(d, pos)
+			t, guess = s.smp.GumbelTop2(d, pos)
 			p.Dists = append(p.Dists, d.Clone())
 		} else {
-			t = s.smp.GumbelMax(d, pos)
+			t, guess = s.smp.Top2(logits, pos)
 		}
 		if main {
 			s.roundAt[pos] = p.Round
-			if g, ok := s.smp.RunnerUp(logits, d, pos, t); ok {
-				s.guess[pos] = g
+			if guess >= 0 {
+				s.guess[pos] = guess
 			} else {
 				delete(s.guess, pos)
 			}

@@ -181,24 +181,33 @@ func (d *Dist) normalise() {
 // Sample draws the token at absolute position pos: the argmax for greedy parameters,
 // otherwise Gumbel-max over Distribution(logits) with noise keyed by (seed, pos, token).
 func (s *Sampler) Sample(logits []float32, pos int) int32 {
-	if s.P.Greedy() {
-		return Argmax(logits)
-	}
-	if s.P.TopK == 0 && (s.P.TopP == 0 || s.P.TopP >= 1) && s.P.MinP == 0 {
+	t, _ := s.Top2(logits, pos)
+	return t
+}
+
+// Top2 returns Sample's token and the runner-up of the same race: the token that would
+// have been drawn had the first been excluded (the second highest logit for greedy
+// parameters), or -1 when there is none. A draft uses the runner-up as its guess of
+// the verifier's correction.
+func (s *Sampler) Top2(logits []float32, pos int) (first, second int32) {
+	r := newRace()
+	switch {
+	case s.P.Greedy():
+		for i, l := range logits {
+			r.offer(float64(l), int32(i))
+		}
+	case s.P.TopK == 0 && (s.P.TopP == 0 || s.P.TopP >= 1) && s.P.MinP == 0:
 		// No filter: Gumbel-max needs only logits/T, not probabilities. The values
-		// and the order (token ids) are those Distribution would give GumbelMax, so
+		// and the order (token ids) are those Distribution would give GumbelTop2, so
 		// the draw is the same, without an exp per token.
 		invT := float64(1 / s.P.Temperature)
-		best, bi := math.Inf(-1), int32(-1)
 		for i, l := range logits {
-			v := float64(float32(float64(l)*invT)) + Gumbel(s.P.Seed, uint64(pos), uint64(i))
-			if v > best {
-				best, bi = v, int32(i)
-			}
+			r.offer(float64(float32(float64(l)*invT))+Gumbel(s.P.Seed, uint64(pos), uint64(i)), int32(i))
 		}
-		return bi
+	default:
+		return s.GumbelTop2(s.Distribution(logits), pos)
 	}
-	return s.GumbelMax(s.Distribution(logits), pos)
+	return r.first, r.second
 }
 
 // GumbelMax returns argmax over d's support of logit/T + Gumbel(seed, pos, id). With the
@@ -206,39 +215,38 @@ func (s *Sampler) Sample(logits []float32, pos int) int32 {
 // verifier's choice is exactly that of plain decoding and the draft's choice matches it
 // whenever its distribution is close enough.
 func (s *Sampler) GumbelMax(d *Dist, pos int) int32 {
-	best, bi := math.Inf(-1), int32(-1)
-	for i, id := range d.IDs {
-		v := float64(d.scaled[i]) + Gumbel(s.P.Seed, uint64(pos), uint64(id))
-		if v > best {
-			best, bi = v, id
-		}
-	}
-	return bi
+	t, _ := s.GumbelTop2(d, pos)
+	return t
 }
 
-// RunnerUp returns the token that would have been drawn at pos had chosen been
-// excluded: the second highest logit for greedy parameters, else the second place of
-// the same Gumbel race over d. A draft uses it as its guess of the verifier's
-// correction.
-func (s *Sampler) RunnerUp(logits []float32, d *Dist, pos int, chosen int32) (int32, bool) {
-	best, bi := math.Inf(-1), int32(-1)
-	if s.P.Greedy() {
-		for i, v := range logits {
-			if int32(i) != chosen && float64(v) > best {
-				best, bi = float64(v), int32(i)
-			}
-		}
-		return bi, bi >= 0
-	}
+// GumbelTop2 is GumbelMax and the runner-up of the same race (-1 when the support has
+// one token).
+func (s *Sampler) GumbelTop2(d *Dist, pos int) (first, second int32) {
+	r := newRace()
 	for i, id := range d.IDs {
-		if id == chosen {
-			continue
-		}
-		if v := float64(d.scaled[i]) + Gumbel(s.P.Seed, uint64(pos), uint64(id)); v > best {
-			best, bi = v, id
-		}
+		r.offer(float64(d.scaled[i])+Gumbel(s.P.Seed, uint64(pos), uint64(id)), id)
 	}
-	return bi, bi >= 0
+	return r.first, r.second
+}
+
+// race keeps the two highest offers; ties go to the earlier offer.
+type race struct {
+	best, next    float64
+	first, second int32
+}
+
+func newRace() race {
+	return race{best: math.Inf(-1), next: math.Inf(-1), first: -1, second: -1}
+}
+
+func (r *race) offer(v float64, id int32) {
+	switch {
+	case v > r.best:
+		r.next, r.second = r.best, r.first
+		r.best, r.first = v, id
+	case v > r.next:
+		r.next, r.second = v, id
+	}
 }
 
 // Uniform returns a deterministic uniform value in (0, 1) for (seed, pos, stream).

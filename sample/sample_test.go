@@ -93,3 +93,28 @@ func TestSampleFastPathEqualsDistribution(t *testing.T) {
 		}
 	}
 }
+
+// TestTop2RunnerUp: the second token is the winner of the same race with the first
+// excluded — for greedy the second highest logit.
+func TestTop2RunnerUp(t *testing.T) {
+	logits := []float32{0.5, 3, 1, 2.5, -1}
+	if a, b := New(Params{}).Top2(logits, 0); a != 1 || b != 3 {
+		t.Fatalf("greedy Top2 = %d, %d; want 1, 3", a, b)
+	}
+	for _, p := range []Params{{Temperature: 0.9, TopP: 1, Seed: 5}, {Temperature: 0.9, TopK: 3, Seed: 5}} {
+		s := New(p)
+		for pos := range 50 {
+			a, b := s.Top2(logits, pos)
+			want, best := int32(-1), math.Inf(-1)
+			d := s.Distribution(logits)
+			for i, id := range d.IDs {
+				if v := float64(d.scaled[i]) + Gumbel(p.Seed, uint64(pos), uint64(id)); id != a && v > best {
+					want, best = id, v
+				}
+			}
+			if a != s.Sample(logits, pos) || b != want {
+				t.Fatalf("%+v pos %d: Top2 = %d, %d; want %d, %d", p, pos, a, b, s.Sample(logits, pos), want)
+			}
+		}
+	}
+}
