@@ -69,13 +69,13 @@ func (o *Output) Push(id int32) string {
 	if id == o.lim.EOS || (o.lim.StopAtBOS && id == o.lim.BOS) {
 		o.Reason = EOS
 		o.text.WriteString(o.dec.Flush())
-		return o.flush()
+		return o.delta()
 	}
 	o.IDs = append(o.IDs, id)
 	o.text.WriteString(o.dec.Next(id))
 	if o.cutAtStop() {
 		o.Reason = StopString
-		return o.flush()
+		return o.delta()
 	}
 	switch {
 	case len(o.IDs) >= o.lim.MaxTokens:
@@ -88,7 +88,7 @@ func (o *Output) Push(id int32) string {
 		if o.cutAtStop() {
 			o.Reason = StopString
 		}
-		return o.flush()
+		return o.delta()
 	}
 	return o.delta()
 }
@@ -143,8 +143,6 @@ func (o *Output) delta() string {
 	o.emitted = v
 	return d
 }
-
-func (o *Output) flush() string { return o.delta() }
 
 // Resume replays tokens generated before a failover, after the prompt: they count
 // towards the limits and belong to the text, and the first shown bytes of that text
