@@ -35,24 +35,43 @@ func BenchmarkMatMul(b *testing.B) {
 			if sh.cols%typ.BlockSize() != 0 {
 				continue
 			}
-			w := randMatrix(b, rng, typ, sh.rows, sh.cols)
-			for _, n := range []int{1, 5, 128} {
-				x := randFloats(rng, n*sh.cols, 1)
-				out := make([]float32, n*sh.rows)
-				for _, threads := range []int{1, 2} {
-					name := fmt.Sprintf("%s/%dx%d/%v/n=%d/threads=%d", sh.model, sh.rows, sh.cols, typ, n, threads)
-					b.Run(name, func(b *testing.B) {
-						pool := NewPool(threads)
-						defer pool.Close()
-						b.SetBytes(int64(len(w.Data)))
-						for b.Loop() {
-							pool.MatMul(out, w, x, n)
-						}
-					})
+			for _, w := range withPacked(randMatrix(b, rng, typ, sh.rows, sh.cols)) {
+				for _, n := range []int{1, 5, 128} {
+					x := randFloats(rng, n*sh.cols, 1)
+					out := make([]float32, n*sh.rows)
+					for _, threads := range []int{1, 2} {
+						name := fmt.Sprintf("%s/%dx%d/%v/n=%d/threads=%d", sh.model, sh.rows, sh.cols, layoutName(w), n, threads)
+						b.Run(name, func(b *testing.B) {
+							pool := NewPool(threads)
+							defer pool.Close()
+							b.SetBytes(int64(len(w.Data)))
+							for b.Loop() {
+								pool.MatMul(out, w, x, n)
+							}
+						})
+					}
 				}
 			}
 		}
 	}
+}
+
+// withPacked returns w and, when the current implementation packs it, a packed copy.
+func withPacked(w *Matrix) []*Matrix {
+	p := *w
+	p.Pack()
+	if !p.Packed() {
+		return []*Matrix{w}
+	}
+	return []*Matrix{w, &p}
+}
+
+// layoutName names w's type and, for a packed matrix, its layout: "q8_0" or "q8_0-packed".
+func layoutName(w *Matrix) string {
+	if w.Packed() {
+		return w.Type.String() + "-packed"
+	}
+	return w.Type.String()
 }
 
 // decodeSet is the per-token matrix products of a model: layers × (QKV, O, gate+up, down)
@@ -63,11 +82,14 @@ type decodeSet struct {
 	bytes                int64
 }
 
-func newDecodeSet(tb testing.TB, typ Type, layers, dim, kvDim, ffn, vocab int) *decodeSet {
+func newDecodeSet(tb testing.TB, typ Type, pack bool, layers, dim, kvDim, ffn, vocab int) *decodeSet {
 	rng := rand.New(rand.NewPCG(2, 2))
 	s := &decodeSet{}
 	mk := func(rows, cols int) *Matrix {
 		m := randMatrix(tb, rng, typ, rows, cols)
+		if pack {
+			m.Pack()
+		}
 		s.bytes += int64(len(m.Data))
 		return m
 	}
@@ -107,24 +129,33 @@ func BenchmarkDecodeStep(b *testing.B) {
 	}
 	for _, m := range models {
 		for _, typ := range m.types {
-			s := newDecodeSet(b, typ, m.layers, m.dim, m.kvDim, m.ffn, m.vocab)
-			for _, n := range []int{1, 5} {
-				rng := rand.New(rand.NewPCG(3, 3))
-				x := randFloats(rng, n*m.dim, 1)
-				xf := randFloats(rng, n*m.ffn, 1)
-				outs := make([][]float32, 3)
-				for i := range outs {
-					outs[i] = make([]float32, n*max(m.vocab, m.ffn))
+			for _, pack := range []bool{false, true} {
+				if pack && typ != Q8_0 && typ != Q4_0 {
+					continue
 				}
-				for _, threads := range []int{1, 2} {
-					b.Run(fmt.Sprintf("%s/%v/n=%d/threads=%d", m.name, typ, n, threads), func(b *testing.B) {
-						pool := NewPool(threads)
-						defer pool.Close()
-						b.SetBytes(s.bytes)
-						for b.Loop() {
-							s.run(pool, x, xf, outs, n)
-						}
-					})
+				s := newDecodeSet(b, typ, pack, m.layers, m.dim, m.kvDim, m.ffn, m.vocab)
+				layout := typ.String()
+				if pack {
+					layout += "-packed"
+				}
+				for _, n := range []int{1, 5, 128} {
+					rng := rand.New(rand.NewPCG(3, 3))
+					x := randFloats(rng, n*m.dim, 1)
+					xf := randFloats(rng, n*m.ffn, 1)
+					outs := make([][]float32, 3)
+					for i := range outs {
+						outs[i] = make([]float32, n*max(m.vocab, m.ffn))
+					}
+					for _, threads := range []int{1, 2} {
+						b.Run(fmt.Sprintf("%s/%s/n=%d/threads=%d", m.name, layout, n, threads), func(b *testing.B) {
+							pool := NewPool(threads)
+							defer pool.Close()
+							b.SetBytes(s.bytes)
+							for b.Loop() {
+								s.run(pool, x, xf, outs, n)
+							}
+						})
+					}
 				}
 			}
 		}

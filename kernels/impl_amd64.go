@@ -35,6 +35,10 @@ var vnniKernels = &kernelSet{
 	q8:    quantAsm(dotQ8VNNI[:]),
 	q4:    quantAsm(dotQ4VNNI[:]),
 	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 256, quantActsAVX512) },
+	pack:  packVNNI,
+	q8p:   packedAsm(dotQ8PVNNI[:]),
+	q4p:   packedAsm(dotQ4PVNNI[:]),
+	prepP: prepPackedVNNI,
 }
 
 var avx2Kernels = &kernelSet{
@@ -98,8 +102,15 @@ func floatAsm(ks []asmKernel, vec, esize int) func(out []float32, ostride int, w
 	}
 }
 
-// quantAsm adapts generated Q8_0/Q4_0 kernels to activations from prepPaired.
+// quantAsm adapts generated Q8_0/Q4_0 kernels to activations from prepPaired: the
+// kernels take pairs of blocks and a last single block.
 func quantAsm(ks []asmKernel) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+	return blockAsm(ks, func(nb int) (int, int) { return nb / 2, nb % 2 })
+}
+
+// blockAsm adapts generated kernels over quantized weights; split gives the kernel's
+// nfull and tail arguments for nb blocks per row.
+func blockAsm(ks []asmKernel, split func(nb int) (nfull, tail int)) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 	return func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 		if nrows == 0 || a.nb == 0 {
 			for t := range ntok {
@@ -111,6 +122,7 @@ func quantAsm(ks []asmKernel) func(out []float32, ostride int, w []byte, rowByte
 		_ = w[nrows*rowBytes-1]
 		_ = a.q[(tok+ntok)*a.stride-1]
 		x := unsafe.Pointer(&a.q[tok*a.stride])
-		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, a.nb/2, a.nb%2, x, a.stride)
+		nfull, tail := split(a.nb)
+		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, nfull, tail, x, a.stride)
 	}
 }

@@ -19,6 +19,12 @@ func dotQ8VNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ8PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX512x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -29,6 +35,12 @@ func dotQ8VNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 
 //go:noescape
 func dotQ4VNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF32AVX512x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -43,6 +55,12 @@ func dotQ8VNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ8PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX512x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -55,6 +73,12 @@ func dotQ8VNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ8PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX512x5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -65,6 +89,12 @@ func dotQ8VNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 
 //go:noescape
 func dotQ4VNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -125,6 +155,12 @@ var dotQ8VNNI = [...]asmKernel{dotQ8VNNIx1, dotQ8VNNIx2, dotQ8VNNIx3, dotQ8VNNIx
 
 // dotQ4VNNI holds the dotQ4VNNI kernels by number of tokens minus one.
 var dotQ4VNNI = [...]asmKernel{dotQ4VNNIx1, dotQ4VNNIx2, dotQ4VNNIx3, dotQ4VNNIx4, dotQ4VNNIx5}
+
+// dotQ8PVNNI holds the dotQ8PVNNI kernels by number of tokens minus one.
+var dotQ8PVNNI = [...]asmKernel{dotQ8PVNNIx1, dotQ8PVNNIx2, dotQ8PVNNIx3, dotQ8PVNNIx4, dotQ8PVNNIx5}
+
+// dotQ4PVNNI holds the dotQ4PVNNI kernels by number of tokens minus one.
+var dotQ4PVNNI = [...]asmKernel{dotQ4PVNNIx1, dotQ4PVNNIx2, dotQ4PVNNIx3, dotQ4PVNNIx4, dotQ4PVNNIx5}
 
 // dotF32AVX2 holds the dotF32AVX2 kernels by number of tokens minus one.
 var dotF32AVX2 = [...]asmKernel{dotF32AVX2x1, dotF32AVX2x2, dotF32AVX2x3, dotF32AVX2x4}

@@ -23,6 +23,13 @@ type kernelSet struct {
 	q8, q4 func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
 	// prep quantizes n tokens of x into a, in the layout the q8/q4 kernels read.
 	prep func(a *acts, x []float32, n, cols int)
+
+	// Optional kernels over packed weights (see Matrix.Pack): pack lays out a matrix,
+	// q8p/q4p read it (w and rowBytes those of the packed copy) against activations
+	// prepared by prepP. Nil when the set has no packed layout.
+	pack     func(m *Matrix) []byte
+	q8p, q4p func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
+	prepP    func(a *acts, x []float32, n, cols int)
 }
 
 // acts holds activations quantized to Q8_0 for the q8/q4 kernels. The layout belongs to
@@ -34,6 +41,7 @@ type acts struct {
 	q      []byte
 	d      []float32
 	stride int
+	tmp    []byte // scratch of prepP
 }
 
 // quantizeActs fills a with n tokens of x in the generic layout: per block of QK,
@@ -109,7 +117,8 @@ type matmulState struct {
 	n      int
 	first  []int // first chunk of each matrix, plus the total at the end
 	rowsPC []int // rows per chunk of each matrix
-	acts   acts
+	acts   acts  // for unpacked Q8_0/Q4_0 weights
+	pacts  acts  // for packed weights
 	one    [1]*Matrix
 	oneOut [1][]float32
 }
@@ -139,7 +148,9 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 		return
 	}
 	cols := ws[0].Cols
-	quant := false
+	m := &p.mm
+	m.ks = cur
+	quant, packed := false, false
 	for i, w := range ws {
 		if !w.Type.Supported() || len(w.Data) != w.Rows*w.RowBytes() {
 			panic(fmt.Sprintf("kernels: MatMul of a malformed %d×%d %v matrix (%d bytes)", w.Rows, w.Cols, w.Type, len(w.Data)))
@@ -150,15 +161,20 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 		if len(outs[i]) < n*w.Rows {
 			panic(fmt.Sprintf("kernels: MatMul output of %d floats for %d×%d", len(outs[i]), n, w.Rows))
 		}
-		quant = quant || w.Type == Q8_0 || w.Type == Q4_0
+		if w.packedBy == m.ks {
+			packed = true
+		} else {
+			quant = quant || w.Type == Q8_0 || w.Type == Q4_0
+		}
 	}
 	if len(x) < n*cols {
 		panic(fmt.Sprintf("kernels: MatMul input of %d floats for %d×%d", len(x), n, cols))
 	}
-	m := &p.mm
-	m.ks = cur
 	if quant {
 		m.ks.prep(&m.acts, x, n, cols)
+	}
+	if packed {
+		m.ks.prepP(&m.pacts, x, n, cols)
 	}
 	m.outs, m.ws, m.x, m.n = outs, ws, x, n
 
@@ -215,26 +231,40 @@ func (p *Pool) mmChunk(c int) {
 	w := m.ws[i]
 	lo := (c - m.first[i]) * m.rowsPC[i]
 	hi := min(lo+m.rowsPC[i], w.Rows)
-	mmRows(m.ks, m.outs[i], w, lo, hi, m.x, &m.acts, m.n)
+	mmRows(m.ks, m.outs[i], w, lo, hi, m.x, &m.acts, &m.pacts, m.n)
 }
 
 // tileBytes bounds the weights one pass over a token group reads, so that when there are
 // more tokens than one group holds the tile stays in L1 for the next group.
 const tileBytes = 16 << 10
 
-// mmRows computes rows [lo,hi) of w for all n tokens.
-func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a *acts, n int) {
-	rb := w.RowBytes()
+// mmRows computes rows [lo,hi) of w for all n tokens, reading packed weights against the
+// activations in pa when w is packed for ks, else w.Data (against a if quantized).
+func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a, pa *acts, n int) {
+	packed := w.packedBy == ks
+	rb, data := w.RowBytes(), w.Data
+	if packed {
+		rb, data = packedRowBytes(w), w.packed
+	}
 	tile := hi - lo
 	if n > ks.group {
 		tile = max(1, tileBytes/max(rb, 1))
 	}
 	for r0 := lo; r0 < hi; r0 += tile {
 		r1 := min(r0+tile, hi)
-		wd := w.Data[r0*rb : r1*rb]
+		wd := data[r0*rb : r1*rb]
 		for t := 0; t < n; t += ks.group {
 			k := min(ks.group, n-t)
 			o := out[t*w.Rows+r0:]
+			switch {
+			case packed && w.Type == Q8_0:
+				ks.q8p(o, w.Rows, wd, rb, r1-r0, pa, t, k)
+			case packed && w.Type == Q4_0:
+				ks.q4p(o, w.Rows, wd, rb, r1-r0, pa, t, k)
+			}
+			if packed {
+				continue
+			}
 			switch w.Type {
 			case F32:
 				ks.f32(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)

@@ -63,6 +63,12 @@ func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
 	return want, mag
 }
 
+// packs packs w and reports whether the current implementation has a packed layout for it.
+func packs(w *Matrix) bool {
+	w.Pack()
+	return w.Packed()
+}
+
 // forEachImpl runs f under every implementation this CPU has.
 func forEachImpl(t *testing.T, f func(t *testing.T)) {
 	defer UseImpl(Impl())
@@ -102,14 +108,19 @@ func TestMatMulMatchesReference(t *testing.T) {
 					w := randMatrix(t, rng, typ, rows, cols)
 					n := 1 + rng.IntN(7)
 					x := randFloats(rng, n*cols, 1)
-					got := make([]float32, n*rows)
-					pool.MatMul(got, w, x, n)
 					want, mag := refMatMul(w, x, n)
 					// float32 accumulation: a few ulps per term in the worst case.
 					tol := 1.2e-7 * float64(cols/8+8)
-					for i := range got {
-						if d := math.Abs(float64(got[i]) - want[i]); d > tol*mag[i]+1e-30 {
-							t.Fatalf("%v %d×%d n=%d: out[%d] = %v, want %v (error %g, bound %g)", typ, rows, cols, n, i, got[i], want[i], d, tol*mag[i])
+					for _, pack := range []bool{false, true} {
+						if pack && !packs(w) {
+							continue
+						}
+						got := make([]float32, n*rows)
+						pool.MatMul(got, w, x, n)
+						for i := range got {
+							if d := math.Abs(float64(got[i]) - want[i]); d > tol*mag[i]+1e-30 {
+								t.Fatalf("%v %d×%d n=%d packed=%v: out[%d] = %v, want %v (error %g, bound %g)", typ, rows, cols, n, pack, i, got[i], want[i], d, tol*mag[i])
+							}
 						}
 					}
 				}
@@ -133,16 +144,20 @@ func TestMatMulBatchInvariance(t *testing.T) {
 		}
 		// The last shape of each type is large enough (minParallelWork) for two threads to
 		// split it even for one token.
-		shapes := map[Type][][2]int{
-			F32:  {{37, 172}, {5, 7}, {67, 1}, {24, 192}, {801, 172}},
-			F16:  {{37, 172}, {5, 7}, {67, 33}, {24, 192}, {1601, 172}},
-			Q8_0: {{37, 96}, {5, 32}, {67, 224}, {401, 1408}},
-			Q4_0: {{37, 96}, {5, 32}, {67, 224}, {733, 1408}},
+		shapes := map[Type][][]int{
+			F32: {{37, 172}, {5, 7}, {67, 1}, {24, 192}, {801, 172}},
+			F16: {{37, 172}, {5, 7}, {67, 33}, {24, 192}, {1601, 172}},
+			// A third number packs the matrix (see Matrix.Pack).
+			Q8_0: {{37, 96}, {5, 32}, {67, 224}, {401, 1408}, {13, 512}, {401, 1408, 1}},
+			Q4_0: {{37, 96}, {5, 32}, {67, 224}, {733, 1408}, {13, 512}, {733, 1408, 1}},
 		}
 		for _, typ := range allTypes {
 			for _, sh := range shapes[typ] {
 				rows, cols := sh[0], sh[1]
 				w := randMatrix(t, rng, typ, rows, cols)
+				if len(sh) > 2 && !packs(w) {
+					continue
+				}
 				x := randFloats(rng, maxN*cols, 1)
 				// Some tokens with a huge or zero block exercise the scales.
 				x[cols+3] = 1e4

@@ -10,6 +10,9 @@ type Matrix struct {
 	Type       Type
 	Rows, Cols int
 	Data       []byte
+
+	packed   []byte     // Data laid out for packedBy's kernels (see Pack)
+	packedBy *kernelSet // nil when not packed
 }
 
 // NewMatrix wraps data as a rows×cols matrix of type t. It returns an error when t is not
