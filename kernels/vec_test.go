@@ -42,34 +42,3 @@ func TestScoresAccumMatchReference(t *testing.T) {
 		}
 	}
 }
-
-func TestExp(t *testing.T) {
-	for x := float32(-110); x < 90; x += 0.013 {
-		got, want := float64(Exp(x)), math.Exp(float64(x))
-		if want > math.MaxFloat32 {
-			if !math.IsInf(got, 1) {
-				t.Fatalf("Exp(%v) = %v, want +Inf", x, got)
-			}
-			continue
-		}
-		if want < 1e-38 {
-			if math.Abs(got-want) > 1e-44 {
-				t.Fatalf("Exp(%v) = %v, want %v", x, got, want)
-			}
-			continue
-		}
-		if rel := math.Abs(got-want) / want; rel > 4e-7 {
-			t.Fatalf("Exp(%v) = %v, want %v (relative error %.2g)", x, got, want, rel)
-		}
-	}
-	if v := Exp(float32(math.NaN())); v == v {
-		t.Errorf("Exp(NaN) = %v, want NaN", v)
-	}
-}
-
-func BenchmarkExp(b *testing.B) {
-	x := float32(0.3)
-	for b.Loop() {
-		x = Exp(x) - 1.1
-	}
-}

@@ -177,9 +177,7 @@ func (s *State) block(tokens []int32, pos, nLogits int) []float32 {
 		}
 		g, u := s.gate[:n*c.FFN], s.up[:n*c.FFN]
 		s.matmuls(xb, n, s.gu[li], g, u)
-		for i, gv := range g {
-			g[i] = gv / (1 + kernels.Exp(-gv)) * u[i]
-		}
+		kernels.SwiGLU(g, u)
 		s.pool.MatMul(o, l.Down, g, n)
 		for i := range x {
 			x[i] += o[i]
@@ -257,10 +255,7 @@ func (s *State) attention(layer, pos, n int) {
 				cnt := min(bt, p+1-b*bt)
 				kernels.Scores(sc[b*bt:b*bt+cnt], q, k[kvo:], kvd)
 			}
-			for j := range sc {
-				sc[j] *= scale
-			}
-			softmax(sc)
+			kernels.Softmax(sc, scale)
 			out := s.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
 			clear(out)
 			for b := 0; b*bt <= p; b++ {
@@ -270,21 +265,4 @@ func (s *State) attention(layer, pos, n int) {
 			}
 		}
 	})
-}
-
-func softmax(x []float32) {
-	mx := x[0]
-	for _, v := range x[1:] {
-		mx = max(mx, v)
-	}
-	var sum float32
-	for i, v := range x {
-		e := kernels.Exp(v - mx)
-		x[i] = e
-		sum += e
-	}
-	inv := 1 / sum
-	for i := range x {
-		x[i] *= inv
-	}
 }

@@ -1,0 +1,203 @@
+#include "textflag.h"
+
+// AVX2 softmax and SwiGLU, bit-exact with softmaxGeneric and swigluGeneric in
+// softmax.go: no fused multiply-adds, lanes reduced in the same tree. Tails of n%8
+// elements are loaded and stored with VMASKMOVPS under a mask taken from expTab, so
+// nothing past element n-1 is read or written; the masked-off lanes are left out of
+// the maximum and add +0 to the sum.
+
+// Rows of expTab (see softmax_amd64.go), addressed from R8.
+#define cLo 0(R8)
+#define cHi 32(R8)
+#define cLog2e 64(R8)
+#define cHalf 96(R8)
+#define cLn2Hi 128(R8)
+#define cLn2Lo 160(R8)
+#define cC6 192(R8)
+#define cC5 224(R8)
+#define cC4 256(R8)
+#define cC3 288(R8)
+#define cOne 320(R8)
+#define cBias 352(R8)
+#define cSign 384(R8)
+#define cNegInf 416(R8)
+#define cMaskEnd 480 // row 15: lane 8-t of row 14 is at cMaskEnd-4t
+
+// EXPV sets V to e^V lane by lane as expLane does, using T and P as scratch:
+// clamp; t = V*log2e + 0.5; n = floor(t); r = V - n*ln2hi - n*ln2lo; p = Horner(r);
+// V = p * 2^n with 2^n = (int(n)+127)<<23.
+#define EXPV(V, T, P) \
+	VMAXPS     cLo, V, V;    \
+	VMINPS     cHi, V, V;    \
+	VMULPS     cLog2e, V, T; \
+	VADDPS     cHalf, T, T;  \
+	VROUNDPS   $1, T, T;     \
+	VMULPS     cLn2Hi, T, P; \
+	VSUBPS     P, V, V;      \
+	VMULPS     cLn2Lo, T, P; \
+	VSUBPS     P, V, V;      \
+	VMOVUPS    cC6, P;       \
+	VMULPS     V, P, P;      \
+	VADDPS     cC5, P, P;    \
+	VMULPS     V, P, P;      \
+	VADDPS     cC4, P, P;    \
+	VMULPS     V, P, P;      \
+	VADDPS     cC3, P, P;    \
+	VMULPS     V, P, P;      \
+	VADDPS     cHalf, P, P;  \
+	VMULPS     V, P, P;      \
+	VADDPS     cOne, P, P;   \
+	VMULPS     V, P, P;      \
+	VADDPS     cOne, P, P;   \
+	VCVTTPS2DQ T, T;         \
+	VPADDD     cBias, T, T;  \
+	VPSLLD     $23, T, T;    \
+	VMULPS     T, P, V
+
+// TAILMASK sets M to the mask of the last N%8 elements and FULL to N rounded down to a
+// multiple of 8; it clobbers TMP.
+#define TAILMASK(N, FULL, TMP, M) \
+	MOVQ    N, TMP;                         \
+	ANDQ    $7, TMP;                        \
+	NEGQ    TMP;                            \
+	VMOVUPS cMaskEnd(R8)(TMP*4), M;        \
+	MOVQ    N, FULL;                        \
+	ANDQ    $-8, FULL
+
+// func vsoftmaxF32(x *float32, n int, scale float32, c *[16][8]uint32)
+// x[0:n] = softmax(scale*x[0:n]), n > 0, in the three passes of softmaxGeneric.
+// Y15 scale, Y14 tail mask, Y13 max then 1/sum, Y12 lane sums; DX = n &^ 7.
+TEXT ·vsoftmaxF32(SB), NOSPLIT, $0-32
+	MOVQ         x+0(FP), DI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS scale+16(FP), Y15
+	MOVQ         c+24(FP), R8
+	TAILMASK(CX, DX, AX, Y14)
+
+	// Pass 1: lane maxima of scale*x, from -Inf.
+	VMOVUPS cNegInf, Y0
+	XORQ    AX, AX
+
+smax:
+	CMPQ   AX, DX
+	JGE    smaxtail
+	VMULPS (DI)(AX*4), Y15, Y1
+	VMAXPS Y1, Y0, Y0
+	ADDQ   $8, AX
+	JMP    smax
+
+smaxtail:
+	CMPQ       AX, CX
+	JEQ        smaxred
+	VMASKMOVPS (DI)(AX*4), Y14, Y1
+	VMULPS     Y1, Y15, Y1
+	VMAXPS     Y1, Y0, Y2
+	VBLENDVPS  Y14, Y2, Y0, Y0
+
+smaxred:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x0e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x01, X0, X1
+	VMAXSS       X1, X0, X0
+	VBROADCASTSS X0, Y13
+
+	// Pass 2: x = exp(scale*x - max), summed per lane.
+	VXORPS Y12, Y12, Y12
+	XORQ   AX, AX
+
+sexp:
+	CMPQ    AX, DX
+	JGE     sexptail
+	VMULPS  (DI)(AX*4), Y15, Y0
+	VSUBPS  Y13, Y0, Y0
+	EXPV(Y0, Y1, Y2)
+	VMOVUPS Y0, (DI)(AX*4)
+	VADDPS  Y0, Y12, Y12
+	ADDQ    $8, AX
+	JMP     sexp
+
+sexptail:
+	CMPQ       AX, CX
+	JEQ        ssumred
+	VMASKMOVPS (DI)(AX*4), Y14, Y0
+	VMULPS     Y0, Y15, Y0
+	VSUBPS     Y13, Y0, Y0
+	EXPV(Y0, Y1, Y2)
+	VANDPS     Y14, Y0, Y0
+	VMASKMOVPS Y0, Y14, (DI)(AX*4)
+	VADDPS     Y0, Y12, Y12
+
+ssumred:
+	VEXTRACTF128 $1, Y12, X1
+	VADDPS       X1, X12, X0
+	VPERMILPS    $0x0e, X0, X1
+	VADDPS       X1, X0, X0
+	VPERMILPS    $0x01, X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       cOne, X1
+	VDIVSS       X0, X1, X1
+	VBROADCASTSS X1, Y13
+
+	// Pass 3: x *= 1/sum.
+	XORQ AX, AX
+
+snorm:
+	CMPQ    AX, DX
+	JGE     snormtail
+	VMULPS  (DI)(AX*4), Y13, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ    $8, AX
+	JMP     snorm
+
+snormtail:
+	CMPQ       AX, CX
+	JEQ        sdone
+	VMASKMOVPS (DI)(AX*4), Y14, Y0
+	VMULPS     Y0, Y13, Y0
+	VMASKMOVPS Y0, Y14, (DI)(AX*4)
+
+sdone:
+	VZEROUPPER
+	RET
+
+// func vswigluF32(gate, up *float32, n int, c *[16][8]uint32)
+// gate[i] = (gate[i] / (1 + exp(-gate[i]))) * up[i] for i < n, n > 0, as swigluGeneric.
+// Y14 tail mask; DX = n &^ 7.
+TEXT ·vswigluF32(SB), NOSPLIT, $0-32
+	MOVQ gate+0(FP), DI
+	MOVQ up+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ c+24(FP), R8
+	TAILMASK(CX, DX, AX, Y14)
+	XORQ AX, AX
+
+gloop:
+	CMPQ    AX, DX
+	JGE     gtail
+	VMOVUPS (DI)(AX*4), Y0
+	VXORPS  cSign, Y0, Y1
+	EXPV(Y1, Y2, Y3)
+	VADDPS  cOne, Y1, Y1
+	VDIVPS  Y1, Y0, Y0
+	VMULPS  (SI)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ    $8, AX
+	JMP     gloop
+
+gtail:
+	CMPQ       AX, CX
+	JEQ        gdone
+	VMASKMOVPS (DI)(AX*4), Y14, Y0
+	VMASKMOVPS (SI)(AX*4), Y14, Y4
+	VXORPS     cSign, Y0, Y1
+	EXPV(Y1, Y2, Y3)
+	VADDPS     cOne, Y1, Y1
+	VDIVPS     Y1, Y0, Y0
+	VMULPS     Y4, Y0, Y0
+	VMASKMOVPS Y0, Y14, (DI)(AX*4)
+
+gdone:
+	VZEROUPPER
+	RET
