@@ -42,7 +42,9 @@ sdone:
 
 // func vaccumF32(out, v *float32, stride, n, hd int, w *float32)
 // out[0:hd] += sum over j < n of w[j] * v[j*stride : j*stride+hd], rows in order;
-// hd a multiple of 8.
+// hd a multiple of 8. Up to 64 columns of out stay in eight registers while the rows go
+// by, so the FMA chains of different columns overlap (one chain at a time was bound by
+// FMA latency). Each element still adds its rows in order with one FMA each.
 TEXT ·vaccumF32(SB), NOSPLIT, $0-48
 	MOVQ out+0(FP), DX
 	MOVQ v+8(FP), DI
@@ -51,6 +53,55 @@ TEXT ·vaccumF32(SB), NOSPLIT, $0-48
 	MOVQ n+24(FP), R10
 	MOVQ hd+32(FP), R9
 	MOVQ w+40(FP), SI
+
+achunk:
+	CMPQ R9, $64
+	JLT  anarrow
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	VMOVUPS 64(DX), Y2
+	VMOVUPS 96(DX), Y3
+	VMOVUPS 128(DX), Y4
+	VMOVUPS 160(DX), Y5
+	VMOVUPS 192(DX), Y6
+	VMOVUPS 224(DX), Y7
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+awide:
+	CMPQ CX, $0
+	JEQ  awstore
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS 0(BX), Y8, Y0
+	VFMADD231PS 32(BX), Y8, Y1
+	VFMADD231PS 64(BX), Y8, Y2
+	VFMADD231PS 96(BX), Y8, Y3
+	VFMADD231PS 128(BX), Y8, Y4
+	VFMADD231PS 160(BX), Y8, Y5
+	VFMADD231PS 192(BX), Y8, Y6
+	VFMADD231PS 224(BX), Y8, Y7
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JMP  awide
+
+awstore:
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	VMOVUPS Y4, 128(DX)
+	VMOVUPS Y5, 160(DX)
+	VMOVUPS Y6, 192(DX)
+	VMOVUPS Y7, 224(DX)
+	ADDQ $256, DX
+	ADDQ $256, DI
+	SUBQ $64, R9
+	JMP  achunk
+
+// Fewer than 64 columns left: eight at a time.
+anarrow:
 	XORQ AX, AX
 
 acol:
