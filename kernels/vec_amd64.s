@@ -2,7 +2,9 @@
 
 // func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
 // out[j] = dot(q[0:hd], k[j*stride : j*stride+hd]) for j < n; hd a multiple of 8.
-// One 8-lane FMA accumulator per row, reduced in a fixed order.
+// One 8-lane FMA accumulator per row, reduced in a fixed order. Rows go four at a time
+// (then one at a time) so that four FMA chains overlap; each row's operations are the
+// same either way.
 TEXT ·vscoresF32(SB), NOSPLIT, $0-48
 	MOVQ q+0(FP), SI
 	MOVQ k+8(FP), DI
@@ -11,6 +13,60 @@ TEXT ·vscoresF32(SB), NOSPLIT, $0-48
 	MOVQ n+24(FP), CX
 	MOVQ hd+32(FP), R9
 	MOVQ out+40(FP), DX
+	LEAQ (R8)(R8*2), R10
+
+squad:
+	CMPQ CX, $4
+	JLT  srow
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   DI, BX
+	XORQ   AX, AX
+
+s4col:
+	VMOVUPS (SI)(AX*4), Y1
+	VFMADD231PS (BX), Y1, Y0
+	VFMADD231PS (BX)(R8*1), Y1, Y2
+	VFMADD231PS (BX)(R8*2), Y1, Y3
+	VFMADD231PS (BX)(R10*1), Y1, Y4
+	ADDQ $32, BX
+	ADDQ $8, AX
+	CMPQ AX, R9
+	JLT  s4col
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VEXTRACTF128 $1, Y2, X5
+	VADDPS       X5, X2, X2
+	VEXTRACTF128 $1, Y3, X6
+	VADDPS       X6, X3, X3
+	VEXTRACTF128 $1, Y4, X7
+	VADDPS       X7, X4, X4
+	VPERMILPS    $0x0e, X0, X1
+	VADDPS       X1, X0, X0
+	VPERMILPS    $0x0e, X2, X5
+	VADDPS       X5, X2, X2
+	VPERMILPS    $0x0e, X3, X6
+	VADDPS       X6, X3, X3
+	VPERMILPS    $0x0e, X4, X7
+	VADDPS       X7, X4, X4
+	VPERMILPS    $0x01, X0, X1
+	VADDSS       X1, X0, X0
+	VPERMILPS    $0x01, X2, X5
+	VADDSS       X5, X2, X2
+	VPERMILPS    $0x01, X3, X6
+	VADDSS       X6, X3, X3
+	VPERMILPS    $0x01, X4, X7
+	VADDSS       X7, X4, X4
+	VMOVSS       X0, (DX)
+	VMOVSS       X2, 4(DX)
+	VMOVSS       X3, 8(DX)
+	VMOVSS       X4, 12(DX)
+	ADDQ $16, DX
+	LEAQ (DI)(R8*4), DI
+	SUBQ $4, CX
+	JMP  squad
 
 srow:
 	CMPQ CX, $0
