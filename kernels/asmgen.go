@@ -595,14 +595,16 @@ func packedGeometry(q4 bool) (corr, gbytes int) {
 	return 576, 576
 }
 
-// packedPrefetchRow emits the prefetches of one packed group of weights at base(off).
-// The group's weights 2304 bytes ahead, a line at a time. Measured on the target's
-// products (27 MB, 1 thread): one token 1.16 → 0.77 ms, five 2.23 → 1.69 ms; 1152 and
-// 4608 bytes were no better. The hardware prefetcher alone leaves the loads of a
-// compute-heavy loop waiting on memory.
-func packedPrefetchRow(gbytes int, base func(off int) string) {
+// packedPrefetchRow emits the prefetches of one packed group of weights at base(off),
+// dist bytes ahead, a line at a time. The hardware prefetcher alone leaves the loads of
+// a compute-heavy loop waiting on memory. Measured on the target's products (27 MB, 1
+// thread): one row at a time with 2304 bytes, one token 1.16 → 0.77 ms and five 2.23 →
+// 1.69 ms (1152 and 4608 were no better); the pair kernel, slower per byte, needs to
+// run further ahead: five tokens 1.26–1.32 ms at 2304, 1.14–1.19 at 4608, 1.09–1.16 at
+// 9216.
+func packedPrefetchRow(gbytes, dist int, base func(off int) string) {
 	for off := 0; off < gbytes; off += 64 {
-		p("PREFETCHT0 %s", base(packedPrefetch+off))
+		p("PREFETCHT0 %s", base(dist+off))
 	}
 }
 
@@ -628,7 +630,7 @@ func packedRow512(q4 bool, k int, sfx string) {
 		}
 	}
 	p("VMOVUPS (DX), Z24")
-	packedPrefetchRow(gbytes, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
+	packedPrefetchRow(gbytes, rowPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
 	if k == 1 {
 		p("VMOVDQU32 %d(BX), Z5", corr)
 		p("VPXORD Z6, Z6, Z6")
@@ -689,8 +691,8 @@ func packedPairs512(q4 bool, k int) {
 	label("pgroup")
 	p("VMOVUPS (DX), Z26")
 	p("VMOVUPS (DX)(R15*1), Z27")
-	packedPrefetchRow(gbytes, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
-	packedPrefetchRow(gbytes, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
+	packedPrefetchRow(gbytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
+	packedPrefetchRow(gbytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
 	for t := range k {
 		p("VMOVDQU32 %s, Z%d", xa(t, corr), intA+t)
 		p("VMOVDQA32 Z%d, Z%d", intA+t, intB+t)
@@ -759,8 +761,11 @@ func packedPairs512(q4 bool, k int) {
 	p("RET")
 }
 
-// packedPrefetch is how far ahead of the weights in use the packed kernels prefetch.
-const packedPrefetch = 2304
+// How far ahead of the weights in use the packed kernels prefetch (packedPrefetchRow).
+const (
+	rowPrefetch  = 2304
+	pairPrefetch = 9216
+)
 
 // packedActBytes is the size of one token's prepared activations per group of 16 blocks
 // (packed.go has the same constant).

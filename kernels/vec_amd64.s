@@ -2,7 +2,9 @@
 
 // func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
 // out[j] = dot(q[0:hd], k[j*stride : j*stride+hd]) for j < n; hd a multiple of 8.
-// One 8-lane FMA accumulator per row, reduced in a fixed order.
+// One 8-lane FMA accumulator per row, reduced in a fixed order. Rows go four at a time
+// (then one at a time) so that four FMA chains overlap; each row's operations are the
+// same either way.
 TEXT ·vscoresF32(SB), NOSPLIT, $0-48
 	MOVQ q+0(FP), SI
 	MOVQ k+8(FP), DI
@@ -11,6 +13,60 @@ TEXT ·vscoresF32(SB), NOSPLIT, $0-48
 	MOVQ n+24(FP), CX
 	MOVQ hd+32(FP), R9
 	MOVQ out+40(FP), DX
+	LEAQ (R8)(R8*2), R10
+
+squad:
+	CMPQ CX, $4
+	JLT  srow
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   DI, BX
+	XORQ   AX, AX
+
+s4col:
+	VMOVUPS (SI)(AX*4), Y1
+	VFMADD231PS (BX), Y1, Y0
+	VFMADD231PS (BX)(R8*1), Y1, Y2
+	VFMADD231PS (BX)(R8*2), Y1, Y3
+	VFMADD231PS (BX)(R10*1), Y1, Y4
+	ADDQ $32, BX
+	ADDQ $8, AX
+	CMPQ AX, R9
+	JLT  s4col
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VEXTRACTF128 $1, Y2, X5
+	VADDPS       X5, X2, X2
+	VEXTRACTF128 $1, Y3, X6
+	VADDPS       X6, X3, X3
+	VEXTRACTF128 $1, Y4, X7
+	VADDPS       X7, X4, X4
+	VPERMILPS    $0x0e, X0, X1
+	VADDPS       X1, X0, X0
+	VPERMILPS    $0x0e, X2, X5
+	VADDPS       X5, X2, X2
+	VPERMILPS    $0x0e, X3, X6
+	VADDPS       X6, X3, X3
+	VPERMILPS    $0x0e, X4, X7
+	VADDPS       X7, X4, X4
+	VPERMILPS    $0x01, X0, X1
+	VADDSS       X1, X0, X0
+	VPERMILPS    $0x01, X2, X5
+	VADDSS       X5, X2, X2
+	VPERMILPS    $0x01, X3, X6
+	VADDSS       X6, X3, X3
+	VPERMILPS    $0x01, X4, X7
+	VADDSS       X7, X4, X4
+	VMOVSS       X0, (DX)
+	VMOVSS       X2, 4(DX)
+	VMOVSS       X3, 8(DX)
+	VMOVSS       X4, 12(DX)
+	ADDQ $16, DX
+	LEAQ (DI)(R8*4), DI
+	SUBQ $4, CX
+	JMP  squad
 
 srow:
 	CMPQ CX, $0
@@ -42,7 +98,9 @@ sdone:
 
 // func vaccumF32(out, v *float32, stride, n, hd int, w *float32)
 // out[0:hd] += sum over j < n of w[j] * v[j*stride : j*stride+hd], rows in order;
-// hd a multiple of 8.
+// hd a multiple of 8. Up to 64 columns of out stay in eight registers while the rows go
+// by, so the FMA chains of different columns overlap (one chain at a time was bound by
+// FMA latency). Each element still adds its rows in order with one FMA each.
 TEXT ·vaccumF32(SB), NOSPLIT, $0-48
 	MOVQ out+0(FP), DX
 	MOVQ v+8(FP), DI
@@ -51,6 +109,55 @@ TEXT ·vaccumF32(SB), NOSPLIT, $0-48
 	MOVQ n+24(FP), R10
 	MOVQ hd+32(FP), R9
 	MOVQ w+40(FP), SI
+
+achunk:
+	CMPQ R9, $64
+	JLT  anarrow
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	VMOVUPS 64(DX), Y2
+	VMOVUPS 96(DX), Y3
+	VMOVUPS 128(DX), Y4
+	VMOVUPS 160(DX), Y5
+	VMOVUPS 192(DX), Y6
+	VMOVUPS 224(DX), Y7
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+awide:
+	CMPQ CX, $0
+	JEQ  awstore
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS 0(BX), Y8, Y0
+	VFMADD231PS 32(BX), Y8, Y1
+	VFMADD231PS 64(BX), Y8, Y2
+	VFMADD231PS 96(BX), Y8, Y3
+	VFMADD231PS 128(BX), Y8, Y4
+	VFMADD231PS 160(BX), Y8, Y5
+	VFMADD231PS 192(BX), Y8, Y6
+	VFMADD231PS 224(BX), Y8, Y7
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JMP  awide
+
+awstore:
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	VMOVUPS Y4, 128(DX)
+	VMOVUPS Y5, 160(DX)
+	VMOVUPS Y6, 192(DX)
+	VMOVUPS Y7, 224(DX)
+	ADDQ $256, DX
+	ADDQ $256, DI
+	SUBQ $64, R9
+	JMP  achunk
+
+// Fewer than 64 columns left: eight at a time.
+anarrow:
 	XORQ AX, AX
 
 acol:

@@ -8,8 +8,8 @@ import (
 
 func TestScoresAccumMatchReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, hd := range []int{8, 32, 64, 12} {
-		for _, n := range []int{1, 5, 16} {
+	for _, hd := range []int{8, 32, 64, 12, 72, 128, 200} {
+		for _, n := range []int{1, 4, 5, 7, 16} {
 			stride := hd * 3
 			q := make([]float32, hd)
 			kv := make([]float32, n*stride)
