@@ -104,18 +104,53 @@ func (p *Pool) alloc() (int32, error) {
 		id = p.free[n-1]
 		p.free = p.free[:n-1]
 	} else {
-		id = int32(p.made)
-		p.made++
-		if p.cfg.Type == kernels.F32 {
-			p.f32[id] = make([]float32, p.blockElems)
-		} else {
-			p.f16[id] = make([]uint16, p.blockElems)
-		}
+		id = p.grow()
 	}
 	p.refs[id] = 1
 	p.inUse++
 	p.peakIn = max(p.peakIn, p.inUse)
 	return id, nil
+}
+
+// grow gives the next block id its storage. p.mu must be held and p.made < p.maxBlocks.
+func (p *Pool) grow() int32 {
+	id := int32(p.made)
+	p.made++
+	if p.cfg.Type == kernels.F32 {
+		p.f32[id] = make([]float32, p.blockElems)
+	} else {
+		p.f16[id] = make([]uint16, p.blockElems)
+	}
+	return id
+}
+
+// Reserve gives storage now to enough free blocks for one sequence of tokens positions
+// (within the budget), and touches every page of it, so that the first pass over those
+// positions does not stop on page faults: on this project's virtual machines a first
+// prefill of 216 tokens took 26 ms cold and 10 ms warm, mostly in faulting in fresh KV
+// memory. llama.cpp likewise clears its whole KV buffer at load. It returns the number
+// of blocks that now have storage.
+func (p *Pool) Reserve(tokens int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := min((tokens+p.cfg.BlockTokens-1)/p.cfg.BlockTokens, p.maxBlocks)
+	for p.made < want {
+		id := p.grow()
+		p.free = append(p.free, id)
+		const page = 4096
+		if p.cfg.Type == kernels.F32 {
+			b := p.f32[id]
+			for i := 0; i < len(b); i += page / 4 {
+				b[i] = 0
+			}
+		} else {
+			b := p.f16[id]
+			for i := 0; i < len(b); i += page / 2 {
+				b[i] = 0
+			}
+		}
+	}
+	return p.made
 }
 
 func (p *Pool) release(ids []int32) {

@@ -142,3 +142,30 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestReserve(t *testing.T) {
+	for _, typ := range []kernels.Type{kernels.F32, kernels.F16} {
+		p := pool(t, typ, 3)
+		if got := p.Reserve(5); got != 2 {
+			t.Fatalf("%v: Reserve(5 positions) gave %d blocks storage, want 2", typ, got)
+		}
+		if st := p.Stats(); st.Used != 0 || st.Free != 3 {
+			t.Fatalf("%v: Reserve changed occupancy: %+v", typ, st)
+		}
+		if got := p.Reserve(100); got != 3 {
+			t.Fatalf("%v: Reserve past the budget gave %d blocks, want the 3 the budget holds", typ, got)
+		}
+		s := p.NewSeq()
+		if err := s.Grow(12); err != nil {
+			t.Fatalf("%v: reserved blocks are not usable: %v", typ, err)
+		}
+		fill(s, 0, 12)
+		if k, v := at(s, 1, 9); k[0] != 9 || v[0] != -9 {
+			t.Fatalf("%v: (1, 9) = %v, %v in a reserved block", typ, k, v)
+		}
+		if err := s.Grow(1); !errors.Is(err, ErrExhausted) {
+			t.Fatalf("%v: Grow past the budget after Reserve = %v, want ErrExhausted", typ, err)
+		}
+		s.Release()
+	}
+}

@@ -45,11 +45,19 @@ func NewEngines(m *model.Model, cfg EngineConfig) (*Engines, error) {
 		return nil, err
 	}
 	e := &Engines{Model: m, KV: kv, slots: make(chan *model.State, cfg.Slots), maxQueue: int32(cfg.Queue)}
+	// Fault in the KV memory of a full context per slot and warm every slot, so that
+	// the first requests do not pay for page faults (see model.State.Warm); the
+	// service reports SERVING only after this.
+	kv.Reserve(cfg.Slots * m.Context)
 	for range cfg.Slots {
 		p := kernels.NewPool(cfg.Threads)
 		st := m.NewState(p, kv.NewSeq(), max(cfg.MaxBlock, 1))
 		e.pools = append(e.pools, p)
 		e.all = append(e.all, st)
+		if err := st.Warm(); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("engines: warm-up: %w", err)
+		}
 		e.slots <- st
 	}
 	return e, nil

@@ -79,7 +79,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	eo.addFlags(fs, "specd-target-q8_0")
 	so.addFlags(fs)
 	var prompt string
-	var asJSON bool
+	var asJSON, noWarmup bool
+	fs.BoolVar(&noWarmup, "no-warmup", false, "skip the warm-up pass before the prompt")
 	fs.StringVar(&prompt, "p", "", "prompt text")
 	fs.StringVar(&prompt, "prompt", "", "same as -p")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object instead of streaming text")
@@ -120,6 +121,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}}
 	if len(ids) >= m.Context {
 		return usagef("prompt of %d tokens does not fit the context of %d", len(ids), m.Context)
+	}
+	if !noWarmup {
+		// As llama.cpp does before its first real pass (it also clears its whole KV
+		// buffer at load): fault in the KV memory this request will use and warm the
+		// state, so that the prompt's timing does not include page faults.
+		kv.Reserve(len(ids) + so.maxTokens)
+		if err := st.Warm(); err != nil {
+			return err
+		}
 	}
 	if !asJSON {
 		fmt.Fprint(stdout, prompt)
