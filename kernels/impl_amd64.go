@@ -28,17 +28,18 @@ func init() {
 }
 
 var vnniKernels = &kernelSet{
-	name:  "avx512vnni",
-	group: len(dotQ8VNNI),
-	f32:   floatAsm(dotF32AVX512[:], 16, 4),
-	f16:   floatAsm(dotF16AVX512[:], 16, 2),
-	q8:    quantAsm(dotQ8VNNI[:]),
-	q4:    quantAsm(dotQ4VNNI[:]),
-	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 256, quantActsAVX512) },
-	pack:  packVNNI,
-	q8p:   packedAsm(dotQ8PVNNI[:]),
-	q4p:   packedAsm(dotQ4PVNNI[:]),
-	prepP: prepPackedVNNI,
+	name:     "avx512vnni",
+	group:    len(dotQ8VNNI),
+	f32:      floatAsm(dotF32AVX512[:], 16, 4),
+	f16:      floatAsm(dotF16AVX512[:], 16, 2),
+	q8:       quantAsm(dotQ8VNNI[:]),
+	q4:       quantAsm(dotQ4VNNI[:]),
+	prep:     func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 256, quantActsAVX512) },
+	pack:     packVNNI,
+	q8p:      packedAsm(dotQ8PVNNI[:]),
+	q4p:      packedAsm(dotQ4PVNNI[:]),
+	sizeP:    sizePackedVNNI,
+	prepTokP: prepTokenVNNI,
 }
 
 var avx2Kernels = &kernelSet{

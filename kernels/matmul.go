@@ -26,10 +26,12 @@ type kernelSet struct {
 
 	// Optional kernels over packed weights (see Matrix.Pack): pack lays out a matrix,
 	// q8p/q4p read it (w and rowBytes those of the packed copy) against activations
-	// prepared by prepP. Nil when the set has no packed layout.
+	// sized by sizeP and filled token by token by prepTokP (tokens may be prepared
+	// concurrently). Nil when the set has no packed layout.
 	pack     func(m *Matrix) []byte
 	q8p, q4p func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
-	prepP    func(a *acts, x []float32, n, cols int)
+	sizeP    func(a *acts, n, cols int)
+	prepTokP func(a *acts, x []float32, t, cols int)
 }
 
 // acts holds activations quantized to Q8_0 for the q8/q4 kernels. The layout belongs to
@@ -115,6 +117,7 @@ type matmulState struct {
 	ws     []*Matrix
 	x      []float32
 	n      int
+	cols   int
 	first  []int // first chunk of each matrix, plus the total at the end
 	rowsPC []int // rows per chunk of each matrix
 	acts   acts  // for unpacked Q8_0/Q4_0 weights
@@ -174,7 +177,11 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 		m.ks.prep(&m.acts, x, n, cols)
 	}
 	if packed {
-		m.ks.prepP(&m.pacts, x, n, cols)
+		m.ks.sizeP(&m.pacts, n, cols)
+		m.x, m.cols = x, cols
+		// Several tokens' activations are prepared on all threads: serial, this was
+		// about a tenth of a 5-token forward pass with two threads.
+		p.For(n, p.prepFunc)
 	}
 	m.outs, m.ws, m.x, m.n = outs, ws, x, n
 
@@ -220,6 +227,14 @@ func chunkRows(w *Matrix, threads int) int {
 	rows := max(minChunkBytes/rb, 1)
 	rows = max(rows, w.Rows/(8*threads))
 	return (rows + 3) &^ 3
+}
+
+// prepTokens prepares tokens [lo,hi) of the current MatMuls for packed weights.
+func (p *Pool) prepTokens(lo, hi int) {
+	m := &p.mm
+	for t := lo; t < hi; t++ {
+		m.ks.prepTokP(&m.pacts, m.x, t, m.cols)
+	}
 }
 
 func (p *Pool) mmChunk(c int) {

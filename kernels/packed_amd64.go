@@ -5,6 +5,7 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+	"unsafe"
 )
 
 // packVNNI lays out m for the dotQ8PVNNI/dotQ4PVNNI kernels (see packed512 in
@@ -57,54 +58,63 @@ func packVNNI(m *Matrix) []byte {
 	return out
 }
 
-// prepPackedVNNI prepares n tokens of x for the packed kernels, per token and group of 16
-// blocks (packedActBytes): eight vectors whose dword i holds values 4j..4j+3 of block i,
-// the blocks' scales, then per block -128·Σq and -8·Σq. It quantizes with
-// quantActsAVX512 and regroups that layout; blocks past the end of the row are zero.
-func prepPackedVNNI(a *acts, x []float32, n, cols int) {
+// sizePackedVNNI sizes a for n tokens of cols values in the packed kernels' layout, per
+// token and group of 16 blocks (packedActBytes): eight vectors whose dword i holds values
+// 4j..4j+3 of block i, the blocks' scales, then per block -128·Σq and -8·Σq. Blocks
+// past the end of the row are zero. prepTokenVNNI then fills each token.
+func sizePackedVNNI(a *acts, n, cols int) {
 	nb := cols / QK
-	groups := (nb + 15) / 16
-	a.nb, a.stride = nb, groups*packedActBytes
+	a.nb, a.stride = nb, (nb+15)/16*packedActBytes
 	if need := n * a.stride; cap(a.q) < need {
 		a.q = make([]byte, need)
 	}
 	a.q = a.q[:n*a.stride]
-	if nb == 0 {
-		return
-	}
-	pairs := (nb + 1) / 2
-	if need := pairs * 256; cap(a.tmp) < need {
+	// Scratch for quantActsAVX512: a region per token, so tokens may be prepared in
+	// parallel.
+	if need := n * (nb + 1) / 2 * 256; cap(a.tmp) < need {
 		a.tmp = make([]byte, need)
-	}
-	tmp := a.tmp[:pairs*256]
-	_ = x[n*cols-1]
-	le := binary.LittleEndian
-	for t := range n {
-		quantActsAVX512(&tmp[0], &x[t*cols], nb)
-		dst := a.q[t*a.stride : (t+1)*a.stride]
-		if nb%16 != 0 {
-			clear(dst[(groups-1)*packedActBytes:])
-		}
-		for b := range nb {
-			gd := dst[b/16*packedActBytes : (b/16+1)*packedActBytes]
-			i := 4 * (b % 16)
-			src := tmp[b/2*256+b%2*32:]
-			for v := range 8 {
-				le.PutUint32(gd[64*v+i:], le.Uint32(src[4*v:]))
-			}
-			le.PutUint32(gd[512+i:], le.Uint32(src[64:]))
-			var c8, c4 int32
-			for v := range 8 {
-				c8 += int32(le.Uint32(src[128+4*v:]))
-				c4 += int32(le.Uint32(src[192+4*v:]))
-			}
-			le.PutUint32(gd[576+i:], uint32(c8))
-			le.PutUint32(gd[640+i:], uint32(c4))
-		}
 	}
 }
 
-// packedAsm adapts generated packed kernels to activations from prepPackedVNNI; w and
+// prepTokenVNNI prepares token t of x (laid out as sizePackedVNNI sized a): it quantizes
+// with quantActsAVX512 and regroups that layout.
+func prepTokenVNNI(a *acts, x []float32, t, cols int) {
+	nb := a.nb
+	if nb == 0 {
+		return
+	}
+	pairBytes := (nb + 1) / 2 * 256
+	tmp := a.tmp[t*pairBytes : (t+1)*pairBytes]
+	dst := a.q[t*a.stride : (t+1)*a.stride]
+	xt := x[t*cols : (t+1)*cols]
+	quantActsAVX512(&tmp[0], &xt[0], nb)
+	if nb%16 != 0 {
+		clear(dst[len(dst)-packedActBytes:])
+	}
+	// As uint32s: a pair of blocks is 64 words (values of A and B, A's scale ×8, B's
+	// ×8, Q8_0 corrections of A and B ×8 each, then Q4_0's); a group 176 words
+	// (values [16v+i], scales [128+i], Q8_0 corrections [144+i], Q4_0's [160+i]).
+	src := unsafe.Slice((*uint32)(unsafe.Pointer(&tmp[0])), len(tmp)/4)
+	out := unsafe.Slice((*uint32)(unsafe.Pointer(&dst[0])), len(dst)/4)
+	for b := range nb {
+		s := src[b/2*64+b%2*8:]
+		s = s[:56]
+		g := out[b/16*176+b%16:]
+		g = g[:161]
+		for v := range 8 {
+			g[16*v] = s[v]
+		}
+		g[128] = s[16]
+		var c8, c4 uint32
+		for v := range 8 {
+			c8 += s[32+v]
+			c4 += s[48+v]
+		}
+		g[144], g[160] = c8, c4
+	}
+}
+
+// packedAsm adapts generated packed kernels to activations from prepTokenVNNI; w and
 // rowBytes are those of the packed copy, whose rows are whole groups of 16 blocks.
 func packedAsm(ks []asmKernel) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 	return blockAsm(ks, func(nb int) (int, int) { return (nb + 15) / 16, 0 })

@@ -53,6 +53,7 @@ type Pool struct {
 	forChunkFn  func(chunk int)
 	mm          matmulState
 	mmChunkFunc func(chunk int)
+	prepFunc    func(lo, hi int)
 }
 
 type poolWorker struct {
@@ -68,6 +69,7 @@ func NewPool(threads int) *Pool {
 	p := &Pool{threads: threads, callerWake: make(chan struct{}, 1)}
 	p.forChunkFn = p.forChunk
 	p.mmChunkFunc = p.mmChunk
+	p.prepFunc = p.prepTokens
 	for range threads - 1 {
 		w := &poolWorker{wake: make(chan struct{}, 1)}
 		p.workers = append(p.workers, w)
