@@ -222,7 +222,7 @@ const minParallelWork = 512 << 10
 
 // chunkRows picks the rows per chunk of w for a pool of threads.
 func chunkRows(w *Matrix, threads int) int {
-	const minChunkBytes = 16 << 10 // keeps claiming a chunk well under 1% of running it
+	const minChunkBytes = 64 << 10 // keeps claiming a chunk well under 1% of running it
 	rb := max(w.RowBytes(), 1)
 	rows := max(minChunkBytes/rb, 1)
 	rows = max(rows, w.Rows/(8*threads))
