@@ -28,7 +28,7 @@ type kernelSet struct {
 	// q8p/q4p read it (w and rowBytes those of the packed copy) against activations
 	// sized by sizeP and filled token by token by prepTokP (tokens may be prepared
 	// concurrently). Nil when the set has no packed layout.
-	pack     func(m *Matrix) []byte
+	pack     func(m *Matrix) *hugeMem
 	q8p, q4p func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
 	sizeP    func(a *acts, n, cols int)
 	prepTokP func(a *acts, x []float32, t, cols int)
@@ -259,7 +259,7 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 	packed := w.packedBy == ks
 	rb, data := w.RowBytes(), w.Data
 	if packed {
-		rb, data = packedRowBytes(w), w.packed
+		rb, data = packedRowBytes(w), w.packed.b
 	}
 	tile := hi - lo
 	if n > ks.group {

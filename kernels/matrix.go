@@ -11,7 +11,7 @@ type Matrix struct {
 	Rows, Cols int
 	Data       []byte
 
-	packed   []byte     // Data laid out for packedBy's kernels (see Pack)
+	packed   *hugeMem   // Data laid out for packedBy's kernels (see Pack)
 	packedBy *kernelSet // nil when not packed
 }
 

@@ -14,11 +14,12 @@ import (
 // stored as w+128, and for Q4_0 four vectors whose dword i holds GGUF bytes 4m..4m+3 of
 // block i (weights 4m.. in the low nibbles, 16+4m.. in the high). Blocks past the end of
 // the row have scale 0 and weights 0.
-func packVNNI(m *Matrix) []byte {
+func packVNNI(m *Matrix) *hugeMem {
 	nb := m.Cols / QK
 	groups := (nb + 15) / 16
 	bb, rb, prb := m.Type.BlockBytes(), m.RowBytes(), packedRowBytes(m)
-	out := make([]byte, m.Rows*prb)
+	mem := newHugeMem(m.Rows * prb)
+	out := mem.b
 	q4 := m.Type == Q4_0
 	for r := range m.Rows {
 		row := m.Data[r*rb : (r+1)*rb]
@@ -55,7 +56,7 @@ func packVNNI(m *Matrix) []byte {
 			}
 		}
 	}
-	return out
+	return mem
 }
 
 // sizePackedVNNI sizes a for n tokens of cols values in the packed kernels' layout, per

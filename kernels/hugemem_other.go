@@ -1,0 +1,7 @@
+//go:build !linux
+
+package kernels
+
+// hugeAlloc returns n zeroed bytes from the Go heap: huge pages are only asked for on
+// Linux.
+func hugeAlloc(n int) ([]byte, func()) { return make([]byte, n), nil }
