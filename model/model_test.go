@@ -12,6 +12,7 @@ import (
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/sample"
 )
@@ -249,8 +250,14 @@ func TestBatchInvariance(t *testing.T) {
 			for i := range cont {
 				cont[i] = int32((i*7919 + 13) % m.Vocab)
 			}
-			run := func(threads, block int) []float32 {
-				st := newState(t, m, threads, block)
+			run := func(threads, block, kvBlock int) []float32 {
+				pool := kernels.NewPool(threads)
+				t.Cleanup(pool.Close)
+				kv, err := kvcache.NewPool(kvcache.Config{Layers: m.Layers, KVDim: m.KVDim(), BlockTokens: kvBlock, Budget: 64 << 20})
+				if err != nil {
+					t.Fatal(err)
+				}
+				st := m.NewState(pool, kv.NewSeq(), block)
 				if _, err := st.Forward(prompt, false); err != nil {
 					t.Fatal(err)
 				}
@@ -264,14 +271,17 @@ func TestBatchInvariance(t *testing.T) {
 				}
 				return all
 			}
-			want := run(1, 1)
+			want := run(1, 1, kvcache.DefaultBlockTokens)
 			for threads := 1; threads <= 2; threads++ {
 				for block := 1; block <= maxBlock; block++ {
-					got := run(threads, block)
+					// Odd KV block sizes put block boundaries everywhere: attention reads
+					// the cache a block at a time, and results must not depend on it.
+					kvBlock := []int{kvcache.DefaultBlockTokens, 5, 16}[block%3]
+					got := run(threads, block, kvBlock)
 					for i := range want {
 						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-							t.Fatalf("threads %d block %d: logit %d of position %d = %v, want %v (block 1, thread 1)",
-								threads, block, i%m.Vocab, len(prompt)+i/m.Vocab, got[i], want[i])
+							t.Fatalf("threads %d block %d kv block %d: logit %d of position %d = %v, want %v (block 1, thread 1)",
+								threads, block, kvBlock, i%m.Vocab, len(prompt)+i/m.Vocab, got[i], want[i])
 						}
 					}
 				}
