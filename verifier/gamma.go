@@ -88,6 +88,26 @@ func (g *Gamma) Next() int {
 	return best
 }
 
+// PlainPays reports whether plain decoding is expected to commit tokens faster than
+// the best speculative round at the current estimates: 1/c₀ > E(γ)/T(γ) for every γ.
+// That happens when the draft agrees too rarely with the verifier for its proposals to
+// pay for the block pass and the wait (some text is simply hard to predict). A request
+// that fixed γ always speculates.
+func (g *Gamma) PlainPays() bool {
+	if g.Fixed > 0 || g.passes == 0 {
+		return false
+	}
+	a := math.Min(g.Alpha(), 0.999)
+	plain := 1 / g.c0
+	for γ := 1; γ <= g.Max; γ++ {
+		e := (1 - math.Pow(a, float64(γ+1))) / (1 - a)
+		if e/(g.c0+g.c1*float64(γ)+g.rtt) >= plain {
+			return false
+		}
+	}
+	return true
+}
+
 // StepTime is the measured time of a one-token forward pass (zero before any).
 func (g *Gamma) StepTime() time.Duration {
 	if g.passes == 0 {

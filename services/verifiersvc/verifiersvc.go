@@ -153,6 +153,21 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		return err
 	}
 	defer release()
+	gamma := verifier.NewGamma(s.cfg.MaxGamma, q.Gamma)
+	if q.MaxGamma > 0 {
+		gamma.Max = q.MaxGamma
+	}
+	// Open the draft's stream before prefilling, so that the draft prefills the same
+	// context at the same time and its first proposal is ready sooner.
+	var link *draftLink
+	var linkErr error
+	addr := req.GetDraftAddress()
+	if addr != "" && q.Spec {
+		link, linkErr = s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, gamma.Next())
+		if linkErr == nil {
+			defer link.close()
+		}
+	}
 	sess, err := verifier.NewSession(st, verifier.Request{
 		Prompt: prompt, Resume: req.GetResumeIds(), ResumeText: int(req.GetResumeTextBytes()),
 		Sampling: q.Sampling, Mode: mode,
@@ -162,25 +177,20 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	if err != nil {
 		return err
 	}
-	r := &run{s: s, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), sess: sess, stream: stream, t0: t0, gamma: verifier.NewGamma(s.cfg.MaxGamma, q.Gamma)}
+	r := &run{s: s, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), sess: sess, stream: stream, t0: t0, gamma: gamma}
 	r.stats.PromptTokens = uint32(len(prompt))
 	r.stats.Verifier = &specdv1.Endpoint{Address: s.cfg.Address, Model: m.Name}
 	r.stats.Mode = services.ModeToProto(mode)
 	if q.Sampling.Greedy() {
 		r.stats.Mode = specdv1.VerificationMode_VERIFICATION_MODE_GREEDY
 	}
-	if q.MaxGamma > 0 {
-		r.gamma.Max = q.MaxGamma
-	}
-	if addr := req.GetDraftAddress(); addr != "" && q.Spec {
-		r.link, err = s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, r.gamma.Next())
-		if err != nil {
-			r.fallback(err)
-		} else {
-			r.draftModel = s.draftModel(ctx, addr)
-			r.stats.Draft = &specdv1.Endpoint{Address: addr, Model: r.draftModel}
-			defer r.link.close()
-		}
+	switch {
+	case linkErr != nil:
+		r.fallback(linkErr)
+	case link != nil:
+		r.link = link
+		r.draftModel = s.draftModel(ctx, addr)
+		r.stats.Draft = &specdv1.Endpoint{Address: addr, Model: r.draftModel}
 	}
 	return r.loop()
 }
@@ -199,6 +209,7 @@ type run struct {
 	t0         time.Time
 	first      time.Time
 	waited     time.Duration
+	plainRun   int // plain steps to take before verifying again
 	stats      specdv1.Stats
 }
 
@@ -218,10 +229,20 @@ func (r *run) loop() error {
 	return r.finish()
 }
 
+// plainProbe is how many tokens the verifier decodes plainly when speculation does not
+// pay before it verifies a proposal again, to see whether the draft has caught on.
+const plainProbe = 16
+
 // next takes one step: it verifies a proposal when the draft has one ready (or within
 // the wait budget), else decodes a token plainly. A stale proposal commits nothing.
 func (r *run) next() (verifier.Step, error) {
 	if r.link == nil {
+		return r.plain()
+	}
+	if r.plainRun > 0 {
+		// Speculation does not pay at the moment (see verifier.Gamma.PlainPays): decode
+		// plainly for a while, then verify the draft's next proposal to measure again.
+		r.plainRun--
 		return r.plain()
 	}
 	var p spec.Proposal
@@ -265,6 +286,9 @@ func (r *run) next() (verifier.Step, error) {
 		drafted := r.sess.Stats.Drafted - before.Drafted
 		r.gamma.ObservePass(drafted+1, time.Since(t))
 		r.gamma.ObserveRound(drafted, r.sess.Stats.Accepted-before.Accepted)
+		if r.gamma.PlainPays() {
+			r.plainRun = plainProbe
+		}
 	}
 	if v := step.Verdict; v != nil && !r.sess.Done() {
 		v.NextGamma = r.gamma.Next()
