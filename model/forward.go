@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 	"unsafe"
 
 	"github.com/specd-dev/specd/kernels"
@@ -102,17 +103,43 @@ func (m *Model) NewState(pool *kernels.Pool, seq *kvcache.Seq, maxBlock int) *St
 // all been touched once. The first real pass then runs at full speed: on this project's
 // virtual machines a first 216-token prefill of the draft took 26 ms cold and 10 ms
 // warm, mostly in page faults on fresh memory. llama.cpp warms up likewise.
-func (s *State) Warm() error {
+//
+// It then times, after that block, one decode step and one pass over a block of 5
+// tokens: first estimates of the costs a speculation scheduler weighs.
+func (s *State) Warm() (Timing, error) {
+	var tm Timing
 	if s.Seq.Len() != 0 {
-		return fmt.Errorf("warm: the sequence holds %d positions, want none", s.Seq.Len())
+		return tm, fmt.Errorf("warm: the sequence holds %d positions, want none", s.Seq.Len())
 	}
-	toks := make([]int32, min(s.maxBlock, s.m.Context))
+	toks := make([]int32, max(min(s.maxBlock, s.m.Context-6), 1))
 	for i := range toks {
 		toks[i] = s.m.Tok.BOS()
 	}
-	_, err := s.Forward(toks, true)
-	s.Seq.Truncate(0)
-	return err
+	defer s.Seq.Truncate(0)
+	if _, err := s.Forward(toks, true); err != nil {
+		return tm, err
+	}
+	for _, p := range []struct {
+		n int
+		d *time.Duration
+	}{{1, &tm.Step}, {5, &tm.Block5}} {
+		if s.Seq.Len()+p.n > s.m.Context || p.n > s.maxBlock {
+			continue
+		}
+		t := time.Now()
+		if _, err := s.Forward(toks[:min(p.n, len(toks))], true); err != nil {
+			return tm, err
+		}
+		*p.d = time.Since(t)
+	}
+	return tm, nil
+}
+
+// Timing is what Warm measured; a zero field was not measured (the state's largest
+// block or the context was too small).
+type Timing struct {
+	Step   time.Duration // one decode step
+	Block5 time.Duration // one pass over a block of 5 tokens
 }
 
 // Model returns the model the state runs.

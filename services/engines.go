@@ -17,6 +17,7 @@ import (
 type Engines struct {
 	Model    *model.Model
 	KV       *kvcache.Pool
+	Timing   model.Timing // pass times measured at warm-up (the fastest slot's)
 	slots    chan *model.State
 	all      []*model.State
 	pools    []*kernels.Pool
@@ -54,9 +55,13 @@ func NewEngines(m *model.Model, cfg EngineConfig) (*Engines, error) {
 		st := m.NewState(p, kv.NewSeq(), max(cfg.MaxBlock, 1))
 		e.pools = append(e.pools, p)
 		e.all = append(e.all, st)
-		if err := st.Warm(); err != nil {
+		tm, err := st.Warm()
+		if err != nil {
 			e.Close()
 			return nil, fmt.Errorf("engines: warm-up: %w", err)
+		}
+		if e.Timing.Step == 0 || tm.Step < e.Timing.Step {
+			e.Timing = tm
 		}
 		e.slots <- st
 	}

@@ -33,6 +33,20 @@ func NewGamma(max, fixed int) *Gamma {
 
 const decay = 0.9 // weight of history per observed round
 
+// Seed starts the cost model from measured passes before any pass of the request is
+// timed: c₀ = step, c₁ = (block5 − step)/4. Without it the first pass timed, often a
+// block, stands for c₀ and makes plain decoding look slower than it is. A zero step
+// leaves the model as it was.
+func (g *Gamma) Seed(step, block5 time.Duration) {
+	if s := step.Seconds(); s > 0 && g.passes == 0 {
+		g.c0, g.c1 = s, 0.1*s
+		if block5 > step {
+			g.c1 = (block5 - step).Seconds() / 4
+		}
+		g.passes = 1
+	}
+}
+
 // ObserveRound records a verified round: drafted tokens checked, accepted of them.
 func (g *Gamma) ObserveRound(drafted, accepted int) {
 	g.acc = g.acc*decay + float64(accepted)

@@ -127,7 +127,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		// buffer at load): fault in the KV memory this request will use and warm the
 		// state, so that the prompt's timing does not include page faults.
 		kv.Reserve(len(ids) + so.maxTokens)
-		if err := st.Warm(); err != nil {
+		if _, err := st.Warm(); err != nil {
 			return err
 		}
 	}

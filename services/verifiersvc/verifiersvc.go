@@ -154,6 +154,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	defer release()
 	gamma := verifier.NewGamma(s.cfg.MaxGamma, q.Gamma)
+	gamma.Seed(eng.Timing.Step, eng.Timing.Block5)
 	if q.MaxGamma > 0 {
 		gamma.Max = q.MaxGamma
 	}
