@@ -224,10 +224,6 @@ func float512(half bool, k int) {
 // reduced first: the reduction's scratch (Y13, X14, X15, Z20..Z25) may overlap row B's
 // registers but never row A's.
 func floatPairs512(half bool, k int) {
-	step := 64
-	if half {
-		step = 32
-	}
 	accA, accB := 0, 2*k
 	load := func(off, reg int, b bool) {
 		src := fmt.Sprintf("%d(DX)", off)
@@ -251,16 +247,19 @@ func floatPairs512(half bool, k int) {
 			p("VFMADD231PS Z%d, Z26, Z%d", 20+t, accB+2*t+parity)
 		}
 	}
-	p("TESTQ R8, R8")
-	p("JZ done")
-	label("pair")
-	p("CMPQ R8, $2")
-	p("JLT last")
-	p("MOVQ SI, DX")
-	p("MOVQ AX, BX")
-	p("MOVQ R11, CX")
-	for a := range 4 * k {
-		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
+	rowPairs(4*k, seq(accA, 2, k), seq(accB, 2, k), func() {
+		floatPairBody(half, k, accA, accB, load, fmas)
+	}, func() {
+		floatRow512(half, k, 0, "1")
+		reduce512(seq(0, 2, k))
+	})
+}
+
+// floatPairBody is one pair of rows of floatPairs512, summed into the even accumulators.
+func floatPairBody(half bool, k, accA, accB int, load func(off, reg int, b bool), fmas func(xoff, parity int)) {
+	step := 64
+	if half {
+		step = 32
 	}
 	p("SHRQ $1, CX")
 	p("JZ psingle")
@@ -314,10 +313,30 @@ func floatPairs512(half bool, k int) {
 	for t := range 2 * k {
 		p("VADDPS Z%d, Z%d, Z%d", 2*t+1, 2*t, 2*t)
 	}
+}
+
+// rowPairs emits the loop of the pair kernels: while two rows remain, it zeroes Z0 to
+// Z(nacc-1), runs body for rows A (at DX) and B (at DX+R15), and stores the sums of
+// accumulators accA and accB as the two rows' outputs; a last odd row is left to last,
+// which stores its own. Row A's accumulators must survive reducing row B's (see
+// reduce512 for the scratch registers).
+func rowPairs(nacc int, accA, accB []int, body, last func()) {
+	p("TESTQ R8, R8")
+	p("JZ done")
+	label("pair")
+	p("CMPQ R8, $2")
+	p("JLT last")
+	p("MOVQ SI, DX")
+	p("MOVQ AX, BX")
+	p("MOVQ R11, CX")
+	for a := range nacc {
+		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
+	}
+	body()
 	p("ADDQ $4, DI")
-	reduce512(seq(accB, 2, k))
+	reduce512(accB)
 	p("SUBQ $4, DI")
-	reduce512(seq(accA, 2, k))
+	reduce512(accA)
 	p("ADDQ $8, DI")
 	p("LEAQ (SI)(R15*2), SI")
 	p("SUBQ $2, R8")
@@ -328,8 +347,7 @@ func floatPairs512(half bool, k int) {
 	p("MOVQ SI, DX")
 	p("MOVQ AX, BX")
 	p("MOVQ R11, CX")
-	floatRow512(half, k, 0, "1")
-	reduce512(seq(0, 2, k))
+	last()
 	label("done")
 	p("VZEROUPPER")
 	p("RET")
@@ -679,19 +697,18 @@ func packedRow512(q4 bool, k int, sfx string) {
 // (A) and Z15.. (B), weights Z20..Z23, activations Z24/Z25, weight scales Z26 (A) and
 // Z27 (B), Z28..Z30 scale products, Z31 0x0f bytes.
 func packedPairs512(q4 bool, k int) {
+	accA, accB := 0, k
+	rowPairs(2*k, seq(accA, 1, k), seq(accB, 1, k), func() {
+		packedPairBody(q4, k, accA, accB)
+	}, func() {
+		packedRow512(q4, k, "1")
+	})
+}
+
+// packedPairBody is one pair of rows of packedPairs512.
+func packedPairBody(q4 bool, k, accA, accB int) {
 	corr, gbytes := packedGeometry(q4)
-	accA, accB, intA, intB := 0, k, 10, 15
-	p("TESTQ R8, R8")
-	p("JZ done")
-	label("pair")
-	p("CMPQ R8, $2")
-	p("JLT last")
-	p("MOVQ SI, DX")
-	p("MOVQ AX, BX")
-	p("MOVQ R11, CX")
-	for a := range 2 * k {
-		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
-	}
+	intA, intB := 10, 15
 	label("pgroup")
 	p("VMOVUPS (DX), Z26")
 	p("VMOVUPS (DX)(R15*1), Z27")
@@ -745,24 +762,6 @@ func packedPairs512(q4 bool, k int) {
 	p("ADDQ $%d, BX", packedActBytes)
 	p("DECQ CX")
 	p("JNZ pgroup")
-	p("ADDQ $4, DI")
-	reduce512(seq(accB, 1, k))
-	p("SUBQ $4, DI")
-	reduce512(seq(accA, 1, k))
-	p("ADDQ $8, DI")
-	p("LEAQ (SI)(R15*2), SI")
-	p("SUBQ $2, R8")
-	p("JMP pair")
-	label("last")
-	p("TESTQ R8, R8")
-	p("JZ done")
-	p("MOVQ SI, DX")
-	p("MOVQ AX, BX")
-	p("MOVQ R11, CX")
-	packedRow512(q4, k, "1")
-	label("done")
-	p("VZEROUPPER")
-	p("RET")
 }
 
 // How far ahead of the weights in use the packed kernels prefetch (packedPrefetchRow).
