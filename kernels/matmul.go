@@ -43,7 +43,7 @@ type acts struct {
 	q      []byte
 	d      []float32
 	stride int
-	tmp    []byte // scratch of prepP
+	tmp    []byte // scratch of prepTokP
 }
 
 // quantizeActs fills a with n tokens of x in the generic layout: per block of QK,
@@ -271,13 +271,12 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 		for t := 0; t < n; t += ks.group {
 			k := min(ks.group, n-t)
 			o := out[t*w.Rows+r0:]
-			switch {
-			case packed && w.Type == Q8_0:
-				ks.q8p(o, w.Rows, wd, rb, r1-r0, pa, t, k)
-			case packed && w.Type == Q4_0:
-				ks.q4p(o, w.Rows, wd, rb, r1-r0, pa, t, k)
-			}
 			if packed {
+				kern := ks.q8p
+				if w.Type == Q4_0 {
+					kern = ks.q4p
+				}
+				kern(o, w.Rows, wd, rb, r1-r0, pa, t, k)
 				continue
 			}
 			switch w.Type {

@@ -72,7 +72,7 @@ func sizePackedVNNI(a *acts, n, cols int) {
 	a.q = a.q[:n*a.stride]
 	// Scratch for quantActsAVX512: a region per token, so tokens may be prepared in
 	// parallel.
-	if need := n * (nb + 1) / 2 * 256; cap(a.tmp) < need {
+	if need := n * ((nb + 1) / 2) * 256; cap(a.tmp) < need {
 		a.tmp = make([]byte, need)
 	}
 }
