@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -56,7 +57,11 @@ func NewEngines(m *model.Model, cfg EngineConfig) (*Engines, error) {
 		e.pools = append(e.pools, p)
 		e.all = append(e.all, st)
 		tm, err := st.Warm()
-		if err != nil {
+		switch {
+		case errors.Is(err, kvcache.ErrExhausted):
+			// A budget too small for a warm-up block still serves short requests;
+			// they pay for the page faults themselves.
+		case err != nil:
 			e.Close()
 			return nil, fmt.Errorf("engines: warm-up: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 )
 
@@ -73,4 +74,33 @@ func TestStatusCodes(t *testing.T) {
 			t.Errorf("Status(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
+}
+
+// TestEnginesWarmUp: NewEngines warms every slot (timing a step and a 5-token block)
+// and leaves no KV block in use; a budget too small for the warm-up block still starts.
+func TestEnginesWarmUp(t *testing.T) {
+	m, err := model.Load(testmodels.ForTest(t, "stories260K.bin"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	e, err := NewEngines(m, EngineConfig{Threads: 1, Slots: 2, Queue: 1, KVBudget: 4 << 20, KVType: kernels.F32, MaxBlock: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Timing.Step <= 0 || e.Timing.Block5 <= 0 {
+		t.Errorf("warm-up timing %+v, want a step and a 5-token block", e.Timing)
+	}
+	if st := e.KV.Stats(); st.Used != 0 {
+		t.Errorf("after warm-up %d KV blocks are in use", st.Used)
+	}
+	e.Close()
+	// One block of the default size: the warm-up block and the timed passes after it
+	// need more positions than that.
+	bytes := int64(m.Layers * 2 * kvcache.DefaultBlockTokens * m.KVDim() * 4)
+	small, err := NewEngines(m, EngineConfig{Threads: 1, Slots: 1, Queue: 1, KVBudget: bytes, KVType: kernels.F32, MaxBlock: kvcache.DefaultBlockTokens})
+	if err != nil {
+		t.Fatalf("a one-block budget: %v", err)
+	}
+	small.Close()
 }
