@@ -6,7 +6,8 @@
 // standard Gumbel noise. A draft model that uses the same noise (Coupled) predicts the
 // verifier's token exactly whenever the two models agree enough.
 //
-// The package depends only on the standard library.
+// The package depends only on the standard library and, on amd64, golang.org/x/sys/cpu
+// to choose the AVX2 noise code (gumbel_amd64.s), which draws the same bits as the Go.
 package sample
 
 import (
@@ -80,9 +81,10 @@ func (d *Dist) Prob(id int32) float32 {
 // Sampler computes filtered distributions and draws tokens. It owns scratch buffers:
 // one Sampler per goroutine.
 type Sampler struct {
-	P    Params
-	idx  []int32
-	dist Dist
+	P     Params
+	idx   []int32
+	dist  Dist
+	noise []float64 // Gumbel noise of one chunk of tokens; nil until the first draw
 }
 
 // New returns a sampler for p.
@@ -201,8 +203,13 @@ func (s *Sampler) Top2(logits []float32, pos int) (first, second int32) {
 		// and the order (token ids) are those Distribution would give GumbelTop2, so
 		// the draw is the same, without an exp per token.
 		invT := float64(1 / s.P.Temperature)
-		for i, l := range logits {
-			r.offer(float64(float32(float64(l)*invT))+Gumbel(s.P.Seed, uint64(pos), uint64(i)), int32(i))
+		g := s.noiseBuf()
+		for lo := 0; lo < len(logits); lo += len(g) {
+			chunk := logits[lo:min(lo+len(g), len(logits))]
+			gumbelRange(g[:len(chunk)], s.P.Seed, uint64(pos), uint64(lo))
+			for i, l := range chunk {
+				r.offer(float64(float32(float64(l)*invT))+g[i], int32(lo+i))
+			}
 		}
 	default:
 		return s.GumbelTop2(s.Distribution(logits), pos)
@@ -223,10 +230,27 @@ func (s *Sampler) GumbelMax(d *Dist, pos int) int32 {
 // one token).
 func (s *Sampler) GumbelTop2(d *Dist, pos int) (first, second int32) {
 	r := newRace()
-	for i, id := range d.IDs {
-		r.offer(float64(d.scaled[i])+Gumbel(s.P.Seed, uint64(pos), uint64(id)), id)
+	g := s.noiseBuf()
+	for lo := 0; lo < len(d.IDs); lo += len(g) {
+		ids := d.IDs[lo:min(lo+len(g), len(d.IDs))]
+		gumbelIDs(g, s.P.Seed, uint64(pos), ids)
+		for i, id := range ids {
+			r.offer(float64(d.scaled[lo+i])+g[i], id)
+		}
 	}
 	return r.first, r.second
+}
+
+// noiseChunk is how many tokens' noise a sampler draws at a time: enough for the
+// vector code to run long, few enough to stay in the L1 cache.
+const noiseChunk = 512
+
+// noiseBuf returns the sampler's noise buffer, noiseChunk long.
+func (s *Sampler) noiseBuf() []float64 {
+	if s.noise == nil {
+		s.noise = make([]float64, noiseChunk)
+	}
+	return s.noise
 }
 
 // race keeps the two highest offers; ties go to the earlier offer.
@@ -249,23 +273,11 @@ func (r *race) offer(v float64, id int32) {
 	}
 }
 
-// Uniform returns a deterministic uniform value in (0, 1) for (seed, pos, stream).
+// Uniform returns a deterministic uniform value in (0, 1] for (seed, pos, stream):
+// (h>>11 + 0.5)/2^53 rounded to float64, for a 64-bit hash h of the three. It is 1
+// only for h>>11 = 2^53-1, where the +0.5 rounds up.
 func Uniform(seed, pos, stream uint64) float64 {
-	h := mix(seed ^ mix(pos^0x9e3779b97f4a7c15) ^ mix(stream+0x632be59bd9b4e019))
-	return (float64(h>>11) + 0.5) * (1.0 / (1 << 53))
-}
-
-// Gumbel returns standard Gumbel noise for (seed, pos, token).
-func Gumbel(seed, pos, token uint64) float64 {
-	return -math.Log(-math.Log(Uniform(seed, pos, token)))
-}
-
-// mix is SplitMix64's finaliser: a bijection with good avalanche.
-func mix(z uint64) uint64 {
-	z += 0x9e3779b97f4a7c15
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
-	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
-	return z ^ (z >> 31)
+	return uniformKeyed(posKey(seed, pos), stream)
 }
 
 // partialSort moves the k smallest elements (by cmp) of s to s[:k], sorted.
