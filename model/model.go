@@ -438,9 +438,10 @@ func (m *Model) finish(opts LoadOptions) error {
 	// Products read packed copies of the quantized weights where the kernels have a
 	// faster layout for them (see kernels.Matrix.Pack); embedding lookups keep the file's.
 	// Matrices under 2^17 weights (in the shared pair, only the draft's FFN-down) stay
-	// unpacked: packing them gains under 5% of a draft step, and it moved the draft
-	// Q4_0 file's teacher-forced agreement with llama.cpp from 99.3% to 98.96% (a few
-	// near-ties rounded the other way), under the 99% the engine is held to.
+	// unpacked: packing them would save about 9 µs of a 100 µs draft step (kernel
+	// benchmarks), but it moved the draft Q4_0 file's teacher-forced agreement with
+	// llama.cpp from 99.3% to 98.96% (a few near-ties rounded the other way), under the
+	// 99% the engine is held to.
 	pack := func(w *kernels.Matrix) {
 		if w.Rows*w.Cols >= 1<<17 {
 			w.Pack()
