@@ -72,6 +72,22 @@ func TestRunJSONAndErrors(t *testing.T) {
 	if !strings.HasPrefix(res["text"].(string), ", there was a little girl named Lily") {
 		t.Errorf("text = %q", res["text"])
 	}
+	// Without the warm-up, and with a KV budget of one block (too small for the warm-up
+	// block and its timed passes, enough for this request), the output is the same.
+	for _, extra := range [][]string{{"--no-warmup"}, {"--kv-budget", "90000"}} {
+		args := append([]string{"run", "-m", "stories260K", "-p", "Once upon a time", "-n", "16", "--temp", "0", "--json"}, extra...)
+		out, stderr, code := run(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", extra, code, stderr)
+		}
+		var r map[string]any
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("%v: %v: %s", extra, err, out)
+		}
+		if r["text"] != res["text"] {
+			t.Errorf("%v: text %q, want %q", extra, r["text"], res["text"])
+		}
+	}
 	for _, args := range [][]string{
 		{"run", "-m", "no-such-model", "-p", "x"},
 		{"run", "-m", "", "-p", "x"},

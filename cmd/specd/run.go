@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/sample"
 )
 
@@ -127,8 +129,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		// buffer at load): fault in the KV memory this request will use and warm the
 		// state, so that the prompt's timing does not include page faults.
 		kv.Reserve(len(ids) + so.maxTokens)
-		if _, err := st.Warm(); err != nil {
-			return err
+		if _, err := st.Warm(); err != nil && !errors.Is(err, kvcache.ErrExhausted) {
+			return err // a budget too small to warm up may still hold this request
 		}
 	}
 	if !asJSON {
