@@ -289,6 +289,9 @@ func (r *run) next() (verifier.Step, error) {
 		r.gamma.ObserveRound(drafted, r.sess.Stats.Accepted-before.Accepted)
 		if r.gamma.PlainPays() {
 			r.plainRun = plainProbe
+			trace.SpanFromContext(r.ctx).AddEvent("specd.speculation_paused", trace.WithAttributes(
+				attribute.Int("specd.plain_tokens", plainProbe),
+				attribute.Float64("specd.acceptance_estimate", r.gamma.Alpha())))
 		}
 	}
 	if v := step.Verdict; v != nil && !r.sess.Done() {
