@@ -2,9 +2,11 @@
 
 // func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
 // out[j] = dot(q[0:hd], k[j*stride : j*stride+hd]) for j < n; hd a multiple of 8.
-// One 8-lane FMA accumulator per row, reduced in a fixed order. Rows go four at a time
-// (then one at a time) so that four FMA chains overlap; each row's operations are the
-// same either way.
+// One 8-lane FMA accumulator per row, reduced in a fixed order: lane j sums the
+// products of columns j, j+8, ... in order, and the lanes add up as
+// ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). Rows go eight at a time, with the eight
+// reductions done side by side in vector registers, then four, then one at a time; each
+// row's operations are the same either way.
 TEXT ·vscoresF32(SB), NOSPLIT, $0-48
 	MOVQ q+0(FP), SI
 	MOVQ k+8(FP), DI
@@ -14,6 +16,67 @@ TEXT ·vscoresF32(SB), NOSPLIT, $0-48
 	MOVQ hd+32(FP), R9
 	MOVQ out+40(FP), DX
 	LEAQ (R8)(R8*2), R10
+
+soct:
+	CMPQ CX, $8
+	JLT  squad
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   DI, BX
+	LEAQ   (DI)(R8*4), R11
+	XORQ   AX, AX
+
+s8col:
+	VMOVUPS (SI)(AX*4), Y8
+	VFMADD231PS (BX), Y8, Y0
+	VFMADD231PS (BX)(R8*1), Y8, Y1
+	VFMADD231PS (BX)(R8*2), Y8, Y2
+	VFMADD231PS (BX)(R10*1), Y8, Y3
+	VFMADD231PS (R11), Y8, Y4
+	VFMADD231PS (R11)(R8*1), Y8, Y5
+	VFMADD231PS (R11)(R8*2), Y8, Y6
+	VFMADD231PS (R11)(R10*1), Y8, Y7
+	ADDQ $32, BX
+	ADDQ $32, R11
+	ADDQ $8, AX
+	CMPQ AX, R9
+	JLT  s8col
+	// Halves: row r's lanes l0+l4 .. l3+l7 land in 128-bit lane 0 (rows 0-3) or 1
+	// (rows 4-7) of Y(r mod 4).
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x31, Y4, Y0, Y9
+	VADDPS     Y9, Y8, Y0
+	VPERM2F128 $0x20, Y5, Y1, Y8
+	VPERM2F128 $0x31, Y5, Y1, Y9
+	VADDPS     Y9, Y8, Y1
+	VPERM2F128 $0x20, Y6, Y2, Y8
+	VPERM2F128 $0x31, Y6, Y2, Y9
+	VADDPS     Y9, Y8, Y2
+	VPERM2F128 $0x20, Y7, Y3, Y8
+	VPERM2F128 $0x31, Y7, Y3, Y9
+	VADDPS     Y9, Y8, Y3
+	// Quarters: (b0+b2, b1+b3) of rows 0,1 | 4,5 in Y0 and of rows 2,3 | 6,7 in Y2.
+	VSHUFPS $0x44, Y1, Y0, Y8
+	VSHUFPS $0xee, Y1, Y0, Y9
+	VADDPS  Y9, Y8, Y0
+	VSHUFPS $0x44, Y3, Y2, Y8
+	VSHUFPS $0xee, Y3, Y2, Y9
+	VADDPS  Y9, Y8, Y2
+	// Last pair: c0+c1 of rows 0..7, in order.
+	VSHUFPS $0x88, Y2, Y0, Y8
+	VSHUFPS $0xdd, Y2, Y0, Y9
+	VADDPS  Y9, Y8, Y0
+	VMOVUPS Y0, (DX)
+	ADDQ $32, DX
+	LEAQ (DI)(R8*8), DI
+	SUBQ $8, CX
+	JMP  soct
 
 squad:
 	CMPQ CX, $4

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -40,5 +41,64 @@ func TestScoresAccumMatchReference(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestScoresRowsIndependent checks that a row's score does not depend on how many rows
+// one call takes (the kernel goes eight, four and one at a time): attention relies on it
+// for batch invariance.
+func TestScoresRowsIndependent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, hd := range []int{8, 64, 72, 128} {
+		const n = 29
+		stride := hd + 8
+		q := make([]float32, hd)
+		kv := make([]float32, n*stride)
+		for i := range q {
+			q[i] = rng.Float32()*2 - 1
+		}
+		for i := range kv {
+			kv[i] = rng.Float32()*2 - 1
+		}
+		for lo := range n {
+			all := make([]float32, n-lo)
+			Scores(all, q, kv[lo*stride:], stride)
+			for j := range all {
+				one := make([]float32, 1)
+				Scores(one, q, kv[(lo+j)*stride:], stride)
+				if math.Float32bits(one[0]) != math.Float32bits(all[j]) {
+					t.Fatalf("hd=%d: row %d alone = %v, among %d rows = %v", hd, lo+j, one[0], n-lo, all[j])
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkScores times the attention scores of one head of the target (64 dimensions,
+// rows 256 floats apart) against a block of 64 cached positions.
+func BenchmarkScores(b *testing.B) {
+	for _, stride := range []int{64, 256} {
+		b.Run(fmt.Sprintf("stride=%d", stride), func(b *testing.B) {
+			const hd, n = 64, 64
+			q, kv, out := make([]float32, hd), make([]float32, n*stride), make([]float32, n)
+			for i := range kv {
+				kv[i] = float32(i%7) - 3
+			}
+			for b.Loop() {
+				Scores(out, q, kv, stride)
+			}
+		})
+	}
+}
+
+// BenchmarkAccum times the weighted sum of the same block's values for one head.
+func BenchmarkAccum(b *testing.B) {
+	const hd, stride, n = 64, 256, 64
+	out, kv, w := make([]float32, hd), make([]float32, n*stride), make([]float32, n)
+	for i := range kv {
+		kv[i] = float32(i%7) - 3
+	}
+	for b.Loop() {
+		Accum(out, kv, stride, w)
 	}
 }
