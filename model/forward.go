@@ -280,40 +280,85 @@ func (s *State) rope(vec []float32, p int) {
 }
 
 // attention computes causal multi-head attention for the n tokens at pos… against the
-// cache, writing s.att. Each (token, head) pair is independent and computed by the same
-// code whatever n is: scores and weighted sums run over the cache one KV block (16
-// positions) at a time, in position order.
+// cache, writing s.att. The work is split into items, each one KV head for a run of
+// tokens: its queries (those tokens × the query heads sharing the KV head) go over the
+// cache together, attnRows positions at a time, so that the keys and values they share
+// are read from memory once and then from L1. Each (token, head) pair is still computed
+// by the same code whatever n is, and in position order: its scores, one kernel call per
+// run of positions (Scores treats rows independently); its softmax; its weighted sum,
+// accumulated over the positions in order.
 func (s *State) attention(layer, pos, n int) {
 	c := s.m.Config
+	group := c.Heads / c.KVHeads
+	// Enough items for every thread to take a few (the vCPUs differ in speed), else one
+	// per KV head with all the tokens.
+	span := n
+	if th := s.pool.Threads(); th > 1 {
+		span = max(1, n*c.KVHeads/(4*th))
+	}
+	runs := (n + span - 1) / span
+	s.pool.For(c.KVHeads*runs, func(lo, hi int) {
+		for it := lo; it < hi; it++ {
+			kh, r := it%c.KVHeads, it/c.KVHeads
+			t0, t1 := r*span, min((r+1)*span, n)
+			s.attendKV(layer, pos, it, kh*group, (kh+1)*group, t0, t1)
+		}
+	})
+}
+
+// attnRows is how many cached positions attention takes at a time: 32 keys of one head
+// (32 rows of 256 bytes, 1 KB apart) stay in L1 while every query sharing them is done.
+const attnRows = 32
+
+// attendKV computes attention for tokens [t0,t1) and query heads [h0,h1), which share
+// one KV head; slot indexes the F16 conversion scratch.
+func (s *State) attendKV(layer, pos, slot, h0, h1, t0, t1 int) {
+	c := s.m.Config
 	hd, heads, kvd := c.HeadDim, c.Heads, c.KVDim()
-	group := heads / c.KVHeads
+	kvo := (h0 / (heads / c.KVHeads)) * hd
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	bt := s.Seq.Pool().Config().BlockTokens
-	s.pool.For(n*heads, func(lo, hi int) {
-		for th := lo; th < hi; th++ {
-			t, h := th/heads, th%heads
-			p := pos + t
-			q := s.q[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
-			kvo := (h / group) * hd
-			sc := s.scores[th*c.Context : th*c.Context+p+1]
-			var kbuf, vbuf []float32 // F16 conversion scratch; F32 blocks are read in place
-			if s.kvTmp != nil {
-				kbuf = s.kvTmp[th*2*bt*kvd : (th*2+1)*bt*kvd]
-				vbuf = s.kvTmp[(th*2+1)*bt*kvd : (th*2+2)*bt*kvd]
+	var kbuf, vbuf []float32 // F16 conversion scratch; F32 blocks are read in place
+	if s.kvTmp != nil {
+		kbuf = s.kvTmp[slot*2*bt*kvd : (slot*2+1)*bt*kvd]
+		vbuf = s.kvTmp[(slot*2+1)*bt*kvd : (slot*2+2)*bt*kvd]
+	}
+	last := pos + t1 - 1 // the last position any of these queries sees
+	query := func(t, h int) (q, sc []float32) {
+		th := t*heads + h
+		return s.q[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd], s.scores[th*c.Context : th*c.Context+pos+t+1]
+	}
+	// sweep calls fn for each run of positions [a,a+cnt) of each query, in position
+	// order, with rows the cache block's keys (or values) from position a on.
+	sweep := func(values bool, fn func(t, h int, rows []float32, a, cnt int)) {
+		for b := 0; b*bt <= last; b++ {
+			k, v := s.Seq.BlockKV(layer, b, kbuf, vbuf)
+			if values {
+				k = v
 			}
-			for b := 0; b*bt <= p; b++ {
-				k, _ := s.Seq.BlockKV(layer, b, kbuf, vbuf)
-				cnt := min(bt, p+1-b*bt)
-				kernels.Scores(sc[b*bt:b*bt+cnt], q, k[kvo:], kvd)
-			}
-			kernels.Softmax(sc, scale)
-			out := s.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
-			clear(out)
-			for b := 0; b*bt <= p; b++ {
-				_, v := s.Seq.BlockKV(layer, b, kbuf, vbuf)
-				cnt := min(bt, p+1-b*bt)
-				kernels.Accum(out, v[kvo:], kvd, sc[b*bt:b*bt+cnt])
+			for a := b * bt; a < min((b+1)*bt, last+1); a += attnRows {
+				for t := t0; t < t1; t++ {
+					cnt := min(a+attnRows, (b+1)*bt, pos+t+1) - a
+					for h := h0; h < h1 && cnt > 0; h++ {
+						fn(t, h, k[(a-b*bt)*kvd+kvo:], a, cnt)
+					}
+				}
 			}
 		}
+	}
+	sweep(false, func(t, h int, keys []float32, a, cnt int) {
+		q, sc := query(t, h)
+		kernels.Scores(sc[a:a+cnt], q, keys, kvd)
+	})
+	for t := t0; t < t1; t++ {
+		for h := h0; h < h1; h++ {
+			_, sc := query(t, h)
+			kernels.Softmax(sc, scale)
+			clear(s.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd])
+		}
+	}
+	sweep(true, func(t, h int, vals []float32, a, cnt int) {
+		_, sc := query(t, h)
+		kernels.Accum(s.att[t*c.Dim+h*hd:t*c.Dim+(h+1)*hd], vals, kvd, sc[a:a+cnt])
 	})
 }
