@@ -120,69 +120,91 @@ func rowEnd() {
 	p("RET")
 }
 
+// sink is an accumulator and where its reduced sum goes.
+type sink struct {
+	reg  int
+	addr string
+}
+
+// sinks pairs accs[t] with token t's output, off bytes after it (4: the next row).
+func sinks(accs []int, off int) []sink {
+	s := make([]sink, len(accs))
+	for t, a := range accs {
+		s[t] = sink{a, oa(t)}
+		if off != 0 {
+			s[t].addr = fmt.Sprint(off) + oa(t)
+		}
+	}
+	return s
+}
+
 // reduce512 sums the 16 lanes of each token's accumulator, accs[t] for token t, and
-// stores the sums. Every token's sum is formed by the same additions in the same order,
+// stores the sums (see reduceTo).
+func reduce512(accs []int) { reduceTo(sinks(accs, 0)) }
+
+// reduceTo sums the 16 lanes of each accumulator and stores the sum at its address.
+// Every sum is formed by the same additions in the same order,
 // ((l_i + l_{i+8}) + (l_{i+4} + l_{i+12})) paired by 2 and then 1, whether it is reduced
-// alone or packed with other tokens' lanes into one vector (which saves instructions).
-// Z20..Z27 and Y13/X14/X15 are scratch.
-func reduce512(accs []int) {
-	t := 0
-	for ; t+4 <= len(accs); t += 4 {
-		a := accs[t : t+4]
+// alone or packed with three or one other accumulators' lanes into one vector (which
+// saves instructions). Z20..Z27 and Y13/X14/X15 are scratch.
+func reduceTo(s []sink) {
+	for len(s) >= 4 {
+		a := s[:4]
 		for h := range 2 {
 			u, v, sum := 20+3*h, 21+3*h, 22+3*h // sum: [X(0-7)+X(8-15) | Y(...)] for X,Y = a[2h],a[2h+1]
-			p("VSHUFF64X2 $0x44, Z%d, Z%d, Z%d", a[2*h+1], a[2*h], u)
-			p("VSHUFF64X2 $0xee, Z%d, Z%d, Z%d", a[2*h+1], a[2*h], v)
+			p("VSHUFF64X2 $0x44, Z%d, Z%d, Z%d", a[2*h+1].reg, a[2*h].reg, u)
+			p("VSHUFF64X2 $0xee, Z%d, Z%d, Z%d", a[2*h+1].reg, a[2*h].reg, v)
 			p("VADDPS Z%d, Z%d, Z%d", v, u, sum)
 		}
-		p("VSHUFF64X2 $0x88, Z25, Z22, Z20") // lanes 0-3 of each token
+		p("VSHUFF64X2 $0x88, Z25, Z22, Z20") // lanes 0-3 of each accumulator
 		p("VSHUFF64X2 $0xdd, Z25, Z22, Z21") // lanes 4-7
 		p("VADDPS Z21, Z20, Z20")
-		reduceLanes128(t, 4)
+		reduceLanes128(a)
+		s = s[4:]
 	}
-	if t+2 <= len(accs) {
-		p("VSHUFF64X2 $0x44, Z%d, Z%d, Z20", accs[t+1], accs[t])
-		p("VSHUFF64X2 $0xee, Z%d, Z%d, Z21", accs[t+1], accs[t])
+	if len(s) >= 2 {
+		p("VSHUFF64X2 $0x44, Z%d, Z%d, Z20", s[1].reg, s[0].reg)
+		p("VSHUFF64X2 $0xee, Z%d, Z%d, Z21", s[1].reg, s[0].reg)
 		p("VADDPS Z21, Z20, Z20")
 		p("VSHUFF64X2 $0xb1, Z20, Z20, Z21")
 		p("VADDPS Z21, Z20, Z20")
-		reduceLanes128(t, 2)
-		t += 2
+		reduceLanes128(s[:2])
+		s = s[2:]
 	}
-	if t < len(accs) {
-		p("VEXTRACTF64X4 $1, Z%d, Y13", accs[t])
-		p("VADDPS Y13, Y%d, Y13", accs[t])
-		reduce256("Y13", "X13", t)
+	if len(s) == 1 {
+		p("VEXTRACTF64X4 $1, Z%d, Y13", s[0].reg)
+		p("VADDPS Y13, Y%d, Y13", s[0].reg)
+		reduce256("Y13", "X13", s[0].addr)
 	}
 }
 
-// reduceLanes128 finishes a packed reduction: 128-bit lane j of Z20 holds the four partial
-// sums of token t+j·(4/n) (n tokens, packed at every lane for 4, every other for 2).
-func reduceLanes128(t, n int) {
+// reduceLanes128 finishes a packed reduction: 128-bit lane j of Z20 holds the four
+// partial sums of s[j·4/len(s)] (at every lane for 4 accumulators, every other for 2).
+func reduceLanes128(s []sink) {
 	p("VPERMILPS $0x4e, Z20, Z21")
 	p("VADDPS Z21, Z20, Z20")
 	p("VMOVSHDUP Z20, Z21")
 	p("VADDPS Z21, Z20, Z20")
-	for j := range n {
-		lane := j * 4 / n
+	for j, k := range s {
+		lane := j * 4 / len(s)
 		if lane == 0 {
-			p("VMOVSS X20, %s", oa(t+j))
+			p("VMOVSS X20, %s", k.addr)
 			continue
 		}
 		p("VEXTRACTF32X4 $%d, Z20, X21", lane)
-		p("VMOVSS X21, %s", oa(t+j))
+		p("VMOVSS X21, %s", k.addr)
 	}
 }
 
-// reduce256 sums the 8 lanes of y (whose low half is x) into token t's output.
-func reduce256(y, x string, t int) {
+// reduce256 sums the 8 lanes of y (whose low half is x) and stores the sum at addr.
+func reduce256(y, x, addr string) {
 	p("VEXTRACTF128 $1, %s, X14", y)
 	p("VADDPS X14, %s, X14", x)
 	p("VMOVHLPS X14, X14, X15")
 	p("VADDPS X15, X14, X14")
 	p("VMOVSHDUP X14, X15")
 	p("VADDSS X15, X14, X14")
-	p("VMOVSS X14, %s", oa(t))
+	p("VMOVSS X14, %s", addr)
 }
 
 // ---- avx512vnni ----
@@ -220,9 +242,9 @@ func float512(half bool, k int) {
 // odd one) and the same reduction, so results are bitwise those of the one-row kernel.
 //
 // Registers: row A accumulates in Z0..Z(2k-1), row B in Z(2k)..Z(4k-1); Z20.. hold the
-// activations, Z25/Z26 the weights of A and B, Z27.. the tail activations. Row B is
-// reduced first: the reduction's scratch (Y13, X14, X15, Z20..Z25) may overlap row B's
-// registers but never row A's.
+// activations, Z25/Z26 the weights of A and B, Z27.. the tail activations. After the
+// odd accumulators are added to the even ones, those (Z0..Z18 at most) are reduced,
+// clear of the reduction's scratch (Z20..Z25).
 func floatPairs512(half bool, k int) {
 	accA, accB := 0, 2*k
 	load := func(off, reg int, b bool) {
@@ -318,8 +340,7 @@ func floatPairBody(half bool, k, accA, accB int, load func(off, reg int, b bool)
 // rowPairs emits the loop of the pair kernels: while two rows remain, it zeroes Z0 to
 // Z(nacc-1), runs body for rows A (at DX) and B (at DX+R15), and stores the sums of
 // accumulators accA and accB as the two rows' outputs; a last odd row is left to last,
-// which stores its own. Row A's accumulators must survive reducing row B's (see
-// reduce512 for the scratch registers).
+// which stores its own. No accumulator may be one of reduceTo's scratch registers.
 func rowPairs(nacc int, accA, accB []int, body, last func()) {
 	p("TESTQ R8, R8")
 	p("JZ done")
@@ -333,10 +354,11 @@ func rowPairs(nacc int, accA, accB []int, body, last func()) {
 		p("VPXORD Z%d, Z%d, Z%d", a, a, a)
 	}
 	body()
-	p("ADDQ $4, DI")
-	reduce512(accB)
-	p("SUBQ $4, DI")
-	reduce512(accA)
+	// Both rows' accumulators are reduced together, four at a time: A's first, then
+	// B's, then what is left of both (for five tokens, A's and B's fifth as a pair).
+	whole := len(accA) / 4 * 4
+	a, b := sinks(accA, 0), sinks(accB, 4)
+	reduceTo(append(append(append(a[:whole:whole], b[:whole]...), a[whole:]...), b[whole:]...))
 	p("ADDQ $8, DI")
 	p("LEAQ (SI)(R15*2), SI")
 	p("SUBQ $2, R8")
@@ -908,7 +930,7 @@ func quantAVX2(q4 bool, k int) {
 	label("reduce")
 	for t := range k {
 		p("VADDPS Y%d, Y%d, Y%d", 2*t+1, 2*t, 2*t)
-		reduce256(fmt.Sprintf("Y%d", 2*t), fmt.Sprintf("X%d", 2*t), t)
+		reduce256(fmt.Sprintf("Y%d", 2*t), fmt.Sprintf("X%d", 2*t), oa(t))
 	}
 	rowEnd()
 }
