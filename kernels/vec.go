@@ -21,3 +21,10 @@ func accumGeneric(out, v []float32, stride int, w []float32) {
 		}
 	}
 }
+
+// scaleMulGeneric is the pure-Go reference of ScaleMul.
+func scaleMulGeneric(dst, x, w []float32, s float32) {
+	for i, v := range x {
+		dst[i] = w[i] * (s * v)
+	}
+}

@@ -39,3 +39,25 @@ func Accum(out, v []float32, stride int, w []float32) {
 	}
 	accumGeneric(out, v, stride, w)
 }
+
+//go:noescape
+func vscaleMulF32(dst, x, w *float32, n int, s float32)
+
+// ScaleMul sets dst[i] = w[i] * (s * x[i]) for i < len(x), rounding each product as Go
+// does (two multiplications, no fused operation), so every path gives the same bits.
+// RMSNorm's scaling.
+func ScaleMul(dst, x, w []float32, s float32) {
+	n := len(x)
+	if n == 0 {
+		return
+	}
+	_, _ = dst[n-1], w[n-1]
+	v := 0
+	if vecAVX2 {
+		v = n &^ 7
+	}
+	if v > 0 {
+		vscaleMulF32(&dst[0], &x[0], &w[0], v, s)
+	}
+	scaleMulGeneric(dst[v:n], x[v:], w[v:n], s)
+}

@@ -249,3 +249,26 @@ astore:
 adone:
 	VZEROUPPER
 	RET
+
+// func vscaleMulF32(dst, x, w *float32, n int, s float32)
+// dst[i] = w[i] * (s * x[i]) for i < n; n a multiple of 8.
+TEXT ·vscaleMulF32(SB), NOSPLIT, $0-36
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ w+16(FP), DX
+	MOVQ n+24(FP), CX
+	VBROADCASTSS s+32(FP), Y0
+	XORQ AX, AX
+
+smloop:
+	CMPQ AX, CX
+	JGE  smdone
+	VMULPS (SI)(AX*4), Y0, Y1
+	VMULPS (DX)(AX*4), Y1, Y1
+	VMOVUPS Y1, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP  smloop
+
+smdone:
+	VZEROUPPER
+	RET

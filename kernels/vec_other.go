@@ -7,3 +7,6 @@ func Scores(out, q, k []float32, stride int) { scoresGeneric(out, q, k, stride) 
 
 // Accum adds w[j] * v[j*stride:][:len(out)] to out for j < len(w), in order of j.
 func Accum(out, v []float32, stride int, w []float32) { accumGeneric(out, v, stride, w) }
+
+// ScaleMul sets dst[i] = w[i] * (s * x[i]).
+func ScaleMul(dst, x, w []float32, s float32) { scaleMulGeneric(dst, x, w, s) }

