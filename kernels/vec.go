@@ -28,3 +28,13 @@ func scaleMulGeneric(dst, x, w []float32, s float32) {
 		dst[i] = w[i] * (s * v)
 	}
 }
+
+// rotateGeneric is the pure-Go reference of Rotate. The conversions keep each product
+// rounded on its own (no fused multiply-add on any platform).
+func rotateGeneric(v, cs, sn []float32) {
+	for i := 0; i+1 < len(cs); i += 2 {
+		a, b := v[i], v[i+1]
+		v[i] = float32(a*cs[i]) + float32(b*sn[i])
+		v[i+1] = float32(b*cs[i+1]) + float32(a*sn[i+1])
+	}
+}

@@ -61,3 +61,26 @@ func ScaleMul(dst, x, w []float32, s float32) {
 	}
 	scaleMulGeneric(dst[v:n], x[v:], w[v:n], s)
 }
+
+//go:noescape
+func vrotateF32(v, cs, sn *float32, n int)
+
+// Rotate turns each adjacent pair (v[2i], v[2i+1]) for 2i+1 < len(cs) by an angle given
+// as cs = (cos, cos) and sn = (-sin, sin) per pair: v[2i] = v[2i]·cos − v[2i+1]·sin and
+// v[2i+1] = v[2i+1]·cos + v[2i]·sin, each product rounded on its own, so every path
+// gives the same bits (RoPE).
+func Rotate(v, cs, sn []float32) {
+	n := len(cs) &^ 1
+	if n == 0 {
+		return
+	}
+	_, _ = v[n-1], sn[n-1]
+	m := 0
+	if vecAVX2 {
+		m = n &^ 7
+	}
+	if m > 0 {
+		vrotateF32(&v[0], &cs[0], &sn[0], m)
+	}
+	rotateGeneric(v[m:n], cs[m:n], sn[m:n])
+}

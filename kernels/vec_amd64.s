@@ -272,3 +272,29 @@ smloop:
 smdone:
 	VZEROUPPER
 	RET
+
+// func vrotateF32(v, cs, sn *float32, n int)
+// (v[2i], v[2i+1]) = (v[2i]·cs[2i] + v[2i+1]·sn[2i], v[2i+1]·cs[2i+1] + v[2i]·sn[2i+1])
+// for 2i < n; n a multiple of 8.
+TEXT ·vrotateF32(SB), NOSPLIT, $0-32
+	MOVQ v+0(FP), DI
+	MOVQ cs+8(FP), SI
+	MOVQ sn+16(FP), DX
+	MOVQ n+24(FP), CX
+	XORQ AX, AX
+
+rtloop:
+	CMPQ AX, CX
+	JGE  rtdone
+	VMOVUPS (DI)(AX*4), Y1
+	VPERMILPS $0xb1, Y1, Y2
+	VMULPS (SI)(AX*4), Y1, Y1
+	VMULPS (DX)(AX*4), Y2, Y2
+	VADDPS Y2, Y1, Y1
+	VMOVUPS Y1, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP  rtloop
+
+rtdone:
+	VZEROUPPER
+	RET

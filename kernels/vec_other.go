@@ -10,3 +10,7 @@ func Accum(out, v []float32, stride int, w []float32) { accumGeneric(out, v, str
 
 // ScaleMul sets dst[i] = w[i] * (s * x[i]).
 func ScaleMul(dst, x, w []float32, s float32) { scaleMulGeneric(dst, x, w, s) }
+
+// Rotate turns each adjacent pair (v[2i], v[2i+1]) for 2i+1 < len(cs) by an angle given
+// as cs = (cos, cos) and sn = (-sin, sin) per pair.
+func Rotate(v, cs, sn []float32) { rotateGeneric(v, cs, sn) }

@@ -121,3 +121,25 @@ func TestScaleMulMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+func TestRotateMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for n := range 40 {
+		v, cs, sn := make([]float32, n+1), make([]float32, n), make([]float32, n)
+		for i := range v {
+			v[i] = rng.Float32()*8 - 4
+		}
+		for i := 0; i+1 < n; i += 2 {
+			s, c := math.Sincos(rng.Float64() * 6)
+			cs[i], cs[i+1], sn[i], sn[i+1] = float32(c), float32(c), -float32(s), float32(s)
+		}
+		got, want := append([]float32(nil), v...), append([]float32(nil), v...)
+		Rotate(got, cs, sn)
+		rotateGeneric(want, cs, sn)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("n=%d: Rotate[%d] = %v, want %v", n, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -26,16 +26,19 @@ func f32Bytes(f []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f))
 }
 
+// initRope tabulates, per position, each rotated pair's (cos, cos) and (-sin, sin), the
+// operands of kernels.Rotate.
 func (m *Model) initRope() {
-	half := m.RopeDim / 2
-	m.ropeCos = make([]float32, m.Context*half)
-	m.ropeSin = make([]float32, m.Context*half)
+	d := m.RopeDim &^ 1
+	m.ropeCS = make([]float32, m.Context*d)
+	m.ropeSN = make([]float32, m.Context*d)
 	for p := range m.Context {
-		for i := range half {
+		for i := range d / 2 {
 			freq := 1 / math.Pow(float64(m.RopeBase), float64(2*i)/float64(m.RopeDim))
 			s, c := math.Sincos(float64(p) * freq)
-			m.ropeCos[p*half+i] = float32(c)
-			m.ropeSin[p*half+i] = float32(s)
+			j := p*d + 2*i
+			m.ropeCS[j], m.ropeCS[j+1] = float32(c), float32(c)
+			m.ropeSN[j], m.ropeSN[j+1] = -float32(s), float32(s)
 		}
 	}
 }
@@ -264,16 +267,10 @@ func rmsnorm(dst, x, w []float32, eps float32) {
 // rope rotates adjacent pairs (2i, 2i+1) of every head in vec by the angles of position p.
 func (s *State) rope(vec []float32, p int) {
 	c := s.m.Config
-	half := c.RopeDim / 2
-	cos := s.m.ropeCos[p*half : (p+1)*half]
-	sin := s.m.ropeSin[p*half : (p+1)*half]
+	d := c.RopeDim &^ 1
+	cs, sn := s.m.ropeCS[p*d:(p+1)*d], s.m.ropeSN[p*d:(p+1)*d]
 	for h := 0; h < len(vec); h += c.HeadDim {
-		head := vec[h : h+c.RopeDim]
-		for i := range half {
-			a, b := head[2*i], head[2*i+1]
-			head[2*i] = a*cos[i] - b*sin[i]
-			head[2*i+1] = a*sin[i] + b*cos[i]
-		}
+		kernels.Rotate(vec[h:h+d], cs, sn)
 	}
 }
 

@@ -70,8 +70,8 @@ type Model struct {
 	Quant     kernels.Type // the dominant weight type after loading
 	Path      string
 
-	ropeCos, ropeSin []float32 // [pos][RopeDim/2]
-	closer           io.Closer
+	ropeCS, ropeSN []float32 // [pos][RopeDim]: per pair (cos, cos) and (-sin, sin)
+	closer         io.Closer
 }
 
 // LoadOptions tune Load.
