@@ -52,10 +52,7 @@ func ScaleMul(dst, x, w []float32, s float32) {
 		return
 	}
 	_, _ = dst[n-1], w[n-1]
-	v := 0
-	if vecAVX2 {
-		v = n &^ 7
-	}
+	v := vectorPart(n)
 	if v > 0 {
 		vscaleMulF32(&dst[0], &x[0], &w[0], v, s)
 	}
@@ -75,12 +72,18 @@ func Rotate(v, cs, sn []float32) {
 		return
 	}
 	_, _ = v[n-1], sn[n-1]
-	m := 0
-	if vecAVX2 {
-		m = n &^ 7
-	}
+	m := vectorPart(n)
 	if m > 0 {
 		vrotateF32(&v[0], &cs[0], &sn[0], m)
 	}
 	rotateGeneric(v[m:n], cs[m:n], sn[m:n])
+}
+
+// vectorPart is how many of n elements the elementwise AVX2 kernels take (whole vectors
+// of 8); Go does the rest.
+func vectorPart(n int) int {
+	if !vecAVX2 {
+		return 0
+	}
+	return n &^ 7
 }
