@@ -74,33 +74,33 @@ func TestScoresRowsIndependent(t *testing.T) {
 	}
 }
 
-// BenchmarkScores times the attention scores of one head of the target (64 dimensions,
-// rows 256 floats apart) against a block of 64 cached positions.
-func BenchmarkScores(b *testing.B) {
+// BenchmarkAttention times, for one head of the target (64 dimensions) against a block
+// of 64 cached positions, the scores (rows packed, or 256 floats apart as in the cache)
+// and the weighted sum of the values.
+func BenchmarkAttention(b *testing.B) {
+	const hd, n = 64, 64
+	block := func(stride int) []float32 {
+		kv := make([]float32, n*stride)
+		for i := range kv {
+			kv[i] = float32(i%7) - 3
+		}
+		return kv
+	}
+	q, w, scores, out := make([]float32, hd), make([]float32, n), make([]float32, n), make([]float32, hd)
 	for _, stride := range []int{64, 256} {
-		b.Run(fmt.Sprintf("stride=%d", stride), func(b *testing.B) {
-			const hd, n = 64, 64
-			q, kv, out := make([]float32, hd), make([]float32, n*stride), make([]float32, n)
-			for i := range kv {
-				kv[i] = float32(i%7) - 3
-			}
+		kv := block(stride)
+		b.Run(fmt.Sprintf("scores/stride=%d", stride), func(b *testing.B) {
 			for b.Loop() {
-				Scores(out, q, kv, stride)
+				Scores(scores, q, kv, stride)
 			}
 		})
 	}
-}
-
-// BenchmarkAccum times the weighted sum of the same block's values for one head.
-func BenchmarkAccum(b *testing.B) {
-	const hd, stride, n = 64, 256, 64
-	out, kv, w := make([]float32, hd), make([]float32, n*stride), make([]float32, n)
-	for i := range kv {
-		kv[i] = float32(i%7) - 3
-	}
-	for b.Loop() {
-		Accum(out, kv, stride, w)
-	}
+	kv := block(256)
+	b.Run("accum/stride=256", func(b *testing.B) {
+		for b.Loop() {
+			Accum(out, kv, 256, w)
+		}
+	})
 }
 
 func TestScaleMulMatchesReference(t *testing.T) {
