@@ -2,7 +2,16 @@ package kernels
 
 import "golang.org/x/sys/cpu"
 
-var vecAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+var (
+	vecAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	vecAVX512 = vecAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
+)
+
+//go:noescape
+func vscores2F32(q1, q2, k *float32, stride, n, hd int, out1, out2 *float32)
+
+//go:noescape
+func vaccum2F32(out1, out2, v *float32, stride, n, hd int, w1, w2 *float32)
 
 //go:noescape
 func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
@@ -38,6 +47,54 @@ func Accum(out, v []float32, stride int, w []float32) {
 		return
 	}
 	accumGeneric(out, v, stride, w)
+}
+
+// Scores2 is Scores for two queries against the same keys: out1 for q1, out2 for q2
+// (len(out2) == len(out1), len(q2) == len(q1)). Attention gives it the query heads that
+// share a KV head, so each key row is loaded once for both.
+//
+// With AVX-512 and a head dimension that is a multiple of 16, it rounds differently
+// from Scores (16 lanes, not 8): a model must send a given head through one of the two
+// every time. Either way a row's score depends only on its query and its key, never on
+// how many rows the call takes.
+func Scores2(out1, out2, q1, q2, k []float32, stride int) {
+	n, hd := len(out1), len(q1)
+	if n == 0 {
+		return
+	}
+	_, _, _ = out2[n-1], q2[hd-1], k[(n-1)*stride+hd-1]
+	if !vecAVX512 || hd%16 != 0 {
+		Scores(out1, q1, k, stride)
+		Scores(out2, q2, k, stride)
+		return
+	}
+	sb := 4 * stride
+	j := 0
+	for ; j+8 <= n; j += 8 {
+		vscores2F32(&q1[0], &q2[0], &k[j*stride], sb, 8, 4*hd, &out1[j], &out2[j])
+	}
+	if j < n {
+		var t1, t2 [8]float32
+		vscores2F32(&q1[0], &q2[0], &k[j*stride], sb, n-j, 4*hd, &t1[0], &t2[0])
+		copy(out1[j:], t1[:n-j])
+		copy(out2[j:], t2[:n-j])
+	}
+}
+
+// Accum2 is Accum for two outputs weighted from the same values: out1 with w1, out2
+// with w2. Its results are bitwise those of two Accum calls.
+func Accum2(out1, out2, v []float32, stride int, w1, w2 []float32) {
+	n, hd := len(w1), len(out1)
+	if n == 0 {
+		return
+	}
+	_, _, _ = w2[n-1], out2[hd-1], v[(n-1)*stride+hd-1]
+	if !vecAVX512 || hd%16 != 0 {
+		Accum(out1, v, stride, w1)
+		Accum(out2, v, stride, w2)
+		return
+	}
+	vaccum2F32(&out1[0], &out2[0], &v[0], 4*stride, n, 4*hd, &w1[0], &w2[0])
 }
 
 //go:noescape

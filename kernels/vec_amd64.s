@@ -298,3 +298,241 @@ rtloop:
 rtdone:
 	VZEROUPPER
 	RET
+
+// func vscores2F32(q1, q2, k *float32, stride, n, hd int, out1, out2 *float32)
+// The scores of two queries against one group of eight rows k, k+stride, ... (stride and
+// hd in bytes, hd a multiple of 64): out1[r] = dot(q1, row r), out2[r] = dot(q2, row r)
+// for r < 8. Rows from n on repeat row n-1 (n ≥ 1), so the kernel never reads past the
+// last row; the caller keeps only the first n results. Each (query, row) pair has one
+// 16-lane accumulator: lane l sums the products of columns l, l+16, ... in order. The
+// sixteen accumulators are then reduced together, halving 512 → 256 → 128 → 64 → 32
+// bits, each add combining two parts of the same accumulator, so a result depends only
+// on its own query and row. The accumulator of output o (o = 8·query + row) is Z(m[o]),
+// m = 0 2 1 3 8 10 9 11 4 6 5 7 12 14 13 15, which leaves output o in lane o.
+TEXT ·vscores2F32(SB), NOSPLIT, $0-64
+	MOVQ q1+0(FP), SI
+	MOVQ q2+8(FP), DI
+	MOVQ k+16(FP), R8
+	MOVQ stride+24(FP), BX
+	MOVQ n+32(FP), AX
+	LEAQ (R8)(BX*1), R9
+	CMPQ AX, $1
+	CMOVQLE R8, R9
+	LEAQ (R9)(BX*1), R10
+	CMPQ AX, $2
+	CMOVQLE R9, R10
+	LEAQ (R10)(BX*1), R11
+	CMPQ AX, $3
+	CMOVQLE R10, R11
+	LEAQ (R11)(BX*1), R12
+	CMPQ AX, $4
+	CMOVQLE R11, R12
+	LEAQ (R12)(BX*1), R13
+	CMPQ AX, $5
+	CMOVQLE R12, R13
+	LEAQ (R13)(BX*1), R14
+	CMPQ AX, $6
+	CMOVQLE R13, R14
+	LEAQ (R14)(BX*1), R15
+	CMPQ AX, $7
+	CMOVQLE R14, R15
+	MOVQ hd+40(FP), AX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	XORQ BX, BX
+
+s2col:
+	VMOVUPS (SI)(BX*1), Z16
+	VMOVUPS (DI)(BX*1), Z17
+	VMOVUPS (R8)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z0
+	VFMADD231PS Z18, Z17, Z4
+	VMOVUPS (R9)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z2
+	VFMADD231PS Z18, Z17, Z6
+	VMOVUPS (R10)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z1
+	VFMADD231PS Z18, Z17, Z5
+	VMOVUPS (R11)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z3
+	VFMADD231PS Z18, Z17, Z7
+	VMOVUPS (R12)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z8
+	VFMADD231PS Z18, Z17, Z12
+	VMOVUPS (R13)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z10
+	VFMADD231PS Z18, Z17, Z14
+	VMOVUPS (R14)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z9
+	VFMADD231PS Z18, Z17, Z13
+	VMOVUPS (R15)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z11
+	VFMADD231PS Z18, Z17, Z15
+	ADDQ $64, BX
+	CMPQ BX, AX
+	JLT  s2col
+	// 512 → 256 bits: Z(i) and Z(i+8) share a register, one per 256-bit half.
+	VSHUFF32X4 $0x44, Z8, Z0, Z24
+	VSHUFF32X4 $0xee, Z8, Z0, Z25
+	VADDPS Z25, Z24, Z0
+	VSHUFF32X4 $0x44, Z9, Z1, Z24
+	VSHUFF32X4 $0xee, Z9, Z1, Z25
+	VADDPS Z25, Z24, Z1
+	VSHUFF32X4 $0x44, Z10, Z2, Z24
+	VSHUFF32X4 $0xee, Z10, Z2, Z25
+	VADDPS Z25, Z24, Z2
+	VSHUFF32X4 $0x44, Z11, Z3, Z24
+	VSHUFF32X4 $0xee, Z11, Z3, Z25
+	VADDPS Z25, Z24, Z3
+	VSHUFF32X4 $0x44, Z12, Z4, Z24
+	VSHUFF32X4 $0xee, Z12, Z4, Z25
+	VADDPS Z25, Z24, Z4
+	VSHUFF32X4 $0x44, Z13, Z5, Z24
+	VSHUFF32X4 $0xee, Z13, Z5, Z25
+	VADDPS Z25, Z24, Z5
+	VSHUFF32X4 $0x44, Z14, Z6, Z24
+	VSHUFF32X4 $0xee, Z14, Z6, Z25
+	VADDPS Z25, Z24, Z6
+	VSHUFF32X4 $0x44, Z15, Z7, Z24
+	VSHUFF32X4 $0xee, Z15, Z7, Z25
+	VADDPS Z25, Z24, Z7
+	// 256 → 128: one accumulator per 128-bit lane.
+	VSHUFF32X4 $0x88, Z4, Z0, Z24
+	VSHUFF32X4 $0xdd, Z4, Z0, Z25
+	VADDPS Z25, Z24, Z0
+	VSHUFF32X4 $0x88, Z5, Z1, Z24
+	VSHUFF32X4 $0xdd, Z5, Z1, Z25
+	VADDPS Z25, Z24, Z1
+	VSHUFF32X4 $0x88, Z6, Z2, Z24
+	VSHUFF32X4 $0xdd, Z6, Z2, Z25
+	VADDPS Z25, Z24, Z2
+	VSHUFF32X4 $0x88, Z7, Z3, Z24
+	VSHUFF32X4 $0xdd, Z7, Z3, Z25
+	VADDPS Z25, Z24, Z3
+	// 128 → 64, then 64 → 32, within 128-bit lanes.
+	VSHUFPS $0x44, Z2, Z0, Z24
+	VSHUFPS $0xee, Z2, Z0, Z25
+	VADDPS Z25, Z24, Z0
+	VSHUFPS $0x44, Z3, Z1, Z24
+	VSHUFPS $0xee, Z3, Z1, Z25
+	VADDPS Z25, Z24, Z1
+	VSHUFPS $0x88, Z1, Z0, Z24
+	VSHUFPS $0xdd, Z1, Z0, Z25
+	VADDPS Z25, Z24, Z0
+	MOVQ out1+48(FP), DX
+	MOVQ out2+56(FP), CX
+	VMOVUPS Y0, (DX)
+	VEXTRACTF32X8 $1, Z0, Y1
+	VMOVUPS Y1, (CX)
+	VZEROUPPER
+	RET
+
+// func vaccum2F32(out1, out2, v *float32, stride, n, hd int, w1, w2 *float32)
+// out1 += Σ_j w1[j]·row j, out2 += Σ_j w2[j]·row j, rows stride bytes apart, hd bytes
+// wide (a multiple of 64). Each output element takes its products in order of j with
+// one fused multiply-add each, exactly as vaccumF32 does for one query: the two queries
+// share each row's loads, and their independent chains keep both FMA pipes busy.
+TEXT ·vaccum2F32(SB), NOSPLIT, $0-64
+	MOVQ out1+0(FP), DX
+	MOVQ out2+8(FP), CX
+	MOVQ v+16(FP), DI
+	MOVQ stride+24(FP), R8
+	MOVQ hd+40(FP), R9
+
+a2chunk:
+	CMPQ R9, $256
+	JLT  a2narrow
+	VMOVUPS 0(DX), Z0
+	VMOVUPS 0(CX), Z4
+	VMOVUPS 64(DX), Z1
+	VMOVUPS 64(CX), Z5
+	VMOVUPS 128(DX), Z2
+	VMOVUPS 128(CX), Z6
+	VMOVUPS 192(DX), Z3
+	VMOVUPS 192(CX), Z7
+	MOVQ DI, BX
+	MOVQ w1+48(FP), R11
+	MOVQ w2+56(FP), R12
+	MOVQ n+32(FP), R10
+
+a2wide:
+	VBROADCASTSS (R11), Z8
+	VBROADCASTSS (R12), Z9
+	VMOVUPS 0(BX), Z10
+	VMOVUPS 64(BX), Z11
+	VMOVUPS 128(BX), Z12
+	VMOVUPS 192(BX), Z13
+	VFMADD231PS Z10, Z8, Z0
+	VFMADD231PS Z10, Z9, Z4
+	VFMADD231PS Z11, Z8, Z1
+	VFMADD231PS Z11, Z9, Z5
+	VFMADD231PS Z12, Z8, Z2
+	VFMADD231PS Z12, Z9, Z6
+	VFMADD231PS Z13, Z8, Z3
+	VFMADD231PS Z13, Z9, Z7
+	ADDQ R8, BX
+	ADDQ $4, R11
+	ADDQ $4, R12
+	DECQ R10
+	JNZ  a2wide
+	VMOVUPS Z0, 0(DX)
+	VMOVUPS Z4, 0(CX)
+	VMOVUPS Z1, 64(DX)
+	VMOVUPS Z5, 64(CX)
+	VMOVUPS Z2, 128(DX)
+	VMOVUPS Z6, 128(CX)
+	VMOVUPS Z3, 192(DX)
+	VMOVUPS Z7, 192(CX)
+	ADDQ $256, DX
+	ADDQ $256, CX
+	ADDQ $256, DI
+	SUBQ $256, R9
+	JMP  a2chunk
+
+// Fewer than 64 columns left: sixteen at a time.
+a2narrow:
+	CMPQ R9, $0
+	JEQ  a2done
+	VMOVUPS (DX), Z0
+	VMOVUPS (CX), Z4
+	MOVQ DI, BX
+	MOVQ w1+48(FP), R11
+	MOVQ w2+56(FP), R12
+	MOVQ n+32(FP), R10
+
+a2col:
+	VBROADCASTSS (R11), Z8
+	VBROADCASTSS (R12), Z9
+	VMOVUPS (BX), Z10
+	VFMADD231PS Z10, Z8, Z0
+	VFMADD231PS Z10, Z9, Z4
+	ADDQ R8, BX
+	ADDQ $4, R11
+	ADDQ $4, R12
+	DECQ R10
+	JNZ  a2col
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z4, (CX)
+	ADDQ $64, DX
+	ADDQ $64, CX
+	ADDQ $64, DI
+	SUBQ $64, R9
+	JMP  a2narrow
+
+a2done:
+	VZEROUPPER
+	RET

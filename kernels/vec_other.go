@@ -8,6 +8,18 @@ func Scores(out, q, k []float32, stride int) { scoresGeneric(out, q, k, stride) 
 // Accum adds w[j] * v[j*stride:][:len(out)] to out for j < len(w), in order of j.
 func Accum(out, v []float32, stride int, w []float32) { accumGeneric(out, v, stride, w) }
 
+// Scores2 is Scores for two queries against the same keys.
+func Scores2(out1, out2, q1, q2, k []float32, stride int) {
+	scoresGeneric(out1, q1, k, stride)
+	scoresGeneric(out2, q2, k, stride)
+}
+
+// Accum2 is Accum for two outputs weighted from the same values.
+func Accum2(out1, out2, v []float32, stride int, w1, w2 []float32) {
+	accumGeneric(out1, v, stride, w1)
+	accumGeneric(out2, v, stride, w2)
+}
+
 // ScaleMul sets dst[i] = w[i] * (s * x[i]).
 func ScaleMul(dst, x, w []float32, s float32) { scaleMulGeneric(dst, x, w, s) }
 

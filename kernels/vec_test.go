@@ -74,6 +74,68 @@ func TestScoresRowsIndependent(t *testing.T) {
 	}
 }
 
+func randSlice(rng *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = rng.Float32()*2 - 1
+	}
+	return s
+}
+
+// TestScores2 checks the two-query scores against the reference, and that a score
+// depends only on its own query and key row: not on the other query, nor on how many
+// rows the call takes (attention's batch invariance rests on it).
+func TestScores2(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, hd := range []int{8, 16, 32, 64, 72, 128} {
+		const n = 29
+		stride := hd + 16
+		q1, q2, q3 := randSlice(rng, hd), randSlice(rng, hd), randSlice(rng, hd)
+		kv := randSlice(rng, n*stride)
+		for lo := range n {
+			m := n - lo
+			a1, a2 := make([]float32, m), make([]float32, m)
+			Scores2(a1, a2, q1, q2, kv[lo*stride:], stride)
+			w1, w2 := make([]float32, m), make([]float32, m)
+			scoresGeneric(w1, q1, kv[lo*stride:], stride)
+			scoresGeneric(w2, q2, kv[lo*stride:], stride)
+			for j := range m {
+				if math.Abs(float64(a1[j]-w1[j])) > 1e-4 || math.Abs(float64(a2[j]-w2[j])) > 1e-4 {
+					t.Fatalf("hd=%d: Scores2 row %d = %v, %v, want %v, %v", hd, lo+j, a1[j], a2[j], w1[j], w2[j])
+				}
+				one1, one3 := make([]float32, 1), make([]float32, 1)
+				Scores2(one1, one3, q1, q3, kv[(lo+j)*stride:], stride)
+				if math.Float32bits(one1[0]) != math.Float32bits(a1[j]) {
+					t.Fatalf("hd=%d: row %d alone with another query = %v, among %d rows = %v", hd, lo+j, one1[0], m, a1[j])
+				}
+			}
+		}
+	}
+}
+
+// TestAccum2MatchesAccum checks that the two-output weighted sum is bitwise two Accum
+// calls.
+func TestAccum2MatchesAccum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, hd := range []int{8, 16, 32, 48, 64, 80, 128, 200} {
+		for _, n := range []int{1, 2, 7, 32} {
+			stride := hd + 16
+			kv := randSlice(rng, n*stride)
+			w1, w2 := randSlice(rng, n), randSlice(rng, n)
+			o1, o2 := randSlice(rng, hd), randSlice(rng, hd)
+			r1, r2 := append([]float32(nil), o1...), append([]float32(nil), o2...)
+			Accum2(o1, o2, kv, stride, w1, w2)
+			Accum(r1, kv, stride, w1)
+			Accum(r2, kv, stride, w2)
+			for i := range hd {
+				if math.Float32bits(o1[i]) != math.Float32bits(r1[i]) || math.Float32bits(o2[i]) != math.Float32bits(r2[i]) {
+					t.Fatalf("hd=%d n=%d: Accum2[%d] = %v, %v, want %v, %v", hd, n, i, o1[i], o2[i], r1[i], r2[i])
+				}
+			}
+		}
+	}
+}
+
 // BenchmarkAttention times, for one head of the target (64 dimensions) against a block
 // of 64 cached positions, the scores (rows packed, or 256 floats apart as in the cache)
 // and the weighted sum of the values.
@@ -96,9 +158,21 @@ func BenchmarkAttention(b *testing.B) {
 		})
 	}
 	kv := block(256)
+	q2, scores2 := make([]float32, hd), make([]float32, n)
+	b.Run("scores2/stride=256", func(b *testing.B) {
+		for b.Loop() {
+			Scores2(scores, scores2, q, q2, kv, 256)
+		}
+	})
 	b.Run("accum/stride=256", func(b *testing.B) {
 		for b.Loop() {
 			Accum(out, kv, 256, w)
+		}
+	})
+	out2 := make([]float32, hd)
+	b.Run("accum2/stride=256", func(b *testing.B) {
+		for b.Loop() {
+			Accum2(out, out2, kv, 256, w, w)
 		}
 	})
 }

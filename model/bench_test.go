@@ -7,7 +7,7 @@ import (
 	"github.com/specd-dev/specd/kernels"
 )
 
-// BenchmarkForward times one forward pass over a block of n tokens at position ~100 of
+// BenchmarkForward times one forward pass over a block of n tokens after 100 or 250 cached positions of
 // the target (the cost of verifying n-1 draft tokens) and of the draft.
 //
 //	go test ./model -run '^$' -bench Forward -benchtime 200x
@@ -26,23 +26,27 @@ func BenchmarkForward(b *testing.B) {
 		m := load(b, c.file, c.quant)
 		for _, threads := range []int{1, 2} {
 			for _, n := range []int{1, 2, 3, 5, 9} {
-				b.Run(fmt.Sprintf("%s/threads=%d/block=%d", c.name, threads, n), func(b *testing.B) {
-					st := newState(b, m, threads, 16)
-					ctx := make([]int32, 100)
-					for i := range ctx {
-						ctx[i] = int32(100 + i)
-					}
-					if _, err := st.Forward(ctx, false); err != nil {
-						b.Fatal(err)
-					}
-					blk := ctx[:n]
-					for b.Loop() {
-						if _, err := st.Forward(blk, true); err != nil {
+				// 100 cached positions, and 250: attention grows with the context,
+				// and a block's attention with its tokens too.
+				for _, past := range []int{100, 250} {
+					b.Run(fmt.Sprintf("%s/threads=%d/block=%d/past=%d", c.name, threads, n, past), func(b *testing.B) {
+						st := newState(b, m, threads, 16)
+						ctx := make([]int32, past)
+						for i := range ctx {
+							ctx[i] = int32(100 + i%300)
+						}
+						if _, err := st.Forward(ctx, false); err != nil {
 							b.Fatal(err)
 						}
-						st.Seq.Truncate(100)
-					}
-				})
+						blk := ctx[:n]
+						for b.Loop() {
+							if _, err := st.Forward(blk, true); err != nil {
+								b.Fatal(err)
+							}
+							st.Seq.Truncate(past)
+						}
+					})
+				}
 			}
 		}
 	}

@@ -323,9 +323,11 @@ func (s *State) attendKV(layer, pos, slot, h0, h1, t0, t1 int) {
 		th := t*heads + h
 		return s.q[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd], s.scores[th*c.Context : th*c.Context+pos+t+1]
 	}
-	// sweep calls fn for each run of positions [a,a+cnt) of each query, in position
-	// order, with rows the cache block's keys (or values) from position a on.
-	sweep := func(values bool, fn func(t, h int, rows []float32, a, cnt int)) {
+	// sweep calls fn for each run of positions [a,a+cnt) of each token's queries, in
+	// position order, with rows the cache block's keys (or values) from position a on.
+	// The query heads go two at a time (heads h and h+1), the last of an odd group alone:
+	// which kernel serves a head never depends on the tokens in the pass.
+	sweep := func(values bool, fn func(t, h int, pair bool, rows []float32, a, cnt int)) {
 		for b := 0; b*bt <= last; b++ {
 			k, v := s.Seq.BlockKV(layer, b, kbuf, vbuf)
 			if values {
@@ -334,16 +336,21 @@ func (s *State) attendKV(layer, pos, slot, h0, h1, t0, t1 int) {
 			for a := b * bt; a < min((b+1)*bt, last+1); a += attnRows {
 				for t := t0; t < t1; t++ {
 					cnt := min(a+attnRows, (b+1)*bt, pos+t+1) - a
-					for h := h0; h < h1 && cnt > 0; h++ {
-						fn(t, h, k[(a-b*bt)*kvd+kvo:], a, cnt)
+					for h := h0; h < h1 && cnt > 0; h += 2 {
+						fn(t, h, h+1 < h1, k[(a-b*bt)*kvd+kvo:], a, cnt)
 					}
 				}
 			}
 		}
 	}
-	sweep(false, func(t, h int, keys []float32, a, cnt int) {
+	sweep(false, func(t, h int, pair bool, keys []float32, a, cnt int) {
 		q, sc := query(t, h)
-		kernels.Scores(sc[a:a+cnt], q, keys, kvd)
+		if !pair {
+			kernels.Scores(sc[a:a+cnt], q, keys, kvd)
+			return
+		}
+		q2, sc2 := query(t, h+1)
+		kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, keys, kvd)
 	})
 	for t := t0; t < t1; t++ {
 		for h := h0; h < h1; h++ {
@@ -352,8 +359,14 @@ func (s *State) attendKV(layer, pos, slot, h0, h1, t0, t1 int) {
 			clear(s.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd])
 		}
 	}
-	sweep(true, func(t, h int, vals []float32, a, cnt int) {
+	sweep(true, func(t, h int, pair bool, vals []float32, a, cnt int) {
 		_, sc := query(t, h)
-		kernels.Accum(s.att[t*c.Dim+h*hd:t*c.Dim+(h+1)*hd], vals, kvd, sc[a:a+cnt])
+		out := s.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
+		if !pair {
+			kernels.Accum(out, vals, kvd, sc[a:a+cnt])
+			return
+		}
+		_, sc2 := query(t, h+1)
+		kernels.Accum2(out, s.att[t*c.Dim+(h+1)*hd:t*c.Dim+(h+2)*hd], vals, kvd, sc[a:a+cnt], sc2[a:a+cnt])
 	})
 }
