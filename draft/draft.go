@@ -29,6 +29,10 @@ type Session struct {
 	live  []uint64 // main-line rounds sent and not yet answered, oldest first
 	base  uint64   // Seq of the last verdict applied
 	gamma int
+	// first caps the next main-line round after a rollback (the verifier waits for all
+	// of it); fresh marks that the next round is that one.
+	first int
+	fresh bool
 
 	// guess[pos] is the draft's second choice at a position it drafted: its guess of
 	// the verifier's correction should its own token there be rejected.
@@ -108,9 +112,13 @@ func (s *Session) CanDraft() bool { return len(s.seq) < s.opt.MaxPosition }
 func (s *Session) Draft(interrupt func() bool) (p spec.Proposal, ok bool, err error) {
 	start := len(s.seq)
 	n := min(s.gamma, s.opt.MaxPosition-start)
+	if s.fresh && s.first > 0 {
+		n = min(n, s.first)
+	}
 	if n <= 0 {
 		return p, false, nil
 	}
+	s.fresh = false
 	p = spec.Proposal{Start: start, Base: s.base}
 	s.round++
 	p.Round = s.round
@@ -221,6 +229,7 @@ func (s *Session) Apply(v spec.Verdict) error {
 	if v.NextGamma > 0 {
 		s.gamma = v.NextGamma
 	}
+	s.first = v.FirstGamma
 	for len(s.live) > 0 && s.live[0] <= v.Round {
 		delete(s.starts, s.live[0])
 		s.live = s.live[1:]
@@ -253,6 +262,7 @@ func (s *Session) Apply(v spec.Verdict) error {
 		}
 		s.dropBranches()
 		s.resetGuesses(pos)
+		s.fresh = true
 		s.seq = append(s.seq, v.Tokens[i:]...)
 		// The cache holds at most the tokens before the last; feed the new ones now
 		// so Draft always feeds exactly one token.

@@ -123,7 +123,8 @@ func SamplingFromProto(sp *specdv1.SamplingParams) (sample.Params, error) {
 
 // ProposalToProto converts a proposal.
 func ProposalToProto(p spec.Proposal) *speculationv1.Proposal {
-	out := &speculationv1.Proposal{Round: p.Round, BaseSeq: p.Base, StartPosition: uint32(p.Start), Tokens: p.Tokens, BranchOf: p.BranchOf}
+	out := &speculationv1.Proposal{Round: p.Round, BaseSeq: p.Base, StartPosition: uint32(p.Start), Tokens: p.Tokens, BranchOf: p.BranchOf,
+		Drafting: Duration(p.Drafting)}
 	for _, d := range p.Dists {
 		out.Probs = append(out.Probs, &speculationv1.Distribution{Ids: d.IDs, Probs: d.Probs})
 	}
@@ -132,7 +133,8 @@ func ProposalToProto(p spec.Proposal) *speculationv1.Proposal {
 
 // ProposalFromProto converts a proposal received from a draft.
 func ProposalFromProto(p *speculationv1.Proposal) spec.Proposal {
-	out := spec.Proposal{Round: p.GetRound(), Base: p.GetBaseSeq(), Start: int(p.GetStartPosition()), Tokens: p.GetTokens(), BranchOf: p.GetBranchOf()}
+	out := spec.Proposal{Round: p.GetRound(), Base: p.GetBaseSeq(), Start: int(p.GetStartPosition()), Tokens: p.GetTokens(), BranchOf: p.GetBranchOf(),
+		Drafting: max(p.GetDrafting().AsDuration(), 0)}
 	for _, d := range p.GetProbs() {
 		out.Dists = append(out.Dists, sample.NewDist(d.GetIds(), d.GetProbs()))
 	}
@@ -149,12 +151,14 @@ func Duration(d time.Duration) *durationpb.Duration {
 
 // VerdictToProto converts a verdict.
 func VerdictToProto(v spec.Verdict) *speculationv1.Verdict {
-	return &speculationv1.Verdict{Round: v.Round, Seq: v.Seq, Accepted: uint32(v.Accepted), Position: uint32(v.Position), Tokens: v.Tokens, NextGamma: uint32(v.NextGamma)}
+	return &speculationv1.Verdict{Round: v.Round, Seq: v.Seq, Accepted: uint32(v.Accepted), Position: uint32(v.Position), Tokens: v.Tokens,
+		NextGamma: uint32(v.NextGamma), FirstGamma: uint32(v.FirstGamma)}
 }
 
 // VerdictFromProto converts a verdict received from a verifier.
 func VerdictFromProto(v *speculationv1.Verdict) spec.Verdict {
-	return spec.Verdict{Round: v.GetRound(), Seq: v.GetSeq(), Accepted: int(v.GetAccepted()), Position: int(v.GetPosition()), Tokens: v.GetTokens(), NextGamma: int(v.GetNextGamma())}
+	return spec.Verdict{Round: v.GetRound(), Seq: v.GetSeq(), Accepted: int(v.GetAccepted()), Position: int(v.GetPosition()), Tokens: v.GetTokens(),
+		NextGamma: int(v.GetNextGamma()), FirstGamma: int(v.GetFirstGamma())}
 }
 
 // FinishToProto converts a finish reason.

@@ -29,6 +29,7 @@ package spec
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/specd-dev/specd/sample"
 )
@@ -82,6 +83,7 @@ type Proposal struct {
 	// rest continue from it. The verifier may use it right after rejecting round
 	// BranchOf at exactly Start with exactly Tokens[0], with no round trip.
 	BranchOf uint64
+	Drafting time.Duration // the draft's compute time for this proposal (0: unknown)
 }
 
 // Verdict answers a proposal (or tells the draft of tokens decoded without one).
@@ -92,6 +94,9 @@ type Verdict struct {
 	Position  int     // absolute position of Tokens[0]
 	Tokens    []int32 // committed tokens from Position on; the last is the verifier's own
 	NextGamma int     // how many tokens to draft per round from now on
+	// FirstGamma, when > 0, caps the draft's next round if this verdict rolls it back:
+	// the verifier waits for every token of that round, not for the pipelined ones.
+	FirstGamma int
 }
 
 // Session options that both sides must agree on.

@@ -102,7 +102,9 @@ func simulate(t *testing.T, p pair, prompt []int32, n int, sp sample.Params, mod
 			trail = append(trail, fmt.Sprintf("verify round %d branch %d base %d start %d toks %v -> used %v verdict %+v L %d", proposals[0].Round, proposals[0].BranchOf, proposals[0].Base, proposals[0].Start, proposals[0].Tokens, st.Used, st.Verdict, vs.Len()))
 			proposals = proposals[1:]
 			if st.Verdict != nil {
-				verdicts = append(verdicts, *st.Verdict)
+				v := *st.Verdict
+				v.FirstGamma = rng.IntN(gamma + 1) // 0 (no cap) to γ
+				verdicts = append(verdicts, v)
 			}
 		case r == 9:
 			if _, err := vs.Plain(); err != nil {
@@ -159,5 +161,49 @@ func TestSpeculationEqualsPlain(t *testing.T) {
 	t.Logf("branches drafted %d, adopted after a rejection %d", used.Load(), hits.Load())
 	if hits.Load() == 0 {
 		t.Errorf("no branch was ever adopted: the branch path went untested")
+	}
+}
+
+// TestFirstGammaCapsRoundAfterRollback checks that a verdict's FirstGamma caps exactly
+// the draft's next round after a rollback, and no other round.
+func TestFirstGammaCapsRoundAfterRollback(t *testing.T) {
+	p := loadPair(t)
+	prompt := p.target.Tok.Encode("Once upon a time", true)
+	ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Gamma: 4, MaxPosition: p.target.Context})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	propose := func() spec.Proposal {
+		t.Helper()
+		pr, ok, err := ds.Draft(nil)
+		if err != nil || !ok {
+			t.Fatalf("Draft: ok %v, err %v", ok, err)
+		}
+		return pr
+	}
+	r1 := propose()
+	// Accept all of round 1 with the draft's own next token as the bonus: no rollback,
+	// so the cap does not apply.
+	r2 := propose()
+	if err := ds.Apply(spec.Verdict{Round: r1.Round, Seq: 1, Accepted: 4, Position: r1.Start,
+		Tokens: append(append([]int32(nil), r1.Tokens...), r2.Tokens[0]), NextGamma: 4, FirstGamma: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if r := propose(); len(r.Tokens) != 4 {
+		t.Errorf("round after an agreeing verdict has %d tokens, want 4", len(r.Tokens))
+	}
+	// Reject round 2 at its first token: the draft rolls back, and its next round is
+	// capped, the one after is not.
+	wrong := (r2.Tokens[0] + 1) % int32(p.draft.Vocab)
+	if err := ds.Apply(spec.Verdict{Round: r2.Round, Seq: 2, Accepted: 0, Position: r2.Start,
+		Tokens: []int32{wrong}, NextGamma: 4, FirstGamma: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if r := propose(); len(r.Tokens) != 2 || r.Start != r2.Start+1 {
+		t.Errorf("round after a rollback: %d tokens from %d, want 2 from %d", len(r.Tokens), r.Start, r2.Start+1)
+	}
+	if r := propose(); len(r.Tokens) != 4 {
+		t.Errorf("second round after a rollback has %d tokens, want 4", len(r.Tokens))
 	}
 }

@@ -16,6 +16,15 @@ import (
 // accepted / (accepted + rejections), with a prior), c₀ and c₁ come from timed forward
 // passes (a block of γ+1 tokens costs c₀ + c₁·γ), and rtt is the verifier's wait for
 // proposals. The zero value is not usable; use NewGamma.
+//
+// That γ serves rounds the draft makes ahead, while the verifier checks earlier ones.
+// The round after a rollback is different: the verifier waits while the draft computes
+// every token of it, so First sizes it with the wait in the cost,
+//
+//	T₁(γ) = c₀ + c₁·γ + hop + d·γ
+//
+// where d is the draft's compute time per token and hop the rest of the wait (two
+// messages), both measured from proposals the verifier waited for.
 type Gamma struct {
 	Max   int // largest γ
 	Fixed int // > 0: always this γ (the request fixed it)
@@ -24,6 +33,8 @@ type Gamma struct {
 	c0, c1   float64 // seconds: cost of a 1-token pass, extra cost per extra token
 	rtt      float64 // seconds waited for a proposal, per round
 	passes   int
+	draftTok float64 // seconds the draft computes per token; 0 until measured
+	hop      float64 // seconds of a wait that the draft was not computing
 }
 
 // NewGamma returns a policy capped at max, starting from a neutral prior.
@@ -77,9 +88,20 @@ func (g *Gamma) ObservePass(n int, d time.Duration) {
 	g.c1 = (1-w)*g.c1 + w*max(extra, 0)
 }
 
-// ObserveWait records time the verifier spent waiting for a proposal.
-func (g *Gamma) ObserveWait(d time.Duration) {
-	g.rtt = 0.8*g.rtt + 0.2*d.Seconds()
+// ObserveWait records time the verifier spent waiting for a proposal of n tokens that
+// the draft took drafting to compute (0: not reported).
+func (g *Gamma) ObserveWait(wait, drafting time.Duration, n int) {
+	g.rtt = 0.8*g.rtt + 0.2*wait.Seconds()
+	if drafting <= 0 || n < 1 {
+		return
+	}
+	tok, hop := drafting.Seconds()/float64(n), max(wait-drafting, 0).Seconds()
+	if g.draftTok == 0 {
+		g.draftTok, g.hop = tok, hop
+		return
+	}
+	g.draftTok = 0.8*g.draftTok + 0.2*tok
+	g.hop = 0.8*g.hop + 0.2*hop
 }
 
 // Alpha is the current estimate of the per-token acceptance probability.
@@ -98,6 +120,28 @@ func (g *Gamma) Next() int {
 		if r := e / t; r > bestRate {
 			best, bestRate = γ, r
 		}
+	}
+	return best
+}
+
+// First returns the γ for the draft's round after a rollback when it is below Next, else
+// 0 (no cap): that round is all wait, so each of its tokens also costs the draft's time
+// (see T₁ above). A request that fixed γ gets it every round.
+func (g *Gamma) First() int {
+	if g.Fixed > 0 || g.draftTok == 0 {
+		return 0
+	}
+	a := math.Min(g.Alpha(), 0.999)
+	best, bestRate := 1, 0.0
+	for γ := 1; γ <= g.Max; γ++ {
+		e := (1 - math.Pow(a, float64(γ+1))) / (1 - a)
+		t := g.c0 + g.hop + (g.c1+g.draftTok)*float64(γ)
+		if r := e / t; r > bestRate {
+			best, bestRate = γ, r
+		}
+	}
+	if best >= g.Next() {
+		return 0
 	}
 	return best
 }

@@ -9,7 +9,7 @@ func TestGammaPlainPays(t *testing.T) {
 	observe := func(g *Gamma, accepted, drafted int) {
 		g.ObservePass(1, time.Millisecond)
 		g.ObservePass(drafted+1, time.Millisecond+time.Duration(drafted)*250*time.Microsecond)
-		g.ObserveWait(500 * time.Microsecond)
+		g.ObserveWait(500*time.Microsecond, 0, drafted)
 		for range 30 {
 			g.ObserveRound(drafted, accepted)
 		}
@@ -34,5 +34,37 @@ func TestGammaPlainPays(t *testing.T) {
 	}
 	if NewGamma(8, 0).PlainPays() {
 		t.Error("PlainPays before any measurement")
+	}
+}
+
+// TestGammaFirst checks the size of the round after a rollback: capped below Next when
+// the draft's time per token is a large part of the verifier's step, not capped when it
+// is small, unknown, or the request fixed γ.
+func TestGammaFirst(t *testing.T) {
+	setup := func(fixed int, draftTok time.Duration) *Gamma {
+		g := NewGamma(8, fixed)
+		g.Seed(time.Millisecond, 1500*time.Microsecond) // c₁ = 0.125 ms per token
+		for range 30 {
+			g.ObserveRound(4, 3) // α = 3/4
+		}
+		if draftTok > 0 {
+			for range 10 {
+				g.ObserveWait(300*time.Microsecond+4*draftTok, 4*draftTok, 4)
+			}
+		}
+		return g
+	}
+	slow := setup(0, 150*time.Microsecond)
+	if f, n := slow.First(), slow.Next(); f < 1 || f >= n {
+		t.Errorf("draft at 0.15 ms per token, verifier step 1 ms: First() = %d, Next() = %d; want 1 ≤ First < Next", f, n)
+	}
+	if f := setup(0, time.Microsecond).First(); f != 0 {
+		t.Errorf("draft at 1 µs per token: First() = %d, want 0 (no cap)", f)
+	}
+	if f := setup(0, 0).First(); f != 0 {
+		t.Errorf("draft time unknown: First() = %d, want 0", f)
+	}
+	if f := setup(4, 150*time.Microsecond).First(); f != 0 {
+		t.Errorf("fixed γ: First() = %d, want 0", f)
 	}
 }

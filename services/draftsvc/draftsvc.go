@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/specd-dev/specd/draft"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
@@ -161,11 +162,13 @@ func (s *Server) speculate(stream speculationv1.DraftService_SpeculateServer) er
 		if sess.Outstanding() < s.depth && sess.CanDraft() {
 			draft = sess.Draft
 		}
+		t0 := time.Now()
 		p, ok, err := draft(func() bool { return len(verdicts) > 0 })
 		if err != nil {
 			return err
 		}
 		if ok {
+			p.Drafting = time.Since(t0)
 			if err := stream.Send(&speculationv1.SpeculateResponse{Kind: &speculationv1.SpeculateResponse_Proposal{Proposal: services.ProposalToProto(p)}}); err != nil {
 				return err
 			}

@@ -264,7 +264,7 @@ func (r *run) next() (verifier.Step, error) {
 			t.Stop()
 			wait = time.Since(w0)
 			r.waited += wait
-			r.gamma.ObserveWait(wait)
+			r.gamma.ObserveWait(wait, p.Drafting, len(p.Tokens))
 		case <-t.C:
 			r.waited += budget
 			return r.plain()
@@ -295,7 +295,7 @@ func (r *run) next() (verifier.Step, error) {
 		}
 	}
 	if v := step.Verdict; v != nil && !r.sess.Done() {
-		v.NextGamma = r.gamma.Next()
+		v.NextGamma, v.FirstGamma = r.gamma.Next(), r.gamma.First()
 		if err := r.link.send(*v); err != nil {
 			r.fallback(err)
 		}
@@ -315,6 +315,7 @@ func (r *run) roundSpan(p spec.Proposal, start time.Time, wait time.Duration, dr
 		attribute.Int("specd.drafted", drafted),
 		attribute.Int("specd.accepted", accepted),
 		attribute.Float64("specd.round_trip_seconds", wait.Seconds()),
+		attribute.Float64("specd.drafting_seconds", p.Drafting.Seconds()),
 		attribute.Int("specd.start_position", p.Start),
 		attribute.String("specd.verifier.model", r.model),
 		attribute.String("specd.draft.model", r.draftModel),

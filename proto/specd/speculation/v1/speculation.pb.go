@@ -19,6 +19,7 @@ import (
 	v1 "github.com/specd-dev/specd/proto/specd/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -461,7 +462,11 @@ type Verdict struct {
 	// Committed tokens from position on: any the verifier decoded on its own,
 	// then its correction or bonus token last. Empty when the generation just
 	// ended with an end-of-text token.
-	Tokens        []int32 `protobuf:"varint,6,rep,packed,name=tokens,proto3" json:"tokens,omitempty"`
+	Tokens []int32 `protobuf:"varint,6,rep,packed,name=tokens,proto3" json:"tokens,omitempty"`
+	// Number of tokens in the draft's next round when this verdict rolls the
+	// draft back (a round the verifier waits for while every token is drafted),
+	// if fewer than next_gamma; the rounds after it use next_gamma. 0: no limit.
+	FirstGamma    uint32 `protobuf:"varint,7,opt,name=first_gamma,json=firstGamma,proto3" json:"first_gamma,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -536,6 +541,13 @@ func (x *Verdict) GetTokens() []int32 {
 		return x.Tokens
 	}
 	return nil
+}
+
+func (x *Verdict) GetFirstGamma() uint32 {
+	if x != nil {
+		return x.FirstGamma
+	}
+	return 0
 }
 
 // SpeculateResponse is one message from the draft to the verifier.
@@ -630,7 +642,10 @@ type Proposal struct {
 	// (inside that round), the rest continue from it. A verifier that has just
 	// rejected round branch_of at exactly start_position with exactly tokens[0] may
 	// use the branch at once, although its base_seq predates that verdict.
-	BranchOf      uint64 `protobuf:"varint,6,opt,name=branch_of,json=branchOf,proto3" json:"branch_of,omitempty"`
+	BranchOf uint64 `protobuf:"varint,6,opt,name=branch_of,json=branchOf,proto3" json:"branch_of,omitempty"`
+	// How long the draft computed this round, from taking up its first token to
+	// sending it: the verifier sizes rounds it will have to wait for with it.
+	Drafting      *durationpb.Duration `protobuf:"bytes,7,opt,name=drafting,proto3" json:"drafting,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -705,6 +720,13 @@ func (x *Proposal) GetBranchOf() uint64 {
 		return x.BranchOf
 	}
 	return 0
+}
+
+func (x *Proposal) GetDrafting() *durationpb.Duration {
+	if x != nil {
+		return x.Drafting
+	}
+	return nil
 }
 
 // Distribution is the draft's exact sampling distribution q for one token,
@@ -884,7 +906,7 @@ var File_specd_speculation_v1_speculation_proto protoreflect.FileDescriptor
 
 const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\n" +
-	"&specd/speculation/v1/speculation.proto\x12\x14specd.speculation.v1\x1a\x19specd/v1/generation.proto\"\xf4\x01\n" +
+	"&specd/speculation/v1/speculation.proto\x12\x14specd.speculation.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x19specd/v1/generation.proto\"\xf4\x01\n" +
 	"\x0fGenerateRequest\x123\n" +
 	"\arequest\x18\x01 \x01(\v2\x19.specd.v1.GenerateRequestR\arequest\x12\x1d\n" +
 	"\n" +
@@ -913,7 +935,7 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x05gamma\x18\x05 \x01(\rR\x05gamma\x12!\n" +
 	"\fmax_position\x18\x06 \x01(\rR\vmaxPosition\x12%\n" +
 	"\x0etokenizer_hash\x18\a \x01(\tR\rtokenizerHash\x12$\n" +
-	"\x0eproposal_top_k\x18\b \x01(\rR\fproposalTopK\"\xa0\x01\n" +
+	"\x0eproposal_top_k\x18\b \x01(\rR\fproposalTopK\"\xc1\x01\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x10\n" +
@@ -921,17 +943,20 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\bposition\x18\x04 \x01(\rR\bposition\x12\x1d\n" +
 	"\n" +
 	"next_gamma\x18\x05 \x01(\rR\tnextGamma\x12\x16\n" +
-	"\x06tokens\x18\x06 \x03(\x05R\x06tokens\"Y\n" +
+	"\x06tokens\x18\x06 \x03(\x05R\x06tokens\x12\x1f\n" +
+	"\vfirst_gamma\x18\a \x01(\rR\n" +
+	"firstGamma\"Y\n" +
 	"\x11SpeculateResponse\x12<\n" +
 	"\bproposal\x18\x01 \x01(\v2\x1e.specd.speculation.v1.ProposalH\x00R\bproposalB\x06\n" +
-	"\x04kind\"\xd1\x01\n" +
+	"\x04kind\"\x88\x02\n" +
 	"\bProposal\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x19\n" +
 	"\bbase_seq\x18\x02 \x01(\x04R\abaseSeq\x12%\n" +
 	"\x0estart_position\x18\x03 \x01(\rR\rstartPosition\x12\x16\n" +
 	"\x06tokens\x18\x04 \x03(\x05R\x06tokens\x128\n" +
 	"\x05probs\x18\x05 \x03(\v2\".specd.speculation.v1.DistributionR\x05probs\x12\x1b\n" +
-	"\tbranch_of\x18\x06 \x01(\x04R\bbranchOf\"6\n" +
+	"\tbranch_of\x18\x06 \x01(\x04R\bbranchOf\x125\n" +
+	"\bdrafting\x18\a \x01(\v2\x19.google.protobuf.DurationR\bdrafting\"6\n" +
 	"\fDistribution\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x05R\x03ids\x12\x14\n" +
 	"\x05probs\x18\x02 \x03(\x02R\x05probs\"\r\n" +
@@ -979,9 +1004,10 @@ var file_specd_speculation_v1_speculation_proto_goTypes = []any{
 	(*v1.Final)(nil),            // 12: specd.v1.Final
 	(*v1.SamplingParams)(nil),   // 13: specd.v1.SamplingParams
 	(v1.VerificationMode)(0),    // 14: specd.v1.VerificationMode
-	(*v1.ModelInfo)(nil),        // 15: specd.v1.ModelInfo
-	(*v1.TokenizeRequest)(nil),  // 16: specd.v1.TokenizeRequest
-	(*v1.TokenizeResponse)(nil), // 17: specd.v1.TokenizeResponse
+	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
+	(*v1.ModelInfo)(nil),        // 16: specd.v1.ModelInfo
+	(*v1.TokenizeRequest)(nil),  // 17: specd.v1.TokenizeRequest
+	(*v1.TokenizeResponse)(nil), // 18: specd.v1.TokenizeResponse
 }
 var file_specd_speculation_v1_speculation_proto_depIdxs = []int32{
 	10, // 0: specd.speculation.v1.GenerateRequest.request:type_name -> specd.v1.GenerateRequest
@@ -993,22 +1019,23 @@ var file_specd_speculation_v1_speculation_proto_depIdxs = []int32{
 	14, // 6: specd.speculation.v1.Start.mode:type_name -> specd.v1.VerificationMode
 	6,  // 7: specd.speculation.v1.SpeculateResponse.proposal:type_name -> specd.speculation.v1.Proposal
 	7,  // 8: specd.speculation.v1.Proposal.probs:type_name -> specd.speculation.v1.Distribution
-	15, // 9: specd.speculation.v1.InfoResponse.model:type_name -> specd.v1.ModelInfo
-	0,  // 10: specd.speculation.v1.VerifierService.Generate:input_type -> specd.speculation.v1.GenerateRequest
-	16, // 11: specd.speculation.v1.VerifierService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	8,  // 12: specd.speculation.v1.VerifierService.Info:input_type -> specd.speculation.v1.InfoRequest
-	2,  // 13: specd.speculation.v1.DraftService.Speculate:input_type -> specd.speculation.v1.SpeculateRequest
-	8,  // 14: specd.speculation.v1.DraftService.Info:input_type -> specd.speculation.v1.InfoRequest
-	1,  // 15: specd.speculation.v1.VerifierService.Generate:output_type -> specd.speculation.v1.GenerateResponse
-	17, // 16: specd.speculation.v1.VerifierService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	9,  // 17: specd.speculation.v1.VerifierService.Info:output_type -> specd.speculation.v1.InfoResponse
-	5,  // 18: specd.speculation.v1.DraftService.Speculate:output_type -> specd.speculation.v1.SpeculateResponse
-	9,  // 19: specd.speculation.v1.DraftService.Info:output_type -> specd.speculation.v1.InfoResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	15, // 9: specd.speculation.v1.Proposal.drafting:type_name -> google.protobuf.Duration
+	16, // 10: specd.speculation.v1.InfoResponse.model:type_name -> specd.v1.ModelInfo
+	0,  // 11: specd.speculation.v1.VerifierService.Generate:input_type -> specd.speculation.v1.GenerateRequest
+	17, // 12: specd.speculation.v1.VerifierService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	8,  // 13: specd.speculation.v1.VerifierService.Info:input_type -> specd.speculation.v1.InfoRequest
+	2,  // 14: specd.speculation.v1.DraftService.Speculate:input_type -> specd.speculation.v1.SpeculateRequest
+	8,  // 15: specd.speculation.v1.DraftService.Info:input_type -> specd.speculation.v1.InfoRequest
+	1,  // 16: specd.speculation.v1.VerifierService.Generate:output_type -> specd.speculation.v1.GenerateResponse
+	18, // 17: specd.speculation.v1.VerifierService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	9,  // 18: specd.speculation.v1.VerifierService.Info:output_type -> specd.speculation.v1.InfoResponse
+	5,  // 19: specd.speculation.v1.DraftService.Speculate:output_type -> specd.speculation.v1.SpeculateResponse
+	9,  // 20: specd.speculation.v1.DraftService.Info:output_type -> specd.speculation.v1.InfoResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_specd_speculation_v1_speculation_proto_init() }
