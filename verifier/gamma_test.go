@@ -6,29 +6,36 @@ import (
 )
 
 func TestGammaPlainPays(t *testing.T) {
-	observe := func(g *Gamma, accepted, drafted int) {
-		g.ObservePass(1, time.Millisecond)
-		g.ObservePass(drafted+1, time.Millisecond+time.Duration(drafted)*250*time.Microsecond)
-		g.ObserveWait(500*time.Microsecond, 0, drafted)
-		for range 30 {
-			g.ObserveRound(drafted, accepted)
+	rounds := func(g *Gamma, n, committed int, d time.Duration) {
+		for range n {
+			g.ObserveRate(committed, d)
 		}
 	}
-	good := NewGamma(8, 0)
-	observe(good, 3, 4) // α = 3/4: a round commits about 3 tokens for 2.5 steps' time
+	setup := func(fixed int) *Gamma {
+		g := NewGamma(8, fixed)
+		g.ObservePass(1, time.Millisecond) // plain: 1 token per ms
+		return g
+	}
+	good := setup(0)
+	rounds(good, 20, 3, 2*time.Millisecond) // 1.5 tokens per ms
 	if good.PlainPays() {
-		t.Errorf("PlainPays with α %.2f, step 1 ms, 0.25 ms per drafted token: want speculation", good.Alpha())
+		t.Error("PlainPays with rounds at 1.5 tokens/ms against plain steps at 1: want speculation")
 	}
-	if g := good.Next(); g < 2 {
-		t.Errorf("Next() = %d with α %.2f, want at least 2", g, good.Alpha())
+	bad := setup(0)
+	rounds(bad, minRounds-1, 1, 2*time.Millisecond) // 0.5 tokens per ms
+	if bad.PlainPays() {
+		t.Errorf("PlainPays after %d rounds: want no decision before %d", minRounds-1, minRounds)
 	}
-	bad := NewGamma(8, 0)
-	observe(bad, 0, 4) // the draft is never right
+	rounds(bad, 1, 1, 2*time.Millisecond)
 	if !bad.PlainPays() {
-		t.Errorf("PlainPays = false with α %.2f: want plain decoding", bad.Alpha())
+		t.Error("PlainPays = false with rounds at 0.5 tokens/ms against plain steps at 1: want plain decoding")
 	}
-	fixed := NewGamma(8, 4)
-	observe(fixed, 0, 4)
+	bad.Paused()
+	if bad.PlainPays() || bad.Measured() {
+		t.Error("PlainPays right after a pause: want a fresh measurement first")
+	}
+	fixed := setup(4)
+	rounds(fixed, 20, 1, 2*time.Millisecond)
 	if fixed.PlainPays() {
 		t.Error("PlainPays with a fixed γ: the request asked for speculation")
 	}

@@ -210,7 +210,9 @@ type run struct {
 	t0         time.Time
 	first      time.Time
 	waited     time.Duration
-	plainRun   int // plain steps to take before verifying again
+	plainRun   int           // plain steps to take before verifying again
+	pauseLen   int           // length of the next pause (0: plainPause)
+	unpriced   time.Duration // waited since the last verified round, for Gamma.ObserveRate
 	stats      specdv1.Stats
 }
 
@@ -230,9 +232,13 @@ func (r *run) loop() error {
 	return r.finish()
 }
 
-// plainProbe is how many tokens the verifier decodes plainly when speculation does not
-// pay before it verifies a proposal again, to see whether the draft has caught on.
-const plainProbe = 16
+// plainPause is how many tokens the verifier first decodes plainly when speculation
+// does not pay, before it verifies proposals again to see whether the draft has caught
+// on; each pause that follows the shortest measurement doubles it, up to maxPause.
+const (
+	plainPause = 16
+	maxPause   = 128
+)
 
 // next takes one step: it verifies a proposal when the draft has one ready (or within
 // the wait budget), else decodes a token plainly. A stale proposal commits nothing.
@@ -264,9 +270,11 @@ func (r *run) next() (verifier.Step, error) {
 			t.Stop()
 			wait = time.Since(w0)
 			r.waited += wait
+			r.unpriced += wait
 			r.gamma.ObserveWait(wait, p.Drafting, len(p.Tokens))
 		case <-t.C:
 			r.waited += budget
+			r.unpriced += budget
 			return r.plain()
 		case <-r.ctx.Done():
 			t.Stop()
@@ -277,7 +285,7 @@ func (r *run) next() (verifier.Step, error) {
 		r.fallback(r.link.err())
 		return r.plain()
 	}
-	before := r.sess.Stats
+	before, committed := r.sess.Stats, r.sess.Len()
 	t := time.Now()
 	step, err := r.sess.Verify(p)
 	if err != nil {
@@ -285,14 +293,12 @@ func (r *run) next() (verifier.Step, error) {
 	}
 	if step.Used {
 		drafted := r.sess.Stats.Drafted - before.Drafted
-		r.gamma.ObservePass(drafted+1, time.Since(t))
+		pass := time.Since(t)
+		r.gamma.ObservePass(drafted+1, pass)
 		r.gamma.ObserveRound(drafted, r.sess.Stats.Accepted-before.Accepted)
-		if r.gamma.PlainPays() {
-			r.plainRun = plainProbe
-			trace.SpanFromContext(r.ctx).AddEvent("specd.speculation_paused", trace.WithAttributes(
-				attribute.Int("specd.plain_tokens", plainProbe),
-				attribute.Float64("specd.acceptance_estimate", r.gamma.Alpha())))
-		}
+		r.gamma.ObserveRate(r.sess.Len()-committed, r.unpriced+pass)
+		r.unpriced = 0
+		r.pause()
 	}
 	if v := step.Verdict; v != nil && !r.sess.Done() {
 		v.NextGamma, v.FirstGamma = r.gamma.Next(), r.gamma.First()
@@ -304,6 +310,27 @@ func (r *run) next() (verifier.Step, error) {
 		r.roundSpan(p, roundStart, wait, r.sess.Stats.Drafted-before.Drafted, r.sess.Stats.Accepted-before.Accepted)
 	}
 	return step, nil // a stale proposal commits nothing; the loop takes the next one
+}
+
+// pause starts a plain run when speculation has not paid (verifier.Gamma.PlainPays).
+// A pause right after the shortest measurement doubles the next one; a measurement
+// that finds speculation paying resets it.
+func (r *run) pause() {
+	if !r.gamma.PlainPays() {
+		if r.gamma.Measured() {
+			r.pauseLen = plainPause
+		}
+		return
+	}
+	if r.pauseLen == 0 {
+		r.pauseLen = plainPause
+	}
+	r.plainRun = r.pauseLen
+	r.pauseLen = min(2*r.pauseLen, maxPause)
+	r.gamma.Paused()
+	trace.SpanFromContext(r.ctx).AddEvent("specd.speculation_paused", trace.WithAttributes(
+		attribute.Int("specd.plain_tokens", r.plainRun),
+		attribute.Float64("specd.acceptance_estimate", r.gamma.Alpha())))
 }
 
 // roundSpan records one verified round as a span under the request's span, and its
