@@ -34,10 +34,11 @@ type Gamma struct {
 	rtt      float64 // seconds waited for a proposal, per round
 	passes   int
 	draftTok float64 // seconds the draft computes per token; 0 until measured
+	hop      float64 // seconds of a wait that the draft was not computing
+
 	// Rounds since speculation last paused: decayed tokens committed and seconds taken.
 	specTok, specSec float64
 	specRounds       int
-	hop              float64 // seconds of a wait that the draft was not computing
 }
 
 // NewGamma returns a policy capped at max, starting from a neutral prior.
@@ -115,12 +116,16 @@ func (g *Gamma) Next() int {
 	if g.Fixed > 0 {
 		return g.Fixed
 	}
+	return g.best(g.c0+g.rtt, g.c1)
+}
+
+// best is the γ in [1, Max] that maximises E(γ) / (fixed + perToken·γ), all in seconds.
+func (g *Gamma) best(fixed, perToken float64) int {
 	a := math.Min(g.Alpha(), 0.999)
 	best, bestRate := 1, 0.0
 	for γ := 1; γ <= g.Max; γ++ {
 		e := (1 - math.Pow(a, float64(γ+1))) / (1 - a)
-		t := g.c0 + g.c1*float64(γ) + g.rtt
-		if r := e / t; r > bestRate {
+		if r := e / (fixed + perToken*float64(γ)); r > bestRate {
 			best, bestRate = γ, r
 		}
 	}
@@ -134,19 +139,10 @@ func (g *Gamma) First() int {
 	if g.Fixed > 0 || g.draftTok == 0 {
 		return 0
 	}
-	a := math.Min(g.Alpha(), 0.999)
-	best, bestRate := 1, 0.0
-	for γ := 1; γ <= g.Max; γ++ {
-		e := (1 - math.Pow(a, float64(γ+1))) / (1 - a)
-		t := g.c0 + g.hop + (g.c1+g.draftTok)*float64(γ)
-		if r := e / t; r > bestRate {
-			best, bestRate = γ, r
-		}
+	if f := g.best(g.c0+g.hop, g.c1+g.draftTok); f < g.Next() {
+		return f
 	}
-	if best >= g.Next() {
-		return 0
-	}
-	return best
+	return 0
 }
 
 // PlainPays reports whether the rounds verified since speculation last paused (at least
