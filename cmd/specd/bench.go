@@ -44,7 +44,7 @@ type benchFigures struct {
 	MeanAcceptedPerRound float64 `json:"mean_accepted_per_round"`
 	MeanRoundTripSeconds float64 `json:"mean_round_trip_seconds"`
 	IdenticalOutputs     int     `json:"identical_outputs"`
-	waitSum              float64
+	rttSum               float64
 }
 
 func (f *benchFigures) add(spec, plain generateResult) {
@@ -56,7 +56,7 @@ func (f *benchFigures) add(spec, plain generateResult) {
 	f.Rounds += spec.Rounds
 	f.Drafted += spec.Drafted
 	f.Accepted += spec.Accepted
-	f.waitSum += spec.MeanRoundTrip * float64(spec.Rounds)
+	f.rttSum += spec.MeanRoundTrip * float64(spec.Rounds)
 	if slices.Equal(spec.OutputIDs, plain.OutputIDs) {
 		f.IdenticalOutputs++
 	}
@@ -77,7 +77,7 @@ func (f *benchFigures) finish() {
 	}
 	if f.Rounds > 0 {
 		f.MeanAcceptedPerRound = float64(f.Accepted) / float64(f.Rounds)
-		f.MeanRoundTripSeconds = f.waitSum / float64(f.Rounds)
+		f.MeanRoundTripSeconds = f.rttSum / float64(f.Rounds)
 	}
 }
 
@@ -247,7 +247,7 @@ func domainNames(rep *benchReport) []string {
 
 func printBench(w io.Writer, rep *benchReport) {
 	fmt.Fprintf(w, "%d prompts × %d, %d tokens, temperature %g, mode %s\n\n", rep.Prompts/rep.Repeats, rep.Repeats, rep.MaxTokens, rep.Temperature, rep.Mode)
-	fmt.Fprintf(w, "%-12s %10s %10s %8s %10s %10s %10s %9s\n", "domain", "spec tok/s", "plain tok/s", "speedup", "accepted", "acc/round", "wait/round", "identical")
+	fmt.Fprintf(w, "%-12s %10s %10s %8s %10s %10s %10s %9s\n", "domain", "spec tok/s", "plain tok/s", "speedup", "accepted", "acc/round", "round trip", "identical")
 	row := func(name string, f *benchFigures) {
 		fmt.Fprintf(w, "%-12s %10.1f %10.1f %7.2fx %9.1f%% %10.2f %8.2fms %6d/%d\n", name, f.SpecTokensPerSecond, f.PlainTokensPerSecond,
 			f.Speedup, 100*f.AcceptanceRate, f.MeanAcceptedPerRound, 1000*f.MeanRoundTripSeconds, f.IdenticalOutputs, f.Prompts)

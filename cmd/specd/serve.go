@@ -117,7 +117,7 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	o.workerOptions.addFlags(fs, "specd-target-q8_0", cmp.Or(o.listen, defaultVerifierAddr))
 	fs.StringVar(&o.mode, "mode", "coupled", "default verification mode for sampled requests: coupled or rejection")
 	fs.IntVar(&o.maxGamma, "max-gamma", 8, "cap on the adaptive number of draft tokens per round")
-	fs.DurationVar(&o.draftWait, "draft-wait", 0, "longest wait for a proposal before decoding a token plainly (0 adapts to the step time)")
+	fs.DurationVar(&o.draftWait, "draft-wait", 0, "longest wait for a proposal before decoding a token plainly (0: never wait; decode the next token while the proposal is on its way)")
 }
 
 func (o *verifierOptions) validate() error {

@@ -55,12 +55,12 @@ func freeListener(t testing.TB) net.Listener {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func startStack(t *testing.T) *stack { return startStackWith(t, "", nil) }
+func startStack(t *testing.T) *stack { return startStackWith(t, "", nil, 0) }
 
 // startStackWith starts the stack; with a draftAddr the draft is not started in
 // process but is the (already running) draft at that address. vtel, if not nil, is the
-// verifier's telemetry.
-func startStackWith(t *testing.T, draftAddr string, vtel *telemetry.Telemetry) *stack {
+// verifier's telemetry; draftWait is the verifier's Config.DraftWait.
+func startStackWith(t *testing.T, draftAddr string, vtel *telemetry.Telemetry, draftWait time.Duration) *stack {
 	t.Helper()
 	s := &stack{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -80,7 +80,7 @@ func startStackWith(t *testing.T, draftAddr string, vtel *telemetry.Telemetry) *
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
-			verifiersvc.Config{MaxGamma: 8}, vl)
+			verifiersvc.Config{MaxGamma: 8, DraftWait: draftWait}, vl)
 	})
 	if draftAddr == "" {
 		run(func() error {
@@ -258,6 +258,37 @@ func TestGreedyEqualsPlainOnEveryPrompt(t *testing.T) {
 	t.Logf("greedy acceptance over all prompts and γ: %.1f%% (%d/%d)", 100*float64(accepted)/float64(drafted), accepted, drafted)
 }
 
+// TestGreedyEqualsPlainWaiting: with a verifier that waits for proposals
+// (Config.DraftWait), which sizes the round after a rollback by the wait and prices
+// waits into pauses, greedy output is still plain decoding's, and rounds report the
+// draft's round trip.
+func TestGreedyEqualsPlainWaiting(t *testing.T) {
+	s := startStackWith(t, "", nil, 20*time.Millisecond)
+	n := 64
+	if testing.Short() {
+		n = 24
+	}
+	rounds := 0
+	for _, p := range benchPrompts(t)[:4] {
+		want := s.plain(t, p.Prompt, n, sample.Params{})
+		r, err := s.generate(context.Background(), request(p.Prompt, n, 0, 0, 0))
+		if err != nil {
+			t.Fatalf("%s: %v", p.ID, err)
+		}
+		if !slices.Equal(r.ids, want) {
+			t.Errorf("%s: speculative output differs from plain:\n got %v\nwant %v", p.ID, r.ids, want)
+		}
+		st := r.final.GetStats()
+		rounds += int(st.GetRounds())
+		if st.GetRounds() > 0 && st.GetMeanRoundTrip().AsDuration() <= 0 {
+			t.Errorf("%s: %d rounds and no draft round trip", p.ID, st.GetRounds())
+		}
+	}
+	if rounds == 0 {
+		t.Fatal("no round was verified")
+	}
+}
+
 // TestCoupledSeededEqualsPlain: in coupled mode a seeded request at T = 0.8 yields the
 // tokens `specd run` produces with that seed, at every γ.
 func TestCoupledSeededEqualsPlain(t *testing.T) {
@@ -295,7 +326,7 @@ func TestDraftKilledMidStream(t *testing.T) {
 	spans := tracetest.NewSpanRecorder()
 	tel.TracerProvider.RegisterSpanProcessor(spans)
 	t.Cleanup(func() { tel.Shutdown(context.Background()) })
-	s := startStackWith(t, draft.addr, tel)
+	s := startStackWith(t, draft.addr, tel, 0)
 	text := "The quick brown fox jumped over the lazy dog, and then"
 	want := s.plain(t, text, 160, sample.Params{})
 	st, err := s.client.Generate(context.Background(), request(text, 160, 0, 0, 4))

@@ -30,7 +30,7 @@ type Config struct {
 	Mode        spec.Mode          // default verification mode for sampled requests
 	MaxGamma    int                // cap on adaptive γ
 	ProposalTop int                // rejection mode: draft probabilities sent per token
-	DraftWait   time.Duration      // longest wait for a proposal before decoding a token plainly; 0 adapts to the step time
+	DraftWait   time.Duration      // longest wait for a proposal before decoding a token plainly; 0 never waits
 	Address     string             // this verifier's address, reported in stats
 	Metrics     *telemetry.Metrics // round-trip histogram; nil records nothing
 }
@@ -198,22 +198,24 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 
 // run is the state of one Generate call.
 type run struct {
-	s          *Server
-	ctx        context.Context
-	sess       *verifier.Session
-	stream     speculationv1.VerifierService_GenerateServer
-	link       *draftLink
-	gamma      *verifier.Gamma
-	tracer     trace.Tracer
-	model      string // the verifier's model
-	draftModel string
-	t0         time.Time
-	first      time.Time
-	waited     time.Duration
-	plainRun   int           // plain steps to take before verifying again
-	pauseLen   int           // length of the next pause (0: plainPause)
-	unpriced   time.Duration // waited since the last verified round, for Gamma.ObserveRate
-	stats      specdv1.Stats
+	s           *Server
+	ctx         context.Context
+	sess        *verifier.Session
+	stream      speculationv1.VerifierService_GenerateServer
+	link        *draftLink
+	gamma       *verifier.Gamma
+	tracer      trace.Tracer
+	model       string // the verifier's model
+	draftModel  string
+	t0          time.Time
+	first       time.Time
+	waited      time.Duration
+	plainRun    int           // plain steps to take before verifying again
+	pauseLen    int           // length of the next pause (0: plainPause)
+	unpriced    time.Duration // waited since the last verified round, for Gamma.ObserveRate
+	roundTrips  time.Duration // summed draft round trips of fresh rounds
+	freshRounds int
+	stats       specdv1.Stats
 }
 
 func (r *run) loop() error {
@@ -252,26 +254,29 @@ func (r *run) next() (verifier.Step, error) {
 		r.plainRun--
 		return r.plain()
 	}
-	var p spec.Proposal
+	var a arrival
 	var ok bool
 	var wait time.Duration
 	roundStart := time.Now()
 	select {
-	case p, ok = <-r.link.proposals:
+	case a, ok = <-r.link.proposals:
 	default:
+		// No proposal at hand. By default the verifier does not wait: it decodes its
+		// own next token, which the proposal on its way must then start with (see
+		// DraftWait).
 		budget := r.s.cfg.DraftWait
 		if budget == 0 {
-			budget = max(r.gamma.StepTime(), 500*time.Microsecond)
+			return r.plain()
 		}
 		t := time.NewTimer(budget)
 		w0 := time.Now()
 		select {
-		case p, ok = <-r.link.proposals:
+		case a, ok = <-r.link.proposals:
 			t.Stop()
 			wait = time.Since(w0)
 			r.waited += wait
 			r.unpriced += wait
-			r.gamma.ObserveWait(wait, p.Drafting, len(p.Tokens))
+			r.gamma.ObserveWait(wait, a.p.Drafting, len(a.p.Tokens))
 		case <-t.C:
 			r.waited += budget
 			r.unpriced += budget
@@ -285,6 +290,7 @@ func (r *run) next() (verifier.Step, error) {
 		r.fallback(r.link.err())
 		return r.plain()
 	}
+	p := a.p
 	before, committed := r.sess.Stats, r.sess.Len()
 	t := time.Now()
 	step, err := r.sess.Verify(p)
@@ -300,6 +306,10 @@ func (r *run) next() (verifier.Step, error) {
 		r.unpriced = 0
 		r.pause()
 	}
+	var rtt time.Duration
+	if step.Used {
+		rtt = r.link.roundTrip(a)
+	}
 	if v := step.Verdict; v != nil && !r.sess.Done() {
 		v.NextGamma, v.FirstGamma = r.gamma.Next(), r.gamma.First()
 		if err := r.link.send(*v); err != nil {
@@ -307,7 +317,7 @@ func (r *run) next() (verifier.Step, error) {
 		}
 	}
 	if step.Used {
-		r.roundSpan(p, roundStart, wait, r.sess.Stats.Drafted-before.Drafted, r.sess.Stats.Accepted-before.Accepted)
+		r.roundSpan(p, roundStart, wait, rtt, r.sess.Stats.Drafted-before.Drafted, r.sess.Stats.Accepted-before.Accepted)
 	}
 	return step, nil // a stale proposal commits nothing; the loop takes the next one
 }
@@ -333,22 +343,27 @@ func (r *run) pause() {
 		attribute.Float64("specd.acceptance_estimate", r.gamma.Alpha())))
 }
 
-// roundSpan records one verified round as a span under the request's span, and its
-// wait for the proposal in the round-trip histogram.
-func (r *run) roundSpan(p spec.Proposal, start time.Time, wait time.Duration, drafted, accepted int) {
+// roundSpan records one verified round as a span under the request's span, and the
+// draft's round trip, when the proposal was a fresh round, in the round-trip histogram.
+func (r *run) roundSpan(p spec.Proposal, start time.Time, wait, rtt time.Duration, drafted, accepted int) {
 	_, span := r.tracer.Start(r.ctx, "speculation.round", trace.WithTimestamp(start), trace.WithAttributes(
 		attribute.Int64("specd.round", int64(p.Round)),
 		attribute.Int("specd.gamma", len(p.Tokens)),
 		attribute.Int("specd.drafted", drafted),
 		attribute.Int("specd.accepted", accepted),
-		attribute.Float64("specd.round_trip_seconds", wait.Seconds()),
+		attribute.Float64("specd.round_trip_seconds", rtt.Seconds()),
+		attribute.Float64("specd.wait_seconds", wait.Seconds()),
 		attribute.Float64("specd.drafting_seconds", p.Drafting.Seconds()),
 		attribute.Int("specd.start_position", p.Start),
 		attribute.String("specd.verifier.model", r.model),
 		attribute.String("specd.draft.model", r.draftModel),
 	))
 	span.End()
-	r.s.cfg.Metrics.RecordRoundTrip(r.ctx, r.model, r.draftModel, wait)
+	if rtt > 0 {
+		r.roundTrips += rtt
+		r.freshRounds++
+		r.s.cfg.Metrics.RecordRoundTrip(r.ctx, r.model, r.draftModel, rtt)
+	}
 }
 
 func (r *run) plain() (verifier.Step, error) {
@@ -407,7 +422,9 @@ func (r *run) finish() error {
 	}
 	if ss.Rounds > 0 {
 		st.MeanAcceptedPerRound = float32(ss.Accepted) / float32(ss.Rounds)
-		st.MeanRoundTrip = services.Duration(r.waited / time.Duration(ss.Rounds))
+	}
+	if r.freshRounds > 0 {
+		st.MeanRoundTrip = services.Duration(r.roundTrips / time.Duration(r.freshRounds))
 	}
 	end := time.Now()
 	if !r.first.IsZero() {
@@ -430,10 +447,13 @@ func (r *run) finish() error {
 // receives proposals into a buffered channel.
 type draftLink struct {
 	stream    speculationv1.DraftService_SpeculateClient
-	proposals chan spec.Proposal
-	errc      chan error
-	cancel    context.CancelFunc
-	once      sync.Once
+	proposals chan arrival
+	// sent holds when each verdict (by Seq; 0 for the start) still unanswered by a fresh
+	// round was sent. Only the sending goroutine touches it.
+	sent   map[uint64]time.Time
+	errc   chan error
+	cancel context.CancelFunc
+	once   sync.Once
 }
 
 // draftModel returns the model name of the draft at addr (asked once, then cached).
@@ -485,7 +505,8 @@ func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, 
 		cancel()
 		return nil, err
 	}
-	l := &draftLink{stream: stream, proposals: make(chan spec.Proposal, 16), errc: make(chan error, 1), cancel: cancel}
+	l := &draftLink{stream: stream, proposals: make(chan arrival, 16), errc: make(chan error, 1), cancel: cancel,
+		sent: map[uint64]time.Time{0: time.Now()}}
 	go func() {
 		defer close(l.proposals)
 		for {
@@ -502,7 +523,7 @@ func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, 
 				continue
 			}
 			select {
-			case l.proposals <- services.ProposalFromProto(p):
+			case l.proposals <- arrival{services.ProposalFromProto(p), time.Now()}:
 			case <-dctx.Done():
 				l.errc <- dctx.Err()
 				return
@@ -512,7 +533,30 @@ func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, 
 	return l, nil
 }
 
+// arrival is a proposal and when it was received.
+type arrival struct {
+	p  spec.Proposal
+	at time.Time
+}
+
+// roundTrip returns the draft's round trip for a verified proposal: from sending the
+// verdict it was drafted after (its Base) to receiving it. Only a fresh round, the first
+// proposal after that verdict, has one; proposals drafted ahead return 0.
+func (l *draftLink) roundTrip(a arrival) time.Duration {
+	t, ok := l.sent[a.p.Base]
+	for seq := range l.sent {
+		if seq <= a.p.Base {
+			delete(l.sent, seq)
+		}
+	}
+	if !ok {
+		return 0
+	}
+	return a.at.Sub(t)
+}
+
 func (l *draftLink) send(v spec.Verdict) error {
+	l.sent[v.Seq] = time.Now()
 	return l.stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}})
 }
 
