@@ -97,7 +97,7 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	ms.tokensAccepted = counter(NameTokensAccepted, "{token}", "Drafted tokens the verifier accepted.")
 	ms.requests = counter(NameRequests, "{request}", "Finished generation requests by gRPC status code.")
 	ms.acceptance = hist(NameAcceptanceRatio, "1", "Accepted over drafted tokens, one observation per request that speculated.", acceptanceBuckets)
-	ms.roundTrip = hist(NameRoundTrip, "s", "Time the verifier waited for a draft's proposal in a speculation round.", roundTripBuckets)
+	ms.roundTrip = hist(NameRoundTrip, "s", "Draft round trip of a fresh speculation round: from sending a verdict to receiving the first proposal drafted after it.", roundTripBuckets)
 	ms.ttft = hist(NameTimeToFirstToken, "s", "Time from receiving a request to sending its first token.", ttftBuckets)
 	ms.queueDepth = gauge(NameQueueDepth, "{request}", "Sessions computing or waiting for a slot.")
 	ms.kvBlocks = gauge(NameKVBlocks, "{block}", "KV cache blocks, by state (used or free).")
@@ -136,7 +136,8 @@ func (m *Metrics) RecordRequest(ctx context.Context, r RequestStats) {
 	}
 }
 
-// RecordRoundTrip records how long the verifier waited for one round's proposal.
+// RecordRoundTrip records the draft's round trip for one fresh round: from sending a
+// verdict to receiving the first proposal drafted after it.
 func (m *Metrics) RecordRoundTrip(ctx context.Context, model, draftModel string, d time.Duration) {
 	if m == nil {
 		return
