@@ -18,23 +18,27 @@ import (
 // proposals. The zero value is not usable; use NewGamma.
 //
 // That γ serves rounds the draft makes ahead, while the verifier checks earlier ones.
-// The round after a rollback is different: the verifier waits while the draft computes
-// every token of it, so First sizes it with the wait in the cost,
-//
-//	T₁(γ) = c₀ + c₁·γ + hop + d·γ
-//
-// where d is the draft's compute time per token and hop the rest of the wait (two
-// messages), both measured from proposals the verifier waited for.
+// The round after a rollback (a fresh round) is different: the draft computes all of it
+// after the verdict, so it arrives a round trip hop + d·γ later, d the draft's compute
+// time per token and hop the rest (two messages), both measured from fresh rounds. First
+// sizes it:
+//   - A verifier that decodes its own tokens meanwhile (the default) can use the round
+//     only if its first tokens match the steps it took: each step the round arrives
+//     later costs another factor α. First keeps it within one step, γ ≤ (c₀ − hop)/d.
+//   - A verifier that waits (Waits) pays the round trip idle, so First maximises
+//     E(γ) / T₁(γ) with T₁(γ) = c₀ + c₁·γ + hop + d·γ.
 type Gamma struct {
-	Max   int // largest γ
-	Fixed int // > 0: always this γ (the request fixed it)
+	Max   int  // largest γ
+	Fixed int  // > 0: always this γ (the request fixed it)
+	Waits bool // the verifier waits for proposals rather than decoding meanwhile
 
 	acc, rej float64 // decayed counts of accepted tokens and of rounds ending in a rejection
 	c0, c1   float64 // seconds: cost of a 1-token pass, extra cost per extra token
 	rtt      float64 // seconds waited for a proposal, per round
 	passes   int
 	draftTok float64 // seconds the draft computes per token; 0 until measured
-	hop      float64 // seconds of a wait that the draft was not computing
+	hop      float64 // seconds of a fresh round's round trip the draft was not computing
+	hopSeen  bool
 
 	// Rounds since speculation last paused: decayed tokens committed and seconds taken.
 	specTok, specSec float64
@@ -92,20 +96,32 @@ func (g *Gamma) ObservePass(n int, d time.Duration) {
 	g.c1 = (1-w)*g.c1 + w*max(extra, 0)
 }
 
-// ObserveWait records time the verifier spent waiting for a proposal of n tokens that
-// the draft took drafting to compute (0: not reported).
-func (g *Gamma) ObserveWait(wait, drafting time.Duration, n int) {
-	g.rtt = 0.8*g.rtt + 0.2*wait.Seconds()
+// ObserveWait records time the verifier spent waiting for a proposal.
+func (g *Gamma) ObserveWait(d time.Duration) {
+	g.rtt = 0.8*g.rtt + 0.2*d.Seconds()
+}
+
+// ObserveDraft records a verified proposal of n tokens that the draft computed in
+// drafting (0: not reported), and its round trip when it was a fresh round (else 0).
+func (g *Gamma) ObserveDraft(drafting time.Duration, n int, roundTrip time.Duration) {
 	if drafting <= 0 || n < 1 {
 		return
 	}
-	tok, hop := drafting.Seconds()/float64(n), max(wait-drafting, 0).Seconds()
+	tok := drafting.Seconds() / float64(n)
 	if g.draftTok == 0 {
-		g.draftTok, g.hop = tok, hop
+		g.draftTok = tok
+	} else {
+		g.draftTok = 0.8*g.draftTok + 0.2*tok
+	}
+	if roundTrip <= 0 {
 		return
 	}
-	g.draftTok = 0.8*g.draftTok + 0.2*tok
-	g.hop = 0.8*g.hop + 0.2*hop
+	hop := max(roundTrip-drafting, 0).Seconds()
+	if !g.hopSeen {
+		g.hop, g.hopSeen = hop, true
+	} else {
+		g.hop = 0.8*g.hop + 0.2*hop
+	}
 }
 
 // Alpha is the current estimate of the per-token acceptance probability.
@@ -132,14 +148,17 @@ func (g *Gamma) best(fixed, perToken float64) int {
 	return best
 }
 
-// First returns the γ for the draft's round after a rollback when it is below Next, else
-// 0 (no cap): that round is all wait, so each of its tokens also costs the draft's time
-// (see T₁ above). A request that fixed γ gets it every round.
+// First returns the γ for the draft's round after a rollback (see the type's comment)
+// when it is below Next, else 0 (no cap). A request that fixed γ gets it every round.
 func (g *Gamma) First() int {
-	if g.Fixed > 0 || g.draftTok == 0 {
+	if g.Fixed > 0 || g.draftTok == 0 || !g.hopSeen {
 		return 0
 	}
-	if f := g.best(g.c0+g.hop, g.c1+g.draftTok); f < g.Next() {
+	f := max(1, int((g.c0-g.hop)/g.draftTok))
+	if g.Waits {
+		f = g.best(g.c0+g.hop, g.c1+g.draftTok)
+	}
+	if f < g.Next() {
 		return f
 	}
 	return 0

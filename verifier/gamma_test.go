@@ -44,34 +44,42 @@ func TestGammaPlainPays(t *testing.T) {
 	}
 }
 
-// TestGammaFirst checks the size of the round after a rollback: capped below Next when
-// the draft's time per token is a large part of the verifier's step, not capped when it
-// is small, unknown, or the request fixed γ.
+// TestGammaFirst checks the size of the round after a rollback: for a verifier that
+// decodes meanwhile, the tokens the draft computes within one verifier step; for one
+// that waits, the cost model's choice; no cap when the draft is fast, unmeasured, or the
+// request fixed γ.
 func TestGammaFirst(t *testing.T) {
-	setup := func(fixed int, draftTok time.Duration) *Gamma {
+	setup := func(fixed int, waits bool, draftTok time.Duration) *Gamma {
 		g := NewGamma(8, fixed)
+		g.Waits = waits
 		g.Seed(time.Millisecond, 1500*time.Microsecond) // c₁ = 0.125 ms per token
 		for range 30 {
 			g.ObserveRound(4, 3) // α = 3/4
 		}
 		if draftTok > 0 {
 			for range 10 {
-				g.ObserveWait(300*time.Microsecond+4*draftTok, 4*draftTok, 4)
+				g.ObserveDraft(4*draftTok, 4, 500*time.Microsecond+4*draftTok) // hop 0.5 ms
 			}
 		}
 		return g
 	}
-	slow := setup(0, 150*time.Microsecond)
+	// Decoding meanwhile: (1 ms − 0.5 ms) / 0.2 ms → 2 tokens arrive within a step.
+	if f := setup(0, false, 200*time.Microsecond).First(); f != 2 {
+		t.Errorf("decoding meanwhile, draft at 0.2 ms per token: First() = %d, want 2", f)
+	}
+	slow := setup(0, true, 150*time.Microsecond)
 	if f, n := slow.First(), slow.Next(); f < 1 || f >= n {
-		t.Errorf("draft at 0.15 ms per token, verifier step 1 ms: First() = %d, Next() = %d; want 1 ≤ First < Next", f, n)
+		t.Errorf("waiting, draft at 0.15 ms per token: First() = %d, Next() = %d; want 1 ≤ First < Next", f, n)
 	}
-	if f := setup(0, time.Microsecond).First(); f != 0 {
-		t.Errorf("draft at 1 µs per token: First() = %d, want 0 (no cap)", f)
-	}
-	if f := setup(0, 0).First(); f != 0 {
-		t.Errorf("draft time unknown: First() = %d, want 0", f)
-	}
-	if f := setup(4, 150*time.Microsecond).First(); f != 0 {
-		t.Errorf("fixed γ: First() = %d, want 0", f)
+	for _, waits := range []bool{false, true} {
+		if f := setup(0, waits, time.Microsecond).First(); f != 0 {
+			t.Errorf("waits=%v, draft at 1 µs per token: First() = %d, want 0 (no cap)", waits, f)
+		}
+		if f := setup(0, waits, 0).First(); f != 0 {
+			t.Errorf("waits=%v, draft time unknown: First() = %d, want 0", waits, f)
+		}
+		if f := setup(4, waits, 150*time.Microsecond).First(); f != 0 {
+			t.Errorf("waits=%v, fixed γ: First() = %d, want 0", waits, f)
+		}
 	}
 }

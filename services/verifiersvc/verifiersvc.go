@@ -154,6 +154,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	defer release()
 	gamma := verifier.NewGamma(s.cfg.MaxGamma, q.Gamma)
+	gamma.Waits = s.cfg.DraftWait > 0
 	gamma.Seed(eng.Timing.Step, eng.Timing.Block5)
 	if q.MaxGamma > 0 {
 		gamma.Max = q.MaxGamma
@@ -276,7 +277,7 @@ func (r *run) next() (verifier.Step, error) {
 			wait = time.Since(w0)
 			r.waited += wait
 			r.unpriced += wait
-			r.gamma.ObserveWait(wait, a.p.Drafting, len(a.p.Tokens))
+			r.gamma.ObserveWait(wait)
 		case <-t.C:
 			r.waited += budget
 			r.unpriced += budget
@@ -309,6 +310,7 @@ func (r *run) next() (verifier.Step, error) {
 	var rtt time.Duration
 	if step.Used {
 		rtt = r.link.roundTrip(a)
+		r.gamma.ObserveDraft(p.Drafting, len(p.Tokens), rtt)
 	}
 	if v := step.Verdict; v != nil && !r.sess.Done() {
 		v.NextGamma, v.FirstGamma = r.gamma.Next(), r.gamma.First()
