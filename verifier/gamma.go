@@ -24,7 +24,8 @@ import (
 // sizes it:
 //   - A verifier that decodes its own tokens meanwhile (the default) can use the round
 //     only if its first tokens match the steps it took: each step the round arrives
-//     later costs another factor α. First keeps it within one step, γ ≤ (c₀ − hop)/d.
+//     later costs another factor α. First keeps it to one token for the verifier's
+//     next step plus what arrives within that step, γ = 1 + (c₀ − hop)/d, at least 2.
 //   - A verifier that waits (Waits) pays the round trip idle, so First maximises
 //     E(γ) / T₁(γ) with T₁(γ) = c₀ + c₁·γ + hop + d·γ.
 type Gamma struct {
@@ -154,7 +155,9 @@ func (g *Gamma) First() int {
 	if g.Fixed > 0 || g.draftTok == 0 || !g.hopSeen {
 		return 0
 	}
-	f := max(1, int((g.c0-g.hop)/g.draftTok))
+	// At least two tokens: the verifier decodes the first itself while the round
+	// travels, so a one-token round would never be verified.
+	f := max(2, 1+int((g.c0-g.hop)/g.draftTok))
 	if g.Waits {
 		f = g.best(g.c0+g.hop, g.c1+g.draftTok)
 	}

@@ -63,9 +63,14 @@ func TestGammaFirst(t *testing.T) {
 		}
 		return g
 	}
-	// Decoding meanwhile: (1 ms − 0.5 ms) / 0.2 ms → 2 tokens arrive within a step.
-	if f := setup(0, false, 200*time.Microsecond).First(); f != 2 {
-		t.Errorf("decoding meanwhile, draft at 0.2 ms per token: First() = %d, want 2", f)
+	// Decoding meanwhile: 1 + (1 ms − 0.5 ms) / 0.2 ms → 3 tokens.
+	if f := setup(0, false, 200*time.Microsecond).First(); f != 3 {
+		t.Errorf("decoding meanwhile, draft at 0.2 ms per token: First() = %d, want 3", f)
+	}
+	// A draft slower than the verifier's step still gets two tokens: the verifier
+	// decodes the first one itself.
+	if f := setup(0, false, 2*time.Millisecond).First(); f != 2 {
+		t.Errorf("decoding meanwhile, draft at 2 ms per token: First() = %d, want 2", f)
 	}
 	slow := setup(0, true, 150*time.Microsecond)
 	if f, n := slow.First(), slow.Next(); f < 1 || f >= n {

@@ -214,6 +214,7 @@ type run struct {
 	plainRun    int           // plain steps to take before verifying again
 	pauseLen    int           // length of the next pause (0: plainPause)
 	unpriced    time.Duration // waited since the last verified round, for Gamma.ObserveRate
+	behind      int           // tokens decoded without waiting since a proposal was last used
 	roundTrips  time.Duration // summed draft round trips of fresh rounds
 	freshRounds int
 	stats       specdv1.Stats
@@ -234,6 +235,15 @@ func (r *run) loop() error {
 	}
 	return r.finish()
 }
+
+// A verifier that does not wait for proposals (Config.DraftWait 0) still waits, up to
+// catchUpSteps of its steps and at least minCatchUp, once it has decoded maxBehind tokens
+// on its own since it last used a proposal.
+const (
+	maxBehind    = 16
+	catchUpSteps = 4
+	minCatchUp   = 2 * time.Millisecond
+)
 
 // plainPause is how many tokens the verifier first decodes plainly when speculation
 // does not pay, before it verifies proposals again to see whether the draft has caught
@@ -267,7 +277,14 @@ func (r *run) next() (verifier.Step, error) {
 		// DraftWait).
 		budget := r.s.cfg.DraftWait
 		if budget == 0 {
-			return r.plain()
+			if r.behind < maxBehind {
+				r.behind++
+				return r.plain()
+			}
+			// No proposal has been used for maxBehind tokens: each one arrives after
+			// the verifier has moved past its first tokens (a slow or distant draft).
+			// Wait for the next one, so that speculation catches up.
+			budget = max(catchUpSteps*r.gamma.StepTime(), minCatchUp)
 		}
 		t := time.NewTimer(budget)
 		w0 := time.Now()
@@ -309,6 +326,7 @@ func (r *run) next() (verifier.Step, error) {
 	}
 	var rtt time.Duration
 	if step.Used {
+		r.behind = 0
 		rtt = r.link.roundTrip(a)
 		r.gamma.ObserveDraft(p.Drafting, len(p.Tokens), rtt)
 	}
