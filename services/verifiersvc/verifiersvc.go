@@ -237,8 +237,8 @@ func (r *run) loop() error {
 }
 
 // A verifier that does not wait for proposals (Config.DraftWait 0) still waits, up to
-// catchUpSteps of its steps and at least minCatchUp, once it has decoded maxBehind tokens
-// on its own since it last used a proposal.
+// catchUpSteps of its steps and at least minCatchUp, once per maxBehind tokens it
+// decodes on its own without using a proposal.
 const (
 	maxBehind    = 16
 	catchUpSteps = 4
@@ -283,7 +283,9 @@ func (r *run) next() (verifier.Step, error) {
 			}
 			// No proposal has been used for maxBehind tokens: each one arrives after
 			// the verifier has moved past its first tokens (a slow or distant draft).
-			// Wait for the next one, so that speculation catches up.
+			// Wait for the next one, once per maxBehind tokens, so that speculation
+			// catches up without a dead-slow draft costing a wait every token.
+			r.behind = 0
 			budget = max(catchUpSteps*r.gamma.StepTime(), minCatchUp)
 		}
 		t := time.NewTimer(budget)
@@ -315,20 +317,17 @@ func (r *run) next() (verifier.Step, error) {
 	if err != nil {
 		return step, err
 	}
+	var rtt time.Duration
 	if step.Used {
 		drafted := r.sess.Stats.Drafted - before.Drafted
 		pass := time.Since(t)
 		r.gamma.ObservePass(drafted+1, pass)
 		r.gamma.ObserveRound(drafted, r.sess.Stats.Accepted-before.Accepted)
 		r.gamma.ObserveRate(r.sess.Len()-committed, r.unpriced+pass)
-		r.unpriced = 0
-		r.pause()
-	}
-	var rtt time.Duration
-	if step.Used {
-		r.behind = 0
+		r.unpriced, r.behind = 0, 0
 		rtt = r.link.roundTrip(a)
 		r.gamma.ObserveDraft(p.Drafting, len(p.Tokens), rtt)
+		r.pause()
 	}
 	if v := step.Verdict; v != nil && !r.sess.Done() {
 		v.NextGamma, v.FirstGamma = r.gamma.Next(), r.gamma.First()
