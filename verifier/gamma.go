@@ -99,7 +99,7 @@ func (g *Gamma) ObservePass(n int, d time.Duration) {
 
 // ObserveWait records time the verifier spent waiting for a proposal.
 func (g *Gamma) ObserveWait(d time.Duration) {
-	g.rtt = 0.8*g.rtt + 0.2*d.Seconds()
+	follow(&g.rtt, true, d.Seconds())
 }
 
 // ObserveDraft records a verified proposal of n tokens that the draft computed in
@@ -108,21 +108,22 @@ func (g *Gamma) ObserveDraft(drafting time.Duration, n int, roundTrip time.Durat
 	if drafting <= 0 || n < 1 {
 		return
 	}
-	tok := drafting.Seconds() / float64(n)
-	if g.draftTok == 0 {
-		g.draftTok = tok
-	} else {
-		g.draftTok = 0.8*g.draftTok + 0.2*tok
+	// The draft's time per token is never 0 once measured; a hop may be.
+	follow(&g.draftTok, g.draftTok != 0, drafting.Seconds()/float64(n))
+	if roundTrip > 0 {
+		follow(&g.hop, g.hopSeen, max(roundTrip-drafting, 0).Seconds())
+		g.hopSeen = true
 	}
-	if roundTrip <= 0 {
+}
+
+// follow moves the running average *v a fifth of the way to x, or sets it to x when
+// it has no sample yet.
+func follow(v *float64, seen bool, x float64) {
+	if !seen {
+		*v = x
 		return
 	}
-	hop := max(roundTrip-drafting, 0).Seconds()
-	if !g.hopSeen {
-		g.hop, g.hopSeen = hop, true
-	} else {
-		g.hop = 0.8*g.hop + 0.2*hop
-	}
+	*v = 0.8**v + 0.2*x
 }
 
 // Alpha is the current estimate of the per-token acceptance probability.
@@ -155,11 +156,13 @@ func (g *Gamma) First() int {
 	if g.Fixed > 0 || g.draftTok == 0 || !g.hopSeen {
 		return 0
 	}
-	// At least two tokens: the verifier decodes the first itself while the round
-	// travels, so a one-token round would never be verified.
-	f := max(2, 1+int((g.c0-g.hop)/g.draftTok))
+	var f int
 	if g.Waits {
 		f = g.best(g.c0+g.hop, g.c1+g.draftTok)
+	} else {
+		// At least two tokens: the verifier decodes the first itself while the round
+		// travels, so a one-token round would never be verified.
+		f = max(2, 1+int((g.c0-g.hop)/g.draftTok))
 	}
 	if f < g.Next() {
 		return f
