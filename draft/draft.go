@@ -169,15 +169,12 @@ func (s *Session) extend(seq *[]int32, n int, p *spec.Proposal, interrupt func()
 	return nil
 }
 
-// maxBranches bounds the alternatives drafted per round.
-const maxBranches = 2
-
 // Branch drafts, while the oldest live round is being verified, an alternative
 // continuation from the draft's guess of the correction at the next likely rejection
 // point (the round's first position without a branch). It returns ok false when there
 // is nothing worth drafting.
 func (s *Session) Branch(interrupt func() bool) (p spec.Proposal, ok bool, err error) {
-	if len(s.live) == 0 || len(s.branches) >= maxBranches {
+	if len(s.live) == 0 || len(s.branches) >= s.opt.Branches {
 		return p, false, nil
 	}
 	r := s.live[0]

@@ -22,9 +22,10 @@
 //     round that verdict rejected, starting at the rejected position — it starts at or
 //     before the committed end, and its tokens before the committed end equal the
 //     committed ones; anything else is stale and dropped.
-//   - Branches: while a round is being verified, an idle draft may draft from its
-//     guess of the correction at likely rejection points. Where the guess is right the
-//     verifier finds the continuation already queued and the round trip disappears.
+//   - Branches (optional, Options.Branches): while a round is being verified, an idle
+//     draft may draft from its guess of the correction at likely rejection points.
+//     Where the guess is right the verifier finds the continuation already queued and
+//     the round trip disappears.
 package spec
 
 import (
@@ -106,4 +107,5 @@ type Options struct {
 	Gamma        int // initial tokens per round
 	MaxPosition  int // never propose at or past this position
 	ProposalTopK int // rejection mode: support size of the draft distributions sent
+	Branches     int // draft: alternative continuations per round being verified (0: none)
 }

@@ -60,7 +60,8 @@ func simulate(t *testing.T, p pair, prompt []int32, n int, sp sample.Params, mod
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Sampling: sp, Mode: mode, Gamma: gamma, MaxPosition: p.target.Context, ProposalTopK: 32})
+	ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Sampling: sp, Mode: mode, Gamma: gamma, MaxPosition: p.target.Context, ProposalTopK: 32,
+		Branches: rng.IntN(3)})
 	if err != nil {
 		t.Fatal(err)
 	}

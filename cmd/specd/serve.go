@@ -15,6 +15,7 @@ import (
 
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
@@ -135,12 +136,17 @@ func (o *verifierOptions) validate() error {
 
 type draftOptions struct {
 	workerOptions
-	depth int
+	depth, branches int
 }
 
 func (o *draftOptions) addFlags(fs *flag.FlagSet) {
 	o.workerOptions.addFlags(fs, "specd-draft-q8_0", cmp.Or(o.listen, defaultDraftAddr))
 	fs.IntVar(&o.depth, "depth", 2, "proposals in flight per session (pipelining depth)")
+	fs.IntVar(&o.branches, "branches", 0, "alternative continuations drafted per round under verification, from guessed corrections (0: none)")
+}
+
+func (o *draftOptions) config() draftsvc.Config {
+	return draftsvc.Config{Depth: o.depth, Branches: o.branches}
 }
 
 func (o *draftOptions) validate() error {
@@ -149,6 +155,9 @@ func (o *draftOptions) validate() error {
 	}
 	if o.depth < 1 || o.depth > 16 {
 		return usagef("--depth %d: want 1..16", o.depth)
+	}
+	if o.branches < 0 || o.branches > 8 {
+		return usagef("--branches %d: want 0..8", o.branches)
 	}
 	return nil
 }
@@ -257,7 +266,7 @@ func (o *verifierOptions) serve(ctx context.Context, tel *telemetry.Telemetry, l
 }
 
 func (o *draftOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
-	return serve.Draft(ctx, o.worker(tel, nil), o.depth, lis)
+	return serve.Draft(ctx, o.worker(tel, nil), o.config(), lis)
 }
 
 func (o *routerOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
@@ -315,6 +324,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&do.quant, "draft-quant", "", "convert the draft's weights at load")
 	fs.IntVar(&do.threads, "draft-threads", 1, "draft compute threads")
 	fs.IntVar(&do.depth, "draft-depth", 2, "draft pipelining depth")
+	fs.IntVar(&do.branches, "draft-branches", 0, "alternative continuations the draft drafts per round under verification (0: none)")
 	fs.Lookup("listen").Usage = "the router's public gRPC address (verifier and draft take free loopback ports)"
 	var metrics, vMetrics, dMetrics string
 	fs.StringVar(&metrics, "metrics-listen", "", "HTTP address for the router's Prometheus /metrics (empty: none)")
@@ -403,7 +413,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve.Verifier(ctx, vo.worker(vtel, readyFn), vo.config(vtel), vlis)
 	})
 	start(1, func() error {
-		return serve.Draft(ctx, do.worker(dtel, readyFn), do.depth, dlis)
+		return serve.Draft(ctx, do.worker(dtel, readyFn), do.config(), dlis)
 	})
 	start(2, func() error {
 		done := make(chan struct{})

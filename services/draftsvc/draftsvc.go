@@ -23,16 +23,27 @@ import (
 type Server struct {
 	speculationv1.UnimplementedDraftServiceServer
 	ready atomic.Pointer[services.Engines] // nil until the model is loaded
-	depth int                              // proposals in flight per session (pipelining depth)
+	cfg   Config
 	log   *slog.Logger
+}
+
+// Config tunes the draft service.
+type Config struct {
+	Depth int // proposals in flight per session (pipelining depth); at least 1
+	// Branches is how many alternative continuations a session drafts, from its guesses
+	// of the correction, while a round is being verified; 0 drafts none. On two shared
+	// vCPUs they cost more than they save: the draft stays busy and answers verdicts
+	// later (docs/benchmarks.md).
+	Branches int
 }
 
 var _ speculationv1.DraftServiceServer = (*Server)(nil)
 
-// New returns a draft server that keeps up to depth proposals in flight; it answers
-// UNAVAILABLE until SetEngines.
-func New(depth int, log *slog.Logger) *Server {
-	return &Server{depth: max(depth, 1), log: log}
+// New returns a draft server; it answers UNAVAILABLE until SetEngines.
+func New(cfg Config, log *slog.Logger) *Server {
+	cfg.Depth = max(cfg.Depth, 1)
+	cfg.Branches = max(cfg.Branches, 0)
+	return &Server{cfg: cfg, log: log}
 }
 
 // SetEngines makes the server serve with eng (its model is loaded).
@@ -109,6 +120,7 @@ func (s *Server) speculate(stream speculationv1.DraftService_SpeculateServer) er
 	defer release()
 	sess, err := draft.NewSession(st, ctxIDs, spec.Options{
 		Sampling: sp, Mode: mode, Gamma: int(start.GetGamma()), MaxPosition: maxPos, ProposalTopK: int(start.GetProposalTopK()),
+		Branches: s.cfg.Branches,
 	})
 	if err != nil {
 		return err
@@ -157,9 +169,10 @@ func (s *Server) speculate(stream speculationv1.DraftService_SpeculateServer) er
 			}
 		}
 		// Draft ahead on the main line; when enough is in flight, use the wait to
-		// draft branches from likely corrections of the round being verified.
+		// draft branches (if configured) from likely corrections of the round being
+		// verified.
 		draft := sess.Branch
-		if sess.Outstanding() < s.depth && sess.CanDraft() {
+		if sess.Outstanding() < s.cfg.Depth && sess.CanDraft() {
 			draft = sess.Draft
 		}
 		t0 := time.Now()

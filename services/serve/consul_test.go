@@ -18,6 +18,7 @@ import (
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/consul"
+	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/verifiersvc"
 )
@@ -49,7 +50,7 @@ func TestConsulDiscovery(t *testing.T) {
 		return serve.Verifier(vctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Consul: reg}, verifiersvc.Config{}, vl)
 	})
 	run(func() error {
-		return serve.Draft(ctx, serve.Worker{Load: loader(t, "specd-draft-q8_0"), Engine: eng, Log: quiet, Consul: reg}, 2, dl)
+		return serve.Draft(ctx, serve.Worker{Load: loader(t, "specd-draft-q8_0"), Engine: eng, Log: quiet, Consul: reg}, draftsvc.Config{Depth: 2}, dl)
 	})
 	run(func() error {
 		return serve.Router(ctx, serve.RouterConfig{Log: quiet, Consul: &consul.WatchConfig{Addr: agent.Addr(), Wait: 2 * time.Second,

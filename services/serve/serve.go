@@ -113,9 +113,9 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	})
 }
 
-// Draft serves a draft on lis until ctx ends, keeping depth proposals in flight.
-func Draft(ctx context.Context, w Worker, depth int, lis net.Listener) error {
-	ds := draftsvc.New(depth, w.Log)
+// Draft serves a draft on lis until ctx ends.
+func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener) error {
+	ds := draftsvc.New(cfg, w.Log)
 	return worker(ctx, w, router.Draft, "specd.speculation.v1.DraftService", lis, func(srv *services.Server) func(*services.Engines) {
 		speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
 		return ds.SetEngines

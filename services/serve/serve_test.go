@@ -26,6 +26,7 @@ import (
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
@@ -55,12 +56,18 @@ func freeListener(t testing.TB) net.Listener {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func startStack(t *testing.T) *stack { return startStackWith(t, "", nil, 0) }
+func startStack(t *testing.T) *stack { return startStackWith(t, stackOptions{}) }
 
-// startStackWith starts the stack; with a draftAddr the draft is not started in
-// process but is the (already running) draft at that address. vtel, if not nil, is the
-// verifier's telemetry; draftWait is the verifier's Config.DraftWait.
-func startStackWith(t *testing.T, draftAddr string, vtel *telemetry.Telemetry, draftWait time.Duration) *stack {
+// stackOptions vary the stack a test starts.
+type stackOptions struct {
+	draftAddr string               // an already running draft to use instead of starting one
+	vtel      *telemetry.Telemetry // the verifier's telemetry (nil: none)
+	draftWait time.Duration        // the verifier's Config.DraftWait
+	branches  int                  // the draft's Config.Branches
+}
+
+// startStackWith starts the stack as o says.
+func startStackWith(t *testing.T, o stackOptions) *stack {
 	t.Helper()
 	s := &stack{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -78,18 +85,18 @@ func startStackWith(t *testing.T, draftAddr string, vtel *telemetry.Telemetry, d
 		}()
 	}
 	run(func() error {
-		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: vtel,
+		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
-			verifiersvc.Config{MaxGamma: 8, DraftWait: draftWait}, vl)
+			verifiersvc.Config{MaxGamma: 8, DraftWait: o.draftWait}, vl)
 	})
-	if draftAddr == "" {
+	if o.draftAddr == "" {
 		run(func() error {
 			return serve.Draft(ctx, serve.Worker{Load: loader(t, "specd-draft-q8_0"), Engine: eng, Log: quiet,
-				Ready: func(*model.Model) { ready <- struct{}{} }}, 2, dl)
+				Ready: func(*model.Model) { ready <- struct{}{} }}, draftsvc.Config{Depth: 2, Branches: o.branches}, dl)
 		})
 	} else {
 		dl.Close()
-		s.draft = draftAddr
+		s.draft = o.draftAddr
 		ready <- struct{}{}
 	}
 	<-ready
@@ -260,10 +267,10 @@ func TestGreedyEqualsPlainOnEveryPrompt(t *testing.T) {
 
 // TestGreedyEqualsPlainWaiting: with a verifier that waits for proposals
 // (Config.DraftWait), which sizes the round after a rollback by the wait and prices
-// waits into pauses, greedy output is still plain decoding's, and rounds report the
-// draft's round trip.
+// waits into pauses, and a draft that drafts branches, greedy output is still plain
+// decoding's, and rounds report the draft's round trip.
 func TestGreedyEqualsPlainWaiting(t *testing.T) {
-	s := startStackWith(t, "", nil, 20*time.Millisecond)
+	s := startStackWith(t, stackOptions{draftWait: 20 * time.Millisecond, branches: 2})
 	n := 64
 	if testing.Short() {
 		n = 24
@@ -326,7 +333,7 @@ func TestDraftKilledMidStream(t *testing.T) {
 	spans := tracetest.NewSpanRecorder()
 	tel.TracerProvider.RegisterSpanProcessor(spans)
 	t.Cleanup(func() { tel.Shutdown(context.Background()) })
-	s := startStackWith(t, draft.addr, tel, 0)
+	s := startStackWith(t, stackOptions{draftAddr: draft.addr, vtel: tel})
 	text := "The quick brown fox jumped over the lazy dog, and then"
 	want := s.plain(t, text, 160, sample.Params{})
 	st, err := s.client.Generate(context.Background(), request(text, 160, 0, 0, 4))
