@@ -309,9 +309,12 @@ func checkHTTP(t *testing.T, pr *specdProc, url string) {
 	}
 }
 
-// generateThrough generates a few greedy tokens through the router, retrying while
-// the router has not yet found a verifier (Consul discovery takes a moment), and
-// requires that the draft took part.
+// generateThrough generates greedy tokens through the router, retrying while the router
+// has not yet found a verifier (Consul discovery takes a moment), and requires that the
+// draft took part. The request is long enough for the draft to be heard: a verifier never
+// idles for proposals, so on a loaded machine, with a draft dialled for the first time,
+// a 16-token request finished before the first proposal arrived (0 drafted); after 16
+// tokens decoded on its own the verifier waits once for the draft.
 func generateThrough(t *testing.T, addr string) {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -339,7 +342,7 @@ func generateThrough(t *testing.T, addr string) {
 func generateOnce(client specdv1.GenerationServiceClient) (*specdv1.Stats, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := client.Generate(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 0}})
+	st, err := client.Generate(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 64, Sampling: &specdv1.SamplingParams{Temperature: 0}})
 	if err != nil {
 		return nil, err
 	}
