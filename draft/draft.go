@@ -217,7 +217,8 @@ func (s *Session) Branch(interrupt func() bool) (p spec.Proposal, ok bool, err e
 // the draft's own sequence nothing changes (pipelined proposals stay valid). At the
 // first disagreement, a branch drafted for exactly that correction becomes the draft's
 // sequence (its proposal is already with the verifier); otherwise the sequence and
-// cache roll back and the committed tokens replace the draft's.
+// cache roll back and the committed tokens replace the draft's. A verdict marked
+// Rollback ends every unanswered round either way.
 func (s *Session) Apply(v spec.Verdict) error {
 	if v.Position < 0 || v.Position > len(s.seq) {
 		return fmt.Errorf("%w: position %d, draft holds %d tokens", ErrBadVerdict, v.Position, len(s.seq))
@@ -231,6 +232,7 @@ func (s *Session) Apply(v spec.Verdict) error {
 		delete(s.starts, s.live[0])
 		s.live = s.live[1:]
 	}
+	branched := false
 	for i, t := range v.Tokens {
 		pos := v.Position + i
 		if pos < len(s.seq) && s.seq[pos] == t {
@@ -238,6 +240,7 @@ func (s *Session) Apply(v spec.Verdict) error {
 		}
 		s.Stats.Rollbacks++
 		if b := s.takeBranch(pos, t); b != nil {
+			branched = true
 			s.st.Seq.Release()
 			s.st.Seq = b.kv
 			s.seq = b.seq
@@ -264,6 +267,15 @@ func (s *Session) Apply(v spec.Verdict) error {
 		// The cache holds at most the tokens before the last; feed the new ones now
 		// so Draft always feeds exactly one token.
 		return s.catchUp()
+	}
+	if v.Rollback && !branched {
+		// The sequence agrees, but the verifier has dropped the rounds drafted on
+		// it: draft on from its end.
+		s.live = s.live[:0]
+		clear(s.starts)
+		s.dropBranches()
+		s.fresh = true
+		return nil
 	}
 	// Branches of rounds now answered can no longer be used.
 	kept := s.branches[:0]

@@ -152,13 +152,13 @@ func Duration(d time.Duration) *durationpb.Duration {
 // VerdictToProto converts a verdict.
 func VerdictToProto(v spec.Verdict) *speculationv1.Verdict {
 	return &speculationv1.Verdict{Round: v.Round, Seq: v.Seq, Accepted: uint32(v.Accepted), Position: uint32(v.Position), Tokens: v.Tokens,
-		NextGamma: uint32(v.NextGamma), FirstGamma: uint32(v.FirstGamma)}
+		NextGamma: uint32(v.NextGamma), FirstGamma: uint32(v.FirstGamma), Rollback: v.Rollback}
 }
 
 // VerdictFromProto converts a verdict received from a verifier.
 func VerdictFromProto(v *speculationv1.Verdict) spec.Verdict {
 	return spec.Verdict{Round: v.GetRound(), Seq: v.GetSeq(), Accepted: int(v.GetAccepted()), Position: int(v.GetPosition()), Tokens: v.GetTokens(),
-		NextGamma: int(v.GetNextGamma()), FirstGamma: int(v.GetFirstGamma())}
+		NextGamma: int(v.GetNextGamma()), FirstGamma: int(v.GetFirstGamma()), Rollback: v.GetRollback()}
 }
 
 // FinishToProto converts a finish reason.

@@ -98,6 +98,12 @@ type Verdict struct {
 	// FirstGamma, when > 0, caps the draft's next round if this verdict rolls it back:
 	// the verifier waits for every token of that round, not for the pipelined ones.
 	FirstGamma int
+	// Rollback: the verifier drops every proposal based on an earlier verdict (other
+	// than a branch of the rejected round at the rejected position), so the draft ends
+	// all its unanswered rounds even where its sequence agrees with Tokens. Without it
+	// a draft whose pipelined rounds guessed the verifier's own tokens right would wait
+	// for verdicts on rounds the verifier had dropped.
+	Rollback bool
 }
 
 // Session options that both sides must agree on.

@@ -208,3 +208,44 @@ func TestFirstGammaCapsRoundAfterRollback(t *testing.T) {
 		t.Errorf("second round after a rollback has %d tokens, want 4", len(r.Tokens))
 	}
 }
+
+// TestRollbackVerdictEndsLiveRounds: a verdict marked Rollback whose tokens agree with
+// everything the draft has drafted still ends the draft's unanswered rounds (the
+// verifier drops proposals based before it), so the draft drafts on from its end
+// instead of waiting for verdicts on rounds that will never be answered.
+func TestRollbackVerdictEndsLiveRounds(t *testing.T) {
+	p := loadPair(t)
+	prompt := p.target.Tok.Encode("Once upon a time", true)
+	ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Gamma: 2, MaxPosition: p.target.Context})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	r1, _, err := ds.Draft(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _, err := ds.Draft(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The verifier rejected an older proposal and decoded on its own exactly the tokens
+	// of rounds 1 and 2.
+	agree := append(append([]int32(nil), r1.Tokens...), r2.Tokens...)
+	if got := ds.Outstanding(); got != 2 {
+		t.Fatalf("%d rounds outstanding before the verdict, want 2", got)
+	}
+	if err := ds.Apply(spec.Verdict{Round: 0, Seq: 1, Position: r1.Start, Tokens: agree, Rollback: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ds.Outstanding(); got != 0 {
+		t.Errorf("%d rounds outstanding after a rollback verdict, want 0", got)
+	}
+	r3, ok, err := ds.Draft(nil)
+	if err != nil || !ok {
+		t.Fatalf("Draft after the rollback: ok %v, err %v", ok, err)
+	}
+	if r3.Start != r2.Start+len(r2.Tokens) || r3.Base != 1 {
+		t.Errorf("round after the rollback starts at %d on verdict %d, want %d on 1", r3.Start, r3.Base, r2.Start+len(r2.Tokens))
+	}
+}

@@ -308,7 +308,7 @@ func (s *Session) verdict(round uint64, accepted, x int, rollback bool) *spec.Ve
 	// token contradicted a round it had pipelined.
 	from := min(x, s.prevPos)
 	s.prevPos = x
-	v := &spec.Verdict{Round: round, Seq: s.verdicts, Accepted: accepted, Position: from}
+	v := &spec.Verdict{Round: round, Seq: s.verdicts, Accepted: accepted, Position: from, Rollback: rollback}
 	if from < len(s.seq) {
 		v.Tokens = append([]int32(nil), s.seq[from:]...)
 	}

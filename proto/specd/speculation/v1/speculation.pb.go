@@ -466,7 +466,13 @@ type Verdict struct {
 	// Number of tokens in the draft's next round when this verdict rolls the
 	// draft back (a round the verifier waits for while every token is drafted),
 	// if fewer than next_gamma; the rounds after it use next_gamma. 0: no limit.
-	FirstGamma    uint32 `protobuf:"varint,7,opt,name=first_gamma,json=firstGamma,proto3" json:"first_gamma,omitempty"`
+	FirstGamma uint32 `protobuf:"varint,7,opt,name=first_gamma,json=firstGamma,proto3" json:"first_gamma,omitempty"`
+	// The verifier has dropped, or will drop unverified, every proposal whose
+	// base_seq is below this verdict's seq (see the Speculate contract, 5): set
+	// on a verdict that answers a rejection or a proposal contradicting the
+	// committed tokens. The draft ends all its unanswered rounds, even when its
+	// own sequence agrees with tokens, and drafts on from its sequence.
+	Rollback      bool `protobuf:"varint,8,opt,name=rollback,proto3" json:"rollback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -548,6 +554,13 @@ func (x *Verdict) GetFirstGamma() uint32 {
 		return x.FirstGamma
 	}
 	return 0
+}
+
+func (x *Verdict) GetRollback() bool {
+	if x != nil {
+		return x.Rollback
+	}
+	return false
 }
 
 // SpeculateResponse is one message from the draft to the verifier.
@@ -935,7 +948,7 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x05gamma\x18\x05 \x01(\rR\x05gamma\x12!\n" +
 	"\fmax_position\x18\x06 \x01(\rR\vmaxPosition\x12%\n" +
 	"\x0etokenizer_hash\x18\a \x01(\tR\rtokenizerHash\x12$\n" +
-	"\x0eproposal_top_k\x18\b \x01(\rR\fproposalTopK\"\xc1\x01\n" +
+	"\x0eproposal_top_k\x18\b \x01(\rR\fproposalTopK\"\xdd\x01\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x10\n" +
@@ -945,7 +958,8 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"next_gamma\x18\x05 \x01(\rR\tnextGamma\x12\x16\n" +
 	"\x06tokens\x18\x06 \x03(\x05R\x06tokens\x12\x1f\n" +
 	"\vfirst_gamma\x18\a \x01(\rR\n" +
-	"firstGamma\"Y\n" +
+	"firstGamma\x12\x1a\n" +
+	"\brollback\x18\b \x01(\bR\brollback\"Y\n" +
 	"\x11SpeculateResponse\x12<\n" +
 	"\bproposal\x18\x01 \x01(\v2\x1e.specd.speculation.v1.ProposalH\x00R\bproposalB\x06\n" +
 	"\x04kind\"\x88\x02\n" +

@@ -280,7 +280,7 @@ type DraftServiceClient interface {
 	//     sent from the rolled-back sequence are dead.
 	//  5. A proposal records in base_seq the last verdict the draft had applied.
 	//     The verifier uses a proposal only if (a) base_seq is at least the seq
-	//     of the last verdict that contradicted the draft (a rejection), or it is
+	//     of the last verdict marked rollback (a rejection), or it is
 	//     a branch (branch_of) of the round that verdict rejected starting at the
 	//     rejected position, (b) it
 	//     starts at or before the committed end, and (c) its tokens before the
@@ -369,7 +369,7 @@ type DraftServiceServer interface {
 	//     sent from the rolled-back sequence are dead.
 	//  5. A proposal records in base_seq the last verdict the draft had applied.
 	//     The verifier uses a proposal only if (a) base_seq is at least the seq
-	//     of the last verdict that contradicted the draft (a rejection), or it is
+	//     of the last verdict marked rollback (a rejection), or it is
 	//     a branch (branch_of) of the round that verdict rejected starting at the
 	//     rejected position, (b) it
 	//     starts at or before the committed end, and (c) its tokens before the
