@@ -23,12 +23,53 @@ import (
 // Each trial uses a different seed; the seeds are fixed, so the test is deterministic.
 func TestSpeculativeSamplingIsLossless(t *testing.T) {
 	p := loadPair(t)
+	ctx := []int32{p.target.Tok.BOS()} // the first token of a text: a broad distribution
+	dst := state(t, p.draft, p.pool)
+	checkLossless(t, p, ctx, 7919, func(vs *verifier.Session, sp sample.Params, mode spec.Mode) (verifier.Step, bool) {
+		ds, err := draft.NewSession(dst, ctx, spec.Options{Sampling: sp, Mode: mode, Gamma: 3, MaxPosition: 64, ProposalTopK: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, _, err := ds.Draft(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step, err := vs.Verify(pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return step, len(step.Tokens) > 0 && step.Tokens[0].ID == pr.Tokens[0]
+	})
+}
+
+// TestLookupSamplingIsLossless checks, as TestSpeculativeSamplingIsLossless does, that
+// the verifier's own step that checks a prompt-lookup guess commits a first token
+// distributed as p. The guess is a draft certain of its token (q one-hot at x), so
+// rejection mode keeps it with probability p(x) and otherwise draws from p without x.
+func TestLookupSamplingIsLossless(t *testing.T) {
+	p := loadPair(t)
+	// " and a" recurs: the lookup guesses the text that followed it, " dog. The…".
+	ctx := p.target.Tok.Encode("Once there was a cat and a dog. The cat and a", true)
+	checkLossless(t, p, ctx, 104729, func(vs *verifier.Session, _ sample.Params, _ spec.Mode) (verifier.Step, bool) {
+		step, err := vs.Own(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return step, vs.Stats.GuessAccepted > 0
+	})
+}
+
+// checkLossless runs trials sessions after ctx, each with its own fixed seed at T = 1,
+// in both modes; step takes the session's first step and reports whether it kept the
+// first token proposed. The first committed tokens must pass a χ² test against the
+// verifier's own distribution at ctx, and the proposal must be both kept and rejected
+// in some trials.
+func checkLossless(t *testing.T, p pair, ctx []int32, seedStep uint64, step func(*verifier.Session, sample.Params, spec.Mode) (verifier.Step, bool)) {
+	t.Helper()
 	trials := 3000
 	if testing.Short() {
 		trials = 1200
 	}
-	ctx := []int32{p.target.Tok.BOS()} // the first token of a text: a broad distribution
-	// The verifier's own distribution at the first position.
 	st := state(t, p.target, p.pool)
 	logits, err := st.Forward(ctx, false)
 	if err != nil {
@@ -38,45 +79,34 @@ func TestSpeculativeSamplingIsLossless(t *testing.T) {
 	for _, mode := range []spec.Mode{spec.Rejection, spec.Coupled} {
 		t.Run(mode.String(), func(t *testing.T) {
 			counts := map[int32]int{}
-			accepted := 0
-			vst, dst := state(t, p.target, p.pool), state(t, p.draft, p.pool)
+			kept := 0
+			vst := state(t, p.target, p.pool)
 			for i := range trials {
-				sp := sample.Params{Temperature: 1, TopP: 1, Seed: uint64(7919 * (i + 1))}
+				sp := sample.Params{Temperature: 1, TopP: 1, Seed: seedStep * uint64(i+1)}
 				vst.Seq.Release()
 				vs, err := verifier.NewSession(vst, verifier.Request{Prompt: ctx, Sampling: sp, Mode: mode, Limits: limits(p.target, 8)})
 				if err != nil {
 					t.Fatal(err)
 				}
-				ds, err := draft.NewSession(dst, ctx, spec.Options{Sampling: sp, Mode: mode, Gamma: 3, MaxPosition: 64, ProposalTopK: 64})
-				if err != nil {
-					t.Fatal(err)
-				}
-				pr, _, err := ds.Draft(nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				step, err := vs.Verify(pr)
-				if err != nil {
-					t.Fatal(err)
-				}
+				s, ok := step(vs, sp, mode)
 				first := p.target.Tok.EOS() // an end-of-text token ends the output unrecorded
-				if len(step.Tokens) > 0 {
-					first = step.Tokens[0].ID
+				if len(s.Tokens) > 0 {
+					first = s.Tokens[0].ID
 				}
 				counts[first]++
-				if first == pr.Tokens[0] {
-					accepted++
+				if ok {
+					kept++
 				}
 			}
 			stat, df := chiSquare(counts, pd, trials)
 			crit := chiSquareCritical(df)
-			t.Logf("%s: χ² = %.1f with %d degrees of freedom (critical %.1f at p = 0.001); first draft token accepted in %.0f%% of trials",
-				mode, stat, df, crit, 100*float64(accepted)/float64(trials))
+			t.Logf("%s: χ² = %.1f with %d degrees of freedom (critical %.1f at p = 0.001); first proposed token kept in %.0f%% of trials",
+				mode, stat, df, crit, 100*float64(kept)/float64(trials))
 			if stat > crit {
 				t.Errorf("%s: committed tokens do not follow the verifier's distribution: χ² = %.1f > %.1f (df %d)", mode, stat, crit, df)
 			}
-			if accepted == 0 {
-				t.Errorf("%s: the draft's first token was never accepted", mode)
+			if kept == 0 || kept == trials {
+				t.Errorf("%s: the first proposed token was kept in %d of %d trials: the test needs both outcomes", mode, kept, trials)
 			}
 		})
 	}

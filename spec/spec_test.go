@@ -108,18 +108,21 @@ func simulate(t *testing.T, p pair, prompt []int32, n int, sp sample.Params, mod
 				verdicts = append(verdicts, v)
 			}
 		case r == 9:
-			if _, err := vs.Plain(); err != nil {
+			// An own step, checking a prompt-lookup guess of 0–4 tokens.
+			k := rng.IntN(5)
+			if _, err := vs.Own(k); err != nil {
 				t.Fatal(err)
 			}
-			trail = append(trail, fmt.Sprintf("plain -> L %d", vs.Len()))
+			trail = append(trail, fmt.Sprintf("own (lookup %d) -> L %d", k, vs.Len()))
 		}
 	}
 	hits.Add(uint64(ds.Stats.BranchHits))
+	guessKept.Add(uint64(vs.Stats.GuessAccepted))
 	return vs.Output().IDs, vs.Stats
 }
 
-// Branch counters over all simulations (the equality test reports them).
-var used, hits atomic.Uint64
+// Branch and prompt-lookup counters over all simulations (the equality test reports them).
+var used, hits, guessKept atomic.Uint64
 
 func plain(t *testing.T, p pair, prompt []int32, n int, sp sample.Params) []int32 {
 	out, _, err := generate.Run(context.Background(), state(t, p.target, p.pool), generate.Request{Prompt: prompt, Sampling: sp, Limits: limits(p.target, n)},
@@ -162,6 +165,10 @@ func TestSpeculationEqualsPlain(t *testing.T) {
 	t.Logf("branches drafted %d, adopted after a rejection %d", used.Load(), hits.Load())
 	if hits.Load() == 0 {
 		t.Errorf("no branch was ever adopted: the branch path went untested")
+	}
+	t.Logf("prompt-lookup tokens kept in own steps: %d", guessKept.Load())
+	if guessKept.Load() == 0 {
+		t.Errorf("no prompt-lookup guess was ever kept: the lookup path went untested")
 	}
 }
 

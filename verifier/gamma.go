@@ -41,6 +41,8 @@ type Gamma struct {
 	hop      float64 // seconds of a fresh round's round trip the draft was not computing
 	hopSeen  bool
 
+	gacc, grej float64 // decayed counts for prompt-lookup guesses, as acc and rej
+
 	// Rounds since speculation last paused: decayed tokens committed and seconds taken.
 	specTok, specSec float64
 	specRounds       int
@@ -48,7 +50,7 @@ type Gamma struct {
 
 // NewGamma returns a policy capped at max, starting from a neutral prior.
 func NewGamma(max, fixed int) *Gamma {
-	return &Gamma{Max: max, Fixed: fixed, acc: 2, rej: 1, c0: 1, c1: 0.1}
+	return &Gamma{Max: max, Fixed: fixed, acc: 2, rej: 1, gacc: 1, grej: 1, c0: 1, c1: 0.1}
 }
 
 const decay = 0.9 // weight of history per observed round
@@ -211,4 +213,43 @@ func (g *Gamma) StepTime() time.Duration {
 		return 0
 	}
 	return time.Duration(g.c0 * float64(time.Second))
+}
+
+// Lookup returns how many tokens the verifier's next own step should guess by prompt
+// lookup (see lookup.go), at most max: the k that maximises E(k) / (c₀ + c₁·k), E as
+// for γ with the guesses' own acceptance. A guess is a copy of earlier text, so it is
+// right far more often in some requests (a refrain, code) than in others (prose). When
+// it declines to guess, the estimate moves a little toward the prior, so that a request
+// whose text starts repeating later is tried again.
+func (g *Gamma) Lookup(max int) int {
+	if max <= 0 {
+		return 0
+	}
+	a := math.Min(g.gacc/(g.gacc+g.grej), 0.999)
+	best, bestRate := 0, 1/g.c0
+	for k := 1; k <= max; k++ {
+		e := (1 - math.Pow(a, float64(k+1))) / (1 - a)
+		if r := e / (g.c0 + g.c1*float64(k)); r > bestRate {
+			best, bestRate = k, r
+		}
+	}
+	if best == 0 {
+		const back = 0.05
+		g.gacc += back * (1 - g.gacc)
+		g.grej += back * (1 - g.grej)
+	}
+	return best
+}
+
+// ObserveGuess records an own step's prompt-lookup guess: tokens guessed, kept of them.
+func (g *Gamma) ObserveGuess(guessed, accepted int) {
+	if guessed == 0 {
+		return
+	}
+	g.gacc = g.gacc*decay + float64(accepted)
+	r := 0.0
+	if accepted < guessed {
+		r = 1
+	}
+	g.grej = g.grej*decay + r
 }

@@ -37,6 +37,8 @@ type Stats struct {
 	Plain    int // tokens decoded without a proposal
 	Stale    int // proposals dropped unverified
 	Branches int // branch proposals verified (each saved a round trip to the draft)
+	// Prompt lookup (Own): guessed tokens checked, and kept.
+	Guessed, GuessAccepted int
 }
 
 // Step is what one call commits: tokens to stream, and a verdict for the draft (nil
@@ -70,7 +72,7 @@ type Session struct {
 var ErrStarted = errors.New("verifier session already started")
 
 // NewSession prepares a session on st (whose cache must be empty) and runs the prompt
-// through the model, all but its last token; the first Verify or Plain call computes the
+// through the model, all but its last token; the first Verify or Own call computes the
 // logits after it.
 func NewSession(st *model.State, req Request) (*Session, error) {
 	if len(req.Prompt) == 0 {
@@ -125,20 +127,37 @@ func (s *Session) choose(logits []float32, pos int) int32 {
 	return s.smp.Sample(logits, pos)
 }
 
-// Plain decodes one token without a proposal.
-func (s *Session) Plain() (Step, error) {
+// Own decodes the verifier's own next token without a proposal. With lookup > 0, the
+// same pass also checks up to lookup tokens guessed by prompt lookup (see lookup.go),
+// judged as a draft's tokens are, and commits the ones kept.
+func (s *Session) Own(lookup int) (Step, error) {
 	if s.Done() {
 		return Step{}, nil
 	}
-	L := len(s.seq)
-	logits, err := s.st.Forward(s.seq[L-1:], false)
+	guess := s.guess(min(lookup, s.room()))
+	var st Step
+	j, err := s.check(&st, guess, func(i int) *sample.Dist { return oneHot(guess[i]) })
 	if err != nil {
 		return Step{}, err
 	}
 	s.Stats.Plain++
-	var st Step
-	s.commit(&st, s.choose(logits, L))
+	s.Stats.Guessed += len(guess)
+	s.Stats.GuessAccepted += j
 	return st, nil
+}
+
+// guess returns up to k tokens guessed to follow the committed sequence.
+func (s *Session) guess(k int) []int32 {
+	if k <= 0 {
+		return nil
+	}
+	return lookup(s.seq, k)
+}
+
+// oneHot is the distribution of a guessed token: the guess is certain of it, so
+// rejection sampling keeps it with probability p(x) and otherwise draws from p without x.
+func oneHot(x int32) *sample.Dist {
+	return &sample.Dist{IDs: []int32{x}, Probs: []float32{1}}
 }
 
 // Verify checks proposal p against the model and commits what it keeps. A proposal made
@@ -174,57 +193,68 @@ func (s *Session) Verify(p spec.Proposal) (Step, error) {
 	e := p.Tokens[skip:]
 	k := min(len(e), s.room())
 	if k == 0 {
-		return s.Plain()
+		return s.Own(0)
 	}
 	if s.req.Mode == spec.Rejection && !s.req.Sampling.Greedy() && len(p.Dists) != len(p.Tokens) {
 		return Step{}, fmt.Errorf("rejection-mode proposal round %d has %d distributions for %d tokens", p.Round, len(p.Dists), len(p.Tokens))
 	}
-	input := make([]int32, 0, k+1)
-	input = append(append(input, s.seq[L-1]), e[:k]...)
-	logits, err := s.st.Forward(input, true)
-	if err != nil {
-		return Step{}, err
-	}
-	V := s.st.Model().Vocab
 	s.Stats.Rounds++
 	if branch {
 		s.Stats.Branches++
 	}
 	s.Stats.Drafted += k
 	st := Step{Used: true}
-	j := 0
-	var last int32
-	for ; j < k; j++ {
-		row := logits[j*V : (j+1)*V]
-		pos := L + j
-		tok, ok := s.judge(row, pos, e[j], p, skip+j)
-		if !ok {
-			last = tok
-			break
-		}
-	}
-	if j == k {
-		last = s.choose(logits[k*V:(k+1)*V], L+k)
+	j, err := s.check(&st, e[:k], func(i int) *sample.Dist { return &p.Dists[skip+i] })
+	if err != nil {
+		return Step{}, err
 	}
 	s.Stats.Accepted += j
-	// Keep in the cache every fed token that is now committed: seq[L-1] and e[:j].
-	s.st.Seq.Truncate(L + j)
-	for _, t := range e[:j] {
-		if s.commit(&st, t); s.Done() {
-			break
-		}
-	}
-	if !s.Done() {
-		s.commit(&st, last)
-	}
 	rejected := j < len(e)
 	st.Verdict = s.verdict(p.Round, skip+j, L+j, rejected)
 	return st, nil
 }
 
+// check runs one forward pass over the last committed token and the guessed tokens e,
+// judges e in order, and commits the longest accepted prefix and the verifier's own
+// token after it (a correction, or a bonus when all are kept). q(i) is the distribution
+// e[i] was drawn from, asked only in rejection mode. It returns how many it kept.
+func (s *Session) check(st *Step, e []int32, q func(i int) *sample.Dist) (int, error) {
+	L := len(s.seq)
+	input := make([]int32, 0, len(e)+1)
+	input = append(append(input, s.seq[L-1]), e...)
+	logits, err := s.st.Forward(input, len(e) > 0)
+	if err != nil {
+		return 0, err
+	}
+	V := s.st.Model().Vocab
+	j := 0
+	var last int32
+	for ; j < len(e); j++ {
+		tok, ok := s.judge(logits[j*V:(j+1)*V], L+j, e[j], q, j)
+		if !ok {
+			last = tok
+			break
+		}
+	}
+	if j == len(e) {
+		last = s.choose(logits[j*V:(j+1)*V], L+j)
+	}
+	// Keep in the cache every fed token that is now committed: seq[L-1] and e[:j].
+	s.st.Seq.Truncate(L + j)
+	for _, t := range e[:j] {
+		if s.commit(st, t); s.Done() {
+			break
+		}
+	}
+	if !s.Done() {
+		s.commit(st, last)
+	}
+	return j, nil
+}
+
 // judge decides the draft token x at pos from the verifier's logits. It returns
 // (x, true) to accept, or (the verifier's correction, false).
-func (s *Session) judge(logits []float32, pos int, x int32, p spec.Proposal, i int) (int32, bool) {
+func (s *Session) judge(logits []float32, pos int, x int32, q func(i int) *sample.Dist, i int) (int32, bool) {
 	if s.req.Sampling.Greedy() || s.req.Mode != spec.Rejection {
 		// Greedy and coupled: the verifier's token is plain decoding's; a draft
 		// token is kept when it equals it.
@@ -234,12 +264,12 @@ func (s *Session) judge(logits []float32, pos int, x int32, p spec.Proposal, i i
 	// Rejection sampling (Leviathan et al. 2023, Algorithm 1): accept with probability
 	// min(1, p(x)/q(x)), else draw from normalize(max(0, p − q)).
 	pd := s.smp.Distribution(logits)
-	q := &p.Dists[i]
-	px, qx := float64(pd.Prob(x)), float64(q.Prob(x))
+	qd := q(i)
+	px, qx := float64(pd.Prob(x)), float64(qd.Prob(x))
 	if qx > 0 && sample.Uniform(s.req.Sampling.Seed, uint64(pos), streamAccept) < px/qx {
 		return x, true
 	}
-	return residual(pd, q, sample.Uniform(s.req.Sampling.Seed, uint64(pos), streamResidual)), false
+	return residual(pd, qd, sample.Uniform(s.req.Sampling.Seed, uint64(pos), streamResidual)), false
 }
 
 // Noise streams for rejection sampling; token ids use streams below the vocabulary size.

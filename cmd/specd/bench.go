@@ -40,6 +40,8 @@ type benchFigures struct {
 	Rounds               int     `json:"rounds"`
 	Drafted              int     `json:"drafted"`
 	Accepted             int     `json:"accepted"`
+	LookupTokens         int     `json:"lookup_tokens"`
+	LookupAccepted       int     `json:"lookup_accepted"`
 	AcceptanceRate       float64 `json:"acceptance_rate"`
 	MeanAcceptedPerRound float64 `json:"mean_accepted_per_round"`
 	MeanRoundTripSeconds float64 `json:"mean_round_trip_seconds"`
@@ -56,6 +58,8 @@ func (f *benchFigures) add(spec, plain generateResult) {
 	f.Rounds += spec.Rounds
 	f.Drafted += spec.Drafted
 	f.Accepted += spec.Accepted
+	f.LookupTokens += spec.LookupTokens
+	f.LookupAccepted += spec.LookupAccepted
 	f.rttSum += spec.MeanRoundTrip * float64(spec.Rounds)
 	if slices.Equal(spec.OutputIDs, plain.OutputIDs) {
 		f.IdenticalOutputs++
@@ -247,10 +251,14 @@ func domainNames(rep *benchReport) []string {
 
 func printBench(w io.Writer, rep *benchReport) {
 	fmt.Fprintf(w, "%d prompts × %d, %d tokens, temperature %g, mode %s\n\n", rep.Prompts/rep.Repeats, rep.Repeats, rep.MaxTokens, rep.Temperature, rep.Mode)
-	fmt.Fprintf(w, "%-12s %10s %10s %8s %10s %10s %10s %9s\n", "domain", "spec tok/s", "plain tok/s", "speedup", "accepted", "acc/round", "round trip", "identical")
+	fmt.Fprintf(w, "%-12s %10s %10s %8s %10s %10s %10s %11s %9s\n", "domain", "spec tok/s", "plain tok/s", "speedup", "accepted", "acc/round", "round trip", "from lookup", "identical")
 	row := func(name string, f *benchFigures) {
-		fmt.Fprintf(w, "%-12s %10.1f %10.1f %7.2fx %9.1f%% %10.2f %8.2fms %6d/%d\n", name, f.SpecTokensPerSecond, f.PlainTokensPerSecond,
-			f.Speedup, 100*f.AcceptanceRate, f.MeanAcceptedPerRound, 1000*f.MeanRoundTripSeconds, f.IdenticalOutputs, f.Prompts)
+		fromLookup := 0.0
+		if f.SpecTokens > 0 {
+			fromLookup = float64(f.LookupAccepted) / float64(f.SpecTokens)
+		}
+		fmt.Fprintf(w, "%-12s %10.1f %10.1f %7.2fx %9.1f%% %10.2f %8.2fms %10.1f%% %6d/%d\n", name, f.SpecTokensPerSecond, f.PlainTokensPerSecond,
+			f.Speedup, 100*f.AcceptanceRate, f.MeanAcceptedPerRound, 1000*f.MeanRoundTripSeconds, 100*fromLookup, f.IdenticalOutputs, f.Prompts)
 	}
 	for _, d := range domainNames(rep) {
 		row(d, rep.Domains[d])

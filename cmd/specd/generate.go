@@ -68,6 +68,8 @@ type generateResult struct {
 	Rounds               int     `json:"rounds"`
 	Drafted              int     `json:"drafted"`
 	Accepted             int     `json:"accepted"`
+	LookupTokens         int     `json:"lookup_tokens"`
+	LookupAccepted       int     `json:"lookup_accepted"`
 	AcceptanceRate       float64 `json:"acceptance_rate"`
 	MeanAcceptedPerRound float64 `json:"mean_accepted_per_round"`
 	TimeToFirstToken     float64 `json:"time_to_first_token_seconds"`
@@ -139,6 +141,7 @@ func collect(ctx context.Context, c specdv1.GenerationServiceClient, req *specdv
 		res.FinishReason = finishName(f.GetFinishReason())
 		res.PromptTokens, res.Tokens = int(s.GetPromptTokens()), int(s.GetCompletionTokens())
 		res.Rounds, res.Drafted, res.Accepted = int(s.GetRounds()), int(s.GetDraftedTokens()), int(s.GetAcceptedTokens())
+		res.LookupTokens, res.LookupAccepted = int(s.GetLookupTokens()), int(s.GetLookupAcceptedTokens())
 		res.AcceptanceRate, res.MeanAcceptedPerRound = float64(s.GetAcceptanceRate()), float64(s.GetMeanAcceptedPerRound())
 		res.TimeToFirstToken = s.GetTimeToFirstToken().AsDuration().Seconds()
 		res.TokensPerSecond = s.GetDecodeTokensPerSecond()

@@ -111,6 +111,7 @@ type verifierOptions struct {
 	workerOptions
 	mode      string
 	maxGamma  int
+	lookup    int
 	draftWait time.Duration
 }
 
@@ -118,6 +119,7 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	o.workerOptions.addFlags(fs, "specd-target-q8_0", cmp.Or(o.listen, defaultVerifierAddr))
 	fs.StringVar(&o.mode, "mode", "coupled", "default verification mode for sampled requests: coupled or rejection")
 	fs.IntVar(&o.maxGamma, "max-gamma", 8, "cap on the adaptive number of draft tokens per round")
+	fs.IntVar(&o.lookup, "lookup", 8, "most tokens the verifier guesses by prompt lookup and checks in each step it takes without a proposal (0: none)")
 	fs.DurationVar(&o.draftWait, "draft-wait", 0, "longest wait for a proposal before decoding a token plainly (0: never wait; decode the next token while the proposal is on its way)")
 }
 
@@ -130,6 +132,9 @@ func (o *verifierOptions) validate() error {
 	}
 	if o.maxGamma < 1 || o.maxGamma > 64 {
 		return usagef("--max-gamma %d: want 1..64", o.maxGamma)
+	}
+	if o.lookup < 0 || o.lookup > 64 {
+		return usagef("--lookup %d: want 0..64", o.lookup)
 	}
 	return nil
 }
@@ -237,7 +242,11 @@ func (o *workerOptions) worker(tel *telemetry.Telemetry, ready func(*model.Model
 
 func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 	mode, _ := spec.ParseMode(o.mode)
-	return verifiersvc.Config{Mode: mode, MaxGamma: o.maxGamma, DraftWait: o.draftWait, Metrics: tel.Metrics}
+	lookup := o.lookup
+	if lookup == 0 {
+		lookup = -1 // Config's zero is the default
+	}
+	return verifiersvc.Config{Mode: mode, MaxGamma: o.maxGamma, Lookup: lookup, DraftWait: o.draftWait, Metrics: tel.Metrics}
 }
 
 func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {

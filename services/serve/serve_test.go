@@ -240,9 +240,18 @@ func TestGreedyEqualsPlainOnEveryPrompt(t *testing.T) {
 	if testing.Short() {
 		n = 32
 	}
-	drafted, accepted := 0, 0
+	drafted, accepted, guessed, kept := 0, 0, 0, 0
 	for _, p := range benchPrompts(t) {
 		want := s.plain(t, p.Prompt, n, sample.Params{})
+		off := request(p.Prompt, n, 0, 0, 0)
+		off.Speculation.Disabled = true
+		r, err := s.generate(context.Background(), off)
+		if err != nil {
+			t.Fatalf("%s without speculation: %v", p.ID, err)
+		}
+		if st := r.final.GetStats(); !slices.Equal(r.ids, want) || st.GetLookupTokens() != 0 || st.GetRounds() != 0 {
+			t.Errorf("%s without speculation: %d rounds, %d lookup tokens; output equal to plain: %v", p.ID, st.GetRounds(), st.GetLookupTokens(), slices.Equal(r.ids, want))
+		}
 		for _, gamma := range []uint32{1, 4, 8, 0} {
 			r, err := s.generate(context.Background(), request(p.Prompt, n, 0, 0, gamma))
 			if err != nil {
@@ -257,12 +266,18 @@ func TestGreedyEqualsPlainOnEveryPrompt(t *testing.T) {
 			}
 			drafted += int(st.GetDraftedTokens())
 			accepted += int(st.GetAcceptedTokens())
+			guessed += int(st.GetLookupTokens())
+			kept += int(st.GetLookupAcceptedTokens())
 		}
 	}
 	if drafted == 0 || accepted == 0 {
 		t.Fatalf("drafted %d, accepted %d: speculation never happened", drafted, accepted)
 	}
-	t.Logf("greedy acceptance over all prompts and γ: %.1f%% (%d/%d)", 100*float64(accepted)/float64(drafted), accepted, drafted)
+	if guessed == 0 || kept == 0 {
+		t.Fatalf("prompt lookup guessed %d tokens, kept %d: the lookup path went untested", guessed, kept)
+	}
+	t.Logf("greedy acceptance over all prompts and γ: %.1f%% (%d/%d); prompt lookup kept %d of %d guessed tokens",
+		100*float64(accepted)/float64(drafted), accepted, drafted, kept, guessed)
 }
 
 // TestGreedyEqualsPlainWaiting: with a verifier that waits for proposals

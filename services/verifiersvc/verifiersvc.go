@@ -27,12 +27,15 @@ import (
 
 // Config tunes the verifier service.
 type Config struct {
-	Mode        spec.Mode          // default verification mode for sampled requests
-	MaxGamma    int                // cap on adaptive γ
-	ProposalTop int                // rejection mode: draft probabilities sent per token
-	DraftWait   time.Duration      // longest wait for a proposal before decoding a token plainly; 0 never waits
-	Address     string             // this verifier's address, reported in stats
-	Metrics     *telemetry.Metrics // round-trip histogram; nil records nothing
+	Mode        spec.Mode     // default verification mode for sampled requests
+	MaxGamma    int           // cap on adaptive γ
+	ProposalTop int           // rejection mode: draft probabilities sent per token
+	DraftWait   time.Duration // longest wait for a proposal before decoding a token plainly; 0 never waits
+	// Lookup is the most tokens an own step guesses by prompt lookup (verifier.Session.Own)
+	// in a request that speculates; 0 means 8, negative none.
+	Lookup  int
+	Address string             // this verifier's address, reported in stats
+	Metrics *telemetry.Metrics // round-trip histogram; nil records nothing
 }
 
 // Server implements speculationv1.VerifierServiceServer.
@@ -58,6 +61,9 @@ func New(cfg Config, log *slog.Logger, dial ...grpc.DialOption) *Server {
 	}
 	if cfg.MaxGamma <= 0 {
 		cfg.MaxGamma = 8
+	}
+	if cfg.Lookup == 0 {
+		cfg.Lookup = 8
 	}
 	if cfg.ProposalTop <= 0 {
 		cfg.ProposalTop = 64
@@ -179,7 +185,10 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	if err != nil {
 		return err
 	}
-	r := &run{s: s, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), sess: sess, stream: stream, t0: t0, gamma: gamma}
+	r := &run{s: s, ctx: ctx, lookup: max(s.cfg.Lookup, 0), model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), sess: sess, stream: stream, t0: t0, gamma: gamma}
+	if !q.Spec {
+		r.lookup = 0
+	}
 	r.stats.PromptTokens = uint32(len(prompt))
 	r.stats.Verifier = &specdv1.Endpoint{Address: s.cfg.Address, Model: m.Name}
 	r.stats.Mode = services.ModeToProto(mode)
@@ -211,6 +220,7 @@ type run struct {
 	t0          time.Time
 	first       time.Time
 	waited      time.Duration
+	lookup      int           // most tokens an own step guesses (Config.Lookup; 0 without speculation)
 	plainRun    int           // plain steps to take before verifying again
 	pauseLen    int           // length of the next pause (0: plainPause)
 	unpriced    time.Duration // waited since the last verified round, for Gamma.ObserveRate
@@ -257,13 +267,13 @@ const (
 // the wait budget), else decodes a token plainly. A stale proposal commits nothing.
 func (r *run) next() (verifier.Step, error) {
 	if r.link == nil {
-		return r.plain()
+		return r.own()
 	}
 	if r.plainRun > 0 {
 		// Speculation does not pay at the moment (see verifier.Gamma.PlainPays): decode
 		// plainly for a while, then verify the draft's next proposal to measure again.
 		r.plainRun--
-		return r.plain()
+		return r.own()
 	}
 	var a arrival
 	var ok bool
@@ -279,7 +289,7 @@ func (r *run) next() (verifier.Step, error) {
 		if budget == 0 {
 			if r.behind < maxBehind {
 				r.behind++
-				return r.plain()
+				return r.own()
 			}
 			// No proposal has been used for maxBehind tokens: each one arrives after
 			// the verifier has moved past its first tokens (a slow or distant draft).
@@ -300,7 +310,7 @@ func (r *run) next() (verifier.Step, error) {
 		case <-t.C:
 			r.waited += budget
 			r.unpriced += budget
-			return r.plain()
+			return r.own()
 		case <-r.ctx.Done():
 			t.Stop()
 			return verifier.Step{}, r.ctx.Err()
@@ -308,7 +318,7 @@ func (r *run) next() (verifier.Step, error) {
 	}
 	if !ok {
 		r.fallback(r.link.err())
-		return r.plain()
+		return r.own()
 	}
 	p := a.p
 	before, committed := r.sess.Stats, r.sess.Len()
@@ -385,11 +395,15 @@ func (r *run) roundSpan(p spec.Proposal, start time.Time, wait, rtt time.Duratio
 	}
 }
 
-func (r *run) plain() (verifier.Step, error) {
+// own decodes the verifier's own next token, checking a prompt-lookup guess with it.
+func (r *run) own() (verifier.Step, error) {
 	t := time.Now()
-	step, err := r.sess.Plain()
+	before := r.sess.Stats
+	step, err := r.sess.Own(r.gamma.Lookup(r.lookup))
 	if err == nil {
-		r.gamma.ObservePass(1, time.Since(t))
+		guessed := r.sess.Stats.Guessed - before.Guessed
+		r.gamma.ObservePass(1+guessed, time.Since(t))
+		r.gamma.ObserveGuess(guessed, r.sess.Stats.GuessAccepted-before.GuessAccepted)
 	}
 	return step, err
 }
@@ -436,6 +450,7 @@ func (r *run) finish() error {
 	ss := r.sess.Stats
 	st.CompletionTokens = uint32(len(out.IDs))
 	st.Rounds, st.DraftedTokens, st.AcceptedTokens = uint32(ss.Rounds), uint32(ss.Drafted), uint32(ss.Accepted)
+	st.LookupTokens, st.LookupAcceptedTokens = uint32(ss.Guessed), uint32(ss.GuessAccepted)
 	if ss.Drafted > 0 {
 		st.AcceptanceRate = float32(ss.Accepted) / float32(ss.Drafted)
 	}
@@ -455,7 +470,7 @@ func (r *run) finish() error {
 	st.TotalDuration = services.Duration(end.Sub(r.t0))
 	if r.s.log != nil {
 		r.s.log.DebugContext(r.ctx, "generation done", "rounds", ss.Rounds, "drafted", ss.Drafted, "accepted", ss.Accepted,
-			"plain", ss.Plain, "stale", ss.Stale, "branches", ss.Branches, "waited", r.waited, "fallbacks", st.Fallbacks)
+			"plain", ss.Plain, "lookup", ss.Guessed, "lookup_accepted", ss.GuessAccepted, "stale", ss.Stale, "branches", ss.Branches, "waited", r.waited, "fallbacks", st.Fallbacks)
 	}
 	return r.stream.Send(&speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
 		FinishReason: services.FinishToProto(out.Reason), Stats: st,

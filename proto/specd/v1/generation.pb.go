@@ -744,8 +744,15 @@ type Stats struct {
 	// token) to receiving it, the draft's compute included. 0 when no round
 	// ran.
 	MeanRoundTrip *durationpb.Duration `protobuf:"bytes,16,opt,name=mean_round_trip,json=meanRoundTrip,proto3" json:"mean_round_trip,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Tokens the verifier guessed by prompt lookup (copying what followed an
+	// earlier occurrence of the text's last few tokens) and checked in the
+	// steps it took without a draft proposal. Not counted in drafted_tokens.
+	LookupTokens uint32 `protobuf:"varint,17,opt,name=lookup_tokens,json=lookupTokens,proto3" json:"lookup_tokens,omitempty"`
+	// Of lookup_tokens, those the verifier accepted, by the same rules as draft
+	// tokens. Not counted in accepted_tokens.
+	LookupAcceptedTokens uint32 `protobuf:"varint,18,opt,name=lookup_accepted_tokens,json=lookupAcceptedTokens,proto3" json:"lookup_accepted_tokens,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Stats) Reset() {
@@ -888,6 +895,20 @@ func (x *Stats) GetMeanRoundTrip() *durationpb.Duration {
 		return x.MeanRoundTrip
 	}
 	return nil
+}
+
+func (x *Stats) GetLookupTokens() uint32 {
+	if x != nil {
+		return x.LookupTokens
+	}
+	return 0
+}
+
+func (x *Stats) GetLookupAcceptedTokens() uint32 {
+	if x != nil {
+		return x.LookupAcceptedTokens
+	}
+	return 0
 }
 
 // Endpoint names one service replica that served a request.
@@ -1390,7 +1411,7 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x04text\x18\x03 \x01(\tR\x04text\"k\n" +
 	"\x05Final\x12;\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
-	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\"\xef\x05\n" +
+	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\"\xca\x06\n" +
 	"\x05Stats\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\x12\x16\n" +
@@ -1408,7 +1429,9 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x04mode\x18\r \x01(\x0e2\x1a.specd.v1.VerificationModeR\x04mode\x12\x1c\n" +
 	"\tfallbacks\x18\x0e \x01(\rR\tfallbacks\x12\x1c\n" +
 	"\tfailovers\x18\x0f \x01(\rR\tfailovers\x12A\n" +
-	"\x0fmean_round_trip\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\rmeanRoundTrip\":\n" +
+	"\x0fmean_round_trip\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\rmeanRoundTrip\x12#\n" +
+	"\rlookup_tokens\x18\x11 \x01(\rR\flookupTokens\x124\n" +
+	"\x16lookup_accepted_tokens\x18\x12 \x01(\rR\x14lookupAcceptedTokens\":\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\"\xc6\x01\n" +
