@@ -47,6 +47,7 @@ type Step struct {
 	Tokens  []generate.Token
 	Verdict *spec.Verdict
 	Used    bool // the proposal was verified (false: dropped as stale)
+	Pass    int  // tokens the step's forward pass ran (0: none)
 }
 
 // Session verifies one request. It is used by one goroutine.
@@ -127,14 +128,14 @@ func (s *Session) choose(logits []float32, pos int) int32 {
 	return s.smp.Sample(logits, pos)
 }
 
-// Own decodes the verifier's own next token without a proposal. With lookup > 0, the
-// same pass also checks up to lookup tokens guessed by prompt lookup (see lookup.go),
+// Own decodes the verifier's own next token without a proposal. With maxGuess > 0, the
+// same pass also checks up to maxGuess tokens guessed by prompt lookup (see lookup.go),
 // judged as a draft's tokens are, and commits the ones kept.
-func (s *Session) Own(lookup int) (Step, error) {
+func (s *Session) Own(maxGuess int) (Step, error) {
 	if s.Done() {
 		return Step{}, nil
 	}
-	guess := s.guess(min(lookup, s.room()))
+	guess := s.guess(min(maxGuess, s.room()))
 	var st Step
 	j, err := s.check(&st, guess, func(i int) *sample.Dist { return oneHot(guess[i]) })
 	if err != nil {
@@ -226,6 +227,7 @@ func (s *Session) check(st *Step, e []int32, q func(i int) *sample.Dist) (int, e
 	if err != nil {
 		return 0, err
 	}
+	st.Pass = len(input)
 	V := s.st.Model().Vocab
 	j := 0
 	var last int32

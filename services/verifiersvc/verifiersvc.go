@@ -331,7 +331,7 @@ func (r *run) next() (verifier.Step, error) {
 	if step.Used {
 		drafted := r.sess.Stats.Drafted - before.Drafted
 		pass := time.Since(t)
-		r.gamma.ObservePass(drafted+1, pass)
+		r.gamma.ObservePass(step.Pass, pass)
 		r.gamma.ObserveRound(drafted, r.sess.Stats.Accepted-before.Accepted)
 		r.gamma.ObserveRate(r.sess.Len()-committed, r.unpriced+pass)
 		r.unpriced, r.behind = 0, 0
@@ -401,9 +401,8 @@ func (r *run) own() (verifier.Step, error) {
 	before := r.sess.Stats
 	step, err := r.sess.Own(r.gamma.Lookup(r.lookup))
 	if err == nil {
-		guessed := r.sess.Stats.Guessed - before.Guessed
-		r.gamma.ObservePass(1+guessed, time.Since(t))
-		r.gamma.ObserveGuess(guessed, r.sess.Stats.GuessAccepted-before.GuessAccepted)
+		r.gamma.ObservePass(step.Pass, time.Since(t))
+		r.gamma.ObserveGuess(r.sess.Stats.Guessed-before.Guessed, r.sess.Stats.GuessAccepted-before.GuessAccepted)
 	}
 	return step, err
 }
