@@ -61,6 +61,7 @@ type Stats struct {
 	Rollbacks  int // verdicts that contradicted this draft's sequence
 	Branches   int // alternative continuations drafted
 	BranchHits int // rollbacks that landed on a prepared branch
+	Repeats    int // tokens proposed from a repeat against the model's choice (greedy)
 }
 
 // ErrBadVerdict is returned by Apply for a verdict that cannot follow this session.
@@ -154,6 +155,15 @@ func (s *Session) extend(seq *[]int32, n int, p *spec.Proposal, interrupt func()
 			p.Dists = append(p.Dists, d.Clone())
 		} else {
 			t, guess = s.smp.Top2(logits, pos)
+			if s.opt.Sampling.Greedy() {
+				// A long repeat predicts the verifier's next token better than the
+				// small model does (spec.LookupDraft); the model's choice becomes the
+				// guess of the correction.
+				if l := spec.Lookup(*seq, spec.LookupDraft, spec.LookupDraft, 1); l != nil && l[0] != t {
+					t, guess = l[0], t
+					s.Stats.Repeats++
+				}
+			}
 		}
 		if main {
 			s.roundAt[pos] = p.Round

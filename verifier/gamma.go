@@ -216,7 +216,7 @@ func (g *Gamma) StepTime() time.Duration {
 }
 
 // Lookup returns how many tokens the verifier's next own step should guess by prompt
-// lookup (see lookup.go), at most max: the k that maximises E(k) / (c₀ + c₁·k), E as
+// lookup (spec.Lookup), at most max: the k that maximises E(k) / (c₀ + c₁·k), E as
 // for γ with the guesses' own acceptance. A guess is a copy of earlier text, so it is
 // right far more often in some requests (a refrain, code) than in others (prose). When
 // it declines to guess, the estimate moves a little toward the prior, so that a request

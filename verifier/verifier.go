@@ -129,7 +129,7 @@ func (s *Session) choose(logits []float32, pos int) int32 {
 }
 
 // Own decodes the verifier's own next token without a proposal. With maxGuess > 0, the
-// same pass also checks up to maxGuess tokens guessed by prompt lookup (see lookup.go),
+// same pass also checks up to maxGuess tokens guessed by prompt lookup (spec.Lookup),
 // judged as a draft's tokens are, and commits the ones kept.
 func (s *Session) Own(maxGuess int) (Step, error) {
 	if s.Done() {
@@ -152,7 +152,7 @@ func (s *Session) guess(k int) []int32 {
 	if k <= 0 {
 		return nil
 	}
-	return lookup(s.seq, k)
+	return spec.Lookup(s.seq, spec.LookupOwnMin, spec.LookupOwnMax, k)
 }
 
 // oneHot is the distribution of a guessed token: the guess is certain of it, so

@@ -1,9 +1,11 @@
-package verifier
+package spec_test
 
 import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/specd-dev/specd/spec"
 )
 
 func TestLookup(t *testing.T) {
@@ -16,6 +18,7 @@ func TestLookup(t *testing.T) {
 		{"nothing recurs", []int32{1, 2, 3, 4}, 3, nil},
 		{"no room asked", []int32{1, 2, 1}, 0, nil},
 		{"one token", []int32{5}, 2, nil},
+		{"three-token suffix", []int32{1, 2, 3, 4, 9, 2, 3, 4}, 1, []int32{9}},
 		{"copies what followed", []int32{7, 1, 2, 3, 9, 1, 2}, 2, []int32{3, 9}},
 		{"latest occurrence", []int32{1, 2, 4, 1, 2, 5, 8, 1, 2}, 1, []int32{5}},
 		// 2 3 recurs with 6 after it; the latest 3 alone is followed by 7.
@@ -26,9 +29,20 @@ func TestLookup(t *testing.T) {
 		{"period one", []int32{3, 9, 9}, 4, []int32{9, 9, 9, 9}},
 	}
 	for _, tt := range tests {
-		if got := lookup(tt.seq, tt.k); !slices.Equal(got, tt.want) {
-			t.Errorf("%s: lookup(%v, %d) = %v, want %v", tt.name, tt.seq, tt.k, got, tt.want)
+		if got := spec.Lookup(tt.seq, 1, 3, tt.k); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: Lookup(%v, 1, 3, %d) = %v, want %v", tt.name, tt.seq, tt.k, got, tt.want)
 		}
+	}
+}
+
+// TestLookupMinLength: a suffix shorter than minN never counts.
+func TestLookupMinLength(t *testing.T) {
+	seq := []int32{5, 1, 2, 3, 4, 5, 6, 7, 0, 3, 4, 5, 6, 7}
+	if got := spec.Lookup(seq, 6, 6, 1); got != nil {
+		t.Errorf("Lookup with a 5-token repeat and minN 6 = %v, want nil", got)
+	}
+	if got := spec.Lookup(seq, 5, 6, 2); !slices.Equal(got, []int32{0, 3}) {
+		t.Errorf("Lookup with a 5-token repeat and minN 5 = %v, want [0 3]", got)
 	}
 }
 
@@ -42,9 +56,9 @@ func TestLookupRandom(t *testing.T) {
 			seq[i] = rng.Int32N(6)
 		}
 		k := rng.IntN(6)
-		got := lookup(seq, k)
+		got := spec.Lookup(seq, 1, 3, k)
 		longest := 0
-		for n := 1; n <= lookupMaxN && n < len(seq); n++ {
+		for n := 1; n <= 3 && n < len(seq); n++ {
 			for i := 0; i+n < len(seq); i++ {
 				if slices.Equal(seq[i:i+n], seq[len(seq)-n:]) {
 					longest = n
@@ -53,12 +67,12 @@ func TestLookupRandom(t *testing.T) {
 		}
 		if k == 0 || longest == 0 {
 			if got != nil {
-				t.Fatalf("lookup(%v, %d) = %v, want nil", seq, k, got)
+				t.Fatalf("Lookup(%v, 1, 3, %d) = %v, want nil", seq, k, got)
 			}
 			continue
 		}
 		if len(got) != k {
-			t.Fatalf("lookup(%v, %d) = %v: want %d tokens", seq, k, got, k)
+			t.Fatalf("Lookup(%v, 1, 3, %d) = %v: want %d tokens", seq, k, got, k)
 		}
 		// Some earlier occurrence of the longest suffix continues as got does.
 		ext := append(slices.Clone(seq), got...)
@@ -69,7 +83,7 @@ func TestLookupRandom(t *testing.T) {
 			}
 		}
 		if !ok {
-			t.Fatalf("lookup(%v, %d) = %v: no occurrence of the last %d tokens continues so", seq, k, got, longest)
+			t.Fatalf("Lookup(%v, 1, 3, %d) = %v: no occurrence of the last %d tokens continues so", seq, k, got, longest)
 		}
 	}
 }
