@@ -134,7 +134,9 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 	}
 	rs := telemetry.RequestStats{Model: b.model, Domain: req.GetDomain(), Code: status.Code(services.Status(err)), Generated: len(res.IDs)}
 	if f, ok := res.Final.(*specdv1.Final); ok {
-		rs.Drafted, rs.Accepted = int(f.GetStats().GetDraftedTokens()), int(f.GetStats().GetAcceptedTokens())
+		st := f.GetStats()
+		rs.Drafted, rs.Accepted = int(st.GetDraftedTokens()), int(st.GetAcceptedTokens())
+		rs.Lookup, rs.LookupKept = int(st.GetLookupTokens()), int(st.GetLookupAcceptedTokens())
 	}
 	s.metrics().RecordRequest(ctx, rs)
 	return res, err

@@ -16,6 +16,8 @@ const (
 	NameTokensGenerated  = "specd_tokens_generated_total"
 	NameTokensDrafted    = "specd_tokens_drafted_total"
 	NameTokensAccepted   = "specd_tokens_accepted_total"
+	NameTokensLookup     = "specd_tokens_lookup_total"
+	NameLookupAccepted   = "specd_tokens_lookup_accepted_total"
 	NameAcceptanceRatio  = "specd_acceptance_ratio"
 	NameRoundTrip        = "specd_round_trip_seconds"
 	NameTimeToFirstToken = "specd_time_to_first_token_seconds"
@@ -58,6 +60,7 @@ type Metrics struct {
 	meter metric.Meter
 
 	tokensGenerated, tokensDrafted, tokensAccepted metric.Int64Counter
+	tokensLookup, lookupAccepted                   metric.Int64Counter
 	requests                                       metric.Int64Counter
 	acceptance, roundTrip, ttft                    metric.Float64Histogram
 	queueDepth, kvBlocks, breakers, stale          metric.Int64ObservableGauge
@@ -95,6 +98,8 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	ms.tokensGenerated = counter(NameTokensGenerated, "{token}", "Tokens returned to clients.")
 	ms.tokensDrafted = counter(NameTokensDrafted, "{token}", "Tokens proposed by drafts and checked by the verifier.")
 	ms.tokensAccepted = counter(NameTokensAccepted, "{token}", "Drafted tokens the verifier accepted.")
+	ms.tokensLookup = counter(NameTokensLookup, "{token}", "Tokens the verifier guessed by prompt lookup and checked in steps without a proposal.")
+	ms.lookupAccepted = counter(NameLookupAccepted, "{token}", "Prompt-lookup tokens the verifier accepted.")
 	ms.requests = counter(NameRequests, "{request}", "Finished generation requests by gRPC status code.")
 	ms.acceptance = hist(NameAcceptanceRatio, "1", "Accepted over drafted tokens, one observation per request that speculated.", acceptanceBuckets)
 	ms.roundTrip = hist(NameRoundTrip, "s", "Draft round trip of a fresh speculation round: from sending a verdict to receiving the first proposal drafted after it.", roundTripBuckets)
@@ -118,10 +123,13 @@ type RequestStats struct {
 	Generated     int        // tokens returned to the client
 	Drafted       int        // tokens proposed by drafts (0: decoded plainly)
 	Accepted      int        // drafted tokens accepted
+	Lookup        int        // tokens guessed by the verifier's prompt lookup
+	LookupKept    int        // of them, accepted
 }
 
 // RecordRequest counts a finished request: specd_requests_total{model,code}, the
-// token counters {model,domain} and, when it speculated, specd_acceptance_ratio.
+// token counters {model,domain} (draft and lookup tokens when there were any) and, when
+// a draft took part, specd_acceptance_ratio.
 func (m *Metrics) RecordRequest(ctx context.Context, r RequestStats) {
 	if m == nil {
 		return
@@ -133,6 +141,10 @@ func (m *Metrics) RecordRequest(ctx context.Context, r RequestStats) {
 		m.tokensDrafted.Add(ctx, int64(r.Drafted), attrs)
 		m.tokensAccepted.Add(ctx, int64(r.Accepted), attrs)
 		m.acceptance.Record(ctx, float64(r.Accepted)/float64(r.Drafted), attrs)
+	}
+	if r.Lookup > 0 {
+		m.tokensLookup.Add(ctx, int64(r.Lookup), attrs)
+		m.lookupAccepted.Add(ctx, int64(r.LookupKept), attrs)
 	}
 }
 
