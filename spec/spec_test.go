@@ -173,16 +173,23 @@ func TestSpeculationEqualsPlain(t *testing.T) {
 	}
 }
 
+// onceUponATime starts a greedy draft session of γ tokens a round on a short prompt.
+func onceUponATime(t *testing.T, p pair, gamma int) *draft.Session {
+	t.Helper()
+	prompt := p.target.Tok.Encode("Once upon a time", true)
+	ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Gamma: gamma, MaxPosition: p.target.Context})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ds.Close)
+	return ds
+}
+
 // TestFirstGammaCapsRoundAfterRollback checks that a verdict's FirstGamma caps exactly
 // the draft's next round after a rollback, and no other round.
 func TestFirstGammaCapsRoundAfterRollback(t *testing.T) {
 	p := loadPair(t)
-	prompt := p.target.Tok.Encode("Once upon a time", true)
-	ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Gamma: 4, MaxPosition: p.target.Context})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ds.Close()
+	ds := onceUponATime(t, p, 4)
 	propose := func() spec.Proposal {
 		t.Helper()
 		pr, ok, err := ds.Draft(nil)
@@ -223,12 +230,7 @@ func TestFirstGammaCapsRoundAfterRollback(t *testing.T) {
 // instead of waiting for verdicts on rounds that will never be answered.
 func TestRollbackVerdictEndsLiveRounds(t *testing.T) {
 	p := loadPair(t)
-	prompt := p.target.Tok.Encode("Once upon a time", true)
-	ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Gamma: 2, MaxPosition: p.target.Context})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ds.Close()
+	ds := onceUponATime(t, p, 2)
 	r1, _, err := ds.Draft(nil)
 	if err != nil {
 		t.Fatal(err)
