@@ -141,12 +141,19 @@ func (g *Gamma) Next() int {
 
 // best is the γ in [1, Max] that maximises E(γ) / (fixed + perToken·γ), all in seconds.
 func (g *Gamma) best(fixed, perToken float64) int {
-	a := math.Min(g.Alpha(), 0.999)
-	best, bestRate := 1, 0.0
-	for γ := 1; γ <= g.Max; γ++ {
-		e := (1 - math.Pow(a, float64(γ+1))) / (1 - a)
-		if r := e / (fixed + perToken*float64(γ)); r > bestRate {
-			best, bestRate = γ, r
+	return fastest(g.Alpha(), 1, g.Max, fixed, perToken)
+}
+
+// fastest is the n in [lo, hi] that maximises E(n) / (fixed + perToken·n): the tokens a
+// pass over n guessed tokens, each kept with chance a, commits (its own token included)
+// per second. Ties go to the smaller n.
+func fastest(a float64, lo, hi int, fixed, perToken float64) int {
+	a = math.Min(a, 0.999)
+	best, bestRate := lo, -1.0
+	for n := lo; n <= hi; n++ {
+		e := (1 - math.Pow(a, float64(n+1))) / (1 - a)
+		if r := e / (fixed + perToken*float64(n)); r > bestRate {
+			best, bestRate = n, r
 		}
 	}
 	return best
@@ -225,14 +232,7 @@ func (g *Gamma) Lookup(max int) int {
 	if max <= 0 {
 		return 0
 	}
-	a := math.Min(g.gacc/(g.gacc+g.grej), 0.999)
-	best, bestRate := 0, 1/g.c0
-	for k := 1; k <= max; k++ {
-		e := (1 - math.Pow(a, float64(k+1))) / (1 - a)
-		if r := e / (g.c0 + g.c1*float64(k)); r > bestRate {
-			best, bestRate = k, r
-		}
-	}
+	best := fastest(g.gacc/(g.gacc+g.grej), 0, max, g.c0, g.c1)
 	if best == 0 {
 		const back = 0.05
 		g.gacc += back * (1 - g.gacc)

@@ -88,3 +88,37 @@ func TestGammaFirst(t *testing.T) {
 		}
 	}
 }
+
+func TestGammaLookup(t *testing.T) {
+	g := NewGamma(8, 0)
+	g.Seed(4*time.Millisecond, 4800*time.Microsecond) // c₁ = 0.2 ms, a twentieth of a step
+	for range 20 {
+		g.ObserveGuess(4, 4) // every guess kept
+	}
+	if k := g.Lookup(8); k != 8 {
+		t.Errorf("Lookup with every guess kept and cheap tokens = %d, want the cap 8", k)
+	}
+	if k := g.Lookup(0); k != 0 {
+		t.Errorf("Lookup(0) = %d: lookup is off", k)
+	}
+	for range 100 {
+		g.ObserveGuess(4, 0) // every guess wrong
+	}
+	if k := g.Lookup(8); k != 0 {
+		t.Fatalf("Lookup with every guess wrong = %d, want 0", k)
+	}
+	// Declining moves the estimate back toward the prior: the request is tried again.
+	tries := 1
+	for g.Lookup(8) == 0 {
+		if tries++; tries > 200 {
+			t.Fatal("Lookup never guesses again after a run of wrong guesses")
+		}
+	}
+	t.Logf("guessing again after %d declined steps", tries)
+	// Steps without a guess teach nothing.
+	before := g.gacc / (g.gacc + g.grej)
+	g.ObserveGuess(0, 0)
+	if after := g.gacc / (g.gacc + g.grej); after != before {
+		t.Errorf("a step without a guess moved the estimate from %v to %v", before, after)
+	}
+}

@@ -34,7 +34,7 @@ type Stats struct {
 	Rounds   int // proposals verified with a forward pass
 	Drafted  int // draft tokens checked
 	Accepted int // draft tokens kept
-	Plain    int // tokens decoded without a proposal
+	Plain    int // steps taken without a proposal (Own)
 	Stale    int // proposals dropped unverified
 	Branches int // branch proposals verified (each saved a round trip to the draft)
 	// Prompt lookup (Own): guessed tokens checked, and kept.
