@@ -242,11 +242,7 @@ func (o *workerOptions) worker(tel *telemetry.Telemetry, ready func(*model.Model
 
 func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 	mode, _ := spec.ParseMode(o.mode)
-	lookup := o.lookup
-	if lookup == 0 {
-		lookup = -1 // Config's zero is the default
-	}
-	return verifiersvc.Config{Mode: mode, MaxGamma: o.maxGamma, Lookup: lookup, DraftWait: o.draftWait, Metrics: tel.Metrics}
+	return verifiersvc.Config{Mode: mode, MaxGamma: o.maxGamma, Lookup: o.lookup, DraftWait: o.draftWait, Metrics: tel.Metrics}
 }
 
 func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {

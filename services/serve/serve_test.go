@@ -87,7 +87,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
-			verifiersvc.Config{MaxGamma: 8, DraftWait: o.draftWait}, vl)
+			verifiersvc.Config{MaxGamma: 8, Lookup: 8, DraftWait: o.draftWait}, vl)
 	})
 	if o.draftAddr == "" {
 		run(func() error {

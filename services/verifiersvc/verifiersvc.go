@@ -32,7 +32,7 @@ type Config struct {
 	ProposalTop int           // rejection mode: draft probabilities sent per token
 	DraftWait   time.Duration // longest wait for a proposal before decoding a token plainly; 0 never waits
 	// Lookup is the most tokens an own step guesses by prompt lookup (verifier.Session.Own)
-	// in a request that speculates; 0 means 8, negative none.
+	// in a request that speculates; 0 guesses none.
 	Lookup  int
 	Address string             // this verifier's address, reported in stats
 	Metrics *telemetry.Metrics // round-trip histogram; nil records nothing
@@ -61,9 +61,6 @@ func New(cfg Config, log *slog.Logger, dial ...grpc.DialOption) *Server {
 	}
 	if cfg.MaxGamma <= 0 {
 		cfg.MaxGamma = 8
-	}
-	if cfg.Lookup == 0 {
-		cfg.Lookup = 8
 	}
 	if cfg.ProposalTop <= 0 {
 		cfg.ProposalTop = 64
@@ -185,7 +182,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	if err != nil {
 		return err
 	}
-	r := &run{s: s, ctx: ctx, lookup: max(s.cfg.Lookup, 0), model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), sess: sess, stream: stream, t0: t0, gamma: gamma}
+	r := &run{s: s, ctx: ctx, lookup: s.cfg.Lookup, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), sess: sess, stream: stream, t0: t0, gamma: gamma}
 	if !q.Spec {
 		r.lookup = 0
 	}
