@@ -295,6 +295,8 @@ func TestWatcherKeepsLastGoodView(t *testing.T) {
 	if !w.LastUpdate().After(seen) {
 		t.Errorf("LastUpdate = %v after recovery, want after %v", w.LastUpdate(), seen)
 	}
+	// The line is written just after Stale clears.
+	waitUntil(t, "the recovery log line", func() bool { return logs.count("watch recovered") > 0 })
 	if n := logs.count("watch recovered"); n != 1 {
 		t.Errorf("%d recovery log lines, want 1", n)
 	}
