@@ -48,38 +48,69 @@ func (m *Model) NewKVPool(budget int64, typ kernels.Type) (*kvcache.Pool, error)
 	return kvcache.NewPool(kvcache.Config{Layers: m.Layers, KVDim: m.KVDim(), Budget: budget, Type: typ})
 }
 
-// State runs forward passes for one sequence. It owns its scratch buffers and the
-// sequence's cache; it is used by one goroutine at a time.
-type State struct {
+// Batch runs forward passes over several sequences at once: one pass takes a ragged
+// batch of segments, each some new tokens of one sequence at that sequence's own
+// positions, multiplies the weights by all their tokens together (so the weights are
+// read once per pass, whoever shares it), and runs attention per sequence over its own
+// KV pages. A row's arithmetic never depends on the other rows of the pass, so a
+// sequence's logits are bitwise the same whatever else is batched with it.
+//
+// A Batch owns its scratch buffers and is used by one goroutine at a time.
+type Batch struct {
 	m    *Model
 	pool *kernels.Pool
-	Seq  *kvcache.Seq
 
-	maxBlock int
-	x, xb    []float32           // [block][Dim] residual stream and normed copy
-	q        []float32           // [block][Dim]
-	k, v     []float32           // [block][KVDim]
-	att      []float32           // [block][Dim] attention output
-	o        []float32           // [block][Dim]
-	gate, up []float32           // [block][FFN]
-	scores   []float32           // [block][Heads][Context]
-	kvTmp    []float32           // [block][Heads][2][HeadDim], conversion scratch for F16 caches; nil for F32
-	logits   []float32           // [block][Vocab]
-	normed   []float32           // [block][Dim] final-normed rows that need logits
-	outs     [][]float32         // reused argument of MatMuls
-	qkv, gu  [][]*kernels.Matrix // per layer: {Wq, Wk, Wv} and {Gate, Up}
+	maxTokens int
+	x, xb     []float32           // [token][Dim] residual stream and normed copy
+	q         []float32           // [token][Dim]
+	k, v      []float32           // [token][KVDim]
+	att       []float32           // [token][Dim] attention output
+	o         []float32           // [token][Dim]
+	gate, up  []float32           // [token][FFN]
+	scores    []float32           // [token][Heads][Context]
+	kvTmp     []float32           // [item][2][BlockTokens][KVDim], conversion scratch for F16 caches; nil until needed
+	logits    []float32           // [token][Vocab]
+	normed    []float32           // [token][Dim] final-normed rows that need logits
+	outs      [][]float32         // reused argument of MatMuls
+	qkv, gu   [][]*kernels.Matrix // per layer: {Wq, Wk, Wv} and {Gate, Up}
+	segs      []segment           // the current pass's segments
+	items     []attnItem          // the current pass's attention work
+	layer     int                 // the layer attention is computing
+	attnFunc  func(lo, hi int)
 }
 
-// NewState returns a state that runs blocks of up to maxBlock tokens (longer inputs are
-// split) on pool, caching keys and values in seq.
-func (m *Model) NewState(pool *kernels.Pool, seq *kvcache.Seq, maxBlock int) *State {
-	if maxBlock < 1 {
-		maxBlock = 1
-	}
+// Segment is one sequence's part of a batched pass: Tokens run at positions Seq.Len(),
+// Seq.Len()+1, … and are appended to Seq. Logits asks for the logits of the segment's
+// last Logits tokens (0: none; at most len(Tokens)).
+type Segment struct {
+	Seq    *kvcache.Seq
+	Tokens []int32
+	Logits int
+}
+
+// segment is a Segment placed in the pass: its tokens are rows first… of the scratch.
+type segment struct {
+	seq    *kvcache.Seq
+	pos    int // position of the first token
+	first  int // row of the first token
+	n      int
+	logits int
+}
+
+// attnItem is a unit of attention work: one KV head of one segment for a run of its
+// tokens [t0,t1) (rows of the pass).
+type attnItem struct {
+	seg    *segment
+	kh     int
+	t0, t1 int
+}
+
+// NewBatch returns a batch that runs passes of up to maxTokens tokens in all on pool.
+func (m *Model) NewBatch(pool *kernels.Pool, maxTokens int) *Batch {
+	b := max(maxTokens, 1)
 	c := m.Config
-	b := maxBlock
-	st := &State{
-		m: m, pool: pool, Seq: seq, maxBlock: b,
+	bt := &Batch{
+		m: m, pool: pool, maxTokens: b,
 		x: make([]float32, b*c.Dim), xb: make([]float32, b*c.Dim),
 		q: make([]float32, b*c.Dim), k: make([]float32, b*c.KVDim()), v: make([]float32, b*c.KVDim()),
 		att: make([]float32, b*c.Dim), o: make([]float32, b*c.Dim),
@@ -90,14 +121,90 @@ func (m *Model) NewState(pool *kernels.Pool, seq *kvcache.Seq, maxBlock int) *St
 		outs:   make([][]float32, 0, 3),
 		qkv:    make([][]*kernels.Matrix, c.Layers), gu: make([][]*kernels.Matrix, c.Layers),
 	}
-	if kc := seq.Pool().Config(); kc.Type != kernels.F32 {
-		st.kvTmp = make([]float32, b*c.Heads*2*kc.BlockTokens*c.KVDim())
-	}
 	for i, l := range m.Blocks {
-		st.qkv[i] = []*kernels.Matrix{l.Wq, l.Wk, l.Wv}
-		st.gu[i] = []*kernels.Matrix{l.Gate, l.Up}
+		bt.qkv[i] = []*kernels.Matrix{l.Wq, l.Wk, l.Wv}
+		bt.gu[i] = []*kernels.Matrix{l.Gate, l.Up}
 	}
-	return st
+	bt.attnFunc = bt.attendItems
+	return bt
+}
+
+// MaxTokens is the most tokens one pass takes.
+func (b *Batch) MaxTokens() int { return b.maxTokens }
+
+// Model returns the model the batch runs.
+func (b *Batch) Model() *Model { return b.m }
+
+// Forward runs one pass over segs and returns the logits they asked for: the rows of
+// each segment in order, each Vocab floats (the prediction after that token). The slice
+// is valid until the next call. The segments' tokens together may not exceed MaxTokens,
+// and no two segments may share a Seq. On error no cache is changed.
+func (b *Batch) Forward(segs []Segment) ([]float32, error) {
+	c := b.m.Config
+	total := 0
+	for i, sg := range segs {
+		if len(sg.Tokens) == 0 {
+			return nil, fmt.Errorf("forward: segment %d has no tokens", i)
+		}
+		if sg.Logits < 0 || sg.Logits > len(sg.Tokens) {
+			return nil, fmt.Errorf("forward: segment %d asks for %d logits of %d tokens", i, sg.Logits, len(sg.Tokens))
+		}
+		for j, t := range sg.Tokens {
+			if t < 0 || int(t) >= c.Vocab {
+				return nil, fmt.Errorf("%w: token %d at index %d (vocabulary %d)", ErrBadToken, t, j, c.Vocab)
+			}
+		}
+		if l := sg.Seq.Len(); l+len(sg.Tokens) > c.Context {
+			return nil, fmt.Errorf("%w: %d cached + %d new positions > context %d", ErrContextFull, l, len(sg.Tokens), c.Context)
+		}
+		for _, o := range segs[:i] {
+			if o.Seq == sg.Seq {
+				return nil, fmt.Errorf("forward: segment %d shares its sequence with an earlier one", i)
+			}
+		}
+		total += len(sg.Tokens)
+	}
+	if total == 0 {
+		return nil, errors.New("forward: no tokens")
+	}
+	if total > b.maxTokens {
+		return nil, fmt.Errorf("forward: %d tokens in one pass, at most %d", total, b.maxTokens)
+	}
+	b.segs = b.segs[:0]
+	row := 0
+	for _, sg := range segs {
+		pos := sg.Seq.Len()
+		if err := sg.Seq.Grow(len(sg.Tokens)); err != nil {
+			for _, d := range b.segs {
+				d.seq.Truncate(d.pos)
+			}
+			b.segs = b.segs[:0]
+			return nil, err
+		}
+		b.segs = append(b.segs, segment{seq: sg.Seq, pos: pos, first: row, n: len(sg.Tokens), logits: sg.Logits})
+		for t, id := range sg.Tokens {
+			b.m.Embed.Row(b.x[(row+t)*c.Dim:(row+t+1)*c.Dim], int(id))
+		}
+		row += len(sg.Tokens)
+	}
+	return b.run(total), nil
+}
+
+// State runs forward passes for one sequence: a Batch of one segment, with long inputs
+// split into passes of at most maxBlock tokens. It is used by one goroutine at a time.
+type State struct {
+	b   *Batch
+	Seq *kvcache.Seq
+
+	maxBlock int
+	seg      [1]Segment
+}
+
+// NewState returns a state that runs blocks of up to maxBlock tokens (longer inputs are
+// split) on pool, caching keys and values in seq.
+func (m *Model) NewState(pool *kernels.Pool, seq *kvcache.Seq, maxBlock int) *State {
+	maxBlock = max(maxBlock, 1)
+	return &State{b: m.NewBatch(pool, maxBlock), Seq: seq, maxBlock: maxBlock}
 }
 
 // Warm runs one pass over a full block (maxBlock BOS tokens, every position's logits)
@@ -114,9 +221,9 @@ func (s *State) Warm() (Timing, error) {
 	if s.Seq.Len() != 0 {
 		return tm, fmt.Errorf("warm: the sequence holds %d positions, want none", s.Seq.Len())
 	}
-	toks := make([]int32, max(min(s.maxBlock, s.m.Context-6), 1))
+	toks := make([]int32, max(min(s.maxBlock, s.b.m.Context-6), 1))
 	for i := range toks {
-		toks[i] = s.m.Tok.BOS()
+		toks[i] = s.b.m.Tok.BOS()
 	}
 	defer s.Seq.Truncate(0)
 	if _, err := s.Forward(toks, true); err != nil {
@@ -126,7 +233,7 @@ func (s *State) Warm() (Timing, error) {
 		n int
 		d *time.Duration
 	}{{1, &tm.Step}, {5, &tm.Block5}} {
-		if s.Seq.Len()+p.n > s.m.Context || p.n > s.maxBlock {
+		if s.Seq.Len()+p.n > s.b.m.Context || p.n > s.maxBlock {
 			continue
 		}
 		t := time.Now()
@@ -146,14 +253,14 @@ type Timing struct {
 }
 
 // Model returns the model the state runs.
-func (s *State) Model() *Model { return s.m }
+func (s *State) Model() *Model { return s.b.m }
 
 // Forward runs tokens at positions Seq.Len(), Seq.Len()+1, … and appends them to the
 // cache. With all set it returns len(tokens)×Vocab logits, one row per token (the
 // prediction after it); otherwise only the last token's Vocab logits. The slice is
 // valid until the next call. On error the cache is left as it was.
 func (s *State) Forward(tokens []int32, all bool) ([]float32, error) {
-	c := s.m.Config
+	c := s.b.m.Config
 	if len(tokens) == 0 {
 		return nil, errors.New("forward: no tokens")
 	}
@@ -166,91 +273,99 @@ func (s *State) Forward(tokens []int32, all bool) ([]float32, error) {
 	if start+len(tokens) > c.Context {
 		return nil, fmt.Errorf("%w: %d cached + %d new positions > context %d", ErrContextFull, start, len(tokens), c.Context)
 	}
-	if err := s.Seq.Grow(len(tokens)); err != nil {
-		return nil, err
-	}
 	var out []float32
 	if all && len(tokens) > s.maxBlock {
 		out = make([]float32, len(tokens)*c.Vocab)
 	}
 	for lo := 0; lo < len(tokens); lo += s.maxBlock {
 		hi := min(lo+s.maxBlock, len(tokens))
-		last := hi == len(tokens)
-		if !all && !last {
-			s.block(tokens[lo:hi], start+lo, 0)
-			continue
+		n := 0
+		switch {
+		case all:
+			n = hi - lo
+		case hi == len(tokens):
+			n = 1
 		}
-		nLogits := 1
-		if all {
-			nLogits = hi - lo
+		s.seg[0] = Segment{Seq: s.Seq, Tokens: tokens[lo:hi], Logits: n}
+		l, err := s.b.Forward(s.seg[:])
+		s.seg[0] = Segment{}
+		if err != nil {
+			s.Seq.Truncate(start)
+			return nil, err
 		}
-		l := s.block(tokens[lo:hi], start+lo, nLogits)
-		if out == nil {
+		if out == nil && hi == len(tokens) {
 			return l, nil
 		}
-		copy(out[lo*c.Vocab:], l)
+		if out != nil {
+			copy(out[lo*c.Vocab:], l)
+		}
 	}
 	return out, nil
 }
 
-// block runs one block of n ≤ maxBlock tokens at positions pos…pos+n-1, whose cache
-// slots exist, and returns logits for the last nLogits tokens.
-func (s *State) block(tokens []int32, pos, nLogits int) []float32 {
-	m, c := s.m, s.m.Config
-	n := len(tokens)
+// run computes the pass over the n rows of b.segs, whose embeddings are in b.x and whose
+// cache slots exist, and returns the logits the segments asked for.
+func (b *Batch) run(n int) []float32 {
+	m, c := b.m, b.m.Config
 	dim, kvd := c.Dim, c.KVDim()
-	x := s.x[:n*dim]
-	for t, id := range tokens {
-		m.Embed.Row(x[t*dim:(t+1)*dim], int(id))
-	}
-	xb := s.xb[:n*dim]
+	x, xb := b.x[:n*dim], b.xb[:n*dim]
 	for li := range m.Blocks {
 		l := &m.Blocks[li]
 		for t := range n {
 			rmsnorm(xb[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim], l.AttnNorm, c.NormEps)
 		}
-		q, k, v := s.q[:n*dim], s.k[:n*kvd], s.v[:n*kvd]
-		s.matmuls(xb, n, s.qkv[li], q, k, v)
-		for t := range n {
-			p := pos + t
-			s.rope(q[t*dim:(t+1)*dim], p)
-			s.rope(k[t*kvd:(t+1)*kvd], p)
-			s.Seq.Put(li, p, k[t*kvd:(t+1)*kvd], v[t*kvd:(t+1)*kvd])
+		q, k, v := b.q[:n*dim], b.k[:n*kvd], b.v[:n*kvd]
+		b.matmuls(xb, n, b.qkv[li], q, k, v)
+		for i := range b.segs {
+			sg := &b.segs[i]
+			for t := sg.first; t < sg.first+sg.n; t++ {
+				p := sg.pos + t - sg.first
+				b.rope(q[t*dim:(t+1)*dim], p)
+				b.rope(k[t*kvd:(t+1)*kvd], p)
+				sg.seq.Put(li, p, k[t*kvd:(t+1)*kvd], v[t*kvd:(t+1)*kvd])
+			}
 		}
-		s.attention(li, pos, n)
-		o := s.o[:n*dim]
-		s.pool.MatMul(o, l.Wo, s.att[:n*dim], n)
+		b.attention(li)
+		o := b.o[:n*dim]
+		b.pool.MatMul(o, l.Wo, b.att[:n*dim], n)
 		for i := range x {
 			x[i] += o[i]
 		}
 		for t := range n {
 			rmsnorm(xb[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim], l.FFNNorm, c.NormEps)
 		}
-		g, u := s.gate[:n*c.FFN], s.up[:n*c.FFN]
-		s.matmuls(xb, n, s.gu[li], g, u)
+		g, u := b.gate[:n*c.FFN], b.up[:n*c.FFN]
+		b.matmuls(xb, n, b.gu[li], g, u)
 		kernels.SwiGLU(g, u)
-		s.pool.MatMul(o, l.Down, g, n)
+		b.pool.MatMul(o, l.Down, g, n)
 		for i := range x {
 			x[i] += o[i]
 		}
 	}
-	if nLogits == 0 {
+	rows := 0
+	for _, sg := range b.segs {
+		rows += sg.logits
+	}
+	if rows == 0 {
 		return nil
 	}
-	first := n - nLogits
-	normed := s.normed[:nLogits*dim]
-	for t := range nLogits {
-		rmsnorm(normed[t*dim:(t+1)*dim], x[(first+t)*dim:(first+t+1)*dim], m.FinalNorm, c.NormEps)
+	normed := b.normed[:rows*dim]
+	r := 0
+	for _, sg := range b.segs {
+		for t := sg.first + sg.n - sg.logits; t < sg.first+sg.n; t++ {
+			rmsnorm(normed[r*dim:(r+1)*dim], x[t*dim:(t+1)*dim], m.FinalNorm, c.NormEps)
+			r++
+		}
 	}
-	logits := s.logits[:nLogits*c.Vocab]
-	s.pool.MatMul(logits, m.Output, normed, nLogits)
+	logits := b.logits[:rows*c.Vocab]
+	b.pool.MatMul(logits, m.Output, normed, rows)
 	return logits
 }
 
 // matmuls multiplies x (n tokens) by several matrices sharing their input in one dispatch.
-func (s *State) matmuls(x []float32, n int, ws []*kernels.Matrix, outs ...[]float32) {
-	s.outs = append(s.outs[:0], outs...)
-	s.pool.MatMuls(s.outs, ws, x, n)
+func (b *Batch) matmuls(x []float32, n int, ws []*kernels.Matrix, outs ...[]float32) {
+	b.outs = append(b.outs[:0], outs...)
+	b.pool.MatMuls(b.outs, ws, x, n)
 }
 
 // rmsnorm writes w ⊙ x / sqrt(mean(x²) + eps) to dst. The sum of squares is a dot
@@ -265,79 +380,101 @@ func rmsnorm(dst, x, w []float32, eps float32) {
 }
 
 // rope rotates adjacent pairs (2i, 2i+1) of every head in vec by the angles of position p.
-func (s *State) rope(vec []float32, p int) {
-	c := s.m.Config
+func (b *Batch) rope(vec []float32, p int) {
+	c := b.m.Config
 	d := c.RopeDim &^ 1
-	cs, sn := s.m.ropeCS[p*d:(p+1)*d], s.m.ropeSN[p*d:(p+1)*d]
+	cs, sn := b.m.ropeCS[p*d:(p+1)*d], b.m.ropeSN[p*d:(p+1)*d]
 	for h := 0; h < len(vec); h += c.HeadDim {
 		kernels.Rotate(vec[h:h+d], cs, sn)
 	}
 }
 
-// attention computes causal multi-head attention for the n tokens at pos… against the
-// cache, writing s.att. The work is split into items, each one KV head for a run of
-// tokens: its queries (those tokens × the query heads sharing the KV head) go over the
-// cache together, attnRows positions at a time, so that the keys and values they share
-// are read from memory once and then from L1. Each (token, head) pair is still computed
-// by the same code whatever n is, and in position order: its scores, one kernel call per
-// run of positions (Scores treats rows independently); its softmax; its weighted sum,
-// accumulated over the positions in order.
-func (s *State) attention(layer, pos, n int) {
-	c := s.m.Config
-	group := c.Heads / c.KVHeads
-	// Enough items for every thread to take a few (the vCPUs differ in speed), else one
-	// per KV head with all the tokens.
-	span := n
-	if th := s.pool.Threads(); th > 1 {
-		span = max(1, n*c.KVHeads/(4*th))
-	}
-	runs := (n + span - 1) / span
-	s.pool.For(c.KVHeads*runs, func(lo, hi int) {
-		for it := lo; it < hi; it++ {
-			kh, r := it%c.KVHeads, it/c.KVHeads
-			t0, t1 := r*span, min((r+1)*span, n)
-			s.attendKV(layer, pos, it, kh*group, (kh+1)*group, t0, t1)
+// attention computes causal multi-head attention for every row of the pass against its
+// own sequence's cache, writing b.att. The work is split into items, each one KV head of
+// one segment for a run of its tokens: its queries (those tokens × the query heads
+// sharing the KV head) go over the cache together, attnRows positions at a time, so that
+// the keys and values they share are read from memory once and then from L1. Each
+// (token, head) pair is still computed by the same code whatever else is in the pass,
+// and in position order: its scores, one kernel call per run of positions (Scores treats
+// rows independently); its softmax; its weighted sum, accumulated over the positions in
+// order.
+func (b *Batch) attention(layer int) {
+	c := b.m.Config
+	th := b.pool.Threads()
+	b.items = b.items[:0]
+	maxBT := 0
+	for i := range b.segs {
+		sg := &b.segs[i]
+		// Enough items for every thread to take a few (the vCPUs differ in speed), else
+		// one per KV head with all of a segment's tokens.
+		span := sg.n
+		if th > 1 {
+			span = max(1, sg.n*c.KVHeads*len(b.segs)/(4*th))
 		}
-	})
+		for t0 := sg.first; t0 < sg.first+sg.n; t0 += span {
+			for kh := range c.KVHeads {
+				b.items = append(b.items, attnItem{seg: sg, kh: kh, t0: t0, t1: min(t0+span, sg.first+sg.n)})
+			}
+		}
+		if kc := sg.seq.Pool().Config(); kc.Type != kernels.F32 {
+			maxBT = max(maxBT, kc.BlockTokens)
+		}
+	}
+	if need := len(b.items) * 2 * maxBT * c.KVDim(); need > len(b.kvTmp) {
+		b.kvTmp = make([]float32, need)
+	}
+	b.layer = layer
+	b.pool.For(len(b.items), b.attnFunc)
+}
+
+// attendItems computes attention items [lo,hi) of the current pass.
+func (b *Batch) attendItems(lo, hi int) {
+	group := b.m.Heads / b.m.KVHeads
+	for i := lo; i < hi; i++ {
+		it := &b.items[i]
+		b.attendKV(b.layer, it.seg, i, it.kh*group, (it.kh+1)*group, it.t0, it.t1)
+	}
 }
 
 // attnRows is how many cached positions attention takes at a time: 32 keys of one head
 // (32 rows of 256 bytes, 1 KB apart) stay in L1 while every query sharing them is done.
 const attnRows = 32
 
-// attendKV computes attention for tokens [t0,t1) and query heads [h0,h1), which share
-// one KV head; slot indexes the F16 conversion scratch.
-func (s *State) attendKV(layer, pos, slot, h0, h1, t0, t1 int) {
-	c := s.m.Config
+// attendKV computes attention for rows [t0,t1) of segment sg and query heads [h0,h1),
+// which share one KV head; slot indexes the F16 conversion scratch.
+func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
+	c := b.m.Config
 	hd, heads, kvd := c.HeadDim, c.Heads, c.KVDim()
 	kvo := (h0 / (heads / c.KVHeads)) * hd
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	bt := s.Seq.Pool().Config().BlockTokens
+	seq := sg.seq
+	bt := seq.Pool().Config().BlockTokens
 	var kbuf, vbuf []float32 // F16 conversion scratch; F32 blocks are read in place
-	if s.kvTmp != nil {
-		kbuf = s.kvTmp[slot*2*bt*kvd : (slot*2+1)*bt*kvd]
-		vbuf = s.kvTmp[(slot*2+1)*bt*kvd : (slot*2+2)*bt*kvd]
+	if seq.Pool().Config().Type != kernels.F32 {
+		kbuf = b.kvTmp[slot*2*bt*kvd : (slot*2+1)*bt*kvd]
+		vbuf = b.kvTmp[(slot*2+1)*bt*kvd : (slot*2+2)*bt*kvd]
 	}
-	last := pos + t1 - 1 // the last position any of these queries sees
+	off := sg.pos - sg.first // row t sits at position off+t
+	last := off + t1 - 1     // the last position any of these queries sees
 	query := func(t, h int) (q, sc []float32) {
 		th := t*heads + h
-		return s.q[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd], s.scores[th*c.Context : th*c.Context+pos+t+1]
+		return b.q[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
 	}
 	// sweep calls fn for each run of positions [a,a+cnt) of each token's queries, in
 	// position order, with rows the cache block's keys (or values) from position a on.
 	// The query heads go two at a time (heads h and h+1), the last of an odd group alone:
 	// which kernel serves a head never depends on the tokens in the pass.
 	sweep := func(values bool, fn func(t, h int, pair bool, rows []float32, a, cnt int)) {
-		for b := 0; b*bt <= last; b++ {
-			k, v := s.Seq.BlockKV(layer, b, kbuf, vbuf)
+		for blk := 0; blk*bt <= last; blk++ {
+			k, v := seq.BlockKV(layer, blk, kbuf, vbuf)
 			if values {
 				k = v
 			}
-			for a := b * bt; a < min((b+1)*bt, last+1); a += attnRows {
+			for a := blk * bt; a < min((blk+1)*bt, last+1); a += attnRows {
 				for t := t0; t < t1; t++ {
-					cnt := min(a+attnRows, (b+1)*bt, pos+t+1) - a
+					cnt := min(a+attnRows, (blk+1)*bt, off+t+1) - a
 					for h := h0; h < h1 && cnt > 0; h += 2 {
-						fn(t, h, h+1 < h1, k[(a-b*bt)*kvd+kvo:], a, cnt)
+						fn(t, h, h+1 < h1, k[(a-blk*bt)*kvd+kvo:], a, cnt)
 					}
 				}
 			}
@@ -356,17 +493,17 @@ func (s *State) attendKV(layer, pos, slot, h0, h1, t0, t1 int) {
 		for h := h0; h < h1; h++ {
 			_, sc := query(t, h)
 			kernels.Softmax(sc, scale)
-			clear(s.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd])
+			clear(b.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd])
 		}
 	}
 	sweep(true, func(t, h int, pair bool, vals []float32, a, cnt int) {
 		_, sc := query(t, h)
-		out := s.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
+		out := b.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
 		if !pair {
 			kernels.Accum(out, vals, kvd, sc[a:a+cnt])
 			return
 		}
 		_, sc2 := query(t, h+1)
-		kernels.Accum2(out, s.att[t*c.Dim+(h+1)*hd:t*c.Dim+(h+2)*hd], vals, kvd, sc[a:a+cnt], sc2[a:a+cnt])
+		kernels.Accum2(out, b.att[t*c.Dim+(h+1)*hd:t*c.Dim+(h+2)*hd], vals, kvd, sc[a:a+cnt], sc2[a:a+cnt])
 	})
 }
