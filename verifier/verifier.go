@@ -14,6 +14,7 @@ import (
 	"fmt"
 
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/spec"
@@ -51,9 +52,17 @@ type Step struct {
 }
 
 // Session verifies one request. It is used by one goroutine.
+//
+// Each step is computed in two halves, so that a Scheduler can run the steps of many
+// sessions in one batched pass: a plan (what to feed the model: a prefill chunk, or the
+// last committed token and the tokens to judge) and apply (judge them on the logits and
+// commit). Own and Verify do both around a pass of the session's own.
 type Session struct {
-	st  *model.State
-	smp *sample.Sampler
+	m    *model.Model
+	kv   *kvcache.Seq
+	solo *model.State // Own and Verify's forward passes; nil for a scheduler's session
+	smp  *sample.Sampler
+	plan plan // the step in flight between a plan and its apply
 	req Request
 	out *generate.Output
 	seq []int32 // committed tokens; the cache holds all but the last
@@ -69,34 +78,57 @@ type Session struct {
 	Stats       Stats
 }
 
-// ErrStarted is returned by Start on a session whose state already holds tokens.
+// ErrStarted is returned by NewSession on a state whose cache already holds tokens.
 var ErrStarted = errors.New("verifier session already started")
 
 // NewSession prepares a session on st (whose cache must be empty) and runs the prompt
 // through the model, all but its last token; the first Verify or Own call computes the
 // logits after it.
 func NewSession(st *model.State, req Request) (*Session, error) {
+	s, err := newSession(st.Model(), st.Seq, req)
+	if err != nil {
+		return nil, err
+	}
+	s.solo = st
+	if n := s.Prefill(); n > 0 {
+		if _, err := st.Forward(s.seq[:n], false); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// newSession prepares a session whose cache kv (empty, or holding a cached prefix of
+// the prompt) the caller fills: Prefill tokens first, then steps.
+func newSession(m *model.Model, kv *kvcache.Seq, req Request) (*Session, error) {
 	if len(req.Prompt) == 0 {
 		return nil, generate.ErrEmptyPrompt
 	}
-	if st.Seq.Len() != 0 {
+	seq := append(append([]int32(nil), req.Prompt...), req.Resume...)
+	if kv.Len() >= len(seq) {
 		return nil, ErrStarted
 	}
-	seq := append(append([]int32(nil), req.Prompt...), req.Resume...)
 	s := &Session{
-		st: st, smp: sample.New(req.Sampling), req: req,
-		out:     generate.NewOutput(st.Model().Tok, req.Prompt, req.Limits),
+		m: m, kv: kv, smp: sample.New(req.Sampling), req: req,
+		out:     generate.NewOutput(m.Tok, req.Prompt, req.Limits),
 		seq:     seq,
 		synced:  len(seq),
 		prevPos: len(seq),
 	}
 	s.out.Resume(req.Resume, req.ResumeText)
-	if len(s.seq) > 1 {
-		if _, err := st.Forward(s.seq[:len(s.seq)-1], false); err != nil {
-			return nil, err
-		}
-	}
 	return s, nil
+}
+
+// Prefill is how many tokens of the committed sequence still have to run through the
+// model before the first step: all but the last (whose logits the first step computes),
+// less what the cache already holds.
+func (s *Session) Prefill() int { return max(len(s.seq)-1-s.kv.Len(), 0) }
+
+// PrefillTokens returns the next n ≤ Prefill tokens to run; the caller appends them to
+// the cache with a forward pass.
+func (s *Session) PrefillTokens(n int) []int32 {
+	at := s.kv.Len()
+	return s.seq[at : at+n]
 }
 
 // Output is the generation so far (tokens, text, finish reason).
@@ -135,24 +167,34 @@ func (s *Session) Own(maxGuess int) (Step, error) {
 	if s.Done() {
 		return Step{}, nil
 	}
-	guess := s.guess(min(maxGuess, s.room()))
-	var st Step
-	j, err := s.check(&st, guess, func(i int) *sample.Dist { return oneHot(guess[i]) })
-	if err != nil {
-		return Step{}, err
-	}
-	s.Stats.Plain++
-	s.Stats.Guessed += len(guess)
-	s.Stats.GuessAccepted += j
-	return st, nil
+	return s.run(s.PlanOwn(s.Guess(maxGuess)))
 }
 
-// guess returns up to k tokens guessed to follow the committed sequence.
-func (s *Session) guess(k int) []int32 {
+// Guess returns up to k tokens guessed by prompt lookup to follow the committed
+// sequence (fewer when the request cannot use k more).
+func (s *Session) Guess(k int) []int32 {
+	k = min(k, s.room())
 	if k <= 0 {
 		return nil
 	}
 	return spec.Lookup(s.seq, spec.LookupOwnMin, spec.LookupOwnMax, k)
+}
+
+// PlanOwn plans the verifier's own next step, checking guess (from Guess) with it, and
+// returns the tokens to feed; Apply takes the logits of every one of them.
+func (s *Session) PlanOwn(guess []int32) []int32 {
+	s.plan = plan{kind: planOwn, e: guess, q: func(i int) *sample.Dist { return oneHot(guess[i]) }}
+	return s.input()
+}
+
+// run computes a planned step with the session's own forward pass.
+func (s *Session) run(input []int32) (Step, error) {
+	logits, err := s.solo.Forward(input, true)
+	if err != nil {
+		s.plan = plan{}
+		return Step{}, err
+	}
+	return s.Apply(logits)
 }
 
 // oneHot is the distribution of a guessed token: the guess is certain of it, so
@@ -168,11 +210,43 @@ func (s *Session) Verify(p spec.Proposal) (Step, error) {
 	if s.Done() {
 		return Step{}, nil
 	}
+	input, st, err := s.PlanVerify(p, len(p.Tokens))
+	if input == nil || err != nil {
+		return st, err
+	}
+	return s.run(input)
+}
+
+// Usable is how many of p's tokens a pass would check now: 0 for a stale proposal
+// (or one the request has no room for), which PlanVerify answers without a pass.
+func (s *Session) Usable(p spec.Proposal) int {
+	L := len(s.seq)
+	branch := p.BranchOf != 0 && p.BranchOf == s.rejectRound && p.Start == s.rejectPos
+	if (p.Base < s.lastReject && !branch) || p.Start > L || p.Start < 0 {
+		return 0
+	}
+	skip := L - p.Start
+	if skip >= len(p.Tokens) {
+		return 0
+	}
+	for i := range skip {
+		if p.Tokens[i] != s.seq[p.Start+i] {
+			return 0
+		}
+	}
+	return min(len(p.Tokens)-skip, s.room())
+}
+
+// PlanVerify plans checking proposal p, at most k of its unchecked tokens (k ≥ 1), and
+// returns the tokens to feed. When p needs no pass — it is stale, or the request has no
+// room for any of its tokens — it returns no input and the step to report now, which
+// for a proposal with no room is an own step's plan instead (input set, step empty).
+func (s *Session) PlanVerify(p spec.Proposal, k int) ([]int32, Step, error) {
 	L := len(s.seq)
 	branch := p.BranchOf != 0 && p.BranchOf == s.rejectRound && p.Start == s.rejectPos
 	if (p.Base < s.lastReject && !branch) || p.Start > L || p.Start < 0 {
 		s.Stats.Stale++
-		return Step{}, nil
+		return nil, Step{}, nil
 	}
 	skip := L - p.Start
 	for i := 0; i < skip && i < len(p.Tokens); i++ {
@@ -180,55 +254,95 @@ func (s *Session) Verify(p spec.Proposal) (Step, error) {
 			s.Stats.Stale++
 			x := p.Start + i
 			if x < s.synced {
-				return Step{}, nil // the draft has been told already
+				return nil, Step{}, nil // the draft has been told already
 			}
-			return Step{Verdict: s.verdict(p.Round, i, x, true)}, nil
+			return nil, Step{Verdict: s.verdict(p.Round, i, x, true)}, nil
 		}
 	}
 	if skip >= len(p.Tokens) {
 		// Plain decoding overtook the proposal and agreed with all of it: tell the
 		// draft what was committed after it so it drafts on from there.
 		s.Stats.Stale++
-		return Step{Verdict: s.verdict(p.Round, len(p.Tokens), p.Start+len(p.Tokens), false)}, nil
+		return nil, Step{Verdict: s.verdict(p.Round, len(p.Tokens), p.Start+len(p.Tokens), false)}, nil
 	}
 	e := p.Tokens[skip:]
-	k := min(len(e), s.room())
+	k = min(len(e), s.room(), max(k, 1))
 	if k == 0 {
-		return s.Own(0)
+		return s.PlanOwn(nil), Step{}, nil
 	}
 	if s.req.Mode == spec.Rejection && !s.req.Sampling.Greedy() && len(p.Dists) != len(p.Tokens) {
-		return Step{}, fmt.Errorf("rejection-mode proposal round %d has %d distributions for %d tokens", p.Round, len(p.Dists), len(p.Tokens))
+		return nil, Step{}, fmt.Errorf("rejection-mode proposal round %d has %d distributions for %d tokens", p.Round, len(p.Dists), len(p.Tokens))
 	}
-	s.Stats.Rounds++
-	if branch {
-		s.Stats.Branches++
+	s.plan = plan{kind: planVerify, e: e[:k], proposed: len(e), round: p.Round, skip: skip, branch: branch,
+		q: func(i int) *sample.Dist { return &p.Dists[skip+i] }}
+	return s.input(), Step{}, nil
+}
+
+// plan is a step between its plan and its apply.
+type plan struct {
+	kind     planKind
+	e        []int32                  // the tokens to judge
+	q        func(i int) *sample.Dist // the distribution e[i] was drawn from (rejection mode)
+	proposed int                      // verify: the proposal's unchecked tokens (≥ len(e))
+	round    uint64                   // verify: the proposal's round
+	skip     int                      // verify: its tokens already committed
+	branch   bool                     // verify: a branch of the rejected round
+}
+
+type planKind int
+
+const (
+	planNone planKind = iota
+	planOwn
+	planVerify
+)
+
+// input is what the planned step feeds the model: the last committed token, then the
+// tokens to judge.
+func (s *Session) input() []int32 {
+	in := make([]int32, 0, len(s.plan.e)+1)
+	return append(append(in, s.seq[len(s.seq)-1]), s.plan.e...)
+}
+
+// Apply judges the planned step on logits — one row of Vocab for each token fed, in
+// order — and commits what it keeps.
+func (s *Session) Apply(logits []float32) (Step, error) {
+	pl := s.plan
+	s.plan = plan{}
+	st := Step{Pass: len(pl.e) + 1}
+	switch pl.kind {
+	case planOwn:
+		j := s.check(&st, pl.e, pl.q, logits)
+		s.Stats.Plain++
+		s.Stats.Guessed += len(pl.e)
+		s.Stats.GuessAccepted += j
+	case planVerify:
+		L := len(s.seq)
+		st.Used = true
+		s.Stats.Rounds++
+		if pl.branch {
+			s.Stats.Branches++
+		}
+		s.Stats.Drafted += len(pl.e)
+		j := s.check(&st, pl.e, pl.q, logits)
+		s.Stats.Accepted += j
+		// Tokens past the checked ones count as rejected: the draft rolls back to the
+		// verifier's own token after the last one checked.
+		rejected := j < pl.proposed
+		st.Verdict = s.verdict(pl.round, pl.skip+j, L+j, rejected)
+	default:
+		return Step{}, errors.New("verifier: apply without a planned step")
 	}
-	s.Stats.Drafted += k
-	st := Step{Used: true}
-	j, err := s.check(&st, e[:k], func(i int) *sample.Dist { return &p.Dists[skip+i] })
-	if err != nil {
-		return Step{}, err
-	}
-	s.Stats.Accepted += j
-	rejected := j < len(e)
-	st.Verdict = s.verdict(p.Round, skip+j, L+j, rejected)
 	return st, nil
 }
 
-// check runs one forward pass over the last committed token and the guessed tokens e,
-// judges e in order, and commits the longest accepted prefix and the verifier's own
-// token after it (a correction, or a bonus when all are kept). q(i) is the distribution
-// e[i] was drawn from, asked only in rejection mode. It returns how many it kept.
-func (s *Session) check(st *Step, e []int32, q func(i int) *sample.Dist) (int, error) {
+// check judges the tokens e in order on the logits of a pass over the last committed
+// token and e, and commits the longest accepted prefix and the verifier's own token
+// after it (a correction, or a bonus when all are kept). q(i) is the distribution e[i]
+// was drawn from, asked only in rejection mode. It returns how many it kept.
+func (s *Session) check(st *Step, e []int32, q func(i int) *sample.Dist, logits []float32) int {
 	L := len(s.seq)
-	input := make([]int32, 0, len(e)+1)
-	input = append(append(input, s.seq[L-1]), e...)
-	logits, err := s.st.Forward(input, len(e) > 0)
-	if err != nil {
-		return 0, err
-	}
-	st.Pass = len(input)
-	V := s.st.Model().Vocab
+	V := s.m.Vocab
 	j := 0
 	var last int32
 	for ; j < len(e); j++ {
@@ -242,7 +356,7 @@ func (s *Session) check(st *Step, e []int32, q func(i int) *sample.Dist) (int, e
 		last = s.choose(logits[j*V:(j+1)*V], L+j)
 	}
 	// Keep in the cache every fed token that is now committed: seq[L-1] and e[:j].
-	s.st.Seq.Truncate(L + j)
+	s.kv.Truncate(L + j)
 	for _, t := range e[:j] {
 		if s.commit(st, t); s.Done() {
 			break
@@ -251,7 +365,7 @@ func (s *Session) check(st *Step, e []int32, q func(i int) *sample.Dist) (int, e
 	if !s.Done() {
 		s.commit(st, last)
 	}
-	return j, nil
+	return j
 }
 
 // judge decides the draft token x at pos from the verifier's logits. It returns
