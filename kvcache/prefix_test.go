@@ -362,6 +362,37 @@ func TestEvictionOrder(t *testing.T) {
 	}
 }
 
+func TestPublishMarksFoundBlocksUsed(t *testing.T) {
+	p, c := cached(t, kernels.F32, 7)
+	x, y := ids(1, 9), ids(100, 9) // 2 full blocks each, and 1 position in a third
+	for _, prompt := range [][]int32{x, y} {
+		s, _ := session(t, c, prompt)
+		s.Release()
+	}
+	// A session that computed x without attaching (it started before x was cached)
+	// publishes it: x's blocks are found, and now more recent than y's.
+	s := p.NewSeq()
+	if err := compute(s, x); err != nil {
+		t.Fatal(err)
+	}
+	c.Publish(s, x)
+	s.Release()
+	z := p.NewSeq()
+	if err := z.Grow(16); err != nil { // 3 free blocks and one eviction
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		prompt []int32
+		want   int
+	}{{x, 8}, {y, 4}} {
+		s := p.NewSeq()
+		if got := c.Attach(s, f.prompt); got != f.want {
+			t.Errorf("Attach(%v) = %d, want %d", f.prompt, got, f.want)
+		}
+		s.Release()
+	}
+}
+
 func TestEvictingAParentDropsHeldChildren(t *testing.T) {
 	p, c := cached(t, kernels.F32, 6)
 	short, long := ids(1, 5), ids(1, 9)
