@@ -275,7 +275,9 @@ func (s *Seq) Grow(n int) error {
 }
 
 // Truncate drops every position at or after n (n ≤ Len). Blocks wholly past the new end
-// go back to the pool; the cost is proportional to the blocks freed.
+// go back to the pool; the cost is proportional to the blocks freed. A block the new end
+// falls inside stays shared with whoever else holds it (a fork, a prefix cache) until
+// the next Grow copies it.
 func (s *Seq) Truncate(n int) {
 	if n < 0 || n > s.n {
 		panic(fmt.Sprintf("kvcache: truncate to %d of a sequence of %d", n, s.n))
@@ -310,7 +312,9 @@ func (s *Seq) offset(layer, pos int) (int32, int) {
 }
 
 // Put stores the key and value of one layer at one position, which must lie in the
-// range added by the last Grow.
+// range added by the last Grow: only there has Grow made sure the block is this
+// sequence's alone, and a write elsewhere could change entries that a fork or the
+// prefix cache shares.
 func (s *Seq) Put(layer, pos int, k, v []float32) {
 	p := s.pool
 	id, off := s.offset(layer, pos)
