@@ -11,16 +11,16 @@ import (
 // ErrHasPrefix is returned by Pool.NewPrefix when the pool already has a prefix cache.
 var ErrHasPrefix = errors.New("kv cache pool already has a prefix cache")
 
-// Key names the contents of one full block: the chain hash of every token id from
+// key names the contents of one full block: the chain hash of every token id from
 // position 0 to the block's end, under a model's salt.
 //
 // It is SHA-256, not a fast non-cryptographic hash such as FNV-1a 64: a key collision
 // would hand one session another's KV entries, and prompts come from clients, so keys
-// must resist chosen collisions as well as chance ones (vLLM moved its prefix cache to
-// SHA-256 for this reason, CVE-2025-25183). Hashing a block of 64 ids takes about half a
+// must resist chosen collisions as well as chance ones (vLLM's prefix cache had such a
+// bug, CVE-2025-25183, and now offers SHA-256 keys). Hashing a block of 64 ids takes about half a
 // microsecond here (BenchmarkKeys: 14 µs for 32 blocks), against milliseconds to
 // compute the block's entries.
-type Key [sha256.Size]byte
+type key [sha256.Size]byte
 
 // Prefix is a cache of full blocks that sessions have computed, found by the token ids
 // they hold, so that sessions whose prompts share a leading run of blocks share those
@@ -43,10 +43,10 @@ type Key [sha256.Size]byte
 // other's next block was, can an idle parent have a held child.
 type Prefix struct {
 	pool *Pool
-	root Key // key "before" block 0: the salt
+	root key // key "before" block 0: the salt
 
 	// All below is guarded by pool.mu.
-	entries map[Key]*entry
+	entries map[key]*entry
 	byBlock []*entry   // block id → its entry, nil if not registered; len pool.maxBlocks
 	idle    *list.List // entries only the cache holds (refs == 1); front most recently used
 	stats   PrefixStats
@@ -54,7 +54,7 @@ type Prefix struct {
 
 // entry is one registered block.
 type entry struct {
-	key      Key
+	key      key
 	id       int32
 	parent   *entry              // nil for a chain's first block
 	children map[*entry]struct{} // entries whose parent this is; nil when none
@@ -67,7 +67,7 @@ type PrefixStats struct {
 	HitTokens  int64 // prompt positions Attach found in the cache
 	MissTokens int64 // prompt positions Attach left to compute
 	Inserted   int64 // blocks registered by Publish
-	Evictions  int64 // entries dropped to make room, dropped descendants included
+	Evictions  int64 // entries dropped to make room or by Flush, descendants included
 	Blocks     int   // blocks registered now
 	Idle       int   // of Blocks, the ones only the cache holds (evictable)
 }
@@ -87,7 +87,7 @@ func (s PrefixStats) HitRate() float64 {
 func (p *Pool) NewPrefix(model string) (*Prefix, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "specd kvcache prefix v1\x00%d\x00%s", p.cfg.BlockTokens, model)
-	c := &Prefix{pool: p, entries: map[Key]*entry{}, byBlock: make([]*entry, p.maxBlocks), idle: list.New()}
+	c := &Prefix{pool: p, entries: map[key]*entry{}, byBlock: make([]*entry, p.maxBlocks), idle: list.New()}
 	copy(c.root[:], h.Sum(nil))
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -99,14 +99,14 @@ func (p *Pool) NewPrefix(model string) (*Prefix, error) {
 }
 
 // keys returns the chain keys of the first n full blocks of tokens (n ≤ len/BlockTokens).
-func (c *Prefix) keys(tokens []int32, n int) []Key {
+func (c *Prefix) keys(tokens []int32, n int) []key {
 	bt := c.pool.cfg.BlockTokens
-	keys := make([]Key, n)
-	buf := make([]byte, len(Key{})+4*bt)
+	keys := make([]key, n)
+	buf := make([]byte, len(key{})+4*bt)
 	prev := c.root
 	for i := range keys {
 		copy(buf, prev[:])
-		b := buf[len(Key{}):]
+		b := buf[len(key{}):]
 		for j, t := range tokens[i*bt : (i+1)*bt] {
 			binary.LittleEndian.PutUint32(b[4*j:], uint32(t))
 		}
@@ -187,7 +187,7 @@ func (c *Prefix) Publish(s *Seq, tokens []int32) {
 
 // register caches block id, which a sequence holds, under k below parent (nil for a
 // chain's first block). pool.mu must be held.
-func (c *Prefix) register(k Key, id int32, parent *entry) *entry {
+func (c *Prefix) register(k key, id int32, parent *entry) *entry {
 	e := &entry{key: k, id: id, parent: parent}
 	if parent != nil {
 		if parent.children == nil {
