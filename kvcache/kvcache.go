@@ -3,9 +3,10 @@
 // shrinks by truncating to any earlier length (how rejected speculative tokens are
 // dropped); whole blocks past the new end go back to the pool at once.
 //
-// Blocks are reference-counted so that sequences can share a cached prefix (Fork);
-// a write into a shared block copies it first. The package knows nothing of models
-// beyond the shape of an entry and depends only on the kernels package for fp16.
+// Blocks are reference-counted so that sequences can share a cached prefix (Fork, and
+// across sessions a Prefix cache); a write into a shared block copies it first. The
+// package knows nothing of models beyond the shape of an entry and depends only on the
+// kernels package for fp16 and the standard library.
 package kvcache
 
 import (
@@ -16,7 +17,8 @@ import (
 	"github.com/specd-dev/specd/kernels"
 )
 
-// ErrExhausted is returned by Seq.Grow when the pool's byte budget has no block left.
+// ErrExhausted is returned by Seq.Grow when the pool's byte budget has no block left,
+// not even one that a prefix cache could give up.
 var ErrExhausted = errors.New("kv cache budget exhausted")
 
 // DefaultBlockTokens is the number of positions in one block. Attention reads the cache
@@ -45,11 +47,12 @@ type Pool struct {
 	mu     sync.Mutex
 	f32    [][]float32 // block id → storage (F32 pools); sized maxBlocks, nil until first used
 	f16    [][]uint16  // block id → storage (F16 pools)
-	refs   []int32     // block id → number of sequences holding it
+	refs   []int32     // block id → number of sequences holding it, plus 1 if prefix has it
 	free   []int32     // ids with storage, not in use
 	made   int         // ids that have storage: 0..made-1
 	inUse  int
 	peakIn int
+	prefix *Prefix // nil: no prefix cache, and no block is ever held by anything but sequences
 }
 
 // NewPool returns a pool for cfg. Storage is allocated lazily as blocks are first used,
@@ -86,23 +89,46 @@ func (p *Pool) BlockBytes() int { return p.blockElems * p.cfg.Type.BlockBytes() 
 
 // Stats describes the pool's occupancy.
 type Stats struct {
-	Total, Used, Free int // blocks
-	Peak              int // most blocks in use at once
-	BlockTokens       int
+	Total, Used, Free int // blocks; Used counts Cached too, Free = Total - Used
+	// Cached is how many of the Used blocks only a prefix cache holds. Allocation evicts
+	// them when nothing is free, so Free+Cached blocks can be allocated now (Available).
+	Cached      int
+	Peak        int // most blocks in use at once, cached ones included
+	BlockTokens int
 }
 
 // Stats returns the current occupancy.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Total: p.maxBlocks, Used: p.inUse, Free: p.maxBlocks - p.inUse, Peak: p.peakIn, BlockTokens: p.cfg.BlockTokens}
+	return Stats{Total: p.maxBlocks, Used: p.inUse, Free: p.maxBlocks - p.inUse, Cached: p.cachedOnly(),
+		Peak: p.peakIn, BlockTokens: p.cfg.BlockTokens}
+}
+
+// Available is how many blocks can be allocated right now: the free ones and the ones
+// only a prefix cache holds, which allocation evicts. Admission control should count
+// these, not Stats().Free.
+func (p *Pool) Available() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.maxBlocks - p.inUse + p.cachedOnly()
+}
+
+// cachedOnly is the number of blocks held only by the prefix cache. p.mu must be held.
+func (p *Pool) cachedOnly() int {
+	if p.prefix == nil {
+		return 0
+	}
+	return p.prefix.idle.Len()
 }
 
 func (p *Pool) alloc() (int32, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.inUse >= p.maxBlocks {
-		return 0, fmt.Errorf("%w: %d blocks of %d bytes in use", ErrExhausted, p.inUse, p.BlockBytes())
+	for p.inUse >= p.maxBlocks {
+		if p.prefix == nil || !p.prefix.evict() {
+			return 0, fmt.Errorf("%w: %d blocks of %d bytes in use", ErrExhausted, p.inUse, p.BlockBytes())
+		}
 	}
 	var id int32
 	if n := len(p.free); n > 0 {
@@ -158,18 +184,29 @@ func (p *Pool) Reserve(tokens int) int {
 	return p.made
 }
 
+// release drops one reference to each of ids, a block table or its tail. It goes last
+// block first, so that when a sequence lets go of a cached chain its earlier blocks are
+// the more recently used and the prefix cache evicts the later ones first.
 func (p *Pool) release(ids []int32) {
 	if len(ids) == 0 {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, id := range ids {
-		p.refs[id]--
-		if p.refs[id] == 0 {
-			p.free = append(p.free, id)
-			p.inUse--
-		}
+	for i := len(ids) - 1; i >= 0; i-- {
+		p.unref(ids[i])
+	}
+}
+
+// unref drops one reference to block id. p.mu must be held.
+func (p *Pool) unref(id int32) {
+	p.refs[id]--
+	switch {
+	case p.refs[id] == 0:
+		p.free = append(p.free, id)
+		p.inUse--
+	case p.refs[id] == 1 && p.prefix != nil:
+		p.prefix.unheld(id)
 	}
 }
 
@@ -177,8 +214,16 @@ func (p *Pool) retain(ids []int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, id := range ids {
-		p.refs[id]++
+		p.ref(id)
 	}
+}
+
+// ref adds one reference to block id, which is in use. p.mu must be held.
+func (p *Pool) ref(id int32) {
+	if p.refs[id] == 1 && p.prefix != nil {
+		p.prefix.held(id)
+	}
+	p.refs[id]++
 }
 
 // Seq is one sequence's view of the cache: a block table and a length. A Seq is used by
@@ -200,8 +245,9 @@ func (s *Seq) Blocks() int { return len(s.table) }
 
 // Grow makes room for n more positions after Len, allocating blocks as needed, and
 // extends Len by n. The new entries must be written (Put) before they are read. A
-// partly filled last block shared with another sequence is copied first, so Put never
-// writes into shared storage. It returns an error wrapping ErrExhausted, with the
+// partly filled last block shared with another sequence or registered in a prefix cache
+// (which holds a reference of its own) is copied first, so Put never writes into shared
+// storage. It returns an error wrapping ErrExhausted, with the
 // sequence unchanged, when the budget runs out.
 func (s *Seq) Grow(n int) error {
 	bt := s.pool.cfg.BlockTokens
@@ -229,7 +275,9 @@ func (s *Seq) Grow(n int) error {
 }
 
 // Truncate drops every position at or after n (n ≤ Len). Blocks wholly past the new end
-// go back to the pool; the cost is proportional to the blocks freed.
+// go back to the pool; the cost is proportional to the blocks freed. A block the new end
+// falls inside stays shared with whoever else holds it (a fork, a prefix cache) until
+// the next Grow copies it.
 func (s *Seq) Truncate(n int) {
 	if n < 0 || n > s.n {
 		panic(fmt.Sprintf("kvcache: truncate to %d of a sequence of %d", n, s.n))
@@ -264,7 +312,9 @@ func (s *Seq) offset(layer, pos int) (int32, int) {
 }
 
 // Put stores the key and value of one layer at one position, which must lie in the
-// range added by the last Grow.
+// range added by the last Grow: only there has Grow made sure the block is this
+// sequence's alone, and a write elsewhere could change entries that a fork or the
+// prefix cache shares.
 func (s *Seq) Put(layer, pos int, k, v []float32) {
 	p := s.pool
 	id, off := s.offset(layer, pos)
