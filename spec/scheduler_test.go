@@ -1,0 +1,156 @@
+package spec_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/spec"
+	"github.com/specd-dev/specd/verifier"
+)
+
+// TestSchedulerUnderLoadEqualsSolo drives the scheduler production runs with many
+// requests at once — greedy and seeded, speculating with a draft, with prompt lookup
+// only, or plainly, of mixed lengths, some sharing a prompt prefix, one cancelled —
+// with drafts that pipeline and hear verdicts late, and checks that every request
+// commits exactly what plain decoding of it alone commits.
+func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
+	p := loadPair(t)
+	n, reqs := 48, 24
+	if testing.Short() {
+		n, reqs = 16, 10
+	}
+	texts := []string{"Once upon a time", "The quick brown fox", "It is a truth universally acknowledged", "def main():", "In the beginning"}
+	rng := rand.New(rand.NewPCG(7, 11))
+	type job struct {
+		prompt []int32
+		sp     sample.Params
+		n      int
+		mode   int // 0 plain, 1 lookup only, 2 draft
+		want   []int32
+		ds     *draft.Session
+		got    []int32
+		done   bool
+		verds  []spec.Verdict
+		props  []spec.Proposal
+	}
+	jobs := make([]*job, reqs)
+	for i := range jobs {
+		text := texts[i%len(texts)]
+		if i%2 == 0 {
+			// A shared preamble longer than a KV block, as a system prompt is.
+			text = "You are a careful storyteller. Tell the story plainly, in short sentences, for a child of five who is falling asleep, and never use a word a child would not know. Keep it kind. " + text
+		}
+		if i%3 == 0 {
+			text += fmt.Sprintf(" number %d, and then", i)
+		}
+		j := &job{prompt: p.target.Tok.Encode(text, true), n: 4 + rng.IntN(n), mode: i % 3}
+		if i%2 == 1 {
+			j.sp = sample.Params{Temperature: 0.8, TopP: 1, Seed: uint64(1000 + i)}
+		}
+		j.want = plain(t, p, j.prompt, j.n, j.sp)
+		jobs[i] = j
+	}
+	kv, err := p.target.NewKVPool(64<<20, kernels.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix, err := kv.NewPrefix(p.target.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(2)
+	t.Cleanup(pool.Close)
+	s := verifier.NewScheduler(p.target.NewBatch(pool, 48), p.target, kv, prefix, verifier.Config{MaxRunning: 6, MaxQueue: reqs, Lookup: 4, PrefillChunk: 20})
+	for i, j := range jobs {
+		err := s.Submit(verifier.ID(i), verifier.Job{
+			Request: verifier.Request{Prompt: j.prompt, Sampling: j.sp, Mode: spec.Coupled, Limits: limits(p.target, j.n)},
+			Spec:    j.mode > 0,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	const cancelled = 5
+	for step := 0; ; step++ {
+		if step == 3 {
+			s.Cancel(cancelled)
+			jobs[cancelled].done = true
+		}
+		// Drafts of admitted requests draft a round now and then and hear verdicts late.
+		for i, j := range jobs {
+			if j.ds == nil || j.done {
+				continue
+			}
+			if len(j.verds) > 0 && rng.IntN(2) == 0 {
+				if err := j.ds.Apply(j.verds[0]); err != nil {
+					t.Fatal(err)
+				}
+				j.verds = j.verds[1:]
+			}
+			if j.ds.Outstanding() < 2 && j.ds.CanDraft() && rng.IntN(3) > 0 {
+				pr, ok, err := j.ds.Draft(func() bool { return false })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					s.Propose(verifier.ID(i), pr)
+				}
+			}
+		}
+		if !s.HasWork() {
+			break
+		}
+		r, err := s.Step()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ObservePass(r.Tokens, time.Duration(100+10*r.Tokens)*time.Microsecond)
+		for _, u := range r.Updates {
+			j := jobs[u.ID]
+			if u.Err != nil {
+				t.Fatalf("request %d: %v", u.ID, u.Err)
+			}
+			if u.Admitted && j.mode == 2 {
+				if j.ds, err = draft.NewSession(state(t, p.draft, p.pool), j.prompt, spec.Options{Sampling: j.sp, Mode: spec.Coupled, Gamma: 3, MaxPosition: p.target.Context}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, tk := range u.Tokens {
+				if tk.ID >= 0 {
+					j.got = append(j.got, tk.ID)
+				}
+			}
+			j.verds = append(j.verds, u.Verdicts...)
+			if u.Done {
+				j.done = true
+				if !slices.Equal(u.Output.IDs, j.got) {
+					t.Errorf("request %d: streamed %v, output %v", u.ID, j.got, u.Output.IDs)
+				}
+			}
+		}
+	}
+	for i, j := range jobs {
+		if i == cancelled {
+			continue
+		}
+		if !j.done {
+			t.Errorf("request %d never finished", i)
+			continue
+		}
+		if !slices.Equal(j.got, j.want) {
+			t.Errorf("request %d (mode %d, %+v): got %v\nwant %v (alone, plain)", i, j.mode, j.sp, j.got, j.want)
+		}
+	}
+	if st := kv.Stats(); st.Used != st.Cached {
+		t.Errorf("after every request: %d KV blocks in use, %d of them only cached; want none held by a request", st.Used, st.Cached)
+	}
+	if ps := prefix.Stats(); ps.HitTokens == 0 {
+		t.Errorf("prefix cache: no hits on prompts sharing prefixes (%+v)", ps)
+	}
+}

@@ -1,0 +1,615 @@
+package verifier
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/kvcache"
+	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/spec"
+)
+
+// ID names a request in a Scheduler; the caller chooses it, unique among live requests.
+type ID uint64
+
+// Forwarder runs one batched forward pass (model.Batch).
+type Forwarder interface {
+	Forward(segs []model.Segment) ([]float32, error)
+	MaxTokens() int
+}
+
+var _ Forwarder = (*model.Batch)(nil)
+
+// Config sizes a Scheduler. Zero fields take the defaults documented on each.
+type Config struct {
+	// MaxTokens is the most tokens in one pass (default and cap: the Forwarder's).
+	MaxTokens int
+	// PrefillChunk is the most prompt tokens one pass prefills, all requests together
+	// (default MaxTokens/2), so that a long prompt never stalls the others' steps.
+	PrefillChunk int
+	// MaxRunning is the most requests admitted at once (default 64).
+	MaxRunning int
+	// MaxQueue is the most requests waiting for admission (default 256); Submit fails
+	// with ErrQueueFull beyond it.
+	MaxQueue int
+	// MaxGamma caps the draft tokens one pass checks for one request (default 8).
+	MaxGamma int
+	// Lookup caps the tokens an own step guesses by prompt lookup (0: none).
+	Lookup int
+}
+
+// Job is a request as the scheduler takes it.
+type Job struct {
+	Request
+	// Spec lets the request speculate: its draft's proposals and prompt-lookup guesses
+	// are checked. False decodes plainly.
+	Spec bool
+	// MaxGamma, when > 0, lowers Config.MaxGamma for this request (never raises it).
+	MaxGamma int
+	// Gamma, when > 0, fixes the draft tokens checked per pass (at most MaxGamma),
+	// whatever the controller would choose.
+	Gamma int
+}
+
+// Sentinel errors of Submit.
+var (
+	// ErrQueueFull: the admission queue holds Config.MaxQueue requests already.
+	ErrQueueFull = errors.New("admission queue full")
+	// ErrDuplicate: a request with this ID is live.
+	ErrDuplicate = errors.New("request id already in use")
+)
+
+// Update is what one Step did for one request.
+type Update struct {
+	ID       ID
+	Admitted bool             // the request left the queue in this step
+	Tokens   []generate.Token // committed tokens to stream, in order
+	Verdicts []spec.Verdict   // for the request's draft, in order
+	Done     bool             // the request finished (Output says why) or failed (Err)
+	Err      error            // the request failed; it is gone
+	// CachedPrompt is how many prompt positions came from the prefix cache (set when
+	// Admitted).
+	CachedPrompt int
+	Output       *generate.Output // the generation; set when Done without Err
+	Stats        Stats            // set when Done
+}
+
+// Ready is what one Step did.
+type Ready struct {
+	Updates  []Update
+	Tokens   int // tokens the pass ran (0: no pass)
+	Segments int // requests in the pass
+	// Speculative is the pass's tokens beyond one per decoding request and the
+	// prompt chunks: draft tokens and guesses the controller chose to check.
+	Speculative int
+}
+
+// Scheduler is the verifier's deterministic core under load: it owns every admitted
+// request, and each Step builds one ragged batch — prompt chunks under a token budget,
+// each decoding request's next step, and the draft tokens or prompt-lookup guesses the
+// goodput controller finds worth checking — runs one forward pass over it, and applies
+// the results. It has no goroutines, clocks or I/O beyond the pass: the caller feeds
+// events (Submit, Propose, Cancel, ObservePass with the measured time of a pass) and
+// acts on what Step returns.
+//
+// Admission is by memory: a request is admitted, first come first served, once the KV
+// pool can hold its prompt and its greatest growth (max tokens and one block of
+// speculation) beside the reservations of everyone already admitted, so a running
+// request never runs out of cache. The rest wait in a bounded queue.
+//
+// The goodput controller chooses, every pass, how many speculative tokens each request
+// gets (0 allowed): with c(n) the measured cost of a pass of n tokens and α a request's
+// acceptance, the k-th token of a request adds α^k expected committed tokens, and is
+// worth adding while it raises the pass's committed tokens per second, E/c(N):
+// α^k·c(N) > (c(N+1) − c(N))·E. Candidates are taken best first. When passes are
+// bound by arithmetic, extra tokens cost as much as the ones every request needs, and
+// the controller checks none: speculation never costs throughput.
+type Scheduler struct {
+	cfg     Config
+	fwd     Forwarder
+	m       *model.Model
+	kv      *kvcache.Pool
+	prefix  *kvcache.Prefix // nil: no prefix cache
+	cost    *Cost
+	running []*entry // admitted, in admission order
+	queue   []*entry // waiting, first come first
+	byID    map[ID]*entry
+
+	reserved int // KV blocks reserved by running requests
+
+	// scratch reused by Step
+	segs  []model.Segment
+	cands []candidate
+}
+
+// entry is one request in the scheduler.
+type entry struct {
+	id    ID
+	job   Job
+	sess  *Session // nil while queued
+	props []spec.Proposal
+	need  int // KV blocks reserved
+	draft rate
+	guess rate
+	// set while a pass is planned
+	prefill []int32
+	input   []int32
+	source  source
+	avail   int     // speculative tokens available to the controller
+	guessed []int32 // the lookup guess, when the source is srcLookup
+	k       int     // speculative tokens chosen
+	alpha   float64 // acceptance of the source
+	upd     *Update
+	cached  int
+}
+
+type source int
+
+const (
+	srcNone source = iota
+	srcDraft
+	srcLookup
+)
+
+// rate estimates a per-token acceptance probability from decayed counts of accepted
+// tokens and of rounds that ended in a rejection: for a run of independent acceptances
+// with probability α, accepted / (accepted + rejections) estimates α.
+type rate struct{ acc, rej float64 }
+
+func (r *rate) alpha() float64 { return r.acc / (r.acc + r.rej) }
+
+func (r *rate) observe(checked, kept int) {
+	if checked == 0 {
+		return
+	}
+	r.acc = r.acc*decay + float64(kept)
+	x := 0.0
+	if kept < checked {
+		x = 1
+	}
+	r.rej = r.rej*decay + x
+}
+
+// candidate is the k-th speculative token of a request, worth gain expected tokens.
+type candidate struct {
+	e    *entry
+	k    int
+	gain float64
+}
+
+// NewScheduler returns a scheduler running passes with fwd for m, its cache in kv;
+// prefix, when not nil, shares the KV pages of prompt prefixes between requests.
+func NewScheduler(fwd Forwarder, m *model.Model, kv *kvcache.Pool, prefix *kvcache.Prefix, cfg Config) *Scheduler {
+	if cfg.MaxTokens <= 0 || cfg.MaxTokens > fwd.MaxTokens() {
+		cfg.MaxTokens = fwd.MaxTokens()
+	}
+	if cfg.PrefillChunk <= 0 {
+		cfg.PrefillChunk = max(cfg.MaxTokens/2, 1)
+	}
+	if cfg.MaxRunning <= 0 {
+		cfg.MaxRunning = 64
+	}
+	// Every running request takes at least one token of every pass.
+	cfg.MaxRunning = min(cfg.MaxRunning, cfg.MaxTokens)
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 256
+	}
+	if cfg.MaxGamma <= 0 {
+		cfg.MaxGamma = 8
+	}
+	return &Scheduler{cfg: cfg, fwd: fwd, m: m, kv: kv, prefix: prefix, cost: NewCost(cfg.MaxTokens), byID: map[ID]*entry{}}
+}
+
+// Cost is the scheduler's pass-cost curve (ObservePass feeds it).
+func (s *Scheduler) Cost() *Cost { return s.cost }
+
+// ObservePass records the measured time of a pass of n tokens.
+func (s *Scheduler) ObservePass(n int, d time.Duration) { s.cost.Observe(n, d) }
+
+// Load reports the requests running and waiting.
+func (s *Scheduler) Load() (running, queued int) { return len(s.running), len(s.queue) }
+
+// HasWork reports whether Step would do anything: a request is running, or one waiting
+// can be admitted.
+func (s *Scheduler) HasWork() bool {
+	return len(s.running) > 0 || (len(s.queue) > 0 && s.admissible(s.queue[0]))
+}
+
+// blocks is how many KV blocks a request may ever hold: its prompt, its new tokens and
+// a pass's speculative tokens past them, plus one for a copy on write into a shared
+// block.
+func (s *Scheduler) blocks(j Job) int {
+	bt := s.kv.Config().BlockTokens
+	n := min(len(j.Prompt)+len(j.Resume)+j.Limits.MaxTokens+s.cfg.MaxGamma+1, s.m.Context)
+	return (n+bt-1)/bt + 1
+}
+
+// Submit queues a request. It fails with ErrQueueFull when the queue is full, with an
+// error wrapping kvcache.ErrExhausted when the request could not fit even in an empty
+// cache, and with ErrDuplicate for an ID in use.
+func (s *Scheduler) Submit(id ID, j Job) error {
+	if _, ok := s.byID[id]; ok {
+		return fmt.Errorf("%w: %d", ErrDuplicate, id)
+	}
+	if len(j.Prompt) == 0 {
+		return generate.ErrEmptyPrompt
+	}
+	if need, total := s.blocks(j), s.kv.Stats().Total; need > total {
+		return fmt.Errorf("%w: the request needs %d KV blocks, the whole budget is %d", kvcache.ErrExhausted, need, total)
+	}
+	if len(s.queue) >= s.cfg.MaxQueue {
+		return fmt.Errorf("%w: %d requests waiting, %d running", ErrQueueFull, len(s.queue), len(s.running))
+	}
+	e := &entry{id: id, job: j, need: s.blocks(j), draft: rate{acc: 2, rej: 1}, guess: rate{acc: 1, rej: 1}}
+	s.byID[id] = e
+	s.queue = append(s.queue, e)
+	return nil
+}
+
+// Propose hands request id a proposal from its draft; the next passes verify it. An
+// unknown id (finished, cancelled) is ignored.
+func (s *Scheduler) Propose(id ID, p spec.Proposal) {
+	e, ok := s.byID[id]
+	if !ok || !e.job.Spec {
+		return
+	}
+	const maxProps = 16 // a draft pipelines a few rounds; more is a runaway peer
+	if len(e.props) >= maxProps {
+		e.props = e.props[1:]
+	}
+	e.props = append(e.props, p)
+}
+
+// Cancel ends request id, queued or running, and frees its cache at once. An unknown
+// id is ignored.
+func (s *Scheduler) Cancel(id ID) {
+	e, ok := s.byID[id]
+	if !ok {
+		return
+	}
+	s.remove(e)
+}
+
+func (s *Scheduler) remove(e *entry) {
+	delete(s.byID, e.id)
+	if e.sess == nil {
+		s.queue = slices.DeleteFunc(s.queue, func(x *entry) bool { return x == e })
+		return
+	}
+	if s.prefix != nil {
+		s.prefix.Publish(e.sess.kv, e.sess.seq)
+	}
+	e.sess.kv.Release()
+	s.reserved -= e.need
+	s.running = slices.DeleteFunc(s.running, func(x *entry) bool { return x == e })
+}
+
+// admissible reports whether e can be admitted now.
+func (s *Scheduler) admissible(e *entry) bool {
+	return len(s.running) < s.cfg.MaxRunning && s.reserved+e.need <= s.kv.Stats().Total
+}
+
+// admit moves waiting requests into the running set, first come first served, while
+// the cache can hold them.
+func (s *Scheduler) admit(r *Ready) {
+	for len(s.queue) > 0 && s.admissible(s.queue[0]) {
+		e := s.queue[0]
+		s.queue = s.queue[1:]
+		kv := s.kv.NewSeq()
+		full := append(append([]int32(nil), e.job.Prompt...), e.job.Resume...)
+		if s.prefix != nil {
+			e.cached = s.prefix.Attach(kv, full)
+		}
+		sess, err := newSession(s.m, kv, e.job.Request)
+		if err != nil {
+			kv.Release()
+			delete(s.byID, e.id)
+			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Err: err})
+			continue
+		}
+		e.sess = sess
+		s.reserved += e.need
+		s.running = append(s.running, e)
+		r.Updates = append(r.Updates, Update{ID: e.id, Admitted: true, CachedPrompt: e.cached})
+	}
+}
+
+// gammaCap is the most draft tokens one pass may check for e.
+func (s *Scheduler) gammaCap(e *entry) int {
+	g := s.cfg.MaxGamma
+	if e.job.MaxGamma > 0 {
+		g = min(g, e.job.MaxGamma)
+	}
+	if e.job.Gamma > 0 {
+		g = min(g, e.job.Gamma)
+	}
+	return g
+}
+
+// Step admits what it can, runs one pass over every running request and returns what
+// it did. An error is the pass's own failure (a bug or a broken Forwarder): the
+// requests in it have failed and are gone, and their updates say so.
+func (s *Scheduler) Step() (Ready, error) {
+	var r Ready
+	s.admit(&r)
+	if len(s.running) == 0 {
+		return r, nil
+	}
+	upd := map[ID]int{}
+	update := func(e *entry) *Update {
+		i, ok := upd[e.id]
+		if !ok {
+			for j := range r.Updates {
+				if r.Updates[j].ID == e.id {
+					upd[e.id] = j
+					return &r.Updates[j]
+				}
+			}
+			r.Updates = append(r.Updates, Update{ID: e.id})
+			i = len(r.Updates) - 1
+			upd[e.id] = i
+		}
+		return &r.Updates[i]
+	}
+	budget := s.cfg.MaxTokens
+	decoding := 0
+	var failed []*entry
+	// Every request whose prompt is in the cache takes its next step: the one token it
+	// needs, and the source of its candidates (a usable proposal, or a lookup guess).
+	for _, e := range s.running {
+		e.prefill, e.input, e.source, e.avail, e.k, e.guessed = nil, nil, srcNone, 0, 0, nil
+		if e.sess.Prefill() > 0 || budget == 0 {
+			continue
+		}
+		if err := s.pickSource(e, update); err != nil {
+			failed = append(failed, e)
+			update(e).Err = err
+			continue
+		}
+		budget--
+		decoding++
+	}
+	// Prompt chunks, first come first served, under the prefill budget. A request
+	// whose prompt completes in this pass takes its first step in the same segment.
+	chunk := min(s.cfg.PrefillChunk, budget)
+	for _, e := range s.running {
+		n := e.sess.Prefill()
+		if n == 0 || chunk == 0 {
+			continue
+		}
+		take := min(n, chunk)
+		e.prefill = e.sess.PrefillTokens(take)
+		chunk -= take
+		budget -= take
+		if take == n && budget > 0 {
+			if err := s.pickSource(e, update); err != nil {
+				failed = append(failed, e)
+				update(e).Err = err
+				continue
+			}
+			budget--
+			decoding++
+		}
+	}
+	r.Speculative = s.control(budget, decoding)
+	// Plan each stepping request with the tokens the controller gave it.
+	s.segs = s.segs[:0]
+	var planned []*entry
+	for _, e := range s.running {
+		if e.source == srcNone && e.input == nil && e.prefill == nil {
+			continue
+		}
+		if err := s.plan(e); err != nil {
+			failed = append(failed, e)
+			update(e).Err = err
+			continue
+		}
+		tokens := append(append([]int32(nil), e.prefill...), e.input...)
+		if len(tokens) == 0 {
+			continue
+		}
+		s.segs = append(s.segs, model.Segment{Seq: e.sess.kv, Tokens: tokens, Logits: len(e.input)})
+		planned = append(planned, e)
+		r.Tokens += len(tokens)
+	}
+	for _, e := range failed {
+		u := update(e)
+		u.Done, u.Stats = true, e.sess.Stats
+		s.remove(e)
+	}
+	if len(s.segs) == 0 {
+		return r, nil
+	}
+	r.Segments = len(s.segs)
+	logits, err := s.fwd.Forward(s.segs)
+	clear(s.segs)
+	if err != nil {
+		for _, e := range planned {
+			u := update(e)
+			u.Done, u.Err, u.Stats = true, fmt.Errorf("verifier pass: %w", err), e.sess.Stats
+			s.remove(e)
+		}
+		return r, err
+	}
+	V := s.m.Vocab
+	for _, e := range planned {
+		if len(e.input) == 0 {
+			if s.prefix != nil && e.sess.Prefill() == 0 {
+				s.prefix.Publish(e.sess.kv, e.sess.seq)
+			}
+			continue
+		}
+		rows := logits[:len(e.input)*V]
+		logits = logits[len(e.input)*V:]
+		if s.prefix != nil && len(e.prefill) > 0 {
+			s.prefix.Publish(e.sess.kv, e.sess.seq)
+		}
+		before := e.sess.Stats
+		st, err := e.sess.Apply(rows)
+		u := update(e)
+		if err != nil {
+			u.Done, u.Err, u.Stats = true, err, e.sess.Stats
+			s.remove(e)
+			continue
+		}
+		switch e.source {
+		case srcDraft:
+			e.props = e.props[1:]
+			e.draft.observe(e.sess.Stats.Drafted-before.Drafted, e.sess.Stats.Accepted-before.Accepted)
+		case srcLookup:
+			e.guess.observe(e.sess.Stats.Guessed-before.Guessed, e.sess.Stats.GuessAccepted-before.GuessAccepted)
+		}
+		u.Tokens = append(u.Tokens, st.Tokens...)
+		if st.Verdict != nil && !e.sess.Done() {
+			u.Verdicts = append(u.Verdicts, s.withGamma(e, *st.Verdict))
+		}
+		if e.sess.Done() {
+			u.Done, u.Output, u.Stats = true, e.sess.Output(), e.sess.Stats
+			s.remove(e)
+		}
+	}
+	return r, nil
+}
+
+// pickSource drops the stale proposals at the head of e's queue — answering those the
+// draft must hear of — and sets what e's step may check: the first usable proposal,
+// else a prompt-lookup guess.
+func (s *Scheduler) pickSource(e *entry, update func(*entry) *Update) error {
+	e.source = srcLookup
+	for len(e.props) > 0 {
+		p := e.props[0]
+		if u := e.sess.Usable(p); u > 0 {
+			e.source, e.avail, e.alpha = srcDraft, min(u, s.gammaCap(e)), e.draft.alpha()
+			return nil
+		}
+		e.props = e.props[1:]
+		input, st, err := e.sess.PlanVerify(p, 1)
+		if err != nil {
+			return err
+		}
+		if st.Verdict != nil && !e.sess.Done() {
+			u := update(e)
+			u.Verdicts = append(u.Verdicts, s.withGamma(e, *st.Verdict))
+		}
+		if input != nil {
+			// No room for any draft token: the session planned a plain step.
+			e.source, e.input = srcNone, input
+			return nil
+		}
+	}
+	if e.job.Spec && s.cfg.Lookup > 0 {
+		e.guessed = e.sess.Guess(min(s.cfg.Lookup, s.gammaCap(e)))
+		e.avail, e.alpha = len(e.guessed), e.guess.alpha()
+	}
+	return nil
+}
+
+// control gives the decoding requests their speculative tokens from budget spare
+// tokens of the pass, and returns how many it gave (see Scheduler).
+func (s *Scheduler) control(budget, decoding int) int {
+	s.cands = s.cands[:0]
+	for _, e := range s.running {
+		if e.avail == 0 || e.source == srcNone {
+			continue
+		}
+		if e.job.Gamma > 0 && e.source == srcDraft {
+			// A fixed γ is the client's choice, not the controller's.
+			k := min(e.avail, budget)
+			e.k, budget = k, budget-k
+			continue
+		}
+		a := math.Min(e.alpha, 0.99)
+		g := 1.0
+		for k := 1; k <= e.avail; k++ {
+			g *= a
+			s.cands = append(s.cands, candidate{e: e, k: k, gain: g})
+		}
+	}
+	slices.SortStableFunc(s.cands, func(x, y candidate) int {
+		switch {
+		case x.gain > y.gain:
+			return -1
+		case x.gain < y.gain:
+			return 1
+		}
+		return x.k - y.k
+	})
+	n := s.cfg.MaxTokens - budget // tokens already in the pass
+	gain := float64(decoding)
+	added := 0
+	for _, c := range s.cands {
+		if budget == 0 || c.k != c.e.k+1 {
+			break
+		}
+		now, more := s.cost.At(n), s.cost.At(n+1)-s.cost.At(n)
+		if c.gain*now <= more*gain {
+			break
+		}
+		c.e.k++
+		n, gain, budget, added = n+1, gain+c.gain, budget-1, added+1
+	}
+	// A request whose lookup guess went unchecked drifts back toward the prior, so
+	// that text that starts repeating later is tried again.
+	for _, e := range s.running {
+		if e.source == srcLookup && e.avail > 0 && e.k == 0 {
+			const back = 0.05
+			e.guess.acc += back * (1 - e.guess.acc)
+			e.guess.rej += back * (1 - e.guess.rej)
+		}
+	}
+	return added
+}
+
+// plan fixes e's step for this pass: its prompt chunk and the tokens it feeds.
+func (s *Scheduler) plan(e *entry) error {
+	if e.input != nil || (e.source == srcNone && e.prefill != nil) {
+		return nil
+	}
+	switch {
+	case e.source == srcDraft && e.k > 0:
+		input, _, err := e.sess.PlanVerify(e.props[0], e.k)
+		if err != nil {
+			return err
+		}
+		e.input = input
+	case e.source == srcLookup && e.k > 0:
+		e.input = e.sess.PlanOwn(e.guessed[:e.k])
+	default:
+		// A step without speculation; a proposal not checked now stays queued.
+		e.source = srcNone
+		e.input = e.sess.PlanOwn(nil)
+	}
+	return nil
+}
+
+// withGamma sets the draft's next γ in v: the draft tokens the controller would check
+// for e at the current load, at least 1 (a request that fixed γ gets it).
+func (s *Scheduler) withGamma(e *entry, v spec.Verdict) spec.Verdict {
+	v.NextGamma = s.gammaCap(e)
+	if e.job.Gamma == 0 {
+		v.NextGamma = max(1, min(v.NextGamma, s.draftGamma(e)))
+	}
+	return v
+}
+
+// draftGamma is how many draft tokens of e the controller would check in a pass like
+// the last: those whose gain α^k beats the marginal cost of a token at the current
+// load.
+func (s *Scheduler) draftGamma(e *entry) int {
+	n := max(len(s.running), 1)
+	now, more := s.cost.At(n), s.cost.At(n+1)-s.cost.At(n)
+	a := math.Min(e.draft.alpha(), 0.99)
+	g, k := 1.0, 0
+	for k < s.cfg.MaxGamma {
+		g *= a
+		if g*now <= more*float64(n) {
+			break
+		}
+		k++
+	}
+	return k
+}
