@@ -44,7 +44,7 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 		text := texts[i%len(texts)]
 		if i%2 == 0 {
 			// A shared preamble longer than a KV block, as a system prompt is.
-			text = "You are a careful storyteller. Tell the story plainly, in short sentences, for a child of five who is falling asleep, and never use a word a child would not know. Keep it kind. " + text
+			text = "You are a careful storyteller. Tell the story plainly, in short sentences, for a child of five who is falling asleep, and never use a word a child would not know. Keep it kind. Say goodnight at the end, and say it softly, as a parent would, with the lights already low and the window open to the summer night. " + text
 		}
 		if i%3 == 0 {
 			text += fmt.Sprintf(" number %d, and then", i)
