@@ -102,3 +102,10 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	}
 	return nil
 }
+
+// flagSet reports whether the command line set the named flag, even to its default.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
