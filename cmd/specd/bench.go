@@ -287,30 +287,53 @@ func benchSVG(rep *benchReport) string {
 	const W, H, left, bottom, plotH = 760, 360, 60, 60, 250
 	groupW := float64(W-left-20) / float64(len(names))
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", W, H)
-	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="15" font-weight="bold">specd: tokens per second, speculation on vs off (%d tokens, T=%g)</text>`+"\n", left, rep.MaxTokens, rep.Temperature)
+	svgStart(&b, W, H, left, fmt.Sprintf("specd: tokens per second, speculation on vs off (%d tokens, T=%g)", rep.MaxTokens, rep.Temperature))
 	y0 := float64(H - bottom)
-	for i := 0; i <= 4; i++ {
-		v := top * float64(i) / 4
-		y := y0 - plotH*float64(i)/4
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%.0f</text>`+"\n", left, W-20, y, y, left-6, y+4, v)
-	}
+	svgYGrid(&b, left, W-20, y0, plotH, top)
 	for i, n := range names {
 		f := fig(n)
 		x := float64(left) + groupW*float64(i) + groupW*0.15
 		bw := groupW * 0.33
 		for j, v := range []float64{f.SpecTokensPerSecond, f.PlainTokensPerSecond} {
 			h := plotH * v / top
-			color := []string{"#2b6cb0", "#a0aec0"}[j]
+			color := []string{specColor, plainColor}[j]
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x+float64(j)*bw, y0-h, bw, h, color)
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-weight="bold">%.2f×</text>`+"\n", x+bw, y0-plotH*max(f.SpecTokensPerSecond, f.PlainTokensPerSecond)/top-6, f.Speedup)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x+bw, y0+16, html.EscapeString(n))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#555">%.0f%% acc.</text>`+"\n", x+bw, y0+32, 100*f.AcceptanceRate)
 	}
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="#2b6cb0"/><text x="%d" y="%d">speculative (draft + verifier)</text>`+"\n", left, H-18, left+16, H-8)
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="#a0aec0"/><text x="%d" y="%d">plain (verifier alone)</text>`+"\n", left+230, H-18, left+246, H-8)
+	svgLegends(&b, left, H-18)
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// The colours of the two modes in every bench chart.
+const (
+	specColor  = "#2b6cb0"
+	plainColor = "#a0aec0"
+)
+
+// svgStart opens an SVG document of w × h pixels: white background, title at x = left.
+func svgStart(b *strings.Builder, w, h, left int, title string) {
+	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	fmt.Fprintf(b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(b, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(title))
+}
+
+// svgYGrid draws five labelled grid lines from 0 at y0 up to top at y0 - plotH,
+// between x = left and x = right.
+func svgYGrid(b *strings.Builder, left, right int, y0, plotH, top float64) {
+	for i := 0; i <= 4; i++ {
+		v := top * float64(i) / 4
+		y := y0 - plotH*float64(i)/4
+		fmt.Fprintf(b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%.0f</text>`+"\n", left, right, y, y, left-6, y+4, v)
+	}
+}
+
+// svgLegends writes the legend of the two modes, starting at (x, y).
+func svgLegends(b *strings.Builder, x, y int) {
+	for i, l := range []struct{ color, label string }{{specColor, "speculative (draft + verifier)"}, {plainColor, "plain (verifier alone)"}} {
+		fmt.Fprintf(b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x+230*i, y, l.color, x+230*i+16, y+10, l.label)
+	}
 }
