@@ -21,6 +21,10 @@ import (
 	"github.com/specd-dev/specd/services"
 )
 
+// benchRequest runs one bench request for prompt p, speculative or plain, bounded by
+// --timeout.
+type benchRequest func(ctx context.Context, p benchPrompt, spec bool) (generateResult, error)
+
 type benchPrompt struct {
 	ID     string `json:"id"`
 	Domain string `json:"domain"`
@@ -142,15 +146,32 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Lookup("temp").DefValue = "0"
 	so.temp = 0
 	var promptsPath, svgPath string
-	var asJSON bool
-	var repeats int
+	var asJSON, checkSolo bool
+	var repeats, requests int
+	var levels concurrencyList
 	defPrompts := filepath.Join(filepath.Dir(modelpath.Dir("")), "bench", "prompts.jsonl")
 	fs.StringVar(&promptsPath, "prompts", defPrompts, "JSONL file with a \"prompt\" (and optional \"domain\", \"id\") per line")
-	fs.StringVar(&svgPath, "svg", "", "write a chart of tokens per second by domain to this SVG file")
+	fs.StringVar(&svgPath, "svg", "", "write a chart of tokens per second to this SVG file: by domain, or with --concurrency by concurrency")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 	fs.IntVar(&repeats, "repeat", 1, "runs of each prompt in each mode")
+	fs.Var(&levels, "concurrency", "load test: comma-separated numbers of concurrent clients, e.g. 1,2,4,8 (default: no load test; each prompt alone)")
+	fs.IntVar(&requests, "requests", 0, "with --concurrency: requests per level and mode (0: max(2×concurrency, 8))")
+	fs.BoolVar(&checkSolo, "check-solo", false, "with --concurrency: run each prompt alone first and count requests under load whose output differs (greedy or seeded only)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	load := len(levels) > 0
+	if load && flagSet(fs, "repeat") {
+		return usagef("--repeat: not with --concurrency (use --requests)")
+	}
+	if !load && (flagSet(fs, "requests") || checkSolo) {
+		return usagef("--requests and --check-solo need --concurrency")
+	}
+	if requests < 0 {
+		return usagef("--requests %d: want at least 1, or 0 for the default", requests)
+	}
+	if checkSolo && so.temp != 0 && so.seed < 0 {
+		return usagef("--check-solo: needs greedy (--temp 0) or seeded (--seed S) requests")
 	}
 	if sp.noSpec {
 		return usagef("--no-spec: bench alternates speculation on and off itself")
@@ -176,10 +197,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer cc.Close()
 	client := specdv1.NewGenerationServiceClient(cc)
-	rep := benchReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Repeats: repeats, Domains: map[string]*benchFigures{}}
-	run := func(p benchPrompt, spec bool) (generateResult, error) {
+	run := func(ctx context.Context, p benchPrompt, spec bool) (generateResult, error) {
 		o := proto.Clone(spo).(*specdv1.SpeculationOptions)
-		o.Disabled = !spec
+		o.Disabled = !spec // as generate --no-spec
 		req := &specdv1.GenerateRequest{Prompt: p.Prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
 			Stop: so.stop, Speculation: o, Domain: p.Domain}
 		rctx, cancel := context.WithTimeout(ctx, co.timeout)
@@ -188,10 +208,22 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// One warm-up request in each mode (connections, first-touch of the weights).
 	for _, spec := range []bool{true, false} {
-		if _, err := run(ps[0], spec); err != nil {
+		if _, err := run(ctx, ps[0], spec); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	if load {
+		rep := loadReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Prompts: len(ps), CheckSolo: checkSolo}
+		cfg := loadConfig{levels: levels, requests: requests, checkSolo: checkSolo, prompts: ps, run: run}
+		if !asJSON {
+			cfg.progress = stderr
+		}
+		if err := benchLoad(ctx, cfg, &rep); err != nil {
+			return err
+		}
+		return writeBench(stdout, svgPath, asJSON, &rep, func() string { return loadSVG(&rep) }, func(w io.Writer) { printLoad(w, &rep) })
+	}
+	rep := benchReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Repeats: repeats, Domains: map[string]*benchFigures{}}
 	for r := range repeats {
 		for i, p := range ps {
 			// Alternate which mode goes first, so slow drift of the machine (the two
@@ -199,12 +231,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			var spec, plain generateResult
 			var err error
 			if (i+r)%2 == 0 {
-				if spec, err = run(p, true); err == nil {
-					plain, err = run(p, false)
+				if spec, err = run(ctx, p, true); err == nil {
+					plain, err = run(ctx, p, false)
 				}
 			} else {
-				if plain, err = run(p, false); err == nil {
-					spec, err = run(p, true)
+				if plain, err = run(ctx, p, false); err == nil {
+					spec, err = run(ctx, p, true)
 				}
 			}
 			if err != nil {
@@ -228,15 +260,21 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, d := range rep.Domains {
 		d.finish()
 	}
+	return writeBench(stdout, svgPath, asJSON, &rep, func() string { return benchSVG(&rep) }, func(w io.Writer) { printBench(w, &rep) })
+}
+
+// writeBench writes a bench report: its chart to svgPath (unless empty), then the
+// report as JSON or as a table.
+func writeBench(stdout io.Writer, svgPath string, asJSON bool, rep any, svg func() string, table func(io.Writer)) error {
 	if svgPath != "" {
-		if err := os.WriteFile(svgPath, []byte(benchSVG(&rep)), 0o644); err != nil {
+		if err := os.WriteFile(svgPath, []byte(svg()), 0o644); err != nil {
 			return err
 		}
 	}
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(rep)
 	}
-	printBench(stdout, &rep)
+	table(stdout)
 	return nil
 }
 
@@ -287,30 +325,53 @@ func benchSVG(rep *benchReport) string {
 	const W, H, left, bottom, plotH = 760, 360, 60, 60, 250
 	groupW := float64(W-left-20) / float64(len(names))
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", W, H)
-	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="15" font-weight="bold">specd: tokens per second, speculation on vs off (%d tokens, T=%g)</text>`+"\n", left, rep.MaxTokens, rep.Temperature)
+	svgStart(&b, W, H, left, fmt.Sprintf("specd: tokens per second, speculation on vs off (%d tokens, T=%g)", rep.MaxTokens, rep.Temperature))
 	y0 := float64(H - bottom)
-	for i := 0; i <= 4; i++ {
-		v := top * float64(i) / 4
-		y := y0 - plotH*float64(i)/4
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%.0f</text>`+"\n", left, W-20, y, y, left-6, y+4, v)
-	}
+	svgYGrid(&b, left, W-20, y0, plotH, top)
 	for i, n := range names {
 		f := fig(n)
 		x := float64(left) + groupW*float64(i) + groupW*0.15
 		bw := groupW * 0.33
 		for j, v := range []float64{f.SpecTokensPerSecond, f.PlainTokensPerSecond} {
 			h := plotH * v / top
-			color := []string{"#2b6cb0", "#a0aec0"}[j]
+			color := []string{specColor, plainColor}[j]
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x+float64(j)*bw, y0-h, bw, h, color)
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-weight="bold">%.2f×</text>`+"\n", x+bw, y0-plotH*max(f.SpecTokensPerSecond, f.PlainTokensPerSecond)/top-6, f.Speedup)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x+bw, y0+16, html.EscapeString(n))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#555">%.0f%% acc.</text>`+"\n", x+bw, y0+32, 100*f.AcceptanceRate)
 	}
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="#2b6cb0"/><text x="%d" y="%d">speculative (draft + verifier)</text>`+"\n", left, H-18, left+16, H-8)
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="#a0aec0"/><text x="%d" y="%d">plain (verifier alone)</text>`+"\n", left+230, H-18, left+246, H-8)
+	svgLegends(&b, left, H-18)
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// The colours of the two modes in every bench chart.
+const (
+	specColor  = "#2b6cb0"
+	plainColor = "#a0aec0"
+)
+
+// svgStart opens an SVG document of w × h pixels: white background, title at x = left.
+func svgStart(b *strings.Builder, w, h, left int, title string) {
+	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	fmt.Fprintf(b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(b, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(title))
+}
+
+// svgYGrid draws five labelled grid lines from 0 at y0 up to top at y0 - plotH,
+// between x = left and x = right.
+func svgYGrid(b *strings.Builder, left, right int, y0, plotH, top float64) {
+	for i := 0; i <= 4; i++ {
+		v := top * float64(i) / 4
+		y := y0 - plotH*float64(i)/4
+		fmt.Fprintf(b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%.0f</text>`+"\n", left, right, y, y, left-6, y+4, v)
+	}
+}
+
+// svgLegends writes the legend of the two modes, starting at (x, y).
+func svgLegends(b *strings.Builder, x, y int) {
+	for i, l := range []struct{ color, label string }{{specColor, "speculative (draft + verifier)"}, {plainColor, "plain (verifier alone)"}} {
+		fmt.Fprintf(b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x+230*i, y, l.color, x+230*i+16, y+10, l.label)
+	}
 }

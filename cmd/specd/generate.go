@@ -81,6 +81,9 @@ type generateResult struct {
 	Draft                string  `json:"draft"`
 	Fallbacks            int     `json:"fallbacks"`
 	Failovers            int     `json:"failovers"`
+	// firstChunk is the client's time to first token: from sending the request to
+	// receiving the first chunk with a token (zero when none came).
+	firstChunk time.Duration
 }
 
 func finishName(f specdv1.FinishReason) string {
@@ -126,6 +129,9 @@ func collect(ctx context.Context, c specdv1.GenerationServiceClient, req *specdv
 			return res, err
 		}
 		if ch := msg.GetChunk(); ch != nil {
+			if res.firstChunk == 0 && len(ch.GetTokenIds()) > 0 {
+				res.firstChunk = time.Since(t0)
+			}
 			res.OutputIDs = append(res.OutputIDs, ch.GetTokenIds()...)
 			res.Text += ch.GetText()
 			if onText != nil && ch.GetText() != "" {

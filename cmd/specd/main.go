@@ -36,7 +36,7 @@ func commands() []command {
 		{"verifier", "serve the verifier (large) model", serviceCmd("verifier", func() service { return &verifierOptions{} })},
 		{"draft", "serve the draft (small) model", serviceCmd("draft", func() service { return &draftOptions{} })},
 		{"generate", "client: generate through a running router", generateCmd},
-		{"bench", "benchmark a running router: speculation on vs off over a prompt file", benchCmd},
+		{"bench", "benchmark a running router: speculation on vs off over a prompt file, or under load (--concurrency)", benchCmd},
 	}
 }
 
@@ -101,4 +101,11 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
+}
+
+// flagSet reports whether the command line set the named flag, even to its default.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

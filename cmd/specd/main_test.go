@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
+	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -122,5 +125,30 @@ func TestScoreJSON(t *testing.T) {
 	}
 	if res.Argmax[4] != 432 { // llama2.c's first generated token after "Once upon a time"
 		t.Errorf("argmax after the prompt = %d, want 432", res.Argmax[4])
+	}
+}
+
+// TestFlagSet: `up` gives the verifier one thread unless --threads was given, and an
+// explicit --threads equal to the default counts as given.
+func TestFlagSet(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"--kv-budget", "1000"}, false},
+		{[]string{"--threads", "2"}, true},
+		{[]string{"--threads=1"}, true},
+		{[]string{"--threads", fmt.Sprint(min(2, runtime.NumCPU()))}, true}, // the default
+	} {
+		fs := flag.NewFlagSet("up", flag.ContinueOnError)
+		var eo engineOptions
+		eo.addFlags(fs, "m")
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if got := flagSet(fs, "threads"); got != c.want {
+			t.Errorf("flagSet(%q, threads) = %v, want %v", c.args, got, c.want)
+		}
 	}
 }

@@ -344,7 +344,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("--consul: up runs everything on loopback without Consul; run specd router, verifier and draft to use Consul")
 	}
 	do.models, do.kvBudget, do.kvType, do.slots, do.queue = vo.models, vo.kvBudget/4, vo.kvType, vo.slots, vo.queue
-	if fs.Lookup("threads").Value.String() == fs.Lookup("threads").DefValue {
+	if !flagSet(fs, "threads") {
 		vo.threads = 1 // one core for the verifier, one for the draft
 	}
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {

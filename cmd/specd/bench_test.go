@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
+)
+
+func TestConcurrencyListSet(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want concurrencyList
+	}{
+		{"1", concurrencyList{1}},
+		{"1,2,4,8,16,32,64", concurrencyList{1, 2, 4, 8, 16, 32, 64}},
+		{" 8, 2 ", concurrencyList{8, 2}},
+	} {
+		var got concurrencyList
+		if err := got.Set(c.in); err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Set(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	// A bad list is a one-line usage error, before any connection is made.
+	for _, bad := range []string{"", "0", "a", "1,,2", "1,2,1", "-1", "2.5", "4097"} {
+		var l concurrencyList
+		if err := l.Set(bad); err == nil {
+			t.Errorf("Set(%q) = nil, want an error", bad)
+		}
+		_, stderr, code := run(t, "bench", "--addr", "127.0.0.1:1", "--concurrency", bad)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("bench --concurrency %q: exit %d, stderr %q; want exit 2 and one line", bad, code, stderr)
+		}
+	}
+	for _, args := range [][]string{
+		{"--concurrency", "1", "--repeat", "2"},
+		{"--requests", "4"},
+		{"--check-solo"},
+		{"--concurrency", "1", "--requests", "-1"},
+		{"--concurrency", "1", "--check-solo", "--temp", "0.8"},
+	} {
+		_, stderr, code := run(t, append([]string{"bench", "--addr", "127.0.0.1:1"}, args...)...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("bench %q: exit %d, stderr %q; want exit 2 and one line", args, code, stderr)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		p    float64
+		want float64
+	}{
+		{nil, 50, 0},
+		{[]float64{7}, 99, 7},
+		{[]float64{3, 1, 2}, 50, 2},
+		{[]float64{1, 2, 3, 4}, 50, 2.5},
+		{[]float64{4, 3, 2, 1}, 0, 1},
+		{[]float64{1, 2, 3, 4}, 100, 4},
+		{[]float64{0, 10}, 99, 9.9}, // numpy.percentile([0, 10], 99)
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 99, 9.91},
+	} {
+		xs := append([]float64(nil), c.xs...)
+		if got := percentile(c.xs, c.p); abs(got-c.want) > 1e-9 {
+			t.Errorf("percentile(%v, %v) = %v, want %v", c.xs, c.p, got, c.want)
+		}
+		if !reflect.DeepEqual(xs, c.xs) {
+			t.Errorf("percentile(%v) sorted its argument", xs)
+		}
+	}
+}
+
+func abs(x float64) float64 { return max(x, -x) }
+
+func TestCodeName(t *testing.T) {
+	for c, want := range map[codes.Code]string{codes.OK: "OK", codes.ResourceExhausted: "RESOURCE_EXHAUSTED",
+		codes.Unavailable: "UNAVAILABLE", codes.DeadlineExceeded: "DEADLINE_EXCEEDED", codes.InvalidArgument: "INVALID_ARGUMENT"} {
+		if got := codeName(c); got != want {
+			t.Errorf("codeName(%v) = %q, want %q", c, got, want)
+		}
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	ok := func(prompt, tokens int, lat, ttft float64, ids ...int32) loadOutcome {
+		return loadOutcome{prompt: prompt, res: generateResult{OutputIDs: ids, Tokens: tokens, WallSeconds: lat,
+			firstChunk: time.Duration(ttft * float64(time.Second)), Rounds: 2, Drafted: 8, Accepted: 6}}
+	}
+	outs := []loadOutcome{
+		ok(0, 10, 1, 0.1, 5, 6),
+		ok(1, 20, 3, 0.3, 7),
+		{prompt: 0, err: status.Error(codes.ResourceExhausted, "queue full")},
+		{prompt: 1, err: status.Error(codes.ResourceExhausted, "queue full")},
+		{prompt: 0, err: errors.New("stream ended without a final message")},
+	}
+	solo := [][]int32{{5, 6}, {7, 8}}
+	acc, perRound := 0.75, 3.0
+	want := loadRun{Requests: 5, Completed: 2, Tokens: 30, WallSeconds: 2, TokensPerSecond: 15, LatencyP50: 2, LatencyP99: 2.98,
+		TTFTP50: 0.2, TTFTP99: 0.298, Errors: map[string]int{"RESOURCE_EXHAUSTED": 2, "UNKNOWN": 1},
+		AcceptanceRate: &acc, MeanAcceptedPerRound: &perRound, SoloChecked: 2, SoloMismatches: 1}
+	got := summarize(outs, 2*time.Second, true, solo)
+	// The percentiles interpolate: compare the floats within rounding, the rest exactly.
+	approx := func(r *loadRun) []*float64 {
+		return []*float64{&r.WallSeconds, &r.TokensPerSecond, &r.LatencyP50, &r.LatencyP99, &r.TTFTP50, &r.TTFTP99}
+	}
+	for i, g := range approx(&got) {
+		if w := approx(&want)[i]; abs(*g-*w) > 1e-9 {
+			t.Errorf("summarize: float field %d = %v, want %v", i, *g, *w)
+		}
+		*g = *approx(&want)[i]
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("summarize = %+v, want %+v", got, want)
+	}
+	plain := summarize(outs, 2*time.Second, false, nil)
+	if plain.AcceptanceRate != nil || plain.SoloChecked != 0 {
+		t.Errorf("summarize(plain, no solo) = acceptance %v, %d checked; want nil, 0", plain.AcceptanceRate, plain.SoloChecked)
+	}
+}
+
+// startUp runs `specd up` in this process on a free loopback port, with the real specd
+// pair, and returns the router's address once it has learnt both models. The test's
+// cleanup stops it and checks that nothing is left running.
+func startUp(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		code := realMain(ctx, []string{"up", "--listen", "127.0.0.1:0", "--log-level", "error", "--kv-budget", "64000000"}, io.Discard, pw)
+		pw.Close()
+		done <- code
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			const mark = "serving specd.v1.GenerationService on "
+			if _, rest, ok := strings.Cut(sc.Text(), mark); ok {
+				a, _, _ := strings.Cut(rest, " ")
+				addr <- a
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("up: exit %d", code)
+		}
+		goleak.VerifyNone(t)
+	})
+	var a string
+	select {
+	case a = <-addr:
+	case code := <-done:
+		done <- code
+		t.Fatalf("up: exit %d before serving", code)
+	case <-time.After(time.Minute):
+		t.Fatal("up: not serving after a minute")
+	}
+	cc, err := services.Dial(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := specdv1.NewGenerationServiceClient(cc)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := c.ListModels(ctx, &specdv1.ListModelsRequest{})
+		if err == nil && len(resp.GetModels()) >= 2 {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("router never listed verifier and draft: %v %v", resp, err)
+		}
+	}
+}
+
+// TestBenchConcurrency runs the load test against `specd up`: every level and mode
+// completes its requests without errors, and greedy outputs under load are those of
+// each prompt run alone. Then the per-prompt bench, against the same servers.
+func TestBenchConcurrency(t *testing.T) {
+	addr := startUp(t)
+	svg := filepath.Join(t.TempDir(), "load.svg")
+	stdout, stderr, code := run(t, "bench", "--addr", addr, "--concurrency", "1,2", "--requests", "4", "-n", "8", "--json",
+		"--check-solo", "--svg", svg)
+	if code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, stderr)
+	}
+	var rep struct {
+		Addr        string  `json:"addr"`
+		Verifier    string  `json:"verifier"`
+		Draft       string  `json:"draft"`
+		Temperature float64 `json:"temperature"`
+		Prompts     int     `json:"prompts"`
+		MaxTokens   int     `json:"max_tokens"`
+		CheckSolo   bool    `json:"check_solo"`
+		Levels      []struct {
+			Concurrency int                        `json:"concurrency"`
+			Speedup     *float64                   `json:"speedup"`
+			Speculative map[string]json.RawMessage `json:"speculative"`
+			Plain       map[string]json.RawMessage `json:"plain"`
+		} `json:"levels"`
+	}
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		t.Fatalf("bench --json: %v: %s", err, stdout)
+	}
+	if rep.Addr != addr || rep.Verifier == "" || rep.Draft == "" || rep.MaxTokens != 8 || !rep.CheckSolo || rep.Prompts < 1 || len(rep.Levels) != 2 {
+		t.Fatalf("bench --json = %s", stdout)
+	}
+	for i, lv := range rep.Levels {
+		if lv.Concurrency != []int{1, 2}[i] || lv.Speedup == nil {
+			t.Errorf("level %d: concurrency %d, speedup %v; want %d and a speedup", i, lv.Concurrency, lv.Speedup, []int{1, 2}[i])
+		}
+		for mode, r := range map[string]map[string]json.RawMessage{"speculative": lv.Speculative, "plain": lv.Plain} {
+			var got loadRun
+			raw, _ := json.Marshal(r)
+			if err := json.Unmarshal(raw, &got); err != nil {
+				t.Fatal(err)
+			}
+			keys := []string{"requests", "completed", "tokens", "wall_seconds", "tokens_per_second", "latency_p50_seconds",
+				"latency_p99_seconds", "ttft_p50_seconds", "ttft_p99_seconds", "errors", "solo_checked", "solo_mismatches"}
+			if mode == "speculative" {
+				keys = append(keys, "acceptance_rate", "mean_accepted_per_round")
+			}
+			for _, k := range keys {
+				if _, ok := r[k]; !ok {
+					t.Errorf("concurrency %d %s: no %q", lv.Concurrency, mode, k)
+				}
+			}
+			if len(r) != len(keys) {
+				t.Errorf("concurrency %d %s: keys %v, want %v", lv.Concurrency, mode, r, keys)
+			}
+			if got.Requests != 4 || got.Completed != 4 || len(got.Errors) != 0 || got.TokensPerSecond <= 0 || got.Tokens <= 0 ||
+				got.LatencyP50 <= 0 || got.LatencyP99 < got.LatencyP50 || got.TTFTP50 <= 0 || got.TTFTP50 > got.LatencyP50 {
+				t.Errorf("concurrency %d %s = %s", lv.Concurrency, mode, raw)
+			}
+			if got.SoloChecked != 4 || got.SoloMismatches != 0 {
+				t.Errorf("concurrency %d %s: %d of %d outputs differ from the prompt run alone; want 0 of 4",
+					lv.Concurrency, mode, got.SoloMismatches, got.SoloChecked)
+			}
+		}
+	}
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Polylines []struct {
+			Points string `xml:"points,attr"`
+		} `xml:"polyline"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil || len(doc.Polylines) != 2 || len(strings.Fields(doc.Polylines[0].Points)) != 2 {
+		t.Errorf("svg: %v, %+v; want two lines of two points", err, doc)
+	}
+
+	// Without --concurrency, bench is the per-prompt comparison it was.
+	prompts := filepath.Join(t.TempDir(), "prompts.jsonl")
+	if err := os.WriteFile(prompts, []byte(`{"id":"a","domain":"x","prompt":"Once upon a time"}`+"\n"+`{"id":"b","prompt":"The king said"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code = run(t, "bench", "--addr", addr, "--prompts", prompts, "-n", "8", "--json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, stderr)
+	}
+	var per benchReport
+	if err := json.Unmarshal([]byte(stdout), &per); err != nil {
+		t.Fatal(err)
+	}
+	if per.Prompts != 2 || per.IdenticalOutputs != 2 || per.SpecTokensPerSecond <= 0 || len(per.Domains) != 2 {
+		t.Errorf("bench --json (per prompt) = %s", stdout)
+	}
+}
