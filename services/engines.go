@@ -25,12 +25,13 @@ type Engines struct {
 	maxQueue int32
 	waiting  atomic.Int32
 	active   atomic.Int32
+	load     atomic.Pointer[func() (int, int)] // SetLoad's; nil: the slots'
 }
 
 // EngineConfig sizes Engines.
 type EngineConfig struct {
 	Threads  int          // kernel threads per slot
-	Slots    int          // sessions computing at once
+	Slots    int          // sessions computing at once; 0: none (a scheduler of the service's own runs the model)
 	Queue    int          // sessions allowed to wait for a slot
 	KVBudget int64        // bytes of KV cache shared by all sessions
 	KVType   kernels.Type // kernels.F32 or kernels.F16
@@ -39,7 +40,7 @@ type EngineConfig struct {
 
 // NewEngines prepares cfg.Slots slots for m.
 func NewEngines(m *model.Model, cfg EngineConfig) (*Engines, error) {
-	if cfg.Slots < 1 || cfg.Threads < 1 || cfg.Queue < 0 {
+	if cfg.Slots < 0 || cfg.Threads < 1 || cfg.Queue < 0 {
 		return nil, fmt.Errorf("engines: slots %d, threads %d, queue %d", cfg.Slots, cfg.Threads, cfg.Queue)
 	}
 	kv, err := m.NewKVPool(cfg.KVBudget, cfg.KVType)
@@ -115,8 +116,15 @@ func (e *Engines) releaser(st *model.State) func() {
 
 // Load reports sessions running and waiting.
 func (e *Engines) Load() (active, waiting int) {
+	if f := e.load.Load(); f != nil {
+		return (*f)()
+	}
 	return int(e.active.Load()), int(e.waiting.Load())
 }
+
+// SetLoad makes Load report f's figures: those of a service that runs the model with a
+// scheduler of its own instead of the slots.
+func (e *Engines) SetLoad(f func() (running, waiting int)) { e.load.Store(&f) }
 
 // Close stops the kernel pools. No session may be running.
 func (e *Engines) Close() {

@@ -8,13 +8,18 @@ import (
 	"errors"
 	"fmt"
 
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/verifier"
 )
 
 // FieldError is a bad request field; it maps to InvalidArgument naming the field.
@@ -42,6 +47,17 @@ var (
 	ErrNotReady = errors.New("model not loaded yet")
 )
 
+// BusyError is a refusal for lack of capacity (it wraps ErrBusy or another
+// resource error) with a hint of when to retry; it maps to ResourceExhausted with a
+// google.rpc.RetryInfo detail.
+type BusyError struct {
+	Err        error
+	RetryAfter time.Duration
+}
+
+func (e *BusyError) Error() string { return e.Err.Error() }
+func (e *BusyError) Unwrap() error { return e.Err }
+
 // Status turns an error into a gRPC status error. It is the one place where specd
 // chooses status codes: bad input is InvalidArgument naming the field, full queues and
 // KV budgets are ResourceExhausted, unreachable peers are Unavailable, context errors
@@ -54,6 +70,14 @@ func Status(err error) error {
 		return s.Err()
 	}
 	var fe *FieldError
+	var be *BusyError
+	if errors.As(err, &be) {
+		st := status.New(codes.ResourceExhausted, err.Error())
+		if d, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(be.RetryAfter)}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	}
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
@@ -62,7 +86,7 @@ func Status(err error) error {
 	case errors.As(err, &fe), errors.Is(err, sample.ErrInvalid), errors.Is(err, model.ErrBadToken),
 		errors.Is(err, generate.ErrEmptyPrompt), errors.Is(err, model.ErrContextFull):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy):
+	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy), errors.Is(err, verifier.ErrQueueFull):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotReady), errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())

@@ -69,6 +69,7 @@ type Update struct {
 	Admitted bool             // the request left the queue in this step
 	Tokens   []generate.Token // committed tokens to stream, in order
 	Verdicts []spec.Verdict   // for the request's draft, in order
+	Rounds   []Round          // draft proposals verified, in order
 	Done     bool             // the request finished (Output says why) or failed (Err)
 	Err      error            // the request failed; it is gone
 	// CachedPrompt is how many prompt positions came from the prefix cache (set when
@@ -76,6 +77,17 @@ type Update struct {
 	CachedPrompt int
 	Output       *generate.Output // the generation; set when Done without Err
 	Stats        Stats            // set when Done
+}
+
+// Round describes one verified draft proposal.
+type Round struct {
+	Round    uint64        // the proposal's round
+	Start    int           // its first position
+	Gamma    int           // tokens it proposed
+	Drafted  int           // of them, checked in the pass
+	Accepted int           // of those, kept
+	Drafting time.Duration // the draft's compute time for it (0: unknown)
+	Next     int           // the γ the verdict asked for next
 }
 
 // Ready is what one Step did.
@@ -159,6 +171,8 @@ const (
 // tokens and of rounds that ended in a rejection: for a run of independent acceptances
 // with probability α, accepted / (accepted + rejections) estimates α.
 type rate struct{ acc, rej float64 }
+
+const decay = 0.9 // weight of history per observed round
 
 func (r *rate) alpha() float64 { return r.acc / (r.acc + r.rej) }
 
@@ -458,8 +472,15 @@ func (s *Scheduler) Step() (Ready, error) {
 		}
 		switch e.source {
 		case srcDraft:
+			p := e.props[0]
 			e.props = e.props[1:]
-			e.draft.observe(e.sess.Stats.Drafted-before.Drafted, e.sess.Stats.Accepted-before.Accepted)
+			drafted, accepted := e.sess.Stats.Drafted-before.Drafted, e.sess.Stats.Accepted-before.Accepted
+			e.draft.observe(drafted, accepted)
+			rd := Round{Round: p.Round, Start: p.Start, Gamma: len(p.Tokens), Drafted: drafted, Accepted: accepted, Drafting: p.Drafting}
+			if st.Verdict != nil {
+				rd.Next = s.withGamma(e, *st.Verdict).NextGamma
+			}
+			u.Rounds = append(u.Rounds, rd)
 		case srcLookup:
 			e.guess.observe(e.sess.Stats.Guessed-before.Guessed, e.sess.Stats.GuessAccepted-before.GuessAccepted)
 		}

@@ -63,9 +63,9 @@ type Session struct {
 	solo *model.State // Own and Verify's forward passes; nil for a scheduler's session
 	smp  *sample.Sampler
 	plan plan // the step in flight between a plan and its apply
-	req Request
-	out *generate.Output
-	seq []int32 // committed tokens; the cache holds all but the last
+	req  Request
+	out  *generate.Output
+	seq  []int32 // committed tokens; the cache holds all but the last
 
 	verdicts   uint64 // verdicts sent
 	lastReject uint64 // verdict after which the draft had to roll back

@@ -20,6 +20,7 @@ import (
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
 	"github.com/specd-dev/specd/spec"
+	"github.com/specd-dev/specd/verifier"
 )
 
 // Default listen addresses of the three services.
@@ -109,18 +110,30 @@ func (o *workerOptions) validate() error {
 
 type verifierOptions struct {
 	workerOptions
-	mode      string
-	maxGamma  int
-	lookup    int
-	draftWait time.Duration
+	mode         string
+	maxGamma     int
+	lookup       int
+	maxBatch     int
+	maxRunning   int
+	prefillChunk int
+	queueWait    time.Duration
+	prefixCache  bool
 }
 
 func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	o.workerOptions.addFlags(fs, "specd-target-q8_0", cmp.Or(o.listen, defaultVerifierAddr))
 	fs.StringVar(&o.mode, "mode", "coupled", "default verification mode for sampled requests: coupled or rejection")
-	fs.IntVar(&o.maxGamma, "max-gamma", 8, "cap on the adaptive number of draft tokens per round")
-	fs.IntVar(&o.lookup, "lookup", 8, "most tokens the verifier guesses by prompt lookup and checks in each step it takes without a proposal (0: none)")
-	fs.DurationVar(&o.draftWait, "draft-wait", 0, "longest wait for a proposal before decoding a token plainly (0: never wait; decode the next token while the proposal is on its way)")
+	fs.IntVar(&o.maxGamma, "max-gamma", 8, "most draft tokens one pass checks for one request (a request's max_gamma can only lower it)")
+	fs.IntVar(&o.lookup, "lookup", 8, "most tokens the verifier guesses by prompt lookup for a request without a usable proposal (0: none)")
+	fs.IntVar(&o.maxBatch, "max-batch", 128, "most tokens in one batched forward pass, all requests together")
+	fs.IntVar(&o.maxRunning, "max-running", 64, "most requests decoding at once (at most --max-batch); admission also waits for KV budget")
+	fs.IntVar(&o.prefillChunk, "prefill-chunk", 64, "most prompt tokens one pass prefills, all requests together")
+	fs.DurationVar(&o.queueWait, "queue-wait", 30*time.Second, "longest a request waits for admission before RESOURCE_EXHAUSTED")
+	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "share the KV blocks of identical prompt prefixes between requests")
+	fs.Lookup("queue").DefValue = "256"
+	o.queue = 256
+	fs.Lookup("queue").Usage = "requests allowed to wait for admission; more get RESOURCE_EXHAUSTED"
+	fs.Lookup("slots").Usage = "unused by the verifier (it batches every admitted request into one pass)"
 }
 
 func (o *verifierOptions) validate() error {
@@ -135,6 +148,9 @@ func (o *verifierOptions) validate() error {
 	}
 	if o.lookup < 0 || o.lookup > 64 {
 		return usagef("--lookup %d: want 0..64", o.lookup)
+	}
+	if o.maxBatch < 1 || o.maxBatch > 4096 || o.maxRunning < 1 || o.prefillChunk < 1 || o.queueWait <= 0 {
+		return usagef("--max-batch %d, --max-running %d, --prefill-chunk %d, --queue-wait %v: want max-batch 1..4096, the others positive", o.maxBatch, o.maxRunning, o.prefillChunk, o.queueWait)
 	}
 	return nil
 }
@@ -242,7 +258,17 @@ func (o *workerOptions) worker(tel *telemetry.Telemetry, ready func(*model.Model
 
 func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 	mode, _ := spec.ParseMode(o.mode)
-	return verifiersvc.Config{Mode: mode, MaxGamma: o.maxGamma, Lookup: o.lookup, DraftWait: o.draftWait, Metrics: tel.Metrics}
+	return verifiersvc.Config{Mode: mode, QueueWait: o.queueWait, Metrics: tel.Metrics, Engine: verifiersvc.EngineConfig{
+		Threads: o.threads, PrefixCache: o.prefixCache,
+		Sched: verifier.Config{MaxTokens: o.maxBatch, PrefillChunk: o.prefillChunk, MaxRunning: o.maxRunning, MaxQueue: o.queue, MaxGamma: o.maxGamma, Lookup: o.lookup},
+	}}
+}
+
+// worker is the verifier's: its engine batches every request, so it has no slots.
+func (o *verifierOptions) worker(tel *telemetry.Telemetry, ready func(*model.Model)) serve.Worker {
+	w := o.workerOptions.worker(tel, ready)
+	w.Engine.Slots, w.Engine.Queue = 0, 0
+	return w
 }
 
 func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {
@@ -343,10 +369,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if vo.registerOptions.addr != "" {
 		return usagef("--consul: up runs everything on loopback without Consul; run specd router, verifier and draft to use Consul")
 	}
-	do.models, do.kvBudget, do.kvType, do.slots, do.queue = vo.models, vo.kvBudget/4, vo.kvType, vo.slots, vo.queue
-	if !flagSet(fs, "threads") {
-		vo.threads = 1 // one core for the verifier, one for the draft
-	}
+	do.models, do.kvBudget, do.kvType = vo.models, vo.kvBudget/4, vo.kvType
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
 		return usagef("--listen %q: %v", listenAddr, err)
 	}

@@ -107,25 +107,26 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	}
 	vs := verifiersvc.New(cfg, w.Log, dialOptions(w.Tel)...)
 	defer vs.Close()
-	return worker(ctx, w, router.Verifier, "specd.speculation.v1.VerifierService", lis, func(srv *services.Server) func(*services.Engines) {
+	return worker(ctx, w, router.Verifier, "specd.speculation.v1.VerifierService", lis, func(srv *services.Server) func(*services.Engines) (func(), error) {
 		speculationv1.RegisterVerifierServiceServer(srv.GRPC, vs)
-		return vs.SetEngines
+		return func(e *services.Engines) (func(), error) { return vs.Stop, vs.SetEngines(e) }
 	})
 }
 
 // Draft serves a draft on lis until ctx ends.
 func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener) error {
 	ds := draftsvc.New(cfg, w.Log)
-	return worker(ctx, w, router.Draft, "specd.speculation.v1.DraftService", lis, func(srv *services.Server) func(*services.Engines) {
+	return worker(ctx, w, router.Draft, "specd.speculation.v1.DraftService", lis, func(srv *services.Server) func(*services.Engines) (func(), error) {
 		speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
-		return ds.SetEngines
+		return func(e *services.Engines) (func(), error) { ds.SetEngines(e); return func() {}, nil }
 	})
 }
 
 // worker runs a model-serving gRPC server: it registers the service (register returns
-// the function that hands it the loaded engines), serves health NOT_SERVING while the
+// the function that hands it the loaded engines, and returns the function that stops
+// its use of them), serves health NOT_SERVING while the
 // model loads, then SERVING, registers in Consul if asked, and stops when ctx ends.
-func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engines)) error {
+func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engines) (func(), error)) error {
 	srv := services.NewServer(name, w.Log, serverOptions(w.Tel)...)
 	setEngines := register(srv)
 	ctx, stop := context.WithCancel(ctx)
@@ -143,7 +144,11 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 	}
 	defer m.Close()
 	defer eng.Close()
-	setEngines(eng)
+	stopService, err := setEngines(eng)
+	defer stopService() // before the engines close (defers run last-first)
+	if err != nil {
+		return fail(err)
+	}
 	if w.Tel != nil {
 		defer w.Tel.Metrics.ObserveKVBlocks(func() (int64, int64) {
 			st := eng.KV.Stats()

@@ -30,6 +30,7 @@ import (
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
+	"github.com/specd-dev/specd/verifier"
 )
 
 // stack is a router, a verifier and a draft serving on loopback, started with the
@@ -62,7 +63,6 @@ func startStack(t *testing.T) *stack { return startStackWith(t, stackOptions{}) 
 type stackOptions struct {
 	draftAddr string               // an already running draft to use instead of starting one
 	vtel      *telemetry.Telemetry // the verifier's telemetry (nil: none)
-	draftWait time.Duration        // the verifier's Config.DraftWait
 	branches  int                  // the draft's Config.Branches
 }
 
@@ -87,7 +87,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
-			verifiersvc.Config{MaxGamma: 8, Lookup: 8, DraftWait: o.draftWait}, vl)
+			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}}}, vl)
 	})
 	if o.draftAddr == "" {
 		run(func() error {
@@ -280,12 +280,10 @@ func TestGreedyEqualsPlainOnEveryPrompt(t *testing.T) {
 		100*float64(accepted)/float64(drafted), accepted, drafted, kept, guessed)
 }
 
-// TestGreedyEqualsPlainWaiting: with a verifier that waits for proposals
-// (Config.DraftWait), which sizes the round after a rollback by the wait and prices
-// waits into pauses, and a draft that drafts branches, greedy output is still plain
-// decoding's, and rounds report the draft's round trip.
-func TestGreedyEqualsPlainWaiting(t *testing.T) {
-	s := startStackWith(t, stackOptions{draftWait: 20 * time.Millisecond, branches: 2})
+// TestGreedyEqualsPlainBranches: with a draft that drafts branches, greedy output is
+// still plain decoding's, and rounds report the draft's round trip.
+func TestGreedyEqualsPlainBranches(t *testing.T) {
+	s := startStackWith(t, stackOptions{branches: 2})
 	n := 64
 	if testing.Short() {
 		n = 24

@@ -23,7 +23,7 @@ const (
 )
 
 // roundAttrs are the attributes every speculation.round span carries.
-var roundAttrs = []string{"specd.round", "specd.gamma", "specd.accepted", "specd.drafted", "specd.round_trip_seconds", "specd.wait_seconds", "specd.drafting_seconds", "specd.verifier.model", "specd.draft.model"}
+var roundAttrs = []string{"specd.round", "specd.gamma", "specd.accepted", "specd.drafted", "specd.round_trip_seconds", "specd.drafting_seconds", "specd.verifier.model", "specd.draft.model"}
 
 // TestTraceAcrossServices runs router, verifier and draft as separate `specd`
 // processes exporting over OTLP to a real Jaeger (the router over http/protobuf, the

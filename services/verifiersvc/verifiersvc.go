@@ -5,6 +5,7 @@
 package verifiersvc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"fmt"
 
 	"github.com/specd-dev/specd/generate"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
@@ -27,21 +30,21 @@ import (
 
 // Config tunes the verifier service.
 type Config struct {
-	Mode        spec.Mode     // default verification mode for sampled requests
-	MaxGamma    int           // cap on adaptive γ
-	ProposalTop int           // rejection mode: draft probabilities sent per token
-	DraftWait   time.Duration // longest wait for a proposal before decoding a token plainly; 0 never waits
-	// Lookup is the most tokens an own step guesses by prompt lookup (verifier.Session.Own)
-	// in a request that speculates; 0 guesses none.
-	Lookup  int
-	Address string             // this verifier's address, reported in stats
-	Metrics *telemetry.Metrics // round-trip histogram; nil records nothing
+	Mode        spec.Mode // default verification mode for sampled requests
+	ProposalTop int       // rejection mode: draft probabilities sent per token
+	Engine      EngineConfig
+	// QueueWait is the longest a request waits for admission before it fails with
+	// RESOURCE_EXHAUSTED (0: 30 s); its deadline, when sooner, ends it first.
+	QueueWait time.Duration
+	Address   string             // this verifier's address, reported in stats
+	Metrics   *telemetry.Metrics // round-trip histogram; nil records nothing
 }
 
 // Server implements speculationv1.VerifierServiceServer.
 type Server struct {
 	speculationv1.UnimplementedVerifierServiceServer
 	ready atomic.Pointer[services.Engines] // nil until the model is loaded
+	eng   atomic.Pointer[engine]
 	cfg   Config
 	log   *slog.Logger
 
@@ -59,31 +62,53 @@ func New(cfg Config, log *slog.Logger, dial ...grpc.DialOption) *Server {
 	if cfg.Mode == 0 {
 		cfg.Mode = spec.Coupled
 	}
-	if cfg.MaxGamma <= 0 {
-		cfg.MaxGamma = 8
-	}
 	if cfg.ProposalTop <= 0 {
 		cfg.ProposalTop = 64
+	}
+	if cfg.QueueWait <= 0 {
+		cfg.QueueWait = 30 * time.Second
 	}
 	return &Server{cfg: cfg, log: log, conns: services.NewConns(dial...), draftModels: map[string]string{}}
 }
 
-// SetEngines makes the server serve with eng (its model is loaded).
-func (s *Server) SetEngines(eng *services.Engines) { s.ready.Store(eng) }
-
-func (s *Server) engines() (*services.Engines, error) {
-	if e := s.ready.Load(); e != nil {
-		return e, nil
+// SetEngines makes the server serve with eng's model and KV pool: it starts the
+// batching engine (timing its passes first) and then answers requests.
+func (s *Server) SetEngines(eng *services.Engines) error {
+	e, err := newEngine(eng, s.cfg.Engine, s.log)
+	if err != nil {
+		return err
 	}
-	return nil, services.ErrNotReady
+	eng.SetLoad(e.load)
+	s.eng.Store(e)
+	s.ready.Store(eng)
+	return nil
 }
 
-// Close closes the client connections.
-func (s *Server) Close() { s.conns.Close() }
+func (s *Server) engines() (*services.Engines, *engine, error) {
+	if e, en := s.ready.Load(), s.eng.Load(); e != nil && en != nil {
+		return e, en, nil
+	}
+	return nil, nil, services.ErrNotReady
+}
+
+// Stop stops the engine: requests still running fail as UNAVAILABLE. It must come
+// before the model is closed. Stop is idempotent.
+func (s *Server) Stop() {
+	if e := s.eng.Swap(nil); e != nil {
+		s.ready.Store(nil)
+		e.close()
+	}
+}
+
+// Close stops the engine and closes the client connections.
+func (s *Server) Close() {
+	s.Stop()
+	s.conns.Close()
+}
 
 // Info describes the verifier model and its capacity.
 func (s *Server) Info(ctx context.Context, _ *speculationv1.InfoRequest) (*speculationv1.InfoResponse, error) {
-	eng, err := s.engines()
+	eng, _, err := s.engines()
 	if err != nil {
 		return nil, services.Status(err)
 	}
@@ -92,7 +117,7 @@ func (s *Server) Info(ctx context.Context, _ *speculationv1.InfoRequest) (*specu
 
 // Tokenize encodes text with the verifier's tokenizer.
 func (s *Server) Tokenize(ctx context.Context, r *specdv1.TokenizeRequest) (*specdv1.TokenizeResponse, error) {
-	eng, err := s.engines()
+	eng, _, err := s.engines()
 	if err != nil {
 		return nil, services.Status(err)
 	}
@@ -115,7 +140,7 @@ func (s *Server) Generate(req *speculationv1.GenerateRequest, stream speculation
 
 func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateRequest, stream speculationv1.VerifierService_GenerateServer) error {
 	t0 := time.Now()
-	eng, err := s.engines()
+	eng, e, err := s.engines()
 	if err != nil {
 		return err
 	}
@@ -151,257 +176,168 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	if mode == 0 {
 		mode = s.cfg.Mode
 	}
-	st, release, err := eng.Acquire(ctx)
-	if err != nil {
-		return err
+	job := verifier.Job{
+		Request: verifier.Request{
+			Prompt: prompt, Resume: req.GetResumeIds(), ResumeText: int(req.GetResumeTextBytes()),
+			Sampling: q.Sampling, Mode: mode,
+			Limits: generate.Limits{MaxTokens: q.MaxTokens, Context: m.Context, Stop: q.Stop,
+				EOS: m.Tok.EOS(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS},
+		},
+		Spec: q.Spec, MaxGamma: q.MaxGamma, Gamma: q.Gamma,
 	}
-	defer release()
-	gamma := verifier.NewGamma(s.cfg.MaxGamma, q.Gamma)
-	gamma.Waits = s.cfg.DraftWait > 0
-	gamma.Seed(eng.Timing.Step, eng.Timing.Block5)
-	if q.MaxGamma > 0 {
-		gamma.Max = q.MaxGamma
-	}
-	// Open the draft's stream before prefilling, so that the draft prefills the same
-	// context at the same time and its first proposal is ready sooner.
-	var link *draftLink
-	var linkErr error
-	addr := req.GetDraftAddress()
-	if addr != "" && q.Spec {
-		link, linkErr = s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, gamma.Next())
-		if linkErr == nil {
-			defer link.close()
-		}
-	}
-	sess, err := verifier.NewSession(st, verifier.Request{
-		Prompt: prompt, Resume: req.GetResumeIds(), ResumeText: int(req.GetResumeTextBytes()),
-		Sampling: q.Sampling, Mode: mode,
-		Limits: generate.Limits{MaxTokens: q.MaxTokens, Context: m.Context, Stop: q.Stop,
-			EOS: m.Tok.EOS(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS},
-	})
-	if err != nil {
-		return err
-	}
-	r := &run{s: s, ctx: ctx, lookup: s.cfg.Lookup, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), sess: sess, stream: stream, t0: t0, gamma: gamma}
-	if !q.Spec {
-		r.lookup = 0
-	}
+	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0, arrivals: map[uint64]roundArrival{}}
 	r.stats.PromptTokens = uint32(len(prompt))
 	r.stats.Verifier = &specdv1.Endpoint{Address: s.cfg.Address, Model: m.Name}
 	r.stats.Mode = services.ModeToProto(mode)
 	if q.Sampling.Greedy() {
 		r.stats.Mode = specdv1.VerificationMode_VERIFICATION_MODE_GREEDY
 	}
-	switch {
-	case linkErr != nil:
-		r.fallback(linkErr)
-	case link != nil:
-		r.link = link
-		r.draftModel = s.draftModel(ctx, addr)
-		r.stats.Draft = &specdv1.Endpoint{Address: addr, Model: r.draftModel}
+	// Open the draft's stream before submitting, so that the draft prefills the same
+	// context while the verifier does.
+	if addr := req.GetDraftAddress(); addr != "" && q.Spec {
+		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, max(q.Gamma, 1, min(4, s.cfg.Engine.Sched.MaxGamma)))
+		if err != nil {
+			r.fallback(err)
+		} else {
+			defer link.close()
+			r.link = link
+			r.draftModel = s.draftModel(ctx, addr)
+			r.stats.Draft = &specdv1.Endpoint{Address: addr, Model: r.draftModel}
+		}
 	}
-	return r.loop()
+	id, sk, err := e.Submit(ctx, job)
+	if err != nil {
+		if errors.Is(err, verifier.ErrQueueFull) {
+			return &services.BusyError{Err: err, RetryAfter: e.retryAfter()}
+		}
+		return err
+	}
+	defer e.cancel(id)
+	r.id = id
+	return r.loop(sk)
 }
 
-// run is the state of one Generate call.
+// run is the state of one Generate call on its own goroutine: it streams the engine's
+// updates to the client and carries proposals and verdicts between the engine and the
+// draft.
 type run struct {
 	s           *Server
+	e           *engine
+	id          verifier.ID
 	ctx         context.Context
-	sess        *verifier.Session
 	stream      speculationv1.VerifierService_GenerateServer
 	link        *draftLink
-	gamma       *verifier.Gamma
 	tracer      trace.Tracer
 	model       string // the verifier's model
 	draftModel  string
 	t0          time.Time
+	admitted    time.Time
 	first       time.Time
-	waited      time.Duration
-	lookup      int           // most tokens an own step guesses (Config.Lookup; 0 without speculation)
-	plainRun    int           // plain steps to take before verifying again
-	pauseLen    int           // length of the next pause (0: plainPause)
-	unpriced    time.Duration // waited since the last verified round, for Gamma.ObserveRate
-	behind      int           // tokens decoded without waiting since a proposal was last used
-	roundTrips  time.Duration // summed draft round trips of fresh rounds
+	arrivals    map[uint64]roundArrival // proposals sent to the engine, by round, until verified
+	roundTrips  time.Duration           // summed draft round trips of fresh rounds
 	freshRounds int
 	stats       specdv1.Stats
 }
 
-func (r *run) loop() error {
-	for !r.sess.Done() {
-		if err := r.ctx.Err(); err != nil {
-			return err
+func (r *run) loop(sk *sink) error {
+	wait := time.NewTimer(r.s.cfg.QueueWait)
+	defer wait.Stop()
+	for {
+		var props <-chan arrival
+		if r.link != nil {
+			props = r.link.proposals
 		}
-		step, err := r.next()
-		if err != nil {
-			return err
-		}
-		if err := r.emit(step.Tokens); err != nil {
-			return err
+		select {
+		case <-sk.notify:
+			for _, u := range sk.take() {
+				done, err := r.update(u, wait)
+				if err != nil || done {
+					return err
+				}
+			}
+		case a, ok := <-props:
+			if !ok {
+				r.fallback(r.link.err())
+				continue
+			}
+			rtt := r.link.roundTrip(a)
+			if rtt > 0 {
+				r.roundTrips += rtt
+				r.freshRounds++
+				r.s.cfg.Metrics.RecordRoundTrip(r.ctx, r.model, r.draftModel, rtt)
+			}
+			if len(r.arrivals) < 64 {
+				r.arrivals[a.p.Round] = roundArrival{a.at, rtt}
+			}
+			if err := r.e.send(r.ctx, event{id: r.id, proposal: &proposal{a}}); err != nil {
+				return err
+			}
+		case <-wait.C:
+			if r.admitted.IsZero() {
+				return &services.BusyError{Err: fmt.Errorf("%w: not admitted within %v", services.ErrBusy, r.s.cfg.QueueWait), RetryAfter: r.e.retryAfter()}
+			}
+		case <-r.ctx.Done():
+			return r.ctx.Err()
 		}
 	}
-	return r.finish()
 }
 
-// A verifier that does not wait for proposals (Config.DraftWait 0) still waits, up to
-// catchUpSteps of its steps and at least minCatchUp, once per maxBehind tokens it
-// decodes on its own without using a proposal.
-const (
-	maxBehind    = 16
-	catchUpSteps = 4
-	minCatchUp   = 2 * time.Millisecond
-)
+// roundArrival is when a proposal arrived and its round trip (0: not a fresh round).
+type roundArrival struct {
+	at  time.Time
+	rtt time.Duration
+}
 
-// plainPause is how many tokens the verifier first decodes plainly when speculation
-// does not pay, before it verifies proposals again to see whether the draft has caught
-// on; each pause that follows the shortest measurement doubles it, up to maxPause.
-const (
-	plainPause = 16
-	maxPause   = 128
-)
-
-// next takes one step: it verifies a proposal when the draft has one ready (or within
-// the wait budget), else decodes a token plainly. A stale proposal commits nothing.
-func (r *run) next() (verifier.Step, error) {
-	if r.link == nil {
-		return r.own()
+// update acts on one engine update; done reports the end of the request.
+func (r *run) update(u verifier.Update, wait *time.Timer) (done bool, err error) {
+	if u.Admitted {
+		r.admitted = time.Now()
+		wait.Stop()
+		r.stats.CachedPromptTokens = uint32(u.CachedPrompt)
+		r.stats.QueueWait = services.Duration(r.admitted.Sub(r.t0))
 	}
-	if r.plainRun > 0 {
-		// Speculation does not pay at the moment (see verifier.Gamma.PlainPays): decode
-		// plainly for a while, then verify the draft's next proposal to measure again.
-		r.plainRun--
-		return r.own()
+	if err := r.emit(u.Tokens); err != nil {
+		return true, err
 	}
-	var a arrival
-	var ok bool
-	var wait time.Duration
-	roundStart := time.Now()
-	select {
-	case a, ok = <-r.link.proposals:
-	default:
-		// No proposal at hand. By default the verifier does not wait: it decodes its
-		// own next token, which the proposal on its way must then start with (see
-		// DraftWait).
-		budget := r.s.cfg.DraftWait
-		if budget == 0 {
-			if r.behind < maxBehind {
-				r.behind++
-				return r.own()
-			}
-			// No proposal has been used for maxBehind tokens: each one arrives after
-			// the verifier has moved past its first tokens (a slow or distant draft).
-			// Wait for the next one, once per maxBehind tokens, so that speculation
-			// catches up without a dead-slow draft costing a wait every token.
-			r.behind = 0
-			budget = max(catchUpSteps*r.gamma.StepTime(), minCatchUp)
+	for _, rd := range u.Rounds {
+		r.roundSpan(rd)
+	}
+	for _, v := range u.Verdicts {
+		if r.link == nil {
+			break
 		}
-		t := time.NewTimer(budget)
-		w0 := time.Now()
-		select {
-		case a, ok = <-r.link.proposals:
-			t.Stop()
-			wait = time.Since(w0)
-			r.waited += wait
-			r.unpriced += wait
-			r.gamma.ObserveWait(wait)
-		case <-t.C:
-			r.waited += budget
-			r.unpriced += budget
-			return r.own()
-		case <-r.ctx.Done():
-			t.Stop()
-			return verifier.Step{}, r.ctx.Err()
-		}
-	}
-	if !ok {
-		r.fallback(r.link.err())
-		return r.own()
-	}
-	p := a.p
-	before, committed := r.sess.Stats, r.sess.Len()
-	t := time.Now()
-	step, err := r.sess.Verify(p)
-	if err != nil {
-		return step, err
-	}
-	var rtt time.Duration
-	if step.Used {
-		drafted := r.sess.Stats.Drafted - before.Drafted
-		pass := time.Since(t)
-		r.gamma.ObservePass(step.Pass, pass)
-		r.gamma.ObserveRound(drafted, r.sess.Stats.Accepted-before.Accepted)
-		r.gamma.ObserveRate(r.sess.Len()-committed, r.unpriced+pass)
-		r.unpriced, r.behind = 0, 0
-		rtt = r.link.roundTrip(a)
-		r.gamma.ObserveDraft(p.Drafting, len(p.Tokens), rtt)
-		r.pause()
-	}
-	if v := step.Verdict; v != nil && !r.sess.Done() {
-		v.NextGamma, v.FirstGamma = r.gamma.Next(), r.gamma.First()
-		if err := r.link.send(*v); err != nil {
+		if err := r.link.send(v); err != nil {
 			r.fallback(err)
 		}
 	}
-	if step.Used {
-		r.roundSpan(p, roundStart, wait, rtt, r.sess.Stats.Drafted-before.Drafted, r.sess.Stats.Accepted-before.Accepted)
+	if !u.Done {
+		return false, nil
 	}
-	return step, nil // a stale proposal commits nothing; the loop takes the next one
+	if u.Err != nil {
+		return true, u.Err
+	}
+	return true, r.finish(u)
 }
 
-// pause starts a plain run when speculation has not paid (verifier.Gamma.PlainPays).
-// A pause right after the shortest measurement doubles the next one; a measurement
-// that finds speculation paying resets it.
-func (r *run) pause() {
-	if !r.gamma.PlainPays() {
-		if r.gamma.Measured() {
-			r.pauseLen = plainPause
-		}
-		return
-	}
-	if r.pauseLen == 0 {
-		r.pauseLen = plainPause
-	}
-	r.plainRun = r.pauseLen
-	r.pauseLen = min(2*r.pauseLen, maxPause)
-	r.gamma.Paused()
-	trace.SpanFromContext(r.ctx).AddEvent("specd.speculation_paused", trace.WithAttributes(
-		attribute.Int("specd.plain_tokens", r.plainRun),
-		attribute.Float64("specd.acceptance_estimate", r.gamma.Alpha())))
-}
-
-// roundSpan records one verified round as a span under the request's span, and the
-// draft's round trip, when the proposal was a fresh round, in the round-trip histogram.
-func (r *run) roundSpan(p spec.Proposal, start time.Time, wait, rtt time.Duration, drafted, accepted int) {
-	_, span := r.tracer.Start(r.ctx, "speculation.round", trace.WithTimestamp(start), trace.WithAttributes(
-		attribute.Int64("specd.round", int64(p.Round)),
-		attribute.Int("specd.gamma", len(p.Tokens)),
-		attribute.Int("specd.drafted", drafted),
-		attribute.Int("specd.accepted", accepted),
-		attribute.Float64("specd.round_trip_seconds", rtt.Seconds()),
-		attribute.Float64("specd.wait_seconds", wait.Seconds()),
-		attribute.Float64("specd.drafting_seconds", p.Drafting.Seconds()),
-		attribute.Int("specd.start_position", p.Start),
+// roundSpan records one verified round as a span under the request's span, from the
+// proposal's arrival to its verdict; rtt is the draft's round trip when it was a fresh
+// round (drafted after a verdict), else 0.
+func (r *run) roundSpan(rd verifier.Round) {
+	a := r.arrivals[rd.Round]
+	delete(r.arrivals, rd.Round)
+	_, span := r.tracer.Start(r.ctx, "speculation.round", trace.WithTimestamp(cmp.Or(a.at, time.Now())), trace.WithAttributes(
+		attribute.Int64("specd.round", int64(rd.Round)),
+		attribute.Int("specd.gamma", rd.Gamma),
+		attribute.Int("specd.drafted", rd.Drafted),
+		attribute.Int("specd.accepted", rd.Accepted),
+		attribute.Int("specd.next_gamma", rd.Next),
+		attribute.Int("specd.start_position", rd.Start),
+		attribute.Float64("specd.round_trip_seconds", a.rtt.Seconds()),
+		attribute.Float64("specd.drafting_seconds", rd.Drafting.Seconds()),
 		attribute.String("specd.verifier.model", r.model),
 		attribute.String("specd.draft.model", r.draftModel),
 	))
 	span.End()
-	if rtt > 0 {
-		r.roundTrips += rtt
-		r.freshRounds++
-		r.s.cfg.Metrics.RecordRoundTrip(r.ctx, r.model, r.draftModel, rtt)
-	}
-}
-
-// own decodes the verifier's own next token, checking a prompt-lookup guess with it.
-func (r *run) own() (verifier.Step, error) {
-	t := time.Now()
-	before := r.sess.Stats
-	step, err := r.sess.Own(r.gamma.Lookup(r.lookup))
-	if err == nil {
-		r.gamma.ObservePass(step.Pass, time.Since(t))
-		r.gamma.ObserveGuess(r.sess.Stats.Guessed-before.Guessed, r.sess.Stats.GuessAccepted-before.GuessAccepted)
-	}
-	return step, err
 }
 
 // fallback drops the draft after a failure; the request continues plainly.
@@ -440,10 +376,10 @@ func (r *run) emit(toks []generate.Token) error {
 	return r.stream.Send(&speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Chunk{Chunk: c}})
 }
 
-func (r *run) finish() error {
+func (r *run) finish(u verifier.Update) error {
 	st := &r.stats
-	out := r.sess.Output()
-	ss := r.sess.Stats
+	out := u.Output
+	ss := u.Stats
 	st.CompletionTokens = uint32(len(out.IDs))
 	st.Rounds, st.DraftedTokens, st.AcceptedTokens = uint32(ss.Rounds), uint32(ss.Drafted), uint32(ss.Accepted)
 	st.LookupTokens, st.LookupAcceptedTokens = uint32(ss.Guessed), uint32(ss.GuessAccepted)
@@ -466,7 +402,8 @@ func (r *run) finish() error {
 	st.TotalDuration = services.Duration(end.Sub(r.t0))
 	if r.s.log != nil {
 		r.s.log.DebugContext(r.ctx, "generation done", "rounds", ss.Rounds, "drafted", ss.Drafted, "accepted", ss.Accepted,
-			"plain", ss.Plain, "lookup", ss.Guessed, "lookup_accepted", ss.GuessAccepted, "stale", ss.Stale, "branches", ss.Branches, "waited", r.waited, "fallbacks", st.Fallbacks)
+			"plain", ss.Plain, "lookup", ss.Guessed, "lookup_accepted", ss.GuessAccepted, "stale", ss.Stale, "branches", ss.Branches,
+			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks)
 	}
 	return r.stream.Send(&speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
 		FinishReason: services.FinishToProto(out.Reason), Stats: st,

@@ -751,8 +751,15 @@ type Stats struct {
 	// Of lookup_tokens, those the verifier accepted, by the same rules as draft
 	// tokens. Not counted in accepted_tokens.
 	LookupAcceptedTokens uint32 `protobuf:"varint,18,opt,name=lookup_accepted_tokens,json=lookupAcceptedTokens,proto3" json:"lookup_accepted_tokens,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Prompt positions whose keys and values came from the verifier's prefix
+	// cache (an earlier request with the same leading tokens) instead of being
+	// computed. Whole KV blocks only; at most prompt_tokens - 1.
+	CachedPromptTokens uint32 `protobuf:"varint,19,opt,name=cached_prompt_tokens,json=cachedPromptTokens,proto3" json:"cached_prompt_tokens,omitempty"`
+	// Time the request waited for admission at the verifier (KV budget or
+	// running-request limit) before its prompt was first computed.
+	QueueWait     *durationpb.Duration `protobuf:"bytes,20,opt,name=queue_wait,json=queueWait,proto3" json:"queue_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Stats) Reset() {
@@ -909,6 +916,20 @@ func (x *Stats) GetLookupAcceptedTokens() uint32 {
 		return x.LookupAcceptedTokens
 	}
 	return 0
+}
+
+func (x *Stats) GetCachedPromptTokens() uint32 {
+	if x != nil {
+		return x.CachedPromptTokens
+	}
+	return 0
+}
+
+func (x *Stats) GetQueueWait() *durationpb.Duration {
+	if x != nil {
+		return x.QueueWait
+	}
+	return nil
 }
 
 // Endpoint names one service replica that served a request.
@@ -1411,7 +1432,7 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x04text\x18\x03 \x01(\tR\x04text\"k\n" +
 	"\x05Final\x12;\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
-	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\"\xca\x06\n" +
+	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\"\xb6\a\n" +
 	"\x05Stats\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\x12\x16\n" +
@@ -1431,7 +1452,10 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\tfailovers\x18\x0f \x01(\rR\tfailovers\x12A\n" +
 	"\x0fmean_round_trip\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\rmeanRoundTrip\x12#\n" +
 	"\rlookup_tokens\x18\x11 \x01(\rR\flookupTokens\x124\n" +
-	"\x16lookup_accepted_tokens\x18\x12 \x01(\rR\x14lookupAcceptedTokens\":\n" +
+	"\x16lookup_accepted_tokens\x18\x12 \x01(\rR\x14lookupAcceptedTokens\x120\n" +
+	"\x14cached_prompt_tokens\x18\x13 \x01(\rR\x12cachedPromptTokens\x128\n" +
+	"\n" +
+	"queue_wait\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\tqueueWait\":\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\"\xc6\x01\n" +
@@ -1529,22 +1553,23 @@ var file_specd_v1_generation_proto_depIdxs = []int32{
 	9,  // 10: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
 	0,  // 11: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
 	16, // 12: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	1,  // 13: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
-	8,  // 14: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
-	15, // 15: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
-	2,  // 16: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
-	2,  // 17: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
-	11, // 18: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	13, // 19: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	5,  // 20: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	10, // 21: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	12, // 22: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	14, // 23: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	20, // [20:24] is the sub-list for method output_type
-	16, // [16:20] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	16, // 13: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	1,  // 14: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
+	8,  // 15: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
+	15, // 16: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	2,  // 17: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
+	2,  // 18: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
+	11, // 19: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	13, // 20: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	5,  // 21: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	10, // 22: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	12, // 23: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	14, // 24: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_specd_v1_generation_proto_init() }

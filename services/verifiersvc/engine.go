@@ -1,0 +1,296 @@
+package verifiersvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/kvcache"
+	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/verifier"
+)
+
+// engine runs the verifier's scheduler on one goroutine, the only one that touches it
+// and the model's batch: requests reach it as events on bounded channels, and it
+// hands each request its updates through the request's sink.
+type engine struct {
+	model  *model.Model
+	kv     *kvcache.Pool
+	prefix *kvcache.Prefix
+	pool   *kernels.Pool
+	sched  *verifier.Scheduler
+	log    *slog.Logger
+
+	submits chan submit
+	events  chan event
+	stop    context.CancelFunc
+	done    chan struct{}
+	nextID  atomic.Uint64
+
+	running, queued atomic.Int32
+	passTime        atomic.Int64 // nanoseconds of the last pass, for retry hints
+	sinks           map[verifier.ID]*sink
+}
+
+type submit struct {
+	id    verifier.ID
+	job   verifier.Job
+	sink  *sink
+	reply chan error
+}
+
+type event struct {
+	id       verifier.ID
+	proposal *proposal // nil: cancel
+}
+
+type proposal struct{ arrival }
+
+// sink queues one request's updates from the engine goroutine to the request's own.
+type sink struct {
+	mu     sync.Mutex
+	ups    []verifier.Update
+	notify chan struct{}
+}
+
+func newSink() *sink { return &sink{notify: make(chan struct{}, 1)} }
+
+func (s *sink) push(u verifier.Update) {
+	s.mu.Lock()
+	s.ups = append(s.ups, u)
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *sink) take() []verifier.Update {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.ups
+	s.ups = nil
+	return u
+}
+
+// errStopped: the engine has stopped (the server is shutting down).
+var errStopped = fmt.Errorf("verifier engine stopped: %w", services.ErrUnavailable)
+
+// EngineConfig sizes the engine.
+type EngineConfig struct {
+	Threads     int  // kernel threads of the forward pass
+	PrefixCache bool // share prompt prefixes' KV blocks between requests
+	Sched       verifier.Config
+}
+
+// newEngine starts the engine for eng's model and KV pool. It times passes of each
+// size the cost curve is anchored at, so that the controller starts from this
+// machine's costs, and faults in the KV memory.
+func newEngine(eng *services.Engines, cfg EngineConfig, log *slog.Logger) (*engine, error) {
+	m := eng.Model
+	pool := kernels.NewPool(max(cfg.Threads, 1))
+	maxTokens := cfg.Sched.MaxTokens
+	if maxTokens <= 0 {
+		maxTokens = 128
+	}
+	batch := m.NewBatch(pool, maxTokens)
+	e := &engine{model: m, kv: eng.KV, pool: pool, log: log,
+		submits: make(chan submit, 64), events: make(chan event, 4096), done: make(chan struct{}), sinks: map[verifier.ID]*sink{}}
+	if cfg.PrefixCache {
+		p, err := eng.KV.NewPrefix(m.Name + "/" + m.Tok.Hash())
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		e.prefix = p
+	}
+	st := eng.KV.Stats()
+	eng.KV.Reserve(st.Total * st.BlockTokens)
+	e.sched = verifier.NewScheduler(batch, m, eng.KV, e.prefix, cfg.Sched)
+	if err := e.warm(batch); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	e.stop = stop
+	go e.loop(ctx)
+	return e, nil
+}
+
+// warm times two passes of each knot's size over throwaway sequences (the first
+// touches the memory, the second is timed) and feeds the cost curve.
+func (e *engine) warm(b *model.Batch) error {
+	knots := e.sched.Cost().Knots()
+	seq := e.kv.NewSeq()
+	defer seq.Release()
+	toks := make([]int32, knots[len(knots)-1])
+	for i := range toks {
+		toks[i] = e.model.Tok.BOS()
+	}
+	for _, n := range knots {
+		for rep := range 3 {
+			if seq.Len()+n > e.model.Context {
+				seq.Truncate(0)
+			}
+			t := time.Now()
+			if _, err := b.Forward([]model.Segment{{Seq: seq, Tokens: toks[:n], Logits: n}}); err != nil {
+				if errors.Is(err, kvcache.ErrExhausted) {
+					return nil // a budget too small for the warm-up still serves
+				}
+				return err
+			}
+			if rep > 0 {
+				e.sched.ObservePass(n, time.Since(t))
+			}
+			seq.Truncate(0)
+		}
+	}
+	return nil
+}
+
+// close stops the engine goroutine; requests still running fail with errStopped.
+func (e *engine) close() {
+	e.stop()
+	<-e.done
+	e.pool.Close()
+}
+
+// load reports requests running and waiting.
+func (e *engine) load() (running, queued int) { return int(e.running.Load()), int(e.queued.Load()) }
+
+func (e *engine) loop(ctx context.Context) {
+	defer close(e.done)
+	defer func() {
+		for id, s := range e.sinks {
+			s.push(verifier.Update{ID: id, Done: true, Err: errStopped})
+		}
+	}()
+	for {
+		if !e.sched.HasWork() {
+			select {
+			case s := <-e.submits:
+				e.submit(s)
+			case ev := <-e.events:
+				e.event(ev)
+			case <-ctx.Done():
+				return
+			}
+		}
+		for drained := false; !drained; {
+			select {
+			case s := <-e.submits:
+				e.submit(s)
+			case ev := <-e.events:
+				e.event(ev)
+			case <-ctx.Done():
+				return
+			default:
+				drained = true
+			}
+		}
+		if !e.sched.HasWork() {
+			e.publishLoad()
+			continue
+		}
+		t := time.Now()
+		r, err := e.sched.Step()
+		if r.Tokens > 0 {
+			d := time.Since(t)
+			e.sched.ObservePass(r.Tokens, d)
+			e.passTime.Store(int64(d))
+		}
+		if err != nil && e.log != nil {
+			e.log.Error("verifier pass failed", "err", err, "segments", r.Segments, "tokens", r.Tokens)
+		}
+		for _, u := range r.Updates {
+			s, ok := e.sinks[u.ID]
+			if !ok {
+				continue
+			}
+			s.push(u)
+			if u.Done {
+				delete(e.sinks, u.ID)
+			}
+		}
+		e.publishLoad()
+	}
+}
+
+// publishLoad makes the scheduler's load readable from other goroutines.
+func (e *engine) publishLoad() {
+	running, queued := e.sched.Load()
+	e.running.Store(int32(running))
+	e.queued.Store(int32(queued))
+}
+
+func (e *engine) submit(s submit) {
+	err := e.sched.Submit(s.id, s.job)
+	if err == nil {
+		e.sinks[s.id] = s.sink
+		e.publishLoad()
+	}
+	s.reply <- err
+}
+
+func (e *engine) event(ev event) {
+	if ev.proposal == nil {
+		e.sched.Cancel(ev.id)
+		delete(e.sinks, ev.id)
+		return
+	}
+	e.sched.Propose(ev.id, ev.proposal.p)
+}
+
+// Submit hands a request to the engine and returns its id and sink, or the reason it
+// was refused (verifier.ErrQueueFull, a budget too small, ctx's error).
+func (e *engine) Submit(ctx context.Context, job verifier.Job) (verifier.ID, *sink, error) {
+	id := verifier.ID(e.nextID.Add(1))
+	s := submit{id: id, job: job, sink: newSink(), reply: make(chan error, 1)}
+	select {
+	case e.submits <- s:
+	case <-ctx.Done():
+		return 0, nil, ctx.Err()
+	case <-e.done:
+		return 0, nil, errStopped
+	}
+	select {
+	case err := <-s.reply:
+		return id, s.sink, err
+	case <-e.done:
+		return 0, nil, errStopped
+	}
+}
+
+// send delivers an event, waiting for room (the channel is drained between passes).
+func (e *engine) send(ctx context.Context, ev event) error {
+	select {
+	case e.events <- ev:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.done:
+		return errStopped
+	}
+}
+
+// cancel ends request id in the engine, even after ctx has ended.
+func (e *engine) cancel(id verifier.ID) {
+	select {
+	case e.events <- event{id: id}:
+	case <-e.done:
+	}
+}
+
+// retryAfter is a hint for a refused client: about the time for the requests ahead of
+// it to make room, as passes of the current length.
+func (e *engine) retryAfter() time.Duration {
+	pass := time.Duration(e.passTime.Load())
+	running, queued := e.load()
+	return min(max(pass*time.Duration(64+queued*64/max(running, 1)), 100*time.Millisecond), 30*time.Second)
+}
