@@ -104,7 +104,10 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 			}
 		}
 		if !s.HasWork() {
-			break
+			if !s.Held() {
+				break
+			}
+			s.Timer() // the drafts were given their time
 		}
 		r, err := s.Step()
 		if err != nil {

@@ -155,9 +155,23 @@ type entry struct {
 	guessed []int32 // the lookup guess, when the source is srcLookup
 	k       int     // speculative tokens chosen
 	alpha   float64 // acceptance of the source
-	upd     *Update
 	cached  int
+	// Catching up with a draft that lags: own steps taken since a proposal was last
+	// checked, and whether the entry sits out passes waiting for one (see hold).
+	behind  int
+	drafted bool // the request's draft has proposed
+	held    int  // passes left to sit out; 0: not held
 }
+
+// A request whose draft has proposed but whose proposals have all arrived too late to
+// check (the verifier decoded past them) for maxBehind of its own steps is held: it
+// sits out up to holdPasses passes, or until a proposal arrives or Timer fires,
+// so that the draft catches up. Alone on the verifier, a pass is shorter than a
+// draft's round trip and without holds no proposal would ever be checked.
+const (
+	maxBehind  = 16
+	holdPasses = 4
+)
 
 type source int
 
@@ -227,10 +241,34 @@ func (s *Scheduler) ObservePass(n int, d time.Duration) { s.cost.Observe(n, d) }
 // Load reports the requests running and waiting.
 func (s *Scheduler) Load() (running, queued int) { return len(s.running), len(s.queue) }
 
-// HasWork reports whether Step would do anything: a request is running, or one waiting
-// can be admitted.
+// HasWork reports whether Step would do anything: a request is running and not held
+// for its draft, or one waiting can be admitted.
 func (s *Scheduler) HasWork() bool {
-	return len(s.running) > 0 || (len(s.queue) > 0 && s.admissible(s.queue[0]))
+	for _, e := range s.running {
+		if e.held == 0 {
+			return true
+		}
+	}
+	return len(s.queue) > 0 && s.admissible(s.queue[0])
+}
+
+// Held reports whether a running request is held waiting for its draft's proposal:
+// the caller, having no other work, should wait for one (Propose) a short while and
+// then call Timer.
+func (s *Scheduler) Held() bool {
+	for _, e := range s.running {
+		if e.held > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Timer ends every hold: the caller waited long enough for the drafts.
+func (s *Scheduler) Timer() {
+	for _, e := range s.running {
+		e.held = 0
+	}
 }
 
 // blocks is how many KV blocks a request may ever hold: its prompt, its new tokens and
@@ -271,6 +309,7 @@ func (s *Scheduler) Propose(id ID, p spec.Proposal) {
 	if !ok || !e.job.Spec {
 		return
 	}
+	e.drafted, e.held = true, 0
 	const maxProps = 16 // a draft pipelines a few rounds; more is a runaway peer
 	if len(e.props) >= maxProps {
 		e.props = e.props[1:]
@@ -376,6 +415,10 @@ func (s *Scheduler) Step() (Ready, error) {
 	// needs, and the source of its candidates (a usable proposal, or a lookup guess).
 	for _, e := range s.running {
 		e.prefill, e.input, e.source, e.avail, e.k, e.guessed = nil, nil, srcNone, 0, 0, nil
+		if e.held > 0 {
+			e.held--
+			continue
+		}
 		if e.sess.Prefill() > 0 || budget == 0 {
 			continue
 		}
@@ -483,6 +526,13 @@ func (s *Scheduler) Step() (Ready, error) {
 			u.Rounds = append(u.Rounds, rd)
 		case srcLookup:
 			e.guess.observe(e.sess.Stats.Guessed-before.Guessed, e.sess.Stats.GuessAccepted-before.GuessAccepted)
+		}
+		if e.source == srcDraft {
+			e.behind = 0
+		} else if e.drafted {
+			if e.behind++; e.behind >= maxBehind {
+				e.behind, e.held = 0, holdPasses
+			}
 		}
 		u.Tokens = append(u.Tokens, st.Tokens...)
 		if st.Verdict != nil && !e.sess.Done() {

@@ -79,6 +79,13 @@ func (s *sink) take() []verifier.Update {
 	return u
 }
 
+// A request held for its draft (verifier.Scheduler.Held) waits at most catchUpPasses
+// passes' time, and at least minCatchUp, when nothing else is running.
+const (
+	catchUpPasses = 4
+	minCatchUp    = 2 * time.Millisecond
+)
+
 // errStopped: the engine has stopped (the server is shutting down).
 var errStopped = fmt.Errorf("verifier engine stopped: %w", services.ErrUnavailable)
 
@@ -171,16 +178,27 @@ func (e *engine) loop(ctx context.Context) {
 			s.push(verifier.Update{ID: id, Done: true, Err: errStopped})
 		}
 	}()
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
 	for {
 		if !e.sched.HasWork() {
+			// Requests held for their drafts wait a few passes' time for a proposal.
+			var timeout <-chan time.Time
+			if e.sched.Held() {
+				hold.Reset(max(catchUpPasses*time.Duration(e.passTime.Load()), minCatchUp))
+				timeout = hold.C
+			}
 			select {
 			case s := <-e.submits:
 				e.submit(s)
 			case ev := <-e.events:
 				e.event(ev)
+			case <-timeout:
+				e.sched.Timer()
 			case <-ctx.Done():
 				return
 			}
+			hold.Stop()
 		}
 		for drained := false; !drained; {
 			select {
