@@ -113,19 +113,24 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	})
 }
 
-// Draft serves a draft on lis until ctx ends.
+// Draft serves a draft on lis until ctx ends. Its scheduler runs on w.Engine.Threads
+// threads and feeds up to w.Engine.MaxBlock context tokens per pass unless cfg says
+// otherwise; the engines' slots and queue are not used.
 func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener) error {
+	cfg.Threads = cmp.Or(cfg.Threads, w.Engine.Threads)
+	cfg.Prefill = cmp.Or(cfg.Prefill, w.Engine.MaxBlock)
 	ds := draftsvc.New(cfg, w.Log)
 	return worker(ctx, w, router.Draft, "specd.speculation.v1.DraftService", lis, func(srv *services.Server) func(*services.Engines) {
 		speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
 		return ds.SetEngines
-	})
+	}, ds.Close)
 }
 
 // worker runs a model-serving gRPC server: it registers the service (register returns
 // the function that hands it the loaded engines), serves health NOT_SERVING while the
 // model loads, then SERVING, registers in Consul if asked, and stops when ctx ends.
-func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engines)) error {
+// onStop runs once the server has stopped, before the engines and the model close.
+func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engines), onStop ...func()) error {
 	srv := services.NewServer(name, w.Log, serverOptions(w.Tel)...)
 	setEngines := register(srv)
 	ctx, stop := context.WithCancel(ctx)
@@ -144,6 +149,9 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 	defer m.Close()
 	defer eng.Close()
 	setEngines(eng)
+	for _, f := range onStop {
+		defer f()
+	}
 	if w.Tel != nil {
 		defer w.Tel.Metrics.ObserveKVBlocks(func() (int64, int64) {
 			st := eng.KV.Stats()
