@@ -357,25 +357,38 @@ func TestBatchedEqualsAlone(t *testing.T) {
 	}
 }
 
+// blockPool returns an F32 KV pool for m of exactly n blocks.
+func blockPool(t *testing.T, m *model.Model, n int) *kvcache.Pool {
+	t.Helper()
+	probe, err := m.NewKVPool(1<<30, kernels.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := m.NewKVPool(int64(n*probe.BlockBytes()), kernels.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// context100 is a context of 100 tokens.
+func context100() []int32 {
+	ctx := make([]int32, 100)
+	for i := range ctx {
+		ctx[i] = int32(5 + i)
+	}
+	return ctx
+}
+
 // TestSchedulerAdmission: sessions are admitted while the KV pool has blocks for their
 // context and drafting room, refused at once with kvcache.ErrExhausted beyond, and a
 // stopped session's blocks go back to the pool at once.
 func TestSchedulerAdmission(t *testing.T) {
 	m, pool := loadDraft(t)
 	// Room for 10 blocks: sessions of 100 context tokens and 2 rounds of 4 need 2 each.
-	probe, err := m.NewKVPool(1<<30, kernels.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := m.NewKVPool(int64(10*probe.BlockBytes()), kernels.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := blockPool(t, m, 10)
 	sc := NewScheduler(m.NewBatch(pool, 64), kv, Config{Depth: 2, Prefill: 64})
-	ctx := make([]int32, 100)
-	for i := range ctx {
-		ctx[i] = int32(5 + i)
-	}
+	ctx := context100()
 	opt := spec.Options{Gamma: 4, MaxPosition: m.Context}
 	for id := range 5 {
 		if err := sc.Start(uint64(id), ctx, opt); err != nil {
@@ -407,4 +420,39 @@ func TestSchedulerAdmission(t *testing.T) {
 	if st := kv.Stats(); st.Used != 0 || sc.Len() != 0 {
 		t.Errorf("after stopping every session: %d blocks used, %d sessions, want none", st.Used, sc.Len())
 	}
+}
+
+// TestSchedulerStarvedSessionFails: a session whose cache must grow past what the pool
+// has fails with kvcache.ErrExhausted rather than waiting forever, and frees its blocks.
+func TestSchedulerStarvedSessionFails(t *testing.T) {
+	m, pool := loadDraft(t)
+	kv := blockPool(t, m, 2)
+	sc := NewScheduler(m.NewBatch(pool, 64), kv, Config{Depth: 1, Prefill: 64})
+	if err := sc.Start(1, context100(), spec.Options{Gamma: 8, MaxPosition: m.Context}); err != nil {
+		t.Fatal(err)
+	}
+	seq := uint64(0)
+	for range 100 {
+		sc.Step()
+		for _, o := range sc.Ready(0) {
+			if o.Err != nil {
+				if !errors.Is(o.Err, kvcache.ErrExhausted) {
+					t.Fatalf("session failed with %v, want kvcache.ErrExhausted", o.Err)
+				}
+				if used := kv.Stats().Used; used != 0 || sc.Len() != 0 {
+					t.Errorf("after the failure: %d blocks used, %d sessions, want none", used, sc.Len())
+				}
+				return
+			}
+			// Commit the round as drafted (its last token standing for the
+			// verifier's own), so the sequence keeps growing.
+			p := o.Proposal
+			seq++
+			v := spec.Verdict{Round: p.Round, Seq: seq, Accepted: len(p.Tokens), Position: p.Start, Tokens: p.Tokens}
+			if err := sc.Apply(1, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Fatalf("a session of %d tokens in a pool of 2 blocks of %d never failed", len(sc.all[0].s.seq), kv.Config().BlockTokens)
 }
