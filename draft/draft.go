@@ -3,13 +3,18 @@
 // are being verified (pipelining), and rolls its KV cache back to what the verifier
 // committed.
 //
-// A Session is a deterministic core with no goroutines; the service in services/ runs
-// it against a gRPC stream. It never imports the verifier package: both speak spec.
+// A Session is a deterministic core with no goroutines. It runs alone on a model.State
+// (Draft, Branch), or with many others in a Scheduler that drafts the next token of
+// every session in one batched forward pass; both run the same per-token code: the
+// session says what to feed (segment) and takes the logits (consume). The service in
+// services/ runs a Scheduler against gRPC streams. The package never imports the
+// verifier package (both speak spec), gRPC, clocks or goroutines.
 package draft
 
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
@@ -19,7 +24,8 @@ import (
 
 // Session drafts for one request. It is used by one goroutine.
 type Session struct {
-	st  *model.State
+	st  *model.State // the state Draft and Branch run on; nil in a Scheduler
+	kv  *kvcache.Seq // the main line's cache; the caller's (st.Seq) when st is set, else the session's own
 	smp *sample.Sampler
 	opt spec.Options
 
@@ -40,8 +46,25 @@ type Session struct {
 	roundAt  map[int]uint64 // main-line round that drafted each position
 	starts   map[uint64]int // main-line round → its start position
 	branches []*branch      // alternatives drafted for the oldest live round
+	cur      *job           // the round being drafted; nil between rounds
 
 	Stats Stats
+}
+
+// job is a round being drafted, a token per forward pass: on the main line (b nil) or
+// on a branch.
+type job struct {
+	p spec.Proposal
+	n int     // tokens to draft (after the branch's guess)
+	b *branch // nil on the main line
+}
+
+// drafted is how many tokens the round has drafted so far (a branch's guess excluded).
+func (j *job) drafted() int {
+	if j.b != nil {
+		return len(j.p.Tokens) - 1
+	}
+	return len(j.p.Tokens)
 }
 
 // branch is an alternative continuation: the sequence as it would be had the verifier
@@ -67,23 +90,29 @@ type Stats struct {
 // ErrBadVerdict is returned by Apply for a verdict that cannot follow this session.
 var ErrBadVerdict = errors.New("verdict does not fit the draft's sequence")
 
-// NewSession starts drafting after context (the whole committed sequence so far).
+// NewSession starts drafting after context (the whole committed sequence so far) on st,
+// whose sequence it empties; the context is fed by the first Draft. The main cache stays
+// the caller's (st.Seq, which follows the session when it adopts a branch).
 func NewSession(st *model.State, context []int32, opt spec.Options) (*Session, error) {
+	s, err := newSession(st.Seq, context, opt)
+	if err != nil {
+		return nil, err
+	}
+	s.st = st
+	return s, nil
+}
+
+// newSession starts a session on kv, which it empties; nothing is fed yet.
+func newSession(kv *kvcache.Seq, context []int32, opt spec.Options) (*Session, error) {
 	if len(context) == 0 {
 		return nil, errors.New("empty context")
 	}
 	if opt.Gamma < 1 {
 		opt.Gamma = 1
 	}
-	s := &Session{st: st, smp: sample.New(opt.Sampling), opt: opt, seq: append([]int32(nil), context...), gamma: opt.Gamma,
-		guess: map[int]int32{}, roundAt: map[int]uint64{}, starts: map[uint64]int{}}
-	st.Seq.Truncate(0)
-	if len(context) > 1 {
-		if _, err := st.Forward(context[:len(context)-1], false); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	kv.Truncate(0)
+	return &Session{kv: kv, smp: sample.New(opt.Sampling), opt: opt, seq: append([]int32(nil), context...), gamma: opt.Gamma,
+		guess: map[int]int32{}, roundAt: map[int]uint64{}, starts: map[uint64]int{}}, nil
 }
 
 // Outstanding is the number of valid main-line proposals not yet answered by a verdict.
@@ -91,7 +120,13 @@ func (s *Session) Outstanding() int { return len(s.live) }
 
 // Close releases the cache of any branch still held (the main cache belongs to the
 // caller's state).
-func (s *Session) Close() { s.dropBranches() }
+func (s *Session) Close() {
+	if s.cur != nil && s.cur.b != nil {
+		s.cur.b.kv.Release()
+	}
+	s.cur = nil
+	s.dropBranches()
+}
 
 func (s *Session) dropBranches() {
 	for _, b := range s.branches {
@@ -111,72 +146,139 @@ func (s *Session) CanDraft() bool { return len(s.seq) < s.opt.MaxPosition }
 // the proposal ends early (a verdict is waiting). It returns ok false when nothing could
 // be drafted.
 func (s *Session) Draft(interrupt func() bool) (p spec.Proposal, ok bool, err error) {
+	if !s.beginMain() {
+		return p, false, nil
+	}
+	return s.runAlone(interrupt)
+}
+
+// beginMain starts the next main-line round; false when there is no room to draft.
+func (s *Session) beginMain() bool {
 	start := len(s.seq)
 	n := min(s.gamma, s.opt.MaxPosition-start)
 	if s.fresh && s.first > 0 {
 		n = min(n, s.first)
 	}
 	if n <= 0 {
-		return p, false, nil
+		return false
 	}
 	s.fresh = false
-	p = spec.Proposal{Start: start, Base: s.base}
 	s.round++
-	p.Round = s.round
-	if err := s.extend(&s.seq, n, &p, interrupt, true); err != nil {
-		return p, false, err
-	}
-	s.live = append(s.live, p.Round)
-	s.starts[p.Round] = start
-	s.Stats.Rounds++
-	s.Stats.Tokens += len(p.Tokens)
-	return p, true, nil
+	s.cur = &job{p: spec.Proposal{Round: s.round, Start: start, Base: s.base}, n: n}
+	return true
 }
 
-// extend drafts up to n tokens after *seq on the state's current cache, appending them
-// to *seq and to p (with their distributions in rejection mode). On the main line it
-// also records, per position, the round and the second choice.
-func (s *Session) extend(seq *[]int32, n int, p *spec.Proposal, interrupt func() bool, main bool) error {
-	rejection := s.opt.Mode == spec.Rejection && !s.opt.Sampling.Greedy()
-	for i := range n {
-		if i > 0 && interrupt != nil && interrupt() {
-			break
-		}
-		pos := len(*seq)
-		logits, err := s.st.Forward((*seq)[pos-1:], false)
+// runAlone drafts the round begun on the session's own state, a pass per token, until
+// it is complete or interrupt asks to end it.
+func (s *Session) runAlone(interrupt func() bool) (spec.Proposal, bool, error) {
+	for {
+		seg, _ := s.segment(math.MaxInt)
+		s.st.Seq = seg.Seq
+		logits, err := s.st.Forward(seg.Tokens, false)
+		s.st.Seq = s.kv
 		if err != nil {
-			return err
+			s.abort()
+			return spec.Proposal{}, false, err
 		}
-		var t, guess int32
-		if rejection {
-			d := s.smp.Distribution(logits)
-			d.Truncate(s.opt.ProposalTopK)
-			t, guess = s.smp.GumbelTop2(d, pos)
-			p.Dists = append(p.Dists, d.Clone())
-		} else {
-			t, guess = s.smp.Top2(logits, pos)
-			if s.opt.Sampling.Greedy() {
-				// A long repeat predicts the verifier's next token better than the
-				// small model does (spec.LookupDraft); the model's choice becomes the
-				// guess of the correction.
-				if l := spec.Lookup(*seq, spec.LookupDraft, spec.LookupDraft, 1); l != nil && l[0] != t {
-					t, guess = l[0], t
-					s.Stats.Repeats++
-				}
-			}
+		if s.consume(logits) || interrupt != nil && interrupt() {
+			p := s.finish()
+			return p, true, nil
 		}
-		if main {
-			s.roundAt[pos] = p.Round
-			if guess >= 0 {
-				s.guess[pos] = guess
-			} else {
-				delete(s.guess, pos)
-			}
-		}
-		*seq = append(*seq, t)
-		p.Tokens = append(p.Tokens, t)
 	}
-	return nil
+}
+
+// drafting reports whether a round is being drafted.
+func (s *Session) drafting() bool { return s.cur != nil }
+
+// segment is the session's part of the next forward pass of the round being drafted:
+// the main line's tokens not yet cached (the context, or committed tokens after a
+// rollback) up to prefill of them, and then the last token, whose logits choose the
+// next draft token (Logits 1). With more than prefill tokens to catch up on it feeds
+// prefill of them alone (Logits 0); ok is false when that is none.
+func (s *Session) segment(prefill int) (seg model.Segment, ok bool) {
+	seq, kv := s.seq, s.kv
+	if b := s.cur.b; b != nil {
+		seq, kv = b.seq, b.kv
+	}
+	behind := seq[kv.Len():] // never empty: the cache holds at most all but the last
+	switch {
+	case len(behind)-1 <= prefill:
+		return model.Segment{Seq: kv, Tokens: behind, Logits: 1}, true
+	case prefill > 0:
+		return model.Segment{Seq: kv, Tokens: behind[:prefill]}, true
+	}
+	return seg, false
+}
+
+// consume takes the logits of the last token the session's segment fed (nil when it
+// asked for none), drafts the next token from them, and reports whether the round has
+// all its tokens. On the main line it also records, per position, the round and the
+// second choice.
+func (s *Session) consume(logits []float32) (done bool) {
+	j := s.cur
+	if logits == nil {
+		return false
+	}
+	seq := &s.seq
+	if j.b != nil {
+		seq = &j.b.seq
+	}
+	pos := len(*seq)
+	var t, guess int32
+	if s.opt.Mode == spec.Rejection && !s.opt.Sampling.Greedy() {
+		d := s.smp.Distribution(logits)
+		d.Truncate(s.opt.ProposalTopK)
+		t, guess = s.smp.GumbelTop2(d, pos)
+		j.p.Dists = append(j.p.Dists, d.Clone())
+	} else {
+		t, guess = s.smp.Top2(logits, pos)
+		if s.opt.Sampling.Greedy() {
+			// A long repeat predicts the verifier's next token better than the small
+			// model does (spec.LookupDraft); the model's choice becomes the guess of the
+			// correction.
+			if l := spec.Lookup(*seq, spec.LookupDraft, spec.LookupDraft, 1); l != nil && l[0] != t {
+				t, guess = l[0], t
+				s.Stats.Repeats++
+			}
+		}
+	}
+	if j.b == nil {
+		s.roundAt[pos] = j.p.Round
+		if guess >= 0 {
+			s.guess[pos] = guess
+		} else {
+			delete(s.guess, pos)
+		}
+	}
+	*seq = append(*seq, t)
+	j.p.Tokens = append(j.p.Tokens, t)
+	return j.drafted() >= j.n
+}
+
+// finish ends the round being drafted (complete, or cut short after at least one
+// token) and returns its proposal.
+func (s *Session) finish() spec.Proposal {
+	j := s.cur
+	s.cur = nil
+	s.Stats.Rounds++
+	if j.b != nil {
+		s.branches = append(s.branches, j.b)
+		s.Stats.Branches++
+		s.Stats.Tokens += len(j.p.Tokens) - 1
+		return j.p
+	}
+	s.live = append(s.live, j.p.Round)
+	s.starts[j.p.Round] = j.p.Start
+	s.Stats.Tokens += len(j.p.Tokens)
+	return j.p
+}
+
+// abort drops the round being drafted after a failed pass.
+func (s *Session) abort() {
+	if s.cur.b != nil {
+		s.cur.b.kv.Release()
+	}
+	s.cur = nil
 }
 
 // Branch drafts, while the oldest live round is being verified, an alternative
@@ -184,43 +286,50 @@ func (s *Session) extend(seq *[]int32, n int, p *spec.Proposal, interrupt func()
 // point (the round's first position without a branch). It returns ok false when there
 // is nothing worth drafting.
 func (s *Session) Branch(interrupt func() bool) (p spec.Proposal, ok bool, err error) {
-	if len(s.live) == 0 || len(s.branches) >= s.opt.Branches {
+	if !s.beginBranch() {
 		return p, false, nil
 	}
-	r := s.live[0]
+	return s.runAlone(interrupt)
+}
+
+// branchPoint is where the next branch would start: the oldest live round r, the
+// position and the guessed correction there; ok false when there is none worth drafting.
+func (s *Session) branchPoint() (r uint64, pos int, g int32, ok bool) {
+	if len(s.live) == 0 || len(s.branches) >= s.opt.Branches {
+		return 0, 0, 0, false
+	}
+	r = s.live[0]
 	start, known := s.starts[r]
 	if !known {
-		return p, false, nil
+		return 0, 0, 0, false
 	}
 	// The first positions are the likeliest to be rejected (acceptance is geometric).
-	pos := start + len(s.branches)
+	pos = start + len(s.branches)
 	g, has := s.guess[pos]
-	if !has || s.roundAt[pos] != r || pos >= s.opt.MaxPosition-1 || s.st.Seq.Len() < pos {
-		return p, false, nil
+	if !has || s.roundAt[pos] != r || pos >= s.opt.MaxPosition-1 || s.kv.Len() < pos {
+		return 0, 0, 0, false
 	}
-	b := &branch{of: r, pos: pos, kv: s.st.Seq.Fork(pos)}
+	return r, pos, g, true
+}
+
+// beginBranch starts drafting the next branch; false when there is none worth drafting.
+func (s *Session) beginBranch() bool {
+	r, pos, g, ok := s.branchPoint()
+	if !ok {
+		return false
+	}
+	b := &branch{of: r, pos: pos, kv: s.kv.Fork(pos)}
 	b.seq = append(append(make([]int32, 0, pos+s.gamma+1), s.seq[:pos]...), g)
 	s.round++
 	b.round = s.round
-	p = spec.Proposal{Round: b.round, Base: s.base, Start: pos, Tokens: []int32{g}, BranchOf: r}
+	p := spec.Proposal{Round: b.round, Base: s.base, Start: pos, Tokens: []int32{g}, BranchOf: r}
 	if s.opt.Mode == spec.Rejection && !s.opt.Sampling.Greedy() {
 		// The guess sits at a position the verifier has committed when it uses the
 		// branch, so it is never judged; its distribution is a placeholder.
 		p.Dists = append(p.Dists, sample.NewDist([]int32{g}, []float32{1}))
 	}
-	main := s.st.Seq
-	s.st.Seq = b.kv
-	err = s.extend(&b.seq, min(s.gamma, s.opt.MaxPosition-len(b.seq)), &p, interrupt, false)
-	s.st.Seq = main
-	if err != nil {
-		b.kv.Release()
-		return p, false, err
-	}
-	s.branches = append(s.branches, b)
-	s.Stats.Rounds++
-	s.Stats.Branches++
-	s.Stats.Tokens += len(p.Tokens) - 1
-	return p, true, nil
+	s.cur = &job{p: p, n: min(s.gamma, s.opt.MaxPosition-len(b.seq)), b: b}
+	return true
 }
 
 // Apply takes a verdict: the committed tokens from v.Position on. Where they agree with
@@ -230,6 +339,9 @@ func (s *Session) Branch(interrupt func() bool) (p spec.Proposal, ok bool, err e
 // cache roll back and the committed tokens replace the draft's. A verdict marked
 // Rollback ends every unanswered round either way.
 func (s *Session) Apply(v spec.Verdict) error {
+	if s.cur != nil {
+		panic("draft: verdict applied while a round is being drafted")
+	}
 	if v.Position < 0 || v.Position > len(s.seq) {
 		return fmt.Errorf("%w: position %d, draft holds %d tokens", ErrBadVerdict, v.Position, len(s.seq))
 	}
@@ -251,8 +363,11 @@ func (s *Session) Apply(v spec.Verdict) error {
 		s.Stats.Rollbacks++
 		if b := s.takeBranch(pos, t); b != nil {
 			branched = true
-			s.st.Seq.Release()
-			s.st.Seq = b.kv
+			s.kv.Release()
+			s.kv = b.kv
+			if s.st != nil {
+				s.st.Seq = b.kv
+			}
 			s.seq = b.seq
 			s.live = []uint64{b.round}
 			clear(s.starts)
@@ -266,17 +381,16 @@ func (s *Session) Apply(v spec.Verdict) error {
 			s.seq = s.seq[:pos]
 			s.live = s.live[:0]
 			clear(s.starts)
-			if s.st.Seq.Len() > pos {
-				s.st.Seq.Truncate(pos)
+			if s.kv.Len() > pos {
+				s.kv.Truncate(pos)
 			}
 		}
 		s.dropBranches()
 		s.resetGuesses(pos)
 		s.fresh = true
+		// The next round feeds the cache the new tokens before drafting.
 		s.seq = append(s.seq, v.Tokens[i:]...)
-		// The cache holds at most the tokens before the last; feed the new ones now
-		// so Draft always feeds exactly one token.
-		return s.catchUp()
+		return nil
 	}
 	if v.Rollback && !branched {
 		// The sequence agrees, but the verifier has dropped the rounds drafted on
@@ -327,14 +441,4 @@ func (s *Session) resetGuesses(pos int) {
 			delete(s.roundAt, q)
 		}
 	}
-}
-
-// catchUp feeds the cache every token of seq except the last.
-func (s *Session) catchUp() error {
-	have := s.st.Seq.Len()
-	if have >= len(s.seq)-1 {
-		return nil
-	}
-	_, err := s.st.Forward(s.seq[have:len(s.seq)-1], false)
-	return err
 }

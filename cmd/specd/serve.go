@@ -158,16 +158,23 @@ func (o *verifierOptions) validate() error {
 type draftOptions struct {
 	workerOptions
 	depth, branches int
+	passTokens      int
 }
 
 func (o *draftOptions) addFlags(fs *flag.FlagSet) {
 	o.workerOptions.addFlags(fs, "specd-draft-q8_0", cmp.Or(o.listen, defaultDraftAddr))
 	fs.IntVar(&o.depth, "depth", 2, "proposals in flight per session (pipelining depth)")
 	fs.IntVar(&o.branches, "branches", 0, "alternative continuations drafted per round under verification, from guessed corrections (0: none)")
+	fs.IntVar(&o.passTokens, "pass-tokens", 256, "most tokens in one batched drafting pass; sessions beyond it draft in the next pass, in turn")
+	// Every session drafts in the same batched passes, admitted while the KV budget
+	// has room: the draft has no slots and no queue.
+	fs.Lookup("slots").Usage = "unused by the draft (its sessions share batched passes; the KV budget bounds them)"
+	fs.Lookup("queue").Usage = "unused by the draft (a session the KV budget cannot hold gets RESOURCE_EXHAUSTED at once)"
+	fs.Lookup("max-block").Usage = "most context tokens fed per batched drafting pass over all sessions"
 }
 
 func (o *draftOptions) config() draftsvc.Config {
-	return draftsvc.Config{Depth: o.depth, Branches: o.branches}
+	return draftsvc.Config{Depth: o.depth, Branches: o.branches, Threads: o.threads, MaxTokens: o.passTokens, Prefill: o.maxBlock}
 }
 
 func (o *draftOptions) validate() error {
@@ -179,6 +186,9 @@ func (o *draftOptions) validate() error {
 	}
 	if o.branches < 0 || o.branches > 8 {
 		return usagef("--branches %d: want 0..8", o.branches)
+	}
+	if o.passTokens < 1 || o.passTokens > 4096 {
+		return usagef("--pass-tokens %d: want 1..4096", o.passTokens)
 	}
 	return nil
 }
@@ -369,7 +379,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if vo.registerOptions.addr != "" {
 		return usagef("--consul: up runs everything on loopback without Consul; run specd router, verifier and draft to use Consul")
 	}
-	do.models, do.kvBudget, do.kvType = vo.models, vo.kvBudget/4, vo.kvType
+	do.models, do.kvBudget, do.kvType, do.slots = vo.models, vo.kvBudget/4, vo.kvType, 1 // the draft batches its sessions in one slot
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
 		return usagef("--listen %q: %v", listenAddr, err)
 	}

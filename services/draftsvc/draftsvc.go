@@ -1,6 +1,11 @@
 // Package draftsvc serves the draft model over gRPC: the DraftService's bidirectional
 // Speculate stream, on which a verifier starts a session and the draft streams
 // proposals while applying verdicts.
+//
+// It is plumbing around a draft.Scheduler: one goroutine owns the scheduler, its
+// model.Batch and kernels.Pool, and runs a batched pass while any session has work;
+// per stream one goroutine receives verdicts and one sends proposals. They meet only
+// through bounded channels.
 package draftsvc
 
 import (
@@ -9,10 +14,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/kernels"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
@@ -22,9 +29,10 @@ import (
 // Server implements speculationv1.DraftServiceServer.
 type Server struct {
 	speculationv1.UnimplementedDraftServiceServer
-	ready atomic.Pointer[services.Engines] // nil until the model is loaded
+	ready atomic.Pointer[loop] // nil until SetEngines
 	cfg   Config
 	log   *slog.Logger
+	ids   atomic.Uint64
 }
 
 // Config tunes the draft service.
@@ -35,34 +43,72 @@ type Config struct {
 	// vCPUs they cost more than they save: the draft stays busy and answers verdicts
 	// later (docs/benchmarks.md).
 	Branches int
+	Threads  int // kernel threads of the one pool every pass runs on; 0 means 1
+	// MaxTokens is the most tokens in one pass (0: 256): sessions beyond it draft in
+	// the next pass, in turn.
+	MaxTokens int
+	// Prefill is the most context tokens fed per pass over all sessions (0: 64), so a
+	// long context does not stall the others' drafting.
+	Prefill int
 }
 
 var _ speculationv1.DraftServiceServer = (*Server)(nil)
+
+// errStopping ends the streams of a server that is shutting down.
+var errStopping = fmt.Errorf("draft service stopping: %w", services.ErrUnavailable)
 
 // New returns a draft server; it answers UNAVAILABLE until SetEngines.
 func New(cfg Config, log *slog.Logger) *Server {
 	cfg.Depth = max(cfg.Depth, 1)
 	cfg.Branches = max(cfg.Branches, 0)
+	cfg.Threads = max(cfg.Threads, 1)
+	if cfg.MaxTokens <= 0 {
+		cfg.MaxTokens = 256
+	}
+	if cfg.Prefill <= 0 {
+		cfg.Prefill = 64
+	}
+	cfg.Prefill = min(cfg.Prefill, cfg.MaxTokens)
 	return &Server{cfg: cfg, log: log}
 }
 
-// SetEngines makes the server serve with eng (its model is loaded).
-func (s *Server) SetEngines(eng *services.Engines) { s.ready.Store(eng) }
+// SetEngines makes the server serve with eng's model and KV pool, starting the
+// scheduler goroutine (stopped by Close). Only the first call has an effect. The
+// engines' own slots are not used: every session shares the scheduler's passes.
+func (s *Server) SetEngines(eng *services.Engines) {
+	l := newLoop(eng, s.cfg)
+	if !s.ready.CompareAndSwap(nil, l) {
+		return
+	}
+	go l.run()
+}
 
-func (s *Server) engines() (*services.Engines, error) {
-	if e := s.ready.Load(); e != nil {
-		return e, nil
+// Close stops the scheduler goroutine, ending every stream with UNAVAILABLE, and waits
+// for it.
+func (s *Server) Close() {
+	if l := s.ready.Load(); l != nil {
+		l.stop()
+		<-l.done
+	}
+}
+
+func (s *Server) loop() (*loop, error) {
+	if l := s.ready.Load(); l != nil {
+		return l, nil
 	}
 	return nil, services.ErrNotReady
 }
 
-// Info describes the draft model and its capacity.
+// Info describes the draft model and its capacity; QueueDepth is the number of
+// sessions drafting.
 func (s *Server) Info(ctx context.Context, _ *speculationv1.InfoRequest) (*speculationv1.InfoResponse, error) {
-	eng, err := s.engines()
+	l, err := s.loop()
 	if err != nil {
 		return nil, services.Status(err)
 	}
-	return services.Info(eng, "draft"), nil
+	info := services.Info(l.eng, "draft")
+	info.QueueDepth = uint32(l.sessions.Load())
+	return info, nil
 }
 
 // Speculate runs one draft session: the first message must be Start; proposals flow
@@ -73,7 +119,7 @@ func (s *Server) Speculate(stream speculationv1.DraftService_SpeculateServer) er
 
 func (s *Server) speculate(stream speculationv1.DraftService_SpeculateServer) error {
 	ctx := stream.Context()
-	eng, err := s.engines()
+	l, err := s.loop()
 	if err != nil {
 		return err
 	}
@@ -81,29 +127,70 @@ func (s *Server) speculate(stream speculationv1.DraftService_SpeculateServer) er
 	if err != nil {
 		return err
 	}
-	start := first.GetStart()
-	if start == nil {
-		return services.BadField("start", "the first message of a Speculate stream must be start")
+	ctxIDs, opt, err := s.parseStart(first.GetStart(), l)
+	if err != nil {
+		return err
 	}
-	m := eng.Model
+	st := &session{id: s.ids.Add(1), admit: make(chan error, 1), out: make(chan spec.Proposal, 4*(s.cfg.Depth+s.cfg.Branches)+8), end: make(chan error, 1)}
+	if err := l.send(ctx, event{id: st.id, start: &start{s: st, context: ctxIDs, opt: opt}}); err != nil {
+		return err
+	}
+	// This goroutine sends proposals; once the session is admitted, one other receives
+	// verdicts.
+	var recvErr chan error // nil until admitted
+	for {
+		select {
+		case err := <-st.admit:
+			if err != nil {
+				return err
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- receive(ctx, stream, l, st.id) }()
+			recvErr = errc
+		case p := <-st.out:
+			if err := stream.Send(&speculationv1.SpeculateResponse{Kind: &speculationv1.SpeculateResponse_Proposal{Proposal: services.ProposalToProto(p)}}); err != nil {
+				l.cancel(st)
+				return err
+			}
+		case err := <-st.end:
+			return err // the scheduler has stopped the session
+		case err := <-recvErr:
+			l.cancel(st) // nil: the verifier closed its side
+			return err
+		case <-ctx.Done():
+			l.cancel(st)
+			return ctx.Err()
+		case <-l.done:
+			return errStopping
+		}
+	}
+}
+
+// parseStart validates a Start message into the session's context and options.
+func (s *Server) parseStart(start *speculationv1.Start, l *loop) ([]int32, spec.Options, error) {
+	var opt spec.Options
+	if start == nil {
+		return nil, opt, services.BadField("start", "the first message of a Speculate stream must be start")
+	}
+	m := l.eng.Model
 	if h := start.GetTokenizerHash(); h != "" && h != m.Tok.Hash() {
-		return fmt.Errorf("%w: verifier tokenizer %.12s…, draft %s has %.12s…", services.ErrIncompatible, h, m.Name, m.Tok.Hash())
+		return nil, opt, fmt.Errorf("%w: verifier tokenizer %.12s…, draft %s has %.12s…", services.ErrIncompatible, h, m.Name, m.Tok.Hash())
 	}
 	ctxIDs := start.GetContextIds()
 	if len(ctxIDs) == 0 {
-		return services.BadField("start.context_ids", "empty")
+		return nil, opt, services.BadField("start.context_ids", "empty")
 	}
 	for i, id := range ctxIDs {
 		if id < 0 || int(id) >= m.Vocab {
-			return services.BadField("start.context_ids", "token %d at %d is outside the vocabulary of %d", id, i, m.Vocab)
+			return nil, opt, services.BadField("start.context_ids", "token %d at %d is outside the vocabulary of %d", id, i, m.Vocab)
 		}
 	}
 	if len(ctxIDs) >= m.Context {
-		return services.BadField("start.context_ids", "%d tokens fill the draft's context of %d", len(ctxIDs), m.Context)
+		return nil, opt, services.BadField("start.context_ids", "%d tokens fill the draft's context of %d", len(ctxIDs), m.Context)
 	}
 	sp, err := services.SamplingFromProto(start.GetSampling())
 	if err != nil {
-		return err
+		return nil, opt, err
 	}
 	mode := spec.Coupled
 	if start.GetMode() == specdv1.VerificationMode_VERIFICATION_MODE_REJECTION {
@@ -113,101 +200,183 @@ func (s *Server) speculate(stream speculationv1.DraftService_SpeculateServer) er
 	if maxPos == 0 {
 		maxPos = m.Context
 	}
-	st, release, err := eng.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer release()
-	sess, err := draft.NewSession(st, ctxIDs, spec.Options{
+	return ctxIDs, spec.Options{
 		Sampling: sp, Mode: mode, Gamma: int(start.GetGamma()), MaxPosition: maxPos, ProposalTopK: int(start.GetProposalTopK()),
 		Branches: s.cfg.Branches,
-	})
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
+	}, nil
+}
 
-	// One goroutine receives verdicts; this one drafts and sends.
-	verdicts := make(chan spec.Verdict, 64)
-	recvErr := make(chan error, 1)
-	go func() {
-		defer close(verdicts)
-		for {
-			msg, err := stream.Recv()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					recvErr <- err
-				}
-				return
-			}
-			v := msg.GetVerdict()
-			if v == nil {
-				recvErr <- services.BadField("verdict", "expected a verdict after start")
-				return
-			}
-			select {
-			case verdicts <- services.VerdictFromProto(v):
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	apply := func(v spec.Verdict) error { return sess.Apply(v) }
+// receive passes the stream's verdicts to the scheduler until the verifier closes its
+// side (nil) or the stream fails.
+func receive(ctx context.Context, stream speculationv1.DraftService_SpeculateServer, l *loop, id uint64) error {
 	for {
-		// Apply every verdict already here before drafting more.
-		for drained := false; !drained; {
-			select {
-			case v, ok := <-verdicts:
-				if !ok {
-					return streamEnd(recvErr)
-				}
-				if err := apply(v); err != nil {
-					return err
-				}
-			default:
-				drained = true
-			}
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
 		}
-		// Draft ahead on the main line; when enough is in flight, use the wait to
-		// draft branches (if configured) from likely corrections of the round being
-		// verified.
-		draft := sess.Branch
-		if sess.Outstanding() < s.cfg.Depth && sess.CanDraft() {
-			draft = sess.Draft
-		}
-		t0 := time.Now()
-		p, ok, err := draft(func() bool { return len(verdicts) > 0 })
 		if err != nil {
 			return err
 		}
-		if ok {
-			p.Drafting = time.Since(t0)
-			if err := stream.Send(&speculationv1.SpeculateResponse{Kind: &speculationv1.SpeculateResponse_Proposal{Proposal: services.ProposalToProto(p)}}); err != nil {
-				return err
-			}
-			continue
+		v := msg.GetVerdict()
+		if v == nil {
+			return services.BadField("verdict", "expected a verdict after start")
 		}
-		select {
-		case v, ok := <-verdicts:
-			if !ok {
-				return streamEnd(recvErr)
-			}
-			if err := apply(v); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := l.send(ctx, event{id: id, verdict: services.VerdictFromProto(v)}); err != nil {
+			return err
 		}
 	}
 }
 
-// streamEnd is the result of a session whose verdict stream closed: nil for a clean
-// close by the verifier, else the receive error.
-func streamEnd(recvErr chan error) error {
+// session is a stream as the scheduler goroutine sees it.
+type session struct {
+	id    uint64
+	admit chan error         // the answer to start (nil: admitted); capacity 1
+	out   chan spec.Proposal // proposals to send; bounded: a stream that does not take them fails
+	end   chan error         // why the scheduler stopped the session; capacity 1
+	// cancelled is set by the stream before it asks the scheduler to stop the session,
+	// so that a start the scheduler has not yet seen is not admitted.
+	cancelled atomic.Bool
+}
+
+// event is a start (start set) or a verdict for session id.
+type event struct {
+	id      uint64
+	start   *start
+	verdict spec.Verdict
+}
+
+type start struct {
+	s       *session
+	context []int32
+	opt     spec.Options
+}
+
+// loop is the scheduler goroutine and what streams use to reach it.
+type loop struct {
+	eng      *services.Engines
+	cfg      Config
+	events   chan event // starts and verdicts, bounded
+	sessions atomic.Int64
+
+	mu    sync.Mutex
+	stops []uint64      // sessions to stop, added without blocking
+	wake  chan struct{} // capacity 1: stops were added
+	quit  chan struct{} // closed by stop
+	once  sync.Once
+	done  chan struct{} // closed when the goroutine has ended
+}
+
+func newLoop(eng *services.Engines, cfg Config) *loop {
+	return &loop{eng: eng, cfg: cfg, events: make(chan event, 1024), wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (l *loop) stop() { l.once.Do(func() { close(l.quit) }) }
+
+// send hands the scheduler an event, waiting while its queue is full.
+func (l *loop) send(ctx context.Context, ev event) error {
 	select {
-	case err := <-recvErr:
-		return err
-	default:
+	case l.events <- ev:
 		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.done:
+		return errStopping
+	}
+}
+
+// cancel asks the scheduler to stop st's session (freeing its KV blocks) without
+// blocking.
+func (l *loop) cancel(st *session) {
+	st.cancelled.Store(true)
+	l.mu.Lock()
+	l.stops = append(l.stops, st.id)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the scheduler goroutine: it owns the kernel pool, the batch and every
+// session, applies events between passes and runs passes while any session has work.
+func (l *loop) run() {
+	defer close(l.done)
+	pool := kernels.NewPool(l.cfg.Threads)
+	defer pool.Close()
+	sc := draft.NewScheduler(l.eng.Model.NewBatch(pool, l.cfg.MaxTokens), l.eng.KV, draft.Config{Depth: l.cfg.Depth, Prefill: l.cfg.Prefill})
+	streams := map[uint64]*session{}
+	defer func() {
+		for id, st := range streams {
+			sc.Stop(id)
+			st.end <- errStopping
+		}
+		l.sessions.Store(0)
+	}()
+	handle := func(ev event) {
+		if ev.start == nil {
+			_ = sc.Apply(ev.id, ev.verdict) // ErrUnknownSession: the session has ended
+			return
+		}
+		if ev.start.s.cancelled.Load() {
+			return
+		}
+		err := sc.Start(ev.id, ev.start.context, ev.start.opt)
+		if err == nil {
+			streams[ev.id] = ev.start.s
+		}
+		ev.start.s.admit <- err
+	}
+	stops := func() {
+		l.mu.Lock()
+		ids := l.stops
+		l.stops = nil
+		l.mu.Unlock()
+		for _, id := range ids {
+			sc.Stop(id)
+			delete(streams, id)
+		}
+	}
+	for {
+		if !sc.Busy() {
+			select {
+			case ev := <-l.events:
+				handle(ev)
+			case <-l.wake:
+			case <-l.quit:
+				return
+			}
+		}
+		stops()
+		for drained := false; !drained; {
+			select {
+			case ev := <-l.events:
+				handle(ev)
+			case <-l.quit:
+				return
+			default:
+				drained = true
+			}
+		}
+		t0 := time.Now()
+		sc.Step()
+		for _, o := range sc.Ready(time.Since(t0)) {
+			st := streams[o.ID]
+			if st == nil {
+				continue
+			}
+			if o.Err != nil {
+				delete(streams, o.ID)
+				st.end <- o.Err
+				continue
+			}
+			select {
+			case st.out <- o.Proposal:
+			default:
+				sc.Stop(o.ID)
+				delete(streams, o.ID)
+				st.end <- fmt.Errorf("%w: the verifier does not take the draft's proposals", services.ErrBusy)
+			}
+		}
+		l.sessions.Store(int64(sc.Len()))
 	}
 }

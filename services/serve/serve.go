@@ -113,12 +113,16 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	})
 }
 
-// Draft serves a draft on lis until ctx ends.
+// Draft serves a draft on lis until ctx ends. Its scheduler runs on w.Engine.Threads
+// threads and feeds up to w.Engine.MaxBlock context tokens per pass unless cfg says
+// otherwise; the engines' slots and queue are not used.
 func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener) error {
+	cfg.Threads = cmp.Or(cfg.Threads, w.Engine.Threads)
+	cfg.Prefill = cmp.Or(cfg.Prefill, w.Engine.MaxBlock)
 	ds := draftsvc.New(cfg, w.Log)
 	return worker(ctx, w, router.Draft, "specd.speculation.v1.DraftService", lis, func(srv *services.Server) func(*services.Engines) (func(), error) {
 		speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
-		return func(e *services.Engines) (func(), error) { ds.SetEngines(e); return func() {}, nil }
+		return func(e *services.Engines) (func(), error) { ds.SetEngines(e); return ds.Close, nil }
 	})
 }
 

@@ -1,0 +1,240 @@
+package draftsvc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/model"
+	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/draftsvc"
+	"github.com/specd-dev/specd/spec"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func loadDraft(t *testing.T) *model.Model {
+	t.Helper()
+	m, err := model.Load(testmodels.ForTest(t, "specd-draft-q8_0.gguf"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// serveDraft serves a draft service for m on loopback with a KV budget of kvBlocks
+// blocks, until the test ends; it returns a client and the engines.
+func serveDraft(t *testing.T, m *model.Model, kvBlocks int) (speculationv1.DraftServiceClient, *services.Engines) {
+	t.Helper()
+	probe, err := m.NewKVPool(1<<30, kernels.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := services.NewEngines(m, services.EngineConfig{Threads: 1, Slots: 1, KVBudget: int64(kvBlocks * probe.BlockBytes()), KVType: kernels.F32, MaxBlock: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := draftsvc.New(draftsvc.Config{Depth: 2, Threads: 1, Prefill: 32}, quiet)
+	srv := services.NewServer("specd.speculation.v1.DraftService", quiet)
+	speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
+	ds.SetEngines(eng)
+	srv.SetServing()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis, 5*time.Second) }()
+	conn, err := services.Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		ds.Close()
+		eng.Close()
+	})
+	return speculationv1.NewDraftServiceClient(conn), eng
+}
+
+// prompts returns n different contexts of 12 to 40 tokens.
+func prompts(m *model.Model, n int) [][]int32 {
+	texts := []string{"Once upon a time", "It is a truth universally acknowledged, that", "In the beginning God created", "def main():"}
+	out := make([][]int32, n)
+	for i := range out {
+		p := m.Tok.Encode(fmt.Sprintf("%s %d, %s", texts[i%len(texts)], i, texts[(i+1)%len(texts)]), true)
+		out[i] = p
+	}
+	return out
+}
+
+// verify plays a verifier on one Speculate stream for rounds verdicts: it accepts every
+// proposal based on its last verdict in full and adds a bonus token of its own (so the
+// draft rolls back its pipelined round), then closes its side. It returns the first
+// proposal.
+func verify(ctx context.Context, c speculationv1.DraftServiceClient, prompt []int32, rounds int) (spec.Proposal, error) {
+	st, err := c.Speculate(ctx)
+	if err != nil {
+		return spec.Proposal{}, err
+	}
+	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
+		ContextIds: prompt, Gamma: 4, MaxPosition: 512}}}); err != nil {
+		return spec.Proposal{}, err
+	}
+	var first spec.Proposal
+	seq := uint64(0)
+	for seq < uint64(rounds) {
+		msg, err := st.Recv()
+		if err != nil {
+			return first, err
+		}
+		p := services.ProposalFromProto(msg.GetProposal())
+		if p.Round == 1 {
+			first = p
+		}
+		if p.Base != seq {
+			continue // drafted on a sequence the last verdict contradicted
+		}
+		seq++
+		bonus := (p.Tokens[0] + 1) % 4096
+		v := spec.Verdict{Round: p.Round, Seq: seq, Accepted: len(p.Tokens), Position: p.Start, Tokens: append(slices.Clone(p.Tokens), bonus), NextGamma: 4, Rollback: true}
+		if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}}); err != nil {
+			return first, err
+		}
+	}
+	if err := st.CloseSend(); err != nil {
+		return first, err
+	}
+	for {
+		if _, err := st.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return first, nil
+			}
+			return first, err
+		}
+	}
+}
+
+// TestManyStreams: 40 concurrent Speculate streams on one draft with 1 thread are all
+// served — none is refused while the KV budget has room — each drafts what it would
+// alone, and every KV block is back in the pool when they have ended.
+func TestManyStreams(t *testing.T) {
+	m := loadDraft(t)
+	n, rounds := 40, 12
+	if testing.Short() {
+		n, rounds = 32, 5
+	}
+	c, eng := serveDraft(t, m, 2*n+8)
+	ps := prompts(m, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	firsts := make([]spec.Proposal, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { firsts[i], errs[i] = verify(ctx, c, ps[i], rounds) })
+	}
+	wg.Wait()
+	kv, err := m.NewKVPool(8<<20, kernels.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	alone := m.NewState(pool, kv.NewSeq(), 16)
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("stream %d: %v", i, err)
+			continue
+		}
+		s, err := draft.NewSession(alone, ps[i], spec.Options{Gamma: 4, MaxPosition: 512})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _, err := s.Draft(nil)
+		s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(firsts[i].Tokens, want.Tokens) || firsts[i].Start != want.Start {
+			t.Errorf("stream %d: first proposal %v at %d, alone %v at %d", i, firsts[i].Tokens, firsts[i].Start, want.Tokens, want.Start)
+		}
+	}
+	// Ended streams free their blocks as soon as the scheduler takes their stop.
+	for deadline := time.Now().Add(10 * time.Second); eng.KV.Stats().Used != 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if used := eng.KV.Stats().Used; used != 0 {
+		t.Errorf("%d KV blocks still used after every stream ended", used)
+	}
+}
+
+// TestKVBudgetFailsFast: beyond what the KV budget admits, a stream fails at once with
+// RESOURCE_EXHAUSTED (the verifier then decodes plainly); a cancelled stream frees its
+// blocks for the next.
+func TestKVBudgetFailsFast(t *testing.T) {
+	m := loadDraft(t)
+	c, _ := serveDraft(t, m, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	open := func(ctx context.Context, prompt []int32) (speculationv1.DraftService_SpeculateClient, error) {
+		st, err := c.Speculate(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
+			ContextIds: prompt, Gamma: 4}}}); err != nil {
+			return nil, err
+		}
+		_, err = st.Recv() // the first proposal, or the refusal
+		return st, err
+	}
+	ps := prompts(m, 4)
+	held := make([]context.CancelFunc, 3)
+	for i := range held {
+		sctx, scancel := context.WithCancel(ctx)
+		held[i] = scancel
+		if _, err := open(sctx, ps[i]); err != nil {
+			t.Fatalf("stream %d within the budget: %v", i, err)
+		}
+	}
+	if _, err := open(ctx, ps[3]); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("stream beyond the budget: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	held[0]()
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err = open(ctx, ps[3]); status.Code(err) != codes.ResourceExhausted {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("stream after another was cancelled: %v, want served", err)
+	}
+	for _, f := range held[1:] {
+		f()
+	}
+}
