@@ -165,7 +165,8 @@ type entry struct {
 
 // A request whose draft has proposed but whose proposals have all arrived too late to
 // check (the verifier decoded past them) for maxBehind of its own steps is held: it
-// sits out up to holdPasses passes, or until a proposal arrives or Timer fires,
+// sits out up to holdPasses passes, or until a proposal it can check arrives or Timer
+// fires,
 // so that the draft catches up. Alone on the verifier, a pass is shorter than a
 // draft's round trip and without holds no proposal would ever be checked.
 const (
@@ -309,7 +310,11 @@ func (s *Scheduler) Propose(id ID, p spec.Proposal) {
 	if !ok || !e.job.Spec {
 		return
 	}
-	e.drafted, e.held = true, 0
+	// A held request resumes with a proposal it can check; a stale one (drafted before
+	// the draft heard the last verdict) waits in the queue for the hold to end.
+	if e.drafted = true; e.sess != nil && e.sess.Usable(p) > 0 {
+		e.held = 0
+	}
 	const maxProps = 16 // a draft pipelines a few rounds; more is a runaway peer
 	if len(e.props) >= maxProps {
 		e.props = e.props[1:]
