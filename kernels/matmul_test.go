@@ -459,3 +459,59 @@ func TestMatMulPanicsOnBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestWideKernels calls each implementation's wide-block kernels directly on odd shapes
+// (partial blocks of 16 rows, one to three groups, every token count a call takes) and
+// checks them against the float64 reference and, bitwise, against the narrow packed
+// kernels, whose results a product may mix with theirs.
+func TestWideKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	for _, ks := range impls {
+		if ks.q8w == nil {
+			continue
+		}
+		for _, typ := range []Type{Q8_0, Q4_0} {
+			wide, narrow := ks.q8w, ks.q8p
+			if typ == Q4_0 {
+				wide, narrow = ks.q4w, ks.q4p
+			}
+			for _, cols := range []int{480, 512, 1408} {
+				for _, rows := range []int{2, 14, 16, 18, 38} {
+					w := randMatrix(t, rng, typ, rows, cols)
+					w.packed, w.packedBy = ks.pack(w), ks
+					n := ks.wideGroup + 3
+					x := randFloats(rng, n*cols, 1)
+					x[3] = 1e4
+					clear(x[cols : cols+32])
+					var a acts
+					ks.sizeP(&a, n, cols)
+					for tok := range n {
+						ks.prepTokP(&a, x, tok, cols)
+					}
+					rb, data := packedRowBytes(w), w.packed.b
+					want, mag := refMatMul(w, x, n)
+					alone := make([]float32, n*rows)
+					for tok := range n {
+						narrow(alone[tok*rows:], rows, data, rb, rows, &a, tok, 1)
+					}
+					for k := 1; k <= ks.wideGroup; k++ {
+						for _, tok := range []int{0, n - k} {
+							got := make([]float32, k*rows)
+							wide(got, rows, data, rb, rows, &a, tok, k)
+							for i, v := range got {
+								tt, r := tok+i/rows, i%rows
+								if want := alone[tt*rows+r]; math.Float32bits(v) != math.Float32bits(want) {
+									t.Fatalf("%s %v %d×%d k=%d tok=%d: row %d token %d = %v, narrow kernel %v", ks.name, typ, rows, cols, k, tok, r, tt, v, want)
+								}
+								ref, m := want[tt*rows+r], mag[tt*rows+r]
+								if d := math.Abs(float64(v) - ref); d > 1.2e-7*float64(cols/8+8)*m+1e-30 {
+									t.Fatalf("%s %v %d×%d k=%d: row %d token %d = %v, want %v", ks.name, typ, rows, cols, k, r, tt, v, ref)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
