@@ -818,23 +818,24 @@ const packedActBytes = 704
 // within one product. What changes is how the work is laid out. Rows go in pairs, and
 // each group of weights and activations is loaded into registers once for all the pair's
 // 2k dot products: 2k integer sums Z0..Z(2k-1) (row A's tokens, then row B's) live at
-// once, and the loads stay well below the two vpdpbusd a cycle this machine sustains. The
-// float sums of a pair are kept in a scratch frame, token t's 16 rows of the block
-// contiguous, where the next group adds to them. After 16 rows (a block), each token's 16
-// sums are reduced together by a transposing tree (reduceWide): about 3 instructions a
-// (row, token) against the 5 of reduceTo, with one store of 16 outputs.
+// once, and the loads stay well below the two vpdpbusd a cycle this machine sustains.
+// Between groups a pair's float sums wait in a scratch frame; after the last group they
+// are stored there by quarters (wideSlot), and once 16 rows (a block) are done each
+// token's 16 sums are reduced together (reduceWide): about 1.4 instructions a (row,
+// token) against the 5 of reduceTo, with one store of 16 outputs.
 //
 // Registers: Z0..Z(2k-1) integer then float sums, Z(2k)/Z(2k+1) weights of rows A/B
 // (then their scales) and for Q4_0 Z(2k+2)/Z(2k+3) their high nibbles, one activation
 // vector after them, which then holds the scale products, Z30 0x0f bytes, Z31 zero.
-// Scratch R12 (64-byte aligned), R10 the current pair's slots; K1 the rows of the block.
+// Scratch: R12 (64-byte aligned) the quarters, R10 the current pair's; K1 the rows of the
+// block.
 func packedWide512(q4 bool, k int) {
 	typ := "Q8"
 	if q4 {
 		typ = "Q4"
 	}
 	name := fmt.Sprintf("dot%sWVNNIx%d", typ, k)
-	frame := k*wideBlockRows*64 + 64
+	frame := k*wideTokBytes + 2*k*64 + 64
 	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
 	fmt.Fprintf(&s, "TEXT ·%s(SB), $%d-64\n", name, frame)
 	fmt.Fprintf(&gs, "\n//go:noescape\nfunc %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
@@ -873,16 +874,23 @@ func packedWide512(q4 bool, k int) {
 	p("MOVQ SI, DX")
 	p("MOVQ AX, BX")
 	p("MOVQ R11, CX")
-	wideGroup512(q4, k, true)
-	p("DECQ CX")
-	p("JZ pairdone")
+	p("CMPQ CX, $1")
+	p("JNE multi")
+	wideGroup512(q4, k, true, true)
+	p("JMP pairdone")
+	label("multi")
+	wideGroup512(q4, k, true, false)
+	p("SUBQ $2, CX")
+	p("JZ lastgroup")
 	label("group")
-	wideGroup512(q4, k, false)
+	wideGroup512(q4, k, false, false)
 	p("DECQ CX")
 	p("JNZ group")
+	label("lastgroup")
+	wideGroup512(q4, k, false, true)
 	label("pairdone")
 	p("LEAQ (SI)(R15*2), SI")
-	p("ADDQ $128, R10")
+	p("ADDQ $32, R10")
 	p("SUBQ $2, R14")
 	p("JNZ pair")
 	reduceWide(k)
@@ -894,13 +902,19 @@ func packedWide512(q4 bool, k int) {
 	p("RET")
 }
 
-// wideBlockRows is the rows packedWide512 reduces together, one per lane.
-const wideBlockRows = 16
+// wideBlockRows is the rows packedWide512 reduces together, one per lane, and
+// wideTokBytes the scratch of one token's block: quarter c of row r's sum at c*256+16r.
+const (
+	wideBlockRows = 16
+	wideTokBytes  = wideBlockRows * 64
+)
 
 // wideGroup512 emits one group of 16 blocks of a pair of rows for packedWide512: the
 // integer sums, then per (row, token) the float operations of packedRow512, adding to
-// zero in the first group and to the scratch sum after it.
-func wideGroup512(q4 bool, k int, first bool) {
+// zero in the first group and to the sum kept in the scratch after it. The last group
+// stores each sum by quarters for reduceWide; the others store it whole, after the
+// quarters.
+func wideGroup512(q4 bool, k int, first, last bool) {
 	corr, gbytes := packedGeometry(q4)
 	wA, wB, act := 2*k, 2*k+1, 2*k+2
 	if q4 {
@@ -942,15 +956,25 @@ func wideGroup512(q4 bool, k int, first bool) {
 	p("VMOVUPS (DX)(R15*1), Z%d", wB)
 	for t := range k {
 		for h, acc := range []int{t, k + t} {
-			slot := fmt.Sprintf("%d(R10)", t*wideBlockRows*64+64*h)
+			// The whole sum between groups: 2k vectors after the quarters (R12), the
+			// same for every pair.
+			whole := fmt.Sprintf("%d(R12)", k*wideTokBytes+(2*t+h)*64)
 			p("VCVTDQ2PS Z%d, Z%d", acc, acc)
 			p("VMULPS %s, Z%d, Z%d", pa(t, 512), wA+h, act)
 			if first {
 				p("VFMADD213PS Z31, Z%d, Z%d", act, acc)
 			} else {
-				p("VFMADD213PS %s, Z%d, Z%d", slot, act, acc)
+				p("VFMADD213PS %s, Z%d, Z%d", whole, act, acc)
 			}
-			p("VMOVUPS Z%d, %s", acc, slot)
+			if !last {
+				p("VMOVUPS Z%d, %s", acc, whole)
+				continue
+			}
+			q := t*wideTokBytes + 16*h
+			p("VMOVUPS X%d, %d(R10)", acc, q)
+			for c := 1; c < 4; c++ {
+				p("VEXTRACTF32X4 $%d, Z%d, %d(R10)", c, acc, q+c*256)
+			}
 		}
 	}
 	p("ADDQ $%d, DX", gbytes)
@@ -958,25 +982,23 @@ func wideGroup512(q4 bool, k int, first bool) {
 }
 
 // reduceWide reduces, for each of k tokens, the 16 sums of a block's rows in the scratch
-// (R12) and stores the lanes K1 selects at DI, the tokens R13 bytes apart. Each sum is
-// formed by the additions of reduceTo in the same order (lanes i and i+8, then i+4, i+2
-// and i+1), sixteen at a time: each level adds pairs of vectors shuffled so that every
-// vector holds half as many partial sums of twice as many rows. The last level leaves row
-// 4e+j in lane 4j+e, which VPERMPS puts back in order.
+// (R12, by quarters) and stores the lanes K1 selects at DI, the tokens R13 bytes apart.
+// Each sum is formed by the additions of reduceTo in the same order (lanes i and i+8,
+// then i+4, i+2 and i+1), sixteen at a time. The quarters of four rows make a vector, so
+// the first two levels are plain additions of such vectors: row r's four partial sums
+// land in 128-bit lane r%4 of vector r/4. Two more levels shuffle within 128-bit lanes
+// and leave row 4e+j in lane 4j+e, which VPERMPS puts back in order.
 func reduceWide(k int) {
 	p("VMOVDQU32 ·widePerm<>(SB), Z15")
 	p("MOVQ DI, DX")
 	for t := range k {
-		base := t * wideBlockRows * 64
-		for q := range 8 {
-			p("VMOVUPS %d(R12), Z16", base+128*q)
-			p("VSHUFF64X2 $0x44, %d(R12), Z16, Z17", base+128*q+64)
-			p("VSHUFF64X2 $0xee, %d(R12), Z16, Z18", base+128*q+64)
-			p("VADDPS Z18, Z17, Z%d", q)
-		}
+		base := t * wideTokBytes
 		for q := range 4 {
-			p("VSHUFF64X2 $0x88, Z%d, Z%d, Z16", 2*q+1, 2*q)
-			p("VSHUFF64X2 $0xdd, Z%d, Z%d, Z17", 2*q+1, 2*q)
+			quarter := func(c int) string { return fmt.Sprintf("%d(R12)", base+256*c+64*q) }
+			p("VMOVUPS %s, Z16", quarter(0))
+			p("VADDPS %s, Z16, Z16", quarter(2))
+			p("VMOVUPS %s, Z17", quarter(1))
+			p("VADDPS %s, Z17, Z17", quarter(3))
 			p("VADDPS Z17, Z16, Z%d", 8+q)
 		}
 		for q := range 2 {

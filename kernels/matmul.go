@@ -207,7 +207,7 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 	for _, w := range ws {
 		rpc := max(w.Rows, 1)
 		if parallel {
-			rpc = chunkRows(w, p.threads)
+			rpc = chunkRows(m.ks, w, p.threads, n)
 		}
 		m.first = append(m.first, total)
 		m.rowsPC = append(m.rowsPC, rpc)
@@ -227,8 +227,16 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 // minParallelWork is the weight bytes × tokens below which a MatMuls runs on one thread.
 const minParallelWork = 512 << 10
 
-// chunkRows picks the rows per chunk of w for a pool of threads.
-func chunkRows(w *Matrix, threads int) int {
+// chunkRows picks the rows per chunk of w for a pool of threads and n tokens.
+func chunkRows(ks *kernelSet, w *Matrix, threads, n int) int {
+	if w.packedBy == ks && ks.q8w != nil && n >= ks.wideMin {
+		// Wide blocks: a chunk is long enough whatever its rows (16 rows of 16 tokens
+		// are over 1000 products), and what matters is that the threads finish together:
+		// four chunks a thread, whole blocks of the wide kernels. With chunks for 64KB
+		// of weights as below, a 512-row matrix was five chunks for two threads.
+		rows := max(w.Rows/(4*threads), wideTileRows)
+		return (rows + wideTileRows - 1) &^ (wideTileRows - 1)
+	}
 	const minChunkBytes = 64 << 10 // keeps claiming a chunk well under 1% of running it
 	rb := max(w.RowBytes(), 1)
 	rows := max(minChunkBytes/rb, 1)
