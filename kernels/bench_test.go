@@ -214,3 +214,26 @@ func BenchmarkWideKernel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPrepPacked times preparing the activations of packed kernels for 16 tokens of
+// 512 and of 1408 values.
+func BenchmarkPrepPacked(b *testing.B) {
+	if cur.prepTokP == nil {
+		b.Skip("no packed layout")
+	}
+	rng := rand.New(rand.NewPCG(6, 6))
+	const n = 16
+	for _, cols := range []int{512, 1408} {
+		x := randFloats(rng, n*cols, 1)
+		b.Run(fmt.Sprintf("cols=%d", cols), func(b *testing.B) {
+			var a acts
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				cur.sizeP(&a, n, cols)
+				for t := range n {
+					cur.prepTokP(&a, x, t, cols)
+				}
+			}
+		})
+	}
+}

@@ -50,7 +50,6 @@ type acts struct {
 	q      []byte
 	d      []float32
 	stride int
-	tmp    []byte // scratch of prepTokP
 }
 
 // quantizeActs fills a with n tokens of x in the generic layout: per block of QK,

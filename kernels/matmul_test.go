@@ -369,6 +369,63 @@ func TestPreparedActivations(t *testing.T) {
 	}
 }
 
+// TestPreparedPacked checks each packed layout's activations against quantizeActs: per
+// token and group of 16 blocks, dword i of vector v holds values 4v..4v+3 of block i,
+// then the blocks' scales, -128·Σq and -8·Σq; blocks past the end are zero.
+func TestPreparedPacked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, cols := range []int{32, 96, 512, 544, 1024, 1408} {
+		const n = 3
+		x := randFloats(rng, n*cols, 1)
+		clear(x[cols : cols+32])
+		x[2*cols+1] = -40
+		copy(x[2*cols-32:], []float32{127, 2.5, -3.5, 0.5, -0.5, 1.4999999, -126.5, 0.49999997})
+		x[5] = 1e-39 // a denormal block maximum: 1/d overflows
+		var want acts
+		quantizeActs(&want, x, n, cols)
+		nb := cols / QK
+		for _, ks := range impls {
+			if ks.sizeP == nil {
+				continue
+			}
+			var got acts
+			ks.sizeP(&got, n, cols)
+			for tok := range n {
+				ks.prepTokP(&got, x, tok, cols)
+			}
+			for tok := range n {
+				for b := range (nb + 15) / 16 * 16 {
+					grp := got.q[b/16*got.stride+tok*packedActBytes:][:packedActBytes]
+					i := b % 16
+					var wq []byte
+					var wd float32
+					if b < nb {
+						wq, wd = want.q[(tok*nb+b)*QK:][:QK], want.d[tok*nb+b]
+					} else {
+						wq = make([]byte, QK)
+					}
+					var sum int32
+					for j := range QK {
+						sum += int32(int8(wq[j]))
+						if g := grp[64*(j/4)+4*i+j%4]; g != wq[j] {
+							t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", ks.name, cols, tok, b, j, int8(g), int8(wq[j]))
+						}
+					}
+					if g := math.Float32frombits(binary.LittleEndian.Uint32(grp[512+4*i:])); math.Float32bits(g) != math.Float32bits(wd) {
+						t.Fatalf("%s cols=%d token %d block %d: scale %v, want %v", ks.name, cols, tok, b, g, wd)
+					}
+					if g := int32(binary.LittleEndian.Uint32(grp[576+4*i:])); g != -128*sum {
+						t.Fatalf("%s cols=%d token %d block %d: Q8_0 correction %d, want %d", ks.name, cols, tok, b, g, -128*sum)
+					}
+					if g := int32(binary.LittleEndian.Uint32(grp[640+4*i:])); g != -8*sum {
+						t.Fatalf("%s cols=%d token %d block %d: Q4_0 correction %d, want %d", ks.name, cols, tok, b, g, -8*sum)
+					}
+				}
+			}
+		}
+	}
+}
+
 // checkPrepared compares activations prepared by an assembly quantizer (the generic one,
 // with no stride, is the reference) with quantizeActs: per token and pair of blocks the
 // 64 values, each block's scale eight times and, in a 256-byte layout, the corrections

@@ -73,50 +73,27 @@ func sizePackedVNNI(a *acts, n, cols int) {
 		a.q = make([]byte, need)
 	}
 	a.q = a.q[:groups*a.stride]
-	// Scratch for quantActsAVX512: a region per token, so tokens may be prepared in
-	// parallel.
-	if need := n * ((nb + 1) / 2) * 256; cap(a.tmp) < need {
-		a.tmp = make([]byte, need)
+}
+
+// prepTokenVNNI prepares token t of x (laid out as sizePackedVNNI sized a) with
+// quantPackedAVX512, a last partial group from a zero-padded copy.
+func prepTokenVNNI(a *acts, x []float32, t, cols int) {
+	nb := a.nb
+	full := nb / 16
+	xt := x[t*cols : (t+1)*cols]
+	_ = a.q[(nb+15)/16*a.stride-1]
+	if full > 0 {
+		quantPackedAVX512(&a.q[t*packedActBytes], a.stride, &xt[0], full)
+	}
+	if nb%16 != 0 {
+		var pad [16 * QK]float32
+		copy(pad[:], xt[full*16*QK:nb*QK])
+		quantPackedAVX512(&a.q[full*a.stride+t*packedActBytes], a.stride, &pad[0], 1)
 	}
 }
 
-// prepTokenVNNI prepares token t of x (laid out as sizePackedVNNI sized a): it quantizes
-// with quantActsAVX512 and regroups that layout.
-func prepTokenVNNI(a *acts, x []float32, t, cols int) {
-	nb := a.nb
-	if nb == 0 {
-		return
-	}
-	groups := (nb + 15) / 16
-	pairBytes := (nb + 1) / 2 * 256
-	tmp := a.tmp[t*pairBytes : (t+1)*pairBytes]
-	xt := x[t*cols : (t+1)*cols]
-	quantActsAVX512(&tmp[0], &xt[0], nb)
-	if nb%16 != 0 {
-		clear(a.q[(groups-1)*a.stride+t*packedActBytes:][:packedActBytes])
-	}
-	// As uint32s: a pair of blocks is 64 words (values of A and B, A's scale ×8, B's
-	// ×8, Q8_0 corrections of A and B ×8 each, then Q4_0's); a token's group 176 words
-	// (values [16v+i], scales [128+i], Q8_0 corrections [144+i], Q4_0's [160+i]).
-	src := unsafe.Slice((*uint32)(unsafe.Pointer(&tmp[0])), len(tmp)/4)
-	out := unsafe.Slice((*uint32)(unsafe.Pointer(&a.q[0])), len(a.q)/4)
-	for b := range nb {
-		s := src[b/2*64+b%2*8:]
-		s = s[:56]
-		g := out[(b/16*a.stride+t*packedActBytes)/4+b%16:]
-		g = g[:161]
-		for v := range 8 {
-			g[16*v] = s[v]
-		}
-		g[128] = s[16]
-		var c8, c4 uint32
-		for v := range 8 {
-			c8 += s[32+v]
-			c4 += s[48+v]
-		}
-		g[144], g[160] = c8, c4
-	}
-}
+//go:noescape
+func quantPackedAVX512(dst *byte, gstride int, x *float32, ngroups int)
 
 // packedAsm adapts generated packed kernels to activations from prepTokenVNNI; w and
 // rowBytes are those of the packed copy, whose rows are whole groups of 16 blocks.
