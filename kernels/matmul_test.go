@@ -138,10 +138,13 @@ func TestMatMulBatchInvariance(t *testing.T) {
 		pools := []*Pool{NewPool(1), NewPool(2)}
 		defer pools[0].Close()
 		defer pools[1].Close()
-		maxN := 16
+		// Every size to 16, then a few wide blocks (batches of sequences): 40 tokens run
+		// the wide kernels in four calls.
+		ns := []int{2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 23, 32, 40}
 		if raceEnabled {
-			maxN = 9
+			ns = []int{2, 3, 5, 6, 9, 13}
 		}
+		maxN := ns[len(ns)-1]
 		// The last shape of each type is large enough (minParallelWork) for two threads to
 		// split it even for one token.
 		shapes := map[Type][][]int{
@@ -167,7 +170,7 @@ func TestMatMulBatchInvariance(t *testing.T) {
 					pools[0].MatMul(single[tok*rows:(tok+1)*rows], w, x[tok*cols:], 1)
 				}
 				for _, p := range pools {
-					for n := 2; n <= maxN; n++ {
+					for _, n := range ns {
 						for _, start := range []int{0, maxN - n} {
 							got := make([]float32, n*rows)
 							p.MatMul(got, w, x[start*cols:], n)
