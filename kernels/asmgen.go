@@ -33,8 +33,9 @@ import (
 )
 
 const (
-	maxTok512 = 5 // tokens per call, avx512vnni: 10 accumulators plus shared registers
-	maxTokAVX = 4 // tokens per call, avx2: 8 accumulators of 16 ymm registers
+	maxTok512  = 5  // tokens per call, avx512vnni: 10 accumulators plus shared registers
+	maxTokWide = 12 // tokens per call, avx512vnni wide blocks: 24 sums plus 6 shared
+	maxTokAVX  = 4  // tokens per call, avx2: 8 accumulators of 16 ymm registers
 )
 
 var (
@@ -66,6 +67,11 @@ func xa(t, disp int) string {
 	}
 	panic("token out of range")
 }
+
+// pa returns the address of token t's packed activations at displacement disp in the
+// current group (BX): the tokens of a group lie packedActBytes apart, and R9 holds the
+// bytes from one group to the next.
+func pa(t, disp int) string { return fmt.Sprintf("%d(BX)", t*packedActBytes+disp) }
 
 // oa returns the address of token t's output for the current row (DI; R13 is the output
 // stride in bytes, R14 three times it).
@@ -679,16 +685,16 @@ func packedRow512(q4 bool, k int, sfx string) {
 		p("VMOVDQU32 %d(BX), Z5", corr)
 		p("VPXORD Z6, Z6, Z6")
 		for j := range 8 {
-			p("VPDPBUSD %s, Z%d, Z%d", xa(0, 64*j), 16+j, 5+j%2)
+			p("VPDPBUSD %s, Z%d, Z%d", pa(0, 64*j), 16+j, 5+j%2)
 		}
 		p("VPADDD Z6, Z5, Z5")
 	} else {
 		for t := range k {
-			p("VMOVDQU32 %s, Z%d", xa(t, corr), 5+t)
+			p("VMOVDQU32 %s, Z%d", pa(t, corr), 5+t)
 		}
 		for j := range 8 {
 			for t := range k {
-				p("VPDPBUSD %s, Z%d, Z%d", xa(t, 64*j), 16+j, 5+t)
+				p("VPDPBUSD %s, Z%d, Z%d", pa(t, 64*j), 16+j, 5+t)
 			}
 		}
 	}
@@ -696,13 +702,13 @@ func packedRow512(q4 bool, k int, sfx string) {
 		p("VCVTDQ2PS Z%d, Z%d", 5+t, 5+t)
 	}
 	for t := range k {
-		p("VMULPS %s, Z24, Z%d", xa(t, 512), 10+t)
+		p("VMULPS %s, Z24, Z%d", pa(t, 512), 10+t)
 	}
 	for t := range k {
 		p("VFMADD231PS Z%d, Z%d, Z%d", 5+t, 10+t, t)
 	}
 	p("ADDQ $%d, DX", gbytes)
-	p("ADDQ $%d, BX", packedActBytes)
+	p("ADDQ R9, BX")
 	p("DECQ CX")
 	p("JNZ group%s", sfx)
 	reduce512(seq(0, 1, k))
@@ -737,7 +743,7 @@ func packedPairBody(q4 bool, k, accA, accB int) {
 	packedPrefetchRow(gbytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
 	packedPrefetchRow(gbytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
 	for t := range k {
-		p("VMOVDQU32 %s, Z%d", xa(t, corr), intA+t)
+		p("VMOVDQU32 %s, Z%d", pa(t, corr), intA+t)
 		p("VMOVDQA32 Z%d, Z%d", intA+t, intB+t)
 	}
 	// dots multiplies activation vector j of every token by weight vectors wa (row A)
@@ -745,7 +751,7 @@ func packedPairBody(q4 bool, k, accA, accB int) {
 	dots := func(j, wa, wb int) {
 		for t := range k {
 			x := 24 + t%2
-			p("VMOVDQU64 %s, Z%d", xa(t, 64*j), x)
+			p("VMOVDQU64 %s, Z%d", pa(t, 64*j), x)
 			p("VPDPBUSD Z%d, Z%d, Z%d", x, wa, intA+t)
 			p("VPDPBUSD Z%d, Z%d, Z%d", x, wb, intB+t)
 		}
@@ -774,14 +780,14 @@ func packedPairBody(q4 bool, k, accA, accB int) {
 		p("VCVTDQ2PS Z%d, Z%d", intB+t, intB+t)
 	}
 	for t := range k {
-		p("VMOVUPS %s, Z28", xa(t, 512))
+		p("VMOVUPS %s, Z28", pa(t, 512))
 		p("VMULPS Z28, Z26, Z29")
 		p("VMULPS Z28, Z27, Z30")
 		p("VFMADD231PS Z%d, Z29, Z%d", intA+t, accA+t)
 		p("VFMADD231PS Z%d, Z30, Z%d", intB+t, accB+t)
 	}
 	p("ADDQ $%d, DX", gbytes)
-	p("ADDQ $%d, BX", packedActBytes)
+	p("ADDQ R9, BX")
 	p("DECQ CX")
 	p("JNZ pgroup")
 }
@@ -795,6 +801,232 @@ const (
 // packedActBytes is the size of one token's prepared activations per group of 16 blocks
 // (packed.go has the same constant).
 const packedActBytes = 704
+
+// ---- avx512vnni, wide blocks ----
+
+// packedWide512 writes the Q8_0 or Q4_0 kernel for k tokens over packed weights that
+// serves blocks of many tokens (continuous batching, long verifications). It has the
+// signature
+//
+//	func k(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+//
+// with nrows even, x token 0's first group of activations and xstride the bytes from
+// one group to the next.
+//
+// Every (row, token) gets exactly the float operations of packedRow512 (integer sums are
+// exact in any order), so the two kernels' results are bitwise equal and may be mixed
+// within one product. What changes is how the work is laid out. Rows go in pairs, and
+// each group of weights and activations is loaded into registers once for all the pair's
+// 2k dot products: 2k integer sums Z0..Z(2k-1) (row A's tokens, then row B's) live at
+// once, and the loads stay well below the two vpdpbusd a cycle this machine sustains.
+// Between groups a pair's float sums wait in a scratch frame; after the last group they
+// are stored there by quarters (wideSlot), and once 16 rows (a block) are done each
+// token's 16 sums are reduced together (reduceWide): about 1.4 instructions a (row,
+// token) against the 5 of reduceTo, with one store of 16 outputs.
+//
+// Registers: Z0..Z(2k-1) integer then float sums, Z(2k)/Z(2k+1) weights of rows A/B
+// (then their scales) and for Q4_0 Z(2k+2)/Z(2k+3) their high nibbles, one activation
+// vector after them, which then holds the scale products, Z30 0x0f bytes, Z31 zero.
+// Scratch: R12 (64-byte aligned) the quarters, R10 the current pair's; K1 the rows of the
+// block.
+func packedWide512(q4 bool, k int) {
+	typ := "Q8"
+	if q4 {
+		typ = "Q4"
+	}
+	name := fmt.Sprintf("dot%sWVNNIx%d", typ, k)
+	frame := k*wideTokBytes + 2*k*64 + 64
+	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
+	fmt.Fprintf(&s, "TEXT ·%s(SB), $%d-64\n", name, frame)
+	fmt.Fprintf(&gs, "\n//go:noescape\nfunc %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
+	p("MOVQ out+0(FP), DI")
+	p("MOVQ ostride+8(FP), R13")
+	p("SHLQ $2, R13")
+	p("MOVQ w+16(FP), SI")
+	p("MOVQ rowBytes+24(FP), R15")
+	p("MOVQ nrows+32(FP), R8")
+	p("MOVQ ngroups+40(FP), R11")
+	p("MOVQ x+48(FP), AX")
+	p("MOVQ xstride+56(FP), R9")
+	p("MOVQ SP, R12")
+	p("ADDQ $63, R12")
+	p("ANDQ $-64, R12")
+	p("VPXORD Z31, Z31, Z31")
+	if q4 {
+		p("MOVL $0x0f0f0f0f, DX")
+		p("VPBROADCASTD DX, Z30")
+	}
+	p("TESTQ R8, R8")
+	p("JZ done")
+	label("block")
+	// R14 = rows of this block, min(16, R8); K1 their lanes.
+	p("MOVQ $%d, R14", wideBlockRows)
+	p("CMPQ R8, R14")
+	p("CMOVQLT R8, R14")
+	p("MOVQ R14, CX")
+	p("MOVL $1, DX")
+	p("SHLL CX, DX")
+	p("DECL DX")
+	p("KMOVW DX, K1")
+	p("SUBQ R14, R8")
+	p("MOVQ R12, R10")
+	label("pair")
+	p("MOVQ SI, DX")
+	p("MOVQ AX, BX")
+	p("MOVQ R11, CX")
+	p("CMPQ CX, $1")
+	p("JNE multi")
+	wideGroup512(q4, k, true, true)
+	p("JMP pairdone")
+	label("multi")
+	wideGroup512(q4, k, true, false)
+	p("SUBQ $2, CX")
+	p("JZ lastgroup")
+	label("group")
+	wideGroup512(q4, k, false, false)
+	p("DECQ CX")
+	p("JNZ group")
+	label("lastgroup")
+	wideGroup512(q4, k, false, true)
+	label("pairdone")
+	p("LEAQ (SI)(R15*2), SI")
+	p("ADDQ $32, R10")
+	p("SUBQ $2, R14")
+	p("JNZ pair")
+	reduceWide(k)
+	p("ADDQ $%d, DI", 4*wideBlockRows)
+	p("TESTQ R8, R8")
+	p("JNZ block")
+	label("done")
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// wideBlockRows is the rows packedWide512 reduces together, one per lane, and
+// wideTokBytes the scratch of one token's block: quarter c of row r's sum at c*256+16r.
+const (
+	wideBlockRows = 16
+	wideTokBytes  = wideBlockRows * 64
+)
+
+// wideGroup512 emits one group of 16 blocks of a pair of rows for packedWide512: the
+// integer sums, then per (row, token) the float operations of packedRow512, adding to
+// zero in the first group and to the sum kept in the scratch after it. The last group
+// stores each sum by quarters for reduceWide; the others store it whole, after the
+// quarters.
+func wideGroup512(q4 bool, k int, first, last bool) {
+	corr, gbytes := packedGeometry(q4)
+	wA, wB, act := 2*k, 2*k+1, 2*k+2
+	if q4 {
+		act = 2*k + 4
+	}
+	for t := range k {
+		p("VMOVDQU32 %s, Z%d", pa(t, corr), t)
+		p("VMOVDQU32 %s, Z%d", pa(t, corr), k+t)
+	}
+	packedPrefetchRow(gbytes, widePrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
+	packedPrefetchRow(gbytes, widePrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
+	dots := func(j, wa, wb int) {
+		for t := range k {
+			p("VMOVDQU64 %s, Z%d", pa(t, 64*j), act)
+			p("VPDPBUSD Z%d, Z%d, Z%d", act, wa, t)
+			p("VPDPBUSD Z%d, Z%d, Z%d", act, wb, k+t)
+		}
+	}
+	if q4 {
+		for m := range 4 {
+			p("VMOVDQU64 %d(DX), Z%d", 64+64*m, wA)
+			p("VMOVDQU64 %d(DX)(R15*1), Z%d", 64+64*m, wB)
+			p("VPSRLW $4, Z%d, Z%d", wA, wA+2)
+			p("VPSRLW $4, Z%d, Z%d", wB, wB+2)
+			for r := wA; r < wA+4; r++ {
+				p("VPANDD Z30, Z%d, Z%d", r, r)
+			}
+			dots(m, wA, wB)
+			dots(m+4, wA+2, wB+2)
+		}
+	} else {
+		for j := range 8 {
+			p("VMOVDQU64 %d(DX), Z%d", 64+64*j, wA)
+			p("VMOVDQU64 %d(DX)(R15*1), Z%d", 64+64*j, wB)
+			dots(j, wA, wB)
+		}
+	}
+	p("VMOVUPS (DX), Z%d", wA)
+	p("VMOVUPS (DX)(R15*1), Z%d", wB)
+	for t := range k {
+		for h, acc := range []int{t, k + t} {
+			// The whole sum between groups: 2k vectors after the quarters (R12), the
+			// same for every pair.
+			whole := fmt.Sprintf("%d(R12)", k*wideTokBytes+(2*t+h)*64)
+			p("VCVTDQ2PS Z%d, Z%d", acc, acc)
+			p("VMULPS %s, Z%d, Z%d", pa(t, 512), wA+h, act)
+			if first {
+				p("VFMADD213PS Z31, Z%d, Z%d", act, acc)
+			} else {
+				p("VFMADD213PS %s, Z%d, Z%d", whole, act, acc)
+			}
+			if !last {
+				p("VMOVUPS Z%d, %s", acc, whole)
+				continue
+			}
+			q := t*wideTokBytes + 16*h
+			p("VMOVUPS X%d, %d(R10)", acc, q)
+			for c := 1; c < 4; c++ {
+				p("VEXTRACTF32X4 $%d, Z%d, %d(R10)", c, acc, q+c*256)
+			}
+		}
+	}
+	p("ADDQ $%d, DX", gbytes)
+	p("ADDQ R9, BX")
+}
+
+// reduceWide reduces, for each of k tokens, the 16 sums of a block's rows in the scratch
+// (R12, by quarters) and stores the lanes K1 selects at DI, the tokens R13 bytes apart.
+// Each sum is formed by the additions of reduceTo in the same order (lanes i and i+8,
+// then i+4, i+2 and i+1), sixteen at a time. The quarters of four rows make a vector, so
+// the first two levels are plain additions of such vectors: row r's four partial sums
+// land in 128-bit lane r%4 of vector r/4. Two more levels shuffle within 128-bit lanes
+// and leave row 4e+j in lane 4j+e, which VPERMPS puts back in order.
+func reduceWide(k int) {
+	p("VMOVDQU32 ·widePerm<>(SB), Z15")
+	p("MOVQ DI, DX")
+	for t := range k {
+		base := t * wideTokBytes
+		for q := range 4 {
+			quarter := func(c int) string { return fmt.Sprintf("%d(R12)", base+256*c+64*q) }
+			p("VMOVUPS %s, Z16", quarter(0))
+			p("VADDPS %s, Z16, Z16", quarter(2))
+			p("VMOVUPS %s, Z17", quarter(1))
+			p("VADDPS %s, Z17, Z17", quarter(3))
+			p("VADDPS Z17, Z16, Z%d", 8+q)
+		}
+		for q := range 2 {
+			p("VSHUFPS $0x44, Z%d, Z%d, Z16", 9+2*q, 8+2*q)
+			p("VSHUFPS $0xee, Z%d, Z%d, Z17", 9+2*q, 8+2*q)
+			p("VADDPS Z17, Z16, Z%d", 12+q)
+		}
+		p("VSHUFPS $0x88, Z13, Z12, Z16")
+		p("VSHUFPS $0xdd, Z13, Z12, Z17")
+		p("VADDPS Z17, Z16, Z14")
+		p("VPERMPS Z14, Z15, Z14")
+		p("VMOVUPS Z14, K1, (DX)")
+		if t < k-1 {
+			p("ADDQ R13, DX")
+		}
+	}
+}
+
+// widePermData is the VPERMPS index of reduceWide: lane r takes lane 4(r%4)+r/4.
+func widePermData() {
+	for r := range 16 {
+		fmt.Fprintf(&s, "DATA ·widePerm<>+%d(SB)/4, $%d\n", 4*r, 4*(r%4)+r/4)
+	}
+	fmt.Fprintf(&s, "GLOBL ·widePerm<>(SB), RODATA|NOPTR, $64\n")
+}
+
+// How far ahead packedWide512 prefetches each row's weights.
+const widePrefetch = 4608
 
 // ---- avx2 ----
 
@@ -976,6 +1208,15 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
+	for k := 1; k <= maxTokWide; k++ {
+		packedWide512(false, k)
+		packedWide512(true, k)
+		for _, n := range []string{"dotQ8WVNNI", "dotQ4WVNNI"} {
+			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
+		}
+	}
+	fmt.Fprintln(&s)
+	widePermData()
 	for k := 1; k <= maxTokAVX; k++ {
 		floatAVX2(false, k)
 		floatAVX2(true, k)
@@ -985,8 +1226,12 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
-	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2"} {
-		fmt.Fprintf(&gs, "\n// %s holds the %s kernels by number of tokens minus one.\nvar %s = [...]asmKernel{%s}\n", n, n, n, strings.Join(tables[n], ", "))
+	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotQ8WVNNI", "dotQ4WVNNI"} {
+		typ := "asmKernel"
+		if strings.Contains(n, "WVNNI") {
+			typ = "wideKernel"
+		}
+		fmt.Fprintf(&gs, "\n// %s holds the %s kernels by number of tokens minus one.\nvar %s = [...]%s{%s}\n", n, n, n, typ, strings.Join(tables[n], ", "))
 	}
 	if err := os.WriteFile("kernels_amd64.s", s.Bytes(), 0o644); err != nil {
 		log.Fatal(err)

@@ -117,7 +117,8 @@ func (s *decodeSet) run(p *Pool, x, xf []float32, outs [][]float32, n int) {
 
 // BenchmarkDecodeStep times all the matrix products of one step of the verifier target
 // (dim 512, 8 layers, 4 KV heads of 64, FFN 1408, vocab 4096: 25.7M weights) and of the
-// draft (dim 192, 4 layers, FFN 512), for 1 token (decode) and 5 (verifying a block).
+// draft (dim 192, 4 layers, FFN 512), for 1 token (decode), 5 (verifying a block) and
+// more (a batch of sequences' tokens, a prefill).
 func BenchmarkDecodeStep(b *testing.B) {
 	models := []struct {
 		name                           string
@@ -138,7 +139,7 @@ func BenchmarkDecodeStep(b *testing.B) {
 				if pack {
 					layout += "-packed"
 				}
-				for _, n := range []int{1, 5, 128} {
+				for _, n := range []int{1, 5, 16, 32, 128} {
 					rng := rand.New(rand.NewPCG(3, 3))
 					x := randFloats(rng, n*m.dim, 1)
 					xf := randFloats(rng, n*m.ffn, 1)
@@ -172,6 +173,66 @@ func BenchmarkQuantizeActs(b *testing.B) {
 			b.SetBytes(int64(4 * len(x)))
 			for b.Loop() {
 				cur.prep(&a, x, n, 512)
+			}
+		})
+	}
+}
+
+// BenchmarkWideKernel times the wide-block kernels alone on a 256×512 packed Q8_0 tile
+// (its weights and activations in L2), per token count of a call, and the narrow packed
+// kernels on as many tokens (which mmRows would run in calls of at most group); the
+// product metric is per (row, token) of 512 columns.
+func BenchmarkWideKernel(b *testing.B) {
+	if cur.q8w == nil {
+		b.Skip("no wide kernels")
+	}
+	const rows, cols = 256, 512
+	rng := rand.New(rand.NewPCG(5, 5))
+	w := randMatrix(b, rng, Q8_0, rows, cols)
+	w.Pack()
+	for _, k := range []int{2, 3, 4, 5, 6, 8, 12} {
+		x := randFloats(rng, k*cols, 1)
+		var a acts
+		cur.sizeP(&a, k, cols)
+		for t := range k {
+			cur.prepTokP(&a, x, t, cols)
+		}
+		out := make([]float32, k*rows)
+		b.Run(fmt.Sprintf("wide/k=%d", k), func(b *testing.B) {
+			for b.Loop() {
+				cur.q8w(out, rows, w.packed.b, packedRowBytes(w), rows, &a, 0, k)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*k), "ns/product")
+		})
+		b.Run(fmt.Sprintf("narrow/k=%d", k), func(b *testing.B) {
+			for b.Loop() {
+				for t := 0; t < k; t += cur.group {
+					cur.q8p(out[t*rows:], rows, w.packed.b, packedRowBytes(w), rows, &a, t, min(cur.group, k-t))
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*k), "ns/product")
+		})
+	}
+}
+
+// BenchmarkPrepPacked times preparing the activations of packed kernels for 16 tokens of
+// 512 and of 1408 values.
+func BenchmarkPrepPacked(b *testing.B) {
+	if cur.prepTokP == nil {
+		b.Skip("no packed layout")
+	}
+	rng := rand.New(rand.NewPCG(6, 6))
+	const n = 16
+	for _, cols := range []int{512, 1408} {
+		x := randFloats(rng, n*cols, 1)
+		b.Run(fmt.Sprintf("cols=%d", cols), func(b *testing.B) {
+			var a acts
+			b.SetBytes(int64(4 * len(x)))
+			for b.Loop() {
+				cur.sizeP(&a, n, cols)
+				for t := range n {
+					cur.prepTokP(&a, x, t, cols)
+				}
 			}
 		})
 	}

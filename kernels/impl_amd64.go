@@ -40,7 +40,16 @@ var vnniKernels = &kernelSet{
 	q4p:      packedAsm(dotQ4PVNNI[:]),
 	sizeP:    sizePackedVNNI,
 	prepTokP: prepTokenVNNI,
+
+	q8w:       wideAsm(dotQ8WVNNI[:]),
+	q4w:       wideAsm(dotQ4WVNNI[:]),
+	wideGroup: len(dotQ8WVNNI),
+	wideMin:   wideMinVNNI,
 }
+
+// wideMinVNNI is the fewest tokens for which the avx512vnni set runs packed weights
+// through its wide-block kernels.
+const wideMinVNNI = 6
 
 var avx2Kernels = &kernelSet{
 	name:  "avx2",

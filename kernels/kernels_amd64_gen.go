@@ -97,6 +97,78 @@ func dotQ8PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ8WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -173,3 +245,9 @@ var dotQ8AVX2 = [...]asmKernel{dotQ8AVX2x1, dotQ8AVX2x2, dotQ8AVX2x3, dotQ8AVX2x
 
 // dotQ4AVX2 holds the dotQ4AVX2 kernels by number of tokens minus one.
 var dotQ4AVX2 = [...]asmKernel{dotQ4AVX2x1, dotQ4AVX2x2, dotQ4AVX2x3, dotQ4AVX2x4}
+
+// dotQ8WVNNI holds the dotQ8WVNNI kernels by number of tokens minus one.
+var dotQ8WVNNI = [...]wideKernel{dotQ8WVNNIx1, dotQ8WVNNIx2, dotQ8WVNNIx3, dotQ8WVNNIx4, dotQ8WVNNIx5, dotQ8WVNNIx6, dotQ8WVNNIx7, dotQ8WVNNIx8, dotQ8WVNNIx9, dotQ8WVNNIx10, dotQ8WVNNIx11, dotQ8WVNNIx12}
+
+// dotQ4WVNNI holds the dotQ4WVNNI kernels by number of tokens minus one.
+var dotQ4WVNNI = [...]wideKernel{dotQ4WVNNIx1, dotQ4WVNNIx2, dotQ4WVNNIx3, dotQ4WVNNIx4, dotQ4WVNNIx5, dotQ4WVNNIx6, dotQ4WVNNIx7, dotQ4WVNNIx8, dotQ4WVNNIx9, dotQ4WVNNIx10, dotQ4WVNNIx11, dotQ4WVNNIx12}

@@ -32,6 +32,13 @@ type kernelSet struct {
 	q8p, q4p func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
 	sizeP    func(a *acts, n, cols int)
 	prepTokP func(a *acts, x []float32, t, cols int)
+
+	// Optional kernels over packed weights for blocks of wideMin tokens or more, at most
+	// wideGroup a call, on an even number of rows. Each (row, token) gets the operations
+	// of q8p/q4p, so results do not depend on which kernel ran. Nil when the set has
+	// none.
+	q8w, q4w           func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
+	wideGroup, wideMin int
 }
 
 // acts holds activations quantized to Q8_0 for the q8/q4 kernels. The layout belongs to
@@ -43,7 +50,6 @@ type acts struct {
 	q      []byte
 	d      []float32
 	stride int
-	tmp    []byte // scratch of prepTokP
 }
 
 // quantizeActs fills a with n tokens of x in the generic layout: per block of QK,
@@ -200,7 +206,7 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 	for _, w := range ws {
 		rpc := max(w.Rows, 1)
 		if parallel {
-			rpc = chunkRows(w, p.threads)
+			rpc = chunkRows(m.ks, w, p.threads, n)
 		}
 		m.first = append(m.first, total)
 		m.rowsPC = append(m.rowsPC, rpc)
@@ -220,8 +226,16 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 // minParallelWork is the weight bytes × tokens below which a MatMuls runs on one thread.
 const minParallelWork = 512 << 10
 
-// chunkRows picks the rows per chunk of w for a pool of threads.
-func chunkRows(w *Matrix, threads int) int {
+// chunkRows picks the rows per chunk of w for a pool of threads and n tokens.
+func chunkRows(ks *kernelSet, w *Matrix, threads, n int) int {
+	if w.packedBy == ks && ks.q8w != nil && n >= ks.wideMin {
+		// Wide blocks: a chunk is long enough whatever its rows (16 rows of 16 tokens
+		// are over 1000 products), and what matters is that the threads finish together:
+		// four chunks a thread, whole blocks of the wide kernels. With chunks for 64KB
+		// of weights as below, a 512-row matrix was five chunks for two threads.
+		rows := max(w.Rows/(4*threads), wideTileRows)
+		return (rows + wideTileRows - 1) &^ (wideTileRows - 1)
+	}
 	const minChunkBytes = 64 << 10 // keeps claiming a chunk well under 1% of running it
 	rb := max(w.RowBytes(), 1)
 	rows := max(minChunkBytes/rb, 1)
@@ -260,6 +274,10 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 	rb, data := w.RowBytes(), w.Data
 	if packed {
 		rb, data = packedRowBytes(w), w.packed.b
+		if ks.q8w != nil && n >= ks.wideMin {
+			mmWide(ks, out, w, lo, hi, data, rb, pa, n)
+			return
+		}
 	}
 	tile := hi - lo
 	if n > ks.group {
@@ -294,6 +312,37 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 		}
 	}
 }
+
+// mmWide computes rows [lo,hi) of the packed w for n tokens with the wide-block kernels:
+// a tile of rows at a time, for all tokens in balanced calls of at most ks.wideGroup, so
+// that the tile's weights stay in L1 between calls. A last odd row goes to the packed
+// narrow kernel, which computes it with the same operations.
+func mmWide(ks *kernelSet, out []float32, w *Matrix, lo, hi int, data []byte, rb int, pa *acts, n int) {
+	wide, narrow := ks.q8w, ks.q8p
+	if w.Type == Q4_0 {
+		wide, narrow = ks.q4w, ks.q4p
+	}
+	even := lo + (hi-lo)&^1
+	tile := max(wideTileRows, tileBytes/rb&^(wideTileRows-1))
+	calls := (n + ks.wideGroup - 1) / ks.wideGroup
+	for r0 := lo; r0 < even; r0 += tile {
+		r1 := min(r0+tile, even)
+		wd := data[r0*rb : r1*rb]
+		for c := range calls {
+			t0, t1 := c*n/calls, (c+1)*n/calls
+			wide(out[t0*w.Rows+r0:], w.Rows, wd, rb, r1-r0, pa, t0, t1-t0)
+		}
+	}
+	if even < hi {
+		wd := data[even*rb : hi*rb]
+		for t := 0; t < n; t += ks.group {
+			narrow(out[t*w.Rows+even:], w.Rows, wd, rb, 1, pa, t, min(ks.group, n-t))
+		}
+	}
+}
+
+// wideTileRows is the rows the wide kernels reduce together; tiles are multiples of it.
+const wideTileRows = 16
 
 // The generic implementation: portable Go, and the reference structure the assembly
 // kernels follow (per-token accumulators, fixed reduction order).

@@ -138,10 +138,13 @@ func TestMatMulBatchInvariance(t *testing.T) {
 		pools := []*Pool{NewPool(1), NewPool(2)}
 		defer pools[0].Close()
 		defer pools[1].Close()
-		maxN := 16
+		// Every size to 16, then a few wide blocks (batches of sequences): 40 tokens run
+		// the wide kernels in four calls.
+		ns := []int{2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 23, 32, 40}
 		if raceEnabled {
-			maxN = 9
+			ns = []int{2, 3, 5, 6, 9, 13}
 		}
+		maxN := ns[len(ns)-1]
 		// The last shape of each type is large enough (minParallelWork) for two threads to
 		// split it even for one token.
 		shapes := map[Type][][]int{
@@ -167,7 +170,7 @@ func TestMatMulBatchInvariance(t *testing.T) {
 					pools[0].MatMul(single[tok*rows:(tok+1)*rows], w, x[tok*cols:], 1)
 				}
 				for _, p := range pools {
-					for n := 2; n <= maxN; n++ {
+					for _, n := range ns {
 						for _, start := range []int{0, maxN - n} {
 							got := make([]float32, n*rows)
 							p.MatMul(got, w, x[start*cols:], n)
@@ -369,6 +372,63 @@ func TestPreparedActivations(t *testing.T) {
 	}
 }
 
+// TestPreparedPacked checks each packed layout's activations against quantizeActs: per
+// token and group of 16 blocks, dword i of vector v holds values 4v..4v+3 of block i,
+// then the blocks' scales, -128·Σq and -8·Σq; blocks past the end are zero.
+func TestPreparedPacked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, cols := range []int{32, 96, 512, 544, 1024, 1408} {
+		const n = 3
+		x := randFloats(rng, n*cols, 1)
+		clear(x[cols : cols+32])
+		x[2*cols+1] = -40
+		copy(x[2*cols-32:], []float32{127, 2.5, -3.5, 0.5, -0.5, 1.4999999, -126.5, 0.49999997})
+		x[5] = 1e-39 // a denormal block maximum: 1/d overflows
+		var want acts
+		quantizeActs(&want, x, n, cols)
+		nb := cols / QK
+		for _, ks := range impls {
+			if ks.sizeP == nil {
+				continue
+			}
+			var got acts
+			ks.sizeP(&got, n, cols)
+			for tok := range n {
+				ks.prepTokP(&got, x, tok, cols)
+			}
+			for tok := range n {
+				for b := range (nb + 15) / 16 * 16 {
+					grp := got.q[b/16*got.stride+tok*packedActBytes:][:packedActBytes]
+					i := b % 16
+					var wq []byte
+					var wd float32
+					if b < nb {
+						wq, wd = want.q[(tok*nb+b)*QK:][:QK], want.d[tok*nb+b]
+					} else {
+						wq = make([]byte, QK)
+					}
+					var sum int32
+					for j := range QK {
+						sum += int32(int8(wq[j]))
+						if g := grp[64*(j/4)+4*i+j%4]; g != wq[j] {
+							t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", ks.name, cols, tok, b, j, int8(g), int8(wq[j]))
+						}
+					}
+					if g := math.Float32frombits(binary.LittleEndian.Uint32(grp[512+4*i:])); math.Float32bits(g) != math.Float32bits(wd) {
+						t.Fatalf("%s cols=%d token %d block %d: scale %v, want %v", ks.name, cols, tok, b, g, wd)
+					}
+					if g := int32(binary.LittleEndian.Uint32(grp[576+4*i:])); g != -128*sum {
+						t.Fatalf("%s cols=%d token %d block %d: Q8_0 correction %d, want %d", ks.name, cols, tok, b, g, -128*sum)
+					}
+					if g := int32(binary.LittleEndian.Uint32(grp[640+4*i:])); g != -8*sum {
+						t.Fatalf("%s cols=%d token %d block %d: Q4_0 correction %d, want %d", ks.name, cols, tok, b, g, -8*sum)
+					}
+				}
+			}
+		}
+	}
+}
+
 // checkPrepared compares activations prepared by an assembly quantizer (the generic one,
 // with no stride, is the reference) with quantizeActs: per token and pair of blocks the
 // 64 values, each block's scale eight times and, in a 256-byte layout, the corrections
@@ -457,5 +517,61 @@ func TestMatMulPanicsOnBadInput(t *testing.T) {
 			}()
 			tc.f()
 		})
+	}
+}
+
+// TestWideKernels calls each implementation's wide-block kernels directly on odd shapes
+// (partial blocks of 16 rows, one to three groups, every token count a call takes) and
+// checks them against the float64 reference and, bitwise, against the narrow packed
+// kernels, whose results a product may mix with theirs.
+func TestWideKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	for _, ks := range impls {
+		if ks.q8w == nil {
+			continue
+		}
+		for _, typ := range []Type{Q8_0, Q4_0} {
+			wide, narrow := ks.q8w, ks.q8p
+			if typ == Q4_0 {
+				wide, narrow = ks.q4w, ks.q4p
+			}
+			for _, cols := range []int{480, 512, 1408} {
+				for _, rows := range []int{2, 14, 16, 18, 38} {
+					w := randMatrix(t, rng, typ, rows, cols)
+					w.packed, w.packedBy = ks.pack(w), ks
+					n := ks.wideGroup + 3
+					x := randFloats(rng, n*cols, 1)
+					x[3] = 1e4
+					clear(x[cols : cols+32])
+					var a acts
+					ks.sizeP(&a, n, cols)
+					for tok := range n {
+						ks.prepTokP(&a, x, tok, cols)
+					}
+					rb, data := packedRowBytes(w), w.packed.b
+					want, mag := refMatMul(w, x, n)
+					alone := make([]float32, n*rows)
+					for tok := range n {
+						narrow(alone[tok*rows:], rows, data, rb, rows, &a, tok, 1)
+					}
+					for k := 1; k <= ks.wideGroup; k++ {
+						for _, tok := range []int{0, n - k} {
+							got := make([]float32, k*rows)
+							wide(got, rows, data, rb, rows, &a, tok, k)
+							for i, v := range got {
+								tt, r := tok+i/rows, i%rows
+								if want := alone[tt*rows+r]; math.Float32bits(v) != math.Float32bits(want) {
+									t.Fatalf("%s %v %d×%d k=%d tok=%d: row %d token %d = %v, narrow kernel %v", ks.name, typ, rows, cols, k, tok, r, tt, v, want)
+								}
+								ref, m := want[tt*rows+r], mag[tt*rows+r]
+								if d := math.Abs(float64(v) - ref); d > 1.2e-7*float64(cols/8+8)*m+1e-30 {
+									t.Fatalf("%s %v %d×%d k=%d: row %d token %d = %v, want %v", ks.name, typ, rows, cols, k, r, tt, v, ref)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
 	}
 }

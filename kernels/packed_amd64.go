@@ -59,64 +59,76 @@ func packVNNI(m *Matrix) *hugeMem {
 	return mem
 }
 
-// sizePackedVNNI sizes a for n tokens of cols values in the packed kernels' layout, per
-// token and group of 16 blocks (packedActBytes): eight vectors whose dword i holds values
-// 4j..4j+3 of block i, the blocks' scales, then per block -128·Σq and -8·Σq. Blocks
-// past the end of the row are zero. prepTokenVNNI then fills each token.
+// sizePackedVNNI sizes a for n tokens of cols values in the packed kernels' layout: per
+// group of 16 blocks, the n tokens' activations (packedActBytes each, a.stride per
+// group), so that a kernel finds the tokens of a group at fixed offsets from each other.
+// A token's group holds eight vectors whose dword i holds values 4j..4j+3 of block i,
+// the blocks' scales, then per block -128·Σq and -8·Σq. Blocks past the end of the row
+// are zero. prepTokenVNNI then fills each token.
 func sizePackedVNNI(a *acts, n, cols int) {
 	nb := cols / QK
-	a.nb, a.stride = nb, (nb+15)/16*packedActBytes
-	if need := n * a.stride; cap(a.q) < need {
+	groups := (nb + 15) / 16
+	a.nb, a.stride = nb, n*packedActBytes
+	if need := groups * a.stride; cap(a.q) < need {
 		a.q = make([]byte, need)
 	}
-	a.q = a.q[:n*a.stride]
-	// Scratch for quantActsAVX512: a region per token, so tokens may be prepared in
-	// parallel.
-	if need := n * ((nb + 1) / 2) * 256; cap(a.tmp) < need {
-		a.tmp = make([]byte, need)
+	a.q = a.q[:groups*a.stride]
+}
+
+// prepTokenVNNI prepares token t of x (laid out as sizePackedVNNI sized a) with
+// quantPackedAVX512, a last partial group from a zero-padded copy.
+func prepTokenVNNI(a *acts, x []float32, t, cols int) {
+	nb := a.nb
+	full := nb / 16
+	xt := x[t*cols : (t+1)*cols]
+	_ = a.q[(nb+15)/16*a.stride-1]
+	if full > 0 {
+		quantPackedAVX512(&a.q[t*packedActBytes], a.stride, &xt[0], full)
+	}
+	if nb%16 != 0 {
+		var pad [16 * QK]float32
+		copy(pad[:], xt[full*16*QK:nb*QK])
+		quantPackedAVX512(&a.q[full*a.stride+t*packedActBytes], a.stride, &pad[0], 1)
 	}
 }
 
-// prepTokenVNNI prepares token t of x (laid out as sizePackedVNNI sized a): it quantizes
-// with quantActsAVX512 and regroups that layout.
-func prepTokenVNNI(a *acts, x []float32, t, cols int) {
-	nb := a.nb
-	if nb == 0 {
-		return
-	}
-	pairBytes := (nb + 1) / 2 * 256
-	tmp := a.tmp[t*pairBytes : (t+1)*pairBytes]
-	dst := a.q[t*a.stride : (t+1)*a.stride]
-	xt := x[t*cols : (t+1)*cols]
-	quantActsAVX512(&tmp[0], &xt[0], nb)
-	if nb%16 != 0 {
-		clear(dst[len(dst)-packedActBytes:])
-	}
-	// As uint32s: a pair of blocks is 64 words (values of A and B, A's scale ×8, B's
-	// ×8, Q8_0 corrections of A and B ×8 each, then Q4_0's); a group 176 words
-	// (values [16v+i], scales [128+i], Q8_0 corrections [144+i], Q4_0's [160+i]).
-	src := unsafe.Slice((*uint32)(unsafe.Pointer(&tmp[0])), len(tmp)/4)
-	out := unsafe.Slice((*uint32)(unsafe.Pointer(&dst[0])), len(dst)/4)
-	for b := range nb {
-		s := src[b/2*64+b%2*8:]
-		s = s[:56]
-		g := out[b/16*176+b%16:]
-		g = g[:161]
-		for v := range 8 {
-			g[16*v] = s[v]
-		}
-		g[128] = s[16]
-		var c8, c4 uint32
-		for v := range 8 {
-			c8 += s[32+v]
-			c4 += s[48+v]
-		}
-		g[144], g[160] = c8, c4
-	}
-}
+//go:noescape
+func quantPackedAVX512(dst *byte, gstride int, x *float32, ngroups int)
 
 // packedAsm adapts generated packed kernels to activations from prepTokenVNNI; w and
 // rowBytes are those of the packed copy, whose rows are whole groups of 16 blocks.
 func packedAsm(ks []asmKernel) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
-	return blockAsm(ks, func(nb int) (int, int) { return (nb + 15) / 16, 0 })
+	return func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+		if nrows == 0 {
+			return
+		}
+		groups := (a.nb + 15) / 16
+		_ = out[(ntok-1)*ostride+nrows-1]
+		_ = w[nrows*rowBytes-1]
+		_ = a.q[(groups-1)*a.stride+(tok+ntok)*packedActBytes-1]
+		x := unsafe.Pointer(&a.q[tok*packedActBytes])
+		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, groups, 0, x, a.stride)
+	}
+}
+
+// wideKernel is the signature of the generated wide-block kernels (packedWide512 in
+// asmgen.go).
+type wideKernel func(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+// wideAsm adapts generated wide-block kernels like packedAsm; nrows must be even.
+func wideAsm(ks []wideKernel) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+	return func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+		if nrows == 0 {
+			return
+		}
+		if nrows%2 != 0 {
+			panic("kernels: wide kernel on an odd number of rows")
+		}
+		groups := (a.nb + 15) / 16
+		_ = out[(ntok-1)*ostride+nrows-1]
+		_ = w[nrows*rowBytes-1]
+		_ = a.q[(groups-1)*a.stride+(tok+ntok)*packedActBytes-1]
+		x := unsafe.Pointer(&a.q[tok*packedActBytes])
+		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, groups, x, a.stride)
+	}
 }

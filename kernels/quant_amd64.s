@@ -244,3 +244,252 @@ next:
 done:
 	VZEROUPPER
 	RET
+
+// The VPERMPS index that puts back in order the transposing max tree of
+// quantPackedAVX512 (lane r takes lane 4(r%4)+r/4), and the VPGATHERDD index of its
+// transpose (32 bytes a block).
+DATA qpacked<>+0(SB)/4, $0
+DATA qpacked<>+4(SB)/4, $4
+DATA qpacked<>+8(SB)/4, $8
+DATA qpacked<>+12(SB)/4, $12
+DATA qpacked<>+16(SB)/4, $1
+DATA qpacked<>+20(SB)/4, $5
+DATA qpacked<>+24(SB)/4, $9
+DATA qpacked<>+28(SB)/4, $13
+DATA qpacked<>+32(SB)/4, $2
+DATA qpacked<>+36(SB)/4, $6
+DATA qpacked<>+40(SB)/4, $10
+DATA qpacked<>+44(SB)/4, $14
+DATA qpacked<>+48(SB)/4, $3
+DATA qpacked<>+52(SB)/4, $7
+DATA qpacked<>+56(SB)/4, $11
+DATA qpacked<>+60(SB)/4, $15
+DATA qpacked<>+64(SB)/4, $0
+DATA qpacked<>+68(SB)/4, $32
+DATA qpacked<>+72(SB)/4, $64
+DATA qpacked<>+76(SB)/4, $96
+DATA qpacked<>+80(SB)/4, $128
+DATA qpacked<>+84(SB)/4, $160
+DATA qpacked<>+88(SB)/4, $192
+DATA qpacked<>+92(SB)/4, $224
+DATA qpacked<>+96(SB)/4, $256
+DATA qpacked<>+100(SB)/4, $288
+DATA qpacked<>+104(SB)/4, $320
+DATA qpacked<>+108(SB)/4, $352
+DATA qpacked<>+112(SB)/4, $384
+DATA qpacked<>+116(SB)/4, $416
+DATA qpacked<>+120(SB)/4, $448
+DATA qpacked<>+124(SB)/4, $480
+GLOBL qpacked<>(SB), RODATA|NOPTR, $128
+
+// ROUNDAWAY rounds the 16 values v·id of zmm v half away from zero, as quantActsAVX512,
+// into int32s in v (t and u scratch, K3 clobbered).
+#define ROUNDAWAY(v, t, u) \
+	VRNDSCALEPS $0x0b, v, t; \
+	VSUBPS      t, v, u; \
+	VANDPS      Z31, u, u; \
+	VCMPPS      $0x0d, Z28, u, K3; \
+	VANDPS      Z30, v, u; \
+	VORPS       Z29, u, u; \
+	VADDPS      u, t, K3, t; \
+	VCVTTPS2DQ  t, v
+
+// QBLOCK quantizes block i (x at 128i(SI), id at 512+4i(SP)) into 32 bytes at 32i(SP).
+#define QBLOCK(i, a, b, t, u) \
+	VBROADCASTSS (512+4*i)(SP), t; \
+	VMULPS       (128*i)(SI), t, a; \
+	VMULPS       (128*i+64)(SI), t, b; \
+	ROUNDAWAY(a, t, u); \
+	ROUNDAWAY(b, t, u); \
+	VPMOVDB      a, (32*i)(SP); \
+	VPMOVDB      b, (32*i+16)(SP)
+
+// GATHER transposes dword j of the 16 staged blocks into vector j of the group at DI
+// and adds its values to the sums in Z20.
+#define GATHER(j, z) \
+	KXNORW      K4, K4, K4; \
+	VPXORD      z, z, z; \
+	VPGATHERDD  (4*j)(SP)(Z24*1), K4, z; \
+	VMOVDQU32   z, (64*j)(DI); \
+	VPDPBUSD    z, Z25, Z20
+
+// func quantPackedAVX512(dst *byte, gstride int, x *float32, ngroups int)
+//
+// Quantizes ngroups whole groups of 16 blocks of x (as quantActsAVX512 does, bit for bit)
+// into one token's packed layout (see sizePackedVNNI), group g at dst+g·gstride. All 16
+// blocks of a group go at once: per-block maxima reduced by a transposing tree (max is
+// exact in any order) give the 16 scales in one vector, each block is rounded into a
+// 512-byte staging area in the frame, and eight gathers transpose it.
+TEXT ·quantPackedAVX512(SB), $576-32
+	MOVQ dst+0(FP), DI
+	MOVQ gstride+8(FP), R9
+	MOVQ x+16(FP), SI
+	MOVQ ngroups+24(FP), CX
+	VBROADCASTSS qconst<>+0(SB), Z31  // abs
+	VBROADCASTSS qconst<>+4(SB), Z30  // sign
+	VBROADCASTSS qconst<>+8(SB), Z29  // 1.0
+	VBROADCASTSS qconst<>+12(SB), Z28 // 0.5
+	VBROADCASTSS qconst<>+16(SB), Z27 // 127.0
+	VBROADCASTSS qconst<>+20(SB), Z26 // +Inf
+	MOVL $0x01010101, DX
+	VPBROADCASTD DX, Z25              // unsigned ones
+	VMOVDQU32 qpacked<>+64(SB), Z24   // gather index
+	VMOVDQU32 qpacked<>+0(SB), Z23    // max tree order
+	TESTQ CX, CX
+	JZ pdone
+
+pgroup:
+	// Per block, the max of |x| over its two halves, lane-wise.
+	VANDPS 0(SI), Z31, Z0
+	VANDPS 64(SI), Z31, Z16
+	VMAXPS Z16, Z0, Z0
+	VANDPS 128(SI), Z31, Z1
+	VANDPS 192(SI), Z31, Z16
+	VMAXPS Z16, Z1, Z1
+	VANDPS 256(SI), Z31, Z2
+	VANDPS 320(SI), Z31, Z16
+	VMAXPS Z16, Z2, Z2
+	VANDPS 384(SI), Z31, Z3
+	VANDPS 448(SI), Z31, Z16
+	VMAXPS Z16, Z3, Z3
+	VANDPS 512(SI), Z31, Z4
+	VANDPS 576(SI), Z31, Z16
+	VMAXPS Z16, Z4, Z4
+	VANDPS 640(SI), Z31, Z5
+	VANDPS 704(SI), Z31, Z16
+	VMAXPS Z16, Z5, Z5
+	VANDPS 768(SI), Z31, Z6
+	VANDPS 832(SI), Z31, Z16
+	VMAXPS Z16, Z6, Z6
+	VANDPS 896(SI), Z31, Z7
+	VANDPS 960(SI), Z31, Z16
+	VMAXPS Z16, Z7, Z7
+	VANDPS 1024(SI), Z31, Z8
+	VANDPS 1088(SI), Z31, Z16
+	VMAXPS Z16, Z8, Z8
+	VANDPS 1152(SI), Z31, Z9
+	VANDPS 1216(SI), Z31, Z16
+	VMAXPS Z16, Z9, Z9
+	VANDPS 1280(SI), Z31, Z10
+	VANDPS 1344(SI), Z31, Z16
+	VMAXPS Z16, Z10, Z10
+	VANDPS 1408(SI), Z31, Z11
+	VANDPS 1472(SI), Z31, Z16
+	VMAXPS Z16, Z11, Z11
+	VANDPS 1536(SI), Z31, Z12
+	VANDPS 1600(SI), Z31, Z16
+	VMAXPS Z16, Z12, Z12
+	VANDPS 1664(SI), Z31, Z13
+	VANDPS 1728(SI), Z31, Z16
+	VMAXPS Z16, Z13, Z13
+	VANDPS 1792(SI), Z31, Z14
+	VANDPS 1856(SI), Z31, Z16
+	VMAXPS Z16, Z14, Z14
+	VANDPS 1920(SI), Z31, Z15
+	VANDPS 1984(SI), Z31, Z16
+	VMAXPS Z16, Z15, Z15
+
+	// Transposing tree: halves, quarters, pairs, then single lanes; block 4e+j ends in
+	// lane 4j+e.
+	VSHUFF64X2 $0x44, Z1, Z0, Z16
+	VSHUFF64X2 $0xee, Z1, Z0, Z17
+	VMAXPS Z17, Z16, Z0
+	VSHUFF64X2 $0x44, Z3, Z2, Z16
+	VSHUFF64X2 $0xee, Z3, Z2, Z17
+	VMAXPS Z17, Z16, Z1
+	VSHUFF64X2 $0x44, Z5, Z4, Z16
+	VSHUFF64X2 $0xee, Z5, Z4, Z17
+	VMAXPS Z17, Z16, Z2
+	VSHUFF64X2 $0x44, Z7, Z6, Z16
+	VSHUFF64X2 $0xee, Z7, Z6, Z17
+	VMAXPS Z17, Z16, Z3
+	VSHUFF64X2 $0x44, Z9, Z8, Z16
+	VSHUFF64X2 $0xee, Z9, Z8, Z17
+	VMAXPS Z17, Z16, Z4
+	VSHUFF64X2 $0x44, Z11, Z10, Z16
+	VSHUFF64X2 $0xee, Z11, Z10, Z17
+	VMAXPS Z17, Z16, Z5
+	VSHUFF64X2 $0x44, Z13, Z12, Z16
+	VSHUFF64X2 $0xee, Z13, Z12, Z17
+	VMAXPS Z17, Z16, Z6
+	VSHUFF64X2 $0x44, Z15, Z14, Z16
+	VSHUFF64X2 $0xee, Z15, Z14, Z17
+	VMAXPS Z17, Z16, Z7
+
+	VSHUFF64X2 $0x88, Z1, Z0, Z16
+	VSHUFF64X2 $0xdd, Z1, Z0, Z17
+	VMAXPS Z17, Z16, Z0
+	VSHUFF64X2 $0x88, Z3, Z2, Z16
+	VSHUFF64X2 $0xdd, Z3, Z2, Z17
+	VMAXPS Z17, Z16, Z1
+	VSHUFF64X2 $0x88, Z5, Z4, Z16
+	VSHUFF64X2 $0xdd, Z5, Z4, Z17
+	VMAXPS Z17, Z16, Z2
+	VSHUFF64X2 $0x88, Z7, Z6, Z16
+	VSHUFF64X2 $0xdd, Z7, Z6, Z17
+	VMAXPS Z17, Z16, Z3
+
+	VSHUFPS $0x44, Z1, Z0, Z16
+	VSHUFPS $0xee, Z1, Z0, Z17
+	VMAXPS Z17, Z16, Z0
+	VSHUFPS $0x44, Z3, Z2, Z16
+	VSHUFPS $0xee, Z3, Z2, Z17
+	VMAXPS Z17, Z16, Z1
+
+	VSHUFPS $0x88, Z1, Z0, Z16
+	VSHUFPS $0xdd, Z1, Z0, Z17
+	VMAXPS Z17, Z16, Z0
+	VPERMPS Z0, Z23, Z0 // amax of block i in lane i
+
+	VDIVPS Z27, Z0, Z1        // d = amax/127
+	VDIVPS Z1, Z29, Z2        // id = 1/d: +Inf when d is 0 or 1/d overflows
+	VCMPPS $0x04, Z26, Z2, K2 // id != +Inf
+	VMOVAPS.Z Z2, K2, Z2
+	VMOVUPS Z2, 512(SP)
+	VCVTPS2PH $0, Z1, Y3
+	VCVTPH2PS Y3, Z3
+	VMOVUPS Z3, 512(DI)
+
+	QBLOCK(0, Z0, Z1, Z16, Z17)
+	QBLOCK(1, Z2, Z3, Z18, Z19)
+	QBLOCK(2, Z4, Z5, Z16, Z17)
+	QBLOCK(3, Z6, Z7, Z18, Z19)
+	QBLOCK(4, Z8, Z9, Z16, Z17)
+	QBLOCK(5, Z10, Z11, Z18, Z19)
+	QBLOCK(6, Z12, Z13, Z16, Z17)
+	QBLOCK(7, Z14, Z15, Z18, Z19)
+	QBLOCK(8, Z0, Z1, Z16, Z17)
+	QBLOCK(9, Z2, Z3, Z18, Z19)
+	QBLOCK(10, Z4, Z5, Z16, Z17)
+	QBLOCK(11, Z6, Z7, Z18, Z19)
+	QBLOCK(12, Z8, Z9, Z16, Z17)
+	QBLOCK(13, Z10, Z11, Z18, Z19)
+	QBLOCK(14, Z12, Z13, Z16, Z17)
+	QBLOCK(15, Z14, Z15, Z18, Z19)
+
+	VPXORD Z20, Z20, Z20
+	GATHER(0, Z0)
+	GATHER(1, Z1)
+	GATHER(2, Z2)
+	GATHER(3, Z3)
+	GATHER(4, Z4)
+	GATHER(5, Z5)
+	GATHER(6, Z6)
+	GATHER(7, Z7)
+	// Corrections: -128·Σq (Q8_0) and -8·Σq (Q4_0) per block.
+	VPXORD Z21, Z21, Z21
+	VPSLLD $7, Z20, Z22
+	VPSUBD Z22, Z21, Z22
+	VMOVDQU32 Z22, 576(DI)
+	VPSLLD $3, Z20, Z22
+	VPSUBD Z22, Z21, Z22
+	VMOVDQU32 Z22, 640(DI)
+
+	ADDQ $2048, SI
+	ADDQ R9, DI
+	DECQ CX
+	JNZ pgroup
+
+pdone:
+	VZEROUPPER
+	RET

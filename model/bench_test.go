@@ -8,7 +8,8 @@ import (
 )
 
 // BenchmarkForward times one forward pass over a block of n tokens after 100 or 250 cached positions of
-// the target (the cost of verifying n-1 draft tokens) and of the draft.
+// the target (the cost of verifying n-1 draft tokens, or of one pass of a batch of n
+// sequences' tokens) and of the draft.
 //
 //	go test ./model -run '^$' -bench Forward -benchtime 200x
 func BenchmarkForward(b *testing.B) {
@@ -25,12 +26,12 @@ func BenchmarkForward(b *testing.B) {
 	} {
 		m := load(b, c.file, c.quant)
 		for _, threads := range []int{1, 2} {
-			for _, n := range []int{1, 2, 3, 5, 9} {
+			for _, n := range []int{1, 2, 3, 5, 9, 16, 32} {
 				// 100 cached positions, and 250: attention grows with the context,
 				// and a block's attention with its tokens too.
 				for _, past := range []int{100, 250} {
 					b.Run(fmt.Sprintf("%s/threads=%d/block=%d/past=%d", c.name, threads, n, past), func(b *testing.B) {
-						st := newState(b, m, threads, 16)
+						st := newState(b, m, threads, 64)
 						ctx := make([]int32, past)
 						for i := range ctx {
 							ctx[i] = int32(100 + i%300)
