@@ -83,7 +83,7 @@ func (s *sink) take() []verifier.Update {
 // passes' time, and at least minCatchUp, when nothing else is running.
 const (
 	catchUpPasses = 4
-	minCatchUp    = 4 * time.Millisecond
+	minCatchUp    = 10 * time.Millisecond
 )
 
 // errStopped: the engine has stopped (the server is shutting down).
