@@ -416,8 +416,18 @@ func (s *Scheduler) Step() (Ready, error) {
 	budget := s.cfg.MaxTokens
 	decoding := 0
 	var failed []*entry
-	// Every request whose prompt is in the cache takes its next step: the one token it
-	// needs, and the source of its candidates (a usable proposal, or a lookup guess).
+	// takeStep gives e its step in the pass: the one token it needs, and the source of
+	// its candidates (a usable proposal, or a lookup guess).
+	takeStep := func(e *entry) {
+		if err := s.pickSource(e, update); err != nil {
+			failed = append(failed, e)
+			update(e).Err = err
+			return
+		}
+		budget--
+		decoding++
+	}
+	// Every request whose prompt is in the cache takes its next step.
 	for _, e := range s.running {
 		e.prefill, e.input, e.source, e.avail, e.k, e.guessed = nil, nil, srcNone, 0, 0, nil
 		if e.held > 0 {
@@ -427,13 +437,7 @@ func (s *Scheduler) Step() (Ready, error) {
 		if e.sess.Prefill() > 0 || budget == 0 {
 			continue
 		}
-		if err := s.pickSource(e, update); err != nil {
-			failed = append(failed, e)
-			update(e).Err = err
-			continue
-		}
-		budget--
-		decoding++
+		takeStep(e)
 	}
 	// Prompt chunks, first come first served, under the prefill budget. A request
 	// whose prompt completes in this pass takes its first step in the same segment.
@@ -448,13 +452,7 @@ func (s *Scheduler) Step() (Ready, error) {
 		chunk -= take
 		budget -= take
 		if take == n && budget > 0 {
-			if err := s.pickSource(e, update); err != nil {
-				failed = append(failed, e)
-				update(e).Err = err
-				continue
-			}
-			budget--
-			decoding++
+			takeStep(e)
 		}
 	}
 	r.Speculative = s.control(budget, decoding)
