@@ -22,6 +22,10 @@
 // activations, per token and pair of blocks: the quantized values of both blocks (64
 // bytes) and each block's fp16-rounded scale repeated eight times (2×32 bytes); for
 // avx512vnni then the int32 corrections for Q8_0 and for Q4_0 (2×64 bytes).
+//
+// Packed Q8_0/Q4_0 (avx512vnni, see packed512): nfull groups of 16 blocks, x token 0's
+// first group and xstride the bytes between groups. The wide-block kernels over packed
+// weights (packedWide512) have a signature of their own.
 package main
 
 import (
@@ -607,10 +611,12 @@ func tokens512(k, xoff, half, corr, acc int) {
 // vectors whose dword lane i holds four weights of block i, so that one vpdpbusd chain
 // leaves block i's whole integer sum in lane i. Per token and group this is eight
 // vpdpbusd and one conversion, multiply and FMA, where the unpacked kernel needs those
-// three per pair of blocks. The activations (prepPacked) are laid out to match: eight
-// vectors of values, the 16 scales, then the starting values of the integer sums,
-// -128·Σx per block for Q8_0 (whose weights are stored as w+128) and -8·Σx for Q4_0
-// (whose weights are the raw nibbles).
+// three per pair of blocks. The activations (sizePackedVNNI, prepTokenVNNI) are laid out
+// to match: per token and group, eight vectors of values, the 16 scales, then the
+// starting values of the integer sums, -128·Σx per block for Q8_0 (whose weights are
+// stored as w+128) and -8·Σx for Q4_0 (whose weights are the raw nibbles). The tokens of
+// a group lie packedActBytes apart (pa), and x is token 0's first group, xstride the
+// bytes from one group to the next.
 //
 // Integer sums are exact in any order, so one token may split its chain in two; the
 // float operations on a token (convert, multiply by d_w, FMA into lane i) are the same
