@@ -1,6 +1,10 @@
 package verifier
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Cost estimates the time of a forward pass from the number of tokens it runs: a
 // piecewise-linear curve through knots at 1, 2, 4, 8, … tokens, each moved toward the
@@ -87,3 +91,12 @@ func (c *Cost) bracket(n int) (int, float64) {
 
 // Knots are the pass sizes the curve is anchored at: the sizes worth timing at start.
 func (c *Cost) Knots() []int { return c.knots }
+
+// String lists the curve's knots as tokens:milliseconds.
+func (c *Cost) String() string {
+	var b strings.Builder
+	for i, k := range c.knots {
+		fmt.Fprintf(&b, "%d:%.2f ", k, c.est[i]*1e3)
+	}
+	return strings.TrimSpace(b.String())
+}

@@ -133,6 +133,9 @@ type Scheduler struct {
 
 	reserved int // KV blocks reserved by running requests
 
+	drafts    draftSwitch // whether to speculate at all (ObserveStep)
+	committed int         // tokens the last Step committed
+
 	// scratch reused by Step
 	segs  []model.Segment
 	cands []candidate
@@ -169,9 +172,14 @@ type entry struct {
 // fires,
 // so that the draft catches up. Alone on the verifier, a pass is shorter than a
 // draft's round trip and without holds no proposal would ever be checked.
+//
+// Only a verifier running at most maxHoldRunning requests holds one: with more, a pass
+// is as long as a draft's round trip and proposals arrive in time, while a held request
+// only shrinks the passes that carry the others.
 const (
-	maxBehind  = 16
-	holdPasses = 4
+	maxBehind      = 16
+	holdPasses     = 4
+	maxHoldRunning = 2
 )
 
 type source int
@@ -230,7 +238,7 @@ func NewScheduler(fwd Forwarder, m *model.Model, kv *kvcache.Pool, prefix *kvcac
 	if cfg.MaxGamma <= 0 {
 		cfg.MaxGamma = 8
 	}
-	return &Scheduler{cfg: cfg, fwd: fwd, m: m, kv: kv, prefix: prefix, cost: NewCost(cfg.MaxTokens), byID: map[ID]*entry{}}
+	return &Scheduler{cfg: cfg, fwd: fwd, m: m, kv: kv, prefix: prefix, cost: NewCost(cfg.MaxTokens), byID: map[ID]*entry{}, drafts: newDraftSwitch()}
 }
 
 // Cost is the scheduler's pass-cost curve (ObservePass feeds it).
@@ -238,6 +246,22 @@ func (s *Scheduler) Cost() *Cost { return s.cost }
 
 // ObservePass records the measured time of a pass of n tokens.
 func (s *Scheduler) ObservePass(n int, d time.Duration) { s.cost.Observe(n, d) }
+
+// ObserveStep records the wall time the last Step stood for: from the end of the step
+// before it (or from when work arrived, after an idle wait) to its own end. It drives
+// the measured choice of checking drafts at all (see draftSwitch); a caller that never
+// calls it keeps drafts on.
+func (s *Scheduler) ObserveStep(wall time.Duration) {
+	drafted := false
+	for _, e := range s.running {
+		drafted = drafted || e.drafted
+	}
+	s.drafts.observe(s.committed, wall, len(s.running), drafted)
+}
+
+// DraftsOn reports whether the scheduler speculates at the moment: checks proposals
+// and prompt-lookup guesses (see ObserveStep).
+func (s *Scheduler) DraftsOn() bool { return s.drafts.on }
 
 // Load reports the requests running and waiting.
 func (s *Scheduler) Load() (running, queued int) { return len(s.running), len(s.queue) }
@@ -393,6 +417,12 @@ func (s *Scheduler) gammaCap(e *entry) int {
 // requests in it have failed and are gone, and their updates say so.
 func (s *Scheduler) Step() (Ready, error) {
 	var r Ready
+	s.committed = 0
+	defer func() {
+		for _, u := range r.Updates {
+			s.committed += len(u.Tokens)
+		}
+	}()
 	s.admit(&r)
 	if len(s.running) == 0 {
 		return r, nil
@@ -532,7 +562,7 @@ func (s *Scheduler) Step() (Ready, error) {
 		}
 		if e.source == srcDraft {
 			e.behind = 0
-		} else if e.drafted {
+		} else if e.drafted && s.speculating(e) && len(s.running) <= maxHoldRunning {
 			if e.behind++; e.behind >= maxBehind {
 				e.behind, e.held = 0, holdPasses
 			}
@@ -549,12 +579,16 @@ func (s *Scheduler) Step() (Ready, error) {
 	return r, nil
 }
 
+// speculating reports whether e speculates in this pass: when the switch says so, or
+// always when the client fixed γ (it asked for exactly that).
+func (s *Scheduler) speculating(e *entry) bool { return s.drafts.on || e.job.Gamma > 0 }
+
 // pickSource drops the stale proposals at the head of e's queue — answering those the
 // draft must hear of — and sets what e's step may check: the first usable proposal,
 // else a prompt-lookup guess.
 func (s *Scheduler) pickSource(e *entry, update func(*entry) *Update) error {
 	e.source = srcLookup
-	for len(e.props) > 0 {
+	for s.speculating(e) && len(e.props) > 0 {
 		p := e.props[0]
 		if u := e.sess.Usable(p); u > 0 {
 			e.source, e.avail, e.alpha = srcDraft, min(u, s.gammaCap(e)), e.draft.alpha()
@@ -575,7 +609,7 @@ func (s *Scheduler) pickSource(e *entry, update func(*entry) *Update) error {
 			return nil
 		}
 	}
-	if e.job.Spec && s.cfg.Lookup > 0 {
+	if e.job.Spec && s.cfg.Lookup > 0 && s.speculating(e) {
 		e.guessed = e.sess.Guess(min(s.cfg.Lookup, s.gammaCap(e)))
 		e.avail, e.alpha = len(e.guessed), e.guess.alpha()
 	}

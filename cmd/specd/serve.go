@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -371,8 +373,21 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&metrics, "metrics-listen", "", "HTTP address for the router's Prometheus /metrics (empty: none)")
 	fs.StringVar(&vMetrics, "verifier-metrics-listen", "", "HTTP address for the verifier's Prometheus /metrics (empty: none)")
 	fs.StringVar(&dMetrics, "draft-metrics-listen", "", "HTTP address for the draft's Prometheus /metrics (empty: none)")
+	var cpuProfile string
+	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole process (router, verifier and draft) to this file until it stops")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return usagef("--cpu-profile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	listenAddr := vo.listen
 	vo.listen, do.listen = "127.0.0.1:0", "127.0.0.1:0"

@@ -180,6 +180,8 @@ func (e *engine) loop(ctx context.Context) {
 	}()
 	hold := time.NewTimer(time.Hour)
 	hold.Stop()
+	last := time.Now()
+	var st passStats
 	for {
 		if !e.sched.HasWork() {
 			// Requests held for their drafts wait a few passes' time for a proposal.
@@ -199,6 +201,7 @@ func (e *engine) loop(ctx context.Context) {
 				return
 			}
 			hold.Stop()
+			last = time.Now() // an idle wait is no step's time
 		}
 		for drained := false; !drained; {
 			select {
@@ -218,11 +221,15 @@ func (e *engine) loop(ctx context.Context) {
 		}
 		t := time.Now()
 		r, err := e.sched.Step()
+		now := time.Now()
 		if r.Tokens > 0 {
-			d := time.Since(t)
+			d := now.Sub(t)
 			e.sched.ObservePass(r.Tokens, d)
 			e.passTime.Store(int64(d))
 		}
+		e.sched.ObserveStep(now.Sub(last))
+		last = now
+		st.add(r, e.sched, now, e.log)
 		if err != nil && e.log != nil {
 			e.log.Error("verifier pass failed", "err", err, "segments", r.Segments, "tokens", r.Tokens)
 		}
@@ -311,4 +318,42 @@ func (e *engine) retryAfter() time.Duration {
 	pass := time.Duration(e.passTime.Load())
 	running, queued := e.load()
 	return min(max(pass*time.Duration(64+queued*64/max(running, 1)), 100*time.Millisecond), 30*time.Second)
+}
+
+// passStats sums the engine's passes for a debug log line once a second: what the
+// scheduler's batches hold and how often drafts are checked.
+type passStats struct {
+	since                      time.Time
+	passes, tokens, spec, done int
+	draftsOn                   int
+}
+
+func (p *passStats) add(r verifier.Ready, s *verifier.Scheduler, now time.Time, log *slog.Logger) {
+	draftsOn := s.DraftsOn()
+	if p.since.IsZero() {
+		p.since = now
+	}
+	p.passes++
+	p.tokens += r.Tokens
+	p.spec += r.Speculative
+	for _, u := range r.Updates {
+		for _, t := range u.Tokens {
+			if t.ID >= 0 {
+				p.done++
+			}
+		}
+	}
+	if draftsOn {
+		p.draftsOn++
+	}
+	if now.Sub(p.since) < time.Second {
+		return
+	}
+	if log != nil {
+		sec := now.Sub(p.since).Seconds()
+		log.Debug("verifier passes", "passes_per_second", float64(p.passes)/sec, "tokens_per_pass", float64(p.tokens)/float64(p.passes),
+			"speculative_per_pass", float64(p.spec)/float64(p.passes), "committed_per_second", float64(p.done)/sec,
+			"drafts_on", float64(p.draftsOn)/float64(p.passes), "cost_ms", s.Cost().String())
+	}
+	*p = passStats{since: now}
 }

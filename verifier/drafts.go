@@ -1,0 +1,138 @@
+package verifier
+
+import (
+	"math"
+	"time"
+)
+
+// draftSwitch decides, by measurement, whether the verifier speculates at all: checks
+// its drafts' proposals and its own prompt-lookup guesses. A draft costs more than the
+// verifier's passes show: where draft
+// and verifier share cores (specd up on a small machine), every token drafted is
+// compute the verifier's own passes lose, and the passes' measured costs, inflated by
+// that contention, make extra tokens look cheaper than they are. The cost curve cannot
+// see it, so the switch compares what counts — tokens committed per second of wall
+// time — speculating and decoding plainly. While off, proposals go unanswered, so each
+// draft stops after its pipelining depth and uses no compute; when the switch turns
+// back on, the queued proposals are found stale and the verdicts about them bring each
+// draft up to date.
+//
+// Time runs in epochs of epochLen of wall time (the first epochWarm of each, while
+// drafts catch up or go quiet, is not counted). What pays depends on the load, so the
+// switch keeps its measurements per load band (see loadBand). In each band the better setting runs several
+// epochs in a row, then the other one epoch, so that a change of text or machine is
+// noticed; each exploration that confirms the better setting doubles the run before
+// the next (up to maxExploit), as the old single-stream pauses did. It starts on, and
+// measures both settings in a band before it prefers either.
+type draftSwitch struct {
+	on      bool
+	band    int           // load band of the current epoch (-1: none yet)
+	elapsed time.Duration // in the current epoch
+	tokens  int           // committed in the counted part of the epoch
+	counted time.Duration
+	drafted bool // the epoch has seen a request with a draft
+	bands   [8]band
+}
+
+// band is what the switch knows of one load band.
+type band struct {
+	rate    [2]float64 // committed tokens per second, off and on; 0 until measured
+	run     int        // epochs of the band's better setting in a row
+	exploit int        // epochs of the better setting between explorations
+}
+
+const (
+	epochLen   = 200 * time.Millisecond
+	epochWarm  = 30 * time.Millisecond
+	minExploit = 8
+	maxExploit = 64
+)
+
+func newDraftSwitch() draftSwitch { return draftSwitch{on: true, band: -1} }
+
+// loadBand is the band of a load: log₂ of the running requests, rounded, so that a
+// load near a power of two (16 clients: 15 or 16 running) stays in one band.
+func loadBand(running int) int {
+	return min(int(math.Round(math.Log2(float64(running)))), len(draftSwitch{}.bands)-1)
+}
+
+// observe records a step's wall time and the tokens it committed, with the requests
+// running and whether any of them has a draft.
+func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, drafted bool) {
+	if running == 0 {
+		return
+	}
+	if d.band < 0 {
+		d.band = loadBand(running)
+	}
+	d.elapsed += wall
+	if d.elapsed > epochWarm {
+		d.tokens += tokens
+		d.counted += wall
+	}
+	d.drafted = d.drafted || drafted
+	if d.elapsed < epochLen {
+		return
+	}
+	// The epoch counts for the band it started in; the next starts in the band of
+	// the load now, in that band's choice.
+	next := d.on
+	if d.drafted && d.counted > 0 {
+		next = d.bands[d.band].record(d.on, float64(d.tokens)/d.counted.Seconds())
+	}
+	if b := loadBand(running); b != d.band {
+		d.band = b
+		next = d.bands[b].prefer(next)
+	}
+	d.on = next
+	d.elapsed, d.tokens, d.counted, d.drafted = 0, 0, 0, false
+}
+
+// prefer is the setting to start the band in: its better one once both are measured.
+func (b *band) prefer(cur bool) bool {
+	if b.rate[0] == 0 || b.rate[1] == 0 {
+		return cur
+	}
+	return b.rate[1] > b.rate[0]
+}
+
+// record takes the rate of an epoch run with setting on and returns the next setting.
+func (b *band) record(on bool, r float64) bool {
+	i := b2i(on)
+	if b.rate[i] == 0 {
+		b.rate[i] = r
+	} else {
+		b.rate[i] = 0.5*b.rate[i] + 0.5*r
+	}
+	if b.rate[0] == 0 || b.rate[1] == 0 {
+		return !on // measure the other
+	}
+	if b.exploit == 0 {
+		b.exploit = minExploit
+	}
+	better := b.rate[1] > b.rate[0]
+	switch {
+	case on != better && b.run == 0:
+		// An exploration (or the estimates crossed): back to the better one; an
+		// exploration that confirmed it earns a longer run before the next.
+		b.exploit = min(2*b.exploit, maxExploit)
+		b.run = 0
+		return better
+	case on != better:
+		// The setting that was better no longer is.
+		b.exploit, b.run = minExploit, 0
+		return better
+	case b.run+1 < b.exploit:
+		b.run++
+		return on
+	}
+	b.run = 0
+	return !on // explore
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,61 @@
+package verifier
+
+import (
+	"testing"
+	"time"
+)
+
+// TestDraftSwitch runs the switch against a machine where checking drafts commits
+// tokens at rate[on] per second, and checks that it settles on the faster setting,
+// explores the other rarely, follows a change, and keeps load bands apart.
+func TestDraftSwitch(t *testing.T) {
+	const step = time.Millisecond
+	run := func(d *draftSwitch, rate [2]float64, running int, dur time.Duration) (onFrac float64) {
+		on := 0
+		n := int(dur / step)
+		carry := 0.0
+		for range n {
+			if d.on {
+				on++
+			}
+			carry += rate[b2i(d.on)] * step.Seconds()
+			tokens := int(carry)
+			carry -= float64(tokens)
+			d.observe(tokens, step, running, true)
+		}
+		return float64(on) / float64(n)
+	}
+	cases := []struct {
+		name     string
+		rate     [2]float64 // off, on
+		min, max float64    // share of the time on, after settling
+	}{
+		{"drafts cost more than they give", [2]float64{3000, 2000}, 0, 0.12},
+		{"drafts pay", [2]float64{1000, 1500}, 0.88, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := newDraftSwitch()
+			run(&d, c.rate, 16, 5*time.Second) // settle
+			if got := run(&d, c.rate, 16, 20*time.Second); got < c.min || got > c.max {
+				t.Errorf("on %.0f%% of the time, want %.0f–%.0f%%", 100*got, 100*c.min, 100*c.max)
+			}
+		})
+	}
+	t.Run("follows a change", func(t *testing.T) {
+		d := newDraftSwitch()
+		run(&d, [2]float64{3000, 2000}, 16, 10*time.Second)
+		if got := run(&d, [2]float64{1000, 2000}, 16, 20*time.Second); got < 0.8 {
+			t.Errorf("after drafts began to pay: on %.0f%% of the time, want most", 100*got)
+		}
+	})
+	t.Run("bands apart", func(t *testing.T) {
+		d := newDraftSwitch()
+		run(&d, [2]float64{3000, 2000}, 16, 10*time.Second) // off pays at 16 requests
+		run(&d, [2]float64{1000, 1500}, 1, 10*time.Second)  // on pays alone
+		if !d.bands[loadBand(1)].prefer(false) || d.bands[loadBand(16)].prefer(true) {
+			t.Errorf("band preferences: alone %v, at 16 %v; want on alone, off at 16",
+				d.bands[loadBand(1)].prefer(false), d.bands[loadBand(16)].prefer(true))
+		}
+	})
+}
