@@ -261,7 +261,9 @@ func TestGreedyEqualsPlainOnEveryPrompt(t *testing.T) {
 				t.Errorf("%s γ=%d: speculative output differs from plain:\n got %v\nwant %v", p.ID, gamma, r.ids, want)
 			}
 			st := r.final.GetStats()
-			if st.GetDraft().GetAddress() == "" || st.GetFallbacks() != 0 {
+			// An adaptive request (γ 0) speculates only while the verifier measures it
+			// faster than plain decoding; a fixed γ always does.
+			if (gamma > 0 && st.GetDraft().GetAddress() == "") || st.GetFallbacks() != 0 {
 				t.Errorf("%s γ=%d: no speculation (draft %q, fallbacks %d)", p.ID, gamma, st.GetDraft().GetAddress(), st.GetFallbacks())
 			}
 			drafted += int(st.GetDraftedTokens())

@@ -34,6 +34,7 @@ type engine struct {
 	nextID  atomic.Uint64
 
 	running, queued atomic.Int32
+	speculating     atomic.Bool  // the scheduler's switch (verifier.Scheduler.DraftsOn)
 	passTime        atomic.Int64 // nanoseconds of the last pass, for retry hints
 	sinks           map[verifier.ID]*sink
 }
@@ -249,6 +250,7 @@ func (e *engine) loop(ctx context.Context) {
 
 // publishLoad makes the scheduler's load readable from other goroutines.
 func (e *engine) publishLoad() {
+	e.speculating.Store(e.sched.DraftsOn())
 	running, queued := e.sched.Load()
 	e.running.Store(int32(running))
 	e.queued.Store(int32(queued))

@@ -193,8 +193,11 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		r.stats.Mode = specdv1.VerificationMode_VERIFICATION_MODE_GREEDY
 	}
 	// Open the draft's stream before submitting, so that the draft prefills the same
-	// context while the verifier does.
-	if addr := req.GetDraftAddress(); addr != "" && q.Spec {
+	// context while the verifier does — unless the engine measures plain decoding
+	// faster at the moment (verifier.Scheduler.DraftsOn): a draft that is not checked
+	// still costs a stream, a prefill and its first rounds. A request that fixed γ
+	// always gets its draft.
+	if addr := req.GetDraftAddress(); addr != "" && q.Spec && (e.speculating.Load() || q.Gamma > 0) {
 		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, max(q.Gamma, 1, min(4, s.cfg.Engine.Sched.MaxGamma)))
 		if err != nil {
 			r.fallback(err)
