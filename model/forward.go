@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 	"unsafe"
 
 	"github.com/specd-dev/specd/kernels"
@@ -213,43 +212,17 @@ func (m *Model) NewState(pool *kernels.Pool, seq *kvcache.Seq, maxBlock int) *St
 // all been touched once. The first real pass then runs at full speed: on this project's
 // virtual machines a first 216-token prefill of the draft took 26 ms cold and 10 ms
 // warm, mostly in page faults on fresh memory. llama.cpp warms up likewise.
-//
-// It then times, after that block, one decode step and one pass over a block of 5
-// tokens: first estimates of the costs a speculation scheduler weighs.
-func (s *State) Warm() (Timing, error) {
-	var tm Timing
+func (s *State) Warm() error {
 	if s.Seq.Len() != 0 {
-		return tm, fmt.Errorf("warm: the sequence holds %d positions, want none", s.Seq.Len())
+		return fmt.Errorf("warm: the sequence holds %d positions, want none", s.Seq.Len())
 	}
 	toks := make([]int32, max(min(s.maxBlock, s.b.m.Context-6), 1))
 	for i := range toks {
 		toks[i] = s.b.m.Tok.BOS()
 	}
 	defer s.Seq.Truncate(0)
-	if _, err := s.Forward(toks, true); err != nil {
-		return tm, err
-	}
-	for _, p := range []struct {
-		n int
-		d *time.Duration
-	}{{1, &tm.Step}, {5, &tm.Block5}} {
-		if s.Seq.Len()+p.n > s.b.m.Context || p.n > s.maxBlock {
-			continue
-		}
-		t := time.Now()
-		if _, err := s.Forward(toks[:min(p.n, len(toks))], true); err != nil {
-			return tm, err
-		}
-		*p.d = time.Since(t)
-	}
-	return tm, nil
-}
-
-// Timing is what Warm measured; a zero field was not measured (the state's largest
-// block or the context was too small).
-type Timing struct {
-	Step   time.Duration // one decode step
-	Block5 time.Duration // one pass over a block of 5 tokens
+	_, err := s.Forward(toks, true)
+	return err
 }
 
 // Model returns the model the state runs.

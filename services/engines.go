@@ -18,7 +18,6 @@ import (
 type Engines struct {
 	Model    *model.Model
 	KV       *kvcache.Pool
-	Timing   model.Timing // pass times measured at warm-up (the fastest slot's)
 	slots    chan *model.State
 	all      []*model.State
 	pools    []*kernels.Pool
@@ -57,7 +56,7 @@ func NewEngines(m *model.Model, cfg EngineConfig) (*Engines, error) {
 		st := m.NewState(p, kv.NewSeq(), max(cfg.MaxBlock, 1))
 		e.pools = append(e.pools, p)
 		e.all = append(e.all, st)
-		tm, err := st.Warm()
+		err := st.Warm()
 		switch {
 		case errors.Is(err, kvcache.ErrExhausted):
 			// A budget too small for a warm-up block still serves short requests;
@@ -65,9 +64,6 @@ func NewEngines(m *model.Model, cfg EngineConfig) (*Engines, error) {
 		case err != nil:
 			e.Close()
 			return nil, fmt.Errorf("engines: warm-up: %w", err)
-		}
-		if e.Timing.Step == 0 || tm.Step < e.Timing.Step {
-			e.Timing = tm
 		}
 		e.slots <- st
 	}

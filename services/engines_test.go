@@ -76,7 +76,7 @@ func TestStatusCodes(t *testing.T) {
 	}
 }
 
-// TestEnginesWarmUp: NewEngines warms every slot (timing a step and a 5-token block)
+// TestEnginesWarmUp: NewEngines warms every slot
 // and leaves no KV block in use; a budget too small for the warm-up block still starts.
 func TestEnginesWarmUp(t *testing.T) {
 	m, err := model.Load(testmodels.ForTest(t, "stories260K.bin"), model.LoadOptions{})
@@ -87,9 +87,6 @@ func TestEnginesWarmUp(t *testing.T) {
 	e, err := NewEngines(m, EngineConfig{Threads: 1, Slots: 2, Queue: 1, KVBudget: 4 << 20, KVType: kernels.F32, MaxBlock: 8})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if e.Timing.Step <= 0 || e.Timing.Block5 <= 0 {
-		t.Errorf("warm-up timing %+v, want a step and a 5-token block", e.Timing)
 	}
 	if st := e.KV.Stats(); st.Used != 0 {
 		t.Errorf("after warm-up %d KV blocks are in use", st.Used)

@@ -129,7 +129,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		// buffer at load): fault in the KV memory this request will use and warm the
 		// state, so that the prompt's timing does not include page faults.
 		kv.Reserve(len(ids) + so.maxTokens)
-		if _, err := st.Warm(); err != nil && !errors.Is(err, kvcache.ErrExhausted) {
+		if err := st.Warm(); err != nil && !errors.Is(err, kvcache.ErrExhausted) {
 			return err // a budget too small to warm up may still hold this request
 		}
 	}
