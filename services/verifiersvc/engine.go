@@ -48,10 +48,8 @@ type submit struct {
 
 type event struct {
 	id       verifier.ID
-	proposal *proposal // nil: cancel
+	proposal *arrival // nil: cancel
 }
-
-type proposal struct{ arrival }
 
 // sink queues one request's updates from the engine goroutine to the request's own.
 type sink struct {

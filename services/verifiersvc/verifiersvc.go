@@ -272,7 +272,7 @@ func (r *run) loop(sk *sink) error {
 			if len(r.arrivals) < 64 {
 				r.arrivals[a.p.Round] = roundArrival{a.at, rtt}
 			}
-			if err := r.e.send(r.ctx, event{id: r.id, proposal: &proposal{a}}); err != nil {
+			if err := r.e.send(r.ctx, event{id: r.id, proposal: &a}); err != nil {
 				return err
 			}
 		case <-wait.C:
