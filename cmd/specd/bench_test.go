@@ -223,7 +223,9 @@ func TestBenchConcurrency(t *testing.T) {
 	if err := dec.Decode(&rep); err != nil {
 		t.Fatalf("bench --json: %v: %s", err, stdout)
 	}
-	if rep.Addr != addr || rep.Verifier == "" || rep.Draft == "" || rep.MaxTokens != 8 || !rep.CheckSolo || rep.Prompts < 1 || len(rep.Levels) != 2 {
+	// Draft may be empty: the verifier opens no draft while it measures plain decoding
+	// faster.
+	if rep.Addr != addr || rep.Verifier == "" || rep.MaxTokens != 8 || !rep.CheckSolo || rep.Prompts < 1 || len(rep.Levels) != 2 {
 		t.Fatalf("bench --json = %s", stdout)
 	}
 	for i, lv := range rep.Levels {
