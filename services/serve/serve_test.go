@@ -283,7 +283,8 @@ func TestGreedyEqualsPlainOnEveryPrompt(t *testing.T) {
 }
 
 // TestGreedyEqualsPlainBranches: with a draft that drafts branches, greedy output is
-// still plain decoding's, and rounds report the draft's round trip.
+// still plain decoding's, and rounds report the draft's round trip. The requests fix γ,
+// so that they speculate whatever the verifier measures.
 func TestGreedyEqualsPlainBranches(t *testing.T) {
 	s := startStackWith(t, stackOptions{branches: 2})
 	n := 64
@@ -293,7 +294,7 @@ func TestGreedyEqualsPlainBranches(t *testing.T) {
 	rounds := 0
 	for _, p := range benchPrompts(t)[:4] {
 		want := s.plain(t, p.Prompt, n, sample.Params{})
-		r, err := s.generate(context.Background(), request(p.Prompt, n, 0, 0, 0))
+		r, err := s.generate(context.Background(), request(p.Prompt, n, 0, 0, 4))
 		if err != nil {
 			t.Fatalf("%s: %v", p.ID, err)
 		}

@@ -119,6 +119,7 @@ func newEngine(eng *services.Engines, cfg EngineConfig, log *slog.Logger) (*engi
 	st := eng.KV.Stats()
 	eng.KV.Reserve(st.Total * st.BlockTokens)
 	e.sched = verifier.NewScheduler(batch, m, eng.KV, e.prefix, cfg.Sched)
+	e.speculating.Store(e.sched.DraftsOn())
 	if err := e.warm(batch); err != nil {
 		pool.Close()
 		return nil, err
