@@ -137,6 +137,7 @@ type Scheduler struct {
 	committed int         // tokens the last Step committed
 
 	// scratch reused by Step
+	arena []int32 // the pass's tokens, capacity MaxTokens
 	segs  []model.Segment
 	cands []candidate
 }
@@ -488,6 +489,10 @@ func (s *Scheduler) Step() (Ready, error) {
 	r.Speculative = s.control(budget, decoding)
 	// Plan each stepping request with the tokens the controller gave it.
 	s.segs = s.segs[:0]
+	if s.arena == nil {
+		s.arena = make([]int32, 0, s.cfg.MaxTokens)
+	}
+	s.arena = s.arena[:0]
 	var planned []*entry
 	for _, e := range s.running {
 		if e.source == srcNone && e.input == nil && e.prefill == nil {
@@ -498,7 +503,11 @@ func (s *Scheduler) Step() (Ready, error) {
 			update(e).Err = err
 			continue
 		}
-		tokens := append(append([]int32(nil), e.prefill...), e.input...)
+		// The pass's tokens go into one buffer reused every step; it never grows past
+		// MaxTokens, so the segments' slices stay valid through the pass.
+		at := len(s.arena)
+		s.arena = append(append(s.arena, e.prefill...), e.input...)
+		tokens := s.arena[at:len(s.arena):len(s.arena)]
 		if len(tokens) == 0 {
 			continue
 		}
