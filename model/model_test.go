@@ -69,13 +69,7 @@ func load(t testing.TB, name string, quant *kernels.Type) *model.Model {
 
 func newState(t testing.TB, m *model.Model, threads, block int) *model.State {
 	t.Helper()
-	pool := kernels.NewPool(threads)
-	t.Cleanup(pool.Close)
-	kv, err := m.NewKVPool(64<<20, kernels.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.NewState(pool, kv.NewSeq(), block)
+	return newStateKV(t, m, threads, block, kernels.F32)
 }
 
 func greedy(t *testing.T, st *model.State, prompt []int32, n int, stopAtBOS bool) []int32 {
