@@ -119,6 +119,7 @@ type verifierOptions struct {
 	maxRunning   int
 	prefillChunk int
 	queueWait    time.Duration
+	streamEvery  time.Duration
 	prefixCache  bool
 }
 
@@ -131,6 +132,7 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxRunning, "max-running", 64, "most requests decoding at once (at most --max-batch); admission also waits for KV budget")
 	fs.IntVar(&o.prefillChunk, "prefill-chunk", 64, "most prompt tokens one pass prefills, all requests together")
 	fs.DurationVar(&o.queueWait, "queue-wait", 30*time.Second, "longest a request waits for admission before RESOURCE_EXHAUSTED")
+	fs.DurationVar(&o.streamEvery, "stream-interval", 10*time.Millisecond, "longest committed tokens wait to be streamed together in one message (0: a message per pass; a request's first and last tokens go at once)")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "share the KV blocks of identical prompt prefixes between requests")
 	fs.Lookup("queue").DefValue = "256"
 	o.queue = 256
@@ -153,6 +155,9 @@ func (o *verifierOptions) validate() error {
 	}
 	if o.maxBatch < 1 || o.maxBatch > 4096 || o.maxRunning < 1 || o.prefillChunk < 1 || o.queueWait <= 0 {
 		return usagef("--max-batch %d, --max-running %d, --prefill-chunk %d, --queue-wait %v: want max-batch 1..4096, the others positive", o.maxBatch, o.maxRunning, o.prefillChunk, o.queueWait)
+	}
+	if o.streamEvery < 0 || o.streamEvery > time.Second {
+		return usagef("--stream-interval %v: want 0..1s", o.streamEvery)
 	}
 	return nil
 }
@@ -270,7 +275,7 @@ func (o *workerOptions) worker(tel *telemetry.Telemetry, ready func(*model.Model
 
 func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 	mode, _ := spec.ParseMode(o.mode)
-	return verifiersvc.Config{Mode: mode, QueueWait: o.queueWait, Metrics: tel.Metrics, Engine: verifiersvc.EngineConfig{
+	return verifiersvc.Config{Mode: mode, QueueWait: o.queueWait, StreamInterval: o.streamEvery, Metrics: tel.Metrics, Engine: verifiersvc.EngineConfig{
 		Threads: o.threads, PrefixCache: o.prefixCache,
 		Sched: verifier.Config{MaxTokens: o.maxBatch, PrefillChunk: o.prefillChunk, MaxRunning: o.maxRunning, MaxQueue: o.queue, MaxGamma: o.maxGamma, Lookup: o.lookup},
 	}}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -31,37 +32,9 @@ import (
 // admission takes longer than --queue-wait is refused likewise, and everything
 // admitted finishes; the engine's goroutines stop with the server.
 func TestAdmission(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := testmodels.ForTest(t, "specd-target-q8_0.gguf")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- serve.Verifier(ctx, serve.Worker{
-			Load:   func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) },
-			Engine: services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: kernels.F32, MaxBlock: 64},
-			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready:  func(*model.Model) { close(ready) },
-		}, verifiersvc.Config{QueueWait: 100 * time.Millisecond, Engine: verifiersvc.EngineConfig{Threads: 1,
-			Sched: verifier.Config{MaxRunning: 1, MaxQueue: 1}}}, lis)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("server: %v", err)
-		}
-	}()
-	<-ready
-	cc, err := services.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	client := speculationv1.NewVerifierServiceClient(cc)
+	checkLeaks(t)
+	ctx, client := startVerifier(t, verifiersvc.Config{QueueWait: 100 * time.Millisecond, Engine: verifiersvc.EngineConfig{Threads: 1,
+		Sched: verifier.Config{MaxRunning: 1, MaxQueue: 1}}})
 	generate := func(n uint32) error {
 		st, err := client.Generate(ctx, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
 			Prompt: "Once upon a time", MaxTokens: n, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
@@ -111,5 +84,94 @@ func TestAdmission(t *testing.T) {
 	// With the queue empty again a request is served.
 	if err := generate(8); err != nil {
 		t.Errorf("after the refusals: %v", err)
+	}
+}
+
+// checkLeaks checks, after the test and its cleanups, that the goroutines it started
+// have ended.
+func checkLeaks(t *testing.T) {
+	opt := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
+}
+
+// startVerifier serves the Q8_0 target with cfg on loopback until the test ends, and
+// returns a context ending then and a client.
+func startVerifier(t *testing.T, cfg verifiersvc.Config) (context.Context, speculationv1.VerifierServiceClient) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := testmodels.ForTest(t, "specd-target-q8_0.gguf")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- serve.Verifier(ctx, serve.Worker{
+			Load:   func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) },
+			Engine: services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: kernels.F32, MaxBlock: 64},
+			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ready:  func(*model.Model) { close(ready) },
+		}, cfg, lis)
+	}()
+	cc, err := services.Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cc.Close()
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("server: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("server: %v", err)
+	}
+	return ctx, speculationv1.NewVerifierServiceClient(cc)
+}
+
+// TestStreamInterval: committed tokens held back by the stream interval go out
+// together — the first tokens at once, the rest with the last when the interval is
+// longer than the request — while interval 0 sends a message per pass (one token each,
+// decoding plainly); the tokens are the same either way.
+func TestStreamInterval(t *testing.T) {
+	checkLeaks(t)
+	const n = 24
+	var want []int32
+	for _, tc := range []struct {
+		interval time.Duration
+		chunks   int
+	}{{0, n}, {time.Hour, 2}} {
+		ctx, client := startVerifier(t, verifiersvc.Config{StreamInterval: tc.interval, Engine: verifiersvc.EngineConfig{Threads: 1}})
+		st, err := client.Generate(ctx, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
+			Prompt: "Once upon a time", MaxTokens: n, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int32
+		chunks := 0
+		for {
+			msg, err := st.Recv()
+			if err != nil {
+				t.Fatalf("interval %v: %v", tc.interval, err)
+			}
+			if c := msg.GetChunk(); c != nil {
+				chunks++
+				ids = append(ids, c.GetTokenIds()...)
+				continue
+			}
+			break
+		}
+		if chunks != tc.chunks || len(ids) != n {
+			t.Errorf("interval %v: %d tokens in %d chunks, want %d in %d", tc.interval, len(ids), chunks, n, tc.chunks)
+		}
+		if want == nil {
+			want = ids
+		} else if !slices.Equal(ids, want) {
+			t.Errorf("interval %v: tokens %v, want %v", tc.interval, ids, want)
+		}
 	}
 }
