@@ -367,9 +367,8 @@ func checkLaunch(t *testing.T, l launch) parsed {
 	}
 	if l.cpuLimit > 0 && r.model {
 		threads, _ := strconv.Atoi(p.value(t, "threads"))
-		slots, _ := strconv.Atoi(p.value(t, "slots"))
-		if float64(threads*slots) > l.cpuLimit {
-			t.Errorf("%s: --threads=%d × --slots=%d compute threads exceed the CPU limit of %g", l.where, threads, slots, l.cpuLimit)
+		if float64(threads) > l.cpuLimit {
+			t.Errorf("%s: --threads=%d compute threads exceed the CPU limit of %g", l.where, threads, l.cpuLimit)
 		}
 	}
 	return p

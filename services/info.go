@@ -6,7 +6,7 @@ import (
 )
 
 // Info describes a service's model and capacity.
-func Info(e *Engines, role string) *speculationv1.InfoResponse {
+func Info(e *Engine, role string) *speculationv1.InfoResponse {
 	m := e.Model
 	st := e.KV.Stats()
 	active, waiting := e.Load()

@@ -37,8 +37,9 @@ func BadField(field, format string, args ...any) error {
 
 // Sentinel errors of the service layer.
 var (
-	// ErrBusy: every session slot is taken and the wait queue is full.
-	ErrBusy = errors.New("server busy: session queue full")
+	// ErrBusy: the service cannot take the request now (its admission wait ran out,
+	// or its peer will not take more); retry later.
+	ErrBusy = errors.New("server busy")
 	// ErrUnavailable: no endpoint of the needed role is reachable.
 	ErrUnavailable = errors.New("no endpoint available")
 	// ErrIncompatible: a draft and a verifier do not share a tokenizer.

@@ -80,8 +80,6 @@ type workerOptions struct {
 	engineOptions
 	registerOptions
 	listen   string
-	slots    int
-	queue    int
 	maxBlock int
 }
 
@@ -89,8 +87,6 @@ func (o *workerOptions) addFlags(fs *flag.FlagSet, defModel, defListen string) {
 	o.engineOptions.addFlags(fs, defModel)
 	o.registerOptions.addFlags(fs)
 	fs.StringVar(&o.listen, "listen", defListen, "gRPC listen address")
-	fs.IntVar(&o.slots, "slots", 2, "sessions computing at once (each with --threads threads)")
-	fs.IntVar(&o.queue, "queue", 16, "sessions allowed to wait for a slot; more get RESOURCE_EXHAUSTED")
 	fs.IntVar(&o.maxBlock, "max-block", 64, "largest forward block in tokens (prefill is split into blocks)")
 }
 
@@ -104,8 +100,8 @@ func (o *workerOptions) validate() error {
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
 	}
-	if o.slots < 1 || o.queue < 0 || o.maxBlock < 1 {
-		return usagef("--slots %d, --queue %d, --max-block %d: want slots ≥ 1, queue ≥ 0, max-block ≥ 1", o.slots, o.queue, o.maxBlock)
+	if o.maxBlock < 1 {
+		return usagef("--max-block %d: want ≥ 1", o.maxBlock)
 	}
 	return nil
 }
@@ -118,6 +114,7 @@ type verifierOptions struct {
 	maxBatch     int
 	maxRunning   int
 	prefillChunk int
+	queue        int
 	queueWait    time.Duration
 	streamEvery  time.Duration
 	prefixCache  bool
@@ -134,10 +131,7 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.queueWait, "queue-wait", 30*time.Second, "longest a request waits for admission before RESOURCE_EXHAUSTED")
 	fs.DurationVar(&o.streamEvery, "stream-interval", 10*time.Millisecond, "longest committed tokens wait to be streamed together in one message (0: a message per pass; a request's first and last tokens go at once)")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "share the KV blocks of identical prompt prefixes between requests")
-	fs.Lookup("queue").DefValue = "256"
-	o.queue = 256
-	fs.Lookup("queue").Usage = "requests allowed to wait for admission; more get RESOURCE_EXHAUSTED"
-	fs.Lookup("slots").Usage = "unused by the verifier (it batches every admitted request into one pass)"
+	fs.IntVar(&o.queue, "queue", 256, "requests allowed to wait for admission; more get RESOURCE_EXHAUSTED")
 }
 
 func (o *verifierOptions) validate() error {
@@ -174,9 +168,8 @@ func (o *draftOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.branches, "branches", 0, "alternative continuations drafted per round under verification, from guessed corrections (0: none)")
 	fs.IntVar(&o.passTokens, "pass-tokens", 256, "most tokens in one batched drafting pass; sessions beyond it draft in the next pass, in turn")
 	// Every session drafts in the same batched passes, admitted while the KV budget
-	// has room: the draft has no slots and no queue.
-	fs.Lookup("slots").Usage = "unused by the draft (its sessions share batched passes; the KV budget bounds them)"
-	fs.Lookup("queue").Usage = "unused by the draft (a session the KV budget cannot hold gets RESOURCE_EXHAUSTED at once)"
+	// has room: the draft has no queue (a session the budget cannot hold gets
+	// RESOURCE_EXHAUSTED at once).
 	fs.Lookup("max-block").Usage = "most context tokens fed per batched drafting pass over all sessions"
 }
 
@@ -269,7 +262,7 @@ func listen(addr string) (net.Listener, error) {
 func (o *workerOptions) worker(tel *telemetry.Telemetry, ready func(*model.Model)) serve.Worker {
 	return serve.Worker{
 		Load: o.load, Log: tel.Log, Tel: tel, Ready: ready, Consul: o.registerOptions.config(),
-		Engine: services.EngineConfig{Threads: o.threads, Slots: o.slots, Queue: o.queue, KVBudget: o.kvBudget, KVType: o.kvTypeValue(), MaxBlock: o.maxBlock},
+		Engine: services.EngineConfig{Threads: o.threads, KVBudget: o.kvBudget, KVType: o.kvTypeValue(), MaxBlock: o.maxBlock},
 	}
 }
 
@@ -279,13 +272,6 @@ func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 		Threads: o.threads, PrefixCache: o.prefixCache,
 		Sched: verifier.Config{MaxTokens: o.maxBatch, PrefillChunk: o.prefillChunk, MaxRunning: o.maxRunning, MaxQueue: o.queue, MaxGamma: o.maxGamma, Lookup: o.lookup},
 	}}
-}
-
-// worker is the verifier's: its engine batches every request, so it has no slots.
-func (o *verifierOptions) worker(tel *telemetry.Telemetry, ready func(*model.Model)) serve.Worker {
-	w := o.workerOptions.worker(tel, ready)
-	w.Engine.Slots, w.Engine.Queue = 0, 0
-	return w
 }
 
 func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {
@@ -399,7 +385,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if vo.registerOptions.addr != "" {
 		return usagef("--consul: up runs everything on loopback without Consul; run specd router, verifier and draft to use Consul")
 	}
-	do.models, do.kvBudget, do.kvType, do.slots = vo.models, vo.kvBudget/4, vo.kvType, 1 // the draft batches its sessions in one slot
+	do.models, do.kvBudget, do.kvType = vo.models, vo.kvBudget/4, vo.kvType
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
 		return usagef("--listen %q: %v", listenAddr, err)
 	}

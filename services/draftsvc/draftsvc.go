@@ -29,7 +29,7 @@ import (
 // Server implements speculationv1.DraftServiceServer.
 type Server struct {
 	speculationv1.UnimplementedDraftServiceServer
-	ready atomic.Pointer[loop] // nil until SetEngines
+	ready atomic.Pointer[loop] // nil until SetEngine
 	cfg   Config
 	log   *slog.Logger
 	ids   atomic.Uint64
@@ -57,7 +57,7 @@ var _ speculationv1.DraftServiceServer = (*Server)(nil)
 // errStopping ends the streams of a server that is shutting down.
 var errStopping = fmt.Errorf("draft service stopping: %w", services.ErrUnavailable)
 
-// New returns a draft server; it answers UNAVAILABLE until SetEngines.
+// New returns a draft server; it answers UNAVAILABLE until SetEngine.
 func New(cfg Config, log *slog.Logger) *Server {
 	cfg.Depth = max(cfg.Depth, 1)
 	cfg.Branches = max(cfg.Branches, 0)
@@ -72,14 +72,17 @@ func New(cfg Config, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, log: log}
 }
 
-// SetEngines makes the server serve with eng's model and KV pool, starting the
-// scheduler goroutine (stopped by Close). Only the first call has an effect. The
-// engines' own slots are not used: every session shares the scheduler's passes.
-func (s *Server) SetEngines(eng *services.Engines) {
+// SetEngine makes the server serve with eng's model and KV pool, starting the
+// scheduler goroutine (stopped by Close): every session shares its passes. It first
+// gives the whole KV pool its memory (kvcache.Pool.Reserve), so that the first sessions
+// do not stop on page faults. Only the first call has an effect.
+func (s *Server) SetEngine(eng *services.Engine) {
 	l := newLoop(eng, s.cfg)
 	if !s.ready.CompareAndSwap(nil, l) {
 		return
 	}
+	st := eng.KV.Stats()
+	eng.KV.Reserve(st.Total * st.BlockTokens)
 	go l.run()
 }
 
@@ -253,7 +256,7 @@ type start struct {
 
 // loop is the scheduler goroutine and what streams use to reach it.
 type loop struct {
-	eng      *services.Engines
+	eng      *services.Engine
 	cfg      Config
 	events   chan event // starts and verdicts, bounded
 	sessions atomic.Int64
@@ -266,7 +269,7 @@ type loop struct {
 	done  chan struct{} // closed when the goroutine has ended
 }
 
-func newLoop(eng *services.Engines, cfg Config) *loop {
+func newLoop(eng *services.Engine, cfg Config) *loop {
 	return &loop{eng: eng, cfg: cfg, events: make(chan event, 1024), wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 }
 

@@ -42,20 +42,20 @@ func loadDraft(t *testing.T) *model.Model {
 
 // serveDraft serves a draft service for m on loopback with a KV budget of kvBlocks
 // blocks, until the test ends; it returns a client and the engines.
-func serveDraft(t *testing.T, m *model.Model, kvBlocks int) (speculationv1.DraftServiceClient, *services.Engines) {
+func serveDraft(t *testing.T, m *model.Model, kvBlocks int) (speculationv1.DraftServiceClient, *services.Engine) {
 	t.Helper()
 	probe, err := m.NewKVPool(1<<30, kernels.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := services.NewEngines(m, services.EngineConfig{Threads: 1, Slots: 1, KVBudget: int64(kvBlocks * probe.BlockBytes()), KVType: kernels.F32, MaxBlock: 16})
+	eng, err := services.NewEngine(m, services.EngineConfig{Threads: 1, KVBudget: int64(kvBlocks * probe.BlockBytes()), KVType: kernels.F32, MaxBlock: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ds := draftsvc.New(draftsvc.Config{Depth: 2, Threads: 1, Prefill: 32}, quiet)
 	srv := services.NewServer("specd.speculation.v1.DraftService", quiet)
 	speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
-	ds.SetEngines(eng)
+	ds.SetEngine(eng)
 	srv.SetServing()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -75,7 +75,6 @@ func serveDraft(t *testing.T, m *model.Model, kvBlocks int) (speculationv1.Draft
 			t.Errorf("Serve: %v", err)
 		}
 		ds.Close()
-		eng.Close()
 	})
 	return speculationv1.NewDraftServiceClient(conn), eng
 }

@@ -42,7 +42,7 @@ func TestConsulDiscovery(t *testing.T) {
 			}
 		}()
 	}
-	eng := services.EngineConfig{Threads: 1, Slots: 1, Queue: 2, KVBudget: 32 << 20, KVType: kernels.F32, MaxBlock: 64}
+	eng := services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: kernels.F32, MaxBlock: 64}
 	reg := &serve.Consul{Addr: agent.Addr(), CheckInterval: time.Second, UpdateEvery: time.Second}
 	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)
 	vctx, stopVerifier := context.WithCancel(ctx)

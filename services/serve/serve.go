@@ -107,9 +107,9 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	}
 	vs := verifiersvc.New(cfg, w.Log, dialOptions(w.Tel)...)
 	defer vs.Close()
-	return worker(ctx, w, router.Verifier, "specd.speculation.v1.VerifierService", lis, func(srv *services.Server) func(*services.Engines) (func(), error) {
+	return worker(ctx, w, router.Verifier, "specd.speculation.v1.VerifierService", lis, func(srv *services.Server) func(*services.Engine) (func(), error) {
 		speculationv1.RegisterVerifierServiceServer(srv.GRPC, vs)
-		return func(e *services.Engines) (func(), error) { return vs.Stop, vs.SetEngines(e) }
+		return func(e *services.Engine) (func(), error) { return vs.Stop, vs.SetEngine(e) }
 	})
 }
 
@@ -120,9 +120,9 @@ func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener)
 	cfg.Threads = cmp.Or(cfg.Threads, w.Engine.Threads)
 	cfg.Prefill = cmp.Or(cfg.Prefill, w.Engine.MaxBlock)
 	ds := draftsvc.New(cfg, w.Log)
-	return worker(ctx, w, router.Draft, "specd.speculation.v1.DraftService", lis, func(srv *services.Server) func(*services.Engines) (func(), error) {
+	return worker(ctx, w, router.Draft, "specd.speculation.v1.DraftService", lis, func(srv *services.Server) func(*services.Engine) (func(), error) {
 		speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
-		return func(e *services.Engines) (func(), error) { ds.SetEngines(e); return ds.Close, nil }
+		return func(e *services.Engine) (func(), error) { ds.SetEngine(e); return ds.Close, nil }
 	})
 }
 
@@ -130,9 +130,9 @@ func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener)
 // the function that hands it the loaded engines, and returns the function that stops
 // its use of them), serves health NOT_SERVING while the
 // model loads, then SERVING, registers in Consul if asked, and stops when ctx ends.
-func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engines) (func(), error)) error {
+func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engine) (func(), error)) error {
 	srv := services.NewServer(name, w.Log, serverOptions(w.Tel)...)
-	setEngines := register(srv)
+	setEngine := register(srv)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	errc := make(chan error, 1)
@@ -147,8 +147,7 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 		return fail(err)
 	}
 	defer m.Close()
-	defer eng.Close()
-	stopService, err := setEngines(eng)
+	stopService, err := setEngine(eng)
 	defer stopService() // before the engines close (defers run last-first)
 	if err != nil {
 		return fail(err)
@@ -198,12 +197,12 @@ func dialOptions(t *telemetry.Telemetry) []grpc.DialOption {
 }
 
 // load loads the model (a server that cannot load stops, and so does its listener).
-func load(w Worker) (*model.Model, *services.Engines, error) {
+func load(w Worker) (*model.Model, *services.Engine, error) {
 	m, err := w.Load()
 	if err != nil {
 		return nil, nil, err
 	}
-	eng, err := services.NewEngines(m, w.Engine)
+	eng, err := services.NewEngine(m, w.Engine)
 	if err != nil {
 		m.Close()
 		return nil, nil, err

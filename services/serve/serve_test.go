@@ -74,7 +74,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)
 	s.verifier, s.draft, s.router = vl.Addr().String(), dl.Addr().String(), rl.Addr().String()
 	ready := make(chan struct{}, 2)
-	eng := services.EngineConfig{Threads: 1, Slots: 2, Queue: 4, KVBudget: 64 << 20, KVType: kernels.F32, MaxBlock: 64}
+	eng := services.EngineConfig{Threads: 1, KVBudget: 64 << 20, KVType: kernels.F32, MaxBlock: 64}
 	run := func(f func() error) {
 		s.wg.Add(1)
 		go func() {

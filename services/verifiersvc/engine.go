@@ -98,7 +98,7 @@ type EngineConfig struct {
 // newEngine starts the engine for eng's model and KV pool. It times passes of each
 // size the cost curve is anchored at, so that the controller starts from this
 // machine's costs, and faults in the KV memory.
-func newEngine(eng *services.Engines, cfg EngineConfig, log *slog.Logger) (*engine, error) {
+func newEngine(eng *services.Engine, cfg EngineConfig, log *slog.Logger) (*engine, error) {
 	m := eng.Model
 	pool := kernels.NewPool(max(cfg.Threads, 1))
 	maxTokens := cfg.Sched.MaxTokens

@@ -43,13 +43,13 @@ type Config struct {
 	// the passes share.
 	StreamInterval time.Duration
 	Address        string             // this verifier's address, reported in stats
-	Metrics   *telemetry.Metrics // round-trip histogram; nil records nothing
+	Metrics        *telemetry.Metrics // round-trip histogram; nil records nothing
 }
 
 // Server implements speculationv1.VerifierServiceServer.
 type Server struct {
 	speculationv1.UnimplementedVerifierServiceServer
-	ready atomic.Pointer[services.Engines] // nil until the model is loaded
+	ready atomic.Pointer[services.Engine] // nil until the model is loaded
 	eng   atomic.Pointer[engine]
 	cfg   Config
 	log   *slog.Logger
@@ -62,7 +62,7 @@ type Server struct {
 
 var _ speculationv1.VerifierServiceServer = (*Server)(nil)
 
-// New returns a verifier server; it answers UNAVAILABLE until SetEngines. dial are the
+// New returns a verifier server; it answers UNAVAILABLE until SetEngine. dial are the
 // options of its connections to drafts (telemetry).
 func New(cfg Config, log *slog.Logger, dial ...grpc.DialOption) *Server {
 	if cfg.Mode == 0 {
@@ -77,9 +77,9 @@ func New(cfg Config, log *slog.Logger, dial ...grpc.DialOption) *Server {
 	return &Server{cfg: cfg, log: log, conns: services.NewConns(dial...), draftModels: map[string]string{}}
 }
 
-// SetEngines makes the server serve with eng's model and KV pool: it starts the
+// SetEngine makes the server serve with eng's model and KV pool: it starts the
 // batching engine (timing its passes first) and then answers requests.
-func (s *Server) SetEngines(eng *services.Engines) error {
+func (s *Server) SetEngine(eng *services.Engine) error {
 	e, err := newEngine(eng, s.cfg.Engine, s.log)
 	if err != nil {
 		return err
@@ -90,7 +90,7 @@ func (s *Server) SetEngines(eng *services.Engines) error {
 	return nil
 }
 
-func (s *Server) engines() (*services.Engines, *engine, error) {
+func (s *Server) engines() (*services.Engine, *engine, error) {
 	if e, en := s.ready.Load(), s.eng.Load(); e != nil && en != nil {
 		return e, en, nil
 	}

@@ -1,0 +1,55 @@
+package services
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/specd-dev/specd/kvcache"
+	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/verifier"
+)
+
+// TestStatus: each kind of error maps to its code, wrapped or not, and a BusyError
+// carries its retry hint as a RetryInfo detail.
+func TestStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code codes.Code
+	}{
+		{BadField("max_tokens", "0"), codes.InvalidArgument},
+		{fmt.Errorf("request: %w", sample.ErrInvalid), codes.InvalidArgument},
+		{fmt.Errorf("pass: %w", kvcache.ErrExhausted), codes.ResourceExhausted},
+		{verifier.ErrQueueFull, codes.ResourceExhausted},
+		{&BusyError{Err: ErrBusy, RetryAfter: time.Second}, codes.ResourceExhausted},
+		{fmt.Errorf("route: %w", ErrUnavailable), codes.Unavailable},
+		{ErrNotReady, codes.Unavailable},
+		{ErrIncompatible, codes.FailedPrecondition},
+		{fmt.Errorf("stream: %w", context.Canceled), codes.Canceled},
+		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{status.Error(codes.NotFound, "kept"), codes.NotFound},
+		{fmt.Errorf("a bug"), codes.Internal},
+	} {
+		if got := status.Code(Status(tc.err)); got != tc.code {
+			t.Errorf("Status(%v) = %v, want %v", tc.err, got, tc.code)
+		}
+	}
+	if Status(nil) != nil {
+		t.Error("Status(nil) != nil")
+	}
+	st := status.Convert(Status(&BusyError{Err: ErrBusy, RetryAfter: 250 * time.Millisecond}))
+	var hint time.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			hint = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	if hint != 250*time.Millisecond {
+		t.Errorf("BusyError's RetryInfo delay = %v, want 250ms", hint)
+	}
+}
