@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
+
+	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/spec"
 )
 
 // ErrEndpointDown marks a failure of the endpoint itself (unreachable, crashed, stream
@@ -25,8 +29,38 @@ type Event struct {
 	IDs       []int32
 	Positions []int
 	Text      string
-	Final     any  // non-nil on the last event: the backend's final message
-	DraftDown bool // on the last event: the verifier lost the draft and fell back to plain decoding
+	Final     *Final // non-nil on the last event
+}
+
+// Final is how a generation ended, as its verifier reports it.
+type Final struct {
+	Reason generate.Finish
+	Stats  Stats
+}
+
+// Stats describe a finished generation. Counts of draft and lookup tokens are those the
+// verifier checked; durations are measured by the verifier.
+type Stats struct {
+	PromptTokens, CompletionTokens, CachedPromptTokens int
+	Rounds, DraftedTokens, AcceptedTokens              int
+	LookupTokens, LookupAcceptedTokens                 int
+	AcceptanceRate, MeanAcceptedPerRound               float32
+	DecodeTokensPerSecond                              float64
+	TimeToFirstToken, Total, MeanRoundTrip, QueueWait  time.Duration
+	Verifier, Draft                                    Served // Draft is zero when none was used
+	Mode                                               Verification
+	Fallbacks                                          int // times the verifier lost its draft and decoded on plainly
+	Failovers                                          int // times the router resumed the request on another verifier
+}
+
+// Served names the endpoint that served part of a request, and its model.
+type Served struct{ Address, Model string }
+
+// Verification is how drafted tokens were checked: greedy (temperature 0) or a
+// sampled request's mode.
+type Verification struct {
+	Greedy bool
+	Mode   spec.Mode // when not greedy; 0: unspecified
 }
 
 // Stream yields a generation's events; Recv returns the final event last, then io.EOF
@@ -60,7 +94,7 @@ type Router struct {
 
 // Result sums up a relayed request.
 type Result struct {
-	Final     any     // the last attempt's final message
+	Final     *Final  // the last attempt's end
 	IDs       []int32 // every token relayed
 	Text      string  // all text relayed
 	Attempts  []Attempt
@@ -110,7 +144,8 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 		res.Attempts = append(res.Attempts, a)
 		draftDown := false
 		err = r.attempt(ctx, b, a, &res, func(ev Event) error {
-			draftDown = draftDown || ev.DraftDown
+			// The verifier lost the draft and fell back to plain decoding.
+			draftDown = draftDown || (ev.Final != nil && ev.Final.Stats.Fallbacks > 0)
 			return sink(ev)
 		})
 		if errors.Is(err, ErrEndpointDown) {
@@ -158,6 +193,7 @@ func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result,
 		res.IDs = append(res.IDs, ev.IDs...)
 		res.Text += ev.Text
 		if ev.Final != nil {
+			ev.Final.Stats.Failovers = res.Failovers
 			res.Final = ev.Final
 		}
 		if err := sink(ev); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
 )
@@ -92,7 +93,7 @@ func (s *fakeStream) Recv() (router.Event, error) {
 		return router.Event{}, fmt.Errorf("%w: connection reset", router.ErrEndpointDown)
 	case s.next >= s.end:
 		s.done = true
-		return router.Event{Final: "final"}, nil
+		return router.Event{Final: &router.Final{Reason: generate.Length}}, nil
 	}
 	t := int32(100 + s.next)
 	s.next++
@@ -140,6 +141,9 @@ func TestRelayResumesWithoutGapOrRepeat(t *testing.T) {
 	}
 	if res.Failovers != 1 || len(b.starts) != 2 || len(b.starts[1].Resume) != 7 || b.starts[1].Verifier.ID == first.ID {
 		t.Fatalf("failovers %d, attempts %+v", res.Failovers, b.starts)
+	}
+	if res.Final == nil || res.Final.Reason != generate.Length || res.Final.Stats.Failovers != 1 {
+		t.Errorf("final %+v, want the last attempt's, with its 1 failover", res.Final)
 	}
 	if b.starts[1].ResumeText != len(" 100 101 102 103 104 105 106") {
 		t.Errorf("resume text bytes %d", b.starts[1].ResumeText)

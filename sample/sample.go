@@ -17,11 +17,12 @@ import (
 	"slices"
 )
 
-// Params are the sampling settings of one request. The zero value is greedy decoding.
+// Params are the sampling settings of one request. The zero value is greedy decoding
+// (Validate wants TopP in (0, 1]: set 1 for off).
 type Params struct {
 	Temperature float32 // 0 means greedy (argmax); must be ≥ 0
 	TopK        int     // keep the K most likely tokens; 0 means off
-	TopP        float32 // keep the smallest set with cumulative probability ≥ TopP; 0 or 1 means off
+	TopP        float32 // keep the smallest set with cumulative probability ≥ TopP; 1 means off
 	MinP        float32 // drop tokens with probability < MinP × the top probability; 0 means off
 	Seed        uint64
 }
@@ -29,17 +30,33 @@ type Params struct {
 // ErrInvalid is wrapped by Params.Validate for settings out of range.
 var ErrInvalid = errors.New("invalid sampling parameter")
 
-// Validate checks the ranges: temperature ≥ 0, top-k ≥ 0, top-p in [0,1], min-p in [0,1].
+// ParamError is a setting out of range, named as the API names it ("top_p"). It wraps
+// ErrInvalid.
+type ParamError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ParamError) Error() string { return ErrInvalid.Error() + ": " + e.Field + " " + e.Msg }
+func (e *ParamError) Unwrap() error { return ErrInvalid }
+
+// Validate checks the ranges — temperature finite and ≥ 0, top_k ≥ 0, top_p in (0, 1],
+// min_p in [0, 1] — and returns a *ParamError for the first out of range. It is the
+// one check of sampling settings: the public API, the CLI and the services' internal
+// messages all use it.
 func (p Params) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &ParamError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
 	switch {
 	case p.Temperature < 0 || math.IsNaN(float64(p.Temperature)) || math.IsInf(float64(p.Temperature), 0):
-		return fmt.Errorf("%w: temperature %v must be a finite value ≥ 0", ErrInvalid, p.Temperature)
+		return bad("temperature", "%v: must be a finite value ≥ 0", p.Temperature)
 	case p.TopK < 0:
-		return fmt.Errorf("%w: top_k %d must be ≥ 0", ErrInvalid, p.TopK)
-	case !(p.TopP >= 0 && p.TopP <= 1):
-		return fmt.Errorf("%w: top_p %v must be in (0, 1]", ErrInvalid, p.TopP)
+		return bad("top_k", "%d: must be ≥ 0", p.TopK)
+	case !(p.TopP > 0 && p.TopP <= 1):
+		return bad("top_p", "%v: must be in (0, 1] (1 is off)", p.TopP)
 	case !(p.MinP >= 0 && p.MinP <= 1):
-		return fmt.Errorf("%w: min_p %v must be in [0, 1]", ErrInvalid, p.MinP)
+		return bad("min_p", "%v: must be in [0, 1]", p.MinP)
 	}
 	return nil
 }

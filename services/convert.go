@@ -1,11 +1,12 @@
 package services
 
 import (
-	"github.com/specd-dev/specd/generate"
-	"math"
+	"errors"
 	"math/rand/v2"
 	"time"
 
+	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/router"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
@@ -29,8 +30,7 @@ type Request struct {
 
 // ParseRequest validates a public request, naming the first bad field. An unset seed
 // is drawn at random here, once, so that a resumed request keeps the same seed.
-func ParseRequest(r *specdv1.GenerateRequest) (Request, error) {
-	var q Request
+func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 	switch {
 	case r.GetPrompt() == "" && len(r.GetPromptIds()) == 0:
 		return q, BadField("prompt", "empty: set prompt or prompt_ids")
@@ -46,26 +46,15 @@ func ParseRequest(r *specdv1.GenerateRequest) (Request, error) {
 		}
 	}
 	sp := r.GetSampling()
-	t := sp.GetTemperature()
-	if t < 0 || math.IsNaN(float64(t)) || math.IsInf(float64(t), 0) {
-		return q, BadField("sampling.temperature", "%v: must be a finite value ≥ 0", t)
-	}
-	q.Sampling = sample.Params{Temperature: t, TopK: int(sp.GetTopK()), TopP: 1}
-	if sp != nil && sp.TopP != nil {
-		if p := sp.GetTopP(); !(p > 0 && p <= 1) {
-			return q, BadField("sampling.top_p", "%v: must be in (0, 1]", p)
+	q.Sampling, err = SamplingFromProto(sp)
+	if err != nil {
+		var pe *sample.ParamError
+		if errors.As(err, &pe) {
+			return q, BadField("sampling."+pe.Field, "%s", pe.Msg)
 		}
-		q.Sampling.TopP = sp.GetTopP()
+		return q, err
 	}
-	if sp != nil && sp.MinP != nil {
-		if p := sp.GetMinP(); !(p >= 0 && p <= 1) {
-			return q, BadField("sampling.min_p", "%v: must be in [0, 1]", p)
-		}
-		q.Sampling.MinP = sp.GetMinP()
-	}
-	if sp != nil && sp.Seed != nil {
-		q.Sampling.Seed = sp.GetSeed()
-	} else {
+	if sp == nil || sp.Seed == nil {
 		q.Sampling.Seed = rand.Uint64()
 	}
 	so := r.GetSpeculation()
@@ -80,7 +69,7 @@ func ParseRequest(r *specdv1.GenerateRequest) (Request, error) {
 	switch so.GetMode() {
 	case specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED:
 	case specdv1.VerificationMode_VERIFICATION_MODE_GREEDY:
-		if t > 0 {
+		if t := q.Sampling.Temperature; t > 0 {
 			return q, BadField("speculation.mode", "greedy verification needs temperature 0, not %v", t)
 		}
 	case specdv1.VerificationMode_VERIFICATION_MODE_COUPLED:
@@ -109,16 +98,14 @@ func SamplingToProto(p sample.Params) *specdv1.SamplingParams {
 	return &specdv1.SamplingParams{Temperature: p.Temperature, TopK: uint32(p.TopK), TopP: &p.TopP, MinP: &p.MinP, Seed: &p.Seed}
 }
 
-// SamplingFromProto converts sampling parameters received from a peer, validating them.
+// SamplingFromProto converts sampling parameters, with an unset top_p as 1 (off), and
+// validates them (sample.Params.Validate).
 func SamplingFromProto(sp *specdv1.SamplingParams) (sample.Params, error) {
 	p := sample.Params{Temperature: sp.GetTemperature(), TopK: int(sp.GetTopK()), TopP: 1, MinP: sp.GetMinP(), Seed: sp.GetSeed()}
 	if sp != nil && sp.TopP != nil {
 		p.TopP = sp.GetTopP()
 	}
-	if err := p.Validate(); err != nil {
-		return p, err
-	}
-	return p, nil
+	return p, p.Validate()
 }
 
 // ProposalToProto converts a proposal.
@@ -174,4 +161,68 @@ func FinishToProto(f generate.Finish) specdv1.FinishReason {
 		return specdv1.FinishReason_FINISH_REASON_CONTEXT
 	}
 	return specdv1.FinishReason_FINISH_REASON_UNSPECIFIED
+}
+
+// FinishFromProto converts a finish reason received from a verifier.
+func FinishFromProto(f specdv1.FinishReason) generate.Finish {
+	switch f {
+	case specdv1.FinishReason_FINISH_REASON_EOS:
+		return generate.EOS
+	case specdv1.FinishReason_FINISH_REASON_LENGTH:
+		return generate.Length
+	case specdv1.FinishReason_FINISH_REASON_STOP_STRING:
+		return generate.StopString
+	case specdv1.FinishReason_FINISH_REASON_CONTEXT:
+		return generate.Context
+	}
+	return generate.Running
+}
+
+// FinalFromProto converts a verifier's final message.
+func FinalFromProto(f *specdv1.Final) *router.Final {
+	s := f.GetStats()
+	out := &router.Final{Reason: FinishFromProto(f.GetFinishReason()), Stats: router.Stats{
+		PromptTokens: int(s.GetPromptTokens()), CompletionTokens: int(s.GetCompletionTokens()), CachedPromptTokens: int(s.GetCachedPromptTokens()),
+		Rounds: int(s.GetRounds()), DraftedTokens: int(s.GetDraftedTokens()), AcceptedTokens: int(s.GetAcceptedTokens()),
+		LookupTokens: int(s.GetLookupTokens()), LookupAcceptedTokens: int(s.GetLookupAcceptedTokens()),
+		AcceptanceRate: s.GetAcceptanceRate(), MeanAcceptedPerRound: s.GetMeanAcceptedPerRound(), DecodeTokensPerSecond: s.GetDecodeTokensPerSecond(),
+		TimeToFirstToken: s.GetTimeToFirstToken().AsDuration(), Total: s.GetTotalDuration().AsDuration(),
+		MeanRoundTrip: s.GetMeanRoundTrip().AsDuration(), QueueWait: s.GetQueueWait().AsDuration(),
+		Verifier:  router.Served{Address: s.GetVerifier().GetAddress(), Model: s.GetVerifier().GetModel()},
+		Draft:     router.Served{Address: s.GetDraft().GetAddress(), Model: s.GetDraft().GetModel()},
+		Fallbacks: int(s.GetFallbacks()), Failovers: int(s.GetFailovers()),
+	}}
+	switch s.GetMode() {
+	case specdv1.VerificationMode_VERIFICATION_MODE_GREEDY:
+		out.Stats.Mode.Greedy = true
+	case specdv1.VerificationMode_VERIFICATION_MODE_COUPLED:
+		out.Stats.Mode.Mode = spec.Coupled
+	case specdv1.VerificationMode_VERIFICATION_MODE_REJECTION:
+		out.Stats.Mode.Mode = spec.Rejection
+	}
+	return out
+}
+
+// FinalToProto converts a generation's end for the public API.
+func FinalToProto(f *router.Final) *specdv1.Final {
+	s := f.Stats
+	out := &specdv1.Stats{
+		PromptTokens: uint32(s.PromptTokens), CompletionTokens: uint32(s.CompletionTokens), CachedPromptTokens: uint32(s.CachedPromptTokens),
+		Rounds: uint32(s.Rounds), DraftedTokens: uint32(s.DraftedTokens), AcceptedTokens: uint32(s.AcceptedTokens),
+		LookupTokens: uint32(s.LookupTokens), LookupAcceptedTokens: uint32(s.LookupAcceptedTokens),
+		AcceptanceRate: s.AcceptanceRate, MeanAcceptedPerRound: s.MeanAcceptedPerRound, DecodeTokensPerSecond: s.DecodeTokensPerSecond,
+		TimeToFirstToken: Duration(s.TimeToFirstToken), TotalDuration: Duration(s.Total),
+		MeanRoundTrip: Duration(s.MeanRoundTrip), QueueWait: Duration(s.QueueWait),
+		Fallbacks: uint32(s.Fallbacks), Failovers: uint32(s.Failovers), Mode: ModeToProto(s.Mode.Mode),
+	}
+	if s.Mode.Greedy {
+		out.Mode = specdv1.VerificationMode_VERIFICATION_MODE_GREEDY
+	}
+	if s.Verifier != (router.Served{}) {
+		out.Verifier = &specdv1.Endpoint{Address: s.Verifier.Address, Model: s.Verifier.Model}
+	}
+	if s.Draft != (router.Served{}) {
+		out.Draft = &specdv1.Endpoint{Address: s.Draft.Address, Model: s.Draft.Model}
+	}
+	return &specdv1.Final{FinishReason: FinishToProto(f.Reason), Stats: out}
 }

@@ -83,15 +83,16 @@ func (s *Server) Complete(ctx context.Context, req *specdv1.GenerateRequest) (*s
 		return nil, services.Status(err)
 	}
 	out := &specdv1.CompleteResponse{TokenIds: res.IDs, Text: res.Text}
-	if f, ok := res.Final.(*specdv1.Final); ok {
+	if res.Final != nil {
+		f := services.FinalToProto(res.Final)
 		out.FinishReason, out.Stats = f.GetFinishReason(), f.GetStats()
 	}
 	return out, nil
 }
 
 func toResponse(ev router.Event) *specdv1.GenerateResponse {
-	if f, ok := ev.Final.(*specdv1.Final); ok {
-		return &specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: f}}
+	if ev.Final != nil {
+		return &specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: services.FinalToProto(ev.Final)}}
 	}
 	c := &specdv1.TokenChunk{TokenIds: ev.IDs, Text: ev.Text}
 	for _, p := range ev.Positions {
@@ -124,19 +125,15 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 			first = false
 			s.metrics().RecordTimeToFirstToken(ctx, b.model, time.Since(t0))
 		}
-		if f, ok := ev.Final.(*specdv1.Final); ok {
-			b.mergeStats(f)
-		}
 		return sink(ev)
 	})
 	if err != nil && errors.Is(err, router.ErrNoVerifier) {
 		err = fmt.Errorf("%w: %w", services.ErrUnavailable, err)
 	}
 	rs := telemetry.RequestStats{Model: b.model, Domain: req.GetDomain(), Code: status.Code(services.Status(err)), Generated: len(res.IDs)}
-	if f, ok := res.Final.(*specdv1.Final); ok {
-		st := f.GetStats()
-		rs.Drafted, rs.Accepted = int(st.GetDraftedTokens()), int(st.GetAcceptedTokens())
-		rs.Lookup, rs.LookupKept = int(st.GetLookupTokens()), int(st.GetLookupAcceptedTokens())
+	if f := res.Final; f != nil {
+		rs.Drafted, rs.Accepted = f.Stats.DraftedTokens, f.Stats.AcceptedTokens
+		rs.Lookup, rs.LookupKept = f.Stats.LookupTokens, f.Stats.LookupAcceptedTokens
 	}
 	s.metrics().RecordRequest(ctx, rs)
 	return res, err
@@ -170,20 +167,14 @@ func promptHead(req *specdv1.GenerateRequest) string {
 
 // backend starts attempts of one request on verifiers over gRPC.
 type backend struct {
-	s         *Server
-	req       *specdv1.GenerateRequest
-	model     string // the model of the last verifier tried
-	failovers int
-	attempts  int
+	s     *Server
+	req   *specdv1.GenerateRequest
+	model string // the model of the last verifier tried
 }
 
 var _ router.Backend = (*backend)(nil)
 
 func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, error) {
-	if b.attempts > 0 {
-		b.failovers++
-	}
-	b.attempts++
 	b.model = a.Verifier.Model
 	cc, err := b.s.conns.Get(a.Verifier.Address)
 	if err != nil {
@@ -198,13 +189,6 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 		return nil, classify(a.Verifier, err)
 	}
 	return &stream{st: st, ep: a.Verifier}, nil
-}
-
-func (b *backend) mergeStats(f *specdv1.Final) {
-	if f.Stats == nil {
-		f.Stats = &specdv1.Stats{}
-	}
-	f.Stats.Failovers = uint32(b.failovers)
 }
 
 type stream struct {
@@ -228,7 +212,7 @@ func (s *stream) Recv() (router.Event, error) {
 		}
 		return ev, nil
 	case *speculationv1.GenerateResponse_Final:
-		return router.Event{Final: e.Final, DraftDown: e.Final.GetStats().GetFallbacks() > 0}, nil
+		return router.Event{Final: services.FinalFromProto(e.Final)}, nil
 	}
 	return router.Event{}, fmt.Errorf("%w: %s sent an empty message", router.ErrEndpointDown, s.ep.Address)
 }

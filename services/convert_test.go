@@ -1,0 +1,99 @@
+package services
+
+import (
+	"errors"
+	"math"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+)
+
+// fill sets every field of m, nested messages included, to a distinct non-zero value.
+func fill(m protoreflect.Message, seed int) {
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		n := seed + i + 1
+		var v protoreflect.Value
+		switch f.Kind() {
+		case protoreflect.Uint32Kind:
+			v = protoreflect.ValueOfUint32(uint32(n))
+		case protoreflect.Int32Kind:
+			v = protoreflect.ValueOfInt32(int32(n))
+		case protoreflect.Int64Kind:
+			v = protoreflect.ValueOfInt64(int64(n))
+		case protoreflect.FloatKind:
+			v = protoreflect.ValueOfFloat32(float32(n) + 0.25)
+		case protoreflect.DoubleKind:
+			v = protoreflect.ValueOfFloat64(float64(n) + 0.5)
+		case protoreflect.StringKind:
+			v = protoreflect.ValueOfString(string(f.Name()))
+		case protoreflect.EnumKind:
+			vals := f.Enum().Values()
+			v = protoreflect.ValueOfEnum(vals.Get(1 + n%(vals.Len()-1)).Number())
+		case protoreflect.MessageKind:
+			sub := m.NewField(f).Message()
+			fill(sub, n*10)
+			v = protoreflect.ValueOfMessage(sub)
+		default:
+			panic("fill: a field kind the test does not know: " + f.Kind().String())
+		}
+		m.Set(f, v)
+	}
+}
+
+// TestFinalRoundTrip: a verifier's final message with every field set survives the
+// router's typed Final unchanged, so no stat is lost on the way to the client — a field
+// added to the proto and not to the conversion fails here. Each verification mode
+// round-trips too.
+func TestFinalRoundTrip(t *testing.T) {
+	in := &specdv1.Final{}
+	fill(in.ProtoReflect(), 0)
+	if got := FinalToProto(FinalFromProto(in)); !proto.Equal(got, in) {
+		t.Errorf("round trip:\n got %v\nwant %v", got, in)
+	}
+	modes := specdv1.VerificationMode(0).Descriptor().Values()
+	for i := range modes.Len() {
+		mode := specdv1.VerificationMode(modes.Get(i).Number())
+		in := &specdv1.Final{FinishReason: specdv1.FinishReason_FINISH_REASON_EOS, Stats: &specdv1.Stats{Mode: mode}}
+		if got := FinalToProto(FinalFromProto(in)); !proto.Equal(got, in) {
+			t.Errorf("mode %v: round trip gives %v", mode, got)
+		}
+	}
+}
+
+// TestSamplingValidatorsAgree: the public request's parser and the conversion of a
+// peer's sampling settings accept and refuse the same values — one validator
+// (sample.Params.Validate) — and the public one names the field.
+func TestSamplingValidatorsAgree(t *testing.T) {
+	f := func(v float32) *float32 { return &v }
+	for _, tc := range []struct {
+		name string
+		sp   *specdv1.SamplingParams
+		bad  string // the field named, "" when valid
+	}{
+		{"unset", nil, ""},
+		{"top_p 1", &specdv1.SamplingParams{Temperature: 0.7, TopP: f(1)}, ""},
+		{"top_p 0.5", &specdv1.SamplingParams{Temperature: 0.7, TopP: f(0.5)}, ""},
+		{"top_p 0", &specdv1.SamplingParams{Temperature: 0.7, TopP: f(0)}, "sampling.top_p"},
+		{"top_p 1.5", &specdv1.SamplingParams{Temperature: 0.7, TopP: f(1.5)}, "sampling.top_p"},
+		{"top_p NaN", &specdv1.SamplingParams{Temperature: 0.7, TopP: f(float32(math.NaN()))}, "sampling.top_p"},
+		{"min_p 1.5", &specdv1.SamplingParams{Temperature: 0.7, MinP: f(1.5)}, "sampling.min_p"},
+		{"temperature -1", &specdv1.SamplingParams{Temperature: -1}, "sampling.temperature"},
+		{"temperature +Inf", &specdv1.SamplingParams{Temperature: float32(math.Inf(1))}, "sampling.temperature"},
+	} {
+		_, perr := ParseRequest(&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 1, Sampling: tc.sp})
+		_, cerr := SamplingFromProto(tc.sp)
+		if (perr == nil) != (tc.bad == "") || (cerr == nil) != (tc.bad == "") {
+			t.Errorf("%s: ParseRequest: %v, SamplingFromProto: %v; want both to fail: %v", tc.name, perr, cerr, tc.bad != "")
+			continue
+		}
+		var fe *FieldError
+		if tc.bad != "" && (!errors.As(perr, &fe) || fe.Field != tc.bad) {
+			t.Errorf("%s: ParseRequest: %v, want a FieldError for %s", tc.name, perr, tc.bad)
+		}
+	}
+}
