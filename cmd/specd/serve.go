@@ -296,11 +296,11 @@ func (o *draftOptions) listenAddr() string    { return o.listen }
 func (o *routerOptions) listenAddr() string   { return o.listen }
 
 func (o *verifierOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
-	return serve.Verifier(ctx, o.worker(tel, nil), o.config(tel), lis)
+	return serve.Verifier(ctx, o.worker(tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(tel), lis)
 }
 
 func (o *draftOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
-	return serve.Draft(ctx, o.worker(tel, nil), o.config(), lis)
+	return serve.Draft(ctx, o.worker(tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(), lis)
 }
 
 func (o *routerOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
@@ -468,6 +468,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			rlis.Close()
 			return nil
 		}
+		limitMemory(ctx, rtel.Log)
 		return serve.Router(ctx, ro.config(rtel, func() {
 			fmt.Fprintf(stderr, "specd up: serving specd.v1.GenerationService on %s (verifier %s on %s, draft %s on %s)\n",
 				rlis.Addr(), vo.model, vlis.Addr(), do.model, dlis.Addr())
