@@ -357,6 +357,9 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 	got := false
 	body := io.LimitReader(resp.Body, f.Size-t.have)
 	for t.have < f.Size {
+		if err := ctx.Err(); err != nil { // bytes may already sit in buffers
+			return got, err
+		}
 		n, rerr := body.Read(buf)
 		if n > 0 {
 			timer.Reset(c.Stall)

@@ -97,7 +97,10 @@ type recorder struct {
 	startCalls int
 }
 
-func (r *recorder) Start(name string, size, done int64) { r.start = []int64{size, done}; r.startCalls++ }
+func (r *recorder) Start(name string, size, done int64) {
+	r.start = []int64{size, done}
+	r.startCalls++
+}
 func (r *recorder) Add(n int64) {
 	r.added += n
 	if r.onAdd != nil {
