@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io/fs"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -518,5 +520,84 @@ func TestStalePartial(t *testing.T) {
 	checkFile(t, p, model)
 	if ps := partials(t, dir); len(ps) != 0 {
 		t.Errorf("partials left: %v", ps)
+	}
+}
+
+// TestStall: a server that goes quiet mid-body is given up on after Stall and the
+// download resumes from what arrived.
+func TestStall(t *testing.T) {
+	s, c, model := newHub(t, hubtest.Options{})
+	c.Stall = 200 * time.Millisecond
+	s.StallAfter(repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf", 4096)
+	var rec recorder
+	p, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, repoName), &rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, model)
+	if len(rec.retries) != 1 || !strings.Contains(rec.retries[0].Error(), "no data for 200ms") {
+		t.Fatalf("retries %v, want one for the stall", rec.retries)
+	}
+	reqs := s.Requests()
+	if last := reqs[len(reqs)-1]; last.Range != "bytes=4096-" {
+		t.Errorf("after the stall: %+v, want Range bytes=4096-", last)
+	}
+}
+
+// TestReplaceDamaged: a file of the right size at the target whose bytes do not match
+// is downloaded again and replaced.
+func TestReplaceDamaged(t *testing.T) {
+	_, c, model := newHub(t, hubtest.Options{})
+	dir := t.TempDir()
+	dest := LocalPath(dir, repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf")
+	os.MkdirAll(filepath.Dir(dest), 0o755)
+	os.WriteFile(dest, make([]byte, len(model)), 0o644)
+	p, err := c.Pull(context.Background(), dir, mustRef(t, repoName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, model)
+}
+
+// TestRedirects: the token follows a redirect within the Hub's host and never leaves
+// it; a redirect from https down to http is refused.
+func TestRedirects(t *testing.T) {
+	var seen []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, "other "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		w.Write([]byte("x"))
+	}))
+	defer other.Close()
+	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, "hub "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		switch r.URL.Path {
+		case "/old":
+			http.Redirect(w, r, "/new", http.StatusTemporaryRedirect)
+		case "/new":
+			http.Redirect(w, r, other.URL+"/blob", http.StatusFound)
+		}
+	}))
+	defer hubSrv.Close()
+	c := newClient(t, hubSrv.URL, "hf_tok")
+	resp, err := c.get(context.Background(), hubSrv.URL+"/old", "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := []string{"hub /old Bearer hf_tok", "hub /new Bearer hf_tok", "other /blob "}
+	if strings.Join(seen, "|") != strings.Join(want, "|") {
+		t.Errorf("requests %q, want %q", seen, want)
+	}
+
+	tlsHub := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/blob", http.StatusFound)
+	}))
+	defer tlsHub.Close()
+	tc, err := New(Options{Endpoint: tlsHub.URL, Token: "hf_tok", Transport: tlsHub.Client().Transport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.get(context.Background(), tlsHub.URL+"/x", "test", nil); err == nil || !strings.Contains(err.Error(), "refusing a redirect from https") {
+		t.Errorf("https to http redirect: %v, want a refusal", err)
 	}
 }

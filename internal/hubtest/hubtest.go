@@ -24,7 +24,8 @@
 // presigned CDN URL, the CDN refuses (400) a request that carries an Authorization
 // header: a client that forwards the Hub token to it fails.
 //
-// Faults a test can inject: CutAfter (the connection drops mid-body), Corrupt (bytes
+// Faults a test can inject: CutAfter (the connection drops mid-body), StallAfter (it
+// goes quiet mid-body), Corrupt (bytes
 // that do not match the listed digest), IgnoreRange (a server that answers a Range
 // request with the whole file). Not modelled: gated repositories, other revisions,
 // datasets and spaces, the model-info endpoint, Xet storage, rate limits.
@@ -77,9 +78,15 @@ type Server struct {
 	mu          sync.Mutex
 	repos       map[string]*repo
 	blobs       map[string]*blobFile // by sha256, for the CDN
-	cuts        map[string][]int64   // by sha256 or repo/path: pending byte counts to cut after
+	cuts        map[string][]fault   // by repo/path: pending faults, one per download
 	ignoreRange bool
 	log         []Request
+}
+
+// fault is what one download of a file suffers after n body bytes.
+type fault struct {
+	n     int64
+	stall bool // hold the connection open without sending more; else drop it
 }
 
 type repo struct {
@@ -101,7 +108,7 @@ func New(tb testing.TB, opts Options) *Server {
 	if opts.PageSize <= 0 {
 		opts.PageSize = 50
 	}
-	s := &Server{opts: opts, repos: map[string]*repo{}, blobs: map[string]*blobFile{}, cuts: map[string][]int64{}}
+	s := &Server{opts: opts, repos: map[string]*repo{}, blobs: map[string]*blobFile{}, cuts: map[string][]fault{}}
 	s.hub = httptest.NewServer(http.HandlerFunc(s.serveHub))
 	s.cdn = httptest.NewServer(http.HandlerFunc(s.serveCDN))
 	s.URL, s.CDNURL = s.hub.URL, s.cdn.URL
@@ -148,7 +155,17 @@ func (s *Server) AddFile(name, p string, data []byte, lfs bool) string {
 func (s *Server) CutAfter(name, p string, n ...int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cuts[name+"/"+p] = append(s.cuts[name+"/"+p], n...)
+	for _, k := range n {
+		s.cuts[name+"/"+p] = append(s.cuts[name+"/"+p], fault{n: k})
+	}
+}
+
+// StallAfter makes the next download of a file send n body bytes and then nothing,
+// holding the connection open until the client gives up on it.
+func (s *Server) StallAfter(name, p string, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cuts[name+"/"+p] = append(s.cuts[name+"/"+p], fault{n: n, stall: true})
 }
 
 // Corrupt makes the file's downloads send bytes of the right length that do not match
@@ -286,25 +303,28 @@ func (s *Server) serveCDN(w http.ResponseWriter, r *http.Request) {
 func (s *Server) send(w http.ResponseWriter, r *http.Request, key string, b *blobFile) {
 	s.mu.Lock()
 	served := b.served
-	cut := int64(-1)
+	var cut *fault
 	if c := s.cuts[key]; len(c) > 0 && r.Method == http.MethodGet {
-		cut, s.cuts[key] = c[0], c[1:]
+		cut, s.cuts[key] = &c[0], c[1:]
 	}
 	if s.ignoreRange {
 		r.Header.Del("Range")
 	}
 	s.mu.Unlock()
-	if cut >= 0 {
-		w = &cutWriter{ResponseWriter: w, left: cut}
+	if cut != nil {
+		w = &cutWriter{ResponseWriter: w, left: cut.n, stall: cut.stall, done: r.Context().Done()}
 	}
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(served))
 }
 
 // cutWriter passes left body bytes, then aborts the response: the client sees the
-// connection close before Content-Length bytes arrived.
+// connection close before Content-Length bytes arrived. With stall it first waits for
+// the client to go away.
 type cutWriter struct {
 	http.ResponseWriter
-	left int64
+	left  int64
+	stall bool
+	done  <-chan struct{}
 }
 
 func (c *cutWriter) Write(p []byte) (int, error) {
@@ -313,6 +333,9 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 		c.left = 0
 		if f, ok := c.ResponseWriter.(http.Flusher); ok {
 			f.Flush()
+		}
+		if c.stall {
+			<-c.done
 		}
 		panic(http.ErrAbortHandler)
 	}
