@@ -349,7 +349,7 @@ func nextLink(page *url.URL, links []string) (string, error) {
 				continue
 			}
 			u, err := page.Parse(target[1 : len(target)-1])
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return "", fmt.Errorf("bad next-page link %q", printable(target, 200))
 			}
 			return u.String(), nil

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"runtime"
+	"strings"
 
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
@@ -57,10 +58,13 @@ func (o *engineOptions) validate() error {
 	return nil
 }
 
-// pull resolves -m to a file, pulling an hf: model that is not local yet (progress on
+// pull resolves an hf: -m to a file, pulling it when it is not local yet (progress on
 // progress), and keeps the path in its place, so that a later load finds the file
 // without the network.
 func (o *engineOptions) pull(ctx context.Context, progress io.Writer) error {
+	if !strings.HasPrefix(o.model, hfPrefix) {
+		return nil // resolved at load, as always
+	}
 	p, err := modelFile(ctx, modelpath.Dir(o.models), o.model, progress)
 	if err != nil {
 		return err

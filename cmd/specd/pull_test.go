@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/specd-dev/specd/hub"
 	"github.com/specd-dev/specd/internal/hubtest"
@@ -135,4 +140,66 @@ func TestRunHF(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "127.0.0.1:1") {
 		t.Fatalf("run -m hf: with no Hub: exit %d: %s", code, stderr)
 	}
+}
+
+// TestUpHF: `specd up` pulls an hf: verifier and draft, one after the other, before it
+// serves, and serves them.
+func TestUpHF(t *testing.T) {
+	s := draftHub(t, "")
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- realMain(ctx, []string{"up", "--listen", "127.0.0.1:0", "--log-level", "error", "--kv-budget", "32000000", "--models", dir,
+			"-m", "hf:" + draftRepo + ":Q8_0", "--draft-model", "hf:" + draftRepo + ":Q4_0"}, io.Discard, &stderr)
+	}()
+	deadline := time.After(time.Minute)
+	for !strings.Contains(stderr.String(), "serving specd.v1.GenerationService") {
+		select {
+		case code := <-done:
+			t.Fatalf("up: exit %d before serving: %s", code, stderr.String())
+		case <-deadline:
+			t.Fatalf("up: not serving after a minute: %s", stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("up: exit %d: %s", code, stderr.String())
+	}
+	out := stderr.String()
+	for _, q := range []string{"Q8_0", "Q4_0"} {
+		if !strings.Contains(out, filepath.Join(dir, "hf", "specd-dev", "specd-draft-GGUF", "specd-draft-"+q+".gguf")) {
+			t.Errorf("up does not serve the pulled %s: %s", q, out)
+		}
+	}
+	var cdn []string
+	for _, r := range s.Requests() {
+		if r.Server == "cdn" {
+			cdn = append(cdn, r.Path)
+		}
+	}
+	if len(cdn) != 2 {
+		t.Errorf("CDN requests %q, want one per model", cdn)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
