@@ -191,11 +191,16 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 			pf.Close()
 		}
 	}()
-	t := &transfer{f: f, pf: pf, part: part}
+	t := &transfer{repo: repo, f: f, pf: pf, part: part}
 	if err := t.resume(ctx); err != nil {
 		return fmt.Errorf("resuming %s: %w", part, err)
 	}
 	if free, ok := c.fs.free(dir); ok && free < f.Size-t.have {
+		if t.have == 0 { // leave no empty partial behind
+			pf.Close()
+			pf = nil
+			os.Remove(part)
+		}
 		return fmt.Errorf("%s needs %s more, %s has %s free: %w", f.Path, bytesText(f.Size-t.have), dir, bytesText(free), ErrNoSpace)
 	}
 	p.Start(f.Path, f.Size, t.have)
@@ -260,6 +265,7 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 // transfer is one file's download in progress: the partial file, the hash of what it
 // holds, and its length.
 type transfer struct {
+	repo string
 	f    File
 	pf   file
 	part string
@@ -314,7 +320,7 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 	defer timer.Stop()
 
 	f := t.f
-	what := "downloading " + f.Path
+	what := "downloading " + f.Path + " of " + t.repo
 	var hdr http.Header
 	if t.have > 0 {
 		hdr = http.Header{"Range": {"bytes=" + strconv.FormatInt(t.have, 10) + "-"}}

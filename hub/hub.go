@@ -6,8 +6,8 @@
 //
 // It uses the Hub API's tree listing (GET /api/models/ORG/REPO/tree/main?recursive=true,
 // paginated by Link headers) and file downloads (GET /ORG/REPO/resolve/main/PATH, which
-// redirects LFS files to a CDN). It depends on the standard library only; it knows
-// nothing of models, terminals or flags.
+// redirects LFS files to a CDN). It depends on the standard library and x/sys (for
+// flock and free space); it knows nothing of models, terminals or flags.
 package hub
 
 import (

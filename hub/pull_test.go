@@ -333,7 +333,7 @@ func TestHubErrors(t *testing.T) {
 	c := newClient(t, s.URL, "")
 	f := File{Path: "gone-Q4_K_M.gguf", Size: 10, Digest: Digest{SHA256, strings.Repeat("ab", 32)}}
 	err := c.Download(context.Background(), repoName, f, filepath.Join(t.TempDir(), "x.gguf"), nil)
-	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "gone-Q4_K_M.gguf") {
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "gone-Q4_K_M.gguf of "+repoName) {
 		t.Fatalf("Download of a missing file = %v, want ErrNotFound naming it", err)
 	}
 }
@@ -411,9 +411,13 @@ func TestDiskErrors(t *testing.T) {
 	t.Run("too little free space", func(t *testing.T) {
 		cc := *c
 		cc.fs.free = func(string) (int64, bool) { return 1000, true }
-		_, err := cc.Pull(context.Background(), t.TempDir(), ref, nil)
+		dir := t.TempDir()
+		_, err := cc.Pull(context.Background(), dir, ref, nil)
 		if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "1000 B free") {
 			t.Fatalf("Pull with 1000 bytes free = %v, want ErrNoSpace with the figures", err)
+		}
+		if ps := partials(t, dir); len(ps) != 0 {
+			t.Errorf("partials left: %v", ps)
 		}
 	})
 	t.Run("directory not writable", func(t *testing.T) {
