@@ -302,8 +302,13 @@ func TestBadChecksum(t *testing.T) {
 // 404 names the repository or file.
 func TestHubErrors(t *testing.T) {
 	s, _, _ := newHub(t, hubtest.Options{Token: "hf_good"})
-	s.AddRepo("org/private", true)
+	s.AddRepo("org/private", hubtest.Private)
 	s.AddFile("org/private", "m-Q4_K_M.gguf", blob(10, 5), true)
+	s.AddRepo("org/gated", hubtest.Gated)
+	s.AddFile("org/gated", "m-Q4_K_M.gguf", blob(10, 6), true)
+	s.AddRepo("org/granted", hubtest.Gated)
+	s.AddFile("org/granted", "m-Q4_K_M.gguf", blob(10, 7), true)
+	s.Grant("org/granted")
 	cases := []struct {
 		name, token, ref string
 		want             error
@@ -313,6 +318,8 @@ func TestHubErrors(t *testing.T) {
 		{"private with a wrong token", "hf_bad", "org/private", ErrUnauthorized, []string{"HF_TOKEN is set", "Invalid credentials"}},
 		{"unknown repo without token", "", "org/nothing", ErrUnauthorized, []string{"org/nothing", "does not exist", "HF_TOKEN"}},
 		{"unknown repo with token", "hf_good", "org/nothing", ErrNotFound, []string{"org/nothing", "Repository not found"}},
+		{"gated without token", "", "org/gated", ErrUnauthorized, []string{"m-Q4_K_M.gguf of org/gated", "set HF_TOKEN", "restricted"}},
+		{"gated, terms not accepted", "hf_good", "org/gated", ErrForbidden, []string{"org/gated", "accept its terms", "HF_TOKEN"}},
 		{"no such tag", "", repoName + ":Q2_K", ErrNoMatch, []string{repoName, "Q2_K", "qwen2.5-0.5b-instruct-q8_0.gguf"}},
 	}
 	for _, tc := range cases {
@@ -329,6 +336,10 @@ func TestHubErrors(t *testing.T) {
 			}
 		})
 	}
+	// Once the terms are accepted, the token downloads.
+	if _, err := newClient(t, s.URL, "hf_good").Pull(context.Background(), t.TempDir(), mustRef(t, "org/granted"), nil); err != nil {
+		t.Errorf("gated repository with access: %v", err)
+	}
 	// A file the listing had but the server no longer has: 404 naming it.
 	c := newClient(t, s.URL, "")
 	f := File{Path: "gone-Q4_K_M.gguf", Size: 10, Digest: Digest{SHA256, strings.Repeat("ab", 32)}}
@@ -341,7 +352,7 @@ func TestHubErrors(t *testing.T) {
 // TestEnv: HF_ENDPOINT points the client at a mirror and HF_TOKEN authenticates.
 func TestEnv(t *testing.T) {
 	s, _, model := newHub(t, hubtest.Options{Token: "hf_env"})
-	s.AddRepo("org/private", true)
+	s.AddRepo("org/private", hubtest.Private)
 	s.AddFile("org/private", "m-Q4_K_M.gguf", model, true)
 	t.Setenv(EnvEndpoint, s.URL+"/")
 	t.Setenv(EnvToken, "hf_env")

@@ -25,10 +25,10 @@
 // header: a client that forwards the Hub token to it fails.
 //
 // Faults a test can inject: CutAfter (the connection drops mid-body), StallAfter (it
-// goes quiet mid-body), Corrupt (bytes
-// that do not match the listed digest), IgnoreRange (a server that answers a Range
-// request with the whole file). Not modelled: gated repositories, other revisions,
-// datasets and spaces, the model-info endpoint, Xet storage, rate limits.
+// goes quiet mid-body), Corrupt (bytes that do not match the listed digest),
+// IgnoreRange (a server that answers a Range request with the whole file).
+// Repositories are public, private or gated (see Access). Not modelled: other
+// revisions, datasets and spaces, the model-info endpoint, Xet storage, rate limits.
 package hubtest
 
 import (
@@ -90,7 +90,8 @@ type fault struct {
 }
 
 type repo struct {
-	private bool
+	access  Access
+	granted bool // a gated repository's terms were accepted
 	files   map[string]*blobFile
 }
 
@@ -121,11 +122,30 @@ func New(tb testing.TB, opts Options) *Server {
 	return s
 }
 
-// AddRepo creates a repository (ORG/REPO); a private one needs Options.Token.
-func (s *Server) AddRepo(name string, private bool) {
+// Access is who may read a repository.
+type Access int
+
+const (
+	Public  Access = iota
+	Private        // only with Options.Token
+	// Gated: anyone may list it; its files download only with Options.Token after the
+	// account accepted its terms (Grant): 401 GatedRepo without a token, 403 GatedRepo
+	// with one that was not granted.
+	Gated
+)
+
+// AddRepo creates a repository (ORG/REPO).
+func (s *Server) AddRepo(name string, access Access) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.repos[name] = &repo{private: private, files: map[string]*blobFile{}}
+	s.repos[name] = &repo{access: access, files: map[string]*blobFile{}}
+}
+
+// Grant accepts a gated repository's terms for the account of Options.Token.
+func (s *Server) Grant(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.repos[name].granted = true
 }
 
 // AddFile puts a file in a repository (created public if new), stored in LFS or in git.
@@ -209,9 +229,10 @@ func hubError(w http.ResponseWriter, status int, code, msg string) {
 	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
-// authorize applies the Hub's rules for reading a repository; it writes the error and
-// returns nil when the caller may not read it.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request, name string) *repo {
+// authorize applies the Hub's rules for reading a repository (download: for a file's
+// bytes rather than the listing); it writes the error and returns nil when the caller
+// may not read it.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, name string, download bool) *repo {
 	auth := r.Header.Get("Authorization")
 	tokenOK := false
 	if auth != "" {
@@ -226,11 +247,17 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, name string) 
 	rp := s.repos[name]
 	s.mu.Unlock()
 	switch {
-	case rp == nil && !tokenOK, rp != nil && rp.private && !tokenOK:
+	case rp == nil && !tokenOK, rp != nil && rp.access == Private && !tokenOK:
 		hubError(w, http.StatusUnauthorized, "RepoNotFound", "Repository not found")
 		return nil
 	case rp == nil:
 		hubError(w, http.StatusNotFound, "RepoNotFound", "Repository not found")
+		return nil
+	case rp.access == Gated && download && !tokenOK:
+		hubError(w, http.StatusUnauthorized, "GatedRepo", "Access to model "+name+" is restricted. You must have access to it and be authenticated to access it. Please log in.")
+		return nil
+	case rp.access == Gated && download && !rp.granted:
+		hubError(w, http.StatusForbidden, "GatedRepo", "Access to model "+name+" is restricted and you are not in the authorized list.")
 		return nil
 	}
 	return rp
@@ -254,7 +281,7 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := parts[0] + "/" + parts[1]
-	rp := s.authorize(w, r, name)
+	rp := s.authorize(w, r, name, true)
 	if rp == nil {
 		return
 	}
@@ -365,7 +392,7 @@ func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, rest string) 
 		return
 	}
 	name := parts[0] + "/" + parts[1]
-	rp := s.authorize(w, r, name)
+	rp := s.authorize(w, r, name, false)
 	if rp == nil {
 		return
 	}

@@ -33,7 +33,9 @@ func TestHubRules(t *testing.T) {
 	sha := s.AddFile("o/r", "a.gguf", []byte("0123456789"), true)
 	s.AddFile("o/r", "d/b.gguf", []byte("bb"), true)
 	s.AddFile("o/r", "README.md", []byte("hi"), false)
-	s.AddRepo("o/p", true)
+	s.AddRepo("o/p", Private)
+	s.AddRepo("o/g", Gated)
+	s.AddFile("o/g", "g.gguf", []byte("g"), true)
 
 	// Tree pages, linked.
 	resp, body := do(t, "GET", s.URL+"/api/models/o/r/tree/main?recursive=true", "", "")
@@ -66,6 +68,9 @@ func TestHubRules(t *testing.T) {
 		{"/o/r/resolve/main/missing.gguf", "", 404, "EntryNotFound"},
 		{"/o/r/resolve/main/README.md", "", 200, ""},
 		{"/o/r/resolve/main/a.gguf", "", 302, ""},
+		{"/api/models/o/g/tree/main", "", 200, ""},
+		{"/o/g/resolve/main/g.gguf", "", 401, "GatedRepo"},
+		{"/o/g/resolve/main/g.gguf", "tok", 403, "GatedRepo"},
 	} {
 		resp, body := do(t, "GET", s.URL+tc.url, tc.token, "")
 		if resp.StatusCode != tc.status || resp.Header.Get("X-Error-Code") != tc.code {
