@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"runtime"
+	"strings"
 
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
@@ -25,7 +28,7 @@ type engineOptions struct {
 
 func (o *engineOptions) addFlags(fs *flag.FlagSet, defModel string) {
 	fs.StringVar(&o.models, "models", "", "model directory (default $"+modelpath.EnvVar+", else ../shared/models, else the user cache)")
-	fs.StringVar(&o.model, "m", defModel, "model: a file path or a name in the model directory")
+	fs.StringVar(&o.model, "m", defModel, "model: a file path, a name in the model directory, or hf:ORG/REPO[:QUANT|:FILE] (pulled from Hugging Face on first use)")
 	fs.StringVar(&o.model, "model", defModel, "same as -m")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer.bin for llama2.c checkpoints (default: beside the checkpoint)")
 	fs.StringVar(&o.quant, "quant", "", "convert weights at load: q8_0, q4_0, f16 or f32 (default: as stored)")
@@ -55,11 +58,26 @@ func (o *engineOptions) validate() error {
 	return nil
 }
 
-// load resolves and loads the model; a missing file is a usage error.
-func (o *engineOptions) load() (*model.Model, error) {
-	path, err := modelpath.Resolve(modelpath.Dir(o.models), o.model)
+// pull resolves an hf: -m to a file, pulling it when it is not local yet (progress on
+// progress), and keeps the path in its place, so that a later load finds the file
+// without the network.
+func (o *engineOptions) pull(ctx context.Context, progress io.Writer) error {
+	if !strings.HasPrefix(o.model, hfPrefix) {
+		return nil // resolved at load, as always
+	}
+	p, err := modelFile(ctx, modelpath.Dir(o.models), o.model, progress)
 	if err != nil {
-		return nil, usageError{err}
+		return err
+	}
+	o.model = p
+	return nil
+}
+
+// load resolves (see pull) and loads the model; a missing file is a usage error.
+func (o *engineOptions) load(ctx context.Context, progress io.Writer) (*model.Model, error) {
+	path, err := modelFile(ctx, modelpath.Dir(o.models), o.model, progress)
+	if err != nil {
+		return nil, err
 	}
 	var lo model.LoadOptions
 	lo.Tokenizer = o.tokenizer

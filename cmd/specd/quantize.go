@@ -23,7 +23,7 @@ func quantizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("quantize", flag.ContinueOnError)
 	var models, in, out, typ string
 	fs.StringVar(&models, "models", "", "model directory (default $"+modelpath.EnvVar+", else ../shared/models)")
-	fs.StringVar(&in, "m", "", "input GGUF model: a path or a name in the model directory")
+	fs.StringVar(&in, "m", "", "input GGUF model: a path, a name in the model directory, or hf:ORG/REPO[:QUANT|:FILE]")
 	fs.StringVar(&out, "o", "", "output GGUF file")
 	fs.StringVar(&typ, "type", "q8_0", "target type: q8_0, q4_0, f16 or f32")
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -36,9 +36,9 @@ func quantizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if in == "" || out == "" {
 		return usagef("need -m INPUT and -o OUTPUT")
 	}
-	path, err := modelpath.Resolve(modelpath.Dir(models), in)
+	path, err := modelFile(ctx, modelpath.Dir(models), in, stderr)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	f, err := gguf.Open(path)
 	if err != nil {

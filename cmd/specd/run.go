@@ -99,7 +99,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if prompt == "" {
 		return usagef("empty prompt (-p)")
 	}
-	m, err := eo.load()
+	m, err := eo.load(ctx, stderr)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func scoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	m, err := eo.load()
+	m, err := eo.load(ctx, stderr)
 	if err != nil {
 		return err
 	}

@@ -259,9 +259,11 @@ func listen(addr string) (net.Listener, error) {
 	return lis, nil
 }
 
-func (o *workerOptions) worker(tel *telemetry.Telemetry, ready func(*model.Model)) serve.Worker {
+// worker configures the service; its loader resolves the model with ctx (pull has
+// already fetched an hf: model, so this finds it on disk).
+func (o *workerOptions) worker(ctx context.Context, tel *telemetry.Telemetry, ready func(*model.Model)) serve.Worker {
 	return serve.Worker{
-		Load: o.load, Log: tel.Log, Tel: tel, Ready: ready, Consul: o.registerOptions.config(),
+		Load: func() (*model.Model, error) { return o.load(ctx, io.Discard) }, Log: tel.Log, Tel: tel, Ready: ready, Consul: o.registerOptions.config(),
 		Engine: services.EngineConfig{Threads: o.threads, KVBudget: o.kvBudget, KVType: o.kvTypeValue(), MaxBlock: o.maxBlock},
 	}
 }
@@ -296,11 +298,11 @@ func (o *draftOptions) listenAddr() string    { return o.listen }
 func (o *routerOptions) listenAddr() string   { return o.listen }
 
 func (o *verifierOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
-	return serve.Verifier(ctx, o.worker(tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(tel), lis)
+	return serve.Verifier(ctx, o.worker(ctx, tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(tel), lis)
 }
 
 func (o *draftOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
-	return serve.Draft(ctx, o.worker(tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(), lis)
+	return serve.Draft(ctx, o.worker(ctx, tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(), lis)
 }
 
 func (o *routerOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
@@ -325,6 +327,14 @@ func serviceCmd(name string, newOptions func() service) func(context.Context, []
 		}
 		if err := lo.validate(); err != nil {
 			return err
+		}
+		// A service that loads a model pulls an hf: model before it listens.
+		if m, ok := o.(interface {
+			pull(context.Context, io.Writer) error
+		}); ok {
+			if err := m.pull(ctx, stderr); err != nil {
+				return err
+			}
 		}
 		lis, err := listen(o.listenAddr())
 		if err != nil {
@@ -398,6 +408,14 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := lo.validate(); err != nil {
 		return err
 	}
+	// Pull hf: models one after the other before anything starts, so that two downloads
+	// do not share the terminal.
+	if err := vo.pull(ctx, stderr); err != nil {
+		return err
+	}
+	if err := do.pull(ctx, stderr); err != nil {
+		return err
+	}
 	var tels []*telemetry.Telemetry
 	defer func() {
 		for _, t := range tels {
@@ -454,10 +472,10 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	readyFn := func(*model.Model) { ready.Done() }
 	start(0, func() error {
-		return serve.Verifier(ctx, vo.worker(vtel, readyFn), vo.config(vtel), vlis)
+		return serve.Verifier(ctx, vo.worker(ctx, vtel, readyFn), vo.config(vtel), vlis)
 	})
 	start(1, func() error {
-		return serve.Draft(ctx, do.worker(dtel, readyFn), do.config(), dlis)
+		return serve.Draft(ctx, do.worker(ctx, dtel, readyFn), do.config(), dlis)
 	})
 	start(2, func() error {
 		done := make(chan struct{})

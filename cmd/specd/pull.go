@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/specd-dev/specd/hub"
+	"github.com/specd-dev/specd/modelpath"
+)
+
+// hfPrefix marks a model argument that names a file on the Hugging Face Hub.
+const hfPrefix = "hf:"
+
+// pullCmd downloads a GGUF file from the Hugging Face Hub into the model directory.
+func pullCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("pull", flag.ContinueOnError)
+	var models string
+	fs.StringVar(&models, "models", "", "model directory (default $"+modelpath.EnvVar+", else ../shared/models, else the user cache)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: specd pull [--models DIR] ORG/REPO[:QUANT|:FILE.gguf]\n\n"+
+			"Downloads a GGUF file from the Hugging Face Hub ($%s, default %s; $%s authenticates)\n"+
+			"into DIR/hf/ORG/REPO/ and prints its path. QUANT (default %s) picks the file by name.\n\n",
+			hub.EnvEndpoint, hub.DefaultEndpoint, hub.EnvToken, hub.DefaultTag)
+		fs.PrintDefaults()
+	}
+	// The reference may come before or after the flags.
+	var refs []string
+	for {
+		if err := parseFlagsAnyOrder(fs, args, stderr); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		refs = append(refs, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(refs) != 1 {
+		return usagef("want one ORG/REPO[:QUANT|:FILE.gguf], got %d", len(refs))
+	}
+	ref, err := hub.ParseRef(refs[0])
+	if err != nil {
+		return usageError{err}
+	}
+	c, err := hub.FromEnv(nil)
+	if err != nil {
+		return usagef("$%s: %v", hub.EnvEndpoint, err)
+	}
+	dir := modelpath.Dir(models)
+	fmt.Fprintf(stderr, "pulling %s from %s into %s\n", ref, c.Endpoint(), dir)
+	p, err := c.Pull(ctx, dir, ref, newProgress(stderr))
+	if err != nil {
+		return pullError(err)
+	}
+	fmt.Fprintf(stderr, "%s is ready: use it with -m %s%s (no network needed now) or -m %s\n", path.Base(p), hfPrefix, ref, p)
+	fmt.Fprintln(stdout, p)
+	return nil
+}
+
+// parseFlagsAnyOrder parses flags up to the first argument, turning flag errors into
+// usage errors, as parseFlags does, but leaves the arguments for the caller.
+func parseFlagsAnyOrder(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+// modelFile turns a model argument into a file path; it is the one place every command
+// resolves -m (and --draft-model) through. "hf:ORG/REPO[:QUANT|:FILE]" is looked up
+// below DIR/hf/ without the network first, and pulled from the Hub (progress on
+// progress) when it is not there; anything else goes to modelpath.Resolve. A name that
+// does not resolve is a usage error.
+func modelFile(ctx context.Context, dir, name string, progress io.Writer) (string, error) {
+	rest, ok := strings.CutPrefix(name, hfPrefix)
+	if !ok {
+		p, err := modelpath.Resolve(dir, name)
+		if err != nil {
+			return "", usageError{err}
+		}
+		return p, nil
+	}
+	ref, err := hub.ParseRef(rest)
+	if err != nil {
+		return "", usageError{err}
+	}
+	if p, ok := hub.Local(dir, ref); ok {
+		return p, nil
+	}
+	c, err := hub.FromEnv(nil)
+	if err != nil {
+		return "", usagef("$%s: %v", hub.EnvEndpoint, err)
+	}
+	fmt.Fprintf(progress, "%s is not in %s yet: pulling it from %s\n", ref, dir, c.Endpoint())
+	p, err := c.Pull(ctx, dir, ref, newProgress(progress))
+	if err != nil {
+		return "", pullError(err)
+	}
+	return p, nil
+}
+
+// pullError adds what the user can do to a pull's error: a bad reference or a missing
+// file is a usage error; an unwritable directory names the flag that moves it.
+func pullError(err error) error {
+	switch {
+	case errors.Is(err, hub.ErrNotWritable):
+		return fmt.Errorf("%w (choose another model directory with --models or $%s)", err, modelpath.EnvVar)
+	case errors.Is(err, hub.ErrBadRef), errors.Is(err, hub.ErrNoMatch), errors.Is(err, hub.ErrAmbiguous),
+		errors.Is(err, hub.ErrSplit), errors.Is(err, hub.ErrNotFound):
+		return usageError{err}
+	}
+	return err
+}
+
+// newProgress shows a download as a progress bar on a terminal, as plain lines
+// otherwise (a log, a pipe, CI).
+func newProgress(w io.Writer) hub.Progress {
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return &barProgress{w: w}
+	}
+	return &lineProgress{w: w, step: 10}
+}
+
+type barProgress struct {
+	w    io.Writer
+	name string
+	bar  *progressbar.ProgressBar
+}
+
+func (b *barProgress) Start(name string, size, done int64) {
+	b.name = path.Base(name)
+	b.bar = progressbar.NewOptions64(size,
+		progressbar.OptionSetWriter(b.w),
+		progressbar.OptionSetDescription(b.name),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionUseIECUnits(true),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(b.w) }),
+	)
+	if done > 0 {
+		b.bar.Set64(done)
+	}
+}
+
+func (b *barProgress) Add(n int64) { b.bar.Add64(n) }
+
+func (b *barProgress) Retry(err error, wait time.Duration) {
+	b.bar.Clear()
+	fmt.Fprintf(b.w, "%v; resuming in %v\n", err, wait)
+}
+
+func (b *barProgress) End(err error) {
+	if err != nil {
+		b.bar.Exit()
+		return
+	}
+	b.bar.Finish()
+}
+
+// lineProgress prints a line at start, at every step percent, on each retry and at
+// the end.
+type lineProgress struct {
+	w                io.Writer
+	step             int64
+	name             string
+	size, done, next int64
+}
+
+func (l *lineProgress) Start(name string, size, done int64) {
+	l.name, l.size, l.done = path.Base(name), size, done
+	l.next = l.mark()
+	if done > 0 {
+		fmt.Fprintf(l.w, "%s: %s, resuming at %s\n", l.name, mib(size), mib(done))
+		return
+	}
+	fmt.Fprintf(l.w, "%s: %s\n", l.name, mib(size))
+}
+
+// mark is the byte count of the next step past done.
+func (l *lineProgress) mark() int64 {
+	if l.size <= 0 {
+		return 1
+	}
+	pct := l.done*100/l.size/l.step*l.step + l.step
+	return (pct*l.size + 99) / 100
+}
+
+func (l *lineProgress) Add(n int64) {
+	l.done += n
+	if l.done < l.next || l.done >= l.size {
+		return
+	}
+	fmt.Fprintf(l.w, "%s: %d%% (%s of %s)\n", l.name, l.done*100/l.size, mib(l.done), mib(l.size))
+	l.next = l.mark()
+}
+
+func (l *lineProgress) Retry(err error, wait time.Duration) {
+	fmt.Fprintf(l.w, "%v; resuming in %v\n", err, wait)
+}
+
+func (l *lineProgress) End(err error) {
+	if err == nil {
+		fmt.Fprintf(l.w, "%s: 100%% (%s), checksum verified\n", l.name, mib(l.size))
+	}
+}
+
+// mib writes a byte count in MiB.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

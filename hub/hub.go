@@ -1,0 +1,365 @@
+// Package hub pulls GGUF model files from the Hugging Face Hub (or a mirror that speaks
+// its HTTP API) into a local model directory, the way `ollama pull hf.co/...` and
+// `llama-server -hf` do: it lists a repository's files, picks one by quantization tag
+// or name, downloads it with HTTP Range resume into a partial file, checks its SHA-256
+// against the LFS object id the Hub reports, and renames it into place.
+//
+// It uses the Hub API's tree listing (GET /api/models/ORG/REPO/tree/main?recursive=true,
+// paginated by Link headers) and file downloads (GET /ORG/REPO/resolve/main/PATH, which
+// redirects LFS files to a CDN). It depends on the standard library and x/sys (for
+// flock and free space); it knows nothing of models, terminals or flags.
+package hub
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// DefaultEndpoint is the Hub's address when HF_ENDPOINT is not set.
+const DefaultEndpoint = "https://huggingface.co"
+
+// Environment variables read by FromEnv, as huggingface_hub reads them.
+const (
+	EnvToken    = "HF_TOKEN"
+	EnvEndpoint = "HF_ENDPOINT"
+)
+
+// revision is the branch files are listed and downloaded from.
+const revision = "main"
+
+// Errors of the Hub's answers, each wrapped with the status, the repository or file,
+// and the Hub's own message when it gives one.
+var (
+	ErrUnauthorized = errors.New("unauthorized (401)") // no token, or a token the Hub rejects
+	ErrForbidden    = errors.New("forbidden (403)")    // a gated repository the token may not read
+	ErrNotFound     = errors.New("not found (404)")    // no such repository, revision or file
+	ErrChecksum     = errors.New("checksum mismatch")  // the bytes do not hash to the Hub's digest
+	ErrNoSpace      = errors.New("not enough disk space")
+)
+
+// Client talks to one Hub endpoint. Its zero value is not usable; build one with New or
+// FromEnv.
+type Client struct {
+	endpoint *url.URL
+	token    string
+	http     *http.Client
+
+	// Retries is how many consecutive failed attempts a download survives (each resumes
+	// where the last stopped); an attempt that brings bytes resets the count.
+	Retries int
+	// RetryWait is the pause before the first retry; it doubles after each failure.
+	RetryWait time.Duration
+	// Stall aborts an attempt that receives no byte for this long (then it is retried).
+	Stall time.Duration
+
+	fs fsys // the file system; tests substitute parts of it
+}
+
+// Options configure New. The zero value talks to DefaultEndpoint without a token.
+type Options struct {
+	Endpoint string // base URL of the Hub or a mirror; "" is DefaultEndpoint
+	Token    string // sent as "Authorization: Bearer" to the endpoint's host only; "" is none
+	// Transport carries the requests; nil is a clone of http.DefaultTransport.
+	Transport http.RoundTripper
+}
+
+// New returns a client for the endpoint. A token is sent only to the endpoint's own
+// scheme and host: never to a CDN a download redirects to, nor to a next-page link that
+// points elsewhere (huggingface_hub, through requests, drops it on a change of host too).
+func New(o Options) (*Client, error) {
+	ep, err := url.Parse(cmp.Or(o.Endpoint, DefaultEndpoint))
+	if err != nil || (ep.Scheme != "http" && ep.Scheme != "https") || ep.Host == "" || ep.RawQuery != "" || ep.Fragment != "" {
+		return nil, fmt.Errorf("hub endpoint %q: want an http(s) base URL such as %s", o.Endpoint, DefaultEndpoint)
+	}
+	ep.Path = strings.TrimSuffix(ep.Path, "/")
+	if strings.ContainsFunc(o.Token, func(r rune) bool { return r > unicode.MaxASCII || unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return nil, fmt.Errorf("hub token: contains spaces or non-ASCII characters")
+	}
+	base := o.Transport
+	if base == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = time.Minute
+		t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		base = t
+	}
+	c := &Client{
+		endpoint:  ep,
+		token:     o.Token,
+		Retries:   4,
+		RetryWait: time.Second,
+		Stall:     time.Minute,
+		fs:        osFS(),
+	}
+	c.http = &http.Client{
+		Transport: &authTransport{base: base, scheme: ep.Scheme, host: ep.Host, token: o.Token},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
+			if req.URL.Scheme != "https" && via[0].URL.Scheme == "https" {
+				return fmt.Errorf("refusing a redirect from https to %s", req.URL.Redacted())
+			}
+			return nil
+		},
+	}
+	return c, nil
+}
+
+// FromEnv returns a client configured as huggingface_hub configures itself: HF_ENDPOINT
+// (a mirror's base URL) and HF_TOKEN. transport may be nil.
+func FromEnv(transport http.RoundTripper) (*Client, error) {
+	return New(Options{Endpoint: os.Getenv(EnvEndpoint), Token: os.Getenv(EnvToken), Transport: transport})
+}
+
+// Endpoint returns the base URL the client talks to.
+func (c *Client) Endpoint() string { return c.endpoint.String() }
+
+// authTransport adds the token to requests for the Hub's own scheme and host.
+type authTransport struct {
+	base         http.RoundTripper
+	scheme, host string
+	token        string
+}
+
+func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Del("Authorization")
+	if t.token != "" && req.URL.Scheme == t.scheme && strings.EqualFold(req.URL.Host, t.host) {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "specd")
+	}
+	return t.base.RoundTrip(req)
+}
+
+// get sends a GET with ctx and returns the response when its status is 2xx (or one of
+// also); any other status is an error that names what.
+func (c *Client) get(ctx context.Context, u, what string, hdr http.Header, also ...int) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if resp.StatusCode/100 == 2 || containsInt(also, resp.StatusCode) {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, c.statusError(resp, what)
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// httpError is a status the Hub answered that is not one of the sentinels; it keeps the
+// code so that a download can tell a server error (retried) from a refusal.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+// statusError turns a non-2xx answer into an error naming what was asked, the status,
+// and the Hub's message (X-Error-Message, or the "error" of its JSON body).
+func (c *Client) statusError(resp *http.Response, what string) error {
+	msg := resp.Header.Get("X-Error-Message")
+	if msg == "" {
+		var body struct {
+			Error string `json:"error"`
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &body) == nil {
+			msg = body.Error
+		}
+	}
+	msg = printable(msg, 300)
+	if msg != "" {
+		msg = ": " + msg
+	}
+	tokenHint := "set " + EnvToken + " to an access token that can read it"
+	if c.token != "" {
+		tokenHint = EnvToken + " is set but the Hub did not accept it for this; check that the token is valid and can read the repository"
+	}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%s: %w%s (the repository is private or gated, or does not exist; %s)", what, ErrUnauthorized, msg, tokenHint)
+	case http.StatusForbidden:
+		return fmt.Errorf("%s: %w%s (a gated repository: accept its terms on its Hub page with the account whose token is in %s)", what, ErrForbidden, msg, EnvToken)
+	case http.StatusNotFound:
+		return fmt.Errorf("%s: %w%s", what, ErrNotFound, msg)
+	}
+	return &httpError{code: resp.StatusCode, msg: fmt.Sprintf("%s: HTTP %s%s", what, resp.Status, msg)}
+}
+
+// printable trims s to n bytes of printable text, so that a hostile server cannot write
+// escape sequences to the user's terminal through an error.
+func printable(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return -1
+	}, s)
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// maxListing bounds one page of a tree listing and the number of pages.
+const (
+	maxListing = 32 << 20
+	maxPages   = 1000
+)
+
+// List returns the files of a repository (ORG/REPO) on the main branch, directories left
+// out. Errors wrap ErrUnauthorized, ErrForbidden or ErrNotFound for those answers.
+func (c *Client) List(ctx context.Context, repo string) ([]File, error) {
+	if _, err := ParseRef(repo); err != nil {
+		return nil, err
+	}
+	u := c.endpoint.JoinPath("api", "models", repo, "tree", revision)
+	u.RawQuery = "recursive=true"
+	next := u.String()
+	var files []File
+	for page := 0; next != ""; page++ {
+		if page == maxPages {
+			return nil, fmt.Errorf("listing %s: more than %d pages", repo, maxPages)
+		}
+		resp, err := c.get(ctx, next, "listing the files of "+repo, nil)
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxListing+1))
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("listing the files of %s: %w", repo, err)
+		}
+		if len(b) > maxListing {
+			return nil, fmt.Errorf("listing the files of %s: a page over %d bytes", repo, maxListing)
+		}
+		fs, err := parseTree(b)
+		if err != nil {
+			return nil, fmt.Errorf("listing the files of %s: %w", repo, err)
+		}
+		files = append(files, fs...)
+		next, err = nextLink(resp.Request.URL, resp.Header.Values("Link"))
+		if err != nil {
+			return nil, fmt.Errorf("listing the files of %s: %w", repo, err)
+		}
+	}
+	return files, nil
+}
+
+// treeEntry is one element of the tree listing's JSON array.
+type treeEntry struct {
+	Type string `json:"type"` // "file" or "directory"
+	Path string `json:"path"`
+	Size *int64 `json:"size"`
+	OID  string `json:"oid"` // the git blob's SHA-1
+	LFS  *struct {
+		OID  string `json:"oid"` // the content's SHA-256
+		Size *int64 `json:"size"`
+	} `json:"lfs"`
+}
+
+// parseTree reads one page of a tree listing: a JSON array of entries. A file entry
+// needs a safe relative path, a size and a digest (the LFS SHA-256 when the file is in
+// LFS, else the git blob SHA-1); anything else is an error, never a guess.
+func parseTree(b []byte) ([]File, error) {
+	var entries []treeEntry
+	if err := json.Unmarshal(b, &entries); err != nil {
+		return nil, fmt.Errorf("bad tree listing: %w", err)
+	}
+	var files []File
+	for _, e := range entries {
+		if e.Type != "file" {
+			continue
+		}
+		if err := checkRepoPath(e.Path); err != nil {
+			return nil, fmt.Errorf("bad tree listing: %w", err)
+		}
+		f := File{Path: e.Path}
+		switch {
+		case e.LFS != nil:
+			if e.LFS.Size == nil || *e.LFS.Size < 0 {
+				return nil, fmt.Errorf("bad tree listing: %s: no LFS size", e.Path)
+			}
+			d, err := ParseDigest(SHA256, e.LFS.OID)
+			if err != nil {
+				return nil, fmt.Errorf("bad tree listing: %s: %w", e.Path, err)
+			}
+			f.Size, f.Digest = *e.LFS.Size, d
+		default:
+			if e.Size == nil || *e.Size < 0 {
+				return nil, fmt.Errorf("bad tree listing: %s: no size", e.Path)
+			}
+			d, err := ParseDigest(GitSHA1, e.OID)
+			if err != nil {
+				return nil, fmt.Errorf("bad tree listing: %s: %w", e.Path, err)
+			}
+			f.Size, f.Digest = *e.Size, d
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
+
+// nextLink returns the rel="next" target of Link headers, resolved against the page's
+// URL, or "" when there is none.
+func nextLink(page *url.URL, links []string) (string, error) {
+	for _, h := range links {
+		for _, l := range strings.Split(h, ",") {
+			target, params, ok := strings.Cut(strings.TrimSpace(l), ";")
+			if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+				continue
+			}
+			isNext := false
+			for _, p := range strings.Split(params, ";") {
+				k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+				if strings.EqualFold(k, "rel") && strings.Trim(v, `"`) == "next" {
+					isNext = true
+				}
+			}
+			if !isNext {
+				continue
+			}
+			u, err := page.Parse(target[1 : len(target)-1])
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return "", fmt.Errorf("bad next-page link %q", printable(target, 200))
+			}
+			return u.String(), nil
+		}
+	}
+	return "", nil
+}
+
+// fileURL is where a file of a repository downloads from.
+func (c *Client) fileURL(repo, p string) string {
+	segs := append([]string{repo, "resolve", revision}, strings.Split(p, "/")...)
+	return c.endpoint.JoinPath(segs...).String()
+}

@@ -1,0 +1,618 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/specd-dev/specd/internal/hubtest"
+)
+
+const repoName = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
+
+// blob returns n deterministic pseudo-random bytes.
+func blob(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// newHub returns a fake Hub holding a GGUF repository (several quantizations, a README,
+// a projector) and a client for it that retries at once.
+func newHub(t *testing.T, opts hubtest.Options) (*hubtest.Server, *Client, []byte) {
+	t.Helper()
+	s := hubtest.New(t, opts)
+	model := blob(3<<20+12345, 1)
+	s.AddFile(repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf", model, true)
+	s.AddFile(repoName, "qwen2.5-0.5b-instruct-q8_0.gguf", blob(4096, 2), true)
+	s.AddFile(repoName, "qwen2.5-0.5b-instruct-q4_k_s.gguf", blob(4096, 3), true)
+	s.AddFile(repoName, "mmproj-qwen2.5-q4_k_m.gguf", blob(100, 4), true)
+	s.AddFile(repoName, "README.md", []byte("# readme\n"), false)
+	c := newClient(t, s.URL, opts.Token)
+	return s, c, model
+}
+
+func newClient(t *testing.T, endpoint, token string) *Client {
+	t.Helper()
+	c, err := New(Options{Endpoint: endpoint, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.RetryWait = time.Millisecond
+	return c
+}
+
+func mustRef(t *testing.T, s string) Ref {
+	t.Helper()
+	r, err := ParseRef(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// partials lists the partial files below dir.
+func partials(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".partial") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func checkFile(t *testing.T, p string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: %d bytes that differ from the %d served", p, len(got), len(want))
+	}
+}
+
+// recorder is a Progress that remembers what it was told.
+type recorder struct {
+	start      []int64 // size, done
+	added      int64
+	retries    []error
+	ended      bool
+	endErr     error
+	onAdd      func()
+	startCalls int
+}
+
+func (r *recorder) Start(name string, size, done int64) {
+	r.start = []int64{size, done}
+	r.startCalls++
+}
+func (r *recorder) Add(n int64) {
+	r.added += n
+	if r.onAdd != nil {
+		r.onAdd()
+	}
+}
+func (r *recorder) Retry(err error, _ time.Duration) { r.retries = append(r.retries, err) }
+func (r *recorder) End(err error)                    { r.ended, r.endErr = true, err }
+
+// TestPull: a tagged pull lists the repository across pages, downloads the one file
+// with that tag, checks it and renames it into place; the token goes to the Hub and
+// never to the CDN; a second pull finds the verified file and downloads nothing.
+func TestPull(t *testing.T) {
+	s, c, model := newHub(t, hubtest.Options{Token: "hf_secret", PageSize: 2})
+	dir := t.TempDir()
+	var rec recorder
+	got, err := c.Pull(context.Background(), dir, mustRef(t, repoName+":q4_k_m"), &rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(dir, "hf", "Qwen", "Qwen2.5-0.5B-Instruct-GGUF", "qwen2.5-0.5b-instruct-q4_k_m.gguf")
+	if got != want {
+		t.Fatalf("Pull = %s, want %s", got, want)
+	}
+	checkFile(t, got, model)
+	if p := partials(t, dir); len(p) != 0 {
+		t.Errorf("partials left: %v", p)
+	}
+	if rec.added != int64(len(model)) || !rec.ended || rec.endErr != nil || rec.start[0] != int64(len(model)) || rec.start[1] != 0 {
+		t.Errorf("progress: %+v", rec)
+	}
+	pages, cdn := 0, 0
+	for _, r := range s.Requests() {
+		switch r.Server {
+		case "hub":
+			if r.Authorization != "Bearer hf_secret" {
+				t.Errorf("hub request %s without the token: %q", r.Path, r.Authorization)
+			}
+			if strings.Contains(r.Path, "/tree/") {
+				pages++
+			}
+		case "cdn":
+			cdn++
+			if r.Authorization != "" {
+				t.Errorf("CDN request %s carries %q: the token leaked across a redirect", r.Path, r.Authorization)
+			}
+		}
+	}
+	if pages != 3 || cdn != 1 {
+		t.Errorf("%d listing pages and %d CDN requests, want 3 and 1", pages, cdn)
+	}
+
+	n := len(s.Requests())
+	if again, err := c.Pull(context.Background(), dir, mustRef(t, repoName+":Q4_K_M"), nil); err != nil || again != want {
+		t.Fatalf("second Pull = %s, %v", again, err)
+	}
+	for _, r := range s.Requests()[n:] {
+		if r.Server == "cdn" || strings.Contains(r.Path, "/resolve/") {
+			t.Errorf("second Pull downloaded again: %+v", r)
+		}
+	}
+	// Offline, the tag (and no tag: the default Q4_K_M) finds the file.
+	for _, ref := range []string{repoName + ":Q4_K_M", repoName, repoName + ":qwen2.5-0.5b-instruct-q4_k_m.gguf"} {
+		if p, ok := Local(dir, mustRef(t, ref)); !ok || p != want {
+			t.Errorf("Local(%s) = %s, %v", ref, p, ok)
+		}
+	}
+	if p, ok := Local(dir, mustRef(t, repoName+":Q8_0")); ok {
+		t.Errorf("Local(Q8_0) = %s, a file never pulled", p)
+	}
+}
+
+// TestPullGitFile: a small file kept in git (no LFS) is checked by its git blob id.
+func TestPullGitFile(t *testing.T) {
+	s := hubtest.New(t, hubtest.Options{})
+	data := blob(5000, 9)
+	s.AddFile("org/tiny", "tiny-F16.gguf", data, false)
+	c := newClient(t, s.URL, "")
+	p, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, "org/tiny"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, data)
+
+	s.Corrupt("org/tiny", "tiny-F16.gguf")
+	_, err = c.Pull(context.Background(), t.TempDir(), mustRef(t, "org/tiny"), nil)
+	if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "git-sha1") {
+		t.Fatalf("corrupt git file: %v, want ErrChecksum naming git-sha1", err)
+	}
+}
+
+// TestResumeAfterCut: the connection drops mid-body; the next attempt asks for the
+// rest with a Range and the file completes and verifies.
+func TestResumeAfterCut(t *testing.T) {
+	s, c, model := newHub(t, hubtest.Options{})
+	const file = "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+	s.CutAfter(repoName, file, 1<<20+17, 2<<20)
+	dir := t.TempDir()
+	var rec recorder
+	p, err := c.Pull(context.Background(), dir, mustRef(t, repoName), &rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, model)
+	var ranges []string
+	for _, r := range s.Requests() {
+		if r.Server == "cdn" {
+			ranges = append(ranges, r.Range)
+		}
+	}
+	want := []string{"", "bytes=1048593-", "bytes=3145745-"}
+	if strings.Join(ranges, ",") != strings.Join(want, ",") {
+		t.Errorf("CDN Range headers %q, want %q", ranges, want)
+	}
+	if len(rec.retries) != 2 || rec.added != int64(len(model)) {
+		t.Errorf("progress: %d retries, %d bytes added; want 2 and %d", len(rec.retries), rec.added, len(model))
+	}
+}
+
+// TestResumeAcrossRuns: with no retries left the download fails, keeping a partial
+// that is never taken for the model; the next run resumes it.
+func TestResumeAcrossRuns(t *testing.T) {
+	s, c, model := newHub(t, hubtest.Options{})
+	const file = "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+	c.Retries = 0
+	s.CutAfter(repoName, file, 777)
+	dir := t.TempDir()
+	ref := mustRef(t, repoName+":Q4_K_M")
+	_, err := c.Pull(context.Background(), dir, ref, nil)
+	if err == nil || !strings.Contains(err.Error(), "run again to resume") {
+		t.Fatalf("cut with no retries: %v", err)
+	}
+	ps := partials(t, dir)
+	if len(ps) != 1 {
+		t.Fatalf("partials %v, want one", ps)
+	}
+	if st, err := os.Stat(ps[0]); err != nil || st.Size() != 777 {
+		t.Fatalf("partial: %v, %v; want 777 bytes", st, err)
+	}
+	if p, ok := Local(dir, ref); ok {
+		t.Fatalf("Local found %s while only a partial exists", p)
+	}
+	var rec recorder
+	p, err := c.Pull(context.Background(), dir, ref, &rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, model)
+	if rec.start[1] != 777 || rec.added != int64(len(model)-777) {
+		t.Errorf("resumed from %d with %d bytes added, want 777 and %d", rec.start[1], rec.added, len(model)-777)
+	}
+	reqs := s.Requests()
+	if last := reqs[len(reqs)-1]; last.Server != "cdn" || last.Range != "bytes=777-" {
+		t.Errorf("last request %+v, want a CDN request with Range bytes=777-", last)
+	}
+	if ps := partials(t, dir); len(ps) != 0 {
+		t.Errorf("partials left: %v", ps)
+	}
+}
+
+// TestResumeIgnoredRange: a server that answers a Range request with the whole file
+// restarts the partial; the result still verifies.
+func TestResumeIgnoredRange(t *testing.T) {
+	s, c, model := newHub(t, hubtest.Options{})
+	s.IgnoreRange(true)
+	s.CutAfter(repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf", 5000)
+	p, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, repoName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, model)
+}
+
+// TestBadChecksum: bytes that do not hash to the LFS oid are an error naming both
+// digests, and leave neither the model file nor a partial behind.
+func TestBadChecksum(t *testing.T) {
+	s, c, _ := newHub(t, hubtest.Options{})
+	s.Corrupt(repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf")
+	dir := t.TempDir()
+	ref := mustRef(t, repoName+":Q4_K_M")
+	_, err := c.Pull(context.Background(), dir, ref, nil)
+	if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "sha256") || !strings.Contains(err.Error(), "deleted") {
+		t.Fatalf("Pull = %v, want ErrChecksum naming sha256 and the deletion", err)
+	}
+	if _, err := os.Stat(LocalPath(dir, repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("model file after a bad checksum: %v", err)
+	}
+	if ps := partials(t, dir); len(ps) != 0 {
+		t.Errorf("partials left: %v", ps)
+	}
+	if p, ok := Local(dir, ref); ok {
+		t.Errorf("Local = %s after a bad checksum", p)
+	}
+}
+
+// TestHubErrors: 401 and 404 answers are clear errors: a 401 tells about HF_TOKEN, a
+// 404 names the repository or file.
+func TestHubErrors(t *testing.T) {
+	s, _, _ := newHub(t, hubtest.Options{Token: "hf_good"})
+	s.AddRepo("org/private", hubtest.Private)
+	s.AddFile("org/private", "m-Q4_K_M.gguf", blob(10, 5), true)
+	s.AddRepo("org/gated", hubtest.Gated)
+	s.AddFile("org/gated", "m-Q4_K_M.gguf", blob(10, 6), true)
+	s.AddRepo("org/granted", hubtest.Gated)
+	s.AddFile("org/granted", "m-Q4_K_M.gguf", blob(10, 7), true)
+	s.Grant("org/granted")
+	cases := []struct {
+		name, token, ref string
+		want             error
+		says             []string
+	}{
+		{"private without token", "", "org/private", ErrUnauthorized, []string{"org/private", "set HF_TOKEN"}},
+		{"private with a wrong token", "hf_bad", "org/private", ErrUnauthorized, []string{"HF_TOKEN is set", "Invalid credentials"}},
+		{"unknown repo without token", "", "org/nothing", ErrUnauthorized, []string{"org/nothing", "does not exist", "HF_TOKEN"}},
+		{"unknown repo with token", "hf_good", "org/nothing", ErrNotFound, []string{"org/nothing", "Repository not found"}},
+		{"gated without token", "", "org/gated", ErrUnauthorized, []string{"m-Q4_K_M.gguf of org/gated", "set HF_TOKEN", "restricted"}},
+		{"gated, terms not accepted", "hf_good", "org/gated", ErrForbidden, []string{"org/gated", "accept its terms", "HF_TOKEN"}},
+		{"no such tag", "", repoName + ":Q2_K", ErrNoMatch, []string{repoName, "Q2_K", "qwen2.5-0.5b-instruct-q8_0.gguf"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient(t, s.URL, tc.token)
+			_, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, tc.ref), nil)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Pull(%s) = %v, want %v", tc.ref, err, tc.want)
+			}
+			for _, w := range tc.says {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+	// Once the terms are accepted, the token downloads.
+	if _, err := newClient(t, s.URL, "hf_good").Pull(context.Background(), t.TempDir(), mustRef(t, "org/granted"), nil); err != nil {
+		t.Errorf("gated repository with access: %v", err)
+	}
+	// A file the listing had but the server no longer has: 404 naming it.
+	c := newClient(t, s.URL, "")
+	f := File{Path: "gone-Q4_K_M.gguf", Size: 10, Digest: Digest{SHA256, strings.Repeat("ab", 32)}}
+	err := c.Download(context.Background(), repoName, f, filepath.Join(t.TempDir(), "x.gguf"), nil)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "gone-Q4_K_M.gguf of "+repoName) {
+		t.Fatalf("Download of a missing file = %v, want ErrNotFound naming it", err)
+	}
+}
+
+// TestEnv: HF_ENDPOINT points the client at a mirror and HF_TOKEN authenticates.
+func TestEnv(t *testing.T) {
+	s, _, model := newHub(t, hubtest.Options{Token: "hf_env"})
+	s.AddRepo("org/private", hubtest.Private)
+	s.AddFile("org/private", "m-Q4_K_M.gguf", model, true)
+	t.Setenv(EnvEndpoint, s.URL+"/")
+	t.Setenv(EnvToken, "hf_env")
+	c, err := FromEnv(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Endpoint() != s.URL {
+		t.Errorf("Endpoint() = %s, want %s", c.Endpoint(), s.URL)
+	}
+	p, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, "org/private"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, model)
+
+	t.Setenv(EnvEndpoint, "ftp://mirror")
+	if _, err := FromEnv(nil); err == nil {
+		t.Error("FromEnv with HF_ENDPOINT=ftp://mirror: no error")
+	}
+}
+
+// failFile is a partial file whose writes fail with err once limit bytes are written,
+// as a full disk does.
+type failFile struct {
+	*os.File
+	limit int64
+	err   error
+}
+
+func (f *failFile) Write(p []byte) (int, error) {
+	if int64(len(p)) > f.limit {
+		n, _ := f.File.Write(p[:f.limit])
+		f.limit = 0
+		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: f.err}
+	}
+	f.limit -= int64(len(p))
+	return f.File.Write(p)
+}
+
+// TestDiskErrors: a full disk and an unwritable directory are clear errors; after a
+// full disk the partial is kept and resumes once there is room.
+func TestDiskErrors(t *testing.T) {
+	_, c, model := newHub(t, hubtest.Options{})
+	ref := mustRef(t, repoName)
+
+	t.Run("disk full while writing", func(t *testing.T) {
+		dir := t.TempDir()
+		cc := *c
+		cc.fs.open = func(name string) (file, error) {
+			f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+			return &failFile{File: f, limit: 1 << 20, err: syscall.ENOSPC}, err
+		}
+		_, err := cc.Pull(context.Background(), dir, ref, nil)
+		if !errors.Is(err, ErrNoSpace) || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "partial download is kept") {
+			t.Fatalf("Pull on a full disk = %v, want ErrNoSpace saying the partial is kept", err)
+		}
+		if _, ok := Local(dir, ref); ok {
+			t.Fatal("Local found a model after a full disk")
+		}
+		p, err := c.Pull(context.Background(), dir, ref, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkFile(t, p, model)
+	})
+	t.Run("too little free space", func(t *testing.T) {
+		cc := *c
+		cc.fs.free = func(string) (int64, bool) { return 1000, true }
+		dir := t.TempDir()
+		_, err := cc.Pull(context.Background(), dir, ref, nil)
+		if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "1000 B free") {
+			t.Fatalf("Pull with 1000 bytes free = %v, want ErrNoSpace with the figures", err)
+		}
+		if ps := partials(t, dir); len(ps) != 0 {
+			t.Errorf("partials left: %v", ps)
+		}
+	})
+	t.Run("directory not writable", func(t *testing.T) {
+		cc := *c
+		cc.fs.mkdirAll = func(dir string, _ fs.FileMode) error {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.EACCES}
+		}
+		_, err := cc.Pull(context.Background(), t.TempDir(), ref, nil)
+		if !errors.Is(err, ErrNotWritable) || !errors.Is(err, fs.ErrPermission) {
+			t.Fatalf("Pull into an unwritable directory = %v, want ErrNotWritable", err)
+		}
+	})
+	t.Run("read-only file system", func(t *testing.T) {
+		cc := *c
+		cc.fs.open = func(name string) (file, error) {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EROFS}
+		}
+		_, err := cc.Pull(context.Background(), t.TempDir(), ref, nil)
+		if !errors.Is(err, ErrNotWritable) || !errors.Is(err, syscall.EROFS) {
+			t.Fatalf("Pull onto a read-only file system = %v, want ErrNotWritable", err)
+		}
+	})
+	t.Run("model directory is a file", func(t *testing.T) {
+		notDir := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(notDir, nil, 0o644)
+		_, err := c.Pull(context.Background(), notDir, ref, nil)
+		if !errors.Is(err, ErrNotWritable) || !strings.Contains(err.Error(), notDir) {
+			t.Fatalf("Pull into a file = %v, want ErrNotWritable naming it", err)
+		}
+	})
+}
+
+// TestCancel: ending ctx mid-download stops it promptly with ctx's error and keeps a
+// partial that the next run resumes.
+func TestCancel(t *testing.T) {
+	_, c, model := newHub(t, hubtest.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rec := &recorder{}
+	rec.onAdd = cancel
+	dir := t.TempDir()
+	ref := mustRef(t, repoName)
+	_, err := c.Pull(ctx, dir, ref, rec)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "run again to resume") {
+		t.Fatalf("cancelled Pull = %v", err)
+	}
+	if len(rec.retries) != 0 || !rec.ended {
+		t.Errorf("progress after cancel: %+v", rec)
+	}
+	ps := partials(t, dir)
+	if len(ps) != 1 {
+		t.Fatalf("partials %v, want one", ps)
+	}
+	var rec2 recorder
+	p, err := c.Pull(context.Background(), dir, ref, &rec2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, model)
+	if rec2.start[1] == 0 {
+		t.Error("second Pull did not resume the partial")
+	}
+}
+
+// TestBusy: a second download of the same file while one holds the partial is refused.
+func TestBusy(t *testing.T) {
+	s, c, _ := newHub(t, hubtest.Options{})
+	_ = s
+	files, err := c.List(context.Background(), repoName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Select(files, mustRef(t, repoName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "m.gguf")
+	held, err := openLocked(partialName(dest, f.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := c.Download(context.Background(), repoName, f, dest, nil); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Download while another holds the partial = %v, want ErrBusy", err)
+	}
+}
+
+// TestStalePartial: a partial left by another version of the file is removed, and one
+// longer than the file is started over.
+func TestStalePartial(t *testing.T) {
+	_, c, model := newHub(t, hubtest.Options{})
+	dir := t.TempDir()
+	dest := LocalPath(dir, repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf")
+	os.MkdirAll(filepath.Dir(dest), 0o755)
+	stale := dest + ".00112233aabbccdd.partial"
+	os.WriteFile(stale, []byte("old"), 0o644)
+	files, _ := c.List(context.Background(), repoName)
+	f, _ := Select(files, mustRef(t, repoName))
+	os.WriteFile(partialName(dest, f.Digest), bytes.Repeat([]byte{1}, len(model)+10), 0o644)
+	p, err := c.Pull(context.Background(), dir, mustRef(t, repoName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, model)
+	if ps := partials(t, dir); len(ps) != 0 {
+		t.Errorf("partials left: %v", ps)
+	}
+}
+
+// TestStall: a server that goes quiet mid-body is given up on after Stall and the
+// download resumes from what arrived.
+func TestStall(t *testing.T) {
+	s, c, model := newHub(t, hubtest.Options{})
+	c.Stall = 200 * time.Millisecond
+	s.StallAfter(repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf", 4096)
+	var rec recorder
+	p, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, repoName), &rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, model)
+	if len(rec.retries) != 1 || !strings.Contains(rec.retries[0].Error(), "no data for 200ms") {
+		t.Fatalf("retries %v, want one for the stall", rec.retries)
+	}
+	reqs := s.Requests()
+	if last := reqs[len(reqs)-1]; last.Range != "bytes=4096-" {
+		t.Errorf("after the stall: %+v, want Range bytes=4096-", last)
+	}
+}
+
+// TestReplaceDamaged: a file of the right size at the target whose bytes do not match
+// is downloaded again and replaced.
+func TestReplaceDamaged(t *testing.T) {
+	_, c, model := newHub(t, hubtest.Options{})
+	dir := t.TempDir()
+	dest := LocalPath(dir, repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf")
+	os.MkdirAll(filepath.Dir(dest), 0o755)
+	os.WriteFile(dest, make([]byte, len(model)), 0o644)
+	p, err := c.Pull(context.Background(), dir, mustRef(t, repoName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, model)
+}
+
+// TestRedirects: the token follows a redirect within the Hub's host and never leaves
+// it; a redirect from https down to http is refused.
+func TestRedirects(t *testing.T) {
+	var seen []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, "other "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		w.Write([]byte("x"))
+	}))
+	defer other.Close()
+	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, "hub "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		switch r.URL.Path {
+		case "/old":
+			http.Redirect(w, r, "/new", http.StatusTemporaryRedirect)
+		case "/new":
+			http.Redirect(w, r, other.URL+"/blob", http.StatusFound)
+		}
+	}))
+	defer hubSrv.Close()
+	c := newClient(t, hubSrv.URL, "hf_tok")
+	resp, err := c.get(context.Background(), hubSrv.URL+"/old", "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := []string{"hub /old Bearer hf_tok", "hub /new Bearer hf_tok", "other /blob "}
+	if strings.Join(seen, "|") != strings.Join(want, "|") {
+		t.Errorf("requests %q, want %q", seen, want)
+	}
+
+	tlsHub := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/blob", http.StatusFound)
+	}))
+	defer tlsHub.Close()
+	tc, err := New(Options{Endpoint: tlsHub.URL, Token: "hf_tok", Transport: tlsHub.Client().Transport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.get(context.Background(), tlsHub.URL+"/x", "test", nil); err == nil || !strings.Contains(err.Error(), "refusing a redirect from https") {
+		t.Errorf("https to http redirect: %v, want a refusal", err)
+	}
+}
