@@ -27,6 +27,7 @@ type refRow struct {
 	OutputIDs  []int32         `json:"output_ids"`
 	ForcedIDs  []int32         `json:"forced_ids"`
 	LlamaTop1  []int32         `json:"llamacpp_top1"`
+	Margin     []float64       `json:"llamacpp_margin"`
 	Top5       [][][2]float64  `json:"top5"`
 	Top5Logits [][][2]float64  `json:"top5_logits"`
 	Stop       string          `json:"stop"`
