@@ -1,7 +1,12 @@
 package model_test
 
 import (
+	"bytes"
 	"errors"
+	"github.com/specd-dev/specd/kernels"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/specd-dev/specd/gguf"
@@ -117,4 +122,154 @@ func TestArchTeacherForced(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rewrite parses a GGUF file, lets edit change its metadata and tensors, and writes the
+// result to a temporary file whose path it returns.
+func rewrite(t testing.TB, data []byte, edit func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData)) string {
+	t.Helper()
+	f, err := gguf.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := append([]gguf.KV(nil), f.KV...)
+	var ts []gguf.TensorData
+	for _, info := range f.Tensors {
+		_, d, err := f.Tensor(info.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, gguf.TensorData{Name: info.Name, Dims: info.Dims, Type: info.Type, Data: d})
+	}
+	kv, ts = edit(kv, ts)
+	var buf bytes.Buffer
+	if err := gguf.Write(&buf, kv, ts, 0); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "edited.gguf")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// setKV replaces (or appends) a metadata key.
+func setKV(kv []gguf.KV, key string, v gguf.Value) []gguf.KV {
+	for i := range kv {
+		if kv[i].Key == key {
+			kv[i].Value = v
+			return kv
+		}
+	}
+	return append(kv, gguf.KV{Key: key, Value: v})
+}
+
+// TestArchRefused: a file Load cannot run faithfully is an error that says why, never a
+// model that computes something else.
+func TestArchRefused(t *testing.T) {
+	vocab := vocabKV(t)
+	specs := map[string]synthSpec{}
+	for _, s := range synthSpecs {
+		specs[s.arch+"/"+s.scaling] = s
+	}
+	qwen2, qwen3 := synthesize(t, specs["qwen2/yarn"], vocab), synthesize(t, specs["qwen3/"], vocab)
+	type edit = func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData)
+	set := func(key string, v gguf.Value) edit {
+		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) { return setKV(kv, key, v), ts }
+	}
+	drop := func(name string) edit {
+		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			for i := range ts {
+				if ts[i].Name == name {
+					return kv, append(ts[:i:i], ts[i+1:]...)
+				}
+			}
+			t.Fatalf("no tensor %s to drop", name)
+			return nil, nil
+		}
+	}
+	add := func(name string, n int) edit {
+		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			return kv, append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(n)}, Type: kernels.F32, Data: make([]byte, 4*n)})
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		file []byte
+		edit edit
+		is   error
+		says string
+	}{
+		{"unknown architecture", qwen3, set("general.architecture", gguf.NewString("gpt2")), model.ErrArchitecture, `"gpt2"`},
+		{"unknown rope scaling", qwen2, set("qwen2.rope.scaling.type", gguf.NewString("longrope")), model.ErrFormat, "longrope"},
+		{"negative rope scaling factor", qwen2, set("qwen2.rope.scaling.factor", gguf.NewFloat32(-2)), model.ErrFormat, "factor"},
+		{"rope scaling type not a string", qwen2, set("qwen2.rope.scaling.type", gguf.NewUint32(2)), gguf.ErrWrongType, "rope.scaling.type"},
+		{"value heads narrower than key heads", qwen3, set("qwen3.attention.value_length", gguf.NewUint32(16)), model.ErrFormat, "value_length"},
+		{"head count that does not fit the tensors", qwen3, set("qwen3.attention.head_count", gguf.NewUint32(8)), model.ErrFormat, "attn_q"},
+		{"rope wider than a head", qwen3, set("qwen3.rope.dimension_count", gguf.NewUint32(64)), model.ErrFormat, "rope dimension"},
+		{"qwen2 without a Q bias", qwen2, drop("blk.1.attn_q.bias"), model.ErrFormat, "attn_q.bias"},
+		{"qwen3 without a K norm", qwen3, drop("blk.0.attn_k_norm.weight"), model.ErrFormat, "attn_k_norm"},
+		{"a tensor the architecture does not use", qwen2, add("blk.0.attn_output.bias", 64), model.ErrFormat, "attn_output.bias"},
+		{"qwen3 with biases", qwen3, add("blk.0.attn_q.bias", 128), model.ErrFormat, "attn_q.bias"},
+		{"rope_freqs of the wrong length", qwen3, add("rope_freqs.weight", 3), model.ErrFormat, "rope_freqs"},
+		{"zero rope_freqs", qwen3, add("rope_freqs.weight", 16), model.ErrFormat, "rope_freqs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := model.Load(rewrite(t, tc.file, tc.edit), model.LoadOptions{})
+			if err == nil {
+				m.Close()
+				t.Fatal("Load succeeded, want an error")
+			}
+			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("Load = %v, want %v naming %q", err, tc.is, tc.says)
+			}
+		})
+	}
+}
+
+// FuzzArchMetadata: whatever the architecture metadata of a file says, Load returns an
+// error or a model whose forward pass runs; it never panics or hangs.
+func FuzzArchMetadata(f *testing.F) {
+	vocab := vocabKV(f)
+	var base []byte
+	for _, s := range synthSpecs {
+		if s.arch == "qwen3" {
+			base = synthesize(f, s, vocab)
+		}
+	}
+	f.Add("qwen3", uint32(4), uint32(2), uint32(32), uint32(32), uint32(32), "", float32(0), uint32(0), float32(1e6))
+	f.Add("qwen2", uint32(4), uint32(2), uint32(32), uint32(32), uint32(16), "yarn", float32(4), uint32(64), float32(1e4))
+	f.Add("llama", uint32(2), uint32(2), uint32(32), uint32(32), uint32(32), "linear", float32(0.5), uint32(0), float32(1))
+	f.Fuzz(func(t *testing.T, arch string, heads, kvHeads, keyLen, valLen, ropeDim uint32, scaling string, factor float32, origCtx uint32, theta float32) {
+		path := rewrite(t, base, func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			for i := range kv {
+				if rest, ok := strings.CutPrefix(kv[i].Key, "qwen3."); ok {
+					kv[i].Key = arch + "." + rest
+				}
+			}
+			kv = setKV(kv, "general.architecture", gguf.NewString(arch))
+			for _, k := range []struct {
+				key string
+				v   uint32
+			}{{"attention.head_count", heads}, {"attention.head_count_kv", kvHeads}, {"attention.key_length", keyLen},
+				{"attention.value_length", valLen}, {"rope.dimension_count", ropeDim}, {"rope.scaling.original_context_length", origCtx}} {
+				kv = setKV(kv, arch+"."+k.key, gguf.NewUint32(k.v))
+			}
+			kv = setKV(kv, arch+".rope.freq_base", gguf.NewFloat32(theta))
+			kv = setKV(kv, arch+".rope.scaling.factor", gguf.NewFloat32(factor))
+			if scaling != "" {
+				kv = setKV(kv, arch+".rope.scaling.type", gguf.NewString(scaling))
+			}
+			return kv, ts
+		})
+		m, err := model.Load(path, model.LoadOptions{})
+		if err != nil {
+			return
+		}
+		defer m.Close()
+		st := newState(t, m, 1, 4)
+		if _, err := st.Forward([]int32{1, 500, 7}, true); err != nil {
+			t.Fatalf("Forward on a loaded model: %v", err)
+		}
+	})
 }

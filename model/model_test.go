@@ -60,7 +60,12 @@ func readRefs(t *testing.T, name string) []refRow {
 
 func load(t testing.TB, name string, quant *kernels.Type) *model.Model {
 	t.Helper()
-	m, err := model.Load(testmodels.ForTest(t, name), model.LoadOptions{Quant: quant})
+	return loadPath(t, testmodels.ForTest(t, name), quant)
+}
+
+func loadPath(t testing.TB, path string, quant *kernels.Type) *model.Model {
+	t.Helper()
+	m, err := model.Load(path, model.LoadOptions{Quant: quant})
 	if err != nil {
 		t.Fatal(err)
 	}
