@@ -273,3 +273,48 @@ func FuzzArchMetadata(f *testing.F) {
 		}
 	})
 }
+
+// TestContextOption: LoadOptions.Context caps the positions a sequence may use, leaves
+// the logits of the positions it keeps as they were, and may not exceed the trained
+// context.
+func TestContextOption(t *testing.T) {
+	path := testmodels.ForTest(t, "arch-llama3-f16.gguf")
+	full := load(t, "arch-llama3-f16.gguf", nil)
+	m, err := model.Load(path, model.LoadOptions{Context: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Context != 40 || full.Context != 4096 {
+		t.Fatalf("Context = %d and %d, want 40 and 4096", m.Context, full.Context)
+	}
+	toks := make([]int32, 40)
+	for i := range toks {
+		toks[i] = int32(7 + 31*i)
+	}
+	want, err := newState(t, full, 1, 16).Forward(toks, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newState(t, m, 1, 16)
+	got, err := st.Forward(toks, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("logit %d = %v with a 40-position context, %v with the full one", i, got[i], want[i])
+		}
+	}
+	if _, err := st.Forward([]int32{5}, false); !errors.Is(err, model.ErrContextFull) {
+		t.Fatalf("Forward past the capped context = %v, want ErrContextFull", err)
+	}
+	for _, n := range []int{-1, 4097} {
+		if m, err := model.Load(path, model.LoadOptions{Context: n}); !errors.Is(err, model.ErrContextLength) {
+			if m != nil {
+				m.Close()
+			}
+			t.Errorf("Load with Context %d = %v, want ErrContextLength", n, err)
+		}
+	}
+}

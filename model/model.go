@@ -29,6 +29,10 @@ import (
 // ErrFormat is wrapped by Load for files that are not a supported model.
 var ErrFormat = errors.New("unsupported model file")
 
+// ErrContextLength is wrapped by Load when LoadOptions.Context is negative or longer
+// than the model's trained context.
+var ErrContextLength = errors.New("context length out of range")
+
 // Config is the shape of a model.
 type Config struct {
 	Name       string
@@ -120,6 +124,12 @@ type LoadOptions struct {
 	// Tokenizer is the tokenizer.bin path for llama2.c checkpoints; empty looks for
 	// tokenizer.bin, then tok<vocab>.bin, beside the checkpoint.
 	Tokenizer string
+	// Context caps the positions a sequence may use (llama.cpp's --ctx-size); 0 keeps the
+	// trained context length. The RoPE tables and a Batch's attention scratch grow with
+	// it: a Llama 3.1 file trained on 131072 positions would otherwise take 134 MB of
+	// RoPE tables and 16 MB of scores per token of a pass. It may not exceed the trained
+	// length.
+	Context int
 }
 
 // Load reads a model file (GGUF v3, or a llama2.c .bin checkpoint) and its tokenizer.
@@ -576,6 +586,12 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 // finish validates the shape, converts weights for opts.Quant and precomputes RoPE.
 func (m *Model) finish(opts LoadOptions) error {
 	c := &m.Config
+	switch {
+	case opts.Context < 0 || opts.Context > c.Context:
+		return fmt.Errorf("%w: %d, want 1..%d (the trained context length), or 0 for all of it", ErrContextLength, opts.Context, c.Context)
+	case opts.Context > 0:
+		c.Context = opts.Context
+	}
 	switch {
 	case c.Dim <= 0 || c.Layers <= 0 || c.Heads <= 0 || c.FFN <= 0 || c.Vocab <= 0 || c.Context <= 0:
 		return fmt.Errorf("%w: non-positive dimension in %+v", ErrFormat, *c)
