@@ -415,17 +415,17 @@ func (b *Batch) headNorm(vec, w []float32) {
 // rope rotates every head of vec by the angles of position p: adjacent pairs (2i, 2i+1),
 // or for NEOX-style rope the pairs (i, i+Rope.Dim/2). Dimensions past Rope.Dim stay.
 func (b *Batch) rope(vec []float32, p int) {
-	c := b.m.Config
-	d := c.Rope.Dim &^ 1
-	cs, sn := b.m.ropeCS[p*d:(p+1)*d], b.m.ropeSN[p*d:(p+1)*d]
-	if !c.Rope.Neox {
-		for h := 0; h < len(vec); h += c.HeadDim {
+	m := b.m
+	d := m.Rope.Dim &^ 1
+	cs, sn := m.ropeCS[p*d:(p+1)*d], m.ropeSN[p*d:(p+1)*d]
+	if !m.Rope.Neox {
+		for h := 0; h < len(vec); h += m.HeadDim {
 			kernels.Rotate(vec[h:h+d], cs, sn)
 		}
 		return
 	}
 	half := d / 2
-	for h := 0; h < len(vec); h += c.HeadDim {
+	for h := 0; h < len(vec); h += m.HeadDim {
 		lo, hi := vec[h:h+half], vec[h+half:h+d]
 		for i := range lo {
 			// Each product rounded on its own, as kernels.Rotate does.
