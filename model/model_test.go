@@ -234,6 +234,8 @@ func TestBatchInvariance(t *testing.T) {
 		{"specd-draft-f16.gguf", nil},
 		{"specd-draft-q4_0.gguf", nil},
 		{"stories260K.bin", nil},
+		{"arch-qwen2-f16.gguf", nil},
+		{"arch-llama3-f16.gguf", nil},
 	}
 	blocks := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 25, 40}
 	if testing.Short() {
