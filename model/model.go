@@ -321,6 +321,9 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 	if r.Factor == 1 && r.Scaling == RopeLinear {
 		r.Scaling = RopeNone
 	}
+	if r.Scaling == RopeNone {
+		r.Factor = 1 // llama.cpp never scales when the type says none, whatever the factor
+	}
 	switch {
 	case !(r.Factor > 0) || r.Factor > 1<<20:
 		return c, fmt.Errorf("%w: rope scaling factor %v is out of range", ErrFormat, factor)
