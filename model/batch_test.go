@@ -27,7 +27,12 @@ func TestBatchAcrossSequences(t *testing.T) {
 		{"specd-target-q8_0.gguf", nil, kernels.F16},
 		{"specd-draft-q8_0.gguf", nil, kernels.F32},
 		{"stories260K.bin", nil, kernels.F32},
+		{"arch-qwen2-f16.gguf", nil, kernels.F32},  // Q/K/V biases, NEOX RoPE
+		{"arch-llama3-f16.gguf", nil, kernels.F16}, // rope_freqs, untied output
+		{"synth-qwen3.gguf", nil, kernels.F32},     // per-head Q/K norms, heads wider than dim/heads
+		{"synth-llama-yarn.gguf", nil, kernels.F32},
 	}
+	synth, _ := synthFiles(t)
 	seqs, steps := 6, 20
 	if testing.Short() {
 		seqs, steps = 4, 8
@@ -35,7 +40,12 @@ func TestBatchAcrossSequences(t *testing.T) {
 	for _, c := range cases {
 		name := fmt.Sprintf("%s/%v/kv-%v", c.file, c.quant, c.kv)
 		t.Run(name, func(t *testing.T) {
-			m := load(t, c.file, c.quant)
+			var m *model.Model
+			if p, ok := synth[c.file]; ok {
+				m = loadPath(t, p, c.quant)
+			} else {
+				m = load(t, c.file, c.quant)
+			}
 			rng := rand.New(rand.NewPCG(1, 2))
 			// Each sequence: a prompt of its own length, then steps tokens to feed.
 			inputs := make([][]int32, seqs)

@@ -23,6 +23,8 @@ func BenchmarkForward(b *testing.B) {
 		{"target-f32", "specd-target-q8_0.gguf", &f32},
 		{"draft-q8_0", "specd-draft-q8_0.gguf", nil},
 		{"draft-f16", "specd-draft-f16.gguf", nil},
+		{"qwen2-f16", "arch-qwen2-f16.gguf", nil},   // biases, NEOX RoPE
+		{"llama3-f16", "arch-llama3-f16.gguf", nil}, // rope_freqs, untied output
 	} {
 		m := load(b, c.file, c.quant)
 		for _, threads := range []int{1, 2} {

@@ -26,15 +26,50 @@ func f32Bytes(f []float32) []byte {
 }
 
 // initRope tabulates, per position, each rotated pair's (cos, cos) and (-sin, sin), the
-// operands of kernels.Rotate.
+// operands of kernels.Rotate (NEOX-style rope reads the first of each).
+//
+// The angles follow ggml's rope with llama.cpp's parameters: the pair's angle at
+// position p is θ = p·Base^(−2i/Dim)/Freqs[i]; linear scaling divides it by Factor; yarn
+// mixes θ/Factor and θ with a ramp over the pairs between the dimensions where a
+// rotation completes 32 and 1 times in OrigCtx positions (beta fast and slow, llama.cpp's
+// defaults), and scales cos and sin by 1 + 0.1·ln Factor. Without scaling the table is
+// exactly what it was before scaling existed (every factor is 1).
 func (m *Model) initRope() {
-	d := m.RopeDim &^ 1
+	r := m.Rope
+	d := r.Dim &^ 1
 	m.ropeCS = make([]float32, m.Context*d)
 	m.ropeSN = make([]float32, m.Context*d)
+	scale := 1.0 // the frequency scale, 1/Factor
+	if r.Scaling != RopeNone {
+		scale = 1 / float64(r.Factor)
+	}
+	mscale := float64(r.AttnFactor)
+	var lo, hi float64 // yarn's ramp runs from pair lo (kept) to pair hi (scaled)
+	yarn := r.Scaling == RopeYarn
+	if yarn {
+		corr := func(rotations float64) float64 {
+			return float64(r.Dim) * math.Log(float64(r.OrigCtx)/(rotations*2*math.Pi)) / (2 * math.Log(float64(r.Base)))
+		}
+		lo = max(0, math.Floor(corr(32)))
+		hi = min(float64(r.Dim-1), math.Ceil(corr(1)))
+		mscale *= 1 + 0.1*math.Log(1/scale)
+	}
 	for p := range m.Context {
 		for i := range d / 2 {
-			freq := 1 / math.Pow(float64(m.RopeBase), float64(2*i)/float64(m.RopeDim))
-			s, c := math.Sincos(float64(p) * freq)
+			freq := 1 / math.Pow(float64(r.Base), float64(2*i)/float64(r.Dim))
+			if r.Freqs != nil {
+				freq /= float64(r.Freqs[i])
+			}
+			extrap := float64(p) * freq
+			theta := scale * extrap
+			if yarn {
+				ramp := 1 - min(1, max(0, (float64(i)-lo)/max(0.001, hi-lo)))
+				theta = theta*(1-ramp) + extrap*ramp
+			}
+			s, c := math.Sincos(theta)
+			if mscale != 1 {
+				s, c = s*mscale, c*mscale
+			}
 			j := p*d + 2*i
 			m.ropeCS[j], m.ropeCS[j+1] = float32(c), float32(c)
 			m.ropeSN[j], m.ropeSN[j+1] = -float32(s), float32(s)
@@ -61,9 +96,9 @@ type Batch struct {
 
 	maxTokens int
 	x, xb     []float32           // [token][Dim] residual stream and normed copy
-	q         []float32           // [token][Dim]
+	q         []float32           // [token][QDim]
 	k, v      []float32           // [token][KVDim]
-	att       []float32           // [token][Dim] attention output
+	att       []float32           // [token][QDim] attention output
 	o         []float32           // [token][Dim]
 	gate, up  []float32           // [token][FFN]
 	scores    []float32           // [token][Heads][Context]
@@ -111,8 +146,8 @@ func (m *Model) NewBatch(pool *kernels.Pool, maxTokens int) *Batch {
 	bt := &Batch{
 		m: m, pool: pool, maxTokens: b,
 		x: make([]float32, b*c.Dim), xb: make([]float32, b*c.Dim),
-		q: make([]float32, b*c.Dim), k: make([]float32, b*c.KVDim()), v: make([]float32, b*c.KVDim()),
-		att: make([]float32, b*c.Dim), o: make([]float32, b*c.Dim),
+		q: make([]float32, b*c.QDim()), k: make([]float32, b*c.KVDim()), v: make([]float32, b*c.KVDim()),
+		att: make([]float32, b*c.QDim()), o: make([]float32, b*c.Dim),
 		gate: make([]float32, b*c.FFN), up: make([]float32, b*c.FFN),
 		scores: make([]float32, b*c.Heads*c.Context),
 		logits: make([]float32, b*c.Vocab),
@@ -280,27 +315,37 @@ func (s *State) Forward(tokens []int32, all bool) ([]float32, error) {
 // cache slots exist, and returns the logits the segments asked for.
 func (b *Batch) run(n int) []float32 {
 	m, c := b.m, b.m.Config
-	dim, kvd := c.Dim, c.KVDim()
+	dim, qd, kvd := c.Dim, c.QDim(), c.KVDim()
 	x, xb := b.x[:n*dim], b.xb[:n*dim]
 	for li := range m.Blocks {
 		l := &m.Blocks[li]
 		for t := range n {
 			rmsnorm(xb[t*dim:(t+1)*dim], x[t*dim:(t+1)*dim], l.AttnNorm, c.NormEps)
 		}
-		q, k, v := b.q[:n*dim], b.k[:n*kvd], b.v[:n*kvd]
+		q, k, v := b.q[:n*qd], b.k[:n*kvd], b.v[:n*kvd]
 		b.matmuls(xb, n, b.qkv[li], q, k, v)
 		for i := range b.segs {
 			sg := &b.segs[i]
 			for t := sg.first; t < sg.first+sg.n; t++ {
 				p := sg.pos + t - sg.first
-				b.rope(q[t*dim:(t+1)*dim], p)
-				b.rope(k[t*kvd:(t+1)*kvd], p)
-				sg.seq.Put(li, p, k[t*kvd:(t+1)*kvd], v[t*kvd:(t+1)*kvd])
+				qt, kt, vt := q[t*qd:(t+1)*qd], k[t*kvd:(t+1)*kvd], v[t*kvd:(t+1)*kvd]
+				if l.Bq != nil {
+					addTo(qt, l.Bq)
+					addTo(kt, l.Bk)
+					addTo(vt, l.Bv)
+				}
+				if l.QNorm != nil {
+					b.headNorm(qt, l.QNorm)
+					b.headNorm(kt, l.KNorm)
+				}
+				b.rope(qt, p)
+				b.rope(kt, p)
+				sg.seq.Put(li, p, kt, vt)
 			}
 		}
 		b.attention(li)
 		o := b.o[:n*dim]
-		b.pool.MatMul(o, l.Wo, b.att[:n*dim], n)
+		b.pool.MatMul(o, l.Wo, b.att[:n*qd], n)
 		for i := range x {
 			x[i] += o[i]
 		}
@@ -352,13 +397,42 @@ func rmsnorm(dst, x, w []float32, eps float32) {
 	kernels.ScaleMul(dst, x, w, inv)
 }
 
-// rope rotates adjacent pairs (2i, 2i+1) of every head in vec by the angles of position p.
+// addTo adds bias to x, element by element.
+func addTo(x, bias []float32) {
+	for i, v := range bias[:len(x)] {
+		x[i] += v
+	}
+}
+
+// headNorm RMS-normalizes each head of vec in place with weights w (qwen3's Q and K norms).
+func (b *Batch) headNorm(vec, w []float32) {
+	hd := b.m.HeadDim
+	for h := 0; h < len(vec); h += hd {
+		rmsnorm(vec[h:h+hd], vec[h:h+hd], w, b.m.NormEps)
+	}
+}
+
+// rope rotates every head of vec by the angles of position p: adjacent pairs (2i, 2i+1),
+// or for NEOX-style rope the pairs (i, i+Rope.Dim/2). Dimensions past Rope.Dim stay.
 func (b *Batch) rope(vec []float32, p int) {
-	c := b.m.Config
-	d := c.RopeDim &^ 1
-	cs, sn := b.m.ropeCS[p*d:(p+1)*d], b.m.ropeSN[p*d:(p+1)*d]
-	for h := 0; h < len(vec); h += c.HeadDim {
-		kernels.Rotate(vec[h:h+d], cs, sn)
+	m := b.m
+	d := m.Rope.Dim &^ 1
+	cs, sn := m.ropeCS[p*d:(p+1)*d], m.ropeSN[p*d:(p+1)*d]
+	if !m.Rope.Neox {
+		for h := 0; h < len(vec); h += m.HeadDim {
+			kernels.Rotate(vec[h:h+d], cs, sn)
+		}
+		return
+	}
+	half := d / 2
+	for h := 0; h < len(vec); h += m.HeadDim {
+		lo, hi := vec[h:h+half], vec[h+half:h+d]
+		for i := range lo {
+			// Each product rounded on its own, as kernels.Rotate does.
+			a, z, cos, sin := lo[i], hi[i], cs[2*i], sn[2*i+1]
+			lo[i] = float32(a*cos) - float32(z*sin)
+			hi[i] = float32(z*cos) + float32(a*sin)
+		}
 	}
 }
 
@@ -417,7 +491,7 @@ const attnRows = 32
 // which share one KV head; slot indexes the F16 conversion scratch.
 func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	c := b.m.Config
-	hd, heads, kvd := c.HeadDim, c.Heads, c.KVDim()
+	hd, heads, kvd, qd := c.HeadDim, c.Heads, c.KVDim(), c.QDim()
 	kvo := (h0 / (heads / c.KVHeads)) * hd
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	seq := sg.seq
@@ -431,7 +505,7 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	last := off + t1 - 1     // the last position any of these queries sees
 	query := func(t, h int) (q, sc []float32) {
 		th := t*heads + h
-		return b.q[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
+		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
 	}
 	// sweep calls fn for each run of positions [a,a+cnt) of each token's queries, in
 	// position order, with rows the cache block's keys (or values) from position a on.
@@ -466,17 +540,17 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 		for h := h0; h < h1; h++ {
 			_, sc := query(t, h)
 			kernels.Softmax(sc, scale)
-			clear(b.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd])
+			clear(b.att[t*qd+h*hd : t*qd+(h+1)*hd])
 		}
 	}
 	sweep(true, func(t, h int, pair bool, vals []float32, a, cnt int) {
 		_, sc := query(t, h)
-		out := b.att[t*c.Dim+h*hd : t*c.Dim+(h+1)*hd]
+		out := b.att[t*qd+h*hd : t*qd+(h+1)*hd]
 		if !pair {
 			kernels.Accum(out, vals, kvd, sc[a:a+cnt])
 			return
 		}
 		_, sc2 := query(t, h+1)
-		kernels.Accum2(out, b.att[t*c.Dim+(h+1)*hd:t*c.Dim+(h+2)*hd], vals, kvd, sc[a:a+cnt], sc2[a:a+cnt])
+		kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], vals, kvd, sc[a:a+cnt], sc2[a:a+cnt])
 	})
 }

@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/kernels"
@@ -27,35 +29,75 @@ import (
 // ErrFormat is wrapped by Load for files that are not a supported model.
 var ErrFormat = errors.New("unsupported model file")
 
-// Config is the shape of a llama-architecture model.
+// ErrContextLength is wrapped by Load when LoadOptions.Context is negative or longer
+// than the model's trained context.
+var ErrContextLength = errors.New("context length out of range")
+
+// Config is the shape of a model.
 type Config struct {
 	Name       string
-	Arch       string // "llama"
+	Arch       string // "llama", "qwen2" or "qwen3" (see Architectures)
 	Format     string // "gguf" or "llama2c"
 	Dim        int    // embedding width
 	Layers     int
 	Heads      int
 	KVHeads    int
-	HeadDim    int
+	HeadDim    int // width of one head's query, key and value; Dim/Heads unless the file says otherwise (qwen3)
 	FFN        int // hidden width of the SwiGLU feed-forward
 	Vocab      int
-	Context    int     // trained context length
-	RopeDim    int     // leading dimensions of each head that RoPE rotates
-	RopeBase   float32 // θ
+	Context    int // trained context length
+	Rope       Rope
 	NormEps    float32
 	StopAtBOS  bool // the model ends a text with BOS (llama2.c checkpoints)
 	FileType   kernels.Type
 	Parameters uint64
 }
 
+// Rope describes the rotary position embedding: which dimensions of a head turn, in
+// which pairs, and by which angle at each position. The angle of pair i at position p is
+// p·Base^(−2i/Dim)/Freqs[i], then scaled as Scaling says (llama.cpp's definitions).
+type Rope struct {
+	Dim  int     // leading dimensions of each head that turn
+	Base float32 // θ
+	// Neox pairs dimension i with i+Dim/2 (GPT-NeoX style: qwen2, qwen3) instead of 2i
+	// with 2i+1 (llama).
+	Neox bool
+	// Freqs divides the angle of each pair (Dim/2 of them): the rope_freqs.weight tensor
+	// of Llama 3.1 and later. nil means no division.
+	Freqs []float32
+	// Scaling is how the angles stretch to a longer context: RopeNone, RopeLinear (every
+	// angle divided by Factor) or RopeYarn (high frequencies kept, low ones divided by
+	// Factor, a ramp between; rotated values scaled by 1 + 0.1·ln Factor).
+	Scaling    string
+	Factor     float32 // context stretch factor; 1 when there is none
+	OrigCtx    int     // the context the model was trained on before stretching (yarn)
+	AttnFactor float32 // extra scale of rotated values (rope.scaling.attn_factor); 1 when none
+}
+
+// Rope scaling types, as rope.scaling.type names them.
+const (
+	RopeNone   = "none"
+	RopeLinear = "linear"
+	RopeYarn   = "yarn"
+)
+
 // KVDim is the width of one layer's key (or value) at one position.
 func (c Config) KVDim() int { return c.KVHeads * c.HeadDim }
+
+// QDim is the width of one position's queries: Heads × HeadDim (Dim except for qwen3).
+func (c Config) QDim() int { return c.Heads * c.HeadDim }
 
 // Layer holds one transformer block's weights.
 type Layer struct {
 	AttnNorm, FFNNorm []float32
 	Wq, Wk, Wv, Wo    *kernels.Matrix
 	Gate, Down, Up    *kernels.Matrix
+	// Bq, Bk and Bv are added to the query, key and value projections (qwen2); nil when
+	// the file has none.
+	Bq, Bk, Bv []float32
+	// QNorm and KNorm are RMSNorm weights (HeadDim each) applied to every head of the
+	// queries and keys before RoPE (qwen3); nil when the architecture has none.
+	QNorm, KNorm []float32
 }
 
 // Model is a loaded model. It is immutable and safe to share between goroutines; each
@@ -70,7 +112,7 @@ type Model struct {
 	Quant     kernels.Type // the dominant weight type after loading
 	Path      string
 
-	ropeCS, ropeSN []float32 // [pos][RopeDim]: per pair (cos, cos) and (-sin, sin)
+	ropeCS, ropeSN []float32 // [pos][Rope.Dim]: per pair (cos, cos) and (-sin, sin)
 	closer         io.Closer
 }
 
@@ -82,6 +124,12 @@ type LoadOptions struct {
 	// Tokenizer is the tokenizer.bin path for llama2.c checkpoints; empty looks for
 	// tokenizer.bin, then tok<vocab>.bin, beside the checkpoint.
 	Tokenizer string
+	// Context caps the positions a sequence may use (llama.cpp's --ctx-size); 0 keeps the
+	// trained context length. The RoPE tables and a Batch's attention scratch grow with
+	// it: a Llama 3.1 file trained on 131072 positions would otherwise take 134 MB of
+	// RoPE tables and 16 MB of scores per token of a pass. It may not exceed the trained
+	// length.
+	Context int
 }
 
 // Load reads a model file (GGUF v3, or a llama2.c .bin checkpoint) and its tokenizer.
@@ -137,28 +185,66 @@ func loadGGUF(path string) (*Model, error) {
 	return m, nil
 }
 
-func fromGGUF(f *gguf.File) (*Model, error) {
-	arch, err := f.String("general.architecture")
-	if err != nil {
-		return nil, err
-	}
-	if arch != "llama" {
-		return nil, fmt.Errorf("%w: architecture %q (want llama)", ErrFormat, arch)
-	}
+// Architectures lists the values of general.architecture that Load runs.
+var Architectures = []string{"llama", "qwen2", "qwen3"}
+
+// presence says whether an architecture's blocks carry a kind of tensor.
+type presence int
+
+const (
+	absent presence = iota
+	optional
+	required
+)
+
+// archSpec is what sets an architecture apart from llama's block: RMSNorm, attention with
+// RoPE, SwiGLU feed-forward.
+type archSpec struct {
+	neox    bool     // RoPE turns the two halves of a head, not adjacent pairs
+	qkvBias presence // biases on the Q, K and V projections
+	qkNorm  presence // RMSNorm on each head of Q and K before RoPE
+}
+
+var archSpecs = map[string]archSpec{
+	"llama": {qkvBias: optional}, // llama.cpp accepts llama files with Q/K/V biases
+	"qwen2": {neox: true, qkvBias: required},
+	"qwen3": {neox: true, qkNorm: required},
+}
+
+// ErrArchitecture is wrapped by Load for a GGUF file of an architecture it does not run.
+var ErrArchitecture = errors.New("unsupported architecture")
+
+// hyper reads the hyperparameters of a GGUF file of architecture arch from its
+// <arch>.* metadata.
+func hyper(f *gguf.File, arch string) (Config, error) {
 	c := Config{Arch: arch, Format: "gguf"}
 	c.Name, _ = f.String("general.name")
-	u := func(key string, dst *int, required bool) error {
-		v, err := f.Uint(key)
-		if err != nil {
-			if required {
-				return err
-			}
+	key := func(k string) string { return arch + "." + k }
+	// u reads an integer key into dst; an absent optional key leaves dst as it is.
+	u := func(k string, dst *int, req bool) error {
+		v, err := f.Uint(key(k))
+		switch {
+		case errors.Is(err, gguf.ErrNotFound) && !req:
 			return nil
-		}
-		if v > 1<<30 {
-			return fmt.Errorf("%w: %s = %d is out of range", ErrFormat, key, v)
+		case err != nil:
+			return fmt.Errorf("%w: %w", ErrFormat, err)
+		case v > 1<<30:
+			return fmt.Errorf("%w: %s = %d is out of range", ErrFormat, key(k), v)
 		}
 		*dst = int(v)
+		return nil
+	}
+	fl := func(k string, dst *float32) error {
+		v, err := f.Float(key(k))
+		switch {
+		case errors.Is(err, gguf.ErrNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("%w: %w", ErrFormat, err)
+		case math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > math.MaxFloat32:
+			return fmt.Errorf("%w: %s = %v is out of range", ErrFormat, key(k), v)
+		}
+		*dst = float32(v)
 		return nil
 	}
 	for _, k := range []struct {
@@ -166,58 +252,142 @@ func fromGGUF(f *gguf.File) (*Model, error) {
 		dst *int
 		req bool
 	}{
-		{"llama.embedding_length", &c.Dim, true},
-		{"llama.block_count", &c.Layers, true},
-		{"llama.attention.head_count", &c.Heads, true},
-		{"llama.feed_forward_length", &c.FFN, true},
-		{"llama.context_length", &c.Context, true},
-		{"llama.attention.head_count_kv", &c.KVHeads, false},
-		{"llama.rope.dimension_count", &c.RopeDim, false},
+		{"embedding_length", &c.Dim, true},
+		{"block_count", &c.Layers, true},
+		{"attention.head_count", &c.Heads, true},
+		{"feed_forward_length", &c.FFN, true},
+		{"context_length", &c.Context, true},
+		{"attention.head_count_kv", &c.KVHeads, false},
 	} {
 		if err := u(k.key, k.dst, k.req); err != nil {
-			return nil, err
+			return c, err
 		}
 	}
 	if c.KVHeads == 0 {
 		c.KVHeads = c.Heads
 	}
-	c.RopeBase, c.NormEps = 10000, 1e-5
-	if v, err := f.Float("llama.rope.freq_base"); err == nil {
-		c.RopeBase = float32(v)
+	if c.Heads <= 0 {
+		return c, fmt.Errorf("%w: head_count %d", ErrFormat, c.Heads)
 	}
-	if v, err := f.Float("llama.attention.layer_norm_rms_epsilon"); err == nil {
-		c.NormEps = float32(v)
+	// Heads are Dim/Heads wide unless the file says otherwise, as in llama.cpp.
+	c.HeadDim = c.Dim / c.Heads
+	vdim := c.HeadDim
+	if err := errors.Join(u("attention.key_length", &c.HeadDim, false), u("attention.value_length", &vdim, false)); err != nil {
+		return c, err
+	}
+	if vdim != c.HeadDim {
+		return c, fmt.Errorf("%w: attention.value_length %d differs from key_length %d: not supported", ErrFormat, vdim, c.HeadDim)
+	}
+	if c.HeadDim*c.Heads != c.Dim && c.Arch != "qwen3" {
+		// llama and qwen2 blocks in llama.cpp project to Dim-wide queries.
+		return c, fmt.Errorf("%w: %d heads of %d do not make embedding_length %d", ErrFormat, c.Heads, c.HeadDim, c.Dim)
+	}
+	r := &c.Rope
+	r.Dim, r.Base, r.Factor, r.AttnFactor, r.OrigCtx = c.HeadDim, 10000, 1, 1, c.Context
+	c.NormEps = 1e-5
+	var factor float32
+	factorKey := "rope.scaling.factor"
+	if _, ok := f.Lookup(key(factorKey)); !ok {
+		factorKey = "rope.scale_linear" // the key's older name
+	}
+	for _, err := range []error{
+		u("rope.dimension_count", &r.Dim, false),
+		fl("rope.freq_base", &r.Base),
+		fl("attention.layer_norm_rms_epsilon", &c.NormEps),
+		u("rope.scaling.original_context_length", &r.OrigCtx, false),
+		fl("rope.scaling.attn_factor", &r.AttnFactor),
+		fl(factorKey, &factor),
+	} {
+		if err != nil {
+			return c, err
+		}
+	}
+	// llama.cpp reads an absent type as linear and an absent or zero factor as 1, so a
+	// file with neither is unscaled.
+	r.Scaling = RopeLinear
+	if s, err := f.String(key("rope.scaling.type")); err == nil {
+		r.Scaling = s
+	} else if !errors.Is(err, gguf.ErrNotFound) {
+		return c, fmt.Errorf("%w: %w", ErrFormat, err)
+	}
+	switch r.Scaling {
+	case RopeNone, RopeLinear, RopeYarn:
+	default:
+		return c, fmt.Errorf("%w: %s = %q (supported: none, linear, yarn)", ErrFormat, key("rope.scaling.type"), r.Scaling)
+	}
+	if factor != 0 {
+		r.Factor = factor
+	}
+	if r.Factor == 1 && r.Scaling == RopeLinear {
+		r.Scaling = RopeNone
+	}
+	if r.Scaling == RopeNone {
+		r.Factor = 1 // llama.cpp never scales when the type says none, whatever the factor
+	}
+	switch {
+	case !(r.Factor > 0) || r.Factor > 1<<20:
+		return c, fmt.Errorf("%w: rope scaling factor %v is out of range", ErrFormat, factor)
+	case !(r.Base > 1) || !(r.AttnFactor > 0) || !(c.NormEps >= 0):
+		return c, fmt.Errorf("%w: rope.freq_base %v, rope.scaling.attn_factor %v, layer_norm_rms_epsilon %v out of range",
+			ErrFormat, r.Base, r.AttnFactor, c.NormEps)
+	case r.Scaling == RopeYarn && r.OrigCtx <= 0:
+		return c, fmt.Errorf("%w: yarn RoPE scaling needs rope.scaling.original_context_length, got %d", ErrFormat, r.OrigCtx)
+	}
+	r.Neox = archSpecs[arch].neox
+	return c, nil
+}
+
+func fromGGUF(f *gguf.File) (*Model, error) {
+	arch, err := f.String("general.architecture")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
+	}
+	spec, ok := archSpecs[arch]
+	if !ok {
+		return nil, fmt.Errorf("%w %q (supported: %s)", ErrArchitecture, arch, strings.Join(Architectures, ", "))
+	}
+	c, err := hyper(f, arch)
+	if err != nil {
+		return nil, err
 	}
 	tok, err := ggufTokenizer(f)
 	if err != nil {
 		return nil, err
 	}
 	c.Vocab = tok.VocabSize()
-	if c.Heads <= 0 || c.Dim%c.Heads != 0 {
-		return nil, fmt.Errorf("%w: embedding_length %d not divisible by head_count %d", ErrFormat, c.Dim, c.Heads)
-	}
-	c.HeadDim = c.Dim / c.Heads
-	if c.RopeDim == 0 {
-		c.RopeDim = c.HeadDim
-	}
 	m := &Model{Config: c, Tok: tok}
-	mat := func(name string, rows, cols int) (*kernels.Matrix, error) {
+	used := make(map[string]bool, len(f.Tensors))
+	// tensor returns the named tensor after checking its dims; an absent tensor is nil
+	// data when it is not required.
+	tensor := func(name string, req bool, dims ...int) (gguf.TensorInfo, []byte, error) {
 		info, data, err := f.Tensor(name)
+		if errors.Is(err, gguf.ErrNotFound) && !req {
+			return info, nil, nil
+		}
+		if err != nil {
+			return info, nil, fmt.Errorf("%w: %w", ErrFormat, err)
+		}
+		used[name] = true
+		ok := len(info.Dims) == len(dims)
+		for i := 0; ok && i < len(dims); i++ {
+			ok = info.Dims[i] == uint64(dims[i])
+		}
+		if !ok {
+			return info, nil, fmt.Errorf("%w: tensor %s has dims %v, want %v", ErrFormat, name, info.Dims, dims)
+		}
+		return info, data, nil
+	}
+	mat := func(name string, rows, cols int) (*kernels.Matrix, error) {
+		info, data, err := tensor(name, true, cols, rows)
 		if err != nil {
 			return nil, err
-		}
-		if len(info.Dims) != 2 || info.Dims[0] != uint64(cols) || info.Dims[1] != uint64(rows) {
-			return nil, fmt.Errorf("%w: tensor %s has dims %v, want [%d %d]", ErrFormat, name, info.Dims, cols, rows)
 		}
 		return kernels.NewMatrix(info.Type, rows, cols, data)
 	}
-	vec := func(name string, n int) ([]float32, error) {
-		info, data, err := f.Tensor(name)
-		if err != nil {
+	vec := func(name string, n int, req bool) ([]float32, error) {
+		info, data, err := tensor(name, req, n)
+		if err != nil || data == nil {
 			return nil, err
-		}
-		if len(info.Dims) != 1 || info.Dims[0] != uint64(n) {
-			return nil, fmt.Errorf("%w: tensor %s has dims %v, want [%d]", ErrFormat, name, info.Dims, n)
 		}
 		out := make([]float32, n)
 		if err := kernels.Dequantize(info.Type, out, data); err != nil {
@@ -229,44 +399,74 @@ func fromGGUF(f *gguf.File) (*Model, error) {
 		return nil, err
 	}
 	m.FileType = m.Embed.Type
-	if m.FinalNorm, err = vec("output_norm.weight", c.Dim); err != nil {
+	if m.FinalNorm, err = vec("output_norm.weight", c.Dim, true); err != nil {
 		return nil, err
 	}
-	m.Output = m.Embed
+	m.Output = m.Embed // tied unless the file has its own classifier
 	if _, _, err := f.Tensor("output.weight"); err == nil {
 		if m.Output, err = mat("output.weight", c.Vocab, c.Dim); err != nil {
 			return nil, err
 		}
 	}
-	kv := c.KVDim()
+	if m.Rope.Freqs, err = vec("rope_freqs.weight", m.Rope.Dim/2, false); err != nil {
+		return nil, err
+	}
+	for i, x := range m.Rope.Freqs {
+		if !(x > 0) || math.IsInf(float64(x), 0) {
+			return nil, fmt.Errorf("%w: rope_freqs.weight[%d] = %v, want a positive number", ErrFormat, i, x)
+		}
+	}
+	qd, kv, hd := c.QDim(), c.KVDim(), c.HeadDim
 	m.Blocks = make([]Layer, c.Layers)
 	for i := range m.Blocks {
 		l := &m.Blocks[i]
 		p := fmt.Sprintf("blk.%d.", i)
 		var errs []error
-		var e error
-		l.AttnNorm, e = vec(p+"attn_norm.weight", c.Dim)
-		errs = append(errs, e)
-		l.FFNNorm, e = vec(p+"ffn_norm.weight", c.Dim)
-		errs = append(errs, e)
+		v := func(dst *[]float32, name string, n int, req bool) {
+			var e error
+			*dst, e = vec(p+name, n, req)
+			errs = append(errs, e)
+		}
+		v(&l.AttnNorm, "attn_norm.weight", c.Dim, true)
+		v(&l.FFNNorm, "ffn_norm.weight", c.Dim, true)
+		if spec.qkvBias != absent {
+			v(&l.Bq, "attn_q.bias", qd, spec.qkvBias == required)
+			v(&l.Bk, "attn_k.bias", kv, spec.qkvBias == required)
+			v(&l.Bv, "attn_v.bias", kv, spec.qkvBias == required)
+			if (l.Bq == nil) != (l.Bk == nil) || (l.Bq == nil) != (l.Bv == nil) {
+				errs = append(errs, fmt.Errorf("%w: block %d has biases on some of Q, K, V but not all", ErrFormat, i))
+			}
+		}
+		if spec.qkNorm != absent {
+			v(&l.QNorm, "attn_q_norm.weight", hd, spec.qkNorm == required)
+			v(&l.KNorm, "attn_k_norm.weight", hd, spec.qkNorm == required)
+		}
 		for _, w := range []struct {
 			dst        **kernels.Matrix
 			name       string
 			rows, cols int
 		}{
-			{&l.Wq, "attn_q", c.Dim, c.Dim},
+			{&l.Wq, "attn_q", qd, c.Dim},
 			{&l.Wk, "attn_k", kv, c.Dim},
 			{&l.Wv, "attn_v", kv, c.Dim},
-			{&l.Wo, "attn_output", c.Dim, c.Dim},
+			{&l.Wo, "attn_output", c.Dim, qd},
 			{&l.Gate, "ffn_gate", c.FFN, c.Dim},
 			{&l.Down, "ffn_down", c.Dim, c.FFN},
 			{&l.Up, "ffn_up", c.FFN, c.Dim},
 		} {
+			var e error
 			*w.dst, e = mat(p+w.name+".weight", w.rows, w.cols)
 			errs = append(errs, e)
 		}
 		if err := errors.Join(errs...); err != nil {
 			return nil, err
+		}
+	}
+	// llama.cpp refuses a file with tensors its architecture does not use, and so do we:
+	// a bias or norm left out would silently change what the model computes.
+	for _, t := range f.Tensors {
+		if !used[t.Name] {
+			return nil, fmt.Errorf("%w: tensor %s is not part of a %s model", ErrFormat, t.Name, arch)
 		}
 	}
 	return m, nil
@@ -326,11 +526,11 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 	c := Config{
 		Name: filepath.Base(path), Arch: "llama", Format: "llama2c",
 		Dim: cc.Dim, Layers: cc.Layers, Heads: cc.Heads, KVHeads: cc.KVHeads, FFN: cc.HiddenDim,
-		Vocab: cc.Vocab, Context: cc.SeqLen, RopeBase: 10000, NormEps: 1e-5, StopAtBOS: true,
+		Vocab: cc.Vocab, Context: cc.SeqLen, NormEps: 1e-5, StopAtBOS: true,
 		FileType: kernels.F32,
 	}
 	c.HeadDim = c.Dim / c.Heads
-	c.RopeDim = c.HeadDim
+	c.Rope = Rope{Dim: c.HeadDim, Base: 10000, Scaling: RopeNone, Factor: 1, OrigCtx: c.Context, AttnFactor: 1}
 	if tokPath == "" {
 		dir := filepath.Dir(path)
 		for _, cand := range []string{"tokenizer.bin", fmt.Sprintf("tok%d.bin", c.Vocab)} {
@@ -390,12 +590,20 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 func (m *Model) finish(opts LoadOptions) error {
 	c := &m.Config
 	switch {
+	case opts.Context < 0 || opts.Context > c.Context:
+		return fmt.Errorf("%w: %d, want 1..%d (the trained context length), or 0 for all of it", ErrContextLength, opts.Context, c.Context)
+	case opts.Context > 0:
+		c.Context = opts.Context
+	}
+	switch {
 	case c.Dim <= 0 || c.Layers <= 0 || c.Heads <= 0 || c.FFN <= 0 || c.Vocab <= 0 || c.Context <= 0:
 		return fmt.Errorf("%w: non-positive dimension in %+v", ErrFormat, *c)
 	case c.KVHeads <= 0 || c.Heads%c.KVHeads != 0:
 		return fmt.Errorf("%w: head_count %d is not a multiple of head_count_kv %d", ErrFormat, c.Heads, c.KVHeads)
-	case c.HeadDim%2 != 0 || c.RopeDim%2 != 0 || c.RopeDim > c.HeadDim:
-		return fmt.Errorf("%w: head dimension %d / rope dimension %d must be even, rope ≤ head", ErrFormat, c.HeadDim, c.RopeDim)
+	case c.HeadDim <= 0 || c.HeadDim%2 != 0 || c.Rope.Dim <= 0 || c.Rope.Dim%2 != 0 || c.Rope.Dim > c.HeadDim:
+		return fmt.Errorf("%w: head dimension %d / rope dimension %d must be even, rope ≤ head", ErrFormat, c.HeadDim, c.Rope.Dim)
+	case c.HeadDim > 1<<14 || c.QDim() > 1<<20:
+		return fmt.Errorf("%w: %d heads of %d are too wide", ErrFormat, c.Heads, c.HeadDim)
 	case c.Context > 1<<20:
 		return fmt.Errorf("%w: context length %d is too large", ErrFormat, c.Context)
 	}
@@ -464,9 +672,9 @@ func (m *Model) finish(opts LoadOptions) error {
 		for _, w := range []*kernels.Matrix{l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Down, l.Up} {
 			count(w)
 		}
-		n += uint64(2 * c.Dim)
+		n += uint64(len(l.AttnNorm) + len(l.FFNNorm) + len(l.Bq) + len(l.Bk) + len(l.Bv) + len(l.QNorm) + len(l.KNorm))
 	}
-	c.Parameters = n + uint64(c.Dim)
+	c.Parameters = n + uint64(len(m.FinalNorm))
 	m.initRope()
 	return nil
 }

@@ -27,6 +27,7 @@ type refRow struct {
 	OutputIDs  []int32         `json:"output_ids"`
 	ForcedIDs  []int32         `json:"forced_ids"`
 	LlamaTop1  []int32         `json:"llamacpp_top1"`
+	Margin     []float64       `json:"llamacpp_margin"`
 	Top5       [][][2]float64  `json:"top5"`
 	Top5Logits [][][2]float64  `json:"top5_logits"`
 	Stop       string          `json:"stop"`
@@ -59,7 +60,12 @@ func readRefs(t *testing.T, name string) []refRow {
 
 func load(t testing.TB, name string, quant *kernels.Type) *model.Model {
 	t.Helper()
-	m, err := model.Load(testmodels.ForTest(t, name), model.LoadOptions{Quant: quant})
+	return loadPath(t, testmodels.ForTest(t, name), quant)
+}
+
+func loadPath(t testing.TB, path string, quant *kernels.Type) *model.Model {
+	t.Helper()
+	m, err := model.Load(path, model.LoadOptions{Quant: quant})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,6 +234,8 @@ func TestBatchInvariance(t *testing.T) {
 		{"specd-draft-f16.gguf", nil},
 		{"specd-draft-q4_0.gguf", nil},
 		{"stories260K.bin", nil},
+		{"arch-qwen2-f16.gguf", nil},
+		{"arch-llama3-f16.gguf", nil},
 	}
 	blocks := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 25, 40}
 	if testing.Short() {

@@ -24,6 +24,7 @@ type engineOptions struct {
 	threads   int
 	kvBudget  int64
 	kvType    string
+	context   int
 }
 
 func (o *engineOptions) addFlags(fs *flag.FlagSet, defModel string) {
@@ -35,6 +36,7 @@ func (o *engineOptions) addFlags(fs *flag.FlagSet, defModel string) {
 	fs.IntVar(&o.threads, "threads", min(2, runtime.NumCPU()), "compute threads")
 	fs.Int64Var(&o.kvBudget, "kv-budget", 256<<20, "KV cache budget in bytes")
 	fs.StringVar(&o.kvType, "kv-type", "f32", "KV cache entry type: f32 or f16")
+	fs.IntVar(&o.context, "ctx-size", 0, "context length in positions, at most the model's trained length (default: all of it)")
 }
 
 func (o *engineOptions) validate() error {
@@ -43,6 +45,9 @@ func (o *engineOptions) validate() error {
 	}
 	if o.threads < 1 || o.threads > 256 {
 		return usagef("--threads %d: want 1..256", o.threads)
+	}
+	if o.context < 0 {
+		return usagef("--ctx-size %d: want a positive number of positions, or 0 for the model's", o.context)
 	}
 	if o.kvBudget <= 0 {
 		return usagef("--kv-budget %d: want a positive number of bytes", o.kvBudget)
@@ -79,14 +84,13 @@ func (o *engineOptions) load(ctx context.Context, progress io.Writer) (*model.Mo
 	if err != nil {
 		return nil, err
 	}
-	var lo model.LoadOptions
-	lo.Tokenizer = o.tokenizer
+	lo := model.LoadOptions{Tokenizer: o.tokenizer, Context: o.context}
 	if o.quant != "" {
 		t, _ := kernels.ParseType(o.quant)
 		lo.Quant = &t
 	}
 	m, err := model.Load(path, lo)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, model.ErrContextLength) {
 		return nil, usageError{err}
 	}
 	if err != nil {

@@ -1,0 +1,320 @@
+package model_test
+
+import (
+	"bytes"
+	"errors"
+	"github.com/specd-dev/specd/kernels"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/specd-dev/specd/gguf"
+	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/sample"
+)
+
+// kquantsLanded turns on the teacher-forced comparison of the Q4_K_M architecture files.
+// While it is false those files must still be refused for their tensor types (the test
+// checks it), so the day kernels decode Q4_K and Q6_K that check fails and this line is
+// the one to change.
+const kquantsLanded = false
+
+// agreement is how often a model's argmax after each forced position equals llama.cpp's:
+// over all positions, and over those where llama.cpp's winner beat its runner-up by at
+// least clearMargin (where the order of a sum cannot flip it).
+type agreement struct {
+	all, allSame     int
+	clear, clearSame int
+}
+
+const clearMargin = 0.1
+
+func (a agreement) pctAll() float64   { return 100 * float64(a.allSame) / float64(a.all) }
+func (a agreement) pctClear() float64 { return 100 * float64(a.clearSame) / float64(a.clear) }
+
+// teacherForced runs each row's forced sequence through st in one pass and compares the
+// argmax after every forced position with the row's llama.cpp argmax.
+func teacherForced(t *testing.T, st *model.State, rows []refRow) agreement {
+	t.Helper()
+	m := st.Model()
+	var a agreement
+	for _, r := range rows {
+		if len(r.Margin) != len(r.LlamaTop1) || len(r.ForcedIDs) < len(r.LlamaTop1) {
+			t.Fatalf("%s %s: %d argmaxes, %d margins, %d forced ids", r.File, r.ID, len(r.LlamaTop1), len(r.Margin), len(r.ForcedIDs))
+		}
+		seq := append(append([]int32(nil), r.PromptIDs...), r.ForcedIDs[:len(r.LlamaTop1)-1]...)
+		st.Seq.Truncate(0)
+		logits, err := st.Forward(seq, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range r.LlamaTop1 {
+			row := len(r.PromptIDs) - 1 + i
+			same := sample.Argmax(logits[row*m.Vocab:(row+1)*m.Vocab]) == want
+			a.all++
+			if same {
+				a.allSame++
+			}
+			if r.Margin[i] >= clearMargin {
+				a.clear++
+				if same {
+					a.clearSame++
+				}
+			}
+		}
+	}
+	return a
+}
+
+// TestArchTeacherForced compares specd's argmax after every forced position with
+// llama.cpp's on the architecture files: arch-qwen2 (qwen2: Q/K/V biases, NEOX RoPE,
+// θ 1e6) and arch-llama3 (llama in Llama-3.1 shape: rope_freqs.weight, untied output,
+// GQA 8/2). Issue 13's target: equal on ≥ 99.5% of the positions where llama.cpp's margin
+// is ≥ 0.1, and on ≥ 97% of all.
+func TestArchTeacherForced(t *testing.T) {
+	byFile := map[string][]refRow{}
+	for _, r := range readRefs(t, "llamacpp_teacher_forced_arch.jsonl") {
+		byFile[r.File] = append(byFile[r.File], r)
+	}
+	cases := []struct {
+		file   string
+		kquant bool // needs the Q4_K and Q6_K kernels (see kquantsLanded)
+	}{
+		{"arch-qwen2-f16.gguf", false},
+		{"arch-qwen2-q4_k_m.gguf", true},
+		{"arch-llama3-f16.gguf", false},
+		{"arch-llama3-q4_k_m.gguf", true},
+	}
+	for _, c := range cases {
+		delete(byFile, c.file)
+	}
+	for file := range byFile {
+		t.Errorf("the reference has rows for %s, which this test does not check", file)
+	}
+	rows := readRefs(t, "llamacpp_teacher_forced_arch.jsonl")
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			if c.kquant && !kquantsLanded {
+				_, err := model.Load(testmodels.ForTest(t, c.file), model.LoadOptions{})
+				if !errors.Is(err, gguf.ErrUnsupportedType) {
+					t.Fatalf("Load(%s) = %v, want ErrUnsupportedType until K-quants land; if they have, set kquantsLanded", c.file, err)
+				}
+				return
+			}
+			var mine []refRow
+			for _, r := range rows {
+				if r.File == c.file {
+					mine = append(mine, r)
+				}
+			}
+			if len(mine) == 0 {
+				t.Fatalf("no reference rows for %s", c.file)
+			}
+			m := load(t, c.file, nil)
+			a := teacherForced(t, newState(t, m, 2, 64), mine)
+			t.Logf("%s (%s): argmax equal to llama.cpp's on %.2f%% of %d positions with margin ≥ %.1f, %.2f%% of all %d",
+				c.file, m.Arch, a.pctClear(), a.clear, clearMargin, a.pctAll(), a.all)
+			if a.pctClear() < 99.5 || a.pctAll() < 97 {
+				t.Errorf("%s: agreement with llama.cpp %.2f%% (margin ≥ %.1f) and %.2f%% (all), want ≥ 99.5%% and ≥ 97%%",
+					c.file, a.pctClear(), clearMargin, a.pctAll())
+			}
+		})
+	}
+}
+
+// rewrite parses a GGUF file, lets edit change its metadata and tensors, and writes the
+// result to a temporary file whose path it returns.
+func rewrite(t testing.TB, data []byte, edit func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData)) string {
+	t.Helper()
+	f, err := gguf.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := append([]gguf.KV(nil), f.KV...)
+	var ts []gguf.TensorData
+	for _, info := range f.Tensors {
+		_, d, err := f.Tensor(info.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, gguf.TensorData{Name: info.Name, Dims: info.Dims, Type: info.Type, Data: d})
+	}
+	kv, ts = edit(kv, ts)
+	var buf bytes.Buffer
+	if err := gguf.Write(&buf, kv, ts, 0); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "edited.gguf")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// setKV replaces (or appends) a metadata key.
+func setKV(kv []gguf.KV, key string, v gguf.Value) []gguf.KV {
+	for i := range kv {
+		if kv[i].Key == key {
+			kv[i].Value = v
+			return kv
+		}
+	}
+	return append(kv, gguf.KV{Key: key, Value: v})
+}
+
+// TestArchRefused: a file Load cannot run faithfully is an error that says why, never a
+// model that computes something else.
+func TestArchRefused(t *testing.T) {
+	vocab := vocabKV(t)
+	specs := map[string]synthSpec{}
+	for _, s := range synthSpecs {
+		specs[s.arch+"/"+s.scaling] = s
+	}
+	qwen2, qwen3 := synthesize(t, specs["qwen2/yarn"], vocab), synthesize(t, specs["qwen3/"], vocab)
+	type edit = func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData)
+	set := func(key string, v gguf.Value) edit {
+		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) { return setKV(kv, key, v), ts }
+	}
+	drop := func(name string) edit {
+		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			for i := range ts {
+				if ts[i].Name == name {
+					return kv, append(ts[:i:i], ts[i+1:]...)
+				}
+			}
+			t.Fatalf("no tensor %s to drop", name)
+			return nil, nil
+		}
+	}
+	add := func(name string, n int) edit {
+		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			return kv, append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(n)}, Type: kernels.F32, Data: make([]byte, 4*n)})
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		file []byte
+		edit edit
+		is   error
+		says string
+	}{
+		{"unknown architecture", qwen3, set("general.architecture", gguf.NewString("gpt2")), model.ErrArchitecture, `"gpt2"`},
+		{"unknown rope scaling", qwen2, set("qwen2.rope.scaling.type", gguf.NewString("longrope")), model.ErrFormat, "longrope"},
+		{"negative rope scaling factor", qwen2, set("qwen2.rope.scaling.factor", gguf.NewFloat32(-2)), model.ErrFormat, "factor"},
+		{"rope scaling type not a string", qwen2, set("qwen2.rope.scaling.type", gguf.NewUint32(2)), gguf.ErrWrongType, "rope.scaling.type"},
+		{"value heads narrower than key heads", qwen3, set("qwen3.attention.value_length", gguf.NewUint32(16)), model.ErrFormat, "value_length"},
+		{"head count that does not fit the tensors", qwen3, set("qwen3.attention.head_count", gguf.NewUint32(8)), model.ErrFormat, "attn_q"},
+		{"rope wider than a head", qwen3, set("qwen3.rope.dimension_count", gguf.NewUint32(64)), model.ErrFormat, "rope dimension"},
+		{"qwen2 without a Q bias", qwen2, drop("blk.1.attn_q.bias"), model.ErrFormat, "attn_q.bias"},
+		{"qwen3 without a K norm", qwen3, drop("blk.0.attn_k_norm.weight"), model.ErrFormat, "attn_k_norm"},
+		{"a tensor the architecture does not use", qwen2, add("blk.0.attn_output.bias", 64), model.ErrFormat, "attn_output.bias"},
+		{"qwen3 with biases", qwen3, add("blk.0.attn_q.bias", 128), model.ErrFormat, "attn_q.bias"},
+		{"rope_freqs of the wrong length", qwen3, add("rope_freqs.weight", 3), model.ErrFormat, "rope_freqs"},
+		{"zero rope_freqs", qwen3, add("rope_freqs.weight", 16), model.ErrFormat, "rope_freqs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := model.Load(rewrite(t, tc.file, tc.edit), model.LoadOptions{})
+			if err == nil {
+				m.Close()
+				t.Fatal("Load succeeded, want an error")
+			}
+			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("Load = %v, want %v naming %q", err, tc.is, tc.says)
+			}
+		})
+	}
+}
+
+// FuzzArchMetadata: whatever the architecture metadata of a file says, Load returns an
+// error or a model whose forward pass runs; it never panics or hangs.
+func FuzzArchMetadata(f *testing.F) {
+	vocab := vocabKV(f)
+	var base []byte
+	for _, s := range synthSpecs {
+		if s.arch == "qwen3" {
+			base = synthesize(f, s, vocab)
+		}
+	}
+	f.Add("qwen3", uint32(4), uint32(2), uint32(32), uint32(32), uint32(32), "", float32(0), uint32(0), float32(1e6))
+	f.Add("qwen2", uint32(4), uint32(2), uint32(32), uint32(32), uint32(16), "yarn", float32(4), uint32(64), float32(1e4))
+	f.Add("llama", uint32(2), uint32(2), uint32(32), uint32(32), uint32(32), "linear", float32(0.5), uint32(0), float32(1))
+	f.Fuzz(func(t *testing.T, arch string, heads, kvHeads, keyLen, valLen, ropeDim uint32, scaling string, factor float32, origCtx uint32, theta float32) {
+		path := rewrite(t, base, func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			for i := range kv {
+				if rest, ok := strings.CutPrefix(kv[i].Key, "qwen3."); ok {
+					kv[i].Key = arch + "." + rest
+				}
+			}
+			kv = setKV(kv, "general.architecture", gguf.NewString(arch))
+			for _, k := range []struct {
+				key string
+				v   uint32
+			}{{"attention.head_count", heads}, {"attention.head_count_kv", kvHeads}, {"attention.key_length", keyLen},
+				{"attention.value_length", valLen}, {"rope.dimension_count", ropeDim}, {"rope.scaling.original_context_length", origCtx}} {
+				kv = setKV(kv, arch+"."+k.key, gguf.NewUint32(k.v))
+			}
+			kv = setKV(kv, arch+".rope.freq_base", gguf.NewFloat32(theta))
+			kv = setKV(kv, arch+".rope.scaling.factor", gguf.NewFloat32(factor))
+			if scaling != "" {
+				kv = setKV(kv, arch+".rope.scaling.type", gguf.NewString(scaling))
+			}
+			return kv, ts
+		})
+		m, err := model.Load(path, model.LoadOptions{})
+		if err != nil {
+			return
+		}
+		defer m.Close()
+		st := newState(t, m, 1, 4)
+		if _, err := st.Forward([]int32{1, 500, 7}, true); err != nil {
+			t.Fatalf("Forward on a loaded model: %v", err)
+		}
+	})
+}
+
+// TestContextOption: LoadOptions.Context caps the positions a sequence may use, leaves
+// the logits of the positions it keeps as they were, and may not exceed the trained
+// context.
+func TestContextOption(t *testing.T) {
+	path := testmodels.ForTest(t, "arch-llama3-f16.gguf")
+	full := load(t, "arch-llama3-f16.gguf", nil)
+	m, err := model.Load(path, model.LoadOptions{Context: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Context != 40 || full.Context != 4096 {
+		t.Fatalf("Context = %d and %d, want 40 and 4096", m.Context, full.Context)
+	}
+	toks := make([]int32, 40)
+	for i := range toks {
+		toks[i] = int32(7 + 31*i)
+	}
+	want, err := newState(t, full, 1, 16).Forward(toks, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newState(t, m, 1, 16)
+	got, err := st.Forward(toks, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("logit %d = %v with a 40-position context, %v with the full one", i, got[i], want[i])
+		}
+	}
+	if _, err := st.Forward([]int32{5}, false); !errors.Is(err, model.ErrContextFull) {
+		t.Fatalf("Forward past the capped context = %v, want ErrContextFull", err)
+	}
+	for _, n := range []int{-1, 4097} {
+		if m, err := model.Load(path, model.LoadOptions{Context: n}); !errors.Is(err, model.ErrContextLength) {
+			if m != nil {
+				m.Close()
+			}
+			t.Errorf("Load with Context %d = %v, want ErrContextLength", n, err)
+		}
+	}
+}
