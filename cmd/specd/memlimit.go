@@ -29,9 +29,10 @@ const (
 // default GC target the heap could grow to twice them before a collection; with the
 // limit the collector runs as the footprint nears it. The runtime returns freed pages
 // slowly on its own; after a burst of requests the idle check returns them at once, so
-// the process goes back to its baseline.
+// the process goes back to its baseline. When ctx ends the previous limit is restored.
 func limitMemory(ctx context.Context, log *slog.Logger) {
 	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
+	prev := debug.SetMemoryLimit(-1)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.FreeOSMemory()
 		metrics.Read(s)
@@ -44,6 +45,7 @@ func limitMemory(ctx context.Context, log *slog.Logger) {
 	go func() {
 		t := time.NewTicker(releaseEvery)
 		defer t.Stop()
+		defer debug.SetMemoryLimit(prev)
 		metrics.Read(s)
 		released, last := s[2].Value.Uint64(), s[2].Value.Uint64()
 		for {
