@@ -131,4 +131,3 @@ func TestVectors(t *testing.T) {
 		})
 	}
 }
-
