@@ -101,7 +101,7 @@ type bpePair struct {
 // scratch holds the buffers of one Encode call, reused from word to word.
 type scratch struct {
 	chars        []rune
-	rx           []rune
+	rx, cx       []rune
 	offs         []int
 	flags        []uint8
 	bounds, next []int

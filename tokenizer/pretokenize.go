@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -42,7 +43,7 @@ const (
 	patGPT4o  = `[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 	// deepseek-llm's letters: Latin, Greek, Cyrillic, Armenian, Georgian, Cherokee, … as
 	// explicit ranges, not \p{L}.
-	patDeepseekLetters = `\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+`
+	patDeepseekLetters = "\\s?[A-Za-z\u00B5\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u01BA\u01BC-\u01BF\u01C4-\u0293\u0295-\u02AF\u0370-\u0373\u0376\u0377\u037B-\u037D\u037F\u0386\u0388-\u038A\u038C\u038E-\u03A1\u03A3-\u03F5\u03F7-\u0481\u048A-\u052F\u0531-\u0556\u10A0-\u10C5\u13A0-\u13F5\u13F8-\u13FD\u1C90-\u1CBA\u1CBD-\u1CBF\u1D00-\u1D2B\u1D6B-\u1D77\u1D79-\u1D9A\u1E00-\u1F15\u1F18-\u1F1D\u1F20-\u1F45\u1F48-\u1F4D\u1F50-\u1F57\u1F59\u1F5B\u1F5D\u1F5F-\u1F7D\u1F80-\u1FB4\u1FB6-\u1FBC\u1FBE\u1FC2-\u1FC4\u1FC6-\u1FCC\u1FD0-\u1FD3\u1FD6-\u1FDB\u1FE0-\u1FEC\u1FF2-\u1FF4\u1FF6-\u1FFC\u2102\u2107\u210A-\u2113\u2115\u2119-\u211D\u2124\u2126\u2128\u212A-\u212D\u212F-\u2134\u2139\u213C-\u213F\u2145-\u2149\u214E\u2183\u2184\u2C00-\u2C7B\u2C7E-\u2CE4\u2CEB-\u2CEE\u2CF2\u2CF3\uA640-\uA66D\uA680-\uA69B\uA722-\uA76F\uA771-\uA787\uA78B-\uA78E\uAB70-\uABBF\uFB00-\uFB06\uFB13-\uFB17\uFF21-\uFF3A\uFF41-\uFF5A\U00010400-\U0001044F\U000104B0-\U000104D3\U000104D8-\U000104FB\U00010C80-\U00010CB2\U00010CC0-\U00010CF2\U000118A0-\U000118DF\U0001E900-\U0001E943]+"
 	patDeepseekV3Words = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 	patFalconPunct     = "[\\p{P}\\$\\+<=>\\^~\\|`]+"
 )
@@ -182,11 +183,93 @@ func compileSplit(pat string) (splitter, error) {
 	case patDigit:
 		return digitSplit{}, nil
 	}
+	collapsed := usesCategories(pat)
+	if collapsed {
+		pat = collapsePattern(pat)
+	}
 	re, err := regexp2.Compile(pat, regexp2.None)
 	if err != nil {
 		return nil, err
 	}
-	return regexSplit{re}, nil
+	return regexSplit{re: re, collapsed: collapsed}, nil
+}
+
+// llama.cpp runs a pattern that names Unicode categories (\p{L}, …) on a "collapsed"
+// copy of the text: ASCII stays, every other code point becomes one placeholder per
+// category (white space becomes '\v'), and each \p{X} in the pattern becomes a class
+// of X's placeholder and X's ASCII members. The ASCII members it lists are Unicode's,
+// except that '~' is in no category: so \p{S} does not match '~'. Collapsing the same way
+// reproduces that.
+var categoryASCII = map[string]struct {
+	placeholder rune
+	ascii       string
+}{
+	`\p{N}`: {0xD1, `0-9`}, `\p{L}`: {0xD2, `A-Za-z`}, `\p{Lu}`: {0xD2, `A-Za-z`}, `\p{Ll}`: {0xD2, `A-Za-z`},
+	`\p{Lt}`: {0xD2, `A-Za-z`}, `\p{Lm}`: {0xD2, `A-Za-z`}, `\p{Lo}`: {0xD2, `A-Za-z`},
+	`\p{P}`: {0xD3, `!-#%-*,-/:-;?-@\[-\]_\{\}`}, `\p{M}`: {0xD4, ``}, `\p{S}`: {0xD5, `\$\+<->\^` + "`" + `\|`},
+}
+
+const collapsedOther = 0xD0 // placeholder of a code point in none of the categories
+
+// usesCategories reports whether pat names a Unicode category that llama.cpp collapses.
+func usesCategories(pat string) bool {
+	for c := range categoryASCII {
+		if strings.Contains(pat, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// collapsePattern rewrites each \p{X} of pat as llama.cpp does.
+func collapsePattern(pat string) string {
+	var b strings.Builder
+	inside := false
+	for i := 0; i < len(pat); i++ {
+		c := pat[i]
+		switch {
+		case c == '[' && (i == 0 || pat[i-1] != '\\'):
+			inside = true
+		case inside && c == ']' && pat[i-1] != '\\':
+			inside = false
+		case c == '\\' && strings.HasPrefix(pat[i:], `\p{`):
+			if j := strings.IndexByte(pat[i:], '}'); j > 0 {
+				if cat, ok := categoryASCII[pat[i:i+j+1]]; ok {
+					if !inside {
+						b.WriteByte('[')
+					}
+					b.WriteRune(cat.placeholder)
+					b.WriteString(cat.ascii)
+					if !inside {
+						b.WriteByte(']')
+					}
+					i += j
+					continue
+				}
+			}
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// collapse returns the placeholder of a non-ASCII code point r with classes f.
+func collapse(r rune, f uint8) rune {
+	switch {
+	case f&fSpace != 0:
+		return '\v'
+	case f&fLetter != 0:
+		return 0xD2
+	case f&fNumber != 0:
+		return 0xD1
+	case unicode.Is(unicode.P, r):
+		return 0xD3
+	case unicode.Is(unicode.M, r):
+		return 0xD4
+	case unicode.Is(unicode.S, r):
+		return 0xD5
+	}
+	return collapsedOther
 }
 
 // Character classes of a code point, as the scanners need them.
@@ -228,8 +311,9 @@ type span struct {
 	flags []uint8
 	// rx is chars with every non-ASCII white space as '\v' and is set when a regexp2
 	// stage runs: llama.cpp hands its regular expressions the text that way, so that a
-	// pattern's literal characters never match white space.
-	rx         []rune
+	// pattern's literal characters never match white space. cx is the collapsed text
+	// (see collapsePattern), set when a stage needs it.
+	rx, cx     []rune
 	start, end int
 	// undefinedIsOther makes an unassigned code point count as "other" punctuation, as
 	// the regular expressions see it, rather than as nothing, as llama.cpp's
@@ -436,12 +520,19 @@ func (digitSplit) split(s *span, ends []int) []int {
 	return cut(ends, s, s.end)
 }
 
-// regexSplit runs a pattern on regexp2. Should the engine fail (it bounds its
-// backtracking stack), the span stays one piece.
-type regexSplit struct{ re *regexp2.Regexp }
+// regexSplit runs a pattern on regexp2, on the collapsed text if collapsed. Should the
+// engine fail (it bounds its backtracking stack), the span stays one piece.
+type regexSplit struct {
+	re        *regexp2.Regexp
+	collapsed bool
+}
 
 func (r regexSplit) split(s *span, ends []int) []int {
-	matches, err := r.re.FindAllRunesIndex(s.rx[s.start:s.end], -1)
+	text := s.rx
+	if r.collapsed {
+		text = s.cx
+	}
+	matches, err := r.re.FindAllRunesIndex(text[s.start:s.end], -1)
 	if err == nil {
 		for _, m := range matches {
 			ends = cut(ends, s, s.start+m[0])
@@ -470,12 +561,17 @@ func (p *preTokenizer) words(text string, sc *scratch, dst [][2]int) [][2]int {
 	s := span{chars: sc.chars, flags: sc.flags}
 	if p.needRegex {
 		sc.rx = append(sc.rx[:0], sc.chars...)
-		for i, r := range sc.rx {
-			if r >= utf8.RuneSelf && sc.flags[i]&fSpace != 0 {
+		sc.cx = append(sc.cx[:0], sc.chars...)
+		for i, r := range sc.chars {
+			if r < utf8.RuneSelf {
+				continue
+			}
+			if sc.flags[i]&fSpace != 0 {
 				sc.rx[i] = '\v'
 			}
+			sc.cx[i] = collapse(r, sc.flags[i])
 		}
-		s.rx = sc.rx
+		s.rx, s.cx = sc.rx, sc.cx
 	}
 	bounds := append(sc.bounds[:0], len(sc.chars))
 	for _, st := range p.stages {
