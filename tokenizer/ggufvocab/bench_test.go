@@ -1,0 +1,55 @@
+package ggufvocab_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/tokenizer"
+)
+
+// BenchmarkNew times building the Llama 3 tokenizer (128,256 pieces, 280,147 merges).
+func BenchmarkNew(b *testing.B) {
+	v := readVocab(b, filepath.Join(testmodels.VocabDir(b), "ggml-vocab-llama-bpe.gguf"))
+	for b.Loop() {
+		if _, err := tokenizer.New(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchText is about 1 MiB of the pre-tokenizer texts, repeated.
+func benchText(b *testing.B) string {
+	var sb strings.Builder
+	for sb.Len() < 1<<20 {
+		for _, name := range []string{"vectors", "multilingual", "code"} {
+			t, err := os.ReadFile(filepath.Join("testdata", "pretok", name+".txt"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			sb.Write(t)
+			sb.WriteByte('\n')
+		}
+	}
+	return sb.String()
+}
+
+// BenchmarkEncode reports encoding throughput (bytes of text per second) on each
+// byte-level vocabulary.
+func BenchmarkEncode(b *testing.B) {
+	text := benchText(b)
+	for _, vf := range vectorFiles {
+		if !vf.bpe {
+			continue
+		}
+		b.Run(strings.TrimSuffix(strings.TrimPrefix(vf.name, "ggml-vocab-"), ".gguf"), func(b *testing.B) {
+			tok := loadVocab(b, vf.name)
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				tok.Encode(text, false)
+			}
+		})
+	}
+}
