@@ -1,12 +1,8 @@
 package tokenizer
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 )
 
@@ -219,6 +215,9 @@ func (t *Tokenizer) considerPair(sc *scratch, l, r int32) {
 	pushPair(sc, bpePair{rank: m.rank, left: l, right: r, lid: lid, rid: rid, sym: m.sym})
 }
 
+// pairBefore orders the queue: lower rank first, then the leftmost pair. The queue is
+// the same binary heap as the SentencePiece encoder's (encode.go), written out for this
+// item type: a generic version makes every pushed item escape to the heap.
 func pairBefore(a, b *bpePair) bool {
 	return a.rank < b.rank || a.rank == b.rank && a.left < b.left
 }
@@ -355,51 +354,4 @@ func newByteLevel(v Vocab) (*Tokenizer, error) {
 	t.collectSpecials()
 	t.hash = t.computeHashBPE(v.Merges)
 	return t, nil
-}
-
-// computeHashBPE is Hash for a ByteLevelBPE vocabulary: each id's type and piece (control
-// pieces included: EncodeSpecial reads them), the scores, every merge in order, the
-// pre-tokenizer type (aliases that llama.cpp treats alike hash alike), and BOS, EOS, UNK
-// and the other special ids.
-func (t *Tokenizer) computeHashBPE(merges []string) string {
-	h := sha256.New()
-	var buf [4]byte
-	putU32 := func(x uint32) {
-		binary.LittleEndian.PutUint32(buf[:], x)
-		h.Write(buf[:])
-	}
-	putStr := func(s string) {
-		putU32(uint32(len(s)))
-		h.Write([]byte(s))
-	}
-	h.Write([]byte("specd tokenizer vocabulary v2 byte-level BPE\x00"))
-	putStr(t.bpe.pre.kind.id)
-	putU32(uint32(len(t.pieces)))
-	for i, p := range t.pieces {
-		putU32(uint32(t.types[i]))
-		s := t.scores[i]
-		if s == 0 {
-			s = 0 // one zero: -0 and +0 rank alike
-		}
-		putU32(math.Float32bits(s))
-		putStr(p)
-	}
-	putU32(uint32(len(merges)))
-	for _, m := range merges {
-		putStr(m)
-	}
-	putU32(uint32(t.bos))
-	putU32(uint32(t.eos))
-	putU32(uint32(t.unk))
-	names := make([]string, 0, len(t.specialIDs))
-	for name := range t.specialIDs {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	putU32(uint32(len(names)))
-	for _, name := range names {
-		putStr(name)
-		putU32(uint32(t.specialIDs[name]))
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }

@@ -376,16 +376,27 @@ func contraction(s *span, pos int, fold bool) int {
 	return 0
 }
 
-// spaces returns the length of the white-space run at pos and the end of its last
-// '\r' or '\n' (0 if none).
-func spaces(s *span, pos int) (n, lastNewline int) {
+// spaceEnd returns the end of the word at pos by the white-space alternatives of the
+// GPT-2 and Llama 3 patterns, or pos+1 when none matches: '\s*[\r\n]+' (with newlines
+// set) up to the last newline of the run, else '\s+(?!\S)' leaving the run's last space
+// to the word after it, else '\s+'.
+func spaceEnd(s *span, pos int, newlines bool) int {
+	n, lastNewline := 0, 0
 	for s.flag(pos+n)&fSpace != 0 {
 		if c := s.chars[pos+n]; c == '\r' || c == '\n' {
 			lastNewline = pos + n + 1
 		}
 		n++
 	}
-	return n, lastNewline
+	switch {
+	case newlines && lastNewline > 0:
+		return lastNewline
+	case n > 1 && pos+n < s.end:
+		return pos + n - 1
+	case n > 0:
+		return pos + n
+	}
+	return pos + 1
 }
 
 // gpt2Split scans patGPT2.
@@ -422,15 +433,7 @@ func (gpt2Split) split(s *span, ends []int) []int {
 			ends = cut(ends, s, pos)
 			continue
 		}
-		n, _ := spaces(s, pos)
-		switch {
-		case n > 1 && pos+n < s.end: // '\s+(?!\S)': leave the last space to the next word
-			pos += n - 1
-		case n > 0:
-			pos += n
-		default:
-			pos++
-		}
+		pos = spaceEnd(s, pos, false)
 		ends = cut(ends, s, pos)
 	}
 	return cut(ends, s, s.end)
@@ -491,17 +494,7 @@ func (l llama3Split) split(s *span, ends []int) []int {
 			ends = cut(ends, s, pos)
 			continue
 		}
-		n, lastNewline := spaces(s, pos)
-		switch {
-		case lastNewline > 0: // '\s*[\r\n]+'
-			pos = lastNewline
-		case n > 1 && pos+n < s.end: // '\s+(?!\S)'
-			pos += n - 1
-		case n > 0: // '\s+'
-			pos += n
-		default:
-			pos++
-		}
+		pos = spaceEnd(s, pos, true)
 		ends = cut(ends, s, pos)
 	}
 	return cut(ends, s, s.end)

@@ -21,9 +21,6 @@
 package tokenizer
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -404,35 +401,3 @@ func (t *Tokenizer) Type(id int32) TokenType {
 // covers, besides the above, the merges, the pre-tokenizer type, the text of control
 // tokens and the other special ids (Vocab.SpecialIDs).
 func (t *Tokenizer) Hash() string { return t.hash }
-
-func (t *Tokenizer) computeHash() string {
-	h := sha256.New()
-	var buf [8]byte
-	putU32 := func(x uint32) {
-		binary.LittleEndian.PutUint32(buf[:4], x)
-		h.Write(buf[:4])
-	}
-	h.Write([]byte("specd tokenizer vocabulary v1\x00"))
-	putU32(uint32(len(t.pieces)))
-	for i, p := range t.pieces {
-		tt := t.types[i]
-		putU32(uint32(tt))
-		s := t.scores[i]
-		if s == 0 {
-			s = 0 // one zero: -0 and +0 rank alike
-		}
-		putU32(math.Float32bits(s))
-		switch {
-		case tt == TypeControl:
-			p = ""
-		case !t.spaceIsMeta:
-			p = strings.ReplaceAll(p, " ", metaSpace)
-		}
-		putU32(uint32(len(p)))
-		h.Write([]byte(p))
-	}
-	putU32(uint32(t.bos))
-	putU32(uint32(t.eos))
-	putU32(uint32(t.unk))
-	return hex.EncodeToString(h.Sum(nil))
-}

@@ -1,6 +1,7 @@
 package ggufvocab_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,5 +52,25 @@ func BenchmarkEncode(b *testing.B) {
 				tok.Encode(text, false)
 			}
 		})
+	}
+}
+
+// BenchmarkEncodeDegenerate times texts with no word boundaries, one long white-space
+// run, digits and emoji, at 64 KiB and at 1 MiB: the time per byte must stay flat (no
+// quadratic blow-up) on Llama 3 and Qwen2.
+func BenchmarkEncodeDegenerate(b *testing.B) {
+	for _, vf := range []string{"ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf"} {
+		tok := loadVocab(b, vf)
+		for _, unit := range []struct{ name, s string }{{"letters", "a"}, {"spaces", " "}, {"newlines", "\n"}, {"digits", "7"}, {"emoji", "😀"}, {"punct", "!?"}} {
+			for _, size := range []int{64 << 10, 1 << 20} {
+				text := strings.Repeat(unit.s, size/len(unit.s))
+				b.Run(fmt.Sprintf("%s/%s/%dKiB", strings.TrimSuffix(strings.TrimPrefix(vf, "ggml-vocab-"), ".gguf"), unit.name, size>>10), func(b *testing.B) {
+					b.SetBytes(int64(len(text)))
+					for b.Loop() {
+						tok.Encode(text, false)
+					}
+				})
+			}
+		}
 	}
 }
