@@ -311,36 +311,23 @@ func newByteLevel(v Vocab) (*Tokenizer, error) {
 	for i := range t.byteID {
 		t.byteID[i] = -1
 	}
+	// A byte-level vocabulary has no <0xNN> pieces to recognize: a missing type is
+	// unknown for UNK, control for BOS and EOS, normal otherwise.
+	infer := func(id int32, _ string) TokenType {
+		switch id {
+		case v.UNK:
+			return TypeUnknown
+		case v.BOS, v.EOS:
+			return TypeControl
+		}
+		return TypeNormal
+	}
 	for i, p := range t.pieces {
-		id := int32(i)
-		if s := t.scores[i]; s != s {
-			return nil, fmt.Errorf("%w: score of id %d (%q) is NaN", ErrInvalidVocab, id, p)
+		tt, err := t.entryType(i, v.Types, infer)
+		if err != nil {
+			return nil, err
 		}
-		var tt TokenType
-		if v.Types != nil {
-			tt = v.Types[i]
-		}
-		switch {
-		case tt < 0 || tt > TypeByte:
-			return nil, fmt.Errorf("%w: id %d (%q) has type %d", ErrInvalidVocab, id, p, int32(tt))
-		case tt != 0:
-		case id == v.UNK:
-			tt = TypeUnknown
-		case id == v.BOS || id == v.EOS:
-			tt = TypeControl
-		default:
-			tt = TypeNormal
-		}
-		t.types[i] = tt
 		switch tt {
-		case TypeByte:
-			b, ok := parseByteToken(p)
-			if !ok {
-				return nil, fmt.Errorf("%w: byte token %d is %q, want <0xNN>", ErrInvalidVocab, id, p)
-			}
-			if t.byteID[b] < 0 {
-				t.byteID[b] = id
-			}
 		case TypeNormal, TypeUnused:
 			t.surface[i] = unByteLevel(p)
 		case TypeUserDefined:

@@ -399,6 +399,15 @@ func spaceEnd(s *span, pos int, newlines bool) int {
 	return pos + 1
 }
 
+// otherEnd returns the end of the run of characters at pos that are not white space,
+// letters or numbers (and are assigned, or count as assigned: see span).
+func otherEnd(s *span, pos int) int {
+	for g := s.flag(pos); g&(fSpace|fLetter|fNumber) == 0 && g != 0; g = s.flag(pos) {
+		pos++
+	}
+	return pos
+}
+
 // gpt2Split scans patGPT2.
 type gpt2Split struct{}
 
@@ -426,10 +435,7 @@ func (gpt2Split) split(s *span, ends []int) []int {
 			continue
 		}
 		if f2&word == 0 && f2 != 0 { // ' ?[^\s\p{L}\p{N}]+'
-			pos += lead
-			for g := s.flag(pos); g&word == 0 && g != 0; g = s.flag(pos) {
-				pos++
-			}
+			pos = otherEnd(s, pos+lead)
 			ends = cut(ends, s, pos)
 			continue
 		}
@@ -484,10 +490,7 @@ func (l llama3Split) split(s *span, ends []int) []int {
 			f2, lead = s.flag(pos+1), 1
 		}
 		if f2&word == 0 && f != 0 {
-			pos += lead
-			for g := s.flag(pos); g&word == 0 && g != 0; g = s.flag(pos) {
-				pos++
-			}
+			pos = otherEnd(s, pos+lead)
 			for r := s.char(pos); r == '\r' || r == '\n'; r = s.char(pos) {
 				pos++
 			}

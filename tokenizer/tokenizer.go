@@ -224,32 +224,14 @@ func New(v Vocab) (*Tokenizer, error) {
 		t.byteID[i] = -1
 	}
 
+	infer := func(id int32, piece string) TokenType { return inferType(id, piece, &v) }
 	for i, p := range t.pieces {
 		id := int32(i)
-		if s := t.scores[i]; s != s {
-			return nil, fmt.Errorf("%w: score of id %d (%q) is NaN", ErrInvalidVocab, id, p)
+		tt, err := t.entryType(i, v.Types, infer)
+		if err != nil {
+			return nil, err
 		}
-		var tt TokenType
-		if v.Types != nil {
-			tt = v.Types[i]
-		}
-		if tt < 0 || tt > TypeByte {
-			return nil, fmt.Errorf("%w: id %d (%q) has type %d", ErrInvalidVocab, id, p, int32(tt))
-		}
-		if tt == 0 {
-			tt = inferType(id, p, &v)
-		}
-		t.types[i] = tt
-
 		switch tt {
-		case TypeByte:
-			b, ok := parseByteToken(p)
-			if !ok {
-				return nil, fmt.Errorf("%w: byte token %d is %q, want <0xNN>", ErrInvalidVocab, id, p)
-			}
-			if t.byteID[b] < 0 {
-				t.byteID[b] = id
-			}
 		case TypeNormal, TypeUnused, TypeUserDefined:
 			t.surface[i] = p
 			if v.SpaceIsMeta {
@@ -294,6 +276,36 @@ func New(v Vocab) (*Tokenizer, error) {
 	t.collectSpecials()
 	t.hash = t.computeHash()
 	return t, nil
+}
+
+// entryType checks the score and type of id i, infers a missing type with infer,
+// records the type and, for a byte token, its byte, and returns the type.
+func (t *Tokenizer) entryType(i int, types []TokenType, infer func(id int32, piece string) TokenType) (TokenType, error) {
+	id, p := int32(i), t.pieces[i]
+	if s := t.scores[i]; s != s {
+		return 0, fmt.Errorf("%w: score of id %d (%q) is NaN", ErrInvalidVocab, id, p)
+	}
+	var tt TokenType
+	if types != nil {
+		tt = types[i]
+	}
+	if tt < 0 || tt > TypeByte {
+		return 0, fmt.Errorf("%w: id %d (%q) has type %d", ErrInvalidVocab, id, p, int32(tt))
+	}
+	if tt == 0 {
+		tt = infer(id, p)
+	}
+	t.types[i] = tt
+	if tt == TypeByte {
+		b, ok := parseByteToken(p)
+		if !ok {
+			return 0, fmt.Errorf("%w: byte token %d is %q, want <0xNN>", ErrInvalidVocab, id, p)
+		}
+		if t.byteID[b] < 0 {
+			t.byteID[b] = id
+		}
+	}
+	return tt, nil
 }
 
 // inferType is the type of a token when the vocabulary does not give one.
