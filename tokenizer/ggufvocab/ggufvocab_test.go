@@ -3,7 +3,9 @@ package ggufvocab_test
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -200,4 +202,51 @@ func FuzzRoundTrip(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEOG checks the end-of-generation ids against llama.cpp b4748's (the "EOG token"
+// lines llama-tokenize logs when it loads each vocabulary).
+func TestEOG(t *testing.T) {
+	for _, tc := range []struct {
+		vocab string
+		want  []int32
+	}{
+		{"ggml-vocab-llama-bpe.gguf", []int32{128001, 128009}},
+		{"ggml-vocab-qwen2.gguf", []int32{151643, 151645, 151662, 151663, 151664}},
+		{"ggml-vocab-gpt-2.gguf", []int32{50256}},
+		{"ggml-vocab-deepseek-coder.gguf", []int32{32014}},
+		{"ggml-vocab-starcoder.gguf", []int32{0}},
+		{"ggml-vocab-phi-3.gguf", []int32{32000, 32007}},
+		{"ggml-vocab-llama-spm.gguf", []int32{2}},
+	} {
+		if got := loadVocab(t, tc.vocab).EOG(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: EOG() = %v, want %v", tc.vocab, got, tc.want)
+		}
+	}
+}
+
+// TestConcurrentEncode: a Tokenizer is shared by concurrent requests (run with -race).
+func TestConcurrentEncode(t *testing.T) {
+	texts := []string{"Hello, world! 123", "  Привет\n\n日本語 😀", "<|im_start|>user\nhi<|im_end|>"}
+	for _, name := range []string{"ggml-vocab-qwen2.gguf", "ggml-vocab-deepseek-coder.gguf"} {
+		tok := loadVocab(t, name)
+		want := make([][]int32, len(texts))
+		for i, s := range texts {
+			want[i] = tok.EncodeSpecial(s, false)
+		}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 20 {
+					for i, s := range texts {
+						if got := tok.EncodeSpecial(s, false); !slices.Equal(got, want[i]) {
+							t.Errorf("%s: concurrent EncodeSpecial(%q) = %v, want %v", name, s, got, want[i])
+							return
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
 }
