@@ -59,6 +59,7 @@ func newBPE(t *Tokenizer, merges []string, pre string) (*bpe, error) {
 	for c := range b.byteSym {
 		b.byteSym[c] = intern(byteChar[c])
 	}
+	var joined []byte
 	for rank, m := range merges {
 		// "left right", split at the first space after the first byte, as llama.cpp
 		// does. A line with no such space can never match; llama.cpp keeps it as a
@@ -77,7 +78,12 @@ func newBPE(t *Tokenizer, merges []string, pre string) (*bpe, error) {
 		if _, dup := b.merges[key]; dup {
 			continue // the first rank wins
 		}
-		b.merges[key] = merged{rank: int32(rank), sym: intern(m[:sp] + m[sp+1:])}
+		joined = append(append(joined[:0], m[:sp]...), m[sp+1:]...)
+		sym, ok := b.sym[string(joined)] // no allocation: the result is nearly always a piece
+		if !ok {
+			sym = intern(string(joined))
+		}
+		b.merges[key] = merged{rank: int32(rank), sym: sym}
 	}
 	return b, nil
 }
