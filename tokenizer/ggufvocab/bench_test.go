@@ -21,10 +21,10 @@ func BenchmarkNew(b *testing.B) {
 	}
 }
 
-// benchText is about 1 MiB of the pre-tokenizer texts, repeated.
-func benchText(b *testing.B) string {
+// benchText is size bytes of the pre-tokenizer texts, repeated.
+func benchText(b *testing.B, size int) string {
 	var sb strings.Builder
-	for sb.Len() < 1<<20 {
+	for sb.Len() < size {
 		for _, name := range []string{"vectors", "multilingual", "code"} {
 			t, err := os.ReadFile(filepath.Join("testdata", "pretok", name+".txt"))
 			if err != nil {
@@ -34,24 +34,27 @@ func benchText(b *testing.B) string {
 			sb.WriteByte('\n')
 		}
 	}
-	return sb.String()
+	return strings.ToValidUTF8(sb.String()[:size], "")
 }
 
 // BenchmarkEncode reports encoding throughput (bytes of text per second) on each
-// byte-level vocabulary.
+// byte-level vocabulary, for a prompt-sized text (4 KiB) and a long one (1 MiB).
 func BenchmarkEncode(b *testing.B) {
-	text := benchText(b)
-	for _, vf := range vectorFiles {
-		if !vf.bpe {
-			continue
-		}
-		b.Run(strings.TrimSuffix(strings.TrimPrefix(vf.name, "ggml-vocab-"), ".gguf"), func(b *testing.B) {
-			tok := loadVocab(b, vf.name)
-			b.SetBytes(int64(len(text)))
-			for b.Loop() {
-				tok.Encode(text, false)
+	for _, size := range []int{4 << 10, 1 << 20} {
+		text := benchText(b, size)
+		for _, vf := range vectorFiles {
+			if !vf.bpe {
+				continue
 			}
-		})
+			name := strings.TrimSuffix(strings.TrimPrefix(vf.name, "ggml-vocab-"), ".gguf")
+			b.Run(fmt.Sprintf("%s/%dKiB", name, size>>10), func(b *testing.B) {
+				tok := loadVocab(b, vf.name)
+				b.SetBytes(int64(len(text)))
+				for b.Loop() {
+					tok.Encode(text, false)
+				}
+			})
+		}
 	}
 }
 

@@ -75,6 +75,15 @@ func Read(f *gguf.File) (tokenizer.Vocab, error) {
 	}
 	n := len(v.Tokens)
 	scores, err := optional(f.Float32s("tokenizer.ggml.scores"))
+	if errors.Is(err, gguf.ErrWrongType) { // llama.cpp also takes integer scores
+		var iscores []int32
+		if iscores, err = f.Int32s("tokenizer.ggml.scores"); err == nil {
+			scores = make([]float32, len(iscores))
+			for i, x := range iscores {
+				scores[i] = float32(x)
+			}
+		}
+	}
 	switch {
 	case err != nil:
 		return v, err

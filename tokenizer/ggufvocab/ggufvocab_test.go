@@ -77,6 +77,11 @@ func TestRead(t *testing.T) {
 		t.Errorf(`Encode("ab ab") = %v, want [4 5]`, got)
 	}
 
+	// Integer scores, which llama.cpp accepts too.
+	if _, err := ggufvocab.Load(parse(t, with(smallBPE(), "tokenizer.ggml.scores", ptr(gguf.NewInt32s([]int32{0, 0, 0, 0, 0, 0, 0}))))); err != nil {
+		t.Errorf("integer scores: %v", err)
+	}
+
 	for _, tc := range []struct {
 		name string
 		kv   []gguf.KV
@@ -90,6 +95,7 @@ func TestRead(t *testing.T) {
 		{"unknown pre-tokenizer", with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("qwen9"))), tokenizer.ErrUnknownPreTokenizer, `"qwen9"`},
 		{"EOS out of range", with(smallBPE(), "tokenizer.ggml.eos_token_id", ptr(gguf.NewUint32(7))), nil, "eos_token_id = 7"},
 		{"BOS asked for but absent", with(smallBPE(), "tokenizer.ggml.add_bos_token", ptr(gguf.NewBool(true))), nil, "no BOS token"},
+		{"scores of the wrong type", with(smallBPE(), "tokenizer.ggml.scores", ptr(gguf.NewString("x"))), gguf.ErrWrongType, "scores"},
 		{"SentencePiece without scores", with(with(smallBPE(), "tokenizer.ggml.model", ptr(gguf.NewString("llama"))), "tokenizer.ggml.scores", nil), gguf.ErrNotFound, "scores"},
 	} {
 		_, err := ggufvocab.Load(parse(t, tc.kv))
