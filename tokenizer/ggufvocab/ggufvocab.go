@@ -90,11 +90,19 @@ func Read(f *gguf.File) (tokenizer.Vocab, error) {
 	case scores == nil && v.Model == tokenizer.SentencePiece:
 		return v, fmt.Errorf("tokenizer.ggml.scores: %w (a SentencePiece vocabulary ranks merges by score)", gguf.ErrNotFound)
 	}
-	v.Scores = scores
 	types, err := optional(f.Int32s("tokenizer.ggml.token_type"))
 	if err != nil {
 		return v, err
 	}
+	// llama.cpp reads the first n entries of longer arrays (and refuses shorter ones,
+	// as New does).
+	if len(scores) > n {
+		scores = scores[:n]
+	}
+	if len(types) > n {
+		types = types[:n]
+	}
+	v.Scores = scores
 	if types != nil {
 		v.Types = make([]tokenizer.TokenType, len(types))
 		for i, t := range types {

@@ -77,6 +77,12 @@ func TestRead(t *testing.T) {
 		t.Errorf(`Encode("ab ab") = %v, want [4 5]`, got)
 	}
 
+	// Longer type and score arrays are cut to the vocabulary, as in llama.cpp.
+	long := with(smallBPE(), "tokenizer.ggml.token_type", ptr(gguf.NewInt32s([]int32{1, 1, 1, 1, 1, 1, 3, 1, 1})))
+	long = with(long, "tokenizer.ggml.scores", ptr(gguf.NewFloat32s(make([]float32, 9))))
+	if _, err := ggufvocab.Load(parse(t, long)); err != nil {
+		t.Errorf("longer type and score arrays: %v", err)
+	}
 	// Integer scores, which llama.cpp accepts too.
 	if _, err := ggufvocab.Load(parse(t, with(smallBPE(), "tokenizer.ggml.scores", ptr(gguf.NewInt32s([]int32{0, 0, 0, 0, 0, 0, 0}))))); err != nil {
 		t.Errorf("integer scores: %v", err)
@@ -92,6 +98,7 @@ func TestRead(t *testing.T) {
 		{"no merges", with(smallBPE(), "tokenizer.ggml.merges", nil), gguf.ErrNotFound, "tokenizer.ggml.merges"},
 		{"merges of the wrong type", with(smallBPE(), "tokenizer.ggml.merges", ptr(gguf.NewUint32(3))), gguf.ErrWrongType, "merges"},
 		{"no tokens", with(smallBPE(), "tokenizer.ggml.tokens", nil), gguf.ErrNotFound, "tokens"},
+		{"too few types", with(smallBPE(), "tokenizer.ggml.token_type", ptr(gguf.NewInt32s([]int32{1}))), tokenizer.ErrInvalidVocab, "1 types for 7 tokens"},
 		{"unknown pre-tokenizer", with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("qwen9"))), tokenizer.ErrUnknownPreTokenizer, `"qwen9"`},
 		{"EOS out of range", with(smallBPE(), "tokenizer.ggml.eos_token_id", ptr(gguf.NewUint32(7))), nil, "eos_token_id = 7"},
 		{"BOS asked for but absent", with(smallBPE(), "tokenizer.ggml.add_bos_token", ptr(gguf.NewBool(true))), nil, "no BOS token"},
