@@ -17,6 +17,11 @@ import "unicode/utf8"
 //
 // llama.cpp's llama_detokenize differs in one respect: with BOS first it keeps the dummy
 // space. Decode follows SentencePiece, so that a prompt round-trips.
+//
+// With a byte-level BPE vocabulary, a piece's characters map back to the bytes they
+// spell; user-defined pieces are their own text; control and unknown tokens give
+// nothing; there is no dummy prefix to drop. Decode(Encode(text, b)) == text for any
+// valid UTF-8 text, and a piece that ends inside a character is completed by the next.
 func (t *Tokenizer) Decode(ids []int32) string {
 	raw := make([]byte, 0, 4*len(ids))
 	atStart := true
@@ -44,6 +49,9 @@ func (t *Tokenizer) appendRaw(dst []byte, id int32, atStart *bool) []byte {
 		b, _ := parseByteToken(t.pieces[id]) // New checked it
 		return append(dst, b)
 	case TypeUnknown:
+		if t.bpe != nil {
+			return dst // llama.cpp's BPE shows nothing for it
+		}
 		*atStart = false
 		return append(dst, unkSurface...)
 	}

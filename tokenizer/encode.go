@@ -22,15 +22,31 @@ import "unicode/utf8"
 // A text longer than 256 MiB is encoded in consecutive chunks (cut before a space where
 // one is near), which can tokenize differently from a whole encoding at the cuts but
 // still decodes to the text.
+//
+// With a byte-level BPE vocabulary (Model ByteLevelBPE) Encode follows llama.cpp's BPE
+// tokenizer instead: user-defined pieces are split out of the text whole; the rest is
+// cut into words by the vocabulary's pre-tokenizer (Vocab.Pre); each word's bytes, spelled
+// in GPT-2's byte-level alphabet, merge pair by pair in the order of Vocab.Merges. There
+// is no dummy prefix. Control-token text stays text (see EncodeSpecial). Any bytes are
+// accepted and come back from Decode unchanged.
 func (t *Tokenizer) Encode(text string, addBOS bool) []int32 {
+	if t.bpe != nil {
+		return t.encodeFragments(text, addBOS, false)
+	}
 	ids := make([]int32, 0, len(text)/3+2)
 	if addBOS {
 		ids = append(ids, t.bos)
 	}
-	for first := true; text != ""; first = false {
+	return t.encodeSPM(ids, text, true)
+}
+
+// encodeSPM appends the SentencePiece ids of text, in chunks of at most maxChunk bytes,
+// with the dummy prefix before the first if prefix is set.
+func (t *Tokenizer) encodeSPM(ids []int32, text string, prefix bool) []int32 {
+	for first := prefix; text != ""; first = false {
 		chunk := text
 		if len(chunk) > maxChunk {
-			chunk = text[:cut(text, maxChunk)]
+			chunk = text[:cutChunk(text, maxChunk)]
 		}
 		ids = t.encode(ids, chunk, first)
 		text = text[len(chunk):]
@@ -42,9 +58,9 @@ func (t *Tokenizer) Encode(text string, addBOS bool) []int32 {
 // normalized text (up to three times as long) fit in int32. Tests lower it.
 var maxChunk = 1 << 28
 
-// cut returns where to end a chunk of at most n bytes of s (n < len(s)): before the last
-// space in the second half of s[:n], else at the start of the character at n.
-func cut(s string, n int) int {
+// cutChunk returns where to end a chunk of at most n bytes of s (n < len(s)): before the
+// last space in the second half of s[:n], else at the start of the character at n.
+func cutChunk(s string, n int) int {
 	for i := n; i > n/2; i-- {
 		if s[i] == ' ' {
 			return i

@@ -1,6 +1,8 @@
-// Package tokenizer turns text into token ids and back with a SentencePiece-style BPE
-// vocabulary: the scored pieces that GGUF files carry under tokenizer.ggml.* and that
-// llama2.c's tokenizer.bin stores.
+// Package tokenizer turns text into token ids and back with the two vocabularies GGUF
+// files carry under tokenizer.ggml.*: SentencePiece-style BPE (tokenizer.ggml.model
+// "llama": scored pieces, also what llama2.c's tokenizer.bin stores) and byte-level BPE
+// (tokenizer.ggml.model "gpt2": GPT-2, Llama 3, Qwen2, … with ranked merges and a
+// pre-tokenizer named by tokenizer.ggml.pre).
 //
 // Encoding follows SentencePiece's BPE model (and llama.cpp's SPM tokenizer, which
 // reproduces it): a dummy-prefix space, no other normalization, greedy merging of the
@@ -8,15 +10,17 @@
 // characters the vocabulary lacks. Decoding follows SentencePiece's Decode, including the
 // removal of the dummy-prefix space and U+FFFD for invalid byte sequences.
 //
-// The package depends only on the standard library. It reads no files: the model loader
-// (gguf, llama2c) fills a Vocab and calls New. A Tokenizer is immutable and safe for
+// Byte-level BPE follows llama.cpp's BPE tokenizer (llama-vocab.cpp), whose behaviour the
+// Hugging Face tokenizers define: see Encode and the pre-tokenizer types in
+// pretokenize.go.
+//
+// The package depends on the standard library and, for the split patterns that need
+// look-ahead, on github.com/dlclark/regexp2. It reads no files: the model loader (the
+// ggufvocab package, llama2c) fills a Vocab and calls New. A Tokenizer is immutable and safe for
 // concurrent use; a Decoder is not.
 package tokenizer
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -65,18 +69,53 @@ const metaSpace = "\u2581"
 // unkSurface is what an <unk> token decodes to: SentencePiece's default unk_surface.
 const unkSurface = " \u2047 "
 
+// Model is a tokenization algorithm, as GGUF's tokenizer.ggml.model names it.
+type Model uint8
+
+const (
+	// SentencePiece is SentencePiece's BPE ("llama"): merges ranked by piece score.
+	SentencePiece Model = iota
+	// ByteLevelBPE is GPT-2's byte-level BPE ("gpt2"): ranked merges over bytes spelled
+	// in a printable alphabet, after a pre-tokenizer cuts the text into words.
+	ByteLevelBPE
+)
+
+func (m Model) String() string {
+	switch m {
+	case SentencePiece:
+		return "llama"
+	case ByteLevelBPE:
+		return "gpt2"
+	}
+	return fmt.Sprintf("Model(%d)", uint8(m))
+}
+
 // Vocab is a vocabulary as a model file stores it. New copies what it keeps, so the
 // caller may reuse the slices afterwards.
 type Vocab struct {
+	// Model is the algorithm; the zero value is SentencePiece.
+	Model Model
 	// Tokens holds the piece of each id. Scores (same length) rank merges: the higher,
-	// the earlier a pair is merged.
+	// the earlier a pair is merged. A ByteLevelBPE vocabulary ranks by Merges instead and
+	// may leave Scores nil.
 	Tokens []string
 	Scores []float32
+	// Merges (ByteLevelBPE only) are tokenizer.ggml.merges: "left right", the first
+	// merged first.
+	Merges []string
+	// Pre (ByteLevelBPE only) is tokenizer.ggml.pre, the pre-tokenizer type; "" means
+	// "default", as in llama.cpp. PreTokenizers lists the supported types.
+	Pre string
+	// SpecialIDs (ByteLevelBPE only) holds the special ids beyond BOS, EOS and UNK that
+	// the file names, keyed by the name in its key tokenizer.ggml.NAME_token_id ("eot",
+	// "eom", "padding", "fim_pre", …). Nil when there are none. Each id must be valid.
+	SpecialIDs map[string]int32
 	// Types has one entry per id, or is nil: then (and for any zero entry) the type is
 	// inferred: UNK is unknown, BOS and EOS are control, "<0xNN>" is byte, the rest normal.
 	Types []TokenType
-	// BOS and EOS must be valid ids. UNK is a valid id, or -1 when the vocabulary has a
-	// byte token for each of the 256 byte values (so nothing ever needs <unk>).
+	// BOS and EOS must be valid ids (ByteLevelBPE: or -1 for none). UNK is a valid id,
+	// or -1 when the vocabulary has a byte token for each of the 256 byte values (so
+	// nothing ever needs <unk>) or is ByteLevelBPE.
 	BOS, EOS, UNK int32
 	// AddBOS records whether the model expects BOS before a prompt
 	// (tokenizer.ggml.add_bos_token). Encode does not consult it; callers pass it on.
@@ -118,6 +157,12 @@ type Tokenizer struct {
 	surface   []string
 	leadSpace []bool
 
+	// specials are the pieces split out of text before encoding, longest first.
+	specials []specialToken
+	// bpe is set for a ByteLevelBPE vocabulary; specialIDs holds its Vocab.SpecialIDs.
+	bpe        *bpe
+	specialIDs map[string]int32
+
 	hash string
 }
 
@@ -125,7 +170,17 @@ type Tokenizer struct {
 // ErrInvalidVocab when the slices' lengths disagree, a special id is out of range, a type
 // or score is invalid (NaN), or a byte token is not spelled "<0xNN>". Duplicate pieces are
 // allowed; when text could match several ids, the lowest one is used.
+//
+// A ByteLevelBPE vocabulary is also refused (ErrUnknownPreTokenizer, naming it) for a Pre
+// this package does not know, and for a piece that occurs twice.
 func New(v Vocab) (*Tokenizer, error) {
+	switch v.Model {
+	case SentencePiece:
+	case ByteLevelBPE:
+		return newByteLevel(v)
+	default:
+		return nil, fmt.Errorf("%w: model %v", ErrInvalidVocab, v.Model)
+	}
 	n := len(v.Tokens)
 	switch {
 	case n == 0:
@@ -169,32 +224,14 @@ func New(v Vocab) (*Tokenizer, error) {
 		t.byteID[i] = -1
 	}
 
+	infer := func(id int32, piece string) TokenType { return inferType(id, piece, &v) }
 	for i, p := range t.pieces {
 		id := int32(i)
-		if s := t.scores[i]; s != s {
-			return nil, fmt.Errorf("%w: score of id %d (%q) is NaN", ErrInvalidVocab, id, p)
+		tt, err := t.entryType(i, v.Types, infer)
+		if err != nil {
+			return nil, err
 		}
-		var tt TokenType
-		if v.Types != nil {
-			tt = v.Types[i]
-		}
-		if tt < 0 || tt > TypeByte {
-			return nil, fmt.Errorf("%w: id %d (%q) has type %d", ErrInvalidVocab, id, p, int32(tt))
-		}
-		if tt == 0 {
-			tt = inferType(id, p, &v)
-		}
-		t.types[i] = tt
-
 		switch tt {
-		case TypeByte:
-			b, ok := parseByteToken(p)
-			if !ok {
-				return nil, fmt.Errorf("%w: byte token %d is %q, want <0xNN>", ErrInvalidVocab, id, p)
-			}
-			if t.byteID[b] < 0 {
-				t.byteID[b] = id
-			}
 		case TypeNormal, TypeUnused, TypeUserDefined:
 			t.surface[i] = p
 			if v.SpaceIsMeta {
@@ -236,8 +273,39 @@ func New(v Vocab) (*Tokenizer, error) {
 		}
 		sort.Sort(sort.Reverse(sort.IntSlice(t.userLens)))
 	}
+	t.collectSpecials()
 	t.hash = t.computeHash()
 	return t, nil
+}
+
+// entryType checks the score and type of id i, infers a missing type with infer,
+// records the type and, for a byte token, its byte, and returns the type.
+func (t *Tokenizer) entryType(i int, types []TokenType, infer func(id int32, piece string) TokenType) (TokenType, error) {
+	id, p := int32(i), t.pieces[i]
+	if s := t.scores[i]; s != s {
+		return 0, fmt.Errorf("%w: score of id %d (%q) is NaN", ErrInvalidVocab, id, p)
+	}
+	var tt TokenType
+	if types != nil {
+		tt = types[i]
+	}
+	if tt < 0 || tt > TypeByte {
+		return 0, fmt.Errorf("%w: id %d (%q) has type %d", ErrInvalidVocab, id, p, int32(tt))
+	}
+	if tt == 0 {
+		tt = infer(id, p)
+	}
+	t.types[i] = tt
+	if tt == TypeByte {
+		b, ok := parseByteToken(p)
+		if !ok {
+			return 0, fmt.Errorf("%w: byte token %d is %q, want <0xNN>", ErrInvalidVocab, id, p)
+		}
+		if t.byteID[b] < 0 {
+			t.byteID[b] = id
+		}
+	}
+	return tt, nil
 }
 
 // inferType is the type of a token when the vocabulary does not give one.
@@ -292,6 +360,30 @@ func (t *Tokenizer) UNK() int32 { return t.unk }
 // AddBOS reports whether the model expects BOS before a prompt (Vocab.AddBOS).
 func (t *Tokenizer) AddBOS() bool { return t.addBOS }
 
+// Model returns the vocabulary's algorithm.
+func (t *Tokenizer) Model() Model {
+	if t.bpe != nil {
+		return ByteLevelBPE
+	}
+	return SentencePiece
+}
+
+// Pre returns the pre-tokenizer type of a ByteLevelBPE vocabulary ("default" when the
+// file named none), or "" for SentencePiece.
+func (t *Tokenizer) Pre() string {
+	if t.bpe == nil {
+		return ""
+	}
+	return t.bpe.pre.name
+}
+
+// SpecialID returns the id of the named special token of a ByteLevelBPE vocabulary
+// (Vocab.SpecialIDs), and whether there is one.
+func (t *Tokenizer) SpecialID(name string) (int32, bool) {
+	id, ok := t.specialIDs[name]
+	return id, ok
+}
+
 // Piece returns the vocabulary entry of id as stored (with '▁' for spaces when the
 // vocabulary uses it), or "" for an id out of range.
 func (t *Tokenizer) Piece(id int32) string {
@@ -316,36 +408,8 @@ func (t *Tokenizer) Type(id int32) TokenType {
 // how the vocabulary spells a space ('▁' or ' '), on the text of control tokens (which
 // never appear in text), or on AddBOS, so a GGUF vocabulary and the llama2.c
 // tokenizer.bin it was converted from hash alike. It is stable across builds.
+//
+// A byte-level BPE vocabulary hashes under another definition (computeHashBPE) that
+// covers, besides the above, the merges, the pre-tokenizer type, the text of control
+// tokens and the other special ids (Vocab.SpecialIDs).
 func (t *Tokenizer) Hash() string { return t.hash }
-
-func (t *Tokenizer) computeHash() string {
-	h := sha256.New()
-	var buf [8]byte
-	putU32 := func(x uint32) {
-		binary.LittleEndian.PutUint32(buf[:4], x)
-		h.Write(buf[:4])
-	}
-	h.Write([]byte("specd tokenizer vocabulary v1\x00"))
-	putU32(uint32(len(t.pieces)))
-	for i, p := range t.pieces {
-		tt := t.types[i]
-		putU32(uint32(tt))
-		s := t.scores[i]
-		if s == 0 {
-			s = 0 // one zero: -0 and +0 rank alike
-		}
-		putU32(math.Float32bits(s))
-		switch {
-		case tt == TypeControl:
-			p = ""
-		case !t.spaceIsMeta:
-			p = strings.ReplaceAll(p, " ", metaSpace)
-		}
-		putU32(uint32(len(p)))
-		h.Write([]byte(p))
-	}
-	putU32(uint32(t.bos))
-	putU32(uint32(t.eos))
-	putU32(uint32(t.unk))
-	return hex.EncodeToString(h.Sum(nil))
-}

@@ -31,6 +31,7 @@ func commands() []command {
 		{"run", "generate text locally with one model", runCmd},
 		{"score", "teacher-forced pass over token ids: argmax, log-probs, perplexity", scoreCmd},
 		{"pull", "download a GGUF model from Hugging Face: ORG/REPO[:QUANT|:FILE]", pullCmd},
+		{"tokenize", "print the token ids of a text (any GGUF, a vocabulary-only one too)", tokenizeCmd},
 		{"quantize", "convert a GGUF model's 2-D tensors to q8_0, q4_0, f16 or f32 (as llama-quantize --pure)", quantizeCmd},
 		{"up", "run router, verifier and draft in one process on loopback", upCmd},
 		{"router", "serve the public API, routing to verifiers and drafts", serviceCmd("router", func() service { return &routerOptions{} })},

@@ -25,3 +25,10 @@ func ReferenceDir(tb testing.TB) string {
 	tb.Helper()
 	return filepath.Join(filepath.Dir(modelpath.Dir("")), "reference")
 }
+
+// VocabDir returns the directory of tokenizer test vocabularies (../shared/vocab), found
+// next to the model directory.
+func VocabDir(tb testing.TB) string {
+	tb.Helper()
+	return filepath.Join(filepath.Dir(modelpath.Dir("")), "vocab")
+}

@@ -1,0 +1,175 @@
+// Package ggufvocab reads a tokenizer vocabulary from a GGUF file's tokenizer.ggml.*
+// metadata, as llama.cpp's llama_vocab::load does, and builds a tokenizer.Tokenizer from
+// it. It knows the GGUF keys and llama.cpp's defaults; the algorithms live in tokenizer.
+// It reads metadata only, so a vocabulary-only GGUF (no tensors) loads like a model.
+package ggufvocab
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/specd-dev/specd/gguf"
+	"github.com/specd-dev/specd/tokenizer"
+)
+
+// ErrUnsupported is returned (wrapped) by Read for a tokenizer.ggml.model other than
+// "llama" (SentencePiece) and "gpt2" (byte-level BPE).
+var ErrUnsupported = errors.New("unsupported tokenizer model")
+
+// specialKeys are the special ids beyond BOS, EOS and UNK that llama.cpp reads, by the
+// NAME of tokenizer.ggml.NAME_token_id ("seperator" is the GGUF spelling).
+var specialKeys = []string{
+	"eot", "eom", "padding", "seperator", "mask",
+	"fim_pre", "fim_suf", "fim_mid", "fim_pad", "fim_rep", "fim_sep",
+}
+
+// Open reads the vocabulary of the GGUF file at path and builds its Tokenizer.
+func Open(path string) (*tokenizer.Tokenizer, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tok, err := Load(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return tok, nil
+}
+
+// Load builds the Tokenizer of f's vocabulary (see Read).
+func Load(f *gguf.File) (*tokenizer.Tokenizer, error) {
+	v, err := Read(f)
+	if err != nil {
+		return nil, err
+	}
+	return tokenizer.New(v)
+}
+
+// Read returns f's vocabulary. A file without tokenizer.ggml.model is read as
+// SentencePiece. Defaults follow llama.cpp: SentencePiece has BOS 1, EOS 2, UNK 0 and adds
+// BOS; byte-level BPE has no BOS, EOS or UNK unless the file names them (llama.cpp's
+// placeholder 11 is left out) and adds BOS as its pre-tokenizer type does (Llama 3 yes,
+// Qwen2 no) unless tokenizer.ggml.add_bos_token says.
+//
+// Errors: ErrUnsupported for another model; a missing token list or merges, a key of the
+// wrong type, or a BOS, EOS or UNK id outside the vocabulary (naming the key); the
+// errors of tokenizer.New (an unknown pre-tokenizer type among them). An out-of-range
+// extra special id is dropped, as llama.cpp drops it.
+func Read(f *gguf.File) (tokenizer.Vocab, error) {
+	model, err := optional(f.String("tokenizer.ggml.model"))
+	if err != nil {
+		return tokenizer.Vocab{}, err
+	}
+	var v tokenizer.Vocab
+	switch model {
+	case "", "llama":
+		v = tokenizer.Vocab{Model: tokenizer.SentencePiece, BOS: 1, EOS: 2, UNK: 0, AddBOS: true, SpaceIsMeta: true}
+	case "gpt2":
+		v = tokenizer.Vocab{Model: tokenizer.ByteLevelBPE, BOS: -1, EOS: -1, UNK: -1}
+	default:
+		return v, fmt.Errorf("%w %q (want llama or gpt2)", ErrUnsupported, model)
+	}
+	if v.Tokens, err = f.Strings("tokenizer.ggml.tokens"); err != nil {
+		return v, err
+	}
+	n := len(v.Tokens)
+	scores, err := optional(f.Float32s("tokenizer.ggml.scores"))
+	if errors.Is(err, gguf.ErrWrongType) { // llama.cpp also takes integer scores
+		var iscores []int32
+		if iscores, err = f.Int32s("tokenizer.ggml.scores"); err == nil {
+			scores = make([]float32, len(iscores))
+			for i, x := range iscores {
+				scores[i] = float32(x)
+			}
+		}
+	}
+	switch {
+	case err != nil:
+		return v, err
+	case scores == nil && v.Model == tokenizer.SentencePiece:
+		return v, fmt.Errorf("tokenizer.ggml.scores: %w (a SentencePiece vocabulary ranks merges by score)", gguf.ErrNotFound)
+	}
+	types, err := optional(f.Int32s("tokenizer.ggml.token_type"))
+	if err != nil {
+		return v, err
+	}
+	// llama.cpp reads the first n entries of longer arrays (and refuses shorter ones,
+	// as New does).
+	if len(scores) > n {
+		scores = scores[:n]
+	}
+	if len(types) > n {
+		types = types[:n]
+	}
+	v.Scores = scores
+	if types != nil {
+		v.Types = make([]tokenizer.TokenType, len(types))
+		for i, t := range types {
+			v.Types[i] = tokenizer.TokenType(t)
+		}
+	}
+	if v.Model == tokenizer.ByteLevelBPE {
+		if v.Merges, err = f.Strings("tokenizer.ggml.merges"); err != nil {
+			return v, err
+		}
+		if v.Pre, err = optional(f.String("tokenizer.ggml.pre")); err != nil {
+			return v, err
+		}
+		v.AddBOS = tokenizer.DefaultAddBOS(v.Pre)
+	}
+	for _, id := range []struct {
+		key string
+		dst *int32
+	}{{"tokenizer.ggml.bos_token_id", &v.BOS}, {"tokenizer.ggml.eos_token_id", &v.EOS}, {"tokenizer.ggml.unknown_token_id", &v.UNK}} {
+		x, err := f.Uint(id.key)
+		switch {
+		case errors.Is(err, gguf.ErrNotFound):
+			continue
+		case err != nil:
+			return v, err
+		case x >= uint64(n):
+			return v, fmt.Errorf("%s = %d is outside the vocabulary of %d", id.key, x, n)
+		}
+		*id.dst = int32(x)
+	}
+	if v.Model == tokenizer.ByteLevelBPE {
+		if !tokenizer.HasBOS(v.Pre) {
+			v.BOS = -1
+		}
+		for _, name := range specialKeys {
+			x, err := f.Uint("tokenizer.ggml." + name + "_token_id")
+			switch {
+			case errors.Is(err, gguf.ErrNotFound):
+				continue
+			case err != nil:
+				return v, err
+			case x < uint64(n):
+				if v.SpecialIDs == nil {
+					v.SpecialIDs = map[string]int32{}
+				}
+				v.SpecialIDs[name] = int32(x)
+			}
+		}
+	}
+	addBOS, err := f.Bool("tokenizer.ggml.add_bos_token")
+	switch {
+	case err == nil:
+		v.AddBOS = addBOS
+	case !errors.Is(err, gguf.ErrNotFound):
+		return v, err
+	}
+	if v.AddBOS && v.BOS < 0 {
+		return v, fmt.Errorf("tokenizer.ggml.add_bos_token is true but there is no BOS token (tokenizer.ggml.bos_token_id)")
+	}
+	return v, nil
+}
+
+// optional turns a missing key into the zero value.
+func optional[T any](x T, err error) (T, error) {
+	if errors.Is(err, gguf.ErrNotFound) {
+		var zero T
+		return zero, nil
+	}
+	return x, err
+}

@@ -1,0 +1,99 @@
+package tokenizer
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"hash"
+	"math"
+	"sort"
+	"strings"
+)
+
+// hasher writes the fields of a vocabulary into SHA-256: integers as 4 little-endian
+// bytes, strings as their length and bytes.
+type hasher struct {
+	h   hash.Hash
+	buf [4]byte
+}
+
+func newHasher(tag string) *hasher {
+	h := &hasher{h: sha256.New()}
+	h.h.Write([]byte(tag))
+	return h
+}
+
+func (h *hasher) u32(x uint32) {
+	binary.LittleEndian.PutUint32(h.buf[:], x)
+	h.h.Write(h.buf[:])
+}
+
+func (h *hasher) str(s string) {
+	h.u32(uint32(len(s)))
+	h.h.Write([]byte(s))
+}
+
+// score writes a score; -0 and +0 rank alike, so they hash alike.
+func (h *hasher) score(s float32) {
+	if s == 0 {
+		s = 0
+	}
+	h.u32(math.Float32bits(s))
+}
+
+func (h *hasher) sum() string { return hex.EncodeToString(h.h.Sum(nil)) }
+
+// computeHash is Hash for a SentencePiece vocabulary.
+func (t *Tokenizer) computeHash() string {
+	h := newHasher("specd tokenizer vocabulary v1\x00")
+	h.u32(uint32(len(t.pieces)))
+	for i, p := range t.pieces {
+		tt := t.types[i]
+		h.u32(uint32(tt))
+		h.score(t.scores[i])
+		switch {
+		case tt == TypeControl:
+			p = ""
+		case !t.spaceIsMeta:
+			p = strings.ReplaceAll(p, " ", metaSpace)
+		}
+		h.str(p)
+	}
+	h.u32(uint32(t.bos))
+	h.u32(uint32(t.eos))
+	h.u32(uint32(t.unk))
+	return h.sum()
+}
+
+// computeHashBPE is Hash for a ByteLevelBPE vocabulary: each id's type, score and piece
+// (control pieces included: EncodeSpecial reads them), every merge in order, the
+// pre-tokenizer type (aliases that llama.cpp treats alike hash alike), and BOS, EOS, UNK
+// and the other special ids.
+func (t *Tokenizer) computeHashBPE(merges []string) string {
+	h := newHasher("specd tokenizer vocabulary v2 byte-level BPE\x00")
+	h.str(t.bpe.pre.kind.id)
+	h.u32(uint32(len(t.pieces)))
+	for i, p := range t.pieces {
+		h.u32(uint32(t.types[i]))
+		h.score(t.scores[i])
+		h.str(p)
+	}
+	h.u32(uint32(len(merges)))
+	for _, m := range merges {
+		h.str(m)
+	}
+	h.u32(uint32(t.bos))
+	h.u32(uint32(t.eos))
+	h.u32(uint32(t.unk))
+	names := make([]string, 0, len(t.specialIDs))
+	for name := range t.specialIDs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	h.u32(uint32(len(names)))
+	for _, name := range names {
+		h.str(name)
+		h.u32(uint32(t.specialIDs[name]))
+	}
+	return h.sum()
+}
