@@ -5,6 +5,7 @@
 package generate
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/specd-dev/specd/tokenizer"
@@ -31,7 +32,7 @@ type Limits struct {
 	MaxTokens int      // ≥ 1
 	Context   int      // absolute position limit (the model's context length)
 	Stop      []string // stop strings; the text ends before the first one found
-	EOS       int32
+	End       []int32  // ids that end the text: EOS and the vocabulary's other end-of-generation ids (tokenizer.EOG)
 	BOS       int32
 	StopAtBOS bool // also end at BOS (llama2.c checkpoints end a story with it)
 }
@@ -66,7 +67,7 @@ func (o *Output) Text() string { return o.text.String()[:o.visible()] }
 // Push adds the token at position Next() and returns the newly streamable text. It
 // must not be called once Done.
 func (o *Output) Push(id int32) string {
-	if id == o.lim.EOS || (o.lim.StopAtBOS && id == o.lim.BOS) {
+	if slices.Contains(o.lim.End, id) || (o.lim.StopAtBOS && id == o.lim.BOS) {
 		o.Reason = EOS
 		o.text.WriteString(o.dec.Flush())
 		return o.delta()

@@ -24,6 +24,7 @@ import (
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/llama2c"
 	"github.com/specd-dev/specd/tokenizer"
+	"github.com/specd-dev/specd/tokenizer/ggufvocab"
 )
 
 // ErrFormat is wrapped by Load for files that are not a supported model.
@@ -473,38 +474,11 @@ func fromGGUF(f *gguf.File) (*Model, error) {
 }
 
 func ggufTokenizer(f *gguf.File) (*tokenizer.Tokenizer, error) {
-	if model, err := f.String("tokenizer.ggml.model"); err == nil && model != "llama" {
-		return nil, fmt.Errorf("%w: tokenizer model %q (want llama, SentencePiece BPE)", ErrFormat, model)
+	tok, err := ggufvocab.Load(f)
+	if errors.Is(err, ggufvocab.ErrUnsupported) {
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
 	}
-	toks, err := f.Strings("tokenizer.ggml.tokens")
-	if err != nil {
-		return nil, err
-	}
-	v := tokenizer.Vocab{Tokens: toks, BOS: 1, EOS: 2, UNK: 0, AddBOS: true, SpaceIsMeta: true}
-	if v.Scores, err = f.Float32s("tokenizer.ggml.scores"); err != nil {
-		return nil, err
-	}
-	if types, err := f.Int32s("tokenizer.ggml.token_type"); err == nil {
-		v.Types = make([]tokenizer.TokenType, len(types))
-		for i, t := range types {
-			v.Types[i] = tokenizer.TokenType(t)
-		}
-	}
-	for _, id := range []struct {
-		key string
-		dst *int32
-	}{{"tokenizer.ggml.bos_token_id", &v.BOS}, {"tokenizer.ggml.eos_token_id", &v.EOS}, {"tokenizer.ggml.unknown_token_id", &v.UNK}} {
-		if x, err := f.Uint(id.key); err == nil {
-			if x >= uint64(len(toks)) {
-				return nil, fmt.Errorf("%w: %s = %d is outside the vocabulary of %d", ErrFormat, id.key, x, len(toks))
-			}
-			*id.dst = int32(x)
-		}
-	}
-	if b, err := f.Bool("tokenizer.ggml.add_bos_token"); err == nil {
-		v.AddBOS = b
-	}
-	return tokenizer.New(v)
+	return tok, err
 }
 
 func loadLlama2c(path, tokPath string) (*Model, error) {

@@ -84,7 +84,7 @@ func greedy(t *testing.T, st *model.State, prompt []int32, n int, stopAtBOS bool
 	st.Seq.Truncate(0)
 	out, _, err := generate.Run(context.Background(), st, generate.Request{
 		Prompt: prompt,
-		Limits: generate.Limits{MaxTokens: n, Context: m.Context, EOS: m.Tok.EOS(), BOS: m.Tok.BOS(), StopAtBOS: stopAtBOS},
+		Limits: generate.Limits{MaxTokens: n, Context: m.Context, End: m.Tok.EOG(), BOS: m.Tok.BOS(), StopAtBOS: stopAtBOS},
 	}, func(generate.Token) error { return nil })
 	if err != nil {
 		t.Fatal(err)

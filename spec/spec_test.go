@@ -48,7 +48,7 @@ func state(t *testing.T, m *model.Model, pool *kernels.Pool) *model.State {
 }
 
 func limits(m *model.Model, n int) generate.Limits {
-	return generate.Limits{MaxTokens: n, Context: m.Context, EOS: m.Tok.EOS(), BOS: m.Tok.BOS()}
+	return generate.Limits{MaxTokens: n, Context: m.Context, End: m.Tok.EOG(), BOS: m.Tok.BOS()}
 }
 
 // simulate runs a draft and a verifier session against each other in one goroutine,

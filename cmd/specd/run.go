@@ -119,7 +119,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	st := m.NewState(pool, seq, 64)
 	req := generate.Request{Prompt: ids, Sampling: params, Limits: generate.Limits{
 		MaxTokens: so.maxTokens, Context: m.Context, Stop: so.stop,
-		EOS: m.Tok.EOS(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS,
+		End: m.Tok.EOG(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS,
 	}}
 	if len(ids) >= m.Context {
 		return usagef("prompt of %d tokens does not fit the context of %d", len(ids), m.Context)

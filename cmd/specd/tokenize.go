@@ -75,7 +75,7 @@ func tokenizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		text = string(b)
 	}
-	tok, err := o.load()
+	tok, err := o.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
@@ -108,10 +108,10 @@ func tokenizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // load reads the vocabulary of the model: from GGUF metadata alone (so a vocabulary-only
 // file works), or for a llama2.c checkpoint through the model loader.
-func (o *tokenizeOptions) load() (*tokenizer.Tokenizer, error) {
-	path, err := modelpath.Resolve(modelpath.Dir(o.models), o.model)
+func (o *tokenizeOptions) load(ctx context.Context, progress io.Writer) (*tokenizer.Tokenizer, error) {
+	path, err := modelFile(ctx, modelpath.Dir(o.models), o.model, progress)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, err
 	}
 	f, err := gguf.Open(path)
 	switch {

@@ -183,7 +183,7 @@ func (s *stack) plain(t *testing.T, text string, n int, sp sample.Params) []int3
 	st := m.NewState(pool, kv.NewSeq(), 64)
 	out, _, err := generate.Run(context.Background(), st, generate.Request{
 		Prompt: m.Tok.Encode(text, true), Sampling: sp,
-		Limits: generate.Limits{MaxTokens: n, Context: m.Context, EOS: m.Tok.EOS(), BOS: m.Tok.BOS()},
+		Limits: generate.Limits{MaxTokens: n, Context: m.Context, End: m.Tok.EOG(), BOS: m.Tok.BOS()},
 	}, func(generate.Token) error { return nil })
 	if err != nil {
 		t.Fatal(err)

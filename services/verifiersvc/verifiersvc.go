@@ -187,7 +187,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 			Prompt: prompt, Resume: req.GetResumeIds(), ResumeText: int(req.GetResumeTextBytes()),
 			Sampling: q.Sampling, Mode: mode,
 			Limits: generate.Limits{MaxTokens: q.MaxTokens, Context: m.Context, Stop: q.Stop,
-				EOS: m.Tok.EOS(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS},
+				End: m.Tok.EOG(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS},
 		},
 		Spec: q.Spec, MaxGamma: q.MaxGamma, Gamma: q.Gamma,
 	}
