@@ -87,7 +87,8 @@ func Status(err error) error {
 	case errors.As(err, &fe), errors.Is(err, sample.ErrInvalid), errors.Is(err, model.ErrBadToken),
 		errors.Is(err, generate.ErrEmptyPrompt), errors.Is(err, model.ErrContextFull):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy), errors.Is(err, verifier.ErrQueueFull):
+	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy), errors.Is(err, verifier.ErrQueueFull),
+		errors.Is(err, ErrTooManyConns):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotReady), errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())

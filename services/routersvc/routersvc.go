@@ -43,7 +43,7 @@ var _ specdv1.GenerationServiceServer = (*Server)(nil)
 // New returns a router server over r. tel records request metrics and failover
 // events (nil: none); dial are the options of its connections to verifiers.
 func New(r *router.Router, log *slog.Logger, tel *telemetry.Telemetry, dial ...grpc.DialOption) *Server {
-	s := &Server{r: r, log: log, tel: tel, conns: services.NewConns(dial...)}
+	s := &Server{r: r, log: log, tel: tel, conns: services.NewConns(services.ConnLimits{}, dial...)}
 	r.OnFailover = s.onFailover
 	return s
 }

@@ -19,9 +19,9 @@ import (
 // already streamed, and the client's stream completes with the plain greedy output —
 // no token missing, none repeated, positions consecutive.
 func TestVerifierKilledMidStream(t *testing.T) {
-	va := startProcess(t, "verifier", "-m", "specd-target-q8_0")
-	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0")
 	d := startDraftProcess(t)
+	va := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
+	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
 	rl := freeListener(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -210,6 +210,27 @@ func load(w Worker) (*model.Model, *services.Engine, error) {
 	return m, eng, nil
 }
 
+// Discover returns a view of role's endpoints: a Consul watch of service when watch is
+// non-nil (running until stop is called), else the static addresses. stop waits for the
+// watch to end.
+func Discover(ctx context.Context, role router.Role, static []string, watch *consul.WatchConfig, log *slog.Logger) (d router.Discovery, stop func(), err error) {
+	if watch == nil {
+		eps := make([]router.Endpoint, len(static))
+		for i, a := range static {
+			eps[i] = router.Endpoint{ID: a, Address: a, Role: role}
+		}
+		return router.NewStatic(eps...), func() {}, nil
+	}
+	w, err := consul.NewWatcher(*watch, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	return w, func() { cancel(); <-done }, nil
+}
+
 // RouterConfig configures a router: static endpoints, or Consul discovery.
 type RouterConfig struct {
 	Verifiers, Drafts []string      // static endpoints (when Consul is nil)

@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/draftsvc"
@@ -73,6 +75,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)
 	s.verifier, s.draft, s.router = vl.Addr().String(), dl.Addr().String(), rl.Addr().String()
+	drafts := router.NewStatic(router.Endpoint{Address: cmp.Or(o.draftAddr, s.draft), Role: router.Draft})
 	ready := make(chan struct{}, 2)
 	eng := services.EngineConfig{Threads: 1, KVBudget: 64 << 20, KVType: kernels.F32, MaxBlock: 64}
 	run := func(f func() error) {
@@ -87,7 +90,8 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
-			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}}}, vl)
+			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}},
+				Drafts: drafts}, vl)
 	})
 	if o.draftAddr == "" {
 		run(func() error {

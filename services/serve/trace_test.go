@@ -46,7 +46,7 @@ func TestTraceAcrossServices(t *testing.T) {
 
 	draftAddr, verifierAddr, routerAddr := freePort(t), freePort(t), freePort(t)
 	draft := traceStart(t, "specd draft", grpcEnv, bin, "draft", "--listen", draftAddr, "-m", "specd-draft-q8_0", "--threads", "1", "--log-format", "text")
-	verifier := traceStart(t, "specd verifier", grpcEnv, bin, "verifier", "--listen", verifierAddr, "-m", "specd-target-q8_0", "--threads", "1", "--log-format", "text")
+	verifier := traceStart(t, "specd verifier", grpcEnv, bin, "verifier", "--listen", verifierAddr, "--drafts", draftAddr, "-m", "specd-target-q8_0", "--threads", "1", "--log-format", "text")
 	traceWaitServing(t, draft, draftAddr)
 	traceWaitServing(t, verifier, verifierAddr)
 	router := traceStart(t, "specd router", httpEnv, bin, "router", "--listen", routerAddr, "--verifiers", verifierAddr, "--drafts", draftAddr, "--refresh", "200ms", "--log-format", "text")

@@ -19,6 +19,7 @@ import (
 	"github.com/specd-dev/specd/generate"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/spec"
@@ -44,6 +45,14 @@ type Config struct {
 	StreamInterval time.Duration
 	Address        string             // this verifier's address, reported in stats
 	Metrics        *telemetry.Metrics // round-trip histogram; nil records nothing
+	// Drafts are the drafts this verifier may dial: its static list or its Consul
+	// view. A request's draft_address is a preference among them, matched exactly
+	// (host:port as the view spells it); an address outside the view is ignored —
+	// never dialled — and the request decodes plainly, with a specd.draft_refused
+	// event on its span. nil: no draft, every request decodes plainly.
+	Drafts router.Discovery
+	// Conns bounds the connections to drafts (zero: services.ConnLimits' defaults).
+	Conns services.ConnLimits
 }
 
 // Server implements speculationv1.VerifierServiceServer.
@@ -74,7 +83,7 @@ func New(cfg Config, log *slog.Logger, dial ...grpc.DialOption) *Server {
 	if cfg.QueueWait <= 0 {
 		cfg.QueueWait = 30 * time.Second
 	}
-	return &Server{cfg: cfg, log: log, conns: services.NewConns(dial...), draftModels: map[string]string{}}
+	return &Server{cfg: cfg, log: log, conns: services.NewConns(cfg.Conns, dial...), draftModels: map[string]string{}}
 }
 
 // SetEngine makes the server serve with eng's model and KV pool: it starts the
@@ -203,7 +212,12 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	// faster at the moment (verifier.Scheduler.DraftsOn): a draft that is not checked
 	// still costs a stream, a prefill and its first rounds. A request that fixed γ
 	// always gets its draft.
-	if addr := req.GetDraftAddress(); addr != "" && q.Spec && (e.speculating.Load() || q.Gamma > 0) {
+	addr := req.GetDraftAddress()
+	if addr != "" && !s.knownDraft(addr) {
+		s.refuseDraft(ctx, addr)
+		addr = ""
+	}
+	if addr != "" && q.Spec && (e.speculating.Load() || q.Gamma > 0) {
 		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, max(q.Gamma, 1, min(4, s.cfg.Engine.Sched.MaxGamma)))
 		if err != nil {
 			r.fallback(err)
@@ -461,6 +475,29 @@ type draftLink struct {
 	errc   chan error
 	cancel context.CancelFunc
 	once   sync.Once
+}
+
+// knownDraft reports whether addr is a draft in this verifier's view (Config.Drafts).
+func (s *Server) knownDraft(addr string) bool {
+	if s.cfg.Drafts == nil {
+		return false
+	}
+	for _, e := range s.cfg.Drafts.Endpoints(router.Draft) {
+		if e.Address == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// refuseDraft records that a request named a draft outside this verifier's view: the
+// router's view and this one disagree (a misconfiguration, or Consul catching up), or
+// the caller is not the router.
+func (s *Server) refuseDraft(ctx context.Context, addr string) {
+	trace.SpanFromContext(ctx).AddEvent("specd.draft_refused", trace.WithAttributes(attribute.String("specd.draft.address", addr)))
+	if s.log != nil {
+		s.log.WarnContext(ctx, "request names a draft outside this verifier's view; decoding plainly", "draft_address", addr)
+	}
 }
 
 // draftModel returns the model name of the draft at addr (asked once, then cached).
