@@ -64,7 +64,7 @@ type Verification struct {
 }
 
 // Stream yields a generation's events; Recv returns the final event last, then io.EOF
-// or an error.
+// or an error. The router reads that end too (once) before it returns.
 type Stream interface {
 	Recv() (Event, error)
 }
@@ -200,6 +200,10 @@ func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result,
 			return err
 		}
 		if ev.Final != nil {
+			// Read the stream's end (io.EOF), so that it ends with the verifier's
+			// status rather than being cut off when the request returns: a cut stream
+			// looks failed to whoever traces it. What it says changes nothing now.
+			s.Recv()
 			return nil
 		}
 	}

@@ -65,6 +65,7 @@ func startStack(t *testing.T) *stack { return startStackWith(t, stackOptions{}) 
 type stackOptions struct {
 	draftAddr string               // an already running draft to use instead of starting one
 	vtel      *telemetry.Telemetry // the verifier's telemetry (nil: none)
+	rtel      *telemetry.Telemetry // the router's telemetry (nil: none)
 	branches  int                  // the draft's Config.Branches
 }
 
@@ -108,7 +109,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	routerReady := make(chan struct{})
 	run(func() error {
 		return serve.Router(ctx, serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
-			Log: quiet, Ready: func() { close(routerReady) }}, rl)
+			Log: quiet, Tel: o.rtel, Ready: func() { close(routerReady) }}, rl)
 	})
 	<-routerReady
 	cc, err := services.Dial(s.router)

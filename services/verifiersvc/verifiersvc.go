@@ -613,12 +613,21 @@ func (l *draftLink) err() error {
 	}
 }
 
-// close ends the stream: the draft sees the end of verdicts; the receiver stops.
+// closeWait bounds how long closing a draft stream waits for the draft to end it.
+const closeWait = 500 * time.Millisecond
+
+// close ends the stream: the draft sees the end of verdicts and ends its side, which
+// the receiver reads as the stream's end; proposals still in flight are dropped. A
+// stream ended so closes with the draft's status — cancelling it instead would mark
+// every request's draft span failed. A draft that has not ended it within closeWait
+// (or a request already cancelled) is cut off.
 func (l *draftLink) close() {
 	l.once.Do(func() {
 		l.stream.CloseSend()
-		l.cancel()
+		cut := time.AfterFunc(closeWait, l.cancel)
 		for range l.proposals {
 		}
+		cut.Stop()
+		l.cancel()
 	})
 }
