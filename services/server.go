@@ -44,9 +44,16 @@ func NewServer(name string, log *slog.Logger, opts ...grpc.ServerOption) *Server
 }
 
 // SetServing marks the server (and its named service) SERVING.
-func (s *Server) SetServing() {
-	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.Health.SetServingStatus(s.name, healthpb.HealthCheckResponse_SERVING)
+func (s *Server) SetServing() { s.SetServingStatus(true) }
+
+// SetServingStatus marks the server (and its named service) SERVING or NOT_SERVING.
+func (s *Server) SetServingStatus(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.Health.SetServingStatus("", st)
+	s.Health.SetServingStatus(s.name, st)
 }
 
 // Serve serves on lis until ctx ends, then stops gracefully (waiting up to grace for

@@ -229,6 +229,7 @@ type routerOptions struct {
 	verifiers string
 	drafts    string
 	refresh   time.Duration
+	health    time.Duration
 }
 
 func (o *routerOptions) addFlags(fs *flag.FlagSet) {
@@ -238,6 +239,7 @@ func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
 	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated draft addresses (empty: decode plainly)")
 	fs.DurationVar(&o.refresh, "refresh", 5*time.Second, "how often to refresh the endpoints' model info and load")
+	fs.DurationVar(&o.health, "health-interval", time.Second, "how often to probe the endpoints' gRPC health; the router is NOT_SERVING while no verifier is SERVING with its breaker closed")
 }
 
 func splitList(s string) []string {
@@ -276,6 +278,9 @@ func (o *routerOptions) validate() error {
 	if o.refresh <= 0 {
 		return usagef("--refresh %v: want a positive duration", o.refresh)
 	}
+	if o.health <= 0 {
+		return usagef("--health-interval %v: want a positive duration", o.health)
+	}
 	return nil
 }
 
@@ -306,7 +311,8 @@ func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 }
 
 func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {
-	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, Log: tel.Log, Tel: tel, Ready: ready}
+	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
+		Log: tel.Log, Tel: tel, Ready: ready}
 	o.discoveryOptions.apply(&c)
 	if o.advertise != "" {
 		c.Register = &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise}
@@ -490,7 +496,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ro := routerOptions{listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second,
+	ro := routerOptions{listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second, health: time.Second,
 		discoveryOptions: discoveryOptions{mode: "static", breakerFailures: 3, breakerCooldown: 10 * time.Second, wait: time.Minute}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

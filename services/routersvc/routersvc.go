@@ -12,12 +12,14 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -36,6 +38,9 @@ type Server struct {
 	tel *telemetry.Telemetry
 
 	conns *services.Conns // to verifiers
+
+	mu      sync.Mutex
+	healthy map[string]bool // endpoint ID → its last health probe said SERVING
 }
 
 var _ specdv1.GenerationServiceServer = (*Server)(nil)
@@ -45,6 +50,7 @@ var _ specdv1.GenerationServiceServer = (*Server)(nil)
 func New(r *router.Router, log *slog.Logger, tel *telemetry.Telemetry, dial ...grpc.DialOption) *Server {
 	s := &Server{r: r, log: log, tel: tel, conns: services.NewConns(services.ConnLimits{}, dial...)}
 	r.OnFailover = s.onFailover
+	r.Healthy = s.Healthy
 	return s
 }
 
@@ -178,7 +184,7 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 	b.model = a.Verifier.Model
 	cc, err := b.s.conns.Get(a.Verifier.Address)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, a.Verifier.Address, err)
+		return nil, fmt.Errorf("%w: %s: %w", router.ErrUnreachable, a.Verifier.Address, err)
 	}
 	vr := &speculationv1.GenerateRequest{Request: b.req, ResumeIds: a.Resume, ResumeTextBytes: uint32(a.ResumeText)}
 	if a.Draft != nil {
@@ -186,6 +192,14 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 	}
 	st, err := speculationv1.NewVerifierServiceClient(cc).Generate(ctx, vr)
 	if err != nil {
+		// Canceled with the request alive: the connection was closed under the call
+		// (Conns replaced it, failing, for a fresh one).
+		if c := status.Code(err); (c == codes.Unavailable || c == codes.Canceled) && ctx.Err() == nil {
+			// No stream: the verifier could not be reached (refused, no answer to the
+			// connection attempt, going away). A fresh connection was tried — Conns
+			// redials one left failing — so it is down now, not merely stale.
+			return nil, fmt.Errorf("%w: %s: %w", router.ErrUnreachable, a.Verifier.Address, err)
+		}
 		return nil, classify(a.Verifier, err)
 	}
 	return &stream{st: st, ep: a.Verifier}, nil
@@ -226,6 +240,86 @@ func classify(ep router.Endpoint, err error) error {
 		return fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, ep.Address, err)
 	}
 	return err
+}
+
+// Healthy reports whether ep answered its last health probe SERVING (see Probe); an
+// endpoint not probed yet counts as healthy. It is the router's router.Healthy.
+func (s *Server) Healthy(ep router.Endpoint) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	up, ok := s.healthy[ep.ID]
+	return up || !ok
+}
+
+// Probe asks every verifier and draft of the discovery for its gRPC health every
+// interval — and at once when kick fires (a breaker changed) — until ctx ends. It
+// records the answers for Healthy and calls serving with whether any verifier is
+// usable (SERVING, its breaker not open) whenever that changes, first after the
+// first round. A verifier that is loading its model, stopped or unreachable is not.
+func (s *Server) Probe(ctx context.Context, interval time.Duration, kick <-chan struct{}, serving func(bool)) {
+	first := true
+	was := false
+	round := func() {
+		var eps []router.Endpoint
+		for _, role := range []router.Role{router.Verifier, router.Draft} {
+			eps = append(eps, s.r.Discovery.Endpoints(role)...)
+		}
+		up := make([]bool, len(eps))
+		var wg sync.WaitGroup
+		for i, e := range eps {
+			wg.Add(1)
+			go func() { defer wg.Done(); up[i] = s.probe(ctx, e.Address, min(interval, 2*time.Second)) }()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return
+		}
+		s.mu.Lock()
+		s.healthy = make(map[string]bool, len(eps))
+		for i, e := range eps {
+			s.healthy[e.ID] = up[i]
+		}
+		s.mu.Unlock()
+		usable := false
+		for i, e := range eps {
+			usable = usable || (e.Role == router.Verifier && up[i] && (s.r.Breakers == nil || s.r.Breakers.Ready(e)))
+		}
+		if usable != was || first {
+			if s.log != nil && !first {
+				if usable {
+					s.log.Info("a verifier is usable again: health SERVING")
+				} else {
+					s.log.Warn("no usable verifier: health NOT_SERVING")
+				}
+			}
+			serving(usable)
+		}
+		first, was = false, usable
+	}
+	round()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-kick:
+		}
+		round()
+	}
+}
+
+// probe reports whether the service at addr answers its health check SERVING.
+func (s *Server) probe(ctx context.Context, addr string, timeout time.Duration) bool {
+	cc, err := s.conns.Get(addr)
+	if err != nil {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r, err := healthpb.NewHealthClient(cc).Check(pctx, &healthpb.HealthCheckRequest{})
+	return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
 }
 
 // Tokenize encodes text with a verifier's tokenizer.

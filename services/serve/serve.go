@@ -11,8 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/specd-dev/specd/services/telemetry"
+	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
+
+	"github.com/specd-dev/specd/services/telemetry"
 
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
@@ -236,7 +238,11 @@ type RouterConfig struct {
 	Verifiers, Drafts []string      // static endpoints (when Consul is nil)
 	Refresh           time.Duration // how often to poll static endpoints' Info
 	Consul            *consul.WatchConfig
-	Breakers          *services.Breakers   // nil: none
+	Breakers          *services.Breakers   // nil: none; state changes are logged
+	// HealthInterval is how often the router probes its endpoints' gRPC health
+	// (0: 1 s). Its own health is SERVING only while a verifier is usable: SERVING,
+	// its breaker not open.
+	HealthInterval time.Duration
 	Register          *Consul              // register the router as specd-router; nil: do not
 	Tel               *telemetry.Telemetry // traces and metrics; nil: none
 	Log               *slog.Logger
@@ -253,8 +259,24 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		eps = append(eps, router.Endpoint{ID: a, Address: a, Role: router.Draft})
 	}
 	rt := &router.Router{}
+	kick := make(chan struct{}, 1) // a breaker changed: probe now
 	if cfg.Breakers != nil {
 		rt.Breakers = cfg.Breakers
+		next := cfg.Breakers.OnChange
+		cfg.Breakers.OnChange = func(endpoint string, from, to gobreaker.State) {
+			lv := slog.LevelInfo
+			if to == gobreaker.StateOpen {
+				lv = slog.LevelWarn
+			}
+			cfg.Log.Log(ctx, lv, "circuit breaker "+to.String(), "endpoint", endpoint, "from", from.String(), "to", to.String())
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+			if next != nil {
+				next(endpoint, from, to)
+			}
+		}
 	}
 	rs := routersvc.New(rt, cfg.Log, cfg.Tel, dialOptions(cfg.Tel)...)
 	defer rs.Close() // after the background goroutines below have stopped (defers run last-first)
@@ -283,6 +305,11 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	}
 	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, serverOptions(cfg.Tel)...)
 	specdv1.RegisterGenerationServiceServer(srv.GRPC, rs)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rs.Probe(rctx, cmp.Or(cfg.HealthInterval, time.Second), kick, srv.SetServingStatus)
+	}()
 	if cfg.Register != nil {
 		dereg, err := registerConsul(ctx, cfg.Register, consul.Registration{Role: router.Front}, lis, nil, cfg.Log)
 		if err != nil {
@@ -290,7 +317,6 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		}
 		defer dereg()
 	}
-	srv.SetServing()
 	cfg.Log.Info("router serving", "addr", lis.Addr().String(), "verifiers", cfg.Verifiers, "drafts", cfg.Drafts)
 	if cfg.Ready != nil {
 		cfg.Ready()
