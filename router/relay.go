@@ -41,8 +41,9 @@ type Event struct {
 
 // Final is how a generation ended, as its verifier reports it.
 type Final struct {
-	Reason generate.Finish
-	Stats  Stats
+	Reason    generate.Finish
+	Stats     Stats
+	PromptIDs []int32 // the prompt as the verifier took it (nil: not reported)
 }
 
 // Stats describe a finished generation. Counts of draft and lookup tokens are those the

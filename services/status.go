@@ -46,6 +46,8 @@ var (
 	ErrIncompatible = errors.New("incompatible models")
 	// ErrNotReady: the service has not finished loading its model.
 	ErrNotReady = errors.New("model not loaded yet")
+	// ErrUnknownModel: the request names a model no verifier serves.
+	ErrUnknownModel = errors.New("unknown model")
 )
 
 // BusyError is a refusal for lack of capacity (it wraps ErrBusy or another
@@ -94,6 +96,8 @@ func Status(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrIncompatible):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrUnknownModel):
+		return status.Error(codes.NotFound, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
 }

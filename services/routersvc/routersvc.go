@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -91,7 +92,7 @@ func (s *Server) Complete(ctx context.Context, req *specdv1.GenerateRequest) (*s
 	out := &specdv1.CompleteResponse{TokenIds: res.IDs, Text: res.Text}
 	if res.Final != nil {
 		f := services.FinalToProto(res.Final)
-		out.FinishReason, out.Stats = f.GetFinishReason(), f.GetStats()
+		out.FinishReason, out.Stats, out.PromptIds = f.GetFinishReason(), f.GetStats(), res.Final.PromptIDs
 	}
 	return out, nil
 }
@@ -126,14 +127,24 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 	b := &backend{s: s, req: req}
 	t0 := time.Now()
 	first := true
-	res, err := s.r.Relay(ctx, key, b, q.MaxTokens, func(ev router.Event) error {
+	limit := q.MaxTokens
+	if limit == 0 {
+		limit = math.MaxInt // up to the context: the verifier knows where it ends
+	}
+	res, err := s.r.Relay(ctx, key, b, limit, func(ev router.Event) error {
 		if first && len(ev.IDs) > 0 {
 			first = false
 			s.metrics().RecordTimeToFirstToken(ctx, b.model, time.Since(t0))
 		}
 		return sink(ev)
 	})
-	if err != nil && errors.Is(err, router.ErrNoVerifier) {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// The client cancelled or its deadline passed: whatever the last attempt
+		// reported on the way out (a stream cut as UNAVAILABLE, say), that is the
+		// request's end, in its status and in specd_requests_total.
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	case err != nil && errors.Is(err, router.ErrNoVerifier):
 		err = fmt.Errorf("%w: %w", services.ErrUnavailable, err)
 	}
 	rs := telemetry.RequestStats{Model: b.model, Domain: req.GetDomain(), Code: status.Code(services.Status(err)), Generated: len(res.IDs)}
@@ -158,7 +169,7 @@ func (s *Server) checkModel(name string) error {
 		have = append(have, e.Model)
 	}
 	sort.Strings(have)
-	return services.BadField("model", "unknown model %q (verifiers serve: %s)", name, strings.Join(slices.Compact(have), ", "))
+	return fmt.Errorf("%w %q (verifiers serve: %s)", services.ErrUnknownModel, name, strings.Join(slices.Compact(have), ", "))
 }
 
 // promptHead is the default affinity key: the first 256 bytes of the prompt, so a
@@ -226,7 +237,9 @@ func (s *stream) Recv() (router.Event, error) {
 		}
 		return ev, nil
 	case *speculationv1.GenerateResponse_Final:
-		return router.Event{Final: services.FinalFromProto(e.Final)}, nil
+		f := services.FinalFromProto(e.Final)
+		f.PromptIDs = msg.GetPromptIds()
+		return router.Event{Final: f}, nil
 	}
 	return router.Event{}, fmt.Errorf("%w: %s sent an empty message", router.ErrEndpointDown, s.ep.Address)
 }
@@ -349,7 +362,8 @@ func (s *Server) ListModels(ctx context.Context, _ *specdv1.ListModelsRequest) (
 				continue
 			}
 			seen[k] = true
-			resp.Models = append(resp.Models, &specdv1.ModelInfo{Name: e.Model, Role: string(role), Quantization: e.Quant, ContextLength: uint32(e.Context), TokenizerHash: e.TokenizerHash, Architecture: "llama"})
+			resp.Models = append(resp.Models, &specdv1.ModelInfo{Name: e.Model, Role: string(role), Architecture: e.Arch, Quantization: e.Quant,
+				ContextLength: uint32(e.Context), VocabSize: uint32(e.Vocab), TokenizerHash: e.TokenizerHash, Parameters: e.Parameters})
 		}
 	}
 	return resp, nil
@@ -379,6 +393,7 @@ func (s *Server) Refresh(ctx context.Context, st *router.Static, eps []router.En
 			}
 			m := info.GetModel()
 			cur[i].Model, cur[i].TokenizerHash, cur[i].Quant = m.GetName(), m.GetTokenizerHash(), m.GetQuantization()
+			cur[i].Arch, cur[i].Vocab, cur[i].Parameters = m.GetArchitecture(), int(m.GetVocabSize()), m.GetParameters()
 			cur[i].Context, cur[i].KVFree, cur[i].Load = int(m.GetContextLength()), info.GetKvBlocksFree(), int(info.GetQueueDepth())
 			eps[i] = cur[i]
 		}

@@ -110,7 +110,7 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	vs := verifiersvc.New(cfg, w.Log, dialOptions(w.Tel)...)
 	defer vs.Close()
 	return worker(ctx, w, router.Verifier, "specd.speculation.v1.VerifierService", lis, func(srv *services.Server) func(*services.Engine) (func(), error) {
-		speculationv1.RegisterVerifierServiceServer(srv.GRPC, vs)
+		srv.Register(&speculationv1.VerifierService_ServiceDesc, vs)
 		return func(e *services.Engine) (func(), error) { return vs.Stop, vs.SetEngine(e) }
 	})
 }
@@ -123,7 +123,7 @@ func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener)
 	cfg.Prefill = cmp.Or(cfg.Prefill, w.Engine.MaxBlock)
 	ds := draftsvc.New(cfg, w.Log)
 	return worker(ctx, w, router.Draft, "specd.speculation.v1.DraftService", lis, func(srv *services.Server) func(*services.Engine) (func(), error) {
-		speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
+		srv.Register(&speculationv1.DraftService_ServiceDesc, ds)
 		return func(e *services.Engine) (func(), error) { ds.SetEngine(e); return ds.Close, nil }
 	})
 }
@@ -166,7 +166,8 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 	}
 	srv.SetServing()
 	if w.Consul != nil {
-		reg := consul.Registration{Role: role, Model: m.Name, TokenizerHash: m.Tok.Hash(), Quant: m.Quant.String(), Context: m.Context}
+		reg := consul.Registration{Role: role, Model: m.Name, TokenizerHash: m.Tok.Hash(), Quant: m.Quant.String(), Arch: m.Arch,
+			Context: m.Context, Vocab: m.Vocab, Parameters: m.Parameters}
 		headroom := func() (uint64, int) {
 			active, waiting := eng.Load()
 			return uint64(eng.KV.Stats().Free), active + waiting
@@ -304,7 +305,7 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		defer cfg.Tel.Metrics.ObserveBreakers(cfg.Breakers.States)()
 	}
 	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, serverOptions(cfg.Tel)...)
-	specdv1.RegisterGenerationServiceServer(srv.GRPC, rs)
+	srv.Register(&specdv1.GenerationService_ServiceDesc, rs)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -137,7 +137,7 @@ func (s *Server) Tokenize(ctx context.Context, r *specdv1.TokenizeRequest) (*spe
 		return nil, services.Status(err)
 	}
 	if r.GetModel() != "" && r.GetModel() != eng.Model.Name {
-		return nil, services.Status(services.BadField("model", "unknown model %q (this verifier serves %q)", r.GetModel(), eng.Model.Name))
+		return nil, services.Status(fmt.Errorf("%w %q (this verifier serves %q)", services.ErrUnknownModel, r.GetModel(), eng.Model.Name))
 	}
 	tok := eng.Model.Tok
 	ids := tok.Encode(r.GetText(), r.GetAddBos())
@@ -165,7 +165,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	m := eng.Model
 	if name := req.GetRequest().GetModel(); name != "" && name != m.Name {
-		return services.BadField("model", "unknown model %q (this verifier serves %q)", name, m.Name)
+		return fmt.Errorf("%w %q (this verifier serves %q)", services.ErrUnknownModel, name, m.Name)
 	}
 	prompt := req.GetPromptIds()
 	if len(prompt) == 0 {
@@ -178,6 +178,12 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		if id < 0 || int(id) >= m.Vocab {
 			return services.BadField("prompt_ids", "token %d at index %d is outside the vocabulary of %d", id, i, m.Vocab)
 		}
+	}
+	if len(prompt) >= m.Context {
+		return services.BadField("prompt", "%d tokens leave no room in the context of %d", len(prompt), m.Context)
+	}
+	if q.MaxTokens == 0 {
+		q.MaxTokens = m.Context - len(prompt) // up to the context: ends with FINISH_REASON_CONTEXT
 	}
 	if len(prompt)+q.MaxTokens > m.Context {
 		return services.BadField("max_tokens", "%d new tokens after a prompt of %d exceed the context of %d", q.MaxTokens, len(prompt), m.Context)
@@ -202,6 +208,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0, arrivals: map[uint64]roundArrival{}}
 	r.stats.PromptTokens = uint32(len(prompt))
+	r.prompt = prompt
 	r.stats.Verifier = &specdv1.Endpoint{Address: s.cfg.Address, Model: m.Name}
 	r.stats.Mode = services.ModeToProto(mode)
 	if q.Sampling.Greedy() {
@@ -251,7 +258,8 @@ type run struct {
 	stream      speculationv1.VerifierService_GenerateServer
 	link        *draftLink
 	tracer      trace.Tracer
-	model       string // the verifier's model
+	model       string  // the verifier's model
+	prompt      []int32 // as taken: sent back with the final message
 	draftModel  string
 	t0          time.Time
 	admitted    time.Time
@@ -459,7 +467,7 @@ func (r *run) finish(u verifier.Update) error {
 			"plain", ss.Plain, "lookup", ss.Guessed, "lookup_accepted", ss.GuessAccepted, "stale", ss.Stale, "branches", ss.Branches,
 			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks)
 	}
-	return r.stream.Send(&speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
+	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
 		FinishReason: services.FinishToProto(out.Reason), Stats: st,
 	}}})
 }
