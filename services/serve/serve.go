@@ -239,15 +239,15 @@ type RouterConfig struct {
 	Verifiers, Drafts []string      // static endpoints (when Consul is nil)
 	Refresh           time.Duration // how often to poll static endpoints' Info
 	Consul            *consul.WatchConfig
-	Breakers          *services.Breakers   // nil: none; state changes are logged
+	Breakers          *services.Breakers // nil: none; state changes are logged
 	// HealthInterval is how often the router probes its endpoints' gRPC health
 	// (0: 1 s). Its own health is SERVING only while a verifier is usable: SERVING,
 	// its breaker not open.
 	HealthInterval time.Duration
-	Register          *Consul              // register the router as specd-router; nil: do not
-	Tel               *telemetry.Telemetry // traces and metrics; nil: none
-	Log               *slog.Logger
-	Ready             func()
+	Register       *Consul              // register the router as specd-router; nil: do not
+	Tel            *telemetry.Telemetry // traces and metrics; nil: none
+	Log            *slog.Logger
+	Ready          func()
 }
 
 // Router serves the public API on lis until ctx ends.
