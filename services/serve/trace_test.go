@@ -191,6 +191,14 @@ func checkTraceShape(t *testing.T, tr traceTrace) {
 			t.Log(tr.describe())
 		}
 	}()
+	// A healthy request looks healthy: no span of it is an error (Jaeger marks a span
+	// whose status is an error with the tag error=true).
+	for _, sp := range tr.Spans {
+		if v, ok := sp.tag("error"); ok && v == true {
+			code, _ := sp.tag("rpc.grpc.status_code")
+			t.Errorf("%s span %s %s of a successful request is an error (grpc status %v)", tr.service(sp), sp.kind(), sp.OperationName, code)
+		}
+	}
 	for id, p := range tr.Processes {
 		switch p.ServiceName {
 		case "specd-router", "specd-verifier", "specd-draft":
