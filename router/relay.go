@@ -228,15 +228,17 @@ func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result,
 		if ev.Final != nil {
 			ev.Final.Stats.Failovers = res.Failovers
 			res.Final = ev.Final
+			// Read the stream's end (io.EOF, which follows the final message at once)
+			// before the client sees the final message and may hang up: so the stream
+			// ends with the verifier's status instead of being cut off with the
+			// request, which looks failed to whoever traces it. What it says changes
+			// nothing now.
+			s.Recv()
 		}
 		if err := sink(ev); err != nil {
 			return err
 		}
 		if ev.Final != nil {
-			// Read the stream's end (io.EOF), so that it ends with the verifier's
-			// status rather than being cut off when the request returns: a cut stream
-			// looks failed to whoever traces it. What it says changes nothing now.
-			s.Recv()
 			return nil
 		}
 	}

@@ -439,6 +439,11 @@ func (r *run) send() error {
 }
 
 func (r *run) finish(u verifier.Update) error {
+	// End the draft's stream first, so that the final message is the last thing this
+	// request waits for: the router reads this stream's end right after it.
+	if r.link != nil {
+		r.link.close()
+	}
 	st := &r.stats
 	out := u.Output
 	ss := u.Stats
