@@ -203,12 +203,12 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 	}
 	st, err := speculationv1.NewVerifierServiceClient(cc).Generate(ctx, vr)
 	if err != nil {
-		// Canceled with the request alive: the connection was closed under the call
-		// (Conns replaced it, failing, for a fresh one).
+		// No stream, the request still alive: the verifier could not be reached —
+		// refused, no answer to the connection attempt, going away (UNAVAILABLE), or
+		// the connection closed under the call because Conns replaced it, failing,
+		// with a fresh one (CANCELED). Conns redials a connection left failing, so
+		// the verifier is down now, not merely behind a stale connection.
 		if c := status.Code(err); (c == codes.Unavailable || c == codes.Canceled) && ctx.Err() == nil {
-			// No stream: the verifier could not be reached (refused, no answer to the
-			// connection attempt, going away). A fresh connection was tried — Conns
-			// redials one left failing — so it is down now, not merely stale.
 			return nil, fmt.Errorf("%w: %s: %w", router.ErrUnreachable, a.Verifier.Address, err)
 		}
 		return nil, classify(a.Verifier, err)

@@ -14,8 +14,6 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
 
-	"github.com/specd-dev/specd/services/telemetry"
-
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -24,6 +22,7 @@ import (
 	"github.com/specd-dev/specd/services/consul"
 	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/routersvc"
+	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
 )
 
@@ -213,9 +212,9 @@ func load(w Worker) (*model.Model, *services.Engine, error) {
 	return m, eng, nil
 }
 
-// Discover returns a view of role's endpoints: a Consul watch of service when watch is
-// non-nil (running until stop is called), else the static addresses. stop waits for the
-// watch to end.
+// Discover returns a view of role's endpoints: a Consul watch (watch's services) when
+// watch is non-nil, running until stop is called, which waits for it to end; else the
+// static addresses, and a stop that does nothing.
 func Discover(ctx context.Context, role router.Role, static []string, watch *consul.WatchConfig, log *slog.Logger) (d router.Discovery, stop func(), err error) {
 	if watch == nil {
 		eps := make([]router.Endpoint, len(static))
