@@ -67,6 +67,9 @@ type Server struct {
 
 	mu          sync.Mutex
 	draftModels map[string]string // draft address → its model name, for spans and metrics
+
+	refused       atomic.Int64 // requests naming a draft outside the view, since the last warning
+	refusedLogged atomic.Int64 // when that warning was logged, Unix nanoseconds
 }
 
 var _ speculationv1.VerifierServiceServer = (*Server)(nil)
@@ -506,12 +509,22 @@ func (s *Server) knownDraft(addr string) bool {
 // refuseDraft records that a request named a draft outside this verifier's view: the
 // router's view and this one disagree (a misconfiguration, or Consul catching up), or
 // the caller is not the router.
+// The warning is logged at most once per refuseLogEvery, with the count since the
+// last one, so that a caller naming addresses cannot flood the log.
 func (s *Server) refuseDraft(ctx context.Context, addr string) {
 	trace.SpanFromContext(ctx).AddEvent("specd.draft_refused", trace.WithAttributes(attribute.String("specd.draft.address", addr)))
-	if s.log != nil {
-		s.log.WarnContext(ctx, "request names a draft outside this verifier's view; decoding plainly", "draft_address", addr)
+	n := s.refused.Add(1)
+	now := time.Now().UnixNano()
+	last := s.refusedLogged.Load()
+	if s.log == nil || now-last < int64(refuseLogEvery) || !s.refusedLogged.CompareAndSwap(last, now) {
+		return
 	}
+	s.refused.Add(-n)
+	s.log.WarnContext(ctx, "request names a draft outside this verifier's view; decoding plainly", "draft_address", addr, "refused", n)
 }
+
+// refuseLogEvery spaces the warnings of refuseDraft.
+const refuseLogEvery = 10 * time.Second
 
 // draftModel returns the model name of the draft at addr (asked once, then cached).
 func (s *Server) draftModel(ctx context.Context, addr string) string {
