@@ -98,15 +98,30 @@ func serveStack(t *testing.T, runs map[string]parsed) {
 			agent = consultest.New(t, consultest.Options{DialChecks: true})
 		}
 	}
+	// The verifier dials only the drafts it knows: with static discovery on both
+	// sides, it must know them by the names the router passes on.
+	if v, r := runs["verifier"], runs["router"]; v.value(t, "draft-discovery") == "static" && r.value(t, "discovery") == "static" {
+		if vd, rd := v.value(t, "drafts"), r.value(t, "drafts"); vd != rd {
+			t.Errorf("verifier --drafts=%s, router --drafts=%s: the verifier would refuse every draft the router names", vd, rd)
+		}
+	}
 	addrs := map[string]string{}
+	// Every address is known before anything starts: the verifier names the draft.
+	listen := map[string]string{}
+	for _, r := range roleNames {
+		listen[r] = freeAddr(t)
+	}
 	var procs []*specdProc
 	for _, r := range roleNames {
 		p, ok := runs[r]
 		if !ok {
 			t.Fatalf("no %s", r)
 		}
-		addr := freeAddr(t)
+		addr := listen[r]
 		over := map[string]string{"listen": addr}
+		if _, ok := p.get("drafts"); ok && r == "verifier" {
+			over["drafts"] = listen["draft"]
+		}
 		metrics := ""
 		if _, ok := p.get("metrics-listen"); ok {
 			metrics = freeAddr(t)

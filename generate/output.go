@@ -78,11 +78,13 @@ func (o *Output) Push(id int32) string {
 		o.Reason = StopString
 		return o.delta()
 	}
+	// A full context wins over max tokens reached with the same token: the caller
+	// could not have asked for more, and FinishReason says the window is the limit.
 	switch {
-	case len(o.IDs) >= o.lim.MaxTokens:
-		o.Reason = Length
 	case o.lim.Context > 0 && o.Next() >= o.lim.Context:
 		o.Reason = Context
+	case len(o.IDs) >= o.lim.MaxTokens:
+		o.Reason = Length
 	}
 	if o.Done() {
 		o.text.WriteString(o.dec.Flush())

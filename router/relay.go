@@ -16,6 +16,13 @@ import (
 // any other error (a bad request, a full queue) ends the request.
 var ErrEndpointDown = errors.New("endpoint down")
 
+// ErrUnreachable marks an attempt that never reached its endpoint (no connection, so
+// no stream): the request moves to another endpoint without spending one of its
+// attempts or counting a failover, and breakers should not count it as the endpoint's
+// failure — an endpoint restarting is unreachable for a moment and then fine. It wraps
+// ErrEndpointDown.
+var ErrUnreachable = fmt.Errorf("%w: unreachable", ErrEndpointDown)
+
 // Attempt is one try of a request on one verifier.
 type Attempt struct {
 	Verifier   Endpoint
@@ -34,8 +41,9 @@ type Event struct {
 
 // Final is how a generation ended, as its verifier reports it.
 type Final struct {
-	Reason generate.Finish
-	Stats  Stats
+	Reason    generate.Finish
+	Stats     Stats
+	PromptIDs []int32 // the prompt as the verifier took it (nil: not reported)
 }
 
 // Stats describe a finished generation. Counts of draft and lookup tokens are those the
@@ -64,7 +72,7 @@ type Verification struct {
 }
 
 // Stream yields a generation's events; Recv returns the final event last, then io.EOF
-// or an error.
+// or an error. The router reads that end too (once) before it returns.
 type Stream interface {
 	Recv() (Event, error)
 }
@@ -85,8 +93,11 @@ type Breakers interface {
 
 // Router picks endpoints and relays generations.
 type Router struct {
-	Discovery   Discovery
-	Breakers    Breakers
+	Discovery Discovery
+	Breakers  Breakers
+	// Healthy says which endpoints were last seen up (a health probe); Relay prefers
+	// them and tries the others only when no healthy verifier is left. nil: all.
+	Healthy     Health
 	MaxAttempts int // verifiers tried per request (default 3)
 	// OnFailover, if set, is told of every resume (for logs, spans and metrics).
 	OnFailover func(ctx context.Context, from Endpoint, streamed int, err error)
@@ -113,12 +124,13 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 		attempts = 3
 	}
 	var lastErr error
-	for range attempts {
-		ok := Health(nil)
-		if r.Breakers != nil {
-			ok = r.Breakers.Ready
+	// Attempts that never reached their verifier do not count; each one excludes an
+	// endpoint, so the loop ends once every known verifier was tried.
+	for started := 0; started < attempts; {
+		v, d, err := Pick(r.Discovery, key, exclude, r.usable(true))
+		if errors.Is(err, ErrNoVerifier) && r.Healthy != nil {
+			v, d, err = Pick(r.Discovery, key, exclude, r.usable(false))
 		}
-		v, d, err := Pick(r.Discovery, key, exclude, ok)
 		if err != nil {
 			if lastErr != nil {
 				return res, fmt.Errorf("%w (after: %w)", err, lastErr)
@@ -153,10 +165,13 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 		} else {
 			done(nil) // the endpoint answered; a bad request is not its failure
 		}
-		if draftDown {
+		switch {
+		case draftDown:
 			draftDone(fmt.Errorf("%w: draft %s failed during the request", ErrEndpointDown, d.Address))
-		} else if err == nil {
+		case err == nil:
 			draftDone(nil)
+		default:
+			draftDone(ErrUnreachable) // not the draft's doing: neither success nor failure
 		}
 		if err == nil {
 			return res, nil
@@ -166,6 +181,11 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 		}
 		lastErr = err
 		exclude[v.ID] = true
+		if errors.Is(err, ErrUnreachable) {
+			res.Attempts = res.Attempts[:len(res.Attempts)-1]
+			continue
+		}
+		started++
 		if len(res.IDs) >= maxTokens {
 			return res, err
 		}
@@ -175,6 +195,19 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 		}
 	}
 	return res, lastErr
+}
+
+// usable is the Health of Pick: breakers not open, and when healthyOnly, last seen up.
+func (r *Router) usable(healthyOnly bool) Health {
+	if r.Breakers == nil && (!healthyOnly || r.Healthy == nil) {
+		return nil
+	}
+	return func(e Endpoint) bool {
+		if r.Breakers != nil && !r.Breakers.Ready(e) {
+			return false
+		}
+		return !healthyOnly || r.Healthy == nil || r.Healthy(e)
+	}
 }
 
 func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result, sink func(Event) error) error {
@@ -195,6 +228,12 @@ func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result,
 		if ev.Final != nil {
 			ev.Final.Stats.Failovers = res.Failovers
 			res.Final = ev.Final
+			// Read the stream's end (io.EOF, which follows the final message at once)
+			// before the client sees the final message and may hang up: so the stream
+			// ends with the verifier's status instead of being cut off with the
+			// request, which looks failed to whoever traces it. What it says changes
+			// nothing now.
+			s.Recv()
 		}
 		if err := sink(ev); err != nil {
 			return err

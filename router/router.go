@@ -32,8 +32,11 @@ type Endpoint struct {
 	Role          Role
 	Model         string
 	TokenizerHash string // a draft pairs only with verifiers of the same hash
-	Quant         string
+	Quant         string // ggml's name of the dominant weight type: "q8_0", "f16"…
+	Arch          string // model architecture, e.g. "llama"
 	Context       int
+	Vocab         int    // tokens in the vocabulary
+	Parameters    uint64 // weights of the model
 	KVFree        uint64 // KV blocks free when last reported
 	Load          int    // sessions running or queued when last reported
 }

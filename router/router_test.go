@@ -219,3 +219,48 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		t.Fatalf("after a successful probe the breaker is %v, want closed", br.States())
 	}
 }
+
+// TestRelayUnreachableCostsNoAttempt: a verifier that cannot be reached is skipped
+// without spending an attempt or counting a failover, and its breaker counts it
+// neither way; with MaxAttempts 2, a request whose first pick is unreachable and
+// whose second verifier fails mid-stream still completes on the third.
+func TestRelayUnreachableCostsNoAttempt(t *testing.T) {
+	d := router.NewStatic(
+		router.Endpoint{ID: "v1", Address: "v1:1", Role: router.Verifier},
+		router.Endpoint{ID: "v2", Address: "v2:1", Role: router.Verifier},
+		router.Endpoint{ID: "v3", Address: "v3:1", Role: router.Verifier},
+	)
+	br := services.NewBreakers(1, time.Hour)
+	r := &router.Router{Discovery: d, Breakers: br, MaxAttempts: 2}
+	order := func(key string) []string {
+		var ids []string
+		ex := map[string]bool{}
+		for range 3 {
+			v, _, _ := router.Pick(d, key, ex, nil)
+			ids, ex[v.ID] = append(ids, v.ID), true
+		}
+		return ids
+	}("k")
+	unreachable, breaks := order[0], order[1]
+	var tried []string
+	b := backendFunc(func(ctx context.Context, a router.Attempt) (router.Stream, error) {
+		tried = append(tried, a.Verifier.ID)
+		switch a.Verifier.ID {
+		case unreachable:
+			return nil, fmt.Errorf("%w: connection refused", router.ErrUnreachable)
+		case breaks:
+			return &fakeStream{next: len(a.Resume), end: 6, failAt: 3}, nil
+		}
+		return &fakeStream{next: len(a.Resume), end: 6, failAt: -1}, nil
+	})
+	res, err := r.Relay(context.Background(), "k", b, 6, func(router.Event) error { return nil })
+	if err != nil {
+		t.Fatalf("Relay: %v (tried %v)", err, tried)
+	}
+	if !slices.Equal(tried, order) || res.Failovers != 1 || len(res.Attempts) != 2 {
+		t.Errorf("tried %v, %d failovers, %d attempts; want %v, 1 and 2", tried, res.Failovers, len(res.Attempts), order)
+	}
+	if st := br.States(); st[unreachable] != 0 || st[breaks] != 2 {
+		t.Errorf("breakers %v: want %s closed (unreachable is no failure) and %s open", st, unreachable, breaks)
+	}
+}

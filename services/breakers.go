@@ -1,6 +1,7 @@
 package services
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -12,7 +13,10 @@ import (
 // Breakers is one sony/gobreaker circuit breaker per endpoint, implementing
 // router.Breakers: an endpoint whose calls fail Trip times in a row is not picked for
 // Cooldown, then one probe request is let through (half-open) and its success closes
-// the breaker again.
+// the breaker again. Only failures of an endpoint that was reached count: an attempt
+// that could not connect (router.ErrUnreachable) counts neither way, so that a
+// restarting endpoint is used as soon as it accepts connections again instead of a
+// Cooldown later; the router skips it meanwhile, and its health probe tells.
 type Breakers struct {
 	Trip     uint32        // consecutive failures that open a breaker
 	Cooldown time.Duration // how long a breaker stays open before probing
@@ -40,6 +44,7 @@ func (b *Breakers) get(id string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
 			MaxRequests: 1,
 			Timeout:     b.Cooldown,
 			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= b.Trip },
+			IsExcluded:  func(err error) bool { return errors.Is(err, router.ErrUnreachable) },
 			OnStateChange: func(name string, from, to gobreaker.State) {
 				if b.OnChange != nil {
 					b.OnChange(name, from, to)

@@ -2,47 +2,142 @@ package services
 
 import (
 	"errors"
+	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/connectivity"
 )
 
-// Conns caches one client connection per address, dialled with Dial and opts on first
-// use. A gRPC connection reconnects by itself, so one per peer is kept for the life of
-// the caller. Safe for concurrent use.
+// ConnLimits bound a Conns. Zero fields take the defaults.
+type ConnLimits struct {
+	// Idle is how long a connection may go without an RPC before gRPC closes its
+	// transport (the channel's idle mode); Get drops such a connection from the cache.
+	// 0: 5 minutes.
+	Idle time.Duration
+	// Max is the most connections cached at once; Get refuses a new address beyond it
+	// (ErrTooManyConns) unless an idle one can be dropped. 0: 256.
+	Max int
+	// ConnectTimeout bounds one connection attempt, so that an RPC on a fresh
+	// connection to an address that does not answer fails after it. 0: 3 seconds.
+	ConnectTimeout time.Duration
+}
+
+// Conns caches one client connection per address, dialled on first use. A gRPC
+// connection reconnects by itself, but with a backoff that grows to minutes; Conns
+// keeps it short and replaces a connection in TRANSIENT_FAILURE with a fresh one on
+// the next Get, so that a peer restarted on the same address is used at once rather
+// than after the old connection's backoff. Safe for concurrent use.
+//
+// Conns dials whatever address it is given: callers must only pass addresses of
+// their own configuration or discovery, never one named in a request.
 type Conns struct {
-	opts []grpc.DialOption
+	opts   []grpc.DialOption
+	limits ConnLimits
 
 	mu     sync.Mutex
-	m      map[string]*grpc.ClientConn
+	m      map[string]*cached
+	swept  time.Time // last sweep
 	closed bool
 }
 
-// ErrClosed is returned by Conns.Get after Close.
-var ErrClosed = errors.New("connection cache closed")
-
-// NewConns returns an empty cache dialling with opts.
-func NewConns(opts ...grpc.DialOption) *Conns {
-	return &Conns{opts: opts, m: map[string]*grpc.ClientConn{}}
+type cached struct {
+	cc   *grpc.ClientConn
+	used time.Time // last Get
 }
 
-// Get returns the connection to addr. It returns ErrClosed after Close, so a late
-// caller cannot leave a connection behind.
+// Errors of Conns.Get.
+var (
+	// ErrClosed: the cache was closed.
+	ErrClosed = errors.New("connection cache closed")
+	// ErrTooManyConns: the cache holds ConnLimits.Max connections, none of them idle.
+	ErrTooManyConns = errors.New("too many peer connections")
+)
+
+// NewConns returns an empty cache bounded by limits, dialling with opts.
+func NewConns(limits ConnLimits, opts ...grpc.DialOption) *Conns {
+	if limits.Idle <= 0 {
+		limits.Idle = 5 * time.Minute
+	}
+	if limits.Max <= 0 {
+		limits.Max = 256
+	}
+	if limits.ConnectTimeout <= 0 {
+		limits.ConnectTimeout = 3 * time.Second
+	}
+	base := []grpc.DialOption{
+		grpc.WithIdleTimeout(limits.Idle),
+		// gRPC's default backoff grows to two minutes: a peer back after an outage would
+		// wait that long for its callers to notice.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: limits.ConnectTimeout,
+		}),
+	}
+	return &Conns{opts: append(base, opts...), limits: limits, m: map[string]*cached{}}
+}
+
+// Get returns the connection to addr, dialling it if none is cached or if the cached
+// one is in TRANSIENT_FAILURE (the fresh one's first RPC waits for one new connection
+// attempt, not for the old one's backoff). It fails with ErrClosed after Close, so a
+// late caller cannot leave a connection behind, and with ErrTooManyConns when the
+// cache is full of connections in use.
 func (c *Conns) Get(addr string) (*grpc.ClientConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, ErrClosed
 	}
-	if cc, ok := c.m[addr]; ok {
-		return cc, nil
+	now := time.Now()
+	if now.Sub(c.swept) >= c.limits.Idle/4 {
+		c.sweep(now)
+	}
+	if e, ok := c.m[addr]; ok {
+		if e.cc.GetState() != connectivity.TransientFailure {
+			e.used = now
+			return e.cc, nil
+		}
+		e.cc.Close()
+		delete(c.m, addr)
+	}
+	if len(c.m) >= c.limits.Max {
+		c.sweep(now)
+	}
+	if len(c.m) >= c.limits.Max {
+		return nil, fmt.Errorf("%w: %d connections open, none idle; not dialling %s", ErrTooManyConns, len(c.m), addr)
 	}
 	cc, err := Dial(addr, c.opts...)
 	if err != nil {
 		return nil, err
 	}
-	c.m[addr] = cc
+	c.m[addr] = &cached{cc: cc, used: now}
 	return cc, nil
+}
+
+// sweep closes and drops the connections not got for longer than the idle timeout
+// whose channel is idle or failing: gRPC has closed (or lost) their transport, and
+// no RPC can be using them. Called with c.mu held.
+func (c *Conns) sweep(now time.Time) {
+	c.swept = now
+	for a, e := range c.m {
+		if now.Sub(e.used) < c.limits.Idle {
+			continue
+		}
+		switch e.cc.GetState() {
+		case connectivity.Idle, connectivity.TransientFailure, connectivity.Shutdown:
+			e.cc.Close()
+			delete(c.m, a)
+		}
+	}
+}
+
+// Len reports the connections cached.
+func (c *Conns) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }
 
 // Close closes every connection.
@@ -50,8 +145,8 @@ func (c *Conns) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
-	for a, cc := range c.m {
-		cc.Close()
+	for a, e := range c.m {
+		e.cc.Close()
 		delete(c.m, a)
 	}
 }

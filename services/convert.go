@@ -19,7 +19,7 @@ import (
 type Request struct {
 	Prompt    string
 	PromptIDs []int32
-	MaxTokens int
+	MaxTokens int // 0: up to the model's context
 	Sampling  sample.Params
 	Stop      []string
 	Spec      bool      // speculate (false: plain decoding)
@@ -36,8 +36,6 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 		return q, BadField("prompt", "empty: set prompt or prompt_ids")
 	case r.GetPrompt() != "" && len(r.GetPromptIds()) > 0:
 		return q, BadField("prompt", "set prompt or prompt_ids, not both")
-	case r.GetMaxTokens() < 1:
-		return q, BadField("max_tokens", "%d: must be at least 1", r.GetMaxTokens())
 	}
 	q.Prompt, q.PromptIDs, q.MaxTokens, q.Stop = r.GetPrompt(), r.GetPromptIds(), int(r.GetMaxTokens()), r.GetStop()
 	for i, s := range q.Stop {

@@ -5,14 +5,21 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	gproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/proto"
 )
 
 // MaxMessageBytes bounds every gRPC message specd sends or accepts.
@@ -34,6 +41,7 @@ func NewServer(name string, log *slog.Logger, opts ...grpc.ServerOption) *Server
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ForceServerCodecV2(serverCodec{encoding.GetCodecV2(gproto.Name)}),
 	}
 	s := &Server{GRPC: grpc.NewServer(append(base, opts...)...), Health: health.NewServer(), name: name, log: log}
 	healthpb.RegisterHealthServer(s.GRPC, s.Health)
@@ -43,10 +51,73 @@ func NewServer(name string, log *slog.Logger, opts ...grpc.ServerOption) *Server
 	return s
 }
 
+// Register registers a service implementation like the generated Register functions,
+// except that a request whose string fields are not valid UTF-8 fails as a bad request
+// (Status: INVALID_ARGUMENT, field "request") rather than as gRPC's INTERNAL: the
+// client sent it, the server did not fail. (Protobuf refuses such a string when it
+// decodes, and gRPC answers any decoding failure INTERNAL before the handler runs, so
+// the server's codec lets the message through empty and marked, and the handlers
+// registered here refuse it.)
+func (s *Server) Register(desc *grpc.ServiceDesc, impl any) {
+	d := *desc
+	d.Methods = slices.Clone(desc.Methods)
+	for i, m := range d.Methods {
+		h := m.Handler
+		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
+			return h(srv, ctx, func(m any) error { return checkDecoded(m, dec(m)) }, in)
+		}
+	}
+	d.Streams = slices.Clone(desc.Streams)
+	for i, st := range d.Streams {
+		h := st.Handler
+		d.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error { return h(srv, &checkedStream{stream}) }
+	}
+	s.GRPC.RegisterService(&d, impl)
+}
+
+// checkedStream is a server stream whose received messages are checked by checkDecoded.
+type checkedStream struct{ grpc.ServerStream }
+
+func (s *checkedStream) RecvMsg(m any) error { return checkDecoded(m, s.ServerStream.RecvMsg(m)) }
+
+// badUTF8 holds the messages serverCodec decoded empty because a string field was not
+// valid UTF-8, until checkDecoded takes them.
+var badUTF8 sync.Map // proto.Message → struct{}
+
+// checkDecoded returns err, or a bad request if m was marked by serverCodec.
+func checkDecoded(m any, err error) error {
+	if _, bad := badUTF8.LoadAndDelete(m); bad && err == nil {
+		return Status(BadField("request", "a string field is not valid UTF-8"))
+	}
+	return err
+}
+
+// serverCodec is gRPC's protobuf codec, except that a specd request with a string
+// field that is not valid UTF-8 decodes as an empty message marked in badUTF8.
+type serverCodec struct{ encoding.CodecV2 }
+
+func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := c.CodecV2.Unmarshal(data, v)
+	m, ok := v.(proto.Message)
+	if err == nil || !ok || !strings.Contains(err.Error(), "invalid UTF-8") || !strings.HasPrefix(string(proto.MessageName(m)), "specd.") {
+		return err
+	}
+	proto.Reset(m)
+	badUTF8.Store(m, struct{}{})
+	return nil
+}
+
 // SetServing marks the server (and its named service) SERVING.
-func (s *Server) SetServing() {
-	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.Health.SetServingStatus(s.name, healthpb.HealthCheckResponse_SERVING)
+func (s *Server) SetServing() { s.SetServingStatus(true) }
+
+// SetServingStatus marks the server (and its named service) SERVING or NOT_SERVING.
+func (s *Server) SetServingStatus(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.Health.SetServingStatus("", st)
+	s.Health.SetServingStatus(s.name, st)
 }
 
 // Serve serves on lis until ctx ends, then stops gracefully (waiting up to grace for

@@ -46,6 +46,8 @@ var (
 	ErrIncompatible = errors.New("incompatible models")
 	// ErrNotReady: the service has not finished loading its model.
 	ErrNotReady = errors.New("model not loaded yet")
+	// ErrUnknownModel: the request names a model no verifier serves.
+	ErrUnknownModel = errors.New("unknown model")
 )
 
 // BusyError is a refusal for lack of capacity (it wraps ErrBusy or another
@@ -87,12 +89,15 @@ func Status(err error) error {
 	case errors.As(err, &fe), errors.Is(err, sample.ErrInvalid), errors.Is(err, model.ErrBadToken),
 		errors.Is(err, generate.ErrEmptyPrompt), errors.Is(err, model.ErrContextFull):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy), errors.Is(err, verifier.ErrQueueFull):
+	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy), errors.Is(err, verifier.ErrQueueFull),
+		errors.Is(err, ErrTooManyConns):
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotReady), errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, ErrIncompatible):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrUnknownModel):
+		return status.Error(codes.NotFound, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
 }

@@ -30,6 +30,8 @@ func TestStatus(t *testing.T) {
 		{fmt.Errorf("route: %w", ErrUnavailable), codes.Unavailable},
 		{ErrNotReady, codes.Unavailable},
 		{ErrIncompatible, codes.FailedPrecondition},
+		{fmt.Errorf("%w \"gpt-17\"", ErrUnknownModel), codes.NotFound},
+		{fmt.Errorf("get: %w", ErrTooManyConns), codes.ResourceExhausted},
 		{fmt.Errorf("stream: %w", context.Canceled), codes.Canceled},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
 		{status.Error(codes.NotFound, "kept"), codes.NotFound},

@@ -142,6 +142,7 @@ func collect(ctx context.Context, c specdv1.GenerationServiceClient, req *specdv
 			continue
 		}
 		f := msg.GetFinal()
+		st.Recv() // the stream's end, so that it closes cleanly
 		s := f.GetStats()
 		res.WallSeconds = time.Since(t0).Seconds()
 		res.FinishReason = finishName(f.GetFinishReason())
@@ -166,6 +167,9 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	co.addFlags(fs)
 	so.addFlags(fs)
 	sp.addFlags(fs)
+	// Greedy by default, as the API is with sampling unset.
+	fs.Lookup("temp").DefValue = "0"
+	so.temp = 0
 	var prompt, sessionKey, domain string
 	var asJSON bool
 	fs.StringVar(&prompt, "p", "", "prompt text")

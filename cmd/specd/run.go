@@ -37,14 +37,14 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.topP, "top-p", 1, "nucleus sampling threshold in (0, 1]")
 	fs.Float64Var(&o.minP, "min-p", 0, "drop tokens below min-p × the top probability")
 	fs.Int64Var(&o.seed, "seed", -1, "sampling seed; -1 picks one at random")
-	fs.IntVar(&o.maxTokens, "n", 128, "maximum number of new tokens")
+	fs.IntVar(&o.maxTokens, "n", 128, "maximum number of new tokens; 0: up to the model's context")
 	fs.IntVar(&o.maxTokens, "max-tokens", 128, "same as -n")
 	fs.Var(&o.stop, "stop", "stop string (repeatable)")
 }
 
 func (o *samplingOptions) params() (sample.Params, error) {
-	if o.maxTokens < 1 {
-		return sample.Params{}, usagef("-n %d: want at least 1", o.maxTokens)
+	if o.maxTokens < 0 {
+		return sample.Params{}, usagef("-n %d: want ≥ 0 (0: up to the context)", o.maxTokens)
 	}
 	if !(o.topP > 0 && o.topP <= 1) {
 		return sample.Params{}, usagef("--top-p %v: want a value in (0, 1]", o.topP)
@@ -111,7 +111,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{err}
 	}
 	ids := m.Tok.Encode(prompt, true)
-	if len(ids)+so.maxTokens > m.Context {
+	// -n 0, or more than fits, runs to the end of the context (finish "context").
+	if so.maxTokens == 0 || len(ids)+so.maxTokens > m.Context {
 		so.maxTokens = max(1, m.Context-len(ids))
 	}
 	seq := kv.NewSeq()

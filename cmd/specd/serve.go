@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/consul"
 	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/telemetry"
@@ -118,6 +120,8 @@ type verifierOptions struct {
 	queueWait    time.Duration
 	streamEvery  time.Duration
 	prefixCache  bool
+	drafts       string // the drafts this verifier may dial (static discovery)
+	draftsFrom   string // static or consul
 }
 
 func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
@@ -132,6 +136,8 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.streamEvery, "stream-interval", 10*time.Millisecond, "longest committed tokens wait to be streamed together in one message (0: a message per pass; a request's first and last tokens go at once)")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "share the KV blocks of identical prompt prefixes between requests")
 	fs.IntVar(&o.queue, "queue", 256, "requests allowed to wait for admission; more get RESOURCE_EXHAUSTED")
+	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated addresses of the drafts this verifier may dial, spelled as the router names them; a request naming any other draft decodes plainly (empty: never speculate with a draft)")
+	fs.StringVar(&o.draftsFrom, "draft-discovery", "static", "how the verifier learns the drafts it may dial: static (--drafts) or consul (the passing specd-draft instances at --consul)")
 }
 
 func (o *verifierOptions) validate() error {
@@ -153,7 +159,30 @@ func (o *verifierOptions) validate() error {
 	if o.streamEvery < 0 || o.streamEvery > time.Second {
 		return usagef("--stream-interval %v: want 0..1s", o.streamEvery)
 	}
+	switch o.draftsFrom {
+	case "static":
+		for _, a := range splitList(o.drafts) {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return usagef("--drafts: %q: %v", a, err)
+			}
+		}
+	case "consul":
+		if o.addr == "" {
+			return usagef("--draft-discovery consul needs --consul")
+		}
+	default:
+		return usagef("--draft-discovery %q: want static or consul", o.draftsFrom)
+	}
 	return nil
+}
+
+// draftView returns the drafts the verifier may dial; stop ends a Consul watch.
+func (o *verifierOptions) draftView(ctx context.Context, log *slog.Logger) (router.Discovery, func(), error) {
+	var watch *consul.WatchConfig
+	if o.draftsFrom == "consul" {
+		watch = &consul.WatchConfig{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Services: map[router.Role]string{router.Draft: "specd-draft"}}
+	}
+	return serve.Discover(ctx, router.Draft, splitList(o.drafts), watch, log)
 }
 
 type draftOptions struct {
@@ -200,6 +229,7 @@ type routerOptions struct {
 	verifiers string
 	drafts    string
 	refresh   time.Duration
+	health    time.Duration
 }
 
 func (o *routerOptions) addFlags(fs *flag.FlagSet) {
@@ -209,6 +239,7 @@ func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
 	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated draft addresses (empty: decode plainly)")
 	fs.DurationVar(&o.refresh, "refresh", 5*time.Second, "how often to refresh the endpoints' model info and load")
+	fs.DurationVar(&o.health, "health-interval", time.Second, "how often to probe the endpoints' gRPC health; the router is NOT_SERVING while no verifier is SERVING with its breaker closed")
 }
 
 func splitList(s string) []string {
@@ -247,6 +278,9 @@ func (o *routerOptions) validate() error {
 	if o.refresh <= 0 {
 		return usagef("--refresh %v: want a positive duration", o.refresh)
 	}
+	if o.health <= 0 {
+		return usagef("--health-interval %v: want a positive duration", o.health)
+	}
 	return nil
 }
 
@@ -277,7 +311,8 @@ func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 }
 
 func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {
-	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, Log: tel.Log, Tel: tel, Ready: ready}
+	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
+		Log: tel.Log, Tel: tel, Ready: ready}
 	o.discoveryOptions.apply(&c)
 	if o.advertise != "" {
 		c.Register = &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise}
@@ -298,7 +333,15 @@ func (o *draftOptions) listenAddr() string    { return o.listen }
 func (o *routerOptions) listenAddr() string   { return o.listen }
 
 func (o *verifierOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
-	return serve.Verifier(ctx, o.worker(ctx, tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(tel), lis)
+	cfg := o.config(tel)
+	drafts, stop, err := o.draftView(ctx, tel.Log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer stop()
+	cfg.Drafts = drafts
+	return serve.Verifier(ctx, o.worker(ctx, tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), cfg, lis)
 }
 
 func (o *draftOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
@@ -453,7 +496,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ro := routerOptions{listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second,
+	ro := routerOptions{listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second, health: time.Second,
 		discoveryOptions: discoveryOptions{mode: "static", breakerFailures: 3, breakerCooldown: 10 * time.Second, wait: time.Minute}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -472,7 +515,9 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	readyFn := func(*model.Model) { ready.Done() }
 	start(0, func() error {
-		return serve.Verifier(ctx, vo.worker(ctx, vtel, readyFn), vo.config(vtel), vlis)
+		cfg := vo.config(vtel)
+		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts, Address: ro.drafts, Role: router.Draft})
+		return serve.Verifier(ctx, vo.worker(ctx, vtel, readyFn), cfg, vlis)
 	})
 	start(1, func() error {
 		return serve.Draft(ctx, do.worker(ctx, dtel, readyFn), do.config(), dlis)

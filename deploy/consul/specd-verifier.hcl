@@ -36,7 +36,8 @@ service {
           {
             # The router passes each request's draft address (127.0.0.1:17072, from
             # its own specd-draft upstream) to the verifier, which dials it here: the
-            # two local_bind_port values must be the same.
+            # two local_bind_port values must be the same, and the verifier's
+            # --drafts must name it (it dials no draft outside that list).
             destination_name = "specd-draft"
             local_bind_port  = 17072
           },

@@ -118,6 +118,7 @@ job "specd" {
         args = [
           "verifier",
           "--listen=127.0.0.1:7071",
+          "--drafts=127.0.0.1:17072",
           "--metrics-listen=0.0.0.0:9090",
           "-m=specd-target-q8_0",
           "--threads=2",

@@ -14,7 +14,8 @@
 //	GET /v1/health/service/:service?passing=1&tag=:role&stale     Watcher (blocking: index, wait)
 //
 // The registration carries the role as a tag ("verifier" or "draft"), the metadata keys
-// model, tokenizer_hash, quant, context_length, kv_free and load, and one gRPC check
+// model, tokenizer_hash, quant, architecture, context_length, vocab_size, parameters,
+// kv_free and load, and one gRPC check
 // (grpc.health.v1 on the advertised address, plaintext) with an interval and, when set,
 // DeregisterCriticalServiceAfter. Meta values are strings; numbers are base-10.
 //
@@ -50,6 +51,9 @@ const (
 	MetaContext       = "context_length"
 	MetaKVFree        = "kv_free"
 	MetaLoad          = "load"
+	MetaArch          = "architecture"
+	MetaVocab         = "vocab_size"
+	MetaParameters    = "parameters"
 )
 
 // Consul's limits on a blocking query's wait.

@@ -52,6 +52,14 @@ func endpoint(role router.Role, e *api.ServiceEntry) (router.Endpoint, error) {
 	if err != nil {
 		return router.Endpoint{}, err
 	}
+	vocab, err := metaUint(s.Meta, MetaVocab, 1<<31-1)
+	if err != nil {
+		return router.Endpoint{}, err
+	}
+	params, err := metaUint(s.Meta, MetaParameters, 1<<64-1)
+	if err != nil {
+		return router.Endpoint{}, err
+	}
 	return router.Endpoint{
 		ID:            s.ID,
 		Address:       net.JoinHostPort(host, strconv.Itoa(port)),
@@ -59,7 +67,10 @@ func endpoint(role router.Role, e *api.ServiceEntry) (router.Endpoint, error) {
 		Model:         s.Meta[MetaModel],
 		TokenizerHash: s.Meta[MetaTokenizerHash],
 		Quant:         s.Meta[MetaQuant],
+		Arch:          s.Meta[MetaArch],
 		Context:       int(ctxLen),
+		Vocab:         int(vocab),
+		Parameters:    params,
 		KVFree:        kvFree,
 		Load:          int(load),
 	}, nil

@@ -20,8 +20,8 @@ func entry(node, nodeAddr, id, addr string, port int, meta map[string]string) *a
 
 func TestEndpoint(t *testing.T) {
 	full := map[string]string{
-		MetaModel: "llama-7b", MetaTokenizerHash: "abc", MetaQuant: "Q8_0",
-		MetaContext: "4096", MetaKVFree: "18446744073709551615", MetaLoad: "3",
+		MetaModel: "llama-7b", MetaTokenizerHash: "abc", MetaQuant: "q8_0", MetaArch: "llama",
+		MetaContext: "4096", MetaVocab: "32000", MetaParameters: "18446744073709551615", MetaKVFree: "18446744073709551615", MetaLoad: "3",
 	}
 	tests := []struct {
 		name    string
@@ -31,7 +31,7 @@ func TestEndpoint(t *testing.T) {
 	}{
 		{name: "full", e: entry("n1", "10.0.0.1", "v1", "127.0.0.1", 7001, full), want: router.Endpoint{
 			ID: "v1", Address: "127.0.0.1:7001", Role: router.Verifier, Model: "llama-7b", TokenizerHash: "abc",
-			Quant: "Q8_0", Context: 4096, KVFree: 1<<64 - 1, Load: 3,
+			Quant: "q8_0", Arch: "llama", Context: 4096, Vocab: 32000, Parameters: 1<<64 - 1, KVFree: 1<<64 - 1, Load: 3,
 		}},
 		{name: "node address fallback", e: entry("n1", "10.0.0.1", "v1", "", 7001, nil),
 			want: router.Endpoint{ID: "v1", Address: "10.0.0.1:7001", Role: router.Verifier}},

@@ -34,7 +34,10 @@ type Registration struct {
 	Advertise string      // host:port that other services dial; also the health check's target
 
 	Model, TokenizerHash, Quant string
+	Arch                        string   // model architecture
 	Context                     int      // context length, tokens
+	Vocab                       int      // vocabulary size, tokens
+	Parameters                  uint64   // weights of the model
 	Tags                        []string // extra tags; the role tag is always added
 
 	KVFree uint64 // headroom at registration; Update refreshes it and Load
@@ -58,6 +61,8 @@ func (r *Registration) validate() error {
 		return invalid("Role", "%q is not %q, %q or %q", r.Role, router.Verifier, router.Draft, router.Front)
 	case r.Context < 0:
 		return invalid("Context", "%d is negative", r.Context)
+	case r.Vocab < 0:
+		return invalid("Vocab", "%d is negative", r.Vocab)
 	case r.Load < 0:
 		return invalid("Load", "%d is negative", r.Load)
 	case r.CheckInterval <= 0:
@@ -122,7 +127,10 @@ func (r *Registration) service() *api.AgentServiceRegistration {
 			MetaModel:         r.Model,
 			MetaTokenizerHash: r.TokenizerHash,
 			MetaQuant:         r.Quant,
+			MetaArch:          r.Arch,
 			MetaContext:       strconv.Itoa(r.Context),
+			MetaVocab:         strconv.Itoa(r.Vocab),
+			MetaParameters:    strconv.FormatUint(r.Parameters, 10),
 			MetaKVFree:        strconv.FormatUint(r.KVFree, 10),
 			MetaLoad:          strconv.Itoa(r.Load),
 		},

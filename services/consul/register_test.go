@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func verifierReg(addr, advertise string) Registration {
 	return Registration{
 		Addr: addr, Service: "specd-verifier", Role: router.Verifier, Advertise: advertise,
-		Model: "llama-2-7b", TokenizerHash: "9f86d081", Quant: "Q8_0", Context: 4096,
+		Model: "llama-2-7b", TokenizerHash: "9f86d081", Quant: "q8_0", Arch: "llama", Context: 4096, Vocab: 32000, Parameters: 6738415616,
 		Tags: []string{"zone-a", "verifier"}, KVFree: 512, Load: 1,
 		CheckInterval: 2 * time.Second, DeregisterAfter: time.Minute,
 	}
@@ -40,8 +40,8 @@ func TestRegister(t *testing.T) {
 		t.Fatalf("Service(%q) not registered", reg.ID())
 	}
 	wantMeta := map[string]string{
-		"model": "llama-2-7b", "tokenizer_hash": "9f86d081", "quant": "Q8_0",
-		"context_length": "4096", "kv_free": "512", "load": "1",
+		"model": "llama-2-7b", "tokenizer_hash": "9f86d081", "quant": "q8_0", "architecture": "llama",
+		"context_length": "4096", "vocab_size": "32000", "parameters": "6738415616", "kv_free": "512", "load": "1",
 	}
 	if got.Name != "specd-verifier" || got.Address != "127.0.0.1" || got.Port != 7001 ||
 		!slices.Equal(got.Tags, []string{"verifier", "zone-a"}) || !maps.Equal(got.Meta, wantMeta) {

@@ -184,7 +184,7 @@ func TestWatcherMetaRoundTrip(t *testing.T) {
 			v := mustRegister(t, vr)
 			d := mustRegister(t, Registration{
 				Addr: fake.Addr(), Service: tt.services[router.Draft], Role: router.Draft, Advertise: "localhost:7002",
-				Model: "tiny", TokenizerHash: "9f86d081", Quant: "Q4_0", Context: 2048, KVFree: 64,
+				Model: "tiny", TokenizerHash: "9f86d081", Quant: "q4_0", Context: 2048, KVFree: 64,
 				CheckInterval: time.Second,
 			})
 			mustPass(t, fake, v.ID())
@@ -192,11 +192,11 @@ func TestWatcherMetaRoundTrip(t *testing.T) {
 
 			wantV := router.Endpoint{
 				ID: v.ID(), Address: "127.0.0.1:7001", Role: router.Verifier, Model: "llama-2-7b",
-				TokenizerHash: "9f86d081", Quant: "Q8_0", Context: 4096, KVFree: 512, Load: 1,
+				TokenizerHash: "9f86d081", Quant: "q8_0", Arch: "llama", Context: 4096, Vocab: 32000, Parameters: 6738415616, KVFree: 512, Load: 1,
 			}
 			wantD := router.Endpoint{
 				ID: d.ID(), Address: "localhost:7002", Role: router.Draft, Model: "tiny",
-				TokenizerHash: "9f86d081", Quant: "Q4_0", Context: 2048, KVFree: 64,
+				TokenizerHash: "9f86d081", Quant: "q4_0", Context: 2048, KVFree: 64,
 			}
 			waitUntil(t, "both endpoints", func() bool {
 				return slices.Equal(w.Endpoints(router.Verifier), []router.Endpoint{wantV}) &&

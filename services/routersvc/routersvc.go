@@ -9,15 +9,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -36,6 +39,9 @@ type Server struct {
 	tel *telemetry.Telemetry
 
 	conns *services.Conns // to verifiers
+
+	mu      sync.Mutex
+	healthy map[string]bool // endpoint ID → its last health probe said SERVING
 }
 
 var _ specdv1.GenerationServiceServer = (*Server)(nil)
@@ -43,8 +49,9 @@ var _ specdv1.GenerationServiceServer = (*Server)(nil)
 // New returns a router server over r. tel records request metrics and failover
 // events (nil: none); dial are the options of its connections to verifiers.
 func New(r *router.Router, log *slog.Logger, tel *telemetry.Telemetry, dial ...grpc.DialOption) *Server {
-	s := &Server{r: r, log: log, tel: tel, conns: services.NewConns(dial...)}
+	s := &Server{r: r, log: log, tel: tel, conns: services.NewConns(services.ConnLimits{}, dial...)}
 	r.OnFailover = s.onFailover
+	r.Healthy = s.Healthy
 	return s
 }
 
@@ -85,7 +92,7 @@ func (s *Server) Complete(ctx context.Context, req *specdv1.GenerateRequest) (*s
 	out := &specdv1.CompleteResponse{TokenIds: res.IDs, Text: res.Text}
 	if res.Final != nil {
 		f := services.FinalToProto(res.Final)
-		out.FinishReason, out.Stats = f.GetFinishReason(), f.GetStats()
+		out.FinishReason, out.Stats, out.PromptIds = f.GetFinishReason(), f.GetStats(), res.Final.PromptIDs
 	}
 	return out, nil
 }
@@ -120,14 +127,24 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 	b := &backend{s: s, req: req}
 	t0 := time.Now()
 	first := true
-	res, err := s.r.Relay(ctx, key, b, q.MaxTokens, func(ev router.Event) error {
+	limit := q.MaxTokens
+	if limit == 0 {
+		limit = math.MaxInt // up to the context: the verifier knows where it ends
+	}
+	res, err := s.r.Relay(ctx, key, b, limit, func(ev router.Event) error {
 		if first && len(ev.IDs) > 0 {
 			first = false
 			s.metrics().RecordTimeToFirstToken(ctx, b.model, time.Since(t0))
 		}
 		return sink(ev)
 	})
-	if err != nil && errors.Is(err, router.ErrNoVerifier) {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// The client cancelled or its deadline passed: whatever the last attempt
+		// reported on the way out (a stream cut as UNAVAILABLE, say), that is the
+		// request's end, in its status and in specd_requests_total.
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	case err != nil && errors.Is(err, router.ErrNoVerifier):
 		err = fmt.Errorf("%w: %w", services.ErrUnavailable, err)
 	}
 	rs := telemetry.RequestStats{Model: b.model, Domain: req.GetDomain(), Code: status.Code(services.Status(err)), Generated: len(res.IDs)}
@@ -152,7 +169,7 @@ func (s *Server) checkModel(name string) error {
 		have = append(have, e.Model)
 	}
 	sort.Strings(have)
-	return services.BadField("model", "unknown model %q (verifiers serve: %s)", name, strings.Join(slices.Compact(have), ", "))
+	return fmt.Errorf("%w %q (verifiers serve: %s)", services.ErrUnknownModel, name, strings.Join(slices.Compact(have), ", "))
 }
 
 // promptHead is the default affinity key: the first 256 bytes of the prompt, so a
@@ -178,7 +195,7 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 	b.model = a.Verifier.Model
 	cc, err := b.s.conns.Get(a.Verifier.Address)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, a.Verifier.Address, err)
+		return nil, fmt.Errorf("%w: %s: %w", router.ErrUnreachable, a.Verifier.Address, err)
 	}
 	vr := &speculationv1.GenerateRequest{Request: b.req, ResumeIds: a.Resume, ResumeTextBytes: uint32(a.ResumeText)}
 	if a.Draft != nil {
@@ -186,6 +203,14 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 	}
 	st, err := speculationv1.NewVerifierServiceClient(cc).Generate(ctx, vr)
 	if err != nil {
+		// No stream, the request still alive: the verifier could not be reached —
+		// refused, no answer to the connection attempt, going away (UNAVAILABLE), or
+		// the connection closed under the call because Conns replaced it, failing,
+		// with a fresh one (CANCELED). Conns redials a connection left failing, so
+		// the verifier is down now, not merely behind a stale connection.
+		if c := status.Code(err); (c == codes.Unavailable || c == codes.Canceled) && ctx.Err() == nil {
+			return nil, fmt.Errorf("%w: %s: %w", router.ErrUnreachable, a.Verifier.Address, err)
+		}
 		return nil, classify(a.Verifier, err)
 	}
 	return &stream{st: st, ep: a.Verifier}, nil
@@ -212,7 +237,9 @@ func (s *stream) Recv() (router.Event, error) {
 		}
 		return ev, nil
 	case *speculationv1.GenerateResponse_Final:
-		return router.Event{Final: services.FinalFromProto(e.Final)}, nil
+		f := services.FinalFromProto(e.Final)
+		f.PromptIDs = msg.GetPromptIds()
+		return router.Event{Final: f}, nil
 	}
 	return router.Event{}, fmt.Errorf("%w: %s sent an empty message", router.ErrEndpointDown, s.ep.Address)
 }
@@ -226,6 +253,86 @@ func classify(ep router.Endpoint, err error) error {
 		return fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, ep.Address, err)
 	}
 	return err
+}
+
+// Healthy reports whether ep answered its last health probe SERVING (see Probe); an
+// endpoint not probed yet counts as healthy. It is the router's router.Healthy.
+func (s *Server) Healthy(ep router.Endpoint) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	up, ok := s.healthy[ep.ID]
+	return up || !ok
+}
+
+// Probe asks every verifier and draft of the discovery for its gRPC health every
+// interval — and at once when kick fires (a breaker changed) — until ctx ends. It
+// records the answers for Healthy and calls serving with whether any verifier is
+// usable (SERVING, its breaker not open) whenever that changes, first after the
+// first round. A verifier that is loading its model, stopped or unreachable is not.
+func (s *Server) Probe(ctx context.Context, interval time.Duration, kick <-chan struct{}, serving func(bool)) {
+	first := true
+	was := false
+	round := func() {
+		var eps []router.Endpoint
+		for _, role := range []router.Role{router.Verifier, router.Draft} {
+			eps = append(eps, s.r.Discovery.Endpoints(role)...)
+		}
+		up := make([]bool, len(eps))
+		var wg sync.WaitGroup
+		for i, e := range eps {
+			wg.Add(1)
+			go func() { defer wg.Done(); up[i] = s.probe(ctx, e.Address, min(interval, 2*time.Second)) }()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return
+		}
+		s.mu.Lock()
+		s.healthy = make(map[string]bool, len(eps))
+		for i, e := range eps {
+			s.healthy[e.ID] = up[i]
+		}
+		s.mu.Unlock()
+		usable := false
+		for i, e := range eps {
+			usable = usable || (e.Role == router.Verifier && up[i] && (s.r.Breakers == nil || s.r.Breakers.Ready(e)))
+		}
+		if usable != was || first {
+			if s.log != nil && !first {
+				if usable {
+					s.log.Info("a verifier is usable again: health SERVING")
+				} else {
+					s.log.Warn("no usable verifier: health NOT_SERVING")
+				}
+			}
+			serving(usable)
+		}
+		first, was = false, usable
+	}
+	round()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-kick:
+		}
+		round()
+	}
+}
+
+// probe reports whether the service at addr answers its health check SERVING.
+func (s *Server) probe(ctx context.Context, addr string, timeout time.Duration) bool {
+	cc, err := s.conns.Get(addr)
+	if err != nil {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r, err := healthpb.NewHealthClient(cc).Check(pctx, &healthpb.HealthCheckRequest{})
+	return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
 }
 
 // Tokenize encodes text with a verifier's tokenizer.
@@ -255,7 +362,8 @@ func (s *Server) ListModels(ctx context.Context, _ *specdv1.ListModelsRequest) (
 				continue
 			}
 			seen[k] = true
-			resp.Models = append(resp.Models, &specdv1.ModelInfo{Name: e.Model, Role: string(role), Quantization: e.Quant, ContextLength: uint32(e.Context), TokenizerHash: e.TokenizerHash, Architecture: "llama"})
+			resp.Models = append(resp.Models, &specdv1.ModelInfo{Name: e.Model, Role: string(role), Architecture: e.Arch, Quantization: e.Quant,
+				ContextLength: uint32(e.Context), VocabSize: uint32(e.Vocab), TokenizerHash: e.TokenizerHash, Parameters: e.Parameters})
 		}
 	}
 	return resp, nil
@@ -285,6 +393,7 @@ func (s *Server) Refresh(ctx context.Context, st *router.Static, eps []router.En
 			}
 			m := info.GetModel()
 			cur[i].Model, cur[i].TokenizerHash, cur[i].Quant = m.GetName(), m.GetTokenizerHash(), m.GetQuantization()
+			cur[i].Arch, cur[i].Vocab, cur[i].Parameters = m.GetArchitecture(), int(m.GetVocabSize()), m.GetParameters()
 			cur[i].Context, cur[i].KVFree, cur[i].Load = int(m.GetContextLength()), info.GetKvBlocksFree(), int(info.GetQueueDepth())
 			eps[i] = cur[i]
 		}

@@ -46,8 +46,15 @@ func TestConsulDiscovery(t *testing.T) {
 	reg := &serve.Consul{Addr: agent.Addr(), CheckInterval: time.Second, UpdateEvery: time.Second}
 	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)
 	vctx, stopVerifier := context.WithCancel(ctx)
+	// The verifier dials only the drafts of its own Consul view.
+	drafts, stopDrafts, err := serve.Discover(ctx, router.Draft, nil, &consul.WatchConfig{Addr: agent.Addr(), Wait: 2 * time.Second,
+		Services: map[router.Role]string{router.Draft: "specd-draft"}}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopDrafts)
 	run(func() error {
-		return serve.Verifier(vctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Consul: reg}, verifiersvc.Config{}, vl)
+		return serve.Verifier(vctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Consul: reg}, verifiersvc.Config{Drafts: drafts}, vl)
 	})
 	run(func() error {
 		return serve.Draft(ctx, serve.Worker{Load: loader(t, "specd-draft-q8_0"), Engine: eng, Log: quiet, Consul: reg}, draftsvc.Config{Depth: 2}, dl)
@@ -68,6 +75,12 @@ func TestConsulDiscovery(t *testing.T) {
 	s := &stack{client: client, target: loadTarget(t)}
 	text := "Once upon a time, a little fox"
 	want := s.plain(t, text, 48, sample.Params{})
+	// The verifier's view of drafts may trail the router's by a blocking query.
+	for deadline := time.Now().Add(10 * time.Second); len(drafts.Endpoints(router.Draft)) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the verifier's Consul view never listed the draft")
+		}
+	}
 	check := func(what string) {
 		t.Helper()
 		r, err := s.generate(context.Background(), request(text, 48, 0, 0, 4))

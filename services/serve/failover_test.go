@@ -19,9 +19,9 @@ import (
 // already streamed, and the client's stream completes with the plain greedy output —
 // no token missing, none repeated, positions consecutive.
 func TestVerifierKilledMidStream(t *testing.T) {
-	va := startProcess(t, "verifier", "-m", "specd-target-q8_0")
-	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0")
 	d := startDraftProcess(t)
+	va := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
+	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
 	rl := freeListener(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -93,5 +93,79 @@ func TestVerifierKilledMidStream(t *testing.T) {
 	}
 	if final.GetStats().GetFailovers() != 1 {
 		t.Errorf("stats report %d failovers, want 1", final.GetStats().GetFailovers())
+	}
+}
+
+// TestRestartedVerifierThenOtherDies is the fault run of issue 14: of two verifiers,
+// the one a prompt's affinity picks is killed and restarted on the same address while
+// the router keeps polling it (so its old connection sits in reconnect backoff); then
+// a request for that prompt starts, and the other verifier is killed mid-stream. The
+// client must get its whole greedy output: the restarted verifier is SERVING, and the
+// request must not have spent an attempt on a stale connection to it.
+func TestRestartedVerifierThenOtherDies(t *testing.T) {
+	d := startDraftProcess(t)
+	va := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
+	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
+	rl := freeListener(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	ready := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cfg := serve.RouterConfig{Verifiers: []string{va.addr, vb.addr}, Drafts: []string{d.addr}, Refresh: 100 * time.Millisecond,
+			HealthInterval: 100 * time.Millisecond, Breakers: services.NewBreakers(3, 10*time.Second), Log: quiet, Ready: func() { close(ready) }}
+		if err := serve.Router(ctx, cfg, rl); err != nil {
+			t.Errorf("router: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	<-ready
+	cc, err := services.Dial(rl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := specdv1.NewGenerationServiceClient(cc)
+	waitModels(t, client, 2)
+
+	s := &stack{client: client, target: loadTarget(t)}
+	text := "It was the best of times, it was the worst of times, it was the age of"
+	want := s.plain(t, text, 120, sample.Params{})
+	first, _, _ := router.Pick(router.NewStatic(
+		router.Endpoint{ID: va.addr, Address: va.addr, Role: router.Verifier},
+		router.Endpoint{ID: vb.addr, Address: vb.addr, Role: router.Verifier}), text, nil, nil)
+	affine, other := va, vb
+	if first.ID == vb.addr {
+		affine, other = vb, va
+	}
+	affine.kill(t)
+	affine.cmd.Wait()
+	time.Sleep(5 * time.Second) // the router's polls fail meanwhile: gRPC's own backoff would grow past 4 s
+	startProcessAt(t, affine.addr, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
+
+	st, err := client.Generate(context.Background(), request(text, 120, 0, 0, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int32
+	killed := false
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			t.Fatalf("stream broke after %d tokens: %v", len(got), err)
+		}
+		if c := msg.GetChunk(); c != nil {
+			got = append(got, c.GetTokenIds()...)
+			if len(got) >= 10 && !killed {
+				other.kill(t)
+				killed = true
+			}
+			continue
+		}
+		break
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("output differs from plain:\n got %v\nwant %v", got, want)
 	}
 }

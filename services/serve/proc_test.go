@@ -70,8 +70,14 @@ func startDraftProcess(t *testing.T) *proc {
 // health check says SERVING.
 func startProcess(t *testing.T, role string, args ...string) *proc {
 	t.Helper()
+	return startProcessAt(t, freePort(t), role, args...)
+}
+
+// startProcessAt is startProcess listening on addr.
+func startProcessAt(t *testing.T, addr, role string, args ...string) *proc {
+	t.Helper()
 	bin := specdBinary(t)
-	p := &proc{addr: freePort(t)}
+	p := &proc{addr: addr}
 	args = append([]string{role, "--listen", p.addr, "--threads", "1", "--log-format", "text"}, args...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = os.Stderr

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/specd-dev/specd/services/telemetry"
+	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
 
 	"github.com/specd-dev/specd/model"
@@ -22,6 +22,7 @@ import (
 	"github.com/specd-dev/specd/services/consul"
 	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/routersvc"
+	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
 )
 
@@ -108,7 +109,7 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	vs := verifiersvc.New(cfg, w.Log, dialOptions(w.Tel)...)
 	defer vs.Close()
 	return worker(ctx, w, router.Verifier, "specd.speculation.v1.VerifierService", lis, func(srv *services.Server) func(*services.Engine) (func(), error) {
-		speculationv1.RegisterVerifierServiceServer(srv.GRPC, vs)
+		srv.Register(&speculationv1.VerifierService_ServiceDesc, vs)
 		return func(e *services.Engine) (func(), error) { return vs.Stop, vs.SetEngine(e) }
 	})
 }
@@ -121,7 +122,7 @@ func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener)
 	cfg.Prefill = cmp.Or(cfg.Prefill, w.Engine.MaxBlock)
 	ds := draftsvc.New(cfg, w.Log)
 	return worker(ctx, w, router.Draft, "specd.speculation.v1.DraftService", lis, func(srv *services.Server) func(*services.Engine) (func(), error) {
-		speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
+		srv.Register(&speculationv1.DraftService_ServiceDesc, ds)
 		return func(e *services.Engine) (func(), error) { ds.SetEngine(e); return ds.Close, nil }
 	})
 }
@@ -164,7 +165,8 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 	}
 	srv.SetServing()
 	if w.Consul != nil {
-		reg := consul.Registration{Role: role, Model: m.Name, TokenizerHash: m.Tok.Hash(), Quant: m.Quant.String(), Context: m.Context}
+		reg := consul.Registration{Role: role, Model: m.Name, TokenizerHash: m.Tok.Hash(), Quant: m.Quant.String(), Arch: m.Arch,
+			Context: m.Context, Vocab: m.Vocab, Parameters: m.Parameters}
 		headroom := func() (uint64, int) {
 			active, waiting := eng.Load()
 			return uint64(eng.KV.Stats().Free), active + waiting
@@ -210,16 +212,41 @@ func load(w Worker) (*model.Model, *services.Engine, error) {
 	return m, eng, nil
 }
 
+// Discover returns a view of role's endpoints: a Consul watch (watch's services) when
+// watch is non-nil, running until stop is called, which waits for it to end; else the
+// static addresses, and a stop that does nothing.
+func Discover(ctx context.Context, role router.Role, static []string, watch *consul.WatchConfig, log *slog.Logger) (d router.Discovery, stop func(), err error) {
+	if watch == nil {
+		eps := make([]router.Endpoint, len(static))
+		for i, a := range static {
+			eps[i] = router.Endpoint{ID: a, Address: a, Role: role}
+		}
+		return router.NewStatic(eps...), func() {}, nil
+	}
+	w, err := consul.NewWatcher(*watch, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	return w, func() { cancel(); <-done }, nil
+}
+
 // RouterConfig configures a router: static endpoints, or Consul discovery.
 type RouterConfig struct {
 	Verifiers, Drafts []string      // static endpoints (when Consul is nil)
 	Refresh           time.Duration // how often to poll static endpoints' Info
 	Consul            *consul.WatchConfig
-	Breakers          *services.Breakers   // nil: none
-	Register          *Consul              // register the router as specd-router; nil: do not
-	Tel               *telemetry.Telemetry // traces and metrics; nil: none
-	Log               *slog.Logger
-	Ready             func()
+	Breakers          *services.Breakers // nil: none; state changes are logged
+	// HealthInterval is how often the router probes its endpoints' gRPC health
+	// (0: 1 s). Its own health is SERVING only while a verifier is usable: SERVING,
+	// its breaker not open.
+	HealthInterval time.Duration
+	Register       *Consul              // register the router as specd-router; nil: do not
+	Tel            *telemetry.Telemetry // traces and metrics; nil: none
+	Log            *slog.Logger
+	Ready          func()
 }
 
 // Router serves the public API on lis until ctx ends.
@@ -232,8 +259,24 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		eps = append(eps, router.Endpoint{ID: a, Address: a, Role: router.Draft})
 	}
 	rt := &router.Router{}
+	kick := make(chan struct{}, 1) // a breaker changed: probe now
 	if cfg.Breakers != nil {
 		rt.Breakers = cfg.Breakers
+		next := cfg.Breakers.OnChange
+		cfg.Breakers.OnChange = func(endpoint string, from, to gobreaker.State) {
+			lv := slog.LevelInfo
+			if to == gobreaker.StateOpen {
+				lv = slog.LevelWarn
+			}
+			cfg.Log.Log(ctx, lv, "circuit breaker "+to.String(), "endpoint", endpoint, "from", from.String(), "to", to.String())
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+			if next != nil {
+				next(endpoint, from, to)
+			}
+		}
 	}
 	rs := routersvc.New(rt, cfg.Log, cfg.Tel, dialOptions(cfg.Tel)...)
 	defer rs.Close() // after the background goroutines below have stopped (defers run last-first)
@@ -261,7 +304,12 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		defer cfg.Tel.Metrics.ObserveBreakers(cfg.Breakers.States)()
 	}
 	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, serverOptions(cfg.Tel)...)
-	specdv1.RegisterGenerationServiceServer(srv.GRPC, rs)
+	srv.Register(&specdv1.GenerationService_ServiceDesc, rs)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rs.Probe(rctx, cmp.Or(cfg.HealthInterval, time.Second), kick, srv.SetServingStatus)
+	}()
 	if cfg.Register != nil {
 		dereg, err := registerConsul(ctx, cfg.Register, consul.Registration{Role: router.Front}, lis, nil, cfg.Log)
 		if err != nil {
@@ -269,7 +317,6 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		}
 		defer dereg()
 	}
-	srv.SetServing()
 	cfg.Log.Info("router serving", "addr", lis.Addr().String(), "verifiers", cfg.Verifiers, "drafts", cfg.Drafts)
 	if cfg.Ready != nil {
 		cfg.Ready()

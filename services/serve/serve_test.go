@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/draftsvc"
@@ -63,6 +65,7 @@ func startStack(t *testing.T) *stack { return startStackWith(t, stackOptions{}) 
 type stackOptions struct {
 	draftAddr string               // an already running draft to use instead of starting one
 	vtel      *telemetry.Telemetry // the verifier's telemetry (nil: none)
+	rtel      *telemetry.Telemetry // the router's telemetry (nil: none)
 	branches  int                  // the draft's Config.Branches
 }
 
@@ -73,6 +76,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)
 	s.verifier, s.draft, s.router = vl.Addr().String(), dl.Addr().String(), rl.Addr().String()
+	drafts := router.NewStatic(router.Endpoint{Address: cmp.Or(o.draftAddr, s.draft), Role: router.Draft})
 	ready := make(chan struct{}, 2)
 	eng := services.EngineConfig{Threads: 1, KVBudget: 64 << 20, KVType: kernels.F32, MaxBlock: 64}
 	run := func(f func() error) {
@@ -87,7 +91,8 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
-			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}}}, vl)
+			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}},
+				Drafts: drafts}, vl)
 	})
 	if o.draftAddr == "" {
 		run(func() error {
@@ -104,7 +109,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	routerReady := make(chan struct{})
 	run(func() error {
 		return serve.Router(ctx, serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
-			Log: quiet, Ready: func() { close(routerReady) }}, rl)
+			Log: quiet, Tel: o.rtel, Ready: func() { close(routerReady) }}, rl)
 	})
 	<-routerReady
 	cc, err := services.Dial(s.router)
@@ -444,9 +449,7 @@ func TestInvalidArguments(t *testing.T) {
 		{"negative temperature", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, Sampling: &specdv1.SamplingParams{Temperature: -1}}, "sampling.temperature"},
 		{"top_p above 1", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, Sampling: &specdv1.SamplingParams{Temperature: 1, TopP: &big, Seed: &seed}}, "sampling.top_p"},
 		{"top_p negative", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, Sampling: &specdv1.SamplingParams{Temperature: 1, TopP: &neg}}, "sampling.top_p"},
-		{"zero max tokens", &specdv1.GenerateRequest{Prompt: "x"}, "max_tokens"},
 		{"beyond the context", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 600}, "max_tokens"},
-		{"unknown model", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, Model: "gpt-17"}, "model"},
 		{"bad token id", &specdv1.GenerateRequest{PromptIds: []int32{1, 99999}, MaxTokens: 4}, "prompt_ids"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

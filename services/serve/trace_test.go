@@ -46,7 +46,7 @@ func TestTraceAcrossServices(t *testing.T) {
 
 	draftAddr, verifierAddr, routerAddr := freePort(t), freePort(t), freePort(t)
 	draft := traceStart(t, "specd draft", grpcEnv, bin, "draft", "--listen", draftAddr, "-m", "specd-draft-q8_0", "--threads", "1", "--log-format", "text")
-	verifier := traceStart(t, "specd verifier", grpcEnv, bin, "verifier", "--listen", verifierAddr, "-m", "specd-target-q8_0", "--threads", "1", "--log-format", "text")
+	verifier := traceStart(t, "specd verifier", grpcEnv, bin, "verifier", "--listen", verifierAddr, "--drafts", draftAddr, "-m", "specd-target-q8_0", "--threads", "1", "--log-format", "text")
 	traceWaitServing(t, draft, draftAddr)
 	traceWaitServing(t, verifier, verifierAddr)
 	router := traceStart(t, "specd router", httpEnv, bin, "router", "--listen", routerAddr, "--verifiers", verifierAddr, "--drafts", draftAddr, "--refresh", "200ms", "--log-format", "text")
@@ -191,6 +191,14 @@ func checkTraceShape(t *testing.T, tr traceTrace) {
 			t.Log(tr.describe())
 		}
 	}()
+	// A healthy request looks healthy: no span of it is an error (Jaeger marks a span
+	// whose status is an error with the tag error=true).
+	for _, sp := range tr.Spans {
+		if v, ok := sp.tag("error"); ok && v == true {
+			code, _ := sp.tag("rpc.grpc.status_code")
+			t.Errorf("%s span %s %s of a successful request is an error (grpc status %v)", tr.service(sp), sp.kind(), sp.OperationName, code)
+		}
+	}
 	for id, p := range tr.Processes {
 		switch p.ServiceName {
 		case "specd-router", "specd-verifier", "specd-draft":

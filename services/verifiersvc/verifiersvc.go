@@ -19,6 +19,7 @@ import (
 	"github.com/specd-dev/specd/generate"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/spec"
@@ -44,6 +45,14 @@ type Config struct {
 	StreamInterval time.Duration
 	Address        string             // this verifier's address, reported in stats
 	Metrics        *telemetry.Metrics // round-trip histogram; nil records nothing
+	// Drafts are the drafts this verifier may dial: its static list or its Consul
+	// view. A request's draft_address is a preference among them, matched exactly
+	// (host:port as the view spells it); an address outside the view is ignored —
+	// never dialled — and the request decodes plainly, with a specd.draft_refused
+	// event on its span. nil: no draft, every request decodes plainly.
+	Drafts router.Discovery
+	// Conns bounds the connections to drafts (zero: services.ConnLimits' defaults).
+	Conns services.ConnLimits
 }
 
 // Server implements speculationv1.VerifierServiceServer.
@@ -58,6 +67,9 @@ type Server struct {
 
 	mu          sync.Mutex
 	draftModels map[string]string // draft address → its model name, for spans and metrics
+
+	refused       atomic.Int64 // requests naming a draft outside the view, since the last warning
+	refusedLogged atomic.Int64 // when that warning was logged, Unix nanoseconds
 }
 
 var _ speculationv1.VerifierServiceServer = (*Server)(nil)
@@ -74,7 +86,7 @@ func New(cfg Config, log *slog.Logger, dial ...grpc.DialOption) *Server {
 	if cfg.QueueWait <= 0 {
 		cfg.QueueWait = 30 * time.Second
 	}
-	return &Server{cfg: cfg, log: log, conns: services.NewConns(dial...), draftModels: map[string]string{}}
+	return &Server{cfg: cfg, log: log, conns: services.NewConns(cfg.Conns, dial...), draftModels: map[string]string{}}
 }
 
 // SetEngine makes the server serve with eng's model and KV pool: it starts the
@@ -128,7 +140,7 @@ func (s *Server) Tokenize(ctx context.Context, r *specdv1.TokenizeRequest) (*spe
 		return nil, services.Status(err)
 	}
 	if r.GetModel() != "" && r.GetModel() != eng.Model.Name {
-		return nil, services.Status(services.BadField("model", "unknown model %q (this verifier serves %q)", r.GetModel(), eng.Model.Name))
+		return nil, services.Status(fmt.Errorf("%w %q (this verifier serves %q)", services.ErrUnknownModel, r.GetModel(), eng.Model.Name))
 	}
 	tok := eng.Model.Tok
 	ids := tok.Encode(r.GetText(), r.GetAddBos())
@@ -156,7 +168,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	m := eng.Model
 	if name := req.GetRequest().GetModel(); name != "" && name != m.Name {
-		return services.BadField("model", "unknown model %q (this verifier serves %q)", name, m.Name)
+		return fmt.Errorf("%w %q (this verifier serves %q)", services.ErrUnknownModel, name, m.Name)
 	}
 	prompt := req.GetPromptIds()
 	if len(prompt) == 0 {
@@ -169,6 +181,12 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		if id < 0 || int(id) >= m.Vocab {
 			return services.BadField("prompt_ids", "token %d at index %d is outside the vocabulary of %d", id, i, m.Vocab)
 		}
+	}
+	if len(prompt) >= m.Context {
+		return services.BadField("prompt", "%d tokens leave no room in the context of %d", len(prompt), m.Context)
+	}
+	if q.MaxTokens == 0 {
+		q.MaxTokens = m.Context - len(prompt) // up to the context: ends with FINISH_REASON_CONTEXT
 	}
 	if len(prompt)+q.MaxTokens > m.Context {
 		return services.BadField("max_tokens", "%d new tokens after a prompt of %d exceed the context of %d", q.MaxTokens, len(prompt), m.Context)
@@ -193,6 +211,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0, arrivals: map[uint64]roundArrival{}}
 	r.stats.PromptTokens = uint32(len(prompt))
+	r.prompt = prompt
 	r.stats.Verifier = &specdv1.Endpoint{Address: s.cfg.Address, Model: m.Name}
 	r.stats.Mode = services.ModeToProto(mode)
 	if q.Sampling.Greedy() {
@@ -203,7 +222,12 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	// faster at the moment (verifier.Scheduler.DraftsOn): a draft that is not checked
 	// still costs a stream, a prefill and its first rounds. A request that fixed γ
 	// always gets its draft.
-	if addr := req.GetDraftAddress(); addr != "" && q.Spec && (e.speculating.Load() || q.Gamma > 0) {
+	addr := req.GetDraftAddress()
+	if addr != "" && !s.knownDraft(addr) {
+		s.refuseDraft(ctx, addr)
+		addr = ""
+	}
+	if addr != "" && q.Spec && (e.speculating.Load() || q.Gamma > 0) {
 		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, max(q.Gamma, 1, min(4, s.cfg.Engine.Sched.MaxGamma)))
 		if err != nil {
 			r.fallback(err)
@@ -237,7 +261,8 @@ type run struct {
 	stream      speculationv1.VerifierService_GenerateServer
 	link        *draftLink
 	tracer      trace.Tracer
-	model       string // the verifier's model
+	model       string  // the verifier's model
+	prompt      []int32 // as taken: sent back with the final message
 	draftModel  string
 	t0          time.Time
 	admitted    time.Time
@@ -417,6 +442,11 @@ func (r *run) send() error {
 }
 
 func (r *run) finish(u verifier.Update) error {
+	// End the draft's stream first, so that the final message is the last thing this
+	// request waits for: the router reads this stream's end right after it.
+	if r.link != nil {
+		r.link.close()
+	}
 	st := &r.stats
 	out := u.Output
 	ss := u.Stats
@@ -445,7 +475,7 @@ func (r *run) finish(u verifier.Update) error {
 			"plain", ss.Plain, "lookup", ss.Guessed, "lookup_accepted", ss.GuessAccepted, "stale", ss.Stale, "branches", ss.Branches,
 			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks)
 	}
-	return r.stream.Send(&speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
+	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
 		FinishReason: services.FinishToProto(out.Reason), Stats: st,
 	}}})
 }
@@ -462,6 +492,39 @@ type draftLink struct {
 	cancel context.CancelFunc
 	once   sync.Once
 }
+
+// knownDraft reports whether addr is a draft in this verifier's view (Config.Drafts).
+func (s *Server) knownDraft(addr string) bool {
+	if s.cfg.Drafts == nil {
+		return false
+	}
+	for _, e := range s.cfg.Drafts.Endpoints(router.Draft) {
+		if e.Address == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// refuseDraft records that a request named a draft outside this verifier's view: the
+// router's view and this one disagree (a misconfiguration, or Consul catching up), or
+// the caller is not the router.
+// The warning is logged at most once per refuseLogEvery, with the count since the
+// last one, so that a caller naming addresses cannot flood the log.
+func (s *Server) refuseDraft(ctx context.Context, addr string) {
+	trace.SpanFromContext(ctx).AddEvent("specd.draft_refused", trace.WithAttributes(attribute.String("specd.draft.address", addr)))
+	n := s.refused.Add(1)
+	now := time.Now().UnixNano()
+	last := s.refusedLogged.Load()
+	if s.log == nil || now-last < int64(refuseLogEvery) || !s.refusedLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.refused.Add(-n)
+	s.log.WarnContext(ctx, "request names a draft outside this verifier's view; decoding plainly", "draft_address", addr, "refused", n)
+}
+
+// refuseLogEvery spaces the warnings of refuseDraft.
+const refuseLogEvery = 10 * time.Second
 
 // draftModel returns the model name of the draft at addr (asked once, then cached).
 func (s *Server) draftModel(ctx context.Context, addr string) string {
@@ -576,12 +639,21 @@ func (l *draftLink) err() error {
 	}
 }
 
-// close ends the stream: the draft sees the end of verdicts; the receiver stops.
+// closeWait bounds how long closing a draft stream waits for the draft to end it.
+const closeWait = 500 * time.Millisecond
+
+// close ends the stream: the draft sees the end of verdicts and ends its side, which
+// the receiver reads as the stream's end; proposals still in flight are dropped. A
+// stream ended so closes with the draft's status — cancelling it instead would mark
+// every request's draft span failed. A draft that has not ended it within closeWait
+// (or a request already cancelled) is cut off.
 func (l *draftLink) close() {
 	l.once.Do(func() {
 		l.stream.CloseSend()
-		l.cancel()
+		cut := time.AfterFunc(closeWait, l.cancel)
 		for range l.proposals {
 		}
+		cut.Stop()
+		l.cancel()
 	})
 }

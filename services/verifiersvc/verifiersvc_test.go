@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +23,9 @@ import (
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/verifiersvc"
 	"github.com/specd-dev/specd/verifier"
@@ -174,4 +178,110 @@ func TestStreamInterval(t *testing.T) {
 			t.Errorf("interval %v: tokens %v, want %v", tc.interval, ids, want)
 		}
 	}
+}
+
+// TestDraftAddressOutsideView: a request's draft_address is only a preference among
+// the drafts of the verifier's own view. The draft in the view is used; 300 requests
+// naming 300 other addresses — each a listener that records connections — decode
+// plainly without a single connection attempt, and leave no goroutine behind.
+func TestDraftAddressOutsideView(t *testing.T) {
+	checkLeaks(t)
+	draft := startDraft(t)
+	ctx, client := startVerifier(t, verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}),
+		Engine: verifiersvc.EngineConfig{Threads: 1}})
+	var accepts atomic.Int64
+	bogus := make([]string, 300)
+	for i := range bogus {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lis.Close() })
+		go func() {
+			for {
+				c, err := lis.Accept()
+				if err != nil {
+					return
+				}
+				accepts.Add(1)
+				c.Close()
+			}
+		}()
+		bogus[i] = lis.Addr().String()
+	}
+	generate := func(addr string) *specdv1.Stats {
+		t.Helper()
+		st, err := client.Generate(ctx, &speculationv1.GenerateRequest{DraftAddress: addr, Request: &specdv1.GenerateRequest{
+			Prompt: "Once upon a time", MaxTokens: 4, Speculation: &specdv1.SpeculationOptions{Gamma: 2}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stats *specdv1.Stats
+		for {
+			msg, err := st.Recv()
+			if errors.Is(err, io.EOF) && stats != nil {
+				return stats
+			}
+			if err != nil {
+				t.Fatalf("draft %s: %v", addr, err)
+			}
+			if f := msg.GetFinal(); f != nil {
+				stats = f.GetStats()
+			}
+		}
+	}
+	if st := generate(draft); st.GetDraft().GetAddress() != draft || st.GetDraftedTokens() == 0 {
+		t.Fatalf("the draft in the view: stats name draft %q with %d drafted tokens, want %s and some", st.GetDraft().GetAddress(), st.GetDraftedTokens(), draft)
+	}
+	before := runtime.NumGoroutine()
+	for _, addr := range bogus {
+		if st := generate(addr); st.GetDraft().GetAddress() != "" || st.GetFallbacks() != 0 {
+			t.Fatalf("draft %s outside the view: stats name draft %q, %d fallbacks; want none", addr, st.GetDraft().GetAddress(), st.GetFallbacks())
+		}
+	}
+	if n := accepts.Load(); n != 0 {
+		t.Errorf("the verifier connected %d times to addresses outside its view", n)
+	}
+	// Handlers end just after their final message; allow them a moment.
+	after := runtime.NumGoroutine()
+	for deadline := time.Now().Add(2 * time.Second); after > before+4 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		after = runtime.NumGoroutine()
+	}
+	if after > before+4 {
+		t.Errorf("%d goroutines after 300 requests naming unknown drafts, %d before", after, before)
+	}
+}
+
+// startDraft serves the Q8_0 draft on loopback until the test ends and returns its
+// address.
+func startDraft(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := testmodels.ForTest(t, "specd-draft-q8_0.gguf")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- serve.Draft(ctx, serve.Worker{
+			Load:   func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) },
+			Engine: services.EngineConfig{Threads: 1, KVBudget: 16 << 20, KVType: kernels.F32, MaxBlock: 64},
+			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ready:  func(*model.Model) { close(ready) },
+		}, draftsvc.Config{Depth: 2}, lis)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("draft: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("draft: %v", err)
+	}
+	return lis.Addr().String()
 }

@@ -1286,7 +1286,8 @@ type ModelInfo struct {
 	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
 	// Model architecture, e.g. "llama".
 	Architecture string `protobuf:"bytes,3,opt,name=architecture,proto3" json:"architecture,omitempty"`
-	// Dominant tensor type of the weights, e.g. "Q4_0", "Q8_0", "F16", "F32".
+	// Dominant tensor type of the weights, spelled as ggml names types and as
+	// the specd command line takes them: "q4_0", "q8_0", "f16" or "f32".
 	Quantization string `protobuf:"bytes,4,opt,name=quantization,proto3" json:"quantization,omitempty"`
 	// Context window, in tokens: the most tokens (prompt plus completion) a
 	// sequence may hold.

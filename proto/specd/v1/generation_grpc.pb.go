@@ -50,8 +50,9 @@ type GenerationServiceClient interface {
 	// Generate streams the completion of a prompt: zero or more chunks, then
 	// exactly one final message, which is the last message of the stream.
 	//
-	// Errors: INVALID_ARGUMENT names the offending field; NOT_FOUND for an
-	// unknown model; RESOURCE_EXHAUSTED when every verifier is at capacity;
+	// Errors: INVALID_ARGUMENT names the offending field (a request whose
+	// strings are not valid UTF-8 names "request"); NOT_FOUND for an unknown
+	// model; RESOURCE_EXHAUSTED when every verifier is at capacity;
 	// UNAVAILABLE when no verifier for the model is reachable. A stream that
 	// ends with an error carries no final message; tokens already received
 	// stay valid.
@@ -149,8 +150,9 @@ type GenerationServiceServer interface {
 	// Generate streams the completion of a prompt: zero or more chunks, then
 	// exactly one final message, which is the last message of the stream.
 	//
-	// Errors: INVALID_ARGUMENT names the offending field; NOT_FOUND for an
-	// unknown model; RESOURCE_EXHAUSTED when every verifier is at capacity;
+	// Errors: INVALID_ARGUMENT names the offending field (a request whose
+	// strings are not valid UTF-8 names "request"); NOT_FOUND for an unknown
+	// model; RESOURCE_EXHAUSTED when every verifier is at capacity;
 	// UNAVAILABLE when no verifier for the model is reachable. A stream that
 	// ends with an error carries no final message; tokens already received
 	// stay valid.

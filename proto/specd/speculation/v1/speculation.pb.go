@@ -58,8 +58,11 @@ type GenerateRequest struct {
 	ResumeTextBytes uint32 `protobuf:"varint,4,opt,name=resume_text_bytes,json=resumeTextBytes,proto3" json:"resume_text_bytes,omitempty"`
 	// Address (host:port) of a draft the router picked for this request, whose
 	// tokenizer hash matches the verifier's. Empty means decode plainly (also
-	// when request.speculation.disabled is set). If the draft fails, the
-	// verifier continues plainly and counts a fallback.
+	// when request.speculation.disabled is set). It is a preference among the
+	// drafts of the verifier's own view (its static list or its Consul watch),
+	// matched exactly: the verifier never dials an address it does not know,
+	// and decodes an unknown one plainly, counting no fallback. If the draft
+	// fails, the verifier continues plainly and counts a fallback.
 	DraftAddress string `protobuf:"bytes,5,opt,name=draft_address,json=draftAddress,proto3" json:"draft_address,omitempty"`
 	// Identifier of the client's request, the same on every attempt; used in
 	// logs and traces and passed on to the draft in Start.request_id.
@@ -150,7 +153,11 @@ type GenerateResponse struct {
 	//
 	//	*GenerateResponse_Chunk
 	//	*GenerateResponse_Final
-	Event         isGenerateResponse_Event `protobuf_oneof:"event"`
+	Event isGenerateResponse_Event `protobuf_oneof:"event"`
+	// The prompt as this verifier took it: the request's prompt_ids, or its
+	// prompt tokenized. Set on the message carrying final, empty on the
+	// others; the router returns it in specd.v1.CompleteResponse.prompt_ids.
+	PromptIds     []int32 `protobuf:"varint,3,rep,packed,name=prompt_ids,json=promptIds,proto3" json:"prompt_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -206,6 +213,13 @@ func (x *GenerateResponse) GetFinal() *v1.Final {
 		if x, ok := x.Event.(*GenerateResponse_Final); ok {
 			return x.Final
 		}
+	}
+	return nil
+}
+
+func (x *GenerateResponse) GetPromptIds() []int32 {
+	if x != nil {
+		return x.PromptIds
 	}
 	return nil
 }
@@ -929,10 +943,12 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x11resume_text_bytes\x18\x04 \x01(\rR\x0fresumeTextBytes\x12#\n" +
 	"\rdraft_address\x18\x05 \x01(\tR\fdraftAddress\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"r\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\"\x91\x01\n" +
 	"\x10GenerateResponse\x12,\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x14.specd.v1.TokenChunkH\x00R\x05chunk\x12'\n" +
-	"\x05final\x18\x02 \x01(\v2\x0f.specd.v1.FinalH\x00R\x05finalB\a\n" +
+	"\x05final\x18\x02 \x01(\v2\x0f.specd.v1.FinalH\x00R\x05final\x12\x1d\n" +
+	"\n" +
+	"prompt_ids\x18\x03 \x03(\x05R\tpromptIdsB\a\n" +
 	"\x05event\"\x8a\x01\n" +
 	"\x10SpeculateRequest\x123\n" +
 	"\x05start\x18\x01 \x01(\v2\x1b.specd.speculation.v1.StartH\x00R\x05start\x129\n" +

@@ -1,0 +1,172 @@
+package serve_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/specd-dev/specd/kernels"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
+)
+
+// TestAPIDoesWhatTheProtoSays checks the public API against the comments of
+// proto/specd/v1/generation.proto, one documented promise per subtest.
+func TestAPIDoesWhatTheProtoSays(t *testing.T) {
+	rtel, _ := recordSpans(t, "specd-router")
+	s := startStackWith(t, stackOptions{rtel: rtel})
+	ctx := context.Background()
+	m := s.target
+
+	t.Run("max_tokens 0 runs to the context", func(t *testing.T) {
+		resp, err := s.client.Complete(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", Speculation: &specdv1.SpeculationOptions{Disabled: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(resp.GetPromptIds()) + len(resp.GetTokenIds())
+		if resp.GetFinishReason() != specdv1.FinishReason_FINISH_REASON_CONTEXT || n != m.Context {
+			t.Errorf("finish %v with %d prompt and %d completion tokens, want FINISH_REASON_CONTEXT at the context of %d",
+				resp.GetFinishReason(), len(resp.GetPromptIds()), len(resp.GetTokenIds()), m.Context)
+		}
+	})
+
+	t.Run("Complete returns prompt_ids", func(t *testing.T) {
+		text := "The quick brown fox"
+		resp, err := s.client.Complete(ctx, &specdv1.GenerateRequest{Prompt: text, MaxTokens: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := m.Tok.Encode(text, true); !slices.Equal(resp.GetPromptIds(), want) {
+			t.Errorf("prompt_ids %v, want %v", resp.GetPromptIds(), want)
+		}
+		ids := m.Tok.Encode("Hello there", true)
+		resp, err = s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: ids, MaxTokens: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(resp.GetPromptIds(), ids) {
+			t.Errorf("with prompt_ids given: prompt_ids %v, want them back", resp.GetPromptIds())
+		}
+	})
+
+	t.Run("unknown model is NOT_FOUND", func(t *testing.T) {
+		req := &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, Model: "gpt-17"}
+		_, err := s.generate(ctx, req)
+		_, cerr := s.client.Complete(ctx, req)
+		_, terr := s.client.Tokenize(ctx, &specdv1.TokenizeRequest{Model: "gpt-17", Text: "x"})
+		for name, err := range map[string]error{"Generate": err, "Complete": cerr, "Tokenize": terr} {
+			if status.Code(err) != codes.NotFound {
+				t.Errorf("%s: %v, want NOT_FOUND", name, err)
+			}
+		}
+	})
+
+	t.Run("ListModels reports the models", func(t *testing.T) {
+		resp, err := s.client.ListModels(ctx, &specdv1.ListModelsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v *specdv1.ModelInfo
+		for _, mi := range resp.GetModels() {
+			if mi.GetRole() == "verifier" {
+				v = mi
+			}
+			// One spelling of quantization: ggml's, as the command line takes it.
+			if q, err := kernels.ParseType(mi.GetQuantization()); err != nil || q.String() != mi.GetQuantization() {
+				t.Errorf("%s: quantization %q is not spelled as %q", mi.GetName(), mi.GetQuantization(), q)
+			}
+		}
+		if v == nil {
+			t.Fatalf("no verifier in %v", resp.GetModels())
+		}
+		want := &specdv1.ModelInfo{Name: m.Name, Role: "verifier", Architecture: m.Arch, Quantization: m.Quant.String(),
+			ContextLength: uint32(m.Context), VocabSize: uint32(m.Vocab), TokenizerHash: m.Tok.Hash(), Parameters: m.Parameters}
+		if !proto.Equal(v, want) || m.Parameters == 0 || m.Vocab == 0 {
+			t.Errorf("verifier model %v, want %v", v, want)
+		}
+	})
+
+	t.Run("invalid UTF-8 is INVALID_ARGUMENT", func(t *testing.T) {
+		// The Go client will not marshal such a string; send the bytes themselves.
+		msg := protowire.AppendTag(nil, 2, protowire.BytesType)
+		msg = protowire.AppendString(msg, "Once upon a \xff time")
+		msg = protowire.AppendTag(msg, 4, protowire.VarintType)
+		msg = protowire.AppendVarint(msg, 4)
+		cc, err := services.Dial(s.router, grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		var out []byte
+		uerr := cc.Invoke(ctx, "/specd.v1.GenerationService/Complete", msg, &out)
+		st, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/specd.v1.GenerationService/Generate")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SendMsg(msg); err != nil {
+			t.Fatal(err)
+		}
+		st.CloseSend()
+		serr := st.RecvMsg(&out)
+		for name, err := range map[string]error{"Complete": uerr, "Generate": serr} {
+			if s, _ := status.FromError(err); s.Code() != codes.InvalidArgument || !strings.HasPrefix(s.Message(), "request") {
+				t.Errorf("%s with invalid UTF-8: %v, want INVALID_ARGUMENT naming the request", name, err)
+			}
+		}
+	})
+
+	t.Run("client cancels count as CANCELLED", func(t *testing.T) {
+		const n = 4
+		for range n {
+			cctx, cancel := context.WithCancel(ctx)
+			st, err := s.client.Generate(cctx, request("Once upon a time there was a", 400, 0, 0, 4))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Recv(); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+		}
+		want := `specd_requests_total{code="Canceled",model="` + m.Name + `"} ` + "4"
+		var got string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			rec := httptest.NewRecorder()
+			rtel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+			got = ""
+			for _, l := range strings.Split(rec.Body.String(), "\n") {
+				if strings.HasPrefix(l, "specd_requests_total{") && !strings.Contains(l, `code="OK"`) {
+					got += l + "\n"
+				}
+			}
+			if strings.TrimSpace(got) == want {
+				return
+			}
+		}
+		t.Errorf("after %d cancelled requests the router counts\n%swant only %s", n, got, want)
+	})
+}
+
+// rawCodec sends and receives messages as the bytes they are.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
