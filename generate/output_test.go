@@ -32,7 +32,7 @@ func TestOutputFinish(t *testing.T) {
 		{"more than fits", room + 100, generate.Context, room},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := generate.NewOutput(m.Tok, prompt, generate.Limits{MaxTokens: tc.maxTokens, Context: m.Context, EOS: m.Tok.EOS(), BOS: m.Tok.BOS()})
+			o := generate.NewOutput(m.Tok, prompt, generate.Limits{MaxTokens: tc.maxTokens, Context: m.Context, End: m.Tok.EOG(), BOS: m.Tok.BOS()})
 			for !o.Done() {
 				o.Push(tok)
 			}
@@ -40,5 +40,26 @@ func TestOutputFinish(t *testing.T) {
 				t.Errorf("finish %v after %d tokens, want %v after %d", o.Reason, len(o.IDs), tc.want, tc.n)
 			}
 		})
+	}
+}
+
+// TestOutputEnds: any id of Limits.End ends the text as EOS does, without adding the id
+// to the output — a chat model's end-of-turn marker as well as EOS.
+func TestOutputEnds(t *testing.T) {
+	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	prompt := m.Tok.Encode("Once upon a time", true)
+	the := m.Tok.Encode(" the", false)
+	marker := the[len(the)-1] // stands in for a vocabulary's <|im_end|>
+	for _, end := range []int32{m.Tok.EOS(), marker} {
+		o := generate.NewOutput(m.Tok, prompt, generate.Limits{MaxTokens: 8, Context: m.Context, End: []int32{m.Tok.EOS(), marker}, BOS: m.Tok.BOS()})
+		o.Push(300)
+		o.Push(end)
+		if !o.Done() || o.Reason != generate.EOS || len(o.IDs) != 1 {
+			t.Errorf("after 300, %d: done %v, reason %v, ids %v; want EOS after [300]", end, o.Done(), o.Reason, o.IDs)
+		}
 	}
 }
