@@ -4,9 +4,8 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"io"
-
-	"github.com/specd-dev/specd/kernels"
 )
 
 // TensorData is a tensor to write: its description (Dims ne0 first, as in TensorInfo) and
@@ -14,7 +13,7 @@ import (
 type TensorData struct {
 	Name string
 	Dims []uint64
-	Type kernels.Type
+	Type ggml.Type
 	Data []byte
 }
 

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"math/rand/v2"
 	"testing"
 )
@@ -82,7 +83,7 @@ type decodeSet struct {
 	bytes                int64
 }
 
-func newDecodeSet(tb testing.TB, typ Type, pack bool, layers, dim, kvDim, ffn, vocab int) *decodeSet {
+func newDecodeSet(tb testing.TB, typ ggml.Type, pack bool, layers, dim, kvDim, ffn, vocab int) *decodeSet {
 	rng := rand.New(rand.NewPCG(2, 2))
 	s := &decodeSet{}
 	mk := func(rows, cols int) *Matrix {
@@ -123,15 +124,15 @@ func BenchmarkDecodeStep(b *testing.B) {
 	models := []struct {
 		name                           string
 		layers, dim, kvDim, ffn, vocab int
-		types                          []Type
+		types                          []ggml.Type
 	}{
-		{"target", 8, 512, 256, 1408, 4096, []Type{Q8_0, Q4_0, F16, F32}},
-		{"draft", 4, 192, 192, 512, 4096, []Type{F16, Q8_0, Q4_0}},
+		{"target", 8, 512, 256, 1408, 4096, []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.F16, ggml.F32}},
+		{"draft", 4, 192, 192, 512, 4096, []ggml.Type{ggml.F16, ggml.Q8_0, ggml.Q4_0}},
 	}
 	for _, m := range models {
 		for _, typ := range m.types {
 			for _, pack := range []bool{false, true} {
-				if pack && typ != Q8_0 && typ != Q4_0 {
+				if pack && typ != ggml.Q8_0 && typ != ggml.Q4_0 {
 					continue
 				}
 				s := newDecodeSet(b, typ, pack, m.layers, m.dim, m.kvDim, m.ffn, m.vocab)
@@ -188,7 +189,7 @@ func BenchmarkWideKernel(b *testing.B) {
 	}
 	const rows, cols = 256, 512
 	rng := rand.New(rand.NewPCG(5, 5))
-	w := randMatrix(b, rng, Q8_0, rows, cols)
+	w := randMatrix(b, rng, ggml.Q8_0, rows, cols)
 	w.Pack()
 	for _, k := range []int{2, 3, 4, 5, 6, 8, 12} {
 		x := randFloats(rng, k*cols, 1)

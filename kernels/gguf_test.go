@@ -3,6 +3,7 @@ package kernels
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"os"
 	"testing"
 )
@@ -12,7 +13,7 @@ import (
 type testTensor struct {
 	Name string
 	Dims []int
-	Type Type
+	Type ggml.Type
 	Data []byte
 }
 
@@ -51,7 +52,7 @@ func readTestGGUF(tb testing.TB, path string) map[string]testTensor {
 	type info struct {
 		name string
 		dims []int
-		typ  Type
+		typ  ggml.Type
 		off  int
 	}
 	infos := make([]info, nt)
@@ -62,7 +63,7 @@ func readTestGGUF(tb testing.TB, path string) map[string]testTensor {
 		for d := range in.dims {
 			in.dims[d] = int(r.u64())
 		}
-		in.typ = Type(r.u32())
+		in.typ = ggml.Type(r.u32())
 		in.off = int(r.u64())
 	}
 	base := (r.off + align - 1) / align * align

@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"github.com/specd-dev/specd/ggml"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -72,7 +73,7 @@ func quantActsAVX2(dst *byte, x *float32, nb int)
 // blocks' scales repeated eight times (see quant_amd64.s). The half of a missing second
 // block is zero.
 func prepPaired(a *acts, x []float32, n, cols, pairBytes int, quant func(dst *byte, x *float32, nb int)) {
-	nb := cols / QK
+	nb := cols / ggml.QK
 	np := (nb + 1) / 2
 	a.nb, a.stride = nb, np*pairBytes
 	if need := n * a.stride; cap(a.q) < need {

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"math"
 )
 
@@ -56,12 +57,12 @@ type acts struct {
 // d = amax/127 and q = round(x/d) as quantize_row_q8_0_ref computes them, with d stored
 // rounded to fp16 as the block format keeps it.
 func quantizeActs(a *acts, x []float32, n, cols int) {
-	nb := cols / QK
+	nb := cols / ggml.QK
 	a.nb, a.stride = nb, 0
-	if need := n * nb * QK; cap(a.q) < need {
+	if need := n * nb * ggml.QK; cap(a.q) < need {
 		a.q = make([]byte, need)
 	}
-	a.q = a.q[:n*nb*QK]
+	a.q = a.q[:n*nb*ggml.QK]
 	if need := n * nb; cap(a.d) < need {
 		a.d = make([]float32, need)
 	}
@@ -69,9 +70,9 @@ func quantizeActs(a *acts, x []float32, n, cols int) {
 	for t := range n {
 		xt := x[t*cols : (t+1)*cols]
 		for b := range nb {
-			blk := xt[b*QK : (b+1)*QK]
+			blk := xt[b*ggml.QK : (b+1)*ggml.QK]
 			d, id := q8Scale(blk)
-			q := a.q[(t*nb+b)*QK : (t*nb+b+1)*QK]
+			q := a.q[(t*nb+b)*ggml.QK : (t*nb+b+1)*ggml.QK]
 			for j, v := range blk {
 				q[j] = byte(roundAway(v * id))
 			}
@@ -173,7 +174,7 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 		if w.packedBy == m.ks {
 			packed = true
 		} else {
-			quant = quant || w.Type == Q8_0 || w.Type == Q4_0
+			quant = quant || w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0
 		}
 	}
 	if len(x) < n*cols {
@@ -291,20 +292,20 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 			o := out[t*w.Rows+r0:]
 			if packed {
 				kern := ks.q8p
-				if w.Type == Q4_0 {
+				if w.Type == ggml.Q4_0 {
 					kern = ks.q4p
 				}
 				kern(o, w.Rows, wd, rb, r1-r0, pa, t, k)
 				continue
 			}
 			switch w.Type {
-			case F32:
+			case ggml.F32:
 				ks.f32(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
-			case F16:
+			case ggml.F16:
 				ks.f16(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
-			case Q8_0:
+			case ggml.Q8_0:
 				ks.q8(o, w.Rows, wd, rb, r1-r0, a, t, k)
-			case Q4_0:
+			case ggml.Q4_0:
 				ks.q4(o, w.Rows, wd, rb, r1-r0, a, t, k)
 			default:
 				panic(fmt.Sprintf("kernels: MatMul of unsupported type %v", w.Type))
@@ -319,7 +320,7 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 // operations.
 func mmWide(ks *kernelSet, out []float32, w *Matrix, lo, hi int, data []byte, rb int, pa *acts, n int) {
 	wide, narrow := ks.q8w, ks.q8p
-	if w.Type == Q4_0 {
+	if w.Type == ggml.Q4_0 {
 		wide, narrow = ks.q4w, ks.q4p
 	}
 	even := lo + (hi-lo)&^1
@@ -425,12 +426,12 @@ func genericQ8(out []float32, ostride int, w []byte, rowBytes, nrows int, a *act
 	for r := range nrows {
 		row := w[r*rowBytes : (r+1)*rowBytes]
 		for t := tok; t < tok+ntok; t++ {
-			q := a.q[t*nb*QK:]
+			q := a.q[t*nb*ggml.QK:]
 			d := a.d[t*nb:]
 			var acc float32
 			for b := range nb {
 				blk := row[b*34 : (b+1)*34]
-				xq := q[b*QK : (b+1)*QK]
+				xq := q[b*ggml.QK : (b+1)*ggml.QK]
 				var sumi int32
 				for j, v := range blk[2:34] {
 					sumi += int32(int8(v)) * int32(int8(xq[j]))
@@ -448,12 +449,12 @@ func genericQ4(out []float32, ostride int, w []byte, rowBytes, nrows int, a *act
 	for r := range nrows {
 		row := w[r*rowBytes : (r+1)*rowBytes]
 		for t := tok; t < tok+ntok; t++ {
-			q := a.q[t*nb*QK:]
+			q := a.q[t*nb*ggml.QK:]
 			d := a.d[t*nb:]
 			var acc float32
 			for b := range nb {
 				blk := row[b*18 : (b+1)*18]
-				xq := q[b*QK : (b+1)*QK]
+				xq := q[b*ggml.QK : (b+1)*ggml.QK]
 				var sumi int32
 				for j, v := range blk[2:18] {
 					sumi += (int32(v&15)-8)*int32(int8(xq[j])) + (int32(v>>4)-8)*int32(int8(xq[j+16]))

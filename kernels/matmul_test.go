@@ -3,6 +3,7 @@ package kernels
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -11,10 +12,10 @@ import (
 	"time"
 )
 
-var allTypes = []Type{F32, F16, Q8_0, Q4_0}
+var allTypes = []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0, ggml.Q4_0}
 
 // randMatrix returns a rows×cols matrix of type t made from normal random weights.
-func randMatrix(tb testing.TB, rng *rand.Rand, t Type, rows, cols int) *Matrix {
+func randMatrix(tb testing.TB, rng *rand.Rand, t ggml.Type, rows, cols int) *Matrix {
 	tb.Helper()
 	rb, err := t.RowBytes(cols)
 	if err != nil {
@@ -41,12 +42,12 @@ func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
 	xt := make([]float32, w.Cols)
 	for t := range n {
 		copy(xt, x[t*w.Cols:(t+1)*w.Cols])
-		if w.Type == Q8_0 || w.Type == Q4_0 {
-			enc := make([]byte, w.Cols/QK*34)
-			if err := Quantize(Q8_0, enc, xt); err != nil {
+		if w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0 {
+			enc := make([]byte, w.Cols/ggml.QK*34)
+			if err := Quantize(ggml.Q8_0, enc, xt); err != nil {
 				panic(err)
 			}
-			if err := Dequantize(Q8_0, xt, enc); err != nil {
+			if err := Dequantize(ggml.Q8_0, xt, enc); err != nil {
 				panic(err)
 			}
 		}
@@ -82,9 +83,9 @@ func forEachImpl(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
-func testShapes(typ Type) (rows, cols []int) {
+func testShapes(typ ggml.Type) (rows, cols []int) {
 	rows = []int{1, 2, 3, 5, 8, 13, 37}
-	if typ.BlockSize() == QK {
+	if typ.BlockSize() == ggml.QK {
 		cols = []int{32, 64, 96, 160, 192, 512, 1408}
 	} else {
 		cols = []int{1, 7, 16, 31, 33, 172, 192, 513}
@@ -147,12 +148,12 @@ func TestMatMulBatchInvariance(t *testing.T) {
 		maxN := ns[len(ns)-1]
 		// The last shape of each type is large enough (minParallelWork) for two threads to
 		// split it even for one token.
-		shapes := map[Type][][]int{
-			F32: {{37, 172}, {5, 7}, {67, 1}, {24, 192}, {801, 172}},
-			F16: {{37, 172}, {5, 7}, {67, 33}, {24, 192}, {1601, 172}},
+		shapes := map[ggml.Type][][]int{
+			ggml.F32: {{37, 172}, {5, 7}, {67, 1}, {24, 192}, {801, 172}},
+			ggml.F16: {{37, 172}, {5, 7}, {67, 33}, {24, 192}, {1601, 172}},
 			// A third number packs the matrix (see Matrix.Pack).
-			Q8_0: {{37, 96}, {5, 32}, {67, 224}, {401, 1408}, {13, 512}, {401, 1408, 1}},
-			Q4_0: {{37, 96}, {5, 32}, {67, 224}, {733, 1408}, {13, 512}, {733, 1408, 1}},
+			ggml.Q8_0: {{37, 96}, {5, 32}, {67, 224}, {401, 1408}, {13, 512}, {401, 1408, 1}},
+			ggml.Q4_0: {{37, 96}, {5, 32}, {67, 224}, {733, 1408}, {13, 512}, {733, 1408, 1}},
 		}
 		for _, typ := range allTypes {
 			for _, sh := range shapes[typ] {
@@ -195,10 +196,10 @@ func TestMatMulsMatchesMatMul(t *testing.T) {
 		defer pool.Close()
 		const cols, n = 192, 5
 		ws := []*Matrix{
-			randMatrix(t, rng, Q8_0, 192, cols),
-			randMatrix(t, rng, Q4_0, 64, cols),
-			randMatrix(t, rng, F16, 37, cols),
-			randMatrix(t, rng, F32, 3, cols),
+			randMatrix(t, rng, ggml.Q8_0, 192, cols),
+			randMatrix(t, rng, ggml.Q4_0, 64, cols),
+			randMatrix(t, rng, ggml.F16, 37, cols),
+			randMatrix(t, rng, ggml.F32, 3, cols),
 		}
 		x := randFloats(rng, n*cols, 1)
 		outs := make([][]float32, len(ws))
@@ -265,7 +266,7 @@ func TestMatMulNoAllocs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	for _, threads := range []int{1, 2} {
 		pool := NewPool(threads)
-		ws := []*Matrix{randMatrix(t, rng, Q8_0, 192, 192), randMatrix(t, rng, F16, 64, 192)}
+		ws := []*Matrix{randMatrix(t, rng, ggml.Q8_0, 192, 192), randMatrix(t, rng, ggml.F16, 64, 192)}
 		x := randFloats(rng, 5*192, 1)
 		outs := [][]float32{make([]float32, 5*192), make([]float32, 5*64)}
 		pool.MatMuls(outs, ws, x, 5)
@@ -340,10 +341,10 @@ func ExamplePool_MatMul() {
 	defer pool.Close()
 	// A 2×3 F32 matrix [[1 2 3] [4 5 6]] times the token [1 0 -1].
 	data := make([]byte, 2*3*4)
-	if err := Quantize(F32, data, []float32{1, 2, 3, 4, 5, 6}); err != nil {
+	if err := Quantize(ggml.F32, data, []float32{1, 2, 3, 4, 5, 6}); err != nil {
 		panic(err)
 	}
-	w, err := NewMatrix(F32, 2, 3, data)
+	w, err := NewMatrix(ggml.F32, 2, 3, data)
 	if err != nil {
 		panic(err)
 	}
@@ -386,7 +387,7 @@ func TestPreparedPacked(t *testing.T) {
 		x[5] = 1e-39 // a denormal block maximum: 1/d overflows
 		var want acts
 		quantizeActs(&want, x, n, cols)
-		nb := cols / QK
+		nb := cols / ggml.QK
 		for _, ks := range impls {
 			if ks.sizeP == nil {
 				continue
@@ -403,12 +404,12 @@ func TestPreparedPacked(t *testing.T) {
 					var wq []byte
 					var wd float32
 					if b < nb {
-						wq, wd = want.q[(tok*nb+b)*QK:][:QK], want.d[tok*nb+b]
+						wq, wd = want.q[(tok*nb+b)*ggml.QK:][:ggml.QK], want.d[tok*nb+b]
 					} else {
-						wq = make([]byte, QK)
+						wq = make([]byte, ggml.QK)
 					}
 					var sum int32
-					for j := range QK {
+					for j := range ggml.QK {
 						sum += int32(int8(wq[j]))
 						if g := grp[64*(j/4)+4*i+j%4]; g != wq[j] {
 							t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", ks.name, cols, tok, b, j, int8(g), int8(wq[j]))
@@ -418,10 +419,10 @@ func TestPreparedPacked(t *testing.T) {
 						t.Fatalf("%s cols=%d token %d block %d: scale %v, want %v", ks.name, cols, tok, b, g, wd)
 					}
 					if g := int32(binary.LittleEndian.Uint32(grp[576+4*i:])); g != -128*sum {
-						t.Fatalf("%s cols=%d token %d block %d: Q8_0 correction %d, want %d", ks.name, cols, tok, b, g, -128*sum)
+						t.Fatalf("%s cols=%d token %d block %d: ggml.Q8_0 correction %d, want %d", ks.name, cols, tok, b, g, -128*sum)
 					}
 					if g := int32(binary.LittleEndian.Uint32(grp[640+4*i:])); g != -8*sum {
-						t.Fatalf("%s cols=%d token %d block %d: Q4_0 correction %d, want %d", ks.name, cols, tok, b, g, -8*sum)
+						t.Fatalf("%s cols=%d token %d block %d: ggml.Q4_0 correction %d, want %d", ks.name, cols, tok, b, g, -8*sum)
 					}
 				}
 			}
@@ -440,16 +441,16 @@ func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols in
 	}
 	var want acts
 	quantizeActs(&want, x, n, cols)
-	nb := cols / QK
+	nb := cols / ggml.QK
 	pairBytes := got.stride / ((nb + 1) / 2)
 	i32 := func(b []byte) int32 { return int32(binary.LittleEndian.Uint32(b)) }
 	for tok := range n {
 		for b := range nb {
 			pair := got.q[tok*got.stride+b/2*pairBytes:]
 			h := b % 2
-			wq := want.q[(tok*nb+b)*QK : (tok*nb+b+1)*QK]
-			for j := range QK {
-				if g := pair[h*QK+j]; g != wq[j] {
+			wq := want.q[(tok*nb+b)*ggml.QK : (tok*nb+b+1)*ggml.QK]
+			for j := range ggml.QK {
+				if g := pair[h*ggml.QK+j]; g != wq[j] {
 					t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", name, cols, tok, b, j, int8(g), int8(wq[j]))
 				}
 			}
@@ -468,10 +469,10 @@ func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols in
 					sum += int32(int8(q))
 				}
 				if g := i32(pair[128+h*32+4*j:]); g != -128*sum {
-					t.Fatalf("%s cols=%d token %d block %d: Q8_0 correction %d = %d, want %d", name, cols, tok, b, j, g, -128*sum)
+					t.Fatalf("%s cols=%d token %d block %d: ggml.Q8_0 correction %d = %d, want %d", name, cols, tok, b, j, g, -128*sum)
 				}
 				if g := i32(pair[192+h*32+4*j:]); g != -8*sum {
-					t.Fatalf("%s cols=%d token %d block %d: Q4_0 correction %d = %d, want %d", name, cols, tok, b, j, g, -8*sum)
+					t.Fatalf("%s cols=%d token %d block %d: ggml.Q4_0 correction %d = %d, want %d", name, cols, tok, b, j, g, -8*sum)
 				}
 			}
 		}
@@ -490,7 +491,7 @@ func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols in
 
 func TestMatMulPanicsOnBadInput(t *testing.T) {
 	rng := rand.New(rand.NewPCG(19, 20))
-	w := randMatrix(t, rng, Q8_0, 4, 64)
+	w := randMatrix(t, rng, ggml.Q8_0, 4, 64)
 	pool := NewPool(2)
 	defer pool.Close()
 	for _, tc := range []struct {
@@ -500,13 +501,13 @@ func TestMatMulPanicsOnBadInput(t *testing.T) {
 		{"short output", func() { pool.MatMul(make([]float32, 7), w, make([]float32, 128), 2) }},
 		{"short input", func() { pool.MatMul(make([]float32, 8), w, make([]float32, 127), 2) }},
 		{"truncated data", func() {
-			pool.MatMul(make([]float32, 4), &Matrix{Type: Q8_0, Rows: 4, Cols: 64, Data: w.Data[:100]}, make([]float32, 64), 1)
+			pool.MatMul(make([]float32, 4), &Matrix{Type: ggml.Q8_0, Rows: 4, Cols: 64, Data: w.Data[:100]}, make([]float32, 64), 1)
 		}},
 		{"unsupported type", func() {
-			pool.MatMul(make([]float32, 4), &Matrix{Type: Type(7), Rows: 4, Cols: 64}, make([]float32, 64), 1)
+			pool.MatMul(make([]float32, 4), &Matrix{Type: ggml.Type(7), Rows: 4, Cols: 64}, make([]float32, 64), 1)
 		}},
 		{"mixed columns", func() {
-			pool.MatMuls([][]float32{make([]float32, 4), make([]float32, 4)}, []*Matrix{w, randMatrix(t, rng, F32, 4, 32)}, make([]float32, 64), 1)
+			pool.MatMuls([][]float32{make([]float32, 4), make([]float32, 4)}, []*Matrix{w, randMatrix(t, rng, ggml.F32, 4, 32)}, make([]float32, 64), 1)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -530,9 +531,9 @@ func TestWideKernels(t *testing.T) {
 		if ks.q8w == nil {
 			continue
 		}
-		for _, typ := range []Type{Q8_0, Q4_0} {
+		for _, typ := range []ggml.Type{ggml.Q8_0, ggml.Q4_0} {
 			wide, narrow := ks.q8w, ks.q8p
-			if typ == Q4_0 {
+			if typ == ggml.Q4_0 {
 				wide, narrow = ks.q4w, ks.q4p
 			}
 			for _, cols := range []int{480, 512, 1408} {

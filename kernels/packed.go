@@ -1,5 +1,7 @@
 package kernels
 
+import "github.com/specd-dev/specd/ggml"
+
 // Packed weights: a second copy of a Q8_0 or Q4_0 matrix laid out for one implementation's
 // kernels, made once at load. The GGUF layout keeps each block's 32 weights together, so
 // a kernel that reads it must scale and accumulate every block (or pair of blocks) for
@@ -17,10 +19,10 @@ package kernels
 // are summed in another order), and stay batch invariant. Pack must not run concurrently
 // with a product that reads m. Packing again is a no-op.
 func (m *Matrix) Pack() {
-	if cur.pack == nil || m.packedBy == cur || (m.Type != Q8_0 && m.Type != Q4_0) {
+	if cur.pack == nil || m.packedBy == cur || (m.Type != ggml.Q8_0 && m.Type != ggml.Q4_0) {
 		return
 	}
-	nb := m.Cols / QK
+	nb := m.Cols / ggml.QK
 	groups := (nb + 15) / 16
 	if nb == 0 || (groups*16-nb)*8 > nb {
 		return
@@ -35,8 +37,8 @@ func (m *Matrix) Packed() bool { return m.packedBy != nil && m.packedBy == cur }
 // of 16 blocks, 16 float32 scales and then the weights, 512 bytes for Q8_0 and 256 for
 // Q4_0.
 func packedRowBytes(m *Matrix) int {
-	groups := (m.Cols/QK + 15) / 16
-	if m.Type == Q4_0 {
+	groups := (m.Cols/ggml.QK + 15) / 16
+	if m.Type == ggml.Q4_0 {
 		return groups * 320
 	}
 	return groups * 576

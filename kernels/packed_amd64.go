@@ -4,6 +4,7 @@ package kernels
 
 import (
 	"encoding/binary"
+	"github.com/specd-dev/specd/ggml"
 	"math"
 	"unsafe"
 )
@@ -15,12 +16,12 @@ import (
 // block i (weights 4m.. in the low nibbles, 16+4m.. in the high). Blocks past the end of
 // the row have scale 0 and weights 0.
 func packVNNI(m *Matrix) *hugeMem {
-	nb := m.Cols / QK
+	nb := m.Cols / ggml.QK
 	groups := (nb + 15) / 16
 	bb, rb, prb := m.Type.BlockBytes(), m.RowBytes(), packedRowBytes(m)
 	mem := newHugeMem(m.Rows * prb)
 	out := mem.b
-	q4 := m.Type == Q4_0
+	q4 := m.Type == ggml.Q4_0
 	for r := range m.Rows {
 		row := m.Data[r*rb : (r+1)*rb]
 		for g := range groups {
@@ -66,7 +67,7 @@ func packVNNI(m *Matrix) *hugeMem {
 // the blocks' scales, then per block -128·Σq and -8·Σq. Blocks past the end of the row
 // are zero. prepTokenVNNI then fills each token.
 func sizePackedVNNI(a *acts, n, cols int) {
-	nb := cols / QK
+	nb := cols / ggml.QK
 	groups := (nb + 15) / 16
 	a.nb, a.stride = nb, n*packedActBytes
 	if need := groups * a.stride; cap(a.q) < need {
@@ -86,8 +87,8 @@ func prepTokenVNNI(a *acts, x []float32, t, cols int) {
 		quantPackedAVX512(&a.q[t*packedActBytes], a.stride, &xt[0], full)
 	}
 	if nb%16 != 0 {
-		var pad [16 * QK]float32
-		copy(pad[:], xt[full*16*QK:nb*QK])
+		var pad [16 * ggml.QK]float32
+		copy(pad[:], xt[full*16*ggml.QK:nb*ggml.QK])
 		quantPackedAVX512(&a.q[full*a.stride+t*packedActBytes], a.stride, &pad[0], 1)
 	}
 }

@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -16,17 +17,17 @@ import (
 // count and with either KV entry type. This is what makes a request's output under
 // load equal to its output alone.
 func TestBatchAcrossSequences(t *testing.T) {
-	f32 := kernels.F32
+	f32 := ggml.F32
 	cases := []struct {
 		file  string
-		quant *kernels.Type
-		kv    kernels.Type
+		quant *ggml.Type
+		kv    ggml.Type
 	}{
-		{"specd-target-q8_0.gguf", nil, kernels.F32},
-		{"specd-target-q8_0.gguf", &f32, kernels.F32},
-		{"specd-target-q8_0.gguf", nil, kernels.F16},
-		{"specd-draft-q8_0.gguf", nil, kernels.F32},
-		{"stories260K.bin", nil, kernels.F32},
+		{"specd-target-q8_0.gguf", nil, ggml.F32},
+		{"specd-target-q8_0.gguf", &f32, ggml.F32},
+		{"specd-target-q8_0.gguf", nil, ggml.F16},
+		{"specd-draft-q8_0.gguf", nil, ggml.F32},
+		{"stories260K.bin", nil, ggml.F32},
 	}
 	seqs, steps := 6, 20
 	if testing.Short() {
@@ -133,7 +134,7 @@ func TestBatchErrors(t *testing.T) {
 	m := load(t, "stories260K.bin", nil)
 	pool := kernels.NewPool(1)
 	t.Cleanup(pool.Close)
-	kv, err := m.NewKVPool(8<<20, kernels.F32)
+	kv, err := m.NewKVPool(8<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestBatchErrors(t *testing.T) {
 	}
 }
 
-func newStateKV(t testing.TB, m *model.Model, threads, block int, typ kernels.Type) *model.State {
+func newStateKV(t testing.TB, m *model.Model, threads, block int, typ ggml.Type) *model.State {
 	t.Helper()
 	pool := kernels.NewPool(threads)
 	t.Cleanup(pool.Close)

@@ -2,9 +2,8 @@ package model_test
 
 import (
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"testing"
-
-	"github.com/specd-dev/specd/kernels"
 )
 
 // BenchmarkForward times one forward pass over a block of n tokens after 100 or 250 cached positions of
@@ -13,11 +12,11 @@ import (
 //
 //	go test ./model -run '^$' -bench Forward -benchtime 200x
 func BenchmarkForward(b *testing.B) {
-	f32 := kernels.F32
+	f32 := ggml.F32
 	for _, c := range []struct {
 		name  string
 		file  string
-		quant *kernels.Type
+		quant *ggml.Type
 	}{
 		{"target-q8_0", "specd-target-q8_0.gguf", nil},
 		{"target-f32", "specd-target-q8_0.gguf", &f32},

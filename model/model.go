@@ -14,6 +14,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"io"
 	"os"
 	"path/filepath"
@@ -44,7 +45,7 @@ type Config struct {
 	RopeBase   float32 // θ
 	NormEps    float32
 	StopAtBOS  bool // the model ends a text with BOS (llama2.c checkpoints)
-	FileType   kernels.Type
+	FileType   ggml.Type
 	Parameters uint64
 }
 
@@ -67,7 +68,7 @@ type Model struct {
 	Output    *kernels.Matrix // classifier; == Embed when tied
 	Blocks    []Layer         // the transformer blocks, Config.Layers of them
 	Tok       *tokenizer.Tokenizer
-	Quant     kernels.Type // the dominant weight type after loading
+	Quant     ggml.Type // the dominant weight type after loading
 	Path      string
 
 	ropeCS, ropeSN []float32 // [pos][RopeDim]: per pair (cos, cos) and (-sin, sin)
@@ -78,7 +79,7 @@ type Model struct {
 type LoadOptions struct {
 	// Quant converts weight matrices to this type at load; nil keeps the file's types.
 	// Matrices whose width is not a multiple of the target block size stay as they are.
-	Quant *kernels.Type
+	Quant *ggml.Type
 	// Tokenizer is the tokenizer.bin path for llama2.c checkpoints; empty looks for
 	// tokenizer.bin, then tok<vocab>.bin, beside the checkpoint.
 	Tokenizer string
@@ -327,7 +328,7 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 		Name: filepath.Base(path), Arch: "llama", Format: "llama2c",
 		Dim: cc.Dim, Layers: cc.Layers, Heads: cc.Heads, KVHeads: cc.KVHeads, FFN: cc.HiddenDim,
 		Vocab: cc.Vocab, Context: cc.SeqLen, RopeBase: 10000, NormEps: 1e-5, StopAtBOS: true,
-		FileType: kernels.F32,
+		FileType: ggml.F32,
 	}
 	c.HeadDim = c.Dim / c.Heads
 	c.RopeDim = c.HeadDim
@@ -353,7 +354,7 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 	}
 	m := &Model{Config: c, Tok: tok}
 	f32 := func(data []float32, rows, cols int) (*kernels.Matrix, error) {
-		return kernels.NewMatrix(kernels.F32, rows, cols, f32Bytes(data))
+		return kernels.NewMatrix(ggml.F32, rows, cols, f32Bytes(data))
 	}
 	kv := c.KVDim()
 	var errs []error

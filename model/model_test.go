@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/specd-dev/specd/ggml"
 	"math"
 	"os"
 	"path/filepath"
@@ -57,7 +58,7 @@ func readRefs(t *testing.T, name string) []refRow {
 	return rows
 }
 
-func load(t testing.TB, name string, quant *kernels.Type) *model.Model {
+func load(t testing.TB, name string, quant *ggml.Type) *model.Model {
 	t.Helper()
 	m, err := model.Load(testmodels.ForTest(t, name), model.LoadOptions{Quant: quant})
 	if err != nil {
@@ -69,7 +70,7 @@ func load(t testing.TB, name string, quant *kernels.Type) *model.Model {
 
 func newState(t testing.TB, m *model.Model, threads, block int) *model.State {
 	t.Helper()
-	return newStateKV(t, m, threads, block, kernels.F32)
+	return newStateKV(t, m, threads, block, ggml.F32)
 }
 
 func greedy(t *testing.T, st *model.State, prompt []int32, n int, stopAtBOS bool) []int32 {
@@ -218,10 +219,10 @@ func TestTeacherForcedAgreement(t *testing.T) {
 // ones (a batch of sequences' tokens), with 1 or 2 threads: the property that makes
 // speculative greedy output equal plain output.
 func TestBatchInvariance(t *testing.T) {
-	f32 := kernels.F32
+	f32 := ggml.F32
 	cases := []struct {
 		file  string
-		quant *kernels.Type
+		quant *ggml.Type
 	}{
 		{"specd-target-q8_0.gguf", nil},
 		{"specd-target-q8_0.gguf", &f32},
@@ -292,7 +293,7 @@ func TestF16KVCache(t *testing.T) {
 	m := load(t, "stories260K.bin", nil)
 	pool := kernels.NewPool(1)
 	t.Cleanup(pool.Close)
-	kv, err := m.NewKVPool(8<<20, kernels.F16)
+	kv, err := m.NewKVPool(8<<20, ggml.F16)
 	if err != nil {
 		t.Fatal(err)
 	}

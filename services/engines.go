@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"sync/atomic"
 
 	"github.com/specd-dev/specd/kernels"
@@ -29,12 +30,12 @@ type Engines struct {
 
 // EngineConfig sizes Engines.
 type EngineConfig struct {
-	Threads  int          // kernel threads per slot
-	Slots    int          // sessions computing at once; 0: none (a scheduler of the service's own runs the model)
-	Queue    int          // sessions allowed to wait for a slot
-	KVBudget int64        // bytes of KV cache shared by all sessions
-	KVType   kernels.Type // kernels.F32 or kernels.F16
-	MaxBlock int          // largest forward block (prefill is split into blocks of this size)
+	Threads  int       // kernel threads per slot
+	Slots    int       // sessions computing at once; 0: none (a scheduler of the service's own runs the model)
+	Queue    int       // sessions allowed to wait for a slot
+	KVBudget int64     // bytes of KV cache shared by all sessions
+	KVType   ggml.Type // ggml.F32 or ggml.F16
+	MaxBlock int       // largest forward block (prefill is split into blocks of this size)
 }
 
 // NewEngines prepares cfg.Slots slots for m.

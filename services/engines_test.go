@@ -3,13 +3,13 @@ package services
 import (
 	"context"
 	"errors"
+	"github.com/specd-dev/specd/ggml"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/specd-dev/specd/internal/testmodels"
-	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 )
@@ -23,7 +23,7 @@ func TestEnginesQueueFailsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	e, err := NewEngines(m, EngineConfig{Threads: 1, Slots: 1, Queue: 1, KVBudget: 4 << 20, KVType: kernels.F32, MaxBlock: 8})
+	e, err := NewEngines(m, EngineConfig{Threads: 1, Slots: 1, Queue: 1, KVBudget: 4 << 20, KVType: ggml.F32, MaxBlock: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestEnginesWarmUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	e, err := NewEngines(m, EngineConfig{Threads: 1, Slots: 2, Queue: 1, KVBudget: 4 << 20, KVType: kernels.F32, MaxBlock: 8})
+	e, err := NewEngines(m, EngineConfig{Threads: 1, Slots: 2, Queue: 1, KVBudget: 4 << 20, KVType: ggml.F32, MaxBlock: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestEnginesWarmUp(t *testing.T) {
 	// One block of the default size: the warm-up block and the timed passes after it
 	// need more positions than that.
 	bytes := int64(m.Layers * 2 * kvcache.DefaultBlockTokens * m.KVDim() * 4)
-	small, err := NewEngines(m, EngineConfig{Threads: 1, Slots: 1, Queue: 1, KVBudget: bytes, KVType: kernels.F32, MaxBlock: kvcache.DefaultBlockTokens})
+	small, err := NewEngines(m, EngineConfig{Threads: 1, Slots: 1, Queue: 1, KVBudget: bytes, KVType: ggml.F32, MaxBlock: kvcache.DefaultBlockTokens})
 	if err != nil {
 		t.Fatalf("a one-block budget: %v", err)
 	}

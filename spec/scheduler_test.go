@@ -2,6 +2,7 @@ package spec_test
 
 import (
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -56,7 +57,7 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 		j.want = plain(t, p, j.prompt, j.n, j.sp)
 		jobs[i] = j
 	}
-	kv, err := p.target.NewKVPool(64<<20, kernels.F32)
+	kv, err := p.target.NewKVPool(64<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package spec_test
 import (
 	"context"
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -40,7 +41,7 @@ func loadPair(t *testing.T) pair {
 }
 
 func state(t *testing.T, m *model.Model, pool *kernels.Pool) *model.State {
-	kv, err := m.NewKVPool(32<<20, kernels.F32)
+	kv, err := m.NewKVPool(32<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}

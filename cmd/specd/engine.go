@@ -4,10 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"io/fs"
 	"runtime"
 
-	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/modelpath"
 )
@@ -45,11 +45,11 @@ func (o *engineOptions) validate() error {
 		return usagef("--kv-budget %d: want a positive number of bytes", o.kvBudget)
 	}
 	if o.quant != "" {
-		if _, err := kernels.ParseType(o.quant); err != nil {
+		if _, err := ggml.ParseType(o.quant); err != nil {
 			return usagef("--quant: %v", err)
 		}
 	}
-	if t, err := kernels.ParseType(o.kvType); err != nil || (t != kernels.F32 && t != kernels.F16) {
+	if t, err := ggml.ParseType(o.kvType); err != nil || (t != ggml.F32 && t != ggml.F16) {
 		return usagef("--kv-type %q: want f32 or f16", o.kvType)
 	}
 	return nil
@@ -64,7 +64,7 @@ func (o *engineOptions) load() (*model.Model, error) {
 	var lo model.LoadOptions
 	lo.Tokenizer = o.tokenizer
 	if o.quant != "" {
-		t, _ := kernels.ParseType(o.quant)
+		t, _ := ggml.ParseType(o.quant)
 		lo.Quant = &t
 	}
 	m, err := model.Load(path, lo)
@@ -77,7 +77,7 @@ func (o *engineOptions) load() (*model.Model, error) {
 	return m, nil
 }
 
-func (o *engineOptions) kvTypeValue() kernels.Type {
-	t, _ := kernels.ParseType(o.kvType)
+func (o *engineOptions) kvTypeValue() ggml.Type {
+	t, _ := ggml.ParseType(o.kvType)
 	return t
 }

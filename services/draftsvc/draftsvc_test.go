@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/specd-dev/specd/ggml"
 	"io"
 	"log/slog"
 	"net"
@@ -44,11 +45,11 @@ func loadDraft(t *testing.T) *model.Model {
 // blocks, until the test ends; it returns a client and the engines.
 func serveDraft(t *testing.T, m *model.Model, kvBlocks int) (speculationv1.DraftServiceClient, *services.Engines) {
 	t.Helper()
-	probe, err := m.NewKVPool(1<<30, kernels.F32)
+	probe, err := m.NewKVPool(1<<30, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := services.NewEngines(m, services.EngineConfig{Threads: 1, Slots: 1, KVBudget: int64(kvBlocks * probe.BlockBytes()), KVType: kernels.F32, MaxBlock: 16})
+	eng, err := services.NewEngines(m, services.EngineConfig{Threads: 1, Slots: 1, KVBudget: int64(kvBlocks * probe.BlockBytes()), KVType: ggml.F32, MaxBlock: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestManyStreams(t *testing.T) {
 		wg.Go(func() { firsts[i], errs[i] = verify(ctx, c, ps[i], rounds) })
 	}
 	wg.Wait()
-	kv, err := m.NewKVPool(8<<20, kernels.F32)
+	kv, err := m.NewKVPool(8<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}

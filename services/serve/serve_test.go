@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/specd-dev/specd/ggml"
 	"io"
 	"log/slog"
 	"net"
@@ -74,7 +75,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)
 	s.verifier, s.draft, s.router = vl.Addr().String(), dl.Addr().String(), rl.Addr().String()
 	ready := make(chan struct{}, 2)
-	eng := services.EngineConfig{Threads: 1, Slots: 2, Queue: 4, KVBudget: 64 << 20, KVType: kernels.F32, MaxBlock: 64}
+	eng := services.EngineConfig{Threads: 1, Slots: 2, Queue: 4, KVBudget: 64 << 20, KVType: ggml.F32, MaxBlock: 64}
 	run := func(f func() error) {
 		s.wg.Add(1)
 		go func() {
@@ -174,7 +175,7 @@ func benchPrompts(t *testing.T) []prompt {
 func (s *stack) plain(t *testing.T, text string, n int, sp sample.Params) []int32 {
 	t.Helper()
 	m := s.target
-	kv, err := m.NewKVPool(16<<20, kernels.F32)
+	kv, err := m.NewKVPool(16<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}

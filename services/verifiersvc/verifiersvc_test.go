@@ -3,6 +3,7 @@ package verifiersvc_test
 import (
 	"context"
 	"errors"
+	"github.com/specd-dev/specd/ggml"
 	"io"
 	"log/slog"
 	"net"
@@ -16,7 +17,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/specd-dev/specd/internal/testmodels"
-	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -43,7 +43,7 @@ func TestAdmission(t *testing.T) {
 	go func() {
 		done <- serve.Verifier(ctx, serve.Worker{
 			Load:   func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) },
-			Engine: services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: kernels.F32, MaxBlock: 64},
+			Engine: services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: ggml.F32, MaxBlock: 64},
 			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Ready:  func(*model.Model) { close(ready) },
 		}, verifiersvc.Config{QueueWait: 100 * time.Millisecond, Engine: verifiersvc.EngineConfig{Threads: 1,
