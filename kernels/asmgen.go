@@ -806,7 +806,226 @@ const (
 
 // packedActBytes is the size of one token's prepared activations per group of 16 blocks
 // (packed.go has the same constant).
-const packedActBytes = 704
+const packedActBytes = 832
+
+// ---- avx512vnni, packed sub-block types ----
+
+// kindLayout is a packed layout of packed.go (the same table): byte offsets in a group of
+// the scales (dh: of the second halves, -1 for one scale a block), of E (-1 for none)
+// and of the weights, whether they are nibbles, and the group's size.
+type kindLayout struct {
+	name            string
+	d, dh, e, eh, w int
+	nib             bool
+	bytes           int
+}
+
+var subKinds = []kindLayout{
+	{"Q4K", 0, -1, 64, -1, 128, true, 384},
+	{"Q5K", 0, -1, 64, -1, 128, false, 640},
+	{"Q6K", 0, 64, -1, -1, 128, false, 640},
+	{"Q2K", 0, 64, 128, 192, 256, false, 768},
+}
+
+// Offsets in a token's group of packed activations (quantPackedAVX512): the scales, and
+// the corrections -128·Σq of the block, -8·Σq, and -128·Σq of its first and second halves.
+const (
+	actScale = 512
+	actC128  = 576
+	actC8    = 640
+	actC128L = 704
+	actC128H = 768
+)
+
+// phase is one integer chain of a block's dot product and the float operations that
+// follow it: the chain sums the weight vectors vecs, starting from the correction at
+// start (-1: from zero), and is scaled by the weight scales at d; when e ≥ 0 the offset
+// term (correction at corr, converted and times the activation scale) times E at e
+// follows.
+type phase struct {
+	vecs     []int
+	start, d int
+	corr, e  int
+}
+
+// phases splits a group of lay's kernel into its chains, in the order every kernel of the
+// kind adds them to a token's sum.
+func phases(lay kindLayout) []phase {
+	all := []int{0, 1, 2, 3, 4, 5, 6, 7}
+	if lay.dh < 0 {
+		ph := phase{vecs: all, start: actC128, d: lay.d, corr: actC128, e: lay.e}
+		if lay.nib {
+			ph.start, ph.corr = -1, actC8
+		}
+		return []phase{ph}
+	}
+	return []phase{
+		{vecs: all[:4], start: actC128L, d: lay.d, corr: actC128L, e: lay.e},
+		{vecs: all[4:], start: actC128H, d: lay.dh, corr: actC128H, e: lay.eh},
+	}
+}
+
+// packedSub512 writes the kernel for k tokens over packed weights of a sub-block kind
+// (see packKind in packed.go): Q4_K, Q5_K/Q5_1, Q6_K/Q3_K and Q2_K. It follows
+// packed512, with the signature of the other kernels and x, xstride as there. Per
+// group, row and token each phase (see phases) is an exact integer chain of vpdpbusd,
+// then acc += cvt(sum)·(d_x·D) and, for the types with offsets, acc += (cvt(c)·d_x)·E,
+// c the correction the phase's offset reads. These float operations, in this order, are
+// the same in the one-row kernel and the pair kernel, whatever k, so the two kernels'
+// results are bitwise equal and batch invariant.
+func packedSub512(lay kindLayout, k int) {
+	header(fmt.Sprintf("dot%sPVNNIx%d", lay.name, k))
+	if lay.nib {
+		p("MOVL $0x0f0f0f0f, DX")
+		p("VPBROADCASTD DX, Z31")
+	}
+	if k == 1 {
+		rowStart()
+		packedSubRow512(lay, k, "")
+		rowEnd()
+		return
+	}
+	rowPairs(2*k, seq(0, 1, k), seq(k, 1, k), func() {
+		packedSubPairBody(lay, k)
+	}, func() {
+		packedSubRow512(lay, k, "1")
+	})
+}
+
+// packedSubRow512 emits one row of packedSub512 for k tokens, reduced and stored at DI.
+// Registers: Z0..Z4 token sums, Z5..Z9 integer sums (Z6 a lone token's second chain),
+// Z10..Z14 scale products, Z16..Z23 weight vectors 0..7, Z24 weight scales, Z31 0x0f.
+func packedSubRow512(lay kindLayout, k int, sfx string) {
+	for t := range k {
+		p("VPXORD Z%d, Z%d, Z%d", t, t, t)
+	}
+	label("group" + sfx)
+	if lay.nib {
+		for m := range 4 {
+			p("VMOVDQU64 %d(DX), Z%d", lay.w+64*m, 16+m)
+			p("VPSRLW $4, Z%d, Z%d", 16+m, 20+m)
+			p("VPANDD Z31, Z%d, Z%d", 16+m, 16+m)
+			p("VPANDD Z31, Z%d, Z%d", 20+m, 20+m)
+		}
+	} else {
+		for j := range 8 {
+			p("VMOVDQU64 %d(DX), Z%d", lay.w+64*j, 16+j)
+		}
+	}
+	packedPrefetchRow(lay.bytes, rowPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
+	for _, ph := range phases(lay) {
+		for t := range k {
+			if ph.start < 0 {
+				p("VPXORD Z%d, Z%d, Z%d", 5+t, 5+t, 5+t)
+			} else {
+				p("VMOVDQU32 %s, Z%d", pa(t, ph.start), 5+t)
+			}
+		}
+		if k == 1 {
+			p("VPXORD Z6, Z6, Z6")
+			for i, j := range ph.vecs {
+				p("VPDPBUSD %s, Z%d, Z%d", pa(0, 64*j), 16+j, 5+i%2)
+			}
+			p("VPADDD Z6, Z5, Z5")
+		} else {
+			for _, j := range ph.vecs {
+				for t := range k {
+					p("VPDPBUSD %s, Z%d, Z%d", pa(t, 64*j), 16+j, 5+t)
+				}
+			}
+		}
+		p("VMOVUPS %d(DX), Z24", ph.d)
+		for t := range k {
+			p("VCVTDQ2PS Z%d, Z%d", 5+t, 5+t)
+			p("VMULPS %s, Z24, Z%d", pa(t, actScale), 10+t)
+			p("VFMADD231PS Z%d, Z%d, Z%d", 5+t, 10+t, t)
+		}
+		if ph.e >= 0 {
+			for t := range k {
+				p("VCVTDQ2PS %s, Z%d", pa(t, ph.corr), 5+t)
+				p("VMULPS %s, Z%d, Z%d", pa(t, actScale), 5+t, 5+t)
+				p("VFMADD231PS %d(DX), Z%d, Z%d", ph.e, 5+t, t)
+			}
+		}
+	}
+	p("ADDQ $%d, DX", lay.bytes)
+	p("ADDQ R9, BX")
+	p("DECQ CX")
+	p("JNZ group%s", sfx)
+	reduce512(seq(0, 1, k))
+}
+
+// packedSubPairBody is one pair of rows of packedSub512, as packedPairBody: float sums
+// Z0.. (row A) and Z(k).. (row B), integer sums Z10.. (A) and Z15.. (B), weights
+// Z20..Z23, activations Z24/Z25, weight scales Z26 (A) and Z27 (B), Z28..Z30 scratch,
+// Z31 0x0f bytes.
+func packedSubPairBody(lay kindLayout, k int) {
+	accA, accB, intA, intB := 0, k, 10, 15
+	label("pgroup")
+	packedPrefetchRow(lay.bytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
+	packedPrefetchRow(lay.bytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
+	dots := func(j, wa, wb int) {
+		for t := range k {
+			x := 24 + t%2
+			p("VMOVDQU64 %s, Z%d", pa(t, 64*j), x)
+			p("VPDPBUSD Z%d, Z%d, Z%d", x, wa, intA+t)
+			p("VPDPBUSD Z%d, Z%d, Z%d", x, wb, intB+t)
+		}
+	}
+	for _, ph := range phases(lay) {
+		for t := range k {
+			if ph.start < 0 {
+				p("VPXORD Z%d, Z%d, Z%d", intA+t, intA+t, intA+t)
+				p("VPXORD Z%d, Z%d, Z%d", intB+t, intB+t, intB+t)
+			} else {
+				p("VMOVDQU32 %s, Z%d", pa(t, ph.start), intA+t)
+				p("VMOVDQA32 Z%d, Z%d", intA+t, intB+t)
+			}
+		}
+		if lay.nib {
+			for m := range 4 {
+				p("VMOVDQU64 %d(DX), Z20", lay.w+64*m)
+				p("VMOVDQU64 %d(DX)(R15*1), Z21", lay.w+64*m)
+				p("VPSRLW $4, Z20, Z22")
+				p("VPSRLW $4, Z21, Z23")
+				for r := 20; r < 24; r++ {
+					p("VPANDD Z31, Z%d, Z%d", r, r)
+				}
+				dots(m, 20, 21)
+				dots(m+4, 22, 23)
+			}
+		} else {
+			for _, j := range ph.vecs {
+				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*j, 20+j%2*2)
+				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*j, 21+j%2*2)
+				dots(j, 20+j%2*2, 21+j%2*2)
+			}
+		}
+		p("VMOVUPS %d(DX), Z26", ph.d)
+		p("VMOVUPS %d(DX)(R15*1), Z27", ph.d)
+		for t := range k {
+			p("VCVTDQ2PS Z%d, Z%d", intA+t, intA+t)
+			p("VCVTDQ2PS Z%d, Z%d", intB+t, intB+t)
+		}
+		for t := range k {
+			p("VMOVUPS %s, Z28", pa(t, actScale))
+			p("VMULPS Z28, Z26, Z29")
+			p("VMULPS Z28, Z27, Z30")
+			p("VFMADD231PS Z%d, Z29, Z%d", intA+t, accA+t)
+			p("VFMADD231PS Z%d, Z30, Z%d", intB+t, accB+t)
+			if ph.e >= 0 {
+				p("VCVTDQ2PS %s, Z29", pa(t, ph.corr))
+				p("VMULPS Z28, Z29, Z29")
+				p("VFMADD231PS %d(DX), Z29, Z%d", ph.e, accA+t)
+				p("VFMADD231PS %d(DX)(R15*1), Z29, Z%d", ph.e, accB+t)
+			}
+		}
+	}
+	p("ADDQ $%d, DX", lay.bytes)
+	p("ADDQ R9, BX")
+	p("DECQ CX")
+	p("JNZ pgroup")
+}
 
 // ---- avx512vnni, wide blocks ----
 
@@ -1213,6 +1432,11 @@ func main() {
 		for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI"} {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
+		for _, lay := range subKinds {
+			packedSub512(lay, k)
+			n := fmt.Sprintf("dot%sPVNNI", lay.name)
+			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
+		}
 	}
 	for k := 1; k <= maxTokWide; k++ {
 		packedWide512(false, k)
@@ -1232,7 +1456,7 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
-	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotQ8WVNNI", "dotQ4WVNNI"} {
+	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ4KPVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotQ8WVNNI", "dotQ4WVNNI"} {
 		typ := "asmKernel"
 		if strings.Contains(n, "WVNNI") {
 			typ = "wideKernel"

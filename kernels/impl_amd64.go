@@ -39,6 +39,10 @@ var vnniKernels = &kernelSet{
 	pack:     packVNNI,
 	q8p:      packedAsm(dotQ8PVNNI[:]),
 	q4p:      packedAsm(dotQ4PVNNI[:]),
+	q4kp:     packedAsm(dotQ4KPVNNI[:]),
+	q5kp:     packedAsm(dotQ5KPVNNI[:]),
+	q6kp:     packedAsm(dotQ6KPVNNI[:]),
+	q2kp:     packedAsm(dotQ2KPVNNI[:]),
 	sizeP:    sizePackedVNNI,
 	prepTokP: prepTokenVNNI,
 

@@ -25,6 +25,18 @@ func dotQ8PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX512x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -41,6 +53,18 @@ func dotQ8PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 
 //go:noescape
 func dotQ4PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF32AVX512x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -61,6 +85,18 @@ func dotQ8PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX512x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -79,6 +115,18 @@ func dotQ8PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX512x5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -95,6 +143,18 @@ func dotQ8PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 
 //go:noescape
 func dotQ4PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -233,6 +293,18 @@ var dotQ8PVNNI = [...]asmKernel{dotQ8PVNNIx1, dotQ8PVNNIx2, dotQ8PVNNIx3, dotQ8P
 
 // dotQ4PVNNI holds the dotQ4PVNNI kernels by number of tokens minus one.
 var dotQ4PVNNI = [...]asmKernel{dotQ4PVNNIx1, dotQ4PVNNIx2, dotQ4PVNNIx3, dotQ4PVNNIx4, dotQ4PVNNIx5}
+
+// dotQ4KPVNNI holds the dotQ4KPVNNI kernels by number of tokens minus one.
+var dotQ4KPVNNI = [...]asmKernel{dotQ4KPVNNIx1, dotQ4KPVNNIx2, dotQ4KPVNNIx3, dotQ4KPVNNIx4, dotQ4KPVNNIx5}
+
+// dotQ5KPVNNI holds the dotQ5KPVNNI kernels by number of tokens minus one.
+var dotQ5KPVNNI = [...]asmKernel{dotQ5KPVNNIx1, dotQ5KPVNNIx2, dotQ5KPVNNIx3, dotQ5KPVNNIx4, dotQ5KPVNNIx5}
+
+// dotQ6KPVNNI holds the dotQ6KPVNNI kernels by number of tokens minus one.
+var dotQ6KPVNNI = [...]asmKernel{dotQ6KPVNNIx1, dotQ6KPVNNIx2, dotQ6KPVNNIx3, dotQ6KPVNNIx4, dotQ6KPVNNIx5}
+
+// dotQ2KPVNNI holds the dotQ2KPVNNI kernels by number of tokens minus one.
+var dotQ2KPVNNI = [...]asmKernel{dotQ2KPVNNIx1, dotQ2KPVNNIx2, dotQ2KPVNNIx3, dotQ2KPVNNIx4, dotQ2KPVNNIx5}
 
 // dotF32AVX2 holds the dotF32AVX2 kernels by number of tokens minus one.
 var dotF32AVX2 = [...]asmKernel{dotF32AVX2x1, dotF32AVX2x2, dotF32AVX2x3, dotF32AVX2x4}

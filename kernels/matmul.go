@@ -26,13 +26,13 @@ type kernelSet struct {
 	prep func(a *acts, x []float32, n, cols int)
 
 	// Optional kernels over packed weights (see Matrix.Pack): pack lays out a matrix,
-	// q8p/q4p read it (w and rowBytes those of the packed copy) against activations
-	// sized by sizeP and filled token by token by prepTokP (tokens may be prepared
-	// concurrently). Nil when the set has no packed layout.
-	pack     func(m *Matrix) *hugeMem
-	q8p, q4p func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
-	sizeP    func(a *acts, n, cols int)
-	prepTokP func(a *acts, x []float32, t, cols int)
+	// q8p, q4p… read it (w and rowBytes those of the packed copy), one per packKind,
+	// against activations sized by sizeP and filled token by token by prepTokP (tokens
+	// may be prepared concurrently). Nil when the set has no packed layout.
+	pack                             func(m *Matrix) *hugeMem
+	q8p, q4p, q4kp, q5kp, q6kp, q2kp func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
+	sizeP                            func(a *acts, n, cols int)
+	prepTokP                         func(a *acts, x []float32, t, cols int)
 
 	// Optional kernels over packed weights for blocks of wideMin tokens or more, at most
 	// wideGroup a call, on an even number of rows. Each (row, token) gets the operations
@@ -40,6 +40,41 @@ type kernelSet struct {
 	// none.
 	q8w, q4w           func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
 	wideGroup, wideMin int
+}
+
+// packedKernel is the set's kernel over packed weights of kind k.
+func (ks *kernelSet) packedKernel(k packKind) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+	switch k {
+	case kindQ8:
+		return ks.q8p
+	case kindQ4:
+		return ks.q4p
+	case kindNibMin:
+		return ks.q4kp
+	case kindByteMin:
+		return ks.q5kp
+	case kindHalves:
+		return ks.q6kp
+	case kindHalfMin:
+		return ks.q2kp
+	}
+	return nil
+}
+
+// wideKernel is the set's wide-block kernel over packed weights of kind k, nil if none.
+func (ks *kernelSet) wideKernel(k packKind) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+	switch k {
+	case kindQ8:
+		return ks.q8w
+	case kindQ4:
+		return ks.q4w
+	}
+	return nil
+}
+
+// usesWide reports whether n tokens of the packed w go through ks's wide kernels.
+func (ks *kernelSet) usesWide(w *Matrix, n int) bool {
+	return w.packedBy == ks && n >= ks.wideMin && ks.wideKernel(packKindOf(w.Type)) != nil
 }
 
 // acts holds activations quantized to Q8_0 for the q8/q4 kernels. The layout belongs to
@@ -128,6 +163,7 @@ type matmulState struct {
 	first  []int // first chunk of each matrix, plus the total at the end
 	rowsPC []int // rows per chunk of each matrix
 	acts   acts  // for unpacked Q8_0/Q4_0 weights
+	gacts  acts  // for unpacked weights of the other quantized types, generic layout
 	pacts  acts  // for packed weights
 	one    [1]*Matrix
 	oneOut [1][]float32
@@ -160,7 +196,7 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 	cols := ws[0].Cols
 	m := &p.mm
 	m.ks = cur
-	quant, packed := false, false
+	quant, gquant, packed := false, false, false
 	for i, w := range ws {
 		if !w.Type.Supported() || len(w.Data) != w.Rows*w.RowBytes() {
 			panic(fmt.Sprintf("kernels: MatMul of a malformed %d×%d %v matrix (%d bytes)", w.Rows, w.Cols, w.Type, len(w.Data)))
@@ -173,8 +209,10 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 		}
 		if w.packedBy == m.ks {
 			packed = true
-		} else {
-			quant = quant || w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0
+		} else if w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0 {
+			quant = true
+		} else if w.Type.BlockSize() > 1 {
+			gquant = true
 		}
 	}
 	if len(x) < n*cols {
@@ -182,6 +220,9 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 	}
 	if quant {
 		m.ks.prep(&m.acts, x, n, cols)
+	}
+	if gquant {
+		quantizeActs(&m.gacts, x, n, cols)
 	}
 	if packed {
 		m.ks.sizeP(&m.pacts, n, cols)
@@ -229,7 +270,7 @@ const minParallelWork = 512 << 10
 
 // chunkRows picks the rows per chunk of w for a pool of threads and n tokens.
 func chunkRows(ks *kernelSet, w *Matrix, threads, n int) int {
-	if w.packedBy == ks && ks.q8w != nil && n >= ks.wideMin {
+	if ks.usesWide(w, n) {
 		// Wide blocks: a chunk is long enough whatever its rows (16 rows of 16 tokens
 		// are over 1000 products), and what matters is that the threads finish together:
 		// four chunks a thread, whole blocks of the wide kernels. With chunks for 64KB
@@ -261,7 +302,7 @@ func (p *Pool) mmChunk(c int) {
 	w := m.ws[i]
 	lo := (c - m.first[i]) * m.rowsPC[i]
 	hi := min(lo+m.rowsPC[i], w.Rows)
-	mmRows(m.ks, m.outs[i], w, lo, hi, m.x, &m.acts, &m.pacts, m.n)
+	mmRows(m.ks, m.outs[i], w, lo, hi, m.x, &m.acts, &m.gacts, &m.pacts, m.n)
 }
 
 // tileBytes bounds the weights one pass over a token group reads, so that when there are
@@ -269,13 +310,14 @@ func (p *Pool) mmChunk(c int) {
 const tileBytes = 16 << 10
 
 // mmRows computes rows [lo,hi) of w for all n tokens, reading packed weights against the
-// activations in pa when w is packed for ks, else w.Data (against a if quantized).
-func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a, pa *acts, n int) {
+// activations in pa when w is packed for ks, else w.Data (against a if Q8_0 or Q4_0, ga
+// if of another quantized type).
+func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a, ga, pa *acts, n int) {
 	packed := w.packedBy == ks
 	rb, data := w.RowBytes(), w.Data
 	if packed {
 		rb, data = packedRowBytes(w), w.packed.b
-		if ks.q8w != nil && n >= ks.wideMin {
+		if ks.usesWide(w, n) {
 			mmWide(ks, out, w, lo, hi, data, rb, pa, n)
 			return
 		}
@@ -291,11 +333,7 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 			k := min(ks.group, n-t)
 			o := out[t*w.Rows+r0:]
 			if packed {
-				kern := ks.q8p
-				if w.Type == ggml.Q4_0 {
-					kern = ks.q4p
-				}
-				kern(o, w.Rows, wd, rb, r1-r0, pa, t, k)
+				ks.packedKernel(packKindOf(w.Type))(o, w.Rows, wd, rb, r1-r0, pa, t, k)
 				continue
 			}
 			switch w.Type {
@@ -307,8 +345,10 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 				ks.q8(o, w.Rows, wd, rb, r1-r0, a, t, k)
 			case ggml.Q4_0:
 				ks.q4(o, w.Rows, wd, rb, r1-r0, a, t, k)
+			case ggml.BF16:
+				genericBF16(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
 			default:
-				panic(fmt.Sprintf("kernels: MatMul of unsupported type %v", w.Type))
+				genericSubs(w.Type, o, w.Rows, wd, rb, r1-r0, ga, t, k)
 			}
 		}
 	}
@@ -319,10 +359,8 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 // last odd row goes to the packed narrow kernel, which computes it with the same
 // operations.
 func mmWide(ks *kernelSet, out []float32, w *Matrix, lo, hi int, data []byte, rb int, pa *acts, n int) {
-	wide, narrow := ks.q8w, ks.q8p
-	if w.Type == ggml.Q4_0 {
-		wide, narrow = ks.q4w, ks.q4p
-	}
+	kind := packKindOf(w.Type)
+	wide, narrow := ks.wideKernel(kind), ks.packedKernel(kind)
 	even := lo + (hi-lo)&^1
 	tile := max(wideTileRows, wideTileBytes/rb&^(wideTileRows-1))
 	calls := (n + ks.wideGroup - 1) / ks.wideGroup
@@ -397,7 +435,18 @@ func genericF32(out []float32, ostride int, w []byte, rowBytes, nrows int, x []f
 }
 
 func genericF16(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int) {
-	h := func(row []byte, j int) float32 { return f16Table[uint16(row[2*j])|uint16(row[2*j+1])<<8] }
+	genericHalf(out, ostride, w, rowBytes, nrows, x, cols, ntok, func(row []byte, j int) float32 {
+		return f16Table[uint16(row[2*j])|uint16(row[2*j+1])<<8]
+	})
+}
+
+// genericBF16 is genericF16 for bfloat16 weights, on every implementation.
+func genericBF16(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int) {
+	genericHalf(out, ostride, w, rowBytes, nrows, x, cols, ntok, func(row []byte, j int) float32 { return bf16(row[2*j:]) })
+}
+
+// genericHalf is the product of 16-bit float weights, h decoding weight j of a row.
+func genericHalf(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int, h func(row []byte, j int) float32) {
 	for r := range nrows {
 		row := w[r*rowBytes : (r+1)*rowBytes]
 		for t := range ntok {
@@ -463,6 +512,49 @@ func genericQ4(out []float32, ostride int, w []byte, rowBytes, nrows int, a *act
 				acc += float32(float32(sumi) * s)
 			}
 			out[(t-tok)*ostride+r] = acc
+		}
+	}
+}
+
+// genericSubs is the product of weights of the types decodeSub reads (beyond Q8_0 and
+// Q4_0) against activations from quantizeActs, on every implementation when they are
+// not packed. Per block of 32 and token it sums Σw·q and Σq exactly over each half, then
+// adds ((Σw·q)_l·D_l + (Σw·q)_h·D_h + Σq_l·F_l + Σq_h·F_h)·d_x to the token's sum, in
+// that order, in float32.
+func genericSubs(typ ggml.Type, out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+	nb := a.nb
+	bb, nsub := typ.BlockBytes(), typ.BlockSize()/ggml.QK
+	var acc [16]float32
+	if ntok > len(acc) {
+		panic("kernels: genericSubs of too many tokens")
+	}
+	var wq [ggml.QK]int8
+	for r := range nrows {
+		row := w[r*rowBytes : (r+1)*rowBytes]
+		clear(acc[:ntok])
+		for b := range nb {
+			sc := decodeSub(typ, row[b/nsub*bb:][:bb], b%nsub, &wq)
+			for i := range ntok {
+				t := tok + i
+				xq := a.q[(t*nb+b)*ggml.QK:][:ggml.QK]
+				var il, ih, sl, sh int32
+				for j := range 16 {
+					x := int32(int8(xq[j]))
+					il += int32(wq[j]) * x
+					sl += x
+				}
+				for j := 16; j < ggml.QK; j++ {
+					x := int32(int8(xq[j]))
+					ih += int32(wq[j]) * x
+					sh += x
+				}
+				s := float32(float32(il)*sc.dl) + float32(float32(ih)*sc.dh)
+				s += float32(float32(sl)*sc.fl) + float32(float32(sh)*sc.fh)
+				acc[i] += float32(s * a.d[t*nb+b])
+			}
+		}
+		for i := range ntok {
+			out[i*ostride+r] = acc[i]
 		}
 	}
 }

@@ -7,12 +7,52 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
 var allTypes = []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0, ggml.Q4_0}
+
+// subTypes are the types specd computes with but does not quantize to: their test
+// matrices are random blocks (randBlocks).
+var subTypes = []ggml.Type{ggml.Q4_K, ggml.Q6_K, ggml.Q5_0, ggml.Q5_K, ggml.Q3_K, ggml.Q2_K, ggml.Q5_1, ggml.IQ4_NL, ggml.BF16}
+
+// computeTypes are all the types MatMul takes.
+var computeTypes = append(append([]ggml.Type{}, allTypes...), subTypes...)
+
+// fp16Fields are the byte offsets of the fp16 scales in a block of each sub type.
+var fp16Fields = map[ggml.Type][]int{
+	ggml.Q5_0: {0}, ggml.Q5_1: {0, 2}, ggml.IQ4_NL: {0},
+	ggml.Q2_K: {80, 82}, ggml.Q3_K: {108}, ggml.Q4_K: {0, 2}, ggml.Q5_K: {0, 2}, ggml.Q6_K: {208},
+}
+
+// randBlocks returns n bytes of random blocks of t: random bytes with every fp16 scale
+// set to a random value of either sign around 0.01 (BF16: random values of scale 0.5).
+func randBlocks(rng *rand.Rand, t ggml.Type, n int) []byte {
+	b := make([]byte, n)
+	if t == ggml.BF16 {
+		for i := 0; i < n; i += 2 {
+			binary.LittleEndian.PutUint16(b[i:], fp32ToBF16(float32(rng.NormFloat64()*0.5)))
+		}
+		return b
+	}
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	bb := t.BlockBytes()
+	for blk := 0; blk+bb <= n; blk += bb {
+		for _, off := range fp16Fields[t] {
+			v := float32((0.2 + rng.Float64()) * 0.01)
+			if rng.IntN(4) == 0 {
+				v = -v
+			}
+			binary.LittleEndian.PutUint16(b[blk+off:], FP32ToFP16(v))
+		}
+	}
+	return b
+}
 
 // randMatrix returns a rows×cols matrix of type t made from normal random weights.
 func randMatrix(tb testing.TB, rng *rand.Rand, t ggml.Type, rows, cols int) *Matrix {
@@ -22,7 +62,9 @@ func randMatrix(tb testing.TB, rng *rand.Rand, t ggml.Type, rows, cols int) *Mat
 		tb.Fatal(err)
 	}
 	data := make([]byte, rows*rb)
-	if err := Quantize(t, data, randFloats(rng, rows*cols, 0.5)); err != nil {
+	if !CanQuantize(t) || t == ggml.BF16 {
+		data = randBlocks(rng, t, rows*rb)
+	} else if err := Quantize(t, data, randFloats(rng, rows*cols, 0.5)); err != nil {
 		tb.Fatal(err)
 	}
 	m, err := NewMatrix(t, rows, cols, data)
@@ -42,7 +84,7 @@ func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
 	xt := make([]float32, w.Cols)
 	for t := range n {
 		copy(xt, x[t*w.Cols:(t+1)*w.Cols])
-		if w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0 {
+		if w.Type.BlockSize() > 1 {
 			enc := make([]byte, w.Cols/ggml.QK*34)
 			if err := Quantize(ggml.Q8_0, enc, xt); err != nil {
 				panic(err)
@@ -85,9 +127,12 @@ func forEachImpl(t *testing.T, f func(t *testing.T)) {
 
 func testShapes(typ ggml.Type) (rows, cols []int) {
 	rows = []int{1, 2, 3, 5, 8, 13, 37}
-	if typ.BlockSize() == ggml.QK {
+	switch typ.BlockSize() {
+	case ggml.QKK:
+		cols = []int{256, 512, 768, 1280, 2048}
+	case ggml.QK:
 		cols = []int{32, 64, 96, 160, 192, 512, 1408}
-	} else {
+	default:
 		cols = []int{1, 7, 16, 31, 33, 172, 192, 513}
 	}
 	if testing.Short() || raceEnabled {
@@ -102,7 +147,7 @@ func TestMatMulMatchesReference(t *testing.T) {
 		rng := rand.New(rand.NewPCG(7, 8))
 		pool := NewPool(2)
 		defer pool.Close()
-		for _, typ := range allTypes {
+		for _, typ := range computeTypes {
 			rowsList, colsList := testShapes(typ)
 			for _, cols := range colsList {
 				for _, rows := range rowsList {
@@ -145,7 +190,6 @@ func TestMatMulBatchInvariance(t *testing.T) {
 		if raceEnabled {
 			ns = []int{2, 3, 5, 6, 9, 13}
 		}
-		maxN := ns[len(ns)-1]
 		// The last shape of each type is large enough (minParallelWork) for two threads to
 		// split it even for one token.
 		shapes := map[ggml.Type][][]int{
@@ -155,13 +199,31 @@ func TestMatMulBatchInvariance(t *testing.T) {
 			ggml.Q8_0: {{37, 96}, {5, 32}, {67, 224}, {401, 1408}, {13, 512}, {401, 1408, 1}},
 			ggml.Q4_0: {{37, 96}, {5, 32}, {67, 224}, {733, 1408}, {13, 512}, {733, 1408, 1}},
 		}
-		for _, typ := range allTypes {
+		for _, typ := range subTypes {
+			switch typ.BlockSize() {
+			case ggml.QKK:
+				shapes[typ] = [][]int{{37, 256}, {13, 768}, {801, 2048}, {37, 256, 1}, {13, 768, 1}, {801, 2048, 1}}
+			case ggml.QK:
+				shapes[typ] = [][]int{{37, 96}, {5, 32}, {601, 1408}, {37, 96, 1}, {5, 32, 1}, {601, 1408, 1}}
+			default:
+				shapes[typ] = [][]int{{37, 172}, {5, 7}, {1601, 172}}
+			}
+		}
+		for _, typ := range computeTypes {
 			for _, sh := range shapes[typ] {
 				rows, cols := sh[0], sh[1]
 				w := randMatrix(t, rng, typ, rows, cols)
 				if len(sh) > 2 && !packs(w) {
 					continue
 				}
+				ns := ns
+				if slices.Contains(subTypes, typ) && !w.Packed() {
+					ns = []int{2, 3, 5, 6, 13} // portable Go: fewer sizes
+					if raceEnabled {
+						ns = ns[:3]
+					}
+				}
+				maxN := ns[len(ns)-1]
 				x := randFloats(rng, maxN*cols, 1)
 				// Some tokens with a huge or zero block exercise the scales.
 				x[cols+3] = 1e4
@@ -226,7 +288,7 @@ func TestImplementationsAgree(t *testing.T) {
 	defer UseImpl(Impl())
 	pool := NewPool(1)
 	defer pool.Close()
-	for _, typ := range allTypes {
+	for _, typ := range computeTypes {
 		w := randMatrix(t, rng, typ, 64, 512)
 		x := randFloats(rng, 3*512, 1)
 		if err := UseImpl("generic"); err != nil {

@@ -16,6 +16,9 @@ import (
 // block i (weights 4m.. in the low nibbles, 16+4m.. in the high). Blocks past the end of
 // the row have scale 0 and weights 0.
 func packVNNI(m *Matrix) *hugeMem {
+	if m.Type != ggml.Q8_0 && m.Type != ggml.Q4_0 {
+		return packSubsVNNI(m)
+	}
 	nb := m.Cols / ggml.QK
 	groups := (nb + 15) / 16
 	bb, rb, prb := m.Type.BlockBytes(), m.RowBytes(), packedRowBytes(m)
@@ -52,6 +55,69 @@ func packVNNI(m *Matrix) *hugeMem {
 				for v := range 8 {
 					for c := range 4 {
 						dst[64+64*v+4*i+c] = blk[2+4*v+c] ^ 0x80
+					}
+				}
+			}
+		}
+	}
+	return mem
+}
+
+// packSubsVNNI lays out m, of a type decodeSub reads, in its packKind's layout (see
+// packKind): per block its scales, E = -F/c, and its weights w as bytes w+128 or as
+// nibbles. Blocks past the end of the row have scales 0 and weights 0.
+func packSubsVNNI(m *Matrix) *hugeMem {
+	kind := packKindOf(m.Type)
+	lay := kindLayouts[kind]
+	nb := m.Cols / ggml.QK
+	groups := (nb + 15) / 16
+	bb, nsub, rb, prb := m.Type.BlockBytes(), m.Type.BlockSize()/ggml.QK, m.RowBytes(), packedRowBytes(m)
+	mem := newHugeMem(m.Rows * prb)
+	out := mem.b
+	put := func(dst []byte, off, i int, v float32) {
+		binary.LittleEndian.PutUint32(dst[off+4*i:], math.Float32bits(v))
+	}
+	var w [ggml.QK]int8
+	for r := range m.Rows {
+		row := m.Data[r*rb : (r+1)*rb]
+		for g := range groups {
+			dst := out[r*prb+g*lay.bytes:][:lay.bytes]
+			for i := range 16 {
+				b := 16*g + i
+				if b >= nb {
+					if !lay.nib {
+						for v := range 8 {
+							copy(dst[lay.w+64*v+4*i:][:4], []byte{0x80, 0x80, 0x80, 0x80})
+						}
+					}
+					continue
+				}
+				sc := decodeSub(m.Type, row[b/nsub*bb:][:bb], b%nsub, &w)
+				c := float32(128)
+				if lay.nib {
+					c = 8
+				}
+				put(dst, lay.d, i, sc.dl)
+				if lay.dh >= 0 {
+					put(dst, lay.dh, i, sc.dh)
+				}
+				if lay.e >= 0 {
+					put(dst, lay.e, i, -sc.fl/c)
+				}
+				if lay.eh >= 0 {
+					put(dst, lay.eh, i, -sc.fh/c)
+				}
+				if lay.nib {
+					for v := range 4 {
+						for k := range 4 {
+							dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) | byte(w[16+4*v+k])<<4
+						}
+					}
+					continue
+				}
+				for v := range 8 {
+					for k := range 4 {
+						dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) ^ 0x80
 					}
 				}
 			}

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"github.com/specd-dev/specd/ggml"
 	"math"
@@ -24,10 +25,24 @@ func checkSizes(t ggml.Type, n, nbytes int) error {
 	return nil
 }
 
+// ErrNotQuantizable means specd reads and computes with a type but cannot yet produce it
+// (the K-quants, Q5_0, Q5_1, IQ4_NL).
+var ErrNotQuantizable = errors.New("not supported yet")
+
+// CanQuantize reports whether Quantize can produce type t.
+func CanQuantize(t ggml.Type) bool {
+	switch t {
+	case ggml.F32, ggml.F16, ggml.BF16, ggml.Q8_0, ggml.Q4_0:
+		return true
+	}
+	return false
+}
+
 // Quantize encodes src into dst in the GGUF layout of t. len(src) must be a multiple of
 // t.BlockSize() and len(dst) exactly t.RowBytes(len(src)). Q8_0 and Q4_0 produce the bytes
 // of llama.cpp's quantize_row_q8_0_ref and quantize_row_q4_0_ref; F16 rounds to nearest
-// even. It returns an error for an unsupported type or mismatched sizes.
+// even, BF16 as ggml does. It returns an error for an unsupported type or mismatched sizes,
+// and ErrNotQuantizable for a type it can read but not produce.
 func Quantize(t ggml.Type, dst []byte, src []float32) error {
 	if err := checkSizes(t, len(src), len(dst)); err != nil {
 		return err
@@ -49,6 +64,12 @@ func Quantize(t ggml.Type, dst []byte, src []float32) error {
 		for b := 0; b < len(src)/ggml.QK; b++ {
 			quantizeBlockQ4(dst[b*18:(b+1)*18], src[b*ggml.QK:(b+1)*ggml.QK])
 		}
+	case ggml.BF16:
+		for i, v := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], fp32ToBF16(v))
+		}
+	default:
+		return fmt.Errorf("quantizing to %v: %w", t, ErrNotQuantizable)
 	}
 	return nil
 }
@@ -147,6 +168,12 @@ func Dequantize(t ggml.Type, dst []float32, src []byte) error {
 				out[j+ggml.QK/2] = float32(int(q>>4)-8) * d
 			}
 		}
+	case ggml.BF16:
+		for i := range dst {
+			dst[i] = bf16(src[2*i:])
+		}
+	default:
+		dequantizeSubs(t, dst, src)
 	}
 	return nil
 }
