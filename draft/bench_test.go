@@ -2,9 +2,9 @@ package draft
 
 import (
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/spec"
 )
 

@@ -3,10 +3,10 @@ package draft
 import (
 	"errors"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"reflect"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/kvcache"

@@ -2,11 +2,11 @@ package gguf_test
 
 import (
 	"errors"
-	"github.com/specd-dev/specd/ggml"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
 )
 

@@ -21,12 +21,12 @@ package gguf
 import (
 	"errors"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"math"
 	"math/bits"
 	"os"
 	"slices"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/mmap"
 )
 

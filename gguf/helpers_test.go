@@ -3,10 +3,10 @@ package gguf_test
 import (
 	"bytes"
 	"encoding/binary"
-	"github.com/specd-dev/specd/ggml"
 	"math"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
 )
 

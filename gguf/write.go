@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"io"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // TensorData is a tensor to write: its description (Dims ne0 first, as in TensorInfo) and

@@ -3,12 +3,12 @@ package gguf_test
 import (
 	"bytes"
 	"errors"
-	"github.com/specd-dev/specd/ggml"
 	"io"
 	"math"
 	"reflect"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
 )
 

@@ -2,9 +2,10 @@ package kernels
 
 import (
 	"encoding/binary"
-	"github.com/specd-dev/specd/ggml"
 	"math"
 	"testing"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // fuzzType picks one of the supported types from a fuzzed byte.

@@ -3,9 +3,10 @@ package kernels
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"os"
 	"testing"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // testTensor is one tensor found by readTestGGUF. Dims are in GGUF order: Dims[0] is the

@@ -3,10 +3,11 @@
 package kernels
 
 import (
-	"github.com/specd-dev/specd/ggml"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 //go:generate go run asmgen.go

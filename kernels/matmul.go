@@ -2,8 +2,9 @@ package kernels
 
 import (
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"math"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // A kernel set is one implementation of the matrix-product inner kernels. Every kernel

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+
 	"github.com/specd-dev/specd/ggml"
 )
 

@@ -4,9 +4,10 @@ package kernels
 
 import (
 	"encoding/binary"
-	"github.com/specd-dev/specd/ggml"
 	"math"
 	"unsafe"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // packVNNI lays out m for the dotQ8PVNNI/dotQ4PVNNI kernels (see packed512 in

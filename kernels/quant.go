@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"math"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // Block layouts, as in ggml (all little-endian):

@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"bytes"
-	"github.com/specd-dev/specd/ggml"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 )
 

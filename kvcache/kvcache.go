@@ -12,9 +12,9 @@ package kvcache
 import (
 	"errors"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"sync"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 )
 

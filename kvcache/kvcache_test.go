@@ -2,8 +2,9 @@ package kvcache
 
 import (
 	"errors"
-	"github.com/specd-dev/specd/ggml"
 	"testing"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 func pool(t *testing.T, typ ggml.Type, blocks int) *Pool {

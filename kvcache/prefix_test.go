@@ -3,11 +3,12 @@ package kvcache
 import (
 	"errors"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // cached returns a pool of the given number of blocks (4 positions each, see pool) with a

@@ -2,11 +2,11 @@ package model_test
 
 import (
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"math"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 )

@@ -3,10 +3,10 @@ package model
 import (
 	"errors"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"math"
 	"unsafe"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/kvcache"
 )

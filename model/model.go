@@ -14,11 +14,11 @@ package model
 import (
 	"errors"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/llama2c"

@@ -3,12 +3,12 @@ package services
 import (
 	"context"
 	"errors"
-	"github.com/specd-dev/specd/ggml"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"

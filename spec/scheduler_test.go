@@ -2,13 +2,13 @@ package spec_test
 
 import (
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/spec"

@@ -3,7 +3,6 @@ package spec_test
 import (
 	"context"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/specd-dev/specd/draft"
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"

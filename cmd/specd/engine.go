@@ -4,10 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"io/fs"
 	"runtime"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/modelpath"
 )

@@ -5,10 +5,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"io"
 	"os"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/modelpath"

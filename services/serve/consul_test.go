@@ -3,7 +3,6 @@ package serve_test
 import (
 	"context"
 	"errors"
-	"github.com/specd-dev/specd/ggml"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/consultest"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
