@@ -2,9 +2,10 @@ package kernels
 
 import (
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // benchShapes are the weight matrices of the three models, rows×cols.
@@ -32,7 +33,7 @@ var benchShapes = []struct {
 func BenchmarkMatMul(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	for _, sh := range benchShapes {
-		for _, typ := range allTypes {
+		for _, typ := range computeTypes {
 			if sh.cols%typ.BlockSize() != 0 {
 				continue
 			}

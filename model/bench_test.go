@@ -2,8 +2,9 @@ package model_test
 
 import (
 	"fmt"
-	"github.com/specd-dev/specd/ggml"
 	"testing"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // BenchmarkForward times one forward pass over a block of n tokens after 100 or 250 cached positions of
@@ -19,6 +20,7 @@ func BenchmarkForward(b *testing.B) {
 		quant *ggml.Type
 	}{
 		{"target-q8_0", "specd-target-q8_0.gguf", nil},
+		{"target-q4_k_m", "specd-target-q4_k_m.gguf", nil},
 		{"target-f32", "specd-target-q8_0.gguf", &f32},
 		{"draft-q8_0", "specd-draft-q8_0.gguf", nil},
 		{"draft-f16", "specd-draft-f16.gguf", nil},

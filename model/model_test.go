@@ -4,13 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"github.com/specd-dev/specd/ggml"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/kvcache"
@@ -28,6 +30,7 @@ type refRow struct {
 	OutputIDs  []int32         `json:"output_ids"`
 	ForcedIDs  []int32         `json:"forced_ids"`
 	LlamaTop1  []int32         `json:"llamacpp_top1"`
+	Margin     []float64       `json:"llamacpp_margin"`
 	Top5       [][][2]float64  `json:"top5"`
 	Top5Logits [][][2]float64  `json:"top5_logits"`
 	Stop       string          `json:"stop"`
@@ -172,20 +175,60 @@ func TestDraftF16MatchesFP32Reference(t *testing.T) {
 // TestTeacherForcedAgreement compares the argmax after every forced position with
 // llama.cpp's on the same quantized file (and reports agreement with the fp32 reference).
 func TestTeacherForcedAgreement(t *testing.T) {
-	rows := readRefs(t, "pair_llamacpp_teacher_forced.jsonl")
+	testTeacherForced(t, "pair_llamacpp_teacher_forced.jsonl", nil, func(t *testing.T, file string, a agreement) {
+		if pl := a.all(); pl < 99 {
+			t.Errorf("%s: top-1 agreement with llama.cpp = %.1f%%, want ≥ 99%%", file, pl)
+		}
+	})
+}
+
+// TestTeacherForcedKQuant holds the K-quant target (Q4_K, Q6_K and Q5_0 tensors) to
+// issue 13's bar: llama.cpp's argmax wherever it wins by a clear margin (≥ 0.1) on at
+// least 99.5% of those positions, and on 97% of all. The reference's rows for a Q6_K
+// requantization of the target are not checked here: that file is not shipped.
+func TestTeacherForcedKQuant(t *testing.T) {
+	testTeacherForced(t, "llamacpp_teacher_forced_kquant.jsonl", []string{"specd-target-q4_k_m.gguf"}, func(t *testing.T, file string, a agreement) {
+		if pc := a.clear(); pc < 99.5 {
+			t.Errorf("%s: top-1 agreement with llama.cpp where its margin is ≥ 0.1 = %.2f%%, want ≥ 99.5%%", file, pc)
+		}
+		if pl := a.all(); pl < 97 {
+			t.Errorf("%s: top-1 agreement with llama.cpp = %.2f%%, want ≥ 97%%", file, pl)
+		}
+	})
+}
+
+// agreement counts teacher-forced positions where specd's argmax is llama.cpp's: all of
+// them, and those where llama.cpp's top logit beat the runner-up by 0.1 or more.
+type agreement struct{ llama, clearLlama, ref, total, clearTotal int }
+
+func (a agreement) all() float64 { return 100 * float64(a.llama) / float64(a.total) }
+func (a agreement) clear() float64 {
+	return 100 * float64(a.clearLlama) / float64(max(a.clearTotal, 1))
+}
+
+// testTeacherForced runs every forced sequence of the reference file ref (only the model
+// files in only, if given) and hands each file's agreement to check.
+func testTeacherForced(t *testing.T, ref string, only []string, check func(t *testing.T, file string, a agreement)) {
+	rows := readRefs(t, ref)
 	byFile := map[string][]refRow{}
 	var files []string
 	for _, r := range rows {
+		if only != nil && !slices.Contains(only, r.File) {
+			continue
+		}
 		if byFile[r.File] == nil {
 			files = append(files, r.File)
 		}
 		byFile[r.File] = append(byFile[r.File], r)
 	}
+	if len(files) == 0 {
+		t.Fatalf("%s: no rows for %v", ref, only)
+	}
 	for _, file := range files {
 		t.Run(file, func(t *testing.T) {
 			m := load(t, file, nil)
 			st := newState(t, m, 2, 64)
-			agreeLlama, agreeRef, total := 0, 0, 0
+			var a agreement
 			for _, r := range byFile[file] {
 				seq := append(append([]int32(nil), r.PromptIDs...), r.ForcedIDs[:len(r.ForcedIDs)-1]...)
 				st.Seq.Truncate(0)
@@ -196,20 +239,29 @@ func TestTeacherForcedAgreement(t *testing.T) {
 				for i := range r.LlamaTop1 {
 					row := len(r.PromptIDs) - 1 + i
 					got := sample.Argmax(logits[row*m.Vocab : (row+1)*m.Vocab])
-					total++
+					a.total++
+					clear := i < len(r.Margin) && r.Margin[i] >= 0.1
+					if clear {
+						a.clearTotal++
+					}
 					if got == r.LlamaTop1[i] {
-						agreeLlama++
+						a.llama++
+						if clear {
+							a.clearLlama++
+						}
 					}
 					if got == r.ForcedIDs[i] {
-						agreeRef++
+						a.ref++
 					}
 				}
 			}
-			pl, pr := 100*float64(agreeLlama)/float64(total), 100*float64(agreeRef)/float64(total)
-			t.Logf("%s: top-1 agreement with llama.cpp %.1f%% (%d/%d), with the fp32 reference %.1f%%", file, pl, agreeLlama, total, pr)
-			if pl < 99 {
-				t.Errorf("%s: top-1 agreement with llama.cpp = %.1f%%, want ≥ 99%%", file, pl)
+			margin := ""
+			if a.clearTotal > 0 {
+				margin = fmt.Sprintf(", where its margin is ≥ 0.1 %.2f%% (%d/%d)", a.clear(), a.clearLlama, a.clearTotal)
 			}
+			t.Logf("%s: top-1 agreement with llama.cpp %.2f%% (%d/%d)%s; with the fp32 reference %.1f%%",
+				file, a.all(), a.llama, a.total, margin, 100*float64(a.ref)/float64(a.total))
+			check(t, file, a)
 		})
 	}
 }
