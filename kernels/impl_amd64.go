@@ -3,6 +3,8 @@
 package kernels
 
 import (
+	"encoding/binary"
+	"math"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -65,6 +67,35 @@ var avx2Kernels = &kernelSet{
 	q8:    quantAsm(dotQ8AVX2[:]),
 	q4:    quantAsm(dotQ4AVX2[:]),
 	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 128, quantActsAVX2) },
+
+	pack:    packSubsAVX2,
+	subp:    quantAsm(dotSubAVX2[:]),
+	subMinp: quantAsm(dotSubMinAVX2[:]),
+}
+
+// packSubsAVX2 lays out m, of a sub type, for the avx2 sub kernels (subAVX2 in
+// asmgen.go): per block of 32 weights dl, dh, fl, fh as float32 and the weights as
+// int8, subBlockBytes in all.
+func packSubsAVX2(m *Matrix) *hugeMem {
+	nb := m.Cols / ggml.QK
+	bb, nsub, rb := m.Type.BlockBytes(), m.Type.BlockSize()/ggml.QK, m.RowBytes()
+	prb := nb * subBlockBytes
+	mem := newHugeMem(m.Rows * prb)
+	var w [ggml.QK]int8
+	for r := range m.Rows {
+		row := m.Data[r*rb : (r+1)*rb]
+		for b := range nb {
+			dst := mem.b[r*prb+b*subBlockBytes:][:subBlockBytes]
+			sc := decodeSub(m.Type, row[b/nsub*bb:][:bb], b%nsub, &w)
+			for i, v := range [4]float32{sc.dl, sc.dh, sc.fl, sc.fh} {
+				binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+			}
+			for j, v := range w {
+				dst[16+j] = byte(v)
+			}
+		}
+	}
+	return mem
 }
 
 //go:noescape

@@ -241,6 +241,12 @@ func dotQ8AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotSubAVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotSubMinAVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -251,6 +257,12 @@ func dotQ8AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 
 //go:noescape
 func dotQ4AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotSubAVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotSubMinAVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF32AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -265,6 +277,12 @@ func dotQ8AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotSubAVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotSubMinAVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -275,6 +293,12 @@ func dotQ8AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 
 //go:noescape
 func dotQ4AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotSubAVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotSubMinAVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 // dotF32AVX512 holds the dotF32AVX512 kernels by number of tokens minus one.
 var dotF32AVX512 = [...]asmKernel{dotF32AVX512x1, dotF32AVX512x2, dotF32AVX512x3, dotF32AVX512x4, dotF32AVX512x5}
@@ -317,6 +341,12 @@ var dotQ8AVX2 = [...]asmKernel{dotQ8AVX2x1, dotQ8AVX2x2, dotQ8AVX2x3, dotQ8AVX2x
 
 // dotQ4AVX2 holds the dotQ4AVX2 kernels by number of tokens minus one.
 var dotQ4AVX2 = [...]asmKernel{dotQ4AVX2x1, dotQ4AVX2x2, dotQ4AVX2x3, dotQ4AVX2x4}
+
+// dotSubAVX2 holds the dotSubAVX2 kernels by number of tokens minus one.
+var dotSubAVX2 = [...]asmKernel{dotSubAVX2x1, dotSubAVX2x2, dotSubAVX2x3, dotSubAVX2x4}
+
+// dotSubMinAVX2 holds the dotSubMinAVX2 kernels by number of tokens minus one.
+var dotSubMinAVX2 = [...]asmKernel{dotSubMinAVX2x1, dotSubMinAVX2x2, dotSubMinAVX2x3, dotSubMinAVX2x4}
 
 // dotQ8WVNNI holds the dotQ8WVNNI kernels by number of tokens minus one.
 var dotQ8WVNNI = [...]wideKernel{dotQ8WVNNIx1, dotQ8WVNNIx2, dotQ8WVNNIx3, dotQ8WVNNIx4, dotQ8WVNNIx5, dotQ8WVNNIx6, dotQ8WVNNIx7, dotQ8WVNNIx8, dotQ8WVNNIx9, dotQ8WVNNIx10, dotQ8WVNNIx11, dotQ8WVNNIx12}

@@ -41,6 +41,27 @@ type kernelSet struct {
 	// none.
 	q8w, q4w           func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
 	wideGroup, wideMin int
+
+	// Optional kernels over weights of the sub types (not Q8_0 and Q4_0) repacked by
+	// pack in a layout of their own that is read against the activations of prep, as
+	// q8 and q4 read theirs: subp for types without offsets, subMinp with. Nil when
+	// the set packs sub types in the packKind layouts (or not at all).
+	subp, subMinp func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
+}
+
+// subPacked reports whether ks packs weights of type t in its own sub-type layout
+// (subp, subMinp), whose kernels read the activations of prep.
+func (ks *kernelSet) subPacked(t ggml.Type) bool {
+	return ks.subp != nil && t != ggml.Q8_0 && t != ggml.Q4_0
+}
+
+// hasOffsets reports whether weights of type t decode with offsets (subScales.fl, fh).
+func hasOffsets(t ggml.Type) bool {
+	switch t {
+	case ggml.Q2_K, ggml.Q4_K, ggml.Q5_K, ggml.Q5_1:
+		return true
+	}
+	return false
 }
 
 // packedKernel is the set's kernel over packed weights of kind k.
@@ -208,7 +229,9 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 		if len(outs[i]) < n*w.Rows {
 			panic(fmt.Sprintf("kernels: MatMul output of %d floats for %d×%d", len(outs[i]), n, w.Rows))
 		}
-		if w.packedBy == m.ks {
+		if w.packedBy == m.ks && m.ks.subPacked(w.Type) {
+			quant = true
+		} else if w.packedBy == m.ks {
 			packed = true
 		} else if w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0 {
 			quant = true
@@ -316,6 +339,10 @@ const tileBytes = 16 << 10
 func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a, ga, pa *acts, n int) {
 	packed := w.packedBy == ks
 	rb, data := w.RowBytes(), w.Data
+	if packed && ks.subPacked(w.Type) {
+		subRows(ks, out, w, lo, hi, a, n)
+		return
+	}
 	if packed {
 		rb, data = packedRowBytes(w), w.packed.b
 		if ks.usesWide(w, n) {
@@ -351,6 +378,27 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 			default:
 				genericSubs(w.Type, o, w.Rows, wd, rb, r1-r0, ga, t, k)
 			}
+		}
+	}
+}
+
+// subRows computes rows [lo,hi) of w, packed by ks in its sub-type layout, for n tokens
+// against the activations a from ks.prep, a tile of rows at a time as mmRows.
+func subRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, a *acts, n int) {
+	kern := ks.subp
+	if hasOffsets(w.Type) {
+		kern = ks.subMinp
+	}
+	rb := packedRowBytes(w)
+	tile := hi - lo
+	if n > ks.group {
+		tile = max(1, tileBytes/max(rb, 1))
+	}
+	for r0 := lo; r0 < hi; r0 += tile {
+		r1 := min(r0+tile, hi)
+		wd := w.packed.b[r0*rb : r1*rb]
+		for t := 0; t < n; t += ks.group {
+			kern(out[t*w.Rows+r0:], w.Rows, wd, rb, r1-r0, a, t, min(ks.group, n-t))
 		}
 	}
 }

@@ -91,7 +91,7 @@ var kindLayouts = [numKinds]kindLayout{
 // with a product that reads m. Packing again is a no-op.
 func (m *Matrix) Pack() {
 	kind := packKindOf(m.Type)
-	if cur.pack == nil || m.packedBy == cur || kind == kindNone {
+	if cur.pack == nil || m.packedBy == cur || kind == kindNone || cur.packedKernel(kind) == nil && !cur.subPacked(m.Type) {
 		return
 	}
 	nb := m.Cols / ggml.QK
@@ -105,8 +105,12 @@ func (m *Matrix) Pack() {
 // Packed reports whether MatMul reads m through packed weights (see Pack).
 func (m *Matrix) Packed() bool { return m.packedBy != nil && m.packedBy == cur }
 
-// packedRowBytes is the size of one packed row of m for the avx512vnni kernels.
+// packedRowBytes is the size of one packed row of m: in the sub-type layout of its
+// kernel set (subBlockBytes a block of 32), else in its packKind's.
 func packedRowBytes(m *Matrix) int {
+	if m.packedBy != nil && m.packedBy.subPacked(m.Type) {
+		return m.Cols / ggml.QK * subBlockBytes
+	}
 	groups := (m.Cols/ggml.QK + 15) / 16
 	return groups * kindLayouts[packKindOf(m.Type)].bytes
 }
@@ -114,3 +118,7 @@ func packedRowBytes(m *Matrix) int {
 // packedActBytes is the size of one token's activations per group of 16 blocks for the
 // packed kernels (asmgen.go has the same constant).
 const packedActBytes = 832
+
+// subBlockBytes is the size of a block of 32 weights in the avx2 sub-type layout (see
+// packSubsAVX2): four float32 scales and offsets, then 32 int8 weights.
+const subBlockBytes = 48
