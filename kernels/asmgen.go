@@ -806,7 +806,7 @@ const (
 
 // packedActBytes is the size of one token's prepared activations per group of 16 blocks
 // (packed.go has the same constant).
-const packedActBytes = 832
+const packedActBytes = 1088
 
 // ---- avx512vnni, packed sub-block types ----
 
@@ -827,21 +827,23 @@ var subKinds = []kindLayout{
 	{"Q2K", 0, 64, 128, 192, 256, false, 768},
 }
 
-// Offsets in a token's group of packed activations (quantPackedAVX512): the scales, and
-// the corrections -128·Σq of the block, -8·Σq, and -128·Σq of its first and second halves.
+// Offsets in a token's group of packed activations (quantPackedAVX512): the scales; the
+// corrections -128·Σq of the block, -8·Σq, and -128·Σq of its first and second halves;
+// then each of these four converted to float32 and times the scale (actF), in that order.
 const (
 	actScale = 512
 	actC128  = 576
 	actC8    = 640
 	actC128L = 704
 	actC128H = 768
+	actF     = 832 - actC128
 )
 
 // phase is one integer chain of a block's dot product and the float operations that
 // follow it: the chain sums the weight vectors vecs, starting from the correction at
 // start (-1: from zero), and is scaled by the weight scales at d; when e ≥ 0 the offset
-// term (correction at corr, converted and times the activation scale) times E at e
-// follows.
+// term follows: the correction at corr converted and times the activation scale (which
+// the quantizer stored at corr+actF) times E at e.
 type phase struct {
 	vecs     []int
 	start, d int
@@ -941,10 +943,9 @@ func packedSubRow512(lay kindLayout, k int, sfx string) {
 			p("VFMADD231PS Z%d, Z%d, Z%d", 5+t, 10+t, t)
 		}
 		if ph.e >= 0 {
+			p("VMOVUPS %d(DX), Z25", ph.e)
 			for t := range k {
-				p("VCVTDQ2PS %s, Z%d", pa(t, ph.corr), 5+t)
-				p("VMULPS %s, Z%d, Z%d", pa(t, actScale), 5+t, 5+t)
-				p("VFMADD231PS %d(DX), Z%d, Z%d", ph.e, 5+t, t)
+				p("VFMADD231PS %s, Z25, Z%d", pa(t, ph.corr+actF), t)
 			}
 		}
 	}
@@ -1013,11 +1014,13 @@ func packedSubPairBody(lay kindLayout, k int) {
 			p("VMULPS Z28, Z27, Z30")
 			p("VFMADD231PS Z%d, Z29, Z%d", intA+t, accA+t)
 			p("VFMADD231PS Z%d, Z30, Z%d", intB+t, accB+t)
-			if ph.e >= 0 {
-				p("VCVTDQ2PS %s, Z29", pa(t, ph.corr))
-				p("VMULPS Z28, Z29, Z29")
-				p("VFMADD231PS %d(DX), Z29, Z%d", ph.e, accA+t)
-				p("VFMADD231PS %d(DX)(R15*1), Z29, Z%d", ph.e, accB+t)
+		}
+		if ph.e >= 0 {
+			p("VMOVUPS %d(DX), Z26", ph.e)
+			p("VMOVUPS %d(DX)(R15*1), Z27", ph.e)
+			for t := range k {
+				p("VFMADD231PS %s, Z26, Z%d", pa(t, ph.corr+actF), accA+t)
+				p("VFMADD231PS %s, Z27, Z%d", pa(t, ph.corr+actF), accB+t)
 			}
 		}
 	}

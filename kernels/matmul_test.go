@@ -471,9 +471,12 @@ func TestPreparedPacked(t *testing.T) {
 					} else {
 						wq = make([]byte, ggml.QK)
 					}
-					var sum int32
+					var sum, lo int32
 					for j := range ggml.QK {
 						sum += int32(int8(wq[j]))
+						if j < 16 {
+							lo += int32(int8(wq[j]))
+						}
 						if g := grp[64*(j/4)+4*i+j%4]; g != wq[j] {
 							t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", ks.name, cols, tok, b, j, int8(g), int8(wq[j]))
 						}
@@ -482,10 +485,22 @@ func TestPreparedPacked(t *testing.T) {
 						t.Fatalf("%s cols=%d token %d block %d: scale %v, want %v", ks.name, cols, tok, b, g, wd)
 					}
 					if g := int32(binary.LittleEndian.Uint32(grp[576+4*i:])); g != -128*sum {
-						t.Fatalf("%s cols=%d token %d block %d: ggml.Q8_0 correction %d, want %d", ks.name, cols, tok, b, g, -128*sum)
+						t.Fatalf("%s cols=%d token %d block %d: Q8_0 correction %d, want %d", ks.name, cols, tok, b, g, -128*sum)
 					}
 					if g := int32(binary.LittleEndian.Uint32(grp[640+4*i:])); g != -8*sum {
-						t.Fatalf("%s cols=%d token %d block %d: ggml.Q4_0 correction %d, want %d", ks.name, cols, tok, b, g, -8*sum)
+						t.Fatalf("%s cols=%d token %d block %d: Q4_0 correction %d, want %d", ks.name, cols, tok, b, g, -8*sum)
+					}
+					// The corrections of each half, then all four converted and times the
+					// scale, in float32.
+					corr := []int32{-128 * sum, -8 * sum, -128 * lo, -128 * (sum - lo)}
+					for c, want := range corr {
+						if g := int32(binary.LittleEndian.Uint32(grp[576+64*c+4*i:])); g != want {
+							t.Fatalf("%s cols=%d token %d block %d: correction %d = %d, want %d", ks.name, cols, tok, b, c, g, want)
+						}
+						wf := float32(want) * wd
+						if g := math.Float32frombits(binary.LittleEndian.Uint32(grp[832+64*c+4*i:])); math.Float32bits(g) != math.Float32bits(wf) {
+							t.Fatalf("%s cols=%d token %d block %d: scaled correction %d = %v, want %v", ks.name, cols, tok, b, c, g, wf)
+						}
 					}
 				}
 			}
@@ -532,10 +547,10 @@ func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols in
 					sum += int32(int8(q))
 				}
 				if g := i32(pair[128+h*32+4*j:]); g != -128*sum {
-					t.Fatalf("%s cols=%d token %d block %d: ggml.Q8_0 correction %d = %d, want %d", name, cols, tok, b, j, g, -128*sum)
+					t.Fatalf("%s cols=%d token %d block %d: Q8_0 correction %d = %d, want %d", name, cols, tok, b, j, g, -128*sum)
 				}
 				if g := i32(pair[192+h*32+4*j:]); g != -8*sum {
-					t.Fatalf("%s cols=%d token %d block %d: ggml.Q4_0 correction %d = %d, want %d", name, cols, tok, b, j, g, -8*sum)
+					t.Fatalf("%s cols=%d token %d block %d: Q4_0 correction %d = %d, want %d", name, cols, tok, b, j, g, -8*sum)
 				}
 			}
 		}

@@ -117,7 +117,7 @@ func packedRowBytes(m *Matrix) int {
 
 // packedActBytes is the size of one token's activations per group of 16 blocks for the
 // packed kernels (asmgen.go has the same constant).
-const packedActBytes = 832
+const packedActBytes = 1088
 
 // subBlockBytes is the size of a block of 32 weights in the avx2 sub-type layout (see
 // packSubsAVX2): four float32 scales and offsets, then 32 int8 weights.

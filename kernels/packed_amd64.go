@@ -131,8 +131,9 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 // group of 16 blocks, the n tokens' activations (packedActBytes each, a.stride per
 // group), so that a kernel finds the tokens of a group at fixed offsets from each other.
 // A token's group holds eight vectors whose dword i holds values 4j..4j+3 of block i,
-// the blocks' scales, then per block -128·Σq and -8·Σq. Blocks past the end of the row
-// are zero. prepTokenVNNI then fills each token.
+// the blocks' scales, then per block -128·Σq, -8·Σq, and -128·Σq over each half of the
+// block, then these four converted to float32 and times the block's scale (16 values
+// each). Blocks past the end of the row are zero. prepTokenVNNI then fills each token.
 func sizePackedVNNI(a *acts, n, cols int) {
 	nb := cols / ggml.QK
 	groups := (nb + 15) / 16

@@ -493,6 +493,21 @@ pgroup:
 	VPSLLD $7, Z20, Z22
 	VPSUBD Z22, Z21, Z22
 	VMOVDQU32 Z22, 768(DI)
+	// Each correction converted and times the block scale, for the offset terms of the
+	// types with offsets (Q4_K, Q5_K, Q5_1, Q2_K): the same product every row needs.
+	VMOVUPS 512(DI), Z17
+	VCVTDQ2PS 576(DI), Z18
+	VMULPS Z17, Z18, Z18
+	VMOVUPS Z18, 832(DI)
+	VCVTDQ2PS 640(DI), Z18
+	VMULPS Z17, Z18, Z18
+	VMOVUPS Z18, 896(DI)
+	VCVTDQ2PS 704(DI), Z18
+	VMULPS Z17, Z18, Z18
+	VMOVUPS Z18, 960(DI)
+	VCVTDQ2PS 768(DI), Z18
+	VMULPS Z17, Z18, Z18
+	VMOVUPS Z18, 1024(DI)
 
 	ADDQ $2048, SI
 	ADDQ R9, DI

@@ -247,7 +247,7 @@ func TestQuantizeMatchesLlamaCpp(t *testing.T) {
 				compared++
 			}
 			if compared == 0 {
-				t.Fatal("no 2-D ggml.F16 tensor compared")
+				t.Fatal("no 2-D F16 tensor compared")
 			}
 			t.Logf("%d tensors byte-identical", compared)
 		})
