@@ -8,6 +8,7 @@ import (
 	"runtime"
 
 	"github.com/specd-dev/specd/ggml"
+	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/modelpath"
 )
@@ -28,7 +29,7 @@ func (o *engineOptions) addFlags(fs *flag.FlagSet, defModel string) {
 	fs.StringVar(&o.model, "m", defModel, "model: a file path or a name in the model directory")
 	fs.StringVar(&o.model, "model", defModel, "same as -m")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer.bin for llama2.c checkpoints (default: beside the checkpoint)")
-	fs.StringVar(&o.quant, "quant", "", "convert weights at load: q8_0, q4_0, f16 or f32 (default: as stored)")
+	fs.StringVar(&o.quant, "quant", "", "convert weights at load: q8_0, q4_0, bf16, f16 or f32 (default: as stored)")
 	fs.IntVar(&o.threads, "threads", min(2, runtime.NumCPU()), "compute threads")
 	fs.Int64Var(&o.kvBudget, "kv-budget", 256<<20, "KV cache budget in bytes")
 	fs.StringVar(&o.kvType, "kv-type", "f32", "KV cache entry type: f32 or f16")
@@ -45,8 +46,12 @@ func (o *engineOptions) validate() error {
 		return usagef("--kv-budget %d: want a positive number of bytes", o.kvBudget)
 	}
 	if o.quant != "" {
-		if _, err := ggml.ParseType(o.quant); err != nil {
+		t, err := ggml.ParseType(o.quant)
+		if err != nil {
 			return usagef("--quant: %v", err)
+		}
+		if !kernels.CanQuantize(t) {
+			return usagef("--quant %v: specd reads this type but cannot convert to it yet (want q8_0, q4_0, bf16, f16 or f32)", t)
 		}
 	}
 	if t, err := ggml.ParseType(o.kvType); err != nil || (t != ggml.F32 && t != ggml.F16) {

@@ -34,6 +34,9 @@ func quantizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return usagef("--type: %v", err)
 	}
+	if _, ok := llamaFileType[to]; !ok {
+		return usagef("--type %v: specd reads this type but cannot write it yet (want q8_0, q4_0, f16 or f32)", to)
+	}
 	if in == "" || out == "" {
 		return usagef("need -m INPUT and -o OUTPUT")
 	}
