@@ -280,6 +280,7 @@ func TestBatchInvariance(t *testing.T) {
 		{"specd-target-q8_0.gguf", &f32},
 		{"specd-draft-f16.gguf", nil},
 		{"specd-draft-q4_0.gguf", nil},
+		{"specd-target-q4_k_m.gguf", nil},
 		{"stories260K.bin", nil},
 	}
 	blocks := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 25, 40}
