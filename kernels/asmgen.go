@@ -820,6 +820,12 @@ type kindLayout struct {
 	bytes           int
 }
 
+// wideQ8 and wideQ4 are the layouts of Q8_0 and Q4_0 for packedWide512.
+var (
+	wideQ8 = kindLayout{"Q8", 0, -1, -1, -1, 64, false, 576}
+	wideQ4 = kindLayout{"Q4", 0, -1, -1, -1, 64, true, 320}
+)
+
 var subKinds = []kindLayout{
 	{"Q4K", 0, -1, 64, -1, 128, true, 384},
 	{"Q5K", 0, -1, 64, -1, 128, false, 640},
@@ -857,7 +863,12 @@ func phases(lay kindLayout) []phase {
 	if lay.dh < 0 {
 		ph := phase{vecs: all, start: actC128, d: lay.d, corr: actC128, e: lay.e}
 		if lay.nib {
+			// Nibbles with an offset (Q4_K) are the weights themselves; without one
+			// (Q4_0) they are w+8, summed from -8·Σq.
 			ph.start, ph.corr = -1, actC8
+			if lay.e < 0 {
+				ph.start = actC8
+			}
 		}
 		return []phase{ph}
 	}
@@ -1057,12 +1068,9 @@ func packedSubPairBody(lay kindLayout, k int) {
 // vector after them, which then holds the scale products, Z30 0x0f bytes, Z31 zero.
 // Scratch: R12 (64-byte aligned) the quarters, R10 the current pair's; K1 the rows of the
 // block.
-func packedWide512(q4 bool, k int) {
-	typ := "Q8"
-	if q4 {
-		typ = "Q4"
-	}
-	name := fmt.Sprintf("dot%sWVNNIx%d", typ, k)
+func packedWide512(lay kindLayout, k int) {
+	q4 := lay.nib
+	name := fmt.Sprintf("dot%sWVNNIx%d", lay.name, k)
 	frame := k*wideTokBytes + 2*k*64 + 64
 	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
 	fmt.Fprintf(&s, "TEXT ·%s(SB), $%d-64\n", name, frame)
@@ -1104,18 +1112,18 @@ func packedWide512(q4 bool, k int) {
 	p("MOVQ R11, CX")
 	p("CMPQ CX, $1")
 	p("JNE multi")
-	wideGroup512(q4, k, true, true)
+	wideGroup512(lay, k, true, true)
 	p("JMP pairdone")
 	label("multi")
-	wideGroup512(q4, k, true, false)
+	wideGroup512(lay, k, true, false)
 	p("SUBQ $2, CX")
 	p("JZ lastgroup")
 	label("group")
-	wideGroup512(q4, k, false, false)
+	wideGroup512(lay, k, false, false)
 	p("DECQ CX")
 	p("JNZ group")
 	label("lastgroup")
-	wideGroup512(q4, k, false, true)
+	wideGroup512(lay, k, false, true)
 	label("pairdone")
 	p("LEAQ (SI)(R15*2), SI")
 	p("ADDQ $32, R10")
@@ -1142,18 +1150,13 @@ const (
 // zero in the first group and to the sum kept in the scratch after it. The last group
 // stores each sum by quarters for reduceWide; the others store it whole, after the
 // quarters.
-func wideGroup512(q4 bool, k int, first, last bool) {
-	corr, gbytes := packedGeometry(q4)
+func wideGroup512(lay kindLayout, k int, first, last bool) {
 	wA, wB, act := 2*k, 2*k+1, 2*k+2
-	if q4 {
+	if lay.nib {
 		act = 2*k + 4
 	}
-	for t := range k {
-		p("VMOVDQU32 %s, Z%d", pa(t, corr), t)
-		p("VMOVDQU32 %s, Z%d", pa(t, corr), k+t)
-	}
-	packedPrefetchRow(gbytes, widePrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
-	packedPrefetchRow(gbytes, widePrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
+	packedPrefetchRow(lay.bytes, widePrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
+	packedPrefetchRow(lay.bytes, widePrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
 	dots := func(j, wa, wb int) {
 		for t := range k {
 			p("VMOVDQU64 %s, Z%d", pa(t, 64*j), act)
@@ -1161,42 +1164,47 @@ func wideGroup512(q4 bool, k int, first, last bool) {
 			p("VPDPBUSD Z%d, Z%d, Z%d", act, wb, k+t)
 		}
 	}
-	if q4 {
-		for m := range 4 {
-			p("VMOVDQU64 %d(DX), Z%d", 64+64*m, wA)
-			p("VMOVDQU64 %d(DX)(R15*1), Z%d", 64+64*m, wB)
-			p("VPSRLW $4, Z%d, Z%d", wA, wA+2)
-			p("VPSRLW $4, Z%d, Z%d", wB, wB+2)
-			for r := wA; r < wA+4; r++ {
-				p("VPANDD Z30, Z%d, Z%d", r, r)
-			}
-			dots(m, wA, wB)
-			dots(m+4, wA+2, wB+2)
-		}
-	} else {
-		for j := range 8 {
-			p("VMOVDQU64 %d(DX), Z%d", 64+64*j, wA)
-			p("VMOVDQU64 %d(DX)(R15*1), Z%d", 64+64*j, wB)
-			dots(j, wA, wB)
-		}
-	}
-	p("VMOVUPS (DX), Z%d", wA)
-	p("VMOVUPS (DX)(R15*1), Z%d", wB)
-	for t := range k {
-		for h, acc := range []int{t, k + t} {
-			// The whole sum between groups: 2k vectors after the quarters (R12), the
-			// same for every pair.
-			whole := fmt.Sprintf("%d(R12)", k*wideTokBytes+(2*t+h)*64)
-			p("VCVTDQ2PS Z%d, Z%d", acc, acc)
-			p("VMULPS %s, Z%d, Z%d", pa(t, 512), wA+h, act)
-			if first {
-				p("VFMADD213PS Z31, Z%d, Z%d", act, acc)
+	phs := phases(lay)
+	for pi, ph := range phs {
+		for t := range k {
+			if ph.start < 0 {
+				p("VPXORD Z%d, Z%d, Z%d", t, t, t)
+				p("VPXORD Z%d, Z%d, Z%d", k+t, k+t, k+t)
 			} else {
-				p("VFMADD213PS %s, Z%d, Z%d", whole, act, acc)
+				p("VMOVDQU32 %s, Z%d", pa(t, ph.start), t)
+				p("VMOVDQU32 %s, Z%d", pa(t, ph.start), k+t)
 			}
-			if !last {
+		}
+		if lay.nib {
+			for m := range 4 {
+				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*m, wA)
+				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*m, wB)
+				p("VPSRLW $4, Z%d, Z%d", wA, wA+2)
+				p("VPSRLW $4, Z%d, Z%d", wB, wB+2)
+				for r := wA; r < wA+4; r++ {
+					p("VPANDD Z30, Z%d, Z%d", r, r)
+				}
+				dots(m, wA, wB)
+				dots(m+4, wA+2, wB+2)
+			}
+		} else {
+			for _, j := range ph.vecs {
+				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*j, wA)
+				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*j, wB)
+				dots(j, wA, wB)
+			}
+		}
+		p("VMOVUPS %d(DX), Z%d", ph.d, wA)
+		p("VMOVUPS %d(DX)(R15*1), Z%d", ph.d, wB)
+		// A sum starts from zero in the group's first phase and from the whole sum
+		// kept in the scratch after it; the group's last phase stores it by quarters
+		// for reduceWide, the others whole. With an offset term the stores wait for it.
+		firstOp, lastOp := first && pi == 0, last && pi == len(phs)-1
+		store := func(t, h, acc int) {
+			whole := fmt.Sprintf("%d(R12)", k*wideTokBytes+(2*t+h)*64)
+			if !lastOp {
 				p("VMOVUPS Z%d, %s", acc, whole)
-				continue
+				return
 			}
 			q := t*wideTokBytes + 16*h
 			p("VMOVUPS X%d, %d(R10)", acc, q)
@@ -1204,8 +1212,35 @@ func wideGroup512(q4 bool, k int, first, last bool) {
 				p("VEXTRACTF32X4 $%d, Z%d, %d(R10)", c, acc, q+c*256)
 			}
 		}
+		for t := range k {
+			for h, acc := range []int{t, k + t} {
+				// The whole sum between groups: 2k vectors after the quarters (R12), the
+				// same for every pair.
+				whole := fmt.Sprintf("%d(R12)", k*wideTokBytes+(2*t+h)*64)
+				p("VCVTDQ2PS Z%d, Z%d", acc, acc)
+				p("VMULPS %s, Z%d, Z%d", pa(t, actScale), wA+h, act)
+				if firstOp {
+					p("VFMADD213PS Z31, Z%d, Z%d", act, acc)
+				} else {
+					p("VFMADD213PS %s, Z%d, Z%d", whole, act, acc)
+				}
+				if ph.e < 0 {
+					store(t, h, acc)
+				}
+			}
+		}
+		if ph.e >= 0 {
+			p("VMOVUPS %d(DX), Z%d", ph.e, wA)
+			p("VMOVUPS %d(DX)(R15*1), Z%d", ph.e, wB)
+			for t := range k {
+				for h, acc := range []int{t, k + t} {
+					p("VFMADD231PS %s, Z%d, Z%d", pa(t, ph.corr+actF), wA+h, acc)
+					store(t, h, acc)
+				}
+			}
+		}
 	}
-	p("ADDQ $%d, DX", gbytes)
+	p("ADDQ $%d, DX", lay.bytes)
 	p("ADDQ R9, BX")
 }
 
@@ -1530,9 +1565,9 @@ func main() {
 		}
 	}
 	for k := 1; k <= maxTokWide; k++ {
-		packedWide512(false, k)
-		packedWide512(true, k)
-		for _, n := range []string{"dotQ8WVNNI", "dotQ4WVNNI"} {
+		for _, lay := range append([]kindLayout{wideQ8, wideQ4}, subKinds...) {
+			packedWide512(lay, k)
+			n := fmt.Sprintf("dot%sWVNNI", lay.name)
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
@@ -1549,7 +1584,7 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
-	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ4KPVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI"} {
+	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ4KPVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ4KWVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI"} {
 		typ := "asmKernel"
 		if strings.Contains(n, "WVNNI") {
 			typ = "wideKernel"

@@ -51,6 +51,10 @@ var vnniKernels = &kernelSet{
 
 	q8w:       wideAsm(dotQ8WVNNI[:]),
 	q4w:       wideAsm(dotQ4WVNNI[:]),
+	q4kw:      wideAsm(dotQ4KWVNNI[:]),
+	q5kw:      wideAsm(dotQ5KWVNNI[:]),
+	q6kw:      wideAsm(dotQ6KWVNNI[:]),
+	q2kw:      wideAsm(dotQ2KWVNNI[:]),
 	wideGroup: len(dotQ8WVNNI),
 	wideMin:   wideMinVNNI,
 }

@@ -163,10 +163,34 @@ func dotQ8WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -175,10 +199,34 @@ func dotQ8WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -187,10 +235,34 @@ func dotQ8WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -199,10 +271,34 @@ func dotQ8WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -211,10 +307,34 @@ func dotQ8WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -223,10 +343,34 @@ func dotQ8WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ4WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -353,3 +497,15 @@ var dotQ8WVNNI = [...]wideKernel{dotQ8WVNNIx1, dotQ8WVNNIx2, dotQ8WVNNIx3, dotQ8
 
 // dotQ4WVNNI holds the dotQ4WVNNI kernels by number of tokens minus one.
 var dotQ4WVNNI = [...]wideKernel{dotQ4WVNNIx1, dotQ4WVNNIx2, dotQ4WVNNIx3, dotQ4WVNNIx4, dotQ4WVNNIx5, dotQ4WVNNIx6, dotQ4WVNNIx7, dotQ4WVNNIx8, dotQ4WVNNIx9, dotQ4WVNNIx10, dotQ4WVNNIx11, dotQ4WVNNIx12}
+
+// dotQ4KWVNNI holds the dotQ4KWVNNI kernels by number of tokens minus one.
+var dotQ4KWVNNI = [...]wideKernel{dotQ4KWVNNIx1, dotQ4KWVNNIx2, dotQ4KWVNNIx3, dotQ4KWVNNIx4, dotQ4KWVNNIx5, dotQ4KWVNNIx6, dotQ4KWVNNIx7, dotQ4KWVNNIx8, dotQ4KWVNNIx9, dotQ4KWVNNIx10, dotQ4KWVNNIx11, dotQ4KWVNNIx12}
+
+// dotQ5KWVNNI holds the dotQ5KWVNNI kernels by number of tokens minus one.
+var dotQ5KWVNNI = [...]wideKernel{dotQ5KWVNNIx1, dotQ5KWVNNIx2, dotQ5KWVNNIx3, dotQ5KWVNNIx4, dotQ5KWVNNIx5, dotQ5KWVNNIx6, dotQ5KWVNNIx7, dotQ5KWVNNIx8, dotQ5KWVNNIx9, dotQ5KWVNNIx10, dotQ5KWVNNIx11, dotQ5KWVNNIx12}
+
+// dotQ6KWVNNI holds the dotQ6KWVNNI kernels by number of tokens minus one.
+var dotQ6KWVNNI = [...]wideKernel{dotQ6KWVNNIx1, dotQ6KWVNNIx2, dotQ6KWVNNIx3, dotQ6KWVNNIx4, dotQ6KWVNNIx5, dotQ6KWVNNIx6, dotQ6KWVNNIx7, dotQ6KWVNNIx8, dotQ6KWVNNIx9, dotQ6KWVNNIx10, dotQ6KWVNNIx11, dotQ6KWVNNIx12}
+
+// dotQ2KWVNNI holds the dotQ2KWVNNI kernels by number of tokens minus one.
+var dotQ2KWVNNI = [...]wideKernel{dotQ2KWVNNIx1, dotQ2KWVNNIx2, dotQ2KWVNNIx3, dotQ2KWVNNIx4, dotQ2KWVNNIx5, dotQ2KWVNNIx6, dotQ2KWVNNIx7, dotQ2KWVNNIx8, dotQ2KWVNNIx9, dotQ2KWVNNIx10, dotQ2KWVNNIx11, dotQ2KWVNNIx12}

@@ -39,8 +39,8 @@ type kernelSet struct {
 	// wideGroup a call, on an even number of rows. Each (row, token) gets the operations
 	// of q8p/q4p, so results do not depend on which kernel ran. Nil when the set has
 	// none.
-	q8w, q4w           func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
-	wideGroup, wideMin int
+	q8w, q4w, q4kw, q5kw, q6kw, q2kw func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
+	wideGroup, wideMin               int
 
 	// Optional kernels over weights of the sub types (not Q8_0 and Q4_0) repacked by
 	// pack in a layout of their own that is read against the activations of prep, as
@@ -90,6 +90,14 @@ func (ks *kernelSet) wideKernel(k packKind) func(out []float32, ostride int, w [
 		return ks.q8w
 	case kindQ4:
 		return ks.q4w
+	case kindNibMin:
+		return ks.q4kw
+	case kindByteMin:
+		return ks.q5kw
+	case kindHalves:
+		return ks.q6kw
+	case kindHalfMin:
+		return ks.q2kw
 	}
 	return nil
 }

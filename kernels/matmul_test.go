@@ -609,12 +609,14 @@ func TestWideKernels(t *testing.T) {
 		if ks.q8w == nil {
 			continue
 		}
-		for _, typ := range []ggml.Type{ggml.Q8_0, ggml.Q4_0} {
-			wide, narrow := ks.q8w, ks.q8p
-			if typ == ggml.Q4_0 {
-				wide, narrow = ks.q4w, ks.q4p
+		for _, typ := range []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K, ggml.Q2_K} {
+			kind := packKindOf(typ)
+			wide, narrow := ks.wideKernel(kind), ks.packedKernel(kind)
+			colsList := []int{480, 512, 1408}
+			if typ.BlockSize() == ggml.QKK {
+				colsList = []int{256, 512, 1280}
 			}
-			for _, cols := range []int{480, 512, 1408} {
+			for _, cols := range colsList {
 				for _, rows := range []int{2, 14, 16, 18, 38} {
 					w := randMatrix(t, rng, typ, rows, cols)
 					w.packed, w.packedBy = ks.pack(w), ks
