@@ -606,51 +606,6 @@ func tokens512(k, xoff, half, corr, acc int) {
 	}
 }
 
-// packed512 writes the Q8_0 or Q4_0 kernel for k tokens over packed weights (see
-// Matrix.Pack): per group of 16 blocks, the blocks' scales as float32 and then eight
-// vectors whose dword lane i holds four weights of block i, so that one vpdpbusd chain
-// leaves block i's whole integer sum in lane i. Per token and group this is eight
-// vpdpbusd and one conversion, multiply and FMA, where the unpacked kernel needs those
-// three per pair of blocks. The activations (sizePackedVNNI, prepTokenVNNI) are laid out
-// to match: per token and group, eight vectors of values, the 16 scales, then the
-// starting values of the integer sums, -128·Σx per block for Q8_0 (whose weights are
-// stored as w+128) and -8·Σx for Q4_0 (whose weights are the raw nibbles). The tokens of
-// a group lie packedActBytes apart (pa), and x is token 0's first group, xstride the
-// bytes from one group to the next.
-//
-// Integer sums are exact in any order, so one token may split its chain in two; the
-// float operations on a token (convert, multiply by d_w, FMA into lane i) are the same
-// for every k. Registers: Z0..Z4 token accumulators, Z5..Z9 integer sums (Z6 the second
-// chain of a lone token), Z10..Z14 scale products, Z16..Z23 weights, Z24 weight scales,
-// Z31 0x0f bytes (reduce512 uses Z20..Z27 as scratch).
-func packed512(q4 bool, k int) {
-	typ := "Q8"
-	if q4 {
-		typ = "Q4"
-	}
-	header(fmt.Sprintf("dot%sPVNNIx%d", typ, k))
-	if q4 {
-		p("MOVL $0x0f0f0f0f, DX")
-		p("VPBROADCASTD DX, Z31")
-	}
-	if k == 1 {
-		rowStart()
-		packedRow512(q4, k, "")
-		rowEnd()
-		return
-	}
-	packedPairs512(q4, k)
-}
-
-// packedGeometry gives the offset of the Q8_0 or Q4_0 corrections in a token's group of
-// activations and the bytes of a packed group of weights.
-func packedGeometry(q4 bool) (corr, gbytes int) {
-	if q4 {
-		return 640, 320
-	}
-	return 576, 576
-}
-
 // packedPrefetchRow emits the prefetches of one packed group of weights at base(off),
 // dist bytes ahead, a line at a time. The hardware prefetcher alone leaves the loads of
 // a compute-heavy loop waiting on memory. Measured on the target's products (27 MB, 1
@@ -664,140 +619,6 @@ func packedPrefetchRow(gbytes, dist int, base func(off int) string) {
 	}
 }
 
-// packedRow512 emits one row of packed512 for k tokens, reduced and stored at DI.
-func packedRow512(q4 bool, k int, sfx string) {
-	corr, gbytes := packedGeometry(q4)
-	for t := range k {
-		p("VPXORD Z%d, Z%d, Z%d", t, t, t)
-	}
-	label("group" + sfx)
-	if q4 {
-		// Vector m holds the GGUF bytes 4m..4m+3 of each block: low nibbles are weights
-		// 4m.., high nibbles weights 16+4m...
-		for m := range 4 {
-			p("VMOVDQU64 %d(DX), Z%d", 64+64*m, 16+m)
-			p("VPSRLW $4, Z%d, Z%d", 16+m, 20+m)
-			p("VPANDD Z31, Z%d, Z%d", 16+m, 16+m)
-			p("VPANDD Z31, Z%d, Z%d", 20+m, 20+m)
-		}
-	} else {
-		for j := range 8 {
-			p("VMOVDQU64 %d(DX), Z%d", 64+64*j, 16+j)
-		}
-	}
-	p("VMOVUPS (DX), Z24")
-	packedPrefetchRow(gbytes, rowPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
-	if k == 1 {
-		p("VMOVDQU32 %d(BX), Z5", corr)
-		p("VPXORD Z6, Z6, Z6")
-		for j := range 8 {
-			p("VPDPBUSD %s, Z%d, Z%d", pa(0, 64*j), 16+j, 5+j%2)
-		}
-		p("VPADDD Z6, Z5, Z5")
-	} else {
-		for t := range k {
-			p("VMOVDQU32 %s, Z%d", pa(t, corr), 5+t)
-		}
-		for j := range 8 {
-			for t := range k {
-				p("VPDPBUSD %s, Z%d, Z%d", pa(t, 64*j), 16+j, 5+t)
-			}
-		}
-	}
-	for t := range k {
-		p("VCVTDQ2PS Z%d, Z%d", 5+t, 5+t)
-	}
-	for t := range k {
-		p("VMULPS %s, Z24, Z%d", pa(t, 512), 10+t)
-	}
-	for t := range k {
-		p("VFMADD231PS Z%d, Z%d, Z%d", 5+t, 10+t, t)
-	}
-	p("ADDQ $%d, DX", gbytes)
-	p("ADDQ R9, BX")
-	p("DECQ CX")
-	p("JNZ group%s", sfx)
-	reduce512(seq(0, 1, k))
-}
-
-// packedPairs512 is packed512's body for k ≥ 2 tokens: rows go in pairs, and each
-// vector of activations, loaded once into a register, serves both rows. With one row at
-// a time every vpdpbusd loads its activations, and a block of five tokens was bound by
-// loads (about 68 per group against 40 vpdpbusd). Each (row, token) keeps exactly the
-// float operations of packedRow512 (integer sums are exact in any order), so results
-// are bitwise those of the one-row kernel, which also takes a last odd row.
-//
-// Registers: float accumulators Z0.. (row A) and Z(k).. (row B), integer sums Z10..
-// (A) and Z15.. (B), weights Z20..Z23, activations Z24/Z25, weight scales Z26 (A) and
-// Z27 (B), Z28..Z30 scale products, Z31 0x0f bytes.
-func packedPairs512(q4 bool, k int) {
-	accA, accB := 0, k
-	rowPairs(2*k, seq(accA, 1, k), seq(accB, 1, k), func() {
-		packedPairBody(q4, k, accA, accB)
-	}, func() {
-		packedRow512(q4, k, "1")
-	})
-}
-
-// packedPairBody is one pair of rows of packedPairs512.
-func packedPairBody(q4 bool, k, accA, accB int) {
-	corr, gbytes := packedGeometry(q4)
-	intA, intB := 10, 15
-	label("pgroup")
-	p("VMOVUPS (DX), Z26")
-	p("VMOVUPS (DX)(R15*1), Z27")
-	packedPrefetchRow(gbytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
-	packedPrefetchRow(gbytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
-	for t := range k {
-		p("VMOVDQU32 %s, Z%d", pa(t, corr), intA+t)
-		p("VMOVDQA32 Z%d, Z%d", intA+t, intB+t)
-	}
-	// dots multiplies activation vector j of every token by weight vectors wa (row A)
-	// and wb (row B).
-	dots := func(j, wa, wb int) {
-		for t := range k {
-			x := 24 + t%2
-			p("VMOVDQU64 %s, Z%d", pa(t, 64*j), x)
-			p("VPDPBUSD Z%d, Z%d, Z%d", x, wa, intA+t)
-			p("VPDPBUSD Z%d, Z%d, Z%d", x, wb, intB+t)
-		}
-	}
-	if q4 {
-		for m := range 4 {
-			p("VMOVDQU64 %d(DX), Z20", 64+64*m)
-			p("VMOVDQU64 %d(DX)(R15*1), Z21", 64+64*m)
-			p("VPSRLW $4, Z20, Z22")
-			p("VPSRLW $4, Z21, Z23")
-			for r := 20; r < 24; r++ {
-				p("VPANDD Z31, Z%d, Z%d", r, r)
-			}
-			dots(m, 20, 21)
-			dots(m+4, 22, 23)
-		}
-	} else {
-		for j := range 8 {
-			p("VMOVDQU64 %d(DX), Z%d", 64+64*j, 20+j%2*2)
-			p("VMOVDQU64 %d(DX)(R15*1), Z%d", 64+64*j, 21+j%2*2)
-			dots(j, 20+j%2*2, 21+j%2*2)
-		}
-	}
-	for t := range k {
-		p("VCVTDQ2PS Z%d, Z%d", intA+t, intA+t)
-		p("VCVTDQ2PS Z%d, Z%d", intB+t, intB+t)
-	}
-	for t := range k {
-		p("VMOVUPS %s, Z28", pa(t, 512))
-		p("VMULPS Z28, Z26, Z29")
-		p("VMULPS Z28, Z27, Z30")
-		p("VFMADD231PS Z%d, Z29, Z%d", intA+t, accA+t)
-		p("VFMADD231PS Z%d, Z30, Z%d", intB+t, accB+t)
-	}
-	p("ADDQ $%d, DX", gbytes)
-	p("ADDQ R9, BX")
-	p("DECQ CX")
-	p("JNZ pgroup")
-}
-
 // How far ahead of the weights in use the packed kernels prefetch (packedPrefetchRow).
 const (
 	rowPrefetch  = 2304
@@ -808,7 +629,7 @@ const (
 // (packed.go has the same constant).
 const packedActBytes = 1088
 
-// ---- avx512vnni, packed sub-block types ----
+// ---- avx512vnni, packed weights ----
 
 // kindLayout is a packed layout of packed.go (the same table): byte offsets in a group of
 // the scales (dh: of the second halves, -1 for one scale a block), of E (-1 for none)
@@ -820,13 +641,11 @@ type kindLayout struct {
 	bytes           int
 }
 
-// wideQ8 and wideQ4 are the layouts of Q8_0 and Q4_0 for packedWide512.
-var (
-	wideQ8 = kindLayout{"Q8", 0, -1, -1, -1, 64, false, 576}
-	wideQ4 = kindLayout{"Q4", 0, -1, -1, -1, 64, true, 320}
-)
-
-var subKinds = []kindLayout{
+// packedKinds are the packed layouts, as packed.go's kindLayouts: Q8_0 (and Q5_0,
+// IQ4_NL), Q4_0, Q4_K, Q5_K (and Q5_1), Q6_K (and Q3_K), Q2_K.
+var packedKinds = []kindLayout{
+	{"Q8", 0, -1, -1, -1, 64, false, 576},
+	{"Q4", 0, -1, -1, -1, 64, true, 320},
 	{"Q4K", 0, -1, 64, -1, 128, true, 384},
 	{"Q5K", 0, -1, 64, -1, 128, false, 640},
 	{"Q6K", 0, 64, -1, -1, 128, false, 640},
@@ -878,15 +697,31 @@ func phases(lay kindLayout) []phase {
 	}
 }
 
-// packedSub512 writes the kernel for k tokens over packed weights of a sub-block kind
-// (see packKind in packed.go): Q4_K, Q5_K/Q5_1, Q6_K/Q3_K and Q2_K. It follows
-// packed512, with the signature of the other kernels and x, xstride as there. Per
-// group, row and token each phase (see phases) is an exact integer chain of vpdpbusd,
-// then acc += cvt(sum)·(d_x·D) and, for the types with offsets, acc += (cvt(c)·d_x)·E,
-// c the correction the phase's offset reads. These float operations, in this order, are
-// the same in the one-row kernel and the pair kernel, whatever k, so the two kernels'
-// results are bitwise equal and batch invariant.
-func packedSub512(lay kindLayout, k int) {
+// packed512 writes the kernel for k tokens over packed weights of layout lay (see
+// Matrix.Pack and packKind): per group of 16 blocks, the blocks' scales (and offsets) as
+// float32 and then eight vectors whose dword lane i holds four weights of block i (four
+// of nibbles), so that one vpdpbusd chain leaves block i's whole integer sum in lane i.
+// Per token and group this is eight vpdpbusd and one conversion, multiply and FMA per
+// phase (see phases), where the unpacked kernel needs those three per pair of blocks.
+// The activations (sizePackedVNNI, prepTokenVNNI) are laid out to match: per token and
+// group, eight vectors of values, the 16 scales, then the starting values of the integer
+// sums, -128·Σx per block for bytes (stored as w+128) and -8·Σx for Q4_0's nibbles
+// (w+8), the same per half block, and those converted and times the scales. The tokens
+// of a group lie packedActBytes apart (pa), and x is token 0's first group, xstride the
+// bytes from one group to the next.
+//
+// Per group, row and token each phase is an exact integer chain of vpdpbusd, then
+// acc += cvt(sum)·(d_x·D) and, for the types with offsets, acc += (cvt(c)·d_x)·E, c the
+// correction the phase's offset reads. Integer sums are exact in any order, so one
+// token may split its chain in two; these float operations, in this order, are the same
+// in the one-row kernel and the pair kernel, whatever k, so the two kernels' results are
+// bitwise equal and batch invariant.
+//
+// k ≥ 2 tokens go through rows in pairs, and each vector of activations, loaded once
+// into a register, serves both rows. With one row at a time every vpdpbusd loads its
+// activations, and a block of five tokens was bound by loads (about 68 per group
+// against 40 vpdpbusd). A last odd row goes to the one-row kernel.
+func packed512(lay kindLayout, k int) {
 	header(fmt.Sprintf("dot%sPVNNIx%d", lay.name, k))
 	if lay.nib {
 		p("MOVL $0x0f0f0f0f, DX")
@@ -894,21 +729,21 @@ func packedSub512(lay kindLayout, k int) {
 	}
 	if k == 1 {
 		rowStart()
-		packedSubRow512(lay, k, "")
+		packedRow512(lay, k, "")
 		rowEnd()
 		return
 	}
 	rowPairs(2*k, seq(0, 1, k), seq(k, 1, k), func() {
-		packedSubPairBody(lay, k)
+		packedPairBody(lay, k)
 	}, func() {
-		packedSubRow512(lay, k, "1")
+		packedRow512(lay, k, "1")
 	})
 }
 
-// packedSubRow512 emits one row of packedSub512 for k tokens, reduced and stored at DI.
+// packedRow512 emits one row of packed512 for k tokens, reduced and stored at DI.
 // Registers: Z0..Z4 token sums, Z5..Z9 integer sums (Z6 a lone token's second chain),
 // Z10..Z14 scale products, Z16..Z23 weight vectors 0..7, Z24 weight scales, Z31 0x0f.
-func packedSubRow512(lay kindLayout, k int, sfx string) {
+func packedRow512(lay kindLayout, k int, sfx string) {
 	for t := range k {
 		p("VPXORD Z%d, Z%d, Z%d", t, t, t)
 	}
@@ -967,11 +802,11 @@ func packedSubRow512(lay kindLayout, k int, sfx string) {
 	reduce512(seq(0, 1, k))
 }
 
-// packedSubPairBody is one pair of rows of packedSub512, as packedPairBody: float sums
+// packedPairBody is one pair of rows of packed512: float sums
 // Z0.. (row A) and Z(k).. (row B), integer sums Z10.. (A) and Z15.. (B), weights
 // Z20..Z23, activations Z24/Z25, weight scales Z26 (A) and Z27 (B), Z28..Z30 scratch,
 // Z31 0x0f bytes.
-func packedSubPairBody(lay kindLayout, k int) {
+func packedPairBody(lay kindLayout, k int) {
 	accA, accB, intA, intB := 0, k, 10, 15
 	label("pgroup")
 	packedPrefetchRow(lay.bytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
@@ -1553,19 +1388,17 @@ func main() {
 		float512(true, k)
 		quant512(false, k)
 		quant512(true, k)
-		packed512(false, k)
-		packed512(true, k)
-		for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI"} {
+		for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI"} {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
-		for _, lay := range subKinds {
-			packedSub512(lay, k)
+		for _, lay := range packedKinds {
+			packed512(lay, k)
 			n := fmt.Sprintf("dot%sPVNNI", lay.name)
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
 	for k := 1; k <= maxTokWide; k++ {
-		for _, lay := range append([]kindLayout{wideQ8, wideQ4}, subKinds...) {
+		for _, lay := range packedKinds {
 			packedWide512(lay, k)
 			n := fmt.Sprintf("dot%sWVNNI", lay.name)
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
