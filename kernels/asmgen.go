@@ -1228,16 +1228,16 @@ func quantAVX2(q4 bool, k int) {
 	name := fmt.Sprintf("dot%sAVX2x%d", typ, k)
 	header(name)
 	p("MOVL $0x00010001, DX")
-	p("MOVQ DX, X11")
+	p("VMOVD DX, X11")
 	p("VPBROADCASTD X11, Y11")
 	rowStart()
 	if q4 {
 		// Reloaded per row, as the reduction reuses these registers.
 		p("MOVL $0x0f0f0f0f, DX")
-		p("MOVQ DX, X14")
+		p("VMOVD DX, X14")
 		p("VPBROADCASTD X14, Y14")
 		p("MOVL $0x08080808, DX")
-		p("MOVQ DX, X15")
+		p("VMOVD DX, X15")
 		p("VPBROADCASTD X15, Y15")
 		p("MOVQ SI, DX")
 	}
@@ -1312,13 +1312,13 @@ func subAVX2(mins bool, k int) {
 	}
 	header(name)
 	p("MOVL $0x00010001, DX")
-	p("MOVQ DX, X11")
+	p("VMOVD DX, X11")
 	p("VPBROADCASTD X11, Y11")
 	rowStart()
 	if mins {
 		// Reloaded per row, as the reduction reuses the register.
 		p("MOVL $0x01010101, DX")
-		p("MOVQ DX, X15")
+		p("VMOVD DX, X15")
 		p("VPBROADCASTD X15, Y15")
 		p("MOVQ SI, DX")
 	}
