@@ -88,7 +88,11 @@ func newDecodeSet(tb testing.TB, typ ggml.Type, pack bool, layers, dim, kvDim, f
 	rng := rand.New(rand.NewPCG(2, 2))
 	s := &decodeSet{}
 	mk := func(rows, cols int) *Matrix {
-		m := randMatrix(tb, rng, typ, rows, cols)
+		t := typ
+		if _, err := t.RowBytes(cols); err != nil {
+			t = ggml.Q5_0 // as llama.cpp's K-quant mixes do for rows not a multiple of 256
+		}
+		m := randMatrix(tb, rng, t, rows, cols)
 		if pack {
 			m.Pack()
 		}
@@ -127,13 +131,13 @@ func BenchmarkDecodeStep(b *testing.B) {
 		layers, dim, kvDim, ffn, vocab int
 		types                          []ggml.Type
 	}{
-		{"target", 8, 512, 256, 1408, 4096, []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.F16, ggml.F32}},
+		{"target", 8, 512, 256, 1408, 4096, []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K, ggml.F16, ggml.F32}},
 		{"draft", 4, 192, 192, 512, 4096, []ggml.Type{ggml.F16, ggml.Q8_0, ggml.Q4_0}},
 	}
 	for _, m := range models {
 		for _, typ := range m.types {
 			for _, pack := range []bool{false, true} {
-				if pack && typ != ggml.Q8_0 && typ != ggml.Q4_0 {
+				if pack && typ.BlockSize() == 1 {
 					continue
 				}
 				s := newDecodeSet(b, typ, pack, m.layers, m.dim, m.kvDim, m.ffn, m.vocab)
