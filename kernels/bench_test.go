@@ -189,7 +189,7 @@ func BenchmarkQuantizeActs(b *testing.B) {
 // kernels on as many tokens (which mmRows would run in calls of at most group); the
 // product metric is per (row, token) of 512 columns.
 func BenchmarkWideKernel(b *testing.B) {
-	if cur.q8w == nil {
+	if cur.wide[kindQ8] == nil {
 		b.Skip("no wide kernels")
 	}
 	const rows, cols = 256, 512
@@ -206,14 +206,14 @@ func BenchmarkWideKernel(b *testing.B) {
 		out := make([]float32, k*rows)
 		b.Run(fmt.Sprintf("wide/k=%d", k), func(b *testing.B) {
 			for b.Loop() {
-				cur.q8w(out, rows, w.packed.b, packedRowBytes(w), rows, &a, 0, k)
+				cur.wide[kindQ8](out, rows, w.packed.b, packedRowBytes(w), rows, &a, 0, k)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*k), "ns/product")
 		})
 		b.Run(fmt.Sprintf("narrow/k=%d", k), func(b *testing.B) {
 			for b.Loop() {
 				for t := 0; t < k; t += cur.group {
-					cur.q8p(out[t*rows:], rows, w.packed.b, packedRowBytes(w), rows, &a, t, min(cur.group, k-t))
+					cur.packed[kindQ8](out[t*rows:], rows, w.packed.b, packedRowBytes(w), rows, &a, t, min(cur.group, k-t))
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*k), "ns/product")

@@ -27,27 +27,32 @@ type kernelSet struct {
 	prep func(a *acts, x []float32, n, cols int)
 
 	// Optional kernels over packed weights (see Matrix.Pack): pack lays out a matrix,
-	// q8p, q4p… read it (w and rowBytes those of the packed copy), one per packKind,
-	// against activations sized by sizeP and filled token by token by prepTokP (tokens
-	// may be prepared concurrently). Nil when the set has no packed layout.
-	pack                             func(m *Matrix) *hugeMem
-	q8p, q4p, q4kp, q5kp, q6kp, q2kp func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
-	sizeP                            func(a *acts, n, cols int)
-	prepTokP                         func(a *acts, x []float32, t, cols int)
+	// packed[kind] reads it (w and rowBytes those of the packed copy) against
+	// activations sized by sizeP and filled token by token by prepTokP (tokens may be
+	// prepared concurrently). Nil when the set has no packed layout (or none for kind).
+	pack     func(m *Matrix) *hugeMem
+	packed   [numKinds]quantKernel
+	sizeP    func(a *acts, n, cols int)
+	prepTokP func(a *acts, x []float32, t, cols int)
 
 	// Optional kernels over packed weights for blocks of wideMin tokens or more, at most
 	// wideGroup a call, on an even number of rows. Each (row, token) gets the operations
-	// of q8p/q4p, so results do not depend on which kernel ran. Nil when the set has
-	// none.
-	q8w, q4w, q4kw, q5kw, q6kw, q2kw func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
-	wideGroup, wideMin               int
+	// of packed[kind], so results do not depend on which kernel ran. Nil when the set
+	// has none for kind.
+	wide               [numKinds]quantKernel
+	wideGroup, wideMin int
 
 	// Optional kernels over weights of the sub types (not Q8_0 and Q4_0) repacked by
 	// pack in a layout of their own that is read against the activations of prep, as
 	// q8 and q4 read theirs: subp for types without offsets, subMinp with. Nil when
 	// the set packs sub types in the packKind layouts (or not at all).
-	subp, subMinp func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
+	subp, subMinp quantKernel
 }
+
+// quantKernel is the signature of the kernels over quantized weights: rows [0,nrows) of
+// w (rowBytes apart) against tokens [tok,tok+ntok) of a, token t's outputs at
+// out[(t-tok)*ostride:].
+type quantKernel func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
 
 // subPacked reports whether ks packs weights of type t in its own sub-type layout
 // (subp, subMinp), whose kernels read the activations of prep.
@@ -64,47 +69,9 @@ func hasOffsets(t ggml.Type) bool {
 	return false
 }
 
-// packedKernel is the set's kernel over packed weights of kind k.
-func (ks *kernelSet) packedKernel(k packKind) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
-	switch k {
-	case kindQ8:
-		return ks.q8p
-	case kindQ4:
-		return ks.q4p
-	case kindNibMin:
-		return ks.q4kp
-	case kindByteMin:
-		return ks.q5kp
-	case kindHalves:
-		return ks.q6kp
-	case kindHalfMin:
-		return ks.q2kp
-	}
-	return nil
-}
-
-// wideKernel is the set's wide-block kernel over packed weights of kind k, nil if none.
-func (ks *kernelSet) wideKernel(k packKind) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
-	switch k {
-	case kindQ8:
-		return ks.q8w
-	case kindQ4:
-		return ks.q4w
-	case kindNibMin:
-		return ks.q4kw
-	case kindByteMin:
-		return ks.q5kw
-	case kindHalves:
-		return ks.q6kw
-	case kindHalfMin:
-		return ks.q2kw
-	}
-	return nil
-}
-
 // usesWide reports whether n tokens of the packed w go through ks's wide kernels.
 func (ks *kernelSet) usesWide(w *Matrix, n int) bool {
-	return w.packedBy == ks && n >= ks.wideMin && ks.wideKernel(packKindOf(w.Type)) != nil
+	return w.packedBy == ks && n >= ks.wideMin && ks.wide[packKindOf(w.Type)] != nil
 }
 
 // acts holds activations quantized to Q8_0 for the q8/q4 kernels. The layout belongs to
@@ -369,7 +336,7 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 			k := min(ks.group, n-t)
 			o := out[t*w.Rows+r0:]
 			if packed {
-				ks.packedKernel(packKindOf(w.Type))(o, w.Rows, wd, rb, r1-r0, pa, t, k)
+				ks.packed[packKindOf(w.Type)](o, w.Rows, wd, rb, r1-r0, pa, t, k)
 				continue
 			}
 			switch w.Type {
@@ -417,7 +384,7 @@ func subRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, a *acts, n int
 // operations.
 func mmWide(ks *kernelSet, out []float32, w *Matrix, lo, hi int, data []byte, rb int, pa *acts, n int) {
 	kind := packKindOf(w.Type)
-	wide, narrow := ks.wideKernel(kind), ks.packedKernel(kind)
+	wide, narrow := ks.wide[kind], ks.packed[kind]
 	even := lo + (hi-lo)&^1
 	tile := max(wideTileRows, wideTileBytes/rb&^(wideTileRows-1))
 	calls := (n + ks.wideGroup - 1) / ks.wideGroup

@@ -606,12 +606,12 @@ func TestMatMulPanicsOnBadInput(t *testing.T) {
 func TestWideKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(19, 20))
 	for _, ks := range impls {
-		if ks.q8w == nil {
+		if ks.wide[kindQ8] == nil {
 			continue
 		}
 		for _, typ := range []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K, ggml.Q2_K} {
 			kind := packKindOf(typ)
-			wide, narrow := ks.wideKernel(kind), ks.packedKernel(kind)
+			wide, narrow := ks.wide[kind], ks.packed[kind]
 			colsList := []int{480, 512, 1408}
 			if typ.BlockSize() == ggml.QKK {
 				colsList = []int{256, 512, 1280}

@@ -91,7 +91,7 @@ var kindLayouts = [numKinds]kindLayout{
 // with a product that reads m. Packing again is a no-op.
 func (m *Matrix) Pack() {
 	kind := packKindOf(m.Type)
-	if cur.pack == nil || m.packedBy == cur || kind == kindNone || cur.packedKernel(kind) == nil && !cur.subPacked(m.Type) {
+	if cur.pack == nil || m.packedBy == cur || kind == kindNone || cur.packed[kind] == nil && !cur.subPacked(m.Type) {
 		return
 	}
 	nb := m.Cols / ggml.QK
