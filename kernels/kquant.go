@@ -30,21 +30,10 @@ import (
 type subScales struct{ dl, dh, fl, fh float32 }
 
 // decodeSub decodes sub-block s (of 32 weights) of the block blk of type t into w and
-// returns its scales. blk is one whole block; s < t.BlockSize()/32.
+// returns its scales. blk is one whole block; s < t.BlockSize()/32. t is one of the
+// types beyond F32, F16, BF16, Q8_0 and Q4_0, which have code of their own.
 func decodeSub(t ggml.Type, blk []byte, s int, w *[ggml.QK]int8) subScales {
 	switch t {
-	case ggml.Q8_0:
-		d := f16(blk)
-		for j := range ggml.QK {
-			w[j] = int8(blk[2+j])
-		}
-		return subScales{d, d, 0, 0}
-	case ggml.Q4_0:
-		d := f16(blk)
-		for j, q := range blk[2:18] {
-			w[j], w[j+16] = int8(q&15)-8, int8(q>>4)-8
-		}
-		return subScales{d, d, 0, 0}
 	case ggml.Q5_0, ggml.Q5_1:
 		d, m, off := f16(blk), float32(0), 2
 		if t == ggml.Q5_1 {
