@@ -77,7 +77,8 @@ func TestCorrupt(t *testing.T) {
 		{"partial block", header(1, 0).tensor("w", ggml.Q8_0, 0, 33).padTo(32, 34*2).b, gguf.ErrMalformed, "row length 33 is not a multiple of the q8_0 block size 32", 37},
 		{"unknown tensor type", header(1, 0).tensor("blk.0.attn_q.weight", 99, 0, 32).padTo(32, 128).b, gguf.ErrUnsupportedType,
 			`tensor "blk.0.attn_q.weight" at byte 63: unsupported tensor type: type 99`, 63},
-		{"k-quant", header(1, 0).tensor("w", 12, 0, 256).padTo(32, 144).b, gguf.ErrUnsupportedType, "type 12", -1},
+		{"i-quant", header(1, 0).tensor("w", 16, 0, 256).padTo(32, 66).b, gguf.ErrUnsupportedType, "type 16", -1},
+		{"k-quant partial super-block", header(1, 0).tensor("w", ggml.Q4_K, 0, 128).padTo(32, 144).b, gguf.ErrMalformed, "row length 128 is not a multiple of the q4_k block size 256", -1},
 		{"misaligned offset", header(1, 0).tensor("w", ggml.F32, 4, 1).padTo(32, 8).b, gguf.ErrMalformed, "data offset 4 is not a multiple of the alignment 32", 24},
 		{"data past end", header(1, 0).tensor("w", ggml.F32, 0, 16).padTo(32, 60).b, gguf.ErrTruncated, `tensor "w" at byte 24: truncated: data at offset 0, 64 bytes, ends past the 60 bytes`, 24},
 		{"offset past end", header(1, 0).tensor("w", ggml.F32, 1<<63, 16).padTo(32, 64).b, gguf.ErrTruncated, "ends past", 24},
@@ -131,6 +132,7 @@ func TestValidEdgeCases(t *testing.T) {
 		{"nested 16 deep", deepArrays(16)},
 		{"zero-size tensors share an offset", header(2, 0).tensor("a", ggml.F32, 0, 0).tensor("b", ggml.Q8_0, 0, 32, 0).b},
 		{"gap between tensors", header(2, 0).tensor("a", ggml.F32, 64, 8).tensor("b", ggml.F32, 0, 8).padTo(32, 96).b},
+		{"k-quants", header(2, 0).tensor("a", ggml.Q4_K, 0, 256).tensor("b", ggml.Q6_K, 160, 256, 2).padTo(32, 160+420).b},
 		{"alignment as uint64", header(1, 1).str(gguf.AlignmentKey).u32(uint32(gguf.TypeUint64)).u64(8).tensor("a", ggml.F32, 8, 1).padTo(8, 12).b},
 		{"trailing bytes", header(1, 0).tensor("a", ggml.F32, 0, 1).padTo(32, 100).b},
 	} {

@@ -219,7 +219,7 @@ func TestWriteErrors(t *testing.T) {
 		{"unknown value type", []gguf.KV{kv("a", gguf.Value{Type: 13})}, nil, 0, gguf.ErrMalformed},
 		{"array without elements", []gguf.KV{kv("a", gguf.Value{Type: gguf.TypeArray})}, nil, 0, gguf.ErrMalformed},
 		{"duplicate tensor", nil, []gguf.TensorData{good, good}, 0, gguf.ErrMalformed},
-		{"unsupported type", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{32}, Type: 12, Data: make([]byte, 144)}}, 0, gguf.ErrUnsupportedType},
+		{"unsupported type", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{256}, Type: 16, Data: make([]byte, 66)}}, 0, gguf.ErrUnsupportedType},
 		{"short data", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{4}, Type: ggml.F32, Data: make([]byte, 15)}}, 0, gguf.ErrMalformed},
 		{"no dims", nil, []gguf.TensorData{{Name: "x", Type: ggml.F32}}, 0, gguf.ErrMalformed},
 		{"five dims", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{1, 1, 1, 1, 1}, Type: ggml.F32, Data: make([]byte, 4)}}, 0, gguf.ErrMalformed},
