@@ -219,26 +219,70 @@ func reduce256(y, x, addr string) {
 
 // ---- avx512vnni ----
 
-// float512 writes the F32 or F16 kernel for k tokens. Each token has two accumulators,
+// elem is the element type of float weights.
+type elem int
+
+const (
+	f32 elem = iota
+	f16
+	bf16
+)
+
+func (e elem) String() string { return [...]string{"F32", "F16", "BF16"}[e] }
+
+// step is the bytes of 16 weights.
+func (e elem) step() int {
+	if e == f32 {
+		return 64
+	}
+	return 32
+}
+
+// load512 loads the 16 weights at src into Z<reg> as float32: bfloat16 widens to the
+// high half of each lane.
+func (e elem) load512(src string, reg int) {
+	switch e {
+	case f32:
+		p("VMOVUPS %s, Z%d", src, reg)
+	case f16:
+		p("VCVTPH2PS %s, Z%d", src, reg)
+	case bf16:
+		p("VPMOVZXWD %s, Z%d", src, reg)
+		p("VPSLLD $16, Z%d, Z%d", reg, reg)
+	}
+}
+
+// tail512 loads the weights K1 selects at src into Z<reg> as float32, zero elsewhere.
+func (e elem) tail512(src string, reg int) {
+	switch e {
+	case f32:
+		p("VMOVUPS.Z %s, K1, Z%d", src, reg)
+	case f16:
+		p("VMOVDQU16.Z %s, K1, Y%d", src, reg)
+		p("VCVTPH2PS Y%d, Z%d", reg, reg)
+	case bf16:
+		p("VMOVDQU16.Z %s, K1, Y%d", src, reg)
+		p("VPMOVZXWD Y%d, Z%d", reg, reg)
+		p("VPSLLD $16, Z%d, Z%d", reg, reg)
+	}
+}
+
+// float512 writes the F32, F16 or BF16 kernel for k tokens. Each token has two accumulators,
 // Z(2t) for even and Z(2t+1) for odd vectors of 16 columns (a last odd-numbered full
 // vector goes to the even one, the masked tail to the odd one), added before the
 // reduction. Z10/Z11 hold weights, Z16.. tail activations; K1 masks the tail columns.
-func float512(half bool, k int) {
-	typ := "F32"
-	if half {
-		typ = "F16"
-	}
-	header(fmt.Sprintf("dot%sAVX512x%d", typ, k))
+func float512(el elem, k int) {
+	header(fmt.Sprintf("dot%sAVX512x%d", el, k))
 	tailMask512()
 	if k >= 4 {
 		// Measured side by side (4096x512 F32, 1 thread): pairs of rows are faster
 		// from 4 tokens (n=4 158 vs 176 us, n=5 176 vs 187 us) and slower below (n=2
 		// 159 vs 130 us, n=3 154 vs 141 us), where loads are not yet the bound.
-		floatPairs512(half, k)
+		floatPairs512(el, k)
 		return
 	}
 	rowStart()
-	floatRow512(half, k, 0, "")
+	floatRow512(el, k, 0, "")
 	reduce512(seq(0, 2, k))
 	rowEnd()
 }
@@ -255,18 +299,14 @@ func float512(half bool, k int) {
 // activations, Z25/Z26 the weights of A and B, Z27.. the tail activations. After the
 // odd accumulators are added to the even ones, those (Z0..Z18 at most) are reduced,
 // clear of the reduction's scratch (Z20..Z25).
-func floatPairs512(half bool, k int) {
+func floatPairs512(el elem, k int) {
 	accA, accB := 0, 2*k
 	load := func(off, reg int, b bool) {
 		src := fmt.Sprintf("%d(DX)", off)
 		if b {
 			src = fmt.Sprintf("%d(DX)(R15*1)", off)
 		}
-		if half {
-			p("VCVTPH2PS %s, Z%d", src, reg)
-		} else {
-			p("VMOVUPS %s, Z%d", src, reg)
-		}
+		el.load512(src, reg)
 	}
 	fmas := func(xoff, parity int) {
 		for t := range k {
@@ -280,23 +320,20 @@ func floatPairs512(half bool, k int) {
 		}
 	}
 	rowPairs(4*k, seq(accA, 2, k), seq(accB, 2, k), func() {
-		floatPairBody(half, k, accA, accB, load, fmas)
+		floatPairBody(el, k, accA, accB, load, fmas)
 	}, func() {
-		floatRow512(half, k, 0, "1")
+		floatRow512(el, k, 0, "1")
 		reduce512(seq(0, 2, k))
 	})
 }
 
 // floatPairBody is one pair of rows of floatPairs512, summed into the even accumulators.
-func floatPairBody(half bool, k, accA, accB int, load func(off, reg int, b bool), fmas func(xoff, parity int)) {
-	step := 64
-	if half {
-		step = 32
-	}
+func floatPairBody(el elem, k, accA, accB int, load func(off, reg int, b bool), fmas func(xoff, parity int)) {
+	step := el.step()
 	p("SHRQ $1, CX")
 	p("JZ psingle")
 	label("ploop")
-	if !half {
+	if el == f32 {
 		// Further ahead than the one-row kernel, into L2: the pair kernel spends longer
 		// per byte. Target forward of 5 tokens, F32, side by side over three runs: 1
 		// thread 6.89-6.96 -> 5.81-6.72 ms, 2 threads 4.04-4.15 -> 3.35-3.95 ms,
@@ -327,15 +364,8 @@ func floatPairBody(half bool, k, accA, accB int, load func(off, reg int, b bool)
 	label("ptail")
 	p("TESTQ R12, R12")
 	p("JZ psum")
-	if half {
-		p("VMOVDQU16.Z (DX), K1, Y25")
-		p("VCVTPH2PS Y25, Z25")
-		p("VMOVDQU16.Z (DX)(R15*1), K1, Y26")
-		p("VCVTPH2PS Y26, Z26")
-	} else {
-		p("VMOVUPS.Z (DX), K1, Z25")
-		p("VMOVUPS.Z (DX)(R15*1), K1, Z26")
-	}
+	el.tail512("(DX)", 25)
+	el.tail512("(DX)(R15*1)", 26)
 	for t := range k {
 		p("VMOVUPS.Z %s, K1, Z%d", xa(t, 0), 27+t)
 		p("VFMADD231PS Z%d, Z25, Z%d", 27+t, accA+2*t+1)
@@ -396,25 +426,16 @@ func tailMask512() {
 
 // floatRow512 emits one row of float512 for k tokens into accumulators acc+2t (even) and
 // acc+2t+1 (odd), summed into acc+2t at the end. sfx makes its labels unique.
-func floatRow512(half bool, k, acc int, sfx string) {
-	step := 64
-	if half {
-		step = 32
-	}
+func floatRow512(el elem, k, acc int, sfx string) {
+	step := el.step()
 	for a := range 2 * k {
 		p("VPXORD Z%d, Z%d, Z%d", acc+a, acc+a, acc+a)
 	}
-	load := func(woff, reg int) {
-		if half {
-			p("VCVTPH2PS %d(DX), Z%d", woff, reg)
-		} else {
-			p("VMOVUPS %d(DX), Z%d", woff, reg)
-		}
-	}
+	load := func(woff, reg int) { el.load512(fmt.Sprintf("%d(DX)", woff), reg) }
 	p("SHRQ $1, CX")
 	p("JZ single%s", sfx)
 	label("loop" + sfx)
-	if !half {
+	if el == f32 {
 		// F32 weights stream from memory at 4 bytes a weight: fetching 1 KB ahead keeps
 		// more lines in flight than the hardware prefetcher alone when several tokens'
 		// arithmetic fills the window (measured ~10% for 5 tokens). It did not help F16,
@@ -446,12 +467,7 @@ func floatRow512(half bool, k, acc int, sfx string) {
 	label("tail" + sfx)
 	p("TESTQ R12, R12")
 	p("JZ sum%s", sfx)
-	if half {
-		p("VMOVDQU16.Z (DX), K1, Y11")
-		p("VCVTPH2PS Y11, Z11")
-	} else {
-		p("VMOVUPS.Z (DX), K1, Z11")
-	}
+	el.tail512("(DX)", 11)
 	for t := range k {
 		p("VMOVUPS.Z %s, K1, Z%d", xa(t, 0), 16+t)
 		p("VFMADD231PS Z%d, Z11, Z%d", 16+t, acc+2*t+1)
@@ -1133,12 +1149,12 @@ const widePrefetch = 4608
 // odd-numbered vector goes to the even one), and X(8+t) for the tail columns, one at a
 // time; the vectors are added, reduced, and the tail sum added last. Y12/Y13 hold weights,
 // X14/X15 tail scratch.
-func floatAVX2(half bool, k int) {
-	typ, step, esz := "F32", 32, 4
-	if half {
-		typ, step, esz = "F16", 16, 2
+func floatAVX2(el elem, k int) {
+	step, esz := 32, 4
+	if el != f32 {
+		step, esz = 16, 2
 	}
-	name := fmt.Sprintf("dot%sAVX2x%d", typ, k)
+	name := fmt.Sprintf("dot%sAVX2x%d", el, k)
 	header(name)
 	rowStart()
 	for t := range k {
@@ -1147,10 +1163,14 @@ func floatAVX2(half bool, k int) {
 		p("VXORPS X%d, X%d, X%d", 8+t, 8+t, 8+t)
 	}
 	load := func(woff, reg int) {
-		if half {
-			p("VCVTPH2PS %d(DX), Y%d", woff, reg)
-		} else {
+		switch el {
+		case f32:
 			p("VMOVUPS %d(DX), Y%d", woff, reg)
+		case f16:
+			p("VCVTPH2PS %d(DX), Y%d", woff, reg)
+		case bf16:
+			p("VPMOVZXWD %d(DX), Y%d", woff, reg)
+			p("VPSLLD $16, Y%d, Y%d", reg, reg)
 		}
 	}
 	p("SHRQ $1, CX")
@@ -1182,12 +1202,17 @@ func floatAVX2(half bool, k int) {
 	p("TESTQ CX, CX")
 	p("JZ reduce")
 	label("tailloop")
-	if half {
-		p("MOVWLZX (DX), R12")
-		p("MOVQ R12, X14")
-		p("VCVTPH2PS X14, X14")
-	} else {
+	switch el {
+	case f32:
 		p("VMOVSS (DX), X14")
+	case f16:
+		p("MOVWLZX (DX), R12")
+		p("VMOVQ R12, X14")
+		p("VCVTPH2PS X14, X14")
+	case bf16:
+		p("MOVWLZX (DX), R12")
+		p("SHLL $16, R12")
+		p("VMOVQ R12, X14")
 	}
 	for t := range k {
 		p("VMOVSS %s, X15", xa(t, 0))
@@ -1384,11 +1409,12 @@ func main() {
 	gs.WriteString("// Code generated by asmgen.go; DO NOT EDIT.\n\n//go:build amd64\n\npackage kernels\n\nimport \"unsafe\"\n")
 	tables := map[string][]string{}
 	for k := 1; k <= maxTok512; k++ {
-		float512(false, k)
-		float512(true, k)
+		float512(f32, k)
+		float512(f16, k)
+		float512(bf16, k)
 		quant512(false, k)
 		quant512(true, k)
-		for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI"} {
+		for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI"} {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 		for _, lay := range packedKinds {
@@ -1407,17 +1433,18 @@ func main() {
 	fmt.Fprintln(&s)
 	widePermData()
 	for k := 1; k <= maxTokAVX; k++ {
-		floatAVX2(false, k)
-		floatAVX2(true, k)
+		floatAVX2(f32, k)
+		floatAVX2(f16, k)
+		floatAVX2(bf16, k)
 		quantAVX2(false, k)
 		quantAVX2(true, k)
 		subAVX2(false, k)
 		subAVX2(true, k)
-		for _, n := range []string{"dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2"} {
+		for _, n := range []string{"dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2"} {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
-	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ4KPVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ4KWVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI"} {
+	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ4KPVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ4KWVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI"} {
 		typ := "asmKernel"
 		if strings.Contains(n, "WVNNI") {
 			typ = "wideKernel"

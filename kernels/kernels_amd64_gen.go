@@ -13,6 +13,9 @@ func dotF32AVX512x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, 
 func dotF16AVX512x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotBF16AVX512x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8VNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -41,6 +44,9 @@ func dotF32AVX512x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, 
 
 //go:noescape
 func dotF16AVX512x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX512x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8VNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -73,6 +79,9 @@ func dotF32AVX512x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, 
 func dotF16AVX512x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotBF16AVX512x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8VNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -103,6 +112,9 @@ func dotF32AVX512x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, 
 func dotF16AVX512x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotBF16AVX512x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8VNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -131,6 +143,9 @@ func dotF32AVX512x5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, 
 
 //go:noescape
 func dotF16AVX512x5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX512x5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8VNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -379,6 +394,9 @@ func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotF16AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotBF16AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -395,6 +413,9 @@ func dotF32AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 
 //go:noescape
 func dotF16AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -415,6 +436,9 @@ func dotF32AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotF16AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotBF16AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -433,6 +457,9 @@ func dotF32AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotF16AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotBF16AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -449,6 +476,9 @@ var dotF32AVX512 = [...]asmKernel{dotF32AVX512x1, dotF32AVX512x2, dotF32AVX512x3
 
 // dotF16AVX512 holds the dotF16AVX512 kernels by number of tokens minus one.
 var dotF16AVX512 = [...]asmKernel{dotF16AVX512x1, dotF16AVX512x2, dotF16AVX512x3, dotF16AVX512x4, dotF16AVX512x5}
+
+// dotBF16AVX512 holds the dotBF16AVX512 kernels by number of tokens minus one.
+var dotBF16AVX512 = [...]asmKernel{dotBF16AVX512x1, dotBF16AVX512x2, dotBF16AVX512x3, dotBF16AVX512x4, dotBF16AVX512x5}
 
 // dotQ8VNNI holds the dotQ8VNNI kernels by number of tokens minus one.
 var dotQ8VNNI = [...]asmKernel{dotQ8VNNIx1, dotQ8VNNIx2, dotQ8VNNIx3, dotQ8VNNIx4, dotQ8VNNIx5}
@@ -479,6 +509,9 @@ var dotF32AVX2 = [...]asmKernel{dotF32AVX2x1, dotF32AVX2x2, dotF32AVX2x3, dotF32
 
 // dotF16AVX2 holds the dotF16AVX2 kernels by number of tokens minus one.
 var dotF16AVX2 = [...]asmKernel{dotF16AVX2x1, dotF16AVX2x2, dotF16AVX2x3, dotF16AVX2x4}
+
+// dotBF16AVX2 holds the dotBF16AVX2 kernels by number of tokens minus one.
+var dotBF16AVX2 = [...]asmKernel{dotBF16AVX2x1, dotBF16AVX2x2, dotBF16AVX2x3, dotBF16AVX2x4}
 
 // dotQ8AVX2 holds the dotQ8AVX2 kernels by number of tokens minus one.
 var dotQ8AVX2 = [...]asmKernel{dotQ8AVX2x1, dotQ8AVX2x2, dotQ8AVX2x3, dotQ8AVX2x4}

@@ -20,7 +20,7 @@ type kernelSet struct {
 	group int // most tokens per kernel call
 
 	// Float weights against float32 activations, token t at x[t*cols:].
-	f32, f16 func(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int)
+	f32, f16, bf16 func(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int)
 	// Quantized weights against Q8_0 activations prepared by prep.
 	q8, q4 func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
 	// prep quantizes n tokens of x into a, in the layout the q8/q4 kernels read.
@@ -349,7 +349,7 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 			case ggml.Q4_0:
 				ks.q4(o, w.Rows, wd, rb, r1-r0, a, t, k)
 			case ggml.BF16:
-				genericBF16(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
+				ks.bf16(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
 			default:
 				genericSubs(w.Type, o, w.Rows, wd, rb, r1-r0, ga, t, k)
 			}
@@ -425,6 +425,7 @@ var genericKernels = &kernelSet{
 	group: 4,
 	f32:   genericF32,
 	f16:   genericF16,
+	bf16:  genericBF16,
 	q8:    genericQ8,
 	q4:    genericQ4,
 	prep:  quantizeActs,
@@ -464,7 +465,7 @@ func genericF16(out []float32, ostride int, w []byte, rowBytes, nrows int, x []f
 	})
 }
 
-// genericBF16 is genericF16 for bfloat16 weights, on every implementation.
+// genericBF16 is genericF16 for bfloat16 weights.
 func genericBF16(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int) {
 	genericHalf(out, ostride, w, rowBytes, nrows, x, cols, ntok, func(row []byte, j int) float32 { return bf16(row[2*j:]) })
 }
