@@ -655,17 +655,51 @@ type kindLayout struct {
 	d, dh, e, eh, w int
 	nib             bool
 	bytes           int
+	compact         bool // d and e are 16 bytes each, times float32s at 32 (see scales)
 }
 
 // packedKinds are the packed layouts, as packed.go's kindLayouts: Q8_0 (and Q5_0,
 // IQ4_NL), Q4_0, Q4_K, Q5_K (and Q5_1), Q6_K (and Q3_K), Q2_K.
 var packedKinds = []kindLayout{
-	{"Q8", 0, -1, -1, -1, 64, false, 576},
-	{"Q4", 0, -1, -1, -1, 64, true, 320},
-	{"Q4K", 0, -1, 64, -1, 128, true, 384},
-	{"Q5K", 0, -1, 64, -1, 128, false, 640},
-	{"Q6K", 0, 64, -1, -1, 128, false, 640},
-	{"Q2K", 0, 64, 128, 192, 256, false, 768},
+	{"Q8", 0, -1, -1, -1, 64, false, 576, false},
+	{"Q4", 0, -1, -1, -1, 64, true, 320, false},
+	{"Q4K", 0, -1, 16, -1, 64, true, 320, true},
+	{"Q5K", 0, -1, 64, -1, 128, false, 640, false},
+	{"Q6K", 0, 64, -1, -1, 128, false, 640, false},
+	{"Q2K", 0, 64, 128, 192, 256, false, 768, false},
+}
+
+// scales loads into Z<dst> the 16 float32 scales (or offsets) of a packed group at
+// off(base), off(base)(R15*1) for row B. A compact layout (Q4_K) keeps them as 16 bytes
+// (6-bit scales or mins) and, at 32 and 36 bytes (for off 0) or 40 and 44 (off 16), the
+// float32 multipliers of the group's two super-blocks: the scale of block i is
+// byte_i·f_(i/8), the same float32 as a stored product since both are exact. K2 must
+// hold 0xff00; Z<tmp> is scratch.
+func scales(lay kindLayout, off, dst, tmp int, rowB bool) {
+	addr := func(o int) string {
+		if rowB {
+			return fmt.Sprintf("%d(DX)(R15*1)", o)
+		}
+		return fmt.Sprintf("%d(DX)", o)
+	}
+	if !lay.compact {
+		p("VMOVUPS %s, Z%d", addr(off), dst)
+		return
+	}
+	f := 32 + off/2
+	p("VPMOVZXBD %s, Z%d", addr(off), dst)
+	p("VCVTDQ2PS Z%d, Z%d", dst, dst)
+	p("VBROADCASTSS %s, Z%d", addr(f), tmp)
+	p("VBROADCASTSS %s, K2, Z%d", addr(f+4), tmp)
+	p("VMULPS Z%d, Z%d, Z%d", tmp, dst, dst)
+}
+
+// compactMask sets K2 for scales.
+func compactMask(lay kindLayout) {
+	if lay.compact {
+		p("MOVL $0xff00, DX")
+		p("KMOVW DX, K2")
+	}
 }
 
 // Offsets in a token's group of packed activations (quantPackedAVX512): the scales; the
@@ -743,6 +777,7 @@ func packed512(lay kindLayout, k int) {
 		p("MOVL $0x0f0f0f0f, DX")
 		p("VPBROADCASTD DX, Z31")
 	}
+	compactMask(lay)
 	if k == 1 {
 		rowStart()
 		packedRow512(lay, k, "")
@@ -798,14 +833,14 @@ func packedRow512(lay kindLayout, k int, sfx string) {
 				}
 			}
 		}
-		p("VMOVUPS %d(DX), Z24", ph.d)
+		scales(lay, ph.d, 24, 15, false)
 		for t := range k {
 			p("VCVTDQ2PS Z%d, Z%d", 5+t, 5+t)
 			p("VMULPS %s, Z24, Z%d", pa(t, actScale), 10+t)
 			p("VFMADD231PS Z%d, Z%d, Z%d", 5+t, 10+t, t)
 		}
 		if ph.e >= 0 {
-			p("VMOVUPS %d(DX), Z25", ph.e)
+			scales(lay, ph.e, 25, 15, false)
 			for t := range k {
 				p("VFMADD231PS %s, Z25, Z%d", pa(t, ph.corr+actF), t)
 			}
@@ -864,8 +899,8 @@ func packedPairBody(lay kindLayout, k int) {
 				dots(j, 20+j%2*2, 21+j%2*2)
 			}
 		}
-		p("VMOVUPS %d(DX), Z26", ph.d)
-		p("VMOVUPS %d(DX)(R15*1), Z27", ph.d)
+		scales(lay, ph.d, 26, 28, false)
+		scales(lay, ph.d, 27, 28, true)
 		for t := range k {
 			p("VCVTDQ2PS Z%d, Z%d", intA+t, intA+t)
 			p("VCVTDQ2PS Z%d, Z%d", intB+t, intB+t)
@@ -878,8 +913,8 @@ func packedPairBody(lay kindLayout, k int) {
 			p("VFMADD231PS Z%d, Z30, Z%d", intB+t, accB+t)
 		}
 		if ph.e >= 0 {
-			p("VMOVUPS %d(DX), Z26", ph.e)
-			p("VMOVUPS %d(DX)(R15*1), Z27", ph.e)
+			scales(lay, ph.e, 26, 28, false)
+			scales(lay, ph.e, 27, 28, true)
 			for t := range k {
 				p("VFMADD231PS %s, Z26, Z%d", pa(t, ph.corr+actF), accA+t)
 				p("VFMADD231PS %s, Z27, Z%d", pa(t, ph.corr+actF), accB+t)
@@ -943,6 +978,7 @@ func packedWide512(lay kindLayout, k int) {
 		p("MOVL $0x0f0f0f0f, DX")
 		p("VPBROADCASTD DX, Z30")
 	}
+	compactMask(lay)
 	p("TESTQ R8, R8")
 	p("JZ done")
 	label("block")
@@ -1045,8 +1081,8 @@ func wideGroup512(lay kindLayout, k int, first, last bool) {
 				dots(j, wA, wB)
 			}
 		}
-		p("VMOVUPS %d(DX), Z%d", ph.d, wA)
-		p("VMOVUPS %d(DX)(R15*1), Z%d", ph.d, wB)
+		scales(lay, ph.d, wA, act, false)
+		scales(lay, ph.d, wB, act, true)
 		// A sum starts from zero in the group's first phase and from the whole sum
 		// kept in the scratch after it; the group's last phase stores it by quarters
 		// for reduceWide, the others whole. With an offset term the stores wait for it.
@@ -1081,8 +1117,8 @@ func wideGroup512(lay kindLayout, k int, first, last bool) {
 			}
 		}
 		if ph.e >= 0 {
-			p("VMOVUPS %d(DX), Z%d", ph.e, wA)
-			p("VMOVUPS %d(DX)(R15*1), Z%d", ph.e, wB)
+			scales(lay, ph.e, wA, act, false)
+			scales(lay, ph.e, wB, act, true)
 			for t := range k {
 				for h, acc := range []int{t, k + t} {
 					p("VFMADD231PS %s, Z%d, Z%d", pa(t, ph.corr+actF), wA+h, acc)

@@ -17,7 +17,8 @@ import "github.com/specd-dev/specd/ggml"
 //
 //	kindQ8       Q8_0, Q5_0, IQ4_NL: D, then 8 vectors of bytes w+128
 //	kindQ4       Q4_0: D, then 4 vectors of GGUF nibbles (w+8)
-//	kindNibMin   Q4_K: D, E, then 4 vectors of nibbles w (0..15)
+//	kindNibMin   Q4_K: D, E in a compact form (see packCompactQ4K), then 4 vectors of
+//	             nibbles w (0..15)
 //	kindByteMin  Q5_K, Q5_1: D, E, then 8 vectors of bytes w+128
 //	kindHalves   Q6_K, Q3_K: DL, DH, then 8 vectors of bytes w+128
 //	kindHalfMin  Q2_K: DL, DH, EL, EH, then 8 vectors of bytes w+128
@@ -67,15 +68,16 @@ type kindLayout struct {
 	d, dh, e, eh, w int
 	nib             bool
 	bytes           int
+	compact         bool // see packCompactQ4K
 }
 
 var kindLayouts = [numKinds]kindLayout{
-	kindQ8:      {0, -1, -1, -1, 64, false, 576},
-	kindQ4:      {0, -1, -1, -1, 64, true, 320},
-	kindNibMin:  {0, -1, 64, -1, 128, true, 384},
-	kindByteMin: {0, -1, 64, -1, 128, false, 640},
-	kindHalves:  {0, 64, -1, -1, 128, false, 640},
-	kindHalfMin: {0, 64, 128, 192, 256, false, 768},
+	kindQ8:      {0, -1, -1, -1, 64, false, 576, false},
+	kindQ4:      {0, -1, -1, -1, 64, true, 320, false},
+	kindNibMin:  {0, -1, 16, -1, 64, true, 320, true},
+	kindByteMin: {0, -1, 64, -1, 128, false, 640, false},
+	kindHalves:  {0, 64, -1, -1, 128, false, 640, false},
+	kindHalfMin: {0, 64, 128, 192, 256, false, 768, false},
 }
 
 // Pack makes MatMul read m through a copy of its weights laid out for the current

@@ -94,6 +94,10 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 					continue
 				}
 				sc := decodeSub(m.Type, row[b/nsub*bb:][:bb], b%nsub, &w)
+				if lay.compact {
+					packCompactQ4K(dst, row[b/nsub*bb:][:bb], i, b%nsub, &w)
+					continue
+				}
 				c := float32(128)
 				if lay.nib {
 					c = 8
@@ -125,6 +129,24 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 		}
 	}
 	return mem
+}
+
+// packCompactQ4K writes block i of a compact Q4_K group (sub-block s of the super-block
+// blk, decoded into w): its 6-bit scale at byte i and min at 16+i, the super-block's d at
+// 32 and dmin/8 at 40 (the second super-block of the group at 36 and 44), and its
+// nibbles. The kernels rebuild D = scale·d and E = min·dmin/8 = -F/8, the same float32s
+// packSubsVNNI would store (both products are exact), from 64 bytes instead of 128.
+func packCompactQ4K(dst, blk []byte, i, s int, w *[ggml.QK]int8) {
+	sc, m := kScaleMin(s, blk[4:16])
+	dst[i], dst[16+i] = sc, m
+	half := 4 * (i / 8)
+	binary.LittleEndian.PutUint32(dst[32+half:], math.Float32bits(f16(blk)))
+	binary.LittleEndian.PutUint32(dst[40+half:], math.Float32bits(f16(blk[2:])/8))
+	for v := range 4 {
+		for k := range 4 {
+			dst[64+64*v+4*i+k] = byte(w[4*v+k]) | byte(w[16+4*v+k])<<4
+		}
+	}
 }
 
 // sizePackedVNNI sizes a for n tokens of cols values in the packed kernels' layout: per
