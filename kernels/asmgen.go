@@ -238,17 +238,17 @@ func (e elem) step() int {
 	return 32
 }
 
-// load512 loads the 16 weights at src into Z<reg> as float32: bfloat16 widens to the
-// high half of each lane.
-func (e elem) load512(src string, reg int) {
+// load loads the weights at src into the vector register reg ("Z3", "Y12") as float32:
+// bfloat16 widens to the high half of each lane.
+func (e elem) load(src, reg string) {
 	switch e {
 	case f32:
-		p("VMOVUPS %s, Z%d", src, reg)
+		p("VMOVUPS %s, %s", src, reg)
 	case f16:
-		p("VCVTPH2PS %s, Z%d", src, reg)
+		p("VCVTPH2PS %s, %s", src, reg)
 	case bf16:
-		p("VPMOVZXWD %s, Z%d", src, reg)
-		p("VPSLLD $16, Z%d, Z%d", reg, reg)
+		p("VPMOVZXWD %s, %s", src, reg)
+		p("VPSLLD $16, %s, %s", reg, reg)
 	}
 }
 
@@ -306,7 +306,7 @@ func floatPairs512(el elem, k int) {
 		if b {
 			src = fmt.Sprintf("%d(DX)(R15*1)", off)
 		}
-		el.load512(src, reg)
+		el.load(src, fmt.Sprintf("Z%d", reg))
 	}
 	fmas := func(xoff, parity int) {
 		for t := range k {
@@ -431,7 +431,7 @@ func floatRow512(el elem, k, acc int, sfx string) {
 	for a := range 2 * k {
 		p("VPXORD Z%d, Z%d, Z%d", acc+a, acc+a, acc+a)
 	}
-	load := func(woff, reg int) { el.load512(fmt.Sprintf("%d(DX)", woff), reg) }
+	load := func(woff, reg int) { el.load(fmt.Sprintf("%d(DX)", woff), fmt.Sprintf("Z%d", reg)) }
 	p("SHRQ $1, CX")
 	p("JZ single%s", sfx)
 	label("loop" + sfx)
@@ -1198,17 +1198,7 @@ func floatAVX2(el elem, k int) {
 		p("VXORPS Y%d, Y%d, Y%d", 2*t+1, 2*t+1, 2*t+1)
 		p("VXORPS X%d, X%d, X%d", 8+t, 8+t, 8+t)
 	}
-	load := func(woff, reg int) {
-		switch el {
-		case f32:
-			p("VMOVUPS %d(DX), Y%d", woff, reg)
-		case f16:
-			p("VCVTPH2PS %d(DX), Y%d", woff, reg)
-		case bf16:
-			p("VPMOVZXWD %d(DX), Y%d", woff, reg)
-			p("VPSLLD $16, Y%d, Y%d", reg, reg)
-		}
-	}
+	load := func(woff, reg int) { el.load(fmt.Sprintf("%d(DX)", woff), fmt.Sprintf("Y%d", reg)) }
 	p("SHRQ $1, CX")
 	p("JZ single")
 	label("loop")
