@@ -85,8 +85,9 @@ var kindLayouts = [numKinds]kindLayout{
 // every quantized type. Rows of Q8_0 and Q4_0 are packed when they pad to whole groups
 // of 16 blocks with at most 1/8 waste (their unpacked kernels are fast too); rows of the
 // other types always, their unpacked kernel being portable Go. The copy takes about as
-// much memory as m.Data (up to 2.2× for the 4-bit K-quants); m.Data stays in use for
-// Row.
+// much memory as m.Data for Q8_0, Q4_0 and Q4_K, and more for the types it widens to a
+// byte a weight: 1.5× for Q6_K, 1.6× for Q5_0, 2.9× for Q3_K, 4.5× for Q2_K. m.Data
+// stays in use for Row.
 //
 // A packed matrix's products are rounded differently from an unpacked one's (the blocks
 // are summed in another order), and stay batch invariant. Pack must not run concurrently
