@@ -86,7 +86,8 @@ var kindLayouts = [numKinds]kindLayout{
 // of 16 blocks with at most 1/8 waste (their unpacked kernels are fast too); rows of the
 // other types always, their unpacked kernel being portable Go. The copy takes about as
 // much memory as m.Data for Q8_0, Q4_0 and Q4_K, and more for the types it widens to a
-// byte a weight: 1.5× for Q6_K, 1.6× for Q5_0, 2.9× for Q3_K, 4.5× for Q2_K. m.Data
+// byte a weight: 1.5× for Q6_K, 1.6–1.8× for Q5_0, Q5_1 and Q5_K, 2× for IQ4_NL, 2.9×
+// for Q3_K, 4.6× for Q2_K. m.Data
 // stays in use for Row.
 //
 // A packed matrix's products are rounded differently from an unpacked one's (the blocks
