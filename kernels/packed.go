@@ -81,14 +81,14 @@ var kindLayouts = [numKinds]kindLayout{
 }
 
 // Pack makes MatMul read m through a copy of its weights laid out for the current
-// implementation's fastest kernels, if it has such a layout for m: today avx512vnni, for
-// every quantized type. Rows of Q8_0 and Q4_0 are packed when they pad to whole groups
-// of 16 blocks with at most 1/8 waste (their unpacked kernels are fast too); rows of the
-// other types always, their unpacked kernel being portable Go. The copy takes about as
-// much memory as m.Data for Q8_0, Q4_0 and Q4_K, and more for the types it widens to a
-// byte a weight: 1.5× for Q6_K, 1.6–1.8× for Q5_0, Q5_1 and Q5_K, 2× for IQ4_NL, 2.9×
-// for Q3_K, 4.6× for Q2_K. m.Data
-// stays in use for Row.
+// implementation's fastest kernels, if it has such a layout for m: avx512vnni for every
+// quantized type, avx2 for those beyond Q8_0 and Q4_0 (48 bytes per 32 weights). Rows of
+// Q8_0 and Q4_0 are packed when they pad to whole groups of 16 blocks with at most 1/8
+// waste (their unpacked kernels are fast too); rows of the other types always, their
+// unpacked kernel being portable Go. For avx512vnni the copy takes about as much memory
+// as m.Data for Q8_0, Q4_0 and Q4_K, and more for the types it widens to a byte a
+// weight: 1.5× for Q6_K, 1.6–1.8× for Q5_0, Q5_1 and Q5_K, 2× for IQ4_NL, 2.9× for Q3_K,
+// 4.6× for Q2_K. m.Data stays in use for Row.
 //
 // A packed matrix's products are rounded differently from an unpacked one's (the blocks
 // are summed in another order), and stay batch invariant. Pack must not run concurrently
