@@ -659,14 +659,14 @@ type kindLayout struct {
 }
 
 // packedKinds are the packed layouts, as packed.go's kindLayouts: Q8_0 (and Q5_0,
-// IQ4_NL), Q4_0, Q4_K, Q5_K (and Q5_1), Q6_K (and Q3_K), Q2_K.
+// IQ4_NL), Q4_0, Q4_K, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K).
 var packedKinds = []kindLayout{
 	{"Q8", 0, -1, -1, -1, 64, false, 576, false},
 	{"Q4", 0, -1, -1, -1, 64, true, 320, false},
 	{"Q4K", 0, -1, 16, -1, 64, true, 320, true},
 	{"Q5K", 0, -1, 64, -1, 128, false, 640, false},
 	{"Q6K", 0, 64, -1, -1, 128, false, 640, false},
-	{"Q2K", 0, 64, 128, 192, 256, false, 768, false},
+	{"Q2K", 0, 64, 128, 192, 256, true, 512, false},
 }
 
 // scales loads into Z<dst> the 16 float32 scales (or offsets) of a packed group at
@@ -741,10 +741,15 @@ func phases(lay kindLayout) []phase {
 		}
 		return []phase{ph}
 	}
-	return []phase{
+	phs := []phase{
 		{vecs: all[:4], start: actC128L, d: lay.d, corr: actC128L, e: lay.e},
 		{vecs: all[4:], start: actC128H, d: lay.dh, corr: actC128H, e: lay.eh},
 	}
+	if lay.nib {
+		// Nibbles (Q3_K, Q2_K) are w plus a bias the offset takes back: no start.
+		phs[0].start, phs[1].start = -1, -1
+	}
+	return phs
 }
 
 // packed512 writes the kernel for k tokens over packed weights of layout lay (see
@@ -880,7 +885,21 @@ func packedPairBody(lay kindLayout, k int) {
 				p("VMOVDQA32 Z%d, Z%d", intA+t, intB+t)
 			}
 		}
-		if lay.nib {
+		if lay.nib && len(ph.vecs) < 8 {
+			// A phase of a half: the low nibbles of the four vectors, or the high.
+			for _, j := range ph.vecs {
+				r := 20 + j%2*2
+				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*(j%4), r)
+				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*(j%4), r+1)
+				if j >= 4 {
+					p("VPSRLW $4, Z%d, Z%d", r, r)
+					p("VPSRLW $4, Z%d, Z%d", r+1, r+1)
+				}
+				p("VPANDD Z31, Z%d, Z%d", r, r)
+				p("VPANDD Z31, Z%d, Z%d", r+1, r+1)
+				dots(j, r, r+1)
+			}
+		} else if lay.nib {
 			for m := range 4 {
 				p("VMOVDQU64 %d(DX), Z20", lay.w+64*m)
 				p("VMOVDQU64 %d(DX)(R15*1), Z21", lay.w+64*m)
@@ -1062,7 +1081,19 @@ func wideGroup512(lay kindLayout, k int, first, last bool) {
 				p("VMOVDQU32 %s, Z%d", pa(t, ph.start), k+t)
 			}
 		}
-		if lay.nib {
+		if lay.nib && len(ph.vecs) < 8 {
+			for _, j := range ph.vecs {
+				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*(j%4), wA)
+				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*(j%4), wB)
+				if j >= 4 {
+					p("VPSRLW $4, Z%d, Z%d", wA, wA)
+					p("VPSRLW $4, Z%d, Z%d", wB, wB)
+				}
+				p("VPANDD Z30, Z%d, Z%d", wA, wA)
+				p("VPANDD Z30, Z%d, Z%d", wB, wB)
+				dots(j, wA, wB)
+			}
+		} else if lay.nib {
 			for m := range 4 {
 				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*m, wA)
 				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*m, wB)

@@ -20,12 +20,13 @@ import "github.com/specd-dev/specd/ggml"
 //	kindNibMin   Q4_K: D, E in a compact form (see packCompactQ4K), then 4 vectors of
 //	             nibbles w (0..15)
 //	kindByteMin  Q5_K, Q5_1: D, E, then 8 vectors of bytes w+128
-//	kindHalves   Q6_K, Q3_K: DL, DH, then 8 vectors of bytes w+128
-//	kindHalfMin  Q2_K: DL, DH, EL, EH, then 8 vectors of bytes w+128
+//	kindHalves   Q6_K: DL, DH, then 8 vectors of bytes w+128
+//	kindHalfMin  Q2_K, Q3_K: DL, DH, EL, EH, then 4 vectors of nibbles w+b
 //
 // where D, E, DL… are 16 float32s, one a block: the scale and E = -F/c, F the offset of
-// x = D·w + F and c the constant of the correction the kernel reads (8 for nibbles, 128
-// for bytes), so that F·Σa = E·(-c·Σa). Vector j of a group holds in dword lane i the
+// x = D·w + F and c the constant of the correction the kernel reads (8 for Q4_K's
+// nibbles, 128 otherwise: per block or per half), so that F·Σa = E·(-c·Σa). Q3_K's
+// weights (-4..3) are stored plus b = 4, its offset then F = -4·D. Vector j of a group holds in dword lane i the
 // weights 4j..4j+3 of block i (for nibbles, GGUF bytes 4j..4j+3: weights 4j.. in the low
 // nibbles, 16+4j.. in the high).
 type packKind int
@@ -52,9 +53,9 @@ func packKindOf(t ggml.Type) packKind {
 		return kindNibMin
 	case ggml.Q5_K, ggml.Q5_1:
 		return kindByteMin
-	case ggml.Q6_K, ggml.Q3_K:
+	case ggml.Q6_K:
 		return kindHalves
-	case ggml.Q2_K:
+	case ggml.Q2_K, ggml.Q3_K:
 		return kindHalfMin
 	}
 	return kindNone
@@ -77,7 +78,7 @@ var kindLayouts = [numKinds]kindLayout{
 	kindNibMin:  {0, -1, 16, -1, 64, true, 320, true},
 	kindByteMin: {0, -1, 64, -1, 128, false, 640, false},
 	kindHalves:  {0, 64, -1, -1, 128, false, 640, false},
-	kindHalfMin: {0, 64, 128, 192, 256, false, 768, false},
+	kindHalfMin: {0, 64, 128, 192, 256, true, 512, false},
 }
 
 // Pack makes MatMul read m through a copy of its weights laid out for the current
@@ -86,9 +87,10 @@ var kindLayouts = [numKinds]kindLayout{
 // Q8_0 and Q4_0 are packed when they pad to whole groups of 16 blocks with at most 1/8
 // waste (their unpacked kernels are fast too); rows of the other types always, their
 // unpacked kernel being portable Go. For avx512vnni the copy takes about as much memory
-// as m.Data for Q8_0, Q4_0 and Q4_K, and more for the types it widens to a byte a
-// weight: 1.5× for Q6_K, 1.6–1.8× for Q5_0, Q5_1 and Q5_K, 2× for IQ4_NL, 2.9× for Q3_K,
-// 4.6× for Q2_K. m.Data stays in use for Row.
+// as m.Data for Q8_0, Q4_0 and Q4_K, and more for the other types: 1.5× for Q6_K,
+// 1.6–1.8× for Q5_0, Q5_1 and Q5_K, which it widens to a byte a weight, 2× for IQ4_NL,
+// 2.3× for Q3_K and 3× for Q2_K, whose nibbles carry four float32s a block. m.Data stays
+// in use for Row.
 //
 // A packed matrix's products are rounded differently from an unpacked one's (the blocks
 // are summed in another order), and stay batch invariant. Pack must not run concurrently

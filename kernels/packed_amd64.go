@@ -99,8 +99,14 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 					continue
 				}
 				c := float32(128)
-				if lay.nib {
+				if lay.nib && lay.dh < 0 {
 					c = 8
+				}
+				if m.Type == ggml.Q3_K { // w+4 in a nibble, the 4 taken back by the offset
+					for j := range w {
+						w[j] += 4
+					}
+					sc.fl, sc.fh = -4*sc.dl, -4*sc.dh
 				}
 				put(dst, lay.d, i, sc.dl)
 				if lay.dh >= 0 {
