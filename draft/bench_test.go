@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/spec"
 )
 
@@ -33,7 +33,7 @@ func BenchmarkDrafting(b *testing.B) {
 	}
 	for _, n := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("sessions=%d/alone", n), func(b *testing.B) {
-			kv, err := m.NewKVPool(int64(n+1)*8<<20, kernels.F32)
+			kv, err := m.NewKVPool(int64(n+1)*8<<20, ggml.F32)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -63,7 +63,7 @@ func BenchmarkDrafting(b *testing.B) {
 			b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
 		})
 		b.Run(fmt.Sprintf("sessions=%d/batched", n), func(b *testing.B) {
-			kv, err := m.NewKVPool(int64(n+1)*8<<20, kernels.F32)
+			kv, err := m.NewKVPool(int64(n+1)*8<<20, ggml.F32)
 			if err != nil {
 				b.Fatal(err)
 			}

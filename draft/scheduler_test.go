@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/kvcache"
@@ -164,7 +165,7 @@ const scriptDepth = 2
 // alone drafts c's first k proposals with a session of its own, a pass per token.
 func alone(t *testing.T, m *model.Model, pool *kernels.Pool, c scriptCase, k int) ([]spec.Proposal, Stats, int) {
 	t.Helper()
-	kv, err := m.NewKVPool(64<<20, kernels.F32)
+	kv, err := m.NewKVPool(64<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +235,7 @@ func alone(t *testing.T, m *model.Model, pool *kernels.Pool, c scriptCase, k int
 // batched drafts every case's first k proposals with one scheduler.
 func batched(t *testing.T, m *model.Model, pool *kernels.Pool, cs []scriptCase, k, maxTokens, prefill int) ([][]spec.Proposal, int) {
 	t.Helper()
-	kv, err := m.NewKVPool(64<<20, kernels.F32)
+	kv, err := m.NewKVPool(64<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,11 +361,11 @@ func TestBatchedEqualsAlone(t *testing.T) {
 // blockPool returns an F32 KV pool for m of exactly n blocks.
 func blockPool(t *testing.T, m *model.Model, n int) *kvcache.Pool {
 	t.Helper()
-	probe, err := m.NewKVPool(1<<30, kernels.F32)
+	probe, err := m.NewKVPool(1<<30, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := m.NewKVPool(int64(n*probe.BlockBytes()), kernels.F32)
+	kv, err := m.NewKVPool(int64(n*probe.BlockBytes()), ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
-	"github.com/specd-dev/specd/kernels"
 )
 
 // TestTruncatedEverywhere cuts a file with every kind of value and tensor at every length.
@@ -51,7 +51,7 @@ func TestCorrupt(t *testing.T) {
 		{"big-endian", (&raw{}).bytes('G', 'G', 'U', 'F', 0, 0, 0, 3).u64(0).u64(0).b, gguf.ErrVersion, "big-endian", 4},
 		{"kv count lies", header(0, 1<<60).b, gguf.ErrTruncated, "metadata entries", 16},
 		{"tensor count lies", header(1<<60, 0).b, gguf.ErrTruncated, "tensors cannot fit", 8},
-		{"tensor count one too many", header(2, 0).tensor("x", kernels.F32, 0, 1).padTo(32, 4).b, gguf.ErrTruncated, "2 tensors cannot fit", 8},
+		{"tensor count one too many", header(2, 0).tensor("x", ggml.F32, 0, 1).padTo(32, 4).b, gguf.ErrTruncated, "2 tensors cannot fit", 8},
 		{"key length lies", header(0, 1).u64(1 << 40).bytes(make([]byte, 16)...).b, gguf.ErrTruncated, "key length 1099511627776", 24},
 		{"string length lies", header(0, 1).str(key).u32(uint32(gguf.TypeString)).u64(1 << 50).b, gguf.ErrTruncated, `key "general.name"`, 48},
 		{"array count lies", header(0, 1).str(key).u32(uint32(gguf.TypeArray)).u32(uint32(gguf.TypeUint32)).u64(1 << 62).u32(0).b,
@@ -70,23 +70,24 @@ func TestCorrupt(t *testing.T) {
 		{"alignment 48", header(0, 1).kvU32(gguf.AlignmentKey, 48).b, gguf.ErrMalformed, "uint32 48 is not a nonzero power of two", 53},
 		{"alignment float", header(0, 1).str(gguf.AlignmentKey).u32(uint32(gguf.TypeFloat32)).u32(0x42000000).b, gguf.ErrMalformed, "float32 32", -1},
 		{"alignment negative", header(0, 1).str(gguf.AlignmentKey).u32(uint32(gguf.TypeInt32)).u32(0xffffffe0).b, gguf.ErrMalformed, "int32 -32", -1},
-		{"zero dims", header(1, 0).tensor("w", kernels.F32, 0).padTo(32, 4).b, gguf.ErrMalformed, `tensor "w" at byte 33: malformed: 0 dimensions`, 33},
-		{"five dims", header(1, 0).tensor("w", kernels.F32, 0, 1, 1, 1, 1, 1).padTo(32, 4).b, gguf.ErrMalformed, "5 dimensions", 33},
-		{"dims overflow", header(1, 0).tensor("w", kernels.F32, 0, 1<<32, 1<<32).padTo(32, 4).b, gguf.ErrMalformed, "element count overflows", 37},
-		{"bytes overflow", header(1, 0).tensor("w", kernels.F32, 0, 1<<62).padTo(32, 4).b, gguf.ErrMalformed, "size in bytes overflows", 37},
-		{"partial block", header(1, 0).tensor("w", kernels.Q8_0, 0, 33).padTo(32, 34*2).b, gguf.ErrMalformed, "row length 33 is not a multiple of the q8_0 block size 32", 37},
+		{"zero dims", header(1, 0).tensor("w", ggml.F32, 0).padTo(32, 4).b, gguf.ErrMalformed, `tensor "w" at byte 33: malformed: 0 dimensions`, 33},
+		{"five dims", header(1, 0).tensor("w", ggml.F32, 0, 1, 1, 1, 1, 1).padTo(32, 4).b, gguf.ErrMalformed, "5 dimensions", 33},
+		{"dims overflow", header(1, 0).tensor("w", ggml.F32, 0, 1<<32, 1<<32).padTo(32, 4).b, gguf.ErrMalformed, "element count overflows", 37},
+		{"bytes overflow", header(1, 0).tensor("w", ggml.F32, 0, 1<<62).padTo(32, 4).b, gguf.ErrMalformed, "size in bytes overflows", 37},
+		{"partial block", header(1, 0).tensor("w", ggml.Q8_0, 0, 33).padTo(32, 34*2).b, gguf.ErrMalformed, "row length 33 is not a multiple of the q8_0 block size 32", 37},
 		{"unknown tensor type", header(1, 0).tensor("blk.0.attn_q.weight", 99, 0, 32).padTo(32, 128).b, gguf.ErrUnsupportedType,
 			`tensor "blk.0.attn_q.weight" at byte 63: unsupported tensor type: type 99`, 63},
-		{"k-quant", header(1, 0).tensor("w", 12, 0, 256).padTo(32, 144).b, gguf.ErrUnsupportedType, "type 12", -1},
-		{"misaligned offset", header(1, 0).tensor("w", kernels.F32, 4, 1).padTo(32, 8).b, gguf.ErrMalformed, "data offset 4 is not a multiple of the alignment 32", 24},
-		{"data past end", header(1, 0).tensor("w", kernels.F32, 0, 16).padTo(32, 60).b, gguf.ErrTruncated, `tensor "w" at byte 24: truncated: data at offset 0, 64 bytes, ends past the 60 bytes`, 24},
-		{"offset past end", header(1, 0).tensor("w", kernels.F32, 1<<63, 16).padTo(32, 64).b, gguf.ErrTruncated, "ends past", 24},
-		{"data section past end", header(1, 0).tensor("w", kernels.F32, 0, 1).b, gguf.ErrTruncated, "data section", 24},
-		{"overlap", header(2, 0).tensor("a", kernels.F32, 0, 16).tensor("b", kernels.F32, 32, 16).padTo(32, 96).b,
+		{"i-quant", header(1, 0).tensor("w", 16, 0, 256).padTo(32, 66).b, gguf.ErrUnsupportedType, "type 16", -1},
+		{"k-quant partial super-block", header(1, 0).tensor("w", ggml.Q4_K, 0, 128).padTo(32, 144).b, gguf.ErrMalformed, "row length 128 is not a multiple of the q4_k block size 256", -1},
+		{"misaligned offset", header(1, 0).tensor("w", ggml.F32, 4, 1).padTo(32, 8).b, gguf.ErrMalformed, "data offset 4 is not a multiple of the alignment 32", 24},
+		{"data past end", header(1, 0).tensor("w", ggml.F32, 0, 16).padTo(32, 60).b, gguf.ErrTruncated, `tensor "w" at byte 24: truncated: data at offset 0, 64 bytes, ends past the 60 bytes`, 24},
+		{"offset past end", header(1, 0).tensor("w", ggml.F32, 1<<63, 16).padTo(32, 64).b, gguf.ErrTruncated, "ends past", 24},
+		{"data section past end", header(1, 0).tensor("w", ggml.F32, 0, 1).b, gguf.ErrTruncated, "data section", 24},
+		{"overlap", header(2, 0).tensor("a", ggml.F32, 0, 16).tensor("b", ggml.F32, 32, 16).padTo(32, 96).b,
 			gguf.ErrMalformed, `data [32, 96) overlaps tensor "a" at [0, 64)`, 57},
-		{"same offset", header(2, 0).tensor("a", kernels.F32, 0, 8).tensor("b", kernels.F32, 0, 8).padTo(32, 32).b,
+		{"same offset", header(2, 0).tensor("a", ggml.F32, 0, 8).tensor("b", ggml.F32, 0, 8).padTo(32, 32).b,
 			gguf.ErrMalformed, `tensor "b"`, 57},
-		{"duplicate tensor", header(2, 0).tensor("a", kernels.F32, 0, 8).tensor("a", kernels.F32, 32, 8).padTo(32, 64).b,
+		{"duplicate tensor", header(2, 0).tensor("a", ggml.F32, 0, 8).tensor("a", ggml.F32, 32, 8).padTo(32, 64).b,
 			gguf.ErrMalformed, `tensor "a" at byte 57: malformed: duplicate tensor name`, 57},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,10 +130,11 @@ func TestValidEdgeCases(t *testing.T) {
 		{"v2", (&raw{}).bytes('G', 'G', 'U', 'F').u32(2).u64(0).u64(0).b},
 		{"no tensors, no padding", header(0, 1).kvU32("a", 1).b},
 		{"nested 16 deep", deepArrays(16)},
-		{"zero-size tensors share an offset", header(2, 0).tensor("a", kernels.F32, 0, 0).tensor("b", kernels.Q8_0, 0, 32, 0).b},
-		{"gap between tensors", header(2, 0).tensor("a", kernels.F32, 64, 8).tensor("b", kernels.F32, 0, 8).padTo(32, 96).b},
-		{"alignment as uint64", header(1, 1).str(gguf.AlignmentKey).u32(uint32(gguf.TypeUint64)).u64(8).tensor("a", kernels.F32, 8, 1).padTo(8, 12).b},
-		{"trailing bytes", header(1, 0).tensor("a", kernels.F32, 0, 1).padTo(32, 100).b},
+		{"zero-size tensors share an offset", header(2, 0).tensor("a", ggml.F32, 0, 0).tensor("b", ggml.Q8_0, 0, 32, 0).b},
+		{"gap between tensors", header(2, 0).tensor("a", ggml.F32, 64, 8).tensor("b", ggml.F32, 0, 8).padTo(32, 96).b},
+		{"k-quants", header(2, 0).tensor("a", ggml.Q4_K, 0, 256).tensor("b", ggml.Q6_K, 160, 256, 2).padTo(32, 160+420).b},
+		{"alignment as uint64", header(1, 1).str(gguf.AlignmentKey).u32(uint32(gguf.TypeUint64)).u64(8).tensor("a", ggml.F32, 8, 1).padTo(8, 12).b},
+		{"trailing bytes", header(1, 0).tensor("a", ggml.F32, 0, 1).padTo(32, 100).b},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := gguf.Parse(tc.data); err != nil {

@@ -26,8 +26,8 @@ import (
 	"os"
 	"slices"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/mmap"
-	"github.com/specd-dev/specd/kernels"
 )
 
 // Magic is the first four bytes of every GGUF file.
@@ -61,7 +61,7 @@ var (
 	// a duplicate key or tensor name, a bad alignment, misaligned or overlapping tensor
 	// data, impossible dimensions.
 	ErrMalformed = errors.New("malformed")
-	// ErrUnsupportedType means a tensor's element type is not one kernels.Type supports.
+	// ErrUnsupportedType means a tensor's element type is not one ggml.Type supports.
 	ErrUnsupportedType = errors.New("unsupported tensor type")
 	// ErrNotFound means no key or tensor of that name is in the file.
 	ErrNotFound = errors.New("not found")
@@ -115,7 +115,7 @@ type KV struct {
 type TensorInfo struct {
 	Name   string
 	Dims   []uint64
-	Type   kernels.Type
+	Type   ggml.Type
 	Offset uint64 // of the first byte, relative to the start of the data section
 	Size   uint64 // in bytes
 }
@@ -488,7 +488,7 @@ func (f *File) readTensorInfos(d *decoder, n int) ([]int, error) {
 		if err != nil {
 			return nil, err
 		}
-		t := kernels.Type(typ)
+		t := ggml.Type(typ)
 		if !t.Supported() {
 			return nil, d.errAt(typeOff, ErrUnsupportedType, fmt.Sprintf("type %d", typ))
 		}
@@ -505,7 +505,7 @@ func (f *File) readTensorInfos(d *decoder, n int) ([]int, error) {
 
 // tensorSize returns the size in bytes of a tensor, or a description of what is wrong
 // with its dimensions.
-func tensorSize(dims []uint64, t kernels.Type) (uint64, string) {
+func tensorSize(dims []uint64, t ggml.Type) (uint64, string) {
 	n := uint64(1)
 	for _, x := range dims {
 		hi, lo := bits.Mul64(n, x)

@@ -6,8 +6,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
-	"github.com/specd-dev/specd/kernels"
 )
 
 // kv makes a metadata entry.
@@ -84,11 +84,11 @@ func allTypesKV(t testing.TB) []gguf.KV {
 // smallTensors returns one tensor of each supported type.
 func smallTensors() []gguf.TensorData {
 	return []gguf.TensorData{
-		{Name: "a.f32", Dims: []uint64{3, 2}, Type: kernels.F32, Data: f32bytes(1, 2, 3, 4, 5, 6)},
-		{Name: "b.f16", Dims: []uint64{5}, Type: kernels.F16, Data: pattern(10, 1)},
-		{Name: "c.q8_0", Dims: []uint64{32, 2}, Type: kernels.Q8_0, Data: pattern(2*34, 2)},
-		{Name: "d.q4_0", Dims: []uint64{64, 1, 1}, Type: kernels.Q4_0, Data: pattern(2*18, 3)},
-		{Name: "e.empty", Dims: []uint64{4, 0}, Type: kernels.F32, Data: nil},
+		{Name: "a.f32", Dims: []uint64{3, 2}, Type: ggml.F32, Data: f32bytes(1, 2, 3, 4, 5, 6)},
+		{Name: "b.f16", Dims: []uint64{5}, Type: ggml.F16, Data: pattern(10, 1)},
+		{Name: "c.q8_0", Dims: []uint64{32, 2}, Type: ggml.Q8_0, Data: pattern(2*34, 2)},
+		{Name: "d.q4_0", Dims: []uint64{64, 1, 1}, Type: ggml.Q4_0, Data: pattern(2*18, 3)},
+		{Name: "e.empty", Dims: []uint64{4, 0}, Type: ggml.F32, Data: nil},
 	}
 }
 
@@ -152,7 +152,7 @@ func (r *raw) kvU32(key string, x uint32) *raw {
 }
 
 // tensor appends a tensor info.
-func (r *raw) tensor(name string, typ kernels.Type, offset uint64, dims ...uint64) *raw {
+func (r *raw) tensor(name string, typ ggml.Type, offset uint64, dims ...uint64) *raw {
 	r.str(name).u32(uint32(len(dims)))
 	for _, d := range dims {
 		r.u64(d)

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/internal/testmodels"
-	"github.com/specd-dev/specd/kernels"
 )
 
 // TestTargetMetadata checks the facts ../shared/models/README.md states about the target.
@@ -67,7 +67,7 @@ func TestTargetMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := gguf.TensorInfo{Name: "token_embd.weight", Dims: []uint64{512, 4096}, Type: kernels.Q8_0, Offset: info.Offset, Size: 4096 * 512 / 32 * 34}
+	want := gguf.TensorInfo{Name: "token_embd.weight", Dims: []uint64{512, 4096}, Type: ggml.Q8_0, Offset: info.Offset, Size: 4096 * 512 / 32 * 34}
 	if !reflect.DeepEqual(info, want) {
 		t.Errorf("Tensor(token_embd.weight) = %+v, want %+v", info, want)
 	}
@@ -78,9 +78,9 @@ func TestTargetMetadata(t *testing.T) {
 		t.Errorf("Tensor(output.weight) error = %v, want ErrNotFound (the classifier is tied)", err)
 	}
 	for _, ti := range f.Tensors {
-		wantType := kernels.Q8_0
+		wantType := ggml.Q8_0
 		if strings.HasSuffix(ti.Name, "norm.weight") {
-			wantType = kernels.F32
+			wantType = ggml.F32
 		}
 		if ti.Type != wantType {
 			t.Errorf("tensor %s type %v, want %v", ti.Name, ti.Type, wantType)
@@ -102,9 +102,9 @@ func TestDraftTypes(t *testing.T) {
 		t.Errorf("len(Tensors) = %d, want 38", len(f.Tensors))
 	}
 	for _, ti := range f.Tensors {
-		want := kernels.F16
+		want := ggml.F16
 		if strings.HasSuffix(ti.Name, "norm.weight") {
-			want = kernels.F32
+			want = ggml.F32
 		}
 		if ti.Type != want {
 			t.Errorf("tensor %s type %v, want %v", ti.Name, ti.Type, want)
@@ -142,7 +142,7 @@ func TestStoriesMetadata(t *testing.T) {
 		t.Errorf("len(Tensors) = %d, want %d", len(f.Tensors), 2+5*9)
 	}
 	for _, ti := range f.Tensors {
-		if ti.Type != kernels.F32 {
+		if ti.Type != ggml.F32 {
 			t.Errorf("tensor %s type %v, want f32", ti.Name, ti.Type)
 		}
 	}

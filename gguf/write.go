@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/ggml"
 )
 
 // TensorData is a tensor to write: its description (Dims ne0 first, as in TensorInfo) and
@@ -14,7 +14,7 @@ import (
 type TensorData struct {
 	Name string
 	Dims []uint64
-	Type kernels.Type
+	Type ggml.Type
 	Data []byte
 }
 

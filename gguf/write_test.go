@@ -8,8 +8,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
-	"github.com/specd-dev/specd/kernels"
 )
 
 func TestWriteParseRoundTrip(t *testing.T) {
@@ -219,11 +219,11 @@ func TestWriteErrors(t *testing.T) {
 		{"unknown value type", []gguf.KV{kv("a", gguf.Value{Type: 13})}, nil, 0, gguf.ErrMalformed},
 		{"array without elements", []gguf.KV{kv("a", gguf.Value{Type: gguf.TypeArray})}, nil, 0, gguf.ErrMalformed},
 		{"duplicate tensor", nil, []gguf.TensorData{good, good}, 0, gguf.ErrMalformed},
-		{"unsupported type", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{32}, Type: 12, Data: make([]byte, 144)}}, 0, gguf.ErrUnsupportedType},
-		{"short data", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{4}, Type: kernels.F32, Data: make([]byte, 15)}}, 0, gguf.ErrMalformed},
-		{"no dims", nil, []gguf.TensorData{{Name: "x", Type: kernels.F32}}, 0, gguf.ErrMalformed},
-		{"five dims", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{1, 1, 1, 1, 1}, Type: kernels.F32, Data: make([]byte, 4)}}, 0, gguf.ErrMalformed},
-		{"partial block", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{16, 2}, Type: kernels.Q8_0, Data: make([]byte, 34)}}, 0, gguf.ErrMalformed},
+		{"unsupported type", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{256}, Type: 16, Data: make([]byte, 66)}}, 0, gguf.ErrUnsupportedType},
+		{"short data", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{4}, Type: ggml.F32, Data: make([]byte, 15)}}, 0, gguf.ErrMalformed},
+		{"no dims", nil, []gguf.TensorData{{Name: "x", Type: ggml.F32}}, 0, gguf.ErrMalformed},
+		{"five dims", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{1, 1, 1, 1, 1}, Type: ggml.F32, Data: make([]byte, 4)}}, 0, gguf.ErrMalformed},
+		{"partial block", nil, []gguf.TensorData{{Name: "x", Dims: []uint64{16, 2}, Type: ggml.Q8_0, Data: make([]byte, 34)}}, 0, gguf.ErrMalformed},
 		{"alignment not a power of two", nil, nil, 48, gguf.ErrMalformed},
 		{"alignment disagrees with kv", []gguf.KV{kv(gguf.AlignmentKey, gguf.NewUint32(64))}, nil, 32, gguf.ErrMalformed},
 		{"bad alignment in kv", []gguf.KV{kv(gguf.AlignmentKey, gguf.NewUint32(0))}, nil, 0, gguf.ErrMalformed},

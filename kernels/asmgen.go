@@ -219,26 +219,70 @@ func reduce256(y, x, addr string) {
 
 // ---- avx512vnni ----
 
-// float512 writes the F32 or F16 kernel for k tokens. Each token has two accumulators,
+// elem is the element type of float weights.
+type elem int
+
+const (
+	f32 elem = iota
+	f16
+	bf16
+)
+
+func (e elem) String() string { return [...]string{"F32", "F16", "BF16"}[e] }
+
+// step is the bytes of 16 weights.
+func (e elem) step() int {
+	if e == f32 {
+		return 64
+	}
+	return 32
+}
+
+// load loads the weights at src into the vector register reg ("Z3", "Y12") as float32:
+// bfloat16 widens to the high half of each lane.
+func (e elem) load(src, reg string) {
+	switch e {
+	case f32:
+		p("VMOVUPS %s, %s", src, reg)
+	case f16:
+		p("VCVTPH2PS %s, %s", src, reg)
+	case bf16:
+		p("VPMOVZXWD %s, %s", src, reg)
+		p("VPSLLD $16, %s, %s", reg, reg)
+	}
+}
+
+// tail512 loads the weights K1 selects at src into Z<reg> as float32, zero elsewhere.
+func (e elem) tail512(src string, reg int) {
+	switch e {
+	case f32:
+		p("VMOVUPS.Z %s, K1, Z%d", src, reg)
+	case f16:
+		p("VMOVDQU16.Z %s, K1, Y%d", src, reg)
+		p("VCVTPH2PS Y%d, Z%d", reg, reg)
+	case bf16:
+		p("VMOVDQU16.Z %s, K1, Y%d", src, reg)
+		p("VPMOVZXWD Y%d, Z%d", reg, reg)
+		p("VPSLLD $16, Z%d, Z%d", reg, reg)
+	}
+}
+
+// float512 writes the F32, F16 or BF16 kernel for k tokens. Each token has two accumulators,
 // Z(2t) for even and Z(2t+1) for odd vectors of 16 columns (a last odd-numbered full
 // vector goes to the even one, the masked tail to the odd one), added before the
 // reduction. Z10/Z11 hold weights, Z16.. tail activations; K1 masks the tail columns.
-func float512(half bool, k int) {
-	typ := "F32"
-	if half {
-		typ = "F16"
-	}
-	header(fmt.Sprintf("dot%sAVX512x%d", typ, k))
+func float512(el elem, k int) {
+	header(fmt.Sprintf("dot%sAVX512x%d", el, k))
 	tailMask512()
 	if k >= 4 {
 		// Measured side by side (4096x512 F32, 1 thread): pairs of rows are faster
 		// from 4 tokens (n=4 158 vs 176 us, n=5 176 vs 187 us) and slower below (n=2
 		// 159 vs 130 us, n=3 154 vs 141 us), where loads are not yet the bound.
-		floatPairs512(half, k)
+		floatPairs512(el, k)
 		return
 	}
 	rowStart()
-	floatRow512(half, k, 0, "")
+	floatRow512(el, k, 0, "")
 	reduce512(seq(0, 2, k))
 	rowEnd()
 }
@@ -255,18 +299,14 @@ func float512(half bool, k int) {
 // activations, Z25/Z26 the weights of A and B, Z27.. the tail activations. After the
 // odd accumulators are added to the even ones, those (Z0..Z18 at most) are reduced,
 // clear of the reduction's scratch (Z20..Z25).
-func floatPairs512(half bool, k int) {
+func floatPairs512(el elem, k int) {
 	accA, accB := 0, 2*k
 	load := func(off, reg int, b bool) {
 		src := fmt.Sprintf("%d(DX)", off)
 		if b {
 			src = fmt.Sprintf("%d(DX)(R15*1)", off)
 		}
-		if half {
-			p("VCVTPH2PS %s, Z%d", src, reg)
-		} else {
-			p("VMOVUPS %s, Z%d", src, reg)
-		}
+		el.load(src, fmt.Sprintf("Z%d", reg))
 	}
 	fmas := func(xoff, parity int) {
 		for t := range k {
@@ -280,23 +320,20 @@ func floatPairs512(half bool, k int) {
 		}
 	}
 	rowPairs(4*k, seq(accA, 2, k), seq(accB, 2, k), func() {
-		floatPairBody(half, k, accA, accB, load, fmas)
+		floatPairBody(el, k, accA, accB, load, fmas)
 	}, func() {
-		floatRow512(half, k, 0, "1")
+		floatRow512(el, k, 0, "1")
 		reduce512(seq(0, 2, k))
 	})
 }
 
 // floatPairBody is one pair of rows of floatPairs512, summed into the even accumulators.
-func floatPairBody(half bool, k, accA, accB int, load func(off, reg int, b bool), fmas func(xoff, parity int)) {
-	step := 64
-	if half {
-		step = 32
-	}
+func floatPairBody(el elem, k, accA, accB int, load func(off, reg int, b bool), fmas func(xoff, parity int)) {
+	step := el.step()
 	p("SHRQ $1, CX")
 	p("JZ psingle")
 	label("ploop")
-	if !half {
+	if el == f32 {
 		// Further ahead than the one-row kernel, into L2: the pair kernel spends longer
 		// per byte. Target forward of 5 tokens, F32, side by side over three runs: 1
 		// thread 6.89-6.96 -> 5.81-6.72 ms, 2 threads 4.04-4.15 -> 3.35-3.95 ms,
@@ -327,15 +364,8 @@ func floatPairBody(half bool, k, accA, accB int, load func(off, reg int, b bool)
 	label("ptail")
 	p("TESTQ R12, R12")
 	p("JZ psum")
-	if half {
-		p("VMOVDQU16.Z (DX), K1, Y25")
-		p("VCVTPH2PS Y25, Z25")
-		p("VMOVDQU16.Z (DX)(R15*1), K1, Y26")
-		p("VCVTPH2PS Y26, Z26")
-	} else {
-		p("VMOVUPS.Z (DX), K1, Z25")
-		p("VMOVUPS.Z (DX)(R15*1), K1, Z26")
-	}
+	el.tail512("(DX)", 25)
+	el.tail512("(DX)(R15*1)", 26)
 	for t := range k {
 		p("VMOVUPS.Z %s, K1, Z%d", xa(t, 0), 27+t)
 		p("VFMADD231PS Z%d, Z25, Z%d", 27+t, accA+2*t+1)
@@ -396,25 +426,16 @@ func tailMask512() {
 
 // floatRow512 emits one row of float512 for k tokens into accumulators acc+2t (even) and
 // acc+2t+1 (odd), summed into acc+2t at the end. sfx makes its labels unique.
-func floatRow512(half bool, k, acc int, sfx string) {
-	step := 64
-	if half {
-		step = 32
-	}
+func floatRow512(el elem, k, acc int, sfx string) {
+	step := el.step()
 	for a := range 2 * k {
 		p("VPXORD Z%d, Z%d, Z%d", acc+a, acc+a, acc+a)
 	}
-	load := func(woff, reg int) {
-		if half {
-			p("VCVTPH2PS %d(DX), Z%d", woff, reg)
-		} else {
-			p("VMOVUPS %d(DX), Z%d", woff, reg)
-		}
-	}
+	load := func(woff, reg int) { el.load(fmt.Sprintf("%d(DX)", woff), fmt.Sprintf("Z%d", reg)) }
 	p("SHRQ $1, CX")
 	p("JZ single%s", sfx)
 	label("loop" + sfx)
-	if !half {
+	if el == f32 {
 		// F32 weights stream from memory at 4 bytes a weight: fetching 1 KB ahead keeps
 		// more lines in flight than the hardware prefetcher alone when several tokens'
 		// arithmetic fills the window (measured ~10% for 5 tokens). It did not help F16,
@@ -446,12 +467,7 @@ func floatRow512(half bool, k, acc int, sfx string) {
 	label("tail" + sfx)
 	p("TESTQ R12, R12")
 	p("JZ sum%s", sfx)
-	if half {
-		p("VMOVDQU16.Z (DX), K1, Y11")
-		p("VCVTPH2PS Y11, Z11")
-	} else {
-		p("VMOVUPS.Z (DX), K1, Z11")
-	}
+	el.tail512("(DX)", 11)
 	for t := range k {
 		p("VMOVUPS.Z %s, K1, Z%d", xa(t, 0), 16+t)
 		p("VFMADD231PS Z%d, Z11, Z%d", 16+t, acc+2*t+1)
@@ -606,51 +622,6 @@ func tokens512(k, xoff, half, corr, acc int) {
 	}
 }
 
-// packed512 writes the Q8_0 or Q4_0 kernel for k tokens over packed weights (see
-// Matrix.Pack): per group of 16 blocks, the blocks' scales as float32 and then eight
-// vectors whose dword lane i holds four weights of block i, so that one vpdpbusd chain
-// leaves block i's whole integer sum in lane i. Per token and group this is eight
-// vpdpbusd and one conversion, multiply and FMA, where the unpacked kernel needs those
-// three per pair of blocks. The activations (sizePackedVNNI, prepTokenVNNI) are laid out
-// to match: per token and group, eight vectors of values, the 16 scales, then the
-// starting values of the integer sums, -128·Σx per block for Q8_0 (whose weights are
-// stored as w+128) and -8·Σx for Q4_0 (whose weights are the raw nibbles). The tokens of
-// a group lie packedActBytes apart (pa), and x is token 0's first group, xstride the
-// bytes from one group to the next.
-//
-// Integer sums are exact in any order, so one token may split its chain in two; the
-// float operations on a token (convert, multiply by d_w, FMA into lane i) are the same
-// for every k. Registers: Z0..Z4 token accumulators, Z5..Z9 integer sums (Z6 the second
-// chain of a lone token), Z10..Z14 scale products, Z16..Z23 weights, Z24 weight scales,
-// Z31 0x0f bytes (reduce512 uses Z20..Z27 as scratch).
-func packed512(q4 bool, k int) {
-	typ := "Q8"
-	if q4 {
-		typ = "Q4"
-	}
-	header(fmt.Sprintf("dot%sPVNNIx%d", typ, k))
-	if q4 {
-		p("MOVL $0x0f0f0f0f, DX")
-		p("VPBROADCASTD DX, Z31")
-	}
-	if k == 1 {
-		rowStart()
-		packedRow512(q4, k, "")
-		rowEnd()
-		return
-	}
-	packedPairs512(q4, k)
-}
-
-// packedGeometry gives the offset of the Q8_0 or Q4_0 corrections in a token's group of
-// activations and the bytes of a packed group of weights.
-func packedGeometry(q4 bool) (corr, gbytes int) {
-	if q4 {
-		return 640, 320
-	}
-	return 576, 576
-}
-
 // packedPrefetchRow emits the prefetches of one packed group of weights at base(off),
 // dist bytes ahead, a line at a time. The hardware prefetcher alone leaves the loads of
 // a compute-heavy loop waiting on memory. Measured on the target's products (27 MB, 1
@@ -664,140 +635,6 @@ func packedPrefetchRow(gbytes, dist int, base func(off int) string) {
 	}
 }
 
-// packedRow512 emits one row of packed512 for k tokens, reduced and stored at DI.
-func packedRow512(q4 bool, k int, sfx string) {
-	corr, gbytes := packedGeometry(q4)
-	for t := range k {
-		p("VPXORD Z%d, Z%d, Z%d", t, t, t)
-	}
-	label("group" + sfx)
-	if q4 {
-		// Vector m holds the GGUF bytes 4m..4m+3 of each block: low nibbles are weights
-		// 4m.., high nibbles weights 16+4m...
-		for m := range 4 {
-			p("VMOVDQU64 %d(DX), Z%d", 64+64*m, 16+m)
-			p("VPSRLW $4, Z%d, Z%d", 16+m, 20+m)
-			p("VPANDD Z31, Z%d, Z%d", 16+m, 16+m)
-			p("VPANDD Z31, Z%d, Z%d", 20+m, 20+m)
-		}
-	} else {
-		for j := range 8 {
-			p("VMOVDQU64 %d(DX), Z%d", 64+64*j, 16+j)
-		}
-	}
-	p("VMOVUPS (DX), Z24")
-	packedPrefetchRow(gbytes, rowPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
-	if k == 1 {
-		p("VMOVDQU32 %d(BX), Z5", corr)
-		p("VPXORD Z6, Z6, Z6")
-		for j := range 8 {
-			p("VPDPBUSD %s, Z%d, Z%d", pa(0, 64*j), 16+j, 5+j%2)
-		}
-		p("VPADDD Z6, Z5, Z5")
-	} else {
-		for t := range k {
-			p("VMOVDQU32 %s, Z%d", pa(t, corr), 5+t)
-		}
-		for j := range 8 {
-			for t := range k {
-				p("VPDPBUSD %s, Z%d, Z%d", pa(t, 64*j), 16+j, 5+t)
-			}
-		}
-	}
-	for t := range k {
-		p("VCVTDQ2PS Z%d, Z%d", 5+t, 5+t)
-	}
-	for t := range k {
-		p("VMULPS %s, Z24, Z%d", pa(t, 512), 10+t)
-	}
-	for t := range k {
-		p("VFMADD231PS Z%d, Z%d, Z%d", 5+t, 10+t, t)
-	}
-	p("ADDQ $%d, DX", gbytes)
-	p("ADDQ R9, BX")
-	p("DECQ CX")
-	p("JNZ group%s", sfx)
-	reduce512(seq(0, 1, k))
-}
-
-// packedPairs512 is packed512's body for k ≥ 2 tokens: rows go in pairs, and each
-// vector of activations, loaded once into a register, serves both rows. With one row at
-// a time every vpdpbusd loads its activations, and a block of five tokens was bound by
-// loads (about 68 per group against 40 vpdpbusd). Each (row, token) keeps exactly the
-// float operations of packedRow512 (integer sums are exact in any order), so results
-// are bitwise those of the one-row kernel, which also takes a last odd row.
-//
-// Registers: float accumulators Z0.. (row A) and Z(k).. (row B), integer sums Z10..
-// (A) and Z15.. (B), weights Z20..Z23, activations Z24/Z25, weight scales Z26 (A) and
-// Z27 (B), Z28..Z30 scale products, Z31 0x0f bytes.
-func packedPairs512(q4 bool, k int) {
-	accA, accB := 0, k
-	rowPairs(2*k, seq(accA, 1, k), seq(accB, 1, k), func() {
-		packedPairBody(q4, k, accA, accB)
-	}, func() {
-		packedRow512(q4, k, "1")
-	})
-}
-
-// packedPairBody is one pair of rows of packedPairs512.
-func packedPairBody(q4 bool, k, accA, accB int) {
-	corr, gbytes := packedGeometry(q4)
-	intA, intB := 10, 15
-	label("pgroup")
-	p("VMOVUPS (DX), Z26")
-	p("VMOVUPS (DX)(R15*1), Z27")
-	packedPrefetchRow(gbytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
-	packedPrefetchRow(gbytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
-	for t := range k {
-		p("VMOVDQU32 %s, Z%d", pa(t, corr), intA+t)
-		p("VMOVDQA32 Z%d, Z%d", intA+t, intB+t)
-	}
-	// dots multiplies activation vector j of every token by weight vectors wa (row A)
-	// and wb (row B).
-	dots := func(j, wa, wb int) {
-		for t := range k {
-			x := 24 + t%2
-			p("VMOVDQU64 %s, Z%d", pa(t, 64*j), x)
-			p("VPDPBUSD Z%d, Z%d, Z%d", x, wa, intA+t)
-			p("VPDPBUSD Z%d, Z%d, Z%d", x, wb, intB+t)
-		}
-	}
-	if q4 {
-		for m := range 4 {
-			p("VMOVDQU64 %d(DX), Z20", 64+64*m)
-			p("VMOVDQU64 %d(DX)(R15*1), Z21", 64+64*m)
-			p("VPSRLW $4, Z20, Z22")
-			p("VPSRLW $4, Z21, Z23")
-			for r := 20; r < 24; r++ {
-				p("VPANDD Z31, Z%d, Z%d", r, r)
-			}
-			dots(m, 20, 21)
-			dots(m+4, 22, 23)
-		}
-	} else {
-		for j := range 8 {
-			p("VMOVDQU64 %d(DX), Z%d", 64+64*j, 20+j%2*2)
-			p("VMOVDQU64 %d(DX)(R15*1), Z%d", 64+64*j, 21+j%2*2)
-			dots(j, 20+j%2*2, 21+j%2*2)
-		}
-	}
-	for t := range k {
-		p("VCVTDQ2PS Z%d, Z%d", intA+t, intA+t)
-		p("VCVTDQ2PS Z%d, Z%d", intB+t, intB+t)
-	}
-	for t := range k {
-		p("VMOVUPS %s, Z28", pa(t, 512))
-		p("VMULPS Z28, Z26, Z29")
-		p("VMULPS Z28, Z27, Z30")
-		p("VFMADD231PS Z%d, Z29, Z%d", intA+t, accA+t)
-		p("VFMADD231PS Z%d, Z30, Z%d", intB+t, accB+t)
-	}
-	p("ADDQ $%d, DX", gbytes)
-	p("ADDQ R9, BX")
-	p("DECQ CX")
-	p("JNZ pgroup")
-}
-
 // How far ahead of the weights in use the packed kernels prefetch (packedPrefetchRow).
 const (
 	rowPrefetch  = 2304
@@ -806,7 +643,308 @@ const (
 
 // packedActBytes is the size of one token's prepared activations per group of 16 blocks
 // (packed.go has the same constant).
-const packedActBytes = 704
+const packedActBytes = 1088
+
+// ---- avx512vnni, packed weights ----
+
+// kindLayout is a packed layout of packed.go (the same table): byte offsets in a group of
+// the scales (dh: of the second halves, -1 for one scale a block), of E (-1 for none)
+// and of the weights, whether they are nibbles, and the group's size.
+type kindLayout struct {
+	name            string
+	d, dh, e, eh, w int
+	nib             bool
+	bytes           int
+	compact         bool // d and e are 16 bytes each, times float32s at 32 (see scales)
+}
+
+// packedKinds are the packed layouts, as packed.go's kindLayouts: Q8_0 (and Q5_0,
+// IQ4_NL), Q4_0, Q4_K, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K).
+var packedKinds = []kindLayout{
+	{"Q8", 0, -1, -1, -1, 64, false, 576, false},
+	{"Q4", 0, -1, -1, -1, 64, true, 320, false},
+	{"Q4K", 0, -1, 16, -1, 64, true, 320, true},
+	{"Q5K", 0, -1, 64, -1, 128, false, 640, false},
+	{"Q6K", 0, 64, -1, -1, 128, false, 640, false},
+	{"Q2K", 0, 64, 128, 192, 256, true, 512, false},
+}
+
+// scales loads into Z<dst> the 16 float32 scales (or offsets) of a packed group at
+// off(base), off(base)(R15*1) for row B. A compact layout (Q4_K) keeps them as 16 bytes
+// (6-bit scales or mins) and, at 32 and 36 bytes (for off 0) or 40 and 44 (off 16), the
+// float32 multipliers of the group's two super-blocks: the scale of block i is
+// byte_i·f_(i/8), the same float32 as a stored product since both are exact. K2 must
+// hold 0xff00; Z<tmp> is scratch.
+func scales(lay kindLayout, off, dst, tmp int, rowB bool) {
+	addr := func(o int) string {
+		if rowB {
+			return fmt.Sprintf("%d(DX)(R15*1)", o)
+		}
+		return fmt.Sprintf("%d(DX)", o)
+	}
+	if !lay.compact {
+		p("VMOVUPS %s, Z%d", addr(off), dst)
+		return
+	}
+	f := 32 + off/2
+	p("VPMOVZXBD %s, Z%d", addr(off), dst)
+	p("VCVTDQ2PS Z%d, Z%d", dst, dst)
+	p("VBROADCASTSS %s, Z%d", addr(f), tmp)
+	p("VBROADCASTSS %s, K2, Z%d", addr(f+4), tmp)
+	p("VMULPS Z%d, Z%d, Z%d", tmp, dst, dst)
+}
+
+// compactMask sets K2 for scales.
+func compactMask(lay kindLayout) {
+	if lay.compact {
+		p("MOVL $0xff00, DX")
+		p("KMOVW DX, K2")
+	}
+}
+
+// Offsets in a token's group of packed activations (quantPackedAVX512): the scales; the
+// corrections -128·Σq of the block, -8·Σq, and -128·Σq of its first and second halves;
+// then each of these four converted to float32 and times the scale (actF), in that order.
+const (
+	actScale = 512
+	actC128  = 576
+	actC8    = 640
+	actC128L = 704
+	actC128H = 768
+	actF     = 832 - actC128
+)
+
+// phase is one integer chain of a block's dot product and the float operations that
+// follow it: the chain sums the weight vectors vecs, starting from the correction at
+// start (-1: from zero), and is scaled by the weight scales at d; when e ≥ 0 the offset
+// term follows: the correction at corr converted and times the activation scale (which
+// the quantizer stored at corr+actF) times E at e.
+type phase struct {
+	vecs     []int
+	start, d int
+	corr, e  int
+}
+
+// phases splits a group of lay's kernel into its chains, in the order every kernel of the
+// kind adds them to a token's sum.
+func phases(lay kindLayout) []phase {
+	all := []int{0, 1, 2, 3, 4, 5, 6, 7}
+	if lay.dh < 0 {
+		ph := phase{vecs: all, start: actC128, d: lay.d, corr: actC128, e: lay.e}
+		if lay.nib {
+			// Nibbles with an offset (Q4_K) are the weights themselves; without one
+			// (Q4_0) they are w+8, summed from -8·Σq.
+			ph.start, ph.corr = -1, actC8
+			if lay.e < 0 {
+				ph.start = actC8
+			}
+		}
+		return []phase{ph}
+	}
+	phs := []phase{
+		{vecs: all[:4], start: actC128L, d: lay.d, corr: actC128L, e: lay.e},
+		{vecs: all[4:], start: actC128H, d: lay.dh, corr: actC128H, e: lay.eh},
+	}
+	if lay.nib {
+		// Nibbles (Q3_K, Q2_K) are w plus a bias the offset takes back: no start.
+		phs[0].start, phs[1].start = -1, -1
+	}
+	return phs
+}
+
+// packed512 writes the kernel for k tokens over packed weights of layout lay (see
+// Matrix.Pack and packKind): per group of 16 blocks, the blocks' scales (and offsets) as
+// float32 and then eight vectors whose dword lane i holds four weights of block i (four
+// of nibbles), so that one vpdpbusd chain leaves block i's whole integer sum in lane i.
+// Per token and group this is eight vpdpbusd and one conversion, multiply and FMA per
+// phase (see phases), where the unpacked kernel needs those three per pair of blocks.
+// The activations (sizePackedVNNI, prepTokenVNNI) are laid out to match: per token and
+// group, eight vectors of values, the 16 scales, then the starting values of the integer
+// sums, -128·Σx per block for bytes (stored as w+128) and -8·Σx for Q4_0's nibbles
+// (w+8), the same per half block, and those converted and times the scales. The tokens
+// of a group lie packedActBytes apart (pa), and x is token 0's first group, xstride the
+// bytes from one group to the next.
+//
+// Per group, row and token each phase is an exact integer chain of vpdpbusd, then
+// acc += cvt(sum)·(d_x·D) and, for the types with offsets, acc += (cvt(c)·d_x)·E, c the
+// correction the phase's offset reads. Integer sums are exact in any order, so one
+// token may split its chain in two; these float operations, in this order, are the same
+// in the one-row kernel and the pair kernel, whatever k, so the two kernels' results are
+// bitwise equal and batch invariant.
+//
+// k ≥ 2 tokens go through rows in pairs, and each vector of activations, loaded once
+// into a register, serves both rows. With one row at a time every vpdpbusd loads its
+// activations, and a block of five tokens was bound by loads (about 68 per group
+// against 40 vpdpbusd). A last odd row goes to the one-row kernel.
+func packed512(lay kindLayout, k int) {
+	header(fmt.Sprintf("dot%sPVNNIx%d", lay.name, k))
+	if lay.nib {
+		p("MOVL $0x0f0f0f0f, DX")
+		p("VPBROADCASTD DX, Z31")
+	}
+	compactMask(lay)
+	if k == 1 {
+		rowStart()
+		packedRow512(lay, k, "")
+		rowEnd()
+		return
+	}
+	rowPairs(2*k, seq(0, 1, k), seq(k, 1, k), func() {
+		packedPairBody(lay, k)
+	}, func() {
+		packedRow512(lay, k, "1")
+	})
+}
+
+// packedRow512 emits one row of packed512 for k tokens, reduced and stored at DI.
+// Registers: Z0..Z4 token sums, Z5..Z9 integer sums (Z6 a lone token's second chain),
+// Z10..Z14 scale products, Z16..Z23 weight vectors 0..7, Z24 weight scales, Z31 0x0f.
+func packedRow512(lay kindLayout, k int, sfx string) {
+	for t := range k {
+		p("VPXORD Z%d, Z%d, Z%d", t, t, t)
+	}
+	label("group" + sfx)
+	if lay.nib {
+		for m := range 4 {
+			p("VMOVDQU64 %d(DX), Z%d", lay.w+64*m, 16+m)
+			p("VPSRLW $4, Z%d, Z%d", 16+m, 20+m)
+			p("VPANDD Z31, Z%d, Z%d", 16+m, 16+m)
+			p("VPANDD Z31, Z%d, Z%d", 20+m, 20+m)
+		}
+	} else {
+		for j := range 8 {
+			p("VMOVDQU64 %d(DX), Z%d", lay.w+64*j, 16+j)
+		}
+	}
+	packedPrefetchRow(lay.bytes, rowPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
+	for _, ph := range phases(lay) {
+		for t := range k {
+			if ph.start < 0 {
+				p("VPXORD Z%d, Z%d, Z%d", 5+t, 5+t, 5+t)
+			} else {
+				p("VMOVDQU32 %s, Z%d", pa(t, ph.start), 5+t)
+			}
+		}
+		if k == 1 {
+			p("VPXORD Z6, Z6, Z6")
+			for i, j := range ph.vecs {
+				p("VPDPBUSD %s, Z%d, Z%d", pa(0, 64*j), 16+j, 5+i%2)
+			}
+			p("VPADDD Z6, Z5, Z5")
+		} else {
+			for _, j := range ph.vecs {
+				for t := range k {
+					p("VPDPBUSD %s, Z%d, Z%d", pa(t, 64*j), 16+j, 5+t)
+				}
+			}
+		}
+		scales(lay, ph.d, 24, 15, false)
+		for t := range k {
+			p("VCVTDQ2PS Z%d, Z%d", 5+t, 5+t)
+			p("VMULPS %s, Z24, Z%d", pa(t, actScale), 10+t)
+			p("VFMADD231PS Z%d, Z%d, Z%d", 5+t, 10+t, t)
+		}
+		if ph.e >= 0 {
+			scales(lay, ph.e, 25, 15, false)
+			for t := range k {
+				p("VFMADD231PS %s, Z25, Z%d", pa(t, ph.corr+actF), t)
+			}
+		}
+	}
+	p("ADDQ $%d, DX", lay.bytes)
+	p("ADDQ R9, BX")
+	p("DECQ CX")
+	p("JNZ group%s", sfx)
+	reduce512(seq(0, 1, k))
+}
+
+// packedPairBody is one pair of rows of packed512: float sums
+// Z0.. (row A) and Z(k).. (row B), integer sums Z10.. (A) and Z15.. (B), weights
+// Z20..Z23, activations Z24/Z25, weight scales Z26 (A) and Z27 (B), Z28..Z30 scratch,
+// Z31 0x0f bytes.
+func packedPairBody(lay kindLayout, k int) {
+	accA, accB, intA, intB := 0, k, 10, 15
+	label("pgroup")
+	packedPrefetchRow(lay.bytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
+	packedPrefetchRow(lay.bytes, pairPrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
+	dots := func(j, wa, wb int) {
+		for t := range k {
+			x := 24 + t%2
+			p("VMOVDQU64 %s, Z%d", pa(t, 64*j), x)
+			p("VPDPBUSD Z%d, Z%d, Z%d", x, wa, intA+t)
+			p("VPDPBUSD Z%d, Z%d, Z%d", x, wb, intB+t)
+		}
+	}
+	for _, ph := range phases(lay) {
+		for t := range k {
+			if ph.start < 0 {
+				p("VPXORD Z%d, Z%d, Z%d", intA+t, intA+t, intA+t)
+				p("VPXORD Z%d, Z%d, Z%d", intB+t, intB+t, intB+t)
+			} else {
+				p("VMOVDQU32 %s, Z%d", pa(t, ph.start), intA+t)
+				p("VMOVDQA32 Z%d, Z%d", intA+t, intB+t)
+			}
+		}
+		if lay.nib && len(ph.vecs) < 8 {
+			// A phase of a half: the low nibbles of the four vectors, or the high.
+			for _, j := range ph.vecs {
+				r := 20 + j%2*2
+				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*(j%4), r)
+				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*(j%4), r+1)
+				if j >= 4 {
+					p("VPSRLW $4, Z%d, Z%d", r, r)
+					p("VPSRLW $4, Z%d, Z%d", r+1, r+1)
+				}
+				p("VPANDD Z31, Z%d, Z%d", r, r)
+				p("VPANDD Z31, Z%d, Z%d", r+1, r+1)
+				dots(j, r, r+1)
+			}
+		} else if lay.nib {
+			for m := range 4 {
+				p("VMOVDQU64 %d(DX), Z20", lay.w+64*m)
+				p("VMOVDQU64 %d(DX)(R15*1), Z21", lay.w+64*m)
+				p("VPSRLW $4, Z20, Z22")
+				p("VPSRLW $4, Z21, Z23")
+				for r := 20; r < 24; r++ {
+					p("VPANDD Z31, Z%d, Z%d", r, r)
+				}
+				dots(m, 20, 21)
+				dots(m+4, 22, 23)
+			}
+		} else {
+			for _, j := range ph.vecs {
+				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*j, 20+j%2*2)
+				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*j, 21+j%2*2)
+				dots(j, 20+j%2*2, 21+j%2*2)
+			}
+		}
+		scales(lay, ph.d, 26, 28, false)
+		scales(lay, ph.d, 27, 28, true)
+		for t := range k {
+			p("VCVTDQ2PS Z%d, Z%d", intA+t, intA+t)
+			p("VCVTDQ2PS Z%d, Z%d", intB+t, intB+t)
+		}
+		for t := range k {
+			p("VMOVUPS %s, Z28", pa(t, actScale))
+			p("VMULPS Z28, Z26, Z29")
+			p("VMULPS Z28, Z27, Z30")
+			p("VFMADD231PS Z%d, Z29, Z%d", intA+t, accA+t)
+			p("VFMADD231PS Z%d, Z30, Z%d", intB+t, accB+t)
+		}
+		if ph.e >= 0 {
+			scales(lay, ph.e, 26, 28, false)
+			scales(lay, ph.e, 27, 28, true)
+			for t := range k {
+				p("VFMADD231PS %s, Z26, Z%d", pa(t, ph.corr+actF), accA+t)
+				p("VFMADD231PS %s, Z27, Z%d", pa(t, ph.corr+actF), accB+t)
+			}
+		}
+	}
+	p("ADDQ $%d, DX", lay.bytes)
+	p("ADDQ R9, BX")
+	p("DECQ CX")
+	p("JNZ pgroup")
+}
 
 // ---- avx512vnni, wide blocks ----
 
@@ -835,12 +973,9 @@ const packedActBytes = 704
 // vector after them, which then holds the scale products, Z30 0x0f bytes, Z31 zero.
 // Scratch: R12 (64-byte aligned) the quarters, R10 the current pair's; K1 the rows of the
 // block.
-func packedWide512(q4 bool, k int) {
-	typ := "Q8"
-	if q4 {
-		typ = "Q4"
-	}
-	name := fmt.Sprintf("dot%sWVNNIx%d", typ, k)
+func packedWide512(lay kindLayout, k int) {
+	q4 := lay.nib
+	name := fmt.Sprintf("dot%sWVNNIx%d", lay.name, k)
 	frame := k*wideTokBytes + 2*k*64 + 64
 	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
 	fmt.Fprintf(&s, "TEXT ·%s(SB), $%d-64\n", name, frame)
@@ -862,6 +997,7 @@ func packedWide512(q4 bool, k int) {
 		p("MOVL $0x0f0f0f0f, DX")
 		p("VPBROADCASTD DX, Z30")
 	}
+	compactMask(lay)
 	p("TESTQ R8, R8")
 	p("JZ done")
 	label("block")
@@ -882,18 +1018,18 @@ func packedWide512(q4 bool, k int) {
 	p("MOVQ R11, CX")
 	p("CMPQ CX, $1")
 	p("JNE multi")
-	wideGroup512(q4, k, true, true)
+	wideGroup512(lay, k, true, true)
 	p("JMP pairdone")
 	label("multi")
-	wideGroup512(q4, k, true, false)
+	wideGroup512(lay, k, true, false)
 	p("SUBQ $2, CX")
 	p("JZ lastgroup")
 	label("group")
-	wideGroup512(q4, k, false, false)
+	wideGroup512(lay, k, false, false)
 	p("DECQ CX")
 	p("JNZ group")
 	label("lastgroup")
-	wideGroup512(q4, k, false, true)
+	wideGroup512(lay, k, false, true)
 	label("pairdone")
 	p("LEAQ (SI)(R15*2), SI")
 	p("ADDQ $32, R10")
@@ -920,18 +1056,13 @@ const (
 // zero in the first group and to the sum kept in the scratch after it. The last group
 // stores each sum by quarters for reduceWide; the others store it whole, after the
 // quarters.
-func wideGroup512(q4 bool, k int, first, last bool) {
-	corr, gbytes := packedGeometry(q4)
+func wideGroup512(lay kindLayout, k int, first, last bool) {
 	wA, wB, act := 2*k, 2*k+1, 2*k+2
-	if q4 {
+	if lay.nib {
 		act = 2*k + 4
 	}
-	for t := range k {
-		p("VMOVDQU32 %s, Z%d", pa(t, corr), t)
-		p("VMOVDQU32 %s, Z%d", pa(t, corr), k+t)
-	}
-	packedPrefetchRow(gbytes, widePrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
-	packedPrefetchRow(gbytes, widePrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
+	packedPrefetchRow(lay.bytes, widePrefetch, func(off int) string { return fmt.Sprintf("%d(DX)", off) })
+	packedPrefetchRow(lay.bytes, widePrefetch, func(off int) string { return fmt.Sprintf("%d(DX)(R15*1)", off) })
 	dots := func(j, wa, wb int) {
 		for t := range k {
 			p("VMOVDQU64 %s, Z%d", pa(t, 64*j), act)
@@ -939,42 +1070,59 @@ func wideGroup512(q4 bool, k int, first, last bool) {
 			p("VPDPBUSD Z%d, Z%d, Z%d", act, wb, k+t)
 		}
 	}
-	if q4 {
-		for m := range 4 {
-			p("VMOVDQU64 %d(DX), Z%d", 64+64*m, wA)
-			p("VMOVDQU64 %d(DX)(R15*1), Z%d", 64+64*m, wB)
-			p("VPSRLW $4, Z%d, Z%d", wA, wA+2)
-			p("VPSRLW $4, Z%d, Z%d", wB, wB+2)
-			for r := wA; r < wA+4; r++ {
-				p("VPANDD Z30, Z%d, Z%d", r, r)
-			}
-			dots(m, wA, wB)
-			dots(m+4, wA+2, wB+2)
-		}
-	} else {
-		for j := range 8 {
-			p("VMOVDQU64 %d(DX), Z%d", 64+64*j, wA)
-			p("VMOVDQU64 %d(DX)(R15*1), Z%d", 64+64*j, wB)
-			dots(j, wA, wB)
-		}
-	}
-	p("VMOVUPS (DX), Z%d", wA)
-	p("VMOVUPS (DX)(R15*1), Z%d", wB)
-	for t := range k {
-		for h, acc := range []int{t, k + t} {
-			// The whole sum between groups: 2k vectors after the quarters (R12), the
-			// same for every pair.
-			whole := fmt.Sprintf("%d(R12)", k*wideTokBytes+(2*t+h)*64)
-			p("VCVTDQ2PS Z%d, Z%d", acc, acc)
-			p("VMULPS %s, Z%d, Z%d", pa(t, 512), wA+h, act)
-			if first {
-				p("VFMADD213PS Z31, Z%d, Z%d", act, acc)
+	phs := phases(lay)
+	for pi, ph := range phs {
+		for t := range k {
+			if ph.start < 0 {
+				p("VPXORD Z%d, Z%d, Z%d", t, t, t)
+				p("VPXORD Z%d, Z%d, Z%d", k+t, k+t, k+t)
 			} else {
-				p("VFMADD213PS %s, Z%d, Z%d", whole, act, acc)
+				p("VMOVDQU32 %s, Z%d", pa(t, ph.start), t)
+				p("VMOVDQU32 %s, Z%d", pa(t, ph.start), k+t)
 			}
-			if !last {
+		}
+		if lay.nib && len(ph.vecs) < 8 {
+			for _, j := range ph.vecs {
+				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*(j%4), wA)
+				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*(j%4), wB)
+				if j >= 4 {
+					p("VPSRLW $4, Z%d, Z%d", wA, wA)
+					p("VPSRLW $4, Z%d, Z%d", wB, wB)
+				}
+				p("VPANDD Z30, Z%d, Z%d", wA, wA)
+				p("VPANDD Z30, Z%d, Z%d", wB, wB)
+				dots(j, wA, wB)
+			}
+		} else if lay.nib {
+			for m := range 4 {
+				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*m, wA)
+				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*m, wB)
+				p("VPSRLW $4, Z%d, Z%d", wA, wA+2)
+				p("VPSRLW $4, Z%d, Z%d", wB, wB+2)
+				for r := wA; r < wA+4; r++ {
+					p("VPANDD Z30, Z%d, Z%d", r, r)
+				}
+				dots(m, wA, wB)
+				dots(m+4, wA+2, wB+2)
+			}
+		} else {
+			for _, j := range ph.vecs {
+				p("VMOVDQU64 %d(DX), Z%d", lay.w+64*j, wA)
+				p("VMOVDQU64 %d(DX)(R15*1), Z%d", lay.w+64*j, wB)
+				dots(j, wA, wB)
+			}
+		}
+		scales(lay, ph.d, wA, act, false)
+		scales(lay, ph.d, wB, act, true)
+		// A sum starts from zero in the group's first phase and from the whole sum
+		// kept in the scratch after it; the group's last phase stores it by quarters
+		// for reduceWide, the others whole. With an offset term the stores wait for it.
+		firstOp, lastOp := first && pi == 0, last && pi == len(phs)-1
+		store := func(t, h, acc int) {
+			whole := fmt.Sprintf("%d(R12)", k*wideTokBytes+(2*t+h)*64)
+			if !lastOp {
 				p("VMOVUPS Z%d, %s", acc, whole)
-				continue
+				return
 			}
 			q := t*wideTokBytes + 16*h
 			p("VMOVUPS X%d, %d(R10)", acc, q)
@@ -982,8 +1130,35 @@ func wideGroup512(q4 bool, k int, first, last bool) {
 				p("VEXTRACTF32X4 $%d, Z%d, %d(R10)", c, acc, q+c*256)
 			}
 		}
+		for t := range k {
+			for h, acc := range []int{t, k + t} {
+				// The whole sum between groups: 2k vectors after the quarters (R12), the
+				// same for every pair.
+				whole := fmt.Sprintf("%d(R12)", k*wideTokBytes+(2*t+h)*64)
+				p("VCVTDQ2PS Z%d, Z%d", acc, acc)
+				p("VMULPS %s, Z%d, Z%d", pa(t, actScale), wA+h, act)
+				if firstOp {
+					p("VFMADD213PS Z31, Z%d, Z%d", act, acc)
+				} else {
+					p("VFMADD213PS %s, Z%d, Z%d", whole, act, acc)
+				}
+				if ph.e < 0 {
+					store(t, h, acc)
+				}
+			}
+		}
+		if ph.e >= 0 {
+			scales(lay, ph.e, wA, act, false)
+			scales(lay, ph.e, wB, act, true)
+			for t := range k {
+				for h, acc := range []int{t, k + t} {
+					p("VFMADD231PS %s, Z%d, Z%d", pa(t, ph.corr+actF), wA+h, acc)
+					store(t, h, acc)
+				}
+			}
+		}
 	}
-	p("ADDQ $%d, DX", gbytes)
+	p("ADDQ $%d, DX", lay.bytes)
 	p("ADDQ R9, BX")
 }
 
@@ -1041,12 +1216,12 @@ const widePrefetch = 4608
 // odd-numbered vector goes to the even one), and X(8+t) for the tail columns, one at a
 // time; the vectors are added, reduced, and the tail sum added last. Y12/Y13 hold weights,
 // X14/X15 tail scratch.
-func floatAVX2(half bool, k int) {
-	typ, step, esz := "F32", 32, 4
-	if half {
-		typ, step, esz = "F16", 16, 2
+func floatAVX2(el elem, k int) {
+	step, esz := 32, 4
+	if el != f32 {
+		step, esz = 16, 2
 	}
-	name := fmt.Sprintf("dot%sAVX2x%d", typ, k)
+	name := fmt.Sprintf("dot%sAVX2x%d", el, k)
 	header(name)
 	rowStart()
 	for t := range k {
@@ -1054,13 +1229,7 @@ func floatAVX2(half bool, k int) {
 		p("VXORPS Y%d, Y%d, Y%d", 2*t+1, 2*t+1, 2*t+1)
 		p("VXORPS X%d, X%d, X%d", 8+t, 8+t, 8+t)
 	}
-	load := func(woff, reg int) {
-		if half {
-			p("VCVTPH2PS %d(DX), Y%d", woff, reg)
-		} else {
-			p("VMOVUPS %d(DX), Y%d", woff, reg)
-		}
-	}
+	load := func(woff, reg int) { el.load(fmt.Sprintf("%d(DX)", woff), fmt.Sprintf("Y%d", reg)) }
 	p("SHRQ $1, CX")
 	p("JZ single")
 	label("loop")
@@ -1090,12 +1259,17 @@ func floatAVX2(half bool, k int) {
 	p("TESTQ CX, CX")
 	p("JZ reduce")
 	label("tailloop")
-	if half {
-		p("MOVWLZX (DX), R12")
-		p("MOVQ R12, X14")
-		p("VCVTPH2PS X14, X14")
-	} else {
+	switch el {
+	case f32:
 		p("VMOVSS (DX), X14")
+	case f16:
+		p("MOVWLZX (DX), R12")
+		p("VMOVQ R12, X14")
+		p("VCVTPH2PS X14, X14")
+	case bf16:
+		p("MOVWLZX (DX), R12")
+		p("SHLL $16, R12")
+		p("VMOVQ R12, X14")
 	}
 	for t := range k {
 		p("VMOVSS %s, X15", xa(t, 0))
@@ -1136,16 +1310,16 @@ func quantAVX2(q4 bool, k int) {
 	name := fmt.Sprintf("dot%sAVX2x%d", typ, k)
 	header(name)
 	p("MOVL $0x00010001, DX")
-	p("MOVQ DX, X11")
+	p("VMOVD DX, X11")
 	p("VPBROADCASTD X11, Y11")
 	rowStart()
 	if q4 {
 		// Reloaded per row, as the reduction reuses these registers.
 		p("MOVL $0x0f0f0f0f, DX")
-		p("MOVQ DX, X14")
+		p("VMOVD DX, X14")
 		p("VPBROADCASTD X14, Y14")
 		p("MOVL $0x08080808, DX")
-		p("MOVQ DX, X15")
+		p("VMOVD DX, X15")
 		p("VPBROADCASTD X15, Y15")
 		p("MOVQ SI, DX")
 	}
@@ -1199,40 +1373,135 @@ func blockAVX2(q4 bool, k, woff, xoff, half int) {
 	}
 }
 
+// subAVX2 writes the kernel for k tokens over weights of the sub types (Q4_K … IQ4_NL)
+// repacked for avx2 (see packSubsAVX2): per block of 32, its scales and offsets
+// (dl, dh, fl, fh as float32) and its 32 weights w as int8, 48 bytes. The activations
+// are those of quantAVX2 (pairs of blocks: 64 values, then each block's scale eight
+// times). nfull is the pairs of blocks and tail 1 for a last single block.
+//
+// Per block and token: |w| times x·sign(w) in vpmaddubsw, summed by fours in vpmaddwd,
+// leaves lanes 0-3 summing the block's first half and 4-7 its second, converted and
+// added to the token's one accumulator by an FMA with d_x·[dl×4, dh×4]; with offsets,
+// the sums of x by fours (vpmaddubsw of ones) likewise with d_x·[fl×4, fh×4]. The
+// operations on a token are the same whatever k.
+//
+// Registers: Y0..Y3 token sums, Y4/Y5 scale products, Y8 weights, Y9 |w|, Y10 the scales
+// by half, Y11 int16 ones, Y12/Y13 scratch, Y14 the offsets by half, Y15 byte ones.
+func subAVX2(mins bool, k int) {
+	name := fmt.Sprintf("dotSubAVX2x%d", k)
+	if mins {
+		name = fmt.Sprintf("dotSubMinAVX2x%d", k)
+	}
+	header(name)
+	p("MOVL $0x00010001, DX")
+	p("VMOVD DX, X11")
+	p("VPBROADCASTD X11, Y11")
+	rowStart()
+	if mins {
+		// Reloaded per row, as the reduction reuses the register.
+		p("MOVL $0x01010101, DX")
+		p("VMOVD DX, X15")
+		p("VPBROADCASTD X15, Y15")
+		p("MOVQ SI, DX")
+	}
+	for t := range k {
+		p("VXORPS Y%d, Y%d, Y%d", t, t, t)
+	}
+	p("TESTQ CX, CX")
+	p("JZ tail")
+	label("loop")
+	subBlockAVX2(mins, k, 0, 0)
+	subBlockAVX2(mins, k, 48, 32)
+	p("ADDQ $96, DX")
+	p("ADDQ $128, BX")
+	p("DECQ CX")
+	p("JNZ loop")
+	label("tail")
+	p("TESTQ R12, R12")
+	p("JZ reduce")
+	subBlockAVX2(mins, k, 0, 0)
+	label("reduce")
+	for t := range k {
+		reduce256(fmt.Sprintf("Y%d", t), fmt.Sprintf("X%d", t), oa(t))
+	}
+	rowEnd()
+}
+
+// halvesAVX2 sets Y<dst> to [v(off)×4, v(off+4)×4] from the block's float32s at DX.
+func halvesAVX2(woff, off, dst int) {
+	p("VBROADCASTSS %d(DX), Y%d", woff+off, dst)
+	p("VBROADCASTSS %d(DX), Y12", woff+off+4)
+	p("VBLENDPS $0xf0, Y12, Y%d, Y%d", dst, dst)
+}
+
+// subBlockAVX2 accumulates the block at woff(DX) against the token blocks at xoff(BX)
+// (values; the scale 64 bytes on).
+func subBlockAVX2(mins bool, k, woff, xoff int) {
+	p("VMOVDQU %d(DX), Y8", woff+16)
+	p("VPABSB Y8, Y9")
+	halvesAVX2(woff, 0, 10)
+	if mins {
+		halvesAVX2(woff, 8, 14)
+	}
+	for t := range k {
+		p("VMOVDQU %s, Y12", xa(t, xoff))
+		p("VPSIGNB Y8, Y12, Y13")
+		p("VPMADDUBSW Y13, Y9, Y13")
+		p("VPMADDWD Y11, Y13, Y13")
+		p("VCVTDQ2PS Y13, Y13")
+		p("VMULPS %s, Y10, Y4", xa(t, xoff+64))
+		p("VFMADD231PS Y13, Y4, Y%d", t)
+		if mins {
+			p("VPMADDUBSW Y12, Y15, Y12")
+			p("VPMADDWD Y11, Y12, Y12")
+			p("VCVTDQ2PS Y12, Y12")
+			p("VMULPS %s, Y14, Y5", xa(t, xoff+64))
+			p("VFMADD231PS Y12, Y5, Y%d", t)
+		}
+	}
+}
+
 func main() {
 	s.WriteString("// Code generated by asmgen.go; DO NOT EDIT.\n\n//go:build amd64\n\n#include \"textflag.h\"\n")
 	gs.WriteString("// Code generated by asmgen.go; DO NOT EDIT.\n\n//go:build amd64\n\npackage kernels\n\nimport \"unsafe\"\n")
 	tables := map[string][]string{}
 	for k := 1; k <= maxTok512; k++ {
-		float512(false, k)
-		float512(true, k)
+		float512(f32, k)
+		float512(f16, k)
+		float512(bf16, k)
 		quant512(false, k)
 		quant512(true, k)
-		packed512(false, k)
-		packed512(true, k)
-		for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI"} {
+		for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI"} {
+			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
+		}
+		for _, lay := range packedKinds {
+			packed512(lay, k)
+			n := fmt.Sprintf("dot%sPVNNI", lay.name)
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
 	for k := 1; k <= maxTokWide; k++ {
-		packedWide512(false, k)
-		packedWide512(true, k)
-		for _, n := range []string{"dotQ8WVNNI", "dotQ4WVNNI"} {
+		for _, lay := range packedKinds {
+			packedWide512(lay, k)
+			n := fmt.Sprintf("dot%sWVNNI", lay.name)
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
 	fmt.Fprintln(&s)
 	widePermData()
 	for k := 1; k <= maxTokAVX; k++ {
-		floatAVX2(false, k)
-		floatAVX2(true, k)
+		floatAVX2(f32, k)
+		floatAVX2(f16, k)
+		floatAVX2(bf16, k)
 		quantAVX2(false, k)
 		quantAVX2(true, k)
-		for _, n := range []string{"dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2"} {
+		subAVX2(false, k)
+		subAVX2(true, k)
+		for _, n := range []string{"dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2"} {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
-	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotF32AVX2", "dotF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotQ8WVNNI", "dotQ4WVNNI"} {
+	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ4KPVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ4KWVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI"} {
 		typ := "asmKernel"
 		if strings.Contains(n, "WVNNI") {
 			typ = "wideKernel"

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // benchShapes are the weight matrices of the three models, rows×cols.
@@ -31,7 +33,7 @@ var benchShapes = []struct {
 func BenchmarkMatMul(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	for _, sh := range benchShapes {
-		for _, typ := range allTypes {
+		for _, typ := range computeTypes {
 			if sh.cols%typ.BlockSize() != 0 {
 				continue
 			}
@@ -82,11 +84,15 @@ type decodeSet struct {
 	bytes                int64
 }
 
-func newDecodeSet(tb testing.TB, typ Type, pack bool, layers, dim, kvDim, ffn, vocab int) *decodeSet {
+func newDecodeSet(tb testing.TB, typ ggml.Type, pack bool, layers, dim, kvDim, ffn, vocab int) *decodeSet {
 	rng := rand.New(rand.NewPCG(2, 2))
 	s := &decodeSet{}
 	mk := func(rows, cols int) *Matrix {
-		m := randMatrix(tb, rng, typ, rows, cols)
+		t := typ
+		if _, err := t.RowBytes(cols); err != nil {
+			t = ggml.Q5_0 // as llama.cpp's K-quant mixes do for rows not a multiple of 256
+		}
+		m := randMatrix(tb, rng, t, rows, cols)
 		if pack {
 			m.Pack()
 		}
@@ -123,15 +129,15 @@ func BenchmarkDecodeStep(b *testing.B) {
 	models := []struct {
 		name                           string
 		layers, dim, kvDim, ffn, vocab int
-		types                          []Type
+		types                          []ggml.Type
 	}{
-		{"target", 8, 512, 256, 1408, 4096, []Type{Q8_0, Q4_0, F16, F32}},
-		{"draft", 4, 192, 192, 512, 4096, []Type{F16, Q8_0, Q4_0}},
+		{"target", 8, 512, 256, 1408, 4096, []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K, ggml.F16, ggml.F32}},
+		{"draft", 4, 192, 192, 512, 4096, []ggml.Type{ggml.F16, ggml.Q8_0, ggml.Q4_0}},
 	}
 	for _, m := range models {
 		for _, typ := range m.types {
 			for _, pack := range []bool{false, true} {
-				if pack && typ != Q8_0 && typ != Q4_0 {
+				if pack && typ.BlockSize() == 1 {
 					continue
 				}
 				s := newDecodeSet(b, typ, pack, m.layers, m.dim, m.kvDim, m.ffn, m.vocab)
@@ -183,12 +189,12 @@ func BenchmarkQuantizeActs(b *testing.B) {
 // kernels on as many tokens (which mmRows would run in calls of at most group); the
 // product metric is per (row, token) of 512 columns.
 func BenchmarkWideKernel(b *testing.B) {
-	if cur.q8w == nil {
+	if cur.wide[kindQ8] == nil {
 		b.Skip("no wide kernels")
 	}
 	const rows, cols = 256, 512
 	rng := rand.New(rand.NewPCG(5, 5))
-	w := randMatrix(b, rng, Q8_0, rows, cols)
+	w := randMatrix(b, rng, ggml.Q8_0, rows, cols)
 	w.Pack()
 	for _, k := range []int{2, 3, 4, 5, 6, 8, 12} {
 		x := randFloats(rng, k*cols, 1)
@@ -200,14 +206,14 @@ func BenchmarkWideKernel(b *testing.B) {
 		out := make([]float32, k*rows)
 		b.Run(fmt.Sprintf("wide/k=%d", k), func(b *testing.B) {
 			for b.Loop() {
-				cur.q8w(out, rows, w.packed.b, packedRowBytes(w), rows, &a, 0, k)
+				cur.wide[kindQ8](out, rows, w.packed.b, packedRowBytes(w), rows, &a, 0, k)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*k), "ns/product")
 		})
 		b.Run(fmt.Sprintf("narrow/k=%d", k), func(b *testing.B) {
 			for b.Loop() {
 				for t := 0; t < k; t += cur.group {
-					cur.q8p(out[t*rows:], rows, w.packed.b, packedRowBytes(w), rows, &a, t, min(cur.group, k-t))
+					cur.packed[kindQ8](out[t*rows:], rows, w.packed.b, packedRowBytes(w), rows, &a, t, min(cur.group, k-t))
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*k), "ns/product")

@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"math"
 	"testing"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // fuzzType picks one of the supported types from a fuzzed byte.
-func fuzzType(b byte) Type { return allTypes[int(b)%len(allTypes)] }
+func fuzzType(b byte) ggml.Type { return allTypes[int(b)%len(allTypes)] }
 
 // FuzzDequantizeQuantize decodes arbitrary bytes as a row of each type (the bytes of a
 // GGUF tensor are untrusted input), re-encodes the floats, and checks the round trip:
@@ -30,13 +32,13 @@ func FuzzDequantizeQuantize(f *testing.F) {
 			t.Fatalf("Quantize(%v, %d floats): %v", typ, n, err)
 		}
 		switch typ {
-		case F32:
+		case ggml.F32:
 			for i := range re {
 				if re[i] != src[i] {
 					t.Fatalf("F32 round trip changed byte %d: %#02x, want %#02x", i, re[i], src[i])
 				}
 			}
-		case F16:
+		case ggml.F16:
 			for i := range n {
 				h := binary.LittleEndian.Uint16(src[2*i:])
 				want := h
@@ -47,13 +49,13 @@ func FuzzDequantizeQuantize(f *testing.F) {
 					t.Fatalf("F16 round trip of %#04x = %#04x, want %#04x", h, got, want)
 				}
 			}
-		case Q8_0, Q4_0:
+		case ggml.Q8_0, ggml.Q4_0:
 			back := make([]float32, n)
 			if err := Dequantize(typ, back, re); err != nil {
 				t.Fatal(err)
 			}
 			for b := range nblk {
-				checkRequantized(t, typ, vals[b*QK:(b+1)*QK], back[b*QK:(b+1)*QK])
+				checkRequantized(t, typ, vals[b*ggml.QK:(b+1)*ggml.QK], back[b*ggml.QK:(b+1)*ggml.QK])
 			}
 		}
 	})
@@ -62,7 +64,7 @@ func FuzzDequantizeQuantize(f *testing.F) {
 // checkRequantized checks that back, a block re-quantized from vals, is within the
 // quantization error of vals. Blocks whose scale leaves the normal fp16 range (where the
 // scale itself loses precision or overflows) or that hold non-finite values are skipped.
-func checkRequantized(t *testing.T, typ Type, vals, back []float32) {
+func checkRequantized(t *testing.T, typ ggml.Type, vals, back []float32) {
 	t.Helper()
 	var amax float64
 	for _, v := range vals {
@@ -72,7 +74,7 @@ func checkRequantized(t *testing.T, typ Type, vals, back []float32) {
 		amax = max(amax, math.Abs(float64(v)))
 	}
 	div, tol := 127.0, 0.5/127+1.0/1024
-	if typ == Q4_0 {
+	if typ == ggml.Q4_0 {
 		div, tol = 8, 1.0/8+1.0/1024
 	}
 	if d := amax / div; amax != 0 && (d < 1.0/(1<<14) || d > 65000) {
@@ -90,7 +92,7 @@ func checkRequantized(t *testing.T, typ Type, vals, back []float32) {
 func FuzzQuantizeActivations(f *testing.F) {
 	f.Add(make([]byte, 128))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cols := len(data) / 4 / QK * QK
+		cols := len(data) / 4 / ggml.QK * ggml.QK
 		if cols == 0 {
 			return
 		}

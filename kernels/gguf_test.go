@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // testTensor is one tensor found by readTestGGUF. Dims are in GGUF order: Dims[0] is the
@@ -12,7 +14,7 @@ import (
 type testTensor struct {
 	Name string
 	Dims []int
-	Type Type
+	Type ggml.Type
 	Data []byte
 }
 
@@ -51,7 +53,7 @@ func readTestGGUF(tb testing.TB, path string) map[string]testTensor {
 	type info struct {
 		name string
 		dims []int
-		typ  Type
+		typ  ggml.Type
 		off  int
 	}
 	infos := make([]info, nt)
@@ -62,7 +64,7 @@ func readTestGGUF(tb testing.TB, path string) map[string]testTensor {
 		for d := range in.dims {
 			in.dims[d] = int(r.u64())
 		}
-		in.typ = Type(r.u32())
+		in.typ = ggml.Type(r.u32())
 		in.off = int(r.u64())
 	}
 	base := (r.off + align - 1) / align * align

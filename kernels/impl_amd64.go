@@ -3,9 +3,13 @@
 package kernels
 
 import (
+	"encoding/binary"
+	"math"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 //go:generate go run asmgen.go
@@ -28,21 +32,34 @@ func init() {
 }
 
 var vnniKernels = &kernelSet{
-	name:     "avx512vnni",
-	group:    len(dotQ8VNNI),
-	f32:      floatAsm(dotF32AVX512[:], 16, 4),
-	f16:      floatAsm(dotF16AVX512[:], 16, 2),
-	q8:       quantAsm(dotQ8VNNI[:]),
-	q4:       quantAsm(dotQ4VNNI[:]),
-	prep:     func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 256, quantActsAVX512) },
-	pack:     packVNNI,
-	q8p:      packedAsm(dotQ8PVNNI[:]),
-	q4p:      packedAsm(dotQ4PVNNI[:]),
+	name:  "avx512vnni",
+	group: len(dotQ8VNNI),
+	f32:   floatAsm(dotF32AVX512[:], 16, 4),
+	f16:   floatAsm(dotF16AVX512[:], 16, 2),
+	bf16:  floatAsm(dotBF16AVX512[:], 16, 2),
+	q8:    quantAsm(dotQ8VNNI[:]),
+	q4:    quantAsm(dotQ4VNNI[:]),
+	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 256, quantActsAVX512) },
+	pack:  packVNNI,
+	packed: [numKinds]quantKernel{
+		kindQ8:      packedAsm(dotQ8PVNNI[:]),
+		kindQ4:      packedAsm(dotQ4PVNNI[:]),
+		kindNibMin:  packedAsm(dotQ4KPVNNI[:]),
+		kindByteMin: packedAsm(dotQ5KPVNNI[:]),
+		kindHalves:  packedAsm(dotQ6KPVNNI[:]),
+		kindHalfMin: packedAsm(dotQ2KPVNNI[:]),
+	},
 	sizeP:    sizePackedVNNI,
 	prepTokP: prepTokenVNNI,
 
-	q8w:       wideAsm(dotQ8WVNNI[:]),
-	q4w:       wideAsm(dotQ4WVNNI[:]),
+	wide: [numKinds]quantKernel{
+		kindQ8:      wideAsm(dotQ8WVNNI[:]),
+		kindQ4:      wideAsm(dotQ4WVNNI[:]),
+		kindNibMin:  wideAsm(dotQ4KWVNNI[:]),
+		kindByteMin: wideAsm(dotQ5KWVNNI[:]),
+		kindHalves:  wideAsm(dotQ6KWVNNI[:]),
+		kindHalfMin: wideAsm(dotQ2KWVNNI[:]),
+	},
 	wideGroup: len(dotQ8WVNNI),
 	wideMin:   wideMinVNNI,
 }
@@ -56,9 +73,39 @@ var avx2Kernels = &kernelSet{
 	group: len(dotQ8AVX2),
 	f32:   floatAsm(dotF32AVX2[:], 8, 4),
 	f16:   floatAsm(dotF16AVX2[:], 8, 2),
+	bf16:  floatAsm(dotBF16AVX2[:], 8, 2),
 	q8:    quantAsm(dotQ8AVX2[:]),
 	q4:    quantAsm(dotQ4AVX2[:]),
 	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 128, quantActsAVX2) },
+
+	pack:    packSubsAVX2,
+	subp:    quantAsm(dotSubAVX2[:]),
+	subMinp: quantAsm(dotSubMinAVX2[:]),
+}
+
+// packSubsAVX2 lays out m, of a sub type, for the avx2 sub kernels (subAVX2 in
+// asmgen.go): per block of 32 weights dl, dh, fl, fh as float32 and the weights as
+// int8, subBlockBytes in all.
+func packSubsAVX2(m *Matrix) *hugeMem {
+	nb := m.Cols / ggml.QK
+	bb, nsub, rb := m.Type.BlockBytes(), m.Type.BlockSize()/ggml.QK, m.RowBytes()
+	prb := nb * subBlockBytes
+	mem := newHugeMem(m.Rows * prb)
+	var w [ggml.QK]int8
+	for r := range m.Rows {
+		row := m.Data[r*rb : (r+1)*rb]
+		for b := range nb {
+			dst := mem.b[r*prb+b*subBlockBytes:][:subBlockBytes]
+			sc := decodeSub(m.Type, row[b/nsub*bb:][:bb], b%nsub, &w)
+			for i, v := range [4]float32{sc.dl, sc.dh, sc.fl, sc.fh} {
+				binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+			}
+			for j, v := range w {
+				dst[16+j] = byte(v)
+			}
+		}
+	}
+	return mem
 }
 
 //go:noescape
@@ -72,7 +119,7 @@ func quantActsAVX2(dst *byte, x *float32, nb int)
 // blocks' scales repeated eight times (see quant_amd64.s). The half of a missing second
 // block is zero.
 func prepPaired(a *acts, x []float32, n, cols, pairBytes int, quant func(dst *byte, x *float32, nb int)) {
-	nb := cols / QK
+	nb := cols / ggml.QK
 	np := (nb + 1) / 2
 	a.nb, a.stride = nb, np*pairBytes
 	if need := n * a.stride; cap(a.q) < need {

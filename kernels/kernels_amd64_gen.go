@@ -13,6 +13,9 @@ func dotF32AVX512x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, 
 func dotF16AVX512x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotBF16AVX512x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8VNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -25,10 +28,25 @@ func dotQ8PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX512x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF16AVX512x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX512x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8VNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -43,10 +61,25 @@ func dotQ8PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX512x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF16AVX512x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX512x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8VNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -61,10 +94,25 @@ func dotQ8PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX512x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF16AVX512x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX512x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8VNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -79,10 +127,25 @@ func dotQ8PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX512x5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF16AVX512x5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX512x5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8VNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -97,10 +160,34 @@ func dotQ8PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -109,10 +196,34 @@ func dotQ8WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -121,10 +232,34 @@ func dotQ8WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -133,10 +268,34 @@ func dotQ8WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -145,10 +304,34 @@ func dotQ8WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -157,10 +340,34 @@ func dotQ8WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ4WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ8WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -169,10 +376,25 @@ func dotQ8WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ4WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ2KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF16AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -181,10 +403,19 @@ func dotQ8AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotSubAVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotSubMinAVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF16AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -193,10 +424,19 @@ func dotQ8AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4AVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotSubAVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotSubMinAVX2x2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF16AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -205,10 +445,19 @@ func dotQ8AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4AVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotSubAVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotSubMinAVX2x3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF16AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotBF16AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ8AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -216,11 +465,20 @@ func dotQ8AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 //go:noescape
 func dotQ4AVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
+//go:noescape
+func dotSubAVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotSubMinAVX2x4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
+
 // dotF32AVX512 holds the dotF32AVX512 kernels by number of tokens minus one.
 var dotF32AVX512 = [...]asmKernel{dotF32AVX512x1, dotF32AVX512x2, dotF32AVX512x3, dotF32AVX512x4, dotF32AVX512x5}
 
 // dotF16AVX512 holds the dotF16AVX512 kernels by number of tokens minus one.
 var dotF16AVX512 = [...]asmKernel{dotF16AVX512x1, dotF16AVX512x2, dotF16AVX512x3, dotF16AVX512x4, dotF16AVX512x5}
+
+// dotBF16AVX512 holds the dotBF16AVX512 kernels by number of tokens minus one.
+var dotBF16AVX512 = [...]asmKernel{dotBF16AVX512x1, dotBF16AVX512x2, dotBF16AVX512x3, dotBF16AVX512x4, dotBF16AVX512x5}
 
 // dotQ8VNNI holds the dotQ8VNNI kernels by number of tokens minus one.
 var dotQ8VNNI = [...]asmKernel{dotQ8VNNIx1, dotQ8VNNIx2, dotQ8VNNIx3, dotQ8VNNIx4, dotQ8VNNIx5}
@@ -234,11 +492,26 @@ var dotQ8PVNNI = [...]asmKernel{dotQ8PVNNIx1, dotQ8PVNNIx2, dotQ8PVNNIx3, dotQ8P
 // dotQ4PVNNI holds the dotQ4PVNNI kernels by number of tokens minus one.
 var dotQ4PVNNI = [...]asmKernel{dotQ4PVNNIx1, dotQ4PVNNIx2, dotQ4PVNNIx3, dotQ4PVNNIx4, dotQ4PVNNIx5}
 
+// dotQ4KPVNNI holds the dotQ4KPVNNI kernels by number of tokens minus one.
+var dotQ4KPVNNI = [...]asmKernel{dotQ4KPVNNIx1, dotQ4KPVNNIx2, dotQ4KPVNNIx3, dotQ4KPVNNIx4, dotQ4KPVNNIx5}
+
+// dotQ5KPVNNI holds the dotQ5KPVNNI kernels by number of tokens minus one.
+var dotQ5KPVNNI = [...]asmKernel{dotQ5KPVNNIx1, dotQ5KPVNNIx2, dotQ5KPVNNIx3, dotQ5KPVNNIx4, dotQ5KPVNNIx5}
+
+// dotQ6KPVNNI holds the dotQ6KPVNNI kernels by number of tokens minus one.
+var dotQ6KPVNNI = [...]asmKernel{dotQ6KPVNNIx1, dotQ6KPVNNIx2, dotQ6KPVNNIx3, dotQ6KPVNNIx4, dotQ6KPVNNIx5}
+
+// dotQ2KPVNNI holds the dotQ2KPVNNI kernels by number of tokens minus one.
+var dotQ2KPVNNI = [...]asmKernel{dotQ2KPVNNIx1, dotQ2KPVNNIx2, dotQ2KPVNNIx3, dotQ2KPVNNIx4, dotQ2KPVNNIx5}
+
 // dotF32AVX2 holds the dotF32AVX2 kernels by number of tokens minus one.
 var dotF32AVX2 = [...]asmKernel{dotF32AVX2x1, dotF32AVX2x2, dotF32AVX2x3, dotF32AVX2x4}
 
 // dotF16AVX2 holds the dotF16AVX2 kernels by number of tokens minus one.
 var dotF16AVX2 = [...]asmKernel{dotF16AVX2x1, dotF16AVX2x2, dotF16AVX2x3, dotF16AVX2x4}
+
+// dotBF16AVX2 holds the dotBF16AVX2 kernels by number of tokens minus one.
+var dotBF16AVX2 = [...]asmKernel{dotBF16AVX2x1, dotBF16AVX2x2, dotBF16AVX2x3, dotBF16AVX2x4}
 
 // dotQ8AVX2 holds the dotQ8AVX2 kernels by number of tokens minus one.
 var dotQ8AVX2 = [...]asmKernel{dotQ8AVX2x1, dotQ8AVX2x2, dotQ8AVX2x3, dotQ8AVX2x4}
@@ -246,8 +519,26 @@ var dotQ8AVX2 = [...]asmKernel{dotQ8AVX2x1, dotQ8AVX2x2, dotQ8AVX2x3, dotQ8AVX2x
 // dotQ4AVX2 holds the dotQ4AVX2 kernels by number of tokens minus one.
 var dotQ4AVX2 = [...]asmKernel{dotQ4AVX2x1, dotQ4AVX2x2, dotQ4AVX2x3, dotQ4AVX2x4}
 
+// dotSubAVX2 holds the dotSubAVX2 kernels by number of tokens minus one.
+var dotSubAVX2 = [...]asmKernel{dotSubAVX2x1, dotSubAVX2x2, dotSubAVX2x3, dotSubAVX2x4}
+
+// dotSubMinAVX2 holds the dotSubMinAVX2 kernels by number of tokens minus one.
+var dotSubMinAVX2 = [...]asmKernel{dotSubMinAVX2x1, dotSubMinAVX2x2, dotSubMinAVX2x3, dotSubMinAVX2x4}
+
 // dotQ8WVNNI holds the dotQ8WVNNI kernels by number of tokens minus one.
 var dotQ8WVNNI = [...]wideKernel{dotQ8WVNNIx1, dotQ8WVNNIx2, dotQ8WVNNIx3, dotQ8WVNNIx4, dotQ8WVNNIx5, dotQ8WVNNIx6, dotQ8WVNNIx7, dotQ8WVNNIx8, dotQ8WVNNIx9, dotQ8WVNNIx10, dotQ8WVNNIx11, dotQ8WVNNIx12}
 
 // dotQ4WVNNI holds the dotQ4WVNNI kernels by number of tokens minus one.
 var dotQ4WVNNI = [...]wideKernel{dotQ4WVNNIx1, dotQ4WVNNIx2, dotQ4WVNNIx3, dotQ4WVNNIx4, dotQ4WVNNIx5, dotQ4WVNNIx6, dotQ4WVNNIx7, dotQ4WVNNIx8, dotQ4WVNNIx9, dotQ4WVNNIx10, dotQ4WVNNIx11, dotQ4WVNNIx12}
+
+// dotQ4KWVNNI holds the dotQ4KWVNNI kernels by number of tokens minus one.
+var dotQ4KWVNNI = [...]wideKernel{dotQ4KWVNNIx1, dotQ4KWVNNIx2, dotQ4KWVNNIx3, dotQ4KWVNNIx4, dotQ4KWVNNIx5, dotQ4KWVNNIx6, dotQ4KWVNNIx7, dotQ4KWVNNIx8, dotQ4KWVNNIx9, dotQ4KWVNNIx10, dotQ4KWVNNIx11, dotQ4KWVNNIx12}
+
+// dotQ5KWVNNI holds the dotQ5KWVNNI kernels by number of tokens minus one.
+var dotQ5KWVNNI = [...]wideKernel{dotQ5KWVNNIx1, dotQ5KWVNNIx2, dotQ5KWVNNIx3, dotQ5KWVNNIx4, dotQ5KWVNNIx5, dotQ5KWVNNIx6, dotQ5KWVNNIx7, dotQ5KWVNNIx8, dotQ5KWVNNIx9, dotQ5KWVNNIx10, dotQ5KWVNNIx11, dotQ5KWVNNIx12}
+
+// dotQ6KWVNNI holds the dotQ6KWVNNI kernels by number of tokens minus one.
+var dotQ6KWVNNI = [...]wideKernel{dotQ6KWVNNIx1, dotQ6KWVNNIx2, dotQ6KWVNNIx3, dotQ6KWVNNIx4, dotQ6KWVNNIx5, dotQ6KWVNNIx6, dotQ6KWVNNIx7, dotQ6KWVNNIx8, dotQ6KWVNNIx9, dotQ6KWVNNIx10, dotQ6KWVNNIx11, dotQ6KWVNNIx12}
+
+// dotQ2KWVNNI holds the dotQ2KWVNNI kernels by number of tokens minus one.
+var dotQ2KWVNNI = [...]wideKernel{dotQ2KWVNNIx1, dotQ2KWVNNIx2, dotQ2KWVNNIx3, dotQ2KWVNNIx4, dotQ2KWVNNIx5, dotQ2KWVNNIx6, dotQ2KWVNNIx7, dotQ2KWVNNIx8, dotQ2KWVNNIx9, dotQ2KWVNNIx10, dotQ2KWVNNIx11, dotQ2KWVNNIx12}

@@ -3,6 +3,8 @@ package kernels
 import (
 	"fmt"
 	"math"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // A kernel set is one implementation of the matrix-product inner kernels. Every kernel
@@ -18,27 +20,58 @@ type kernelSet struct {
 	group int // most tokens per kernel call
 
 	// Float weights against float32 activations, token t at x[t*cols:].
-	f32, f16 func(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int)
+	f32, f16, bf16 func(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int)
 	// Quantized weights against Q8_0 activations prepared by prep.
 	q8, q4 func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
 	// prep quantizes n tokens of x into a, in the layout the q8/q4 kernels read.
 	prep func(a *acts, x []float32, n, cols int)
 
 	// Optional kernels over packed weights (see Matrix.Pack): pack lays out a matrix,
-	// q8p/q4p read it (w and rowBytes those of the packed copy) against activations
-	// sized by sizeP and filled token by token by prepTokP (tokens may be prepared
-	// concurrently). Nil when the set has no packed layout.
+	// packed[kind] reads it (w and rowBytes those of the packed copy) against
+	// activations sized by sizeP and filled token by token by prepTokP (tokens may be
+	// prepared concurrently). Nil when the set has no packed layout (or none for kind).
 	pack     func(m *Matrix) *hugeMem
-	q8p, q4p func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
+	packed   [numKinds]quantKernel
 	sizeP    func(a *acts, n, cols int)
 	prepTokP func(a *acts, x []float32, t, cols int)
 
 	// Optional kernels over packed weights for blocks of wideMin tokens or more, at most
 	// wideGroup a call, on an even number of rows. Each (row, token) gets the operations
-	// of q8p/q4p, so results do not depend on which kernel ran. Nil when the set has
-	// none.
-	q8w, q4w           func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
+	// of packed[kind], so results do not depend on which kernel ran. Nil when the set
+	// has none for kind.
+	wide               [numKinds]quantKernel
 	wideGroup, wideMin int
+
+	// Optional kernels over weights of the sub types (not Q8_0 and Q4_0) repacked by
+	// pack in a layout of their own that is read against the activations of prep, as
+	// q8 and q4 read theirs: subp for types without offsets, subMinp with. Nil when
+	// the set packs sub types in the packKind layouts (or not at all).
+	subp, subMinp quantKernel
+}
+
+// quantKernel is the signature of the kernels over quantized weights: rows [0,nrows) of
+// w (rowBytes apart) against tokens [tok,tok+ntok) of a, token t's outputs at
+// out[(t-tok)*ostride:].
+type quantKernel func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
+
+// subPacked reports whether ks packs weights of type t in its own sub-type layout
+// (subp, subMinp), whose kernels read the activations of prep.
+func (ks *kernelSet) subPacked(t ggml.Type) bool {
+	return ks.subp != nil && t != ggml.Q8_0 && t != ggml.Q4_0
+}
+
+// hasOffsets reports whether weights of type t decode with offsets (subScales.fl, fh).
+func hasOffsets(t ggml.Type) bool {
+	switch t {
+	case ggml.Q2_K, ggml.Q4_K, ggml.Q5_K, ggml.Q5_1:
+		return true
+	}
+	return false
+}
+
+// usesWide reports whether n tokens of the packed w go through ks's wide kernels.
+func (ks *kernelSet) usesWide(w *Matrix, n int) bool {
+	return w.packedBy == ks && n >= ks.wideMin && ks.wide[packKindOf(w.Type)] != nil
 }
 
 // acts holds activations quantized to Q8_0 for the q8/q4 kernels. The layout belongs to
@@ -56,12 +89,12 @@ type acts struct {
 // d = amax/127 and q = round(x/d) as quantize_row_q8_0_ref computes them, with d stored
 // rounded to fp16 as the block format keeps it.
 func quantizeActs(a *acts, x []float32, n, cols int) {
-	nb := cols / QK
+	nb := cols / ggml.QK
 	a.nb, a.stride = nb, 0
-	if need := n * nb * QK; cap(a.q) < need {
+	if need := n * nb * ggml.QK; cap(a.q) < need {
 		a.q = make([]byte, need)
 	}
-	a.q = a.q[:n*nb*QK]
+	a.q = a.q[:n*nb*ggml.QK]
 	if need := n * nb; cap(a.d) < need {
 		a.d = make([]float32, need)
 	}
@@ -69,9 +102,9 @@ func quantizeActs(a *acts, x []float32, n, cols int) {
 	for t := range n {
 		xt := x[t*cols : (t+1)*cols]
 		for b := range nb {
-			blk := xt[b*QK : (b+1)*QK]
+			blk := xt[b*ggml.QK : (b+1)*ggml.QK]
 			d, id := q8Scale(blk)
-			q := a.q[(t*nb+b)*QK : (t*nb+b+1)*QK]
+			q := a.q[(t*nb+b)*ggml.QK : (t*nb+b+1)*ggml.QK]
 			for j, v := range blk {
 				q[j] = byte(roundAway(v * id))
 			}
@@ -127,6 +160,7 @@ type matmulState struct {
 	first  []int // first chunk of each matrix, plus the total at the end
 	rowsPC []int // rows per chunk of each matrix
 	acts   acts  // for unpacked Q8_0/Q4_0 weights
+	gacts  acts  // for unpacked weights of the other quantized types, generic layout
 	pacts  acts  // for packed weights
 	one    [1]*Matrix
 	oneOut [1][]float32
@@ -159,7 +193,7 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 	cols := ws[0].Cols
 	m := &p.mm
 	m.ks = cur
-	quant, packed := false, false
+	quant, gquant, packed := false, false, false
 	for i, w := range ws {
 		if !w.Type.Supported() || len(w.Data) != w.Rows*w.RowBytes() {
 			panic(fmt.Sprintf("kernels: MatMul of a malformed %d×%d %v matrix (%d bytes)", w.Rows, w.Cols, w.Type, len(w.Data)))
@@ -170,10 +204,14 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 		if len(outs[i]) < n*w.Rows {
 			panic(fmt.Sprintf("kernels: MatMul output of %d floats for %d×%d", len(outs[i]), n, w.Rows))
 		}
-		if w.packedBy == m.ks {
+		if w.packedBy == m.ks && m.ks.subPacked(w.Type) {
+			quant = true
+		} else if w.packedBy == m.ks {
 			packed = true
-		} else {
-			quant = quant || w.Type == Q8_0 || w.Type == Q4_0
+		} else if w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0 {
+			quant = true
+		} else if w.Type.BlockSize() > 1 {
+			gquant = true
 		}
 	}
 	if len(x) < n*cols {
@@ -181,6 +219,9 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 	}
 	if quant {
 		m.ks.prep(&m.acts, x, n, cols)
+	}
+	if gquant {
+		quantizeActs(&m.gacts, x, n, cols)
 	}
 	if packed {
 		m.ks.sizeP(&m.pacts, n, cols)
@@ -228,7 +269,7 @@ const minParallelWork = 512 << 10
 
 // chunkRows picks the rows per chunk of w for a pool of threads and n tokens.
 func chunkRows(ks *kernelSet, w *Matrix, threads, n int) int {
-	if w.packedBy == ks && ks.q8w != nil && n >= ks.wideMin {
+	if ks.usesWide(w, n) {
 		// Wide blocks: a chunk is long enough whatever its rows (16 rows of 16 tokens
 		// are over 1000 products), and what matters is that the threads finish together:
 		// four chunks a thread, whole blocks of the wide kernels. With chunks for 64KB
@@ -260,7 +301,7 @@ func (p *Pool) mmChunk(c int) {
 	w := m.ws[i]
 	lo := (c - m.first[i]) * m.rowsPC[i]
 	hi := min(lo+m.rowsPC[i], w.Rows)
-	mmRows(m.ks, m.outs[i], w, lo, hi, m.x, &m.acts, &m.pacts, m.n)
+	mmRows(m.ks, m.outs[i], w, lo, hi, m.x, &m.acts, &m.gacts, &m.pacts, m.n)
 }
 
 // tileBytes bounds the weights one pass over a token group reads, so that when there are
@@ -268,13 +309,18 @@ func (p *Pool) mmChunk(c int) {
 const tileBytes = 16 << 10
 
 // mmRows computes rows [lo,hi) of w for all n tokens, reading packed weights against the
-// activations in pa when w is packed for ks, else w.Data (against a if quantized).
-func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a, pa *acts, n int) {
+// activations in pa when w is packed for ks, else w.Data (against a if Q8_0 or Q4_0, ga
+// if of another quantized type).
+func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a, ga, pa *acts, n int) {
 	packed := w.packedBy == ks
 	rb, data := w.RowBytes(), w.Data
+	if packed && ks.subPacked(w.Type) {
+		subRows(ks, out, w, lo, hi, a, n)
+		return
+	}
 	if packed {
 		rb, data = packedRowBytes(w), w.packed.b
-		if ks.q8w != nil && n >= ks.wideMin {
+		if ks.usesWide(w, n) {
 			mmWide(ks, out, w, lo, hi, data, rb, pa, n)
 			return
 		}
@@ -290,25 +336,44 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 			k := min(ks.group, n-t)
 			o := out[t*w.Rows+r0:]
 			if packed {
-				kern := ks.q8p
-				if w.Type == Q4_0 {
-					kern = ks.q4p
-				}
-				kern(o, w.Rows, wd, rb, r1-r0, pa, t, k)
+				ks.packed[packKindOf(w.Type)](o, w.Rows, wd, rb, r1-r0, pa, t, k)
 				continue
 			}
 			switch w.Type {
-			case F32:
+			case ggml.F32:
 				ks.f32(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
-			case F16:
+			case ggml.F16:
 				ks.f16(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
-			case Q8_0:
+			case ggml.Q8_0:
 				ks.q8(o, w.Rows, wd, rb, r1-r0, a, t, k)
-			case Q4_0:
+			case ggml.Q4_0:
 				ks.q4(o, w.Rows, wd, rb, r1-r0, a, t, k)
+			case ggml.BF16:
+				ks.bf16(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
 			default:
-				panic(fmt.Sprintf("kernels: MatMul of unsupported type %v", w.Type))
+				genericSubs(w.Type, o, w.Rows, wd, rb, r1-r0, ga, t, k)
 			}
+		}
+	}
+}
+
+// subRows computes rows [lo,hi) of w, packed by ks in its sub-type layout, for n tokens
+// against the activations a from ks.prep, a tile of rows at a time as mmRows.
+func subRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, a *acts, n int) {
+	kern := ks.subp
+	if hasOffsets(w.Type) {
+		kern = ks.subMinp
+	}
+	rb := packedRowBytes(w)
+	tile := hi - lo
+	if n > ks.group {
+		tile = max(1, tileBytes/max(rb, 1))
+	}
+	for r0 := lo; r0 < hi; r0 += tile {
+		r1 := min(r0+tile, hi)
+		wd := w.packed.b[r0*rb : r1*rb]
+		for t := 0; t < n; t += ks.group {
+			kern(out[t*w.Rows+r0:], w.Rows, wd, rb, r1-r0, a, t, min(ks.group, n-t))
 		}
 	}
 }
@@ -318,10 +383,8 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 // last odd row goes to the packed narrow kernel, which computes it with the same
 // operations.
 func mmWide(ks *kernelSet, out []float32, w *Matrix, lo, hi int, data []byte, rb int, pa *acts, n int) {
-	wide, narrow := ks.q8w, ks.q8p
-	if w.Type == Q4_0 {
-		wide, narrow = ks.q4w, ks.q4p
-	}
+	kind := packKindOf(w.Type)
+	wide, narrow := ks.wide[kind], ks.packed[kind]
 	even := lo + (hi-lo)&^1
 	tile := max(wideTileRows, wideTileBytes/rb&^(wideTileRows-1))
 	calls := (n + ks.wideGroup - 1) / ks.wideGroup
@@ -362,6 +425,7 @@ var genericKernels = &kernelSet{
 	group: 4,
 	f32:   genericF32,
 	f16:   genericF16,
+	bf16:  genericBF16,
 	q8:    genericQ8,
 	q4:    genericQ4,
 	prep:  quantizeActs,
@@ -396,7 +460,18 @@ func genericF32(out []float32, ostride int, w []byte, rowBytes, nrows int, x []f
 }
 
 func genericF16(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int) {
-	h := func(row []byte, j int) float32 { return f16Table[uint16(row[2*j])|uint16(row[2*j+1])<<8] }
+	genericHalf(out, ostride, w, rowBytes, nrows, x, cols, ntok, func(row []byte, j int) float32 {
+		return f16Table[uint16(row[2*j])|uint16(row[2*j+1])<<8]
+	})
+}
+
+// genericBF16 is genericF16 for bfloat16 weights.
+func genericBF16(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int) {
+	genericHalf(out, ostride, w, rowBytes, nrows, x, cols, ntok, func(row []byte, j int) float32 { return bf16(row[2*j:]) })
+}
+
+// genericHalf is the product of 16-bit float weights, h decoding weight j of a row.
+func genericHalf(out []float32, ostride int, w []byte, rowBytes, nrows int, x []float32, cols, ntok int, h func(row []byte, j int) float32) {
 	for r := range nrows {
 		row := w[r*rowBytes : (r+1)*rowBytes]
 		for t := range ntok {
@@ -425,12 +500,12 @@ func genericQ8(out []float32, ostride int, w []byte, rowBytes, nrows int, a *act
 	for r := range nrows {
 		row := w[r*rowBytes : (r+1)*rowBytes]
 		for t := tok; t < tok+ntok; t++ {
-			q := a.q[t*nb*QK:]
+			q := a.q[t*nb*ggml.QK:]
 			d := a.d[t*nb:]
 			var acc float32
 			for b := range nb {
 				blk := row[b*34 : (b+1)*34]
-				xq := q[b*QK : (b+1)*QK]
+				xq := q[b*ggml.QK : (b+1)*ggml.QK]
 				var sumi int32
 				for j, v := range blk[2:34] {
 					sumi += int32(int8(v)) * int32(int8(xq[j]))
@@ -448,12 +523,12 @@ func genericQ4(out []float32, ostride int, w []byte, rowBytes, nrows int, a *act
 	for r := range nrows {
 		row := w[r*rowBytes : (r+1)*rowBytes]
 		for t := tok; t < tok+ntok; t++ {
-			q := a.q[t*nb*QK:]
+			q := a.q[t*nb*ggml.QK:]
 			d := a.d[t*nb:]
 			var acc float32
 			for b := range nb {
 				blk := row[b*18 : (b+1)*18]
-				xq := q[b*QK : (b+1)*QK]
+				xq := q[b*ggml.QK : (b+1)*ggml.QK]
 				var sumi int32
 				for j, v := range blk[2:18] {
 					sumi += (int32(v&15)-8)*int32(int8(xq[j])) + (int32(v>>4)-8)*int32(int8(xq[j+16]))
@@ -462,6 +537,49 @@ func genericQ4(out []float32, ostride int, w []byte, rowBytes, nrows int, a *act
 				acc += float32(float32(sumi) * s)
 			}
 			out[(t-tok)*ostride+r] = acc
+		}
+	}
+}
+
+// genericSubs is the product of weights of the types decodeSub reads (beyond Q8_0 and
+// Q4_0) against activations from quantizeActs, on every implementation when they are
+// not packed. Per block of 32 and token it sums Σw·q and Σq exactly over each half, then
+// adds ((Σw·q)_l·D_l + (Σw·q)_h·D_h + Σq_l·F_l + Σq_h·F_h)·d_x to the token's sum, in
+// that order, in float32.
+func genericSubs(typ ggml.Type, out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+	nb := a.nb
+	bb, nsub := typ.BlockBytes(), typ.BlockSize()/ggml.QK
+	var acc [16]float32
+	if ntok > len(acc) {
+		panic("kernels: genericSubs of too many tokens")
+	}
+	var wq [ggml.QK]int8
+	for r := range nrows {
+		row := w[r*rowBytes : (r+1)*rowBytes]
+		clear(acc[:ntok])
+		for b := range nb {
+			sc := decodeSub(typ, row[b/nsub*bb:][:bb], b%nsub, &wq)
+			for i := range ntok {
+				t := tok + i
+				xq := a.q[(t*nb+b)*ggml.QK:][:ggml.QK]
+				var il, ih, sl, sh int32
+				for j := range 16 {
+					x := int32(int8(xq[j]))
+					il += int32(wq[j]) * x
+					sl += x
+				}
+				for j := 16; j < ggml.QK; j++ {
+					x := int32(int8(xq[j]))
+					ih += int32(wq[j]) * x
+					sh += x
+				}
+				s := float32(float32(il)*sc.dl) + float32(float32(ih)*sc.dh)
+				s += float32(float32(sl)*sc.fl) + float32(float32(sh)*sc.fh)
+				acc[i] += float32(s * a.d[t*nb+b])
+			}
+		}
+		for i := range ntok {
+			out[i*ostride+r] = acc[i]
 		}
 	}
 }

@@ -6,22 +6,66 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
-var allTypes = []Type{F32, F16, Q8_0, Q4_0}
+var allTypes = []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0, ggml.Q4_0}
+
+// subTypes are the types specd computes with but does not quantize to: their test
+// matrices are random blocks (randBlocks).
+var subTypes = []ggml.Type{ggml.Q4_K, ggml.Q6_K, ggml.Q5_0, ggml.Q5_K, ggml.Q3_K, ggml.Q2_K, ggml.Q5_1, ggml.IQ4_NL, ggml.BF16}
+
+// computeTypes are all the types MatMul takes.
+var computeTypes = append(append([]ggml.Type{}, allTypes...), subTypes...)
+
+// fp16Fields are the byte offsets of the fp16 scales in a block of each sub type.
+var fp16Fields = map[ggml.Type][]int{
+	ggml.Q5_0: {0}, ggml.Q5_1: {0, 2}, ggml.IQ4_NL: {0},
+	ggml.Q2_K: {80, 82}, ggml.Q3_K: {108}, ggml.Q4_K: {0, 2}, ggml.Q5_K: {0, 2}, ggml.Q6_K: {208},
+}
+
+// randBlocks returns n bytes of random blocks of t: random bytes with every fp16 scale
+// set to a random value of either sign around 0.01 (BF16: random values of scale 0.5).
+func randBlocks(rng *rand.Rand, t ggml.Type, n int) []byte {
+	b := make([]byte, n)
+	if t == ggml.BF16 {
+		for i := 0; i < n; i += 2 {
+			binary.LittleEndian.PutUint16(b[i:], fp32ToBF16(float32(rng.NormFloat64()*0.5)))
+		}
+		return b
+	}
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	bb := t.BlockBytes()
+	for blk := 0; blk+bb <= n; blk += bb {
+		for _, off := range fp16Fields[t] {
+			v := float32((0.2 + rng.Float64()) * 0.01)
+			if rng.IntN(4) == 0 {
+				v = -v
+			}
+			binary.LittleEndian.PutUint16(b[blk+off:], FP32ToFP16(v))
+		}
+	}
+	return b
+}
 
 // randMatrix returns a rows×cols matrix of type t made from normal random weights.
-func randMatrix(tb testing.TB, rng *rand.Rand, t Type, rows, cols int) *Matrix {
+func randMatrix(tb testing.TB, rng *rand.Rand, t ggml.Type, rows, cols int) *Matrix {
 	tb.Helper()
 	rb, err := t.RowBytes(cols)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	data := make([]byte, rows*rb)
-	if err := Quantize(t, data, randFloats(rng, rows*cols, 0.5)); err != nil {
+	if !CanQuantize(t) || t == ggml.BF16 {
+		data = randBlocks(rng, t, rows*rb)
+	} else if err := Quantize(t, data, randFloats(rng, rows*cols, 0.5)); err != nil {
 		tb.Fatal(err)
 	}
 	m, err := NewMatrix(t, rows, cols, data)
@@ -41,12 +85,12 @@ func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
 	xt := make([]float32, w.Cols)
 	for t := range n {
 		copy(xt, x[t*w.Cols:(t+1)*w.Cols])
-		if w.Type == Q8_0 || w.Type == Q4_0 {
-			enc := make([]byte, w.Cols/QK*34)
-			if err := Quantize(Q8_0, enc, xt); err != nil {
+		if w.Type.BlockSize() > 1 {
+			enc := make([]byte, w.Cols/ggml.QK*34)
+			if err := Quantize(ggml.Q8_0, enc, xt); err != nil {
 				panic(err)
 			}
-			if err := Dequantize(Q8_0, xt, enc); err != nil {
+			if err := Dequantize(ggml.Q8_0, xt, enc); err != nil {
 				panic(err)
 			}
 		}
@@ -82,11 +126,14 @@ func forEachImpl(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
-func testShapes(typ Type) (rows, cols []int) {
+func testShapes(typ ggml.Type) (rows, cols []int) {
 	rows = []int{1, 2, 3, 5, 8, 13, 37}
-	if typ.BlockSize() == QK {
+	switch typ.BlockSize() {
+	case ggml.QKK:
+		cols = []int{256, 512, 768, 1280, 2048}
+	case ggml.QK:
 		cols = []int{32, 64, 96, 160, 192, 512, 1408}
-	} else {
+	default:
 		cols = []int{1, 7, 16, 31, 33, 172, 192, 513}
 	}
 	if testing.Short() || raceEnabled {
@@ -101,7 +148,7 @@ func TestMatMulMatchesReference(t *testing.T) {
 		rng := rand.New(rand.NewPCG(7, 8))
 		pool := NewPool(2)
 		defer pool.Close()
-		for _, typ := range allTypes {
+		for _, typ := range computeTypes {
 			rowsList, colsList := testShapes(typ)
 			for _, cols := range colsList {
 				for _, rows := range rowsList {
@@ -144,23 +191,40 @@ func TestMatMulBatchInvariance(t *testing.T) {
 		if raceEnabled {
 			ns = []int{2, 3, 5, 6, 9, 13}
 		}
-		maxN := ns[len(ns)-1]
 		// The last shape of each type is large enough (minParallelWork) for two threads to
 		// split it even for one token.
-		shapes := map[Type][][]int{
-			F32: {{37, 172}, {5, 7}, {67, 1}, {24, 192}, {801, 172}},
-			F16: {{37, 172}, {5, 7}, {67, 33}, {24, 192}, {1601, 172}},
+		shapes := map[ggml.Type][][]int{
+			ggml.F32: {{37, 172}, {5, 7}, {67, 1}, {24, 192}, {801, 172}},
+			ggml.F16: {{37, 172}, {5, 7}, {67, 33}, {24, 192}, {1601, 172}},
 			// A third number packs the matrix (see Matrix.Pack).
-			Q8_0: {{37, 96}, {5, 32}, {67, 224}, {401, 1408}, {13, 512}, {401, 1408, 1}},
-			Q4_0: {{37, 96}, {5, 32}, {67, 224}, {733, 1408}, {13, 512}, {733, 1408, 1}},
+			ggml.Q8_0: {{37, 96}, {5, 32}, {67, 224}, {401, 1408}, {13, 512}, {401, 1408, 1}},
+			ggml.Q4_0: {{37, 96}, {5, 32}, {67, 224}, {733, 1408}, {13, 512}, {733, 1408, 1}},
 		}
-		for _, typ := range allTypes {
+		for _, typ := range subTypes {
+			switch typ.BlockSize() {
+			case ggml.QKK:
+				shapes[typ] = [][]int{{37, 256}, {13, 768}, {801, 2048}, {37, 256, 1}, {13, 768, 1}, {801, 2048, 1}}
+			case ggml.QK:
+				shapes[typ] = [][]int{{37, 96}, {5, 32}, {601, 1408}, {37, 96, 1}, {5, 32, 1}, {601, 1408, 1}}
+			default:
+				shapes[typ] = [][]int{{37, 172}, {5, 7}, {1601, 172}}
+			}
+		}
+		for _, typ := range computeTypes {
 			for _, sh := range shapes[typ] {
 				rows, cols := sh[0], sh[1]
 				w := randMatrix(t, rng, typ, rows, cols)
 				if len(sh) > 2 && !packs(w) {
 					continue
 				}
+				ns := ns
+				if slices.Contains(subTypes, typ) && !w.Packed() {
+					ns = []int{2, 3, 5, 6, 13} // portable Go: fewer sizes
+					if raceEnabled {
+						ns = ns[:3]
+					}
+				}
+				maxN := ns[len(ns)-1]
 				x := randFloats(rng, maxN*cols, 1)
 				// Some tokens with a huge or zero block exercise the scales.
 				x[cols+3] = 1e4
@@ -195,10 +259,10 @@ func TestMatMulsMatchesMatMul(t *testing.T) {
 		defer pool.Close()
 		const cols, n = 192, 5
 		ws := []*Matrix{
-			randMatrix(t, rng, Q8_0, 192, cols),
-			randMatrix(t, rng, Q4_0, 64, cols),
-			randMatrix(t, rng, F16, 37, cols),
-			randMatrix(t, rng, F32, 3, cols),
+			randMatrix(t, rng, ggml.Q8_0, 192, cols),
+			randMatrix(t, rng, ggml.Q4_0, 64, cols),
+			randMatrix(t, rng, ggml.F16, 37, cols),
+			randMatrix(t, rng, ggml.F32, 3, cols),
 		}
 		x := randFloats(rng, n*cols, 1)
 		outs := make([][]float32, len(ws))
@@ -225,7 +289,7 @@ func TestImplementationsAgree(t *testing.T) {
 	defer UseImpl(Impl())
 	pool := NewPool(1)
 	defer pool.Close()
-	for _, typ := range allTypes {
+	for _, typ := range computeTypes {
 		w := randMatrix(t, rng, typ, 64, 512)
 		x := randFloats(rng, 3*512, 1)
 		if err := UseImpl("generic"); err != nil {
@@ -265,7 +329,7 @@ func TestMatMulNoAllocs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	for _, threads := range []int{1, 2} {
 		pool := NewPool(threads)
-		ws := []*Matrix{randMatrix(t, rng, Q8_0, 192, 192), randMatrix(t, rng, F16, 64, 192)}
+		ws := []*Matrix{randMatrix(t, rng, ggml.Q8_0, 192, 192), randMatrix(t, rng, ggml.F16, 64, 192)}
 		x := randFloats(rng, 5*192, 1)
 		outs := [][]float32{make([]float32, 5*192), make([]float32, 5*64)}
 		pool.MatMuls(outs, ws, x, 5)
@@ -340,10 +404,10 @@ func ExamplePool_MatMul() {
 	defer pool.Close()
 	// A 2×3 F32 matrix [[1 2 3] [4 5 6]] times the token [1 0 -1].
 	data := make([]byte, 2*3*4)
-	if err := Quantize(F32, data, []float32{1, 2, 3, 4, 5, 6}); err != nil {
+	if err := Quantize(ggml.F32, data, []float32{1, 2, 3, 4, 5, 6}); err != nil {
 		panic(err)
 	}
-	w, err := NewMatrix(F32, 2, 3, data)
+	w, err := NewMatrix(ggml.F32, 2, 3, data)
 	if err != nil {
 		panic(err)
 	}
@@ -386,7 +450,7 @@ func TestPreparedPacked(t *testing.T) {
 		x[5] = 1e-39 // a denormal block maximum: 1/d overflows
 		var want acts
 		quantizeActs(&want, x, n, cols)
-		nb := cols / QK
+		nb := cols / ggml.QK
 		for _, ks := range impls {
 			if ks.sizeP == nil {
 				continue
@@ -403,13 +467,16 @@ func TestPreparedPacked(t *testing.T) {
 					var wq []byte
 					var wd float32
 					if b < nb {
-						wq, wd = want.q[(tok*nb+b)*QK:][:QK], want.d[tok*nb+b]
+						wq, wd = want.q[(tok*nb+b)*ggml.QK:][:ggml.QK], want.d[tok*nb+b]
 					} else {
-						wq = make([]byte, QK)
+						wq = make([]byte, ggml.QK)
 					}
-					var sum int32
-					for j := range QK {
+					var sum, lo int32
+					for j := range ggml.QK {
 						sum += int32(int8(wq[j]))
+						if j < 16 {
+							lo += int32(int8(wq[j]))
+						}
 						if g := grp[64*(j/4)+4*i+j%4]; g != wq[j] {
 							t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", ks.name, cols, tok, b, j, int8(g), int8(wq[j]))
 						}
@@ -422,6 +489,18 @@ func TestPreparedPacked(t *testing.T) {
 					}
 					if g := int32(binary.LittleEndian.Uint32(grp[640+4*i:])); g != -8*sum {
 						t.Fatalf("%s cols=%d token %d block %d: Q4_0 correction %d, want %d", ks.name, cols, tok, b, g, -8*sum)
+					}
+					// The corrections of each half, then all four converted and times the
+					// scale, in float32.
+					corr := []int32{-128 * sum, -8 * sum, -128 * lo, -128 * (sum - lo)}
+					for c, want := range corr {
+						if g := int32(binary.LittleEndian.Uint32(grp[576+64*c+4*i:])); g != want {
+							t.Fatalf("%s cols=%d token %d block %d: correction %d = %d, want %d", ks.name, cols, tok, b, c, g, want)
+						}
+						wf := float32(want) * wd
+						if g := math.Float32frombits(binary.LittleEndian.Uint32(grp[832+64*c+4*i:])); math.Float32bits(g) != math.Float32bits(wf) {
+							t.Fatalf("%s cols=%d token %d block %d: scaled correction %d = %v, want %v", ks.name, cols, tok, b, c, g, wf)
+						}
 					}
 				}
 			}
@@ -440,16 +519,16 @@ func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols in
 	}
 	var want acts
 	quantizeActs(&want, x, n, cols)
-	nb := cols / QK
+	nb := cols / ggml.QK
 	pairBytes := got.stride / ((nb + 1) / 2)
 	i32 := func(b []byte) int32 { return int32(binary.LittleEndian.Uint32(b)) }
 	for tok := range n {
 		for b := range nb {
 			pair := got.q[tok*got.stride+b/2*pairBytes:]
 			h := b % 2
-			wq := want.q[(tok*nb+b)*QK : (tok*nb+b+1)*QK]
-			for j := range QK {
-				if g := pair[h*QK+j]; g != wq[j] {
+			wq := want.q[(tok*nb+b)*ggml.QK : (tok*nb+b+1)*ggml.QK]
+			for j := range ggml.QK {
+				if g := pair[h*ggml.QK+j]; g != wq[j] {
 					t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", name, cols, tok, b, j, int8(g), int8(wq[j]))
 				}
 			}
@@ -490,7 +569,7 @@ func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols in
 
 func TestMatMulPanicsOnBadInput(t *testing.T) {
 	rng := rand.New(rand.NewPCG(19, 20))
-	w := randMatrix(t, rng, Q8_0, 4, 64)
+	w := randMatrix(t, rng, ggml.Q8_0, 4, 64)
 	pool := NewPool(2)
 	defer pool.Close()
 	for _, tc := range []struct {
@@ -500,13 +579,13 @@ func TestMatMulPanicsOnBadInput(t *testing.T) {
 		{"short output", func() { pool.MatMul(make([]float32, 7), w, make([]float32, 128), 2) }},
 		{"short input", func() { pool.MatMul(make([]float32, 8), w, make([]float32, 127), 2) }},
 		{"truncated data", func() {
-			pool.MatMul(make([]float32, 4), &Matrix{Type: Q8_0, Rows: 4, Cols: 64, Data: w.Data[:100]}, make([]float32, 64), 1)
+			pool.MatMul(make([]float32, 4), &Matrix{Type: ggml.Q8_0, Rows: 4, Cols: 64, Data: w.Data[:100]}, make([]float32, 64), 1)
 		}},
 		{"unsupported type", func() {
-			pool.MatMul(make([]float32, 4), &Matrix{Type: Type(7), Rows: 4, Cols: 64}, make([]float32, 64), 1)
+			pool.MatMul(make([]float32, 4), &Matrix{Type: ggml.Type(7), Rows: 4, Cols: 64}, make([]float32, 64), 1)
 		}},
 		{"mixed columns", func() {
-			pool.MatMuls([][]float32{make([]float32, 4), make([]float32, 4)}, []*Matrix{w, randMatrix(t, rng, F32, 4, 32)}, make([]float32, 64), 1)
+			pool.MatMuls([][]float32{make([]float32, 4), make([]float32, 4)}, []*Matrix{w, randMatrix(t, rng, ggml.F32, 4, 32)}, make([]float32, 64), 1)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -527,15 +606,17 @@ func TestMatMulPanicsOnBadInput(t *testing.T) {
 func TestWideKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(19, 20))
 	for _, ks := range impls {
-		if ks.q8w == nil {
+		if ks.wide[kindQ8] == nil {
 			continue
 		}
-		for _, typ := range []Type{Q8_0, Q4_0} {
-			wide, narrow := ks.q8w, ks.q8p
-			if typ == Q4_0 {
-				wide, narrow = ks.q4w, ks.q4p
+		for _, typ := range []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K, ggml.Q2_K} {
+			kind := packKindOf(typ)
+			wide, narrow := ks.wide[kind], ks.packed[kind]
+			colsList := []int{480, 512, 1408}
+			if typ.BlockSize() == ggml.QKK {
+				colsList = []int{256, 512, 1280}
 			}
-			for _, cols := range []int{480, 512, 1408} {
+			for _, cols := range colsList {
 				for _, rows := range []int{2, 14, 16, 18, 38} {
 					w := randMatrix(t, rng, typ, rows, cols)
 					w.packed, w.packedBy = ks.pack(w), ks

@@ -1,13 +1,17 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/specd-dev/specd/ggml"
+)
 
 // Matrix is a row-major weight matrix in GGUF layout: Rows rows of Cols elements, each row
 // Type.RowBytes(Cols) bytes, so a row of a quantized type is a whole number of blocks.
 // Data holds exactly Rows·RowBytes bytes; it is typically a slice of a memory-mapped
 // GGUF file, which the Matrix borrows and never writes.
 type Matrix struct {
-	Type       Type
+	Type       ggml.Type
 	Rows, Cols int
 	Data       []byte
 
@@ -18,7 +22,7 @@ type Matrix struct {
 // NewMatrix wraps data as a rows×cols matrix of type t. It returns an error when t is not
 // supported, cols is not a multiple of t's block size, or len(data) is not exactly
 // rows·t.RowBytes(cols).
-func NewMatrix(t Type, rows, cols int, data []byte) (*Matrix, error) {
+func NewMatrix(t ggml.Type, rows, cols int, data []byte) (*Matrix, error) {
 	if rows < 0 || cols < 0 {
 		return nil, fmt.Errorf("matrix %d×%d: negative dimension", rows, cols)
 	}
@@ -52,7 +56,7 @@ func (m *Matrix) Row(dst []float32, r int) {
 // Convert re-encodes m as type to, row by row through float32 (Dequantize then Quantize),
 // as loading with --quant does. The result owns fresh memory. It returns an error when m.Cols
 // is not a multiple of the block size of to, or to is not supported.
-func Convert(m *Matrix, to Type) (*Matrix, error) {
+func Convert(m *Matrix, to ggml.Type) (*Matrix, error) {
 	rb, err := to.RowBytes(m.Cols)
 	if err != nil {
 		return nil, fmt.Errorf("convert %d×%d %v to %v: %w", m.Rows, m.Cols, m.Type, to, err)

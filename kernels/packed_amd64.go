@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"math"
 	"unsafe"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // packVNNI lays out m for the dotQ8PVNNI/dotQ4PVNNI kernels (see packed512 in
@@ -15,12 +17,15 @@ import (
 // block i (weights 4m.. in the low nibbles, 16+4m.. in the high). Blocks past the end of
 // the row have scale 0 and weights 0.
 func packVNNI(m *Matrix) *hugeMem {
-	nb := m.Cols / QK
+	if m.Type != ggml.Q8_0 && m.Type != ggml.Q4_0 {
+		return packSubsVNNI(m)
+	}
+	nb := m.Cols / ggml.QK
 	groups := (nb + 15) / 16
 	bb, rb, prb := m.Type.BlockBytes(), m.RowBytes(), packedRowBytes(m)
 	mem := newHugeMem(m.Rows * prb)
 	out := mem.b
-	q4 := m.Type == Q4_0
+	q4 := m.Type == ggml.Q4_0
 	for r := range m.Rows {
 		row := m.Data[r*rb : (r+1)*rb]
 		for g := range groups {
@@ -59,14 +64,106 @@ func packVNNI(m *Matrix) *hugeMem {
 	return mem
 }
 
+// packSubsVNNI lays out m, of a type decodeSub reads, in its packKind's layout (see
+// packKind): per block its scales, E = -F/c, and its weights w as bytes w+128 or as
+// nibbles. Blocks past the end of the row have scales 0 and weights 0.
+func packSubsVNNI(m *Matrix) *hugeMem {
+	kind := packKindOf(m.Type)
+	lay := kindLayouts[kind]
+	nb := m.Cols / ggml.QK
+	groups := (nb + 15) / 16
+	bb, nsub, rb, prb := m.Type.BlockBytes(), m.Type.BlockSize()/ggml.QK, m.RowBytes(), packedRowBytes(m)
+	mem := newHugeMem(m.Rows * prb)
+	out := mem.b
+	put := func(dst []byte, off, i int, v float32) {
+		binary.LittleEndian.PutUint32(dst[off+4*i:], math.Float32bits(v))
+	}
+	var w [ggml.QK]int8
+	for r := range m.Rows {
+		row := m.Data[r*rb : (r+1)*rb]
+		for g := range groups {
+			dst := out[r*prb+g*lay.bytes:][:lay.bytes]
+			for i := range 16 {
+				b := 16*g + i
+				if b >= nb {
+					if !lay.nib {
+						for v := range 8 {
+							copy(dst[lay.w+64*v+4*i:][:4], []byte{0x80, 0x80, 0x80, 0x80})
+						}
+					}
+					continue
+				}
+				sc := decodeSub(m.Type, row[b/nsub*bb:][:bb], b%nsub, &w)
+				if lay.compact {
+					packCompactQ4K(dst, row[b/nsub*bb:][:bb], i, b%nsub, &w)
+					continue
+				}
+				c := float32(128)
+				if lay.nib && lay.dh < 0 {
+					c = 8
+				}
+				if m.Type == ggml.Q3_K { // w+4 in a nibble, the 4 taken back by the offset
+					for j := range w {
+						w[j] += 4
+					}
+					sc.fl, sc.fh = -4*sc.dl, -4*sc.dh
+				}
+				put(dst, lay.d, i, sc.dl)
+				if lay.dh >= 0 {
+					put(dst, lay.dh, i, sc.dh)
+				}
+				if lay.e >= 0 {
+					put(dst, lay.e, i, -sc.fl/c)
+				}
+				if lay.eh >= 0 {
+					put(dst, lay.eh, i, -sc.fh/c)
+				}
+				if lay.nib {
+					for v := range 4 {
+						for k := range 4 {
+							dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) | byte(w[16+4*v+k])<<4
+						}
+					}
+					continue
+				}
+				for v := range 8 {
+					for k := range 4 {
+						dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) ^ 0x80
+					}
+				}
+			}
+		}
+	}
+	return mem
+}
+
+// packCompactQ4K writes block i of a compact Q4_K group (sub-block s of the super-block
+// blk, decoded into w): its 6-bit scale at byte i and min at 16+i, the super-block's d at
+// 32 and dmin/8 at 40 (the second super-block of the group at 36 and 44), and its
+// nibbles. The kernels rebuild D = scale·d and E = min·dmin/8 = -F/8, the same float32s
+// packSubsVNNI would store (both products are exact), from 64 bytes instead of 128.
+func packCompactQ4K(dst, blk []byte, i, s int, w *[ggml.QK]int8) {
+	sc, m := kScaleMin(s, blk[4:16])
+	dst[i], dst[16+i] = sc, m
+	half := 4 * (i / 8)
+	binary.LittleEndian.PutUint32(dst[32+half:], math.Float32bits(f16(blk)))
+	binary.LittleEndian.PutUint32(dst[40+half:], math.Float32bits(f16(blk[2:])/8))
+	for v := range 4 {
+		for k := range 4 {
+			dst[64+64*v+4*i+k] = byte(w[4*v+k]) | byte(w[16+4*v+k])<<4
+		}
+	}
+}
+
 // sizePackedVNNI sizes a for n tokens of cols values in the packed kernels' layout: per
 // group of 16 blocks, the n tokens' activations (packedActBytes each, a.stride per
 // group), so that a kernel finds the tokens of a group at fixed offsets from each other.
 // A token's group holds eight vectors whose dword i holds values 4j..4j+3 of block i,
-// the blocks' scales, then per block -128·Σq and -8·Σq. Blocks past the end of the row
-// are zero. prepTokenVNNI then fills each token.
+// the blocks' scales, then per block -128·Σq, -8·Σq, and -128·Σq over each half of the
+// block, then these four converted to float32 and times the block's scale (16 values
+// each). Blocks past the end of the row are zero. prepTokenVNNI then fills each token.
 func sizePackedVNNI(a *acts, n, cols int) {
-	nb := cols / QK
+	nb := cols / ggml.QK
 	groups := (nb + 15) / 16
 	a.nb, a.stride = nb, n*packedActBytes
 	if need := groups * a.stride; cap(a.q) < need {
@@ -86,8 +183,8 @@ func prepTokenVNNI(a *acts, x []float32, t, cols int) {
 		quantPackedAVX512(&a.q[t*packedActBytes], a.stride, &xt[0], full)
 	}
 	if nb%16 != 0 {
-		var pad [16 * QK]float32
-		copy(pad[:], xt[full*16*QK:nb*QK])
+		var pad [16 * ggml.QK]float32
+		copy(pad[:], xt[full*16*ggml.QK:nb*ggml.QK])
 		quantPackedAVX512(&a.q[full*a.stride+t*packedActBytes], a.stride, &pad[0], 1)
 	}
 }

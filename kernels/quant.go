@@ -2,8 +2,11 @@ package kernels
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
+
+	"github.com/specd-dev/specd/ggml"
 )
 
 // Block layouts, as in ggml (all little-endian):
@@ -12,7 +15,7 @@ import (
 //	Q4_0: d fp16, then 16 bytes of nibbles;   x[j] = d·(lo(qs[j])-8), x[j+16] = d·(hi(qs[j])-8)
 
 // checkSizes reports whether n elements of t fit exactly in nbytes.
-func checkSizes(t Type, n, nbytes int) error {
+func checkSizes(t ggml.Type, n, nbytes int) error {
 	rb, err := t.RowBytes(n)
 	if err != nil {
 		return err
@@ -23,31 +26,51 @@ func checkSizes(t Type, n, nbytes int) error {
 	return nil
 }
 
+// ErrNotQuantizable means specd reads and computes with a type but cannot yet produce it
+// (the K-quants, Q5_0, Q5_1, IQ4_NL).
+var ErrNotQuantizable = errors.New("not supported yet")
+
+// CanQuantize reports whether Quantize can produce type t.
+func CanQuantize(t ggml.Type) bool {
+	switch t {
+	case ggml.F32, ggml.F16, ggml.BF16, ggml.Q8_0, ggml.Q4_0:
+		return true
+	}
+	return false
+}
+
 // Quantize encodes src into dst in the GGUF layout of t. len(src) must be a multiple of
 // t.BlockSize() and len(dst) exactly t.RowBytes(len(src)). Q8_0 and Q4_0 produce the bytes
 // of llama.cpp's quantize_row_q8_0_ref and quantize_row_q4_0_ref; F16 rounds to nearest
-// even. It returns an error for an unsupported type or mismatched sizes.
-func Quantize(t Type, dst []byte, src []float32) error {
+// even, BF16 as ggml does. It returns an error for an unsupported type or mismatched sizes,
+// and ErrNotQuantizable for a type it can read but not produce.
+func Quantize(t ggml.Type, dst []byte, src []float32) error {
 	if err := checkSizes(t, len(src), len(dst)); err != nil {
 		return err
 	}
 	switch t {
-	case F32:
+	case ggml.F32:
 		for i, v := range src {
 			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
 		}
-	case F16:
+	case ggml.F16:
 		for i, v := range src {
 			binary.LittleEndian.PutUint16(dst[2*i:], FP32ToFP16(v))
 		}
-	case Q8_0:
-		for b := 0; b < len(src)/QK; b++ {
-			quantizeBlockQ8(dst[b*34:(b+1)*34], src[b*QK:(b+1)*QK])
+	case ggml.Q8_0:
+		for b := 0; b < len(src)/ggml.QK; b++ {
+			quantizeBlockQ8(dst[b*34:(b+1)*34], src[b*ggml.QK:(b+1)*ggml.QK])
 		}
-	case Q4_0:
-		for b := 0; b < len(src)/QK; b++ {
-			quantizeBlockQ4(dst[b*18:(b+1)*18], src[b*QK:(b+1)*QK])
+	case ggml.Q4_0:
+		for b := 0; b < len(src)/ggml.QK; b++ {
+			quantizeBlockQ4(dst[b*18:(b+1)*18], src[b*ggml.QK:(b+1)*ggml.QK])
 		}
+	case ggml.BF16:
+		for i, v := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], fp32ToBF16(v))
+		}
+	default:
+		return fmt.Errorf("quantizing to %v: %w", t, ErrNotQuantizable)
 	}
 	return nil
 }
@@ -84,14 +107,14 @@ func quantizeBlockQ8(dst []byte, x []float32) {
 	d, id := q8Scale(x)
 	binary.LittleEndian.PutUint16(dst, FP32ToFP16(d))
 	q := dst[2:34]
-	for j, v := range x[:QK] {
+	for j, v := range x[:ggml.QK] {
 		q[j] = byte(roundAway(v * id))
 	}
 }
 
 func quantizeBlockQ4(dst []byte, x []float32) {
 	var amax, vmax float32
-	for _, v := range x[:QK] {
+	for _, v := range x[:ggml.QK] {
 		if a := float32(math.Abs(float64(v))); amax < a {
 			amax, vmax = a, v
 		}
@@ -103,49 +126,55 @@ func quantizeBlockQ4(dst []byte, x []float32) {
 	}
 	binary.LittleEndian.PutUint16(dst, FP32ToFP16(d))
 	q := dst[2:18]
-	for j := range QK / 2 {
+	for j := range ggml.QK / 2 {
 		// The explicit float32 conversions forbid fusing x·id + 8.5 into one FMA, which
 		// would round differently from the C code.
 		lo := min(15, int8(float32(x[j]*id)+8.5))
-		hi := min(15, int8(float32(x[j+QK/2]*id)+8.5))
+		hi := min(15, int8(float32(x[j+ggml.QK/2]*id)+8.5))
 		q[j] = byte(lo) | byte(hi)<<4
 	}
 }
 
 // Dequantize decodes src, in the GGUF layout of t, into dst. len(src) must be exactly
 // t.RowBytes(len(dst)). It returns an error for an unsupported type or mismatched sizes.
-func Dequantize(t Type, dst []float32, src []byte) error {
+func Dequantize(t ggml.Type, dst []float32, src []byte) error {
 	if err := checkSizes(t, len(dst), len(src)); err != nil {
 		return err
 	}
 	switch t {
-	case F32:
+	case ggml.F32:
 		for i := range dst {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
 		}
-	case F16:
+	case ggml.F16:
 		for i := range dst {
 			dst[i] = f16Table[binary.LittleEndian.Uint16(src[2*i:])]
 		}
-	case Q8_0:
-		for b := 0; b < len(dst)/QK; b++ {
+	case ggml.Q8_0:
+		for b := 0; b < len(dst)/ggml.QK; b++ {
 			blk := src[b*34 : (b+1)*34]
 			d := f16Table[binary.LittleEndian.Uint16(blk)]
-			out := dst[b*QK : (b+1)*QK]
+			out := dst[b*ggml.QK : (b+1)*ggml.QK]
 			for j, q := range blk[2:34] {
 				out[j] = float32(int8(q)) * d
 			}
 		}
-	case Q4_0:
-		for b := 0; b < len(dst)/QK; b++ {
+	case ggml.Q4_0:
+		for b := 0; b < len(dst)/ggml.QK; b++ {
 			blk := src[b*18 : (b+1)*18]
 			d := f16Table[binary.LittleEndian.Uint16(blk)]
-			out := dst[b*QK : (b+1)*QK]
+			out := dst[b*ggml.QK : (b+1)*ggml.QK]
 			for j, q := range blk[2:18] {
 				out[j] = float32(int(q&15)-8) * d
-				out[j+QK/2] = float32(int(q>>4)-8) * d
+				out[j+ggml.QK/2] = float32(int(q>>4)-8) * d
 			}
 		}
+	case ggml.BF16:
+		for i := range dst {
+			dst[i] = bf16(src[2*i:])
+		}
+	default:
+		dequantizeSubs(t, dst, src)
 	}
 	return nil
 }

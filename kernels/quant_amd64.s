@@ -472,11 +472,12 @@ pgroup:
 	GATHER(1, Z1)
 	GATHER(2, Z2)
 	GATHER(3, Z3)
+	VMOVDQA32 Z20, Z19 // sums of each block's first 16 values
 	GATHER(4, Z4)
 	GATHER(5, Z5)
 	GATHER(6, Z6)
 	GATHER(7, Z7)
-	// Corrections: -128·Σq (Q8_0) and -8·Σq (Q4_0) per block.
+	// Corrections: -128·Σq (bytes) and -8·Σq (nibbles) per block.
 	VPXORD Z21, Z21, Z21
 	VPSLLD $7, Z20, Z22
 	VPSUBD Z22, Z21, Z22
@@ -484,6 +485,29 @@ pgroup:
 	VPSLLD $3, Z20, Z22
 	VPSUBD Z22, Z21, Z22
 	VMOVDQU32 Z22, 640(DI)
+	// The same -128·Σq over each half of a block (Q6_K, Q3_K, Q2_K have a scale per 16).
+	VPSLLD $7, Z19, Z22
+	VPSUBD Z22, Z21, Z22
+	VMOVDQU32 Z22, 704(DI)
+	VPSUBD Z19, Z20, Z20
+	VPSLLD $7, Z20, Z22
+	VPSUBD Z22, Z21, Z22
+	VMOVDQU32 Z22, 768(DI)
+	// Each correction converted and times the block scale, for the offset terms of the
+	// types with offsets (Q4_K, Q5_K, Q5_1, Q2_K): the same product every row needs.
+	VMOVUPS 512(DI), Z17
+	VCVTDQ2PS 576(DI), Z18
+	VMULPS Z17, Z18, Z18
+	VMOVUPS Z18, 832(DI)
+	VCVTDQ2PS 640(DI), Z18
+	VMULPS Z17, Z18, Z18
+	VMOVUPS Z18, 896(DI)
+	VCVTDQ2PS 704(DI), Z18
+	VMULPS Z17, Z18, Z18
+	VMOVUPS Z18, 960(DI)
+	VCVTDQ2PS 768(DI), Z18
+	VMULPS Z17, Z18, Z18
+	VMOVUPS Z18, 1024(DI)
 
 	ADDQ $2048, SI
 	ADDQ R9, DI

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 )
 
@@ -142,13 +143,13 @@ func TestQuantizeRoundTrip(t *testing.T) {
 	src[5], src[40] = 0, -7 // an exact zero and a large negative
 	clear(src[64:96])       // an all-zero block
 	for _, tc := range []struct {
-		typ Type
+		typ ggml.Type
 		tol float64 // relative to the block's largest magnitude
 	}{
-		{F32, 0},
-		{F16, 1.0 / 1024},
-		{Q8_0, 0.5/127 + 1.0/1024},
-		{Q4_0, 1.0/8 + 1.0/1024}, // the end opposite the max clamps at +7, not +8
+		{ggml.F32, 0},
+		{ggml.F16, 1.0 / 1024},
+		{ggml.Q8_0, 0.5/127 + 1.0/1024},
+		{ggml.Q4_0, 1.0/8 + 1.0/1024}, // the end opposite the max clamps at +7, not +8
 	} {
 		t.Run(tc.typ.String(), func(t *testing.T) {
 			rb, _ := tc.typ.RowBytes(len(src))
@@ -160,12 +161,12 @@ func TestQuantizeRoundTrip(t *testing.T) {
 			if err := Dequantize(tc.typ, dec, enc); err != nil {
 				t.Fatal(err)
 			}
-			for b := 0; b < len(src); b += QK {
+			for b := 0; b < len(src); b += ggml.QK {
 				var amax float64
-				for _, v := range src[b : b+QK] {
+				for _, v := range src[b : b+ggml.QK] {
 					amax = max(amax, math.Abs(float64(v)))
 				}
-				for j := b; j < b+QK; j++ {
+				for j := b; j < b+ggml.QK; j++ {
 					if d := math.Abs(float64(dec[j] - src[j])); d > tc.tol*amax {
 						t.Errorf("element %d: %v -> %v, error %g > %g", j, src[j], dec[j], d, tc.tol*amax)
 					}
@@ -177,15 +178,15 @@ func TestQuantizeRoundTrip(t *testing.T) {
 
 func TestQuantizeSizeErrors(t *testing.T) {
 	for _, tc := range []struct {
-		typ        Type
+		typ        ggml.Type
 		n, nbytes  int
 		wantSubstr string
 	}{
-		{Q8_0, 31, 34, "multiple"},
-		{Q8_0, 32, 33, "bytes"},
-		{Q4_0, 64, 34, "bytes"},
-		{F16, 3, 4, "bytes"},
-		{Type(99), 32, 32, "unsupported"},
+		{ggml.Q8_0, 31, 34, "multiple"},
+		{ggml.Q8_0, 32, 33, "bytes"},
+		{ggml.Q4_0, 64, 34, "bytes"},
+		{ggml.F16, 3, 4, "bytes"},
+		{ggml.Type(99), 32, 32, "unsupported"},
 	} {
 		err := Quantize(tc.typ, make([]byte, tc.nbytes), make([]float32, tc.n))
 		if err == nil || !strings.Contains(err.Error(), tc.wantSubstr) {
@@ -203,9 +204,9 @@ func TestQuantizeSizeErrors(t *testing.T) {
 func TestQuantizeMatchesLlamaCpp(t *testing.T) {
 	src := readTestGGUF(t, testmodels.ForTest(t, "specd-draft-f16.gguf"))
 	for _, tc := range []struct {
-		typ  Type
+		typ  ggml.Type
 		file string
-	}{{Q8_0, "specd-draft-q8_0.gguf"}, {Q4_0, "specd-draft-q4_0.gguf"}} {
+	}{{ggml.Q8_0, "specd-draft-q8_0.gguf"}, {ggml.Q4_0, "specd-draft-q4_0.gguf"}} {
 		t.Run(tc.typ.String(), func(t *testing.T) {
 			dst := readTestGGUF(t, testmodels.ForTest(t, tc.file))
 			names := make([]string, 0, len(src))
@@ -216,7 +217,7 @@ func TestQuantizeMatchesLlamaCpp(t *testing.T) {
 			compared := 0
 			for _, name := range names {
 				s := src[name]
-				if len(s.Dims) != 2 || s.Type != F16 {
+				if len(s.Dims) != 2 || s.Type != ggml.F16 {
 					continue
 				}
 				d, ok := dst[name]
@@ -228,7 +229,7 @@ func TestQuantizeMatchesLlamaCpp(t *testing.T) {
 					t.Errorf("%s: type %v in %s, want %v", name, d.Type, tc.file, tc.typ)
 					continue
 				}
-				m, err := NewMatrix(F16, s.Dims[1], s.Dims[0], s.Data)
+				m, err := NewMatrix(ggml.F16, s.Dims[1], s.Dims[0], s.Data)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -255,35 +256,35 @@ func TestQuantizeMatchesLlamaCpp(t *testing.T) {
 
 func TestNewMatrixErrors(t *testing.T) {
 	for _, tc := range []struct {
-		typ        Type
+		typ        ggml.Type
 		rows, cols int
 		nbytes     int
 	}{
-		{Q8_0, 2, 31, 68},
-		{Q8_0, 2, 32, 67},
-		{F32, 3, 7, 83},
-		{Type(7), 1, 32, 34},
-		{F32, -1, 4, 0},
+		{ggml.Q8_0, 2, 31, 68},
+		{ggml.Q8_0, 2, 32, 67},
+		{ggml.F32, 3, 7, 83},
+		{ggml.Type(7), 1, 32, 34},
+		{ggml.F32, -1, 4, 0},
 	} {
 		if _, err := NewMatrix(tc.typ, tc.rows, tc.cols, make([]byte, tc.nbytes)); err == nil {
 			t.Errorf("NewMatrix(%v, %d, %d, %d bytes) succeeded, want an error", tc.typ, tc.rows, tc.cols, tc.nbytes)
 		}
 	}
-	if _, err := NewMatrix(F16, 3, 7, make([]byte, 42)); err != nil {
+	if _, err := NewMatrix(ggml.F16, 3, 7, make([]byte, 42)); err != nil {
 		t.Errorf("NewMatrix(f16, 3, 7, 42 bytes) = %v", err)
 	}
 }
 
 func TestConvertRejectsUnblockedCols(t *testing.T) {
-	m, err := NewMatrix(F32, 2, 172, make([]byte, 2*172*4))
+	m, err := NewMatrix(ggml.F32, 2, 172, make([]byte, 2*172*4))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Convert(m, Q8_0); err == nil {
+	if _, err := Convert(m, ggml.Q8_0); err == nil {
 		t.Error("Convert(172 columns, q8_0) succeeded, want an error")
 	}
-	c, err := Convert(m, F16)
-	if err != nil || c.Type != F16 || len(c.Data) != 2*172*2 {
+	c, err := Convert(m, ggml.F16)
+	if err != nil || c.Type != ggml.F16 || len(c.Data) != 2*172*2 {
 		t.Errorf("Convert(172 columns, f16) = %+v, %v", c, err)
 	}
 }
@@ -291,7 +292,7 @@ func TestConvertRejectsUnblockedCols(t *testing.T) {
 func TestMatrixRow(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	src := randFloats(rng, 3*64, 1)
-	for _, typ := range []Type{F32, F16, Q8_0, Q4_0} {
+	for _, typ := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0, ggml.Q4_0} {
 		rb, _ := typ.RowBytes(64)
 		data := make([]byte, 3*rb)
 		if err := Quantize(typ, data, src); err != nil {

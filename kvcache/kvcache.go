@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 )
 
@@ -31,11 +32,11 @@ const DefaultBlockTokens = 64
 
 // Config is the shape and budget of a pool.
 type Config struct {
-	Layers      int          // transformer layers
-	KVDim       int          // floats per key (and per value) per layer and position
-	BlockTokens int          // positions per block; 0 means DefaultBlockTokens
-	Budget      int64        // bytes for all blocks together
-	Type        kernels.Type // kernels.F32 (default) or kernels.F16
+	Layers      int       // transformer layers
+	KVDim       int       // floats per key (and per value) per layer and position
+	BlockTokens int       // positions per block; 0 means DefaultBlockTokens
+	Budget      int64     // bytes for all blocks together
+	Type        ggml.Type // ggml.F32 (default) or ggml.F16
 }
 
 // Pool hands out blocks of KV storage. It is safe for concurrent use by many sequences.
@@ -61,7 +62,7 @@ func NewPool(cfg Config) (*Pool, error) {
 	if cfg.BlockTokens == 0 {
 		cfg.BlockTokens = DefaultBlockTokens
 	}
-	if cfg.Type != kernels.F32 && cfg.Type != kernels.F16 {
+	if cfg.Type != ggml.F32 && cfg.Type != ggml.F16 {
 		return nil, fmt.Errorf("kv cache type %v: want f32 or f16", cfg.Type)
 	}
 	if cfg.Layers <= 0 || cfg.KVDim <= 0 || cfg.BlockTokens <= 0 {
@@ -73,7 +74,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("kv cache budget %d bytes is smaller than one block (%d bytes)", cfg.Budget, p.BlockBytes())
 	}
 	p.refs = make([]int32, p.maxBlocks)
-	if cfg.Type == kernels.F32 {
+	if cfg.Type == ggml.F32 {
 		p.f32 = make([][]float32, p.maxBlocks)
 	} else {
 		p.f16 = make([][]uint16, p.maxBlocks)
@@ -147,7 +148,7 @@ func (p *Pool) alloc() (int32, error) {
 func (p *Pool) grow() int32 {
 	id := int32(p.made)
 	p.made++
-	if p.cfg.Type == kernels.F32 {
+	if p.cfg.Type == ggml.F32 {
 		p.f32[id] = make([]float32, p.blockElems)
 	} else {
 		p.f16[id] = make([]uint16, p.blockElems)
@@ -169,7 +170,7 @@ func (p *Pool) Reserve(tokens int) int {
 		id := p.grow()
 		p.free = append(p.free, id)
 		const page = 4096
-		if p.cfg.Type == kernels.F32 {
+		if p.cfg.Type == ggml.F32 {
 			b := p.f32[id]
 			for i := 0; i < len(b); i += page / 4 {
 				b[i] = 0
@@ -320,7 +321,7 @@ func (s *Seq) Put(layer, pos int, k, v []float32) {
 	id, off := s.offset(layer, pos)
 	vo := off + p.cfg.BlockTokens*p.cfg.KVDim
 	kv := p.cfg.KVDim
-	if p.cfg.Type == kernels.F32 {
+	if p.cfg.Type == ggml.F32 {
 		b := p.f32[id]
 		copy(b[off:off+kv], k)
 		copy(b[vo:vo+kv], v)
@@ -348,7 +349,7 @@ func (s *Seq) unshare(bi int) error {
 		return err
 	}
 	p.mu.Lock()
-	if p.cfg.Type == kernels.F32 {
+	if p.cfg.Type == ggml.F32 {
 		copy(p.f32[id], p.f32[old])
 	} else {
 		copy(p.f16[id], p.f16[old])
@@ -371,7 +372,7 @@ func (s *Seq) BlockKV(layer, b int, kbuf, vbuf []float32) (k, v []float32) {
 	bt, kv := p.cfg.BlockTokens, p.cfg.KVDim
 	id, n := s.table[b], bt*kv
 	off := layer * 2 * n
-	if p.cfg.Type == kernels.F32 {
+	if p.cfg.Type == ggml.F32 {
 		blk := p.f32[id]
 		return blk[off : off+n], blk[off+n : off+2*n]
 	}

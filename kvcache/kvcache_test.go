@@ -4,10 +4,10 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/ggml"
 )
 
-func pool(t *testing.T, typ kernels.Type, blocks int) *Pool {
+func pool(t *testing.T, typ ggml.Type, blocks int) *Pool {
 	t.Helper()
 	cfg := Config{Layers: 2, KVDim: 4, BlockTokens: 4, Type: typ}
 	cfg.Budget = int64(blocks * 2 * 2 * 4 * 4 * typ.BlockBytes())
@@ -39,7 +39,7 @@ func fill(s *Seq, from, to int) {
 }
 
 func TestGrowTruncateAndBudget(t *testing.T) {
-	p := pool(t, kernels.F32, 3) // 3 blocks of 4 positions
+	p := pool(t, ggml.F32, 3) // 3 blocks of 4 positions
 	s := p.NewSeq()
 	if err := s.Grow(10); err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func TestGrowTruncateAndBudget(t *testing.T) {
 }
 
 func TestForkSharesThenCopiesOnWrite(t *testing.T) {
-	p := pool(t, kernels.F32, 8)
+	p := pool(t, ggml.F32, 8)
 	a := p.NewSeq()
 	if err := a.Grow(6); err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func TestForkSharesThenCopiesOnWrite(t *testing.T) {
 }
 
 func TestF16Entries(t *testing.T) {
-	p := pool(t, kernels.F16, 2)
+	p := pool(t, ggml.F16, 2)
 	s := p.NewSeq()
 	if err := s.Grow(5); err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestBadConfig(t *testing.T) {
 	for _, c := range []Config{
 		{Layers: 0, KVDim: 4, Budget: 1 << 20},
 		{Layers: 1, KVDim: 4, Budget: 10},
-		{Layers: 1, KVDim: 4, Budget: 1 << 20, Type: kernels.Q8_0},
+		{Layers: 1, KVDim: 4, Budget: 1 << 20, Type: ggml.Q8_0},
 	} {
 		if _, err := NewPool(c); err == nil {
 			t.Errorf("NewPool(%+v) accepted a bad configuration", c)
@@ -144,7 +144,7 @@ func TestBadConfig(t *testing.T) {
 }
 
 func TestReserve(t *testing.T) {
-	for _, typ := range []kernels.Type{kernels.F32, kernels.F16} {
+	for _, typ := range []ggml.Type{ggml.F32, ggml.F16} {
 		p := pool(t, typ, 3)
 		if got := p.Reserve(5); got != 2 {
 			t.Fatalf("%v: Reserve(5 positions) gave %d blocks storage, want 2", typ, got)

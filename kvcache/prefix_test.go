@@ -8,12 +8,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/ggml"
 )
 
 // cached returns a pool of the given number of blocks (4 positions each, see pool) with a
 // prefix cache.
-func cached(t *testing.T, typ kernels.Type, blocks int) (*Pool, *Prefix) {
+func cached(t *testing.T, typ ggml.Type, blocks int) (*Pool, *Prefix) {
 	t.Helper()
 	p := pool(t, typ, blocks)
 	c, err := p.NewPrefix("test model")
@@ -152,7 +152,7 @@ func consistent(p *Pool, live []*Seq) error {
 func hasChild(parent, e *entry) bool { _, ok := parent.children[e]; return ok }
 
 func TestPrefixSharesFullBlocks(t *testing.T) {
-	for _, typ := range []kernels.Type{kernels.F32, kernels.F16} {
+	for _, typ := range []ggml.Type{ggml.F32, ggml.F16} {
 		t.Run(typ.String(), func(t *testing.T) {
 			p, c := cached(t, typ, 8)
 			prompt := ids(1, 10) // blocks [1..4] [5..8], 2 positions in a third
@@ -200,7 +200,7 @@ func TestPrefixSharesFullBlocks(t *testing.T) {
 }
 
 func TestAttachLength(t *testing.T) {
-	p, c := cached(t, kernels.F32, 16)
+	p, c := cached(t, ggml.F32, 16)
 	base := ids(1, 12)                         // 3 full blocks
 	s, _ := session(t, c, base)                // registers all 3
 	half, _ := session(t, c, cat(ids(100, 6))) // registers [100..103] only
@@ -242,7 +242,7 @@ func TestAttachLength(t *testing.T) {
 }
 
 func TestNoSharingAcrossModels(t *testing.T) {
-	p := pool(t, kernels.F32, 8)
+	p := pool(t, ggml.F32, 8)
 	c, err := p.NewPrefix("model a")
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +250,7 @@ func TestNoSharingAcrossModels(t *testing.T) {
 	if _, err := p.NewPrefix("model b"); !errors.Is(err, ErrHasPrefix) {
 		t.Fatalf("a second NewPrefix = %v, want ErrHasPrefix", err)
 	}
-	_, d := cached(t, kernels.F32, 8)
+	_, d := cached(t, ggml.F32, 8)
 	tokens := ids(1, 9)
 	if a, b := c.keys(tokens, 2), d.keys(tokens, 2); a[0] == b[0] || a[1] == b[1] {
 		t.Fatalf("two models agree on a key")
@@ -268,7 +268,7 @@ func TestWriteAfterTruncateCopies(t *testing.T) {
 		{"to the end of the cached blocks", 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, c := cached(t, kernels.F32, 8)
+			p, c := cached(t, ggml.F32, 8)
 			prompt := ids(1, 9)
 			a, _ := session(t, c, prompt) // a and the cache share blocks 0 and 1
 			orig := slices.Clone(a.table[:2])
@@ -302,7 +302,7 @@ func TestWriteAfterTruncateCopies(t *testing.T) {
 }
 
 func TestEvictionOrder(t *testing.T) {
-	p, c := cached(t, kernels.F32, 6)
+	p, c := cached(t, ggml.F32, 6)
 	x := ids(1, 13)  // 3 full blocks, and 1 position in a fourth
 	y := ids(100, 9) // 2 full blocks, and 1 position in a third
 	for _, prompt := range [][]int32{x, y} {
@@ -363,7 +363,7 @@ func TestEvictionOrder(t *testing.T) {
 }
 
 func TestPublishMarksFoundBlocksUsed(t *testing.T) {
-	p, c := cached(t, kernels.F32, 7)
+	p, c := cached(t, ggml.F32, 7)
 	x, y := ids(1, 9), ids(100, 9) // 2 full blocks each, and 1 position in a third
 	for _, prompt := range [][]int32{x, y} {
 		s, _ := session(t, c, prompt)
@@ -394,7 +394,7 @@ func TestPublishMarksFoundBlocksUsed(t *testing.T) {
 }
 
 func TestEvictingAParentDropsHeldChildren(t *testing.T) {
-	p, c := cached(t, kernels.F32, 6)
+	p, c := cached(t, ggml.F32, 6)
 	short, long := ids(1, 5), ids(1, 9)
 	// Both compute block 0 at once; a's is cached, then b's second block below it.
 	a, b := p.NewSeq(), p.NewSeq()
@@ -434,7 +434,7 @@ func TestEvictingAParentDropsHeldChildren(t *testing.T) {
 }
 
 func TestReleaseReturnsToCachedOnly(t *testing.T) {
-	p, c := cached(t, kernels.F16, 32)
+	p, c := cached(t, ggml.F16, 32)
 	var live []*Seq
 	for i := range 6 {
 		prompt := cat(ids(1, 4*(i%3)), ids(10*i, 7)) // shared prefixes of 0, 1 and 2 blocks
@@ -466,7 +466,7 @@ func TestPrefixConcurrent(t *testing.T) {
 	const workers, rounds = 6, 60
 	// Each worker holds at most one sequence of 4 blocks (3 for the prompt, 1 to
 	// decode, 1 to copy on write), so the budget always suffices with evictions.
-	p, c := cached(t, kernels.F32, workers*5+4)
+	p, c := cached(t, ggml.F32, workers*5+4)
 	prefixes := [][]int32{ids(1, 8), ids(1, 4), ids(200, 8), nil}
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -529,7 +529,7 @@ func TestPrefixConcurrent(t *testing.T) {
 // Grow fails only when Available says the blocks are not there.
 func TestPrefixRandomized(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
-	p, c := cached(t, kernels.F32, 12)
+	p, c := cached(t, ggml.F32, 12)
 	type sess struct {
 		seq    *Seq
 		tokens []int32
@@ -599,7 +599,7 @@ func TestPrefixRandomized(t *testing.T) {
 }
 
 func TestNoPrefixCachedIsZero(t *testing.T) {
-	p := pool(t, kernels.F32, 3)
+	p := pool(t, ggml.F32, 3)
 	s := p.NewSeq()
 	if err := s.Grow(9); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 )
@@ -16,21 +17,21 @@ import (
 // count and with either KV entry type. This is what makes a request's output under
 // load equal to its output alone.
 func TestBatchAcrossSequences(t *testing.T) {
-	f32 := kernels.F32
+	f32 := ggml.F32
 	cases := []struct {
 		file  string
-		quant *kernels.Type
-		kv    kernels.Type
+		quant *ggml.Type
+		kv    ggml.Type
 	}{
-		{"specd-target-q8_0.gguf", nil, kernels.F32},
-		{"specd-target-q8_0.gguf", &f32, kernels.F32},
-		{"specd-target-q8_0.gguf", nil, kernels.F16},
-		{"specd-draft-q8_0.gguf", nil, kernels.F32},
-		{"stories260K.bin", nil, kernels.F32},
-		{"arch-qwen2-f16.gguf", nil, kernels.F32},  // Q/K/V biases, NEOX RoPE
-		{"arch-llama3-f16.gguf", nil, kernels.F16}, // rope_freqs, untied output
-		{"synth-qwen3.gguf", nil, kernels.F32},     // per-head Q/K norms, heads wider than dim/heads
-		{"synth-llama-yarn.gguf", nil, kernels.F32},
+		{"specd-target-q8_0.gguf", nil, ggml.F32},
+		{"specd-target-q8_0.gguf", &f32, ggml.F32},
+		{"specd-target-q8_0.gguf", nil, ggml.F16},
+		{"specd-draft-q8_0.gguf", nil, ggml.F32},
+		{"stories260K.bin", nil, ggml.F32},
+		{"arch-qwen2-f16.gguf", nil, ggml.F32},  // Q/K/V biases, NEOX RoPE
+		{"arch-llama3-f16.gguf", nil, ggml.F16}, // rope_freqs, untied output
+		{"synth-qwen3.gguf", nil, ggml.F32},     // per-head Q/K norms, heads wider than dim/heads
+		{"synth-llama-yarn.gguf", nil, ggml.F32},
 	}
 	synth, _ := synthFiles(t)
 	seqs, steps := 6, 20
@@ -143,7 +144,7 @@ func TestBatchErrors(t *testing.T) {
 	m := load(t, "stories260K.bin", nil)
 	pool := kernels.NewPool(1)
 	t.Cleanup(pool.Close)
-	kv, err := m.NewKVPool(8<<20, kernels.F32)
+	kv, err := m.NewKVPool(8<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestBatchErrors(t *testing.T) {
 	}
 }
 
-func newStateKV(t testing.TB, m *model.Model, threads, block int, typ kernels.Type) *model.State {
+func newStateKV(t testing.TB, m *model.Model, threads, block int, typ ggml.Type) *model.State {
 	t.Helper()
 	pool := kernels.NewPool(threads)
 	t.Cleanup(pool.Close)

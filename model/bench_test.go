@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/ggml"
 )
 
 // BenchmarkForward times one forward pass over a block of n tokens after 100 or 250 cached positions of
@@ -13,13 +13,14 @@ import (
 //
 //	go test ./model -run '^$' -bench Forward -benchtime 200x
 func BenchmarkForward(b *testing.B) {
-	f32 := kernels.F32
+	f32 := ggml.F32
 	for _, c := range []struct {
 		name  string
 		file  string
-		quant *kernels.Type
+		quant *ggml.Type
 	}{
 		{"target-q8_0", "specd-target-q8_0.gguf", nil},
+		{"target-q4_k_m", "specd-target-q4_k_m.gguf", nil},
 		{"target-f32", "specd-target-q8_0.gguf", &f32},
 		{"draft-q8_0", "specd-draft-q8_0.gguf", nil},
 		{"draft-f16", "specd-draft-f16.gguf", nil},

@@ -6,6 +6,7 @@ import (
 	"math"
 	"unsafe"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/kvcache"
 )
@@ -78,7 +79,7 @@ func (m *Model) initRope() {
 }
 
 // NewKVPool returns a KV cache pool shaped for m with the given byte budget and entry type.
-func (m *Model) NewKVPool(budget int64, typ kernels.Type) (*kvcache.Pool, error) {
+func (m *Model) NewKVPool(budget int64, typ ggml.Type) (*kvcache.Pool, error) {
 	return kvcache.NewPool(kvcache.Config{Layers: m.Layers, KVDim: m.KVDim(), Budget: budget, Type: typ})
 }
 
@@ -463,7 +464,7 @@ func (b *Batch) attention(layer int) {
 				b.items = append(b.items, attnItem{seg: sg, kh: kh, t0: t0, t1: min(t0+span, sg.first+sg.n)})
 			}
 		}
-		if kc := sg.seq.Pool().Config(); kc.Type != kernels.F32 {
+		if kc := sg.seq.Pool().Config(); kc.Type != ggml.F32 {
 			maxBT = max(maxBT, kc.BlockTokens)
 		}
 	}
@@ -497,7 +498,7 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	seq := sg.seq
 	bt := seq.Pool().Config().BlockTokens
 	var kbuf, vbuf []float32 // F16 conversion scratch; F32 blocks are read in place
-	if seq.Pool().Config().Type != kernels.F32 {
+	if seq.Pool().Config().Type != ggml.F32 {
 		kbuf = b.kvTmp[slot*2*bt*kvd : (slot*2+1)*bt*kvd]
 		vbuf = b.kvTmp[(slot*2+1)*bt*kvd : (slot*2+2)*bt*kvd]
 	}

@@ -7,14 +7,15 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
-	"github.com/specd-dev/specd/sample"
 )
 
 // refRow is one line of the golden reference files in ../shared/reference.
@@ -58,12 +59,12 @@ func readRefs(t *testing.T, name string) []refRow {
 	return rows
 }
 
-func load(t testing.TB, name string, quant *kernels.Type) *model.Model {
+func load(t testing.TB, name string, quant *ggml.Type) *model.Model {
 	t.Helper()
 	return loadPath(t, testmodels.ForTest(t, name), quant)
 }
 
-func loadPath(t testing.TB, path string, quant *kernels.Type) *model.Model {
+func loadPath(t testing.TB, path string, quant *ggml.Type) *model.Model {
 	t.Helper()
 	m, err := model.Load(path, model.LoadOptions{Quant: quant})
 	if err != nil {
@@ -75,7 +76,7 @@ func loadPath(t testing.TB, path string, quant *kernels.Type) *model.Model {
 
 func newState(t testing.TB, m *model.Model, threads, block int) *model.State {
 	t.Helper()
-	return newStateKV(t, m, threads, block, kernels.F32)
+	return newStateKV(t, m, threads, block, ggml.F32)
 }
 
 func greedy(t *testing.T, st *model.State, prompt []int32, n int, stopAtBOS bool) []int32 {
@@ -175,46 +176,53 @@ func TestDraftF16MatchesFP32Reference(t *testing.T) {
 }
 
 // TestTeacherForcedAgreement compares the argmax after every forced position with
-// llama.cpp's on the same quantized file (and reports agreement with the fp32 reference).
+// llama.cpp's on the same quantized file.
 func TestTeacherForcedAgreement(t *testing.T) {
-	rows := readRefs(t, "pair_llamacpp_teacher_forced.jsonl")
+	testTeacherForced(t, "pair_llamacpp_teacher_forced.jsonl", nil, func(t *testing.T, file string, a agreement) {
+		if pl := a.pctAll(); pl < 99 {
+			t.Errorf("%s: top-1 agreement with llama.cpp = %.1f%%, want ≥ 99%%", file, pl)
+		}
+	})
+}
+
+// TestTeacherForcedKQuant holds the K-quant target (Q4_K, Q6_K and Q5_0 tensors) to
+// issue 13's bar: llama.cpp's argmax wherever it wins by a clear margin (≥ 0.1) on at
+// least 99.5% of those positions, and on 97% of all. The reference's rows for a Q6_K
+// requantization of the target are not checked here: that file is not shipped.
+func TestTeacherForcedKQuant(t *testing.T) {
+	testTeacherForced(t, "llamacpp_teacher_forced_kquant.jsonl", []string{"specd-target-q4_k_m.gguf"}, func(t *testing.T, file string, a agreement) {
+		if pc := a.pctClear(); pc < 99.5 {
+			t.Errorf("%s: top-1 agreement with llama.cpp where its margin is ≥ 0.1 = %.2f%%, want ≥ 99.5%%", file, pc)
+		}
+		if pl := a.pctAll(); pl < 97 {
+			t.Errorf("%s: top-1 agreement with llama.cpp = %.2f%%, want ≥ 97%%", file, pl)
+		}
+	})
+}
+
+// testTeacherForced runs every forced sequence of the reference file ref (only the model
+// files in only, if given) and hands each file's agreement to check.
+func testTeacherForced(t *testing.T, ref string, only []string, check func(t *testing.T, file string, a agreement)) {
 	byFile := map[string][]refRow{}
 	var files []string
-	for _, r := range rows {
+	for _, r := range readRefs(t, ref) {
+		if only != nil && !slices.Contains(only, r.File) {
+			continue
+		}
 		if byFile[r.File] == nil {
 			files = append(files, r.File)
 		}
 		byFile[r.File] = append(byFile[r.File], r)
 	}
+	if len(files) == 0 {
+		t.Fatalf("%s: no rows for %v", ref, only)
+	}
 	for _, file := range files {
 		t.Run(file, func(t *testing.T) {
-			m := load(t, file, nil)
-			st := newState(t, m, 2, 64)
-			agreeLlama, agreeRef, total := 0, 0, 0
-			for _, r := range byFile[file] {
-				seq := append(append([]int32(nil), r.PromptIDs...), r.ForcedIDs[:len(r.ForcedIDs)-1]...)
-				st.Seq.Truncate(0)
-				logits, err := st.Forward(seq, true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := range r.LlamaTop1 {
-					row := len(r.PromptIDs) - 1 + i
-					got := sample.Argmax(logits[row*m.Vocab : (row+1)*m.Vocab])
-					total++
-					if got == r.LlamaTop1[i] {
-						agreeLlama++
-					}
-					if got == r.ForcedIDs[i] {
-						agreeRef++
-					}
-				}
-			}
-			pl, pr := 100*float64(agreeLlama)/float64(total), 100*float64(agreeRef)/float64(total)
-			t.Logf("%s: top-1 agreement with llama.cpp %.1f%% (%d/%d), with the fp32 reference %.1f%%", file, pl, agreeLlama, total, pr)
-			if pl < 99 {
-				t.Errorf("%s: top-1 agreement with llama.cpp = %.1f%%, want ≥ 99%%", file, pl)
-			}
+			a := teacherForced(t, newState(t, load(t, file, nil), 2, 64), byFile[file])
+			t.Logf("%s: top-1 agreement with llama.cpp %.2f%% of %d positions, %.2f%% of the %d where its margin is ≥ %v",
+				file, a.pctAll(), a.all, a.pctClear(), a.clear, clearMargin)
+			check(t, file, a)
 		})
 	}
 }
@@ -224,15 +232,16 @@ func TestTeacherForcedAgreement(t *testing.T) {
 // ones (a batch of sequences' tokens), with 1 or 2 threads: the property that makes
 // speculative greedy output equal plain output.
 func TestBatchInvariance(t *testing.T) {
-	f32 := kernels.F32
+	f32 := ggml.F32
 	cases := []struct {
 		file  string
-		quant *kernels.Type
+		quant *ggml.Type
 	}{
 		{"specd-target-q8_0.gguf", nil},
 		{"specd-target-q8_0.gguf", &f32},
 		{"specd-draft-f16.gguf", nil},
 		{"specd-draft-q4_0.gguf", nil},
+		{"specd-target-q4_k_m.gguf", nil},
 		{"stories260K.bin", nil},
 		{"arch-qwen2-f16.gguf", nil},
 		{"arch-llama3-f16.gguf", nil},
@@ -300,7 +309,7 @@ func TestF16KVCache(t *testing.T) {
 	m := load(t, "stories260K.bin", nil)
 	pool := kernels.NewPool(1)
 	t.Cleanup(pool.Close)
-	kv, err := m.NewKVPool(8<<20, kernels.F16)
+	kv, err := m.NewKVPool(8<<20, ggml.F16)
 	if err != nil {
 		t.Fatal(err)
 	}

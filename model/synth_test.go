@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
@@ -99,12 +100,12 @@ func synthesize(t testing.TB, s synthSpec, vocab []gguf.KV) []byte {
 	}
 	var ts []gguf.TensorData
 	vec := func(name string, x []float32) {
-		ts = append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(len(x))}, Type: kernels.F32, Data: f32(x)})
+		ts = append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(len(x))}, Type: ggml.F32, Data: f32(x)})
 	}
 	// mat adds a rows×cols matrix whose products have about unit variance (× gain).
 	mat := func(name string, rows, cols int, gain float64) {
 		x := uniform(rows*cols, 0, gain*math.Sqrt(3/float64(cols)))
-		ts = append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(cols), uint64(rows)}, Type: kernels.F16, Data: f16(x)})
+		ts = append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(cols), uint64(rows)}, Type: ggml.F16, Data: f16(x)})
 	}
 	qd, kvd := s.heads*s.headDim, s.kvHeads*s.headDim
 	mat("token_embd.weight", nvocab, s.dim, 6) // large: peaked logits through the tied classifier

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 )
@@ -20,10 +20,10 @@ type Engine struct {
 
 // EngineConfig sizes an Engine and the scheduler that uses it.
 type EngineConfig struct {
-	Threads  int          // kernel threads of the scheduler's passes
-	KVBudget int64        // bytes of KV cache shared by all sessions
-	KVType   kernels.Type // kernels.F32 or kernels.F16
-	MaxBlock int          // most context tokens one pass feeds (prefill is split into chunks)
+	Threads  int       // kernel threads of the scheduler's passes
+	KVBudget int64     // bytes of KV cache shared by all sessions
+	KVType   ggml.Type // ggml.F32 or ggml.F16
+	MaxBlock int       // most context tokens one pass feeds (prefill is split into chunks)
 }
 
 // NewEngine allocates m's KV pool under cfg's budget.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/spec"
@@ -56,7 +57,7 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 		j.want = plain(t, p, j.prompt, j.n, j.sp)
 		jobs[i] = j
 	}
-	kv, err := p.target.NewKVPool(64<<20, kernels.F32)
+	kv, err := p.target.NewKVPool(64<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}

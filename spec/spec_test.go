@@ -11,6 +11,7 @@ import (
 
 	"github.com/specd-dev/specd/draft"
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
@@ -40,7 +41,7 @@ func loadPair(t *testing.T) pair {
 }
 
 func state(t *testing.T, m *model.Model, pool *kernels.Pool) *model.State {
-	kv, err := m.NewKVPool(32<<20, kernels.F32)
+	kv, err := m.NewKVPool(32<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}

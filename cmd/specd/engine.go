@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/modelpath"
@@ -32,7 +33,7 @@ func (o *engineOptions) addFlags(fs *flag.FlagSet, defModel string) {
 	fs.StringVar(&o.model, "m", defModel, "model: a file path, a name in the model directory, or hf:ORG/REPO[:QUANT|:FILE] (pulled from Hugging Face on first use)")
 	fs.StringVar(&o.model, "model", defModel, "same as -m")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer.bin for llama2.c checkpoints (default: beside the checkpoint)")
-	fs.StringVar(&o.quant, "quant", "", "convert weights at load: q8_0, q4_0, f16 or f32 (default: as stored)")
+	fs.StringVar(&o.quant, "quant", "", "convert weights at load: q8_0, q4_0, bf16, f16 or f32 (default: as stored)")
 	fs.IntVar(&o.threads, "threads", min(2, runtime.NumCPU()), "compute threads")
 	fs.Int64Var(&o.kvBudget, "kv-budget", 256<<20, "KV cache budget in bytes")
 	fs.StringVar(&o.kvType, "kv-type", "f32", "KV cache entry type: f32 or f16")
@@ -53,11 +54,15 @@ func (o *engineOptions) validate() error {
 		return usagef("--kv-budget %d: want a positive number of bytes", o.kvBudget)
 	}
 	if o.quant != "" {
-		if _, err := kernels.ParseType(o.quant); err != nil {
+		t, err := ggml.ParseType(o.quant)
+		if err != nil {
 			return usagef("--quant: %v", err)
 		}
+		if !kernels.CanQuantize(t) {
+			return usagef("--quant %v: specd reads this type but cannot convert to it yet (want q8_0, q4_0, bf16, f16 or f32)", t)
+		}
 	}
-	if t, err := kernels.ParseType(o.kvType); err != nil || (t != kernels.F32 && t != kernels.F16) {
+	if t, err := ggml.ParseType(o.kvType); err != nil || (t != ggml.F32 && t != ggml.F16) {
 		return usagef("--kv-type %q: want f32 or f16", o.kvType)
 	}
 	return nil
@@ -86,7 +91,7 @@ func (o *engineOptions) load(ctx context.Context, progress io.Writer) (*model.Mo
 	}
 	lo := model.LoadOptions{Tokenizer: o.tokenizer, Context: o.context}
 	if o.quant != "" {
-		t, _ := kernels.ParseType(o.quant)
+		t, _ := ggml.ParseType(o.quant)
 		lo.Quant = &t
 	}
 	m, err := model.Load(path, lo)
@@ -99,7 +104,7 @@ func (o *engineOptions) load(ctx context.Context, progress io.Writer) (*model.Mo
 	return m, nil
 }
 
-func (o *engineOptions) kvTypeValue() kernels.Type {
-	t, _ := kernels.ParseType(o.kvType)
+func (o *engineOptions) kvTypeValue() ggml.Type {
+	t, _ := ggml.ParseType(o.kvType)
 	return t
 }

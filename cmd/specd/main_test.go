@@ -96,7 +96,8 @@ func TestRunJSONAndErrors(t *testing.T) {
 		{"run", "-m", "", "-p", "x"},
 		{"run", "-m", "stories260K", "-p", "x", "--threads", "0"},
 		{"run", "-m", "stories260K", "-p", "x", "--bogus"},
-		{"run", "-m", "stories260K", "-p", "x", "--quant", "q5_k"},
+		{"run", "-m", "stories260K", "-p", "x", "--quant", "q5_k"}, // read, not produced
+		{"run", "-m", "stories260K", "-p", "x", "--quant", "q9_9"},
 		{"run", "-m", "stories260K", "-p", "x", "--ctx-size", "513"},
 		{"run", "-m", "stories260K", "-p", "x", "--ctx-size", "-1"},
 		{"score", "-m", "stories260K", "--ids", "1,x"},

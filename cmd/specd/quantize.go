@@ -8,13 +8,14 @@ import (
 	"io"
 	"os"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/modelpath"
 )
 
 // llamaFileType is general.file_type as llama.cpp numbers it (LLAMA_FTYPE_*).
-var llamaFileType = map[kernels.Type]uint32{kernels.F32: 0, kernels.F16: 1, kernels.Q4_0: 2, kernels.Q8_0: 7}
+var llamaFileType = map[ggml.Type]uint32{ggml.F32: 0, ggml.F16: 1, ggml.Q4_0: 2, ggml.Q8_0: 7}
 
 // quantizeCmd converts every 2-D tensor of a GGUF file to one type, as llama.cpp's
 // `llama-quantize --pure` does (norms and other 1-D tensors stay F32), producing the
@@ -29,9 +30,12 @@ func quantizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	to, err := kernels.ParseType(typ)
+	to, err := ggml.ParseType(typ)
 	if err != nil {
 		return usagef("--type: %v", err)
+	}
+	if _, ok := llamaFileType[to]; !ok {
+		return usagef("--type %v: specd reads this type but cannot write it yet (want q8_0, q4_0, f16 or f32)", to)
 	}
 	if in == "" || out == "" {
 		return usagef("need -m INPUT and -o OUTPUT")
@@ -54,7 +58,7 @@ func quantizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		kv = append(kv, e)
 	}
 	kv = append(kv, gguf.KV{Key: "general.file_type", Value: gguf.NewUint32(llamaFileType[to])})
-	if to == kernels.Q8_0 || to == kernels.Q4_0 {
+	if to == ggml.Q8_0 || to == ggml.Q4_0 {
 		kv = append(kv, gguf.KV{Key: "general.quantization_version", Value: gguf.NewUint32(2)})
 	}
 	var tensors []gguf.TensorData

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
@@ -44,11 +45,11 @@ func loadDraft(t *testing.T) *model.Model {
 // blocks, until the test ends; it returns a client and the engines.
 func serveDraft(t *testing.T, m *model.Model, kvBlocks int) (speculationv1.DraftServiceClient, *services.Engine) {
 	t.Helper()
-	probe, err := m.NewKVPool(1<<30, kernels.F32)
+	probe, err := m.NewKVPool(1<<30, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := services.NewEngine(m, services.EngineConfig{Threads: 1, KVBudget: int64(kvBlocks * probe.BlockBytes()), KVType: kernels.F32, MaxBlock: 16})
+	eng, err := services.NewEngine(m, services.EngineConfig{Threads: 1, KVBudget: int64(kvBlocks * probe.BlockBytes()), KVType: ggml.F32, MaxBlock: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestManyStreams(t *testing.T) {
 		wg.Go(func() { firsts[i], errs[i] = verify(ctx, c, ps[i], rounds) })
 	}
 	wg.Wait()
-	kv, err := m.NewKVPool(8<<20, kernels.F32)
+	kv, err := m.NewKVPool(8<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}

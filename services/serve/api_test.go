@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/ggml"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
 )
@@ -82,7 +82,7 @@ func TestAPIDoesWhatTheProtoSays(t *testing.T) {
 				v = mi
 			}
 			// One spelling of quantization: ggml's, as the command line takes it.
-			if q, err := kernels.ParseType(mi.GetQuantization()); err != nil || q.String() != mi.GetQuantization() {
+			if q, err := ggml.ParseType(mi.GetQuantization()); err != nil || q.String() != mi.GetQuantization() {
 				t.Errorf("%s: quantization %q is not spelled as %q", mi.GetName(), mi.GetQuantization(), q)
 			}
 		}

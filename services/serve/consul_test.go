@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/consultest"
-	"github.com/specd-dev/specd/kernels"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/sample"
@@ -42,7 +42,7 @@ func TestConsulDiscovery(t *testing.T) {
 			}
 		}()
 	}
-	eng := services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: kernels.F32, MaxBlock: 64}
+	eng := services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: ggml.F32, MaxBlock: 64}
 	reg := &serve.Consul{Addr: agent.Addr(), CheckInterval: time.Second, UpdateEvery: time.Second}
 	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)
 	vctx, stopVerifier := context.WithCancel(ctx)

@@ -14,7 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/model"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
@@ -79,7 +79,7 @@ func TestRouterRecovery(t *testing.T) {
 			}
 		}()
 	}
-	eng := services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: kernels.F32, MaxBlock: 64}
+	eng := services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: ggml.F32, MaxBlock: 64}
 	load := loader(t, "specd-target-q8_0")
 	startVerifier := func(lis net.Listener, release <-chan struct{}) (stop func()) {
 		vctx, stopV := context.WithCancel(ctx)

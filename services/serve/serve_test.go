@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
@@ -78,7 +79,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	s.verifier, s.draft, s.router = vl.Addr().String(), dl.Addr().String(), rl.Addr().String()
 	drafts := router.NewStatic(router.Endpoint{Address: cmp.Or(o.draftAddr, s.draft), Role: router.Draft})
 	ready := make(chan struct{}, 2)
-	eng := services.EngineConfig{Threads: 1, KVBudget: 64 << 20, KVType: kernels.F32, MaxBlock: 64}
+	eng := services.EngineConfig{Threads: 1, KVBudget: 64 << 20, KVType: ggml.F32, MaxBlock: 64}
 	run := func(f func() error) {
 		s.wg.Add(1)
 		go func() {
@@ -179,7 +180,7 @@ func benchPrompts(t *testing.T) []prompt {
 func (s *stack) plain(t *testing.T, text string, n int, sp sample.Params) []int32 {
 	t.Helper()
 	m := s.target
-	kv, err := m.NewKVPool(16<<20, kernels.F32)
+	kv, err := m.NewKVPool(16<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
-	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -113,7 +113,7 @@ func startVerifier(t *testing.T, cfg verifiersvc.Config) (context.Context, specu
 	go func() {
 		done <- serve.Verifier(ctx, serve.Worker{
 			Load:   func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) },
-			Engine: services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: kernels.F32, MaxBlock: 64},
+			Engine: services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: ggml.F32, MaxBlock: 64},
 			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Ready:  func(*model.Model) { close(ready) },
 		}, cfg, lis)
@@ -267,7 +267,7 @@ func startDraft(t *testing.T) string {
 	go func() {
 		done <- serve.Draft(ctx, serve.Worker{
 			Load:   func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) },
-			Engine: services.EngineConfig{Threads: 1, KVBudget: 16 << 20, KVType: kernels.F32, MaxBlock: 64},
+			Engine: services.EngineConfig{Threads: 1, KVBudget: 16 << 20, KVType: ggml.F32, MaxBlock: 64},
 			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Ready:  func(*model.Model) { close(ready) },
 		}, draftsvc.Config{Depth: 2}, lis)
