@@ -54,7 +54,10 @@ func (c *Cost) Observe(n int, d time.Duration) {
 			c.est[k.i], c.seen[k.i] = s*c.est[k.i]/c.At(n), true
 			continue
 		}
-		c.est[k.i] += rate * k.w * (s - c.At(n))
+		// One pass slowed by something else (a page fault, a collection, a neighbour on
+		// the core) counts as at most twice the estimate: knots that few passes visit
+		// — 2 to 8 tokens while speculation is off — would otherwise keep the outlier.
+		c.est[k.i] += rate * k.w * (min(s, 2*c.At(n)) - c.At(n))
 	}
 	// A pass of more tokens never costs less: keep the curve non-decreasing.
 	for j := 1; j < len(c.est); j++ {

@@ -514,12 +514,22 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}()
 	}
 	readyFn := func(*model.Model) { ready.Done() }
+	// The draft loads once the verifier is ready: the verifier times its passes of 1 to
+	// --max-batch tokens at start-up for its cost curve, and with the draft loading
+	// beside it on the same cores every pass timed about twice as long.
+	verifierReady := make(chan struct{})
 	start(0, func() error {
 		cfg := vo.config(vtel)
 		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts, Address: ro.drafts, Role: router.Draft})
-		return serve.Verifier(ctx, vo.worker(ctx, vtel, readyFn), cfg, vlis)
+		return serve.Verifier(ctx, vo.worker(ctx, vtel, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
 	})
 	start(1, func() error {
+		select {
+		case <-verifierReady:
+		case <-ctx.Done():
+			dlis.Close()
+			return nil
+		}
 		return serve.Draft(ctx, do.worker(ctx, dtel, readyFn), do.config(), dlis)
 	})
 	start(2, func() error {
