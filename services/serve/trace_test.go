@@ -69,11 +69,13 @@ func TestTraceAcrossServices(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// One greedy request with speculation on: several rounds of γ = 4.
+	// One greedy request with speculation on: several rounds of γ = 4. Long enough that
+	// a draft slowed by a busy machine still gets rounds checked: with 24 tokens, under
+	// CI's parallel packages, the verifier once finished before any proposal came.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	seed := uint64(1)
-	st, err := client.Generate(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 24,
+	st, err := client.Generate(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 96,
 		Sampling: &specdv1.SamplingParams{Temperature: 0, Seed: &seed}, Speculation: &specdv1.SpeculationOptions{Gamma: 4}})
 	if err != nil {
 		t.Fatal(err)
