@@ -146,32 +146,33 @@ func VerdictFromProto(v *speculationv1.Verdict) spec.Verdict {
 		NextGamma: int(v.GetNextGamma()), FirstGamma: int(v.GetFirstGamma()), Rollback: v.GetRollback()}
 }
 
+// finishes pairs each finish reason with its proto value.
+var finishes = []struct {
+	f generate.Finish
+	p specdv1.FinishReason
+}{
+	{generate.EOS, specdv1.FinishReason_FINISH_REASON_EOS},
+	{generate.Length, specdv1.FinishReason_FINISH_REASON_LENGTH},
+	{generate.StopString, specdv1.FinishReason_FINISH_REASON_STOP_STRING},
+	{generate.Context, specdv1.FinishReason_FINISH_REASON_CONTEXT},
+}
+
 // FinishToProto converts a finish reason.
 func FinishToProto(f generate.Finish) specdv1.FinishReason {
-	switch f {
-	case generate.EOS:
-		return specdv1.FinishReason_FINISH_REASON_EOS
-	case generate.Length:
-		return specdv1.FinishReason_FINISH_REASON_LENGTH
-	case generate.StopString:
-		return specdv1.FinishReason_FINISH_REASON_STOP_STRING
-	case generate.Context:
-		return specdv1.FinishReason_FINISH_REASON_CONTEXT
+	for _, x := range finishes {
+		if x.f == f {
+			return x.p
+		}
 	}
 	return specdv1.FinishReason_FINISH_REASON_UNSPECIFIED
 }
 
 // FinishFromProto converts a finish reason received from a verifier.
-func FinishFromProto(f specdv1.FinishReason) generate.Finish {
-	switch f {
-	case specdv1.FinishReason_FINISH_REASON_EOS:
-		return generate.EOS
-	case specdv1.FinishReason_FINISH_REASON_LENGTH:
-		return generate.Length
-	case specdv1.FinishReason_FINISH_REASON_STOP_STRING:
-		return generate.StopString
-	case specdv1.FinishReason_FINISH_REASON_CONTEXT:
-		return generate.Context
+func FinishFromProto(p specdv1.FinishReason) generate.Finish {
+	for _, x := range finishes {
+		if x.p == p {
+			return x.f
+		}
 	}
 	return generate.Running
 }

@@ -47,13 +47,21 @@ func fill(m protoreflect.Message, seed int) {
 
 // TestFinalRoundTrip: a verifier's final message with every field set survives the
 // router's typed Final unchanged, so no stat is lost on the way to the client — a field
-// added to the proto and not to the conversion fails here. Each verification mode
-// round-trips too.
+// added to the proto and not to the conversion fails here. Each finish reason and each
+// verification mode round-trips too.
 func TestFinalRoundTrip(t *testing.T) {
 	in := &specdv1.Final{}
 	fill(in.ProtoReflect(), 0)
 	if got := FinalToProto(FinalFromProto(in)); !proto.Equal(got, in) {
 		t.Errorf("round trip:\n got %v\nwant %v", got, in)
+	}
+	reasons := specdv1.FinishReason(0).Descriptor().Values()
+	for i := range reasons.Len() {
+		r := specdv1.FinishReason(reasons.Get(i).Number())
+		in := &specdv1.Final{FinishReason: r, Stats: &specdv1.Stats{}}
+		if got := FinalToProto(FinalFromProto(in)); !proto.Equal(got, in) {
+			t.Errorf("finish reason %v: round trip gives %v", r, got)
+		}
 	}
 	modes := specdv1.VerificationMode(0).Descriptor().Values()
 	for i := range modes.Len() {
