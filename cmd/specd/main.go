@@ -87,17 +87,12 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "\nrun 'specd <command> -h' for a command's flags")
 }
 
-// parseFlags parses args into fs, turning flag errors into usage errors.
-// A bad flag is one line on stderr (from realMain); -h prints the flags.
+// parseFlags parses args into fs, turning flag errors into usage errors, and refuses
+// arguments after the flags. A bad flag is one line on stderr (from realMain); -h
+// prints the flags.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-			return err
-		}
-		return usageError{err}
+	if err := parseFlagsAnyOrder(fs, args, stderr); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))

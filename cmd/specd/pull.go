@@ -68,7 +68,7 @@ func pullCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // parseFlagsAnyOrder parses flags up to the first argument, turning flag errors into
-// usage errors, as parseFlags does, but leaves the arguments for the caller.
+// usage errors, and leaves the arguments for the caller; -h prints the flags.
 func parseFlagsAnyOrder(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
