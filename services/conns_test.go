@@ -26,7 +26,7 @@ func healthServer(t *testing.T, addr string) (string, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := services.NewServer("test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := services.NewServer("test", slog.New(slog.NewTextHandler(io.Discard, nil)), services.Limits{})
 	srv.SetServing()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,6 +1,7 @@
 package services
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -22,8 +23,34 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// MaxMessageBytes bounds every gRPC message specd sends or accepts.
-const MaxMessageBytes = 16 << 20
+// Defaults of Limits.
+const (
+	MaxMessageBytes     = 16 << 20 // largest gRPC message a server sends or accepts
+	DefaultMaxStreams   = 1024     // concurrent streams per client connection
+	DefaultKeepaliveMin = 10 * time.Second
+)
+
+// Limits bound what one client connection may ask of a server. Past them a client gets:
+// RESOURCE_EXHAUSTED for a message over MaxMessageBytes; for a stream past MaxStreams on
+// one connection, a wait until one of its streams ends (HTTP/2 MAX_CONCURRENT_STREAMS: the
+// client queues it; its deadline still applies); for keepalive pings more often than
+// KeepaliveMin, its connection closed with GOAWAY "too_many_pings".
+type Limits struct {
+	MaxMessageBytes int           // 0: MaxMessageBytes
+	MaxStreams      uint32        // 0: DefaultMaxStreams
+	KeepaliveMin    time.Duration // 0: DefaultKeepaliveMin
+}
+
+// ServerOptions are the gRPC options that enforce l.
+func (l Limits) ServerOptions() []grpc.ServerOption {
+	msg := cmp.Or(l.MaxMessageBytes, MaxMessageBytes)
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(msg),
+		grpc.MaxSendMsgSize(msg),
+		grpc.MaxConcurrentStreams(cmp.Or(l.MaxStreams, DefaultMaxStreams)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cmp.Or(l.KeepaliveMin, DefaultKeepaliveMin), PermitWithoutStream: true}),
+	}
+}
 
 // Server is a gRPC server with grpc.health.v1 (NOT_SERVING until SetServing), server
 // reflection, keepalives and message size limits.
@@ -34,15 +61,13 @@ type Server struct {
 	log    *slog.Logger
 }
 
-// NewServer returns a server for the named service (the health service name).
-func NewServer(name string, log *slog.Logger, opts ...grpc.ServerOption) *Server {
-	base := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxMessageBytes),
-		grpc.MaxSendMsgSize(MaxMessageBytes),
+// NewServer returns a server for the named service (the health service name) that
+// enforces lim.
+func NewServer(name string, log *slog.Logger, lim Limits, opts ...grpc.ServerOption) *Server {
+	base := append(lim.ServerOptions(),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ForceServerCodecV2(serverCodec{encoding.GetCodecV2(gproto.Name)}),
-	}
+	)
 	s := &Server{GRPC: grpc.NewServer(append(base, opts...)...), Health: health.NewServer(), name: name, log: log}
 	healthpb.RegisterHealthServer(s.GRPC, s.Health)
 	reflection.Register(s.GRPC)

@@ -77,10 +77,36 @@ func shutdown(ctx context.Context, t *telemetry.Telemetry) {
 	}
 }
 
+// limitOptions bound what one client connection may ask of a service.
+type limitOptions struct {
+	maxMessage   int
+	maxStreams   uint
+	keepaliveMin time.Duration
+}
+
+func (o *limitOptions) addFlags(fs *flag.FlagSet) {
+	fs.IntVar(&o.maxMessage, "max-message-bytes", services.MaxMessageBytes, "largest gRPC message accepted or sent; larger is RESOURCE_EXHAUSTED")
+	fs.UintVar(&o.maxStreams, "max-streams-per-conn", services.DefaultMaxStreams, "concurrent streams one client connection may open; more wait for one to end")
+	fs.DurationVar(&o.keepaliveMin, "keepalive-min-time", services.DefaultKeepaliveMin, "shortest keepalive ping interval a client may use; faster pingers are disconnected")
+}
+
+func (o *limitOptions) validate() error {
+	if o.maxMessage < 1<<10 || o.maxMessage > 1<<30 || o.maxStreams < 1 || o.maxStreams > 1<<20 || o.keepaliveMin < time.Second {
+		return usagef("--max-message-bytes %d, --max-streams-per-conn %d, --keepalive-min-time %v: want 1 KiB..1 GiB, 1..1048576, ≥ 1s",
+			o.maxMessage, o.maxStreams, o.keepaliveMin)
+	}
+	return nil
+}
+
+func (o *limitOptions) limits() services.Limits {
+	return services.Limits{MaxMessageBytes: o.maxMessage, MaxStreams: uint32(o.maxStreams), KeepaliveMin: o.keepaliveMin}
+}
+
 // workerOptions are the flags of a model-serving service (verifier or draft).
 type workerOptions struct {
 	engineOptions
 	registerOptions
+	limitOptions
 	listen   string
 	maxBlock int
 }
@@ -88,6 +114,7 @@ type workerOptions struct {
 func (o *workerOptions) addFlags(fs *flag.FlagSet, defModel, defListen string) {
 	o.engineOptions.addFlags(fs, defModel)
 	o.registerOptions.addFlags(fs)
+	o.limitOptions.addFlags(fs)
 	fs.StringVar(&o.listen, "listen", defListen, "gRPC listen address")
 	fs.IntVar(&o.maxBlock, "max-block", 64, "largest forward block in tokens (prefill is split into blocks)")
 }
@@ -97,6 +124,9 @@ func (o *workerOptions) validate() error {
 		return err
 	}
 	if err := o.registerOptions.validate(); err != nil {
+		return err
+	}
+	if err := o.limitOptions.validate(); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
@@ -119,6 +149,7 @@ type verifierOptions struct {
 	queue        int
 	queueWait    time.Duration
 	streamEvery  time.Duration
+	maxPrompt    int
 	prefixCache  bool
 	drafts       string // the drafts this verifier may dial (static discovery)
 	draftsFrom   string // static or consul
@@ -134,6 +165,7 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.prefillChunk, "prefill-chunk", 64, "most prompt tokens one pass prefills, all requests together")
 	fs.DurationVar(&o.queueWait, "queue-wait", 30*time.Second, "longest a request waits for admission before RESOURCE_EXHAUSTED")
 	fs.DurationVar(&o.streamEvery, "stream-interval", 10*time.Millisecond, "longest committed tokens wait to be streamed together in one message (0: a message per pass; a request's first and last tokens go at once)")
+	fs.IntVar(&o.maxPrompt, "max-prompt-tokens", 0, "longest prompt in tokens a request may send, INVALID_ARGUMENT past it (0: the model's context)")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "share the KV blocks of identical prompt prefixes between requests")
 	fs.IntVar(&o.queue, "queue", 256, "requests allowed to wait for admission; more get RESOURCE_EXHAUSTED")
 	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated addresses of the drafts this verifier may dial, spelled as the router names them; a request naming any other draft decodes plainly (empty: never speculate with a draft)")
@@ -155,6 +187,9 @@ func (o *verifierOptions) validate() error {
 	}
 	if o.maxBatch < 1 || o.maxBatch > 4096 || o.maxRunning < 1 || o.prefillChunk < 1 || o.queueWait <= 0 {
 		return usagef("--max-batch %d, --max-running %d, --prefill-chunk %d, --queue-wait %v: want max-batch 1..4096, the others positive", o.maxBatch, o.maxRunning, o.prefillChunk, o.queueWait)
+	}
+	if o.maxPrompt < 0 {
+		return usagef("--max-prompt-tokens %d: want ≥ 0", o.maxPrompt)
 	}
 	if o.streamEvery < 0 || o.streamEvery > time.Second {
 		return usagef("--stream-interval %v: want 0..1s", o.streamEvery)
@@ -224,6 +259,7 @@ func (o *draftOptions) validate() error {
 
 type routerOptions struct {
 	discoveryOptions
+	limitOptions
 	advertise string
 	listen    string
 	verifiers string
@@ -234,6 +270,7 @@ type routerOptions struct {
 
 func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	o.discoveryOptions.addFlags(fs)
+	o.limitOptions.addFlags(fs)
 	fs.StringVar(&o.advertise, "advertise", "", "host:port to register the router in Consul as specd-router (needs --consul); empty: do not register")
 	fs.StringVar(&o.listen, "listen", defaultRouterAddr, "gRPC listen address of the public API")
 	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
@@ -254,6 +291,9 @@ func splitList(s string) []string {
 
 func (o *routerOptions) validate() error {
 	if err := o.discoveryOptions.validate(); err != nil {
+		return err
+	}
+	if err := o.limitOptions.validate(); err != nil {
 		return err
 	}
 	if o.advertise != "" {
@@ -298,13 +338,14 @@ func listen(addr string) (net.Listener, error) {
 func (o *workerOptions) worker(ctx context.Context, tel *telemetry.Telemetry, ready func(*model.Model)) serve.Worker {
 	return serve.Worker{
 		Load: func() (*model.Model, error) { return o.load(ctx, io.Discard) }, Log: tel.Log, Tel: tel, Ready: ready, Consul: o.registerOptions.config(),
+		Limits: o.limits(),
 		Engine: services.EngineConfig{Threads: o.threads, KVBudget: o.kvBudget, KVType: o.kvTypeValue(), MaxBlock: o.maxBlock},
 	}
 }
 
 func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 	mode, _ := spec.ParseMode(o.mode)
-	return verifiersvc.Config{Mode: mode, QueueWait: o.queueWait, StreamInterval: o.streamEvery, Metrics: tel.Metrics, Engine: verifiersvc.EngineConfig{
+	return verifiersvc.Config{Mode: mode, QueueWait: o.queueWait, StreamInterval: o.streamEvery, MaxPromptTokens: o.maxPrompt, Metrics: tel.Metrics, Engine: verifiersvc.EngineConfig{
 		Threads: o.threads, PrefixCache: o.prefixCache,
 		Sched: verifier.Config{MaxTokens: o.maxBatch, PrefillChunk: o.prefillChunk, MaxRunning: o.maxRunning, MaxQueue: o.queue, MaxGamma: o.maxGamma, Lookup: o.lookup},
 	}}
@@ -312,7 +353,7 @@ func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 
 func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {
 	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
-		Log: tel.Log, Tel: tel, Ready: ready}
+		Log: tel.Log, Tel: tel, Ready: ready, Limits: o.limits()}
 	o.discoveryOptions.apply(&c)
 	if o.advertise != "" {
 		c.Register = &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise}
@@ -439,6 +480,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("--consul: up runs everything on loopback without Consul; run specd router, verifier and draft to use Consul")
 	}
 	do.models, do.kvBudget, do.kvType = vo.models, vo.kvBudget/4, vo.kvType
+	do.limitOptions = vo.limitOptions // up's --max-* and --keepalive-min-time apply to all three services
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
 		return usagef("--listen %q: %v", listenAddr, err)
 	}
@@ -496,7 +538,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ro := routerOptions{listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second, health: time.Second,
+	ro := routerOptions{limitOptions: vo.limitOptions, listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second, health: time.Second,
 		discoveryOptions: discoveryOptions{mode: "static", breakerFailures: 3, breakerCooldown: 10 * time.Second, wait: time.Minute}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

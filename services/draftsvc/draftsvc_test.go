@@ -54,7 +54,7 @@ func serveDraft(t *testing.T, m *model.Model, kvBlocks int) (speculationv1.Draft
 		t.Fatal(err)
 	}
 	ds := draftsvc.New(draftsvc.Config{Depth: 2, Threads: 1, Prefill: 32}, quiet)
-	srv := services.NewServer("specd.speculation.v1.DraftService", quiet)
+	srv := services.NewServer("specd.speculation.v1.DraftService", quiet, services.Limits{})
 	speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
 	ds.SetEngine(eng)
 	srv.SetServing()

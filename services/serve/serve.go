@@ -40,6 +40,7 @@ type Worker struct {
 	Ready  func(*model.Model)   // called once serving; may be nil
 	Consul *Consul              // register in Consul while serving; nil: do not
 	Tel    *telemetry.Telemetry // traces and metrics; nil: none
+	Limits services.Limits      // what one client connection may ask
 }
 
 // Consul says how a service registers itself.
@@ -132,7 +133,7 @@ func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener)
 // its use of them), serves health NOT_SERVING while the
 // model loads, then SERVING, registers in Consul if asked, and stops when ctx ends.
 func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engine) (func(), error)) error {
-	srv := services.NewServer(name, w.Log, serverOptions(w.Tel)...)
+	srv := services.NewServer(name, w.Log, w.Limits, serverOptions(w.Tel)...)
 	setEngine := register(srv)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -245,6 +246,7 @@ type RouterConfig struct {
 	HealthInterval time.Duration
 	Register       *Consul              // register the router as specd-router; nil: do not
 	Tel            *telemetry.Telemetry // traces and metrics; nil: none
+	Limits         services.Limits      // what one client connection may ask
 	Log            *slog.Logger
 	Ready          func()
 }
@@ -303,7 +305,7 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	if cfg.Tel != nil && cfg.Breakers != nil {
 		defer cfg.Tel.Metrics.ObserveBreakers(cfg.Breakers.States)()
 	}
-	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, serverOptions(cfg.Tel)...)
+	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, serverOptions(cfg.Tel)...)
 	srv.Register(&specdv1.GenerationService_ServiceDesc, rs)
 	wg.Add(1)
 	go func() {

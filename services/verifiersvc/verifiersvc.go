@@ -43,8 +43,11 @@ type Config struct {
 	// message per token across two hops cost a tenth of the throughput of the cores
 	// the passes share.
 	StreamInterval time.Duration
-	Address        string             // this verifier's address, reported in stats
-	Metrics        *telemetry.Metrics // round-trip histogram; nil records nothing
+	// MaxPromptTokens refuses longer prompts (INVALID_ARGUMENT naming the prompt); 0:
+	// only the model's context bounds them.
+	MaxPromptTokens int
+	Address         string             // this verifier's address, reported in stats
+	Metrics         *telemetry.Metrics // round-trip histogram; nil records nothing
 	// Drafts are the drafts this verifier may dial: its static list or its Consul
 	// view. A request's draft_address is a preference among them, matched exactly
 	// (host:port as the view spells it); an address outside the view is ignored —
@@ -184,6 +187,9 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	if len(prompt) >= m.Context {
 		return services.BadField("prompt", "%d tokens leave no room in the context of %d", len(prompt), m.Context)
+	}
+	if lim := s.cfg.MaxPromptTokens; lim > 0 && len(prompt) > lim {
+		return services.BadField("prompt", "%d tokens: more than this verifier takes (--max-prompt-tokens %d)", len(prompt), lim)
 	}
 	if q.MaxTokens == 0 {
 		q.MaxTokens = m.Context - len(prompt) // up to the context: ends with FINISH_REASON_CONTEXT

@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -284,4 +285,34 @@ func startDraft(t *testing.T) string {
 		t.Fatalf("draft: %v", err)
 	}
 	return lis.Addr().String()
+}
+
+// TestMaxPromptTokens: a prompt longer than --max-prompt-tokens is INVALID_ARGUMENT
+// naming the prompt; one within it is served.
+func TestMaxPromptTokens(t *testing.T) {
+	checkLeaks(t)
+	ctx, client := startVerifier(t, verifiersvc.Config{MaxPromptTokens: 6, Engine: verifiersvc.EngineConfig{Threads: 1}})
+	run := func(prompt string) error {
+		st, err := client.Generate(ctx, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
+			Prompt: prompt, MaxTokens: 4, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
+		if err != nil {
+			return err
+		}
+		for {
+			msg, err := st.Recv()
+			if err != nil {
+				return err
+			}
+			if msg.GetFinal() != nil {
+				return nil
+			}
+		}
+	}
+	if err := run("Once upon a time"); err != nil {
+		t.Errorf("a short prompt: %v", err)
+	}
+	err := run("Once upon a time, there was a little girl named Lily who loved to play")
+	if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "prompt") {
+		t.Errorf("a prompt over the limit: %v, want INVALID_ARGUMENT naming the prompt", err)
+	}
 }
