@@ -35,7 +35,8 @@ func TestHealthySpansAreNotErrors(t *testing.T) {
 	rtel, rspans := recordSpans(t, "specd-router")
 	vtel, vspans := recordSpans(t, "specd-verifier")
 	s := startStackWith(t, stackOptions{rtel: rtel, vtel: vtel})
-	r, err := s.generate(context.Background(), request("Once upon a time", 24, 0, 0, 4))
+	// Long enough that a draft slowed by a busy machine still gets tokens checked.
+	r, err := s.generate(context.Background(), request("Once upon a time", 96, 0, 0, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
