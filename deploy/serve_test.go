@@ -338,17 +338,19 @@ func generateThrough(t *testing.T, addr string) {
 	}
 	defer cc.Close()
 	client := specdv1.NewGenerationServiceClient(cc)
+	// A request may finish before a draft that has just started proposes (on a busy
+	// machine its first passes are slow); within the deadline one must see its draft.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		stats, err := generateOnce(client)
-		if err == nil {
-			if stats.GetCompletionTokens() == 0 || stats.GetDraftedTokens() == 0 {
-				t.Fatalf("Generate via %s: %d tokens, %d drafted: want tokens, with the draft proposing", addr, stats.GetCompletionTokens(), stats.GetDraftedTokens())
-			}
+		if err == nil && stats.GetCompletionTokens() == 0 {
+			t.Fatalf("Generate via %s: no tokens", addr)
+		}
+		if err == nil && stats.GetDraftedTokens() > 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Generate via %s: %v", addr, err)
+			t.Fatalf("Generate via %s: %v; last stats %v: want tokens, with the draft proposing", addr, err, stats)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
