@@ -40,22 +40,7 @@ func TestAdmission(t *testing.T) {
 	checkLeaks(t)
 	ctx, client := startVerifier(t, verifiersvc.Config{QueueWait: 100 * time.Millisecond, Engine: verifiersvc.EngineConfig{Threads: 1,
 		Sched: verifier.Config{MaxRunning: 1, MaxQueue: 1}}})
-	generate := func(n uint32) error {
-		st, err := client.Generate(ctx, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
-			Prompt: "Once upon a time", MaxTokens: n, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
-		if err != nil {
-			return err
-		}
-		for {
-			msg, err := st.Recv()
-			if err != nil {
-				return err
-			}
-			if msg.GetFinal() != nil {
-				return nil
-			}
-		}
-	}
+	generate := func(n uint32) error { return generatePlain(ctx, client, "Once upon a time", n) }
 	// One long request runs (500 tokens: at least 250 ms even at 2000 tokens/s; greedy
 	// from this prompt it never ends early), a second waits past the queue wait, a
 	// third finds the queue full.
@@ -99,43 +84,71 @@ func checkLeaks(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
 }
 
-// startVerifier serves the Q8_0 target with cfg on loopback until the test ends, and
-// returns a context ending then and a client.
-func startVerifier(t *testing.T, cfg verifiersvc.Config) (context.Context, speculationv1.VerifierServiceClient) {
+// startService loads the model file (KV budget kvBytes) and runs serve on a loopback
+// listener until the test ends; it returns a context that ends then and the address.
+func startService(t *testing.T, file string, kvBytes int64, run func(context.Context, serve.Worker, net.Listener) error) (context.Context, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := testmodels.ForTest(t, "specd-target-q8_0.gguf")
+	path := testmodels.ForTest(t, file)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- serve.Verifier(ctx, serve.Worker{
+		done <- run(ctx, serve.Worker{
 			Load:   func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) },
-			Engine: services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: ggml.F32, MaxBlock: 64},
+			Engine: services.EngineConfig{Threads: 1, KVBudget: kvBytes, KVType: ggml.F32, MaxBlock: 64},
 			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Ready:  func(*model.Model) { close(ready) },
-		}, cfg, lis)
+		}, lis)
 	}()
-	cc, err := services.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		cc.Close()
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("server: %v", err)
+			t.Errorf("%s: %v", file, err)
 		}
 	})
 	select {
 	case <-ready:
 	case err := <-done:
-		t.Fatalf("server: %v", err)
+		t.Fatalf("%s: %v", file, err)
 	}
+	return ctx, lis.Addr().String()
+}
+
+// startVerifier serves the Q8_0 target with cfg on loopback until the test ends, and
+// returns a context ending then and a client.
+func startVerifier(t *testing.T, cfg verifiersvc.Config) (context.Context, speculationv1.VerifierServiceClient) {
+	t.Helper()
+	ctx, addr := startService(t, "specd-target-q8_0.gguf", 32<<20, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
+		return serve.Verifier(ctx, w, cfg, lis)
+	})
+	cc, err := services.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
 	return ctx, speculationv1.NewVerifierServiceClient(cc)
+}
+
+// generatePlain runs a plain request for n tokens of prompt to its final message.
+func generatePlain(ctx context.Context, client speculationv1.VerifierServiceClient, prompt string, n uint32) error {
+	st, err := client.Generate(ctx, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
+		Prompt: prompt, MaxTokens: n, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		if msg.GetFinal() != nil {
+			return nil
+		}
+	}
 }
 
 // TestStreamInterval: committed tokens held back by the stream interval go out
@@ -257,34 +270,10 @@ func TestDraftAddressOutsideView(t *testing.T) {
 // address.
 func startDraft(t *testing.T) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := testmodels.ForTest(t, "specd-draft-q8_0.gguf")
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- serve.Draft(ctx, serve.Worker{
-			Load:   func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) },
-			Engine: services.EngineConfig{Threads: 1, KVBudget: 16 << 20, KVType: ggml.F32, MaxBlock: 64},
-			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready:  func(*model.Model) { close(ready) },
-		}, draftsvc.Config{Depth: 2}, lis)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("draft: %v", err)
-		}
+	_, addr := startService(t, "specd-draft-q8_0.gguf", 16<<20, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
+		return serve.Draft(ctx, w, draftsvc.Config{Depth: 2}, lis)
 	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("draft: %v", err)
-	}
-	return lis.Addr().String()
+	return addr
 }
 
 // TestMaxPromptTokens: a prompt longer than --max-prompt-tokens is INVALID_ARGUMENT
@@ -292,22 +281,7 @@ func startDraft(t *testing.T) string {
 func TestMaxPromptTokens(t *testing.T) {
 	checkLeaks(t)
 	ctx, client := startVerifier(t, verifiersvc.Config{MaxPromptTokens: 6, Engine: verifiersvc.EngineConfig{Threads: 1}})
-	run := func(prompt string) error {
-		st, err := client.Generate(ctx, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
-			Prompt: prompt, MaxTokens: 4, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
-		if err != nil {
-			return err
-		}
-		for {
-			msg, err := st.Recv()
-			if err != nil {
-				return err
-			}
-			if msg.GetFinal() != nil {
-				return nil
-			}
-		}
-	}
+	run := func(prompt string) error { return generatePlain(ctx, client, prompt, 4) }
 	if err := run("Once upon a time"); err != nil {
 		t.Errorf("a short prompt: %v", err)
 	}
