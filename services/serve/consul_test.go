@@ -2,7 +2,6 @@ package serve_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -33,15 +32,7 @@ func TestConsulDiscovery(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	run := func(f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("server: %v", err)
-			}
-		}()
-	}
+	run := goServe(t, &wg)
 	eng := services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: ggml.F32, MaxBlock: 64}
 	reg := &serve.Consul{Addr: agent.Addr(), CheckInterval: time.Second, UpdateEvery: time.Second}
 	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)

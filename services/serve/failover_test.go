@@ -22,28 +22,8 @@ func TestVerifierKilledMidStream(t *testing.T) {
 	d := startDraftProcess(t)
 	va := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
 	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
-	rl := freeListener(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	ready := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		cfg := serve.RouterConfig{Verifiers: []string{va.addr, vb.addr}, Drafts: []string{d.addr}, Refresh: 100 * time.Millisecond,
-			Breakers: services.NewBreakers(3, time.Second), Log: quiet, Ready: func() { close(ready) }}
-		if err := serve.Router(ctx, cfg, rl); err != nil {
-			t.Errorf("router: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	<-ready
-	cc, err := services.Dial(rl.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	client := specdv1.NewGenerationServiceClient(cc)
-	waitModels(t, client, 2)
+	client := startRouter(t, serve.RouterConfig{Verifiers: []string{va.addr, vb.addr}, Drafts: []string{d.addr}, Refresh: 100 * time.Millisecond,
+		Breakers: services.NewBreakers(3, time.Second)})
 
 	s := &stack{client: client}
 	s.target = loadTarget(t)
@@ -106,28 +86,8 @@ func TestRestartedVerifierThenOtherDies(t *testing.T) {
 	d := startDraftProcess(t)
 	va := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
 	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
-	rl := freeListener(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	ready := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		cfg := serve.RouterConfig{Verifiers: []string{va.addr, vb.addr}, Drafts: []string{d.addr}, Refresh: 100 * time.Millisecond,
-			HealthInterval: 100 * time.Millisecond, Breakers: services.NewBreakers(3, 10*time.Second), Log: quiet, Ready: func() { close(ready) }}
-		if err := serve.Router(ctx, cfg, rl); err != nil {
-			t.Errorf("router: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	<-ready
-	cc, err := services.Dial(rl.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	client := specdv1.NewGenerationServiceClient(cc)
-	waitModels(t, client, 2)
+	client := startRouter(t, serve.RouterConfig{Verifiers: []string{va.addr, vb.addr}, Drafts: []string{d.addr}, Refresh: 100 * time.Millisecond,
+		HealthInterval: 100 * time.Millisecond, Breakers: services.NewBreakers(3, 10*time.Second)})
 
 	s := &stack{client: client, target: loadTarget(t)}
 	text := "It was the best of times, it was the worst of times, it was the age of"
@@ -168,4 +128,26 @@ func TestRestartedVerifierThenOtherDies(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("output differs from plain:\n got %v\nwant %v", got, want)
 	}
+}
+
+// startRouter serves a router with cfg on a free loopback port until the test ends,
+// and returns a client once it lists both models.
+func startRouter(t *testing.T, cfg serve.RouterConfig) specdv1.GenerationServiceClient {
+	t.Helper()
+	rl := freeListener(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	ready := make(chan struct{})
+	cfg.Log, cfg.Ready = quiet, func() { close(ready) }
+	goServe(t, &wg)(func() error { return serve.Router(ctx, cfg, rl) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	<-ready
+	cc, err := services.Dial(rl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	client := specdv1.NewGenerationServiceClient(cc)
+	waitModels(t, client, 2)
+	return client
 }

@@ -2,7 +2,6 @@ package serve_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -70,15 +69,7 @@ func TestRouterRecovery(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	run := func(f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("server: %v", err)
-			}
-		}()
-	}
+	run := goServe(t, &wg)
 	eng := services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: ggml.F32, MaxBlock: 64}
 	load := loader(t, "specd-target-q8_0")
 	startVerifier := func(lis net.Listener, release <-chan struct{}) (stop func()) {

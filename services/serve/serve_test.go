@@ -80,15 +80,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	drafts := router.NewStatic(router.Endpoint{Address: cmp.Or(o.draftAddr, s.draft), Role: router.Draft})
 	ready := make(chan struct{}, 2)
 	eng := services.EngineConfig{Threads: 1, KVBudget: 64 << 20, KVType: ggml.F32, MaxBlock: 64}
-	run := func(f func() error) {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("server: %v", err)
-			}
-		}()
-	}
+	run := goServe(t, &s.wg)
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
@@ -463,5 +455,19 @@ func TestInvalidArguments(t *testing.T) {
 				t.Errorf("message %q does not start with the field %q", st.Message(), c.field)
 			}
 		})
+	}
+}
+
+// goServe returns a function that runs a server on its own goroutine, counted in wg,
+// and reports its error unless it stopped because its context ended.
+func goServe(t *testing.T, wg *sync.WaitGroup) func(func() error) {
+	return func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("server: %v", err)
+			}
+		}()
 	}
 }
