@@ -244,8 +244,19 @@ func TestDraftAddressOutsideView(t *testing.T) {
 			}
 		}
 	}
-	if st := generate(draft); st.GetDraft().GetAddress() != draft || st.GetDraftedTokens() == 0 {
-		t.Fatalf("the draft in the view: stats name draft %q with %d drafted tokens, want %s and some", st.GetDraft().GetAddress(), st.GetDraftedTokens(), draft)
+	// A just-started draft on a busy machine may first propose after a 4-token
+	// request has ended, so try a few times; the address must be right every time.
+	for try := 1; ; try++ {
+		st := generate(draft)
+		if st.GetDraft().GetAddress() != draft {
+			t.Fatalf("the draft in the view: stats name draft %q, want %s", st.GetDraft().GetAddress(), draft)
+		}
+		if st.GetDraftedTokens() > 0 {
+			break
+		}
+		if try == 20 {
+			t.Fatalf("the draft in the view drafted no token in %d requests", try)
+		}
 	}
 	before := runtime.NumGoroutine()
 	for _, addr := range bogus {
