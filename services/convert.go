@@ -32,6 +32,8 @@ type Request struct {
 // is drawn at random here, once, so that a resumed request keeps the same seed.
 func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 	switch {
+	case len(r.GetMessages()) > 0:
+		return q, BadField("messages", "chat messages are not supported by this server yet")
 	case r.GetPrompt() == "" && len(r.GetPromptIds()) == 0:
 		return q, BadField("prompt", "empty: set prompt or prompt_ids")
 	case r.GetPrompt() != "" && len(r.GetPromptIds()) > 0:

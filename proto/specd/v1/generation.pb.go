@@ -173,14 +173,15 @@ type GenerateRequest struct {
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// Prompt as text. It is tokenized by the model's tokenizer with a BOS token
 	// prepended when the model's tokenizer asks for one (as Tokenize does with
-	// add_bos set accordingly). Exactly one of prompt and prompt_ids must be
-	// non-empty, and the prompt must leave room for at least one token in the
-	// model's context window; otherwise the request fails with
-	// INVALID_ARGUMENT.
+	// add_bos set accordingly); text that spells a special token (e.g.
+	// "<|im_start|>") is tokenized as plain text. Exactly one of prompt,
+	// prompt_ids and messages must be non-empty, and the prompt must leave room
+	// for at least one token in the model's context window; otherwise the
+	// request fails with INVALID_ARGUMENT.
 	Prompt string `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
 	// Prompt as token ids, used verbatim: no BOS token is added. Every id must
-	// be in [0, vocab_size) of the model. Exactly one of prompt and prompt_ids
-	// must be non-empty.
+	// be in [0, vocab_size) of the model. Exactly one of prompt, prompt_ids and
+	// messages must be non-empty.
 	PromptIds []int32 `protobuf:"varint,3,rep,packed,name=prompt_ids,json=promptIds,proto3" json:"prompt_ids,omitempty"`
 	// Maximum number of tokens to generate, not counting the prompt. When it is
 	// reached, generation ends with FINISH_REASON_LENGTH. 0 means no limit other
@@ -210,9 +211,24 @@ type GenerateRequest struct {
 	// change how the request is served. Empty means unlabelled. The server may
 	// report values it does not recognise under one catch-all label to keep the
 	// number of metric series bounded.
-	Domain        string `protobuf:"bytes,9,opt,name=domain,proto3" json:"domain,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Domain string `protobuf:"bytes,9,opt,name=domain,proto3" json:"domain,omitempty"`
+	// A conversation to continue, instead of prompt or prompt_ids. The
+	// verifier renders it with the model's chat template (the GGUF metadata
+	// tokenizer.chat_template, rendered as Hugging Face's apply_chat_template
+	// does) and tokenizes the result with special-token text parsed as special
+	// tokens (so "<|im_start|>" in the template is one token), with a BOS token
+	// when the tokenizer asks for one and the rendered text does not already
+	// start with it. A model without a chat template fails the request with
+	// FAILED_PRECONDITION. Exactly one of prompt, prompt_ids and messages must
+	// be non-empty.
+	Messages []*ChatMessage `protobuf:"bytes,10,rep,name=messages,proto3" json:"messages,omitempty"`
+	// With messages: end the rendered prompt with the opening of an assistant
+	// turn, so the model answers (Hugging Face's add_generation_prompt). Unset
+	// means true; false renders the conversation as it is, e.g. to continue a
+	// partial assistant message. Ignored without messages.
+	AddGenerationPrompt *bool `protobuf:"varint,11,opt,name=add_generation_prompt,json=addGenerationPrompt,proto3,oneof" json:"add_generation_prompt,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
@@ -308,6 +324,76 @@ func (x *GenerateRequest) GetDomain() string {
 	return ""
 }
 
+func (x *GenerateRequest) GetMessages() []*ChatMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetAddGenerationPrompt() bool {
+	if x != nil && x.AddGenerationPrompt != nil {
+		return *x.AddGenerationPrompt
+	}
+	return false
+}
+
+// ChatMessage is one turn of a conversation.
+type ChatMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Who speaks: "system", "user", "assistant" or "tool", as the chat template
+	// expects. Must be non-empty.
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// What was said, UTF-8. May be empty.
+	Content       string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChatMessage) Reset() {
+	*x = ChatMessage{}
+	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChatMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChatMessage) ProtoMessage() {}
+
+func (x *ChatMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
+func (*ChatMessage) Descriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ChatMessage) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ChatMessage) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
 // SamplingParams selects how each token is drawn from the model's output
 // distribution. The filters apply in this order: top_k, then temperature,
 // then top_p and min_p on the resulting probabilities. Speculative decoding
@@ -340,7 +426,7 @@ type SamplingParams struct {
 
 func (x *SamplingParams) Reset() {
 	*x = SamplingParams{}
-	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	mi := &file_specd_v1_generation_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +438,7 @@ func (x *SamplingParams) String() string {
 func (*SamplingParams) ProtoMessage() {}
 
 func (x *SamplingParams) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	mi := &file_specd_v1_generation_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +451,7 @@ func (x *SamplingParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SamplingParams.ProtoReflect.Descriptor instead.
 func (*SamplingParams) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{1}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SamplingParams) GetTemperature() float32 {
@@ -427,7 +513,7 @@ type SpeculationOptions struct {
 
 func (x *SpeculationOptions) Reset() {
 	*x = SpeculationOptions{}
-	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	mi := &file_specd_v1_generation_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +525,7 @@ func (x *SpeculationOptions) String() string {
 func (*SpeculationOptions) ProtoMessage() {}
 
 func (x *SpeculationOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	mi := &file_specd_v1_generation_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +538,7 @@ func (x *SpeculationOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeculationOptions.ProtoReflect.Descriptor instead.
 func (*SpeculationOptions) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{2}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SpeculationOptions) GetDisabled() bool {
@@ -499,7 +585,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[3]
+	mi := &file_specd_v1_generation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +597,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[3]
+	mi := &file_specd_v1_generation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +610,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{3}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GenerateResponse) GetEvent() isGenerateResponse_Event {
@@ -592,7 +678,7 @@ type TokenChunk struct {
 
 func (x *TokenChunk) Reset() {
 	*x = TokenChunk{}
-	mi := &file_specd_v1_generation_proto_msgTypes[4]
+	mi := &file_specd_v1_generation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +690,7 @@ func (x *TokenChunk) String() string {
 func (*TokenChunk) ProtoMessage() {}
 
 func (x *TokenChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[4]
+	mi := &file_specd_v1_generation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +703,7 @@ func (x *TokenChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenChunk.ProtoReflect.Descriptor instead.
 func (*TokenChunk) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{4}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TokenChunk) GetTokenIds() []int32 {
@@ -654,7 +740,7 @@ type Final struct {
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_specd_v1_generation_proto_msgTypes[5]
+	mi := &file_specd_v1_generation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +752,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[5]
+	mi := &file_specd_v1_generation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +765,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{5}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Final) GetFinishReason() FinishReason {
@@ -764,7 +850,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	mi := &file_specd_v1_generation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +862,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	mi := &file_specd_v1_generation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +875,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{6}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Stats) GetPromptTokens() uint32 {
@@ -945,7 +1031,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	mi := &file_specd_v1_generation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1043,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	mi := &file_specd_v1_generation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1056,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{7}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -1006,7 +1092,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[8]
+	mi := &file_specd_v1_generation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1104,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[8]
+	mi := &file_specd_v1_generation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1117,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{8}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CompleteResponse) GetPromptIds() []int32 {
@@ -1086,7 +1172,7 @@ type TokenizeRequest struct {
 
 func (x *TokenizeRequest) Reset() {
 	*x = TokenizeRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[9]
+	mi := &file_specd_v1_generation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1184,7 @@ func (x *TokenizeRequest) String() string {
 func (*TokenizeRequest) ProtoMessage() {}
 
 func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[9]
+	mi := &file_specd_v1_generation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1197,7 @@ func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
 func (*TokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{9}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TokenizeRequest) GetModel() string {
@@ -1150,7 +1236,7 @@ type TokenizeResponse struct {
 
 func (x *TokenizeResponse) Reset() {
 	*x = TokenizeResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[10]
+	mi := &file_specd_v1_generation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1248,7 @@ func (x *TokenizeResponse) String() string {
 func (*TokenizeResponse) ProtoMessage() {}
 
 func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[10]
+	mi := &file_specd_v1_generation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1261,7 @@ func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeResponse.ProtoReflect.Descriptor instead.
 func (*TokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{10}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TokenizeResponse) GetTokenIds() []int32 {
@@ -1202,7 +1288,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[11]
+	mi := &file_specd_v1_generation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1300,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[11]
+	mi := &file_specd_v1_generation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1313,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{11}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{12}
 }
 
 // ListModelsResponse lists the models the router can reach.
@@ -1241,7 +1327,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[12]
+	mi := &file_specd_v1_generation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1339,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[12]
+	mi := &file_specd_v1_generation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1352,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{12}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelInfo {
@@ -1306,7 +1392,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_specd_v1_generation_proto_msgTypes[13]
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1404,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[13]
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1417,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{13}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ModelInfo) GetName() string {
@@ -1394,7 +1480,7 @@ var File_specd_v1_generation_proto protoreflect.FileDescriptor
 
 const file_specd_v1_generation_proto_rawDesc = "" +
 	"\n" +
-	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xc0\x02\n" +
+	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xc6\x03\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -1407,7 +1493,14 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\vspeculation\x18\a \x01(\v2\x1c.specd.v1.SpeculationOptionsR\vspeculation\x12\x1f\n" +
 	"\vsession_key\x18\b \x01(\tR\n" +
 	"sessionKey\x12\x16\n" +
-	"\x06domain\x18\t \x01(\tR\x06domain\"\xb1\x01\n" +
+	"\x06domain\x18\t \x01(\tR\x06domain\x121\n" +
+	"\bmessages\x18\n" +
+	" \x03(\v2\x15.specd.v1.ChatMessageR\bmessages\x127\n" +
+	"\x15add_generation_prompt\x18\v \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01B\x18\n" +
+	"\x16_add_generation_prompt\";\n" +
+	"\vChatMessage\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xb1\x01\n" +
 	"\x0eSamplingParams\x12 \n" +
 	"\vtemperature\x18\x01 \x01(\x02R\vtemperature\x12\x13\n" +
 	"\x05top_k\x18\x02 \x01(\rR\x04topK\x12\x18\n" +
@@ -1520,57 +1613,59 @@ func file_specd_v1_generation_proto_rawDescGZIP() []byte {
 }
 
 var file_specd_v1_generation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_specd_v1_generation_proto_goTypes = []any{
 	(VerificationMode)(0),       // 0: specd.v1.VerificationMode
 	(FinishReason)(0),           // 1: specd.v1.FinishReason
 	(*GenerateRequest)(nil),     // 2: specd.v1.GenerateRequest
-	(*SamplingParams)(nil),      // 3: specd.v1.SamplingParams
-	(*SpeculationOptions)(nil),  // 4: specd.v1.SpeculationOptions
-	(*GenerateResponse)(nil),    // 5: specd.v1.GenerateResponse
-	(*TokenChunk)(nil),          // 6: specd.v1.TokenChunk
-	(*Final)(nil),               // 7: specd.v1.Final
-	(*Stats)(nil),               // 8: specd.v1.Stats
-	(*Endpoint)(nil),            // 9: specd.v1.Endpoint
-	(*CompleteResponse)(nil),    // 10: specd.v1.CompleteResponse
-	(*TokenizeRequest)(nil),     // 11: specd.v1.TokenizeRequest
-	(*TokenizeResponse)(nil),    // 12: specd.v1.TokenizeResponse
-	(*ListModelsRequest)(nil),   // 13: specd.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),  // 14: specd.v1.ListModelsResponse
-	(*ModelInfo)(nil),           // 15: specd.v1.ModelInfo
-	(*durationpb.Duration)(nil), // 16: google.protobuf.Duration
+	(*ChatMessage)(nil),         // 3: specd.v1.ChatMessage
+	(*SamplingParams)(nil),      // 4: specd.v1.SamplingParams
+	(*SpeculationOptions)(nil),  // 5: specd.v1.SpeculationOptions
+	(*GenerateResponse)(nil),    // 6: specd.v1.GenerateResponse
+	(*TokenChunk)(nil),          // 7: specd.v1.TokenChunk
+	(*Final)(nil),               // 8: specd.v1.Final
+	(*Stats)(nil),               // 9: specd.v1.Stats
+	(*Endpoint)(nil),            // 10: specd.v1.Endpoint
+	(*CompleteResponse)(nil),    // 11: specd.v1.CompleteResponse
+	(*TokenizeRequest)(nil),     // 12: specd.v1.TokenizeRequest
+	(*TokenizeResponse)(nil),    // 13: specd.v1.TokenizeResponse
+	(*ListModelsRequest)(nil),   // 14: specd.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),  // 15: specd.v1.ListModelsResponse
+	(*ModelInfo)(nil),           // 16: specd.v1.ModelInfo
+	(*durationpb.Duration)(nil), // 17: google.protobuf.Duration
 }
 var file_specd_v1_generation_proto_depIdxs = []int32{
-	3,  // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
-	4,  // 1: specd.v1.GenerateRequest.speculation:type_name -> specd.v1.SpeculationOptions
-	0,  // 2: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
-	6,  // 3: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
-	7,  // 4: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
-	1,  // 5: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
-	8,  // 6: specd.v1.Final.stats:type_name -> specd.v1.Stats
-	16, // 7: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
-	16, // 8: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
-	9,  // 9: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
-	9,  // 10: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
-	0,  // 11: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
-	16, // 12: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	16, // 13: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
-	1,  // 14: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
-	8,  // 15: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
-	15, // 16: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
-	2,  // 17: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
-	2,  // 18: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
-	11, // 19: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	13, // 20: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	5,  // 21: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	10, // 22: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	12, // 23: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	14, // 24: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	4,  // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
+	5,  // 1: specd.v1.GenerateRequest.speculation:type_name -> specd.v1.SpeculationOptions
+	3,  // 2: specd.v1.GenerateRequest.messages:type_name -> specd.v1.ChatMessage
+	0,  // 3: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
+	7,  // 4: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
+	8,  // 5: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
+	1,  // 6: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
+	9,  // 7: specd.v1.Final.stats:type_name -> specd.v1.Stats
+	17, // 8: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
+	17, // 9: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
+	10, // 10: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
+	10, // 11: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
+	0,  // 12: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
+	17, // 13: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
+	17, // 14: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	1,  // 15: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
+	9,  // 16: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
+	16, // 17: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	2,  // 18: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
+	2,  // 19: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
+	12, // 20: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	14, // 21: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	6,  // 22: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	11, // 23: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	13, // 24: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	15, // 25: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	22, // [22:26] is the sub-list for method output_type
+	18, // [18:22] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_specd_v1_generation_proto_init() }
@@ -1578,8 +1673,9 @@ func file_specd_v1_generation_proto_init() {
 	if File_specd_v1_generation_proto != nil {
 		return
 	}
-	file_specd_v1_generation_proto_msgTypes[1].OneofWrappers = []any{}
-	file_specd_v1_generation_proto_msgTypes[3].OneofWrappers = []any{
+	file_specd_v1_generation_proto_msgTypes[0].OneofWrappers = []any{}
+	file_specd_v1_generation_proto_msgTypes[2].OneofWrappers = []any{}
+	file_specd_v1_generation_proto_msgTypes[4].OneofWrappers = []any{
 		(*GenerateResponse_Chunk)(nil),
 		(*GenerateResponse_Final)(nil),
 	}
@@ -1589,7 +1685,7 @@ func file_specd_v1_generation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_specd_v1_generation_proto_rawDesc), len(file_specd_v1_generation_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
