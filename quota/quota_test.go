@@ -31,8 +31,8 @@ func TestRate(t *testing.T) {
 		{time.Second, "end", 50, nil, 0}, // 20 - 50 = -30 tokens
 		{time.Second, "admit", 0, quota.ErrRate, 3100 * time.Millisecond},
 		{3 * time.Second, "admit", 0, quota.ErrRate, 1100 * time.Millisecond}, // -30 + 20 = -10
-		{4*time.Second + 100*time.Millisecond, "admit", 0, nil, 0},             // +1
-		{4*time.Second + 100*time.Millisecond, "end", 1, nil, 0},               // 0 left
+		{4*time.Second + 100*time.Millisecond, "admit", 0, nil, 0},            // +1
+		{4*time.Second + 100*time.Millisecond, "end", 1, nil, 0},              // 0 left
 		{4*time.Second + 100*time.Millisecond, "admit", 0, quota.ErrRate, 100 * time.Millisecond},
 		{time.Hour, "admit", 0, nil, 0},
 	}
