@@ -30,19 +30,42 @@ func newLogger(cfg Config) (*slog.Logger, error) {
 
 // LogHandler wraps h so that a record logged with a context holding a valid span
 // (log.InfoContext(ctx, …) inside an RPC) carries that span's trace_id and span_id,
-// joining the log line to its trace. Records without one pass through unchanged.
-// The ids are added where the record's own attributes go, so after WithGroup they
-// sit inside the group.
+// joining the log line to its trace, and one logged with a context of an API key's
+// request (WithKey) carries the key's name as "key". Records without either pass
+// through unchanged. The attributes are added where the record's own go, so after
+// WithGroup they sit inside the group.
 func LogHandler(h slog.Handler) slog.Handler { return traceHandler{h} }
 
 type traceHandler struct{ slog.Handler }
 
 func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+	sc := trace.SpanContextFromContext(ctx)
+	key := KeyFrom(ctx)
+	if sc.IsValid() || key != "" {
 		r = r.Clone()
+	}
+	if sc.IsValid() {
 		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
 	}
+	if key != "" {
+		r.AddAttrs(slog.String(AttrKey, key))
+	}
 	return h.Handler.Handle(ctx, r)
+}
+
+type keyCtx struct{}
+
+// WithKey returns ctx marked as a request made with the API key called name (the
+// name from the key file, never the key). The logs of LogHandler and the request
+// metrics (RecordRequest) recorded with it carry the name.
+func WithKey(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, keyCtx{}, name)
+}
+
+// KeyFrom is the API key name WithKey put in ctx ("" when none).
+func KeyFrom(ctx context.Context) string {
+	name, _ := ctx.Value(keyCtx{}).(string)
+	return name
 }
 
 func (h traceHandler) WithAttrs(as []slog.Attr) slog.Handler {

@@ -36,6 +36,7 @@ const (
 	AttrCode       = "code"        // a gRPC status code name: OK, Unavailable, …
 	AttrState      = "state"       // of KV blocks: used or free
 	AttrEndpoint   = "endpoint"    // a verifier or draft endpoint id
+	AttrKey        = "key"         // the name of the API key a request was made with (WithKey), bounded
 )
 
 // Breaker states as specd_breaker_state reports them.
@@ -48,6 +49,10 @@ const (
 // maxDomains bounds the domain label: a client names the domain, so past this many
 // distinct values the rest are counted as "other".
 const maxDomains = 32
+
+// maxKeys bounds the key label: the operator names the keys, but a key file may hold
+// thousands; past this many distinct names the rest are counted as "other".
+const maxKeys = 128
 
 // Metrics are specd's instruments on one service's MeterProvider, created once at
 // Setup. A nil *Metrics records nothing, so code paths without telemetry (tests,
@@ -67,6 +72,7 @@ type Metrics struct {
 
 	mu      sync.Mutex
 	domains map[string]bool // domain label values seen so far
+	keys    map[string]bool // key label values seen so far
 }
 
 // Bucket boundaries: acceptance in tenths; a round trip from half a millisecond
@@ -78,7 +84,7 @@ var (
 )
 
 func newMetrics(m metric.Meter) (*Metrics, error) {
-	ms := &Metrics{meter: m, domains: map[string]bool{}}
+	ms := &Metrics{meter: m, domains: map[string]bool{}, keys: map[string]bool{}}
 	var errs []error
 	counter := func(name, unit, desc string) metric.Int64Counter {
 		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
@@ -129,14 +135,21 @@ type RequestStats struct {
 
 // RecordRequest counts a finished request: specd_requests_total{model,code}, the
 // token counters {model,domain} (draft and lookup tokens when there were any) and, when
-// a draft took part, specd_acceptance_ratio.
+// a draft took part, specd_acceptance_ratio. A request made with an API key (ctx from
+// WithKey) adds {key} to specd_requests_total and specd_tokens_generated_total.
 func (m *Metrics) RecordRequest(ctx context.Context, r RequestStats) {
 	if m == nil {
 		return
 	}
 	attrs := metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrModel, r.Model), attribute.String(AttrDomain, m.domain(r.Domain))))
-	m.requests.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrModel, r.Model), attribute.String(AttrCode, r.Code.String()))))
-	m.tokensGenerated.Add(ctx, int64(r.Generated), attrs)
+	reqAttrs := []attribute.KeyValue{attribute.String(AttrModel, r.Model), attribute.String(AttrCode, r.Code.String())}
+	genAttrs := attrs
+	if key := m.key(KeyFrom(ctx)); key != "" {
+		reqAttrs = append(reqAttrs, attribute.String(AttrKey, key))
+		genAttrs = metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrModel, r.Model), attribute.String(AttrDomain, m.domain(r.Domain)), attribute.String(AttrKey, key)))
+	}
+	m.requests.Add(ctx, 1, metric.WithAttributeSet(attribute.NewSet(reqAttrs...)))
+	m.tokensGenerated.Add(ctx, int64(r.Generated), genAttrs)
 	if r.Drafted > 0 {
 		m.tokensDrafted.Add(ctx, int64(r.Drafted), attrs)
 		m.tokensAccepted.Add(ctx, int64(r.Accepted), attrs)
@@ -167,20 +180,27 @@ func (m *Metrics) RecordTimeToFirstToken(ctx context.Context, model string, d ti
 }
 
 // domain bounds the domain label's values.
-func (m *Metrics) domain(d string) string {
-	if d == "" {
+func (m *Metrics) domain(d string) string { return m.bounded(m.domains, maxDomains, d) }
+
+// key bounds the key label's values.
+func (m *Metrics) key(k string) string { return m.bounded(m.keys, maxKeys, k) }
+
+// bounded returns v if it is among the first most values of a label seen (in seen),
+// "other" past them, and "" for "".
+func (m *Metrics) bounded(seen map[string]bool, most int, v string) string {
+	if v == "" {
 		return ""
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.domains[d] {
-		return d
+	if seen[v] {
+		return v
 	}
-	if len(m.domains) >= maxDomains || len(d) > 64 {
+	if len(seen) >= most || len(v) > 64 {
 		return "other"
 	}
-	m.domains[d] = true
-	return d
+	seen[v] = true
+	return v
 }
 
 // ObserveQueueDepth reports f() as specd_queue_depth_requests at each collection.

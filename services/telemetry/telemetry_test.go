@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -471,5 +472,63 @@ func TestServiceNameFromEnv(t *testing.T) {
 	ti := find(t, scrape(t, tel.MetricsAddr()), "target_info", dto.MetricType_GAUGE, nil)
 	if got := labels(ti)["service_name"]; got != "overridden" {
 		t.Errorf("service.name = %q, want OTEL_SERVICE_NAME's %q", got, "overridden")
+	}
+}
+
+// TestKeyLabel: a request recorded with an API key's context carries the key's name
+// on specd_requests_total and specd_tokens_generated_total, bounded like the domain;
+// one without a key has no key label.
+func TestKeyLabel(t *testing.T) {
+	clearOTelEnv(t)
+	tel := setup(t, telemetry.Config{Service: "specd-test", MetricsAddr: "127.0.0.1:0", Log: io.Discard})
+	ctx := context.Background()
+	tel.Metrics.RecordRequest(telemetry.WithKey(ctx, "alice"), telemetry.RequestStats{Model: "m", Code: codes.OK, Generated: 7})
+	tel.Metrics.RecordRequest(telemetry.WithKey(ctx, "alice"), telemetry.RequestStats{Model: "m", Code: codes.ResourceExhausted})
+	tel.Metrics.RecordRequest(ctx, telemetry.RequestStats{Model: "m", Code: codes.OK, Generated: 1})
+	for i := range 200 {
+		tel.Metrics.RecordRequest(telemetry.WithKey(ctx, fmt.Sprintf("k%d", i)), telemetry.RequestStats{Model: "m", Code: codes.OK, Generated: 1})
+	}
+	fams := scrape(t, tel.MetricsAddr())
+	for _, c := range []struct {
+		name string
+		lbl  map[string]string
+		want float64
+	}{
+		{"specd_requests_total", map[string]string{"key": "alice", "code": "OK"}, 1},
+		{"specd_requests_total", map[string]string{"key": "alice", "code": "ResourceExhausted"}, 1},
+		{"specd_tokens_generated_total", map[string]string{"key": "alice"}, 7},
+		{"specd_tokens_generated_total", map[string]string{"key": "other"}, 200 - 127},
+	} {
+		if got := find(t, fams, c.name, dto.MetricType_COUNTER, c.lbl).GetCounter().GetValue(); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.lbl, got, c.want)
+		}
+	}
+	keyless := 0
+	for _, m := range fams["specd_requests_total"].GetMetric() {
+		if _, ok := labels(m)["key"]; !ok {
+			keyless++
+		}
+	}
+	if keyless != 1 {
+		t.Errorf("specd_requests_total series without a key label = %d, want 1", keyless)
+	}
+	if n := len(fams["specd_tokens_generated_total"].GetMetric()); n != 1+128+1 {
+		t.Errorf("specd_tokens_generated_total series = %d, want 130 (no key, 128 keys, other)", n)
+	}
+}
+
+// TestLogCarriesKey: a record logged with a key's context names the key.
+func TestLogCarriesKey(t *testing.T) {
+	clearOTelEnv(t)
+	var buf syncBuffer
+	tel := setup(t, telemetry.Config{Service: "specd-test", Log: &buf})
+	tel.Log.InfoContext(telemetry.WithKey(context.Background(), "alice"), "with key")
+	tel.Log.InfoContext(context.Background(), "without")
+	lines := buf.lines(t)
+	if len(lines) != 2 || lines[0]["key"] != "alice" {
+		t.Fatalf("log lines %v: want the first with key alice", lines)
+	}
+	if _, ok := lines[1]["key"]; ok {
+		t.Errorf("a record without a key has key %v", lines[1]["key"])
 	}
 }
