@@ -35,21 +35,31 @@ const (
 // one connection, a wait until one of its streams ends (HTTP/2 MAX_CONCURRENT_STREAMS: the
 // client queues it; its deadline still applies); for keepalive pings more often than
 // KeepaliveMin, its connection closed with GOAWAY "too_many_pings".
+//
+// MaxStreamsPerPeer bounds the streaming RPCs one peer (PeerID: its verified TLS
+// identity, else its IP address) may have open at once over all its connections; past
+// it a new stream is RESOURCE_EXHAUSTED at once, with a retry hint. Health and
+// reflection are not counted.
 type Limits struct {
-	MaxMessageBytes int           // 0: MaxMessageBytes
-	MaxStreams      uint32        // 0: DefaultMaxStreams
-	KeepaliveMin    time.Duration // 0: DefaultKeepaliveMin
+	MaxMessageBytes   int           // 0: MaxMessageBytes
+	MaxStreams        uint32        // 0: DefaultMaxStreams
+	KeepaliveMin      time.Duration // 0: DefaultKeepaliveMin
+	MaxStreamsPerPeer int           // 0: no per-peer limit
 }
 
 // ServerOptions are the gRPC options that enforce l.
 func (l Limits) ServerOptions() []grpc.ServerOption {
 	msg := cmp.Or(l.MaxMessageBytes, MaxMessageBytes)
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(msg),
 		grpc.MaxSendMsgSize(msg),
 		grpc.MaxConcurrentStreams(cmp.Or(l.MaxStreams, DefaultMaxStreams)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cmp.Or(l.KeepaliveMin, DefaultKeepaliveMin), PermitWithoutStream: true}),
 	}
+	if l.MaxStreamsPerPeer > 0 {
+		opts = append(opts, grpc.ChainStreamInterceptor(newPeerStreams(l.MaxStreamsPerPeer).intercept))
+	}
+	return opts
 }
 
 // Server is a gRPC server with grpc.health.v1 (NOT_SERVING until SetServing), server

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -44,6 +46,12 @@ func loadDraft(t *testing.T) *model.Model {
 // serveDraft serves a draft service for m on loopback with a KV budget of kvBlocks
 // blocks, until the test ends; it returns a client and the engines.
 func serveDraft(t *testing.T, m *model.Model, kvBlocks int) (speculationv1.DraftServiceClient, *services.Engine) {
+	c, eng, _ := serveDraftLimited(t, m, kvBlocks, services.Limits{})
+	return c, eng
+}
+
+// serveDraftLimited is serveDraft with the server's limits, returning its address too.
+func serveDraftLimited(t *testing.T, m *model.Model, kvBlocks int, lim services.Limits) (speculationv1.DraftServiceClient, *services.Engine, string) {
 	t.Helper()
 	probe, err := m.NewKVPool(1<<30, ggml.F32)
 	if err != nil {
@@ -54,7 +62,7 @@ func serveDraft(t *testing.T, m *model.Model, kvBlocks int) (speculationv1.Draft
 		t.Fatal(err)
 	}
 	ds := draftsvc.New(draftsvc.Config{Depth: 2, Threads: 1, Prefill: 32}, quiet)
-	srv := services.NewServer("specd.speculation.v1.DraftService", quiet, services.Limits{})
+	srv := services.NewServer("specd.speculation.v1.DraftService", quiet, lim)
 	speculationv1.RegisterDraftServiceServer(srv.GRPC, ds)
 	ds.SetEngine(eng)
 	srv.SetServing()
@@ -77,7 +85,7 @@ func serveDraft(t *testing.T, m *model.Model, kvBlocks int) (speculationv1.Draft
 		}
 		ds.Close()
 	})
-	return speculationv1.NewDraftServiceClient(conn), eng
+	return speculationv1.NewDraftServiceClient(conn), eng, lis.Addr().String()
 }
 
 // prompts returns n different contexts of 12 to 40 tokens.
@@ -201,16 +209,7 @@ func TestKVBudgetFailsFast(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	open := func(ctx context.Context, prompt []int32) (speculationv1.DraftService_SpeculateClient, error) {
-		st, err := c.Speculate(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
-			ContextIds: prompt, Gamma: 4}}}); err != nil {
-			return nil, err
-		}
-		_, err = st.Recv() // the first proposal, or the refusal
-		return st, err
+		return open(ctx, c, prompt)
 	}
 	ps := prompts(m, 4)
 	held := make([]context.CancelFunc, 3)
@@ -236,5 +235,91 @@ func TestKVBudgetFailsFast(t *testing.T) {
 	}
 	for _, f := range held[1:] {
 		f()
+	}
+}
+
+// open starts a Speculate stream and waits for its first proposal (or its refusal).
+func open(ctx context.Context, c speculationv1.DraftServiceClient, prompt []int32) (speculationv1.DraftService_SpeculateClient, error) {
+	st, err := c.Speculate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
+		ContextIds: prompt, Gamma: 4}}}); err != nil {
+		return nil, err
+	}
+	_, err = st.Recv() // the first proposal, or the refusal
+	return st, err
+}
+
+// clientFrom is a draft client whose connections come from the loopback address src,
+// so that one test plays several peers.
+func clientFrom(t *testing.T, src, addr string) speculationv1.DraftServiceClient {
+	t.Helper()
+	cc, err := services.Dial(addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		return d.DialContext(ctx, "tcp", a)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return speculationv1.NewDraftServiceClient(cc)
+}
+
+// TestPeerCannotStarve is the regression test of defect 3 of issue 14 ("20 held
+// Speculate streams made every user's request fall back to plain decoding"): a
+// draft whose KV budget holds 3 sessions, one peer (127.0.0.2) opening as many
+// Speculate streams as it can and holding them, and then the verifier's peer
+// (127.0.0.1) asking for one. Without a per-peer limit the first peer takes the whole
+// budget and the verifier's stream is refused; with --max-streams-per-peer 2 the
+// first peer's third stream is refused at once (RESOURCE_EXHAUSTED, never a wait)
+// and the verifier's stream is served and drafts.
+func TestPeerCannotStarve(t *testing.T) {
+	m := loadDraft(t)
+	ps := prompts(m, 5)
+	for _, c := range []struct {
+		name         string
+		perPeer      int
+		wantHeld     int        // streams the hog holds before it is refused
+		wantVerifier codes.Code // the other peer's stream
+		wantRefusal  string     // in the hog's refusal
+	}{
+		{"no per-peer limit", 0, 3, codes.ResourceExhausted, "kv cache budget"},
+		{"2 streams per peer", 2, 2, codes.OK, "streams per peer"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, addr := serveDraftLimited(t, m, 3, services.Limits{MaxStreamsPerPeer: c.perPeer})
+			hog, verifier := clientFrom(t, "127.0.0.2", addr), clientFrom(t, "127.0.0.1", addr)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			held := 0
+			for held < len(ps)-1 {
+				t0 := time.Now()
+				_, err := open(ctx, hog, ps[held])
+				if err != nil {
+					if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), c.wantRefusal) {
+						t.Fatalf("the hog's stream %d: %v, want RESOURCE_EXHAUSTED mentioning %q once refused", held, err, c.wantRefusal)
+					}
+					if d := time.Since(t0); d > 10*time.Second {
+						t.Errorf("the hog's refusal took %v, want it at once", d)
+					}
+					break
+				}
+				held++
+			}
+			if held != c.wantHeld {
+				t.Errorf("the hog holds %d streams, want %d", held, c.wantHeld)
+			}
+			st, err := open(ctx, verifier, ps[len(ps)-1])
+			if status.Code(err) != c.wantVerifier {
+				t.Fatalf("the verifier's stream beside the hog's: %v, want %v", err, c.wantVerifier)
+			}
+			if err == nil {
+				if err := st.CloseSend(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -1,0 +1,196 @@
+package services_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/specd-dev/specd/services"
+)
+
+// holdDesc is a service with one bidirectional stream that sends one message once
+// it is running, then holds until the client ends it: a stand-in for Speculate or
+// Generate that any peer can keep open.
+var holdDesc = grpc.ServiceDesc{
+	ServiceName: "specd.test.Hold",
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{{StreamName: "Hold", ServerStreams: true, ClientStreams: true,
+		Handler: func(_ any, ss grpc.ServerStream) error {
+			if err := ss.SendMsg(&emptypb.Empty{}); err != nil {
+				return err
+			}
+			for {
+				if err := ss.RecvMsg(&emptypb.Empty{}); err != nil {
+					if errors.Is(err, io.EOF) {
+						return nil
+					}
+					return err
+				}
+			}
+		}}},
+}
+
+// dialFrom dials addr from the loopback address src, so that one test plays several
+// peers.
+func dialFrom(t *testing.T, src, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := services.Dial(addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		return d.DialContext(ctx, "tcp", a)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// hold opens a Hold stream and waits until the server runs it or refuses it.
+func hold(ctx context.Context, cc *grpc.ClientConn) (grpc.ClientStream, error) {
+	st, err := cc.NewStream(ctx, &holdDesc.Streams[0], "/specd.test.Hold/Hold")
+	if err != nil {
+		return nil, err
+	}
+	if err := st.RecvMsg(&emptypb.Empty{}); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// TestStreamsPerPeer: past MaxStreamsPerPeer open streams, a peer's next stream is
+// RESOURCE_EXHAUSTED at once with a RetryInfo hint, whichever connection it opens it
+// on; another peer's streams and every peer's health checks still go through; once
+// one of its streams ends, the peer may open another.
+func TestStreamsPerPeer(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // after the other cleanups close the connections
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := services.NewServer("test", slog.New(slog.NewTextHandler(io.Discard, nil)), services.Limits{MaxStreamsPerPeer: 2})
+	srv.GRPC.RegisterService(&holdDesc, struct{}{})
+	srv.SetServing()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, lis, time.Second) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	addr := lis.Addr().String()
+	a1, a2, b := dialFrom(t, "127.0.0.1", addr), dialFrom(t, "127.0.0.1", addr), dialFrom(t, "127.0.0.2", addr)
+
+	actx, endA := context.WithCancel(ctx)
+	defer endA()
+	first, err := hold(actx, a1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold(actx, a2); err != nil { // the same peer on a second connection
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = hold(actx, a2)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "ip:127.0.0.1") {
+		t.Fatalf("peer A's third stream: %v, want RESOURCE_EXHAUSTED naming the peer", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("the refusal took %v, want it at once", waited)
+	}
+	var hint *errdetails.RetryInfo
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			hint = ri
+		}
+	}
+	if hint == nil || hint.GetRetryDelay().AsDuration() <= 0 {
+		t.Errorf("refusal details %v: want a RetryInfo with a positive delay", status.Convert(err).Details())
+	}
+	for _, cc := range []*grpc.ClientConn{a1, b} {
+		if r, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health check at the limit: %v, %v, want SERVING", r, err)
+		}
+	}
+	bctx, endB := context.WithCancel(ctx)
+	defer endB()
+	for i := range 2 {
+		if _, err := hold(bctx, b); err != nil {
+			t.Fatalf("peer B's stream %d while A is at its limit: %v", i, err)
+		}
+	}
+
+	if err := first.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.RecvMsg(&emptypb.Empty{}); !errors.Is(err, io.EOF) {
+		t.Fatalf("the first stream's end: %v", err)
+	}
+	if _, err := hold(actx, a1); err != nil {
+		t.Errorf("peer A's stream after one of its own ended: %v", err)
+	}
+	endA()
+	endB()
+}
+
+// TestPeerID: a verified client certificate names the peer by its URI SAN, else its
+// DNS name, else its common name; an unverified one, which anyone can make, does not,
+// and neither does plaintext: those are named by IP address, without the port.
+func TestPeerID(t *testing.T) {
+	spiffe, _ := url.Parse("spiffe://specd.example/ns/prod/sa/verifier")
+	cert := func(uris []*url.URL, dns []string, cn string) *x509.Certificate {
+		return &x509.Certificate{URIs: uris, DNSNames: dns, Subject: pkix.Name{CommonName: cn}}
+	}
+	addr := &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 50123}
+	tlsPeer := func(c *x509.Certificate, verified bool) *peer.Peer {
+		st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{c}}
+		if verified {
+			st.VerifiedChains = [][]*x509.Certificate{{c}}
+		}
+		return &peer.Peer{Addr: addr, AuthInfo: credentials.TLSInfo{State: st}}
+	}
+	for _, c := range []struct {
+		name string
+		p    *peer.Peer
+		want string
+	}{
+		{"spiffe", tlsPeer(cert([]*url.URL{spiffe}, []string{"v.example"}, "v"), true), "spiffe://specd.example/ns/prod/sa/verifier"},
+		{"dns", tlsPeer(cert(nil, []string{"verifier-0.specd", "other"}, "v"), true), "dns:verifier-0.specd"},
+		{"cn", tlsPeer(cert(nil, nil, "router"), true), "cn:router"},
+		{"unverified", tlsPeer(cert([]*url.URL{spiffe}, nil, ""), false), "ip:10.1.2.3"},
+		{"no identity", tlsPeer(cert(nil, nil, ""), true), "ip:10.1.2.3"},
+		{"plaintext", &peer.Peer{Addr: addr}, "ip:10.1.2.3"},
+		{"ipv6", &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP("::1"), Port: 9}}, "ip:::1"},
+		{"unix", &peer.Peer{Addr: &net.UnixAddr{Name: "/run/specd.sock", Net: "unix"}}, "unix:/run/specd.sock"},
+	} {
+		if got := services.PeerID(peer.NewContext(context.Background(), c.p)); got != c.want {
+			t.Errorf("%s: PeerID = %q, want %q", c.name, got, c.want)
+		}
+	}
+	if got := services.PeerID(context.Background()); got != "unknown" {
+		t.Errorf("PeerID without a peer = %q, want unknown", got)
+	}
+}
