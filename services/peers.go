@@ -55,10 +55,10 @@ func PeerID(ctx context.Context) string {
 	return p.Addr.Network() + ":" + p.Addr.String()
 }
 
-// exempt reports whether method is one of the services every server keeps open to
-// anyone it serves at all — health (Consul's and the router's probes) and
-// reflection — which no per-peer limit or API key applies to.
-func exempt(method string) bool {
+// OpenMethod reports whether method (a full gRPC method name) is one of the services
+// every server keeps open to anyone it serves at all — health (Consul's and the
+// router's probes) and reflection — which no per-peer limit or API key applies to.
+func OpenMethod(method string) bool {
 	return strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.")
 }
 
@@ -79,7 +79,7 @@ func newPeerStreams(most int) *peerStreams {
 // intercept refuses a stream past the peer's limit at once — RESOURCE_EXHAUSTED with a
 // retry hint (a BusyError) — and otherwise counts it while its handler runs.
 func (p *peerStreams) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if exempt(info.FullMethod) {
+	if OpenMethod(info.FullMethod) {
 		return handler(srv, ss)
 	}
 	id := PeerID(ss.Context())

@@ -48,6 +48,11 @@ var (
 	ErrNotReady = errors.New("model not loaded yet")
 	// ErrUnknownModel: the request names a model no verifier serves.
 	ErrUnknownModel = errors.New("unknown model")
+	// ErrUnauthenticated: the request carries no API key, or one the key file does
+	// not hold.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrForbidden: the request's API key may not do what the request asks.
+	ErrForbidden = errors.New("permission denied")
 )
 
 // BusyError is a refusal for lack of capacity (it wraps ErrBusy or another
@@ -98,6 +103,10 @@ func Status(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrUnknownModel):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrUnauthenticated):
+		return status.Error(codes.Unauthenticated, err.Error())
+	case errors.Is(err, ErrForbidden):
+		return status.Error(codes.PermissionDenied, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/specd-dev/specd/kvcache"
+	"github.com/specd-dev/specd/quota"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/verifier"
 )
@@ -34,6 +35,9 @@ func TestStatus(t *testing.T) {
 		{fmt.Errorf("get: %w", ErrTooManyConns), codes.ResourceExhausted},
 		{fmt.Errorf("stream: %w", context.Canceled), codes.Canceled},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{fmt.Errorf("%w: unknown API key", ErrUnauthenticated), codes.Unauthenticated},
+		{fmt.Errorf("%w: key alice may not use model m", ErrForbidden), codes.PermissionDenied},
+		{Refused(&quota.Refusal{Name: "alice", Reason: quota.ErrRate, RetryAfter: time.Second}), codes.ResourceExhausted},
 		{status.Error(codes.NotFound, "kept"), codes.NotFound},
 		{fmt.Errorf("a bug"), codes.Internal},
 	} {

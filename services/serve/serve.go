@@ -19,6 +19,7 @@ import (
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/auth"
 	"github.com/specd-dev/specd/services/consul"
 	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/routersvc"
@@ -249,6 +250,11 @@ type RouterConfig struct {
 	Limits         services.Limits      // what one client connection may ask
 	Log            *slog.Logger
 	Ready          func()
+
+	// Keys are the API keys the public API demands (nil: no authentication), reloaded
+	// from their file every KeysReload (0: 2 s) while the router serves.
+	Keys       *auth.Keys
+	KeysReload time.Duration
 }
 
 // Router serves the public API on lis until ctx ends.
@@ -305,7 +311,17 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	if cfg.Tel != nil && cfg.Breakers != nil {
 		defer cfg.Tel.Metrics.ObserveBreakers(cfg.Breakers.States)()
 	}
-	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, serverOptions(cfg.Tel)...)
+	opts := serverOptions(cfg.Tel)
+	if cfg.Keys != nil {
+		var m *telemetry.Metrics
+		if cfg.Tel != nil {
+			m = cfg.Tel.Metrics
+		}
+		opts = append(opts, auth.NewGuard(cfg.Keys, cfg.Log, m).ServerOptions()...)
+		wg.Add(1)
+		go func() { defer wg.Done(); cfg.Keys.Watch(rctx, cmp.Or(cfg.KeysReload, 2*time.Second), cfg.Log) }()
+	}
+	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, opts...)
 	srv.Register(&specdv1.GenerationService_ServiceDesc, rs)
 	wg.Add(1)
 	go func() {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/auth"
 	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/telemetry"
@@ -68,6 +70,9 @@ type stackOptions struct {
 	vtel      *telemetry.Telemetry // the verifier's telemetry (nil: none)
 	rtel      *telemetry.Telemetry // the router's telemetry (nil: none)
 	branches  int                  // the draft's Config.Branches
+	keys      *auth.Keys           // the router's API keys (nil: none)
+	apiKey    string               // the key the stack's client sends (with keys)
+	rlog      *slog.Logger         // the router's log (nil: quiet)
 }
 
 // startStackWith starts the stack as o says.
@@ -102,10 +107,14 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	routerReady := make(chan struct{})
 	run(func() error {
 		return serve.Router(ctx, serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
-			Log: quiet, Tel: o.rtel, Ready: func() { close(routerReady) }}, rl)
+			Log: cmp.Or(o.rlog, quiet), Tel: o.rtel, Ready: func() { close(routerReady) }, Keys: o.keys, KeysReload: 50 * time.Millisecond}, rl)
 	})
 	<-routerReady
-	cc, err := services.Dial(s.router)
+	var dial []grpc.DialOption
+	if o.apiKey != "" {
+		dial = append(dial, grpc.WithPerRPCCredentials(auth.Bearer(o.apiKey)))
+	}
+	cc, err := services.Dial(s.router, dial...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,381 @@
+package serve_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/auth"
+	"github.com/specd-dev/specd/services/telemetry"
+)
+
+// keyLine is a key file line for secret.
+func keyLine(name, secret, opts string) string {
+	h := sha256.Sum256([]byte(secret))
+	return fmt.Sprintf("%s sha256:%s %s\n", name, hex.EncodeToString(h[:]), opts)
+}
+
+// writeKeys replaces the key file, with a modification time later than any before
+// (so that a reload sees the change however coarse the file system's clock).
+func writeKeys(t *testing.T, path, content string, version int) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mod := time.Now().Add(time.Duration(version) * time.Second)
+	if err := os.Chtimes(path, mod, mod); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bearer is ctx sending secret as the request's API key.
+func bearer(ctx context.Context, secret string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+secret)
+}
+
+func retryDelay(err error) time.Duration {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}
+
+// TestAPIKeys runs a router whose public API demands API keys, with a real verifier
+// and draft behind it, and checks issue 14's promises one per subtest: no key or a
+// wrong one is UNAUTHENTICATED while health and reflection stay open; the file is
+// reloaded when it changes, and a bad file keeps the keys in force; a key's model
+// list gives PERMISSION_DENIED; its token rate and its stream count give
+// RESOURCE_EXHAUSTED with a RetryInfo hint; and the key's name, never the key, is in
+// metrics, spans and logs.
+func TestAPIKeys(t *testing.T) {
+	const (
+		adminKey = "specd_admin-secret-for-tests"
+		smallKey = "specd_small-secret-for-tests"
+		oneKey   = "specd_one-secret-for-tests"
+		bobKey   = "specd_bob-secret-for-tests"
+	)
+	secrets := []string{adminKey, smallKey, oneKey, bobKey}
+	path := filepath.Join(t.TempDir(), "keys.txt")
+	writeKeys(t, path, keyLine("admin", adminKey, ""), 0)
+	keys, err := auth.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &traceLog{} // a concurrent-safe buffer
+	rtel, rspans := recordSpans(t, "specd-router")
+	rlog, err := telemetry.Setup(context.Background(), telemetry.Config{Service: "specd-router-log", Log: logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rlog.Shutdown(context.Background()) })
+	s := startStackWith(t, stackOptions{rtel: rtel, keys: keys, apiKey: adminKey, rlog: rlog.Log})
+	cc, err := services.Dial(s.router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	raw := specdv1.NewGenerationServiceClient(cc) // sends only the metadata a test puts in ctx
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	short := &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 2}
+
+	t.Run("no key or a wrong one is UNAUTHENTICATED", func(t *testing.T) {
+		for _, c := range []struct {
+			name string
+			ctx  context.Context
+		}{
+			{"no key", ctx},
+			{"unknown key", bearer(ctx, "specd_not-a-key")},
+			{"the hash instead of the key", bearer(ctx, strings.Fields(keyLine("x", adminKey, ""))[1])},
+			{"not bearer", metadata.AppendToOutgoingContext(ctx, "authorization", "Basic "+adminKey)},
+			{"bearer without a key", metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer ")},
+		} {
+			if _, err := raw.Complete(c.ctx, short); status.Code(err) != codes.Unauthenticated {
+				t.Errorf("%s: Complete = %v, want UNAUTHENTICATED", c.name, err)
+			}
+			st, err := raw.Generate(c.ctx, short)
+			if err == nil {
+				_, err = st.Recv()
+			}
+			if status.Code(err) != codes.Unauthenticated {
+				t.Errorf("%s: Generate = %v, want UNAUTHENTICATED", c.name, err)
+			}
+			for _, call := range []func() error{
+				func() error { _, err := raw.ListModels(c.ctx, &specdv1.ListModelsRequest{}); return err },
+				func() error { _, err := raw.Tokenize(c.ctx, &specdv1.TokenizeRequest{Text: "x"}); return err },
+			} {
+				if err := call(); status.Code(err) != codes.Unauthenticated {
+					t.Errorf("%s: ListModels or Tokenize = %v, want UNAUTHENTICATED", c.name, err)
+				}
+			}
+		}
+		if _, err := raw.Complete(bearer(ctx, adminKey), short); err != nil {
+			t.Errorf("the right key: %v", err)
+		}
+	})
+
+	t.Run("health and reflection stay open", func(t *testing.T) {
+		if r, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health without a key: %v, %v, want SERVING", r, err)
+		}
+		rs, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := rs.Recv()
+		if err != nil || !strings.Contains(fmt.Sprint(resp.GetListServicesResponse()), "specd.v1.GenerationService") {
+			t.Errorf("reflection without a key: %v, %v, want the services listed", resp, err)
+		}
+		rs.CloseSend()
+	})
+
+	target := s.target.Name
+	writeKeys(t, path, keyLine("admin", adminKey, "")+keyLine("small", smallKey, "rate=1 burst=8")+
+		keyLine("one", oneKey, "streams=1")+keyLine("bob", bobKey, "models="+target), 1)
+
+	t.Run("a changed file is reloaded", func(t *testing.T) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := raw.ListModels(bearer(ctx, bobKey), &specdv1.ListModelsRequest{})
+			if err == nil {
+				break
+			}
+			if status.Code(err) != codes.Unauthenticated || time.Now().After(deadline) {
+				t.Fatalf("a key added to the file: %v, want it accepted within 10 s", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	t.Run("a key's model list is PERMISSION_DENIED", func(t *testing.T) {
+		bctx := bearer(ctx, bobKey)
+		if _, err := raw.Complete(bctx, &specdv1.GenerateRequest{Prompt: "Hi", MaxTokens: 2, Model: target}); err != nil {
+			t.Errorf("bob on its own model: %v", err)
+		}
+		for _, model := range []string{"another-model", ""} {
+			req := &specdv1.GenerateRequest{Prompt: "Hi", MaxTokens: 2, Model: model}
+			if _, err := raw.Complete(bctx, req); status.Code(err) != codes.PermissionDenied {
+				t.Errorf("bob's Complete on model %q: %v, want PERMISSION_DENIED", model, err)
+			}
+			st, err := raw.Generate(bctx, req)
+			if err == nil {
+				_, err = st.Recv()
+			}
+			if status.Code(err) != codes.PermissionDenied {
+				t.Errorf("bob's Generate on model %q: %v, want PERMISSION_DENIED", model, err)
+			}
+		}
+		if _, err := raw.Tokenize(bctx, &specdv1.TokenizeRequest{Text: "x", Model: "another-model"}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("bob's Tokenize on another model: %v, want PERMISSION_DENIED", err)
+		}
+		list, err := raw.ListModels(bctx, &specdv1.ListModelsRequest{})
+		if err != nil || len(list.GetModels()) == 0 {
+			t.Fatalf("bob's ListModels: %v, %v", list, err)
+		}
+		for _, m := range list.GetModels() {
+			if m.GetName() != target {
+				t.Errorf("bob's ListModels lists %q, a model it may not use", m.GetName())
+			}
+		}
+		all, err := s.client.ListModels(ctx, &specdv1.ListModelsRequest{})
+		if err != nil || len(all.GetModels()) <= len(list.GetModels()) {
+			t.Errorf("admin's ListModels: %v, %v, want more models than bob's %d", all, err, len(list.GetModels()))
+		}
+	})
+
+	t.Run("an empty token bucket is RESOURCE_EXHAUSTED with a retry hint", func(t *testing.T) {
+		sctx := bearer(ctx, smallKey)
+		resp, err := raw.Complete(sctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 24, Speculation: &specdv1.SpeculationOptions{Disabled: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(resp.GetTokenIds())
+		if n < 12 {
+			t.Fatalf("only %d tokens generated: too few to empty a bucket of 8", n)
+		}
+		// The bucket held 8 and has n taken: it needs n-7 seconds (less what has
+		// refilled since) to hold one token again.
+		_, err = raw.Complete(sctx, short)
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("the next request: %v, want RESOURCE_EXHAUSTED", err)
+		}
+		if d := retryDelay(err); d <= 0 || d > time.Duration(n-7)*time.Second {
+			t.Errorf("retry hint %v, want in (0, %ds]", d, n-7)
+		}
+		st, err := raw.Generate(sctx, short)
+		if err == nil {
+			_, err = st.Recv()
+		}
+		if status.Code(err) != codes.ResourceExhausted || retryDelay(err) <= 0 {
+			t.Errorf("a Generate on the empty bucket: %v, want RESOURCE_EXHAUSTED with a retry hint", err)
+		}
+		if _, err := raw.Complete(bearer(ctx, adminKey), short); err != nil {
+			t.Errorf("another key meanwhile: %v", err)
+		}
+	})
+
+	t.Run("past a key's streams is RESOURCE_EXHAUSTED with a retry hint", func(t *testing.T) {
+		octx := bearer(ctx, oneKey)
+		// A Generate stream whose request is never sent is admitted (the quota is
+		// taken when the stream opens) and then waits for it: a stream held for as
+		// long as the test likes, however fast the model generates.
+		hold, stop := context.WithCancel(octx)
+		defer stop()
+		// The held stream and a request race to the server: if the request wins, the
+		// held stream is refused (its error arrives) and is opened again; once the
+		// held stream is in, every request of the key is refused.
+		var held <-chan error
+		open := func() {
+			hs, err := cc.NewStream(hold, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/specd.v1.GenerationService/Generate")
+			if err != nil {
+				t.Fatal(err)
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- hs.RecvMsg(&specdv1.GenerateResponse{}) }()
+			held = errc
+		}
+		open()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := raw.Complete(octx, short)
+			if status.Code(err) == codes.ResourceExhausted {
+				if retryDelay(err) <= 0 {
+					t.Errorf("refusal %v: want a RetryInfo hint", err)
+				}
+				break
+			}
+			if err != nil || time.Now().After(deadline) {
+				t.Fatalf("a request beside the held stream: %v, want RESOURCE_EXHAUSTED", err)
+			}
+			select {
+			case err := <-held:
+				if status.Code(err) != codes.ResourceExhausted {
+					t.Fatalf("the held stream: %v", err)
+				}
+				open()
+			default:
+			}
+		}
+		select {
+		case err := <-held:
+			t.Fatalf("the held stream ended: %v", err)
+		default:
+		}
+		if _, err := raw.Complete(bearer(ctx, adminKey), short); err != nil {
+			t.Errorf("another key meanwhile: %v", err)
+		}
+		stop()
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			_, err := raw.Complete(octx, short)
+			if err == nil {
+				break
+			}
+			if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
+				t.Fatalf("once the held stream ended: %v, want served", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	t.Run("a bad file keeps the keys in force", func(t *testing.T) {
+		writeKeys(t, path, "admin "+adminKey+"\n", 2) // a plaintext key where the hash goes
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(logs.String(), "api key file not reloaded") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no error logged for a bad key file; log:\n%s", logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		for _, k := range []string{adminKey, bobKey} {
+			if _, err := raw.ListModels(bearer(ctx, k), &specdv1.ListModelsRequest{}); err != nil {
+				t.Errorf("a key in force before the bad file: %v", err)
+			}
+		}
+	})
+
+	t.Run("the key's name is in metrics, spans and logs; the key is not", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		rtel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		exposition := rec.Body.String()
+		for _, want := range [][]string{
+			{"specd_requests_total{", `code="OK"`, `key="admin"`},
+			{"specd_requests_total{", `code="ResourceExhausted"`, `key="small"`},
+			{"specd_requests_total{", `code="ResourceExhausted"`, `key="one"`},
+			{"specd_requests_total{", `code="PermissionDenied"`, `key="bob"`},
+			{"specd_tokens_generated_total{", `key="small"`},
+		} {
+			if !hasLine(exposition, want...) {
+				t.Errorf("no /metrics line with %v", want)
+			}
+		}
+		var named bool
+		for _, sp := range rspans.Ended() {
+			if sp.SpanKind() != trace.SpanKindServer || !strings.HasPrefix(sp.Name(), "specd.v1.GenerationService/") {
+				continue
+			}
+			for _, a := range sp.Attributes() {
+				named = named || (string(a.Key) == auth.AttrKey && a.Value.AsString() == "admin")
+			}
+		}
+		if !named {
+			t.Errorf("no server span of the public API with %s=admin", auth.AttrKey)
+		}
+		if !strings.Contains(logs.String(), `"key":"small"`) || !strings.Contains(logs.String(), `"msg":"request refused"`) {
+			t.Errorf("no refusal logged with the key's name; log:\n%s", logs.String())
+		}
+		everything := exposition + logs.String() + spanText(rspans)
+		for _, secret := range secrets {
+			if strings.Contains(everything, secret) {
+				t.Errorf("the secret %q appears in metrics, logs or spans", secret)
+			}
+		}
+	})
+}
+
+// hasLine reports whether a line of text holds every one of parts.
+func hasLine(text string, parts ...string) bool {
+next:
+	for _, l := range strings.Split(text, "\n") {
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// spanText is every recorded span's name, attributes, events and status as text.
+func spanText(rec *tracetest.SpanRecorder) string {
+	var b strings.Builder
+	for _, sp := range rec.Ended() {
+		fmt.Fprintln(&b, sp.Name(), sp.Attributes(), sp.Events(), sp.Status())
+	}
+	return b.String()
+}
