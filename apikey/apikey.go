@@ -247,8 +247,15 @@ func New(name string, lim quota.Limits, models []string) (secret string, k Key, 
 	}
 	secret = SecretPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	k = Key{Name: name, Hash: sha256.Sum256([]byte(secret)), Limits: lim, Models: models}
-	if _, err := parseLine(k.Line()); err != nil {
+	// What Line writes must read back as k: limits in range, model names that are
+	// fields of their own.
+	back, err := parseLine(k.Line())
+	if err != nil {
 		return "", Key{}, err
+	}
+	if back.Limits != lim || !slices.Equal(back.Models, models) {
+		return "", Key{}, fmt.Errorf("key %q: rate %g, burst %g, streams %d, models %q: want rate and burst ≥ 0 (burst ≥ 1 when set), streams ≥ 0 and model names without spaces or commas",
+			name, lim.Rate, lim.Burst, lim.Streams, models)
 	}
 	return secret, k, nil
 }

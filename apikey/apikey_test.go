@@ -105,8 +105,23 @@ func TestNew(t *testing.T) {
 	if k, ok := set.Lookup(s2); !ok || k.Name != "other" {
 		t.Errorf("Lookup(secret 2) = %+v, %v, want other", k, ok)
 	}
-	if _, _, err := apikey.New("bad name", quota.Limits{}, nil); err == nil {
-		t.Error("New with a space in the name: nil error")
+	for _, c := range []struct {
+		name   string
+		lim    quota.Limits
+		models []string
+	}{
+		{"bad name", quota.Limits{}, nil},
+		{"a", quota.Limits{Rate: -1}, nil},
+		{"a", quota.Limits{Streams: -2}, nil},
+		{"a", quota.Limits{Rate: 1, Burst: 0.5}, nil},
+		{"a", quota.Limits{Burst: 3}, nil},
+		{"a", quota.Limits{}, []string{"m 1"}},
+		{"a", quota.Limits{}, []string{"m,1"}},
+		{"a", quota.Limits{}, []string{}},
+	} {
+		if _, k, err := apikey.New(c.name, c.lim, c.models); err == nil {
+			t.Errorf("New(%q, %+v, %q) = %q, want an error", c.name, c.lim, c.models, k.Line())
+		}
 	}
 }
 

@@ -15,11 +15,13 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/auth"
 )
 
 func TestConcurrencyListSet(t *testing.T) {
@@ -137,13 +139,17 @@ func TestSummarize(t *testing.T) {
 // startUp runs `specd up` in this process on a free loopback port, with the real specd
 // pair, and returns the router's address once it has learnt both models. The test's
 // cleanup stops it and checks that nothing is left running.
-func startUp(t *testing.T) string {
+func startUp(t *testing.T) string { return startUpWith(t, "") }
+
+// startUpWith is startUp with more flags for up, waiting for the models with the API
+// key apiKey ("" for none).
+func startUpWith(t *testing.T, apiKey string, flags ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
-		code := realMain(ctx, []string{"up", "--listen", "127.0.0.1:0", "--log-level", "error", "--kv-budget", "64000000"}, io.Discard, pw)
+		code := realMain(ctx, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error", "--kv-budget", "64000000"}, flags...), io.Discard, pw)
 		pw.Close()
 		done <- code
 	}()
@@ -175,7 +181,11 @@ func startUp(t *testing.T) string {
 	case <-time.After(time.Minute):
 		t.Fatal("up: not serving after a minute")
 	}
-	cc, err := services.Dial(a)
+	var dial []grpc.DialOption
+	if apiKey != "" {
+		dial = append(dial, grpc.WithPerRPCCredentials(auth.Bearer(apiKey)))
+	}
+	cc, err := services.Dial(a, dial...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,8 +107,14 @@ type workerOptions struct {
 	engineOptions
 	registerOptions
 	limitOptions
-	listen   string
-	maxBlock int
+	listen      string
+	maxBlock    int
+	peerStreams int // --max-streams-per-peer, registered by verifier and draft with their defaults
+}
+
+// addPeerFlag registers --max-streams-per-peer with the service's default.
+func (o *workerOptions) addPeerFlag(fs *flag.FlagSet, def int, what string) {
+	fs.IntVar(&o.peerStreams, "max-streams-per-peer", def, "streams ("+what+") one peer — its verified TLS identity, else its IP address — may have open at once; more are RESOURCE_EXHAUSTED at once (0: no limit)")
 }
 
 func (o *workerOptions) addFlags(fs *flag.FlagSet, defModel, defListen string) {
@@ -134,6 +140,9 @@ func (o *workerOptions) validate() error {
 	}
 	if o.maxBlock < 1 {
 		return usagef("--max-block %d: want ≥ 1", o.maxBlock)
+	}
+	if o.peerStreams < 0 || o.peerStreams > 1<<20 {
+		return usagef("--max-streams-per-peer %d: want 0..1048576", o.peerStreams)
 	}
 	return nil
 }
@@ -170,6 +179,7 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.queue, "queue", 256, "requests allowed to wait for admission; more get RESOURCE_EXHAUSTED")
 	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated addresses of the drafts this verifier may dial, spelled as the router names them; a request naming any other draft decodes plainly (empty: never speculate with a draft)")
 	fs.StringVar(&o.draftsFrom, "draft-discovery", "static", "how the verifier learns the drafts it may dial: static (--drafts) or consul (the passing specd-draft instances at --consul)")
+	o.addPeerFlag(fs, services.DefaultVerifierStreamsPerPeer, "Generate, from routers")
 }
 
 func (o *verifierOptions) validate() error {
@@ -231,6 +241,7 @@ func (o *draftOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.depth, "depth", 2, "proposals in flight per session (pipelining depth)")
 	fs.IntVar(&o.branches, "branches", 0, "alternative continuations drafted per round under verification, from guessed corrections (0: none)")
 	fs.IntVar(&o.passTokens, "pass-tokens", 256, "most tokens in one batched drafting pass; sessions beyond it draft in the next pass, in turn")
+	o.addPeerFlag(fs, services.DefaultDraftStreamsPerPeer, "Speculate, from verifiers")
 	// Every session drafts in the same batched passes, admitted while the KV budget
 	// has room: the draft has no queue (a session the budget cannot hold gets
 	// RESOURCE_EXHAUSTED at once).
@@ -260,6 +271,7 @@ func (o *draftOptions) validate() error {
 type routerOptions struct {
 	discoveryOptions
 	limitOptions
+	keyOptions
 	advertise string
 	listen    string
 	verifiers string
@@ -271,6 +283,7 @@ type routerOptions struct {
 func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	o.discoveryOptions.addFlags(fs)
 	o.limitOptions.addFlags(fs)
+	o.keyOptions.addFlags(fs)
 	fs.StringVar(&o.advertise, "advertise", "", "host:port to register the router in Consul as specd-router (needs --consul); empty: do not register")
 	fs.StringVar(&o.listen, "listen", defaultRouterAddr, "gRPC listen address of the public API")
 	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
@@ -294,6 +307,9 @@ func (o *routerOptions) validate() error {
 		return err
 	}
 	if err := o.limitOptions.validate(); err != nil {
+		return err
+	}
+	if err := o.keyOptions.validate(); err != nil {
 		return err
 	}
 	if o.advertise != "" {
@@ -338,9 +354,17 @@ func listen(addr string) (net.Listener, error) {
 func (o *workerOptions) worker(ctx context.Context, tel *telemetry.Telemetry, ready func(*model.Model)) serve.Worker {
 	return serve.Worker{
 		Load: func() (*model.Model, error) { return o.load(ctx, io.Discard) }, Log: tel.Log, Tel: tel, Ready: ready, Consul: o.registerOptions.config(),
-		Limits: o.limits(),
+		Limits: o.workerLimits(),
 		Engine: services.EngineConfig{Threads: o.threads, KVBudget: o.kvBudget, KVType: o.kvTypeValue(), MaxBlock: o.maxBlock},
 	}
+}
+
+// workerLimits are the limits of a model-serving service: the connection limits and
+// the per-peer stream limit.
+func (o *workerOptions) workerLimits() services.Limits {
+	l := o.limits()
+	l.MaxStreamsPerPeer = o.peerStreams
+	return l
 }
 
 func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
@@ -353,7 +377,7 @@ func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 
 func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {
 	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
-		Log: tel.Log, Tel: tel, Ready: ready, Limits: o.limits()}
+		Log: tel.Log, Tel: tel, Ready: ready, Limits: o.limits(), Keys: o.keys}
 	o.discoveryOptions.apply(&c)
 	if o.advertise != "" {
 		c.Register = &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise}
@@ -453,6 +477,9 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&do.threads, "draft-threads", 1, "draft compute threads")
 	fs.IntVar(&do.depth, "draft-depth", 2, "draft pipelining depth")
 	fs.IntVar(&do.branches, "draft-branches", 0, "alternative continuations the draft drafts per round under verification (0: none)")
+	fs.IntVar(&do.peerStreams, "draft-max-streams-per-peer", services.DefaultDraftStreamsPerPeer, "Speculate streams one peer may have open on the draft at once (0: no limit)")
+	var ko keyOptions
+	ko.addFlags(fs)
 	fs.Lookup("listen").Usage = "the router's public gRPC address (verifier and draft take free loopback ports)"
 	var metrics, vMetrics, dMetrics string
 	fs.StringVar(&metrics, "metrics-listen", "", "HTTP address for the router's Prometheus /metrics (empty: none)")
@@ -491,6 +518,9 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := lo.validate(); err != nil {
+		return err
+	}
+	if err := ko.validate(); err != nil {
 		return err
 	}
 	// Pull hf: models one after the other before anything starts, so that two downloads
@@ -538,7 +568,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ro := routerOptions{limitOptions: vo.limitOptions, listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second, health: time.Second,
+	ro := routerOptions{limitOptions: vo.limitOptions, keyOptions: ko, listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second, health: time.Second,
 		discoveryOptions: discoveryOptions{mode: "static", breakerFailures: 3, breakerCooldown: 10 * time.Second, wait: time.Minute}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

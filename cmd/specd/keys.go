@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	"github.com/specd-dev/specd/apikey"
+	"github.com/specd-dev/specd/quota"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/auth"
+)
+
+// keyCmd manages API keys: `specd key new NAME` makes one.
+func keyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "new" {
+		return usagef("want `specd key new NAME [flags]`")
+	}
+	return keyNewCmd(args[1:], stdout, stderr)
+}
+
+// keyNewCmd makes a key: it prints the secret, once, and the line of the key file,
+// which --append adds to a key file (refusing a name the file already has).
+func keyNewCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("key new", flag.ContinueOnError)
+	var lim quota.Limits
+	var models, appendTo string
+	fs.Float64Var(&lim.Rate, "rate", 0, "generated tokens per second the key may use (0: no limit)")
+	fs.Float64Var(&lim.Burst, "burst", 0, "token bucket size: tokens the key may use at once after being idle (0: one second of --rate)")
+	fs.IntVar(&lim.Streams, "streams", 0, "requests the key may have running at once (0: no limit)")
+	fs.StringVar(&models, "models", "", "comma-separated models the key may use (empty: any)")
+	fs.StringVar(&appendTo, "append", "", "append the key's line to this key file (the router's --api-keys), after checking the file")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: specd key new NAME [flags]\n\nPrints a new API key (once: only its hash is kept) and its line for the --api-keys file.")
+		fs.PrintDefaults()
+	}
+	var names []string // flags may come after the name
+	for {
+		if err := parseFlagsAnyOrder(fs, args, stderr); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		names = append(names, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(names) != 1 {
+		return usagef("want exactly one NAME, got %q", names)
+	}
+	var ms []string
+	if models != "" {
+		ms = splitList(models)
+	}
+	secret, k, err := apikey.New(names[0], lim, ms)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	line := k.Line()
+	if appendTo != "" {
+		if err := appendKey(appendTo, line); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "%s\n", secret)
+	if appendTo == "" {
+		fmt.Fprintf(stdout, "%s\n", line)
+		fmt.Fprintf(stderr, "specd key new: the first line is the key: give it to the client now, it is not stored anywhere;\nthe second line goes in the router's --api-keys file.\n")
+	} else {
+		fmt.Fprintf(stderr, "specd key new: the line above is the key: give it to the client now, it is not stored anywhere;\nits hash was appended to %s (the router reloads it by itself).\n", appendTo)
+	}
+	return nil
+}
+
+// appendKey adds line to the key file at path, creating it (mode 0600) if need be,
+// once the file with the line added still parses — so a duplicate name or a broken
+// file is refused rather than made worse.
+func appendKey(path, line string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("--append: %w", err)
+	}
+	if len(old) > 0 && !bytes.HasSuffix(old, []byte("\n")) {
+		old = append(old, '\n')
+	}
+	next := append(old, line+"\n"...)
+	if _, err := apikey.Parse(bytes.NewReader(next)); err != nil {
+		return fmt.Errorf("--append %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("--append: %w", err)
+	}
+	if _, err := f.Write(next); err != nil {
+		f.Close()
+		return fmt.Errorf("--append %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--append %s: %w", path, err)
+	}
+	return nil
+}
+
+// keyOptions are a router's --api-keys flag.
+type keyOptions struct {
+	path string
+	keys *auth.Keys // loaded by validate; nil without --api-keys
+}
+
+func (o *keyOptions) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.path, "api-keys", "", "file of API keys the public API demands (see specd key new), reloaded when it changes; empty: no authentication")
+}
+
+// validate loads the key file: a missing or malformed one stops the router from
+// starting.
+func (o *keyOptions) validate() error {
+	if o.path == "" {
+		return nil
+	}
+	k, err := auth.Load(o.path)
+	if err != nil {
+		return usagef("--api-keys: %v", err)
+	}
+	o.keys = k
+	return nil
+}
+
+// dial connects a client command to the router, sending the key in --api-key-file.
+func (o *clientOptions) dial() (*grpc.ClientConn, error) {
+	var opts []grpc.DialOption
+	if o.keyFile != "" {
+		b, err := os.ReadFile(o.keyFile)
+		if err != nil {
+			return nil, usagef("--api-key-file: %v", err)
+		}
+		key := strings.TrimSpace(string(b))
+		if key == "" || strings.ContainsAny(key, " \t\r\n") {
+			return nil, usagef("--api-key-file %s: want the key alone on one line", o.keyFile)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(auth.Bearer(key)))
+	}
+	cc, err := services.Dial(o.addr, opts...)
+	if err != nil {
+		return nil, usagef("--addr %q: %v", o.addr, err)
+	}
+	return cc, nil
+}
