@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -207,4 +208,32 @@ func lookupByLine(t *testing.T, s *apikey.Set, line string) (apikey.Key, bool) {
 		t.Fatalf("accepted line %q: its hash is not in the set", line)
 	}
 	return k, ok
+}
+
+// BenchmarkLookup: the cost a request pays to find its key among n, every key
+// compared in constant time.
+func BenchmarkLookup(b *testing.B) {
+	for _, n := range []int{10, 1000, apikey.MaxKeys} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			var file strings.Builder
+			var secret string
+			for i := range n {
+				s, k, err := apikey.New("k"+strconv.Itoa(i), quota.Limits{}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				secret = s
+				file.WriteString(k.Line() + "\n")
+			}
+			set, err := apikey.Parse(strings.NewReader(file.String()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, ok := set.Lookup(secret); !ok {
+					b.Fatal("not found")
+				}
+			}
+		})
+	}
 }
