@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/specd-dev/specd/internal/testnet"
 	"github.com/specd-dev/specd/services"
 )
 
@@ -53,10 +54,7 @@ var holdDesc = grpc.ServiceDesc{
 // peers.
 func dialFrom(t *testing.T, src, addr string) *grpc.ClientConn {
 	t.Helper()
-	cc, err := services.Dial(addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-		return d.DialContext(ctx, "tcp", a)
-	}))
+	cc, err := services.Dial(addr, testnet.From(src))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,16 +41,9 @@ func keyNewCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(fs.Output(), "usage: specd key new NAME [flags]\n\nPrints a new API key (once: only its hash is kept) and its line for the --api-keys file.")
 		fs.PrintDefaults()
 	}
-	var names []string // flags may come after the name
-	for {
-		if err := parseFlagsAnyOrder(fs, args, stderr); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		names = append(names, fs.Arg(0))
-		args = fs.Args()[1:]
+	names, err := parseFlagsAndArgs(fs, args, stderr) // flags may come after the name
+	if err != nil {
+		return err
 	}
 	if len(names) != 1 {
 		return usagef("want exactly one NAME, got %q", names)

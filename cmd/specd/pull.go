@@ -34,16 +34,9 @@ func pullCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fs.PrintDefaults()
 	}
 	// The reference may come before or after the flags.
-	var refs []string
-	for {
-		if err := parseFlagsAnyOrder(fs, args, stderr); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		refs = append(refs, fs.Arg(0))
-		args = fs.Args()[1:]
+	refs, err := parseFlagsAndArgs(fs, args, stderr)
+	if err != nil {
+		return err
 	}
 	if len(refs) != 1 {
 		return usagef("want one ORG/REPO[:QUANT|:FILE.gguf], got %d", len(refs))
@@ -65,6 +58,22 @@ func pullCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stderr, "%s is ready: use it with -m %s%s (no network needed now) or -m %s\n", path.Base(p), hfPrefix, ref, p)
 	fmt.Fprintln(stdout, p)
 	return nil
+}
+
+// parseFlagsAndArgs parses args into fs as parseFlagsAnyOrder does, with positional
+// arguments allowed before, between and after the flags, and returns them.
+func parseFlagsAndArgs(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlagsAnyOrder(fs, args, stderr); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // parseFlagsAnyOrder parses flags up to the first argument, turning flag errors into

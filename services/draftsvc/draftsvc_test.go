@@ -14,13 +14,13 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/specd-dev/specd/draft"
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/internal/testnet"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
@@ -256,10 +256,7 @@ func open(ctx context.Context, c speculationv1.DraftServiceClient, prompt []int3
 // so that one test plays several peers.
 func clientFrom(t *testing.T, src, addr string) speculationv1.DraftServiceClient {
 	t.Helper()
-	cc, err := services.Dial(addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-		return d.DialContext(ctx, "tcp", a)
-	}))
+	cc, err := services.Dial(addr, testnet.From(src))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,8 @@ package serve_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,30 +19,12 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/specd-dev/specd/internal/testkeys"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/auth"
 	"github.com/specd-dev/specd/services/telemetry"
 )
-
-// keyLine is a key file line for secret.
-func keyLine(name, secret, opts string) string {
-	h := sha256.Sum256([]byte(secret))
-	return fmt.Sprintf("%s sha256:%s %s\n", name, hex.EncodeToString(h[:]), opts)
-}
-
-// writeKeys replaces the key file, with a modification time later than any before
-// (so that a reload sees the change however coarse the file system's clock).
-func writeKeys(t *testing.T, path, content string, version int) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mod := time.Now().Add(time.Duration(version) * time.Second)
-	if err := os.Chtimes(path, mod, mod); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // bearer is ctx sending secret as the request's API key.
 func bearer(ctx context.Context, secret string) context.Context {
@@ -77,7 +56,7 @@ func TestAPIKeys(t *testing.T) {
 	)
 	secrets := []string{adminKey, smallKey, oneKey, bobKey}
 	path := filepath.Join(t.TempDir(), "keys.txt")
-	writeKeys(t, path, keyLine("admin", adminKey, ""), 0)
+	testkeys.Write(t, path, testkeys.Line("admin", adminKey, ""), 0)
 	keys, err := auth.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +86,7 @@ func TestAPIKeys(t *testing.T) {
 		}{
 			{"no key", ctx},
 			{"unknown key", bearer(ctx, "specd_not-a-key")},
-			{"the hash instead of the key", bearer(ctx, strings.Fields(keyLine("x", adminKey, ""))[1])},
+			{"the hash instead of the key", bearer(ctx, strings.Fields(testkeys.Line("x", adminKey, ""))[1])},
 			{"not bearer", metadata.AppendToOutgoingContext(ctx, "authorization", "Basic "+adminKey)},
 			{"bearer without a key", metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer ")},
 		} {
@@ -154,21 +133,14 @@ func TestAPIKeys(t *testing.T) {
 	})
 
 	target := s.target.Name
-	writeKeys(t, path, keyLine("admin", adminKey, "")+keyLine("small", smallKey, "rate=1 burst=8")+
-		keyLine("one", oneKey, "streams=1")+keyLine("bob", bobKey, "models="+target), 1)
+	testkeys.Write(t, path, testkeys.Line("admin", adminKey, "")+testkeys.Line("small", smallKey, "rate=1 burst=8")+
+		testkeys.Line("one", oneKey, "streams=1")+testkeys.Line("bob", bobKey, "models="+target), 1)
 
 	t.Run("a changed file is reloaded", func(t *testing.T) {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		eventually(t, "a key added to the file", codes.Unauthenticated, func() error {
 			_, err := raw.ListModels(bearer(ctx, bobKey), &specdv1.ListModelsRequest{})
-			if err == nil {
-				break
-			}
-			if status.Code(err) != codes.Unauthenticated || time.Now().After(deadline) {
-				t.Fatalf("a key added to the file: %v, want it accepted within 10 s", err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err
+		})
 	})
 
 	t.Run("a key's model list is PERMISSION_DENIED", func(t *testing.T) {
@@ -289,21 +261,14 @@ func TestAPIKeys(t *testing.T) {
 			t.Errorf("another key meanwhile: %v", err)
 		}
 		stop()
-		deadline = time.Now().Add(10 * time.Second)
-		for {
+		eventually(t, "a request once the held stream ended", codes.ResourceExhausted, func() error {
 			_, err := raw.Complete(octx, short)
-			if err == nil {
-				break
-			}
-			if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
-				t.Fatalf("once the held stream ended: %v, want served", err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err
+		})
 	})
 
 	t.Run("a bad file keeps the keys in force", func(t *testing.T) {
-		writeKeys(t, path, "admin "+adminKey+"\n", 2) // a plaintext key where the hash goes
+		testkeys.Write(t, path, "admin "+adminKey+"\n", 2) // a plaintext key where the hash goes
 		deadline := time.Now().Add(10 * time.Second)
 		for !strings.Contains(logs.String(), "api key file not reloaded") {
 			if time.Now().After(deadline) {
@@ -355,6 +320,23 @@ func TestAPIKeys(t *testing.T) {
 			}
 		}
 	})
+}
+
+// eventually calls f until it succeeds, failing the test if it fails with another
+// code than meanwhile or still fails after 10 s.
+func eventually(t *testing.T, what string, meanwhile codes.Code, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if status.Code(err) != meanwhile || time.Now().After(deadline) {
+			t.Fatalf("%s: %v, want it to succeed within 10 s", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // hasLine reports whether a line of text holds every one of parts.
