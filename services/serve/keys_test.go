@@ -51,10 +51,11 @@ func TestAPIKeys(t *testing.T) {
 	const (
 		adminKey = "specd_admin-secret-for-tests"
 		smallKey = "specd_small-secret-for-tests"
+		tinyKey  = "specd_tiny-secret-for-tests"
 		oneKey   = "specd_one-secret-for-tests"
 		bobKey   = "specd_bob-secret-for-tests"
 	)
-	secrets := []string{adminKey, smallKey, oneKey, bobKey}
+	secrets := []string{adminKey, smallKey, tinyKey, oneKey, bobKey}
 	path := filepath.Join(t.TempDir(), "keys.txt")
 	testkeys.Write(t, path, testkeys.Line("admin", adminKey, ""), 0)
 	keys, err := auth.Load(path)
@@ -133,7 +134,7 @@ func TestAPIKeys(t *testing.T) {
 	})
 
 	target := s.target.Name
-	testkeys.Write(t, path, testkeys.Line("admin", adminKey, "")+testkeys.Line("small", smallKey, "rate=1 burst=8")+
+	testkeys.Write(t, path, testkeys.Line("admin", adminKey, "")+testkeys.Line("small", smallKey, "rate=1 burst=8")+testkeys.Line("tiny", tinyKey, "rate=1 burst=8")+
 		testkeys.Line("one", oneKey, "streams=1")+testkeys.Line("bob", bobKey, "models="+target), 1)
 
 	t.Run("a changed file is reloaded", func(t *testing.T) {
@@ -180,30 +181,59 @@ func TestAPIKeys(t *testing.T) {
 	})
 
 	t.Run("an empty token bucket is RESOURCE_EXHAUSTED with a retry hint", func(t *testing.T) {
-		sctx := bearer(ctx, smallKey)
-		resp, err := raw.Complete(sctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 24, Speculation: &specdv1.SpeculationOptions{Disabled: true}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := len(resp.GetTokenIds())
-		if n < 12 {
-			t.Fatalf("only %d tokens generated: too few to empty a bucket of 8", n)
-		}
-		// The bucket held 8 and has n taken: it needs n-7 seconds (less what has
-		// refilled since) to hold one token again.
-		_, err = raw.Complete(sctx, short)
-		if status.Code(err) != codes.ResourceExhausted {
-			t.Fatalf("the next request: %v, want RESOURCE_EXHAUSTED", err)
-		}
-		if d := retryDelay(err); d <= 0 || d > time.Duration(n-7)*time.Second {
-			t.Errorf("retry hint %v, want in (0, %ds]", d, n-7)
-		}
-		st, err := raw.Generate(sctx, short)
-		if err == nil {
-			_, err = st.Recv()
-		}
-		if status.Code(err) != codes.ResourceExhausted || retryDelay(err) <= 0 {
-			t.Errorf("a Generate on the empty bucket: %v, want RESOURCE_EXHAUSTED with a retry hint", err)
+		// Each key empties its bucket of 8 with one request of more tokens: charged
+		// as a Complete returns, or as a Generate streams.
+		long := &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 24, Speculation: &specdv1.SpeculationOptions{Disabled: true}}
+		for _, c := range []struct {
+			name, key string
+			run       func(context.Context) (int, error)
+		}{
+			{"Complete", smallKey, func(ctx context.Context) (int, error) {
+				resp, err := raw.Complete(ctx, long)
+				return len(resp.GetTokenIds()), err
+			}},
+			{"Generate", tinyKey, func(ctx context.Context) (int, error) {
+				st, err := raw.Generate(ctx, long)
+				if err != nil {
+					return 0, err
+				}
+				n := 0
+				for {
+					msg, err := st.Recv()
+					if err != nil {
+						return n, err
+					}
+					if msg.GetFinal() != nil {
+						return n, nil
+					}
+					n += len(msg.GetChunk().GetTokenIds())
+				}
+			}},
+		} {
+			kctx := bearer(ctx, c.key)
+			n, err := c.run(kctx)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if n < 12 {
+				t.Fatalf("%s: only %d tokens generated: too few to empty a bucket of 8", c.name, n)
+			}
+			// The bucket held 8 and has n taken: it needs n-7 seconds (less what has
+			// refilled since) to hold one token again.
+			_, err = raw.Complete(kctx, short)
+			if status.Code(err) != codes.ResourceExhausted {
+				t.Fatalf("after a %s of %d tokens, the next request: %v, want RESOURCE_EXHAUSTED", c.name, n, err)
+			}
+			if d := retryDelay(err); d <= 0 || d > time.Duration(n-7)*time.Second {
+				t.Errorf("after a %s of %d tokens: retry hint %v, want in (0, %ds]", c.name, n, d, n-7)
+			}
+			st, err := raw.Generate(kctx, short)
+			if err == nil {
+				_, err = st.Recv()
+			}
+			if status.Code(err) != codes.ResourceExhausted || retryDelay(err) <= 0 {
+				t.Errorf("after a %s: a Generate on the empty bucket: %v, want RESOURCE_EXHAUSTED with a retry hint", c.name, err)
+			}
 		}
 		if _, err := raw.Complete(bearer(ctx, adminKey), short); err != nil {
 			t.Errorf("another key meanwhile: %v", err)
