@@ -21,6 +21,7 @@ import (
 
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/internal/testnet"
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -88,6 +89,12 @@ func checkLeaks(t *testing.T) {
 // listener until the test ends; it returns a context that ends then and the address.
 func startService(t *testing.T, file string, kvBytes int64, run func(context.Context, serve.Worker, net.Listener) error) (context.Context, string) {
 	t.Helper()
+	return startServiceLimited(t, file, kvBytes, services.Limits{}, run)
+}
+
+// startServiceLimited is startService with the server's limits.
+func startServiceLimited(t *testing.T, file string, kvBytes int64, lim services.Limits, run func(context.Context, serve.Worker, net.Listener) error) (context.Context, string) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +109,7 @@ func startService(t *testing.T, file string, kvBytes int64, run func(context.Con
 			Engine: services.EngineConfig{Threads: 1, KVBudget: kvBytes, KVType: ggml.F32, MaxBlock: 64},
 			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Ready:  func(*model.Model) { close(ready) },
+			Limits: lim,
 		}, lis)
 	}()
 	t.Cleanup(func() {
@@ -300,4 +308,46 @@ func TestMaxPromptTokens(t *testing.T) {
 	if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "prompt") {
 		t.Errorf("a prompt over the limit: %v, want INVALID_ARGUMENT naming the prompt", err)
 	}
+}
+
+// TestStreamsPerPeer: a verifier with --max-streams-per-peer 2 refuses one peer's third
+// Generate stream at once (RESOURCE_EXHAUSTED with a retry hint), while it has room
+// to run more, and serves another peer meanwhile.
+func TestStreamsPerPeer(t *testing.T) {
+	checkLeaks(t)
+	cfg := verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, Sched: verifier.Config{MaxRunning: 4, MaxQueue: 4}}}
+	ctx, addr := startServiceLimited(t, "specd-target-q8_0.gguf", 32<<20, services.Limits{MaxStreamsPerPeer: 2}, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
+		return serve.Verifier(ctx, w, cfg, lis)
+	})
+	client := func(src string) speculationv1.VerifierServiceClient {
+		cc, err := services.Dial(addr, testnet.From(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return speculationv1.NewVerifierServiceClient(cc)
+	}
+	hog, other := client("127.0.0.2"), client("127.0.0.1")
+	hold, stop := context.WithCancel(ctx)
+	defer stop()
+	// 500 greedy tokens from this prompt (see TestAdmission): both still run while the
+	// third request is made.
+	for i := range 2 {
+		st, err := hog.Generate(hold, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
+			Prompt: "Once upon a time", MaxTokens: 500, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
+		if err == nil {
+			_, err = st.Recv()
+		}
+		if err != nil {
+			t.Fatalf("the hog's stream %d: %v", i, err)
+		}
+	}
+	err := generatePlain(ctx, hog, "Hello", 4)
+	if s := status.Convert(err); s.Code() != codes.ResourceExhausted || !strings.Contains(s.Message(), "streams per peer") || len(s.Details()) == 0 {
+		t.Errorf("the hog's third stream: %v, want RESOURCE_EXHAUSTED for the per-peer limit with a RetryInfo", err)
+	}
+	if err := generatePlain(ctx, other, "Hello", 4); err != nil {
+		t.Errorf("another peer beside the hog: %v", err)
+	}
+	stop()
 }
