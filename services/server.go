@@ -41,10 +41,11 @@ const (
 // it a new stream is RESOURCE_EXHAUSTED at once, with a retry hint. Health and
 // reflection are not counted.
 type Limits struct {
-	MaxMessageBytes   int           // 0: MaxMessageBytes
-	MaxStreams        uint32        // 0: DefaultMaxStreams
-	KeepaliveMin      time.Duration // 0: DefaultKeepaliveMin
-	MaxStreamsPerPeer int           // 0: no per-peer limit
+	MaxMessageBytes int           // 0: MaxMessageBytes
+	MaxStreams      uint32        // 0: DefaultMaxStreams
+	KeepaliveMin    time.Duration // 0: DefaultKeepaliveMin
+
+	MaxStreamsPerPeer int // 0: no per-peer limit
 }
 
 // ServerOptions are the gRPC options that enforce l.

@@ -107,8 +107,9 @@ type workerOptions struct {
 	engineOptions
 	registerOptions
 	limitOptions
-	listen      string
-	maxBlock    int
+	listen   string
+	maxBlock int
+
 	peerStreams int // --max-streams-per-peer, registered by verifier and draft with their defaults
 }
 
