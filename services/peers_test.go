@@ -2,12 +2,16 @@ package services_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/url"
 	"strings"
@@ -191,4 +195,105 @@ func TestPeerID(t *testing.T) {
 	if got := services.PeerID(context.Background()); got != "unknown" {
 		t.Errorf("PeerID without a peer = %q, want unknown", got)
 	}
+}
+
+// testCA issues certificates for a test: a self-signed CA and leaves signed by it.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "specd test CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// leaf issues a certificate for 127.0.0.1 with the given URI SAN ("" for none).
+func (ca *testCA) leaf(t *testing.T, serial int64, uri string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "leaf"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	if uri != "" {
+		u, err := url.Parse(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs = []*url.URL{u}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestStreamsPerTLSPeer: over mTLS the peer is the client certificate's SPIFFE ID,
+// so two clients on the same IP address with different identities have a limit each,
+// and one identity on two connections shares one.
+func TestStreamsPerTLSPeer(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	ca := newTestCA(t)
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, 2, "")}, ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := services.NewServer("test", slog.New(slog.NewTextHandler(io.Discard, nil)), services.Limits{MaxStreamsPerPeer: 1}, grpc.Creds(credentials.NewTLS(serverTLS)))
+	srv.GRPC.RegisterService(&holdDesc, struct{}{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, lis, time.Second) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	dial := func(serial int64, id string) *grpc.ClientConn {
+		cfg := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, serial, id)}, RootCAs: ca.pool, MinVersion: tls.VersionTLS13}
+		cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return cc
+	}
+	router := "spiffe://specd.test/router"
+	r1, r2, v := dial(3, router), dial(4, router), dial(5, "spiffe://specd.test/verifier")
+	if _, err := hold(ctx, r1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = hold(ctx, r2)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), router) {
+		t.Errorf("the router identity's second stream, on another connection: %v, want RESOURCE_EXHAUSTED naming %s", err, router)
+	}
+	if _, err := hold(ctx, v); err != nil {
+		t.Errorf("another identity from the same IP address: %v, want served", err)
+	}
+	cancel()
 }
