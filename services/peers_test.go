@@ -249,51 +249,92 @@ func (ca *testCA) leaf(t *testing.T, serial int64, uri string) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
+// verifyWith is a VerifyPeerCertificate hook that checks the leaf against pool, as a
+// server verifying client certificates by itself (go-spiffe's way) does.
+func verifyWith(pool *x509.CertPool) func([][]byte, [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("no client certificate")
+		}
+		leaf, err := x509.ParseCertificate(raw[0])
+		if err != nil {
+			return err
+		}
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		return err
+	}
+}
+
 // TestStreamsPerTLSPeer: over mTLS the peer is the client certificate's SPIFFE ID,
 // so two clients on the same IP address with different identities have a limit each,
-// and one identity on two connections shares one.
+// and one identity on two connections shares one — whether crypto/tls verified the
+// certificate or the server's own hook did and says so (ClientCertsVerified). A
+// hook's verification unannounced leaves the peer its IP address.
 func TestStreamsPerTLSPeer(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	ca := newTestCA(t)
-	serverTLS := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, 2, "")}, ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	serverCert := ca.leaf(t, 2, "")
+	for _, c := range []struct {
+		name          string
+		tls           *tls.Config
+		certsVerified bool
+		byIdentity    bool
+	}{
+		{"crypto/tls verifies", &tls.Config{ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert}, false, true},
+		{"a hook verifies, announced", &tls.Config{ClientAuth: tls.RequireAnyClientCert, VerifyPeerCertificate: verifyWith(ca.pool)}, true, true},
+		{"a hook verifies, unannounced", &tls.Config{ClientAuth: tls.RequireAnyClientCert, VerifyPeerCertificate: verifyWith(ca.pool)}, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ignore := goleak.IgnoreCurrent()
+			t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+			c.tls.Certificates, c.tls.MinVersion = []tls.Certificate{serverCert}, tls.VersionTLS13
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := services.NewServer("test", slog.New(slog.NewTextHandler(io.Discard, nil)),
+				services.Limits{MaxStreamsPerPeer: 1, ClientCertsVerified: c.certsVerified}, grpc.Creds(credentials.NewTLS(c.tls)))
+			srv.GRPC.RegisterService(&holdDesc, struct{}{})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			sctx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(sctx, lis, time.Second) }()
+			t.Cleanup(func() {
+				stop()
+				if err := <-done; err != nil {
+					t.Errorf("server: %v", err)
+				}
+			})
+			dial := func(serial int64, id string) *grpc.ClientConn {
+				cfg := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, serial, id)}, RootCAs: ca.pool, MinVersion: tls.VersionTLS13}
+				cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { cc.Close() })
+				return cc
+			}
+			router := "spiffe://specd.test/router"
+			r1, r2, v := dial(3, router), dial(4, router), dial(5, "spiffe://specd.test/verifier")
+			if _, err := hold(ctx, r1); err != nil {
+				t.Fatal(err)
+			}
+			want := router
+			if !c.byIdentity {
+				want = "ip:127.0.0.1"
+			}
+			_, err = hold(ctx, r2)
+			if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), want) {
+				t.Errorf("the router identity's second stream, on another connection: %v, want RESOURCE_EXHAUSTED naming %s", err, want)
+			}
+			_, err = hold(ctx, v)
+			if c.byIdentity && err != nil {
+				t.Errorf("another identity from the same IP address: %v, want served", err)
+			}
+			if !c.byIdentity && status.Code(err) != codes.ResourceExhausted {
+				t.Errorf("another certificate from the same IP address, identities not trusted: %v, want RESOURCE_EXHAUSTED", err)
+			}
+			cancel()
+		})
 	}
-	srv := services.NewServer("test", slog.New(slog.NewTextHandler(io.Discard, nil)), services.Limits{MaxStreamsPerPeer: 1}, grpc.Creds(credentials.NewTLS(serverTLS)))
-	srv.GRPC.RegisterService(&holdDesc, struct{}{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, lis, time.Second) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	dial := func(serial int64, id string) *grpc.ClientConn {
-		cfg := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, serial, id)}, RootCAs: ca.pool, MinVersion: tls.VersionTLS13}
-		cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cc.Close() })
-		return cc
-	}
-	router := "spiffe://specd.test/router"
-	r1, r2, v := dial(3, router), dial(4, router), dial(5, "spiffe://specd.test/verifier")
-	if _, err := hold(ctx, r1); err != nil {
-		t.Fatal(err)
-	}
-	_, err = hold(ctx, r2)
-	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), router) {
-		t.Errorf("the router identity's second stream, on another connection: %v, want RESOURCE_EXHAUSTED naming %s", err, router)
-	}
-	if _, err := hold(ctx, v); err != nil {
-		t.Errorf("another identity from the same IP address: %v, want served", err)
-	}
-	cancel()
 }

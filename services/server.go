@@ -39,13 +39,16 @@ const (
 // MaxStreamsPerPeer bounds the streaming RPCs one peer (PeerID: its verified TLS
 // identity, else its IP address) may have open at once over all its connections; past
 // it a new stream is RESOURCE_EXHAUSTED at once, with a retry hint. Health and
-// reflection are not counted.
+// reflection are not counted. ClientCertsVerified says that the server's TLS
+// configuration verifies client certificates in a hook of its own (see PeerID), so
+// that a presented certificate names the peer; leave it false otherwise.
 type Limits struct {
 	MaxMessageBytes int           // 0: MaxMessageBytes
 	MaxStreams      uint32        // 0: DefaultMaxStreams
 	KeepaliveMin    time.Duration // 0: DefaultKeepaliveMin
 
-	MaxStreamsPerPeer int // 0: no per-peer limit
+	MaxStreamsPerPeer   int  // 0: no per-peer limit
+	ClientCertsVerified bool // the TLS config refuses unverified client certificates by itself
 }
 
 // ServerOptions are the gRPC options that enforce l.
@@ -58,7 +61,7 @@ func (l Limits) ServerOptions() []grpc.ServerOption {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cmp.Or(l.KeepaliveMin, DefaultKeepaliveMin), PermitWithoutStream: true}),
 	}
 	if l.MaxStreamsPerPeer > 0 {
-		opts = append(opts, grpc.ChainStreamInterceptor(newPeerStreams(l.MaxStreamsPerPeer).intercept))
+		opts = append(opts, grpc.ChainStreamInterceptor(newPeerStreams(l.MaxStreamsPerPeer, l.ClientCertsVerified).intercept))
 	}
 	return opts
 }
