@@ -66,6 +66,29 @@ func dialFrom(t *testing.T, src, addr string) *grpc.ClientConn {
 	return cc
 }
 
+// serveHold serves the Hold service with lim and opts on loopback until the test
+// ends, and returns its address.
+func serveHold(t *testing.T, lim services.Limits, opts ...grpc.ServerOption) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := services.NewServer("test", slog.New(slog.NewTextHandler(io.Discard, nil)), lim, opts...)
+	srv.GRPC.RegisterService(&holdDesc, struct{}{})
+	srv.SetServing()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis, time.Second) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return lis.Addr().String()
+}
+
 // hold opens a Hold stream and waits until the server runs it or refuses it.
 func hold(ctx context.Context, cc *grpc.ClientConn) (grpc.ClientStream, error) {
 	st, err := cc.NewStream(ctx, &holdDesc.Streams[0], "/specd.test.Hold/Hold")
@@ -85,25 +108,9 @@ func hold(ctx context.Context, cc *grpc.ClientConn) (grpc.ClientStream, error) {
 func TestStreamsPerPeer(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // after the other cleanups close the connections
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := services.NewServer("test", slog.New(slog.NewTextHandler(io.Discard, nil)), services.Limits{MaxStreamsPerPeer: 2})
-	srv.GRPC.RegisterService(&holdDesc, struct{}{})
-	srv.SetServing()
+	addr := serveHold(t, services.Limits{MaxStreamsPerPeer: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, lis, time.Second) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	addr := lis.Addr().String()
 	a1, a2, b := dialFrom(t, "127.0.0.1", addr), dialFrom(t, "127.0.0.1", addr), dialFrom(t, "127.0.0.2", addr)
 
 	actx, endA := context.WithCancel(ctx)
@@ -287,27 +294,12 @@ func TestStreamsPerTLSPeer(t *testing.T) {
 			ignore := goleak.IgnoreCurrent()
 			t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 			c.tls.Certificates, c.tls.MinVersion = []tls.Certificate{serverCert}, tls.VersionTLS13
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := services.NewServer("test", slog.New(slog.NewTextHandler(io.Discard, nil)),
-				services.Limits{MaxStreamsPerPeer: 1, ClientCertsVerified: c.certsVerified}, grpc.Creds(credentials.NewTLS(c.tls)))
-			srv.GRPC.RegisterService(&holdDesc, struct{}{})
+			addr := serveHold(t, services.Limits{MaxStreamsPerPeer: 1, ClientCertsVerified: c.certsVerified}, grpc.Creds(credentials.NewTLS(c.tls)))
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			sctx, stop := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(sctx, lis, time.Second) }()
-			t.Cleanup(func() {
-				stop()
-				if err := <-done; err != nil {
-					t.Errorf("server: %v", err)
-				}
-			})
 			dial := func(serial int64, id string) *grpc.ClientConn {
 				cfg := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, serial, id)}, RootCAs: ca.pool, MinVersion: tls.VersionTLS13}
-				cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+				cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -323,7 +315,7 @@ func TestStreamsPerTLSPeer(t *testing.T) {
 			if !c.byIdentity {
 				want = "ip:127.0.0.1"
 			}
-			_, err = hold(ctx, r2)
+			_, err := hold(ctx, r2)
 			if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), want) {
 				t.Errorf("the router identity's second stream, on another connection: %v, want RESOURCE_EXHAUSTED naming %s", err, want)
 			}
