@@ -79,8 +79,10 @@ func (ks *kernelSet) usesWide(w *Matrix, n int) bool {
 	return w.packedBy == ks && n >= ks.wideMin && ks.wide[packKindOf(w.Type)] != nil
 }
 
-// acts holds activations quantized to Q8_0 for the q8/q4 kernels. The layout belongs to
-// the kernel set that prepared them; the values are those of quantize_row_q8_0_ref.
+// acts holds quantized activations for the kernels over quantized weights. The layout
+// belongs to the kernel set that prepared them; the values are those of ggml's
+// quantize_row_q8_0_ref (quantizeActs), or of its quantize_row_q8_K_ref for K-quant
+// weights (quantizeActsQ8K), whose super-block scale then stands at each of its blocks.
 type acts struct {
 	nb int // blocks per token
 	// Generic layout: values of token t at q[t*nb*QK:], block scales (fp16-rounded) at
@@ -155,7 +157,7 @@ func Implementations() []string {
 }
 
 // matmulState is the pool's current MatMuls job and its scratch, reused across calls.
-// Each matrix reads one of five activation sets, by how it is laid out and whether its
+// Each matrix reads one of six activation sets, by how it is laid out and whether its
 // type takes Q8_0 or Q8_K activations (see actsFor).
 type matmulState struct {
 	ks     *kernelSet

@@ -259,30 +259,42 @@ func TestMatMulBatchInvariance(t *testing.T) {
 	})
 }
 
+// TestMatMulsMatchesMatMul: matrices computed together in one MatMuls give what each
+// gives alone, whichever activations each reads (Q8_0 and Q8_K, packed or not, float).
 func TestMatMulsMatchesMatMul(t *testing.T) {
 	forEachImpl(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(11, 12))
 		pool := NewPool(2)
 		defer pool.Close()
-		const cols, n = 192, 5
-		ws := []*Matrix{
-			randMatrix(t, rng, ggml.Q8_0, 192, cols),
-			randMatrix(t, rng, ggml.Q4_0, 64, cols),
-			randMatrix(t, rng, ggml.F16, 37, cols),
-			randMatrix(t, rng, ggml.F32, 3, cols),
-		}
-		x := randFloats(rng, n*cols, 1)
-		outs := make([][]float32, len(ws))
-		for i, w := range ws {
-			outs[i] = make([]float32, n*w.Rows)
-		}
-		pool.MatMuls(outs, ws, x, n)
-		for i, w := range ws {
-			want := make([]float32, n*w.Rows)
-			pool.MatMul(want, w, x, n)
-			for j := range want {
-				if math.Float32bits(outs[i][j]) != math.Float32bits(want[j]) {
-					t.Fatalf("MatMuls output %d (%v)[%d] = %v, MatMul gives %v", i, w.Type, j, outs[i][j], want[j])
+		const n = 5
+		for _, c := range []struct {
+			cols  int
+			types []ggml.Type
+		}{
+			{192, []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.F16, ggml.F32}},
+			{512, []ggml.Type{ggml.Q4_K, ggml.Q5_0, ggml.Q6_K, ggml.Q8_0, ggml.Q4_K, ggml.Q5_1, ggml.F16}},
+		} {
+			var ws []*Matrix
+			for i, typ := range c.types {
+				w := randMatrix(t, rng, typ, 37+64*(i%3), c.cols)
+				if i%2 == 0 {
+					w.Pack()
+				}
+				ws = append(ws, w)
+			}
+			x := randFloats(rng, n*c.cols, 1)
+			outs := make([][]float32, len(ws))
+			for i, w := range ws {
+				outs[i] = make([]float32, n*w.Rows)
+			}
+			pool.MatMuls(outs, ws, x, n)
+			for i, w := range ws {
+				want := make([]float32, n*w.Rows)
+				pool.MatMul(want, w, x, n)
+				for j := range want {
+					if math.Float32bits(outs[i][j]) != math.Float32bits(want[j]) {
+						t.Fatalf("MatMuls output %d (%v, packed=%v)[%d] = %v, MatMul gives %v", i, w.Type, w.Packed(), j, outs[i][j], want[j])
+					}
 				}
 			}
 		}
