@@ -147,17 +147,10 @@ func FuzzQuantizeQ8K(f *testing.F) {
 	}
 	f.Add(seed)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cols := len(data) / 4 / ggml.QKK * ggml.QKK
+		x := fuzzActivations(data, ggml.QKK)
+		cols := len(x)
 		if cols == 0 {
 			return
-		}
-		x := make([]float32, cols)
-		for i := range x {
-			v := math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				v = 0
-			}
-			x[i] = v
 		}
 		var want acts
 		quantizeActsQ8K(&want, x, 1, cols)

@@ -26,6 +26,16 @@ DATA qconst<>+56(SB)/4, $3
 DATA qconst<>+60(SB)/4, $7
 GLOBL qconst<>(SB), RODATA|NOPTR, $64
 
+// HMAX leaves the largest of the eight lanes of y in the low lane of x, the low half of
+// y (t scratch).
+#define HMAX(y, x, t) \
+	VEXTRACTF128 $1, y, t; \
+	VMAXPS       t, x, x; \
+	VMOVHLPS     x, x, t; \
+	VMAXPS       t, x, x; \
+	VMOVSHDUP    x, t; \
+	VMAXSS       t, x, x
+
 // func quantActsAVX512(dst *byte, x *float32, nb int)
 //
 // Layout per pair of blocks, 256 bytes: q of both blocks (64), the scales (2×32), then
@@ -156,12 +166,7 @@ block:
 	VANDPS Y14, Y3, Y6
 	VMAXPS Y6, Y5, Y5
 	VMAXPS Y5, Y4, Y4
-	VEXTRACTF128 $1, Y4, X5
-	VMAXPS X5, X4, X4
-	VMOVHLPS X4, X4, X5
-	VMAXPS X5, X4, X4
-	VMOVSHDUP X4, X5
-	VMAXSS X5, X4, X4
+	HMAX(Y4, X4, X5)
 	VDIVSS qconst<>+16(SB), X4, X4 // d = amax/127
 	VXORPS X5, X5, X5
 	VUCOMISS X5, X4
@@ -597,12 +602,7 @@ kmax:
 	ADDQ $32, AX
 	CMPQ AX, $1024
 	JNE kmax
-	VEXTRACTF128 $1, Y4, X5
-	VMAXPS X5, X4, X4
-	VMOVHLPS X4, X4, X5
-	VMAXPS X5, X4, X4
-	VMOVSHDUP X4, X5
-	VMAXSS X5, X4, X4
+	HMAX(Y4, X4, X5)
 
 	// is = 127/amax and d = 1/is, both 0 when amax is 0 or 127/amax overflows.
 	VXORPS X5, X5, X5
