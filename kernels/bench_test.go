@@ -169,18 +169,31 @@ func BenchmarkDecodeStep(b *testing.B) {
 	}
 }
 
-// BenchmarkQuantizeActs times preparing the Q8_0 activations of one token of 512.
+// BenchmarkQuantizeActs times preparing the activations of 1 and 128 tokens of 512 for
+// each implementation's unpacked kernels: Q8_0 (prep), and Q8_K for K-quant weights
+// (prepK, or quantizeActsQ8K where the set has none).
 func BenchmarkQuantizeActs(b *testing.B) {
 	rng := rand.New(rand.NewPCG(4, 4))
-	for _, n := range []int{1, 128} {
-		x := randFloats(rng, n*512, 1)
-		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			var a acts
-			b.SetBytes(int64(4 * len(x)))
-			for b.Loop() {
-				cur.prep(&a, x, n, 512)
+	for _, ks := range impls {
+		prepK := ks.prepK
+		if prepK == nil {
+			prepK = quantizeActsQ8K
+		}
+		for _, q := range []struct {
+			name string
+			prep func(a *acts, x []float32, n, cols int)
+		}{{"q8_0", ks.prep}, {"q8_k", prepK}} {
+			for _, n := range []int{1, 128} {
+				x := randFloats(rng, n*512, 1)
+				b.Run(fmt.Sprintf("%s/%s/n=%d", ks.name, q.name, n), func(b *testing.B) {
+					var a acts
+					b.SetBytes(int64(4 * len(x)))
+					for b.Loop() {
+						q.prep(&a, x, n, 512)
+					}
+				})
 			}
-		})
+		}
 	}
 }
 
@@ -222,22 +235,27 @@ func BenchmarkWideKernel(b *testing.B) {
 }
 
 // BenchmarkPrepPacked times preparing the activations of packed kernels for 16 tokens of
-// 512 and of 1408 values.
+// 512 and of 1408 values: Q8_0, and Q8_K (K-quant weights, whose rows are multiples of
+// 256).
 func BenchmarkPrepPacked(b *testing.B) {
 	if cur.prepTokP == nil {
 		b.Skip("no packed layout")
 	}
 	rng := rand.New(rand.NewPCG(6, 6))
 	const n = 16
-	for _, cols := range []int{512, 1408} {
-		x := randFloats(rng, n*cols, 1)
-		b.Run(fmt.Sprintf("cols=%d", cols), func(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		cols int
+		prep func(a *acts, x []float32, t, cols int)
+	}{{"q8_0", 512, cur.prepTokP}, {"q8_0", 1408, cur.prepTokP}, {"q8_k", 512, cur.prepTokPK}, {"q8_k", 1536, cur.prepTokPK}} {
+		x := randFloats(rng, n*c.cols, 1)
+		b.Run(fmt.Sprintf("%s/cols=%d", c.name, c.cols), func(b *testing.B) {
 			var a acts
 			b.SetBytes(int64(4 * len(x)))
 			for b.Loop() {
-				cur.sizeP(&a, n, cols)
+				cur.sizeP(&a, n, c.cols)
 				for t := range n {
-					cur.prepTokP(&a, x, t, cols)
+					c.prep(&a, x, t, c.cols)
 				}
 			}
 		})

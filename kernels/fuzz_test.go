@@ -87,22 +87,29 @@ func checkRequantized(t *testing.T, typ ggml.Type, vals, back []float32) {
 	}
 }
 
+// fuzzActivations reads data as float32 activations, as many whole blocks of block
+// values as it holds. NaN and Inf, which have no meaningful quantization, read as 0.
+func fuzzActivations(data []byte, block int) []float32 {
+	x := make([]float32, len(data)/4/block*block)
+	for i := range x {
+		v := math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			v = 0
+		}
+		x[i] = v
+	}
+	return x
+}
+
 // FuzzQuantizeActivations quantizes arbitrary float32 activations with every
 // implementation's quantizer and checks each against quantizeActs.
 func FuzzQuantizeActivations(f *testing.F) {
 	f.Add(make([]byte, 128))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cols := len(data) / 4 / ggml.QK * ggml.QK
+		x := fuzzActivations(data, ggml.QK)
+		cols := len(x)
 		if cols == 0 {
 			return
-		}
-		x := make([]float32, cols)
-		for i := range x {
-			v := math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				v = 0 // NaN and Inf activations have no meaningful quantization
-			}
-			x[i] = v
 		}
 		for _, ks := range impls {
 			var got acts

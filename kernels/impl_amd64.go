@@ -49,8 +49,9 @@ var vnniKernels = &kernelSet{
 		kindHalves:  packedAsm(dotQ6KPVNNI[:]),
 		kindHalfMin: packedAsm(dotQ2KPVNNI[:]),
 	},
-	sizeP:    sizePackedVNNI,
-	prepTokP: prepTokenVNNI,
+	sizeP:     sizePackedVNNI,
+	prepTokP:  prepTokenVNNI,
+	prepTokPK: prepTokenQ8KVNNI,
 
 	wide: [numKinds]quantKernel{
 		kindQ8:      wideAsm(dotQ8WVNNI[:]),
@@ -77,6 +78,7 @@ var avx2Kernels = &kernelSet{
 	q8:    quantAsm(dotQ8AVX2[:]),
 	q4:    quantAsm(dotQ4AVX2[:]),
 	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 128, quantActsAVX2) },
+	prepK: prepQ8KAVX2,
 
 	pack:    packSubsAVX2,
 	subp:    quantAsm(dotSubAVX2[:]),
@@ -113,6 +115,24 @@ func quantActsAVX512(dst *byte, x *float32, nb int)
 
 //go:noescape
 func quantActsAVX2(dst *byte, x *float32, nb int)
+
+//go:noescape
+func quantActsQ8KAVX2(dst *byte, x *float32, nsb int)
+
+// prepQ8KAVX2 quantizes n tokens of x as quantizeActsQ8K does into the layout of
+// quantActsAVX2 (128 bytes a pair of blocks). cols is a multiple of 256.
+func prepQ8KAVX2(a *acts, x []float32, n, cols int) {
+	nb := cols / ggml.QK
+	a.nb, a.stride = nb, nb/2*128
+	a.q = grow(a.q, n*a.stride)
+	if nb == 0 {
+		return
+	}
+	_ = x[n*cols-1]
+	for t := range n {
+		quantActsQ8KAVX2(&a.q[t*a.stride], &x[t*cols], cols/ggml.QKK)
+	}
+}
 
 // prepPaired quantizes n tokens of x with an assembly quantizer that writes, per token and
 // pair of blocks, pairBytes bytes starting with the 64 quantized values and the two

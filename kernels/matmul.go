@@ -25,15 +25,20 @@ type kernelSet struct {
 	q8, q4 func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int)
 	// prep quantizes n tokens of x into a, in the layout the q8/q4 kernels read.
 	prep func(a *acts, x []float32, n, cols int)
+	// prepK is prep with Q8_K values (see quantizeActsQ8K), for K-quant weights in the
+	// sub-type layout (subp, subMinp); nil when the set has no such layout.
+	prepK func(a *acts, x []float32, n, cols int)
 
 	// Optional kernels over packed weights (see Matrix.Pack): pack lays out a matrix,
 	// packed[kind] reads it (w and rowBytes those of the packed copy) against
 	// activations sized by sizeP and filled token by token by prepTokP (tokens may be
 	// prepared concurrently). Nil when the set has no packed layout (or none for kind).
-	pack     func(m *Matrix) *hugeMem
-	packed   [numKinds]quantKernel
-	sizeP    func(a *acts, n, cols int)
-	prepTokP func(a *acts, x []float32, t, cols int)
+	// prepTokPK fills a token with Q8_K values instead, for K-quant weights.
+	pack      func(m *Matrix) *hugeMem
+	packed    [numKinds]quantKernel
+	sizeP     func(a *acts, n, cols int)
+	prepTokP  func(a *acts, x []float32, t, cols int)
+	prepTokPK func(a *acts, x []float32, t, cols int)
 
 	// Optional kernels over packed weights for blocks of wideMin tokens or more, at most
 	// wideGroup a call, on an even number of rows. Each (row, token) gets the operations
@@ -74,8 +79,10 @@ func (ks *kernelSet) usesWide(w *Matrix, n int) bool {
 	return w.packedBy == ks && n >= ks.wideMin && ks.wide[packKindOf(w.Type)] != nil
 }
 
-// acts holds activations quantized to Q8_0 for the q8/q4 kernels. The layout belongs to
-// the kernel set that prepared them; the values are those of quantize_row_q8_0_ref.
+// acts holds quantized activations for the kernels over quantized weights. The layout
+// belongs to the kernel set that prepared them; the values are those of ggml's
+// quantize_row_q8_0_ref (quantizeActs), or of its quantize_row_q8_K_ref for K-quant
+// weights (quantizeActsQ8K), whose super-block scale then stands at each of its blocks.
 type acts struct {
 	nb int // blocks per token
 	// Generic layout: values of token t at q[t*nb*QK:], block scales (fp16-rounded) at
@@ -150,6 +157,8 @@ func Implementations() []string {
 }
 
 // matmulState is the pool's current MatMuls job and its scratch, reused across calls.
+// Each matrix reads one of six activation sets, by how it is laid out and whether its
+// type takes Q8_0 or Q8_K activations (see actsFor).
 type matmulState struct {
 	ks     *kernelSet
 	outs   [][]float32
@@ -159,17 +168,76 @@ type matmulState struct {
 	cols   int
 	first  []int // first chunk of each matrix, plus the total at the end
 	rowsPC []int // rows per chunk of each matrix
-	acts   acts  // for unpacked Q8_0/Q4_0 weights
-	gacts  acts  // for unpacked weights of the other quantized types, generic layout
-	pacts  acts  // for packed weights
+	acts   acts  // ks.prep: unpacked Q8_0/Q4_0, and the other types in ks's sub-type layout
+	kacts  acts  // ks.prepK: K-quants in ks's sub-type layout
+	gacts  acts  // generic layout: unpacked weights of the other quantized types
+	gkacts acts  // generic layout, Q8_K values: unpacked K-quants
+	pacts  acts  // packed weights
+	pkacts acts  // packed K-quants, Q8_K values
+	prepP  bool  // whether prepTokens fills pacts, pkacts
+	prepPK bool
 	one    [1]*Matrix
 	oneOut [1][]float32
 }
 
+// The activation sets of matmulState.
+const (
+	setNone = iota
+	setPrep
+	setPrepK
+	setGeneric
+	setGenericK
+	setPacked
+	setPackedK
+)
+
+// actsFor returns the activation set the products of w read with ks (setNone: float
+// weights, which read x).
+func actsFor(ks *kernelSet, w *Matrix) int {
+	k := usesQ8K(w.Type)
+	switch {
+	case w.packedBy == ks && ks.subPacked(w.Type) && k:
+		return setPrepK
+	case w.packedBy == ks && ks.subPacked(w.Type):
+		return setPrep
+	case w.packedBy == ks && k:
+		return setPackedK
+	case w.packedBy == ks:
+		return setPacked
+	case w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0:
+		return setPrep
+	case k:
+		return setGenericK
+	case w.Type.BlockSize() > 1:
+		return setGeneric
+	}
+	return setNone
+}
+
+// set returns the activations of set s.
+func (m *matmulState) set(s int) *acts {
+	switch s {
+	case setPrep:
+		return &m.acts
+	case setPrepK:
+		return &m.kacts
+	case setGeneric:
+		return &m.gacts
+	case setGenericK:
+		return &m.gkacts
+	case setPacked:
+		return &m.pacts
+	case setPackedK:
+		return &m.pkacts
+	}
+	return nil
+}
+
 // MatMul computes out[t*w.Rows+r] = dot(row r of w, x[t*w.Cols:(t+1)*w.Cols]) for n
-// tokens. For Q8_0 and Q4_0 weights each token is first quantized to Q8_0 and each block
-// product is an exact integer sum scaled by d_w·d_x; F32 and F16 weights multiply float32
-// x directly.
+// tokens. For quantized weights each token is first quantized as ggml does for that
+// type: to Q8_K (one scale per 256 values) for the K-quants, to Q8_0 (one per 32) for
+// the others; each block product is then an exact integer sum, scaled. F32, F16 and BF16
+// weights multiply float32 x directly.
 //
 // The result for a (row, token) is bitwise the same whatever n, the token's position and
 // the pool's thread count, for a given implementation (see UseImpl): rows are split among
@@ -193,7 +261,7 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 	cols := ws[0].Cols
 	m := &p.mm
 	m.ks = cur
-	quant, gquant, packed := false, false, false
+	var need [setPackedK + 1]bool
 	for i, w := range ws {
 		if !w.Type.Supported() || len(w.Data) != w.Rows*w.RowBytes() {
 			panic(fmt.Sprintf("kernels: MatMul of a malformed %d×%d %v matrix (%d bytes)", w.Rows, w.Cols, w.Type, len(w.Data)))
@@ -204,27 +272,31 @@ func (p *Pool) MatMuls(outs [][]float32, ws []*Matrix, x []float32, n int) {
 		if len(outs[i]) < n*w.Rows {
 			panic(fmt.Sprintf("kernels: MatMul output of %d floats for %d×%d", len(outs[i]), n, w.Rows))
 		}
-		if w.packedBy == m.ks && m.ks.subPacked(w.Type) {
-			quant = true
-		} else if w.packedBy == m.ks {
-			packed = true
-		} else if w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0 {
-			quant = true
-		} else if w.Type.BlockSize() > 1 {
-			gquant = true
-		}
+		need[actsFor(m.ks, w)] = true
 	}
 	if len(x) < n*cols {
 		panic(fmt.Sprintf("kernels: MatMul input of %d floats for %d×%d", len(x), n, cols))
 	}
-	if quant {
+	if need[setPrep] {
 		m.ks.prep(&m.acts, x, n, cols)
 	}
-	if gquant {
+	if need[setPrepK] {
+		m.ks.prepK(&m.kacts, x, n, cols)
+	}
+	if need[setGeneric] {
 		quantizeActs(&m.gacts, x, n, cols)
 	}
-	if packed {
-		m.ks.sizeP(&m.pacts, n, cols)
+	if need[setGenericK] {
+		quantizeActsQ8K(&m.gkacts, x, n, cols)
+	}
+	m.prepP, m.prepPK = need[setPacked], need[setPackedK]
+	if m.prepP || m.prepPK {
+		if m.prepP {
+			m.ks.sizeP(&m.pacts, n, cols)
+		}
+		if m.prepPK {
+			m.ks.sizeP(&m.pkacts, n, cols)
+		}
 		m.x, m.cols = x, cols
 		// Several tokens' activations are prepared on all threads: serial, this was
 		// about a tenth of a 5-token forward pass with two threads.
@@ -288,7 +360,12 @@ func chunkRows(ks *kernelSet, w *Matrix, threads, n int) int {
 func (p *Pool) prepTokens(lo, hi int) {
 	m := &p.mm
 	for t := lo; t < hi; t++ {
-		m.ks.prepTokP(&m.pacts, m.x, t, m.cols)
+		if m.prepP {
+			m.ks.prepTokP(&m.pacts, m.x, t, m.cols)
+		}
+		if m.prepPK {
+			m.ks.prepTokPK(&m.pkacts, m.x, t, m.cols)
+		}
 	}
 }
 
@@ -301,17 +378,17 @@ func (p *Pool) mmChunk(c int) {
 	w := m.ws[i]
 	lo := (c - m.first[i]) * m.rowsPC[i]
 	hi := min(lo+m.rowsPC[i], w.Rows)
-	mmRows(m.ks, m.outs[i], w, lo, hi, m.x, &m.acts, &m.gacts, &m.pacts, m.n)
+	mmRows(m.ks, m.outs[i], w, lo, hi, m.x, m.set(actsFor(m.ks, w)), m.n)
 }
 
 // tileBytes bounds the weights one pass over a token group reads, so that when there are
 // more tokens than one group holds the tile stays in L1 for the next group.
 const tileBytes = 16 << 10
 
-// mmRows computes rows [lo,hi) of w for all n tokens, reading packed weights against the
-// activations in pa when w is packed for ks, else w.Data (against a if Q8_0 or Q4_0, ga
-// if of another quantized type).
-func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a, ga, pa *acts, n int) {
+// mmRows computes rows [lo,hi) of w for all n tokens, reading packed weights when w is
+// packed for ks, else w.Data; a holds the activations actsFor chose for w (nil for float
+// weights, which read x).
+func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a *acts, n int) {
 	packed := w.packedBy == ks
 	rb, data := w.RowBytes(), w.Data
 	if packed && ks.subPacked(w.Type) {
@@ -321,7 +398,7 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 	if packed {
 		rb, data = packedRowBytes(w), w.packed.b
 		if ks.usesWide(w, n) {
-			mmWide(ks, out, w, lo, hi, data, rb, pa, n)
+			mmWide(ks, out, w, lo, hi, data, rb, a, n)
 			return
 		}
 	}
@@ -336,7 +413,7 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 			k := min(ks.group, n-t)
 			o := out[t*w.Rows+r0:]
 			if packed {
-				ks.packed[packKindOf(w.Type)](o, w.Rows, wd, rb, r1-r0, pa, t, k)
+				ks.packed[packKindOf(w.Type)](o, w.Rows, wd, rb, r1-r0, a, t, k)
 				continue
 			}
 			switch w.Type {
@@ -351,7 +428,7 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a,
 			case ggml.BF16:
 				ks.bf16(o, w.Rows, wd, rb, r1-r0, x[t*w.Cols:], w.Cols, k)
 			default:
-				genericSubs(w.Type, o, w.Rows, wd, rb, r1-r0, ga, t, k)
+				genericSubs(w.Type, o, w.Rows, wd, rb, r1-r0, a, t, k)
 			}
 		}
 	}

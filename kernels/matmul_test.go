@@ -76,8 +76,9 @@ func randMatrix(tb testing.TB, rng *rand.Rand, t ggml.Type, rows, cols int) *Mat
 }
 
 // refMatMul computes MatMul in float64 from dequantized weights and, for quantized
-// weights, activations quantized with Quantize(Q8_0). It also returns Σ|w·x| per output,
-// the scale of the rounding error a float32 implementation may make.
+// weights, activations quantized as ggml does: with ggml's Q8_K loop for the K-quants,
+// with Quantize(Q8_0) for the others. It also returns Σ|w·x| per output, the scale of
+// the rounding error a float32 implementation may make.
 func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
 	want = make([]float64, n*w.Rows)
 	mag = make([]float64, n*w.Rows)
@@ -85,7 +86,13 @@ func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
 	xt := make([]float32, w.Cols)
 	for t := range n {
 		copy(xt, x[t*w.Cols:(t+1)*w.Cols])
-		if w.Type.BlockSize() > 1 {
+		if usesQ8K(w.Type) {
+			for s, b := range ggmlQuantizeQ8K(xt) {
+				for j, q := range b.qs {
+					xt[s*ggml.QKK+j] = b.d * float32(q)
+				}
+			}
+		} else if w.Type.BlockSize() > 1 {
 			enc := make([]byte, w.Cols/ggml.QK*34)
 			if err := Quantize(ggml.Q8_0, enc, xt); err != nil {
 				panic(err)
@@ -252,30 +259,42 @@ func TestMatMulBatchInvariance(t *testing.T) {
 	})
 }
 
+// TestMatMulsMatchesMatMul: matrices computed together in one MatMuls give what each
+// gives alone, whichever activations each reads (Q8_0 and Q8_K, packed or not, float).
 func TestMatMulsMatchesMatMul(t *testing.T) {
 	forEachImpl(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(11, 12))
 		pool := NewPool(2)
 		defer pool.Close()
-		const cols, n = 192, 5
-		ws := []*Matrix{
-			randMatrix(t, rng, ggml.Q8_0, 192, cols),
-			randMatrix(t, rng, ggml.Q4_0, 64, cols),
-			randMatrix(t, rng, ggml.F16, 37, cols),
-			randMatrix(t, rng, ggml.F32, 3, cols),
-		}
-		x := randFloats(rng, n*cols, 1)
-		outs := make([][]float32, len(ws))
-		for i, w := range ws {
-			outs[i] = make([]float32, n*w.Rows)
-		}
-		pool.MatMuls(outs, ws, x, n)
-		for i, w := range ws {
-			want := make([]float32, n*w.Rows)
-			pool.MatMul(want, w, x, n)
-			for j := range want {
-				if math.Float32bits(outs[i][j]) != math.Float32bits(want[j]) {
-					t.Fatalf("MatMuls output %d (%v)[%d] = %v, MatMul gives %v", i, w.Type, j, outs[i][j], want[j])
+		const n = 5
+		for _, c := range []struct {
+			cols  int
+			types []ggml.Type
+		}{
+			{192, []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.F16, ggml.F32}},
+			{512, []ggml.Type{ggml.Q4_K, ggml.Q5_0, ggml.Q6_K, ggml.Q8_0, ggml.Q4_K, ggml.Q5_1, ggml.F16}},
+		} {
+			var ws []*Matrix
+			for i, typ := range c.types {
+				w := randMatrix(t, rng, typ, 37+64*(i%3), c.cols)
+				if i%2 == 0 {
+					w.Pack()
+				}
+				ws = append(ws, w)
+			}
+			x := randFloats(rng, n*c.cols, 1)
+			outs := make([][]float32, len(ws))
+			for i, w := range ws {
+				outs[i] = make([]float32, n*w.Rows)
+			}
+			pool.MatMuls(outs, ws, x, n)
+			for i, w := range ws {
+				want := make([]float32, n*w.Rows)
+				pool.MatMul(want, w, x, n)
+				for j := range want {
+					if math.Float32bits(outs[i][j]) != math.Float32bits(want[j]) {
+						t.Fatalf("MatMuls output %d (%v, packed=%v)[%d] = %v, MatMul gives %v", i, w.Type, w.Packed(), j, outs[i][j], want[j])
+					}
 				}
 			}
 		}
@@ -450,7 +469,6 @@ func TestPreparedPacked(t *testing.T) {
 		x[5] = 1e-39 // a denormal block maximum: 1/d overflows
 		var want acts
 		quantizeActs(&want, x, n, cols)
-		nb := cols / ggml.QK
 		for _, ks := range impls {
 			if ks.sizeP == nil {
 				continue
@@ -460,48 +478,50 @@ func TestPreparedPacked(t *testing.T) {
 			for tok := range n {
 				ks.prepTokP(&got, x, tok, cols)
 			}
-			for tok := range n {
-				for b := range (nb + 15) / 16 * 16 {
-					grp := got.q[b/16*got.stride+tok*packedActBytes:][:packedActBytes]
-					i := b % 16
-					var wq []byte
-					var wd float32
-					if b < nb {
-						wq, wd = want.q[(tok*nb+b)*ggml.QK:][:ggml.QK], want.d[tok*nb+b]
-					} else {
-						wq = make([]byte, ggml.QK)
-					}
-					var sum, lo int32
-					for j := range ggml.QK {
-						sum += int32(int8(wq[j]))
-						if j < 16 {
-							lo += int32(int8(wq[j]))
-						}
-						if g := grp[64*(j/4)+4*i+j%4]; g != wq[j] {
-							t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", ks.name, cols, tok, b, j, int8(g), int8(wq[j]))
-						}
-					}
-					if g := math.Float32frombits(binary.LittleEndian.Uint32(grp[512+4*i:])); math.Float32bits(g) != math.Float32bits(wd) {
-						t.Fatalf("%s cols=%d token %d block %d: scale %v, want %v", ks.name, cols, tok, b, g, wd)
-					}
-					if g := int32(binary.LittleEndian.Uint32(grp[576+4*i:])); g != -128*sum {
-						t.Fatalf("%s cols=%d token %d block %d: Q8_0 correction %d, want %d", ks.name, cols, tok, b, g, -128*sum)
-					}
-					if g := int32(binary.LittleEndian.Uint32(grp[640+4*i:])); g != -8*sum {
-						t.Fatalf("%s cols=%d token %d block %d: Q4_0 correction %d, want %d", ks.name, cols, tok, b, g, -8*sum)
-					}
-					// The corrections of each half, then all four converted and times the
-					// scale, in float32.
-					corr := []int32{-128 * sum, -8 * sum, -128 * lo, -128 * (sum - lo)}
-					for c, want := range corr {
-						if g := int32(binary.LittleEndian.Uint32(grp[576+64*c+4*i:])); g != want {
-							t.Fatalf("%s cols=%d token %d block %d: correction %d = %d, want %d", ks.name, cols, tok, b, c, g, want)
-						}
-						wf := float32(want) * wd
-						if g := math.Float32frombits(binary.LittleEndian.Uint32(grp[832+64*c+4*i:])); math.Float32bits(g) != math.Float32bits(wf) {
-							t.Fatalf("%s cols=%d token %d block %d: scaled correction %d = %v, want %v", ks.name, cols, tok, b, c, g, wf)
-						}
-					}
+			checkPackedLayout(t, ks.name, &got, &want, n, cols)
+		}
+	}
+}
+
+// checkPackedLayout compares n tokens of packed activations (see sizePackedVNNI) with
+// want, the same values and scales in the generic layout.
+func checkPackedLayout(t *testing.T, name string, got, want *acts, n, cols int) {
+	t.Helper()
+	nb := cols / ggml.QK
+	for tok := range n {
+		for b := range (nb + 15) / 16 * 16 {
+			grp := got.q[b/16*got.stride+tok*packedActBytes:][:packedActBytes]
+			i := b % 16
+			var wq []byte
+			var wd float32
+			if b < nb {
+				wq, wd = want.q[(tok*nb+b)*ggml.QK:][:ggml.QK], want.d[tok*nb+b]
+			} else {
+				wq = make([]byte, ggml.QK)
+			}
+			var sum, lo int32
+			for j := range ggml.QK {
+				sum += int32(int8(wq[j]))
+				if j < 16 {
+					lo += int32(int8(wq[j]))
+				}
+				if g := grp[64*(j/4)+4*i+j%4]; g != wq[j] {
+					t.Fatalf("%s cols=%d token %d block %d: q[%d] = %d, want %d", name, cols, tok, b, j, int8(g), int8(wq[j]))
+				}
+			}
+			if g := math.Float32frombits(binary.LittleEndian.Uint32(grp[512+4*i:])); math.Float32bits(g) != math.Float32bits(wd) {
+				t.Fatalf("%s cols=%d token %d block %d: scale %v, want %v", name, cols, tok, b, g, wd)
+			}
+			// The corrections of the block and of each half, then all four converted
+			// and times the scale, in float32.
+			corr := []int32{-128 * sum, -8 * sum, -128 * lo, -128 * (sum - lo)}
+			for c, want := range corr {
+				if g := int32(binary.LittleEndian.Uint32(grp[576+64*c+4*i:])); g != want {
+					t.Fatalf("%s cols=%d token %d block %d: correction %d = %d, want %d", name, cols, tok, b, c, g, want)
+				}
+				wf := float32(want) * wd
+				if g := math.Float32frombits(binary.LittleEndian.Uint32(grp[832+64*c+4*i:])); math.Float32bits(g) != math.Float32bits(wf) {
+					t.Fatalf("%s cols=%d token %d block %d: scaled correction %d = %v, want %v", name, cols, tok, b, c, g, wf)
 				}
 			}
 		}
@@ -509,9 +529,7 @@ func TestPreparedPacked(t *testing.T) {
 }
 
 // checkPrepared compares activations prepared by an assembly quantizer (the generic one,
-// with no stride, is the reference) with quantizeActs: per token and pair of blocks the
-// 64 values, each block's scale eight times and, in a 256-byte layout, the corrections
-// -128·Σq and -8·Σq of each group of four values; a missing second block is zero.
+// with no stride, is the reference) with quantizeActs (see checkPairedLayout).
 func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols int) {
 	t.Helper()
 	if got.stride == 0 {
@@ -519,6 +537,15 @@ func checkPrepared(t *testing.T, name string, got *acts, x []float32, n, cols in
 	}
 	var want acts
 	quantizeActs(&want, x, n, cols)
+	checkPairedLayout(t, name, got, &want, n, cols)
+}
+
+// checkPairedLayout compares n tokens of activations in a paired layout (prepPaired)
+// with want, in the generic layout: per token and pair of blocks the 64 values, each
+// block's scale eight times and, in a 256-byte layout, the corrections -128·Σq and -8·Σq
+// of each group of four values; a missing second block is zero.
+func checkPairedLayout(t *testing.T, name string, got, want *acts, n, cols int) {
+	t.Helper()
 	nb := cols / ggml.QK
 	pairBytes := got.stride / ((nb + 1) / 2)
 	i32 := func(b []byte) int32 { return int32(binary.LittleEndian.Uint32(b)) }
@@ -626,8 +653,12 @@ func TestWideKernels(t *testing.T) {
 					clear(x[cols : cols+32])
 					var a acts
 					ks.sizeP(&a, n, cols)
+					prep := ks.prepTokP
+					if usesQ8K(typ) {
+						prep = ks.prepTokPK
+					}
 					for tok := range n {
-						ks.prepTokP(&a, x, tok, cols)
+						prep(&a, x, tok, cols)
 					}
 					rb, data := packedRowBytes(w), w.packed.b
 					want, mag := refMatMul(w, x, n)

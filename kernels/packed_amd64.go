@@ -173,24 +173,30 @@ func sizePackedVNNI(a *acts, n, cols int) {
 }
 
 // prepTokenVNNI prepares token t of x (laid out as sizePackedVNNI sized a) with
-// quantPackedAVX512, a last partial group from a zero-padded copy.
-func prepTokenVNNI(a *acts, x []float32, t, cols int) {
+// quantPackedAVX512, a last partial group from a zero-padded copy: Q8_0 values.
+func prepTokenVNNI(a *acts, x []float32, t, cols int) { prepPackedVNNI(a, x, t, cols, false) }
+
+// prepTokenQ8KVNNI is prepTokenVNNI with the values of quantizeActsQ8K, for K-quant
+// weights. A zero-padded half group is a super-block of zeros, whose scale is 0.
+func prepTokenQ8KVNNI(a *acts, x []float32, t, cols int) { prepPackedVNNI(a, x, t, cols, true) }
+
+func prepPackedVNNI(a *acts, x []float32, t, cols int, q8k bool) {
 	nb := a.nb
 	full := nb / 16
 	xt := x[t*cols : (t+1)*cols]
 	_ = a.q[(nb+15)/16*a.stride-1]
 	if full > 0 {
-		quantPackedAVX512(&a.q[t*packedActBytes], a.stride, &xt[0], full)
+		quantPackedAVX512(&a.q[t*packedActBytes], a.stride, &xt[0], full, q8k)
 	}
 	if nb%16 != 0 {
 		var pad [16 * ggml.QK]float32
 		copy(pad[:], xt[full*16*ggml.QK:nb*ggml.QK])
-		quantPackedAVX512(&a.q[full*a.stride+t*packedActBytes], a.stride, &pad[0], 1)
+		quantPackedAVX512(&a.q[full*a.stride+t*packedActBytes], a.stride, &pad[0], 1, q8k)
 	}
 }
 
 //go:noescape
-func quantPackedAVX512(dst *byte, gstride int, x *float32, ngroups int)
+func quantPackedAVX512(dst *byte, gstride int, x *float32, ngroups int, q8k bool)
 
 // packedAsm adapts generated packed kernels to activations from prepTokenVNNI; w and
 // rowBytes are those of the packed copy, whose rows are whole groups of 16 blocks.

@@ -26,6 +26,16 @@ DATA qconst<>+56(SB)/4, $3
 DATA qconst<>+60(SB)/4, $7
 GLOBL qconst<>(SB), RODATA|NOPTR, $64
 
+// HMAX leaves the largest of the eight lanes of y in the low lane of x, the low half of
+// y (t scratch).
+#define HMAX(y, x, t) \
+	VEXTRACTF128 $1, y, t; \
+	VMAXPS       t, x, x; \
+	VMOVHLPS     x, x, t; \
+	VMAXPS       t, x, x; \
+	VMOVSHDUP    x, t; \
+	VMAXSS       t, x, x
+
 // func quantActsAVX512(dst *byte, x *float32, nb int)
 //
 // Layout per pair of blocks, 256 bytes: q of both blocks (64), the scales (2×32), then
@@ -156,12 +166,7 @@ block:
 	VANDPS Y14, Y3, Y6
 	VMAXPS Y6, Y5, Y5
 	VMAXPS Y5, Y4, Y4
-	VEXTRACTF128 $1, Y4, X5
-	VMAXPS X5, X4, X4
-	VMOVHLPS X4, X4, X5
-	VMAXPS X5, X4, X4
-	VMOVSHDUP X4, X5
-	VMAXSS X5, X4, X4
+	HMAX(Y4, X4, X5)
 	VDIVSS qconst<>+16(SB), X4, X4 // d = amax/127
 	VXORPS X5, X5, X5
 	VUCOMISS X5, X4
@@ -313,14 +318,28 @@ GLOBL qpacked<>(SB), RODATA|NOPTR, $128
 	VMOVDQU32   z, (64*j)(DI); \
 	VPDPBUSD    z, Z25, Z20
 
-// func quantPackedAVX512(dst *byte, gstride int, x *float32, ngroups int)
+// QBLOCKK quantizes block i as QBLOCK does, rounding half to even (Q8_K).
+#define QBLOCKK(i, a, b, t) \
+	VBROADCASTSS (512+4*i)(SP), t; \
+	VMULPS       (128*i)(SI), t, a; \
+	VMULPS       (128*i+64)(SI), t, b; \
+	VCVTPS2DQ    a, a; \
+	VCVTPS2DQ    b, b; \
+	VPMOVDB      a, (32*i)(SP); \
+	VPMOVDB      b, (32*i+16)(SP)
+
+// func quantPackedAVX512(dst *byte, gstride int, x *float32, ngroups int, q8k bool)
 //
 // Quantizes ngroups whole groups of 16 blocks of x (as quantActsAVX512 does, bit for bit)
 // into one token's packed layout (see sizePackedVNNI), group g at dst+g·gstride. All 16
 // blocks of a group go at once: per-block maxima reduced by a transposing tree (max is
 // exact in any order) give the 16 scales in one vector, each block is rounded into a
 // 512-byte staging area in the frame, and eight gathers transpose it.
-TEXT ·quantPackedAVX512(SB), $576-32
+//
+// With q8k, the values are those of quantizeActsQ8K instead: the eight blocks of each
+// super-block (lanes 0-7 and 8-15) share is = 127/amax and its inverse d, unrounded, and
+// x·is is rounded half to even (VCVTPS2DQ under the default rounding mode).
+TEXT ·quantPackedAVX512(SB), $576-33
 	MOVQ dst+0(FP), DI
 	MOVQ gstride+8(FP), R9
 	MOVQ x+16(FP), SI
@@ -441,6 +460,10 @@ pgroup:
 	VMAXPS Z17, Z16, Z0
 	VPERMPS Z0, Z23, Z0 // amax of block i in lane i
 
+	MOVBLZX q8k+32(FP), AX
+	TESTL AX, AX
+	JNZ pq8k
+
 	VDIVPS Z27, Z0, Z1        // d = amax/127
 	VDIVPS Z1, Z29, Z2        // id = 1/d: +Inf when d is 0 or 1/d overflows
 	VCMPPS $0x04, Z26, Z2, K2 // id != +Inf
@@ -466,7 +489,43 @@ pgroup:
 	QBLOCK(13, Z10, Z11, Z18, Z19)
 	QBLOCK(14, Z12, Z13, Z16, Z17)
 	QBLOCK(15, Z14, Z15, Z18, Z19)
+	JMP pgather
 
+pq8k:
+	// amax of each super-block in all its eight lanes: swap pairs, then quadruples,
+	// then 128-bit lanes within each half.
+	VSHUFPS $0xb1, Z0, Z0, Z1
+	VMAXPS Z1, Z0, Z0
+	VSHUFPS $0x4e, Z0, Z0, Z1
+	VMAXPS Z1, Z0, Z0
+	VSHUFF32X4 $0xb1, Z0, Z0, Z1
+	VMAXPS Z1, Z0, Z0
+	VDIVPS Z0, Z27, Z2        // is = 127/amax: +Inf when amax is 0 or it overflows
+	VCMPPS $0x04, Z26, Z2, K2 // is != +Inf
+	VMOVAPS.Z Z2, K2, Z2
+	VMOVUPS Z2, 512(SP)
+	VDIVPS Z2, Z29, Z1        // d = 1/is, 0 with is
+	VMOVAPS.Z Z1, K2, Z1
+	VMOVUPS Z1, 512(DI)
+
+	QBLOCKK(0, Z0, Z1, Z16)
+	QBLOCKK(1, Z2, Z3, Z18)
+	QBLOCKK(2, Z4, Z5, Z16)
+	QBLOCKK(3, Z6, Z7, Z18)
+	QBLOCKK(4, Z8, Z9, Z16)
+	QBLOCKK(5, Z10, Z11, Z18)
+	QBLOCKK(6, Z12, Z13, Z16)
+	QBLOCKK(7, Z14, Z15, Z18)
+	QBLOCKK(8, Z0, Z1, Z16)
+	QBLOCKK(9, Z2, Z3, Z18)
+	QBLOCKK(10, Z4, Z5, Z16)
+	QBLOCKK(11, Z6, Z7, Z18)
+	QBLOCKK(12, Z8, Z9, Z16)
+	QBLOCKK(13, Z10, Z11, Z18)
+	QBLOCKK(14, Z12, Z13, Z16)
+	QBLOCKK(15, Z14, Z15, Z18)
+
+pgather:
 	VPXORD Z20, Z20, Z20
 	GATHER(0, Z0)
 	GATHER(1, Z1)
@@ -515,5 +574,79 @@ pgroup:
 	JNZ pgroup
 
 pdone:
+	VZEROUPPER
+	RET
+
+// func quantActsQ8KAVX2(dst *byte, x *float32, nsb int)
+//
+// Quantizes nsb super-blocks of 256 values as quantizeActsQ8K does, bit for bit, into
+// the layout of quantActsAVX2: per pair of blocks of 32, the 64 values, then each
+// block's scale (here the super-block's d) eight times.
+TEXT ·quantActsQ8KAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ nsb+16(FP), CX
+	VBROADCASTSS qconst<>+0(SB), Y14 // abs
+	VBROADCASTSS qconst<>+8(SB), Y12 // 1.0
+	VMOVDQU qconst<>+32(SB), Y10     // vpermd order
+	TESTQ CX, CX
+	JZ kdone
+
+ksuper:
+	VXORPS Y4, Y4, Y4
+	XORQ AX, AX
+
+kmax:
+	VANDPS (SI)(AX*1), Y14, Y0
+	VMAXPS Y0, Y4, Y4
+	ADDQ $32, AX
+	CMPQ AX, $1024
+	JNE kmax
+	HMAX(Y4, X4, X5)
+
+	// is = 127/amax and d = 1/is, both 0 when amax is 0 or 127/amax overflows.
+	VXORPS X5, X5, X5
+	VXORPS X6, X6, X6
+	VUCOMISS X5, X4
+	JEQ kscaled
+	VMOVSS qconst<>+16(SB), X7
+	VDIVSS X4, X7, X7
+	VUCOMISS qconst<>+20(SB), X7
+	JEQ kscaled
+	VMOVAPS X7, X5
+	VDIVSS X5, X12, X6
+
+kscaled:
+	VBROADCASTSS X5, Y5
+	VBROADCASTSS X6, Y6
+	XORQ AX, AX
+
+kblock:
+	VMULPS (SI), Y5, Y0
+	VMULPS 32(SI), Y5, Y1
+	VMULPS 64(SI), Y5, Y2
+	VMULPS 96(SI), Y5, Y3
+	VCVTPS2DQ Y0, Y0
+	VCVTPS2DQ Y1, Y1
+	VCVTPS2DQ Y2, Y2
+	VCVTPS2DQ Y3, Y3
+	VPACKSSDW Y1, Y0, Y0
+	VPACKSSDW Y3, Y2, Y2
+	VPACKSSWB Y2, Y0, Y0
+	VPERMD Y0, Y10, Y0
+	VMOVDQU Y0, (DI)
+	VMOVUPS Y6, 64(DI)
+	ADDQ $128, SI
+	ADDQ $32, DI
+	INCQ AX
+	TESTQ $1, AX
+	JNZ kblock
+	ADDQ $64, DI
+	CMPQ AX, $8
+	JNE kblock
+	DECQ CX
+	JNZ ksuper
+
+kdone:
 	VZEROUPPER
 	RET

@@ -73,21 +73,26 @@ func TestArchTeacherForced(t *testing.T) {
 		byFile[r.File] = append(byFile[r.File], r)
 	}
 	// Issue 13's bar is ≥ 99.5% where llama.cpp's margin is ≥ 0.1 and ≥ 97% of all; the
-	// two Q4_K_M files miss it and are held where they are instead (clear, all). The
-	// shortfall is not in the products: with the weights dequantized to F32 the Llama-3
-	// file agrees no better (95.3%, 93.6%), while the F16 files agree at 100%. llama.cpp
-	// rounds a K-quant product's activations to Q8_K, one scale per 256 values; specd
-	// rounds them to Q8_0, one per 32, nearer the exact product. These random-weight files
-	// have activations wide enough for that to move their argmax; on the trained target's
-	// Q4_K_M file it does not (TestTeacherForcedKQuant, 100% of clear positions).
+	// Llama-3 Q4_K_M file misses the first and is held where it is instead (clear, all).
+	// K-quant products round their activations to Q8_K as llama.cpp's do (one scale per
+	// 256 values): with Q8_0's scale per 32 this file agreed on 95.0% and 93.1%, the
+	// Qwen2 one on 99.7% and 96.4%. What is left is not a formula: on these random-weight
+	// files a one-step change of a single Q8_K value moves the logits by tenths, so any
+	// two float orders disagree there. Two exact summations of the same Q8_K product
+	// (per block of 32 as the kernels do, or per super-block as ggml does) gave logits up
+	// to 0.3-0.6 apart after a few dozen positions; matching llama.cpp's argmax at
+	// margins of 0.1 would take its float operations bit for bit, attention included.
+	// Measured with the other implementations (UseImpl): avx2 98.79% / 97.27% (Llama-3)
+	// and 100% / 96.74% (Qwen2), generic 98.38% / 97.66% and 100% / 98.05%; the figures
+	// below are avx512vnni's, this machine's.
 	cases := []struct {
 		file       string
 		clear, all float64
 	}{
 		{"arch-qwen2-f16.gguf", 99.5, 97},
-		{"arch-qwen2-q4_k_m.gguf", 99.5, 96},
+		{"arch-qwen2-q4_k_m.gguf", 99.5, 97},
 		{"arch-llama3-f16.gguf", 99.5, 97},
-		{"arch-llama3-q4_k_m.gguf", 94.5, 92.5},
+		{"arch-llama3-q4_k_m.gguf", 98.5, 97.5},
 	}
 	for _, c := range cases {
 		delete(byFile, c.file)

@@ -28,9 +28,11 @@ func TestBatchAcrossSequences(t *testing.T) {
 		{"specd-target-q8_0.gguf", nil, ggml.F16},
 		{"specd-draft-q8_0.gguf", nil, ggml.F32},
 		{"stories260K.bin", nil, ggml.F32},
-		{"arch-qwen2-f16.gguf", nil, ggml.F32},  // Q/K/V biases, NEOX RoPE
-		{"arch-llama3-f16.gguf", nil, ggml.F16}, // rope_freqs, untied output
-		{"synth-qwen3.gguf", nil, ggml.F32},     // per-head Q/K norms, heads wider than dim/heads
+		{"arch-qwen2-f16.gguf", nil, ggml.F32},      // Q/K/V biases, NEOX RoPE
+		{"arch-llama3-f16.gguf", nil, ggml.F16},     // rope_freqs, untied output
+		{"specd-target-q4_k_m.gguf", nil, ggml.F32}, // Q8_K activations for Q4_K and Q6_K, Q8_0 for Q5_0 and Q8_0
+		{"arch-llama3-q4_k_m.gguf", nil, ggml.F32},  // a Q6_K classifier
+		{"synth-qwen3.gguf", nil, ggml.F32},         // per-head Q/K norms, heads wider than dim/heads
 		{"synth-llama-yarn.gguf", nil, ggml.F32},
 	}
 	synth, _ := synthFiles(t)
