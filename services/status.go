@@ -48,6 +48,12 @@ var (
 	ErrNotReady = errors.New("model not loaded yet")
 	// ErrUnknownModel: the request names a model no verifier serves.
 	ErrUnknownModel = errors.New("unknown model")
+	// ErrUnauthenticated: the caller presented no credentials this server can check
+	// (e.g. no verified TLS client certificate).
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrPermissionDenied: the caller is authenticated but not allowed to call this
+	// service (e.g. its certificate's identity is not in the server's allowed list).
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 // BusyError is a refusal for lack of capacity (it wraps ErrBusy or another
@@ -98,6 +104,10 @@ func Status(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrUnknownModel):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrUnauthenticated):
+		return status.Error(codes.Unauthenticated, err.Error())
+	case errors.Is(err, ErrPermissionDenied):
+		return status.Error(codes.PermissionDenied, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
 }

@@ -32,6 +32,8 @@ func TestStatus(t *testing.T) {
 		{ErrIncompatible, codes.FailedPrecondition},
 		{fmt.Errorf("%w \"gpt-17\"", ErrUnknownModel), codes.NotFound},
 		{fmt.Errorf("get: %w", ErrTooManyConns), codes.ResourceExhausted},
+		{fmt.Errorf("peer: %w", ErrUnauthenticated), codes.Unauthenticated},
+		{fmt.Errorf("peer spiffe://x/y: %w", ErrPermissionDenied), codes.PermissionDenied},
 		{fmt.Errorf("stream: %w", context.Canceled), codes.Canceled},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
 		{status.Error(codes.NotFound, "kept"), codes.NotFound},
