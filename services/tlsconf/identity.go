@@ -31,12 +31,12 @@ var AnyIdentity = Identities{any: true, spelled: []string{"*"}}
 
 // ParseIdentities parses a list of accepted identities. Each entry is one of:
 //
-//	*                           any certificate that chains to the trusted CA
-//	spiffe://domain/path        exactly this SPIFFE ID (the certificate's URI SAN)
-//	spiffe://domain             any SPIFFE ID in this trust domain
-//	name.example.org, 10.0.0.7  a DNS name or IP address the certificate is valid for
-//	                            (its DNS or IP SANs, wildcards included), as a TLS
-//	                            client checks a server's hostname
+//   - any certificate that chains to the trusted CA
+//     spiffe://domain/path        exactly this SPIFFE ID (the certificate's URI SAN)
+//     spiffe://domain             any SPIFFE ID in this trust domain
+//     name.example.org, 10.0.0.7  a DNS name or IP address the certificate is valid for
+//     (its DNS or IP SANs, wildcards included), as a TLS
+//     client checks a server's hostname
 //
 // Empty entries are skipped. An entry that is none of these is an error naming it.
 func ParseIdentities(list []string) (Identities, error) {
