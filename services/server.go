@@ -172,8 +172,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duratio
 	return nil
 }
 
-// Dial opens a client connection to a specd service (plaintext; TLS is the mesh's job)
-// with keepalives and message size limits.
+// Dial opens a client connection to a specd service with keepalives and message size
+// limits: plaintext unless opts carry grpc.WithTransportCredentials (later options
+// win), e.g. tlsconf's client credentials.
 func Dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	base := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),

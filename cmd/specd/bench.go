@@ -191,7 +191,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	cc, err := services.Dial(co.addr)
+	cc, err := co.dial()
 	if err != nil {
 		return usagef("--addr %q: %v", co.addr, err)
 	}

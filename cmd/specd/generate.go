@@ -20,11 +20,13 @@ import (
 type clientOptions struct {
 	addr    string
 	timeout time.Duration
+	tls     clientTLSOptions
 }
 
 func (o *clientOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.addr, "addr", defaultRouterAddr, "router address")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "deadline for the whole request")
+	o.tls.addFlags(fs)
 }
 
 // specOptions are the speculation flags of the client commands.
@@ -191,7 +193,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	cc, err := services.Dial(co.addr)
+	cc, err := co.dial()
 	if err != nil {
 		return usagef("--addr %q: %v", co.addr, err)
 	}

@@ -107,6 +107,7 @@ type workerOptions struct {
 	engineOptions
 	registerOptions
 	limitOptions
+	tlsOptions
 	listen   string
 	maxBlock int
 }
@@ -115,7 +116,8 @@ func (o *workerOptions) addFlags(fs *flag.FlagSet, defModel, defListen string) {
 	o.engineOptions.addFlags(fs, defModel)
 	o.registerOptions.addFlags(fs)
 	o.limitOptions.addFlags(fs)
-	fs.StringVar(&o.listen, "listen", defListen, "gRPC listen address")
+	o.tlsOptions.addFlags(fs)
+	fs.StringVar(&o.listen, "listen", defListen, "gRPC listen address (plaintext only on loopback unless --insecure-plaintext)")
 	fs.IntVar(&o.maxBlock, "max-block", 64, "largest forward block in tokens (prefill is split into blocks)")
 }
 
@@ -131,6 +133,9 @@ func (o *workerOptions) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
+	}
+	if err := o.tlsOptions.validate(o.listen); err != nil {
+		return err
 	}
 	if o.maxBlock < 1 {
 		return usagef("--max-block %d: want ≥ 1", o.maxBlock)
@@ -156,6 +161,7 @@ type verifierOptions struct {
 }
 
 func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
+	o.role = cmp.Or(o.role, router.Verifier)
 	o.workerOptions.addFlags(fs, "specd-target-q8_0", cmp.Or(o.listen, defaultVerifierAddr))
 	fs.StringVar(&o.mode, "mode", "coupled", "default verification mode for sampled requests: coupled or rejection")
 	fs.IntVar(&o.maxGamma, "max-gamma", 8, "most draft tokens one pass checks for one request (a request's max_gamma can only lower it)")
@@ -227,6 +233,7 @@ type draftOptions struct {
 }
 
 func (o *draftOptions) addFlags(fs *flag.FlagSet) {
+	o.role = router.Draft
 	o.workerOptions.addFlags(fs, "specd-draft-q8_0", cmp.Or(o.listen, defaultDraftAddr))
 	fs.IntVar(&o.depth, "depth", 2, "proposals in flight per session (pipelining depth)")
 	fs.IntVar(&o.branches, "branches", 0, "alternative continuations drafted per round under verification, from guessed corrections (0: none)")
@@ -260,6 +267,7 @@ func (o *draftOptions) validate() error {
 type routerOptions struct {
 	discoveryOptions
 	limitOptions
+	tlsOptions
 	advertise string
 	listen    string
 	verifiers string
@@ -271,6 +279,8 @@ type routerOptions struct {
 func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	o.discoveryOptions.addFlags(fs)
 	o.limitOptions.addFlags(fs)
+	o.role = router.Front
+	o.tlsOptions.addFlags(fs)
 	fs.StringVar(&o.advertise, "advertise", "", "host:port to register the router in Consul as specd-router (needs --consul); empty: do not register")
 	fs.StringVar(&o.listen, "listen", defaultRouterAddr, "gRPC listen address of the public API")
 	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
@@ -307,6 +317,9 @@ func (o *routerOptions) validate() error {
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
 	}
+	if err := o.tlsOptions.validate(o.listen); err != nil {
+		return err
+	}
 	if o.mode == "static" && len(splitList(o.verifiers)) == 0 {
 		return usagef("--verifiers: at least one address")
 	}
@@ -335,8 +348,8 @@ func listen(addr string) (net.Listener, error) {
 
 // worker configures the service; its loader resolves the model with ctx (pull has
 // already fetched an hf: model, so this finds it on disk).
-func (o *workerOptions) worker(ctx context.Context, tel *telemetry.Telemetry, ready func(*model.Model)) serve.Worker {
-	return serve.Worker{
+func (o *workerOptions) worker(ctx context.Context, tel *telemetry.Telemetry, tls *serve.TLS, ready func(*model.Model)) serve.Worker {
+	return serve.Worker{TLS: tls,
 		Load: func() (*model.Model, error) { return o.load(ctx, io.Discard) }, Log: tel.Log, Tel: tel, Ready: ready, Consul: o.registerOptions.config(),
 		Limits: o.limits(),
 		Engine: services.EngineConfig{Threads: o.threads, KVBudget: o.kvBudget, KVType: o.kvTypeValue(), MaxBlock: o.maxBlock},
@@ -351,12 +364,13 @@ func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 	}}
 }
 
-func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {
-	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
+func (o *routerOptions) config(tel *telemetry.Telemetry, tls *serve.TLS, ready func()) serve.RouterConfig {
+	c := serve.RouterConfig{TLS: tls, Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
 		Log: tel.Log, Tel: tel, Ready: ready, Limits: o.limits()}
 	o.discoveryOptions.apply(&c)
 	if o.advertise != "" {
-		c.Register = &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise}
+		c.Register = &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise,
+			TLSServerName: o.checkServerName, TLSSkipVerify: o.checkSkipVerify}
 	}
 	return c
 }
@@ -375,6 +389,11 @@ func (o *routerOptions) listenAddr() string   { return o.listen }
 
 func (o *verifierOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
 	cfg := o.config(tel)
+	tls, err := o.tlsOptions.config(tel.Log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	drafts, stop, err := o.draftView(ctx, tel.Log)
 	if err != nil {
 		lis.Close()
@@ -382,15 +401,25 @@ func (o *verifierOptions) serve(ctx context.Context, tel *telemetry.Telemetry, l
 	}
 	defer stop()
 	cfg.Drafts = drafts
-	return serve.Verifier(ctx, o.worker(ctx, tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), cfg, lis)
+	return serve.Verifier(ctx, o.worker(ctx, tel, tls, func(*model.Model) { limitMemory(ctx, tel.Log) }), cfg, lis)
 }
 
 func (o *draftOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
-	return serve.Draft(ctx, o.worker(ctx, tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(), lis)
+	tls, err := o.tlsOptions.config(tel.Log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	return serve.Draft(ctx, o.worker(ctx, tel, tls, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(), lis)
 }
 
 func (o *routerOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
-	return serve.Router(ctx, o.config(tel, nil), lis)
+	tls, err := o.tlsOptions.config(tel.Log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	return serve.Router(ctx, o.config(tel, tls, nil), lis)
 }
 
 // serviceCmd is the command that runs one service alone until it is interrupted.
@@ -442,6 +471,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var do draftOptions
 	var lo logOptions
 	vo.listen = defaultRouterAddr
+	vo.role = router.Front // up's --tls-* flags secure the router's public listener
 	vo.addFlags(fs)
 	lo.addFlags(fs)
 	// The draft's options take their defaults from a flag set of their own; up exposes
@@ -484,6 +514,13 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
 		return usagef("--listen %q: %v", listenAddr, err)
 	}
+	// The verifier and the draft listen on loopback ports of their own, plaintext; up's
+	// TLS flags are the public listener's.
+	public := vo.tlsOptions
+	vo.tlsOptions = tlsOptions{role: router.Verifier}
+	if err := public.validate(listenAddr); err != nil {
+		return err
+	}
 	if err := vo.validate(); err != nil {
 		return err
 	}
@@ -515,6 +552,10 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return t, err
 	}
 	rtel, err := setup("specd-router", metrics)
+	if err != nil {
+		return err
+	}
+	publicTLS, err := public.config(rtel.Log)
 	if err != nil {
 		return err
 	}
@@ -563,7 +604,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	start(0, func() error {
 		cfg := vo.config(vtel)
 		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts, Address: ro.drafts, Role: router.Draft})
-		return serve.Verifier(ctx, vo.worker(ctx, vtel, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
+		return serve.Verifier(ctx, vo.worker(ctx, vtel, nil, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
 	})
 	start(1, func() error {
 		select {
@@ -572,7 +613,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			dlis.Close()
 			return nil
 		}
-		return serve.Draft(ctx, do.worker(ctx, dtel, readyFn), do.config(), dlis)
+		return serve.Draft(ctx, do.worker(ctx, dtel, nil, readyFn), do.config(), dlis)
 	})
 	start(2, func() error {
 		done := make(chan struct{})
@@ -584,7 +625,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		limitMemory(ctx, rtel.Log)
-		return serve.Router(ctx, ro.config(rtel, func() {
+		return serve.Router(ctx, ro.config(rtel, publicTLS, func() {
 			fmt.Fprintf(stderr, "specd up: serving specd.v1.GenerationService on %s (verifier %s on %s, draft %s on %s)\n",
 				rlis.Addr(), vo.model, vlis.Addr(), do.model, dlis.Addr())
 		}), rlis)
