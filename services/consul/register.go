@@ -122,8 +122,8 @@ func (r *Registration) service() *api.AgentServiceRegistration {
 		}
 	}
 	check := &api.AgentServiceCheck{
-		Name:       r.Service + " grpc.health.v1",
-		GRPC:       r.Advertise,
+		Name:          r.Service + " grpc.health.v1",
+		GRPC:          r.Advertise,
 		GRPCUseTLS:    r.TLS,
 		TLSServerName: r.TLSServerName,
 		TLSSkipVerify: r.TLSSkipVerify,
