@@ -1,0 +1,103 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"strings"
+	"testing"
+
+	"github.com/specd-dev/specd/internal/certtest"
+	"github.com/specd-dev/specd/router"
+)
+
+// TestPlaintextOnlyOnLoopback: every service refuses to start plaintext on an address
+// other than loopback unless told --insecure-plaintext, and refuses TLS flags that
+// cannot work, before it loads anything.
+func TestPlaintextOnlyOnLoopback(t *testing.T) {
+	dir := t.TempDir()
+	f := certtest.NewCA(t, "cmd test CA").Write(t, dir, "svc", certtest.Leaf{SPIFFE: defaultVerifierID})
+	for _, tc := range []struct {
+		args []string
+		want string // in stderr
+	}{
+		{[]string{"verifier", "--listen=0.0.0.0:0"}, "--insecure-plaintext"},
+		{[]string{"draft", "--listen=:7072"}, "not a loopback address"},
+		{[]string{"router", "--listen=10.1.2.3:7070"}, "not a loopback address"},
+		{[]string{"router", "--listen=specd-router:7070"}, "not a loopback address"},
+		{[]string{"up", "--listen=0.0.0.0:0"}, "not a loopback address"},
+		{[]string{"verifier", "--listen=0.0.0.0:0", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key}, "--tls-ca: a verifier admits only"},
+		{[]string{"draft", "--tls-cert=" + f.Cert, "--tls-ca=" + f.CA}, "--tls-cert and --tls-key go together"},
+		{[]string{"router", "--listen=0.0.0.0:0", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--tls-peers=" + defaultRouterID}, "--tls-peers needs --tls-ca"},
+		{[]string{"router", "--listen=0.0.0.0:0", "--insecure-plaintext", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key}, "choose one"},
+		{[]string{"verifier", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--tls-ca=" + f.CA, "--tls-peers=https://router"}, "--tls-peers"},
+		{[]string{"verifier", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--tls-ca=" + f.CA, "--tls-router-id=spiffe://"}, "--tls-router-id"},
+		{[]string{"generate", "--tls-server-id=" + defaultRouterID, "-p", "x"}, "--tls-server-id needs --tls"},
+	} {
+		_, stderr, code := run(t, tc.args...)
+		if code == 0 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("specd %s: exit %d, stderr %q; want a failure saying %q", strings.Join(tc.args, " "), code, stderr, tc.want)
+		}
+	}
+}
+
+func TestTLSOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		listen string
+		o      tlsOptions
+		ok     bool
+	}{
+		{"127.0.0.1:7071", tlsOptions{}, true},
+		{"[::1]:7071", tlsOptions{}, true},
+		{"localhost:7071", tlsOptions{}, true},
+		{"127.9.9.9:7071", tlsOptions{}, true},
+		{"0.0.0.0:7071", tlsOptions{}, false},
+		{"[::]:7071", tlsOptions{}, false},
+		{":7071", tlsOptions{}, false},
+		{"0.0.0.0:7071", tlsOptions{plaintext: true}, true},
+		{"127.0.0.1:7071", tlsOptions{peers: "*"}, false},
+	} {
+		tc.o.role = router.Verifier
+		if err := tc.o.validate(tc.listen); (err == nil) != tc.ok {
+			t.Errorf("validate(%q, %+v) = %v, want ok %v", tc.listen, tc.o, err, tc.ok)
+		}
+	}
+}
+
+// TestDefaultPolicy: who may call whom when only the role identities are configured.
+func TestDefaultPolicy(t *testing.T) {
+	ca := certtest.NewCA(t, "cmd test CA")
+	leaf := func(id string) *x509.Certificate {
+		c, _ := ca.Issue(t, certtest.Leaf{SPIFFE: id})
+		b, _ := pem.Decode(c)
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert
+	}
+	client := "spiffe://specd.internal/someone"
+	for _, tc := range []struct {
+		role        router.Role
+		calls, dial map[string]bool // identity → accepted
+	}{
+		{router.Verifier, map[string]bool{defaultRouterID: true, defaultDraftID: false, client: false}, map[string]bool{defaultDraftID: true, defaultVerifierID: false}},
+		{router.Draft, map[string]bool{defaultRouterID: true, defaultVerifierID: true, client: false}, map[string]bool{defaultDraftID: false}},
+		{router.Front, map[string]bool{client: true, defaultDraftID: true}, map[string]bool{defaultVerifierID: true, defaultDraftID: true, defaultRouterID: false}},
+	} {
+		o := tlsOptions{role: tc.role, ca: "ca.pem", routerID: defaultRouterID, verifierID: defaultVerifierID, draftID: defaultDraftID}
+		allow, dial, err := o.identities()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range tc.calls {
+			if got := allow.Match(leaf(id)) == nil; got != want {
+				t.Errorf("%s admits %s = %v, want %v", tc.role, id, got, want)
+			}
+		}
+		for id, want := range tc.dial {
+			if got := dial.Match(leaf(id)) == nil; got != want {
+				t.Errorf("%s accepts server %s = %v, want %v", tc.role, id, got, want)
+			}
+		}
+	}
+}
