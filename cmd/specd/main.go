@@ -38,6 +38,7 @@ func commands() []command {
 		{"verifier", "serve the verifier (large) model", serviceCmd("verifier", func() service { return &verifierOptions{} })},
 		{"draft", "serve the draft (small) model", serviceCmd("draft", func() service { return &draftOptions{} })},
 		{"generate", "client: generate through a running router", generateCmd},
+		{"health", "client: ask a service's gRPC health once (over TLS with --tls-*), exit 0 only if SERVING: an exec probe", healthCmd},
 		{"bench", "benchmark a running router: speculation on vs off over a prompt file, or under load (--concurrency)", benchCmd},
 	}
 }

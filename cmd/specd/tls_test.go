@@ -1,13 +1,21 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/specd-dev/specd/internal/certtest"
 	"github.com/specd-dev/specd/router"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/tlsconf"
 )
 
 // TestPlaintextOnlyOnLoopback: every service refuses to start plaintext on an address
@@ -99,5 +107,50 @@ func TestDefaultPolicy(t *testing.T) {
 				t.Errorf("%s accepts server %s = %v, want %v", tc.role, id, got, want)
 			}
 		}
+	}
+}
+
+// TestHealthProbe: `specd health` is an exec probe for an mTLS service: SERVING with
+// the pod's own certificate, a failure without it or while the service is not serving.
+func TestHealthProbe(t *testing.T) {
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "cmd test CA")
+	sf := ca.Write(t, dir, "verifier", certtest.Leaf{SPIFFE: defaultVerifierID})
+	src, err := tlsconf.NewSource(tlsconf.Files(sf), 0, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow, _ := tlsconf.ParseIdentities([]string{defaultRouterID})
+	srv := services.NewServer("specd.speculation.v1.VerifierService", slog.New(slog.DiscardHandler), services.Limits{},
+		append([]grpc.ServerOption{grpc.Creds(src.ServerCredentials())}, tlsconf.Authorize(allow)...)...)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis, time.Second) }()
+	defer func() { cancel(); <-done }()
+	addr := lis.Addr().String()
+	tlsArgs := []string{"--tls-cert=" + sf.Cert, "--tls-key=" + sf.Key, "--tls-ca=" + sf.CA, "--tls-server-id=" + defaultVerifierID}
+	probe := func(extra ...string) int {
+		_, _, code := run(t, append([]string{"health", "--addr=" + addr, "--service=specd.speculation.v1.VerifierService"}, extra...)...)
+		return code
+	}
+	if code := probe(tlsArgs...); code == 0 {
+		t.Errorf("health while NOT_SERVING: exit 0, want a failure")
+	}
+	srv.SetServing()
+	if code := probe(tlsArgs...); code != 0 {
+		t.Errorf("health with the pod's certificate: exit %d, want 0", code)
+	}
+	if code := probe(); code == 0 {
+		t.Errorf("health in plaintext against an mTLS service: exit 0, want a failure")
+	}
+	if code := probe("--tls-ca="+sf.CA, "--tls-server-id="+defaultVerifierID); code == 0 {
+		t.Errorf("health without a client certificate: exit 0, want a failure")
+	}
+	if code := probe(append(tlsArgs, "--tls-server-id="+defaultDraftID)...); code == 0 {
+		t.Errorf("health expecting another server identity: exit 0, want a failure")
 	}
 }
