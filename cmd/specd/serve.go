@@ -514,8 +514,9 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
 		return usagef("--listen %q: %v", listenAddr, err)
 	}
-	// The verifier and the draft listen on loopback ports of their own, plaintext; up's
-	// TLS flags are the public listener's.
+	// up's TLS flags are the public listener's; the verifier and the draft listen on
+	// loopback ports of their own, with mTLS of their own when the public listener
+	// serves TLS (upLinks), else plaintext.
 	public := vo.tlsOptions
 	vo.tlsOptions = tlsOptions{role: router.Verifier}
 	if err := public.validate(listenAddr); err != nil {
@@ -558,6 +559,12 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	publicTLS, err := public.config(rtel.Log)
 	if err != nil {
 		return err
+	}
+	var vTLS, dTLS *serve.TLS
+	if publicTLS != nil {
+		if vTLS, dTLS, err = upLinks(publicTLS); err != nil {
+			return err
+		}
 	}
 	vtel, err := setup("specd-verifier", vMetrics)
 	if err != nil {
@@ -604,7 +611,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	start(0, func() error {
 		cfg := vo.config(vtel)
 		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts, Address: ro.drafts, Role: router.Draft})
-		return serve.Verifier(ctx, vo.worker(ctx, vtel, nil, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
+		return serve.Verifier(ctx, vo.worker(ctx, vtel, vTLS, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
 	})
 	start(1, func() error {
 		select {
@@ -613,7 +620,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			dlis.Close()
 			return nil
 		}
-		return serve.Draft(ctx, do.worker(ctx, dtel, nil, readyFn), do.config(), dlis)
+		return serve.Draft(ctx, do.worker(ctx, dtel, dTLS, readyFn), do.config(), dlis)
 	})
 	start(2, func() error {
 		done := make(chan struct{})

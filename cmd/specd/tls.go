@@ -216,3 +216,32 @@ func (o *clientOptions) dial() (*grpc.ClientConn, error) {
 	}
 	return services.Dial(o.addr, opts...)
 }
+
+// upLinks secures the links between `specd up`'s own services once its public
+// listener serves TLS: a CA made in memory at start-up, trusted by nothing else,
+// issues the verifier, the draft and the router's dials certificates with the role
+// identities spiffe://specd.up/ROLE, and each admits and expects the default policy's
+// peers. So a local process cannot reach the verifier or the draft around the
+// router's TLS.
+func upLinks(public *serve.TLS) (verifier, draft *serve.TLS, err error) {
+	now := time.Now()
+	ca, err := tlsconf.NewCA("specd up links", now.Add(-time.Hour), now.AddDate(50, 0, 0))
+	if err != nil {
+		return nil, nil, err
+	}
+	src := map[router.Role]*tlsconf.Source{}
+	id := map[router.Role]tlsconf.Identities{}
+	for _, r := range []router.Role{router.Front, router.Verifier, router.Draft} {
+		spiffe := "spiffe://specd.up/" + string(r)
+		if src[r], err = ca.Source(tlsconf.Leaf{SPIFFE: spiffe, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(50, 0, 0)}); err != nil {
+			return nil, nil, err
+		}
+		if id[r], err = tlsconf.ParseIdentities([]string{spiffe}); err != nil {
+			return nil, nil, err
+		}
+	}
+	public.DialSource, public.Dial = src[router.Front], id[router.Verifier].Union(id[router.Draft])
+	verifier = &serve.TLS{Source: src[router.Verifier], Allow: id[router.Front], Dial: id[router.Draft]}
+	draft = &serve.TLS{Source: src[router.Draft], Allow: id[router.Verifier].Union(id[router.Front])}
+	return verifier, draft, nil
+}

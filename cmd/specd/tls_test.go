@@ -4,15 +4,23 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/specd-dev/specd/internal/certtest"
+	"github.com/specd-dev/specd/internal/testmodels"
+	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/tlsconf"
@@ -153,4 +161,90 @@ func TestHealthProbe(t *testing.T) {
 	if code := probe(append(tlsArgs, "--tls-server-id="+defaultDraftID)...); code == 0 {
 		t.Errorf("health expecting another server identity: exit 0, want a failure")
 	}
+}
+
+// TestUpTLS: `specd up` with TLS serves its public API over mTLS from the operator's
+// files, and links its verifier and draft with a CA of its own: a request is drafted
+// for, and neither a plaintext client nor one with the operator's certificates gets
+// past the verifier's loopback port.
+func TestUpTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads both models")
+	}
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "operator CA")
+	srv := ca.Write(t, dir, "up", certtest.Leaf{SPIFFE: defaultRouterID})
+	cli := ca.Write(t, dir, "client", certtest.Leaf{SPIFFE: "spiffe://specd.internal/client"})
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- realMain(ctx, []string{"up", "--listen=" + addr, "--models=" + filepath.Dir(testmodels.ForTest(t, "specd-target-q8_0")),
+			"--threads=1", "--log-level=warn", "--tls-cert=" + srv.Cert, "--tls-key=" + srv.Key, "--tls-ca=" + srv.CA}, io.Discard, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("up exited %d: %s", code, stderr.String())
+		}
+	}()
+	serving := regexp.MustCompile(`verifier \S+ on (\S+), draft \S+ on (\S+)\)`)
+	var m []string
+	for deadline := time.Now().Add(2 * time.Minute); m == nil; time.Sleep(50 * time.Millisecond) {
+		if m = serving.FindStringSubmatch(stderr.String()); m == nil && time.Now().After(deadline) {
+			t.Fatalf("up never served: %s", stderr.String())
+		}
+	}
+	verifierAddr := m[1]
+
+	client := func(f certtest.Files, target, want string) *grpc.ClientConn {
+		src, err := tlsconf.NewSource(tlsconf.Files(f), 0, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, _ := tlsconf.ParseIdentities([]string{want})
+		cc, err := services.Dial(target, grpc.WithTransportCredentials(src.ClientCredentials(ids)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return cc
+	}
+	gen := specdv1.NewGenerationServiceClient(client(cli, addr, defaultRouterID))
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		res, err := collect(rctx, gen, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 48}, nil)
+		rcancel()
+		if err == nil && res.Drafted > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("up over TLS: %v, %+v: want a drafted request", err, res)
+		}
+	}
+	ictx, icancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer icancel()
+	plain, err := services.Dial(verifierAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := speculationv1.NewVerifierServiceClient(plain).Info(ictx, &speculationv1.InfoRequest{}); status.Code(err) != codes.Unavailable {
+		t.Errorf("plaintext to up's verifier: %v, want Unavailable", err)
+	}
+	operator := speculationv1.NewVerifierServiceClient(client(srv, verifierAddr, "*"))
+	if _, err := operator.Info(ictx, &speculationv1.InfoRequest{}); status.Code(err) != codes.Unavailable {
+		t.Errorf("the operator's certificate to up's verifier: %v, want Unavailable", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -54,6 +54,10 @@ type TLS struct {
 	Source *tlsconf.Source
 	Allow  tlsconf.Identities // callers admitted; used only when Source has a CA
 	Dial   tlsconf.Identities // identities of the servers this service dials
+	// DialSource, when set, is the certificate and CA of the dials instead of Source:
+	// specd up serves the operator's certificate publicly and links its own services
+	// with certificates of a CA it made for them.
+	DialSource *tlsconf.Source
 }
 
 // serverOptions are t's gRPC server options (none for plaintext).
@@ -73,7 +77,8 @@ func (t *TLS) dialOptions() []grpc.DialOption {
 	if t == nil {
 		return nil
 	}
-	return []grpc.DialOption{grpc.WithTransportCredentials(t.Source.ClientCredentials(t.Dial))}
+	src := cmp.Or(t.DialSource, t.Source)
+	return []grpc.DialOption{grpc.WithTransportCredentials(src.ClientCredentials(t.Dial))}
 }
 
 // describe says how t secures a service, for its start-up log line.

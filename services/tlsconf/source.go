@@ -32,10 +32,12 @@ type Files struct {
 // certificate rewritten before its key, say — is logged and the old material kept
 // until the next look. Safe for concurrent use.
 type Source struct {
-	files Files
-	every time.Duration
-	log   *slog.Logger
-	now   func() time.Time
+	files          Files
+	every          time.Duration
+	log            *slog.Logger
+	now            func() time.Time
+	static         bool // held in memory (CA.Source): never reloaded
+	hasCA, hasCert bool
 
 	mu     sync.Mutex
 	cur    *material
@@ -62,7 +64,7 @@ func NewSource(files Files, reload time.Duration, log *slog.Logger) (*Source, er
 	if reload == 0 {
 		reload = DefaultReload
 	}
-	s := &Source{files: files, every: reload, log: log, now: time.Now}
+	s := &Source{files: files, every: reload, log: log, now: time.Now, hasCA: files.CA != "", hasCert: files.Cert != ""}
 	m, err := s.load(nil)
 	if err != nil {
 		return nil, err
@@ -73,10 +75,10 @@ func NewSource(files Files, reload time.Duration, log *slog.Logger) (*Source, er
 
 // HasCA reports whether peers are verified against a CA of the Source's own (else
 // the system's roots, and a server does not ask clients for certificates).
-func (s *Source) HasCA() bool { return s.files.CA != "" }
+func (s *Source) HasCA() bool { return s.hasCA }
 
 // HasCert reports whether the Source has a certificate to present.
-func (s *Source) HasCert() bool { return s.files.Cert != "" }
+func (s *Source) HasCert() bool { return s.hasCert }
 
 // current returns the material, reloading it first if the files changed since the
 // last look and the reload interval has passed.
@@ -84,7 +86,7 @@ func (s *Source) current() *material {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if now.Sub(s.looked) < s.every {
+	if s.static || now.Sub(s.looked) < s.every {
 		return s.cur
 	}
 	s.looked = now
@@ -116,18 +118,23 @@ func (s *Source) load(old *material) (*material, error) {
 	if old != nil && bytes.Equal(old.raw[0], raw[0]) && bytes.Equal(old.raw[1], raw[1]) && bytes.Equal(old.raw[2], raw[2]) {
 		return old, nil
 	}
+	return s.parse(raw)
+}
+
+// parse makes material of a certificate, key and CA (PEM; empty when the Source has none).
+func (s *Source) parse(raw [3][]byte) (*material, error) {
 	m := &material{raw: raw}
-	if s.files.Cert != "" {
+	if s.hasCert {
 		c, err := tls.X509KeyPair(raw[0], raw[1])
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s and %s: %w", ErrConfig, s.files.Cert, s.files.Key, err)
 		}
 		m.cert = &c
-		if now := s.now(); now.After(c.Leaf.NotAfter) || now.Before(c.Leaf.NotBefore) {
+		if now := s.now(); s.log != nil && (now.After(c.Leaf.NotAfter) || now.Before(c.Leaf.NotBefore)) {
 			s.log.Warn("tls: own certificate is not valid now; peers will refuse it", "cert", s.files.Cert, "not_before", c.Leaf.NotBefore, "not_after", c.Leaf.NotAfter)
 		}
 	}
-	if s.files.CA != "" {
+	if s.hasCA {
 		m.roots = x509.NewCertPool()
 		if !m.roots.AppendCertsFromPEM(raw[2]) {
 			return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrConfig, s.files.CA)
