@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -118,48 +117,62 @@ func TestDefaultPolicy(t *testing.T) {
 	}
 }
 
-// TestHealthProbe: `specd health` is an exec probe for an mTLS service: SERVING with
-// the pod's own certificate, a failure without it or while the service is not serving.
+// TestHealthProbe: `specd health` is an exec probe for an mTLS service (a real draft
+// here): SERVING with the pod's own certificate; a failure without it, for a service
+// name the server does not serve, or when the server is not the identity expected.
 func TestHealthProbe(t *testing.T) {
 	dir := t.TempDir()
-	ca := certtest.NewCA(t, "cmd test CA")
-	sf := ca.Write(t, dir, "verifier", certtest.Leaf{SPIFFE: defaultVerifierID})
-	src, err := tlsconf.NewSource(tlsconf.Files(sf), 0, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	allow, _ := tlsconf.ParseIdentities([]string{defaultRouterID})
-	srv := services.NewServer("specd.speculation.v1.VerifierService", slog.New(slog.DiscardHandler), services.Limits{},
-		append([]grpc.ServerOption{grpc.Creds(src.ServerCredentials())}, tlsconf.Authorize(allow)...)...)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis, time.Second) }()
-	defer func() { cancel(); <-done }()
-	addr := lis.Addr().String()
-	tlsArgs := []string{"--tls-cert=" + sf.Cert, "--tls-key=" + sf.Key, "--tls-ca=" + sf.CA, "--tls-server-id=" + defaultVerifierID}
+	f := certtest.NewCA(t, "cmd test CA").Write(t, dir, "draft", certtest.Leaf{SPIFFE: defaultDraftID})
+	tlsArgs := []string{"--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--tls-ca=" + f.CA}
+	addr, stop := startService(t, append([]string{"draft", "--kv-budget=8388608"}, tlsArgs...), `draft serving.* addr=(\S+)`)
+	defer stop()
 	probe := func(extra ...string) int {
-		_, _, code := run(t, append([]string{"health", "--addr=" + addr, "--service=specd.speculation.v1.VerifierService"}, extra...)...)
+		_, _, code := run(t, append([]string{"health", "--addr=" + addr}, extra...)...)
 		return code
 	}
-	if code := probe(tlsArgs...); code == 0 {
-		t.Errorf("health while NOT_SERVING: exit 0, want a failure")
-	}
-	srv.SetServing()
-	if code := probe(tlsArgs...); code != 0 {
+	withID := append(tlsArgs, "--tls-server-id="+defaultDraftID)
+	if code := probe(append(withID, "--service=specd.speculation.v1.DraftService")...); code != 0 {
 		t.Errorf("health with the pod's certificate: exit %d, want 0", code)
+	}
+	if code := probe(append(withID, "--service=specd.v1.GenerationService")...); code == 0 {
+		t.Errorf("health of a service the draft does not serve: exit 0, want a failure")
 	}
 	if code := probe(); code == 0 {
 		t.Errorf("health in plaintext against an mTLS service: exit 0, want a failure")
 	}
-	if code := probe("--tls-ca="+sf.CA, "--tls-server-id="+defaultVerifierID); code == 0 {
+	if code := probe("--tls-ca="+f.CA, "--tls-server-id="+defaultDraftID); code == 0 {
 		t.Errorf("health without a client certificate: exit 0, want a failure")
 	}
-	if code := probe(append(tlsArgs, "--tls-server-id="+defaultDraftID)...); code == 0 {
+	if code := probe(append(tlsArgs, "--tls-server-id="+defaultVerifierID)...); code == 0 {
 		t.Errorf("health expecting another server identity: exit 0, want a failure")
+	}
+}
+
+// startService runs `specd ARGS --listen=127.0.0.1:0` in-process with the shared
+// models until stop is called, and returns the address its log line (matched by
+// served, whose group is the address) reports.
+func startService(t *testing.T, args []string, served string) (addr string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	args = append(args, "--listen=127.0.0.1:0", "--models="+filepath.Dir(testmodels.ForTest(t, "specd-draft-q8_0")), "--threads=1", "--log-format=text")
+	go func() { done <- realMain(ctx, args, io.Discard, &stderr) }()
+	stop = func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("specd %s exited %d: %s", args[0], code, stderr.String())
+		}
+	}
+	re := regexp.MustCompile(served)
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			return m[1], stop
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("specd %s never served: %s", args[0], stderr.String())
+		}
 	}
 }
 
@@ -175,28 +188,11 @@ func TestUpTLS(t *testing.T) {
 	ca := certtest.NewCA(t, "operator CA")
 	srv := ca.Write(t, dir, "up", certtest.Leaf{SPIFFE: defaultRouterID})
 	cli := ca.Write(t, dir, "client", certtest.Leaf{SPIFFE: "spiffe://specd.internal/client"})
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- realMain(ctx, []string{"up", "--listen=" + addr, "--models=" + filepath.Dir(testmodels.ForTest(t, "specd-target-q8_0")),
-			"--threads=1", "--log-level=warn", "--tls-cert=" + srv.Cert, "--tls-key=" + srv.Key, "--tls-ca=" + srv.CA}, io.Discard, &stderr)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("up exited %d: %s", code, stderr.String())
-		}
-	}()
-	serving := regexp.MustCompile(`verifier \S+ on (\S+), draft \S+ on (\S+)\)`)
-	var m []string
-	for deadline := time.Now().Add(2 * time.Minute); m == nil; time.Sleep(50 * time.Millisecond) {
-		if m = serving.FindStringSubmatch(stderr.String()); m == nil && time.Now().After(deadline) {
-			t.Fatalf("up never served: %s", stderr.String())
-		}
-	}
-	verifierAddr := m[1]
+	ups, stop := startService(t, []string{"up", "--tls-cert=" + srv.Cert, "--tls-key=" + srv.Key, "--tls-ca=" + srv.CA},
+		`specd up: serving \S+ on (\S+ \(verifier \S+ on \S+), draft`)
+	defer stop()
+	addr, verifierAddr, _ := strings.Cut(ups, " (verifier ")
+	verifierAddr = verifierAddr[strings.LastIndex(verifierAddr, " ")+1:]
 
 	client := func(f certtest.Files, target, want string) *grpc.ClientConn {
 		src, err := tlsconf.NewSource(tlsconf.Files(f), 0, slog.New(slog.DiscardHandler))
@@ -237,14 +233,4 @@ func TestUpTLS(t *testing.T) {
 	if _, err := operator.Info(ictx, &speculationv1.InfoRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("the operator's certificate to up's verifier: %v, want Unavailable", err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
