@@ -143,11 +143,7 @@ func TestMTLSMesh(t *testing.T) {
 	s := &stack{client: client, target: loadTarget(t)}
 	text := "Once upon a time, a little fox"
 	want := s.plain(t, text, 48, sample.Params{})
-	for deadline := time.Now().Add(10 * time.Second); len(drafts.Endpoints(router.Draft)) == 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the verifier's Consul view never listed the draft")
-		}
-	}
+	waitDraftView(t, drafts)
 	// A draft that has just started may propose after a short request ends: retry until
 	// one request sees it.
 	for deadline := time.Now().Add(60 * time.Second); ; {
