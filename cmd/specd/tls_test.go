@@ -219,6 +219,14 @@ func TestUpTLS(t *testing.T) {
 			t.Fatalf("up over TLS: %v, %+v: want a drafted request", err, res)
 		}
 	}
+	// The client command over mTLS.
+	if _, stderr, code := run(t, "generate", "--addr="+addr, "--tls-ca="+cli.CA, "--tls-cert="+cli.Cert, "--tls-key="+cli.Key,
+		"--tls-server-id="+defaultRouterID, "-p", "Once upon a time", "-n", "8"); code != 0 {
+		t.Errorf("specd generate over mTLS: exit %d: %s", code, stderr)
+	}
+	if _, _, code := run(t, "generate", "--addr="+addr, "-p", "Once upon a time", "-n", "8", "--timeout=5s"); code == 0 {
+		t.Error("specd generate in plaintext against up with TLS: exit 0, want a failure")
+	}
 	ictx, icancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer icancel()
 	plain, err := services.Dial(verifierAddr)
