@@ -61,13 +61,13 @@ type TLS struct {
 }
 
 // serverOptions are t's gRPC server options (none for plaintext).
-func (t *TLS) serverOptions() []grpc.ServerOption {
+func (t *TLS) serverOptions(log *slog.Logger) []grpc.ServerOption {
 	if t == nil {
 		return nil
 	}
 	opts := []grpc.ServerOption{grpc.Creds(t.Source.ServerCredentials())}
 	if t.Source.HasCA() {
-		opts = append(opts, tlsconf.Authorize(t.Allow)...)
+		opts = append(opts, tlsconf.Authorize(t.Allow, log)...)
 	}
 	return opts
 }
@@ -189,7 +189,7 @@ func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener)
 // its use of them), serves health NOT_SERVING while the
 // model loads, then SERVING, registers in Consul if asked, and stops when ctx ends.
 func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engine) (func(), error)) error {
-	srv := services.NewServer(name, w.Log, w.Limits, append(serverOptions(w.Tel), w.TLS.serverOptions()...)...)
+	srv := services.NewServer(name, w.Log, w.Limits, append(serverOptions(w.Tel), w.TLS.serverOptions(w.Log)...)...)
 	setEngine := register(srv)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -362,7 +362,7 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	if cfg.Tel != nil && cfg.Breakers != nil {
 		defer cfg.Tel.Metrics.ObserveBreakers(cfg.Breakers.States)()
 	}
-	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, append(serverOptions(cfg.Tel), cfg.TLS.serverOptions()...)...)
+	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, append(serverOptions(cfg.Tel), cfg.TLS.serverOptions(cfg.Log)...)...)
 	srv.Register(&specdv1.GenerationService_ServiceDesc, rs)
 	wg.Add(1)
 	go func() {

@@ -14,7 +14,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -96,6 +99,9 @@ func (s *Source) ClientCredentials(want Identities) credentials.TransportCredent
 	return credentials.NewTLS(s.ClientTLS(want))
 }
 
+// RefusalLogEvery is the least time between two logs of a refused call.
+const RefusalLogEvery = 10 * time.Second
+
 // Exempt lists the gRPC services any caller with a verified certificate may call
 // whatever its identity: health checks, which Consul agents and probes make with
 // certificates of their own.
@@ -105,9 +111,32 @@ var Exempt = []string{"grpc.health.v1.Health"}
 // verified certificate has an identity in allowed (calls to the Exempt services
 // need only a verified certificate): UNAUTHENTICATED without one, PERMISSION_DENIED
 // for an identity not allowed. Use it with ServerCredentials of a Source with a CA.
-func Authorize(allowed Identities) []grpc.ServerOption {
+// Refusals are logged to log (nil: not logged) as a warning naming the caller and the
+// method, at most one a RefusalLogEvery with the count refused meanwhile.
+func Authorize(allowed Identities, log *slog.Logger) []grpc.ServerOption {
+	var mu sync.Mutex
+	var last time.Time
+	var quiet int // refusals not logged since last
 	check := func(ctx context.Context, method string) error {
-		return services.Status(authorize(ctx, allowed, method))
+		err := authorize(ctx, allowed, method)
+		if err != nil && log != nil {
+			mu.Lock()
+			now := time.Now()
+			if now.Sub(last) < RefusalLogEvery {
+				quiet++
+				mu.Unlock()
+			} else {
+				n := quiet
+				last, quiet = now, 0
+				mu.Unlock()
+				addr := ""
+				if p, ok := peer.FromContext(ctx); ok {
+					addr = p.Addr.String()
+				}
+				log.WarnContext(ctx, "tls: call refused", "peer", PeerName(ctx), "peer_addr", addr, "method", method, "err", err, "refused_unlogged", n)
+			}
+		}
+		return services.Status(err)
 	}
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -1,6 +1,7 @@
 package tlsconf_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -11,6 +12,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,10 +66,15 @@ var pingDesc = grpc.ServiceDesc{
 // serve runs a server with the Source's credentials admitting allowed (nil: no
 // authorizer) until the test ends; it returns the address.
 func serve(t *testing.T, src *tlsconf.Source, allowed *tlsconf.Identities) string {
+	return serveLogged(t, src, allowed, quiet)
+}
+
+// serveLogged is serve with the authorizer logging to log.
+func serveLogged(t *testing.T, src *tlsconf.Source, allowed *tlsconf.Identities, log *slog.Logger) string {
 	t.Helper()
 	opts := []grpc.ServerOption{grpc.Creds(src.ServerCredentials())}
 	if allowed != nil {
-		opts = append(opts, tlsconf.Authorize(*allowed)...)
+		opts = append(opts, tlsconf.Authorize(*allowed, log)...)
 	}
 	srv := services.NewServer("tlsconftest.Ping", quiet, services.Limits{}, opts...)
 	srv.GRPC.RegisterService(&pingDesc, struct{}{})
@@ -171,6 +179,44 @@ func TestRefused(t *testing.T) {
 				t.Errorf("call as %s = %v, want %v", tc.name, got, tc.want)
 			}
 		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for a server's log, read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRefusalLogged: a refused call is logged with the caller's identity and the
+// method, and a burst of refusals once.
+func TestRefusalLogged(t *testing.T) {
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "specd test CA")
+	var logs lockedBuffer
+	allowed := ids(t, router)
+	addr := serveLogged(t, source(t, ca.Write(t, dir, "verifier", certtest.Leaf{SPIFFE: verifier})), &allowed, slog.New(slog.NewTextHandler(&logs, nil)))
+	creds := source(t, ca.Write(t, dir, "intruder", certtest.Leaf{SPIFFE: td + "/intruder"})).ClientCredentials(ids(t, verifier))
+	for range 3 {
+		if code, _ := call(t, addr, creds, "ping"); code != codes.PermissionDenied {
+			t.Fatalf("intruder: %v, want PermissionDenied", code)
+		}
+	}
+	got := logs.String()
+	if n := strings.Count(got, "tls: call refused"); n != 1 || !strings.Contains(got, td+"/intruder") || !strings.Contains(got, "/tlsconftest.Ping/Ping") {
+		t.Errorf("log after 3 refusals within %v:\n%s\nwant one line naming the caller and the method", tlsconf.RefusalLogEvery, got)
 	}
 }
 
