@@ -221,7 +221,8 @@ func (o *verifierOptions) validate() error {
 func (o *verifierOptions) draftView(ctx context.Context, log *slog.Logger) (router.Discovery, func(), error) {
 	var watch *consul.WatchConfig
 	if o.draftsFrom == "consul" {
-		watch = &consul.WatchConfig{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Services: map[router.Role]string{router.Draft: "specd-draft"}}
+		watch = &consul.WatchConfig{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Services: map[router.Role]string{router.Draft: "specd-draft"},
+			TLS: new(o.tlsOptions.on())}
 	}
 	return serve.Discover(ctx, router.Draft, splitList(o.drafts), watch, log)
 }
@@ -368,6 +369,9 @@ func (o *routerOptions) config(tel *telemetry.Telemetry, tls *serve.TLS, ready f
 	c := serve.RouterConfig{TLS: tls, Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
 		Log: tel.Log, Tel: tel, Ready: ready, Limits: o.limits()}
 	o.discoveryOptions.apply(&c)
+	if c.Consul != nil {
+		c.Consul.TLS = new(o.tlsOptions.on()) // skip instances that speak the other transport
+	}
 	if o.advertise != "" {
 		c.Register = &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise,
 			TLSServerName: o.checkServerName, TLSSkipVerify: o.checkSkipVerify}

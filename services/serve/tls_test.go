@@ -94,7 +94,7 @@ func TestMTLSMesh(t *testing.T) {
 	eng := services.EngineConfig{Threads: 1, KVBudget: 32 << 20, KVType: ggml.F32, MaxBlock: 64}
 	vl, dl, rl := freeListener(t), freeListener(t), freeListener(t)
 	watch := func(roles ...router.Role) *consul.WatchConfig {
-		w := &consul.WatchConfig{Addr: agent.Addr(), Wait: 2 * time.Second, Services: map[router.Role]string{}}
+		w := &consul.WatchConfig{Addr: agent.Addr(), Wait: 2 * time.Second, Services: map[router.Role]string{}, TLS: new(true)}
 		for _, r := range roles {
 			w.Services[r] = "specd-" + string(r)
 		}
