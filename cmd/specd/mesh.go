@@ -26,6 +26,14 @@ func (o *consulOptions) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.checkSkipVerify, "consul-check-tls-skip-verify", false, "with TLS: Consul's gRPC health check accepts any certificate of this service (for certificates with only a SPIFFE ID; the agent still presents its own)")
 }
 
+// validateCheck refuses the check's TLS flags for a service that serves no TLS.
+func (o *consulOptions) validateCheck(tls bool) error {
+	if !tls && (o.checkServerName != "" || o.checkSkipVerify) {
+		return usagef("--consul-check-tls-server-name and --consul-check-tls-skip-verify need --tls-cert and --tls-key")
+	}
+	return nil
+}
+
 // registerOptions are the flags of a service that registers itself.
 type registerOptions struct {
 	consulOptions

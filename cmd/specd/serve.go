@@ -137,6 +137,9 @@ func (o *workerOptions) validate() error {
 	if err := o.tlsOptions.validate(o.listen); err != nil {
 		return err
 	}
+	if err := o.consulOptions.validateCheck(o.tlsOptions.on()); err != nil {
+		return err
+	}
 	if o.maxBlock < 1 {
 		return usagef("--max-block %d: want ≥ 1", o.maxBlock)
 	}
@@ -319,6 +322,9 @@ func (o *routerOptions) validate() error {
 		return usagef("--listen %q: %v", o.listen, err)
 	}
 	if err := o.tlsOptions.validate(o.listen); err != nil {
+		return err
+	}
+	if err := o.consulOptions.validateCheck(o.tlsOptions.on()); err != nil {
 		return err
 	}
 	if o.mode == "static" && len(splitList(o.verifiers)) == 0 {
