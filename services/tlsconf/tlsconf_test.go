@@ -65,12 +65,12 @@ var pingDesc = grpc.ServiceDesc{
 
 // serve runs a server with the Source's credentials admitting allowed (nil: no
 // authorizer) until the test ends; it returns the address.
-func serve(t *testing.T, src *tlsconf.Source, allowed *tlsconf.Identities) string {
+func serve(t testing.TB, src *tlsconf.Source, allowed *tlsconf.Identities) string {
 	return serveLogged(t, src, allowed, quiet)
 }
 
 // serveLogged is serve with the authorizer logging to log.
-func serveLogged(t *testing.T, src *tlsconf.Source, allowed *tlsconf.Identities, log *slog.Logger) string {
+func serveLogged(t testing.TB, src *tlsconf.Source, allowed *tlsconf.Identities, log *slog.Logger) string {
 	t.Helper()
 	opts := []grpc.ServerOption{grpc.Creds(src.ServerCredentials())}
 	if allowed != nil {
@@ -95,7 +95,7 @@ func serveLogged(t *testing.T, src *tlsconf.Source, allowed *tlsconf.Identities,
 	return lis.Addr().String()
 }
 
-func source(t *testing.T, f certtest.Files) *tlsconf.Source {
+func source(t testing.TB, f certtest.Files) *tlsconf.Source {
 	t.Helper()
 	s, err := tlsconf.NewSource(tlsconf.Files(f), -1, quiet)
 	if err != nil {
@@ -104,7 +104,7 @@ func source(t *testing.T, f certtest.Files) *tlsconf.Source {
 	return s
 }
 
-func ids(t *testing.T, list ...string) tlsconf.Identities {
+func ids(t testing.TB, list ...string) tlsconf.Identities {
 	t.Helper()
 	p, err := tlsconf.ParseIdentities(list)
 	if err != nil {
@@ -114,7 +114,7 @@ func ids(t *testing.T, list ...string) tlsconf.Identities {
 }
 
 // call pings addr with creds and returns the code and the server's certificate serial.
-func call(t *testing.T, addr string, creds credentials.TransportCredentials, method string) (codes.Code, *big.Int) {
+func call(t testing.TB, addr string, creds credentials.TransportCredentials, method string) (codes.Code, *big.Int) {
 	t.Helper()
 	cc, err := services.Dial(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
@@ -412,4 +412,31 @@ func FuzzParseIdentities(f *testing.F) {
 			t.Errorf("ParseIdentities(%q) = %v, which parses again as %v, %v", s, p, q, err)
 		}
 	})
+}
+
+// BenchmarkHandshake: a new mTLS connection and one call, with the server looking at
+// its files on every handshake (reload -1) and at most every DefaultReload.
+func BenchmarkHandshake(b *testing.B) {
+	for _, reload := range []time.Duration{-1, tlsconf.DefaultReload} {
+		name := "reload=" + reload.String()
+		if reload < 0 {
+			name = "reload=every-handshake"
+		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			ca := certtest.NewCA(b, "bench CA")
+			src, err := tlsconf.NewSource(tlsconf.Files(ca.Write(b, dir, "verifier", certtest.Leaf{SPIFFE: verifier})), reload, quiet)
+			if err != nil {
+				b.Fatal(err)
+			}
+			allowed := ids(b, router)
+			addr := serve(b, src, &allowed)
+			creds := source(b, ca.Write(b, dir, "router", certtest.Leaf{SPIFFE: router})).ClientCredentials(ids(b, verifier))
+			for b.Loop() {
+				if code, _ := call(b, addr, creds, "ping"); code != codes.OK {
+					b.Fatal(code)
+				}
+			}
+		})
+	}
 }
