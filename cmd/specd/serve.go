@@ -334,6 +334,12 @@ func (o *routerOptions) validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return usagef("endpoint %q: %v", a, err)
 		}
+		if o.plainUpstreams && !isLoopback(a) {
+			return usagef("--upstream-plaintext: %s is not a loopback address (a sidecar's upstream)", a)
+		}
+	}
+	if o.plainUpstreams && (!o.tlsOptions.on() || o.mode != "static") {
+		return usagef("--upstream-plaintext needs --tls-cert and --tls-key and --discovery static (loopback upstreams)")
 	}
 	if o.refresh <= 0 {
 		return usagef("--refresh %v: want a positive duration", o.refresh)

@@ -40,6 +40,7 @@ type tlsOptions struct {
 	routerID, verifierID, draftID string
 	reload                        time.Duration
 	plaintext                     bool
+	plainUpstreams                bool // router only
 }
 
 func (o *tlsOptions) addFlags(fs *flag.FlagSet) {
@@ -52,6 +53,9 @@ func (o *tlsOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.draftID, "tls-draft-id", defaultDraftID, "identity of the drafts' certificates")
 	fs.DurationVar(&o.reload, "tls-reload", tlsconf.DefaultReload, "how often a handshake may look at the TLS files again (a changed file is reloaded without a restart)")
 	fs.BoolVar(&o.plaintext, "insecure-plaintext", false, "serve plaintext gRPC on a non-loopback --listen address (anyone who can reach it can call it): for a trusted network or a TLS-terminating sidecar")
+	if o.role == router.Front {
+		fs.BoolVar(&o.plainUpstreams, "upstream-plaintext", false, "with --tls-cert: dial verifiers and drafts in plaintext, for loopback upstreams that a sidecar (Envoy) carries over mTLS; they must be loopback addresses")
+	}
 }
 
 func (o *tlsOptions) defaultPeersDoc() string {
@@ -153,7 +157,7 @@ func (o *tlsOptions) config(log *slog.Logger) (*serve.TLS, error) {
 	if err != nil {
 		return nil, usagef("--tls-cert, --tls-key, --tls-ca: %v", err)
 	}
-	return &serve.TLS{Source: src, Allow: allow, Dial: dial}, nil
+	return &serve.TLS{Source: src, Allow: allow, Dial: dial, PlainDial: o.plainUpstreams}, nil
 }
 
 // isLoopback reports whether a listen address binds only loopback interfaces: an IP

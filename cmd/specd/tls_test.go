@@ -48,6 +48,8 @@ func TestPlaintextOnlyOnLoopback(t *testing.T) {
 		{[]string{"verifier", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--tls-ca=" + f.CA, "--tls-router-id=spiffe://"}, "--tls-router-id"},
 		{[]string{"generate", "--tls-server-id=" + defaultRouterID, "-p", "x"}, "--tls-server-id needs --tls"},
 		{[]string{"draft", "--consul=127.0.0.1:8500", "--consul-check-tls-skip-verify"}, "need --tls-cert"},
+		{[]string{"router", "--upstream-plaintext"}, "--upstream-plaintext needs --tls-cert"},
+		{[]string{"router", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--upstream-plaintext", "--verifiers=10.0.0.5:7071"}, "not a loopback address"},
 	} {
 		_, stderr, code := run(t, tc.args...)
 		if code == 0 || !strings.Contains(stderr, tc.want) {

@@ -58,6 +58,10 @@ type TLS struct {
 	// specd up serves the operator's certificate publicly and links its own services
 	// with certificates of a CA it made for them.
 	DialSource *tlsconf.Source
+	// PlainDial makes the dials plaintext while the listener serves TLS: for
+	// upstreams on loopback that a sidecar (Envoy in a Consul Connect mesh) carries over
+	// mTLS.
+	PlainDial bool
 }
 
 // serverOptions are t's gRPC server options (none for plaintext).
@@ -74,7 +78,7 @@ func (t *TLS) serverOptions(log *slog.Logger) []grpc.ServerOption {
 
 // dialOptions are t's gRPC dial options (none for plaintext).
 func (t *TLS) dialOptions() []grpc.DialOption {
-	if t == nil {
+	if t == nil || t.PlainDial {
 		return nil
 	}
 	src := cmp.Or(t.DialSource, t.Source)
@@ -86,10 +90,15 @@ func (t *TLS) describe() string {
 	switch {
 	case t == nil:
 		return "plaintext"
-	case t.Source.HasCA():
-		return "mtls; callers " + t.Allow.String() + "; dials " + t.Dial.String()
 	}
-	return "tls (no client certificates); dials " + t.Dial.String()
+	dials := "dials " + t.Dial.String()
+	if t.PlainDial {
+		dials = "dials plaintext (a sidecar's upstreams)"
+	}
+	if t.Source.HasCA() {
+		return "mtls; callers " + t.Allow.String() + "; " + dials
+	}
+	return "tls (no client certificates); " + dials
 }
 
 // Consul says how a service registers itself.
