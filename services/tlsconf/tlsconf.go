@@ -29,8 +29,12 @@ import (
 // ServerTLS is the server side's tls.Config: each handshake takes the Source's current
 // certificate and CA. With a CA, a client must present a certificate that chains to it
 // (valid now, for client auth); without one, no client certificate is asked for
-// (server-only TLS).
-func (s *Source) ServerTLS() *tls.Config {
+// (server-only TLS). alpn are the application protocols offered (none: gRPC's "h2";
+// an HTTP server serving HTTP/1.1 too passes "h2", "http/1.1").
+func (s *Source) ServerTLS(alpn ...string) *tls.Config {
+	if len(alpn) == 0 {
+		alpn = []string{"h2"}
+	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -41,7 +45,7 @@ func (s *Source) ServerTLS() *tls.Config {
 			c := &tls.Config{
 				MinVersion:   tls.VersionTLS12,
 				Certificates: []tls.Certificate{*m.cert},
-				NextProtos:   []string{"h2"}, // gRPC's ALPN; the config returned here replaces the base one
+				NextProtos:   alpn, // the config returned here replaces the base one, ALPN included
 			}
 			if m.roots != nil {
 				c.ClientAuth = tls.RequireAndVerifyClientCert
