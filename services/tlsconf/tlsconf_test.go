@@ -1,7 +1,6 @@
 package tlsconf_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -12,8 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -182,41 +179,39 @@ func TestRefused(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer for a server's log, read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// records is a slog.Handler that hands each record to the test.
+type records chan slog.Record
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
+func (r records) Enabled(context.Context, slog.Level) bool { return true }
+func (r records) Handle(_ context.Context, rec slog.Record) error {
+	r <- rec.Clone()
+	return nil
 }
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+func (r records) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r records) WithGroup(string) slog.Handler      { return r }
 
 // TestRefusalLogged: a refused call is logged with the caller's identity and the
 // method, and a burst of refusals once.
 func TestRefusalLogged(t *testing.T) {
 	dir := t.TempDir()
 	ca := certtest.NewCA(t, "specd test CA")
-	var logs lockedBuffer
+	logs := make(records, 10)
 	allowed := ids(t, router)
-	addr := serveLogged(t, source(t, ca.Write(t, dir, "verifier", certtest.Leaf{SPIFFE: verifier})), &allowed, slog.New(slog.NewTextHandler(&logs, nil)))
+	addr := serveLogged(t, source(t, ca.Write(t, dir, "verifier", certtest.Leaf{SPIFFE: verifier})), &allowed, slog.New(logs))
 	creds := source(t, ca.Write(t, dir, "intruder", certtest.Leaf{SPIFFE: td + "/intruder"})).ClientCredentials(ids(t, verifier))
 	for range 3 {
 		if code, _ := call(t, addr, creds, "ping"); code != codes.PermissionDenied {
 			t.Fatalf("intruder: %v, want PermissionDenied", code)
 		}
 	}
-	got := logs.String()
-	if n := strings.Count(got, "tls: call refused"); n != 1 || !strings.Contains(got, td+"/intruder") || !strings.Contains(got, "/tlsconftest.Ping/Ping") {
-		t.Errorf("log after 3 refusals within %v:\n%s\nwant one line naming the caller and the method", tlsconf.RefusalLogEvery, got)
+	if len(logs) != 1 {
+		t.Fatalf("%d records after 3 refusals within %v, want 1", len(logs), tlsconf.RefusalLogEvery)
+	}
+	rec := <-logs
+	got := map[string]string{}
+	rec.Attrs(func(a slog.Attr) bool { got[a.Key] = a.Value.String(); return true })
+	if rec.Message != "tls: call refused" || got["peer"] != td+"/intruder" || got["method"] != "/tlsconftest.Ping/Ping" {
+		t.Errorf("record %q %v: want the refusal naming the caller and the method", rec.Message, got)
 	}
 }
 
