@@ -5,8 +5,12 @@
 // Certificates and CAs are reloaded when their files change, without a restart.
 //
 // Identities are SPIFFE IDs in URI SANs (github.com/spiffe/go-spiffe/v2) or DNS
-// names; see ParseIdentities. The package knows nothing of specd's roles: which
-// identities each service accepts is decided by its caller.
+// names; see ParseIdentities. CA is a certificate authority held in memory, for the
+// links inside `specd up` and for tests.
+//
+// The package knows nothing of specd's roles, discovery or domain packages: which
+// identities each service accepts is decided by its caller (cmd/specd). It imports
+// services only for the one function that chooses status codes.
 package tlsconf
 
 import (
