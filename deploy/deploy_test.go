@@ -256,6 +256,8 @@ type launch struct {
 	memLimit int64
 	// cpuLimit is the CPU limit in cores; 0 when the manifest sets none.
 	cpuLimit float64
+	// probes are the exec probes' commands (run inside the container), if any.
+	probes [][]string
 	// modelsMount is where the model directory is mounted, "" if it is not.
 	modelsMount string
 }
@@ -339,6 +341,7 @@ func checkLaunch(t *testing.T, l launch) parsed {
 			t.Errorf("%s: environment variable %s: specd reads only SPECD_MODELS and OTEL_* (everything else is a flag)", l.where, k)
 		}
 	}
+	p.checkTLS(t)
 	if !isRole { // up
 		return p
 	}
@@ -372,6 +375,42 @@ func checkLaunch(t *testing.T, l launch) parsed {
 		}
 	}
 	return p
+}
+
+// tlsFiles are the base names of the TLS files a launch names: a Kubernetes TLS
+// Secret's keys as cert-manager writes them, and deploy/tls/make-certs.sh's layout.
+var tlsFiles = map[string]string{"tls-cert": "tls.crt", "tls-key": "tls.key", "tls-ca": "ca.crt"}
+
+// checkTLS applies the binary's rule before the tests move --listen to loopback: a
+// non-loopback listener serves TLS or says --insecure-plaintext. A service that serves
+// TLS names all three files, with the Secret's base names.
+func (p parsed) checkTLS(t *testing.T) {
+	t.Helper()
+	host, _, _ := net.SplitHostPort(p.value(t, "listen"))
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || ip != nil && ip.IsLoopback()
+	_, plaintext := p.get("insecure-plaintext")
+	n := 0
+	for flag, base := range tlsFiles {
+		if v, ok := p.get(flag); ok {
+			n++
+			if filepath.Base(v) != base {
+				t.Errorf("%s: --%s=%s: want a file named %s (a TLS Secret's key)", p.where, flag, v, base)
+			}
+		}
+	}
+	switch {
+	case n != 0 && n != len(tlsFiles):
+		t.Errorf("%s: give --tls-cert, --tls-key and --tls-ca together (mTLS)", p.where)
+	case n == 0 && !loopback && !plaintext:
+		t.Errorf("%s: --listen=%s off loopback without TLS or --insecure-plaintext: specd refuses to start", p.where, p.value(t, "listen"))
+	}
+}
+
+// hasTLS reports whether the launch serves TLS.
+func (p parsed) hasTLS() bool {
+	_, ok := p.get("tls-cert")
+	return ok
 }
 
 // checkModel checks that the model exists in the shared directory, that the process
@@ -454,7 +493,7 @@ func readFile(t *testing.T, path string) []byte {
 // TestEveryManifestIsChecked fails when a file in deploy/ is not read by one of the
 // tests here, so that a new manifest cannot go unchecked.
 func TestEveryManifestIsChecked(t *testing.T) {
-	claimed := map[string]bool{"README.md": true}
+	claimed := map[string]bool{"README.md": true, makeCertsScript: true}
 	for _, f := range dockerFiles {
 		claimed[f] = true
 	}

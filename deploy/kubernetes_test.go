@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,9 @@ import (
 	"go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // kustomizations are the kustomize directories; base comes first.
@@ -59,6 +63,7 @@ type kubeObjects struct {
 	services    []*corev1.Service
 	configMaps  map[string]*corev1.ConfigMap
 	pvcs        map[string]*corev1.PersistentVolumeClaim
+	policies    []*networkingv1.NetworkPolicy
 }
 
 // decodeKube decodes a stream of Kubernetes objects, failing on a kind it does not
@@ -86,6 +91,8 @@ func decodeKube(data []byte, objs *kubeObjects) error {
 			v = &corev1.PersistentVolumeClaim{}
 		case "v1 Namespace":
 			v = &corev1.Namespace{}
+		case "networking.k8s.io/v1 NetworkPolicy":
+			v = &networkingv1.NetworkPolicy{}
 		default:
 			return fmt.Errorf("unexpected object %s", kind)
 		}
@@ -101,6 +108,8 @@ func decodeKube(data []byte, objs *kubeObjects) error {
 			objs.configMaps[o.Name] = o
 		case *corev1.PersistentVolumeClaim:
 			objs.pvcs[o.Name] = o
+		case *networkingv1.NetworkPolicy:
+			objs.policies = append(objs.policies, o)
 		}
 	}
 	return nil
@@ -373,6 +382,11 @@ func kubeLaunches(t *testing.T, dir string, objs kubeObjects) map[string]kubeLau
 				l.modelsMount = vm.MountPath
 			}
 		}
+		for _, pr := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
+			if pr != nil && pr.Exec != nil {
+				l.probes = append(l.probes, pr.Exec.Command)
+			}
+		}
 		p := checkLaunch(t, l)
 		if len(args) > 0 && args[0] != r.sub {
 			t.Errorf("%s: runs specd %s, but is labelled %s", where, args[0], r.sub)
@@ -411,6 +425,7 @@ func checkKube(t *testing.T, dir string, objs kubeObjects) {
 		checkPod(t, kl, objs)
 	}
 	services := checkServices(t, dir, objs, ls)
+	checkNetworkPolicies(t, dir, objs, ls)
 
 	router, ok := ls["router"]
 	if !ok {
@@ -467,6 +482,8 @@ func checkPod(t *testing.T, kl kubeLaunch, objs kubeObjects) {
 	if named["grpc"] != int32(port) || named["metrics"] != metricsPort || len(named) != 2 {
 		t.Errorf("%s: container ports %v, want grpc %d and metrics %d", where, named, port, metricsPort)
 	}
+	// The kubelet's grpc probe speaks only plaintext: an mTLS service is probed by
+	// `specd health` inside the pod, with the pod's own certificate.
 	for _, pr := range []struct {
 		name   string
 		probe  *corev1.Probe
@@ -476,17 +493,11 @@ func checkPod(t *testing.T, kl kubeLaunch, objs kubeObjects) {
 		{"livenessProbe", c.LivenessProbe, []string{""}},
 		{"readinessProbe", c.ReadinessProbe, []string{kl.role.health}},
 	} {
-		if pr.probe == nil || pr.probe.GRPC == nil {
-			t.Errorf("%s: %s is not a grpc probe", where, pr.name)
+		if pr.probe == nil {
+			t.Errorf("%s: no %s", where, pr.name)
 			continue
 		}
-		svc := ""
-		if pr.probe.GRPC.Service != nil {
-			svc = *pr.probe.GRPC.Service
-		}
-		if pr.probe.GRPC.Port != int32(port) || !slices.Contains(pr.health, svc) {
-			t.Errorf("%s: %s checks port %d service %q, want port %d service %q", where, pr.name, pr.probe.GRPC.Port, svc, port, pr.health)
-		}
+		checkProbe(t, where+" "+pr.name, kl, pr.probe, port, pr.health)
 	}
 	if sc := ps.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
 		t.Errorf("%s: the pod does not run as a non-root user", where)
@@ -505,9 +516,12 @@ func checkPod(t *testing.T, kl kubeLaunch, objs kubeObjects) {
 			t.Errorf("%s: %s request %v limit %v: want both, request ≤ limit", where, res, req.String(), lim.String())
 		}
 	}
+	checkTLSMount(t, kl)
 	if !kl.role.model {
-		if len(c.VolumeMounts) > 0 {
-			t.Errorf("%s: the router mounts volumes", where)
+		for _, m := range c.VolumeMounts {
+			if m.Name != "tls" {
+				t.Errorf("%s: the router mounts volume %s", where, m.Name)
+			}
 		}
 		return
 	}
@@ -601,4 +615,181 @@ func checkServices(t *testing.T, dir string, objs kubeObjects, ls map[string]kub
 		}
 	}
 	return out
+}
+
+// checkProbe checks one probe: a grpc probe (plaintext services) on the gRPC port, or
+// an exec probe running `/specd health` against the gRPC port on loopback with the
+// container's own TLS files, expecting the role's identity.
+func checkProbe(t *testing.T, where string, kl kubeLaunch, pr *corev1.Probe, port int, health []string) {
+	t.Helper()
+	if pr.GRPC != nil {
+		svc := ""
+		if pr.GRPC.Service != nil {
+			svc = *pr.GRPC.Service
+		}
+		if kl.hasTLS() {
+			t.Errorf("%s: a grpc probe of a service that serves only TLS", where)
+		}
+		if pr.GRPC.Port != int32(port) || !slices.Contains(health, svc) {
+			t.Errorf("%s: checks port %d service %q, want port %d service %q", where, pr.GRPC.Port, svc, port, health)
+		}
+		return
+	}
+	if pr.Exec == nil || len(pr.Exec.Command) < 2 || pr.Exec.Command[0] != "/specd" || pr.Exec.Command[1] != "health" {
+		t.Errorf("%s: neither a grpc probe nor an exec probe running /specd health", where)
+		return
+	}
+	fs := flagsOf(t, "health")
+	flags, errs := parseArgs(fs, pr.Exec.Command[2:])
+	for _, err := range errs {
+		t.Errorf("%s: specd health: %v", where, err)
+	}
+	probe := parsed{launch: launch{where: where}, sub: "health", flags: flags}
+	if got, want := probe.value(t, "addr"), fmt.Sprintf("127.0.0.1:%d", port); got != want {
+		t.Errorf("%s: --addr=%s, want %s", where, got, want)
+	}
+	if svc := probe.value(t, "service"); !slices.Contains(health, svc) {
+		t.Errorf("%s: --service=%q, want one of %q", where, svc, health)
+	}
+	for flag := range tlsFiles {
+		want, _ := kl.get(flag)
+		if got, _ := probe.get(flag); got != want {
+			t.Errorf("%s: --%s=%q, the container serves with %q", where, flag, got, want)
+		}
+	}
+	if kl.hasTLS() {
+		if id := probe.value(t, "tls-server-id"); id != "spiffe://specd.internal/"+kl.role.sub {
+			t.Errorf("%s: --tls-server-id=%q, want the %s's identity spiffe://specd.internal/%s", where, id, kl.role.sub, kl.role.sub)
+		}
+	}
+	if pr.TimeoutSeconds < 3 {
+		t.Errorf("%s: timeoutSeconds %d: the probe's own --timeout is 2s", where, pr.TimeoutSeconds)
+	}
+}
+
+// checkTLSMount checks that a container serving TLS reads its files from a Secret
+// mounted read-only, readable by the pod's user.
+func checkTLSMount(t *testing.T, kl kubeLaunch) {
+	t.Helper()
+	cert, ok := kl.get("tls-cert")
+	if !ok {
+		return
+	}
+	ps := kl.dep.Spec.Template.Spec
+	var mount *corev1.VolumeMount
+	for i, m := range kl.c.VolumeMounts {
+		if m.MountPath == filepath.Dir(cert) {
+			mount = &kl.c.VolumeMounts[i]
+		}
+	}
+	if mount == nil || !mount.ReadOnly {
+		t.Errorf("%s: --tls-cert=%s is not in a read-only volume mount", kl.where, cert)
+		return
+	}
+	for flag := range tlsFiles {
+		if v, _ := kl.get(flag); filepath.Dir(v) != mount.MountPath {
+			t.Errorf("%s: --%s=%s is not in the TLS mount %s", kl.where, flag, v, mount.MountPath)
+		}
+	}
+	for _, v := range ps.Volumes {
+		if v.Name != mount.Name {
+			continue
+		}
+		if v.Secret == nil {
+			t.Errorf("%s: TLS volume %s is not a Secret", kl.where, v.Name)
+			return
+		}
+		if want := "specd-" + kl.role.sub + "-tls"; v.Secret.SecretName != want {
+			t.Errorf("%s: TLS Secret %s, want %s", kl.where, v.Secret.SecretName, want)
+		}
+		mode := int32(0o644)
+		if v.Secret.DefaultMode != nil {
+			mode = *v.Secret.DefaultMode
+		}
+		sc := ps.SecurityContext
+		groupReadable := mode&0o040 != 0 && sc != nil && sc.FSGroup != nil && sc.RunAsGroup != nil && *sc.FSGroup == *sc.RunAsGroup
+		if mode&0o004 != 0 || !groupReadable {
+			t.Errorf("%s: TLS Secret mode %#o: want it readable by the pod's group (fsGroup) and not by others", kl.where, mode)
+		}
+		return
+	}
+	t.Errorf("%s: no volume %s", kl.where, mount.Name)
+}
+
+// checkNetworkPolicies checks who may connect to each role's gRPC port: the verifier
+// only from the router, the draft only from the verifier and the router, the router
+// from anyone (its public API). Consul's namespace may reach them for health checks.
+func checkNetworkPolicies(t *testing.T, dir string, objs kubeObjects, ls map[string]kubeLaunch) {
+	t.Helper()
+	want := map[string][]string{"verifier": {"router"}, "draft": {"router", "verifier"}, "router": {"*"}}
+	for _, target := range roleNames {
+		kl, ok := ls[target]
+		if !ok {
+			continue
+		}
+		port := grpcPort(t, target)
+		var selected bool
+		from := map[string]bool{}
+		for _, np := range objs.policies {
+			if !matchesSelector(t, np.Spec.PodSelector, kl.dep.Spec.Template.Labels) || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+				continue
+			}
+			selected = true
+			for _, rule := range np.Spec.Ingress {
+				if !allowsPort(rule.Ports, port) {
+					continue
+				}
+				if len(rule.From) == 0 {
+					from["*"] = true
+				}
+				for _, peer := range rule.From {
+					switch {
+					case peer.IPBlock != nil:
+						from["ipBlock "+peer.IPBlock.CIDR] = true
+					case peer.NamespaceSelector != nil && peer.PodSelector == nil:
+						if peer.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "consul" {
+							from["namespace "+metav1.FormatLabelSelector(peer.NamespaceSelector)] = true
+						}
+					case peer.NamespaceSelector != nil:
+						from["pods of namespaces "+metav1.FormatLabelSelector(peer.NamespaceSelector)] = true
+					default:
+						for _, src := range roleNames {
+							if matchesSelector(t, *peer.PodSelector, ls[src].dep.Spec.Template.Labels) {
+								from[src] = true
+							}
+						}
+					}
+				}
+			}
+		}
+		if !selected {
+			t.Errorf("%s: no NetworkPolicy selects the %s pods: anything in the cluster reaches them", dir, target)
+			continue
+		}
+		if got := slices.Sorted(maps.Keys(from)); !slices.Equal(got, want[target]) {
+			t.Errorf("%s: the %s's gRPC port %d admits %v, want %v", dir, target, port, got, want[target])
+		}
+	}
+}
+
+func matchesSelector(t *testing.T, sel metav1.LabelSelector, l map[string]string) bool {
+	t.Helper()
+	s, err := metav1.LabelSelectorAsSelector(&sel)
+	if err != nil {
+		t.Errorf("label selector %v: %v", sel, err)
+		return false
+	}
+	return !s.Empty() && s.Matches(labels.Set(l))
+}
+
+func allowsPort(ports []networkingv1.NetworkPolicyPort, port int) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	for _, p := range ports {
+		if p.Port == nil || p.Port.IntVal == int32(port) || (p.EndPort != nil && p.Port.IntVal <= int32(port) && int32(port) <= *p.EndPort) {
+			return true
+		}
+	}
+	return false
 }

@@ -225,6 +225,7 @@ func metaOf(t *testing.T, b *hclBlock) map[string]string {
 func TestConsulServiceDefinitions(t *testing.T) {
 	files, _ := filepath.Glob(consulServiceGlob)
 	var svcs []meshService
+	units := systemdLaunches(t)
 	for _, f := range files {
 		root := parseHCL(t, f)
 		s := root.one(t, "service")
@@ -246,8 +247,15 @@ func TestConsulServiceDefinitions(t *testing.T) {
 			if got := c.str(t, "grpc"); got != want {
 				t.Errorf("%s: check grpc = %q, want %q", c.where(), got, want)
 			}
-			if tls, _ := c.get(t, "grpc_use_tls").(bool); tls {
-				t.Errorf("%s: grpc_use_tls: specd serves plaintext gRPC behind its sidecar", c.where())
+			// The agent checks the service as its unit serves it: plaintext behind the
+			// sidecar, or TLS (the router's public port) verified for a name the
+			// certificate of deploy/tls/make-certs.sh carries.
+			tls, _ := c.get(t, "grpc_use_tls").(bool)
+			if u, ok := units[r.sub]; ok && tls != u.hasTLS() {
+				t.Errorf("%s: grpc_use_tls = %v, but %s serves TLS %v", c.where(), tls, u.where, u.hasTLS())
+			}
+			if name, _ := c.get(t, "tls_server_name").(string); tls && name != ms.name {
+				t.Errorf("%s: tls_server_name = %q, want %q (the certificate's DNS name)", c.where(), name, ms.name)
 			}
 			duration(t, c, "interval", time.Second)
 			duration(t, c, "timeout", time.Second)
@@ -261,7 +269,7 @@ func TestConsulServiceDefinitions(t *testing.T) {
 		}
 		svcs = append(svcs, ms)
 	}
-	checkMesh(t, "consul/", svcs, systemdLaunches(t))
+	checkMesh(t, "consul/", svcs, units)
 }
 
 // unit is a systemd unit file: section → key → values in order.

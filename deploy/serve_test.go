@@ -2,6 +2,8 @@ package deploy_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +24,6 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/specd-dev/specd/internal/consultest"
@@ -80,9 +81,14 @@ func TestManifestsServe(t *testing.T) {
 			t.FailNow()
 		}
 		addr := freeAddr(t)
-		pr := startSpecd(t, p, map[string]string{"listen": addr}, "")
-		waitServing(t, pr, addr, roles["router"].health)
-		generateThrough(t, addr)
+		over, certs := map[string]string{"listen": addr}, ""
+		if p.hasTLS() {
+			certs = makeCerts(t)
+			tlsOver(over, certs, "router")
+		}
+		pr := startSpecd(t, p, over, "")
+		waitServing(t, pr, addr, roles["router"].health, tlsDial(t, certs, "client", "router"))
+		generateThrough(t, addr, tlsDial(t, certs, "client", "router"))
 		pr.stop(t)
 	})
 }
@@ -92,10 +98,17 @@ func TestManifestsServe(t *testing.T) {
 func serveStack(t *testing.T, runs map[string]parsed) {
 	t.Helper()
 	sink := startOTLPSink(t)
+	// Certificates from tls/make-certs.sh stand in for the mounted Secrets.
+	certs := ""
+	for _, p := range runs {
+		if p.hasTLS() && certs == "" {
+			certs = makeCerts(t)
+		}
+	}
 	var agent *consultest.Server
 	for _, p := range runs {
 		if _, ok := p.get("consul"); ok && agent == nil {
-			agent = consultest.New(t, consultest.Options{DialChecks: true})
+			agent = consultest.New(t, consultest.Options{DialChecks: true, TLS: agentTLS(t, certs)})
 		}
 	}
 	// The verifier dials only the drafts it knows: with static discovery on both
@@ -136,9 +149,15 @@ func serveStack(t *testing.T, runs map[string]parsed) {
 		if r == "router" && p.value(t, "discovery") == "static" {
 			over["verifiers"], over["drafts"] = addrs["verifier"], addrs["draft"]
 		}
+		mine := ""
+		if p.hasTLS() {
+			mine = certs
+			tlsOver(over, certs, r)
+		}
 		pr := startSpecd(t, p, over, sink.addr)
 		procs = append(procs, pr)
-		waitServing(t, pr, addr, roles[r].health)
+		waitServing(t, pr, addr, roles[r].health, tlsDial(t, mine, r, r))
+		runProbes(t, pr, p, addr, certs, r)
 		if metrics != "" {
 			for _, path := range []string{"/healthz", "/metrics"} {
 				checkHTTP(t, pr, "http://"+metrics+path)
@@ -146,7 +165,11 @@ func serveStack(t *testing.T, runs map[string]parsed) {
 		}
 		addrs[r] = addr
 	}
-	generateThrough(t, addrs["router"])
+	rcerts := ""
+	if runs["router"].hasTLS() {
+		rcerts = certs
+	}
+	generateThrough(t, addrs["router"], tlsDial(t, rcerts, "client", "router"))
 	for _, pr := range slices.Backward(procs) {
 		pr.stop(t)
 	}
@@ -166,6 +189,56 @@ func serveStack(t *testing.T, runs map[string]parsed) {
 		}
 		if slices.Contains(strings.Split(env["OTEL_METRICS_EXPORTER"], ","), "otlp") && sink.metrics(name) == 0 {
 			t.Errorf("%s: no metrics from service.name %q reached the collector", runs[r].where, name)
+		}
+	}
+}
+
+// tlsOver points a launch's TLS flags at role's certificates from make-certs.sh.
+func tlsOver(over map[string]string, certs, role string) {
+	for flag, base := range tlsFiles {
+		over[flag] = filepath.Join(certs, role, base)
+	}
+}
+
+// agentTLS is the fake Consul agent's TLS configuration, as a real agent's tls stanza
+// would be in an mTLS deployment: the client certificate, and the CA (nil without
+// certificates).
+func agentTLS(t *testing.T, certs string) *tls.Config {
+	t.Helper()
+	if certs == "" {
+		return nil
+	}
+	f := roleFiles(certs, "client")
+	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(readFile(t, f.CA))
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots}
+}
+
+// runProbes runs a launch's exec probes as the kubelet would inside the container,
+// with the addresses and TLS files moved as the process's were; each must pass.
+func runProbes(t *testing.T, pr *specdProc, p parsed, addr, certs, role string) {
+	t.Helper()
+	for _, cmd := range p.probes {
+		if len(cmd) < 2 || cmd[0] != "/specd" {
+			pr.fatal(t, "probe %v: not /specd", cmd)
+		}
+		args := []string{cmd[1]}
+		for _, a := range cmd[2:] {
+			name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			switch base, isTLS := tlsFiles[name]; {
+			case name == "addr":
+				a = "--addr=" + addr
+			case isTLS:
+				a = "--" + name + "=" + filepath.Join(certs, role, base)
+			}
+			args = append(args, a)
+		}
+		if out, err := exec.Command(specdBin, args...).CombinedOutput(); err != nil {
+			pr.fatal(t, "probe specd %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 }
@@ -282,9 +355,9 @@ func (pr *specdProc) stop(t *testing.T) {
 }
 
 // waitServing waits until the process answers SERVING for a health service name.
-func waitServing(t *testing.T, pr *specdProc, addr, service string) {
+func waitServing(t *testing.T, pr *specdProc, addr, service string, creds grpc.DialOption) {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,9 +403,9 @@ func checkHTTP(t *testing.T, pr *specdProc, url string) {
 // idles for proposals, so on a loaded machine, with a draft dialled for the first time,
 // a 16-token request finished before the first proposal arrived (0 drafted); after 16
 // tokens decoded on its own the verifier waits once for the draft.
-func generateThrough(t *testing.T, addr string) {
+func generateThrough(t *testing.T, addr string, creds grpc.DialOption) {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, creds)
 	if err != nil {
 		t.Fatal(err)
 	}

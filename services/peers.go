@@ -35,21 +35,15 @@ const (
 // connections as it likes).
 //
 // A certificate counts as verified when crypto/tls verified its chain (the server's
-// ClientAuth is RequireAndVerifyClientCert or VerifyClientCertIfGiven). A server that
-// verifies client certificates itself instead — RequireAnyClientCert with a
-// VerifyPeerCertificate hook, as go-spiffe's tlsconfig does — gets no verified chains
-// from crypto/tls and says so with Limits.ClientCertsVerified (see peerID).
-func PeerID(ctx context.Context) string { return peerID(ctx, false) }
-
-// peerID is PeerID; certsVerified says that the server's TLS configuration refuses
-// every client certificate it has not verified, so a presented one names the peer
-// even without crypto/tls's verified chains.
-func peerID(ctx context.Context, certsVerified bool) string {
+// ClientAuth is RequireAndVerifyClientCert, as services/tlsconf sets it, or
+// VerifyClientCertIfGiven). A server that verifies in a VerifyPeerCertificate hook
+// instead gets no verified chains from crypto/tls, so its peers are named by address.
+func PeerID(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
 		return "unknown"
 	}
-	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && (certsVerified || len(ti.State.VerifiedChains) > 0) && len(ti.State.PeerCertificates) > 0 {
+	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.PeerCertificates) > 0 {
 		leaf := ti.State.PeerCertificates[0]
 		switch {
 		case len(leaf.URIs) > 0:
@@ -76,16 +70,15 @@ func OpenMethod(method string) bool {
 // peerStreams limits the streaming RPCs each peer (PeerID) may have open at once.
 // Unary RPCs are not counted: they end when their handler returns and cannot be held.
 type peerStreams struct {
-	lim           quota.Limits
-	certsVerified bool // Limits.ClientCertsVerified
-	now           func() time.Time
+	lim quota.Limits
+	now func() time.Time
 
 	mu  sync.Mutex
 	tab quota.Table
 }
 
-func newPeerStreams(most int, certsVerified bool) *peerStreams {
-	return &peerStreams{lim: quota.Limits{Streams: most}, certsVerified: certsVerified, now: time.Now}
+func newPeerStreams(most int) *peerStreams {
+	return &peerStreams{lim: quota.Limits{Streams: most}, now: time.Now}
 }
 
 // intercept refuses a stream past the peer's limit at once — RESOURCE_EXHAUSTED with a
@@ -94,7 +87,7 @@ func (p *peerStreams) intercept(srv any, ss grpc.ServerStream, info *grpc.Stream
 	if OpenMethod(info.FullMethod) {
 		return handler(srv, ss)
 	}
-	id := peerID(ss.Context(), p.certsVerified)
+	id := PeerID(ss.Context())
 	p.mu.Lock()
 	err := p.tab.Admit(id, p.lim, p.now())
 	p.mu.Unlock()

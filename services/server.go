@@ -39,16 +39,13 @@ const (
 // MaxStreamsPerPeer bounds the streaming RPCs one peer (PeerID: its verified TLS
 // identity, else its IP address) may have open at once over all its connections; past
 // it a new stream is RESOURCE_EXHAUSTED at once, with a retry hint. Health and
-// reflection are not counted. ClientCertsVerified says that the server's TLS
-// configuration verifies client certificates in a hook of its own (see PeerID), so
-// that a presented certificate names the peer; leave it false otherwise.
+// reflection are not counted.
 type Limits struct {
 	MaxMessageBytes int           // 0: MaxMessageBytes
 	MaxStreams      uint32        // 0: DefaultMaxStreams
 	KeepaliveMin    time.Duration // 0: DefaultKeepaliveMin
 
-	MaxStreamsPerPeer   int  // 0: no per-peer limit
-	ClientCertsVerified bool // the TLS config refuses unverified client certificates by itself
+	MaxStreamsPerPeer int // 0: no per-peer limit
 }
 
 // ServerOptions are the gRPC options that enforce l.
@@ -61,7 +58,7 @@ func (l Limits) ServerOptions() []grpc.ServerOption {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cmp.Or(l.KeepaliveMin, DefaultKeepaliveMin), PermitWithoutStream: true}),
 	}
 	if l.MaxStreamsPerPeer > 0 {
-		opts = append(opts, grpc.ChainStreamInterceptor(newPeerStreams(l.MaxStreamsPerPeer, l.ClientCertsVerified).intercept))
+		opts = append(opts, grpc.ChainStreamInterceptor(newPeerStreams(l.MaxStreamsPerPeer).intercept))
 	}
 	return opts
 }
@@ -186,8 +183,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duratio
 	return nil
 }
 
-// Dial opens a client connection to a specd service (plaintext; TLS is the mesh's job)
-// with keepalives and message size limits.
+// Dial opens a client connection to a specd service with keepalives and message size
+// limits: plaintext unless opts carry grpc.WithTransportCredentials (later options
+// win), e.g. tlsconf's client credentials.
 func Dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	base := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),

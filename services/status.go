@@ -48,11 +48,14 @@ var (
 	ErrNotReady = errors.New("model not loaded yet")
 	// ErrUnknownModel: the request names a model no verifier serves.
 	ErrUnknownModel = errors.New("unknown model")
-	// ErrUnauthenticated: the request carries no API key, or one the key file does
-	// not hold.
+	// ErrUnauthenticated: the caller presented no credentials this server can check:
+	// no verified TLS client certificate, or no API key (or one the key file does not
+	// hold).
 	ErrUnauthenticated = errors.New("unauthenticated")
-	// ErrForbidden: the request's API key may not do what the request asks.
-	ErrForbidden = errors.New("permission denied")
+	// ErrPermissionDenied: the caller is authenticated but not allowed to do what it
+	// asks: its certificate's identity is not in the server's allowed list, or its
+	// API key may not use the model.
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 // BusyError is a refusal for lack of capacity (it wraps ErrBusy or another
@@ -105,7 +108,7 @@ func Status(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, err.Error())
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, ErrPermissionDenied):
 		return status.Error(codes.PermissionDenied, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())

@@ -21,12 +21,14 @@ type clientOptions struct {
 	addr    string
 	timeout time.Duration
 	keyFile string
+	tls     clientTLSOptions
 }
 
 func (o *clientOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.addr, "addr", defaultRouterAddr, "router address")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "deadline for the whole request")
 	fs.StringVar(&o.keyFile, "api-key-file", "", "file holding the API key to send (a router with --api-keys demands one); empty: none")
+	o.tls.addFlags(fs)
 }
 
 // specOptions are the speculation flags of the client commands.

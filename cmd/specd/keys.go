@@ -14,7 +14,6 @@ import (
 
 	"github.com/specd-dev/specd/apikey"
 	"github.com/specd-dev/specd/quota"
-	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/auth"
 )
 
@@ -125,23 +124,18 @@ func (o *keyOptions) validate() error {
 	return nil
 }
 
-// dial connects a client command to the router, sending the key in --api-key-file.
-func (o *clientOptions) dial() (*grpc.ClientConn, error) {
-	var opts []grpc.DialOption
-	if o.keyFile != "" {
-		b, err := os.ReadFile(o.keyFile)
-		if err != nil {
-			return nil, usagef("--api-key-file: %v", err)
-		}
-		key := strings.TrimSpace(string(b))
-		if key == "" || strings.ContainsAny(key, " \t\r\n") {
-			return nil, usagef("--api-key-file %s: want the key alone on one line", o.keyFile)
-		}
-		opts = append(opts, grpc.WithPerRPCCredentials(auth.Bearer(key)))
+// keyCredentials sends the key in --api-key-file with every call; none without it.
+func (o *clientOptions) keyCredentials() ([]grpc.DialOption, error) {
+	if o.keyFile == "" {
+		return nil, nil
 	}
-	cc, err := services.Dial(o.addr, opts...)
+	b, err := os.ReadFile(o.keyFile)
 	if err != nil {
-		return nil, usagef("--addr %q: %v", o.addr, err)
+		return nil, usagef("--api-key-file: %v", err)
 	}
-	return cc, nil
+	key := strings.TrimSpace(string(b))
+	if key == "" || strings.ContainsAny(key, " \t\r\n") {
+		return nil, usagef("--api-key-file %s: want the key alone on one line", o.keyFile)
+	}
+	return []grpc.DialOption{grpc.WithPerRPCCredentials(auth.Bearer(key))}, nil
 }

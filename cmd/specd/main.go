@@ -39,6 +39,7 @@ func commands() []command {
 		{"draft", "serve the draft (small) model", serviceCmd("draft", func() service { return &draftOptions{} })},
 		{"generate", "client: generate through a running router", generateCmd},
 		{"key", "make an API key for the router's --api-keys file: specd key new NAME", keyCmd},
+		{"health", "client: ask a service's gRPC health once (over TLS with --tls-*), exit 0 only if SERVING: an exec probe", healthCmd},
 		{"bench", "benchmark a running router: speculation on vs off over a prompt file, or under load (--concurrency)", benchCmd},
 	}
 }

@@ -14,12 +14,24 @@ import (
 // consulOptions are the Consul flags shared by every service.
 type consulOptions struct {
 	addr, token, datacenter string
+	checkServerName         string // the agent's TLS check: name to verify
+	checkSkipVerify         bool   // the agent's TLS check: accept any certificate
 }
 
 func (o *consulOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.addr, "consul", "", "Consul agent HTTP address (host:port); empty: no Consul")
 	fs.StringVar(&o.token, "consul-token", "", "Consul ACL token")
 	fs.StringVar(&o.datacenter, "consul-datacenter", "", "Consul datacenter (default: the agent's)")
+	fs.StringVar(&o.checkServerName, "consul-check-tls-server-name", "", "with TLS: the name Consul's gRPC health check verifies this service's certificate for (default: the advertised host)")
+	fs.BoolVar(&o.checkSkipVerify, "consul-check-tls-skip-verify", false, "with TLS: Consul's gRPC health check accepts any certificate of this service (for certificates with only a SPIFFE ID; the agent still presents its own)")
+}
+
+// validateCheck refuses the check's TLS flags for a service that serves no TLS.
+func (o *consulOptions) validateCheck(tls bool) error {
+	if !tls && (o.checkServerName != "" || o.checkSkipVerify) {
+		return usagef("--consul-check-tls-server-name and --consul-check-tls-skip-verify need --tls-cert and --tls-key")
+	}
+	return nil
 }
 
 // registerOptions are the flags of a service that registers itself.
@@ -49,7 +61,8 @@ func (o *registerOptions) config() *serve.Consul {
 	if o.addr == "" {
 		return nil
 	}
-	return &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise}
+	return &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise,
+		TLSServerName: o.checkServerName, TLSSkipVerify: o.checkSkipVerify}
 }
 
 // discoveryOptions are the router's discovery and breaker flags.

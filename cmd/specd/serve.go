@@ -107,6 +107,7 @@ type workerOptions struct {
 	engineOptions
 	registerOptions
 	limitOptions
+	tlsOptions
 	listen   string
 	maxBlock int
 
@@ -122,7 +123,8 @@ func (o *workerOptions) addFlags(fs *flag.FlagSet, defModel, defListen string) {
 	o.engineOptions.addFlags(fs, defModel)
 	o.registerOptions.addFlags(fs)
 	o.limitOptions.addFlags(fs)
-	fs.StringVar(&o.listen, "listen", defListen, "gRPC listen address")
+	o.tlsOptions.addFlags(fs)
+	fs.StringVar(&o.listen, "listen", defListen, "gRPC listen address (plaintext only on loopback unless --insecure-plaintext)")
 	fs.IntVar(&o.maxBlock, "max-block", 64, "largest forward block in tokens (prefill is split into blocks)")
 }
 
@@ -138,6 +140,12 @@ func (o *workerOptions) validate() error {
 	}
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
+	}
+	if err := o.tlsOptions.validate(o.listen); err != nil {
+		return err
+	}
+	if err := o.consulOptions.validateCheck(o.tlsOptions.on()); err != nil {
+		return err
 	}
 	if o.maxBlock < 1 {
 		return usagef("--max-block %d: want ≥ 1", o.maxBlock)
@@ -166,6 +174,7 @@ type verifierOptions struct {
 }
 
 func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
+	o.role = cmp.Or(o.role, router.Verifier)
 	o.workerOptions.addFlags(fs, "specd-target-q8_0", cmp.Or(o.listen, defaultVerifierAddr))
 	fs.StringVar(&o.mode, "mode", "coupled", "default verification mode for sampled requests: coupled or rejection")
 	fs.IntVar(&o.maxGamma, "max-gamma", 8, "most draft tokens one pass checks for one request (a request's max_gamma can only lower it)")
@@ -226,7 +235,8 @@ func (o *verifierOptions) validate() error {
 func (o *verifierOptions) draftView(ctx context.Context, log *slog.Logger) (router.Discovery, func(), error) {
 	var watch *consul.WatchConfig
 	if o.draftsFrom == "consul" {
-		watch = &consul.WatchConfig{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Services: map[router.Role]string{router.Draft: "specd-draft"}}
+		watch = &consul.WatchConfig{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Services: map[router.Role]string{router.Draft: "specd-draft"},
+			TLS: new(o.tlsOptions.on())}
 	}
 	return serve.Discover(ctx, router.Draft, splitList(o.drafts), watch, log)
 }
@@ -238,6 +248,7 @@ type draftOptions struct {
 }
 
 func (o *draftOptions) addFlags(fs *flag.FlagSet) {
+	o.role = router.Draft
 	o.workerOptions.addFlags(fs, "specd-draft-q8_0", cmp.Or(o.listen, defaultDraftAddr))
 	fs.IntVar(&o.depth, "depth", 2, "proposals in flight per session (pipelining depth)")
 	fs.IntVar(&o.branches, "branches", 0, "alternative continuations drafted per round under verification, from guessed corrections (0: none)")
@@ -273,6 +284,7 @@ type routerOptions struct {
 	discoveryOptions
 	limitOptions
 	keyOptions
+	tlsOptions
 	advertise string
 	listen    string
 	verifiers string
@@ -285,6 +297,8 @@ func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	o.discoveryOptions.addFlags(fs)
 	o.limitOptions.addFlags(fs)
 	o.keyOptions.addFlags(fs)
+	o.role = router.Front
+	o.tlsOptions.addFlags(fs)
 	fs.StringVar(&o.advertise, "advertise", "", "host:port to register the router in Consul as specd-router (needs --consul); empty: do not register")
 	fs.StringVar(&o.listen, "listen", defaultRouterAddr, "gRPC listen address of the public API")
 	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
@@ -324,6 +338,12 @@ func (o *routerOptions) validate() error {
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return usagef("--listen %q: %v", o.listen, err)
 	}
+	if err := o.tlsOptions.validate(o.listen); err != nil {
+		return err
+	}
+	if err := o.consulOptions.validateCheck(o.tlsOptions.on()); err != nil {
+		return err
+	}
 	if o.mode == "static" && len(splitList(o.verifiers)) == 0 {
 		return usagef("--verifiers: at least one address")
 	}
@@ -331,6 +351,12 @@ func (o *routerOptions) validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return usagef("endpoint %q: %v", a, err)
 		}
+		if o.plainUpstreams && !isLoopback(a) {
+			return usagef("--upstream-plaintext: %s is not a loopback address (a sidecar's upstream)", a)
+		}
+	}
+	if o.plainUpstreams && (!o.tlsOptions.on() || o.mode != "static") {
+		return usagef("--upstream-plaintext needs --tls-cert and --tls-key and --discovery static (loopback upstreams)")
 	}
 	if o.refresh <= 0 {
 		return usagef("--refresh %v: want a positive duration", o.refresh)
@@ -352,8 +378,8 @@ func listen(addr string) (net.Listener, error) {
 
 // worker configures the service; its loader resolves the model with ctx (pull has
 // already fetched an hf: model, so this finds it on disk).
-func (o *workerOptions) worker(ctx context.Context, tel *telemetry.Telemetry, ready func(*model.Model)) serve.Worker {
-	return serve.Worker{
+func (o *workerOptions) worker(ctx context.Context, tel *telemetry.Telemetry, tls *serve.TLS, ready func(*model.Model)) serve.Worker {
+	return serve.Worker{TLS: tls,
 		Load: func() (*model.Model, error) { return o.load(ctx, io.Discard) }, Log: tel.Log, Tel: tel, Ready: ready, Consul: o.registerOptions.config(),
 		Limits: o.workerLimits(),
 		Engine: services.EngineConfig{Threads: o.threads, KVBudget: o.kvBudget, KVType: o.kvTypeValue(), MaxBlock: o.maxBlock},
@@ -376,12 +402,16 @@ func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 	}}
 }
 
-func (o *routerOptions) config(tel *telemetry.Telemetry, ready func()) serve.RouterConfig {
-	c := serve.RouterConfig{Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
+func (o *routerOptions) config(tel *telemetry.Telemetry, tls *serve.TLS, ready func()) serve.RouterConfig {
+	c := serve.RouterConfig{TLS: tls, Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
 		Log: tel.Log, Tel: tel, Ready: ready, Limits: o.limits(), Keys: o.keys}
 	o.discoveryOptions.apply(&c)
+	if c.Consul != nil {
+		c.Consul.TLS = new(o.tlsOptions.on()) // skip instances that speak the other transport
+	}
 	if o.advertise != "" {
-		c.Register = &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise}
+		c.Register = &serve.Consul{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Advertise: o.advertise,
+			TLSServerName: o.checkServerName, TLSSkipVerify: o.checkSkipVerify}
 	}
 	return c
 }
@@ -400,6 +430,11 @@ func (o *routerOptions) listenAddr() string   { return o.listen }
 
 func (o *verifierOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
 	cfg := o.config(tel)
+	tls, err := o.tlsOptions.config(tel.Log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	drafts, stop, err := o.draftView(ctx, tel.Log)
 	if err != nil {
 		lis.Close()
@@ -407,15 +442,25 @@ func (o *verifierOptions) serve(ctx context.Context, tel *telemetry.Telemetry, l
 	}
 	defer stop()
 	cfg.Drafts = drafts
-	return serve.Verifier(ctx, o.worker(ctx, tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), cfg, lis)
+	return serve.Verifier(ctx, o.worker(ctx, tel, tls, func(*model.Model) { limitMemory(ctx, tel.Log) }), cfg, lis)
 }
 
 func (o *draftOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
-	return serve.Draft(ctx, o.worker(ctx, tel, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(), lis)
+	tls, err := o.tlsOptions.config(tel.Log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	return serve.Draft(ctx, o.worker(ctx, tel, tls, func(*model.Model) { limitMemory(ctx, tel.Log) }), o.config(), lis)
 }
 
 func (o *routerOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis net.Listener) error {
-	return serve.Router(ctx, o.config(tel, nil), lis)
+	tls, err := o.tlsOptions.config(tel.Log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	return serve.Router(ctx, o.config(tel, tls, nil), lis)
 }
 
 // serviceCmd is the command that runs one service alone until it is interrupted.
@@ -467,6 +512,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var do draftOptions
 	var lo logOptions
 	vo.listen = defaultRouterAddr
+	vo.role = router.Front // up's --tls-* flags secure the router's public listener
 	vo.addFlags(fs)
 	lo.addFlags(fs)
 	// The draft's options take their defaults from a flag set of their own; up exposes
@@ -512,6 +558,14 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
 		return usagef("--listen %q: %v", listenAddr, err)
 	}
+	// up's TLS flags are the public listener's; the verifier and the draft listen on
+	// loopback ports of their own, with mTLS of their own when the public listener
+	// serves TLS (upLinks), else plaintext.
+	public := vo.tlsOptions
+	vo.tlsOptions = tlsOptions{role: router.Verifier}
+	if err := public.validate(listenAddr); err != nil {
+		return err
+	}
 	if err := vo.validate(); err != nil {
 		return err
 	}
@@ -548,6 +602,16 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rtel, err := setup("specd-router", metrics)
 	if err != nil {
 		return err
+	}
+	publicTLS, err := public.config(rtel.Log)
+	if err != nil {
+		return err
+	}
+	var vTLS, dTLS *serve.TLS
+	if publicTLS != nil {
+		if vTLS, dTLS, err = upLinks(publicTLS); err != nil {
+			return err
+		}
 	}
 	vtel, err := setup("specd-verifier", vMetrics)
 	if err != nil {
@@ -594,7 +658,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	start(0, func() error {
 		cfg := vo.config(vtel)
 		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts, Address: ro.drafts, Role: router.Draft})
-		return serve.Verifier(ctx, vo.worker(ctx, vtel, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
+		return serve.Verifier(ctx, vo.worker(ctx, vtel, vTLS, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
 	})
 	start(1, func() error {
 		select {
@@ -603,7 +667,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			dlis.Close()
 			return nil
 		}
-		return serve.Draft(ctx, do.worker(ctx, dtel, readyFn), do.config(), dlis)
+		return serve.Draft(ctx, do.worker(ctx, dtel, dTLS, readyFn), do.config(), dlis)
 	})
 	start(2, func() error {
 		done := make(chan struct{})
@@ -615,7 +679,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		limitMemory(ctx, rtel.Log)
-		return serve.Router(ctx, ro.config(rtel, func() {
+		return serve.Router(ctx, ro.config(rtel, publicTLS, func() {
 			fmt.Fprintf(stderr, "specd up: serving specd.v1.GenerationService on %s (verifier %s on %s, draft %s on %s)\n",
 				rlis.Addr(), vo.model, vlis.Addr(), do.model, dlis.Addr())
 		}), rlis)

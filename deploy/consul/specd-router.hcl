@@ -17,7 +17,11 @@ service {
     id                                = "specd-router-grpc"
     name                              = "specd-router grpc.health.v1"
     grpc                              = "127.0.0.1:7070/specd.v1.GenerationService"
-    grpc_use_tls                      = false
+    # The router serves mTLS on its public port (systemd/specd-router.service): the
+    # agent needs a certificate from the router's CA in its tls stanza (health is the
+    # only call it may make with it) and that CA to verify the router for this name.
+    grpc_use_tls                      = true
+    tls_server_name                   = "specd-router"
     interval                          = "10s"
     timeout                           = "2s"
     deregister_critical_service_after = "10m"

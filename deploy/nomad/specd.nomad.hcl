@@ -325,6 +325,9 @@ job "specd" {
         args = [
           "router",
           "--listen=0.0.0.0:7070",
+          # Plaintext for clients outside the mesh (the sidecars carry mTLS inside it;
+          # TLS flags would also apply to the router's plaintext local upstreams).
+          "--insecure-plaintext",
           "--metrics-listen=0.0.0.0:9090",
           "--discovery=static",
           "--verifiers=127.0.0.1:17071",

@@ -48,6 +48,7 @@ package consultest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -70,6 +71,10 @@ type Options struct {
 	// DialChecks runs registered gRPC checks against their target instead of waiting for
 	// SetStatus.
 	DialChecks bool
+	// TLS is the agent's own TLS configuration (Consul's tls stanza: its CA and
+	// certificate), used by a gRPC check with GRPCUseTLS, whose TLSServerName and
+	// TLSSkipVerify apply on top. nil: the system's roots and no client certificate.
+	TLS *tls.Config
 }
 
 // Check statuses.
@@ -94,6 +99,8 @@ type Check struct {
 	ID, Name, Status, Output string
 	GRPC                     string // host:port[/service]; "" for other check types
 	GRPCUseTLS               bool
+	TLSServerName            string
+	TLSSkipVerify            bool
 	Interval, Timeout, TTL   time.Duration
 	// DeregisterCriticalServiceAfter is recorded as registered; the fake never reaps.
 	DeregisterCriticalServiceAfter time.Duration
@@ -135,9 +142,6 @@ type service struct {
 type check struct {
 	Check
 	typ         string
-	useTLS      bool
-	skipVerify  bool
-	serverName  string
 	createIndex uint64
 	modifyIndex uint64
 	stop        context.CancelFunc // DialChecks runner; nil when none

@@ -273,11 +273,11 @@ func (s *Server) registerLocked(def *serviceDef, defs []*checkDef, replace bool)
 		c := &check{
 			Check: Check{
 				ID: cid, Name: name, Status: Critical,
-				GRPC: d.GRPC, GRPCUseTLS: d.GRPCUseTLS,
+				GRPC: d.GRPC, GRPCUseTLS: d.GRPCUseTLS, TLSServerName: d.TLSServerName, TLSSkipVerify: d.TLSSkipVerify,
 				Interval: time.Duration(d.Interval), Timeout: time.Duration(d.Timeout), TTL: time.Duration(d.TTL),
 				DeregisterCriticalServiceAfter: time.Duration(d.DeregisterCriticalServiceAfter),
 			},
-			typ: d.typ(), useTLS: d.GRPCUseTLS, skipVerify: d.TLSSkipVerify, serverName: d.TLSServerName,
+			typ: d.typ(),
 		}
 		if d.Status != "" {
 			c.Status = d.Status
@@ -365,8 +365,8 @@ func sameService(a, b *service) bool {
 }
 
 func sameProbe(a, b *check) bool {
-	return a.typ == b.typ && a.GRPC == b.GRPC && a.useTLS == b.useTLS && a.skipVerify == b.skipVerify &&
-		a.serverName == b.serverName && a.Interval == b.Interval && a.Timeout == b.Timeout
+	return a.typ == b.typ && a.GRPC == b.GRPC && a.GRPCUseTLS == b.GRPCUseTLS && a.TLSSkipVerify == b.TLSSkipVerify &&
+		a.TLSServerName == b.TLSServerName && a.Interval == b.Interval && a.Timeout == b.Timeout
 }
 
 func (s *Server) deregister(w http.ResponseWriter, req *http.Request) {

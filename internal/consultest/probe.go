@@ -34,8 +34,13 @@ func (s *Server) startProbeLocked(serviceID string, c *check) {
 		timeout = defaultGRPCTimeout
 	}
 	creds := insecure.NewCredentials()
-	if c.useTLS {
-		creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: c.skipVerify, ServerName: c.serverName})
+	if c.GRPCUseTLS {
+		cfg := &tls.Config{}
+		if s.opts.TLS != nil {
+			cfg = s.opts.TLS.Clone()
+		}
+		cfg.InsecureSkipVerify, cfg.ServerName = c.TLSSkipVerify, c.TLSServerName
+		creds = credentials.NewTLS(cfg)
 	}
 	checkID := c.ID
 	s.probes.Add(1)

@@ -82,16 +82,16 @@ func (g *Guard) authenticate(ctx context.Context) (apikey.Key, error) {
 	return k, nil
 }
 
-// checkModel refuses a model the key may not use (ErrForbidden).
+// checkModel refuses a model the key may not use (ErrPermissionDenied).
 func checkModel(k *apikey.Key, req any) error {
 	r, ok := req.(interface{ GetModel() string })
 	if !ok || k.Allows(r.GetModel()) {
 		return nil
 	}
 	if r.GetModel() == "" {
-		return fmt.Errorf("%w: key %q may only use the models %s, and the request names none", services.ErrForbidden, k.Name, strings.Join(k.Models, ", "))
+		return fmt.Errorf("%w: key %q may only use the models %s, and the request names none", services.ErrPermissionDenied, k.Name, strings.Join(k.Models, ", "))
 	}
-	return fmt.Errorf("%w: key %q may not use model %q", services.ErrForbidden, k.Name, r.GetModel())
+	return fmt.Errorf("%w: key %q may not use model %q", services.ErrPermissionDenied, k.Name, r.GetModel())
 }
 
 // admit lets a generating request of k start, or refuses it (RESOURCE_EXHAUSTED

@@ -15,9 +15,9 @@
 //
 // The registration carries the role as a tag ("verifier" or "draft"), the metadata keys
 // model, tokenizer_hash, quant, architecture, context_length, vocab_size, parameters,
-// kv_free and load, and one gRPC check
-// (grpc.health.v1 on the advertised address, plaintext) with an interval and, when set,
-// DeregisterCriticalServiceAfter. Meta values are strings; numbers are base-10.
+// kv_free, load and tls, and one gRPC check
+// (grpc.health.v1 on the advertised address, over TLS when the instance serves TLS)
+// with an interval and, when set, DeregisterCriticalServiceAfter. Meta values are strings; numbers are base-10.
 //
 // Configuration comes from the caller (flags): the agent address, token and datacenter
 // are passed explicitly. One caveat from the client library: when Token is empty it falls
@@ -54,6 +54,7 @@ const (
 	MetaArch          = "architecture"
 	MetaVocab         = "vocab_size"
 	MetaParameters    = "parameters"
+	MetaTLS           = "tls" // "true" when the instance serves gRPC over TLS
 )
 
 // Consul's limits on a blocking query's wait.

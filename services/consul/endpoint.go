@@ -76,6 +76,23 @@ func endpoint(role router.Role, e *api.ServiceEntry) (router.Endpoint, error) {
 	}, nil
 }
 
+// checkTransport refuses an instance whose meta "tls" disagrees with how this side
+// dials; one without the meta (registered by an agent's own definition) is kept.
+func checkTransport(meta map[string]string, tls bool) error {
+	v, ok := meta[MetaTLS]
+	if !ok {
+		return nil
+	}
+	serves, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("meta %s=%q is not true or false", MetaTLS, v)
+	}
+	if serves != tls {
+		return fmt.Errorf("meta %s=%v, but this service dials with TLS %v: it could not connect", MetaTLS, serves, tls)
+	}
+	return nil
+}
+
 // metaUint reads a base-10 unsigned number of at most limit; a missing key is 0.
 func metaUint(meta map[string]string, key string, limit uint64) (uint64, error) {
 	v, ok := meta[key]
@@ -97,8 +114,9 @@ type badEntry struct {
 
 // view turns a health response into the endpoints of role, sorted by ID, and the
 // entries it skipped. A service ID is unique per node only; when two nodes carry the
-// same one, those endpoints are named "node/id" so that IDs stay unique.
-func view(role router.Role, entries []*api.ServiceEntry) ([]router.Endpoint, []badEntry) {
+// same one, those endpoints are named "node/id" so that IDs stay unique. With tls set,
+// an instance whose meta "tls" says the other transport is skipped.
+func view(role router.Role, entries []*api.ServiceEntry, tls *bool) ([]router.Endpoint, []badEntry) {
 	type found struct {
 		ep   router.Endpoint
 		node string
@@ -107,6 +125,9 @@ func view(role router.Role, entries []*api.ServiceEntry) ([]router.Endpoint, []b
 	var bad []badEntry
 	for _, e := range entries {
 		ep, err := endpoint(role, e)
+		if err == nil && tls != nil {
+			err = checkTransport(e.Service.Meta, *tls)
+		}
 		if err != nil {
 			id := ""
 			if e != nil && e.Service != nil {

@@ -66,7 +66,7 @@ func TestView(t *testing.T) {
 		entry("n1", "", "dup", "127.0.0.1", 4, nil),
 		entry("n2", "", "dup", "127.0.0.2", 4, nil),
 	}
-	eps, bad := view(router.Draft, entries)
+	eps, bad := view(router.Draft, entries, nil)
 	var got []string
 	for _, e := range eps {
 		got = append(got, e.ID+"@"+e.Address)
@@ -80,6 +80,38 @@ func TestView(t *testing.T) {
 	}
 	if len(bad) != 1 || bad[0].ID != "bad" {
 		t.Errorf("view() skipped %+v, want only bad", bad)
+	}
+}
+
+// TestViewTransport: a watcher that dials with TLS skips instances registered as
+// plaintext, and one that dials plaintext skips TLS ones; instances that do not say
+// are kept either way.
+func TestViewTransport(t *testing.T) {
+	entries := []*api.ServiceEntry{
+		entry("n1", "", "tls", "127.0.0.1", 1, map[string]string{MetaTLS: "true"}),
+		entry("n1", "", "plain", "127.0.0.1", 2, map[string]string{MetaTLS: "false"}),
+		entry("n1", "", "unsaid", "127.0.0.1", 3, nil),
+		entry("n1", "", "garbled", "127.0.0.1", 4, map[string]string{MetaTLS: "yes please"}),
+	}
+	for _, tc := range []struct {
+		tls       *bool
+		kept, bad []string
+	}{
+		{nil, []string{"garbled", "plain", "tls", "unsaid"}, nil},
+		{new(true), []string{"tls", "unsaid"}, []string{"plain", "garbled"}},
+		{new(false), []string{"plain", "unsaid"}, []string{"tls", "garbled"}},
+	} {
+		eps, bad := view(router.Verifier, entries, tc.tls)
+		var kept, skipped []string
+		for _, e := range eps {
+			kept = append(kept, e.ID)
+		}
+		for _, b := range bad {
+			skipped = append(skipped, b.ID)
+		}
+		if !slices.Equal(kept, tc.kept) || !slices.Equal(skipped, tc.bad) {
+			t.Errorf("view(tls %v) kept %v skipped %v, want %v and %v", tc.tls, kept, skipped, tc.kept, tc.bad)
+		}
 	}
 }
 

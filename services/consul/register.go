@@ -49,6 +49,17 @@ type Registration struct {
 	// DeregisterAfter, when positive, lets Consul drop the instance after its check has
 	// been critical that long (Consul's floor is one minute). Zero keeps it registered.
 	DeregisterAfter time.Duration
+
+	// TLS says the instance serves gRPC over TLS: the health check then dials with TLS
+	// (GRPCUseTLS; the agent presents its own certificate from its tls configuration),
+	// and the instance's meta "tls" says "true" so that watchers know how to dial it.
+	TLS bool
+	// TLSServerName is the name the agent checks the instance's certificate for ("":
+	// the host of Advertise). Only with TLS.
+	TLSServerName string
+	// TLSSkipVerify makes the agent's check accept any server certificate: for
+	// certificates that carry only a SPIFFE ID, which Consul cannot check. Only with TLS.
+	TLSSkipVerify bool
 }
 
 func (r *Registration) validate() error {
@@ -69,6 +80,8 @@ func (r *Registration) validate() error {
 		return invalid("CheckInterval", "%v is not positive", r.CheckInterval)
 	case r.DeregisterAfter < 0:
 		return invalid("DeregisterAfter", "%v is negative", r.DeregisterAfter)
+	case !r.TLS && (r.TLSServerName != "" || r.TLSSkipVerify):
+		return invalid("TLSServerName", "a TLS server name or skip-verify without TLS")
 	}
 	if _, _, err := splitAdvertise(r.Advertise); err != nil {
 		return invalid("Advertise", "%v", err)
@@ -109,10 +122,12 @@ func (r *Registration) service() *api.AgentServiceRegistration {
 		}
 	}
 	check := &api.AgentServiceCheck{
-		Name:       r.Service + " grpc.health.v1",
-		GRPC:       r.Advertise,
-		GRPCUseTLS: false,
-		Interval:   r.CheckInterval.String(),
+		Name:          r.Service + " grpc.health.v1",
+		GRPC:          r.Advertise,
+		GRPCUseTLS:    r.TLS,
+		TLSServerName: r.TLSServerName,
+		TLSSkipVerify: r.TLSSkipVerify,
+		Interval:      r.CheckInterval.String(),
 	}
 	if r.DeregisterAfter > 0 {
 		check.DeregisterCriticalServiceAfter = r.DeregisterAfter.String()
@@ -133,6 +148,7 @@ func (r *Registration) service() *api.AgentServiceRegistration {
 			MetaParameters:    strconv.FormatUint(r.Parameters, 10),
 			MetaKVFree:        strconv.FormatUint(r.KVFree, 10),
 			MetaLoad:          strconv.Itoa(r.Load),
+			MetaTLS:           strconv.FormatBool(r.TLS),
 		},
 		Check: check,
 	}

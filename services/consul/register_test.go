@@ -41,7 +41,7 @@ func TestRegister(t *testing.T) {
 	}
 	wantMeta := map[string]string{
 		"model": "llama-2-7b", "tokenizer_hash": "9f86d081", "quant": "q8_0", "architecture": "llama",
-		"context_length": "4096", "vocab_size": "32000", "parameters": "6738415616", "kv_free": "512", "load": "1",
+		"context_length": "4096", "vocab_size": "32000", "parameters": "6738415616", "kv_free": "512", "load": "1", "tls": "false",
 	}
 	if got.Name != "specd-verifier" || got.Address != "127.0.0.1" || got.Port != 7001 ||
 		!slices.Equal(got.Tags, []string{"verifier", "zone-a"}) || !maps.Equal(got.Meta, wantMeta) {

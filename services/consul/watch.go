@@ -44,6 +44,10 @@ type WatchConfig struct {
 	// MinInterval rate-limits each role's query loop: after a burst of two, at most one
 	// query per MinInterval, so a churning service degrades to polling. 0 means 1s.
 	MinInterval time.Duration
+	// TLS, when set, says whether this side dials with TLS: an instance whose meta
+	// "tls" says otherwise is skipped (and logged) rather than dialled to fail. nil:
+	// every instance is kept.
+	TLS *bool
 }
 
 // Watcher follows the passing instances of each role in Consul and serves them as a
@@ -197,7 +201,7 @@ func (w *Watcher) watch(ctx context.Context, role router.Role, name string) {
 		if index != 0 && meta.LastIndex == index {
 			w.succeeded(role, nil, false) // the wait ended without a change
 		} else {
-			eps, bad := view(role, entries)
+			eps, bad := view(role, entries, w.cfg.TLS)
 			now := make(map[string]string, len(bad))
 			for _, b := range bad {
 				now[b.ID] = b.Err.Error()

@@ -67,11 +67,7 @@ func TestConsulDiscovery(t *testing.T) {
 	text := "Once upon a time, a little fox"
 	want := s.plain(t, text, 48, sample.Params{})
 	// The verifier's view of drafts may trail the router's by a blocking query.
-	for deadline := time.Now().Add(10 * time.Second); len(drafts.Endpoints(router.Draft)) == 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the verifier's Consul view never listed the draft")
-		}
-	}
+	waitDraftView(t, drafts)
 	check := func(what string) {
 		t.Helper()
 		r, err := s.generate(context.Background(), request(text, 48, 0, 0, 4))
@@ -114,5 +110,16 @@ func TestConsulDiscovery(t *testing.T) {
 	}
 	if _, err := s.generate(context.Background(), request(text, 4, 0, 0, 4)); status.Code(err) != codes.Unavailable {
 		t.Fatalf("with no verifier registered: %v, want Unavailable", err)
+	}
+}
+
+// waitDraftView waits until a verifier's Consul view of drafts lists one: it may trail
+// the router's by a blocking query.
+func waitDraftView(t *testing.T, drafts router.Discovery) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); len(drafts.Endpoints(router.Draft)) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the verifier's Consul view never listed the draft")
+		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/routersvc"
 	"github.com/specd-dev/specd/services/telemetry"
+	"github.com/specd-dev/specd/services/tlsconf"
 	"github.com/specd-dev/specd/services/verifiersvc"
 )
 
@@ -42,6 +43,63 @@ type Worker struct {
 	Consul *Consul              // register in Consul while serving; nil: do not
 	Tel    *telemetry.Telemetry // traces and metrics; nil: none
 	Limits services.Limits      // what one client connection may ask
+	TLS    *TLS                 // transport security; nil: plaintext
+}
+
+// TLS is a service's transport security: its listener serves TLS from Source (with
+// mTLS when Source has a CA: callers need a certificate from it, and only the
+// identities in Allow may call the service; health checks need only the
+// certificate), and its dials to other services use TLS, accepting servers whose
+// identity is in Dial.
+type TLS struct {
+	Source *tlsconf.Source
+	Allow  tlsconf.Identities // callers admitted; used only when Source has a CA
+	Dial   tlsconf.Identities // identities of the servers this service dials
+	// DialSource, when set, is the certificate and CA of the dials instead of Source:
+	// specd up serves the operator's certificate publicly and links its own services
+	// with certificates of a CA it made for them.
+	DialSource *tlsconf.Source
+	// PlainDial makes the dials plaintext while the listener serves TLS: for
+	// upstreams on loopback that a sidecar (Envoy in a Consul Connect mesh) carries over
+	// mTLS.
+	PlainDial bool
+}
+
+// serverOptions are t's gRPC server options (none for plaintext).
+func (t *TLS) serverOptions(log *slog.Logger) []grpc.ServerOption {
+	if t == nil {
+		return nil
+	}
+	opts := []grpc.ServerOption{grpc.Creds(t.Source.ServerCredentials())}
+	if t.Source.HasCA() {
+		opts = append(opts, tlsconf.Authorize(t.Allow, log)...)
+	}
+	return opts
+}
+
+// dialOptions are t's gRPC dial options (none for plaintext).
+func (t *TLS) dialOptions() []grpc.DialOption {
+	if t == nil || t.PlainDial {
+		return nil
+	}
+	src := cmp.Or(t.DialSource, t.Source)
+	return []grpc.DialOption{grpc.WithTransportCredentials(src.ClientCredentials(t.Dial))}
+}
+
+// describe says how t secures a service, for its start-up log line.
+func (t *TLS) describe() string {
+	switch {
+	case t == nil:
+		return "plaintext"
+	}
+	dials := "dials " + t.Dial.String()
+	if t.PlainDial {
+		dials = "dials plaintext (a sidecar's upstreams)"
+	}
+	if t.Source.HasCA() {
+		return "mtls; callers " + t.Allow.String() + "; " + dials
+	}
+	return "tls (no client certificates); " + dials
 }
 
 // Consul says how a service registers itself.
@@ -51,6 +109,10 @@ type Consul struct {
 	CheckInterval           time.Duration // gRPC health check interval (default 10s)
 	DeregisterAfter         time.Duration // drop the instance after its check is critical this long (default 1m)
 	UpdateEvery             time.Duration // refresh of the headroom metadata (default 10s)
+	// TLSServerName and TLSSkipVerify configure the agent's health check of a service
+	// that serves TLS (see consul.Registration).
+	TLSServerName string
+	TLSSkipVerify bool
 }
 
 // registerConsul registers a serving instance in Consul — reg carries its role and
@@ -58,6 +120,9 @@ type Consul struct {
 // the returned function deregisters it.
 func registerConsul(ctx context.Context, c *Consul, reg consul.Registration, lis net.Listener, headroom func() (uint64, int), log *slog.Logger) (func(), error) {
 	reg.Addr, reg.Token, reg.Datacenter = c.Addr, c.Token, c.Datacenter
+	if reg.TLS {
+		reg.TLSServerName, reg.TLSSkipVerify = c.TLSServerName, c.TLSSkipVerify
+	}
 	reg.Service = "specd-" + string(reg.Role)
 	reg.Advertise = cmp.Or(c.Advertise, lis.Addr().String())
 	reg.CheckInterval = cmp.Or(c.CheckInterval, 10*time.Second)
@@ -108,7 +173,7 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	if cfg.Address == "" {
 		cfg.Address = lis.Addr().String()
 	}
-	vs := verifiersvc.New(cfg, w.Log, dialOptions(w.Tel)...)
+	vs := verifiersvc.New(cfg, w.Log, append(dialOptions(w.Tel), w.TLS.dialOptions()...)...)
 	defer vs.Close()
 	return worker(ctx, w, router.Verifier, "specd.speculation.v1.VerifierService", lis, func(srv *services.Server) func(*services.Engine) (func(), error) {
 		srv.Register(&speculationv1.VerifierService_ServiceDesc, vs)
@@ -134,7 +199,7 @@ func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener)
 // its use of them), serves health NOT_SERVING while the
 // model loads, then SERVING, registers in Consul if asked, and stops when ctx ends.
 func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engine) (func(), error)) error {
-	srv := services.NewServer(name, w.Log, w.Limits, serverOptions(w.Tel)...)
+	srv := services.NewServer(name, w.Log, w.Limits, append(serverOptions(w.Tel), w.TLS.serverOptions(w.Log)...)...)
 	setEngine := register(srv)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -168,7 +233,7 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 	srv.SetServing()
 	if w.Consul != nil {
 		reg := consul.Registration{Role: role, Model: m.Name, TokenizerHash: m.Tok.Hash(), Quant: m.Quant.String(), Arch: m.Arch,
-			Context: m.Context, Vocab: m.Vocab, Parameters: m.Parameters}
+			Context: m.Context, Vocab: m.Vocab, Parameters: m.Parameters, TLS: w.TLS != nil}
 		headroom := func() (uint64, int) {
 			active, waiting := eng.Load()
 			return uint64(eng.KV.Stats().Free), active + waiting
@@ -179,7 +244,7 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 		}
 		defer dereg()
 	}
-	w.Log.Info(string(role)+" serving", "addr", lis.Addr().String(), "model", m.Name, "quant", m.Quant.String(), "threads", w.Engine.Threads)
+	w.Log.Info(string(role)+" serving", "addr", lis.Addr().String(), "model", m.Name, "quant", m.Quant.String(), "threads", w.Engine.Threads, "tls", w.TLS.describe())
 	if w.Ready != nil {
 		w.Ready(m)
 	}
@@ -248,6 +313,7 @@ type RouterConfig struct {
 	Register       *Consul              // register the router as specd-router; nil: do not
 	Tel            *telemetry.Telemetry // traces and metrics; nil: none
 	Limits         services.Limits      // what one client connection may ask
+	TLS            *TLS                 // transport security; nil: plaintext
 	Log            *slog.Logger
 	Ready          func()
 
@@ -286,7 +352,7 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 			}
 		}
 	}
-	rs := routersvc.New(rt, cfg.Log, cfg.Tel, dialOptions(cfg.Tel)...)
+	rs := routersvc.New(rt, cfg.Log, cfg.Tel, append(dialOptions(cfg.Tel), cfg.TLS.dialOptions()...)...)
 	defer rs.Close() // after the background goroutines below have stopped (defers run last-first)
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -311,7 +377,7 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	if cfg.Tel != nil && cfg.Breakers != nil {
 		defer cfg.Tel.Metrics.ObserveBreakers(cfg.Breakers.States)()
 	}
-	opts := serverOptions(cfg.Tel)
+	opts := append(serverOptions(cfg.Tel), cfg.TLS.serverOptions(cfg.Log)...)
 	if cfg.Keys != nil {
 		var m *telemetry.Metrics
 		if cfg.Tel != nil {
@@ -329,13 +395,13 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		rs.Probe(rctx, cmp.Or(cfg.HealthInterval, time.Second), kick, srv.SetServingStatus)
 	}()
 	if cfg.Register != nil {
-		dereg, err := registerConsul(ctx, cfg.Register, consul.Registration{Role: router.Front}, lis, nil, cfg.Log)
+		dereg, err := registerConsul(ctx, cfg.Register, consul.Registration{Role: router.Front, TLS: cfg.TLS != nil}, lis, nil, cfg.Log)
 		if err != nil {
 			return err
 		}
 		defer dereg()
 	}
-	cfg.Log.Info("router serving", "addr", lis.Addr().String(), "verifiers", cfg.Verifiers, "drafts", cfg.Drafts)
+	cfg.Log.Info("router serving", "addr", lis.Addr().String(), "verifiers", cfg.Verifiers, "drafts", cfg.Drafts, "tls", cfg.TLS.describe())
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}

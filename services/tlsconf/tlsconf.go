@@ -1,0 +1,204 @@
+// Package tlsconf turns a service's TLS files and peer identities into gRPC
+// credentials: server credentials that require a client certificate from the trusted
+// CA (when one is given), client credentials that check the server's certificate and
+// identity, and a server option that admits only callers with an allowed identity.
+// Certificates and CAs are reloaded when their files change, without a restart.
+//
+// Identities are SPIFFE IDs in URI SANs (github.com/spiffe/go-spiffe/v2) or DNS
+// names; see ParseIdentities. CA is a certificate authority held in memory, for the
+// links inside `specd up` and for tests.
+//
+// The package knows nothing of specd's roles, discovery or domain packages: which
+// identities each service accepts is decided by its caller (cmd/specd). It imports
+// services only for the one function that chooses status codes.
+package tlsconf
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+
+	"github.com/specd-dev/specd/services"
+)
+
+// ServerTLS is the server side's tls.Config: each handshake takes the Source's current
+// certificate and CA. With a CA, a client must present a certificate that chains to it
+// (valid now, for client auth); without one, no client certificate is asked for
+// (server-only TLS). alpn are the application protocols offered (none: gRPC's "h2";
+// an HTTP server serving HTTP/1.1 too passes "h2", "http/1.1").
+func (s *Source) ServerTLS(alpn ...string) *tls.Config {
+	if len(alpn) == 0 {
+		alpn = []string{"h2"}
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			m := s.current()
+			if m.cert == nil {
+				return nil, fmt.Errorf("%w: a server needs a certificate", ErrConfig)
+			}
+			c := &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				Certificates: []tls.Certificate{*m.cert},
+				NextProtos:   alpn, // the config returned here replaces the base one, ALPN included
+			}
+			if m.roots != nil {
+				c.ClientAuth = tls.RequireAndVerifyClientCert
+				c.ClientCAs = m.roots
+			}
+			return c, nil
+		},
+	}
+}
+
+// ServerCredentials are gRPC server credentials for ServerTLS.
+func (s *Source) ServerCredentials() credentials.TransportCredentials {
+	return credentials.NewTLS(s.ServerTLS())
+}
+
+// ClientTLS is the client side's tls.Config: it presents the Source's current
+// certificate (if it has one) and accepts a server whose certificate chains to the
+// current CA (the system's roots without one) and whose identity is in want. With
+// want empty the server is checked as HTTPS does, against the host name dialled.
+func (s *Source) ClientTLS(want Identities) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if m := s.current(); m.cert != nil {
+				return m.cert, nil
+			}
+			return &tls.Certificate{}, nil // none: the server refuses us if it wants one
+		},
+		// The chain and identity are checked in VerifyConnection, against the CA loaded
+		// now rather than one fixed here, and by identity rather than by the address
+		// dialled (an endpoint found in Consul is dialled by IP).
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			dnsName := ""
+			if want.Empty() {
+				dnsName = cs.ServerName
+			}
+			leaf, err := s.current().verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth, dnsName)
+			if err != nil {
+				return fmt.Errorf("tls: server certificate: %w", err)
+			}
+			if want.Empty() {
+				return nil
+			}
+			if err := want.Match(leaf); err != nil {
+				return fmt.Errorf("tls: server %w", err)
+			}
+			return nil
+		},
+	}
+}
+
+// ClientCredentials are gRPC client credentials for ClientTLS(want).
+func (s *Source) ClientCredentials(want Identities) credentials.TransportCredentials {
+	return credentials.NewTLS(s.ClientTLS(want))
+}
+
+// RefusalLogEvery is the least time between two logs of a refused call.
+const RefusalLogEvery = 10 * time.Second
+
+// Exempt lists the gRPC services any caller with a verified certificate may call
+// whatever its identity: health checks, which Consul agents and probes make with
+// certificates of their own.
+var Exempt = []string{"grpc.health.v1.Health"}
+
+// Authorize returns the server options that refuse a call unless the caller's
+// verified certificate has an identity in allowed (calls to the Exempt services
+// need only a verified certificate): UNAUTHENTICATED without one, PERMISSION_DENIED
+// for an identity not allowed. Use it with ServerCredentials of a Source with a CA.
+// Refusals are logged to log (nil: not logged) as a warning naming the caller and the
+// method, at most one a RefusalLogEvery with the count refused meanwhile.
+func Authorize(allowed Identities, log *slog.Logger) []grpc.ServerOption {
+	var mu sync.Mutex
+	var last time.Time
+	var quiet int // refusals not logged since last
+	check := func(ctx context.Context, method string) error {
+		err := authorize(ctx, allowed, method)
+		if err != nil && log != nil {
+			mu.Lock()
+			now := time.Now()
+			if now.Sub(last) < RefusalLogEvery {
+				quiet++
+				mu.Unlock()
+			} else {
+				n := quiet
+				last, quiet = now, 0
+				mu.Unlock()
+				addr := ""
+				if p, ok := peer.FromContext(ctx); ok {
+					addr = p.Addr.String()
+				}
+				log.WarnContext(ctx, "tls: call refused", "peer", PeerName(ctx), "peer_addr", addr, "method", method, "err", err, "refused_unlogged", n)
+			}
+		}
+		return services.Status(err)
+	}
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := check(ctx, info.FullMethod); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := check(ss.Context(), info.FullMethod); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	}
+}
+
+// authorize decides one call (method is "/service/Method").
+func authorize(ctx context.Context, allowed Identities, method string) error {
+	leaf := PeerCertificate(ctx)
+	if leaf == nil {
+		return fmt.Errorf("%w: no verified client certificate", services.ErrUnauthenticated)
+	}
+	svc, _, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	for _, e := range Exempt {
+		if svc == e {
+			return nil
+		}
+	}
+	if err := allowed.Match(leaf); err != nil {
+		return fmt.Errorf("%w: %s: %w", services.ErrPermissionDenied, method, err)
+	}
+	return nil
+}
+
+// PeerCertificate returns the verified leaf certificate of the caller of a server
+// handler, or nil if it presented none (or the connection is not TLS).
+func PeerCertificate(ctx context.Context) *x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return info.State.VerifiedChains[0][0]
+}
+
+// PeerName is the identity of a server handler's caller for logs and metrics (see
+// Name), or "" if it presented no verified certificate.
+func PeerName(ctx context.Context) string {
+	if leaf := PeerCertificate(ctx); leaf != nil {
+		return Name(leaf)
+	}
+	return ""
+}
