@@ -2,9 +2,14 @@
 package testmodels
 
 import (
+	"bufio"
+	"errors"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/modelpath"
 )
 
@@ -31,4 +36,44 @@ func ReferenceDir(tb testing.TB) string {
 func VocabDir(tb testing.TB) string {
 	tb.Helper()
 	return filepath.Join(filepath.Dir(modelpath.Dir("")), "vocab")
+}
+
+// WithMetadata writes a copy of the shared model file name to a temporary directory
+// with the metadata kv added (a key already in the file is replaced) and returns its
+// path: a real model carrying, say, a tokenizer.chat_template, which no shared file has.
+func WithMetadata(tb testing.TB, name string, kv ...gguf.KV) string {
+	tb.Helper()
+	f, err := gguf.Open(ForTest(tb, name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	var meta []gguf.KV
+	for _, e := range f.KV {
+		if !slices.ContainsFunc(kv, func(n gguf.KV) bool { return n.Key == e.Key }) {
+			meta = append(meta, e)
+		}
+	}
+	meta = append(meta, kv...)
+	ts := make([]gguf.TensorData, len(f.Tensors))
+	for i, info := range f.Tensors {
+		_, data, err := f.Tensor(info.Name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ts[i] = gguf.TensorData{Name: info.Name, Dims: info.Dims, Type: info.Type, Data: data}
+	}
+	path := filepath.Join(tb.TempDir(), filepath.Base(name))
+	out, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriter(out)
+	if err := gguf.Write(w, meta, ts, f.Alignment); err != nil {
+		tb.Fatal(err)
+	}
+	if err := errors.Join(w.Flush(), out.Close()); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }
