@@ -95,7 +95,7 @@ func TestChatMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text, err := tmpl.Render(ctx, []chat.Message{{"user", "Tell me a story."}, {"assistant", "Once upon a time there was a cat."}, {"user", "And then?"}},
+	text, err := tmpl.Render(ctx, []chat.Message{{Role: "user", Content: "Tell me a story."}, {Role: "assistant", Content: "Once upon a time there was a cat."}, {Role: "user", Content: "And then?"}},
 		chat.Options{BOS: "<s>", EOS: "</s>", AddGenerationPrompt: true})
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +152,7 @@ func TestChatTemplateOverride(t *testing.T) {
 	path := testmodels.ForTest(t, "specd-target-q8_0.gguf")
 	ctx, client, m := startChatVerifier(t, path, verifiersvc.Config{ChatTemplate: tmpl, Engine: verifiersvc.EngineConfig{Threads: 1}})
 	no := false
-	text, err := tmpl.Render(ctx, []chat.Message{{"user", "Hello!"}}, chat.Options{})
+	text, err := tmpl.Render(ctx, []chat.Message{{Role: "user", Content: "Hello!"}}, chat.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
