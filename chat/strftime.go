@@ -76,23 +76,24 @@ func strftime(t time.Time, format string) string {
 		case 'Z':
 			name, _ := t.Zone()
 			sb.WriteString(name)
-		case 'z':
-			sb.WriteString(t.Format("-0700"))
-		case 'F':
-			sb.WriteString(t.Format("2006-01-02"))
-		case 'T':
-			sb.WriteString(t.Format("15:04:05"))
-		case 'D':
-			sb.WriteString(t.Format("01/02/06"))
-		case 'c':
-			sb.WriteString(t.Format("Mon Jan  2 15:04:05 2006"))
-		case 'x':
-			sb.WriteString(t.Format("01/02/06"))
-		case 'X':
-			sb.WriteString(t.Format("15:04:05"))
 		default:
-			sb.WriteString(format[start : i+1])
+			if layout, ok := layouts[format[i]]; ok {
+				sb.WriteString(t.Format(layout))
+			} else {
+				sb.WriteString(format[start : i+1])
+			}
 		}
 	}
 	return sb.String()
+}
+
+// layouts are the directives that stand for a fixed composition, as Go layouts.
+var layouts = map[byte]string{
+	'z': "-0700",
+	'F': "2006-01-02",
+	'T': "15:04:05",
+	'D': "01/02/06",
+	'x': "01/02/06",
+	'X': "15:04:05",
+	'c': "Mon Jan _2 15:04:05 2006",
 }

@@ -127,13 +127,7 @@ func readChatTemplate(path string) (*chat.Template, error) {
 // readMessages reads a JSON array of {"role", "content"} objects (- for standard
 // input); every role must be non-empty.
 func readMessages(path string) ([]chat.Message, error) {
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(os.Stdin)
-	} else {
-		b, err = os.ReadFile(path)
-	}
+	b, err := readInput(path)
 	if err != nil {
 		return nil, err
 	}
