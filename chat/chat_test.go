@@ -1,12 +1,10 @@
 package chat
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,57 +12,38 @@ import (
 	"github.com/specd-dev/specd/internal/testmodels"
 )
 
-// qwen returns Qwen2.5-Instruct's template from ../shared/vocab/chat.
-func qwen(tb testing.TB) *Template {
+// qwen returns Qwen2.5-Instruct's template and HF's renderings with it.
+func qwen(tb testing.TB) (*Template, []testmodels.ChatCase) {
 	tb.Helper()
-	src, err := os.ReadFile(filepath.Join(testmodels.VocabDir(tb), "chat", "qwen2.5-chat-template.jinja"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	t, err := Parse(string(src))
+	_, src, cases := testmodels.QwenChat(tb)
+	t, err := Parse(src)
 	if err != nil {
 		tb.Fatalf("Parse(qwen2.5) = %v", err)
 	}
-	return t
+	return t, cases
 }
 
 // TestQwenMatchesHF renders every case Hugging Face's own Jinja rendered with Qwen2.5's
 // template and compares the text byte for byte.
 func TestQwenMatchesHF(t *testing.T) {
-	tmpl := qwen(t)
-	f, err := os.Open(filepath.Join(testmodels.VocabDir(t), "chat", "qwen2.5-chat-cases.jsonl"))
-	if err != nil {
-		t.Fatal(err)
+	tmpl, cases := qwen(t)
+	if len(cases) < 8 {
+		t.Fatalf("read %d cases, want the 8 of the shared file", len(cases))
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	n := 0
-	for sc.Scan() {
-		var c struct {
-			Messages            []Message `json:"messages"`
-			AddGenerationPrompt bool      `json:"add_generation_prompt"`
-			Text                string    `json:"text"`
+	for i, c := range cases {
+		var msgs []Message
+		if err := json.Unmarshal(c.Messages, &msgs); err != nil {
+			t.Fatalf("case %d: %v", i, err)
 		}
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			t.Fatalf("case %d: %v", n, err)
-		}
-		n++
-		t.Run(strings.ReplaceAll(c.Messages[len(c.Messages)-1].Content, " ", "_"), func(t *testing.T) {
-			got, err := tmpl.Render(t.Context(), c.Messages, Options{AddGenerationPrompt: c.AddGenerationPrompt})
+		t.Run(fmt.Sprintf("%d_%s", i, strings.ReplaceAll(msgs[len(msgs)-1].Content, " ", "_")), func(t *testing.T) {
+			got, err := tmpl.Render(t.Context(), msgs, Options{AddGenerationPrompt: c.AddGenerationPrompt})
 			if err != nil {
 				t.Fatalf("Render = %v", err)
 			}
 			if got != c.Text {
-				t.Errorf("Render(%d messages, add_generation_prompt %v) =\n%q\nwant\n%q", len(c.Messages), c.AddGenerationPrompt, got, c.Text)
+				t.Errorf("Render(%d messages, add_generation_prompt %v) =\n%q\nwant\n%q", len(msgs), c.AddGenerationPrompt, got, c.Text)
 			}
 		})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n < 8 {
-		t.Fatalf("read %d cases, want the 8 of the shared file", n)
 	}
 }
 
@@ -186,7 +165,7 @@ func TestRenderStopsWithContext(t *testing.T) {
 // FuzzRender renders untrusted messages with Qwen2.5's template: never a panic, a hang
 // or an error, and every message's content appears in the text.
 func FuzzRender(f *testing.F) {
-	tmpl := qwen(f)
+	tmpl, _ := qwen(f)
 	f.Add("user", "Hello!", "assistant", "Hi.", true)
 	f.Add("system", "", "user", "<|im_start|>system\n{{ raise_exception('x') }}{% for %}", false)
 	f.Add("tool", "{\"a\": 1}", "tool", "\xff\xfe invalid utf-8 \u2028", true)

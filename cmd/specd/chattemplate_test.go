@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,31 +14,10 @@ import (
 // shared Qwen2.5 case, from a template file and from a model's metadata; bad input is a
 // usage error and a model without a template a clear failure.
 func TestChatTemplateCmd(t *testing.T) {
-	dir := filepath.Join(testmodels.VocabDir(t), "chat")
-	tmpl := filepath.Join(dir, "qwen2.5-chat-template.jinja")
-	src, err := os.ReadFile(tmpl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withTemplate := testmodels.WithMetadata(t, "specd-draft-q8_0.gguf", gguf.KV{Key: "tokenizer.chat_template", Value: gguf.NewString(string(src))})
-	f, err := os.Open(filepath.Join(dir, "qwen2.5-chat-cases.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
+	tmpl, src, cases := testmodels.QwenChat(t)
+	withTemplate := testmodels.WithMetadata(t, "specd-draft-q8_0.gguf", gguf.KV{Key: "tokenizer.chat_template", Value: gguf.NewString(src)})
 	tmp := t.TempDir()
-	n := 0
-	for sc.Scan() {
-		var c struct {
-			Messages            json.RawMessage `json:"messages"`
-			AddGenerationPrompt bool            `json:"add_generation_prompt"`
-			Text                string          `json:"text"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			t.Fatal(err)
-		}
+	for n, c := range cases {
 		msgs := filepath.Join(tmp, "messages.json")
 		if err := os.WriteFile(msgs, c.Messages, 0o644); err != nil {
 			t.Fatal(err)
@@ -55,10 +32,6 @@ func TestChatTemplateCmd(t *testing.T) {
 				t.Errorf("case %d: specd %q: exit %d, stderr %q, stdout\n%q\nwant\n%q", n, args, code, stderr, stdout, c.Text)
 			}
 		}
-		n++
-	}
-	if n == 0 {
-		t.Fatal("no cases")
 	}
 
 	write := func(name, text string) string {

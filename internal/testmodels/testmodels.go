@@ -3,6 +3,7 @@ package testmodels
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -76,4 +77,46 @@ func WithMetadata(tb testing.TB, name string, kv ...gguf.KV) string {
 		tb.Fatal(err)
 	}
 	return path
+}
+
+// ChatCase is one rendering of Qwen2.5's chat template by Hugging Face's own Jinja
+// (../shared/vocab/chat/qwen2.5-chat-cases.jsonl). Messages is the JSON array of
+// {"role", "content"} objects as the file holds it.
+type ChatCase struct {
+	Messages            json.RawMessage `json:"messages"`
+	AddGenerationPrompt bool            `json:"add_generation_prompt"`
+	Text                string          `json:"text"`
+}
+
+// QwenChat returns the path and text of Qwen2.5's chat template and the shared cases
+// rendered with it, failing the test when any is missing or unreadable.
+func QwenChat(tb testing.TB) (path, src string, cases []ChatCase) {
+	tb.Helper()
+	dir := filepath.Join(VocabDir(tb), "chat")
+	path = filepath.Join(dir, "qwen2.5-chat-template.jinja")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, "qwen2.5-chat-cases.jsonl"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var c ChatCase
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			tb.Fatalf("%s: case %d: %v", f.Name(), len(cases), err)
+		}
+		cases = append(cases, c)
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	if len(cases) == 0 {
+		tb.Fatalf("%s: no cases", f.Name())
+	}
+	return path, string(b), cases
 }

@@ -24,13 +24,8 @@ import (
 
 // qwenTemplate returns the path and source of Qwen2.5's chat template.
 func qwenTemplate(t *testing.T) (string, string) {
-	t.Helper()
-	path := filepath.Join(testmodels.VocabDir(t), "chat", "qwen2.5-chat-template.jinja")
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path, string(src)
+	path, src, _ := testmodels.QwenChat(t)
+	return path, src
 }
 
 // renderIDs is what a verifier with template src takes as the prompt of msgs: the

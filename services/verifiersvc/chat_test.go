@@ -3,8 +3,6 @@ package verifiersvc_test
 import (
 	"context"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -141,11 +139,8 @@ func TestChatMessages(t *testing.T) {
 // request is FAILED_PRECONDITION, while prompts are still served.
 func TestChatTemplateOverride(t *testing.T) {
 	checkLeaks(t)
-	src, err := os.ReadFile(filepath.Join(testmodels.VocabDir(t), "chat", "qwen2.5-chat-template.jinja"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := chat.Parse(string(src))
+	_, src, _ := testmodels.QwenChat(t)
+	tmpl, err := chat.Parse(src)
 	if err != nil {
 		t.Fatal(err)
 	}
