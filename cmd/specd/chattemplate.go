@@ -106,13 +106,7 @@ func (o *chatTemplateOptions) modelTemplate(ctx context.Context, progress io.Wri
 	if err != nil {
 		return "", "", "", fmt.Errorf("%s: %w", path, err)
 	}
-	piece := func(id int32) string {
-		if id < 0 || int(id) >= tok.VocabSize() {
-			return ""
-		}
-		return tok.Piece(id)
-	}
-	return src, piece(tok.BOS()), piece(tok.EOS()), nil
+	return src, tok.Piece(tok.BOS()), tok.Piece(tok.EOS()), nil // "" for a token the vocabulary lacks
 }
 
 // readChatTemplate reads and compiles a chat template file.

@@ -45,7 +45,7 @@ func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msg
 	case c.t == nil:
 		return nil, c.err
 	}
-	text, err := c.t.Render(ctx, msgs, chat.Options{AddGenerationPrompt: addGen, BOS: specialText(tok, tok.BOS()), EOS: specialText(tok, tok.EOS())})
+	text, err := c.t.Render(ctx, msgs, chat.Options{AddGenerationPrompt: addGen, BOS: tok.Piece(tok.BOS()), EOS: tok.Piece(tok.EOS())})
 	if err != nil {
 		return nil, fmt.Errorf("messages: %w", err)
 	}
@@ -65,12 +65,4 @@ func chatIDs(tok *tokenizer.Tokenizer, text string) []int32 {
 		ids = append([]int32{bos}, ids...)
 	}
 	return ids
-}
-
-// specialText is the text of a special token, "" when the vocabulary has none.
-func specialText(tok *tokenizer.Tokenizer, id int32) string {
-	if id < 0 || int(id) >= tok.VocabSize() {
-		return ""
-	}
-	return tok.Piece(id)
 }
