@@ -61,6 +61,12 @@ func TestChatTemplateCmd(t *testing.T) {
 			t.Errorf("chat-template %q: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, stderr, c.code, c.stderr)
 		}
 	}
+	// A verifier's --chat-template is checked before anything starts.
+	for _, f := range []string{filepath.Join(tmp, "missing.jinja"), filepath.Join(tmp, "bad.jinja")} {
+		if _, stderr, code := run(t, "verifier", "--listen", "127.0.0.1:0", "--chat-template", f); code != 2 || !strings.Contains(stderr, "--chat-template") {
+			t.Errorf("verifier --chat-template %s: exit %d, stderr %q; want exit 2 naming the flag", f, code, stderr)
+		}
+	}
 }
 
 // TestGenerateMessages: `specd generate --messages` against `specd up --chat-template`
