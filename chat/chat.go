@@ -90,8 +90,7 @@ const maxLoopItems = 2 << 20
 
 // Template is a compiled chat template. It is immutable and safe for concurrent use.
 type Template struct {
-	src string
-	t   *jinja.Template
+	t *jinja.Template
 }
 
 // Parse compiles a chat template. Errors wrap ErrTemplate: a syntax error, or a macro
@@ -118,11 +117,8 @@ func Parse(src string) (t *Template, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
-	return &Template{src: src, t: jt}, nil
+	return &Template{t: jt}, nil
 }
-
-// Source returns the template's text as given to Parse.
-func (t *Template) Source() string { return t.src }
 
 // Render renders msgs. Errors: a *RaisedError (wrapping ErrRejected) when the template
 // called raise_exception; ctx's error when it ended while the template looped; an error
