@@ -234,3 +234,22 @@ func FuzzParse(f *testing.F) {
 		tmpl.Render(ctx, []Message{{"user", "hi"}}, Options{AddGenerationPrompt: true})
 	})
 }
+
+// BenchmarkRenderQwen renders a 20-turn conversation with Qwen2.5's template, as a
+// verifier does for each chat request.
+func BenchmarkRenderQwen(b *testing.B) {
+	tmpl, _ := qwen(b)
+	msgs := []Message{{"system", "You are a helpful assistant."}}
+	for i := range 20 {
+		role := "user"
+		if i%2 == 1 {
+			role = "assistant"
+		}
+		msgs = append(msgs, Message{role, strings.Repeat("Some words of the conversation. ", 10)})
+	}
+	for b.Loop() {
+		if _, err := tmpl.Render(b.Context(), msgs, Options{AddGenerationPrompt: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
