@@ -6,12 +6,14 @@
 // with ensure_ascii off) and the sandbox's bound on range.
 //
 // The Jinja engine is github.com/ardanlabs/jinja. A template is configuration an
-// operator chose (a model file or a flag), messages are untrusted input: Parse refuses
-// templates whose macros could recurse (the engine has no depth limit, and a Go stack
-// overflow cannot be recovered), Render bounds what range may produce and how many items
-// all for loops iterate (each loop's iterable passes through a guard written into the
-// source), stops when the context ends as a loop starts, and turns an engine panic into
-// an error. A template written to exhaust memory (a string doubled in a loop, or
+// operator chose (a model file or a flag), messages are untrusted input. The engine has
+// no limits of its own, and a Go stack overflow cannot be recovered, so Parse writes
+// guards into the source — every for loop's iterable and every macro call pass through
+// functions Render provides — and refuses a template that uses a macro other than by
+// calling it by name (which would slip past the guard). Render then bounds the items
+// loops iterate, what range produces, the nesting and number of macro calls, stops when
+// the context ends as a loop or a call starts, and turns an engine panic into an
+// error. A template written to exhaust memory (a string doubled in a loop, or
 // multiplied by a huge number) is not bounded.
 //
 // The package knows nothing of tokenizers or models: callers pass the text of the BOS
@@ -83,6 +85,20 @@ const jsonFilter = "specd_hf_tojson"
 // the rendering when its context ends.
 const loopGuard = "specd_loop_guard"
 
+// callGuard is the function every macro call goes through (see rewrite): it counts
+// the calls of the rendering, refusing more than maxCalls, and their nesting, refusing
+// more than maxDepth, so that a recursive macro ends in an error, not in a Go stack
+// overflow.
+const callGuard = "specd_call_guard"
+
+// maxDepth bounds the nesting of macro calls (Python's recursion limit stops HF's Jinja
+// a little deeper); maxCalls bounds the macro calls of one rendering, so that a macro
+// calling itself twice per level cannot run for hours.
+const (
+	maxDepth = 200
+	maxCalls = 1 << 20
+)
+
 // maxLoopItems bounds the items all for loops of one rendering iterate together, so
 // that a template cannot loop for hours (nested loops over a long message's
 // characters, say).
@@ -94,8 +110,7 @@ type Template struct {
 }
 
 // Parse compiles a chat template. Errors wrap ErrTemplate: a syntax error, or a macro
-// that calls itself, a macro defined after it, or anything that is not a macro defined
-// before it or a global (see checkMacros).
+// used other than by calling it by name (see checkMacros).
 func Parse(src string) (t *Template, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -110,10 +125,11 @@ func Parse(src string) (t *Template, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
-	if err := checkMacros(text, tags); err != nil {
+	macros := macroNames(text, tags)
+	if err := checkMacros(text, tags, macros); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
-	jt, err := jinja.Compile(rewrite(text, tags, "tojson", jsonFilter, loopGuard))
+	jt, err := jinja.Compile(rewrite(text, tags, macros))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
@@ -127,7 +143,7 @@ func Parse(src string) (t *Template, err error) {
 func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out string, err error) {
 	var raised *RaisedError
 	var ctxErr error
-	budget, loops := maxRangeTotal, maxLoopItems
+	budget, loops, calls, depth := maxRangeTotal, maxLoopItems, maxCalls, 0
 	now := o.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -182,6 +198,24 @@ func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out s
 				return jinja.Undefined(), fmt.Errorf("loops too long: more than %d items iterated in one rendering", maxLoopItems)
 			}
 			return args[0], nil
+		}),
+		callGuard: jinja.NewCallable(callGuard, func(args []jinja.Value, kw map[string]jinja.Value) (jinja.Value, error) {
+			if len(args) == 0 || !args[0].IsCallable() {
+				return jinja.Undefined(), fmt.Errorf("%s: not a macro", callGuard)
+			}
+			if err := ctx.Err(); err != nil {
+				ctxErr = err
+				return jinja.Undefined(), err
+			}
+			if calls--; calls < 0 {
+				return jinja.Undefined(), fmt.Errorf("more than %d macro calls in one rendering", maxCalls)
+			}
+			if depth >= maxDepth {
+				return jinja.Undefined(), fmt.Errorf("macro calls nested deeper than %d", maxDepth)
+			}
+			depth++
+			defer func() { depth-- }()
+			return args[0].AsCallable().Fn(args[1:], kw)
 		}),
 	}
 	if o.BOS != "" {

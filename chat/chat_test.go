@@ -74,6 +74,9 @@ func TestRender(t *testing.T) {
 		{"range", "{% for i in range(3) %}{{ i }}{% endfor %}{% for i in range(5, 0, -2) %}{{ i }}{% endfor %}", Options{}, "012531"},
 		{"trim_blocks and lstrip_blocks", "{% if true %}\n    a\n    {% if true %}\nb\n    {% endif %}\n{% endif %}\n", Options{}, "    a\nb\n"},
 		{"macros calling earlier macros", "{% macro a(x) %}<{{ x }}>{% endmacro %}{% macro b(y) %}{{ a(y) }}{{ a(y) }}{% endmacro %}{{ b(1) }}", Options{}, "<1><1>"},
+		{"recursive macro", "{% macro f(n) %}{{ n }}{% if n > 0 %},{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(5) }}", Options{}, "5,4,3,2,1,0"},
+		{"call block", "{% macro box(t) %}[{{ t }}:{{ caller() }}]{% endmacro %}{% call box('x') %}in{% endcall %}", Options{}, "[x:in]"},
+		{"keyword arguments", "{% macro f(a, b=2, c=3) %}{{ a }}{{ b }}{{ c }}{% endmacro %}{{ f(1, c=9) }}", Options{}, "129"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,13 +117,11 @@ func TestBadTemplates(t *testing.T) {
 		{"unclosed tag", "{{ messages"},
 		{"syntax", "{{ 1 + }}"},
 		{"unclosed block", "{% if x %}"},
-		{"self-recursive macro", "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}"},
-		{"mutual recursion", "{% macro f() %}{{ g() }}{% endmacro %}{% macro g() %}{{ f() }}{% endmacro %}{{ f() }}"},
-		{"recursion through call", "{% macro f() %}{% call f() %}x{% endcall %}{% endmacro %}{{ f() }}"},
-		{"macro passed as a parameter", "{% macro f(g) %}{{ g(g) }}{% endmacro %}{{ f(f) }}"},
+		{"macro passed as an argument", "{% macro f(g) %}{{ g(g) }}{% endmacro %}{{ f(f) }}"},
 		{"macro name rebound", "{% macro a() %}1{% endmacro %}{% macro b() %}{{ a() }}{% endmacro %}{% set a = b %}{{ b() }}"},
-		{"parameter shadows a macro", "{% macro a() %}1{% endmacro %}{% macro b(a) %}{{ a() }}{% endmacro %}{{ b(b) }}"},
-		{"duplicate macro", "{% macro a() %}1{% endmacro %}{% macro a() %}2{% endmacro %}"},
+		{"parameter named as a macro", "{% macro a() %}1{% endmacro %}{% macro b(a) %}{{ a() }}{% endmacro %}{{ b(1) }}"},
+		{"macro in a namespace", "{% macro a() %}1{% endmacro %}{% set ns = namespace(f=a) %}{{ ns.f() }}"},
+		{"loop variable named as a macro", "{% macro a() %}1{% endmacro %}{% for a in [1] %}{{ a }}{% endfor %}"},
 	}
 	for _, tt := range parse {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,6 +135,10 @@ func TestBadTemplates(t *testing.T) {
 		{"nested ranges", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"},
 		{"range of a string", "{{ range('x') }}"},
 		{"negative repeat", "{{ 'a' * -1 }}"},
+		{"self-recursive macro", "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}"},
+		{"mutual recursion", "{% macro f() %}{{ g() }}{% endmacro %}{% macro g() %}{{ f() }}{% endmacro %}{{ f() }}"},
+		{"recursion through call", "{% macro f() %}{% call f() %}x{% endcall %}{% endmacro %}{{ f() }}"},
+		{"recursion twice per level", "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}"},
 		{"undefined call", "{{ nothing() }}"},
 		{"nested loops over a message", "{% for a in messages[0].content %}{% for b in messages[0].content %}{% for c in messages[0].content %}x{% endfor %}{% endfor %}{% endfor %}"},
 		{"tojson of undefined", "{{ nothing | tojson }}"},
@@ -183,13 +188,17 @@ func TestRewrite(t *testing.T) {
 			"{% for t in G(m.tool_calls | selectattr('type', 'in', ['x'])) %}{{ t | J }}{% endfor %}"},
 		{"{% for x in [1, 2][::-1] %}", "{% for x in G([1, 2][::-1]) %}"},
 		{"{% raw %}{% for x in y %}{% endraw %}", "{% raw %}{% for x in y %}{% endraw %}"},
+		{"{% macro m(a, b=1) %}{{ m (a) }}{{ x.m(1) }}{{ y | m() }}{% endmacro %}{% call m(1, b=2) %}c{% endcall %}{{ m() }}",
+			"{% macro m(a, b=1) %}{{ C(m, a) }}{{ x.m(1) }}{{ y | m() }}{% endmacro %}{% call C(m, 1, b=2) %}c{% endcall %}{{ C(m) }}"},
+		{"{% macro m() %}[1]{% endmacro %}{% for x in m() %}{{ x }}{% endfor %}", "{% macro m() %}[1]{% endmacro %}{% for x in G(C(m)) %}{{ x }}{% endfor %}"},
 	} {
 		tags, err := scanTags(tc.src)
 		if err != nil {
 			t.Fatalf("scanTags(%q) = %v", tc.src, err)
 		}
-		if got := rewrite(tc.src, tags, "tojson", "J", "G"); got != tc.want {
-			t.Errorf("rewrite(%q) = %q, want %q", tc.src, got, tc.want)
+		r := strings.NewReplacer("J", jsonFilter, "G", loopGuard, "C", callGuard)
+		if got, want := rewrite(tc.src, tags, macroNames(tc.src, tags)), r.Replace(tc.want); got != want {
+			t.Errorf("rewrite(%q) = %q, want %q", tc.src, got, want)
 		}
 	}
 }

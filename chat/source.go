@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -154,12 +155,17 @@ type edit struct {
 	ins      string
 }
 
-// rewrite returns src with every application of the filter from ("| from") renamed to
-// to, and the iterable of every for loop passed through the function guard:
-// "{% for x in xs if c %}" becomes "{% for x in guard(xs) if c %}". The iterable ends
-// where a top-level if or recursive begins, as Jinja parses it (no conditional
-// expression there). Text outside tags, comments and string literals are left alone.
-func rewrite(src string, tags []tag, from, to, guard string) string {
+// rewrite returns src with the changes that let Render keep a template within bounds
+// and render it as HF does; text outside tags, comments and string literals are left
+// alone:
+//   - every application of tojson ("| tojson") is renamed jsonFilter;
+//   - the iterable of every for loop passes through loopGuard: "{% for x in xs if c %}"
+//     becomes "{% for x in loopGuard(xs) if c %}" (the iterable ends where a top-level
+//     if or recursive begins, as Jinja parses it: no conditional expression there);
+//   - every call of a macro goes through callGuard: "m(a, b=1)" becomes
+//     "callGuard(m, a, b=1)", in {% call %} blocks too. checkMacros has made sure that
+//     macros are used in no other way, so every macro call is counted.
+func rewrite(src string, tags []tag, macros map[string]bool) string {
 	var edits []edit
 	for _, t := range tags {
 		if t.kind == '#' {
@@ -167,9 +173,20 @@ func rewrite(src string, tags []tag, from, to, guard string) string {
 		}
 		toks := lex(src, t.in, t.inEnd)
 		for k := 1; k < len(toks); k++ {
-			if toks[k].ident && toks[k].text == from && toks[k-1].text == "|" {
-				edits = append(edits, edit{toks[k].pos, len(from), to})
+			if toks[k].ident && toks[k].text == "tojson" && toks[k-1].text == "|" {
+				edits = append(edits, edit{toks[k].pos, len("tojson"), jsonFilter})
 			}
+		}
+		for k, tk := range toks {
+			if !macroCall(toks, k, macros) {
+				continue
+			}
+			ins := callGuard + "(" + tk.text
+			if k+2 >= len(toks) || toks[k+2].text != ")" {
+				ins += ", "
+			}
+			open := toks[k+1]
+			edits = append(edits, edit{tk.pos, open.pos + 1 - tk.pos, ins})
 		}
 		if t.kind != '%' || len(toks) == 0 || toks[0].text != "for" {
 			continue
@@ -197,9 +214,11 @@ func rewrite(src string, tags []tag, from, to, guard string) string {
 			continue // not a loop the engine will parse: it reports the error
 		}
 		end := toks[last].pos + len(toks[last].text)
-		edits = append(edits, edit{toks[first].pos, 0, guard + "("}, edit{end, 0, ")"})
+		edits = append(edits, edit{toks[first].pos, 0, loopGuard + "("}, edit{end, 0, ")"})
 	}
-	slices.SortStableFunc(edits, func(a, b edit) int { return a.pos - b.pos })
+	// At one position an insertion goes before a replacement (a loop over a macro's
+	// output: "for x in m()").
+	slices.SortStableFunc(edits, func(a, b edit) int { return cmp.Or(a.pos-b.pos, a.del-b.del) })
 	var sb strings.Builder
 	last := 0
 	for _, e := range edits {
@@ -211,127 +230,65 @@ func rewrite(src string, tags []tag, from, to, guard string) string {
 	return sb.String()
 }
 
-// globals are the callables a macro may call besides the macros defined before it.
-var globals = map[string]bool{
-	"range": true, "namespace": true, "dict": true, "joiner": true, "cycler": true, "lipsum": true,
-	"raise_exception": true, "strftime_now": true, "caller": true,
+// macroCall reports whether toks[k] calls a macro: the macro's name, followed by a
+// parenthesis, and not an attribute (x.name), a filter (| name) or a test (is name).
+func macroCall(toks []token, k int, macros map[string]bool) bool {
+	if !toks[k].ident || !macros[toks[k].text] || k+1 >= len(toks) || toks[k+1].text != "(" {
+		return false
+	}
+	return !afterDotFilterOrTest(toks, k) && !(k == 1 && toks[0].text == "macro")
 }
 
-// keywords precede a parenthesis without calling anything.
-var keywords = map[string]bool{
-	"if": true, "elif": true, "else": true, "in": true, "not": true, "and": true, "or": true, "is": true,
-	"for": true, "set": true, "call": true, "with": true, "return": true, "recursive": true,
+// afterDotFilterOrTest reports whether toks[k] names an attribute, a filter or a test.
+func afterDotFilterOrTest(toks []token, k int) bool {
+	if k == 0 {
+		return false
+	}
+	switch toks[k-1].text {
+	case ".", "|", "is":
+		return true
+	case "not":
+		return k > 1 && toks[k-2].text == "is"
+	}
+	return false
 }
 
-// checkMacros refuses a template whose macros could recurse, since the engine would
-// recurse until the Go stack overflows, which kills the process. Inside a macro's body
-// every call must name a macro whose definition ended before the call, or a global;
-// no macro name may be bound again (set, for, a parameter), so that a name keeps
-// meaning the macro checked; and macro names are unique.
-func checkMacros(src string, tags []tag) error {
-	macros := map[string]bool{}
+// macroNames returns the names of the macros src defines.
+func macroNames(src string, tags []tag) map[string]bool {
+	names := map[string]bool{}
 	for _, t := range tags {
-		toks := lex(src, t.in, t.inEnd)
-		if t.kind == '%' && len(toks) > 1 && toks[0].text == "macro" && toks[1].ident {
-			if macros[toks[1].text] {
-				return fmt.Errorf("line %d: macro %s is defined twice", lineOf(src, t.start), toks[1].text)
-			}
-			macros[toks[1].text] = true
+		if t.kind != '%' {
+			continue
+		}
+		if toks := lex(src, t.in, t.inEnd); len(toks) > 1 && toks[0].text == "macro" && toks[1].ident {
+			names[toks[1].text] = true
 		}
 	}
+	return names
+}
+
+// checkMacros refuses a template that uses a macro other than by calling it by name —
+// binding it to another name (set, for, a parameter), passing it as an argument, or
+// keeping it in a list or a namespace — since a call through that other name would
+// escape callGuard, and so the bound on macro depth that keeps a recursive macro from
+// overflowing the Go stack, which kills the process.
+func checkMacros(src string, tags []tag, macros map[string]bool) error {
 	if len(macros) == 0 {
 		return nil
 	}
-	var open []string // macros being defined, innermost last
-	done := map[string]bool{}
 	for _, t := range tags {
 		if t.kind == '#' {
 			continue
 		}
 		toks := lex(src, t.in, t.inEnd)
-		line := lineOf(src, t.start)
-		if t.kind == '%' && len(toks) > 0 {
-			switch toks[0].text {
-			case "macro":
-				if len(toks) < 2 {
-					continue
-				}
-				for _, name := range bound(toks[2:], "=") {
-					if macros[name] {
-						return fmt.Errorf("line %d: macro %s has a parameter named like macro %s", line, toks[1].text, name)
-					}
-				}
-				open = append(open, toks[1].text)
-				continue
-			case "endmacro":
-				if len(open) > 0 {
-					done[open[len(open)-1]] = true
-					open = open[:len(open)-1]
-				}
-				continue
-			case "set", "for", "with":
-				for _, name := range bound(toks[1:], "=", "in") {
-					if macros[name] {
-						return fmt.Errorf("line %d: %s binds %s, the name of a macro", line, toks[0].text, name)
-					}
-				}
-			}
-		}
-		if len(open) == 0 {
-			continue
-		}
 		for k, tk := range toks {
-			if !tk.ident || k+1 >= len(toks) || toks[k+1].text != "(" || keywords[tk.text] {
+			if !tk.ident || !macros[tk.text] || afterDotFilterOrTest(toks, k) || (k == 1 && toks[0].text == "macro") {
 				continue
 			}
-			if k > 0 && (toks[k-1].text == "." || toks[k-1].text == "|" || toks[k-1].text == "is") {
-				continue
+			if !macroCall(toks, k, macros) {
+				return fmt.Errorf("line %d: macro %s is used as a value; only calls by its name are supported", lineOf(src, tk.pos), tk.text)
 			}
-			if k > 1 && toks[k-1].text == "not" && toks[k-2].text == "is" {
-				continue
-			}
-			if globals[tk.text] || done[tk.text] {
-				continue
-			}
-			return fmt.Errorf("line %d: macro %s calls %s, which is not a macro defined before it: recursive macros are not supported", line, open[len(open)-1], tk.text)
 		}
 	}
 	return nil
-}
-
-// bound returns the bare names a statement binds: the identifiers before the first of
-// stops at parenthesis depth 0 (set x, y = …; for k, v in …), or, for a macro's
-// parameter list, those at depth 1 not after a stop.
-func bound(toks []token, stops ...string) []string {
-	var names []string
-	depth := 0
-	afterStop := false
-	for k, tk := range toks {
-		switch tk.text {
-		case "(", "[":
-			depth++
-			continue
-		case ")", "]":
-			depth--
-			afterStop = false
-			continue
-		case ",":
-			if depth <= 1 {
-				afterStop = false
-			}
-			continue
-		}
-		for _, s := range stops {
-			if tk.text == s {
-				if depth == 0 {
-					return names
-				}
-				afterStop = true
-			}
-		}
-		if tk.ident && !afterStop && (k == 0 || toks[k-1].text != ".") && !keywords[tk.text] {
-			names = append(names, tk.text)
-		}
-	}
-	return names
 }

@@ -52,7 +52,8 @@ func TestChatTemplateCmd(t *testing.T) {
 		{[]string{"--template", tmpl}, 2, "--messages"},
 		{[]string{"--template", tmpl, "--messages", write("bad.json", `{"role": "user"}`)}, 2, "JSON array"},
 		{[]string{"--template", tmpl, "--messages", write("norole.json", `[{"role": "user", "content": "a"}, {"content": "b"}]`)}, 2, "messages[1].role"},
-		{[]string{"--template", write("bad.jinja", "{% macro f() %}{{ f() }}{% endmacro %}"), "--messages", good}, 2, "recursive"},
+		{[]string{"--template", write("bad.jinja", "{% macro f(g) %}{{ g() }}{% endmacro %}{{ f(f) }}"), "--messages", good}, 2, "used as a value"},
+		{[]string{"--template", write("deep.jinja", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), "--messages", good}, 1, "nested deeper"},
 		{[]string{"-m", "specd-draft-q8_0", "--messages", good}, 1, "no chat template"},
 		{[]string{"--template", write("raise.jinja", "{{ raise_exception('only system') }}"), "--messages", good}, 1, "only system"},
 	} {
