@@ -76,6 +76,7 @@ func TestRender(t *testing.T) {
 		{"macros calling earlier macros", "{% macro a(x) %}<{{ x }}>{% endmacro %}{% macro b(y) %}{{ a(y) }}{{ a(y) }}{% endmacro %}{{ b(1) }}", Options{}, "<1><1>"},
 		{"recursive macro", "{% macro f(n) %}{{ n }}{% if n > 0 %},{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(5) }}", Options{}, "5,4,3,2,1,0"},
 		{"call block", "{% macro box(t) %}[{{ t }}:{{ caller() }}]{% endmacro %}{% call box('x') %}in{% endcall %}", Options{}, "[x:in]"},
+		{"a test of a macro", "{% macro m() %}1{% endmacro %}{% if m is defined %}{{ m() }}{% endif %}", Options{}, "1"},
 		{"keyword arguments", "{% macro f(a, b=2, c=3) %}{{ a }}{{ b }}{{ c }}{% endmacro %}{{ f(1, c=9) }}", Options{}, "129"},
 	}
 	for _, tt := range tests {

@@ -285,6 +285,9 @@ func checkMacros(src string, tags []tag, macros map[string]bool) error {
 			if !tk.ident || !macros[tk.text] || afterDotFilterOrTest(toks, k) || (k == 1 && toks[0].text == "macro") {
 				continue
 			}
+			if k+1 < len(toks) && toks[k+1].text == "is" {
+				continue // a test of the macro (m is defined) hands it to no one
+			}
 			if !macroCall(toks, k, macros) {
 				return fmt.Errorf("line %d: macro %s is used as a value; only calls by its name are supported", lineOf(src, tk.pos), tk.text)
 			}
