@@ -234,6 +234,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("{{ 'a' * 3 }}{% if x %}{% elif y %}{% else %}{% endif %}")
 	f.Add("{% raw %}{{ x }}{% endraw %}{# c #}{{ '}}' }}")
 	f.Add("{% set ns = namespace(a=1) %}{% set ns.a = ns.a + 1 %}{{ ns.a }}")
+	f.Add("{% macro m(a, b=1) %}{{ m(a - 1) if a > 0 }}{{ caller() if caller is defined }}{% endmacro %}{% call m(3) %}x{% endcall %}{% for x in m(2) %}{% endfor %}")
+	f.Add("{%- for k, v in {'a': [1, 2]}.items() if v recursive -%}{{ loop.index }}{%- endfor -%}\r\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		tmpl, err := Parse(src)
 		if err != nil {
