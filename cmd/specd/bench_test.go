@@ -137,9 +137,9 @@ func TestSummarize(t *testing.T) {
 }
 
 // startUp runs `specd up` in this process on a free loopback port, with the real specd
-// pair, and returns the router's address once it has learnt both models. The test's
-// cleanup stops it and checks that nothing is left running.
-func startUp(t *testing.T) string { return startUpWith(t, "") }
+// pair (and args, more flags of up), and returns the router's address once it has learnt
+// both models. The test's cleanup stops it and checks that nothing is left running.
+func startUp(t *testing.T, args ...string) string { return startUpWith(t, "", args...) }
 
 // startUpWith is startUp with more flags for up, waiting for the models with the API
 // key apiKey ("" for none).

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/specd-dev/specd/chat"
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
@@ -73,6 +74,7 @@ type stackOptions struct {
 	keys      *auth.Keys           // the router's API keys (nil: none)
 	apiKey    string               // the key the stack's client sends (with keys)
 	rlog      *slog.Logger         // the router's log (nil: quiet)
+	chat      *chat.Template       // the verifier's --chat-template (nil: none)
 }
 
 // startStackWith starts the stack as o says.
@@ -90,7 +92,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
 			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}},
-				Drafts: drafts}, vl)
+				Drafts: drafts, ChatTemplate: o.chat}, vl)
 	})
 	if o.draftAddr == "" {
 		run(func() error {
@@ -180,6 +182,12 @@ func benchPrompts(t *testing.T) []prompt {
 // plain is `specd run` on the verifier model alone: prompt ids and generated ids.
 func (s *stack) plain(t *testing.T, text string, n int, sp sample.Params) []int32 {
 	t.Helper()
+	return s.plainIDs(t, s.target.Tok.Encode(text, true), n, sp)
+}
+
+// plainIDs is plain from prompt ids.
+func (s *stack) plainIDs(t *testing.T, prompt []int32, n int, sp sample.Params) []int32 {
+	t.Helper()
 	m := s.target
 	kv, err := m.NewKVPool(16<<20, ggml.F32)
 	if err != nil {
@@ -189,7 +197,7 @@ func (s *stack) plain(t *testing.T, text string, n int, sp sample.Params) []int3
 	defer pool.Close()
 	st := m.NewState(pool, kv.NewSeq(), 64)
 	out, _, err := generate.Run(context.Background(), st, generate.Request{
-		Prompt: m.Tok.Encode(text, true), Sampling: sp,
+		Prompt: prompt, Sampling: sp,
 		Limits: generate.Limits{MaxTokens: n, Context: m.Context, End: m.Tok.EOG(), BOS: m.Tok.BOS()},
 	}, func(generate.Token) error { return nil })
 	if err != nil {
