@@ -22,7 +22,8 @@ import (
 	"github.com/specd-dev/specd/verifier"
 )
 
-// FieldError is a bad request field; it maps to InvalidArgument naming the field.
+// FieldError is a bad request field; it maps to InvalidArgument naming the field, in
+// the message and in a google.rpc.BadRequest detail.
 type FieldError struct {
 	Field string
 	Msg   string
@@ -86,7 +87,15 @@ func Status(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
-	case errors.As(err, &fe), errors.Is(err, sample.ErrInvalid), errors.Is(err, model.ErrBadToken),
+	case errors.As(err, &fe):
+		// The field also travels as a google.rpc.BadRequest detail, so a translator in
+		// front of the API (the OpenAI front door) names it without parsing the text.
+		st := status.New(codes.InvalidArgument, err.Error())
+		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fe.Field, Description: fe.Msg}}}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, sample.ErrInvalid), errors.Is(err, model.ErrBadToken),
 		errors.Is(err, generate.ErrEmptyPrompt), errors.Is(err, model.ErrContextFull):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy), errors.Is(err, verifier.ErrQueueFull),

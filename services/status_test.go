@@ -55,3 +55,23 @@ func TestStatus(t *testing.T) {
 		t.Errorf("BusyError's RetryInfo delay = %v, want 250ms", hint)
 	}
 }
+
+// TestStatusFieldDetail: a FieldError, wrapped or not, carries its field as a
+// google.rpc.BadRequest detail, so the HTTP front door can name the parameter.
+func TestStatusFieldDetail(t *testing.T) {
+	st := status.Convert(Status(fmt.Errorf("parse: %w", BadField("sampling.top_p", "1.5: want (0, 1]"))))
+	var fields []string
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				fields = append(fields, v.GetField()+" / "+v.GetDescription())
+			}
+		}
+	}
+	if want := "sampling.top_p / 1.5: want (0, 1]"; len(fields) != 1 || fields[0] != want {
+		t.Errorf("BadRequest detail = %q, want [%q]", fields, want)
+	}
+	if st.Code() != codes.InvalidArgument {
+		t.Errorf("code = %v, want InvalidArgument", st.Code())
+	}
+}
