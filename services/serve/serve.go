@@ -6,6 +6,7 @@ package serve
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
@@ -21,6 +23,7 @@ import (
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/consul"
 	"github.com/specd-dev/specd/services/draftsvc"
+	"github.com/specd-dev/specd/services/openaihttp"
 	"github.com/specd-dev/specd/services/routersvc"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
@@ -249,6 +252,16 @@ type RouterConfig struct {
 	Limits         services.Limits      // what one client connection may ask
 	Log            *slog.Logger
 	Ready          func()
+	// HTTP serves the OpenAI-compatible front door (services/openaihttp) on this
+	// listener; nil: none. It calls this router's own gRPC server over an in-process
+	// connection, so every rule of the gRPC API holds for it too.
+	HTTP *HTTPConfig
+}
+
+// HTTPConfig configures the OpenAI-compatible front door.
+type HTTPConfig struct {
+	Listener     net.Listener
+	MaxBodyBytes int64 // bound of a request body (0: openaihttp.DefaultMaxBodyBytes)
 }
 
 // Router serves the public API on lis until ctx ends.
@@ -279,6 +292,9 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 				next(endpoint, from, to)
 			}
 		}
+	}
+	if cfg.HTTP != nil {
+		defer cfg.HTTP.Listener.Close() // a router that fails to start releases it (once served, closing again does nothing)
 	}
 	rs := routersvc.New(rt, cfg.Log, cfg.Tel, dialOptions(cfg.Tel)...)
 	defer rs.Close() // after the background goroutines below have stopped (defers run last-first)
@@ -319,9 +335,43 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		}
 		defer dereg()
 	}
+	if cfg.HTTP != nil {
+		if err := frontDoor(rctx, cfg, srv, &wg); err != nil {
+			return err
+		}
+		// Also serving an in-memory listener: if Serve below fails rather than stops
+		// gracefully, this stops that too (after a graceful stop it does nothing).
+		defer srv.GRPC.Stop()
+	}
 	cfg.Log.Info("router serving", "addr", lis.Addr().String(), "verifiers", cfg.Verifiers, "drafts", cfg.Drafts)
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}
 	return srv.Serve(ctx, lis, Grace)
+}
+
+// frontDoor serves the OpenAI-compatible front door of cfg.HTTP until ctx ends, in a
+// goroutine counted by wg. Its router client reaches srv through an in-memory
+// listener, and is closed once the front door has stopped.
+func frontDoor(ctx context.Context, cfg RouterConfig, srv *services.Server, wg *sync.WaitGroup) error {
+	mem := bufconn.Listen(1 << 20)
+	go srv.GRPC.Serve(mem) // ends with the server's GracefulStop
+	dial := append([]grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) })},
+		dialOptions(cfg.Tel)...)
+	cc, err := services.Dial("passthrough:///in-process", dial...)
+	if err != nil {
+		mem.Close()
+		return fmt.Errorf("front door: in-process connection: %w", err)
+	}
+	h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), cfg.HTTP.MaxBodyBytes, cfg.Log)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cc.Close()
+		if err := openaihttp.Serve(ctx, cfg.HTTP.Listener, h, Grace); err != nil {
+			cfg.Log.Error("openai front door stopped", "err", err)
+		}
+	}()
+	cfg.Log.Info("openai front door serving", "addr", cfg.HTTP.Listener.Addr().String())
+	return nil
 }

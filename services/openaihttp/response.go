@@ -1,0 +1,109 @@
+package openaihttp
+
+import (
+	"cmp"
+	"strings"
+	"time"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+)
+
+// finishReason maps specd's finish reasons to OpenAI's: the end-of-sequence token
+// and a stop string are "stop"; max_tokens and a full context window are "length".
+func finishReason(f specdv1.FinishReason) string {
+	switch f {
+	case specdv1.FinishReason_FINISH_REASON_LENGTH, specdv1.FinishReason_FINISH_REASON_CONTEXT:
+		return "length"
+	}
+	return "stop"
+}
+
+// usage is the OpenAI usage of a request served with stats s.
+func usage(s *specdv1.Stats) *Usage {
+	ms := func(d interface{ AsDuration() time.Duration }) float64 {
+		return float64(d.AsDuration()) / float64(time.Millisecond)
+	}
+	u := &Usage{
+		PromptTokens: int(s.GetPromptTokens()), CompletionTokens: int(s.GetCompletionTokens()),
+		TotalTokens:         int(s.GetPromptTokens() + s.GetCompletionTokens()),
+		PromptTokensDetails: &PromptTokens{CachedTokens: int(s.GetCachedPromptTokens())},
+		Specd: &SpecdUsage{
+			Rounds: int(s.GetRounds()), DraftedTokens: int(s.GetDraftedTokens()), AcceptedTokens: int(s.GetAcceptedTokens()),
+			AcceptanceRate: float64(s.GetAcceptanceRate()), MeanAcceptedPerRound: float64(s.GetMeanAcceptedPerRound()),
+			LookupTokens: int(s.GetLookupTokens()), LookupAcceptedTokens: int(s.GetLookupAcceptedTokens()),
+			Fallbacks: int(s.GetFallbacks()), Failovers: int(s.GetFailovers()),
+			Verifier: s.GetVerifier().GetAddress(), Draft: s.GetDraft().GetAddress(), DraftModel: s.GetDraft().GetModel(),
+			TimeToFirstTokenMS: ms(s.GetTimeToFirstToken()), TotalMS: ms(s.GetTotalDuration()),
+			QueueWaitMS: ms(s.GetQueueWait()), MeanRoundTripMS: ms(s.GetMeanRoundTrip()),
+			DecodeTokensPerSecond: s.GetDecodeTokensPerSecond(),
+		},
+	}
+	if m := s.GetMode(); m != specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED {
+		u.Specd.Mode = strings.ToLower(strings.TrimPrefix(m.String(), "VERIFICATION_MODE_"))
+	}
+	return u
+}
+
+// modelName is the model a response names: the one that served it, else the one asked for.
+func modelName(c *Call, s *specdv1.Stats) string {
+	return cmp.Or(s.GetVerifier().GetModel(), c.Model)
+}
+
+// completion is the whole response of a non-streamed text completion.
+func completion(c *Call, id string, created int64, r *specdv1.CompleteResponse) *Completion {
+	fr := finishReason(r.GetFinishReason())
+	return &Completion{ID: id, Object: "text_completion", Created: created, Model: modelName(c, r.GetStats()),
+		Choices: []CompletionChoice{{Text: r.GetText(), FinishReason: &fr}}, Usage: usage(r.GetStats())}
+}
+
+// chatCompletion is the whole response of a non-streamed chat completion.
+func chatCompletion(c *Call, id string, created int64, r *specdv1.CompleteResponse) *ChatCompletion {
+	return &ChatCompletion{ID: id, Object: "chat.completion", Created: created, Model: modelName(c, r.GetStats()),
+		Choices: []ChatChoice{{Message: ChatMessage{Role: "assistant", Content: r.GetText()}, FinishReason: finishReason(r.GetFinishReason())}},
+		Usage:   usage(r.GetStats())}
+}
+
+// chunker builds the chunks of one streamed response.
+type chunker struct {
+	c       *Call
+	id      string
+	created int64
+	model   string
+	started bool // a chat stream has sent its first chunk, the one with the role
+}
+
+// text is the chunk carrying a piece of the answer (the first chunk of a chat stream
+// also carries the role).
+func (k *chunker) text(s string) any {
+	if !k.c.Chat {
+		return &Completion{ID: k.id, Object: "text_completion", Created: k.created, Model: k.model, Choices: []CompletionChoice{{Text: s}}}
+	}
+	d := ChatDelta{Content: s}
+	if !k.started {
+		k.started, d.Role = true, "assistant"
+	}
+	return &ChatChunk{ID: k.id, Object: "chat.completion.chunk", Created: k.created, Model: k.model, Choices: []ChatChunkChoice{{Delta: d}}}
+}
+
+// final is the chunk with the finish reason.
+func (k *chunker) final(f *specdv1.Final) any {
+	k.model = modelName(k.c, f.GetStats())
+	fr := finishReason(f.GetFinishReason())
+	if !k.c.Chat {
+		return &Completion{ID: k.id, Object: "text_completion", Created: k.created, Model: k.model, Choices: []CompletionChoice{{FinishReason: &fr}}}
+	}
+	d := ChatDelta{}
+	if !k.started {
+		k.started, d.Role = true, "assistant"
+	}
+	return &ChatChunk{ID: k.id, Object: "chat.completion.chunk", Created: k.created, Model: k.model, Choices: []ChatChunkChoice{{Delta: d, FinishReason: &fr}}}
+}
+
+// usage is the last chunk of a stream that asked for usage: no choices, the usage.
+func (k *chunker) usage(f *specdv1.Final) any {
+	u := usage(f.GetStats())
+	if !k.c.Chat {
+		return &Completion{ID: k.id, Object: "text_completion", Created: k.created, Model: k.model, Choices: []CompletionChoice{}, Usage: u}
+	}
+	return &ChatChunk{ID: k.id, Object: "chat.completion.chunk", Created: k.created, Model: k.model, Choices: []ChatChunkChoice{}, Usage: u}
+}
