@@ -307,7 +307,11 @@ func decode(body []byte, v any) error {
 	case errors.As(err, &e):
 		return e
 	case errors.As(err, &te) && te.Field != "":
-		return badParam(te.Field, "want %s, not a JSON %s", kindOf(te.Type.Kind().String()), te.Value)
+		field := strings.TrimPrefix(te.Field, "common.") // the embedded struct's name is no parameter
+		if strings.HasPrefix(field, "messages.") {
+			field = "messages"
+		}
+		return badParam(field, "want %s, not a JSON %s", kindOf(te.Type.Kind().String()), te.Value)
 	}
 	return &Error{Status: 400, Type: TypeInvalidRequest, Message: fmt.Sprintf("the request body is not valid JSON for this endpoint: %v", err)}
 }
