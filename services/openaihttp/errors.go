@@ -84,7 +84,11 @@ func fromStatus(err error, c *Call) *Error {
 		e = &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Message: msg}
 		for _, d := range st.Details() {
 			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
-				e.Param = paramOf(br.GetFieldViolations()[0].GetField(), c)
+				field := br.GetFieldViolations()[0].GetField()
+				e.Param = paramOf(field, c)
+				if rest, ok := strings.CutPrefix(msg, field+": "); ok && e.Param != "" {
+					e.Message = e.Param + ": " + rest // the name the client used, not the gRPC field's
+				}
 			}
 		}
 		return e

@@ -108,9 +108,9 @@ func TestErrorMapping(t *testing.T) {
 		typ, code, param   string
 		retryAfter, inText string
 	}{
-		{services.Status(services.BadField("sampling.top_p", "1.5: want (0, 1]")), 400, "invalid_request_error", "", "top_p", "", "1.5"},
+		{services.Status(services.BadField("sampling.top_p", "1.5: want (0, 1]")), 400, "invalid_request_error", "", "top_p", "", "top_p: 1.5"},
 		{services.Status(services.BadField("max_tokens", "600 new tokens exceed the context")), 400, "invalid_request_error", "", "max_tokens", "", "context"},
-		{services.Status(services.BadField("prompt_ids", "token 9999 is outside")), 400, "invalid_request_error", "", "prompt", "", "9999"},
+		{services.Status(services.BadField("prompt_ids", "token 9999 is outside")), 400, "invalid_request_error", "", "prompt", "", "prompt: token 9999"},
 		{status.Error(codes.FailedPrecondition, "no chat template"), 400, "invalid_request_error", "", "", "", "template"},
 		{status.Error(codes.Unauthenticated, "missing API key"), 401, "authentication_error", "invalid_api_key", "", "", "API key"},
 		{status.Error(codes.PermissionDenied, "key may not use model big"), 403, "permission_error", "permission_denied", "", "", "big"},

@@ -2,6 +2,7 @@ package openaihttp
 
 import (
 	"cmp"
+	"math"
 	"strings"
 	"time"
 
@@ -21,7 +22,7 @@ func finishReason(f specdv1.FinishReason) string {
 // usage is the OpenAI usage of a request served with stats s.
 func usage(s *specdv1.Stats) *Usage {
 	ms := func(d interface{ AsDuration() time.Duration }) float64 {
-		return float64(d.AsDuration()) / float64(time.Millisecond)
+		return round(float64(d.AsDuration())/float64(time.Millisecond), 3)
 	}
 	u := &Usage{
 		PromptTokens: int(s.GetPromptTokens()), CompletionTokens: int(s.GetCompletionTokens()),
@@ -29,19 +30,26 @@ func usage(s *specdv1.Stats) *Usage {
 		PromptTokensDetails: &PromptTokens{CachedTokens: int(s.GetCachedPromptTokens())},
 		Specd: &SpecdUsage{
 			Rounds: int(s.GetRounds()), DraftedTokens: int(s.GetDraftedTokens()), AcceptedTokens: int(s.GetAcceptedTokens()),
-			AcceptanceRate: float64(s.GetAcceptanceRate()), MeanAcceptedPerRound: float64(s.GetMeanAcceptedPerRound()),
+			AcceptanceRate: round(float64(s.GetAcceptanceRate()), 4), MeanAcceptedPerRound: round(float64(s.GetMeanAcceptedPerRound()), 4),
 			LookupTokens: int(s.GetLookupTokens()), LookupAcceptedTokens: int(s.GetLookupAcceptedTokens()),
 			Fallbacks: int(s.GetFallbacks()), Failovers: int(s.GetFailovers()),
 			Verifier: s.GetVerifier().GetAddress(), Draft: s.GetDraft().GetAddress(), DraftModel: s.GetDraft().GetModel(),
 			TimeToFirstTokenMS: ms(s.GetTimeToFirstToken()), TotalMS: ms(s.GetTotalDuration()),
 			QueueWaitMS: ms(s.GetQueueWait()), MeanRoundTripMS: ms(s.GetMeanRoundTrip()),
-			DecodeTokensPerSecond: s.GetDecodeTokensPerSecond(),
+			DecodeTokensPerSecond: round(s.GetDecodeTokensPerSecond(), 1),
 		},
 	}
 	if m := s.GetMode(); m != specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED {
 		u.Specd.Mode = strings.ToLower(strings.TrimPrefix(m.String(), "VERIFICATION_MODE_"))
 	}
 	return u
+}
+
+// round rounds x to digits decimals, so that a float32 statistic reads 0.3333, not
+// 0.3333333432674408.
+func round(x float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(x*p) / p
 }
 
 // modelName is the model a response names: the one that served it, else the one asked for.

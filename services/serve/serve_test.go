@@ -40,6 +40,7 @@ import (
 // same code as `specd up`.
 type stack struct {
 	router, verifier, draft string
+	http                    string // base URL of the OpenAI-compatible API ("http://host:port/v1"), if started
 	client                  specdv1.GenerationServiceClient
 	target                  *model.Model // the verifier's model, loaded separately for plain references
 	wg                      sync.WaitGroup
@@ -68,6 +69,7 @@ type stackOptions struct {
 	vtel      *telemetry.Telemetry // the verifier's telemetry (nil: none)
 	rtel      *telemetry.Telemetry // the router's telemetry (nil: none)
 	branches  int                  // the draft's Config.Branches
+	http      bool                 // serve the OpenAI-compatible front door too
 }
 
 // startStackWith starts the stack as o says.
@@ -100,10 +102,14 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	<-ready
 	<-ready
 	routerReady := make(chan struct{})
-	run(func() error {
-		return serve.Router(ctx, serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
-			Log: quiet, Tel: o.rtel, Ready: func() { close(routerReady) }}, rl)
-	})
+	rcfg := serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
+		Log: quiet, Tel: o.rtel, Ready: func() { close(routerReady) }}
+	if o.http {
+		hl := freeListener(t)
+		s.http = "http://" + hl.Addr().String() + "/v1"
+		rcfg.HTTP = &serve.HTTPConfig{Listener: hl}
+	}
+	run(func() error { return serve.Router(ctx, rcfg, rl) })
 	<-routerReady
 	cc, err := services.Dial(s.router)
 	if err != nil {
