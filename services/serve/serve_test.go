@@ -65,11 +65,12 @@ func startStack(t *testing.T) *stack { return startStackWith(t, stackOptions{}) 
 
 // stackOptions vary the stack a test starts.
 type stackOptions struct {
-	draftAddr string               // an already running draft to use instead of starting one
-	vtel      *telemetry.Telemetry // the verifier's telemetry (nil: none)
-	rtel      *telemetry.Telemetry // the router's telemetry (nil: none)
-	branches  int                  // the draft's Config.Branches
-	http      bool                 // serve the OpenAI-compatible front door too
+	draftAddr string                    // an already running draft to use instead of starting one
+	vtel      *telemetry.Telemetry      // the verifier's telemetry (nil: none)
+	rtel      *telemetry.Telemetry      // the router's telemetry (nil: none)
+	branches  int                       // the draft's Config.Branches
+	http      bool                      // serve the OpenAI-compatible front door too
+	verifier  func(*verifiersvc.Config) // adjusts the verifier's configuration; nil: none
 }
 
 // startStackWith starts the stack as o says.
@@ -83,11 +84,14 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	ready := make(chan struct{}, 2)
 	eng := services.EngineConfig{Threads: 1, KVBudget: 64 << 20, KVType: ggml.F32, MaxBlock: 64}
 	run := goServe(t, &s.wg)
+	vcfg := verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}},
+		Drafts: drafts}
+	if o.verifier != nil {
+		o.verifier(&vcfg)
+	}
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
-			Ready: func(*model.Model) { ready <- struct{}{} }},
-			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}},
-				Drafts: drafts}, vl)
+			Ready: func(*model.Model) { ready <- struct{}{} }}, vcfg, vl)
 	})
 	if o.draftAddr == "" {
 		run(func() error {
