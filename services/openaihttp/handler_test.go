@@ -53,7 +53,7 @@ func (s *stub) ListModels(context.Context, *specdv1.ListModelsRequest) (*specdv1
 
 // serveStub serves s over gRPC and the front door over HTTP, both on loopback, and
 // returns the front door's base URL.
-func serveStub(t *testing.T, s *stub, maxBody int64) string {
+func serveStub(t testing.TB, s *stub, maxBody int64) string {
 	t.Helper()
 	glis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -257,4 +257,43 @@ func TestModels(t *testing.T) {
 	if err != nil || m.ID != "big" {
 		t.Errorf("Models.Get(big) = %v, %v", m, err)
 	}
+}
+
+// BenchmarkFrontDoor measures what the front door adds to a request: HTTP, JSON and
+// the gRPC hop to a router that answers at once (32 tokens, streamed and not).
+func BenchmarkFrontDoor(b *testing.B) {
+	final := &specdv1.Final{FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH, Stats: &specdv1.Stats{PromptTokens: 5, CompletionTokens: 32}}
+	base := serveStub(b, &stub{
+		complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+			return &specdv1.CompleteResponse{Text: strings.Repeat(" word", 32), FinishReason: final.FinishReason, Stats: final.Stats}, nil
+		},
+		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+			for i := range 32 {
+				c := &specdv1.TokenChunk{TokenIds: []int32{int32(i)}, Positions: []uint32{uint32(5 + i)}, Text: " word"}
+				if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: c}}); err != nil {
+					return err
+				}
+			}
+			return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: final}})
+		},
+	}, 0)
+	c := client(base)
+	p := openai.CompletionNewParams{Model: "big", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")}, MaxTokens: openai.Int(32)}
+	b.Run("complete", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.Completions.New(context.Background(), p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("stream", func(b *testing.B) {
+		for b.Loop() {
+			st := c.Completions.NewStreaming(context.Background(), p)
+			for st.Next() {
+			}
+			if err := st.Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
