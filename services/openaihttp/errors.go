@@ -92,12 +92,6 @@ func fromStatus(err error, c *Call) *Error {
 			}
 		}
 		return e
-	case codes.Unauthenticated:
-		return &Error{Status: http.StatusUnauthorized, Type: TypeAuthentication, Code: "invalid_api_key", Message: msg}
-	case codes.PermissionDenied:
-		return &Error{Status: http.StatusForbidden, Type: TypePermission, Code: "permission_denied", Message: msg}
-	case codes.NotFound:
-		return &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: "model_not_found", Param: "model", Message: msg}
 	case codes.ResourceExhausted:
 		e = &Error{Status: http.StatusTooManyRequests, Type: TypeRateLimit, Code: "rate_limit_exceeded", Message: msg}
 		for _, d := range st.Details() {
@@ -106,14 +100,23 @@ func fromStatus(err error, c *Call) *Error {
 			}
 		}
 		return e
-	case codes.Unavailable:
-		return &Error{Status: http.StatusServiceUnavailable, Type: TypeServer, Code: "service_unavailable", Message: msg}
-	case codes.DeadlineExceeded:
-		return &Error{Status: http.StatusGatewayTimeout, Type: TypeServer, Code: "timeout", Message: msg}
-	case codes.Canceled:
-		return &Error{Status: 499, Type: TypeInvalidRequest, Message: msg}
+	}
+	if m, ok := byCode[st.Code()]; ok {
+		e := m
+		e.Message = msg
+		return &e
 	}
 	return &Error{Status: http.StatusInternalServerError, Type: TypeServer, Message: msg}
+}
+
+// byCode maps the codes that need nothing but their message.
+var byCode = map[codes.Code]Error{
+	codes.Unauthenticated:  {Status: http.StatusUnauthorized, Type: TypeAuthentication, Code: "invalid_api_key"},
+	codes.PermissionDenied: {Status: http.StatusForbidden, Type: TypePermission, Code: "permission_denied"},
+	codes.NotFound:         {Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: "model_not_found", Param: "model"},
+	codes.Unavailable:      {Status: http.StatusServiceUnavailable, Type: TypeServer, Code: "service_unavailable"},
+	codes.DeadlineExceeded: {Status: http.StatusGatewayTimeout, Type: TypeServer, Code: "timeout"},
+	codes.Canceled:         {Status: 499, Type: TypeInvalidRequest},
 }
 
 // paramOf names a field of specd.v1.GenerateRequest as the OpenAI parameter the

@@ -134,7 +134,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		return rc.Flush()
 	}
-	k := &chunker{c: c, id: id, created: created, model: c.Model}
+	k := newChunker(c, id, created)
 	msg := first
 	for {
 		switch e := msg.GetEvent().(type) {
@@ -145,7 +145,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 				}
 			}
 		case *specdv1.GenerateResponse_Final:
-			if err := send(k.final(e.Final)); err != nil {
+			if err := send(k.final(c, e.Final)); err != nil {
 				return
 			}
 			if c.IncludeUsage {

@@ -96,17 +96,11 @@ type Stop []string
 // UnmarshalJSON decodes either form.
 func (s *Stop) UnmarshalJSON(b []byte) error {
 	*s = nil
-	b = bytes.TrimSpace(b)
-	switch {
-	case bytes.Equal(b, []byte("null")):
-		return nil
-	case len(b) > 0 && b[0] == '"':
-		var one string
-		if err := json.Unmarshal(b, &one); err != nil {
-			return paramJSON("stop", err)
+	if one, null, ok, err := nullOrString(b, "stop"); ok || err != nil {
+		if ok && !null {
+			*s = Stop{one}
 		}
-		*s = Stop{one}
-		return nil
+		return err
 	}
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
@@ -116,6 +110,22 @@ func (s *Stop) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// nullOrString decodes b if it is JSON null or a string: ok reports that it was one
+// of those, null which. A malformed string is a bad param.
+func nullOrString(b []byte, param string) (s string, null, ok bool, err error) {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		return "", true, true, nil
+	case len(b) > 0 && b[0] == '"':
+		if err := json.Unmarshal(b, &s); err != nil {
+			return "", false, false, badParam(param, "%v", err)
+		}
+		return s, false, true, nil
+	}
+	return "", false, false, nil
+}
+
 // Content is the content of a chat message: null, a string, or an array of parts of
 // which only text parts are supported; their texts are joined with newlines.
 type Content string
@@ -123,17 +133,9 @@ type Content string
 // UnmarshalJSON decodes any form.
 func (c *Content) UnmarshalJSON(b []byte) error {
 	*c = ""
-	b = bytes.TrimSpace(b)
-	switch {
-	case bytes.Equal(b, []byte("null")):
-		return nil
-	case len(b) > 0 && b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return paramJSON("messages", err)
-		}
+	if s, _, ok, err := nullOrString(b, "messages"); ok || err != nil {
 		*c = Content(s)
-		return nil
+		return err
 	}
 	var parts []struct {
 		Type string  `json:"type"`

@@ -60,58 +60,64 @@ func modelName(c *Call, s *specdv1.Stats) string {
 // completion is the whole response of a non-streamed text completion.
 func completion(c *Call, id string, created int64, r *specdv1.CompleteResponse) *Completion {
 	fr := finishReason(r.GetFinishReason())
-	return &Completion{ID: id, Object: "text_completion", Created: created, Model: modelName(c, r.GetStats()),
+	return &Completion{Head: Head{ID: id, Object: "text_completion", Created: created, Model: modelName(c, r.GetStats())},
 		Choices: []CompletionChoice{{Text: r.GetText(), FinishReason: &fr}}, Usage: usage(r.GetStats())}
 }
 
 // chatCompletion is the whole response of a non-streamed chat completion.
 func chatCompletion(c *Call, id string, created int64, r *specdv1.CompleteResponse) *ChatCompletion {
-	return &ChatCompletion{ID: id, Object: "chat.completion", Created: created, Model: modelName(c, r.GetStats()),
+	return &ChatCompletion{Head: Head{ID: id, Object: "chat.completion", Created: created, Model: modelName(c, r.GetStats())},
 		Choices: []ChatChoice{{Message: ChatMessage{Role: "assistant", Content: r.GetText()}, FinishReason: finishReason(r.GetFinishReason())}},
 		Usage:   usage(r.GetStats())}
 }
 
 // chunker builds the chunks of one streamed response.
 type chunker struct {
-	c       *Call
-	id      string
-	created int64
-	model   string
+	chat    bool
+	head    Head // the same in every chunk
 	started bool // a chat stream has sent its first chunk, the one with the role
 }
 
-// text is the chunk carrying a piece of the answer (the first chunk of a chat stream
-// also carries the role).
-func (k *chunker) text(s string) any {
-	if !k.c.Chat {
-		return &Completion{ID: k.id, Object: "text_completion", Created: k.created, Model: k.model, Choices: []CompletionChoice{{Text: s}}}
+func newChunker(c *Call, id string, created int64) *chunker {
+	k := &chunker{chat: c.Chat, head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model}}
+	if c.Chat {
+		k.head.Object = "chat.completion.chunk"
 	}
-	d := ChatDelta{Content: s}
-	if !k.started {
-		k.started, d.Role = true, "assistant"
-	}
-	return &ChatChunk{ID: k.id, Object: "chat.completion.chunk", Created: k.created, Model: k.model, Choices: []ChatChunkChoice{{Delta: d}}}
+	return k
 }
 
-// final is the chunk with the finish reason.
-func (k *chunker) final(f *specdv1.Final) any {
-	k.model = modelName(k.c, f.GetStats())
-	fr := finishReason(f.GetFinishReason())
-	if !k.c.Chat {
-		return &Completion{ID: k.id, Object: "text_completion", Created: k.created, Model: k.model, Choices: []CompletionChoice{{FinishReason: &fr}}}
-	}
-	d := ChatDelta{}
+// delta is a chat chunk's delta: the role goes in the first.
+func (k *chunker) delta(text string) ChatDelta {
+	d := ChatDelta{Content: text}
 	if !k.started {
 		k.started, d.Role = true, "assistant"
 	}
-	return &ChatChunk{ID: k.id, Object: "chat.completion.chunk", Created: k.created, Model: k.model, Choices: []ChatChunkChoice{{Delta: d, FinishReason: &fr}}}
+	return d
+}
+
+// text is the chunk carrying a piece of the answer.
+func (k *chunker) text(s string) any {
+	if !k.chat {
+		return &Completion{Head: k.head, Choices: []CompletionChoice{{Text: s}}}
+	}
+	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Delta: k.delta(s)}}}
+}
+
+// final is the chunk with the finish reason. A stream that named no model learns here
+// which one served it.
+func (k *chunker) final(c *Call, f *specdv1.Final) any {
+	k.head.Model = modelName(c, f.GetStats())
+	fr := finishReason(f.GetFinishReason())
+	if !k.chat {
+		return &Completion{Head: k.head, Choices: []CompletionChoice{{FinishReason: &fr}}}
+	}
+	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Delta: k.delta(""), FinishReason: &fr}}}
 }
 
 // usage is the last chunk of a stream that asked for usage: no choices, the usage.
 func (k *chunker) usage(f *specdv1.Final) any {
-	u := usage(f.GetStats())
-	if !k.c.Chat {
-		return &Completion{ID: k.id, Object: "text_completion", Created: k.created, Model: k.model, Choices: []CompletionChoice{}, Usage: u}
+	if !k.chat {
+		return &Completion{Head: k.head, Choices: []CompletionChoice{}, Usage: usage(f.GetStats())}
 	}
-	return &ChatChunk{ID: k.id, Object: "chat.completion.chunk", Created: k.created, Model: k.model, Choices: []ChatChunkChoice{}, Usage: u}
+	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{}, Usage: usage(f.GetStats())}
 }

@@ -117,13 +117,18 @@ type SpecdUsage struct {
 	DecodeTokensPerSecond float64 `json:"decode_tokens_per_second"`
 }
 
-// Completion is the response of POST /v1/completions, and with Object
-// "text_completion" also each chunk of its stream.
+// Head is what every response object starts with.
+type Head struct {
+	ID      string `json:"id"`     // "cmpl-…" or "chatcmpl-…", the same in every chunk of a stream
+	Object  string `json:"object"` // "text_completion", "chat.completion" or "chat.completion.chunk"
+	Created int64  `json:"created"`
+	Model   string `json:"model"`
+}
+
+// Completion is the response of POST /v1/completions, and also each chunk of its
+// stream.
 type Completion struct {
-	ID      string             `json:"id"`
-	Object  string             `json:"object"`
-	Created int64              `json:"created"`
-	Model   string             `json:"model"`
+	Head
 	Choices []CompletionChoice `json:"choices"`
 	Usage   *Usage             `json:"usage,omitempty"`
 }
@@ -138,10 +143,7 @@ type CompletionChoice struct {
 
 // ChatCompletion is the response of POST /v1/chat/completions.
 type ChatCompletion struct {
-	ID      string       `json:"id"`
-	Object  string       `json:"object"` // "chat.completion"
-	Created int64        `json:"created"`
-	Model   string       `json:"model"`
+	Head
 	Choices []ChatChoice `json:"choices"`
 	Usage   *Usage       `json:"usage,omitempty"`
 }
@@ -163,10 +165,7 @@ type ChatMessage struct {
 
 // ChatChunk is one chunk of a streamed chat completion.
 type ChatChunk struct {
-	ID      string            `json:"id"`
-	Object  string            `json:"object"` // "chat.completion.chunk"
-	Created int64             `json:"created"`
-	Model   string            `json:"model"`
+	Head
 	Choices []ChatChunkChoice `json:"choices"`
 	Usage   *Usage            `json:"usage,omitempty"`
 }
