@@ -3,6 +3,7 @@ module github.com/specd-dev/specd
 go 1.26.7
 
 require (
+	github.com/ardanlabs/jinja v1.8.0
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/dlclark/regexp2/v2 v2.13.0
 	github.com/hashicorp/consul/api v1.34.5

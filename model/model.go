@@ -111,8 +111,12 @@ type Model struct {
 	Output    *kernels.Matrix // classifier; == Embed when tied
 	Blocks    []Layer         // the transformer blocks, Config.Layers of them
 	Tok       *tokenizer.Tokenizer
-	Quant     ggml.Type // the dominant weight type after loading
-	Path      string
+	// ChatTemplate is the file's tokenizer.chat_template, the Jinja source that turns a
+	// conversation into a prompt; empty when the file has none (llama2.c checkpoints
+	// never do).
+	ChatTemplate string
+	Quant        ggml.Type // the dominant weight type after loading
+	Path         string
 
 	ropeCS, ropeSN []float32 // [pos][Rope.Dim]: per pair (cos, cos) and (-sin, sin)
 	closer         io.Closer
@@ -358,6 +362,10 @@ func fromGGUF(f *gguf.File) (*Model, error) {
 	}
 	c.Vocab = tok.VocabSize()
 	m := &Model{Config: c, Tok: tok}
+	m.ChatTemplate, err = f.String("tokenizer.chat_template")
+	if err != nil && !errors.Is(err, gguf.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", ErrFormat, err)
+	}
 	used := make(map[string]bool, len(f.Tensors))
 	// tensor returns the named tensor after checking its dims; an absent tensor is nil
 	// data when it is not required.

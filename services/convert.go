@@ -2,9 +2,11 @@ package services
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
+	"github.com/specd-dev/specd/chat"
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/router"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -19,27 +21,46 @@ import (
 type Request struct {
 	Prompt    string
 	PromptIDs []int32
-	MaxTokens int // 0: up to the model's context
-	Sampling  sample.Params
-	Stop      []string
-	Spec      bool      // speculate (false: plain decoding)
-	MaxGamma  int       // 0: adaptive with the server's cap
-	Gamma     int       // > 0: fixed γ
-	Mode      spec.Mode // 0: the server's default
+	// Messages is a conversation to render with the model's chat template (nil: the
+	// prompt is Prompt or PromptIDs); AddGenerationPrompt ends it with an assistant
+	// turn's opening.
+	Messages            []chat.Message
+	AddGenerationPrompt bool
+	MaxTokens           int // 0: up to the model's context
+	Sampling            sample.Params
+	Stop                []string
+	Spec                bool      // speculate (false: plain decoding)
+	MaxGamma            int       // 0: adaptive with the server's cap
+	Gamma               int       // > 0: fixed γ
+	Mode                spec.Mode // 0: the server's default
 }
 
 // ParseRequest validates a public request, naming the first bad field. An unset seed
 // is drawn at random here, once, so that a resumed request keeps the same seed.
 func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
+	given := 0
+	for _, set := range []bool{r.GetPrompt() != "", len(r.GetPromptIds()) > 0, len(r.GetMessages()) > 0} {
+		if set {
+			given++
+		}
+	}
 	switch {
-	case len(r.GetMessages()) > 0:
-		return q, BadField("messages", "chat messages are not supported by this server yet")
-	case r.GetPrompt() == "" && len(r.GetPromptIds()) == 0:
-		return q, BadField("prompt", "empty: set prompt or prompt_ids")
-	case r.GetPrompt() != "" && len(r.GetPromptIds()) > 0:
-		return q, BadField("prompt", "set prompt or prompt_ids, not both")
+	case given == 0:
+		return q, BadField("prompt", "empty: set prompt, prompt_ids or messages")
+	case given > 1:
+		return q, BadField("prompt", "set one of prompt, prompt_ids and messages, not several")
 	}
 	q.Prompt, q.PromptIDs, q.MaxTokens, q.Stop = r.GetPrompt(), r.GetPromptIds(), int(r.GetMaxTokens()), r.GetStop()
+	if ms := r.GetMessages(); len(ms) > 0 {
+		q.Messages = make([]chat.Message, len(ms))
+		for i, m := range ms {
+			if m.GetRole() == "" {
+				return q, BadField(fmt.Sprintf("messages[%d].role", i), "empty: say who speaks (system, user, assistant, tool)")
+			}
+			q.Messages[i] = chat.Message{Role: m.GetRole(), Content: m.GetContent()}
+		}
+		q.AddGenerationPrompt = r.AddGenerationPrompt == nil || r.GetAddGenerationPrompt()
+	}
 	for i, s := range q.Stop {
 		if s == "" {
 			return q, BadField("stop", "stop string %d is empty", i)

@@ -105,3 +105,47 @@ func TestSamplingValidatorsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRequestInputs: exactly one of prompt, prompt_ids and messages; every message
+// names its role; add_generation_prompt unset means true.
+func TestParseRequestInputs(t *testing.T) {
+	msgs := func(roles ...string) []*specdv1.ChatMessage {
+		var out []*specdv1.ChatMessage
+		for _, r := range roles {
+			out = append(out, &specdv1.ChatMessage{Role: r, Content: "hi " + r})
+		}
+		return out
+	}
+	no := false
+	for _, tc := range []struct {
+		name string
+		req  *specdv1.GenerateRequest
+		bad  string // the field named, "" when valid
+		gen  bool   // AddGenerationPrompt when valid
+	}{
+		{"nothing", &specdv1.GenerateRequest{}, "prompt", false},
+		{"prompt", &specdv1.GenerateRequest{Prompt: "x"}, "", false},
+		{"prompt_ids", &specdv1.GenerateRequest{PromptIds: []int32{1}}, "", false},
+		{"messages", &specdv1.GenerateRequest{Messages: msgs("system", "user")}, "", true},
+		{"messages without generation prompt", &specdv1.GenerateRequest{Messages: msgs("user"), AddGenerationPrompt: &no}, "", false},
+		{"prompt and messages", &specdv1.GenerateRequest{Prompt: "x", Messages: msgs("user")}, "prompt", false},
+		{"prompt_ids and messages", &specdv1.GenerateRequest{PromptIds: []int32{1}, Messages: msgs("user")}, "prompt", false},
+		{"empty role", &specdv1.GenerateRequest{Messages: msgs("system", "user", "")}, "messages[2].role", false},
+	} {
+		q, err := ParseRequest(tc.req)
+		var fe *FieldError
+		switch {
+		case tc.bad == "" && err != nil:
+			t.Errorf("%s: ParseRequest = %v, want success", tc.name, err)
+		case tc.bad != "" && (!errors.As(err, &fe) || fe.Field != tc.bad):
+			t.Errorf("%s: ParseRequest = %v, want a FieldError for %s", tc.name, err, tc.bad)
+		case tc.bad == "" && (len(q.Messages) != len(tc.req.GetMessages()) || q.AddGenerationPrompt != tc.gen):
+			t.Errorf("%s: ParseRequest = %d messages, add_generation_prompt %v; want %d, %v", tc.name, len(q.Messages), q.AddGenerationPrompt, len(tc.req.GetMessages()), tc.gen)
+		}
+		for i, m := range q.Messages {
+			if err == nil && (m.Role != tc.req.Messages[i].Role || m.Content != tc.req.Messages[i].Content) {
+				t.Errorf("%s: message %d = %+v, want %v", tc.name, i, m, tc.req.Messages[i])
+			}
+		}
+	}
+}

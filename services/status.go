@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/specd-dev/specd/chat"
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
@@ -103,7 +104,10 @@ func Status(err error) error {
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotReady), errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, ErrIncompatible):
+	case errors.Is(err, chat.ErrRejected):
+		// The model's template refused the conversation (roles out of order, say).
+		return status.Error(codes.InvalidArgument, "messages: "+err.Error())
+	case errors.Is(err, ErrIncompatible), errors.Is(err, chat.ErrNoTemplate), errors.Is(err, chat.ErrTemplate):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrUnknownModel):
 		return status.Error(codes.NotFound, err.Error())

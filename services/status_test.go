@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/specd-dev/specd/chat"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/verifier"
@@ -30,6 +31,9 @@ func TestStatus(t *testing.T) {
 		{fmt.Errorf("route: %w", ErrUnavailable), codes.Unavailable},
 		{ErrNotReady, codes.Unavailable},
 		{ErrIncompatible, codes.FailedPrecondition},
+		{fmt.Errorf("messages: %w", chat.ErrNoTemplate), codes.FailedPrecondition},
+		{fmt.Errorf("render: %w: bad", chat.ErrTemplate), codes.FailedPrecondition},
+		{&chat.RaisedError{Msg: "roles must alternate"}, codes.InvalidArgument},
 		{fmt.Errorf("%w \"gpt-17\"", ErrUnknownModel), codes.NotFound},
 		{fmt.Errorf("get: %w", ErrTooManyConns), codes.ResourceExhausted},
 		{fmt.Errorf("stream: %w", context.Canceled), codes.Canceled},

@@ -170,18 +170,30 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	// Greedy by default, as the API is with sampling unset.
 	fs.Lookup("temp").DefValue = "0"
 	so.temp = 0
-	var prompt, sessionKey, domain string
-	var asJSON bool
+	var prompt, messages, sessionKey, domain string
+	var asJSON, noGen bool
 	fs.StringVar(&prompt, "p", "", "prompt text")
 	fs.StringVar(&prompt, "prompt", "", "same as -p")
+	fs.StringVar(&messages, "messages", "", `instead of -p: a JSON file of a conversation, [{"role": "user", "content": "Hi"}, ...], rendered by the verifier with its model's chat template`)
+	fs.BoolVar(&noGen, "no-generation-prompt", false, "with --messages: do not open an assistant turn (continue the last message)")
 	fs.StringVar(&sessionKey, "session", "", "session key for verifier affinity")
 	fs.StringVar(&domain, "domain", "", "domain label for metrics")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object instead of streaming text")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	if prompt == "" {
-		return usagef("empty prompt (-p)")
+	if (prompt == "") == (messages == "") {
+		return usagef("give a prompt (-p) or a conversation (--messages), one of them")
+	}
+	var msgs []*specdv1.ChatMessage
+	if messages != "" {
+		ms, err := readMessages(messages)
+		if err != nil {
+			return usageError{fmt.Errorf("--messages: %w", err)}
+		}
+		for _, m := range ms {
+			msgs = append(msgs, &specdv1.ChatMessage{Role: m.Role, Content: m.Content})
+		}
 	}
 	params, err := so.params()
 	if err != nil {
@@ -199,11 +211,14 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	ctx, cancel := context.WithTimeout(ctx, co.timeout)
 	defer cancel()
 	req := &specdv1.GenerateRequest{Prompt: prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
-		Stop: so.stop, Speculation: spo, SessionKey: sessionKey, Domain: domain}
+		Stop: so.stop, Speculation: spo, SessionKey: sessionKey, Domain: domain, Messages: msgs}
+	if noGen {
+		req.AddGenerationPrompt = new(false)
+	}
 	var onText func(string) error
 	if !asJSON {
 		onText = func(s string) error { _, err := io.WriteString(stdout, s); return err }
-		fmt.Fprint(stdout, prompt)
+		fmt.Fprint(stdout, prompt) // a conversation's rendering is the server's: only the answer is printed
 	}
 	res, err := collect(ctx, specdv1.NewGenerationServiceClient(cc), req, onText)
 	if err != nil {

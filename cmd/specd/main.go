@@ -32,6 +32,7 @@ func commands() []command {
 		{"score", "teacher-forced pass over token ids: argmax, log-probs, perplexity", scoreCmd},
 		{"pull", "download a GGUF model from Hugging Face: ORG/REPO[:QUANT|:FILE]", pullCmd},
 		{"tokenize", "print the token ids of a text (any GGUF, a vocabulary-only one too)", tokenizeCmd},
+		{"chat-template", "print a conversation (--messages FILE.json) as a chat template renders it (-m MODEL or --template FILE)", chatTemplateCmd},
 		{"quantize", "convert a GGUF model's 2-D tensors to q8_0, q4_0, f16 or f32 (as llama-quantize --pure)", quantizeCmd},
 		{"up", "run router, verifier and draft in one process on loopback", upCmd},
 		{"router", "serve the public API, routing to verifiers and drafts", serviceCmd("router", func() service { return &routerOptions{} })},
@@ -82,7 +83,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: specd <command> [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nrun 'specd <command> -h' for a command's flags")
 }

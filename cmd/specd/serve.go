@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/specd-dev/specd/chat"
 	"io"
 	"log/slog"
 	"net"
@@ -152,8 +153,10 @@ type verifierOptions struct {
 	streamEvery  time.Duration
 	maxPrompt    int
 	prefixCache  bool
-	drafts       string // the drafts this verifier may dial (static discovery)
-	draftsFrom   string // static or consul
+	drafts       string         // the drafts this verifier may dial (static discovery)
+	draftsFrom   string         // static or consul
+	chatFile     string         // --chat-template
+	chat         *chat.Template // parsed from chatFile by validate; nil: the model's own
 }
 
 func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
@@ -170,6 +173,7 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "share the KV blocks of identical prompt prefixes between requests")
 	fs.IntVar(&o.queue, "queue", 256, "requests allowed to wait for admission; more get RESOURCE_EXHAUSTED")
 	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated addresses of the drafts this verifier may dial, spelled as the router names them; a request naming any other draft decodes plainly (empty: never speculate with a draft)")
+	fs.StringVar(&o.chatFile, "chat-template", "", "Jinja chat template file to render requests' messages with, instead of the model's tokenizer.chat_template")
 	fs.StringVar(&o.draftsFrom, "draft-discovery", "static", "how the verifier learns the drafts it may dial: static (--drafts) or consul (the passing specd-draft instances at --consul)")
 }
 
@@ -194,6 +198,13 @@ func (o *verifierOptions) validate() error {
 	}
 	if o.streamEvery < 0 || o.streamEvery > time.Second {
 		return usagef("--stream-interval %v: want 0..1s", o.streamEvery)
+	}
+	if o.chatFile != "" {
+		t, err := readChatTemplate(o.chatFile)
+		if err != nil {
+			return usageError{fmt.Errorf("--chat-template: %w", err)}
+		}
+		o.chat = t
 	}
 	switch o.draftsFrom {
 	case "static":
@@ -386,7 +397,7 @@ func (o *workerOptions) worker(ctx context.Context, tel *telemetry.Telemetry, re
 
 func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 	mode, _ := spec.ParseMode(o.mode)
-	return verifiersvc.Config{Mode: mode, QueueWait: o.queueWait, StreamInterval: o.streamEvery, MaxPromptTokens: o.maxPrompt, Metrics: tel.Metrics, Engine: verifiersvc.EngineConfig{
+	return verifiersvc.Config{Mode: mode, ChatTemplate: o.chat, QueueWait: o.queueWait, StreamInterval: o.streamEvery, MaxPromptTokens: o.maxPrompt, Metrics: tel.Metrics, Engine: verifiersvc.EngineConfig{
 		Threads: o.threads, PrefixCache: o.prefixCache,
 		Sched: verifier.Config{MaxTokens: o.maxBatch, PrefillChunk: o.prefillChunk, MaxRunning: o.maxRunning, MaxQueue: o.queue, MaxGamma: o.maxGamma, Lookup: o.lookup},
 	}}

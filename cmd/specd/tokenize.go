@@ -63,13 +63,7 @@ func tokenizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	text := o.prompt
 	if o.file != "" {
-		var b []byte
-		var err error
-		if o.file == "-" {
-			b, err = io.ReadAll(os.Stdin)
-		} else {
-			b, err = os.ReadFile(o.file)
-		}
+		b, err := readInput(o.file)
 		if err != nil {
 			return usageError{fmt.Errorf("--file: %w", err)}
 		}
@@ -135,4 +129,12 @@ func (o *tokenizeOptions) load(ctx context.Context, progress io.Writer) (*tokeni
 	default:
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+}
+
+// readInput reads the file at path, or standard input for "-".
+func readInput(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(path)
 }

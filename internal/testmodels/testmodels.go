@@ -2,9 +2,15 @@
 package testmodels
 
 import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/modelpath"
 )
 
@@ -31,4 +37,86 @@ func ReferenceDir(tb testing.TB) string {
 func VocabDir(tb testing.TB) string {
 	tb.Helper()
 	return filepath.Join(filepath.Dir(modelpath.Dir("")), "vocab")
+}
+
+// WithMetadata writes a copy of the shared model file name to a temporary directory
+// with the metadata kv added (a key already in the file is replaced) and returns its
+// path: a real model carrying, say, a tokenizer.chat_template, which no shared file has.
+func WithMetadata(tb testing.TB, name string, kv ...gguf.KV) string {
+	tb.Helper()
+	f, err := gguf.Open(ForTest(tb, name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	var meta []gguf.KV
+	for _, e := range f.KV {
+		if !slices.ContainsFunc(kv, func(n gguf.KV) bool { return n.Key == e.Key }) {
+			meta = append(meta, e)
+		}
+	}
+	meta = append(meta, kv...)
+	ts := make([]gguf.TensorData, len(f.Tensors))
+	for i, info := range f.Tensors {
+		_, data, err := f.Tensor(info.Name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ts[i] = gguf.TensorData{Name: info.Name, Dims: info.Dims, Type: info.Type, Data: data}
+	}
+	path := filepath.Join(tb.TempDir(), filepath.Base(name))
+	out, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriter(out)
+	if err := gguf.Write(w, meta, ts, f.Alignment); err != nil {
+		tb.Fatal(err)
+	}
+	if err := errors.Join(w.Flush(), out.Close()); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// ChatCase is one rendering of Qwen2.5's chat template by Hugging Face's own Jinja
+// (../shared/vocab/chat/qwen2.5-chat-cases.jsonl). Messages is the JSON array of
+// {"role", "content"} objects as the file holds it.
+type ChatCase struct {
+	Messages            json.RawMessage `json:"messages"`
+	AddGenerationPrompt bool            `json:"add_generation_prompt"`
+	Text                string          `json:"text"`
+}
+
+// QwenChat returns the path and text of Qwen2.5's chat template and the shared cases
+// rendered with it, failing the test when any is missing or unreadable.
+func QwenChat(tb testing.TB) (path, src string, cases []ChatCase) {
+	tb.Helper()
+	dir := filepath.Join(VocabDir(tb), "chat")
+	path = filepath.Join(dir, "qwen2.5-chat-template.jinja")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, "qwen2.5-chat-cases.jsonl"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var c ChatCase
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			tb.Fatalf("%s: case %d: %v", f.Name(), len(cases), err)
+		}
+		cases = append(cases, c)
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	if len(cases) == 0 {
+		tb.Fatalf("%s: no cases", f.Name())
+	}
+	return path, string(b), cases
 }

@@ -172,11 +172,23 @@ func (s *Server) checkModel(name string) error {
 	return fmt.Errorf("%w %q (verifiers serve: %s)", services.ErrUnknownModel, name, strings.Join(slices.Compact(have), ", "))
 }
 
-// promptHead is the default affinity key: the first 256 bytes of the prompt, so a
-// returning conversation lands where its prefix is cached.
+// promptHead is the default affinity key: the first 256 bytes of the prompt (of a
+// conversation: of its turns, each as role and content), so a returning conversation
+// lands where its prefix is cached.
 func promptHead(req *specdv1.GenerateRequest) string {
+	const n = 256
 	if p := req.GetPrompt(); p != "" {
-		return p[:min(len(p), 256)]
+		return p[:min(len(p), n)]
+	}
+	if ms := req.GetMessages(); len(ms) > 0 {
+		var sb strings.Builder
+		for _, m := range ms {
+			if sb.Len() >= n {
+				break
+			}
+			fmt.Fprintf(&sb, "%s\x00%s\x00", m.GetRole(), m.GetContent()[:min(len(m.GetContent()), n)])
+		}
+		return "messages:" + sb.String()[:min(sb.Len(), n)]
 	}
 	ids := req.GetPromptIds()
 	return fmt.Sprint(ids[:min(len(ids), 64)])
@@ -187,6 +199,12 @@ type backend struct {
 	s     *Server
 	req   *specdv1.GenerateRequest
 	model string // the model of the last verifier tried
+	// prompt is the prompt a verifier rendered from the request's messages, as its
+	// first message reported it; a resumed attempt sends it so that the next verifier
+	// continues the very same ids (another template, or strftime_now on another day,
+	// could render the conversation otherwise). nil: not a chat request, or nothing
+	// received yet.
+	prompt []int32
 }
 
 var _ router.Backend = (*backend)(nil)
@@ -198,6 +216,9 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 		return nil, fmt.Errorf("%w: %s: %w", router.ErrUnreachable, a.Verifier.Address, err)
 	}
 	vr := &speculationv1.GenerateRequest{Request: b.req, ResumeIds: a.Resume, ResumeTextBytes: uint32(a.ResumeText)}
+	if len(a.Resume) > 0 {
+		vr.PromptIds = b.prompt
+	}
 	if a.Draft != nil {
 		vr.DraftAddress = a.Draft.Address
 	}
@@ -213,12 +234,13 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 		}
 		return nil, classify(a.Verifier, err)
 	}
-	return &stream{st: st, ep: a.Verifier}, nil
+	return &stream{st: st, ep: a.Verifier, b: b}, nil
 }
 
 type stream struct {
 	st speculationv1.VerifierService_GenerateClient
 	ep router.Endpoint
+	b  *backend
 }
 
 func (s *stream) Recv() (router.Event, error) {
@@ -228,6 +250,9 @@ func (s *stream) Recv() (router.Event, error) {
 			return router.Event{}, io.EOF
 		}
 		return router.Event{}, classify(s.ep, err)
+	}
+	if ids := msg.GetPromptIds(); len(ids) > 0 && s.b.prompt == nil {
+		s.b.prompt = ids
 	}
 	switch e := msg.GetEvent().(type) {
 	case *speculationv1.GenerateResponse_Chunk:

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/specd-dev/specd/chat"
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/internal/testmodels"
@@ -65,12 +66,12 @@ func startStack(t *testing.T) *stack { return startStackWith(t, stackOptions{}) 
 
 // stackOptions vary the stack a test starts.
 type stackOptions struct {
-	draftAddr string                    // an already running draft to use instead of starting one
-	vtel      *telemetry.Telemetry      // the verifier's telemetry (nil: none)
-	rtel      *telemetry.Telemetry      // the router's telemetry (nil: none)
-	branches  int                       // the draft's Config.Branches
-	http      bool                      // serve the OpenAI-compatible front door too
-	verifier  func(*verifiersvc.Config) // adjusts the verifier's configuration; nil: none
+	draftAddr string               // an already running draft to use instead of starting one
+	vtel      *telemetry.Telemetry // the verifier's telemetry (nil: none)
+	rtel      *telemetry.Telemetry // the router's telemetry (nil: none)
+	branches  int                  // the draft's Config.Branches
+	chat      *chat.Template       // the verifier's --chat-template (nil: none)
+	http      bool                 // serve the OpenAI-compatible front door too
 }
 
 // startStackWith starts the stack as o says.
@@ -84,14 +85,11 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	ready := make(chan struct{}, 2)
 	eng := services.EngineConfig{Threads: 1, KVBudget: 64 << 20, KVType: ggml.F32, MaxBlock: 64}
 	run := goServe(t, &s.wg)
-	vcfg := verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}},
-		Drafts: drafts}
-	if o.verifier != nil {
-		o.verifier(&vcfg)
-	}
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
-			Ready: func(*model.Model) { ready <- struct{}{} }}, vcfg, vl)
+			Ready: func(*model.Model) { ready <- struct{}{} }},
+			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}},
+				Drafts: drafts, ChatTemplate: o.chat}, vl)
 	})
 	if o.draftAddr == "" {
 		run(func() error {
@@ -181,6 +179,12 @@ func benchPrompts(t *testing.T) []prompt {
 // plain is `specd run` on the verifier model alone: prompt ids and generated ids.
 func (s *stack) plain(t *testing.T, text string, n int, sp sample.Params) []int32 {
 	t.Helper()
+	return s.plainIDs(t, s.target.Tok.Encode(text, true), n, sp)
+}
+
+// plainIDs is plain from prompt ids.
+func (s *stack) plainIDs(t *testing.T, prompt []int32, n int, sp sample.Params) []int32 {
+	t.Helper()
 	m := s.target
 	kv, err := m.NewKVPool(16<<20, ggml.F32)
 	if err != nil {
@@ -190,7 +194,7 @@ func (s *stack) plain(t *testing.T, text string, n int, sp sample.Params) []int3
 	defer pool.Close()
 	st := m.NewState(pool, kv.NewSeq(), 64)
 	out, _, err := generate.Run(context.Background(), st, generate.Request{
-		Prompt: m.Tok.Encode(text, true), Sampling: sp,
+		Prompt: prompt, Sampling: sp,
 		Limits: generate.Limits{MaxTokens: n, Context: m.Context, End: m.Tok.EOG(), BOS: m.Tok.BOS()},
 	}, func(generate.Token) error { return nil })
 	if err != nil {

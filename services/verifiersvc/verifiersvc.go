@@ -16,6 +16,7 @@ import (
 
 	"fmt"
 
+	"github.com/specd-dev/specd/chat"
 	"github.com/specd-dev/specd/generate"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -56,6 +57,9 @@ type Config struct {
 	Drafts router.Discovery
 	// Conns bounds the connections to drafts (zero: services.ConnLimits' defaults).
 	Conns services.ConnLimits
+	// ChatTemplate renders requests' messages, in place of the model's own
+	// tokenizer.chat_template (llama-server's --chat-template-file); nil: the model's.
+	ChatTemplate *chat.Template
 }
 
 // Server implements speculationv1.VerifierServiceServer.
@@ -63,6 +67,7 @@ type Server struct {
 	speculationv1.UnimplementedVerifierServiceServer
 	ready atomic.Pointer[services.Engine] // nil until the model is loaded
 	eng   atomic.Pointer[engine]
+	chat  atomic.Pointer[chatTemplate] // set with the engine
 	cfg   Config
 	log   *slog.Logger
 
@@ -99,6 +104,7 @@ func (s *Server) SetEngine(eng *services.Engine) error {
 	if err != nil {
 		return err
 	}
+	s.chat.Store(s.chatTemplate(eng.Model))
 	eng.SetLoad(e.load)
 	s.eng.Store(e)
 	s.ready.Store(eng)
@@ -177,6 +183,15 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	if len(prompt) == 0 {
 		prompt = q.PromptIDs
 	}
+	// A rendered conversation's ids go out with the first message too, so that the
+	// router resumes it elsewhere with these ids instead of rendering it again.
+	rendered := false
+	if len(prompt) == 0 && len(q.Messages) > 0 {
+		if prompt, err = s.chat.Load().prompt(ctx, m.Tok, q.Messages, q.AddGenerationPrompt); err != nil {
+			return err
+		}
+		rendered = true
+	}
 	if len(prompt) == 0 {
 		prompt = m.Tok.Encode(q.Prompt, true)
 	}
@@ -217,7 +232,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0, arrivals: map[uint64]roundArrival{}}
 	r.stats.PromptTokens = uint32(len(prompt))
-	r.prompt = prompt
+	r.prompt, r.promptFirst = prompt, rendered
 	r.stats.Verifier = &specdv1.Endpoint{Address: s.cfg.Address, Model: m.Name}
 	r.stats.Mode = services.ModeToProto(mode)
 	if q.Sampling.Greedy() {
@@ -269,6 +284,7 @@ type run struct {
 	tracer      trace.Tracer
 	model       string  // the verifier's model
 	prompt      []int32 // as taken: sent back with the final message
+	promptFirst bool    // send prompt with the first message too (a rendered conversation)
 	draftModel  string
 	t0          time.Time
 	admitted    time.Time
@@ -444,7 +460,11 @@ func (r *run) send() error {
 	if len(c.TokenIds) > 0 && r.first.IsZero() {
 		r.first = time.Now()
 	}
-	return r.stream.Send(&speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Chunk{Chunk: c}})
+	msg := &speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Chunk{Chunk: c}}
+	if r.promptFirst {
+		msg.PromptIds, r.promptFirst = r.prompt, false
+	}
+	return r.stream.Send(msg)
 }
 
 func (r *run) finish(u verifier.Update) error {

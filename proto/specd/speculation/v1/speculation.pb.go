@@ -40,11 +40,13 @@ type GenerateRequest struct {
 	// The client's request. The router has resolved model to this verifier's
 	// model and, when the client left sampling.seed unset, set it to a random
 	// seed, so that a resumed attempt samples with the same seed. The verifier
-	// ignores its prompt and prompt_ids in favour of the prompt_ids below, and
-	// validates the rest as the router does.
+	// ignores its prompt, prompt_ids and messages in favour of the prompt_ids
+	// below when those are set, and validates the rest as the router does.
 	Request *v1.GenerateRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
-	// The prompt as token ids, when the router has them; empty means the
-	// verifier tokenizes request.prompt (or takes request.prompt_ids) itself.
+	// The prompt as token ids, when the router has them (a resumed chat
+	// request: the ids the first attempt rendered); empty means the verifier
+	// tokenizes request.prompt (or takes request.prompt_ids, or renders
+	// request.messages) itself.
 	PromptIds []int32 `protobuf:"varint,2,rep,packed,name=prompt_ids,json=promptIds,proto3" json:"prompt_ids,omitempty"`
 	// Tokens already streamed to the client by an earlier attempt that failed:
 	// the verifier continues after them and does not send them again, so its
@@ -155,8 +157,11 @@ type GenerateResponse struct {
 	//	*GenerateResponse_Final
 	Event isGenerateResponse_Event `protobuf_oneof:"event"`
 	// The prompt as this verifier took it: the request's prompt_ids, or its
-	// prompt tokenized. Set on the message carrying final, empty on the
-	// others; the router returns it in specd.v1.CompleteResponse.prompt_ids.
+	// prompt tokenized, or its messages rendered and tokenized. Set on the
+	// message carrying final; for a request with messages also on the first
+	// message, so that the router resumes it on another verifier with these ids
+	// (in prompt_ids) instead of rendering the conversation again; empty on the
+	// others. The router returns it in specd.v1.CompleteResponse.prompt_ids.
 	PromptIds     []int32 `protobuf:"varint,3,rep,packed,name=prompt_ids,json=promptIds,proto3" json:"prompt_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1,0 +1,231 @@
+// Package chat renders a conversation into prompt text with a model's chat template, the
+// Jinja program a GGUF file carries as tokenizer.chat_template, the way Hugging Face's
+// apply_chat_template renders it: trim_blocks and lstrip_blocks on, the variables
+// messages, add_generation_prompt, tools and documents (None), bos_token and eos_token,
+// the globals raise_exception and strftime_now, HF's own tojson filter (json.dumps
+// with ensure_ascii off) and the sandbox's bound on range.
+//
+// The Jinja engine is github.com/ardanlabs/jinja. A template is configuration an
+// operator chose (a model file or a flag), messages are untrusted input: Parse refuses
+// templates whose macros could recurse (the engine has no depth limit, and a Go stack
+// overflow cannot be recovered), Render bounds what range may produce, stops at the
+// context's end inside those loops, and turns an engine panic into an error. A template
+// written to exhaust memory (a string doubled in a loop) is not bounded.
+//
+// The package knows nothing of tokenizers or models: callers pass the text of the BOS
+// and EOS tokens, and tokenize the result themselves.
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ardanlabs/jinja"
+)
+
+// Message is one turn of a conversation.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// Options are the inputs of a rendering besides the messages.
+type Options struct {
+	// AddGenerationPrompt ends the text with the opening of an assistant turn.
+	AddGenerationPrompt bool
+	// BOS and EOS are the text of the model's BOS and EOS tokens, the template's
+	// bos_token and eos_token; empty leaves the variable undefined, as HF does for a
+	// tokenizer without that token.
+	BOS, EOS string
+	// Now is strftime_now's time; zero: the time of the call.
+	Now time.Time
+}
+
+// Errors of Parse and Render.
+var (
+	// ErrTemplate: the template cannot be compiled, is refused (recursive macros), or
+	// failed while rendering for a reason other than raise_exception.
+	ErrTemplate = errors.New("chat template error")
+	// ErrRejected: the template called raise_exception — it does not accept this
+	// conversation (roles out of order, say). Render returns a *RaisedError.
+	ErrRejected = errors.New("chat template rejected the conversation")
+	// ErrNoTemplate: the model has no chat template and none was configured. Render
+	// never returns it; callers holding a nil *Template do.
+	ErrNoTemplate = errors.New("model has no chat template")
+)
+
+// RaisedError is the message of a template's raise_exception call.
+type RaisedError struct{ Msg string }
+
+func (e *RaisedError) Error() string { return ErrRejected.Error() + ": " + e.Msg }
+func (e *RaisedError) Unwrap() error { return ErrRejected }
+
+// MaxRange is the most items one call of range may produce, as Jinja's sandbox (which
+// HF renders in) allows; a larger range is an error.
+const MaxRange = 100_000
+
+// maxRangeTotal bounds the items all range calls of one rendering produce together, so
+// that nested loops over ranges end.
+const maxRangeTotal = 10 * MaxRange
+
+// jsonFilter is the name tojson is renamed to in the source, so that HF's tojson runs
+// instead of the engine's built-in one (whose filters cannot be replaced).
+const jsonFilter = "specd_hf_tojson"
+
+// Template is a compiled chat template. It is immutable and safe for concurrent use.
+type Template struct {
+	src string
+	t   *jinja.Template
+}
+
+// Parse compiles a chat template. Errors wrap ErrTemplate: a syntax error, or a macro
+// that calls itself, a macro defined after it, or anything that is not a macro defined
+// before it or a global (see checkMacros).
+func Parse(src string) (t *Template, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			t, err = nil, fmt.Errorf("%w: the engine failed compiling it: %v", ErrTemplate, p)
+		}
+	}()
+	tags, err := scanTags(src)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
+	}
+	if err := checkMacros(src, tags); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
+	}
+	jt, err := jinja.Compile(renameFilter(src, tags, "tojson", jsonFilter))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
+	}
+	return &Template{src: src, t: jt}, nil
+}
+
+// Source returns the template's text as given to Parse.
+func (t *Template) Source() string { return t.src }
+
+// Render renders msgs. Errors: a *RaisedError (wrapping ErrRejected) when the template
+// called raise_exception; ctx's error when it ended during a range loop; an error
+// wrapping ErrTemplate for any other failure of the template.
+func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out string, err error) {
+	var raised *RaisedError
+	var ctxErr error
+	budget := maxRangeTotal
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	list := make([]jinja.Value, len(msgs))
+	for i, m := range msgs {
+		d := jinja.NewDict()
+		d.AsDict().Set("role", jinja.NewString(m.Role))
+		d.AsDict().Set("content", jinja.NewString(m.Content))
+		list[i] = d
+	}
+	data := map[string]jinja.Value{
+		"messages":              jinja.NewList(list),
+		"add_generation_prompt": jinja.NewBool(o.AddGenerationPrompt),
+		"tools":                 jinja.None(),
+		"documents":             jinja.None(),
+		"raise_exception": jinja.NewCallable("raise_exception", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+			msg := ""
+			switch {
+			case len(args) == 0:
+			case args[0].IsString():
+				msg = args[0].AsString()
+			default:
+				msg = args[0].String()
+			}
+			raised = &RaisedError{Msg: msg}
+			return jinja.Undefined(), raised
+		}),
+		"strftime_now": jinja.NewCallable("strftime_now", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+			if len(args) != 1 || !args[0].IsString() {
+				return jinja.Undefined(), errors.New("strftime_now takes one format string")
+			}
+			return jinja.NewString(strftime(now, args[0].AsString())), nil
+		}),
+		"range": jinja.NewCallable("range", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+			if err := ctx.Err(); err != nil {
+				ctxErr = err
+				return jinja.Undefined(), err
+			}
+			return boundedRange(args, &budget)
+		}),
+		jsonFilter: jinja.NewCallable(jsonFilter, toJSON),
+	}
+	if o.BOS != "" {
+		data["bos_token"] = jinja.NewString(o.BOS)
+	}
+	if o.EOS != "" {
+		data["eos_token"] = jinja.NewString(o.EOS)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = "", fmt.Errorf("%w: the engine failed rendering it: %v", ErrTemplate, p)
+		}
+	}()
+	out, err = t.t.RenderValues(data)
+	switch {
+	case err == nil:
+		return out, nil
+	case raised != nil:
+		return "", raised
+	case ctxErr != nil:
+		return "", ctxErr
+	}
+	return "", fmt.Errorf("%w: %w", ErrTemplate, err)
+}
+
+// boundedRange is Python's range over ints, refusing more than MaxRange items in one
+// call or more than *budget left in the rendering.
+func boundedRange(args []jinja.Value, budget *int) (jinja.Value, error) {
+	var start, stop, step int64 = 0, 0, 1
+	for _, a := range args {
+		if !a.IsInt() {
+			return jinja.Undefined(), fmt.Errorf("range: %s is not an integer", a.String())
+		}
+	}
+	switch len(args) {
+	case 1:
+		stop = args[0].AsInt()
+	case 2:
+		start, stop = args[0].AsInt(), args[1].AsInt()
+	case 3:
+		start, stop, step = args[0].AsInt(), args[1].AsInt(), args[2].AsInt()
+	default:
+		return jinja.Undefined(), fmt.Errorf("range takes 1 to 3 arguments, not %d", len(args))
+	}
+	if step == 0 {
+		return jinja.Undefined(), errors.New("range: step must not be zero")
+	}
+	// The span and the count in uint64, which hold any difference of two int64s.
+	var span, by uint64
+	switch {
+	case step > 0 && stop > start:
+		span, by = uint64(stop)-uint64(start), uint64(step)
+	case step < 0 && stop < start:
+		span, by = uint64(start)-uint64(stop), -uint64(step)
+	}
+	var n uint64
+	if by > 0 {
+		n = span / by
+		if span%by != 0 {
+			n++
+		}
+	}
+	if n > MaxRange {
+		return jinja.Undefined(), fmt.Errorf("range too big: more than %d items", MaxRange)
+	}
+	if int(n) > *budget {
+		return jinja.Undefined(), fmt.Errorf("ranges too big: more than %d items in one rendering", maxRangeTotal)
+	}
+	*budget -= int(n)
+	items := make([]jinja.Value, n)
+	for i := range items {
+		items[i] = jinja.NewInt(start + int64(i)*step)
+	}
+	return jinja.NewList(items), nil
+}

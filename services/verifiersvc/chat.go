@@ -1,0 +1,68 @@
+package verifiersvc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/specd-dev/specd/chat"
+	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/tokenizer"
+)
+
+// chatTemplate is the template a verifier renders messages with, or why it has none.
+type chatTemplate struct {
+	t   *chat.Template
+	err error // wraps chat.ErrNoTemplate when t is nil
+}
+
+// chatTemplate returns the configured template, else m's own. A model whose template
+// does not compile still serves prompts; its chat requests fail with the reason.
+func (s *Server) chatTemplate(m *model.Model) *chatTemplate {
+	if s.cfg.ChatTemplate != nil {
+		return &chatTemplate{t: s.cfg.ChatTemplate}
+	}
+	if m.ChatTemplate == "" {
+		return &chatTemplate{err: fmt.Errorf("%w: model %s has no tokenizer.chat_template and the verifier has no --chat-template", chat.ErrNoTemplate, m.Name)}
+	}
+	t, err := chat.Parse(m.ChatTemplate)
+	if err != nil {
+		if s.log != nil {
+			s.log.Warn("the model's chat template cannot be used; requests with messages will fail (give one with --chat-template)", "model", m.Name, "err", err)
+		}
+		return &chatTemplate{err: fmt.Errorf("%w: model %s: its tokenizer.chat_template: %w", chat.ErrNoTemplate, m.Name, err)}
+	}
+	return &chatTemplate{t: t}
+}
+
+// prompt renders msgs and tokenizes the text with special-token text parsed (the
+// template's markup, such as <|im_start|>, becomes its tokens), then puts BOS first
+// when the tokenizer asks for one and the template did not already write it.
+func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msgs []chat.Message, addGen bool) ([]int32, error) {
+	switch {
+	case c == nil:
+		return nil, chat.ErrNoTemplate
+	case c.t == nil:
+		return nil, c.err
+	}
+	text, err := c.t.Render(ctx, msgs, chat.Options{AddGenerationPrompt: addGen, BOS: tok.Piece(tok.BOS()), EOS: tok.Piece(tok.EOS())})
+	if err != nil {
+		return nil, fmt.Errorf("messages: %w", err)
+	}
+	ids := chatIDs(tok, text)
+	if len(ids) == 0 {
+		return nil, services.BadField("messages", "the chat template renders them as no text")
+	}
+	return ids, nil
+}
+
+// chatIDs tokenizes a rendered conversation as a verifier does: special-token text
+// parsed, and BOS first when the tokenizer asks for one and the text does not start
+// with it.
+func chatIDs(tok *tokenizer.Tokenizer, text string) []int32 {
+	ids := tok.EncodeSpecial(text, false)
+	if bos := tok.BOS(); tok.AddBOS() && bos >= 0 && (len(ids) == 0 || ids[0] != bos) {
+		ids = append([]int32{bos}, ids...)
+	}
+	return ids
+}
