@@ -1,40 +1,26 @@
-//go:build chatrender
-
-// These tests need the verifier to render GenerateRequest.messages with a chat template
-// (branch chat: package chat, verifiersvc.Config.ChatTemplate). Until that is merged
-// this branch refuses messages ("not supported yet"), so the file is built only with
-// -tags chatrender; delete the build line above when merging the chat branch.
-
 package serve_test
 
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
 
 	"github.com/specd-dev/specd/chat"
-	"github.com/specd-dev/specd/internal/testmodels"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
-	"github.com/specd-dev/specd/services/verifiersvc"
 )
 
-// withQwenTemplate configures the verifier with Qwen2.5's real chat template (the
-// specd models carry none).
-func withQwenTemplate(t *testing.T) func(*verifiersvc.Config) {
-	src, err := os.ReadFile(filepath.Join(testmodels.VocabDir(t), "chat", "qwen2.5-chat-template.jinja"))
+// qwenChat parses Qwen2.5's real chat template, which the verifier is given as its
+// --chat-template (the specd models carry none).
+func qwenChat(t *testing.T) *chat.Template {
+	_, src := qwenTemplate(t)
+	tmpl, err := chat.Parse(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl, err := chat.Parse(string(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return func(c *verifiersvc.Config) { c.ChatTemplate = tmpl }
+	return tmpl
 }
 
 func chatParams(msgs ...openai.ChatCompletionMessageParamUnion) openai.ChatCompletionNewParams {
@@ -45,7 +31,7 @@ func chatParams(msgs ...openai.ChatCompletionMessageParamUnion) openai.ChatCompl
 // not, give what the gRPC API gives for the same messages; content as text parts is
 // the same conversation as content as a string.
 func TestOpenAIChatCompletions(t *testing.T) {
-	s := startStackWith(t, stackOptions{http: true, verifier: withQwenTemplate(t)})
+	s := startStackWith(t, stackOptions{http: true, chat: qwenChat(t)})
 	c := s.openaiClient()
 	ctx := context.Background()
 
@@ -125,7 +111,8 @@ func TestOpenAIChatCompletions(t *testing.T) {
 // with a clear 400, not a server error.
 func TestOpenAIChatWithoutTemplate(t *testing.T) {
 	s := startStackWith(t, stackOptions{http: true})
-	_, err := s.openaiClient().Chat.Completions.New(context.Background(), chatParams(openai.UserMessage("Hello")))
+	c := s.openaiClient()
+	_, err := c.Chat.Completions.New(context.Background(), chatParams(openai.UserMessage("Hello")))
 	var e *openai.Error
 	if !errors.As(err, &e) || e.StatusCode != 400 || e.Type != "invalid_request_error" || !strings.Contains(e.Message, "chat_template") {
 		t.Errorf("chat without a template: %v, want a 400 invalid_request_error naming the missing chat_template", err)
