@@ -213,6 +213,7 @@ func ParseChat(body []byte) (*Call, error) {
 		return nil, err
 	}
 	c.Chat = true
+	c.Req.AddGenerationPrompt = r.AddGenerationPrompt
 	for i, m := range r.Messages {
 		role := m.Role
 		switch role {

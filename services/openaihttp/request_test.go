@@ -72,8 +72,12 @@ func TestParseChat(t *testing.T) {
 		t.Error("ParseChat: Chat = false")
 	}
 	c, err = ParseChat([]byte(`{"messages":[{"role":"user","content":"x"}]}`))
-	if err != nil || c.Req.GetMaxTokens() != 0 {
-		t.Errorf("ParseChat without a limit: max_tokens %d, %v; want 0 (up to the context)", c.Req.GetMaxTokens(), err)
+	if err != nil || c.Req.GetMaxTokens() != 0 || c.Req.AddGenerationPrompt != nil {
+		t.Errorf("ParseChat without a limit: max_tokens %d, add_generation_prompt %v, %v; want 0 (up to the context) and unset", c.Req.GetMaxTokens(), c.Req.AddGenerationPrompt, err)
+	}
+	c, err = ParseChat([]byte(`{"messages":[{"role":"assistant","content":"Once"}],"add_generation_prompt":false}`))
+	if err != nil || c.Req.AddGenerationPrompt == nil || *c.Req.AddGenerationPrompt {
+		t.Errorf("ParseChat with add_generation_prompt false: %v, %v; want false", c.Req.AddGenerationPrompt, err)
 	}
 }
 

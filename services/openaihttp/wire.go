@@ -68,6 +68,10 @@ type ChatRequest struct {
 		Type string `json:"type"`
 	} `json:"response_format"`
 	Modalities []string `json:"modalities"`
+	// AddGenerationPrompt (an extension, as in vLLM): false renders the conversation
+	// as it is, e.g. to continue a partial assistant message; null or true ends it
+	// with the opening of an assistant turn.
+	AddGenerationPrompt *bool `json:"add_generation_prompt"`
 }
 
 // Message is one turn of a chat request.
