@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc/metadata"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -54,9 +56,10 @@ func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, log *slog
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 // outgoing is the context of the router call for r: cancelled when the client goes
-// away, carrying the client's credentials as gRPC metadata.
+// away, carrying the client's credentials as gRPC metadata and, when the client sent
+// a W3C traceparent, its trace (so the router's spans continue the caller's).
 func outgoing(r *http.Request) context.Context {
-	ctx := r.Context()
+	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	if a := r.Header.Get("Authorization"); a != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", a)
 	}

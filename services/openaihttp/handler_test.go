@@ -14,6 +14,9 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -53,7 +56,7 @@ func (s *stub) ListModels(context.Context, *specdv1.ListModelsRequest) (*specdv1
 
 // serveStub serves s over gRPC and the front door over HTTP, both on loopback, and
 // returns the front door's base URL.
-func serveStub(t testing.TB, s *stub, maxBody int64) string {
+func serveStub(t testing.TB, s *stub, maxBody int64, dial ...grpc.DialOption) string {
 	t.Helper()
 	glis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -62,7 +65,7 @@ func serveStub(t testing.TB, s *stub, maxBody int64) string {
 	gs := grpc.NewServer()
 	specdv1.RegisterGenerationServiceServer(gs, s)
 	go gs.Serve(glis)
-	cc, err := services.Dial(glis.Addr().String())
+	cc, err := services.Dial(glis.Addr().String(), dial...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,4 +299,27 @@ func BenchmarkFrontDoor(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestTraceContinues: a client's W3C traceparent reaches the router's call, so the
+// router's spans join the caller's trace.
+func TestTraceContinues(t *testing.T) {
+	prev := otel.GetTextMapPropagator()
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	defer otel.SetTextMapPropagator(prev)
+	var got string
+	base := serveStub(t, &stub{complete: func(ctx context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		got = strings.Join(md.Get("traceparent"), ",")
+		return &specdv1.CompleteResponse{FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}, nil
+	}}, 0, grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	c := client(base, option.WithHeader("traceparent", "00-"+trace+"-00f067aa0ba902b7-01"))
+	if _, err := c.Completions.New(context.Background(), openai.CompletionNewParams{Model: "big",
+		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(got, "00-"+trace+"-") {
+		t.Errorf("traceparent at the router = %q, want trace %s", got, trace)
+	}
 }
