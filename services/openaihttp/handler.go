@@ -148,6 +148,10 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 				}
 			}
 		case *specdv1.GenerateResponse_Final:
+			// The final message is the stream's last: read its end (io.EOF, with the
+			// OK status) so that the call ends as a success, not cancelled by the
+			// deferred cancel — in traces and metrics alike.
+			st.Recv()
 			if err := send(k.final(c, e.Final)); err != nil {
 				return
 			}

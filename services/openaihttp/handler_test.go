@@ -16,7 +16,10 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -321,5 +324,35 @@ func TestTraceContinues(t *testing.T) {
 	}
 	if !strings.HasPrefix(got, "00-"+trace+"-") {
 		t.Errorf("traceparent at the router = %q, want trace %s", got, trace)
+	}
+}
+
+// TestStreamEndsCleanly: a stream that reached its final message ends as a success
+// on the front door's side too, not as a call it cancelled (issue 14: healthy
+// requests must not look failed in a trace).
+func TestStreamEndsCleanly(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	defer tp.Shutdown(context.Background())
+	base := serveStub(t, &stub{generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+		if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{TokenIds: []int32{5}, Text: "Once"}}}); err != nil {
+			return err
+		}
+		return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}}})
+	}}, 0, grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp))))
+	c := client(base)
+	st := c.Completions.NewStreaming(context.Background(), openai.CompletionNewParams{Model: "big",
+		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")}})
+	for st.Next() {
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	ended := spans.Ended()
+	if len(ended) != 1 {
+		t.Fatalf("%d client spans ended, want 1", len(ended))
+	}
+	if s := ended[0].Status(); s.Code == otelcodes.Error {
+		t.Errorf("the Generate client span ended %v %q, want no error", s.Code, s.Description)
 	}
 }
