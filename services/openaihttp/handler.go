@@ -1,6 +1,7 @@
 package openaihttp
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -128,7 +129,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	send := func(v any) error {
-		b, err := json.Marshal(v)
+		b, err := marshal(v)
 		if err != nil {
 			return err
 		}
@@ -256,8 +257,20 @@ func newID(chat bool) string {
 	return "cmpl-" + hex.EncodeToString(b[:])
 }
 
+// marshal encodes v as JSON on one line, leaving <, > and & as they are (as OpenAI's
+// API does) rather than escaping them for HTML.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		code, b = http.StatusInternalServerError, []byte(`{"error":{"message":"encoding the response failed","type":"server_error","param":null,"code":null}}`)
 	}

@@ -235,6 +235,8 @@ func TestHTTPErrors(t *testing.T) {
 		{"GET", "/models/nope", "", 404, `"code":"model_not_found"`},
 		{"GET", "/models/small", "", 404, `"code":"model_not_found"`}, // drafts cannot be requested
 		{"GET", "/models/big", "", 200, `"context_length":512`},
+		{"POST", "/completions", `{"prompt":"x","stop":"<&>","n":5}`, 400, `"message":"n: 5: only 1 is supported"`},
+		{"POST", "/chat/completions", `{"messages":[{"role":"<b>","content":"x"}]}`, 400, `role \"<b>\"`}, // not escaped for HTML
 	} {
 		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
 		resp, err := http.DefaultClient.Do(req)
