@@ -8,9 +8,11 @@
 // The Jinja engine is github.com/ardanlabs/jinja. A template is configuration an
 // operator chose (a model file or a flag), messages are untrusted input: Parse refuses
 // templates whose macros could recurse (the engine has no depth limit, and a Go stack
-// overflow cannot be recovered), Render bounds what range may produce, stops at the
-// context's end inside those loops, and turns an engine panic into an error. A template
-// written to exhaust memory (a string doubled in a loop) is not bounded.
+// overflow cannot be recovered), Render bounds what range may produce and how many items
+// all for loops iterate (each loop's iterable passes through a guard written into the
+// source), stops when the context ends as a loop starts, and turns an engine panic into
+// an error. A template written to exhaust memory (a string doubled in a loop, or
+// multiplied by a huge number) is not bounded.
 //
 // The package knows nothing of tokenizers or models: callers pass the text of the BOS
 // and EOS tokens, and tokenize the result themselves.
@@ -20,7 +22,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ardanlabs/jinja"
 )
@@ -74,10 +78,19 @@ const maxRangeTotal = 10 * MaxRange
 // instead of the engine's built-in one (whose filters cannot be replaced).
 const jsonFilter = "specd_hf_tojson"
 
+// loopGuard is the function every for loop's iterable passes through (see rewrite): it
+// counts the items the rendering iterates, refusing more than maxLoopItems, and stops
+// the rendering when its context ends.
+const loopGuard = "specd_loop_guard"
+
+// maxLoopItems bounds the items all for loops of one rendering iterate together, so
+// that a template cannot loop for hours (nested loops over a long message's
+// characters, say).
+const maxLoopItems = 2 << 20
+
 // Template is a compiled chat template. It is immutable and safe for concurrent use.
 type Template struct {
-	src string
-	t   *jinja.Template
+	t *jinja.Template
 }
 
 // Parse compiles a chat template. Errors wrap ErrTemplate: a syntax error, or a macro
@@ -89,30 +102,32 @@ func Parse(src string) (t *Template, err error) {
 			t, err = nil, fmt.Errorf("%w: the engine failed compiling it: %v", ErrTemplate, p)
 		}
 	}()
-	tags, err := scanTags(src)
+	// Jinja's lexer reads every line ending as "\n" and, without keep_trailing_newline
+	// (which HF leaves off), drops one final newline.
+	text := strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(src)
+	text = strings.TrimSuffix(text, "\n")
+	tags, err := scanTags(text)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
-	if err := checkMacros(src, tags); err != nil {
+	if err := checkMacros(text, tags); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
-	jt, err := jinja.Compile(renameFilter(src, tags, "tojson", jsonFilter))
+	jt, err := jinja.Compile(rewrite(text, tags, "tojson", jsonFilter, loopGuard))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTemplate, err)
 	}
-	return &Template{src: src, t: jt}, nil
+	return &Template{t: jt}, nil
 }
 
-// Source returns the template's text as given to Parse.
-func (t *Template) Source() string { return t.src }
-
 // Render renders msgs. Errors: a *RaisedError (wrapping ErrRejected) when the template
-// called raise_exception; ctx's error when it ended during a range loop; an error
-// wrapping ErrTemplate for any other failure of the template.
+// called raise_exception; ctx's error when it ended while the template looped; an error
+// wrapping ErrTemplate for any other failure of the template, loops and ranges past
+// their bounds among them.
 func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out string, err error) {
 	var raised *RaisedError
 	var ctxErr error
-	budget := maxRangeTotal
+	budget, loops := maxRangeTotal, maxLoopItems
 	now := o.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -155,6 +170,19 @@ func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out s
 			return boundedRange(args, &budget)
 		}),
 		jsonFilter: jinja.NewCallable(jsonFilter, toJSON),
+		loopGuard: jinja.NewCallable(loopGuard, func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
+			if len(args) != 1 {
+				return jinja.Undefined(), fmt.Errorf("%s takes one argument", loopGuard)
+			}
+			if err := ctx.Err(); err != nil {
+				ctxErr = err
+				return jinja.Undefined(), err
+			}
+			if loops -= items(args[0]); loops < 0 {
+				return jinja.Undefined(), fmt.Errorf("loops too long: more than %d items iterated in one rendering", maxLoopItems)
+			}
+			return args[0], nil
+		}),
 	}
 	if o.BOS != "" {
 		data["bos_token"] = jinja.NewString(o.BOS)
@@ -228,4 +256,17 @@ func boundedRange(args []jinja.Value, budget *int) (jinja.Value, error) {
 		items[i] = jinja.NewInt(start + int64(i)*step)
 	}
 	return jinja.NewList(items), nil
+}
+
+// items is the number of items a for loop over v iterates.
+func items(v jinja.Value) int {
+	switch {
+	case v.IsList():
+		return v.AsList().Len()
+	case v.IsDict():
+		return v.AsDict().Len()
+	case v.IsString():
+		return utf8.RuneCountInString(v.AsString())
+	}
+	return 0
 }

@@ -135,6 +135,7 @@ func TestBadTemplates(t *testing.T) {
 		{"range of a string", "{{ range('x') }}"},
 		{"negative repeat", "{{ 'a' * -1 }}"},
 		{"undefined call", "{{ nothing() }}"},
+		{"nested loops over a message", "{% for a in messages[0].content %}{% for b in messages[0].content %}{% for c in messages[0].content %}x{% endfor %}{% endfor %}{% endfor %}"},
 		{"tojson of undefined", "{{ nothing | tojson }}"},
 	}
 	for _, tt := range render {
@@ -143,7 +144,8 @@ func TestBadTemplates(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse = %v", err)
 			}
-			if _, err := tmpl.Render(t.Context(), nil, Options{}); !errors.Is(err, ErrTemplate) {
+			msgs := []Message{{"user", strings.Repeat("ab", 500)}}
+			if _, err := tmpl.Render(t.Context(), msgs, Options{}); !errors.Is(err, ErrTemplate) {
 				t.Errorf("Render(%q) = %v, want ErrTemplate", tt.src, err)
 			}
 		})
@@ -151,14 +153,44 @@ func TestBadTemplates(t *testing.T) {
 }
 
 func TestRenderStopsWithContext(t *testing.T) {
-	tmpl, err := Parse("{% for i in range(10) %}{% for j in range(10) %}{{ j }}{% endfor %}{% endfor %}")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := tmpl.Render(ctx, nil, Options{}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Render(cancelled) = %v, want context.Canceled", err)
+	for _, src := range []string{
+		"{% for i in range(10) %}{{ i }}{% endfor %}",
+		"{% for m in messages %}{{ m.content }}{% endfor %}",
+	} {
+		tmpl, err := Parse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tmpl.Render(ctx, []Message{{"user", "x"}}, Options{}); !errors.Is(err, context.Canceled) {
+			t.Errorf("Render(%q, cancelled) = %v, want context.Canceled", src, err)
+		}
+	}
+}
+
+// TestRewrite: tojson applications are renamed and every for loop's iterable — up to a
+// top-level if or recursive — is wrapped in the guard; strings, comments and text are
+// left alone.
+func TestRewrite(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"{{ x | tojson }}{{ x|tojson(indent=2) }}", "{{ x | J }}{{ x|J(indent=2) }}"},
+		{"{{ 'a | tojson' }}{# x | tojson #} y | tojson", "{{ 'a | tojson' }}{# x | tojson #} y | tojson"},
+		{"{% for m in messages %}", "{% for m in G(messages) %}"},
+		{"{%- for k, v in d.items() if v is defined recursive -%}", "{%- for k, v in G(d.items()) if v is defined recursive -%}"},
+		{"{% for x in (a if b else c) if x %}", "{% for x in G((a if b else c)) if x %}"},
+		{"{% for t in m.tool_calls | selectattr('type', 'in', ['x']) %}{{ t | tojson }}{% endfor %}",
+			"{% for t in G(m.tool_calls | selectattr('type', 'in', ['x'])) %}{{ t | J }}{% endfor %}"},
+		{"{% for x in [1, 2][::-1] %}", "{% for x in G([1, 2][::-1]) %}"},
+		{"{% raw %}{% for x in y %}{% endraw %}", "{% raw %}{% for x in y %}{% endraw %}"},
+	} {
+		tags, err := scanTags(tc.src)
+		if err != nil {
+			t.Fatalf("scanTags(%q) = %v", tc.src, err)
+		}
+		if got := rewrite(tc.src, tags, "tojson", "J", "G"); got != tc.want {
+			t.Errorf("rewrite(%q) = %q, want %q", tc.src, got, tc.want)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -147,11 +148,19 @@ func lex(src string, from, to int) []token {
 
 func isIdentStart(c byte) bool { return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
-// renameFilter returns src with every application of the filter from ("| from") inside
-// an expression or statement renamed to to.
-func renameFilter(src string, tags []tag, from, to string) string {
-	var sb strings.Builder
-	last := 0
+// edit replaces src[pos:pos+del] with ins.
+type edit struct {
+	pos, del int
+	ins      string
+}
+
+// rewrite returns src with every application of the filter from ("| from") renamed to
+// to, and the iterable of every for loop passed through the function guard:
+// "{% for x in xs if c %}" becomes "{% for x in guard(xs) if c %}". The iterable ends
+// where a top-level if or recursive begins, as Jinja parses it (no conditional
+// expression there). Text outside tags, comments and string literals are left alone.
+func rewrite(src string, tags []tag, from, to, guard string) string {
+	var edits []edit
 	for _, t := range tags {
 		if t.kind == '#' {
 			continue
@@ -159,11 +168,44 @@ func renameFilter(src string, tags []tag, from, to string) string {
 		toks := lex(src, t.in, t.inEnd)
 		for k := 1; k < len(toks); k++ {
 			if toks[k].ident && toks[k].text == from && toks[k-1].text == "|" {
-				sb.WriteString(src[last:toks[k].pos])
-				sb.WriteString(to)
-				last = toks[k].pos + len(from)
+				edits = append(edits, edit{toks[k].pos, len(from), to})
 			}
 		}
+		if t.kind != '%' || len(toks) == 0 || toks[0].text != "for" {
+			continue
+		}
+		depth, first, last := 0, -1, -1
+	scan:
+		for k := 1; k < len(toks); k++ {
+			tk := toks[k]
+			switch {
+			case tk.text == "(" || tk.text == "[" || tk.text == "{":
+				depth++
+			case tk.text == ")" || tk.text == "]" || tk.text == "}":
+				depth--
+			case depth == 0 && tk.ident && first < 0 && tk.text == "in":
+				first = k + 1
+				continue
+			case depth == 0 && tk.ident && first >= 0 && (tk.text == "if" || tk.text == "recursive"):
+				break scan
+			}
+			if first >= 0 {
+				last = k
+			}
+		}
+		if first < 0 || last < first {
+			continue // not a loop the engine will parse: it reports the error
+		}
+		end := toks[last].pos + len(toks[last].text)
+		edits = append(edits, edit{toks[first].pos, 0, guard + "("}, edit{end, 0, ")"})
+	}
+	slices.SortStableFunc(edits, func(a, b edit) int { return a.pos - b.pos })
+	var sb strings.Builder
+	last := 0
+	for _, e := range edits {
+		sb.WriteString(src[last:e.pos])
+		sb.WriteString(e.ins)
+		last = e.pos + e.del
 	}
 	sb.WriteString(src[last:])
 	return sb.String()

@@ -135,15 +135,15 @@ func TestSummarize(t *testing.T) {
 }
 
 // startUp runs `specd up` in this process on a free loopback port, with the real specd
-// pair, and returns the router's address once it has learnt both models. The test's
-// cleanup stops it and checks that nothing is left running.
-func startUp(t *testing.T) string {
+// pair (and args, flags of up), and returns the router's address once it has learnt both
+// models. The test's cleanup stops it and checks that nothing is left running.
+func startUp(t *testing.T, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
-		code := realMain(ctx, []string{"up", "--listen", "127.0.0.1:0", "--log-level", "error", "--kv-budget", "64000000"}, io.Discard, pw)
+		code := realMain(ctx, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error", "--kv-budget", "64000000"}, args...), io.Discard, pw)
 		pw.Close()
 		done <- code
 	}()

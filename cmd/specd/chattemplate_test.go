@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,61 @@ func TestChatTemplateCmd(t *testing.T) {
 		_, stderr, code := run(t, append([]string{"chat-template"}, c.args...)...)
 		if code != c.code || !strings.Contains(stderr, c.stderr) {
 			t.Errorf("chat-template %q: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, stderr, c.code, c.stderr)
+		}
+	}
+	// A verifier's --chat-template is checked before anything starts.
+	for _, f := range []string{filepath.Join(tmp, "missing.jinja"), filepath.Join(tmp, "bad.jinja")} {
+		if _, stderr, code := run(t, "verifier", "--listen", "127.0.0.1:0", "--chat-template", f); code != 2 || !strings.Contains(stderr, "--chat-template") {
+			t.Errorf("verifier --chat-template %s: exit %d, stderr %q; want exit 2 naming the flag", f, code, stderr)
+		}
+	}
+}
+
+// TestGenerateMessages: `specd generate --messages` against `specd up --chat-template`
+// sends the conversation, which the verifier renders and tokenizes with special tokens
+// (BOS first): the prompt it reports has that length. Both -p and --messages, or a
+// message without a role, are usage errors.
+func TestGenerateMessages(t *testing.T) {
+	tmpl, _, _ := testmodels.QwenChat(t)
+	addr := startUp(t, "--chat-template", tmpl)
+	dir := t.TempDir()
+	conv := filepath.Join(dir, "conv.json")
+	if err := os.WriteFile(conv, []byte(`[{"role": "system", "content": "Tell stories."}, {"role": "user", "content": "Once upon a time"}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text, stderr, code := run(t, "chat-template", "--template", tmpl, "--messages", conv, "--add-generation-prompt")
+	if code != 0 {
+		t.Fatalf("chat-template: exit %d: %s", code, stderr)
+	}
+	if !strings.HasPrefix(text, "<|im_start|>system\nTell stories.<|im_end|>") {
+		t.Fatalf("chat-template printed %q", text)
+	}
+	ids, stderr, code := run(t, "tokenize", "-m", "specd-target-q8_0", "-p", text, "--special", "--bos", "--json")
+	if code != 0 {
+		t.Fatalf("tokenize: exit %d: %s", code, stderr)
+	}
+	var tok struct{ IDs []int32 }
+	if err := json.Unmarshal([]byte(ids), &tok); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := run(t, "generate", "--addr", addr, "--messages", conv, "-n", "8", "--json")
+	if code != 0 {
+		t.Fatalf("generate --messages: exit %d: %s", code, stderr)
+	}
+	var res generateResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("generate --messages: %v: %s", err, stdout)
+	}
+	if res.PromptTokens != len(tok.IDs) || res.Tokens != 8 {
+		t.Errorf("generate --messages: %d prompt tokens and %d generated, want %d (tokenize --special --bos of the rendering) and 8", res.PromptTokens, res.Tokens, len(tok.IDs))
+	}
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`[{"role": "", "content": "x"}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-p", "x", "--messages", conv}, {"--messages", bad}} {
+		if _, stderr, code := run(t, append([]string{"generate", "--addr", addr}, args...)...); code != 2 {
+			t.Errorf("generate %q: exit %d (%s), want 2", args, code, stderr)
 		}
 	}
 }

@@ -20,9 +20,11 @@ type chatTemplate struct {
 // does not compile still serves prompts; its chat requests fail with the reason.
 func (s *Server) chatTemplate(m *model.Model) *chatTemplate {
 	if s.cfg.ChatTemplate != nil {
+		s.logChat("chat template from --chat-template", m)
 		return &chatTemplate{t: s.cfg.ChatTemplate}
 	}
 	if m.ChatTemplate == "" {
+		s.logChat("no chat template: requests with messages will fail", m)
 		return &chatTemplate{err: fmt.Errorf("%w: model %s has no tokenizer.chat_template and the verifier has no --chat-template", chat.ErrNoTemplate, m.Name)}
 	}
 	t, err := chat.Parse(m.ChatTemplate)
@@ -32,7 +34,14 @@ func (s *Server) chatTemplate(m *model.Model) *chatTemplate {
 		}
 		return &chatTemplate{err: fmt.Errorf("%w: model %s: its tokenizer.chat_template: %w", chat.ErrNoTemplate, m.Name, err)}
 	}
+	s.logChat("chat template from the model's tokenizer.chat_template", m)
 	return &chatTemplate{t: t}
+}
+
+func (s *Server) logChat(msg string, m *model.Model) {
+	if s.log != nil {
+		s.log.Info(msg, "model", m.Name)
+	}
 }
 
 // prompt renders msgs and tokenizes the text with special-token text parsed (the

@@ -214,13 +214,15 @@ type GenerateRequest struct {
 	Domain string `protobuf:"bytes,9,opt,name=domain,proto3" json:"domain,omitempty"`
 	// A conversation to continue, instead of prompt or prompt_ids. The
 	// verifier renders it with the model's chat template (the GGUF metadata
-	// tokenizer.chat_template, rendered as Hugging Face's apply_chat_template
-	// does) and tokenizes the result with special-token text parsed as special
-	// tokens (so "<|im_start|>" in the template is one token), with a BOS token
-	// when the tokenizer asks for one and the rendered text does not already
-	// start with it. A model without a chat template fails the request with
-	// FAILED_PRECONDITION. Exactly one of prompt, prompt_ids and messages must
-	// be non-empty.
+	// tokenizer.chat_template, or the verifier's --chat-template file, rendered
+	// as Hugging Face's apply_chat_template does) and tokenizes the result with
+	// special-token text parsed as special tokens (so "<|im_start|>" in the
+	// template is one token — and so is that text in a message's content), with
+	// a BOS token when the tokenizer asks for one and the rendered text does not
+	// already start with it. A model without a usable chat template fails the
+	// request with FAILED_PRECONDITION; a conversation the template refuses
+	// (its raise_exception, e.g. for roles out of order) with INVALID_ARGUMENT.
+	// Exactly one of prompt, prompt_ids and messages must be non-empty.
 	Messages []*ChatMessage `protobuf:"bytes,10,rep,name=messages,proto3" json:"messages,omitempty"`
 	// With messages: end the rendered prompt with the opening of an assistant
 	// turn, so the model answers (Hugging Face's add_generation_prompt). Unset
