@@ -104,6 +104,7 @@ func TestRunJSONAndErrors(t *testing.T) {
 		{"router", "--http-listen", "no-port"},
 		{"router", "--http-listen", "127.0.0.1:0", "--http-max-body-bytes", "10"},
 		{"up", "--http-listen", "no-port"},
+		{"router", "--http-listen", "127.0.0.1:0", "--http-max-body-bytes", "20000000"}, // over --max-message-bytes
 		{"nonsense"},
 	} {
 		_, stderr, code := run(t, args...)

@@ -280,7 +280,12 @@ func (o *httpOptions) addFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&o.httpMaxBody, "http-max-body-bytes", openaihttp.DefaultMaxBodyBytes, "largest request body the OpenAI-compatible API reads; larger is 413")
 }
 
-func (o *httpOptions) validate() error {
+// validate checks the flags; maxMessage is the gRPC message limit the front door's
+// requests must fit in (a body over it could never reach the router).
+func (o *httpOptions) validate(maxMessage int) error {
+	if o.httpMaxBody > int64(maxMessage) {
+		return usagef("--http-max-body-bytes %d exceeds --max-message-bytes %d: a request that large could not reach the router", o.httpMaxBody, maxMessage)
+	}
 	if o.httpListen != "" {
 		if _, _, err := net.SplitHostPort(o.httpListen); err != nil {
 			return usagef("--http-listen %q: %v", o.httpListen, err)
@@ -345,7 +350,7 @@ func (o *routerOptions) validate() error {
 	if err := o.limitOptions.validate(); err != nil {
 		return err
 	}
-	if err := o.httpOptions.validate(); err != nil {
+	if err := o.httpOptions.validate(o.maxMessage); err != nil {
 		return err
 	}
 	if o.advertise != "" {
@@ -554,7 +559,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := lo.validate(); err != nil {
 		return err
 	}
-	if err := ho.validate(); err != nil {
+	if err := ho.validate(vo.maxMessage); err != nil {
 		return err
 	}
 	// Pull hf: models one after the other before anything starts, so that two downloads
