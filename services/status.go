@@ -23,7 +23,8 @@ import (
 	"github.com/specd-dev/specd/verifier"
 )
 
-// FieldError is a bad request field; it maps to InvalidArgument naming the field.
+// FieldError is a bad request field; it maps to InvalidArgument naming the field, in
+// the message and in a google.rpc.BadRequest detail.
 type FieldError struct {
 	Field string
 	Msg   string
@@ -95,7 +96,15 @@ func Status(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
-	case errors.As(err, &fe), errors.Is(err, sample.ErrInvalid), errors.Is(err, model.ErrBadToken),
+	case errors.As(err, &fe):
+		// The field also travels as a google.rpc.BadRequest detail, so a translator in
+		// front of the API (the OpenAI front door) names it without parsing the text.
+		st := status.New(codes.InvalidArgument, err.Error())
+		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fe.Field, Description: fe.Msg}}}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, sample.ErrInvalid), errors.Is(err, model.ErrBadToken),
 		errors.Is(err, generate.ErrEmptyPrompt), errors.Is(err, model.ErrContextFull):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy), errors.Is(err, verifier.ErrQueueFull),
@@ -104,8 +113,9 @@ func Status(err error) error {
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotReady), errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, chat.ErrRejected):
-		// The model's template refused the conversation (roles out of order, say).
-		return status.Error(codes.InvalidArgument, "messages: "+err.Error())
+		// The model's template refused the conversation (roles out of order, say): a bad
+		// messages field, named in the detail as well.
+		return Status(&FieldError{Field: "messages", Msg: err.Error()})
 	case errors.Is(err, ErrIncompatible), errors.Is(err, chat.ErrNoTemplate), errors.Is(err, chat.ErrTemplate):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrUnknownModel):

@@ -65,3 +65,32 @@ func TestStatus(t *testing.T) {
 		t.Errorf("BusyError's RetryInfo delay = %v, want 250ms", hint)
 	}
 }
+
+// TestStatusFieldDetail: a FieldError, wrapped or not, carries its field as a
+// google.rpc.BadRequest detail, so the HTTP front door can name the parameter.
+// A conversation the chat template refuses is a bad messages field.
+func TestStatusFieldDetail(t *testing.T) {
+	for _, tc := range []struct {
+		err         error
+		field, desc string
+	}{
+		{BadField("sampling.top_p", "1.5: want (0, 1]"), "sampling.top_p", "1.5: want (0, 1]"},
+		{fmt.Errorf("render: %w", &chat.RaisedError{Msg: "roles must alternate"}), "messages", "render: " + (&chat.RaisedError{Msg: "roles must alternate"}).Error()},
+	} {
+		st := status.Convert(Status(tc.err))
+		var fields []string
+		for _, d := range st.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok {
+				for _, v := range br.GetFieldViolations() {
+					fields = append(fields, v.GetField()+" / "+v.GetDescription())
+				}
+			}
+		}
+		if want := tc.field + " / " + tc.desc; len(fields) != 1 || fields[0] != want {
+			t.Errorf("Status(%v): BadRequest detail = %q, want [%q]", tc.err, fields, want)
+		}
+		if st.Code() != codes.InvalidArgument || st.Message() != tc.field+": "+tc.desc {
+			t.Errorf("Status(%v) = %v %q, want InvalidArgument %q", tc.err, st.Code(), st.Message(), tc.field+": "+tc.desc)
+		}
+	}
+}

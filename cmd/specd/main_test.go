@@ -101,6 +101,10 @@ func TestRunJSONAndErrors(t *testing.T) {
 		{"run", "-m", "stories260K", "-p", "x", "--ctx-size", "513"},
 		{"run", "-m", "stories260K", "-p", "x", "--ctx-size", "-1"},
 		{"score", "-m", "stories260K", "--ids", "1,x"},
+		{"router", "--http-listen", "no-port"},
+		{"router", "--http-listen", "127.0.0.1:0", "--http-max-body-bytes", "10"},
+		{"up", "--http-listen", "no-port"},
+		{"router", "--http-listen", "127.0.0.1:0", "--http-max-body-bytes", "20000000"}, // over --max-message-bytes
 		{"nonsense"},
 	} {
 		_, stderr, code := run(t, args...)

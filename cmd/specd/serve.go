@@ -21,6 +21,7 @@ import (
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/consul"
 	"github.com/specd-dev/specd/services/draftsvc"
+	"github.com/specd-dev/specd/services/openaihttp"
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
@@ -291,11 +292,56 @@ func (o *draftOptions) validate() error {
 	return nil
 }
 
+// httpOptions are the flags of the OpenAI-compatible front door.
+type httpOptions struct {
+	httpListen  string
+	httpMaxBody int64
+}
+
+func (o *httpOptions) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.httpListen, "http-listen", "", "HTTP address of the OpenAI-compatible API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models); empty: none")
+	fs.Int64Var(&o.httpMaxBody, "http-max-body-bytes", openaihttp.DefaultMaxBodyBytes, "largest request body the OpenAI-compatible API reads; larger is 413")
+}
+
+// validate checks the flags; maxMessage is the gRPC message limit the front door's
+// requests must fit in (a body over it could never reach the router).
+func (o *httpOptions) validate(maxMessage int, t *tlsOptions) error {
+	if o.httpMaxBody > int64(maxMessage) {
+		return usagef("--http-max-body-bytes %d exceeds --max-message-bytes %d: a request that large could not reach the router", o.httpMaxBody, maxMessage)
+	}
+	if o.httpListen != "" {
+		if _, _, err := net.SplitHostPort(o.httpListen); err != nil {
+			return usagef("--http-listen %q: %v", o.httpListen, err)
+		}
+		if !t.on() && !t.plaintext && !isLoopback(o.httpListen) {
+			return usagef("--http-listen %s is not a loopback address and TLS is off: give --tls-cert and --tls-key (HTTPS; "+
+				"with --tls-ca clients need certificates), or --insecure-plaintext to serve plain HTTP anyway", o.httpListen)
+		}
+	}
+	if o.httpMaxBody < 1<<10 || o.httpMaxBody > 1<<30 {
+		return usagef("--http-max-body-bytes %d: want 1 KiB..1 GiB", o.httpMaxBody)
+	}
+	return nil
+}
+
+// open opens the front door's listener; nil when there is none.
+func (o *httpOptions) open() (*serve.HTTPConfig, error) {
+	if o.httpListen == "" {
+		return nil, nil
+	}
+	lis, err := listen(o.httpListen)
+	if err != nil {
+		return nil, err
+	}
+	return &serve.HTTPConfig{Listener: lis, MaxBodyBytes: o.httpMaxBody}, nil
+}
+
 type routerOptions struct {
 	discoveryOptions
 	limitOptions
 	keyOptions
 	tlsOptions
+	httpOptions
 	advertise string
 	listen    string
 	verifiers string
@@ -310,6 +356,7 @@ func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	o.keyOptions.addFlags(fs)
 	o.role = router.Front
 	o.tlsOptions.addFlags(fs)
+	o.httpOptions.addFlags(fs)
 	fs.StringVar(&o.advertise, "advertise", "", "host:port to register the router in Consul as specd-router (needs --consul); empty: do not register")
 	fs.StringVar(&o.listen, "listen", defaultRouterAddr, "gRPC listen address of the public API")
 	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
@@ -336,6 +383,9 @@ func (o *routerOptions) validate() error {
 		return err
 	}
 	if err := o.keyOptions.validate(); err != nil {
+		return err
+	}
+	if err := o.httpOptions.validate(o.maxMessage, &o.tlsOptions); err != nil {
 		return err
 	}
 	if o.advertise != "" {
@@ -471,7 +521,12 @@ func (o *routerOptions) serve(ctx context.Context, tel *telemetry.Telemetry, lis
 		lis.Close()
 		return err
 	}
-	return serve.Router(ctx, o.config(tel, tls, nil), lis)
+	cfg := o.config(tel, tls, nil)
+	if cfg.HTTP, err = o.open(); err != nil {
+		lis.Close()
+		return err
+	}
+	return serve.Router(ctx, cfg, lis)
 }
 
 // serviceCmd is the command that runs one service alone until it is interrupted.
@@ -522,10 +577,12 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var vo verifierOptions
 	var do draftOptions
 	var lo logOptions
+	var ho httpOptions
 	vo.listen = defaultRouterAddr
 	vo.role = router.Front // up's --tls-* flags secure the router's public listener
 	vo.addFlags(fs)
 	lo.addFlags(fs)
+	ho.addFlags(fs)
 	// The draft's options take their defaults from a flag set of their own; up exposes
 	// the few that matter under draft- names.
 	do.listen = "127.0.0.1:0"
@@ -589,6 +646,9 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := ko.validate(); err != nil {
 		return err
 	}
+	if err := ho.validate(vo.maxMessage, &public); err != nil {
+		return err
+	}
 	// Pull hf: models one after the other before anything starts, so that two downloads
 	// do not share the terminal.
 	if err := vo.pull(ctx, stderr); err != nil {
@@ -644,7 +704,11 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ro := routerOptions{limitOptions: vo.limitOptions, keyOptions: ko, listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second, health: time.Second,
+	hcfg, err := ho.open()
+	if err != nil {
+		return err
+	}
+	ro := routerOptions{limitOptions: vo.limitOptions, keyOptions: ko, httpOptions: ho, listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second, health: time.Second,
 		discoveryOptions: discoveryOptions{mode: "static", breakerFailures: 3, breakerCooldown: 10 * time.Second, wait: time.Minute}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -687,13 +751,21 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case <-done:
 		case <-ctx.Done():
 			rlis.Close()
+			if hcfg != nil {
+				hcfg.Listener.Close()
+			}
 			return nil
 		}
 		limitMemory(ctx, rtel.Log)
-		return serve.Router(ctx, ro.config(rtel, publicTLS, func() {
+		cfg := ro.config(rtel, publicTLS, func() {
 			fmt.Fprintf(stderr, "specd up: serving specd.v1.GenerationService on %s (verifier %s on %s, draft %s on %s)\n",
 				rlis.Addr(), vo.model, vlis.Addr(), do.model, dlis.Addr())
-		}), rlis)
+			if hcfg != nil {
+				fmt.Fprintf(stderr, "specd up: serving the OpenAI-compatible API on http://%s/v1\n", hcfg.Listener.Addr())
+			}
+		})
+		cfg.HTTP = hcfg
+		return serve.Router(ctx, cfg, rlis)
 	})
 	wg.Wait()
 	return errors.Join(errs...)

@@ -6,13 +6,18 @@ package serve
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
@@ -22,6 +27,7 @@ import (
 	"github.com/specd-dev/specd/services/auth"
 	"github.com/specd-dev/specd/services/consul"
 	"github.com/specd-dev/specd/services/draftsvc"
+	"github.com/specd-dev/specd/services/openaihttp"
 	"github.com/specd-dev/specd/services/routersvc"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/tlsconf"
@@ -75,6 +81,28 @@ func (t *TLS) serverOptions(log *slog.Logger) []grpc.ServerOption {
 		opts = append(opts, tlsconf.Authorize(t.Allow, log)...)
 	}
 	return opts
+}
+
+// httpsConfig is the TLS of the HTTP front door: t's certificate, offering HTTP/2
+// and HTTP/1.1; with a CA, clients need a certificate from it whose identity is in
+// Allow, checked in the handshake (HTTP has no gRPC interceptor to do it).
+func (t *TLS) httpsConfig() *tls.Config {
+	c := t.Source.ServerTLS("h2", "http/1.1")
+	get := c.GetConfigForClient
+	c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		cc, err := get(hello)
+		if err != nil || cc.ClientAuth != tls.RequireAndVerifyClientCert {
+			return cc, err
+		}
+		cc.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+				return errors.New("no verified client certificate")
+			}
+			return t.Allow.Match(cs.VerifiedChains[0][0])
+		}
+		return cc, nil
+	}
+	return c
 }
 
 // dialOptions are t's gRPC dial options (none for plaintext).
@@ -321,6 +349,16 @@ type RouterConfig struct {
 	// from their file every KeysReload (0: 2 s) while the router serves.
 	Keys       *auth.Keys
 	KeysReload time.Duration
+	// HTTP serves the OpenAI-compatible front door (services/openaihttp) on this
+	// listener; nil: none. It calls this router's own gRPC server over an in-process
+	// connection, so every rule of the gRPC API holds for it too.
+	HTTP *HTTPConfig
+}
+
+// HTTPConfig configures the OpenAI-compatible front door.
+type HTTPConfig struct {
+	Listener     net.Listener
+	MaxBodyBytes int64 // bound of a request body (0: openaihttp.DefaultMaxBodyBytes)
 }
 
 // Router serves the public API on lis until ctx ends.
@@ -352,6 +390,9 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 			}
 		}
 	}
+	if cfg.HTTP != nil {
+		defer cfg.HTTP.Listener.Close() // a router that fails to start releases it (once served, closing again does nothing)
+	}
 	rs := routersvc.New(rt, cfg.Log, cfg.Tel, append(dialOptions(cfg.Tel), cfg.TLS.dialOptions()...)...)
 	defer rs.Close() // after the background goroutines below have stopped (defers run last-first)
 	rctx, stop := context.WithCancel(ctx)
@@ -377,7 +418,9 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	if cfg.Tel != nil && cfg.Breakers != nil {
 		defer cfg.Tel.Metrics.ObserveBreakers(cfg.Breakers.States)()
 	}
-	opts := append(serverOptions(cfg.Tel), cfg.TLS.serverOptions(cfg.Log)...)
+	// The public server and the front door's in-process one share every option but
+	// transport security.
+	opts := serverOptions(cfg.Tel)
 	if cfg.Keys != nil {
 		var m *telemetry.Metrics
 		if cfg.Tel != nil {
@@ -387,7 +430,8 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); cfg.Keys.Watch(rctx, cmp.Or(cfg.KeysReload, 2*time.Second), cfg.Log) }()
 	}
-	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, opts...)
+	opts = slices.Clip(opts)
+	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, append(opts, cfg.TLS.serverOptions(cfg.Log)...)...)
 	srv.Register(&specdv1.GenerationService_ServiceDesc, rs)
 	wg.Add(1)
 	go func() {
@@ -401,9 +445,54 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		}
 		defer dereg()
 	}
+	if cfg.HTTP != nil {
+		if err := frontDoor(rctx, cfg, rs, opts, &wg); err != nil {
+			return err
+		}
+	}
 	cfg.Log.Info("router serving", "addr", lis.Addr().String(), "verifiers", cfg.Verifiers, "drafts", cfg.Drafts, "tls", cfg.TLS.describe())
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}
 	return srv.Serve(ctx, lis, Grace)
+}
+
+// frontDoor serves the OpenAI-compatible front door of cfg.HTTP until ctx ends, in a
+// goroutine counted by wg. The front door is a client of the router's gRPC API: it
+// reaches rs through a server of its own on an in-memory listener, with the public
+// server's options opts (telemetry, API keys, limits) but no transport security, which
+// the HTTP listener provides instead (HTTPS with the router's TLS; with its CA, client
+// certificates of the identities the gRPC API admits).
+func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, opts []grpc.ServerOption, wg *sync.WaitGroup) error {
+	inner := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, opts...)
+	inner.Register(&specdv1.GenerationService_ServiceDesc, rs)
+	mem := bufconn.Listen(1 << 20)
+	go inner.GRPC.Serve(mem) // ends with inner.GRPC.Stop below
+	dial := append([]grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) })},
+		dialOptions(cfg.Tel)...)
+	cc, err := services.Dial("passthrough:///in-process", dial...)
+	if err != nil {
+		inner.GRPC.Stop()
+		return fmt.Errorf("front door: in-process connection: %w", err)
+	}
+	lis := cfg.HTTP.Listener
+	if cfg.TLS != nil {
+		lis = tls.NewListener(lis, cfg.TLS.httpsConfig())
+	}
+	h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), cfg.HTTP.MaxBodyBytes, cfg.Log)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer inner.GRPC.Stop()
+		defer cc.Close()
+		if err := openaihttp.Serve(ctx, lis, h, Grace); err != nil {
+			cfg.Log.Error("openai front door stopped", "err", err)
+		}
+	}()
+	scheme := "http"
+	if cfg.TLS != nil {
+		scheme = "https"
+	}
+	cfg.Log.Info("openai front door serving", "addr", lis.Addr().String(), "scheme", scheme)
+	return nil
 }

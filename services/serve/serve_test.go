@@ -43,6 +43,7 @@ import (
 // same code as `specd up`.
 type stack struct {
 	router, verifier, draft string
+	http                    string // base URL of the OpenAI-compatible API ("http://host:port/v1"), if started
 	client                  specdv1.GenerationServiceClient
 	target                  *model.Model // the verifier's model, loaded separately for plain references
 	wg                      sync.WaitGroup
@@ -75,6 +76,7 @@ type stackOptions struct {
 	apiKey    string               // the key the stack's client sends (with keys)
 	rlog      *slog.Logger         // the router's log (nil: quiet)
 	chat      *chat.Template       // the verifier's --chat-template (nil: none)
+	http      bool                 // serve the OpenAI-compatible front door too
 }
 
 // startStackWith starts the stack as o says.
@@ -107,10 +109,14 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	<-ready
 	<-ready
 	routerReady := make(chan struct{})
-	run(func() error {
-		return serve.Router(ctx, serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
-			Log: cmp.Or(o.rlog, quiet), Tel: o.rtel, Ready: func() { close(routerReady) }, Keys: o.keys, KeysReload: 50 * time.Millisecond}, rl)
-	})
+	rcfg := serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
+		Log: cmp.Or(o.rlog, quiet), Tel: o.rtel, Ready: func() { close(routerReady) }, Keys: o.keys, KeysReload: 50 * time.Millisecond}
+	if o.http {
+		hl := freeListener(t)
+		s.http = "http://" + hl.Addr().String() + "/v1"
+		rcfg.HTTP = &serve.HTTPConfig{Listener: hl}
+	}
+	run(func() error { return serve.Router(ctx, rcfg, rl) })
 	<-routerReady
 	var dial []grpc.DialOption
 	if o.apiKey != "" {

@@ -1,0 +1,289 @@
+package openaihttp
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/grpc/metadata"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+)
+
+// DefaultMaxBodyBytes bounds a request body when Handler.MaxBodyBytes is 0: far
+// more than any prompt a model's context holds, far less than memory.
+const DefaultMaxBodyBytes = 4 << 20
+
+// Handler serves the OpenAI-compatible API over a router client.
+type Handler struct {
+	client  specdv1.GenerationServiceClient // the router's public API; every request is one call of it
+	maxBody int64                           // bound of a request body; larger is 413
+	log     *slog.Logger                    // requests that fail on the server's side; nil: none
+	mux     *http.ServeMux
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// NewHandler returns a handler over client; maxBody bounds request bodies (0:
+// DefaultMaxBodyBytes); log records requests that fail on the server's side (nil:
+// none).
+func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, log *slog.Logger) *Handler {
+	h := &Handler{client: client, maxBody: cmp.Or(maxBody, DefaultMaxBodyBytes), log: log, mux: http.NewServeMux()}
+	h.mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) { h.generate(w, r, ParseCompletion) })
+	h.mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) { h.generate(w, r, ParseChat) })
+	h.mux.HandleFunc("GET /v1/models", h.models)
+	h.mux.HandleFunc("GET /v1/models/{model...}", h.model)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: "unknown_url",
+			Message: fmt.Sprintf("unknown URL: %s %s (this server serves POST /v1/completions, POST /v1/chat/completions and GET /v1/models)", r.Method, r.URL.Path)})
+	})
+	return h
+}
+
+// ServeHTTP routes a request to its endpoint.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// outgoing is the context of the router call for r: cancelled when the client goes
+// away, carrying the client's credentials as gRPC metadata and, when the client sent
+// a W3C traceparent, its trace (so the router's spans continue the caller's).
+func outgoing(r *http.Request) context.Context {
+	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	if a := r.Header.Get("Authorization"); a != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", a)
+	}
+	return ctx
+}
+
+// generate serves one generation endpoint, parse being its request decoder.
+func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]byte) (*Call, error)) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			writeError(w, &Error{Status: http.StatusRequestEntityTooLarge, Type: TypeInvalidRequest, Code: "request_too_large",
+				Message: fmt.Sprintf("request body over %d bytes", mb.Limit)})
+			return
+		}
+		writeError(w, &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Message: "reading the request body: " + err.Error()})
+		return
+	}
+	c, err := parse(body)
+	if err != nil {
+		writeError(w, fromStatus(err, nil))
+		return
+	}
+	id, created := newID(c.Chat), time.Now().Unix()
+	ctx := outgoing(r)
+	if !c.Stream {
+		res, err := h.client.Complete(ctx, c.Req)
+		if err != nil {
+			h.fail(w, r, fromStatus(err, c))
+			return
+		}
+		if c.Chat {
+			writeJSON(w, http.StatusOK, chatCompletion(c, id, created, res))
+		} else {
+			writeJSON(w, http.StatusOK, completion(c, id, created, res))
+		}
+		return
+	}
+	h.stream(ctx, w, r, c, id, created)
+}
+
+// stream answers with server-sent events. The status is chosen when the router's
+// first message or error arrives, so a refused request is an HTTP error, not a
+// stream; an error after that is sent as an error event, and the stream ends without
+// data: [DONE].
+func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, c *Call, id string, created int64) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the gRPC stream whatever happens here
+	st, err := h.client.Generate(ctx, c.Req)
+	var first *specdv1.GenerateResponse
+	if err == nil {
+		first, err = st.Recv()
+	}
+	if errors.Is(err, io.EOF) {
+		err = errors.New("the router ended the stream without a final message")
+	}
+	if err != nil {
+		h.fail(w, r, fromStatus(err, c))
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-cache")
+	hd.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	send := func(v any) error {
+		b, err := marshal(v)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	k := newChunker(c, id, created)
+	msg := first
+	for {
+		switch e := msg.GetEvent().(type) {
+		case *specdv1.GenerateResponse_Chunk:
+			if t := e.Chunk.GetText(); t != "" {
+				if err := send(k.text(t)); err != nil {
+					return // the client has gone; cancel ends the call
+				}
+			}
+		case *specdv1.GenerateResponse_Final:
+			// The final message is the stream's last: read its end (io.EOF, with the
+			// OK status) so that the call ends as a success, not cancelled by the
+			// deferred cancel — in traces and metrics alike.
+			st.Recv()
+			if err := send(k.final(c, e.Final)); err != nil {
+				return
+			}
+			if c.IncludeUsage {
+				if err := send(k.usage(e.Final)); err != nil {
+					return
+				}
+			}
+			if _, err := io.WriteString(w, "data: [DONE]\n\n"); err == nil {
+				rc.Flush()
+			}
+			return
+		}
+		msg, err = st.Recv()
+		if errors.Is(err, io.EOF) {
+			err = errors.New("the router ended the stream without a final message")
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			e := fromStatus(err, c)
+			h.logFailure(r, e)
+			send(e.body())
+			return
+		}
+	}
+}
+
+// fail answers with e, logging it if the server failed.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, e *Error) {
+	h.logFailure(r, e)
+	writeError(w, e)
+}
+
+func (h *Handler) logFailure(r *http.Request, e *Error) {
+	if h.log != nil && e.Status >= 500 {
+		h.log.WarnContext(r.Context(), "openai front door: request failed", "path", r.URL.Path, "status", e.Status, "err", e.Message)
+	}
+}
+
+// models serves GET /v1/models: the models that can be requested (the verifiers').
+func (h *Handler) models(w http.ResponseWriter, r *http.Request) {
+	list, err := h.list(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// model serves GET /v1/models/{model}.
+func (h *Handler) model(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("model")
+	list, err := h.list(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	for _, m := range list.Data {
+		if m.ID == name {
+			writeJSON(w, http.StatusOK, m)
+			return
+		}
+	}
+	writeError(w, &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: "model_not_found", Param: "model",
+		Message: fmt.Sprintf("the model %q is not served here", name)})
+}
+
+// list asks the router for its models.
+func (h *Handler) list(r *http.Request) (*ModelList, *Error) {
+	resp, err := h.client.ListModels(outgoing(r), &specdv1.ListModelsRequest{})
+	if err != nil {
+		return nil, fromStatus(err, nil)
+	}
+	return modelList(resp), nil
+}
+
+// modelList is the OpenAI list of the models a client can request: the verifiers'.
+func modelList(resp *specdv1.ListModelsResponse) *ModelList {
+	out := &ModelList{Object: "list", Data: []Model{}}
+	seen := map[string]bool{}
+	for _, m := range resp.GetModels() {
+		if m.GetRole() != "verifier" || seen[m.GetName()] {
+			continue
+		}
+		seen[m.GetName()] = true
+		out.Data = append(out.Data, Model{ID: m.GetName(), Object: "model", OwnedBy: "specd", Specd: &ModelInfo{
+			Architecture: m.GetArchitecture(), Quantization: m.GetQuantization(), ContextLength: int(m.GetContextLength()),
+			VocabSize: int(m.GetVocabSize()), Parameters: m.GetParameters()}})
+	}
+	return out
+}
+
+// newID is a fresh response id: "cmpl-" or "chatcmpl-" and 24 random hex digits.
+func newID(chat bool) string {
+	var b [12]byte
+	rand.Read(b[:])
+	if chat {
+		return "chatcmpl-" + hex.EncodeToString(b[:])
+	}
+	return "cmpl-" + hex.EncodeToString(b[:])
+}
+
+// marshal encodes v as JSON on one line, leaving <, > and & as they are (as OpenAI's
+// API does) rather than escaping them for HTML.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":{"message":"encoding the response failed","type":"server_error","param":null,"code":null}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+// writeError answers with e, and its retry hint as Retry-After in whole seconds
+// (rounded up, at least 1).
+func writeError(w http.ResponseWriter, e *Error) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
+	}
+	writeJSON(w, e.Status, e.body())
+}

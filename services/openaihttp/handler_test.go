@@ -1,0 +1,360 @@
+package openaihttp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/openaihttp"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// stub is a GenerationService whose methods are function fields, served over real
+// gRPC on loopback: it stands for the router where a test needs an answer the real
+// one gives only under conditions a test cannot arrange (an auth refusal, a quota).
+type stub struct {
+	specdv1.UnimplementedGenerationServiceServer
+	generate func(*specdv1.GenerateRequest, specdv1.GenerationService_GenerateServer) error
+	complete func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error)
+}
+
+func (s *stub) Generate(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+	return s.generate(r, st)
+}
+
+func (s *stub) Complete(ctx context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+	return s.complete(ctx, r)
+}
+
+func (s *stub) ListModels(context.Context, *specdv1.ListModelsRequest) (*specdv1.ListModelsResponse, error) {
+	return &specdv1.ListModelsResponse{Models: []*specdv1.ModelInfo{
+		{Name: "big", Role: "verifier", ContextLength: 512, VocabSize: 4096},
+		{Name: "small", Role: "draft"},
+	}}, nil
+}
+
+// serveStub serves s over gRPC and the front door over HTTP, both on loopback, and
+// returns the front door's base URL.
+func serveStub(t testing.TB, s *stub, maxBody int64, dial ...grpc.DialOption) string {
+	t.Helper()
+	glis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	specdv1.RegisterGenerationServiceServer(gs, s)
+	go gs.Serve(glis)
+	cc, err := services.Dial(glis.Addr().String(), dial...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hlis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), maxBody, nil)
+		if err := openaihttp.Serve(ctx, hlis, h, time.Second); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		cc.Close()
+		gs.Stop()
+	})
+	return "http://" + hlis.Addr().String() + "/v1"
+}
+
+func client(base string, opts ...option.RequestOption) openai.Client {
+	return openai.NewClient(append([]option.RequestOption{option.WithBaseURL(base), option.WithAPIKey("sk-test"), option.WithMaxRetries(0)}, opts...)...)
+}
+
+// TestErrorMapping: each gRPC status the router may answer becomes the HTTP status,
+// OpenAI error type, code and parameter the OpenAI client reports, with Retry-After
+// from the RetryInfo of a RESOURCE_EXHAUSTED.
+func TestErrorMapping(t *testing.T) {
+	var fail error
+	base := serveStub(t, &stub{complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+		return nil, fail
+	}}, 0)
+	c := client(base)
+	for _, tc := range []struct {
+		err                error
+		status             int
+		typ, code, param   string
+		retryAfter, inText string
+	}{
+		{services.Status(services.BadField("sampling.top_p", "1.5: want (0, 1]")), 400, "invalid_request_error", "", "top_p", "", "top_p: 1.5"},
+		{services.Status(services.BadField("max_tokens", "600 new tokens exceed the context")), 400, "invalid_request_error", "", "max_tokens", "", "context"},
+		{services.Status(services.BadField("prompt_ids", "token 9999 is outside")), 400, "invalid_request_error", "", "prompt", "", "prompt: token 9999"},
+		{status.Error(codes.FailedPrecondition, "no chat template"), 400, "invalid_request_error", "", "", "", "template"},
+		{status.Error(codes.Unauthenticated, "missing API key"), 401, "authentication_error", "invalid_api_key", "", "", "API key"},
+		{status.Error(codes.PermissionDenied, "key may not use model big"), 403, "permission_error", "permission_denied", "", "", "big"},
+		{services.Status(fmt.Errorf("%w \"gpt-17\"", services.ErrUnknownModel)), 404, "invalid_request_error", "model_not_found", "model", "", "gpt-17"},
+		{services.Status(&services.BusyError{Err: services.ErrBusy, RetryAfter: 1500 * time.Millisecond}), 429, "rate_limit_error", "rate_limit_exceeded", "", "2", "busy"},
+		{services.Status(services.ErrUnavailable), 503, "server_error", "service_unavailable", "", "", "no endpoint"},
+		{status.Error(codes.DeadlineExceeded, "too slow"), 504, "server_error", "timeout", "", "", "too slow"},
+		{status.Error(codes.Internal, "a bug"), 500, "server_error", "", "", "", "a bug"},
+	} {
+		fail = tc.err
+		_, err := c.Completions.New(context.Background(), openai.CompletionNewParams{
+			Model: "big", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")}})
+		var e *openai.Error
+		if !errors.As(err, &e) {
+			t.Errorf("%v: Completions.New = %v, want an *openai.Error", tc.err, err)
+			continue
+		}
+		got := fmt.Sprintf("%d %s code=%q param=%q retry-after=%q", e.StatusCode, e.Type, e.Code, e.Param, e.Response.Header.Get("Retry-After"))
+		want := fmt.Sprintf("%d %s code=%q param=%q retry-after=%q", tc.status, tc.typ, tc.code, tc.param, tc.retryAfter)
+		if got != want || !strings.Contains(e.Message, tc.inText) {
+			t.Errorf("%v: error = %s %q, want %s with %q", tc.err, got, e.Message, want, tc.inText)
+		}
+	}
+}
+
+// TestAuthorizationForwarded: the HTTP Authorization header reaches the router as
+// the gRPC authorization metadata, for generation and for the model list alike.
+func TestAuthorizationForwarded(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	record := func(ctx context.Context) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		mu.Lock()
+		seen = append(seen, strings.Join(md.Get("authorization"), ","))
+		mu.Unlock()
+	}
+	base := serveStub(t, &stub{
+		complete: func(ctx context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+			record(ctx)
+			return &specdv1.CompleteResponse{Text: "ok", FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}, nil
+		},
+		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+			record(st.Context())
+			return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}}})
+		},
+	}, 0)
+	c := client(base, option.WithAPIKey("sk-secret-1"))
+	params := openai.CompletionNewParams{Model: "big", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")}}
+	if _, err := c.Completions.New(context.Background(), params); err != nil {
+		t.Fatal(err)
+	}
+	s := c.Completions.NewStreaming(context.Background(), params)
+	for s.Next() {
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := "Bearer sk-secret-1"
+	if len(seen) != 2 || seen[0] != want || seen[1] != want {
+		t.Errorf("authorization metadata seen by the router = %q, want %q twice", seen, want)
+	}
+}
+
+// TestStreamErrors: a stream the router refuses before any message is an HTTP error;
+// one that fails after tokens were sent keeps them and ends with an error event, not
+// data: [DONE].
+func TestStreamErrors(t *testing.T) {
+	var midway bool
+	base := serveStub(t, &stub{generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+		if !midway {
+			return services.Status(services.BadField("stop", "stop string 0 is empty"))
+		}
+		if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{TokenIds: []int32{5}, Text: "Once"}}}); err != nil {
+			return err
+		}
+		return status.Error(codes.Unavailable, "verifier lost")
+	}}, 0)
+	c := client(base)
+	params := openai.CompletionNewParams{Model: "big", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")}}
+	s := c.Completions.NewStreaming(context.Background(), params)
+	for s.Next() {
+		t.Errorf("refused stream delivered %v", s.Current())
+	}
+	var e *openai.Error
+	if !errors.As(s.Err(), &e) || e.StatusCode != 400 || e.Param != "stop" {
+		t.Errorf("refused stream: err = %v, want a 400 naming stop", s.Err())
+	}
+
+	midway = true
+	s = c.Completions.NewStreaming(context.Background(), params)
+	var text string
+	for s.Next() {
+		for _, ch := range s.Current().Choices {
+			text += ch.Text
+		}
+	}
+	if text != "Once" || s.Err() == nil || !strings.Contains(s.Err().Error(), "verifier lost") {
+		t.Errorf("stream failing midway: text %q, err %v; want \"Once\" and an error event naming the cause", text, s.Err())
+	}
+}
+
+// TestHTTPErrors: what is wrong at the HTTP level — an unknown path, a body over the
+// limit, a body that is not JSON — is an OpenAI-shaped error too.
+func TestHTTPErrors(t *testing.T) {
+	base := serveStub(t, &stub{}, 1024)
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		inBody             string
+	}{
+		{"GET", "/nowhere", "", 404, `"code":"unknown_url"`},
+		{"GET", "/completions", "", 404, `"type":"invalid_request_error"`},
+		{"POST", "/completions", `{"prompt":"` + strings.Repeat("a", 2000) + `"}`, 413, `"code":"request_too_large"`},
+		{"POST", "/completions", `{"prompt":`, 400, `"param":null`},
+		{"POST", "/chat/completions", `{"messages":[{"role":"user","content":"x"}],"n":2}`, 400, `"param":"n"`},
+		{"GET", "/models/nope", "", 404, `"code":"model_not_found"`},
+		{"GET", "/models/small", "", 404, `"code":"model_not_found"`}, // drafts cannot be requested
+		{"GET", "/models/big", "", 200, `"context_length":512`},
+		{"POST", "/completions", `{"prompt":"x","stop":"<&>","n":5}`, 400, `"message":"n: 5: only 1 is supported"`},
+		{"POST", "/chat/completions", `{"messages":[{"role":"<b>","content":"x"}]}`, 400, `role \"<b>\"`}, // not escaped for HTML
+	} {
+		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(b), tc.inBody) || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s = %d %s (%s), want %d with %s", tc.method, tc.path, resp.StatusCode, b, resp.Header.Get("Content-Type"), tc.status, tc.inBody)
+		}
+	}
+}
+
+// TestModels: GET /v1/models lists the verifier models, in OpenAI's list shape.
+func TestModels(t *testing.T) {
+	c := client(serveStub(t, &stub{}, 0))
+	page, err := c.Models.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Data) != 1 || page.Data[0].ID != "big" || page.Data[0].Object != "model" || page.Data[0].OwnedBy != "specd" {
+		t.Errorf("Models.List = %+v, want only the verifier model big", page.Data)
+	}
+	m, err := c.Models.Get(context.Background(), "big")
+	if err != nil || m.ID != "big" {
+		t.Errorf("Models.Get(big) = %v, %v", m, err)
+	}
+}
+
+// BenchmarkFrontDoor measures what the front door adds to a request: HTTP, JSON and
+// the gRPC hop to a router that answers at once (32 tokens, streamed and not).
+func BenchmarkFrontDoor(b *testing.B) {
+	final := &specdv1.Final{FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH, Stats: &specdv1.Stats{PromptTokens: 5, CompletionTokens: 32}}
+	base := serveStub(b, &stub{
+		complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+			return &specdv1.CompleteResponse{Text: strings.Repeat(" word", 32), FinishReason: final.FinishReason, Stats: final.Stats}, nil
+		},
+		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+			for i := range 32 {
+				c := &specdv1.TokenChunk{TokenIds: []int32{int32(i)}, Positions: []uint32{uint32(5 + i)}, Text: " word"}
+				if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: c}}); err != nil {
+					return err
+				}
+			}
+			return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: final}})
+		},
+	}, 0)
+	c := client(base)
+	p := openai.CompletionNewParams{Model: "big", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")}, MaxTokens: openai.Int(32)}
+	b.Run("complete", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.Completions.New(context.Background(), p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("stream", func(b *testing.B) {
+		for b.Loop() {
+			st := c.Completions.NewStreaming(context.Background(), p)
+			for st.Next() {
+			}
+			if err := st.Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestTraceContinues: a client's W3C traceparent reaches the router's call, so the
+// router's spans join the caller's trace.
+func TestTraceContinues(t *testing.T) {
+	prev := otel.GetTextMapPropagator()
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	defer otel.SetTextMapPropagator(prev)
+	var got string
+	base := serveStub(t, &stub{complete: func(ctx context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		got = strings.Join(md.Get("traceparent"), ",")
+		return &specdv1.CompleteResponse{FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}, nil
+	}}, 0, grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	c := client(base, option.WithHeader("traceparent", "00-"+trace+"-00f067aa0ba902b7-01"))
+	if _, err := c.Completions.New(context.Background(), openai.CompletionNewParams{Model: "big",
+		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(got, "00-"+trace+"-") {
+		t.Errorf("traceparent at the router = %q, want trace %s", got, trace)
+	}
+}
+
+// TestStreamEndsCleanly: a stream that reached its final message ends as a success
+// on the front door's side too, not as a call it cancelled (issue 14: healthy
+// requests must not look failed in a trace).
+func TestStreamEndsCleanly(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	defer tp.Shutdown(context.Background())
+	base := serveStub(t, &stub{generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+		if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{TokenIds: []int32{5}, Text: "Once"}}}); err != nil {
+			return err
+		}
+		return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}}})
+	}}, 0, grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp))))
+	c := client(base)
+	st := c.Completions.NewStreaming(context.Background(), openai.CompletionNewParams{Model: "big",
+		Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")}})
+	for st.Next() {
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	ended := spans.Ended()
+	if len(ended) != 1 {
+		t.Fatalf("%d client spans ended, want 1", len(ended))
+	}
+	if s := ended[0].Status(); s.Code == otelcodes.Error {
+		t.Errorf("the Generate client span ended %v %q, want no error", s.Code, s.Description)
+	}
+}

@@ -1,0 +1,354 @@
+package openaihttp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+)
+
+// Defaults where the OpenAI API has its own.
+const (
+	// DefaultCompletionMaxTokens is max_tokens of a completion that sets none, as in
+	// OpenAI's API. A chat completion without one runs up to the context.
+	DefaultCompletionMaxTokens = 16
+	// DefaultTemperature is the temperature of a request that sets none, as in
+	// OpenAI's API (specd's gRPC API defaults to greedy decoding instead).
+	DefaultTemperature = 1.0
+)
+
+// Call is a parsed and validated generation request: what to ask the router and how
+// to answer the client.
+type Call struct {
+	Req          *specdv1.GenerateRequest
+	Chat         bool   // a chat completion (else a text completion)
+	Stream       bool   // answer with server-sent events
+	IncludeUsage bool   // with Stream: a last chunk with the usage
+	Model        string // the model as the client named it ("" : the router's default)
+
+	// maxTokensParam is the name the client used for the length limit, so that an
+	// error about it names what the client sent.
+	maxTokensParam string
+}
+
+// Prompt is the prompt of a completion request: a string, an array of one string, an
+// array of token ids, or an array of one array of token ids.
+type Prompt struct {
+	Text string
+	IDs  []int32
+	Set  bool // the request had a non-null prompt
+}
+
+// UnmarshalJSON decodes any of the four forms; more than one prompt is refused.
+func (p *Prompt) UnmarshalJSON(b []byte) error {
+	*p = Prompt{}
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	p.Set = true
+	return p.decode(b, false)
+}
+
+// decode decodes a prompt, or with inner the one element of an array of prompts.
+func (p *Prompt) decode(b []byte, inner bool) error {
+	if len(b) > 0 && b[0] == '"' && !inner {
+		return paramJSON("prompt", json.Unmarshal(b, &p.Text))
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(b, &items); err != nil {
+		return badParam("prompt", "want a string, an array of token ids, or an array of one of those")
+	}
+	if len(items) == 0 {
+		return badParam("prompt", "empty array")
+	}
+	first := bytes.TrimSpace(items[0])
+	if !inner && len(first) > 0 && (first[0] == '"' || first[0] == '[') {
+		if len(items) > 1 {
+			return badParam("prompt", "%d prompts: this server takes one prompt per request", len(items))
+		}
+		if first[0] == '"' {
+			return paramJSON("prompt", json.Unmarshal(first, &p.Text))
+		}
+		return p.decode(first, true)
+	}
+	var ids []int64
+	if err := json.Unmarshal(b, &ids); err != nil {
+		return badParam("prompt", "want an array of integer token ids")
+	}
+	p.IDs = make([]int32, len(ids))
+	for i, id := range ids {
+		if id < 0 || id > math.MaxInt32 {
+			return badParam("prompt", "token id %d at index %d is out of range", id, i)
+		}
+		p.IDs[i] = int32(id)
+	}
+	return nil
+}
+
+// Stop is the stop parameter: null, one string, or an array of strings.
+type Stop []string
+
+// UnmarshalJSON decodes either form.
+func (s *Stop) UnmarshalJSON(b []byte) error {
+	*s = nil
+	if one, null, ok, err := nullOrString(b, "stop"); ok || err != nil {
+		if ok && !null {
+			*s = Stop{one}
+		}
+		return err
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return badParam("stop", "want a string or an array of strings")
+	}
+	*s = many
+	return nil
+}
+
+// nullOrString decodes b if it is JSON null or a string: ok reports that it was one
+// of those, null which. A malformed string is a bad param.
+func nullOrString(b []byte, param string) (s string, null, ok bool, err error) {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		return "", true, true, nil
+	case len(b) > 0 && b[0] == '"':
+		if err := json.Unmarshal(b, &s); err != nil {
+			return "", false, false, badParam(param, "%v", err)
+		}
+		return s, false, true, nil
+	}
+	return "", false, false, nil
+}
+
+// Content is the content of a chat message: null, a string, or an array of parts of
+// which only text parts are supported; their texts are joined with newlines.
+type Content string
+
+// UnmarshalJSON decodes any form.
+func (c *Content) UnmarshalJSON(b []byte) error {
+	*c = ""
+	if s, _, ok, err := nullOrString(b, "messages"); ok || err != nil {
+		*c = Content(s)
+		return err
+	}
+	var parts []struct {
+		Type string  `json:"type"`
+		Text *string `json:"text"`
+	}
+	if err := json.Unmarshal(b, &parts); err != nil {
+		return badParam("messages", "content: want a string or an array of content parts")
+	}
+	texts := make([]string, len(parts))
+	for i, p := range parts {
+		if p.Type != "text" || p.Text == nil {
+			return badParam("messages", "content part %d: type %q is not supported, only text parts with a text", i, p.Type)
+		}
+		texts[i] = *p.Text
+	}
+	*c = Content(strings.Join(texts, "\n"))
+	return nil
+}
+
+// ParseCompletion decodes and validates the body of POST /v1/completions. Its errors
+// are *Error values (400, naming the parameter).
+func ParseCompletion(body []byte) (*Call, error) {
+	var r CompletionRequest
+	if err := decode(body, &r); err != nil {
+		return nil, err
+	}
+	switch {
+	case r.Echo:
+		return nil, badParam("echo", "not supported")
+	case r.BestOf != nil && *r.BestOf != 1:
+		return nil, badParam("best_of", "%d: only 1 is supported", *r.BestOf)
+	case r.Suffix != nil && *r.Suffix != "":
+		return nil, badParam("suffix", "not supported")
+	case len(r.Logprobs) > 0 && !bytes.Equal(bytes.TrimSpace(r.Logprobs), []byte("null")):
+		return nil, badParam("logprobs", "not supported")
+	case !r.Prompt.Set:
+		return nil, badParam("prompt", "missing")
+	}
+	c, err := r.common.call(DefaultCompletionMaxTokens)
+	if err != nil {
+		return nil, err
+	}
+	c.Req.Prompt, c.Req.PromptIds = r.Prompt.Text, r.Prompt.IDs
+	return c, nil
+}
+
+// ParseChat decodes and validates the body of POST /v1/chat/completions. Its errors
+// are *Error values (400, naming the parameter).
+func ParseChat(body []byte) (*Call, error) {
+	var r ChatRequest
+	if err := decode(body, &r); err != nil {
+		return nil, err
+	}
+	switch {
+	case r.Logprobs != nil && *r.Logprobs:
+		return nil, badParam("logprobs", "not supported")
+	case r.TopLogprobs != nil && *r.TopLogprobs != 0:
+		return nil, badParam("top_logprobs", "not supported")
+	case notEmpty(r.Tools):
+		return nil, badParam("tools", "tool calls are not supported")
+	case notEmpty(r.Functions):
+		return nil, badParam("functions", "function calls are not supported")
+	case r.ResponseFormat != nil && r.ResponseFormat.Type != "" && r.ResponseFormat.Type != "text":
+		return nil, badParam("response_format", "type %q: only text is supported", r.ResponseFormat.Type)
+	case len(r.Messages) == 0:
+		return nil, badParam("messages", "at least one message is needed")
+	}
+	for _, m := range r.Modalities {
+		if m != "text" {
+			return nil, badParam("modalities", "%q: only text is supported", m)
+		}
+	}
+	c, err := r.common.call(0)
+	if err != nil {
+		return nil, err
+	}
+	c.Chat = true
+	c.Req.AddGenerationPrompt = r.AddGenerationPrompt
+	for i, m := range r.Messages {
+		role := m.Role
+		switch role {
+		case "system", "user", "assistant", "tool":
+		case "developer":
+			role = "system" // OpenAI's newer name for the system turn; templates know "system"
+		default:
+			return nil, badParam("messages", "message %d: role %q: want system, developer, user, assistant or tool", i, m.Role)
+		}
+		if notEmpty(m.ToolCalls) {
+			return nil, badParam("messages", "message %d: tool calls are not supported", i)
+		}
+		c.Req.Messages = append(c.Req.Messages, &specdv1.ChatMessage{Role: role, Content: string(m.Content)})
+	}
+	return c, nil
+}
+
+// call validates the shared fields into a Call whose request lacks only the prompt;
+// defMax is max_tokens when the client sets none (0: up to the context).
+func (r *common) call(defMax uint32) (*Call, error) {
+	if r.N != nil && *r.N != 1 {
+		return nil, badParam("n", "%d: only 1 is supported", *r.N)
+	}
+	if r.PresencePenalty != nil && *r.PresencePenalty != 0 {
+		return nil, badParam("presence_penalty", "not supported")
+	}
+	if r.FrequencyPenalty != nil && *r.FrequencyPenalty != 0 {
+		return nil, badParam("frequency_penalty", "not supported")
+	}
+	if len(r.LogitBias) > 0 {
+		return nil, badParam("logit_bias", "not supported")
+	}
+	c := &Call{Req: &specdv1.GenerateRequest{Model: r.Model, Stop: r.Stop, MaxTokens: defMax}, Stream: r.Stream, Model: r.Model,
+		maxTokensParam: "max_tokens"}
+	if r.StreamOptions != nil {
+		if !r.Stream {
+			return nil, badParam("stream_options", "only allowed with stream: true")
+		}
+		c.IncludeUsage = r.StreamOptions.IncludeUsage
+	}
+	limit, name := r.MaxTokens, "max_tokens"
+	if r.MaxCompletionTokens != nil {
+		limit, name = r.MaxCompletionTokens, "max_completion_tokens"
+	}
+	if limit != nil {
+		if *limit < 1 || *limit > math.MaxUint32 {
+			return nil, badParam(name, "%d: want at least 1", *limit)
+		}
+		c.Req.MaxTokens, c.maxTokensParam = uint32(*limit), name
+	}
+	for i, s := range r.Stop {
+		if s == "" {
+			return nil, badParam("stop", "stop string %d is empty", i)
+		}
+	}
+	sp := &specdv1.SamplingParams{Temperature: DefaultTemperature}
+	if t := r.Temperature; t != nil {
+		if !(*t >= 0 && *t <= 2) {
+			return nil, badParam("temperature", "%v: want a number in [0, 2]", *t)
+		}
+		sp.Temperature = float32(*t)
+	}
+	if p := r.TopP; p != nil {
+		v := float32(*p)
+		sp.TopP = &v
+	}
+	if k := r.TopK; k != nil {
+		if *k < 0 || *k > math.MaxUint32 {
+			return nil, badParam("top_k", "%d: want 0 (off) or a positive count", *k)
+		}
+		sp.TopK = uint32(*k)
+	}
+	if m := r.MinP; m != nil {
+		v := float32(*m)
+		sp.MinP = &v
+	}
+	if s := r.Seed; s != nil {
+		v := uint64(*s) // a negative seed is a seed too; OpenAI takes any int64
+		sp.Seed = &v
+	}
+	c.Req.Sampling = sp
+	return c, nil
+}
+
+// decode unmarshals a JSON body; unknown fields are ignored, as OpenAI's servers do.
+func decode(body []byte, v any) error {
+	err := json.Unmarshal(body, v)
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.As(err, &te) && te.Field != "":
+		field := strings.TrimPrefix(te.Field, "common.") // the embedded struct's name is no parameter
+		if strings.HasPrefix(field, "messages.") {
+			field = "messages"
+		}
+		return badParam(field, "want %s, not a JSON %s", kindOf(te.Type.Kind().String()), te.Value)
+	}
+	return &Error{Status: 400, Type: TypeInvalidRequest, Message: fmt.Sprintf("the request body is not valid JSON for this endpoint: %v", err)}
+}
+
+// kindOf names a Go kind as a JSON type.
+func kindOf(k string) string {
+	switch {
+	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
+		return "an integer"
+	case strings.HasPrefix(k, "float"):
+		return "a number"
+	case k == "string":
+		return "a string"
+	case k == "bool":
+		return "a boolean"
+	case k == "slice":
+		return "an array"
+	}
+	return "an object"
+}
+
+// notEmpty reports whether a raw JSON value is present and neither null nor empty.
+func notEmpty(raw json.RawMessage) bool {
+	switch string(bytes.TrimSpace(raw)) {
+	case "", "null", "[]", "{}":
+		return false
+	}
+	return true
+}
+
+// paramJSON names param in a JSON decoding error.
+func paramJSON(param string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return badParam(param, "%v", err)
+}

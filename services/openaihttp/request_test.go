@@ -1,0 +1,203 @@
+package openaihttp
+
+import (
+	"errors"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+)
+
+func f32(v float32) *float32 { return &v }
+func u64(v uint64) *uint64   { return &v }
+
+// TestParseCompletion: each accepted form of a completion request becomes the
+// GenerateRequest it means, with OpenAI's defaults (max_tokens 16, temperature 1).
+func TestParseCompletion(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       *specdv1.GenerateRequest
+		stream     bool
+		usage      bool
+	}{
+		{"defaults", `{"model":"m","prompt":"Once upon"}`,
+			&specdv1.GenerateRequest{Model: "m", Prompt: "Once upon", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1}}, false, false},
+		{"array of one string", `{"prompt":["Once"],"max_tokens":3,"temperature":0}`,
+			&specdv1.GenerateRequest{Prompt: "Once", MaxTokens: 3, Sampling: &specdv1.SamplingParams{}}, false, false},
+		{"token ids", `{"prompt":[1, 450, 7],"max_tokens":3}`,
+			&specdv1.GenerateRequest{PromptIds: []int32{1, 450, 7}, MaxTokens: 3, Sampling: &specdv1.SamplingParams{Temperature: 1}}, false, false},
+		{"array of one array of ids", `{"prompt":[[1, 2]]}`,
+			&specdv1.GenerateRequest{PromptIds: []int32{1, 2}, MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1}}, false, false},
+		{"sampling, seed, stop string", `{"prompt":"x","temperature":0.7,"top_p":0.9,"seed":42,"stop":"\n","user":"u1","n":1,"top_k":40,"min_p":0.05}`,
+			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Stop: []string{"\n"},
+				Sampling: &specdv1.SamplingParams{Temperature: 0.7, TopP: f32(0.9), TopK: 40, MinP: f32(0.05), Seed: u64(42)}}, false, false},
+		{"negative seed", `{"prompt":"x","seed":-1}`,
+			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1, Seed: u64(1<<64 - 1)}}, false, false},
+		{"stop array, max_completion_tokens wins", `{"prompt":"x","stop":["a","b"],"max_tokens":5,"max_completion_tokens":9}`,
+			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 9, Stop: []string{"a", "b"}, Sampling: &specdv1.SamplingParams{Temperature: 1}}, false, false},
+		{"stream with usage, unknown fields ignored", `{"prompt":"x","stream":true,"stream_options":{"include_usage":true},"metadata":{"k":"v"},"store":false,"echo":false,"best_of":1,"logprobs":null,"presence_penalty":0}`,
+			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1}}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseCompletion([]byte(tc.body))
+			if err != nil {
+				t.Fatalf("ParseCompletion(%s) = %v", tc.body, err)
+			}
+			if !proto.Equal(c.Req, tc.want) {
+				t.Errorf("ParseCompletion(%s) request = {%v}, want {%v}", tc.body, prototext.Format(c.Req), prototext.Format(tc.want))
+			}
+			if c.Stream != tc.stream || c.IncludeUsage != tc.usage || c.Chat {
+				t.Errorf("ParseCompletion(%s): stream %v, usage %v, chat %v; want %v, %v, false", tc.body, c.Stream, c.IncludeUsage, c.Chat, tc.stream, tc.usage)
+			}
+		})
+	}
+}
+
+// TestParseChat: messages map to GenerateRequest.messages (text parts joined,
+// developer as system), with no length limit unless one is given.
+func TestParseChat(t *testing.T) {
+	body := `{"model":"m","messages":[{"role":"developer","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":"there"}]},{"role":"assistant","content":null,"name":"bot"}],"max_completion_tokens":7,"tool_choice":"none","response_format":{"type":"text"}}`
+	c, err := ParseChat([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &specdv1.GenerateRequest{Model: "m", MaxTokens: 7, Sampling: &specdv1.SamplingParams{Temperature: 1}, Messages: []*specdv1.ChatMessage{
+		{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi\nthere"}, {Role: "assistant"}}}
+	if !proto.Equal(c.Req, want) {
+		t.Errorf("ParseChat request = {%v}, want {%v}", prototext.Format(c.Req), prototext.Format(want))
+	}
+	if !c.Chat {
+		t.Error("ParseChat: Chat = false")
+	}
+	c, err = ParseChat([]byte(`{"messages":[{"role":"user","content":"x"}]}`))
+	if err != nil || c.Req.GetMaxTokens() != 0 || c.Req.AddGenerationPrompt != nil {
+		t.Errorf("ParseChat without a limit: max_tokens %d, add_generation_prompt %v, %v; want 0 (up to the context) and unset", c.Req.GetMaxTokens(), c.Req.AddGenerationPrompt, err)
+	}
+	c, err = ParseChat([]byte(`{"messages":[{"role":"assistant","content":"Once"}],"add_generation_prompt":false}`))
+	if err != nil || c.Req.AddGenerationPrompt == nil || *c.Req.AddGenerationPrompt {
+		t.Errorf("ParseChat with add_generation_prompt false: %v, %v; want false", c.Req.AddGenerationPrompt, err)
+	}
+}
+
+// TestParseErrors: each bad request is a 400 naming the parameter OpenAI's API would.
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		chat  bool
+		body  string
+		param string
+	}{
+		{false, `{"prompt":"x","n":2}`, "n"},
+		{false, `{"prompt":"x","n":0}`, "n"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"n":3}`, "n"},
+		{false, `{"prompt":"x","temperature":2.5}`, "temperature"},
+		{false, `{"prompt":"x","temperature":-1}`, "temperature"},
+		{false, `{"prompt":"x","temperature":"hot"}`, "temperature"},
+		{false, `{"prompt":"x","max_tokens":0}`, "max_tokens"},
+		{false, `{"prompt":"x","max_tokens":-5}`, "max_tokens"},
+		{false, `{"prompt":"x","max_tokens":1.5}`, "max_tokens"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":0}`, "max_completion_tokens"},
+		{false, `{"prompt":"x","stop":""}`, "stop"},
+		{false, `{"prompt":"x","stop":[1]}`, "stop"},
+		{false, `{"prompt":"x","seed":"s"}`, "seed"},
+		{false, `{}`, "prompt"},
+		{false, `{"prompt":null}`, "prompt"},
+		{false, `{"prompt":["a","b"]}`, "prompt"},
+		{false, `{"prompt":[]}`, "prompt"},
+		{false, `{"prompt":[[1],[2]]}`, "prompt"},
+		{false, `{"prompt":[-1]}`, "prompt"},
+		{false, `{"prompt":[1, "a"]}`, "prompt"},
+		{false, `{"prompt":[["a"]]}`, "prompt"},
+		{false, `{"prompt":{}}`, "prompt"},
+		{false, `{"prompt":"x","echo":true}`, "echo"},
+		{false, `{"prompt":"x","best_of":2}`, "best_of"},
+		{false, `{"prompt":"x","suffix":"end"}`, "suffix"},
+		{false, `{"prompt":"x","logprobs":1}`, "logprobs"},
+		{false, `{"prompt":"x","presence_penalty":0.5}`, "presence_penalty"},
+		{false, `{"prompt":"x","frequency_penalty":1}`, "frequency_penalty"},
+		{false, `{"prompt":"x","logit_bias":{"50256":-100}}`, "logit_bias"},
+		{false, `{"prompt":"x","stream_options":{"include_usage":true}}`, "stream_options"},
+		{false, `{"prompt":"x","top_k":-1}`, "top_k"},
+		{true, `{"messages":[]}`, "messages"},
+		{true, `{}`, "messages"},
+		{true, `{"messages":[{"role":"wizard","content":"x"}]}`, "messages"},
+		{true, `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, "messages"},
+		{true, `{"messages":[{"role":"user","content":7}]}`, "messages"},
+		{true, `{"messages":[{"role":"assistant","content":"","tool_calls":[{"id":"1"}]}]}`, "messages"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}`, "tools"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"functions":[{"name":"f"}]}`, "functions"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"logprobs":true}`, "logprobs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"top_logprobs":2}`, "top_logprobs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}`, "response_format"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"modalities":["text","audio"]}`, "modalities"},
+	} {
+		parse := ParseCompletion
+		if tc.chat {
+			parse = ParseChat
+		}
+		_, err := parse([]byte(tc.body))
+		var e *Error
+		if !errors.As(err, &e) || e.Status != 400 || e.Type != TypeInvalidRequest || e.Param != tc.param {
+			t.Errorf("parse(%s) = %v, want a 400 invalid_request_error with param %q", tc.body, err, tc.param)
+		}
+	}
+}
+
+// TestParseNotJSON: a body that is not a JSON object is a 400 without a parameter.
+func TestParseNotJSON(t *testing.T) {
+	for _, body := range []string{``, `{`, `[]`, `"prompt"`, `{"prompt":"x"} {}`, `nul`} {
+		_, err := ParseCompletion([]byte(body))
+		var e *Error
+		if !errors.As(err, &e) || e.Status != 400 || e.Param != "" {
+			t.Errorf("ParseCompletion(%q) = %v, want a 400 without param", body, err)
+		}
+	}
+}
+
+// FuzzParse: no body makes the decoders panic or accept a request the router would
+// see with two prompts or a stop string that is empty; every refusal is a 400.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","prompt":"Once upon","max_tokens":8,"stream":true,"stream_options":{"include_usage":true}}`,
+		`{"prompt":[[1,2,3]],"stop":["\n","."],"seed":-3,"temperature":0.5,"top_p":0.9}`,
+		`{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"max_completion_tokens":4}`,
+		`{"messages":[{"role":"system","content":null},{"role":"user","content":"\u00e9"}],"n":1}`,
+		`{"prompt":["a"],"logprobs":null,"best_of":1,"echo":false}`,
+		`{"prompt":[1e3]}`, `{"prompt":[[]]}`, `{"stop":null,"prompt":""}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, parse := range []func([]byte) (*Call, error){ParseCompletion, ParseChat} {
+			c, err := parse(body)
+			if err != nil {
+				var e *Error
+				if !errors.As(err, &e) || e.Status != 400 {
+					t.Fatalf("parse(%q) = %v, want an *Error with status 400", body, err)
+				}
+				continue
+			}
+			r := c.Req
+			if c.Chat == (len(r.GetMessages()) == 0) {
+				t.Fatalf("parse(%q): chat %v with %d messages", body, c.Chat, len(r.GetMessages()))
+			}
+			if !c.Chat && r.GetPrompt() != "" && len(r.GetPromptIds()) > 0 {
+				t.Fatalf("parse(%q): both prompt and prompt_ids", body)
+			}
+			for _, s := range r.GetStop() {
+				if s == "" {
+					t.Fatalf("parse(%q): an empty stop string passed", body)
+				}
+			}
+			if temp := r.GetSampling().GetTemperature(); temp < 0 || temp > 2 {
+				t.Fatalf("parse(%q): temperature %v passed", body, temp)
+			}
+			// Strings decoded by encoding/json are valid UTF-8 (bad bytes become U+FFFD),
+			// so the request always reaches the router.
+			if _, err := proto.Marshal(r); err != nil {
+				t.Fatalf("parse(%q): the request does not marshal: %v", body, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,226 @@
+// Package openaihttp is specd's OpenAI-compatible HTTP front door: POST
+// /v1/completions, POST /v1/chat/completions (plain JSON or server-sent events) and
+// GET /v1/models, translated to and from the router's public gRPC API.
+//
+// It is a translator, not a second server: every request becomes one call of a
+// specdv1.GenerationServiceClient (the router's own, in process), with the HTTP
+// Authorization header forwarded as gRPC metadata, so whatever the router enforces
+// (validation, API keys, quotas) holds here too. The wire types and the request
+// mapping (wire.go, request.go, response.go) know nothing of gRPC; errors.go is the one
+// place where gRPC status codes become HTTP statuses and OpenAI error types.
+package openaihttp
+
+import (
+	"encoding/json"
+)
+
+// StreamOptions are the options of a streamed response.
+type StreamOptions struct {
+	// IncludeUsage asks for one more chunk before data: [DONE], with the usage and
+	// no choices.
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// common are the request fields the two generation endpoints share. A nil pointer
+// is a field the client did not send.
+type common struct {
+	Model               string         `json:"model"`
+	MaxTokens           *int64         `json:"max_tokens"`
+	MaxCompletionTokens *int64         `json:"max_completion_tokens"`
+	Temperature         *float64       `json:"temperature"`
+	TopP                *float64       `json:"top_p"`
+	N                   *int64         `json:"n"`
+	Stream              bool           `json:"stream"`
+	StreamOptions       *StreamOptions `json:"stream_options"`
+	Stop                Stop           `json:"stop"`
+	Seed                *int64         `json:"seed"`
+	User                string         `json:"user"` // accepted and ignored
+
+	// Parameters specd cannot honour: refused unless absent or at their neutral value.
+	PresencePenalty  *float64           `json:"presence_penalty"`
+	FrequencyPenalty *float64           `json:"frequency_penalty"`
+	LogitBias        map[string]float64 `json:"logit_bias"`
+
+	// Extensions also taken by other OpenAI-compatible servers (vLLM, llama.cpp).
+	TopK *int64   `json:"top_k"`
+	MinP *float64 `json:"min_p"`
+}
+
+// CompletionRequest is the body of POST /v1/completions.
+type CompletionRequest struct {
+	common
+	Prompt   Prompt          `json:"prompt"`
+	Echo     bool            `json:"echo"`
+	BestOf   *int64          `json:"best_of"`
+	Suffix   *string         `json:"suffix"`
+	Logprobs json.RawMessage `json:"logprobs"` // an integer; anything but null is refused
+}
+
+// ChatRequest is the body of POST /v1/chat/completions.
+type ChatRequest struct {
+	common
+	Messages       []Message       `json:"messages"`
+	Logprobs       *bool           `json:"logprobs"`
+	TopLogprobs    *int64          `json:"top_logprobs"`
+	Tools          json.RawMessage `json:"tools"`
+	Functions      json.RawMessage `json:"functions"`
+	ResponseFormat *struct {
+		Type string `json:"type"`
+	} `json:"response_format"`
+	Modalities []string `json:"modalities"`
+	// AddGenerationPrompt (an extension, as in vLLM): false renders the conversation
+	// as it is, e.g. to continue a partial assistant message; null or true ends it
+	// with the opening of an assistant turn.
+	AddGenerationPrompt *bool `json:"add_generation_prompt"`
+}
+
+// Message is one turn of a chat request.
+type Message struct {
+	Role      string          `json:"role"`
+	Content   Content         `json:"content"`
+	Name      string          `json:"name"` // accepted and ignored: chat templates do not render it
+	ToolCalls json.RawMessage `json:"tool_calls"`
+}
+
+// Usage is the token accounting of a response, with specd's speculation statistics
+// as an extra field.
+type Usage struct {
+	PromptTokens        int           `json:"prompt_tokens"`
+	CompletionTokens    int           `json:"completion_tokens"`
+	TotalTokens         int           `json:"total_tokens"`
+	PromptTokensDetails *PromptTokens `json:"prompt_tokens_details,omitempty"`
+	Specd               *SpecdUsage   `json:"specd,omitempty"`
+}
+
+// PromptTokens breaks the prompt tokens down.
+type PromptTokens struct {
+	// CachedTokens came from the verifier's prefix cache.
+	CachedTokens int `json:"cached_tokens"`
+}
+
+// SpecdUsage is how specd served a request (specd.v1.Stats): speculation, prompt
+// lookup, failovers and timings.
+type SpecdUsage struct {
+	Rounds                int     `json:"rounds"`
+	DraftedTokens         int     `json:"drafted_tokens"`
+	AcceptedTokens        int     `json:"accepted_tokens"`
+	AcceptanceRate        float64 `json:"acceptance_rate"`
+	MeanAcceptedPerRound  float64 `json:"mean_accepted_per_round"`
+	LookupTokens          int     `json:"lookup_tokens"`
+	LookupAcceptedTokens  int     `json:"lookup_accepted_tokens"`
+	Mode                  string  `json:"mode,omitempty"` // "greedy", "coupled" or "rejection"; empty: no round verified
+	Fallbacks             int     `json:"fallbacks"`
+	Failovers             int     `json:"failovers"`
+	Verifier              string  `json:"verifier,omitempty"` // address of the verifier that finished the request
+	Draft                 string  `json:"draft,omitempty"`    // address of the draft used last
+	DraftModel            string  `json:"draft_model,omitempty"`
+	TimeToFirstTokenMS    float64 `json:"time_to_first_token_ms"`
+	TotalMS               float64 `json:"total_ms"`
+	QueueWaitMS           float64 `json:"queue_wait_ms"`
+	MeanRoundTripMS       float64 `json:"mean_round_trip_ms"`
+	DecodeTokensPerSecond float64 `json:"decode_tokens_per_second"`
+}
+
+// Head is what every response object starts with.
+type Head struct {
+	ID      string `json:"id"`     // "cmpl-…" or "chatcmpl-…", the same in every chunk of a stream
+	Object  string `json:"object"` // "text_completion", "chat.completion" or "chat.completion.chunk"
+	Created int64  `json:"created"`
+	Model   string `json:"model"`
+}
+
+// Completion is the response of POST /v1/completions, and also each chunk of its
+// stream.
+type Completion struct {
+	Head
+	Choices []CompletionChoice `json:"choices"`
+	Usage   *Usage             `json:"usage,omitempty"`
+}
+
+// CompletionChoice is the one choice of a completion (n is always 1).
+type CompletionChoice struct {
+	Text         string    `json:"text"`
+	Index        int       `json:"index"`
+	Logprobs     *struct{} `json:"logprobs"`      // always null
+	FinishReason *string   `json:"finish_reason"` // null in a chunk before the last
+}
+
+// ChatCompletion is the response of POST /v1/chat/completions.
+type ChatCompletion struct {
+	Head
+	Choices []ChatChoice `json:"choices"`
+	Usage   *Usage       `json:"usage,omitempty"`
+}
+
+// ChatChoice is the one choice of a chat completion.
+type ChatChoice struct {
+	Index        int         `json:"index"`
+	Message      ChatMessage `json:"message"`
+	Logprobs     *struct{}   `json:"logprobs"` // always null
+	FinishReason string      `json:"finish_reason"`
+}
+
+// ChatMessage is the assistant's answer.
+type ChatMessage struct {
+	Role    string  `json:"role"`
+	Content string  `json:"content"`
+	Refusal *string `json:"refusal"` // always null
+}
+
+// ChatChunk is one chunk of a streamed chat completion.
+type ChatChunk struct {
+	Head
+	Choices []ChatChunkChoice `json:"choices"`
+	Usage   *Usage            `json:"usage,omitempty"`
+}
+
+// ChatChunkChoice is the one choice of a chat chunk.
+type ChatChunkChoice struct {
+	Index        int       `json:"index"`
+	Delta        ChatDelta `json:"delta"`
+	Logprobs     *struct{} `json:"logprobs"`      // always null
+	FinishReason *string   `json:"finish_reason"` // null before the last chunk
+}
+
+// ChatDelta is what a chunk adds to the answer: the role in the first chunk, then text.
+type ChatDelta struct {
+	Role    string `json:"role,omitempty"`
+	Content string `json:"content,omitempty"`
+}
+
+// ModelList is the response of GET /v1/models.
+type ModelList struct {
+	Object string  `json:"object"` // "list"
+	Data   []Model `json:"data"`
+}
+
+// Model is one model of GET /v1/models (and the response of GET /v1/models/{id}).
+type Model struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"` // "model"
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+	// Specd describes the model as the router sees it.
+	Specd *ModelInfo `json:"specd,omitempty"`
+}
+
+// ModelInfo is specd's description of a model (specd.v1.ModelInfo).
+type ModelInfo struct {
+	Architecture  string `json:"architecture,omitempty"`
+	Quantization  string `json:"quantization,omitempty"`
+	ContextLength int    `json:"context_length"`
+	VocabSize     int    `json:"vocab_size"`
+	Parameters    uint64 `json:"parameters"`
+}
+
+// errorBody is the envelope of every error response.
+type errorBody struct {
+	Error errorObject `json:"error"`
+}
+
+type errorObject struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
