@@ -40,6 +40,8 @@ func TestPlaintextOnlyOnLoopback(t *testing.T) {
 		{[]string{"router", "--listen=10.1.2.3:7070"}, "not a loopback address"},
 		{[]string{"router", "--listen=specd-router:7070"}, "not a loopback address"},
 		{[]string{"up", "--listen=0.0.0.0:0"}, "not a loopback address"},
+		{[]string{"router", "--http-listen=0.0.0.0:0"}, "--http-listen 0.0.0.0:0 is not a loopback address"},
+		{[]string{"up", "--http-listen=:8080"}, "--http-listen :8080 is not a loopback address"},
 		{[]string{"verifier", "--listen=0.0.0.0:0", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key}, "--tls-ca: a verifier admits only"},
 		{[]string{"draft", "--tls-cert=" + f.Cert, "--tls-ca=" + f.CA}, "--tls-cert and --tls-key go together"},
 		{[]string{"router", "--listen=0.0.0.0:0", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--tls-peers=" + defaultRouterID}, "--tls-peers needs --tls-ca"},

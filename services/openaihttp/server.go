@@ -3,6 +3,7 @@ package openaihttp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -10,10 +11,16 @@ import (
 
 // Serve serves h on lis until ctx ends, then shuts down: it stops accepting, waits up
 // to grace for requests in flight (streams included) to finish, and then closes the
-// connections that remain, which cancels their router calls.
-func Serve(ctx context.Context, lis net.Listener, h http.Handler, grace time.Duration) error {
+// connections that remain, which cancels their router calls. What the HTTP server
+// itself reports (a failed TLS handshake, a malformed request) goes to log at info
+// (nil: nowhere).
+func Serve(ctx context.Context, lis net.Listener, h http.Handler, grace time.Duration, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	srv := &http.Server{
 		Handler:           h,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelInfo),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute, // the whole body; streams write for as long as they generate
 		IdleTimeout:       2 * time.Minute,

@@ -485,7 +485,7 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, opts
 		defer wg.Done()
 		defer inner.GRPC.Stop()
 		defer cc.Close()
-		if err := openaihttp.Serve(ctx, lis, h, Grace); err != nil {
+		if err := openaihttp.Serve(ctx, lis, h, Grace, cfg.Log); err != nil {
 			cfg.Log.Error("openai front door stopped", "err", err)
 		}
 	}()

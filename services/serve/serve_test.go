@@ -77,6 +77,8 @@ type stackOptions struct {
 	rlog      *slog.Logger         // the router's log (nil: quiet)
 	chat      *chat.Template       // the verifier's --chat-template (nil: none)
 	http      bool                 // serve the OpenAI-compatible front door too
+	rtls      *serve.TLS           // the router's TLS (nil: plaintext)
+	creds     grpc.DialOption      // the transport credentials of the stack's client (with rtls)
 }
 
 // startStackWith starts the stack as o says.
@@ -110,15 +112,21 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	<-ready
 	routerReady := make(chan struct{})
 	rcfg := serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
-		Log: cmp.Or(o.rlog, quiet), Tel: o.rtel, Ready: func() { close(routerReady) }, Keys: o.keys, KeysReload: 50 * time.Millisecond}
+		Log: cmp.Or(o.rlog, quiet), Tel: o.rtel, Ready: func() { close(routerReady) }, Keys: o.keys, KeysReload: 50 * time.Millisecond, TLS: o.rtls}
 	if o.http {
 		hl := freeListener(t)
 		s.http = "http://" + hl.Addr().String() + "/v1"
+		if o.rtls != nil {
+			s.http = "https://" + hl.Addr().String() + "/v1"
+		}
 		rcfg.HTTP = &serve.HTTPConfig{Listener: hl}
 	}
 	run(func() error { return serve.Router(ctx, rcfg, rl) })
 	<-routerReady
 	var dial []grpc.DialOption
+	if o.creds != nil {
+		dial = append(dial, o.creds)
+	}
 	if o.apiKey != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(auth.Bearer(o.apiKey)))
 	}

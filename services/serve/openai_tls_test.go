@@ -1,0 +1,119 @@
+package serve_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"google.golang.org/grpc"
+
+	"github.com/specd-dev/specd/internal/certtest"
+	"github.com/specd-dev/specd/internal/testkeys"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services/auth"
+	"github.com/specd-dev/specd/services/serve"
+	"github.com/specd-dev/specd/services/tlsconf"
+)
+
+// TestOpenAIFrontDoorSecured: with TLS on the router, the front door serves HTTPS from
+// the router's certificate, and with its CA admits only clients whose certificate has
+// an identity the gRPC API admits — checked in the handshake. API keys hold on it as on
+// gRPC: the official client with a trusted certificate but no key gets 401, and with
+// the key its greedy completion equals gRPC's Complete. A client without a
+// certificate and one with an identity outside the list fail in the handshake; plain
+// HTTP gets 400 (or a reset).
+func TestOpenAIFrontDoorSecured(t *testing.T) {
+	const key = "specd_front-door-secret-for-tests"
+	path := filepath.Join(t.TempDir(), "keys.txt")
+	testkeys.Write(t, path, testkeys.Line("app", key, ""), 0)
+	keys, err := auth.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "front door CA")
+	rf := ca.Write(t, dir, "router", certtest.Leaf{SPIFFE: routerID, IPs: []string{"127.0.0.1"}})
+	rsrc, err := tlsconf.NewSource(tlsconf.Files(rf), 0, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := meshCerts{dir: dir, ca: ca}
+	client := certs.source(t, "client", clientID)
+	s := startStackWith(t, stackOptions{http: true, keys: keys, apiKey: key,
+		rtls:  &serve.TLS{Source: rsrc, Allow: identities(t, clientID), PlainDial: true}, // verifier and draft listen plaintext on loopback
+		creds: grpc.WithTransportCredentials(client.ClientCredentials(identities(t, routerID)))})
+
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	as := func(cert *tls.Certificate) *http.Client {
+		c := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		if cert != nil {
+			c.Certificates = []tls.Certificate{*cert}
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: c, ForceAttemptHTTP2: true}, Timeout: 2 * time.Minute}
+	}
+	pair := func(name, id string) *tls.Certificate {
+		f := ca.Write(t, dir, name, certtest.Leaf{SPIFFE: id})
+		p, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &p
+	}
+	trusted := pair("http-client", clientID)
+	openaiAs := func(hc *http.Client, apiKey string) openai.Client {
+		return openai.NewClient(option.WithBaseURL(s.http), option.WithAPIKey(apiKey), option.WithHTTPClient(hc), option.WithMaxRetries(0))
+	}
+	var oc openai.Client
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	params := completionParams("Once upon a time", 24, 0)
+
+	oc = openaiAs(as(trusted), key)
+	got, err := oc.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatalf("trusted certificate and key: %v", err)
+	}
+	want, err := s.client.Complete(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Choices) != 1 || got.Choices[0].Text != want.GetText() {
+		t.Errorf("HTTPS completion %+v, want the text of gRPC's Complete %q", got.Choices, want.GetText())
+	}
+
+	oc = openaiAs(as(trusted), "specd_not-a-key")
+	_, err = oc.Completions.New(ctx, params)
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusUnauthorized {
+		t.Errorf("trusted certificate, wrong key: %v, want HTTP 401", err)
+	}
+
+	for _, c := range []struct {
+		name string
+		base string
+		hc   *http.Client
+	}{
+		{"no client certificate", s.http, as(nil)},
+		{"an identity the API does not admit", s.http, as(pair("stranger", trustDomain+"/stranger"))},
+	} {
+		oc := openai.NewClient(option.WithBaseURL(c.base), option.WithAPIKey(key), option.WithHTTPClient(c.hc), option.WithMaxRetries(0))
+		_, err := oc.Completions.New(ctx, params)
+		if err == nil || errors.As(err, &apiErr) {
+			t.Errorf("%s: %v, want a failed TLS handshake, before any HTTP status", c.name, err)
+		}
+	}
+	// Plain HTTP gets Go's TLS server's answer to it, 400, or a reset if that answer
+	// races the request's body.
+	oc = openai.NewClient(option.WithBaseURL("http"+s.http[len("https"):]), option.WithAPIKey(key), option.WithMaxRetries(0))
+	if _, err := oc.Completions.New(ctx, params); err == nil || errors.As(err, &apiErr) && apiErr.StatusCode != http.StatusBadRequest {
+		t.Errorf("plain HTTP to the HTTPS front door: %v, want HTTP 400 or a reset", err)
+	}
+}
