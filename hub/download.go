@@ -85,7 +85,7 @@ func Local(dir string, ref Ref) (string, bool) {
 // digest is there already. It returns the path. p may be nil.
 //
 // Errors wrap ErrBadRef, ErrNoMatch, ErrAmbiguous, ErrSplit, ErrUnauthorized,
-// ErrPermissionDenied, ErrNotFound, ErrChecksum, ErrNoSpace, ErrNotWritable or ErrBusy where
+// ErrForbidden, ErrNotFound, ErrChecksum, ErrNoSpace, ErrNotWritable or ErrBusy where
 // those are the cause, and ctx's error when it ends first; see Download for what is
 // left on disk.
 func (c *Client) Pull(ctx context.Context, dir string, ref Ref, p Progress) (string, error) {
@@ -409,7 +409,7 @@ func classify(ctx context.Context, err error, stalled bool, stall time.Duration)
 		}
 		return err
 	}
-	if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) {
 		return err
 	}
 	return retryable{err}

@@ -42,7 +42,7 @@ const revision = "main"
 // and the Hub's own message when it gives one.
 var (
 	ErrUnauthorized = errors.New("unauthorized (401)") // no token, or a token the Hub rejects
-	ErrPermissionDenied    = errors.New("forbidden (403)")    // a gated repository the token may not read
+	ErrForbidden    = errors.New("forbidden (403)")    // a gated repository the token may not read
 	ErrNotFound     = errors.New("not found (404)")    // no such repository, revision or file
 	ErrChecksum     = errors.New("checksum mismatch")  // the bytes do not hash to the Hub's digest
 	ErrNoSpace      = errors.New("not enough disk space")
@@ -208,7 +208,7 @@ func (c *Client) statusError(resp *http.Response, what string) error {
 	case http.StatusUnauthorized:
 		return fmt.Errorf("%s: %w%s (the repository is private or gated, or does not exist; %s)", what, ErrUnauthorized, msg, tokenHint)
 	case http.StatusForbidden:
-		return fmt.Errorf("%s: %w%s (a gated repository: accept its terms on its Hub page with the account whose token is in %s)", what, ErrPermissionDenied, msg, EnvToken)
+		return fmt.Errorf("%s: %w%s (a gated repository: accept its terms on its Hub page with the account whose token is in %s)", what, ErrForbidden, msg, EnvToken)
 	case http.StatusNotFound:
 		return fmt.Errorf("%s: %w%s", what, ErrNotFound, msg)
 	}
@@ -237,7 +237,7 @@ const (
 )
 
 // List returns the files of a repository (ORG/REPO) on the main branch, directories left
-// out. Errors wrap ErrUnauthorized, ErrPermissionDenied or ErrNotFound for those answers.
+// out. Errors wrap ErrUnauthorized, ErrForbidden or ErrNotFound for those answers.
 func (c *Client) List(ctx context.Context, repo string) ([]File, error) {
 	if _, err := ParseRef(repo); err != nil {
 		return nil, err

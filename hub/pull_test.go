@@ -319,7 +319,7 @@ func TestHubErrors(t *testing.T) {
 		{"unknown repo without token", "", "org/nothing", ErrUnauthorized, []string{"org/nothing", "does not exist", "HF_TOKEN"}},
 		{"unknown repo with token", "hf_good", "org/nothing", ErrNotFound, []string{"org/nothing", "Repository not found"}},
 		{"gated without token", "", "org/gated", ErrUnauthorized, []string{"m-Q4_K_M.gguf of org/gated", "set HF_TOKEN", "restricted"}},
-		{"gated, terms not accepted", "hf_good", "org/gated", ErrPermissionDenied, []string{"org/gated", "accept its terms", "HF_TOKEN"}},
+		{"gated, terms not accepted", "hf_good", "org/gated", ErrForbidden, []string{"org/gated", "accept its terms", "HF_TOKEN"}},
 		{"no such tag", "", repoName + ":Q2_K", ErrNoMatch, []string{repoName, "Q2_K", "qwen2.5-0.5b-instruct-q8_0.gguf"}},
 	}
 	for _, tc := range cases {
