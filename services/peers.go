@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -26,13 +27,12 @@ const (
 	DefaultVerifierStreamsPerPeer = 256
 )
 
-// PeerID names the client of an RPC for per-peer limits and logs. On a TLS connection
-// whose client certificate was verified (mTLS) it is the leaf certificate's identity:
-// its first URI SAN (a SPIFFE ID, say), else "dns:" and its first DNS name, else "cn:"
-// and its subject's common name. Otherwise — plaintext, TLS without a client
-// certificate, or one presented but not verified, which anyone can forge — it is
-// "ip:" and the client's IP address (its port left out: a client opens as many
-// connections as it likes).
+// PeerID names the client of an RPC for per-peer limits and logs: "ip:" and the
+// client's IP address (its port left out: a client opens as many connections as it
+// likes). On a TLS connection whose client certificate was verified (mTLS) the leaf
+// certificate's identity (CertName) comes first, "IDENTITY@ip:ADDR": every replica of
+// a role usually shares one certificate, and must not share one limit. A certificate
+// presented but not verified, which anyone can forge, names nothing.
 //
 // A certificate counts as verified when crypto/tls verified its chain (the server's
 // ClientAuth is RequireAndVerifyClientCert, as services/tlsconf sets it, or
@@ -43,21 +43,36 @@ func PeerID(ctx context.Context) string {
 	if !ok || p.Addr == nil {
 		return "unknown"
 	}
+	addr := p.Addr.Network() + ":" + p.Addr.String()
+	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
+		addr = "ip:" + host
+	}
 	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.PeerCertificates) > 0 {
-		leaf := ti.State.PeerCertificates[0]
-		switch {
-		case len(leaf.URIs) > 0:
-			return leaf.URIs[0].String()
-		case len(leaf.DNSNames) > 0:
-			return "dns:" + leaf.DNSNames[0]
-		case leaf.Subject.CommonName != "":
-			return "cn:" + leaf.Subject.CommonName
+		if name := CertName(ti.State.PeerCertificates[0]); name != "" {
+			// One certificate per role is the usual deployment, so the identity alone
+			// would make every replica of a role one peer.
+			return name + "@" + addr
 		}
 	}
-	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
-		return "ip:" + host
+	return addr
+}
+
+// CertName is a certificate's identity for limits, messages and logs: its first
+// spiffe:// URI SAN, else "dns:" and its first DNS name, else "cn:" and its subject's
+// common name; "" when it has none of those.
+func CertName(leaf *x509.Certificate) string {
+	for _, u := range leaf.URIs {
+		if u.Scheme == "spiffe" {
+			return u.String()
+		}
 	}
-	return p.Addr.Network() + ":" + p.Addr.String()
+	switch {
+	case len(leaf.DNSNames) > 0:
+		return "dns:" + leaf.DNSNames[0]
+	case leaf.Subject.CommonName != "":
+		return "cn:" + leaf.Subject.CommonName
+	}
+	return ""
 }
 
 // OpenMethod reports whether method (a full gRPC method name) is one of the services

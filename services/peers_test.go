@@ -165,9 +165,10 @@ func TestStreamsPerPeer(t *testing.T) {
 	endB()
 }
 
-// TestPeerID: a verified client certificate names the peer by its URI SAN, else its
-// DNS name, else its common name; an unverified one, which anyone can make, does not,
-// and neither does plaintext: those are named by IP address, without the port.
+// TestPeerID: a verified client certificate names the peer by its SPIFFE ID, else its
+// DNS name, else its common name, at its IP address; an unverified one, which anyone
+// can make, does not, and neither does plaintext: those are named by IP address alone,
+// without the port.
 func TestPeerID(t *testing.T) {
 	spiffe, _ := url.Parse("spiffe://specd.example/ns/prod/sa/verifier")
 	cert := func(uris []*url.URL, dns []string, cn string) *x509.Certificate {
@@ -186,9 +187,9 @@ func TestPeerID(t *testing.T) {
 		p    *peer.Peer
 		want string
 	}{
-		{"spiffe", tlsPeer(cert([]*url.URL{spiffe}, []string{"v.example"}, "v"), true), "spiffe://specd.example/ns/prod/sa/verifier"},
-		{"dns", tlsPeer(cert(nil, []string{"verifier-0.specd", "other"}, "v"), true), "dns:verifier-0.specd"},
-		{"cn", tlsPeer(cert(nil, nil, "router"), true), "cn:router"},
+		{"spiffe", tlsPeer(cert([]*url.URL{spiffe}, []string{"v.example"}, "v"), true), "spiffe://specd.example/ns/prod/sa/verifier@ip:10.1.2.3"},
+		{"dns", tlsPeer(cert(nil, []string{"verifier-0.specd", "other"}, "v"), true), "dns:verifier-0.specd@ip:10.1.2.3"},
+		{"cn", tlsPeer(cert(nil, nil, "router"), true), "cn:router@ip:10.1.2.3"},
 		{"unverified", tlsPeer(cert([]*url.URL{spiffe}, nil, ""), false), "ip:10.1.2.3"},
 		{"no identity", tlsPeer(cert(nil, nil, ""), true), "ip:10.1.2.3"},
 		{"plaintext", &peer.Peer{Addr: addr}, "ip:10.1.2.3"},
@@ -274,7 +275,8 @@ func verifyWith(pool *x509.CertPool) func([][]byte, [][]*x509.Certificate) error
 
 // TestStreamsPerTLSPeer: over mTLS the peer is the client certificate's SPIFFE ID,
 // so two clients on the same IP address with different identities have a limit each,
-// and one identity on two connections shares one, when crypto/tls verified the
+// and one identity on two connections from one address shares one (from another
+// address it is another replica, with a limit of its own), when crypto/tls verified the
 // certificate. A certificate that only a server's own hook verified leaves the peer
 // its IP address.
 func TestStreamsPerTLSPeer(t *testing.T) {
@@ -295,15 +297,16 @@ func TestStreamsPerTLSPeer(t *testing.T) {
 			addr := serveHold(t, services.Limits{MaxStreamsPerPeer: 1}, grpc.Creds(credentials.NewTLS(c.tls)))
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			dial := func(serial int64, id string) *grpc.ClientConn {
+			dialFrom := func(src string, serial int64, id string) *grpc.ClientConn {
 				cfg := &tls.Config{Certificates: []tls.Certificate{ca.leaf(t, serial, id)}, RootCAs: ca.pool, MinVersion: tls.VersionTLS13}
-				cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+				cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)), testnet.From(src))
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { cc.Close() })
 				return cc
 			}
+			dial := func(serial int64, id string) *grpc.ClientConn { return dialFrom("127.0.0.1", serial, id) }
 			router := "spiffe://specd.test/router"
 			r1, r2, v := dial(3, router), dial(4, router), dial(5, "spiffe://specd.test/verifier")
 			if _, err := hold(ctx, r1); err != nil {
@@ -323,6 +326,11 @@ func TestStreamsPerTLSPeer(t *testing.T) {
 			}
 			if !c.byIdentity && status.Code(err) != codes.ResourceExhausted {
 				t.Errorf("another certificate from the same IP address, identities not trusted: %v, want RESOURCE_EXHAUSTED", err)
+			}
+			// Replicas of a role share its certificate: the same identity from another
+			// address is another peer.
+			if _, err := hold(ctx, dialFrom("127.0.0.2", 6, router)); err != nil {
+				t.Errorf("the router identity from another address: %v, want served", err)
 			}
 			cancel()
 		})

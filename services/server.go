@@ -37,7 +37,7 @@ const (
 // KeepaliveMin, its connection closed with GOAWAY "too_many_pings".
 //
 // MaxStreamsPerPeer bounds the streaming RPCs one peer (PeerID: its verified TLS
-// identity, else its IP address) may have open at once over all its connections; past
+// identity at its IP address, else its IP address) may have open at once over all its connections; past
 // it a new stream is RESOURCE_EXHAUSTED at once, with a retry hint. Health and
 // reflection are not counted.
 type Limits struct {
@@ -48,19 +48,17 @@ type Limits struct {
 	MaxStreamsPerPeer int // 0: no per-peer limit
 }
 
-// ServerOptions are the gRPC options that enforce l.
+// ServerOptions are the gRPC options that enforce l. The per-peer limit is an
+// interceptor: NewServer chains it after the caller's, so that a caller the transport's
+// own authorization refuses is never counted.
 func (l Limits) ServerOptions() []grpc.ServerOption {
 	msg := cmp.Or(l.MaxMessageBytes, MaxMessageBytes)
-	opts := []grpc.ServerOption{
+	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(msg),
 		grpc.MaxSendMsgSize(msg),
 		grpc.MaxConcurrentStreams(cmp.Or(l.MaxStreams, DefaultMaxStreams)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cmp.Or(l.KeepaliveMin, DefaultKeepaliveMin), PermitWithoutStream: true}),
 	}
-	if l.MaxStreamsPerPeer > 0 {
-		opts = append(opts, grpc.ChainStreamInterceptor(newPeerStreams(l.MaxStreamsPerPeer).intercept))
-	}
-	return opts
 }
 
 // Server is a gRPC server with grpc.health.v1 (NOT_SERVING until SetServing), server
@@ -73,13 +71,18 @@ type Server struct {
 }
 
 // NewServer returns a server for the named service (the health service name) that
-// enforces lim.
+// enforces lim. Interceptors run in the order of opts (put authorization first), then
+// the per-peer stream limit.
 func NewServer(name string, log *slog.Logger, lim Limits, opts ...grpc.ServerOption) *Server {
-	base := append(lim.ServerOptions(),
+	all := append(lim.ServerOptions(),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ForceServerCodecV2(serverCodec{encoding.GetCodecV2(gproto.Name)}),
 	)
-	s := &Server{GRPC: grpc.NewServer(append(base, opts...)...), Health: health.NewServer(), name: name, log: log}
+	all = append(all, opts...)
+	if lim.MaxStreamsPerPeer > 0 {
+		all = append(all, grpc.ChainStreamInterceptor(newPeerStreams(lim.MaxStreamsPerPeer).intercept))
+	}
+	s := &Server{GRPC: grpc.NewServer(all...), Health: health.NewServer(), name: name, log: log}
 	healthpb.RegisterHealthServer(s.GRPC, s.Health)
 	reflection.Register(s.GRPC)
 	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

@@ -579,7 +579,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var lo logOptions
 	var ho httpOptions
 	vo.listen = defaultRouterAddr
-	vo.role = router.Front // up's --tls-* flags secure the router's public listener
+	vo.role, vo.up = router.Front, true // up's --tls-* flags secure the router's public listener
 	vo.addFlags(fs)
 	lo.addFlags(fs)
 	ho.addFlags(fs)
@@ -618,7 +618,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	listenAddr := vo.listen
 	vo.listen, do.listen = "127.0.0.1:0", "127.0.0.1:0"
-	if vo.registerOptions.addr != "" {
+	if ro := vo.registerOptions; ro.addr != "" || ro.checkServerName != "" || ro.checkSkipVerify {
 		return usagef("--consul: up runs everything on loopback without Consul; run specd router, verifier and draft to use Consul")
 	}
 	do.models, do.kvBudget, do.kvType = vo.models, vo.kvBudget/4, vo.kvType
@@ -761,7 +761,11 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "specd up: serving specd.v1.GenerationService on %s (verifier %s on %s, draft %s on %s)\n",
 				rlis.Addr(), vo.model, vlis.Addr(), do.model, dlis.Addr())
 			if hcfg != nil {
-				fmt.Fprintf(stderr, "specd up: serving the OpenAI-compatible API on http://%s/v1\n", hcfg.Listener.Addr())
+				scheme := "http"
+				if publicTLS != nil {
+					scheme = "https"
+				}
+				fmt.Fprintf(stderr, "specd up: serving the OpenAI-compatible API on %s://%s/v1\n", scheme, hcfg.Listener.Addr())
 			}
 		})
 		cfg.HTTP = hcfg

@@ -41,6 +41,7 @@ type tlsOptions struct {
 	reload                        time.Duration
 	plaintext                     bool
 	plainUpstreams                bool // router only
+	up                            bool // set before addFlags: specd up, whose links have identities of their own
 }
 
 func (o *tlsOptions) addFlags(fs *flag.FlagSet) {
@@ -48,12 +49,22 @@ func (o *tlsOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.key, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&o.ca, "tls-ca", "", "PEM CA certificates trusted to sign peers' certificates: callers must then present a certificate from them (mTLS), and servers dialled are checked against them")
 	fs.StringVar(&o.peers, "tls-peers", "", "comma-separated identities allowed to call this service (SPIFFE IDs spiffe://domain/path, whole trust domains spiffe://domain, DNS names, or *); default: "+o.defaultPeersDoc())
-	fs.StringVar(&o.routerID, "tls-router-id", defaultRouterID, "identity (comma-separated SPIFFE IDs or DNS names) of the router's certificate")
-	fs.StringVar(&o.verifierID, "tls-verifier-id", defaultVerifierID, "identity of the verifiers' certificates")
-	fs.StringVar(&o.draftID, "tls-draft-id", defaultDraftID, "identity of the drafts' certificates")
+	// A service has flags for the identities it reads: of those it admits and of those
+	// it dials (the router admits anyone from the CA, the verifier dials drafts, the
+	// draft dials nobody). up reads none: its links use identities of their own.
+	o.routerID, o.verifierID, o.draftID = defaultRouterID, defaultVerifierID, defaultDraftID
+	if !o.up && o.role != router.Front {
+		fs.StringVar(&o.routerID, "tls-router-id", defaultRouterID, "identity (comma-separated SPIFFE IDs or DNS names) of the router's certificate")
+	}
+	if !o.up && o.role != router.Verifier {
+		fs.StringVar(&o.verifierID, "tls-verifier-id", defaultVerifierID, "identity (comma-separated SPIFFE IDs or DNS names) of the verifiers' certificates")
+	}
+	if !o.up && o.role != router.Draft {
+		fs.StringVar(&o.draftID, "tls-draft-id", defaultDraftID, "identity (comma-separated SPIFFE IDs or DNS names) of the drafts' certificates")
+	}
 	fs.DurationVar(&o.reload, "tls-reload", tlsconf.DefaultReload, "how often a handshake may look at the TLS files again (a changed file is reloaded without a restart)")
 	fs.BoolVar(&o.plaintext, "insecure-plaintext", false, "serve plaintext gRPC on a non-loopback --listen address (anyone who can reach it can call it): for a trusted network or a TLS-terminating sidecar")
-	if o.role == router.Front {
+	if o.role == router.Front && !o.up {
 		fs.BoolVar(&o.plainUpstreams, "upstream-plaintext", false, "with --tls-cert: dial verifiers and drafts in plaintext, for loopback upstreams that a sidecar (Envoy) carries over mTLS; they must be loopback addresses")
 	}
 }
@@ -193,7 +204,7 @@ func (o *clientTLSOptions) addFlags(fs *flag.FlagSet) {
 func (o *clientTLSOptions) credentials() ([]grpc.DialOption, error) {
 	if !o.on && o.cert == "" && o.key == "" && o.ca == "" {
 		if o.serverID != "" {
-			return nil, usagef("--tls-server-id needs --tls or --tls-ca")
+			return nil, usagef("--tls-server-id needs --tls-ca")
 		}
 		return nil, nil
 	}
@@ -202,6 +213,9 @@ func (o *clientTLSOptions) credentials() ([]grpc.DialOption, error) {
 		return nil, usagef("--tls-server-id: %v", err)
 	}
 	files := tlsconf.Files{Cert: o.cert, Key: o.key, CA: o.ca}
+	if o.ca == "" && o.serverID != "" {
+		return nil, usagef("--tls-server-id needs --tls-ca (with the system's roots, the host of --addr is what is checked)")
+	}
 	if files == (tlsconf.Files{}) {
 		return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12}))}, nil
 	}

@@ -48,7 +48,16 @@ func TestPlaintextOnlyOnLoopback(t *testing.T) {
 		{[]string{"router", "--listen=0.0.0.0:0", "--insecure-plaintext", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key}, "choose one"},
 		{[]string{"verifier", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--tls-ca=" + f.CA, "--tls-peers=https://router"}, "--tls-peers"},
 		{[]string{"verifier", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--tls-ca=" + f.CA, "--tls-router-id=spiffe://"}, "--tls-router-id"},
-		{[]string{"generate", "--tls-server-id=" + defaultRouterID, "-p", "x"}, "--tls-server-id needs --tls"},
+		{[]string{"generate", "--tls-server-id=" + defaultRouterID, "-p", "x"}, "--tls-server-id needs --tls-ca"},
+		{[]string{"generate", "--tls", "--tls-server-id=" + defaultRouterID, "-p", "x"}, "--tls-server-id needs --tls-ca"},
+		// Flags a service would ignore are not there: identities it neither admits nor
+		// dials, and up's internal links.
+		{[]string{"router", "--tls-router-id=" + defaultRouterID}, "not defined: -tls-router-id"},
+		{[]string{"verifier", "--tls-verifier-id=" + defaultVerifierID}, "not defined: -tls-verifier-id"},
+		{[]string{"draft", "--tls-draft-id=" + defaultDraftID}, "not defined: -tls-draft-id"},
+		{[]string{"up", "--tls-draft-id=" + defaultDraftID}, "not defined: -tls-draft-id"},
+		{[]string{"up", "--upstream-plaintext"}, "not defined: -upstream-plaintext"},
+		{[]string{"up", "--consul-check-tls-skip-verify"}, "without Consul"},
 		{[]string{"draft", "--consul=127.0.0.1:8500", "--consul-check-tls-skip-verify"}, "need --tls-cert"},
 		{[]string{"router", "--upstream-plaintext"}, "--upstream-plaintext needs --tls-cert"},
 		{[]string{"router", "--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--upstream-plaintext", "--verifiers=10.0.0.5:7071"}, "not a loopback address"},

@@ -7,16 +7,20 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/specd-dev/specd/internal/certtest"
 	"github.com/specd-dev/specd/internal/testkeys"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/auth"
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/tlsconf"
@@ -49,6 +53,18 @@ func TestOpenAIFrontDoorSecured(t *testing.T) {
 	s := startStackWith(t, stackOptions{http: true, keys: keys, apiKey: key,
 		rtls:  &serve.TLS{Source: rsrc, Allow: identities(t, clientID), PlainDial: true}, // verifier and draft listen plaintext on loopback
 		creds: grpc.WithTransportCredentials(client.ClientCredentials(identities(t, routerID)))})
+
+	// The identity check comes before the key check: a certificate the API does not
+	// admit is refused as such, key or no key.
+	stranger := certs.source(t, "stranger-grpc", trustDomain+"/stranger")
+	scc, err := services.Dial(s.router, grpc.WithTransportCredentials(stranger.ClientCredentials(identities(t, routerID))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer scc.Close()
+	if _, err := specdv1.NewGenerationServiceClient(scc).Complete(context.Background(), &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 1}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("gRPC from an identity outside --tls-peers, no key: %v, want PERMISSION_DENIED", err)
+	}
 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
@@ -115,5 +131,20 @@ func TestOpenAIFrontDoorSecured(t *testing.T) {
 	oc = openai.NewClient(option.WithBaseURL("http"+s.http[len("https"):]), option.WithAPIKey(key), option.WithMaxRetries(0))
 	if _, err := oc.Completions.New(ctx, params); err == nil || errors.As(err, &apiErr) && apiErr.StatusCode != http.StatusBadRequest {
 		t.Errorf("plain HTTP to the HTTPS front door: %v, want HTTP 400 or a reset", err)
+	}
+}
+
+// TestFrontDoorFailureStopsRouter: a front door whose listener fails takes the router
+// down with an error naming it, instead of leaving gRPC serving while --http-listen is
+// dead.
+func TestFrontDoorFailureStopsRouter(t *testing.T) {
+	hl := freeListener(t)
+	hl.Close() // Serve fails at once
+	rl := freeListener(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := serve.Router(ctx, serve.RouterConfig{Verifiers: []string{"127.0.0.1:1"}, Log: quiet, HTTP: &serve.HTTPConfig{Listener: hl}}, rl)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "openai front door") {
+		t.Fatalf("Router with a dead front door returned %v (ctx %v), want an error naming the front door before the deadline", err, ctx.Err())
 	}
 }

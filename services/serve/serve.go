@@ -10,8 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
@@ -227,7 +227,7 @@ func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener)
 // its use of them), serves health NOT_SERVING while the
 // model loads, then SERVING, registers in Consul if asked, and stops when ctx ends.
 func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engine) (func(), error)) error {
-	srv := services.NewServer(name, w.Log, w.Limits, append(serverOptions(w.Tel), w.TLS.serverOptions(w.Log)...)...)
+	srv := services.NewServer(name, w.Log, w.Limits, append(w.TLS.serverOptions(w.Log), serverOptions(w.Tel)...)...)
 	setEngine := register(srv)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -331,7 +331,7 @@ func Discover(ctx context.Context, role router.Role, static []string, watch *con
 // RouterConfig configures a router: static endpoints, or Consul discovery.
 type RouterConfig struct {
 	Verifiers, Drafts []string      // static endpoints (when Consul is nil)
-	Refresh           time.Duration // how often to poll static endpoints' Info
+	Refresh           time.Duration // how often to poll static endpoints' Info (0: 2 s)
 	Consul            *consul.WatchConfig
 	Breakers          *services.Breakers // nil: none; state changes are logged
 	// HealthInterval is how often the router probes its endpoints' gRPC health
@@ -413,7 +413,7 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		disc := router.NewStatic(eps...)
 		rt.Discovery = disc
 		wg.Add(1)
-		go func() { defer wg.Done(); rs.Refresh(rctx, disc, eps, cfg.Refresh) }()
+		go func() { defer wg.Done(); rs.Refresh(rctx, disc, eps, cmp.Or(cfg.Refresh, 2*time.Second)) }()
 	}
 	if cfg.Tel != nil && cfg.Breakers != nil {
 		defer cfg.Tel.Metrics.ObserveBreakers(cfg.Breakers.States)()
@@ -430,8 +430,9 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); cfg.Keys.Watch(rctx, cmp.Or(cfg.KeysReload, 2*time.Second), cfg.Log) }()
 	}
-	opts = slices.Clip(opts)
-	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, append(opts, cfg.TLS.serverOptions(cfg.Log)...)...)
+	// The identity check comes first: a caller the TLS policy refuses is not asked for
+	// a key, nor counted against one.
+	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, append(cfg.TLS.serverOptions(cfg.Log), opts...)...)
 	srv.Register(&specdv1.GenerationService_ServiceDesc, rs)
 	wg.Add(1)
 	go func() {
@@ -445,8 +446,12 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		}
 		defer dereg()
 	}
+	// A front door that fails stops the router too: an operator's --http-listen must not
+	// be dead while health says SERVING.
+	sctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
 	if cfg.HTTP != nil {
-		if err := frontDoor(rctx, cfg, rs, opts, &wg); err != nil {
+		if err := frontDoor(rctx, cfg, rs, opts, &wg, fail); err != nil {
 			return err
 		}
 	}
@@ -454,7 +459,11 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}
-	return srv.Serve(ctx, lis, Grace)
+	err := srv.Serve(sctx, lis, Grace)
+	if cause := context.Cause(sctx); err == nil && ctx.Err() == nil && cause != nil {
+		err = cause
+	}
+	return err
 }
 
 // frontDoor serves the OpenAI-compatible front door of cfg.HTTP until ctx ends, in a
@@ -463,12 +472,18 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 // server's options opts (telemetry, API keys, limits) but no transport security, which
 // the HTTP listener provides instead (HTTPS with the router's TLS; with its CA, client
 // certificates of the identities the gRPC API admits).
-func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, opts []grpc.ServerOption, wg *sync.WaitGroup) error {
-	inner := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, opts...)
+func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, opts []grpc.ServerOption, wg *sync.WaitGroup, fail context.CancelCauseFunc) error {
+	// Every HTTP request shares the one in-process connection, so the per-connection
+	// stream bound would be a bound on all HTTP requests, waiting rather than failing:
+	// lift it (per-key stream quotas still apply). The message bound stays.
+	lim := services.Limits{MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxStreams: math.MaxUint32}
+	inner := services.NewServer("specd.v1.GenerationService", cfg.Log, lim, opts...)
 	inner.Register(&specdv1.GenerationService_ServiceDesc, rs)
 	mem := bufconn.Listen(1 << 20)
 	go inner.GRPC.Serve(mem) // ends with inner.GRPC.Stop below
-	dial := append([]grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) })},
+	msg := cmp.Or(cfg.Limits.MaxMessageBytes, services.MaxMessageBytes)
+	dial := append([]grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(msg), grpc.MaxCallSendMsgSize(msg))},
 		dialOptions(cfg.Tel)...)
 	cc, err := services.Dial("passthrough:///in-process", dial...)
 	if err != nil {
@@ -487,6 +502,7 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, opts
 		defer cc.Close()
 		if err := openaihttp.Serve(ctx, lis, h, Grace, cfg.Log); err != nil {
 			cfg.Log.Error("openai front door stopped", "err", err)
+			fail(fmt.Errorf("openai front door: %w", err))
 		}
 	}()
 	scheme := "http"

@@ -1,6 +1,7 @@
 package tlsconf
 
 import (
+	"cmp"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/specd-dev/specd/services"
 )
 
 // ErrIdentity is returned (wrapped) by Identities.Match for a certificate whose
@@ -142,14 +145,8 @@ func (p Identities) Match(leaf *x509.Certificate) error {
 	return fmt.Errorf("%w: %s is not one of %s", ErrIdentity, Name(leaf), p)
 }
 
-// Name is a certificate's identity for messages and logs: its SPIFFE ID, else its
-// first DNS name, else its subject's common name.
+// Name is a certificate's identity for messages and logs (services.CertName), or
+// "(no identity)".
 func Name(leaf *x509.Certificate) string {
-	if id, err := x509svid.IDFromCert(leaf); err == nil {
-		return id.String()
-	}
-	if len(leaf.DNSNames) > 0 {
-		return "dns:" + leaf.DNSNames[0]
-	}
-	return "cn:" + leaf.Subject.CommonName
+	return cmp.Or(services.CertName(leaf), "(no identity)")
 }

@@ -64,6 +64,9 @@ func NewSource(files Files, reload time.Duration, log *slog.Logger) (*Source, er
 	if reload == 0 {
 		reload = DefaultReload
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	s := &Source{files: files, every: reload, log: log, now: time.Now, hasCA: files.CA != "", hasCert: files.Cert != ""}
 	m, err := s.load(nil)
 	if err != nil {
@@ -76,9 +79,6 @@ func NewSource(files Files, reload time.Duration, log *slog.Logger) (*Source, er
 // HasCA reports whether peers are verified against a CA of the Source's own (else
 // the system's roots, and a server does not ask clients for certificates).
 func (s *Source) HasCA() bool { return s.hasCA }
-
-// HasCert reports whether the Source has a certificate to present.
-func (s *Source) HasCert() bool { return s.hasCert }
 
 // current returns the material, reloading it first if the files changed since the
 // last look and the reload interval has passed.

@@ -65,11 +65,11 @@ func (s *Source) ServerCredentials() credentials.TransportCredentials {
 	return credentials.NewTLS(s.ServerTLS())
 }
 
-// ClientTLS is the client side's tls.Config: it presents the Source's current
+// clientTLS is the client side's tls.Config: it presents the Source's current
 // certificate (if it has one) and accepts a server whose certificate chains to the
 // current CA (the system's roots without one) and whose identity is in want. With
 // want empty the server is checked as HTTPS does, against the host name dialled.
-func (s *Source) ClientTLS(want Identities) *tls.Config {
+func (s *Source) clientTLS(want Identities) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -104,20 +104,20 @@ func (s *Source) ClientTLS(want Identities) *tls.Config {
 
 // ClientCredentials are gRPC client credentials for ClientTLS(want).
 func (s *Source) ClientCredentials(want Identities) credentials.TransportCredentials {
-	return credentials.NewTLS(s.ClientTLS(want))
+	return credentials.NewTLS(s.clientTLS(want))
 }
 
 // RefusalLogEvery is the least time between two logs of a refused call.
 const RefusalLogEvery = 10 * time.Second
 
-// Exempt lists the gRPC services any caller with a verified certificate may call
-// whatever its identity: health checks, which Consul agents and probes make with
-// certificates of their own.
-var Exempt = []string{"grpc.health.v1.Health"}
+// exempt is the gRPC service any caller with a verified certificate may call whatever
+// its identity: health checks, which Consul agents and probes make with certificates of
+// their own. (Reflection is not exempt: it describes the API to those who may call it.)
+const exempt = "grpc.health.v1.Health"
 
 // Authorize returns the server options that refuse a call unless the caller's
-// verified certificate has an identity in allowed (calls to the Exempt services
-// need only a verified certificate): UNAUTHENTICATED without one, PERMISSION_DENIED
+// verified certificate has an identity in allowed (health checks need only a verified
+// certificate): UNAUTHENTICATED without one, PERMISSION_DENIED
 // for an identity not allowed. Use it with ServerCredentials of a Source with a CA.
 // Refusals are logged to log (nil: not logged) as a warning naming the caller and the
 // method, at most one a RefusalLogEvery with the count refused meanwhile.
@@ -137,11 +137,7 @@ func Authorize(allowed Identities, log *slog.Logger) []grpc.ServerOption {
 				n := quiet
 				last, quiet = now, 0
 				mu.Unlock()
-				addr := ""
-				if p, ok := peer.FromContext(ctx); ok {
-					addr = p.Addr.String()
-				}
-				log.WarnContext(ctx, "tls: call refused", "peer", PeerName(ctx), "peer_addr", addr, "method", method, "err", err, "refused_unlogged", n)
+				log.WarnContext(ctx, "tls: call refused", "peer", services.PeerID(ctx), "method", method, "err", err, "refused_unlogged", n)
 			}
 		}
 		return services.Status(err)
@@ -164,15 +160,12 @@ func Authorize(allowed Identities, log *slog.Logger) []grpc.ServerOption {
 
 // authorize decides one call (method is "/service/Method").
 func authorize(ctx context.Context, allowed Identities, method string) error {
-	leaf := PeerCertificate(ctx)
+	leaf := peerCertificate(ctx)
 	if leaf == nil {
 		return fmt.Errorf("%w: no verified client certificate", services.ErrUnauthenticated)
 	}
-	svc, _, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
-	for _, e := range Exempt {
-		if svc == e {
-			return nil
-		}
+	if svc, _, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/"); svc == exempt {
+		return nil
 	}
 	if err := allowed.Match(leaf); err != nil {
 		return fmt.Errorf("%w: %s: %w", services.ErrPermissionDenied, method, err)
@@ -180,9 +173,9 @@ func authorize(ctx context.Context, allowed Identities, method string) error {
 	return nil
 }
 
-// PeerCertificate returns the verified leaf certificate of the caller of a server
+// peerCertificate returns the verified leaf certificate of the caller of a server
 // handler, or nil if it presented none (or the connection is not TLS).
-func PeerCertificate(ctx context.Context) *x509.Certificate {
+func peerCertificate(ctx context.Context) *x509.Certificate {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return nil
@@ -192,13 +185,4 @@ func PeerCertificate(ctx context.Context) *x509.Certificate {
 		return nil
 	}
 	return info.State.VerifiedChains[0][0]
-}
-
-// PeerName is the identity of a server handler's caller for logs and metrics (see
-// Name), or "" if it presented no verified certificate.
-func PeerName(ctx context.Context) string {
-	if leaf := PeerCertificate(ctx); leaf != nil {
-		return Name(leaf)
-	}
-	return ""
 }

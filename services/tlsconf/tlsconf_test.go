@@ -210,7 +210,7 @@ func TestRefusalLogged(t *testing.T) {
 	rec := <-logs
 	got := map[string]string{}
 	rec.Attrs(func(a slog.Attr) bool { got[a.Key] = a.Value.String(); return true })
-	if rec.Message != "tls: call refused" || got["peer"] != td+"/intruder" || got["method"] != "/tlsconftest.Ping/Ping" {
+	if rec.Message != "tls: call refused" || got["peer"] != td+"/intruder@ip:127.0.0.1" || got["method"] != "/tlsconftest.Ping/Ping" {
 		t.Errorf("record %q %v: want the refusal naming the caller and the method", rec.Message, got)
 	}
 }

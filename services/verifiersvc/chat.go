@@ -56,7 +56,7 @@ func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msg
 	}
 	text, err := c.t.Render(ctx, msgs, chat.Options{AddGenerationPrompt: addGen, BOS: tok.Piece(tok.BOS()), EOS: tok.Piece(tok.EOS())})
 	if err != nil {
-		return nil, fmt.Errorf("messages: %w", err)
+		return nil, err // services.Status names the field
 	}
 	ids := chatIDs(tok, text)
 	if len(ids) == 0 {
