@@ -142,10 +142,7 @@ func prepPaired(a *acts, x []float32, n, cols, pairBytes int, quant func(dst *by
 	nb := cols / ggml.QK
 	np := (nb + 1) / 2
 	a.nb, a.stride = nb, np*pairBytes
-	if need := n * a.stride; cap(a.q) < need {
-		a.q = make([]byte, need)
-	}
-	a.q = a.q[:n*a.stride]
+	a.q = grow(a.q, n*a.stride)
 	if nb == 0 {
 		return
 	}

@@ -98,14 +98,8 @@ type acts struct {
 func quantizeActs(a *acts, x []float32, n, cols int) {
 	nb := cols / ggml.QK
 	a.nb, a.stride = nb, 0
-	if need := n * nb * ggml.QK; cap(a.q) < need {
-		a.q = make([]byte, need)
-	}
-	a.q = a.q[:n*nb*ggml.QK]
-	if need := n * nb; cap(a.d) < need {
-		a.d = make([]float32, need)
-	}
-	a.d = a.d[:n*nb]
+	a.q = grow(a.q, n*nb*ggml.QK)
+	a.d = grow(a.d, n*nb)
 	for t := range n {
 		xt := x[t*cols : (t+1)*cols]
 		for b := range nb {

@@ -166,10 +166,7 @@ func sizePackedVNNI(a *acts, n, cols int) {
 	nb := cols / ggml.QK
 	groups := (nb + 15) / 16
 	a.nb, a.stride = nb, n*packedActBytes
-	if need := groups * a.stride; cap(a.q) < need {
-		a.q = make([]byte, need)
-	}
-	a.q = a.q[:groups*a.stride]
+	a.q = grow(a.q, groups*a.stride)
 }
 
 // prepTokenVNNI prepares token t of x (laid out as sizePackedVNNI sized a) with
