@@ -132,6 +132,9 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 		limit = math.MaxInt // up to the context: the verifier knows where it ends
 	}
 	res, err := s.r.Relay(ctx, key, b, limit, func(ev router.Event) error {
+		// The ids are the request's now, whatever becomes of it: a key's quota is
+		// billed for them even if the client hangs up or its deadline passes.
+		services.Charge(ctx, len(ev.IDs))
 		if first && len(ev.IDs) > 0 {
 			first = false
 			s.metrics().RecordTimeToFirstToken(ctx, b.model, time.Since(t0))

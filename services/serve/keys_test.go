@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -134,8 +135,17 @@ func TestAPIKeys(t *testing.T) {
 	})
 
 	target := s.target.Name
+	// The late keys hold 8 tokens and take 1000 s to refill one: a request that
+	// generated more leaves its key refused for the rest of the test.
+	var late []string
+	lateLines := ""
+	for i := range 8 {
+		secret := fmt.Sprintf("specd_late%d-secret-for-tests", i)
+		late, secrets = append(late, secret), append(secrets, secret)
+		lateLines += testkeys.Line(fmt.Sprintf("late%d", i), secret, "rate=0.001 burst=8")
+	}
 	testkeys.Write(t, path, testkeys.Line("admin", adminKey, "")+testkeys.Line("small", smallKey, "rate=1 burst=8")+testkeys.Line("tiny", tinyKey, "rate=1 burst=8")+
-		testkeys.Line("one", oneKey, "streams=1")+testkeys.Line("bob", bobKey, "models="+target), 1)
+		testkeys.Line("one", oneKey, "streams=1")+testkeys.Line("bob", bobKey, "models="+target)+lateLines, 1)
 
 	t.Run("a changed file is reloaded", func(t *testing.T) {
 		eventually(t, "a key added to the file", codes.Unauthenticated, func() error {
@@ -238,6 +248,40 @@ func TestAPIKeys(t *testing.T) {
 		if _, err := raw.Complete(bearer(ctx, adminKey), short); err != nil {
 			t.Errorf("another key meanwhile: %v", err)
 		}
+	})
+
+	t.Run("a Complete cut off by its deadline is charged what it generated", func(t *testing.T) {
+		// Generating up to the context, the request outlives a short deadline. The
+		// deadline is adapted, one fresh key per try, until a Complete fails with
+		// DEADLINE_EXCEEDED after generating more than the key's 8 tokens (the
+		// router's metrics tell how many); the key's next request must be refused.
+		long := &specdv1.GenerateRequest{Prompt: "Once upon a time", Speculation: &specdv1.SpeculationOptions{Disabled: true}}
+		d := 50 * time.Millisecond
+		for i, key := range late {
+			name := fmt.Sprintf("late%d", i)
+			dctx, cancel := context.WithTimeout(bearer(ctx, key), d)
+			_, err := raw.Complete(dctx, long)
+			cancel()
+			n := generatedBy(t, rtel, name) // once the router has ended the request
+			switch {
+			case err == nil: // finished within d
+				d /= 2
+				continue
+			case status.Code(err) != codes.DeadlineExceeded:
+				t.Fatalf("Complete with a deadline of %v: %v, want DEADLINE_EXCEEDED", d, err)
+			case n <= 8:
+				d *= 2
+				continue
+			}
+			// A request without a prompt is refused by the quota, if the bucket is
+			// empty, or else as a bad argument: it generates nothing either way.
+			_, err = raw.Complete(bearer(ctx, key), &specdv1.GenerateRequest{})
+			if status.Code(err) != codes.ResourceExhausted {
+				t.Fatalf("after a Complete cut off by its deadline (%v) with %d tokens generated, the key's next request: %v, want RESOURCE_EXHAUSTED", d, n, err)
+			}
+			return
+		}
+		t.Fatalf("no Complete was cut off by its deadline after generating more than 8 tokens (last deadline %v)", d)
 	})
 
 	t.Run("past a key's streams is RESOURCE_EXHAUSTED with a retry hint", func(t *testing.T) {
@@ -364,6 +408,36 @@ func eventually(t *testing.T, what string, meanwhile codes.Code, f func() error)
 		}
 		if status.Code(err) != meanwhile || time.Now().After(deadline) {
 			t.Fatalf("%s: %v, want it to succeed within 10 s", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// generatedBy waits until the router's metrics count a request of the key called
+// name and returns the tokens they say its requests generated.
+func generatedBy(t *testing.T, tel *telemetry.Telemetry, name string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec := httptest.NewRecorder()
+		tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		text := rec.Body.String()
+		if hasLine(text, telemetry.NameRequests+"{", `key="`+name+`"`) {
+			n := 0
+			for _, l := range strings.Split(text, "\n") {
+				if !strings.HasPrefix(l, telemetry.NameTokensGenerated+"{") || !strings.Contains(l, `key="`+name+`"`) {
+					continue
+				}
+				v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
+				if err != nil {
+					t.Fatalf("metrics line %q: %v", l, err)
+				}
+				n += int(v)
+			}
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request of key %s in the router's metrics after 10 s", name)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
