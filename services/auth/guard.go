@@ -192,24 +192,46 @@ func (g *Guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	}
 	gs := &guardedStream{ServerStream: ss, ctx: ctx, g: g, key: &k, method: info.FullMethod}
 	if info.FullMethod == methodGenerate {
-		charge, done, err := g.admit(&k)
-		if err != nil {
-			return g.refuse(ctx, info.FullMethod, err)
-		}
-		defer done()
-		gs.ctx = services.WithCharge(ctx, charge)
+		gs.ctx = services.WithCharge(ctx, gs.bill)
+		defer gs.end()
 	}
 	return handler(srv, gs)
 }
 
-// guardedStream checks the model of the messages it receives. Its context carries
-// the key's name and, on Generate, the charge of its quota.
+// guardedStream checks the model of the messages it receives and, on Generate,
+// admits the request to the key's quota once its request passed that check (as a
+// unary call is: a model the key may not use is PERMISSION_DENIED whatever its
+// quota). Its context carries the key's name and, on Generate, the quota's charge.
 type guardedStream struct {
 	grpc.ServerStream
 	ctx    context.Context
 	g      *Guard
 	key    *apikey.Key
 	method string
+
+	mu     sync.Mutex
+	charge func(tokens int) // nil: not admitted (yet)
+	done   func()           // ends the admission; nil: none
+}
+
+// bill charges tokens to the key once the request was admitted.
+func (s *guardedStream) bill(tokens int) {
+	s.mu.Lock()
+	charge := s.charge
+	s.mu.Unlock()
+	if charge != nil {
+		charge(tokens)
+	}
+}
+
+// end ends the request's admission, if it had one.
+func (s *guardedStream) end() {
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	if done != nil {
+		done()
+	}
 }
 
 func (s *guardedStream) Context() context.Context { return s.ctx }
@@ -221,6 +243,19 @@ func (s *guardedStream) RecvMsg(m any) error {
 	if err := checkModel(s.key, m); err != nil {
 		return s.g.refuse(s.ctx, s.method, err)
 	}
+	if s.method != methodGenerate {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != nil {
+		return nil // admitted with an earlier message
+	}
+	charge, done, err := s.g.admit(s.key)
+	if err != nil {
+		return s.g.refuse(s.ctx, s.method, err)
+	}
+	s.charge, s.done = charge, done
 	return nil
 }
 

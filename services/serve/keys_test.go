@@ -13,7 +13,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -55,8 +54,9 @@ func TestAPIKeys(t *testing.T) {
 		tinyKey  = "specd_tiny-secret-for-tests"
 		oneKey   = "specd_one-secret-for-tests"
 		bobKey   = "specd_bob-secret-for-tests"
+		carolKey = "specd_carol-secret-for-tests"
 	)
-	secrets := []string{adminKey, smallKey, tinyKey, oneKey, bobKey}
+	secrets := []string{adminKey, smallKey, tinyKey, oneKey, bobKey, carolKey}
 	path := filepath.Join(t.TempDir(), "keys.txt")
 	testkeys.Write(t, path, testkeys.Line("admin", adminKey, ""), 0)
 	keys, err := auth.Load(path)
@@ -145,7 +145,8 @@ func TestAPIKeys(t *testing.T) {
 		lateLines += testkeys.Line(fmt.Sprintf("late%d", i), secret, "rate=0.001 burst=8")
 	}
 	testkeys.Write(t, path, testkeys.Line("admin", adminKey, "")+testkeys.Line("small", smallKey, "rate=1 burst=8")+testkeys.Line("tiny", tinyKey, "rate=1 burst=8")+
-		testkeys.Line("one", oneKey, "streams=1")+testkeys.Line("bob", bobKey, "models="+target)+lateLines, 1)
+		testkeys.Line("one", oneKey, "streams=1")+testkeys.Line("bob", bobKey, "models="+target)+
+		testkeys.Line("carol", carolKey, "rate=0.001 burst=1 models="+target)+lateLines, 1)
 
 	t.Run("a changed file is reloaded", func(t *testing.T) {
 		eventually(t, "a key added to the file", codes.Unauthenticated, func() error {
@@ -190,9 +191,36 @@ func TestAPIKeys(t *testing.T) {
 		}
 	})
 
+	t.Run("a model the key may not use is PERMISSION_DENIED whatever its quota", func(t *testing.T) {
+		// carol's bucket of 1 token is emptied by one request; after it, a request
+		// for a model carol may not use is refused for the model, on either method.
+		cctx := bearer(ctx, carolKey)
+		if _, err := raw.Complete(cctx, &specdv1.GenerateRequest{Prompt: "Hi", MaxTokens: 2, Model: target}); err != nil {
+			t.Fatalf("carol on its own model: %v", err)
+		}
+		other := &specdv1.GenerateRequest{Prompt: "Hi", MaxTokens: 2, Model: "another-model"}
+		if _, err := raw.Complete(cctx, other); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("carol's Complete on another model with an empty bucket: %v, want PERMISSION_DENIED", err)
+		}
+		st, err := raw.Generate(cctx, other)
+		if err == nil {
+			_, err = st.Recv()
+		}
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("carol's Generate on another model with an empty bucket: %v, want PERMISSION_DENIED", err)
+		}
+		st, err = raw.Generate(cctx, &specdv1.GenerateRequest{Prompt: "Hi", MaxTokens: 2, Model: target})
+		if err == nil {
+			_, err = st.Recv()
+		}
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("carol's Generate on its own model with an empty bucket: %v, want RESOURCE_EXHAUSTED", err)
+		}
+	})
+
 	t.Run("an empty token bucket is RESOURCE_EXHAUSTED with a retry hint", func(t *testing.T) {
-		// Each key empties its bucket of 8 with one request of more tokens: charged
-		// as a Complete returns, or as a Generate streams.
+		// Each key empties its bucket of 8 with one request of more tokens, charged
+		// as the router receives them from the verifier.
 		long := &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 24, Speculation: &specdv1.SpeculationOptions{Disabled: true}}
 		for _, c := range []struct {
 			name, key string
@@ -286,50 +314,42 @@ func TestAPIKeys(t *testing.T) {
 
 	t.Run("past a key's streams is RESOURCE_EXHAUSTED with a retry hint", func(t *testing.T) {
 		octx := bearer(ctx, oneKey)
-		// A Generate stream whose request is never sent is admitted (the quota is
-		// taken when the stream opens) and then waits for it: a stream held for as
-		// long as the test likes, however fast the model generates.
-		hold, stop := context.WithCancel(octx)
-		defer stop()
-		// The held stream and a request race to the server: if the request wins, the
-		// held stream is refused (its error arrives) and is opened again; once the
-		// held stream is in, every request of the key is refused.
-		var held <-chan error
-		open := func() {
-			hs, err := cc.NewStream(hold, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/specd.v1.GenerationService/Generate")
-			if err != nil {
-				t.Fatal(err)
+		// A Generate is admitted once its request is in; one that has streamed its
+		// first chunk holds the key's one stream until it has generated up to the
+		// context or is cancelled. Were it to finish before the next request is in,
+		// that request would be let in: then the test holds another.
+		long := &specdv1.GenerateRequest{Prompt: "Once upon a time", Speculation: &specdv1.SpeculationOptions{Disabled: true}}
+		var stop context.CancelFunc
+		for try := 0; ; try++ {
+			if try == 5 {
+				t.Fatalf("in %d tries, no request was refused beside a held stream", try)
 			}
-			errc := make(chan error, 1)
-			go func() { errc <- hs.RecvMsg(&specdv1.GenerateResponse{}) }()
-			held = errc
-		}
-		open()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			_, err := raw.Complete(octx, short)
+			var hold context.Context
+			hold, stop = context.WithCancel(octx)
+			defer stop()
+			hs, err := raw.Generate(hold, long)
+			if err == nil {
+				_, err = hs.Recv()
+			}
+			if status.Code(err) == codes.ResourceExhausted { // the last try's stream is still ending
+				stop()
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Fatalf("the held stream: %v", err)
+			}
+			_, err = raw.Complete(octx, short)
 			if status.Code(err) == codes.ResourceExhausted {
 				if retryDelay(err) <= 0 {
 					t.Errorf("refusal %v: want a RetryInfo hint", err)
 				}
 				break
 			}
-			if err != nil || time.Now().After(deadline) {
+			if err != nil {
 				t.Fatalf("a request beside the held stream: %v, want RESOURCE_EXHAUSTED", err)
 			}
-			select {
-			case err := <-held:
-				if status.Code(err) != codes.ResourceExhausted {
-					t.Fatalf("the held stream: %v", err)
-				}
-				open()
-			default:
-			}
-		}
-		select {
-		case err := <-held:
-			t.Fatalf("the held stream ended: %v", err)
-		default:
+			stop()
 		}
 		if _, err := raw.Complete(bearer(ctx, adminKey), short); err != nil {
 			t.Errorf("another key meanwhile: %v", err)
