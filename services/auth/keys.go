@@ -55,9 +55,6 @@ func Load(path string) (*Keys, error) {
 	return k, nil
 }
 
-// Path is the key file's path.
-func (k *Keys) Path() string { return k.path }
-
 // Set is the keys in force.
 func (k *Keys) Set() *apikey.Set { return k.set.Load() }
 
