@@ -102,7 +102,8 @@ func TestDefaultPolicy(t *testing.T) {
 	}{
 		{router.Verifier, map[string]bool{defaultRouterID: true, defaultDraftID: false, client: false}, map[string]bool{defaultDraftID: true, defaultVerifierID: false}},
 		{router.Draft, map[string]bool{defaultRouterID: true, defaultVerifierID: true, client: false}, map[string]bool{defaultDraftID: false}},
-		{router.Front, map[string]bool{client: true, defaultDraftID: true}, map[string]bool{defaultVerifierID: true, defaultDraftID: true, defaultRouterID: false}},
+		// The router's dials to verifiers; to drafts, see below.
+		{router.Front, map[string]bool{client: true, defaultDraftID: true}, map[string]bool{defaultVerifierID: true, defaultDraftID: false, defaultRouterID: false}},
 	} {
 		o := tlsOptions{role: tc.role, ca: "ca.pem", routerID: defaultRouterID, verifierID: defaultVerifierID, draftID: defaultDraftID}
 		allow, dial, err := o.identities()
@@ -119,6 +120,53 @@ func TestDefaultPolicy(t *testing.T) {
 				t.Errorf("%s accepts server %s = %v, want %v", tc.role, id, got, want)
 			}
 		}
+	}
+	o := tlsOptions{role: router.Front, ca: "ca.pem", routerID: defaultRouterID, verifierID: defaultVerifierID, draftID: defaultDraftID}
+	drafts, err := o.draftDial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]bool{defaultDraftID: true, defaultVerifierID: false, defaultRouterID: false} {
+		if got := drafts.Match(leaf(id)) == nil; got != want {
+			t.Errorf("the router accepts %s as a draft = %v, want %v", id, got, want)
+		}
+	}
+}
+
+// TestRouterRefusesDraftAsVerifier: a verifier presenting a draft's certificate (a
+// draft, or its stolen key, registered at a verifier's address) is refused by the
+// router's TLS handshake, so the router never sends it a prompt: with no other
+// verifier the request is UNAVAILABLE, naming the identity refused.
+func TestRouterRefusesDraftAsVerifier(t *testing.T) {
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "cmd test CA")
+	flags := func(f certtest.Files) []string {
+		return []string{"--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--tls-ca=" + f.CA}
+	}
+	imposter := ca.Write(t, dir, "imposter", certtest.Leaf{SPIFFE: defaultDraftID})
+	vaddr, stopV := startService(t, append([]string{"verifier", "-m", "specd-target-q8_0", "--drafts=", "--kv-budget=8388608"}, flags(imposter)...),
+		`verifier serving.* addr=(\S+)`)
+	defer stopV()
+	rf := ca.Write(t, dir, "router", certtest.Leaf{SPIFFE: defaultRouterID})
+	raddr, stopR := startCommand(t, append([]string{"router", "--verifiers=" + vaddr, "--drafts="}, flags(rf)...), `router serving.* addr=(\S+)`)
+	defer stopR()
+
+	cf := ca.Write(t, dir, "client", certtest.Leaf{SPIFFE: "spiffe://specd.internal/client"})
+	src, err := tlsconf.NewSource(tlsconf.Files(cf), 0, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := tlsconf.ParseIdentities([]string{defaultRouterID})
+	cc, err := services.Dial(raddr, grpc.WithTransportCredentials(src.ClientCredentials(ids)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = specdv1.NewGenerationServiceClient(cc).Complete(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 4})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), defaultDraftID) {
+		t.Errorf("a request whose only verifier presents a draft's certificate: %v, want UNAVAILABLE naming %s", err, defaultDraftID)
 	}
 }
 
@@ -158,10 +206,16 @@ func TestHealthProbe(t *testing.T) {
 // served, whose group is the address) reports.
 func startService(t *testing.T, args []string, served string) (addr string, stop func()) {
 	t.Helper()
+	return startCommand(t, append(args, "--models="+filepath.Dir(testmodels.ForTest(t, "specd-draft-q8_0")), "--threads=1"), served)
+}
+
+// startCommand is startService for a command that loads no model (a router).
+func startCommand(t *testing.T, args []string, served string) (addr string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr syncBuffer
 	done := make(chan int, 1)
-	args = append(args, "--listen=127.0.0.1:0", "--models="+filepath.Dir(testmodels.ForTest(t, "specd-draft-q8_0")), "--threads=1", "--log-format=text")
+	args = append(args, "--listen=127.0.0.1:0", "--log-format=text")
 	go func() { done <- realMain(ctx, args, io.Discard, &stderr) }()
 	stop = func() {
 		cancel()
