@@ -151,20 +151,10 @@ func TestRouterRefusesDraftAsVerifier(t *testing.T) {
 	raddr, stopR := startCommand(t, append([]string{"router", "--verifiers=" + vaddr, "--drafts="}, flags(rf)...), `router serving.* addr=(\S+)`)
 	defer stopR()
 
-	cf := ca.Write(t, dir, "client", certtest.Leaf{SPIFFE: "spiffe://specd.internal/client"})
-	src, err := tlsconf.NewSource(tlsconf.Files(cf), 0, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, _ := tlsconf.ParseIdentities([]string{defaultRouterID})
-	cc, err := services.Dial(raddr, grpc.WithTransportCredentials(src.ClientCredentials(ids)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := tlsClient(t, ca.Write(t, dir, "client", certtest.Leaf{SPIFFE: "spiffe://specd.internal/client"}), raddr, defaultRouterID)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = specdv1.NewGenerationServiceClient(cc).Complete(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 4})
+	_, err := specdv1.NewGenerationServiceClient(cc).Complete(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 4})
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), defaultDraftID) {
 		t.Errorf("a request whose only verifier presents a draft's certificate: %v, want UNAVAILABLE naming %s", err, defaultDraftID)
 	}
@@ -199,6 +189,26 @@ func TestHealthProbe(t *testing.T) {
 	if code := probe(append(tlsArgs, "--tls-server-id="+defaultVerifierID)...); code == 0 {
 		t.Errorf("health expecting another server identity: exit 0, want a failure")
 	}
+}
+
+// tlsClient dials target over mTLS with the certificate f, accepting a server whose
+// identity is want, until the test ends.
+func tlsClient(t *testing.T, f certtest.Files, target, want string) *grpc.ClientConn {
+	t.Helper()
+	src, err := tlsconf.NewSource(tlsconf.Files(f), 0, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tlsconf.ParseIdentities([]string{want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := services.Dial(target, grpc.WithTransportCredentials(src.ClientCredentials(ids)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
 }
 
 // startService runs `specd ARGS --listen=127.0.0.1:0` in-process with the shared
@@ -253,20 +263,7 @@ func TestUpTLS(t *testing.T) {
 	addr, verifierAddr, _ := strings.Cut(ups, " (verifier ")
 	verifierAddr = verifierAddr[strings.LastIndex(verifierAddr, " ")+1:]
 
-	client := func(f certtest.Files, target, want string) *grpc.ClientConn {
-		src, err := tlsconf.NewSource(tlsconf.Files(f), 0, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids, _ := tlsconf.ParseIdentities([]string{want})
-		cc, err := services.Dial(target, grpc.WithTransportCredentials(src.ClientCredentials(ids)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cc.Close() })
-		return cc
-	}
-	gen := specdv1.NewGenerationServiceClient(client(cli, addr, defaultRouterID))
+	gen := specdv1.NewGenerationServiceClient(tlsClient(t, cli, addr, defaultRouterID))
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		res, err := collect(rctx, gen, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 48}, nil)
@@ -296,7 +293,7 @@ func TestUpTLS(t *testing.T) {
 	if _, err := speculationv1.NewVerifierServiceClient(plain).Info(ictx, &speculationv1.InfoRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("plaintext to up's verifier: %v, want Unavailable", err)
 	}
-	operator := speculationv1.NewVerifierServiceClient(client(srv, verifierAddr, "*"))
+	operator := speculationv1.NewVerifierServiceClient(tlsClient(t, srv, verifierAddr, "*"))
 	if _, err := operator.Info(ictx, &speculationv1.InfoRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("the operator's certificate to up's verifier: %v, want Unavailable", err)
 	}
