@@ -35,9 +35,10 @@ const (
 // Guard authenticates the public API's requests against Keys and applies each key's
 // model list and quotas. Every method but health and reflection needs a key;
 // Generate and Complete count against the key's streams and are charged the tokens
-// they generate: the guard puts the charge in the request's context (services.WithCharge)
-// and the router bills the tokens as its verifier commits them (services.Charge), so a
-// request that fails or is cancelled after generating is charged all the same. Safe for concurrent use.
+// they generate: the guard puts the charge in the request's context
+// (services.WithCharge) and the router bills the tokens as its verifier commits them
+// (services.Charge), so a request that fails or is cancelled after generating is
+// charged all the same. Safe for concurrent use.
 type Guard struct {
 	keys    *Keys
 	log     *slog.Logger
