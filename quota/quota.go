@@ -123,28 +123,8 @@ func (t *Table) Done(name string, lim Limits, now time.Time) {
 	t.forget(name, s, lim)
 }
 
-// Running is the number of requests of name admitted and not yet Done.
-func (t *Table) Running(name string) int {
-	if s, ok := t.m[name]; ok {
-		return s.streams
-	}
-	return 0
-}
-
 // Len is the number of names with state: running requests or a bucket not full.
 func (t *Table) Len() int { return len(t.m) }
-
-// Level is the tokens in name's bucket at now under lim (its burst when it has no
-// state; negative while in debt).
-func (t *Table) Level(name string, lim Limits, now time.Time) float64 {
-	s, ok := t.m[name]
-	if !ok {
-		return lim.burst()
-	}
-	c := *s
-	c.refill(lim, now)
-	return c.level
-}
 
 // get returns name's state, creating it with a full bucket.
 func (t *Table) get(name string, lim Limits, now time.Time) *state {

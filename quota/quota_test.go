@@ -53,8 +53,16 @@ func TestRate(t *testing.T) {
 			tab.Done("alice", lim, now)
 		}
 	}
-	if got := tab.Level("alice", lim, at(2*time.Hour)); got != 20 {
-		t.Errorf("Level after two idle hours = %v, want the burst 20", got)
+	// After two idle hours the bucket holds its burst of 20, no more: charged 20, it
+	// is empty, one token (0.1 s) short of admitting.
+	if err := tab.Admit("alice", lim, at(2*time.Hour)); err != nil {
+		t.Fatalf("Admit after two idle hours = %v, want nil", err)
+	}
+	tab.Charge("alice", lim, 20, at(2*time.Hour))
+	tab.Done("alice", lim, at(2*time.Hour))
+	var r *quota.Refusal
+	if err := tab.Admit("alice", lim, at(2*time.Hour)); !errors.As(err, &r) || r.RetryAfter != 100*time.Millisecond {
+		t.Errorf("Admit after 20 tokens from a bucket idle for two hours = %v, want ErrRate with retry 100ms (a bucket of 20)", err)
 	}
 }
 
@@ -80,8 +88,8 @@ func TestStreams(t *testing.T) {
 	if err := tab.Admit("peer-a", lim, t0); err != nil {
 		t.Errorf("Admit after a Done = %v, want nil", err)
 	}
-	if got := tab.Running("peer-a"); got != 2 {
-		t.Errorf("Running = %d, want 2", got)
+	if err := tab.Admit("peer-a", lim, t0); !errors.Is(err, quota.ErrStreams) {
+		t.Errorf("Admit with two running again = %v, want ErrStreams", err)
 	}
 }
 
@@ -124,8 +132,13 @@ func TestLimitsChange(t *testing.T) {
 	if err := tab.Admit("k", quota.Limits{Rate: 1, Burst: 100}, t0); err != nil {
 		t.Fatal(err)
 	}
-	if got := tab.Level("k", quota.Limits{Rate: 1, Burst: 3}, t0); got != 3 {
-		t.Errorf("Level under a burst lowered to 3 = %v, want 3", got)
+	// Under a burst lowered to 3 the bucket holds 3: charged 3, it is one second
+	// short of admitting.
+	lower := quota.Limits{Rate: 1, Burst: 3}
+	tab.Charge("k", lower, 3, t0)
+	var r *quota.Refusal
+	if err := tab.Admit("k", lower, t0); !errors.As(err, &r) || r.RetryAfter != time.Second {
+		t.Errorf("Admit after 3 tokens under a burst lowered from 100 to 3 = %v, want ErrRate with retry 1s", err)
 	}
 	for i := range 1000 {
 		if err := tab.Admit("free", quota.Limits{}, t0); err != nil {

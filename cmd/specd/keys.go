@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -73,7 +74,13 @@ func keyNewCmd(args []string, stdout, stderr io.Writer) error {
 
 // appendKey adds line to the key file at path, creating it (mode 0600) if need be,
 // once the file with the line added still parses — so a duplicate name or a broken
-// file is refused rather than made worse.
+// file is refused rather than made worse. The file is replaced whole (replaceFile),
+// never rewritten in place: the router rereads it every few seconds, and a file read
+// between a truncation and the write would be empty — valid, and no key at all.
+//
+// Two appends to one file at once still race: both read the old file, and the
+// second rename drops the first one's key. `specd key new` is an operator's command;
+// run it once at a time per file.
 func appendKey(path, line string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -86,16 +93,47 @@ func appendKey(path, line string) error {
 	if _, err := apikey.Parse(bytes.NewReader(next)); err != nil {
 		return fmt.Errorf("--append %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("--append: %w", err)
-	}
-	if _, err := f.Write(next); err != nil {
-		f.Close()
+	if err := replaceFile(path, next); err != nil {
 		return fmt.Errorf("--append %s: %w", path, err)
+	}
+	return nil
+}
+
+// replaceFile atomically replaces the file at path with data, mode 0600: it writes a
+// temporary file in the same directory, syncs it and renames it over path, so that a
+// reader sees the old content or the new, never a part. On an error the temporary
+// file is removed and path is left as it was.
+func replaceFile(path string, data []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("--append %s: %w", path, err)
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	// The rename itself lasts once the directory is synced; where a directory
+	// cannot be synced, the file is in place all the same.
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
 	}
 	return nil
 }

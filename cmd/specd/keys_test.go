@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/specd-dev/specd/apikey"
+	"github.com/specd-dev/specd/quota"
 )
 
 // TestKeyCommands follows an operator: `specd key new --append` makes a key and adds
@@ -57,5 +63,88 @@ func TestKeyCommands(t *testing.T) {
 	var res generateResult
 	if err := json.Unmarshal([]byte(stdout), &res); err != nil || res.Tokens == 0 {
 		t.Errorf("generate with the key: %v, %s; want tokens", err, stdout)
+	}
+}
+
+// TestAppendKeyReplacesWhole: --append replaces the key file whole instead of
+// rewriting it in place, since the router rereads it every few seconds. A reader
+// that opened the file before an append reads the old file to its end, not a
+// truncated one; a reader polling during appends never sees fewer keys than were
+// there; no temporary file is left behind and the file stays mode 0600.
+func TestAppendKeyReplacesWhole(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keys.txt")
+	line := func(name string) string {
+		_, k, err := apikey.New(name, quota.Limits{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Line()
+	}
+	if err := appendKey(path, line("first")); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := appendKey(path, line("second")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(r); err != nil || string(got) != string(old) {
+		t.Errorf("a reader opened before the append read %q, %v; want the old file %q", got, err, old)
+	}
+
+	const appends = 50
+	stop := make(chan struct{})
+	fewest := make(chan int, 1)
+	go func() {
+		low := 1 << 30
+		for {
+			select {
+			case <-stop:
+				fewest <- low
+				return
+			default:
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			set, err := apikey.Parse(bytes.NewReader(b))
+			if err != nil {
+				low = -1 // a torn file
+				continue
+			}
+			low = min(low, set.Len())
+		}
+	}()
+	for i := range appends {
+		if err := appendKey(path, line(fmt.Sprintf("k%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if low := <-fewest; low < 2 {
+		t.Errorf("a reader during the appends saw %d keys (-1: a file that does not parse), want at least the 2 there before", low)
+	}
+
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set, err := apikey.Parse(bytes.NewReader(b)); err != nil || set.Len() != 2+appends {
+		t.Fatalf("the file after %d appends: %v, %v; want %d keys", appends, set, err, 2+appends)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the key file's mode: %v, %v; want 0600", st.Mode(), err)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 {
+		t.Errorf("the directory holds %v, %v; want the key file alone", ents, err)
 	}
 }

@@ -32,7 +32,9 @@ const (
 // whom by default: the verifier admits the router; the draft admits the verifier and
 // the router (which reads its health and Info); the router's public API admits any
 // client with a certificate from the CA. A service checks the identity of those it
-// dials: the router expects a verifier or a draft, the verifier a draft.
+// dials: the router expects a verifier's identity of its verifiers and a draft's of
+// its drafts (never either of either: a draft must not be sent users' prompts), the
+// verifier a draft's.
 type tlsOptions struct {
 	role                          router.Role // set before addFlags
 	cert, key, ca                 string
@@ -142,7 +144,7 @@ func (o *tlsOptions) identities() (allow, dial tlsconf.Identities, err error) {
 	case router.Draft:
 		allow = vid.Union(rid)
 	default:
-		allow, dial = tlsconf.AnyIdentity, vid.Union(did)
+		allow, dial = tlsconf.AnyIdentity, vid // its drafts: draftDial
 	}
 	if o.peers != "" {
 		if allow, err = parse("tls-peers", o.peers); err != nil {
@@ -153,6 +155,11 @@ func (o *tlsOptions) identities() (allow, dial tlsconf.Identities, err error) {
 		return allow, dial, fmt.Errorf("--tls-peers: no identity: nobody could call this %s", o.role)
 	}
 	return allow, dial, nil
+}
+
+// draftDial is whom a router accepts as the servers of its drafts.
+func (o *tlsOptions) draftDial() (tlsconf.Identities, error) {
+	return tlsconf.ParseIdentities(strings.Split(o.draftID, ","))
 }
 
 // config loads the TLS files (nil: plaintext); log reports reloads.
@@ -168,7 +175,13 @@ func (o *tlsOptions) config(log *slog.Logger) (*serve.TLS, error) {
 	if err != nil {
 		return nil, usagef("--tls-cert, --tls-key, --tls-ca: %v", err)
 	}
-	return &serve.TLS{Source: src, Allow: allow, Dial: dial, PlainDial: o.plainUpstreams}, nil
+	t := &serve.TLS{Source: src, Allow: allow, Dial: dial, PlainDial: o.plainUpstreams}
+	if o.role == router.Front {
+		if t.DialDraft, err = o.draftDial(); err != nil {
+			return nil, usagef("--tls-draft-id: %v", err)
+		}
+	}
+	return t, nil
 }
 
 // isLoopback reports whether a listen address binds only loopback interfaces: an IP
@@ -267,7 +280,7 @@ func upLinks(public *serve.TLS) (verifier, draft *serve.TLS, err error) {
 			return nil, nil, err
 		}
 	}
-	public.DialSource, public.Dial = src[router.Front], id[router.Verifier].Union(id[router.Draft])
+	public.DialSource, public.Dial, public.DialDraft = src[router.Front], id[router.Verifier], id[router.Draft]
 	verifier = &serve.TLS{Source: src[router.Verifier], Allow: id[router.Front], Dial: id[router.Draft]}
 	draft = &serve.TLS{Source: src[router.Draft], Allow: id[router.Verifier].Union(id[router.Front])}
 	return verifier, draft, nil

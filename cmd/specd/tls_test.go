@@ -111,7 +111,8 @@ func TestDefaultPolicy(t *testing.T) {
 	}{
 		{router.Verifier, map[string]bool{defaultRouterID: true, defaultDraftID: false, client: false}, map[string]bool{defaultDraftID: true, defaultVerifierID: false}},
 		{router.Draft, map[string]bool{defaultRouterID: true, defaultVerifierID: true, client: false}, map[string]bool{defaultDraftID: false}},
-		{router.Front, map[string]bool{client: true, defaultDraftID: true}, map[string]bool{defaultVerifierID: true, defaultDraftID: true, defaultRouterID: false}},
+		// The router's dials to verifiers; to drafts, see below.
+		{router.Front, map[string]bool{client: true, defaultDraftID: true}, map[string]bool{defaultVerifierID: true, defaultDraftID: false, defaultRouterID: false}},
 	} {
 		o := tlsOptions{role: tc.role, ca: "ca.pem", routerID: defaultRouterID, verifierID: defaultVerifierID, draftID: defaultDraftID}
 		allow, dial, err := o.identities()
@@ -128,6 +129,43 @@ func TestDefaultPolicy(t *testing.T) {
 				t.Errorf("%s accepts server %s = %v, want %v", tc.role, id, got, want)
 			}
 		}
+	}
+	o := tlsOptions{role: router.Front, ca: "ca.pem", routerID: defaultRouterID, verifierID: defaultVerifierID, draftID: defaultDraftID}
+	drafts, err := o.draftDial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]bool{defaultDraftID: true, defaultVerifierID: false, defaultRouterID: false} {
+		if got := drafts.Match(leaf(id)) == nil; got != want {
+			t.Errorf("the router accepts %s as a draft = %v, want %v", id, got, want)
+		}
+	}
+}
+
+// TestRouterRefusesDraftAsVerifier: a verifier presenting a draft's certificate (a
+// draft, or its stolen key, registered at a verifier's address) is refused by the
+// router's TLS handshake, so the router never sends it a prompt: with no other
+// verifier the request is UNAVAILABLE, naming the identity refused.
+func TestRouterRefusesDraftAsVerifier(t *testing.T) {
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "cmd test CA")
+	flags := func(f certtest.Files) []string {
+		return []string{"--tls-cert=" + f.Cert, "--tls-key=" + f.Key, "--tls-ca=" + f.CA}
+	}
+	imposter := ca.Write(t, dir, "imposter", certtest.Leaf{SPIFFE: defaultDraftID})
+	vaddr, stopV := startService(t, append([]string{"verifier", "-m", "specd-target-q8_0", "--drafts=", "--kv-budget=8388608"}, flags(imposter)...),
+		`verifier serving.* addr=(\S+)`)
+	defer stopV()
+	rf := ca.Write(t, dir, "router", certtest.Leaf{SPIFFE: defaultRouterID})
+	raddr, stopR := startCommand(t, append([]string{"router", "--verifiers=" + vaddr, "--drafts="}, flags(rf)...), `router serving.* addr=(\S+)`)
+	defer stopR()
+
+	cc := tlsClient(t, ca.Write(t, dir, "client", certtest.Leaf{SPIFFE: "spiffe://specd.internal/client"}), raddr, defaultRouterID)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := specdv1.NewGenerationServiceClient(cc).Complete(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 4})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), defaultDraftID) {
+		t.Errorf("a request whose only verifier presents a draft's certificate: %v, want UNAVAILABLE naming %s", err, defaultDraftID)
 	}
 }
 
@@ -162,15 +200,41 @@ func TestHealthProbe(t *testing.T) {
 	}
 }
 
+// tlsClient dials target over mTLS with the certificate f, accepting a server whose
+// identity is want, until the test ends.
+func tlsClient(t *testing.T, f certtest.Files, target, want string) *grpc.ClientConn {
+	t.Helper()
+	src, err := tlsconf.NewSource(tlsconf.Files(f), 0, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tlsconf.ParseIdentities([]string{want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := services.Dial(target, grpc.WithTransportCredentials(src.ClientCredentials(ids)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
 // startService runs `specd ARGS --listen=127.0.0.1:0` in-process with the shared
 // models until stop is called, and returns the address its log line (matched by
 // served, whose group is the address) reports.
 func startService(t *testing.T, args []string, served string) (addr string, stop func()) {
 	t.Helper()
+	return startCommand(t, append(args, "--models="+filepath.Dir(testmodels.ForTest(t, "specd-draft-q8_0")), "--threads=1"), served)
+}
+
+// startCommand is startService for a command that loads no model (a router).
+func startCommand(t *testing.T, args []string, served string) (addr string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr syncBuffer
 	done := make(chan int, 1)
-	args = append(args, "--listen=127.0.0.1:0", "--models="+filepath.Dir(testmodels.ForTest(t, "specd-draft-q8_0")), "--threads=1", "--log-format=text")
+	args = append(args, "--listen=127.0.0.1:0", "--log-format=text")
 	go func() { done <- realMain(ctx, args, io.Discard, &stderr) }()
 	stop = func() {
 		cancel()
@@ -208,20 +272,7 @@ func TestUpTLS(t *testing.T) {
 	addr, verifierAddr, _ := strings.Cut(ups, " (verifier ")
 	verifierAddr = verifierAddr[strings.LastIndex(verifierAddr, " ")+1:]
 
-	client := func(f certtest.Files, target, want string) *grpc.ClientConn {
-		src, err := tlsconf.NewSource(tlsconf.Files(f), 0, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids, _ := tlsconf.ParseIdentities([]string{want})
-		cc, err := services.Dial(target, grpc.WithTransportCredentials(src.ClientCredentials(ids)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cc.Close() })
-		return cc
-	}
-	gen := specdv1.NewGenerationServiceClient(client(cli, addr, defaultRouterID))
+	gen := specdv1.NewGenerationServiceClient(tlsClient(t, cli, addr, defaultRouterID))
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		res, err := collect(rctx, gen, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 48}, nil)
@@ -251,7 +302,7 @@ func TestUpTLS(t *testing.T) {
 	if _, err := speculationv1.NewVerifierServiceClient(plain).Info(ictx, &speculationv1.InfoRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("plaintext to up's verifier: %v, want Unavailable", err)
 	}
-	operator := speculationv1.NewVerifierServiceClient(client(srv, verifierAddr, "*"))
+	operator := speculationv1.NewVerifierServiceClient(tlsClient(t, srv, verifierAddr, "*"))
 	if _, err := operator.Info(ictx, &speculationv1.InfoRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("the operator's certificate to up's verifier: %v, want Unavailable", err)
 	}

@@ -35,7 +35,10 @@ const (
 // Guard authenticates the public API's requests against Keys and applies each key's
 // model list and quotas. Every method but health and reflection needs a key;
 // Generate and Complete count against the key's streams and are charged the tokens
-// they return. Safe for concurrent use.
+// they generate: the guard puts the charge in the request's context
+// (services.WithCharge) and the router bills the tokens as its verifier commits them
+// (services.Charge), so a request that fails or is cancelled after generating is
+// charged all the same. Safe for concurrent use.
 type Guard struct {
 	keys    *Keys
 	log     *slog.Logger
@@ -95,7 +98,7 @@ func checkModel(k *apikey.Key, req any) error {
 }
 
 // admit lets a generating request of k start, or refuses it (RESOURCE_EXHAUSTED
-// with a retry hint); done ends it, charged with the tokens it returned.
+// with a retry hint); charge bills tokens it generated, done ends it.
 func (g *Guard) admit(k *apikey.Key) (charge func(tokens int), done func(), err error) {
 	g.mu.Lock()
 	err = g.tab.Admit(k.Name, k.Limits, g.now())
@@ -162,11 +165,7 @@ func (g *Guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 		return nil, g.refuse(ctx, info.FullMethod, err)
 	}
 	defer done()
-	resp, err := handler(ctx, req)
-	if r, ok := resp.(*specdv1.CompleteResponse); ok {
-		charge(len(r.GetTokenIds()))
-	}
-	return resp, err
+	return handler(services.WithCharge(ctx, charge), req)
 }
 
 // onlyModels keeps in a ListModels response the models the key may use.
@@ -194,25 +193,46 @@ func (g *Guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	}
 	gs := &guardedStream{ServerStream: ss, ctx: ctx, g: g, key: &k, method: info.FullMethod}
 	if info.FullMethod == methodGenerate {
-		charge, done, err := g.admit(&k)
-		if err != nil {
-			return g.refuse(ctx, info.FullMethod, err)
-		}
-		defer done()
-		gs.charge = charge
+		gs.ctx = services.WithCharge(ctx, gs.bill)
+		defer gs.end()
 	}
 	return handler(srv, gs)
 }
 
-// guardedStream checks the model of the messages it receives and charges the tokens
-// it sends. Its context carries the key's name.
+// guardedStream checks the model of the messages it receives and, on Generate,
+// admits the request to the key's quota once its request passed that check (as a
+// unary call is: a model the key may not use is PERMISSION_DENIED whatever its
+// quota). Its context carries the key's name and, on Generate, the quota's charge.
 type guardedStream struct {
 	grpc.ServerStream
 	ctx    context.Context
 	g      *Guard
 	key    *apikey.Key
 	method string
-	charge func(tokens int) // nil: not charged
+
+	mu     sync.Mutex
+	charge func(tokens int) // nil: not admitted (yet)
+	done   func()           // ends the admission; nil: none
+}
+
+// bill charges tokens to the key once the request was admitted.
+func (s *guardedStream) bill(tokens int) {
+	s.mu.Lock()
+	charge := s.charge
+	s.mu.Unlock()
+	if charge != nil {
+		charge(tokens)
+	}
+}
+
+// end ends the request's admission, if it had one.
+func (s *guardedStream) end() {
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	if done != nil {
+		done()
+	}
 }
 
 func (s *guardedStream) Context() context.Context { return s.ctx }
@@ -224,15 +244,20 @@ func (s *guardedStream) RecvMsg(m any) error {
 	if err := checkModel(s.key, m); err != nil {
 		return s.g.refuse(s.ctx, s.method, err)
 	}
-	return nil
-}
-
-func (s *guardedStream) SendMsg(m any) error {
-	err := s.ServerStream.SendMsg(m)
-	if r, ok := m.(*specdv1.GenerateResponse); ok && s.charge != nil && err == nil {
-		s.charge(len(r.GetChunk().GetTokenIds()))
+	if s.method != methodGenerate {
+		return nil
 	}
-	return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != nil {
+		return nil // admitted with an earlier message
+	}
+	charge, done, err := s.g.admit(s.key)
+	if err != nil {
+		return s.g.refuse(s.ctx, s.method, err)
+	}
+	s.charge, s.done = charge, done
+	return nil
 }
 
 // Bearer is a client's per-RPC credential that sends secret as the metadata

@@ -4,8 +4,10 @@
 // model list and apply its quotas (package quota), putting the key's name — never the
 // key — on the request's span, logs and metrics. Health and reflection stay open.
 //
-// It knows nothing of the router's routing: it sees requests and responses only to
-// read a model name and count generated tokens.
+// It knows nothing of the router's routing: it reads a request only for its model
+// name (and a ListModels response, to list only the key's models). The tokens a
+// request generates are billed by whoever commits them, through the charge the guard
+// puts in the request's context (services.WithCharge).
 package auth
 
 import (
@@ -54,9 +56,6 @@ func Load(path string) (*Keys, error) {
 	}
 	return k, nil
 }
-
-// Path is the key file's path.
-func (k *Keys) Path() string { return k.path }
 
 // Set is the keys in force.
 func (k *Keys) Set() *apikey.Set { return k.set.Load() }

@@ -38,7 +38,7 @@ type Server struct {
 	log *slog.Logger
 	tel *telemetry.Telemetry
 
-	conns *services.Conns // to verifiers
+	conns map[router.Role]*services.Conns // by the role of the endpoints dialled
 
 	mu      sync.Mutex
 	healthy map[string]bool // endpoint ID → its last health probe said SERVING
@@ -46,10 +46,22 @@ type Server struct {
 
 var _ specdv1.GenerationServiceServer = (*Server)(nil)
 
+// Dials are the options of a router's connections by the role of the endpoint
+// dialled. Each role's connections are cached apart, so an address is always dialled
+// with the credentials of the role it was found in: with TLS, a verifier's
+// connections accept only a verifier's certificate, and a draft (whose address could
+// be registered as a verifier's) is never sent a user's prompt.
+type Dials struct {
+	Verifier, Draft []grpc.DialOption
+}
+
 // New returns a router server over r. tel records request metrics and failover
-// events (nil: none); dial are the options of its connections to verifiers.
-func New(r *router.Router, log *slog.Logger, tel *telemetry.Telemetry, dial ...grpc.DialOption) *Server {
-	s := &Server{r: r, log: log, tel: tel, conns: services.NewConns(services.ConnLimits{}, dial...)}
+// events (nil: none); dials are the options of its connections to verifiers and drafts.
+func New(r *router.Router, log *slog.Logger, tel *telemetry.Telemetry, dials Dials) *Server {
+	s := &Server{r: r, log: log, tel: tel, conns: map[router.Role]*services.Conns{
+		router.Verifier: services.NewConns(services.ConnLimits{}, dials.Verifier...),
+		router.Draft:    services.NewConns(services.ConnLimits{}, dials.Draft...),
+	}}
 	r.OnFailover = s.onFailover
 	r.Healthy = s.Healthy
 	return s
@@ -73,7 +85,20 @@ func (s *Server) onFailover(ctx context.Context, from router.Endpoint, streamed 
 }
 
 // Close closes the client connections.
-func (s *Server) Close() { s.conns.Close() }
+func (s *Server) Close() {
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// conn returns the connection to addr, an endpoint of role.
+func (s *Server) conn(role router.Role, addr string) (*grpc.ClientConn, error) {
+	c, ok := s.conns[role]
+	if !ok {
+		return nil, fmt.Errorf("%s: a router dials no %s", addr, role)
+	}
+	return c.Get(addr)
+}
 
 // Generate streams a generation.
 func (s *Server) Generate(req *specdv1.GenerateRequest, stream specdv1.GenerationService_GenerateServer) error {
@@ -132,6 +157,9 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 		limit = math.MaxInt // up to the context: the verifier knows where it ends
 	}
 	res, err := s.r.Relay(ctx, key, b, limit, func(ev router.Event) error {
+		// The ids are the request's now, whatever becomes of it: a key's quota is
+		// billed for them even if the client hangs up or its deadline passes.
+		services.Charge(ctx, len(ev.IDs))
 		if first && len(ev.IDs) > 0 {
 			first = false
 			s.metrics().RecordTimeToFirstToken(ctx, b.model, time.Since(t0))
@@ -211,7 +239,7 @@ var _ router.Backend = (*backend)(nil)
 
 func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, error) {
 	b.model = a.Verifier.Model
-	cc, err := b.s.conns.Get(a.Verifier.Address)
+	cc, err := b.s.conn(router.Verifier, a.Verifier.Address)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", router.ErrUnreachable, a.Verifier.Address, err)
 	}
@@ -306,7 +334,7 @@ func (s *Server) Probe(ctx context.Context, interval time.Duration, kick <-chan 
 		var wg sync.WaitGroup
 		for i, e := range eps {
 			wg.Add(1)
-			go func() { defer wg.Done(); up[i] = s.probe(ctx, e.Address, min(interval, 2*time.Second)) }()
+			go func() { defer wg.Done(); up[i] = s.probe(ctx, e, min(interval, 2*time.Second)) }()
 		}
 		wg.Wait()
 		if ctx.Err() != nil {
@@ -348,9 +376,9 @@ func (s *Server) Probe(ctx context.Context, interval time.Duration, kick <-chan 
 	}
 }
 
-// probe reports whether the service at addr answers its health check SERVING.
-func (s *Server) probe(ctx context.Context, addr string, timeout time.Duration) bool {
-	cc, err := s.conns.Get(addr)
+// probe reports whether the endpoint answers its health check SERVING.
+func (s *Server) probe(ctx context.Context, e router.Endpoint, timeout time.Duration) bool {
+	cc, err := s.conn(e.Role, e.Address)
 	if err != nil {
 		return false
 	}
@@ -369,7 +397,7 @@ func (s *Server) Tokenize(ctx context.Context, req *specdv1.TokenizeRequest) (*s
 	if err != nil {
 		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
 	}
-	cc, err := s.conns.Get(v.Address)
+	cc, err := s.conn(router.Verifier, v.Address)
 	if err != nil {
 		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
 	}
@@ -401,7 +429,7 @@ func (s *Server) Refresh(ctx context.Context, st *router.Static, eps []router.En
 		cur := make([]router.Endpoint, len(eps))
 		for i, e := range eps {
 			cur[i] = e
-			cc, err := s.conns.Get(e.Address)
+			cc, err := s.conn(e.Role, e.Address)
 			if err != nil {
 				continue
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -54,8 +54,9 @@ func TestAPIKeys(t *testing.T) {
 		tinyKey  = "specd_tiny-secret-for-tests"
 		oneKey   = "specd_one-secret-for-tests"
 		bobKey   = "specd_bob-secret-for-tests"
+		carolKey = "specd_carol-secret-for-tests"
 	)
-	secrets := []string{adminKey, smallKey, tinyKey, oneKey, bobKey}
+	secrets := []string{adminKey, smallKey, tinyKey, oneKey, bobKey, carolKey}
 	path := filepath.Join(t.TempDir(), "keys.txt")
 	testkeys.Write(t, path, testkeys.Line("admin", adminKey, ""), 0)
 	keys, err := auth.Load(path)
@@ -134,8 +135,18 @@ func TestAPIKeys(t *testing.T) {
 	})
 
 	target := s.target.Name
+	// The late keys hold 8 tokens and take 1000 s to refill one: a request that
+	// generated more leaves its key refused for the rest of the test.
+	var late []string
+	lateLines := ""
+	for i := range 8 {
+		secret := fmt.Sprintf("specd_late%d-secret-for-tests", i)
+		late, secrets = append(late, secret), append(secrets, secret)
+		lateLines += testkeys.Line(fmt.Sprintf("late%d", i), secret, "rate=0.001 burst=8")
+	}
 	testkeys.Write(t, path, testkeys.Line("admin", adminKey, "")+testkeys.Line("small", smallKey, "rate=1 burst=8")+testkeys.Line("tiny", tinyKey, "rate=1 burst=8")+
-		testkeys.Line("one", oneKey, "streams=1")+testkeys.Line("bob", bobKey, "models="+target), 1)
+		testkeys.Line("one", oneKey, "streams=1")+testkeys.Line("bob", bobKey, "models="+target)+
+		testkeys.Line("carol", carolKey, "rate=0.001 burst=1 models="+target)+lateLines, 1)
 
 	t.Run("a changed file is reloaded", func(t *testing.T) {
 		eventually(t, "a key added to the file", codes.Unauthenticated, func() error {
@@ -180,9 +191,36 @@ func TestAPIKeys(t *testing.T) {
 		}
 	})
 
+	t.Run("a model the key may not use is PERMISSION_DENIED whatever its quota", func(t *testing.T) {
+		// carol's bucket of 1 token is emptied by one request; after it, a request
+		// for a model carol may not use is refused for the model, on either method.
+		cctx := bearer(ctx, carolKey)
+		if _, err := raw.Complete(cctx, &specdv1.GenerateRequest{Prompt: "Hi", MaxTokens: 2, Model: target}); err != nil {
+			t.Fatalf("carol on its own model: %v", err)
+		}
+		other := &specdv1.GenerateRequest{Prompt: "Hi", MaxTokens: 2, Model: "another-model"}
+		if _, err := raw.Complete(cctx, other); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("carol's Complete on another model with an empty bucket: %v, want PERMISSION_DENIED", err)
+		}
+		st, err := raw.Generate(cctx, other)
+		if err == nil {
+			_, err = st.Recv()
+		}
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("carol's Generate on another model with an empty bucket: %v, want PERMISSION_DENIED", err)
+		}
+		st, err = raw.Generate(cctx, &specdv1.GenerateRequest{Prompt: "Hi", MaxTokens: 2, Model: target})
+		if err == nil {
+			_, err = st.Recv()
+		}
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("carol's Generate on its own model with an empty bucket: %v, want RESOURCE_EXHAUSTED", err)
+		}
+	})
+
 	t.Run("an empty token bucket is RESOURCE_EXHAUSTED with a retry hint", func(t *testing.T) {
-		// Each key empties its bucket of 8 with one request of more tokens: charged
-		// as a Complete returns, or as a Generate streams.
+		// Each key empties its bucket of 8 with one request of more tokens, charged
+		// as the router receives them from the verifier.
 		long := &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 24, Speculation: &specdv1.SpeculationOptions{Disabled: true}}
 		for _, c := range []struct {
 			name, key string
@@ -240,52 +278,78 @@ func TestAPIKeys(t *testing.T) {
 		}
 	})
 
+	t.Run("a Complete cut off by its deadline is charged what it generated", func(t *testing.T) {
+		// Generating up to the context, the request outlives a short deadline. The
+		// deadline is adapted, one fresh key per try, until a Complete fails with
+		// DEADLINE_EXCEEDED after generating more than the key's 8 tokens (the
+		// router's metrics tell how many); the key's next request must be refused.
+		long := &specdv1.GenerateRequest{Prompt: "Once upon a time", Speculation: &specdv1.SpeculationOptions{Disabled: true}}
+		d := 50 * time.Millisecond
+		for i, key := range late {
+			name := fmt.Sprintf("late%d", i)
+			dctx, cancel := context.WithTimeout(bearer(ctx, key), d)
+			_, err := raw.Complete(dctx, long)
+			cancel()
+			n := generatedBy(t, rtel, name) // once the router has ended the request
+			switch {
+			case err == nil: // finished within d
+				d /= 2
+				continue
+			case status.Code(err) != codes.DeadlineExceeded:
+				t.Fatalf("Complete with a deadline of %v: %v, want DEADLINE_EXCEEDED", d, err)
+			case n <= 8:
+				d *= 2
+				continue
+			}
+			// A request without a prompt is refused by the quota, if the bucket is
+			// empty, or else as a bad argument: it generates nothing either way.
+			_, err = raw.Complete(bearer(ctx, key), &specdv1.GenerateRequest{})
+			if status.Code(err) != codes.ResourceExhausted {
+				t.Fatalf("after a Complete cut off by its deadline (%v) with %d tokens generated, the key's next request: %v, want RESOURCE_EXHAUSTED", d, n, err)
+			}
+			return
+		}
+		t.Fatalf("no Complete was cut off by its deadline after generating more than 8 tokens (last deadline %v)", d)
+	})
+
 	t.Run("past a key's streams is RESOURCE_EXHAUSTED with a retry hint", func(t *testing.T) {
 		octx := bearer(ctx, oneKey)
-		// A Generate stream whose request is never sent is admitted (the quota is
-		// taken when the stream opens) and then waits for it: a stream held for as
-		// long as the test likes, however fast the model generates.
-		hold, stop := context.WithCancel(octx)
-		defer stop()
-		// The held stream and a request race to the server: if the request wins, the
-		// held stream is refused (its error arrives) and is opened again; once the
-		// held stream is in, every request of the key is refused.
-		var held <-chan error
-		open := func() {
-			hs, err := cc.NewStream(hold, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/specd.v1.GenerationService/Generate")
-			if err != nil {
-				t.Fatal(err)
+		// A Generate is admitted once its request is in; one that has streamed its
+		// first chunk holds the key's one stream until it has generated up to the
+		// context or is cancelled. Were it to finish before the next request is in,
+		// that request would be let in: then the test holds another.
+		long := &specdv1.GenerateRequest{Prompt: "Once upon a time", Speculation: &specdv1.SpeculationOptions{Disabled: true}}
+		var stop context.CancelFunc
+		for try := 0; ; try++ {
+			if try == 5 {
+				t.Fatalf("in %d tries, no request was refused beside a held stream", try)
 			}
-			errc := make(chan error, 1)
-			go func() { errc <- hs.RecvMsg(&specdv1.GenerateResponse{}) }()
-			held = errc
-		}
-		open()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			_, err := raw.Complete(octx, short)
+			var hold context.Context
+			hold, stop = context.WithCancel(octx)
+			defer stop()
+			hs, err := raw.Generate(hold, long)
+			if err == nil {
+				_, err = hs.Recv()
+			}
+			if status.Code(err) == codes.ResourceExhausted { // the last try's stream is still ending
+				stop()
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				t.Fatalf("the held stream: %v", err)
+			}
+			_, err = raw.Complete(octx, short)
 			if status.Code(err) == codes.ResourceExhausted {
 				if retryDelay(err) <= 0 {
 					t.Errorf("refusal %v: want a RetryInfo hint", err)
 				}
 				break
 			}
-			if err != nil || time.Now().After(deadline) {
+			if err != nil {
 				t.Fatalf("a request beside the held stream: %v, want RESOURCE_EXHAUSTED", err)
 			}
-			select {
-			case err := <-held:
-				if status.Code(err) != codes.ResourceExhausted {
-					t.Fatalf("the held stream: %v", err)
-				}
-				open()
-			default:
-			}
-		}
-		select {
-		case err := <-held:
-			t.Fatalf("the held stream ended: %v", err)
-		default:
+			stop()
 		}
 		if _, err := raw.Complete(bearer(ctx, adminKey), short); err != nil {
 			t.Errorf("another key meanwhile: %v", err)
@@ -364,6 +428,36 @@ func eventually(t *testing.T, what string, meanwhile codes.Code, f func() error)
 		}
 		if status.Code(err) != meanwhile || time.Now().After(deadline) {
 			t.Fatalf("%s: %v, want it to succeed within 10 s", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// generatedBy waits until the router's metrics count a request of the key called
+// name and returns the tokens they say its requests generated.
+func generatedBy(t *testing.T, tel *telemetry.Telemetry, name string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec := httptest.NewRecorder()
+		tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		text := rec.Body.String()
+		if hasLine(text, telemetry.NameRequests+"{", `key="`+name+`"`) {
+			n := 0
+			for _, l := range strings.Split(text, "\n") {
+				if !strings.HasPrefix(l, telemetry.NameTokensGenerated+"{") || !strings.Contains(l, `key="`+name+`"`) {
+					continue
+				}
+				v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
+				if err != nil {
+					t.Fatalf("metrics line %q: %v", l, err)
+				}
+				n += int(v)
+			}
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request of key %s in the router's metrics after 10 s", name)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

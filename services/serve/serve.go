@@ -56,11 +56,15 @@ type Worker struct {
 // mTLS when Source has a CA: callers need a certificate from it, and only the
 // identities in Allow may call the service; health checks need only the
 // certificate), and its dials to other services use TLS, accepting servers whose
-// identity is in Dial.
+// identity is in Dial (a router's drafts: DialDraft).
 type TLS struct {
 	Source *tlsconf.Source
 	Allow  tlsconf.Identities // callers admitted; used only when Source has a CA
-	Dial   tlsconf.Identities // identities of the servers this service dials
+	Dial   tlsconf.Identities // identities of the servers this service dials: a verifier's drafts, a router's verifiers
+	// DialDraft is, on a router, the identities of the drafts it dials (for their
+	// health and Info), apart from its verifiers' so that a draft's certificate is
+	// not taken for a verifier's. Empty: checked against the host name dialled.
+	DialDraft tlsconf.Identities
 	// DialSource, when set, is the certificate and CA of the dials instead of Source:
 	// specd up serves the operator's certificate publicly and links its own services
 	// with certificates of a CA it made for them.
@@ -105,13 +109,30 @@ func (t *TLS) httpsConfig() *tls.Config {
 	return c
 }
 
-// dialOptions are t's gRPC dial options (none for plaintext).
+// dialOptions are t's gRPC dial options (none for plaintext), accepting servers
+// in Dial.
 func (t *TLS) dialOptions() []grpc.DialOption {
-	if t == nil || t.PlainDial {
+	if t == nil {
+		return nil
+	}
+	return t.dialAccepting(t.Dial)
+}
+
+// draftDialOptions are a router's dial options to its drafts, accepting servers in
+// DialDraft.
+func (t *TLS) draftDialOptions() []grpc.DialOption {
+	if t == nil {
+		return nil
+	}
+	return t.dialAccepting(t.DialDraft)
+}
+
+func (t *TLS) dialAccepting(want tlsconf.Identities) []grpc.DialOption {
+	if t.PlainDial {
 		return nil
 	}
 	src := cmp.Or(t.DialSource, t.Source)
-	return []grpc.DialOption{grpc.WithTransportCredentials(src.ClientCredentials(t.Dial))}
+	return []grpc.DialOption{grpc.WithTransportCredentials(src.ClientCredentials(want))}
 }
 
 // describe says how t secures a service, for its start-up log line.
@@ -121,6 +142,9 @@ func (t *TLS) describe() string {
 		return "plaintext"
 	}
 	dials := "dials " + t.Dial.String()
+	if !t.DialDraft.Empty() {
+		dials += ", drafts " + t.DialDraft.String()
+	}
 	if t.PlainDial {
 		dials = "dials plaintext (a sidecar's upstreams)"
 	}
@@ -393,7 +417,10 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	if cfg.HTTP != nil {
 		defer cfg.HTTP.Listener.Close() // a router that fails to start releases it (once served, closing again does nothing)
 	}
-	rs := routersvc.New(rt, cfg.Log, cfg.Tel, append(dialOptions(cfg.Tel), cfg.TLS.dialOptions()...)...)
+	rs := routersvc.New(rt, cfg.Log, cfg.Tel, routersvc.Dials{
+		Verifier: append(dialOptions(cfg.Tel), cfg.TLS.dialOptions()...),
+		Draft:    append(dialOptions(cfg.Tel), cfg.TLS.draftDialOptions()...),
+	})
 	defer rs.Close() // after the background goroutines below have stopped (defers run last-first)
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -74,7 +74,7 @@ func identities(t *testing.T, list ...string) tlsconf.Identities {
 // admit.
 func TestMTLSMesh(t *testing.T) {
 	certs := meshCerts{dir: t.TempDir(), ca: certtest.NewCA(t, "specd mesh CA")}
-	routerTLS := &serve.TLS{Source: certs.source(t, "router", routerID), Allow: tlsconf.AnyIdentity, Dial: identities(t, verifierID, draftID)}
+	routerTLS := &serve.TLS{Source: certs.source(t, "router", routerID), Allow: tlsconf.AnyIdentity, Dial: identities(t, verifierID), DialDraft: identities(t, draftID)}
 	verifierTLS := &serve.TLS{Source: certs.source(t, "verifier", verifierID, "verifier.specd.test"), Allow: identities(t, routerID), Dial: identities(t, draftID)}
 	draftTLS := &serve.TLS{Source: certs.source(t, "draft", draftID, "draft.specd.test"), Allow: identities(t, verifierID, routerID)}
 
