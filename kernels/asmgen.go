@@ -40,6 +40,7 @@ const (
 	maxTok512  = 5  // tokens per call, avx512vnni: 10 accumulators plus shared registers
 	maxTokWide = 12 // tokens per call, avx512vnni wide blocks: 24 sums plus 6 shared
 	maxTokAVX  = 4  // tokens per call, avx2: 8 accumulators of 16 ymm registers
+	maxTokTile = 6  // tokens per call, avx512vnni Q4_K tiles: 4 sums a token plus 8 shared
 )
 
 var (
@@ -1209,6 +1210,155 @@ func widePermData() {
 // How far ahead packedWide512 prefetches each row's weights.
 const widePrefetch = 4608
 
+// ---- avx512vnni, Q4_K in tiles of 16 rows ----
+
+// Offsets in a tile of packed Q4_K (packTilesQ4K): per super-block, the 16 rows' d and
+// dmin/8 as float32, then per sub-block of 32 the rows' 6-bit scales and mins as bytes
+// and four vectors of nibbles whose dword lane r holds row r's bytes 4v..4v+3 (weights
+// 4v.. in the low nibbles, 16+4v.. in the high).
+const (
+	tileSBBytes  = 128 + 8*tileSubBytes
+	tileSubBytes = 32 + 256
+)
+
+// tileQ4K writes the kernel for k tokens over Q4_K packed in tiles of 16 rows. It has
+// the signature of the wide kernels, with rowBytes the bytes of a tile, nrows any number
+// of rows (a last partial tile is stored under a mask) and ngroups the super-blocks of
+// a row.
+//
+// The rows of a tile lie in the 16 lanes of each vector, so no dot product is ever
+// reduced across lanes, and a row's super-block is summed in integers as ggml's
+// vec_dot_q4_K_q8_K sums it. Per half sub-block (16 weights) and token, one vpdpbusd
+// chain of four, against dwords of the token's activations broadcast, sums Σw·q for 16
+// rows (|sum| ≤ 16·15·127, an int16); vpdpwssd adds it times the rows' 6-bit scale to
+// the super-block's sum T (the dword [sc, 0] against [sum, its sign]), and per sub-block
+// the mins times the activations' -8·Σq to the sum M likewise. Then, once per
+// super-block, acc += cvt(T)·(d·d_x) and acc += cvt(M)·((dmin/8)·d_x). These are the same
+// operations for a (row, token) whatever k and whichever lane, so results are batch
+// invariant; the integer sums are exact, so only those four float operations per
+// super-block round.
+//
+// Per token and 32 weights of 16 rows this is eight vpdpbusd and three vpdpwssd, where
+// the packed layout's kernels spent, per 512 weights of one row, eight vpdpbusd and four
+// float operations, plus a reduction of 16 lanes (about four more); the weights'
+// unpacking and scales are shared by the k tokens.
+//
+// Registers: Z0..Z5 half sums, Z6..Z11 super-block sums T, Z12..Z17 the sums M of the
+// mins, Z18..Z23 float sums, Z24/Z25 low and high nibbles, Z26 scales, Z27 mins, Z28 d,
+// Z29 dmin/8, Z30 scratch, Z31 0x0f bytes; K1 the rows of the tile.
+func tileQ4K(k int) {
+	name := fmt.Sprintf("dotQ4KTVNNIx%d", k)
+	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
+	fmt.Fprintf(&s, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
+	fmt.Fprintf(&gs, "\n//go:noescape\nfunc %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
+	p("MOVQ out+0(FP), DI")
+	p("MOVQ ostride+8(FP), R13")
+	p("SHLQ $2, R13")
+	p("MOVQ w+16(FP), SI")
+	p("MOVQ rowBytes+24(FP), R15")
+	p("MOVQ nrows+32(FP), R8")
+	p("MOVQ ngroups+40(FP), R11")
+	p("MOVQ x+48(FP), AX")
+	p("MOVQ xstride+56(FP), R9")
+	p("MOVL $0x0f0f0f0f, DX")
+	p("VPBROADCASTD DX, Z31")
+	p("TESTQ R8, R8")
+	p("JZ done")
+	label("tile")
+	p("MOVQ $16, R14")
+	p("CMPQ R8, R14")
+	p("CMOVQLT R8, R14")
+	p("MOVQ R14, CX")
+	p("MOVL $1, DX")
+	p("SHLL CX, DX")
+	p("DECL DX")
+	p("KMOVW DX, K1")
+	for t := range k {
+		p("VPXORD Z%d, Z%d, Z%d", 18+t, 18+t, 18+t)
+	}
+	p("MOVQ SI, DX")
+	p("MOVQ AX, BX")
+	p("MOVQ R11, CX")
+	label("sb")
+	tileSB(k, 0)
+	p("ADDQ $%d, DX", tileSBBytes)
+	p("DECQ CX")
+	p("JZ store")
+	tileSB(k, 8)
+	p("ADDQ $%d, DX", tileSBBytes)
+	p("ADDQ R9, BX")
+	p("DECQ CX")
+	p("JNZ sb")
+	label("store")
+	p("MOVQ DI, R10")
+	for t := range k {
+		p("VMOVUPS Z%d, K1, (R10)", 18+t)
+		if t < k-1 {
+			p("ADDQ R13, R10")
+		}
+	}
+	p("ADDQ $64, DI")
+	p("ADDQ R15, SI")
+	p("SUBQ R14, R8")
+	p("JNZ tile")
+	label("done")
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// tileSB emits one super-block of tileQ4K, whose sub-blocks are blocks ioff.. of the
+// current group of activations (BX).
+func tileSB(k, ioff int) {
+	for t := range k {
+		p("VPXORD Z%d, Z%d, Z%d", 6+t, 6+t, 6+t)
+		p("VPXORD Z%d, Z%d, Z%d", 12+t, 12+t, 12+t)
+	}
+	for sub := range 8 {
+		i, base := ioff+sub, 128+sub*tileSubBytes
+		for off := 0; off < tileSubBytes; off += 64 {
+			p("PREFETCHT0 %d(DX)", base+off+tilePrefetch)
+		}
+		p("VPMOVZXBD %d(DX), Z26", base)
+		p("VPMOVZXBD %d(DX), Z27", base+16)
+		for t := range k {
+			p("VPDPWSSD.BCST %s, Z27, Z%d", pa(t, actC8+4*i), 12+t)
+		}
+		for half := range 2 {
+			for t := range k {
+				p("VPXORD Z%d, Z%d, Z%d", t, t, t)
+			}
+			for v := range 4 {
+				p("VMOVDQU64 %d(DX), Z24", base+32+64*v)
+				if half == 0 {
+					p("VPANDD Z31, Z24, Z24")
+				} else {
+					p("VPSRLW $4, Z24, Z24")
+					p("VPANDD Z31, Z24, Z24")
+				}
+				for t := range k {
+					p("VPDPBUSD.BCST %s, Z24, Z%d", pa(t, 64*(v+4*half)+4*i), t)
+				}
+			}
+			for t := range k {
+				p("VPDPWSSD Z26, Z%d, Z%d", t, 6+t)
+			}
+		}
+	}
+	p("VMOVUPS (DX), Z28")
+	p("VMOVUPS 64(DX), Z29")
+	for t := range k {
+		p("VCVTDQ2PS Z%d, Z%d", 6+t, 6+t)
+		p("VMULPS.BCST %s, Z28, Z30", pa(t, actScale+4*ioff))
+		p("VFMADD231PS Z%d, Z30, Z%d", 6+t, 18+t)
+		p("VCVTDQ2PS Z%d, Z%d", 12+t, 12+t)
+		p("VMULPS.BCST %s, Z29, Z30", pa(t, actScale+4*ioff))
+		p("VFMADD231PS Z%d, Z30, Z%d", 12+t, 18+t)
+	}
+}
+
+// tilePrefetch is how far ahead tileQ4K prefetches its weights.
+const tilePrefetch = 4608
+
 // ---- avx2 ----
 
 // floatAVX2 writes the F32 or F16 kernel for k tokens. Each token has two vector
@@ -1487,6 +1637,10 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
+	for k := 1; k <= maxTokTile; k++ {
+		tileQ4K(k)
+		tables["dotQ4KTVNNI"] = append(tables["dotQ4KTVNNI"], fmt.Sprintf("dotQ4KTVNNIx%d", k))
+	}
 	fmt.Fprintln(&s)
 	widePermData()
 	for k := 1; k <= maxTokAVX; k++ {
@@ -1501,9 +1655,9 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
-	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ4KPVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ4KWVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI"} {
+	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ4KPVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ4KWVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI", "dotQ4KTVNNI"} {
 		typ := "asmKernel"
-		if strings.Contains(n, "WVNNI") {
+		if strings.Contains(n, "WVNNI") || strings.Contains(n, "TVNNI") {
 			typ = "wideKernel"
 		}
 		fmt.Fprintf(&gs, "\n// %s holds the %s kernels by number of tokens minus one.\nvar %s = [...]%s{%s}\n", n, n, n, typ, strings.Join(tables[n], ", "))

@@ -388,6 +388,24 @@ func dotQ6KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups
 func dotQ2KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ4KTVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -542,3 +560,6 @@ var dotQ6KWVNNI = [...]wideKernel{dotQ6KWVNNIx1, dotQ6KWVNNIx2, dotQ6KWVNNIx3, d
 
 // dotQ2KWVNNI holds the dotQ2KWVNNI kernels by number of tokens minus one.
 var dotQ2KWVNNI = [...]wideKernel{dotQ2KWVNNIx1, dotQ2KWVNNIx2, dotQ2KWVNNIx3, dotQ2KWVNNIx4, dotQ2KWVNNIx5, dotQ2KWVNNIx6, dotQ2KWVNNIx7, dotQ2KWVNNIx8, dotQ2KWVNNIx9, dotQ2KWVNNIx10, dotQ2KWVNNIx11, dotQ2KWVNNIx12}
+
+// dotQ4KTVNNI holds the dotQ4KTVNNI kernels by number of tokens minus one.
+var dotQ4KTVNNI = [...]wideKernel{dotQ4KTVNNIx1, dotQ4KTVNNIx2, dotQ4KTVNNIx3, dotQ4KTVNNIx4, dotQ4KTVNNIx5, dotQ4KTVNNIx6}

@@ -97,7 +97,7 @@ var kindLayouts = [numKinds]kindLayout{
 // with a product that reads m. Packing again is a no-op.
 func (m *Matrix) Pack() {
 	kind := packKindOf(m.Type)
-	if cur.pack == nil || m.packedBy == cur || kind == kindNone || cur.packed[kind] == nil && !cur.subPacked(m.Type) {
+	if cur.pack == nil || m.packedBy == cur || kind == kindNone || cur.packed[kind] == nil && !cur.subPacked(m.Type) && !cur.tiles(m.Type) {
 		return
 	}
 	nb := m.Cols / ggml.QK
@@ -117,6 +117,9 @@ func packedRowBytes(m *Matrix) int {
 	if m.packedBy != nil && m.packedBy.subPacked(m.Type) {
 		return m.Cols / ggml.QK * subBlockBytes
 	}
+	if m.packedBy != nil && m.packedBy.tiles(m.Type) {
+		return m.Cols / ggml.QKK * tileSBBytes / tileRows
+	}
 	groups := (m.Cols/ggml.QK + 15) / 16
 	return groups * kindLayouts[packKindOf(m.Type)].bytes
 }
@@ -124,6 +127,10 @@ func packedRowBytes(m *Matrix) int {
 // packedActBytes is the size of one token's activations per group of 16 blocks for the
 // packed kernels (asmgen.go has the same constant).
 const packedActBytes = 1088
+
+// tileSBBytes is the size of a super-block of 16 rows in the tiled Q4_K layout (see
+// packTilesQ4K; asmgen.go has the same constant).
+const tileSBBytes = 128 + 8*(32+256)
 
 // subBlockBytes is the size of a block of 32 weights in the avx2 sub-type layout (see
 // packSubsAVX2): four float32 scales and offsets, then 32 int8 weights.
