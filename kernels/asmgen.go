@@ -656,51 +656,27 @@ type kindLayout struct {
 	d, dh, e, eh, w int
 	nib             bool
 	bytes           int
-	compact         bool // d and e are 16 bytes each, times float32s at 32 (see scales)
 }
 
 // packedKinds are the packed layouts, as packed.go's kindLayouts: Q8_0 (and Q5_0,
-// IQ4_NL), Q4_0, Q4_K, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K).
+// IQ4_NL), Q4_0, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K). Q4_K has a layout of its own
+// (tileQ4K).
 var packedKinds = []kindLayout{
-	{"Q8", 0, -1, -1, -1, 64, false, 576, false},
-	{"Q4", 0, -1, -1, -1, 64, true, 320, false},
-	{"Q4K", 0, -1, 16, -1, 64, true, 320, true},
-	{"Q5K", 0, -1, 64, -1, 128, false, 640, false},
-	{"Q6K", 0, 64, -1, -1, 128, false, 640, false},
-	{"Q2K", 0, 64, 128, 192, 256, true, 512, false},
+	{"Q8", 0, -1, -1, -1, 64, false, 576},
+	{"Q4", 0, -1, -1, -1, 64, true, 320},
+	{"Q5K", 0, -1, 64, -1, 128, false, 640},
+	{"Q6K", 0, 64, -1, -1, 128, false, 640},
+	{"Q2K", 0, 64, 128, 192, 256, true, 512},
 }
 
 // scales loads into Z<dst> the 16 float32 scales (or offsets) of a packed group at
-// off(base), off(base)(R15*1) for row B. A compact layout (Q4_K) keeps them as 16 bytes
-// (6-bit scales or mins) and, at 32 and 36 bytes (for off 0) or 40 and 44 (off 16), the
-// float32 multipliers of the group's two super-blocks: the scale of block i is
-// byte_i·f_(i/8), the same float32 as a stored product since both are exact. K2 must
-// hold 0xff00; Z<tmp> is scratch.
-func scales(lay kindLayout, off, dst, tmp int, rowB bool) {
-	addr := func(o int) string {
-		if rowB {
-			return fmt.Sprintf("%d(DX)(R15*1)", o)
-		}
-		return fmt.Sprintf("%d(DX)", o)
-	}
-	if !lay.compact {
-		p("VMOVUPS %s, Z%d", addr(off), dst)
+// off(DX), off(DX)(R15*1) for row B.
+func scales(off, dst int, rowB bool) {
+	if rowB {
+		p("VMOVUPS %d(DX)(R15*1), Z%d", off, dst)
 		return
 	}
-	f := 32 + off/2
-	p("VPMOVZXBD %s, Z%d", addr(off), dst)
-	p("VCVTDQ2PS Z%d, Z%d", dst, dst)
-	p("VBROADCASTSS %s, Z%d", addr(f), tmp)
-	p("VBROADCASTSS %s, K2, Z%d", addr(f+4), tmp)
-	p("VMULPS Z%d, Z%d, Z%d", tmp, dst, dst)
-}
-
-// compactMask sets K2 for scales.
-func compactMask(lay kindLayout) {
-	if lay.compact {
-		p("MOVL $0xff00, DX")
-		p("KMOVW DX, K2")
-	}
+	p("VMOVUPS %d(DX), Z%d", off, dst)
 }
 
 // Offsets in a token's group of packed activations (quantPackedAVX512): the scales; the
@@ -733,12 +709,8 @@ func phases(lay kindLayout) []phase {
 	if lay.dh < 0 {
 		ph := phase{vecs: all, start: actC128, d: lay.d, corr: actC128, e: lay.e}
 		if lay.nib {
-			// Nibbles with an offset (Q4_K) are the weights themselves; without one
-			// (Q4_0) they are w+8, summed from -8·Σq.
-			ph.start, ph.corr = -1, actC8
-			if lay.e < 0 {
-				ph.start = actC8
-			}
+			// Nibbles (Q4_0) are w+8, summed from -8·Σq.
+			ph.start, ph.corr = actC8, actC8
 		}
 		return []phase{ph}
 	}
@@ -783,7 +755,6 @@ func packed512(lay kindLayout, k int) {
 		p("MOVL $0x0f0f0f0f, DX")
 		p("VPBROADCASTD DX, Z31")
 	}
-	compactMask(lay)
 	if k == 1 {
 		rowStart()
 		packedRow512(lay, k, "")
@@ -839,14 +810,14 @@ func packedRow512(lay kindLayout, k int, sfx string) {
 				}
 			}
 		}
-		scales(lay, ph.d, 24, 15, false)
+		scales(ph.d, 24, false)
 		for t := range k {
 			p("VCVTDQ2PS Z%d, Z%d", 5+t, 5+t)
 			p("VMULPS %s, Z24, Z%d", pa(t, actScale), 10+t)
 			p("VFMADD231PS Z%d, Z%d, Z%d", 5+t, 10+t, t)
 		}
 		if ph.e >= 0 {
-			scales(lay, ph.e, 25, 15, false)
+			scales(ph.e, 25, false)
 			for t := range k {
 				p("VFMADD231PS %s, Z25, Z%d", pa(t, ph.corr+actF), t)
 			}
@@ -919,8 +890,8 @@ func packedPairBody(lay kindLayout, k int) {
 				dots(j, 20+j%2*2, 21+j%2*2)
 			}
 		}
-		scales(lay, ph.d, 26, 28, false)
-		scales(lay, ph.d, 27, 28, true)
+		scales(ph.d, 26, false)
+		scales(ph.d, 27, true)
 		for t := range k {
 			p("VCVTDQ2PS Z%d, Z%d", intA+t, intA+t)
 			p("VCVTDQ2PS Z%d, Z%d", intB+t, intB+t)
@@ -933,8 +904,8 @@ func packedPairBody(lay kindLayout, k int) {
 			p("VFMADD231PS Z%d, Z30, Z%d", intB+t, accB+t)
 		}
 		if ph.e >= 0 {
-			scales(lay, ph.e, 26, 28, false)
-			scales(lay, ph.e, 27, 28, true)
+			scales(ph.e, 26, false)
+			scales(ph.e, 27, true)
 			for t := range k {
 				p("VFMADD231PS %s, Z26, Z%d", pa(t, ph.corr+actF), accA+t)
 				p("VFMADD231PS %s, Z27, Z%d", pa(t, ph.corr+actF), accB+t)
@@ -998,7 +969,6 @@ func packedWide512(lay kindLayout, k int) {
 		p("MOVL $0x0f0f0f0f, DX")
 		p("VPBROADCASTD DX, Z30")
 	}
-	compactMask(lay)
 	p("TESTQ R8, R8")
 	p("JZ done")
 	label("block")
@@ -1113,8 +1083,8 @@ func wideGroup512(lay kindLayout, k int, first, last bool) {
 				dots(j, wA, wB)
 			}
 		}
-		scales(lay, ph.d, wA, act, false)
-		scales(lay, ph.d, wB, act, true)
+		scales(ph.d, wA, false)
+		scales(ph.d, wB, true)
 		// A sum starts from zero in the group's first phase and from the whole sum
 		// kept in the scratch after it; the group's last phase stores it by quarters
 		// for reduceWide, the others whole. With an offset term the stores wait for it.
@@ -1149,8 +1119,8 @@ func wideGroup512(lay kindLayout, k int, first, last bool) {
 			}
 		}
 		if ph.e >= 0 {
-			scales(lay, ph.e, wA, act, false)
-			scales(lay, ph.e, wB, act, true)
+			scales(ph.e, wA, false)
+			scales(ph.e, wB, true)
 			for t := range k {
 				for h, acc := range []int{t, k + t} {
 					p("VFMADD231PS %s, Z%d, Z%d", pa(t, ph.corr+actF), wA+h, acc)
@@ -1655,7 +1625,7 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
-	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ4KPVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ4KWVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI", "dotQ4KTVNNI"} {
+	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI", "dotQ4KTVNNI"} {
 		typ := "asmKernel"
 		if strings.Contains(n, "WVNNI") || strings.Contains(n, "TVNNI") {
 			typ = "wideKernel"

@@ -67,8 +67,8 @@ func packVNNI(m *Matrix) *hugeMem {
 	return mem
 }
 
-// packSubsVNNI lays out m, of a type decodeSub reads, in its packKind's layout (see
-// packKind): per block its scales, E = -F/c, and its weights w as bytes w+128 or as
+// packSubsVNNI lays out m, of a type decodeSub reads other than Q4_K (packTilesQ4K), in
+// its packKind's layout (see packKind): per block its scales, E = -F/c, and its weights w as bytes w+128 or as
 // nibbles. Blocks past the end of the row have scales 0 and weights 0.
 func packSubsVNNI(m *Matrix) *hugeMem {
 	kind := packKindOf(m.Type)
@@ -97,14 +97,7 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 					continue
 				}
 				sc := decodeSub(m.Type, row[b/nsub*bb:][:bb], b%nsub, &w)
-				if lay.compact {
-					packCompactQ4K(dst, row[b/nsub*bb:][:bb], i, b%nsub, &w)
-					continue
-				}
-				c := float32(128)
-				if lay.nib && lay.dh < 0 {
-					c = 8
-				}
+				const c = 128
 				if m.Type == ggml.Q3_K { // w+4 in a nibble, the 4 taken back by the offset
 					for j := range w {
 						w[j] += 4
@@ -138,24 +131,6 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 		}
 	}
 	return mem
-}
-
-// packCompactQ4K writes block i of a compact Q4_K group (sub-block s of the super-block
-// blk, decoded into w): its 6-bit scale at byte i and min at 16+i, the super-block's d at
-// 32 and dmin/8 at 40 (the second super-block of the group at 36 and 44), and its
-// nibbles. The kernels rebuild D = scale·d and E = min·dmin/8 = -F/8, the same float32s
-// packSubsVNNI would store (both products are exact), from 64 bytes instead of 128.
-func packCompactQ4K(dst, blk []byte, i, s int, w *[ggml.QK]int8) {
-	sc, m := kScaleMin(s, blk[4:16])
-	dst[i], dst[16+i] = sc, m
-	half := 4 * (i / 8)
-	binary.LittleEndian.PutUint32(dst[32+half:], math.Float32bits(f16(blk)))
-	binary.LittleEndian.PutUint32(dst[40+half:], math.Float32bits(f16(blk[2:])/8))
-	for v := range 4 {
-		for k := range 4 {
-			dst[64+64*v+4*i+k] = byte(w[4*v+k]) | byte(w[16+4*v+k])<<4
-		}
-	}
 }
 
 // packTilesQ4K lays out m, of type Q4_K, for the tiled kernels (tileQ4K in asmgen.go):
