@@ -40,6 +40,7 @@ const (
 	maxTok512  = 5  // tokens per call, avx512vnni: 10 accumulators plus shared registers
 	maxTokWide = 12 // tokens per call, avx512vnni wide blocks: 24 sums plus 6 shared
 	maxTokAVX  = 4  // tokens per call, avx2: 8 accumulators of 16 ymm registers
+	maxTokTile = 6  // tokens per call, avx512vnni Q4_K tiles: 4 sums a token plus 8 shared
 )
 
 var (
@@ -655,51 +656,27 @@ type kindLayout struct {
 	d, dh, e, eh, w int
 	nib             bool
 	bytes           int
-	compact         bool // d and e are 16 bytes each, times float32s at 32 (see scales)
 }
 
 // packedKinds are the packed layouts, as packed.go's kindLayouts: Q8_0 (and Q5_0,
-// IQ4_NL), Q4_0, Q4_K, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K).
+// IQ4_NL), Q4_0, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K). Q4_K has a layout of its own
+// (tileQ4K).
 var packedKinds = []kindLayout{
-	{"Q8", 0, -1, -1, -1, 64, false, 576, false},
-	{"Q4", 0, -1, -1, -1, 64, true, 320, false},
-	{"Q4K", 0, -1, 16, -1, 64, true, 320, true},
-	{"Q5K", 0, -1, 64, -1, 128, false, 640, false},
-	{"Q6K", 0, 64, -1, -1, 128, false, 640, false},
-	{"Q2K", 0, 64, 128, 192, 256, true, 512, false},
+	{"Q8", 0, -1, -1, -1, 64, false, 576},
+	{"Q4", 0, -1, -1, -1, 64, true, 320},
+	{"Q5K", 0, -1, 64, -1, 128, false, 640},
+	{"Q6K", 0, 64, -1, -1, 128, false, 640},
+	{"Q2K", 0, 64, 128, 192, 256, true, 512},
 }
 
 // scales loads into Z<dst> the 16 float32 scales (or offsets) of a packed group at
-// off(base), off(base)(R15*1) for row B. A compact layout (Q4_K) keeps them as 16 bytes
-// (6-bit scales or mins) and, at 32 and 36 bytes (for off 0) or 40 and 44 (off 16), the
-// float32 multipliers of the group's two super-blocks: the scale of block i is
-// byte_i·f_(i/8), the same float32 as a stored product since both are exact. K2 must
-// hold 0xff00; Z<tmp> is scratch.
-func scales(lay kindLayout, off, dst, tmp int, rowB bool) {
-	addr := func(o int) string {
-		if rowB {
-			return fmt.Sprintf("%d(DX)(R15*1)", o)
-		}
-		return fmt.Sprintf("%d(DX)", o)
-	}
-	if !lay.compact {
-		p("VMOVUPS %s, Z%d", addr(off), dst)
+// off(DX), off(DX)(R15*1) for row B.
+func scales(off, dst int, rowB bool) {
+	if rowB {
+		p("VMOVUPS %d(DX)(R15*1), Z%d", off, dst)
 		return
 	}
-	f := 32 + off/2
-	p("VPMOVZXBD %s, Z%d", addr(off), dst)
-	p("VCVTDQ2PS Z%d, Z%d", dst, dst)
-	p("VBROADCASTSS %s, Z%d", addr(f), tmp)
-	p("VBROADCASTSS %s, K2, Z%d", addr(f+4), tmp)
-	p("VMULPS Z%d, Z%d, Z%d", tmp, dst, dst)
-}
-
-// compactMask sets K2 for scales.
-func compactMask(lay kindLayout) {
-	if lay.compact {
-		p("MOVL $0xff00, DX")
-		p("KMOVW DX, K2")
-	}
+	p("VMOVUPS %d(DX), Z%d", off, dst)
 }
 
 // Offsets in a token's group of packed activations (quantPackedAVX512): the scales; the
@@ -732,12 +709,8 @@ func phases(lay kindLayout) []phase {
 	if lay.dh < 0 {
 		ph := phase{vecs: all, start: actC128, d: lay.d, corr: actC128, e: lay.e}
 		if lay.nib {
-			// Nibbles with an offset (Q4_K) are the weights themselves; without one
-			// (Q4_0) they are w+8, summed from -8·Σq.
-			ph.start, ph.corr = -1, actC8
-			if lay.e < 0 {
-				ph.start = actC8
-			}
+			// Nibbles (Q4_0) are w+8, summed from -8·Σq.
+			ph.start, ph.corr = actC8, actC8
 		}
 		return []phase{ph}
 	}
@@ -782,7 +755,6 @@ func packed512(lay kindLayout, k int) {
 		p("MOVL $0x0f0f0f0f, DX")
 		p("VPBROADCASTD DX, Z31")
 	}
-	compactMask(lay)
 	if k == 1 {
 		rowStart()
 		packedRow512(lay, k, "")
@@ -838,14 +810,14 @@ func packedRow512(lay kindLayout, k int, sfx string) {
 				}
 			}
 		}
-		scales(lay, ph.d, 24, 15, false)
+		scales(ph.d, 24, false)
 		for t := range k {
 			p("VCVTDQ2PS Z%d, Z%d", 5+t, 5+t)
 			p("VMULPS %s, Z24, Z%d", pa(t, actScale), 10+t)
 			p("VFMADD231PS Z%d, Z%d, Z%d", 5+t, 10+t, t)
 		}
 		if ph.e >= 0 {
-			scales(lay, ph.e, 25, 15, false)
+			scales(ph.e, 25, false)
 			for t := range k {
 				p("VFMADD231PS %s, Z25, Z%d", pa(t, ph.corr+actF), t)
 			}
@@ -918,8 +890,8 @@ func packedPairBody(lay kindLayout, k int) {
 				dots(j, 20+j%2*2, 21+j%2*2)
 			}
 		}
-		scales(lay, ph.d, 26, 28, false)
-		scales(lay, ph.d, 27, 28, true)
+		scales(ph.d, 26, false)
+		scales(ph.d, 27, true)
 		for t := range k {
 			p("VCVTDQ2PS Z%d, Z%d", intA+t, intA+t)
 			p("VCVTDQ2PS Z%d, Z%d", intB+t, intB+t)
@@ -932,8 +904,8 @@ func packedPairBody(lay kindLayout, k int) {
 			p("VFMADD231PS Z%d, Z30, Z%d", intB+t, accB+t)
 		}
 		if ph.e >= 0 {
-			scales(lay, ph.e, 26, 28, false)
-			scales(lay, ph.e, 27, 28, true)
+			scales(ph.e, 26, false)
+			scales(ph.e, 27, true)
 			for t := range k {
 				p("VFMADD231PS %s, Z26, Z%d", pa(t, ph.corr+actF), accA+t)
 				p("VFMADD231PS %s, Z27, Z%d", pa(t, ph.corr+actF), accB+t)
@@ -997,7 +969,6 @@ func packedWide512(lay kindLayout, k int) {
 		p("MOVL $0x0f0f0f0f, DX")
 		p("VPBROADCASTD DX, Z30")
 	}
-	compactMask(lay)
 	p("TESTQ R8, R8")
 	p("JZ done")
 	label("block")
@@ -1112,8 +1083,8 @@ func wideGroup512(lay kindLayout, k int, first, last bool) {
 				dots(j, wA, wB)
 			}
 		}
-		scales(lay, ph.d, wA, act, false)
-		scales(lay, ph.d, wB, act, true)
+		scales(ph.d, wA, false)
+		scales(ph.d, wB, true)
 		// A sum starts from zero in the group's first phase and from the whole sum
 		// kept in the scratch after it; the group's last phase stores it by quarters
 		// for reduceWide, the others whole. With an offset term the stores wait for it.
@@ -1148,8 +1119,8 @@ func wideGroup512(lay kindLayout, k int, first, last bool) {
 			}
 		}
 		if ph.e >= 0 {
-			scales(lay, ph.e, wA, act, false)
-			scales(lay, ph.e, wB, act, true)
+			scales(ph.e, wA, false)
+			scales(ph.e, wB, true)
 			for t := range k {
 				for h, acc := range []int{t, k + t} {
 					p("VFMADD231PS %s, Z%d, Z%d", pa(t, ph.corr+actF), wA+h, acc)
@@ -1208,6 +1179,155 @@ func widePermData() {
 
 // How far ahead packedWide512 prefetches each row's weights.
 const widePrefetch = 4608
+
+// ---- avx512vnni, Q4_K in tiles of 16 rows ----
+
+// Offsets in a tile of packed Q4_K (packTilesQ4K): per super-block, the 16 rows' d and
+// dmin/8 as float32, then per sub-block of 32 the rows' 6-bit scales and mins as bytes
+// and four vectors of nibbles whose dword lane r holds row r's bytes 4v..4v+3 (weights
+// 4v.. in the low nibbles, 16+4v.. in the high).
+const (
+	tileSBBytes  = 128 + 8*tileSubBytes
+	tileSubBytes = 32 + 256
+)
+
+// tileQ4K writes the kernel for k tokens over Q4_K packed in tiles of 16 rows. It has
+// the signature of the wide kernels, with rowBytes the bytes of a tile, nrows any number
+// of rows (a last partial tile is stored under a mask) and ngroups the super-blocks of
+// a row.
+//
+// The rows of a tile lie in the 16 lanes of each vector, so no dot product is ever
+// reduced across lanes, and a row's super-block is summed in integers as ggml's
+// vec_dot_q4_K_q8_K sums it. Per half sub-block (16 weights) and token, one vpdpbusd
+// chain of four, against dwords of the token's activations broadcast, sums Σw·q for 16
+// rows (|sum| ≤ 16·15·127, an int16); vpdpwssd adds it times the rows' 6-bit scale to
+// the super-block's sum T (the dword [sc, 0] against [sum, its sign]), and per sub-block
+// the mins times the activations' -8·Σq to the sum M likewise. Then, once per
+// super-block, acc += cvt(T)·(d·d_x) and acc += cvt(M)·((dmin/8)·d_x). These are the same
+// operations for a (row, token) whatever k and whichever lane, so results are batch
+// invariant; the integer sums are exact, so only those four float operations per
+// super-block round.
+//
+// Per token and 32 weights of 16 rows this is eight vpdpbusd and three vpdpwssd, where
+// the packed layout's kernels spent, per 512 weights of one row, eight vpdpbusd and four
+// float operations, plus a reduction of 16 lanes (about four more); the weights'
+// unpacking and scales are shared by the k tokens.
+//
+// Registers: Z0..Z5 half sums, Z6..Z11 super-block sums T, Z12..Z17 the sums M of the
+// mins, Z18..Z23 float sums, Z24/Z25 low and high nibbles, Z26 scales, Z27 mins, Z28 d,
+// Z29 dmin/8, Z30 scratch, Z31 0x0f bytes; K1 the rows of the tile.
+func tileQ4K(k int) {
+	name := fmt.Sprintf("dotQ4KTVNNIx%d", k)
+	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
+	fmt.Fprintf(&s, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
+	fmt.Fprintf(&gs, "\n//go:noescape\nfunc %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
+	p("MOVQ out+0(FP), DI")
+	p("MOVQ ostride+8(FP), R13")
+	p("SHLQ $2, R13")
+	p("MOVQ w+16(FP), SI")
+	p("MOVQ rowBytes+24(FP), R15")
+	p("MOVQ nrows+32(FP), R8")
+	p("MOVQ ngroups+40(FP), R11")
+	p("MOVQ x+48(FP), AX")
+	p("MOVQ xstride+56(FP), R9")
+	p("MOVL $0x0f0f0f0f, DX")
+	p("VPBROADCASTD DX, Z31")
+	p("TESTQ R8, R8")
+	p("JZ done")
+	label("tile")
+	p("MOVQ $16, R14")
+	p("CMPQ R8, R14")
+	p("CMOVQLT R8, R14")
+	p("MOVQ R14, CX")
+	p("MOVL $1, DX")
+	p("SHLL CX, DX")
+	p("DECL DX")
+	p("KMOVW DX, K1")
+	for t := range k {
+		p("VPXORD Z%d, Z%d, Z%d", 18+t, 18+t, 18+t)
+	}
+	p("MOVQ SI, DX")
+	p("MOVQ AX, BX")
+	p("MOVQ R11, CX")
+	label("sb")
+	tileSB(k, 0)
+	p("ADDQ $%d, DX", tileSBBytes)
+	p("DECQ CX")
+	p("JZ store")
+	tileSB(k, 8)
+	p("ADDQ $%d, DX", tileSBBytes)
+	p("ADDQ R9, BX")
+	p("DECQ CX")
+	p("JNZ sb")
+	label("store")
+	p("MOVQ DI, R10")
+	for t := range k {
+		p("VMOVUPS Z%d, K1, (R10)", 18+t)
+		if t < k-1 {
+			p("ADDQ R13, R10")
+		}
+	}
+	p("ADDQ $64, DI")
+	p("ADDQ R15, SI")
+	p("SUBQ R14, R8")
+	p("JNZ tile")
+	label("done")
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// tileSB emits one super-block of tileQ4K, whose sub-blocks are blocks ioff.. of the
+// current group of activations (BX).
+func tileSB(k, ioff int) {
+	for t := range k {
+		p("VPXORD Z%d, Z%d, Z%d", 6+t, 6+t, 6+t)
+		p("VPXORD Z%d, Z%d, Z%d", 12+t, 12+t, 12+t)
+	}
+	for sub := range 8 {
+		i, base := ioff+sub, 128+sub*tileSubBytes
+		for off := 0; off < tileSubBytes; off += 64 {
+			p("PREFETCHT0 %d(DX)", base+off+tilePrefetch)
+		}
+		p("VPMOVZXBD %d(DX), Z26", base)
+		p("VPMOVZXBD %d(DX), Z27", base+16)
+		for t := range k {
+			p("VPDPWSSD.BCST %s, Z27, Z%d", pa(t, actC8+4*i), 12+t)
+		}
+		for half := range 2 {
+			for t := range k {
+				p("VPXORD Z%d, Z%d, Z%d", t, t, t)
+			}
+			for v := range 4 {
+				p("VMOVDQU64 %d(DX), Z24", base+32+64*v)
+				if half == 0 {
+					p("VPANDD Z31, Z24, Z24")
+				} else {
+					p("VPSRLW $4, Z24, Z24")
+					p("VPANDD Z31, Z24, Z24")
+				}
+				for t := range k {
+					p("VPDPBUSD.BCST %s, Z24, Z%d", pa(t, 64*(v+4*half)+4*i), t)
+				}
+			}
+			for t := range k {
+				p("VPDPWSSD Z26, Z%d, Z%d", t, 6+t)
+			}
+		}
+	}
+	p("VMOVUPS (DX), Z28")
+	p("VMOVUPS 64(DX), Z29")
+	for t := range k {
+		p("VCVTDQ2PS Z%d, Z%d", 6+t, 6+t)
+		p("VMULPS.BCST %s, Z28, Z30", pa(t, actScale+4*ioff))
+		p("VFMADD231PS Z%d, Z30, Z%d", 6+t, 18+t)
+		p("VCVTDQ2PS Z%d, Z%d", 12+t, 12+t)
+		p("VMULPS.BCST %s, Z29, Z30", pa(t, actScale+4*ioff))
+		p("VFMADD231PS Z%d, Z30, Z%d", 12+t, 18+t)
+	}
+}
+
+// tilePrefetch is how far ahead tileQ4K prefetches its weights.
+const tilePrefetch = 4608
 
 // ---- avx2 ----
 
@@ -1487,6 +1607,10 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
+	for k := 1; k <= maxTokTile; k++ {
+		tileQ4K(k)
+		tables["dotQ4KTVNNI"] = append(tables["dotQ4KTVNNI"], fmt.Sprintf("dotQ4KTVNNIx%d", k))
+	}
 	fmt.Fprintln(&s)
 	widePermData()
 	for k := 1; k <= maxTokAVX; k++ {
@@ -1501,9 +1625,9 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
-	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ4KPVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ4KWVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI"} {
+	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI", "dotQ4KTVNNI"} {
 		typ := "asmKernel"
-		if strings.Contains(n, "WVNNI") {
+		if strings.Contains(n, "WVNNI") || strings.Contains(n, "TVNNI") {
 			typ = "wideKernel"
 		}
 		fmt.Fprintf(&gs, "\n// %s holds the %s kernels by number of tokens minus one.\nvar %s = [...]%s{%s}\n", n, n, n, typ, strings.Join(tables[n], ", "))

@@ -44,7 +44,6 @@ var vnniKernels = &kernelSet{
 	packed: [numKinds]quantKernel{
 		kindQ8:      packedAsm(dotQ8PVNNI[:]),
 		kindQ4:      packedAsm(dotQ4PVNNI[:]),
-		kindNibMin:  packedAsm(dotQ4KPVNNI[:]),
 		kindByteMin: packedAsm(dotQ5KPVNNI[:]),
 		kindHalves:  packedAsm(dotQ6KPVNNI[:]),
 		kindHalfMin: packedAsm(dotQ2KPVNNI[:]),
@@ -56,13 +55,15 @@ var vnniKernels = &kernelSet{
 	wide: [numKinds]quantKernel{
 		kindQ8:      wideAsm(dotQ8WVNNI[:]),
 		kindQ4:      wideAsm(dotQ4WVNNI[:]),
-		kindNibMin:  wideAsm(dotQ4KWVNNI[:]),
 		kindByteMin: wideAsm(dotQ5KWVNNI[:]),
 		kindHalves:  wideAsm(dotQ6KWVNNI[:]),
 		kindHalfMin: wideAsm(dotQ2KWVNNI[:]),
 	},
 	wideGroup: len(dotQ8WVNNI),
 	wideMin:   wideMinVNNI,
+
+	tiled:     [numKinds]quantKernel{kindNibMin: tiledAsm(dotQ4KTVNNI[:])},
+	tileGroup: len(dotQ4KTVNNI),
 }
 
 // wideMinVNNI is the fewest tokens for which the avx512vnni set runs packed weights

@@ -28,9 +28,6 @@ func dotQ8PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ4KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ5KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -59,9 +56,6 @@ func dotQ8PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 
 //go:noescape
 func dotQ4PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ4KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ5KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -94,9 +88,6 @@ func dotQ8PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ4KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ5KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -125,9 +116,6 @@ func dotQ8PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 
 //go:noescape
 func dotQ4PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ4KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ5KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -160,9 +148,6 @@ func dotQ8PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, ta
 func dotQ4PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ4KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ5KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -176,9 +161,6 @@ func dotQ8WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 
 //go:noescape
 func dotQ4WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ4KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ5KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -196,9 +178,6 @@ func dotQ8WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ4KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ5KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -212,9 +191,6 @@ func dotQ8WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 
 //go:noescape
 func dotQ4WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ4KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ5KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -232,9 +208,6 @@ func dotQ8WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ4KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ5KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -248,9 +221,6 @@ func dotQ8WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 
 //go:noescape
 func dotQ4WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ4KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ5KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -268,9 +238,6 @@ func dotQ8WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ4KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ5KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -284,9 +251,6 @@ func dotQ8WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 
 //go:noescape
 func dotQ4WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ4KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ5KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -304,9 +268,6 @@ func dotQ8WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ4WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ4KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ5KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -320,9 +281,6 @@ func dotQ8WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 
 //go:noescape
 func dotQ4WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ4KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ5KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -340,9 +298,6 @@ func dotQ8WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ4WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ4KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ5KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -356,9 +311,6 @@ func dotQ8WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 
 //go:noescape
 func dotQ4WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ4KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ5KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -376,9 +328,6 @@ func dotQ8WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ4WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ4KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ5KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -386,6 +335,24 @@ func dotQ6KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups
 
 //go:noescape
 func dotQ2KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ4KTVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -492,9 +459,6 @@ var dotQ8PVNNI = [...]asmKernel{dotQ8PVNNIx1, dotQ8PVNNIx2, dotQ8PVNNIx3, dotQ8P
 // dotQ4PVNNI holds the dotQ4PVNNI kernels by number of tokens minus one.
 var dotQ4PVNNI = [...]asmKernel{dotQ4PVNNIx1, dotQ4PVNNIx2, dotQ4PVNNIx3, dotQ4PVNNIx4, dotQ4PVNNIx5}
 
-// dotQ4KPVNNI holds the dotQ4KPVNNI kernels by number of tokens minus one.
-var dotQ4KPVNNI = [...]asmKernel{dotQ4KPVNNIx1, dotQ4KPVNNIx2, dotQ4KPVNNIx3, dotQ4KPVNNIx4, dotQ4KPVNNIx5}
-
 // dotQ5KPVNNI holds the dotQ5KPVNNI kernels by number of tokens minus one.
 var dotQ5KPVNNI = [...]asmKernel{dotQ5KPVNNIx1, dotQ5KPVNNIx2, dotQ5KPVNNIx3, dotQ5KPVNNIx4, dotQ5KPVNNIx5}
 
@@ -531,9 +495,6 @@ var dotQ8WVNNI = [...]wideKernel{dotQ8WVNNIx1, dotQ8WVNNIx2, dotQ8WVNNIx3, dotQ8
 // dotQ4WVNNI holds the dotQ4WVNNI kernels by number of tokens minus one.
 var dotQ4WVNNI = [...]wideKernel{dotQ4WVNNIx1, dotQ4WVNNIx2, dotQ4WVNNIx3, dotQ4WVNNIx4, dotQ4WVNNIx5, dotQ4WVNNIx6, dotQ4WVNNIx7, dotQ4WVNNIx8, dotQ4WVNNIx9, dotQ4WVNNIx10, dotQ4WVNNIx11, dotQ4WVNNIx12}
 
-// dotQ4KWVNNI holds the dotQ4KWVNNI kernels by number of tokens minus one.
-var dotQ4KWVNNI = [...]wideKernel{dotQ4KWVNNIx1, dotQ4KWVNNIx2, dotQ4KWVNNIx3, dotQ4KWVNNIx4, dotQ4KWVNNIx5, dotQ4KWVNNIx6, dotQ4KWVNNIx7, dotQ4KWVNNIx8, dotQ4KWVNNIx9, dotQ4KWVNNIx10, dotQ4KWVNNIx11, dotQ4KWVNNIx12}
-
 // dotQ5KWVNNI holds the dotQ5KWVNNI kernels by number of tokens minus one.
 var dotQ5KWVNNI = [...]wideKernel{dotQ5KWVNNIx1, dotQ5KWVNNIx2, dotQ5KWVNNIx3, dotQ5KWVNNIx4, dotQ5KWVNNIx5, dotQ5KWVNNIx6, dotQ5KWVNNIx7, dotQ5KWVNNIx8, dotQ5KWVNNIx9, dotQ5KWVNNIx10, dotQ5KWVNNIx11, dotQ5KWVNNIx12}
 
@@ -542,3 +503,6 @@ var dotQ6KWVNNI = [...]wideKernel{dotQ6KWVNNIx1, dotQ6KWVNNIx2, dotQ6KWVNNIx3, d
 
 // dotQ2KWVNNI holds the dotQ2KWVNNI kernels by number of tokens minus one.
 var dotQ2KWVNNI = [...]wideKernel{dotQ2KWVNNIx1, dotQ2KWVNNIx2, dotQ2KWVNNIx3, dotQ2KWVNNIx4, dotQ2KWVNNIx5, dotQ2KWVNNIx6, dotQ2KWVNNIx7, dotQ2KWVNNIx8, dotQ2KWVNNIx9, dotQ2KWVNNIx10, dotQ2KWVNNIx11, dotQ2KWVNNIx12}
+
+// dotQ4KTVNNI holds the dotQ4KTVNNI kernels by number of tokens minus one.
+var dotQ4KTVNNI = [...]wideKernel{dotQ4KTVNNIx1, dotQ4KTVNNIx2, dotQ4KTVNNIx3, dotQ4KTVNNIx4, dotQ4KTVNNIx5, dotQ4KTVNNIx6}

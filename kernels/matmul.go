@@ -47,6 +47,15 @@ type kernelSet struct {
 	wide               [numKinds]quantKernel
 	wideGroup, wideMin int
 
+	// Optional kernels over packed weights laid out in tiles of 16 rows (see
+	// packTilesQ4K), whose rows lie in the lanes of a vector: tiled[kind] reads them (w
+	// the packed copy, rowBytes the bytes of a tile, row offsets multiples of 16), at
+	// most tileGroup tokens a call, against the activations of prepTokP/prepTokPK. A
+	// kind with tiled kernels has neither packed nor wide ones. Nil when the set has
+	// none for kind.
+	tiled     [numKinds]quantKernel
+	tileGroup int
+
 	// Optional kernels over weights of the sub types (not Q8_0 and Q4_0) repacked by
 	// pack in a layout of their own that is read against the activations of prep, as
 	// q8 and q4 read theirs: subp for types without offsets, subMinp with. Nil when
@@ -63,6 +72,11 @@ type quantKernel func(out []float32, ostride int, w []byte, rowBytes, nrows int,
 // (subp, subMinp), whose kernels read the activations of prep.
 func (ks *kernelSet) subPacked(t ggml.Type) bool {
 	return ks.subp != nil && t != ggml.Q8_0 && t != ggml.Q4_0
+}
+
+// tiles reports whether ks packs weights of type t in tiles of 16 rows (see tiled).
+func (ks *kernelSet) tiles(t ggml.Type) bool {
+	return ks.tiled[packKindOf(t)] != nil
 }
 
 // hasOffsets reports whether weights of type t decode with offsets (subScales.fl, fh).
@@ -335,6 +349,11 @@ const minParallelWork = 512 << 10
 
 // chunkRows picks the rows per chunk of w for a pool of threads and n tokens.
 func chunkRows(ks *kernelSet, w *Matrix, threads, n int) int {
+	if w.packedBy == ks && ks.tiles(w.Type) {
+		// Whole tiles, about four chunks a thread as for the wide kernels below.
+		rows := max(w.Rows/(4*threads), tileRows)
+		return (rows + tileRows - 1) &^ (tileRows - 1)
+	}
 	if ks.usesWide(w, n) {
 		// Wide blocks: a chunk is long enough whatever its rows (16 rows of 16 tokens
 		// are over 1000 products), and what matters is that the threads finish together:
@@ -387,6 +406,10 @@ func mmRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, x []float32, a 
 	rb, data := w.RowBytes(), w.Data
 	if packed && ks.subPacked(w.Type) {
 		subRows(ks, out, w, lo, hi, a, n)
+		return
+	}
+	if packed && ks.tiles(w.Type) {
+		tiledRows(ks, out, w, lo, hi, a, n)
 		return
 	}
 	if packed {
@@ -448,6 +471,22 @@ func subRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, a *acts, n int
 		}
 	}
 }
+
+// tiledRows computes rows [lo,hi) of w, packed by ks in tiles of 16 rows, for n tokens
+// against the packed activations a, in calls of at most ks.tileGroup tokens over all
+// the rows: a call's activations stay in L1 while its rows' weights stream. lo is a
+// multiple of 16 (see chunkRows).
+func tiledRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, a *acts, n int) {
+	kern := ks.tiled[packKindOf(w.Type)]
+	tb := packedRowBytes(w) * tileRows
+	wd := w.packed.b[lo/tileRows*tb:]
+	for t := 0; t < n; t += ks.tileGroup {
+		kern(out[t*w.Rows+lo:], w.Rows, wd, tb, hi-lo, a, t, min(ks.tileGroup, n-t))
+	}
+}
+
+// tileRows is the rows of a tile of the tiled layouts.
+const tileRows = 16
 
 // mmWide computes rows [lo,hi) of the packed w for n tokens with the wide-block kernels:
 // a tile of rows at a time, for all tokens in balanced calls of at most ks.wideGroup. A

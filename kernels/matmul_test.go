@@ -651,6 +651,9 @@ func TestWideKernels(t *testing.T) {
 					x := randFloats(rng, n*cols, 1)
 					x[3] = 1e4
 					clear(x[cols : cols+32])
+					if wide == nil {
+						continue // a tiled kind (see TestTiledKernels)
+					}
 					var a acts
 					ks.sizeP(&a, n, cols)
 					prep := ks.prepTokP
@@ -672,12 +675,77 @@ func TestWideKernels(t *testing.T) {
 							wide(got, rows, data, rb, rows, &a, tok, k)
 							for i, v := range got {
 								tt, r := tok+i/rows, i%rows
-								if want := alone[tt*rows+r]; math.Float32bits(v) != math.Float32bits(want) {
+								if one := alone[tt*rows+r]; math.Float32bits(v) != math.Float32bits(one) {
 									t.Fatalf("%s %v %d×%d k=%d tok=%d: row %d token %d = %v, narrow kernel %v", ks.name, typ, rows, cols, k, tok, r, tt, v, want)
 								}
 								ref, m := want[tt*rows+r], mag[tt*rows+r]
 								if d := math.Abs(float64(v) - ref); d > 1.2e-7*float64(cols/8+8)*m+1e-30 {
 									t.Fatalf("%s %v %d×%d k=%d: row %d token %d = %v, want %v", ks.name, typ, rows, cols, k, r, tt, v, ref)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestTiledKernels calls each implementation's tiled kernels directly on odd shapes
+// (partial tiles, a product starting at a later tile, one to five super-blocks, every
+// token count a call takes at every position) and checks them bitwise against the same
+// kernel one token at a time, and against the float64 reference.
+func TestTiledKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, ks := range impls {
+		for kind, kern := range ks.tiled {
+			if kern == nil {
+				continue
+			}
+			typ := map[packKind]ggml.Type{kindNibMin: ggml.Q4_K}[packKind(kind)]
+			for _, cols := range []int{256, 768, 1280} {
+				for _, rows := range []int{1, 15, 16, 17, 40} {
+					w := randMatrix(t, rng, typ, rows, cols)
+					w.packed, w.packedBy = ks.pack(w), ks
+					n := ks.tileGroup + 2
+					x := randFloats(rng, n*cols, 1)
+					x[3] = 1e4
+					clear(x[cols : cols+ggml.QKK])
+					var a acts
+					ks.sizeP(&a, n, cols)
+					for tok := range n {
+						ks.prepTokPK(&a, x, tok, cols)
+					}
+					want, mag := refMatMul(w, x, n)
+					tb := packedRowBytes(w) * tileRows
+					for _, lo := range []int{0, 16} {
+						if lo >= rows {
+							continue
+						}
+						wd := w.packed.b[lo/tileRows*tb:]
+						alone := make([]float32, n*rows)
+						for tok := range n {
+							kern(alone[tok*rows+lo:], rows, wd, tb, rows-lo, &a, tok, 1)
+						}
+						for k := 1; k <= ks.tileGroup; k++ {
+							for _, tok := range []int{0, 1, n - k} {
+								got := make([]float32, k*rows)
+								kern(got[lo:], rows, wd, tb, rows-lo, &a, tok, k)
+								for i, v := range got {
+									tt, r := tok+i/rows, i%rows
+									if r < lo {
+										if v != 0 {
+											t.Fatalf("%s %v %d×%d from row %d: row %d token %d written (%v)", ks.name, typ, rows, cols, lo, r, tt, v)
+										}
+										continue
+									}
+									if one := alone[tt*rows+r]; math.Float32bits(v) != math.Float32bits(one) {
+										t.Fatalf("%s %v %d×%d k=%d tok=%d: row %d token %d = %v, alone %v", ks.name, typ, rows, cols, k, tok, r, tt, v, one)
+									}
+									ref, m := want[tt*rows+r], mag[tt*rows+r]
+									if d := math.Abs(float64(v) - ref); d > 1.2e-7*float64(cols/8+8)*m+1e-30 {
+										t.Fatalf("%s %v %d×%d k=%d: row %d token %d = %v, want %v", ks.name, typ, rows, cols, k, r, tt, v, ref)
+									}
 								}
 							}
 						}

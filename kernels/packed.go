@@ -10,22 +10,23 @@ import "github.com/specd-dev/specd/ggml"
 // sums each of them in its own lane, and the float work per token falls to one
 // conversion, multiply and FMA per 16 blocks (two or four for the types with two scales
 // or an offset per block): blocks of several tokens (verification, prefill) then cost
-// little more than one.
+// little more than one. Q4_K goes further (packTilesQ4K): 16 rows share the lanes, and
+// a super-block's sums are scaled in integers, with two float operations per
+// super-block and no reduction across lanes.
 
 // packKind is a packed layout; several weight types share one when they decode to the
 // same form (see decodeSub). Per group of 16 blocks of 32 weights:
 //
 //	kindQ8       Q8_0, Q5_0, IQ4_NL: D, then 8 vectors of bytes w+128
 //	kindQ4       Q4_0: D, then 4 vectors of GGUF nibbles (w+8)
-//	kindNibMin   Q4_K: D, E in a compact form (see packCompactQ4K), then 4 vectors of
-//	             nibbles w (0..15)
+//	kindNibMin   Q4_K: no groups; tiles of 16 rows (see packTilesQ4K)
 //	kindByteMin  Q5_K, Q5_1: D, E, then 8 vectors of bytes w+128
 //	kindHalves   Q6_K: DL, DH, then 8 vectors of bytes w+128
 //	kindHalfMin  Q2_K, Q3_K: DL, DH, EL, EH, then 4 vectors of nibbles w+b
 //
 // where D, E, DL… are 16 float32s, one a block: the scale and E = -F/c, F the offset of
-// x = D·w + F and c the constant of the correction the kernel reads (8 for Q4_K's
-// nibbles, 128 otherwise: per block or per half), so that F·Σa = E·(-c·Σa). Q3_K's
+// x = D·w + F and c = 128, the constant of the correction the kernel reads (per block or
+// per half), so that F·Σa = E·(-c·Σa). Q3_K's
 // weights (-4..3) are stored plus b = 4, its offset then F = -4·D. Vector j of a group holds in dword lane i the
 // weights 4j..4j+3 of block i (for nibbles, GGUF bytes 4j..4j+3: weights 4j.. in the low
 // nibbles, 16+4j.. in the high).
@@ -69,16 +70,15 @@ type kindLayout struct {
 	d, dh, e, eh, w int
 	nib             bool
 	bytes           int
-	compact         bool // see packCompactQ4K
 }
 
+// kindLayouts has no entry for kindNibMin, whose packing is in tiles (packTilesQ4K).
 var kindLayouts = [numKinds]kindLayout{
-	kindQ8:      {0, -1, -1, -1, 64, false, 576, false},
-	kindQ4:      {0, -1, -1, -1, 64, true, 320, false},
-	kindNibMin:  {0, -1, 16, -1, 64, true, 320, true},
-	kindByteMin: {0, -1, 64, -1, 128, false, 640, false},
-	kindHalves:  {0, 64, -1, -1, 128, false, 640, false},
-	kindHalfMin: {0, 64, 128, 192, 256, true, 512, false},
+	kindQ8:      {0, -1, -1, -1, 64, false, 576},
+	kindQ4:      {0, -1, -1, -1, 64, true, 320},
+	kindByteMin: {0, -1, 64, -1, 128, false, 640},
+	kindHalves:  {0, 64, -1, -1, 128, false, 640},
+	kindHalfMin: {0, 64, 128, 192, 256, true, 512},
 }
 
 // Pack makes MatMul read m through a copy of its weights laid out for the current
@@ -97,7 +97,7 @@ var kindLayouts = [numKinds]kindLayout{
 // with a product that reads m. Packing again is a no-op.
 func (m *Matrix) Pack() {
 	kind := packKindOf(m.Type)
-	if cur.pack == nil || m.packedBy == cur || kind == kindNone || cur.packed[kind] == nil && !cur.subPacked(m.Type) {
+	if cur.pack == nil || m.packedBy == cur || kind == kindNone || cur.packed[kind] == nil && !cur.subPacked(m.Type) && !cur.tiles(m.Type) {
 		return
 	}
 	nb := m.Cols / ggml.QK
@@ -117,6 +117,9 @@ func packedRowBytes(m *Matrix) int {
 	if m.packedBy != nil && m.packedBy.subPacked(m.Type) {
 		return m.Cols / ggml.QK * subBlockBytes
 	}
+	if m.packedBy != nil && m.packedBy.tiles(m.Type) {
+		return m.Cols / ggml.QKK * tileSBBytes / tileRows
+	}
 	groups := (m.Cols/ggml.QK + 15) / 16
 	return groups * kindLayouts[packKindOf(m.Type)].bytes
 }
@@ -124,6 +127,10 @@ func packedRowBytes(m *Matrix) int {
 // packedActBytes is the size of one token's activations per group of 16 blocks for the
 // packed kernels (asmgen.go has the same constant).
 const packedActBytes = 1088
+
+// tileSBBytes is the size of a super-block of 16 rows in the tiled Q4_K layout (see
+// packTilesQ4K; asmgen.go has the same constant).
+const tileSBBytes = 128 + 8*(32+256)
 
 // subBlockBytes is the size of a block of 32 weights in the avx2 sub-type layout (see
 // packSubsAVX2): four float32 scales and offsets, then 32 int8 weights.

@@ -17,6 +17,9 @@ import (
 // block i (weights 4m.. in the low nibbles, 16+4m.. in the high). Blocks past the end of
 // the row have scale 0 and weights 0.
 func packVNNI(m *Matrix) *hugeMem {
+	if m.Type == ggml.Q4_K {
+		return packTilesQ4K(m)
+	}
 	if m.Type != ggml.Q8_0 && m.Type != ggml.Q4_0 {
 		return packSubsVNNI(m)
 	}
@@ -64,8 +67,8 @@ func packVNNI(m *Matrix) *hugeMem {
 	return mem
 }
 
-// packSubsVNNI lays out m, of a type decodeSub reads, in its packKind's layout (see
-// packKind): per block its scales, E = -F/c, and its weights w as bytes w+128 or as
+// packSubsVNNI lays out m, of a type decodeSub reads other than Q4_K (packTilesQ4K), in
+// its packKind's layout (see packKind): per block its scales, E = -F/c, and its weights w as bytes w+128 or as
 // nibbles. Blocks past the end of the row have scales 0 and weights 0.
 func packSubsVNNI(m *Matrix) *hugeMem {
 	kind := packKindOf(m.Type)
@@ -94,14 +97,7 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 					continue
 				}
 				sc := decodeSub(m.Type, row[b/nsub*bb:][:bb], b%nsub, &w)
-				if lay.compact {
-					packCompactQ4K(dst, row[b/nsub*bb:][:bb], i, b%nsub, &w)
-					continue
-				}
-				c := float32(128)
-				if lay.nib && lay.dh < 0 {
-					c = 8
-				}
+				const c = 128
 				if m.Type == ggml.Q3_K { // w+4 in a nibble, the 4 taken back by the offset
 					for j := range w {
 						w[j] += 4
@@ -137,21 +133,56 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 	return mem
 }
 
-// packCompactQ4K writes block i of a compact Q4_K group (sub-block s of the super-block
-// blk, decoded into w): its 6-bit scale at byte i and min at 16+i, the super-block's d at
-// 32 and dmin/8 at 40 (the second super-block of the group at 36 and 44), and its
-// nibbles. The kernels rebuild D = scale·d and E = min·dmin/8 = -F/8, the same float32s
-// packSubsVNNI would store (both products are exact), from 64 bytes instead of 128.
-func packCompactQ4K(dst, blk []byte, i, s int, w *[ggml.QK]int8) {
-	sc, m := kScaleMin(s, blk[4:16])
-	dst[i], dst[16+i] = sc, m
-	half := 4 * (i / 8)
-	binary.LittleEndian.PutUint32(dst[32+half:], math.Float32bits(f16(blk)))
-	binary.LittleEndian.PutUint32(dst[40+half:], math.Float32bits(f16(blk[2:])/8))
-	for v := range 4 {
-		for k := range 4 {
-			dst[64+64*v+4*i+k] = byte(w[4*v+k]) | byte(w[16+4*v+k])<<4
+// packTilesQ4K lays out m, of type Q4_K, for the tiled kernels (tileQ4K in asmgen.go):
+// per tile of 16 rows and super-block, the rows' d and dmin/8 as float32 (16 each), then
+// per sub-block of 32 weights the rows' 6-bit scales (16 bytes), mins (16 bytes) and
+// four vectors of 64 bytes whose dword lane r holds row r's nibbles 4v..4v+3 (weights
+// 4v.. low, 16+4v.. high). The kernels rebuild D = scale·d and E = min·dmin/8 = -F/8 from
+// them, both exact products. Rows past the end of the last tile are zero.
+func packTilesQ4K(m *Matrix) *hugeMem {
+	nsb, rb := m.Cols/ggml.QKK, m.RowBytes()
+	tb := nsb * tileSBBytes
+	tiles := (m.Rows + tileRows - 1) / tileRows
+	mem := newHugeMem(tiles * tb)
+	out := mem.b
+	for row := range m.Rows {
+		r := row % tileRows
+		for b := range nsb {
+			blk := m.Data[row*rb+b*ggml.Q4_K.BlockBytes():][:ggml.Q4_K.BlockBytes()]
+			dst := out[row/tileRows*tb+b*tileSBBytes:][:tileSBBytes]
+			binary.LittleEndian.PutUint32(dst[4*r:], math.Float32bits(f16(blk)))
+			binary.LittleEndian.PutUint32(dst[64+4*r:], math.Float32bits(f16(blk[2:])/8))
+			for s := range 8 {
+				sub := dst[128+s*(32+256):][:32+256]
+				sub[r], sub[16+r] = kScaleMin(s, blk[4:16])
+				qs := blk[16+32*(s/2):][:32]
+				shift := 4 * (s % 2)
+				for v := range 4 {
+					for c := range 4 {
+						lo, hi := qs[4*v+c]>>shift&15, qs[16+4*v+c]>>shift&15
+						sub[32+64*v+4*r+c] = lo | hi<<4
+					}
+				}
+			}
 		}
+	}
+	return mem
+}
+
+// tiledAsm adapts generated tiled kernels (wideKernel signature) to activations from
+// prepTokenVNNI; w and rowBytes are the packed copy from the tile of its first row and the
+// bytes of a tile.
+func tiledAsm(ks []wideKernel) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+	return func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+		if nrows == 0 {
+			return
+		}
+		groups := (a.nb + 15) / 16
+		_ = out[(ntok-1)*ostride+nrows-1]
+		_ = w[(nrows+tileRows-1)/tileRows*rowBytes-1]
+		_ = a.q[(groups-1)*a.stride+(tok+ntok)*packedActBytes-1]
+		x := unsafe.Pointer(&a.q[tok*packedActBytes])
+		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, a.nb/8, x, a.stride)
 	}
 }
 
