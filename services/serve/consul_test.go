@@ -68,17 +68,25 @@ func TestConsulDiscovery(t *testing.T) {
 	want := s.plain(t, text, 48, sample.Params{})
 	// The verifier's view of drafts may trail the router's by a blocking query.
 	waitDraftView(t, drafts)
+	// On a loaded machine (CI's parallel packages under the race detector) the
+	// verifier may finish a 48-token request, its prompt cached, before the draft's
+	// first proposal arrives; so a few tries, each with plain decoding's output.
 	check := func(what string) {
 		t.Helper()
-		r, err := s.generate(context.Background(), request(text, 48, 0, 0, 4))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if !slices.Equal(r.ids, want) {
-			t.Fatalf("%s: output differs from plain decoding", what)
-		}
-		if r.final.GetStats().GetDraftedTokens() == 0 {
-			t.Fatalf("%s: no speculation through the discovered draft", what)
+		for try := 1; ; try++ {
+			r, err := s.generate(context.Background(), request(text, 48, 0, 0, 4))
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if !slices.Equal(r.ids, want) {
+				t.Fatalf("%s: output differs from plain decoding", what)
+			}
+			if r.final.GetStats().GetDraftedTokens() > 0 {
+				return
+			}
+			if try == 5 {
+				t.Fatalf("%s: no speculation through the discovered draft in %d requests", what, try)
+			}
 		}
 	}
 	check("through Consul")
