@@ -44,6 +44,7 @@ type Guard struct {
 	log     *slog.Logger
 	metrics *telemetry.Metrics // refusals are counted in specd_requests_total; nil: not
 	now     func() time.Time
+	sample  services.LogSampler // refusal records, by key name and code
 
 	mu  sync.Mutex
 	tab quota.Table // by key name
@@ -51,7 +52,7 @@ type Guard struct {
 
 // NewGuard returns a guard over keys; metrics may be nil.
 func NewGuard(keys *Keys, log *slog.Logger, metrics *telemetry.Metrics) *Guard {
-	return &Guard{keys: keys, log: log, metrics: metrics, now: time.Now}
+	return &Guard{keys: keys, log: log, metrics: metrics, now: time.Now, sample: services.LogSampler{Every: services.RefusalLogEvery}}
 }
 
 // ServerOptions install the guard's interceptors on a server.
@@ -132,10 +133,14 @@ func (g *Guard) enter(ctx context.Context, method string) (context.Context, apik
 	return ctx, k, nil
 }
 
-// refuse logs and counts a refused request and returns its status.
+// refuse logs and counts a refused request and returns its status. Every refusal is
+// counted; the log gets one record per key (or none) and code per RefusalLogEvery, with
+// the number held back, so a flood of bad keys cannot fill it.
 func (g *Guard) refuse(ctx context.Context, method string, err error) error {
 	st := services.Status(err)
-	g.log.InfoContext(ctx, "request refused", "method", method, "peer", services.PeerID(ctx), "code", status.Code(st).String(), "err", err)
+	if ok, held := g.sample.Allow(telemetry.KeyFrom(ctx)+" "+status.Code(st).String(), g.now()); ok {
+		g.log.InfoContext(ctx, "request refused", "method", method, "peer", services.PeerID(ctx), "code", status.Code(st).String(), "err", err, "refused_unlogged", held)
+	}
 	if method == methodGenerate || method == methodComplete {
 		g.metrics.RecordRequest(ctx, telemetry.RequestStats{Code: status.Code(st)})
 	}

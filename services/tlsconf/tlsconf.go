@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -107,9 +106,6 @@ func (s *Source) ClientCredentials(want Identities) credentials.TransportCredent
 	return credentials.NewTLS(s.clientTLS(want))
 }
 
-// RefusalLogEvery is the least time between two logs of a refused call.
-const RefusalLogEvery = 10 * time.Second
-
 // exempt is the gRPC service any caller with a verified certificate may call whatever
 // its identity: health checks, which Consul agents and probes make with certificates of
 // their own. (Reflection is not exempt: it describes the API to those who may call it.)
@@ -120,24 +116,14 @@ const exempt = "grpc.health.v1.Health"
 // certificate): UNAUTHENTICATED without one, PERMISSION_DENIED
 // for an identity not allowed. Use it with ServerCredentials of a Source with a CA.
 // Refusals are logged to log (nil: not logged) as a warning naming the caller and the
-// method, at most one a RefusalLogEvery with the count refused meanwhile.
+// method, at most one a services.RefusalLogEvery with the count refused meanwhile.
 func Authorize(allowed Identities, log *slog.Logger) []grpc.ServerOption {
-	var mu sync.Mutex
-	var last time.Time
-	var quiet int // refusals not logged since last
+	sample := &services.LogSampler{Every: services.RefusalLogEvery}
 	check := func(ctx context.Context, method string) error {
 		err := authorize(ctx, allowed, method)
 		if err != nil && log != nil {
-			mu.Lock()
-			now := time.Now()
-			if now.Sub(last) < RefusalLogEvery {
-				quiet++
-				mu.Unlock()
-			} else {
-				n := quiet
-				last, quiet = now, 0
-				mu.Unlock()
-				log.WarnContext(ctx, "tls: call refused", "peer", services.PeerID(ctx), "method", method, "err", err, "refused_unlogged", n)
+			if ok, held := sample.Allow("", time.Now()); ok {
+				log.WarnContext(ctx, "tls: call refused", "peer", services.PeerID(ctx), "method", method, "err", err, "refused_unlogged", held)
 			}
 		}
 		return services.Status(err)

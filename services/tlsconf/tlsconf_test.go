@@ -205,7 +205,7 @@ func TestRefusalLogged(t *testing.T) {
 		}
 	}
 	if len(logs) != 1 {
-		t.Fatalf("%d records after 3 refusals within %v, want 1", len(logs), tlsconf.RefusalLogEvery)
+		t.Fatalf("%d records after 3 refusals within %v, want 1", len(logs), services.RefusalLogEvery)
 	}
 	rec := <-logs
 	got := map[string]string{}
