@@ -93,6 +93,24 @@ func seq(first, step, k int) []int {
 	return r
 }
 
+// groupHeader writes the TEXT line, Go declaration and argument loads of a kernel over
+// groups of rows: out DI, ostride R13 (bytes), w SI, rowBytes R15, nrows R8, ngroups
+// R11, x AX, xstride R9. flags is the TEXT line's flags and frame, e.g. "NOSPLIT, $0-64".
+func groupHeader(name, flags string) {
+	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
+	fmt.Fprintf(&s, "TEXT ·%s(SB), %s\n", name, flags)
+	fmt.Fprintf(&gs, "\n//go:noescape\nfunc %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
+	p("MOVQ out+0(FP), DI")
+	p("MOVQ ostride+8(FP), R13")
+	p("SHLQ $2, R13")
+	p("MOVQ w+16(FP), SI")
+	p("MOVQ rowBytes+24(FP), R15")
+	p("MOVQ nrows+32(FP), R8")
+	p("MOVQ ngroups+40(FP), R11")
+	p("MOVQ x+48(FP), AX")
+	p("MOVQ xstride+56(FP), R9")
+}
+
 func header(name string) {
 	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)\n", name)
 	fmt.Fprintf(&s, "TEXT ·%s(SB), NOSPLIT, $0-72\n", name)
@@ -949,18 +967,7 @@ func packedWide512(lay kindLayout, k int) {
 	q4 := lay.nib
 	name := fmt.Sprintf("dot%sWVNNIx%d", lay.name, k)
 	frame := k*wideTokBytes + 2*k*64 + 64
-	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
-	fmt.Fprintf(&s, "TEXT ·%s(SB), $%d-64\n", name, frame)
-	fmt.Fprintf(&gs, "\n//go:noescape\nfunc %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
-	p("MOVQ out+0(FP), DI")
-	p("MOVQ ostride+8(FP), R13")
-	p("SHLQ $2, R13")
-	p("MOVQ w+16(FP), SI")
-	p("MOVQ rowBytes+24(FP), R15")
-	p("MOVQ nrows+32(FP), R8")
-	p("MOVQ ngroups+40(FP), R11")
-	p("MOVQ x+48(FP), AX")
-	p("MOVQ xstride+56(FP), R9")
+	groupHeader(name, fmt.Sprintf("$%d-64", frame))
 	p("MOVQ SP, R12")
 	p("ADDQ $63, R12")
 	p("ANDQ $-64, R12")
@@ -1218,18 +1225,7 @@ const (
 // Z29 dmin/8, Z30 scratch, Z31 0x0f bytes; K1 the rows of the tile.
 func tileQ4K(k int) {
 	name := fmt.Sprintf("dotQ4KTVNNIx%d", k)
-	fmt.Fprintf(&s, "\n// func %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
-	fmt.Fprintf(&s, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
-	fmt.Fprintf(&gs, "\n//go:noescape\nfunc %s(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)\n", name)
-	p("MOVQ out+0(FP), DI")
-	p("MOVQ ostride+8(FP), R13")
-	p("SHLQ $2, R13")
-	p("MOVQ w+16(FP), SI")
-	p("MOVQ rowBytes+24(FP), R15")
-	p("MOVQ nrows+32(FP), R8")
-	p("MOVQ ngroups+40(FP), R11")
-	p("MOVQ x+48(FP), AX")
-	p("MOVQ xstride+56(FP), R9")
+	groupHeader(name, "NOSPLIT, $0-64")
 	p("MOVL $0x0f0f0f0f, DX")
 	p("VPBROADCASTD DX, Z31")
 	p("TESTQ R8, R8")
