@@ -435,12 +435,24 @@ func rowPairs(nacc int, accA, accB []int, body, last func()) {
 }
 
 // tailMask512 sets K1 to the low R12 (tail) bits.
-func tailMask512() {
-	p("MOVQ R12, CX")
+func tailMask512() { lowMask512("R12") }
+
+// lowMask512 sets K1 to the low reg bits (reg ≤ 16), through CX and DX.
+func lowMask512(reg string) {
+	p("MOVQ %s, CX", reg)
 	p("MOVL $1, DX")
 	p("SHLL CX, DX")
 	p("DECL DX")
 	p("KMOVW DX, K1")
+}
+
+// blockRows512 sets R14 to the rows of the next block of up to 16, min(16, R8), and K1
+// to their lanes.
+func blockRows512() {
+	p("MOVQ $16, R14")
+	p("CMPQ R8, R14")
+	p("CMOVQLT R8, R14")
+	lowMask512("R14")
 }
 
 // floatRow512 emits one row of float512 for k tokens into accumulators acc+2t (even) and
@@ -979,15 +991,7 @@ func packedWide512(lay kindLayout, k int) {
 	p("TESTQ R8, R8")
 	p("JZ done")
 	label("block")
-	// R14 = rows of this block, min(16, R8); K1 their lanes.
-	p("MOVQ $%d, R14", wideBlockRows)
-	p("CMPQ R8, R14")
-	p("CMOVQLT R8, R14")
-	p("MOVQ R14, CX")
-	p("MOVL $1, DX")
-	p("SHLL CX, DX")
-	p("DECL DX")
-	p("KMOVW DX, K1")
+	blockRows512()
 	p("SUBQ R14, R8")
 	p("MOVQ R12, R10")
 	label("pair")
@@ -1231,14 +1235,7 @@ func tileQ4K(k int) {
 	p("TESTQ R8, R8")
 	p("JZ done")
 	label("tile")
-	p("MOVQ $16, R14")
-	p("CMPQ R8, R14")
-	p("CMOVQLT R8, R14")
-	p("MOVQ R14, CX")
-	p("MOVL $1, DX")
-	p("SHLL CX, DX")
-	p("DECL DX")
-	p("KMOVW DX, K1")
+	blockRows512()
 	for t := range k {
 		p("VPXORD Z%d, Z%d, Z%d", 18+t, 18+t, 18+t)
 	}
