@@ -158,3 +158,89 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 		t.Errorf("prefix cache: no hits on prompts sharing prefixes (%+v)", ps)
 	}
 }
+
+// TestDraftSwitchExploresWhilePlain runs requests one at a time, speculative and plain
+// alternately (as specd bench does), through the scheduler production runs, wired as
+// the verifier service wires it: a request gets its draft only if the switch is on when
+// it arrives (a draft that is not checked still costs compute), and each step's wall
+// time is that of a machine where a pass of n tokens costs 1 ms + 0.1 ms a token, so
+// that checking drafts commits tokens faster. Requests that run plainly because the
+// switch was off when they arrived must still measure plain decoding; when they did
+// not, the first exploration left the switch off for good.
+func TestDraftSwitchExploresWhilePlain(t *testing.T) {
+	p := loadPair(t)
+	kv, err := p.target.NewKVPool(16<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	t.Cleanup(pool.Close)
+	s := verifier.NewScheduler(p.target.NewBatch(pool, 16), p.target, kv, nil, verifier.Config{MaxRunning: 1, MaxQueue: 1, MaxGamma: 4})
+	prompt := p.target.Tok.Encode("Once upon a time", true)
+	const reqs, n = 120, 24
+	withDraft := make([]bool, reqs)
+	for i := range reqs {
+		speculative := i%2 == 0
+		withDraft[i] = speculative && s.DraftsOn()
+		err := s.Submit(verifier.ID(i), verifier.Job{
+			Request:   verifier.Request{Prompt: prompt, Mode: spec.Coupled, Limits: limits(p.target, n)},
+			Spec:      speculative,
+			Draftable: speculative,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ds *draft.Session
+		for done := false; !done; {
+			if ds != nil && ds.Outstanding() < 2 && ds.CanDraft() {
+				pr, ok, err := ds.Draft(func() bool { return false })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					s.Propose(verifier.ID(i), pr)
+				}
+			}
+			if !s.HasWork() {
+				s.Timer()
+			}
+			r, err := s.Step()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wall := time.Millisecond + time.Duration(r.Tokens)*100*time.Microsecond
+			s.ObservePass(r.Tokens, wall)
+			s.ObserveStep(wall)
+			for _, u := range r.Updates {
+				if u.Err != nil {
+					t.Fatalf("request %d: %v", i, u.Err)
+				}
+				if u.Admitted && withDraft[i] {
+					if ds, err = draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Mode: spec.Coupled, Gamma: 4, MaxPosition: p.target.Context}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, v := range u.Verdicts {
+					if err := ds.Apply(v); err != nil {
+						t.Fatal(err)
+					}
+				}
+				done = done || u.Done
+			}
+		}
+	}
+	// The first request speculates; somewhere the switch tries plain decoding; by the
+	// second half it must have come back to drafts, which pay on this machine.
+	off, late := 0, 0
+	for i := 0; i < reqs; i += 2 {
+		if !withDraft[i] {
+			off++
+		}
+		if withDraft[i] && i >= reqs/2 {
+			late++
+		}
+	}
+	if !withDraft[0] || off == 0 || late < reqs/6 {
+		t.Errorf("speculative requests given a draft: %v (odd: plain); want the first, some not (an exploration), and most of the second half (%d of %d)", withDraft, late, reqs/4)
+	}
+}

@@ -30,7 +30,6 @@ type draftSwitch struct {
 	elapsed time.Duration // in the current epoch
 	tokens  int           // committed in the counted part of the epoch
 	counted time.Duration
-	drafted bool // the epoch has seen a request with a draft
 	bands   [8]band
 }
 
@@ -57,9 +56,12 @@ func loadBand(running int) int {
 }
 
 // observe records a step's wall time and the tokens it committed, with the requests
-// running and whether any of them has a draft.
-func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, drafted bool) {
-	if running == 0 {
+// running and whether the step measures the current setting: with drafts on, a
+// running request's draft has proposed; off, a running request could have had one.
+// Other steps are not counted: requests without drafts (or, just after the switch
+// turned on, whose drafts are not connected yet) measure neither setting.
+func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, measurable bool) {
+	if running == 0 || !measurable {
 		return
 	}
 	if d.band < 0 {
@@ -70,14 +72,13 @@ func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, draft
 		d.tokens += tokens
 		d.counted += wall
 	}
-	d.drafted = d.drafted || drafted
 	if d.elapsed < epochLen {
 		return
 	}
 	// The epoch counts for the band it started in; the next starts in the band of
 	// the load now, in that band's choice.
 	next := d.on
-	if d.drafted && d.counted > 0 {
+	if d.counted > 0 {
 		next = d.bands[d.band].record(d.on, float64(d.tokens)/d.counted.Seconds())
 	}
 	if b := loadBand(running); b != d.band {
@@ -85,7 +86,7 @@ func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, draft
 		next = d.bands[b].prefer(next)
 	}
 	d.on = next
-	d.elapsed, d.tokens, d.counted, d.drafted = 0, 0, 0, false
+	d.elapsed, d.tokens, d.counted = 0, 0, 0
 }
 
 // prefer is the setting to start the band in: its better one once both are measured.

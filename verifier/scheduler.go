@@ -53,6 +53,10 @@ type Job struct {
 	// Gamma, when > 0, fixes the draft tokens checked per pass (at most MaxGamma),
 	// whatever the controller would choose.
 	Gamma int
+	// Draftable: the request has a draft it could speculate with, whether or not the
+	// caller connected it (a caller may leave it unconnected while DraftsOn is false).
+	// With drafts off, only such requests measure what decoding plainly gives up.
+	Draftable bool
 }
 
 // Sentinel errors of Submit.
@@ -253,11 +257,18 @@ func (s *Scheduler) ObservePass(n int, d time.Duration) { s.cost.Observe(n, d) }
 // the measured choice of checking drafts at all (see draftSwitch); a caller that never
 // calls it keeps drafts on.
 func (s *Scheduler) ObserveStep(wall time.Duration) {
-	drafted := false
+	// A setting is measured only on steps that could have gone the other way: with
+	// drafts on, while a request's draft has proposed; with them off, while a request
+	// that could speculate with a draft runs plainly.
+	measurable := false
 	for _, e := range s.running {
-		drafted = drafted || e.drafted
+		if s.drafts.on {
+			measurable = measurable || e.drafted
+		} else {
+			measurable = measurable || e.job.Spec && e.job.Draftable
+		}
 	}
-	s.drafts.observe(s.committed, wall, len(s.running), drafted)
+	s.drafts.observe(s.committed, wall, len(s.running), measurable)
 }
 
 // DraftsOn reports whether the scheduler speculates at the moment: checks proposals

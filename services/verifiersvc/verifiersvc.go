@@ -242,16 +242,19 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	// context while the verifier does — unless the engine measures plain decoding
 	// faster at the moment (verifier.Scheduler.DraftsOn): a draft that is not checked
 	// still costs a stream, a prefill and its first rounds. A request that fixed γ
-	// always gets its draft.
+	// always gets its draft. One left without its draft still tells the engine's
+	// switch what plain decoding gives (Job.Draftable).
 	addr := req.GetDraftAddress()
 	if addr != "" && !s.knownDraft(addr) {
 		s.refuseDraft(ctx, addr)
 		addr = ""
 	}
-	if addr != "" && q.Spec && (e.speculating.Load() || q.Gamma > 0) {
+	job.Draftable = addr != "" && q.Spec
+	if job.Draftable && (e.speculating.Load() || q.Gamma > 0) {
 		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, max(q.Gamma, 1, min(4, s.cfg.Engine.Sched.MaxGamma)))
 		if err != nil {
 			r.fallback(err)
+			job.Draftable = false
 		} else {
 			defer link.close()
 			r.link = link
