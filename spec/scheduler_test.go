@@ -159,29 +159,77 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 	}
 }
 
-// TestDraftSwitchExploresWhilePlain runs requests one at a time, speculative and plain
-// alternately (as specd bench does), through the scheduler production runs, wired as
-// the verifier service wires it: a request gets its draft only if the switch is on when
-// it arrives (a draft that is not checked still costs compute), and each step's wall
-// time is that of a machine where a pass of n tokens costs 1 ms + 0.1 ms a token, so
-// that checking drafts commits tokens faster. Requests that run plainly because the
-// switch was off when they arrived must still measure plain decoding; when they did
-// not, the first exploration left the switch off for good.
-func TestDraftSwitchExploresWhilePlain(t *testing.T) {
+// TestDraftSwitch drives the scheduler production runs as the verifier service wires
+// it: a speculative request gets its draft only if the switch is on when it arrives (a
+// draft that is not checked still costs compute), and each step's wall time is that of
+// a machine where a pass of n tokens costs 1 ms + 0.1 ms a token, plus, as when draft
+// and verifier share cores, draftCost for every running request whose draft is
+// connected. Requests come from concurrent clients, speculative and plain alternately
+// (as specd bench runs them).
+//   - One client, cheap drafts: speculation pays; requests that ran plainly because the
+//     switch was off when they arrived must still measure plain decoding (when they did
+//     not, the first exploration left the switch off for good), so the switch comes
+//     back on.
+//   - Sixteen clients, drafts costing more than they give: the switch stays off but for
+//     its explorations, and measures speculation only once the requests that arrived
+//     while it was off have been replaced by requests with drafts.
+func TestDraftSwitch(t *testing.T) {
 	p := loadPair(t)
-	kv, err := p.target.NewKVPool(16<<20, ggml.F32)
+	prompt := p.target.Tok.Encode("Once upon a time", true)
+	cases := []struct {
+		name      string
+		clients   int
+		reqs, n   int
+		draftCost time.Duration
+		check     func(late, lateSpec int) bool
+		want      string
+	}{
+		{"one client, drafts pay", 1, 120, 24, 0, func(late, lateSpec int) bool { return late >= lateSpec*2/3 }, "most"},
+		{"sixteen clients, drafts cost", 16, 480, 32, 600 * time.Microsecond, func(late, lateSpec int) bool { return late <= lateSpec/4 }, "few"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.clients > 1 && testing.Short() {
+				t.Skip("a few thousand passes of sixteen requests")
+			}
+			withDraft := runSwitch(t, p, prompt, c.clients, c.reqs, c.n, c.draftCost)
+			// Requests are numbered in arrival order; even ones are speculative.
+			off, late, lateSpec := 0, 0, 0
+			for i := 0; i < c.reqs; i += 2 {
+				if !withDraft[i] {
+					off++
+				}
+				if i >= c.reqs/2 {
+					lateSpec++
+					if withDraft[i] {
+						late++
+					}
+				}
+			}
+			if !withDraft[0] || off == 0 || !c.check(late, lateSpec) {
+				t.Errorf("speculative requests given a draft: %v (odd: plain); want the first, some not (an exploration), and %s of the second half (%d of %d)", withDraft, c.want, late, lateSpec)
+			}
+		})
+	}
+}
+
+// runSwitch runs reqs requests of n tokens from clients concurrent clients through a
+// scheduler (see TestDraftSwitch) and reports, by arrival, which got a draft.
+func runSwitch(t *testing.T, p pair, prompt []int32, clients, reqs, n int, draftCost time.Duration) []bool {
+	kv, err := p.target.NewKVPool(64<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := kernels.NewPool(1)
+	pool := kernels.NewPool(2)
 	t.Cleanup(pool.Close)
-	s := verifier.NewScheduler(p.target.NewBatch(pool, 16), p.target, kv, nil, verifier.Config{MaxRunning: 1, MaxQueue: 1, MaxGamma: 4})
-	prompt := p.target.Tok.Encode("Once upon a time", true)
-	const reqs, n = 120, 24
-	withDraft := make([]bool, reqs)
-	for i := range reqs {
+	s := verifier.NewScheduler(p.target.NewBatch(pool, 128), p.target, kv, nil, verifier.Config{MaxRunning: clients, MaxQueue: clients, MaxGamma: 4})
+	withDraft := make([]bool, 0, reqs)
+	drafts := map[verifier.ID]*draft.Session{}
+	live := 0
+	submit := func() {
+		i := len(withDraft)
 		speculative := i%2 == 0
-		withDraft[i] = speculative && s.DraftsOn()
+		withDraft = append(withDraft, speculative && s.DraftsOn())
 		err := s.Submit(verifier.ID(i), verifier.Job{
 			Request:   verifier.Request{Prompt: prompt, Mode: spec.Coupled, Limits: limits(p.target, n)},
 			Spec:      speculative,
@@ -190,57 +238,57 @@ func TestDraftSwitchExploresWhilePlain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ds *draft.Session
-		for done := false; !done; {
-			if ds != nil && ds.Outstanding() < 2 && ds.CanDraft() {
+		live++
+	}
+	for range clients {
+		submit()
+	}
+	for live > 0 {
+		for id, ds := range drafts {
+			if ds.Outstanding() < 2 && ds.CanDraft() {
 				pr, ok, err := ds.Draft(func() bool { return false })
 				if err != nil {
 					t.Fatal(err)
 				}
 				if ok {
-					s.Propose(verifier.ID(i), pr)
+					s.Propose(id, pr)
 				}
 			}
-			if !s.HasWork() {
-				s.Timer()
+		}
+		if !s.HasWork() {
+			s.Timer()
+		}
+		r, err := s.Step()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wall := time.Millisecond + time.Duration(r.Tokens)*100*time.Microsecond + time.Duration(len(drafts))*draftCost
+		s.ObservePass(r.Tokens, wall)
+		s.ObserveStep(wall)
+		for _, u := range r.Updates {
+			if u.Err != nil {
+				t.Fatalf("request %d: %v", u.ID, u.Err)
 			}
-			r, err := s.Step()
-			if err != nil {
-				t.Fatal(err)
+			if u.Admitted && withDraft[u.ID] {
+				ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Mode: spec.Coupled, Gamma: 4, MaxPosition: p.target.Context})
+				if err != nil {
+					t.Fatal(err)
+				}
+				drafts[u.ID] = ds
 			}
-			wall := time.Millisecond + time.Duration(r.Tokens)*100*time.Microsecond
-			s.ObservePass(r.Tokens, wall)
-			s.ObserveStep(wall)
-			for _, u := range r.Updates {
-				if u.Err != nil {
-					t.Fatalf("request %d: %v", i, u.Err)
+			for _, v := range u.Verdicts {
+				if err := drafts[u.ID].Apply(v); err != nil {
+					t.Fatal(err)
 				}
-				if u.Admitted && withDraft[i] {
-					if ds, err = draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Mode: spec.Coupled, Gamma: 4, MaxPosition: p.target.Context}); err != nil {
-						t.Fatal(err)
-					}
+			}
+			if u.Done {
+				delete(drafts, u.ID)
+				live--
+				if len(withDraft) < reqs {
+					submit()
 				}
-				for _, v := range u.Verdicts {
-					if err := ds.Apply(v); err != nil {
-						t.Fatal(err)
-					}
-				}
-				done = done || u.Done
 			}
 		}
 	}
-	// The first request speculates; somewhere the switch tries plain decoding; by the
-	// second half it must have come back to drafts, which pay on this machine.
-	off, late := 0, 0
-	for i := 0; i < reqs; i += 2 {
-		if !withDraft[i] {
-			off++
-		}
-		if withDraft[i] && i >= reqs/2 {
-			late++
-		}
-	}
-	if !withDraft[0] || off == 0 || late < reqs/6 {
-		t.Errorf("speculative requests given a draft: %v (odd: plain); want the first, some not (an exploration), and most of the second half (%d of %d)", withDraft, late, reqs/4)
-	}
+	return withDraft
 }

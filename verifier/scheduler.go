@@ -257,17 +257,21 @@ func (s *Scheduler) ObservePass(n int, d time.Duration) { s.cost.Observe(n, d) }
 // the measured choice of checking drafts at all (see draftSwitch); a caller that never
 // calls it keeps drafts on.
 func (s *Scheduler) ObserveStep(wall time.Duration) {
-	// A setting is measured only on steps that could have gone the other way: with
-	// drafts on, while a request's draft has proposed; with them off, while a request
-	// that could speculate with a draft runs plainly.
-	measurable := false
+	// A setting is measured only on steps that show it: with drafts off, while a
+	// request that could speculate with a draft runs plainly; with them on, while most
+	// such requests have their drafts proposing. Requests that arrived while drafts
+	// were off run without them, so just after the switch turns on a loaded verifier
+	// still decodes mostly plainly, and would measure that as speculation.
+	draftable, drafted := 0, 0
 	for _, e := range s.running {
-		if s.drafts.on {
-			measurable = measurable || e.drafted
-		} else {
-			measurable = measurable || e.job.Spec && e.job.Draftable
+		if e.job.Spec && e.job.Draftable {
+			draftable++
+			if e.drafted {
+				drafted++
+			}
 		}
 	}
+	measurable := draftable > 0 && (!s.drafts.on || drafted > 0 && 4*drafted >= 3*draftable)
 	s.drafts.observe(s.committed, wall, len(s.running), measurable)
 }
 
