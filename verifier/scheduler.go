@@ -402,16 +402,34 @@ func (s *Scheduler) admit(r *Ready) {
 }
 
 // gammaCap is the most draft tokens one pass may check for e.
-func (s *Scheduler) gammaCap(e *entry) int {
-	g := s.cfg.MaxGamma
-	if e.job.MaxGamma > 0 {
-		g = min(g, e.job.MaxGamma)
+func (s *Scheduler) gammaCap(e *entry) int { return e.job.GammaCap(s.cfg.MaxGamma) }
+
+// GammaCap is the most draft tokens one pass may check for j on a scheduler whose
+// Config.MaxGamma is maxGamma: j's MaxGamma and fixed Gamma only lower it.
+func (j Job) GammaCap(maxGamma int) int {
+	g := maxGamma
+	if j.MaxGamma > 0 {
+		g = min(g, j.MaxGamma)
 	}
-	if e.job.Gamma > 0 {
-		g = min(g, e.job.Gamma)
+	if j.Gamma > 0 {
+		g = min(g, j.Gamma)
 	}
 	return g
 }
+
+// FirstGamma is the γ j's draft should start with, before a verdict sets it: j's
+// fixed γ, else a few tokens, never above GammaCap(maxGamma) nor below 1.
+func (j Job) FirstGamma(maxGamma int) int {
+	const first = 4
+	g := j.GammaCap(maxGamma)
+	if j.Gamma == 0 {
+		g = min(g, first)
+	}
+	return max(g, 1)
+}
+
+// MaxGamma is Config.MaxGamma with its default filled in.
+func (s *Scheduler) MaxGamma() int { return s.cfg.MaxGamma }
 
 // Step admits what it can, runs one pass over every running request and returns what
 // it did. An error is the pass's own failure (a bug or a broken Forwarder): the

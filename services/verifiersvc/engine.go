@@ -26,6 +26,9 @@ type engine struct {
 	pool   *kernels.Pool
 	sched  *verifier.Scheduler
 	log    *slog.Logger
+	// maxGamma is the scheduler's cap on a request's γ (verifier.Scheduler.MaxGamma);
+	// fixed at start, read by request goroutines.
+	maxGamma int
 
 	submits chan submit
 	events  chan event
@@ -119,6 +122,7 @@ func newEngine(eng *services.Engine, cfg EngineConfig, log *slog.Logger) (*engin
 	st := eng.KV.Stats()
 	eng.KV.Reserve(st.Total * st.BlockTokens)
 	e.sched = verifier.NewScheduler(batch, m, eng.KV, e.prefix, cfg.Sched)
+	e.maxGamma = e.sched.MaxGamma()
 	e.speculating.Store(e.sched.DraftsOn())
 	if err := e.warm(batch); err != nil {
 		pool.Close()

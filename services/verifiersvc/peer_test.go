@@ -16,6 +16,7 @@ import (
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services/verifiersvc"
+	"github.com/specd-dev/specd/verifier"
 )
 
 // fakeDraft is a DraftService on loopback whose Speculate is the test's function: a
@@ -207,3 +208,39 @@ func TestMalformedProposal(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestDraftStartGamma: the γ a request's draft starts with (before any verdict sets
+// it) obeys the same limits as every later one: a client's max_gamma and fixed gamma
+// only lower the server's --max-gamma, never raise it.
+func TestDraftStartGamma(t *testing.T) {
+	checkLeaks(t)
+	fake := &fakeDraft{}
+	draft := startFakeDraft(t, fake)
+	ctx, client := startVerifier(t, verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}),
+		Engine: verifiersvc.EngineConfig{Threads: 1, Sched: verifier.Config{MaxGamma: 6}}})
+	for _, c := range []struct {
+		opt  *specdv1.SpeculationOptions
+		want uint32
+	}{
+		{&specdv1.SpeculationOptions{}, 4},
+		{&specdv1.SpeculationOptions{MaxGamma: 2}, 2},
+		{&specdv1.SpeculationOptions{MaxGamma: 20}, 4},
+		{&specdv1.SpeculationOptions{Gamma: 3}, 3},
+		{&specdv1.SpeculationOptions{Gamma: 20}, 6},
+		{&specdv1.SpeculationOptions{Gamma: 5, MaxGamma: 2}, 2},
+	} {
+		n := len(fake.Starts())
+		_, _, err := generateAll(ctx, client, &speculationv1.GenerateRequest{DraftAddress: draft, Request: &specdv1.GenerateRequest{
+			Prompt: "Once upon a time", MaxTokens: 4, Speculation: c.opt}})
+		if err != nil {
+			t.Fatalf("%v: %v", c.opt, err)
+		}
+		starts := fake.Starts()
+		if len(starts) != n+1 {
+			t.Fatalf("%v: the draft got %d starts, want 1", c.opt, len(starts)-n)
+		}
+		if g := starts[n].GetGamma(); g != c.want {
+			t.Errorf("speculation {%v} with --max-gamma 6: the draft starts with γ %d, want %d", c.opt, g, c.want)
+		}
+	}
+}

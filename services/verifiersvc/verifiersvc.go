@@ -250,7 +250,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		addr = ""
 	}
 	if addr != "" && q.Spec && (e.speculating.Load() || q.Gamma > 0) {
-		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, max(q.Gamma, 1, min(4, s.cfg.Engine.Sched.MaxGamma)))
+		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
 		if err != nil {
 			r.fallback(err)
 		} else {
