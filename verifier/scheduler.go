@@ -165,6 +165,7 @@ type entry struct {
 	behind  int
 	drafted bool // the request's draft has proposed
 	held    int  // passes left to sit out; 0: not held
+	noDraft bool // the draft is gone (DropDraft)
 }
 
 // A request whose draft has proposed but whose proposals have all arrived too late to
@@ -332,7 +333,7 @@ func (s *Scheduler) Submit(id ID, j Job) error {
 // unknown id (finished, cancelled) is ignored.
 func (s *Scheduler) Propose(id ID, p spec.Proposal) {
 	e, ok := s.byID[id]
-	if !ok || !e.job.Spec {
+	if !ok || !e.job.Spec || e.noDraft {
 		return
 	}
 	// A held request resumes with a proposal it can check; a stale one (drafted before
@@ -345,6 +346,19 @@ func (s *Scheduler) Propose(id ID, p spec.Proposal) {
 		e.props = e.props[1:]
 	}
 	e.props = append(e.props, p)
+}
+
+// DropDraft tells the scheduler that request id's draft is gone (its stream failed,
+// or it misbehaved): the proposals queued for it are dropped, later ones ignored, and
+// the request is never again held waiting for one; it decodes on plainly, guessing by
+// prompt lookup as before. An unknown id is ignored.
+func (s *Scheduler) DropDraft(id ID) {
+	e, ok := s.byID[id]
+	if !ok {
+		return
+	}
+	e.noDraft, e.drafted = true, false
+	e.props, e.held, e.behind = nil, 0, 0
 }
 
 // Cancel ends request id, queued or running, and frees its cache at once. An unknown

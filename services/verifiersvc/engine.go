@@ -50,8 +50,9 @@ type submit struct {
 }
 
 type event struct {
-	id       verifier.ID
-	proposal *arrival // nil: cancel
+	id        verifier.ID
+	proposal  *arrival // nil: cancel, unless dropDraft
+	dropDraft bool     // the request lost its draft (verifier.Scheduler.DropDraft)
 }
 
 // sink queues one request's updates from the engine goroutine to the request's own.
@@ -281,6 +282,10 @@ func (e *engine) submit(s submit) {
 }
 
 func (e *engine) event(ev event) {
+	if ev.dropDraft {
+		e.sched.DropDraft(ev.id)
+		return
+	}
 	if ev.proposal == nil {
 		e.sched.Cancel(ev.id)
 		delete(e.sinks, ev.id)

@@ -414,11 +414,17 @@ func (r *run) roundSpan(rd verifier.Round) {
 	span.End()
 }
 
-// fallback drops the draft after a failure; the request continues plainly.
+// fallback drops the draft after a failure; the request continues plainly, and the
+// engine, told so, no longer holds it waiting for the draft's proposals.
 func (r *run) fallback(err error) {
 	if r.link != nil {
 		r.link.close()
 		r.link = nil
+	}
+	if r.id != 0 {
+		// Only when the request's own context has ended does this fail; then the
+		// request is ending anyway.
+		_ = r.e.send(r.ctx, event{id: r.id, dropDraft: true})
 	}
 	r.stats.Fallbacks++
 	reason := "draft unavailable"
