@@ -61,6 +61,9 @@ var (
 	ErrQueueFull = errors.New("admission queue full")
 	// ErrDuplicate: a request with this ID is live.
 	ErrDuplicate = errors.New("request id already in use")
+	// ErrTooLarge: the request's prompt and greatest growth need more KV blocks than
+	// the whole cache has; it could never be admitted.
+	ErrTooLarge = errors.New("request larger than the whole KV cache budget")
 )
 
 // Update is what one Step did for one request.
@@ -307,9 +310,9 @@ func (s *Scheduler) blocks(j Job) int {
 	return (n+bt-1)/bt + 1
 }
 
-// Submit queues a request. It fails with ErrQueueFull when the queue is full, with an
-// error wrapping kvcache.ErrExhausted when the request could not fit even in an empty
-// cache, and with ErrDuplicate for an ID in use.
+// Submit queues a request. It fails with ErrQueueFull when the queue is full, with
+// ErrTooLarge when the request could not fit even in an empty cache, and with
+// ErrDuplicate for an ID in use.
 func (s *Scheduler) Submit(id ID, j Job) error {
 	if _, ok := s.byID[id]; ok {
 		return fmt.Errorf("%w: %d", ErrDuplicate, id)
@@ -318,7 +321,7 @@ func (s *Scheduler) Submit(id ID, j Job) error {
 		return generate.ErrEmptyPrompt
 	}
 	if need, total := s.blocks(j), s.kv.Stats().Total; need > total {
-		return fmt.Errorf("%w: the request needs %d KV blocks, the whole budget is %d", kvcache.ErrExhausted, need, total)
+		return fmt.Errorf("%w: it needs %d KV blocks, the whole budget is %d", ErrTooLarge, need, total)
 	}
 	if len(s.queue) >= s.cfg.MaxQueue {
 		return fmt.Errorf("%w: %d requests waiting, %d running", ErrQueueFull, len(s.queue), len(s.running))

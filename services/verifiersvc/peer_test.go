@@ -10,11 +10,16 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/verifiersvc"
 	"github.com/specd-dev/specd/verifier"
 )
@@ -241,6 +246,51 @@ func TestDraftStartGamma(t *testing.T) {
 		}
 		if g := starts[n].GetGamma(); g != c.want {
 			t.Errorf("speculation {%v} with --max-gamma 6: the draft starts with γ %d, want %d", c.opt, g, c.want)
+		}
+	}
+}
+
+// TestLargerThanBudget: a request that would not fit in the verifier's KV budget even
+// alone is a bad argument, not RESOURCE_EXHAUSTED: no retry would ever serve it, and
+// RESOURCE_EXHAUSTED promises a retry hint. One that fits is served.
+func TestLargerThanBudget(t *testing.T) {
+	checkLeaks(t)
+	// 6 MiB: six blocks of 64 positions of the target (1 MiB each), less than its
+	// context of 512 positions.
+	ctx, addr := startService(t, "specd-target-q8_0.gguf", 6<<20, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
+		return serve.Verifier(ctx, w, verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}}, lis)
+	})
+	cc, err := services.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	client := speculationv1.NewVerifierServiceClient(cc)
+	for _, c := range []struct {
+		maxTokens uint32
+		want      codes.Code
+	}{
+		{0, codes.InvalidArgument}, // up to the context: 512 positions
+		{400, codes.InvalidArgument},
+		{100, codes.OK},
+	} {
+		err := generatePlain(ctx, client, "Once upon a time", c.maxTokens)
+		s := status.Convert(err)
+		if s.Code() != c.want {
+			t.Errorf("max_tokens %d with a budget of 6 blocks: %v, want %v", c.maxTokens, err, c.want)
+			continue
+		}
+		if c.want != codes.InvalidArgument {
+			continue
+		}
+		var field string
+		for _, d := range s.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
+				field = br.GetFieldViolations()[0].GetField()
+			}
+		}
+		if field != "max_tokens" {
+			t.Errorf("max_tokens %d: %v names field %q, want max_tokens", c.maxTokens, err, field)
 		}
 	}
 }

@@ -262,8 +262,12 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	id, sk, err := e.Submit(ctx, job)
 	if err != nil {
-		if errors.Is(err, verifier.ErrQueueFull) {
+		switch {
+		case errors.Is(err, verifier.ErrQueueFull):
 			return &services.BusyError{Err: err, RetryAfter: e.retryAfter()}
+		case errors.Is(err, verifier.ErrTooLarge):
+			// No retry would serve it: the client must ask for less.
+			return services.BadField("max_tokens", "%d new tokens after a prompt of %d: %v", q.MaxTokens, len(committed), err)
 		}
 		return err
 	}
