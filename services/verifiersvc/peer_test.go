@@ -294,3 +294,42 @@ func TestLargerThanBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestRealDraftProposalsPass: the proposals of the real draft — greedy, coupled and
+// in rejection mode with its distributions — pass the verifier's check of proposals
+// (TestMalformedProposal): they are verified, and the draft is never dropped.
+func TestRealDraftProposalsPass(t *testing.T) {
+	checkLeaks(t)
+	draft := startDraft(t)
+	ctx, client := startVerifier(t, verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}),
+		Engine: verifiersvc.EngineConfig{Threads: 1}})
+	sampled := &specdv1.SamplingParams{Temperature: 0.8, Seed: ptr(uint64(7))}
+	for _, c := range []struct {
+		name     string
+		sampling *specdv1.SamplingParams
+		mode     specdv1.VerificationMode
+	}{
+		{"greedy", nil, 0},
+		{"coupled", sampled, specdv1.VerificationMode_VERIFICATION_MODE_COUPLED},
+		{"rejection", sampled, specdv1.VerificationMode_VERIFICATION_MODE_REJECTION},
+	} {
+		// A just-started draft on a busy machine may first propose after a request
+		// has ended (see TestDraftAddressOutsideView): try a few times.
+		for try := 1; ; try++ {
+			_, stats, err := generateAll(ctx, client, &speculationv1.GenerateRequest{DraftAddress: draft, Request: &specdv1.GenerateRequest{
+				Prompt: "Once upon a time", MaxTokens: 64, Sampling: c.sampling, Speculation: &specdv1.SpeculationOptions{Gamma: 4, Mode: c.mode}}})
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if stats.GetFallbacks() != 0 {
+				t.Fatalf("%s: the real draft was dropped (%d fallbacks)", c.name, stats.GetFallbacks())
+			}
+			if stats.GetDraftedTokens() > 0 {
+				break
+			}
+			if try == 10 {
+				t.Fatalf("%s: no draft token checked in %d requests", c.name, try)
+			}
+		}
+	}
+}
