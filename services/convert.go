@@ -35,6 +35,15 @@ type Request struct {
 	Mode                spec.Mode // 0: the server's default
 }
 
+// Limits on a request's stop strings. Every committed token of a request is checked
+// against all of them on the verifier's one engine goroutine, which runs every
+// request's passes: unbounded, one request's 100,000 stop strings cost 40 ms a token
+// and slowed every request sharing the verifier that much per pass.
+const (
+	MaxStops     = 16
+	MaxStopBytes = 256
+)
+
 // ParseRequest validates a public request, naming the first bad field. An unset seed
 // is drawn at random here, once, so that a resumed request keeps the same seed.
 func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
@@ -61,9 +70,15 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 		}
 		q.AddGenerationPrompt = r.AddGenerationPrompt == nil || r.GetAddGenerationPrompt()
 	}
+	if len(q.Stop) > MaxStops {
+		return q, BadField("stop", "%d stop strings: at most %d", len(q.Stop), MaxStops)
+	}
 	for i, s := range q.Stop {
 		if s == "" {
 			return q, BadField("stop", "stop string %d is empty", i)
+		}
+		if len(s) > MaxStopBytes {
+			return q, BadField("stop", "stop string %d is %d bytes: at most %d", i, len(s), MaxStopBytes)
 		}
 	}
 	sp := r.GetSampling()

@@ -3,6 +3,8 @@ package services
 import (
 	"errors"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -146,6 +148,33 @@ func TestParseRequestInputs(t *testing.T) {
 			if err == nil && (m.Role != tc.req.Messages[i].Role || m.Content != tc.req.Messages[i].Content) {
 				t.Errorf("%s: message %d = %+v, want %v", tc.name, i, m, tc.req.Messages[i])
 			}
+		}
+	}
+}
+
+// TestParseRequestStops: stop strings are non-empty, at most MaxStopBytes long and
+// at most MaxStops of them — a request's stop strings are checked on every token it
+// commits, on the engine goroutine every request shares.
+func TestParseRequestStops(t *testing.T) {
+	long := strings.Repeat("e", MaxStopBytes)
+	for _, tc := range []struct {
+		name string
+		stop []string
+		ok   bool
+	}{
+		{"none", nil, true},
+		{"the most", slices.Repeat([]string{long}, MaxStops), true},
+		{"one too many", slices.Repeat([]string{"x"}, MaxStops+1), false},
+		{"one too long", []string{"x", long + "e"}, false},
+		{"empty", []string{"x", ""}, false},
+	} {
+		_, err := ParseRequest(&specdv1.GenerateRequest{Prompt: "x", Stop: tc.stop})
+		var fe *FieldError
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: ParseRequest = %v, want success", tc.name, err)
+		case !tc.ok && (!errors.As(err, &fe) || fe.Field != "stop"):
+			t.Errorf("%s: ParseRequest = %v, want a FieldError for stop", tc.name, err)
 		}
 	}
 }

@@ -292,3 +292,69 @@ func runSwitch(t *testing.T, p pair, prompt []int32, clients, reqs, n int, draft
 	}
 	return withDraft
 }
+
+// TestSchedulerDropDraft: a request whose draft has proposed is held, now and then,
+// waiting for the draft to catch up — unless the draft is gone (DropDraft): a request
+// that lost its draft decodes on plainly without ever waiting for a proposal that
+// cannot come, and commits what plain decoding commits.
+func TestSchedulerDropDraft(t *testing.T) {
+	p := loadPair(t)
+	prompt := p.target.Tok.Encode("Once upon a time", true)
+	const n = 60
+	want := plain(t, p, prompt, n, sample.Params{})
+	for _, c := range []struct {
+		drop     bool
+		wantHeld bool
+	}{
+		{drop: false, wantHeld: true}, // the draft is slow: the request waits for it
+		{drop: true, wantHeld: false},
+	} {
+		kv, err := p.target.NewKVPool(16<<20, ggml.F32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := verifier.NewScheduler(p.target.NewBatch(p.pool, 16), p.target, kv, nil, verifier.Config{})
+		if err := s.Submit(1, verifier.Job{Request: verifier.Request{Prompt: prompt, Limits: limits(p.target, n)}, Spec: true}); err != nil {
+			t.Fatal(err)
+		}
+		var got []int32
+		held, proposed := false, false
+		for done := false; !done; {
+			if !s.HasWork() {
+				if !s.Held() {
+					t.Fatalf("drop %v: no work, nothing held, request not done", c.drop)
+				}
+				held = true
+				s.Timer()
+			}
+			r, err := s.Step()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range r.Updates {
+				if u.Err != nil {
+					t.Fatal(u.Err)
+				}
+				for _, tk := range u.Tokens {
+					got = append(got, tk.ID)
+				}
+				done = done || u.Done
+			}
+			if !proposed && len(got) > 0 {
+				// The draft proposes once, too late (the verifier has committed another
+				// token at its start), and then fails.
+				proposed = true
+				s.Propose(1, spec.Proposal{Round: 1, Start: len(prompt), Tokens: []int32{(got[0] + 1) % int32(p.target.Vocab)}})
+				if c.drop {
+					s.DropDraft(1)
+				}
+			}
+		}
+		if held != c.wantHeld {
+			t.Errorf("drop %v: held waiting for the draft %v, want %v", c.drop, held, c.wantHeld)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("drop %v: got %v\nwant %v (plain)", c.drop, got, want)
+		}
+	}
+}

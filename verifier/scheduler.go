@@ -65,6 +65,9 @@ var (
 	ErrQueueFull = errors.New("admission queue full")
 	// ErrDuplicate: a request with this ID is live.
 	ErrDuplicate = errors.New("request id already in use")
+	// ErrTooLarge: the request's prompt and greatest growth need more KV blocks than
+	// the whole cache has; it could never be admitted.
+	ErrTooLarge = errors.New("request larger than the whole KV cache budget")
 )
 
 // Update is what one Step did for one request.
@@ -169,6 +172,7 @@ type entry struct {
 	behind  int
 	drafted bool // the request's draft has proposed
 	held    int  // passes left to sit out; 0: not held
+	noDraft bool // the draft is gone (DropDraft)
 }
 
 // A request whose draft has proposed but whose proposals have all arrived too late to
@@ -321,9 +325,9 @@ func (s *Scheduler) blocks(j Job) int {
 	return (n+bt-1)/bt + 1
 }
 
-// Submit queues a request. It fails with ErrQueueFull when the queue is full, with an
-// error wrapping kvcache.ErrExhausted when the request could not fit even in an empty
-// cache, and with ErrDuplicate for an ID in use.
+// Submit queues a request. It fails with ErrQueueFull when the queue is full, with
+// ErrTooLarge when the request could not fit even in an empty cache, and with
+// ErrDuplicate for an ID in use.
 func (s *Scheduler) Submit(id ID, j Job) error {
 	if _, ok := s.byID[id]; ok {
 		return fmt.Errorf("%w: %d", ErrDuplicate, id)
@@ -332,7 +336,7 @@ func (s *Scheduler) Submit(id ID, j Job) error {
 		return generate.ErrEmptyPrompt
 	}
 	if need, total := s.blocks(j), s.kv.Stats().Total; need > total {
-		return fmt.Errorf("%w: the request needs %d KV blocks, the whole budget is %d", kvcache.ErrExhausted, need, total)
+		return fmt.Errorf("%w: it needs %d KV blocks, the whole budget is %d", ErrTooLarge, need, total)
 	}
 	if len(s.queue) >= s.cfg.MaxQueue {
 		return fmt.Errorf("%w: %d requests waiting, %d running", ErrQueueFull, len(s.queue), len(s.running))
@@ -347,7 +351,7 @@ func (s *Scheduler) Submit(id ID, j Job) error {
 // unknown id (finished, cancelled) is ignored.
 func (s *Scheduler) Propose(id ID, p spec.Proposal) {
 	e, ok := s.byID[id]
-	if !ok || !e.job.Spec {
+	if !ok || !e.job.Spec || e.noDraft {
 		return
 	}
 	// A held request resumes with a proposal it can check; a stale one (drafted before
@@ -360,6 +364,19 @@ func (s *Scheduler) Propose(id ID, p spec.Proposal) {
 		e.props = e.props[1:]
 	}
 	e.props = append(e.props, p)
+}
+
+// DropDraft tells the scheduler that request id's draft is gone (its stream failed,
+// or it misbehaved): the proposals queued for it are dropped, later ones ignored, and
+// the request is never again held waiting for one; it decodes on plainly, guessing by
+// prompt lookup as before. An unknown id is ignored.
+func (s *Scheduler) DropDraft(id ID) {
+	e, ok := s.byID[id]
+	if !ok {
+		return
+	}
+	e.noDraft, e.drafted = true, false
+	e.props, e.held, e.behind = nil, 0, 0
 }
 
 // Cancel ends request id, queued or running, and frees its cache at once. An unknown
@@ -417,16 +434,34 @@ func (s *Scheduler) admit(r *Ready) {
 }
 
 // gammaCap is the most draft tokens one pass may check for e.
-func (s *Scheduler) gammaCap(e *entry) int {
-	g := s.cfg.MaxGamma
-	if e.job.MaxGamma > 0 {
-		g = min(g, e.job.MaxGamma)
+func (s *Scheduler) gammaCap(e *entry) int { return e.job.GammaCap(s.cfg.MaxGamma) }
+
+// GammaCap is the most draft tokens one pass may check for j on a scheduler whose
+// Config.MaxGamma is maxGamma: j's MaxGamma and fixed Gamma only lower it.
+func (j Job) GammaCap(maxGamma int) int {
+	g := maxGamma
+	if j.MaxGamma > 0 {
+		g = min(g, j.MaxGamma)
 	}
-	if e.job.Gamma > 0 {
-		g = min(g, e.job.Gamma)
+	if j.Gamma > 0 {
+		g = min(g, j.Gamma)
 	}
 	return g
 }
+
+// FirstGamma is the γ j's draft should start with, before a verdict sets it: j's
+// fixed γ, else a few tokens, never above GammaCap(maxGamma) nor below 1.
+func (j Job) FirstGamma(maxGamma int) int {
+	const first = 4
+	g := j.GammaCap(maxGamma)
+	if j.Gamma == 0 {
+		g = min(g, first)
+	}
+	return max(g, 1)
+}
+
+// MaxGamma is Config.MaxGamma with its default filled in.
+func (s *Scheduler) MaxGamma() int { return s.cfg.MaxGamma }
 
 // Step admits what it can, runs one pass over every running request and returns what
 // it did. An error is the pass's own failure (a bug or a broken Forwarder): the

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/internal/testmodels"
@@ -156,6 +157,21 @@ func TestFlagSet(t *testing.T) {
 		}
 		if got := flagSet(fs, "threads"); got != c.want {
 			t.Errorf("flagSet(%q, threads) = %v, want %v", c.args, got, c.want)
+		}
+	}
+}
+
+// TestVerifierQueueFlag: --queue must be positive; 0 or a negative count is a usage
+// error at start-up, not the scheduler's default of 256 waiting requests.
+func TestVerifierQueueFlag(t *testing.T) {
+	for _, q := range []string{"0", "-3"} {
+		// Were the flag taken, the verifier would serve until ctx ends.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var out, errb bytes.Buffer
+		code := realMain(ctx, []string{"verifier", "--listen", "127.0.0.1:0", "--queue", q}, &out, &errb)
+		cancel()
+		if code != 2 || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+			t.Errorf("verifier --queue %s: exit %d, stderr %q; want exit 2 and one line", q, code, errb.String())
 		}
 	}
 }

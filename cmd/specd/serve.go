@@ -210,8 +210,8 @@ func (o *verifierOptions) validate() error {
 	if o.lookup < 0 || o.lookup > 64 {
 		return usagef("--lookup %d: want 0..64", o.lookup)
 	}
-	if o.maxBatch < 1 || o.maxBatch > 4096 || o.maxRunning < 1 || o.prefillChunk < 1 || o.queueWait <= 0 {
-		return usagef("--max-batch %d, --max-running %d, --prefill-chunk %d, --queue-wait %v: want max-batch 1..4096, the others positive", o.maxBatch, o.maxRunning, o.prefillChunk, o.queueWait)
+	if o.maxBatch < 1 || o.maxBatch > 4096 || o.maxRunning < 1 || o.prefillChunk < 1 || o.queue < 1 || o.queueWait <= 0 {
+		return usagef("--max-batch %d, --max-running %d, --prefill-chunk %d, --queue %d, --queue-wait %v: want max-batch 1..4096, the others positive", o.maxBatch, o.maxRunning, o.prefillChunk, o.queue, o.queueWait)
 	}
 	if o.maxPrompt < 0 {
 		return usagef("--max-prompt-tokens %d: want ≥ 0", o.maxPrompt)

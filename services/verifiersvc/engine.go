@@ -26,6 +26,9 @@ type engine struct {
 	pool   *kernels.Pool
 	sched  *verifier.Scheduler
 	log    *slog.Logger
+	// maxGamma is the scheduler's cap on a request's γ (verifier.Scheduler.MaxGamma);
+	// fixed at start, read by request goroutines.
+	maxGamma int
 
 	submits chan submit
 	events  chan event
@@ -47,8 +50,9 @@ type submit struct {
 }
 
 type event struct {
-	id       verifier.ID
-	proposal *arrival // nil: cancel
+	id        verifier.ID
+	proposal  *arrival // nil: cancel, unless dropDraft
+	dropDraft bool     // the request lost its draft (verifier.Scheduler.DropDraft)
 }
 
 // sink queues one request's updates from the engine goroutine to the request's own.
@@ -119,6 +123,7 @@ func newEngine(eng *services.Engine, cfg EngineConfig, log *slog.Logger) (*engin
 	st := eng.KV.Stats()
 	eng.KV.Reserve(st.Total * st.BlockTokens)
 	e.sched = verifier.NewScheduler(batch, m, eng.KV, e.prefix, cfg.Sched)
+	e.maxGamma = e.sched.MaxGamma()
 	e.speculating.Store(e.sched.DraftsOn())
 	if err := e.warm(batch); err != nil {
 		pool.Close()
@@ -277,6 +282,10 @@ func (e *engine) submit(s submit) {
 }
 
 func (e *engine) event(ev event) {
+	if ev.dropDraft {
+		e.sched.DropDraft(ev.id)
+		return
+	}
 	if ev.proposal == nil {
 		e.sched.Cancel(ev.id)
 		delete(e.sinks, ev.id)

@@ -231,6 +231,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		Spec: q.Spec, MaxGamma: q.MaxGamma, Gamma: q.Gamma,
 	}
 	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0, arrivals: map[uint64]roundArrival{}}
+	r.vocab, r.dists = m.Vocab, mode == spec.Rejection && !q.Sampling.Greedy()
 	r.stats.PromptTokens = uint32(len(prompt))
 	r.prompt, r.promptFirst = prompt, rendered
 	r.stats.Verifier = &specdv1.Endpoint{Address: s.cfg.Address, Model: m.Name}
@@ -251,7 +252,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	job.Draftable = addr != "" && q.Spec
 	if job.Draftable && (e.speculating.Load() || q.Gamma > 0) {
-		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, max(q.Gamma, 1, min(4, s.cfg.Engine.Sched.MaxGamma)))
+		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
 		if err != nil {
 			r.fallback(err)
 			job.Draftable = false
@@ -264,8 +265,12 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	id, sk, err := e.Submit(ctx, job)
 	if err != nil {
-		if errors.Is(err, verifier.ErrQueueFull) {
+		switch {
+		case errors.Is(err, verifier.ErrQueueFull):
 			return &services.BusyError{Err: err, RetryAfter: e.retryAfter()}
+		case errors.Is(err, verifier.ErrTooLarge):
+			// No retry would serve it: the client must ask for less.
+			return services.BadField("max_tokens", "%d new tokens after a prompt of %d: %v", q.MaxTokens, len(committed), err)
 		}
 		return err
 	}
@@ -289,6 +294,8 @@ type run struct {
 	prompt      []int32 // as taken: sent back with the final message
 	promptFirst bool    // send prompt with the first message too (a rendered conversation)
 	draftModel  string
+	vocab       int  // the verifier's vocabulary: a proposal's tokens lie below it
+	dists       bool // rejection sampling: proposals carry a distribution per token
 	t0          time.Time
 	admitted    time.Time
 	first       time.Time
@@ -324,6 +331,10 @@ func (r *run) loop(sk *sink) error {
 		case a, ok := <-props:
 			if !ok {
 				r.fallback(r.link.err())
+				continue
+			}
+			if err := checkProposal(a.p, r.vocab, r.dists); err != nil {
+				r.fallback(err)
 				continue
 			}
 			rtt := r.link.roundTrip(a)
@@ -410,11 +421,17 @@ func (r *run) roundSpan(rd verifier.Round) {
 	span.End()
 }
 
-// fallback drops the draft after a failure; the request continues plainly.
+// fallback drops the draft after a failure; the request continues plainly, and the
+// engine, told so, no longer holds it waiting for the draft's proposals.
 func (r *run) fallback(err error) {
 	if r.link != nil {
 		r.link.close()
 		r.link = nil
+	}
+	if r.id != 0 {
+		// Only when the request's own context has ended does this fail; then the
+		// request is ending anyway.
+		_ = r.e.send(r.ctx, event{id: r.id, dropDraft: true})
 	}
 	r.stats.Fallbacks++
 	reason := "draft unavailable"
@@ -630,6 +647,40 @@ func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, 
 		}
 	}()
 	return l, nil
+}
+
+// errBadProposal: a draft sent a proposal the verifier cannot check.
+var errBadProposal = errors.New("draft sent a malformed proposal")
+
+// checkProposal returns an error wrapping errBadProposal when p cannot be checked: a
+// token outside the vocabulary of vocab ids (it would fail the whole batched pass,
+// every request in it), or, when dists, a distribution missing or malformed (ids and
+// probabilities of different lengths, a probability that is not a number in [0, 1]),
+// which rejection sampling would read out of range or judge by. The draft that sent
+// it has failed; the request drops it.
+func checkProposal(p spec.Proposal, vocab int, dists bool) error {
+	for i, t := range p.Tokens {
+		if t < 0 || int(t) >= vocab {
+			return fmt.Errorf("%w: round %d token %d is %d, outside the vocabulary of %d", errBadProposal, p.Round, i, t, vocab)
+		}
+	}
+	if !dists {
+		return nil
+	}
+	if len(p.Dists) != len(p.Tokens) {
+		return fmt.Errorf("%w: round %d has %d distributions for %d tokens", errBadProposal, p.Round, len(p.Dists), len(p.Tokens))
+	}
+	for i, d := range p.Dists {
+		if len(d.IDs) != len(d.Probs) {
+			return fmt.Errorf("%w: round %d distribution %d has %d ids and %d probabilities", errBadProposal, p.Round, i, len(d.IDs), len(d.Probs))
+		}
+		for _, q := range d.Probs {
+			if !(q >= 0 && q <= 1) {
+				return fmt.Errorf("%w: round %d distribution %d has probability %v", errBadProposal, p.Round, i, q)
+			}
+		}
+	}
+	return nil
 }
 
 // arrival is a proposal and when it was received.

@@ -195,7 +195,8 @@ type GenerateRequest struct {
 	// prompt is not searched), with FINISH_REASON_STOP_STRING. The stop string
 	// and anything after it are not included in the returned text; the token
 	// ids that produced them are still returned and counted. Each string must
-	// be non-empty. Empty list: no stop strings.
+	// be non-empty and at most 256 bytes; at most 16 strings. Empty list: no
+	// stop strings.
 	Stop []string `protobuf:"bytes,6,rep,name=stop,proto3" json:"stop,omitempty"`
 	// How the server may speculate. Unset means the server's defaults. These
 	// options never change the distribution the output is sampled from, only

@@ -1,0 +1,335 @@
+package verifiersvc_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/router"
+	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/serve"
+	"github.com/specd-dev/specd/services/verifiersvc"
+	"github.com/specd-dev/specd/verifier"
+)
+
+// fakeDraft is a DraftService on loopback whose Speculate is the test's function: a
+// draft that misbehaves in ways the real one never does, speaking the real wire
+// protocol. It records every Start it receives.
+type fakeDraft struct {
+	speculationv1.UnimplementedDraftServiceServer
+	speculate func(start *speculationv1.Start, stream speculationv1.DraftService_SpeculateServer) error
+
+	mu     sync.Mutex
+	starts []*speculationv1.Start
+}
+
+func (f *fakeDraft) Speculate(stream speculationv1.DraftService_SpeculateServer) error {
+	msg, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.starts = append(f.starts, msg.GetStart())
+	f.mu.Unlock()
+	if f.speculate == nil {
+		// Take verdicts, propose nothing, until the verifier ends the stream.
+		for {
+			if _, err := stream.Recv(); err != nil {
+				return nil
+			}
+		}
+	}
+	return f.speculate(msg.GetStart(), stream)
+}
+
+// Starts returns the Start messages received so far.
+func (f *fakeDraft) Starts() []*speculationv1.Start {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.starts)
+}
+
+// startFakeDraft serves f on loopback until the test ends and returns its address.
+func startFakeDraft(t *testing.T, f *fakeDraft) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	speculationv1.RegisterDraftServiceServer(srv, f)
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	return lis.Addr().String()
+}
+
+// proposeAhead is a draft that knows the verifier's continuation want and proposes,
+// from the end of the context, the tokens the verifier has committed as far as it
+// knows, two more of want, and then bad's tokens — first after the context, then
+// after every verdict (which tells it how far the verifier has got) — until the
+// verifier ends the stream. A proposal that arrives late finds the verifier past
+// its first bad token and draws a rollback verdict, and the draft tries again; one in
+// time puts a bad token among the next 8 (fixed γ) a pass checks. dists, when not nil,
+// gives the distributions of a proposal's tokens.
+func proposeAhead(want []int32, bad []int32, dists func(tokens []int32) []*speculationv1.Distribution) func(*speculationv1.Start, speculationv1.DraftService_SpeculateServer) error {
+	return func(start *speculationv1.Start, stream speculationv1.DraftService_SpeculateServer) error {
+		ctx := len(start.GetContextIds())
+		round, base, known := uint64(0), uint64(0), 0
+		propose := func() error {
+			round++
+			toks := append(slices.Clone(want[:min(known+2, len(want))]), bad...)
+			p := &speculationv1.Proposal{Round: round, BaseSeq: base, StartPosition: uint32(ctx), Tokens: toks}
+			if dists != nil {
+				p.Probs = dists(toks)
+			}
+			return stream.Send(&speculationv1.SpeculateResponse{Kind: &speculationv1.SpeculateResponse_Proposal{Proposal: p}})
+		}
+		if err := propose(); err != nil {
+			return nil
+		}
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				return nil
+			}
+			v := msg.GetVerdict()
+			base, known = v.GetSeq(), int(v.GetPosition())+len(v.GetTokens())-ctx
+			if err := propose(); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// generateAll runs req to its end and returns its token ids and final stats.
+func generateAll(ctx context.Context, client speculationv1.VerifierServiceClient, req *speculationv1.GenerateRequest) ([]int32, *specdv1.Stats, error) {
+	st, err := client.Generate(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ids []int32
+	var stats *specdv1.Stats
+	for {
+		msg, err := st.Recv()
+		if errors.Is(err, io.EOF) && stats != nil {
+			return ids, stats, nil
+		}
+		if err != nil {
+			return ids, nil, err
+		}
+		ids = append(ids, msg.GetChunk().GetTokenIds()...)
+		if f := msg.GetFinal(); f != nil {
+			stats = f.GetStats()
+		}
+	}
+}
+
+// TestMalformedProposal: a draft that proposes tokens outside the vocabulary, or
+// distributions that do not fit their tokens, is a failed peer like an unreachable
+// one: the verifier drops it and decodes on plainly, and the request ends as it would
+// have without a draft. No client's request fails for it, not the one the draft
+// serves nor another sharing the verifier's passes, and the verifier does not crash.
+func TestMalformedProposal(t *testing.T) {
+	checkLeaks(t)
+	const vocab = 4096 // specd-target-q8_0.gguf
+	sampled := &specdv1.SamplingParams{Temperature: 0.8, Seed: ptr(uint64(7))}
+	// Each token's distribution: the token alone, with probability p (of ids ids).
+	each := func(f func(tok int32) *speculationv1.Distribution) func([]int32) []*speculationv1.Distribution {
+		return func(toks []int32) (ds []*speculationv1.Distribution) {
+			for _, t := range toks {
+				ds = append(ds, f(t))
+			}
+			return ds
+		}
+	}
+	for _, c := range []struct {
+		name     string
+		sampling *specdv1.SamplingParams
+		mode     specdv1.VerificationMode
+		bad      []int32
+		dists    func([]int32) []*speculationv1.Distribution
+	}{
+		{name: "token past the vocabulary", bad: []int32{vocab + 3, 5}},
+		{name: "negative token", bad: []int32{-2}},
+		{name: "fewer probabilities than ids", sampling: sampled, mode: specdv1.VerificationMode_VERIFICATION_MODE_REJECTION, bad: []int32{100},
+			dists: each(func(tok int32) *speculationv1.Distribution {
+				return &speculationv1.Distribution{Ids: []int32{(tok + 1) % vocab, tok}, Probs: []float32{1}}
+			})},
+		{name: "no distributions in rejection mode", sampling: sampled, mode: specdv1.VerificationMode_VERIFICATION_MODE_REJECTION, bad: []int32{100}},
+		{name: "probability not a number", sampling: sampled, mode: specdv1.VerificationMode_VERIFICATION_MODE_REJECTION, bad: []int32{100},
+			dists: each(func(tok int32) *speculationv1.Distribution {
+				return &speculationv1.Distribution{Ids: []int32{tok}, Probs: []float32{float32(math.NaN())}}
+			})},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fake := &fakeDraft{}
+			draft := startFakeDraft(t, fake)
+			ctx, client := startVerifier(t, verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}),
+				Engine: verifiersvc.EngineConfig{Threads: 1}})
+			req := func(spec *specdv1.SpeculationOptions) *speculationv1.GenerateRequest {
+				return &speculationv1.GenerateRequest{DraftAddress: draft, Request: &specdv1.GenerateRequest{
+					Prompt: "Once upon a time", MaxTokens: 120, Sampling: c.sampling, Speculation: spec}}
+			}
+			want, _, err := generateAll(ctx, client, req(&specdv1.SpeculationOptions{Disabled: true, Mode: c.mode}))
+			if err != nil {
+				t.Fatalf("plain: %v", err)
+			}
+			fake.speculate = proposeAhead(want, c.bad, c.dists)
+			// Another client's request runs beside it, sharing passes.
+			other := make(chan error, 1)
+			go func() {
+				_, _, err := generateAll(ctx, client, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
+					Prompt: "The quick brown fox", MaxTokens: 120, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
+				other <- err
+			}()
+			got, stats, err := generateAll(ctx, client, req(&specdv1.SpeculationOptions{Gamma: 8, Mode: c.mode}))
+			if err != nil {
+				t.Fatalf("with the misbehaving draft: %v, want the request served", err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("with the misbehaving draft: %v\nwant %v (plain)", got, want)
+			}
+			if stats.GetFallbacks() == 0 || stats.GetDraftedTokens() != 0 {
+				t.Errorf("stats: %d fallbacks, %d drafted tokens; want the draft dropped before any of its tokens was checked", stats.GetFallbacks(), stats.GetDraftedTokens())
+			}
+			if err := <-other; err != nil {
+				t.Errorf("another client's request beside it: %v", err)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestDraftStartGamma: the γ a request's draft starts with (before any verdict sets
+// it) obeys the same limits as every later one: a client's max_gamma and fixed gamma
+// only lower the server's --max-gamma, never raise it.
+func TestDraftStartGamma(t *testing.T) {
+	checkLeaks(t)
+	fake := &fakeDraft{}
+	draft := startFakeDraft(t, fake)
+	ctx, client := startVerifier(t, verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}),
+		Engine: verifiersvc.EngineConfig{Threads: 1, Sched: verifier.Config{MaxGamma: 6}}})
+	for _, c := range []struct {
+		opt  *specdv1.SpeculationOptions
+		want uint32
+	}{
+		{&specdv1.SpeculationOptions{}, 4},
+		{&specdv1.SpeculationOptions{MaxGamma: 2}, 2},
+		{&specdv1.SpeculationOptions{MaxGamma: 20}, 4},
+		{&specdv1.SpeculationOptions{Gamma: 3}, 3},
+		{&specdv1.SpeculationOptions{Gamma: 20}, 6},
+		{&specdv1.SpeculationOptions{Gamma: 5, MaxGamma: 2}, 2},
+	} {
+		n := len(fake.Starts())
+		_, _, err := generateAll(ctx, client, &speculationv1.GenerateRequest{DraftAddress: draft, Request: &specdv1.GenerateRequest{
+			Prompt: "Once upon a time", MaxTokens: 4, Speculation: c.opt}})
+		if err != nil {
+			t.Fatalf("%v: %v", c.opt, err)
+		}
+		starts := fake.Starts()
+		if len(starts) != n+1 {
+			t.Fatalf("%v: the draft got %d starts, want 1", c.opt, len(starts)-n)
+		}
+		if g := starts[n].GetGamma(); g != c.want {
+			t.Errorf("speculation {%v} with --max-gamma 6: the draft starts with γ %d, want %d", c.opt, g, c.want)
+		}
+	}
+}
+
+// TestLargerThanBudget: a request that would not fit in the verifier's KV budget even
+// alone is a bad argument, not RESOURCE_EXHAUSTED: no retry would ever serve it, and
+// RESOURCE_EXHAUSTED promises a retry hint. One that fits is served.
+func TestLargerThanBudget(t *testing.T) {
+	checkLeaks(t)
+	// 6 MiB: six blocks of 64 positions of the target (1 MiB each), less than its
+	// context of 512 positions.
+	ctx, addr := startService(t, "specd-target-q8_0.gguf", 6<<20, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
+		return serve.Verifier(ctx, w, verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}}, lis)
+	})
+	cc, err := services.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	client := speculationv1.NewVerifierServiceClient(cc)
+	for _, c := range []struct {
+		maxTokens uint32
+		want      codes.Code
+	}{
+		{0, codes.InvalidArgument}, // up to the context: 512 positions
+		{400, codes.InvalidArgument},
+		{100, codes.OK},
+	} {
+		err := generatePlain(ctx, client, "Once upon a time", c.maxTokens)
+		s := status.Convert(err)
+		if s.Code() != c.want {
+			t.Errorf("max_tokens %d with a budget of 6 blocks: %v, want %v", c.maxTokens, err, c.want)
+			continue
+		}
+		if c.want != codes.InvalidArgument {
+			continue
+		}
+		var field string
+		for _, d := range s.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
+				field = br.GetFieldViolations()[0].GetField()
+			}
+		}
+		if field != "max_tokens" {
+			t.Errorf("max_tokens %d: %v names field %q, want max_tokens", c.maxTokens, err, field)
+		}
+	}
+}
+
+// TestRealDraftProposalsPass: the proposals of the real draft — greedy, coupled and
+// in rejection mode with its distributions — pass the verifier's check of proposals
+// (TestMalformedProposal): they are verified, and the draft is never dropped.
+func TestRealDraftProposalsPass(t *testing.T) {
+	checkLeaks(t)
+	draft := startDraft(t)
+	ctx, client := startVerifier(t, verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}),
+		Engine: verifiersvc.EngineConfig{Threads: 1}})
+	sampled := &specdv1.SamplingParams{Temperature: 0.8, Seed: ptr(uint64(7))}
+	for _, c := range []struct {
+		name     string
+		sampling *specdv1.SamplingParams
+		mode     specdv1.VerificationMode
+	}{
+		{"greedy", nil, 0},
+		{"coupled", sampled, specdv1.VerificationMode_VERIFICATION_MODE_COUPLED},
+		{"rejection", sampled, specdv1.VerificationMode_VERIFICATION_MODE_REJECTION},
+	} {
+		// A just-started draft on a busy machine may first propose after a request
+		// has ended (see TestDraftAddressOutsideView): try a few times.
+		for try := 1; ; try++ {
+			_, stats, err := generateAll(ctx, client, &speculationv1.GenerateRequest{DraftAddress: draft, Request: &specdv1.GenerateRequest{
+				Prompt: "Once upon a time", MaxTokens: 64, Sampling: c.sampling, Speculation: &specdv1.SpeculationOptions{Gamma: 4, Mode: c.mode}}})
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if stats.GetFallbacks() != 0 {
+				t.Fatalf("%s: the real draft was dropped (%d fallbacks)", c.name, stats.GetFallbacks())
+			}
+			if stats.GetDraftedTokens() > 0 {
+				break
+			}
+			if try == 10 {
+				t.Fatalf("%s: no draft token checked in %d requests", c.name, try)
+			}
+		}
+	}
+}
