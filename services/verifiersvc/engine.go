@@ -203,7 +203,8 @@ func (e *engine) loop(ctx context.Context) {
 		if !e.sched.HasWork() {
 			// Requests held for their drafts wait a few passes' time for a proposal.
 			var timeout <-chan time.Time
-			if e.sched.Held() {
+			held := e.sched.Held()
+			if held {
 				hold.Reset(max(catchUpPasses*time.Duration(e.passTime.Load()), minCatchUp))
 				timeout = hold.C
 			}
@@ -218,7 +219,11 @@ func (e *engine) loop(ctx context.Context) {
 				return
 			}
 			hold.Stop()
-			last = time.Now() // an idle wait is no step's time
+			if !held {
+				// An idle wait is no step's time; a wait for held requests' drafts
+				// is speculation's, and the draft switch must see it.
+				last = time.Now()
+			}
 		}
 		for drained := false; !drained; {
 			select {
