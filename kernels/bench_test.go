@@ -38,7 +38,7 @@ func BenchmarkMatMul(b *testing.B) {
 				continue
 			}
 			for _, w := range withPacked(randMatrix(b, rng, typ, sh.rows, sh.cols)) {
-				for _, n := range []int{1, 5, 128} {
+				for _, n := range []int{1, 5, 8, 16, 32, 128} {
 					x := randFloats(rng, n*sh.cols, 1)
 					out := make([]float32, n*sh.rows)
 					for _, threads := range []int{1, 2} {
