@@ -22,9 +22,6 @@ func dotQ8VNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -50,9 +47,6 @@ func dotQ8VNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 
 //go:noescape
 func dotQ4VNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ8PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -82,9 +76,6 @@ func dotQ8VNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -110,9 +101,6 @@ func dotQ8VNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 
 //go:noescape
 func dotQ4VNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ8PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -142,9 +130,6 @@ func dotQ8VNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -155,9 +140,6 @@ func dotQ6KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, t
 
 //go:noescape
 func dotQ2KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ8WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -172,9 +154,6 @@ func dotQ6KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ2KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -185,9 +164,6 @@ func dotQ6KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 
 //go:noescape
 func dotQ2KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ8WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -202,9 +178,6 @@ func dotQ6KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ2KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -215,9 +188,6 @@ func dotQ6KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 
 //go:noescape
 func dotQ2KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ8WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -232,9 +202,6 @@ func dotQ6KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ2KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -245,9 +212,6 @@ func dotQ6KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 
 //go:noescape
 func dotQ2KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ8WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -262,9 +226,6 @@ func dotQ6KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ2KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -275,9 +236,6 @@ func dotQ6KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 
 //go:noescape
 func dotQ2KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ8WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -292,9 +250,6 @@ func dotQ6KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ2KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -307,9 +262,6 @@ func dotQ6KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups
 func dotQ2KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -320,9 +272,6 @@ func dotQ6KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups
 
 //go:noescape
 func dotQ2KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ8WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ4WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -353,6 +302,30 @@ func dotQ4KTVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 
 //go:noescape
 func dotQ4KTVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -453,9 +426,6 @@ var dotQ8VNNI = [...]asmKernel{dotQ8VNNIx1, dotQ8VNNIx2, dotQ8VNNIx3, dotQ8VNNIx
 // dotQ4VNNI holds the dotQ4VNNI kernels by number of tokens minus one.
 var dotQ4VNNI = [...]asmKernel{dotQ4VNNIx1, dotQ4VNNIx2, dotQ4VNNIx3, dotQ4VNNIx4, dotQ4VNNIx5}
 
-// dotQ8PVNNI holds the dotQ8PVNNI kernels by number of tokens minus one.
-var dotQ8PVNNI = [...]asmKernel{dotQ8PVNNIx1, dotQ8PVNNIx2, dotQ8PVNNIx3, dotQ8PVNNIx4, dotQ8PVNNIx5}
-
 // dotQ4PVNNI holds the dotQ4PVNNI kernels by number of tokens minus one.
 var dotQ4PVNNI = [...]asmKernel{dotQ4PVNNIx1, dotQ4PVNNIx2, dotQ4PVNNIx3, dotQ4PVNNIx4, dotQ4PVNNIx5}
 
@@ -489,9 +459,6 @@ var dotSubAVX2 = [...]asmKernel{dotSubAVX2x1, dotSubAVX2x2, dotSubAVX2x3, dotSub
 // dotSubMinAVX2 holds the dotSubMinAVX2 kernels by number of tokens minus one.
 var dotSubMinAVX2 = [...]asmKernel{dotSubMinAVX2x1, dotSubMinAVX2x2, dotSubMinAVX2x3, dotSubMinAVX2x4}
 
-// dotQ8WVNNI holds the dotQ8WVNNI kernels by number of tokens minus one.
-var dotQ8WVNNI = [...]wideKernel{dotQ8WVNNIx1, dotQ8WVNNIx2, dotQ8WVNNIx3, dotQ8WVNNIx4, dotQ8WVNNIx5, dotQ8WVNNIx6, dotQ8WVNNIx7, dotQ8WVNNIx8, dotQ8WVNNIx9, dotQ8WVNNIx10, dotQ8WVNNIx11, dotQ8WVNNIx12}
-
 // dotQ4WVNNI holds the dotQ4WVNNI kernels by number of tokens minus one.
 var dotQ4WVNNI = [...]wideKernel{dotQ4WVNNIx1, dotQ4WVNNIx2, dotQ4WVNNIx3, dotQ4WVNNIx4, dotQ4WVNNIx5, dotQ4WVNNIx6, dotQ4WVNNIx7, dotQ4WVNNIx8, dotQ4WVNNIx9, dotQ4WVNNIx10, dotQ4WVNNIx11, dotQ4WVNNIx12}
 
@@ -506,3 +473,6 @@ var dotQ2KWVNNI = [...]wideKernel{dotQ2KWVNNIx1, dotQ2KWVNNIx2, dotQ2KWVNNIx3, d
 
 // dotQ4KTVNNI holds the dotQ4KTVNNI kernels by number of tokens minus one.
 var dotQ4KTVNNI = [...]wideKernel{dotQ4KTVNNIx1, dotQ4KTVNNIx2, dotQ4KTVNNIx3, dotQ4KTVNNIx4, dotQ4KTVNNIx5, dotQ4KTVNNIx6}
+
+// dotQ8TVNNI holds the dotQ8TVNNI kernels by number of tokens minus one.
+var dotQ8TVNNI = [...]wideKernel{dotQ8TVNNIx1, dotQ8TVNNIx2, dotQ8TVNNIx3, dotQ8TVNNIx4, dotQ8TVNNIx5, dotQ8TVNNIx6, dotQ8TVNNIx7, dotQ8TVNNIx8}

@@ -48,13 +48,13 @@ type kernelSet struct {
 	wideGroup, wideMin int
 
 	// Optional kernels over packed weights laid out in tiles of 16 rows (see
-	// packTilesQ4K), whose rows lie in the lanes of a vector: tiled[kind] reads them (w
-	// the packed copy, rowBytes the bytes of a tile, row offsets multiples of 16), at
-	// most tileGroup tokens a call, against the activations of prepTokP/prepTokPK. A
-	// kind with tiled kernels has neither packed nor wide ones. Nil when the set has
-	// none for kind.
+	// packTilesQ4K, packTilesBytes), whose rows lie in the lanes of a vector:
+	// tiled[kind] reads them (w the packed copy, rowBytes the bytes of a tile, row
+	// offsets multiples of 16), at most tileGroup[kind] tokens a call, against the
+	// activations of prepTokP/prepTokPK. A kind with tiled kernels has neither packed
+	// nor wide ones. Nil when the set has none for kind.
 	tiled     [numKinds]quantKernel
-	tileGroup int
+	tileGroup [numKinds]int
 
 	// Optional kernels over weights of the sub types (not Q8_0 and Q4_0) repacked by
 	// pack in a layout of their own that is read against the activations of prep, as
@@ -473,15 +473,18 @@ func subRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, a *acts, n int
 }
 
 // tiledRows computes rows [lo,hi) of w, packed by ks in tiles of 16 rows, for n tokens
-// against the packed activations a, in calls of at most ks.tileGroup tokens over all
-// the rows: a call's activations stay in L1 while its rows' weights stream. lo is a
-// multiple of 16 (see chunkRows).
+// against the packed activations a, in balanced calls of at most the kind's tileGroup
+// tokens over all the rows: a call's activations stay in L1 while its rows' weights
+// stream. lo is a multiple of 16 (see chunkRows).
 func tiledRows(ks *kernelSet, out []float32, w *Matrix, lo, hi int, a *acts, n int) {
-	kern := ks.tiled[packKindOf(w.Type)]
+	kind := packKindOf(w.Type)
+	kern, group := ks.tiled[kind], ks.tileGroup[kind]
 	tb := packedRowBytes(w) * tileRows
 	wd := w.packed.b[lo/tileRows*tb:]
-	for t := 0; t < n; t += ks.tileGroup {
-		kern(out[t*w.Rows+lo:], w.Rows, wd, tb, hi-lo, a, t, min(ks.tileGroup, n-t))
+	calls := (n + group - 1) / group
+	for c := range calls {
+		t0, t1 := c*n/calls, (c+1)*n/calls
+		kern(out[t0*w.Rows+lo:], w.Rows, wd, tb, hi-lo, a, t0, t1-t0)
 	}
 }
 

@@ -117,8 +117,11 @@ func packedRowBytes(m *Matrix) int {
 	if m.packedBy != nil && m.packedBy.subPacked(m.Type) {
 		return m.Cols / ggml.QK * subBlockBytes
 	}
-	if m.packedBy != nil && m.packedBy.tiles(m.Type) {
+	if m.packedBy != nil && m.packedBy.tiles(m.Type) && m.Type == ggml.Q4_K {
 		return m.Cols / ggml.QKK * tileSBBytes / tileRows
+	}
+	if m.packedBy != nil && m.packedBy.tiles(m.Type) {
+		return m.Cols / ggml.QK * kindLayouts[packKindOf(m.Type)].bytes / tileRows
 	}
 	groups := (m.Cols/ggml.QK + 15) / 16
 	return groups * kindLayouts[packKindOf(m.Type)].bytes

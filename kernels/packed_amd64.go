@@ -17,8 +17,11 @@ import (
 // block i (weights 4m.. in the low nibbles, 16+4m.. in the high). Blocks past the end of
 // the row have scale 0 and weights 0.
 func packVNNI(m *Matrix) *hugeMem {
-	if m.Type == ggml.Q4_K {
+	switch packKindOf(m.Type) {
+	case kindNibMin:
 		return packTilesQ4K(m)
+	case kindQ8:
+		return packTilesBytes(m)
 	}
 	if m.Type != ggml.Q8_0 && m.Type != ggml.Q4_0 {
 		return packSubsVNNI(m)
@@ -169,12 +172,50 @@ func packTilesQ4K(m *Matrix) *hugeMem {
 	return mem
 }
 
+// packTilesBytes lays out m, of a byte layout (kindQ8: Q8_0, Q5_0, IQ4_NL), for the
+// tiled kernels (tileBytes in asmgen.go): per tile of 16 rows and block of 32 weights,
+// the parts of its kindLayout with rows in the lanes: the rows' scales as float32 (16),
+// then eight vectors of 64 bytes whose dword lane r holds row r's weights 4j..4j+3 as
+// bytes w+128. A row's blocks are not padded to groups of 16; rows past the end of the
+// last tile have scale 0 and weights 0.
+func packTilesBytes(m *Matrix) *hugeMem {
+	lay := kindLayouts[packKindOf(m.Type)]
+	nb := m.Cols / ggml.QK
+	bb, nsub, rb := m.Type.BlockBytes(), m.Type.BlockSize()/ggml.QK, m.RowBytes()
+	tb := nb * lay.bytes
+	tiles := (m.Rows + tileRows - 1) / tileRows
+	mem := newHugeMem(tiles * tb)
+	out := mem.b
+	var w [ggml.QK]int8
+	for row := range m.Rows {
+		r := row % tileRows
+		for b := range nb {
+			dst := out[row/tileRows*tb+b*lay.bytes:][:lay.bytes]
+			sc := decodeSub(m.Type, m.Data[row*rb+b/nsub*bb:][:bb], b%nsub, &w)
+			binary.LittleEndian.PutUint32(dst[lay.d+4*r:], math.Float32bits(sc.dl))
+			for v := range 8 {
+				for c := range 4 {
+					dst[lay.w+64*v+4*r+c] = byte(w[4*v+c]) ^ 0x80
+				}
+			}
+		}
+	}
+	return mem
+}
+
 // tiledAsm adapts generated tiled kernels (wideKernel signature) to activations from
 // prepTokenVNNI; w and rowBytes are the packed copy from the tile of its first row and the
-// bytes of a tile.
-func tiledAsm(ks []wideKernel) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+// bytes of a tile. A kernel takes a row's length in units of per blocks of 32 (8: Q4_K's
+// super-blocks; 1: the byte layouts' blocks).
+func tiledAsm(ks []wideKernel, per int) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 	return func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 		if nrows == 0 {
+			return
+		}
+		if a.nb == 0 {
+			for t := range ntok {
+				clear(out[t*ostride : t*ostride+nrows])
+			}
 			return
 		}
 		groups := (a.nb + 15) / 16
@@ -182,7 +223,7 @@ func tiledAsm(ks []wideKernel) func(out []float32, ostride int, w []byte, rowByt
 		_ = w[(nrows+tileRows-1)/tileRows*rowBytes-1]
 		_ = a.q[(groups-1)*a.stride+(tok+ntok)*packedActBytes-1]
 		x := unsafe.Pointer(&a.q[tok*packedActBytes])
-		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, a.nb/8, x, a.stride)
+		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, a.nb/per, x, a.stride)
 	}
 }
 
