@@ -691,7 +691,7 @@ type kindLayout struct {
 
 // tiledKinds are the packed layouts of bytes whose avx512vnni kernels work in tiles of
 // 16 rows (tileBytes) instead of groups of 16 blocks (packed512, packedWide512).
-var tiledKinds = map[string]bool{"Q8": true}
+var tiledKinds = map[string]bool{"Q8": true, "Q5K": true, "Q6K": true}
 
 // packedKinds are the packed layouts, as packed.go's kindLayouts: Q8_0 (and Q5_0,
 // IQ4_NL), Q4_0, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K). Q4_K has a layout of its own
@@ -1329,20 +1329,22 @@ const tilePrefetch = 4608
 
 // ---- avx512vnni, byte layouts in tiles of 16 rows ----
 
-// tileBytes writes the kernel for k tokens over weights of a byte layout lay (Q8_0,
-// Q5_0, IQ4_NL; see packTilesBytes) in tiles of 16 rows. It has the signature of the
+// tileBytes writes the kernel for k tokens over weights of a byte layout lay (Q8 for
+// Q8_0, Q5_0 and IQ4_NL; Q6K, two scales a block; Q5K for Q5_K and Q5_1, a scale and an
+// offset; see packTilesBytes) in tiles of 16 rows. It has the signature of the
 // wide kernels, with rowBytes the bytes of a tile, nrows any number of rows (a last
 // partial tile is stored under a mask) and ngroups the blocks of 32 of a row, which
 // need not fill the last group of 16 of the activations.
 //
 // A tile holds, per block, what a packed group holds (the same kindLayout) with rows in
-// the lanes instead of blocks: the 16 rows' scales as float32, then eight vectors whose
-// dword lane r holds row r's weights 4j..4j+3 as bytes w+128. Per block, phase (see
-// phases) and token, the integer sum starts from the block's correction -128·Σq
-// broadcast from the activations, takes one VPDPBUSD.BCST per weight vector against the
-// token's dword of four values, and then acc += cvt(sum)·(D·d_x) (and for offsets acc
-// += E·(cvt(c)·d_x)): 8 vpdpbusd and 3 float operations per 512 products, no reduction
-// across lanes, no store before the tile's end. A (row, token) gets the same operations
+// the lanes instead of blocks: the 16 rows' scales (and E) as float32, then eight
+// vectors whose dword lane r holds row r's weights 4j..4j+3 as bytes w+128. Per block,
+// phase (see phases: one, or one per half block for Q6K) and token, the integer sum
+// starts from the correction -128·Σq broadcast from the activations, takes one
+// VPDPBUSD.BCST per weight vector against the token's dword of four values, and then
+// acc += cvt(sum)·(D·d_x) (and for offsets acc += E·(cvt(c)·d_x)): for Q8, 8 vpdpbusd
+// and 3 float operations per 512 products, no reduction across lanes, no store before
+// the tile's end. A (row, token) gets the same operations
 // whatever k and whichever lane, so results are batch invariant; the float sum runs
 // over the blocks in order, as genericQ8's does.
 //

@@ -43,8 +43,6 @@ var vnniKernels = &kernelSet{
 	pack:  packVNNI,
 	packed: [numKinds]quantKernel{
 		kindQ4:      packedAsm(dotQ4PVNNI[:]),
-		kindByteMin: packedAsm(dotQ5KPVNNI[:]),
-		kindHalves:  packedAsm(dotQ6KPVNNI[:]),
 		kindHalfMin: packedAsm(dotQ2KPVNNI[:]),
 	},
 	sizeP:     sizePackedVNNI,
@@ -53,18 +51,23 @@ var vnniKernels = &kernelSet{
 
 	wide: [numKinds]quantKernel{
 		kindQ4:      wideAsm(dotQ4WVNNI[:]),
-		kindByteMin: wideAsm(dotQ5KWVNNI[:]),
-		kindHalves:  wideAsm(dotQ6KWVNNI[:]),
 		kindHalfMin: wideAsm(dotQ2KWVNNI[:]),
 	},
 	wideGroup: len(dotQ4WVNNI),
 	wideMin:   wideMinVNNI,
 
 	tiled: [numKinds]quantKernel{
-		kindQ8:     tiledAsm(dotQ8TVNNI[:], 1),
-		kindNibMin: tiledAsm(dotQ4KTVNNI[:], 8),
+		kindQ8:      tiledAsm(dotQ8TVNNI[:], 1),
+		kindNibMin:  tiledAsm(dotQ4KTVNNI[:], 8),
+		kindByteMin: tiledAsm(dotQ5KTVNNI[:], 1),
+		kindHalves:  tiledAsm(dotQ6KTVNNI[:], 1),
 	},
-	tileGroup: [numKinds]int{kindQ8: len(dotQ8TVNNI), kindNibMin: len(dotQ4KTVNNI)},
+	tileGroup: [numKinds]int{
+		kindQ8:      len(dotQ8TVNNI),
+		kindNibMin:  len(dotQ4KTVNNI),
+		kindByteMin: len(dotQ5KTVNNI),
+		kindHalves:  len(dotQ6KTVNNI),
+	},
 }
 
 // wideMinVNNI is the fewest tokens for which the avx512vnni set runs packed weights

@@ -699,8 +699,10 @@ func TestWideKernels(t *testing.T) {
 func TestTiledKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
 	types := map[packKind][]ggml.Type{
-		kindQ8:     {ggml.Q8_0, ggml.Q5_0, ggml.IQ4_NL},
-		kindNibMin: {ggml.Q4_K},
+		kindQ8:      {ggml.Q8_0, ggml.Q5_0, ggml.IQ4_NL},
+		kindNibMin:  {ggml.Q4_K},
+		kindByteMin: {ggml.Q5_K, ggml.Q5_1},
+		kindHalves:  {ggml.Q6_K},
 	}
 	for _, ks := range impls {
 		for kind, kern := range ks.tiled {

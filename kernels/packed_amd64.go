@@ -20,7 +20,7 @@ func packVNNI(m *Matrix) *hugeMem {
 	switch packKindOf(m.Type) {
 	case kindNibMin:
 		return packTilesQ4K(m)
-	case kindQ8:
+	case kindQ8, kindHalves, kindByteMin:
 		return packTilesBytes(m)
 	}
 	if m.Type != ggml.Q8_0 && m.Type != ggml.Q4_0 {
@@ -81,9 +81,6 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 	bb, nsub, rb, prb := m.Type.BlockBytes(), m.Type.BlockSize()/ggml.QK, m.RowBytes(), packedRowBytes(m)
 	mem := newHugeMem(m.Rows * prb)
 	out := mem.b
-	put := func(dst []byte, off, i int, v float32) {
-		binary.LittleEndian.PutUint32(dst[off+4*i:], math.Float32bits(v))
-	}
 	var w [ggml.QK]int8
 	for r := range m.Rows {
 		row := m.Data[r*rb : (r+1)*rb]
@@ -100,40 +97,51 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 					continue
 				}
 				sc := decodeSub(m.Type, row[b/nsub*bb:][:bb], b%nsub, &w)
-				const c = 128
 				if m.Type == ggml.Q3_K { // w+4 in a nibble, the 4 taken back by the offset
 					for j := range w {
 						w[j] += 4
 					}
 					sc.fl, sc.fh = -4*sc.dl, -4*sc.dh
 				}
-				put(dst, lay.d, i, sc.dl)
-				if lay.dh >= 0 {
-					put(dst, lay.dh, i, sc.dh)
-				}
-				if lay.e >= 0 {
-					put(dst, lay.e, i, -sc.fl/c)
-				}
-				if lay.eh >= 0 {
-					put(dst, lay.eh, i, -sc.fh/c)
-				}
-				if lay.nib {
-					for v := range 4 {
-						for k := range 4 {
-							dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) | byte(w[16+4*v+k])<<4
-						}
-					}
-					continue
-				}
-				for v := range 8 {
-					for k := range 4 {
-						dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) ^ 0x80
-					}
-				}
+				putLane(dst, lay, i, sc, &w)
 			}
 		}
 	}
 	return mem
+}
+
+// putLane writes a block of 32 weights w, with scales sc, in dword lane i of dst, one
+// group (packSubsVNNI) or one block of a tile (packTilesBytes) of layout lay: its
+// scales, E = -F/c with c = 128 the constant of the correction the kernels read, and
+// its weights as bytes w+128 or as nibbles.
+func putLane(dst []byte, lay kindLayout, i int, sc subScales, w *[ggml.QK]int8) {
+	put := func(off int, v float32) {
+		binary.LittleEndian.PutUint32(dst[off+4*i:], math.Float32bits(v))
+	}
+	const c = 128
+	put(lay.d, sc.dl)
+	if lay.dh >= 0 {
+		put(lay.dh, sc.dh)
+	}
+	if lay.e >= 0 {
+		put(lay.e, -sc.fl/c)
+	}
+	if lay.eh >= 0 {
+		put(lay.eh, -sc.fh/c)
+	}
+	if lay.nib {
+		for v := range 4 {
+			for k := range 4 {
+				dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) | byte(w[16+4*v+k])<<4
+			}
+		}
+		return
+	}
+	for v := range 8 {
+		for k := range 4 {
+			dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) ^ 0x80
+		}
+	}
 }
 
 // packTilesQ4K lays out m, of type Q4_K, for the tiled kernels (tileQ4K in asmgen.go):
@@ -172,12 +180,13 @@ func packTilesQ4K(m *Matrix) *hugeMem {
 	return mem
 }
 
-// packTilesBytes lays out m, of a byte layout (kindQ8: Q8_0, Q5_0, IQ4_NL), for the
-// tiled kernels (tileBytes in asmgen.go): per tile of 16 rows and block of 32 weights,
-// the parts of its kindLayout with rows in the lanes: the rows' scales as float32 (16),
-// then eight vectors of 64 bytes whose dword lane r holds row r's weights 4j..4j+3 as
-// bytes w+128. A row's blocks are not padded to groups of 16; rows past the end of the
-// last tile have scale 0 and weights 0.
+// packTilesBytes lays out m, of a byte layout (kindQ8: Q8_0, Q5_0, IQ4_NL; kindHalves:
+// Q6_K; kindByteMin: Q5_K, Q5_1), for the tiled kernels (tileBytes in asmgen.go): per
+// tile of 16 rows and block of 32 weights, the parts of its kindLayout with rows in the
+// lanes: the rows' scales (and E) as float32, 16 each, then eight vectors of 64 bytes
+// whose dword lane r holds row r's weights 4j..4j+3 as bytes w+128 (see putLane). A
+// row's blocks are not padded to groups of 16; rows past the end of the last tile have
+// scales 0 and weights 0.
 func packTilesBytes(m *Matrix) *hugeMem {
 	lay := kindLayouts[packKindOf(m.Type)]
 	nb := m.Cols / ggml.QK
@@ -192,12 +201,7 @@ func packTilesBytes(m *Matrix) *hugeMem {
 		for b := range nb {
 			dst := out[row/tileRows*tb+b*lay.bytes:][:lay.bytes]
 			sc := decodeSub(m.Type, m.Data[row*rb+b/nsub*bb:][:bb], b%nsub, &w)
-			binary.LittleEndian.PutUint32(dst[lay.d+4*r:], math.Float32bits(sc.dl))
-			for v := range 8 {
-				for c := range 4 {
-					dst[lay.w+64*v+4*r+c] = byte(w[4*v+c]) ^ 0x80
-				}
-			}
+			putLane(dst, lay, r, sc, &w)
 		}
 	}
 	return mem
