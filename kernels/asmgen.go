@@ -41,7 +41,7 @@ const (
 	maxTokWide   = 12 // tokens per call, avx512vnni wide blocks: 24 sums plus 6 shared
 	maxTokAVX    = 4  // tokens per call, avx2: 8 accumulators of 16 ymm registers
 	maxTokTile   = 6  // tokens per call, avx512vnni Q4_K tiles: 4 sums a token plus 8 shared
-	maxTokTileQ8 = 8  // tokens per call, avx512vnni byte tiles: 2 sums a token plus 5 shared
+	maxTokTileQ8 = 12 // tokens per call, avx512vnni byte tiles: 2 sums a token plus 5 shared (BenchmarkTiledKernel: 2.08 ns a product at 12, 2.22 at 8)
 )
 
 var (

@@ -261,3 +261,39 @@ func BenchmarkPrepPacked(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTiledKernel times the tiled kernels alone on 512×512 matrices of Q8_0 and
+// Q6_K (weights and activations in L2 and L1) per token count of a call; the product
+// metric is per (row, token) of 512 columns.
+func BenchmarkTiledKernel(b *testing.B) {
+	const rows, cols = 512, 512
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, typ := range []ggml.Type{ggml.Q8_0, ggml.Q6_K, ggml.Q4_K} {
+		kind := packKindOf(typ)
+		kern := cur.tiled[kind]
+		if kern == nil {
+			continue
+		}
+		w := randMatrix(b, rng, typ, rows, cols)
+		w.Pack()
+		prep := cur.prepTokP
+		if usesQ8K(typ) {
+			prep = cur.prepTokPK
+		}
+		for k := 1; k <= cur.tileGroup[kind]; k++ {
+			x := randFloats(rng, k*cols, 1)
+			var a acts
+			cur.sizeP(&a, k, cols)
+			for t := range k {
+				prep(&a, x, t, cols)
+			}
+			out := make([]float32, k*rows)
+			b.Run(fmt.Sprintf("%v/k=%d", typ, k), func(b *testing.B) {
+				for b.Loop() {
+					kern(out, rows, w.packed.b, packedRowBytes(w)*tileRows, rows, &a, 0, k)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*k), "ns/product")
+			})
+		}
+	}
+}

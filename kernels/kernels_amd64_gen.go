@@ -226,6 +226,18 @@ func dotQ8TVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups i
 func dotQ8TVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ8TVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ5KTVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -250,6 +262,18 @@ func dotQ5KTVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 func dotQ5KTVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
+func dotQ5KTVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
 func dotQ6KTVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
@@ -272,6 +296,18 @@ func dotQ6KTVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 
 //go:noescape
 func dotQ6KTVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -409,10 +445,10 @@ var dotQ2KWVNNI = [...]wideKernel{dotQ2KWVNNIx1, dotQ2KWVNNIx2, dotQ2KWVNNIx3, d
 var dotQ4KTVNNI = [...]wideKernel{dotQ4KTVNNIx1, dotQ4KTVNNIx2, dotQ4KTVNNIx3, dotQ4KTVNNIx4, dotQ4KTVNNIx5, dotQ4KTVNNIx6}
 
 // dotQ8TVNNI holds the dotQ8TVNNI kernels by number of tokens minus one.
-var dotQ8TVNNI = [...]wideKernel{dotQ8TVNNIx1, dotQ8TVNNIx2, dotQ8TVNNIx3, dotQ8TVNNIx4, dotQ8TVNNIx5, dotQ8TVNNIx6, dotQ8TVNNIx7, dotQ8TVNNIx8}
+var dotQ8TVNNI = [...]wideKernel{dotQ8TVNNIx1, dotQ8TVNNIx2, dotQ8TVNNIx3, dotQ8TVNNIx4, dotQ8TVNNIx5, dotQ8TVNNIx6, dotQ8TVNNIx7, dotQ8TVNNIx8, dotQ8TVNNIx9, dotQ8TVNNIx10, dotQ8TVNNIx11, dotQ8TVNNIx12}
 
 // dotQ5KTVNNI holds the dotQ5KTVNNI kernels by number of tokens minus one.
-var dotQ5KTVNNI = [...]wideKernel{dotQ5KTVNNIx1, dotQ5KTVNNIx2, dotQ5KTVNNIx3, dotQ5KTVNNIx4, dotQ5KTVNNIx5, dotQ5KTVNNIx6, dotQ5KTVNNIx7, dotQ5KTVNNIx8}
+var dotQ5KTVNNI = [...]wideKernel{dotQ5KTVNNIx1, dotQ5KTVNNIx2, dotQ5KTVNNIx3, dotQ5KTVNNIx4, dotQ5KTVNNIx5, dotQ5KTVNNIx6, dotQ5KTVNNIx7, dotQ5KTVNNIx8, dotQ5KTVNNIx9, dotQ5KTVNNIx10, dotQ5KTVNNIx11, dotQ5KTVNNIx12}
 
 // dotQ6KTVNNI holds the dotQ6KTVNNI kernels by number of tokens minus one.
-var dotQ6KTVNNI = [...]wideKernel{dotQ6KTVNNIx1, dotQ6KTVNNIx2, dotQ6KTVNNIx3, dotQ6KTVNNIx4, dotQ6KTVNNIx5, dotQ6KTVNNIx6, dotQ6KTVNNIx7, dotQ6KTVNNIx8}
+var dotQ6KTVNNI = [...]wideKernel{dotQ6KTVNNIx1, dotQ6KTVNNIx2, dotQ6KTVNNIx3, dotQ6KTVNNIx4, dotQ6KTVNNIx5, dotQ6KTVNNIx6, dotQ6KTVNNIx7, dotQ6KTVNNIx8, dotQ6KTVNNIx9, dotQ6KTVNNIx10, dotQ6KTVNNIx11, dotQ6KTVNNIx12}
