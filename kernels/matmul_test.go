@@ -25,7 +25,7 @@ var computeTypes = append(append([]ggml.Type{}, allTypes...), subTypes...)
 
 // fp16Fields are the byte offsets of the fp16 scales in a block of each sub type.
 var fp16Fields = map[ggml.Type][]int{
-	ggml.Q5_0: {0}, ggml.Q5_1: {0, 2}, ggml.IQ4_NL: {0},
+	ggml.Q8_0: {0}, ggml.Q5_0: {0}, ggml.Q5_1: {0, 2}, ggml.IQ4_NL: {0},
 	ggml.Q2_K: {80, 82}, ggml.Q3_K: {108}, ggml.Q4_K: {0, 2}, ggml.Q5_K: {0, 2}, ggml.Q6_K: {208},
 }
 
