@@ -23,9 +23,10 @@
 // bytes) and each block's fp16-rounded scale repeated eight times (2×32 bytes); for
 // avx512vnni then the int32 corrections for Q8_0 and for Q4_0 (2×64 bytes).
 //
-// Packed Q8_0/Q4_0 (avx512vnni, see packed512): nfull groups of 16 blocks, x token 0's
-// first group and xstride the bytes between groups. The wide-block kernels over packed
-// weights (packedWide512) have a signature of their own.
+// Packed Q4_0, Q2_K and Q3_K (avx512vnni, see packed512): nfull groups of 16 blocks, x
+// token 0's first group and xstride the bytes between groups. The wide-block kernels
+// over packed weights (packedWide512) and the kernels over tiles of 16 rows (tileQ4K,
+// tileBytes: Q4_K and the byte layouts) have a signature of their own.
 package main
 
 import (
@@ -694,8 +695,8 @@ type kindLayout struct {
 var tiledKinds = map[string]bool{"Q8": true, "Q5K": true, "Q6K": true}
 
 // packedKinds are the packed layouts, as packed.go's kindLayouts: Q8_0 (and Q5_0,
-// IQ4_NL), Q4_0, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K). Q4_K has a layout of its own
-// (tileQ4K).
+// IQ4_NL), Q4_0, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K); those of tiledKinds are laid
+// out in tiles (tileBytes). Q4_K has a layout of its own (tileQ4K).
 var packedKinds = []kindLayout{
 	{"Q8", 0, -1, -1, -1, 64, false, 576},
 	{"Q4", 0, -1, -1, -1, 64, true, 320},
@@ -955,9 +956,9 @@ func packedPairBody(lay kindLayout, k int) {
 
 // ---- avx512vnni, wide blocks ----
 
-// packedWide512 writes the Q8_0 or Q4_0 kernel for k tokens over packed weights that
-// serves blocks of many tokens (continuous batching, long verifications). It has the
-// signature
+// packedWide512 writes the kernel of a group layout (Q4_0, Q2_K) for k tokens over
+// packed weights that serves blocks of many tokens (continuous batching, long
+// verifications). It has the signature
 //
 //	func k(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 //

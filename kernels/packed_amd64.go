@@ -10,12 +10,13 @@ import (
 	"github.com/specd-dev/specd/ggml"
 )
 
-// packVNNI lays out m for the dotQ8PVNNI/dotQ4PVNNI kernels (see packed512 in
-// asmgen.go). Per row and group of 16 blocks: the blocks' scales as float32 (64 bytes),
-// then for Q8_0 eight vectors of 64 bytes whose dword i holds weights 4j..4j+3 of block i
-// stored as w+128, and for Q4_0 four vectors whose dword i holds GGUF bytes 4m..4m+3 of
-// block i (weights 4m.. in the low nibbles, 16+4m.. in the high). Blocks past the end of
-// the row have scale 0 and weights 0.
+// packVNNI lays out m for the avx512vnni kernels over packed weights: the byte layouts
+// (Q8_0, Q5_0, IQ4_NL, Q6_K, Q5_K, Q5_1) and Q4_K in tiles of 16 rows (packTilesBytes,
+// packTilesQ4K), Q4_0 for the dotQ4PVNNI kernels (see packed512 in asmgen.go) and Q2_K,
+// Q3_K in their packKind layouts (packSubsVNNI). Q4_0, per row and group of 16 blocks:
+// the blocks' scales as float32 (64 bytes), then four vectors whose dword i holds GGUF
+// bytes 4m..4m+3 of block i (weights 4m.. in the low nibbles, 16+4m.. in the high).
+// Blocks past the end of the row have scale 0 and weights 0 (nibbles 8).
 func packVNNI(m *Matrix) *hugeMem {
 	switch packKindOf(m.Type) {
 	case kindNibMin:
@@ -23,7 +24,7 @@ func packVNNI(m *Matrix) *hugeMem {
 	case kindQ8, kindHalves, kindByteMin:
 		return packTilesBytes(m)
 	}
-	if m.Type != ggml.Q8_0 && m.Type != ggml.Q4_0 {
+	if m.Type != ggml.Q4_0 {
 		return packSubsVNNI(m)
 	}
 	nb := m.Cols / ggml.QK
@@ -31,7 +32,6 @@ func packVNNI(m *Matrix) *hugeMem {
 	bb, rb, prb := m.Type.BlockBytes(), m.RowBytes(), packedRowBytes(m)
 	mem := newHugeMem(m.Rows * prb)
 	out := mem.b
-	q4 := m.Type == ggml.Q4_0
 	for r := range m.Rows {
 		row := m.Data[r*rb : (r+1)*rb]
 		for g := range groups {
@@ -39,30 +39,16 @@ func packVNNI(m *Matrix) *hugeMem {
 			for i := range 16 {
 				b := 16*g + i
 				if b >= nb {
-					if q4 {
-						for v := range 4 {
-							copy(dst[64+64*v+4*i:][:4], []byte{0x88, 0x88, 0x88, 0x88})
-						}
-					} else {
-						for v := range 8 {
-							copy(dst[64+64*v+4*i:][:4], []byte{0x80, 0x80, 0x80, 0x80})
-						}
+					for v := range 4 {
+						copy(dst[64+64*v+4*i:][:4], []byte{0x88, 0x88, 0x88, 0x88})
 					}
 					continue
 				}
 				blk := row[b*bb : (b+1)*bb]
 				d := f16Table[binary.LittleEndian.Uint16(blk)]
 				binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(d))
-				if q4 {
-					for v := range 4 {
-						copy(dst[64+64*v+4*i:][:4], blk[2+4*v:])
-					}
-					continue
-				}
-				for v := range 8 {
-					for c := range 4 {
-						dst[64+64*v+4*i+c] = blk[2+4*v+c] ^ 0x80
-					}
+				for v := range 4 {
+					copy(dst[64+64*v+4*i:][:4], blk[2+4*v:])
 				}
 			}
 		}
