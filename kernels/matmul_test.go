@@ -78,7 +78,9 @@ func randMatrix(tb testing.TB, rng *rand.Rand, t ggml.Type, rows, cols int) *Mat
 // refMatMul computes MatMul in float64 from dequantized weights and, for quantized
 // weights, activations quantized as ggml does: with ggml's Q8_K loop for the K-quants,
 // with Quantize(Q8_0) for the others. It also returns Σ|w·x| per output, the scale of
-// the rounding error a float32 implementation may make.
+// the rounding error a float32 implementation may make; for the types with offsets
+// (x = D·q + F), which every implementation sums as D·Σq·a + F·Σa, Σ(|D·q| + |F|)·|x|,
+// since those two terms may cancel.
 func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
 	want = make([]float64, n*w.Rows)
 	mag = make([]float64, n*w.Rows)
@@ -108,10 +110,32 @@ func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
 				s += float64(v) * float64(xt[j])
 				m += math.Abs(float64(v) * float64(xt[j]))
 			}
+			if hasOffsets(w.Type) {
+				m = offsetMag(w, r, xt)
+			}
 			want[t*w.Rows+r], mag[t*w.Rows+r] = s, m
 		}
 	}
 	return want, mag
+}
+
+// offsetMag is Σ(|D·q| + |F|)·|x| over row r of w, of a type with offsets, against x.
+func offsetMag(w *Matrix, r int, x []float32) float64 {
+	bb, nsub := w.Type.BlockBytes(), w.Type.BlockSize()/ggml.QK
+	row := w.Data[r*w.RowBytes():][:w.RowBytes()]
+	var q [ggml.QK]int8
+	var m float64
+	for b := range w.Cols / ggml.QK {
+		sc := decodeSub(w.Type, row[b/nsub*bb:][:bb], b%nsub, &q)
+		for j, v := range q {
+			d, f := sc.dl, sc.fl
+			if j >= ggml.QK/2 {
+				d, f = sc.dh, sc.fh
+			}
+			m += (math.Abs(float64(d)*float64(v)) + math.Abs(float64(f))) * math.Abs(float64(x[b*ggml.QK+j]))
+		}
+	}
+	return m
 }
 
 // packs packs w and reports whether the current implementation has a packed layout for it.
