@@ -16,8 +16,8 @@ import "github.com/specd-dev/specd/ggml"
 // time; Q4_K's super-block sums are moreover scaled in integers.
 
 // packKind is a packed layout; several weight types share one when they decode to the
-// same form (see decodeSub). Per group of 16 blocks of 32 weights (avx512vnni: per tile
-// of 16 rows and block of 32 weights, with rows in the lanes; see below):
+// same form (see decodeSub). Per group of 16 blocks of 32 weights (for the kinds marked
+// "tiles", per tile of 16 rows and block of 32 weights on avx512vnni; see below):
 //
 //	kindQ8       Q8_0, Q5_0, IQ4_NL: D, then 8 vectors of bytes w+128 (tiles)
 //	kindQ4       Q4_0: D, then 4 vectors of GGUF nibbles (w+8)
