@@ -1349,9 +1349,10 @@ const tilePrefetch = 4608
 // whatever k and whichever lane, so results are batch invariant; the float sum runs
 // over the blocks in order, as genericQ8's does.
 //
-// Registers: Z0..Z(k-1) float sums, Z(k)..Z(2k-1) integer sums, Z28/Z29 weight vectors
-// (alternating), Z30 the rows' scales, Z31 scale products, Z27 offsets; K1 the rows of
-// the tile; CX the blocks left, R10 those left in the group, R12 the group's start.
+// Registers: Z0..Z(k-1) float sums, Z(k)..Z(2k-1) integer sums (k = 1: Z1 and Z2, two
+// chains), Z28/Z29 weight vectors (alternating), Z30 the rows' scales, Z31 scale
+// products, Z27 offsets; K1 the rows of the tile; CX the blocks left, R10 those left in
+// the group, R12 the group's start.
 func tileBytes(lay kindLayout, k int) {
 	name := fmt.Sprintf("dot%sTVNNIx%d", lay.name, k)
 	groupHeader(name, "NOSPLIT, $0-64")
