@@ -23,9 +23,10 @@
 // bytes) and each block's fp16-rounded scale repeated eight times (2×32 bytes); for
 // avx512vnni then the int32 corrections for Q8_0 and for Q4_0 (2×64 bytes).
 //
-// Packed Q8_0/Q4_0 (avx512vnni, see packed512): nfull groups of 16 blocks, x token 0's
-// first group and xstride the bytes between groups. The wide-block kernels over packed
-// weights (packedWide512) have a signature of their own.
+// Packed Q4_0, Q2_K and Q3_K (avx512vnni, see packed512): nfull groups of 16 blocks, x
+// token 0's first group and xstride the bytes between groups. The wide-block kernels
+// over packed weights (packedWide512) and the kernels over tiles of 16 rows (tileQ4K,
+// tileBytes: Q4_K and the byte layouts) have a signature of their own.
 package main
 
 import (
@@ -37,10 +38,11 @@ import (
 )
 
 const (
-	maxTok512  = 5  // tokens per call, avx512vnni: 10 accumulators plus shared registers
-	maxTokWide = 12 // tokens per call, avx512vnni wide blocks: 24 sums plus 6 shared
-	maxTokAVX  = 4  // tokens per call, avx2: 8 accumulators of 16 ymm registers
-	maxTokTile = 6  // tokens per call, avx512vnni Q4_K tiles: 4 sums a token plus 8 shared
+	maxTok512    = 5  // tokens per call, avx512vnni: 10 accumulators plus shared registers
+	maxTokWide   = 12 // tokens per call, avx512vnni wide blocks: 24 sums plus 6 shared
+	maxTokAVX    = 4  // tokens per call, avx2: 8 accumulators of 16 ymm registers
+	maxTokTile   = 6  // tokens per call, avx512vnni Q4_K tiles: 4 sums a token plus 8 shared
+	maxTokTileQ8 = 12 // tokens per call, avx512vnni byte tiles: 2 sums a token plus 5 shared (BenchmarkTiledKernel: 2.08 ns a product at 12, 2.22 at 8)
 )
 
 var (
@@ -688,9 +690,13 @@ type kindLayout struct {
 	bytes           int
 }
 
+// tiledKinds are the packed layouts of bytes whose avx512vnni kernels work in tiles of
+// 16 rows (tileBytes) instead of groups of 16 blocks (packed512, packedWide512).
+var tiledKinds = map[string]bool{"Q8": true, "Q5K": true, "Q6K": true}
+
 // packedKinds are the packed layouts, as packed.go's kindLayouts: Q8_0 (and Q5_0,
-// IQ4_NL), Q4_0, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K). Q4_K has a layout of its own
-// (tileQ4K).
+// IQ4_NL), Q4_0, Q5_K (and Q5_1), Q6_K, Q2_K (and Q3_K); those of tiledKinds are laid
+// out in tiles (tileBytes). Q4_K has a layout of its own (tileQ4K).
 var packedKinds = []kindLayout{
 	{"Q8", 0, -1, -1, -1, 64, false, 576},
 	{"Q4", 0, -1, -1, -1, 64, true, 320},
@@ -950,9 +956,9 @@ func packedPairBody(lay kindLayout, k int) {
 
 // ---- avx512vnni, wide blocks ----
 
-// packedWide512 writes the Q8_0 or Q4_0 kernel for k tokens over packed weights that
-// serves blocks of many tokens (continuous batching, long verifications). It has the
-// signature
+// packedWide512 writes the kernel of a group layout (Q4_0, Q2_K) for k tokens over
+// packed weights that serves blocks of many tokens (continuous batching, long
+// verifications). It has the signature
 //
 //	func k(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 //
@@ -1322,6 +1328,120 @@ func tileSB(k, ioff int) {
 // tilePrefetch is how far ahead tileQ4K prefetches its weights.
 const tilePrefetch = 4608
 
+// ---- avx512vnni, byte layouts in tiles of 16 rows ----
+
+// tileBytes writes the kernel for k tokens over weights of a byte layout lay (Q8 for
+// Q8_0, Q5_0 and IQ4_NL; Q6K, two scales a block; Q5K for Q5_K and Q5_1, a scale and an
+// offset; see packTilesBytes) in tiles of 16 rows. It has the signature of the
+// wide kernels, with rowBytes the bytes of a tile, nrows any number of rows (a last
+// partial tile is stored under a mask) and ngroups the blocks of 32 of a row, which
+// need not fill the last group of 16 of the activations.
+//
+// A tile holds, per block, what a packed group holds (the same kindLayout) with rows in
+// the lanes instead of blocks: the 16 rows' scales (and E) as float32, then eight
+// vectors whose dword lane r holds row r's weights 4j..4j+3 as bytes w+128. Per block,
+// phase (see phases: one, or one per half block for Q6K) and token, the integer sum
+// starts from the correction -128·Σq broadcast from the activations, takes one
+// VPDPBUSD.BCST per weight vector against the token's dword of four values, and then
+// acc += cvt(sum)·(D·d_x) (and for offsets acc += E·(cvt(c)·d_x)): for Q8, 8 vpdpbusd
+// and 3 float operations per 512 products, no reduction across lanes, no store before
+// the tile's end. A (row, token) gets the same operations
+// whatever k and whichever lane, so results are batch invariant; the float sum runs
+// over the blocks in order, as genericQ8's does.
+//
+// Registers: Z0..Z(k-1) float sums, Z(k)..Z(2k-1) integer sums (k = 1: Z1 and Z2, two
+// chains), Z28/Z29 weight vectors (alternating), Z30 the rows' scales, Z31 scale
+// products, Z27 offsets; K1 the rows of the tile; CX the blocks left, R10 those left in
+// the group, R12 the group's start.
+func tileBytes(lay kindLayout, k int) {
+	name := fmt.Sprintf("dot%sTVNNIx%d", lay.name, k)
+	groupHeader(name, "NOSPLIT, $0-64")
+	p("TESTQ R8, R8")
+	p("JZ done")
+	label("tile")
+	blockRows512()
+	for t := range k {
+		p("VPXORD Z%d, Z%d, Z%d", t, t, t)
+	}
+	p("MOVQ SI, DX")
+	p("MOVQ AX, BX")
+	p("MOVQ R11, CX")
+	label("group")
+	p("MOVQ $16, R10")
+	p("CMPQ CX, R10")
+	p("CMOVQLT CX, R10")
+	p("SUBQ R10, CX")
+	p("MOVQ BX, R12")
+	label("blk")
+	for off := 0; off < lay.bytes; off += 64 {
+		p("PREFETCHT0 %d(DX)", tileBytesPrefetch+off)
+	}
+	for _, ph := range phases(lay) {
+		for t := range k {
+			if ph.start < 0 {
+				p("VPXORD Z%d, Z%d, Z%d", k+t, k+t, k+t)
+			} else {
+				p("VPBROADCASTD %s, Z%d", pa(t, ph.start), k+t)
+			}
+		}
+		if k == 1 {
+			// One token: two chains, so that a block does not wait on eight vpdpbusd
+			// in a row.
+			p("VPXORD Z2, Z2, Z2")
+		}
+		for i, j := range ph.vecs {
+			w := 28 + j%2
+			p("VMOVDQU64 %d(DX), Z%d", lay.w+64*j, w)
+			for t := range k {
+				acc := k + t
+				if k == 1 {
+					acc += i % 2
+				}
+				p("VPDPBUSD.BCST %s, Z%d, Z%d", pa(t, 64*j), w, acc)
+			}
+		}
+		if k == 1 {
+			p("VPADDD Z2, Z1, Z1")
+		}
+		p("VMOVUPS %d(DX), Z30", ph.d)
+		for t := range k {
+			p("VCVTDQ2PS Z%d, Z%d", k+t, k+t)
+			p("VMULPS.BCST %s, Z30, Z31", pa(t, actScale))
+			p("VFMADD231PS Z%d, Z31, Z%d", k+t, t)
+		}
+		if ph.e >= 0 {
+			p("VMOVUPS %d(DX), Z27", ph.e)
+			for t := range k {
+				p("VFMADD231PS.BCST %s, Z27, Z%d", pa(t, ph.corr+actF), t)
+			}
+		}
+	}
+	p("ADDQ $%d, DX", lay.bytes)
+	p("ADDQ $4, BX")
+	p("DECQ R10")
+	p("JNZ blk")
+	p("LEAQ (R12)(R9*1), BX")
+	p("TESTQ CX, CX")
+	p("JNZ group")
+	p("MOVQ DI, R10")
+	for t := range k {
+		p("VMOVUPS Z%d, K1, (R10)", t)
+		if t < k-1 {
+			p("ADDQ R13, R10")
+		}
+	}
+	p("ADDQ $64, DI")
+	p("ADDQ R15, SI")
+	p("SUBQ R14, R8")
+	p("JNZ tile")
+	label("done")
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// tileBytesPrefetch is how far ahead tileBytes prefetches its weights.
+const tileBytesPrefetch = 4608
+
 // ---- avx2 ----
 
 // floatAVX2 writes the F32 or F16 kernel for k tokens. Each token has two vector
@@ -1588,6 +1708,9 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 		for _, lay := range packedKinds {
+			if tiledKinds[lay.name] {
+				continue
+			}
 			packed512(lay, k)
 			n := fmt.Sprintf("dot%sPVNNI", lay.name)
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
@@ -1595,6 +1718,9 @@ func main() {
 	}
 	for k := 1; k <= maxTokWide; k++ {
 		for _, lay := range packedKinds {
+			if tiledKinds[lay.name] {
+				continue
+			}
 			packedWide512(lay, k)
 			n := fmt.Sprintf("dot%sWVNNI", lay.name)
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
@@ -1603,6 +1729,16 @@ func main() {
 	for k := 1; k <= maxTokTile; k++ {
 		tileQ4K(k)
 		tables["dotQ4KTVNNI"] = append(tables["dotQ4KTVNNI"], fmt.Sprintf("dotQ4KTVNNIx%d", k))
+	}
+	for _, lay := range packedKinds {
+		if !tiledKinds[lay.name] {
+			continue
+		}
+		n := fmt.Sprintf("dot%sTVNNI", lay.name)
+		for k := 1; k <= maxTokTileQ8; k++ {
+			tileBytes(lay, k)
+			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
+		}
 	}
 	fmt.Fprintln(&s)
 	widePermData()
@@ -1618,7 +1754,13 @@ func main() {
 			tables[n] = append(tables[n], fmt.Sprintf("%sx%d", n, k))
 		}
 	}
-	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI", "dotQ4KTVNNI"} {
+	var names []string
+	for _, n := range []string{"dotF32AVX512", "dotF16AVX512", "dotBF16AVX512", "dotQ8VNNI", "dotQ4VNNI", "dotQ8PVNNI", "dotQ4PVNNI", "dotQ5KPVNNI", "dotQ6KPVNNI", "dotQ2KPVNNI", "dotF32AVX2", "dotF16AVX2", "dotBF16AVX2", "dotQ8AVX2", "dotQ4AVX2", "dotSubAVX2", "dotSubMinAVX2", "dotQ8WVNNI", "dotQ4WVNNI", "dotQ5KWVNNI", "dotQ6KWVNNI", "dotQ2KWVNNI", "dotQ4KTVNNI", "dotQ8TVNNI", "dotQ5KTVNNI", "dotQ6KTVNNI"} {
+		if len(tables[n]) > 0 {
+			names = append(names, n)
+		}
+	}
+	for _, n := range names {
 		typ := "asmKernel"
 		if strings.Contains(n, "WVNNI") || strings.Contains(n, "TVNNI") {
 			typ = "wideKernel"

@@ -38,7 +38,7 @@ func BenchmarkMatMul(b *testing.B) {
 				continue
 			}
 			for _, w := range withPacked(randMatrix(b, rng, typ, sh.rows, sh.cols)) {
-				for _, n := range []int{1, 5, 128} {
+				for _, n := range []int{1, 5, 8, 16, 32, 128} {
 					x := randFloats(rng, n*sh.cols, 1)
 					out := make([]float32, n*sh.rows)
 					for _, threads := range []int{1, 2} {
@@ -197,17 +197,17 @@ func BenchmarkQuantizeActs(b *testing.B) {
 	}
 }
 
-// BenchmarkWideKernel times the wide-block kernels alone on a 256×512 packed Q8_0 tile
+// BenchmarkWideKernel times the wide-block kernels alone on a 256×512 packed Q4_0 tile
 // (its weights and activations in L2), per token count of a call, and the narrow packed
 // kernels on as many tokens (which mmRows would run in calls of at most group); the
 // product metric is per (row, token) of 512 columns.
 func BenchmarkWideKernel(b *testing.B) {
-	if cur.wide[kindQ8] == nil {
+	if cur.wide[kindQ4] == nil {
 		b.Skip("no wide kernels")
 	}
 	const rows, cols = 256, 512
 	rng := rand.New(rand.NewPCG(5, 5))
-	w := randMatrix(b, rng, ggml.Q8_0, rows, cols)
+	w := randMatrix(b, rng, ggml.Q4_0, rows, cols)
 	w.Pack()
 	for _, k := range []int{2, 3, 4, 5, 6, 8, 12} {
 		x := randFloats(rng, k*cols, 1)
@@ -219,14 +219,14 @@ func BenchmarkWideKernel(b *testing.B) {
 		out := make([]float32, k*rows)
 		b.Run(fmt.Sprintf("wide/k=%d", k), func(b *testing.B) {
 			for b.Loop() {
-				cur.wide[kindQ8](out, rows, w.packed.b, packedRowBytes(w), rows, &a, 0, k)
+				cur.wide[kindQ4](out, rows, w.packed.b, packedRowBytes(w), rows, &a, 0, k)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*k), "ns/product")
 		})
 		b.Run(fmt.Sprintf("narrow/k=%d", k), func(b *testing.B) {
 			for b.Loop() {
 				for t := 0; t < k; t += cur.group {
-					cur.packed[kindQ8](out[t*rows:], rows, w.packed.b, packedRowBytes(w), rows, &a, t, min(cur.group, k-t))
+					cur.packed[kindQ4](out[t*rows:], rows, w.packed.b, packedRowBytes(w), rows, &a, t, min(cur.group, k-t))
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*k), "ns/product")
@@ -259,5 +259,41 @@ func BenchmarkPrepPacked(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkTiledKernel times the tiled kernels alone on 512×512 matrices of Q8_0 and
+// Q6_K (weights and activations in L2 and L1) per token count of a call; the product
+// metric is per (row, token) of 512 columns.
+func BenchmarkTiledKernel(b *testing.B) {
+	const rows, cols = 512, 512
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, typ := range []ggml.Type{ggml.Q8_0, ggml.Q6_K, ggml.Q4_K} {
+		kind := packKindOf(typ)
+		kern := cur.tiled[kind]
+		if kern == nil {
+			continue
+		}
+		w := randMatrix(b, rng, typ, rows, cols)
+		w.Pack()
+		prep := cur.prepTokP
+		if usesQ8K(typ) {
+			prep = cur.prepTokPK
+		}
+		for k := 1; k <= cur.tileGroup[kind]; k++ {
+			x := randFloats(rng, k*cols, 1)
+			var a acts
+			cur.sizeP(&a, k, cols)
+			for t := range k {
+				prep(&a, x, t, cols)
+			}
+			out := make([]float32, k*rows)
+			b.Run(fmt.Sprintf("%v/k=%d", typ, k), func(b *testing.B) {
+				for b.Loop() {
+					kern(out, rows, w.packed.b, packedRowBytes(w)*tileRows, rows, &a, 0, k)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*k), "ns/product")
+			})
+		}
 	}
 }

@@ -3,6 +3,7 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/specd-dev/specd/ggml"
@@ -18,6 +19,9 @@ func fuzzType(b byte) ggml.Type { return allTypes[int(b)%len(allTypes)] }
 func FuzzDequantizeQuantize(f *testing.F) {
 	f.Add([]byte{0x00, 0x3c, 1, 2, 3}, byte(0))
 	f.Add(make([]byte, 34), byte(3))
+	rng := rand.New(rand.NewPCG(27, 28))
+	f.Add(randBlocks(rng, ggml.Q8_0, 16*34), byte(2)) // a group of 16 blocks: packed
+	f.Add(randBlocks(rng, ggml.Q8_0, 44*34), byte(2)) // 44 blocks: a last partial group
 	f.Fuzz(func(t *testing.T, data []byte, tb byte) {
 		typ := fuzzType(tb)
 		nblk := len(data) / typ.BlockBytes()
@@ -57,9 +61,54 @@ func FuzzDequantizeQuantize(f *testing.F) {
 			for b := range nblk {
 				checkRequantized(t, typ, vals[b*ggml.QK:(b+1)*ggml.QK], back[b*ggml.QK:(b+1)*ggml.QK])
 			}
+			checkPackedRow(t, typ, src, vals)
 		}
 	})
 }
+
+// checkPackedRow multiplies src, one row of typ whose weights are vals, packed (when
+// the implementation packs it: tiles for Q8_0 on avx512vnni) and not, by two tokens,
+// and checks that the two agree within float32 summation error wherever the product is
+// finite.
+func checkPackedRow(t *testing.T, typ ggml.Type, src []byte, vals []float32) {
+	t.Helper()
+	n := len(vals)
+	if n == 0 {
+		return
+	}
+	x := make([]float32, 2*n)
+	for i := range x {
+		x[i] = float32(i%7) - 3
+	}
+	var outs [2][2]float32
+	for i, pack := range []bool{false, true} {
+		w, err := NewMatrix(typ, 1, n, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pack {
+			w.Pack()
+		}
+		fuzzPool.MatMul(outs[i][:], w, x, 2)
+	}
+	var mag float64
+	for _, v := range vals {
+		mag += 3 * math.Abs(float64(v))
+	}
+	tol := 0x1p-20 * float64(n/ggml.QK+8) * mag
+	for tok, u := range outs[0] {
+		p := outs[1][tok]
+		if math.IsInf(mag, 0) || math.IsNaN(mag) || math.IsInf(float64(u), 0) || math.IsNaN(float64(u)) {
+			continue
+		}
+		if d := math.Abs(float64(p) - float64(u)); !(d <= tol) {
+			t.Fatalf("%v row of %d: packed product of token %d = %v, unpacked %v", typ, n, tok, p, u)
+		}
+	}
+}
+
+// fuzzPool runs the fuzz targets' products.
+var fuzzPool = NewPool(1)
 
 // checkRequantized checks that back, a block re-quantized from vals, is within the
 // quantization error of vals. Blocks whose scale leaves the normal fp16 range (where the

@@ -42,10 +42,7 @@ var vnniKernels = &kernelSet{
 	prep:  func(a *acts, x []float32, n, cols int) { prepPaired(a, x, n, cols, 256, quantActsAVX512) },
 	pack:  packVNNI,
 	packed: [numKinds]quantKernel{
-		kindQ8:      packedAsm(dotQ8PVNNI[:]),
 		kindQ4:      packedAsm(dotQ4PVNNI[:]),
-		kindByteMin: packedAsm(dotQ5KPVNNI[:]),
-		kindHalves:  packedAsm(dotQ6KPVNNI[:]),
 		kindHalfMin: packedAsm(dotQ2KPVNNI[:]),
 	},
 	sizeP:     sizePackedVNNI,
@@ -53,17 +50,24 @@ var vnniKernels = &kernelSet{
 	prepTokPK: prepTokenQ8KVNNI,
 
 	wide: [numKinds]quantKernel{
-		kindQ8:      wideAsm(dotQ8WVNNI[:]),
 		kindQ4:      wideAsm(dotQ4WVNNI[:]),
-		kindByteMin: wideAsm(dotQ5KWVNNI[:]),
-		kindHalves:  wideAsm(dotQ6KWVNNI[:]),
 		kindHalfMin: wideAsm(dotQ2KWVNNI[:]),
 	},
-	wideGroup: len(dotQ8WVNNI),
+	wideGroup: len(dotQ4WVNNI),
 	wideMin:   wideMinVNNI,
 
-	tiled:     [numKinds]quantKernel{kindNibMin: tiledAsm(dotQ4KTVNNI[:])},
-	tileGroup: len(dotQ4KTVNNI),
+	tiled: [numKinds]quantKernel{
+		kindQ8:      tiledAsm(dotQ8TVNNI[:], 1),
+		kindNibMin:  tiledAsm(dotQ4KTVNNI[:], 8),
+		kindByteMin: tiledAsm(dotQ5KTVNNI[:], 1),
+		kindHalves:  tiledAsm(dotQ6KTVNNI[:], 1),
+	},
+	tileGroup: [numKinds]int{
+		kindQ8:      len(dotQ8TVNNI),
+		kindNibMin:  len(dotQ4KTVNNI),
+		kindByteMin: len(dotQ5KTVNNI),
+		kindHalves:  len(dotQ6KTVNNI),
+	},
 }
 
 // wideMinVNNI is the fewest tokens for which the avx512vnni set runs packed weights

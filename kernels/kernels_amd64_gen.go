@@ -22,16 +22,7 @@ func dotQ8VNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4PVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KPVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -52,16 +43,7 @@ func dotQ8VNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4PVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KPVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -82,16 +64,7 @@ func dotQ8VNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4PVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KPVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -112,16 +85,7 @@ func dotQ8VNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4PVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KPVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -142,196 +106,79 @@ func dotQ8VNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tai
 func dotQ4VNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4PVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KPVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
-func dotQ8WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
 func dotQ4WVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ5KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
-
-//go:noescape
-func dotQ6KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotQ2KWVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
@@ -353,6 +200,114 @@ func dotQ4KTVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups 
 
 //go:noescape
 func dotQ4KTVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ8TVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ5KTVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx1(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx2(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx3(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx4(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx5(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx6(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx7(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx8(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx9(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx10(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx11(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
+
+//go:noescape
+func dotQ6KTVNNIx12(out *float32, ostride int, w *byte, rowBytes, nrows, ngroups int, x unsafe.Pointer, xstride int)
 
 //go:noescape
 func dotF32AVX2x1(out *float32, ostride int, w *byte, rowBytes, nrows, nfull, tail int, x unsafe.Pointer, xstride int)
@@ -453,17 +408,8 @@ var dotQ8VNNI = [...]asmKernel{dotQ8VNNIx1, dotQ8VNNIx2, dotQ8VNNIx3, dotQ8VNNIx
 // dotQ4VNNI holds the dotQ4VNNI kernels by number of tokens minus one.
 var dotQ4VNNI = [...]asmKernel{dotQ4VNNIx1, dotQ4VNNIx2, dotQ4VNNIx3, dotQ4VNNIx4, dotQ4VNNIx5}
 
-// dotQ8PVNNI holds the dotQ8PVNNI kernels by number of tokens minus one.
-var dotQ8PVNNI = [...]asmKernel{dotQ8PVNNIx1, dotQ8PVNNIx2, dotQ8PVNNIx3, dotQ8PVNNIx4, dotQ8PVNNIx5}
-
 // dotQ4PVNNI holds the dotQ4PVNNI kernels by number of tokens minus one.
 var dotQ4PVNNI = [...]asmKernel{dotQ4PVNNIx1, dotQ4PVNNIx2, dotQ4PVNNIx3, dotQ4PVNNIx4, dotQ4PVNNIx5}
-
-// dotQ5KPVNNI holds the dotQ5KPVNNI kernels by number of tokens minus one.
-var dotQ5KPVNNI = [...]asmKernel{dotQ5KPVNNIx1, dotQ5KPVNNIx2, dotQ5KPVNNIx3, dotQ5KPVNNIx4, dotQ5KPVNNIx5}
-
-// dotQ6KPVNNI holds the dotQ6KPVNNI kernels by number of tokens minus one.
-var dotQ6KPVNNI = [...]asmKernel{dotQ6KPVNNIx1, dotQ6KPVNNIx2, dotQ6KPVNNIx3, dotQ6KPVNNIx4, dotQ6KPVNNIx5}
 
 // dotQ2KPVNNI holds the dotQ2KPVNNI kernels by number of tokens minus one.
 var dotQ2KPVNNI = [...]asmKernel{dotQ2KPVNNIx1, dotQ2KPVNNIx2, dotQ2KPVNNIx3, dotQ2KPVNNIx4, dotQ2KPVNNIx5}
@@ -489,20 +435,20 @@ var dotSubAVX2 = [...]asmKernel{dotSubAVX2x1, dotSubAVX2x2, dotSubAVX2x3, dotSub
 // dotSubMinAVX2 holds the dotSubMinAVX2 kernels by number of tokens minus one.
 var dotSubMinAVX2 = [...]asmKernel{dotSubMinAVX2x1, dotSubMinAVX2x2, dotSubMinAVX2x3, dotSubMinAVX2x4}
 
-// dotQ8WVNNI holds the dotQ8WVNNI kernels by number of tokens minus one.
-var dotQ8WVNNI = [...]wideKernel{dotQ8WVNNIx1, dotQ8WVNNIx2, dotQ8WVNNIx3, dotQ8WVNNIx4, dotQ8WVNNIx5, dotQ8WVNNIx6, dotQ8WVNNIx7, dotQ8WVNNIx8, dotQ8WVNNIx9, dotQ8WVNNIx10, dotQ8WVNNIx11, dotQ8WVNNIx12}
-
 // dotQ4WVNNI holds the dotQ4WVNNI kernels by number of tokens minus one.
 var dotQ4WVNNI = [...]wideKernel{dotQ4WVNNIx1, dotQ4WVNNIx2, dotQ4WVNNIx3, dotQ4WVNNIx4, dotQ4WVNNIx5, dotQ4WVNNIx6, dotQ4WVNNIx7, dotQ4WVNNIx8, dotQ4WVNNIx9, dotQ4WVNNIx10, dotQ4WVNNIx11, dotQ4WVNNIx12}
-
-// dotQ5KWVNNI holds the dotQ5KWVNNI kernels by number of tokens minus one.
-var dotQ5KWVNNI = [...]wideKernel{dotQ5KWVNNIx1, dotQ5KWVNNIx2, dotQ5KWVNNIx3, dotQ5KWVNNIx4, dotQ5KWVNNIx5, dotQ5KWVNNIx6, dotQ5KWVNNIx7, dotQ5KWVNNIx8, dotQ5KWVNNIx9, dotQ5KWVNNIx10, dotQ5KWVNNIx11, dotQ5KWVNNIx12}
-
-// dotQ6KWVNNI holds the dotQ6KWVNNI kernels by number of tokens minus one.
-var dotQ6KWVNNI = [...]wideKernel{dotQ6KWVNNIx1, dotQ6KWVNNIx2, dotQ6KWVNNIx3, dotQ6KWVNNIx4, dotQ6KWVNNIx5, dotQ6KWVNNIx6, dotQ6KWVNNIx7, dotQ6KWVNNIx8, dotQ6KWVNNIx9, dotQ6KWVNNIx10, dotQ6KWVNNIx11, dotQ6KWVNNIx12}
 
 // dotQ2KWVNNI holds the dotQ2KWVNNI kernels by number of tokens minus one.
 var dotQ2KWVNNI = [...]wideKernel{dotQ2KWVNNIx1, dotQ2KWVNNIx2, dotQ2KWVNNIx3, dotQ2KWVNNIx4, dotQ2KWVNNIx5, dotQ2KWVNNIx6, dotQ2KWVNNIx7, dotQ2KWVNNIx8, dotQ2KWVNNIx9, dotQ2KWVNNIx10, dotQ2KWVNNIx11, dotQ2KWVNNIx12}
 
 // dotQ4KTVNNI holds the dotQ4KTVNNI kernels by number of tokens minus one.
 var dotQ4KTVNNI = [...]wideKernel{dotQ4KTVNNIx1, dotQ4KTVNNIx2, dotQ4KTVNNIx3, dotQ4KTVNNIx4, dotQ4KTVNNIx5, dotQ4KTVNNIx6}
+
+// dotQ8TVNNI holds the dotQ8TVNNI kernels by number of tokens minus one.
+var dotQ8TVNNI = [...]wideKernel{dotQ8TVNNIx1, dotQ8TVNNIx2, dotQ8TVNNIx3, dotQ8TVNNIx4, dotQ8TVNNIx5, dotQ8TVNNIx6, dotQ8TVNNIx7, dotQ8TVNNIx8, dotQ8TVNNIx9, dotQ8TVNNIx10, dotQ8TVNNIx11, dotQ8TVNNIx12}
+
+// dotQ5KTVNNI holds the dotQ5KTVNNI kernels by number of tokens minus one.
+var dotQ5KTVNNI = [...]wideKernel{dotQ5KTVNNIx1, dotQ5KTVNNIx2, dotQ5KTVNNIx3, dotQ5KTVNNIx4, dotQ5KTVNNIx5, dotQ5KTVNNIx6, dotQ5KTVNNIx7, dotQ5KTVNNIx8, dotQ5KTVNNIx9, dotQ5KTVNNIx10, dotQ5KTVNNIx11, dotQ5KTVNNIx12}
+
+// dotQ6KTVNNI holds the dotQ6KTVNNI kernels by number of tokens minus one.
+var dotQ6KTVNNI = [...]wideKernel{dotQ6KTVNNIx1, dotQ6KTVNNIx2, dotQ6KTVNNIx3, dotQ6KTVNNIx4, dotQ6KTVNNIx5, dotQ6KTVNNIx6, dotQ6KTVNNIx7, dotQ6KTVNNIx8, dotQ6KTVNNIx9, dotQ6KTVNNIx10, dotQ6KTVNNIx11, dotQ6KTVNNIx12}

@@ -30,10 +30,17 @@ import (
 type subScales struct{ dl, dh, fl, fh float32 }
 
 // decodeSub decodes sub-block s (of 32 weights) of the block blk of type t into w and
-// returns its scales. blk is one whole block; s < t.BlockSize()/32. t is one of the
-// types beyond F32, F16, BF16, Q8_0 and Q4_0, which have code of their own.
+// returns its scales. blk is one whole block; s < t.BlockSize()/32. t is Q8_0 (for the
+// tiled packing, packTilesBytes) or one of the types beyond F32, F16, BF16, Q8_0 and
+// Q4_0, whose unpacked products go through genericSubs.
 func decodeSub(t ggml.Type, blk []byte, s int, w *[ggml.QK]int8) subScales {
 	switch t {
+	case ggml.Q8_0:
+		for j, q := range blk[2:34] {
+			w[j] = int8(q)
+		}
+		d := f16(blk)
+		return subScales{d, d, 0, 0}
 	case ggml.Q5_0, ggml.Q5_1:
 		d, m, off := f16(blk), float32(0), 2
 		if t == ggml.Q5_1 {

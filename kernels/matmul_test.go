@@ -25,7 +25,7 @@ var computeTypes = append(append([]ggml.Type{}, allTypes...), subTypes...)
 
 // fp16Fields are the byte offsets of the fp16 scales in a block of each sub type.
 var fp16Fields = map[ggml.Type][]int{
-	ggml.Q5_0: {0}, ggml.Q5_1: {0, 2}, ggml.IQ4_NL: {0},
+	ggml.Q8_0: {0}, ggml.Q5_0: {0}, ggml.Q5_1: {0, 2}, ggml.IQ4_NL: {0},
 	ggml.Q2_K: {80, 82}, ggml.Q3_K: {108}, ggml.Q4_K: {0, 2}, ggml.Q5_K: {0, 2}, ggml.Q6_K: {208},
 }
 
@@ -78,7 +78,9 @@ func randMatrix(tb testing.TB, rng *rand.Rand, t ggml.Type, rows, cols int) *Mat
 // refMatMul computes MatMul in float64 from dequantized weights and, for quantized
 // weights, activations quantized as ggml does: with ggml's Q8_K loop for the K-quants,
 // with Quantize(Q8_0) for the others. It also returns Σ|w·x| per output, the scale of
-// the rounding error a float32 implementation may make.
+// the rounding error a float32 implementation may make; for the types with offsets
+// (x = D·q + F), which every implementation sums as D·Σq·a + F·Σa, Σ(|D·q| + |F|)·|x|,
+// since those two terms may cancel.
 func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
 	want = make([]float64, n*w.Rows)
 	mag = make([]float64, n*w.Rows)
@@ -108,10 +110,32 @@ func refMatMul(w *Matrix, x []float32, n int) (want, mag []float64) {
 				s += float64(v) * float64(xt[j])
 				m += math.Abs(float64(v) * float64(xt[j]))
 			}
+			if hasOffsets(w.Type) {
+				m = offsetMag(w, r, xt)
+			}
 			want[t*w.Rows+r], mag[t*w.Rows+r] = s, m
 		}
 	}
 	return want, mag
+}
+
+// offsetMag is Σ(|D·q| + |F|)·|x| over row r of w, of a type with offsets, against x.
+func offsetMag(w *Matrix, r int, x []float32) float64 {
+	bb, nsub := w.Type.BlockBytes(), w.Type.BlockSize()/ggml.QK
+	row := w.Data[r*w.RowBytes():][:w.RowBytes()]
+	var q [ggml.QK]int8
+	var m float64
+	for b := range w.Cols / ggml.QK {
+		sc := decodeSub(w.Type, row[b/nsub*bb:][:bb], b%nsub, &q)
+		for j, v := range q {
+			d, f := sc.dl, sc.fl
+			if j >= ggml.QK/2 {
+				d, f = sc.dh, sc.fh
+			}
+			m += (math.Abs(float64(d)*float64(v)) + math.Abs(float64(f))) * math.Abs(float64(x[b*ggml.QK+j]))
+		}
+	}
+	return m
 }
 
 // packs packs w and reports whether the current implementation has a packed layout for it.
@@ -633,7 +657,7 @@ func TestMatMulPanicsOnBadInput(t *testing.T) {
 func TestWideKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(19, 20))
 	for _, ks := range impls {
-		if ks.wide[kindQ8] == nil {
+		if ks.wideGroup == 0 {
 			continue
 		}
 		for _, typ := range []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K, ggml.Q2_K} {
@@ -692,63 +716,89 @@ func TestWideKernels(t *testing.T) {
 }
 
 // TestTiledKernels calls each implementation's tiled kernels directly on odd shapes
-// (partial tiles, a product starting at a later tile, one to five super-blocks, every
-// token count a call takes at every position) and checks them bitwise against the same
-// kernel one token at a time, and against the float64 reference.
+// (partial tiles, a product starting at a later tile, rows of one to five super-blocks
+// or of 1 to 44 blocks, whole groups of 16 blocks or not, every token count a call
+// takes at every position) and checks them bitwise against the same kernel one token
+// at a time, and against the float64 reference.
 func TestTiledKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
+	types := map[packKind][]ggml.Type{
+		kindQ8:      {ggml.Q8_0, ggml.Q5_0, ggml.IQ4_NL},
+		kindNibMin:  {ggml.Q4_K},
+		kindByteMin: {ggml.Q5_K, ggml.Q5_1},
+		kindHalves:  {ggml.Q6_K},
+	}
 	for _, ks := range impls {
 		for kind, kern := range ks.tiled {
 			if kern == nil {
 				continue
 			}
-			typ := map[packKind]ggml.Type{kindNibMin: ggml.Q4_K}[packKind(kind)]
-			for _, cols := range []int{256, 768, 1280} {
-				for _, rows := range []int{1, 15, 16, 17, 40} {
-					w := randMatrix(t, rng, typ, rows, cols)
-					w.packed, w.packedBy = ks.pack(w), ks
-					n := ks.tileGroup + 2
-					x := randFloats(rng, n*cols, 1)
-					x[3] = 1e4
-					clear(x[cols : cols+ggml.QKK])
-					var a acts
-					ks.sizeP(&a, n, cols)
-					for tok := range n {
-						ks.prepTokPK(&a, x, tok, cols)
+			if len(types[packKind(kind)]) == 0 {
+				t.Fatalf("%s: tiled kernels of kind %d have no test types", ks.name, kind)
+			}
+			for _, typ := range types[packKind(kind)] {
+				colsList := []int{32, 480, 512, 1408}
+				if typ.BlockSize() == ggml.QKK {
+					colsList = []int{256, 768, 1280}
+				}
+				for _, cols := range colsList {
+					for _, rows := range []int{1, 15, 16, 17, 40} {
+						testTiled(t, rng, ks, packKind(kind), typ, rows, cols)
 					}
-					want, mag := refMatMul(w, x, n)
-					tb := packedRowBytes(w) * tileRows
-					for _, lo := range []int{0, 16} {
-						if lo >= rows {
-							continue
+				}
+			}
+		}
+	}
+}
+
+// testTiled is one shape of TestTiledKernels.
+func testTiled(t *testing.T, rng *rand.Rand, ks *kernelSet, kind packKind, typ ggml.Type, rows, cols int) {
+	t.Helper()
+	kern := ks.tiled[kind]
+	w := randMatrix(t, rng, typ, rows, cols)
+	w.packed, w.packedBy = ks.pack(w), ks
+	n := ks.tileGroup[kind] + 2
+	x := randFloats(rng, n*cols, 1)
+	x[3] = 1e4
+	clear(x[cols : cols+typ.BlockSize()])
+	var a acts
+	ks.sizeP(&a, n, cols)
+	prep := ks.prepTokP
+	if usesQ8K(typ) {
+		prep = ks.prepTokPK
+	}
+	for tok := range n {
+		prep(&a, x, tok, cols)
+	}
+	want, mag := refMatMul(w, x, n)
+	tb := packedRowBytes(w) * tileRows
+	for _, lo := range []int{0, 16} {
+		if lo >= rows {
+			continue
+		}
+		wd := w.packed.b[lo/tileRows*tb:]
+		alone := make([]float32, n*rows)
+		for tok := range n {
+			kern(alone[tok*rows+lo:], rows, wd, tb, rows-lo, &a, tok, 1)
+		}
+		for k := 1; k <= ks.tileGroup[kind]; k++ {
+			for _, tok := range []int{0, 1, n - k} {
+				got := make([]float32, k*rows)
+				kern(got[lo:], rows, wd, tb, rows-lo, &a, tok, k)
+				for i, v := range got {
+					tt, r := tok+i/rows, i%rows
+					if r < lo {
+						if v != 0 {
+							t.Fatalf("%s %v %d×%d from row %d: row %d token %d written (%v)", ks.name, typ, rows, cols, lo, r, tt, v)
 						}
-						wd := w.packed.b[lo/tileRows*tb:]
-						alone := make([]float32, n*rows)
-						for tok := range n {
-							kern(alone[tok*rows+lo:], rows, wd, tb, rows-lo, &a, tok, 1)
-						}
-						for k := 1; k <= ks.tileGroup; k++ {
-							for _, tok := range []int{0, 1, n - k} {
-								got := make([]float32, k*rows)
-								kern(got[lo:], rows, wd, tb, rows-lo, &a, tok, k)
-								for i, v := range got {
-									tt, r := tok+i/rows, i%rows
-									if r < lo {
-										if v != 0 {
-											t.Fatalf("%s %v %d×%d from row %d: row %d token %d written (%v)", ks.name, typ, rows, cols, lo, r, tt, v)
-										}
-										continue
-									}
-									if one := alone[tt*rows+r]; math.Float32bits(v) != math.Float32bits(one) {
-										t.Fatalf("%s %v %d×%d k=%d tok=%d: row %d token %d = %v, alone %v", ks.name, typ, rows, cols, k, tok, r, tt, v, one)
-									}
-									ref, m := want[tt*rows+r], mag[tt*rows+r]
-									if d := math.Abs(float64(v) - ref); d > 1.2e-7*float64(cols/8+8)*m+1e-30 {
-										t.Fatalf("%s %v %d×%d k=%d: row %d token %d = %v, want %v", ks.name, typ, rows, cols, k, r, tt, v, ref)
-									}
-								}
-							}
-						}
+						continue
+					}
+					if one := alone[tt*rows+r]; math.Float32bits(v) != math.Float32bits(one) {
+						t.Fatalf("%s %v %d×%d k=%d tok=%d: row %d token %d = %v, alone %v", ks.name, typ, rows, cols, k, tok, r, tt, v, one)
+					}
+					ref, m := want[tt*rows+r], mag[tt*rows+r]
+					if d := math.Abs(float64(v) - ref); d > 1.2e-7*float64(cols/8+8)*m+1e-30 {
+						t.Fatalf("%s %v %d×%d k=%d: row %d token %d = %v, want %v", ks.name, typ, rows, cols, k, r, tt, v, ref)
 					}
 				}
 			}

@@ -10,26 +10,31 @@ import "github.com/specd-dev/specd/ggml"
 // sums each of them in its own lane, and the float work per token falls to one
 // conversion, multiply and FMA per 16 blocks (two or four for the types with two scales
 // or an offset per block): blocks of several tokens (verification, prefill) then cost
-// little more than one. Q4_K goes further (packTilesQ4K): 16 rows share the lanes, and
-// a super-block's sums are scaled in integers, with two float operations per
-// super-block and no reduction across lanes.
+// little more than one. The byte layouts and Q4_K go further: they are laid out in
+// tiles of 16 rows (packTilesBytes, packTilesQ4K), the rows sharing the lanes, so that
+// no dot product is reduced across lanes and the activations are broadcast a dword at a
+// time; Q4_K's super-block sums are moreover scaled in integers.
 
 // packKind is a packed layout; several weight types share one when they decode to the
-// same form (see decodeSub). Per group of 16 blocks of 32 weights:
+// same form (see decodeSub). Per group of 16 blocks of 32 weights (for the kinds marked
+// "tiles", per tile of 16 rows and block of 32 weights on avx512vnni; see below):
 //
-//	kindQ8       Q8_0, Q5_0, IQ4_NL: D, then 8 vectors of bytes w+128
+//	kindQ8       Q8_0, Q5_0, IQ4_NL: D, then 8 vectors of bytes w+128 (tiles)
 //	kindQ4       Q4_0: D, then 4 vectors of GGUF nibbles (w+8)
 //	kindNibMin   Q4_K: no groups; tiles of 16 rows (see packTilesQ4K)
-//	kindByteMin  Q5_K, Q5_1: D, E, then 8 vectors of bytes w+128
-//	kindHalves   Q6_K: DL, DH, then 8 vectors of bytes w+128
+//	kindByteMin  Q5_K, Q5_1: D, E, then 8 vectors of bytes w+128 (tiles)
+//	kindHalves   Q6_K: DL, DH, then 8 vectors of bytes w+128 (tiles)
 //	kindHalfMin  Q2_K, Q3_K: DL, DH, EL, EH, then 4 vectors of nibbles w+b
 //
-// where D, E, DL… are 16 float32s, one a block: the scale and E = -F/c, F the offset of
+// where D, E, DL… are 16 float32s, one a lane: the scale and E = -F/c, F the offset of
 // x = D·w + F and c = 128, the constant of the correction the kernel reads (per block or
-// per half), so that F·Σa = E·(-c·Σa). Q3_K's
-// weights (-4..3) are stored plus b = 4, its offset then F = -4·D. Vector j of a group holds in dword lane i the
-// weights 4j..4j+3 of block i (for nibbles, GGUF bytes 4j..4j+3: weights 4j.. in the low
-// nibbles, 16+4j.. in the high).
+// per half), so that F·Σa = E·(-c·Σa). Q3_K's weights (-4..3) are stored plus b = 4,
+// its offset then F = -4·D. In a group, vector j holds in dword lane i the weights
+// 4j..4j+3 of block i (for nibbles, GGUF bytes 4j..4j+3: weights 4j.. in the low
+// nibbles, 16+4j.. in the high). On avx512vnni the kinds marked "tiles" are packed not
+// in groups but in tiles of 16 rows (packTilesBytes): the same parts then describe one
+// block of 16 rows, lane r holding row r's scales and weights, and a row's blocks are
+// not padded to groups of 16.
 type packKind int
 
 const (
@@ -117,8 +122,11 @@ func packedRowBytes(m *Matrix) int {
 	if m.packedBy != nil && m.packedBy.subPacked(m.Type) {
 		return m.Cols / ggml.QK * subBlockBytes
 	}
-	if m.packedBy != nil && m.packedBy.tiles(m.Type) {
+	if m.packedBy != nil && m.packedBy.tiles(m.Type) && m.Type == ggml.Q4_K {
 		return m.Cols / ggml.QKK * tileSBBytes / tileRows
+	}
+	if m.packedBy != nil && m.packedBy.tiles(m.Type) {
+		return m.Cols / ggml.QK * kindLayouts[packKindOf(m.Type)].bytes / tileRows
 	}
 	groups := (m.Cols/ggml.QK + 15) / 16
 	return groups * kindLayouts[packKindOf(m.Type)].bytes

@@ -10,17 +10,21 @@ import (
 	"github.com/specd-dev/specd/ggml"
 )
 
-// packVNNI lays out m for the dotQ8PVNNI/dotQ4PVNNI kernels (see packed512 in
-// asmgen.go). Per row and group of 16 blocks: the blocks' scales as float32 (64 bytes),
-// then for Q8_0 eight vectors of 64 bytes whose dword i holds weights 4j..4j+3 of block i
-// stored as w+128, and for Q4_0 four vectors whose dword i holds GGUF bytes 4m..4m+3 of
-// block i (weights 4m.. in the low nibbles, 16+4m.. in the high). Blocks past the end of
-// the row have scale 0 and weights 0.
+// packVNNI lays out m for the avx512vnni kernels over packed weights: the byte layouts
+// (Q8_0, Q5_0, IQ4_NL, Q6_K, Q5_K, Q5_1) and Q4_K in tiles of 16 rows (packTilesBytes,
+// packTilesQ4K), Q4_0 for the dotQ4PVNNI kernels (see packed512 in asmgen.go) and Q2_K,
+// Q3_K in their packKind layouts (packSubsVNNI). Q4_0, per row and group of 16 blocks:
+// the blocks' scales as float32 (64 bytes), then four vectors whose dword i holds GGUF
+// bytes 4m..4m+3 of block i (weights 4m.. in the low nibbles, 16+4m.. in the high).
+// Blocks past the end of the row have scale 0 and weights 0 (nibbles 8).
 func packVNNI(m *Matrix) *hugeMem {
-	if m.Type == ggml.Q4_K {
+	switch packKindOf(m.Type) {
+	case kindNibMin:
 		return packTilesQ4K(m)
+	case kindQ8, kindHalves, kindByteMin:
+		return packTilesBytes(m)
 	}
-	if m.Type != ggml.Q8_0 && m.Type != ggml.Q4_0 {
+	if m.Type != ggml.Q4_0 {
 		return packSubsVNNI(m)
 	}
 	nb := m.Cols / ggml.QK
@@ -28,7 +32,6 @@ func packVNNI(m *Matrix) *hugeMem {
 	bb, rb, prb := m.Type.BlockBytes(), m.RowBytes(), packedRowBytes(m)
 	mem := newHugeMem(m.Rows * prb)
 	out := mem.b
-	q4 := m.Type == ggml.Q4_0
 	for r := range m.Rows {
 		row := m.Data[r*rb : (r+1)*rb]
 		for g := range groups {
@@ -36,30 +39,16 @@ func packVNNI(m *Matrix) *hugeMem {
 			for i := range 16 {
 				b := 16*g + i
 				if b >= nb {
-					if q4 {
-						for v := range 4 {
-							copy(dst[64+64*v+4*i:][:4], []byte{0x88, 0x88, 0x88, 0x88})
-						}
-					} else {
-						for v := range 8 {
-							copy(dst[64+64*v+4*i:][:4], []byte{0x80, 0x80, 0x80, 0x80})
-						}
+					for v := range 4 {
+						copy(dst[64+64*v+4*i:][:4], []byte{0x88, 0x88, 0x88, 0x88})
 					}
 					continue
 				}
 				blk := row[b*bb : (b+1)*bb]
 				d := f16Table[binary.LittleEndian.Uint16(blk)]
 				binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(d))
-				if q4 {
-					for v := range 4 {
-						copy(dst[64+64*v+4*i:][:4], blk[2+4*v:])
-					}
-					continue
-				}
-				for v := range 8 {
-					for c := range 4 {
-						dst[64+64*v+4*i+c] = blk[2+4*v+c] ^ 0x80
-					}
+				for v := range 4 {
+					copy(dst[64+64*v+4*i:][:4], blk[2+4*v:])
 				}
 			}
 		}
@@ -78,9 +67,6 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 	bb, nsub, rb, prb := m.Type.BlockBytes(), m.Type.BlockSize()/ggml.QK, m.RowBytes(), packedRowBytes(m)
 	mem := newHugeMem(m.Rows * prb)
 	out := mem.b
-	put := func(dst []byte, off, i int, v float32) {
-		binary.LittleEndian.PutUint32(dst[off+4*i:], math.Float32bits(v))
-	}
 	var w [ggml.QK]int8
 	for r := range m.Rows {
 		row := m.Data[r*rb : (r+1)*rb]
@@ -97,40 +83,51 @@ func packSubsVNNI(m *Matrix) *hugeMem {
 					continue
 				}
 				sc := decodeSub(m.Type, row[b/nsub*bb:][:bb], b%nsub, &w)
-				const c = 128
 				if m.Type == ggml.Q3_K { // w+4 in a nibble, the 4 taken back by the offset
 					for j := range w {
 						w[j] += 4
 					}
 					sc.fl, sc.fh = -4*sc.dl, -4*sc.dh
 				}
-				put(dst, lay.d, i, sc.dl)
-				if lay.dh >= 0 {
-					put(dst, lay.dh, i, sc.dh)
-				}
-				if lay.e >= 0 {
-					put(dst, lay.e, i, -sc.fl/c)
-				}
-				if lay.eh >= 0 {
-					put(dst, lay.eh, i, -sc.fh/c)
-				}
-				if lay.nib {
-					for v := range 4 {
-						for k := range 4 {
-							dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) | byte(w[16+4*v+k])<<4
-						}
-					}
-					continue
-				}
-				for v := range 8 {
-					for k := range 4 {
-						dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) ^ 0x80
-					}
-				}
+				putLane(dst, lay, i, sc, &w)
 			}
 		}
 	}
 	return mem
+}
+
+// putLane writes a block of 32 weights w, with scales sc, in dword lane i of dst, one
+// group (packSubsVNNI) or one block of a tile (packTilesBytes) of layout lay: its
+// scales, E = -F/c with c = 128 the constant of the correction the kernels read, and
+// its weights as bytes w+128 or as nibbles.
+func putLane(dst []byte, lay kindLayout, i int, sc subScales, w *[ggml.QK]int8) {
+	put := func(off int, v float32) {
+		binary.LittleEndian.PutUint32(dst[off+4*i:], math.Float32bits(v))
+	}
+	const c = 128
+	put(lay.d, sc.dl)
+	if lay.dh >= 0 {
+		put(lay.dh, sc.dh)
+	}
+	if lay.e >= 0 {
+		put(lay.e, -sc.fl/c)
+	}
+	if lay.eh >= 0 {
+		put(lay.eh, -sc.fh/c)
+	}
+	if lay.nib {
+		for v := range 4 {
+			for k := range 4 {
+				dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) | byte(w[16+4*v+k])<<4
+			}
+		}
+		return
+	}
+	for v := range 8 {
+		for k := range 4 {
+			dst[lay.w+64*v+4*i+k] = byte(w[4*v+k]) ^ 0x80
+		}
+	}
 }
 
 // packTilesQ4K lays out m, of type Q4_K, for the tiled kernels (tileQ4K in asmgen.go):
@@ -169,12 +166,46 @@ func packTilesQ4K(m *Matrix) *hugeMem {
 	return mem
 }
 
+// packTilesBytes lays out m, of a byte layout (kindQ8: Q8_0, Q5_0, IQ4_NL; kindHalves:
+// Q6_K; kindByteMin: Q5_K, Q5_1), for the tiled kernels (tileBytes in asmgen.go): per
+// tile of 16 rows and block of 32 weights, the parts of its kindLayout with rows in the
+// lanes: the rows' scales (and E) as float32, 16 each, then eight vectors of 64 bytes
+// whose dword lane r holds row r's weights 4j..4j+3 as bytes w+128 (see putLane). A
+// row's blocks are not padded to groups of 16; rows past the end of the last tile have
+// scales 0 and weights 0.
+func packTilesBytes(m *Matrix) *hugeMem {
+	lay := kindLayouts[packKindOf(m.Type)]
+	nb := m.Cols / ggml.QK
+	bb, nsub, rb := m.Type.BlockBytes(), m.Type.BlockSize()/ggml.QK, m.RowBytes()
+	tb := nb * lay.bytes
+	tiles := (m.Rows + tileRows - 1) / tileRows
+	mem := newHugeMem(tiles * tb)
+	out := mem.b
+	var w [ggml.QK]int8
+	for row := range m.Rows {
+		r := row % tileRows
+		for b := range nb {
+			dst := out[row/tileRows*tb+b*lay.bytes:][:lay.bytes]
+			sc := decodeSub(m.Type, m.Data[row*rb+b/nsub*bb:][:bb], b%nsub, &w)
+			putLane(dst, lay, r, sc, &w)
+		}
+	}
+	return mem
+}
+
 // tiledAsm adapts generated tiled kernels (wideKernel signature) to activations from
 // prepTokenVNNI; w and rowBytes are the packed copy from the tile of its first row and the
-// bytes of a tile.
-func tiledAsm(ks []wideKernel) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
+// bytes of a tile. A kernel takes a row's length in units of per blocks of 32 (8: Q4_K's
+// super-blocks; 1: the byte layouts' blocks).
+func tiledAsm(ks []wideKernel, per int) func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 	return func(out []float32, ostride int, w []byte, rowBytes, nrows int, a *acts, tok, ntok int) {
 		if nrows == 0 {
+			return
+		}
+		if a.nb == 0 {
+			for t := range ntok {
+				clear(out[t*ostride : t*ostride+nrows])
+			}
 			return
 		}
 		groups := (a.nb + 15) / 16
@@ -182,7 +213,7 @@ func tiledAsm(ks []wideKernel) func(out []float32, ostride int, w []byte, rowByt
 		_ = w[(nrows+tileRows-1)/tileRows*rowBytes-1]
 		_ = a.q[(groups-1)*a.stride+(tok+ntok)*packedActBytes-1]
 		x := unsafe.Pointer(&a.q[tok*packedActBytes])
-		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, a.nb/8, x, a.stride)
+		ks[ntok-1](&out[0], ostride, &w[0], rowBytes, nrows, a.nb/per, x, a.stride)
 	}
 }
 
