@@ -89,8 +89,9 @@ var kindLayouts = [numKinds]kindLayout{
 // Pack makes MatMul read m through a copy of its weights laid out for the current
 // implementation's fastest kernels, if it has such a layout for m: avx512vnni for every
 // quantized type, avx2 for those beyond Q8_0 and Q4_0 (48 bytes per 32 weights). Rows of
-// Q8_0 and Q4_0 are packed when they pad to whole groups of 16 blocks with at most 1/8
-// waste (their unpacked kernels are fast too); rows of the other types always, their
+// Q4_0, and of Q8_0 where it is not packed in tiles (avx2), are packed when they pad to
+// whole groups of 16 blocks with at most 1/8 waste (their unpacked kernels are fast
+// too); tiles pad nothing, and rows of the other types are packed always, their
 // unpacked kernel being portable Go. For avx512vnni the copy takes about as much memory
 // as m.Data for Q8_0, Q4_0 and Q4_K, and more for the other types: 1.5× for Q6_K,
 // 1.6–1.8× for Q5_0, Q5_1 and Q5_K, which it widens to a byte a weight, 2× for IQ4_NL,
@@ -107,7 +108,7 @@ func (m *Matrix) Pack() {
 	}
 	nb := m.Cols / ggml.QK
 	groups := (nb + 15) / 16
-	if nb == 0 || (kind == kindQ4 || m.Type == ggml.Q8_0) && (groups*16-nb)*8 > nb {
+	if nb == 0 || (kind == kindQ4 || m.Type == ggml.Q8_0 && !cur.tiles(m.Type)) && (groups*16-nb)*8 > nb {
 		return
 	}
 	m.packed, m.packedBy = cur.pack(m), cur
