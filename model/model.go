@@ -44,7 +44,7 @@ type Config struct {
 	Layers     int
 	Heads      int
 	KVHeads    int
-	HeadDim    int // width of one head's query, key and value; Dim/Heads unless the file says otherwise (qwen3)
+	HeadDim    int // width of one head's query, key and value; Dim/Heads unless the file says otherwise (qwen3, Mistral Nemo)
 	FFN        int // hidden width of the SwiGLU feed-forward
 	Vocab      int
 	Context    int // trained context length
@@ -86,7 +86,8 @@ const (
 // KVDim is the width of one layer's key (or value) at one position.
 func (c Config) KVDim() int { return c.KVHeads * c.HeadDim }
 
-// QDim is the width of one position's queries: Heads × HeadDim (Dim except for qwen3).
+// QDim is the width of one position's queries: Heads × HeadDim (Dim unless the file gives
+// HeadDim: qwen3, Mistral Nemo).
 func (c Config) QDim() int { return c.Heads * c.HeadDim }
 
 // Layer holds one transformer block's weights.
@@ -284,8 +285,9 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 	if vdim != c.HeadDim {
 		return c, fmt.Errorf("%w: attention.value_length %d differs from key_length %d: not supported", ErrFormat, vdim, c.HeadDim)
 	}
-	if c.HeadDim*c.Heads != c.Dim && c.Arch != "qwen3" {
-		// llama and qwen2 blocks in llama.cpp project to Dim-wide queries.
+	if c.HeadDim*c.Heads != c.Dim && c.Arch == "qwen2" {
+		// llama.cpp's qwen2 blocks project to Dim-wide queries; its llama blocks (Mistral
+		// Nemo: 32 heads of 128 in 5120) and qwen3 blocks take the heads' width from the file.
 		return c, fmt.Errorf("%w: %d heads of %d do not make embedding_length %d", ErrFormat, c.Heads, c.HeadDim, c.Dim)
 	}
 	r := &c.Rope
