@@ -2,9 +2,18 @@ package ggufvocab_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/specd-dev/specd/gguf"
+	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/tokenizer"
+	"github.com/specd-dev/specd/tokenizer/ggufvocab"
 )
 
 // TestSpecialMatchesLlamaCpp checks EncodeSpecial and BOS handling against llama.cpp on a
@@ -50,4 +59,77 @@ func TestSpecialMatchesLlamaCpp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestControlLookingTokens checks that a token spelled like an end-of-turn or
+// fill-in-the-middle marker is a control token whatever type the file gives it, as
+// llama.cpp's loader makes it ("control-looking token … its type will be overridden"), so
+// raw text spelling it stays text. DeepSeek Coder's shipped vocabulary has its FIM markers
+// as user-defined; the other rows retype tokens of a shared vocabulary (or rename them) as
+// older converters and fine-tunes wrote them.
+//
+// testdata/special/control-looking.tsv holds: the vocabulary, its edits (id:type or
+// id:type:text), the text (JSON) and llama.cpp b4748's ids for it, made by writing the
+// edited vocabulary to a GGUF and running ../shared/tools/llama.cpp-b4748/llama-tokenize
+// -f TEXT --ids --no-bos --no-parse-special on it.
+func TestControlLookingTokens(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "special", "control-looking.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		r := strings.Split(line, "\t")
+		if len(r) != 4 {
+			t.Fatalf("bad line %q", line)
+		}
+		var text string
+		var want []int32
+		if err := errors.Join(json.Unmarshal([]byte(r[2]), &text), json.Unmarshal([]byte(r[3]), &want)); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		t.Run(r[0]+"/"+r[1], func(t *testing.T) {
+			tok := editedVocab(t, r[0], r[1])
+			if got := tok.Encode(text, false); !slices.Equal(got, want) {
+				t.Errorf("Encode(%q) = %v, want %v\npieces: %q", text, got, want, pieces(tok, got, want))
+			}
+		})
+	}
+}
+
+// editedVocab loads a shared vocabulary after applying edits: space-separated id:type or
+// id:type:text, setting the token's type (and text).
+func editedVocab(t *testing.T, name, edits string) *tokenizer.Tokenizer {
+	t.Helper()
+	f, err := gguf.Open(filepath.Join(testmodels.VocabDir(t), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	toks, err := f.Strings("tokenizer.ggml.tokens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types, err := f.Int32s("tokenizer.ggml.token_type")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range strings.Fields(edits) {
+		p := strings.SplitN(e, ":", 3)
+		id, err1 := strconv.Atoi(p[0])
+		typ, err2 := strconv.Atoi(p[1])
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatalf("edit %q: %v", e, err)
+		}
+		types[id] = int32(typ)
+		if len(p) == 3 {
+			toks[id] = p[2]
+		}
+	}
+	kv := with(f.KV, "tokenizer.ggml.tokens", ptr(gguf.NewStrings(toks)))
+	kv = with(kv, "tokenizer.ggml.token_type", ptr(gguf.NewInt32s(types)))
+	tok, err := ggufvocab.Load(parse(t, kv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
