@@ -6,7 +6,8 @@ import "unicode/utf8"
 //   - BOS, EOS and control tokens decode to nothing; ids out of range are skipped;
 //   - '▁' in a piece (SpaceIsMeta vocabularies) becomes ' ';
 //   - the first piece that produces text loses its leading space if it has one: the
-//     dummy prefix Encode added (only that piece: "▁▁a" decodes to " a");
+//     dummy prefix Encode added (only that piece: "▁▁a" decodes to " a"; not with
+//     NoDummyPrefix);
 //   - byte tokens contribute their bytes, and any byte sequence that is not valid UTF-8
 //     becomes U+FFFD, one per invalid byte (an incomplete sequence at the end included);
 //   - UNK decodes to " ⁇ " (SentencePiece's unk surface).
@@ -56,7 +57,7 @@ func (t *Tokenizer) appendRaw(dst []byte, id int32, atStart *bool) []byte {
 		return append(dst, unkSurface...)
 	}
 	s := t.surface[id]
-	if *atStart && t.leadSpace[id] {
+	if *atStart && t.leadSpace[id] && !t.noPrefix {
 		s = s[1:] // the space symbol decodes to one ' '
 		*atStart = false
 	}

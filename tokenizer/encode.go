@@ -6,7 +6,8 @@ import "unicode/utf8"
 // the model's own choice). It follows SentencePiece's BPE encoding as llama.cpp's SPM
 // tokenizer and llama2.c's run.c reproduce it:
 //
-//  1. A non-empty text gets the dummy-prefix space in front; with a SpaceIsMeta
+//  1. A non-empty text gets the dummy-prefix space in front (unless the vocabulary
+//     has NoDummyPrefix); with a SpaceIsMeta
 //     vocabulary every ' ' becomes '▁'. Nothing else is normalized.
 //  2. The text is split into UTF-8 characters; a byte that is not part of a valid
 //     character is a unit of its own, and a user-defined piece (longest first) is one
@@ -37,7 +38,7 @@ func (t *Tokenizer) Encode(text string, addBOS bool) []int32 {
 	if addBOS {
 		ids = append(ids, t.bos)
 	}
-	return t.encodeSPM(ids, text, true)
+	return t.encodeSPM(ids, text, !t.noPrefix)
 }
 
 // encodeSPM appends the SentencePiece ids of text, in chunks of at most maxChunk bytes,

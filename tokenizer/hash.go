@@ -62,6 +62,9 @@ func (t *Tokenizer) computeHash() string {
 	h.u32(uint32(t.bos))
 	h.u32(uint32(t.eos))
 	h.u32(uint32(t.unk))
+	if t.noPrefix { // written only when set, so that earlier hashes stand
+		h.str("no dummy prefix")
+	}
 	return h.sum()
 }
 

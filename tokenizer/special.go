@@ -96,7 +96,7 @@ func (t *Tokenizer) encodeFragments(text string, addBOS, parseSpecial bool) []in
 		if t.bpe != nil {
 			ids = t.encodeBPE(ids, text[f.start:f.end], &sc)
 		} else {
-			ids = t.encodeSPM(ids, text[f.start:f.end], afterSpecial)
+			ids = t.encodeSPM(ids, text[f.start:f.end], afterSpecial && !t.noPrefix)
 		}
 		afterSpecial = false
 	}

@@ -50,7 +50,8 @@ func Load(f *gguf.File) (*tokenizer.Tokenizer, error) {
 // SentencePiece. Defaults follow llama.cpp: SentencePiece has BOS 1, EOS 2, UNK 0 and adds
 // BOS; byte-level BPE has no BOS, EOS or UNK unless the file names them (llama.cpp's
 // placeholder 11 is left out) and adds BOS as its pre-tokenizer type does (Llama 3 yes,
-// Qwen2 no) unless tokenizer.ggml.add_bos_token says. Tokens spelled like end-of-turn
+// Qwen2 no) unless tokenizer.ggml.add_bos_token says. SentencePiece puts a space in front
+// of a text unless tokenizer.ggml.add_space_prefix is false. Tokens spelled like end-of-turn
 // and fill-in-the-middle markers are control tokens whatever their file type, as in
 // llama.cpp (see controlLooking).
 //
@@ -155,6 +156,15 @@ func Read(f *gguf.File) (tokenizer.Vocab, error) {
 		}
 	}
 	v.Types = controlLooking(f, v.Tokens, v.Types)
+	if v.Model == tokenizer.SentencePiece {
+		prefix, err := f.Bool("tokenizer.ggml.add_space_prefix")
+		switch {
+		case err == nil:
+			v.NoDummyPrefix = !prefix
+		case !errors.Is(err, gguf.ErrNotFound):
+			return v, err
+		}
+	}
 	addBOS, err := f.Bool("tokenizer.ggml.add_bos_token")
 	switch {
 	case err == nil:

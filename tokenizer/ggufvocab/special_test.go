@@ -133,3 +133,39 @@ func editedVocab(t *testing.T, name, edits string) *tokenizer.Tokenizer {
 	}
 	return tok
 }
+
+// TestNoDummyPrefix checks a SentencePiece vocabulary with tokenizer.ggml.add_space_prefix
+// false (Gemma's, and any whose SentencePiece model turns add_dummy_prefix off): no space
+// goes in front of the text, as llama.cpp does, and Decode gives the text back. The ids
+// are llama.cpp b4748's (llama-tokenize --ids --no-bos --no-parse-special) on
+// ggml-vocab-llama-spm.gguf with add_space_prefix set to false.
+func TestNoDummyPrefix(t *testing.T) {
+	f, err := gguf.Open(filepath.Join(testmodels.VocabDir(t), "ggml-vocab-llama-spm.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tok, err := ggufvocab.Load(parse(t, with(f.KV, "tokenizer.ggml.add_space_prefix", ptr(gguf.NewBool(false)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		text string
+		want []int32
+	}{
+		{"Hello world  x", []int32{10994, 3186, 29871, 921}},
+		{"  two leading spaces", []int32{29871, 1023, 8236, 8162}},
+		{"\nnewline first", []int32{13, 1482, 1220, 937}},
+		{"def f(x):", []int32{1753, 285, 29898, 29916, 1125}},
+	} {
+		if got := tok.Encode(tc.text, false); !slices.Equal(got, tc.want) {
+			t.Errorf("Encode(%q) = %v, want %v", tc.text, got, tc.want)
+		}
+		if got := tok.Decode(tok.Encode(tc.text, true)); got != tc.text {
+			t.Errorf("Decode(Encode(%q)) = %q", tc.text, got)
+		}
+	}
+	if tok.Hash() == loadVocab(t, "ggml-vocab-llama-spm.gguf").Hash() {
+		t.Errorf("Hash() is the same with and without the dummy prefix")
+	}
+}
