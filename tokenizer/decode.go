@@ -14,7 +14,9 @@ import "unicode/utf8"
 //
 // Decode(Encode(text, b)) == text for valid UTF-8 text, given byte tokens for whatever
 // characters the vocabulary lacks, except that a literal '▁' comes back as ' ' from a
-// SpaceIsMeta vocabulary (as in SentencePiece). Invalid bytes come back as U+FFFD.
+// SpaceIsMeta vocabulary (as in SentencePiece), and that text after a user-defined piece
+// comes back with the dummy-prefix space Encode gave it (as from llama.cpp). Invalid
+// bytes come back as U+FFFD.
 //
 // llama.cpp's llama_detokenize differs in one respect: with BOS first it keeps the dummy
 // space. Decode follows SentencePiece, so that a prompt round-trips.
