@@ -408,9 +408,13 @@ func (t *Tokenizer) Type(id int32) TokenType {
 }
 
 // Hash returns a hex SHA-256 of everything that decides what the ids mean: each id's
-// type, score and piece, the BOS, EOS and UNK ids, and NoDummyPrefix. Two tokenizers with the same Hash
-// decode every id alike and encode alike any text without a literal '▁', so a draft and a
-// verifier may share token ids only when their Hashes agree. The hash does not depend on
+// type, score and piece, the BOS, EOS and UNK ids, and NoDummyPrefix. Two tokenizers with
+// the same Hash decode every id alike and encode alike any text without a literal '▁', so
+// a draft and a verifier may share token ids only when their Hashes agree. Trailing
+// "[PAD<id>]" entries, which converters add to fill a token list up to the embedding
+// matrix, are left out: two vocabularies that differ only in those hash alike, and a
+// verifier may then commit an id past the draft's vocabulary (which the draft refuses,
+// ending its speculation for that request). The hash does not depend on
 // how the vocabulary spells a space ('▁' or ' '), on the text of control tokens (which
 // never appear in text), or on AddBOS, so a GGUF vocabulary and the llama2.c
 // tokenizer.bin it was converted from hash alike. It is stable across builds.

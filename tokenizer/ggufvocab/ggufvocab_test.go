@@ -3,6 +3,8 @@ package ggufvocab_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -261,5 +263,65 @@ func TestConcurrentEncode(t *testing.T) {
 			})
 		}
 		wg.Wait()
+	}
+}
+
+// TestHashIgnoresPadding: llama.cpp's converter fills a token list up to the rows of the
+// embedding matrix with "[PAD<id>]" entries (unused; user-defined in older versions), so
+// Qwen2.5-0.5B's vocabulary has 151936 ids and Qwen2.5-7B's 152064 with the same tokens
+// before them. They must pair; anything else past the shared ids must not.
+func TestHashIgnoresPadding(t *testing.T) {
+	for _, name := range []string{"ggml-vocab-qwen2.gguf", "ggml-vocab-llama-spm.gguf"} {
+		f, err := gguf.Open(filepath.Join(testmodels.VocabDir(t), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		base, err := ggufvocab.Read(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pad := func(n int, typ tokenizer.TokenType, edit func(v *tokenizer.Vocab)) string {
+			v := base
+			v.Tokens, v.Types = slices.Clone(v.Tokens), slices.Clone(v.Types)
+			if v.Scores != nil {
+				v.Scores = slices.Clone(v.Scores)
+			}
+			for id := len(v.Tokens); id < n; id++ {
+				v.Tokens = append(v.Tokens, fmt.Sprintf("[PAD%d]", id))
+				v.Types = append(v.Types, typ)
+				if v.Scores != nil {
+					v.Scores = append(v.Scores, -1000)
+				}
+			}
+			if edit != nil {
+				edit(&v)
+			}
+			tok, err := tokenizer.New(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok.Hash()
+		}
+		n := len(base.Tokens)
+		want := pad(0, 0, nil)
+		for _, tc := range []struct {
+			what string
+			n    int
+			typ  tokenizer.TokenType
+			edit func(v *tokenizer.Vocab)
+			same bool
+		}{
+			{"padded like Qwen2.5-0.5B", n + 271, tokenizer.TypeUnused, nil, true},
+			{"padded like Qwen2.5-7B", n + 399, tokenizer.TypeUnused, nil, true},
+			{"padded by an older converter", n + 399, tokenizer.TypeUserDefined, nil, true},
+			{"a control token past the shared ids", n + 1, tokenizer.TypeControl, nil, false},
+			{"a pad renamed", n + 2, tokenizer.TypeUnused, func(v *tokenizer.Vocab) { v.Tokens[n] = "[PAD0]" }, false},
+			{"a normal token after the padding", n + 2, tokenizer.TypeUnused, func(v *tokenizer.Vocab) { v.Types[n+1] = tokenizer.TypeNormal }, false},
+		} {
+			if got := pad(tc.n, tc.typ, tc.edit); (got == want) != tc.same {
+				t.Errorf("%s: %s: Hash equal to the unpadded one = %v, want %v", name, tc.what, got == want, tc.same)
+			}
+		}
 	}
 }
