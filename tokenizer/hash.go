@@ -89,7 +89,7 @@ func (t *Tokenizer) computeHash() string {
 // computeHashBPE is Hash for a ByteLevelBPE vocabulary: each id's type, score and piece
 // (control pieces included: EncodeSpecial reads them), every merge in order, the
 // pre-tokenizer type (aliases that llama.cpp treats alike hash alike), and BOS, EOS, UNK
-// and the other special ids.
+// and the other special ids but the padding id.
 func (t *Tokenizer) computeHashBPE(merges []string) string {
 	h := newHasher("specd tokenizer vocabulary v2 byte-level BPE\x00")
 	h.str(t.bpe.pre.kind.id)
@@ -109,7 +109,11 @@ func (t *Tokenizer) computeHashBPE(merges []string) string {
 	h.u32(uint32(t.unk))
 	names := make([]string, 0, len(t.specialIDs))
 	for name := range t.specialIDs {
-		names = append(names, name)
+		// The padding id changes neither encoding, decoding nor where generation ends,
+		// and uploaders of the same model set it differently.
+		if name != "padding" {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	h.u32(uint32(len(names)))

@@ -421,5 +421,5 @@ func (t *Tokenizer) Type(id int32) TokenType {
 //
 // A byte-level BPE vocabulary hashes under another definition (computeHashBPE) that
 // covers, besides the above, the merges, the pre-tokenizer type, the text of control
-// tokens and the other special ids (Vocab.SpecialIDs).
+// tokens and the other special ids (Vocab.SpecialIDs) but "padding".
 func (t *Tokenizer) Hash() string { return t.hash }

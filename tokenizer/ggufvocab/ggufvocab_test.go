@@ -325,3 +325,33 @@ func TestHashIgnoresPadding(t *testing.T) {
 		}
 	}
 }
+
+// TestHashIgnoresPaddingID: tokenizer.ggml.padding_token_id changes neither encoding,
+// decoding nor where generation ends, and uploaders set it differently (unsloth's
+// Llama-3.2-1B-Instruct names 128004, other Llama 3.1 files none), so it must not keep
+// a pair apart; the end-of-turn id still does.
+func TestHashIgnoresPaddingID(t *testing.T) {
+	f, err := gguf.Open(filepath.Join(testmodels.VocabDir(t), "ggml-vocab-llama-bpe.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hash := func(key string, id uint32) string {
+		kv := f.KV
+		if key != "" {
+			kv = with(kv, key, ptr(gguf.NewUint32(id)))
+		}
+		tok, err := ggufvocab.Load(parse(t, kv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Hash()
+	}
+	plain := hash("", 0)
+	if got := hash("tokenizer.ggml.padding_token_id", 128004); got != plain {
+		t.Errorf("padding_token_id 128004 changes the hash")
+	}
+	if got := hash("tokenizer.ggml.eot_token_id", 128009); got == plain {
+		t.Errorf("eot_token_id 128009 leaves the hash as it was")
+	}
+}
