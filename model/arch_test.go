@@ -318,3 +318,22 @@ func TestContextOption(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockCountBeyondTensors: a block_count larger than the file's tensors could hold
+// (nine per block at least) is ErrFormat naming it, before anything is allocated for the
+// blocks: 2^30 of them used to exhaust memory and kill the process.
+func TestBlockCountBeyondTensors(t *testing.T) {
+	base := synthesize(t, synthSpecs[0], vocabKV(t))
+	for _, n := range []uint32{1 << 30, 3} {
+		path := rewrite(t, base, func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			return setKV(kv, "llama.block_count", gguf.NewUint32(n)), ts
+		})
+		m, err := model.Load(path, model.LoadOptions{})
+		if err == nil {
+			m.Close()
+		}
+		if !errors.Is(err, model.ErrFormat) || !strings.Contains(err.Error(), "block") {
+			t.Errorf("block_count %d: Load = %v, want ErrFormat about the blocks", n, err)
+		}
+	}
+}

@@ -429,6 +429,11 @@ func fromGGUF(f *gguf.File) (*Model, error) {
 		}
 	}
 	qd, kv, hd := c.QDim(), c.KVDim(), c.HeadDim
+	// Every block has nine tensors at least: a count the file cannot hold is an error,
+	// not an allocation of that many blocks.
+	if c.Layers > len(f.Tensors)/9 {
+		return nil, fmt.Errorf("%w: block_count %d, but the file's %d tensors cannot hold that many blocks", ErrFormat, c.Layers, len(f.Tensors))
+	}
 	m.Blocks = make([]Layer, c.Layers)
 	for i := range m.Blocks {
 		l := &m.Blocks[i]
