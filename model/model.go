@@ -577,6 +577,10 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 }
 
 // finish validates the shape, converts weights for opts.Quant and precomputes RoPE.
+// maxRopeTable bounds context length × RoPE dimensions: the two RoPE tables hold that
+// many float32s each (2 GiB in all at the bound).
+const maxRopeTable = 1 << 28
+
 func (m *Model) finish(opts LoadOptions) error {
 	c := &m.Config
 	switch {
@@ -596,6 +600,10 @@ func (m *Model) finish(opts LoadOptions) error {
 		return fmt.Errorf("%w: %d heads of %d are too wide", ErrFormat, c.Heads, c.HeadDim)
 	case c.Context > 1<<20:
 		return fmt.Errorf("%w: context length %d is too large", ErrFormat, c.Context)
+	case c.Context*c.Rope.Dim > maxRopeTable:
+		// Qwen2.5-1M's 1010000 positions of 128 fit; 2^20 positions of 2048 (16 GiB) do not.
+		return fmt.Errorf("%w: RoPE tables for %d positions of %d dimensions are too large: cap the context (--ctx-size)",
+			ErrFormat, c.Context, c.Rope.Dim)
 	}
 	if m.Tok.VocabSize() != c.Vocab {
 		return fmt.Errorf("%w: tokenizer has %d tokens, model %d", ErrFormat, m.Tok.VocabSize(), c.Vocab)
