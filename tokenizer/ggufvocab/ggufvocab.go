@@ -137,9 +137,6 @@ func Read(f *gguf.File) (tokenizer.Vocab, error) {
 		*id.dst = int32(x)
 	}
 	if v.Model == tokenizer.ByteLevelBPE {
-		if !tokenizer.HasBOS(v.Pre) {
-			v.BOS = -1
-		}
 		for _, name := range specialKeys {
 			x, err := f.Uint("tokenizer.ggml." + name + "_token_id")
 			switch {

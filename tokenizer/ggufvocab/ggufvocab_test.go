@@ -355,3 +355,31 @@ func TestHashIgnoresPaddingID(t *testing.T) {
 		t.Errorf("eot_token_id 128009 leaves the hash as it was")
 	}
 }
+
+// TestChatGLMNamedBOS: a chatglm-bpe vocabulary has no BOS unless its file names one,
+// as in llama.cpp, which then adds it when add_bos_token says so. The Llama 3 vocabulary
+// with tokenizer.ggml.pre set to chatglm-bpe (its bos_token_id 128000 and add_bos_token
+// true kept) was refused ("add_bos_token is true but there is no BOS token");
+// llama.cpp b4748's llama-tokenize gives [128000, 717] for "12".
+func TestChatGLMNamedBOS(t *testing.T) {
+	f, err := gguf.Open(filepath.Join(testmodels.VocabDir(t), "ggml-vocab-llama-bpe.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	kv := with(f.KV, "tokenizer.ggml.pre", ptr(gguf.NewString("chatglm-bpe")))
+	tok, err := ggufvocab.Load(parse(t, kv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tok.Encode("12", tok.AddBOS()), []int32{128000, 717}; !slices.Equal(got, want) {
+		t.Errorf("Encode(\"12\", AddBOS()) = %v, want %v", got, want)
+	}
+	kv = with(with(kv, "tokenizer.ggml.bos_token_id", nil), "tokenizer.ggml.add_bos_token", nil)
+	if tok, err = ggufvocab.Load(parse(t, kv)); err != nil {
+		t.Fatal(err)
+	}
+	if tok.BOS() != -1 || tok.AddBOS() {
+		t.Errorf("without bos_token_id: BOS %d, AddBOS %v; want -1, false", tok.BOS(), tok.AddBOS())
+	}
+}
