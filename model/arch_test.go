@@ -318,3 +318,46 @@ func TestContextOption(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockCountBeyondTensors: a block_count larger than the file's tensors could hold
+// (nine per block at least) is ErrFormat naming it, before anything is allocated for the
+// blocks: 2^30 of them used to exhaust memory and kill the process.
+func TestBlockCountBeyondTensors(t *testing.T) {
+	base := synthesize(t, synthSpecs[0], vocabKV(t))
+	for _, n := range []uint32{1 << 30, 3} {
+		path := rewrite(t, base, func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			return setKV(kv, "llama.block_count", gguf.NewUint32(n)), ts
+		})
+		m, err := model.Load(path, model.LoadOptions{})
+		if err == nil {
+			m.Close()
+		}
+		if !errors.Is(err, model.ErrFormat) || !strings.Contains(err.Error(), "block") {
+			t.Errorf("block_count %d: Load = %v, want ErrFormat about the blocks", n, err)
+		}
+	}
+}
+
+// TestRopeTableTooLarge: the RoPE tables take context_length × rope dimension pairs of
+// float32s; a file whose product is absurd (heads of 2048 and a context of 2^20: 16 GiB)
+// is ErrFormat saying what to lower, not an allocation that kills the process. The same
+// file loads with a smaller LoadOptions.Context (--ctx-size).
+func TestRopeTableTooLarge(t *testing.T) {
+	s := synthSpec{name: "wide.gguf", arch: "llama", dim: 64, layers: 1, heads: 1, kvHeads: 1, headDim: 2048, ffn: 64, ctx: 1 << 20, ropeDim: 2048, base: 10000, seed: 9}
+	path := filepath.Join(t.TempDir(), s.name)
+	if err := os.WriteFile(path, synthesize(t, s, vocabKV(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(path, model.LoadOptions{})
+	if err == nil {
+		m.Close()
+	}
+	if !errors.Is(err, model.ErrFormat) || !strings.Contains(err.Error(), "RoPE") {
+		t.Errorf("Load = %v, want ErrFormat about the RoPE tables", err)
+	}
+	m, err = model.Load(path, model.LoadOptions{Context: 4096})
+	if err != nil {
+		t.Fatalf("Load with Context 4096: %v", err)
+	}
+	m.Close()
+}

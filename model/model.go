@@ -44,7 +44,7 @@ type Config struct {
 	Layers     int
 	Heads      int
 	KVHeads    int
-	HeadDim    int // width of one head's query, key and value; Dim/Heads unless the file says otherwise (qwen3)
+	HeadDim    int // width of one head's query, key and value; Dim/Heads unless the file says otherwise (qwen3, Mistral Nemo)
 	FFN        int // hidden width of the SwiGLU feed-forward
 	Vocab      int
 	Context    int // trained context length
@@ -86,7 +86,8 @@ const (
 // KVDim is the width of one layer's key (or value) at one position.
 func (c Config) KVDim() int { return c.KVHeads * c.HeadDim }
 
-// QDim is the width of one position's queries: Heads × HeadDim (Dim except for qwen3).
+// QDim is the width of one position's queries: Heads × HeadDim (Dim unless the file gives
+// HeadDim: qwen3, Mistral Nemo).
 func (c Config) QDim() int { return c.Heads * c.HeadDim }
 
 // Layer holds one transformer block's weights.
@@ -284,8 +285,9 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 	if vdim != c.HeadDim {
 		return c, fmt.Errorf("%w: attention.value_length %d differs from key_length %d: not supported", ErrFormat, vdim, c.HeadDim)
 	}
-	if c.HeadDim*c.Heads != c.Dim && c.Arch != "qwen3" {
-		// llama and qwen2 blocks in llama.cpp project to Dim-wide queries.
+	if c.HeadDim*c.Heads != c.Dim && c.Arch == "qwen2" {
+		// llama.cpp's qwen2 blocks project to Dim-wide queries; its llama blocks (Mistral
+		// Nemo: 32 heads of 128 in 5120) and qwen3 blocks take the heads' width from the file.
 		return c, fmt.Errorf("%w: %d heads of %d do not make embedding_length %d", ErrFormat, c.Heads, c.HeadDim, c.Dim)
 	}
 	r := &c.Rope
@@ -427,6 +429,11 @@ func fromGGUF(f *gguf.File) (*Model, error) {
 		}
 	}
 	qd, kv, hd := c.QDim(), c.KVDim(), c.HeadDim
+	// Every block has nine tensors at least: a count the file cannot hold is an error,
+	// not an allocation of that many blocks.
+	if c.Layers > len(f.Tensors)/9 {
+		return nil, fmt.Errorf("%w: block_count %d, but the file's %d tensors cannot hold that many blocks", ErrFormat, c.Layers, len(f.Tensors))
+	}
 	m.Blocks = make([]Layer, c.Layers)
 	for i := range m.Blocks {
 		l := &m.Blocks[i]
@@ -570,6 +577,10 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 }
 
 // finish validates the shape, converts weights for opts.Quant and precomputes RoPE.
+// maxRopeTable bounds context length × RoPE dimensions: the two RoPE tables hold that
+// many float32s each (2 GiB in all at the bound).
+const maxRopeTable = 1 << 28
+
 func (m *Model) finish(opts LoadOptions) error {
 	c := &m.Config
 	switch {
@@ -589,6 +600,10 @@ func (m *Model) finish(opts LoadOptions) error {
 		return fmt.Errorf("%w: %d heads of %d are too wide", ErrFormat, c.Heads, c.HeadDim)
 	case c.Context > 1<<20:
 		return fmt.Errorf("%w: context length %d is too large", ErrFormat, c.Context)
+	case c.Context*c.Rope.Dim > maxRopeTable:
+		// Qwen2.5-1M's 1010000 positions of 128 fit; 2^20 positions of 2048 (16 GiB) do not.
+		return fmt.Errorf("%w: RoPE tables for %d positions of %d dimensions are too large: cap the context (--ctx-size)",
+			ErrFormat, c.Context, c.Rope.Dim)
 	}
 	if m.Tok.VocabSize() != c.Vocab {
 		return fmt.Errorf("%w: tokenizer has %d tokens, model %d", ErrFormat, m.Tok.VocabSize(), c.Vocab)

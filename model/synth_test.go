@@ -42,8 +42,8 @@ type synthSpec struct {
 	seed                                 uint64
 }
 
-// synthSpecs: llama with linear and yarn RoPE scaling, qwen2 with yarn, and qwen3 with
-// heads wider than dim/heads.
+// synthSpecs: llama with linear and yarn RoPE scaling, qwen2 with yarn, and llama and
+// qwen3 with heads wider than dim/heads.
 var synthSpecs = []synthSpec{
 	{name: "synth-llama-linear.gguf", arch: "llama", dim: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 16, ffn: 128, ctx: 1024, ropeDim: 16,
 		base: 10000, scaling: "linear", factor: 2.5, untied: true, seed: 1},
@@ -51,6 +51,9 @@ var synthSpecs = []synthSpec{
 		base: 10000, scaling: "yarn", factor: 4, origCtx: 256, seed: 2},
 	{name: "synth-qwen2-yarn.gguf", arch: "qwen2", dim: 64, layers: 2, heads: 2, kvHeads: 1, headDim: 32, ffn: 128, ctx: 2048, ropeDim: 32,
 		base: 1e5, scaling: "yarn", factor: 2, origCtx: 128, seed: 3},
+	// Heads wider than dim/heads on llama, as Mistral Nemo's (5120 wide, 32 heads of 128).
+	{name: "synth-llama-headdim.gguf", arch: "llama", dim: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 32, ffn: 128, ctx: 1024, ropeDim: 32,
+		base: 10000, seed: 5},
 	{name: "synth-qwen3.gguf", arch: "qwen3", dim: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 32, ffn: 128, ctx: 1024, ropeDim: 32,
 		base: 1e6, seed: 4},
 }
@@ -193,8 +196,8 @@ type synthRow struct {
 }
 
 // TestSynthTeacherForced compares specd's argmax with llama.cpp's on the synthetic
-// models llama.cpp b4748 runs: linear and yarn RoPE scaling on llama, and yarn on qwen2
-// (NEOX pairs). The targets are issue 13's.
+// models llama.cpp b4748 runs: linear and yarn RoPE scaling on llama, yarn on qwen2
+// (NEOX pairs), and llama with heads wider than dim/heads. The targets are issue 13's.
 func TestSynthTeacherForced(t *testing.T) {
 	paths, sums := synthFiles(t)
 	rows := readSynthRefs(t)
@@ -222,8 +225,15 @@ func TestSynthTeacherForced(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			if m.Rope.Scaling != s.scaling || m.Rope.Factor != s.factor {
-				t.Fatalf("Rope = %+v, want scaling %s factor %v", m.Rope, s.scaling, s.factor)
+			scaling, factor := s.scaling, s.factor
+			if scaling == "" {
+				scaling, factor = model.RopeNone, 1
+			}
+			if m.Rope.Scaling != scaling || m.Rope.Factor != factor {
+				t.Fatalf("Rope = %+v, want scaling %s factor %v", m.Rope, scaling, factor)
+			}
+			if m.QDim() != s.heads*s.headDim {
+				t.Fatalf("QDim() = %d, want %d heads of %d", m.QDim(), s.heads, s.headDim)
 			}
 			a := teacherForced(t, newState(t, m, 2, 64), byFile[s.name])
 			t.Logf("%s: argmax equal to llama.cpp's on %.2f%% of %d positions with margin ≥ %.1f, %.2f%% of all %d",

@@ -168,7 +168,7 @@ func TestByteLevelInvalid(t *testing.T) {
 }
 
 // TestByteLevelHash checks that the hash covers pieces, merges, the pre-tokenizer and
-// special ids, and that aliases of one pre-tokenizer type hash alike.
+// special ids (but the padding id), and that aliases of one pre-tokenizer type hash alike.
 func TestByteLevelHash(t *testing.T) {
 	h0 := mustNew(t, tinyBPE("llama3")).Hash()
 	if h := mustNew(t, tinyBPE("llama-bpe")).Hash(); h != h0 {
@@ -176,6 +176,12 @@ func TestByteLevelHash(t *testing.T) {
 	}
 	if h := mustNew(t, tinyBPE("llama3")).Hash(); h != h0 {
 		t.Errorf("the same vocabulary hashes %s and %s", h0, h)
+	}
+	padded := tinyBPE("llama3")
+	padded.SpecialIDs = maps.Clone(padded.SpecialIDs)
+	padded.SpecialIDs["padding"] = 263
+	if h := mustNew(t, padded).Hash(); h != h0 {
+		t.Errorf("a padding id changed the hash to %s", h)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -189,7 +195,7 @@ func TestByteLevelHash(t *testing.T) {
 		{"pre-tokenizer", func(v *Vocab) { v.Pre = "qwen2" }},
 		{"BOS", func(v *Vocab) { v.BOS = -1 }},
 		{"EOS", func(v *Vocab) { v.EOS = 260 }},
-		{"extra special id", func(v *Vocab) { v.SpecialIDs["padding"] = 263 }},
+		{"extra special id", func(v *Vocab) { v.SpecialIDs["fim_pre"] = 263 }},
 		{"special id moved", func(v *Vocab) { v.SpecialIDs["eot"] = 260 }},
 	} {
 		v := tinyBPE("llama3")

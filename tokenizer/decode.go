@@ -6,14 +6,17 @@ import "unicode/utf8"
 //   - BOS, EOS and control tokens decode to nothing; ids out of range are skipped;
 //   - '▁' in a piece (SpaceIsMeta vocabularies) becomes ' ';
 //   - the first piece that produces text loses its leading space if it has one: the
-//     dummy prefix Encode added (only that piece: "▁▁a" decodes to " a");
+//     dummy prefix Encode added (only that piece: "▁▁a" decodes to " a"; not with
+//     NoDummyPrefix);
 //   - byte tokens contribute their bytes, and any byte sequence that is not valid UTF-8
 //     becomes U+FFFD, one per invalid byte (an incomplete sequence at the end included);
 //   - UNK decodes to " ⁇ " (SentencePiece's unk surface).
 //
 // Decode(Encode(text, b)) == text for valid UTF-8 text, given byte tokens for whatever
 // characters the vocabulary lacks, except that a literal '▁' comes back as ' ' from a
-// SpaceIsMeta vocabulary (as in SentencePiece). Invalid bytes come back as U+FFFD.
+// SpaceIsMeta vocabulary (as in SentencePiece), and that text after a user-defined piece
+// comes back with the dummy-prefix space Encode gave it (as from llama.cpp). Invalid
+// bytes come back as U+FFFD.
 //
 // llama.cpp's llama_detokenize differs in one respect: with BOS first it keeps the dummy
 // space. Decode follows SentencePiece, so that a prompt round-trips.
@@ -56,7 +59,7 @@ func (t *Tokenizer) appendRaw(dst []byte, id int32, atStart *bool) []byte {
 		return append(dst, unkSurface...)
 	}
 	s := t.surface[id]
-	if *atStart && t.leadSpace[id] {
+	if *atStart && t.leadSpace[id] && !t.noPrefix {
 		s = s[1:] // the space symbol decodes to one ' '
 		*atStart = false
 	}

@@ -6,11 +6,14 @@ import "unicode/utf8"
 // the model's own choice). It follows SentencePiece's BPE encoding as llama.cpp's SPM
 // tokenizer and llama2.c's run.c reproduce it:
 //
-//  1. A non-empty text gets the dummy-prefix space in front; with a SpaceIsMeta
-//     vocabulary every ' ' becomes '▁'. Nothing else is normalized.
+//  0. User-defined pieces are split out of the text first, longest first, as llama.cpp
+//     and Hugging Face's Llama tokenizers do; each stretch of text between them is
+//     encoded on its own by the steps below.
+//  1. A non-empty stretch gets the dummy-prefix space in front (unless the vocabulary
+//     has NoDummyPrefix); with a SpaceIsMeta vocabulary every ' ' becomes '▁'. Nothing
+//     else is normalized.
 //  2. The text is split into UTF-8 characters; a byte that is not part of a valid
-//     character is a unit of its own, and a user-defined piece (longest first) is one
-//     unit that never merges.
+//     character is a unit of its own.
 //  3. While some adjacent pair of units concatenates to a normal or unused piece, the
 //     pair whose piece has the highest score (the leftmost among equal scores) merges.
 //  4. Each unit becomes its piece's id; an unused piece is emitted as the two units it
@@ -30,14 +33,14 @@ import "unicode/utf8"
 // is no dummy prefix. Control-token text stays text (see EncodeSpecial). Any bytes are
 // accepted and come back from Decode unchanged.
 func (t *Tokenizer) Encode(text string, addBOS bool) []int32 {
-	if t.bpe != nil {
+	if t.bpe != nil || len(t.user) > 0 {
 		return t.encodeFragments(text, addBOS, false)
 	}
 	ids := make([]int32, 0, len(text)/3+2)
 	if addBOS {
 		ids = append(ids, t.bos)
 	}
-	return t.encodeSPM(ids, text, true)
+	return t.encodeSPM(ids, text, !t.noPrefix)
 }
 
 // encodeSPM appends the SentencePiece ids of text, in chunks of at most maxChunk bytes,

@@ -7,6 +7,7 @@ import (
 	"hash"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -43,11 +44,28 @@ func (h *hasher) score(s float32) {
 
 func (h *hasher) sum() string { return hex.EncodeToString(h.h.Sum(nil)) }
 
+// hashedLen is how many ids the hash covers: all but the trailing padding, the
+// "[PAD<id>]" entries (unused; user-defined from older versions) that llama.cpp's
+// converter adds to fill a token list up to the rows of the embedding matrix. Encoding
+// never produces them, so a model padded to more rows (Qwen2.5-7B: 152064 ids) pairs
+// with one padded to fewer (Qwen2.5-0.5B: 151936).
+func (t *Tokenizer) hashedLen() int {
+	n := len(t.pieces)
+	for ; n > 0; n-- {
+		tt := t.types[n-1]
+		if tt != TypeUnused && tt != TypeUserDefined || t.pieces[n-1] != "[PAD"+strconv.Itoa(n-1)+"]" {
+			break
+		}
+	}
+	return n
+}
+
 // computeHash is Hash for a SentencePiece vocabulary.
 func (t *Tokenizer) computeHash() string {
 	h := newHasher("specd tokenizer vocabulary v1\x00")
-	h.u32(uint32(len(t.pieces)))
-	for i, p := range t.pieces {
+	n := t.hashedLen()
+	h.u32(uint32(n))
+	for i, p := range t.pieces[:n] {
 		tt := t.types[i]
 		h.u32(uint32(tt))
 		h.score(t.scores[i])
@@ -62,18 +80,22 @@ func (t *Tokenizer) computeHash() string {
 	h.u32(uint32(t.bos))
 	h.u32(uint32(t.eos))
 	h.u32(uint32(t.unk))
+	if t.noPrefix { // written only when set, so that earlier hashes stand
+		h.str("no dummy prefix")
+	}
 	return h.sum()
 }
 
 // computeHashBPE is Hash for a ByteLevelBPE vocabulary: each id's type, score and piece
 // (control pieces included: EncodeSpecial reads them), every merge in order, the
 // pre-tokenizer type (aliases that llama.cpp treats alike hash alike), and BOS, EOS, UNK
-// and the other special ids.
+// and the other special ids but the padding id.
 func (t *Tokenizer) computeHashBPE(merges []string) string {
 	h := newHasher("specd tokenizer vocabulary v2 byte-level BPE\x00")
 	h.str(t.bpe.pre.kind.id)
-	h.u32(uint32(len(t.pieces)))
-	for i, p := range t.pieces {
+	n := t.hashedLen()
+	h.u32(uint32(n))
+	for i, p := range t.pieces[:n] {
 		h.u32(uint32(t.types[i]))
 		h.score(t.scores[i])
 		h.str(p)
@@ -87,7 +109,11 @@ func (t *Tokenizer) computeHashBPE(merges []string) string {
 	h.u32(uint32(t.unk))
 	names := make([]string, 0, len(t.specialIDs))
 	for name := range t.specialIDs {
-		names = append(names, name)
+		// The padding id changes neither encoding, decoding nor where generation ends,
+		// and uploaders of the same model set it differently.
+		if name != "padding" {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	h.u32(uint32(len(names)))

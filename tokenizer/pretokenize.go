@@ -118,8 +118,9 @@ func DefaultAddBOS(pre string) bool {
 	return t != nil && t.addBOS
 }
 
-// HasBOS reports whether a byte-level BPE vocabulary of type pre has a BOS token at all
-// (chatglm's has none, whatever its file says).
+// HasBOS reports whether llama.cpp gives a byte-level BPE vocabulary of type pre a BOS
+// token by default (chatglm's has none unless its file names one; ggufvocab gives no
+// byte-level vocabulary a BOS its file does not name).
 func HasBOS(pre string) bool {
 	t := preTypes[canonicalPre(pre)]
 	return t == nil || !t.noBOS

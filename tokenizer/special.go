@@ -71,8 +71,9 @@ func (t *Tokenizer) partition(text string, parseSpecial bool) []fragment {
 
 // EncodeSpecial is Encode, except that text spelling a control or unknown token (such
 // as "<|im_start|>" or "<s>") becomes that token, as llama.cpp does with parse_special.
-// User-defined pieces are always matched whole. With a SentencePiece vocabulary, raw
-// text after a special token gets the dummy-prefix space, as at the start of a text.
+// User-defined pieces are always split out, as by Encode. With a SentencePiece
+// vocabulary, raw text after a special token gets the dummy-prefix space, as at the start
+// of a text.
 // Use it for text the caller trusts to contain markup, such as a rendered chat
 // template; never for user input, which could then forge turns.
 func (t *Tokenizer) EncodeSpecial(text string, addBOS bool) []int32 {
@@ -96,7 +97,7 @@ func (t *Tokenizer) encodeFragments(text string, addBOS, parseSpecial bool) []in
 		if t.bpe != nil {
 			ids = t.encodeBPE(ids, text[f.start:f.end], &sc)
 		} else {
-			ids = t.encodeSPM(ids, text[f.start:f.end], afterSpecial)
+			ids = t.encodeSPM(ids, text[f.start:f.end], afterSpecial && !t.noPrefix)
 		}
 		afterSpecial = false
 	}

@@ -123,6 +123,10 @@ type Vocab struct {
 	// SpaceIsMeta is true for SentencePiece and GGUF vocabularies, whose pieces spell a
 	// space as U+2581 '▁'; false for llama2.c's tokenizer.bin, which stores ' ' itself.
 	SpaceIsMeta bool
+	// NoDummyPrefix (SentencePiece only) turns off the dummy-prefix space: Encode puts no
+	// space in front of a text and Decode keeps a leading space. GGUF says so with
+	// tokenizer.ggml.add_space_prefix false (Gemma; SentencePiece's add_dummy_prefix).
+	NoDummyPrefix bool
 }
 
 // ErrInvalidVocab is returned (wrapped, naming the problem) by New for a vocabulary it
@@ -139,6 +143,7 @@ type Tokenizer struct {
 	addBOS        bool
 	space         string // the piece spelling of a space: metaSpace or " "
 	spaceIsMeta   bool
+	noPrefix      bool // Vocab.NoDummyPrefix
 
 	// merge maps the text of every piece that BPE may form (normal and unused) to its id;
 	// for duplicated pieces the lowest id wins.
@@ -213,6 +218,7 @@ func New(v Vocab) (*Tokenizer, error) {
 		addBOS:      v.AddBOS,
 		space:       " ",
 		spaceIsMeta: v.SpaceIsMeta,
+		noPrefix:    v.NoDummyPrefix,
 		merge:       make(map[string]int32, n),
 		surface:     make([]string, n),
 		leadSpace:   make([]bool, n),
@@ -402,14 +408,18 @@ func (t *Tokenizer) Type(id int32) TokenType {
 }
 
 // Hash returns a hex SHA-256 of everything that decides what the ids mean: each id's
-// type, score and piece, and the BOS, EOS and UNK ids. Two tokenizers with the same Hash
-// decode every id alike and encode alike any text without a literal '▁', so a draft and a
-// verifier may share token ids only when their Hashes agree. The hash does not depend on
+// type, score and piece, the BOS, EOS and UNK ids, and NoDummyPrefix. Two tokenizers with
+// the same Hash decode every id alike and encode alike any text without a literal '▁', so
+// a draft and a verifier may share token ids only when their Hashes agree. Trailing
+// "[PAD<id>]" entries, which converters add to fill a token list up to the embedding
+// matrix, are left out: two vocabularies that differ only in those hash alike, and a
+// verifier may then commit an id past the draft's vocabulary (which the draft refuses,
+// ending its speculation for that request). The hash does not depend on
 // how the vocabulary spells a space ('▁' or ' '), on the text of control tokens (which
 // never appear in text), or on AddBOS, so a GGUF vocabulary and the llama2.c
 // tokenizer.bin it was converted from hash alike. It is stable across builds.
 //
 // A byte-level BPE vocabulary hashes under another definition (computeHashBPE) that
 // covers, besides the above, the merges, the pre-tokenizer type, the text of control
-// tokens and the other special ids (Vocab.SpecialIDs).
+// tokens and the other special ids (Vocab.SpecialIDs) but "padding".
 func (t *Tokenizer) Hash() string { return t.hash }

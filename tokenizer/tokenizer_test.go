@@ -417,8 +417,10 @@ func TestSyntheticVocab(t *testing.T) {
 		// "ab" (-5) merges before "bc" (-7), then "▁ab" (-6) before "abc" (-8); "▁abc"
 		// is no piece, so the unused "▁ab" is split again: ▁, ab, c.
 		{"abc", []int32{3, 7, 6}},
-		// <X> is user-defined: matched whole, and "a" beside it does not merge into it.
-		{"a<X>b", []int32{3, 4, 10, 5}},
+		// <X> is user-defined: split out whole, and "a" beside it does not merge into it;
+		// the text after it gets the dummy prefix, as in llama.cpp.
+		{"a<X>b", []int32{3, 4, 10, 3, 5}},
+		{"<X>b", []int32{10, 3, 5}},
 		// No byte tokens: a missing character is one UNK.
 		{"é", []int32{3, 0}},
 		{"\xff", []int32{3, 0}},

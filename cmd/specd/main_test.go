@@ -175,3 +175,28 @@ func TestVerifierQueueFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestRunBOSAsVocabularyAsks: `specd run` puts BOS before the prompt only when the
+// vocabulary asks for it (tokenizer.ggml.add_bos_token), as llama.cpp does: Qwen2.5's
+// files name a BOS token and set add_bos_token false.
+func TestRunBOSAsVocabularyAsks(t *testing.T) {
+	path := testmodels.WithMetadata(t, "specd-draft-f16.gguf", gguf.KV{Key: "tokenizer.ggml.add_bos_token", Value: gguf.NewBool(false)})
+	for _, c := range []struct {
+		model string
+		bos   bool
+	}{{testmodels.ForTest(t, "specd-draft-f16.gguf"), true}, {path, false}} {
+		stdout, stderr, code := run(t, "run", "-m", c.model, "-p", "Once upon a time", "-n", "1", "--temp", "0", "--json", "--no-warmup")
+		if code != 0 {
+			t.Fatalf("run: exit %d: %s", code, stderr)
+		}
+		var res struct {
+			PromptIDs []int32 `json:"prompt_ids"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+			t.Fatalf("run --json: %v: %s", err, stdout)
+		}
+		if got := len(res.PromptIDs) > 0 && res.PromptIDs[0] == 1; got != c.bos {
+			t.Errorf("%s: prompt ids %v: BOS first %v, want %v", filepath.Base(c.model), res.PromptIDs, got, c.bos)
+		}
+	}
+}

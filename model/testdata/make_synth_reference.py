@@ -7,7 +7,7 @@ usage: make_synth_reference.py DIR LLAMA_TEACHER_FORCED ARCH_REFERENCE_JSONL > O
 """
 import hashlib, json, subprocess, sys
 
-FILES = ["synth-llama-linear.gguf", "synth-llama-yarn.gguf", "synth-qwen2-yarn.gguf"]
+FILES = ["synth-llama-linear.gguf", "synth-llama-yarn.gguf", "synth-qwen2-yarn.gguf", "synth-llama-headdim.gguf"]
 
 def main():
     d, prog, ref = sys.argv[1:4]

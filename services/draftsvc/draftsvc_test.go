@@ -320,3 +320,44 @@ func TestPeerCannotStarve(t *testing.T) {
 		})
 	}
 }
+
+// TestVerdictOutsideVocabulary: a verdict committing a token outside the draft's
+// vocabulary (a verifier whose vocabulary is larger, as Qwen2.5-7B's padding is beside
+// Qwen2.5-0.5B's, can commit one) ends that stream with INVALID_ARGUMENT, and the draft
+// keeps serving other streams.
+func TestVerdictOutsideVocabulary(t *testing.T) {
+	m := loadDraft(t)
+	c, _ := serveDraft(t, m, 64)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := c.Speculate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := prompts(m, 1)[0]
+	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
+		ContextIds: prompt, Gamma: 4, MaxPosition: 512}}}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := services.ProposalFromProto(msg.GetProposal())
+	v := spec.Verdict{Round: p.Round, Seq: 1, Accepted: 0, Position: p.Start, Tokens: []int32{int32(m.Vocab) + 7}, NextGamma: 4, Rollback: true}
+	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err = st.Recv()
+		if err != nil {
+			break
+		}
+	}
+	if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "outside the vocabulary") {
+		t.Errorf("stream ended with %v, want INVALID_ARGUMENT: outside the vocabulary", err)
+	}
+	if _, err := verify(ctx, c, prompts(m, 2)[1], 3); err != nil {
+		t.Errorf("another stream after it: %v", err)
+	}
+}

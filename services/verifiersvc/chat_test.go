@@ -169,3 +169,23 @@ func TestChatTemplateOverride(t *testing.T) {
 		t.Errorf("a prompt on a verifier without a template: %v", err)
 	}
 }
+
+// TestPromptBOSAsVocabularyAsks: a text prompt gets BOS only when the vocabulary asks for
+// it (tokenizer.ggml.add_bos_token), as in llama.cpp: Qwen2.5's files name a BOS token
+// (<|endoftext|>) and set add_bos_token false.
+func TestPromptBOSAsVocabularyAsks(t *testing.T) {
+	checkLeaks(t)
+	path := testmodels.WithMetadata(t, "specd-target-q8_0.gguf", gguf.KV{Key: "tokenizer.ggml.add_bos_token", Value: gguf.NewBool(false)})
+	ctx, client, m := startChatVerifier(t, path, verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}})
+	if m.Tok.AddBOS() {
+		t.Fatal("the vocabulary still asks for BOS")
+	}
+	want := m.Tok.Encode("Once upon a time", false)
+	_, last, _, err := chatRun(ctx, client, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(last, want) {
+		t.Errorf("prompt ids %v, want %v (no BOS)", last, want)
+	}
+}

@@ -193,7 +193,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		rendered = true
 	}
 	if len(prompt) == 0 {
-		prompt = m.Tok.Encode(q.Prompt, true)
+		prompt = m.Tok.Encode(q.Prompt, m.Tok.AddBOS())
 	}
 	for i, id := range append(prompt, req.GetResumeIds()...) {
 		if id < 0 || int(id) >= m.Vocab {

@@ -50,7 +50,10 @@ func Load(f *gguf.File) (*tokenizer.Tokenizer, error) {
 // SentencePiece. Defaults follow llama.cpp: SentencePiece has BOS 1, EOS 2, UNK 0 and adds
 // BOS; byte-level BPE has no BOS, EOS or UNK unless the file names them (llama.cpp's
 // placeholder 11 is left out) and adds BOS as its pre-tokenizer type does (Llama 3 yes,
-// Qwen2 no) unless tokenizer.ggml.add_bos_token says.
+// Qwen2 no) unless tokenizer.ggml.add_bos_token says. SentencePiece puts a space in front
+// of a text unless tokenizer.ggml.add_space_prefix is false. Tokens spelled like end-of-turn
+// and fill-in-the-middle markers are control tokens whatever their file type, as in
+// llama.cpp (see controlLooking).
 //
 // Errors: ErrUnsupported for another model; a missing token list or merges, a key of the
 // wrong type, or a BOS, EOS or UNK id outside the vocabulary (naming the key); the
@@ -134,9 +137,6 @@ func Read(f *gguf.File) (tokenizer.Vocab, error) {
 		*id.dst = int32(x)
 	}
 	if v.Model == tokenizer.ByteLevelBPE {
-		if !tokenizer.HasBOS(v.Pre) {
-			v.BOS = -1
-		}
 		for _, name := range specialKeys {
 			x, err := f.Uint("tokenizer.ggml." + name + "_token_id")
 			switch {
@@ -152,6 +152,16 @@ func Read(f *gguf.File) (tokenizer.Vocab, error) {
 			}
 		}
 	}
+	v.Types = controlLooking(f, v.Tokens, v.Types)
+	if v.Model == tokenizer.SentencePiece {
+		prefix, err := f.Bool("tokenizer.ggml.add_space_prefix")
+		switch {
+		case err == nil:
+			v.NoDummyPrefix = !prefix
+		case !errors.Is(err, gguf.ErrNotFound):
+			return v, err
+		}
+	}
 	addBOS, err := f.Bool("tokenizer.ggml.add_bos_token")
 	switch {
 	case err == nil:
@@ -163,6 +173,61 @@ func Read(f *gguf.File) (tokenizer.Vocab, error) {
 		return v, fmt.Errorf("tokenizer.ggml.add_bos_token is true but there is no BOS token (tokenizer.ggml.bos_token_id)")
 	}
 	return v, nil
+}
+
+// Texts that llama.cpp's loader (b4748, llama_vocab::load) takes for a special id the file
+// does not name, by the NAME of tokenizer.ggml.NAME_token_id.
+var controlByName = []struct {
+	name  string
+	texts []string
+}{
+	{"eot", []string{"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "<｜end▁of▁sentence｜>"}},
+	{"eom", []string{"<|eom_id|>"}},
+	{"fim_pre", []string{"<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>"}},
+	{"fim_suf", []string{"<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>"}},
+	{"fim_mid", []string{"<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>"}},
+	{"fim_pad", []string{"<|fim_pad|>", "<fim-pad>", "<PAD>"}},
+	{"fim_rep", []string{"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"}},
+	{"fim_sep", []string{"<|file_sep|>"}},
+}
+
+// controlEOG are the end-of-generation texts llama.cpp b4748 makes control tokens
+// whatever the file names.
+var controlEOG = []string{"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>"}
+
+// controlLooking returns types with every control-looking token made a control token, as
+// llama.cpp's loader does ("control-looking token … its type will be overridden"): the
+// end-of-generation texts always, and the texts of an end-of-turn, end-of-message or
+// fill-in-the-middle id the file does not name. Files from older converters and
+// fine-tunes (DeepSeek Coder's FIM markers, ChatML on Mistral) have them as user-defined
+// or normal, which would split them out of raw text. llama.cpp takes only the first match
+// of a name, in hash order; real vocabularies have one. types may be nil (all inferred).
+func controlLooking(f *gguf.File, tokens []string, types []tokenizer.TokenType) []tokenizer.TokenType {
+	if types != nil && len(types) != len(tokens) {
+		return types // tokenizer.New refuses it
+	}
+	control := map[string]bool{}
+	for _, t := range controlEOG {
+		control[t] = true
+	}
+	for _, c := range controlByName {
+		if x, err := f.Uint("tokenizer.ggml." + c.name + "_token_id"); err == nil && x < uint64(len(tokens)) {
+			continue // named by the file
+		}
+		for _, t := range c.texts {
+			control[t] = true
+		}
+	}
+	for i, p := range tokens {
+		if !control[p] || types != nil && types[i] == tokenizer.TypeControl {
+			continue
+		}
+		if types == nil {
+			types = make([]tokenizer.TokenType, len(tokens))
+		}
+		types[i] = tokenizer.TypeControl
+	}
+	return types
 }
 
 // optional turns a missing key into the zero value.

@@ -3,6 +3,8 @@ package ggufvocab_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -261,5 +263,123 @@ func TestConcurrentEncode(t *testing.T) {
 			})
 		}
 		wg.Wait()
+	}
+}
+
+// TestHashIgnoresPadding: llama.cpp's converter fills a token list up to the rows of the
+// embedding matrix with "[PAD<id>]" entries (unused; user-defined in older versions), so
+// Qwen2.5-0.5B's vocabulary has 151936 ids and Qwen2.5-7B's 152064 with the same tokens
+// before them. They must pair; anything else past the shared ids must not.
+func TestHashIgnoresPadding(t *testing.T) {
+	for _, name := range []string{"ggml-vocab-qwen2.gguf", "ggml-vocab-llama-spm.gguf"} {
+		f, err := gguf.Open(filepath.Join(testmodels.VocabDir(t), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		base, err := ggufvocab.Read(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pad := func(n int, typ tokenizer.TokenType, edit func(v *tokenizer.Vocab)) string {
+			v := base
+			v.Tokens, v.Types = slices.Clone(v.Tokens), slices.Clone(v.Types)
+			if v.Scores != nil {
+				v.Scores = slices.Clone(v.Scores)
+			}
+			for id := len(v.Tokens); id < n; id++ {
+				v.Tokens = append(v.Tokens, fmt.Sprintf("[PAD%d]", id))
+				v.Types = append(v.Types, typ)
+				if v.Scores != nil {
+					v.Scores = append(v.Scores, -1000)
+				}
+			}
+			if edit != nil {
+				edit(&v)
+			}
+			tok, err := tokenizer.New(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok.Hash()
+		}
+		n := len(base.Tokens)
+		want := pad(0, 0, nil)
+		for _, tc := range []struct {
+			what string
+			n    int
+			typ  tokenizer.TokenType
+			edit func(v *tokenizer.Vocab)
+			same bool
+		}{
+			{"padded like Qwen2.5-0.5B", n + 271, tokenizer.TypeUnused, nil, true},
+			{"padded like Qwen2.5-7B", n + 399, tokenizer.TypeUnused, nil, true},
+			{"padded by an older converter", n + 399, tokenizer.TypeUserDefined, nil, true},
+			{"a control token past the shared ids", n + 1, tokenizer.TypeControl, nil, false},
+			{"a pad renamed", n + 2, tokenizer.TypeUnused, func(v *tokenizer.Vocab) { v.Tokens[n] = "[PAD0]" }, false},
+			{"a normal token after the padding", n + 2, tokenizer.TypeUnused, func(v *tokenizer.Vocab) { v.Types[n+1] = tokenizer.TypeNormal }, false},
+		} {
+			if got := pad(tc.n, tc.typ, tc.edit); (got == want) != tc.same {
+				t.Errorf("%s: %s: Hash equal to the unpadded one = %v, want %v", name, tc.what, got == want, tc.same)
+			}
+		}
+	}
+}
+
+// TestHashIgnoresPaddingID: tokenizer.ggml.padding_token_id changes neither encoding,
+// decoding nor where generation ends, and uploaders set it differently (unsloth's
+// Llama-3.2-1B-Instruct names 128004, other Llama 3.1 files none), so it must not keep
+// a pair apart; the end-of-turn id still does.
+func TestHashIgnoresPaddingID(t *testing.T) {
+	f, err := gguf.Open(filepath.Join(testmodels.VocabDir(t), "ggml-vocab-llama-bpe.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hash := func(key string, id uint32) string {
+		kv := f.KV
+		if key != "" {
+			kv = with(kv, key, ptr(gguf.NewUint32(id)))
+		}
+		tok, err := ggufvocab.Load(parse(t, kv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Hash()
+	}
+	plain := hash("", 0)
+	if got := hash("tokenizer.ggml.padding_token_id", 128004); got != plain {
+		t.Errorf("padding_token_id 128004 changes the hash")
+	}
+	if got := hash("tokenizer.ggml.eot_token_id", 128009); got == plain {
+		t.Errorf("eot_token_id 128009 leaves the hash as it was")
+	}
+}
+
+// TestChatGLMNamedBOS: a chatglm-bpe vocabulary has no BOS unless its file names one,
+// as in llama.cpp, which then adds it when add_bos_token says so. The Llama 3 vocabulary
+// with tokenizer.ggml.pre set to chatglm-bpe (its bos_token_id 128000 and add_bos_token
+// true kept) was refused ("add_bos_token is true but there is no BOS token");
+// llama.cpp b4748's llama-tokenize gives [128000, 717] for "12".
+func TestChatGLMNamedBOS(t *testing.T) {
+	f, err := gguf.Open(filepath.Join(testmodels.VocabDir(t), "ggml-vocab-llama-bpe.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	kv := with(f.KV, "tokenizer.ggml.pre", ptr(gguf.NewString("chatglm-bpe")))
+	tok, err := ggufvocab.Load(parse(t, kv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tok.Encode("12", tok.AddBOS()), []int32{128000, 717}; !slices.Equal(got, want) {
+		t.Errorf("Encode(\"12\", AddBOS()) = %v, want %v", got, want)
+	}
+	kv = with(with(kv, "tokenizer.ggml.bos_token_id", nil), "tokenizer.ggml.add_bos_token", nil)
+	if tok, err = ggufvocab.Load(parse(t, kv)); err != nil {
+		t.Fatal(err)
+	}
+	if tok.BOS() != -1 || tok.AddBOS() {
+		t.Errorf("without bos_token_id: BOS %d, AddBOS %v; want -1, false", tok.BOS(), tok.AddBOS())
 	}
 }
