@@ -83,10 +83,26 @@ func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, measu
 	}
 	if b := loadBand(running); b != d.band {
 		d.band = b
-		next = d.bands[b].prefer(next)
+		next = d.start(b, next)
 	}
 	d.on = next
 	d.elapsed, d.tokens, d.counted = 0, 0, 0
+}
+
+// start is the setting to start band b in, cur the one running: b's better one once
+// both are measured; before that, off if a lighter load measured off better (drafts
+// share the verifier's cores, and a heavier load leaves them less room, never more),
+// else cur.
+func (d *draftSwitch) start(b int, cur bool) bool {
+	if x := &d.bands[b]; x.rate[0] > 0 && x.rate[1] > 0 {
+		return x.prefer(cur)
+	}
+	for _, x := range d.bands[:b] {
+		if x.rate[0] > 0 && x.rate[1] > 0 && !x.prefer(true) {
+			return false
+		}
+	}
+	return cur
 }
 
 // prefer is the setting to start the band in: its better one once both are measured.

@@ -49,6 +49,24 @@ func TestDraftSwitch(t *testing.T) {
 			t.Errorf("after drafts began to pay: on %.0f%% of the time, want most", 100*got)
 		}
 	})
+	t.Run("a heavier load starts off where a lighter one measured off better", func(t *testing.T) {
+		for _, c := range []struct {
+			rate [2]float64 // at 4 requests: off, on
+			want bool       // the setting 16 requests start in, coming from on
+		}{
+			{[2]float64{3000, 2000}, false},
+			{[2]float64{1000, 1500}, true},
+		} {
+			d := newDraftSwitch()
+			run(&d, c.rate, 4, 5*time.Second)
+			if got := d.start(loadBand(16), true); got != c.want {
+				t.Errorf("4 requests measured off %v, on %v: 16 start on = %v, want %v", c.rate[0], c.rate[1], got, c.want)
+			}
+		}
+		if d := newDraftSwitch(); !d.start(loadBand(16), true) || d.start(loadBand(16), false) {
+			t.Errorf("nothing measured: a band must start in the current setting")
+		}
+	})
 	t.Run("bands apart", func(t *testing.T) {
 		d := newDraftSwitch()
 		run(&d, [2]float64{3000, 2000}, 16, 10*time.Second) // off pays at 16 requests

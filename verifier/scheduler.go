@@ -705,19 +705,26 @@ func (s *Scheduler) control(budget, decoding int) int {
 		}
 		return x.k - y.k
 	})
+	// The best m speculative tokens are the first m candidates (each request's gains
+	// fall with k, so its tokens come in order); take the m that commits the most
+	// tokens per second of the pass. Not the first m after which one more token stops
+	// paying: passes measured while drafts compute beside the verifier make the curve
+	// jump from one token to two and stay flat after, and a token-by-token walk would
+	// stop at the jump.
 	n := s.cfg.MaxTokens - budget // tokens already in the pass
 	gain := float64(decoding)
-	added := 0
-	for _, c := range s.cands {
-		if budget == 0 || c.k != c.e.k+1 {
+	best, added := gain/s.cost.At(n), 0
+	for m, c := range s.cands {
+		if m == budget {
 			break
 		}
-		now, more := s.cost.At(n), s.cost.At(n+1)-s.cost.At(n)
-		if c.gain*now <= more*gain {
-			break
+		gain += c.gain
+		if r := gain / s.cost.At(n+m+1); r > best {
+			best, added = r, m+1
 		}
+	}
+	for _, c := range s.cands[:added] {
 		c.e.k++
-		n, gain, budget, added = n+1, gain+c.gain, budget-1, added+1
 	}
 	// A request whose lookup guess went unchecked drifts back toward the prior, so
 	// that text that starts repeating later is tried again.
@@ -764,19 +771,20 @@ func (s *Scheduler) withGamma(e *entry, v spec.Verdict) spec.Verdict {
 }
 
 // draftGamma is how many draft tokens of e the controller would check in a pass like
-// the last: those whose gain α^k beats the marginal cost of a token at the current
-// load.
+// the last, at the current load.
 func (s *Scheduler) draftGamma(e *entry) int {
 	n := max(len(s.running), 1)
-	now, more := s.cost.At(n), s.cost.At(n+1)-s.cost.At(n)
 	a := math.Min(e.draft.alpha(), 0.99)
-	g, k := 1.0, 0
-	for k < s.cfg.MaxGamma {
+	// As control chooses: the γ that commits the most tokens per second of the pass,
+	// the others in it taking one token each.
+	g, gain := 1.0, float64(n)
+	best, k := gain/s.cost.At(n), 0
+	for j := 1; j <= s.cfg.MaxGamma; j++ {
 		g *= a
-		if g*now <= more*float64(n) {
-			break
+		gain += g
+		if r := gain / s.cost.At(n+j); r > best {
+			best, k = r, j
 		}
-		k++
 	}
 	return k
 }
