@@ -57,3 +57,31 @@ func TestControl(t *testing.T) {
 		})
 	}
 }
+
+// TestObserveStepLeavesOutPrompts: the draft switch times a step without its prompt
+// chunks' share of the pass (by the cost curve), and a pass of prompt chunks alone not
+// at all: they commit nothing, and a burst of new requests would otherwise count
+// against whichever setting its epoch measured.
+func TestObserveStepLeavesOutPrompts(t *testing.T) {
+	cost := NewCost(16)
+	for _, n := range cost.Knots() {
+		cost.Observe(n, time.Duration(1000+100*n)*time.Microsecond)
+	}
+	e := &entry{job: Job{Spec: true, Draftable: true}}
+	for _, c := range []struct {
+		pass, prefilled int
+		want            time.Duration
+	}{
+		{16, 0, 10 * time.Millisecond},
+		{16, 12, time.Duration(10e6 * cost.At(4) / cost.At(16))},
+		{16, 16, 0},
+	} {
+		s := &Scheduler{cost: cost, drafts: newDraftSwitch(), running: []*entry{e}}
+		s.drafts.on = false
+		s.passTokens, s.prefilled, s.committed = c.pass, c.prefilled, c.pass-c.prefilled
+		s.ObserveStep(10 * time.Millisecond)
+		if got := s.drafts.elapsed; got != c.want {
+			t.Errorf("pass of %d tokens, %d of them prompt: step timed %v, want %v", c.pass, c.prefilled, got, c.want)
+		}
+	}
+}

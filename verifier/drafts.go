@@ -36,8 +36,11 @@ type draftSwitch struct {
 // band is what the switch knows of one load band.
 type band struct {
 	rate    [2]float64 // committed tokens per second, off and on; 0 until measured
-	run     int        // epochs of the band's better setting in a row
+	run     int        // epochs of the better setting (or of the assumed one) in a row
 	exploit int        // epochs of the better setting between explorations
+	// assumeOff: a lighter load measured drafts slower, so until drafts are measured
+	// here the band decodes plainly for minExploit epochs before it tries them.
+	assumeOff bool
 }
 
 const (
@@ -92,13 +95,14 @@ func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, measu
 // start is the setting to start band b in, cur the one running: b's better one once
 // both are measured; before that, off if a lighter load measured off better (drafts
 // share the verifier's cores, and a heavier load leaves them less room, never more),
-// else cur.
+// for minExploit epochs before drafts are tried (see band.assumeOff), else cur.
 func (d *draftSwitch) start(b int, cur bool) bool {
 	if x := &d.bands[b]; x.rate[0] > 0 && x.rate[1] > 0 {
 		return x.prefer(cur)
 	}
 	for _, x := range d.bands[:b] {
 		if x.rate[0] > 0 && x.rate[1] > 0 && !x.prefer(true) {
+			d.bands[b].assumeOff = true
 			return false
 		}
 	}
@@ -110,8 +114,13 @@ func (b *band) prefer(cur bool) bool {
 	if b.rate[0] == 0 || b.rate[1] == 0 {
 		return cur
 	}
-	return b.rate[1] > b.rate[0]
+	return b.draftsPay()
 }
+
+// draftsPay reports whether drafts measured faster than plain decoding, by a margin:
+// drafts computed before an epoch but checked in it count for it, and the setting that
+// is wrong costs more with drafts on than off.
+func (b *band) draftsPay() bool { return b.rate[1] > 1.05*b.rate[0] }
 
 // record takes the rate of an epoch run with setting on and returns the next setting.
 func (b *band) record(on bool, r float64) bool {
@@ -122,12 +131,17 @@ func (b *band) record(on bool, r float64) bool {
 		b.rate[i] = 0.5*b.rate[i] + 0.5*r
 	}
 	if b.rate[0] == 0 || b.rate[1] == 0 {
+		if !on && b.assumeOff && b.run+1 < minExploit {
+			b.run++
+			return false
+		}
+		b.run = 0
 		return !on // measure the other
 	}
 	if b.exploit == 0 {
 		b.exploit = minExploit
 	}
-	better := b.rate[1] > b.rate[0]
+	better := b.draftsPay()
 	switch {
 	case on != better && b.run == 0:
 		// An exploration (or the estimates crossed): back to the better one; an

@@ -32,6 +32,7 @@ func TestDraftSwitch(t *testing.T) {
 	}{
 		{"drafts cost more than they give", [2]float64{3000, 2000}, 0, 0.12},
 		{"drafts pay", [2]float64{1000, 1500}, 0.88, 1},
+		{"drafts pay less than the margin", [2]float64{1000, 1030}, 0, 0.12},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -65,6 +66,19 @@ func TestDraftSwitch(t *testing.T) {
 		}
 		if d := newDraftSwitch(); !d.start(loadBand(16), true) || d.start(loadBand(16), false) {
 			t.Errorf("nothing measured: a band must start in the current setting")
+		}
+		// Starting off on that assumption, the band decodes plainly for minExploit
+		// epochs, then measures drafts, and keeps them where they do pay.
+		d := newDraftSwitch()
+		run(&d, [2]float64{3000, 2000}, 4, 5*time.Second)
+		for d.band != loadBand(16) {
+			run(&d, [2]float64{1000, 1500}, 16, time.Millisecond)
+		}
+		if got := run(&d, [2]float64{1000, 1500}, 16, (minExploit-1)*epochLen); got > 0 {
+			t.Errorf("first %d epochs at 16 requests: on %.0f%% of the time, want off", minExploit-1, 100*got)
+		}
+		if got := run(&d, [2]float64{1000, 1500}, 16, 10*time.Second); got < 0.7 {
+			t.Errorf("where drafts pay at 16 requests after all: on %.0f%% of the time, want most", 100*got)
 		}
 	})
 	t.Run("bands apart", func(t *testing.T) {

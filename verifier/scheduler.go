@@ -142,6 +142,8 @@ type Scheduler struct {
 
 	drafts    draftSwitch // whether to speculate at all (ObserveStep)
 	committed int         // tokens the last Step committed
+	// the last Step's pass: its tokens, and how many of them were prompt chunks
+	passTokens, prefilled int
 
 	// scratch reused by Step
 	arena []int32 // the pass's tokens, capacity MaxTokens
@@ -276,6 +278,16 @@ func (s *Scheduler) ObserveStep(wall time.Duration) {
 		}
 	}
 	measurable := draftable > 0 && (!s.drafts.on || drafted > 0 && 4*drafted >= 3*draftable)
+	// Prompt chunks commit nothing, and come in waves (a burst of new requests): leave
+	// their share of the pass, by the cost curve, out of the time, so that a wave in
+	// one setting's epoch does not count against it.
+	switch {
+	case s.prefilled == 0:
+	case s.prefilled >= s.passTokens:
+		wall = 0
+	default:
+		wall = time.Duration(float64(wall) * s.cost.At(s.passTokens-s.prefilled) / s.cost.At(s.passTokens))
+	}
 	s.drafts.observe(s.committed, wall, len(s.running), measurable)
 }
 
@@ -468,8 +480,9 @@ func (s *Scheduler) MaxGamma() int { return s.cfg.MaxGamma }
 // requests in it have failed and are gone, and their updates say so.
 func (s *Scheduler) Step() (Ready, error) {
 	var r Ready
-	s.committed = 0
+	s.committed, s.passTokens, s.prefilled = 0, 0, 0
 	defer func() {
+		s.passTokens = r.Tokens
 		for _, u := range r.Updates {
 			s.committed += len(u.Tokens)
 		}
@@ -530,6 +543,7 @@ func (s *Scheduler) Step() (Ready, error) {
 		}
 		take := min(n, chunk)
 		e.prefill = e.sess.PrefillTokens(take)
+		s.prefilled += take
 		chunk -= take
 		budget -= take
 		if take == n && budget > 0 {
