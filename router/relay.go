@@ -116,7 +116,10 @@ type Result struct {
 // the verifier fails mid-stream (ErrEndpointDown) resumes on another one from the
 // tokens already relayed: the client sees no gap and no repeated token. maxTokens is the
 // request's limit; a request that has already produced all its tokens is not resumed.
-func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int, sink func(Event) error) (Result, error) {
+// model is the model the request names: only its verifiers are tried. With none named
+// ("") any verifier may start the request, and a resume stays on the model of the
+// verifier that started it: resumed ids mean nothing in another model's vocabulary.
+func (r *Router) Relay(ctx context.Context, key, model string, b Backend, maxTokens int, sink func(Event) error) (Result, error) {
 	var res Result
 	exclude := map[string]bool{}
 	attempts := r.MaxAttempts
@@ -127,9 +130,9 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 	// Attempts that never reached their verifier do not count; each one excludes an
 	// endpoint, so the loop ends once every known verifier was tried.
 	for started := 0; started < attempts; {
-		v, d, err := Pick(r.Discovery, key, exclude, r.usable(true))
+		v, d, err := Pick(r.Discovery, key, exclude, r.usable(true, model))
 		if errors.Is(err, ErrNoVerifier) && r.Healthy != nil {
-			v, d, err = Pick(r.Discovery, key, exclude, r.usable(false))
+			v, d, err = Pick(r.Discovery, key, exclude, r.usable(false, model))
 		}
 		if err != nil {
 			if lastErr != nil {
@@ -186,6 +189,9 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 			continue
 		}
 		started++
+		if model == "" {
+			model = v.Model // the model that started the request continues it
+		}
 		if len(res.IDs) >= maxTokens {
 			return res, err
 		}
@@ -197,17 +203,31 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 	return res, lastErr
 }
 
-// usable is the Health of Pick: breakers not open, and when healthyOnly, last seen up.
-func (r *Router) usable(healthyOnly bool) Health {
+// usable is the Health of Pick: a verifier of model (any, when ""), breakers not open,
+// and when healthyOnly, last seen up.
+func (r *Router) usable(healthyOnly bool, model string) Health {
+	serves := ServesModel(model)
 	if r.Breakers == nil && (!healthyOnly || r.Healthy == nil) {
-		return nil
+		return serves
 	}
 	return func(e Endpoint) bool {
+		if serves != nil && !serves(e) {
+			return false
+		}
 		if r.Breakers != nil && !r.Breakers.Ready(e) {
 			return false
 		}
 		return !healthyOnly || r.Healthy == nil || r.Healthy(e)
 	}
+}
+
+// ServesModel is the Health of Pick that keeps only the verifiers of model (drafts
+// are paired by tokenizer, not by name); nil, allowing all, when model is "".
+func ServesModel(model string) Health {
+	if model == "" {
+		return nil
+	}
+	return func(e Endpoint) bool { return e.Role != Verifier || e.Model == model }
 }
 
 func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result, sink func(Event) error) error {

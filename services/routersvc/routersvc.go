@@ -156,7 +156,7 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 	if limit == 0 {
 		limit = math.MaxInt // up to the context: the verifier knows where it ends
 	}
-	res, err := s.r.Relay(ctx, key, b, limit, func(ev router.Event) error {
+	res, err := s.r.Relay(ctx, key, req.GetModel(), b, limit, func(ev router.Event) error {
 		// The ids are the request's now, whatever becomes of it: a key's quota is
 		// billed for them even if the client hangs up or its deadline passes.
 		services.Charge(ctx, len(ev.IDs))
@@ -393,7 +393,7 @@ func (s *Server) Tokenize(ctx context.Context, req *specdv1.TokenizeRequest) (*s
 	if err := s.checkModel(req.GetModel()); err != nil {
 		return nil, services.Status(err)
 	}
-	v, _, err := router.Pick(s.r.Discovery, req.GetText(), nil, nil)
+	v, _, err := router.Pick(s.r.Discovery, req.GetText(), nil, router.ServesModel(req.GetModel()))
 	if err != nil {
 		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
 	}
