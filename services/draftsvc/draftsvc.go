@@ -224,6 +224,11 @@ func receive(ctx context.Context, stream speculationv1.DraftService_SpeculateSer
 		if v == nil {
 			return services.BadField("verdict", "expected a verdict after start")
 		}
+		// A round longer than the context is no request a session can honour, and
+		// the scheduler reserves KV blocks for rounds of that length.
+		if n, most := v.GetNextGamma(), l.eng.Model.Context; int64(n) > int64(most) {
+			return services.BadField("verdict.next_gamma", "%d tokens per round: the draft's context holds %d", n, most)
+		}
 		if err := l.send(ctx, event{id: id, verdict: services.VerdictFromProto(v)}); err != nil {
 			return err
 		}
