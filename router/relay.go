@@ -23,6 +23,12 @@ var ErrEndpointDown = errors.New("endpoint down")
 // ErrEndpointDown.
 var ErrUnreachable = fmt.Errorf("%w: unreachable", ErrEndpointDown)
 
+// ErrAtCapacity marks a verifier's refusal for lack of capacity (its queue is full,
+// or its admission wait ran out): the request moves to another verifier, as with
+// ErrUnreachable, and only when every one refused is the last refusal (with its retry
+// hint) the request's answer. Backends wrap such refusals with it.
+var ErrAtCapacity = errors.New("verifier at capacity")
+
 // Attempt is one try of a request on one verifier.
 type Attempt struct {
 	Verifier   Endpoint
@@ -127,6 +133,7 @@ func (r *Router) Relay(ctx context.Context, key, model string, b Backend, maxTok
 		attempts = 3
 	}
 	var lastErr error
+	var busy error // the last refusal for lack of capacity
 	// Attempts that never reached their verifier do not count; each one excludes an
 	// endpoint, so the loop ends once every known verifier was tried.
 	for started := 0; started < attempts; {
@@ -135,6 +142,9 @@ func (r *Router) Relay(ctx context.Context, key, model string, b Backend, maxTok
 			v, d, err = Pick(r.Discovery, key, exclude, r.usable(false, model))
 		}
 		if err != nil {
+			if busy != nil {
+				return res, busy // every verifier left was full: its refusal says when to retry
+			}
 			if lastErr != nil {
 				return res, fmt.Errorf("%w (after: %w)", err, lastErr)
 			}
@@ -178,6 +188,17 @@ func (r *Router) Relay(ctx context.Context, key, model string, b Backend, maxTok
 		}
 		if err == nil {
 			return res, nil
+		}
+		if errors.Is(err, ErrAtCapacity) && ctx.Err() == nil {
+			// Full, not failed: another verifier may have room. Like an unreachable
+			// one, it costs no attempt; the loop ends when every verifier was tried.
+			busy = err
+			exclude[v.ID] = true
+			res.Attempts = res.Attempts[:len(res.Attempts)-1]
+			if model == "" && len(res.IDs) > 0 {
+				model = v.Model // tokens relayed: the request has started on this model
+			}
+			continue
 		}
 		if !errors.Is(err, ErrEndpointDown) || ctx.Err() != nil {
 			return res, err

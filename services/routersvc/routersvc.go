@@ -298,12 +298,17 @@ func (s *stream) Recv() (router.Event, error) {
 }
 
 // classify marks errors that mean the verifier itself failed (so the request may move
-// to another one) with router.ErrEndpointDown; a status from the verifier about the
-// request (bad argument, busy) passes through unchanged.
+// to another one) with router.ErrEndpointDown, and its refusals for lack of capacity
+// with router.ErrAtCapacity; a status from the verifier about the request (a bad
+// argument) passes through unchanged.
 func classify(ep router.Endpoint, err error) error {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.Internal, codes.Unknown, codes.Aborted:
 		return fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, ep.Address, err)
+	case codes.ResourceExhausted:
+		// Full: another verifier may have room (the status, with its RetryInfo, is
+		// the request's answer when none has).
+		return fmt.Errorf("%w: %s: %w", router.ErrAtCapacity, ep.Address, err)
 	}
 	return err
 }
