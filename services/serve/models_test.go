@@ -5,15 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/specd-dev/specd/ggml"
-	"github.com/specd-dev/specd/model"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
-	"github.com/specd-dev/specd/router"
-	"github.com/specd-dev/specd/services"
-	"github.com/specd-dev/specd/services/serve"
-	"github.com/specd-dev/specd/services/verifiersvc"
 )
 
 // TestRouterPicksVerifierOfRequestedModel: with two verifiers serving different
@@ -24,34 +17,10 @@ func TestRouterPicksVerifierOfRequestedModel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	run := goServe(t, &wg)
-	eng := services.EngineConfig{Threads: 1, KVBudget: 16 << 20, KVType: ggml.F32, MaxBlock: 16}
-	ready := make(chan struct{}, 2)
-	var addrs []string
-	for _, name := range []string{"specd-target-q8_0", "specd-draft-q8_0"} {
-		l := freeListener(t)
-		addrs = append(addrs, l.Addr().String())
-		run(func() error {
-			return serve.Verifier(ctx, serve.Worker{Load: loader(t, name), Engine: eng, Log: quiet,
-				Ready: func(*model.Model) { ready <- struct{}{} }},
-				verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}, Drafts: router.NewStatic()}, l)
-		})
-	}
-	<-ready
-	<-ready
-	rl := freeListener(t)
-	routerReady := make(chan struct{})
-	run(func() error {
-		return serve.Router(ctx, serve.RouterConfig{Verifiers: addrs, Refresh: 100 * time.Millisecond, Log: quiet,
-			Ready: func() { close(routerReady) }}, rl)
-	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	<-routerReady
-	cc, err := services.Dial(rl.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	client := specdv1.NewGenerationServiceClient(cc)
+	a := startVerifierOf(t, ctx, run, "specd-target-q8_0")
+	b := startVerifierOf(t, ctx, run, "specd-draft-q8_0")
+	client := routerOver(t, ctx, run, a, b)
 	waitModels(t, client, 2)
 	models, err := client.ListModels(context.Background(), &specdv1.ListModelsRequest{})
 	if err != nil {
