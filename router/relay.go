@@ -242,6 +242,11 @@ func (r *Router) usable(healthyOnly bool, model string) Health {
 	}
 }
 
+// Usable is the Health a request is first picked with: verifiers of model (any, when
+// "") whose breaker is not open and that were last seen up. Calls that need one
+// verifier but are not relayed (Tokenize) pick with it too.
+func (r *Router) Usable(model string) Health { return r.usable(true, model) }
+
 // ServesModel is the Health of Pick that keeps only the verifiers of model (drafts
 // are paired by tokenizer, not by name); nil, allowing all, when model is "".
 func ServesModel(model string) Health {

@@ -398,7 +398,11 @@ func (s *Server) Tokenize(ctx context.Context, req *specdv1.TokenizeRequest) (*s
 	if err := s.checkModel(req.GetModel()); err != nil {
 		return nil, services.Status(err)
 	}
-	v, _, err := router.Pick(s.r.Discovery, req.GetText(), nil, router.ServesModel(req.GetModel()))
+	// A verifier last seen up, as for a generation; any of the model's if none is.
+	v, _, err := router.Pick(s.r.Discovery, req.GetText(), nil, s.r.Usable(req.GetModel()))
+	if errors.Is(err, router.ErrNoVerifier) {
+		v, _, err = router.Pick(s.r.Discovery, req.GetText(), nil, router.ServesModel(req.GetModel()))
+	}
 	if err != nil {
 		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
 	}

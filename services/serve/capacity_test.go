@@ -143,3 +143,26 @@ func TestFullVerifierPassesToAnother(t *testing.T) {
 		t.Errorf("every verifier full: %v (retry hint %v), want RESOURCE_EXHAUSTED with the verifiers' hint of 3s", err, hint)
 	}
 }
+
+// TestTokenizeAvoidsDownVerifier: with one of two verifiers stopped (and the router's
+// health probe knowing it), Tokenize is answered by the other for every text — it
+// used to go by the text's affinity alone and fail UNAVAILABLE for the stopped one's
+// share of texts.
+func TestTokenizeAvoidsDownVerifier(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	run := goServe(t, &wg)
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	actx, stopA := context.WithCancel(ctx)
+	a := startVerifierOf(t, actx, run, "specd-target-q8_0")
+	b := startVerifierOf(t, ctx, run, "specd-target-q8_0")
+	client := routerOver(t, ctx, run, a, b)
+	stopA()
+	time.Sleep(500 * time.Millisecond) // a few health probes
+	for i := range 12 {
+		text := fmt.Sprintf("Text %d to tokenize", i)
+		if _, err := client.Tokenize(context.Background(), &specdv1.TokenizeRequest{Text: text}); err != nil {
+			t.Errorf("Tokenize(%q) with one verifier of two down: %v", text, err)
+		}
+	}
+}
