@@ -191,6 +191,9 @@ func (s *Server) parseStart(start *speculationv1.Start, l *loop) ([]int32, spec.
 	if len(ctxIDs) >= m.Context {
 		return nil, opt, services.BadField("start.context_ids", "%d tokens fill the draft's context of %d", len(ctxIDs), m.Context)
 	}
+	if g := start.GetGamma(); int64(g) > int64(m.Context) {
+		return nil, opt, services.BadField("start.gamma", "%d tokens per round: the draft's context holds %d", g, m.Context)
+	}
 	sp, err := services.SamplingFromProto(start.GetSampling())
 	if err != nil {
 		return nil, opt, err
