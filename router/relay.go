@@ -23,6 +23,12 @@ var ErrEndpointDown = errors.New("endpoint down")
 // ErrEndpointDown.
 var ErrUnreachable = fmt.Errorf("%w: unreachable", ErrEndpointDown)
 
+// ErrAtCapacity marks a verifier's refusal for lack of capacity (its queue is full,
+// or its admission wait ran out): the request moves to another verifier, as with
+// ErrUnreachable, and only when every one refused is the last refusal (with its retry
+// hint) the request's answer. Backends wrap such refusals with it.
+var ErrAtCapacity = errors.New("verifier at capacity")
+
 // Attempt is one try of a request on one verifier.
 type Attempt struct {
 	Verifier   Endpoint
@@ -116,7 +122,10 @@ type Result struct {
 // the verifier fails mid-stream (ErrEndpointDown) resumes on another one from the
 // tokens already relayed: the client sees no gap and no repeated token. maxTokens is the
 // request's limit; a request that has already produced all its tokens is not resumed.
-func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int, sink func(Event) error) (Result, error) {
+// model is the model the request names: only its verifiers are tried. With none named
+// ("") any verifier may start the request, and a resume stays on the model of the
+// verifier that started it: resumed ids mean nothing in another model's vocabulary.
+func (r *Router) Relay(ctx context.Context, key, model string, b Backend, maxTokens int, sink func(Event) error) (Result, error) {
 	var res Result
 	exclude := map[string]bool{}
 	attempts := r.MaxAttempts
@@ -124,14 +133,18 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 		attempts = 3
 	}
 	var lastErr error
+	var busy error // the last refusal for lack of capacity
 	// Attempts that never reached their verifier do not count; each one excludes an
 	// endpoint, so the loop ends once every known verifier was tried.
 	for started := 0; started < attempts; {
-		v, d, err := Pick(r.Discovery, key, exclude, r.usable(true))
+		v, d, err := Pick(r.Discovery, key, exclude, r.usable(true, model))
 		if errors.Is(err, ErrNoVerifier) && r.Healthy != nil {
-			v, d, err = Pick(r.Discovery, key, exclude, r.usable(false))
+			v, d, err = Pick(r.Discovery, key, exclude, r.usable(false, model))
 		}
 		if err != nil {
+			if busy != nil {
+				return res, busy // every verifier left was full: its refusal says when to retry
+			}
 			if lastErr != nil {
 				return res, fmt.Errorf("%w (after: %w)", err, lastErr)
 			}
@@ -176,6 +189,17 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 		if err == nil {
 			return res, nil
 		}
+		if errors.Is(err, ErrAtCapacity) && ctx.Err() == nil {
+			// Full, not failed: another verifier may have room. Like an unreachable
+			// one, it costs no attempt; the loop ends when every verifier was tried.
+			busy = err
+			exclude[v.ID] = true
+			res.Attempts = res.Attempts[:len(res.Attempts)-1]
+			if model == "" && len(res.IDs) > 0 {
+				model = v.Model // tokens relayed: the request has started on this model
+			}
+			continue
+		}
 		if !errors.Is(err, ErrEndpointDown) || ctx.Err() != nil {
 			return res, err
 		}
@@ -186,6 +210,9 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 			continue
 		}
 		started++
+		if model == "" {
+			model = v.Model // the model that started the request continues it
+		}
 		if len(res.IDs) >= maxTokens {
 			return res, err
 		}
@@ -197,17 +224,36 @@ func (r *Router) Relay(ctx context.Context, key string, b Backend, maxTokens int
 	return res, lastErr
 }
 
-// usable is the Health of Pick: breakers not open, and when healthyOnly, last seen up.
-func (r *Router) usable(healthyOnly bool) Health {
+// usable is the Health of Pick: a verifier of model (any, when ""), breakers not open,
+// and when healthyOnly, last seen up.
+func (r *Router) usable(healthyOnly bool, model string) Health {
+	serves := ServesModel(model)
 	if r.Breakers == nil && (!healthyOnly || r.Healthy == nil) {
-		return nil
+		return serves
 	}
 	return func(e Endpoint) bool {
+		if serves != nil && !serves(e) {
+			return false
+		}
 		if r.Breakers != nil && !r.Breakers.Ready(e) {
 			return false
 		}
 		return !healthyOnly || r.Healthy == nil || r.Healthy(e)
 	}
+}
+
+// Usable is the Health a request is first picked with: verifiers of model (any, when
+// "") whose breaker is not open and that were last seen up. Calls that need one
+// verifier but are not relayed (Tokenize) pick with it too.
+func (r *Router) Usable(model string) Health { return r.usable(true, model) }
+
+// ServesModel is the Health of Pick that keeps only the verifiers of model (drafts
+// are paired by tokenizer, not by name); nil, allowing all, when model is "".
+func ServesModel(model string) Health {
+	if model == "" {
+		return nil
+	}
+	return func(e Endpoint) bool { return e.Role != Verifier || e.Model == model }
 }
 
 func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result, sink func(Event) error) error {

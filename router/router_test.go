@@ -119,7 +119,7 @@ func TestRelayResumesWithoutGapOrRepeat(t *testing.T) {
 	b := &fakeBackend{total: 20, failAfter: map[string]int{first.ID: 7}}
 	var got []int32
 	var pos []int
-	res, err := r.Relay(context.Background(), "k", b, 20, func(ev router.Event) error {
+	res, err := r.Relay(context.Background(), "k", "", b, 20, func(ev router.Event) error {
 		got = append(got, ev.IDs...)
 		pos = append(pos, ev.Positions...)
 		return nil
@@ -153,7 +153,7 @@ func TestRelayResumesWithoutGapOrRepeat(t *testing.T) {
 func TestRelayDoesNotRetryRequestErrors(t *testing.T) {
 	r := &router.Router{Discovery: eps()}
 	bad := errors.New("max_tokens: too many")
-	_, err := r.Relay(context.Background(), "k", backendFunc(func(context.Context, router.Attempt) (router.Stream, error) { return nil, bad }), 5,
+	_, err := r.Relay(context.Background(), "k", "", backendFunc(func(context.Context, router.Attempt) (router.Stream, error) { return nil, bad }), 5,
 		func(router.Event) error { return nil })
 	if !errors.Is(err, bad) {
 		t.Fatalf("Relay = %v, want the request error", err)
@@ -192,7 +192,7 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		}
 	}
 	for _, k := range keys[:3] {
-		if _, err := r.Relay(context.Background(), k, b, 2, func(router.Event) error { return nil }); err != nil {
+		if _, err := r.Relay(context.Background(), k, "", b, 2, func(router.Event) error { return nil }); err != nil {
 			t.Fatalf("Relay with failover: %v", err)
 		}
 	}
@@ -207,12 +207,12 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		}
 		return b.Start(ctx, a)
 	})
-	if _, err := r.Relay(context.Background(), keys[3], counting, 2, func(router.Event) error { return nil }); err != nil || calls != 0 {
+	if _, err := r.Relay(context.Background(), keys[3], "", counting, 2, func(router.Event) error { return nil }); err != nil || calls != 0 {
 		t.Fatalf("with the breaker open: err %v, %d calls to v1", err, calls)
 	}
 	down = false
 	time.Sleep(150 * time.Millisecond) // the cooldown: half-open
-	if _, err := r.Relay(context.Background(), keys[4], counting, 2, func(router.Event) error { return nil }); err != nil || calls != 1 {
+	if _, err := r.Relay(context.Background(), keys[4], "", counting, 2, func(router.Event) error { return nil }); err != nil || calls != 1 {
 		t.Fatalf("half-open probe: err %v, %d calls to v1", err, calls)
 	}
 	if !br.Ready(v1) || br.States()["v1"] != 0 {
@@ -253,7 +253,7 @@ func TestRelayUnreachableCostsNoAttempt(t *testing.T) {
 		}
 		return &fakeStream{next: len(a.Resume), end: 6, failAt: -1}, nil
 	})
-	res, err := r.Relay(context.Background(), "k", b, 6, func(router.Event) error { return nil })
+	res, err := r.Relay(context.Background(), "k", "", b, 6, func(router.Event) error { return nil })
 	if err != nil {
 		t.Fatalf("Relay: %v (tried %v)", err, tried)
 	}
@@ -262,5 +262,42 @@ func TestRelayUnreachableCostsNoAttempt(t *testing.T) {
 	}
 	if st := br.States(); st[unreachable] != 0 || st[breaks] != 2 {
 		t.Errorf("breakers %v: want %s closed (unreachable is no failure) and %s open", st, unreachable, breaks)
+	}
+}
+
+// TestRelayResumesOnTheSameModel: a request that names no model, started on a
+// verifier of model a that fails mid-stream, resumes on the other verifier of a even
+// when its affinity ranks a verifier of model b next: resumed ids are a's tokens.
+func TestRelayResumesOnTheSameModel(t *testing.T) {
+	d := router.NewStatic(
+		router.Endpoint{ID: "v1", Role: router.Verifier, Model: "a"},
+		router.Endpoint{ID: "v2", Role: router.Verifier, Model: "b"},
+		router.Endpoint{ID: "v3", Role: router.Verifier, Model: "a"},
+	)
+	key := ""
+	var first router.Endpoint
+	for i := 0; key == ""; i++ {
+		k := fmt.Sprint("key", i)
+		v, _, _ := router.Pick(d, k, nil, nil)
+		next, _, _ := router.Pick(d, k, map[string]bool{v.ID: true}, nil)
+		if v.Model == "a" && next.Model == "b" {
+			key, first = k, v
+		}
+	}
+	r := &router.Router{Discovery: d}
+	b := &fakeBackend{total: 8, failAfter: map[string]int{first.ID: 3}}
+	if _, err := r.Relay(context.Background(), key, "", b, 8, func(router.Event) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.starts) != 2 || b.starts[1].Verifier.Model != "a" {
+		t.Fatalf("attempts %+v: want the resume on the other verifier of model a", b.starts)
+	}
+	// A request naming model b runs on v2 only, whatever its key.
+	b = &fakeBackend{total: 2}
+	if _, err := r.Relay(context.Background(), key, "b", b, 2, func(router.Event) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.starts) != 1 || b.starts[0].Verifier.ID != "v2" {
+		t.Fatalf("attempts %+v: want one on v2, model b's verifier", b.starts)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -47,8 +48,8 @@ func (o *specOptions) addFlags(fs *flag.FlagSet) {
 
 func (o *specOptions) proto() (*specdv1.SpeculationOptions, error) {
 	so := &specdv1.SpeculationOptions{Disabled: o.noSpec, Gamma: uint32(max(o.gamma, 0)), MaxGamma: uint32(max(o.maxGamma, 0))}
-	if o.gamma < 0 || o.maxGamma < 0 {
-		return nil, usagef("--gamma and --max-gamma must be ≥ 0")
+	if o.gamma < 0 || o.maxGamma < 0 || o.gamma > math.MaxUint32 || o.maxGamma > math.MaxUint32 {
+		return nil, usagef("--gamma and --max-gamma must be in 0..%d", uint32(math.MaxUint32))
 	}
 	switch o.mode {
 	case "":

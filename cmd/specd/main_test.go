@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -199,4 +200,37 @@ func TestRunBOSAsVocabularyAsks(t *testing.T) {
 			t.Errorf("%s: prompt ids %v: BOS first %v, want %v", filepath.Base(c.model), res.PromptIDs, got, c.bos)
 		}
 	}
+}
+
+// TestClientCountsBeyondUint32: counts the API carries as uint32 are refused when
+// larger, not truncated — `generate -n 4294967296` became max_tokens 0 ("up to the
+// context"), --gamma 4294967297 a gamma of 1, --breaker-failures 4294967296 a breaker
+// that opens on the first failure. Each is a usage error before anything is dialled.
+func TestClientCountsBeyondUint32(t *testing.T) {
+	addr := freeAddr(t) // nothing listens there
+	for _, args := range [][]string{
+		{"generate", "--addr", addr, "-p", "x", "-n", "4294967296"},
+		{"generate", "--addr", addr, "-p", "x", "--gamma", "4294967297"},
+		{"generate", "--addr", addr, "-p", "x", "--max-gamma", "4294967296"},
+		{"router", "--listen", addr, "--verifiers", addr, "--breaker-failures", "4294967296"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var out, errb bytes.Buffer
+		code := realMain(ctx, args, &out, &errb)
+		cancel()
+		if code != 2 || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line", args, code, errb.String())
+		}
+	}
+}
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"math"
 	"net"
 	"time"
 
@@ -92,8 +93,8 @@ func (o *discoveryOptions) validate() error {
 	default:
 		return usagef("--discovery %q: want static or consul", o.mode)
 	}
-	if o.breakerFailures < 1 || o.breakerCooldown <= 0 {
-		return usagef("--breaker-failures %d, --breaker-cooldown %v: want ≥ 1 and > 0", o.breakerFailures, o.breakerCooldown)
+	if o.breakerFailures < 1 || o.breakerFailures > math.MaxUint32 || o.breakerCooldown <= 0 {
+		return usagef("--breaker-failures %d, --breaker-cooldown %v: want 1..%d and > 0", o.breakerFailures, o.breakerCooldown, uint32(math.MaxUint32))
 	}
 	if o.wait <= 0 || o.wait > 10*time.Minute {
 		return usagef("--consul-wait %v: want (0, 10m]", o.wait)

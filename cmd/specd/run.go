@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"strings"
 
@@ -43,8 +44,8 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 }
 
 func (o *samplingOptions) params() (sample.Params, error) {
-	if o.maxTokens < 0 {
-		return sample.Params{}, usagef("-n %d: want ≥ 0 (0: up to the context)", o.maxTokens)
+	if o.maxTokens < 0 || o.maxTokens > math.MaxUint32 {
+		return sample.Params{}, usagef("-n %d: want 0 (up to the context) to %d", o.maxTokens, uint32(math.MaxUint32))
 	}
 	if !(o.topP > 0 && o.topP <= 1) {
 		return sample.Params{}, usagef("--top-p %v: want a value in (0, 1]", o.topP)

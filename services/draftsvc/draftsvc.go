@@ -191,6 +191,9 @@ func (s *Server) parseStart(start *speculationv1.Start, l *loop) ([]int32, spec.
 	if len(ctxIDs) >= m.Context {
 		return nil, opt, services.BadField("start.context_ids", "%d tokens fill the draft's context of %d", len(ctxIDs), m.Context)
 	}
+	if g := start.GetGamma(); int64(g) > int64(m.Context) {
+		return nil, opt, services.BadField("start.gamma", "%d tokens per round: the draft's context holds %d", g, m.Context)
+	}
 	sp, err := services.SamplingFromProto(start.GetSampling())
 	if err != nil {
 		return nil, opt, err
@@ -223,6 +226,11 @@ func receive(ctx context.Context, stream speculationv1.DraftService_SpeculateSer
 		v := msg.GetVerdict()
 		if v == nil {
 			return services.BadField("verdict", "expected a verdict after start")
+		}
+		// A round longer than the context is no request a session can honour, and
+		// the scheduler reserves KV blocks for rounds of that length.
+		if n, most := v.GetNextGamma(), l.eng.Model.Context; int64(n) > int64(most) {
+			return services.BadField("verdict.next_gamma", "%d tokens per round: the draft's context holds %d", n, most)
 		}
 		if err := l.send(ctx, event{id: id, verdict: services.VerdictFromProto(v)}); err != nil {
 			return err

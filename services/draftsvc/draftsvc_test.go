@@ -361,3 +361,55 @@ func TestVerdictOutsideVocabulary(t *testing.T) {
 		t.Errorf("another stream after it: %v", err)
 	}
 }
+
+// TestVerdictGammaBeyondContext: a verdict asking for more tokens per round than the
+// draft's context holds ends that stream with INVALID_ARGUMENT. Taken as it came, it
+// made the session's KV reserve so large that every other stream was refused
+// RESOURCE_EXHAUSTED while it lived (and a session drafting branches would try to
+// allocate a round of that many tokens). A start.gamma beyond it is INVALID_ARGUMENT too.
+func TestVerdictGammaBeyondContext(t *testing.T) {
+	m := loadDraft(t)
+	c, _ := serveDraft(t, m, 64)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := c.Speculate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
+		ContextIds: prompts(m, 1)[0], Gamma: 4, MaxPosition: 512}}}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := services.ProposalFromProto(msg.GetProposal())
+	v := spec.Verdict{Round: p.Round, Seq: 1, Accepted: len(p.Tokens), Position: p.Start, Tokens: append(slices.Clone(p.Tokens), 1), NextGamma: 1 << 31}
+	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the verdict reaches the scheduler
+	// The same bound holds for start.gamma, which was refused as RESOURCE_EXHAUSTED
+	// (the KV budget), as if the draft were full, rather than as a bad request.
+	bad, err := c.Speculate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
+		ContextIds: prompts(m, 1)[0], Gamma: 1 << 31}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "start.gamma") {
+		t.Errorf("start with gamma 2^31: %v, want INVALID_ARGUMENT naming start.gamma", err)
+	}
+	if _, err := verify(ctx, c, prompts(m, 2)[1], 3); err != nil {
+		t.Errorf("another stream beside it: %v", err)
+	}
+	for err == nil {
+		_, err = st.Recv()
+	}
+	if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "next_gamma") {
+		t.Errorf("stream ended with %v, want INVALID_ARGUMENT naming next_gamma", err)
+	}
+}

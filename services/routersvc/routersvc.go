@@ -156,7 +156,7 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 	if limit == 0 {
 		limit = math.MaxInt // up to the context: the verifier knows where it ends
 	}
-	res, err := s.r.Relay(ctx, key, b, limit, func(ev router.Event) error {
+	res, err := s.r.Relay(ctx, key, req.GetModel(), b, limit, func(ev router.Event) error {
 		// The ids are the request's now, whatever becomes of it: a key's quota is
 		// billed for them even if the client hangs up or its deadline passes.
 		services.Charge(ctx, len(ev.IDs))
@@ -298,12 +298,17 @@ func (s *stream) Recv() (router.Event, error) {
 }
 
 // classify marks errors that mean the verifier itself failed (so the request may move
-// to another one) with router.ErrEndpointDown; a status from the verifier about the
-// request (bad argument, busy) passes through unchanged.
+// to another one) with router.ErrEndpointDown, and its refusals for lack of capacity
+// with router.ErrAtCapacity; a status from the verifier about the request (a bad
+// argument) passes through unchanged.
 func classify(ep router.Endpoint, err error) error {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.Internal, codes.Unknown, codes.Aborted:
 		return fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, ep.Address, err)
+	case codes.ResourceExhausted:
+		// Full: another verifier may have room (the status, with its RetryInfo, is
+		// the request's answer when none has).
+		return fmt.Errorf("%w: %s: %w", router.ErrAtCapacity, ep.Address, err)
 	}
 	return err
 }
@@ -393,7 +398,11 @@ func (s *Server) Tokenize(ctx context.Context, req *specdv1.TokenizeRequest) (*s
 	if err := s.checkModel(req.GetModel()); err != nil {
 		return nil, services.Status(err)
 	}
-	v, _, err := router.Pick(s.r.Discovery, req.GetText(), nil, nil)
+	// A verifier last seen up, as for a generation; any of the model's if none is.
+	v, _, err := router.Pick(s.r.Discovery, req.GetText(), nil, s.r.Usable(req.GetModel()))
+	if errors.Is(err, router.ErrNoVerifier) {
+		v, _, err = router.Pick(s.r.Discovery, req.GetText(), nil, router.ServesModel(req.GetModel()))
+	}
 	if err != nil {
 		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
 	}

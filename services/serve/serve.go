@@ -168,8 +168,9 @@ type Consul struct {
 }
 
 // registerConsul registers a serving instance in Consul — reg carries its role and
-// model metadata — and refreshes its headroom from headroom (nil: none) until ctx ends;
-// the returned function deregisters it.
+// model metadata — and refreshes its headroom from headroom (nil: none) until ctx ends,
+// when it deregisters it at once (the server is then draining, not yet stopped); the
+// returned function deregisters it too, for a server that stops on its own.
 func registerConsul(ctx context.Context, c *Consul, reg consul.Registration, lis net.Listener, headroom func() (uint64, int), log *slog.Logger) (func(), error) {
 	reg.Addr, reg.Token, reg.Datacenter = c.Addr, c.Token, c.Datacenter
 	if reg.TLS {
@@ -188,20 +189,33 @@ func registerConsul(ctx context.Context, c *Consul, reg consul.Registration, lis
 		return nil, err
 	}
 	log.Info("registered in consul", "id", r.ID(), "advertise", reg.Advertise)
+	deregister := func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := r.Deregister(dctx); err != nil {
+			log.Warn("consul deregistration failed", "err", err)
+		}
+	}
 	uctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if headroom == nil {
-			return
+		var tick <-chan time.Time
+		if headroom != nil {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			tick = t.C
 		}
-		t := time.NewTicker(every)
-		defer t.Stop()
 		for {
 			select {
 			case <-uctx.Done():
+				if ctx.Err() != nil {
+					// Shutting down: leave Consul now, while the server drains its
+					// streams, so that nobody picks an instance that is going away.
+					deregister()
+				}
 				return
-			case <-t.C:
+			case <-tick:
 				free, load := headroom()
 				if err := r.Update(uctx, free, load); err != nil && uctx.Err() == nil {
 					log.Warn("consul metadata update failed", "err", err)
@@ -212,11 +226,7 @@ func registerConsul(ctx context.Context, c *Consul, reg consul.Registration, lis
 	return func() {
 		stop()
 		<-done
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := r.Deregister(dctx); err != nil {
-			log.Warn("consul deregistration failed", "err", err)
-		}
+		deregister() // at once if it already succeeded
 	}, nil
 }
 
