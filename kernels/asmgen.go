@@ -1259,9 +1259,16 @@ func tileQ4K(k int) {
 	p("DECQ CX")
 	p("JNZ sb")
 	label("store")
+	tileStore(k, 18)
+}
+
+// tileStore ends a tile of the tiled kernels: it stores the k tokens' sums, in Z(first)
+// on, under the tile's lane mask K1 and R13 bytes apart, steps to the next tile
+// (closing the loop at label tile) and returns after the last.
+func tileStore(k, first int) {
 	p("MOVQ DI, R10")
 	for t := range k {
-		p("VMOVUPS Z%d, K1, (R10)", 18+t)
+		p("VMOVUPS Z%d, K1, (R10)", first+t)
 		if t < k-1 {
 			p("ADDQ R13, R10")
 		}
@@ -1423,20 +1430,7 @@ func tileBytes(lay kindLayout, k int) {
 	p("LEAQ (R12)(R9*1), BX")
 	p("TESTQ CX, CX")
 	p("JNZ group")
-	p("MOVQ DI, R10")
-	for t := range k {
-		p("VMOVUPS Z%d, K1, (R10)", t)
-		if t < k-1 {
-			p("ADDQ R13, R10")
-		}
-	}
-	p("ADDQ $64, DI")
-	p("ADDQ R15, SI")
-	p("SUBQ R14, R8")
-	p("JNZ tile")
-	label("done")
-	p("VZEROUPPER")
-	p("RET")
+	tileStore(k, 0)
 }
 
 // tileBytesPrefetch is how far ahead tileBytes prefetches its weights.
