@@ -330,29 +330,14 @@ func TestVerdictOutsideVocabulary(t *testing.T) {
 	c, _ := serveDraft(t, m, 64)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := c.Speculate(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prompt := prompts(m, 1)[0]
-	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
-		ContextIds: prompt, Gamma: 4, MaxPosition: 512}}}); err != nil {
-		t.Fatal(err)
-	}
-	msg, err := st.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := services.ProposalFromProto(msg.GetProposal())
+	st, p := firstProposal(ctx, t, c, prompts(m, 1)[0])
 	v := spec.Verdict{Round: p.Round, Seq: 1, Accepted: 0, Position: p.Start, Tokens: []int32{int32(m.Vocab) + 7}, NextGamma: 4, Rollback: true}
 	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}}); err != nil {
 		t.Fatal(err)
 	}
-	for {
+	var err error
+	for err == nil {
 		_, err = st.Recv()
-		if err != nil {
-			break
-		}
 	}
 	if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "outside the vocabulary") {
 		t.Errorf("stream ended with %v, want INVALID_ARGUMENT: outside the vocabulary", err)
@@ -372,19 +357,7 @@ func TestVerdictGammaBeyondContext(t *testing.T) {
 	c, _ := serveDraft(t, m, 64)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := c.Speculate(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
-		ContextIds: prompts(m, 1)[0], Gamma: 4, MaxPosition: 512}}}); err != nil {
-		t.Fatal(err)
-	}
-	msg, err := st.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := services.ProposalFromProto(msg.GetProposal())
+	st, p := firstProposal(ctx, t, c, prompts(m, 1)[0])
 	v := spec.Verdict{Round: p.Round, Seq: 1, Accepted: len(p.Tokens), Position: p.Start, Tokens: append(slices.Clone(p.Tokens), 1), NextGamma: 1 << 31}
 	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}}); err != nil {
 		t.Fatal(err)
@@ -412,4 +385,23 @@ func TestVerdictGammaBeyondContext(t *testing.T) {
 	if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "next_gamma") {
 		t.Errorf("stream ended with %v, want INVALID_ARGUMENT naming next_gamma", err)
 	}
+}
+
+// firstProposal opens a Speculate stream on c for prompt (γ 4) and returns it with the
+// draft's first proposal.
+func firstProposal(ctx context.Context, t *testing.T, c speculationv1.DraftServiceClient, prompt []int32) (speculationv1.DraftService_SpeculateClient, spec.Proposal) {
+	t.Helper()
+	st, err := c.Speculate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
+		ContextIds: prompt, Gamma: 4, MaxPosition: 512}}}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, services.ProposalFromProto(msg.GetProposal())
 }
