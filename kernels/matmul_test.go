@@ -678,25 +678,17 @@ func TestWideKernels(t *testing.T) {
 					if wide == nil {
 						continue // a tiled kind (see TestTiledKernels)
 					}
-					var a acts
-					ks.sizeP(&a, n, cols)
-					prep := ks.prepTokP
-					if usesQ8K(typ) {
-						prep = ks.prepTokPK
-					}
-					for tok := range n {
-						prep(&a, x, tok, cols)
-					}
+					a := packedActs(ks, typ, x, n, cols)
 					rb, data := packedRowBytes(w), w.packed.b
 					want, mag := refMatMul(w, x, n)
 					alone := make([]float32, n*rows)
 					for tok := range n {
-						narrow(alone[tok*rows:], rows, data, rb, rows, &a, tok, 1)
+						narrow(alone[tok*rows:], rows, data, rb, rows, a, tok, 1)
 					}
 					for k := 1; k <= ks.wideGroup; k++ {
 						for _, tok := range []int{0, n - k} {
 							got := make([]float32, k*rows)
-							wide(got, rows, data, rb, rows, &a, tok, k)
+							wide(got, rows, data, rb, rows, a, tok, k)
 							for i, v := range got {
 								tt, r := tok+i/rows, i%rows
 								if one := alone[tt*rows+r]; math.Float32bits(v) != math.Float32bits(one) {
@@ -751,6 +743,21 @@ func TestTiledKernels(t *testing.T) {
 	}
 }
 
+// packedActs prepares n tokens of x (cols values each) as ks's packed kernels read them,
+// quantized as for weights of type typ.
+func packedActs(ks *kernelSet, typ ggml.Type, x []float32, n, cols int) *acts {
+	a := new(acts)
+	ks.sizeP(a, n, cols)
+	prep := ks.prepTokP
+	if usesQ8K(typ) {
+		prep = ks.prepTokPK
+	}
+	for tok := range n {
+		prep(a, x, tok, cols)
+	}
+	return a
+}
+
 // testTiled is one shape of TestTiledKernels.
 func testTiled(t *testing.T, rng *rand.Rand, ks *kernelSet, kind packKind, typ ggml.Type, rows, cols int) {
 	t.Helper()
@@ -761,15 +768,7 @@ func testTiled(t *testing.T, rng *rand.Rand, ks *kernelSet, kind packKind, typ g
 	x := randFloats(rng, n*cols, 1)
 	x[3] = 1e4
 	clear(x[cols : cols+typ.BlockSize()])
-	var a acts
-	ks.sizeP(&a, n, cols)
-	prep := ks.prepTokP
-	if usesQ8K(typ) {
-		prep = ks.prepTokPK
-	}
-	for tok := range n {
-		prep(&a, x, tok, cols)
-	}
+	a := packedActs(ks, typ, x, n, cols)
 	want, mag := refMatMul(w, x, n)
 	tb := packedRowBytes(w) * tileRows
 	for _, lo := range []int{0, 16} {
@@ -779,12 +778,12 @@ func testTiled(t *testing.T, rng *rand.Rand, ks *kernelSet, kind packKind, typ g
 		wd := w.packed.b[lo/tileRows*tb:]
 		alone := make([]float32, n*rows)
 		for tok := range n {
-			kern(alone[tok*rows+lo:], rows, wd, tb, rows-lo, &a, tok, 1)
+			kern(alone[tok*rows+lo:], rows, wd, tb, rows-lo, a, tok, 1)
 		}
 		for k := 1; k <= ks.tileGroup[kind]; k++ {
 			for _, tok := range []int{0, 1, n - k} {
 				got := make([]float32, k*rows)
-				kern(got[lo:], rows, wd, tb, rows-lo, &a, tok, k)
+				kern(got[lo:], rows, wd, tb, rows-lo, a, tok, k)
 				for i, v := range got {
 					tt, r := tok+i/rows, i%rows
 					if r < lo {
