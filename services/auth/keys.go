@@ -27,14 +27,16 @@ import (
 const maxFileBytes = 8 << 20
 
 // Keys is the key file's current content. Reload reads the file again when its
-// modification time or size has changed; a file that cannot be read or parsed leaves
-// the keys in force as they were. Safe for concurrent use.
+// modification time or size has changed and then stayed the same until the next
+// call; a file that cannot be read or parsed leaves the keys in force as they were.
+// Safe for concurrent use.
 type Keys struct {
 	path string
 	set  atomic.Pointer[apikey.Set]
 
 	mu    sync.Mutex // serializes Reload
 	stamp stamp      // of the file last loaded
+	seen  stamp      // of the file at the last call
 }
 
 // stamp is what Reload compares to notice a change.
@@ -60,17 +62,23 @@ func Load(path string) (*Keys, error) {
 // Set is the keys in force.
 func (k *Keys) Set() *apikey.Set { return k.set.Load() }
 
-// Reload reads the file again if it changed since it was last loaded, and reports
-// whether it did. On an error the keys in force stay, and the file is tried again on
-// the next call even if it has not changed since.
+// Reload reads the file again if it changed since it was last loaded and has not
+// changed since the previous call, and reports whether it did. A file written in
+// place is empty or half-written for a moment: were it read then, a prefix of the
+// new keys, or none, would be put in force. On an error the keys in force stay, and
+// the file is tried again on the next call even if it has not changed since.
 func (k *Keys) Reload() (bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	st, err := os.Stat(k.path)
 	if err != nil {
+		k.seen = stamp{}
 		return false, fmt.Errorf("api keys: %w", err)
 	}
-	if (stamp{st.ModTime(), st.Size()}) == k.stamp {
+	now := stamp{st.ModTime(), st.Size()}
+	settled := now == k.seen
+	k.seen = now
+	if now == k.stamp || !settled {
 		return false, nil
 	}
 	if err := k.load(st); err != nil {

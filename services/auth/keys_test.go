@@ -12,8 +12,8 @@ import (
 )
 
 // TestKeysReload: Load refuses a missing or malformed file; Reload reads the file
-// only when it changed; a malformed or vanished file leaves the keys in force, and
-// is read again once fixed.
+// only when it changed and then stayed the same for one more call; a malformed or
+// vanished file leaves the keys in force, and is read again once fixed.
 func TestKeysReload(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "keys")
@@ -33,11 +33,19 @@ func TestKeysReload(t *testing.T) {
 	if changed, err := k.Reload(); changed || err != nil {
 		t.Errorf("Reload of an unchanged file = %v, %v, want false, nil", changed, err)
 	}
+	testkeys.Write(t, path, testkeys.Line("a", "sa", ""), 1) // being written in place
+	if changed, err := k.Reload(); changed || err != nil {
+		t.Errorf("Reload of a file that just changed = %v, %v, want false, nil", changed, err)
+	}
 	testkeys.Write(t, path, testkeys.Line("a", "sa", "")+testkeys.Line("b", "sb", ""), 1)
+	if changed, err := k.Reload(); changed || err != nil || has("sb") {
+		t.Errorf("Reload of a file still changing = %v, %v (b known: %v), want false, nil, false", changed, err, has("sb"))
+	}
 	if changed, err := k.Reload(); !changed || err != nil || !has("sb") {
 		t.Errorf("Reload after adding b = %v, %v (b known: %v), want true, nil, true", changed, err, has("sb"))
 	}
 	testkeys.Write(t, path, testkeys.Line("a", "sa", "")+"b sb\n", 2)
+	k.Reload()
 	if changed, err := k.Reload(); changed || !errors.Is(err, apikey.ErrSyntax) || !has("sa") || !has("sb") {
 		t.Errorf("Reload of a malformed file = %v, %v, want false, ErrSyntax and both keys still in force", changed, err)
 	}
@@ -48,6 +56,7 @@ func TestKeysReload(t *testing.T) {
 		t.Errorf("Reload of a removed file = %v, want ErrNotExist and the keys still in force", err)
 	}
 	testkeys.Write(t, path, testkeys.Line("c", "sc", ""), 3)
+	k.Reload()
 	if changed, err := k.Reload(); !changed || err != nil || has("sa") || !has("sc") {
 		t.Errorf("Reload of the fixed file = %v, %v, want only c in force", changed, err)
 	}
