@@ -179,6 +179,7 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 	if f := res.Final; f != nil {
 		rs.Drafted, rs.Accepted = f.Stats.DraftedTokens, f.Stats.AcceptedTokens
 		rs.Lookup, rs.LookupKept = f.Stats.LookupTokens, f.Stats.LookupAcceptedTokens
+		rs.Prompt, rs.CachedPrompt = f.Stats.PromptTokens, f.Stats.CachedPromptTokens
 	}
 	s.metrics().RecordRequest(ctx, rs)
 	return res, err

@@ -17,6 +17,8 @@ const (
 	NameTokensDrafted    = "specd_tokens_drafted_total"
 	NameTokensAccepted   = "specd_tokens_accepted_total"
 	NameTokensLookup     = "specd_tokens_lookup_total"
+	NamePromptTokens     = "specd_prompt_tokens_total"
+	NamePromptCached     = "specd_prompt_tokens_cached_total"
 	NameLookupAccepted   = "specd_tokens_lookup_accepted_total"
 	NameAcceptanceRatio  = "specd_acceptance_ratio"
 	NameRoundTrip        = "specd_round_trip_seconds"
@@ -66,6 +68,7 @@ type Metrics struct {
 
 	tokensGenerated, tokensDrafted, tokensAccepted metric.Int64Counter
 	tokensLookup, lookupAccepted                   metric.Int64Counter
+	promptTokens, promptCached                     metric.Int64Counter
 	requests                                       metric.Int64Counter
 	acceptance, roundTrip, ttft                    metric.Float64Histogram
 	queueDepth, kvBlocks, breakers, stale          metric.Int64ObservableGauge
@@ -106,6 +109,8 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	ms.tokensAccepted = counter(NameTokensAccepted, "{token}", "Drafted tokens the verifier accepted.")
 	ms.tokensLookup = counter(NameTokensLookup, "{token}", "Tokens the verifier guessed by prompt lookup and checked in steps without a proposal.")
 	ms.lookupAccepted = counter(NameLookupAccepted, "{token}", "Prompt-lookup tokens the verifier accepted.")
+	ms.promptTokens = counter(NamePromptTokens, "{token}", "Prompt tokens of finished requests.")
+	ms.promptCached = counter(NamePromptCached, "{token}", "Prompt tokens found in the verifier's prefix cache, not computed; over specd_prompt_tokens_total, the cache's hit rate.")
 	ms.requests = counter(NameRequests, "{request}", "Finished generation requests by gRPC status code.")
 	ms.acceptance = hist(NameAcceptanceRatio, "1", "Accepted over drafted tokens, one observation per request that speculated.", acceptanceBuckets)
 	ms.roundTrip = hist(NameRoundTrip, "s", "Draft round trip of a fresh speculation round: from sending a verdict to receiving the first proposal drafted after it.", roundTripBuckets)
@@ -131,10 +136,12 @@ type RequestStats struct {
 	Accepted      int        // drafted tokens accepted
 	Lookup        int        // tokens guessed by the verifier's prompt lookup
 	LookupKept    int        // of them, accepted
+	Prompt        int        // prompt tokens (0: the request never reached a verifier)
+	CachedPrompt  int        // of them, found in the verifier's prefix cache
 }
 
 // RecordRequest counts a finished request: specd_requests_total{model,code}, the
-// token counters {model,domain} (draft and lookup tokens when there were any) and, when
+// token counters {model,domain} (prompt, draft and lookup tokens when there were any) and, when
 // a draft took part, specd_acceptance_ratio. A request made with an API key (ctx from
 // WithKey) adds {key} to specd_requests_total and specd_tokens_generated_total.
 func (m *Metrics) RecordRequest(ctx context.Context, r RequestStats) {
@@ -154,6 +161,10 @@ func (m *Metrics) RecordRequest(ctx context.Context, r RequestStats) {
 		m.tokensDrafted.Add(ctx, int64(r.Drafted), attrs)
 		m.tokensAccepted.Add(ctx, int64(r.Accepted), attrs)
 		m.acceptance.Record(ctx, float64(r.Accepted)/float64(r.Drafted), attrs)
+	}
+	if r.Prompt > 0 {
+		m.promptTokens.Add(ctx, int64(r.Prompt), attrs)
+		m.promptCached.Add(ctx, int64(r.CachedPrompt), attrs)
 	}
 	if r.Lookup > 0 {
 		m.tokensLookup.Add(ctx, int64(r.Lookup), attrs)

@@ -133,8 +133,9 @@ func TestMetricsExposedNames(t *testing.T) {
 	tel := setup(t, telemetry.Config{Service: "specd-test", MetricsAddr: "127.0.0.1:0", Log: io.Discard})
 	ctx := context.Background()
 	m := tel.Metrics
-	m.RecordRequest(ctx, telemetry.RequestStats{Model: "target", Domain: "code", Code: codes.OK, Generated: 10, Drafted: 8, Accepted: 6, Lookup: 5, LookupKept: 2})
+	m.RecordRequest(ctx, telemetry.RequestStats{Model: "target", Domain: "code", Code: codes.OK, Generated: 10, Drafted: 8, Accepted: 6, Lookup: 5, LookupKept: 2, Prompt: 70, CachedPrompt: 64})
 	m.RecordRequest(ctx, telemetry.RequestStats{Model: "target", Domain: "chat", Code: codes.Unavailable, Generated: 3})
+	m.RecordRequest(ctx, telemetry.RequestStats{Model: "target", Domain: "code", Code: codes.OK, Generated: 1, Prompt: 9})
 	m.RecordRoundTrip(ctx, "target", "draft", 3*time.Millisecond)
 	m.RecordTimeToFirstToken(ctx, "target", 120*time.Millisecond)
 	stops := []func(){
@@ -168,13 +169,15 @@ func TestMetricsExposedNames(t *testing.T) {
 		return h
 	}
 
-	counter("specd_tokens_generated_total", map[string]string{"model": "target", "domain": "code"}, 10)
+	counter("specd_tokens_generated_total", map[string]string{"model": "target", "domain": "code"}, 11)
+	counter("specd_prompt_tokens_total", map[string]string{"model": "target", "domain": "code"}, 79)
+	counter("specd_prompt_tokens_cached_total", map[string]string{"model": "target", "domain": "code"}, 64)
 	counter("specd_tokens_generated_total", map[string]string{"model": "target", "domain": "chat"}, 3)
 	counter("specd_tokens_drafted_total", map[string]string{"model": "target", "domain": "code"}, 8)
 	counter("specd_tokens_accepted_total", map[string]string{"model": "target", "domain": "code"}, 6)
 	counter("specd_tokens_lookup_total", map[string]string{"model": "target", "domain": "code"}, 5)
 	counter("specd_tokens_lookup_accepted_total", map[string]string{"model": "target", "domain": "code"}, 2)
-	counter("specd_requests_total", map[string]string{"model": "target", "code": "OK"}, 1)
+	counter("specd_requests_total", map[string]string{"model": "target", "code": "OK"}, 2)
 	counter("specd_requests_total", map[string]string{"model": "target", "code": "Unavailable"}, 1)
 
 	// One observation (the speculating request), 0.75, in the (0.7, 0.8] bucket.
