@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ErrHasPrefix is returned by Pool.NewPrefix when the pool already has a prefix cache.
@@ -22,9 +23,14 @@ var ErrHasPrefix = errors.New("kv cache pool already has a prefix cache")
 // compute the block's entries.
 type key [sha256.Size]byte
 
-// Prefix is a cache of full blocks that sessions have computed, found by the token ids
-// they hold, so that sessions whose prompts share a leading run of blocks share those
-// blocks' storage. It lives inside one Pool and shares its lock; it is safe for
+// Prefix is a cache of blocks that sessions have computed, found by the token ids they
+// hold, so that sessions whose prompts share a leading run of blocks share those blocks'
+// storage. Past the last whole block two prompts share, a prompt may share the first
+// positions of one more block (a sub-block match): the block is shared as well, and the
+// sequence copies it on its first write there (Seq.Grow). So a repeated prompt, or a
+// conversation sent again with one more turn, is computed only from where it differs,
+// not from the last block boundary before it (64 positions by default: most prompts
+// shorter than a block would otherwise never hit). It lives inside one Pool and shares its lock; it is safe for
 // concurrent use.
 //
 // The cache holds a reference of its own to every block it has registered, so a block
@@ -47,15 +53,19 @@ type Prefix struct {
 
 	// All below is guarded by pool.mu.
 	entries map[key]*entry
-	byBlock []*entry   // block id → its entry, nil if not registered; len pool.maxBlocks
-	idle    *list.List // entries only the cache holds (refs == 1); front most recently used
+	top     map[*entry]struct{} // entries of chains' first blocks
+	byBlock []*entry            // block id → its entry, nil if not registered; len pool.maxBlocks
+	idle    *list.List          // entries only the cache holds (refs == 1); front most recently used
 	stats   PrefixStats
 }
 
-// entry is one registered block.
+// entry is one registered block: a full block, or the partial last block of a
+// sequence that Retire registered (a tail), which holds fewer than BlockTokens valid
+// positions and has no children.
 type entry struct {
 	key      key
 	id       int32
+	tokens   []int32             // the ids at the block's valid positions
 	parent   *entry              // nil for a chain's first block
 	children map[*entry]struct{} // entries whose parent this is; nil when none
 	idle     *list.Element       // in Prefix.idle while only the cache holds the block, else nil
@@ -87,7 +97,7 @@ func (s PrefixStats) HitRate() float64 {
 func (p *Pool) NewPrefix(model string) (*Prefix, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "specd kvcache prefix v1\x00%d\x00%s", p.cfg.BlockTokens, model)
-	c := &Prefix{pool: p, entries: map[key]*entry{}, byBlock: make([]*entry, p.maxBlocks), idle: list.New()}
+	c := &Prefix{pool: p, entries: map[key]*entry{}, top: map[*entry]struct{}{}, byBlock: make([]*entry, p.maxBlocks), idle: list.New()}
 	copy(c.root[:], h.Sum(nil))
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -105,33 +115,46 @@ func (c *Prefix) keys(tokens []int32, n int) []key {
 	buf := make([]byte, len(key{})+4*bt)
 	prev := c.root
 	for i := range keys {
-		copy(buf, prev[:])
-		b := buf[len(key{}):]
-		for j, t := range tokens[i*bt : (i+1)*bt] {
-			binary.LittleEndian.PutUint32(b[4*j:], uint32(t))
-		}
-		keys[i] = sha256.Sum256(buf)
+		keys[i] = chain(buf, prev, tokens[i*bt:(i+1)*bt])
 		prev = keys[i]
 	}
 	return keys
 }
 
-// Attach gives the empty sequence s the longest run of cached blocks that match the
-// leading full blocks of tokens, the prompt s is about to compute, and returns how many
-// positions that covers: s.Len() is then cached, and the caller computes tokens[cached:]
-// at positions cached onwards. It never covers the whole prompt: at least the last token
-// is left, so the caller gets its logits. The blocks are shared, not copied; s holds a
-// reference to each until it lets go of them. Attach panics if s is not empty or draws on
-// another pool.
+// chain returns the key of a block holding ids below the block keyed prev, using buf
+// (at least len(key)+4·len(ids) bytes) as scratch. A tail's ids are fewer than a full
+// block's, so its key never equals a full block's.
+func chain(buf []byte, prev key, ids []int32) key {
+	buf = buf[:len(key{})+4*len(ids)]
+	copy(buf, prev[:])
+	b := buf[len(key{}):]
+	for j, t := range ids {
+		binary.LittleEndian.PutUint32(b[4*j:], uint32(t))
+	}
+	return sha256.Sum256(buf)
+}
+
+// Attach gives the empty sequence s the longest run of cached positions that match the
+// leading tokens, the prompt s is about to compute, and returns how many positions
+// that covers: s.Len() is then cached, and the caller computes tokens[cached:] at
+// positions cached onwards. The run is whole blocks, found by their chain keys, and then
+// the first positions of one more cached block whose ids begin as the prompt goes on
+// (the one with the longest such match below the last whole block). It never covers
+// the whole prompt: at least the last token is left, so the caller gets its logits. The
+// blocks are shared, not copied; s holds a reference to each until it lets go of them,
+// and its first write into a block it shares copies that block. Attach panics if s is
+// not empty or draws on another pool.
 func (c *Prefix) Attach(s *Seq, tokens []int32) (cached int) {
 	if s.pool != c.pool || len(s.table) != 0 || s.n != 0 {
 		panic(fmt.Sprintf("kvcache: attach to a sequence of %d positions or of another pool", s.n))
 	}
 	bt := c.pool.cfg.BlockTokens
-	keys := c.keys(tokens, max(len(tokens)-1, 0)/bt)
+	usable := max(len(tokens)-1, 0)
+	keys := c.keys(tokens, usable/bt)
 	p := c.pool
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var last *entry
 	for _, k := range keys {
 		e := c.entries[k]
 		if e == nil {
@@ -139,12 +162,39 @@ func (c *Prefix) Attach(s *Seq, tokens []int32) (cached int) {
 		}
 		p.ref(e.id)
 		s.table = append(s.table, e.id)
+		last = e
 	}
 	s.n = len(s.table) * bt
+	if rest := tokens[s.n:min(usable, s.n+bt)]; len(rest) > 0 {
+		if e, n := c.longestStart(last, rest); n > 0 {
+			p.ref(e.id)
+			s.table = append(s.table, e.id)
+			s.n += n
+		}
+	}
 	c.stats.Lookups++
 	c.stats.HitTokens += int64(s.n)
 	c.stats.MissTokens += int64(len(tokens) - s.n)
 	return s.n
+}
+
+// longestStart returns the child of parent (of the chains' first blocks if nil) whose
+// ids share the longest start with ids, and how many ids that is. pool.mu must be held.
+func (c *Prefix) longestStart(parent *entry, ids []int32) (best *entry, n int) {
+	children := c.top
+	if parent != nil {
+		children = parent.children
+	}
+	for e := range children {
+		m := 0
+		for m < len(ids) && m < len(e.tokens) && ids[m] == e.tokens[m] {
+			m++
+		}
+		if m > n {
+			best, n = e, m
+		}
+	}
+	return best, n
 }
 
 // Publish registers the full blocks of s that are not yet cached, so that later sessions
@@ -152,14 +202,31 @@ func (c *Prefix) Attach(s *Seq, tokens []int32) (cached int) {
 // every i below min(len(tokens), s.Len()). The cache takes a reference of its own to
 // each block it registers. A block whose key is already cached under another block (two
 // sessions computed the same prefix at once) stays s's own and is not registered. Call
-// it once a prompt's entries are computed and again, if the conversation may continue,
-// before s is released; it hashes every full block each time.
-func (c *Prefix) Publish(s *Seq, tokens []int32) {
+// it once a prompt's entries are computed; it hashes every full block each time.
+func (c *Prefix) Publish(s *Seq, tokens []int32) { c.publish(s, tokens, false) }
+
+// Retire is Publish for a sequence about to be released: it registers the partial last
+// block too, so that a prompt sent again, or a conversation that goes on from where s
+// ended, finds all of it. s must not be written after (its next Grow would copy that
+// block, which Publish avoids for a sequence still decoding).
+func (c *Prefix) Retire(s *Seq, tokens []int32) { c.publish(s, tokens, true) }
+
+func (c *Prefix) publish(s *Seq, tokens []int32, tail bool) {
 	if s.pool != c.pool {
 		panic("kvcache: publish a sequence of another pool")
 	}
-	n := min(len(tokens), s.n) / c.pool.cfg.BlockTokens
+	bt := c.pool.cfg.BlockTokens
+	valid := min(len(tokens), s.n)
+	n := valid / bt
 	keys := c.keys(tokens, n)
+	var tailKey key
+	if tail = tail && valid%bt != 0; tail {
+		prev := c.root
+		if n > 0 {
+			prev = keys[n-1]
+		}
+		tailKey = chain(make([]byte, len(key{})+4*bt), prev, tokens[n*bt:valid])
+	}
 	p := c.pool
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -169,14 +236,18 @@ func (c *Prefix) Publish(s *Seq, tokens []int32) {
 		id := s.table[i]
 		e := c.entries[k]
 		if e == nil && c.byBlock[id] != nil {
+			tail = false
 			break // s's block is cached under another key: tokens are not what s holds
 		}
 		if e != nil {
 			seen = append(seen, e)
 		} else {
-			e = c.register(k, id, parent)
+			e = c.register(k, id, parent, tokens[i*bt:(i+1)*bt])
 		}
 		parent = e
+	}
+	if tail && c.entries[tailKey] == nil && c.byBlock[s.table[n]] == nil {
+		c.register(tailKey, s.table[n], parent, tokens[n*bt:valid])
 	}
 	for i := len(seen) - 1; i >= 0; i-- { // children first, so parents end up more recent
 		if e := seen[i]; e.idle != nil {
@@ -185,15 +256,17 @@ func (c *Prefix) Publish(s *Seq, tokens []int32) {
 	}
 }
 
-// register caches block id, which a sequence holds, under k below parent (nil for a
-// chain's first block). pool.mu must be held.
-func (c *Prefix) register(k key, id int32, parent *entry) *entry {
-	e := &entry{key: k, id: id, parent: parent}
+// register caches block id, which a sequence holds with the given ids, under k below
+// parent (nil for a chain's first block). pool.mu must be held.
+func (c *Prefix) register(k key, id int32, parent *entry, tokens []int32) *entry {
+	e := &entry{key: k, id: id, parent: parent, tokens: slices.Clone(tokens)}
 	if parent != nil {
 		if parent.children == nil {
 			parent.children = map[*entry]struct{}{}
 		}
 		parent.children[e] = struct{}{}
+	} else {
+		c.top[e] = struct{}{}
 	}
 	c.entries[k] = e
 	c.byBlock[id] = e
@@ -250,6 +323,8 @@ func (c *Prefix) evict() bool {
 	e := el.Value.(*entry)
 	if e.parent != nil {
 		delete(e.parent.children, e)
+	} else {
+		delete(c.top, e)
 	}
 	c.drop(e)
 	return true

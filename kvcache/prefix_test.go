@@ -111,11 +111,20 @@ func consistent(p *Pool, live []*Seq) error {
 				return fmt.Errorf("entry of block %d has a dropped parent", e.id)
 			case e.parent != nil && !hasChild(e.parent, e):
 				return fmt.Errorf("entry of block %d is not its parent's child", e.id)
+			case e.parent == nil && !hasTop(c, e):
+				return fmt.Errorf("entry of block %d begins a chain but is not listed as one", e.id)
+			case len(e.tokens) < p.cfg.BlockTokens && len(e.children) > 0:
+				return fmt.Errorf("partial block %d has children", e.id)
 			}
 			for ch := range e.children {
 				if ch.parent != e {
 					return fmt.Errorf("entry of block %d has a child that is not its own", e.id)
 				}
+			}
+		}
+		for e := range c.top {
+			if c.entries[e.key] != e || e.parent != nil {
+				return fmt.Errorf("block %d listed as beginning a chain is not cached or has a parent", e.id)
 			}
 		}
 		for el := c.idle.Front(); el != nil; el = el.Next() {
@@ -150,6 +159,8 @@ func consistent(p *Pool, live []*Seq) error {
 }
 
 func hasChild(parent, e *entry) bool { _, ok := parent.children[e]; return ok }
+
+func hasTop(c *Prefix, e *entry) bool { _, ok := c.top[e]; return ok }
 
 func TestPrefixSharesFullBlocks(t *testing.T) {
 	for _, typ := range []ggml.Type{ggml.F32, ggml.F16} {
@@ -213,21 +224,21 @@ func TestAttachLength(t *testing.T) {
 	}{
 		{"empty prompt", nil, 0},
 		{"one token", base[:1], 0},
-		{"less than a block", base[:3], 0},
-		{"a block leaves its last token", base[:4], 0},
+		{"less than a block: the start of a cached one", base[:3], 2},
+		{"a block leaves its last token", base[:4], 3},
 		{"a block and one", base[:5], 4},
-		{"whole cached prompt leaves its last token", base, 8},
+		{"whole cached prompt leaves its last token", base, 11},
 		{"cached prompt and one more", cat(base, []int32{0}), 12},
 		{"longer than the cache", cat(base, ids(50, 9)), 12},
-		{"differs in the second block", cat(base[:6], []int32{0}, base[7:]), 4},
+		{"differs in the second block", cat(base[:6], []int32{0}, base[7:]), 6},
 		{"differs in the first token", cat([]int32{0}, base[1:]), 0},
-		{"partial block was not cached", ids(100, 9), 4},
+		{"partial block was not cached (Publish)", ids(100, 9), 4},
 		{"same blocks after another prefix", cat(ids(100, 4), base), 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := p.NewSeq()
 			got := c.Attach(s, tc.tokens)
-			if got != tc.want || s.Len() != got || s.Blocks() != got/4 {
+			if got != tc.want || s.Len() != got || s.Blocks() != (got+3)/4 {
 				t.Fatalf("Attach(%v) = %d (len %d, %d blocks), want %d", tc.tokens, got, s.Len(), s.Blocks(), tc.want)
 			}
 			if err := check(s, tc.tokens); err != nil {
@@ -238,6 +249,79 @@ func TestAttachLength(t *testing.T) {
 	}
 	if err := consistent(p, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRetireSharesTheLastBlock: a retired sequence's partial last block is found by a
+// prompt sent again or continued, which copies it on its first write there and leaves
+// the cached block as it was.
+func TestRetireSharesTheLastBlock(t *testing.T) {
+	for _, typ := range []ggml.Type{ggml.F32, ggml.F16} {
+		t.Run(typ.String(), func(t *testing.T) {
+			p, c := cached(t, typ, 16)
+			prompt := ids(1, 10) // [1..4] [5..8] and 9, 10 in a third block
+			a, _ := session(t, c, prompt)
+			c.Retire(a, prompt)
+			tail := a.table[2]
+			a.Release()
+			for _, tc := range []struct {
+				name   string
+				tokens []int32
+				want   int
+			}{
+				{"the same prompt leaves its last token", prompt, 9},
+				{"the conversation goes on", cat(prompt, ids(50, 5)), 10},
+				{"differs inside the last block", cat(prompt[:9], []int32{99, 98}), 9},
+				{"differs at the last block's first position", cat(prompt[:8], []int32{99, 98}), 8},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					s := p.NewSeq()
+					got := c.Attach(s, tc.tokens)
+					if got != tc.want {
+						t.Fatalf("Attach(%v) = %d, want %d", tc.tokens, got, tc.want)
+					}
+					if got > 8 && s.table[2] != tail {
+						t.Fatalf("third block %d, want the retired one %d", s.table[2], tail)
+					}
+					if err := check(s, tc.tokens); err != nil {
+						t.Fatalf("attached entries: %v", err)
+					}
+					if err := compute(s, tc.tokens); err != nil {
+						t.Fatal(err)
+					}
+					if err := check(s, tc.tokens); err != nil {
+						t.Fatal(err)
+					}
+					if len(s.table) > 2 && s.table[2] == tail {
+						t.Fatalf("wrote into the cached block %d without copying it", tail)
+					}
+					again := p.NewSeq()
+					if n := c.Attach(again, prompt); n != 9 {
+						t.Fatalf("Attach of the retired prompt after a write = %d, want 9", n)
+					}
+					if err := check(again, prompt); err != nil {
+						t.Fatalf("the cached block changed: %v", err)
+					}
+					if err := consistent(p, []*Seq{s, again}); err != nil {
+						t.Fatal(err)
+					}
+					c.Retire(s, tc.tokens) // the same prompt's tail is cached already: not twice
+					s.Release()
+					again.Release()
+					if err := consistent(p, nil); err != nil {
+						t.Fatal(err)
+					}
+				})
+			}
+			// Publish leaves the partial block alone: the sequence is still decoding.
+			b, _ := session(t, c, ids(300, 6))
+			b.Release()
+			s := p.NewSeq()
+			if n := c.Attach(s, ids(300, 6)); n != 4 {
+				t.Fatalf("Attach after a published, not retired, partial block = %d, want 4", n)
+			}
+			s.Release()
+		})
 	}
 }
 
@@ -502,7 +586,11 @@ func TestPrefixConcurrent(t *testing.T) {
 					errs <- err
 					return
 				}
-				c.Publish(s, again)
+				if r.IntN(2) == 0 {
+					c.Retire(s, again)
+				} else {
+					c.Publish(s, again)
+				}
 				s.Release()
 			}
 		})
@@ -544,7 +632,7 @@ func TestPrefixRandomized(t *testing.T) {
 			}
 			s := p.NewSeq()
 			n := c.Attach(s, prompt)
-			if n%4 != 0 || n > len(prompt)-1 && n > 0 {
+			if n > len(prompt)-1 && n > 0 {
 				t.Fatalf("step %d: Attach of %d tokens = %d", step, len(prompt), n)
 			}
 			live = append(live, sess{s, prompt[:n]})
@@ -579,6 +667,9 @@ func TestPrefixRandomized(t *testing.T) {
 			}
 		case len(live) > 0: // a session ends
 			i := r.IntN(len(live))
+			if r.IntN(2) == 0 {
+				c.Retire(live[i].seq, live[i].tokens)
+			}
 			live[i].seq.Release()
 			live = slices.Delete(live, i, i+1)
 		}

@@ -408,7 +408,7 @@ func (s *Scheduler) remove(e *entry) {
 		return
 	}
 	if s.prefix != nil {
-		s.prefix.Publish(e.sess.kv, e.sess.seq)
+		s.prefix.Retire(e.sess.kv, e.sess.seq)
 	}
 	e.sess.kv.Release()
 	s.reserved -= e.need

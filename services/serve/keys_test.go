@@ -378,9 +378,7 @@ func TestAPIKeys(t *testing.T) {
 	})
 
 	t.Run("the key's name is in metrics, spans and logs; the key is not", func(t *testing.T) {
-		rec := httptest.NewRecorder()
-		rtel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		exposition := rec.Body.String()
+		exposition := metricsText(rtel)
 		for _, want := range [][]string{
 			{"specd_requests_total{", `code="OK"`, `key="admin"`},
 			{"specd_requests_total{", `code="ResourceExhausted"`, `key="small"`},
@@ -439,28 +437,40 @@ func generatedBy(t *testing.T, tel *telemetry.Telemetry, name string) int {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		rec := httptest.NewRecorder()
-		tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		text := rec.Body.String()
+		text := metricsText(tel)
 		if hasLine(text, telemetry.NameRequests+"{", `key="`+name+`"`) {
-			n := 0
-			for _, l := range strings.Split(text, "\n") {
-				if !strings.HasPrefix(l, telemetry.NameTokensGenerated+"{") || !strings.Contains(l, `key="`+name+`"`) {
-					continue
-				}
-				v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
-				if err != nil {
-					t.Fatalf("metrics line %q: %v", l, err)
-				}
-				n += int(v)
-			}
-			return n
+			return int(metricSum(t, text, telemetry.NameTokensGenerated, `key="`+name+`"`))
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no request of key %s in the router's metrics after 10 s", name)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// metricsText is tel's /metrics exposition.
+func metricsText(tel *telemetry.Telemetry) string {
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
+
+// metricSum adds up the samples of the metric called name in an exposition whose
+// lines hold every one of parts.
+func metricSum(t *testing.T, text, name string, parts ...string) float64 {
+	t.Helper()
+	var sum float64
+	for _, l := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(l, name+"{") || !hasLine(l, parts...) {
+			continue
+		}
+		v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", l, err)
+		}
+		sum += v
+	}
+	return sum
 }
 
 // hasLine reports whether a line of text holds every one of parts.
