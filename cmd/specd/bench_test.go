@@ -102,7 +102,8 @@ func TestCodeName(t *testing.T) {
 func TestSummarize(t *testing.T) {
 	ok := func(prompt, tokens int, lat, ttft float64, ids ...int32) loadOutcome {
 		return loadOutcome{prompt: prompt, res: generateResult{OutputIDs: ids, Tokens: tokens, WallSeconds: lat,
-			firstChunk: time.Duration(ttft * float64(time.Second)), Rounds: 2, Drafted: 8, Accepted: 6}}
+			firstChunk: time.Duration(ttft * float64(time.Second)), Rounds: 2, Drafted: 8, Accepted: 6,
+			PromptTokens: 40 + prompt, CachedPromptTokens: 39 * prompt}}
 	}
 	outs := []loadOutcome{
 		ok(0, 10, 1, 0.1, 5, 6),
@@ -114,7 +115,7 @@ func TestSummarize(t *testing.T) {
 	solo := [][]int32{{5, 6}, {7, 8}}
 	acc, perRound := 0.75, 3.0
 	want := loadRun{Requests: 5, Completed: 2, Tokens: 30, WallSeconds: 2, TokensPerSecond: 15, LatencyP50: 2, LatencyP99: 2.98,
-		TTFTP50: 0.2, TTFTP99: 0.298, Errors: map[string]int{"RESOURCE_EXHAUSTED": 2, "UNKNOWN": 1},
+		TTFTP50: 0.2, TTFTP99: 0.298, PromptTokens: 81, CachedPromptTokens: 39, Errors: map[string]int{"RESOURCE_EXHAUSTED": 2, "UNKNOWN": 1},
 		AcceptanceRate: &acc, MeanAcceptedPerRound: &perRound, SoloChecked: 2, SoloMismatches: 1}
 	got := summarize(outs, 2*time.Second, true, solo)
 	// The percentiles interpolate: compare the floats within rounding, the rest exactly.
@@ -249,7 +250,7 @@ func TestBenchConcurrency(t *testing.T) {
 				t.Fatal(err)
 			}
 			keys := []string{"requests", "completed", "tokens", "wall_seconds", "tokens_per_second", "latency_p50_seconds",
-				"latency_p99_seconds", "ttft_p50_seconds", "ttft_p99_seconds", "errors", "solo_checked", "solo_mismatches"}
+				"latency_p99_seconds", "ttft_p50_seconds", "ttft_p99_seconds", "prompt_tokens", "cached_prompt_tokens", "errors", "solo_checked", "solo_mismatches"}
 			if mode == "speculative" {
 				keys = append(keys, "acceptance_rate", "mean_accepted_per_round")
 			}
@@ -264,6 +265,11 @@ func TestBenchConcurrency(t *testing.T) {
 			if got.Requests != 4 || got.Completed != 4 || len(got.Errors) != 0 || got.TokensPerSecond <= 0 || got.Tokens <= 0 ||
 				got.LatencyP50 <= 0 || got.LatencyP99 < got.LatencyP50 || got.TTFTP50 <= 0 || got.TTFTP50 > got.LatencyP50 {
 				t.Errorf("concurrency %d %s = %s", lv.Concurrency, mode, raw)
+			}
+			// --check-solo ran every prompt alone first, and a repeated prompt is
+			// computed from its last token: the cache held all the others.
+			if got.CachedPromptTokens != got.PromptTokens-got.Completed {
+				t.Errorf("concurrency %d %s: %d of %d prompt tokens cached, want all but each request's last", lv.Concurrency, mode, got.CachedPromptTokens, got.PromptTokens)
 			}
 			if got.SoloChecked != 4 || got.SoloMismatches != 0 {
 				t.Errorf("concurrency %d %s: %d of %d outputs differ from the prompt run alone; want 0 of 4",

@@ -112,6 +112,10 @@ type loadRun struct {
 	LatencyP99      float64 `json:"latency_p99_seconds"`
 	TTFTP50         float64 `json:"ttft_p50_seconds"` // client-measured: request sent to first token received
 	TTFTP99         float64 `json:"ttft_p99_seconds"`
+	// PromptTokens of the completed requests, and how many of them the verifier's
+	// prefix cache held (prompts repeat when there are more requests than prompts).
+	PromptTokens       int `json:"prompt_tokens"`
+	CachedPromptTokens int `json:"cached_prompt_tokens"`
 	// Errors counts the failed requests by gRPC code ("RESOURCE_EXHAUSTED").
 	Errors map[string]int `json:"errors"`
 	// AcceptanceRate and MeanAcceptedPerRound pool the final stats of the completed
@@ -145,6 +149,8 @@ func summarize(outs []loadOutcome, wall time.Duration, spec bool, solo [][]int32
 		}
 		r.Completed++
 		r.Tokens += o.res.Tokens
+		r.PromptTokens += o.res.PromptTokens
+		r.CachedPromptTokens += o.res.CachedPromptTokens
 		lat = append(lat, o.res.WallSeconds)
 		if o.res.firstChunk > 0 {
 			ttft = append(ttft, o.res.firstChunk.Seconds())
@@ -299,23 +305,26 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 func printLoad(w io.Writer, rep *loadReport) {
 	fmt.Fprintf(w, "router %s, verifier %s, draft %s: %d prompts, %d tokens, temperature %g\n\n",
 		rep.Addr, rep.Verifier, rep.Draft, rep.Prompts, rep.MaxTokens, rep.Temperature)
-	fmt.Fprintf(w, "%5s %-5s %5s %6s %9s %8s %9s %9s %8s %8s %8s %9s\n", "conc", "mode", "reqs", "errors", "tok/s", "speedup",
-		"lat p50", "lat p99", "ttft p50", "ttft p99", "accepted", "solo diff")
+	fmt.Fprintf(w, "%5s %-5s %5s %6s %9s %8s %9s %9s %8s %8s %8s %7s %9s\n", "conc", "mode", "reqs", "errors", "tok/s", "speedup",
+		"lat p50", "lat p99", "ttft p50", "ttft p99", "accepted", "cached", "solo diff")
 	var errs []string
 	for _, lv := range rep.Levels {
 		for _, m := range []struct {
 			name string
 			r    *loadRun
 		}{{"spec", &lv.Speculative}, {"plain", &lv.Plain}} {
-			speedup, accepted, solo := "-", "-", "-"
+			speedup, accepted, solo, cached := "-", "-", "-", "-"
+			if m.r.PromptTokens > 0 {
+				cached = fmt.Sprintf("%.0f%%", 100*float64(m.r.CachedPromptTokens)/float64(m.r.PromptTokens))
+			}
 			if m.r.AcceptanceRate != nil {
 				speedup, accepted = fmt.Sprintf("%.2fx", lv.Speedup), fmt.Sprintf("%.1f%%", 100**m.r.AcceptanceRate)
 			}
 			if rep.CheckSolo {
 				solo = fmt.Sprintf("%d/%d", m.r.SoloMismatches, m.r.SoloChecked)
 			}
-			fmt.Fprintf(w, "%5d %-5s %5d %6d %9.1f %8s %7.0fms %7.0fms %6.1fms %6.1fms %8s %9s\n", lv.Concurrency, m.name, m.r.Requests,
-				m.r.errorCount(), m.r.TokensPerSecond, speedup, 1000*m.r.LatencyP50, 1000*m.r.LatencyP99, 1000*m.r.TTFTP50, 1000*m.r.TTFTP99, accepted, solo)
+			fmt.Fprintf(w, "%5d %-5s %5d %6d %9.1f %8s %7.0fms %7.0fms %6.1fms %6.1fms %8s %7s %9s\n", lv.Concurrency, m.name, m.r.Requests,
+				m.r.errorCount(), m.r.TokensPerSecond, speedup, 1000*m.r.LatencyP50, 1000*m.r.LatencyP99, 1000*m.r.TTFTP50, 1000*m.r.TTFTP99, accepted, cached, solo)
 			codes := slices.Sorted(maps.Keys(m.r.Errors))
 			for _, c := range codes {
 				errs = append(errs, fmt.Sprintf("  concurrency %d %s: %d %s", lv.Concurrency, m.name, m.r.Errors[c], c))

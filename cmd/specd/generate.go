@@ -69,6 +69,7 @@ type generateResult struct {
 	Text                 string  `json:"text"`
 	FinishReason         string  `json:"finish_reason"`
 	PromptTokens         int     `json:"prompt_tokens"`
+	CachedPromptTokens   int     `json:"cached_prompt_tokens"`
 	Tokens               int     `json:"tokens"`
 	Rounds               int     `json:"rounds"`
 	Drafted              int     `json:"drafted"`
@@ -152,6 +153,7 @@ func collect(ctx context.Context, c specdv1.GenerationServiceClient, req *specdv
 		res.WallSeconds = time.Since(t0).Seconds()
 		res.FinishReason = finishName(f.GetFinishReason())
 		res.PromptTokens, res.Tokens = int(s.GetPromptTokens()), int(s.GetCompletionTokens())
+		res.CachedPromptTokens = int(s.GetCachedPromptTokens())
 		res.Rounds, res.Drafted, res.Accepted = int(s.GetRounds()), int(s.GetDraftedTokens()), int(s.GetAcceptedTokens())
 		res.LookupTokens, res.LookupAccepted = int(s.GetLookupTokens()), int(s.GetLookupAcceptedTokens())
 		res.AcceptanceRate, res.MeanAcceptedPerRound = float64(s.GetAcceptanceRate()), float64(s.GetMeanAcceptedPerRound())
