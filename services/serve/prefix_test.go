@@ -16,7 +16,8 @@ import (
 // those computed without the cache; and the router's metrics count the cached tokens.
 func TestPrefixCacheAcrossRequests(t *testing.T) {
 	rtel, _ := recordSpans(t, "specd-router")
-	s := startStackWith(t, stackOptions{rtel: rtel})
+	vtel, _ := recordSpans(t, "specd-verifier")
+	s := startStackWith(t, stackOptions{rtel: rtel, vtel: vtel})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	tok, err := s.client.Tokenize(ctx, &specdv1.TokenizeRequest{Text: benchPrompts(t)[0].Prompt, AddBos: true})
@@ -66,5 +67,12 @@ func TestPrefixCacheAcrossRequests(t *testing.T) {
 			t.Fatalf("router metrics: %v of %v prompt tokens cached, want %v of %d", cached, total, want, 2*len(prompt)+len(longer))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// Each request's prompt was one pass of what the cache did not hold, then one
+	// pass per token it fed: the verifier's pass histogram counts every token once.
+	text := metricsText(vtel)
+	fed := float64(len(prompt) + 1 + (len(longer) - (len(prompt) + n - 1)) + 3*(n-1))
+	if got := metricSum(t, text, telemetry.NamePassTokens+"_sum"); got != fed {
+		t.Errorf("verifier metrics: %v tokens in passes, want %v", got, fed)
 	}
 }

@@ -92,11 +92,15 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	ready := make(chan struct{}, 2)
 	eng := services.EngineConfig{Threads: 1, KVBudget: 64 << 20, KVType: ggml.F32, MaxBlock: 64}
 	run := goServe(t, &s.wg)
+	var vmetrics *telemetry.Metrics
+	if o.vtel != nil {
+		vmetrics = o.vtel.Metrics
+	}
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
 			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}},
-				Drafts: drafts, ChatTemplate: o.chat}, vl)
+				Drafts: drafts, ChatTemplate: o.chat, Metrics: vmetrics}, vl)
 	})
 	if o.draftAddr == "" {
 		run(func() error {

@@ -23,6 +23,8 @@ const (
 	NameAcceptanceRatio  = "specd_acceptance_ratio"
 	NameRoundTrip        = "specd_round_trip_seconds"
 	NameTimeToFirstToken = "specd_time_to_first_token_seconds"
+	NamePassTokens       = "specd_pass_tokens"
+	NamePassSeconds      = "specd_pass_seconds"
 	NameRequests         = "specd_requests_total"
 	NameQueueDepth       = "specd_queue_depth_requests"
 	NameKVBlocks         = "specd_kv_blocks"
@@ -71,6 +73,7 @@ type Metrics struct {
 	promptTokens, promptCached                     metric.Int64Counter
 	requests                                       metric.Int64Counter
 	acceptance, roundTrip, ttft                    metric.Float64Histogram
+	passTokens, passSeconds                        metric.Float64Histogram
 	queueDepth, kvBlocks, breakers, stale          metric.Int64ObservableGauge
 
 	mu      sync.Mutex
@@ -84,6 +87,8 @@ var (
 	acceptanceBuckets = []float64{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1}
 	roundTripBuckets  = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
 	ttftBuckets       = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+	passTokenBuckets  = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}
+	passBuckets       = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1}
 )
 
 func newMetrics(m metric.Meter) (*Metrics, error) {
@@ -115,6 +120,8 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	ms.acceptance = hist(NameAcceptanceRatio, "1", "Accepted over drafted tokens, one observation per request that speculated.", acceptanceBuckets)
 	ms.roundTrip = hist(NameRoundTrip, "s", "Draft round trip of a fresh speculation round: from sending a verdict to receiving the first proposal drafted after it.", roundTripBuckets)
 	ms.ttft = hist(NameTimeToFirstToken, "s", "Time from receiving a request to sending its first token.", ttftBuckets)
+	ms.passTokens = hist(NamePassTokens, "{token}", "Tokens of each batched forward pass of the verifier: prompt chunks, decode steps and tokens to verify, of every request in the pass.", passTokenBuckets)
+	ms.passSeconds = hist(NamePassSeconds, "s", "Duration of each batched forward pass of the verifier.", passBuckets)
 	ms.queueDepth = gauge(NameQueueDepth, "{request}", "Sessions computing or waiting for a slot.")
 	ms.kvBlocks = gauge(NameKVBlocks, "{block}", "KV cache blocks, by state (used or free).")
 	ms.breakers = gauge(NameBreakerState, "", "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.")
@@ -179,6 +186,17 @@ func (m *Metrics) RecordRoundTrip(ctx context.Context, model, draftModel string,
 		return
 	}
 	m.roundTrip.Record(ctx, d.Seconds(), metric.WithAttributes(attribute.String(AttrModel, model), attribute.String(AttrDraftModel, draftModel)))
+}
+
+// RecordPass records one batched forward pass of the verifier: its tokens and how long
+// it took.
+func (m *Metrics) RecordPass(ctx context.Context, model string, tokens int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	attrs := metric.WithAttributes(attribute.String(AttrModel, model))
+	m.passTokens.Record(ctx, float64(tokens), attrs)
+	m.passSeconds.Record(ctx, d.Seconds(), attrs)
 }
 
 // RecordTimeToFirstToken records the time from a request's arrival to its first

@@ -138,6 +138,8 @@ func TestMetricsExposedNames(t *testing.T) {
 	m.RecordRequest(ctx, telemetry.RequestStats{Model: "target", Domain: "code", Code: codes.OK, Generated: 1, Prompt: 9})
 	m.RecordRoundTrip(ctx, "target", "draft", 3*time.Millisecond)
 	m.RecordTimeToFirstToken(ctx, "target", 120*time.Millisecond)
+	m.RecordPass(ctx, "target", 17, 3*time.Millisecond)
+	m.RecordPass(ctx, "target", 1, 700*time.Microsecond)
 	stops := []func(){
 		m.ObserveQueueDepth(func() int64 { return 3 }),
 		m.ObserveKVBlocks(func() (int64, int64) { return 5, 27 }),
@@ -199,6 +201,10 @@ func TestMetricsExposedNames(t *testing.T) {
 	}
 	histCount("specd_round_trip_seconds", map[string]string{"model": "target", "draft_model": "draft"}, 1)
 	histCount("specd_time_to_first_token_seconds", map[string]string{"model": "target"}, 1)
+	if h := histCount("specd_pass_tokens", map[string]string{"model": "target"}, 2); h.GetSampleSum() != 18 {
+		t.Errorf("specd_pass_tokens sum = %v, want 18", h.GetSampleSum())
+	}
+	histCount("specd_pass_seconds", map[string]string{"model": "target"}, 2)
 
 	gauge("specd_queue_depth_requests", nil, 3)
 	gauge("specd_kv_blocks", map[string]string{"state": "used"}, 5)

@@ -13,6 +13,7 @@ import (
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/verifier"
 )
 
@@ -20,12 +21,13 @@ import (
 // and the model's batch: requests reach it as events on bounded channels, and it
 // hands each request its updates through the request's sink.
 type engine struct {
-	model  *model.Model
-	kv     *kvcache.Pool
-	prefix *kvcache.Prefix
-	pool   *kernels.Pool
-	sched  *verifier.Scheduler
-	log    *slog.Logger
+	model   *model.Model
+	kv      *kvcache.Pool
+	prefix  *kvcache.Prefix
+	pool    *kernels.Pool
+	sched   *verifier.Scheduler
+	log     *slog.Logger
+	metrics *telemetry.Metrics // per pass; nil records nothing
 	// maxGamma is the scheduler's cap on a request's γ (verifier.Scheduler.MaxGamma);
 	// fixed at start, read by request goroutines.
 	maxGamma int
@@ -102,7 +104,7 @@ type EngineConfig struct {
 // newEngine starts the engine for eng's model and KV pool. It times passes of each
 // size the cost curve is anchored at, so that the controller starts from this
 // machine's costs, and faults in the KV memory.
-func newEngine(eng *services.Engine, cfg EngineConfig, log *slog.Logger) (*engine, error) {
+func newEngine(eng *services.Engine, cfg EngineConfig, log *slog.Logger, metrics *telemetry.Metrics) (*engine, error) {
 	m := eng.Model
 	pool := kernels.NewPool(max(cfg.Threads, 1))
 	maxTokens := cfg.Sched.MaxTokens
@@ -110,7 +112,7 @@ func newEngine(eng *services.Engine, cfg EngineConfig, log *slog.Logger) (*engin
 		maxTokens = 128
 	}
 	batch := m.NewBatch(pool, maxTokens)
-	e := &engine{model: m, kv: eng.KV, pool: pool, log: log,
+	e := &engine{model: m, kv: eng.KV, pool: pool, log: log, metrics: metrics,
 		submits: make(chan submit, 64), events: make(chan event, 4096), done: make(chan struct{}), sinks: map[verifier.ID]*sink{}}
 	if cfg.PrefixCache {
 		p, err := eng.KV.NewPrefix(m.Name + "/" + m.Tok.Hash())
@@ -248,6 +250,7 @@ func (e *engine) loop(ctx context.Context) {
 			d := now.Sub(t)
 			e.sched.ObservePass(r.Tokens, d)
 			e.passTime.Store(int64(d))
+			e.metrics.RecordPass(ctx, e.model.Name, r.Tokens, d)
 		}
 		e.sched.ObserveStep(now.Sub(last))
 		last = now

@@ -48,7 +48,7 @@ type Config struct {
 	// only the model's context bounds them.
 	MaxPromptTokens int
 	Address         string             // this verifier's address, reported in stats
-	Metrics         *telemetry.Metrics // round-trip histogram; nil records nothing
+	Metrics         *telemetry.Metrics // round-trip and pass histograms; nil records nothing
 	// Drafts are the drafts this verifier may dial: its static list or its Consul
 	// view. A request's draft_address is a preference among them, matched exactly
 	// (host:port as the view spells it); an address outside the view is ignored —
@@ -100,7 +100,7 @@ func New(cfg Config, log *slog.Logger, dial ...grpc.DialOption) *Server {
 // SetEngine makes the server serve with eng's model and KV pool: it starts the
 // batching engine (timing its passes first) and then answers requests.
 func (s *Server) SetEngine(eng *services.Engine) error {
-	e, err := newEngine(eng, s.cfg.Engine, s.log)
+	e, err := newEngine(eng, s.cfg.Engine, s.log, s.cfg.Metrics)
 	if err != nil {
 		return err
 	}
