@@ -197,6 +197,10 @@ func (e *engine) loop(ctx context.Context) {
 	}()
 	hold := time.NewTimer(time.Hour)
 	hold.Stop()
+	// When the wait for held requests' drafts ends: set when the engine first idles
+	// with requests held, cleared by a pass. Events while it waits (proposals, stale
+	// ones answered at once among them) do not restart it.
+	var holdEnd time.Time
 	last := time.Now()
 	var st passStats
 	for {
@@ -205,7 +209,10 @@ func (e *engine) loop(ctx context.Context) {
 			var timeout <-chan time.Time
 			held := e.sched.Held()
 			if held {
-				hold.Reset(max(catchUpPasses*time.Duration(e.passTime.Load()), minCatchUp))
+				if holdEnd.IsZero() {
+					holdEnd = time.Now().Add(max(catchUpPasses*time.Duration(e.passTime.Load()), minCatchUp))
+				}
+				hold.Reset(time.Until(holdEnd))
 				timeout = hold.C
 			}
 			select {
@@ -215,6 +222,7 @@ func (e *engine) loop(ctx context.Context) {
 				e.event(ev)
 			case <-timeout:
 				e.sched.Timer()
+				holdEnd = time.Time{}
 			case <-ctx.Done():
 				return
 			}
@@ -245,6 +253,7 @@ func (e *engine) loop(ctx context.Context) {
 		r, err := e.sched.Step()
 		now := time.Now()
 		if r.Tokens > 0 {
+			holdEnd = time.Time{}
 			d := now.Sub(t)
 			e.sched.ObservePass(r.Tokens, d)
 			e.passTime.Store(int64(d))
