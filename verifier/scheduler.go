@@ -410,6 +410,19 @@ func (s *Scheduler) Cancel(id ID) {
 	s.remove(e)
 }
 
+// Withdraw ends request id if it is still waiting for admission, and reports whether
+// it did; false when it has been admitted (it runs on), has ended, or is unknown. A
+// caller whose bounded wait for admission runs out withdraws its request so, and
+// refuses it only on true: the request is then refused or admitted, never both.
+func (s *Scheduler) Withdraw(id ID) bool {
+	e, ok := s.byID[id]
+	if !ok || e.sess != nil {
+		return false
+	}
+	s.remove(e)
+	return true
+}
+
 func (s *Scheduler) remove(e *entry) {
 	delete(s.byID, e.id)
 	if e.sess == nil {

@@ -51,8 +51,11 @@ type submit struct {
 
 type event struct {
 	id        verifier.ID
-	proposal  *arrival // nil: cancel, unless dropDraft
+	proposal  *arrival // nil: cancel, unless dropDraft or withdraw
 	dropDraft bool     // the request lost its draft (verifier.Scheduler.DropDraft)
+	// withdraw: the request's wait for admission ran out; unless it has been admitted,
+	// it ends with errNotAdmitted (verifier.Scheduler.Withdraw).
+	withdraw bool
 }
 
 // sink queues one request's updates from the engine goroutine to the request's own.
@@ -88,6 +91,9 @@ const (
 	catchUpPasses = 4
 	minCatchUp    = 10 * time.Millisecond
 )
+
+// errNotAdmitted ends a request withdrawn while it waited for admission.
+var errNotAdmitted = errors.New("not admitted")
 
 // errStopped: the engine has stopped (the server is shutting down).
 var errStopped = fmt.Errorf("verifier engine stopped: %w", services.ErrUnavailable)
@@ -298,6 +304,13 @@ func (e *engine) submit(s submit) {
 func (e *engine) event(ev event) {
 	if ev.dropDraft {
 		e.sched.DropDraft(ev.id)
+		return
+	}
+	if ev.withdraw {
+		if s, ok := e.sinks[ev.id]; ok && e.sched.Withdraw(ev.id) {
+			s.push(verifier.Update{ID: ev.id, Done: true, Err: errNotAdmitted})
+			delete(e.sinks, ev.id)
+		}
 		return
 	}
 	if ev.proposal == nil {

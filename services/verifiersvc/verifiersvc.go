@@ -354,8 +354,12 @@ func (r *run) loop(sk *sink) error {
 				return err
 			}
 		case <-wait.C:
+			// Only the engine knows whether it has admitted the request meanwhile: it
+			// ends the request (errNotAdmitted) unless it has, and update says which.
 			if r.admitted.IsZero() {
-				return &services.BusyError{Err: fmt.Errorf("%w: not admitted within %v", services.ErrBusy, r.s.cfg.QueueWait), RetryAfter: r.e.retryAfter()}
+				if err := r.e.send(r.ctx, event{id: r.id, withdraw: true}); err != nil {
+					return err
+				}
 			}
 		case <-r.ctx.Done():
 			return r.ctx.Err()
@@ -393,6 +397,9 @@ func (r *run) update(u verifier.Update, wait *time.Timer) (done bool, err error)
 	}
 	if !u.Done {
 		return false, nil
+	}
+	if errors.Is(u.Err, errNotAdmitted) {
+		return true, &services.BusyError{Err: fmt.Errorf("%w: not admitted within %v", services.ErrBusy, r.s.cfg.QueueWait), RetryAfter: r.e.retryAfter()}
 	}
 	if u.Err != nil {
 		return true, u.Err
