@@ -367,8 +367,13 @@ func (s *Scheduler) Submit(id ID, j Job) error {
 	return nil
 }
 
-// Propose hands request id a proposal from its draft; the next passes verify it. An
-// unknown id (finished, cancelled) is ignored.
+// MaxProposals is the most proposals a request keeps queued: a draft pipelines a few
+// rounds, and more is a runaway peer. Propose drops the oldest to make room.
+const MaxProposals = 16
+
+// Propose hands request id a proposal from its draft; the next passes verify it, in
+// the order they came: a proposal verified means every one before it has been dropped.
+// An unknown id (finished, cancelled) is ignored.
 func (s *Scheduler) Propose(id ID, p spec.Proposal) {
 	e, ok := s.byID[id]
 	if !ok || !e.job.Spec || e.noDraft {
@@ -380,8 +385,7 @@ func (s *Scheduler) Propose(id ID, p spec.Proposal) {
 	if e.drafted = true; e.sess != nil && e.sess.Usable(p) > 0 {
 		e.held = 0
 	}
-	const maxProps = 16 // a draft pipelines a few rounds; more is a runaway peer
-	if len(e.props) >= maxProps {
+	if len(e.props) >= MaxProposals {
 		e.props = e.props[1:]
 	}
 	e.props = append(e.props, p)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,7 +231,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		},
 		Spec: q.Spec, MaxGamma: q.MaxGamma, Gamma: q.Gamma,
 	}
-	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0, arrivals: map[uint64]roundArrival{}}
+	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0}
 	r.vocab, r.dists = m.Vocab, mode == spec.Rejection && !q.Sampling.Greedy()
 	r.stats.PromptTokens = uint32(len(prompt))
 	r.prompt, r.promptFirst = prompt, rendered
@@ -299,8 +300,11 @@ type run struct {
 	t0          time.Time
 	admitted    time.Time
 	first       time.Time
-	arrivals    map[uint64]roundArrival // proposals sent to the engine, by round, until verified
-	roundTrips  time.Duration           // summed draft round trips of fresh rounds
+	// Proposals sent to the engine and perhaps still queued there, oldest first: the
+	// engine verifies them in this order and keeps at most verifier.MaxProposals, so
+	// no more are kept here.
+	arrivals    []roundArrival
+	roundTrips  time.Duration // summed draft round trips of fresh rounds
 	freshRounds int
 	stats       specdv1.Stats
 	// Committed tokens not sent yet (see Config.StreamInterval), and the timer that
@@ -343,9 +347,10 @@ func (r *run) loop(sk *sink) error {
 				r.freshRounds++
 				r.s.cfg.Metrics.RecordRoundTrip(r.ctx, r.model, r.draftModel, rtt)
 			}
-			if len(r.arrivals) < 64 {
-				r.arrivals[a.p.Round] = roundArrival{a.at, rtt}
+			if len(r.arrivals) == verifier.MaxProposals {
+				r.arrivals = r.arrivals[1:] // the engine drops its oldest too
 			}
+			r.arrivals = append(r.arrivals, roundArrival{a.p.Round, a.at, rtt})
 			if err := r.e.send(r.ctx, event{id: r.id, proposal: &a}); err != nil {
 				return err
 			}
@@ -367,10 +372,12 @@ func (r *run) loop(sk *sink) error {
 	}
 }
 
-// roundArrival is when a proposal arrived and its round trip (0: not a fresh round).
+// roundArrival is when a proposal of a round arrived and its round trip (0: not a
+// fresh round).
 type roundArrival struct {
-	at  time.Time
-	rtt time.Duration
+	round uint64
+	at    time.Time
+	rtt   time.Duration
 }
 
 // update acts on one engine update; done reports the end of the request.
@@ -411,8 +418,12 @@ func (r *run) update(u verifier.Update, wait *time.Timer) (done bool, err error)
 // proposal's arrival to its verdict; rtt is the draft's round trip when it was a fresh
 // round (drafted after a verdict), else 0.
 func (r *run) roundSpan(rd verifier.Round) {
-	a := r.arrivals[rd.Round]
-	delete(r.arrivals, rd.Round)
+	var a roundArrival
+	// Proposals before the verified one were dropped unverified.
+	if i := slices.IndexFunc(r.arrivals, func(x roundArrival) bool { return x.round == rd.Round }); i >= 0 {
+		a = r.arrivals[i]
+		r.arrivals = r.arrivals[i+1:]
+	}
 	_, span := r.tracer.Start(r.ctx, "speculation.round", trace.WithTimestamp(cmp.Or(a.at, time.Now())), trace.WithAttributes(
 		attribute.Int64("specd.round", int64(rd.Round)),
 		attribute.Int("specd.gamma", rd.Gamma),
@@ -435,6 +446,7 @@ func (r *run) fallback(err error) {
 		r.link.close()
 		r.link = nil
 	}
+	r.arrivals = nil // the engine drops them too
 	if r.id != 0 {
 		// Only when the request's own context has ended does this fail; then the
 		// request is ending anyway.
