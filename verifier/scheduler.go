@@ -441,6 +441,15 @@ func (s *Scheduler) remove(e *entry) {
 	s.running = slices.DeleteFunc(s.running, func(x *entry) bool { return x == e })
 }
 
+// Admit admits the waiting requests that fit, as Step does first, and returns their
+// updates (Admitted, or the failure to start one), so that the caller can act on an
+// admission — connect the request's draft — while the pass that prefills it runs.
+func (s *Scheduler) Admit() []Update {
+	var r Ready
+	s.admit(&r)
+	return r.Updates
+}
+
 // admissible reports whether e can be admitted now.
 func (s *Scheduler) admissible(e *entry) bool {
 	return len(s.running) < s.cfg.MaxRunning && s.reserved+e.need <= s.kv.Stats().Total

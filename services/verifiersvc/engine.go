@@ -255,6 +255,11 @@ func (e *engine) loop(ctx context.Context) {
 			e.publishLoad()
 			continue
 		}
+		// Requests learn of their admission before the pass: each connects its draft
+		// then, and the draft prefills while the verifier does.
+		for _, u := range e.sched.Admit() {
+			e.deliver(u)
+		}
 		t := time.Now()
 		r, err := e.sched.Step()
 		now := time.Now()
@@ -271,16 +276,21 @@ func (e *engine) loop(ctx context.Context) {
 			e.log.Error("verifier pass failed", "err", err, "segments", r.Segments, "tokens", r.Tokens)
 		}
 		for _, u := range r.Updates {
-			s, ok := e.sinks[u.ID]
-			if !ok {
-				continue
-			}
-			s.push(u)
-			if u.Done {
-				delete(e.sinks, u.ID)
-			}
+			e.deliver(u)
 		}
 		e.publishLoad()
+	}
+}
+
+// deliver hands u to its request's sink, and forgets the sink when u ends the request.
+func (e *engine) deliver(u verifier.Update) {
+	s, ok := e.sinks[u.ID]
+	if !ok {
+		return
+	}
+	s.push(u)
+	if u.Done {
+		delete(e.sinks, u.ID)
 	}
 }
 

@@ -240,30 +240,39 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	if q.Sampling.Greedy() {
 		r.stats.Mode = specdv1.VerificationMode_VERIFICATION_MODE_GREEDY
 	}
-	// Open the draft's stream before submitting, so that the draft prefills the same
-	// context while the verifier does — unless the engine measures plain decoding
-	// faster at the moment (verifier.Scheduler.DraftsOn): a draft that is not checked
-	// still costs a stream, a prefill and its first rounds. A request that fixed γ
-	// always gets its draft. One left without its draft still tells the engine's
-	// switch what plain decoding gives (Job.Draftable).
+	// The draft's stream opens when the engine admits the request, as its pass starts,
+	// so that the draft prefills the same context while the verifier does; a request
+	// refused, or still waiting, costs the draft nothing. It opens unless the engine
+	// measures plain decoding faster at the moment (verifier.Scheduler.DraftsOn): a
+	// draft that is not checked still costs a stream, a prefill and its first rounds.
+	// A request that fixed γ always gets its draft. One left without its draft still
+	// tells the engine's switch what plain decoding gives (Job.Draftable).
 	addr := req.GetDraftAddress()
 	if addr != "" && !s.knownDraft(addr) {
 		s.refuseDraft(ctx, addr)
 		addr = ""
 	}
 	job.Draftable = addr != "" && q.Spec
-	if job.Draftable && (e.speculating.Load() || q.Gamma > 0) {
-		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
-		if err != nil {
-			r.fallback(err)
-			job.Draftable = false
-		} else {
-			defer link.close()
+	if job.Draftable {
+		r.connect = func() {
+			if !e.speculating.Load() && q.Gamma == 0 {
+				return
+			}
+			link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
+			if err != nil {
+				r.fallback(err)
+				return
+			}
 			r.link = link
 			r.draftModel = s.draftModel(ctx, addr)
 			r.stats.Draft = &specdv1.Endpoint{Address: addr, Model: r.draftModel}
 		}
 	}
+	defer func() {
+		if r.link != nil {
+			r.link.close()
+		}
+	}()
 	id, sk, err := e.Submit(ctx, job)
 	if err != nil {
 		switch {
@@ -290,6 +299,7 @@ type run struct {
 	ctx         context.Context
 	stream      speculationv1.VerifierService_GenerateServer
 	link        *draftLink
+	connect     func() // opens the draft's stream on admission; nil: no draft
 	tracer      trace.Tracer
 	model       string  // the verifier's model
 	prompt      []int32 // as taken: sent back with the final message
@@ -387,6 +397,10 @@ func (r *run) update(u verifier.Update, wait *time.Timer) (done bool, err error)
 		wait.Stop()
 		r.stats.CachedPromptTokens = uint32(u.CachedPrompt)
 		r.stats.QueueWait = services.Duration(r.admitted.Sub(r.t0))
+		if r.connect != nil {
+			r.connect()
+			r.connect = nil
+		}
 	}
 	if err := r.emit(u.Tokens, u.Done); err != nil {
 		return true, err
