@@ -453,8 +453,11 @@ func (r *run) roundSpan(rd verifier.Round) {
 	span.End()
 }
 
-// fallback drops the draft after a failure; the request continues plainly, and the
-// engine, told so, no longer holds it waiting for the draft's proposals.
+// fallback drops the draft after a failure or its refusal of the session (a status
+// that is not services.PeerDown: full, say); the request continues plainly, and the
+// engine, told so, no longer holds it waiting for the draft's proposals. A failure
+// counts as a fallback, a refusal as a draft refusal: the router's breaker of the
+// draft counts only the former.
 func (r *run) fallback(err error) {
 	if r.link != nil {
 		r.link.close()
@@ -466,13 +469,22 @@ func (r *run) fallback(err error) {
 		// request is ending anyway.
 		_ = r.e.send(r.ctx, event{id: r.id, dropDraft: true})
 	}
-	r.stats.Fallbacks++
+	refused := err != nil && !services.PeerDown(err)
+	if refused {
+		r.stats.DraftRefusals++
+	} else {
+		r.stats.Fallbacks++
+	}
 	reason := "draft unavailable"
 	if err != nil {
 		reason = err.Error()
 	}
-	trace.SpanFromContext(r.ctx).AddEvent("specd.fallback", trace.WithAttributes(attribute.String("specd.reason", reason)))
-	if r.s.log != nil && err != nil && !errors.Is(err, context.Canceled) {
+	trace.SpanFromContext(r.ctx).AddEvent("specd.fallback", trace.WithAttributes(attribute.String("specd.reason", reason), attribute.Bool("specd.refused", refused)))
+	switch {
+	case r.s.log == nil || err == nil || errors.Is(err, context.Canceled):
+	case refused:
+		r.s.log.InfoContext(r.ctx, "draft refused the session, decoding plainly", "err", err)
+	default:
 		r.s.log.WarnContext(r.ctx, "draft unavailable, decoding plainly", "err", err)
 	}
 }
@@ -552,7 +564,7 @@ func (r *run) finish(u verifier.Update) error {
 	if r.s.log != nil {
 		r.s.log.DebugContext(r.ctx, "generation done", "rounds", ss.Rounds, "drafted", ss.Drafted, "accepted", ss.Accepted,
 			"plain", ss.Plain, "lookup", ss.Guessed, "lookup_accepted", ss.GuessAccepted, "stale", ss.Stale, "branches", ss.Branches,
-			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks)
+			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks, "draft_refusals", st.DraftRefusals)
 	}
 	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
 		FinishReason: services.FinishToProto(out.Reason), Stats: st,
