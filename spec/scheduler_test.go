@@ -309,14 +309,7 @@ func TestSchedulerDropDraft(t *testing.T) {
 		{drop: false, wantHeld: true}, // the draft is slow: the request waits for it
 		{drop: true, wantHeld: false},
 	} {
-		kv, err := p.target.NewKVPool(16<<20, ggml.F32)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := verifier.NewScheduler(p.target.NewBatch(p.pool, 16), p.target, kv, nil, verifier.Config{})
-		if err := s.Submit(1, verifier.Job{Request: verifier.Request{Prompt: prompt, Limits: limits(p.target, n)}, Spec: true}); err != nil {
-			t.Fatal(err)
-		}
+		s := oneSpeculative(t, p, prompt, n)
 		var got []int32
 		held, proposed := false, false
 		for done := false; !done; {
@@ -327,19 +320,7 @@ func TestSchedulerDropDraft(t *testing.T) {
 				held = true
 				s.Timer()
 			}
-			r, err := s.Step()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, u := range r.Updates {
-				if u.Err != nil {
-					t.Fatal(u.Err)
-				}
-				for _, tk := range u.Tokens {
-					got = append(got, tk.ID)
-				}
-				done = done || u.Done
-			}
+			done = stepCollect(t, s, &got, nil)
 			if !proposed && len(got) > 0 {
 				// The draft proposes once, too late (the verifier has committed another
 				// token at its start), and then fails.
@@ -371,33 +352,10 @@ func TestSchedulerAnswersStaleWhileHeld(t *testing.T) {
 	prompt := p.target.Tok.Encode("Once upon a time", true)
 	const n = 60
 	want := plain(t, p, prompt, n, sample.Params{})
-	kv, err := p.target.NewKVPool(16<<20, ggml.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := verifier.NewScheduler(p.target.NewBatch(p.pool, 16), p.target, kv, nil, verifier.Config{})
-	if err := s.Submit(1, verifier.Job{Request: verifier.Request{Prompt: prompt, Limits: limits(p.target, n)}, Spec: true}); err != nil {
-		t.Fatal(err)
-	}
+	s := oneSpeculative(t, p, prompt, n)
 	var got []int32
 	var verdicts []spec.Verdict
-	step := func() verifier.Ready {
-		t.Helper()
-		r, err := s.Step()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, u := range r.Updates {
-			if u.Err != nil {
-				t.Fatal(u.Err)
-			}
-			for _, tk := range u.Tokens {
-				got = append(got, tk.ID)
-			}
-			verdicts = append(verdicts, u.Verdicts...)
-		}
-		return r
-	}
+	step := func() bool { t.Helper(); return stepCollect(t, s, &got, &verdicts) }
 	for len(got) == 0 {
 		step()
 	}
@@ -434,12 +392,48 @@ func TestSchedulerAnswersStaleWhileHeld(t *testing.T) {
 		if !s.HasWork() {
 			s.Timer()
 		}
-		r := step()
-		for _, u := range r.Updates {
-			done = done || u.Done
-		}
+		done = step()
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %v\nwant %v (plain)", got, want)
 	}
+}
+
+// oneSpeculative returns a scheduler of the target, with the defaults, holding one
+// speculative request (id 1) for n tokens after prompt.
+func oneSpeculative(t *testing.T, p pair, prompt []int32, n int) *verifier.Scheduler {
+	t.Helper()
+	kv, err := p.target.NewKVPool(16<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := verifier.NewScheduler(p.target.NewBatch(p.pool, 16), p.target, kv, nil, verifier.Config{})
+	if err := s.Submit(1, verifier.Job{Request: verifier.Request{Prompt: prompt, Limits: limits(p.target, n)}, Spec: true}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// stepCollect runs one Step of s, failing t on an error of the pass or of a request;
+// it appends the ids the step committed to *got, and its verdicts to *verdicts when
+// verdicts is not nil, and reports whether a request finished.
+func stepCollect(t *testing.T, s *verifier.Scheduler, got *[]int32, verdicts *[]spec.Verdict) (done bool) {
+	t.Helper()
+	r, err := s.Step()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range r.Updates {
+		if u.Err != nil {
+			t.Fatal(u.Err)
+		}
+		for _, tk := range u.Tokens {
+			*got = append(*got, tk.ID)
+		}
+		if verdicts != nil {
+			*verdicts = append(*verdicts, u.Verdicts...)
+		}
+		done = done || u.Done
+	}
+	return done
 }

@@ -348,15 +348,7 @@ func TestDraftOpenedOnlyOnAdmission(t *testing.T) {
 	cfg := verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}), QueueWait: 100 * time.Millisecond,
 		Engine: verifiersvc.EngineConfig{Threads: 1, Sched: verifier.Config{MaxRunning: 1, MaxQueue: 1}}}
 	// 6 MiB: six KV blocks of 64 positions, less than the context of 512.
-	ctx, addr := startService(t, "specd-target-q8_0.gguf", 6<<20, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
-		return serve.Verifier(ctx, w, cfg, lis)
-	})
-	cc, err := services.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	client := speculationv1.NewVerifierServiceClient(cc)
+	ctx, client := startVerifierWith(t, 6<<20, nil, cfg)
 	speculative := func(ctx context.Context, maxTokens uint32) error {
 		_, _, err := generateAll(ctx, client, &speculationv1.GenerateRequest{DraftAddress: draft, Request: &specdv1.GenerateRequest{
 			Prompt: "Once upon a time", MaxTokens: maxTokens, Speculation: &specdv1.SpeculationOptions{Gamma: 4}}})

@@ -3,7 +3,6 @@ package verifiersvc_test
 import (
 	"context"
 	"io"
-	"net"
 	"testing"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -11,7 +10,6 @@ import (
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
-	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
@@ -34,15 +32,7 @@ func TestRoundSpansAfterManyStaleRounds(t *testing.T) {
 	fake := &fakeDraft{}
 	draft := startFakeDraft(t, fake)
 	cfg := verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}), Engine: verifiersvc.EngineConfig{Threads: 1}}
-	ctx, addr := startServiceWith(t, "specd-target-q8_0.gguf", 32<<20, func(w *serve.Worker) { w.Tel = tel }, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
-		return serve.Verifier(ctx, w, cfg, lis)
-	})
-	cc, err := services.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	client := speculationv1.NewVerifierServiceClient(cc)
+	ctx, client := startVerifierWith(t, 32<<20, func(w *serve.Worker) { w.Tel = tel }, cfg)
 	const n, stale, vocab = 60, 70, 4096 // vocab: specd-target-q8_0.gguf's
 	req := func(spec *specdv1.SpeculationOptions) *speculationv1.GenerateRequest {
 		return &speculationv1.GenerateRequest{DraftAddress: draft, Request: &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: n, Speculation: spec}}

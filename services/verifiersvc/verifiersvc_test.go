@@ -98,7 +98,7 @@ func startServiceLimited(t *testing.T, file string, kvBytes int64, lim services.
 	return startServiceWith(t, file, kvBytes, func(w *serve.Worker) { w.Limits = lim }, run)
 }
 
-// startServiceWith is startService with the worker as set changes it.
+// startServiceWith is startService with the worker as set (if not nil) changes it.
 func startServiceWith(t *testing.T, file string, kvBytes int64, set func(*serve.Worker), run func(context.Context, serve.Worker, net.Listener) error) (context.Context, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -115,7 +115,9 @@ func startServiceWith(t *testing.T, file string, kvBytes int64, set func(*serve.
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Ready:  func(*model.Model) { close(ready) },
 	}
-	set(&w)
+	if set != nil {
+		set(&w)
+	}
 	go func() { done <- run(ctx, w, lis) }()
 	t.Cleanup(func() {
 		cancel()
@@ -135,7 +137,14 @@ func startServiceWith(t *testing.T, file string, kvBytes int64, set func(*serve.
 // returns a context ending then and a client.
 func startVerifier(t *testing.T, cfg verifiersvc.Config) (context.Context, speculationv1.VerifierServiceClient) {
 	t.Helper()
-	ctx, addr := startService(t, "specd-target-q8_0.gguf", 32<<20, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
+	return startVerifierWith(t, 32<<20, nil, cfg)
+}
+
+// startVerifierWith is startVerifier with a KV budget of kvBytes and the worker as set
+// (if not nil) changes it.
+func startVerifierWith(t *testing.T, kvBytes int64, set func(*serve.Worker), cfg verifiersvc.Config) (context.Context, speculationv1.VerifierServiceClient) {
+	t.Helper()
+	ctx, addr := startServiceWith(t, "specd-target-q8_0.gguf", kvBytes, set, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
 		return serve.Verifier(ctx, w, cfg, lis)
 	})
 	cc, err := services.Dial(addr)
