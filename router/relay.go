@@ -65,6 +65,10 @@ type Stats struct {
 	Mode                                               Verification
 	Fallbacks                                          int // times the verifier lost its draft and decoded on plainly
 	Failovers                                          int // times the router resumed the request on another verifier
+	// DraftRefusals: times the draft refused the session (full, or declining what it
+	// was asked) and the verifier decoded on plainly. Not failures of the draft: they
+	// do not count against its breaker, as Fallbacks do.
+	DraftRefusals int
 }
 
 // Served names the endpoint that served part of a request, and its model.

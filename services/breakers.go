@@ -70,6 +70,26 @@ func (b *Breakers) Begin(ep router.Endpoint) (func(error), bool) {
 	return done, true
 }
 
+// Retain forgets the breakers of every endpoint not in live (by ID): those endpoints
+// left discovery, so their breakers describe instances that are gone. Without it the
+// breakers would grow with every instance that ever came and went, and one registered
+// again under a known ID would start with the breaker its predecessor left, perhaps
+// open. A call still running on a forgotten endpoint reports to its old breaker, which
+// no longer counts.
+func (b *Breakers) Retain(live []router.Endpoint) {
+	keep := make(map[string]bool, len(live))
+	for _, e := range live {
+		keep[e.ID] = true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id := range b.m {
+		if !keep[id] {
+			delete(b.m, id)
+		}
+	}
+}
+
 // States reports every breaker's state: 0 closed, 1 half-open, 2 open.
 func (b *Breakers) States() map[string]int64 {
 	b.mu.Lock()

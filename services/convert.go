@@ -227,7 +227,7 @@ func FinalFromProto(f *specdv1.Final) *router.Final {
 		MeanRoundTrip: s.GetMeanRoundTrip().AsDuration(), QueueWait: s.GetQueueWait().AsDuration(),
 		Verifier:  router.Served{Address: s.GetVerifier().GetAddress(), Model: s.GetVerifier().GetModel()},
 		Draft:     router.Served{Address: s.GetDraft().GetAddress(), Model: s.GetDraft().GetModel()},
-		Fallbacks: int(s.GetFallbacks()), Failovers: int(s.GetFailovers()),
+		Fallbacks: int(s.GetFallbacks()), DraftRefusals: int(s.GetDraftRefusals()), Failovers: int(s.GetFailovers()),
 	}}
 	switch s.GetMode() {
 	case specdv1.VerificationMode_VERIFICATION_MODE_GREEDY:
@@ -250,7 +250,7 @@ func FinalToProto(f *router.Final) *specdv1.Final {
 		AcceptanceRate: s.AcceptanceRate, MeanAcceptedPerRound: s.MeanAcceptedPerRound, DecodeTokensPerSecond: s.DecodeTokensPerSecond,
 		TimeToFirstToken: Duration(s.TimeToFirstToken), TotalDuration: Duration(s.Total),
 		MeanRoundTrip: Duration(s.MeanRoundTrip), QueueWait: Duration(s.QueueWait),
-		Fallbacks: uint32(s.Fallbacks), Failovers: uint32(s.Failovers), Mode: ModeToProto(s.Mode.Mode),
+		Fallbacks: uint32(s.Fallbacks), DraftRefusals: uint32(s.DraftRefusals), Failovers: uint32(s.Failovers), Mode: ModeToProto(s.Mode.Mode),
 	}
 	if s.Mode.Greedy {
 		out.Mode = specdv1.VerificationMode_VERIFICATION_MODE_GREEDY

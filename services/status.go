@@ -71,6 +71,20 @@ type BusyError struct {
 func (e *BusyError) Error() string { return e.Err.Error() }
 func (e *BusyError) Unwrap() error { return e.Err }
 
+// PeerDown reports whether err, from a call to a peer (a verifier or a draft), means
+// that the peer itself failed — UNAVAILABLE, INTERNAL, UNKNOWN (an error carrying no
+// status: the connection failed, or the peer broke the protocol) or ABORTED — rather
+// than that it answered with a refusal of the call, such as RESOURCE_EXHAUSTED when
+// full or INVALID_ARGUMENT. Only the former should count against the peer's circuit
+// breaker or move a request elsewhere as after a crash.
+func PeerDown(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Internal, codes.Unknown, codes.Aborted:
+		return true
+	}
+	return false
+}
+
 // Status turns an error into a gRPC status error. It is the one place where specd
 // chooses status codes: bad input is InvalidArgument naming the field, full queues and
 // KV budgets are ResourceExhausted, unreachable peers are Unavailable, context errors

@@ -309,14 +309,7 @@ func TestSchedulerDropDraft(t *testing.T) {
 		{drop: false, wantHeld: true}, // the draft is slow: the request waits for it
 		{drop: true, wantHeld: false},
 	} {
-		kv, err := p.target.NewKVPool(16<<20, ggml.F32)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := verifier.NewScheduler(p.target.NewBatch(p.pool, 16), p.target, kv, nil, verifier.Config{})
-		if err := s.Submit(1, verifier.Job{Request: verifier.Request{Prompt: prompt, Limits: limits(p.target, n)}, Spec: true}); err != nil {
-			t.Fatal(err)
-		}
+		s := oneSpeculative(t, p, prompt, n)
 		var got []int32
 		held, proposed := false, false
 		for done := false; !done; {
@@ -327,19 +320,7 @@ func TestSchedulerDropDraft(t *testing.T) {
 				held = true
 				s.Timer()
 			}
-			r, err := s.Step()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, u := range r.Updates {
-				if u.Err != nil {
-					t.Fatal(u.Err)
-				}
-				for _, tk := range u.Tokens {
-					got = append(got, tk.ID)
-				}
-				done = done || u.Done
-			}
+			done = stepCollect(t, s, &got, nil)
 			if !proposed && len(got) > 0 {
 				// The draft proposes once, too late (the verifier has committed another
 				// token at its start), and then fails.
@@ -357,4 +338,102 @@ func TestSchedulerDropDraft(t *testing.T) {
 			t.Errorf("drop %v: got %v\nwant %v (plain)", c.drop, got, want)
 		}
 	}
+}
+
+// TestSchedulerAnswersStaleWhileHeld: a request held for its lagging draft is waiting
+// for the draft to catch up, and a draft catches up by hearing verdicts. A stale
+// proposal that arrives during the hold — drafted before the draft heard how far the
+// verifier got — is answered at once, without a pass and without ending the hold: the
+// draft hears where the verifier is and drafts from there, instead of waiting for a
+// verdict that would come only when the hold timed out. The request still commits
+// exactly what plain decoding commits.
+func TestSchedulerAnswersStaleWhileHeld(t *testing.T) {
+	p := loadPair(t)
+	prompt := p.target.Tok.Encode("Once upon a time", true)
+	const n = 60
+	want := plain(t, p, prompt, n, sample.Params{})
+	s := oneSpeculative(t, p, prompt, n)
+	var got []int32
+	var verdicts []spec.Verdict
+	step := func() bool { t.Helper(); return stepCollect(t, s, &got, &verdicts) }
+	for len(got) == 0 {
+		step()
+	}
+	// The draft's first round arrives too late and wrong at its first token: the
+	// verifier answers it with a rollback and decodes on by itself.
+	s.Propose(1, spec.Proposal{Round: 1, Start: len(prompt), Tokens: []int32{(got[0] + 1) % int32(p.target.Vocab)}})
+	for s.HasWork() {
+		step()
+	}
+	if !s.Held() {
+		t.Fatalf("no work and nothing held after %d tokens of %d", len(got), n)
+	}
+	if len(verdicts) != 1 || !verdicts[0].Rollback {
+		t.Fatalf("verdicts before the hold: %+v, want the one rollback of round 1", verdicts)
+	}
+	// While held, the draft's second round arrives, drafted after that verdict and
+	// agreeing with the verifier, but overtaken: the verifier is far past it.
+	committed := len(got)
+	s.Propose(1, spec.Proposal{Round: 2, Base: verdicts[0].Seq, Start: len(prompt) + 1, Tokens: slices.Clone(got[1:3])})
+	if !s.HasWork() {
+		t.Fatalf("a stale proposal arrived while the request is held: HasWork false, so it waits unanswered until the hold times out")
+	}
+	step()
+	if len(verdicts) != 2 || verdicts[1].Round != 2 || verdicts[1].Position+len(verdicts[1].Tokens) != len(prompt)+committed {
+		t.Fatalf("verdicts after the stale round 2: %+v, want a second one answering round 2 up to position %d", verdicts, len(prompt)+committed)
+	}
+	if len(got) != committed {
+		t.Errorf("answering the stale proposal committed %d tokens, want none (the request is held)", len(got)-committed)
+	}
+	if !s.Held() {
+		t.Errorf("answering a stale proposal ended the hold; want it kept for a proposal the verifier can check")
+	}
+	for done := false; !done; {
+		if !s.HasWork() {
+			s.Timer()
+		}
+		done = step()
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v\nwant %v (plain)", got, want)
+	}
+}
+
+// oneSpeculative returns a scheduler of the target, with the defaults, holding one
+// speculative request (id 1) for n tokens after prompt.
+func oneSpeculative(t *testing.T, p pair, prompt []int32, n int) *verifier.Scheduler {
+	t.Helper()
+	kv, err := p.target.NewKVPool(16<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := verifier.NewScheduler(p.target.NewBatch(p.pool, 16), p.target, kv, nil, verifier.Config{})
+	if err := s.Submit(1, verifier.Job{Request: verifier.Request{Prompt: prompt, Limits: limits(p.target, n)}, Spec: true}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// stepCollect runs one Step of s, failing t on an error of the pass or of a request;
+// it appends the ids the step committed to *got, and its verdicts to *verdicts when
+// verdicts is not nil, and reports whether a request finished.
+func stepCollect(t *testing.T, s *verifier.Scheduler, got *[]int32, verdicts *[]spec.Verdict) (done bool) {
+	t.Helper()
+	r, err := s.Step()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range r.Updates {
+		if u.Err != nil {
+			t.Fatal(u.Err)
+		}
+		for _, tk := range u.Tokens {
+			*got = append(*got, tk.ID)
+		}
+		if verdicts != nil {
+			*verdicts = append(*verdicts, u.Verdicts...)
+		}
+		done = done || u.Done
+	}
+	return done
 }

@@ -180,9 +180,10 @@ type entry struct {
 // A request whose draft has proposed but whose proposals have all arrived too late to
 // check (the verifier decoded past them) for maxBehind of its own steps is held: it
 // sits out up to holdPasses passes, or until a proposal it can check arrives or Timer
-// fires,
-// so that the draft catches up. Alone on the verifier, a pass is shorter than a
-// draft's round trip and without holds no proposal would ever be checked.
+// fires, so that the draft catches up. Alone on the verifier, a pass is shorter than a
+// draft's round trip and without holds no proposal would ever be checked. A stale
+// proposal that arrives during the hold is answered at the next Step, without a pass
+// and without ending the hold: its verdict is how the draft learns where to catch up.
 //
 // Only a verifier running at most maxHoldRunning requests holds one: with more, a pass
 // is as long as a draft's round trip and proposals arrive in time, while a held request
@@ -299,14 +300,21 @@ func (s *Scheduler) DraftsOn() bool { return s.drafts.on }
 func (s *Scheduler) Load() (running, queued int) { return len(s.running), len(s.queue) }
 
 // HasWork reports whether Step would do anything: a request is running and not held
-// for its draft, or one waiting can be admitted.
+// for its draft, a held one has a stale proposal to answer, or one waiting can be
+// admitted.
 func (s *Scheduler) HasWork() bool {
 	for _, e := range s.running {
-		if e.held == 0 {
+		if e.held == 0 || s.staleHead(e) {
 			return true
 		}
 	}
 	return len(s.queue) > 0 && s.admissible(s.queue[0])
+}
+
+// staleHead reports whether e's next proposal is stale: it needs no pass, only an
+// answer (dropStale). A proposal e has no room for is not stale: its answer is a step.
+func (s *Scheduler) staleHead(e *entry) bool {
+	return s.speculating(e) && len(e.props) > 0 && e.sess.room() > 0 && e.sess.Usable(e.props[0]) == 0
 }
 
 // Held reports whether a running request is held waiting for its draft's proposal:
@@ -359,20 +367,25 @@ func (s *Scheduler) Submit(id ID, j Job) error {
 	return nil
 }
 
-// Propose hands request id a proposal from its draft; the next passes verify it. An
-// unknown id (finished, cancelled) is ignored.
+// MaxProposals is the most proposals a request keeps queued: a draft pipelines a few
+// rounds, and more is a runaway peer. Propose drops the oldest to make room.
+const MaxProposals = 16
+
+// Propose hands request id a proposal from its draft; the next passes verify it, in
+// the order they came: a proposal verified means every one before it has been dropped.
+// An unknown id (finished, cancelled) is ignored.
 func (s *Scheduler) Propose(id ID, p spec.Proposal) {
 	e, ok := s.byID[id]
 	if !ok || !e.job.Spec || e.noDraft {
 		return
 	}
 	// A held request resumes with a proposal it can check; a stale one (drafted before
-	// the draft heard the last verdict) waits in the queue for the hold to end.
+	// the draft heard the last verdict) is answered by the next Step, and the hold goes
+	// on.
 	if e.drafted = true; e.sess != nil && e.sess.Usable(p) > 0 {
 		e.held = 0
 	}
-	const maxProps = 16 // a draft pipelines a few rounds; more is a runaway peer
-	if len(e.props) >= maxProps {
+	if len(e.props) >= MaxProposals {
 		e.props = e.props[1:]
 	}
 	e.props = append(e.props, p)
@@ -401,6 +414,19 @@ func (s *Scheduler) Cancel(id ID) {
 	s.remove(e)
 }
 
+// Withdraw ends request id if it is still waiting for admission, and reports whether
+// it did; false when it has been admitted (it runs on), has ended, or is unknown. A
+// caller whose bounded wait for admission runs out withdraws its request so, and
+// refuses it only on true: the request is then refused or admitted, never both.
+func (s *Scheduler) Withdraw(id ID) bool {
+	e, ok := s.byID[id]
+	if !ok || e.sess != nil {
+		return false
+	}
+	s.remove(e)
+	return true
+}
+
 func (s *Scheduler) remove(e *entry) {
 	delete(s.byID, e.id)
 	if e.sess == nil {
@@ -413,6 +439,15 @@ func (s *Scheduler) remove(e *entry) {
 	e.sess.kv.Release()
 	s.reserved -= e.need
 	s.running = slices.DeleteFunc(s.running, func(x *entry) bool { return x == e })
+}
+
+// Admit admits the waiting requests that fit, as Step does first, and returns their
+// updates (Admitted, or the failure to start one), so that the caller can act on an
+// admission — connect the request's draft — while the pass that prefills it runs.
+func (s *Scheduler) Admit() []Update {
+	var r Ready
+	s.admit(&r)
+	return r.Updates
 }
 
 // admissible reports whether e can be admitted now.
@@ -521,11 +556,27 @@ func (s *Scheduler) Step() (Ready, error) {
 		budget--
 		decoding++
 	}
+	// Held requests sit out a pass, if one runs: a Step may run none, only answering
+	// held requests' stale proposals.
+	pass := slices.ContainsFunc(s.running, func(e *entry) bool { return e.held == 0 })
 	// Every request whose prompt is in the cache takes its next step.
 	for _, e := range s.running {
 		e.prefill, e.input, e.source, e.avail, e.k, e.guessed = nil, nil, srcNone, 0, 0, nil
 		if e.held > 0 {
-			e.held--
+			for s.staleHead(e) {
+				input, err := s.dropStale(e, update)
+				if err != nil {
+					failed = append(failed, e)
+					update(e).Err = err
+					break
+				}
+				if input != nil {
+					panic("verifier: a stale proposal planned a step") // staleHead: room, nothing usable
+				}
+			}
+			if pass {
+				e.held--
+			}
 			continue
 		}
 		if e.sess.Prefill() > 0 || budget == 0 {
@@ -662,19 +713,13 @@ func (s *Scheduler) speculating(e *entry) bool { return s.drafts.on || e.job.Gam
 func (s *Scheduler) pickSource(e *entry, update func(*entry) *Update) error {
 	e.source = srcLookup
 	for s.speculating(e) && len(e.props) > 0 {
-		p := e.props[0]
-		if u := e.sess.Usable(p); u > 0 {
+		if u := e.sess.Usable(e.props[0]); u > 0 {
 			e.source, e.avail, e.alpha = srcDraft, min(u, s.gammaCap(e)), e.draft.alpha()
 			return nil
 		}
-		e.props = e.props[1:]
-		input, st, err := e.sess.PlanVerify(p, 1)
+		input, err := s.dropStale(e, update)
 		if err != nil {
 			return err
-		}
-		if st.Verdict != nil && !e.sess.Done() {
-			u := update(e)
-			u.Verdicts = append(u.Verdicts, s.withGamma(e, *st.Verdict))
 		}
 		if input != nil {
 			// No room for any draft token: the session planned a plain step.
@@ -687,6 +732,24 @@ func (s *Scheduler) pickSource(e *entry, update func(*entry) *Update) error {
 		e.avail, e.alpha = len(e.guessed), e.guess.alpha()
 	}
 	return nil
+}
+
+// dropStale drops the proposal at the head of e's queue, of which no pass can check a
+// token (Usable 0), answering it with a verdict when the draft must hear of it. When
+// the request has no room for a draft token it returns the input of the plain step
+// the session planned instead; a stale proposal (staleHead) needs none.
+func (s *Scheduler) dropStale(e *entry, update func(*entry) *Update) ([]int32, error) {
+	p := e.props[0]
+	e.props = e.props[1:]
+	input, st, err := e.sess.PlanVerify(p, 1)
+	if err != nil {
+		return nil, err
+	}
+	if st.Verdict != nil && !e.sess.Done() {
+		u := update(e)
+		u.Verdicts = append(u.Verdicts, s.withGamma(e, *st.Verdict))
+	}
+	return input, nil
 }
 
 // control gives the decoding requests their speculative tokens from budget spare

@@ -86,6 +86,7 @@ type generateResult struct {
 	Verifier             string  `json:"verifier"`
 	Draft                string  `json:"draft"`
 	Fallbacks            int     `json:"fallbacks"`
+	DraftRefusals        int     `json:"draft_refusals"`
 	Failovers            int     `json:"failovers"`
 	// firstChunk is the client's time to first token: from sending the request to
 	// receiving the first chunk with a token (zero when none came).
@@ -161,7 +162,7 @@ func collect(ctx context.Context, c specdv1.GenerationServiceClient, req *specdv
 		res.TokensPerSecond = s.GetDecodeTokensPerSecond()
 		res.MeanRoundTrip = s.GetMeanRoundTrip().AsDuration().Seconds()
 		res.Mode, res.Verifier, res.Draft = modeName(s.GetMode()), s.GetVerifier().GetAddress(), s.GetDraft().GetAddress()
-		res.Fallbacks, res.Failovers = int(s.GetFallbacks()), int(s.GetFailovers())
+		res.Fallbacks, res.DraftRefusals, res.Failovers = int(s.GetFallbacks()), int(s.GetDraftRefusals()), int(s.GetFailovers())
 		return res, nil
 	}
 }

@@ -32,7 +32,7 @@ func usage(s *specdv1.Stats) *Usage {
 			Rounds: int(s.GetRounds()), DraftedTokens: int(s.GetDraftedTokens()), AcceptedTokens: int(s.GetAcceptedTokens()),
 			AcceptanceRate: round(float64(s.GetAcceptanceRate()), 4), MeanAcceptedPerRound: round(float64(s.GetMeanAcceptedPerRound()), 4),
 			LookupTokens: int(s.GetLookupTokens()), LookupAcceptedTokens: int(s.GetLookupAcceptedTokens()),
-			Fallbacks: int(s.GetFallbacks()), Failovers: int(s.GetFailovers()),
+			Fallbacks: int(s.GetFallbacks()), DraftRefusals: int(s.GetDraftRefusals()), Failovers: int(s.GetFailovers()),
 			Verifier: s.GetVerifier().GetAddress(), Draft: s.GetDraft().GetAddress(), DraftModel: s.GetDraft().GetModel(),
 			TimeToFirstTokenMS: ms(s.GetTimeToFirstToken()), TotalMS: ms(s.GetTotalDuration()),
 			QueueWaitMS: ms(s.GetQueueWait()), MeanRoundTripMS: ms(s.GetMeanRoundTrip()),

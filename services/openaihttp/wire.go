@@ -110,6 +110,7 @@ type SpecdUsage struct {
 	LookupAcceptedTokens  int     `json:"lookup_accepted_tokens"`
 	Mode                  string  `json:"mode,omitempty"` // "greedy", "coupled" or "rejection"; empty: no round verified
 	Fallbacks             int     `json:"fallbacks"`
+	DraftRefusals         int     `json:"draft_refusals"`
 	Failovers             int     `json:"failovers"`
 	Verifier              string  `json:"verifier,omitempty"` // address of the verifier that finished the request
 	Draft                 string  `json:"draft,omitempty"`    // address of the draft used last

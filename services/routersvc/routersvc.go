@@ -303,9 +303,10 @@ func (s *stream) Recv() (router.Event, error) {
 // with router.ErrAtCapacity; a status from the verifier about the request (a bad
 // argument) passes through unchanged.
 func classify(ep router.Endpoint, err error) error {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.Internal, codes.Unknown, codes.Aborted:
+	if services.PeerDown(err) {
 		return fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, ep.Address, err)
+	}
+	switch status.Code(err) {
 	case codes.ResourceExhausted:
 		// Full: another verifier may have room (the status, with its RetryInfo, is
 		// the request's answer when none has).

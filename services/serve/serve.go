@@ -441,6 +441,16 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 			return err
 		}
 		rt.Discovery = w
+		if cfg.Breakers != nil {
+			// Breakers live as long as their endpoints stay in the view — once the
+			// view is whole: a role not yet queried reports no endpoint at all.
+			w.OnChange = func() {
+				if w.LastUpdate().IsZero() {
+					return
+				}
+				cfg.Breakers.Retain(append(w.Endpoints(router.Verifier), w.Endpoints(router.Draft)...))
+			}
+		}
 		if cfg.Tel != nil {
 			defer cfg.Tel.Metrics.ObserveDiscoveryStale(w.Stale)()
 		}

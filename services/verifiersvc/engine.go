@@ -53,8 +53,11 @@ type submit struct {
 
 type event struct {
 	id        verifier.ID
-	proposal  *arrival // nil: cancel, unless dropDraft
+	proposal  *arrival // nil: cancel, unless dropDraft or withdraw
 	dropDraft bool     // the request lost its draft (verifier.Scheduler.DropDraft)
+	// withdraw: the request's wait for admission ran out; unless it has been admitted,
+	// it ends with errNotAdmitted (verifier.Scheduler.Withdraw).
+	withdraw bool
 }
 
 // sink queues one request's updates from the engine goroutine to the request's own.
@@ -90,6 +93,9 @@ const (
 	catchUpPasses = 4
 	minCatchUp    = 10 * time.Millisecond
 )
+
+// errNotAdmitted ends a request withdrawn while it waited for admission.
+var errNotAdmitted = errors.New("not admitted")
 
 // errStopped: the engine has stopped (the server is shutting down).
 var errStopped = fmt.Errorf("verifier engine stopped: %w", services.ErrUnavailable)
@@ -199,6 +205,10 @@ func (e *engine) loop(ctx context.Context) {
 	}()
 	hold := time.NewTimer(time.Hour)
 	hold.Stop()
+	// When the wait for held requests' drafts ends: set when the engine first idles
+	// with requests held, cleared by a pass. Events while it waits (proposals, stale
+	// ones answered at once among them) do not restart it.
+	var holdEnd time.Time
 	last := time.Now()
 	var st passStats
 	for {
@@ -207,7 +217,10 @@ func (e *engine) loop(ctx context.Context) {
 			var timeout <-chan time.Time
 			held := e.sched.Held()
 			if held {
-				hold.Reset(max(catchUpPasses*time.Duration(e.passTime.Load()), minCatchUp))
+				if holdEnd.IsZero() {
+					holdEnd = time.Now().Add(max(catchUpPasses*time.Duration(e.passTime.Load()), minCatchUp))
+				}
+				hold.Reset(time.Until(holdEnd))
 				timeout = hold.C
 			}
 			select {
@@ -217,6 +230,7 @@ func (e *engine) loop(ctx context.Context) {
 				e.event(ev)
 			case <-timeout:
 				e.sched.Timer()
+				holdEnd = time.Time{}
 			case <-ctx.Done():
 				return
 			}
@@ -243,10 +257,16 @@ func (e *engine) loop(ctx context.Context) {
 			e.publishLoad()
 			continue
 		}
+		// Requests learn of their admission before the pass: each connects its draft
+		// then, and the draft prefills while the verifier does.
+		for _, u := range e.sched.Admit() {
+			e.deliver(u)
+		}
 		t := time.Now()
 		r, err := e.sched.Step()
 		now := time.Now()
 		if r.Tokens > 0 {
+			holdEnd = time.Time{}
 			d := now.Sub(t)
 			e.sched.ObservePass(r.Tokens, d)
 			e.passTime.Store(int64(d))
@@ -259,16 +279,21 @@ func (e *engine) loop(ctx context.Context) {
 			e.log.Error("verifier pass failed", "err", err, "segments", r.Segments, "tokens", r.Tokens)
 		}
 		for _, u := range r.Updates {
-			s, ok := e.sinks[u.ID]
-			if !ok {
-				continue
-			}
-			s.push(u)
-			if u.Done {
-				delete(e.sinks, u.ID)
-			}
+			e.deliver(u)
 		}
 		e.publishLoad()
+	}
+}
+
+// deliver hands u to its request's sink, and forgets the sink when u ends the request.
+func (e *engine) deliver(u verifier.Update) {
+	s, ok := e.sinks[u.ID]
+	if !ok {
+		return
+	}
+	s.push(u)
+	if u.Done {
+		delete(e.sinks, u.ID)
 	}
 }
 
@@ -292,6 +317,13 @@ func (e *engine) submit(s submit) {
 func (e *engine) event(ev event) {
 	if ev.dropDraft {
 		e.sched.DropDraft(ev.id)
+		return
+	}
+	if ev.withdraw {
+		if s, ok := e.sinks[ev.id]; ok && e.sched.Withdraw(ev.id) {
+			s.push(verifier.Update{ID: ev.id, Done: true, Err: errNotAdmitted})
+			delete(e.sinks, ev.id)
+		}
 		return
 	}
 	if ev.proposal == nil {

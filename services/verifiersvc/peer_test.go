@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -332,5 +333,66 @@ func TestRealDraftProposalsPass(t *testing.T) {
 				t.Fatalf("%s: no draft token checked in %d requests", c.name, try)
 			}
 		}
+	}
+}
+
+// TestDraftOpenedOnlyOnAdmission: a request's draft stream is opened once the request
+// is admitted, never for one refused — at once (its queue full, or more than the whole
+// KV budget) or after waiting past --queue-wait — nor while it waits: a refused
+// request would cost the draft a session, a prefill and a stream to tear down for
+// nothing. An admitted request still gets its draft.
+func TestDraftOpenedOnlyOnAdmission(t *testing.T) {
+	checkLeaks(t)
+	fake := &fakeDraft{}
+	draft := startFakeDraft(t, fake)
+	cfg := verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}), QueueWait: 100 * time.Millisecond,
+		Engine: verifiersvc.EngineConfig{Threads: 1, Sched: verifier.Config{MaxRunning: 1, MaxQueue: 1}}}
+	// 6 MiB: six KV blocks of 64 positions, less than the context of 512.
+	ctx, client := startVerifierWith(t, 6<<20, nil, cfg)
+	speculative := func(ctx context.Context, maxTokens uint32) error {
+		_, _, err := generateAll(ctx, client, &speculationv1.GenerateRequest{DraftAddress: draft, Request: &specdv1.GenerateRequest{
+			Prompt: "Once upon a time", MaxTokens: maxTokens, Speculation: &specdv1.SpeculationOptions{Gamma: 4}}})
+		return err
+	}
+	if err := speculative(ctx, 0); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a request larger than the KV budget: %v, want INVALID_ARGUMENT", err)
+	}
+	// A plain request runs (300 greedy tokens from this prompt: it never ends early);
+	// one speculative request waits past the queue wait, another finds the queue full.
+	hold, stop := context.WithCancel(ctx)
+	defer stop()
+	st, err := client.Generate(hold, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
+		Prompt: "Once upon a time", MaxTokens: 300, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
+	if err == nil {
+		_, err = st.Recv()
+	}
+	if err != nil {
+		t.Fatalf("the running request: %v", err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- speculative(ctx, 8) }()
+	time.Sleep(30 * time.Millisecond)
+	if err := speculative(ctx, 8); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a request finding the queue full: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if err := <-waited; status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a request waiting past --queue-wait: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	stop()
+	if n := len(fake.Starts()); n != 0 {
+		t.Errorf("the draft got %d session starts from requests never admitted, want 0", n)
+	}
+	// Admitted, a request opens its draft's stream.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		err := speculative(ctx, 8)
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
+			t.Fatalf("a request on the idle verifier: %v", err)
+		}
+	}
+	if n := len(fake.Starts()); n != 1 {
+		t.Errorf("an admitted request: the draft got %d session starts, want 1", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,7 +231,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		},
 		Spec: q.Spec, MaxGamma: q.MaxGamma, Gamma: q.Gamma,
 	}
-	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0, arrivals: map[uint64]roundArrival{}}
+	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0}
 	r.vocab, r.dists = m.Vocab, mode == spec.Rejection && !q.Sampling.Greedy()
 	r.stats.PromptTokens = uint32(len(prompt))
 	r.prompt, r.promptFirst = prompt, rendered
@@ -239,30 +240,39 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	if q.Sampling.Greedy() {
 		r.stats.Mode = specdv1.VerificationMode_VERIFICATION_MODE_GREEDY
 	}
-	// Open the draft's stream before submitting, so that the draft prefills the same
-	// context while the verifier does — unless the engine measures plain decoding
-	// faster at the moment (verifier.Scheduler.DraftsOn): a draft that is not checked
-	// still costs a stream, a prefill and its first rounds. A request that fixed γ
-	// always gets its draft. One left without its draft still tells the engine's
-	// switch what plain decoding gives (Job.Draftable).
+	// The draft's stream opens when the engine admits the request, as its pass starts,
+	// so that the draft prefills the same context while the verifier does; a request
+	// refused, or still waiting, costs the draft nothing. It opens unless the engine
+	// measures plain decoding faster at the moment (verifier.Scheduler.DraftsOn): a
+	// draft that is not checked still costs a stream, a prefill and its first rounds.
+	// A request that fixed γ always gets its draft. One left without its draft still
+	// tells the engine's switch what plain decoding gives (Job.Draftable).
 	addr := req.GetDraftAddress()
 	if addr != "" && !s.knownDraft(addr) {
 		s.refuseDraft(ctx, addr)
 		addr = ""
 	}
 	job.Draftable = addr != "" && q.Spec
-	if job.Draftable && (e.speculating.Load() || q.Gamma > 0) {
-		link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
-		if err != nil {
-			r.fallback(err)
-			job.Draftable = false
-		} else {
-			defer link.close()
+	if job.Draftable {
+		r.connect = func() {
+			if !e.speculating.Load() && q.Gamma == 0 {
+				return
+			}
+			link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
+			if err != nil {
+				r.fallback(err)
+				return
+			}
 			r.link = link
 			r.draftModel = s.draftModel(ctx, addr)
 			r.stats.Draft = &specdv1.Endpoint{Address: addr, Model: r.draftModel}
 		}
 	}
+	defer func() {
+		if r.link != nil {
+			r.link.close()
+		}
+	}()
 	id, sk, err := e.Submit(ctx, job)
 	if err != nil {
 		switch {
@@ -289,6 +299,7 @@ type run struct {
 	ctx         context.Context
 	stream      speculationv1.VerifierService_GenerateServer
 	link        *draftLink
+	connect     func() // opens the draft's stream on admission; nil: no draft
 	tracer      trace.Tracer
 	model       string  // the verifier's model
 	prompt      []int32 // as taken: sent back with the final message
@@ -299,8 +310,11 @@ type run struct {
 	t0          time.Time
 	admitted    time.Time
 	first       time.Time
-	arrivals    map[uint64]roundArrival // proposals sent to the engine, by round, until verified
-	roundTrips  time.Duration           // summed draft round trips of fresh rounds
+	// Proposals sent to the engine and perhaps still queued there, oldest first: the
+	// engine verifies them in this order and keeps at most verifier.MaxProposals, so
+	// no more are kept here.
+	arrivals    []roundArrival
+	roundTrips  time.Duration // summed draft round trips of fresh rounds
 	freshRounds int
 	stats       specdv1.Stats
 	// Committed tokens not sent yet (see Config.StreamInterval), and the timer that
@@ -343,9 +357,10 @@ func (r *run) loop(sk *sink) error {
 				r.freshRounds++
 				r.s.cfg.Metrics.RecordRoundTrip(r.ctx, r.model, r.draftModel, rtt)
 			}
-			if len(r.arrivals) < 64 {
-				r.arrivals[a.p.Round] = roundArrival{a.at, rtt}
+			if len(r.arrivals) == verifier.MaxProposals {
+				r.arrivals = r.arrivals[1:] // the engine drops its oldest too
 			}
+			r.arrivals = append(r.arrivals, roundArrival{a.p.Round, a.at, rtt})
 			if err := r.e.send(r.ctx, event{id: r.id, proposal: &a}); err != nil {
 				return err
 			}
@@ -354,8 +369,12 @@ func (r *run) loop(sk *sink) error {
 				return err
 			}
 		case <-wait.C:
+			// Only the engine knows whether it has admitted the request meanwhile: it
+			// ends the request (errNotAdmitted) unless it has, and update says which.
 			if r.admitted.IsZero() {
-				return &services.BusyError{Err: fmt.Errorf("%w: not admitted within %v", services.ErrBusy, r.s.cfg.QueueWait), RetryAfter: r.e.retryAfter()}
+				if err := r.e.send(r.ctx, event{id: r.id, withdraw: true}); err != nil {
+					return err
+				}
 			}
 		case <-r.ctx.Done():
 			return r.ctx.Err()
@@ -363,10 +382,12 @@ func (r *run) loop(sk *sink) error {
 	}
 }
 
-// roundArrival is when a proposal arrived and its round trip (0: not a fresh round).
+// roundArrival is when a proposal of a round arrived and its round trip (0: not a
+// fresh round).
 type roundArrival struct {
-	at  time.Time
-	rtt time.Duration
+	round uint64
+	at    time.Time
+	rtt   time.Duration
 }
 
 // update acts on one engine update; done reports the end of the request.
@@ -376,6 +397,10 @@ func (r *run) update(u verifier.Update, wait *time.Timer) (done bool, err error)
 		wait.Stop()
 		r.stats.CachedPromptTokens = uint32(u.CachedPrompt)
 		r.stats.QueueWait = services.Duration(r.admitted.Sub(r.t0))
+		if r.connect != nil {
+			r.connect()
+			r.connect = nil
+		}
 	}
 	if err := r.emit(u.Tokens, u.Done); err != nil {
 		return true, err
@@ -394,6 +419,9 @@ func (r *run) update(u verifier.Update, wait *time.Timer) (done bool, err error)
 	if !u.Done {
 		return false, nil
 	}
+	if errors.Is(u.Err, errNotAdmitted) {
+		return true, &services.BusyError{Err: fmt.Errorf("%w: not admitted within %v", services.ErrBusy, r.s.cfg.QueueWait), RetryAfter: r.e.retryAfter()}
+	}
 	if u.Err != nil {
 		return true, u.Err
 	}
@@ -404,8 +432,12 @@ func (r *run) update(u verifier.Update, wait *time.Timer) (done bool, err error)
 // proposal's arrival to its verdict; rtt is the draft's round trip when it was a fresh
 // round (drafted after a verdict), else 0.
 func (r *run) roundSpan(rd verifier.Round) {
-	a := r.arrivals[rd.Round]
-	delete(r.arrivals, rd.Round)
+	var a roundArrival
+	// Proposals before the verified one were dropped unverified.
+	if i := slices.IndexFunc(r.arrivals, func(x roundArrival) bool { return x.round == rd.Round }); i >= 0 {
+		a = r.arrivals[i]
+		r.arrivals = r.arrivals[i+1:]
+	}
 	_, span := r.tracer.Start(r.ctx, "speculation.round", trace.WithTimestamp(cmp.Or(a.at, time.Now())), trace.WithAttributes(
 		attribute.Int64("specd.round", int64(rd.Round)),
 		attribute.Int("specd.gamma", rd.Gamma),
@@ -421,25 +453,38 @@ func (r *run) roundSpan(rd verifier.Round) {
 	span.End()
 }
 
-// fallback drops the draft after a failure; the request continues plainly, and the
-// engine, told so, no longer holds it waiting for the draft's proposals.
+// fallback drops the draft after a failure or its refusal of the session (a status
+// that is not services.PeerDown: full, say); the request continues plainly, and the
+// engine, told so, no longer holds it waiting for the draft's proposals. A failure
+// counts as a fallback, a refusal as a draft refusal: the router's breaker of the
+// draft counts only the former.
 func (r *run) fallback(err error) {
 	if r.link != nil {
 		r.link.close()
 		r.link = nil
 	}
+	r.arrivals = nil // the engine drops them too
 	if r.id != 0 {
 		// Only when the request's own context has ended does this fail; then the
 		// request is ending anyway.
 		_ = r.e.send(r.ctx, event{id: r.id, dropDraft: true})
 	}
-	r.stats.Fallbacks++
+	refused := err != nil && !services.PeerDown(err)
+	if refused {
+		r.stats.DraftRefusals++
+	} else {
+		r.stats.Fallbacks++
+	}
 	reason := "draft unavailable"
 	if err != nil {
 		reason = err.Error()
 	}
-	trace.SpanFromContext(r.ctx).AddEvent("specd.fallback", trace.WithAttributes(attribute.String("specd.reason", reason)))
-	if r.s.log != nil && err != nil && !errors.Is(err, context.Canceled) {
+	trace.SpanFromContext(r.ctx).AddEvent("specd.fallback", trace.WithAttributes(attribute.String("specd.reason", reason), attribute.Bool("specd.refused", refused)))
+	switch {
+	case r.s.log == nil || err == nil || errors.Is(err, context.Canceled):
+	case refused:
+		r.s.log.InfoContext(r.ctx, "draft refused the session, decoding plainly", "err", err)
+	default:
 		r.s.log.WarnContext(r.ctx, "draft unavailable, decoding plainly", "err", err)
 	}
 }
@@ -519,7 +564,7 @@ func (r *run) finish(u verifier.Update) error {
 	if r.s.log != nil {
 		r.s.log.DebugContext(r.ctx, "generation done", "rounds", ss.Rounds, "drafted", ss.Drafted, "accepted", ss.Accepted,
 			"plain", ss.Plain, "lookup", ss.Guessed, "lookup_accepted", ss.GuessAccepted, "stale", ss.Stale, "branches", ss.Branches,
-			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks)
+			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks, "draft_refusals", st.DraftRefusals)
 	}
 	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
 		FinishReason: services.FinishToProto(out.Reason), Stats: st,

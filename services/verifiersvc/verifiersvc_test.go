@@ -95,6 +95,12 @@ func startService(t *testing.T, file string, kvBytes int64, run func(context.Con
 // startServiceLimited is startService with the server's limits.
 func startServiceLimited(t *testing.T, file string, kvBytes int64, lim services.Limits, run func(context.Context, serve.Worker, net.Listener) error) (context.Context, string) {
 	t.Helper()
+	return startServiceWith(t, file, kvBytes, func(w *serve.Worker) { w.Limits = lim }, run)
+}
+
+// startServiceWith is startService with the worker as set (if not nil) changes it.
+func startServiceWith(t *testing.T, file string, kvBytes int64, set func(*serve.Worker), run func(context.Context, serve.Worker, net.Listener) error) (context.Context, string) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -103,15 +109,16 @@ func startServiceLimited(t *testing.T, file string, kvBytes int64, lim services.
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, serve.Worker{
-			Load:   func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) },
-			Engine: services.EngineConfig{Threads: 1, KVBudget: kvBytes, KVType: ggml.F32, MaxBlock: 64},
-			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready:  func(*model.Model) { close(ready) },
-			Limits: lim,
-		}, lis)
-	}()
+	w := serve.Worker{
+		Load:   func() (*model.Model, error) { return model.Load(path, model.LoadOptions{}) },
+		Engine: services.EngineConfig{Threads: 1, KVBudget: kvBytes, KVType: ggml.F32, MaxBlock: 64},
+		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ready:  func(*model.Model) { close(ready) },
+	}
+	if set != nil {
+		set(&w)
+	}
+	go func() { done <- run(ctx, w, lis) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
@@ -130,7 +137,14 @@ func startServiceLimited(t *testing.T, file string, kvBytes int64, lim services.
 // returns a context ending then and a client.
 func startVerifier(t *testing.T, cfg verifiersvc.Config) (context.Context, speculationv1.VerifierServiceClient) {
 	t.Helper()
-	ctx, addr := startService(t, "specd-target-q8_0.gguf", 32<<20, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
+	return startVerifierWith(t, 32<<20, nil, cfg)
+}
+
+// startVerifierWith is startVerifier with a KV budget of kvBytes and the worker as set
+// (if not nil) changes it.
+func startVerifierWith(t *testing.T, kvBytes int64, set func(*serve.Worker), cfg verifiersvc.Config) (context.Context, speculationv1.VerifierServiceClient) {
+	t.Helper()
+	ctx, addr := startServiceWith(t, "specd-target-q8_0.gguf", kvBytes, set, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
 		return serve.Verifier(ctx, w, cfg, lis)
 	})
 	cc, err := services.Dial(addr)

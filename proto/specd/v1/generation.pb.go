@@ -824,6 +824,7 @@ type Stats struct {
 	Mode VerificationMode `protobuf:"varint,13,opt,name=mode,proto3,enum=specd.v1.VerificationMode" json:"mode,omitempty"`
 	// Times speculation fell back to plain decoding during the request (draft
 	// unreachable or failed, or gamma chosen as 0). The output is unaffected.
+	// A draft's refusal is counted in draft_refusals instead.
 	Fallbacks uint32 `protobuf:"varint,14,opt,name=fallbacks,proto3" json:"fallbacks,omitempty"`
 	// Times the router resumed the request on another verifier after one
 	// failed. The client saw no gap and no repeat.
@@ -846,7 +847,13 @@ type Stats struct {
 	CachedPromptTokens uint32 `protobuf:"varint,19,opt,name=cached_prompt_tokens,json=cachedPromptTokens,proto3" json:"cached_prompt_tokens,omitempty"`
 	// Time the request waited for admission at the verifier (KV budget or
 	// running-request limit) before its prompt was first computed.
-	QueueWait     *durationpb.Duration `protobuf:"bytes,20,opt,name=queue_wait,json=queueWait,proto3" json:"queue_wait,omitempty"`
+	QueueWait *durationpb.Duration `protobuf:"bytes,20,opt,name=queue_wait,json=queueWait,proto3" json:"queue_wait,omitempty"`
+	// Times the draft refused the request's session — full (RESOURCE_EXHAUSTED)
+	// or declining what it was asked (INVALID_ARGUMENT, FAILED_PRECONDITION, …)
+	// — so that the request decoded on plainly. A busy or unsuited draft has not
+	// failed: unlike fallbacks, refusals do not count against its circuit
+	// breaker. The output is unaffected.
+	DraftRefusals uint32 `protobuf:"varint,21,opt,name=draft_refusals,json=draftRefusals,proto3" json:"draft_refusals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1019,6 +1026,13 @@ func (x *Stats) GetQueueWait() *durationpb.Duration {
 		return x.QueueWait
 	}
 	return nil
+}
+
+func (x *Stats) GetDraftRefusals() uint32 {
+	if x != nil {
+		return x.DraftRefusals
+	}
+	return 0
 }
 
 // Endpoint names one service replica that served a request.
@@ -1529,7 +1543,7 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x04text\x18\x03 \x01(\tR\x04text\"k\n" +
 	"\x05Final\x12;\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
-	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\"\xb6\a\n" +
+	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\"\xdd\a\n" +
 	"\x05Stats\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\x12\x16\n" +
@@ -1552,7 +1566,8 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x16lookup_accepted_tokens\x18\x12 \x01(\rR\x14lookupAcceptedTokens\x120\n" +
 	"\x14cached_prompt_tokens\x18\x13 \x01(\rR\x12cachedPromptTokens\x128\n" +
 	"\n" +
-	"queue_wait\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\tqueueWait\":\n" +
+	"queue_wait\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\tqueueWait\x12%\n" +
+	"\x0edraft_refusals\x18\x15 \x01(\rR\rdraftRefusals\":\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\"\xc6\x01\n" +
