@@ -15,6 +15,6 @@ func Info(e *Engine, role string) *speculationv1.InfoResponse {
 			Name: m.Name, Role: role, Architecture: m.Arch, Quantization: m.Quant.String(),
 			ContextLength: uint32(m.Context), VocabSize: uint32(m.Vocab), TokenizerHash: m.Tok.Hash(), Parameters: m.Parameters,
 		},
-		KvBlocksTotal: uint64(st.Total), KvBlocksFree: uint64(st.Free), QueueDepth: uint32(active + waiting),
+		KvBlocksTotal: uint64(st.Total), KvBlocksFree: uint64(st.Free + st.Cached), QueueDepth: uint32(active + waiting),
 	}
 }

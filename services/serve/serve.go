@@ -283,9 +283,9 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 		return fail(err)
 	}
 	if w.Tel != nil {
-		defer w.Tel.Metrics.ObserveKVBlocks(func() (int64, int64) {
+		defer w.Tel.Metrics.ObserveKVBlocks(func() (int64, int64, int64) {
 			st := eng.KV.Stats()
-			return int64(st.Used), int64(st.Free)
+			return int64(st.Used - st.Cached), int64(st.Cached), int64(st.Free)
 		})()
 		defer w.Tel.Metrics.ObserveQueueDepth(func() int64 {
 			active, waiting := eng.Load()

@@ -38,7 +38,7 @@ const (
 	AttrDraftModel = "draft_model" // the draft model of a speculation round
 	AttrDomain     = "domain"      // the request's domain (GenerateRequest.domain), bounded
 	AttrCode       = "code"        // a gRPC status code name: OK, Unavailable, …
-	AttrState      = "state"       // of KV blocks: used or free
+	AttrState      = "state"       // of KV blocks: used, cached or free
 	AttrEndpoint   = "endpoint"    // a verifier or draft endpoint id
 	AttrKey        = "key"         // the name of the API key a request was made with (WithKey), bounded
 )
@@ -123,7 +123,7 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	ms.passTokens = hist(NamePassTokens, "{token}", "Tokens of each batched forward pass of the verifier: prompt chunks, decode steps and tokens to verify, of every request in the pass.", passTokenBuckets)
 	ms.passSeconds = hist(NamePassSeconds, "s", "Duration of each batched forward pass of the verifier.", passBuckets)
 	ms.queueDepth = gauge(NameQueueDepth, "{request}", "Sessions computing or waiting for a slot.")
-	ms.kvBlocks = gauge(NameKVBlocks, "{block}", "KV cache blocks, by state (used or free).")
+	ms.kvBlocks = gauge(NameKVBlocks, "{block}", "KV cache blocks, by state: used (held by requests), cached (held only by the prefix cache, given up when needed) or free.")
 	ms.breakers = gauge(NameBreakerState, "", "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.")
 	ms.stale = gauge(NameDiscoveryStale, "", "1 while the router serves a discovery view it could not refresh.")
 	for _, err := range errs {
@@ -244,18 +244,21 @@ func (m *Metrics) ObserveQueueDepth(f func() int64) (stop func()) {
 	}, m.queueDepth)
 }
 
-// ObserveKVBlocks reports specd_kv_blocks{state="used"|"free"} from f at each
-// collection. Register once per service; the returned function stops the reporting.
-func (m *Metrics) ObserveKVBlocks(f func() (used, free int64)) (stop func()) {
+// ObserveKVBlocks reports specd_kv_blocks{state="used"|"cached"|"free"} from f at
+// each collection. Register once per service; the returned function stops the reporting.
+func (m *Metrics) ObserveKVBlocks(f func() (used, cached, free int64)) (stop func()) {
 	if m == nil {
 		return func() {}
 	}
-	usedSet := metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrState, "used")))
-	freeSet := metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrState, "free")))
+	sets := [3]metric.ObserveOption{}
+	for i, st := range []string{"used", "cached", "free"} {
+		sets[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrState, st)))
+	}
 	return m.observe(func(_ context.Context, o metric.Observer) error {
-		used, free := f()
-		o.ObserveInt64(m.kvBlocks, used, usedSet)
-		o.ObserveInt64(m.kvBlocks, free, freeSet)
+		used, cached, free := f()
+		for i, n := range []int64{used, cached, free} {
+			o.ObserveInt64(m.kvBlocks, n, sets[i])
+		}
 		return nil
 	}, m.kvBlocks)
 }

@@ -142,7 +142,7 @@ func TestMetricsExposedNames(t *testing.T) {
 	m.RecordPass(ctx, "target", 1, 700*time.Microsecond)
 	stops := []func(){
 		m.ObserveQueueDepth(func() int64 { return 3 }),
-		m.ObserveKVBlocks(func() (int64, int64) { return 5, 27 }),
+		m.ObserveKVBlocks(func() (int64, int64, int64) { return 5, 2, 25 }),
 		m.ObserveBreakers(func() map[string]int64 {
 			return map[string]int64{"v1": telemetry.BreakerOpen, "d1": telemetry.BreakerClosed}
 		}),
@@ -208,7 +208,8 @@ func TestMetricsExposedNames(t *testing.T) {
 
 	gauge("specd_queue_depth_requests", nil, 3)
 	gauge("specd_kv_blocks", map[string]string{"state": "used"}, 5)
-	gauge("specd_kv_blocks", map[string]string{"state": "free"}, 27)
+	gauge("specd_kv_blocks", map[string]string{"state": "cached"}, 2)
+	gauge("specd_kv_blocks", map[string]string{"state": "free"}, 25)
 	gauge("specd_breaker_state", map[string]string{"endpoint": "v1"}, 2)
 	gauge("specd_breaker_state", map[string]string{"endpoint": "d1"}, 0)
 	gauge("specd_discovery_stale", nil, 1)
@@ -269,7 +270,7 @@ func TestNilRecordsNothing(t *testing.T) {
 	m.RecordRoundTrip(context.Background(), "a", "b", time.Second)
 	m.RecordTimeToFirstToken(context.Background(), "a", time.Second)
 	m.ObserveQueueDepth(func() int64 { return 1 })()
-	m.ObserveKVBlocks(func() (int64, int64) { return 1, 1 })()
+	m.ObserveKVBlocks(func() (int64, int64, int64) { return 1, 0, 1 })()
 	m.ObserveBreakers(func() map[string]int64 { return nil })()
 	m.ObserveDiscoveryStale(func() bool { return false })()
 }

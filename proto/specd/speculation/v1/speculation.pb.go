@@ -867,8 +867,8 @@ type InfoResponse struct {
 	Model *v1.ModelInfo `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// Size of the replica's KV cache pool, in blocks.
 	KvBlocksTotal uint64 `protobuf:"varint,2,opt,name=kv_blocks_total,json=kvBlocksTotal,proto3" json:"kv_blocks_total,omitempty"`
-	// Blocks of the KV cache pool not in use (idle sessions whose blocks may be
-	// evicted count as in use).
+	// Blocks of the KV cache pool a new request can have: free ones, and ones
+	// only the prefix cache holds (it gives them up when a request needs them).
 	KvBlocksFree uint64 `protobuf:"varint,3,opt,name=kv_blocks_free,json=kvBlocksFree,proto3" json:"kv_blocks_free,omitempty"`
 	// Requests waiting for the replica to start serving them.
 	QueueDepth    uint32 `protobuf:"varint,4,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`
