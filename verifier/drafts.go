@@ -41,6 +41,11 @@ type band struct {
 	// assumeOff: a lighter load measured drafts slower, so until drafts are measured
 	// here the band decodes plainly for minExploit epochs before it tries them.
 	assumeOff bool
+	// next is the setting the band's last epoch chose for its next one (decided: it has
+	// had one). The load may move to another band at that moment; when it comes back,
+	// the band goes on from there, or a band the load leaves every epoch would never
+	// run its other setting: neither measure it nor explore it.
+	next, decided bool
 }
 
 const (
@@ -82,7 +87,9 @@ func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, measu
 	// the load now, in that band's choice.
 	next := d.on
 	if d.counted > 0 {
-		next = d.bands[d.band].record(d.on, float64(d.tokens)/d.counted.Seconds())
+		x := &d.bands[d.band]
+		next = x.record(d.on, float64(d.tokens)/d.counted.Seconds())
+		x.next, x.decided = next, true
 	}
 	if b := loadBand(running); b != d.band {
 		d.band = b
@@ -92,13 +99,14 @@ func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, measu
 	d.elapsed, d.tokens, d.counted = 0, 0, 0
 }
 
-// start is the setting to start band b in, cur the one running: b's better one once
-// both are measured; before that, off if a lighter load measured off better (drafts
-// share the verifier's cores, and a heavier load leaves them less room, never more),
-// for minExploit epochs before drafts are tried (see band.assumeOff), else cur.
+// start is the setting to start band b in, cur the one running: the one b's last
+// epoch chose (see band.next); before b has had an epoch, off if a lighter load
+// measured off better (drafts share the verifier's cores, and a heavier load leaves
+// them less room, never more), for minExploit epochs before drafts are tried (see
+// band.assumeOff), else cur.
 func (d *draftSwitch) start(b int, cur bool) bool {
-	if x := &d.bands[b]; x.rate[0] > 0 && x.rate[1] > 0 {
-		return x.prefer(cur)
+	if x := &d.bands[b]; x.decided {
+		return x.next
 	}
 	for _, x := range d.bands[:b] {
 		if x.rate[0] > 0 && x.rate[1] > 0 && !x.prefer(true) {
