@@ -35,9 +35,13 @@ type draftSwitch struct {
 
 // band is what the switch knows of one load band.
 type band struct {
-	rate    [2]float64 // committed tokens per second, off and on; 0 until measured
-	run     int        // epochs of the better setting (or of the assumed one) in a row
-	exploit int        // epochs of the better setting between explorations
+	rate [2]float64 // committed tokens per second, off and on
+	// measured: rate[i] has an epoch behind it. A rate of 0 is a measurement (an
+	// epoch that committed nothing, the verifier stalled waiting for drafts), the
+	// worst there is, not the lack of one.
+	measured [2]bool
+	run      int // epochs of the better setting (or of the assumed one) in a row
+	exploit  int // epochs of the better setting between explorations
 	// assumeOff: a lighter load measured drafts slower, so until drafts are measured
 	// here the band decodes plainly for minExploit epochs before it tries them.
 	assumeOff bool
@@ -109,7 +113,7 @@ func (d *draftSwitch) start(b int, cur bool) bool {
 		return x.next
 	}
 	for _, x := range d.bands[:b] {
-		if x.rate[0] > 0 && x.rate[1] > 0 && !x.prefer(true) {
+		if x.both() && !x.prefer(true) {
 			d.bands[b].assumeOff = true
 			return false
 		}
@@ -119,7 +123,7 @@ func (d *draftSwitch) start(b int, cur bool) bool {
 
 // prefer is the setting to start the band in: its better one once both are measured.
 func (b *band) prefer(cur bool) bool {
-	if b.rate[0] == 0 || b.rate[1] == 0 {
+	if !b.both() {
 		return cur
 	}
 	return b.draftsPay()
@@ -133,12 +137,12 @@ func (b *band) draftsPay() bool { return b.rate[1] > 1.05*b.rate[0] }
 // record takes the rate of an epoch run with setting on and returns the next setting.
 func (b *band) record(on bool, r float64) bool {
 	i := b2i(on)
-	if b.rate[i] == 0 {
-		b.rate[i] = r
+	if !b.measured[i] {
+		b.rate[i], b.measured[i] = r, true
 	} else {
 		b.rate[i] = 0.5*b.rate[i] + 0.5*r
 	}
-	if b.rate[0] == 0 || b.rate[1] == 0 {
+	if !b.both() {
 		if !on && b.assumeOff && b.run+1 < minExploit {
 			b.run++
 			return false
@@ -168,6 +172,9 @@ func (b *band) record(on bool, r float64) bool {
 	b.run = 0
 	return !on // explore
 }
+
+// both reports whether both settings are measured.
+func (b *band) both() bool { return b.measured[0] && b.measured[1] }
 
 func b2i(b bool) int {
 	if b {

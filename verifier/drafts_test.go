@@ -108,6 +108,14 @@ func TestDraftSwitch(t *testing.T) {
 			t.Errorf("after drafts began to pay: on %.0f%% of the time, want most (bands %+v)", 100*got, d.bands[1:3])
 		}
 	})
+	t.Run("a setting that commits nothing is measured", func(t *testing.T) {
+		// Drafts on, the verifier stalls (drafts that never arrive, requests held for
+		// them): an epoch commits no token. That is the worst rate, not no rate.
+		d := newDraftSwitch()
+		if got := run(&d, [2]float64{1000, 0}, 4, 10*time.Second); got > 0.12 {
+			t.Errorf("where drafts commit nothing: on %.0f%% of the time, want little (band %+v)", 100*got, d.bands[loadBand(4)])
+		}
+	})
 	t.Run("bands apart", func(t *testing.T) {
 		d := newDraftSwitch()
 		run(&d, [2]float64{3000, 2000}, 16, 10*time.Second) // off pays at 16 requests
