@@ -105,8 +105,7 @@ func TestMatMulRealShapes(t *testing.T) {
 
 // TestMatMulsRealShapes computes the projections a layer of a Q4_K_M file runs together
 // (Q, K and V at 896 columns in its fallback types; gate and up at 4864 in K-quants)
-// in one MatMuls, packed, for several token counts on two threads, and checks each
-// output bitwise against MatMul of its matrix alone.
+// in one MatMuls, packed, for several token counts on two threads (see checkMatMuls).
 func TestMatMulsRealShapes(t *testing.T) {
 	forEachImpl(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(33, 34))
@@ -126,21 +125,7 @@ func TestMatMulsRealShapes(t *testing.T) {
 				ws[i].Pack()
 			}
 			for _, n := range []int{1, 5, 12, 17} {
-				x := randFloats(rng, n*c.cols, 1)
-				outs := make([][]float32, len(ws))
-				for i, w := range ws {
-					outs[i] = make([]float32, n*w.Rows)
-				}
-				pool.MatMuls(outs, ws, x, n)
-				for i, w := range ws {
-					want := make([]float32, n*w.Rows)
-					pool.MatMul(want, w, x, n)
-					for j := range want {
-						if math.Float32bits(outs[i][j]) != math.Float32bits(want[j]) {
-							t.Fatalf("cols %d n=%d: MatMuls output %d (%v, packed=%v)[%d] = %v, MatMul gives %v", c.cols, n, i, w.Type, w.Packed(), j, outs[i][j], want[j])
-						}
-					}
-				}
+				checkMatMuls(t, pool, ws, randFloats(rng, n*c.cols, 1), n)
 			}
 		}
 	})
