@@ -306,23 +306,29 @@ func TestMatMulsMatchesMatMul(t *testing.T) {
 				}
 				ws = append(ws, w)
 			}
-			x := randFloats(rng, n*c.cols, 1)
-			outs := make([][]float32, len(ws))
-			for i, w := range ws {
-				outs[i] = make([]float32, n*w.Rows)
-			}
-			pool.MatMuls(outs, ws, x, n)
-			for i, w := range ws {
-				want := make([]float32, n*w.Rows)
-				pool.MatMul(want, w, x, n)
-				for j := range want {
-					if math.Float32bits(outs[i][j]) != math.Float32bits(want[j]) {
-						t.Fatalf("MatMuls output %d (%v, packed=%v)[%d] = %v, MatMul gives %v", i, w.Type, w.Packed(), j, outs[i][j], want[j])
-					}
-				}
-			}
+			checkMatMuls(t, pool, ws, randFloats(rng, n*c.cols, 1), n)
 		}
 	})
+}
+
+// checkMatMuls computes ws together in one MatMuls for n tokens of x and checks each
+// output bitwise against MatMul of its matrix alone.
+func checkMatMuls(t *testing.T, pool *Pool, ws []*Matrix, x []float32, n int) {
+	t.Helper()
+	outs := make([][]float32, len(ws))
+	for i, w := range ws {
+		outs[i] = make([]float32, n*w.Rows)
+	}
+	pool.MatMuls(outs, ws, x, n)
+	for i, w := range ws {
+		want := make([]float32, n*w.Rows)
+		pool.MatMul(want, w, x, n)
+		for j := range want {
+			if math.Float32bits(outs[i][j]) != math.Float32bits(want[j]) {
+				t.Fatalf("%d×%d, n=%d: MatMuls output %d (%v, packed=%v)[%d] = %v, MatMul gives %v", w.Rows, w.Cols, n, i, w.Type, w.Packed(), j, outs[i][j], want[j])
+			}
+		}
+	}
 }
 
 // TestImplementationsAgree compares every implementation with the generic one on the

@@ -615,9 +615,19 @@ func TestPrefixConcurrent(t *testing.T) {
 // TestPrefixRandomized runs random sessions on a small pool, and after every step checks
 // the bookkeeping, that every sequence reads back the entries of its own tokens, and that
 // Grow fails only when Available says the blocks are not there.
+// TestPrefixRandomized runs random sessions over a small cache, in F32 and F16 pools:
+// they attach (whole blocks and the start of one more), grow, rewind, fork (as the draft
+// branches), publish and retire, and after every step each sequence must read back its
+// own entries and the pool's and cache's books must balance.
 func TestPrefixRandomized(t *testing.T) {
+	for _, typ := range []ggml.Type{ggml.F32, ggml.F16} {
+		t.Run(typ.String(), func(t *testing.T) { testPrefixRandomized(t, typ) })
+	}
+}
+
+func testPrefixRandomized(t *testing.T, typ ggml.Type) {
 	r := rand.New(rand.NewPCG(7, 7))
-	p, c := cached(t, ggml.F32, 12)
+	p, c := cached(t, typ, 12)
 	type sess struct {
 		seq    *Seq
 		tokens []int32
@@ -665,6 +675,10 @@ func TestPrefixRandomized(t *testing.T) {
 			if r.IntN(2) == 0 {
 				c.Publish(s.seq, s.tokens)
 			}
+		case op < 8 && len(live) > 0 && len(live) < 4: // a session forks a branch
+			i := r.IntN(len(live))
+			n := r.IntN(live[i].seq.Len() + 1)
+			live = append(live, sess{live[i].seq.Fork(n), slices.Clone(live[i].tokens[:n])})
 		case len(live) > 0: // a session ends
 			i := r.IntN(len(live))
 			if r.IntN(2) == 0 {

@@ -35,12 +35,21 @@ type draftSwitch struct {
 
 // band is what the switch knows of one load band.
 type band struct {
-	rate    [2]float64 // committed tokens per second, off and on; 0 until measured
-	run     int        // epochs of the better setting (or of the assumed one) in a row
-	exploit int        // epochs of the better setting between explorations
+	rate [2]float64 // committed tokens per second, off and on
+	// measured: rate[i] has an epoch behind it. A rate of 0 is a measurement (an
+	// epoch that committed nothing, the verifier stalled waiting for drafts), the
+	// worst there is, not the lack of one.
+	measured [2]bool
+	run      int // epochs of the better setting (or of the assumed one) in a row
+	exploit  int // epochs of the better setting between explorations
 	// assumeOff: a lighter load measured drafts slower, so until drafts are measured
 	// here the band decodes plainly for minExploit epochs before it tries them.
 	assumeOff bool
+	// next is the setting the band's last epoch chose for its next one (decided: it has
+	// had one). The load may move to another band at that moment; when it comes back,
+	// the band goes on from there, or a band the load leaves every epoch would never
+	// run its other setting: neither measure it nor explore it.
+	next, decided bool
 }
 
 const (
@@ -82,7 +91,9 @@ func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, measu
 	// the load now, in that band's choice.
 	next := d.on
 	if d.counted > 0 {
-		next = d.bands[d.band].record(d.on, float64(d.tokens)/d.counted.Seconds())
+		x := &d.bands[d.band]
+		next = x.record(d.on, float64(d.tokens)/d.counted.Seconds())
+		x.next, x.decided = next, true
 	}
 	if b := loadBand(running); b != d.band {
 		d.band = b
@@ -92,16 +103,17 @@ func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, measu
 	d.elapsed, d.tokens, d.counted = 0, 0, 0
 }
 
-// start is the setting to start band b in, cur the one running: b's better one once
-// both are measured; before that, off if a lighter load measured off better (drafts
-// share the verifier's cores, and a heavier load leaves them less room, never more),
-// for minExploit epochs before drafts are tried (see band.assumeOff), else cur.
+// start is the setting to start band b in, cur the one running: the one b's last
+// epoch chose (see band.next); before b has had an epoch, off if a lighter load
+// measured off better (drafts share the verifier's cores, and a heavier load leaves
+// them less room, never more), for minExploit epochs before drafts are tried (see
+// band.assumeOff), else cur.
 func (d *draftSwitch) start(b int, cur bool) bool {
-	if x := &d.bands[b]; x.rate[0] > 0 && x.rate[1] > 0 {
-		return x.prefer(cur)
+	if x := &d.bands[b]; x.decided {
+		return x.next
 	}
 	for _, x := range d.bands[:b] {
-		if x.rate[0] > 0 && x.rate[1] > 0 && !x.prefer(true) {
+		if x.both() && !x.prefer(true) {
 			d.bands[b].assumeOff = true
 			return false
 		}
@@ -111,7 +123,7 @@ func (d *draftSwitch) start(b int, cur bool) bool {
 
 // prefer is the setting to start the band in: its better one once both are measured.
 func (b *band) prefer(cur bool) bool {
-	if b.rate[0] == 0 || b.rate[1] == 0 {
+	if !b.both() {
 		return cur
 	}
 	return b.draftsPay()
@@ -125,12 +137,12 @@ func (b *band) draftsPay() bool { return b.rate[1] > 1.05*b.rate[0] }
 // record takes the rate of an epoch run with setting on and returns the next setting.
 func (b *band) record(on bool, r float64) bool {
 	i := b2i(on)
-	if b.rate[i] == 0 {
-		b.rate[i] = r
+	if !b.measured[i] {
+		b.rate[i], b.measured[i] = r, true
 	} else {
 		b.rate[i] = 0.5*b.rate[i] + 0.5*r
 	}
-	if b.rate[0] == 0 || b.rate[1] == 0 {
+	if !b.both() {
 		if !on && b.assumeOff && b.run+1 < minExploit {
 			b.run++
 			return false
@@ -160,6 +172,9 @@ func (b *band) record(on bool, r float64) bool {
 	b.run = 0
 	return !on // explore
 }
+
+// both reports whether both settings are measured.
+func (b *band) both() bool { return b.measured[0] && b.measured[1] }
 
 func b2i(b bool) int {
 	if b {

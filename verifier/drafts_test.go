@@ -81,6 +81,41 @@ func TestDraftSwitch(t *testing.T) {
 			t.Errorf("where drafts pay at 16 requests after all: on %.0f%% of the time, want most", 100*got)
 		}
 	})
+	t.Run("follows a change while the load moves between bands", func(t *testing.T) {
+		// Requests come and go: the load is 2 in one epoch and 3 in the next (bands 1
+		// and 2). Each band must still explore the setting it ran less, now and then,
+		// though the epoch after the one that decides to lies in the other band.
+		steps := 0 // since the start: the load alternates across calls too
+		alternate := func(d *draftSwitch, rate [2]float64, dur time.Duration) (onFrac float64) {
+			on, n := 0, int(dur/step)
+			for range n {
+				if d.on {
+					on++
+				}
+				// The step that ends an epoch already runs at the next epoch's load.
+				steps++
+				running := []int{2, 3}[steps/int(epochLen/step)%2]
+				d.observe(int(rate[b2i(d.on)]*step.Seconds()), step, running, true)
+			}
+			return float64(on) / float64(n)
+		}
+		d := newDraftSwitch()
+		alternate(&d, [2]float64{3000, 2000}, 5*time.Second) // settle
+		if got := alternate(&d, [2]float64{3000, 2000}, 10*time.Second); got > 0.2 {
+			t.Errorf("where drafts cost more: on %.0f%% of the time, want little (bands %+v)", 100*got, d.bands[1:3])
+		}
+		if got := alternate(&d, [2]float64{1000, 2000}, 30*time.Second); got < 0.7 {
+			t.Errorf("after drafts began to pay: on %.0f%% of the time, want most (bands %+v)", 100*got, d.bands[1:3])
+		}
+	})
+	t.Run("a setting that commits nothing is measured", func(t *testing.T) {
+		// Drafts on, the verifier stalls (drafts that never arrive, requests held for
+		// them): an epoch commits no token. That is the worst rate, not no rate.
+		d := newDraftSwitch()
+		if got := run(&d, [2]float64{1000, 0}, 4, 10*time.Second); got > 0.12 {
+			t.Errorf("where drafts commit nothing: on %.0f%% of the time, want little (band %+v)", 100*got, d.bands[loadBand(4)])
+		}
+	})
 	t.Run("bands apart", func(t *testing.T) {
 		d := newDraftSwitch()
 		run(&d, [2]float64{3000, 2000}, 16, 10*time.Second) // off pays at 16 requests
