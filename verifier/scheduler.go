@@ -551,6 +551,7 @@ func (s *Scheduler) Step() (Ready, error) {
 		if err := s.pickSource(e, update); err != nil {
 			failed = append(failed, e)
 			update(e).Err = err
+			e.prefill, e.input, e.source = nil, nil, srcNone // not planned: it is removed
 			return
 		}
 		budget--
