@@ -104,6 +104,9 @@ func TestRead(t *testing.T) {
 		{"unknown pre-tokenizer", with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("qwen9"))), tokenizer.ErrUnknownPreTokenizer, `"qwen9"`},
 		{"EOS out of range", with(smallBPE(), "tokenizer.ggml.eos_token_id", ptr(gguf.NewUint32(7))), nil, "eos_token_id = 7"},
 		{"BOS asked for but absent", with(smallBPE(), "tokenizer.ggml.add_bos_token", ptr(gguf.NewBool(true))), nil, "no BOS token"},
+		{"EOS asked for but absent", with(with(smallBPE(), "tokenizer.ggml.eos_token_id", nil), "tokenizer.ggml.add_eos_token", ptr(gguf.NewBool(true))), nil, "no EOS token"},
+		{"add_eos_token of the wrong type", with(smallBPE(), "tokenizer.ggml.add_eos_token", ptr(gguf.NewUint32(1))), gguf.ErrWrongType, "add_eos_token"},
+		{"general.name of the wrong type", with(smallBPE(), "general.name", ptr(gguf.NewUint32(3))), gguf.ErrWrongType, "general.name"},
 		{"scores of the wrong type", with(smallBPE(), "tokenizer.ggml.scores", ptr(gguf.NewString("x"))), gguf.ErrWrongType, "scores"},
 		{"SentencePiece without scores", with(with(smallBPE(), "tokenizer.ggml.model", ptr(gguf.NewString("llama"))), "tokenizer.ggml.scores", nil), gguf.ErrNotFound, "scores"},
 	} {
@@ -127,6 +130,17 @@ func FuzzLoad(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes(), "Ab 12 €")
+	buf.Reset()
+	phi := with(with(smallBPE(), "general.name", ptr(gguf.NewString("Phi-3 mini"))), "tokenizer.ggml.add_eos_token", ptr(gguf.NewBool(true)))
+	if err := gguf.Write(&buf, phi, nil, 0); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes(), "a <|end|> \n b")
+	buf.Reset()
+	if err := gguf.Write(&buf, with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("jina-v2-es"))), nil, 0); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes(), "a <mask> b")
 	f.Fuzz(func(t *testing.T, data []byte, text string) {
 		gf, err := gguf.Parse(data)
 		if err != nil {
@@ -136,9 +150,9 @@ func FuzzLoad(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, id := range tok.EncodeSpecial(text, true) {
+		for _, id := range tok.Tokenize(text, true, true) {
 			if id < 0 || int(id) >= tok.VocabSize() {
-				t.Fatalf("EncodeSpecial(%q) gave id %d of %d", text, id, tok.VocabSize())
+				t.Fatalf("Tokenize(%q) gave id %d of %d", text, id, tok.VocabSize())
 			}
 		}
 		_ = tok.Decode(tok.Encode(text, false))
