@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -102,4 +103,42 @@ func TestTokenizeAddSpecial(t *testing.T) {
 	if _, err := New(v); !errors.Is(err, ErrInvalidVocab) {
 		t.Errorf("New with a strip id of -1 = %v, want ErrInvalidVocab", err)
 	}
+}
+
+// FuzzStrip checks partition's stripping against a plain model of it: with the
+// user-defined token <u> (which cannot overlap itself) stripping on both sides, a text
+// encodes as the text cut at each <u>, each piece trimmed of C whitespace next to a <u>,
+// and joined again, encodes without stripping.
+func FuzzStrip(f *testing.F) {
+	for _, s := range []string{"a <u> b", " <u>", "<u> ", "\t<u>\n<u>\v\f\r x", "<u <u>>", "x<u>  <u>y", "é <u>\u00a0", ""} {
+		f.Add(s)
+	}
+	v := tinyBPE("gpt-2")
+	plain, err := New(v)
+	if err != nil {
+		f.Fatal(err)
+	}
+	v.Strip = map[int32]Strip{260: StripLeft | StripRight}
+	tok, err := New(v)
+	if err != nil {
+		f.Fatal(err)
+	}
+	const cSpace = " \t\n\v\f\r"
+	f.Fuzz(func(t *testing.T, text string) {
+		parts := strings.Split(text, "<u>")
+		for i := range parts {
+			if i > 0 {
+				parts[i] = strings.TrimLeft(parts[i], cSpace)
+			}
+			if i < len(parts)-1 {
+				parts[i] = strings.TrimRight(parts[i], cSpace)
+			}
+		}
+		want := strings.Join(parts, "<u>")
+		for _, parse := range []bool{false, true} {
+			if got, w := tok.Tokenize(text, false, parse), plain.Tokenize(want, false, parse); !slices.Equal(got, w) {
+				t.Fatalf("Tokenize(%q, false, %v) = %v, want %v (the ids of %q)", text, parse, got, w, want)
+			}
+		}
+	})
 }

@@ -120,27 +120,22 @@ func TestRead(t *testing.T) {
 // FuzzLoad feeds arbitrary GGUF metadata to Load: an error or a working tokenizer, never
 // a panic.
 func FuzzLoad(f *testing.F) {
-	var buf bytes.Buffer
-	if err := gguf.Write(&buf, smallBPE(), nil, 0); err != nil {
-		f.Fatal(err)
+	for _, seed := range []struct {
+		kv   []gguf.KV
+		text string
+	}{
+		{smallBPE(), "ab ab<|end|>"},
+		{with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("deepseek-llm"))), "Ab 12 €"},
+		// llama.cpp's whitespace rules by name, and add_eos_token.
+		{with(with(smallBPE(), "general.name", ptr(gguf.NewString("Phi-3 mini"))), "tokenizer.ggml.add_eos_token", ptr(gguf.NewBool(true))), "a <|end|> \n b"},
+		{with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("jina-v2-es"))), "a <mask> b"},
+	} {
+		var buf bytes.Buffer
+		if err := gguf.Write(&buf, seed.kv, nil, 0); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(buf.Bytes(), seed.text)
 	}
-	f.Add(buf.Bytes(), "ab ab<|end|>")
-	buf.Reset()
-	if err := gguf.Write(&buf, with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("deepseek-llm"))), nil, 0); err != nil {
-		f.Fatal(err)
-	}
-	f.Add(buf.Bytes(), "Ab 12 €")
-	buf.Reset()
-	phi := with(with(smallBPE(), "general.name", ptr(gguf.NewString("Phi-3 mini"))), "tokenizer.ggml.add_eos_token", ptr(gguf.NewBool(true)))
-	if err := gguf.Write(&buf, phi, nil, 0); err != nil {
-		f.Fatal(err)
-	}
-	f.Add(buf.Bytes(), "a <|end|> \n b")
-	buf.Reset()
-	if err := gguf.Write(&buf, with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("jina-v2-es"))), nil, 0); err != nil {
-		f.Fatal(err)
-	}
-	f.Add(buf.Bytes(), "a <mask> b")
 	f.Fuzz(func(t *testing.T, data []byte, text string) {
 		gf, err := gguf.Parse(data)
 		if err != nil {

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/specd-dev/specd/gguf"
@@ -161,11 +160,6 @@ func TestLlamaCppTokenize(t *testing.T) {
 	}
 }
 
-var (
-	variantMu    sync.Mutex
-	variantCache = map[string]*tokenizer.Tokenizer{}
-)
-
 // variantKV returns the metadata of the named stripVariants entry.
 func variantKV(tb testing.TB, name string) []gguf.KV {
 	tb.Helper()
@@ -189,17 +183,9 @@ func variantKV(tb testing.TB, name string) []gguf.KV {
 // loadVariant returns the tokenizer of the named stripVariants entry.
 func loadVariant(tb testing.TB, name string) *tokenizer.Tokenizer {
 	tb.Helper()
-	variantMu.Lock()
-	defer variantMu.Unlock()
-	if tok, ok := variantCache[name]; ok {
-		return tok
-	}
-	tok, err := ggufvocab.Load(parse(tb, variantKV(tb, name)))
-	if err != nil {
-		tb.Fatalf("%s: %v", name, err)
-	}
-	variantCache[name] = tok
-	return tok
+	return cachedVocab(tb, "variant "+name, func() (*tokenizer.Tokenizer, error) {
+		return ggufvocab.Load(parse(tb, variantKV(tb, name)))
+	})
 }
 
 // regenerateStrip writes every variant to a GGUF, runs llama-tokenize on each text in
