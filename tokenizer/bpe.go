@@ -300,6 +300,7 @@ func newByteLevel(v Vocab) (*Tokenizer, error) {
 		eos:       v.EOS,
 		unk:       v.UNK,
 		addBOS:    v.AddBOS && v.BOS >= 0,
+		addEOS:    v.AddEOS && v.EOS >= 0,
 		space:     " ",
 		surface:   make([]string, n),
 		leadSpace: make([]bool, n),
@@ -344,7 +345,9 @@ func newByteLevel(v Vocab) (*Tokenizer, error) {
 	if t.bpe, err = newBPE(t, v.Merges, v.Pre); err != nil {
 		return nil, err
 	}
-	t.collectSpecials()
+	if err := t.collectSpecials(v.Strip); err != nil {
+		return nil, err
+	}
 	t.hash = t.computeHashBPE(v.Merges)
 	return t, nil
 }

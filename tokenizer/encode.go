@@ -7,8 +7,9 @@ import "unicode/utf8"
 // tokenizer and llama2.c's run.c reproduce it:
 //
 //  0. User-defined pieces are split out of the text first, longest first, as llama.cpp
-//     and Hugging Face's Llama tokenizers do; each stretch of text between them is
-//     encoded on its own by the steps below.
+//     and Hugging Face's Llama tokenizers do, taking the whitespace next to them that
+//     Vocab.Strip says; each stretch of text between them is encoded on its own by the
+//     steps below.
 //  1. A non-empty stretch gets the dummy-prefix space in front (unless the vocabulary
 //     has NoDummyPrefix); with a SpaceIsMeta vocabulary every ' ' becomes '▁'. Nothing
 //     else is normalized.

@@ -1,8 +1,22 @@
 package tokenizer
 
 import (
+	"fmt"
 	"sort"
 	"strings"
+)
+
+// Strip is what whitespace a special token removes next to it when it is split out of a
+// text: llama.cpp's token attributes LLAMA_TOKEN_ATTR_LSTRIP and _RSTRIP (Hugging Face's
+// AddedToken lstrip and rstrip). Whitespace is the six ASCII bytes of C's isspace:
+// space, \t, \n, \v, \f and \r.
+type Strip uint8
+
+const (
+	// StripLeft removes the whitespace that ends the raw text before the token.
+	StripLeft Strip = 1 << iota
+	// StripRight removes the whitespace that starts the raw text after the token.
+	StripRight
 )
 
 // specialToken is a piece that is split out of text before encoding, as llama.cpp's
@@ -11,22 +25,35 @@ import (
 type specialToken struct {
 	text    string
 	id      int32
-	control bool // control or unknown: split out only by EncodeSpecial
+	control bool  // control or unknown: split out only by EncodeSpecial
+	strip   Strip // whitespace removed next to it
 }
 
 // collectSpecials lists t's special pieces, longest first (then by id), the order in
-// which they are split out.
-func (t *Tokenizer) collectSpecials() {
+// which they are split out, with their Strip from strip. It returns an error wrapping
+// ErrInvalidVocab for an id of strip out of range or an unknown Strip bit.
+func (t *Tokenizer) collectSpecials(strip map[int32]Strip) error {
+	for id, s := range strip {
+		switch {
+		case id < 0 || int(id) >= len(t.pieces):
+			return fmt.Errorf("%w: strip id %d out of range [0,%d)", ErrInvalidVocab, id, len(t.pieces))
+		case s&^(StripLeft|StripRight) != 0:
+			return fmt.Errorf("%w: strip of id %d is %#x", ErrInvalidVocab, id, uint8(s))
+		}
+	}
 	for i, p := range t.pieces {
+		sp := specialToken{text: p, id: int32(i), strip: strip[int32(i)]}
 		switch tt := t.types[i]; {
 		case p == "":
 		case tt == TypeUserDefined:
-			t.specials = append(t.specials, specialToken{text: p, id: int32(i)})
+			t.specials = append(t.specials, sp)
 		case tt == TypeControl || tt == TypeUnknown:
-			t.specials = append(t.specials, specialToken{text: p, id: int32(i), control: true})
+			sp.control = true
+			t.specials = append(t.specials, sp)
 		}
 	}
 	sort.SliceStable(t.specials, func(a, b int) bool { return len(t.specials[a].text) > len(t.specials[b].text) })
+	return nil
 }
 
 // fragment is a special token (id >= 0) or a stretch of raw text, text[start:end].
@@ -36,7 +63,9 @@ type fragment struct {
 }
 
 // partition cuts text into raw stretches and special tokens. Each special piece in turn,
-// longest first, is found in the raw stretches left so far, left to right.
+// longest first, is found in the raw stretches left so far, left to right. The whitespace
+// a token strips goes from the stretch it was found in: before it back to the stretch's
+// start at most (an earlier special token's), after it up to the next non-space.
 func (t *Tokenizer) partition(text string, parseSpecial bool) []fragment {
 	if text == "" {
 		return nil
@@ -54,11 +83,22 @@ func (t *Tokenizer) partition(text string, parseSpecial bool) []fragment {
 				if i < 0 {
 					break
 				}
-				if i > 0 {
-					next = append(next, fragment{f.start, f.start + i, -1})
+				left := f.start + i
+				if sp.strip&StripLeft != 0 {
+					for left > f.start && isSpace(text[left-1]) {
+						left--
+					}
+				}
+				if left > f.start {
+					next = append(next, fragment{f.start, left, -1})
 				}
 				next = append(next, fragment{id: sp.id})
 				f.start += i + len(sp.text)
+				if sp.strip&StripRight != 0 {
+					for f.start < f.end && isSpace(text[f.start]) {
+						f.start++
+					}
+				}
 			}
 			if f.id >= 0 || f.start < f.end {
 				next = append(next, f)
@@ -67,6 +107,12 @@ func (t *Tokenizer) partition(text string, parseSpecial bool) []fragment {
 		frags, next = next, frags
 	}
 	return frags
+}
+
+// isSpace reports whether c is whitespace for Strip: C's isspace in the "C" locale, which
+// llama.cpp calls on each byte.
+func isSpace(c byte) bool {
+	return c == ' ' || '\t' <= c && c <= '\r'
 }
 
 // EncodeSpecial is Encode, except that text spelling a control or unknown token (such
@@ -100,6 +146,23 @@ func (t *Tokenizer) encodeFragments(text string, addBOS, parseSpecial bool) []in
 			ids = t.encodeSPM(ids, text[f.start:f.end], afterSpecial && !t.noPrefix)
 		}
 		afterSpecial = false
+	}
+	return ids
+}
+
+// Tokenize encodes text as llama.cpp's llama_tokenize(text, add_special, parse_special)
+// does. With addSpecial, BOS comes first when the vocabulary asks for it (AddBOS) and EOS
+// last when it asks for that (AddEOS, tokenizer.ggml.add_eos_token); with parseSpecial,
+// special-token text becomes its token, as in EncodeSpecial, else as in Encode.
+func (t *Tokenizer) Tokenize(text string, addSpecial, parseSpecial bool) []int32 {
+	var ids []int32
+	if parseSpecial {
+		ids = t.EncodeSpecial(text, addSpecial && t.addBOS)
+	} else {
+		ids = t.Encode(text, addSpecial && t.addBOS)
+	}
+	if addSpecial && t.addEOS {
+		ids = append(ids, t.eos)
 	}
 	return ids
 }

@@ -120,6 +120,15 @@ type Vocab struct {
 	// AddBOS records whether the model expects BOS before a prompt
 	// (tokenizer.ggml.add_bos_token). Encode does not consult it; callers pass it on.
 	AddBOS bool
+	// AddEOS records whether the model expects EOS after a prompt
+	// (tokenizer.ggml.add_eos_token): Tokenize appends it when asked to add special
+	// tokens, as llama.cpp does. It needs a valid EOS id.
+	AddEOS bool
+	// Strip gives the special tokens (control, unknown, user-defined) that remove the
+	// whitespace next to them when they are split out of a text, by id; nil for none.
+	// llama.cpp sets these attributes by model name (see package ggufvocab). An entry
+	// for a token that is not special has no effect. Each id must be valid.
+	Strip map[int32]Strip
 	// SpaceIsMeta is true for SentencePiece and GGUF vocabularies, whose pieces spell a
 	// space as U+2581 '▁'; false for llama2.c's tokenizer.bin, which stores ' ' itself.
 	SpaceIsMeta bool
@@ -141,6 +150,7 @@ type Tokenizer struct {
 
 	bos, eos, unk int32
 	addBOS        bool
+	addEOS        bool
 	space         string // the piece spelling of a space: metaSpace or " "
 	spaceIsMeta   bool
 	noPrefix      bool // Vocab.NoDummyPrefix
@@ -216,6 +226,7 @@ func New(v Vocab) (*Tokenizer, error) {
 		eos:         v.EOS,
 		unk:         v.UNK,
 		addBOS:      v.AddBOS,
+		addEOS:      v.AddEOS,
 		space:       " ",
 		spaceIsMeta: v.SpaceIsMeta,
 		noPrefix:    v.NoDummyPrefix,
@@ -279,7 +290,9 @@ func New(v Vocab) (*Tokenizer, error) {
 		}
 		sort.Sort(sort.Reverse(sort.IntSlice(t.userLens)))
 	}
-	t.collectSpecials()
+	if err := t.collectSpecials(v.Strip); err != nil {
+		return nil, err
+	}
 	t.hash = t.computeHash()
 	return t, nil
 }
@@ -366,6 +379,9 @@ func (t *Tokenizer) UNK() int32 { return t.unk }
 // AddBOS reports whether the model expects BOS before a prompt (Vocab.AddBOS).
 func (t *Tokenizer) AddBOS() bool { return t.addBOS }
 
+// AddEOS reports whether the model expects EOS after a prompt (Vocab.AddEOS).
+func (t *Tokenizer) AddEOS() bool { return t.addEOS }
+
 // Model returns the vocabulary's algorithm.
 func (t *Tokenizer) Model() Model {
 	if t.bpe != nil {
@@ -417,7 +433,10 @@ func (t *Tokenizer) Type(id int32) TokenType {
 // ending its speculation for that request). The hash does not depend on
 // how the vocabulary spells a space ('▁' or ' '), on the text of control tokens (which
 // never appear in text), or on AddBOS, so a GGUF vocabulary and the llama2.c
-// tokenizer.bin it was converted from hash alike. It is stable across builds.
+// tokenizer.bin it was converted from hash alike. It is stable across builds. Neither
+// does it cover Strip or AddEOS, which change how text encodes next to special tokens and
+// at its end but not what an id means: llama.cpp sets Strip by model name, and a draft
+// never encodes text.
 //
 // A byte-level BPE vocabulary hashes under another definition (computeHashBPE) that
 // covers, besides the above, the merges, the pre-tokenizer type, the text of control

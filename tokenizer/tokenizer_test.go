@@ -385,6 +385,8 @@ func TestNewInvalid(t *testing.T) {
 		{"NaN score", func(v *Vocab) { v.Scores[4] = float32(math.NaN()) }},
 		{"type out of range", func(v *Vocab) { v.Types = []TokenType{2, 3, 3, 1, 7} }},
 		{"malformed byte token", func(v *Vocab) { v.Types = []TokenType{2, 3, 3, 1, TypeByte} }},
+		{"strip id out of range", func(v *Vocab) { v.Strip = map[int32]Strip{5: StripRight} }},
+		{"unknown strip bit", func(v *Vocab) { v.Strip = map[int32]Strip{2: 4} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := good()

@@ -36,7 +36,7 @@ func (o *tokenizeOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.prompt, "prompt", "", "same as -p")
 	fs.StringVar(&o.file, "file", "", "read the text from this file (- for standard input), byte for byte")
 	fs.BoolVar(&o.special, "special", false, "parse special-token text such as <|im_start|> into its token")
-	fs.BoolVar(&o.bos, "bos", false, "add BOS first if the vocabulary asks for it (tokenizer.ggml.add_bos_token)")
+	fs.BoolVar(&o.bos, "bos", false, "add BOS first if the vocabulary asks for it (tokenizer.ggml.add_bos_token), and then EOS last if it asks for that too (tokenizer.ggml.add_eos_token), as llama-tokenize does without --no-bos")
 	fs.BoolVar(&o.asJSON, "json", false, `print {"ids": [...]} instead of ids separated by spaces`)
 }
 
@@ -73,13 +73,9 @@ func tokenizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	addBOS := o.bos && tok.AddBOS()
-	var ids []int32
-	if o.special {
-		ids = tok.EncodeSpecial(text, addBOS)
-	} else {
-		ids = tok.Encode(text, addBOS)
-	}
+	// llama-tokenize adds special tokens (BOS, and EOS where the vocabulary asks for it)
+	// only when the vocabulary asks for BOS.
+	ids := tok.Tokenize(text, o.bos && tok.AddBOS(), o.special)
 	if o.asJSON {
 		if ids == nil {
 			ids = []int32{}

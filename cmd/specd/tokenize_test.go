@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +69,53 @@ func TestTokenize(t *testing.T) {
 		_, stderr, code := run(t, args...)
 		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line", args, code, stderr)
+		}
+	}
+}
+
+// TestTokenizeAddEOS runs `specd tokenize --bos` on vocabularies with
+// tokenizer.ggml.add_eos_token set: EOS goes last when BOS is added, as llama-tokenize
+// b4748 does without --no-bos (its ids: Llama 3 [128000, 9906, 1917, 128001], Llama 2 [1,
+// 15043, 3186, 2]); Qwen2 asks for no BOS, so llama-tokenize adds neither ([9707, 1879]).
+// Special-token whitespace follows llama.cpp's Phi-3 rule: [1, 32007, 15043, 32000].
+func TestTokenizeAddEOS(t *testing.T) {
+	dir := t.TempDir()
+	edited := func(name string) string {
+		f, err := gguf.Open(filepath.Join(testmodels.VocabDir(t), "ggml-vocab-"+name+".gguf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var kv []gguf.KV
+		for _, e := range f.KV {
+			if e.Key != "tokenizer.ggml.add_eos_token" {
+				kv = append(kv, e)
+			}
+		}
+		kv = append(kv, gguf.KV{Key: "tokenizer.ggml.add_eos_token", Value: gguf.NewBool(true)})
+		path := filepath.Join(dir, name+".gguf")
+		out, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(gguf.Write(out, kv, nil, 0), out.Close()); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-m", edited("llama-bpe"), "-p", "Hello world", "--bos"}, "128000 9906 1917 128001\n"},
+		{[]string{"-m", edited("llama-bpe"), "-p", "Hello world"}, "9906 1917\n"},
+		{[]string{"-m", edited("llama-spm"), "-p", "Hello world", "--bos", "--special"}, "1 15043 3186 2\n"},
+		{[]string{"-m", edited("qwen2"), "-p", "Hello world", "--bos"}, "9707 1879\n"},
+		{[]string{"-m", edited("phi-3"), "-p", "<|end|>\n Hello", "--bos", "--special"}, "1 32007 15043 32000\n"},
+	} {
+		stdout, stderr, code := run(t, append([]string{"tokenize"}, c.args...)...)
+		if code != 0 || stdout != c.want {
+			t.Errorf("tokenize %q: exit %d, stdout %q, stderr %q; want %q", c.args, code, stdout, stderr, c.want)
 		}
 	}
 }

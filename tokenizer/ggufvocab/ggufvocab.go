@@ -7,6 +7,8 @@ package ggufvocab
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/tokenizer"
@@ -172,7 +174,92 @@ func Read(f *gguf.File) (tokenizer.Vocab, error) {
 	if v.AddBOS && v.BOS < 0 {
 		return v, fmt.Errorf("tokenizer.ggml.add_bos_token is true but there is no BOS token (tokenizer.ggml.bos_token_id)")
 	}
+	if v.AddEOS, err = optional(f.Bool("tokenizer.ggml.add_eos_token")); err != nil {
+		return v, err
+	}
+	if v.AddEOS && v.EOS < 0 {
+		return v, fmt.Errorf("tokenizer.ggml.add_eos_token is true but there is no EOS token (tokenizer.ggml.eos_token_id)")
+	}
+	if v.Strip, err = stripRules(f, v); err != nil {
+		return v, err
+	}
 	return v, nil
+}
+
+// stripRules returns the whitespace that special tokens strip, set as llama.cpp b4748's
+// loader sets the token attributes LSTRIP and RSTRIP ("set attributes by model/tokenizer
+// name" in llama_vocab::impl::load), since GGUF has no key for them:
+//
+//   - A tokenizer.ggml.pre containing "jina-v2-de", "jina-v2-es" or "jina-v2-code": the
+//     token "<mask>" strips the whitespace before it.
+//   - Otherwise a general.name containing "phi-3" or "phi3" (in lower case): every special
+//     token (control, unknown and user-defined) strips the whitespace after it, and so does
+//     "</s>" whatever its type, but "<unk>", "<s>" and "<|endoftext|>".
+//
+// A token text the vocabulary lacks is passed over (llama.cpp b4748 refuses such a file
+// with an exception; later versions warn and go on). Of duplicated texts the last id is
+// taken, as llama.cpp's text-to-id map keeps it.
+func stripRules(f *gguf.File, v tokenizer.Vocab) (map[int32]tokenizer.Strip, error) {
+	name, err := optional(f.String("general.name"))
+	if err != nil {
+		return nil, err
+	}
+	pre, err := optional(f.String("tokenizer.ggml.pre"))
+	if err != nil {
+		return nil, err
+	}
+	lastID := func(text string) (int32, bool) {
+		for i := len(v.Tokens) - 1; i >= 0; i-- {
+			if v.Tokens[i] == text {
+				return int32(i), true
+			}
+		}
+		return 0, false
+	}
+	containsAny := func(s string, subs ...string) bool {
+		return slices.ContainsFunc(subs, func(sub string) bool { return strings.Contains(s, sub) })
+	}
+	strip := map[int32]tokenizer.Strip{}
+	switch {
+	case containsAny(pre, "jina-v2-de", "jina-v2-es", "jina-v2-code"):
+		if id, ok := lastID("<mask>"); ok {
+			strip[id] = tokenizer.StripLeft
+		}
+	case containsAny(strings.ToLower(name), "phi-3", "phi3"):
+		for i := range v.Tokens {
+			if isSpecial(v, int32(i)) {
+				strip[int32(i)] = tokenizer.StripRight
+			}
+		}
+		if id, ok := lastID("</s>"); ok {
+			strip[id] = tokenizer.StripRight
+		}
+		for _, text := range []string{"<unk>", "<s>", "<|endoftext|>"} {
+			if id, ok := lastID(text); ok {
+				delete(strip, id)
+			}
+		}
+	}
+	if len(strip) == 0 {
+		return nil, nil
+	}
+	return strip, nil
+}
+
+// isSpecial reports whether id is a control, unknown or user-defined token of v, with the
+// type tokenizer.New infers where v gives none (UNK is unknown, BOS and EOS are control).
+func isSpecial(v tokenizer.Vocab, id int32) bool {
+	var tt tokenizer.TokenType
+	if int(id) < len(v.Types) {
+		tt = v.Types[id]
+	}
+	switch tt {
+	case tokenizer.TypeControl, tokenizer.TypeUnknown, tokenizer.TypeUserDefined:
+		return true
+	case 0:
+		return id == v.UNK || id == v.BOS || id == v.EOS
+	}
+	return false
 }
 
 // Texts that llama.cpp's loader (b4748, llama_vocab::load) takes for a special id the file

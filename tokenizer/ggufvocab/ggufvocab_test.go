@@ -104,6 +104,9 @@ func TestRead(t *testing.T) {
 		{"unknown pre-tokenizer", with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("qwen9"))), tokenizer.ErrUnknownPreTokenizer, `"qwen9"`},
 		{"EOS out of range", with(smallBPE(), "tokenizer.ggml.eos_token_id", ptr(gguf.NewUint32(7))), nil, "eos_token_id = 7"},
 		{"BOS asked for but absent", with(smallBPE(), "tokenizer.ggml.add_bos_token", ptr(gguf.NewBool(true))), nil, "no BOS token"},
+		{"EOS asked for but absent", with(with(smallBPE(), "tokenizer.ggml.eos_token_id", nil), "tokenizer.ggml.add_eos_token", ptr(gguf.NewBool(true))), nil, "no EOS token"},
+		{"add_eos_token of the wrong type", with(smallBPE(), "tokenizer.ggml.add_eos_token", ptr(gguf.NewUint32(1))), gguf.ErrWrongType, "add_eos_token"},
+		{"general.name of the wrong type", with(smallBPE(), "general.name", ptr(gguf.NewUint32(3))), gguf.ErrWrongType, "general.name"},
 		{"scores of the wrong type", with(smallBPE(), "tokenizer.ggml.scores", ptr(gguf.NewString("x"))), gguf.ErrWrongType, "scores"},
 		{"SentencePiece without scores", with(with(smallBPE(), "tokenizer.ggml.model", ptr(gguf.NewString("llama"))), "tokenizer.ggml.scores", nil), gguf.ErrNotFound, "scores"},
 	} {
@@ -117,16 +120,22 @@ func TestRead(t *testing.T) {
 // FuzzLoad feeds arbitrary GGUF metadata to Load: an error or a working tokenizer, never
 // a panic.
 func FuzzLoad(f *testing.F) {
-	var buf bytes.Buffer
-	if err := gguf.Write(&buf, smallBPE(), nil, 0); err != nil {
-		f.Fatal(err)
+	for _, seed := range []struct {
+		kv   []gguf.KV
+		text string
+	}{
+		{smallBPE(), "ab ab<|end|>"},
+		{with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("deepseek-llm"))), "Ab 12 €"},
+		// llama.cpp's whitespace rules by name, and add_eos_token.
+		{with(with(smallBPE(), "general.name", ptr(gguf.NewString("Phi-3 mini"))), "tokenizer.ggml.add_eos_token", ptr(gguf.NewBool(true))), "a <|end|> \n b"},
+		{with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("jina-v2-es"))), "a <mask> b"},
+	} {
+		var buf bytes.Buffer
+		if err := gguf.Write(&buf, seed.kv, nil, 0); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(buf.Bytes(), seed.text)
 	}
-	f.Add(buf.Bytes(), "ab ab<|end|>")
-	buf.Reset()
-	if err := gguf.Write(&buf, with(smallBPE(), "tokenizer.ggml.pre", ptr(gguf.NewString("deepseek-llm"))), nil, 0); err != nil {
-		f.Fatal(err)
-	}
-	f.Add(buf.Bytes(), "Ab 12 €")
 	f.Fuzz(func(t *testing.T, data []byte, text string) {
 		gf, err := gguf.Parse(data)
 		if err != nil {
@@ -136,9 +145,9 @@ func FuzzLoad(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, id := range tok.EncodeSpecial(text, true) {
+		for _, id := range tok.Tokenize(text, true, true) {
 			if id < 0 || int(id) >= tok.VocabSize() {
-				t.Fatalf("EncodeSpecial(%q) gave id %d of %d", text, id, tok.VocabSize())
+				t.Fatalf("Tokenize(%q) gave id %d of %d", text, id, tok.VocabSize())
 			}
 		}
 		_ = tok.Decode(tok.Encode(text, false))

@@ -29,12 +29,6 @@ func TestSpecialMatchesLlamaCpp(t *testing.T) {
 	}
 	rows := readTSV(t, filepath.Join("testdata", "special", "llamacpp-b4748.tsv"))
 	for _, r := range rows {
-		if r[0] == "phi-3" && r[1] != "raw-bos" {
-			// Not compared with special tokens parsed: llama.cpp strips the spaces after
-			// special tokens of models whose general.name contains "phi-3" (a rule by
-			// model name that specd does not copy).
-			continue
-		}
 		t.Run(r[0]+"/"+r[1], func(t *testing.T) {
 			tok := loadVocab(t, "ggml-vocab-"+r[0]+".gguf")
 			var want []int32

@@ -39,16 +39,25 @@ var (
 // file is missing.
 func loadVocab(tb testing.TB, name string) *tokenizer.Tokenizer {
 	tb.Helper()
+	return cachedVocab(tb, name, func() (*tokenizer.Tokenizer, error) {
+		return ggufvocab.Open(filepath.Join(testmodels.VocabDir(tb), name))
+	})
+}
+
+// cachedVocab returns the tokenizer cached under key, loading it on first use; a load
+// error fails the test.
+func cachedVocab(tb testing.TB, key string, load func() (*tokenizer.Tokenizer, error)) *tokenizer.Tokenizer {
+	tb.Helper()
 	vocabMu.Lock()
 	defer vocabMu.Unlock()
-	if tok, ok := vocabCache[name]; ok {
+	if tok, ok := vocabCache[key]; ok {
 		return tok
 	}
-	tok, err := ggufvocab.Open(filepath.Join(testmodels.VocabDir(tb), name))
+	tok, err := load()
 	if err != nil {
-		tb.Fatalf("ggufvocab.Open: %v", err)
+		tb.Fatalf("%s: %v", key, err)
 	}
-	vocabCache[name] = tok
+	vocabCache[key] = tok
 	return tok
 }
 
