@@ -280,8 +280,10 @@ func TestRetireSharesTheLastBlock(t *testing.T) {
 					if got != tc.want {
 						t.Fatalf("Attach(%v) = %d, want %d", tc.tokens, got, tc.want)
 					}
-					if got > 8 && s.table[2] != tail {
-						t.Fatalf("third block %d, want the retired one %d", s.table[2], tail)
+					// The retired block, or one an earlier case cached with the same
+					// ids at the shared positions (equal matches tie).
+					if got > 8 && c.byBlock[s.table[2]] == nil {
+						t.Fatalf("third block %d is not a cached one (the retired one is %d)", s.table[2], tail)
 					}
 					if err := check(s, tc.tokens); err != nil {
 						t.Fatalf("attached entries: %v", err)
@@ -292,8 +294,8 @@ func TestRetireSharesTheLastBlock(t *testing.T) {
 					if err := check(s, tc.tokens); err != nil {
 						t.Fatal(err)
 					}
-					if len(s.table) > 2 && s.table[2] == tail {
-						t.Fatalf("wrote into the cached block %d without copying it", tail)
+					if len(s.table) > 2 && c.byBlock[s.table[2]] != nil {
+						t.Fatalf("wrote into the cached block %d without copying it", s.table[2])
 					}
 					again := p.NewSeq()
 					if n := c.Attach(again, prompt); n != 9 {
