@@ -440,12 +440,12 @@ func (b *Batch) rope(vec []float32, p int) {
 // attention computes causal multi-head attention for every row of the pass against its
 // own sequence's cache, writing b.att. The work is split into items, each one KV head of
 // one segment for a run of its tokens: its queries (those tokens × the query heads
-// sharing the KV head) go over the cache together, attnRows positions at a time, so that
+// sharing the KV head) go over the cache together, a cache block at a time, so that
 // the keys and values they share are read from memory once and then from L1. Each
 // (token, head) pair is still computed by the same code whatever else is in the pass,
-// and in position order: its scores, one kernel call per run of positions (Scores treats
-// rows independently); its softmax; its weighted sum, accumulated over the positions in
-// order.
+// and in position order: its scores, one kernel call per cache block (ScoresT2 scores
+// each key on its own); its softmax; its weighted sum, accumulated over the positions
+// in order.
 func (b *Batch) attention(layer int) {
 	c := b.m.Config
 	th := b.pool.Threads()
@@ -484,12 +484,13 @@ func (b *Batch) attendItems(lo, hi int) {
 	}
 }
 
-// attnRows is how many cached positions attention takes at a time: 32 keys of one head
-// (32 rows of 256 bytes, 1 KB apart) stay in L1 while every query sharing them is done.
-const attnRows = 32
-
 // attendKV computes attention for rows [t0,t1) of segment sg and query heads [h0,h1),
-// which share one KV head; slot indexes the F16 conversion scratch.
+// which share one KV head; slot indexes the F16 conversion scratch. The cache goes by a
+// block at a time: its keys of this head (transposed, 16 KB for the target's blocks of
+// 64) or values stay in L1 while every query sharing them takes all of the block's
+// positions it sees in one kernel call. The query heads go two at a time (heads h and
+// h+1), the last of an odd group alone; either way a head's scores and weighted sum are
+// the same operations, so which tokens share the pass never matters.
 func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	c := b.m.Config
 	hd, heads, kvd, qd := c.HeadDim, c.Heads, c.KVDim(), c.QDim()
@@ -508,35 +509,24 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 		th := t*heads + h
 		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
 	}
-	// sweep calls fn for each run of positions [a,a+cnt) of each token's queries, in
-	// position order, with rows the cache block's keys (or values) from position a on.
-	// The query heads go two at a time (heads h and h+1), the last of an odd group alone:
-	// which kernel serves a head never depends on the tokens in the pass.
-	sweep := func(values bool, fn func(t, h int, pair bool, rows []float32, a, cnt int)) {
-		for blk := 0; blk*bt <= last; blk++ {
-			k, v := seq.BlockKV(layer, blk, kbuf, vbuf)
-			if values {
-				k = v
+	for blk := 0; blk*bt <= last; blk++ {
+		k, _ := seq.BlockKV(layer, blk, kbuf, vbuf)
+		kt, a := k[kvo*bt:], blk*bt
+		for t := t0; t < t1; t++ {
+			cnt := min(bt, off+t+1-a)
+			if cnt <= 0 {
+				continue
 			}
-			for a := blk * bt; a < min((blk+1)*bt, last+1); a += attnRows {
-				for t := t0; t < t1; t++ {
-					cnt := min(a+attnRows, (blk+1)*bt, off+t+1) - a
-					for h := h0; h < h1 && cnt > 0; h += 2 {
-						fn(t, h, h+1 < h1, k[(a-blk*bt)*kvd+kvo:], a, cnt)
-					}
+			for h := h0; h < h1; h += 2 {
+				q, sc := query(t, h)
+				q2, sc2 := q, sc // a lone head is its own pair
+				if h+1 < h1 {
+					q2, sc2 = query(t, h+1)
 				}
+				kernels.ScoresT2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kt, bt)
 			}
 		}
 	}
-	sweep(false, func(t, h int, pair bool, keys []float32, a, cnt int) {
-		q, sc := query(t, h)
-		if !pair {
-			kernels.Scores(sc[a:a+cnt], q, keys, kvd)
-			return
-		}
-		q2, sc2 := query(t, h+1)
-		kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, keys, kvd)
-	})
 	for t := t0; t < t1; t++ {
 		for h := h0; h < h1; h++ {
 			_, sc := query(t, h)
@@ -544,14 +534,24 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 			clear(b.att[t*qd+h*hd : t*qd+(h+1)*hd])
 		}
 	}
-	sweep(true, func(t, h int, pair bool, vals []float32, a, cnt int) {
-		_, sc := query(t, h)
-		out := b.att[t*qd+h*hd : t*qd+(h+1)*hd]
-		if !pair {
-			kernels.Accum(out, vals, kvd, sc[a:a+cnt])
-			return
+	for blk := 0; blk*bt <= last; blk++ {
+		_, v := seq.BlockKV(layer, blk, kbuf, vbuf)
+		vals, a := v[kvo:], blk*bt
+		for t := t0; t < t1; t++ {
+			cnt := min(bt, off+t+1-a)
+			if cnt <= 0 {
+				continue
+			}
+			for h := h0; h < h1; h += 2 {
+				_, sc := query(t, h)
+				out := b.att[t*qd+h*hd : t*qd+(h+1)*hd]
+				if h+1 == h1 {
+					kernels.Accum(out, vals, kvd, sc[a:a+cnt])
+					continue
+				}
+				_, sc2 := query(t, h+1)
+				kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], vals, kvd, sc[a:a+cnt], sc2[a:a+cnt])
+			}
 		}
-		_, sc2 := query(t, h+1)
-		kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], vals, kvd, sc[a:a+cnt], sc2[a:a+cnt])
-	})
+	}
 }
