@@ -402,7 +402,8 @@ a2done:
 // horizontal sum is needed: lane p runs two FMA chains, one over the even dimensions in
 // order and one over the odd ones, and adds them at the end; the same operations as
 // vscoresT2AVX2, so the two agree bit for bit. Lanes past n are masked: never read,
-// never written.
+// never written. Fewer than 49 keys go one vector at a time, so a block's last few
+// positions do not cost a whole group.
 TEXT ·vscoresT2F32(SB), NOSPLIT, $0-64
 	MOVQ q1+0(FP), SI
 	MOVQ q2+8(FP), DI
@@ -414,6 +415,8 @@ TEXT ·vscoresT2F32(SB), NOSPLIT, $0-64
 	MOVQ out2+56(FP), R10
 
 t2group:
+	CMPQ CX, $48
+	JLE  t2small
 	// K1..K4: the lanes of this group's four vectors that hold keys.
 	MOVQ $-1, AX
 	CMPQ CX, $64
@@ -504,6 +507,51 @@ t2dim:
 	ADDQ $256, R10
 	SUBQ $64, CX
 	JG   t2group
+	JMP  t2done
+
+t2small:
+	// One vector of up to 16 keys: Z0, Z1 the even dimensions of q1, q2; Z2, Z3 the odd.
+	MOVQ $-1, AX
+	CMPQ CX, $16
+	JGE  t2smask
+	BZHIQ CX, AX, AX
+
+t2smask:
+	KMOVW AX, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ R8, R11
+	XORQ R12, R12
+
+t2sdim:
+	VMOVUPS.Z 0(R11), K1, Z16
+	VBROADCASTSS (SI)(R12*4), Z20
+	VBROADCASTSS (DI)(R12*4), Z21
+	VFMADD231PS Z16, Z20, Z0
+	VFMADD231PS Z16, Z21, Z1
+	ADDQ BX, R11
+	VMOVUPS.Z 0(R11), K1, Z17
+	VBROADCASTSS 4(SI)(R12*4), Z22
+	VBROADCASTSS 4(DI)(R12*4), Z23
+	VFMADD231PS Z17, Z22, Z2
+	VFMADD231PS Z17, Z23, Z3
+	ADDQ BX, R11
+	ADDQ $2, R12
+	CMPQ R12, R9
+	JLT  t2sdim
+	VADDPS Z2, Z0, Z0
+	VADDPS Z3, Z1, Z1
+	VMOVUPS Z0, K1, (DX)
+	VMOVUPS Z1, K1, (R10)
+	ADDQ $64, R8
+	ADDQ $64, DX
+	ADDQ $64, R10
+	SUBQ $16, CX
+	JG   t2small
+
+t2done:
 	VZEROUPPER
 	RET
 
@@ -605,3 +653,5 @@ x2dim:
 	JG   x2group
 	VZEROUPPER
 	RET
+
+
