@@ -34,6 +34,16 @@ func scoresT2Generic(out1, out2, q1, q2, kt []float32, stride int) {
 	}
 }
 
+// halfRowsGeneric is the pure-Go reference of HalfRows.
+func halfRowsGeneric(dst []float32, dstStride int, src []uint16, srcStride, rows, width int) {
+	for r := range rows {
+		d, s := dst[r*dstStride:r*dstStride+width], src[r*srcStride:r*srcStride+width]
+		for i, h := range s {
+			d[i] = f16Table[h]
+		}
+	}
+}
+
 // accumGeneric is the pure-Go reference of Accum.
 func accumGeneric(out, v []float32, stride int, w []float32) {
 	for j, a := range w {

@@ -3,8 +3,9 @@ package kernels
 import "golang.org/x/sys/cpu"
 
 var (
-	vecAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
-	vecAVX512 = vecAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
+	vecAVX2    = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	vecAVX512  = vecAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
+	halfAVX512 = vecAVX512 && cpu.X86.HasAVX512BW // masked 16-bit loads
 )
 
 //go:noescape
@@ -94,6 +95,24 @@ func Accum2(out1, out2, v []float32, stride int, w1, w2 []float32) {
 		return
 	}
 	vaccum2F32(&out1[0], &out2[0], &v[0], 4*stride, n, 4*hd, &w1[0], &w2[0])
+}
+
+//go:noescape
+func halfRowsAVX512(dst *float32, dstStride int, src *uint16, srcStride, rows, width int)
+
+// HalfRows converts rows of fp16 values to float32, exactly: dst[r*dstStride+i] =
+// FP16ToFP32(src[r*srcStride+i]) for r < rows, i < width. Attention over an F16 cache
+// converts just the keys or values of the head it computes, a block at a time.
+func HalfRows(dst []float32, dstStride int, src []uint16, srcStride, rows, width int) {
+	if rows <= 0 || width <= 0 {
+		return
+	}
+	_, _ = dst[(rows-1)*dstStride+width-1], src[(rows-1)*srcStride+width-1]
+	if halfAVX512 {
+		halfRowsAVX512(&dst[0], 4*dstStride, &src[0], 2*srcStride, rows, width)
+		return
+	}
+	halfRowsGeneric(dst, dstStride, src, srcStride, rows, width)
 }
 
 //go:noescape

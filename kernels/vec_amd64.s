@@ -655,3 +655,46 @@ x2dim:
 	RET
 
 
+// func halfRowsAVX512(dst *float32, dstStride int, src *uint16, srcStride, rows, width int)
+// dst row r = src row r converted from fp16 (VCVTPH2PS, exact), width elements per row,
+// strides in bytes; 16 at a time, the last few of a row under a mask, so nothing past a
+// row's width is read or written.
+TEXT ·halfRowsAVX512(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ dstStride+8(FP), R8
+	MOVQ src+16(FP), SI
+	MOVQ srcStride+24(FP), R9
+	MOVQ rows+32(FP), CX
+	MOVQ width+40(FP), DX
+	TESTQ CX, CX
+	JLE  hrdone
+	TESTQ DX, DX
+	JLE  hrdone
+
+hrrow:
+	XORQ AX, AX
+
+hrcol:
+	MOVQ DX, BX
+	SUBQ AX, BX
+	MOVQ $-1, R10
+	CMPQ BX, $16
+	JGE  hrmask
+	BZHIQ BX, R10, R10
+
+hrmask:
+	KMOVW R10, K1
+	VMOVDQU16.Z (SI)(AX*2), K1, Y0
+	VCVTPH2PS Y0, Z0
+	VMOVUPS Z0, K1, (DI)(AX*4)
+	ADDQ $16, AX
+	CMPQ AX, DX
+	JLT  hrcol
+	ADDQ R8, DI
+	ADDQ R9, SI
+	DECQ CX
+	JNZ  hrrow
+
+hrdone:
+	VZEROUPPER
+	RET

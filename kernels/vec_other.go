@@ -26,3 +26,9 @@ func ScaleMul(dst, x, w []float32, s float32) { scaleMulGeneric(dst, x, w, s) }
 // Rotate turns each adjacent pair (v[2i], v[2i+1]) for 2i+1 < len(cs) by an angle given
 // as cs = (cos, cos) and sn = (-sin, sin) per pair.
 func Rotate(v, cs, sn []float32) { rotateGeneric(v, cs, sn) }
+
+// HalfRows converts rows of fp16 values to float32: dst[r*dstStride+i] =
+// FP16ToFP32(src[r*srcStride+i]) for r < rows, i < width.
+func HalfRows(dst []float32, dstStride int, src []uint16, srcStride, rows, width int) {
+	halfRowsGeneric(dst, dstStride, src, srcStride, rows, width)
+}

@@ -243,3 +243,42 @@ func TestRotateMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestHalfRows converts every fp16 bit pattern, in rows of odd widths and strides, and
+// checks each against FP16ToFP32 (bitwise; a NaN must stay a NaN) and that nothing
+// around the rows is written.
+func TestHalfRows(t *testing.T) {
+	all := make([]uint16, 1<<16)
+	for i := range all {
+		all[i] = uint16(i)
+	}
+	for _, width := range []int{1, 5, 15, 16, 17, 64, 100} {
+		srcStride, dstStride := width+3, width+7
+		for lo := 0; lo < len(all); lo += 40 * srcStride {
+			rows := min(40, (len(all)-lo)/srcStride)
+			if rows == 0 {
+				continue
+			}
+			src := all[lo : lo+(rows-1)*srcStride+width]
+			dst := make([]float32, rows*dstStride)
+			for i := range dst {
+				dst[i] = -7
+			}
+			HalfRows(dst, dstStride, src, srcStride, rows, width)
+			for i, got := range dst {
+				r, c := i/dstStride, i%dstStride
+				if c >= width {
+					if got != -7 {
+						t.Fatalf("width %d: HalfRows wrote %v past row %d", width, got, r)
+					}
+					continue
+				}
+				h := src[r*srcStride+c]
+				want := FP16ToFP32(h)
+				if math.Float32bits(got) != math.Float32bits(want) && !(math.IsNaN(float64(got)) && math.IsNaN(float64(want))) {
+					t.Fatalf("width %d: HalfRows(%#04x) = %v, want %v", width, h, got, want)
+				}
+			}
+		}
+	}
+}

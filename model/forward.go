@@ -103,7 +103,7 @@ type Batch struct {
 	o         []float32           // [token][Dim]
 	gate, up  []float32           // [token][FFN]
 	scores    []float32           // [token][Heads][Context]
-	kvTmp     []float32           // [item][2][BlockTokens][KVDim], conversion scratch for F16 caches; nil until needed
+	kvTmp     []float32           // [item][2][BlockTokens][HeadDim], conversion scratch for F16 caches; nil until needed
 	logits    []float32           // [token][Vocab]
 	normed    []float32           // [token][Dim] final-normed rows that need logits
 	outs      [][]float32         // reused argument of MatMuls
@@ -468,7 +468,7 @@ func (b *Batch) attention(layer int) {
 			maxBT = max(maxBT, kc.BlockTokens)
 		}
 	}
-	if need := len(b.items) * 2 * maxBT * c.KVDim(); need > len(b.kvTmp) {
+	if need := len(b.items) * 2 * maxBT * c.HeadDim; need > len(b.kvTmp) {
 		b.kvTmp = make([]float32, need)
 	}
 	b.layer = layer
@@ -498,10 +498,11 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	seq := sg.seq
 	bt := seq.Pool().Config().BlockTokens
-	var kbuf, vbuf []float32 // F16 conversion scratch; F32 blocks are read in place
-	if seq.Pool().Config().Type != ggml.F32 {
-		kbuf = b.kvTmp[slot*2*bt*kvd : (slot*2+1)*bt*kvd]
-		vbuf = b.kvTmp[(slot*2+1)*bt*kvd : (slot*2+2)*bt*kvd]
+	half := seq.Pool().Config().Type == ggml.F16
+	var kbuf, vbuf []float32 // F16 conversion scratch, one head's keys or values; F32 blocks are read in place
+	if half {
+		kbuf = b.kvTmp[slot*2*bt*hd : (slot*2+1)*bt*hd]
+		vbuf = b.kvTmp[(slot*2+1)*bt*hd : (slot*2+2)*bt*hd]
 	}
 	off := sg.pos - sg.first // row t sits at position off+t
 	last := off + t1 - 1     // the last position any of these queries sees
@@ -509,9 +510,31 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 		th := t*heads + h
 		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
 	}
+	// keys returns this head's keys in block blk (transposed, rows stride floats apart),
+	// vals its values (one row of hd per position, stride apart), for the first n
+	// positions of the block. An F16 cache converts just those; the results are the
+	// same bits as an F32 cache holding the converted values.
+	keys := func(blk, n int) (kt []float32, stride int) {
+		if !half {
+			k, _ := seq.BlockKV(layer, blk, nil, nil)
+			return k[kvo*bt:], bt
+		}
+		k, _ := seq.BlockHalves(layer, blk)
+		kernels.HalfRows(kbuf, n, k[kvo*bt:], bt, hd, n)
+		return kbuf, n
+	}
+	vals := func(blk, n int) (v []float32, stride int) {
+		if !half {
+			_, v := seq.BlockKV(layer, blk, nil, nil)
+			return v[kvo:], kvd
+		}
+		_, hv := seq.BlockHalves(layer, blk)
+		kernels.HalfRows(vbuf, hd, hv[kvo:], kvd, n, hd)
+		return vbuf, hd
+	}
 	for blk := 0; blk*bt <= last; blk++ {
-		k, _ := seq.BlockKV(layer, blk, kbuf, vbuf)
-		kt, a := k[kvo*bt:], blk*bt
+		a := blk * bt
+		kt, ks := keys(blk, min(bt, last+1-a))
 		for t := t0; t < t1; t++ {
 			cnt := min(bt, off+t+1-a)
 			if cnt <= 0 {
@@ -523,7 +546,7 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 				if h+1 < h1 {
 					q2, sc2 = query(t, h+1)
 				}
-				kernels.ScoresT2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kt, bt)
+				kernels.ScoresT2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kt, ks)
 			}
 		}
 	}
@@ -535,8 +558,8 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 		}
 	}
 	for blk := 0; blk*bt <= last; blk++ {
-		_, v := seq.BlockKV(layer, blk, kbuf, vbuf)
-		vals, a := v[kvo:], blk*bt
+		a := blk * bt
+		v, vs := vals(blk, min(bt, last+1-a))
 		for t := t0; t < t1; t++ {
 			cnt := min(bt, off+t+1-a)
 			if cnt <= 0 {
@@ -546,11 +569,11 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 				_, sc := query(t, h)
 				out := b.att[t*qd+h*hd : t*qd+(h+1)*hd]
 				if h+1 == h1 {
-					kernels.Accum(out, vals, kvd, sc[a:a+cnt])
+					kernels.Accum(out, v, vs, sc[a:a+cnt])
 					continue
 				}
 				_, sc2 := query(t, h+1)
-				kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], vals, kvd, sc[a:a+cnt], sc2[a:a+cnt])
+				kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], v, vs, sc[a:a+cnt], sc2[a:a+cnt])
 			}
 		}
 	}
