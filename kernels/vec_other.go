@@ -20,6 +20,12 @@ func Accum2(out1, out2, v []float32, stride int, w1, w2 []float32) {
 	accumGeneric(out2, v, stride, w2)
 }
 
+// Accum4 is Accum for four outputs weighted from the same values.
+func Accum4(out1, out2, out3, out4, v []float32, stride int, w1, w2, w3, w4 []float32) {
+	Accum2(out1, out2, v, stride, w1, w2)
+	Accum2(out3, out4, v, stride, w3, w4)
+}
+
 // ScaleMul sets dst[i] = w[i] * (s * x[i]).
 func ScaleMul(dst, x, w []float32, s float32) { scaleMulGeneric(dst, x, w, s) }
 

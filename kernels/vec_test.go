@@ -82,6 +82,32 @@ func randSlice(rng *rand.Rand, n int) []float32 {
 	return s
 }
 
+// TestAccum4MatchesAccum checks that the four-output weighted sum is bitwise four Accum
+// calls.
+func TestAccum4MatchesAccum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, hd := range []int{8, 16, 48, 64, 80, 128, 200, 272} {
+		for _, n := range []int{1, 2, 7, 64} {
+			stride := hd + 16
+			kv := randSlice(rng, n*stride)
+			var o, r, w [4][]float32
+			for i := range o {
+				w[i], o[i] = randSlice(rng, n), randSlice(rng, hd)
+				r[i] = append([]float32(nil), o[i]...)
+			}
+			Accum4(o[0], o[1], o[2], o[3], kv, stride, w[0], w[1], w[2], w[3])
+			for i := range r {
+				Accum(r[i], kv, stride, w[i])
+				for j := range hd {
+					if math.Float32bits(o[i][j]) != math.Float32bits(r[i][j]) {
+						t.Fatalf("hd=%d n=%d: Accum4 output %d [%d] = %v, want %v", hd, n, i, j, o[i][j], r[i][j])
+					}
+				}
+			}
+		}
+	}
+}
+
 // transposed lays n keys of hd dimensions out as a KV cache block stores them: key p's
 // dimension d at kt[d*stride+p].
 func transposed(keys []float32, n, hd, stride int) []float32 {

@@ -557,23 +557,45 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 			clear(b.att[t*qd+h*hd : t*qd+(h+1)*hd])
 		}
 	}
+	// accum adds the weighted values of rows [r0,r1) of the block (positions a+r0…) to
+	// token t's outputs of heads h and, with pair, h+1.
+	accum := func(t, h int, pair bool, v []float32, vs, a, r0, r1 int) {
+		_, sc := query(t, h)
+		out := b.att[t*qd+h*hd : t*qd+(h+1)*hd]
+		if !pair {
+			kernels.Accum(out, v[r0*vs:], vs, sc[a+r0:a+r1])
+			return
+		}
+		_, sc2 := query(t, h+1)
+		kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], v[r0*vs:], vs, sc[a+r0:a+r1], sc2[a+r0:a+r1])
+	}
 	for blk := 0; blk*bt <= last; blk++ {
 		a := blk * bt
 		v, vs := vals(blk, min(bt, last+1-a))
-		for t := t0; t < t1; t++ {
-			cnt := min(bt, off+t+1-a)
-			if cnt <= 0 {
-				continue
-			}
-			for h := h0; h < h1; h += 2 {
-				_, sc := query(t, h)
-				out := b.att[t*qd+h*hd : t*qd+(h+1)*hd]
-				if h+1 == h1 {
-					kernels.Accum(out, v, vs, sc[a:a+cnt])
-					continue
+		for h := h0; h < h1; h += 2 {
+			pair := h+1 < h1
+			t := t0
+			// Two tokens at a time take the rows both see together (Accum4 is four
+			// Accum calls, bit for bit), then the later token its one more row.
+			for ; pair && t+1 < t1; t += 2 {
+				cnt := max(min(bt, off+t+1-a), 0)
+				if cnt > 0 {
+					_, s1 := query(t, h)
+					_, s2 := query(t, h+1)
+					_, s3 := query(t+1, h)
+					_, s4 := query(t+1, h+1)
+					o, o1 := t*qd+h*hd, (t+1)*qd+h*hd
+					kernels.Accum4(b.att[o:o+hd], b.att[o+hd:o+2*hd], b.att[o1:o1+hd], b.att[o1+hd:o1+2*hd], v, vs,
+						s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
 				}
-				_, sc2 := query(t, h+1)
-				kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], v, vs, sc[a:a+cnt], sc2[a:a+cnt])
+				if cnt2 := min(bt, off+t+2-a); cnt2 > cnt {
+					accum(t+1, h, pair, v, vs, a, cnt, cnt2)
+				}
+			}
+			for ; t < t1; t++ {
+				if cnt := min(bt, off+t+1-a); cnt > 0 {
+					accum(t, h, pair, v, vs, a, 0, cnt)
+				}
 			}
 		}
 	}
