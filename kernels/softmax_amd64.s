@@ -120,25 +120,90 @@ TEXT ·vsoftmaxF32(SB), NOSPLIT, $0-33
 	MOVQ         c+24(FP), R8
 	TAILMASK(CX, DX, AX, Y14)
 
-	// Pass 1: lane maxima of scale*x, from -Inf.
+	// Pass 1: lane maxima of scale*x in 32 lanes, four accumulators of 8 (Y0, Y3, Y4,
+	// Y5: element i goes to lane i%32), from -Inf: four independent VMAXPS chains where
+	// one waited on its own latency. Whole vectors past the last 32 go to Y0, Y3, Y4 in
+	// turn, and the tail to the next accumulator.
 	VMOVUPS cNegInf, Y0
+	VMOVAPS Y0, Y3
+	VMOVAPS Y0, Y4
+	VMOVAPS Y0, Y5
+	MOVQ    CX, BX
+	ANDQ    $-32, BX
 	XORQ    AX, AX
 
 smax:
+	CMPQ   AX, BX
+	JGE    smax8
+	VMULPS (DI)(AX*4), Y15, Y1
+	VMAXPS Y1, Y0, Y0
+	VMULPS 32(DI)(AX*4), Y15, Y1
+	VMAXPS Y1, Y3, Y3
+	VMULPS 64(DI)(AX*4), Y15, Y1
+	VMAXPS Y1, Y4, Y4
+	VMULPS 96(DI)(AX*4), Y15, Y1
+	VMAXPS Y1, Y5, Y5
+	ADDQ   $32, AX
+	JMP    smax
+
+smax8:
 	CMPQ   AX, DX
-	JGE    smaxtail
+	JGE    smaxt0
 	VMULPS (DI)(AX*4), Y15, Y1
 	VMAXPS Y1, Y0, Y0
 	ADDQ   $8, AX
-	JMP    smax
+	CMPQ   AX, DX
+	JGE    smaxt3
+	VMULPS (DI)(AX*4), Y15, Y1
+	VMAXPS Y1, Y3, Y3
+	ADDQ   $8, AX
+	CMPQ   AX, DX
+	JGE    smaxt4
+	VMULPS (DI)(AX*4), Y15, Y1
+	VMAXPS Y1, Y4, Y4
+	ADDQ   $8, AX
 
-smaxtail:
+smaxt5:
 	CMPQ       AX, CX
-	JEQ        smaxred
+	JEQ        smaxfold
+	VMASKMOVPS (DI)(AX*4), Y14, Y1
+	VMULPS     Y1, Y15, Y1
+	VMAXPS     Y1, Y5, Y2
+	VBLENDVPS  Y14, Y2, Y5, Y5
+	JMP        smaxfold
+
+smaxt0:
+	CMPQ       AX, CX
+	JEQ        smaxfold
 	VMASKMOVPS (DI)(AX*4), Y14, Y1
 	VMULPS     Y1, Y15, Y1
 	VMAXPS     Y1, Y0, Y2
 	VBLENDVPS  Y14, Y2, Y0, Y0
+	JMP        smaxfold
+
+smaxt3:
+	CMPQ       AX, CX
+	JEQ        smaxfold
+	VMASKMOVPS (DI)(AX*4), Y14, Y1
+	VMULPS     Y1, Y15, Y1
+	VMAXPS     Y1, Y3, Y2
+	VBLENDVPS  Y14, Y2, Y3, Y3
+	JMP        smaxfold
+
+smaxt4:
+	CMPQ       AX, CX
+	JEQ        smaxfold
+	VMASKMOVPS (DI)(AX*4), Y14, Y1
+	VMULPS     Y1, Y15, Y1
+	VMAXPS     Y1, Y4, Y2
+	VBLENDVPS  Y14, Y2, Y4, Y4
+	JMP        smaxfold
+
+smaxfold:
+	// 32 lanes to 8: maxps(maxps(l, l+8), maxps(l+16, l+24)).
+	VMAXPS Y3, Y0, Y0
+	VMAXPS Y5, Y4, Y4
+	VMAXPS Y4, Y0, Y0
 
 smaxred:
 	VEXTRACTF128 $1, Y0, X1
