@@ -108,6 +108,17 @@
 	MOVQ    N, FULL;                        \
 	ANDQ    $-8, FULL
 
+// MAXTAIL takes the last n%8 elements (if any) into the maximum accumulator ACC, the
+// masked-off lanes left as they were, and goes on to fold the accumulators.
+#define MAXTAIL(ACC) \
+	CMPQ       AX, CX;              \
+	JEQ        smaxfold;            \
+	VMASKMOVPS (DI)(AX*4), Y14, Y1; \
+	VMULPS     Y1, Y15, Y1;         \
+	VMAXPS     Y1, ACC, Y2;         \
+	VBLENDVPS  Y14, Y2, ACC, ACC;   \
+	JMP        smaxfold
+
 // func vsoftmaxF32(x *float32, n int, scale float32, c *[16][8]uint32, wide bool)
 // x[0:n] = softmax(scale*x[0:n]), n > 0, in the three passes of softmaxGeneric.
 // Y15 scale, Y14 tail mask, Y13 max then 1/sum, Y12 lane sums; DX = n &^ 7. With wide
@@ -164,40 +175,16 @@ smax8:
 	ADDQ   $8, AX
 
 smaxt5:
-	CMPQ       AX, CX
-	JEQ        smaxfold
-	VMASKMOVPS (DI)(AX*4), Y14, Y1
-	VMULPS     Y1, Y15, Y1
-	VMAXPS     Y1, Y5, Y2
-	VBLENDVPS  Y14, Y2, Y5, Y5
-	JMP        smaxfold
+	MAXTAIL(Y5)
 
 smaxt0:
-	CMPQ       AX, CX
-	JEQ        smaxfold
-	VMASKMOVPS (DI)(AX*4), Y14, Y1
-	VMULPS     Y1, Y15, Y1
-	VMAXPS     Y1, Y0, Y2
-	VBLENDVPS  Y14, Y2, Y0, Y0
-	JMP        smaxfold
+	MAXTAIL(Y0)
 
 smaxt3:
-	CMPQ       AX, CX
-	JEQ        smaxfold
-	VMASKMOVPS (DI)(AX*4), Y14, Y1
-	VMULPS     Y1, Y15, Y1
-	VMAXPS     Y1, Y3, Y2
-	VBLENDVPS  Y14, Y2, Y3, Y3
-	JMP        smaxfold
+	MAXTAIL(Y3)
 
 smaxt4:
-	CMPQ       AX, CX
-	JEQ        smaxfold
-	VMASKMOVPS (DI)(AX*4), Y14, Y1
-	VMULPS     Y1, Y15, Y1
-	VMAXPS     Y1, Y4, Y2
-	VBLENDVPS  Y14, Y2, Y4, Y4
-	JMP        smaxfold
+	MAXTAIL(Y4)
 
 smaxfold:
 	// 32 lanes to 8: maxps(maxps(l, l+8), maxps(l+16, l+24)).

@@ -82,32 +82,6 @@ func randSlice(rng *rand.Rand, n int) []float32 {
 	return s
 }
 
-// TestAccum4MatchesAccum checks that the four-output weighted sum is bitwise four Accum
-// calls.
-func TestAccum4MatchesAccum(t *testing.T) {
-	rng := rand.New(rand.NewPCG(15, 16))
-	for _, hd := range []int{8, 16, 48, 64, 80, 128, 200, 272} {
-		for _, n := range []int{1, 2, 7, 64} {
-			stride := hd + 16
-			kv := randSlice(rng, n*stride)
-			var o, r, w [4][]float32
-			for i := range o {
-				w[i], o[i] = randSlice(rng, n), randSlice(rng, hd)
-				r[i] = append([]float32(nil), o[i]...)
-			}
-			Accum4(o[0], o[1], o[2], o[3], kv, stride, w[0], w[1], w[2], w[3])
-			for i := range r {
-				Accum(r[i], kv, stride, w[i])
-				for j := range hd {
-					if math.Float32bits(o[i][j]) != math.Float32bits(r[i][j]) {
-						t.Fatalf("hd=%d n=%d: Accum4 output %d [%d] = %v, want %v", hd, n, i, j, o[i][j], r[i][j])
-					}
-				}
-			}
-		}
-	}
-}
-
 // transposed lays n keys of hd dimensions out as a KV cache block stores them: key p's
 // dimension d at kt[d*stride+p].
 func transposed(keys []float32, n, hd, stride int) []float32 {
@@ -164,23 +138,38 @@ func TestScoresT2(t *testing.T) {
 	}
 }
 
-// TestAccum2MatchesAccum checks that the two-output weighted sum is bitwise two Accum
-// calls.
-func TestAccum2MatchesAccum(t *testing.T) {
+// TestAccumManyMatchesAccum checks that the two- and four-output weighted sums are
+// bitwise so many Accum calls.
+func TestAccumManyMatchesAccum(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
-	for _, hd := range []int{8, 16, 32, 48, 64, 80, 128, 200} {
-		for _, n := range []int{1, 2, 7, 32} {
-			stride := hd + 16
-			kv := randSlice(rng, n*stride)
-			w1, w2 := randSlice(rng, n), randSlice(rng, n)
-			o1, o2 := randSlice(rng, hd), randSlice(rng, hd)
-			r1, r2 := append([]float32(nil), o1...), append([]float32(nil), o2...)
-			Accum2(o1, o2, kv, stride, w1, w2)
-			Accum(r1, kv, stride, w1)
-			Accum(r2, kv, stride, w2)
-			for i := range hd {
-				if math.Float32bits(o1[i]) != math.Float32bits(r1[i]) || math.Float32bits(o2[i]) != math.Float32bits(r2[i]) {
-					t.Fatalf("hd=%d n=%d: Accum2[%d] = %v, %v, want %v, %v", hd, n, i, o1[i], o2[i], r1[i], r2[i])
+	for _, k := range []struct {
+		name string
+		outs int
+		f    func(o, w [][]float32, v []float32, stride int)
+	}{
+		{"Accum2", 2, func(o, w [][]float32, v []float32, stride int) { Accum2(o[0], o[1], v, stride, w[0], w[1]) }},
+		{"Accum4", 4, func(o, w [][]float32, v []float32, stride int) {
+			Accum4(o[0], o[1], o[2], o[3], v, stride, w[0], w[1], w[2], w[3])
+		}},
+	} {
+		outs := k.outs
+		for _, hd := range []int{8, 16, 32, 48, 64, 80, 128, 200, 272} {
+			for _, n := range []int{1, 2, 7, 32, 64} {
+				stride := hd + 16
+				kv := randSlice(rng, n*stride)
+				o, r, w := make([][]float32, outs), make([][]float32, outs), make([][]float32, outs)
+				for i := range o {
+					w[i], o[i] = randSlice(rng, n), randSlice(rng, hd)
+					r[i] = append([]float32(nil), o[i]...)
+				}
+				k.f(o, w, kv, stride)
+				for i := range r {
+					Accum(r[i], kv, stride, w[i])
+					for j := range hd {
+						if math.Float32bits(o[i][j]) != math.Float32bits(r[i][j]) {
+							t.Fatalf("hd=%d n=%d: %s output %d [%d] = %v, want %v as Accum", hd, n, k.name, i, j, o[i][j], r[i][j])
+						}
+					}
 				}
 			}
 		}
