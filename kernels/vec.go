@@ -12,28 +12,6 @@ func scoresGeneric(out, q, k []float32, stride int) {
 	}
 }
 
-// scoresT2Generic is the pure-Go reference of ScoresT2: per key, the even dimensions'
-// products summed in order, plus the odd ones'.
-func scoresT2Generic(out1, out2, q1, q2, kt []float32, stride int) {
-	for p := range out1 {
-		var e1, o1, e2, o2 float32
-		d := 0
-		for ; d+1 < len(q1); d += 2 {
-			k0, k1 := kt[d*stride+p], kt[(d+1)*stride+p]
-			e1 += q1[d] * k0
-			e2 += q2[d] * k0
-			o1 += q1[d+1] * k1
-			o2 += q2[d+1] * k1
-		}
-		if d < len(q1) {
-			k0 := kt[d*stride+p]
-			e1 += q1[d] * k0
-			e2 += q2[d] * k0
-		}
-		out1[p], out2[p] = e1+o1, e2+o2
-	}
-}
-
 // halfRowsGeneric is the pure-Go reference of HalfRows.
 func halfRowsGeneric(dst []float32, dstStride int, src []uint16, srcStride, rows, width int) {
 	for r := range rows {

@@ -9,10 +9,7 @@ var (
 )
 
 //go:noescape
-func vscoresT2F32(q1, q2, kt *float32, stride, n, hd int, out1, out2 *float32)
-
-//go:noescape
-func vscoresT2AVX2(q1, q2, kt *float32, stride, n, hd int, out1, out2 *float32)
+func vscores2F32(q1, q2, k *float32, stride, n, hd int, out1, out2 *float32)
 
 //go:noescape
 func vaccum2F32(out1, out2, v *float32, stride, n, hd int, w1, w2 *float32)
@@ -56,31 +53,35 @@ func Accum(out, v []float32, stride int, w []float32) {
 	accumGeneric(out, v, stride, w)
 }
 
-// ScoresT2 sets out1[p] and out2[p], for p < len(out1), to the scores of queries q1 and
-// q2 (len(q2) == len(q1) == hd, len(out2) == len(out1)) against keys stored transposed:
-// dimension d of key p at kt[d*stride+p], the layout of a KV cache block's keys. Keys
-// sit one per vector lane, so no horizontal sum is needed, and attention gives it the
-// two query heads that share a KV head, so each key is loaded once for both. For a
-// single query pass it as both q1 and q2 (and out1 as out2).
+// Scores2 is Scores for two queries against the same keys: out1 for q1, out2 for q2
+// (len(out2) == len(out1), len(q2) == len(q1)). Attention gives it the query heads that
+// share a KV head, so each key row is loaded once for both.
 //
-// A score is the sum of the products of the even dimensions, in order, plus that of the
-// odd ones: on AVX-512 and AVX2 alike each term is one fused multiply-add, so the two
-// paths agree bit for bit; the Go fallback rounds each product. Either way a key's score
-// depends only on its query and its key, never on the other query or on how many keys
-// the call takes.
-func ScoresT2(out1, out2, q1, q2, kt []float32, stride int) {
+// With AVX-512 and a head dimension that is a multiple of 16, it rounds differently
+// from Scores (16 lanes, not 8): a model must send a given head through one of the two
+// every time. Either way a row's score depends only on its query and its key, never on
+// how many rows the call takes.
+func Scores2(out1, out2, q1, q2, k []float32, stride int) {
 	n, hd := len(out1), len(q1)
 	if n == 0 {
 		return
 	}
-	_, _, _ = out2[n-1], q2[hd-1], kt[(hd-1)*stride+n-1]
-	switch {
-	case hd%2 != 0 || !vecAVX2:
-		scoresT2Generic(out1, out2, q1, q2, kt, stride)
-	case vecAVX512:
-		vscoresT2F32(&q1[0], &q2[0], &kt[0], 4*stride, n, hd, &out1[0], &out2[0])
-	default:
-		vscoresT2AVX2(&q1[0], &q2[0], &kt[0], 4*stride, n, hd, &out1[0], &out2[0])
+	_, _, _ = out2[n-1], q2[hd-1], k[(n-1)*stride+hd-1]
+	if !vecAVX512 || hd%16 != 0 {
+		Scores(out1, q1, k, stride)
+		Scores(out2, q2, k, stride)
+		return
+	}
+	sb := 4 * stride
+	j := 0
+	for ; j+8 <= n; j += 8 {
+		vscores2F32(&q1[0], &q2[0], &k[j*stride], sb, 8, 4*hd, &out1[j], &out2[j])
+	}
+	if j < n {
+		var t1, t2 [8]float32
+		vscores2F32(&q1[0], &q2[0], &k[j*stride], sb, n-j, 4*hd, &t1[0], &t2[0])
+		copy(out1[j:], t1[:n-j])
+		copy(out2[j:], t2[:n-j])
 	}
 }
 

@@ -395,81 +395,44 @@ a2done:
 	VZEROUPPER
 	RET
 
-// The loop bodies of vscoresT2F32. T2LOAD4 loads dimension d of four vectors of keys
-// from R11 into Z16-Z19, T2LOAD4M the same under the masks K1-K4, T2LOAD1 and T2LOAD1M
-// one vector into Z16. T2FMA4 and T2FMA1 multiply them by q1[d] and q2[d] (d = R12 +
-// OFF/4) into the accumulators given, then step R11 to the next dimension.
-#define T2LOAD4 \
-	VMOVUPS 0(R11), Z16;   \
-	VMOVUPS 64(R11), Z17;  \
-	VMOVUPS 128(R11), Z18; \
-	VMOVUPS 192(R11), Z19
-
-#define T2LOAD4M \
-	VMOVUPS.Z 0(R11), K1, Z16;   \
-	VMOVUPS.Z 64(R11), K2, Z17;  \
-	VMOVUPS.Z 128(R11), K3, Z18; \
-	VMOVUPS.Z 192(R11), K4, Z19
-
-#define T2FMA4(OFF, A0, A1, A2, A3, B0, B1, B2, B3) \
-	VBROADCASTSS OFF(SI)(R12*4), Z20; \
-	VBROADCASTSS OFF(DI)(R12*4), Z21; \
-	VFMADD231PS  Z16, Z20, A0;        \
-	VFMADD231PS  Z17, Z20, A1;        \
-	VFMADD231PS  Z18, Z20, A2;        \
-	VFMADD231PS  Z19, Z20, A3;        \
-	VFMADD231PS  Z16, Z21, B0;        \
-	VFMADD231PS  Z17, Z21, B1;        \
-	VFMADD231PS  Z18, Z21, B2;        \
-	VFMADD231PS  Z19, Z21, B3;        \
-	ADDQ         BX, R11
-
-#define T2LOAD1 VMOVUPS 0(R11), Z16
-
-#define T2LOAD1M VMOVUPS.Z 0(R11), K1, Z16
-
-#define T2FMA1(OFF, A, B) \
-	VBROADCASTSS OFF(SI)(R12*4), Z20; \
-	VBROADCASTSS OFF(DI)(R12*4), Z21; \
-	VFMADD231PS  Z16, Z20, A;         \
-	VFMADD231PS  Z16, Z21, B;         \
-	ADDQ         BX, R11
-
-// T2MASKS sets K1-K4 to the 64 bits of AX, 16 each.
-#define T2MASKS \
-	MOVQ  AX, R13;  \
-	KMOVW R13, K1;  \
-	SHRQ  $16, R13; \
-	KMOVW R13, K2;  \
-	SHRQ  $16, R13; \
-	KMOVW R13, K3;  \
-	SHRQ  $16, R13; \
-	KMOVW R13, K4
-
-// func vscoresT2F32(q1, q2, kt *float32, stride, n, hd int, out1, out2 *float32)
-// The scores of two queries against n keys stored transposed: dimension d of key p at
-// kt + d·stride + 4p (stride in bytes, hd dimensions, hd even). out1[p] = Σ_d q1[d]·key
-// p, out2[p] likewise for q2. Keys go 64 at a time, one per lane of four vectors, so no
-// horizontal sum is needed: lane p runs two FMA chains, one over the even dimensions in
-// order and one over the odd ones, and adds them at the end; the same operations as
-// vscoresT2AVX2, so the two agree bit for bit. Lanes past n are masked: never read,
-// never written. Fewer than 49 keys go one vector at a time, so a block's last few
-// positions do not cost a whole group. Whole vectors are loaded without a mask: masked
-// loads took half as long again (4 x 64 keys x 64 dimensions x 2 queries: 1.41 us
-// masked, 0.94 unmasked).
-TEXT ·vscoresT2F32(SB), NOSPLIT, $0-64
+// func vscores2F32(q1, q2, k *float32, stride, n, hd int, out1, out2 *float32)
+// The scores of two queries against one group of eight rows k, k+stride, ... (stride and
+// hd in bytes, hd a multiple of 64): out1[r] = dot(q1, row r), out2[r] = dot(q2, row r)
+// for r < 8. Rows from n on repeat row n-1 (n ≥ 1), so the kernel never reads past the
+// last row; the caller keeps only the first n results. Each (query, row) pair has one
+// 16-lane accumulator: lane l sums the products of columns l, l+16, ... in order. The
+// sixteen accumulators are then reduced together, halving 512 → 256 → 128 → 64 → 32
+// bits, each add combining two parts of the same accumulator, so a result depends only
+// on its own query and row. The accumulator of output o (o = 8·query + row) is Z(m[o]),
+// m = 0 2 1 3 8 10 9 11 4 6 5 7 12 14 13 15, which leaves output o in lane o.
+TEXT ·vscores2F32(SB), NOSPLIT, $0-64
 	MOVQ q1+0(FP), SI
 	MOVQ q2+8(FP), DI
-	MOVQ kt+16(FP), R8
+	MOVQ k+16(FP), R8
 	MOVQ stride+24(FP), BX
-	MOVQ n+32(FP), CX
-	MOVQ hd+40(FP), R9
-	MOVQ out1+48(FP), DX
-	MOVQ out2+56(FP), R10
-
-t2group:
-	CMPQ CX, $48
-	JLE  t2small
+	MOVQ n+32(FP), AX
+	LEAQ (R8)(BX*1), R9
+	CMPQ AX, $1
+	CMOVQLE R8, R9
+	LEAQ (R9)(BX*1), R10
+	CMPQ AX, $2
+	CMOVQLE R9, R10
+	LEAQ (R10)(BX*1), R11
+	CMPQ AX, $3
+	CMOVQLE R10, R11
+	LEAQ (R11)(BX*1), R12
+	CMPQ AX, $4
+	CMOVQLE R11, R12
+	LEAQ (R12)(BX*1), R13
+	CMPQ AX, $5
+	CMOVQLE R12, R13
+	LEAQ (R13)(BX*1), R14
+	CMPQ AX, $6
+	CMOVQLE R13, R14
+	LEAQ (R14)(BX*1), R15
+	CMPQ AX, $7
+	CMOVQLE R14, R15
+	MOVQ hd+40(FP), AX
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -486,213 +449,93 @@ t2group:
 	VPXORD Z13, Z13, Z13
 	VPXORD Z14, Z14, Z14
 	VPXORD Z15, Z15, Z15
-	MOVQ R8, R11
-	XORQ R12, R12
-	MOVQ $-1, AX
-	CMPQ CX, $64
-	JLT  t2part
+	XORQ BX, BX
 
-t2full:
-	// Even dimension d: Z0-Z3 for q1, Z4-Z7 for q2; odd d+1: Z8-Z15.
-	T2LOAD4
-	T2FMA4(0, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-	T2LOAD4
-	T2FMA4(4, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15)
-	ADDQ $2, R12
-	CMPQ R12, R9
-	JLT  t2full
-	JMP  t2sum
-
-t2part:
-	// K1..K4: the lanes of this group's four vectors that hold keys.
-	BZHIQ CX, AX, AX
-	T2MASKS
-
-t2pdim:
-	// Even dimension d: Z0-Z3 for q1, Z4-Z7 for q2; odd d+1: Z8-Z15.
-	T2LOAD4M
-	T2FMA4(0, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-	T2LOAD4M
-	T2FMA4(4, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15)
-	ADDQ $2, R12
-	CMPQ R12, R9
-	JLT  t2pdim
-
-t2sum:
-	T2MASKS
-	VADDPS Z8, Z0, Z0
-	VADDPS Z9, Z1, Z1
-	VADDPS Z10, Z2, Z2
-	VADDPS Z11, Z3, Z3
-	VADDPS Z12, Z4, Z4
-	VADDPS Z13, Z5, Z5
-	VADDPS Z14, Z6, Z6
-	VADDPS Z15, Z7, Z7
-	VMOVUPS Z0, K1, 0(DX)
-	VMOVUPS Z1, K2, 64(DX)
-	VMOVUPS Z2, K3, 128(DX)
-	VMOVUPS Z3, K4, 192(DX)
-	VMOVUPS Z4, K1, 0(R10)
-	VMOVUPS Z5, K2, 64(R10)
-	VMOVUPS Z6, K3, 128(R10)
-	VMOVUPS Z7, K4, 192(R10)
-	ADDQ $256, R8
-	ADDQ $256, DX
-	ADDQ $256, R10
-	SUBQ $64, CX
-	JG   t2group
-	JMP  t2done
-
-t2small:
-	// One vector of up to 16 keys: Z0, Z1 the even dimensions of q1, q2; Z2, Z3 the odd.
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	MOVQ R8, R11
-	XORQ R12, R12
-	MOVQ $-1, AX
-	CMPQ CX, $16
-	JLT  t2spart
-
-t2sfull:
-	T2LOAD1
-	T2FMA1(0, Z0, Z1)
-	T2LOAD1
-	T2FMA1(4, Z2, Z3)
-	ADDQ $2, R12
-	CMPQ R12, R9
-	JLT  t2sfull
-	JMP  t2ssum
-
-t2spart:
-	BZHIQ CX, AX, AX
-	KMOVW AX, K1
-
-t2spdim:
-	T2LOAD1M
-	T2FMA1(0, Z0, Z1)
-	T2LOAD1M
-	T2FMA1(4, Z2, Z3)
-	ADDQ $2, R12
-	CMPQ R12, R9
-	JLT  t2spdim
-
-t2ssum:
-	KMOVW AX, K1
-	VADDPS Z2, Z0, Z0
-	VADDPS Z3, Z1, Z1
-	VMOVUPS Z0, K1, (DX)
-	VMOVUPS Z1, K1, (R10)
-	ADDQ $64, R8
-	ADDQ $64, DX
-	ADDQ $64, R10
-	SUBQ $16, CX
-	JG   t2small
-
-t2done:
-	VZEROUPPER
-	RET
-
-// The masks of vscoresT2AVX2: the eight lanes from byte offset 4·(8-t) are the mask of
-// the first t lanes of a vector.
-DATA ·tailMask<>+0(SB)/8, $-1
-DATA ·tailMask<>+8(SB)/8, $-1
-DATA ·tailMask<>+16(SB)/8, $-1
-DATA ·tailMask<>+24(SB)/8, $-1
-DATA ·tailMask<>+32(SB)/8, $0
-DATA ·tailMask<>+40(SB)/8, $0
-DATA ·tailMask<>+48(SB)/8, $0
-DATA ·tailMask<>+56(SB)/8, $0
-GLOBL ·tailMask<>(SB), RODATA|NOPTR, $64
-
-// func vscoresT2AVX2(q1, q2, kt *float32, stride, n, hd int, out1, out2 *float32)
-// vscoresT2F32 with 8-lane vectors, keys 16 at a time: each lane's operations are the
-// same (an FMA chain over the even dimensions, one over the odd, then their sum).
-TEXT ·vscoresT2AVX2(SB), NOSPLIT, $0-64
-	MOVQ q1+0(FP), SI
-	MOVQ q2+8(FP), DI
-	MOVQ kt+16(FP), R8
-	MOVQ stride+24(FP), BX
-	MOVQ n+32(FP), CX
-	MOVQ hd+40(FP), R9
+s2col:
+	VMOVUPS (SI)(BX*1), Z16
+	VMOVUPS (DI)(BX*1), Z17
+	VMOVUPS (R8)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z0
+	VFMADD231PS Z18, Z17, Z4
+	VMOVUPS (R9)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z2
+	VFMADD231PS Z18, Z17, Z6
+	VMOVUPS (R10)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z1
+	VFMADD231PS Z18, Z17, Z5
+	VMOVUPS (R11)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z3
+	VFMADD231PS Z18, Z17, Z7
+	VMOVUPS (R12)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z8
+	VFMADD231PS Z18, Z17, Z12
+	VMOVUPS (R13)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z10
+	VFMADD231PS Z18, Z17, Z14
+	VMOVUPS (R14)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z9
+	VFMADD231PS Z18, Z17, Z13
+	VMOVUPS (R15)(BX*1), Z18
+	VFMADD231PS Z18, Z16, Z11
+	VFMADD231PS Z18, Z17, Z15
+	ADDQ $64, BX
+	CMPQ BX, AX
+	JLT  s2col
+	// 512 → 256 bits: Z(i) and Z(i+8) share a register, one per 256-bit half.
+	VSHUFF32X4 $0x44, Z8, Z0, Z24
+	VSHUFF32X4 $0xee, Z8, Z0, Z25
+	VADDPS Z25, Z24, Z0
+	VSHUFF32X4 $0x44, Z9, Z1, Z24
+	VSHUFF32X4 $0xee, Z9, Z1, Z25
+	VADDPS Z25, Z24, Z1
+	VSHUFF32X4 $0x44, Z10, Z2, Z24
+	VSHUFF32X4 $0xee, Z10, Z2, Z25
+	VADDPS Z25, Z24, Z2
+	VSHUFF32X4 $0x44, Z11, Z3, Z24
+	VSHUFF32X4 $0xee, Z11, Z3, Z25
+	VADDPS Z25, Z24, Z3
+	VSHUFF32X4 $0x44, Z12, Z4, Z24
+	VSHUFF32X4 $0xee, Z12, Z4, Z25
+	VADDPS Z25, Z24, Z4
+	VSHUFF32X4 $0x44, Z13, Z5, Z24
+	VSHUFF32X4 $0xee, Z13, Z5, Z25
+	VADDPS Z25, Z24, Z5
+	VSHUFF32X4 $0x44, Z14, Z6, Z24
+	VSHUFF32X4 $0xee, Z14, Z6, Z25
+	VADDPS Z25, Z24, Z6
+	VSHUFF32X4 $0x44, Z15, Z7, Z24
+	VSHUFF32X4 $0xee, Z15, Z7, Z25
+	VADDPS Z25, Z24, Z7
+	// 256 → 128: one accumulator per 128-bit lane.
+	VSHUFF32X4 $0x88, Z4, Z0, Z24
+	VSHUFF32X4 $0xdd, Z4, Z0, Z25
+	VADDPS Z25, Z24, Z0
+	VSHUFF32X4 $0x88, Z5, Z1, Z24
+	VSHUFF32X4 $0xdd, Z5, Z1, Z25
+	VADDPS Z25, Z24, Z1
+	VSHUFF32X4 $0x88, Z6, Z2, Z24
+	VSHUFF32X4 $0xdd, Z6, Z2, Z25
+	VADDPS Z25, Z24, Z2
+	VSHUFF32X4 $0x88, Z7, Z3, Z24
+	VSHUFF32X4 $0xdd, Z7, Z3, Z25
+	VADDPS Z25, Z24, Z3
+	// 128 → 64, then 64 → 32, within 128-bit lanes.
+	VSHUFPS $0x44, Z2, Z0, Z24
+	VSHUFPS $0xee, Z2, Z0, Z25
+	VADDPS Z25, Z24, Z0
+	VSHUFPS $0x44, Z3, Z1, Z24
+	VSHUFPS $0xee, Z3, Z1, Z25
+	VADDPS Z25, Z24, Z1
+	VSHUFPS $0x88, Z1, Z0, Z24
+	VSHUFPS $0xdd, Z1, Z0, Z25
+	VADDPS Z25, Z24, Z0
 	MOVQ out1+48(FP), DX
-	MOVQ out2+56(FP), R10
-	LEAQ ·tailMask<>(SB), R13
-
-x2group:
-	// Y12, Y13: the lanes of this group's two vectors that hold keys.
-	MOVQ CX, AX
-	CMPQ AX, $8
-	JLE  x2m0
-	MOVQ $8, AX
-
-x2m0:
-	NEGQ AX
-	VMOVDQU 32(R13)(AX*4), Y12
-	MOVQ CX, AX
-	SUBQ $8, AX
-	JGE  x2m1
-	XORQ AX, AX
-
-x2m1:
-	CMPQ AX, $8
-	JLE  x2m2
-	MOVQ $8, AX
-
-x2m2:
-	NEGQ AX
-	VMOVDQU 32(R13)(AX*4), Y13
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	MOVQ R8, R11
-	XORQ R12, R12
-
-x2dim:
-	// Even dimension: Y0, Y1 for q1, Y2, Y3 for q2; odd: Y4-Y7.
-	VMASKMOVPS 0(R11), Y12, Y8
-	VMASKMOVPS 32(R11), Y13, Y9
-	VBROADCASTSS (SI)(R12*4), Y10
-	VBROADCASTSS (DI)(R12*4), Y11
-	VFMADD231PS Y8, Y10, Y0
-	VFMADD231PS Y9, Y10, Y1
-	VFMADD231PS Y8, Y11, Y2
-	VFMADD231PS Y9, Y11, Y3
-	ADDQ BX, R11
-	VMASKMOVPS 0(R11), Y12, Y8
-	VMASKMOVPS 32(R11), Y13, Y9
-	VBROADCASTSS 4(SI)(R12*4), Y10
-	VBROADCASTSS 4(DI)(R12*4), Y11
-	VFMADD231PS Y8, Y10, Y4
-	VFMADD231PS Y9, Y10, Y5
-	VFMADD231PS Y8, Y11, Y6
-	VFMADD231PS Y9, Y11, Y7
-	ADDQ BX, R11
-	ADDQ $2, R12
-	CMPQ R12, R9
-	JLT  x2dim
-	VADDPS Y4, Y0, Y0
-	VADDPS Y5, Y1, Y1
-	VADDPS Y6, Y2, Y2
-	VADDPS Y7, Y3, Y3
-	VMASKMOVPS Y0, Y12, 0(DX)
-	VMASKMOVPS Y1, Y13, 32(DX)
-	VMASKMOVPS Y2, Y12, 0(R10)
-	VMASKMOVPS Y3, Y13, 32(R10)
-	ADDQ $64, R8
-	ADDQ $64, DX
-	ADDQ $64, R10
-	SUBQ $16, CX
-	JG   x2group
+	MOVQ out2+56(FP), CX
+	VMOVUPS Y0, (DX)
+	VEXTRACTF32X8 $1, Z0, Y1
+	VMOVUPS Y1, (CX)
 	VZEROUPPER
 	RET
-
 
 // func halfRowsAVX512(dst *float32, dstStride int, src *uint16, srcStride, rows, width int)
 // dst row r = src row r converted from fp16 (VCVTPH2PS, exact), width elements per row,

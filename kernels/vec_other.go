@@ -8,10 +8,10 @@ func Scores(out, q, k []float32, stride int) { scoresGeneric(out, q, k, stride) 
 // Accum adds w[j] * v[j*stride:][:len(out)] to out for j < len(w), in order of j.
 func Accum(out, v []float32, stride int, w []float32) { accumGeneric(out, v, stride, w) }
 
-// ScoresT2 sets out1[p] and out2[p] to the scores of q1 and q2 against keys stored
-// transposed: dimension d of key p at kt[d*stride+p].
-func ScoresT2(out1, out2, q1, q2, kt []float32, stride int) {
-	scoresT2Generic(out1, out2, q1, q2, kt, stride)
+// Scores2 is Scores for two queries against the same keys.
+func Scores2(out1, out2, q1, q2, k []float32, stride int) {
+	scoresGeneric(out1, q1, k, stride)
+	scoresGeneric(out2, q2, k, stride)
 }
 
 // Accum2 is Accum for two outputs weighted from the same values.

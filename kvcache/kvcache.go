@@ -305,13 +305,11 @@ func (s *Seq) Fork(n int) *Seq {
 	return &Seq{pool: s.pool, table: t, n: n}
 }
 
-// offset returns the block of (layer, pos) and the element offsets of its key (dimension
-// 0; dimension d is d·BlockTokens further on) and of its value (KVDim consecutive
-// elements). See BlockKV for the layout.
-func (s *Seq) offset(layer, pos int) (id int32, ko, vo int) {
+// offset returns the block and element offset of (layer, pos) keys; values follow the
+// keys of the same layer at +BlockTokens*KVDim.
+func (s *Seq) offset(layer, pos int) (int32, int) {
 	bt, kv := s.pool.cfg.BlockTokens, s.pool.cfg.KVDim
-	base := layer * 2 * bt * kv
-	return s.table[pos/bt], base + pos%bt, base + (bt+pos%bt)*kv
+	return s.table[pos/bt], (layer*2*bt + pos%bt) * kv
 }
 
 // Put stores the key and value of one layer at one position, which must lie in the
@@ -320,20 +318,18 @@ func (s *Seq) offset(layer, pos int) (id int32, ko, vo int) {
 // prefix cache shares.
 func (s *Seq) Put(layer, pos int, k, v []float32) {
 	p := s.pool
-	id, ko, vo := s.offset(layer, pos)
-	bt, kv := p.cfg.BlockTokens, p.cfg.KVDim
-	k, v = k[:kv], v[:kv]
+	id, off := s.offset(layer, pos)
+	vo := off + p.cfg.BlockTokens*p.cfg.KVDim
+	kv := p.cfg.KVDim
 	if p.cfg.Type == ggml.F32 {
 		b := p.f32[id]
-		for i, x := range k {
-			b[ko+i*bt] = x
-		}
+		copy(b[off:off+kv], k)
 		copy(b[vo:vo+kv], v)
 		return
 	}
 	b := p.f16[id]
 	for i := range kv {
-		b[ko+i*bt] = kernels.FP32ToFP16(k[i])
+		b[off+i] = kernels.FP32ToFP16(k[i])
 		b[vo+i] = kernels.FP32ToFP16(v[i])
 	}
 }
@@ -382,13 +378,9 @@ func (s *Seq) BlockHalves(layer, b int) (k, v []uint16) {
 }
 
 // BlockKV returns the keys and values of one layer at the positions of block b of the
-// sequence, BlockTokens positions from b*BlockTokens on (those past Len hold stale data).
-// The keys are transposed: KVDim rows of BlockTokens floats, row d holding dimension d
-// of every position, so that attention scores a query against many positions with one
-// vector operation per dimension and no horizontal sums. The values are BlockTokens rows
-// of KVDim floats, one per position, the operand of attention's weighted sum. For F32
-// pools they are views into the block; F16 pools convert into kbuf and vbuf (each at
-// least BlockTokens*KVDim long).
+// sequence: BlockTokens rows of KVDim floats each, row i for position b*BlockTokens+i
+// (rows past Len hold stale data). For F32 pools they are views into the block; F16
+// pools convert into kbuf and vbuf (each at least BlockTokens*KVDim long).
 func (s *Seq) BlockKV(layer, b int, kbuf, vbuf []float32) (k, v []float32) {
 	p := s.pool
 	bt, kv := p.cfg.BlockTokens, p.cfg.KVDim

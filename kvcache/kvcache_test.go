@@ -25,12 +25,8 @@ func at(s *Seq, layer, pos int) (k, v []float32) {
 	bt, kv := cfg.BlockTokens, cfg.KVDim
 	kb, vb := make([]float32, bt*kv), make([]float32, bt*kv)
 	bk, bv := s.BlockKV(layer, pos/bt, kb, vb)
-	r := pos % bt
-	k = make([]float32, kv)
-	for d := range k {
-		k[d] = bk[d*bt+r]
-	}
-	return k, bv[r*kv : (r+1)*kv]
+	r := pos % bt * kv
+	return bk[r : r+kv], bv[r : r+kv]
 }
 
 func fill(s *Seq, from, to int) {
@@ -131,9 +127,8 @@ func TestF16Entries(t *testing.T) {
 	}
 	kb, vb := make([]float32, 16), make([]float32, 16)
 	k, v := s.BlockKV(0, 1, kb, vb)
-	// Keys are transposed (row d holds dimension d of each position), values are not.
-	if k[0] != 4 || k[8] != 1 || k[12] != 2 || v[0] != -4 || v[2] != 3 {
-		t.Fatalf("BlockKV of block 1: key rows %v, values %v, want position 4's first", k, v[:4])
+	if k[0] != 4 || v[0] != -4 {
+		t.Fatalf("BlockKV row 0 of block 1 = %v / %v, want position 4", k[:4], v[:4])
 	}
 	hk, hv := s.BlockHalves(0, 1)
 	for i := range hk {

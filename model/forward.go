@@ -443,9 +443,9 @@ func (b *Batch) rope(vec []float32, p int) {
 // sharing the KV head) go over the cache together, a cache block at a time, so that
 // the keys and values they share are read from memory once and then from L1. Each
 // (token, head) pair is still computed by the same code whatever else is in the pass,
-// and in position order: its scores, one kernel call per cache block (ScoresT2 scores
-// each key on its own); its softmax; its weighted sum, accumulated over the positions
-// in order.
+// and in position order: its scores, one kernel call per cache block (Scores treats
+// rows independently); its softmax; its weighted sum, accumulated over the positions in
+// order.
 func (b *Batch) attention(layer int) {
 	c := b.m.Config
 	th := b.pool.Threads()
@@ -486,11 +486,11 @@ func (b *Batch) attendItems(lo, hi int) {
 
 // attendKV computes attention for rows [t0,t1) of segment sg and query heads [h0,h1),
 // which share one KV head; slot indexes the F16 conversion scratch. The cache goes by a
-// block at a time: its keys of this head (transposed, 16 KB for the target's blocks of
-// 64) or values stay in L1 while every query sharing them takes all of the block's
-// positions it sees in one kernel call. The query heads go two at a time (heads h and
-// h+1), the last of an odd group alone; either way a head's scores and weighted sum are
-// the same operations, so which tokens share the pass never matters.
+// block at a time: its keys (or values) of this head, 16 KB for the target's blocks of
+// 64, stay in L1 while every query sharing them takes all of the block's positions it
+// sees in one kernel call. The query heads go two at a time (heads h and h+1), the last
+// of an odd group alone: which kernel serves a head never depends on the tokens in the
+// pass.
 func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	c := b.m.Config
 	hd, heads, kvd, qd := c.HeadDim, c.Heads, c.KVDim(), c.QDim()
@@ -510,31 +510,29 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 		th := t*heads + h
 		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
 	}
-	// keys returns this head's keys in block blk (transposed, rows stride floats apart),
-	// vals its values (one row of hd per position, stride apart), for the first n
-	// positions of the block. An F16 cache converts just those; the results are the
-	// same bits as an F32 cache holding the converted values.
-	keys := func(blk, n int) (kt []float32, stride int) {
+	// rows returns this head's keys (or values) in block blk, one row of hd per
+	// position, rows stride floats apart, for the first n positions of the block. An F16
+	// cache converts just those; the results are the same bits as an F32 cache holding
+	// the converted values.
+	rows := func(values bool, blk, n int) (r []float32, stride int) {
 		if !half {
-			k, _ := seq.BlockKV(layer, blk, nil, nil)
-			return k[kvo*bt:], bt
+			k, v := seq.BlockKV(layer, blk, nil, nil)
+			if values {
+				k = v
+			}
+			return k[kvo:], kvd
 		}
-		k, _ := seq.BlockHalves(layer, blk)
-		kernels.HalfRows(kbuf, n, k[kvo*bt:], bt, hd, n)
-		return kbuf, n
-	}
-	vals := func(blk, n int) (v []float32, stride int) {
-		if !half {
-			_, v := seq.BlockKV(layer, blk, nil, nil)
-			return v[kvo:], kvd
+		k, v := seq.BlockHalves(layer, blk)
+		buf := kbuf
+		if values {
+			k, buf = v, vbuf
 		}
-		_, hv := seq.BlockHalves(layer, blk)
-		kernels.HalfRows(vbuf, hd, hv[kvo:], kvd, n, hd)
-		return vbuf, hd
+		kernels.HalfRows(buf, hd, k[kvo:], kvd, n, hd)
+		return buf, hd
 	}
 	for blk := 0; blk*bt <= last; blk++ {
 		a := blk * bt
-		kt, ks := keys(blk, min(bt, last+1-a))
+		k, ks := rows(false, blk, min(bt, last+1-a))
 		for t := t0; t < t1; t++ {
 			cnt := min(bt, off+t+1-a)
 			if cnt <= 0 {
@@ -542,11 +540,12 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 			}
 			for h := h0; h < h1; h += 2 {
 				q, sc := query(t, h)
-				q2, sc2 := q, sc // a lone head is its own pair
-				if h+1 < h1 {
-					q2, sc2 = query(t, h+1)
+				if h+1 == h1 {
+					kernels.Scores(sc[a:a+cnt], q, k, ks)
+					continue
 				}
-				kernels.ScoresT2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kt, ks)
+				q2, sc2 := query(t, h+1)
+				kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, k, ks)
 			}
 		}
 	}
@@ -571,7 +570,7 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	}
 	for blk := 0; blk*bt <= last; blk++ {
 		a := blk * bt
-		v, vs := vals(blk, min(bt, last+1-a))
+		v, vs := rows(true, blk, min(bt, last+1-a))
 		for h := h0; h < h1; h += 2 {
 			pair := h+1 < h1
 			t := t0
