@@ -233,14 +233,23 @@ func TestRotateMatchesReference(t *testing.T) {
 	}
 }
 
-// TestHalfRows converts every fp16 bit pattern, in rows of odd widths and strides, and
-// checks each against FP16ToFP32 (bitwise; a NaN must stay a NaN) and that nothing
-// around the rows is written.
+// TestHalfRows converts every fp16 bit pattern, in rows of odd widths and strides, with
+// HalfRows and with its Go reference, and checks each against FP16ToFP32 (bitwise; a
+// NaN must stay a NaN) and that nothing around the rows is written.
 func TestHalfRows(t *testing.T) {
 	all := make([]uint16, 1<<16)
 	for i := range all {
 		all[i] = uint16(i)
 	}
+	for _, impl := range []struct {
+		name string
+		f    func(dst []float32, dstStride int, src []uint16, srcStride, rows, width int)
+	}{{"HalfRows", HalfRows}, {"halfRowsGeneric", halfRowsGeneric}} {
+		testHalfRows(t, impl.name, impl.f, all)
+	}
+}
+
+func testHalfRows(t *testing.T, name string, conv func(dst []float32, dstStride int, src []uint16, srcStride, rows, width int), all []uint16) {
 	for _, width := range []int{1, 5, 15, 16, 17, 64, 100} {
 		srcStride, dstStride := width+3, width+7
 		for lo := 0; lo < len(all); lo += 40 * srcStride {
@@ -253,19 +262,19 @@ func TestHalfRows(t *testing.T) {
 			for i := range dst {
 				dst[i] = -7
 			}
-			HalfRows(dst, dstStride, src, srcStride, rows, width)
+			conv(dst, dstStride, src, srcStride, rows, width)
 			for i, got := range dst {
 				r, c := i/dstStride, i%dstStride
 				if c >= width {
 					if got != -7 {
-						t.Fatalf("width %d: HalfRows wrote %v past row %d", width, got, r)
+						t.Fatalf("width %d: %s wrote %v past row %d", width, name, got, r)
 					}
 					continue
 				}
 				h := src[r*srcStride+c]
 				want := FP16ToFP32(h)
 				if math.Float32bits(got) != math.Float32bits(want) && !(math.IsNaN(float64(got)) && math.IsNaN(float64(want))) {
-					t.Fatalf("width %d: HalfRows(%#04x) = %v, want %v", width, h, got, want)
+					t.Fatalf("width %d: %s(%#04x) = %v, want %v", width, name, h, got, want)
 				}
 			}
 		}
