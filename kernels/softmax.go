@@ -64,19 +64,28 @@ func expLane(x float32) float32 {
 }
 
 // softmaxGeneric is the pure-Go reference of Softmax, operation for operation the
-// AVX2 kernel: element i belongs to lane i%8, lanes are reduced by halves (lane l with
-// lane l+4, then l with l+2, then 0 with 1).
+// AVX2 kernel: element i belongs to lane i%8 (i%32 for the maximum), lanes are reduced
+// by halves (lane l with lane l+4, then l with l+2, then 0 with 1).
 //
-//	pass 1: m[i%8] = maxps(m[i%8], scale*x[i]), lanes starting at -Inf; mx = reduce(m)
+//	pass 1: m[i%32] = maxps(m[i%32], scale*x[i]), lanes starting at -Inf;
+//	        m8[l] = maxps(maxps(m[l], m[l+8]), maxps(m[l+16], m[l+24])); mx = reduce(m8)
 //	pass 2: e = exp(scale*x[i] - mx); x[i] = e; s[i%8] += e; sum = reduce(s)
 //	pass 3: x[i] *= 1/sum
+//
+// The maximum is the same whatever the lanes, but for the sign of a zero (which does
+// not change any result) and a NaN among the inputs; the 32 lanes are spelled out so
+// that even then every path agrees.
 func softmaxGeneric(x []float32, scale float32) {
+	var m32 [32]float32
 	var m, s [8]float32
-	for l := range m {
-		m[l] = float32(math.Inf(-1))
+	for l := range m32 {
+		m32[l] = float32(math.Inf(-1))
 	}
 	for i, v := range x {
-		m[i&7] = maxps(m[i&7], scale*v)
+		m32[i&31] = maxps(m32[i&31], scale*v)
+	}
+	for l := range m {
+		m[l] = maxps(maxps(m32[l], m32[l+8]), maxps(m32[l+16], m32[l+24]))
 	}
 	mx := reduce8(m, maxps)
 	for i, v := range x {

@@ -35,7 +35,7 @@ var expTab = func() (t [16][8]uint32) {
 }()
 
 //go:noescape
-func vsoftmaxF32(x *float32, n int, scale float32, c *[16][8]uint32)
+func vsoftmaxF32(x *float32, n int, scale float32, c *[16][8]uint32, wide bool)
 
 //go:noescape
 func vswigluF32(gate, up *float32, n int, c *[16][8]uint32)
@@ -50,7 +50,7 @@ func Softmax(x []float32, scale float32) {
 		return
 	}
 	if vecAVX2 {
-		vsoftmaxF32(&x[0], len(x), scale, &expTab)
+		vsoftmaxF32(&x[0], len(x), scale, &expTab, vecAVX512)
 		return
 	}
 	softmaxGeneric(x, scale)

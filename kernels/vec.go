@@ -12,6 +12,16 @@ func scoresGeneric(out, q, k []float32, stride int) {
 	}
 }
 
+// halfRowsGeneric is the pure-Go reference of HalfRows.
+func halfRowsGeneric(dst []float32, dstStride int, src []uint16, srcStride, rows, width int) {
+	for r := range rows {
+		d, s := dst[r*dstStride:r*dstStride+width], src[r*srcStride:r*srcStride+width]
+		for i, h := range s {
+			d[i] = f16Table[h]
+		}
+	}
+}
+
 // accumGeneric is the pure-Go reference of Accum.
 func accumGeneric(out, v []float32, stride int, w []float32) {
 	for j, a := range w {

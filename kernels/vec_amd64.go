@@ -3,8 +3,9 @@ package kernels
 import "golang.org/x/sys/cpu"
 
 var (
-	vecAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
-	vecAVX512 = vecAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
+	vecAVX2    = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	vecAVX512  = vecAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
+	halfAVX512 = vecAVX512 && cpu.X86.HasAVX512BW // masked 16-bit loads
 )
 
 //go:noescape
@@ -12,6 +13,9 @@ func vscores2F32(q1, q2, k *float32, stride, n, hd int, out1, out2 *float32)
 
 //go:noescape
 func vaccum2F32(out1, out2, v *float32, stride, n, hd int, w1, w2 *float32)
+
+//go:noescape
+func vaccum4F32(out1, out2, out3, out4, v *float32, stride, n, hd int, w1, w2, w3, w4 *float32)
 
 //go:noescape
 func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
@@ -95,6 +99,44 @@ func Accum2(out1, out2, v []float32, stride int, w1, w2 []float32) {
 		return
 	}
 	vaccum2F32(&out1[0], &out2[0], &v[0], 4*stride, n, 4*hd, &w1[0], &w2[0])
+}
+
+//go:noescape
+func halfRowsAVX512(dst *float32, dstStride int, src *uint16, srcStride, rows, width int)
+
+// HalfRows converts rows of fp16 values to float32, exactly: dst[r*dstStride+i] =
+// FP16ToFP32(src[r*srcStride+i]) for r < rows, i < width. Attention over an F16 cache
+// converts just the keys or values of the head it computes, a block at a time.
+func HalfRows(dst []float32, dstStride int, src []uint16, srcStride, rows, width int) {
+	if rows <= 0 || width <= 0 {
+		return
+	}
+	_, _ = dst[(rows-1)*dstStride+width-1], src[(rows-1)*srcStride+width-1]
+	if halfAVX512 {
+		halfRowsAVX512(&dst[0], 4*dstStride, &src[0], 2*srcStride, rows, width)
+		return
+	}
+	halfRowsGeneric(dst, dstStride, src, srcStride, rows, width)
+}
+
+// Accum4 is Accum for four outputs weighted from the same values, out_i with w_i (all
+// of the same lengths): attention gives it two tokens' two query heads that share a
+// KV head. Its results are bitwise those of four Accum calls; on AVX-512 the four
+// outputs' sixteen FMA chains keep the FMA units busy where Accum2's eight wait on
+// latency.
+func Accum4(out1, out2, out3, out4, v []float32, stride int, w1, w2, w3, w4 []float32) {
+	n, hd := len(w1), len(out1)
+	if n == 0 {
+		return
+	}
+	_, _, _ = w2[n-1], w3[n-1], w4[n-1]
+	_, _, _, _ = out2[hd-1], out3[hd-1], out4[hd-1], v[(n-1)*stride+hd-1]
+	if !vecAVX512 || hd%16 != 0 {
+		Accum2(out1, out2, v, stride, w1, w2)
+		Accum2(out3, out4, v, stride, w3, w4)
+		return
+	}
+	vaccum4F32(&out1[0], &out2[0], &out3[0], &out4[0], &v[0], 4*stride, n, 4*hd, &w1[0], &w2[0], &w3[0], &w4[0])
 }
 
 //go:noescape

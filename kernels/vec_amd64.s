@@ -299,6 +299,102 @@ rtdone:
 	VZEROUPPER
 	RET
 
+// func vaccum2F32(out1, out2, v *float32, stride, n, hd int, w1, w2 *float32)
+// out1 += Σ_j w1[j]·row j, out2 += Σ_j w2[j]·row j, rows stride bytes apart, hd bytes
+// wide (a multiple of 64). Each output element takes its products in order of j with
+// one fused multiply-add each, exactly as vaccumF32 does for one query: the two queries
+// share each row's loads, and their independent chains keep both FMA pipes busy.
+TEXT ·vaccum2F32(SB), NOSPLIT, $0-64
+	MOVQ out1+0(FP), DX
+	MOVQ out2+8(FP), CX
+	MOVQ v+16(FP), DI
+	MOVQ stride+24(FP), R8
+	MOVQ hd+40(FP), R9
+
+a2chunk:
+	CMPQ R9, $256
+	JLT  a2narrow
+	VMOVUPS 0(DX), Z0
+	VMOVUPS 0(CX), Z4
+	VMOVUPS 64(DX), Z1
+	VMOVUPS 64(CX), Z5
+	VMOVUPS 128(DX), Z2
+	VMOVUPS 128(CX), Z6
+	VMOVUPS 192(DX), Z3
+	VMOVUPS 192(CX), Z7
+	MOVQ DI, BX
+	MOVQ w1+48(FP), R11
+	MOVQ w2+56(FP), R12
+	MOVQ n+32(FP), R10
+
+a2wide:
+	VBROADCASTSS (R11), Z8
+	VBROADCASTSS (R12), Z9
+	VMOVUPS 0(BX), Z10
+	VMOVUPS 64(BX), Z11
+	VMOVUPS 128(BX), Z12
+	VMOVUPS 192(BX), Z13
+	VFMADD231PS Z10, Z8, Z0
+	VFMADD231PS Z10, Z9, Z4
+	VFMADD231PS Z11, Z8, Z1
+	VFMADD231PS Z11, Z9, Z5
+	VFMADD231PS Z12, Z8, Z2
+	VFMADD231PS Z12, Z9, Z6
+	VFMADD231PS Z13, Z8, Z3
+	VFMADD231PS Z13, Z9, Z7
+	ADDQ R8, BX
+	ADDQ $4, R11
+	ADDQ $4, R12
+	DECQ R10
+	JNZ  a2wide
+	VMOVUPS Z0, 0(DX)
+	VMOVUPS Z4, 0(CX)
+	VMOVUPS Z1, 64(DX)
+	VMOVUPS Z5, 64(CX)
+	VMOVUPS Z2, 128(DX)
+	VMOVUPS Z6, 128(CX)
+	VMOVUPS Z3, 192(DX)
+	VMOVUPS Z7, 192(CX)
+	ADDQ $256, DX
+	ADDQ $256, CX
+	ADDQ $256, DI
+	SUBQ $256, R9
+	JMP  a2chunk
+
+// Fewer than 64 columns left: sixteen at a time.
+a2narrow:
+	CMPQ R9, $0
+	JEQ  a2done
+	VMOVUPS (DX), Z0
+	VMOVUPS (CX), Z4
+	MOVQ DI, BX
+	MOVQ w1+48(FP), R11
+	MOVQ w2+56(FP), R12
+	MOVQ n+32(FP), R10
+
+a2col:
+	VBROADCASTSS (R11), Z8
+	VBROADCASTSS (R12), Z9
+	VMOVUPS (BX), Z10
+	VFMADD231PS Z10, Z8, Z0
+	VFMADD231PS Z10, Z9, Z4
+	ADDQ R8, BX
+	ADDQ $4, R11
+	ADDQ $4, R12
+	DECQ R10
+	JNZ  a2col
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z4, (CX)
+	ADDQ $64, DX
+	ADDQ $64, CX
+	ADDQ $64, DI
+	SUBQ $64, R9
+	JMP  a2narrow
+
+a2done:
+	VZEROUPPER
+	RET
+
 // func vscores2F32(q1, q2, k *float32, stride, n, hd int, out1, out2 *float32)
 // The scores of two queries against one group of eight rows k, k+stride, ... (stride and
 // hd in bytes, hd a multiple of 64): out1[r] = dot(q1, row r), out2[r] = dot(q2, row r)
@@ -441,98 +537,191 @@ s2col:
 	VZEROUPPER
 	RET
 
-// func vaccum2F32(out1, out2, v *float32, stride, n, hd int, w1, w2 *float32)
-// out1 += Σ_j w1[j]·row j, out2 += Σ_j w2[j]·row j, rows stride bytes apart, hd bytes
-// wide (a multiple of 64). Each output element takes its products in order of j with
-// one fused multiply-add each, exactly as vaccumF32 does for one query: the two queries
-// share each row's loads, and their independent chains keep both FMA pipes busy.
-TEXT ·vaccum2F32(SB), NOSPLIT, $0-64
+// func halfRowsAVX512(dst *float32, dstStride int, src *uint16, srcStride, rows, width int)
+// dst row r = src row r converted from fp16 (VCVTPH2PS, exact), width elements per row,
+// strides in bytes; 16 at a time, the last few of a row under a mask, so nothing past a
+// row's width is read or written.
+TEXT ·halfRowsAVX512(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ dstStride+8(FP), R8
+	MOVQ src+16(FP), SI
+	MOVQ srcStride+24(FP), R9
+	MOVQ rows+32(FP), CX
+	MOVQ width+40(FP), DX
+	TESTQ CX, CX
+	JLE  hrdone
+	TESTQ DX, DX
+	JLE  hrdone
+
+hrrow:
+	XORQ AX, AX
+
+hrcol:
+	MOVQ DX, BX
+	SUBQ AX, BX
+	MOVQ $-1, R10
+	CMPQ BX, $16
+	JGE  hrmask
+	BZHIQ BX, R10, R10
+
+hrmask:
+	KMOVW R10, K1
+	VMOVDQU16.Z (SI)(AX*2), K1, Y0
+	VCVTPH2PS Y0, Z0
+	VMOVUPS Z0, K1, (DI)(AX*4)
+	ADDQ $16, AX
+	CMPQ AX, DX
+	JLT  hrcol
+	ADDQ R8, DI
+	ADDQ R9, SI
+	DECQ CX
+	JNZ  hrrow
+
+hrdone:
+	VZEROUPPER
+	RET
+
+// func vaccum4F32(out1, out2, out3, out4, v *float32, stride, n, hd int, w1, w2, w3, w4 *float32)
+// vaccum2F32 for four outputs weighted from the same rows: out_i += Σ_j w_i[j]·row j.
+// Each output element takes its products in order of j with one FMA each, exactly as
+// vaccumF32 does; with sixteen independent chains, not eight, the FMAs are no longer
+// bound by their latency (64 rows x 64 columns x 4 outputs: 188 ns, against 292 for
+// two vaccum2F32 calls).
+TEXT ·vaccum4F32(SB), NOSPLIT, $0-96
 	MOVQ out1+0(FP), DX
 	MOVQ out2+8(FP), CX
-	MOVQ v+16(FP), DI
-	MOVQ stride+24(FP), R8
-	MOVQ hd+40(FP), R9
+	MOVQ out3+16(FP), R13
+	MOVQ out4+24(FP), R14
+	MOVQ v+32(FP), DI
+	MOVQ stride+40(FP), R8
+	MOVQ hd+56(FP), R9
 
-a2chunk:
+a4chunk:
 	CMPQ R9, $256
-	JLT  a2narrow
+	JLT  a4narrow
 	VMOVUPS 0(DX), Z0
-	VMOVUPS 0(CX), Z4
 	VMOVUPS 64(DX), Z1
-	VMOVUPS 64(CX), Z5
 	VMOVUPS 128(DX), Z2
-	VMOVUPS 128(CX), Z6
 	VMOVUPS 192(DX), Z3
+	VMOVUPS 0(CX), Z4
+	VMOVUPS 64(CX), Z5
+	VMOVUPS 128(CX), Z6
 	VMOVUPS 192(CX), Z7
+	VMOVUPS 0(R13), Z8
+	VMOVUPS 64(R13), Z9
+	VMOVUPS 128(R13), Z10
+	VMOVUPS 192(R13), Z11
+	VMOVUPS 0(R14), Z12
+	VMOVUPS 64(R14), Z13
+	VMOVUPS 128(R14), Z14
+	VMOVUPS 192(R14), Z15
 	MOVQ DI, BX
-	MOVQ w1+48(FP), R11
-	MOVQ w2+56(FP), R12
-	MOVQ n+32(FP), R10
+	MOVQ w1+64(FP), R11
+	MOVQ w2+72(FP), R12
+	MOVQ w3+80(FP), AX
+	MOVQ w4+88(FP), SI
+	MOVQ n+48(FP), R10
 
-a2wide:
-	VBROADCASTSS (R11), Z8
-	VBROADCASTSS (R12), Z9
-	VMOVUPS 0(BX), Z10
-	VMOVUPS 64(BX), Z11
-	VMOVUPS 128(BX), Z12
-	VMOVUPS 192(BX), Z13
-	VFMADD231PS Z10, Z8, Z0
-	VFMADD231PS Z10, Z9, Z4
-	VFMADD231PS Z11, Z8, Z1
-	VFMADD231PS Z11, Z9, Z5
-	VFMADD231PS Z12, Z8, Z2
-	VFMADD231PS Z12, Z9, Z6
-	VFMADD231PS Z13, Z8, Z3
-	VFMADD231PS Z13, Z9, Z7
+a4wide:
+	VBROADCASTSS (R11), Z20
+	VBROADCASTSS (R12), Z21
+	VBROADCASTSS (AX), Z22
+	VBROADCASTSS (SI), Z23
+	VMOVUPS 0(BX), Z16
+	VMOVUPS 64(BX), Z17
+	VMOVUPS 128(BX), Z18
+	VMOVUPS 192(BX), Z19
+	VFMADD231PS Z16, Z20, Z0
+	VFMADD231PS Z16, Z21, Z4
+	VFMADD231PS Z16, Z22, Z8
+	VFMADD231PS Z16, Z23, Z12
+	VFMADD231PS Z17, Z20, Z1
+	VFMADD231PS Z17, Z21, Z5
+	VFMADD231PS Z17, Z22, Z9
+	VFMADD231PS Z17, Z23, Z13
+	VFMADD231PS Z18, Z20, Z2
+	VFMADD231PS Z18, Z21, Z6
+	VFMADD231PS Z18, Z22, Z10
+	VFMADD231PS Z18, Z23, Z14
+	VFMADD231PS Z19, Z20, Z3
+	VFMADD231PS Z19, Z21, Z7
+	VFMADD231PS Z19, Z22, Z11
+	VFMADD231PS Z19, Z23, Z15
 	ADDQ R8, BX
 	ADDQ $4, R11
 	ADDQ $4, R12
+	ADDQ $4, AX
+	ADDQ $4, SI
 	DECQ R10
-	JNZ  a2wide
+	JNZ  a4wide
 	VMOVUPS Z0, 0(DX)
-	VMOVUPS Z4, 0(CX)
 	VMOVUPS Z1, 64(DX)
-	VMOVUPS Z5, 64(CX)
 	VMOVUPS Z2, 128(DX)
-	VMOVUPS Z6, 128(CX)
 	VMOVUPS Z3, 192(DX)
+	VMOVUPS Z4, 0(CX)
+	VMOVUPS Z5, 64(CX)
+	VMOVUPS Z6, 128(CX)
 	VMOVUPS Z7, 192(CX)
+	VMOVUPS Z8, 0(R13)
+	VMOVUPS Z9, 64(R13)
+	VMOVUPS Z10, 128(R13)
+	VMOVUPS Z11, 192(R13)
+	VMOVUPS Z12, 0(R14)
+	VMOVUPS Z13, 64(R14)
+	VMOVUPS Z14, 128(R14)
+	VMOVUPS Z15, 192(R14)
 	ADDQ $256, DX
 	ADDQ $256, CX
+	ADDQ $256, R13
+	ADDQ $256, R14
 	ADDQ $256, DI
 	SUBQ $256, R9
-	JMP  a2chunk
+	JMP  a4chunk
 
 // Fewer than 64 columns left: sixteen at a time.
-a2narrow:
+a4narrow:
 	CMPQ R9, $0
-	JEQ  a2done
+	JEQ  a4done
 	VMOVUPS (DX), Z0
-	VMOVUPS (CX), Z4
+	VMOVUPS (CX), Z1
+	VMOVUPS (R13), Z2
+	VMOVUPS (R14), Z3
 	MOVQ DI, BX
-	MOVQ w1+48(FP), R11
-	MOVQ w2+56(FP), R12
-	MOVQ n+32(FP), R10
+	MOVQ w1+64(FP), R11
+	MOVQ w2+72(FP), R12
+	MOVQ w3+80(FP), AX
+	MOVQ w4+88(FP), SI
+	MOVQ n+48(FP), R10
 
-a2col:
-	VBROADCASTSS (R11), Z8
-	VBROADCASTSS (R12), Z9
-	VMOVUPS (BX), Z10
-	VFMADD231PS Z10, Z8, Z0
-	VFMADD231PS Z10, Z9, Z4
+a4col:
+	VBROADCASTSS (R11), Z20
+	VBROADCASTSS (R12), Z21
+	VBROADCASTSS (AX), Z22
+	VBROADCASTSS (SI), Z23
+	VMOVUPS (BX), Z16
+	VFMADD231PS Z16, Z20, Z0
+	VFMADD231PS Z16, Z21, Z1
+	VFMADD231PS Z16, Z22, Z2
+	VFMADD231PS Z16, Z23, Z3
 	ADDQ R8, BX
 	ADDQ $4, R11
 	ADDQ $4, R12
+	ADDQ $4, AX
+	ADDQ $4, SI
 	DECQ R10
-	JNZ  a2col
+	JNZ  a4col
 	VMOVUPS Z0, (DX)
-	VMOVUPS Z4, (CX)
+	VMOVUPS Z1, (CX)
+	VMOVUPS Z2, (R13)
+	VMOVUPS Z3, (R14)
 	ADDQ $64, DX
 	ADDQ $64, CX
+	ADDQ $64, R13
+	ADDQ $64, R14
 	ADDQ $64, DI
 	SUBQ $64, R9
-	JMP  a2narrow
+	JMP  a4narrow
 
-a2done:
+a4done:
 	VZEROUPPER
 	RET

@@ -113,23 +113,38 @@ func TestScores2(t *testing.T) {
 	}
 }
 
-// TestAccum2MatchesAccum checks that the two-output weighted sum is bitwise two Accum
-// calls.
-func TestAccum2MatchesAccum(t *testing.T) {
+// TestAccumManyMatchesAccum checks that the two- and four-output weighted sums are
+// bitwise so many Accum calls.
+func TestAccumManyMatchesAccum(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
-	for _, hd := range []int{8, 16, 32, 48, 64, 80, 128, 200} {
-		for _, n := range []int{1, 2, 7, 32} {
-			stride := hd + 16
-			kv := randSlice(rng, n*stride)
-			w1, w2 := randSlice(rng, n), randSlice(rng, n)
-			o1, o2 := randSlice(rng, hd), randSlice(rng, hd)
-			r1, r2 := append([]float32(nil), o1...), append([]float32(nil), o2...)
-			Accum2(o1, o2, kv, stride, w1, w2)
-			Accum(r1, kv, stride, w1)
-			Accum(r2, kv, stride, w2)
-			for i := range hd {
-				if math.Float32bits(o1[i]) != math.Float32bits(r1[i]) || math.Float32bits(o2[i]) != math.Float32bits(r2[i]) {
-					t.Fatalf("hd=%d n=%d: Accum2[%d] = %v, %v, want %v, %v", hd, n, i, o1[i], o2[i], r1[i], r2[i])
+	for _, k := range []struct {
+		name string
+		outs int
+		f    func(o, w [][]float32, v []float32, stride int)
+	}{
+		{"Accum2", 2, func(o, w [][]float32, v []float32, stride int) { Accum2(o[0], o[1], v, stride, w[0], w[1]) }},
+		{"Accum4", 4, func(o, w [][]float32, v []float32, stride int) {
+			Accum4(o[0], o[1], o[2], o[3], v, stride, w[0], w[1], w[2], w[3])
+		}},
+	} {
+		outs := k.outs
+		for _, hd := range []int{8, 16, 32, 48, 64, 80, 128, 200, 272} {
+			for _, n := range []int{1, 2, 7, 32, 64} {
+				stride := hd + 16
+				kv := randSlice(rng, n*stride)
+				o, r, w := make([][]float32, outs), make([][]float32, outs), make([][]float32, outs)
+				for i := range o {
+					w[i], o[i] = randSlice(rng, n), randSlice(rng, hd)
+					r[i] = append([]float32(nil), o[i]...)
+				}
+				k.f(o, w, kv, stride)
+				for i := range r {
+					Accum(r[i], kv, stride, w[i])
+					for j := range hd {
+						if math.Float32bits(o[i][j]) != math.Float32bits(r[i][j]) {
+							t.Fatalf("hd=%d n=%d: %s output %d [%d] = %v, want %v as Accum", hd, n, k.name, i, j, o[i][j], r[i][j])
+						}
+					}
 				}
 			}
 		}
@@ -213,6 +228,54 @@ func TestRotateMatchesReference(t *testing.T) {
 		for i := range got {
 			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 				t.Fatalf("n=%d: Rotate[%d] = %v, want %v", n, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestHalfRows converts every fp16 bit pattern, in rows of odd widths and strides, with
+// HalfRows and with its Go reference, and checks each against FP16ToFP32 (bitwise; a
+// NaN must stay a NaN) and that nothing around the rows is written.
+func TestHalfRows(t *testing.T) {
+	all := make([]uint16, 1<<16)
+	for i := range all {
+		all[i] = uint16(i)
+	}
+	for _, impl := range []struct {
+		name string
+		f    func(dst []float32, dstStride int, src []uint16, srcStride, rows, width int)
+	}{{"HalfRows", HalfRows}, {"halfRowsGeneric", halfRowsGeneric}} {
+		testHalfRows(t, impl.name, impl.f, all)
+	}
+}
+
+func testHalfRows(t *testing.T, name string, conv func(dst []float32, dstStride int, src []uint16, srcStride, rows, width int), all []uint16) {
+	for _, width := range []int{1, 5, 15, 16, 17, 64, 100} {
+		srcStride, dstStride := width+3, width+7
+		for lo := 0; lo < len(all); lo += 40 * srcStride {
+			rows := min(40, (len(all)-lo)/srcStride)
+			if rows == 0 {
+				continue
+			}
+			src := all[lo : lo+(rows-1)*srcStride+width]
+			dst := make([]float32, rows*dstStride)
+			for i := range dst {
+				dst[i] = -7
+			}
+			conv(dst, dstStride, src, srcStride, rows, width)
+			for i, got := range dst {
+				r, c := i/dstStride, i%dstStride
+				if c >= width {
+					if got != -7 {
+						t.Fatalf("width %d: %s wrote %v past row %d", width, name, got, r)
+					}
+					continue
+				}
+				h := src[r*srcStride+c]
+				want := FP16ToFP32(h)
+				if math.Float32bits(got) != math.Float32bits(want) && !(math.IsNaN(float64(got)) && math.IsNaN(float64(want))) {
+					t.Fatalf("width %d: %s(%#04x) = %v, want %v", width, name, h, got, want)
+				}
 			}
 		}
 	}

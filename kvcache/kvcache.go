@@ -363,6 +363,20 @@ func (s *Seq) unshare(bi int) error {
 // Pool returns the pool the sequence draws on.
 func (s *Seq) Pool() *Pool { return s.pool }
 
+// BlockHalves returns the keys and values of one layer at the positions of block b of a
+// sequence in an F16 pool, as stored: fp16 values laid out as BlockKV describes, views
+// into the block. It returns nil for an F32 pool. Attention converts only the head and
+// the positions it needs (kernels.HalfRows), where BlockKV converts a whole layer.
+func (s *Seq) BlockHalves(layer, b int) (k, v []uint16) {
+	p := s.pool
+	if p.cfg.Type != ggml.F16 {
+		return nil, nil
+	}
+	n := p.cfg.BlockTokens * p.cfg.KVDim
+	blk, off := p.f16[s.table[b]], layer*2*n
+	return blk[off : off+n], blk[off+n : off+2*n]
+}
+
 // BlockKV returns the keys and values of one layer at the positions of block b of the
 // sequence: BlockTokens rows of KVDim floats each, row i for position b*BlockTokens+i
 // (rows past Len hold stale data). For F32 pools they are views into the block; F16

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/specd-dev/specd/ggml"
+	"github.com/specd-dev/specd/kernels"
 )
 
 func pool(t *testing.T, typ ggml.Type, blocks int) *Pool {
@@ -128,6 +129,15 @@ func TestF16Entries(t *testing.T) {
 	k, v := s.BlockKV(0, 1, kb, vb)
 	if k[0] != 4 || v[0] != -4 {
 		t.Fatalf("BlockKV row 0 of block 1 = %v / %v, want position 4", k[:4], v[:4])
+	}
+	hk, hv := s.BlockHalves(0, 1)
+	for i := range hk {
+		if kernels.FP16ToFP32(hk[i]) != k[i] || kernels.FP16ToFP32(hv[i]) != v[i] {
+			t.Fatalf("BlockHalves(0, 1)[%d] = %#04x / %#04x, BlockKV has %v / %v", i, hk[i], hv[i], k[i], v[i])
+		}
+	}
+	if hk, hv := pool(t, ggml.F32, 1).NewSeq().BlockHalves(0, 0); hk != nil || hv != nil {
+		t.Fatalf("BlockHalves of an F32 pool = %v, %v, want nil", hk, hv)
 	}
 }
 

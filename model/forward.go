@@ -103,7 +103,7 @@ type Batch struct {
 	o         []float32           // [token][Dim]
 	gate, up  []float32           // [token][FFN]
 	scores    []float32           // [token][Heads][Context]
-	kvTmp     []float32           // [item][2][BlockTokens][KVDim], conversion scratch for F16 caches; nil until needed
+	kvTmp     []float32           // [item][2][BlockTokens][HeadDim], conversion scratch for F16 caches; nil until needed
 	logits    []float32           // [token][Vocab]
 	normed    []float32           // [token][Dim] final-normed rows that need logits
 	outs      [][]float32         // reused argument of MatMuls
@@ -440,10 +440,10 @@ func (b *Batch) rope(vec []float32, p int) {
 // attention computes causal multi-head attention for every row of the pass against its
 // own sequence's cache, writing b.att. The work is split into items, each one KV head of
 // one segment for a run of its tokens: its queries (those tokens × the query heads
-// sharing the KV head) go over the cache together, attnRows positions at a time, so that
+// sharing the KV head) go over the cache together, a cache block at a time, so that
 // the keys and values they share are read from memory once and then from L1. Each
 // (token, head) pair is still computed by the same code whatever else is in the pass,
-// and in position order: its scores, one kernel call per run of positions (Scores treats
+// and in position order: its scores, one kernel call per cache block (Scores treats
 // rows independently); its softmax; its weighted sum, accumulated over the positions in
 // order.
 func (b *Batch) attention(layer int) {
@@ -468,7 +468,7 @@ func (b *Batch) attention(layer int) {
 			maxBT = max(maxBT, kc.BlockTokens)
 		}
 	}
-	if need := len(b.items) * 2 * maxBT * c.KVDim(); need > len(b.kvTmp) {
+	if need := len(b.items) * 2 * maxBT * c.HeadDim; need > len(b.kvTmp) {
 		b.kvTmp = make([]float32, need)
 	}
 	b.layer = layer
@@ -484,12 +484,13 @@ func (b *Batch) attendItems(lo, hi int) {
 	}
 }
 
-// attnRows is how many cached positions attention takes at a time: 32 keys of one head
-// (32 rows of 256 bytes, 1 KB apart) stay in L1 while every query sharing them is done.
-const attnRows = 32
-
 // attendKV computes attention for rows [t0,t1) of segment sg and query heads [h0,h1),
-// which share one KV head; slot indexes the F16 conversion scratch.
+// which share one KV head; slot indexes the F16 conversion scratch. The cache goes by a
+// block at a time: its keys (or values) of this head, 16 KB for the target's blocks of
+// 64, stay in L1 while every query sharing them takes all of the block's positions it
+// sees in one kernel call. The query heads go two at a time (heads h and h+1), the last
+// of an odd group alone: which kernel serves a head never depends on the tokens in the
+// pass.
 func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	c := b.m.Config
 	hd, heads, kvd, qd := c.HeadDim, c.Heads, c.KVDim(), c.QDim()
@@ -497,10 +498,11 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	seq := sg.seq
 	bt := seq.Pool().Config().BlockTokens
-	var kbuf, vbuf []float32 // F16 conversion scratch; F32 blocks are read in place
-	if seq.Pool().Config().Type != ggml.F32 {
-		kbuf = b.kvTmp[slot*2*bt*kvd : (slot*2+1)*bt*kvd]
-		vbuf = b.kvTmp[(slot*2+1)*bt*kvd : (slot*2+2)*bt*kvd]
+	half := seq.Pool().Config().Type == ggml.F16
+	var kbuf, vbuf []float32 // F16 conversion scratch, one head's keys or values; F32 blocks are read in place
+	if half {
+		kbuf = b.kvTmp[slot*2*bt*hd : (slot*2+1)*bt*hd]
+		vbuf = b.kvTmp[(slot*2+1)*bt*hd : (slot*2+2)*bt*hd]
 	}
 	off := sg.pos - sg.first // row t sits at position off+t
 	last := off + t1 - 1     // the last position any of these queries sees
@@ -508,35 +510,45 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 		th := t*heads + h
 		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
 	}
-	// sweep calls fn for each run of positions [a,a+cnt) of each token's queries, in
-	// position order, with rows the cache block's keys (or values) from position a on.
-	// The query heads go two at a time (heads h and h+1), the last of an odd group alone:
-	// which kernel serves a head never depends on the tokens in the pass.
-	sweep := func(values bool, fn func(t, h int, pair bool, rows []float32, a, cnt int)) {
-		for blk := 0; blk*bt <= last; blk++ {
-			k, v := seq.BlockKV(layer, blk, kbuf, vbuf)
+	// rows returns this head's keys (or values) in block blk, one row of hd per
+	// position, rows stride floats apart, for the first n positions of the block. An F16
+	// cache converts just those; the results are the same bits as an F32 cache holding
+	// the converted values.
+	rows := func(values bool, blk, n int) (r []float32, stride int) {
+		if !half {
+			k, v := seq.BlockKV(layer, blk, nil, nil)
 			if values {
 				k = v
 			}
-			for a := blk * bt; a < min((blk+1)*bt, last+1); a += attnRows {
-				for t := t0; t < t1; t++ {
-					cnt := min(a+attnRows, (blk+1)*bt, off+t+1) - a
-					for h := h0; h < h1 && cnt > 0; h += 2 {
-						fn(t, h, h+1 < h1, k[(a-blk*bt)*kvd+kvo:], a, cnt)
-					}
+			return k[kvo:], kvd
+		}
+		k, v := seq.BlockHalves(layer, blk)
+		buf := kbuf
+		if values {
+			k, buf = v, vbuf
+		}
+		kernels.HalfRows(buf, hd, k[kvo:], kvd, n, hd)
+		return buf, hd
+	}
+	for blk := 0; blk*bt <= last; blk++ {
+		a := blk * bt
+		k, ks := rows(false, blk, min(bt, last+1-a))
+		for t := t0; t < t1; t++ {
+			cnt := min(bt, off+t+1-a)
+			if cnt <= 0 {
+				continue
+			}
+			for h := h0; h < h1; h += 2 {
+				q, sc := query(t, h)
+				if h+1 == h1 {
+					kernels.Scores(sc[a:a+cnt], q, k, ks)
+					continue
 				}
+				q2, sc2 := query(t, h+1)
+				kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, k, ks)
 			}
 		}
 	}
-	sweep(false, func(t, h int, pair bool, keys []float32, a, cnt int) {
-		q, sc := query(t, h)
-		if !pair {
-			kernels.Scores(sc[a:a+cnt], q, keys, kvd)
-			return
-		}
-		q2, sc2 := query(t, h+1)
-		kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, keys, kvd)
-	})
 	for t := t0; t < t1; t++ {
 		for h := h0; h < h1; h++ {
 			_, sc := query(t, h)
@@ -544,14 +556,46 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 			clear(b.att[t*qd+h*hd : t*qd+(h+1)*hd])
 		}
 	}
-	sweep(true, func(t, h int, pair bool, vals []float32, a, cnt int) {
+	// accum adds the weighted values of rows [r0,r1) of the block (positions a+r0…) to
+	// token t's outputs of heads h and, with pair, h+1.
+	accum := func(t, h int, pair bool, v []float32, vs, a, r0, r1 int) {
 		_, sc := query(t, h)
 		out := b.att[t*qd+h*hd : t*qd+(h+1)*hd]
 		if !pair {
-			kernels.Accum(out, vals, kvd, sc[a:a+cnt])
+			kernels.Accum(out, v[r0*vs:], vs, sc[a+r0:a+r1])
 			return
 		}
 		_, sc2 := query(t, h+1)
-		kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], vals, kvd, sc[a:a+cnt], sc2[a:a+cnt])
-	})
+		kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], v[r0*vs:], vs, sc[a+r0:a+r1], sc2[a+r0:a+r1])
+	}
+	for blk := 0; blk*bt <= last; blk++ {
+		a := blk * bt
+		v, vs := rows(true, blk, min(bt, last+1-a))
+		for h := h0; h < h1; h += 2 {
+			pair := h+1 < h1
+			t := t0
+			// Two tokens at a time take the rows both see together (Accum4 is four
+			// Accum calls, bit for bit), then the later token its one more row.
+			for ; pair && t+1 < t1; t += 2 {
+				cnt := max(min(bt, off+t+1-a), 0)
+				if cnt > 0 {
+					_, s1 := query(t, h)
+					_, s2 := query(t, h+1)
+					_, s3 := query(t+1, h)
+					_, s4 := query(t+1, h+1)
+					o, o1 := t*qd+h*hd, (t+1)*qd+h*hd
+					kernels.Accum4(b.att[o:o+hd], b.att[o+hd:o+2*hd], b.att[o1:o1+hd], b.att[o1+hd:o1+2*hd], v, vs,
+						s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
+				}
+				if cnt2 := min(bt, off+t+2-a); cnt2 > cnt {
+					accum(t+1, h, pair, v, vs, a, cnt, cnt2)
+				}
+			}
+			for ; t < t1; t++ {
+				if cnt := min(bt, off+t+1-a); cnt > 0 {
+					accum(t, h, pair, v, vs, a, 0, cnt)
+				}
+			}
+		}
+	}
 }
