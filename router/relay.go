@@ -185,10 +185,13 @@ func (r *Router) Relay(ctx context.Context, key, model string, b Backend, maxTok
 		switch {
 		case draftDown:
 			draftDone(fmt.Errorf("%w: draft %s failed during the request", ErrEndpointDown, d.Address))
-		case err == nil:
+		case err == nil && res.Final != nil && res.Final.Stats.Draft.Address != "":
 			draftDone(nil)
 		default:
-			draftDone(ErrUnreachable) // not the draft's doing: neither success nor failure
+			// Not the draft's doing, or the verifier did not use the draft (one token
+			// to generate, speculation off): neither success nor failure, so a
+			// half-open breaker waits for a request that does reach the draft.
+			draftDone(ErrUnreachable)
 		}
 		if err == nil {
 			return res, nil

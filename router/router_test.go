@@ -301,3 +301,61 @@ func TestRelayResumesOnTheSameModel(t *testing.T) {
 		t.Fatalf("attempts %+v: want one on v2, model b's verifier", b.starts)
 	}
 }
+
+// drafted is a verifier's stream that ends after n tokens with a final naming the
+// draft that served it (zero: the verifier did not use the request's draft).
+type drafted struct {
+	fakeStream
+	draft router.Served
+}
+
+func (s *drafted) Recv() (router.Event, error) {
+	ev, err := s.fakeStream.Recv()
+	if ev.Final != nil {
+		ev.Final.Stats.Draft = s.draft
+	}
+	return ev, err
+}
+
+// TestDraftBreakerProbedOnlyByUse: a request that succeeds without its draft — the
+// verifier did not open the draft's stream (one token to generate, speculation
+// switched off, or a draft outside its view) — says nothing of the draft, so it
+// neither closes the draft's half-open breaker nor counts as the draft's success. A
+// request the draft served does close it.
+func TestDraftBreakerProbedOnlyByUse(t *testing.T) {
+	d := router.NewStatic(
+		router.Endpoint{ID: "v1", Address: "v1:1", Role: router.Verifier, TokenizerHash: "A"},
+		router.Endpoint{ID: "d1", Address: "d1:1", Role: router.Draft, TokenizerHash: "A"},
+	)
+	br := services.NewBreakers(1, 50*time.Millisecond)
+	r := &router.Router{Discovery: d, Breakers: br}
+	d1 := router.Endpoint{ID: "d1"}
+	done, ok := br.Begin(d1)
+	if !ok {
+		t.Fatal("Begin(d1) refused on a new breaker")
+	}
+	done(router.ErrEndpointDown)      // the draft failed: its breaker opens
+	time.Sleep(80 * time.Millisecond) // the cooldown: half-open
+	var served router.Served
+	b := backendFunc(func(ctx context.Context, a router.Attempt) (router.Stream, error) {
+		if a.Draft == nil || a.Draft.ID != "d1" {
+			t.Errorf("attempt offered draft %v, want d1 (half-open: one probe)", a.Draft)
+		}
+		return &drafted{fakeStream: fakeStream{end: 1, failAt: -1}, draft: served}, nil
+	})
+	for i := range 2 {
+		if _, err := r.Relay(context.Background(), "k", "", b, 1, func(router.Event) error { return nil }); err != nil {
+			t.Fatalf("request %d without the draft: %v", i, err)
+		}
+		if st := br.States()["d1"]; st != 1 {
+			t.Fatalf("after request %d, which did not use the draft: its breaker is in state %d, want 1 (half-open, still to be probed)", i, st)
+		}
+	}
+	served = router.Served{Address: "d1:1"}
+	if _, err := r.Relay(context.Background(), "k", "", b, 1, func(router.Event) error { return nil }); err != nil {
+		t.Fatalf("request with the draft: %v", err)
+	}
+	if st := br.States()["d1"]; st != 0 {
+		t.Errorf("after a request the draft served: its breaker is in state %d, want 0 (closed)", st)
+	}
+}

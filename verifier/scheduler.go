@@ -80,7 +80,8 @@ type Update struct {
 	Done     bool             // the request finished (Output says why) or failed (Err)
 	Err      error            // the request failed; it is gone
 	// CachedPrompt is how many prompt positions came from the prefix cache (set when
-	// Admitted).
+	// Admitted). Resume tokens the cache held too are not counted: they are not the
+	// prompt.
 	CachedPrompt int
 	Output       *generate.Output // the generation; set when Done without Err
 	Stats        Stats            // set when Done
@@ -476,7 +477,7 @@ func (s *Scheduler) admit(r *Ready) {
 		e.sess = sess
 		s.reserved += e.need
 		s.running = append(s.running, e)
-		r.Updates = append(r.Updates, Update{ID: e.id, Admitted: true, CachedPrompt: e.cached})
+		r.Updates = append(r.Updates, Update{ID: e.id, Admitted: true, CachedPrompt: min(e.cached, len(e.job.Prompt))})
 	}
 }
 

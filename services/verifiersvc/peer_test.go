@@ -396,3 +396,41 @@ func TestDraftOpenedOnlyOnAdmission(t *testing.T) {
 		t.Errorf("an admitted request: the draft got %d session starts, want 1", n)
 	}
 }
+
+// TestNoDraftForOneToken: a request with one token left to generate (max_tokens 1, or
+// resumed one token short of it) takes that token from its prompt's pass, and no
+// proposal could ever be checked: the verifier does not open a draft stream for it,
+// which would only cost the draft a session and a prefill. One with two tokens left
+// opens it.
+func TestNoDraftForOneToken(t *testing.T) {
+	checkLeaks(t)
+	fake := &fakeDraft{}
+	draft := startFakeDraft(t, fake)
+	ctx, client := startVerifier(t, verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}),
+		Engine: verifiersvc.EngineConfig{Threads: 1}})
+	speculative := func(maxTokens uint32, resume []int32) []int32 {
+		t.Helper()
+		ids, _, err := generateAll(ctx, client, &speculationv1.GenerateRequest{DraftAddress: draft, ResumeIds: resume, Request: &specdv1.GenerateRequest{
+			Prompt: "Once upon a time", MaxTokens: maxTokens, Speculation: &specdv1.SpeculationOptions{Gamma: 4}}})
+		if err != nil {
+			t.Fatalf("max_tokens %d, %d resumed: %v", maxTokens, len(resume), err)
+		}
+		return ids
+	}
+	if ids := speculative(1, nil); len(ids) != 1 {
+		t.Fatalf("max_tokens 1: %d tokens, want 1", len(ids))
+	}
+	if n := len(fake.Starts()); n != 0 {
+		t.Errorf("max_tokens 1: the draft got %d session starts, want 0", n)
+	}
+	first := speculative(4, nil)
+	if n := len(fake.Starts()); n != 1 {
+		t.Fatalf("max_tokens 4: the draft got %d session starts, want 1", n)
+	}
+	if ids := speculative(4, first[:3]); !slices.Equal(ids, first[3:]) {
+		t.Errorf("resumed one token short of max_tokens: generated %v, want %v", ids, first[3:])
+	}
+	if n := len(fake.Starts()); n != 1 {
+		t.Errorf("resumed one token short of max_tokens: the draft got %d session starts in all, want 1", n)
+	}
+}

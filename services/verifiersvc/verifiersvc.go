@@ -246,13 +246,15 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	// measures plain decoding faster at the moment (verifier.Scheduler.DraftsOn): a
 	// draft that is not checked still costs a stream, a prefill and its first rounds.
 	// A request that fixed γ always gets its draft. One left without its draft still
-	// tells the engine's switch what plain decoding gives (Job.Draftable).
+	// tells the engine's switch what plain decoding gives (Job.Draftable). One with a
+	// single token left takes it from its prompt's pass, where no proposal is checked:
+	// it has no use for a draft.
 	addr := req.GetDraftAddress()
 	if addr != "" && !s.knownDraft(addr) {
 		s.refuseDraft(ctx, addr)
 		addr = ""
 	}
-	job.Draftable = addr != "" && q.Spec
+	job.Draftable = addr != "" && q.Spec && q.MaxTokens-resumed > 1
 	if job.Draftable {
 		r.connect = func() {
 			if !e.speculating.Load() && q.Gamma == 0 {
