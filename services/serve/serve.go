@@ -298,7 +298,8 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 			Context: m.Context, Vocab: m.Vocab, Parameters: m.Parameters, TLS: w.TLS != nil}
 		headroom := func() (uint64, int) {
 			active, waiting := eng.Load()
-			return uint64(eng.KV.Stats().Free), active + waiting
+			st := eng.KV.Stats()
+			return uint64(st.Free + st.Cached), active + waiting // as Info counts it
 		}
 		dereg, err := registerConsul(ctx, w.Consul, reg, lis, headroom, w.Log)
 		if err != nil {
