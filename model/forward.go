@@ -103,7 +103,6 @@ type Batch struct {
 	o         []float32           // [token][Dim]
 	gate, up  []float32           // [token][FFN]
 	scores    []float32           // [token][Heads][Context]
-	kvTmp     []float32           // [item][2][BlockTokens][HeadDim], conversion scratch for F16 caches; nil until needed
 	logits    []float32           // [token][Vocab]
 	normed    []float32           // [token][Dim] final-normed rows that need logits
 	outs      [][]float32         // reused argument of MatMuls
@@ -450,7 +449,6 @@ func (b *Batch) attention(layer int) {
 	c := b.m.Config
 	th := b.pool.Threads()
 	b.items = b.items[:0]
-	maxBT := 0
 	for i := range b.segs {
 		sg := &b.segs[i]
 		// Enough items for every thread to take a few (the vCPUs differ in speed), else
@@ -464,12 +462,6 @@ func (b *Batch) attention(layer int) {
 				b.items = append(b.items, attnItem{seg: sg, kh: kh, t0: t0, t1: min(t0+span, sg.first+sg.n)})
 			}
 		}
-		if kc := sg.seq.Pool().Config(); kc.Type != ggml.F32 {
-			maxBT = max(maxBT, kc.BlockTokens)
-		}
-	}
-	if need := len(b.items) * 2 * maxBT * c.HeadDim; need > len(b.kvTmp) {
-		b.kvTmp = make([]float32, need)
 	}
 	b.layer = layer
 	b.pool.For(len(b.items), b.attnFunc)
@@ -480,18 +472,18 @@ func (b *Batch) attendItems(lo, hi int) {
 	group := b.m.Heads / b.m.KVHeads
 	for i := lo; i < hi; i++ {
 		it := &b.items[i]
-		b.attendKV(b.layer, it.seg, i, it.kh*group, (it.kh+1)*group, it.t0, it.t1)
+		b.attendKV(b.layer, it.seg, it.kh*group, (it.kh+1)*group, it.t0, it.t1)
 	}
 }
 
 // attendKV computes attention for rows [t0,t1) of segment sg and query heads [h0,h1),
-// which share one KV head; slot indexes the F16 conversion scratch. The cache goes by a
-// block at a time: its keys (or values) of this head, 16 KB for the target's blocks of
-// 64, stay in L1 while every query sharing them takes all of the block's positions it
+// which share one KV head. The cache goes by a block at a time: its keys (or values)
+// of this head, 16 KB for the target's blocks of 64 (8 KB as F16, read as stored and
+// converted in registers), stay in L1 while every query sharing them takes all of the block's positions it
 // sees in one kernel call. The query heads go two at a time (heads h and h+1), the last
 // of an odd group alone: which kernel serves a head never depends on the tokens in the
 // pass.
-func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
+func (b *Batch) attendKV(layer int, sg *segment, h0, h1, t0, t1 int) {
 	c := b.m.Config
 	hd, heads, kvd, qd := c.HeadDim, c.Heads, c.KVDim(), c.QDim()
 	kvo := (h0 / (heads / c.KVHeads)) * hd
@@ -499,11 +491,6 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	seq := sg.seq
 	bt := seq.Pool().Config().BlockTokens
 	half := seq.Pool().Config().Type == ggml.F16
-	var kbuf, vbuf []float32 // F16 conversion scratch, one head's keys or values; F32 blocks are read in place
-	if half {
-		kbuf = b.kvTmp[slot*2*bt*hd : (slot*2+1)*bt*hd]
-		vbuf = b.kvTmp[(slot*2+1)*bt*hd : (slot*2+2)*bt*hd]
-	}
 	off := sg.pos - sg.first // row t sits at position off+t
 	last := off + t1 - 1     // the last position any of these queries sees
 	query := func(t, h int) (q, sc []float32) {
@@ -511,28 +498,25 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
 	}
 	// rows returns this head's keys (or values) in block blk, one row of hd per
-	// position, rows stride floats apart, for the first n positions of the block. An F16
-	// cache converts just those; the results are the same bits as an F32 cache holding
-	// the converted values.
-	rows := func(values bool, blk, n int) (r []float32, stride int) {
-		if !half {
-			k, v := seq.BlockKV(layer, blk, nil, nil)
+	// position, kvd apart: floats for an F32 cache, halves as stored for an F16 one.
+	// The F16 kernels give the bits the F32 ones give on the converted values.
+	rows := func(values bool, blk int) (f []float32, h []uint16) {
+		if half {
+			k, v := seq.BlockHalves(layer, blk)
 			if values {
 				k = v
 			}
-			return k[kvo:], kvd
+			return nil, k[kvo:]
 		}
-		k, v := seq.BlockHalves(layer, blk)
-		buf := kbuf
+		k, v := seq.BlockKV(layer, blk, nil, nil)
 		if values {
-			k, buf = v, vbuf
+			k = v
 		}
-		kernels.HalfRows(buf, hd, k[kvo:], kvd, n, hd)
-		return buf, hd
+		return k[kvo:], nil
 	}
 	for blk := 0; blk*bt <= last; blk++ {
 		a := blk * bt
-		k, ks := rows(false, blk, min(bt, last+1-a))
+		kf, kh := rows(false, blk)
 		for t := t0; t < t1; t++ {
 			cnt := min(bt, off+t+1-a)
 			if cnt <= 0 {
@@ -540,12 +524,18 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 			}
 			for h := h0; h < h1; h += 2 {
 				q, sc := query(t, h)
-				if h+1 == h1 {
-					kernels.Scores(sc[a:a+cnt], q, k, ks)
-					continue
+				switch {
+				case h+1 == h1 && half:
+					kernels.ScoresHalf(sc[a:a+cnt], q, kh, kvd)
+				case h+1 == h1:
+					kernels.Scores(sc[a:a+cnt], q, kf, kvd)
+				case half:
+					q2, sc2 := query(t, h+1)
+					kernels.Scores2Half(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kh, kvd)
+				default:
+					q2, sc2 := query(t, h+1)
+					kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kf, kvd)
 				}
-				q2, sc2 := query(t, h+1)
-				kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, k, ks)
 			}
 		}
 	}
@@ -558,19 +548,27 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	}
 	// accum adds the weighted values of rows [r0,r1) of the block (positions a+r0…) to
 	// token t's outputs of heads h and, with pair, h+1.
-	accum := func(t, h int, pair bool, v []float32, vs, a, r0, r1 int) {
+	accum := func(t, h int, pair bool, vf []float32, vh []uint16, a, r0, r1 int) {
 		_, sc := query(t, h)
 		out := b.att[t*qd+h*hd : t*qd+(h+1)*hd]
-		if !pair {
-			kernels.Accum(out, v[r0*vs:], vs, sc[a+r0:a+r1])
-			return
+		switch {
+		case !pair && half:
+			kernels.AccumHalf(out, vh[r0*kvd:], kvd, sc[a+r0:a+r1])
+		case !pair:
+			kernels.Accum(out, vf[r0*kvd:], kvd, sc[a+r0:a+r1])
+		default:
+			_, sc2 := query(t, h+1)
+			out2 := b.att[t*qd+(h+1)*hd : t*qd+(h+2)*hd]
+			if half {
+				kernels.Accum2Half(out, out2, vh[r0*kvd:], kvd, sc[a+r0:a+r1], sc2[a+r0:a+r1])
+			} else {
+				kernels.Accum2(out, out2, vf[r0*kvd:], kvd, sc[a+r0:a+r1], sc2[a+r0:a+r1])
+			}
 		}
-		_, sc2 := query(t, h+1)
-		kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], v[r0*vs:], vs, sc[a+r0:a+r1], sc2[a+r0:a+r1])
 	}
 	for blk := 0; blk*bt <= last; blk++ {
 		a := blk * bt
-		v, vs := rows(true, blk, min(bt, last+1-a))
+		vf, vh := rows(true, blk)
 		for h := h0; h < h1; h += 2 {
 			pair := h+1 < h1
 			t := t0
@@ -584,16 +582,20 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 					_, s3 := query(t+1, h)
 					_, s4 := query(t+1, h+1)
 					o, o1 := t*qd+h*hd, (t+1)*qd+h*hd
-					kernels.Accum4(b.att[o:o+hd], b.att[o+hd:o+2*hd], b.att[o1:o1+hd], b.att[o1+hd:o1+2*hd], v, vs,
-						s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
+					u1, u2, u3, u4 := b.att[o:o+hd], b.att[o+hd:o+2*hd], b.att[o1:o1+hd], b.att[o1+hd:o1+2*hd]
+					if half {
+						kernels.Accum4Half(u1, u2, u3, u4, vh, kvd, s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
+					} else {
+						kernels.Accum4(u1, u2, u3, u4, vf, kvd, s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
+					}
 				}
 				if cnt2 := min(bt, off+t+2-a); cnt2 > cnt {
-					accum(t+1, h, pair, v, vs, a, cnt, cnt2)
+					accum(t+1, h, pair, vf, vh, a, cnt, cnt2)
 				}
 			}
 			for ; t < t1; t++ {
 				if cnt := min(bt, off+t+1-a); cnt > 0 {
-					accum(t, h, pair, v, vs, a, 0, cnt)
+					accum(t, h, pair, vf, vh, a, 0, cnt)
 				}
 			}
 		}
