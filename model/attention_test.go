@@ -23,7 +23,7 @@ func TestF16AttentionAsConverted(t *testing.T) {
 	}
 	defer m.Close()
 	for _, threads := range []int{1, 2} {
-		for _, c := range []struct{ seqs, n, past int }{{5, 1, 70}, {1, 16, 100}, {3, 7, 130}} {
+		for _, c := range []struct{ seqs, n, past int }{{5, 1, 70}, {2, 3, 90}, {1, 16, 100}, {3, 7, 130}} {
 			t.Run(fmt.Sprintf("threads=%d/seqs=%d/block=%d/past=%d", threads, c.seqs, c.n, c.past), func(t *testing.T) {
 				pool := kernels.NewPool(threads)
 				defer pool.Close()

@@ -108,6 +108,7 @@ type Batch struct {
 	outs      [][]float32         // reused argument of MatMuls
 	qkv, gu   [][]*kernels.Matrix // per layer: {Wq, Wk, Wv} and {Gate, Up}
 	segs      []segment           // the current pass's segments
+	kvTmp     []float32           // [item][2][BlockTokens][HeadDim], conversion scratch for F16 caches; nil until needed
 	items     []attnItem          // the current pass's attention work
 	layer     int                 // the layer attention is computing
 	attnFunc  func(lo, hi int)
@@ -449,6 +450,7 @@ func (b *Batch) attention(layer int) {
 	c := b.m.Config
 	th := b.pool.Threads()
 	b.items = b.items[:0]
+	maxBT := 0
 	for i := range b.segs {
 		sg := &b.segs[i]
 		// Enough items for every thread to take a few (the vCPUs differ in speed), else
@@ -462,17 +464,32 @@ func (b *Batch) attention(layer int) {
 				b.items = append(b.items, attnItem{seg: sg, kh: kh, t0: t0, t1: min(t0+span, sg.first+sg.n)})
 			}
 		}
+		if kc := sg.seq.Pool().Config(); kc.Type != ggml.F32 && span > halfDirectTokens {
+			maxBT = max(maxBT, kc.BlockTokens)
+		}
+	}
+	if need := len(b.items) * 2 * maxBT * c.HeadDim; need > len(b.kvTmp) {
+		b.kvTmp = make([]float32, need)
 	}
 	b.layer = layer
 	b.pool.For(len(b.items), b.attnFunc)
 }
+
+// halfDirectTokens is the most tokens an attention item may have for it to read an F16
+// cache's halves directly, converting in registers in every kernel call. Items with
+// more tokens convert a block's keys and values once into scratch and share the
+// floats: their kernels are bound by arithmetic, and each call's conversions would
+// cost more than the bytes they save (one sequence at 100 positions, one thread: 2
+// tokens 74 µs direct against 87 converted, 4 tokens even, 8 tokens 260 against 255).
+// Either way the results are the same bits.
+var halfDirectTokens = 4
 
 // attendItems computes attention items [lo,hi) of the current pass.
 func (b *Batch) attendItems(lo, hi int) {
 	group := b.m.Heads / b.m.KVHeads
 	for i := lo; i < hi; i++ {
 		it := &b.items[i]
-		b.attendKV(b.layer, it.seg, it.kh*group, (it.kh+1)*group, it.t0, it.t1)
+		b.attendKV(b.layer, it.seg, i, it.kh*group, (it.kh+1)*group, it.t0, it.t1)
 	}
 }
 
@@ -483,7 +500,7 @@ func (b *Batch) attendItems(lo, hi int) {
 // sees in one kernel call. The query heads go two at a time (heads h and h+1), the last
 // of an odd group alone: which kernel serves a head never depends on the tokens in the
 // pass.
-func (b *Batch) attendKV(layer int, sg *segment, h0, h1, t0, t1 int) {
+func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	c := b.m.Config
 	hd, heads, kvd, qd := c.HeadDim, c.Heads, c.KVDim(), c.QDim()
 	kvo := (h0 / (heads / c.KVHeads)) * hd
@@ -491,6 +508,7 @@ func (b *Batch) attendKV(layer int, sg *segment, h0, h1, t0, t1 int) {
 	seq := sg.seq
 	bt := seq.Pool().Config().BlockTokens
 	half := seq.Pool().Config().Type == ggml.F16
+	direct := half && t1-t0 <= halfDirectTokens
 	off := sg.pos - sg.first // row t sits at position off+t
 	last := off + t1 - 1     // the last position any of these queries sees
 	query := func(t, h int) (q, sc []float32) {
@@ -498,25 +516,34 @@ func (b *Batch) attendKV(layer int, sg *segment, h0, h1, t0, t1 int) {
 		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
 	}
 	// rows returns this head's keys (or values) in block blk, one row of hd per
-	// position, kvd apart: floats for an F32 cache, halves as stored for an F16 one.
-	// The F16 kernels give the bits the F32 ones give on the converted values.
-	rows := func(values bool, blk int) (f []float32, h []uint16) {
-		if half {
-			k, v := seq.BlockHalves(layer, blk)
+	// position, for the first n positions of the block: floats stride apart (an F32
+	// cache in place, or an F16 cache's converted into scratch), or, read directly, the
+	// halves as stored (kvd apart). The kernels give the same bits on either.
+	rows := func(values bool, blk, n int) (f []float32, h []uint16, stride int) {
+		if !half {
+			k, v := seq.BlockKV(layer, blk, nil, nil)
 			if values {
 				k = v
 			}
-			return nil, k[kvo:]
+			return k[kvo:], nil, kvd
 		}
-		k, v := seq.BlockKV(layer, blk, nil, nil)
+		k, v := seq.BlockHalves(layer, blk)
 		if values {
 			k = v
 		}
-		return k[kvo:], nil
+		if direct {
+			return nil, k[kvo:], kvd
+		}
+		buf := b.kvTmp[slot*2*bt*hd : (slot*2+1)*bt*hd]
+		if values {
+			buf = b.kvTmp[(slot*2+1)*bt*hd : (slot*2+2)*bt*hd]
+		}
+		kernels.HalfRows(buf, hd, k[kvo:], kvd, n, hd)
+		return buf, nil, hd
 	}
 	for blk := 0; blk*bt <= last; blk++ {
 		a := blk * bt
-		kf, kh := rows(false, blk)
+		kf, kh, ks := rows(false, blk, min(bt, last+1-a))
 		for t := t0; t < t1; t++ {
 			cnt := min(bt, off+t+1-a)
 			if cnt <= 0 {
@@ -525,16 +552,16 @@ func (b *Batch) attendKV(layer int, sg *segment, h0, h1, t0, t1 int) {
 			for h := h0; h < h1; h += 2 {
 				q, sc := query(t, h)
 				switch {
-				case h+1 == h1 && half:
-					kernels.ScoresHalf(sc[a:a+cnt], q, kh, kvd)
+				case h+1 == h1 && direct:
+					kernels.ScoresHalf(sc[a:a+cnt], q, kh, ks)
 				case h+1 == h1:
-					kernels.Scores(sc[a:a+cnt], q, kf, kvd)
-				case half:
+					kernels.Scores(sc[a:a+cnt], q, kf, ks)
+				case direct:
 					q2, sc2 := query(t, h+1)
-					kernels.Scores2Half(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kh, kvd)
+					kernels.Scores2Half(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kh, ks)
 				default:
 					q2, sc2 := query(t, h+1)
-					kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kf, kvd)
+					kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kf, ks)
 				}
 			}
 		}
@@ -548,27 +575,27 @@ func (b *Batch) attendKV(layer int, sg *segment, h0, h1, t0, t1 int) {
 	}
 	// accum adds the weighted values of rows [r0,r1) of the block (positions a+r0…) to
 	// token t's outputs of heads h and, with pair, h+1.
-	accum := func(t, h int, pair bool, vf []float32, vh []uint16, a, r0, r1 int) {
+	accum := func(t, h int, pair bool, vf []float32, vh []uint16, vs, a, r0, r1 int) {
 		_, sc := query(t, h)
 		out := b.att[t*qd+h*hd : t*qd+(h+1)*hd]
 		switch {
-		case !pair && half:
-			kernels.AccumHalf(out, vh[r0*kvd:], kvd, sc[a+r0:a+r1])
+		case !pair && direct:
+			kernels.AccumHalf(out, vh[r0*vs:], vs, sc[a+r0:a+r1])
 		case !pair:
-			kernels.Accum(out, vf[r0*kvd:], kvd, sc[a+r0:a+r1])
+			kernels.Accum(out, vf[r0*vs:], vs, sc[a+r0:a+r1])
 		default:
 			_, sc2 := query(t, h+1)
 			out2 := b.att[t*qd+(h+1)*hd : t*qd+(h+2)*hd]
-			if half {
-				kernels.Accum2Half(out, out2, vh[r0*kvd:], kvd, sc[a+r0:a+r1], sc2[a+r0:a+r1])
+			if direct {
+				kernels.Accum2Half(out, out2, vh[r0*vs:], vs, sc[a+r0:a+r1], sc2[a+r0:a+r1])
 			} else {
-				kernels.Accum2(out, out2, vf[r0*kvd:], kvd, sc[a+r0:a+r1], sc2[a+r0:a+r1])
+				kernels.Accum2(out, out2, vf[r0*vs:], vs, sc[a+r0:a+r1], sc2[a+r0:a+r1])
 			}
 		}
 	}
 	for blk := 0; blk*bt <= last; blk++ {
 		a := blk * bt
-		vf, vh := rows(true, blk)
+		vf, vh, vs := rows(true, blk, min(bt, last+1-a))
 		for h := h0; h < h1; h += 2 {
 			pair := h+1 < h1
 			t := t0
@@ -583,19 +610,19 @@ func (b *Batch) attendKV(layer int, sg *segment, h0, h1, t0, t1 int) {
 					_, s4 := query(t+1, h+1)
 					o, o1 := t*qd+h*hd, (t+1)*qd+h*hd
 					u1, u2, u3, u4 := b.att[o:o+hd], b.att[o+hd:o+2*hd], b.att[o1:o1+hd], b.att[o1+hd:o1+2*hd]
-					if half {
-						kernels.Accum4Half(u1, u2, u3, u4, vh, kvd, s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
+					if direct {
+						kernels.Accum4Half(u1, u2, u3, u4, vh, vs, s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
 					} else {
-						kernels.Accum4(u1, u2, u3, u4, vf, kvd, s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
+						kernels.Accum4(u1, u2, u3, u4, vf, vs, s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
 					}
 				}
 				if cnt2 := min(bt, off+t+2-a); cnt2 > cnt {
-					accum(t+1, h, pair, vf, vh, a, cnt, cnt2)
+					accum(t+1, h, pair, vf, vh, vs, a, cnt, cnt2)
 				}
 			}
 			for ; t < t1; t++ {
 				if cnt := min(bt, off+t+1-a); cnt > 0 {
-					accum(t, h, pair, vf, vh, a, 0, cnt)
+					accum(t, h, pair, vf, vh, vs, a, 0, cnt)
 				}
 			}
 		}
