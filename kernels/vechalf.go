@@ -45,3 +45,11 @@ func accumHalfRows(out []float32, v []uint16, stride int, w []float32) {
 		Accum(out, row, len(row), w[j:j+1])
 	}
 }
+
+// toHalvesGeneric is the pure-Go reference of ToHalves.
+func toHalvesGeneric(dst []uint16, src []float32) {
+	dst = dst[:len(src)]
+	for i, f := range src {
+		dst[i] = FP32ToFP16(f)
+	}
+}

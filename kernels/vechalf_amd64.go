@@ -104,3 +104,23 @@ func Accum4Half(out1, out2, out3, out4 []float32, v []uint16, stride int, w1, w2
 	}
 	vaccum4F16(&out1[0], &out2[0], &out3[0], &out4[0], &v[0], 2*stride, n, 4*hd, &w1[0], &w2[0], &w3[0], &w4[0])
 }
+
+//go:noescape
+func toHalvesF16C(dst *uint16, src *float32, n int)
+
+// ToHalves sets dst[i] = FP32ToFP16(src[i]) for i < len(src): an F16 cache's writes.
+func ToHalves(dst []uint16, src []float32) {
+	n := len(src)
+	if n == 0 {
+		return
+	}
+	_ = dst[n-1]
+	v := 0
+	if halfAVX2 {
+		v = n &^ 7
+		if v > 0 {
+			toHalvesF16C(&dst[0], &src[0], v)
+		}
+	}
+	toHalvesGeneric(dst[v:n], src[v:])
+}

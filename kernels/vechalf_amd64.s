@@ -635,3 +635,24 @@ h4col:
 h4done:
 	VZEROUPPER
 	RET
+
+// func toHalvesF16C(dst *uint16, src *float32, n int)
+// dst[i] = src[i] rounded to fp16 (VCVTPS2PH, round to nearest even, as FP32ToFP16)
+// for i < n; n a multiple of 8.
+TEXT ·toHalvesF16C(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	XORQ AX, AX
+
+thloop:
+	CMPQ AX, CX
+	JGE  thdone
+	VMOVUPS   (SI)(AX*4), Y0
+	VCVTPS2PH $0, Y0, (DI)(AX*2)
+	ADDQ $8, AX
+	JMP  thloop
+
+thdone:
+	VZEROUPPER
+	RET

@@ -35,3 +35,6 @@ func scores2HalfRows(out1, out2, q1, q2 []float32, k []uint16, stride int) {
 		Scores2(out1[j:j+1], out2[j:j+1], q1, q2, row, len(row))
 	}
 }
+
+// ToHalves sets dst[i] = FP32ToFP16(src[i]) for i < len(src): an F16 cache's writes.
+func ToHalves(dst []uint16, src []float32) { toHalvesGeneric(dst, src) }

@@ -7,26 +7,6 @@ import (
 	"testing"
 )
 
-// halfPaths runs f once on the paths this machine takes and once with each faster
-// path turned off in turn, so the fallbacks are checked here too. The float32 kernels
-// follow the same switches, so each run compares like with like.
-func halfPaths(t *testing.T, f func(t *testing.T)) {
-	saved := [...]bool{vecAVX2, vecAVX512, halfAVX2}
-	defer func() { vecAVX2, vecAVX512, halfAVX2 = saved[0], saved[1], saved[2] }()
-	for _, p := range []struct {
-		name             string
-		avx2, avx512, fc bool
-	}{
-		{"native", saved[0], saved[1], saved[2]},
-		{"noAVX512", saved[0], false, saved[2]},
-		{"noF16C", saved[0], false, false},
-		{"generic", false, false, false},
-	} {
-		vecAVX2, vecAVX512, halfAVX2 = p.avx2, p.avx512, p.fc
-		t.Run(p.name, f)
-	}
-}
-
 // randHalves returns n fp16 values of random floats in (-2, 2).
 func randHalves(rng *rand.Rand, n int) []uint16 {
 	h := make([]uint16, n)
@@ -99,4 +79,26 @@ func TestHalfKernelsMatchConverted(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestToHalves checks the vector conversion against FP32ToFP16 over a spread of float32
+// bit patterns (every sign, exponent and rounding case: ties, subnormals, overflow,
+// NaN payloads), at lengths that leave a tail for Go.
+func TestToHalves(t *testing.T) {
+	var src []float32
+	for b := uint64(0); b < 1<<32; b += 65521 {
+		src = append(src, math.Float32frombits(uint32(b)))
+	}
+	for _, b := range []uint32{0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0x477fefff, 0x477ff000, 0x38800000, 0x33000000, 0x33000001, 0x387fe000, 0x80000001, 0x3f801000, 0x3f803000} {
+		src = append(src, math.Float32frombits(b))
+	}
+	for _, n := range []int{len(src), len(src) - 3, 7, 1} {
+		got := make([]uint16, n)
+		ToHalves(got, src[:n])
+		for i, f := range src[:n] {
+			if want := FP32ToFP16(f); got[i] != want {
+				t.Fatalf("ToHalves(%#08x) = %#04x, want %#04x", math.Float32bits(f), got[i], want)
+			}
+		}
+	}
 }

@@ -328,10 +328,8 @@ func (s *Seq) Put(layer, pos int, k, v []float32) {
 		return
 	}
 	b := p.f16[id]
-	for i := range kv {
-		b[off+i] = kernels.FP32ToFP16(k[i])
-		b[vo+i] = kernels.FP32ToFP16(v[i])
-	}
+	kernels.ToHalves(b[off:off+kv], k[:kv])
+	kernels.ToHalves(b[vo:vo+kv], v[:kv])
 }
 
 // unshare gives the sequence its own copy of block bi if another sequence holds it too.
