@@ -11,6 +11,34 @@ import (
 	"github.com/specd-dev/specd/kvcache"
 )
 
+// attentionPass runs a pass of seqs sequences of n tokens each, every one after past
+// cached positions of its own in a cache of type kvt, and returns the batch, ready for
+// attention to rerun on the pass's queries and cache, and its segments.
+func attentionPass(tb testing.TB, m *Model, pool *kernels.Pool, kvt ggml.Type, seqs, n, past int) (*Batch, []Segment) {
+	tb.Helper()
+	kv, err := m.NewKVPool(int64(seqs)*8<<20, kvt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	bt := m.NewBatch(pool, max(seqs*n, past))
+	segs := make([]Segment, seqs)
+	for i := range segs {
+		ctx := make([]int32, past+n)
+		for j := range ctx {
+			ctx[j] = int32(100 + (j*7+i*13)%300)
+		}
+		seq := kv.NewSeq()
+		if _, err := bt.Forward([]Segment{{Seq: seq, Tokens: ctx[:past]}}); err != nil {
+			tb.Fatal(err)
+		}
+		segs[i] = Segment{Seq: seq, Tokens: ctx[past:], Logits: 1}
+	}
+	if _, err := bt.Forward(segs); err != nil {
+		tb.Fatal(err)
+	}
+	return bt, segs
+}
+
 // TestF16AttentionAsConverted checks that attention over an F16 cache, which reads the
 // halves as stored and converts them in registers, gives bitwise the outputs of
 // attention over an F32 cache holding the converted values (what it computed before
@@ -27,32 +55,13 @@ func TestF16AttentionAsConverted(t *testing.T) {
 			t.Run(fmt.Sprintf("threads=%d/seqs=%d/block=%d/past=%d", threads, c.seqs, c.n, c.past), func(t *testing.T) {
 				pool := kernels.NewPool(threads)
 				defer pool.Close()
-				half, err := m.NewKVPool(int64(c.seqs)*8<<20, ggml.F16)
-				if err != nil {
-					t.Fatal(err)
-				}
+				bt, segs := attentionPass(t, m, pool, ggml.F16, c.seqs, c.n, c.past)
 				full, err := m.NewKVPool(int64(c.seqs)*8<<20, ggml.F32)
 				if err != nil {
 					t.Fatal(err)
 				}
-				bt := m.NewBatch(pool, max(c.seqs*c.n, c.past))
-				segs := make([]Segment, c.seqs)
-				for i := range segs {
-					ctx := make([]int32, c.past+c.n)
-					for j := range ctx {
-						ctx[j] = int32(100 + (j*7+i*13)%300)
-					}
-					seq := half.NewSeq()
-					if _, err := bt.Forward([]Segment{{Seq: seq, Tokens: ctx[:c.past]}}); err != nil {
-						t.Fatal(err)
-					}
-					segs[i] = Segment{Seq: seq, Tokens: ctx[c.past:], Logits: 1}
-				}
-				if _, err := bt.Forward(segs); err != nil {
-					t.Fatal(err)
-				}
 				// The same cache contents, converted, in F32 sequences.
-				kc := half.Config()
+				kc := segs[0].Seq.Pool().Config()
 				kbuf, vbuf := make([]float32, kc.BlockTokens*kc.KVDim), make([]float32, kc.BlockTokens*kc.KVDim)
 				conv := make([]*kvcache.Seq, c.seqs)
 				for i, sg := range segs {
@@ -109,28 +118,9 @@ func BenchmarkAttention(b *testing.B) {
 				b.Run(fmt.Sprintf("kv=%v/threads=%d/seqs=%d/block=%d/past=%d", kvt, threads, c.seqs, c.n, c.past), func(b *testing.B) {
 					pool := kernels.NewPool(threads)
 					defer pool.Close()
-					kv, err := m.NewKVPool(int64(c.seqs)*8<<20, kvt)
-					if err != nil {
-						b.Fatal(err)
-					}
-					bt := m.NewBatch(pool, max(c.seqs*c.n, c.past))
-					segs := make([]Segment, c.seqs)
-					for i := range segs {
-						ctx := make([]int32, c.past+c.n)
-						for j := range ctx {
-							ctx[j] = int32(100 + (j*7+i*13)%300)
-						}
-						seq := kv.NewSeq()
-						if _, err := bt.Forward([]Segment{{Seq: seq, Tokens: ctx[:c.past]}}); err != nil {
-							b.Fatal(err)
-						}
-						segs[i] = Segment{Seq: seq, Tokens: ctx[c.past:], Logits: 1}
-					}
 					// One pass sets up the queries and the cache; attention then reruns
 					// on them.
-					if _, err := bt.Forward(segs); err != nil {
-						b.Fatal(err)
-					}
+					bt, _ := attentionPass(b, m, pool, kvt, c.seqs, c.n, c.past)
 					for b.Loop() {
 						for li := range m.Layers {
 							bt.attention(li)
