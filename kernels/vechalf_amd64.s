@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "vec_amd64.h"
 
 // The kernels of vec_amd64.s over keys or values stored as fp16. Each loads a row's
 // halves and converts them in registers (VCVTPH2PS, exact), then does the float32
@@ -55,27 +56,7 @@ hs8col:
 	ADDQ $8, AX
 	CMPQ AX, R9
 	JLT  hs8col
-	VPERM2F128 $0x20, Y4, Y0, Y8
-	VPERM2F128 $0x31, Y4, Y0, Y9
-	VADDPS     Y9, Y8, Y0
-	VPERM2F128 $0x20, Y5, Y1, Y8
-	VPERM2F128 $0x31, Y5, Y1, Y9
-	VADDPS     Y9, Y8, Y1
-	VPERM2F128 $0x20, Y6, Y2, Y8
-	VPERM2F128 $0x31, Y6, Y2, Y9
-	VADDPS     Y9, Y8, Y2
-	VPERM2F128 $0x20, Y7, Y3, Y8
-	VPERM2F128 $0x31, Y7, Y3, Y9
-	VADDPS     Y9, Y8, Y3
-	VSHUFPS $0x44, Y1, Y0, Y8
-	VSHUFPS $0xee, Y1, Y0, Y9
-	VADDPS  Y9, Y8, Y0
-	VSHUFPS $0x44, Y3, Y2, Y8
-	VSHUFPS $0xee, Y3, Y2, Y9
-	VADDPS  Y9, Y8, Y2
-	VSHUFPS $0x88, Y2, Y0, Y8
-	VSHUFPS $0xdd, Y2, Y0, Y9
-	VADDPS  Y9, Y8, Y0
+	SCORES8_REDUCE
 	VMOVUPS Y0, (DX)
 	ADDQ $32, DX
 	LEAQ (DI)(R8*8), DI
@@ -106,34 +87,7 @@ hs4col:
 	ADDQ $8, AX
 	CMPQ AX, R9
 	JLT  hs4col
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
-	VEXTRACTF128 $1, Y2, X5
-	VADDPS       X5, X2, X2
-	VEXTRACTF128 $1, Y3, X6
-	VADDPS       X6, X3, X3
-	VEXTRACTF128 $1, Y4, X7
-	VADDPS       X7, X4, X4
-	VPERMILPS    $0x0e, X0, X1
-	VADDPS       X1, X0, X0
-	VPERMILPS    $0x0e, X2, X5
-	VADDPS       X5, X2, X2
-	VPERMILPS    $0x0e, X3, X6
-	VADDPS       X6, X3, X3
-	VPERMILPS    $0x0e, X4, X7
-	VADDPS       X7, X4, X4
-	VPERMILPS    $0x01, X0, X1
-	VADDSS       X1, X0, X0
-	VPERMILPS    $0x01, X2, X5
-	VADDSS       X5, X2, X2
-	VPERMILPS    $0x01, X3, X6
-	VADDSS       X6, X3, X3
-	VPERMILPS    $0x01, X4, X7
-	VADDSS       X7, X4, X4
-	VMOVSS       X0, (DX)
-	VMOVSS       X2, 4(DX)
-	VMOVSS       X3, 8(DX)
-	VMOVSS       X4, 12(DX)
+	SCORES4_REDUCE_STORE
 	ADDQ $16, DX
 	LEAQ (DI)(R8*4), DI
 	SUBQ $4, CX
@@ -152,13 +106,7 @@ hscol:
 	ADDQ $8, AX
 	CMPQ AX, R9
 	JLT  hscol
-	VEXTRACTF128 $1, Y0, X1
-	VADDPS       X1, X0, X0
-	VPERMILPS    $0x0e, X0, X1
-	VADDPS       X1, X0, X0
-	VPERMILPS    $0x01, X0, X1
-	VADDSS       X1, X0, X0
-	VMOVSS       X0, (DX)
+	SCORES1_REDUCE_STORE
 	ADDQ $4, DX
 	ADDQ R8, DI
 	DECQ CX
@@ -272,44 +220,9 @@ TEXT ·vscores2F16(SB), NOSPLIT, $0-64
 	MOVQ k+16(FP), R8
 	MOVQ stride+24(FP), BX
 	MOVQ n+32(FP), AX
-	LEAQ (R8)(BX*1), R9
-	CMPQ AX, $1
-	CMOVQLE R8, R9
-	LEAQ (R9)(BX*1), R10
-	CMPQ AX, $2
-	CMOVQLE R9, R10
-	LEAQ (R10)(BX*1), R11
-	CMPQ AX, $3
-	CMOVQLE R10, R11
-	LEAQ (R11)(BX*1), R12
-	CMPQ AX, $4
-	CMOVQLE R11, R12
-	LEAQ (R12)(BX*1), R13
-	CMPQ AX, $5
-	CMOVQLE R12, R13
-	LEAQ (R13)(BX*1), R14
-	CMPQ AX, $6
-	CMOVQLE R13, R14
-	LEAQ (R14)(BX*1), R15
-	CMPQ AX, $7
-	CMOVQLE R14, R15
+	ROWS8
 	MOVQ hd+40(FP), AX
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
+	ZERO16
 	XORQ BX, BX
 	XORQ CX, CX
 
@@ -345,53 +258,7 @@ hs2col:
 	CMPQ BX, AX
 	JLT  hs2col
 	// 512 → 256 bits: Z(i) and Z(i+8) share a register, one per 256-bit half.
-	VSHUFF32X4 $0x44, Z8, Z0, Z24
-	VSHUFF32X4 $0xee, Z8, Z0, Z25
-	VADDPS Z25, Z24, Z0
-	VSHUFF32X4 $0x44, Z9, Z1, Z24
-	VSHUFF32X4 $0xee, Z9, Z1, Z25
-	VADDPS Z25, Z24, Z1
-	VSHUFF32X4 $0x44, Z10, Z2, Z24
-	VSHUFF32X4 $0xee, Z10, Z2, Z25
-	VADDPS Z25, Z24, Z2
-	VSHUFF32X4 $0x44, Z11, Z3, Z24
-	VSHUFF32X4 $0xee, Z11, Z3, Z25
-	VADDPS Z25, Z24, Z3
-	VSHUFF32X4 $0x44, Z12, Z4, Z24
-	VSHUFF32X4 $0xee, Z12, Z4, Z25
-	VADDPS Z25, Z24, Z4
-	VSHUFF32X4 $0x44, Z13, Z5, Z24
-	VSHUFF32X4 $0xee, Z13, Z5, Z25
-	VADDPS Z25, Z24, Z5
-	VSHUFF32X4 $0x44, Z14, Z6, Z24
-	VSHUFF32X4 $0xee, Z14, Z6, Z25
-	VADDPS Z25, Z24, Z6
-	VSHUFF32X4 $0x44, Z15, Z7, Z24
-	VSHUFF32X4 $0xee, Z15, Z7, Z25
-	VADDPS Z25, Z24, Z7
-	// 256 → 128: one accumulator per 128-bit lane.
-	VSHUFF32X4 $0x88, Z4, Z0, Z24
-	VSHUFF32X4 $0xdd, Z4, Z0, Z25
-	VADDPS Z25, Z24, Z0
-	VSHUFF32X4 $0x88, Z5, Z1, Z24
-	VSHUFF32X4 $0xdd, Z5, Z1, Z25
-	VADDPS Z25, Z24, Z1
-	VSHUFF32X4 $0x88, Z6, Z2, Z24
-	VSHUFF32X4 $0xdd, Z6, Z2, Z25
-	VADDPS Z25, Z24, Z2
-	VSHUFF32X4 $0x88, Z7, Z3, Z24
-	VSHUFF32X4 $0xdd, Z7, Z3, Z25
-	VADDPS Z25, Z24, Z3
-	// 128 → 64, then 64 → 32, within 128-bit lanes.
-	VSHUFPS $0x44, Z2, Z0, Z24
-	VSHUFPS $0xee, Z2, Z0, Z25
-	VADDPS Z25, Z24, Z0
-	VSHUFPS $0x44, Z3, Z1, Z24
-	VSHUFPS $0xee, Z3, Z1, Z25
-	VADDPS Z25, Z24, Z1
-	VSHUFPS $0x88, Z1, Z0, Z24
-	VSHUFPS $0xdd, Z1, Z0, Z25
-	VADDPS Z25, Z24, Z0
+	SCORES2_REDUCE
 	MOVQ out1+48(FP), DX
 	MOVQ out2+56(FP), CX
 	VMOVUPS Y0, (DX)
@@ -401,8 +268,8 @@ hs2col:
 	RET
 
 // func vaccum2F16(out1, out2 *float32, v *uint16, stride, n, hd int, w1, w2 *float32)
-// vaccum2F32 over fp16 values (AVX-512): stride in bytes of
-// the fp16 rows, hd in bytes of the float32 outputs (a multiple of 64).
+// vaccum2F32 over fp16 values (AVX-512): stride in bytes of the fp16 rows, hd in
+// bytes of the float32 outputs (a multiple of 64).
 TEXT ·vaccum2F16(SB), NOSPLIT, $0-64
 	MOVQ out1+0(FP), DX
 	MOVQ out2+8(FP), CX
@@ -413,14 +280,7 @@ TEXT ·vaccum2F16(SB), NOSPLIT, $0-64
 h2chunk:
 	CMPQ R9, $256
 	JLT  h2narrow
-	VMOVUPS 0(DX), Z0
-	VMOVUPS 0(CX), Z4
-	VMOVUPS 64(DX), Z1
-	VMOVUPS 64(CX), Z5
-	VMOVUPS 128(DX), Z2
-	VMOVUPS 128(CX), Z6
-	VMOVUPS 192(DX), Z3
-	VMOVUPS 192(CX), Z7
+	ACC2_LOAD
 	MOVQ DI, BX
 	MOVQ w1+48(FP), R11
 	MOVQ w2+56(FP), R12
@@ -446,14 +306,7 @@ h2wide:
 	ADDQ $4, R12
 	DECQ R10
 	JNZ  h2wide
-	VMOVUPS Z0, 0(DX)
-	VMOVUPS Z4, 0(CX)
-	VMOVUPS Z1, 64(DX)
-	VMOVUPS Z5, 64(CX)
-	VMOVUPS Z2, 128(DX)
-	VMOVUPS Z6, 128(CX)
-	VMOVUPS Z3, 192(DX)
-	VMOVUPS Z7, 192(CX)
+	ACC2_STORE
 	ADDQ $256, DX
 	ADDQ $256, CX
 	ADDQ $128, DI
@@ -495,8 +348,8 @@ h2done:
 	RET
 
 // func vaccum4F16(out1, out2, out3, out4 *float32, v *uint16, stride, n, hd int, w1, w2, w3, w4 *float32)
-// vaccum4F32 over fp16 values (AVX-512): stride in bytes of
-// the fp16 rows, hd in bytes of the float32 outputs (a multiple of 64).
+// vaccum4F32 over fp16 values (AVX-512): stride in bytes of the fp16 rows, hd in
+// bytes of the float32 outputs (a multiple of 64).
 TEXT ·vaccum4F16(SB), NOSPLIT, $0-96
 	MOVQ out1+0(FP), DX
 	MOVQ out2+8(FP), CX
@@ -509,22 +362,7 @@ TEXT ·vaccum4F16(SB), NOSPLIT, $0-96
 h4chunk:
 	CMPQ R9, $256
 	JLT  h4narrow
-	VMOVUPS 0(DX), Z0
-	VMOVUPS 64(DX), Z1
-	VMOVUPS 128(DX), Z2
-	VMOVUPS 192(DX), Z3
-	VMOVUPS 0(CX), Z4
-	VMOVUPS 64(CX), Z5
-	VMOVUPS 128(CX), Z6
-	VMOVUPS 192(CX), Z7
-	VMOVUPS 0(R13), Z8
-	VMOVUPS 64(R13), Z9
-	VMOVUPS 128(R13), Z10
-	VMOVUPS 192(R13), Z11
-	VMOVUPS 0(R14), Z12
-	VMOVUPS 64(R14), Z13
-	VMOVUPS 128(R14), Z14
-	VMOVUPS 192(R14), Z15
+	ACC4_LOAD
 	MOVQ DI, BX
 	MOVQ w1+64(FP), R11
 	MOVQ w2+72(FP), R12
@@ -564,22 +402,7 @@ h4wide:
 	ADDQ $4, SI
 	DECQ R10
 	JNZ  h4wide
-	VMOVUPS Z0, 0(DX)
-	VMOVUPS Z1, 64(DX)
-	VMOVUPS Z2, 128(DX)
-	VMOVUPS Z3, 192(DX)
-	VMOVUPS Z4, 0(CX)
-	VMOVUPS Z5, 64(CX)
-	VMOVUPS Z6, 128(CX)
-	VMOVUPS Z7, 192(CX)
-	VMOVUPS Z8, 0(R13)
-	VMOVUPS Z9, 64(R13)
-	VMOVUPS Z10, 128(R13)
-	VMOVUPS Z11, 192(R13)
-	VMOVUPS Z12, 0(R14)
-	VMOVUPS Z13, 64(R14)
-	VMOVUPS Z14, 128(R14)
-	VMOVUPS Z15, 192(R14)
+	ACC4_STORE
 	ADDQ $256, DX
 	ADDQ $256, CX
 	ADDQ $256, R13
