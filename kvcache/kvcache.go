@@ -328,10 +328,8 @@ func (s *Seq) Put(layer, pos int, k, v []float32) {
 		return
 	}
 	b := p.f16[id]
-	for i := range kv {
-		b[off+i] = kernels.FP32ToFP16(k[i])
-		b[vo+i] = kernels.FP32ToFP16(v[i])
-	}
+	kernels.ToHalves(b[off:off+kv], k[:kv])
+	kernels.ToHalves(b[vo:vo+kv], v[:kv])
 }
 
 // unshare gives the sequence its own copy of block bi if another sequence holds it too.
@@ -365,8 +363,9 @@ func (s *Seq) Pool() *Pool { return s.pool }
 
 // BlockHalves returns the keys and values of one layer at the positions of block b of a
 // sequence in an F16 pool, as stored: fp16 values laid out as BlockKV describes, views
-// into the block. It returns nil for an F32 pool. Attention converts only the head and
-// the positions it needs (kernels.HalfRows), where BlockKV converts a whole layer.
+// into the block. It returns nil for an F32 pool. Attention reads them as stored
+// (kernels.ScoresHalf and the like) or converts only the head and the positions it
+// needs (kernels.HalfRows), where BlockKV converts a whole layer.
 func (s *Seq) BlockHalves(layer, b int) (k, v []uint16) {
 	p := s.pool
 	if p.cfg.Type != ggml.F16 {

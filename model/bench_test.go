@@ -59,45 +59,47 @@ func BenchmarkForward(b *testing.B) {
 }
 
 // BenchmarkForwardSeqs times one pass of a batch of n sequences, one token each,
-// every sequence with 100 cached positions of its own: a continuous-batching decode
-// step. Compare it with BenchmarkForward's block of n tokens of one sequence, which
-// shares one sequence's keys and values among its tokens.
+// every sequence with 100 cached positions of its own in an F32 or F16 cache: a
+// continuous-batching decode step. Compare it with BenchmarkForward's block of n tokens
+// of one sequence, which shares one sequence's keys and values among its tokens.
 //
 //	go test ./model -run '^$' -bench ForwardSeqs -benchtime 200x
 func BenchmarkForwardSeqs(b *testing.B) {
 	m := load(b, "specd-target-q8_0.gguf", nil)
 	const past = 100
-	for _, threads := range []int{1, 2} {
-		for _, n := range []int{1, 4, 16} {
-			b.Run(fmt.Sprintf("target-q8_0/threads=%d/seqs=%d/past=%d", threads, n, past), func(b *testing.B) {
-				pool := kernels.NewPool(threads)
-				defer pool.Close()
-				kv, err := m.NewKVPool(int64(n)*8<<20, ggml.F32)
-				if err != nil {
-					b.Fatal(err)
-				}
-				bt := m.NewBatch(pool, max(n, past))
-				segs := make([]model.Segment, n)
-				for i := range segs {
-					ctx := make([]int32, past)
-					for j := range ctx {
-						ctx[j] = int32(100 + (j*7+i*13)%300)
-					}
-					seq := kv.NewSeq()
-					if _, err := bt.Forward([]model.Segment{{Seq: seq, Tokens: ctx}}); err != nil {
+	for _, kvt := range []ggml.Type{ggml.F32, ggml.F16} {
+		for _, threads := range []int{1, 2} {
+			for _, n := range []int{1, 4, 16} {
+				b.Run(fmt.Sprintf("target-q8_0/kv=%v/threads=%d/seqs=%d/past=%d", kvt, threads, n, past), func(b *testing.B) {
+					pool := kernels.NewPool(threads)
+					defer pool.Close()
+					kv, err := m.NewKVPool(int64(n)*8<<20, kvt)
+					if err != nil {
 						b.Fatal(err)
 					}
-					segs[i] = model.Segment{Seq: seq, Tokens: ctx[:1], Logits: 1}
-				}
-				for b.Loop() {
-					if _, err := bt.Forward(segs); err != nil {
-						b.Fatal(err)
+					bt := m.NewBatch(pool, max(n, past))
+					segs := make([]model.Segment, n)
+					for i := range segs {
+						ctx := make([]int32, past)
+						for j := range ctx {
+							ctx[j] = int32(100 + (j*7+i*13)%300)
+						}
+						seq := kv.NewSeq()
+						if _, err := bt.Forward([]model.Segment{{Seq: seq, Tokens: ctx}}); err != nil {
+							b.Fatal(err)
+						}
+						segs[i] = model.Segment{Seq: seq, Tokens: ctx[:1], Logits: 1}
 					}
-					for _, sg := range segs {
-						sg.Seq.Truncate(past)
+					for b.Loop() {
+						if _, err := bt.Forward(segs); err != nil {
+							b.Fatal(err)
+						}
+						for _, sg := range segs {
+							sg.Seq.Truncate(past)
+						}
 					}
-				}
-			})
+				})
+			}
 		}
 	}
 }

@@ -103,12 +103,12 @@ type Batch struct {
 	o         []float32           // [token][Dim]
 	gate, up  []float32           // [token][FFN]
 	scores    []float32           // [token][Heads][Context]
-	kvTmp     []float32           // [item][2][BlockTokens][HeadDim], conversion scratch for F16 caches; nil until needed
 	logits    []float32           // [token][Vocab]
 	normed    []float32           // [token][Dim] final-normed rows that need logits
 	outs      [][]float32         // reused argument of MatMuls
 	qkv, gu   [][]*kernels.Matrix // per layer: {Wq, Wk, Wv} and {Gate, Up}
 	segs      []segment           // the current pass's segments
+	kvTmp     []float32           // [item][2][BlockTokens][HeadDim], conversion scratch for F16 caches; nil until needed
 	items     []attnItem          // the current pass's attention work
 	layer     int                 // the layer attention is computing
 	attnFunc  func(lo, hi int)
@@ -464,7 +464,7 @@ func (b *Batch) attention(layer int) {
 				b.items = append(b.items, attnItem{seg: sg, kh: kh, t0: t0, t1: min(t0+span, sg.first+sg.n)})
 			}
 		}
-		if kc := sg.seq.Pool().Config(); kc.Type != ggml.F32 {
+		if kc := sg.seq.Pool().Config(); kc.Type != ggml.F32 && span > halfDirectTokens {
 			maxBT = max(maxBT, kc.BlockTokens)
 		}
 	}
@@ -474,6 +474,15 @@ func (b *Batch) attention(layer int) {
 	b.layer = layer
 	b.pool.For(len(b.items), b.attnFunc)
 }
+
+// halfDirectTokens is the most tokens an attention item may have for it to read an F16
+// cache's halves directly, converting in registers in every kernel call. Items with
+// more tokens convert a block's keys and values once into scratch and share the
+// floats: their kernels are bound by arithmetic, and each call's conversions would
+// cost more than the bytes they save (one sequence at 100 positions, one thread: 2
+// tokens 74 µs direct against 87 converted, 4 tokens even, 8 tokens 260 against 255).
+// Either way the results are the same bits.
+var halfDirectTokens = 4
 
 // attendItems computes attention items [lo,hi) of the current pass.
 func (b *Batch) attendItems(lo, hi int) {
@@ -485,9 +494,9 @@ func (b *Batch) attendItems(lo, hi int) {
 }
 
 // attendKV computes attention for rows [t0,t1) of segment sg and query heads [h0,h1),
-// which share one KV head; slot indexes the F16 conversion scratch. The cache goes by a
-// block at a time: its keys (or values) of this head, 16 KB for the target's blocks of
-// 64, stay in L1 while every query sharing them takes all of the block's positions it
+// which share one KV head. The cache goes by a block at a time: its keys (or values)
+// of this head, 16 KB for the target's blocks of 64 (8 KB as F16, read as stored and
+// converted in registers), stay in L1 while every query sharing them takes all of the block's positions it
 // sees in one kernel call. The query heads go two at a time (heads h and h+1), the last
 // of an odd group alone: which kernel serves a head never depends on the tokens in the
 // pass.
@@ -499,11 +508,7 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	seq := sg.seq
 	bt := seq.Pool().Config().BlockTokens
 	half := seq.Pool().Config().Type == ggml.F16
-	var kbuf, vbuf []float32 // F16 conversion scratch, one head's keys or values; F32 blocks are read in place
-	if half {
-		kbuf = b.kvTmp[slot*2*bt*hd : (slot*2+1)*bt*hd]
-		vbuf = b.kvTmp[(slot*2+1)*bt*hd : (slot*2+2)*bt*hd]
-	}
+	direct := half && t1-t0 <= halfDirectTokens
 	off := sg.pos - sg.first // row t sits at position off+t
 	last := off + t1 - 1     // the last position any of these queries sees
 	query := func(t, h int) (q, sc []float32) {
@@ -511,28 +516,34 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
 	}
 	// rows returns this head's keys (or values) in block blk, one row of hd per
-	// position, rows stride floats apart, for the first n positions of the block. An F16
-	// cache converts just those; the results are the same bits as an F32 cache holding
-	// the converted values.
-	rows := func(values bool, blk, n int) (r []float32, stride int) {
+	// position, for the first n positions of the block: floats stride apart (an F32
+	// cache in place, or an F16 cache's converted into scratch), or, read directly, the
+	// halves as stored (kvd apart). The kernels give the same bits on either.
+	rows := func(values bool, blk, n int) (f []float32, h []uint16, stride int) {
 		if !half {
 			k, v := seq.BlockKV(layer, blk, nil, nil)
 			if values {
 				k = v
 			}
-			return k[kvo:], kvd
+			return k[kvo:], nil, kvd
 		}
 		k, v := seq.BlockHalves(layer, blk)
-		buf := kbuf
 		if values {
-			k, buf = v, vbuf
+			k = v
+		}
+		if direct {
+			return nil, k[kvo:], kvd
+		}
+		buf := b.kvTmp[slot*2*bt*hd : (slot*2+1)*bt*hd]
+		if values {
+			buf = b.kvTmp[(slot*2+1)*bt*hd : (slot*2+2)*bt*hd]
 		}
 		kernels.HalfRows(buf, hd, k[kvo:], kvd, n, hd)
-		return buf, hd
+		return buf, nil, hd
 	}
 	for blk := 0; blk*bt <= last; blk++ {
 		a := blk * bt
-		k, ks := rows(false, blk, min(bt, last+1-a))
+		kf, kh, ks := rows(false, blk, min(bt, last+1-a))
 		for t := t0; t < t1; t++ {
 			cnt := min(bt, off+t+1-a)
 			if cnt <= 0 {
@@ -540,12 +551,18 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 			}
 			for h := h0; h < h1; h += 2 {
 				q, sc := query(t, h)
-				if h+1 == h1 {
-					kernels.Scores(sc[a:a+cnt], q, k, ks)
-					continue
+				switch {
+				case h+1 == h1 && direct:
+					kernels.ScoresHalf(sc[a:a+cnt], q, kh, ks)
+				case h+1 == h1:
+					kernels.Scores(sc[a:a+cnt], q, kf, ks)
+				case direct:
+					q2, sc2 := query(t, h+1)
+					kernels.Scores2Half(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kh, ks)
+				default:
+					q2, sc2 := query(t, h+1)
+					kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, kf, ks)
 				}
-				q2, sc2 := query(t, h+1)
-				kernels.Scores2(sc[a:a+cnt], sc2[a:a+cnt], q, q2, k, ks)
 			}
 		}
 	}
@@ -558,19 +575,27 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	}
 	// accum adds the weighted values of rows [r0,r1) of the block (positions a+r0…) to
 	// token t's outputs of heads h and, with pair, h+1.
-	accum := func(t, h int, pair bool, v []float32, vs, a, r0, r1 int) {
+	accum := func(t, h int, pair bool, vf []float32, vh []uint16, vs, a, r0, r1 int) {
 		_, sc := query(t, h)
 		out := b.att[t*qd+h*hd : t*qd+(h+1)*hd]
-		if !pair {
-			kernels.Accum(out, v[r0*vs:], vs, sc[a+r0:a+r1])
-			return
+		switch {
+		case !pair && direct:
+			kernels.AccumHalf(out, vh[r0*vs:], vs, sc[a+r0:a+r1])
+		case !pair:
+			kernels.Accum(out, vf[r0*vs:], vs, sc[a+r0:a+r1])
+		default:
+			_, sc2 := query(t, h+1)
+			out2 := b.att[t*qd+(h+1)*hd : t*qd+(h+2)*hd]
+			if direct {
+				kernels.Accum2Half(out, out2, vh[r0*vs:], vs, sc[a+r0:a+r1], sc2[a+r0:a+r1])
+			} else {
+				kernels.Accum2(out, out2, vf[r0*vs:], vs, sc[a+r0:a+r1], sc2[a+r0:a+r1])
+			}
 		}
-		_, sc2 := query(t, h+1)
-		kernels.Accum2(out, b.att[t*qd+(h+1)*hd:t*qd+(h+2)*hd], v[r0*vs:], vs, sc[a+r0:a+r1], sc2[a+r0:a+r1])
 	}
 	for blk := 0; blk*bt <= last; blk++ {
 		a := blk * bt
-		v, vs := rows(true, blk, min(bt, last+1-a))
+		vf, vh, vs := rows(true, blk, min(bt, last+1-a))
 		for h := h0; h < h1; h += 2 {
 			pair := h+1 < h1
 			t := t0
@@ -584,16 +609,20 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 					_, s3 := query(t+1, h)
 					_, s4 := query(t+1, h+1)
 					o, o1 := t*qd+h*hd, (t+1)*qd+h*hd
-					kernels.Accum4(b.att[o:o+hd], b.att[o+hd:o+2*hd], b.att[o1:o1+hd], b.att[o1+hd:o1+2*hd], v, vs,
-						s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
+					u1, u2, u3, u4 := b.att[o:o+hd], b.att[o+hd:o+2*hd], b.att[o1:o1+hd], b.att[o1+hd:o1+2*hd]
+					if direct {
+						kernels.Accum4Half(u1, u2, u3, u4, vh, vs, s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
+					} else {
+						kernels.Accum4(u1, u2, u3, u4, vf, vs, s1[a:a+cnt], s2[a:a+cnt], s3[a:a+cnt], s4[a:a+cnt])
+					}
 				}
 				if cnt2 := min(bt, off+t+2-a); cnt2 > cnt {
-					accum(t+1, h, pair, v, vs, a, cnt, cnt2)
+					accum(t+1, h, pair, vf, vh, vs, a, cnt, cnt2)
 				}
 			}
 			for ; t < t1; t++ {
 				if cnt := min(bt, off+t+1-a); cnt > 0 {
-					accum(t, h, pair, v, vs, a, 0, cnt)
+					accum(t, h, pair, vf, vh, vs, a, 0, cnt)
 				}
 			}
 		}

@@ -1,0 +1,481 @@
+#include "textflag.h"
+#include "vec_amd64.h"
+
+// The kernels of vec_amd64.s over keys or values stored as fp16. Each loads a row's
+// halves and converts them in registers (VCVTPH2PS, exact), then does the float32
+// kernel's operations in the same order, so its results are bitwise those of converting
+// the rows first and running the float32 kernel. Row strides are in bytes of the fp16
+// rows.
+
+// func vscoresF16(q *float32, k *uint16, stride, n, hd int, out *float32)
+// vscoresF32 over fp16 keys (AVX2 + F16C); hd a multiple of 8.
+TEXT ·vscoresF16(SB), NOSPLIT, $0-48
+	MOVQ q+0(FP), SI
+	MOVQ k+8(FP), DI
+	MOVQ stride+16(FP), R8
+	MOVQ n+24(FP), CX
+	MOVQ hd+32(FP), R9
+	MOVQ out+40(FP), DX
+	LEAQ (R8)(R8*2), R10
+
+hsoct:
+	CMPQ CX, $8
+	JLT  hsquad
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   DI, BX
+	LEAQ   (DI)(R8*4), R11
+	XORQ   AX, AX
+
+hs8col:
+	VMOVUPS   (SI)(AX*4), Y8
+	VCVTPH2PS (BX), Y9
+	VCVTPH2PS (BX)(R8*1), Y10
+	VCVTPH2PS (BX)(R8*2), Y11
+	VCVTPH2PS (BX)(R10*1), Y12
+	VFMADD231PS Y9, Y8, Y0
+	VFMADD231PS Y10, Y8, Y1
+	VFMADD231PS Y11, Y8, Y2
+	VFMADD231PS Y12, Y8, Y3
+	VCVTPH2PS (R11), Y9
+	VCVTPH2PS (R11)(R8*1), Y10
+	VCVTPH2PS (R11)(R8*2), Y11
+	VCVTPH2PS (R11)(R10*1), Y12
+	VFMADD231PS Y9, Y8, Y4
+	VFMADD231PS Y10, Y8, Y5
+	VFMADD231PS Y11, Y8, Y6
+	VFMADD231PS Y12, Y8, Y7
+	ADDQ $16, BX
+	ADDQ $16, R11
+	ADDQ $8, AX
+	CMPQ AX, R9
+	JLT  hs8col
+	SCORES8_REDUCE
+	VMOVUPS Y0, (DX)
+	ADDQ $32, DX
+	LEAQ (DI)(R8*8), DI
+	SUBQ $8, CX
+	JMP  hsoct
+
+hsquad:
+	CMPQ CX, $4
+	JLT  hsrow
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ   DI, BX
+	XORQ   AX, AX
+
+hs4col:
+	VMOVUPS (SI)(AX*4), Y1
+	VCVTPH2PS (BX), Y9
+	VCVTPH2PS (BX)(R8*1), Y10
+	VCVTPH2PS (BX)(R8*2), Y11
+	VCVTPH2PS (BX)(R10*1), Y12
+	VFMADD231PS Y9, Y1, Y0
+	VFMADD231PS Y10, Y1, Y2
+	VFMADD231PS Y11, Y1, Y3
+	VFMADD231PS Y12, Y1, Y4
+	ADDQ $16, BX
+	ADDQ $8, AX
+	CMPQ AX, R9
+	JLT  hs4col
+	SCORES4_REDUCE_STORE
+	ADDQ $16, DX
+	LEAQ (DI)(R8*4), DI
+	SUBQ $4, CX
+	JMP  hsquad
+
+hsrow:
+	CMPQ CX, $0
+	JEQ  hsdone
+	VXORPS Y0, Y0, Y0
+	XORQ   AX, AX
+
+hscol:
+	VMOVUPS (SI)(AX*4), Y1
+	VCVTPH2PS (DI)(AX*2), Y2
+	VFMADD231PS Y2, Y1, Y0
+	ADDQ $8, AX
+	CMPQ AX, R9
+	JLT  hscol
+	SCORES1_REDUCE_STORE
+	ADDQ $4, DX
+	ADDQ R8, DI
+	DECQ CX
+	JMP  hsrow
+
+hsdone:
+	VZEROUPPER
+	RET
+
+// func vaccumF16(out *float32, v *uint16, stride, n, hd int, w *float32)
+// vaccumF32 over fp16 values (AVX2 + F16C); hd a multiple of 8.
+TEXT ·vaccumF16(SB), NOSPLIT, $0-48
+	MOVQ out+0(FP), DX
+	MOVQ v+8(FP), DI
+	MOVQ stride+16(FP), R8
+	MOVQ n+24(FP), R10
+	MOVQ hd+32(FP), R9
+	MOVQ w+40(FP), SI
+
+hachunk:
+	CMPQ R9, $64
+	JLT  hanarrow
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	VMOVUPS 64(DX), Y2
+	VMOVUPS 96(DX), Y3
+	VMOVUPS 128(DX), Y4
+	VMOVUPS 160(DX), Y5
+	VMOVUPS 192(DX), Y6
+	VMOVUPS 224(DX), Y7
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+hawide:
+	CMPQ CX, $0
+	JEQ  hawstore
+	VBROADCASTSS (R11), Y8
+	VCVTPH2PS 0(BX), Y9
+	VCVTPH2PS 16(BX), Y10
+	VCVTPH2PS 32(BX), Y11
+	VCVTPH2PS 48(BX), Y12
+	VFMADD231PS Y9, Y8, Y0
+	VFMADD231PS Y10, Y8, Y1
+	VFMADD231PS Y11, Y8, Y2
+	VFMADD231PS Y12, Y8, Y3
+	VCVTPH2PS 64(BX), Y9
+	VCVTPH2PS 80(BX), Y10
+	VCVTPH2PS 96(BX), Y11
+	VCVTPH2PS 112(BX), Y12
+	VFMADD231PS Y9, Y8, Y4
+	VFMADD231PS Y10, Y8, Y5
+	VFMADD231PS Y11, Y8, Y6
+	VFMADD231PS Y12, Y8, Y7
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JMP  hawide
+
+hawstore:
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	VMOVUPS Y4, 128(DX)
+	VMOVUPS Y5, 160(DX)
+	VMOVUPS Y6, 192(DX)
+	VMOVUPS Y7, 224(DX)
+	ADDQ $256, DX
+	ADDQ $128, DI
+	SUBQ $64, R9
+	JMP  hachunk
+
+hanarrow:
+	XORQ AX, AX
+
+hacol:
+	CMPQ AX, R9
+	JGE  hadone
+	VMOVUPS (DX)(AX*4), Y0
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+harow:
+	CMPQ CX, $0
+	JEQ  hastore
+	VBROADCASTSS (R11), Y1
+	VCVTPH2PS (BX)(AX*2), Y2
+	VFMADD231PS Y2, Y1, Y0
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JMP  harow
+
+hastore:
+	VMOVUPS Y0, (DX)(AX*4)
+	ADDQ $8, AX
+	JMP  hacol
+
+hadone:
+	VZEROUPPER
+	RET
+
+// func vscores2F16(q1, q2 *float32, k *uint16, stride, n, hd int, out1, out2 *float32)
+// vscores2F32 over fp16 keys (AVX-512): stride in bytes of the fp16 rows, hd in bytes
+// of the float32 queries (a multiple of 64).
+TEXT ·vscores2F16(SB), NOSPLIT, $0-64
+	MOVQ q1+0(FP), SI
+	MOVQ q2+8(FP), DI
+	MOVQ k+16(FP), R8
+	MOVQ stride+24(FP), BX
+	MOVQ n+32(FP), AX
+	ROWS8
+	MOVQ hd+40(FP), AX
+	ZERO16
+	XORQ BX, BX
+	XORQ CX, CX
+
+hs2col:
+	VMOVUPS (SI)(BX*1), Z16
+	VMOVUPS (DI)(BX*1), Z17
+	VCVTPH2PS (R8)(CX*1), Z18
+	VFMADD231PS Z18, Z16, Z0
+	VFMADD231PS Z18, Z17, Z4
+	VCVTPH2PS (R9)(CX*1), Z18
+	VFMADD231PS Z18, Z16, Z2
+	VFMADD231PS Z18, Z17, Z6
+	VCVTPH2PS (R10)(CX*1), Z18
+	VFMADD231PS Z18, Z16, Z1
+	VFMADD231PS Z18, Z17, Z5
+	VCVTPH2PS (R11)(CX*1), Z18
+	VFMADD231PS Z18, Z16, Z3
+	VFMADD231PS Z18, Z17, Z7
+	VCVTPH2PS (R12)(CX*1), Z18
+	VFMADD231PS Z18, Z16, Z8
+	VFMADD231PS Z18, Z17, Z12
+	VCVTPH2PS (R13)(CX*1), Z18
+	VFMADD231PS Z18, Z16, Z10
+	VFMADD231PS Z18, Z17, Z14
+	VCVTPH2PS (R14)(CX*1), Z18
+	VFMADD231PS Z18, Z16, Z9
+	VFMADD231PS Z18, Z17, Z13
+	VCVTPH2PS (R15)(CX*1), Z18
+	VFMADD231PS Z18, Z16, Z11
+	VFMADD231PS Z18, Z17, Z15
+	ADDQ $64, BX
+	ADDQ $32, CX
+	CMPQ BX, AX
+	JLT  hs2col
+	// 512 → 256 bits: Z(i) and Z(i+8) share a register, one per 256-bit half.
+	SCORES2_REDUCE
+	MOVQ out1+48(FP), DX
+	MOVQ out2+56(FP), CX
+	VMOVUPS Y0, (DX)
+	VEXTRACTF32X8 $1, Z0, Y1
+	VMOVUPS Y1, (CX)
+	VZEROUPPER
+	RET
+
+// func vaccum2F16(out1, out2 *float32, v *uint16, stride, n, hd int, w1, w2 *float32)
+// vaccum2F32 over fp16 values (AVX-512): stride in bytes of the fp16 rows, hd in
+// bytes of the float32 outputs (a multiple of 64).
+TEXT ·vaccum2F16(SB), NOSPLIT, $0-64
+	MOVQ out1+0(FP), DX
+	MOVQ out2+8(FP), CX
+	MOVQ v+16(FP), DI
+	MOVQ stride+24(FP), R8
+	MOVQ hd+40(FP), R9
+
+h2chunk:
+	CMPQ R9, $256
+	JLT  h2narrow
+	ACC2_LOAD
+	MOVQ DI, BX
+	MOVQ w1+48(FP), R11
+	MOVQ w2+56(FP), R12
+	MOVQ n+32(FP), R10
+
+h2wide:
+	VBROADCASTSS (R11), Z8
+	VBROADCASTSS (R12), Z9
+	VCVTPH2PS 0(BX), Z10
+	VCVTPH2PS 32(BX), Z11
+	VCVTPH2PS 64(BX), Z12
+	VCVTPH2PS 96(BX), Z13
+	VFMADD231PS Z10, Z8, Z0
+	VFMADD231PS Z10, Z9, Z4
+	VFMADD231PS Z11, Z8, Z1
+	VFMADD231PS Z11, Z9, Z5
+	VFMADD231PS Z12, Z8, Z2
+	VFMADD231PS Z12, Z9, Z6
+	VFMADD231PS Z13, Z8, Z3
+	VFMADD231PS Z13, Z9, Z7
+	ADDQ R8, BX
+	ADDQ $4, R11
+	ADDQ $4, R12
+	DECQ R10
+	JNZ  h2wide
+	ACC2_STORE
+	ADDQ $256, DX
+	ADDQ $256, CX
+	ADDQ $128, DI
+	SUBQ $256, R9
+	JMP  h2chunk
+
+// Fewer than 64 columns left: sixteen at a time.
+h2narrow:
+	CMPQ R9, $0
+	JEQ  h2done
+	VMOVUPS (DX), Z0
+	VMOVUPS (CX), Z4
+	MOVQ DI, BX
+	MOVQ w1+48(FP), R11
+	MOVQ w2+56(FP), R12
+	MOVQ n+32(FP), R10
+
+h2col:
+	VBROADCASTSS (R11), Z8
+	VBROADCASTSS (R12), Z9
+	VCVTPH2PS (BX), Z10
+	VFMADD231PS Z10, Z8, Z0
+	VFMADD231PS Z10, Z9, Z4
+	ADDQ R8, BX
+	ADDQ $4, R11
+	ADDQ $4, R12
+	DECQ R10
+	JNZ  h2col
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z4, (CX)
+	ADDQ $64, DX
+	ADDQ $64, CX
+	ADDQ $32, DI
+	SUBQ $64, R9
+	JMP  h2narrow
+
+h2done:
+	VZEROUPPER
+	RET
+
+// func vaccum4F16(out1, out2, out3, out4 *float32, v *uint16, stride, n, hd int, w1, w2, w3, w4 *float32)
+// vaccum4F32 over fp16 values (AVX-512): stride in bytes of the fp16 rows, hd in
+// bytes of the float32 outputs (a multiple of 64).
+TEXT ·vaccum4F16(SB), NOSPLIT, $0-96
+	MOVQ out1+0(FP), DX
+	MOVQ out2+8(FP), CX
+	MOVQ out3+16(FP), R13
+	MOVQ out4+24(FP), R14
+	MOVQ v+32(FP), DI
+	MOVQ stride+40(FP), R8
+	MOVQ hd+56(FP), R9
+
+h4chunk:
+	CMPQ R9, $256
+	JLT  h4narrow
+	ACC4_LOAD
+	MOVQ DI, BX
+	MOVQ w1+64(FP), R11
+	MOVQ w2+72(FP), R12
+	MOVQ w3+80(FP), AX
+	MOVQ w4+88(FP), SI
+	MOVQ n+48(FP), R10
+
+h4wide:
+	VBROADCASTSS (R11), Z20
+	VBROADCASTSS (R12), Z21
+	VBROADCASTSS (AX), Z22
+	VBROADCASTSS (SI), Z23
+	VCVTPH2PS 0(BX), Z16
+	VCVTPH2PS 32(BX), Z17
+	VCVTPH2PS 64(BX), Z18
+	VCVTPH2PS 96(BX), Z19
+	VFMADD231PS Z16, Z20, Z0
+	VFMADD231PS Z16, Z21, Z4
+	VFMADD231PS Z16, Z22, Z8
+	VFMADD231PS Z16, Z23, Z12
+	VFMADD231PS Z17, Z20, Z1
+	VFMADD231PS Z17, Z21, Z5
+	VFMADD231PS Z17, Z22, Z9
+	VFMADD231PS Z17, Z23, Z13
+	VFMADD231PS Z18, Z20, Z2
+	VFMADD231PS Z18, Z21, Z6
+	VFMADD231PS Z18, Z22, Z10
+	VFMADD231PS Z18, Z23, Z14
+	VFMADD231PS Z19, Z20, Z3
+	VFMADD231PS Z19, Z21, Z7
+	VFMADD231PS Z19, Z22, Z11
+	VFMADD231PS Z19, Z23, Z15
+	ADDQ R8, BX
+	ADDQ $4, R11
+	ADDQ $4, R12
+	ADDQ $4, AX
+	ADDQ $4, SI
+	DECQ R10
+	JNZ  h4wide
+	ACC4_STORE
+	ADDQ $256, DX
+	ADDQ $256, CX
+	ADDQ $256, R13
+	ADDQ $256, R14
+	ADDQ $128, DI
+	SUBQ $256, R9
+	JMP  h4chunk
+
+// Fewer than 64 columns left: sixteen at a time.
+h4narrow:
+	CMPQ R9, $0
+	JEQ  h4done
+	VMOVUPS (DX), Z0
+	VMOVUPS (CX), Z1
+	VMOVUPS (R13), Z2
+	VMOVUPS (R14), Z3
+	MOVQ DI, BX
+	MOVQ w1+64(FP), R11
+	MOVQ w2+72(FP), R12
+	MOVQ w3+80(FP), AX
+	MOVQ w4+88(FP), SI
+	MOVQ n+48(FP), R10
+
+h4col:
+	VBROADCASTSS (R11), Z20
+	VBROADCASTSS (R12), Z21
+	VBROADCASTSS (AX), Z22
+	VBROADCASTSS (SI), Z23
+	VCVTPH2PS (BX), Z16
+	VFMADD231PS Z16, Z20, Z0
+	VFMADD231PS Z16, Z21, Z1
+	VFMADD231PS Z16, Z22, Z2
+	VFMADD231PS Z16, Z23, Z3
+	ADDQ R8, BX
+	ADDQ $4, R11
+	ADDQ $4, R12
+	ADDQ $4, AX
+	ADDQ $4, SI
+	DECQ R10
+	JNZ  h4col
+	VMOVUPS Z0, (DX)
+	VMOVUPS Z1, (CX)
+	VMOVUPS Z2, (R13)
+	VMOVUPS Z3, (R14)
+	ADDQ $64, DX
+	ADDQ $64, CX
+	ADDQ $64, R13
+	ADDQ $64, R14
+	ADDQ $32, DI
+	SUBQ $64, R9
+	JMP  h4narrow
+
+h4done:
+	VZEROUPPER
+	RET
+
+// func toHalvesF16C(dst *uint16, src *float32, n int)
+// dst[i] = src[i] rounded to fp16 (VCVTPS2PH, round to nearest even, as FP32ToFP16)
+// for i < n; n a multiple of 8.
+TEXT ·toHalvesF16C(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	XORQ AX, AX
+
+thloop:
+	CMPQ AX, CX
+	JGE  thdone
+	VMOVUPS   (SI)(AX*4), Y0
+	VCVTPS2PH $0, Y0, (DI)(AX*2)
+	ADDQ $8, AX
+	JMP  thloop
+
+thdone:
+	VZEROUPPER
+	RET
