@@ -94,6 +94,7 @@ var ErrBadVerdict = errors.New("verdict does not fit the draft's sequence")
 // whose sequence it empties; the context is fed by the first Draft. The main cache stays
 // the caller's (st.Seq, which follows the session when it adopts a branch).
 func NewSession(st *model.State, context []int32, opt spec.Options) (*Session, error) {
+	st.Seq.Truncate(0)
 	s, err := newSession(st.Seq, context, opt)
 	if err != nil {
 		return nil, err
@@ -102,7 +103,8 @@ func NewSession(st *model.State, context []int32, opt spec.Options) (*Session, e
 	return s, nil
 }
 
-// newSession starts a session on kv, which it empties; nothing is fed yet.
+// newSession starts a session on kv, which holds the entries of a leading run of
+// context (none, or what a prefix cache had); the rest is fed from there.
 func newSession(kv *kvcache.Seq, context []int32, opt spec.Options) (*Session, error) {
 	if len(context) == 0 {
 		return nil, errors.New("empty context")
@@ -110,7 +112,9 @@ func newSession(kv *kvcache.Seq, context []int32, opt spec.Options) (*Session, e
 	if opt.Gamma < 1 {
 		opt.Gamma = 1
 	}
-	kv.Truncate(0)
+	if kv.Len() >= len(context) {
+		return nil, fmt.Errorf("draft session: %d cached positions for a context of %d", kv.Len(), len(context))
+	}
 	return &Session{kv: kv, smp: sample.New(opt.Sampling), opt: opt, seq: append([]int32(nil), context...), gamma: opt.Gamma,
 		guess: map[int]int32{}, roundAt: map[int]uint64{}, starts: map[uint64]int{}}, nil
 }

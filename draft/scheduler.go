@@ -45,6 +45,10 @@ type Config struct {
 	// fed per pass over all sessions, so a long context never stalls the others'
 	// drafting; at least 1. A session catches up over as many passes as it needs.
 	Prefill int
+	// Prefix, when not nil, is the KV pool's prefix cache: a session starts from the
+	// longest run of its context that an ended session computed, and a session stopped
+	// by its verifier leaves its entries there (Retire).
+	Prefix *kvcache.Prefix
 }
 
 // Out is a proposal to send for a session, or the failure that stopped it.
@@ -101,8 +105,13 @@ func (sc *Scheduler) Start(id uint64, context []int32, opt spec.Options) error {
 	if free := sc.headroom(); need > free {
 		return fmt.Errorf("%w: a draft session of %d context tokens needs %d blocks, %d are free for new sessions", kvcache.ErrExhausted, len(context), need, free)
 	}
-	s, err := newSession(sc.kv.NewSeq(), context, opt)
+	kv := sc.kv.NewSeq()
+	if sc.cfg.Prefix != nil {
+		sc.cfg.Prefix.Attach(kv, context)
+	}
+	s, err := newSession(kv, context, opt)
 	if err != nil {
+		kv.Release()
 		return err
 	}
 	e := &entry{id: id, s: s, ended: -1}
@@ -120,10 +129,10 @@ func (sc *Scheduler) reserve(n int, opt spec.Options) int {
 	return blocks(n+sc.cfg.Depth*opt.Gamma+1) + opt.Branches*(blocks(opt.Gamma+1)+1)
 }
 
-// headroom is the number of free blocks that running sessions have not yet claimed by
-// their reserve.
+// headroom is the number of blocks a new session can have (free, or held only by the
+// prefix cache) that running sessions have not yet claimed by their reserve.
 func (sc *Scheduler) headroom() int {
-	free := sc.kv.Stats().Free
+	free := sc.kv.Available()
 	for _, e := range sc.all {
 		o := e.s.opt
 		o.Gamma = e.s.gamma
@@ -146,12 +155,17 @@ func (sc *Scheduler) Apply(id uint64, v spec.Verdict) error {
 	return nil
 }
 
-// Stop ends session id at once, returning its KV blocks to the pool, and drops anything
-// not yet handed out for it. Stopping an id not running does nothing.
+// Stop ends session id at once, returning its KV blocks to the pool (or the prefix
+// cache), and drops anything not yet handed out for it. Stopping an id not running does nothing.
 func (sc *Scheduler) Stop(id uint64) {
 	e, ok := sc.byID[id]
 	if !ok {
 		return
+	}
+	if sc.cfg.Prefix != nil {
+		// The cache holds the entries of seq's tokens: drafted ones too, for they
+		// are what the draft computes after that context whoever accepted them.
+		sc.cfg.Prefix.Retire(e.s.kv, e.s.seq)
 	}
 	sc.remove(e)
 	sc.out = slices.DeleteFunc(sc.out, func(o Out) bool { return o.ID == id })

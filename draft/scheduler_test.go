@@ -240,6 +240,14 @@ func batched(t *testing.T, m *model.Model, pool *kernels.Pool, cs []scriptCase, 
 		t.Fatal(err)
 	}
 	sc := NewScheduler(m.NewBatch(pool, maxTokens), kv, Config{Depth: scriptDepth, Prefill: prefill})
+	out, passes, _ := runScripts(t, sc, m, cs, k, maxTokens, prefill)
+	return out, passes
+}
+
+// runScripts drafts every case's first k proposals with sc, session i for case i, and
+// returns them, the passes that fed tokens and the prompt tokens fed without logits.
+func runScripts(t *testing.T, sc *Scheduler, m *model.Model, cs []scriptCase, k, maxTokens, prefill int) ([][]spec.Proposal, int, int) {
+	t.Helper()
 	scripts := make([]*verifierScript, len(cs))
 	for i, c := range cs {
 		scripts[i] = &verifierScript{vocab: m.Vocab, lag: c.lag, cutAt: c.cutAt}
@@ -254,7 +262,7 @@ func batched(t *testing.T, m *model.Model, pool *kernels.Pool, cs []scriptCase, 
 			t.Fatal(err)
 		}
 	}
-	passes := 0
+	passes, fed := 0, 0
 	for sc.Busy() {
 		pass := sc.Step()
 		if pass.Tokens > maxTokens || pass.Prefill > prefill {
@@ -263,6 +271,7 @@ func batched(t *testing.T, m *model.Model, pool *kernels.Pool, cs []scriptCase, 
 		if pass.Tokens > 0 {
 			passes++
 		}
+		fed += pass.Prefill
 		for _, o := range sc.Ready(0) {
 			if o.Err != nil {
 				t.Fatalf("session %d: %v", o.ID, o.Err)
@@ -307,7 +316,43 @@ func batched(t *testing.T, m *model.Model, pool *kernels.Pool, cs []scriptCase, 
 			}
 		}
 	}
-	return out, passes
+	return out, passes, fed
+}
+
+// TestPrefixCachedSessionsProposeTheSame: sessions whose contexts ended sessions
+// computed start from the prefix cache, feed only what it lacks, and propose exactly
+// what they propose computing everything.
+func TestPrefixCachedSessionsProposeTheSame(t *testing.T) {
+	m, pool := loadDraft(t)
+	kv, err := m.NewKVPool(64<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix, err := kv.NewPrefix("specd-draft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := scriptCases(m, 15)
+	sc := NewScheduler(m.NewBatch(pool, 64), kv, Config{Depth: scriptDepth, Prefill: 16, Prefix: prefix})
+	const k = 6
+	first, _, fedFirst := runScripts(t, sc, m, cs, k, 64, 16)
+	again, _, fedAgain := runScripts(t, sc, m, cs, k, 64, 16)
+	for i, c := range cs {
+		if want, _, _ := alone(t, m, pool, c, k); !reflect.DeepEqual(first[i], want) || !reflect.DeepEqual(again[i], want) {
+			t.Errorf("case %d: proposals with the prefix cache differ from the session alone", i)
+		}
+	}
+	context := 0
+	for _, c := range cs {
+		context += len(c.prompt) - 1 // the last token is fed with its logits
+	}
+	// Catching up after rollbacks feeds tokens without logits too, the same in both runs.
+	if fedFirst < context || fedAgain > fedFirst-context {
+		t.Errorf("tokens fed without logits: %d the first time (want the %d of the contexts and catch-ups), %d again (want the catch-ups only, %d)", fedFirst, context, fedAgain, fedFirst-context)
+	}
+	if st := prefix.Stats(); st.HitTokens == 0 {
+		t.Errorf("prefix cache %+v: no hit", st)
+	}
 }
 
 // TestBatchedEqualsAlone checks that sessions drafted together, a token of each per

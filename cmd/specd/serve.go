@@ -257,6 +257,7 @@ type draftOptions struct {
 	workerOptions
 	depth, branches int
 	passTokens      int
+	prefixCache     bool
 }
 
 func (o *draftOptions) addFlags(fs *flag.FlagSet) {
@@ -265,6 +266,7 @@ func (o *draftOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.depth, "depth", 2, "proposals in flight per session (pipelining depth)")
 	fs.IntVar(&o.branches, "branches", 0, "alternative continuations drafted per round under verification, from guessed corrections (0: none)")
 	fs.IntVar(&o.passTokens, "pass-tokens", 256, "most tokens in one batched drafting pass; sessions beyond it draft in the next pass, in turn")
+	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "share the KV blocks of contexts that sessions have in common")
 	o.addPeerFlag(fs, services.DefaultDraftStreamsPerPeer, "Speculate, from verifiers")
 	// Every session drafts in the same batched passes, admitted while the KV budget
 	// has room: the draft has no queue (a session the budget cannot hold gets
@@ -273,7 +275,7 @@ func (o *draftOptions) addFlags(fs *flag.FlagSet) {
 }
 
 func (o *draftOptions) config() draftsvc.Config {
-	return draftsvc.Config{Depth: o.depth, Branches: o.branches, Threads: o.threads, MaxTokens: o.passTokens, Prefill: o.maxBlock}
+	return draftsvc.Config{Depth: o.depth, Branches: o.branches, Threads: o.threads, MaxTokens: o.passTokens, Prefill: o.maxBlock, PrefixCache: o.prefixCache}
 }
 
 func (o *draftOptions) validate() error {
@@ -622,6 +624,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("--consul: up runs everything on loopback without Consul; run specd router, verifier and draft to use Consul")
 	}
 	do.models, do.kvBudget, do.kvType = vo.models, vo.kvBudget/4, vo.kvType
+	do.prefixCache = vo.prefixCache   // up's --prefix-cache applies to the draft too
 	do.limitOptions = vo.limitOptions // up's --max-* and --keepalive-min-time apply to all three services
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
 		return usagef("--listen %q: %v", listenAddr, err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/specd-dev/specd/draft"
 	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/kvcache"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
@@ -50,6 +51,10 @@ type Config struct {
 	// Prefill is the most context tokens fed per pass over all sessions (0: 64), so a
 	// long context does not stall the others' drafting.
 	Prefill int
+	// PrefixCache shares the KV blocks of contexts that sessions have in common, as
+	// the verifier's prefix cache does: a session whose context an ended session
+	// computed drafts from its last token instead of feeding it all again.
+	PrefixCache bool
 }
 
 var _ speculationv1.DraftServiceServer = (*Server)(nil)
@@ -80,6 +85,13 @@ func (s *Server) SetEngine(eng *services.Engine) {
 	l := newLoop(eng, s.cfg)
 	if !s.ready.CompareAndSwap(nil, l) {
 		return
+	}
+	if s.cfg.PrefixCache {
+		p, err := eng.KV.NewPrefix(eng.Model.Name + "/" + eng.Model.Tok.Hash())
+		if err != nil && s.log != nil { // the pool has one already: drafting works without
+			s.log.Warn("draft prefix cache off", "err", err)
+		}
+		l.prefix = p
 	}
 	st := eng.KV.Stats()
 	eng.KV.Reserve(st.Total * st.BlockTokens)
@@ -266,7 +278,8 @@ type start struct {
 type loop struct {
 	eng      *services.Engine
 	cfg      Config
-	events   chan event // starts and verdicts, bounded
+	prefix   *kvcache.Prefix // nil: no prefix cache
+	events   chan event      // starts and verdicts, bounded
 	sessions atomic.Int64
 
 	mu    sync.Mutex
@@ -314,7 +327,7 @@ func (l *loop) run() {
 	defer close(l.done)
 	pool := kernels.NewPool(l.cfg.Threads)
 	defer pool.Close()
-	sc := draft.NewScheduler(l.eng.Model.NewBatch(pool, l.cfg.MaxTokens), l.eng.KV, draft.Config{Depth: l.cfg.Depth, Prefill: l.cfg.Prefill})
+	sc := draft.NewScheduler(l.eng.Model.NewBatch(pool, l.cfg.MaxTokens), l.eng.KV, draft.Config{Depth: l.cfg.Depth, Prefill: l.cfg.Prefill, Prefix: l.prefix})
 	streams := map[uint64]*session{}
 	defer func() {
 		for id, st := range streams {

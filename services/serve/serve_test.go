@@ -105,7 +105,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	if o.draftAddr == "" {
 		run(func() error {
 			return serve.Draft(ctx, serve.Worker{Load: loader(t, "specd-draft-q8_0"), Engine: eng, Log: quiet,
-				Ready: func(*model.Model) { ready <- struct{}{} }}, draftsvc.Config{Depth: 2, Branches: o.branches}, dl)
+				Ready: func(*model.Model) { ready <- struct{}{} }}, draftsvc.Config{Depth: 2, Branches: o.branches, PrefixCache: true}, dl)
 		})
 	} else {
 		dl.Close()

@@ -304,7 +304,7 @@ func TestDraftAddressOutsideView(t *testing.T) {
 func startDraft(t *testing.T) string {
 	t.Helper()
 	_, addr := startService(t, "specd-draft-q8_0.gguf", 16<<20, func(ctx context.Context, w serve.Worker, lis net.Listener) error {
-		return serve.Draft(ctx, w, draftsvc.Config{Depth: 2}, lis)
+		return serve.Draft(ctx, w, draftsvc.Config{Depth: 2, PrefixCache: true}, lis)
 	})
 	return addr
 }
