@@ -166,6 +166,21 @@ func Open(path string) (*File, error) {
 	return f, nil
 }
 
+// Release says that the process will not read b, a tensor's data that Tensor returned,
+// for a while (the model has copied it into another layout): its pages leave the
+// process's resident set but stay in the page cache, and reading b again maps them back
+// with the same bytes. It does nothing for a File made by Parse, after Close, or for a b
+// outside the mapping.
+func (f *File) Release(b []byte) error {
+	if f.mapping == nil {
+		return nil
+	}
+	if err := mmap.Release(f.mapping, b); err != nil {
+		return fmt.Errorf("gguf: release pages: %w", err)
+	}
+	return nil
+}
+
 // Close releases the mapping made by Open. After Close, Tensor returns ErrClosed and the
 // data slices it returned before must not be used. Metadata stays readable. Close is
 // idempotent.

@@ -650,15 +650,28 @@ func (m *Model) finish(opts LoadOptions) error {
 	// 99% the engine is held to (Q4_0 99.3% → 98.96%, Q8_0 99.22% → 98.96%: a few
 	// near-ties rounded the other way). The other quantized types (K-quants…) are
 	// packed whatever their size: unpacked, they run on portable Go.
-	pack := func(w *kernels.Matrix) {
-		if w.Rows*w.Cols >= 1<<17 || w.Type != ggml.Q8_0 && w.Type != ggml.Q4_0 {
-			w.Pack()
+	//
+	// A packed matrix's bytes in the file are not read again (the embedding's rows are,
+	// so a tied classifier's stay): the file's pages of it leave the resident set, so
+	// that a served model holds one copy of its weights, not two (see gguf.File.Release).
+	rel, _ := m.closer.(interface{ Release([]byte) error })
+	pack := func(w *kernels.Matrix) error {
+		if w.Rows*w.Cols < 1<<17 && (w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0) {
+			return nil
 		}
+		if w.Pack(); rel == nil || !w.Packed() || w == m.Embed {
+			return nil
+		}
+		return rel.Release(w.Data)
 	}
-	pack(m.Output)
+	if err := pack(m.Output); err != nil {
+		return err
+	}
 	for _, l := range m.Blocks {
 		for _, w := range []*kernels.Matrix{l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Down, l.Up} {
-			pack(w)
+			if err := pack(w); err != nil {
+				return err
+			}
 		}
 	}
 	m.Quant = m.Blocks[0].Wq.Type
