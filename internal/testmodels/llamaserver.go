@@ -13,7 +13,8 @@ import (
 // ServerPrompts is testdata/llama-server-b4748-prompts.json: the prompt ids llama.cpp
 // b4748's llama-server gave for text prompts (POST /completion) and conversations (POST
 // /v1/chat/completions, --jinja) on shared models with edited tokenizer metadata, read
-// from its -v log. TestLlamaServerPrompts in this package regenerates it.
+// from its -v log, and llama-tokenize's for the text prompts. TestLlamaServerPrompts in
+// this package regenerates it.
 type ServerPrompts struct {
 	Note     string          `json:"note"`
 	Variants []ServerVariant `json:"variants"`
@@ -33,10 +34,13 @@ type ServerVariant struct {
 	Chats        []ServerChat `json:"chats"`
 }
 
-// ServerText is a text prompt and its ids.
+// ServerText is a text prompt and its ids: llama-server's, and llama-tokenize's on the
+// same file (without --no-bos), which adds BOS and EOS only when the vocabulary asks for
+// BOS (specd tokenize --bos does the same).
 type ServerText struct {
-	Prompt string  `json:"prompt"`
-	IDs    []int32 `json:"ids"`
+	Prompt      string  `json:"prompt"`
+	IDs         []int32 `json:"ids"`
+	TokenizeIDs []int32 `json:"llama_tokenize_ids"`
 }
 
 // ServerChat is a conversation and the ids of its rendering.

@@ -39,7 +39,7 @@ func TestLlamaServerPrompts(t *testing.T) {
 			t.Errorf("%s: no prompts", v.Name)
 		}
 		for _, c := range v.Completions {
-			if len(c.IDs) == 0 {
+			if len(c.IDs) == 0 || len(c.TokenizeIDs) == 0 {
 				t.Errorf("%s: prompt %q has no ids", v.Name, c.Prompt)
 			}
 		}
@@ -62,6 +62,7 @@ func regenerateServerPrompts(t *testing.T, tool string) {
 		for j := range v.Completions {
 			c := &v.Completions[j]
 			c.IDs = s.promptIDs(t, "/completion", map[string]any{"prompt": c.Prompt, "n_predict": 1, "temperature": 0, "cache_prompt": false})
+			c.TokenizeIDs = llamaTokenize(t, filepath.Join(filepath.Dir(tool), "llama-tokenize"), v.Path(t), c.Prompt)
 		}
 		for j := range v.Chats {
 			c := &v.Chats[j]
@@ -79,6 +80,24 @@ func regenerateServerPrompts(t *testing.T, tool string) {
 	if err := os.WriteFile(ServerPromptsFile(), out.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// llamaTokenize returns the ids tool (llama-tokenize) prints for text with the model
+// file at path, BOS and EOS added as it adds them by default.
+func llamaTokenize(t *testing.T, tool, path, text string) []int32 {
+	cmd := exec.Command(tool, "-m", path, "-p", text, "--ids", "--log-disable", "--no-escape")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, stderr.String())
+	}
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	var ids []int32
+	if err := json.Unmarshal(lines[len(lines)-1], &ids); err != nil {
+		t.Fatalf("%s printed %q: %v", cmd, out, err)
+	}
+	return ids
 }
 
 // llamaServerProc is a running llama-server whose log goes to a file.
