@@ -8,7 +8,7 @@ import (
 )
 
 // withSpecials returns the shared target's tokenizer with AddBOS and AddEOS set as given.
-func withSpecials(t *testing.T, addBOS, addEOS bool) *Tokenizer {
+func withSpecials(t testing.TB, addBOS, addEOS bool) *Tokenizer {
 	t.Helper()
 	v, err := vocabFromGGUF(testmodels.ForTest(t, targetFile))
 	if err != nil {
@@ -113,4 +113,33 @@ func TestChatPrompt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzPrompt: for any text, Prompt is the raw ids with BOS and EOS around them as the
+// vocabulary asks, and ChatPrompt starts with BOS and ends with EOS when it asks,
+// whatever BOS and EOS text the rendering holds.
+func FuzzPrompt(f *testing.F) {
+	for _, s := range []string{"", "Once upon a time", "<s>", "</s>", "<s>user: Hi\n</s>", "</s><s>", " <s> </s> ", "\xff<s"} {
+		f.Add(s)
+	}
+	toks := []*Tokenizer{withSpecials(f, true, true), withSpecials(f, false, true), withSpecials(f, true, false)}
+	f.Fuzz(func(t *testing.T, text string) {
+		for _, tok := range toks {
+			var want []int32
+			if tok.AddBOS() {
+				want = append(want, tok.BOS())
+			}
+			want = append(want, tok.Encode(text, false)...)
+			if tok.AddEOS() {
+				want = append(want, tok.EOS())
+			}
+			if got := tok.Prompt(text); !slices.Equal(got, want) {
+				t.Fatalf("AddBOS %v AddEOS %v: Prompt(%q) = %v, want %v", tok.AddBOS(), tok.AddEOS(), text, got, want)
+			}
+			got := tok.ChatPrompt(text)
+			if tok.AddBOS() && (len(got) == 0 || got[0] != tok.BOS()) || tok.AddEOS() && (len(got) == 0 || got[len(got)-1] != tok.EOS()) {
+				t.Fatalf("AddBOS %v AddEOS %v: ChatPrompt(%q) = %v", tok.AddBOS(), tok.AddEOS(), text, got)
+			}
+		}
+	})
 }
