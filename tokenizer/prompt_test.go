@@ -22,18 +22,22 @@ func withSpecials(t testing.TB, addBOS, addEOS bool) *Tokenizer {
 	return tok
 }
 
+// promptCase is a text encoded with the target's vocabulary, AddBOS and AddEOS set as
+// given, and the ids it should give.
+type promptCase struct {
+	name           string
+	addBOS, addEOS bool
+	text           string
+	want           func(tok *Tokenizer) []int32
+}
+
 // TestPrompt: a text prompt gets BOS first and EOS last exactly when the vocabulary asks
 // for each, as llama_tokenize with add_special does, and special-token text in it stays
 // text, so "</s>" at its end is not mistaken for the EOS the vocabulary adds.
 func TestPrompt(t *testing.T) {
 	const bos, eos = 1, 2
 	text := func(tok *Tokenizer, s string) []int32 { return tok.Encode(s, false) }
-	for _, tc := range []struct {
-		name           string
-		addBOS, addEOS bool
-		text           string
-		want           func(tok *Tokenizer) []int32
-	}{
+	for _, tc := range []promptCase{
 		{"shipped: BOS only", true, false, "Once upon a time", func(tok *Tokenizer) []int32 {
 			return slices.Concat([]int32{bos}, text(tok, "Once upon a time"))
 		}},
@@ -70,12 +74,7 @@ func TestPrompt(t *testing.T) {
 func TestChatPrompt(t *testing.T) {
 	const bos, eos = 1, 2
 	special := func(tok *Tokenizer, s string) []int32 { return tok.EncodeSpecial(s, false) }
-	for _, tc := range []struct {
-		name           string
-		addBOS, addEOS bool
-		text           string
-		want           func(tok *Tokenizer) []int32
-	}{
+	for _, tc := range []promptCase{
 		{"template BOS, vocabulary BOS: one BOS", true, false, "<s>user: Hi\n", func(tok *Tokenizer) []int32 {
 			return slices.Concat([]int32{bos}, special(tok, "user: Hi\n"))
 		}},

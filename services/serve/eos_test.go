@@ -16,10 +16,10 @@ import (
 // chat paths use the prompt ids llama.cpp b4748's llama-server gives (recorded in
 // internal/testmodels/testdata): EOS last for a target whose vocabulary sets
 // add_eos_token, none for the shipped target, with or without a chat template that
-// ends in eos_token. The draft (the shared specd-draft-q8_0,
-// add_eos_token unset) still pairs with the add_eos target — the tokenizer hash leaves
-// AddEOS out, as the draft never encodes text — and speculates on those ids; the greedy
-// output is plain decoding of them (lossless, Leviathan et al. 2023 §2.3).
+// ends in eos_token. The draft (the shared specd-draft-q8_0, add_eos_token unset) still
+// pairs with the add_eos target — the tokenizer hash leaves AddEOS out, as the draft
+// never encodes text — and speculates on those ids; the greedy output is plain decoding
+// of them (lossless, Leviathan et al. 2023 §2.3).
 func TestOpenAIPromptEOS(t *testing.T) {
 	ref := testmodels.LlamaServerPrompts(t)
 	for _, name := range []string{"shipped", "template", "add_eos"} {
