@@ -142,3 +142,15 @@ func FuzzPrompt(f *testing.F) {
 		}
 	})
 }
+
+// TestHashLeavesOutAddBOSAndAddEOS: AddBOS and AddEOS change a prompt's ids but not what
+// an id means, and only a verifier encodes text, so the hash a draft is paired by does
+// not cover them (see Hash).
+func TestHashLeavesOutAddBOSAndAddEOS(t *testing.T) {
+	want := withSpecials(t, true, false).Hash()
+	for _, c := range [][2]bool{{true, true}, {false, true}, {false, false}} {
+		if got := withSpecials(t, c[0], c[1]).Hash(); got != want {
+			t.Errorf("AddBOS %v AddEOS %v: Hash() = %.12s, want %.12s", c[0], c[1], got, want)
+		}
+	}
+}
