@@ -118,11 +118,12 @@ type Vocab struct {
 	// nothing ever needs <unk>) or is ByteLevelBPE.
 	BOS, EOS, UNK int32
 	// AddBOS records whether the model expects BOS before a prompt
-	// (tokenizer.ggml.add_bos_token). Encode does not consult it; callers pass it on.
+	// (tokenizer.ggml.add_bos_token). Encode does not consult it; Tokenize (and so
+	// Prompt and ChatPrompt) puts BOS first when asked to add special tokens.
 	AddBOS bool
 	// AddEOS records whether the model expects EOS after a prompt
-	// (tokenizer.ggml.add_eos_token): Tokenize appends it when asked to add special
-	// tokens, as llama.cpp does. It needs a valid EOS id.
+	// (tokenizer.ggml.add_eos_token): Tokenize (and so Prompt and ChatPrompt) appends it
+	// when asked to add special tokens, as llama.cpp does. It needs a valid EOS id.
 	AddEOS bool
 	// Strip gives the special tokens (control, unknown, user-defined) that remove the
 	// whitespace next to them when they are split out of a text, by id; nil for none.
@@ -435,8 +436,11 @@ func (t *Tokenizer) Type(id int32) TokenType {
 // never appear in text), or on AddBOS, so a GGUF vocabulary and the llama2.c
 // tokenizer.bin it was converted from hash alike. It is stable across builds. Neither
 // does it cover Strip or AddEOS, which change how text encodes next to special tokens and
-// at its end but not what an id means: llama.cpp sets Strip by model name, and a draft
-// never encodes text.
+// at its end but not what an id means: llama.cpp sets Strip by model name. AddBOS and
+// AddEOS decide a prompt's ids (Prompt, ChatPrompt), but only a verifier turns text into
+// ids; a draft is sent those ids and never encodes text, so a draft whose file differs
+// from its verifier's in them drafts for the very ids the verifier checks, and the output
+// stays the verifier's.
 //
 // A byte-level BPE vocabulary hashes under another definition (computeHashBPE) that
 // covers, besides the above, the merges, the pre-tokenizer type, the text of control

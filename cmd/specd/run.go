@@ -111,7 +111,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return usageError{err}
 	}
-	ids := m.Tok.Encode(prompt, m.Tok.AddBOS())
+	ids := m.Tok.Prompt(prompt) // as a verifier encodes a text prompt
 	// -n 0, or more than fits, runs to the end of the context (finish "context").
 	if so.maxTokens == 0 || len(ids)+so.maxTokens > m.Context {
 		so.maxTokens = max(1, m.Context-len(ids))

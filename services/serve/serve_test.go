@@ -79,6 +79,7 @@ type stackOptions struct {
 	http      bool                 // serve the OpenAI-compatible front door too
 	rtls      *serve.TLS           // the router's TLS (nil: plaintext)
 	creds     grpc.DialOption      // the transport credentials of the stack's client (with rtls)
+	target    string               // the verifier's model file (empty: the shared specd-target-q8_0)
 }
 
 // startStackWith starts the stack as o says.
@@ -97,7 +98,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 		vmetrics = o.vtel.Metrics
 	}
 	run(func() error {
-		return serve.Verifier(ctx, serve.Worker{Load: loader(t, "specd-target-q8_0"), Engine: eng, Log: quiet, Tel: o.vtel,
+		return serve.Verifier(ctx, serve.Worker{Load: loader(t, cmp.Or(o.target, "specd-target-q8_0")), Engine: eng, Log: quiet, Tel: o.vtel,
 			Ready: func(*model.Model) { ready <- struct{}{} }},
 			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}},
 				Drafts: drafts, ChatTemplate: o.chat, Metrics: vmetrics}, vl)
@@ -139,7 +140,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s.client = specdv1.NewGenerationServiceClient(cc)
-	s.target = loadTarget(t)
+	s.target = loadModel(t, cmp.Or(o.target, "specd-target-q8_0"))
 	t.Cleanup(func() {
 		cc.Close()
 		cancel()
@@ -149,8 +150,11 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	return s
 }
 
-func loadTarget(t *testing.T) *model.Model {
-	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0"), model.LoadOptions{})
+func loadTarget(t *testing.T) *model.Model { return loadModel(t, "specd-target-q8_0") }
+
+// loadModel loads a shared model by name, or the model file at a path.
+func loadModel(t *testing.T, name string) *model.Model {
+	m, err := model.Load(testmodels.ForTest(t, name), model.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,9 +44,10 @@ func (s *Server) logChat(msg string, m *model.Model) {
 	}
 }
 
-// prompt renders msgs and tokenizes the text with special-token text parsed (the
-// template's markup, such as <|im_start|>, becomes its tokens), then puts BOS first
-// when the tokenizer asks for one and the template did not already write it.
+// prompt renders msgs and tokenizes the text as llama-server does a rendered
+// conversation (tokenizer.ChatPrompt): the BOS text that starts it and the EOS text that
+// ends it removed, special-token text parsed (the template's markup, such as
+// <|im_start|>, becomes its tokens), BOS first and EOS last as the vocabulary asks.
 func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msgs []chat.Message, addGen bool) ([]int32, error) {
 	switch {
 	case c == nil:
@@ -58,20 +59,9 @@ func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msg
 	if err != nil {
 		return nil, err // services.Status names the field
 	}
-	ids := chatIDs(tok, text)
+	ids := tok.ChatPrompt(text)
 	if len(ids) == 0 {
 		return nil, services.BadField("messages", "the chat template renders them as no text")
 	}
 	return ids, nil
-}
-
-// chatIDs tokenizes a rendered conversation as a verifier does: special-token text
-// parsed, and BOS first when the tokenizer asks for one and the text does not start
-// with it.
-func chatIDs(tok *tokenizer.Tokenizer, text string) []int32 {
-	ids := tok.EncodeSpecial(text, false)
-	if bos := tok.BOS(); tok.AddBOS() && bos >= 0 && (len(ids) == 0 || ids[0] != bos) {
-		ids = append([]int32{bos}, ids...)
-	}
-	return ids
 }

@@ -153,7 +153,9 @@ func (s *Server) Tokenize(ctx context.Context, r *specdv1.TokenizeRequest) (*spe
 		return nil, services.Status(fmt.Errorf("%w %q (this verifier serves %q)", services.ErrUnknownModel, r.GetModel(), eng.Model.Name))
 	}
 	tok := eng.Model.Tok
-	ids := tok.Encode(r.GetText(), r.GetAddBos())
+	// With add_bos, the ids a text prompt gets (tok.Prompt): BOS and EOS as the
+	// vocabulary asks; without, neither.
+	ids := tok.Tokenize(r.GetText(), r.GetAddBos(), false)
 	resp := &specdv1.TokenizeResponse{TokenIds: ids}
 	for _, id := range ids {
 		resp.Pieces = append(resp.Pieces, tok.Piece(id))
@@ -194,7 +196,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		rendered = true
 	}
 	if len(prompt) == 0 {
-		prompt = m.Tok.Encode(q.Prompt, m.Tok.AddBOS())
+		prompt = m.Tok.Prompt(q.Prompt)
 	}
 	for i, id := range append(prompt, req.GetResumeIds()...) {
 		if id < 0 || int(id) >= m.Vocab {

@@ -171,17 +171,19 @@ type GenerateRequest struct {
 	// Name of the verifier model, as listed by ListModels. Empty selects the
 	// router's default model.
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	// Prompt as text. It is tokenized by the model's tokenizer with a BOS token
-	// prepended when the model's tokenizer asks for one (as Tokenize does with
-	// add_bos set accordingly); text that spells a special token (e.g.
-	// "<|im_start|>") is tokenized as plain text. Exactly one of prompt,
-	// prompt_ids and messages must be non-empty, and the prompt must leave room
-	// for at least one token in the model's context window; otherwise the
-	// request fails with INVALID_ARGUMENT.
+	// Prompt as text. It is tokenized by the model's tokenizer with the special
+	// tokens its vocabulary asks for, as llama-server does: a BOS token first when
+	// it asks for one (tokenizer.ggml.add_bos_token) and an EOS token last when it
+	// asks for one (tokenizer.ggml.add_eos_token); Tokenize with add_bos set gives
+	// the same ids. Text that spells a special token (e.g. "<|im_start|>") is
+	// tokenized as plain text (llama-server would parse it; send prompt_ids for
+	// control tokens). Exactly one of prompt, prompt_ids and messages must be
+	// non-empty, and the prompt must leave room for at least one token in the
+	// model's context window; otherwise the request fails with INVALID_ARGUMENT.
 	Prompt string `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
-	// Prompt as token ids, used verbatim: no BOS token is added. Every id must
-	// be in [0, vocab_size) of the model. Exactly one of prompt, prompt_ids and
-	// messages must be non-empty.
+	// Prompt as token ids, used verbatim: no BOS or EOS token is added. Every
+	// id must be in [0, vocab_size) of the model. Exactly one of prompt,
+	// prompt_ids and messages must be non-empty.
 	PromptIds []int32 `protobuf:"varint,3,rep,packed,name=prompt_ids,json=promptIds,proto3" json:"prompt_ids,omitempty"`
 	// Maximum number of tokens to generate, not counting the prompt. When it is
 	// reached, generation ends with FINISH_REASON_LENGTH. 0 means no limit other
@@ -218,10 +220,12 @@ type GenerateRequest struct {
 	// tokenizer.chat_template, or the verifier's --chat-template file, rendered
 	// as Hugging Face's apply_chat_template does) and tokenizes the result with
 	// special-token text parsed as special tokens (so "<|im_start|>" in the
-	// template is one token — and so is that text in a message's content), with
-	// a BOS token when the tokenizer asks for one and the rendered text does not
-	// already start with it. A model without a usable chat template fails the
-	// request with FAILED_PRECONDITION; a conversation the template refuses
+	// template is one token — and so is that text in a message's content), as
+	// llama-server b4748 (--jinja) does: the text of the BOS token at the start
+	// of the rendering and that of the EOS token at its end are removed, and a
+	// BOS token goes first and an EOS token last when the tokenizer asks for
+	// them, as for a text prompt. A model without a usable chat template fails
+	// the request with FAILED_PRECONDITION; a conversation the template refuses
 	// (its raise_exception, e.g. for roles out of order) with INVALID_ARGUMENT.
 	// Exactly one of prompt, prompt_ids and messages must be non-empty.
 	Messages []*ChatMessage `protobuf:"bytes,10,rep,name=messages,proto3" json:"messages,omitempty"`
@@ -789,7 +793,7 @@ func (x *Final) GetStats() *Stats {
 // verifier model; durations are measured by the router unless noted.
 type Stats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Tokens in the prompt, BOS included.
+	// Tokens in the prompt, BOS and EOS included.
 	PromptTokens uint32 `protobuf:"varint,1,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
 	// Tokens generated, stop-string and EOS tokens included.
 	CompletionTokens uint32 `protobuf:"varint,2,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
@@ -1180,8 +1184,11 @@ type TokenizeRequest struct {
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// Text to tokenize, UTF-8. May be empty.
 	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
-	// Prepend the model's BOS token. False means no BOS token, whatever the
-	// model's tokenizer asks for.
+	// Add the special tokens the model's tokenizer asks for around a prompt,
+	// giving the ids a text prompt gets: a BOS token first when it asks for one
+	// (tokenizer.ggml.add_bos_token) and an EOS token last when it asks for one
+	// (tokenizer.ggml.add_eos_token), as llama-server's /tokenize does with
+	// add_special. False means neither, whatever the tokenizer asks for.
 	AddBos        bool `protobuf:"varint,3,opt,name=add_bos,json=addBos,proto3" json:"add_bos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
