@@ -21,7 +21,7 @@ func vaccum4F32(out1, out2, out3, out4, v *float32, stride, n, hd int, w1, w2, w
 func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
 
 //go:noescape
-func vaccumF32(out, v *float32, stride, n, hd int, w *float32)
+func vaccumF32(out, v *float32, stride, n, hd int, w *float32, wide bool)
 
 // Scores sets out[j] = Dot(q, k[j*stride:][:len(q)]) for j < len(out): the attention
 // scores of one query against len(out) keys laid out stride floats apart. The
@@ -47,7 +47,7 @@ func Accum(out, v []float32, stride int, w []float32) {
 	}
 	_ = v[(n-1)*stride+hd-1]
 	if vecAVX2 && hd%8 == 0 && hd > 0 {
-		vaccumF32(&out[0], &v[0], stride, n, hd, &w[0])
+		vaccumF32(&out[0], &v[0], stride, n, hd, &w[0], vecAVX512)
 		return
 	}
 	accumGeneric(out, v, stride, w)

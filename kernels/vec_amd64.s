@@ -103,12 +103,13 @@ sdone:
 	VZEROUPPER
 	RET
 
-// func vaccumF32(out, v *float32, stride, n, hd int, w *float32)
+// func vaccumF32(out, v *float32, stride, n, hd int, w *float32, wide bool)
 // out[0:hd] += sum over j < n of w[j] * v[j*stride : j*stride+hd], rows in order;
-// hd a multiple of 8. Up to 64 columns of out stay in eight registers while the rows go
-// by, so the FMA chains of different columns overlap (one chain at a time was bound by
-// FMA latency). Each element still adds its rows in order with one FMA each.
-TEXT ·vaccumF32(SB), NOSPLIT, $0-48
+// hd a multiple of 8, n > 0. Up to 64 columns of out stay in eight registers while the
+// rows go by, so the FMA chains of different columns overlap (one chain at a time was
+// bound by FMA latency). Each element still adds its rows in order with one FMA each,
+// whatever the register width, so every path gives the same bits.
+TEXT ·vaccumF32(SB), NOSPLIT, $0-49
 	MOVQ out+0(FP), DX
 	MOVQ v+8(FP), DI
 	MOVQ stride+16(FP), R8
@@ -163,36 +164,176 @@ awstore:
 	SUBQ $64, R9
 	JMP  achunk
 
-// Fewer than 64 columns left: eight at a time.
+// Fewer than 64 columns left (8 to 56, the whole head for the head dims of small
+// models): they too go over the rows in one pass with every column in a register when
+// there are 512-bit registers, else in at most three passes of 32, 16 and 8 columns.
+// Eight columns a pass, as before, made one FMA chain wait on its own latency.
 anarrow:
-	XORQ AX, AX
+	CMPQ R9, $0
+	JEQ  adone
+	MOVBLZX wide+48(FP), AX
+	TESTQ AX, AX
+	JNZ  azmm
 
-acol:
-	CMPQ AX, R9
-	JGE  adone
-	VMOVUPS (DX)(AX*4), Y0
+a32:
+	CMPQ R9, $32
+	JLT  a16
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	VMOVUPS 64(DX), Y2
+	VMOVUPS 96(DX), Y3
 	MOVQ DI, BX
 	MOVQ SI, R11
 	MOVQ R10, CX
 
-arow:
-	CMPQ CX, $0
-	JEQ  astore
-	VBROADCASTSS (R11), Y1
-	VFMADD231PS (BX)(AX*4), Y1, Y0
+a32row:
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS 0(BX), Y8, Y0
+	VFMADD231PS 32(BX), Y8, Y1
+	VFMADD231PS 64(BX), Y8, Y2
+	VFMADD231PS 96(BX), Y8, Y3
 	ADDQ R8, BX
 	ADDQ $4, R11
 	DECQ CX
-	JMP  arow
+	JNZ  a32row
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	ADDQ $128, DX
+	ADDQ $128, DI
+	SUBQ $32, R9
 
-astore:
-	VMOVUPS Y0, (DX)(AX*4)
-	ADDQ $8, AX
-	JMP  acol
+a16:
+	CMPQ R9, $16
+	JLT  a8
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+a16row:
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS 0(BX), Y8, Y0
+	VFMADD231PS 32(BX), Y8, Y1
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  a16row
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	ADDQ $64, DX
+	ADDQ $64, DI
+	SUBQ $16, R9
+
+a8:
+	CMPQ R9, $8
+	JLT  adone
+	VMOVUPS 0(DX), Y0
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+a8row:
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS 0(BX), Y8, Y0
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  a8row
+	VMOVUPS Y0, 0(DX)
 
 adone:
 	VZEROUPPER
 	RET
+
+// AVX-512: the 8 to 56 columns in one to four registers of 16, the last under mask K1
+// (its upper 8 lanes off when the width is an odd multiple of 8): masked-off lanes are
+// neither read nor written.
+azmm:
+	MOVL $0xffff, AX
+	MOVL $0xff, CX
+	TESTQ $8, R9
+	CMOVLNE CX, AX
+	KMOVW AX, K1
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+	CMPQ R9, $16
+	JLE  az1
+	CMPQ R9, $32
+	JLE  az2
+	CMPQ R9, $48
+	JLE  az3
+	VMOVUPS 0(DX), Z0
+	VMOVUPS 64(DX), Z1
+	VMOVUPS 128(DX), Z2
+	VMOVUPS.Z 192(DX), K1, Z3
+
+az4row:
+	VBROADCASTSS (R11), Z8
+	VFMADD231PS 0(BX), Z8, Z0
+	VFMADD231PS 64(BX), Z8, Z1
+	VFMADD231PS 128(BX), Z8, Z2
+	VFMADD231PS 192(BX), Z8, K1, Z3
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  az4row
+	VMOVUPS Z0, 0(DX)
+	VMOVUPS Z1, 64(DX)
+	VMOVUPS Z2, 128(DX)
+	VMOVUPS Z3, K1, 192(DX)
+	JMP  adone
+
+az3:
+	VMOVUPS 0(DX), Z0
+	VMOVUPS 64(DX), Z1
+	VMOVUPS.Z 128(DX), K1, Z2
+
+az3row:
+	VBROADCASTSS (R11), Z8
+	VFMADD231PS 0(BX), Z8, Z0
+	VFMADD231PS 64(BX), Z8, Z1
+	VFMADD231PS 128(BX), Z8, K1, Z2
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  az3row
+	VMOVUPS Z0, 0(DX)
+	VMOVUPS Z1, 64(DX)
+	VMOVUPS Z2, K1, 128(DX)
+	JMP  adone
+
+az2:
+	VMOVUPS 0(DX), Z0
+	VMOVUPS.Z 64(DX), K1, Z1
+
+az2row:
+	VBROADCASTSS (R11), Z8
+	VFMADD231PS 0(BX), Z8, Z0
+	VFMADD231PS 64(BX), Z8, K1, Z1
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  az2row
+	VMOVUPS Z0, 0(DX)
+	VMOVUPS Z1, K1, 64(DX)
+	JMP  adone
+
+az1:
+	VMOVUPS.Z 0(DX), K1, Z0
+
+az1row:
+	VBROADCASTSS (R11), Z8
+	VFMADD231PS 0(BX), Z8, K1, Z0
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  az1row
+	VMOVUPS Z0, K1, 0(DX)
+	JMP  adone
 
 // func vscaleMulF32(dst, x, w *float32, n int, s float32)
 // dst[i] = w[i] * (s * x[i]) for i < n; n a multiple of 8.

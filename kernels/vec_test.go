@@ -216,6 +216,16 @@ func BenchmarkAttentionSmall(b *testing.B) {
 				Accum(out, kv, stride, w)
 			}
 		})
+		if vecAVX512 {
+			// The AVX2 path, which keeps at most 32 columns in registers.
+			b.Run(fmt.Sprintf("hd=%d/accum-avx2", hd), func(b *testing.B) {
+				vecAVX512 = false
+				defer func() { vecAVX512 = true }()
+				for b.Loop() {
+					Accum(out, kv, stride, w)
+				}
+			})
+		}
 	}
 }
 
