@@ -18,6 +18,9 @@ func vaccum2F32(out1, out2, v *float32, stride, n, hd int, w1, w2 *float32)
 func vaccum4F32(out1, out2, out3, out4, v *float32, stride, n, hd int, w1, w2, w3, w4 *float32)
 
 //go:noescape
+func vaccumMultiF32(outs, ws *[4]*float32, k int, v *float32, stride, n, hd int)
+
+//go:noescape
 func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
 
 //go:noescape
@@ -93,6 +96,11 @@ func Accum2(out1, out2, v []float32, stride int, w1, w2 []float32) {
 		return
 	}
 	_, _, _ = w2[n-1], out2[hd-1], v[(n-1)*stride+hd-1]
+	if multiAccum(hd) {
+		outs, ws := [4]*float32{&out1[0], &out2[0]}, [4]*float32{&w1[0], &w2[0]}
+		vaccumMultiF32(&outs, &ws, 2, &v[0], 4*stride, n, hd)
+		return
+	}
 	if !vecAVX512 || hd%16 != 0 {
 		Accum(out1, v, stride, w1)
 		Accum(out2, v, stride, w2)
@@ -131,6 +139,11 @@ func Accum4(out1, out2, out3, out4, v []float32, stride int, w1, w2, w3, w4 []fl
 	}
 	_, _, _ = w2[n-1], w3[n-1], w4[n-1]
 	_, _, _, _ = out2[hd-1], out3[hd-1], out4[hd-1], v[(n-1)*stride+hd-1]
+	if multiAccum(hd) {
+		outs, ws := [4]*float32{&out1[0], &out2[0], &out3[0], &out4[0]}, [4]*float32{&w1[0], &w2[0], &w3[0], &w4[0]}
+		vaccumMultiF32(&outs, &ws, 4, &v[0], 4*stride, n, hd)
+		return
+	}
 	if !vecAVX512 || hd%16 != 0 {
 		Accum2(out1, out2, v, stride, w1, w2)
 		Accum2(out3, out4, v, stride, w3, w4)
@@ -138,6 +151,11 @@ func Accum4(out1, out2, out3, out4, v []float32, stride int, w1, w2, w3, w4 []fl
 	}
 	vaccum4F32(&out1[0], &out2[0], &out3[0], &out4[0], &v[0], 4*stride, n, 4*hd, &w1[0], &w2[0], &w3[0], &w4[0])
 }
+
+// multiAccum reports whether vaccumMultiF32 takes Accum2 and Accum4 of head dimension
+// hd: with AVX-512, below 64 columns (the wider go through vaccum2F32 and vaccum4F32,
+// whose chains already hide FMA latency).
+func multiAccum(hd int) bool { return vecAVX512 && hd%8 == 0 && hd > 0 && hd < 64 }
 
 //go:noescape
 func vscaleMulF32(dst, x, w *float32, n int, s float32)

@@ -684,3 +684,183 @@ a4col:
 a4done:
 	VZEROUPPER
 	RET
+
+// func vaccumMultiF32(outs, ws *[4]*float32, k int, v *float32, stride, n, hd int)
+// k (2 or 4) Accum calls over the same rows in one pass: out_i[0:hd] +=
+// Σ_{j<n} w_i[j]·v[j*stride : j*stride+hd] for i < k, out_i and w_i the first k
+// entries of outs and ws; stride in bytes, n > 0, hd a multiple of 8 below 64. A row's
+// hd columns are loaded once into r = ⌈hd/16⌉ registers, and each output keeps its
+// columns in r more; the last of each r under mask K1 (its upper 8 lanes off when hd is
+// an odd multiple of 8) when read from or written to memory, so nothing past a row or
+// an output is touched. Each element adds its rows in order with one FMA each, as
+// vaccumF32 does: the bits are those of k Accum calls, and the k·r chains overlap where
+// one output's r waited on FMA latency (vaccum2F32 and vaccum4F32 took such heads 16
+// columns at a time).
+TEXT ·vaccumMultiF32(SB), NOSPLIT, $0-56
+	MOVQ ws+8(FP), SI
+	MOVQ 0(SI), R8
+	MOVQ 8(SI), R9
+	MOVQ 16(SI), R10
+	MOVQ 24(SI), R11
+	MOVQ v+24(FP), R12
+	MOVQ stride+32(FP), BX
+	MOVQ n+40(FP), DX
+	MOVQ hd+48(FP), DI
+	MOVL $0xffff, AX
+	MOVL $0xff, CX
+	TESTQ $8, DI
+	CMOVLNE CX, AX
+	KMOVW AX, K1
+	MOVQ outs+0(FP), SI
+	XORQ CX, CX
+	CMPQ DI, $16
+	JLE  mr1
+	CMPQ DI, $32
+	JLE  mr2
+	CMPQ DI, $48
+	JLE  mr3
+	CMPQ k+16(FP), $4
+	JEQ  mr4k4
+	MLOAD4(0, Z0, Z1, Z2, Z3)
+	MLOAD4(8, Z4, Z5, Z6, Z7)
+
+mr4k2:
+	MROW4
+	MWEIGHTS2
+	MFMA4(Z16, Z0, Z1, Z2, Z3)
+	MFMA4(Z17, Z4, Z5, Z6, Z7)
+	MNEXT(mr4k2)
+	MSTORE4(0, Z0, Z1, Z2, Z3)
+	MSTORE4(8, Z4, Z5, Z6, Z7)
+	JMP  mdone
+
+mr4k4:
+	MLOAD4(0, Z0, Z1, Z2, Z3)
+	MLOAD4(8, Z4, Z5, Z6, Z7)
+	MLOAD4(16, Z8, Z9, Z10, Z11)
+	MLOAD4(24, Z12, Z13, Z14, Z15)
+
+mr4k4row:
+	MROW4
+	MWEIGHTS4
+	MFMA4(Z16, Z0, Z1, Z2, Z3)
+	MFMA4(Z17, Z4, Z5, Z6, Z7)
+	MFMA4(Z18, Z8, Z9, Z10, Z11)
+	MFMA4(Z19, Z12, Z13, Z14, Z15)
+	MNEXT(mr4k4row)
+	MSTORE4(0, Z0, Z1, Z2, Z3)
+	MSTORE4(8, Z4, Z5, Z6, Z7)
+	MSTORE4(16, Z8, Z9, Z10, Z11)
+	MSTORE4(24, Z12, Z13, Z14, Z15)
+	JMP  mdone
+
+mr3:
+	CMPQ k+16(FP), $4
+	JEQ  mr3k4
+	MLOAD3(0, Z0, Z1, Z2)
+	MLOAD3(8, Z4, Z5, Z6)
+
+mr3k2:
+	MROW3
+	MWEIGHTS2
+	MFMA3(Z16, Z0, Z1, Z2)
+	MFMA3(Z17, Z4, Z5, Z6)
+	MNEXT(mr3k2)
+	MSTORE3(0, Z0, Z1, Z2)
+	MSTORE3(8, Z4, Z5, Z6)
+	JMP  mdone
+
+mr3k4:
+	MLOAD3(0, Z0, Z1, Z2)
+	MLOAD3(8, Z4, Z5, Z6)
+	MLOAD3(16, Z8, Z9, Z10)
+	MLOAD3(24, Z12, Z13, Z14)
+
+mr3k4row:
+	MROW3
+	MWEIGHTS4
+	MFMA3(Z16, Z0, Z1, Z2)
+	MFMA3(Z17, Z4, Z5, Z6)
+	MFMA3(Z18, Z8, Z9, Z10)
+	MFMA3(Z19, Z12, Z13, Z14)
+	MNEXT(mr3k4row)
+	MSTORE3(0, Z0, Z1, Z2)
+	MSTORE3(8, Z4, Z5, Z6)
+	MSTORE3(16, Z8, Z9, Z10)
+	MSTORE3(24, Z12, Z13, Z14)
+	JMP  mdone
+
+mr2:
+	CMPQ k+16(FP), $4
+	JEQ  mr2k4
+	MLOAD2(0, Z0, Z1)
+	MLOAD2(8, Z4, Z5)
+
+mr2k2:
+	MROW2
+	MWEIGHTS2
+	MFMA2(Z16, Z0, Z1)
+	MFMA2(Z17, Z4, Z5)
+	MNEXT(mr2k2)
+	MSTORE2(0, Z0, Z1)
+	MSTORE2(8, Z4, Z5)
+	JMP  mdone
+
+mr2k4:
+	MLOAD2(0, Z0, Z1)
+	MLOAD2(8, Z4, Z5)
+	MLOAD2(16, Z8, Z9)
+	MLOAD2(24, Z12, Z13)
+
+mr2k4row:
+	MROW2
+	MWEIGHTS4
+	MFMA2(Z16, Z0, Z1)
+	MFMA2(Z17, Z4, Z5)
+	MFMA2(Z18, Z8, Z9)
+	MFMA2(Z19, Z12, Z13)
+	MNEXT(mr2k4row)
+	MSTORE2(0, Z0, Z1)
+	MSTORE2(8, Z4, Z5)
+	MSTORE2(16, Z8, Z9)
+	MSTORE2(24, Z12, Z13)
+	JMP  mdone
+
+mr1:
+	CMPQ k+16(FP), $4
+	JEQ  mr1k4
+	MLOAD1(0, Z0)
+	MLOAD1(8, Z4)
+
+mr1k2:
+	MROW1
+	MWEIGHTS2
+	MFMA1(Z16, Z0)
+	MFMA1(Z17, Z4)
+	MNEXT(mr1k2)
+	MSTORE1(0, Z0)
+	MSTORE1(8, Z4)
+	JMP  mdone
+
+mr1k4:
+	MLOAD1(0, Z0)
+	MLOAD1(8, Z4)
+	MLOAD1(16, Z8)
+	MLOAD1(24, Z12)
+
+mr1k4row:
+	MROW1
+	MWEIGHTS4
+	MFMA1(Z16, Z0)
+	MFMA1(Z17, Z4)
+	MFMA1(Z18, Z8)
+	MFMA1(Z19, Z12)
+	MNEXT(mr1k4row)
+	MSTORE1(0, Z0)
+	MSTORE1(8, Z4)
+	MSTORE1(16, Z8)
+	MSTORE1(24, Z12)
+
+mdone:
+	VZEROUPPER
+	RET

@@ -192,43 +192,6 @@ func BenchmarkAttention(b *testing.B) {
 	})
 }
 
-// BenchmarkAttentionSmall times the scores and the weighted sum of one head against a
-// block of 64 cached positions for the small head dimensions of draft models (32 for
-// specd's draft, 8 for stories260K), rows six heads apart as in a cache of six KV heads.
-//
-//	go test ./kernels -run '^$' -bench AttentionSmall -benchtime 100000x
-func BenchmarkAttentionSmall(b *testing.B) {
-	const n = 64
-	for _, hd := range []int{8, 16, 32, 48, 56} {
-		stride := 6 * hd
-		kv := make([]float32, n*stride)
-		for i := range kv {
-			kv[i] = float32(i%7) - 3
-		}
-		q, w, scores, out := make([]float32, hd), make([]float32, n), make([]float32, n), make([]float32, hd)
-		b.Run(fmt.Sprintf("hd=%d/scores", hd), func(b *testing.B) {
-			for b.Loop() {
-				Scores(scores, q, kv, stride)
-			}
-		})
-		b.Run(fmt.Sprintf("hd=%d/accum", hd), func(b *testing.B) {
-			for b.Loop() {
-				Accum(out, kv, stride, w)
-			}
-		})
-		if vecAVX512 {
-			// The AVX2 path, which keeps at most 32 columns in registers.
-			b.Run(fmt.Sprintf("hd=%d/accum-avx2", hd), func(b *testing.B) {
-				vecAVX512 = false
-				defer func() { vecAVX512 = true }()
-				for b.Loop() {
-					Accum(out, kv, stride, w)
-				}
-			})
-		}
-	}
-}
-
 func TestScaleMulMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for n := range 40 {

@@ -165,3 +165,47 @@ func TestScoresAccumExact(t *testing.T) {
 		}
 	})
 }
+
+// TestAccumManyExact checks Accum2 and Accum4 bitwise against accumFMA for every head
+// dimension from 8 to 64 in steps of 8 and a few wider, odd row counts and strides,
+// with every output, the values and the weights ending at an unreadable page.
+func TestAccumManyExact(t *testing.T) {
+	vecPaths(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(35, 36))
+		fill := func(n int) []float32 {
+			s := pageEdge(t, n)
+			copy(s, randSlice(rng, n))
+			return s
+		}
+		check := func(name string, got, want []float32) {
+			t.Helper()
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%s[%d] = %v, want %v", name, i, got[i], want[i])
+				}
+			}
+		}
+		for _, hd := range []int{8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 128} {
+			for _, n := range []int{1, 2, 3, 7, 9, 31, 37, 64, 65} {
+				for _, stride := range []int{hd + 1, 4*hd + 3} {
+					name := fmt.Sprintf("hd=%d n=%d stride=%d", hd, n, stride)
+					v := fill((n-1)*stride + hd)
+					var outs, want, ws [4][]float32
+					for i := range outs {
+						outs[i], ws[i] = fill(hd), fill(n)
+						want[i] = append([]float32(nil), outs[i]...)
+						accumFMA(want[i], v, stride, ws[i])
+					}
+					o2 := [2][]float32{append(pageEdge(t, hd)[:0], outs[0]...), append(pageEdge(t, hd)[:0], outs[1]...)}
+					Accum2(o2[0], o2[1], v, stride, ws[0], ws[1])
+					check(name+": Accum2 out1", o2[0], want[0])
+					check(name+": Accum2 out2", o2[1], want[1])
+					Accum4(outs[0], outs[1], outs[2], outs[3], v, stride, ws[0], ws[1], ws[2], ws[3])
+					for i := range outs {
+						check(fmt.Sprintf("%s: Accum4 out%d", name, i+1), outs[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}
