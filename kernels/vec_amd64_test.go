@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// BenchmarkAttentionSmall times the scores and the weighted sums (of one output, two
-// and four) of one head against a block of 64 cached positions for the small head
+// BenchmarkAttentionSmall times the scores and the weighted sums (of one output, from
+// float32 or fp16 values, two and four) of one head against a block of 64 cached positions for the small head
 // dimensions of draft models (32 for specd's draft, 8 for stories260K), rows six heads
 // apart as in a cache of six KV heads.
 //
@@ -28,6 +28,16 @@ func BenchmarkAttentionSmall(b *testing.B) {
 		b.Run(fmt.Sprintf("hd=%d/accum", hd), func(b *testing.B) {
 			for b.Loop() {
 				Accum(out, kv, stride, w)
+			}
+		})
+		// The same values as stored in an F16 cache, read directly.
+		vh := make([]uint16, len(kv))
+		for i, f := range kv {
+			vh[i] = FP32ToFP16(f)
+		}
+		b.Run(fmt.Sprintf("hd=%d/accum-half", hd), func(b *testing.B) {
+			for b.Loop() {
+				AccumHalf(out, vh, stride, w)
 			}
 		})
 		// Two and four outputs from the same values: heads that share a KV head, or
