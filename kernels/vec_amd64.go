@@ -21,6 +21,9 @@ func vaccum4F32(out1, out2, out3, out4, v *float32, stride, n, hd int, w1, w2, w
 func vaccumMultiF32(outs, ws *[4]*float32, k int, v *float32, stride, n, hd int)
 
 //go:noescape
+func vaccumMultiY(outs, ws *[4]*float32, k int, v *float32, stride, n, hd int)
+
+//go:noescape
 func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
 
 //go:noescape
@@ -96,9 +99,8 @@ func Accum2(out1, out2, v []float32, stride int, w1, w2 []float32) {
 		return
 	}
 	_, _, _ = w2[n-1], out2[hd-1], v[(n-1)*stride+hd-1]
-	if multiAccum(hd) {
-		outs, ws := [4]*float32{&out1[0], &out2[0]}, [4]*float32{&w1[0], &w2[0]}
-		vaccumMultiF32(&outs, &ws, 2, &v[0], 4*stride, n, hd)
+	outs, ws := [4]*float32{&out1[0], &out2[0]}, [4]*float32{&w1[0], &w2[0]}
+	if accumMulti(&outs, &ws, 2, &v[0], stride, n, hd) {
 		return
 	}
 	if !vecAVX512 || hd%16 != 0 {
@@ -139,9 +141,8 @@ func Accum4(out1, out2, out3, out4, v []float32, stride int, w1, w2, w3, w4 []fl
 	}
 	_, _, _ = w2[n-1], w3[n-1], w4[n-1]
 	_, _, _, _ = out2[hd-1], out3[hd-1], out4[hd-1], v[(n-1)*stride+hd-1]
-	if multiAccum(hd) {
-		outs, ws := [4]*float32{&out1[0], &out2[0], &out3[0], &out4[0]}, [4]*float32{&w1[0], &w2[0], &w3[0], &w4[0]}
-		vaccumMultiF32(&outs, &ws, 4, &v[0], 4*stride, n, hd)
+	outs, ws := [4]*float32{&out1[0], &out2[0], &out3[0], &out4[0]}, [4]*float32{&w1[0], &w2[0], &w3[0], &w4[0]}
+	if accumMulti(&outs, &ws, 4, &v[0], stride, n, hd) {
 		return
 	}
 	if !vecAVX512 || hd%16 != 0 {
@@ -152,10 +153,25 @@ func Accum4(out1, out2, out3, out4, v []float32, stride int, w1, w2, w3, w4 []fl
 	vaccum4F32(&out1[0], &out2[0], &out3[0], &out4[0], &v[0], 4*stride, n, 4*hd, &w1[0], &w2[0], &w3[0], &w4[0])
 }
 
-// multiAccum reports whether vaccumMultiF32 takes Accum2 and Accum4 of head dimension
-// hd: with AVX-512, below 64 columns (the wider go through vaccum2F32 and vaccum4F32,
-// whose chains already hide FMA latency).
-func multiAccum(hd int) bool { return vecAVX512 && hd%8 == 0 && hd > 0 && hd < 64 }
+// accumMulti does k (2 or 4) Accum calls over the same n rows of v (stride floats
+// apart, hd columns) in one pass, outputs and weights the first k of outs and ws, where
+// a kernel keeps every output's columns in registers, and reports whether it did:
+// below 64 columns with AVX-512 (the wider go through vaccum2F32 and vaccum4F32, whose
+// chains already hide FMA latency), and with AVX2 up to 8 registers of accumulators
+// (two outputs of up to 32 columns, four of up to 16).
+func accumMulti(outs, ws *[4]*float32, k int, v *float32, stride, n, hd int) bool {
+	switch {
+	case !vecAVX2 || hd%8 != 0 || hd <= 0 || hd >= 64:
+		return false
+	case vecAVX512:
+		vaccumMultiF32(outs, ws, k, v, 4*stride, n, hd)
+	case k*hd <= 64:
+		vaccumMultiY(outs, ws, k, v, 4*stride, n, hd)
+	default:
+		return false
+	}
+	return true
+}
 
 //go:noescape
 func vscaleMulF32(dst, x, w *float32, n int, s float32)

@@ -326,3 +326,65 @@
 	INCQ CX; \
 	CMPQ CX, DX; \
 	JLT  L
+
+// YLOADr, YROWr, YFMAr and YSTOREr are MLOADr … MSTOREr for vaccumMultiY: r 256-bit
+// registers of 8 columns each, no mask (hd a multiple of 8); the row goes to Y8-Y11.
+#define YLOAD1(I, A) \
+	MOVQ I(SI), DI; \
+	VMOVUPS 0(DI), A
+
+#define YLOAD2(I, A, B) \
+	YLOAD1(I, A); \
+	VMOVUPS 32(DI), B
+
+#define YLOAD4(I, A, B, C, D) \
+	YLOAD2(I, A, B); \
+	VMOVUPS 64(DI), C; \
+	VMOVUPS 96(DI), D
+
+#define YSTORE1(I, A) \
+	MOVQ I(SI), DI; \
+	VMOVUPS A, 0(DI)
+
+#define YSTORE2(I, A, B) \
+	YSTORE1(I, A); \
+	VMOVUPS B, 32(DI)
+
+#define YSTORE4(I, A, B, C, D) \
+	YSTORE2(I, A, B); \
+	VMOVUPS C, 64(DI); \
+	VMOVUPS D, 96(DI)
+
+#define YROW1 \
+	VMOVUPS 0(R12), Y8
+
+#define YROW2 \
+	YROW1; \
+	VMOVUPS 32(R12), Y9
+
+#define YROW4 \
+	YROW2; \
+	VMOVUPS 64(R12), Y10; \
+	VMOVUPS 96(R12), Y11
+
+#define YFMA1(W, A) \
+	VFMADD231PS Y8, W, A
+
+#define YFMA2(W, A, B) \
+	YFMA1(W, A); \
+	VFMADD231PS Y9, W, B
+
+#define YFMA4(W, A, B, C, D) \
+	YFMA2(W, A, B); \
+	VFMADD231PS Y10, W, C; \
+	VFMADD231PS Y11, W, D
+
+// YWEIGHTS2 and YWEIGHTS4 broadcast row CX's weight of each output into Y12-Y15.
+#define YWEIGHTS2 \
+	VBROADCASTSS (R8)(CX*4), Y12; \
+	VBROADCASTSS (R9)(CX*4), Y13
+
+#define YWEIGHTS4 \
+	YWEIGHTS2; \
+	VBROADCASTSS (R10)(CX*4), Y14; \
+	VBROADCASTSS (R11)(CX*4), Y15

@@ -864,3 +864,135 @@ mr1k4row:
 mdone:
 	VZEROUPPER
 	RET
+
+// func vaccumMultiY(outs, ws *[4]*float32, k int, v *float32, stride, n, hd int)
+// vaccumMultiF32 on AVX2: k·hd/8 ≤ 8 accumulators of 8 columns (k = 2 and hd ≤ 32, or
+// k = 4 and hd ≤ 16), hd a multiple of 8, n > 0; the same operations per element.
+TEXT ·vaccumMultiY(SB), NOSPLIT, $0-56
+	MOVQ ws+8(FP), SI
+	MOVQ 0(SI), R8
+	MOVQ 8(SI), R9
+	MOVQ 16(SI), R10
+	MOVQ 24(SI), R11
+	MOVQ v+24(FP), R12
+	MOVQ stride+32(FP), BX
+	MOVQ n+40(FP), DX
+	MOVQ hd+48(FP), DI
+	MOVQ outs+0(FP), SI
+	XORQ CX, CX
+	CMPQ k+16(FP), $4
+	JEQ  yk4
+	CMPQ DI, $8
+	JEQ  yk2r1
+	CMPQ DI, $16
+	JEQ  yk2r2
+	CMPQ DI, $24
+	JEQ  yk2r3
+
+	// k = 2, hd = 32
+	YLOAD4(0, Y0, Y1, Y2, Y3)
+	YLOAD4(8, Y4, Y5, Y6, Y7)
+
+yk2r4row:
+	YROW4
+	YWEIGHTS2
+	YFMA4(Y12, Y0, Y1, Y2, Y3)
+	YFMA4(Y13, Y4, Y5, Y6, Y7)
+	MNEXT(yk2r4row)
+	YSTORE4(0, Y0, Y1, Y2, Y3)
+	YSTORE4(8, Y4, Y5, Y6, Y7)
+	JMP  ydone
+
+yk2r3:
+	YLOAD2(0, Y0, Y1)
+	VMOVUPS 64(DI), Y2
+	YLOAD2(8, Y4, Y5)
+	VMOVUPS 64(DI), Y6
+
+yk2r3row:
+	YROW2
+	VMOVUPS 64(R12), Y10
+	YWEIGHTS2
+	YFMA2(Y12, Y0, Y1)
+	VFMADD231PS Y10, Y12, Y2
+	YFMA2(Y13, Y4, Y5)
+	VFMADD231PS Y10, Y13, Y6
+	MNEXT(yk2r3row)
+	YSTORE2(0, Y0, Y1)
+	VMOVUPS Y2, 64(DI)
+	YSTORE2(8, Y4, Y5)
+	VMOVUPS Y6, 64(DI)
+	JMP  ydone
+
+yk2r2:
+	YLOAD2(0, Y0, Y1)
+	YLOAD2(8, Y4, Y5)
+
+yk2r2row:
+	YROW2
+	YWEIGHTS2
+	YFMA2(Y12, Y0, Y1)
+	YFMA2(Y13, Y4, Y5)
+	MNEXT(yk2r2row)
+	YSTORE2(0, Y0, Y1)
+	YSTORE2(8, Y4, Y5)
+	JMP  ydone
+
+yk2r1:
+	YLOAD1(0, Y0)
+	YLOAD1(8, Y4)
+
+yk2r1row:
+	YROW1
+	YWEIGHTS2
+	YFMA1(Y12, Y0)
+	YFMA1(Y13, Y4)
+	MNEXT(yk2r1row)
+	YSTORE1(0, Y0)
+	YSTORE1(8, Y4)
+	JMP  ydone
+
+yk4:
+	CMPQ DI, $8
+	JEQ  yk4r1
+	YLOAD2(0, Y0, Y1)
+	YLOAD2(8, Y2, Y3)
+	YLOAD2(16, Y4, Y5)
+	YLOAD2(24, Y6, Y7)
+
+yk4r2row:
+	YROW2
+	YWEIGHTS4
+	YFMA2(Y12, Y0, Y1)
+	YFMA2(Y13, Y2, Y3)
+	YFMA2(Y14, Y4, Y5)
+	YFMA2(Y15, Y6, Y7)
+	MNEXT(yk4r2row)
+	YSTORE2(0, Y0, Y1)
+	YSTORE2(8, Y2, Y3)
+	YSTORE2(16, Y4, Y5)
+	YSTORE2(24, Y6, Y7)
+	JMP  ydone
+
+yk4r1:
+	YLOAD1(0, Y0)
+	YLOAD1(8, Y2)
+	YLOAD1(16, Y4)
+	YLOAD1(24, Y6)
+
+yk4r1row:
+	YROW1
+	YWEIGHTS4
+	YFMA1(Y12, Y0)
+	YFMA1(Y13, Y2)
+	YFMA1(Y14, Y4)
+	YFMA1(Y15, Y6)
+	MNEXT(yk4r1row)
+	YSTORE1(0, Y0)
+	YSTORE1(8, Y2)
+	YSTORE1(16, Y4)
+	YSTORE1(24, Y6)
+
+ydone:
+	VZEROUPPER
+	RET
