@@ -231,47 +231,47 @@
 
 // MLOADr, MROWr, MFMAr and MSTOREr move and update the r accumulators (r 512-bit
 // registers, the last under mask K1) of vaccumMultiF32: MLOAD and MSTORE take an
-// output's pointer from slot I of the array at SI (through DI); MROW loads the row at
-// R12 into Z20-Z23; MFMA adds it times the weight broadcast in W.
+// output's pointer from argument I (through DI); MROW loads the row at R12 into
+// Z20-Z23; MFMA adds it times the weight broadcast in W.
 #define MLOAD1(I, A) \
-	MOVQ I(SI), DI; \
+	MOVQ I(FP), DI; \
 	VMOVUPS.Z 0(DI), K1, A
 
 #define MLOAD2(I, A, B) \
-	MOVQ I(SI), DI; \
+	MOVQ I(FP), DI; \
 	VMOVUPS 0(DI), A; \
 	VMOVUPS.Z 64(DI), K1, B
 
 #define MLOAD3(I, A, B, C) \
-	MOVQ I(SI), DI; \
+	MOVQ I(FP), DI; \
 	VMOVUPS 0(DI), A; \
 	VMOVUPS 64(DI), B; \
 	VMOVUPS.Z 128(DI), K1, C
 
 #define MLOAD4(I, A, B, C, D) \
-	MOVQ I(SI), DI; \
+	MOVQ I(FP), DI; \
 	VMOVUPS 0(DI), A; \
 	VMOVUPS 64(DI), B; \
 	VMOVUPS 128(DI), C; \
 	VMOVUPS.Z 192(DI), K1, D
 
 #define MSTORE1(I, A) \
-	MOVQ I(SI), DI; \
+	MOVQ I(FP), DI; \
 	VMOVUPS A, K1, 0(DI)
 
 #define MSTORE2(I, A, B) \
-	MOVQ I(SI), DI; \
+	MOVQ I(FP), DI; \
 	VMOVUPS A, 0(DI); \
 	VMOVUPS B, K1, 64(DI)
 
 #define MSTORE3(I, A, B, C) \
-	MOVQ I(SI), DI; \
+	MOVQ I(FP), DI; \
 	VMOVUPS A, 0(DI); \
 	VMOVUPS B, 64(DI); \
 	VMOVUPS C, K1, 128(DI)
 
 #define MSTORE4(I, A, B, C, D) \
-	MOVQ I(SI), DI; \
+	MOVQ I(FP), DI; \
 	VMOVUPS A, 0(DI); \
 	VMOVUPS B, 64(DI); \
 	VMOVUPS C, 128(DI); \
@@ -330,7 +330,7 @@
 // YLOADr, YROWr, YFMAr and YSTOREr are MLOADr … MSTOREr for vaccumMultiY: r 256-bit
 // registers of 8 columns each, no mask (hd a multiple of 8); the row goes to Y8-Y11.
 #define YLOAD1(I, A) \
-	MOVQ I(SI), DI; \
+	MOVQ I(FP), DI; \
 	VMOVUPS 0(DI), A
 
 #define YLOAD2(I, A, B) \
@@ -343,7 +343,7 @@
 	VMOVUPS 96(DI), D
 
 #define YSTORE1(I, A) \
-	MOVQ I(SI), DI; \
+	MOVQ I(FP), DI; \
 	VMOVUPS A, 0(DI)
 
 #define YSTORE2(I, A, B) \

@@ -685,10 +685,10 @@ a4done:
 	VZEROUPPER
 	RET
 
-// func vaccumMultiF32(outs, ws *[4]*float32, k int, v *float32, stride, n, hd int)
-// k (2 or 4) Accum calls over the same rows in one pass: out_i[0:hd] +=
-// Σ_{j<n} w_i[j]·v[j*stride : j*stride+hd] for i < k, out_i and w_i the first k
-// entries of outs and ws; stride in bytes, n > 0, hd a multiple of 8 below 64. A row's
+// func vaccumMultiF32(o1, o2, o3, o4, w1, w2, w3, w4 *float32, k int, v *float32, stride, n, hd int)
+// k (2 or 4) Accum calls over the same rows in one pass: o_i[0:hd] +=
+// Σ_{j<n} w_i[j]·v[j*stride : j*stride+hd] for i ≤ k (the others unused); stride in
+// bytes, n > 0, hd a multiple of 8 below 64. A row's
 // hd columns are loaded once into r = ⌈hd/16⌉ registers, and each output keeps its
 // columns in r more; the last of each r under mask K1 (its upper 8 lanes off when hd is
 // an odd multiple of 8) when read from or written to memory, so nothing past a row or
@@ -696,22 +696,20 @@ a4done:
 // vaccumF32 does: the bits are those of k Accum calls, and the k·r chains overlap where
 // one output's r waited on FMA latency (vaccum2F32 and vaccum4F32 took such heads 16
 // columns at a time).
-TEXT ·vaccumMultiF32(SB), NOSPLIT, $0-56
-	MOVQ ws+8(FP), SI
-	MOVQ 0(SI), R8
-	MOVQ 8(SI), R9
-	MOVQ 16(SI), R10
-	MOVQ 24(SI), R11
-	MOVQ v+24(FP), R12
-	MOVQ stride+32(FP), BX
-	MOVQ n+40(FP), DX
-	MOVQ hd+48(FP), DI
+TEXT ·vaccumMultiF32(SB), NOSPLIT, $0-104
+	MOVQ w1+32(FP), R8
+	MOVQ w2+40(FP), R9
+	MOVQ w3+48(FP), R10
+	MOVQ w4+56(FP), R11
+	MOVQ v+72(FP), R12
+	MOVQ stride+80(FP), BX
+	MOVQ n+88(FP), DX
+	MOVQ hd+96(FP), DI
 	MOVL $0xffff, AX
 	MOVL $0xff, CX
 	TESTQ $8, DI
 	CMOVLNE CX, AX
 	KMOVW AX, K1
-	MOVQ outs+0(FP), SI
 	XORQ CX, CX
 	CMPQ DI, $16
 	JLE  mr1
@@ -719,10 +717,10 @@ TEXT ·vaccumMultiF32(SB), NOSPLIT, $0-56
 	JLE  mr2
 	CMPQ DI, $48
 	JLE  mr3
-	CMPQ k+16(FP), $4
+	CMPQ k+64(FP), $4
 	JEQ  mr4k4
-	MLOAD4(0, Z0, Z1, Z2, Z3)
-	MLOAD4(8, Z4, Z5, Z6, Z7)
+	MLOAD4(o1+0, Z0, Z1, Z2, Z3)
+	MLOAD4(o2+8, Z4, Z5, Z6, Z7)
 
 mr4k2:
 	MROW4
@@ -730,15 +728,15 @@ mr4k2:
 	MFMA4(Z16, Z0, Z1, Z2, Z3)
 	MFMA4(Z17, Z4, Z5, Z6, Z7)
 	MNEXT(mr4k2)
-	MSTORE4(0, Z0, Z1, Z2, Z3)
-	MSTORE4(8, Z4, Z5, Z6, Z7)
+	MSTORE4(o1+0, Z0, Z1, Z2, Z3)
+	MSTORE4(o2+8, Z4, Z5, Z6, Z7)
 	JMP  mdone
 
 mr4k4:
-	MLOAD4(0, Z0, Z1, Z2, Z3)
-	MLOAD4(8, Z4, Z5, Z6, Z7)
-	MLOAD4(16, Z8, Z9, Z10, Z11)
-	MLOAD4(24, Z12, Z13, Z14, Z15)
+	MLOAD4(o1+0, Z0, Z1, Z2, Z3)
+	MLOAD4(o2+8, Z4, Z5, Z6, Z7)
+	MLOAD4(o3+16, Z8, Z9, Z10, Z11)
+	MLOAD4(o4+24, Z12, Z13, Z14, Z15)
 
 mr4k4row:
 	MROW4
@@ -748,17 +746,17 @@ mr4k4row:
 	MFMA4(Z18, Z8, Z9, Z10, Z11)
 	MFMA4(Z19, Z12, Z13, Z14, Z15)
 	MNEXT(mr4k4row)
-	MSTORE4(0, Z0, Z1, Z2, Z3)
-	MSTORE4(8, Z4, Z5, Z6, Z7)
-	MSTORE4(16, Z8, Z9, Z10, Z11)
-	MSTORE4(24, Z12, Z13, Z14, Z15)
+	MSTORE4(o1+0, Z0, Z1, Z2, Z3)
+	MSTORE4(o2+8, Z4, Z5, Z6, Z7)
+	MSTORE4(o3+16, Z8, Z9, Z10, Z11)
+	MSTORE4(o4+24, Z12, Z13, Z14, Z15)
 	JMP  mdone
 
 mr3:
-	CMPQ k+16(FP), $4
+	CMPQ k+64(FP), $4
 	JEQ  mr3k4
-	MLOAD3(0, Z0, Z1, Z2)
-	MLOAD3(8, Z4, Z5, Z6)
+	MLOAD3(o1+0, Z0, Z1, Z2)
+	MLOAD3(o2+8, Z4, Z5, Z6)
 
 mr3k2:
 	MROW3
@@ -766,15 +764,15 @@ mr3k2:
 	MFMA3(Z16, Z0, Z1, Z2)
 	MFMA3(Z17, Z4, Z5, Z6)
 	MNEXT(mr3k2)
-	MSTORE3(0, Z0, Z1, Z2)
-	MSTORE3(8, Z4, Z5, Z6)
+	MSTORE3(o1+0, Z0, Z1, Z2)
+	MSTORE3(o2+8, Z4, Z5, Z6)
 	JMP  mdone
 
 mr3k4:
-	MLOAD3(0, Z0, Z1, Z2)
-	MLOAD3(8, Z4, Z5, Z6)
-	MLOAD3(16, Z8, Z9, Z10)
-	MLOAD3(24, Z12, Z13, Z14)
+	MLOAD3(o1+0, Z0, Z1, Z2)
+	MLOAD3(o2+8, Z4, Z5, Z6)
+	MLOAD3(o3+16, Z8, Z9, Z10)
+	MLOAD3(o4+24, Z12, Z13, Z14)
 
 mr3k4row:
 	MROW3
@@ -784,17 +782,17 @@ mr3k4row:
 	MFMA3(Z18, Z8, Z9, Z10)
 	MFMA3(Z19, Z12, Z13, Z14)
 	MNEXT(mr3k4row)
-	MSTORE3(0, Z0, Z1, Z2)
-	MSTORE3(8, Z4, Z5, Z6)
-	MSTORE3(16, Z8, Z9, Z10)
-	MSTORE3(24, Z12, Z13, Z14)
+	MSTORE3(o1+0, Z0, Z1, Z2)
+	MSTORE3(o2+8, Z4, Z5, Z6)
+	MSTORE3(o3+16, Z8, Z9, Z10)
+	MSTORE3(o4+24, Z12, Z13, Z14)
 	JMP  mdone
 
 mr2:
-	CMPQ k+16(FP), $4
+	CMPQ k+64(FP), $4
 	JEQ  mr2k4
-	MLOAD2(0, Z0, Z1)
-	MLOAD2(8, Z4, Z5)
+	MLOAD2(o1+0, Z0, Z1)
+	MLOAD2(o2+8, Z4, Z5)
 
 mr2k2:
 	MROW2
@@ -802,15 +800,15 @@ mr2k2:
 	MFMA2(Z16, Z0, Z1)
 	MFMA2(Z17, Z4, Z5)
 	MNEXT(mr2k2)
-	MSTORE2(0, Z0, Z1)
-	MSTORE2(8, Z4, Z5)
+	MSTORE2(o1+0, Z0, Z1)
+	MSTORE2(o2+8, Z4, Z5)
 	JMP  mdone
 
 mr2k4:
-	MLOAD2(0, Z0, Z1)
-	MLOAD2(8, Z4, Z5)
-	MLOAD2(16, Z8, Z9)
-	MLOAD2(24, Z12, Z13)
+	MLOAD2(o1+0, Z0, Z1)
+	MLOAD2(o2+8, Z4, Z5)
+	MLOAD2(o3+16, Z8, Z9)
+	MLOAD2(o4+24, Z12, Z13)
 
 mr2k4row:
 	MROW2
@@ -820,17 +818,17 @@ mr2k4row:
 	MFMA2(Z18, Z8, Z9)
 	MFMA2(Z19, Z12, Z13)
 	MNEXT(mr2k4row)
-	MSTORE2(0, Z0, Z1)
-	MSTORE2(8, Z4, Z5)
-	MSTORE2(16, Z8, Z9)
-	MSTORE2(24, Z12, Z13)
+	MSTORE2(o1+0, Z0, Z1)
+	MSTORE2(o2+8, Z4, Z5)
+	MSTORE2(o3+16, Z8, Z9)
+	MSTORE2(o4+24, Z12, Z13)
 	JMP  mdone
 
 mr1:
-	CMPQ k+16(FP), $4
+	CMPQ k+64(FP), $4
 	JEQ  mr1k4
-	MLOAD1(0, Z0)
-	MLOAD1(8, Z4)
+	MLOAD1(o1+0, Z0)
+	MLOAD1(o2+8, Z4)
 
 mr1k2:
 	MROW1
@@ -838,15 +836,15 @@ mr1k2:
 	MFMA1(Z16, Z0)
 	MFMA1(Z17, Z4)
 	MNEXT(mr1k2)
-	MSTORE1(0, Z0)
-	MSTORE1(8, Z4)
+	MSTORE1(o1+0, Z0)
+	MSTORE1(o2+8, Z4)
 	JMP  mdone
 
 mr1k4:
-	MLOAD1(0, Z0)
-	MLOAD1(8, Z4)
-	MLOAD1(16, Z8)
-	MLOAD1(24, Z12)
+	MLOAD1(o1+0, Z0)
+	MLOAD1(o2+8, Z4)
+	MLOAD1(o3+16, Z8)
+	MLOAD1(o4+24, Z12)
 
 mr1k4row:
 	MROW1
@@ -856,31 +854,29 @@ mr1k4row:
 	MFMA1(Z18, Z8)
 	MFMA1(Z19, Z12)
 	MNEXT(mr1k4row)
-	MSTORE1(0, Z0)
-	MSTORE1(8, Z4)
-	MSTORE1(16, Z8)
-	MSTORE1(24, Z12)
+	MSTORE1(o1+0, Z0)
+	MSTORE1(o2+8, Z4)
+	MSTORE1(o3+16, Z8)
+	MSTORE1(o4+24, Z12)
 
 mdone:
 	VZEROUPPER
 	RET
 
-// func vaccumMultiY(outs, ws *[4]*float32, k int, v *float32, stride, n, hd int)
+// func vaccumMultiY(o1, o2, o3, o4, w1, w2, w3, w4 *float32, k int, v *float32, stride, n, hd int)
 // vaccumMultiF32 on AVX2: k·hd/8 ≤ 8 accumulators of 8 columns (k = 2 and hd ≤ 32, or
 // k = 4 and hd ≤ 16), hd a multiple of 8, n > 0; the same operations per element.
-TEXT ·vaccumMultiY(SB), NOSPLIT, $0-56
-	MOVQ ws+8(FP), SI
-	MOVQ 0(SI), R8
-	MOVQ 8(SI), R9
-	MOVQ 16(SI), R10
-	MOVQ 24(SI), R11
-	MOVQ v+24(FP), R12
-	MOVQ stride+32(FP), BX
-	MOVQ n+40(FP), DX
-	MOVQ hd+48(FP), DI
-	MOVQ outs+0(FP), SI
+TEXT ·vaccumMultiY(SB), NOSPLIT, $0-104
+	MOVQ w1+32(FP), R8
+	MOVQ w2+40(FP), R9
+	MOVQ w3+48(FP), R10
+	MOVQ w4+56(FP), R11
+	MOVQ v+72(FP), R12
+	MOVQ stride+80(FP), BX
+	MOVQ n+88(FP), DX
+	MOVQ hd+96(FP), DI
 	XORQ CX, CX
-	CMPQ k+16(FP), $4
+	CMPQ k+64(FP), $4
 	JEQ  yk4
 	CMPQ DI, $8
 	JEQ  yk2r1
@@ -890,8 +886,8 @@ TEXT ·vaccumMultiY(SB), NOSPLIT, $0-56
 	JEQ  yk2r3
 
 	// k = 2, hd = 32
-	YLOAD4(0, Y0, Y1, Y2, Y3)
-	YLOAD4(8, Y4, Y5, Y6, Y7)
+	YLOAD4(o1+0, Y0, Y1, Y2, Y3)
+	YLOAD4(o2+8, Y4, Y5, Y6, Y7)
 
 yk2r4row:
 	YROW4
@@ -899,14 +895,14 @@ yk2r4row:
 	YFMA4(Y12, Y0, Y1, Y2, Y3)
 	YFMA4(Y13, Y4, Y5, Y6, Y7)
 	MNEXT(yk2r4row)
-	YSTORE4(0, Y0, Y1, Y2, Y3)
-	YSTORE4(8, Y4, Y5, Y6, Y7)
+	YSTORE4(o1+0, Y0, Y1, Y2, Y3)
+	YSTORE4(o2+8, Y4, Y5, Y6, Y7)
 	JMP  ydone
 
 yk2r3:
-	YLOAD2(0, Y0, Y1)
+	YLOAD2(o1+0, Y0, Y1)
 	VMOVUPS 64(DI), Y2
-	YLOAD2(8, Y4, Y5)
+	YLOAD2(o2+8, Y4, Y5)
 	VMOVUPS 64(DI), Y6
 
 yk2r3row:
@@ -918,15 +914,15 @@ yk2r3row:
 	YFMA2(Y13, Y4, Y5)
 	VFMADD231PS Y10, Y13, Y6
 	MNEXT(yk2r3row)
-	YSTORE2(0, Y0, Y1)
+	YSTORE2(o1+0, Y0, Y1)
 	VMOVUPS Y2, 64(DI)
-	YSTORE2(8, Y4, Y5)
+	YSTORE2(o2+8, Y4, Y5)
 	VMOVUPS Y6, 64(DI)
 	JMP  ydone
 
 yk2r2:
-	YLOAD2(0, Y0, Y1)
-	YLOAD2(8, Y4, Y5)
+	YLOAD2(o1+0, Y0, Y1)
+	YLOAD2(o2+8, Y4, Y5)
 
 yk2r2row:
 	YROW2
@@ -934,13 +930,13 @@ yk2r2row:
 	YFMA2(Y12, Y0, Y1)
 	YFMA2(Y13, Y4, Y5)
 	MNEXT(yk2r2row)
-	YSTORE2(0, Y0, Y1)
-	YSTORE2(8, Y4, Y5)
+	YSTORE2(o1+0, Y0, Y1)
+	YSTORE2(o2+8, Y4, Y5)
 	JMP  ydone
 
 yk2r1:
-	YLOAD1(0, Y0)
-	YLOAD1(8, Y4)
+	YLOAD1(o1+0, Y0)
+	YLOAD1(o2+8, Y4)
 
 yk2r1row:
 	YROW1
@@ -948,17 +944,17 @@ yk2r1row:
 	YFMA1(Y12, Y0)
 	YFMA1(Y13, Y4)
 	MNEXT(yk2r1row)
-	YSTORE1(0, Y0)
-	YSTORE1(8, Y4)
+	YSTORE1(o1+0, Y0)
+	YSTORE1(o2+8, Y4)
 	JMP  ydone
 
 yk4:
 	CMPQ DI, $8
 	JEQ  yk4r1
-	YLOAD2(0, Y0, Y1)
-	YLOAD2(8, Y2, Y3)
-	YLOAD2(16, Y4, Y5)
-	YLOAD2(24, Y6, Y7)
+	YLOAD2(o1+0, Y0, Y1)
+	YLOAD2(o2+8, Y2, Y3)
+	YLOAD2(o3+16, Y4, Y5)
+	YLOAD2(o4+24, Y6, Y7)
 
 yk4r2row:
 	YROW2
@@ -968,17 +964,17 @@ yk4r2row:
 	YFMA2(Y14, Y4, Y5)
 	YFMA2(Y15, Y6, Y7)
 	MNEXT(yk4r2row)
-	YSTORE2(0, Y0, Y1)
-	YSTORE2(8, Y2, Y3)
-	YSTORE2(16, Y4, Y5)
-	YSTORE2(24, Y6, Y7)
+	YSTORE2(o1+0, Y0, Y1)
+	YSTORE2(o2+8, Y2, Y3)
+	YSTORE2(o3+16, Y4, Y5)
+	YSTORE2(o4+24, Y6, Y7)
 	JMP  ydone
 
 yk4r1:
-	YLOAD1(0, Y0)
-	YLOAD1(8, Y2)
-	YLOAD1(16, Y4)
-	YLOAD1(24, Y6)
+	YLOAD1(o1+0, Y0)
+	YLOAD1(o2+8, Y2)
+	YLOAD1(o3+16, Y4)
+	YLOAD1(o4+24, Y6)
 
 yk4r1row:
 	YROW1
@@ -988,10 +984,10 @@ yk4r1row:
 	YFMA1(Y14, Y4)
 	YFMA1(Y15, Y6)
 	MNEXT(yk4r1row)
-	YSTORE1(0, Y0)
-	YSTORE1(8, Y2)
-	YSTORE1(16, Y4)
-	YSTORE1(24, Y6)
+	YSTORE1(o1+0, Y0)
+	YSTORE1(o2+8, Y2)
+	YSTORE1(o3+16, Y4)
+	YSTORE1(o4+24, Y6)
 
 ydone:
 	VZEROUPPER
