@@ -139,3 +139,31 @@ func BenchmarkAttention(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAttentionDraft times attention alone, every layer of the draft (six heads of
+// 32 dimensions, each with a KV head of its own), for one token and for a block of 5
+// after 100 and 250 cached positions, with one thread: the part of the draft's passes
+// that grows with the context.
+//
+//	go test ./model -run '^$' -bench AttentionDraft -benchtime 2000x
+func BenchmarkAttentionDraft(b *testing.B) {
+	m, err := Load(testmodels.ForTest(b, "specd-draft-q8_0.gguf"), LoadOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	for _, kvt := range []ggml.Type{ggml.F32, ggml.F16} {
+		for _, c := range []struct{ n, past int }{{1, 100}, {1, 250}, {5, 100}, {5, 250}} {
+			b.Run(fmt.Sprintf("kv=%v/block=%d/past=%d", kvt, c.n, c.past), func(b *testing.B) {
+				pool := kernels.NewPool(1)
+				defer pool.Close()
+				bt, _ := attentionPass(b, m, pool, kvt, 1, c.n, c.past)
+				for b.Loop() {
+					for li := range m.Layers {
+						bt.attention(li)
+					}
+				}
+			})
+		}
+	}
+}
