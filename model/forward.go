@@ -649,9 +649,10 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 					accum(t+1, h, pair, vf, vh, vs, a, cnt, cnt2)
 				}
 			}
-			// A head with a KV head of its own (no pair) takes four tokens, then two,
-			// at a time the same way: one pass over the values for all of them, with
-			// FMA chains enough to hide FMA latency where a small head's few would wait.
+			// A head without a partner (its KV head its own, as the draft's, or the
+			// last of an odd group) takes four tokens, then two, at a time the same
+			// way: one pass over the values for all of them, with FMA chains enough to
+			// hide FMA latency where a small head's few would wait.
 			for ; !pair && t+3 < t1; t += 4 {
 				tokensAccum(t, 4, h, vf, vh, vs, a)
 			}
