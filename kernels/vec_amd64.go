@@ -18,10 +18,16 @@ func vaccum2F32(out1, out2, v *float32, stride, n, hd int, w1, w2 *float32)
 func vaccum4F32(out1, out2, out3, out4, v *float32, stride, n, hd int, w1, w2, w3, w4 *float32)
 
 //go:noescape
+func vaccumMultiF32(o1, o2, o3, o4, w1, w2, w3, w4 *float32, k int, v *float32, stride, n, hd int)
+
+//go:noescape
+func vaccumMultiY(o1, o2, o3, o4, w1, w2, w3, w4 *float32, k int, v *float32, stride, n, hd int)
+
+//go:noescape
 func vscoresF32(q, k *float32, stride, n, hd int, out *float32)
 
 //go:noescape
-func vaccumF32(out, v *float32, stride, n, hd int, w *float32)
+func vaccumF32(out, v *float32, stride, n, hd int, w *float32, wide bool)
 
 // Scores sets out[j] = Dot(q, k[j*stride:][:len(q)]) for j < len(out): the attention
 // scores of one query against len(out) keys laid out stride floats apart. The
@@ -47,7 +53,7 @@ func Accum(out, v []float32, stride int, w []float32) {
 	}
 	_ = v[(n-1)*stride+hd-1]
 	if vecAVX2 && hd%8 == 0 && hd > 0 {
-		vaccumF32(&out[0], &v[0], stride, n, hd, &w[0])
+		vaccumF32(&out[0], &v[0], stride, n, hd, &w[0], vecAVX512)
 		return
 	}
 	accumGeneric(out, v, stride, w)
@@ -93,6 +99,9 @@ func Accum2(out1, out2, v []float32, stride int, w1, w2 []float32) {
 		return
 	}
 	_, _, _ = w2[n-1], out2[hd-1], v[(n-1)*stride+hd-1]
+	if accumMulti(&out1[0], &out2[0], nil, nil, &w1[0], &w2[0], nil, nil, 2, &v[0], stride, n, hd) {
+		return
+	}
 	if !vecAVX512 || hd%16 != 0 {
 		Accum(out1, v, stride, w1)
 		Accum(out2, v, stride, w2)
@@ -131,12 +140,37 @@ func Accum4(out1, out2, out3, out4, v []float32, stride int, w1, w2, w3, w4 []fl
 	}
 	_, _, _ = w2[n-1], w3[n-1], w4[n-1]
 	_, _, _, _ = out2[hd-1], out3[hd-1], out4[hd-1], v[(n-1)*stride+hd-1]
+	if accumMulti(&out1[0], &out2[0], &out3[0], &out4[0], &w1[0], &w2[0], &w3[0], &w4[0], 4, &v[0], stride, n, hd) {
+		return
+	}
 	if !vecAVX512 || hd%16 != 0 {
 		Accum2(out1, out2, v, stride, w1, w2)
 		Accum2(out3, out4, v, stride, w3, w4)
 		return
 	}
 	vaccum4F32(&out1[0], &out2[0], &out3[0], &out4[0], &v[0], 4*stride, n, 4*hd, &w1[0], &w2[0], &w3[0], &w4[0])
+}
+
+// accumMulti does k (2 or 4) Accum calls over the same n rows of v (stride floats
+// apart, hd columns) in one pass, outputs o1…ok with weights w1…wk (the others nil), where
+// a kernel keeps every output's columns in registers, and reports whether it did:
+// below 64 columns with AVX-512 (the wider go through vaccum2F32 and vaccum4F32, whose
+// chains already hide FMA latency, and so do 16, in one pass), and with AVX2 up to 8
+// registers of accumulators (two outputs of up to 32 columns, four of up to 16).
+func accumMulti(o1, o2, o3, o4, w1, w2, w3, w4 *float32, k int, v *float32, stride, n, hd int) bool {
+	switch {
+	case !vecAVX2 || hd%8 != 0 || hd <= 0 || hd >= 64:
+		return false
+	case vecAVX512 && hd == 16:
+		return false // vaccum2F32 and vaccum4F32 take 16 columns in one pass, a little faster
+	case vecAVX512:
+		vaccumMultiF32(o1, o2, o3, o4, w1, w2, w3, w4, k, v, 4*stride, n, hd)
+	case k*hd <= 64:
+		vaccumMultiY(o1, o2, o3, o4, w1, w2, w3, w4, k, v, 4*stride, n, hd)
+	default:
+		return false
+	}
+	return true
 }
 
 //go:noescape

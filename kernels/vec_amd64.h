@@ -228,3 +228,163 @@
 	VMOVUPS Z13, 64(R14); \
 	VMOVUPS Z14, 128(R14); \
 	VMOVUPS Z15, 192(R14)
+
+// MLOADr, MROWr, MFMAr and MSTOREr move and update the r accumulators (r 512-bit
+// registers, the last under mask K1) of vaccumMultiF32: MLOAD and MSTORE take an
+// output's pointer from argument I (through DI); MROW loads the row at R12 into
+// Z20-Z23; MFMA adds it times the weight broadcast in W.
+#define MLOAD1(I, A) \
+	MOVQ I(FP), DI; \
+	VMOVUPS.Z 0(DI), K1, A
+
+#define MLOAD2(I, A, B) \
+	MOVQ I(FP), DI; \
+	VMOVUPS 0(DI), A; \
+	VMOVUPS.Z 64(DI), K1, B
+
+#define MLOAD3(I, A, B, C) \
+	MOVQ I(FP), DI; \
+	VMOVUPS 0(DI), A; \
+	VMOVUPS 64(DI), B; \
+	VMOVUPS.Z 128(DI), K1, C
+
+#define MLOAD4(I, A, B, C, D) \
+	MOVQ I(FP), DI; \
+	VMOVUPS 0(DI), A; \
+	VMOVUPS 64(DI), B; \
+	VMOVUPS 128(DI), C; \
+	VMOVUPS.Z 192(DI), K1, D
+
+#define MSTORE1(I, A) \
+	MOVQ I(FP), DI; \
+	VMOVUPS A, K1, 0(DI)
+
+#define MSTORE2(I, A, B) \
+	MOVQ I(FP), DI; \
+	VMOVUPS A, 0(DI); \
+	VMOVUPS B, K1, 64(DI)
+
+#define MSTORE3(I, A, B, C) \
+	MOVQ I(FP), DI; \
+	VMOVUPS A, 0(DI); \
+	VMOVUPS B, 64(DI); \
+	VMOVUPS C, K1, 128(DI)
+
+#define MSTORE4(I, A, B, C, D) \
+	MOVQ I(FP), DI; \
+	VMOVUPS A, 0(DI); \
+	VMOVUPS B, 64(DI); \
+	VMOVUPS C, 128(DI); \
+	VMOVUPS D, K1, 192(DI)
+
+#define MROW1 \
+	VMOVUPS.Z 0(R12), K1, Z20
+
+#define MROW2 \
+	VMOVUPS 0(R12), Z20; \
+	VMOVUPS.Z 64(R12), K1, Z21
+
+#define MROW3 \
+	VMOVUPS 0(R12), Z20; \
+	VMOVUPS 64(R12), Z21; \
+	VMOVUPS.Z 128(R12), K1, Z22
+
+#define MROW4 \
+	VMOVUPS 0(R12), Z20; \
+	VMOVUPS 64(R12), Z21; \
+	VMOVUPS 128(R12), Z22; \
+	VMOVUPS.Z 192(R12), K1, Z23
+
+#define MFMA1(W, A) \
+	VFMADD231PS Z20, W, A
+
+#define MFMA2(W, A, B) \
+	MFMA1(W, A); \
+	VFMADD231PS Z21, W, B
+
+#define MFMA3(W, A, B, C) \
+	MFMA2(W, A, B); \
+	VFMADD231PS Z22, W, C
+
+#define MFMA4(W, A, B, C, D) \
+	MFMA3(W, A, B, C); \
+	VFMADD231PS Z23, W, D
+
+// MWEIGHTS2 and MWEIGHTS4 broadcast row CX's weight of each output into Z16-Z19.
+#define MWEIGHTS2 \
+	VBROADCASTSS (R8)(CX*4), Z16; \
+	VBROADCASTSS (R9)(CX*4), Z17
+
+#define MWEIGHTS4 \
+	MWEIGHTS2; \
+	VBROADCASTSS (R10)(CX*4), Z18; \
+	VBROADCASTSS (R11)(CX*4), Z19
+
+// MNEXT steps to the next row, back to label L while rows are left.
+#define MNEXT(L) \
+	ADDQ BX, R12; \
+	INCQ CX; \
+	CMPQ CX, DX; \
+	JLT  L
+
+// YLOADr, YROWr, YFMAr and YSTOREr are MLOADr … MSTOREr for vaccumMultiY: r 256-bit
+// registers of 8 columns each, no mask (hd a multiple of 8); the row goes to Y8-Y11.
+#define YLOAD1(I, A) \
+	MOVQ I(FP), DI; \
+	VMOVUPS 0(DI), A
+
+#define YLOAD2(I, A, B) \
+	YLOAD1(I, A); \
+	VMOVUPS 32(DI), B
+
+#define YLOAD4(I, A, B, C, D) \
+	YLOAD2(I, A, B); \
+	VMOVUPS 64(DI), C; \
+	VMOVUPS 96(DI), D
+
+#define YSTORE1(I, A) \
+	MOVQ I(FP), DI; \
+	VMOVUPS A, 0(DI)
+
+#define YSTORE2(I, A, B) \
+	YSTORE1(I, A); \
+	VMOVUPS B, 32(DI)
+
+#define YSTORE4(I, A, B, C, D) \
+	YSTORE2(I, A, B); \
+	VMOVUPS C, 64(DI); \
+	VMOVUPS D, 96(DI)
+
+#define YROW1 \
+	VMOVUPS 0(R12), Y8
+
+#define YROW2 \
+	YROW1; \
+	VMOVUPS 32(R12), Y9
+
+#define YROW4 \
+	YROW2; \
+	VMOVUPS 64(R12), Y10; \
+	VMOVUPS 96(R12), Y11
+
+#define YFMA1(W, A) \
+	VFMADD231PS Y8, W, A
+
+#define YFMA2(W, A, B) \
+	YFMA1(W, A); \
+	VFMADD231PS Y9, W, B
+
+#define YFMA4(W, A, B, C, D) \
+	YFMA2(W, A, B); \
+	VFMADD231PS Y10, W, C; \
+	VFMADD231PS Y11, W, D
+
+// YWEIGHTS2 and YWEIGHTS4 broadcast row CX's weight of each output into Y12-Y15.
+#define YWEIGHTS2 \
+	VBROADCASTSS (R8)(CX*4), Y12; \
+	VBROADCASTSS (R9)(CX*4), Y13
+
+#define YWEIGHTS4 \
+	YWEIGHTS2; \
+	VBROADCASTSS (R10)(CX*4), Y14; \
+	VBROADCASTSS (R11)(CX*4), Y15

@@ -103,12 +103,13 @@ sdone:
 	VZEROUPPER
 	RET
 
-// func vaccumF32(out, v *float32, stride, n, hd int, w *float32)
+// func vaccumF32(out, v *float32, stride, n, hd int, w *float32, wide bool)
 // out[0:hd] += sum over j < n of w[j] * v[j*stride : j*stride+hd], rows in order;
-// hd a multiple of 8. Up to 64 columns of out stay in eight registers while the rows go
-// by, so the FMA chains of different columns overlap (one chain at a time was bound by
-// FMA latency). Each element still adds its rows in order with one FMA each.
-TEXT ·vaccumF32(SB), NOSPLIT, $0-48
+// hd a multiple of 8, n > 0. Up to 64 columns of out stay in eight registers while the
+// rows go by, so the FMA chains of different columns overlap (one chain at a time was
+// bound by FMA latency). Each element still adds its rows in order with one FMA each,
+// whatever the register width, so every path gives the same bits.
+TEXT ·vaccumF32(SB), NOSPLIT, $0-49
 	MOVQ out+0(FP), DX
 	MOVQ v+8(FP), DI
 	MOVQ stride+16(FP), R8
@@ -163,36 +164,176 @@ awstore:
 	SUBQ $64, R9
 	JMP  achunk
 
-// Fewer than 64 columns left: eight at a time.
+// Fewer than 64 columns left (8 to 56, the whole head for the head dims of small
+// models): they too go over the rows in one pass with every column in a register when
+// there are 512-bit registers, else in at most three passes of 32, 16 and 8 columns.
+// Eight columns a pass, as before, made one FMA chain wait on its own latency.
 anarrow:
-	XORQ AX, AX
+	CMPQ R9, $0
+	JEQ  adone
+	MOVBLZX wide+48(FP), AX
+	TESTQ AX, AX
+	JNZ  azmm
 
-acol:
-	CMPQ AX, R9
-	JGE  adone
-	VMOVUPS (DX)(AX*4), Y0
+a32:
+	CMPQ R9, $32
+	JLT  a16
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	VMOVUPS 64(DX), Y2
+	VMOVUPS 96(DX), Y3
 	MOVQ DI, BX
 	MOVQ SI, R11
 	MOVQ R10, CX
 
-arow:
-	CMPQ CX, $0
-	JEQ  astore
-	VBROADCASTSS (R11), Y1
-	VFMADD231PS (BX)(AX*4), Y1, Y0
+a32row:
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS 0(BX), Y8, Y0
+	VFMADD231PS 32(BX), Y8, Y1
+	VFMADD231PS 64(BX), Y8, Y2
+	VFMADD231PS 96(BX), Y8, Y3
 	ADDQ R8, BX
 	ADDQ $4, R11
 	DECQ CX
-	JMP  arow
+	JNZ  a32row
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	ADDQ $128, DX
+	ADDQ $128, DI
+	SUBQ $32, R9
 
-astore:
-	VMOVUPS Y0, (DX)(AX*4)
-	ADDQ $8, AX
-	JMP  acol
+a16:
+	CMPQ R9, $16
+	JLT  a8
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+a16row:
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS 0(BX), Y8, Y0
+	VFMADD231PS 32(BX), Y8, Y1
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  a16row
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	ADDQ $64, DX
+	ADDQ $64, DI
+	SUBQ $16, R9
+
+a8:
+	CMPQ R9, $8
+	JLT  adone
+	VMOVUPS 0(DX), Y0
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+a8row:
+	VBROADCASTSS (R11), Y8
+	VFMADD231PS 0(BX), Y8, Y0
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  a8row
+	VMOVUPS Y0, 0(DX)
 
 adone:
 	VZEROUPPER
 	RET
+
+// AVX-512: the 8 to 56 columns in one to four registers of 16, the last under mask K1
+// (its upper 8 lanes off when the width is an odd multiple of 8): masked-off lanes are
+// neither read nor written.
+azmm:
+	MOVL $0xffff, AX
+	MOVL $0xff, CX
+	TESTQ $8, R9
+	CMOVLNE CX, AX
+	KMOVW AX, K1
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+	CMPQ R9, $16
+	JLE  az1
+	CMPQ R9, $32
+	JLE  az2
+	CMPQ R9, $48
+	JLE  az3
+	VMOVUPS 0(DX), Z0
+	VMOVUPS 64(DX), Z1
+	VMOVUPS 128(DX), Z2
+	VMOVUPS.Z 192(DX), K1, Z3
+
+az4row:
+	VBROADCASTSS (R11), Z8
+	VFMADD231PS 0(BX), Z8, Z0
+	VFMADD231PS 64(BX), Z8, Z1
+	VFMADD231PS 128(BX), Z8, Z2
+	VFMADD231PS 192(BX), Z8, K1, Z3
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  az4row
+	VMOVUPS Z0, 0(DX)
+	VMOVUPS Z1, 64(DX)
+	VMOVUPS Z2, 128(DX)
+	VMOVUPS Z3, K1, 192(DX)
+	JMP  adone
+
+az3:
+	VMOVUPS 0(DX), Z0
+	VMOVUPS 64(DX), Z1
+	VMOVUPS.Z 128(DX), K1, Z2
+
+az3row:
+	VBROADCASTSS (R11), Z8
+	VFMADD231PS 0(BX), Z8, Z0
+	VFMADD231PS 64(BX), Z8, Z1
+	VFMADD231PS 128(BX), Z8, K1, Z2
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  az3row
+	VMOVUPS Z0, 0(DX)
+	VMOVUPS Z1, 64(DX)
+	VMOVUPS Z2, K1, 128(DX)
+	JMP  adone
+
+az2:
+	VMOVUPS 0(DX), Z0
+	VMOVUPS.Z 64(DX), K1, Z1
+
+az2row:
+	VBROADCASTSS (R11), Z8
+	VFMADD231PS 0(BX), Z8, Z0
+	VFMADD231PS 64(BX), Z8, K1, Z1
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  az2row
+	VMOVUPS Z0, 0(DX)
+	VMOVUPS Z1, K1, 64(DX)
+	JMP  adone
+
+az1:
+	VMOVUPS.Z 0(DX), K1, Z0
+
+az1row:
+	VBROADCASTSS (R11), Z8
+	VFMADD231PS 0(BX), Z8, K1, Z0
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  az1row
+	VMOVUPS Z0, K1, 0(DX)
+	JMP  adone
 
 // func vscaleMulF32(dst, x, w *float32, n int, s float32)
 // dst[i] = w[i] * (s * x[i]) for i < n; n a multiple of 8.
@@ -541,5 +682,313 @@ a4col:
 	JMP  a4narrow
 
 a4done:
+	VZEROUPPER
+	RET
+
+// func vaccumMultiF32(o1, o2, o3, o4, w1, w2, w3, w4 *float32, k int, v *float32, stride, n, hd int)
+// k (2 or 4) Accum calls over the same rows in one pass: o_i[0:hd] +=
+// Σ_{j<n} w_i[j]·v[j*stride : j*stride+hd] for i ≤ k (the others unused); stride in
+// bytes, n > 0, hd a multiple of 8 below 64. A row's
+// hd columns are loaded once into r = ⌈hd/16⌉ registers, and each output keeps its
+// columns in r more; the last of each r under mask K1 (its upper 8 lanes off when hd is
+// an odd multiple of 8) when read from or written to memory, so nothing past a row or
+// an output is touched. Each element adds its rows in order with one FMA each, as
+// vaccumF32 does: the bits are those of k Accum calls, and the k·r chains overlap where
+// one output's r waited on FMA latency (vaccum2F32 and vaccum4F32 took such heads 16
+// columns at a time).
+TEXT ·vaccumMultiF32(SB), NOSPLIT, $0-104
+	MOVQ w1+32(FP), R8
+	MOVQ w2+40(FP), R9
+	MOVQ w3+48(FP), R10
+	MOVQ w4+56(FP), R11
+	MOVQ v+72(FP), R12
+	MOVQ stride+80(FP), BX
+	MOVQ n+88(FP), DX
+	MOVQ hd+96(FP), DI
+	MOVL $0xffff, AX
+	MOVL $0xff, CX
+	TESTQ $8, DI
+	CMOVLNE CX, AX
+	KMOVW AX, K1
+	XORQ CX, CX
+	CMPQ DI, $16
+	JLE  mr1
+	CMPQ DI, $32
+	JLE  mr2
+	CMPQ DI, $48
+	JLE  mr3
+	CMPQ k+64(FP), $4
+	JEQ  mr4k4
+	MLOAD4(o1+0, Z0, Z1, Z2, Z3)
+	MLOAD4(o2+8, Z4, Z5, Z6, Z7)
+
+mr4k2:
+	MROW4
+	MWEIGHTS2
+	MFMA4(Z16, Z0, Z1, Z2, Z3)
+	MFMA4(Z17, Z4, Z5, Z6, Z7)
+	MNEXT(mr4k2)
+	MSTORE4(o1+0, Z0, Z1, Z2, Z3)
+	MSTORE4(o2+8, Z4, Z5, Z6, Z7)
+	JMP  mdone
+
+mr4k4:
+	MLOAD4(o1+0, Z0, Z1, Z2, Z3)
+	MLOAD4(o2+8, Z4, Z5, Z6, Z7)
+	MLOAD4(o3+16, Z8, Z9, Z10, Z11)
+	MLOAD4(o4+24, Z12, Z13, Z14, Z15)
+
+mr4k4row:
+	MROW4
+	MWEIGHTS4
+	MFMA4(Z16, Z0, Z1, Z2, Z3)
+	MFMA4(Z17, Z4, Z5, Z6, Z7)
+	MFMA4(Z18, Z8, Z9, Z10, Z11)
+	MFMA4(Z19, Z12, Z13, Z14, Z15)
+	MNEXT(mr4k4row)
+	MSTORE4(o1+0, Z0, Z1, Z2, Z3)
+	MSTORE4(o2+8, Z4, Z5, Z6, Z7)
+	MSTORE4(o3+16, Z8, Z9, Z10, Z11)
+	MSTORE4(o4+24, Z12, Z13, Z14, Z15)
+	JMP  mdone
+
+mr3:
+	CMPQ k+64(FP), $4
+	JEQ  mr3k4
+	MLOAD3(o1+0, Z0, Z1, Z2)
+	MLOAD3(o2+8, Z4, Z5, Z6)
+
+mr3k2:
+	MROW3
+	MWEIGHTS2
+	MFMA3(Z16, Z0, Z1, Z2)
+	MFMA3(Z17, Z4, Z5, Z6)
+	MNEXT(mr3k2)
+	MSTORE3(o1+0, Z0, Z1, Z2)
+	MSTORE3(o2+8, Z4, Z5, Z6)
+	JMP  mdone
+
+mr3k4:
+	MLOAD3(o1+0, Z0, Z1, Z2)
+	MLOAD3(o2+8, Z4, Z5, Z6)
+	MLOAD3(o3+16, Z8, Z9, Z10)
+	MLOAD3(o4+24, Z12, Z13, Z14)
+
+mr3k4row:
+	MROW3
+	MWEIGHTS4
+	MFMA3(Z16, Z0, Z1, Z2)
+	MFMA3(Z17, Z4, Z5, Z6)
+	MFMA3(Z18, Z8, Z9, Z10)
+	MFMA3(Z19, Z12, Z13, Z14)
+	MNEXT(mr3k4row)
+	MSTORE3(o1+0, Z0, Z1, Z2)
+	MSTORE3(o2+8, Z4, Z5, Z6)
+	MSTORE3(o3+16, Z8, Z9, Z10)
+	MSTORE3(o4+24, Z12, Z13, Z14)
+	JMP  mdone
+
+mr2:
+	CMPQ k+64(FP), $4
+	JEQ  mr2k4
+	MLOAD2(o1+0, Z0, Z1)
+	MLOAD2(o2+8, Z4, Z5)
+
+mr2k2:
+	MROW2
+	MWEIGHTS2
+	MFMA2(Z16, Z0, Z1)
+	MFMA2(Z17, Z4, Z5)
+	MNEXT(mr2k2)
+	MSTORE2(o1+0, Z0, Z1)
+	MSTORE2(o2+8, Z4, Z5)
+	JMP  mdone
+
+mr2k4:
+	MLOAD2(o1+0, Z0, Z1)
+	MLOAD2(o2+8, Z4, Z5)
+	MLOAD2(o3+16, Z8, Z9)
+	MLOAD2(o4+24, Z12, Z13)
+
+mr2k4row:
+	MROW2
+	MWEIGHTS4
+	MFMA2(Z16, Z0, Z1)
+	MFMA2(Z17, Z4, Z5)
+	MFMA2(Z18, Z8, Z9)
+	MFMA2(Z19, Z12, Z13)
+	MNEXT(mr2k4row)
+	MSTORE2(o1+0, Z0, Z1)
+	MSTORE2(o2+8, Z4, Z5)
+	MSTORE2(o3+16, Z8, Z9)
+	MSTORE2(o4+24, Z12, Z13)
+	JMP  mdone
+
+mr1:
+	CMPQ k+64(FP), $4
+	JEQ  mr1k4
+	MLOAD1(o1+0, Z0)
+	MLOAD1(o2+8, Z4)
+
+mr1k2:
+	MROW1
+	MWEIGHTS2
+	MFMA1(Z16, Z0)
+	MFMA1(Z17, Z4)
+	MNEXT(mr1k2)
+	MSTORE1(o1+0, Z0)
+	MSTORE1(o2+8, Z4)
+	JMP  mdone
+
+mr1k4:
+	MLOAD1(o1+0, Z0)
+	MLOAD1(o2+8, Z4)
+	MLOAD1(o3+16, Z8)
+	MLOAD1(o4+24, Z12)
+
+mr1k4row:
+	MROW1
+	MWEIGHTS4
+	MFMA1(Z16, Z0)
+	MFMA1(Z17, Z4)
+	MFMA1(Z18, Z8)
+	MFMA1(Z19, Z12)
+	MNEXT(mr1k4row)
+	MSTORE1(o1+0, Z0)
+	MSTORE1(o2+8, Z4)
+	MSTORE1(o3+16, Z8)
+	MSTORE1(o4+24, Z12)
+
+mdone:
+	VZEROUPPER
+	RET
+
+// func vaccumMultiY(o1, o2, o3, o4, w1, w2, w3, w4 *float32, k int, v *float32, stride, n, hd int)
+// vaccumMultiF32 on AVX2: k·hd/8 ≤ 8 accumulators of 8 columns (k = 2 and hd ≤ 32, or
+// k = 4 and hd ≤ 16), hd a multiple of 8, n > 0; the same operations per element.
+TEXT ·vaccumMultiY(SB), NOSPLIT, $0-104
+	MOVQ w1+32(FP), R8
+	MOVQ w2+40(FP), R9
+	MOVQ w3+48(FP), R10
+	MOVQ w4+56(FP), R11
+	MOVQ v+72(FP), R12
+	MOVQ stride+80(FP), BX
+	MOVQ n+88(FP), DX
+	MOVQ hd+96(FP), DI
+	XORQ CX, CX
+	CMPQ k+64(FP), $4
+	JEQ  yk4
+	CMPQ DI, $8
+	JEQ  yk2r1
+	CMPQ DI, $16
+	JEQ  yk2r2
+	CMPQ DI, $24
+	JEQ  yk2r3
+
+	// k = 2, hd = 32
+	YLOAD4(o1+0, Y0, Y1, Y2, Y3)
+	YLOAD4(o2+8, Y4, Y5, Y6, Y7)
+
+yk2r4row:
+	YROW4
+	YWEIGHTS2
+	YFMA4(Y12, Y0, Y1, Y2, Y3)
+	YFMA4(Y13, Y4, Y5, Y6, Y7)
+	MNEXT(yk2r4row)
+	YSTORE4(o1+0, Y0, Y1, Y2, Y3)
+	YSTORE4(o2+8, Y4, Y5, Y6, Y7)
+	JMP  ydone
+
+yk2r3:
+	YLOAD2(o1+0, Y0, Y1)
+	VMOVUPS 64(DI), Y2
+	YLOAD2(o2+8, Y4, Y5)
+	VMOVUPS 64(DI), Y6
+
+yk2r3row:
+	YROW2
+	VMOVUPS 64(R12), Y10
+	YWEIGHTS2
+	YFMA2(Y12, Y0, Y1)
+	VFMADD231PS Y10, Y12, Y2
+	YFMA2(Y13, Y4, Y5)
+	VFMADD231PS Y10, Y13, Y6
+	MNEXT(yk2r3row)
+	YSTORE2(o1+0, Y0, Y1)
+	VMOVUPS Y2, 64(DI)
+	YSTORE2(o2+8, Y4, Y5)
+	VMOVUPS Y6, 64(DI)
+	JMP  ydone
+
+yk2r2:
+	YLOAD2(o1+0, Y0, Y1)
+	YLOAD2(o2+8, Y4, Y5)
+
+yk2r2row:
+	YROW2
+	YWEIGHTS2
+	YFMA2(Y12, Y0, Y1)
+	YFMA2(Y13, Y4, Y5)
+	MNEXT(yk2r2row)
+	YSTORE2(o1+0, Y0, Y1)
+	YSTORE2(o2+8, Y4, Y5)
+	JMP  ydone
+
+yk2r1:
+	YLOAD1(o1+0, Y0)
+	YLOAD1(o2+8, Y4)
+
+yk2r1row:
+	YROW1
+	YWEIGHTS2
+	YFMA1(Y12, Y0)
+	YFMA1(Y13, Y4)
+	MNEXT(yk2r1row)
+	YSTORE1(o1+0, Y0)
+	YSTORE1(o2+8, Y4)
+	JMP  ydone
+
+yk4:
+	CMPQ DI, $8
+	JEQ  yk4r1
+	YLOAD2(o1+0, Y0, Y1)
+	YLOAD2(o2+8, Y2, Y3)
+	YLOAD2(o3+16, Y4, Y5)
+	YLOAD2(o4+24, Y6, Y7)
+
+yk4r2row:
+	YROW2
+	YWEIGHTS4
+	YFMA2(Y12, Y0, Y1)
+	YFMA2(Y13, Y2, Y3)
+	YFMA2(Y14, Y4, Y5)
+	YFMA2(Y15, Y6, Y7)
+	MNEXT(yk4r2row)
+	YSTORE2(o1+0, Y0, Y1)
+	YSTORE2(o2+8, Y2, Y3)
+	YSTORE2(o3+16, Y4, Y5)
+	YSTORE2(o4+24, Y6, Y7)
+	JMP  ydone
+
+yk4r1:
+	YLOAD1(o1+0, Y0)
+	YLOAD1(o2+8, Y2)
+	YLOAD1(o3+16, Y4)
+	YLOAD1(o4+24, Y6)
+
+yk4r1row:
+	YROW1
+	YWEIGHTS4
+	YFMA1(Y12, Y0)
+	YFMA1(Y13, Y2)
+	YFMA1(Y14, Y4)
+	YFMA1(Y15, Y6)
+	MNEXT(yk4r1row)
+	YSTORE1(o1+0, Y0)
+	YSTORE1(o2+8, Y2)
+	YSTORE1(o3+16, Y4)
+	YSTORE1(o4+24, Y6)
+
+ydone:
 	VZEROUPPER
 	RET

@@ -117,7 +117,7 @@ hsdone:
 	RET
 
 // func vaccumF16(out *float32, v *uint16, stride, n, hd int, w *float32)
-// vaccumF32 over fp16 values (AVX2 + F16C); hd a multiple of 8.
+// vaccumF32 over fp16 values (AVX2 + F16C); hd a multiple of 8, n > 0.
 TEXT ·vaccumF16(SB), NOSPLIT, $0-48
 	MOVQ out+0(FP), DX
 	MOVQ v+8(FP), DI
@@ -180,32 +180,83 @@ hawstore:
 	SUBQ $64, R9
 	JMP  hachunk
 
+// Fewer than 64 columns left (8 to 56): 32, 16 and 8 at a time, at most three passes
+// over the rows; eight columns a pass made one FMA chain wait on its own latency.
 hanarrow:
-	XORQ AX, AX
-
-hacol:
-	CMPQ AX, R9
-	JGE  hadone
-	VMOVUPS (DX)(AX*4), Y0
+	CMPQ R9, $32
+	JLT  ha16
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	VMOVUPS 64(DX), Y2
+	VMOVUPS 96(DX), Y3
 	MOVQ DI, BX
 	MOVQ SI, R11
 	MOVQ R10, CX
 
-harow:
-	CMPQ CX, $0
-	JEQ  hastore
-	VBROADCASTSS (R11), Y1
-	VCVTPH2PS (BX)(AX*2), Y2
-	VFMADD231PS Y2, Y1, Y0
+ha32row:
+	VBROADCASTSS (R11), Y8
+	VCVTPH2PS 0(BX), Y9
+	VCVTPH2PS 16(BX), Y10
+	VCVTPH2PS 32(BX), Y11
+	VCVTPH2PS 48(BX), Y12
+	VFMADD231PS Y9, Y8, Y0
+	VFMADD231PS Y10, Y8, Y1
+	VFMADD231PS Y11, Y8, Y2
+	VFMADD231PS Y12, Y8, Y3
 	ADDQ R8, BX
 	ADDQ $4, R11
 	DECQ CX
-	JMP  harow
+	JNZ  ha32row
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	ADDQ $128, DX
+	ADDQ $64, DI
+	SUBQ $32, R9
 
-hastore:
-	VMOVUPS Y0, (DX)(AX*4)
-	ADDQ $8, AX
-	JMP  hacol
+ha16:
+	CMPQ R9, $16
+	JLT  ha8
+	VMOVUPS 0(DX), Y0
+	VMOVUPS 32(DX), Y1
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+ha16row:
+	VBROADCASTSS (R11), Y8
+	VCVTPH2PS 0(BX), Y9
+	VCVTPH2PS 16(BX), Y10
+	VFMADD231PS Y9, Y8, Y0
+	VFMADD231PS Y10, Y8, Y1
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  ha16row
+	VMOVUPS Y0, 0(DX)
+	VMOVUPS Y1, 32(DX)
+	ADDQ $64, DX
+	ADDQ $32, DI
+	SUBQ $16, R9
+
+ha8:
+	CMPQ R9, $8
+	JLT  hadone
+	VMOVUPS 0(DX), Y0
+	MOVQ DI, BX
+	MOVQ SI, R11
+	MOVQ R10, CX
+
+ha8row:
+	VBROADCASTSS (R11), Y8
+	VCVTPH2PS 0(BX), Y9
+	VFMADD231PS Y9, Y8, Y0
+	ADDQ R8, BX
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  ha8row
+	VMOVUPS Y0, 0(DX)
 
 hadone:
 	VZEROUPPER

@@ -39,7 +39,7 @@ func sameBits(t *testing.T, what string, got, want []float32) {
 func TestHalfKernelsMatchConverted(t *testing.T) {
 	halfPaths(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(21, 22))
-		for _, hd := range []int{8, 16, 24, 48, 64, 72, 128, 200, 272, 300} {
+		for _, hd := range []int{8, 16, 24, 32, 40, 48, 56, 64, 72, 96, 128, 200, 272, 300} {
 			for _, n := range []int{1, 3, 7, 8, 9, 17, 64} {
 				stride := hd + 24
 				kh := randHalves(rng, n*stride)

@@ -43,15 +43,23 @@ func attentionPass(tb testing.TB, m *Model, pool *kernels.Pool, kvt ggml.Type, s
 // halves as stored and converts them in registers, gives bitwise the outputs of
 // attention over an F32 cache holding the converted values (what it computed before
 // it read halves): so an F16 cache keeps its expected values. Decode steps of many
-// sequences and blocks of one sequence, with one and two threads.
+// sequences and blocks of one sequence, with one and two threads; the target's query
+// heads share KV heads two by two, the draft's (32 dimensions) have KV heads of their
+// own.
 func TestF16AttentionAsConverted(t *testing.T) {
-	m, err := Load(testmodels.ForTest(t, "specd-target-q8_0.gguf"), LoadOptions{})
+	for _, file := range []string{"specd-target-q8_0.gguf", "specd-draft-q8_0.gguf"} {
+		t.Run(file, func(t *testing.T) { testF16AttentionAsConverted(t, file) })
+	}
+}
+
+func testF16AttentionAsConverted(t *testing.T, file string) {
+	m, err := Load(testmodels.ForTest(t, file), LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	for _, threads := range []int{1, 2} {
-		for _, c := range []struct{ seqs, n, past int }{{5, 1, 70}, {2, 3, 90}, {1, 16, 100}, {3, 7, 130}} {
+		for _, c := range []struct{ seqs, n, past int }{{5, 1, 70}, {2, 3, 90}, {1, 16, 100}, {3, 7, 130}, {2, 4, 90}, {1, 5, 250}} {
 			t.Run(fmt.Sprintf("threads=%d/seqs=%d/block=%d/past=%d", threads, c.seqs, c.n, c.past), func(t *testing.T) {
 				pool := kernels.NewPool(threads)
 				defer pool.Close()
@@ -128,6 +136,34 @@ func BenchmarkAttention(b *testing.B) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkAttentionDraft times attention alone, every layer of the draft (six heads of
+// 32 dimensions, each with a KV head of its own), for one token and for a block of 5
+// after 100 and 250 cached positions, with one thread: the part of the draft's passes
+// that grows with the context.
+//
+//	go test ./model -run '^$' -bench AttentionDraft -benchtime 2000x
+func BenchmarkAttentionDraft(b *testing.B) {
+	m, err := Load(testmodels.ForTest(b, "specd-draft-q8_0.gguf"), LoadOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	for _, kvt := range []ggml.Type{ggml.F32, ggml.F16} {
+		for _, c := range []struct{ n, past int }{{1, 100}, {1, 250}, {5, 100}, {5, 250}} {
+			b.Run(fmt.Sprintf("kv=%v/block=%d/past=%d", kvt, c.n, c.past), func(b *testing.B) {
+				pool := kernels.NewPool(1)
+				defer pool.Close()
+				bt, _ := attentionPass(b, m, pool, kvt, 1, c.n, c.past)
+				for b.Loop() {
+					for li := range m.Layers {
+						bt.attention(li)
+					}
+				}
+			})
 		}
 	}
 }

@@ -499,7 +499,8 @@ func (b *Batch) attendItems(lo, hi int) {
 // converted in registers), stay in L1 while every query sharing them takes all of the block's positions it
 // sees in one kernel call. The query heads go two at a time (heads h and h+1), the last
 // of an odd group alone: which kernel serves a head never depends on the tokens in the
-// pass.
+// pass. The weighted sums of a head's tokens go two or four at a time too, but those
+// kernels give bitwise so many Accum calls.
 func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	c := b.m.Config
 	hd, heads, kvd, qd := c.HeadDim, c.Heads, c.KVDim(), c.QDim()
@@ -593,6 +594,34 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 			}
 		}
 	}
+	// tokensAccum adds, for k (2 or 4) tokens from t of head h, the weighted values
+	// of the rows of the block all of them see with one Accum2 or Accum4 call (k
+	// Accum calls, bit for bit), then each later token's few more rows alone.
+	tokensAccum := func(t, k, h int, vf []float32, vh []uint16, vs, a int) {
+		cnt := max(min(bt, off+t+1-a), 0)
+		if cnt > 0 {
+			var o, w [4][]float32
+			for i := range k {
+				_, sc := query(t+i, h)
+				o[i], w[i] = b.att[(t+i)*qd+h*hd:(t+i)*qd+(h+1)*hd], sc[a:a+cnt]
+			}
+			switch {
+			case k == 2 && direct:
+				kernels.Accum2Half(o[0], o[1], vh, vs, w[0], w[1])
+			case k == 2:
+				kernels.Accum2(o[0], o[1], vf, vs, w[0], w[1])
+			case direct:
+				kernels.Accum4Half(o[0], o[1], o[2], o[3], vh, vs, w[0], w[1], w[2], w[3])
+			default:
+				kernels.Accum4(o[0], o[1], o[2], o[3], vf, vs, w[0], w[1], w[2], w[3])
+			}
+		}
+		for u := t + 1; u < t+k; u++ {
+			if cu := min(bt, off+u+1-a); cu > cnt {
+				accum(u, h, false, vf, vh, vs, a, cnt, cu)
+			}
+		}
+	}
 	for blk := 0; blk*bt <= last; blk++ {
 		a := blk * bt
 		vf, vh, vs := rows(true, blk, min(bt, last+1-a))
@@ -619,6 +648,16 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 				if cnt2 := min(bt, off+t+2-a); cnt2 > cnt {
 					accum(t+1, h, pair, vf, vh, vs, a, cnt, cnt2)
 				}
+			}
+			// A head without a partner (its KV head its own, as the draft's, or the
+			// last of an odd group) takes four tokens, then two, at a time the same
+			// way: one pass over the values for all of them, with FMA chains enough to
+			// hide FMA latency where a small head's few would wait.
+			for ; !pair && t+3 < t1; t += 4 {
+				tokensAccum(t, 4, h, vf, vh, vs, a)
+			}
+			for ; !pair && t+1 < t1; t += 2 {
+				tokensAccum(t, 2, h, vf, vh, vs, a)
 			}
 			for ; t < t1; t++ {
 				if cnt := min(bt, off+t+1-a); cnt > 0 {
