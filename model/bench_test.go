@@ -103,3 +103,65 @@ func BenchmarkForwardSeqs(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDraftBesideVerifier times one-token passes of the draft while the target
+// decodes on two threads in the same process, one step after another, as `specd up`
+// runs them on a small machine: the draft's cost per token there, which decides
+// whether speculation pays, includes what the verifier's threads take from it — on
+// machines whose two vCPUs are hyperthreads of one core, their spinning too.
+//
+//	go test ./model -run '^$' -bench DraftBesideVerifier -benchtime 2000x
+func BenchmarkDraftBesideVerifier(b *testing.B) {
+	target, draft := load(b, "specd-target-q8_0.gguf", nil), load(b, "specd-draft-q8_0.gguf", nil)
+	ctx := make([]int32, 100)
+	for i := range ctx {
+		ctx[i] = int32(100 + i%300)
+	}
+	for _, verifier := range []bool{false, true} {
+		b.Run(fmt.Sprintf("verifier=%v", verifier), func(b *testing.B) {
+			stop := make(chan struct{})
+			done := make(chan error, 1)
+			steps := 0
+			if verifier {
+				vs := newState(b, target, 2, 1)
+				if _, err := vs.Forward(ctx, false); err != nil {
+					b.Fatal(err)
+				}
+				go func() {
+					for {
+						select {
+						case <-stop:
+							done <- nil
+							return
+						default:
+						}
+						if _, err := vs.Forward(ctx[:1], true); err != nil {
+							done <- err
+							return
+						}
+						vs.Seq.Truncate(len(ctx))
+						steps++
+					}
+				}()
+			}
+			ds := newState(b, draft, 1, 1)
+			if _, err := ds.Forward(ctx, false); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := ds.Forward(ctx[:1], true); err != nil {
+					b.Fatal(err)
+				}
+				ds.Seq.Truncate(len(ctx))
+			}
+			b.StopTimer()
+			if verifier {
+				close(stop)
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(steps)/b.Elapsed().Seconds(), "verifier-steps/s")
+			}
+		})
+	}
+}
