@@ -694,8 +694,14 @@ func (s *Scheduler) Step() (Ready, error) {
 			}
 		}
 		u.Tokens = append(u.Tokens, st.Tokens...)
-		if st.Verdict != nil && !e.sess.Done() {
+		switch {
+		case e.sess.Done():
+		case st.Verdict != nil:
 			u.Verdicts = append(u.Verdicts, s.withGamma(e, *st.Verdict))
+		case len(u.Verdicts) > 0:
+			// A stale proposal answered before this own step: the draft hears of the
+			// step's token too.
+			e.sess.Extend(&u.Verdicts[len(u.Verdicts)-1])
 		}
 		if e.sess.Done() {
 			u.Done, u.Output, u.Stats = true, e.sess.Output(), e.sess.Stats

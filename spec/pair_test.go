@@ -1,0 +1,239 @@
+package spec_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/ggml"
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/spec"
+	"github.com/specd-dev/specd/verifier"
+)
+
+// pairReq is one request of a pairRun.
+type pairReq struct {
+	prompt []int32
+	sp     sample.Params
+	n      int
+	gamma  int // the client's fixed γ (0: the controller's)
+	want   []int32
+	got    []int32
+	done   bool
+	rounds int
+	sent   int                    // proposals the draft made
+	toV    []timed[spec.Proposal] // proposals in flight to the verifier
+	toD    []timed[spec.Verdict]  // verdicts in flight to the draft
+}
+
+// pairRun is a verifier's and a draft's scheduler — the cores production runs — run
+// against each other in one goroutine.
+type pairRun struct {
+	maxTokens int // of a verifier pass
+	depth     int // the draft's pipelining
+	branches  int
+	draftRuns func() int // draft passes between two verifier steps
+	// lag is how many steps late a message arrives (0: before the next verifier step);
+	// messages of a request stay in order.
+	lag func(r *pairReq, proposal bool) int
+}
+
+type timed[T any] struct {
+	at int
+	v  T
+}
+
+func last[T any](q []timed[T]) int {
+	if len(q) == 0 {
+		return 0
+	}
+	return q[len(q)-1].at
+}
+
+// run runs every request to its end, failing t on a request's or a draft session's
+// failure, or when nothing can move.
+func (pr pairRun) run(t *testing.T, p pair, reqs []*pairReq) {
+	t.Helper()
+	kv, err := p.target.NewKVPool(32<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := verifier.NewScheduler(p.target.NewBatch(p.pool, pr.maxTokens), p.target, kv, nil, verifier.Config{MaxGamma: 6})
+	dkv, err := p.draft.NewKVPool(32<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dpool := kernels.NewPool(1)
+	defer dpool.Close()
+	ds := draft.NewScheduler(p.draft.NewBatch(dpool, 16), dkv, draft.Config{Depth: pr.depth, Prefill: 8})
+	for i, r := range reqs {
+		if err := vs.Submit(verifier.ID(i), verifier.Job{Request: verifier.Request{Prompt: r.prompt, Sampling: r.sp, Mode: spec.Coupled, Limits: limits(p.target, r.n)},
+			Spec: true, Gamma: r.gamma, Draftable: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	running := func() bool { return slices.ContainsFunc(reqs, func(r *pairReq) bool { return !r.done }) }
+	for now := 1; running(); now++ {
+		if now > 5000 {
+			t.Fatalf("not done after %d steps", now)
+		}
+		// Verdicts that have arrived reach the draft before its passes, proposals the
+		// verifier after them.
+		for i, r := range reqs {
+			for len(r.toD) > 0 && r.toD[0].at <= now {
+				if !r.done {
+					if err := ds.Apply(uint64(i), r.toD[0].v); err != nil {
+						t.Fatal(err)
+					}
+				}
+				r.toD = r.toD[1:]
+			}
+		}
+		for range pr.draftRuns() {
+			if !ds.Busy() {
+				break
+			}
+			ds.Step()
+			for _, o := range ds.Ready(time.Millisecond) {
+				if o.Err != nil {
+					t.Fatalf("draft session %d failed: %v", o.ID, o.Err)
+				}
+				r := reqs[o.ID]
+				r.sent++
+				r.toV = append(r.toV, timed[spec.Proposal]{max(now+pr.lag(r, true), last(r.toV)), o.Proposal})
+			}
+		}
+		inFlight := false
+		for i, r := range reqs {
+			for len(r.toV) > 0 && r.toV[0].at <= now {
+				vs.Propose(verifier.ID(i), r.toV[0].v)
+				r.toV = r.toV[1:]
+			}
+			inFlight = inFlight || len(r.toV)+len(r.toD) > 0
+		}
+		if !vs.HasWork() {
+			if !vs.Held() && !ds.Busy() && !inFlight {
+				t.Fatalf("step %d: nothing to do and requests not done", now)
+			}
+			if vs.Held() {
+				vs.Timer() // the drafts were given their time
+			}
+			continue
+		}
+		rd, err := vs.Step()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs.ObservePass(rd.Tokens, time.Duration(1000+100*rd.Tokens)*time.Microsecond)
+		for _, u := range rd.Updates {
+			r := reqs[u.ID]
+			if u.Err != nil {
+				t.Fatalf("request %d: %v", u.ID, u.Err)
+			}
+			if u.Admitted {
+				opt := spec.Options{Sampling: r.sp, Mode: spec.Coupled, Gamma: verifier.Job{Gamma: r.gamma}.FirstGamma(6),
+					MaxPosition: len(r.prompt) - 1 + r.n, Branches: pr.branches}
+				if err := ds.Start(uint64(u.ID), r.prompt, opt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, tk := range u.Tokens {
+				if tk.ID >= 0 {
+					r.got = append(r.got, tk.ID)
+				}
+			}
+			r.rounds += len(u.Rounds)
+			for _, v := range u.Verdicts {
+				r.toD = append(r.toD, timed[spec.Verdict]{max(now+1+pr.lag(r, false), last(r.toD)), v})
+			}
+			if u.Done {
+				r.done = true
+				ds.Stop(uint64(u.ID))
+			}
+		}
+	}
+}
+
+// TestSchedulersTogether drives the two schedulers production runs — the verifier's
+// and the draft's — against each other, with proposals and verdicts now and then a step
+// late (in order, as a stream keeps them), passes too small for whole rounds, random
+// pipelining depths, branches and fixed or controlled γ. Every request commits what
+// plain decoding commits, no draft session fails, and speculation does not stall:
+// every greedy request has rounds verified (a sampled one may have a draft too often
+// wrong for any).
+func TestSchedulersTogether(t *testing.T) {
+	p := loadPair(t)
+	texts := []string{"Once upon a time", "The quick brown fox", "It is a truth universally acknowledged", "One day, Lily found a shiny key in the garden."}
+	samplings := []sample.Params{{}, {Temperature: 0.8, Seed: 7}, {Temperature: 1, TopK: 40, Seed: 11}}
+	trials := 12
+	if testing.Short() {
+		trials = 4
+	}
+	for trial := range trials {
+		t.Run(fmt.Sprint(trial), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(trial), 99))
+			reqs := make([]*pairReq, 4)
+			for i := range reqs {
+				r := &pairReq{prompt: p.target.Tok.Encode(texts[(i+trial)%len(texts)], true), sp: samplings[(i+trial)%len(samplings)], n: 24 + rng.IntN(24)}
+				if rng.IntN(3) == 0 {
+					r.gamma = 1 + rng.IntN(5)
+				}
+				r.want = plain(t, p, r.prompt, r.n, r.sp)
+				reqs[i] = r
+			}
+			pairRun{
+				maxTokens: []int{6, 7, 9, 32}[trial%4], // 4 requests leave 2 to 28 tokens for speculation
+				depth:     1 + trial%3,
+				branches:  trial % 2,
+				draftRuns: func() int { return 3 + rng.IntN(6) },
+				// Mostly in time: a pass of several requests takes about a draft's round trip.
+				lag: func(*pairReq, bool) int { return rng.IntN(4) / 3 },
+			}.run(t, p, reqs)
+			for i, r := range reqs {
+				if !slices.Equal(r.got, r.want) {
+					t.Errorf("request %d (%+v, γ %d): got %v\nwant %v", i, r.sp, r.gamma, r.got, r.want)
+				}
+				if r.sp.Greedy() && r.rounds < 2 {
+					t.Errorf("request %d (%+v, γ %d): %d rounds verified in %d tokens: speculation stalled", i, r.sp, r.gamma, r.rounds, len(r.got))
+				}
+			}
+		})
+	}
+}
+
+// TestGammaOneCatchesUp: a request that asked for one draft token a round, running
+// with others (so never held for its draft), whose draft's first proposal came a step
+// late. A stale proposal is answered before the pass that commits the verifier's own
+// token, so the draft drafts from one position behind the verifier; a round of one
+// token from there is overtaken again, and again. The draft must catch up, and its
+// proposals be checked.
+func TestGammaOneCatchesUp(t *testing.T) {
+	p := loadPair(t)
+	texts := []string{"Once upon a time", "The quick brown fox", "One day, Lily found a shiny key in the garden."}
+	reqs := make([]*pairReq, len(texts))
+	for i, text := range texts {
+		r := &pairReq{prompt: p.target.Tok.Encode(text, true), n: 40, gamma: 1}
+		r.want = plain(t, p, r.prompt, r.n, r.sp)
+		reqs[i] = r
+	}
+	pairRun{maxTokens: 16, depth: 1, draftRuns: func() int { return 8 },
+		lag: func(r *pairReq, proposal bool) int {
+			if proposal && r.sent == 1 {
+				return 1
+			}
+			return 0
+		},
+	}.run(t, p, reqs)
+	for i, r := range reqs {
+		if !slices.Equal(r.got, r.want) {
+			t.Errorf("request %d: got %v\nwant %v", i, r.got, r.want)
+		}
+		if r.rounds < r.n/4 {
+			t.Errorf("request %d: %d rounds verified of %d proposals in %d tokens", i, r.rounds, r.sent, len(r.got))
+		}
+	}
+}
