@@ -1,6 +1,7 @@
 package spec_test
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -19,6 +20,7 @@ import (
 type pairReq struct {
 	prompt []int32
 	sp     sample.Params
+	mode   spec.Mode // 0: coupled
 	n      int
 	gamma  int // the client's fixed γ (0: the controller's)
 	want   []int32
@@ -71,7 +73,7 @@ func (pr pairRun) run(t *testing.T, p pair, reqs []*pairReq) {
 	defer dpool.Close()
 	ds := draft.NewScheduler(p.draft.NewBatch(dpool, 16), dkv, draft.Config{Depth: pr.depth, Prefill: 8})
 	for i, r := range reqs {
-		if err := vs.Submit(verifier.ID(i), verifier.Job{Request: verifier.Request{Prompt: r.prompt, Sampling: r.sp, Mode: spec.Coupled, Limits: limits(p.target, r.n)},
+		if err := vs.Submit(verifier.ID(i), verifier.Job{Request: verifier.Request{Prompt: r.prompt, Sampling: r.sp, Mode: cmp.Or(r.mode, spec.Coupled), Limits: limits(p.target, r.n)},
 			Spec: true, Gamma: r.gamma, Draftable: true}); err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +137,7 @@ func (pr pairRun) run(t *testing.T, p pair, reqs []*pairReq) {
 				t.Fatalf("request %d: %v", u.ID, u.Err)
 			}
 			if u.Admitted {
-				opt := spec.Options{Sampling: r.sp, Mode: spec.Coupled, Gamma: verifier.Job{Gamma: r.gamma}.FirstGamma(6),
+				opt := spec.Options{Sampling: r.sp, Mode: cmp.Or(r.mode, spec.Coupled), ProposalTopK: 16, Gamma: verifier.Job{Gamma: r.gamma}.FirstGamma(6),
 					MaxPosition: len(r.prompt) - 1 + r.n, Branches: pr.branches}
 				if err := ds.Start(uint64(u.ID), r.prompt, opt); err != nil {
 					t.Fatal(err)
@@ -155,6 +157,12 @@ func (pr pairRun) run(t *testing.T, p pair, reqs []*pairReq) {
 				ds.Stop(uint64(u.ID))
 			}
 		}
+	}
+	if st := kv.Stats(); st.Used != 0 {
+		t.Errorf("verifier: %d KV blocks held after every request ended", st.Used)
+	}
+	if st := dkv.Stats(); st.Used != 0 || ds.Len() != 0 {
+		t.Errorf("draft: %d KV blocks held, %d sessions after every request ended", st.Used, ds.Len())
 	}
 }
 
@@ -234,6 +242,35 @@ func TestGammaOneCatchesUp(t *testing.T) {
 		}
 		if r.rounds < r.n/4 {
 			t.Errorf("request %d: %d rounds verified of %d proposals in %d tokens", i, r.rounds, r.sent, len(r.got))
+		}
+	}
+}
+
+// TestSchedulersTogetherRejection runs sampled requests in rejection mode through both
+// schedulers: their output is only equal in distribution to plain decoding's
+// (TestSpeculativeSamplingIsLossless), but no request or draft session may fail, hang
+// or keep KV blocks, and drafts must be checked.
+func TestSchedulersTogetherRejection(t *testing.T) {
+	p := loadPair(t)
+	texts := []string{"Once upon a time", "The quick brown fox", "It is a truth universally acknowledged", "One day, Lily found a shiny key in the garden."}
+	for trial := range 4 {
+		rng := rand.New(rand.NewPCG(uint64(trial), 7))
+		reqs := make([]*pairReq, 4)
+		for i := range reqs {
+			reqs[i] = &pairReq{prompt: p.target.Tok.Encode(texts[i], true), sp: sample.Params{Temperature: 0.7, TopK: 40, Seed: uint64(10*trial + i)},
+				mode: spec.Rejection, n: 24 + rng.IntN(24)}
+		}
+		pairRun{maxTokens: []int{6, 9, 12, 32}[trial], depth: 1 + trial%3, branches: trial % 2,
+			draftRuns: func() int { return 3 + rng.IntN(6) }, lag: func(*pairReq, bool) int { return rng.IntN(4) / 3 }}.run(t, p, reqs)
+		rounds := 0
+		for i, r := range reqs {
+			if len(r.got) == 0 || len(r.got) > r.n {
+				t.Errorf("trial %d request %d: %d tokens of at most %d", trial, i, len(r.got), r.n)
+			}
+			rounds += r.rounds
+		}
+		if rounds == 0 {
+			t.Errorf("trial %d: no round verified", trial)
 		}
 	}
 }
