@@ -260,7 +260,8 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 			if !e.speculating.Load() && q.Gamma == 0 {
 				return
 			}
-			link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
+			// max_tokens counts resumed tokens: the request ends at the same position.
+			link, err := s.openDraft(ctx, addr, committed, len(prompt)-1+q.MaxTokens, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
 			if err != nil {
 				r.fallback(err)
 				return
@@ -644,7 +645,10 @@ func (s *Server) draftModel(ctx context.Context, addr string) string {
 	return name
 }
 
-func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {
+// openDraft opens a Speculate stream to the draft at addr for a request whose
+// committed sequence is committed. maxPos is the request's last position, whose token is the verifier's own whatever
+// was drafted: the draft proposes before it.
+func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, maxPos int, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {
 	cc, err := s.conns.Get(addr)
 	if err != nil {
 		return nil, err
@@ -661,7 +665,7 @@ func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, 
 	}
 	start := &speculationv1.Start{
 		ContextIds: committed, Sampling: services.SamplingToProto(q.Sampling), Mode: services.ModeToProto(mode),
-		Gamma: uint32(gamma), MaxPosition: uint32(len(committed) - 1 + (q.MaxTokens)), TokenizerHash: tokHash,
+		Gamma: uint32(gamma), MaxPosition: uint32(maxPos), TokenizerHash: tokHash,
 		ProposalTopK: uint32(topK),
 	}
 	if err := stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: start}}); err != nil {
