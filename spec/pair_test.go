@@ -18,18 +18,19 @@ import (
 
 // pairReq is one request of a pairRun.
 type pairReq struct {
-	prompt []int32
-	sp     sample.Params
-	mode   spec.Mode // 0: coupled
-	n      int
-	gamma  int // the client's fixed γ (0: the controller's)
-	want   []int32
-	got    []int32
-	done   bool
-	rounds int
-	sent   int                    // proposals the draft made
-	toV    []timed[spec.Proposal] // proposals in flight to the verifier
-	toD    []timed[spec.Verdict]  // verdicts in flight to the draft
+	prompt             []int32
+	sp                 sample.Params
+	mode               spec.Mode // 0: coupled
+	n                  int
+	gamma              int // the client's fixed γ (0: the controller's)
+	want               []int32
+	got                []int32
+	done               bool
+	cancelled, dropped bool
+	rounds             int
+	sent               int                    // proposals the draft made
+	toV                []timed[spec.Proposal] // proposals in flight to the verifier
+	toD                []timed[spec.Verdict]  // verdicts in flight to the draft
 }
 
 // pairRun is a verifier's and a draft's scheduler — the cores production runs — run
@@ -38,7 +39,9 @@ type pairRun struct {
 	maxTokens int // of a verifier pass
 	depth     int // the draft's pipelining
 	branches  int
-	draftRuns func() int // draft passes between two verifier steps
+	lookup    int // the verifier's prompt-lookup guesses (verifier.Config.Lookup)
+	draftRuns func() int
+	chaos     func(now int, vs *verifier.Scheduler, ds *draft.Scheduler, reqs []*pairReq) // draft passes between two verifier steps
 	// lag is how many steps late a message arrives (0: before the next verifier step);
 	// messages of a request stay in order.
 	lag func(r *pairReq, proposal bool) int
@@ -64,7 +67,7 @@ func (pr pairRun) run(t *testing.T, p pair, reqs []*pairReq) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vs := verifier.NewScheduler(p.target.NewBatch(p.pool, pr.maxTokens), p.target, kv, nil, verifier.Config{MaxGamma: 6})
+	vs := verifier.NewScheduler(p.target.NewBatch(p.pool, pr.maxTokens), p.target, kv, nil, verifier.Config{MaxGamma: 6, Lookup: pr.lookup})
 	dkv, err := p.draft.NewKVPool(32<<20, ggml.F32)
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +85,11 @@ func (pr pairRun) run(t *testing.T, p pair, reqs []*pairReq) {
 	for now := 1; running(); now++ {
 		if now > 5000 {
 			t.Fatalf("not done after %d steps", now)
+		}
+		if pr.chaos != nil {
+			if pr.chaos(now, vs, ds, reqs); !running() {
+				break
+			}
 		}
 		// Verdicts that have arrived reach the draft before its passes, proposals the
 		// verifier after them.
@@ -119,7 +127,11 @@ func (pr pairRun) run(t *testing.T, p pair, reqs []*pairReq) {
 		}
 		if !vs.HasWork() {
 			if !vs.Held() && !ds.Busy() && !inFlight {
-				t.Fatalf("step %d: nothing to do and requests not done", now)
+				for i, r := range reqs {
+					t.Logf("request %d: done %v cancelled %v dropped %v got %d/%d", i, r.done, r.cancelled, r.dropped, len(r.got), r.n)
+				}
+				running, queued := vs.Load()
+				t.Fatalf("step %d: nothing to do and requests not done (verifier: %d running, %d queued)", now, running, queued)
 			}
 			if vs.Held() {
 				vs.Timer() // the drafts were given their time
@@ -272,5 +284,68 @@ func TestSchedulersTogetherRejection(t *testing.T) {
 		if rounds == 0 {
 			t.Errorf("trial %d: no round verified", trial)
 		}
+	}
+}
+
+// TestSchedulersTogetherRandom runs random mixes through both schedulers: one to four
+// requests of any sampling, fixed γ or not, prompt lookup on or off, passes of a few
+// tokens, any pipelining depth and branches, messages up to three steps late, drafts
+// that drop out (DropDraft) and clients that cancel. Every request not cancelled
+// commits what plain decoding commits; nothing fails, hangs or keeps KV blocks.
+func TestSchedulersTogetherRandom(t *testing.T) {
+	p := loadPair(t)
+	texts := []string{"Once upon a time", "The quick brown fox", "It is a truth universally acknowledged", "One day, Lily found a shiny key in the garden.", "def main():"}
+	samplings := []sample.Params{{}, {Temperature: 0.8, Seed: 7}, {Temperature: 1, TopK: 40, Seed: 11}, {Temperature: 0.5, TopP: 0.9, Seed: 3}}
+	trials := 24
+	if testing.Short() {
+		trials = 6
+	}
+	for trial := range trials {
+		t.Run(fmt.Sprint(trial), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(trial), 1234))
+			nreq := 1 + rng.IntN(4)
+			reqs := make([]*pairReq, nreq)
+			for i := range reqs {
+				r := &pairReq{prompt: p.target.Tok.Encode(texts[rng.IntN(len(texts))], true), sp: samplings[rng.IntN(len(samplings))], n: 2 + rng.IntN(40)}
+				if rng.IntN(3) == 0 {
+					r.gamma = 1 + rng.IntN(6)
+				}
+				r.want = plain(t, p, r.prompt, r.n, r.sp)
+				reqs[i] = r
+			}
+			maxLag := rng.IntN(4)
+			pairRun{
+				maxTokens: nreq + 1 + rng.IntN(10),
+				depth:     1 + rng.IntN(4),
+				branches:  rng.IntN(3),
+				lookup:    rng.IntN(5),
+				chaos: func(now int, vs *verifier.Scheduler, ds *draft.Scheduler, reqs []*pairReq) {
+					i := rng.IntN(len(reqs))
+					r := reqs[i]
+					if r.done || rng.IntN(40) != 0 {
+						return
+					}
+					switch rng.IntN(2) {
+					case 0: // the draft is gone
+						ds.Stop(uint64(i))
+						vs.DropDraft(verifier.ID(i))
+						r.toV, r.toD = nil, nil
+						r.dropped = true
+					case 1: // the client cancels
+						ds.Stop(uint64(i))
+						vs.Cancel(verifier.ID(i))
+						r.toV, r.toD = nil, nil
+						r.done, r.cancelled = true, true
+					}
+				},
+				draftRuns: func() int { return 1 + rng.IntN(8) },
+				lag:       func(*pairReq, bool) int { return rng.IntN(maxLag + 1) },
+			}.run(t, p, reqs)
+			for i, r := range reqs {
+				if !r.cancelled && !slices.Equal(r.got, r.want) {
+					t.Errorf("request %d (%+v, γ %d): got %v\nwant %v", i, r.sp, r.gamma, r.got, r.want)
+				}
+			}
+		})
 	}
 }
