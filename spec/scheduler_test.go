@@ -445,64 +445,16 @@ func stepCollect(t *testing.T, s *verifier.Scheduler, got *[]int32, verdicts *[]
 // plain decoding commits.
 func TestSchedulerChecksPartOfRounds(t *testing.T) {
 	p := loadPair(t)
-	prompt := p.target.Tok.Encode("Once upon a time", true)
-	const n = 60
-	want := plain(t, p, prompt, n, sample.Params{})
-	kv, err := p.target.NewKVPool(16<<20, ggml.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := &pairReq{prompt: p.target.Tok.Encode("Once upon a time", true), n: 60, gamma: 4}
+	r.want = plain(t, p, r.prompt, r.n, r.sp)
 	// One token of every pass is the request's own; two are left for draft tokens.
-	s := verifier.NewScheduler(p.target.NewBatch(p.pool, 3), p.target, kv, nil, verifier.Config{})
-	if err := s.Submit(1, verifier.Job{Request: verifier.Request{Prompt: prompt, Limits: limits(p.target, n)}, Spec: true, Gamma: 4}); err != nil {
-		t.Fatal(err)
-	}
-	ds := onceUponATime(t, p, 4)
-	var got []int32
-	var verdicts []spec.Verdict
-	rounds, unanswered := 0, 0
-	for done := false; !done; {
-		for _, v := range verdicts {
-			if err := ds.Apply(v); err != nil {
-				t.Fatal(err)
-			}
-		}
-		verdicts = verdicts[:0]
-		for ds.Outstanding() < 2 && ds.CanDraft() {
-			pr, ok, err := ds.Draft(nil)
-			if err != nil || !ok {
-				t.Fatalf("Draft: ok %v, err %v", ok, err)
-			}
-			s.Propose(1, pr)
-		}
-		if !s.HasWork() {
-			s.Timer()
-		}
-		r, err := s.Step()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, u := range r.Updates {
-			if u.Err != nil {
-				t.Fatal(u.Err)
-			}
-			for _, tk := range u.Tokens {
-				got = append(got, tk.ID)
-			}
-			verdicts = append(verdicts, u.Verdicts...)
-			rounds += len(u.Rounds)
-			if u.Done {
-				done = true
-				unanswered = ds.Outstanding()
-			}
-		}
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %v\nwant %v (plain)", got, want)
+	pairRun{maxTokens: 3, depth: 2, draftRuns: func() int { return 8 }, lag: func(*pairReq, bool) int { return 0 }}.run(t, p, []*pairReq{r})
+	if !slices.Equal(r.got, r.want) {
+		t.Errorf("got %v\nwant %v (plain)", r.got, r.want)
 	}
 	// Each round commits at most three tokens; a stalled draft leaves the verifier
 	// decoding plainly, a token per pass.
-	if rounds < n/3-2 {
-		t.Errorf("%d rounds verified for %d tokens (draft left with %d unanswered rounds): speculation stalled", rounds, n, unanswered)
+	if r.rounds < r.n/3-2 {
+		t.Errorf("%d rounds verified of %d proposals for %d tokens: speculation stalled", r.rounds, r.sent, len(r.got))
 	}
 }

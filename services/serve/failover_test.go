@@ -19,25 +19,9 @@ import (
 // already streamed, and the client's stream completes with the plain greedy output —
 // no token missing, none repeated, positions consecutive.
 func TestVerifierKilledMidStream(t *testing.T) {
-	d := startDraftProcess(t)
-	va := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
-	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
-	client := startRouter(t, serve.RouterConfig{Verifiers: []string{va.addr, vb.addr}, Drafts: []string{d.addr}, Refresh: 100 * time.Millisecond,
-		Breakers: services.NewBreakers(3, time.Second)})
-
-	s := &stack{client: client}
-	s.target = loadTarget(t)
-	text := "It was the best of times, it was the worst of times, it was the age of"
+	s, victim, text := twoVerifiers(t)
 	want := s.plain(t, text, 120, sample.Params{})
-	// The router's affinity key for a text prompt is its head; find who serves it.
-	first, _, _ := router.Pick(router.NewStatic(
-		router.Endpoint{ID: va.addr, Address: va.addr, Role: router.Verifier},
-		router.Endpoint{ID: vb.addr, Address: vb.addr, Role: router.Verifier}), text, nil, nil)
-	victim := va
-	if first.ID == vb.addr {
-		victim = vb
-	}
-	st, err := client.Generate(context.Background(), request(text, 120, 0, 0, 4))
+	st, err := s.client.Generate(context.Background(), request(text, 120, 0, 0, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +58,26 @@ func TestVerifierKilledMidStream(t *testing.T) {
 	if final.GetStats().GetFailovers() != 1 {
 		t.Errorf("stats report %d failovers, want 1", final.GetStats().GetFailovers())
 	}
+}
+
+// twoVerifiers starts a draft, two verifiers and a router, and returns the stack, the
+// verifier that the router's affinity sends the returned prompt to, and the prompt.
+func twoVerifiers(t *testing.T) (*stack, *proc, string) {
+	t.Helper()
+	d := startDraftProcess(t)
+	va := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
+	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
+	client := startRouter(t, serve.RouterConfig{Verifiers: []string{va.addr, vb.addr}, Drafts: []string{d.addr}, Refresh: 100 * time.Millisecond,
+		Breakers: services.NewBreakers(3, time.Second)})
+	text := "It was the best of times, it was the worst of times, it was the age of"
+	// The router's affinity key for a text prompt is its head; find who serves it.
+	first, _, _ := router.Pick(router.NewStatic(
+		router.Endpoint{ID: va.addr, Address: va.addr, Role: router.Verifier},
+		router.Endpoint{ID: vb.addr, Address: vb.addr, Role: router.Verifier}), text, nil, nil)
+	if first.ID == vb.addr {
+		return &stack{client: client, target: loadTarget(t)}, vb, text
+	}
+	return &stack{client: client, target: loadTarget(t)}, va, text
 }
 
 // TestRestartedVerifierThenOtherDies is the fault run of issue 14: of two verifiers,
@@ -157,27 +161,14 @@ func startRouter(t *testing.T, cfg serve.RouterConfig) specdv1.GenerationService
 // verifier that finished a request resumed late: the client's first token came from the
 // verifier that was killed, and most of the generation ran there.
 func TestFailoverFinalStats(t *testing.T) {
-	d := startDraftProcess(t)
-	va := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
-	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
-	client := startRouter(t, serve.RouterConfig{Verifiers: []string{va.addr, vb.addr}, Drafts: []string{d.addr}, Refresh: 100 * time.Millisecond,
-		Breakers: services.NewBreakers(3, time.Second)})
-	s := &stack{client: client, target: loadTarget(t)}
-	text := "It was the best of times, it was the worst of times, it was the age of"
+	s, victim, text := twoVerifiers(t)
 	const n = 300
 	want := s.plain(t, text, n, sample.Params{})
 	if len(want) < 200 {
 		t.Fatalf("plain decoding ends after %d tokens; the test needs a long generation", len(want))
 	}
-	first, _, _ := router.Pick(router.NewStatic(
-		router.Endpoint{ID: va.addr, Address: va.addr, Role: router.Verifier},
-		router.Endpoint{ID: vb.addr, Address: vb.addr, Role: router.Verifier}), text, nil, nil)
-	victim := va
-	if first.ID == vb.addr {
-		victim = vb
-	}
 	t0 := time.Now()
-	st, err := client.Generate(context.Background(), request(text, n, 0, 0, 4))
+	st, err := s.client.Generate(context.Background(), request(text, n, 0, 0, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
