@@ -174,6 +174,20 @@ func TestMalformedProposal(t *testing.T) {
 			dists: each(func(tok int32) *speculationv1.Distribution {
 				return &speculationv1.Distribution{Ids: []int32{tok}, Probs: []float32{float32(math.NaN())}}
 			})},
+		{name: "distribution id outside the vocabulary", sampling: sampled, mode: specdv1.VerificationMode_VERIFICATION_MODE_REJECTION, bad: []int32{100},
+			dists: each(func(tok int32) *speculationv1.Distribution {
+				return &speculationv1.Distribution{Ids: []int32{tok, vocab + 1}, Probs: []float32{0.5, 0.5}}
+			})},
+		// A support larger than the vocabulary repeats ids; judging by it costs the
+		// verifier's pass (every request in it) a search of it per id of the target's.
+		{name: "distribution larger than the vocabulary", sampling: sampled, mode: specdv1.VerificationMode_VERIFICATION_MODE_REJECTION, bad: []int32{100},
+			dists: each(func(tok int32) *speculationv1.Distribution {
+				ids, probs := make([]int32, vocab+1), make([]float32, vocab+1)
+				for i := range ids {
+					ids[i], probs[i] = (tok+int32(i))%vocab, 1/float32(vocab+1)
+				}
+				return &speculationv1.Distribution{Ids: ids, Probs: probs}
+			})},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fake := &fakeDraft{}

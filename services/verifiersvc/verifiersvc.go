@@ -706,7 +706,8 @@ var errBadProposal = errors.New("draft sent a malformed proposal")
 // checkProposal returns an error wrapping errBadProposal when p cannot be checked: a
 // token outside the vocabulary of vocab ids (it would fail the whole batched pass,
 // every request in it), or, when dists, a distribution missing or malformed (ids and
-// probabilities of different lengths, a probability that is not a number in [0, 1]),
+// probabilities of different lengths, an id outside the vocabulary, more ids than it
+// has, a probability that is not a number in [0, 1]),
 // which rejection sampling would read out of range or judge by. The draft that sent
 // it has failed; the request drops it.
 func checkProposal(p spec.Proposal, vocab int, dists bool) error {
@@ -724,6 +725,16 @@ func checkProposal(p spec.Proposal, vocab int, dists bool) error {
 	for i, d := range p.Dists {
 		if len(d.IDs) != len(d.Probs) {
 			return fmt.Errorf("%w: round %d distribution %d has %d ids and %d probabilities", errBadProposal, p.Round, i, len(d.IDs), len(d.Probs))
+		}
+		// Rejection sampling looks each of the target's ids up in the support: one
+		// larger than the vocabulary (ids repeated) would cost the pass that much.
+		if len(d.IDs) > vocab {
+			return fmt.Errorf("%w: round %d distribution %d has %d ids, more than the vocabulary of %d", errBadProposal, p.Round, i, len(d.IDs), vocab)
+		}
+		for _, id := range d.IDs {
+			if id < 0 || int(id) >= vocab {
+				return fmt.Errorf("%w: round %d distribution %d has id %d, outside the vocabulary of %d", errBadProposal, p.Round, i, id, vocab)
+			}
 		}
 		for _, q := range d.Probs {
 			if !(q >= 0 && q <= 1) {
