@@ -151,11 +151,16 @@ func (o *Output) delta() string {
 // towards the limits and belong to the text, and the first shown bytes of that text
 // count as already streamed. The next delta continues right after them, so text an
 // earlier attempt held back (an unfinished character, a possible stop string) is not
-// lost.
+// lost. When the last of them completed a stop string, the earlier attempt had ended
+// the generation (and failed before saying so): it is done again, with the text cut
+// there.
 func (o *Output) Resume(ids []int32, shown int) {
 	for _, id := range ids {
 		o.IDs = append(o.IDs, id)
 		o.text.WriteString(o.dec.Next(id))
+	}
+	if o.cutAtStop() { // nothing emitted yet: it searches all the text
+		o.Reason = StopString
 	}
 	o.emitted = min(max(shown, 0), o.text.Len())
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/sample"
@@ -456,5 +457,68 @@ func TestSchedulerChecksPartOfRounds(t *testing.T) {
 	// decoding plainly, a token per pass.
 	if r.rounds < r.n/3-2 {
 		t.Errorf("%d rounds verified of %d proposals for %d tokens: speculation stalled", r.rounds, r.sent, len(r.got))
+	}
+}
+
+// TestResumeAfterStopString: a verifier died after streaming the token that completed a
+// stop string and before its final message; the router resumes the request elsewhere
+// with every token streamed. The request is over: the resumed verifier ends it at once
+// with the stop string, adding no token (the uninterrupted run added none), and runs no
+// pass for it.
+func TestResumeAfterStopString(t *testing.T) {
+	p := loadPair(t)
+	prompt := p.target.Tok.Encode("Once upon a time", true)
+	full := plain(t, p, prompt, 40, sample.Params{})
+	// A stop string that the 12th token completes, and no earlier one.
+	var text string
+	for _, id := range full[:12] {
+		text += p.target.Tok.Piece(id)
+	}
+	stop := text[len(text)-4:]
+	lim := limits(p.target, 40)
+	lim.Stop = []string{stop}
+	run := func(resume []int32) ([]int32, *generate.Output, int) {
+		t.Helper()
+		kv, err := p.target.NewKVPool(16<<20, ggml.F32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := verifier.NewScheduler(p.target.NewBatch(p.pool, 16), p.target, kv, nil, verifier.Config{})
+		if err := s.Submit(1, verifier.Job{Request: verifier.Request{Prompt: prompt, Resume: resume, Limits: lim}}); err != nil {
+			t.Fatal(err)
+		}
+		var got []int32
+		passes := 0
+		for {
+			r, err := s.Step()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Tokens > 0 {
+				passes++
+			}
+			for _, u := range r.Updates {
+				if u.Err != nil {
+					t.Fatal(u.Err)
+				}
+				for _, tk := range u.Tokens {
+					if tk.ID >= 0 {
+						got = append(got, tk.ID)
+					}
+				}
+				if u.Done {
+					return got, u.Output, passes
+				}
+			}
+		}
+	}
+	whole, out, _ := run(nil)
+	if out.Reason != generate.StopString || !slices.Equal(whole, full[:len(whole)]) {
+		t.Fatalf("uninterrupted: %v ending %v, want a prefix of %v ending at the stop string %q", whole, out.Reason, full, stop)
+	}
+	got, out, passes := run(whole)
+	if len(got) != 0 || out.Reason != generate.StopString || !slices.Equal(out.IDs, whole) || passes != 0 {
+		t.Errorf("resumed after the stop string: %d more tokens %v, output %v ending %v, %d passes; want none, %v ending %v, no pass",
+			len(got), got, out.IDs, out.Reason, passes, whole, generate.StopString)
 	}
 }

@@ -73,7 +73,7 @@ var (
 // Update is what one Step did for one request.
 type Update struct {
 	ID       ID
-	Admitted bool             // the request left the queue in this step
+	Admitted bool             // the request left the queue in this step (and runs)
 	Tokens   []generate.Token // committed tokens to stream, in order
 	Verdicts []spec.Verdict   // for the request's draft, in order
 	Rounds   []Round          // draft proposals verified, in order
@@ -472,6 +472,14 @@ func (s *Scheduler) admit(r *Ready) {
 			kv.Release()
 			delete(s.byID, e.id)
 			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Err: err})
+			continue
+		}
+		if sess.Done() {
+			// The resumed tokens ended the generation (a stop string): there is nothing
+			// to compute.
+			kv.Release()
+			delete(s.byID, e.id)
+			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Output: sess.Output(), Stats: sess.Stats})
 			continue
 		}
 		e.sess = sess
