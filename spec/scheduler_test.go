@@ -460,12 +460,12 @@ func TestSchedulerChecksPartOfRounds(t *testing.T) {
 	}
 }
 
-// TestResumeAfterStopString: a verifier died after streaming the token that completed a
-// stop string and before its final message; the router resumes the request elsewhere
-// with every token streamed. The request is over: the resumed verifier ends it at once
-// with the stop string, adding no token (the uninterrupted run added none), and runs no
-// pass for it.
-func TestResumeAfterStopString(t *testing.T) {
+// TestResumeAfterLastToken: a verifier died after streaming the request's last token —
+// the one that completed a stop string, or the last of max tokens — and before its
+// final message; the router resumes the request elsewhere with every token streamed.
+// The request is over: the resumed verifier ends it at once as the uninterrupted run
+// ended, adding no token and running no pass for it.
+func TestResumeAfterLastToken(t *testing.T) {
 	p := loadPair(t)
 	prompt := p.target.Tok.Encode("Once upon a time", true)
 	full := plain(t, p, prompt, 40, sample.Params{})
@@ -474,10 +474,9 @@ func TestResumeAfterStopString(t *testing.T) {
 	for _, id := range full[:12] {
 		text += p.target.Tok.Piece(id)
 	}
-	stop := text[len(text)-4:]
-	lim := limits(p.target, 40)
-	lim.Stop = []string{stop}
-	run := func(resume []int32) ([]int32, *generate.Output, int) {
+	withStop := limits(p.target, 40)
+	withStop.Stop = []string{text[len(text)-4:]}
+	run := func(lim generate.Limits, resume []int32) ([]int32, *generate.Output, int) {
 		t.Helper()
 		kv, err := p.target.NewKVPool(16<<20, ggml.F32)
 		if err != nil {
@@ -512,13 +511,23 @@ func TestResumeAfterStopString(t *testing.T) {
 			}
 		}
 	}
-	whole, out, _ := run(nil)
-	if out.Reason != generate.StopString || !slices.Equal(whole, full[:len(whole)]) {
-		t.Fatalf("uninterrupted: %v ending %v, want a prefix of %v ending at the stop string %q", whole, out.Reason, full, stop)
-	}
-	got, out, passes := run(whole)
-	if len(got) != 0 || out.Reason != generate.StopString || !slices.Equal(out.IDs, whole) || passes != 0 {
-		t.Errorf("resumed after the stop string: %d more tokens %v, output %v ending %v, %d passes; want none, %v ending %v, no pass",
-			len(got), got, out.IDs, out.Reason, passes, whole, generate.StopString)
+	for _, c := range []struct {
+		name string
+		lim  generate.Limits
+		want generate.Finish
+	}{
+		{"stop string", withStop, generate.StopString},
+		{"max tokens", limits(p.target, 9), generate.Length},
+	} {
+		whole, out, _ := run(c.lim, nil)
+		if out.Reason != c.want || !slices.Equal(whole, full[:len(whole)]) {
+			t.Fatalf("%s, uninterrupted: %v ending %v, want a prefix of %v ending %v", c.name, whole, out.Reason, full, c.want)
+		}
+		text := out.Text()
+		got, out, passes := run(c.lim, whole)
+		if len(got) != 0 || out.Reason != c.want || !slices.Equal(out.IDs, whole) || out.Text() != text || passes != 0 {
+			t.Errorf("%s, resumed after the last token: %d more tokens %v, output %v %q ending %v, %d passes; want none, %v %q ending %v, no pass",
+				c.name, len(got), got, out.IDs, out.Text(), out.Reason, passes, whole, text, c.want)
+		}
 	}
 }

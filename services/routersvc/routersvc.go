@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -152,12 +151,8 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 	b := &backend{s: s, req: req}
 	t0 := time.Now()
 	first := true
-	limit := q.MaxTokens
-	if limit == 0 {
-		limit = math.MaxInt // up to the context: the verifier knows where it ends
-	}
 	var tFirst time.Time
-	res, err := s.r.Relay(ctx, key, req.GetModel(), b, limit, func(ev router.Event) error {
+	res, err := s.r.Relay(ctx, key, req.GetModel(), b, func(ev router.Event) error {
 		// The ids are the request's now, whatever becomes of it: a key's quota is
 		// billed for them even if the client hangs up or its deadline passes.
 		services.Charge(ctx, len(ev.IDs))

@@ -214,7 +214,9 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		return services.BadField("max_tokens", "%d new tokens after a prompt of %d exceed the context of %d", q.MaxTokens, len(prompt), m.Context)
 	}
 	resumed := len(req.GetResumeIds())
-	if resumed >= q.MaxTokens {
+	// All of them streamed: the verifier that streamed them failed before its final
+	// message, and this one ends the request at once.
+	if resumed > q.MaxTokens {
 		return services.BadField("resume_ids", "%d tokens already streamed of max_tokens %d", resumed, q.MaxTokens)
 	}
 	committed := append(append([]int32(nil), prompt...), req.GetResumeIds()...)
