@@ -769,9 +769,21 @@ func (l *draftLink) roundTrip(a arrival) time.Duration {
 	return a.at.Sub(t)
 }
 
+// send sends verdict v. When the draft has ended the stream, it returns the stream's
+// status (a refusal, say), which its receiver reads, rather than the io.EOF of a send
+// on an ended stream: the request tells a refusal from a failure by it. Proposals not
+// yet taken are dropped then.
 func (l *draftLink) send(v spec.Verdict) error {
 	l.sent[v.Seq] = time.Now()
-	return l.stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}})
+	err := l.stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}})
+	if errors.Is(err, io.EOF) {
+		for range l.proposals { // the stream has ended: its receiver ends too
+		}
+		if rerr := l.err(); rerr != nil {
+			return rerr
+		}
+	}
+	return err
 }
 
 func (l *draftLink) err() error {
