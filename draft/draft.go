@@ -398,7 +398,16 @@ func (s *Session) Apply(v spec.Verdict) error {
 	}
 	if v.Rollback && !branched {
 		// The sequence agrees, but the verifier has dropped the rounds drafted on
-		// it: draft on from its end.
+		// it: draft on from the verdict's end, the verifier's committed end. Tokens
+		// drafted past it (the verifier checked only part of a round) belong to the
+		// dropped rounds; a round starting after them could never be checked.
+		if end := v.Position + len(v.Tokens); end > 0 && end < len(s.seq) {
+			s.seq = s.seq[:end]
+			if s.kv.Len() >= end {
+				s.kv.Truncate(end - 1)
+			}
+			s.resetGuesses(end)
+		}
 		s.live = s.live[:0]
 		clear(s.starts)
 		s.dropBranches()

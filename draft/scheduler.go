@@ -271,7 +271,7 @@ func (sc *Scheduler) Step() Pass {
 	var pass Pass
 	sc.segs, sc.fed = sc.segs[:0], sc.fed[:0]
 	room, prefill := sc.b.MaxTokens(), sc.cfg.Prefill
-	free := sc.kv.Stats().Free
+	free := sc.kv.Available() // blocks only the prefix cache holds are evicted for the pass
 	bt := sc.kv.Config().BlockTokens
 	var starved *entry // the first session that had tokens to feed but no blocks
 	n := len(sc.all)

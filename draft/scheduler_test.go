@@ -502,3 +502,47 @@ func TestSchedulerStarvedSessionFails(t *testing.T) {
 	}
 	t.Fatalf("a session of %d tokens in a pool of 2 blocks of %d never failed", len(sc.all[0].s.seq), kv.Config().BlockTokens)
 }
+
+// TestSchedulerDraftsIntoCachedBlocks: blocks that only the prefix cache holds are
+// free for drafting (allocation evicts them), as admission counts them. Sessions
+// admitted into a pool that ended sessions filled with cached blocks draft, rather than
+// fail for want of blocks.
+func TestSchedulerDraftsIntoCachedBlocks(t *testing.T) {
+	m, pool := loadDraft(t)
+	// Room for 10 blocks: sessions of 100 context tokens and 2 rounds of 4 need 2 each.
+	kv := blockPool(t, m, 10)
+	prefix, err := kv.NewPrefix("specd-draft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := NewScheduler(m.NewBatch(pool, 64), kv, Config{Depth: 2, Prefill: 64, Prefix: prefix})
+	opt := spec.Options{Gamma: 4, MaxPosition: m.Context}
+	for wave := range 3 {
+		for i := range 5 {
+			ctx := context100()
+			ctx[0] = int32(100*wave + i) // every context its own, so none is found cached
+			if err := sc.Start(uint64(i), ctx, opt); err != nil {
+				t.Fatalf("wave %d: Start(%d) = %v, want admitted", wave, i, err)
+			}
+		}
+		proposed := 0
+		for range 20 {
+			sc.Step()
+			for _, o := range sc.Ready(0) {
+				if o.Err != nil {
+					t.Fatalf("wave %d: session %d failed: %v (pool %+v)", wave, o.ID, o.Err, kv.Stats())
+				}
+				proposed++
+			}
+		}
+		if proposed < 10 {
+			t.Errorf("wave %d: %d proposals from 5 sessions, want each session's 2 rounds", wave, proposed)
+		}
+		for i := range 5 {
+			sc.Stop(uint64(i))
+		}
+		if st := kv.Stats(); st.Cached == 0 {
+			t.Fatalf("wave %d: no block cached after the sessions ended (%+v)", wave, st)
+		}
+	}
+}

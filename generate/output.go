@@ -78,15 +78,7 @@ func (o *Output) Push(id int32) string {
 		o.Reason = StopString
 		return o.delta()
 	}
-	// A full context wins over max tokens reached with the same token: the caller
-	// could not have asked for more, and FinishReason says the window is the limit.
-	switch {
-	case o.lim.Context > 0 && o.Next() >= o.lim.Context:
-		o.Reason = Context
-	case len(o.IDs) >= o.lim.MaxTokens:
-		o.Reason = Length
-	}
-	if o.Done() {
+	if o.limit(); o.Done() {
 		o.text.WriteString(o.dec.Flush())
 		if o.cutAtStop() {
 			o.Reason = StopString
@@ -151,11 +143,37 @@ func (o *Output) delta() string {
 // towards the limits and belong to the text, and the first shown bytes of that text
 // count as already streamed. The next delta continues right after them, so text an
 // earlier attempt held back (an unfinished character, a possible stop string) is not
-// lost.
+// lost. When the last of them completed a stop string, or reached max tokens or the
+// context, the earlier attempt had ended the generation (and failed before saying so):
+// it is done again.
 func (o *Output) Resume(ids []int32, shown int) {
 	for _, id := range ids {
 		o.IDs = append(o.IDs, id)
 		o.text.WriteString(o.dec.Next(id))
 	}
+	if len(ids) == 0 {
+		return
+	}
+	if o.cutAtStop() { // nothing emitted yet: it searches all the text
+		o.Reason = StopString
+	} else if o.limit(); o.Done() {
+		o.text.WriteString(o.dec.Flush())
+		if o.cutAtStop() {
+			o.Reason = StopString
+		}
+	}
 	o.emitted = min(max(shown, 0), o.text.Len())
+}
+
+// limit ends the generation when its last token filled the context or was the last
+// of max tokens.
+func (o *Output) limit() {
+	// A full context wins over max tokens reached with the same token: the caller
+	// could not have asked for more, and FinishReason says the window is the limit.
+	switch {
+	case o.lim.Context > 0 && o.Next() >= o.lim.Context:
+		o.Reason = Context
+	case len(o.IDs) >= o.lim.MaxTokens:
+		o.Reason = Length
+	}
 }

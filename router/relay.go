@@ -124,12 +124,13 @@ type Result struct {
 
 // Relay runs a request on a verifier picked for key, passes each event to sink, and when
 // the verifier fails mid-stream (ErrEndpointDown) resumes on another one from the
-// tokens already relayed: the client sees no gap and no repeated token. maxTokens is the
-// request's limit; a request that has already produced all its tokens is not resumed.
+// tokens already relayed: the client sees no gap and no repeated token. A request that
+// had produced all its tokens is resumed too: the next verifier ends it at once, so the
+// client gets its final message rather than the failure.
 // model is the model the request names: only its verifiers are tried. With none named
 // ("") any verifier may start the request, and a resume stays on the model of the
 // verifier that started it: resumed ids mean nothing in another model's vocabulary.
-func (r *Router) Relay(ctx context.Context, key, model string, b Backend, maxTokens int, sink func(Event) error) (Result, error) {
+func (r *Router) Relay(ctx context.Context, key, model string, b Backend, sink func(Event) error) (Result, error) {
 	var res Result
 	exclude := map[string]bool{}
 	attempts := r.MaxAttempts
@@ -219,9 +220,6 @@ func (r *Router) Relay(ctx context.Context, key, model string, b Backend, maxTok
 		started++
 		if model == "" {
 			model = v.Model // the model that started the request continues it
-		}
-		if len(res.IDs) >= maxTokens {
-			return res, err
 		}
 		res.Failovers++
 		if r.OnFailover != nil {

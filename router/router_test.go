@@ -119,7 +119,7 @@ func TestRelayResumesWithoutGapOrRepeat(t *testing.T) {
 	b := &fakeBackend{total: 20, failAfter: map[string]int{first.ID: 7}}
 	var got []int32
 	var pos []int
-	res, err := r.Relay(context.Background(), "k", "", b, 20, func(ev router.Event) error {
+	res, err := r.Relay(context.Background(), "k", "", b, func(ev router.Event) error {
 		got = append(got, ev.IDs...)
 		pos = append(pos, ev.Positions...)
 		return nil
@@ -150,10 +150,31 @@ func TestRelayResumesWithoutGapOrRepeat(t *testing.T) {
 	}
 }
 
+// TestRelayResumesAfterLastToken: a verifier that streamed the request's last token and
+// failed before its final message leaves a generation that is whole but not ended. The
+// client must get its end, not the failure: the router resumes with every token, and
+// the next verifier ends the request at once, adding none.
+func TestRelayResumesAfterLastToken(t *testing.T) {
+	r := &router.Router{Discovery: eps()}
+	first, _, _ := router.Pick(r.Discovery, "k", nil, nil)
+	b := &fakeBackend{total: 6, failAfter: map[string]int{first.ID: 6}}
+	var got []int32
+	res, err := r.Relay(context.Background(), "k", "", b, func(ev router.Event) error {
+		got = append(got, ev.IDs...)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Relay = %v, want the request ended", err)
+	}
+	if res.Final == nil || res.Final.Reason != generate.Length || len(got) != 6 || len(b.starts) != 2 || len(b.starts[1].Resume) != 6 {
+		t.Errorf("final %+v after %d tokens, attempts %+v; want Length after 6 from a resume with all 6", res.Final, len(got), b.starts)
+	}
+}
+
 func TestRelayDoesNotRetryRequestErrors(t *testing.T) {
 	r := &router.Router{Discovery: eps()}
 	bad := errors.New("max_tokens: too many")
-	_, err := r.Relay(context.Background(), "k", "", backendFunc(func(context.Context, router.Attempt) (router.Stream, error) { return nil, bad }), 5,
+	_, err := r.Relay(context.Background(), "k", "", backendFunc(func(context.Context, router.Attempt) (router.Stream, error) { return nil, bad }),
 		func(router.Event) error { return nil })
 	if !errors.Is(err, bad) {
 		t.Fatalf("Relay = %v, want the request error", err)
@@ -192,7 +213,7 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		}
 	}
 	for _, k := range keys[:3] {
-		if _, err := r.Relay(context.Background(), k, "", b, 2, func(router.Event) error { return nil }); err != nil {
+		if _, err := r.Relay(context.Background(), k, "", b, func(router.Event) error { return nil }); err != nil {
 			t.Fatalf("Relay with failover: %v", err)
 		}
 	}
@@ -207,12 +228,12 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 		}
 		return b.Start(ctx, a)
 	})
-	if _, err := r.Relay(context.Background(), keys[3], "", counting, 2, func(router.Event) error { return nil }); err != nil || calls != 0 {
+	if _, err := r.Relay(context.Background(), keys[3], "", counting, func(router.Event) error { return nil }); err != nil || calls != 0 {
 		t.Fatalf("with the breaker open: err %v, %d calls to v1", err, calls)
 	}
 	down = false
 	time.Sleep(150 * time.Millisecond) // the cooldown: half-open
-	if _, err := r.Relay(context.Background(), keys[4], "", counting, 2, func(router.Event) error { return nil }); err != nil || calls != 1 {
+	if _, err := r.Relay(context.Background(), keys[4], "", counting, func(router.Event) error { return nil }); err != nil || calls != 1 {
 		t.Fatalf("half-open probe: err %v, %d calls to v1", err, calls)
 	}
 	if !br.Ready(v1) || br.States()["v1"] != 0 {
@@ -253,7 +274,7 @@ func TestRelayUnreachableCostsNoAttempt(t *testing.T) {
 		}
 		return &fakeStream{next: len(a.Resume), end: 6, failAt: -1}, nil
 	})
-	res, err := r.Relay(context.Background(), "k", "", b, 6, func(router.Event) error { return nil })
+	res, err := r.Relay(context.Background(), "k", "", b, func(router.Event) error { return nil })
 	if err != nil {
 		t.Fatalf("Relay: %v (tried %v)", err, tried)
 	}
@@ -286,7 +307,7 @@ func TestRelayResumesOnTheSameModel(t *testing.T) {
 	}
 	r := &router.Router{Discovery: d}
 	b := &fakeBackend{total: 8, failAfter: map[string]int{first.ID: 3}}
-	if _, err := r.Relay(context.Background(), key, "", b, 8, func(router.Event) error { return nil }); err != nil {
+	if _, err := r.Relay(context.Background(), key, "", b, func(router.Event) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(b.starts) != 2 || b.starts[1].Verifier.Model != "a" {
@@ -294,7 +315,7 @@ func TestRelayResumesOnTheSameModel(t *testing.T) {
 	}
 	// A request naming model b runs on v2 only, whatever its key.
 	b = &fakeBackend{total: 2}
-	if _, err := r.Relay(context.Background(), key, "b", b, 2, func(router.Event) error { return nil }); err != nil {
+	if _, err := r.Relay(context.Background(), key, "b", b, func(router.Event) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(b.starts) != 1 || b.starts[0].Verifier.ID != "v2" {
@@ -344,7 +365,7 @@ func TestDraftBreakerProbedOnlyByUse(t *testing.T) {
 		return &drafted{fakeStream: fakeStream{end: 1, failAt: -1}, draft: served}, nil
 	})
 	for i := range 2 {
-		if _, err := r.Relay(context.Background(), "k", "", b, 1, func(router.Event) error { return nil }); err != nil {
+		if _, err := r.Relay(context.Background(), "k", "", b, func(router.Event) error { return nil }); err != nil {
 			t.Fatalf("request %d without the draft: %v", i, err)
 		}
 		if st := br.States()["d1"]; st != 1 {
@@ -352,7 +373,7 @@ func TestDraftBreakerProbedOnlyByUse(t *testing.T) {
 		}
 	}
 	served = router.Served{Address: "d1:1"}
-	if _, err := r.Relay(context.Background(), "k", "", b, 1, func(router.Event) error { return nil }); err != nil {
+	if _, err := r.Relay(context.Background(), "k", "", b, func(router.Event) error { return nil }); err != nil {
 		t.Fatalf("request with the draft: %v", err)
 	}
 	if st := br.States()["d1"]; st != 0 {

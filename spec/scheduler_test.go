@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/sample"
@@ -436,4 +437,97 @@ func stepCollect(t *testing.T, s *verifier.Scheduler, got *[]int32, verdicts *[]
 		done = done || u.Done
 	}
 	return done
+}
+
+// TestSchedulerChecksPartOfRounds drives the verifier's scheduler with a pass too small
+// for the draft's whole rounds (it checks at most two of each round's four tokens) and
+// a draft that pipelines two rounds: speculation must go on for the whole request —
+// every round the draft sends after a verdict is checked or answered — and commit what
+// plain decoding commits.
+func TestSchedulerChecksPartOfRounds(t *testing.T) {
+	p := loadPair(t)
+	r := &pairReq{prompt: p.target.Tok.Encode("Once upon a time", true), n: 60, gamma: 4}
+	r.want = plain(t, p, r.prompt, r.n, r.sp)
+	// One token of every pass is the request's own; two are left for draft tokens.
+	pairRun{maxTokens: 3, depth: 2, draftRuns: func() int { return 8 }, lag: func(*pairReq, bool) int { return 0 }}.run(t, p, []*pairReq{r})
+	if !slices.Equal(r.got, r.want) {
+		t.Errorf("got %v\nwant %v (plain)", r.got, r.want)
+	}
+	// Each round commits at most three tokens; a stalled draft leaves the verifier
+	// decoding plainly, a token per pass.
+	if r.rounds < r.n/3-2 {
+		t.Errorf("%d rounds verified of %d proposals for %d tokens: speculation stalled", r.rounds, r.sent, len(r.got))
+	}
+}
+
+// TestResumeAfterLastToken: a verifier died after streaming the request's last token —
+// the one that completed a stop string, or the last of max tokens — and before its
+// final message; the router resumes the request elsewhere with every token streamed.
+// The request is over: the resumed verifier ends it at once as the uninterrupted run
+// ended, adding no token and running no pass for it.
+func TestResumeAfterLastToken(t *testing.T) {
+	p := loadPair(t)
+	prompt := p.target.Tok.Encode("Once upon a time", true)
+	full := plain(t, p, prompt, 40, sample.Params{})
+	// A stop string that the 12th token completes, and no earlier one.
+	var text string
+	for _, id := range full[:12] {
+		text += p.target.Tok.Piece(id)
+	}
+	withStop := limits(p.target, 40)
+	withStop.Stop = []string{text[len(text)-4:]}
+	run := func(lim generate.Limits, resume []int32) ([]int32, *generate.Output, int) {
+		t.Helper()
+		kv, err := p.target.NewKVPool(16<<20, ggml.F32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := verifier.NewScheduler(p.target.NewBatch(p.pool, 16), p.target, kv, nil, verifier.Config{})
+		if err := s.Submit(1, verifier.Job{Request: verifier.Request{Prompt: prompt, Resume: resume, Limits: lim}}); err != nil {
+			t.Fatal(err)
+		}
+		var got []int32
+		passes := 0
+		for {
+			r, err := s.Step()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Tokens > 0 {
+				passes++
+			}
+			for _, u := range r.Updates {
+				if u.Err != nil {
+					t.Fatal(u.Err)
+				}
+				for _, tk := range u.Tokens {
+					if tk.ID >= 0 {
+						got = append(got, tk.ID)
+					}
+				}
+				if u.Done {
+					return got, u.Output, passes
+				}
+			}
+		}
+	}
+	for _, c := range []struct {
+		name string
+		lim  generate.Limits
+		want generate.Finish
+	}{
+		{"stop string", withStop, generate.StopString},
+		{"max tokens", limits(p.target, 9), generate.Length},
+	} {
+		whole, out, _ := run(c.lim, nil)
+		if out.Reason != c.want || !slices.Equal(whole, full[:len(whole)]) {
+			t.Fatalf("%s, uninterrupted: %v ending %v, want a prefix of %v ending %v", c.name, whole, out.Reason, full, c.want)
+		}
+		text := out.Text()
+		got, out, passes := run(c.lim, whole)
+		if len(got) != 0 || out.Reason != c.want || !slices.Equal(out.IDs, whole) || out.Text() != text || passes != 0 {
+			t.Errorf("%s, resumed after the last token: %d more tokens %v, output %v %q ending %v, %d passes; want none, %v %q ending %v, no pass",
+				c.name, len(got), got, out.IDs, out.Text(), out.Reason, passes, whole, text, c.want)
+		}
+	}
 }

@@ -100,7 +100,8 @@ type Verdict struct {
 	FirstGamma int
 	// Rollback: the verifier drops every proposal based on an earlier verdict (other
 	// than a branch of the rejected round at the rejected position), so the draft ends
-	// all its unanswered rounds even where its sequence agrees with Tokens. Without it
+	// all its unanswered rounds even where its sequence agrees with Tokens, and drafts
+	// on from the verdict's end, not from tokens it drafted past it. Without it
 	// a draft whose pipelined rounds guessed the verifier's own tokens right would wait
 	// for verdicts on rounds the verifier had dropped.
 	Rollback bool

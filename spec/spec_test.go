@@ -260,3 +260,36 @@ func TestRollbackVerdictEndsLiveRounds(t *testing.T) {
 		t.Errorf("round after the rollback starts at %d on verdict %d, want %d on 1", r3.Start, r3.Base, r2.Start+len(r2.Tokens))
 	}
 }
+
+// TestRollbackVerdictShorterThanDraft: the verifier checked only the first tokens of a
+// round (the controller's k, or the pass budget, below the round's γ), and its own
+// token after them happened to equal the draft's next one. Its verdict is a rollback —
+// it drops the rest of the round and every pipelined one — whose tokens agree with the
+// draft but end before the draft's sequence does. The draft must draft on from where
+// the verdict ends, the verifier's committed end: a round starting past it can never
+// be checked, and the verifier drops it without a verdict.
+func TestRollbackVerdictShorterThanDraft(t *testing.T) {
+	p := loadPair(t)
+	ds := onceUponATime(t, p, 4)
+	r1, _, err := ds.Draft(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ds.Draft(nil); err != nil {
+		t.Fatal(err)
+	}
+	// Two tokens checked and kept, and the verifier's own third equal to the draft's.
+	if err := ds.Apply(spec.Verdict{Round: r1.Round, Seq: 1, Accepted: 2, Position: r1.Start, Tokens: slices.Clone(r1.Tokens[:3]), NextGamma: 4, Rollback: true}); err != nil {
+		t.Fatal(err)
+	}
+	r3, ok, err := ds.Draft(nil)
+	if err != nil || !ok {
+		t.Fatalf("Draft after the rollback: ok %v, err %v", ok, err)
+	}
+	if want := r1.Start + 3; r3.Start != want {
+		t.Errorf("round after a rollback verdict ending at %d starts at %d, want %d", want, r3.Start, want)
+	}
+	if !slices.Equal(r3.Tokens[:1], r1.Tokens[3:4]) {
+		t.Errorf("round after the rollback drafts %v at %d, want the same token as before, %v", r3.Tokens, r3.Start, r1.Tokens[3])
+	}
+}

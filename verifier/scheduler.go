@@ -73,7 +73,7 @@ var (
 // Update is what one Step did for one request.
 type Update struct {
 	ID       ID
-	Admitted bool             // the request left the queue in this step
+	Admitted bool             // the request left the queue in this step (and runs)
 	Tokens   []generate.Token // committed tokens to stream, in order
 	Verdicts []spec.Verdict   // for the request's draft, in order
 	Rounds   []Round          // draft proposals verified, in order
@@ -474,6 +474,14 @@ func (s *Scheduler) admit(r *Ready) {
 			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Err: err})
 			continue
 		}
+		if sess.Done() {
+			// The resumed tokens ended the generation (a stop string): there is nothing
+			// to compute.
+			kv.Release()
+			delete(s.byID, e.id)
+			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Output: sess.Output(), Stats: sess.Stats})
+			continue
+		}
 		e.sess = sess
 		s.reserved += e.need
 		s.running = append(s.running, e)
@@ -694,8 +702,14 @@ func (s *Scheduler) Step() (Ready, error) {
 			}
 		}
 		u.Tokens = append(u.Tokens, st.Tokens...)
-		if st.Verdict != nil && !e.sess.Done() {
+		switch {
+		case e.sess.Done():
+		case st.Verdict != nil:
 			u.Verdicts = append(u.Verdicts, s.withGamma(e, *st.Verdict))
+		case len(u.Verdicts) > 0:
+			// A stale proposal answered before this own step: the draft hears of the
+			// step's token too.
+			e.sess.Extend(&u.Verdicts[len(u.Verdicts)-1])
 		}
 		if e.sess.Done() {
 			u.Done, u.Output, u.Stats = true, e.sess.Output(), e.sess.Stats

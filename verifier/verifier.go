@@ -440,6 +440,17 @@ func (s *Session) commit(st *Step, t int32) {
 	}
 }
 
+// Extend brings v, the last verdict this session made, up to the committed end: the
+// tokens committed since — by an own step taken in the pass after answering a stale
+// proposal — are appended. Without them the draft would draft from where the verifier
+// was before that step, and a round of one token from there is overtaken again.
+func (s *Session) Extend(v *spec.Verdict) {
+	if end := v.Position + len(v.Tokens); end < len(s.seq) {
+		v.Tokens = append(v.Tokens, s.seq[end:]...)
+		s.synced = len(s.seq)
+	}
+}
+
 // verdict tells the draft the committed tokens from position x on. rollback marks a
 // verdict that contradicts what the draft has proposed, so proposals it made before
 // applying this verdict are stale.

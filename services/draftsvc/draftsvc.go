@@ -244,6 +244,11 @@ func receive(ctx context.Context, stream speculationv1.DraftService_SpeculateSer
 		if n, most := v.GetNextGamma(), l.eng.Model.Context; int64(n) > int64(most) {
 			return services.BadField("verdict.next_gamma", "%d tokens per round: the draft's context holds %d", n, most)
 		}
+		// Nor can a session follow a sequence past its context: it would never draft
+		// again, and would hold the KV reserve of that sequence while it lived.
+		if end, most := int64(v.GetPosition())+int64(len(v.GetTokens())), l.eng.Model.Context; end > int64(most) {
+			return services.BadField("verdict.tokens", "they end at position %d, past the draft's context of %d", end, most)
+		}
 		if err := l.send(ctx, event{id: id, verdict: services.VerdictFromProto(v)}); err != nil {
 			return err
 		}

@@ -405,3 +405,32 @@ func firstProposal(ctx context.Context, t *testing.T, c speculationv1.DraftServi
 	}
 	return st, services.ProposalFromProto(msg.GetProposal())
 }
+
+// TestVerdictBeyondContext: a verdict whose tokens run past the draft's context ends
+// that stream with INVALID_ARGUMENT. Taken as it came, the session held a sequence it
+// could never feed (no round fits after it, so it never drafted again) and the KV
+// reserve of that sequence, so every other stream was refused RESOURCE_EXHAUSTED while
+// it lived.
+func TestVerdictBeyondContext(t *testing.T) {
+	m := loadDraft(t)
+	c, _ := serveDraft(t, m, 64)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, p := firstProposal(ctx, t, c, prompts(m, 1)[0])
+	toks := append(slices.Clone(p.Tokens), make([]int32, 256*m.Context)...)
+	v := spec.Verdict{Round: p.Round, Seq: 1, Accepted: len(p.Tokens), Position: p.Start, Tokens: toks, NextGamma: 4}
+	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the verdict reaches the scheduler
+	if _, err := verify(ctx, c, prompts(m, 2)[1], 3); err != nil {
+		t.Errorf("another stream beside it: %v", err)
+	}
+	var err error
+	for err == nil {
+		_, err = st.Recv()
+	}
+	if s := status.Convert(err); s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "verdict") {
+		t.Errorf("stream ended with %v, want INVALID_ARGUMENT naming the verdict", err)
+	}
+}

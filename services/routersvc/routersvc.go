@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -152,17 +151,18 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 	b := &backend{s: s, req: req}
 	t0 := time.Now()
 	first := true
-	limit := q.MaxTokens
-	if limit == 0 {
-		limit = math.MaxInt // up to the context: the verifier knows where it ends
-	}
-	res, err := s.r.Relay(ctx, key, req.GetModel(), b, limit, func(ev router.Event) error {
+	var tFirst time.Time
+	res, err := s.r.Relay(ctx, key, req.GetModel(), b, func(ev router.Event) error {
 		// The ids are the request's now, whatever becomes of it: a key's quota is
 		// billed for them even if the client hangs up or its deadline passes.
 		services.Charge(ctx, len(ev.IDs))
 		if first && len(ev.IDs) > 0 {
 			first = false
-			s.metrics().RecordTimeToFirstToken(ctx, b.model, time.Since(t0))
+			tFirst = time.Now()
+			s.metrics().RecordTimeToFirstToken(ctx, b.model, tFirst.Sub(t0))
+		}
+		if ev.Final != nil {
+			routerTimes(&ev.Final.Stats, t0, tFirst, time.Now())
 		}
 		return sink(ev)
 	})
@@ -183,6 +183,24 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 	}
 	s.metrics().RecordRequest(ctx, rs)
 	return res, err
+}
+
+// routerTimes sets the durations of a request's final stats from the router's clock —
+// the request arrived at t0, its first token went out at first (zero: none), its end
+// at end — as the proto defines them. The verifier measured them from when it started:
+// after a failover, from the resume, while the client got its first token from the
+// verifier that failed, and the rate counted the resumed tokens over the last
+// attempt's time alone.
+func routerTimes(st *router.Stats, t0, first, end time.Time) {
+	st.Total = end.Sub(t0)
+	if first.IsZero() {
+		return
+	}
+	st.TimeToFirstToken = first.Sub(t0)
+	st.DecodeTokensPerSecond = 0
+	if n := st.CompletionTokens; n > 1 && end.After(first) {
+		st.DecodeTokensPerSecond = float64(n-1) / end.Sub(first).Seconds()
+	}
 }
 
 // checkModel rejects a model name no verifier serves.

@@ -19,25 +19,9 @@ import (
 // already streamed, and the client's stream completes with the plain greedy output —
 // no token missing, none repeated, positions consecutive.
 func TestVerifierKilledMidStream(t *testing.T) {
-	d := startDraftProcess(t)
-	va := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
-	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
-	client := startRouter(t, serve.RouterConfig{Verifiers: []string{va.addr, vb.addr}, Drafts: []string{d.addr}, Refresh: 100 * time.Millisecond,
-		Breakers: services.NewBreakers(3, time.Second)})
-
-	s := &stack{client: client}
-	s.target = loadTarget(t)
-	text := "It was the best of times, it was the worst of times, it was the age of"
+	s, victim, text := twoVerifiers(t)
 	want := s.plain(t, text, 120, sample.Params{})
-	// The router's affinity key for a text prompt is its head; find who serves it.
-	first, _, _ := router.Pick(router.NewStatic(
-		router.Endpoint{ID: va.addr, Address: va.addr, Role: router.Verifier},
-		router.Endpoint{ID: vb.addr, Address: vb.addr, Role: router.Verifier}), text, nil, nil)
-	victim := va
-	if first.ID == vb.addr {
-		victim = vb
-	}
-	st, err := client.Generate(context.Background(), request(text, 120, 0, 0, 4))
+	st, err := s.client.Generate(context.Background(), request(text, 120, 0, 0, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +58,26 @@ func TestVerifierKilledMidStream(t *testing.T) {
 	if final.GetStats().GetFailovers() != 1 {
 		t.Errorf("stats report %d failovers, want 1", final.GetStats().GetFailovers())
 	}
+}
+
+// twoVerifiers starts a draft, two verifiers and a router, and returns the stack, the
+// verifier that the router's affinity sends the returned prompt to, and the prompt.
+func twoVerifiers(t *testing.T) (*stack, *proc, string) {
+	t.Helper()
+	d := startDraftProcess(t)
+	va := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
+	vb := startProcess(t, "verifier", "-m", "specd-target-q8_0", "--drafts", d.addr)
+	client := startRouter(t, serve.RouterConfig{Verifiers: []string{va.addr, vb.addr}, Drafts: []string{d.addr}, Refresh: 100 * time.Millisecond,
+		Breakers: services.NewBreakers(3, time.Second)})
+	text := "It was the best of times, it was the worst of times, it was the age of"
+	// The router's affinity key for a text prompt is its head; find who serves it.
+	first, _, _ := router.Pick(router.NewStatic(
+		router.Endpoint{ID: va.addr, Address: va.addr, Role: router.Verifier},
+		router.Endpoint{ID: vb.addr, Address: vb.addr, Role: router.Verifier}), text, nil, nil)
+	if first.ID == vb.addr {
+		return &stack{client: client, target: loadTarget(t)}, vb, text
+	}
+	return &stack{client: client, target: loadTarget(t)}, va, text
 }
 
 // TestRestartedVerifierThenOtherDies is the fault run of issue 14: of two verifiers,
@@ -150,4 +154,60 @@ func startRouter(t *testing.T, cfg serve.RouterConfig) specdv1.GenerationService
 	client := specdv1.NewGenerationServiceClient(cc)
 	waitModels(t, client, 2)
 	return client
+}
+
+// TestFailoverFinalStats: the final message's durations are the router's, from the
+// request to the first token and to the end (as the proto says), not those of the
+// verifier that finished a request resumed late: the client's first token came from the
+// verifier that was killed, and most of the generation ran there.
+func TestFailoverFinalStats(t *testing.T) {
+	s, victim, text := twoVerifiers(t)
+	const n = 300
+	want := s.plain(t, text, n, sample.Params{})
+	if len(want) < 200 {
+		t.Fatalf("plain decoding ends after %d tokens; the test needs a long generation", len(want))
+	}
+	t0 := time.Now()
+	st, err := s.client.Generate(context.Background(), request(text, n, 0, 0, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int32
+	var tFirst time.Time
+	var final *specdv1.Final
+	for final == nil {
+		msg, err := st.Recv()
+		if err != nil {
+			t.Fatalf("stream broke: %v (after %d tokens)", err, len(got))
+		}
+		if c := msg.GetChunk(); c != nil {
+			if tFirst.IsZero() && len(c.GetTokenIds()) > 0 {
+				tFirst = time.Now()
+			}
+			before := len(got)
+			got = append(got, c.GetTokenIds()...)
+			if before < len(want)*3/4 && len(got) >= len(want)*3/4 {
+				victim.kill(t)
+			}
+		}
+		final = msg.GetFinal()
+	}
+	end := time.Now()
+	if !slices.Equal(got, want) {
+		t.Fatalf("output across the failover differs from plain:\n got %v\nwant %v", got, want)
+	}
+	stats := final.GetStats()
+	if stats.GetFailovers() != 1 {
+		t.Fatalf("stats report %d failovers, want 1 (the kill came too late?)", stats.GetFailovers())
+	}
+	// The router's clock starts after the client's and stops before it, by a loopback hop.
+	if total, seen := stats.GetTotalDuration().AsDuration(), end.Sub(t0); total > seen || total < seen*3/5 {
+		t.Errorf("total_duration %v; the client saw %v from the request to the final message", total, seen)
+	}
+	if ttft, seen := stats.GetTimeToFirstToken().AsDuration(), tFirst.Sub(t0); ttft > seen {
+		t.Errorf("time_to_first_token %v; the client had its first token after %v", ttft, seen)
+	}
+	if rate, seen := stats.GetDecodeTokensPerSecond(), float64(len(got)-1)/end.Sub(tFirst).Seconds(); rate > 1.5*seen {
+		t.Errorf("decode_tokens_per_second %.0f; the client saw %.0f", rate, seen)
+	}
 }

@@ -174,6 +174,20 @@ func TestMalformedProposal(t *testing.T) {
 			dists: each(func(tok int32) *speculationv1.Distribution {
 				return &speculationv1.Distribution{Ids: []int32{tok}, Probs: []float32{float32(math.NaN())}}
 			})},
+		{name: "distribution id outside the vocabulary", sampling: sampled, mode: specdv1.VerificationMode_VERIFICATION_MODE_REJECTION, bad: []int32{100},
+			dists: each(func(tok int32) *speculationv1.Distribution {
+				return &speculationv1.Distribution{Ids: []int32{tok, vocab + 1}, Probs: []float32{0.5, 0.5}}
+			})},
+		// A support larger than the vocabulary repeats ids; judging by it costs the
+		// verifier's pass (every request in it) a search of it per id of the target's.
+		{name: "distribution larger than the vocabulary", sampling: sampled, mode: specdv1.VerificationMode_VERIFICATION_MODE_REJECTION, bad: []int32{100},
+			dists: each(func(tok int32) *speculationv1.Distribution {
+				ids, probs := make([]int32, vocab+1), make([]float32, vocab+1)
+				for i := range ids {
+					ids[i], probs[i] = (tok+int32(i))%vocab, 1/float32(vocab+1)
+				}
+				return &speculationv1.Distribution{Ids: ids, Probs: probs}
+			})},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fake := &fakeDraft{}
@@ -432,5 +446,38 @@ func TestNoDraftForOneToken(t *testing.T) {
 	}
 	if n := len(fake.Starts()); n != 1 {
 		t.Errorf("resumed one token short of max_tokens: the draft got %d session starts in all, want 1", n)
+	}
+}
+
+// TestDraftMaxPositionOfResumedRequest: a resumed request's draft may propose up to the
+// request's last position but one (the last token is always the verifier's own) —
+// max_tokens counts the resumed tokens, so its end does not move with them.
+func TestDraftMaxPositionOfResumedRequest(t *testing.T) {
+	checkLeaks(t)
+	fake := &fakeDraft{}
+	draft := startFakeDraft(t, fake)
+	ctx, client := startVerifier(t, verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}),
+		Engine: verifiersvc.EngineConfig{Threads: 1}})
+	const maxTokens = 12
+	req := func(resume []int32) *speculationv1.GenerateRequest {
+		return &speculationv1.GenerateRequest{DraftAddress: draft, ResumeIds: resume, Request: &specdv1.GenerateRequest{
+			Prompt: "Once upon a time", MaxTokens: maxTokens, Speculation: &specdv1.SpeculationOptions{Gamma: 4}}}
+	}
+	ids, _, err := generateAll(ctx, client, req(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := generateAll(ctx, client, req(ids[:5])); err != nil {
+		t.Fatal(err)
+	}
+	starts := fake.Starts()
+	if len(starts) != 2 {
+		t.Fatalf("the draft got %d session starts, want 2", len(starts))
+	}
+	for i, st := range starts {
+		prompt := len(st.GetContextIds()) - 5*i
+		if got, want := st.GetMaxPosition(), uint32(prompt-1+maxTokens); got != want {
+			t.Errorf("start %d (%d tokens resumed): max_position %d, want %d", i, 5*i, got, want)
+		}
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"slices"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services/verifiersvc"
@@ -40,5 +43,42 @@ func TestCachedPromptOfResumedRequest(t *testing.T) {
 	}
 	if st.GetCachedPromptTokens() == 0 {
 		t.Errorf("resumed request: cached_prompt_tokens = 0, want its prompt found in the cache")
+	}
+}
+
+// TestResumeOfWholeRequest: a request resumed with all its max_tokens already streamed
+// (its verifier failed between its last token and its final message) ends at once with
+// FINISH_REASON_LENGTH and no token; more than max_tokens is INVALID_ARGUMENT.
+func TestResumeOfWholeRequest(t *testing.T) {
+	checkLeaks(t)
+	ctx, client := startVerifier(t, verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}})
+	req := func(resume []int32) *speculationv1.GenerateRequest {
+		return &speculationv1.GenerateRequest{ResumeIds: resume, Request: &specdv1.GenerateRequest{
+			Prompt: "Once upon a time", MaxTokens: 6, Speculation: &specdv1.SpeculationOptions{Gamma: 4}}}
+	}
+	ids, _, err := generateAll(ctx, client, req(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := client.Generate(ctx, req(ids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var final *specdv1.Final
+	var more []int32
+	for final == nil {
+		msg, err := st.Recv()
+		if err != nil {
+			t.Fatalf("resumed with all %d tokens: %v", len(ids), err)
+		}
+		more = append(more, msg.GetChunk().GetTokenIds()...)
+		final = msg.GetFinal()
+	}
+	if len(more) != 0 || final.GetFinishReason() != specdv1.FinishReason_FINISH_REASON_LENGTH || final.GetStats().GetCompletionTokens() != uint32(len(ids)) {
+		t.Errorf("resumed with all %d tokens: %v more, %v, %d completion tokens; want none, LENGTH, %d", len(ids), more, final.GetFinishReason(),
+			final.GetStats().GetCompletionTokens(), len(ids))
+	}
+	if _, _, err := generateAll(ctx, client, req(append(ids, ids[0]))); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("resumed with more than max_tokens: %v, want INVALID_ARGUMENT", err)
 	}
 }

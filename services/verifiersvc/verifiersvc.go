@@ -216,7 +216,9 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		return services.BadField("max_tokens", "%d new tokens after a prompt of %d exceed the context of %d", q.MaxTokens, len(prompt), m.Context)
 	}
 	resumed := len(req.GetResumeIds())
-	if resumed >= q.MaxTokens {
+	// All of them streamed: the verifier that streamed them failed before its final
+	// message, and this one ends the request at once.
+	if resumed > q.MaxTokens {
 		return services.BadField("resume_ids", "%d tokens already streamed of max_tokens %d", resumed, q.MaxTokens)
 	}
 	committed := append(append([]int32(nil), prompt...), req.GetResumeIds()...)
@@ -262,7 +264,8 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 			if !e.speculating.Load() && q.Gamma == 0 {
 				return
 			}
-			link, err := s.openDraft(ctx, addr, committed, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
+			// max_tokens counts resumed tokens: the request ends at the same position.
+			link, err := s.openDraft(ctx, addr, committed, len(prompt)-1+q.MaxTokens, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
 			if err != nil {
 				r.fallback(err)
 				return
@@ -646,7 +649,10 @@ func (s *Server) draftModel(ctx context.Context, addr string) string {
 	return name
 }
 
-func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {
+// openDraft opens a Speculate stream to the draft at addr for a request whose
+// committed sequence is committed. maxPos is the request's last position, whose token is the verifier's own whatever
+// was drafted: the draft proposes before it.
+func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, maxPos int, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {
 	cc, err := s.conns.Get(addr)
 	if err != nil {
 		return nil, err
@@ -663,7 +669,7 @@ func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, 
 	}
 	start := &speculationv1.Start{
 		ContextIds: committed, Sampling: services.SamplingToProto(q.Sampling), Mode: services.ModeToProto(mode),
-		Gamma: uint32(gamma), MaxPosition: uint32(len(committed) - 1 + (q.MaxTokens)), TokenizerHash: tokHash,
+		Gamma: uint32(gamma), MaxPosition: uint32(maxPos), TokenizerHash: tokHash,
 		ProposalTopK: uint32(topK),
 	}
 	if err := stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: start}}); err != nil {
@@ -704,7 +710,8 @@ var errBadProposal = errors.New("draft sent a malformed proposal")
 // checkProposal returns an error wrapping errBadProposal when p cannot be checked: a
 // token outside the vocabulary of vocab ids (it would fail the whole batched pass,
 // every request in it), or, when dists, a distribution missing or malformed (ids and
-// probabilities of different lengths, a probability that is not a number in [0, 1]),
+// probabilities of different lengths, an id outside the vocabulary, more ids than it
+// has, a probability that is not a number in [0, 1]),
 // which rejection sampling would read out of range or judge by. The draft that sent
 // it has failed; the request drops it.
 func checkProposal(p spec.Proposal, vocab int, dists bool) error {
@@ -722,6 +729,16 @@ func checkProposal(p spec.Proposal, vocab int, dists bool) error {
 	for i, d := range p.Dists {
 		if len(d.IDs) != len(d.Probs) {
 			return fmt.Errorf("%w: round %d distribution %d has %d ids and %d probabilities", errBadProposal, p.Round, i, len(d.IDs), len(d.Probs))
+		}
+		// Rejection sampling looks each of the target's ids up in the support: one
+		// larger than the vocabulary (ids repeated) would cost the pass that much.
+		if len(d.IDs) > vocab {
+			return fmt.Errorf("%w: round %d distribution %d has %d ids, more than the vocabulary of %d", errBadProposal, p.Round, i, len(d.IDs), vocab)
+		}
+		for _, id := range d.IDs {
+			if id < 0 || int(id) >= vocab {
+				return fmt.Errorf("%w: round %d distribution %d has id %d, outside the vocabulary of %d", errBadProposal, p.Round, i, id, vocab)
+			}
 		}
 		for _, q := range d.Probs {
 			if !(q >= 0 && q <= 1) {
@@ -754,9 +771,21 @@ func (l *draftLink) roundTrip(a arrival) time.Duration {
 	return a.at.Sub(t)
 }
 
+// send sends verdict v. When the draft has ended the stream, it returns the stream's
+// status (a refusal, say), which its receiver reads, rather than the io.EOF of a send
+// on an ended stream: the request tells a refusal from a failure by it. Proposals not
+// yet taken are dropped then.
 func (l *draftLink) send(v spec.Verdict) error {
 	l.sent[v.Seq] = time.Now()
-	return l.stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}})
+	err := l.stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Verdict{Verdict: services.VerdictToProto(v)}})
+	if errors.Is(err, io.EOF) {
+		for range l.proposals { // the stream has ended: its receiver ends too
+		}
+		if rerr := l.err(); rerr != nil {
+			return rerr
+		}
+	}
+	return err
 }
 
 func (l *draftLink) err() error {
