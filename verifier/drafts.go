@@ -45,6 +45,9 @@ type band struct {
 	// assumeOff: a lighter load measured drafts slower, so until drafts are measured
 	// here the band decodes plainly for minExploit epochs before it tries them.
 	assumeOff bool
+	// doubt: the last epoch with drafts on, in a run of them, measured drafts not
+	// paying; one more such epoch turns them off (see record).
+	doubt bool
 	// next is the setting the band's last epoch chose for its next one (decided: it has
 	// had one). The load may move to another band at that moment; when it comes back,
 	// the band goes on from there, or a band the load leaves every epoch would never
@@ -154,6 +157,16 @@ func (b *band) record(on bool, r float64) bool {
 		b.exploit = minExploit
 	}
 	better := b.draftsPay()
+	if on && !better && b.run > 0 && !b.doubt {
+		// Drafts on, in a run of them, measured not paying once. What a speculating
+		// epoch commits depends on the text far more than what a plain one does (one
+		// stream: 0.85× plain on some prompts, 1.25× on others), so one epoch of hard
+		// text is not taken as a change: a second in a row is.
+		b.doubt = true
+		b.run++
+		return on
+	}
+	b.doubt = false
 	switch {
 	case on != better && b.run == 0:
 		// An exploration (or the estimates crossed): back to the better one; an

@@ -116,6 +116,26 @@ func TestDraftSwitch(t *testing.T) {
 			t.Errorf("where drafts commit nothing: on %.0f%% of the time, want little (band %+v)", 100*got, d.bands[loadBand(4)])
 		}
 	})
+	t.Run("one epoch of hard text does not turn drafts off", func(t *testing.T) {
+		// Drafts pay (1.2× plain) but their epochs vary with the text: one in a run
+		// commits at 0.85× plain. That one epoch keeps drafts on; two in a row turn
+		// them off, and the epochs after show whether drafts pay again.
+		d := newDraftSwitch()
+		run(&d, [2]float64{1000, 1200}, 1, 5*time.Second) // settle: on
+		for !d.on {
+			run(&d, [2]float64{1000, 1200}, 1, epochLen)
+		}
+		run(&d, [2]float64{1000, 1200}, 1, 2*epochLen) // well inside a run of drafts
+		run(&d, [2]float64{1000, 850}, 1, epochLen)
+		if got := run(&d, [2]float64{1000, 1200}, 1, epochLen); got < 1 {
+			t.Errorf("after one slow epoch with drafts: on %.0f%% of the next, want all (band %+v)", 100*got, d.bands[loadBand(1)])
+		}
+		run(&d, [2]float64{1000, 1200}, 1, 2*epochLen)
+		run(&d, [2]float64{1000, 700}, 1, 2*epochLen)
+		if got := run(&d, [2]float64{1000, 700}, 1, epochLen); got > 0 {
+			t.Errorf("after two slow epochs with drafts: on %.0f%% of the next, want none (band %+v)", 100*got, d.bands[loadBand(1)])
+		}
+	})
 	t.Run("bands apart", func(t *testing.T) {
 		d := newDraftSwitch()
 		run(&d, [2]float64{3000, 2000}, 16, 10*time.Second) // off pays at 16 requests
