@@ -609,6 +609,9 @@ func (m *Model) finish(opts LoadOptions) error {
 		return fmt.Errorf("%w: tokenizer has %d tokens, model %d", ErrFormat, m.Tok.VocabSize(), c.Vocab)
 	}
 	tied := m.Output == m.Embed
+	// Matrices converted or packed at load are not read from the mapped file again
+	// (see gguf.File.Release).
+	rel, _ := m.closer.(interface{ Release([]byte) error })
 	if opts.Quant != nil {
 		conv := func(w **kernels.Matrix) error {
 			if (*w).Type == *opts.Quant {
@@ -621,7 +624,11 @@ func (m *Model) finish(opts LoadOptions) error {
 			if err != nil {
 				return err
 			}
+			old := *w
 			*w = nw
+			if rel != nil {
+				return rel.Release(old.Data)
+			}
 			return nil
 		}
 		all := []**kernels.Matrix{&m.Embed}
@@ -654,7 +661,6 @@ func (m *Model) finish(opts LoadOptions) error {
 	// A packed matrix's bytes in the file are not read again (the embedding's rows are,
 	// so a tied classifier's stay): the file's pages of it leave the resident set, so
 	// that a served model holds one copy of its weights, not two (see gguf.File.Release).
-	rel, _ := m.closer.(interface{ Release([]byte) error })
 	pack := func(w *kernels.Matrix) error {
 		if w.Rows*w.Cols < 1<<17 && (w.Type == ggml.Q8_0 || w.Type == ggml.Q4_0) {
 			return nil
