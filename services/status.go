@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/specd-dev/specd/chat"
+	"github.com/specd-dev/specd/draft"
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
@@ -119,7 +120,8 @@ func Status(err error) error {
 		}
 		return st.Err()
 	case errors.Is(err, sample.ErrInvalid), errors.Is(err, model.ErrBadToken),
-		errors.Is(err, generate.ErrEmptyPrompt), errors.Is(err, model.ErrContextFull):
+		errors.Is(err, generate.ErrEmptyPrompt), errors.Is(err, model.ErrContextFull),
+		errors.Is(err, draft.ErrBadVerdict):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy), errors.Is(err, verifier.ErrQueueFull),
 		errors.Is(err, ErrTooManyConns):

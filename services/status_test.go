@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/specd-dev/specd/chat"
+	"github.com/specd-dev/specd/draft"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/quota"
 	"github.com/specd-dev/specd/sample"
@@ -45,6 +46,9 @@ func TestStatus(t *testing.T) {
 		{fmt.Errorf("%w: key alice may not use model m", ErrPermissionDenied), codes.PermissionDenied},
 		{Refused(&quota.Refusal{Name: "alice", Reason: quota.ErrRate, RetryAfter: time.Second}), codes.ResourceExhausted},
 		{status.Error(codes.NotFound, "kept"), codes.NotFound},
+		// A verdict the draft cannot follow is the verifier's bad input, not the draft
+		// failing: it must not count against the draft's breaker (PeerDown).
+		{fmt.Errorf("session 3: %w: position 9, draft holds 4 tokens", draft.ErrBadVerdict), codes.InvalidArgument},
 		{fmt.Errorf("a bug"), codes.Internal},
 	} {
 		if got := status.Code(Status(tc.err)); got != tc.code {
