@@ -43,6 +43,61 @@ type Event struct {
 	Positions []int
 	Text      string
 	Final     *Final // non-nil on the last event
+	// Progress is the attempt's speculation so far (nil: unchanged, or not reported).
+	// The verifier sends it with the final event and whenever it changed.
+	Progress *Progress
+}
+
+// Progress counts what one attempt did from its start, as its final stats would if it
+// ended now. When an attempt fails, the last progress it reported is added to the
+// final stats of the attempt that finishes the request, so that they count the
+// rounds, fallbacks and waits of the whole request.
+type Progress struct {
+	Rounds, DraftedTokens, AcceptedTokens int
+	LookupTokens, LookupAcceptedTokens    int
+	Fallbacks, DraftRefusals              int
+	RoundTrips                            int           // fresh draft rounds timed
+	RoundTripTotal                        time.Duration // their summed round trips
+	QueueWait                             time.Duration
+}
+
+func (p *Progress) add(q Progress) {
+	p.Rounds += q.Rounds
+	p.DraftedTokens += q.DraftedTokens
+	p.AcceptedTokens += q.AcceptedTokens
+	p.LookupTokens += q.LookupTokens
+	p.LookupAcceptedTokens += q.LookupAcceptedTokens
+	p.Fallbacks += q.Fallbacks
+	p.DraftRefusals += q.DraftRefusals
+	p.RoundTrips += q.RoundTrips
+	p.RoundTripTotal += q.RoundTripTotal
+	p.QueueWait += q.QueueWait
+}
+
+// addEarlier adds to the final stats of the attempt that finished a request (whose
+// own progress is last) what its earlier attempts did.
+func (s *Stats) addEarlier(earlier, last Progress) {
+	if earlier == (Progress{}) {
+		return
+	}
+	s.Rounds += earlier.Rounds
+	s.DraftedTokens += earlier.DraftedTokens
+	s.AcceptedTokens += earlier.AcceptedTokens
+	s.LookupTokens += earlier.LookupTokens
+	s.LookupAcceptedTokens += earlier.LookupAcceptedTokens
+	s.Fallbacks += earlier.Fallbacks
+	s.DraftRefusals += earlier.DraftRefusals
+	s.QueueWait += earlier.QueueWait
+	s.AcceptanceRate, s.MeanAcceptedPerRound = 0, 0
+	if s.DraftedTokens > 0 {
+		s.AcceptanceRate = float32(s.AcceptedTokens) / float32(s.DraftedTokens)
+	}
+	if s.Rounds > 0 {
+		s.MeanAcceptedPerRound = float32(s.AcceptedTokens) / float32(s.Rounds)
+	}
+	if n := earlier.RoundTrips + last.RoundTrips; n > 0 {
+		s.MeanRoundTrip = (earlier.RoundTripTotal + last.RoundTripTotal) / time.Duration(n)
+	}
 }
 
 // Final is how a generation ended, as its verifier reports it.
@@ -115,11 +170,13 @@ type Router struct {
 
 // Result sums up a relayed request.
 type Result struct {
-	Final     *Final  // the last attempt's end
+	// Final is the last attempt's end, its stats counting every attempt's rounds.
+	Final     *Final
 	IDs       []int32 // every token relayed
 	Text      string  // all text relayed
 	Attempts  []Attempt
 	Failovers int
+	earlier   Progress // what the attempts that failed had done
 }
 
 // Relay runs a request on a verifier picked for key, passes each event to sink, and when
@@ -172,12 +229,7 @@ func (r *Router) Relay(ctx context.Context, key, model string, b Backend, sink f
 		}
 		a := Attempt{Verifier: v, Draft: d, Resume: append([]int32(nil), res.IDs...), ResumeText: len(res.Text)}
 		res.Attempts = append(res.Attempts, a)
-		draftDown := false
-		err = r.attempt(ctx, b, a, &res, func(ev Event) error {
-			// The verifier lost the draft and fell back to plain decoding.
-			draftDown = draftDown || (ev.Final != nil && ev.Final.Stats.Fallbacks > 0)
-			return sink(ev)
-		})
+		draftDown, err := r.attempt(ctx, b, a, &res, sink)
 		if errors.Is(err, ErrEndpointDown) {
 			done(err)
 		} else {
@@ -261,22 +313,36 @@ func ServesModel(model string) Health {
 	return func(e Endpoint) bool { return e.Role != Verifier || e.Model == model }
 }
 
-func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result, sink func(Event) error) error {
+// attempt relays one attempt's events to sink. draftDown reports that its verifier
+// lost the draft and fell back to plain decoding. When it fails, what it had done (its
+// last progress) is added to res.earlier.
+func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result, sink func(Event) error) (draftDown bool, err error) {
 	s, err := b.Start(ctx, a)
 	if err != nil {
-		return err
+		return false, err
 	}
+	var done Progress
+	defer func() {
+		if err != nil {
+			res.earlier.add(done)
+		}
+	}()
 	for {
 		ev, err := s.Recv()
 		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: stream from %s ended before its final message", ErrEndpointDown, a.Verifier.Address)
+			return false, fmt.Errorf("%w: stream from %s ended before its final message", ErrEndpointDown, a.Verifier.Address)
 		}
 		if err != nil {
-			return err // the backend marks endpoint failures with ErrEndpointDown
+			return false, err // the backend marks endpoint failures with ErrEndpointDown
+		}
+		if ev.Progress != nil {
+			done = *ev.Progress
 		}
 		res.IDs = append(res.IDs, ev.IDs...)
 		res.Text += ev.Text
 		if ev.Final != nil {
+			draftDown = ev.Final.Stats.Fallbacks > 0
+			ev.Final.Stats.addEarlier(res.earlier, done)
 			ev.Final.Stats.Failovers = res.Failovers
 			res.Final = ev.Final
 			// Read the stream's end (io.EOF, which follows the final message at once)
@@ -287,10 +353,10 @@ func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result,
 			s.Recv()
 		}
 		if err := sink(ev); err != nil {
-			return err
+			return draftDown, err
 		}
 		if ev.Final != nil {
-			return nil
+			return draftDown, nil
 		}
 	}
 }

@@ -380,3 +380,72 @@ func TestDraftBreakerProbedOnlyByUse(t *testing.T) {
 		t.Errorf("after a request the draft served: its breaker is in state %d, want 0 (closed)", st)
 	}
 }
+
+// script is a stream that returns its events, then io.EOF, or err in place of io.EOF.
+type script struct {
+	events []router.Event
+	err    error
+}
+
+func (s *script) Recv() (router.Event, error) {
+	if len(s.events) == 0 {
+		if s.err != nil {
+			return router.Event{}, s.err
+		}
+		return router.Event{}, io.EOF
+	}
+	ev := s.events[0]
+	s.events = s.events[1:]
+	return ev, nil
+}
+
+// TestRelayStatsCountEveryAttempt: after a failover, the final stats count the rounds,
+// tokens, fallbacks, round trips and waits of the attempt that failed (its last
+// progress) as well as the last attempt's, and the last attempt's draft is not blamed
+// for the fallback of the draft an earlier attempt lost.
+func TestRelayStatsCountEveryAttempt(t *testing.T) {
+	d := router.NewStatic(
+		router.Endpoint{ID: "v1", Address: "v1:1", Role: router.Verifier, TokenizerHash: "A"},
+		router.Endpoint{ID: "v2", Address: "v2:1", Role: router.Verifier, TokenizerHash: "A"},
+		router.Endpoint{ID: "d1", Address: "d1:1", Role: router.Draft, TokenizerHash: "A"},
+	)
+	br := services.NewBreakers(1, time.Minute)
+	r := &router.Router{Discovery: d, Breakers: br}
+	ms := time.Millisecond
+	b := backendFunc(func(ctx context.Context, a router.Attempt) (router.Stream, error) {
+		if len(a.Resume) == 0 { // the first attempt: four tokens, a lost draft, then a crash
+			s := &script{err: fmt.Errorf("%w: connection reset", router.ErrEndpointDown)}
+			for i := 1; i <= 4; i++ {
+				s.events = append(s.events, router.Event{IDs: []int32{int32(i)}, Progress: &router.Progress{
+					Rounds: i, DraftedTokens: 3 * i, AcceptedTokens: 2 * i, LookupTokens: i, LookupAcceptedTokens: 1,
+					Fallbacks: i / 4, RoundTrips: i, RoundTripTotal: time.Duration(i) * 10 * ms, QueueWait: 5 * ms,
+				}})
+			}
+			s.events = append(s.events, router.Event{IDs: []int32{5}}) // progress unchanged
+			return s, nil
+		}
+		own := router.Progress{Rounds: 2, DraftedTokens: 6, AcceptedTokens: 3, RoundTrips: 2, RoundTripTotal: 80 * ms, QueueWait: ms}
+		return &script{events: []router.Event{
+			{IDs: []int32{6, 7}, Progress: &own},
+			{Progress: &own, Final: &router.Final{Reason: generate.Length, Stats: router.Stats{
+				CompletionTokens: 7, Rounds: 2, DraftedTokens: 6, AcceptedTokens: 3, AcceptanceRate: 0.5, MeanAcceptedPerRound: 1.5,
+				MeanRoundTrip: 40 * ms, QueueWait: ms, Draft: router.Served{Address: "d1:1"},
+			}}},
+		}}, nil
+	})
+	res, err := r.Relay(context.Background(), "k", "", b, func(router.Event) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := router.Stats{
+		CompletionTokens: 7, Rounds: 6, DraftedTokens: 18, AcceptedTokens: 11, LookupTokens: 4, LookupAcceptedTokens: 1,
+		AcceptanceRate: float32(11) / 18, MeanAcceptedPerRound: float32(11) / 6,
+		MeanRoundTrip: 20 * ms, QueueWait: 6 * ms, Draft: router.Served{Address: "d1:1"}, Fallbacks: 1, Failovers: 1,
+	}
+	if got := res.Final.Stats; got != want {
+		t.Errorf("final stats\n got %+v\nwant %+v", got, want)
+	}
+	if st := br.States()["d1"]; st != 0 {
+		t.Errorf("d1's breaker is in state %d after the attempt that used it succeeded, want 0 (closed)", st)
+	}
+}

@@ -84,7 +84,7 @@ type Update struct {
 	// prompt.
 	CachedPrompt int
 	Output       *generate.Output // the generation; set when Done without Err
-	Stats        Stats            // set when Done
+	Stats        Stats            // the request's so far; final when Done
 }
 
 // Round describes one verified draft proposal.
@@ -527,8 +527,12 @@ func (s *Scheduler) Step() (Ready, error) {
 	s.committed, s.passTokens, s.prefilled = 0, 0, 0
 	defer func() {
 		s.passTokens = r.Tokens
-		for _, u := range r.Updates {
+		for i := range r.Updates {
+			u := &r.Updates[i]
 			s.committed += len(u.Tokens)
+			if e := s.byID[u.ID]; e != nil && e.sess != nil && !u.Done {
+				u.Stats = e.sess.Stats
+			}
 		}
 	}()
 	s.admit(&r)

@@ -49,12 +49,19 @@ func serveFull(t *testing.T, ctx context.Context, run func(func() error), real s
 	}
 	t.Cleanup(func() { cc.Close() })
 	f := &fullVerifier{real: speculationv1.NewVerifierServiceClient(cc)}
+	return f, serveVerifierService(t, ctx, run, f)
+}
+
+// serveVerifierService serves impl as a verifier, SERVING, until ctx ends, and returns
+// its address.
+func serveVerifierService(t *testing.T, ctx context.Context, run func(func() error), impl speculationv1.VerifierServiceServer) string {
+	t.Helper()
 	srv := services.NewServer("specd.speculation.v1.VerifierService", quiet, services.Limits{})
-	speculationv1.RegisterVerifierServiceServer(srv.GRPC, f)
+	speculationv1.RegisterVerifierServiceServer(srv.GRPC, impl)
 	srv.SetServing()
 	lis := freeListener(t)
 	run(func() error { return srv.Serve(ctx, lis, time.Second) })
-	return f, lis.Addr().String()
+	return lis.Addr().String()
 }
 
 // startVerifierOf serves a verifier of the model name on loopback until ctx ends and

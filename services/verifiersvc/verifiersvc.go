@@ -324,6 +324,8 @@ type run struct {
 	roundTrips  time.Duration // summed draft round trips of fresh rounds
 	freshRounds int
 	stats       specdv1.Stats
+	counts      verifier.Stats // the engine's counts of the request so far
+	reported    progressKey    // the progress last sent to the router
 	// Committed tokens not sent yet (see Config.StreamInterval), and the timer that
 	// sends them, armed when the first of them was held back.
 	pending []generate.Token
@@ -409,6 +411,7 @@ func (r *run) update(u verifier.Update, wait *time.Timer) (done bool, err error)
 			r.connect = nil
 		}
 	}
+	r.counts = u.Stats
 	if err := r.emit(u.Tokens, u.Done); err != nil {
 		return true, err
 	}
@@ -536,7 +539,37 @@ func (r *run) send() error {
 	if r.promptFirst {
 		msg.PromptIds, r.promptFirst = r.prompt, false
 	}
+	if k := r.progressKey(); k != r.reported {
+		msg.Progress, r.reported = r.progress(), k
+	}
 	return r.stream.Send(msg)
+}
+
+// progressKey is what the attempt's progress reports, comparable.
+type progressKey struct {
+	rounds, drafted, accepted, guessed, guessAccepted int
+	fallbacks, refusals                               uint32
+	roundTrips                                        int
+	queueWait                                         time.Duration
+}
+
+func (r *run) progressKey() progressKey {
+	c := r.counts
+	return progressKey{c.Rounds, c.Drafted, c.Accepted, c.Guessed, c.GuessAccepted,
+		r.stats.Fallbacks, r.stats.DraftRefusals, r.freshRounds, r.stats.QueueWait.AsDuration()}
+}
+
+// progress is what the attempt has done so far, for the router to carry over to the
+// attempt that finishes the request should this one fail.
+func (r *run) progress() *speculationv1.Progress {
+	c := r.counts
+	return &speculationv1.Progress{
+		Rounds: uint32(c.Rounds), DraftedTokens: uint32(c.Drafted), AcceptedTokens: uint32(c.Accepted),
+		LookupTokens: uint32(c.Guessed), LookupAcceptedTokens: uint32(c.GuessAccepted),
+		Fallbacks: r.stats.Fallbacks, DraftRefusals: r.stats.DraftRefusals,
+		RoundTrips: uint32(r.freshRounds), RoundTripTotal: services.Duration(r.roundTrips),
+		QueueWait: r.stats.QueueWait,
+	}
 }
 
 func (r *run) finish(u verifier.Update) error {
@@ -573,7 +606,7 @@ func (r *run) finish(u verifier.Update) error {
 			"plain", ss.Plain, "lookup", ss.Guessed, "lookup_accepted", ss.GuessAccepted, "stale", ss.Stale, "branches", ss.Branches,
 			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks, "draft_refusals", st.DraftRefusals)
 	}
-	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
+	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Progress: r.progress(), Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
 		FinishReason: services.FinishToProto(out.Reason), Stats: st,
 	}}})
 }

@@ -790,7 +790,10 @@ func (x *Final) GetStats() *Stats {
 }
 
 // Stats describes how a request was served. Token counts are in tokens of the
-// verifier model; durations are measured by the router unless noted.
+// verifier model; durations are measured by the router unless noted. After a
+// failover, the counts of rounds, draft and lookup tokens, fallbacks, draft
+// refusals, queue_wait and mean_round_trip cover every attempt, the one that
+// failed up to its last report included.
 type Stats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tokens in the prompt, BOS and EOS included.

@@ -162,7 +162,13 @@ type GenerateResponse struct {
 	// message, so that the router resumes it on another verifier with these ids
 	// (in prompt_ids) instead of rendering the conversation again; empty on the
 	// others. The router returns it in specd.v1.CompleteResponse.prompt_ids.
-	PromptIds     []int32 `protobuf:"varint,3,rep,packed,name=prompt_ids,json=promptIds,proto3" json:"prompt_ids,omitempty"`
+	PromptIds []int32 `protobuf:"varint,3,rep,packed,name=prompt_ids,json=promptIds,proto3" json:"prompt_ids,omitempty"`
+	// What this attempt's speculation has done so far. Set on the message
+	// carrying final, and on a chunk's message when it changed since the last
+	// one sent. If the attempt fails, the router adds the last progress it
+	// received to the final stats of the attempt that finishes the request, so
+	// that those count the whole request.
+	Progress      *Progress `protobuf:"bytes,4,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +235,13 @@ func (x *GenerateResponse) GetPromptIds() []int32 {
 	return nil
 }
 
+func (x *GenerateResponse) GetProgress() *Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
 type isGenerateResponse_Event interface {
 	isGenerateResponse_Event()
 }
@@ -242,14 +255,146 @@ type GenerateResponse_Chunk struct {
 type GenerateResponse_Final struct {
 	// End of generation; the last message of a successful stream. Its stats
 	// count the whole completion in completion_tokens (resume_ids included)
-	// but only this attempt's speculation rounds. The router sets failovers
-	// and its own timings before forwarding it.
+	// but only this attempt's speculation rounds. The router adds the rounds
+	// of earlier attempts (from their last progress), sets failovers and its
+	// own timings before forwarding it.
 	Final *v1.Final `protobuf:"bytes,2,opt,name=final,proto3,oneof"`
 }
 
 func (*GenerateResponse_Chunk) isGenerateResponse_Event() {}
 
 func (*GenerateResponse_Final) isGenerateResponse_Event() {}
+
+// Progress counts what one attempt did from its start, as the final stats
+// would report it if the attempt ended now.
+type Progress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Speculation rounds verified (specd.v1.Stats.rounds).
+	Rounds uint32 `protobuf:"varint,1,opt,name=rounds,proto3" json:"rounds,omitempty"`
+	// Draft tokens checked in those rounds (specd.v1.Stats.drafted_tokens).
+	DraftedTokens uint32 `protobuf:"varint,2,opt,name=drafted_tokens,json=draftedTokens,proto3" json:"drafted_tokens,omitempty"`
+	// Of them, those kept (specd.v1.Stats.accepted_tokens).
+	AcceptedTokens uint32 `protobuf:"varint,3,opt,name=accepted_tokens,json=acceptedTokens,proto3" json:"accepted_tokens,omitempty"`
+	// Prompt-lookup guesses checked (specd.v1.Stats.lookup_tokens).
+	LookupTokens uint32 `protobuf:"varint,4,opt,name=lookup_tokens,json=lookupTokens,proto3" json:"lookup_tokens,omitempty"`
+	// Of them, those kept (specd.v1.Stats.lookup_accepted_tokens).
+	LookupAcceptedTokens uint32 `protobuf:"varint,5,opt,name=lookup_accepted_tokens,json=lookupAcceptedTokens,proto3" json:"lookup_accepted_tokens,omitempty"`
+	// Times the draft failed and the attempt decoded on plainly
+	// (specd.v1.Stats.fallbacks).
+	Fallbacks uint32 `protobuf:"varint,6,opt,name=fallbacks,proto3" json:"fallbacks,omitempty"`
+	// Times the draft refused the session (specd.v1.Stats.draft_refusals).
+	DraftRefusals uint32 `protobuf:"varint,7,opt,name=draft_refusals,json=draftRefusals,proto3" json:"draft_refusals,omitempty"`
+	// Fresh draft rounds whose round trip was timed.
+	RoundTrips uint32 `protobuf:"varint,8,opt,name=round_trips,json=roundTrips,proto3" json:"round_trips,omitempty"`
+	// The sum of those round trips: specd.v1.Stats.mean_round_trip is
+	// round_trip_total / round_trips.
+	RoundTripTotal *durationpb.Duration `protobuf:"bytes,9,opt,name=round_trip_total,json=roundTripTotal,proto3" json:"round_trip_total,omitempty"`
+	// Time the attempt waited for admission (specd.v1.Stats.queue_wait); 0
+	// until it is admitted.
+	QueueWait     *durationpb.Duration `protobuf:"bytes,10,opt,name=queue_wait,json=queueWait,proto3" json:"queue_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Progress) Reset() {
+	*x = Progress{}
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Progress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Progress) ProtoMessage() {}
+
+func (x *Progress) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Progress.ProtoReflect.Descriptor instead.
+func (*Progress) Descriptor() ([]byte, []int) {
+	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Progress) GetRounds() uint32 {
+	if x != nil {
+		return x.Rounds
+	}
+	return 0
+}
+
+func (x *Progress) GetDraftedTokens() uint32 {
+	if x != nil {
+		return x.DraftedTokens
+	}
+	return 0
+}
+
+func (x *Progress) GetAcceptedTokens() uint32 {
+	if x != nil {
+		return x.AcceptedTokens
+	}
+	return 0
+}
+
+func (x *Progress) GetLookupTokens() uint32 {
+	if x != nil {
+		return x.LookupTokens
+	}
+	return 0
+}
+
+func (x *Progress) GetLookupAcceptedTokens() uint32 {
+	if x != nil {
+		return x.LookupAcceptedTokens
+	}
+	return 0
+}
+
+func (x *Progress) GetFallbacks() uint32 {
+	if x != nil {
+		return x.Fallbacks
+	}
+	return 0
+}
+
+func (x *Progress) GetDraftRefusals() uint32 {
+	if x != nil {
+		return x.DraftRefusals
+	}
+	return 0
+}
+
+func (x *Progress) GetRoundTrips() uint32 {
+	if x != nil {
+		return x.RoundTrips
+	}
+	return 0
+}
+
+func (x *Progress) GetRoundTripTotal() *durationpb.Duration {
+	if x != nil {
+		return x.RoundTripTotal
+	}
+	return nil
+}
+
+func (x *Progress) GetQueueWait() *durationpb.Duration {
+	if x != nil {
+		return x.QueueWait
+	}
+	return nil
+}
 
 // SpeculateRequest is one message from the verifier to the draft.
 type SpeculateRequest struct {
@@ -267,7 +412,7 @@ type SpeculateRequest struct {
 
 func (x *SpeculateRequest) Reset() {
 	*x = SpeculateRequest{}
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[2]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +424,7 @@ func (x *SpeculateRequest) String() string {
 func (*SpeculateRequest) ProtoMessage() {}
 
 func (x *SpeculateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[2]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +437,7 @@ func (x *SpeculateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeculateRequest.ProtoReflect.Descriptor instead.
 func (*SpeculateRequest) Descriptor() ([]byte, []int) {
-	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{2}
+	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SpeculateRequest) GetKind() isSpeculateRequest_Kind {
@@ -379,7 +524,7 @@ type Start struct {
 
 func (x *Start) Reset() {
 	*x = Start{}
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[3]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +536,7 @@ func (x *Start) String() string {
 func (*Start) ProtoMessage() {}
 
 func (x *Start) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[3]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +549,7 @@ func (x *Start) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Start.ProtoReflect.Descriptor instead.
 func (*Start) Descriptor() ([]byte, []int) {
-	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{3}
+	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Start) GetRequestId() string {
@@ -498,7 +643,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[4]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +655,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[4]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +668,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{4}
+	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Verdict) GetRound() uint64 {
@@ -597,7 +742,7 @@ type SpeculateResponse struct {
 
 func (x *SpeculateResponse) Reset() {
 	*x = SpeculateResponse{}
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[5]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +754,7 @@ func (x *SpeculateResponse) String() string {
 func (*SpeculateResponse) ProtoMessage() {}
 
 func (x *SpeculateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[5]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +767,7 @@ func (x *SpeculateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeculateResponse.ProtoReflect.Descriptor instead.
 func (*SpeculateResponse) Descriptor() ([]byte, []int) {
-	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{5}
+	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SpeculateResponse) GetKind() isSpeculateResponse_Kind {
@@ -684,7 +829,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[6]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +841,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[6]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +854,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{6}
+	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Proposal) GetRound() uint64 {
@@ -780,7 +925,7 @@ type Distribution struct {
 
 func (x *Distribution) Reset() {
 	*x = Distribution{}
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[7]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +937,7 @@ func (x *Distribution) String() string {
 func (*Distribution) ProtoMessage() {}
 
 func (x *Distribution) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[7]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +950,7 @@ func (x *Distribution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Distribution.ProtoReflect.Descriptor instead.
 func (*Distribution) Descriptor() ([]byte, []int) {
-	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{7}
+	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Distribution) GetIds() []int32 {
@@ -832,7 +977,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[8]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +989,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[8]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +1002,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{8}
+	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{9}
 }
 
 // InfoResponse describes a verifier or draft: its model and its load.
@@ -878,7 +1023,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[9]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1035,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[9]
+	mi := &file_specd_speculation_v1_speculation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1048,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{9}
+	return file_specd_speculation_v1_speculation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InfoResponse) GetModel() *v1.ModelInfo {
@@ -948,13 +1093,28 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x11resume_text_bytes\x18\x04 \x01(\rR\x0fresumeTextBytes\x12#\n" +
 	"\rdraft_address\x18\x05 \x01(\tR\fdraftAddress\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"\x91\x01\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\"\xcd\x01\n" +
 	"\x10GenerateResponse\x12,\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x14.specd.v1.TokenChunkH\x00R\x05chunk\x12'\n" +
 	"\x05final\x18\x02 \x01(\v2\x0f.specd.v1.FinalH\x00R\x05final\x12\x1d\n" +
 	"\n" +
-	"prompt_ids\x18\x03 \x03(\x05R\tpromptIdsB\a\n" +
-	"\x05event\"\x8a\x01\n" +
+	"prompt_ids\x18\x03 \x03(\x05R\tpromptIds\x12:\n" +
+	"\bprogress\x18\x04 \x01(\v2\x1e.specd.speculation.v1.ProgressR\bprogressB\a\n" +
+	"\x05event\"\xb2\x03\n" +
+	"\bProgress\x12\x16\n" +
+	"\x06rounds\x18\x01 \x01(\rR\x06rounds\x12%\n" +
+	"\x0edrafted_tokens\x18\x02 \x01(\rR\rdraftedTokens\x12'\n" +
+	"\x0faccepted_tokens\x18\x03 \x01(\rR\x0eacceptedTokens\x12#\n" +
+	"\rlookup_tokens\x18\x04 \x01(\rR\flookupTokens\x124\n" +
+	"\x16lookup_accepted_tokens\x18\x05 \x01(\rR\x14lookupAcceptedTokens\x12\x1c\n" +
+	"\tfallbacks\x18\x06 \x01(\rR\tfallbacks\x12%\n" +
+	"\x0edraft_refusals\x18\a \x01(\rR\rdraftRefusals\x12\x1f\n" +
+	"\vround_trips\x18\b \x01(\rR\n" +
+	"roundTrips\x12C\n" +
+	"\x10round_trip_total\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0eroundTripTotal\x128\n" +
+	"\n" +
+	"queue_wait\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\tqueueWait\"\x8a\x01\n" +
 	"\x10SpeculateRequest\x123\n" +
 	"\x05start\x18\x01 \x01(\v2\x1b.specd.speculation.v1.StartH\x00R\x05start\x129\n" +
 	"\averdict\x18\x02 \x01(\v2\x1d.specd.speculation.v1.VerdictH\x00R\averdictB\x06\n" +
@@ -1022,55 +1182,59 @@ func file_specd_speculation_v1_speculation_proto_rawDescGZIP() []byte {
 	return file_specd_speculation_v1_speculation_proto_rawDescData
 }
 
-var file_specd_speculation_v1_speculation_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_specd_speculation_v1_speculation_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_specd_speculation_v1_speculation_proto_goTypes = []any{
 	(*GenerateRequest)(nil),     // 0: specd.speculation.v1.GenerateRequest
 	(*GenerateResponse)(nil),    // 1: specd.speculation.v1.GenerateResponse
-	(*SpeculateRequest)(nil),    // 2: specd.speculation.v1.SpeculateRequest
-	(*Start)(nil),               // 3: specd.speculation.v1.Start
-	(*Verdict)(nil),             // 4: specd.speculation.v1.Verdict
-	(*SpeculateResponse)(nil),   // 5: specd.speculation.v1.SpeculateResponse
-	(*Proposal)(nil),            // 6: specd.speculation.v1.Proposal
-	(*Distribution)(nil),        // 7: specd.speculation.v1.Distribution
-	(*InfoRequest)(nil),         // 8: specd.speculation.v1.InfoRequest
-	(*InfoResponse)(nil),        // 9: specd.speculation.v1.InfoResponse
-	(*v1.GenerateRequest)(nil),  // 10: specd.v1.GenerateRequest
-	(*v1.TokenChunk)(nil),       // 11: specd.v1.TokenChunk
-	(*v1.Final)(nil),            // 12: specd.v1.Final
-	(*v1.SamplingParams)(nil),   // 13: specd.v1.SamplingParams
-	(v1.VerificationMode)(0),    // 14: specd.v1.VerificationMode
-	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
-	(*v1.ModelInfo)(nil),        // 16: specd.v1.ModelInfo
-	(*v1.TokenizeRequest)(nil),  // 17: specd.v1.TokenizeRequest
-	(*v1.TokenizeResponse)(nil), // 18: specd.v1.TokenizeResponse
+	(*Progress)(nil),            // 2: specd.speculation.v1.Progress
+	(*SpeculateRequest)(nil),    // 3: specd.speculation.v1.SpeculateRequest
+	(*Start)(nil),               // 4: specd.speculation.v1.Start
+	(*Verdict)(nil),             // 5: specd.speculation.v1.Verdict
+	(*SpeculateResponse)(nil),   // 6: specd.speculation.v1.SpeculateResponse
+	(*Proposal)(nil),            // 7: specd.speculation.v1.Proposal
+	(*Distribution)(nil),        // 8: specd.speculation.v1.Distribution
+	(*InfoRequest)(nil),         // 9: specd.speculation.v1.InfoRequest
+	(*InfoResponse)(nil),        // 10: specd.speculation.v1.InfoResponse
+	(*v1.GenerateRequest)(nil),  // 11: specd.v1.GenerateRequest
+	(*v1.TokenChunk)(nil),       // 12: specd.v1.TokenChunk
+	(*v1.Final)(nil),            // 13: specd.v1.Final
+	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
+	(*v1.SamplingParams)(nil),   // 15: specd.v1.SamplingParams
+	(v1.VerificationMode)(0),    // 16: specd.v1.VerificationMode
+	(*v1.ModelInfo)(nil),        // 17: specd.v1.ModelInfo
+	(*v1.TokenizeRequest)(nil),  // 18: specd.v1.TokenizeRequest
+	(*v1.TokenizeResponse)(nil), // 19: specd.v1.TokenizeResponse
 }
 var file_specd_speculation_v1_speculation_proto_depIdxs = []int32{
-	10, // 0: specd.speculation.v1.GenerateRequest.request:type_name -> specd.v1.GenerateRequest
-	11, // 1: specd.speculation.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
-	12, // 2: specd.speculation.v1.GenerateResponse.final:type_name -> specd.v1.Final
-	3,  // 3: specd.speculation.v1.SpeculateRequest.start:type_name -> specd.speculation.v1.Start
-	4,  // 4: specd.speculation.v1.SpeculateRequest.verdict:type_name -> specd.speculation.v1.Verdict
-	13, // 5: specd.speculation.v1.Start.sampling:type_name -> specd.v1.SamplingParams
-	14, // 6: specd.speculation.v1.Start.mode:type_name -> specd.v1.VerificationMode
-	6,  // 7: specd.speculation.v1.SpeculateResponse.proposal:type_name -> specd.speculation.v1.Proposal
-	7,  // 8: specd.speculation.v1.Proposal.probs:type_name -> specd.speculation.v1.Distribution
-	15, // 9: specd.speculation.v1.Proposal.drafting:type_name -> google.protobuf.Duration
-	16, // 10: specd.speculation.v1.InfoResponse.model:type_name -> specd.v1.ModelInfo
-	0,  // 11: specd.speculation.v1.VerifierService.Generate:input_type -> specd.speculation.v1.GenerateRequest
-	17, // 12: specd.speculation.v1.VerifierService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	8,  // 13: specd.speculation.v1.VerifierService.Info:input_type -> specd.speculation.v1.InfoRequest
-	2,  // 14: specd.speculation.v1.DraftService.Speculate:input_type -> specd.speculation.v1.SpeculateRequest
-	8,  // 15: specd.speculation.v1.DraftService.Info:input_type -> specd.speculation.v1.InfoRequest
-	1,  // 16: specd.speculation.v1.VerifierService.Generate:output_type -> specd.speculation.v1.GenerateResponse
-	18, // 17: specd.speculation.v1.VerifierService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	9,  // 18: specd.speculation.v1.VerifierService.Info:output_type -> specd.speculation.v1.InfoResponse
-	5,  // 19: specd.speculation.v1.DraftService.Speculate:output_type -> specd.speculation.v1.SpeculateResponse
-	9,  // 20: specd.speculation.v1.DraftService.Info:output_type -> specd.speculation.v1.InfoResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	11, // 0: specd.speculation.v1.GenerateRequest.request:type_name -> specd.v1.GenerateRequest
+	12, // 1: specd.speculation.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
+	13, // 2: specd.speculation.v1.GenerateResponse.final:type_name -> specd.v1.Final
+	2,  // 3: specd.speculation.v1.GenerateResponse.progress:type_name -> specd.speculation.v1.Progress
+	14, // 4: specd.speculation.v1.Progress.round_trip_total:type_name -> google.protobuf.Duration
+	14, // 5: specd.speculation.v1.Progress.queue_wait:type_name -> google.protobuf.Duration
+	4,  // 6: specd.speculation.v1.SpeculateRequest.start:type_name -> specd.speculation.v1.Start
+	5,  // 7: specd.speculation.v1.SpeculateRequest.verdict:type_name -> specd.speculation.v1.Verdict
+	15, // 8: specd.speculation.v1.Start.sampling:type_name -> specd.v1.SamplingParams
+	16, // 9: specd.speculation.v1.Start.mode:type_name -> specd.v1.VerificationMode
+	7,  // 10: specd.speculation.v1.SpeculateResponse.proposal:type_name -> specd.speculation.v1.Proposal
+	8,  // 11: specd.speculation.v1.Proposal.probs:type_name -> specd.speculation.v1.Distribution
+	14, // 12: specd.speculation.v1.Proposal.drafting:type_name -> google.protobuf.Duration
+	17, // 13: specd.speculation.v1.InfoResponse.model:type_name -> specd.v1.ModelInfo
+	0,  // 14: specd.speculation.v1.VerifierService.Generate:input_type -> specd.speculation.v1.GenerateRequest
+	18, // 15: specd.speculation.v1.VerifierService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	9,  // 16: specd.speculation.v1.VerifierService.Info:input_type -> specd.speculation.v1.InfoRequest
+	3,  // 17: specd.speculation.v1.DraftService.Speculate:input_type -> specd.speculation.v1.SpeculateRequest
+	9,  // 18: specd.speculation.v1.DraftService.Info:input_type -> specd.speculation.v1.InfoRequest
+	1,  // 19: specd.speculation.v1.VerifierService.Generate:output_type -> specd.speculation.v1.GenerateResponse
+	19, // 20: specd.speculation.v1.VerifierService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	10, // 21: specd.speculation.v1.VerifierService.Info:output_type -> specd.speculation.v1.InfoResponse
+	6,  // 22: specd.speculation.v1.DraftService.Speculate:output_type -> specd.speculation.v1.SpeculateResponse
+	10, // 23: specd.speculation.v1.DraftService.Info:output_type -> specd.speculation.v1.InfoResponse
+	19, // [19:24] is the sub-list for method output_type
+	14, // [14:19] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_specd_speculation_v1_speculation_proto_init() }
@@ -1082,11 +1246,11 @@ func file_specd_speculation_v1_speculation_proto_init() {
 		(*GenerateResponse_Chunk)(nil),
 		(*GenerateResponse_Final)(nil),
 	}
-	file_specd_speculation_v1_speculation_proto_msgTypes[2].OneofWrappers = []any{
+	file_specd_speculation_v1_speculation_proto_msgTypes[3].OneofWrappers = []any{
 		(*SpeculateRequest_Start)(nil),
 		(*SpeculateRequest_Verdict)(nil),
 	}
-	file_specd_speculation_v1_speculation_proto_msgTypes[5].OneofWrappers = []any{
+	file_specd_speculation_v1_speculation_proto_msgTypes[6].OneofWrappers = []any{
 		(*SpeculateResponse_Proposal)(nil),
 	}
 	type x struct{}
@@ -1095,7 +1259,7 @@ func file_specd_speculation_v1_speculation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_specd_speculation_v1_speculation_proto_rawDesc), len(file_specd_speculation_v1_speculation_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
