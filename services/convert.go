@@ -240,6 +240,31 @@ func FinalFromProto(f *specdv1.Final) *router.Final {
 	return out
 }
 
+// ProgressToProto converts an attempt's progress for the router.
+func ProgressToProto(p router.Progress) *speculationv1.Progress {
+	return &speculationv1.Progress{
+		Rounds: uint32(p.Rounds), DraftedTokens: uint32(p.DraftedTokens), AcceptedTokens: uint32(p.AcceptedTokens),
+		LookupTokens: uint32(p.LookupTokens), LookupAcceptedTokens: uint32(p.LookupAcceptedTokens),
+		Fallbacks: uint32(p.Fallbacks), DraftRefusals: uint32(p.DraftRefusals),
+		RoundTrips: uint32(p.RoundTrips), RoundTripTotal: Duration(p.RoundTripTotal), QueueWait: Duration(p.QueueWait),
+	}
+}
+
+// ProgressFromProto converts an attempt's progress received from a verifier; nil when
+// it sent none.
+func ProgressFromProto(p *speculationv1.Progress) *router.Progress {
+	if p == nil {
+		return nil
+	}
+	return &router.Progress{
+		Rounds: int(p.GetRounds()), DraftedTokens: int(p.GetDraftedTokens()), AcceptedTokens: int(p.GetAcceptedTokens()),
+		LookupTokens: int(p.GetLookupTokens()), LookupAcceptedTokens: int(p.GetLookupAcceptedTokens()),
+		Fallbacks: int(p.GetFallbacks()), DraftRefusals: int(p.GetDraftRefusals()),
+		RoundTrips: int(p.GetRoundTrips()), RoundTripTotal: p.GetRoundTripTotal().AsDuration(),
+		QueueWait: p.GetQueueWait().AsDuration(),
+	}
+}
+
 // FinalToProto converts a generation's end for the public API.
 func FinalToProto(f *router.Final) *specdv1.Final {
 	s := f.Stats

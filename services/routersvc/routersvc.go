@@ -303,7 +303,7 @@ func (s *stream) Recv() (router.Event, error) {
 	}
 	switch e := msg.GetEvent().(type) {
 	case *speculationv1.GenerateResponse_Chunk:
-		ev := router.Event{IDs: e.Chunk.GetTokenIds(), Text: e.Chunk.GetText(), Progress: progressFromProto(msg.GetProgress())}
+		ev := router.Event{IDs: e.Chunk.GetTokenIds(), Text: e.Chunk.GetText(), Progress: services.ProgressFromProto(msg.GetProgress())}
 		for _, p := range e.Chunk.GetPositions() {
 			ev.Positions = append(ev.Positions, int(p))
 		}
@@ -311,23 +311,9 @@ func (s *stream) Recv() (router.Event, error) {
 	case *speculationv1.GenerateResponse_Final:
 		f := services.FinalFromProto(e.Final)
 		f.PromptIDs = msg.GetPromptIds()
-		return router.Event{Final: f, Progress: progressFromProto(msg.GetProgress())}, nil
+		return router.Event{Final: f, Progress: services.ProgressFromProto(msg.GetProgress())}, nil
 	}
 	return router.Event{}, fmt.Errorf("%w: %s sent an empty message", router.ErrEndpointDown, s.ep.Address)
-}
-
-// progressFromProto converts an attempt's progress; nil when it sent none.
-func progressFromProto(p *speculationv1.Progress) *router.Progress {
-	if p == nil {
-		return nil
-	}
-	return &router.Progress{
-		Rounds: int(p.GetRounds()), DraftedTokens: int(p.GetDraftedTokens()), AcceptedTokens: int(p.GetAcceptedTokens()),
-		LookupTokens: int(p.GetLookupTokens()), LookupAcceptedTokens: int(p.GetLookupAcceptedTokens()),
-		Fallbacks: int(p.GetFallbacks()), DraftRefusals: int(p.GetDraftRefusals()),
-		RoundTrips: int(p.GetRoundTrips()), RoundTripTotal: p.GetRoundTripTotal().AsDuration(),
-		QueueWait: p.GetQueueWait().AsDuration(),
-	}
 }
 
 // classify marks errors that mean the verifier itself failed (so the request may move

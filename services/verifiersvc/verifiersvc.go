@@ -324,8 +324,8 @@ type run struct {
 	roundTrips  time.Duration // summed draft round trips of fresh rounds
 	freshRounds int
 	stats       specdv1.Stats
-	counts      verifier.Stats // the engine's counts of the request so far
-	reported    progressKey    // the progress last sent to the router
+	counts      verifier.Stats  // the engine's counts of the request so far
+	reported    router.Progress // the progress last sent to the router
 	// Committed tokens not sent yet (see Config.StreamInterval), and the timer that
 	// sends them, armed when the first of them was held back.
 	pending []generate.Token
@@ -539,36 +539,21 @@ func (r *run) send() error {
 	if r.promptFirst {
 		msg.PromptIds, r.promptFirst = r.prompt, false
 	}
-	if k := r.progressKey(); k != r.reported {
-		msg.Progress, r.reported = r.progress(), k
+	if p := r.progress(); p != r.reported {
+		msg.Progress, r.reported = services.ProgressToProto(p), p
 	}
 	return r.stream.Send(msg)
 }
 
-// progressKey is what the attempt's progress reports, comparable.
-type progressKey struct {
-	rounds, drafted, accepted, guessed, guessAccepted int
-	fallbacks, refusals                               uint32
-	roundTrips                                        int
-	queueWait                                         time.Duration
-}
-
-func (r *run) progressKey() progressKey {
-	c := r.counts
-	return progressKey{c.Rounds, c.Drafted, c.Accepted, c.Guessed, c.GuessAccepted,
-		r.stats.Fallbacks, r.stats.DraftRefusals, r.freshRounds, r.stats.QueueWait.AsDuration()}
-}
-
 // progress is what the attempt has done so far, for the router to carry over to the
 // attempt that finishes the request should this one fail.
-func (r *run) progress() *speculationv1.Progress {
+func (r *run) progress() router.Progress {
 	c := r.counts
-	return &speculationv1.Progress{
-		Rounds: uint32(c.Rounds), DraftedTokens: uint32(c.Drafted), AcceptedTokens: uint32(c.Accepted),
-		LookupTokens: uint32(c.Guessed), LookupAcceptedTokens: uint32(c.GuessAccepted),
-		Fallbacks: r.stats.Fallbacks, DraftRefusals: r.stats.DraftRefusals,
-		RoundTrips: uint32(r.freshRounds), RoundTripTotal: services.Duration(r.roundTrips),
-		QueueWait: r.stats.QueueWait,
+	return router.Progress{
+		Rounds: c.Rounds, DraftedTokens: c.Drafted, AcceptedTokens: c.Accepted,
+		LookupTokens: c.Guessed, LookupAcceptedTokens: c.GuessAccepted,
+		Fallbacks: int(r.stats.Fallbacks), DraftRefusals: int(r.stats.DraftRefusals),
+		RoundTrips: r.freshRounds, RoundTripTotal: r.roundTrips, QueueWait: r.stats.QueueWait.AsDuration(),
 	}
 }
 
@@ -606,7 +591,7 @@ func (r *run) finish(u verifier.Update) error {
 			"plain", ss.Plain, "lookup", ss.Guessed, "lookup_accepted", ss.GuessAccepted, "stale", ss.Stale, "branches", ss.Branches,
 			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks, "draft_refusals", st.DraftRefusals)
 	}
-	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Progress: r.progress(), Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
+	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Progress: services.ProgressToProto(r.progress()), Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
 		FinishReason: services.FinishToProto(out.Reason), Stats: st,
 	}}})
 }
