@@ -7,6 +7,7 @@ import (
 
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/tokenizer"
 )
 
 // Request is one plain generation.
@@ -17,11 +18,48 @@ type Request struct {
 }
 
 // Token is one generated token as streamed: its id, absolute position and the text
-// that became visible with it (possibly empty).
+// that became visible with it (possibly empty), and how likely it was when the request
+// asked (nil otherwise).
 type Token struct {
-	ID   int32
-	Pos  int
-	Text string
+	ID       int32
+	Pos      int
+	Text     string
+	Logprobs *Logprobs
+}
+
+// Logprobs is how likely a generated token was under the model's own distribution at
+// its position — the log-softmax of the logits, before temperature and filters — and
+// which tokens were likeliest there.
+type Logprobs struct {
+	Logprob float32
+	Bytes   []byte       // the token's bytes (tokenizer.TokenBytes)
+	Top     []TopLogprob // most likely first, equal logits by lower id
+}
+
+// TopLogprob is one of the likeliest tokens at a position.
+type TopLogprob struct {
+	ID      int32
+	Logprob float32
+	Bytes   []byte
+}
+
+// MaxTopLogprobs is the most likeliest tokens a request may ask for at each position.
+const MaxTopLogprobs = 20
+
+// NewLogprobs returns how likely id was at a position whose logits are given, with the
+// top likeliest tokens there (at most MaxTopLogprobs), their bytes from tok.
+func NewLogprobs(logits []float32, id int32, top int, tok *tokenizer.Tokenizer) *Logprobs {
+	lse := sample.LogSumExp(logits)
+	lp := &Logprobs{Logprob: float32(float64(logits[id]) - lse), Bytes: tok.TokenBytes(id)}
+	if top = min(top, MaxTopLogprobs); top > 0 {
+		var buf [MaxTopLogprobs]int32
+		ids := sample.TopIDs(buf[:0], logits, top)
+		lp.Top = make([]TopLogprob, len(ids))
+		for i, t := range ids {
+			lp.Top[i] = TopLogprob{ID: t, Logprob: float32(float64(logits[t]) - lse), Bytes: tok.TokenBytes(t)}
+		}
+	}
+	return lp
 }
 
 // Stats times a generation.

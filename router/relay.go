@@ -43,6 +43,8 @@ type Event struct {
 	Positions []int
 	Text      string
 	Final     *Final // non-nil on the last event
+	// Logprobs, when the request asked for them: one per entry of IDs.
+	Logprobs []*generate.Logprobs
 	// Progress is the attempt's speculation so far (nil: unchanged, or not reported).
 	// The verifier sends it with the final event and whenever it changed.
 	Progress *Progress
@@ -172,8 +174,9 @@ type Router struct {
 type Result struct {
 	// Final is the last attempt's end, its stats counting every attempt's rounds.
 	Final     *Final
-	IDs       []int32 // every token relayed
-	Text      string  // all text relayed
+	IDs       []int32              // every token relayed
+	Text      string               // all text relayed
+	Logprobs  []*generate.Logprobs // every token's, when the request asked for them
 	Attempts  []Attempt
 	Failovers int
 	earlier   Progress // what the attempts that failed had done
@@ -339,6 +342,7 @@ func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result,
 			done = *ev.Progress
 		}
 		res.IDs = append(res.IDs, ev.IDs...)
+		res.Logprobs = append(res.Logprobs, ev.Logprobs...)
 		res.Text += ev.Text
 		if ev.Final != nil {
 			draftDown = ev.Final.Stats.Fallbacks > 0

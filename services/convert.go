@@ -33,6 +33,8 @@ type Request struct {
 	MaxGamma            int       // 0: adaptive with the server's cap
 	Gamma               int       // > 0: fixed γ
 	Mode                spec.Mode // 0: the server's default
+	Logprobs            bool      // report each token's log-probability
+	TopLogprobs         int       // with Logprobs: the likeliest tokens at each position
 }
 
 // Limits on a request's stop strings. Every committed token of a request is checked
@@ -80,6 +82,13 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 		if len(s) > MaxStopBytes {
 			return q, BadField("stop", "stop string %d is %d bytes: at most %d", i, len(s), MaxStopBytes)
 		}
+	}
+	q.Logprobs, q.TopLogprobs = r.GetLogprobs(), int(r.GetTopLogprobs())
+	switch {
+	case q.TopLogprobs > generate.MaxTopLogprobs:
+		return q, BadField("top_logprobs", "%d: at most %d", q.TopLogprobs, generate.MaxTopLogprobs)
+	case q.TopLogprobs > 0 && !q.Logprobs:
+		return q, BadField("top_logprobs", "%d without logprobs: set logprobs too", q.TopLogprobs)
 	}
 	sp := r.GetSampling()
 	q.Sampling, err = SamplingFromProto(sp)
@@ -238,6 +247,33 @@ func FinalFromProto(f *specdv1.Final) *router.Final {
 		out.Stats.Mode.Mode = spec.Rejection
 	}
 	return out
+}
+
+// LogprobsToProto converts a token's log-probabilities; nil for nil.
+func LogprobsToProto(lp *generate.Logprobs) *specdv1.TokenLogprob {
+	if lp == nil {
+		return nil
+	}
+	out := &specdv1.TokenLogprob{Logprob: lp.Logprob, Token: lp.Bytes}
+	if len(lp.Top) > 0 {
+		out.Top = make([]*specdv1.TopLogprob, len(lp.Top))
+		for i, t := range lp.Top {
+			out.Top[i] = &specdv1.TopLogprob{TokenId: t.ID, Logprob: t.Logprob, Token: t.Bytes}
+		}
+	}
+	return out
+}
+
+// LogprobsFromProto converts a token's log-probabilities received from a verifier.
+func LogprobsFromProto(p *specdv1.TokenLogprob) *generate.Logprobs {
+	lp := &generate.Logprobs{Logprob: p.GetLogprob(), Bytes: p.GetToken()}
+	if top := p.GetTop(); len(top) > 0 {
+		lp.Top = make([]generate.TopLogprob, len(top))
+		for i, t := range top {
+			lp.Top[i] = generate.TopLogprob{ID: t.GetTokenId(), Logprob: t.GetLogprob(), Bytes: t.GetToken()}
+		}
+	}
+	return lp
 }
 
 // ProgressToProto converts an attempt's progress for the router.

@@ -133,6 +133,9 @@ func TestParseRequestInputs(t *testing.T) {
 		{"prompt and messages", &specdv1.GenerateRequest{Prompt: "x", Messages: msgs("user")}, "prompt", false},
 		{"prompt_ids and messages", &specdv1.GenerateRequest{PromptIds: []int32{1}, Messages: msgs("user")}, "prompt", false},
 		{"empty role", &specdv1.GenerateRequest{Messages: msgs("system", "user", "")}, "messages[2].role", false},
+		{"logprobs", &specdv1.GenerateRequest{Prompt: "x", Logprobs: true, TopLogprobs: 20}, "", false},
+		{"top_logprobs past 20", &specdv1.GenerateRequest{Prompt: "x", Logprobs: true, TopLogprobs: 21}, "top_logprobs", false},
+		{"top_logprobs without logprobs", &specdv1.GenerateRequest{Prompt: "x", TopLogprobs: 2}, "top_logprobs", false},
 	} {
 		q, err := ParseRequest(tc.req)
 		var fe *FieldError
@@ -143,6 +146,9 @@ func TestParseRequestInputs(t *testing.T) {
 			t.Errorf("%s: ParseRequest = %v, want a FieldError for %s", tc.name, err, tc.bad)
 		case tc.bad == "" && (len(q.Messages) != len(tc.req.GetMessages()) || q.AddGenerationPrompt != tc.gen):
 			t.Errorf("%s: ParseRequest = %d messages, add_generation_prompt %v; want %d, %v", tc.name, len(q.Messages), q.AddGenerationPrompt, len(tc.req.GetMessages()), tc.gen)
+		}
+		if err == nil && (q.Logprobs != tc.req.GetLogprobs() || q.TopLogprobs != int(tc.req.GetTopLogprobs())) {
+			t.Errorf("%s: ParseRequest = logprobs %v, top %d; want %v, %d", tc.name, q.Logprobs, q.TopLogprobs, tc.req.GetLogprobs(), tc.req.GetTopLogprobs())
 		}
 		for i, m := range q.Messages {
 			if err == nil && (m.Role != tc.req.Messages[i].Role || m.Content != tc.req.Messages[i].Content) {

@@ -38,6 +38,23 @@ func (t *Tokenizer) Decode(ids []int32) string {
 	return string(out)
 }
 
+// TokenBytes returns the bytes id stands for in the middle of a text — what Decode adds
+// for it after other text: a byte token's byte, a piece's text with its leading space,
+// a byte-level piece's bytes (perhaps part of a UTF-8 character). Tokens that decode to
+// nothing (control tokens, BOS and EOS, a byte-level vocabulary's unknown token) give
+// their piece as the vocabulary spells it, to show them, as vLLM's and llama-server's
+// log-probabilities do. An id outside the vocabulary gives nil.
+func (t *Tokenizer) TokenBytes(id int32) []byte {
+	if id < 0 || int(id) >= len(t.types) {
+		return nil
+	}
+	atStart := false
+	if b := t.appendRaw(nil, id, &atStart); len(b) > 0 {
+		return b
+	}
+	return []byte(t.pieces[id])
+}
+
 // appendRaw appends the bytes of id to dst, before UTF-8 validation. atStart is true
 // while no piece has produced text and no dummy-prefix space has been dropped.
 func (t *Tokenizer) appendRaw(dst []byte, id int32, atStart *bool) []byte {

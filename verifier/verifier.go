@@ -28,6 +28,10 @@ type Request struct {
 	Sampling   sample.Params
 	Mode       spec.Mode // for sampled requests; greedy ones are verified by exact match
 	Limits     generate.Limits
+	// Logprobs: report each committed token's log-probability (generate.Token.Logprobs),
+	// with the TopLogprobs likeliest tokens at its position.
+	Logprobs    bool
+	TopLogprobs int
 }
 
 // Stats count a session's speculation.
@@ -357,13 +361,13 @@ func (s *Session) check(st *Step, e []int32, q func(i int) *sample.Dist, logits 
 	}
 	// Keep in the cache every fed token that is now committed: seq[L-1] and e[:j].
 	s.kv.Truncate(L + j)
-	for _, t := range e[:j] {
-		if s.commit(st, t); s.Done() {
+	for i, t := range e[:j] {
+		if s.commit(st, t, logits[i*V:(i+1)*V]); s.Done() {
 			break
 		}
 	}
 	if !s.Done() {
-		s.commit(st, last)
+		s.commit(st, last, logits[j*V:(j+1)*V])
 	}
 	return j
 }
@@ -427,14 +431,19 @@ func residual(p, q *sample.Dist, u float64) int32 {
 	return lastPos
 }
 
-// commit appends one token to the committed sequence and the output.
-func (s *Session) commit(st *Step, t int32) {
+// commit appends one token to the committed sequence and the output; logits are the
+// model's at its position.
+func (s *Session) commit(st *Step, t int32, logits []float32) {
 	pos := len(s.seq)
 	n := len(s.out.IDs)
 	text := s.out.Push(t)
 	if len(s.out.IDs) > n {
 		s.seq = append(s.seq, t)
-		st.Tokens = append(st.Tokens, generate.Token{ID: t, Pos: pos, Text: text})
+		tok := generate.Token{ID: t, Pos: pos, Text: text}
+		if s.req.Logprobs {
+			tok.Logprobs = generate.NewLogprobs(logits, t, s.req.TopLogprobs, s.m.Tok)
+		}
+		st.Tokens = append(st.Tokens, tok)
 	} else if text != "" {
 		st.Tokens = append(st.Tokens, generate.Token{ID: -1, Pos: pos, Text: text})
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -52,5 +53,42 @@ func TestGenerateIsGreedyByDefault(t *testing.T) {
 	}
 	if res := gen("-n", "0"); res.FinishReason != "context" || res.PromptTokens+res.Tokens != 512 {
 		t.Errorf("-n 0: finish %q after %d+%d tokens, want \"context\" at 512", res.FinishReason, res.PromptTokens, res.Tokens)
+	}
+}
+
+// TestGenerateLogprobs: `specd generate --logprobs --top-logprobs 3 --json` reports a
+// log-probability per output token, with three likeliest tokens in order, the greedy
+// token first among them; the text is each token's bytes in turn; and the flags in text
+// mode print one line per token.
+func TestGenerateLogprobs(t *testing.T) {
+	addr := startUp(t)
+	stdout, stderr, code := run(t, "generate", "--addr", addr, "-p", "Once upon a time", "-n", "12", "--logprobs", "--top-logprobs", "3", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res generateResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	if len(res.Logprobs) != len(res.OutputIDs) || len(res.OutputIDs) != 12 {
+		t.Fatalf("%d logprobs for %d tokens, want 12 of each", len(res.Logprobs), len(res.OutputIDs))
+	}
+	var text string
+	for i, lp := range res.Logprobs {
+		text += lp.Token
+		if len(lp.Top) != 3 || lp.Top[0].ID != res.OutputIDs[i] || lp.Top[0].Logprob != lp.Logprob ||
+			lp.Top[1].Logprob > lp.Top[0].Logprob || lp.Top[2].Logprob > lp.Top[1].Logprob || lp.Logprob > 0 {
+			t.Errorf("token %d (%d): %+v: want the greedy token first of three, in order", i, res.OutputIDs[i], lp)
+		}
+	}
+	if text != res.Text {
+		t.Errorf("the tokens spell %q, the text is %q", text, res.Text)
+	}
+	_, stderr, code = run(t, "generate", "--addr", addr, "-p", "Once upon a time", "-n", "5", "--logprobs")
+	if lines := strings.Count(stderr, "\n"); code != 0 || lines != 6 {
+		t.Errorf("text mode: exit %d, %d lines on stderr, want 5 tokens' and the summary:\n%s", code, lines, stderr)
+	}
+	if _, stderr, code := run(t, "generate", "--addr", addr, "-p", "x", "--top-logprobs", "2"); code != 2 || !strings.Contains(stderr, "--top-logprobs needs --logprobs") {
+		t.Errorf("--top-logprobs alone: exit %d: %s", code, stderr)
 	}
 }

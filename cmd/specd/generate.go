@@ -88,9 +88,34 @@ type generateResult struct {
 	Fallbacks            int     `json:"fallbacks"`
 	DraftRefusals        int     `json:"draft_refusals"`
 	Failovers            int     `json:"failovers"`
+	// Logprobs: with --logprobs, one per output id.
+	Logprobs []tokenLogprob `json:"logprobs,omitempty"`
 	// firstChunk is the client's time to first token: from sending the request to
 	// receiving the first chunk with a token (zero when none came).
 	firstChunk time.Duration
+}
+
+// tokenLogprob is a generated token's log-probability in `specd generate --json`, with
+// the likeliest tokens at its position (--top-logprobs).
+type tokenLogprob struct {
+	Token   string         `json:"token"` // its bytes, as Go quotes them when not UTF-8
+	Logprob float32        `json:"logprob"`
+	Top     []topLogprobJS `json:"top,omitempty"`
+}
+
+type topLogprobJS struct {
+	ID      int32   `json:"id"`
+	Token   string  `json:"token"`
+	Logprob float32 `json:"logprob"`
+}
+
+// logprobJSON converts a token's log-probabilities for --json.
+func logprobJSON(lp *specdv1.TokenLogprob) tokenLogprob {
+	out := tokenLogprob{Token: string(lp.GetToken()), Logprob: lp.GetLogprob()}
+	for _, t := range lp.GetTop() {
+		out.Top = append(out.Top, topLogprobJS{ID: t.GetTokenId(), Token: string(t.GetToken()), Logprob: t.GetLogprob()})
+	}
+	return out
 }
 
 func finishName(f specdv1.FinishReason) string {
@@ -140,6 +165,9 @@ func collect(ctx context.Context, c specdv1.GenerationServiceClient, req *specdv
 				res.firstChunk = time.Since(t0)
 			}
 			res.OutputIDs = append(res.OutputIDs, ch.GetTokenIds()...)
+			for _, lp := range ch.GetLogprobs() {
+				res.Logprobs = append(res.Logprobs, logprobJSON(lp))
+			}
 			res.Text += ch.GetText()
 			if onText != nil && ch.GetText() != "" {
 				if err := onText(ch.GetText()); err != nil {
@@ -179,7 +207,10 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Lookup("temp").DefValue = "0"
 	so.temp = 0
 	var prompt, messages, sessionKey, domain string
-	var asJSON, noGen bool
+	var asJSON, noGen, logprobs bool
+	var topLogprobs uint
+	fs.BoolVar(&logprobs, "logprobs", false, "report each token's log-probability under the model (with --json in its output, else one line per token on stderr)")
+	fs.UintVar(&topLogprobs, "top-logprobs", 0, "with --logprobs: also the N likeliest tokens at each position (at most 20)")
 	fs.StringVar(&prompt, "p", "", "prompt text")
 	fs.StringVar(&prompt, "prompt", "", "same as -p")
 	fs.StringVar(&messages, "messages", "", `instead of -p: a JSON file of a conversation, [{"role": "user", "content": "Hi"}, ...], rendered by the verifier with its model's chat template`)
@@ -192,6 +223,9 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if (prompt == "") == (messages == "") {
 		return usagef("give a prompt (-p) or a conversation (--messages), one of them")
+	}
+	if topLogprobs > 0 && !logprobs {
+		return usagef("--top-logprobs needs --logprobs")
 	}
 	var msgs []*specdv1.ChatMessage
 	if messages != "" {
@@ -219,7 +253,8 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	ctx, cancel := context.WithTimeout(ctx, co.timeout)
 	defer cancel()
 	req := &specdv1.GenerateRequest{Prompt: prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
-		Stop: so.stop, Speculation: spo, SessionKey: sessionKey, Domain: domain, Messages: msgs}
+		Stop: so.stop, Speculation: spo, SessionKey: sessionKey, Domain: domain, Messages: msgs,
+		Logprobs: logprobs, TopLogprobs: uint32(min(topLogprobs, math.MaxUint32))}
 	if noGen {
 		req.AddGenerationPrompt = new(false)
 	}
@@ -239,6 +274,13 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	fmt.Fprintln(stdout)
+	for i, lp := range res.Logprobs {
+		fmt.Fprintf(stderr, "%5d %-20q %9.4f", res.OutputIDs[i], lp.Token, lp.Logprob)
+		for _, t := range lp.Top {
+			fmt.Fprintf(stderr, "  %q %.4f", t.Token, t.Logprob)
+		}
+		fmt.Fprintln(stderr)
+	}
 	fmt.Fprintf(stderr, "%d tokens (%s), %.1f tok/s, %d rounds, acceptance %.0f%%, %.2f accepted per round, first token %.0f ms\n",
 		res.Tokens, res.FinishReason, res.TokensPerSecond, res.Rounds, 100*res.AcceptanceRate, res.MeanAcceptedPerRound, 1000*res.TimeToFirstToken)
 	return nil

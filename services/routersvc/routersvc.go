@@ -114,6 +114,9 @@ func (s *Server) Complete(ctx context.Context, req *specdv1.GenerateRequest) (*s
 		return nil, services.Status(err)
 	}
 	out := &specdv1.CompleteResponse{TokenIds: res.IDs, Text: res.Text}
+	for _, lp := range res.Logprobs {
+		out.Logprobs = append(out.Logprobs, services.LogprobsToProto(lp))
+	}
 	if res.Final != nil {
 		f := services.FinalToProto(res.Final)
 		out.FinishReason, out.Stats, out.PromptIds = f.GetFinishReason(), f.GetStats(), res.Final.PromptIDs
@@ -128,6 +131,9 @@ func toResponse(ev router.Event) *specdv1.GenerateResponse {
 	c := &specdv1.TokenChunk{TokenIds: ev.IDs, Text: ev.Text}
 	for _, p := range ev.Positions {
 		c.Positions = append(c.Positions, uint32(p))
+	}
+	for _, lp := range ev.Logprobs {
+		c.Logprobs = append(c.Logprobs, services.LogprobsToProto(lp))
 	}
 	return &specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: c}}
 }
@@ -306,6 +312,9 @@ func (s *stream) Recv() (router.Event, error) {
 		ev := router.Event{IDs: e.Chunk.GetTokenIds(), Text: e.Chunk.GetText(), Progress: services.ProgressFromProto(msg.GetProgress())}
 		for _, p := range e.Chunk.GetPositions() {
 			ev.Positions = append(ev.Positions, int(p))
+		}
+		for _, lp := range e.Chunk.GetLogprobs() {
+			ev.Logprobs = append(ev.Logprobs, services.LogprobsFromProto(lp))
 		}
 		return ev, nil
 	case *speculationv1.GenerateResponse_Final:

@@ -12,6 +12,7 @@ import (
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/services"
@@ -20,6 +21,7 @@ import (
 	"github.com/specd-dev/specd/services/verifiersvc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // cuttingVerifier relays Generate to a real verifier and remembers the progress of
@@ -80,7 +82,9 @@ func (c *cuttingVerifier) progress() *speculationv1.Progress {
 // TestFailoverStatsCountEveryAttempt: a request whose verifier breaks mid-stream ends
 // on another verifier with final stats that count both attempts' speculation — the
 // rounds and tokens the broken one had verified (its last progress) plus the
-// finishing one's — not the last attempt's alone; and its output is plain decoding's.
+// finishing one's — not the last attempt's alone; its output is plain decoding's, and
+// its log-probabilities, one per token across the failover, those of the request run
+// on the whole verifier alone, bit for bit.
 func TestFailoverStatsCountEveryAttempt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -134,9 +138,22 @@ func TestFailoverStatsCountEveryAttempt(t *testing.T) {
 				text = p
 			}
 		}
-		r, err := s.generate(ctx, request(text, 96, 0, 0, 4))
+		req := request(text, 96, 0, 0, 4)
+		req.Logprobs, req.TopLogprobs = true, 3
+		r, err := s.generate(ctx, req)
 		if err != nil {
 			t.Fatalf("request across the failover: %v", err)
+		}
+		if len(r.logprobs) != len(r.ids) || len(r.ids) != 96 {
+			t.Fatalf("%d tokens with %d logprobs, want 96 of each", len(r.ids), len(r.logprobs))
+		}
+		alone, err := completeOn(ctx, whole.real, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(&specdv1.CompleteResponse{TokenIds: r.ids, Logprobs: r.logprobs}, &specdv1.CompleteResponse{TokenIds: alone.ids, Logprobs: alone.logprobs}) {
+			t.Fatalf("tokens and logprobs across the failover (%d, %d) differ from the request's on one verifier (%d, %d)",
+				len(r.ids), len(r.logprobs), len(alone.ids), len(alone.logprobs))
 		}
 		if want := s.plain(t, text, 96, sample.Params{}); !slices.Equal(r.ids, want) {
 			t.Fatalf("output across the failover differs from plain:\n got %v\nwant %v", r.ids, want)
@@ -155,9 +172,39 @@ func TestFailoverStatsCountEveryAttempt(t *testing.T) {
 		if got != want {
 			t.Fatalf("final stats count (rounds, drafted, accepted, lookup, lookup kept, fallbacks) %v; the two attempts' sum is %v (broken %v, finishing %v)", got, want, a, b)
 		}
-		if a.GetRounds() > 0 {
-			return
+		if a.GetRounds() == 0 {
+			continue
 		}
+		// Complete, through the same failover, returns them too.
+		res, err := client.Complete(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(&specdv1.CompleteResponse{TokenIds: res.GetTokenIds(), Logprobs: res.GetLogprobs()}, &specdv1.CompleteResponse{TokenIds: alone.ids, Logprobs: alone.logprobs}) {
+			t.Errorf("Complete's tokens and logprobs (%d, %d) differ from the request's on one verifier", len(res.GetTokenIds()), len(res.GetLogprobs()))
+		}
+		return
 	}
 	t.Fatal("in 10 requests the broken verifier never verified a round before the cut")
+}
+
+// completeOn runs req on the verifier behind client directly and returns its tokens and
+// log-probabilities.
+func completeOn(ctx context.Context, client speculationv1.VerifierServiceClient, req *specdv1.GenerateRequest) (result, error) {
+	var r result
+	st, err := client.Generate(ctx, &speculationv1.GenerateRequest{Request: req})
+	if err != nil {
+		return r, err
+	}
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			return r, err
+		}
+		r.ids = append(r.ids, msg.GetChunk().GetTokenIds()...)
+		r.logprobs = append(r.logprobs, msg.GetChunk().GetLogprobs()...)
+		if msg.GetFinal() != nil {
+			return r, nil
+		}
+	}
 }

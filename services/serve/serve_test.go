@@ -229,10 +229,11 @@ func (s *stack) plainIDs(t *testing.T, prompt []int32, n int, sp sample.Params) 
 }
 
 type result struct {
-	ids     []int32
-	text    string
-	final   *specdv1.Final
-	lastPos uint32
+	ids      []int32
+	text     string
+	logprobs []*specdv1.TokenLogprob
+	final    *specdv1.Final
+	lastPos  uint32
 }
 
 func (s *stack) generate(ctx context.Context, req *specdv1.GenerateRequest) (result, error) {
@@ -254,6 +255,7 @@ func (s *stack) generate(ctx context.Context, req *specdv1.GenerateRequest) (res
 				r.lastPos = p
 			}
 			r.ids = append(r.ids, c.GetTokenIds()...)
+			r.logprobs = append(r.logprobs, c.GetLogprobs()...)
 			r.text += c.GetText()
 			continue
 		}

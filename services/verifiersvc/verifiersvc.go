@@ -229,7 +229,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	job := verifier.Job{
 		Request: verifier.Request{
 			Prompt: prompt, Resume: req.GetResumeIds(), ResumeText: int(req.GetResumeTextBytes()),
-			Sampling: q.Sampling, Mode: mode,
+			Sampling: q.Sampling, Mode: mode, Logprobs: q.Logprobs, TopLogprobs: q.TopLogprobs,
 			Limits: generate.Limits{MaxTokens: q.MaxTokens, Context: m.Context, Stop: q.Stop,
 				End: m.Tok.EOG(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS},
 		},
@@ -529,6 +529,9 @@ func (r *run) send() error {
 		if t.ID >= 0 {
 			c.TokenIds = append(c.TokenIds, t.ID)
 			c.Positions = append(c.Positions, uint32(t.Pos))
+			if t.Logprobs != nil {
+				c.Logprobs = append(c.Logprobs, services.LogprobsToProto(t.Logprobs))
+			}
 		}
 		c.Text += t.Text
 	}

@@ -234,8 +234,15 @@ type GenerateRequest struct {
 	// means true; false renders the conversation as it is, e.g. to continue a
 	// partial assistant message. Ignored without messages.
 	AddGenerationPrompt *bool `protobuf:"varint,11,opt,name=add_generation_prompt,json=addGenerationPrompt,proto3,oneof" json:"add_generation_prompt,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Return the log-probability of each generated token (TokenChunk.logprobs,
+	// CompleteResponse.logprobs).
+	Logprobs bool `protobuf:"varint,12,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
+	// With logprobs: also return, at each generated position, the top_logprobs
+	// most likely tokens and their log-probabilities. At most 20; more than 0
+	// without logprobs is INVALID_ARGUMENT (as in OpenAI's API).
+	TopLogprobs   uint32 `protobuf:"varint,13,opt,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
@@ -343,6 +350,20 @@ func (x *GenerateRequest) GetAddGenerationPrompt() bool {
 		return *x.AddGenerationPrompt
 	}
 	return false
+}
+
+func (x *GenerateRequest) GetLogprobs() bool {
+	if x != nil {
+		return x.Logprobs
+	}
+	return false
+}
+
+func (x *GenerateRequest) GetTopLogprobs() uint32 {
+	if x != nil {
+		return x.TopLogprobs
+	}
+	return 0
 }
 
 // ChatMessage is one turn of a conversation.
@@ -678,7 +699,10 @@ type TokenChunk struct {
 	// string are held back until they are resolved. A chunk may therefore carry
 	// tokens with no text, or text with no tokens. The text of all chunks,
 	// concatenated, is the completion.
-	Text          string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	Text string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	// With GenerateRequest.logprobs: one entry per entry of token_ids, in the
+	// same order. Empty otherwise.
+	Logprobs      []*TokenLogprob `protobuf:"bytes,4,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -734,6 +758,150 @@ func (x *TokenChunk) GetText() string {
 	return ""
 }
 
+func (x *TokenChunk) GetLogprobs() []*TokenLogprob {
+	if x != nil {
+		return x.Logprobs
+	}
+	return nil
+}
+
+// TokenLogprob is how likely a generated token was. Log-probabilities are
+// natural logarithms under the verifier model's own distribution at that
+// position: the log-softmax of its logits, before temperature, top_k, top_p
+// and min_p (vLLM's default, "raw" log-probabilities). Forward passes are
+// batch-invariant, so they are the same bit for bit whatever the sampling
+// parameters, the speculation, the load or the replica.
+type TokenLogprob struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Log-probability of the generated token.
+	Logprob float32 `protobuf:"fixed32,1,opt,name=logprob,proto3" json:"logprob,omitempty"`
+	// The token's bytes as they decode in the middle of a text (a piece of a
+	// byte-level vocabulary may hold part of a UTF-8 character); for a control
+	// token, its text as the vocabulary spells it (e.g. "</s>").
+	Token []byte `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// With GenerateRequest.top_logprobs: the most likely tokens at this
+	// position, most likely first (equal logits: lower id first). The
+	// generated token is among them only if it is that likely.
+	Top           []*TopLogprob `protobuf:"bytes,3,rep,name=top,proto3" json:"top,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenLogprob) Reset() {
+	*x = TokenLogprob{}
+	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenLogprob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenLogprob) ProtoMessage() {}
+
+func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenLogprob.ProtoReflect.Descriptor instead.
+func (*TokenLogprob) Descriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TokenLogprob) GetLogprob() float32 {
+	if x != nil {
+		return x.Logprob
+	}
+	return 0
+}
+
+func (x *TokenLogprob) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *TokenLogprob) GetTop() []*TopLogprob {
+	if x != nil {
+		return x.Top
+	}
+	return nil
+}
+
+// TopLogprob is one of the most likely tokens at a position.
+type TopLogprob struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's id.
+	TokenId int32 `protobuf:"varint,1,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	// Its log-probability, as TokenLogprob.logprob.
+	Logprob float32 `protobuf:"fixed32,2,opt,name=logprob,proto3" json:"logprob,omitempty"`
+	// Its bytes, as TokenLogprob.token.
+	Token         []byte `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopLogprob) Reset() {
+	*x = TopLogprob{}
+	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopLogprob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopLogprob) ProtoMessage() {}
+
+func (x *TopLogprob) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopLogprob.ProtoReflect.Descriptor instead.
+func (*TopLogprob) Descriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TopLogprob) GetTokenId() int32 {
+	if x != nil {
+		return x.TokenId
+	}
+	return 0
+}
+
+func (x *TopLogprob) GetLogprob() float32 {
+	if x != nil {
+		return x.Logprob
+	}
+	return 0
+}
+
+func (x *TopLogprob) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 // Final ends a Generate stream.
 type Final struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -747,7 +915,7 @@ type Final struct {
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	mi := &file_specd_v1_generation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +927,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	mi := &file_specd_v1_generation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +940,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{6}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Final) GetFinishReason() FinishReason {
@@ -867,7 +1035,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	mi := &file_specd_v1_generation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1047,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	mi := &file_specd_v1_generation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1060,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{7}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Stats) GetPromptTokens() uint32 {
@@ -1055,7 +1223,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_specd_v1_generation_proto_msgTypes[8]
+	mi := &file_specd_v1_generation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1235,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[8]
+	mi := &file_specd_v1_generation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1248,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{8}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -1109,14 +1277,16 @@ type CompleteResponse struct {
 	// Why generation ended.
 	FinishReason FinishReason `protobuf:"varint,4,opt,name=finish_reason,json=finishReason,proto3,enum=specd.v1.FinishReason" json:"finish_reason,omitempty"`
 	// How the request was served.
-	Stats         *Stats `protobuf:"bytes,5,opt,name=stats,proto3" json:"stats,omitempty"`
+	Stats *Stats `protobuf:"bytes,5,opt,name=stats,proto3" json:"stats,omitempty"`
+	// With GenerateRequest.logprobs: one entry per entry of token_ids.
+	Logprobs      []*TokenLogprob `protobuf:"bytes,6,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[9]
+	mi := &file_specd_v1_generation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1298,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[9]
+	mi := &file_specd_v1_generation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1311,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{9}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CompleteResponse) GetPromptIds() []int32 {
@@ -1179,6 +1349,13 @@ func (x *CompleteResponse) GetStats() *Stats {
 	return nil
 }
 
+func (x *CompleteResponse) GetLogprobs() []*TokenLogprob {
+	if x != nil {
+		return x.Logprobs
+	}
+	return nil
+}
+
 // TokenizeRequest asks for the tokens of a text.
 type TokenizeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1199,7 +1376,7 @@ type TokenizeRequest struct {
 
 func (x *TokenizeRequest) Reset() {
 	*x = TokenizeRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[10]
+	mi := &file_specd_v1_generation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1388,7 @@ func (x *TokenizeRequest) String() string {
 func (*TokenizeRequest) ProtoMessage() {}
 
 func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[10]
+	mi := &file_specd_v1_generation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1401,7 @@ func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
 func (*TokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{10}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TokenizeRequest) GetModel() string {
@@ -1263,7 +1440,7 @@ type TokenizeResponse struct {
 
 func (x *TokenizeResponse) Reset() {
 	*x = TokenizeResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[11]
+	mi := &file_specd_v1_generation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1452,7 @@ func (x *TokenizeResponse) String() string {
 func (*TokenizeResponse) ProtoMessage() {}
 
 func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[11]
+	mi := &file_specd_v1_generation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1465,7 @@ func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeResponse.ProtoReflect.Descriptor instead.
 func (*TokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{11}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TokenizeResponse) GetTokenIds() []int32 {
@@ -1315,7 +1492,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[12]
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1504,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[12]
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1517,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{12}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
 }
 
 // ListModelsResponse lists the models the router can reach.
@@ -1354,7 +1531,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[13]
+	mi := &file_specd_v1_generation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1543,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[13]
+	mi := &file_specd_v1_generation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1556,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{13}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelInfo {
@@ -1419,7 +1596,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	mi := &file_specd_v1_generation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1608,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	mi := &file_specd_v1_generation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1621,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ModelInfo) GetName() string {
@@ -1507,7 +1684,7 @@ var File_specd_v1_generation_proto protoreflect.FileDescriptor
 
 const file_specd_v1_generation_proto_rawDesc = "" +
 	"\n" +
-	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xc6\x03\n" +
+	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\x85\x04\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -1523,7 +1700,9 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x06domain\x18\t \x01(\tR\x06domain\x121\n" +
 	"\bmessages\x18\n" +
 	" \x03(\v2\x15.specd.v1.ChatMessageR\bmessages\x127\n" +
-	"\x15add_generation_prompt\x18\v \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01B\x18\n" +
+	"\x15add_generation_prompt\x18\v \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01\x12\x1a\n" +
+	"\blogprobs\x18\f \x01(\bR\blogprobs\x12!\n" +
+	"\ftop_logprobs\x18\r \x01(\rR\vtopLogprobsB\x18\n" +
 	"\x16_add_generation_prompt\";\n" +
 	"\vChatMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
@@ -1545,12 +1724,22 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x10GenerateResponse\x12,\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x14.specd.v1.TokenChunkH\x00R\x05chunk\x12'\n" +
 	"\x05final\x18\x02 \x01(\v2\x0f.specd.v1.FinalH\x00R\x05finalB\a\n" +
-	"\x05event\"[\n" +
+	"\x05event\"\x8f\x01\n" +
 	"\n" +
 	"TokenChunk\x12\x1b\n" +
 	"\ttoken_ids\x18\x01 \x03(\x05R\btokenIds\x12\x1c\n" +
 	"\tpositions\x18\x02 \x03(\rR\tpositions\x12\x12\n" +
-	"\x04text\x18\x03 \x01(\tR\x04text\"k\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\x122\n" +
+	"\blogprobs\x18\x04 \x03(\v2\x16.specd.v1.TokenLogprobR\blogprobs\"f\n" +
+	"\fTokenLogprob\x12\x18\n" +
+	"\alogprob\x18\x01 \x01(\x02R\alogprob\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\fR\x05token\x12&\n" +
+	"\x03top\x18\x03 \x03(\v2\x14.specd.v1.TopLogprobR\x03top\"W\n" +
+	"\n" +
+	"TopLogprob\x12\x19\n" +
+	"\btoken_id\x18\x01 \x01(\x05R\atokenId\x12\x18\n" +
+	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\fR\x05token\"k\n" +
 	"\x05Final\x12;\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
 	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\"\xdd\a\n" +
@@ -1580,14 +1769,15 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x0edraft_refusals\x18\x15 \x01(\rR\rdraftRefusals\":\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
-	"\x05model\x18\x02 \x01(\tR\x05model\"\xc6\x01\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\"\xfa\x01\n" +
 	"\x10CompleteResponse\x12\x1d\n" +
 	"\n" +
 	"prompt_ids\x18\x01 \x03(\x05R\tpromptIds\x12\x1b\n" +
 	"\ttoken_ids\x18\x02 \x03(\x05R\btokenIds\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x12;\n" +
 	"\rfinish_reason\x18\x04 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
-	"\x05stats\x18\x05 \x01(\v2\x0f.specd.v1.StatsR\x05stats\"T\n" +
+	"\x05stats\x18\x05 \x01(\v2\x0f.specd.v1.StatsR\x05stats\x122\n" +
+	"\blogprobs\x18\x06 \x03(\v2\x16.specd.v1.TokenLogprobR\blogprobs\"T\n" +
 	"\x0fTokenizeRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x17\n" +
@@ -1641,7 +1831,7 @@ func file_specd_v1_generation_proto_rawDescGZIP() []byte {
 }
 
 var file_specd_v1_generation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_specd_v1_generation_proto_goTypes = []any{
 	(VerificationMode)(0),       // 0: specd.v1.VerificationMode
 	(FinishReason)(0),           // 1: specd.v1.FinishReason
@@ -1651,16 +1841,18 @@ var file_specd_v1_generation_proto_goTypes = []any{
 	(*SpeculationOptions)(nil),  // 5: specd.v1.SpeculationOptions
 	(*GenerateResponse)(nil),    // 6: specd.v1.GenerateResponse
 	(*TokenChunk)(nil),          // 7: specd.v1.TokenChunk
-	(*Final)(nil),               // 8: specd.v1.Final
-	(*Stats)(nil),               // 9: specd.v1.Stats
-	(*Endpoint)(nil),            // 10: specd.v1.Endpoint
-	(*CompleteResponse)(nil),    // 11: specd.v1.CompleteResponse
-	(*TokenizeRequest)(nil),     // 12: specd.v1.TokenizeRequest
-	(*TokenizeResponse)(nil),    // 13: specd.v1.TokenizeResponse
-	(*ListModelsRequest)(nil),   // 14: specd.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),  // 15: specd.v1.ListModelsResponse
-	(*ModelInfo)(nil),           // 16: specd.v1.ModelInfo
-	(*durationpb.Duration)(nil), // 17: google.protobuf.Duration
+	(*TokenLogprob)(nil),        // 8: specd.v1.TokenLogprob
+	(*TopLogprob)(nil),          // 9: specd.v1.TopLogprob
+	(*Final)(nil),               // 10: specd.v1.Final
+	(*Stats)(nil),               // 11: specd.v1.Stats
+	(*Endpoint)(nil),            // 12: specd.v1.Endpoint
+	(*CompleteResponse)(nil),    // 13: specd.v1.CompleteResponse
+	(*TokenizeRequest)(nil),     // 14: specd.v1.TokenizeRequest
+	(*TokenizeResponse)(nil),    // 15: specd.v1.TokenizeResponse
+	(*ListModelsRequest)(nil),   // 16: specd.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),  // 17: specd.v1.ListModelsResponse
+	(*ModelInfo)(nil),           // 18: specd.v1.ModelInfo
+	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
 }
 var file_specd_v1_generation_proto_depIdxs = []int32{
 	4,  // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
@@ -1668,32 +1860,35 @@ var file_specd_v1_generation_proto_depIdxs = []int32{
 	3,  // 2: specd.v1.GenerateRequest.messages:type_name -> specd.v1.ChatMessage
 	0,  // 3: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
 	7,  // 4: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
-	8,  // 5: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
-	1,  // 6: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
-	9,  // 7: specd.v1.Final.stats:type_name -> specd.v1.Stats
-	17, // 8: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
-	17, // 9: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
-	10, // 10: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
-	10, // 11: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
-	0,  // 12: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
-	17, // 13: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	17, // 14: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
-	1,  // 15: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
-	9,  // 16: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
-	16, // 17: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
-	2,  // 18: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
-	2,  // 19: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
-	12, // 20: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	14, // 21: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	6,  // 22: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	11, // 23: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	13, // 24: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	15, // 25: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	22, // [22:26] is the sub-list for method output_type
-	18, // [18:22] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	10, // 5: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
+	8,  // 6: specd.v1.TokenChunk.logprobs:type_name -> specd.v1.TokenLogprob
+	9,  // 7: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
+	1,  // 8: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
+	11, // 9: specd.v1.Final.stats:type_name -> specd.v1.Stats
+	19, // 10: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
+	19, // 11: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
+	12, // 12: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
+	12, // 13: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
+	0,  // 14: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
+	19, // 15: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
+	19, // 16: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	1,  // 17: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
+	11, // 18: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
+	8,  // 19: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
+	18, // 20: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	2,  // 21: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
+	2,  // 22: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
+	14, // 23: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	16, // 24: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	6,  // 25: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	13, // 26: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	15, // 27: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	17, // 28: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	25, // [25:29] is the sub-list for method output_type
+	21, // [21:25] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_specd_v1_generation_proto_init() }
@@ -1713,7 +1908,7 @@ func file_specd_v1_generation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_specd_v1_generation_proto_rawDesc), len(file_specd_v1_generation_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

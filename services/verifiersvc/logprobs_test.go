@@ -1,0 +1,132 @@
+package verifiersvc_test
+
+import (
+	"bytes"
+	"math"
+	"testing"
+
+	"github.com/specd-dev/specd/ggml"
+	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/model"
+	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/router"
+	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/services/verifiersvc"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestLogprobs: a request asking for log-probabilities gets one per generated token,
+// and they are the log-softmax of the target's own logits at each position — computed
+// here by one teacher-forced pass over the prompt and the output — bit for bit, with
+// the likeliest tokens in order. They do not change with speculation (a real draft at
+// γ 4, greedy and sampled) or the sampling parameters: the same tokens get the same
+// numbers.
+func TestLogprobs(t *testing.T) {
+	checkLeaks(t)
+	draft := startDraft(t)
+	ctx, client := startVerifier(t, verifiersvc.Config{Drafts: router.NewStatic(router.Endpoint{Address: draft, Role: router.Draft}),
+		Engine: verifiersvc.EngineConfig{Threads: 1}})
+	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0.gguf"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const prompt, n, top = "Once upon a time", 48, 5
+	// teacher returns the target's logits after each of ids, one pass over all.
+	teacher := func(ids []int32) []float32 {
+		kv, err := m.NewKVPool(8<<20, ggml.F32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := kernels.NewPool(1)
+		defer pool.Close()
+		logits, err := m.NewState(pool, kv.NewSeq(), len(ids)).Forward(ids, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return logits
+	}
+	type result struct {
+		ids     []int32
+		lps     []*specdv1.TokenLogprob
+		drafted uint32
+	}
+	run := func(sampling *specdv1.SamplingParams, so *specdv1.SpeculationOptions) result {
+		t.Helper()
+		st, err := client.Generate(ctx, &speculationv1.GenerateRequest{DraftAddress: draft, Request: &specdv1.GenerateRequest{
+			Prompt: prompt, MaxTokens: n, Sampling: sampling, Speculation: so, Logprobs: true, TopLogprobs: top}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r result
+		for {
+			msg, err := st.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := msg.GetChunk(); c != nil {
+				if len(c.GetLogprobs()) != len(c.GetTokenIds()) {
+					t.Fatalf("a chunk of %d tokens carries %d logprobs", len(c.GetTokenIds()), len(c.GetLogprobs()))
+				}
+				r.ids = append(r.ids, c.GetTokenIds()...)
+				r.lps = append(r.lps, c.GetLogprobs()...)
+			}
+			if f := msg.GetFinal(); f != nil {
+				r.drafted = f.GetStats().GetDraftedTokens()
+				return r
+			}
+		}
+	}
+	seed := uint64(11)
+	sampled := &specdv1.SamplingParams{Temperature: 0.9, Seed: &seed}
+	for _, c := range []struct {
+		name     string
+		sampling *specdv1.SamplingParams
+	}{{"greedy", nil}, {"sampled", sampled}} {
+		plain := run(c.sampling, &specdv1.SpeculationOptions{Disabled: true})
+		// A just-started draft on a busy machine may first propose after a request
+		// has ended (see TestRealDraftProposalsPass): try until draft tokens are checked.
+		spec := run(c.sampling, &specdv1.SpeculationOptions{Gamma: 4})
+		for try := 1; spec.drafted == 0; try++ {
+			if try == 20 {
+				t.Fatalf("%s: no draft token checked in %d requests", c.name, try)
+			}
+			spec = run(c.sampling, &specdv1.SpeculationOptions{Gamma: 4})
+		}
+		if len(plain.ids) != n || !proto.Equal(&specdv1.CompleteResponse{TokenIds: plain.ids, Logprobs: plain.lps},
+			&specdv1.CompleteResponse{TokenIds: spec.ids, Logprobs: spec.lps}) {
+			t.Fatalf("%s: speculative tokens or logprobs differ from plain decoding's", c.name)
+		}
+		ids := append(m.Tok.Prompt(prompt), plain.ids...)
+		logits := teacher(ids)
+		V := m.Vocab
+		for i, id := range plain.ids {
+			row := logits[(len(ids)-n+i-1)*V:][:V]
+			lse := sample.LogSumExp(row)
+			lp := plain.lps[i]
+			if want := float32(float64(row[id]) - lse); lp.GetLogprob() != want {
+				t.Fatalf("%s: token %d (%d): logprob %v, the teacher-forced pass gives %v", c.name, i, id, lp.GetLogprob(), want)
+			}
+			if !bytes.Equal(lp.GetToken(), m.Tok.TokenBytes(id)) {
+				t.Errorf("%s: token %d: bytes %q, want %q", c.name, i, lp.GetToken(), m.Tok.TokenBytes(id))
+			}
+			want := sample.TopIDs(nil, row, top)
+			if len(lp.GetTop()) != top {
+				t.Fatalf("%s: token %d: %d top logprobs, want %d", c.name, i, len(lp.GetTop()), top)
+			}
+			for j, tl := range lp.GetTop() {
+				if tl.GetTokenId() != want[j] || tl.GetLogprob() != float32(float64(row[want[j]])-lse) {
+					t.Fatalf("%s: token %d: top[%d] = %d (%v), want %d (%v)", c.name, i, j, tl.GetTokenId(), tl.GetLogprob(), want[j], float32(float64(row[want[j]])-lse))
+				}
+			}
+			if c.sampling == nil && lp.GetTop()[0].GetTokenId() != id {
+				t.Errorf("greedy token %d is %d, not the likeliest (%d)", i, id, lp.GetTop()[0].GetTokenId())
+			}
+			if p := math.Exp(float64(lp.GetLogprob())); p <= 0 || p > 1 {
+				t.Errorf("%s: token %d: probability %v", c.name, i, p)
+			}
+		}
+	}
+}
