@@ -143,8 +143,8 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	for {
 		switch e := msg.GetEvent().(type) {
 		case *specdv1.GenerateResponse_Chunk:
-			if t := e.Chunk.GetText(); t != "" {
-				if err := send(k.text(t)); err != nil {
+			if v := k.text(e.Chunk.GetText(), e.Chunk.GetLogprobs()); v != nil {
+				if err := send(v); err != nil {
 					return // the client has gone; cancel ends the call
 				}
 			}

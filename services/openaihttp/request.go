@@ -8,6 +8,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/specd-dev/specd/generate"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 )
 
@@ -169,8 +170,8 @@ func ParseCompletion(body []byte) (*Call, error) {
 		return nil, badParam("best_of", "%d: only 1 is supported", *r.BestOf)
 	case r.Suffix != nil && *r.Suffix != "":
 		return nil, badParam("suffix", "not supported")
-	case len(r.Logprobs) > 0 && !bytes.Equal(bytes.TrimSpace(r.Logprobs), []byte("null")):
-		return nil, badParam("logprobs", "not supported")
+	case r.Logprobs != nil && (*r.Logprobs < 0 || *r.Logprobs > generate.MaxTopLogprobs):
+		return nil, badParam("logprobs", "%d: want 0 to %d", *r.Logprobs, generate.MaxTopLogprobs)
 	case !r.Prompt.Set:
 		return nil, badParam("prompt", "missing")
 	}
@@ -179,6 +180,9 @@ func ParseCompletion(body []byte) (*Call, error) {
 		return nil, err
 	}
 	c.Req.Prompt, c.Req.PromptIds = r.Prompt.Text, r.Prompt.IDs
+	if r.Logprobs != nil {
+		c.Req.Logprobs, c.Req.TopLogprobs = true, uint32(*r.Logprobs)
+	}
 	return c, nil
 }
 
@@ -190,10 +194,10 @@ func ParseChat(body []byte) (*Call, error) {
 		return nil, err
 	}
 	switch {
-	case r.Logprobs != nil && *r.Logprobs:
-		return nil, badParam("logprobs", "not supported")
-	case r.TopLogprobs != nil && *r.TopLogprobs != 0:
-		return nil, badParam("top_logprobs", "not supported")
+	case r.TopLogprobs != nil && (*r.TopLogprobs < 0 || *r.TopLogprobs > generate.MaxTopLogprobs):
+		return nil, badParam("top_logprobs", "%d: want 0 to %d", *r.TopLogprobs, generate.MaxTopLogprobs)
+	case r.TopLogprobs != nil && *r.TopLogprobs > 0 && (r.Logprobs == nil || !*r.Logprobs):
+		return nil, badParam("top_logprobs", "needs logprobs: true")
 	case notEmpty(r.Tools):
 		return nil, badParam("tools", "tool calls are not supported")
 	case notEmpty(r.Functions):
@@ -214,6 +218,12 @@ func ParseChat(body []byte) (*Call, error) {
 	}
 	c.Chat = true
 	c.Req.AddGenerationPrompt = r.AddGenerationPrompt
+	if r.Logprobs != nil && *r.Logprobs {
+		c.Req.Logprobs = true
+		if r.TopLogprobs != nil {
+			c.Req.TopLogprobs = uint32(*r.TopLogprobs)
+		}
+	}
 	for i, m := range r.Messages {
 		role := m.Role
 		switch role {

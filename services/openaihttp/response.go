@@ -1,10 +1,13 @@
 package openaihttp
 
 import (
+	"bytes"
 	"cmp"
+	"fmt"
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 )
@@ -60,26 +63,99 @@ func modelName(c *Call, s *specdv1.Stats) string {
 // completion is the whole response of a non-streamed text completion.
 func completion(c *Call, id string, created int64, r *specdv1.CompleteResponse) *Completion {
 	fr := finishReason(r.GetFinishReason())
+	ch := CompletionChoice{Text: r.GetText(), FinishReason: &fr}
+	if c.Req.GetLogprobs() {
+		ch.Logprobs = completionLogprobs(r.GetLogprobs(), new(int))
+	}
 	return &Completion{Head: Head{ID: id, Object: "text_completion", Created: created, Model: modelName(c, r.GetStats())},
-		Choices: []CompletionChoice{{Text: r.GetText(), FinishReason: &fr}}, Usage: usage(r.GetStats())}
+		Choices: []CompletionChoice{ch}, Usage: usage(r.GetStats())}
 }
 
 // chatCompletion is the whole response of a non-streamed chat completion.
 func chatCompletion(c *Call, id string, created int64, r *specdv1.CompleteResponse) *ChatCompletion {
+	ch := ChatChoice{Message: ChatMessage{Role: "assistant", Content: r.GetText()}, FinishReason: finishReason(r.GetFinishReason())}
+	if c.Req.GetLogprobs() {
+		ch.Logprobs = chatLogprobs(r.GetLogprobs())
+	}
 	return &ChatCompletion{Head: Head{ID: id, Object: "chat.completion", Created: created, Model: modelName(c, r.GetStats())},
-		Choices: []ChatChoice{{Message: ChatMessage{Role: "assistant", Content: r.GetText()}, FinishReason: finishReason(r.GetFinishReason())}},
-		Usage:   usage(r.GetStats())}
+		Choices: []ChatChoice{ch}, Usage: usage(r.GetStats())}
+}
+
+// tokenText is how the API shows a token: its text, or, when its bytes are not whole
+// UTF-8 characters (part of a character a byte-level vocabulary splits), "bytes:"
+// and their escapes, as OpenAI's completions API does.
+func tokenText(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	var sb strings.Builder
+	sb.WriteString("bytes:")
+	for _, c := range b {
+		fmt.Fprintf(&sb, "\\x%02x", c)
+	}
+	return sb.String()
+}
+
+// byteValues is b as the JSON array of numbers the chat API gives.
+func byteValues(b []byte) []int {
+	out := make([]int, len(b))
+	for i, c := range b {
+		out[i] = int(c)
+	}
+	return out
+}
+
+// completionLogprobs converts tokens' log-probabilities to the completions API's
+// arrays; *offset is the characters of text before the first of them, and is moved
+// past them.
+func completionLogprobs(lps []*specdv1.TokenLogprob, offset *int) *CompletionLogprobs {
+	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []float32{}, TopLogprobs: []TokenChoices{}, TextOffset: []int{}}
+	for _, lp := range lps {
+		tok := tokenText(lp.GetToken())
+		out.Tokens = append(out.Tokens, tok)
+		out.TokenLogprobs = append(out.TokenLogprobs, lp.GetLogprob())
+		out.TextOffset = append(out.TextOffset, *offset)
+		*offset += utf8.RuneCountInString(tok)
+		// The likeliest tokens, and the chosen one where it is not among them (so up
+		// to logprobs+1 entries, as OpenAI's API says).
+		top := make(TokenChoices, 0, len(lp.GetTop())+1)
+		chosen := false
+		for _, t := range lp.GetTop() {
+			top = append(top, TokenChoice{Token: tokenText(t.GetToken()), Logprob: t.GetLogprob()})
+			chosen = chosen || t.GetLogprob() == lp.GetLogprob() && bytes.Equal(t.GetToken(), lp.GetToken())
+		}
+		if !chosen {
+			top = append(top, TokenChoice{Token: tok, Logprob: lp.GetLogprob()})
+		}
+		out.TopLogprobs = append(out.TopLogprobs, top)
+	}
+	return out
+}
+
+// chatLogprobs converts tokens' log-probabilities to the chat API's.
+func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
+	out := &ChatLogprobs{Content: make([]ChatTokenLogprob, len(lps))}
+	for i, lp := range lps {
+		top := make([]ChatTopLogprob, len(lp.GetTop()))
+		for j, t := range lp.GetTop() {
+			top[j] = ChatTopLogprob{Token: tokenText(t.GetToken()), Logprob: t.GetLogprob(), Bytes: byteValues(t.GetToken())}
+		}
+		out.Content[i] = ChatTokenLogprob{Token: tokenText(lp.GetToken()), Logprob: lp.GetLogprob(), Bytes: byteValues(lp.GetToken()), TopLogprobs: top}
+	}
+	return out
 }
 
 // chunker builds the chunks of one streamed response.
 type chunker struct {
-	chat    bool
-	head    Head // the same in every chunk
-	started bool // a chat stream has sent its first chunk, the one with the role
+	chat     bool
+	logprobs bool // the client asked for log-probabilities
+	head     Head // the same in every chunk
+	started  bool // a chat stream has sent its first chunk, the one with the role
+	offset   int  // characters of the completion's tokens so far (text_offset)
 }
 
 func newChunker(c *Call, id string, created int64) *chunker {
-	k := &chunker{chat: c.Chat, head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model}}
+	k := &chunker{chat: c.Chat, logprobs: c.Req.GetLogprobs(), head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model}}
 	if c.Chat {
 		k.head.Object = "chat.completion.chunk"
 	}
@@ -95,12 +171,28 @@ func (k *chunker) delta(text string) ChatDelta {
 	return d
 }
 
-// text is the chunk carrying a piece of the answer.
-func (k *chunker) text(s string) any {
-	if !k.chat {
-		return &Completion{Head: k.head, Choices: []CompletionChoice{{Text: s}}}
+// text is the chunk carrying a piece of the answer, and the log-probabilities of the
+// tokens that came with it when the client asked for them; nil when it would carry
+// nothing.
+func (k *chunker) text(s string, lps []*specdv1.TokenLogprob) any {
+	if !k.logprobs {
+		lps = nil
 	}
-	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Delta: k.delta(s)}}}
+	if s == "" && len(lps) == 0 {
+		return nil
+	}
+	if !k.chat {
+		ch := CompletionChoice{Text: s}
+		if len(lps) > 0 {
+			ch.Logprobs = completionLogprobs(lps, &k.offset)
+		}
+		return &Completion{Head: k.head, Choices: []CompletionChoice{ch}}
+	}
+	ch := ChatChunkChoice{Delta: k.delta(s)}
+	if len(lps) > 0 {
+		ch.Logprobs = chatLogprobs(lps)
+	}
+	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{ch}}
 }
 
 // final is the chunk with the finish reason. A stream that named no model learns here

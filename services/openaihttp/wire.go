@@ -49,11 +49,13 @@ type common struct {
 // CompletionRequest is the body of POST /v1/completions.
 type CompletionRequest struct {
 	common
-	Prompt   Prompt          `json:"prompt"`
-	Echo     bool            `json:"echo"`
-	BestOf   *int64          `json:"best_of"`
-	Suffix   *string         `json:"suffix"`
-	Logprobs json.RawMessage `json:"logprobs"` // an integer; anything but null is refused
+	Prompt Prompt  `json:"prompt"`
+	Echo   bool    `json:"echo"`
+	BestOf *int64  `json:"best_of"`
+	Suffix *string `json:"suffix"`
+	// Logprobs: the log-probabilities of the chosen tokens and of the Logprobs likeliest
+	// at each position (0 to 20); null: none.
+	Logprobs *int64 `json:"logprobs"`
 }
 
 // ChatRequest is the body of POST /v1/chat/completions.
@@ -140,10 +142,76 @@ type Completion struct {
 
 // CompletionChoice is the one choice of a completion (n is always 1).
 type CompletionChoice struct {
-	Text         string    `json:"text"`
-	Index        int       `json:"index"`
-	Logprobs     *struct{} `json:"logprobs"`      // always null
-	FinishReason *string   `json:"finish_reason"` // null in a chunk before the last
+	Text         string              `json:"text"`
+	Index        int                 `json:"index"`
+	Logprobs     *CompletionLogprobs `json:"logprobs"`      // null unless asked for
+	FinishReason *string             `json:"finish_reason"` // null in a chunk before the last
+}
+
+// CompletionLogprobs are a completion's tokens with their log-probabilities, in the
+// legacy completions API's shape: parallel arrays, one entry per token.
+type CompletionLogprobs struct {
+	Tokens        []string       `json:"tokens"`
+	TokenLogprobs []float32      `json:"token_logprobs"`
+	TopLogprobs   []TokenChoices `json:"top_logprobs"` // the likeliest tokens and the chosen one, likeliest first
+	TextOffset    []int          `json:"text_offset"`  // of each token in the completion's text, in characters
+}
+
+// TokenChoices maps tokens to log-probabilities, kept in order (likeliest first) when
+// it is encoded as a JSON object.
+type TokenChoices []TokenChoice
+
+// TokenChoice is one entry of TokenChoices.
+type TokenChoice struct {
+	Token   string
+	Logprob float32
+}
+
+// MarshalJSON encodes the choices as one JSON object in their order; a token repeated
+// (two ids with the same text) keeps its first, likelier entry.
+func (c TokenChoices) MarshalJSON() ([]byte, error) {
+	b := []byte{'{'}
+	seen := make(map[string]bool, len(c))
+	for _, x := range c {
+		if seen[x.Token] {
+			continue
+		}
+		seen[x.Token] = true
+		k, err := json.Marshal(x.Token)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(x.Logprob)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(append(append(b, k...), ':'), v...)
+	}
+	return append(b, '}'), nil
+}
+
+// ChatLogprobs are a chat answer's tokens with their log-probabilities.
+type ChatLogprobs struct {
+	Content []ChatTokenLogprob `json:"content"`
+	Refusal *struct{}          `json:"refusal"` // always null
+}
+
+// ChatTokenLogprob is one token of a chat answer.
+type ChatTokenLogprob struct {
+	Token       string           `json:"token"`
+	Logprob     float32          `json:"logprob"`
+	Bytes       []int            `json:"bytes"`
+	TopLogprobs []ChatTopLogprob `json:"top_logprobs"`
+}
+
+// ChatTopLogprob is one of the likeliest tokens at a position of a chat answer.
+type ChatTopLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float32 `json:"logprob"`
+	Bytes   []int   `json:"bytes"`
 }
 
 // ChatCompletion is the response of POST /v1/chat/completions.
@@ -155,10 +223,10 @@ type ChatCompletion struct {
 
 // ChatChoice is the one choice of a chat completion.
 type ChatChoice struct {
-	Index        int         `json:"index"`
-	Message      ChatMessage `json:"message"`
-	Logprobs     *struct{}   `json:"logprobs"` // always null
-	FinishReason string      `json:"finish_reason"`
+	Index        int           `json:"index"`
+	Message      ChatMessage   `json:"message"`
+	Logprobs     *ChatLogprobs `json:"logprobs"` // null unless asked for
+	FinishReason string        `json:"finish_reason"`
 }
 
 // ChatMessage is the assistant's answer.
@@ -177,10 +245,10 @@ type ChatChunk struct {
 
 // ChatChunkChoice is the one choice of a chat chunk.
 type ChatChunkChoice struct {
-	Index        int       `json:"index"`
-	Delta        ChatDelta `json:"delta"`
-	Logprobs     *struct{} `json:"logprobs"`      // always null
-	FinishReason *string   `json:"finish_reason"` // null before the last chunk
+	Index        int           `json:"index"`
+	Delta        ChatDelta     `json:"delta"`
+	Logprobs     *ChatLogprobs `json:"logprobs"`      // null unless asked for
+	FinishReason *string       `json:"finish_reason"` // null before the last chunk
 }
 
 // ChatDelta is what a chunk adds to the answer: the role in the first chunk, then text.

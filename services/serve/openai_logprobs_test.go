@@ -1,0 +1,145 @@
+package serve_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+)
+
+// TestOpenAILogprobs: the official client asks for log-probabilities — `logprobs: N`
+// of the completions API, `logprobs` and `top_logprobs` of the chat API, streamed and
+// not — and gets the gRPC API's numbers for the same request, in OpenAI's shapes: the
+// chosen tokens' text and log-probabilities, the likeliest tokens (with the chosen one
+// in the completions API's maps), text offsets, and the chat API's bytes. (JSON
+// carries each float32 in its shortest form, so the client's float64 converted back
+// is the same float32.)
+func TestOpenAILogprobs(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true, chat: qwenChat(t)})
+	c := s.openaiClient()
+	ctx := context.Background()
+	const prompt, n, top = "Once upon a time there was a", 20, 3
+
+	req := request(prompt, n, 0, 0, 0)
+	req.Logprobs, req.TopLogprobs = true, top
+	want, err := s.client.Complete(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want.GetLogprobs()) != n {
+		t.Fatalf("gRPC: %d logprobs for %d tokens", len(want.GetLogprobs()), n)
+	}
+	checkCompletion := func(name string, lp openai.CompletionChoiceLogprobs, text string) {
+		t.Helper()
+		if len(lp.Tokens) != n || len(lp.TokenLogprobs) != n || len(lp.TopLogprobs) != n || len(lp.TextOffset) != n {
+			t.Fatalf("%s: %d tokens, %d logprobs, %d tops, %d offsets; want %d of each", name, len(lp.Tokens), len(lp.TokenLogprobs), len(lp.TopLogprobs), len(lp.TextOffset), n)
+		}
+		joined, offset := "", int64(0)
+		for i, w := range want.GetLogprobs() {
+			if lp.Tokens[i] != string(w.GetToken()) || float32(lp.TokenLogprobs[i]) != w.GetLogprob() || lp.TextOffset[i] != offset {
+				t.Errorf("%s: token %d = %q %v at %d, want %q %v at %d", name, i, lp.Tokens[i], lp.TokenLogprobs[i], lp.TextOffset[i], w.GetToken(), w.GetLogprob(), offset)
+			}
+			for _, tl := range w.GetTop() {
+				if v, ok := lp.TopLogprobs[i][string(tl.GetToken())]; !ok || float32(v) != tl.GetLogprob() {
+					t.Errorf("%s: token %d: top %v lacks %q at %v", name, i, lp.TopLogprobs[i], tl.GetToken(), tl.GetLogprob())
+				}
+			}
+			if _, ok := lp.TopLogprobs[i][lp.Tokens[i]]; !ok || len(lp.TopLogprobs[i]) > top+1 {
+				t.Errorf("%s: token %d: top %v: want the chosen %q among at most %d", name, i, lp.TopLogprobs[i], lp.Tokens[i], top+1)
+			}
+			joined += lp.Tokens[i]
+			offset += int64(len([]rune(lp.Tokens[i])))
+		}
+		if joined != text {
+			t.Errorf("%s: the tokens spell %q, the text is %q", name, joined, text)
+		}
+	}
+
+	p := completionParams(prompt, n, 0)
+	p.Logprobs = openai.Int(top)
+	resp, err := c.Completions.New(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCompletion("completion", resp.Choices[0].Logprobs, resp.Choices[0].Text)
+
+	st := c.Completions.NewStreaming(ctx, p)
+	var merged openai.CompletionChoiceLogprobs
+	var text string
+	for st.Next() {
+		for _, ch := range st.Current().Choices {
+			text += ch.Text
+			lp := ch.Logprobs
+			merged.Tokens = append(merged.Tokens, lp.Tokens...)
+			merged.TokenLogprobs = append(merged.TokenLogprobs, lp.TokenLogprobs...)
+			merged.TopLogprobs = append(merged.TopLogprobs, lp.TopLogprobs...)
+			merged.TextOffset = append(merged.TextOffset, lp.TextOffset...)
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	checkCompletion("streamed completion", merged, text)
+
+	// Chat: the gRPC API's numbers for the same messages.
+	msgs := []*specdv1.ChatMessage{{Role: "user", Content: "Once upon a time"}}
+	creq := &specdv1.GenerateRequest{Model: "specd-target", MaxTokens: 16, Messages: msgs, Logprobs: true, TopLogprobs: top}
+	cwant, err := s.client.Complete(ctx, creq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkChat := func(name string, got []openai.ChatCompletionTokenLogprob) {
+		t.Helper()
+		if len(got) != len(cwant.GetLogprobs()) || len(got) != 16 {
+			t.Fatalf("%s: %d logprobs, want 16", name, len(got))
+		}
+		for i, w := range cwant.GetLogprobs() {
+			g := got[i]
+			if g.Token != string(w.GetToken()) || float32(g.Logprob) != w.GetLogprob() || string(bytesOf(g.Bytes)) != string(w.GetToken()) || len(g.TopLogprobs) != top {
+				t.Fatalf("%s: token %d = %+v, want %q %v with %d top", name, i, g, w.GetToken(), w.GetLogprob(), top)
+			}
+			for j, tl := range w.GetTop() {
+				if g.TopLogprobs[j].Token != string(tl.GetToken()) || float32(g.TopLogprobs[j].Logprob) != tl.GetLogprob() {
+					t.Errorf("%s: token %d top %d = %+v, want %q %v", name, i, j, g.TopLogprobs[j], tl.GetToken(), tl.GetLogprob())
+				}
+			}
+		}
+	}
+	cp := chatParams(openai.UserMessage("Once upon a time"))
+	cp.Logprobs, cp.TopLogprobs = openai.Bool(true), openai.Int(top)
+	cresp, err := c.Chat.Completions.New(ctx, cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkChat("chat", cresp.Choices[0].Logprobs.Content)
+	cst := c.Chat.Completions.NewStreaming(ctx, cp)
+	var content []openai.ChatCompletionTokenLogprob
+	for cst.Next() {
+		for _, ch := range cst.Current().Choices {
+			content = append(content, ch.Logprobs.Content...)
+		}
+	}
+	if err := cst.Err(); err != nil {
+		t.Fatal(err)
+	}
+	checkChat("streamed chat", content)
+
+	// Without asking, logprobs stay null.
+	plain, err := c.Completions.New(ctx, completionParams(prompt, 4, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw := plain.Choices[0].JSON.Logprobs.Raw(); raw != "null" {
+		t.Errorf("logprobs not asked for: %s, want null", raw)
+	}
+}
+
+func bytesOf(v []int64) []byte {
+	b := make([]byte, len(v))
+	for i, x := range v {
+		b[i] = byte(x)
+	}
+	return b
+}
