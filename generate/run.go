@@ -3,6 +3,7 @@ package generate
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/specd-dev/specd/model"
@@ -49,18 +50,27 @@ const MaxTopLogprobs = 20
 // NewLogprobs returns how likely id was at a position whose logits are given, with the
 // top likeliest tokens there (at most MaxTopLogprobs), their bytes from tok.
 func NewLogprobs(logits []float32, id int32, top int, tok *tokenizer.Tokenizer) *Logprobs {
-	lse := sample.LogSumExp(logits)
+	buf, _ := scratchPool.Get().(*[]float32)
+	if buf == nil {
+		buf = new([]float32)
+	}
+	var lse float64
+	lse, *buf = sample.LogSumExp(logits, *buf)
+	scratchPool.Put(buf)
 	lp := &Logprobs{Logprob: float32(float64(logits[id]) - lse), Bytes: tok.TokenBytes(id)}
 	if top = min(top, MaxTopLogprobs); top > 0 {
-		var buf [MaxTopLogprobs]int32
-		ids := sample.TopIDs(buf[:0], logits, top)
-		lp.Top = make([]TopLogprob, len(ids))
-		for i, t := range ids {
+		var ids [MaxTopLogprobs]int32
+		best := sample.TopIDs(ids[:0], logits, top)
+		lp.Top = make([]TopLogprob, len(best))
+		for i, t := range best {
 			lp.Top[i] = TopLogprob{ID: t, Logprob: float32(float64(logits[t]) - lse), Bytes: tok.TokenBytes(t)}
 		}
 	}
 	return lp
 }
+
+// scratchPool holds the buffers NewLogprobs runs the softmax in, a vocabulary's worth.
+var scratchPool sync.Pool
 
 // Stats times a generation.
 type Stats struct {

@@ -1,31 +1,37 @@
 package sample
 
-import "math"
+import (
+	"math"
 
-// LogSumExp returns ln Σ exp(logits[i]), summed in float64 in index order after
-// subtracting the largest logit, so that it neither overflows nor depends on anything
-// but the logits: the log-softmax of token i — its log-probability under the model's
-// own distribution, before temperature and filters — is logits[i] minus it. The same
-// logits give the same result bit for bit. Empty logits give -Inf.
-func LogSumExp(logits []float32) float64 {
+	"github.com/specd-dev/specd/kernels"
+)
+
+// LogSumExp returns ln Σ exp(logits[i]): the log-softmax of token i — its
+// log-probability under the model's own distribution, before temperature and filters —
+// is logits[i] minus it. It runs the vector softmax (kernels.Softmax) over a copy of the
+// logits in scratch, which it grows as needed and returns: the largest logit m has
+// probability exp(0)/Σ, so the result is m − ln p(m), to float32 precision. Like the
+// softmax it depends on the logits alone, bit for bit, on every path. Empty logits
+// give -Inf.
+func LogSumExp(logits, scratch []float32) (float64, []float32) {
 	if len(logits) == 0 {
-		return math.Inf(-1)
+		return math.Inf(-1), scratch
 	}
-	top := float64(logits[Argmax(logits)])
-	if math.IsInf(top, 0) {
-		return top
+	top := Argmax(logits)
+	m := float64(logits[top])
+	if math.IsInf(m, 0) || math.IsNaN(m) {
+		return m, scratch
 	}
-	sum := 0.0
-	for _, v := range logits {
-		sum += math.Exp(float64(v) - top)
-	}
-	return top + math.Log(sum)
+	scratch = append(scratch[:0], logits...)
+	kernels.Softmax(scratch, 1)
+	return m - math.Log(float64(scratch[top])), scratch
 }
 
 // TopIDs appends to dst the ids of the k largest logits, by decreasing logit and equal
 // logits by increasing id (the order Distribution sorts by), and returns it. It keeps
-// the k best in order while it scans, which for the few tokens an API returns (k ≤ 20)
-// costs one comparison for most of the vocabulary.
+// the k best in order while it scans the ids in increasing order, so a later id enters
+// only with a strictly larger logit than the k-th best: one comparison for most of the
+// vocabulary.
 func TopIDs(dst []int32, logits []float32, k int) []int32 {
 	k = min(k, len(logits))
 	if k <= 0 {
@@ -33,13 +39,12 @@ func TopIDs(dst []int32, logits []float32, k int) []int32 {
 	}
 	start := len(dst)
 	better := byLogit(logits)
-	for i := range logits {
-		id := int32(i)
+	for i, v := range logits {
 		switch {
 		case len(dst)-start < k:
-			dst = append(dst, id)
-		case better(id, dst[len(dst)-1]) < 0:
-			dst[len(dst)-1] = id
+			dst = append(dst, int32(i))
+		case v > logits[dst[len(dst)-1]]:
+			dst[len(dst)-1] = int32(i)
 		default:
 			continue
 		}
