@@ -110,6 +110,7 @@ func Run(ctx context.Context, st *model.State, req Request, emit func(Token) err
 	}
 	stats.Prefill = time.Since(t0)
 	smp := sample.New(req.Sampling)
+	smp.SetPrompt(req.Prompt)
 	var tDecode time.Time
 	for {
 		if err := ctx.Err(); err != nil {
@@ -117,6 +118,7 @@ func Run(ctx context.Context, st *model.State, req Request, emit func(Token) err
 		}
 		pos := out.Next()
 		id := smp.Sample(logits, pos)
+		smp.Observe(id)
 		text := out.Push(id)
 		if len(out.IDs) == 1 && stats.FirstToken == 0 {
 			stats.FirstToken = time.Since(t0)

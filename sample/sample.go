@@ -25,6 +25,13 @@ type Params struct {
 	TopP        float32 // keep the smallest set with cumulative probability ≥ TopP; 1 means off
 	MinP        float32 // drop tokens with probability < MinP × the top probability; 0 means off
 	Seed        uint64
+	// Penalties on tokens already seen, applied to the logits before everything else, as
+	// vLLM applies them: RepetitionPenalty divides the positive logit (multiplies the
+	// negative one) of every token of the prompt or the output — 1 (or 0, unset) is off;
+	// then FrequencyPenalty is subtracted once for each time a token occurs in the
+	// output, and PresencePenalty once if it occurs there at all — 0 is off. The tokens
+	// seen are those given to the Sampler (SetPrompt, Observe).
+	RepetitionPenalty, FrequencyPenalty, PresencePenalty float32
 }
 
 // ErrInvalid is wrapped by Params.Validate for settings out of range.
@@ -41,7 +48,8 @@ func (e *ParamError) Error() string { return ErrInvalid.Error() + ": " + e.Field
 func (e *ParamError) Unwrap() error { return ErrInvalid }
 
 // Validate checks the ranges — temperature finite and ≥ 0, top_k ≥ 0, top_p in (0, 1],
-// min_p in [0, 1] — and returns a *ParamError for the first out of range. It is the
+// min_p in [0, 1], repetition_penalty in [0, 100] (0: unset), frequency_penalty and
+// presence_penalty in [-2, 2] — and returns a *ParamError for the first out of range. It is the
 // one check of sampling settings: the public API, the CLI and the services' internal
 // messages all use it.
 func (p Params) Validate() error {
@@ -57,12 +65,27 @@ func (p Params) Validate() error {
 		return bad("top_p", "%v: must be in (0, 1] (1 is off)", p.TopP)
 	case !(p.MinP >= 0 && p.MinP <= 1):
 		return bad("min_p", "%v: must be in [0, 1]", p.MinP)
+	case !(p.RepetitionPenalty >= 0 && p.RepetitionPenalty <= MaxRepetitionPenalty):
+		return bad("repetition_penalty", "%v: must be in (0, %v] (1 is off; 0 here means unset)", p.RepetitionPenalty, MaxRepetitionPenalty)
+	case !(p.FrequencyPenalty >= -2 && p.FrequencyPenalty <= 2):
+		return bad("frequency_penalty", "%v: must be in [-2, 2]", p.FrequencyPenalty)
+	case !(p.PresencePenalty >= -2 && p.PresencePenalty <= 2):
+		return bad("presence_penalty", "%v: must be in [-2, 2]", p.PresencePenalty)
 	}
 	return nil
 }
 
+// MaxRepetitionPenalty bounds RepetitionPenalty: a divisor of 100 already leaves a
+// repeated token no chance against any other.
+const MaxRepetitionPenalty = 100
+
 // Greedy reports whether p selects the argmax.
 func (p Params) Greedy() bool { return p.Temperature == 0 }
+
+// Penalized reports whether p penalizes tokens already seen.
+func (p Params) Penalized() bool {
+	return p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1 || p.FrequencyPenalty != 0 || p.PresencePenalty != 0
+}
 
 // Argmax returns the index of the largest logit; ties go to the lowest index.
 func Argmax(logits []float32) int32 {
@@ -102,10 +125,79 @@ type Sampler struct {
 	idx   []int32
 	dist  Dist
 	noise []float64 // Gumbel noise of one chunk of tokens; nil until the first draw
+	// The tokens the penalties look at (only kept when P.Penalized()): the prompt's,
+	// and how often each occurs in the output; seen lists each token of either once,
+	// in the order first seen. pen is the penalized copy of the logits.
+	prompt map[int32]bool
+	counts map[int32]int
+	seen   []int32
+	pen    []float32
 }
 
 // New returns a sampler for p.
 func New(p Params) *Sampler { return &Sampler{P: p} }
+
+// SetPrompt gives the sampler the prompt's tokens, which RepetitionPenalty penalizes.
+func (s *Sampler) SetPrompt(ids []int32) {
+	if !s.P.Penalized() {
+		return
+	}
+	if s.prompt == nil {
+		s.prompt, s.counts = map[int32]bool{}, map[int32]int{}
+	}
+	for _, id := range ids {
+		if !s.prompt[id] {
+			if s.counts[id] == 0 {
+				s.seen = append(s.seen, id)
+			}
+			s.prompt[id] = true
+		}
+	}
+}
+
+// Observe tells the sampler that id was generated (committed to the output).
+func (s *Sampler) Observe(id int32) {
+	if !s.P.Penalized() {
+		return
+	}
+	if s.counts == nil {
+		s.prompt, s.counts = map[int32]bool{}, map[int32]int{}
+	}
+	if s.counts[id] == 0 && !s.prompt[id] {
+		s.seen = append(s.seen, id)
+	}
+	s.counts[id]++
+}
+
+// Penalize returns the logits with the penalties applied (see Params), as every draw
+// of the sampler sees them: logits itself when nothing is penalized, else a copy the
+// sampler owns until its next call. Each token's value depends on its own logit and
+// counts alone.
+func (s *Sampler) Penalize(logits []float32) []float32 {
+	if len(s.seen) == 0 {
+		return logits
+	}
+	s.pen = append(s.pen[:0], logits...)
+	rp := s.P.RepetitionPenalty
+	for _, id := range s.seen {
+		if int(id) >= len(s.pen) || id < 0 {
+			continue
+		}
+		v := s.pen[id]
+		if rp != 0 && rp != 1 {
+			if v > 0 {
+				v /= rp
+			} else {
+				v *= rp
+			}
+		}
+		if n := s.counts[id]; n > 0 {
+			v -= float32(n)*s.P.FrequencyPenalty + s.P.PresencePenalty
+		}
+		s.pen[id] = v
+	}
+	return s.pen
+}
 
 // Distribution returns the distribution the sampler draws from at these logits:
 // softmax(logits/T) restricted by top-k, then top-p, then min-p, renormalised. For greedy
@@ -113,6 +205,11 @@ func New(p Params) *Sampler { return &Sampler{P: p} }
 // probability when top-k or top-p is set, else in id order. The result is valid until
 // the next call.
 func (s *Sampler) Distribution(logits []float32) *Dist {
+	return s.distribution(s.Penalize(logits))
+}
+
+// distribution is Distribution of logits already penalized.
+func (s *Sampler) distribution(logits []float32) *Dist {
 	d := &s.dist
 	d.IDs, d.Probs, d.scaled, d.sorted = d.IDs[:0], d.Probs[:0], d.scaled[:0], false
 	if s.P.Greedy() {
@@ -209,6 +306,7 @@ func (s *Sampler) Sample(logits []float32, pos int) int32 {
 // parameters), or -1 when there is none. A draft uses the runner-up as its guess of
 // the verifier's correction.
 func (s *Sampler) Top2(logits []float32, pos int) (first, second int32) {
+	logits = s.Penalize(logits)
 	r := newRace()
 	switch {
 	case s.P.Greedy():
@@ -229,7 +327,7 @@ func (s *Sampler) Top2(logits []float32, pos int) (first, second int32) {
 			}
 		}
 	default:
-		return s.GumbelTop2(s.Distribution(logits), pos)
+		return s.GumbelTop2(s.distribution(logits), pos)
 	}
 	return r.first, r.second
 }

@@ -140,15 +140,24 @@ func ModeToProto(m spec.Mode) specdv1.VerificationMode {
 
 // SamplingToProto converts sampling parameters (with the seed always set).
 func SamplingToProto(p sample.Params) *specdv1.SamplingParams {
-	return &specdv1.SamplingParams{Temperature: p.Temperature, TopK: uint32(p.TopK), TopP: &p.TopP, MinP: &p.MinP, Seed: &p.Seed}
+	out := &specdv1.SamplingParams{Temperature: p.Temperature, TopK: uint32(p.TopK), TopP: &p.TopP, MinP: &p.MinP, Seed: &p.Seed,
+		FrequencyPenalty: p.FrequencyPenalty, PresencePenalty: p.PresencePenalty}
+	if p.RepetitionPenalty != 0 {
+		out.RepetitionPenalty = &p.RepetitionPenalty
+	}
+	return out
 }
 
 // SamplingFromProto converts sampling parameters, with an unset top_p as 1 (off), and
 // validates them (sample.Params.Validate).
 func SamplingFromProto(sp *specdv1.SamplingParams) (sample.Params, error) {
-	p := sample.Params{Temperature: sp.GetTemperature(), TopK: int(sp.GetTopK()), TopP: 1, MinP: sp.GetMinP(), Seed: sp.GetSeed()}
+	p := sample.Params{Temperature: sp.GetTemperature(), TopK: int(sp.GetTopK()), TopP: 1, MinP: sp.GetMinP(), Seed: sp.GetSeed(),
+		RepetitionPenalty: sp.GetRepetitionPenalty(), FrequencyPenalty: sp.GetFrequencyPenalty(), PresencePenalty: sp.GetPresencePenalty()}
 	if sp != nil && sp.TopP != nil {
 		p.TopP = sp.GetTopP()
+	}
+	if sp != nil && sp.RepetitionPenalty != nil && !(sp.GetRepetitionPenalty() > 0) {
+		return p, &sample.ParamError{Field: "repetition_penalty", Msg: fmt.Sprintf("%v: must be in (0, %v] (1 is off)", sp.GetRepetitionPenalty(), sample.MaxRepetitionPenalty)}
 	}
 	return p, p.Validate()
 }

@@ -120,6 +120,10 @@ func newSession(m *model.Model, kv *kvcache.Seq, req Request) (*Session, error) 
 		prevPos: len(seq),
 	}
 	s.out.Resume(req.Resume, req.ResumeText)
+	s.smp.SetPrompt(req.Prompt)
+	for _, t := range req.Resume {
+		s.smp.Observe(t)
+	}
 	return s, nil
 }
 
@@ -355,10 +359,14 @@ func (s *Session) check(st *Step, e []int32, q func(i int) *sample.Dist, logits 
 			last = tok
 			break
 		}
+		// The next token is judged with this one in the output, as plain decoding
+		// would have drawn it (penalties count the output).
+		s.smp.Observe(e[j])
 	}
 	if j == len(e) {
 		last = s.choose(logits[j*V:(j+1)*V], L+j)
 	}
+	s.smp.Observe(last)
 	// Keep in the cache every fed token that is now committed: seq[L-1] and e[:j].
 	s.kv.Truncate(L + j)
 	for i, t := range e[:j] {

@@ -25,6 +25,8 @@ type samplingOptions struct {
 	seed       int64
 	maxTokens  int
 	stop       stringList
+	// Penalties on tokens already seen (sample.Params).
+	repeatPenalty, frequencyPenalty, presencePenalty float64
 }
 
 type stringList []string
@@ -41,6 +43,9 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxTokens, "n", 128, "maximum number of new tokens; 0: up to the model's context")
 	fs.IntVar(&o.maxTokens, "max-tokens", 128, "same as -n")
 	fs.Var(&o.stop, "stop", "stop string (repeatable)")
+	fs.Float64Var(&o.repeatPenalty, "repeat-penalty", 1, "divide the positive logit (multiply the negative) of tokens in the prompt or output; 1 is off")
+	fs.Float64Var(&o.frequencyPenalty, "frequency-penalty", 0, "subtract this from a token's logit per time it occurs in the output; in [-2, 2]")
+	fs.Float64Var(&o.presencePenalty, "presence-penalty", 0, "subtract this from a token's logit if it occurs in the output; in [-2, 2]")
 }
 
 func (o *samplingOptions) params() (sample.Params, error) {
@@ -54,7 +59,11 @@ func (o *samplingOptions) params() (sample.Params, error) {
 	if o.seed < 0 {
 		seed = rand.Uint64() >> 1
 	}
-	p := sample.Params{Temperature: float32(o.temp), TopK: o.topK, TopP: float32(o.topP), MinP: float32(o.minP), Seed: seed}
+	if !(o.repeatPenalty > 0) {
+		return sample.Params{}, usagef("--repeat-penalty %v: want a value in (0, %v] (1 is off)", o.repeatPenalty, sample.MaxRepetitionPenalty)
+	}
+	p := sample.Params{Temperature: float32(o.temp), TopK: o.topK, TopP: float32(o.topP), MinP: float32(o.minP), Seed: seed,
+		RepetitionPenalty: float32(o.repeatPenalty), FrequencyPenalty: float32(o.frequencyPenalty), PresencePenalty: float32(o.presencePenalty)}
 	if err := p.Validate(); err != nil {
 		return p, usageError{err}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/specd-dev/specd/generate"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/sample"
 )
 
 // Defaults where the OpenAI API has its own.
@@ -247,12 +248,6 @@ func (r *common) call(defMax uint32) (*Call, error) {
 	if r.N != nil && *r.N != 1 {
 		return nil, badParam("n", "%d: only 1 is supported", *r.N)
 	}
-	if r.PresencePenalty != nil && *r.PresencePenalty != 0 {
-		return nil, badParam("presence_penalty", "not supported")
-	}
-	if r.FrequencyPenalty != nil && *r.FrequencyPenalty != 0 {
-		return nil, badParam("frequency_penalty", "not supported")
-	}
 	if len(r.LogitBias) > 0 {
 		return nil, badParam("logit_bias", "not supported")
 	}
@@ -299,6 +294,34 @@ func (r *common) call(defMax uint32) (*Call, error) {
 	if m := r.MinP; m != nil {
 		v := float32(*m)
 		sp.MinP = &v
+	}
+	for _, x := range []struct {
+		name string
+		v    *float64
+		dst  *float32
+	}{
+		{"presence_penalty", r.PresencePenalty, &sp.PresencePenalty},
+		{"frequency_penalty", r.FrequencyPenalty, &sp.FrequencyPenalty},
+	} {
+		if x.v != nil {
+			if !(*x.v >= -2 && *x.v <= 2) {
+				return nil, badParam(x.name, "%v: want a number in [-2, 2]", *x.v)
+			}
+			*x.dst = float32(*x.v)
+		}
+	}
+	if r.RepetitionPenalty != nil && r.RepeatPenalty != nil {
+		return nil, badParam("repeat_penalty", "set repetition_penalty or repeat_penalty, not both")
+	}
+	for name, v := range map[string]*float64{"repetition_penalty": r.RepetitionPenalty, "repeat_penalty": r.RepeatPenalty} {
+		if v == nil {
+			continue
+		}
+		if !(*v > 0 && *v <= sample.MaxRepetitionPenalty) {
+			return nil, badParam(name, "%v: want a number in (0, %v] (1 is off)", *v, sample.MaxRepetitionPenalty)
+		}
+		rp := float32(*v)
+		sp.RepetitionPenalty = &rp
 	}
 	if s := r.Seed; s != nil {
 		v := uint64(*s) // a negative seed is a seed too; OpenAI takes any int64

@@ -37,6 +37,11 @@ func TestParseCompletion(t *testing.T) {
 			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1, Seed: u64(1<<64 - 1)}}, false, false},
 		{"stop array, max_completion_tokens wins", `{"prompt":"x","stop":["a","b"],"max_tokens":5,"max_completion_tokens":9}`,
 			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 9, Stop: []string{"a", "b"}, Sampling: &specdv1.SamplingParams{Temperature: 1}}, false, false},
+		{"penalties and logprobs", `{"prompt":"x","presence_penalty":0.5,"frequency_penalty":-1,"repetition_penalty":1.1,"logprobs":3}`,
+			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Logprobs: true, TopLogprobs: 3, Sampling: &specdv1.SamplingParams{Temperature: 1,
+				PresencePenalty: 0.5, FrequencyPenalty: -1, RepetitionPenalty: f32(1.1)}}, false, false},
+		{"llama.cpp's repeat_penalty, logprobs 0", `{"prompt":"x","repeat_penalty":1.3,"logprobs":0}`,
+			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Logprobs: true, Sampling: &specdv1.SamplingParams{Temperature: 1, RepetitionPenalty: f32(1.3)}}, false, false},
 		{"stream with usage, unknown fields ignored", `{"prompt":"x","stream":true,"stream_options":{"include_usage":true},"metadata":{"k":"v"},"store":false,"echo":false,"best_of":1,"logprobs":null,"presence_penalty":0}`,
 			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1}}, true, true},
 	} {
@@ -70,6 +75,10 @@ func TestParseChat(t *testing.T) {
 	}
 	if !c.Chat {
 		t.Error("ParseChat: Chat = false")
+	}
+	c, err = ParseChat([]byte(`{"messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":5}`))
+	if err != nil || !c.Req.GetLogprobs() || c.Req.GetTopLogprobs() != 5 {
+		t.Errorf("ParseChat with logprobs and top_logprobs 5: %v, %d, %v", c.Req.GetLogprobs(), c.Req.GetTopLogprobs(), err)
 	}
 	c, err = ParseChat([]byte(`{"messages":[{"role":"user","content":"x"}]}`))
 	if err != nil || c.Req.GetMaxTokens() != 0 || c.Req.AddGenerationPrompt != nil {
@@ -116,8 +125,11 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","logprobs":21}`, "logprobs"},
 		{false, `{"prompt":"x","logprobs":-1}`, "logprobs"},
 		{false, `{"prompt":"x","logprobs":true}`, "logprobs"},
-		{false, `{"prompt":"x","presence_penalty":0.5}`, "presence_penalty"},
-		{false, `{"prompt":"x","frequency_penalty":1}`, "frequency_penalty"},
+		{false, `{"prompt":"x","presence_penalty":2.5}`, "presence_penalty"},
+		{false, `{"prompt":"x","frequency_penalty":-3}`, "frequency_penalty"},
+		{false, `{"prompt":"x","repetition_penalty":0}`, "repetition_penalty"},
+		{false, `{"prompt":"x","repeat_penalty":101}`, "repeat_penalty"},
+		{false, `{"prompt":"x","repetition_penalty":1.1,"repeat_penalty":1.1}`, "repeat_penalty"},
 		{false, `{"prompt":"x","logit_bias":{"50256":-100}}`, "logit_bias"},
 		{false, `{"prompt":"x","stream_options":{"include_usage":true}}`, "stream_options"},
 		{false, `{"prompt":"x","top_k":-1}`, "top_k"},

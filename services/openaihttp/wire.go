@@ -36,14 +36,18 @@ type common struct {
 	Seed                *int64         `json:"seed"`
 	User                string         `json:"user"` // accepted and ignored
 
-	// Parameters specd cannot honour: refused unless absent or at their neutral value.
-	PresencePenalty  *float64           `json:"presence_penalty"`
-	FrequencyPenalty *float64           `json:"frequency_penalty"`
-	LogitBias        map[string]float64 `json:"logit_bias"`
+	PresencePenalty  *float64 `json:"presence_penalty"`
+	FrequencyPenalty *float64 `json:"frequency_penalty"`
 
-	// Extensions also taken by other OpenAI-compatible servers (vLLM, llama.cpp).
-	TopK *int64   `json:"top_k"`
-	MinP *float64 `json:"min_p"`
+	// Parameters specd cannot honour: refused unless absent or at their neutral value.
+	LogitBias map[string]float64 `json:"logit_bias"`
+
+	// Extensions also taken by other OpenAI-compatible servers (vLLM, llama.cpp; the
+	// repetition penalty under either's name).
+	TopK              *int64   `json:"top_k"`
+	MinP              *float64 `json:"min_p"`
+	RepetitionPenalty *float64 `json:"repetition_penalty"`
+	RepeatPenalty     *float64 `json:"repeat_penalty"`
 }
 
 // CompletionRequest is the body of POST /v1/completions.

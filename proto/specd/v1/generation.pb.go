@@ -423,8 +423,9 @@ func (x *ChatMessage) GetContent() string {
 }
 
 // SamplingParams selects how each token is drawn from the model's output
-// distribution. The filters apply in this order: top_k, then temperature,
-// then top_p and min_p on the resulting probabilities. Speculative decoding
+// distribution. The penalties apply first, then the filters in this order:
+// top_k, then temperature, then top_p and min_p on the resulting
+// probabilities. Speculative decoding
 // samples from exactly this distribution.
 type SamplingParams struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -447,9 +448,23 @@ type SamplingParams struct {
 	// and sampling parameters, generation returns the same tokens (in
 	// VERIFICATION_MODE_COUPLED whatever the speculation, replica or failover).
 	// Unset means a random seed chosen by the server.
-	Seed          *uint64 `protobuf:"varint,5,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Seed *uint64 `protobuf:"varint,5,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
+	// Penalties on tokens already seen, applied to the logits before top_k and
+	// the rest, as vLLM applies them. repetition_penalty divides the positive
+	// logit (and multiplies the negative one) of every token that occurs in the
+	// prompt or the output so far; unset means 1 (off); if set, it must be in
+	// (0, 100]. Speculative decoding samples from exactly the penalized
+	// distribution; the draft proposes without penalties, so fewer of its
+	// tokens may be accepted.
+	RepetitionPenalty *float32 `protobuf:"fixed32,6,opt,name=repetition_penalty,json=repetitionPenalty,proto3,oneof" json:"repetition_penalty,omitempty"`
+	// Subtracted from a token's logit once for each time it occurs in the
+	// output so far (not the prompt), as in OpenAI's API. In [-2, 2]; 0 is off.
+	FrequencyPenalty float32 `protobuf:"fixed32,7,opt,name=frequency_penalty,json=frequencyPenalty,proto3" json:"frequency_penalty,omitempty"`
+	// Subtracted from a token's logit once if it occurs in the output so far,
+	// as in OpenAI's API. In [-2, 2]; 0 is off.
+	PresencePenalty float32 `protobuf:"fixed32,8,opt,name=presence_penalty,json=presencePenalty,proto3" json:"presence_penalty,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SamplingParams) Reset() {
@@ -513,6 +528,27 @@ func (x *SamplingParams) GetMinP() float32 {
 func (x *SamplingParams) GetSeed() uint64 {
 	if x != nil && x.Seed != nil {
 		return *x.Seed
+	}
+	return 0
+}
+
+func (x *SamplingParams) GetRepetitionPenalty() float32 {
+	if x != nil && x.RepetitionPenalty != nil {
+		return *x.RepetitionPenalty
+	}
+	return 0
+}
+
+func (x *SamplingParams) GetFrequencyPenalty() float32 {
+	if x != nil {
+		return x.FrequencyPenalty
+	}
+	return 0
+}
+
+func (x *SamplingParams) GetPresencePenalty() float32 {
+	if x != nil {
+		return x.PresencePenalty
 	}
 	return 0
 }
@@ -1706,16 +1742,20 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x16_add_generation_prompt\";\n" +
 	"\vChatMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\xb1\x01\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xd4\x02\n" +
 	"\x0eSamplingParams\x12 \n" +
 	"\vtemperature\x18\x01 \x01(\x02R\vtemperature\x12\x13\n" +
 	"\x05top_k\x18\x02 \x01(\rR\x04topK\x12\x18\n" +
 	"\x05top_p\x18\x03 \x01(\x02H\x00R\x04topP\x88\x01\x01\x12\x18\n" +
 	"\x05min_p\x18\x04 \x01(\x02H\x01R\x04minP\x88\x01\x01\x12\x17\n" +
-	"\x04seed\x18\x05 \x01(\x04H\x02R\x04seed\x88\x01\x01B\b\n" +
+	"\x04seed\x18\x05 \x01(\x04H\x02R\x04seed\x88\x01\x01\x122\n" +
+	"\x12repetition_penalty\x18\x06 \x01(\x02H\x03R\x11repetitionPenalty\x88\x01\x01\x12+\n" +
+	"\x11frequency_penalty\x18\a \x01(\x02R\x10frequencyPenalty\x12)\n" +
+	"\x10presence_penalty\x18\b \x01(\x02R\x0fpresencePenaltyB\b\n" +
 	"\x06_top_pB\b\n" +
 	"\x06_min_pB\a\n" +
-	"\x05_seed\"\x93\x01\n" +
+	"\x05_seedB\x15\n" +
+	"\x13_repetition_penalty\"\x93\x01\n" +
 	"\x12SpeculationOptions\x12\x1a\n" +
 	"\bdisabled\x18\x01 \x01(\bR\bdisabled\x12\x1b\n" +
 	"\tmax_gamma\x18\x02 \x01(\rR\bmaxGamma\x12.\n" +

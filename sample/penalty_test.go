@@ -1,0 +1,63 @@
+package sample
+
+import (
+	"math"
+	"slices"
+	"testing"
+)
+
+// TestPenalize: the penalties as vLLM applies them — repetition on prompt and output
+// tokens (dividing a positive logit, multiplying a negative one), then frequency per
+// occurrence and presence once, on output tokens only — and no copy at all when
+// nothing is penalized or nothing seen.
+func TestPenalize(t *testing.T) {
+	logits := []float32{2, -1, 0.5, 3, -2, 1}
+	prompt := []int32{0, 1, 1}
+	output := []int32{2, 2, 3, 1}
+	for _, c := range []struct {
+		name string
+		p    Params
+		want []float32
+	}{
+		{"off", Params{RepetitionPenalty: 1}, logits},
+		{"unset", Params{}, logits},
+		{"repetition", Params{RepetitionPenalty: 2}, []float32{1, -2, 0.25, 1.5, -2, 1}},
+		{"frequency", Params{FrequencyPenalty: 0.5}, []float32{2, -1.5, -0.5, 2.5, -2, 1}},
+		{"presence", Params{PresencePenalty: 0.25}, []float32{2, -1.25, 0.25, 2.75, -2, 1}},
+		{"negative", Params{FrequencyPenalty: -1}, []float32{2, 0, 2.5, 4, -2, 1}},
+		{"all", Params{RepetitionPenalty: 2, FrequencyPenalty: 0.5, PresencePenalty: 0.25}, []float32{1, -2.75, -0.999999, 0.75, -2, 1}},
+	} {
+		s := New(c.p)
+		s.SetPrompt(prompt)
+		for _, id := range output {
+			s.Observe(id)
+		}
+		got := s.Penalize(logits)
+		for i := range got {
+			if math.Abs(float64(got[i]-c.want[i])) > 1e-5 {
+				t.Fatalf("%s: Penalize = %v, want %v", c.name, got, c.want)
+			}
+		}
+		if !c.p.Penalized() && &got[0] != &logits[0] {
+			t.Errorf("%s: copied the logits though nothing is penalized", c.name)
+		}
+		if !slices.Equal(logits, []float32{2, -1, 0.5, 3, -2, 1}) {
+			t.Fatalf("%s: Penalize changed its argument", c.name)
+		}
+	}
+	// Greedy follows the penalized logits: token 3 leads until it is penalized.
+	s := New(Params{PresencePenalty: 2})
+	if got := s.Sample(logits, 0); got != 3 {
+		t.Errorf("greedy before any output = %d, want 3", got)
+	}
+	s.Observe(3)
+	if got := s.Sample(logits, 1); got != 0 {
+		t.Errorf("greedy after 3 was generated, presence penalty 2 = %d, want 0", got)
+	}
+	if err := (Params{TopP: 1, RepetitionPenalty: -1}).Validate(); err == nil {
+		t.Error("a negative repetition penalty passed Validate")
+	}
+	if err := (Params{TopP: 1, FrequencyPenalty: 2.5}).Validate(); err == nil {
+		t.Error("a frequency penalty of 2.5 passed Validate")
+	}
+}
