@@ -287,9 +287,11 @@ type treeEntry struct {
 	} `json:"lfs"`
 }
 
-// parseTree reads one page of a tree listing: a JSON array of entries. A file entry
-// needs a safe relative path, a size and a digest (the LFS SHA-256 when the file is in
-// LFS, else the git blob SHA-1); anything else is an error, never a guess.
+// parseTree reads one page of a tree listing: a JSON array of entries. Hidden files
+// (a segment such as .gitattributes, which every repository has, or .github/) are left
+// out: they are never models, and specd stores no file under such a name. Any other
+// file entry needs a safe relative path, a size and a digest (the LFS SHA-256 when the
+// file is in LFS, else the git blob SHA-1); anything else is an error, never a guess.
 func parseTree(b []byte) ([]File, error) {
 	var entries []treeEntry
 	if err := json.Unmarshal(b, &entries); err != nil {
@@ -297,7 +299,7 @@ func parseTree(b []byte) ([]File, error) {
 	}
 	var files []File
 	for _, e := range entries {
-		if e.Type != "file" {
+		if e.Type != "file" || hidden(e.Path) {
 			continue
 		}
 		if err := checkRepoPath(e.Path); err != nil {
@@ -327,6 +329,17 @@ func parseTree(b []byte) ([]File, error) {
 		files = append(files, f)
 	}
 	return files, nil
+}
+
+// hidden reports whether a path has a segment that starts with a dot but is not "." or
+// "..", which checkRepoPath rejects as traversal.
+func hidden(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if strings.HasPrefix(seg, ".") && seg != "." && seg != ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // nextLink returns the rel="next" target of Link headers, resolved against the page's

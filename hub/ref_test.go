@@ -104,7 +104,9 @@ func TestSelect(t *testing.T) {
 
 func TestParseTree(t *testing.T) {
 	sha := strings.Repeat("a", 64)
-	good := `[{"type":"directory","oid":"x","size":0,"path":"sub"},
+	good := `[{"type":"file","oid":"` + strings.Repeat("d", 40) + `","size":1519,"path":".gitattributes"},
+	{"type":"file","oid":"` + strings.Repeat("d", 40) + `","size":15,"path":".github/workflows/ci.yml"},
+	{"type":"directory","oid":"x","size":0,"path":"sub"},
 	{"type":"file","oid":"` + strings.Repeat("b", 40) + `","size":10,"path":"README.md"},
 	{"type":"file","oid":"` + strings.Repeat("c", 40) + `","size":99,"path":"sub/m.gguf","lfs":{"oid":"` + strings.ToUpper(sha) + `","size":99,"pointerSize":134}}]`
 	fs, err := parseTree([]byte(good))
@@ -125,6 +127,8 @@ func TestParseTree(t *testing.T) {
 		`[{"type":"file","path":"a.gguf","size":1,"oid":"` + strings.Repeat("b", 40) + `","lfs":{"oid":"` + sha + `"}}]`,
 		`[{"type":"file","path":"a.gguf","size":1,"oid":"` + strings.Repeat("b", 40) + `","lfs":{"oid":"zz","size":1}}]`,
 		`[{"type":"file","path":"/etc/passwd","size":1,"oid":"` + strings.Repeat("b", 40) + `"}]`,
+		`[{"type":"file","path":"sub/../../x.gguf","size":1,"oid":"` + strings.Repeat("b", 40) + `"}]`,
+		`[{"type":"file","path":"./x.gguf","size":1,"oid":"` + strings.Repeat("b", 40) + `"}]`,
 	} {
 		if fs, err := parseTree([]byte(bad)); err == nil {
 			t.Errorf("parseTree(%s) = %+v, want an error", bad, fs)

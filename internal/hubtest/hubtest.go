@@ -15,7 +15,8 @@
 //
 // and the CDN side GET /blobs/SHA256 (Range honoured, as http.ServeContent does it).
 //
-// What it keeps from the real Hub: only the "main" revision exists (another is 404
+// What it keeps from the real Hub: every repository has a .gitattributes at its root,
+// kept in git; only the "main" revision exists (another is 404
 // RevisionNotFound); errors carry X-Error-Code and X-Error-Message and a JSON
 // {"error": ...} body; a wrong token is 401 even for a public repository; a private
 // repository without the right token is 401, and so is an unknown repository for a
@@ -134,11 +135,22 @@ const (
 	Gated
 )
 
-// AddRepo creates a repository (ORG/REPO).
+// gitattributes is the file the Hub commits to every new repository: it sends the
+// usual binary formats to LFS. Every real listing has it at the root.
+var gitattributes = []byte("*.bin filter=lfs diff=lfs merge=lfs -text\n" +
+	"*.gguf filter=lfs diff=lfs merge=lfs -text\n" +
+	"*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+
+// newRepo returns an empty repository as the Hub creates one: with a .gitattributes.
+func newRepo(access Access) *repo {
+	return &repo{access: access, files: map[string]*blobFile{".gitattributes": newBlob(gitattributes, false)}}
+}
+
+// AddRepo creates a repository (ORG/REPO), holding only .gitattributes.
 func (s *Server) AddRepo(name string, access Access) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.repos[name] = &repo{access: access, files: map[string]*blobFile{}}
+	s.repos[name] = newRepo(access)
 }
 
 // Grant accepts a gated repository's terms for the account of Options.Token.
@@ -155,19 +167,23 @@ func (s *Server) AddFile(name, p string, data []byte, lfs bool) string {
 	defer s.mu.Unlock()
 	r := s.repos[name]
 	if r == nil {
-		r = &repo{files: map[string]*blobFile{}}
+		r = newRepo(Public)
 		s.repos[name] = r
 	}
-	sum := sha256.Sum256(data)
-	g := sha1.New()
-	fmt.Fprintf(g, "blob %d\x00", len(data))
-	g.Write(data)
-	b := &blobFile{data: data, served: data, lfs: lfs, sha256: hex.EncodeToString(sum[:]), gitSHA1: hex.EncodeToString(g.Sum(nil))}
+	b := newBlob(data, lfs)
 	r.files[p] = b
 	if lfs {
 		s.blobs[b.sha256] = b
 	}
 	return b.sha256
+}
+
+func newBlob(data []byte, lfs bool) *blobFile {
+	sum := sha256.Sum256(data)
+	g := sha1.New()
+	fmt.Fprintf(g, "blob %d\x00", len(data))
+	g.Write(data)
+	return &blobFile{data: data, served: data, lfs: lfs, sha256: hex.EncodeToString(sum[:]), gitSHA1: hex.EncodeToString(g.Sum(nil))}
 }
 
 // CutAfter makes the next downloads of a file drop the connection after n body bytes,
