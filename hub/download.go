@@ -211,9 +211,12 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 		return fmt.Errorf("download of %s stopped at %s of %s (kept in %s; run again to resume): %w",
 			f.Path, bytesText(t.have), bytesText(f.Size), part, cause)
 	}
-	failures, wait := 0, c.RetryWait
+	// An attempt counts as progress only when it takes the partial further than any
+	// attempt before: one that starts over (a server ignoring Range) and is cut again
+	// at the same place brings bytes but gets nowhere, and must not retry forever.
+	failures, wait, best := 0, c.RetryWait, t.have
 	for t.have < f.Size {
-		got, ferr := c.fetch(ctx, url, t, p)
+		ferr := c.fetch(ctx, url, t, p)
 		if ferr == nil {
 			continue
 		}
@@ -224,8 +227,8 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 		if !errors.As(ferr, &re) {
 			return ferr
 		}
-		if got {
-			failures, wait = 0, c.RetryWait
+		if t.have > best {
+			failures, wait, best = 0, c.RetryWait, t.have
 		}
 		failures++
 		if failures > c.Retries {
@@ -311,8 +314,8 @@ func (r retryable) Error() string { return r.err.Error() }
 func (r retryable) Unwrap() error { return r.err }
 
 // fetch runs one GET of the rest of the file and writes what arrives to the partial.
-// It reports whether any byte arrived. Its error is a retryable, or final.
-func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress) (bool, error) {
+// Its error is a retryable, or final.
+func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress) error {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var stalled atomic.Bool
@@ -327,7 +330,7 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 	}
 	resp, err := c.get(actx, url, what, hdr, http.StatusRequestedRangeNotSatisfiable)
 	if err != nil {
-		return false, classify(ctx, err, stalled.Load(), c.Stall)
+		return classify(ctx, err, stalled.Load(), c.Stall)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
@@ -335,36 +338,35 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 		// The server has no bytes past ours: the partial is longer than its file, or the
 		// listing and the download disagree. Start over.
 		if err := t.restart(); err != nil {
-			return false, err
+			return err
 		}
-		return false, retryable{fmt.Errorf("%s: the server refused to resume (416); starting over", what)}
+		return retryable{fmt.Errorf("%s: the server refused to resume (416); starting over", what)}
 	case http.StatusPartialContent:
 		cr := resp.Header.Get("Content-Range")
 		start, total, err := parseContentRange(cr)
 		if err != nil || start != t.have || (total >= 0 && total != f.Size) {
 			asked := t.have
 			if err := t.restart(); err != nil {
-				return false, err
+				return err
 			}
-			return false, retryable{fmt.Errorf("%s: asked for bytes from %d, got Content-Range %q; starting over", what, asked, printable(cr, 80))}
+			return retryable{fmt.Errorf("%s: asked for bytes from %d, got Content-Range %q; starting over", what, asked, printable(cr, 80))}
 		}
 	default: // 200: the whole file, whatever was asked
 		if resp.ContentLength >= 0 && resp.ContentLength != f.Size {
-			return false, fmt.Errorf("%s: the server sends %d bytes, the Hub lists %d", what, resp.ContentLength, f.Size)
+			return fmt.Errorf("%s: the server sends %d bytes, the Hub lists %d", what, resp.ContentLength, f.Size)
 		}
 		if t.have > 0 {
 			if err := t.restart(); err != nil {
-				return false, err
+				return err
 			}
 		}
 	}
 
 	buf := make([]byte, 1<<20)
-	got := false
 	body := io.LimitReader(resp.Body, f.Size-t.have)
 	for t.have < f.Size {
 		if err := ctx.Err(); err != nil { // bytes may already sit in buffers
-			return got, err
+			return err
 		}
 		n, rerr := body.Read(buf)
 		if n > 0 {
@@ -372,26 +374,25 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 			if w, werr := t.pf.Write(buf[:n]); werr != nil {
 				t.h.Write(buf[:w]) // what reached the file stays consistent with the hash
 				t.have += int64(w)
-				return got, diskError(t.part, t.have, f.Size, werr)
+				return diskError(t.part, t.have, f.Size, werr)
 			}
 			t.h.Write(buf[:n])
 			t.have += int64(n)
-			got = true
 			p.Add(int64(n))
 		}
 		if rerr == io.EOF && t.have < f.Size {
 			rerr = io.ErrUnexpectedEOF
 		}
 		if rerr != nil && rerr != io.EOF {
-			return got, classify(ctx, fmt.Errorf("%s: %w", what, rerr), stalled.Load(), c.Stall)
+			return classify(ctx, fmt.Errorf("%s: %w", what, rerr), stalled.Load(), c.Stall)
 		}
 	}
 	// The body must end where the listing says the file does.
 	var one [1]byte
 	if n, _ := io.ReadFull(resp.Body, one[:]); n > 0 {
-		return got, fmt.Errorf("%s: the server sent more than the %d bytes the Hub lists", what, f.Size)
+		return fmt.Errorf("%s: the server sent more than the %d bytes the Hub lists", what, f.Size)
 	}
-	return got, nil
+	return nil
 }
 
 // classify marks an attempt's error retryable unless ctx ended or the Hub refused.

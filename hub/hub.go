@@ -56,7 +56,8 @@ type Client struct {
 	http     *http.Client
 
 	// Retries is how many consecutive failed attempts a download survives (each resumes
-	// where the last stopped); an attempt that brings bytes resets the count.
+	// where the last stopped); an attempt that takes the file further than any before
+	// resets the count.
 	Retries int
 	// RetryWait is the pause before the first retry; it doubles after each failure.
 	RetryWait time.Duration

@@ -276,6 +276,38 @@ func TestResumeIgnoredRange(t *testing.T) {
 	checkFile(t, p, model)
 }
 
+// TestNoProgressGivesUp: a server that ignores Range and drops every connection at the
+// same point makes no progress however many bytes each attempt brings; the download
+// gives up after Retries attempts instead of restarting forever, keeping the partial.
+func TestNoProgressGivesUp(t *testing.T) {
+	s, c, _ := newHub(t, hubtest.Options{})
+	const file = "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+	c.Retries = 3
+	s.IgnoreRange(true)
+	cuts := make([]int64, 50)
+	for i := range cuts {
+		cuts[i] = 5000
+	}
+	s.CutAfter(repoName, file, cuts...)
+	dir := t.TempDir()
+	_, err := c.Pull(context.Background(), dir, mustRef(t, repoName), nil)
+	if err == nil || !strings.Contains(err.Error(), "failed 4 times in a row") || !strings.Contains(err.Error(), "run again to resume") {
+		t.Fatalf("Pull from a server that never gets further = %v, want it to give up after 4 attempts", err)
+	}
+	cdn := 0
+	for _, r := range s.Requests() {
+		if r.Server == "cdn" {
+			cdn++
+		}
+	}
+	if cdn != 4 {
+		t.Errorf("%d CDN requests, want 4", cdn)
+	}
+	if ps := partials(t, dir); len(ps) != 1 {
+		t.Errorf("partials %v, want the one kept", ps)
+	}
+}
+
 // TestBadChecksum: bytes that do not hash to the LFS oid are an error naming both
 // digests, and leave neither the model file nor a partial behind.
 func TestBadChecksum(t *testing.T) {
