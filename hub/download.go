@@ -18,17 +18,21 @@ import (
 	"time"
 )
 
-// More errors of Pull and Download.
-var (
-	// ErrNotWritable: the model directory (or the file's folder in it) cannot be written.
-	ErrNotWritable = errors.New("directory not writable")
-	// ErrBusy: another process holds the partial file: it is downloading the same file.
-	ErrBusy = errors.New("another download of this file is running")
-)
+// ErrNotWritable is returned by Pull and Download when the model directory (or the
+// file's folder in it) cannot be written.
+var ErrNotWritable = errors.New("directory not writable")
+
+// errBusy is what fsys.open returns while another download holds the partial file.
+var errBusy = errors.New("another download of this file is running")
 
 // Progress receives a download's progress; the methods are called from the goroutine
-// running Pull or Download, in order: Start, then any Add and Retry, then End.
+// running Pull or Download, in order: Wait (at most once, when another download of the
+// file is running), then, when there are bytes to fetch, Start, any Add and Retry, and
+// End.
 type Progress interface {
+	// Wait reports that another download of name (in this or another process) holds
+	// its partial file: this one waits for it to finish or stop.
+	Wait(name string)
 	// Start begins the transfer of name (size bytes), done of which a partial file from
 	// an earlier attempt already holds.
 	Start(name string, size, done int64)
@@ -42,6 +46,7 @@ type Progress interface {
 
 type noProgress struct{}
 
+func (noProgress) Wait(string)                {}
 func (noProgress) Start(string, int64, int64) {}
 func (noProgress) Add(int64)                  {}
 func (noProgress) Retry(error, time.Duration) {}
@@ -85,9 +90,9 @@ func Local(dir string, ref Ref) (string, bool) {
 // digest is there already. It returns the path. p may be nil.
 //
 // Errors wrap ErrBadRef, ErrNoMatch, ErrAmbiguous, ErrSplit, ErrUnauthorized,
-// ErrForbidden, ErrNotFound, ErrChecksum, ErrNoSpace, ErrNotWritable or ErrBusy where
-// those are the cause, and ctx's error when it ends first; see Download for what is
-// left on disk.
+// ErrForbidden, ErrNotFound, ErrChecksum, ErrNoSpace or ErrNotWritable where those are
+// the cause, and ctx's error when it ends first; see Download for what is left on disk
+// and for two pulls of one file at once.
 func (c *Client) Pull(ctx context.Context, dir string, ref Ref, p Progress) (string, error) {
 	files, err := c.List(ctx, ref.Repo)
 	if err != nil {
@@ -98,19 +103,22 @@ func (c *Client) Pull(ctx context.Context, dir string, ref Ref, p Progress) (str
 		return "", err
 	}
 	dest := LocalPath(dir, ref.Repo, f.Path)
-	if st, err := os.Stat(dest); err == nil && st.Mode().IsRegular() && st.Size() == f.Size {
-		ok, err := hashFile(ctx, dest, f)
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return dest, nil
-		}
+	if ok, err := haveFile(ctx, dest, f); err != nil || ok {
+		return dest, err
 	}
 	if err := c.Download(ctx, ref.Repo, f, dest, p); err != nil {
 		return "", err
 	}
 	return dest, nil
+}
+
+// haveFile reports whether dest is a regular file of f's size and digest.
+func haveFile(ctx context.Context, dest string, f File) (bool, error) {
+	st, err := os.Stat(dest)
+	if err != nil || !st.Mode().IsRegular() || st.Size() != f.Size {
+		return false, nil
+	}
+	return hashFile(ctx, dest, f)
 }
 
 // hashFile reports whether the file at path has f's digest.
@@ -169,6 +177,11 @@ func partialName(dest string, d Digest) string {
 // ends, the connection keeps failing, or the disk fills, the partial is kept (the error
 // names it) and the next Download resumes it. Partials of other versions of dest are
 // removed. p may be nil.
+//
+// Two downloads of one file at once (two processes, or two services started with the
+// same -m hf:) do not share the partial: a lock on it makes the second wait (telling p)
+// until the first ends, then find the verified file in place, or resume what the first
+// left. A wait ends with ctx.
 func (c *Client) Download(ctx context.Context, repo string, f File, dest string, p Progress) (err error) {
 	if p == nil {
 		p = noProgress{}
@@ -179,27 +192,35 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 	}
 	part := partialName(dest, f.Digest)
 	removeStalePartials(dest, part)
-	pf, err := c.fs.open(part)
+	pf, waited, err := c.lock(ctx, f, part, p)
 	if err != nil {
-		if errors.Is(err, ErrBusy) {
-			return fmt.Errorf("%s: %w (%s)", f.Path, ErrBusy, part)
-		}
-		return fmt.Errorf("%w: cannot write %s: %w", ErrNotWritable, part, err)
+		return err
 	}
 	defer func() {
 		if pf != nil {
 			pf.Close()
 		}
 	}()
+	if waited {
+		// The download waited for may have put the file in place.
+		ok, err := haveFile(ctx, dest, f)
+		if err != nil {
+			return err
+		}
+		if ok {
+			release(pf, func() error { return os.Remove(part) })
+			pf = nil
+			return nil
+		}
+	}
 	t := &transfer{repo: repo, f: f, pf: pf, part: part}
 	if err := t.resume(ctx); err != nil {
 		return fmt.Errorf("resuming %s: %w", part, err)
 	}
 	if free, ok := c.fs.free(dir); ok && free < f.Size-t.have {
 		if t.have == 0 { // leave no empty partial behind
-			pf.Close()
+			release(pf, func() error { return os.Remove(part) })
 			pf = nil
-			os.Remove(part)
 		}
 		return fmt.Errorf("%s needs %s more, %s has %s free: %w", f.Path, bytesText(f.Size-t.have), dir, bytesText(free), ErrNoSpace)
 	}
@@ -247,22 +268,59 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 		return diskError(part, t.have, f.Size, err)
 	}
 	if got := hex.EncodeToString(t.h.Sum(nil)); got != f.Digest.Hex {
-		pf.Close()
+		release(pf, func() error { return os.Remove(part) })
 		pf = nil
-		os.Remove(part)
 		return fmt.Errorf("%s: %w: the %s downloaded have %s %s, the Hub lists %s (the download was deleted; run again, and if %s is set, check the mirror)",
 			f.Path, ErrChecksum, bytesText(f.Size), f.Digest.Algo, got, f.Digest.Hex, EnvEndpoint)
 	}
-	if err := pf.Close(); err != nil {
-		pf = nil
-		return diskError(part, t.have, f.Size, err)
-	}
+	moveErr, closeErr := release(pf, func() error { return c.fs.rename(part, dest) })
 	pf = nil
-	if err := c.fs.rename(part, dest); err != nil {
-		return fmt.Errorf("%w: moving %s into place: %w", ErrNotWritable, part, err)
+	if moveErr != nil {
+		return fmt.Errorf("%w: moving %s into place: %w", ErrNotWritable, part, moveErr)
+	}
+	if closeErr != nil {
+		return diskError(part, t.have, f.Size, closeErr)
 	}
 	syncDir(dir)
 	return nil
+}
+
+// lock opens the partial file locked against other downloads of it, waiting (polling
+// every lockPoll, telling p once) while one holds it. It reports whether it waited.
+// The lock it gets is on the file the name still has: a holder renames or removes the
+// partial before it lets go (see release), and a waiter that locked the file just
+// as it went opens the name again.
+func (c *Client) lock(ctx context.Context, f File, part string, p Progress) (pf file, waited bool, err error) {
+	for {
+		pf, err := c.fs.open(part)
+		switch {
+		case err == nil:
+			if current(pf, part) {
+				return pf, waited, nil
+			}
+			pf.Close() // locked just as the holder moved it away: try the name again
+		case !errors.Is(err, errBusy):
+			return nil, waited, fmt.Errorf("%w: cannot write %s: %w", ErrNotWritable, part, err)
+		case !waited:
+			p.Wait(f.Path)
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, waited, fmt.Errorf("waiting for another download of %s (it holds %s): %w", f.Path, part, ctx.Err())
+		case <-time.After(c.lockPoll):
+		}
+	}
+}
+
+// current reports whether the open file pf is still the one named part.
+func current(pf file, part string) bool {
+	a, err := pf.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(part)
+	return err == nil && os.SameFile(a, b)
 }
 
 // transfer is one file's download in progress: the partial file, the hash of what it

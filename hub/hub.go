@@ -63,6 +63,9 @@ type Client struct {
 	RetryWait time.Duration
 	// Stall aborts an attempt that receives no byte for this long (then it is retried).
 	Stall time.Duration
+	// lockPoll is how often a download waiting for another of the same file tries its
+	// lock.
+	lockPoll time.Duration
 
 	fs fsys // the file system; tests substitute parts of it
 }
@@ -100,6 +103,7 @@ func New(o Options) (*Client, error) {
 		Retries:   4,
 		RetryWait: time.Second,
 		Stall:     time.Minute,
+		lockPoll:  250 * time.Millisecond,
 		fs:        osFS(),
 	}
 	c.http = &http.Client{

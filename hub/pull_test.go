@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -96,6 +97,7 @@ type recorder struct {
 	ended      bool
 	endErr     error
 	onAdd      func()
+	onWait     func()
 	startCalls int
 }
 
@@ -107,6 +109,11 @@ func (r *recorder) Add(n int64) {
 	r.added += n
 	if r.onAdd != nil {
 		r.onAdd()
+	}
+}
+func (r *recorder) Wait(string) {
+	if r.onWait != nil {
+		r.onWait()
 	}
 }
 func (r *recorder) Retry(err error, _ time.Duration) { r.retries = append(r.retries, err) }
@@ -525,27 +532,119 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-// TestBusy: a second download of the same file while one holds the partial is refused.
-func TestBusy(t *testing.T) {
-	s, c, _ := newHub(t, hubtest.Options{})
-	_ = s
-	files, err := c.List(context.Background(), repoName)
-	if err != nil {
-		t.Fatal(err)
+// TestConcurrentPulls: two pulls of one file at once (two processes, or two services
+// given the same -m hf: at start-up) do not fail or corrupt each other: the second waits
+// for the first, telling its progress so, and then either finds the verified file in
+// place and downloads nothing, or resumes the partial the first left when it stopped.
+// A wait ends with the caller's context.
+func TestConcurrentPulls(t *testing.T) {
+	type result struct {
+		path string
+		err  error
 	}
-	f, err := Select(files, mustRef(t, repoName))
-	if err != nil {
-		t.Fatal(err)
+	// start runs a Pull that holds the partial after its first bytes until release.
+	start := func(t *testing.T, c *Client, ctx context.Context, dir string) (release func(), done chan result) {
+		holding, unblock := make(chan struct{}), make(chan struct{})
+		var once, closeOnce sync.Once
+		release = func() { closeOnce.Do(func() { close(unblock) }) }
+		t.Cleanup(release)
+		rec := &recorder{onAdd: func() { once.Do(func() { close(holding); <-unblock }) }}
+		done = make(chan result, 1)
+		go func() {
+			p, err := c.Pull(ctx, dir, mustRef(t, repoName), rec)
+			done <- result{p, err}
+		}()
+		<-holding
+		return release, done
 	}
-	dest := filepath.Join(t.TempDir(), "m.gguf")
-	held, err := openLocked(partialName(dest, f.Digest))
-	if err != nil {
-		t.Fatal(err)
+	// wait runs a second Pull and returns once it waits for the first.
+	wait := func(t *testing.T, c *Client, ctx context.Context, dir string, rec *recorder) chan result {
+		waiting := make(chan struct{})
+		rec.onWait = func() { close(waiting) }
+		done := make(chan result, 1)
+		go func() {
+			p, err := c.Pull(ctx, dir, mustRef(t, repoName), rec)
+			done <- result{p, err}
+		}()
+		select {
+		case <-waiting:
+		case r := <-done:
+			t.Fatalf("second Pull = %q, %v while the first holds the file; want it to wait", r.path, r.err)
+		}
+		return done
 	}
-	defer held.Close()
-	if err := c.Download(context.Background(), repoName, f, dest, nil); !errors.Is(err, ErrBusy) {
-		t.Fatalf("Download while another holds the partial = %v, want ErrBusy", err)
-	}
+
+	t.Run("the second finds the first's file", func(t *testing.T) {
+		s, c, model := newHub(t, hubtest.Options{})
+		c.lockPoll = time.Millisecond
+		dir := t.TempDir()
+		release, first := start(t, c, context.Background(), dir)
+		var rec recorder
+		second := wait(t, c, context.Background(), dir, &rec)
+		release()
+		a, b := <-first, <-second
+		if a.err != nil || b.err != nil || a.path != b.path {
+			t.Fatalf("Pulls = (%q, %v) and (%q, %v), want one path twice", a.path, a.err, b.path, b.err)
+		}
+		checkFile(t, b.path, model)
+		if rec.startCalls != 0 {
+			t.Errorf("the second Pull downloaded (%+v)", rec)
+		}
+		cdn := 0
+		for _, r := range s.Requests() {
+			if r.Server == "cdn" {
+				cdn++
+			}
+		}
+		if cdn != 1 {
+			t.Errorf("%d CDN requests, want 1", cdn)
+		}
+		if ps := partials(t, dir); len(ps) != 0 {
+			t.Errorf("partials left: %v", ps)
+		}
+	})
+	t.Run("the first stops, the second resumes", func(t *testing.T) {
+		_, c, model := newHub(t, hubtest.Options{})
+		c.lockPoll = time.Millisecond
+		dir := t.TempDir()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		release, first := start(t, c, ctx, dir)
+		var rec recorder
+		second := wait(t, c, context.Background(), dir, &rec)
+		cancel()
+		release()
+		if a := <-first; !errors.Is(a.err, context.Canceled) {
+			t.Fatalf("cancelled first Pull = %v", a.err)
+		}
+		b := <-second
+		if b.err != nil {
+			t.Fatal(b.err)
+		}
+		checkFile(t, b.path, model)
+		if rec.startCalls != 1 || rec.start[1] == 0 {
+			t.Errorf("second Pull's progress %+v, want it to resume the first's partial", rec)
+		}
+	})
+	t.Run("a wait ends with its context", func(t *testing.T) {
+		_, c, model := newHub(t, hubtest.Options{})
+		c.lockPoll = time.Millisecond
+		dir := t.TempDir()
+		release, first := start(t, c, context.Background(), dir)
+		ctx, cancel := context.WithCancel(context.Background())
+		var rec recorder
+		second := wait(t, c, ctx, dir, &rec)
+		cancel()
+		if b := <-second; !errors.Is(b.err, context.Canceled) || !strings.Contains(b.err.Error(), "waiting for another download") {
+			t.Fatalf("cancelled wait = %v, want context.Canceled saying it waited", b.err)
+		}
+		release()
+		a := <-first
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		checkFile(t, a.path, model)
+	})
 }
 
 // TestStalePartial: a partial left by another version of the file is removed, and one

@@ -152,6 +152,8 @@ type barProgress struct {
 	bar  *progressbar.ProgressBar
 }
 
+func (b *barProgress) Wait(name string) { waitLine(b.w, name) }
+
 func (b *barProgress) Start(name string, size, done int64) {
 	b.name = path.Base(name)
 	b.bar = progressbar.NewOptions64(size,
@@ -195,6 +197,8 @@ type lineProgress struct {
 	size, done, next int64
 }
 
+func (l *lineProgress) Wait(name string) { waitLine(l.w, name) }
+
 func (l *lineProgress) Start(name string, size, done int64) {
 	l.name, l.size, l.done = path.Base(name), size, done
 	l.next = l.mark()
@@ -231,6 +235,11 @@ func (l *lineProgress) End(err error) {
 	if err == nil {
 		fmt.Fprintf(l.w, "%s: 100%% (%s), checksum verified\n", l.name, mib(l.size))
 	}
+}
+
+// waitLine says that another download of the file is running.
+func waitLine(w io.Writer, name string) {
+	fmt.Fprintf(w, "%s: another download of this file is running; waiting for it\n", path.Base(name))
 }
 
 // mib writes a byte count in MiB.
