@@ -191,7 +191,7 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 		return fmt.Errorf("%w: cannot create %s: %w", ErrNotWritable, dir, err)
 	}
 	part := partialName(dest, f.Digest)
-	removeStalePartials(dest, part)
+	c.removeStalePartials(dest, part)
 	pf, waited, err := c.lock(ctx, f, part, p)
 	if err != nil {
 		return err
@@ -514,8 +514,9 @@ func diskError(part string, have, size int64, err error) error {
 	return fmt.Errorf("writing %s: %w", part, err)
 }
 
-// removeStalePartials deletes partial files of other versions of dest.
-func removeStalePartials(dest, keep string) {
+// removeStalePartials deletes partial files of other versions of dest, except those a
+// running download holds (it listed the file before it changed on the Hub).
+func (c *Client) removeStalePartials(dest, keep string) {
 	ents, err := os.ReadDir(filepath.Dir(dest))
 	if err != nil {
 		return
@@ -530,8 +531,12 @@ func removeStalePartials(dest, keep string) {
 		if _, err := hex.DecodeString(mid[:16]); err != nil {
 			continue
 		}
-		if p := filepath.Join(filepath.Dir(dest), n); p != keep {
-			os.Remove(p)
+		p := filepath.Join(filepath.Dir(dest), n)
+		if p == keep {
+			continue
+		}
+		if pf, err := c.fs.open(p); err == nil {
+			release(pf, func() error { return os.Remove(p) })
 		}
 	}
 }

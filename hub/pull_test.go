@@ -647,8 +647,8 @@ func TestConcurrentPulls(t *testing.T) {
 	})
 }
 
-// TestStalePartial: a partial left by another version of the file is removed, and one
-// longer than the file is started over.
+// TestStalePartial: a partial left by another version of the file is removed, unless
+// a download holds it, and one longer than the file is started over.
 func TestStalePartial(t *testing.T) {
 	_, c, model := newHub(t, hubtest.Options{})
 	dir := t.TempDir()
@@ -666,6 +666,21 @@ func TestStalePartial(t *testing.T) {
 	checkFile(t, p, model)
 	if ps := partials(t, dir); len(ps) != 0 {
 		t.Errorf("partials left: %v", ps)
+	}
+
+	// A partial of another version that a running download holds (it listed the file
+	// before the Hub changed it) is that download's, and stays.
+	os.Remove(p)
+	held, err := openLocked(stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := c.Pull(context.Background(), dir, mustRef(t, repoName), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !current(held, stale) {
+		t.Errorf("the partial another download holds was removed")
 	}
 }
 
