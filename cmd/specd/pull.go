@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -55,9 +56,24 @@ func pullCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return pullError(err)
 	}
-	fmt.Fprintf(stderr, "%s is ready: use it with -m %s%s (no network needed now) or -m %s\n", path.Base(p), hfPrefix, ref, p)
+	fmt.Fprintf(stderr, "%s is ready: use it with -m %s%s (no network needed now) or -m %s\n", path.Base(p), hfPrefix, offlineRef(dir, ref, p), p)
 	fmt.Fprintln(stdout, p)
 	return nil
+}
+
+// offlineRef is the reference that finds the pulled file p without the network: ref
+// itself when hub.Local resolves it to p, else one naming the file. (A pull without a
+// tag takes a repository's only GGUF whatever its quantization, while offline no tag
+// means hub.DefaultTag; and a tag may match more files on disk than it did on the Hub.)
+func offlineRef(dir string, ref hub.Ref, p string) hub.Ref {
+	if lp, ok := hub.Local(dir, ref); ok && lp == p {
+		return ref
+	}
+	rel, err := filepath.Rel(hub.LocalPath(dir, ref.Repo, ""), p)
+	if err != nil {
+		return ref
+	}
+	return hub.Ref{Repo: ref.Repo, File: filepath.ToSlash(rel)}
 }
 
 // parseFlagsAndArgs parses args into fs as parseFlagsAnyOrder does, with positional

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -62,6 +63,38 @@ func TestPullCommand(t *testing.T) {
 	for _, w := range []string{"specd-draft-Q4_0.gguf: 1.5 MiB\n", "% (0.", "100% (1.5 MiB), checksum verified"} {
 		if !strings.Contains(stderr, w) {
 			t.Errorf("progress lines lack %q:\n%s", w, stderr)
+		}
+	}
+}
+
+// TestPullHintOffline: the -m hf: reference pull tells the user to use finds the file
+// without the network, also when the repository's only GGUF carries no default tag
+// (the pull took it without a tag; offline, no tag means Q4_K_M).
+func TestPullHintOffline(t *testing.T) {
+	s := hubtest.New(t, hubtest.Options{})
+	b, err := os.ReadFile(testmodels.ForTest(t, "specd-draft-q8_0.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AddFile("org/single", "draft-Q8_0.gguf", b, true)
+	s.AddFile("org/pair", "draft-Q8_0.gguf", b, true)
+	s.AddFile("org/pair", "sub/draft-Q8_0.gguf", b, true)
+	t.Setenv(hub.EnvEndpoint, s.URL)
+	dir := t.TempDir()
+	hint := regexp.MustCompile(`use it with -m (hf:\S+)`)
+	var uses []string
+	for _, ref := range []string{"org/single", "org/pair:sub/draft-Q8_0.gguf", "org/pair:draft-Q8_0.gguf"} {
+		_, stderr, code := run(t, "pull", "--models", dir, ref)
+		m := hint.FindStringSubmatch(stderr)
+		if code != 0 || m == nil {
+			t.Fatalf("pull %s: exit %d, no hint: %s", ref, code, stderr)
+		}
+		uses = append(uses, m[1])
+	}
+	t.Setenv(hub.EnvEndpoint, "http://127.0.0.1:1")
+	for _, use := range uses {
+		if _, stderr, code := run(t, "tokenize", "--models", dir, "-m", use, "-p", "Hello"); code != 0 {
+			t.Errorf("offline tokenize -m %s (the hint): exit %d: %s", use, code, stderr)
 		}
 	}
 }
