@@ -113,12 +113,24 @@ func New(o Options) (*Client, error) {
 				return errors.New("stopped after 10 redirects")
 			}
 			if req.URL.Scheme != "https" && via[0].URL.Scheme == "https" {
-				return fmt.Errorf("refusing a redirect from https to %s", req.URL.Redacted())
+				return fmt.Errorf("refusing a redirect from https to %s", withoutQuery(req.URL))
 			}
 			return nil
 		},
 	}
 	return c, nil
+}
+
+// withoutQuery writes u for an error: without its query (a presigned CDN URL's query is
+// a credential for the file, as good as the token for that blob while it lasts) and
+// without a password.
+func withoutQuery(u *url.URL) string {
+	v := *u
+	if v.RawQuery != "" {
+		v.RawQuery = "…"
+	}
+	v.Fragment, v.RawFragment = "", ""
+	return v.Redacted()
 }
 
 // FromEnv returns a client configured as huggingface_hub configures itself: HF_ENDPOINT
@@ -161,6 +173,14 @@ func (c *Client) get(ctx context.Context, u, what string, hdr http.Header, also 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// A presigned CDN URL's query is a credential for the file: keep it out of
+			// errors, which reach the terminal and the logs.
+			if u, perr := url.Parse(ue.URL); perr == nil {
+				ue.URL = withoutQuery(u)
+			}
+		}
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if resp.StatusCode/100 == 2 || containsInt(also, resp.StatusCode) {

@@ -750,6 +750,18 @@ func TestRedirects(t *testing.T) {
 		t.Errorf("requests %q, want %q", seen, want)
 	}
 
+	// A CDN that cannot be reached: the error names it without the presigned URL's
+	// query, a credential for the file (as good as the token for that blob while it
+	// lasts), which would otherwise reach the terminal and the logs.
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://127.0.0.1:1/blob?X-Amz-Signature=s3cr3t&Expires=9", http.StatusFound)
+	}))
+	defer dead.Close()
+	dc := newClient(t, dead.URL, "hf_tok")
+	if _, err := dc.get(context.Background(), dead.URL+"/x?a=1", "test", nil); err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "127.0.0.1:1/blob") {
+		t.Errorf("unreachable CDN: %v, want an error naming the host and path without the query", err)
+	}
+
 	tlsHub := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, other.URL+"/blob", http.StatusFound)
 	}))
