@@ -463,7 +463,9 @@ func classify(ctx context.Context, err error, stalled bool, stall time.Duration)
 	}
 	var he *httpError
 	if errors.As(err, &he) {
-		if he.code >= 500 || he.code == http.StatusTooManyRequests || he.code == http.StatusRequestTimeout {
+		// A CDN's refusal is retried too: the next attempt goes through the Hub, which
+		// signs a fresh URL.
+		if he.code >= 500 || he.code == http.StatusTooManyRequests || he.code == http.StatusRequestTimeout || he.offHub {
 			return retryable{err}
 		}
 		return err

@@ -199,11 +199,13 @@ func containsInt(s []int, v int) bool {
 	return false
 }
 
-// httpError is a status the Hub answered that is not one of the sentinels; it keeps the
-// code so that a download can tell a server error (retried) from a refusal.
+// httpError is a status the Hub answered that is not one of the sentinels, or any
+// refusal from another host (the CDN a download redirects to); it keeps the code so
+// that a download can tell a server error (retried) from a refusal.
 type httpError struct {
-	code int
-	msg  string
+	code   int
+	offHub bool // answered by another host than the endpoint's
+	msg    string
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -224,6 +226,11 @@ func (c *Client) statusError(resp *http.Response, what string) error {
 	msg = printable(msg, 300)
 	if msg != "" {
 		msg = ": " + msg
+	}
+	if h := resp.Request.URL.Host; !strings.EqualFold(h, c.endpoint.Host) {
+		// Not the Hub: a CDN refusing its presigned URL (expired, say) says nothing of
+		// the token or of a gated repository's terms.
+		return &httpError{code: resp.StatusCode, offHub: true, msg: fmt.Sprintf("%s: HTTP %s from %s%s", what, resp.Status, printable(h, 100), msg)}
 	}
 	tokenHint := "set " + EnvToken + " to an access token that can read it"
 	if c.token != "" {

@@ -3,6 +3,8 @@ package hub
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"math/rand/v2"
@@ -718,6 +720,57 @@ func TestReplaceDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFile(t, p, model)
+}
+
+// TestCDNRefusal: a CDN that refuses a presigned URL (403, as S3 answers one that
+// expired) is not the Hub refusing the token: the download retries through the Hub,
+// which signs a fresh URL, and when the CDN keeps refusing, the error says it was the
+// CDN and does not send the user to accept a gated repository's terms.
+func TestCDNRefusal(t *testing.T) {
+	data := blob(10000, 11)
+	var mu sync.Mutex
+	refusals := 0
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		refuse := refusals > 0
+		if refuse {
+			refusals--
+		}
+		mu.Unlock()
+		if refuse {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte("<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"))
+			return
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	}))
+	defer cdn.Close()
+	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, cdn.URL+"/blob?X-Amz-Signature=x", http.StatusFound)
+	}))
+	defer hubSrv.Close()
+	c := newClient(t, hubSrv.URL, "hf_tok")
+	c.Retries = 2
+	f := File{Path: "m-Q4_K_M.gguf", Size: int64(len(data)), Digest: sha256Digest(data)}
+
+	refusals = 1
+	dest := filepath.Join(t.TempDir(), "m.gguf")
+	if err := c.Download(context.Background(), "a/b", f, dest, nil); err != nil {
+		t.Fatalf("Download after one CDN refusal = %v, want it retried", err)
+	}
+	checkFile(t, dest, data)
+
+	refusals = 100
+	err := c.Download(context.Background(), "a/b", f, filepath.Join(t.TempDir(), "m.gguf"), nil)
+	if err == nil || errors.Is(err, ErrForbidden) || strings.Contains(err.Error(), "gated") || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("Download while the CDN refuses = %v, want a 403 error that is not ErrForbidden", err)
+	}
+}
+
+func sha256Digest(b []byte) Digest {
+	h := sha256.Sum256(b)
+	return Digest{SHA256, hex.EncodeToString(h[:])}
 }
 
 // TestRedirects: the token follows a redirect within the Hub's host and never leaves
