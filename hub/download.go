@@ -90,8 +90,8 @@ func Local(dir string, ref Ref) (string, bool) {
 // digest is there already. It returns the path. p may be nil.
 //
 // Errors wrap ErrBadRef, ErrNoMatch, ErrAmbiguous, ErrSplit, ErrUnauthorized,
-// ErrForbidden, ErrNotFound, ErrChecksum, ErrNoSpace or ErrNotWritable where those are
-// the cause, and ctx's error when it ends first; see Download for what is left on disk
+// ErrForbidden, ErrNotFound, ErrChecksum, ErrChanged, ErrNoSpace or ErrNotWritable
+// where those are the cause, and ctx's error when it ends first; see Download for what is left on disk
 // and for two pulls of one file at once.
 func (c *Client) Pull(ctx context.Context, dir string, ref Ref, p Progress) (string, error) {
 	files, err := c.List(ctx, ref.Repo)
@@ -374,7 +374,7 @@ func (r retryable) Unwrap() error { return r.err }
 // fetch runs one GET of the rest of the file and writes what arrives to the partial.
 // Its error is a retryable, or final.
 func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress) error {
-	actx, cancel := context.WithCancel(ctx)
+	actx, cancel := context.WithCancel(context.WithValue(ctx, wantDigest{}, t.f.Digest))
 	defer cancel()
 	var stalled atomic.Bool
 	timer := time.AfterFunc(c.Stall, func() { stalled.Store(true); cancel() })
@@ -470,7 +470,7 @@ func classify(ctx context.Context, err error, stalled bool, stall time.Duration)
 		}
 		return err
 	}
-	if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrChanged) {
 		return err
 	}
 	return retryable{err}

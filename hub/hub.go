@@ -45,6 +45,7 @@ var (
 	ErrForbidden    = errors.New("forbidden (403)")    // a gated repository the token may not read
 	ErrNotFound     = errors.New("not found (404)")    // no such repository, revision or file
 	ErrChecksum     = errors.New("checksum mismatch")  // the bytes do not hash to the Hub's digest
+	ErrChanged      = errors.New("the file changed on the Hub since it was listed")
 	ErrNoSpace      = errors.New("not enough disk space")
 )
 
@@ -115,6 +116,9 @@ func New(o Options) (*Client, error) {
 			if req.URL.Scheme != "https" && via[0].URL.Scheme == "https" {
 				return fmt.Errorf("refusing a redirect from https to %s", withoutQuery(req.URL))
 			}
+			if want, ok := req.Context().Value(wantDigest{}).(Digest); ok && req.Response != nil {
+				return checkLinked(req.Response.Header.Get("X-Linked-Etag"), want)
+			}
 			return nil
 		},
 	}
@@ -131,6 +135,23 @@ func withoutQuery(u *url.URL) string {
 	}
 	v.Fragment, v.RawFragment = "", ""
 	return v.Redacted()
+}
+
+// wantDigest keys the LFS digest a download expects in its request's context, for the
+// redirect check.
+type wantDigest struct{}
+
+// checkLinked compares the X-Linked-Etag of the Hub's redirect to an LFS object (its
+// SHA-256, quoted) with the digest the listing gave: a difference means the file was
+// replaced since, and the CDN would send the new version's bytes. An absent or
+// unreadable header checks nothing.
+func checkLinked(etag string, want Digest) error {
+	etag = strings.Trim(strings.TrimPrefix(etag, "W/"), `"`)
+	d, err := ParseDigest(SHA256, etag)
+	if err != nil || want.Algo != SHA256 || d.Hex == want.Hex {
+		return nil
+	}
+	return fmt.Errorf("%w (listed as sha256 %s, now %s): run again to fetch the new version", ErrChanged, want.Hex, d.Hex)
 }
 
 // FromEnv returns a client configured as huggingface_hub configures itself: HF_ENDPOINT

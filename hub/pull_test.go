@@ -317,6 +317,42 @@ func TestNoProgressGivesUp(t *testing.T) {
 	}
 }
 
+// TestChangedOnHub: the file is replaced on the Hub in the middle of a download. The
+// retry's redirect names the new LFS object (X-Linked-Etag): the download stops there
+// with an error saying so, instead of appending the new version's bytes to the old
+// one's and failing the checksum after the whole transfer; the next pull lists the new
+// version and fetches it.
+func TestChangedOnHub(t *testing.T) {
+	s, c, model := newHub(t, hubtest.Options{})
+	const file = "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+	s.CutAfter(repoName, file, 1<<20)
+	newer := blob(len(model), 99)
+	var once sync.Once
+	rec := &recorder{onAdd: func() { once.Do(func() { s.AddFile(repoName, file, newer, true) }) }}
+	dir := t.TempDir()
+	_, err := c.Pull(context.Background(), dir, mustRef(t, repoName), rec)
+	if err == nil || errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "changed on the Hub") {
+		t.Fatalf("Pull while the file changes = %v, want an error saying it changed", err)
+	}
+	cdn := 0
+	for _, r := range s.Requests() {
+		if r.Server == "cdn" {
+			cdn++
+		}
+	}
+	if cdn != 1 {
+		t.Errorf("%d CDN requests, want 1: no byte of the new version after the old", cdn)
+	}
+	p, err := c.Pull(context.Background(), dir, mustRef(t, repoName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, newer)
+	if ps := partials(t, dir); len(ps) != 0 {
+		t.Errorf("partials left: %v", ps)
+	}
+}
+
 // TestBadChecksum: bytes that do not hash to the LFS oid are an error naming both
 // digests, and leave neither the model file nor a partial behind.
 func TestBadChecksum(t *testing.T) {
