@@ -84,8 +84,12 @@ type Options struct {
 // points elsewhere (huggingface_hub, through requests, drops it on a change of host too).
 func New(o Options) (*Client, error) {
 	ep, err := url.Parse(cmp.Or(o.Endpoint, DefaultEndpoint))
-	if err != nil || (ep.Scheme != "http" && ep.Scheme != "https") || ep.Host == "" || ep.RawQuery != "" || ep.Fragment != "" {
-		return nil, fmt.Errorf("hub endpoint %q: want an http(s) base URL such as %s", o.Endpoint, DefaultEndpoint)
+	if err != nil {
+		// Not quoted: it may hold a mirror's password, which url.Parse's error repeats.
+		return nil, fmt.Errorf("hub endpoint: not a URL; want an http(s) base URL such as %s", DefaultEndpoint)
+	}
+	if (ep.Scheme != "http" && ep.Scheme != "https") || ep.Host == "" || ep.RawQuery != "" || ep.Fragment != "" {
+		return nil, fmt.Errorf("hub endpoint %q: want an http(s) base URL such as %s", withoutQuery(ep), DefaultEndpoint)
 	}
 	ep.Path = strings.TrimSuffix(ep.Path, "/")
 	if strings.ContainsFunc(o.Token, func(r rune) bool { return r > unicode.MaxASCII || unicode.IsSpace(r) || unicode.IsControl(r) }) {
@@ -160,8 +164,9 @@ func FromEnv(transport http.RoundTripper) (*Client, error) {
 	return New(Options{Endpoint: os.Getenv(EnvEndpoint), Token: os.Getenv(EnvToken), Transport: transport})
 }
 
-// Endpoint returns the base URL the client talks to.
-func (c *Client) Endpoint() string { return c.endpoint.String() }
+// Endpoint returns the base URL the client talks to, for people: a password in it is
+// masked.
+func (c *Client) Endpoint() string { return c.endpoint.Redacted() }
 
 // authTransport adds the token to requests for the Hub's own scheme and host.
 type authTransport struct {

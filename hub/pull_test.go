@@ -450,6 +450,19 @@ func TestEnv(t *testing.T) {
 	if _, err := FromEnv(nil); err == nil {
 		t.Error("FromEnv with HF_ENDPOINT=ftp://mirror: no error")
 	}
+
+	// A mirror's password in HF_ENDPOINT is never shown: Endpoint() is what specd
+	// prints ("pulling ... from ..."), and the error for a bad endpoint quotes it.
+	c, err = New(Options{Endpoint: "https://user:pa55word@mirror.example/hf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := c.Endpoint(); strings.Contains(e, "pa55word") || !strings.Contains(e, "mirror.example/hf") {
+		t.Errorf("Endpoint() = %s, want it without the password", e)
+	}
+	if _, err := New(Options{Endpoint: "ftp://user:pa55word@mirror.example"}); err == nil || strings.Contains(err.Error(), "pa55word") {
+		t.Errorf("New with a bad endpoint = %v, want an error without the password", err)
+	}
 }
 
 // failFile is a partial file whose writes fail with err once limit bytes are written,
