@@ -103,8 +103,12 @@ func (c *Client) Pull(ctx context.Context, dir string, ref Ref, p Progress) (str
 		return "", err
 	}
 	dest := LocalPath(dir, ref.Repo, f.Path)
-	if ok, err := haveFile(ctx, dest, f); err != nil || ok {
-		return dest, err
+	ok, err := haveFile(ctx, dest, f)
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return dest, nil
 	}
 	if err := c.Download(ctx, ref.Repo, f, dest, p); err != nil {
 		return "", err
@@ -192,7 +196,7 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 	}
 	part := partialName(dest, f.Digest)
 	c.removeStalePartials(dest, part)
-	pf, waited, err := c.lock(ctx, f, part, p)
+	pf, err := c.lock(ctx, f, part, p)
 	if err != nil {
 		return err
 	}
@@ -201,17 +205,16 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 			pf.Close()
 		}
 	}()
-	if waited {
-		// The download waited for may have put the file in place.
-		ok, err := haveFile(ctx, dest, f)
-		if err != nil {
-			return err
-		}
-		if ok {
-			release(pf, func() error { return os.Remove(part) })
-			pf = nil
-			return nil
-		}
+	// Another download (one waited for, or one that ended between the caller's look
+	// and this lock) may have put the file in place.
+	ok, err := haveFile(ctx, dest, f)
+	if err != nil {
+		return err
+	}
+	if ok {
+		release(pf, func() error { return os.Remove(part) })
+		pf = nil
+		return nil
 	}
 	t := &transfer{repo: repo, f: f, pf: pf, part: part}
 	if err := t.resume(ctx); err != nil {
@@ -286,28 +289,29 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 }
 
 // lock opens the partial file locked against other downloads of it, waiting (polling
-// every lockPoll, telling p once) while one holds it. It reports whether it waited.
+// every lockPoll, telling p once) while one holds it.
 // The lock it gets is on the file the name still has: a holder renames or removes the
 // partial before it lets go (see release), and a waiter that locked the file just
 // as it went opens the name again.
-func (c *Client) lock(ctx context.Context, f File, part string, p Progress) (pf file, waited bool, err error) {
+func (c *Client) lock(ctx context.Context, f File, part string, p Progress) (file, error) {
+	waited := false
 	for {
 		pf, err := c.fs.open(part)
 		switch {
 		case err == nil:
 			if current(pf, part) {
-				return pf, waited, nil
+				return pf, nil
 			}
 			pf.Close() // locked just as the holder moved it away: try the name again
 		case !errors.Is(err, errBusy):
-			return nil, waited, fmt.Errorf("%w: cannot write %s: %w", ErrNotWritable, part, err)
+			return nil, fmt.Errorf("%w: cannot write %s: %w", ErrNotWritable, part, err)
 		case !waited:
 			p.Wait(f.Path)
 			waited = true
 		}
 		select {
 		case <-ctx.Done():
-			return nil, waited, fmt.Errorf("waiting for another download of %s (it holds %s): %w", f.Path, part, ctx.Err())
+			return nil, fmt.Errorf("waiting for another download of %s (it holds %s): %w", f.Path, part, ctx.Err())
 		case <-time.After(c.lockPoll):
 		}
 	}

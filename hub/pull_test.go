@@ -756,6 +756,34 @@ func TestStall(t *testing.T) {
 	}
 }
 
+// TestDownloadInPlace: Download of a file that is already in place and verified (a
+// download that ended between the caller's look and this one's lock put it there)
+// fetches nothing and leaves no partial.
+func TestDownloadInPlace(t *testing.T) {
+	s, c, model := newHub(t, hubtest.Options{})
+	files, err := c.List(context.Background(), repoName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Select(files, mustRef(t, repoName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "m.gguf")
+	os.WriteFile(dest, model, 0o644)
+	n := len(s.Requests())
+	if err := c.Download(context.Background(), repoName, f, dest, nil); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := s.Requests()[n:]; len(reqs) != 0 {
+		t.Errorf("Download of a file in place sent %+v", reqs)
+	}
+	if ps := partials(t, filepath.Dir(dest)); len(ps) != 0 {
+		t.Errorf("partials left: %v", ps)
+	}
+	checkFile(t, dest, model)
+}
+
 // TestReplaceDamaged: a file of the right size at the target whose bytes do not match
 // is downloaded again and replaced.
 func TestReplaceDamaged(t *testing.T) {
