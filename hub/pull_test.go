@@ -303,13 +303,7 @@ func TestNoProgressGivesUp(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "failed 4 times in a row") || !strings.Contains(err.Error(), "run again to resume") {
 		t.Fatalf("Pull from a server that never gets further = %v, want it to give up after 4 attempts", err)
 	}
-	cdn := 0
-	for _, r := range s.Requests() {
-		if r.Server == "cdn" {
-			cdn++
-		}
-	}
-	if cdn != 4 {
+	if cdn := s.CDNRequests(); cdn != 4 {
 		t.Errorf("%d CDN requests, want 4", cdn)
 	}
 	if ps := partials(t, dir); len(ps) != 1 {
@@ -334,13 +328,7 @@ func TestChangedOnHub(t *testing.T) {
 	if err == nil || errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "changed on the Hub") {
 		t.Fatalf("Pull while the file changes = %v, want an error saying it changed", err)
 	}
-	cdn := 0
-	for _, r := range s.Requests() {
-		if r.Server == "cdn" {
-			cdn++
-		}
-	}
-	if cdn != 1 {
+	if cdn := s.CDNRequests(); cdn != 1 {
 		t.Errorf("%d CDN requests, want 1: no byte of the new version after the old", cdn)
 	}
 	p, err := c.Pull(context.Background(), dir, mustRef(t, repoName), nil)
@@ -641,13 +629,7 @@ func TestConcurrentPulls(t *testing.T) {
 		if rec.startCalls != 0 {
 			t.Errorf("the second Pull downloaded (%+v)", rec)
 		}
-		cdn := 0
-		for _, r := range s.Requests() {
-			if r.Server == "cdn" {
-				cdn++
-			}
-		}
-		if cdn != 1 {
+		if cdn := s.CDNRequests(); cdn != 1 {
 			t.Errorf("%d CDN requests, want 1", cdn)
 		}
 		if ps := partials(t, dir); len(ps) != 0 {

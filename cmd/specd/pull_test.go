@@ -150,13 +150,7 @@ func TestRunHF(t *testing.T) {
 	if got := gen("hf:" + draftRepo + ":Q4_0"); !slices.Equal(got, want) {
 		t.Fatalf("run -m hf: = %v, want %v", got, want)
 	}
-	downloads := 0
-	for _, r := range s.Requests() {
-		if r.Server == "cdn" {
-			downloads++
-		}
-	}
-	if downloads != 1 {
+	if downloads := s.CDNRequests(); downloads != 1 {
 		t.Fatalf("%d downloads, want 1", downloads)
 	}
 	// The Hub is gone: the pulled file still serves, found offline.

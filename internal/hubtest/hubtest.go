@@ -229,6 +229,20 @@ func (s *Server) Requests() []Request {
 	return slices.Clone(s.log)
 }
 
+// CDNRequests returns how many requests the CDN side received: one per download
+// attempt of an LFS file.
+func (s *Server) CDNRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.log {
+		if r.Server == "cdn" {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *Server) record(server string, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
