@@ -28,7 +28,8 @@ var errBusy = errors.New("another download of this file is running")
 // Progress receives a download's progress; the methods are called from the goroutine
 // running Pull or Download, in order: Wait (at most once, when another download of the
 // file is running), then, when there are bytes to fetch, Start, any Add and Retry, and
-// End.
+// End. Start comes again, with done 0, when a server's answer makes the download start
+// over (it ignored a Range request, say).
 type Progress interface {
 	// Wait reports that another download of name (in this or another process) holds
 	// its partial file: this one waits for it to finish or stop.
@@ -386,6 +387,13 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 
 	f := t.f
 	what := "downloading " + f.Path + " of " + t.repo
+	restart := func() error { // and the display with it
+		if err := t.restart(); err != nil {
+			return err
+		}
+		p.Start(f.Path, f.Size, 0)
+		return nil
+	}
 	var hdr http.Header
 	if t.have > 0 {
 		hdr = http.Header{"Range": {"bytes=" + strconv.FormatInt(t.have, 10) + "-"}}
@@ -399,7 +407,7 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 	case http.StatusRequestedRangeNotSatisfiable:
 		// The server has no bytes past ours: the partial is longer than its file, or the
 		// listing and the download disagree. Start over.
-		if err := t.restart(); err != nil {
+		if err := restart(); err != nil {
 			return err
 		}
 		return retryable{fmt.Errorf("%s: the server refused to resume (416); starting over", what)}
@@ -408,7 +416,7 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 		start, total, err := parseContentRange(cr)
 		if err != nil || start != t.have || (total >= 0 && total != f.Size) {
 			asked := t.have
-			if err := t.restart(); err != nil {
+			if err := restart(); err != nil {
 				return err
 			}
 			return retryable{fmt.Errorf("%s: asked for bytes from %d, got Content-Range %q; starting over", what, asked, printable(cr, 80))}
@@ -418,7 +426,7 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 			return fmt.Errorf("%s: the server sends %d bytes, the Hub lists %d", what, resp.ContentLength, f.Size)
 		}
 		if t.have > 0 {
-			if err := t.restart(); err != nil {
+			if err := restart(); err != nil {
 				return err
 			}
 		}

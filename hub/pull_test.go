@@ -106,6 +106,7 @@ type recorder struct {
 func (r *recorder) Start(name string, size, done int64) {
 	r.start = []int64{size, done}
 	r.startCalls++
+	r.added = 0
 }
 func (r *recorder) Add(n int64) {
 	r.added += n
@@ -273,16 +274,21 @@ func TestResumeAcrossRuns(t *testing.T) {
 }
 
 // TestResumeIgnoredRange: a server that answers a Range request with the whole file
-// restarts the partial; the result still verifies.
+// restarts the partial, and the progress display with it (not past 100%); the result
+// still verifies.
 func TestResumeIgnoredRange(t *testing.T) {
 	s, c, model := newHub(t, hubtest.Options{})
 	s.IgnoreRange(true)
 	s.CutAfter(repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf", 5000)
-	p, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, repoName), nil)
+	var rec recorder
+	p, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, repoName), &rec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkFile(t, p, model)
+	if rec.startCalls != 2 || rec.start[1] != 0 || rec.added != int64(len(model)) {
+		t.Errorf("progress: %d Starts, the last at %d, then %d bytes added; want 2, 0 and %d", rec.startCalls, rec.start[1], rec.added, len(model))
+	}
 }
 
 // TestNoProgressGivesUp: a server that ignores Range and drops every connection at the

@@ -171,6 +171,9 @@ type barProgress struct {
 func (b *barProgress) Wait(name string) { waitLine(b.w, name) }
 
 func (b *barProgress) Start(name string, size, done int64) {
+	if b.bar != nil { // the download starts over: a new bar in the old one's place
+		b.bar.Clear()
+	}
 	b.name = path.Base(name)
 	b.bar = progressbar.NewOptions64(size,
 		progressbar.OptionSetWriter(b.w),
@@ -216,9 +219,14 @@ type lineProgress struct {
 func (l *lineProgress) Wait(name string) { waitLine(l.w, name) }
 
 func (l *lineProgress) Start(name string, size, done int64) {
+	again := l.name != ""
 	l.name, l.size, l.done = path.Base(name), size, done
 	l.next = l.mark()
-	if done > 0 {
+	switch {
+	case again:
+		fmt.Fprintf(l.w, "%s: starting over\n", l.name)
+		return
+	case done > 0:
 		fmt.Fprintf(l.w, "%s: %s, resuming at %s\n", l.name, mib(size), mib(done))
 		return
 	}
