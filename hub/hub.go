@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 )
@@ -294,8 +295,10 @@ const (
 	maxPages   = 1000
 )
 
-// List returns the files of a repository (ORG/REPO) on the main branch, directories left
-// out. Errors wrap ErrUnauthorized, ErrForbidden or ErrNotFound for those answers.
+// List returns the files of a repository (ORG/REPO) on the main branch, directories and
+// hidden files left out. A page that fails for a passing reason (5xx, 429, a cut or
+// stalled connection) is fetched again, as a download's attempt is. Errors wrap
+// ErrUnauthorized, ErrForbidden or ErrNotFound for those answers.
 func (c *Client) List(ctx context.Context, repo string) ([]File, error) {
 	if _, err := ParseRef(repo); err != nil {
 		return nil, err
@@ -308,29 +311,89 @@ func (c *Client) List(ctx context.Context, repo string) ([]File, error) {
 		if page == maxPages {
 			return nil, fmt.Errorf("listing %s: more than %d pages", repo, maxPages)
 		}
-		resp, err := c.get(ctx, next, "listing the files of "+repo, nil)
+		var fs []File
+		var err error
+		fs, next, err = c.page(ctx, repo, next)
 		if err != nil {
 			return nil, err
 		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxListing+1))
-		resp.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("listing the files of %s: %w", repo, err)
-		}
-		if len(b) > maxListing {
-			return nil, fmt.Errorf("listing the files of %s: a page over %d bytes", repo, maxListing)
-		}
-		fs, err := parseTree(b)
-		if err != nil {
-			return nil, fmt.Errorf("listing the files of %s: %w", repo, err)
-		}
 		files = append(files, fs...)
-		next, err = nextLink(resp.Request.URL, resp.Header.Values("Link"))
-		if err != nil {
-			return nil, fmt.Errorf("listing the files of %s: %w", repo, err)
-		}
 	}
 	return files, nil
+}
+
+// page fetches and reads one page of a listing, and returns its files and the next
+// page's URL. A 5xx or 429 answer, a cut connection or a stall (no byte for c.Stall)
+// is retried as a download's attempt is, up to c.Retries times in a row.
+func (c *Client) page(ctx context.Context, repo, u string) ([]File, string, error) {
+	what := "listing the files of " + repo
+	wait := c.RetryWait
+	for failures := 0; ; failures++ {
+		b, resp, err := c.readPage(ctx, u, what)
+		if err == nil {
+			fs, err := parseTree(b)
+			if err != nil {
+				return nil, "", fmt.Errorf("%s: %w", what, err)
+			}
+			next, err := nextLink(resp.Request.URL, resp.Header.Values("Link"))
+			if err != nil {
+				return nil, "", fmt.Errorf("%s: %w", what, err)
+			}
+			return fs, next, nil
+		}
+		var re retryable
+		if ctx.Err() != nil || !errors.As(err, &re) {
+			return nil, "", err
+		}
+		if failures == c.Retries {
+			return nil, "", fmt.Errorf("%s failed %d times in a row: %w", what, failures+1, re.err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, "", fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// readPage GETs one page and reads its body, giving up when no byte comes for c.Stall;
+// its errors are retryable (see classify) or final.
+func (c *Client) readPage(ctx context.Context, u, what string) ([]byte, *http.Response, error) {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stalled atomic.Bool
+	timer := time.AfterFunc(c.Stall, func() { stalled.Store(true); cancel() })
+	defer timer.Stop()
+	resp, err := c.get(pctx, u, what, nil)
+	if err != nil {
+		return nil, nil, classify(ctx, err, stalled.Load(), c.Stall)
+	}
+	defer resp.Body.Close()
+	body := &stallReader{r: resp.Body, timer: timer, stall: c.Stall}
+	b, err := io.ReadAll(io.LimitReader(body, maxListing+1))
+	if err != nil {
+		return nil, nil, classify(ctx, fmt.Errorf("%s: %w", what, err), stalled.Load(), c.Stall)
+	}
+	if len(b) > maxListing {
+		return nil, nil, fmt.Errorf("%s: a page over %d bytes", what, maxListing)
+	}
+	return b, resp, nil
+}
+
+// stallReader restarts a stall timer whenever bytes arrive.
+type stallReader struct {
+	r     io.Reader
+	timer *time.Timer
+	stall time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.timer.Reset(s.stall)
+	}
+	return n, err
 }
 
 // treeEntry is one element of the tree listing's JSON array.

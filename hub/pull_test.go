@@ -420,6 +420,31 @@ func TestHubErrors(t *testing.T) {
 	}
 }
 
+// TestListRetries: a listing answered 503 or going quiet mid-page is retried like a
+// download (a service pulling at start-up does not die of one overloaded moment),
+// within the same budget, and then is a clear error rather than a wait without end.
+func TestListRetries(t *testing.T) {
+	s, c, _ := newHub(t, hubtest.Options{PageSize: 2})
+	c.Stall = 200 * time.Millisecond
+	c.Retries = 2
+	s.FailListing(hubtest.Unavailable, hubtest.StallListing)
+	files, err := c.List(context.Background(), repoName)
+	if err != nil {
+		t.Fatalf("List after a 503 and a stall = %v, want it retried", err)
+	}
+	if len(files) != 5 {
+		t.Errorf("List = %d files, want 5", len(files))
+	}
+	s.FailListing(hubtest.Unavailable, hubtest.Unavailable, hubtest.Unavailable)
+	if _, err := c.List(context.Background(), repoName); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("List while the Hub answers 503 = %v, want an error naming it", err)
+	}
+	s.FailListing(hubtest.StallListing, hubtest.StallListing, hubtest.StallListing)
+	if _, err := c.List(context.Background(), repoName); err == nil || !strings.Contains(err.Error(), "no data for 200ms") {
+		t.Fatalf("List while the Hub stalls = %v, want an error naming the stall", err)
+	}
+}
+
 // TestEnv: HF_ENDPOINT points the client at a mirror and HF_TOKEN authenticates.
 func TestEnv(t *testing.T) {
 	s, _, model := newHub(t, hubtest.Options{Token: "hf_env"})

@@ -27,7 +27,8 @@
 //
 // Faults a test can inject: CutAfter (the connection drops mid-body), StallAfter (it
 // goes quiet mid-body), Corrupt (bytes that do not match the listed digest),
-// IgnoreRange (a server that answers a Range request with the whole file).
+// IgnoreRange (a server that answers a Range request with the whole file), FailListing
+// (a tree listing answered 503, or going quiet mid-page).
 // Repositories are public, private or gated (see Access). Not modelled: other
 // revisions, datasets and spaces, the model-info endpoint, Xet storage, rate limits.
 package hubtest
@@ -80,6 +81,7 @@ type Server struct {
 	repos       map[string]*repo
 	blobs       map[string]*blobFile // by sha256, for the CDN
 	cuts        map[string][]fault   // by repo/path: pending faults, one per download
+	listFaults  []ListingFault       // pending faults, one per tree listing request
 	ignoreRange bool
 	log         []Request
 }
@@ -213,6 +215,25 @@ func (s *Server) Corrupt(name, p string) {
 	bad := bytes.Clone(b.data)
 	bad[len(bad)/2] ^= 0xff
 	b.served = bad
+}
+
+// ListingFault is what one tree listing request suffers.
+type ListingFault int
+
+const (
+	// Unavailable: 503 Service Unavailable, as the Hub answers when overloaded.
+	Unavailable ListingFault = iota + 1
+	// StallListing: the response starts, then no more bytes come until the client
+	// goes away.
+	StallListing
+)
+
+// FailListing makes the next tree listing requests suffer the faults, one request each,
+// in order.
+func (s *Server) FailListing(f ...ListingFault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listFaults = append(s.listFaults, f...)
 }
 
 // IgnoreRange makes both servers answer Range requests with the whole file (200).
@@ -416,6 +437,19 @@ type lfsInfo struct {
 
 // serveTree answers ORG/REPO/tree/REV[/PATH].
 func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, rest string) {
+	s.mu.Lock()
+	var fault ListingFault
+	if len(s.listFaults) > 0 {
+		fault, s.listFaults = s.listFaults[0], s.listFaults[1:]
+	}
+	s.mu.Unlock()
+	switch fault {
+	case Unavailable:
+		hubError(w, http.StatusServiceUnavailable, "", "Service Unavailable")
+		return
+	case StallListing:
+		w = &cutWriter{ResponseWriter: w, left: 1, stall: true, done: r.Context().Done()}
+	}
 	parts := strings.SplitN(rest, "/", 5)
 	if len(parts) < 4 || parts[2] != "tree" {
 		hubError(w, http.StatusNotFound, "", "Not Found")
