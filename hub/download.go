@@ -92,8 +92,8 @@ func Local(dir string, ref Ref) (string, bool) {
 //
 // Errors wrap ErrBadRef, ErrNoMatch, ErrAmbiguous, ErrSplit, ErrUnauthorized,
 // ErrForbidden, ErrNotFound, ErrChecksum, ErrChanged, ErrNoSpace or ErrNotWritable
-// where those are the cause, and ctx's error when it ends first; see Download for what is left on disk
-// and for two pulls of one file at once.
+// where those are the cause, and ctx's error when it ends first; see Download for what
+// is left on disk and for two pulls of one file at once.
 func (c *Client) Pull(ctx context.Context, dir string, ref Ref, p Progress) (string, error) {
 	files, err := c.List(ctx, ref.Repo)
 	if err != nil {
@@ -290,10 +290,9 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 }
 
 // lock opens the partial file locked against other downloads of it, waiting (polling
-// every lockPoll, telling p once) while one holds it.
-// The lock it gets is on the file the name still has: a holder renames or removes the
-// partial before it lets go (see release), and a waiter that locked the file just
-// as it went opens the name again.
+// every lockPoll, telling p once) while one holds it. The lock it gets is on the file
+// the name still has: a holder renames or removes the partial before it lets go (see
+// release), and a waiter that locked the file just as it went opens the name again.
 func (c *Client) lock(ctx context.Context, f File, part string, p Progress) (file, error) {
 	waited := false
 	for {
