@@ -87,14 +87,14 @@ func New(o Options) (*Client, error) {
 	ep, err := url.Parse(cmp.Or(o.Endpoint, DefaultEndpoint))
 	if err != nil {
 		// Not quoted: it may hold a mirror's password, which url.Parse's error repeats.
-		return nil, fmt.Errorf("hub endpoint: not a URL; want an http(s) base URL such as %s", DefaultEndpoint)
+		return nil, fmt.Errorf("%w: not a URL; want an http(s) base URL such as %s", errEndpoint, DefaultEndpoint)
 	}
 	if (ep.Scheme != "http" && ep.Scheme != "https") || ep.Host == "" || ep.RawQuery != "" || ep.Fragment != "" {
-		return nil, fmt.Errorf("hub endpoint %q: want an http(s) base URL such as %s", withoutQuery(ep), DefaultEndpoint)
+		return nil, fmt.Errorf("%w %q: want an http(s) base URL such as %s", errEndpoint, withoutQuery(ep), DefaultEndpoint)
 	}
 	ep.Path = strings.TrimSuffix(ep.Path, "/")
 	if strings.ContainsFunc(o.Token, func(r rune) bool { return r > unicode.MaxASCII || unicode.IsSpace(r) || unicode.IsControl(r) }) {
-		return nil, fmt.Errorf("hub token: contains spaces or non-ASCII characters")
+		return nil, fmt.Errorf("%w: contains spaces or non-ASCII characters", errToken)
 	}
 	base := o.Transport
 	if base == nil {
@@ -161,9 +161,24 @@ func checkLinked(etag string, want Digest) error {
 
 // FromEnv returns a client configured as huggingface_hub configures itself: HF_ENDPOINT
 // (a mirror's base URL) and HF_TOKEN. transport may be nil.
+// The token is trimmed of surrounding white space, as huggingface_hub trims it (one read
+// from a file may end in a line break). An error names the variable at fault.
 func FromEnv(transport http.RoundTripper) (*Client, error) {
-	return New(Options{Endpoint: os.Getenv(EnvEndpoint), Token: os.Getenv(EnvToken), Transport: transport})
+	c, err := New(Options{Endpoint: os.Getenv(EnvEndpoint), Token: strings.TrimSpace(os.Getenv(EnvToken)), Transport: transport})
+	switch {
+	case errors.Is(err, errEndpoint):
+		return nil, fmt.Errorf("$%s: %w", EnvEndpoint, err)
+	case errors.Is(err, errToken):
+		return nil, fmt.Errorf("$%s: %w", EnvToken, err)
+	}
+	return c, err
 }
+
+// Errors of New, which FromEnv tells apart to name the variable at fault.
+var (
+	errEndpoint = errors.New("hub endpoint")
+	errToken    = errors.New("hub token")
+)
 
 // Endpoint returns the base URL the client talks to, for people: a password in it is
 // masked.

@@ -465,9 +465,25 @@ func TestEnv(t *testing.T) {
 	}
 	checkFile(t, p, model)
 
+	// A token read from a file keeps its line end (HF_TOKEN=$(cat token) does not
+	// strip a \r); huggingface_hub trims it, and so does FromEnv.
+	t.Setenv(EnvToken, " hf_env\r\n")
+	c, err = FromEnv(nil)
+	if err != nil {
+		t.Fatalf("FromEnv with a token and a line end: %v", err)
+	}
+	if _, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, "org/private"), nil); err != nil {
+		t.Errorf("Pull with the trimmed token: %v", err)
+	}
+	t.Setenv(EnvToken, "hf bad")
+	if _, err := FromEnv(nil); err == nil || !strings.Contains(err.Error(), EnvToken) || strings.Contains(err.Error(), EnvEndpoint) || strings.Contains(err.Error(), "hf bad") {
+		t.Errorf("FromEnv with HF_TOKEN=\"hf bad\" = %v, want an error naming HF_TOKEN only, without the token", err)
+	}
+	t.Setenv(EnvToken, "hf_env")
+
 	t.Setenv(EnvEndpoint, "ftp://mirror")
-	if _, err := FromEnv(nil); err == nil {
-		t.Error("FromEnv with HF_ENDPOINT=ftp://mirror: no error")
+	if _, err := FromEnv(nil); err == nil || !strings.Contains(err.Error(), EnvEndpoint) {
+		t.Errorf("FromEnv with HF_ENDPOINT=ftp://mirror = %v, want an error naming HF_ENDPOINT", err)
 	}
 
 	// A mirror's password in HF_ENDPOINT is never shown: Endpoint() is what specd

@@ -48,7 +48,7 @@ func pullCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	c, err := hub.FromEnv(nil)
 	if err != nil {
-		return usagef("$%s: %v", hub.EnvEndpoint, err)
+		return usageError{err}
 	}
 	dir := modelpath.Dir(models)
 	fmt.Fprintf(stderr, "pulling %s from %s into %s\n", ref, c.Endpoint(), dir)
@@ -130,7 +130,7 @@ func modelFile(ctx context.Context, dir, name string, progress io.Writer) (strin
 	}
 	c, err := hub.FromEnv(nil)
 	if err != nil {
-		return "", usagef("$%s: %v", hub.EnvEndpoint, err)
+		return "", usageError{err}
 	}
 	fmt.Fprintf(progress, "%s is not in %s yet: pulling it from %s\n", ref, dir, c.Endpoint())
 	p, err := c.Pull(ctx, dir, ref, newProgress(progress))

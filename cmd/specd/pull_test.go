@@ -116,6 +116,13 @@ func TestPullCommandErrors(t *testing.T) {
 		{[]string{"pull", "--models", t.TempDir(), "specd-dev/private:Q8_0"}, 1, []string{"401", "HF_TOKEN"}},
 		{[]string{"pull", "--models", notDir, draftRepo + ":Q8_0"}, 1, []string{notDir, "--models"}},
 	}
+	t.Run("bad token", func(t *testing.T) {
+		t.Setenv(hub.EnvToken, "hf bad")
+		_, stderr, code := run(t, "pull", "--models", t.TempDir(), draftRepo+":Q8_0")
+		if code != 2 || !strings.Contains(stderr, "HF_TOKEN") || strings.Contains(stderr, "HF_ENDPOINT") || strings.Contains(stderr, "hf bad") {
+			t.Errorf("pull with HF_TOKEN=\"hf bad\": exit %d, %q; want exit 2 naming HF_TOKEN only, without the token", code, stderr)
+		}
+	})
 	for _, tc := range cases {
 		_, stderr, code := run(t, tc.args...)
 		if code != tc.code {
