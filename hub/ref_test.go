@@ -18,6 +18,9 @@ func TestParseRef(t *testing.T) {
 		{"hf.co/unsloth/Qwen3-0.6B-GGUF:UD-Q4_K_XL", Ref{Repo: "unsloth/Qwen3-0.6B-GGUF", Tag: "UD-Q4_K_XL"}},
 		{"https://huggingface.co/a/b:m.Q4_K_M.gguf", Ref{Repo: "a/b", File: "m.Q4_K_M.gguf"}},
 		{"a/b:sub/dir/model.GGUF", Ref{Repo: "a/b", File: "sub/dir/model.GGUF"}},
+		// Ollama's and llama.cpp's name for the default quantization.
+		{"hf.co/a/b:latest", Ref{Repo: "a/b"}},
+		{"a/b:LATEST", Ref{Repo: "a/b"}},
 	}
 	for _, tc := range cases {
 		got, err := ParseRef(tc.in)
