@@ -18,17 +18,22 @@ import (
 	"time"
 )
 
-// More errors of Pull and Download.
-var (
-	// ErrNotWritable: the model directory (or the file's folder in it) cannot be written.
-	ErrNotWritable = errors.New("directory not writable")
-	// ErrBusy: another process holds the partial file: it is downloading the same file.
-	ErrBusy = errors.New("another download of this file is running")
-)
+// ErrNotWritable is returned by Pull and Download when the model directory (or the
+// file's folder in it) cannot be written.
+var ErrNotWritable = errors.New("directory not writable")
+
+// errBusy is what fsys.open returns while another download holds the partial file.
+var errBusy = errors.New("another download of this file is running")
 
 // Progress receives a download's progress; the methods are called from the goroutine
-// running Pull or Download, in order: Start, then any Add and Retry, then End.
+// running Pull or Download, in order: Wait (at most once, when another download of the
+// file is running), then, when there are bytes to fetch, Start, any Add and Retry, and
+// End. Start comes again, with done 0, when a server's answer makes the download start
+// over (it ignored a Range request, say).
 type Progress interface {
+	// Wait reports that another download of name (in this or another process) holds
+	// its partial file: this one waits for it to finish or stop.
+	Wait(name string)
 	// Start begins the transfer of name (size bytes), done of which a partial file from
 	// an earlier attempt already holds.
 	Start(name string, size, done int64)
@@ -42,6 +47,7 @@ type Progress interface {
 
 type noProgress struct{}
 
+func (noProgress) Wait(string)                {}
 func (noProgress) Start(string, int64, int64) {}
 func (noProgress) Add(int64)                  {}
 func (noProgress) Retry(error, time.Duration) {}
@@ -85,9 +91,9 @@ func Local(dir string, ref Ref) (string, bool) {
 // digest is there already. It returns the path. p may be nil.
 //
 // Errors wrap ErrBadRef, ErrNoMatch, ErrAmbiguous, ErrSplit, ErrUnauthorized,
-// ErrForbidden, ErrNotFound, ErrChecksum, ErrNoSpace, ErrNotWritable or ErrBusy where
-// those are the cause, and ctx's error when it ends first; see Download for what is
-// left on disk.
+// ErrForbidden, ErrNotFound, ErrChecksum, ErrChanged, ErrNoSpace or ErrNotWritable
+// where those are the cause, and ctx's error when it ends first; see Download for what
+// is left on disk and for two pulls of one file at once.
 func (c *Client) Pull(ctx context.Context, dir string, ref Ref, p Progress) (string, error) {
 	files, err := c.List(ctx, ref.Repo)
 	if err != nil {
@@ -98,19 +104,26 @@ func (c *Client) Pull(ctx context.Context, dir string, ref Ref, p Progress) (str
 		return "", err
 	}
 	dest := LocalPath(dir, ref.Repo, f.Path)
-	if st, err := os.Stat(dest); err == nil && st.Mode().IsRegular() && st.Size() == f.Size {
-		ok, err := hashFile(ctx, dest, f)
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return dest, nil
-		}
+	ok, err := haveFile(ctx, dest, f)
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return dest, nil
 	}
 	if err := c.Download(ctx, ref.Repo, f, dest, p); err != nil {
 		return "", err
 	}
 	return dest, nil
+}
+
+// haveFile reports whether dest is a regular file of f's size and digest.
+func haveFile(ctx context.Context, dest string, f File) (bool, error) {
+	st, err := os.Stat(dest)
+	if err != nil || !st.Mode().IsRegular() || st.Size() != f.Size {
+		return false, nil
+	}
+	return hashFile(ctx, dest, f)
 }
 
 // hashFile reports whether the file at path has f's digest.
@@ -169,6 +182,11 @@ func partialName(dest string, d Digest) string {
 // ends, the connection keeps failing, or the disk fills, the partial is kept (the error
 // names it) and the next Download resumes it. Partials of other versions of dest are
 // removed. p may be nil.
+//
+// Two downloads of one file at once (two processes, or two services started with the
+// same -m hf:) do not share the partial: a lock on it makes the second wait (telling p)
+// until the first ends, then find the verified file in place, or resume what the first
+// left. A wait ends with ctx.
 func (c *Client) Download(ctx context.Context, repo string, f File, dest string, p Progress) (err error) {
 	if p == nil {
 		p = noProgress{}
@@ -178,28 +196,35 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 		return fmt.Errorf("%w: cannot create %s: %w", ErrNotWritable, dir, err)
 	}
 	part := partialName(dest, f.Digest)
-	removeStalePartials(dest, part)
-	pf, err := c.fs.open(part)
+	c.removeStalePartials(dest, part)
+	pf, err := c.lock(ctx, f, part, p)
 	if err != nil {
-		if errors.Is(err, ErrBusy) {
-			return fmt.Errorf("%s: %w (%s)", f.Path, ErrBusy, part)
-		}
-		return fmt.Errorf("%w: cannot write %s: %w", ErrNotWritable, part, err)
+		return err
 	}
 	defer func() {
 		if pf != nil {
 			pf.Close()
 		}
 	}()
+	// Another download (one waited for, or one that ended between the caller's look
+	// and this lock) may have put the file in place.
+	ok, err := haveFile(ctx, dest, f)
+	if err != nil {
+		return err
+	}
+	if ok {
+		release(pf, func() error { return os.Remove(part) })
+		pf = nil
+		return nil
+	}
 	t := &transfer{repo: repo, f: f, pf: pf, part: part}
 	if err := t.resume(ctx); err != nil {
 		return fmt.Errorf("resuming %s: %w", part, err)
 	}
 	if free, ok := c.fs.free(dir); ok && free < f.Size-t.have {
 		if t.have == 0 { // leave no empty partial behind
-			pf.Close()
+			release(pf, func() error { return os.Remove(part) })
 			pf = nil
-			os.Remove(part)
 		}
 		return fmt.Errorf("%s needs %s more, %s has %s free: %w", f.Path, bytesText(f.Size-t.have), dir, bytesText(free), ErrNoSpace)
 	}
@@ -211,9 +236,12 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 		return fmt.Errorf("download of %s stopped at %s of %s (kept in %s; run again to resume): %w",
 			f.Path, bytesText(t.have), bytesText(f.Size), part, cause)
 	}
-	failures, wait := 0, c.RetryWait
+	// An attempt counts as progress only when it takes the partial further than any
+	// attempt before: one that starts over (a server ignoring Range) and is cut again
+	// at the same place brings bytes but gets nowhere, and must not retry forever.
+	failures, wait, best := 0, c.RetryWait, t.have
 	for t.have < f.Size {
-		got, ferr := c.fetch(ctx, url, t, p)
+		ferr := c.fetch(ctx, url, t, p)
 		if ferr == nil {
 			continue
 		}
@@ -224,8 +252,8 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 		if !errors.As(ferr, &re) {
 			return ferr
 		}
-		if got {
-			failures, wait = 0, c.RetryWait
+		if t.have > best {
+			failures, wait, best = 0, c.RetryWait, t.have
 		}
 		failures++
 		if failures > c.Retries {
@@ -244,22 +272,59 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 		return diskError(part, t.have, f.Size, err)
 	}
 	if got := hex.EncodeToString(t.h.Sum(nil)); got != f.Digest.Hex {
-		pf.Close()
+		release(pf, func() error { return os.Remove(part) })
 		pf = nil
-		os.Remove(part)
 		return fmt.Errorf("%s: %w: the %s downloaded have %s %s, the Hub lists %s (the download was deleted; run again, and if %s is set, check the mirror)",
 			f.Path, ErrChecksum, bytesText(f.Size), f.Digest.Algo, got, f.Digest.Hex, EnvEndpoint)
 	}
-	if err := pf.Close(); err != nil {
-		pf = nil
-		return diskError(part, t.have, f.Size, err)
-	}
+	moveErr, closeErr := release(pf, func() error { return c.fs.rename(part, dest) })
 	pf = nil
-	if err := c.fs.rename(part, dest); err != nil {
-		return fmt.Errorf("%w: moving %s into place: %w", ErrNotWritable, part, err)
+	if moveErr != nil {
+		return fmt.Errorf("%w: moving %s into place: %w", ErrNotWritable, part, moveErr)
+	}
+	if closeErr != nil {
+		return diskError(part, t.have, f.Size, closeErr)
 	}
 	syncDir(dir)
 	return nil
+}
+
+// lock opens the partial file locked against other downloads of it, waiting (polling
+// every lockPoll, telling p once) while one holds it. The lock it gets is on the file
+// the name still has: a holder renames or removes the partial before it lets go (see
+// release), and a waiter that locked the file just as it went opens the name again.
+func (c *Client) lock(ctx context.Context, f File, part string, p Progress) (file, error) {
+	waited := false
+	for {
+		pf, err := c.fs.open(part)
+		switch {
+		case err == nil:
+			if current(pf, part) {
+				return pf, nil
+			}
+			pf.Close() // locked just as the holder moved it away: try the name again
+		case !errors.Is(err, errBusy):
+			return nil, fmt.Errorf("%w: cannot write %s: %w", ErrNotWritable, part, err)
+		case !waited:
+			p.Wait(f.Path)
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for another download of %s (it holds %s): %w", f.Path, part, ctx.Err())
+		case <-time.After(c.lockPoll):
+		}
+	}
+}
+
+// current reports whether the open file pf is still the one named part.
+func current(pf file, part string) bool {
+	a, err := pf.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(part)
+	return err == nil && os.SameFile(a, b)
 }
 
 // transfer is one file's download in progress: the partial file, the hash of what it
@@ -311,9 +376,9 @@ func (r retryable) Error() string { return r.err.Error() }
 func (r retryable) Unwrap() error { return r.err }
 
 // fetch runs one GET of the rest of the file and writes what arrives to the partial.
-// It reports whether any byte arrived. Its error is a retryable, or final.
-func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress) (bool, error) {
-	actx, cancel := context.WithCancel(ctx)
+// Its error is a retryable, or final.
+func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress) error {
+	actx, cancel := context.WithCancel(context.WithValue(ctx, wantDigest{}, t.f.Digest))
 	defer cancel()
 	var stalled atomic.Bool
 	timer := time.AfterFunc(c.Stall, func() { stalled.Store(true); cancel() })
@@ -321,50 +386,56 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 
 	f := t.f
 	what := "downloading " + f.Path + " of " + t.repo
+	restart := func() error { // and the display with it
+		if err := t.restart(); err != nil {
+			return err
+		}
+		p.Start(f.Path, f.Size, 0)
+		return nil
+	}
 	var hdr http.Header
 	if t.have > 0 {
 		hdr = http.Header{"Range": {"bytes=" + strconv.FormatInt(t.have, 10) + "-"}}
 	}
 	resp, err := c.get(actx, url, what, hdr, http.StatusRequestedRangeNotSatisfiable)
 	if err != nil {
-		return false, classify(ctx, err, stalled.Load(), c.Stall)
+		return classify(ctx, err, stalled.Load(), c.Stall)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusRequestedRangeNotSatisfiable:
 		// The server has no bytes past ours: the partial is longer than its file, or the
 		// listing and the download disagree. Start over.
-		if err := t.restart(); err != nil {
-			return false, err
+		if err := restart(); err != nil {
+			return err
 		}
-		return false, retryable{fmt.Errorf("%s: the server refused to resume (416); starting over", what)}
+		return retryable{fmt.Errorf("%s: the server refused to resume (416); starting over", what)}
 	case http.StatusPartialContent:
 		cr := resp.Header.Get("Content-Range")
 		start, total, err := parseContentRange(cr)
 		if err != nil || start != t.have || (total >= 0 && total != f.Size) {
 			asked := t.have
-			if err := t.restart(); err != nil {
-				return false, err
+			if err := restart(); err != nil {
+				return err
 			}
-			return false, retryable{fmt.Errorf("%s: asked for bytes from %d, got Content-Range %q; starting over", what, asked, printable(cr, 80))}
+			return retryable{fmt.Errorf("%s: asked for bytes from %d, got Content-Range %q; starting over", what, asked, printable(cr, 80))}
 		}
 	default: // 200: the whole file, whatever was asked
 		if resp.ContentLength >= 0 && resp.ContentLength != f.Size {
-			return false, fmt.Errorf("%s: the server sends %d bytes, the Hub lists %d", what, resp.ContentLength, f.Size)
+			return fmt.Errorf("%s: the server sends %d bytes, the Hub lists %d", what, resp.ContentLength, f.Size)
 		}
 		if t.have > 0 {
-			if err := t.restart(); err != nil {
-				return false, err
+			if err := restart(); err != nil {
+				return err
 			}
 		}
 	}
 
 	buf := make([]byte, 1<<20)
-	got := false
 	body := io.LimitReader(resp.Body, f.Size-t.have)
 	for t.have < f.Size {
 		if err := ctx.Err(); err != nil { // bytes may already sit in buffers
-			return got, err
+			return err
 		}
 		n, rerr := body.Read(buf)
 		if n > 0 {
@@ -372,26 +443,25 @@ func (c *Client) fetch(ctx context.Context, url string, t *transfer, p Progress)
 			if w, werr := t.pf.Write(buf[:n]); werr != nil {
 				t.h.Write(buf[:w]) // what reached the file stays consistent with the hash
 				t.have += int64(w)
-				return got, diskError(t.part, t.have, f.Size, werr)
+				return diskError(t.part, t.have, f.Size, werr)
 			}
 			t.h.Write(buf[:n])
 			t.have += int64(n)
-			got = true
 			p.Add(int64(n))
 		}
 		if rerr == io.EOF && t.have < f.Size {
 			rerr = io.ErrUnexpectedEOF
 		}
 		if rerr != nil && rerr != io.EOF {
-			return got, classify(ctx, fmt.Errorf("%s: %w", what, rerr), stalled.Load(), c.Stall)
+			return classify(ctx, fmt.Errorf("%s: %w", what, rerr), stalled.Load(), c.Stall)
 		}
 	}
 	// The body must end where the listing says the file does.
 	var one [1]byte
 	if n, _ := io.ReadFull(resp.Body, one[:]); n > 0 {
-		return got, fmt.Errorf("%s: the server sent more than the %d bytes the Hub lists", what, f.Size)
+		return fmt.Errorf("%s: the server sent more than the %d bytes the Hub lists", what, f.Size)
 	}
-	return got, nil
+	return nil
 }
 
 // classify marks an attempt's error retryable unless ctx ended or the Hub refused.
@@ -404,12 +474,14 @@ func classify(ctx context.Context, err error, stalled bool, stall time.Duration)
 	}
 	var he *httpError
 	if errors.As(err, &he) {
-		if he.code >= 500 || he.code == http.StatusTooManyRequests || he.code == http.StatusRequestTimeout {
+		// A CDN's refusal is retried too: the next attempt goes through the Hub, which
+		// signs a fresh URL.
+		if he.code >= 500 || he.code == http.StatusTooManyRequests || he.code == http.StatusRequestTimeout || he.offHub {
 			return retryable{err}
 		}
 		return err
 	}
-	if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrChanged) {
 		return err
 	}
 	return retryable{err}
@@ -455,8 +527,9 @@ func diskError(part string, have, size int64, err error) error {
 	return fmt.Errorf("writing %s: %w", part, err)
 }
 
-// removeStalePartials deletes partial files of other versions of dest.
-func removeStalePartials(dest, keep string) {
+// removeStalePartials deletes partial files of other versions of dest, except those a
+// running download holds (it listed the file before it changed on the Hub).
+func (c *Client) removeStalePartials(dest, keep string) {
 	ents, err := os.ReadDir(filepath.Dir(dest))
 	if err != nil {
 		return
@@ -471,8 +544,12 @@ func removeStalePartials(dest, keep string) {
 		if _, err := hex.DecodeString(mid[:16]); err != nil {
 			continue
 		}
-		if p := filepath.Join(filepath.Dir(dest), n); p != keep {
-			os.Remove(p)
+		p := filepath.Join(filepath.Dir(dest), n)
+		if p == keep {
+			continue
+		}
+		if pf, err := c.fs.open(p); err == nil {
+			release(pf, func() error { return os.Remove(p) })
 		}
 	}
 }

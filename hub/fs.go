@@ -21,7 +21,8 @@ type file interface {
 type fsys struct {
 	mkdirAll func(dir string, perm fs.FileMode) error
 	// open opens (creating) a partial file for reading and writing, locked against
-	// another process's download of it; it returns ErrBusy when that is running.
+	// another download of it (flock: another process, or another open file in this
+	// one); it returns errBusy when that is running.
 	open   func(name string) (file, error)
 	rename func(from, to string) error
 	// free reports the bytes available to this user in dir, when it can tell.

@@ -11,3 +11,10 @@ func openLocked(name string) (file, error) {
 }
 
 func freeSpace(string) (int64, bool) { return 0, false }
+
+// release closes the partial and then moves or removes it (op): where there is no lock,
+// an open file cannot always be renamed.
+func release(pf file, op func() error) (opErr, closeErr error) {
+	closeErr = pf.Close()
+	return op(), closeErr
+}

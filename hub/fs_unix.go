@@ -20,7 +20,7 @@ func openLocked(name string) (file, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, ErrBusy
+			return nil, errBusy
 		}
 		return nil, fmt.Errorf("locking %s: %w", name, err)
 	}
@@ -33,4 +33,12 @@ func freeSpace(dir string) (int64, bool) {
 		return 0, false
 	}
 	return int64(st.Bavail) * int64(st.Bsize), true
+}
+
+// release moves or removes the partial (op) and then closes it, so that the lock is
+// held until the name is gone: a download waiting for the lock never takes over a file
+// in the middle of its move.
+func release(pf file, op func() error) (opErr, closeErr error) {
+	opErr = op()
+	return opErr, pf.Close()
 }

@@ -43,6 +43,7 @@ func FuzzParseTree(f *testing.F) {
 	f.Add([]byte(`[{"type":"file","oid":"` + strings.Repeat("b", 40) + `","size":10,"path":"README.md"}]`))
 	f.Add([]byte(`[{"type":"file","oid":"x","size":99,"path":"sub/m.gguf","lfs":{"oid":"` + strings.Repeat("a", 64) + `","size":99}}]`))
 	f.Add([]byte(`[{"type":"directory","path":".."}]`))
+	f.Add([]byte(`[{"type":"file","oid":"` + strings.Repeat("c", 40) + `","size":1519,"path":".gitattributes"},{"type":"file","oid":"` + strings.Repeat("c", 40) + `","size":1,"path":".x/../../m.gguf"}]`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		files, err := parseTree(b)

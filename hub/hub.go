@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 )
@@ -45,6 +46,7 @@ var (
 	ErrForbidden    = errors.New("forbidden (403)")    // a gated repository the token may not read
 	ErrNotFound     = errors.New("not found (404)")    // no such repository, revision or file
 	ErrChecksum     = errors.New("checksum mismatch")  // the bytes do not hash to the Hub's digest
+	ErrChanged      = errors.New("the file changed on the Hub since it was listed")
 	ErrNoSpace      = errors.New("not enough disk space")
 )
 
@@ -56,12 +58,16 @@ type Client struct {
 	http     *http.Client
 
 	// Retries is how many consecutive failed attempts a download survives (each resumes
-	// where the last stopped); an attempt that brings bytes resets the count.
+	// where the last stopped); an attempt that takes the file further than any before
+	// resets the count.
 	Retries int
 	// RetryWait is the pause before the first retry; it doubles after each failure.
 	RetryWait time.Duration
 	// Stall aborts an attempt that receives no byte for this long (then it is retried).
 	Stall time.Duration
+	// lockPoll is how often a download waiting for another of the same file tries its
+	// lock.
+	lockPoll time.Duration
 
 	fs fsys // the file system; tests substitute parts of it
 }
@@ -79,12 +85,16 @@ type Options struct {
 // points elsewhere (huggingface_hub, through requests, drops it on a change of host too).
 func New(o Options) (*Client, error) {
 	ep, err := url.Parse(cmp.Or(o.Endpoint, DefaultEndpoint))
-	if err != nil || (ep.Scheme != "http" && ep.Scheme != "https") || ep.Host == "" || ep.RawQuery != "" || ep.Fragment != "" {
-		return nil, fmt.Errorf("hub endpoint %q: want an http(s) base URL such as %s", o.Endpoint, DefaultEndpoint)
+	if err != nil {
+		// Not quoted: it may hold a mirror's password, which url.Parse's error repeats.
+		return nil, fmt.Errorf("%w: not a URL; want an http(s) base URL such as %s", errEndpoint, DefaultEndpoint)
+	}
+	if (ep.Scheme != "http" && ep.Scheme != "https") || ep.Host == "" || ep.RawQuery != "" || ep.Fragment != "" {
+		return nil, fmt.Errorf("%w %q: want an http(s) base URL such as %s", errEndpoint, withoutQuery(ep), DefaultEndpoint)
 	}
 	ep.Path = strings.TrimSuffix(ep.Path, "/")
 	if strings.ContainsFunc(o.Token, func(r rune) bool { return r > unicode.MaxASCII || unicode.IsSpace(r) || unicode.IsControl(r) }) {
-		return nil, fmt.Errorf("hub token: contains spaces or non-ASCII characters")
+		return nil, fmt.Errorf("%w: contains spaces or non-ASCII characters", errToken)
 	}
 	base := o.Transport
 	if base == nil {
@@ -99,6 +109,7 @@ func New(o Options) (*Client, error) {
 		Retries:   4,
 		RetryWait: time.Second,
 		Stall:     time.Minute,
+		lockPoll:  250 * time.Millisecond,
 		fs:        osFS(),
 	}
 	c.http = &http.Client{
@@ -108,7 +119,10 @@ func New(o Options) (*Client, error) {
 				return errors.New("stopped after 10 redirects")
 			}
 			if req.URL.Scheme != "https" && via[0].URL.Scheme == "https" {
-				return fmt.Errorf("refusing a redirect from https to %s", req.URL.Redacted())
+				return fmt.Errorf("refusing a redirect from https to %s", withoutQuery(req.URL))
+			}
+			if want, ok := req.Context().Value(wantDigest{}).(Digest); ok && req.Response != nil {
+				return checkLinked(req.Response.Header.Get("X-Linked-Etag"), want)
 			}
 			return nil
 		},
@@ -116,14 +130,59 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
-// FromEnv returns a client configured as huggingface_hub configures itself: HF_ENDPOINT
-// (a mirror's base URL) and HF_TOKEN. transport may be nil.
-func FromEnv(transport http.RoundTripper) (*Client, error) {
-	return New(Options{Endpoint: os.Getenv(EnvEndpoint), Token: os.Getenv(EnvToken), Transport: transport})
+// withoutQuery writes u for an error: without its query (a presigned CDN URL's query is
+// a credential for the file, as good as the token for that blob while it lasts) and
+// without a password.
+func withoutQuery(u *url.URL) string {
+	v := *u
+	if v.RawQuery != "" {
+		v.RawQuery = "…"
+	}
+	v.Fragment, v.RawFragment = "", ""
+	return v.Redacted()
 }
 
-// Endpoint returns the base URL the client talks to.
-func (c *Client) Endpoint() string { return c.endpoint.String() }
+// wantDigest keys the LFS digest a download expects in its request's context, for the
+// redirect check.
+type wantDigest struct{}
+
+// checkLinked compares the X-Linked-Etag of the Hub's redirect to an LFS object (its
+// SHA-256, quoted) with the digest the listing gave: a difference means the file was
+// replaced since, and the CDN would send the new version's bytes. An absent or
+// unreadable header checks nothing.
+func checkLinked(etag string, want Digest) error {
+	etag = strings.Trim(strings.TrimPrefix(etag, "W/"), `"`)
+	d, err := ParseDigest(SHA256, etag)
+	if err != nil || want.Algo != SHA256 || d.Hex == want.Hex {
+		return nil
+	}
+	return fmt.Errorf("%w (listed as sha256 %s, now %s): run again to fetch the new version", ErrChanged, want.Hex, d.Hex)
+}
+
+// FromEnv returns a client configured as huggingface_hub configures itself: HF_ENDPOINT
+// (a mirror's base URL) and HF_TOKEN. transport may be nil.
+// The token is trimmed of surrounding white space, as huggingface_hub trims it (one read
+// from a file may end in a line break). An error names the variable at fault.
+func FromEnv(transport http.RoundTripper) (*Client, error) {
+	c, err := New(Options{Endpoint: os.Getenv(EnvEndpoint), Token: strings.TrimSpace(os.Getenv(EnvToken)), Transport: transport})
+	switch {
+	case errors.Is(err, errEndpoint):
+		return nil, fmt.Errorf("$%s: %w", EnvEndpoint, err)
+	case errors.Is(err, errToken):
+		return nil, fmt.Errorf("$%s: %w", EnvToken, err)
+	}
+	return c, err
+}
+
+// Errors of New, which FromEnv tells apart to name the variable at fault.
+var (
+	errEndpoint = errors.New("hub endpoint")
+	errToken    = errors.New("hub token")
+)
+
+// Endpoint returns the base URL the client talks to, for people: a password in it is
+// masked.
+func (c *Client) Endpoint() string { return c.endpoint.Redacted() }
 
 // authTransport adds the token to requests for the Hub's own scheme and host.
 type authTransport struct {
@@ -156,6 +215,14 @@ func (c *Client) get(ctx context.Context, u, what string, hdr http.Header, also 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// A presigned CDN URL's query is a credential for the file: keep it out of
+			// errors, which reach the terminal and the logs.
+			if u, perr := url.Parse(ue.URL); perr == nil {
+				ue.URL = withoutQuery(u)
+			}
+		}
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if resp.StatusCode/100 == 2 || containsInt(also, resp.StatusCode) {
@@ -174,11 +241,13 @@ func containsInt(s []int, v int) bool {
 	return false
 }
 
-// httpError is a status the Hub answered that is not one of the sentinels; it keeps the
-// code so that a download can tell a server error (retried) from a refusal.
+// httpError is a status the Hub answered that is not one of the sentinels, or any
+// refusal from another host (the CDN a download redirects to); it keeps the code so
+// that a download can tell a server error (retried) from a refusal.
 type httpError struct {
-	code int
-	msg  string
+	code   int
+	offHub bool // answered by another host than the endpoint's
+	msg    string
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -199,6 +268,11 @@ func (c *Client) statusError(resp *http.Response, what string) error {
 	msg = printable(msg, 300)
 	if msg != "" {
 		msg = ": " + msg
+	}
+	if h := resp.Request.URL.Host; !strings.EqualFold(h, c.endpoint.Host) {
+		// Not the Hub: a CDN refusing its presigned URL (expired, say) says nothing of
+		// the token or of a gated repository's terms.
+		return &httpError{code: resp.StatusCode, offHub: true, msg: fmt.Sprintf("%s: HTTP %s from %s%s", what, resp.Status, printable(h, 100), msg)}
 	}
 	tokenHint := "set " + EnvToken + " to an access token that can read it"
 	if c.token != "" {
@@ -236,8 +310,10 @@ const (
 	maxPages   = 1000
 )
 
-// List returns the files of a repository (ORG/REPO) on the main branch, directories left
-// out. Errors wrap ErrUnauthorized, ErrForbidden or ErrNotFound for those answers.
+// List returns the files of a repository (ORG/REPO) on the main branch, directories and
+// hidden files left out. A page that fails for a passing reason (5xx, 429, a cut or
+// stalled connection) is fetched again, as a download's attempt is. Errors wrap
+// ErrUnauthorized, ErrForbidden or ErrNotFound for those answers.
 func (c *Client) List(ctx context.Context, repo string) ([]File, error) {
 	if _, err := ParseRef(repo); err != nil {
 		return nil, err
@@ -250,29 +326,89 @@ func (c *Client) List(ctx context.Context, repo string) ([]File, error) {
 		if page == maxPages {
 			return nil, fmt.Errorf("listing %s: more than %d pages", repo, maxPages)
 		}
-		resp, err := c.get(ctx, next, "listing the files of "+repo, nil)
+		var fs []File
+		var err error
+		fs, next, err = c.page(ctx, repo, next)
 		if err != nil {
 			return nil, err
 		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxListing+1))
-		resp.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("listing the files of %s: %w", repo, err)
-		}
-		if len(b) > maxListing {
-			return nil, fmt.Errorf("listing the files of %s: a page over %d bytes", repo, maxListing)
-		}
-		fs, err := parseTree(b)
-		if err != nil {
-			return nil, fmt.Errorf("listing the files of %s: %w", repo, err)
-		}
 		files = append(files, fs...)
-		next, err = nextLink(resp.Request.URL, resp.Header.Values("Link"))
-		if err != nil {
-			return nil, fmt.Errorf("listing the files of %s: %w", repo, err)
-		}
 	}
 	return files, nil
+}
+
+// page fetches and reads one page of a listing, and returns its files and the next
+// page's URL. A 5xx or 429 answer, a cut connection or a stall (no byte for c.Stall)
+// is retried as a download's attempt is, up to c.Retries times in a row.
+func (c *Client) page(ctx context.Context, repo, u string) ([]File, string, error) {
+	what := "listing the files of " + repo
+	wait := c.RetryWait
+	for failures := 0; ; failures++ {
+		b, resp, err := c.readPage(ctx, u, what)
+		if err == nil {
+			fs, err := parseTree(b)
+			if err != nil {
+				return nil, "", fmt.Errorf("%s: %w", what, err)
+			}
+			next, err := nextLink(resp.Request.URL, resp.Header.Values("Link"))
+			if err != nil {
+				return nil, "", fmt.Errorf("%s: %w", what, err)
+			}
+			return fs, next, nil
+		}
+		var re retryable
+		if ctx.Err() != nil || !errors.As(err, &re) {
+			return nil, "", err
+		}
+		if failures == c.Retries {
+			return nil, "", fmt.Errorf("%s failed %d times in a row: %w", what, failures+1, re.err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, "", fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// readPage GETs one page and reads its body, giving up when no byte comes for c.Stall;
+// its errors are retryable (see classify) or final.
+func (c *Client) readPage(ctx context.Context, u, what string) ([]byte, *http.Response, error) {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stalled atomic.Bool
+	timer := time.AfterFunc(c.Stall, func() { stalled.Store(true); cancel() })
+	defer timer.Stop()
+	resp, err := c.get(pctx, u, what, nil)
+	if err != nil {
+		return nil, nil, classify(ctx, err, stalled.Load(), c.Stall)
+	}
+	defer resp.Body.Close()
+	body := &stallReader{r: resp.Body, timer: timer, stall: c.Stall}
+	b, err := io.ReadAll(io.LimitReader(body, maxListing+1))
+	if err != nil {
+		return nil, nil, classify(ctx, fmt.Errorf("%s: %w", what, err), stalled.Load(), c.Stall)
+	}
+	if len(b) > maxListing {
+		return nil, nil, fmt.Errorf("%s: a page over %d bytes", what, maxListing)
+	}
+	return b, resp, nil
+}
+
+// stallReader restarts a stall timer whenever bytes arrive.
+type stallReader struct {
+	r     io.Reader
+	timer *time.Timer
+	stall time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.timer.Reset(s.stall)
+	}
+	return n, err
 }
 
 // treeEntry is one element of the tree listing's JSON array.
@@ -287,9 +423,11 @@ type treeEntry struct {
 	} `json:"lfs"`
 }
 
-// parseTree reads one page of a tree listing: a JSON array of entries. A file entry
-// needs a safe relative path, a size and a digest (the LFS SHA-256 when the file is in
-// LFS, else the git blob SHA-1); anything else is an error, never a guess.
+// parseTree reads one page of a tree listing: a JSON array of entries. Hidden files
+// (a segment such as .gitattributes, which every repository has, or .github/) are left
+// out: they are never models, and specd stores no file under such a name. Any other
+// file entry needs a safe relative path, a size and a digest (the LFS SHA-256 when the
+// file is in LFS, else the git blob SHA-1); anything else is an error, never a guess.
 func parseTree(b []byte) ([]File, error) {
 	var entries []treeEntry
 	if err := json.Unmarshal(b, &entries); err != nil {
@@ -297,7 +435,7 @@ func parseTree(b []byte) ([]File, error) {
 	}
 	var files []File
 	for _, e := range entries {
-		if e.Type != "file" {
+		if e.Type != "file" || hidden(e.Path) {
 			continue
 		}
 		if err := checkRepoPath(e.Path); err != nil {
@@ -327,6 +465,17 @@ func parseTree(b []byte) ([]File, error) {
 		files = append(files, f)
 	}
 	return files, nil
+}
+
+// hidden reports whether a path has a segment that starts with a dot but is not "." or
+// "..", which checkRepoPath rejects as traversal.
+func hidden(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if strings.HasPrefix(seg, ".") && seg != "." && seg != ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // nextLink returns the rel="next" target of Link headers, resolved against the page's

@@ -3,6 +3,8 @@ package hub
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"math/rand/v2"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -96,17 +99,24 @@ type recorder struct {
 	ended      bool
 	endErr     error
 	onAdd      func()
+	onWait     func()
 	startCalls int
 }
 
 func (r *recorder) Start(name string, size, done int64) {
 	r.start = []int64{size, done}
 	r.startCalls++
+	r.added = 0
 }
 func (r *recorder) Add(n int64) {
 	r.added += n
 	if r.onAdd != nil {
 		r.onAdd()
+	}
+}
+func (r *recorder) Wait(string) {
+	if r.onWait != nil {
+		r.onWait()
 	}
 }
 func (r *recorder) Retry(err error, _ time.Duration) { r.retries = append(r.retries, err) }
@@ -264,16 +274,77 @@ func TestResumeAcrossRuns(t *testing.T) {
 }
 
 // TestResumeIgnoredRange: a server that answers a Range request with the whole file
-// restarts the partial; the result still verifies.
+// restarts the partial, and the progress display with it (not past 100%); the result
+// still verifies.
 func TestResumeIgnoredRange(t *testing.T) {
 	s, c, model := newHub(t, hubtest.Options{})
 	s.IgnoreRange(true)
 	s.CutAfter(repoName, "qwen2.5-0.5b-instruct-q4_k_m.gguf", 5000)
-	p, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, repoName), nil)
+	var rec recorder
+	p, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, repoName), &rec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkFile(t, p, model)
+	if rec.startCalls != 2 || rec.start[1] != 0 || rec.added != int64(len(model)) {
+		t.Errorf("progress: %d Starts, the last at %d, then %d bytes added; want 2, 0 and %d", rec.startCalls, rec.start[1], rec.added, len(model))
+	}
+}
+
+// TestNoProgressGivesUp: a server that ignores Range and drops every connection at the
+// same point makes no progress however many bytes each attempt brings; the download
+// gives up after Retries attempts instead of restarting forever, keeping the partial.
+func TestNoProgressGivesUp(t *testing.T) {
+	s, c, _ := newHub(t, hubtest.Options{})
+	const file = "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+	c.Retries = 3
+	s.IgnoreRange(true)
+	cuts := make([]int64, 50)
+	for i := range cuts {
+		cuts[i] = 5000
+	}
+	s.CutAfter(repoName, file, cuts...)
+	dir := t.TempDir()
+	_, err := c.Pull(context.Background(), dir, mustRef(t, repoName), nil)
+	if err == nil || !strings.Contains(err.Error(), "failed 4 times in a row") || !strings.Contains(err.Error(), "run again to resume") {
+		t.Fatalf("Pull from a server that never gets further = %v, want it to give up after 4 attempts", err)
+	}
+	if cdn := s.CDNRequests(); cdn != 4 {
+		t.Errorf("%d CDN requests, want 4", cdn)
+	}
+	if ps := partials(t, dir); len(ps) != 1 {
+		t.Errorf("partials %v, want the one kept", ps)
+	}
+}
+
+// TestChangedOnHub: the file is replaced on the Hub in the middle of a download. The
+// retry's redirect names the new LFS object (X-Linked-Etag): the download stops there
+// with an error saying so, instead of appending the new version's bytes to the old
+// one's and failing the checksum after the whole transfer; the next pull lists the new
+// version and fetches it.
+func TestChangedOnHub(t *testing.T) {
+	s, c, model := newHub(t, hubtest.Options{})
+	const file = "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+	s.CutAfter(repoName, file, 1<<20)
+	newer := blob(len(model), 99)
+	var once sync.Once
+	rec := &recorder{onAdd: func() { once.Do(func() { s.AddFile(repoName, file, newer, true) }) }}
+	dir := t.TempDir()
+	_, err := c.Pull(context.Background(), dir, mustRef(t, repoName), rec)
+	if err == nil || errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "changed on the Hub") {
+		t.Fatalf("Pull while the file changes = %v, want an error saying it changed", err)
+	}
+	if cdn := s.CDNRequests(); cdn != 1 {
+		t.Errorf("%d CDN requests, want 1: no byte of the new version after the old", cdn)
+	}
+	p, err := c.Pull(context.Background(), dir, mustRef(t, repoName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, newer)
+	if ps := partials(t, dir); len(ps) != 0 {
+		t.Errorf("partials left: %v", ps)
+	}
 }
 
 // TestBadChecksum: bytes that do not hash to the LFS oid are an error naming both
@@ -349,6 +420,31 @@ func TestHubErrors(t *testing.T) {
 	}
 }
 
+// TestListRetries: a listing answered 503 or going quiet mid-page is retried like a
+// download (a service pulling at start-up does not die of one overloaded moment),
+// within the same budget, and then is a clear error rather than a wait without end.
+func TestListRetries(t *testing.T) {
+	s, c, _ := newHub(t, hubtest.Options{PageSize: 2})
+	c.Stall = 200 * time.Millisecond
+	c.Retries = 2
+	s.FailListing(hubtest.Unavailable, hubtest.StallListing)
+	files, err := c.List(context.Background(), repoName)
+	if err != nil {
+		t.Fatalf("List after a 503 and a stall = %v, want it retried", err)
+	}
+	if len(files) != 5 {
+		t.Errorf("List = %d files, want 5", len(files))
+	}
+	s.FailListing(hubtest.Unavailable, hubtest.Unavailable, hubtest.Unavailable)
+	if _, err := c.List(context.Background(), repoName); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("List while the Hub answers 503 = %v, want an error naming it", err)
+	}
+	s.FailListing(hubtest.StallListing, hubtest.StallListing, hubtest.StallListing)
+	if _, err := c.List(context.Background(), repoName); err == nil || !strings.Contains(err.Error(), "no data for 200ms") {
+		t.Fatalf("List while the Hub stalls = %v, want an error naming the stall", err)
+	}
+}
+
 // TestEnv: HF_ENDPOINT points the client at a mirror and HF_TOKEN authenticates.
 func TestEnv(t *testing.T) {
 	s, _, model := newHub(t, hubtest.Options{Token: "hf_env"})
@@ -369,9 +465,38 @@ func TestEnv(t *testing.T) {
 	}
 	checkFile(t, p, model)
 
+	// A token read from a file keeps its line end (HF_TOKEN=$(cat token) does not
+	// strip a \r); huggingface_hub trims it, and so does FromEnv.
+	t.Setenv(EnvToken, " hf_env\r\n")
+	c, err = FromEnv(nil)
+	if err != nil {
+		t.Fatalf("FromEnv with a token and a line end: %v", err)
+	}
+	if _, err := c.Pull(context.Background(), t.TempDir(), mustRef(t, "org/private"), nil); err != nil {
+		t.Errorf("Pull with the trimmed token: %v", err)
+	}
+	t.Setenv(EnvToken, "hf bad")
+	if _, err := FromEnv(nil); err == nil || !strings.Contains(err.Error(), EnvToken) || strings.Contains(err.Error(), EnvEndpoint) || strings.Contains(err.Error(), "hf bad") {
+		t.Errorf("FromEnv with HF_TOKEN=\"hf bad\" = %v, want an error naming HF_TOKEN only, without the token", err)
+	}
+	t.Setenv(EnvToken, "hf_env")
+
 	t.Setenv(EnvEndpoint, "ftp://mirror")
-	if _, err := FromEnv(nil); err == nil {
-		t.Error("FromEnv with HF_ENDPOINT=ftp://mirror: no error")
+	if _, err := FromEnv(nil); err == nil || !strings.Contains(err.Error(), EnvEndpoint) {
+		t.Errorf("FromEnv with HF_ENDPOINT=ftp://mirror = %v, want an error naming HF_ENDPOINT", err)
+	}
+
+	// A mirror's password in HF_ENDPOINT is never shown: Endpoint() is what specd
+	// prints ("pulling ... from ..."), and the error for a bad endpoint quotes it.
+	c, err = New(Options{Endpoint: "https://user:pa55word@mirror.example/hf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := c.Endpoint(); strings.Contains(e, "pa55word") || !strings.Contains(e, "mirror.example/hf") {
+		t.Errorf("Endpoint() = %s, want it without the password", e)
+	}
+	if _, err := New(Options{Endpoint: "ftp://user:pa55word@mirror.example"}); err == nil || strings.Contains(err.Error(), "pa55word") {
+		t.Errorf("New with a bad endpoint = %v, want an error without the password", err)
 	}
 }
 
@@ -493,31 +618,117 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-// TestBusy: a second download of the same file while one holds the partial is refused.
-func TestBusy(t *testing.T) {
-	s, c, _ := newHub(t, hubtest.Options{})
-	_ = s
-	files, err := c.List(context.Background(), repoName)
-	if err != nil {
-		t.Fatal(err)
+// TestConcurrentPulls: two pulls of one file at once (two processes, or two services
+// given the same -m hf: at start-up) do not fail or corrupt each other: the second waits
+// for the first, telling its progress so, and then either finds the verified file in
+// place and downloads nothing, or resumes the partial the first left when it stopped.
+// A wait ends with the caller's context.
+func TestConcurrentPulls(t *testing.T) {
+	type result struct {
+		path string
+		err  error
 	}
-	f, err := Select(files, mustRef(t, repoName))
-	if err != nil {
-		t.Fatal(err)
+	// start runs a Pull that holds the partial after its first bytes until release.
+	start := func(t *testing.T, c *Client, ctx context.Context, dir string) (release func(), done chan result) {
+		holding, unblock := make(chan struct{}), make(chan struct{})
+		var once, closeOnce sync.Once
+		release = func() { closeOnce.Do(func() { close(unblock) }) }
+		t.Cleanup(release)
+		rec := &recorder{onAdd: func() { once.Do(func() { close(holding); <-unblock }) }}
+		done = make(chan result, 1)
+		go func() {
+			p, err := c.Pull(ctx, dir, mustRef(t, repoName), rec)
+			done <- result{p, err}
+		}()
+		<-holding
+		return release, done
 	}
-	dest := filepath.Join(t.TempDir(), "m.gguf")
-	held, err := openLocked(partialName(dest, f.Digest))
-	if err != nil {
-		t.Fatal(err)
+	// wait runs a second Pull and returns once it waits for the first.
+	wait := func(t *testing.T, c *Client, ctx context.Context, dir string, rec *recorder) chan result {
+		waiting := make(chan struct{})
+		rec.onWait = func() { close(waiting) }
+		done := make(chan result, 1)
+		go func() {
+			p, err := c.Pull(ctx, dir, mustRef(t, repoName), rec)
+			done <- result{p, err}
+		}()
+		select {
+		case <-waiting:
+		case r := <-done:
+			t.Fatalf("second Pull = %q, %v while the first holds the file; want it to wait", r.path, r.err)
+		}
+		return done
 	}
-	defer held.Close()
-	if err := c.Download(context.Background(), repoName, f, dest, nil); !errors.Is(err, ErrBusy) {
-		t.Fatalf("Download while another holds the partial = %v, want ErrBusy", err)
-	}
+
+	t.Run("the second finds the first's file", func(t *testing.T) {
+		s, c, model := newHub(t, hubtest.Options{})
+		c.lockPoll = time.Millisecond
+		dir := t.TempDir()
+		release, first := start(t, c, context.Background(), dir)
+		var rec recorder
+		second := wait(t, c, context.Background(), dir, &rec)
+		release()
+		a, b := <-first, <-second
+		if a.err != nil || b.err != nil || a.path != b.path {
+			t.Fatalf("Pulls = (%q, %v) and (%q, %v), want one path twice", a.path, a.err, b.path, b.err)
+		}
+		checkFile(t, b.path, model)
+		if rec.startCalls != 0 {
+			t.Errorf("the second Pull downloaded (%+v)", rec)
+		}
+		if cdn := s.CDNRequests(); cdn != 1 {
+			t.Errorf("%d CDN requests, want 1", cdn)
+		}
+		if ps := partials(t, dir); len(ps) != 0 {
+			t.Errorf("partials left: %v", ps)
+		}
+	})
+	t.Run("the first stops, the second resumes", func(t *testing.T) {
+		_, c, model := newHub(t, hubtest.Options{})
+		c.lockPoll = time.Millisecond
+		dir := t.TempDir()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		release, first := start(t, c, ctx, dir)
+		var rec recorder
+		second := wait(t, c, context.Background(), dir, &rec)
+		cancel()
+		release()
+		if a := <-first; !errors.Is(a.err, context.Canceled) {
+			t.Fatalf("cancelled first Pull = %v", a.err)
+		}
+		b := <-second
+		if b.err != nil {
+			t.Fatal(b.err)
+		}
+		checkFile(t, b.path, model)
+		if rec.startCalls != 1 || rec.start[1] == 0 {
+			t.Errorf("second Pull's progress %+v, want it to resume the first's partial", rec)
+		}
+	})
+	t.Run("a wait ends with its context", func(t *testing.T) {
+		_, c, model := newHub(t, hubtest.Options{})
+		c.lockPoll = time.Millisecond
+		dir := t.TempDir()
+		release, first := start(t, c, context.Background(), dir)
+		ctx, cancel := context.WithCancel(context.Background())
+		var rec recorder
+		second := wait(t, c, ctx, dir, &rec)
+		cancel()
+		if b := <-second; !errors.Is(b.err, context.Canceled) || !strings.Contains(b.err.Error(), "waiting for another download") {
+			t.Fatalf("cancelled wait = %v, want context.Canceled saying it waited", b.err)
+		}
+		release()
+		a := <-first
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		checkFile(t, a.path, model)
+	})
 }
 
-// TestStalePartial: a partial left by another version of the file is removed, and one
-// longer than the file is started over.
+// TestStalePartial: a partial left by another version of the file is removed, unless
+// a download holds it, and one longer than the file is started over.
 func TestStalePartial(t *testing.T) {
 	_, c, model := newHub(t, hubtest.Options{})
 	dir := t.TempDir()
@@ -535,6 +746,21 @@ func TestStalePartial(t *testing.T) {
 	checkFile(t, p, model)
 	if ps := partials(t, dir); len(ps) != 0 {
 		t.Errorf("partials left: %v", ps)
+	}
+
+	// A partial of another version that a running download holds (it listed the file
+	// before the Hub changed it) is that download's, and stays.
+	os.Remove(p)
+	held, err := openLocked(stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := c.Pull(context.Background(), dir, mustRef(t, repoName), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !current(held, stale) {
+		t.Errorf("the partial another download holds was removed")
 	}
 }
 
@@ -559,6 +785,34 @@ func TestStall(t *testing.T) {
 	}
 }
 
+// TestDownloadInPlace: Download of a file that is already in place and verified (a
+// download that ended between the caller's look and this one's lock put it there)
+// fetches nothing and leaves no partial.
+func TestDownloadInPlace(t *testing.T) {
+	s, c, model := newHub(t, hubtest.Options{})
+	files, err := c.List(context.Background(), repoName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Select(files, mustRef(t, repoName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "m.gguf")
+	os.WriteFile(dest, model, 0o644)
+	n := len(s.Requests())
+	if err := c.Download(context.Background(), repoName, f, dest, nil); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := s.Requests()[n:]; len(reqs) != 0 {
+		t.Errorf("Download of a file in place sent %+v", reqs)
+	}
+	if ps := partials(t, filepath.Dir(dest)); len(ps) != 0 {
+		t.Errorf("partials left: %v", ps)
+	}
+	checkFile(t, dest, model)
+}
+
 // TestReplaceDamaged: a file of the right size at the target whose bytes do not match
 // is downloaded again and replaced.
 func TestReplaceDamaged(t *testing.T) {
@@ -572,6 +826,57 @@ func TestReplaceDamaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFile(t, p, model)
+}
+
+// TestCDNRefusal: a CDN that refuses a presigned URL (403, as S3 answers one that
+// expired) is not the Hub refusing the token: the download retries through the Hub,
+// which signs a fresh URL, and when the CDN keeps refusing, the error says it was the
+// CDN and does not send the user to accept a gated repository's terms.
+func TestCDNRefusal(t *testing.T) {
+	data := blob(10000, 11)
+	var mu sync.Mutex
+	refusals := 0
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		refuse := refusals > 0
+		if refuse {
+			refusals--
+		}
+		mu.Unlock()
+		if refuse {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte("<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"))
+			return
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	}))
+	defer cdn.Close()
+	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, cdn.URL+"/blob?X-Amz-Signature=x", http.StatusFound)
+	}))
+	defer hubSrv.Close()
+	c := newClient(t, hubSrv.URL, "hf_tok")
+	c.Retries = 2
+	f := File{Path: "m-Q4_K_M.gguf", Size: int64(len(data)), Digest: sha256Digest(data)}
+
+	refusals = 1
+	dest := filepath.Join(t.TempDir(), "m.gguf")
+	if err := c.Download(context.Background(), "a/b", f, dest, nil); err != nil {
+		t.Fatalf("Download after one CDN refusal = %v, want it retried", err)
+	}
+	checkFile(t, dest, data)
+
+	refusals = 100
+	err := c.Download(context.Background(), "a/b", f, filepath.Join(t.TempDir(), "m.gguf"), nil)
+	if err == nil || errors.Is(err, ErrForbidden) || strings.Contains(err.Error(), "gated") || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("Download while the CDN refuses = %v, want a 403 error that is not ErrForbidden", err)
+	}
+}
+
+func sha256Digest(b []byte) Digest {
+	h := sha256.Sum256(b)
+	return Digest{SHA256, hex.EncodeToString(h[:])}
 }
 
 // TestRedirects: the token follows a redirect within the Hub's host and never leaves
@@ -602,6 +907,18 @@ func TestRedirects(t *testing.T) {
 	want := []string{"hub /old Bearer hf_tok", "hub /new Bearer hf_tok", "other /blob "}
 	if strings.Join(seen, "|") != strings.Join(want, "|") {
 		t.Errorf("requests %q, want %q", seen, want)
+	}
+
+	// A CDN that cannot be reached: the error names it without the presigned URL's
+	// query, a credential for the file (as good as the token for that blob while it
+	// lasts), which would otherwise reach the terminal and the logs.
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://127.0.0.1:1/blob?X-Amz-Signature=s3cr3t&Expires=9", http.StatusFound)
+	}))
+	defer dead.Close()
+	dc := newClient(t, dead.URL, "hf_tok")
+	if _, err := dc.get(context.Background(), dead.URL+"/x?a=1", "test", nil); err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "127.0.0.1:1/blob") {
+		t.Errorf("unreachable CDN: %v, want an error naming the host and path without the query", err)
 	}
 
 	tlsHub := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

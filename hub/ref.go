@@ -12,6 +12,10 @@ import (
 // llama.cpp's -hf pick it.
 const DefaultTag = "Q4_K_M"
 
+// latestTag is what Ollama and llama.cpp's -hf call the default quantization
+// (hf.co/ORG/REPO:latest); ParseRef reads it as no tag.
+const latestTag = "latest"
+
 // Ref names a GGUF file on the Hub: ORG/REPO, then optionally ":QUANT" (a quantization
 // tag such as Q4_K_M, matched case-insensitively against the file names) or ":FILE"
 // (a path in the repository ending in .gguf).
@@ -42,7 +46,8 @@ var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 
 // ParseRef reads "ORG/REPO[:QUANT|:FILE]", with an optional "hf:", "hf.co/" or
 // "huggingface.co/" in front (as Ollama writes hf.co/ORG/REPO:QUANT). The part after
-// the colon is a file when it ends in ".gguf" or contains a '/', a tag otherwise.
+// the colon is a file when it ends in ".gguf" or contains a '/', a tag otherwise; the
+// tag "latest" is no tag (the default quantization), as Ollama and llama.cpp read it.
 // It returns an error wrapping ErrBadRef for anything else.
 func ParseRef(s string) (Ref, error) {
 	orig := s
@@ -73,6 +78,8 @@ func ParseRef(s string) (Ref, error) {
 			return bad(fmt.Sprintf("file %q is not a .gguf file", sel))
 		}
 		r.File = sel
+	case strings.EqualFold(sel, latestTag):
+		// No tag: the default, as Ollama and llama.cpp read ":latest".
 	case tagPattern.MatchString(sel):
 		r.Tag = sel
 	default:

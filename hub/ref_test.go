@@ -18,6 +18,9 @@ func TestParseRef(t *testing.T) {
 		{"hf.co/unsloth/Qwen3-0.6B-GGUF:UD-Q4_K_XL", Ref{Repo: "unsloth/Qwen3-0.6B-GGUF", Tag: "UD-Q4_K_XL"}},
 		{"https://huggingface.co/a/b:m.Q4_K_M.gguf", Ref{Repo: "a/b", File: "m.Q4_K_M.gguf"}},
 		{"a/b:sub/dir/model.GGUF", Ref{Repo: "a/b", File: "sub/dir/model.GGUF"}},
+		// Ollama's and llama.cpp's name for the default quantization.
+		{"hf.co/a/b:latest", Ref{Repo: "a/b"}},
+		{"a/b:LATEST", Ref{Repo: "a/b"}},
 	}
 	for _, tc := range cases {
 		got, err := ParseRef(tc.in)
@@ -104,7 +107,9 @@ func TestSelect(t *testing.T) {
 
 func TestParseTree(t *testing.T) {
 	sha := strings.Repeat("a", 64)
-	good := `[{"type":"directory","oid":"x","size":0,"path":"sub"},
+	good := `[{"type":"file","oid":"` + strings.Repeat("d", 40) + `","size":1519,"path":".gitattributes"},
+	{"type":"file","oid":"` + strings.Repeat("d", 40) + `","size":15,"path":".github/workflows/ci.yml"},
+	{"type":"directory","oid":"x","size":0,"path":"sub"},
 	{"type":"file","oid":"` + strings.Repeat("b", 40) + `","size":10,"path":"README.md"},
 	{"type":"file","oid":"` + strings.Repeat("c", 40) + `","size":99,"path":"sub/m.gguf","lfs":{"oid":"` + strings.ToUpper(sha) + `","size":99,"pointerSize":134}}]`
 	fs, err := parseTree([]byte(good))
@@ -125,6 +130,8 @@ func TestParseTree(t *testing.T) {
 		`[{"type":"file","path":"a.gguf","size":1,"oid":"` + strings.Repeat("b", 40) + `","lfs":{"oid":"` + sha + `"}}]`,
 		`[{"type":"file","path":"a.gguf","size":1,"oid":"` + strings.Repeat("b", 40) + `","lfs":{"oid":"zz","size":1}}]`,
 		`[{"type":"file","path":"/etc/passwd","size":1,"oid":"` + strings.Repeat("b", 40) + `"}]`,
+		`[{"type":"file","path":"sub/../../x.gguf","size":1,"oid":"` + strings.Repeat("b", 40) + `"}]`,
+		`[{"type":"file","path":"./x.gguf","size":1,"oid":"` + strings.Repeat("b", 40) + `"}]`,
 	} {
 		if fs, err := parseTree([]byte(bad)); err == nil {
 			t.Errorf("parseTree(%s) = %+v, want an error", bad, fs)

@@ -116,11 +116,13 @@ type scratch struct {
 	remembered []int32
 }
 
-// encodeBPE appends the ids of raw text (no special tokens in it) to ids.
+// encodeBPE appends the ids of raw text (no special tokens in it) to ids. Text that is
+// not valid UTF-8 is first read as llama.cpp reads it (see asCodePoints).
 //
 // Words repeat: the ids of each distinct short word are remembered for the rest of the
 // call (sc.seen), which halves the time on natural text.
 func (t *Tokenizer) encodeBPE(ids []int32, text string, sc *scratch) []int32 {
+	text = asCodePoints(text)
 	sc.words = t.bpe.pre.words(text, sc, sc.words[:0])
 	if sc.seen == nil {
 		sc.seen = make(map[string][2]int32)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // tinyBPE is a byte-level vocabulary small enough to reason about: the 256 byte
@@ -60,7 +61,9 @@ func TestByteLevelEncode(t *testing.T) {
 		{"user-defined is split out", "x<u>y", gpt2, false, []int32{'x', 260, 'y'}},
 		{"control text is text", "<|ctl|>", gpt2, false, []int32{'<', '|', 'c', 't', 'l', '|', '>'}},
 		{"EncodeSpecial parses control text", "a<|ctl|>b", gpt2, true, []int32{'a', 259, 'b'}},
-		{"invalid UTF-8 bytes are kept", "\xff\xc3", gpt2, false, []int32{0xff, 0xc3}},
+		// As llama.cpp reads text (see asCodePoints and ggufvocab's TestInvalidUTF8).
+		{"a stray byte reads as U+FFFD", "\xff\xc3", gpt2, false, []int32{0xef, 0xbf, 0xbd, 0xef, 0xbf, 0xbd}},
+		{"an overlong form reads as its code point", "\xc0\x80", gpt2, false, []int32{0}},
 		{"empty", "", gpt2, false, []int32{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,4 +209,29 @@ func TestByteLevelHash(t *testing.T) {
 			t.Errorf("changing the %s left the hash at %s", tc.name, h)
 		}
 	}
+}
+
+// FuzzAsCodePoints: any bytes read as llama.cpp reads them come back as UTF-8 but for
+// surrogates (ED A0..BF 80..BF, which llama.cpp keeps), and valid UTF-8 comes back as it
+// is.
+func FuzzAsCodePoints(f *testing.F) {
+	for _, s := range []string{"héllo", "\xff\xc3", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf0\x9f\x98", "a\xe4bc"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := asCodePoints(s)
+		if utf8.ValidString(s) && out != s {
+			t.Fatalf("asCodePoints(%q) = %q, want it unchanged", s, out)
+		}
+		for i := 0; i < len(out); {
+			r, n := utf8.DecodeRuneInString(out[i:])
+			if r == utf8.RuneError && n == 1 {
+				if i+3 > len(out) || out[i] != 0xed || out[i+1] < 0xa0 || out[i+1] > 0xbf || out[i+2]&0xc0 != 0x80 {
+					t.Fatalf("asCodePoints(%q) = %q: invalid byte at %d", s, out, i)
+				}
+				n = 3
+			}
+			i += n
+		}
+	})
 }

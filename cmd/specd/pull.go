@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -47,7 +48,7 @@ func pullCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	c, err := hub.FromEnv(nil)
 	if err != nil {
-		return usagef("$%s: %v", hub.EnvEndpoint, err)
+		return usageError{err}
 	}
 	dir := modelpath.Dir(models)
 	fmt.Fprintf(stderr, "pulling %s from %s into %s\n", ref, c.Endpoint(), dir)
@@ -55,9 +56,24 @@ func pullCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return pullError(err)
 	}
-	fmt.Fprintf(stderr, "%s is ready: use it with -m %s%s (no network needed now) or -m %s\n", path.Base(p), hfPrefix, ref, p)
+	fmt.Fprintf(stderr, "%s is ready: use it with -m %s%s (no network needed now) or -m %s\n", path.Base(p), hfPrefix, offlineRef(dir, ref, p), p)
 	fmt.Fprintln(stdout, p)
 	return nil
+}
+
+// offlineRef is the reference that finds the pulled file p without the network: ref
+// itself when hub.Local resolves it to p, else one naming the file. (A pull without a
+// tag takes a repository's only GGUF whatever its quantization, while offline no tag
+// means hub.DefaultTag; and a tag may match more files on disk than it did on the Hub.)
+func offlineRef(dir string, ref hub.Ref, p string) hub.Ref {
+	if lp, ok := hub.Local(dir, ref); ok && lp == p {
+		return ref
+	}
+	rel, err := filepath.Rel(hub.LocalPath(dir, ref.Repo, ""), p)
+	if err != nil {
+		return ref
+	}
+	return hub.Ref{Repo: ref.Repo, File: filepath.ToSlash(rel)}
 }
 
 // parseFlagsAndArgs parses args into fs as parseFlagsAnyOrder does, with positional
@@ -114,7 +130,7 @@ func modelFile(ctx context.Context, dir, name string, progress io.Writer) (strin
 	}
 	c, err := hub.FromEnv(nil)
 	if err != nil {
-		return "", usagef("$%s: %v", hub.EnvEndpoint, err)
+		return "", usageError{err}
 	}
 	fmt.Fprintf(progress, "%s is not in %s yet: pulling it from %s\n", ref, dir, c.Endpoint())
 	p, err := c.Pull(ctx, dir, ref, newProgress(progress))
@@ -152,7 +168,12 @@ type barProgress struct {
 	bar  *progressbar.ProgressBar
 }
 
+func (b *barProgress) Wait(name string) { waitLine(b.w, name) }
+
 func (b *barProgress) Start(name string, size, done int64) {
+	if b.bar != nil { // the download starts over: a new bar in the old one's place
+		b.bar.Clear()
+	}
 	b.name = path.Base(name)
 	b.bar = progressbar.NewOptions64(size,
 		progressbar.OptionSetWriter(b.w),
@@ -195,10 +216,17 @@ type lineProgress struct {
 	size, done, next int64
 }
 
+func (l *lineProgress) Wait(name string) { waitLine(l.w, name) }
+
 func (l *lineProgress) Start(name string, size, done int64) {
+	again := l.name != ""
 	l.name, l.size, l.done = path.Base(name), size, done
 	l.next = l.mark()
-	if done > 0 {
+	switch {
+	case again:
+		fmt.Fprintf(l.w, "%s: starting over\n", l.name)
+		return
+	case done > 0:
 		fmt.Fprintf(l.w, "%s: %s, resuming at %s\n", l.name, mib(size), mib(done))
 		return
 	}
@@ -231,6 +259,11 @@ func (l *lineProgress) End(err error) {
 	if err == nil {
 		fmt.Fprintf(l.w, "%s: 100%% (%s), checksum verified\n", l.name, mib(l.size))
 	}
+}
+
+// waitLine says that another download of the file is running.
+func waitLine(w io.Writer, name string) {
+	fmt.Fprintf(w, "%s: another download of this file is running; waiting for it\n", path.Base(name))
 }
 
 // mib writes a byte count in MiB.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -66,6 +67,38 @@ func TestPullCommand(t *testing.T) {
 	}
 }
 
+// TestPullHintOffline: the -m hf: reference pull tells the user to use finds the file
+// without the network, also when the repository's only GGUF carries no default tag
+// (the pull took it without a tag; offline, no tag means Q4_K_M).
+func TestPullHintOffline(t *testing.T) {
+	s := hubtest.New(t, hubtest.Options{})
+	b, err := os.ReadFile(testmodels.ForTest(t, "specd-draft-q8_0.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AddFile("org/single", "draft-Q8_0.gguf", b, true)
+	s.AddFile("org/pair", "draft-Q8_0.gguf", b, true)
+	s.AddFile("org/pair", "sub/draft-Q8_0.gguf", b, true)
+	t.Setenv(hub.EnvEndpoint, s.URL)
+	dir := t.TempDir()
+	hint := regexp.MustCompile(`use it with -m (hf:\S+)`)
+	var uses []string
+	for _, ref := range []string{"org/single", "org/pair:sub/draft-Q8_0.gguf", "org/pair:draft-Q8_0.gguf"} {
+		_, stderr, code := run(t, "pull", "--models", dir, ref)
+		m := hint.FindStringSubmatch(stderr)
+		if code != 0 || m == nil {
+			t.Fatalf("pull %s: exit %d, no hint: %s", ref, code, stderr)
+		}
+		uses = append(uses, m[1])
+	}
+	t.Setenv(hub.EnvEndpoint, "http://127.0.0.1:1")
+	for _, use := range uses {
+		if _, stderr, code := run(t, "tokenize", "--models", dir, "-m", use, "-p", "Hello"); code != 0 {
+			t.Errorf("offline tokenize -m %s (the hint): exit %d: %s", use, code, stderr)
+		}
+	}
+}
+
 func TestPullCommandErrors(t *testing.T) {
 	draftHub(t, "")
 	notDir := filepath.Join(t.TempDir(), "file")
@@ -83,6 +116,13 @@ func TestPullCommandErrors(t *testing.T) {
 		{[]string{"pull", "--models", t.TempDir(), "specd-dev/private:Q8_0"}, 1, []string{"401", "HF_TOKEN"}},
 		{[]string{"pull", "--models", notDir, draftRepo + ":Q8_0"}, 1, []string{notDir, "--models"}},
 	}
+	t.Run("bad token", func(t *testing.T) {
+		t.Setenv(hub.EnvToken, "hf bad")
+		_, stderr, code := run(t, "pull", "--models", t.TempDir(), draftRepo+":Q8_0")
+		if code != 2 || !strings.Contains(stderr, "HF_TOKEN") || strings.Contains(stderr, "HF_ENDPOINT") || strings.Contains(stderr, "hf bad") {
+			t.Errorf("pull with HF_TOKEN=\"hf bad\": exit %d, %q; want exit 2 naming HF_TOKEN only, without the token", code, stderr)
+		}
+	})
 	for _, tc := range cases {
 		_, stderr, code := run(t, tc.args...)
 		if code != tc.code {
@@ -117,13 +157,7 @@ func TestRunHF(t *testing.T) {
 	if got := gen("hf:" + draftRepo + ":Q4_0"); !slices.Equal(got, want) {
 		t.Fatalf("run -m hf: = %v, want %v", got, want)
 	}
-	downloads := 0
-	for _, r := range s.Requests() {
-		if r.Server == "cdn" {
-			downloads++
-		}
-	}
-	if downloads != 1 {
+	if downloads := s.CDNRequests(); downloads != 1 {
 		t.Fatalf("%d downloads, want 1", downloads)
 	}
 	// The Hub is gone: the pulled file still serves, found offline.

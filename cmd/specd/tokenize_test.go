@@ -19,6 +19,10 @@ func TestTokenize(t *testing.T) {
 	if err := os.WriteFile(text, []byte("Hello world\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	latin1 := filepath.Join(t.TempDir(), "latin1.txt") // not UTF-8: read byte for byte
+	if err := os.WriteFile(latin1, []byte("caf\xe9 au lait"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -29,6 +33,7 @@ func TestTokenize(t *testing.T) {
 		{[]string{"-m", vocab("llama-bpe"), "-p", "<|begin_of_text|>Hi", "--json"}, `{"ids":[27,91,7413,3659,4424,91,29,13347]}` + "\n"},
 		{[]string{"-m", vocab("llama-bpe"), "-p", "<|begin_of_text|>Hi", "--special", "--json"}, `{"ids":[128000,13347]}` + "\n"},
 		{[]string{"-m", vocab("gpt-2"), "--file", text}, "15496 995 198\n"},
+		{[]string{"-m", vocab("qwen2"), "--file", latin1}, "68796 5691 7906 1187 275\n"}, // llama-tokenize's: é's byte as U+FFFD
 		{[]string{"-m", vocab("llama-spm"), "-p", ""}, "\n"},
 		{[]string{"-m", vocab("llama-spm"), "-p", "", "--json"}, `{"ids":[]}` + "\n"},
 		{[]string{"-m", "stories260K", "-p", "Once upon a time", "--bos"}, "1 403 407 261 378\n"},

@@ -15,7 +15,8 @@
 //
 // and the CDN side GET /blobs/SHA256 (Range honoured, as http.ServeContent does it).
 //
-// What it keeps from the real Hub: only the "main" revision exists (another is 404
+// What it keeps from the real Hub: every repository has a .gitattributes at its root,
+// kept in git; only the "main" revision exists (another is 404
 // RevisionNotFound); errors carry X-Error-Code and X-Error-Message and a JSON
 // {"error": ...} body; a wrong token is 401 even for a public repository; a private
 // repository without the right token is 401, and so is an unknown repository for a
@@ -26,7 +27,8 @@
 //
 // Faults a test can inject: CutAfter (the connection drops mid-body), StallAfter (it
 // goes quiet mid-body), Corrupt (bytes that do not match the listed digest),
-// IgnoreRange (a server that answers a Range request with the whole file).
+// IgnoreRange (a server that answers a Range request with the whole file), FailListing
+// (a tree listing answered 503, or going quiet mid-page).
 // Repositories are public, private or gated (see Access). Not modelled: other
 // revisions, datasets and spaces, the model-info endpoint, Xet storage, rate limits.
 package hubtest
@@ -79,6 +81,7 @@ type Server struct {
 	repos       map[string]*repo
 	blobs       map[string]*blobFile // by sha256, for the CDN
 	cuts        map[string][]fault   // by repo/path: pending faults, one per download
+	listFaults  []ListingFault       // pending faults, one per tree listing request
 	ignoreRange bool
 	log         []Request
 }
@@ -134,11 +137,22 @@ const (
 	Gated
 )
 
-// AddRepo creates a repository (ORG/REPO).
+// gitattributes is the file the Hub commits to every new repository: it sends the
+// usual binary formats to LFS. Every real listing has it at the root.
+var gitattributes = []byte("*.bin filter=lfs diff=lfs merge=lfs -text\n" +
+	"*.gguf filter=lfs diff=lfs merge=lfs -text\n" +
+	"*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+
+// newRepo returns an empty repository as the Hub creates one: with a .gitattributes.
+func newRepo(access Access) *repo {
+	return &repo{access: access, files: map[string]*blobFile{".gitattributes": newBlob(gitattributes, false)}}
+}
+
+// AddRepo creates a repository (ORG/REPO), holding only .gitattributes.
 func (s *Server) AddRepo(name string, access Access) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.repos[name] = &repo{access: access, files: map[string]*blobFile{}}
+	s.repos[name] = newRepo(access)
 }
 
 // Grant accepts a gated repository's terms for the account of Options.Token.
@@ -155,19 +169,23 @@ func (s *Server) AddFile(name, p string, data []byte, lfs bool) string {
 	defer s.mu.Unlock()
 	r := s.repos[name]
 	if r == nil {
-		r = &repo{files: map[string]*blobFile{}}
+		r = newRepo(Public)
 		s.repos[name] = r
 	}
-	sum := sha256.Sum256(data)
-	g := sha1.New()
-	fmt.Fprintf(g, "blob %d\x00", len(data))
-	g.Write(data)
-	b := &blobFile{data: data, served: data, lfs: lfs, sha256: hex.EncodeToString(sum[:]), gitSHA1: hex.EncodeToString(g.Sum(nil))}
+	b := newBlob(data, lfs)
 	r.files[p] = b
 	if lfs {
 		s.blobs[b.sha256] = b
 	}
 	return b.sha256
+}
+
+func newBlob(data []byte, lfs bool) *blobFile {
+	sum := sha256.Sum256(data)
+	g := sha1.New()
+	fmt.Fprintf(g, "blob %d\x00", len(data))
+	g.Write(data)
+	return &blobFile{data: data, served: data, lfs: lfs, sha256: hex.EncodeToString(sum[:]), gitSHA1: hex.EncodeToString(g.Sum(nil))}
 }
 
 // CutAfter makes the next downloads of a file drop the connection after n body bytes,
@@ -199,6 +217,25 @@ func (s *Server) Corrupt(name, p string) {
 	b.served = bad
 }
 
+// ListingFault is what one tree listing request suffers.
+type ListingFault int
+
+const (
+	// Unavailable: 503 Service Unavailable, as the Hub answers when overloaded.
+	Unavailable ListingFault = iota + 1
+	// StallListing: the response starts, then no more bytes come until the client
+	// goes away.
+	StallListing
+)
+
+// FailListing makes the next tree listing requests suffer the faults, one request each,
+// in order.
+func (s *Server) FailListing(f ...ListingFault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listFaults = append(s.listFaults, f...)
+}
+
 // IgnoreRange makes both servers answer Range requests with the whole file (200).
 func (s *Server) IgnoreRange(on bool) {
 	s.mu.Lock()
@@ -211,6 +248,20 @@ func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.log)
+}
+
+// CDNRequests returns how many requests the CDN side received: one per download
+// attempt of an LFS file.
+func (s *Server) CDNRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.log {
+		if r.Server == "cdn" {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) record(server string, r *http.Request) {
@@ -386,6 +437,19 @@ type lfsInfo struct {
 
 // serveTree answers ORG/REPO/tree/REV[/PATH].
 func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, rest string) {
+	s.mu.Lock()
+	var fault ListingFault
+	if len(s.listFaults) > 0 {
+		fault, s.listFaults = s.listFaults[0], s.listFaults[1:]
+	}
+	s.mu.Unlock()
+	switch fault {
+	case Unavailable:
+		hubError(w, http.StatusServiceUnavailable, "", "Service Unavailable")
+		return
+	case StallListing:
+		w = &cutWriter{ResponseWriter: w, left: 1, stall: true, done: r.Context().Done()}
+	}
 	parts := strings.SplitN(rest, "/", 5)
 	if len(parts) < 4 || parts[2] != "tree" {
 		hubError(w, http.StatusNotFound, "", "Not Found")
