@@ -181,14 +181,14 @@ func TestRenderStopsWithContext(t *testing.T) {
 func TestRewrite(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"{{ x | tojson }}{{ x|tojson(indent=2) }}", "{{ x | J }}{{ x|J(indent=2) }}"},
-		{"{{ 'a | tojson' }}{# x | tojson #} y | tojson", "{{ 'a | tojson' }}{# x | tojson #} y | tojson"},
+		{"{{ 'a | tojson' }}{# x | tojson #} y | tojson", "{{ 'a | tojson' }}{# x | tojson #}{{ \" \" }}y | tojson"},
 		{"{% for m in messages %}", "{% for m in G(messages) %}"},
-		{"{%- for k, v in d.items() if v is defined recursive -%}", "{%- for k, v in G(d.items()) if v is defined recursive -%}"},
+		{"{%- for k, v in d.items() if v is defined recursive -%}", "{% for k, v in G(d.items()) if v is defined recursive %}"},
 		{"{% for x in (a if b else c) if x %}", "{% for x in G((a if b else c)) if x %}"},
 		{"{% for t in m.tool_calls | selectattr('type', 'in', ['x']) %}{{ t | tojson }}{% endfor %}",
 			"{% for t in G(m.tool_calls | selectattr('type', 'in', ['x'])) %}{{ t | J }}{% endfor %}"},
 		{"{% for x in [1, 2][::-1] %}", "{% for x in G([1, 2][::-1]) %}"},
-		{"{% raw %}{% for x in y %}{% endraw %}", "{% raw %}{% for x in y %}{% endraw %}"},
+		{"{% raw %}{% for x in y %}{% endraw %}", `{{ "{% for x in y %}" }}`},
 		{"{% macro m(a, b=1) %}{{ m (a) }}{{ x.m(1) }}{{ y | m() }}{% endmacro %}{% call m(1, b=2) %}c{% endcall %}{{ m() }}",
 			"{% macro m(a, b=1) %}{{ C(m, a) }}{{ x.m(1) }}{{ y | m() }}{% endmacro %}{% call C(m, 1, b=2) %}c{% endcall %}{{ C(m) }}"},
 		{"{% macro m() %}[1]{% endmacro %}{% for x in m() %}{{ x }}{% endfor %}", "{% macro m() %}[1]{% endmacro %}{% for x in G(C(m)) %}{{ x }}{% endfor %}"},
@@ -236,6 +236,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("{% set ns = namespace(a=1) %}{% set ns.a = ns.a + 1 %}{{ ns.a }}")
 	f.Add("{% macro m(a, b=1) %}{{ m(a - 1) if a > 0 }}{{ caller() if caller is defined }}{% endmacro %}{% call m(3) %}x{% endcall %}{% for x in m(2) %}{% endfor %}")
 	f.Add("{%- for k, v in {'a': [1, 2]}.items() if v recursive -%}{{ loop.index }}{%- endfor -%}\r\n")
+	f.Add("{%+ if true +%}\n  x{{ 'y' -}} \u00a0{%- raw -%} r {%- endraw %}\n{#+ c +#}{%- endif %}")
 	f.Fuzz(func(t *testing.T, src string) {
 		tmpl, err := Parse(src)
 		if err != nil {
