@@ -260,7 +260,7 @@ func (r *common) call(defMax uint32) (*Call, error) {
 	}
 	if limit != nil {
 		if *limit < 1 || *limit > math.MaxUint32 {
-			return nil, badParam(name, "%d: want at least 1", *limit)
+			return nil, badParam(name, "%d: want 1 to %d", *limit, uint32(math.MaxUint32))
 		}
 		c.Req.MaxTokens, c.maxTokensParam = uint32(*limit), name
 	}

@@ -144,6 +144,21 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestParseErrorMessages: a refusal says what range the parameter takes.
+func TestParseErrorMessages(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{"prompt":"x","max_tokens":0}`, "max_tokens: 0: want 1 to 4294967295"},
+		{`{"prompt":"x","max_tokens":4294967296}`, "max_tokens: 4294967296: want 1 to 4294967295"},
+		{`{"prompt":"x","max_completion_tokens":-3}`, "max_completion_tokens: -3: want 1 to 4294967295"},
+	} {
+		_, err := ParseCompletion([]byte(tc.body))
+		var e *Error
+		if !errors.As(err, &e) || e.Message != tc.want {
+			t.Errorf("ParseCompletion(%s) = %v, want the message %q", tc.body, err, tc.want)
+		}
+	}
+}
+
 // TestParseNotJSON: a body that is not a JSON object is a 400 without a parameter.
 func TestParseNotJSON(t *testing.T) {
 	for _, body := range []string{``, `{`, `[]`, `"prompt"`, `{"prompt":"x"} {}`, `nul`} {
