@@ -47,6 +47,15 @@ func TestQwenMatchesHF(t *testing.T) {
 	}
 }
 
+// TestErrorLine: an error of the engine names the line of the template's source, though
+// Parse removes the newlines that trim_blocks and the markers trim.
+func TestErrorLine(t *testing.T) {
+	src := "{% if true %}\n{%- for m in messages -%}\n  {% raw %}\n{% endraw %}\n  {% set a, b = 1, 2 %}\n{% endfor %}{% endif %}\n"
+	if _, err := Parse(src); err == nil || !strings.Contains(err.Error(), "line 5:") {
+		t.Errorf("Parse(%q) = %v, want an error on line 5", src, err)
+	}
+}
+
 func TestRender(t *testing.T) {
 	at := time.Date(2026, time.March, 5, 14, 7, 9, 0, time.UTC)
 	msgs := []Message{{"user", "Hi <b>&\u2028é😀\"\\\n\x01"}}

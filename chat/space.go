@@ -19,7 +19,9 @@ import (
 // text it cannot change: every text's leading and trailing whitespace is rewritten as
 // a string expression, and the markers are removed.
 
-// spaceEdits returns the edits of src that apply Jinja2's whitespace control.
+// spaceEdits returns the edits of src that apply Jinja2's whitespace control. The
+// newlines it removes stay as comments, so that the engine's errors name the lines of
+// src.
 func spaceEdits(src string, tags []tag) []edit {
 	var edits []edit
 	from := 0     // where the current text starts
@@ -32,7 +34,8 @@ func spaceEdits(src string, tags []tag) []edit {
 			to = next.start
 		}
 		if from < to {
-			if s := guarded(shape(src, from, to, prev, next, false)); s != src[from:to] {
+			i, j := shape(src, from, to, prev, next, false)
+			if s := lines(src[from:i]) + guarded(src[i:j]) + lines(src[j:to]); s != src[from:to] {
 				edits = append(edits, edit{from, to - from, s})
 			}
 		}
@@ -43,8 +46,9 @@ func spaceEdits(src string, tags []tag) []edit {
 		if next.raw != nil {
 			// The text of a raw block is shaped by its two tags, and output as one
 			// string, out of the engine's reach.
-			s := shape(src, next.end, next.raw.start, next, next.raw, true)
-			edits = append(edits, edit{next.start, next.raw.end - next.start, expr(s)})
+			i, j := shape(src, next.end, next.raw.start, next, next.raw, true)
+			s := lines(src[next.start:i]) + expr(src[i:j]) + lines(src[j:next.raw.end])
+			edits = append(edits, edit{next.start, next.raw.end - next.start, s})
 			prev, from = next.raw, next.raw.end
 			continue
 		}
@@ -58,10 +62,10 @@ func spaceEdits(src string, tags []tag) []edit {
 	return edits
 }
 
-// shape returns src[from:to] as Jinja2's lexer emits it between prev and next (nil:
-// the template's start or end). In a raw block (inRaw) the opening tag trims no
-// newline.
-func shape(src string, from, to int, prev, next *tag, inRaw bool) string {
+// shape returns the bounds [i, j) of what Jinja2's lexer emits of src[from:to] between
+// prev and next (nil: the template's start or end). In a raw block (inRaw) the opening
+// tag trims no newline.
+func shape(src string, from, to int, prev, next *tag, inRaw bool) (i, j int) {
 	s := src[from:to]
 	if prev != nil {
 		switch {
@@ -71,23 +75,30 @@ func shape(src string, from, to int, prev, next *tag, inRaw bool) string {
 			s = strings.TrimPrefix(s, "\n")
 		}
 	}
-	start := to - len(s)
-	if next == nil {
-		return s
-	}
-	switch {
-	case next.left == '-':
-		s = strings.TrimRightFunc(s, isSpace)
-	case next.kind != '{' && next.left != '+':
-		// Only whitespace between the start of the line (or of the template) and
-		// the tag.
-		line := strings.LastIndexByte(s, '\n') + 1
-		atLineStart := line > 0 || start == 0 || src[start-1] == '\n'
-		if atLineStart && line < len(s) && strings.TrimLeftFunc(s[line:], isSpace) == "" {
-			s = s[:line]
+	i = to - len(s)
+	if next != nil {
+		switch {
+		case next.left == '-':
+			s = strings.TrimRightFunc(s, isSpace)
+		case next.kind != '{' && next.left != '+':
+			// Only whitespace between the start of the line (or of the template) and
+			// the tag.
+			line := strings.LastIndexByte(s, '\n') + 1
+			atLineStart := line > 0 || i == 0 || src[i-1] == '\n'
+			if atLineStart && line < len(s) && strings.TrimLeftFunc(s[line:], isSpace) == "" {
+				s = s[:line]
+			}
 		}
 	}
-	return s
+	return i, i + len(s)
+}
+
+// lines returns a comment spanning as many lines as s does ("" for none).
+func lines(s string) string {
+	if n := strings.Count(s, "\n"); n > 0 {
+		return "{#" + strings.Repeat("\n", n) + "#}"
+	}
+	return ""
 }
 
 // isSpace reports whether r is whitespace to Python (str.isspace, and so \s).
