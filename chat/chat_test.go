@@ -80,6 +80,12 @@ func TestRender(t *testing.T) {
 		{"strftime_now", `{{ strftime_now("%d %b %Y") }}|{{ strftime_now("%-d %B %y %H:%M:%S %p %j %a %A %%") }}`, Options{Now: at},
 			"05 Mar 2026|5 March 26 14:07:09 PM 064 Thu Thursday %"},
 		{"strftime_now compositions", `{{ strftime_now("%F %T|%c|%e|%Q") }}`, Options{Now: at}, "2026-03-05 14:07:09|Thu Mar  5 14:07:09 2026| 5|%Q"},
+		// A brace that ends a text, then whitespace that the text keeps or a tag trims
+		// (outputs of Python's Jinja2).
+		{"brace before kept whitespace", "a {  \n{% if true %}b{% endif %}", Options{}, "a {  \nb"},
+		{"brace before trimmed whitespace", "a {\n{%- if true %}b{% endif %}", Options{}, "a {b"},
+		{"brace before a comment", "{\n{# c #}", Options{}, "{\n"},
+		{"brace before trimmed spaces", "a{ {%- if true %}b{% endif %}", Options{}, "a{b"},
 		{"range", "{% for i in range(3) %}{{ i }}{% endfor %}{% for i in range(5, 0, -2) %}{{ i }}{% endfor %}", Options{}, "012531"},
 		{"trim_blocks and lstrip_blocks", "{% if true %}\n    a\n    {% if true %}\nb\n    {% endif %}\n{% endif %}\n", Options{}, "    a\nb\n"},
 		{"macros calling earlier macros", "{% macro a(x) %}<{{ x }}>{% endmacro %}{% macro b(y) %}{{ a(y) }}{{ a(y) }}{% endmacro %}{{ b(1) }}", Options{}, "<1><1>"},

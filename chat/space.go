@@ -35,7 +35,7 @@ func spaceEdits(src string, tags []tag) []edit {
 		}
 		if from < to {
 			i, j := shape(src, from, to, prev, next, false)
-			if s := lines(src[from:i]) + guarded(src[i:j]) + lines(src[j:to]); s != src[from:to] {
+			if s := guarded(src[from:i], src[i:j], src[j:to]); s != src[from:to] {
 				edits = append(edits, edit{from, to - from, s})
 			}
 		}
@@ -107,9 +107,10 @@ func isSpace(r rune) bool { return unicode.IsSpace(r) || r >= 0x1c && r <= 0x1f 
 // engineSpace reports whether the engine may trim c from the edge of a text.
 func engineSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
-// guarded returns text s as template source whose text the engine does not trim: its
-// leading and trailing whitespace as string expressions.
-func guarded(s string) string {
+// guarded returns the source of text s, which Jinja2 emits without the whitespace
+// before and after it: a text the engine does not trim, with s's leading and trailing
+// whitespace as string expressions, and the newlines of before and after as comments.
+func guarded(before, s, after string) string {
 	i := 0
 	for i < len(s) && engineSpace(s[i]) {
 		i++
@@ -118,7 +119,13 @@ func guarded(s string) string {
 	for j > i && engineSpace(s[j-1]) {
 		j--
 	}
-	return expr(s[:i]) + s[i:j] + expr(s[j:])
+	tail := expr(s[j:]) + lines(after)
+	if (tail != "" || after != "") && j > i && s[j-1] == '{' {
+		// Whatever now follows the brace starts with one: the two would open a tag.
+		j--
+		tail = expr(s[j:]) + lines(after)
+	}
+	return lines(before) + expr(s[:i]) + s[i:j] + tail
 }
 
 // expr returns an expression that outputs s ("" for an empty s).
