@@ -86,6 +86,11 @@ func TestRender(t *testing.T) {
 		{"brace before trimmed whitespace", "a {\n{%- if true %}b{% endif %}", Options{}, "a {b"},
 		{"brace before a comment", "{\n{# c #}", Options{}, "{\n"},
 		{"brace before trimmed spaces", "a{ {%- if true %}b{% endif %}", Options{}, "a{b"},
+		// Filters that select by truthiness when given no test (the engine panics on
+		// them unless Parse supplies one).
+		{"select and reject without a test", "{{ [0, 1, '', 'a'] | select | list }}{{ [0, 1] | reject() | list }}", Options{}, "[1, 'a'][0]"},
+		{"a loop over select without a test", "{% for x in [0, 1, 2] | select %}{{ x }}{% endfor %}", Options{}, "12"},
+		{"selectattr and rejectattr without a test", "{{ messages | selectattr('content') | list | length }}{{ messages | rejectattr('content') | list | length }}", Options{}, "10"},
 		{"range", "{% for i in range(3) %}{{ i }}{% endfor %}{% for i in range(5, 0, -2) %}{{ i }}{% endfor %}", Options{}, "012531"},
 		{"trim_blocks and lstrip_blocks", "{% if true %}\n    a\n    {% if true %}\nb\n    {% endif %}\n{% endif %}\n", Options{}, "    a\nb\n"},
 		{"macros calling earlier macros", "{% macro a(x) %}<{{ x }}>{% endmacro %}{% macro b(y) %}{{ a(y) }}{{ a(y) }}{% endmacro %}{{ b(1) }}", Options{}, "<1><1>"},
@@ -204,6 +209,10 @@ func TestRewrite(t *testing.T) {
 			"{% for t in G(m.tool_calls | selectattr('type', 'in', ['x'])) %}{{ t | J }}{% endfor %}"},
 		{"{% for x in [1, 2][::-1] %}", "{% for x in G([1, 2][::-1]) %}"},
 		{"{% raw %}{% for x in y %}{% endraw %}", `{{ "{% for x in y %}" }}`},
+		{"{{ x | select }}{{ x | reject() }}{{ x | select('odd') }}{{ x.select() }}", "{{ x | select(none) }}{{ x | reject(none) }}{{ x | select('odd') }}{{ x.select() }}"},
+		{"{{ x | selectattr('a') | list }}{{ x | rejectattr(f([1, 2]).a) }}{{ x | selectattr(['a'][0]) }}",
+			"{{ x | selectattr('a', 'truthy') | list }}{{ x | rejectattr(f([1, 2]).a, 'truthy') }}{{ x | selectattr(['a'][0], 'truthy') }}"},
+		{"{{ x | rejectattr('a', 'equalto', [1, 2]) }}{{ x | selectattr }}", "{{ x | rejectattr('a', 'equalto', [1, 2]) }}{{ x | selectattr }}"},
 		{"{% macro m(a, b=1) %}{{ m (a) }}{{ x.m(1) }}{{ y | m() }}{% endmacro %}{% call m(1, b=2) %}c{% endcall %}{{ m() }}",
 			"{% macro m(a, b=1) %}{{ C(m, a) }}{{ x.m(1) }}{{ y | m() }}{% endmacro %}{% call C(m, 1, b=2) %}c{% endcall %}{{ C(m) }}"},
 		{"{% macro m() %}[1]{% endmacro %}{% for x in m() %}{{ x }}{% endfor %}", "{% macro m() %}[1]{% endmacro %}{% for x in G(C(m)) %}{{ x }}{% endfor %}"},

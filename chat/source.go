@@ -187,6 +187,9 @@ func rewrite(src string, tags []tag, macros map[string]bool) string {
 			if toks[k].ident && toks[k].text == "tojson" && toks[k-1].text == "|" {
 				edits = append(edits, edit{toks[k].pos, len("tojson"), jsonFilter})
 			}
+			if e, ok := truthTest(toks, k); ok {
+				edits = append(edits, e)
+			}
 		}
 		for k, tk := range toks {
 			if !macroCall(toks, k, macros) {
@@ -240,6 +243,61 @@ func rewrite(src string, tags []tag, macros map[string]bool) string {
 	}
 	sb.WriteString(src[last:])
 	return sb.String()
+}
+
+// truthTest returns the edit that gives a test to a filter that selects by
+// truthiness without one, if toks[k] is such a filter: "| select" and "| reject" get
+// none (which the engine reads as no test) and "| selectattr(a)" and "| rejectattr(a)"
+// the engine's "truthy", since the engine's filters index past their arguments
+// without them.
+func truthTest(toks []token, k int) (edit, bool) {
+	name := toks[k].text
+	if !toks[k].ident || toks[k-1].text != "|" {
+		return edit{}, false
+	}
+	want := 0 // the arguments below which the engine fails
+	switch name {
+	case "select", "reject":
+		want = 1
+	case "selectattr", "rejectattr":
+		want = 2
+	default:
+		return edit{}, false
+	}
+	end := toks[k].pos + len(name)
+	if k+1 >= len(toks) || toks[k+1].text != "(" {
+		if want == 1 {
+			return edit{end, 0, "(none)"}, true
+		}
+		return edit{}, false // selectattr without an attribute: the engine's error
+	}
+	args, depth := 0, 0 // the arguments seen (counting the one under way), the nesting
+	for m := k + 1; m < len(toks); m++ {
+		tx := toks[m].text
+		if depth == 1 && args == 0 && tx != ")" {
+			args = 1
+		}
+		switch tx {
+		case "(", "[", "{":
+			depth++
+		case ",":
+			if depth == 1 {
+				args++
+			}
+		case ")", "]", "}":
+			if depth--; depth > 0 {
+				continue
+			}
+			switch {
+			case want == 1 && args == 0:
+				return edit{toks[m].pos, 0, "none"}, true
+			case want == 2 && args == 1:
+				return edit{toks[m].pos, 0, ", 'truthy'"}, true
+			}
+			return edit{}, false
+		}
+	}
+	return edit{}, false
 }
 
 // macroCall reports whether toks[k] calls a macro: the macro's name, followed by a
