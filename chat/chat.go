@@ -5,7 +5,8 @@
 // the globals raise_exception and strftime_now, HF's own tojson filter (json.dumps
 // with ensure_ascii off) and the sandbox's bound on range.
 //
-// The Jinja engine is github.com/ardanlabs/jinja. A template is configuration an
+// The Jinja engine is github.com/ardanlabs/jinja. Its whitespace control reaches past
+// neighbouring tags, so Parse applies Jinja2's itself (space.go). A template is configuration an
 // operator chose (a model file or a flag), messages are untrusted input. The engine has
 // no limits of its own, and a Go stack overflow cannot be recovered, so Parse writes
 // guards into the source — every for loop's iterable and every macro call pass through

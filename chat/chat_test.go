@@ -47,6 +47,15 @@ func TestQwenMatchesHF(t *testing.T) {
 	}
 }
 
+// TestErrorLine: an error of the engine names the line of the template's source, though
+// Parse removes the newlines that trim_blocks and the markers trim.
+func TestErrorLine(t *testing.T) {
+	src := "{% if true %}\n{%- for m in messages -%}\n  {% raw %}\n{% endraw %}\n  {% set a, b = 1, 2 %}\n{% endfor %}{% endif %}\n"
+	if _, err := Parse(src); err == nil || !strings.Contains(err.Error(), "line 5:") {
+		t.Errorf("Parse(%q) = %v, want an error on line 5", src, err)
+	}
+}
+
 func TestRender(t *testing.T) {
 	at := time.Date(2026, time.March, 5, 14, 7, 9, 0, time.UTC)
 	msgs := []Message{{"user", "Hi <b>&\u2028é😀\"\\\n\x01"}}
@@ -71,6 +80,17 @@ func TestRender(t *testing.T) {
 		{"strftime_now", `{{ strftime_now("%d %b %Y") }}|{{ strftime_now("%-d %B %y %H:%M:%S %p %j %a %A %%") }}`, Options{Now: at},
 			"05 Mar 2026|5 March 26 14:07:09 PM 064 Thu Thursday %"},
 		{"strftime_now compositions", `{{ strftime_now("%F %T|%c|%e|%Q") }}`, Options{Now: at}, "2026-03-05 14:07:09|Thu Mar  5 14:07:09 2026| 5|%Q"},
+		// A brace that ends a text, then whitespace that the text keeps or a tag trims
+		// (outputs of Python's Jinja2).
+		{"brace before kept whitespace", "a {  \n{% if true %}b{% endif %}", Options{}, "a {  \nb"},
+		{"brace before trimmed whitespace", "a {\n{%- if true %}b{% endif %}", Options{}, "a {b"},
+		{"brace before a comment", "{\n{# c #}", Options{}, "{\n"},
+		{"brace before trimmed spaces", "a{ {%- if true %}b{% endif %}", Options{}, "a{b"},
+		// Filters that select by truthiness when given no test (the engine panics on
+		// them unless Parse supplies one).
+		{"select and reject without a test", "{{ [0, 1, '', 'a'] | select | list }}{{ [0, 1] | reject() | list }}", Options{}, "[1, 'a'][0]"},
+		{"a loop over select without a test", "{% for x in [0, 1, 2] | select %}{{ x }}{% endfor %}", Options{}, "12"},
+		{"selectattr and rejectattr without a test", "{{ messages | selectattr('content') | list | length }}{{ messages | rejectattr('content') | list | length }}", Options{}, "10"},
 		{"range", "{% for i in range(3) %}{{ i }}{% endfor %}{% for i in range(5, 0, -2) %}{{ i }}{% endfor %}", Options{}, "012531"},
 		{"trim_blocks and lstrip_blocks", "{% if true %}\n    a\n    {% if true %}\nb\n    {% endif %}\n{% endif %}\n", Options{}, "    a\nb\n"},
 		{"macros calling earlier macros", "{% macro a(x) %}<{{ x }}>{% endmacro %}{% macro b(y) %}{{ a(y) }}{{ a(y) }}{% endmacro %}{{ b(1) }}", Options{}, "<1><1>"},
@@ -181,14 +201,18 @@ func TestRenderStopsWithContext(t *testing.T) {
 func TestRewrite(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"{{ x | tojson }}{{ x|tojson(indent=2) }}", "{{ x | J }}{{ x|J(indent=2) }}"},
-		{"{{ 'a | tojson' }}{# x | tojson #} y | tojson", "{{ 'a | tojson' }}{# x | tojson #} y | tojson"},
+		{"{{ 'a | tojson' }}{# x | tojson #} y | tojson", "{{ 'a | tojson' }}{# x | tojson #}{{ \" \" }}y | tojson"},
 		{"{% for m in messages %}", "{% for m in G(messages) %}"},
-		{"{%- for k, v in d.items() if v is defined recursive -%}", "{%- for k, v in G(d.items()) if v is defined recursive -%}"},
+		{"{%- for k, v in d.items() if v is defined recursive -%}", "{% for k, v in G(d.items()) if v is defined recursive %}"},
 		{"{% for x in (a if b else c) if x %}", "{% for x in G((a if b else c)) if x %}"},
 		{"{% for t in m.tool_calls | selectattr('type', 'in', ['x']) %}{{ t | tojson }}{% endfor %}",
 			"{% for t in G(m.tool_calls | selectattr('type', 'in', ['x'])) %}{{ t | J }}{% endfor %}"},
 		{"{% for x in [1, 2][::-1] %}", "{% for x in G([1, 2][::-1]) %}"},
-		{"{% raw %}{% for x in y %}{% endraw %}", "{% raw %}{% for x in y %}{% endraw %}"},
+		{"{% raw %}{% for x in y %}{% endraw %}", `{{ "{% for x in y %}" }}`},
+		{"{{ x | select }}{{ x | reject() }}{{ x | select('odd') }}{{ x.select() }}", "{{ x | select(none) }}{{ x | reject(none) }}{{ x | select('odd') }}{{ x.select() }}"},
+		{"{{ x | selectattr('a') | list }}{{ x | rejectattr(f([1, 2]).a) }}{{ x | selectattr(['a'][0]) }}",
+			"{{ x | selectattr('a', 'truthy') | list }}{{ x | rejectattr(f([1, 2]).a, 'truthy') }}{{ x | selectattr(['a'][0], 'truthy') }}"},
+		{"{{ x | rejectattr('a', 'equalto', [1, 2]) }}{{ x | selectattr }}", "{{ x | rejectattr('a', 'equalto', [1, 2]) }}{{ x | selectattr }}"},
 		{"{% macro m(a, b=1) %}{{ m (a) }}{{ x.m(1) }}{{ y | m() }}{% endmacro %}{% call m(1, b=2) %}c{% endcall %}{{ m() }}",
 			"{% macro m(a, b=1) %}{{ C(m, a) }}{{ x.m(1) }}{{ y | m() }}{% endmacro %}{% call C(m, 1, b=2) %}c{% endcall %}{{ C(m) }}"},
 		{"{% macro m() %}[1]{% endmacro %}{% for x in m() %}{{ x }}{% endfor %}", "{% macro m() %}[1]{% endmacro %}{% for x in G(C(m)) %}{{ x }}{% endfor %}"},
@@ -236,6 +260,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("{% set ns = namespace(a=1) %}{% set ns.a = ns.a + 1 %}{{ ns.a }}")
 	f.Add("{% macro m(a, b=1) %}{{ m(a - 1) if a > 0 }}{{ caller() if caller is defined }}{% endmacro %}{% call m(3) %}x{% endcall %}{% for x in m(2) %}{% endfor %}")
 	f.Add("{%- for k, v in {'a': [1, 2]}.items() if v recursive -%}{{ loop.index }}{%- endfor -%}\r\n")
+	f.Add("{%+ if true +%}\n  x{{ 'y' -}} \u00a0{%- raw -%} r {%- endraw %}\n{#+ c +#}{%- endif %}")
 	f.Fuzz(func(t *testing.T, src string) {
 		tmpl, err := Parse(src)
 		if err != nil {

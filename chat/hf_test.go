@@ -79,3 +79,39 @@ func TestMatchesJinja2(t *testing.T) {
 		t.Fatal("no cases")
 	}
 }
+
+// TestSpaceMatchesJinja2 renders random arrangements of tags, whitespace control markers
+// ("-" and "+"), raw blocks, braces and whitespace, and compares each text with
+// Jinja2's in Hugging Face's configuration (testdata/space_render.py wrote
+// testdata/space_cases.jsonl).
+func TestSpaceMatchesJinja2(t *testing.T) {
+	f, err := os.Open(filepath.Join("testdata", "space_cases.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	n := 0
+	for sc.Scan() {
+		var c struct{ Template, Text string }
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			t.Fatalf("case %d: %v", n, err)
+		}
+		n++
+		tmpl, err := Parse(c.Template)
+		if err != nil {
+			t.Errorf("Parse(%q) = %v", c.Template, err)
+			continue
+		}
+		got, err := tmpl.Render(t.Context(), nil, Options{BOS: "<s>", EOS: "</s>"})
+		if err != nil || got != c.Text {
+			t.Errorf("Render(%q) = %q, %v; want %q", c.Template, got, err, c.Text)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n < 400 {
+		t.Fatalf("read %d cases, want the 400 of the file", n)
+	}
+}

@@ -10,9 +10,13 @@ import (
 // tag is one Jinja tag of a template's source: an expression ({{ }}), a statement
 // ({% %}) or a comment ({# #}).
 type tag struct {
-	kind       byte // '{', '%' or '#'
-	start, end int  // the whole tag, delimiters included: src[start:end]
-	in, inEnd  int  // its inside, trim markers excluded: src[in:inEnd]
+	kind        byte // '{', '%' or '#'
+	start, end  int  // the whole tag, delimiters included: src[start:end]
+	in, inEnd   int  // its inside, trim markers excluded: src[in:inEnd]
+	left, right byte // its whitespace control markers, '-' or '+'; 0: none
+	// raw is the {% endraw %} tag of a {% raw %} tag; nil for any other tag. The text
+	// between them, src[end:raw.start], is output as it is.
+	raw *tag
 }
 
 // scanTags finds the tags of src, skipping string literals inside tags and the text of
@@ -41,24 +45,31 @@ func scanTags(src string) ([]tag, error) {
 		if end < 0 {
 			return nil, fmt.Errorf("line %d: unclosed %q", lineOf(src, i), src[i:i+2])
 		}
-		t := tag{kind: kind, start: i, end: end + 2, in: i + 2, inEnd: end}
-		if t.in < t.inEnd && (src[t.in] == '-' || src[t.in] == '+') {
-			t.in++
-		}
-		if t.in < t.inEnd && (src[t.inEnd-1] == '-' || src[t.inEnd-1] == '+') {
-			t.inEnd--
-		}
-		tags = append(tags, t)
+		t := markers(tag{kind: kind, start: i, end: end + 2, in: i + 2, inEnd: end}, src)
 		i = t.end
 		if kind == '%' && strings.TrimSpace(src[t.in:t.inEnd]) == "raw" {
-			k := rawEnd(src, i)
-			if k < 0 {
+			t.raw = rawEnd(src, i)
+			if t.raw == nil {
 				return nil, fmt.Errorf("line %d: raw block without endraw", lineOf(src, t.start))
 			}
-			i = k
+			i = t.raw.end
 		}
+		tags = append(tags, t)
 	}
 	return tags, nil
+}
+
+// markers sets t's whitespace control markers and leaves them out of its inside.
+func markers(t tag, src string) tag {
+	if t.in < t.inEnd && (src[t.in] == '-' || src[t.in] == '+') {
+		t.left = src[t.in]
+		t.in++
+	}
+	if t.in < t.inEnd && (src[t.inEnd-1] == '-' || src[t.inEnd-1] == '+') {
+		t.right = src[t.inEnd-1]
+		t.inEnd--
+	}
+	return t
 }
 
 // closeOf returns the index of closer in src from i, outside string literals when
@@ -82,22 +93,22 @@ func closeOf(src string, i int, closer string, quoted bool) int {
 	return -1
 }
 
-// rawEnd returns the end of the {% endraw %} tag that closes a raw block whose text
-// starts at i, or -1.
-func rawEnd(src string, i int) int {
+// rawEnd returns the {% endraw %} tag that closes a raw block whose text starts at i,
+// or nil.
+func rawEnd(src string, i int) *tag {
 	for {
 		j := strings.Index(src[i:], "{%")
 		if j < 0 {
-			return -1
+			return nil
 		}
 		i += j
 		end := strings.Index(src[i+2:], "%}")
 		if end < 0 {
-			return -1
+			return nil
 		}
-		inner := strings.Trim(src[i+2:i+2+end], "-+ \t\r\n")
-		if inner == "endraw" {
-			return i + 2 + end + 2
+		t := markers(tag{kind: '%', start: i, end: i + 2 + end + 2, in: i + 2, inEnd: i + 2 + end}, src)
+		if strings.TrimSpace(src[t.in:t.inEnd]) == "endraw" {
+			return &t
 		}
 		i += 2
 	}
@@ -156,15 +167,15 @@ type edit struct {
 }
 
 // rewrite returns src with the changes that let Render keep a template within bounds
-// and render it as HF does; text outside tags, comments and string literals are left
-// alone:
+// and render it as HF does; comments and string literals are left alone:
 //   - every application of tojson ("| tojson") is renamed jsonFilter;
 //   - the iterable of every for loop passes through loopGuard: "{% for x in xs if c %}"
 //     becomes "{% for x in loopGuard(xs) if c %}" (the iterable ends where a top-level
 //     if or recursive begins, as Jinja parses it: no conditional expression there);
 //   - every call of a macro goes through callGuard: "m(a, b=1)" becomes
 //     "callGuard(m, a, b=1)", in {% call %} blocks too. checkMacros has made sure that
-//     macros are used in no other way, so every macro call is counted.
+//     macros are used in no other way, so every macro call is counted;
+//   - the text between tags is shaped by Jinja2's whitespace control (spaceEdits).
 func rewrite(src string, tags []tag, macros map[string]bool) string {
 	var edits []edit
 	for _, t := range tags {
@@ -175,6 +186,9 @@ func rewrite(src string, tags []tag, macros map[string]bool) string {
 		for k := 1; k < len(toks); k++ {
 			if toks[k].ident && toks[k].text == "tojson" && toks[k-1].text == "|" {
 				edits = append(edits, edit{toks[k].pos, len("tojson"), jsonFilter})
+			}
+			if e, ok := truthTest(toks, k); ok {
+				edits = append(edits, e)
 			}
 		}
 		for k, tk := range toks {
@@ -216,6 +230,7 @@ func rewrite(src string, tags []tag, macros map[string]bool) string {
 		end := toks[last].pos + len(toks[last].text)
 		edits = append(edits, edit{toks[first].pos, 0, loopGuard + "("}, edit{end, 0, ")"})
 	}
+	edits = append(edits, spaceEdits(src, tags)...)
 	// At one position an insertion goes before a replacement (a loop over a macro's
 	// output: "for x in m()").
 	slices.SortStableFunc(edits, func(a, b edit) int { return cmp.Or(a.pos-b.pos, a.del-b.del) })
@@ -228,6 +243,61 @@ func rewrite(src string, tags []tag, macros map[string]bool) string {
 	}
 	sb.WriteString(src[last:])
 	return sb.String()
+}
+
+// truthTest returns the edit that gives a test to a filter that selects by
+// truthiness without one, if toks[k] is such a filter: "| select" and "| reject" get
+// none (which the engine reads as no test) and "| selectattr(a)" and "| rejectattr(a)"
+// the engine's "truthy", since the engine's filters index past their arguments
+// without them.
+func truthTest(toks []token, k int) (edit, bool) {
+	name := toks[k].text
+	if !toks[k].ident || toks[k-1].text != "|" {
+		return edit{}, false
+	}
+	want := 0 // the arguments below which the engine fails
+	switch name {
+	case "select", "reject":
+		want = 1
+	case "selectattr", "rejectattr":
+		want = 2
+	default:
+		return edit{}, false
+	}
+	end := toks[k].pos + len(name)
+	if k+1 >= len(toks) || toks[k+1].text != "(" {
+		if want == 1 {
+			return edit{end, 0, "(none)"}, true
+		}
+		return edit{}, false // selectattr without an attribute: the engine's error
+	}
+	args, depth := 0, 0 // the arguments seen (counting the one under way), the nesting
+	for m := k + 1; m < len(toks); m++ {
+		tx := toks[m].text
+		if depth == 1 && args == 0 && tx != ")" {
+			args = 1
+		}
+		switch tx {
+		case "(", "[", "{":
+			depth++
+		case ",":
+			if depth == 1 {
+				args++
+			}
+		case ")", "]", "}":
+			if depth--; depth > 0 {
+				continue
+			}
+			switch {
+			case want == 1 && args == 0:
+				return edit{toks[m].pos, 0, "none"}, true
+			case want == 2 && args == 1:
+				return edit{toks[m].pos, 0, ", 'truthy'"}, true
+			}
+			return edit{}, false
+		}
+	}
+	return edit{}, false
 }
 
 // macroCall reports whether toks[k] calls a macro: the macro's name, followed by a

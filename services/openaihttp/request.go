@@ -265,7 +265,7 @@ func (r *common) call(defMax uint32) (*Call, error) {
 	}
 	if limit != nil {
 		if *limit < 1 || *limit > math.MaxUint32 {
-			return nil, badParam(name, "%d: want at least 1", *limit)
+			return nil, badParam(name, "%d: want 1 to %d", *limit, uint32(math.MaxUint32))
 		}
 		c.Req.MaxTokens, c.maxTokensParam = uint32(*limit), name
 	}
@@ -286,10 +286,10 @@ func (r *common) call(defMax uint32) (*Call, error) {
 		sp.TopP = &v
 	}
 	if k := r.TopK; k != nil {
-		if *k < 0 || *k > math.MaxUint32 {
-			return nil, badParam("top_k", "%d: want 0 (off) or a positive count", *k)
+		if *k < -1 || *k > math.MaxUint32 {
+			return nil, badParam("top_k", "%d: want 0 or -1 (off) or a positive count", *k)
 		}
-		sp.TopK = uint32(*k)
+		sp.TopK = uint32(max(*k, 0)) // -1 is vLLM's "off", as llama-server takes it too
 	}
 	if m := r.MinP; m != nil {
 		v := float32(*m)

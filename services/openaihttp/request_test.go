@@ -33,6 +33,8 @@ func TestParseCompletion(t *testing.T) {
 		{"sampling, seed, stop string", `{"prompt":"x","temperature":0.7,"top_p":0.9,"seed":42,"stop":"\n","user":"u1","n":1,"top_k":40,"min_p":0.05}`,
 			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Stop: []string{"\n"},
 				Sampling: &specdv1.SamplingParams{Temperature: 0.7, TopP: f32(0.9), TopK: 40, MinP: f32(0.05), Seed: u64(42)}}, false, false},
+		{"top_k -1 is off, as in vLLM", `{"prompt":"x","top_k":-1}`,
+			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1}}, false, false},
 		{"negative seed", `{"prompt":"x","seed":-1}`,
 			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1, Seed: u64(1<<64 - 1)}}, false, false},
 		{"stop array, max_completion_tokens wins", `{"prompt":"x","stop":["a","b"],"max_tokens":5,"max_completion_tokens":9}`,
@@ -132,7 +134,7 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","repetition_penalty":1.1,"repeat_penalty":1.1}`, "repeat_penalty"},
 		{false, `{"prompt":"x","logit_bias":{"50256":-100}}`, "logit_bias"},
 		{false, `{"prompt":"x","stream_options":{"include_usage":true}}`, "stream_options"},
-		{false, `{"prompt":"x","top_k":-1}`, "top_k"},
+		{false, `{"prompt":"x","top_k":-2}`, "top_k"},
 		{true, `{"messages":[]}`, "messages"},
 		{true, `{}`, "messages"},
 		{true, `{"messages":[{"role":"wizard","content":"x"}]}`, "messages"},
@@ -155,6 +157,21 @@ func TestParseErrors(t *testing.T) {
 		var e *Error
 		if !errors.As(err, &e) || e.Status != 400 || e.Type != TypeInvalidRequest || e.Param != tc.param {
 			t.Errorf("parse(%s) = %v, want a 400 invalid_request_error with param %q", tc.body, err, tc.param)
+		}
+	}
+}
+
+// TestParseErrorMessages: a refusal says what range the parameter takes.
+func TestParseErrorMessages(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{"prompt":"x","max_tokens":0}`, "max_tokens: 0: want 1 to 4294967295"},
+		{`{"prompt":"x","max_tokens":4294967296}`, "max_tokens: 4294967296: want 1 to 4294967295"},
+		{`{"prompt":"x","max_completion_tokens":-3}`, "max_completion_tokens: -3: want 1 to 4294967295"},
+	} {
+		_, err := ParseCompletion([]byte(tc.body))
+		var e *Error
+		if !errors.As(err, &e) || e.Message != tc.want {
+			t.Errorf("ParseCompletion(%s) = %v, want the message %q", tc.body, err, tc.want)
 		}
 	}
 }
