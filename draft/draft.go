@@ -29,7 +29,8 @@ type Session struct {
 	smp *sample.Sampler
 	opt spec.Options
 
-	seq []int32 // committed tokens as last told, then this draft's own proposals; the cache holds all but the last
+	seq     []int32 // committed tokens as last told, then this draft's own proposals; the cache holds all but the last
+	context int     // tokens of the context the session started with
 
 	round uint64   // last round sent (main line or branch)
 	live  []uint64 // main-line rounds sent and not yet answered, oldest first
@@ -115,7 +116,7 @@ func newSession(kv *kvcache.Seq, context []int32, opt spec.Options) (*Session, e
 	if kv.Len() >= len(context) {
 		return nil, fmt.Errorf("draft session: %d cached positions for a context of %d", kv.Len(), len(context))
 	}
-	return &Session{kv: kv, smp: sample.New(opt.Sampling), opt: opt, seq: append([]int32(nil), context...), gamma: opt.Gamma,
+	return &Session{kv: kv, smp: sample.New(opt.Sampling), opt: opt, seq: append([]int32(nil), context...), context: len(context), gamma: opt.Gamma,
 		guess: map[int]int32{}, roundAt: map[int]uint64{}, starts: map[uint64]int{}}, nil
 }
 
@@ -229,6 +230,15 @@ func (s *Session) consume(logits []float32) (done bool) {
 	}
 	pos := len(*seq)
 	var t, guess int32
+	if s.opt.Sampling.Penalized() {
+		// The verifier penalizes what it has committed; had it committed the line
+		// drafted so far, that is this.
+		prompt := s.opt.PromptLen
+		if prompt == 0 {
+			prompt = s.context
+		}
+		s.smp.SetHistory(*seq, prompt)
+	}
 	if s.opt.Mode == spec.Rejection && !s.opt.Sampling.Greedy() {
 		d := s.smp.Distribution(logits)
 		d.Truncate(s.opt.ProposalTopK)
@@ -236,10 +246,10 @@ func (s *Session) consume(logits []float32) (done bool) {
 		j.p.Dists = append(j.p.Dists, d.Clone())
 	} else {
 		t, guess = s.smp.Top2(logits, pos)
-		if s.opt.Sampling.Greedy() {
+		if s.opt.Sampling.Greedy() && !s.opt.Sampling.Penalized() {
 			// A long repeat predicts the verifier's next token better than the small
 			// model does (spec.LookupDraft); the model's choice becomes the guess of the
-			// correction.
+			// correction. Not where penalties work against repeats.
 			if l := spec.Lookup(*seq, spec.LookupDraft, spec.LookupDraft, 1); l != nil && l[0] != t {
 				t, guess = l[0], t
 				s.Stats.Repeats++

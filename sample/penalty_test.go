@@ -61,3 +61,25 @@ func TestPenalize(t *testing.T) {
 		t.Error("a frequency penalty of 2.5 passed Validate")
 	}
 }
+
+// TestSetHistory: a history given as a sequence — moving back as well as forward, as a
+// draft's does — penalizes as the same tokens given by SetPrompt and Observe.
+func TestSetHistory(t *testing.T) {
+	logits := []float32{2, -1, 0.5, 3, -2, 1, 0.25, -0.5}
+	p := Params{RepetitionPenalty: 1.5, FrequencyPenalty: 0.3, PresencePenalty: 0.2}
+	seqs := [][]int32{{0, 1, 2, 3, 3}, {0, 1}, {0, 1, 7, 7, 7, 2}, {5}, {0, 1, 2, 3, 3}}
+	prompts := []int{2, 2, 2, 0, 5}
+	h := New(p)
+	for i, seq := range seqs {
+		h.SetHistory(seq, prompts[i])
+		got := slices.Clone(h.Penalize(logits))
+		ref := New(p)
+		ref.SetPrompt(seq[:prompts[i]])
+		for _, id := range seq[prompts[i]:] {
+			ref.Observe(id)
+		}
+		if want := ref.Penalize(logits); !slices.Equal(got, want) {
+			t.Errorf("history %v (prompt %d): %v, want %v", seq, prompts[i], got, want)
+		}
+	}
+}

@@ -125,13 +125,13 @@ type Sampler struct {
 	idx   []int32
 	dist  Dist
 	noise []float64 // Gumbel noise of one chunk of tokens; nil until the first draw
-	// The tokens the penalties look at (only kept when P.Penalized()): the prompt's,
-	// and how often each occurs in the output; seen lists each token of either once,
-	// in the order first seen. pen is the penalized copy of the logits.
-	prompt map[int32]bool
-	counts map[int32]int
-	seen   []int32
-	pen    []float32
+	// The tokens the penalties look at (only kept when P.Penalized()), by id: whether it
+	// is in the prompt, and how often it occurs in the output; seen lists each token of
+	// either once, in the order first seen. pen is the penalized copy of the logits.
+	inPrompt []bool
+	count    []int32
+	seen     []int32
+	pen      []float32
 }
 
 // New returns a sampler for p.
@@ -142,31 +142,56 @@ func (s *Sampler) SetPrompt(ids []int32) {
 	if !s.P.Penalized() {
 		return
 	}
-	if s.prompt == nil {
-		s.prompt, s.counts = map[int32]bool{}, map[int32]int{}
-	}
 	for _, id := range ids {
-		if !s.prompt[id] {
-			if s.counts[id] == 0 {
+		if s.track(id) && !s.inPrompt[id] {
+			if s.count[id] == 0 {
 				s.seen = append(s.seen, id)
 			}
-			s.prompt[id] = true
+			s.inPrompt[id] = true
 		}
 	}
 }
 
 // Observe tells the sampler that id was generated (committed to the output).
 func (s *Sampler) Observe(id int32) {
+	if !s.P.Penalized() || !s.track(id) {
+		return
+	}
+	if s.count[id] == 0 && !s.inPrompt[id] {
+		s.seen = append(s.seen, id)
+	}
+	s.count[id]++
+}
+
+// SetHistory replaces what the penalties look at by seq: seq[:prompt] the prompt, the
+// rest the output. It is for a caller whose sequence moves back as well as forward (a
+// draft, which drafts ahead and rolls back): it costs a pass over seq.
+func (s *Sampler) SetHistory(seq []int32, prompt int) {
 	if !s.P.Penalized() {
 		return
 	}
-	if s.counts == nil {
-		s.prompt, s.counts = map[int32]bool{}, map[int32]int{}
+	for _, id := range s.seen {
+		s.inPrompt[id], s.count[id] = false, 0
 	}
-	if s.counts[id] == 0 && !s.prompt[id] {
-		s.seen = append(s.seen, id)
+	s.seen = s.seen[:0]
+	prompt = min(max(prompt, 0), len(seq))
+	s.SetPrompt(seq[:prompt])
+	for _, id := range seq[prompt:] {
+		s.Observe(id)
 	}
-	s.counts[id]++
+}
+
+// track makes room for id in the history and reports whether it is a token id.
+func (s *Sampler) track(id int32) bool {
+	if id < 0 {
+		return false
+	}
+	if n := int(id) + 1; n > len(s.count) {
+		n = max(n, 2*len(s.count), 1024)
+		s.count = append(s.count, make([]int32, n-len(s.count))...)
+		s.inPrompt = append(s.inPrompt, make([]bool, n-len(s.inPrompt))...)
+	}
+	return true
 }
 
 // Penalize returns the logits with the penalties applied (see Params), as every draw
@@ -191,7 +216,7 @@ func (s *Sampler) Penalize(logits []float32) []float32 {
 				v *= rp
 			}
 		}
-		if n := s.counts[id]; n > 0 {
+		if n := s.count[id]; n > 0 {
 			v -= float32(n)*s.P.FrequencyPenalty + s.P.PresencePenalty
 		}
 		s.pen[id] = v

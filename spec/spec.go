@@ -115,4 +115,7 @@ type Options struct {
 	MaxPosition  int // never propose at or past this position
 	ProposalTopK int // rejection mode: support size of the draft distributions sent
 	Branches     int // draft: alternative continuations per round being verified (0: none)
+	// PromptLen is how many tokens of the context are the prompt (the rest were
+	// generated), for the sampling penalties; 0: all of them.
+	PromptLen int
 }

@@ -218,9 +218,12 @@ func (s *Server) parseStart(start *speculationv1.Start, l *loop) ([]int32, spec.
 	if maxPos == 0 {
 		maxPos = m.Context
 	}
+	if int64(start.GetPromptTokens()) > int64(len(ctxIDs)) {
+		return nil, opt, services.BadField("start.prompt_tokens", "%d: more than the %d tokens of context_ids", start.GetPromptTokens(), len(ctxIDs))
+	}
 	return ctxIDs, spec.Options{
 		Sampling: sp, Mode: mode, Gamma: int(start.GetGamma()), MaxPosition: maxPos, ProposalTopK: int(start.GetProposalTopK()),
-		Branches: s.cfg.Branches,
+		Branches: s.cfg.Branches, PromptLen: int(start.GetPromptTokens()),
 	}, nil
 }
 

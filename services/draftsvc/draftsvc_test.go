@@ -434,3 +434,24 @@ func TestVerdictBeyondContext(t *testing.T) {
 		t.Errorf("stream ended with %v, want INVALID_ARGUMENT naming the verdict", err)
 	}
 }
+
+// TestStartPromptTokensBeyondContext: a start whose prompt_tokens exceeds its
+// context_ids is INVALID_ARGUMENT naming the field.
+func TestStartPromptTokensBeyondContext(t *testing.T) {
+	m := loadDraft(t)
+	c, _ := serveDraft(t, m, 64)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := c.Speculate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := prompts(m, 1)[0]
+	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
+		ContextIds: ids, Gamma: 2, PromptTokens: uint32(len(ids) + 1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "start.prompt_tokens") {
+		t.Errorf("prompt_tokens past the context: %v, want INVALID_ARGUMENT naming start.prompt_tokens", err)
+	}
+}

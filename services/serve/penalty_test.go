@@ -14,8 +14,7 @@ import (
 // output through router, draft and verifier — plain, and speculative at γ 4 — is
 // token for token plain decoding's with the same penalties (`specd run`), greedy and
 // seeded in both verification modes; and the penalties change the output, so they
-// are applied. The draft proposes without penalties: its tokens are still judged
-// against the penalized distribution, so nothing changes but how many are accepted.
+// are applied.
 func TestPenaltiesEqualPlain(t *testing.T) {
 	s := startStack(t)
 	ctx := context.Background()

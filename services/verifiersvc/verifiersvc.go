@@ -265,7 +265,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 				return
 			}
 			// max_tokens counts resumed tokens: the request ends at the same position.
-			link, err := s.openDraft(ctx, addr, committed, len(prompt)-1+q.MaxTokens, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
+			link, err := s.openDraft(ctx, addr, committed, len(prompt), len(prompt)-1+q.MaxTokens, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
 			if err != nil {
 				r.fallback(err)
 				return
@@ -671,9 +671,9 @@ func (s *Server) draftModel(ctx context.Context, addr string) string {
 }
 
 // openDraft opens a Speculate stream to the draft at addr for a request whose
-// committed sequence is committed. maxPos is the request's last position, whose token is the verifier's own whatever
+// committed sequence is committed, of which the first promptLen are the prompt. maxPos is the request's last position, whose token is the verifier's own whatever
 // was drafted: the draft proposes before it.
-func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, maxPos int, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {
+func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, promptLen, maxPos int, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {
 	cc, err := s.conns.Get(addr)
 	if err != nil {
 		return nil, err
@@ -691,7 +691,7 @@ func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, 
 	start := &speculationv1.Start{
 		ContextIds: committed, Sampling: services.SamplingToProto(q.Sampling), Mode: services.ModeToProto(mode),
 		Gamma: uint32(gamma), MaxPosition: uint32(maxPos), TokenizerHash: tokHash,
-		ProposalTopK: uint32(topK),
+		ProposalTopK: uint32(topK), PromptTokens: uint32(promptLen),
 	}
 	if err := stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: start}}); err != nil {
 		cancel()

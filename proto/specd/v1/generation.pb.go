@@ -454,8 +454,8 @@ type SamplingParams struct {
 	// logit (and multiplies the negative one) of every token that occurs in the
 	// prompt or the output so far; unset means 1 (off); if set, it must be in
 	// (0, 100]. Speculative decoding samples from exactly the penalized
-	// distribution; the draft proposes without penalties, so fewer of its
-	// tokens may be accepted.
+	// distribution; the draft applies the same penalties to its own logits,
+	// so that its proposals follow it.
 	RepetitionPenalty *float32 `protobuf:"fixed32,6,opt,name=repetition_penalty,json=repetitionPenalty,proto3,oneof" json:"repetition_penalty,omitempty"`
 	// Subtracted from a token's logit once for each time it occurs in the
 	// output so far (not the prompt), as in OpenAI's API. In [-2, 2]; 0 is off.

@@ -517,7 +517,13 @@ type Start struct {
 	// least 1. The draft then samples from its distribution truncated to the
 	// proposal_top_k most probable tokens and renormalised, so that the
 	// probabilities it sends are exactly those it sampled from.
-	ProposalTopK  uint32 `protobuf:"varint,8,opt,name=proposal_top_k,json=proposalTopK,proto3" json:"proposal_top_k,omitempty"`
+	ProposalTopK uint32 `protobuf:"varint,8,opt,name=proposal_top_k,json=proposalTopK,proto3" json:"proposal_top_k,omitempty"`
+	// How many of context_ids are the prompt; the rest were generated before
+	// this stream opened (a resumed request). With sampling's penalties the
+	// draft penalizes the prompt's tokens (repetition_penalty) and the
+	// generated ones, its own drafts included, as the verifier does, so that
+	// its proposals follow the penalized distribution. 0 means all of them.
+	PromptTokens  uint32 `protobuf:"varint,9,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -604,6 +610,13 @@ func (x *Start) GetTokenizerHash() string {
 func (x *Start) GetProposalTopK() uint32 {
 	if x != nil {
 		return x.ProposalTopK
+	}
+	return 0
+}
+
+func (x *Start) GetPromptTokens() uint32 {
+	if x != nil {
+		return x.PromptTokens
 	}
 	return 0
 }
@@ -1118,7 +1131,7 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x10SpeculateRequest\x123\n" +
 	"\x05start\x18\x01 \x01(\v2\x1b.specd.speculation.v1.StartH\x00R\x05start\x129\n" +
 	"\averdict\x18\x02 \x01(\v2\x1d.specd.speculation.v1.VerdictH\x00R\averdictB\x06\n" +
-	"\x04kind\"\xb3\x02\n" +
+	"\x04kind\"\xd8\x02\n" +
 	"\x05Start\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
@@ -1129,7 +1142,8 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x05gamma\x18\x05 \x01(\rR\x05gamma\x12!\n" +
 	"\fmax_position\x18\x06 \x01(\rR\vmaxPosition\x12%\n" +
 	"\x0etokenizer_hash\x18\a \x01(\tR\rtokenizerHash\x12$\n" +
-	"\x0eproposal_top_k\x18\b \x01(\rR\fproposalTopK\"\xdd\x01\n" +
+	"\x0eproposal_top_k\x18\b \x01(\rR\fproposalTopK\x12#\n" +
+	"\rprompt_tokens\x18\t \x01(\rR\fpromptTokens\"\xdd\x01\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x10\n" +
