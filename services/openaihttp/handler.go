@@ -14,6 +14,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -88,7 +89,7 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 	id, created := newID(c.Chat), time.Now().Unix()
 	ctx := outgoing(r)
 	if !c.Stream {
-		res, err := h.client.Complete(ctx, c.Req)
+		res, err := h.complete(ctx, c)
 		if err != nil {
 			h.fail(w, r, fromStatus(err, c))
 			return
@@ -103,24 +104,57 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 	h.stream(ctx, w, r, c, id, created)
 }
 
-// stream answers with server-sent events. The status is chosen when the router's
-// first message or error arrives, so a refused request is an HTTP error, not a
-// stream; an error after that is sent as an error event, and the stream ends without
-// data: [DONE].
+// complete runs c's choices side by side, one Complete call each, and returns their
+// results in order; the first failure cancels the others and is the answer.
+func (h *Handler) complete(ctx context.Context, c *Call) ([]*specdv1.CompleteResponse, error) {
+	if c.N == 1 {
+		res, err := h.client.Complete(ctx, c.Req)
+		return []*specdv1.CompleteResponse{res}, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	out := make([]*specdv1.CompleteResponse, c.N)
+	var wg sync.WaitGroup
+	for i := range c.N {
+		wg.Go(func() {
+			res, err := h.client.Complete(ctx, c.Choice(i))
+			if err != nil {
+				cancel(err) // the first cause is kept
+				return
+			}
+			out[i] = res
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// stream answers with server-sent events, the chunks of every choice in the order
+// they come. The status is chosen when each choice's first message or an error has
+// arrived, so a refused request is an HTTP error, not a stream; an error after that is
+// sent as an error event, and the stream ends without data: [DONE].
 func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, c *Call, id string, created int64) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the gRPC stream whatever happens here
-	st, err := h.client.Generate(ctx, c.Req)
-	var first *specdv1.GenerateResponse
-	if err == nil {
-		first, err = st.Recv()
-	}
-	if errors.Is(err, io.EOF) {
-		err = errors.New("the router ended the stream without a final message")
-	}
-	if err != nil {
-		h.fail(w, r, fromStatus(err, c))
-		return
+	defer cancel() // ends the gRPC streams whatever happens here
+	streams := make([]specdv1.GenerationService_GenerateClient, c.N)
+	firsts := make([]*specdv1.GenerateResponse, c.N)
+	for i := range c.N {
+		st, err := h.client.Generate(ctx, c.Choice(i))
+		var first *specdv1.GenerateResponse
+		if err == nil {
+			first, err = st.Recv()
+		}
+		if errors.Is(err, io.EOF) {
+			err = errors.New("the router ended the stream without a final message")
+		}
+		if err != nil {
+			h.fail(w, r, fromStatus(err, c))
+			return
+		}
+		streams[i], firsts[i] = st, first
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
@@ -138,47 +172,85 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		return rc.Flush()
 	}
-	k := newChunker(c, id, created)
-	msg := first
-	for {
-		switch e := msg.GetEvent().(type) {
-		case *specdv1.GenerateResponse_Chunk:
-			if v := k.text(e.Chunk.GetText(), e.Chunk.GetLogprobs()); v != nil {
-				if err := send(v); err != nil {
-					return // the client has gone; cancel ends the call
+	// Each choice's stream is read by a goroutine of its own; this one writes.
+	type event struct {
+		i   int
+		msg *specdv1.GenerateResponse
+		err error
+	}
+	events := make(chan event)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs first: the readers see it and stop
+	for i, st := range streams {
+		wg.Go(func() {
+			msg := firsts[i]
+			for {
+				final := msg.GetFinal() != nil
+				if final {
+					// The final message is the stream's last: read its end (io.EOF, with
+					// the OK status) before the writer may end the response and cancel,
+					// so that the call ends as a success, not cancelled — in traces and
+					// metrics alike.
+					st.Recv()
 				}
-			}
-		case *specdv1.GenerateResponse_Final:
-			// The final message is the stream's last: read its end (io.EOF, with the
-			// OK status) so that the call ends as a success, not cancelled by the
-			// deferred cancel — in traces and metrics alike.
-			st.Recv()
-			if err := send(k.final(c, e.Final)); err != nil {
-				return
-			}
-			if c.IncludeUsage {
-				if err := send(k.usage(e.Final)); err != nil {
+				select {
+				case events <- event{i: i, msg: msg}:
+				case <-ctx.Done():
+					return
+				}
+				if final {
+					return
+				}
+				var err error
+				if msg, err = st.Recv(); err != nil {
+					if errors.Is(err, io.EOF) {
+						err = errors.New("the router ended the stream without a final message")
+					}
+					select {
+					case events <- event{i: i, err: err}:
+					case <-ctx.Done():
+					}
 					return
 				}
 			}
-			if _, err := io.WriteString(w, "data: [DONE]\n\n"); err == nil {
-				rc.Flush()
-			}
-			return
-		}
-		msg, err = st.Recv()
-		if errors.Is(err, io.EOF) {
-			err = errors.New("the router ended the stream without a final message")
-		}
-		if err != nil {
+		})
+	}
+	k := newChunker(c, id, created)
+	finals := make([]*specdv1.Final, c.N)
+	for done := 0; done < c.N; {
+		ev := <-events
+		if ev.err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			e := fromStatus(err, c)
+			e := fromStatus(ev.err, c)
 			h.logFailure(r, e)
 			send(e.body())
 			return
 		}
+		switch e := ev.msg.GetEvent().(type) {
+		case *specdv1.GenerateResponse_Chunk:
+			if v := k.text(ev.i, e.Chunk.GetText(), e.Chunk.GetLogprobs()); v != nil {
+				if err := send(v); err != nil {
+					return // the client has gone; cancel ends the calls
+				}
+			}
+		case *specdv1.GenerateResponse_Final:
+			finals[ev.i] = e.Final
+			done++
+			if err := send(k.final(c, ev.i, e.Final)); err != nil {
+				return
+			}
+		}
+	}
+	if c.IncludeUsage {
+		if err := send(k.usage(finals)); err != nil {
+			return
+		}
+	}
+	if _, err := io.WriteString(w, "data: [DONE]\n\n"); err == nil {
+		rc.Flush()
 	}
 }
 

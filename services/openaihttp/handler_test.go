@@ -231,11 +231,11 @@ func TestHTTPErrors(t *testing.T) {
 		{"GET", "/completions", "", 404, `"type":"invalid_request_error"`},
 		{"POST", "/completions", `{"prompt":"` + strings.Repeat("a", 2000) + `"}`, 413, `"code":"request_too_large"`},
 		{"POST", "/completions", `{"prompt":`, 400, `"param":null`},
-		{"POST", "/chat/completions", `{"messages":[{"role":"user","content":"x"}],"n":2}`, 400, `"param":"n"`},
+		{"POST", "/chat/completions", `{"messages":[{"role":"user","content":"x"}],"n":17}`, 400, `"param":"n"`},
 		{"GET", "/models/nope", "", 404, `"code":"model_not_found"`},
 		{"GET", "/models/small", "", 404, `"code":"model_not_found"`}, // drafts cannot be requested
 		{"GET", "/models/big", "", 200, `"context_length":512`},
-		{"POST", "/completions", `{"prompt":"x","stop":"<&>","n":5}`, 400, `"message":"n: 5: only 1 is supported"`},
+		{"POST", "/completions", `{"prompt":"x","stop":"<&>","n":0}`, 400, `"message":"n: 0: want 1 to 16"`},
 		{"POST", "/chat/completions", `{"messages":[{"role":"<b>","content":"x"}]}`, 400, `role \"<b>\"`}, // not escaped for HTML
 	} {
 		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))

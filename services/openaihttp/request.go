@@ -11,6 +11,7 @@ import (
 	"github.com/specd-dev/specd/generate"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/sample"
+	"google.golang.org/protobuf/proto"
 )
 
 // Defaults where the OpenAI API has its own.
@@ -31,10 +32,30 @@ type Call struct {
 	Stream       bool   // answer with server-sent events
 	IncludeUsage bool   // with Stream: a last chunk with the usage
 	Model        string // the model as the client named it ("" : the router's default)
+	// N is how many choices to generate, each a request of its own (see Choice).
+	N int
 
 	// maxTokensParam is the name the client used for the length limit, so that an
 	// error about it names what the client sent.
 	maxTokensParam string
+}
+
+// MaxChoices bounds n, the choices one request asks for: each is a generation of its
+// own, run concurrently.
+const MaxChoices = 16
+
+// Choice is the request of choice i of c: c.Req, with seed + i when c sets a seed, so
+// that the choices differ and each is reproducible (choice i with seed s is the request
+// with n 1 and seed s + i); without a seed each choice gets its own random seed from the
+// router. With temperature 0 every choice is the same greedy text, as in OpenAI's API.
+func (c *Call) Choice(i int) *specdv1.GenerateRequest {
+	if i == 0 || c.Req.GetSampling().Seed == nil {
+		return c.Req
+	}
+	req := proto.Clone(c.Req).(*specdv1.GenerateRequest)
+	seed := req.Sampling.GetSeed() + uint64(i)
+	req.Sampling.Seed = &seed
+	return req
 }
 
 // Prompt is the prompt of a completion request: a string, an array of one string, an
@@ -245,14 +266,18 @@ func ParseChat(body []byte) (*Call, error) {
 // call validates the shared fields into a Call whose request lacks only the prompt;
 // defMax is max_tokens when the client sets none (0: up to the context).
 func (r *common) call(defMax uint32) (*Call, error) {
-	if r.N != nil && *r.N != 1 {
-		return nil, badParam("n", "%d: only 1 is supported", *r.N)
+	n := 1
+	if r.N != nil {
+		if *r.N < 1 || *r.N > MaxChoices {
+			return nil, badParam("n", "%d: want 1 to %d", *r.N, MaxChoices)
+		}
+		n = int(*r.N)
 	}
 	if len(r.LogitBias) > 0 {
 		return nil, badParam("logit_bias", "not supported")
 	}
 	c := &Call{Req: &specdv1.GenerateRequest{Model: r.Model, Stop: r.Stop, MaxTokens: defMax}, Stream: r.Stream, Model: r.Model,
-		maxTokensParam: "max_tokens"}
+		N: n, maxTokensParam: "max_tokens"}
 	if r.StreamOptions != nil {
 		if !r.Stream {
 			return nil, badParam("stream_options", "only allowed with stream: true")

@@ -99,9 +99,9 @@ func TestParseErrors(t *testing.T) {
 		body  string
 		param string
 	}{
-		{false, `{"prompt":"x","n":2}`, "n"},
+		{false, `{"prompt":"x","n":17}`, "n"},
 		{false, `{"prompt":"x","n":0}`, "n"},
-		{true, `{"messages":[{"role":"user","content":"x"}],"n":3}`, "n"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"n":-1}`, "n"},
 		{false, `{"prompt":"x","temperature":2.5}`, "temperature"},
 		{false, `{"prompt":"x","temperature":-1}`, "temperature"},
 		{false, `{"prompt":"x","temperature":"hot"}`, "temperature"},

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // finishReason maps specd's finish reasons to OpenAI's: the end-of-sequence token
@@ -60,25 +62,89 @@ func modelName(c *Call, s *specdv1.Stats) string {
 	return cmp.Or(s.GetVerifier().GetModel(), c.Model)
 }
 
-// completion is the whole response of a non-streamed text completion.
-func completion(c *Call, id string, created int64, r *specdv1.CompleteResponse) *Completion {
-	fr := finishReason(r.GetFinishReason())
-	ch := CompletionChoice{Text: r.GetText(), FinishReason: &fr}
-	if c.Req.GetLogprobs() {
-		ch.Logprobs = completionLogprobs(r.GetLogprobs(), new(int))
+// completion is the whole response of a non-streamed text completion: one choice per
+// response, in order.
+func completion(c *Call, id string, created int64, rs []*specdv1.CompleteResponse) *Completion {
+	out := &Completion{Head: Head{ID: id, Object: "text_completion", Created: created, Model: modelName(c, rs[0].GetStats())},
+		Usage: usage(mergeStats(rs))}
+	for i, r := range rs {
+		fr := finishReason(r.GetFinishReason())
+		ch := CompletionChoice{Index: i, Text: r.GetText(), FinishReason: &fr}
+		if c.Req.GetLogprobs() {
+			ch.Logprobs = completionLogprobs(r.GetLogprobs(), new(int))
+		}
+		out.Choices = append(out.Choices, ch)
 	}
-	return &Completion{Head: Head{ID: id, Object: "text_completion", Created: created, Model: modelName(c, r.GetStats())},
-		Choices: []CompletionChoice{ch}, Usage: usage(r.GetStats())}
+	return out
 }
 
-// chatCompletion is the whole response of a non-streamed chat completion.
-func chatCompletion(c *Call, id string, created int64, r *specdv1.CompleteResponse) *ChatCompletion {
-	ch := ChatChoice{Message: ChatMessage{Role: "assistant", Content: r.GetText()}, FinishReason: finishReason(r.GetFinishReason())}
-	if c.Req.GetLogprobs() {
-		ch.Logprobs = chatLogprobs(r.GetLogprobs())
+// chatCompletion is the whole response of a non-streamed chat completion: one choice
+// per response, in order.
+func chatCompletion(c *Call, id string, created int64, rs []*specdv1.CompleteResponse) *ChatCompletion {
+	out := &ChatCompletion{Head: Head{ID: id, Object: "chat.completion", Created: created, Model: modelName(c, rs[0].GetStats())},
+		Usage: usage(mergeStats(rs))}
+	for i, r := range rs {
+		ch := ChatChoice{Index: i, Message: ChatMessage{Role: "assistant", Content: r.GetText()}, FinishReason: finishReason(r.GetFinishReason())}
+		if c.Req.GetLogprobs() {
+			ch.Logprobs = chatLogprobs(r.GetLogprobs())
+		}
+		out.Choices = append(out.Choices, ch)
 	}
-	return &ChatCompletion{Head: Head{ID: id, Object: "chat.completion", Created: created, Model: modelName(c, r.GetStats())},
-		Choices: []ChatChoice{ch}, Usage: usage(r.GetStats())}
+	return out
+}
+
+// statsOf is anything with the stats of one choice.
+type statsOf interface{ GetStats() *specdv1.Stats }
+
+// mergeStats sums the stats of a request's choices, each a generation of its own, as
+// its usage reports them: the prompt once (each choice had it; the prefix cache
+// serves the later ones), completion tokens, speculation counts, fallbacks and
+// failovers summed, rates recomputed from the sums (the mean round trip weighted by
+// rounds), decode rates added (the choices ran side by side), and the longest of the
+// waits and durations but the shortest time to a first token. The endpoints and the
+// cached prompt tokens are the first choice's.
+func mergeStats[T statsOf](rs []T) *specdv1.Stats {
+	if len(rs) == 1 {
+		return rs[0].GetStats()
+	}
+	out := proto.Clone(rs[0].GetStats()).(*specdv1.Stats)
+	if out == nil {
+		out = &specdv1.Stats{}
+	}
+	var rtt time.Duration
+	rtt += out.GetMeanRoundTrip().AsDuration() * time.Duration(out.GetRounds())
+	for _, r := range rs[1:] {
+		s := r.GetStats()
+		out.CompletionTokens += s.GetCompletionTokens()
+		out.Rounds += s.GetRounds()
+		out.DraftedTokens += s.GetDraftedTokens()
+		out.AcceptedTokens += s.GetAcceptedTokens()
+		out.LookupTokens += s.GetLookupTokens()
+		out.LookupAcceptedTokens += s.GetLookupAcceptedTokens()
+		out.Fallbacks += s.GetFallbacks()
+		out.Failovers += s.GetFailovers()
+		out.DraftRefusals += s.GetDraftRefusals()
+		out.DecodeTokensPerSecond += s.GetDecodeTokensPerSecond()
+		rtt += s.GetMeanRoundTrip().AsDuration() * time.Duration(s.GetRounds())
+		if d := s.GetTimeToFirstToken(); d != nil && (out.TimeToFirstToken == nil || d.AsDuration() < out.TimeToFirstToken.AsDuration()) {
+			out.TimeToFirstToken = d
+		}
+		if d := s.GetTotalDuration(); d.AsDuration() > out.GetTotalDuration().AsDuration() {
+			out.TotalDuration = d
+		}
+		if d := s.GetQueueWait(); d.AsDuration() > out.GetQueueWait().AsDuration() {
+			out.QueueWait = d
+		}
+	}
+	out.AcceptanceRate, out.MeanAcceptedPerRound, out.MeanRoundTrip = 0, 0, nil
+	if out.DraftedTokens > 0 {
+		out.AcceptanceRate = float32(out.AcceptedTokens) / float32(out.DraftedTokens)
+	}
+	if out.Rounds > 0 {
+		out.MeanAcceptedPerRound = float32(out.AcceptedTokens) / float32(out.Rounds)
+		out.MeanRoundTrip = durationpb.New(rtt / time.Duration(out.Rounds))
+	}
+	return out
 }
 
 // tokenText is how the API shows a token: its text, or, when its bytes are not whole
@@ -148,33 +214,34 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 // chunker builds the chunks of one streamed response.
 type chunker struct {
 	chat     bool
-	logprobs bool // the client asked for log-probabilities
-	head     Head // the same in every chunk
-	started  bool // a chat stream has sent its first chunk, the one with the role
-	offset   int  // characters of the completion's tokens so far (text_offset)
+	logprobs bool   // the client asked for log-probabilities
+	head     Head   // the same in every chunk
+	started  []bool // per choice: a chat stream has sent its first chunk, the one with the role
+	offset   []int  // per choice: characters of its tokens so far (text_offset)
 }
 
 func newChunker(c *Call, id string, created int64) *chunker {
-	k := &chunker{chat: c.Chat, logprobs: c.Req.GetLogprobs(), head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model}}
+	k := &chunker{chat: c.Chat, logprobs: c.Req.GetLogprobs(), head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model},
+		started: make([]bool, c.N), offset: make([]int, c.N)}
 	if c.Chat {
 		k.head.Object = "chat.completion.chunk"
 	}
 	return k
 }
 
-// delta is a chat chunk's delta: the role goes in the first.
-func (k *chunker) delta(text string) ChatDelta {
+// delta is a chat chunk's delta for choice i: the role goes in its first.
+func (k *chunker) delta(i int, text string) ChatDelta {
 	d := ChatDelta{Content: text}
-	if !k.started {
-		k.started, d.Role = true, "assistant"
+	if !k.started[i] {
+		k.started[i], d.Role = true, "assistant"
 	}
 	return d
 }
 
-// text is the chunk carrying a piece of the answer, and the log-probabilities of the
-// tokens that came with it when the client asked for them; nil when it would carry
-// nothing.
-func (k *chunker) text(s string, lps []*specdv1.TokenLogprob) any {
+// text is the chunk carrying a piece of choice i's answer, and the log-probabilities
+// of the tokens that came with it when the client asked for them; nil when it would
+// carry nothing.
+func (k *chunker) text(i int, s string, lps []*specdv1.TokenLogprob) any {
 	if !k.logprobs {
 		lps = nil
 	}
@@ -182,34 +249,36 @@ func (k *chunker) text(s string, lps []*specdv1.TokenLogprob) any {
 		return nil
 	}
 	if !k.chat {
-		ch := CompletionChoice{Text: s}
+		ch := CompletionChoice{Index: i, Text: s}
 		if len(lps) > 0 {
-			ch.Logprobs = completionLogprobs(lps, &k.offset)
+			ch.Logprobs = completionLogprobs(lps, &k.offset[i])
 		}
 		return &Completion{Head: k.head, Choices: []CompletionChoice{ch}}
 	}
-	ch := ChatChunkChoice{Delta: k.delta(s)}
+	ch := ChatChunkChoice{Index: i, Delta: k.delta(i, s)}
 	if len(lps) > 0 {
 		ch.Logprobs = chatLogprobs(lps)
 	}
 	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{ch}}
 }
 
-// final is the chunk with the finish reason. A stream that named no model learns here
-// which one served it.
-func (k *chunker) final(c *Call, f *specdv1.Final) any {
+// final is the chunk with choice i's finish reason. A stream that named no model learns
+// here which one served it.
+func (k *chunker) final(c *Call, i int, f *specdv1.Final) any {
 	k.head.Model = modelName(c, f.GetStats())
 	fr := finishReason(f.GetFinishReason())
 	if !k.chat {
-		return &Completion{Head: k.head, Choices: []CompletionChoice{{FinishReason: &fr}}}
+		return &Completion{Head: k.head, Choices: []CompletionChoice{{Index: i, FinishReason: &fr}}}
 	}
-	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Delta: k.delta(""), FinishReason: &fr}}}
+	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Index: i, Delta: k.delta(i, ""), FinishReason: &fr}}}
 }
 
-// usage is the last chunk of a stream that asked for usage: no choices, the usage.
-func (k *chunker) usage(f *specdv1.Final) any {
+// usage is the last chunk of a stream that asked for usage: no choices, the usage of
+// every choice's final message.
+func (k *chunker) usage(fs []*specdv1.Final) any {
+	u := usage(mergeStats(fs))
 	if !k.chat {
-		return &Completion{Head: k.head, Choices: []CompletionChoice{}, Usage: usage(f.GetStats())}
+		return &Completion{Head: k.head, Choices: []CompletionChoice{}, Usage: u}
 	}
-	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{}, Usage: usage(f.GetStats())}
+	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{}, Usage: u}
 }
