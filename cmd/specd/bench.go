@@ -50,7 +50,12 @@ type benchFigures struct {
 	MeanAcceptedPerRound float64 `json:"mean_accepted_per_round"`
 	MeanRoundTripSeconds float64 `json:"mean_round_trip_seconds"`
 	IdenticalOutputs     int     `json:"identical_outputs"`
-	rttSum               float64
+	// PromptTokens are the prompts' tokens over all runs of one mode, and the Cached
+	// fields how many of them each mode found in the verifier's prefix cache.
+	PromptTokens            int `json:"prompt_tokens"`
+	SpecCachedPromptTokens  int `json:"spec_cached_prompt_tokens"`
+	PlainCachedPromptTokens int `json:"plain_cached_prompt_tokens"`
+	rttSum                  float64
 }
 
 func (f *benchFigures) add(spec, plain generateResult) {
@@ -65,6 +70,9 @@ func (f *benchFigures) add(spec, plain generateResult) {
 	f.LookupTokens += spec.LookupTokens
 	f.LookupAccepted += spec.LookupAccepted
 	f.rttSum += spec.MeanRoundTrip * float64(spec.Rounds)
+	f.PromptTokens += spec.PromptTokens
+	f.SpecCachedPromptTokens += spec.CachedPromptTokens
+	f.PlainCachedPromptTokens += plain.CachedPromptTokens
 	if slices.Equal(spec.OutputIDs, plain.OutputIDs) {
 		f.IdenticalOutputs++
 	}
@@ -206,6 +214,18 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer cancel()
 		return collect(rctx, client, req, nil)
 	}
+	// prime sends p once, unmeasured, with one new token and no speculation, so that the
+	// verifier's prefix cache holds its prompt for both modes alike: otherwise the mode
+	// that ran a prompt first would pay its prefill and the other find it cached.
+	prime := func(ctx context.Context, p benchPrompt) error {
+		req := &specdv1.GenerateRequest{Prompt: p.Prompt, MaxTokens: 1, Speculation: &specdv1.SpeculationOptions{Disabled: true}, Domain: p.Domain}
+		rctx, cancel := context.WithTimeout(ctx, co.timeout)
+		defer cancel()
+		if _, err := collect(rctx, client, req, nil); err != nil {
+			return fmt.Errorf("priming the cache with prompt %s: %w", p.ID, err)
+		}
+		return nil
+	}
 	// One warm-up request in each mode (connections, first-touch of the weights).
 	for _, spec := range []bool{true, false} {
 		if _, err := run(ctx, ps[0], spec); err != nil {
@@ -214,7 +234,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if load {
 		rep := loadReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Prompts: len(ps), CheckSolo: checkSolo}
-		cfg := loadConfig{levels: levels, requests: requests, checkSolo: checkSolo, prompts: ps, run: run}
+		cfg := loadConfig{levels: levels, requests: requests, checkSolo: checkSolo, prompts: ps, run: run, prime: prime}
 		if !asJSON {
 			cfg.progress = stderr
 		}
@@ -229,7 +249,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			// Alternate which mode goes first, so slow drift of the machine (the two
 			// vCPUs differ, other load comes and goes) hits both modes alike.
 			var spec, plain generateResult
-			var err error
+			err := prime(ctx, p)
+			if err != nil {
+				return err
+			}
 			if (i+r)%2 == 0 {
 				if spec, err = run(ctx, p, true); err == nil {
 					plain, err = run(ctx, p, false)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -305,5 +306,57 @@ func TestBenchConcurrency(t *testing.T) {
 	}
 	if per.Prompts != 2 || per.IdenticalOutputs != 2 || per.SpecTokensPerSecond <= 0 || len(per.Domains) != 2 {
 		t.Errorf("bench --json (per prompt) = %s", stdout)
+	}
+}
+
+// TestBenchModesSeeTheSameCache: whichever mode runs a prompt first must not pay its
+// prefill while the other finds the prompt in the verifier's prefix cache. Without
+// --check-solo (whose solo runs fill the cache), on prompts the server has not seen,
+// both modes of a load level, and both runs of each prompt in the per-prompt bench,
+// find every prompt token but the last cached.
+func TestBenchModesSeeTheSameCache(t *testing.T) {
+	addr := startUp(t)
+	prompts := filepath.Join(t.TempDir(), "prompts.jsonl")
+	var lines []string
+	for i, p := range []string{"The little dog ran to the", "A girl named Sue had a red", "Tom and his dad went to the big", "One morning the cat saw a"} {
+		lines = append(lines, fmt.Sprintf(`{"id":"p%d","domain":"d%d","prompt":%q}`, i, i%2, p))
+	}
+	if err := os.WriteFile(prompts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := run(t, "bench", "--addr", addr, "--prompts", prompts, "--concurrency", "1", "--requests", "4", "-n", "4", "--json")
+	if code != 0 {
+		t.Fatalf("bench --concurrency: exit %d: %s", code, stderr)
+	}
+	var load loadReport
+	if err := json.Unmarshal([]byte(stdout), &load); err != nil || len(load.Levels) != 1 {
+		t.Fatalf("bench --concurrency --json: %v: %s", err, stdout)
+	}
+	for mode, r := range map[string]loadRun{"speculative": load.Levels[0].Speculative, "plain": load.Levels[0].Plain} {
+		if r.Completed != 4 || r.CachedPromptTokens != r.PromptTokens-r.Completed {
+			t.Errorf("load %s: %d requests completed, %d of %d prompt tokens cached; want 4, all but each request's last", mode, r.Completed, r.CachedPromptTokens, r.PromptTokens)
+		}
+	}
+
+	// The per-prompt bench, on prompts again unseen.
+	for i := range lines {
+		lines[i] = strings.Replace(lines[i], `"prompt":"`, `"prompt":"Later, `, 1)
+	}
+	if err := os.WriteFile(prompts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code = run(t, "bench", "--addr", addr, "--prompts", prompts, "-n", "4", "--json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, stderr)
+	}
+	var per benchReport
+	if err := json.Unmarshal([]byte(stdout), &per); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range per.Domains {
+		if want := f.PromptTokens - f.Prompts; f.SpecCachedPromptTokens != want || f.PlainCachedPromptTokens != want {
+			t.Errorf("per-prompt domain %s: %d (spec) and %d (plain) of %d prompt tokens cached; want %d each", name,
+				f.SpecCachedPromptTokens, f.PlainCachedPromptTokens, f.PromptTokens, want)
+		}
 	}
 }

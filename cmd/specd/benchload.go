@@ -234,7 +234,11 @@ type loadConfig struct {
 	checkSolo bool
 	prompts   []benchPrompt
 	run       benchRequest
-	progress  io.Writer // a line per run; nil: none
+	// prime, unless nil, puts a prompt in the verifier's prefix cache, unmeasured:
+	// before each run, for every prompt the run uses, so that both modes find them
+	// cached alike.
+	prime    func(ctx context.Context, p benchPrompt) error
+	progress io.Writer // a line per run; nil: none
 }
 
 // benchLoad runs the load levels, after the solo runs when cfg.checkSolo, and fills
@@ -267,6 +271,13 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 			modes = []bool{false, true}
 		}
 		for _, spec := range modes {
+			if cfg.prime != nil {
+				for _, p := range ps[:min(len(ps), n)] {
+					if err := cfg.prime(ctx, p); err != nil {
+						return err
+					}
+				}
+			}
 			outs, wall, err := runLevel(ctx, c, n, func(ctx context.Context, i int) (generateResult, error) {
 				return cfg.run(ctx, ps[i%len(ps)], spec)
 			})
