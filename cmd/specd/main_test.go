@@ -234,3 +234,32 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// TestUpRefusesServiceOnlyFlags: up wires its verifier to its own draft on loopback
+// without Consul, so the verifier's flags for finding drafts and registering in Consul
+// would do nothing there: each is a one-line usage error, never silently ignored (up
+// --drafts "" once started speculating all the same). Bounded: a flag that is
+// accepted starts up, which the context then stops.
+func TestUpRefusesServiceOnlyFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--drafts", ""},
+		{"--drafts", "127.0.0.1:7072"},
+		{"--draft-discovery", "static"},
+		{"--draft-discovery", "consul"},
+		{"--advertise", "127.0.0.1:7071"},
+		{"--consul", "127.0.0.1:8500"},
+		{"--consul-token", "secret"},
+		{"--consul-datacenter", "dc2"},
+		{"--consul-check-tls-server-name", "specd"},
+		{"--consul-check-tls-skip-verify"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var out, errb bytes.Buffer
+		code := realMain(ctx, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error", "--kv-budget", "64000000"}, args...), &out, &errb)
+		cancel()
+		stderr := strings.TrimSpace(errb.String())
+		if code != 2 || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, args[0]) {
+			t.Errorf("up %q: exit %d, stderr %q; want exit 2 and one line naming %s", args, code, stderr, args[0])
+		}
+	}
+}

@@ -604,8 +604,21 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&dMetrics, "draft-metrics-listen", "", "HTTP address for the draft's Prometheus /metrics (empty: none)")
 	var cpuProfile string
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole process (router, verifier and draft) to this file until it stops")
+	// The verifier's flags for finding drafts and registering in Consul have nothing to
+	// act on in up, which wires its verifier to its own draft on loopback without
+	// Consul: each is refused by name rather than ignored.
+	notInUp := []string{"drafts", "draft-discovery", "advertise", "consul", "consul-token", "consul-datacenter",
+		"consul-check-tls-server-name", "consul-check-tls-skip-verify"}
+	for _, name := range notInUp {
+		fs.Lookup(name).Usage = "not in up (refused): up runs its own draft on loopback without Consul"
+	}
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	for _, name := range notInUp {
+		if flagSet(fs, name) {
+			return usagef("--%s: up runs its own draft on loopback without Consul; run specd router, verifier and draft to use it", name)
+		}
 	}
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
@@ -620,9 +633,6 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	listenAddr := vo.listen
 	vo.listen, do.listen = "127.0.0.1:0", "127.0.0.1:0"
-	if ro := vo.registerOptions; ro.addr != "" || ro.checkServerName != "" || ro.checkSkipVerify {
-		return usagef("--consul: up runs everything on loopback without Consul; run specd router, verifier and draft to use Consul")
-	}
 	do.models, do.kvBudget, do.kvType = vo.models, vo.kvBudget/4, vo.kvType
 	do.prefixCache = vo.prefixCache   // up's --prefix-cache applies to the draft too
 	do.limitOptions = vo.limitOptions // up's --max-* and --keepalive-min-time apply to all three services
