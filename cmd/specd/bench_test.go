@@ -360,3 +360,30 @@ func TestBenchModesSeeTheSameCache(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchSVGWellFormed: the charts are well-formed XML whatever the report holds: a
+// domain name (from the prompts file, untrusted) with markup or control characters,
+// which XML cannot carry at all; no level, one level, zero throughput.
+func TestBenchSVGWellFormed(t *testing.T) {
+	parse := func(name, doc string) []string {
+		t.Helper()
+		var d struct {
+			Texts []string `xml:"text"`
+		}
+		if err := xml.Unmarshal([]byte(doc), &d); err != nil {
+			t.Errorf("%s: %v:\n%s", name, err, doc)
+		}
+		return d.Texts
+	}
+	for _, domain := range []string{"a\x01b", "<x>&\"'", "tab\tnew\nline", "nul\x00", "\ufffe"} {
+		rep := benchReport{benchFigures: benchFigures{Prompts: 1, SpecTokensPerSecond: 3, PlainTokensPerSecond: 2, Speedup: 1.5},
+			MaxTokens: 8, Repeats: 1, Domains: map[string]*benchFigures{domain: {Prompts: 1}}}
+		// The title, five grid labels, three labels under each of two groups, two legends.
+		if texts := parse(fmt.Sprintf("benchSVG(domain %q)", domain), benchSVG(&rep)); len(texts) != 14 {
+			t.Errorf("benchSVG(domain %q): %d texts %q, want 14", domain, len(texts), texts)
+		}
+	}
+	for _, levels := range [][]loadLevel{nil, {{Concurrency: 1}}, {{Concurrency: 1}, {Concurrency: 4096}}} {
+		parse(fmt.Sprintf("loadSVG(%d levels)", len(levels)), loadSVG(&loadReport{Levels: levels}))
+	}
+}
