@@ -168,6 +168,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
+	if err := co.validate(); err != nil {
+		return err
+	}
 	load := len(levels) > 0
 	if load && flagSet(fs, "repeat") {
 		return usagef("--repeat: not with --concurrency (use --requests)")

@@ -26,8 +26,8 @@ func healthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	if co.timeout <= 0 {
-		return usagef("--timeout %v: want a positive duration", co.timeout)
+	if err := co.validate(); err != nil {
+		return err
 	}
 	cc, err := co.dial()
 	if err != nil {

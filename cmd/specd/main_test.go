@@ -263,3 +263,20 @@ func TestUpRefusesServiceOnlyFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestClientTimeoutFlag: a --timeout that leaves no time is a usage error at start-up
+// in every client command, not a request that fails with DEADLINE_EXCEEDED (exit 1).
+func TestClientTimeoutFlag(t *testing.T) {
+	for _, args := range [][]string{
+		{"generate", "-p", "x", "--timeout", "0"},
+		{"generate", "-p", "x", "--timeout", "-1s"},
+		{"bench", "--timeout", "0"},
+		{"bench", "--timeout", "-5m", "--concurrency", "1"},
+		{"health", "--timeout", "0"},
+	} {
+		_, stderr, code := run(t, append(args, "--addr", "127.0.0.1:1")...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "--timeout") {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and one line naming --timeout", args, code, stderr)
+		}
+	}
+}
