@@ -280,3 +280,34 @@ func TestClientTimeoutFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestUpDraftFlagErrors: a bad value of one of up's draft flags is refused naming that
+// flag, not the name it has on specd draft (up --draft-threads 0 said "--threads 0",
+// which in up is the verifier's flag), and a draft that cannot start says it is the
+// draft.
+func TestUpDraftFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--draft-depth", "0"}, 2, "--draft-depth 0"},
+		{[]string{"--draft-branches", "9"}, 2, "--draft-branches 9"},
+		{[]string{"--draft-threads", "0"}, 2, "--draft-threads 0"},
+		{[]string{"--draft-quant", "q9"}, 2, "--draft-quant"},
+		{[]string{"--draft-model", ""}, 2, "--draft-model"},
+		{[]string{"--draft-max-streams-per-peer", "-1"}, 2, "--draft-max-streams-per-peer -1"},
+		{[]string{"--kv-budget", "3"}, 2, "--kv-budget 3"},
+		// Enough for the verifier's blocks, not for the draft's quarter.
+		{[]string{"--kv-budget", "1100000"}, 1, "draft: "},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var out, errb bytes.Buffer
+		code := realMain(ctx, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error"}, c.args...), &out, &errb)
+		cancel()
+		stderr := strings.TrimSpace(errb.String())
+		if code != c.code || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("up %q: exit %d, stderr %q; want exit %d and one line saying %q", c.args, code, stderr, c.code, c.want)
+		}
+	}
+}

@@ -150,10 +150,10 @@ func (o *workerOptions) validate() error {
 		return err
 	}
 	if o.maxBlock < 1 {
-		return usagef("--max-block %d: want ≥ 1", o.maxBlock)
+		return usagef("%s %d: want ≥ 1", o.flag("max-block"), o.maxBlock)
 	}
 	if o.peerStreams < 0 || o.peerStreams > 1<<20 {
-		return usagef("--max-streams-per-peer %d: want 0..1048576", o.peerStreams)
+		return usagef("%s %d: want 0..1048576", o.flag("max-streams-per-peer"), o.peerStreams)
 	}
 	return nil
 }
@@ -283,13 +283,13 @@ func (o *draftOptions) validate() error {
 		return err
 	}
 	if o.depth < 1 || o.depth > 16 {
-		return usagef("--depth %d: want 1..16", o.depth)
+		return usagef("%s %d: want 1..16", o.flag("depth"), o.depth)
 	}
 	if o.branches < 0 || o.branches > 8 {
-		return usagef("--branches %d: want 0..8", o.branches)
+		return usagef("%s %d: want 0..8", o.flag("branches"), o.branches)
 	}
 	if o.passTokens < 1 || o.passTokens > 4096 {
-		return usagef("--pass-tokens %d: want 1..4096", o.passTokens)
+		return usagef("%s %d: want 1..4096", o.flag("pass-tokens"), o.passTokens)
 	}
 	return nil
 }
@@ -589,6 +589,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// the few that matter under draft- names.
 	do.listen = "127.0.0.1:0"
 	do.addFlags(flag.NewFlagSet("draft", flag.ContinueOnError))
+	do.prefix = "draft-" // its errors name up's flags
 	fs.StringVar(&do.model, "draft-model", "specd-draft-q8_0", "draft model")
 	fs.StringVar(&do.quant, "draft-quant", "", "convert the draft's weights at load")
 	fs.IntVar(&do.threads, "draft-threads", 1, "draft compute threads")
@@ -634,6 +635,9 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listenAddr := vo.listen
 	vo.listen, do.listen = "127.0.0.1:0", "127.0.0.1:0"
 	do.models, do.kvBudget, do.kvType = vo.models, vo.kvBudget/4, vo.kvType
+	if vo.kvBudget > 0 && do.kvBudget <= 0 {
+		return usagef("--kv-budget %d: the draft gets a quarter of it, which must be at least a byte", vo.kvBudget)
+	}
 	do.prefixCache = vo.prefixCache   // up's --prefix-cache applies to the draft too
 	do.limitOptions = vo.limitOptions // up's --max-* and --keepalive-min-time apply to all three services
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
@@ -755,7 +759,10 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			dlis.Close()
 			return nil
 		}
-		return serve.Draft(ctx, do.worker(ctx, dtel, dTLS, readyFn), do.config(), dlis)
+		if err := serve.Draft(ctx, do.worker(ctx, dtel, dTLS, readyFn), do.config(), dlis); err != nil {
+			return fmt.Errorf("draft: %w", err)
+		}
+		return nil
 	})
 	start(2, func() error {
 		done := make(chan struct{})
