@@ -311,3 +311,26 @@ func TestUpDraftFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestStaticListsWithConsul: addresses given on the command line would be ignored
+// under Consul discovery (the watch replaces them), so giving both is a usage error
+// naming the list; the defaults, not given, do not count.
+func TestStaticListsWithConsul(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"router", "--discovery", "consul", "--consul", "127.0.0.1:1", "--verifiers", "127.0.0.1:7071"}, "--verifiers"},
+		{[]string{"router", "--discovery", "consul", "--consul", "127.0.0.1:1", "--drafts", ""}, "--drafts"},
+		{[]string{"verifier", "--draft-discovery", "consul", "--consul", "127.0.0.1:1", "--drafts", "127.0.0.1:7072"}, "--drafts"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var out, errb bytes.Buffer
+		code := realMain(ctx, append(c.args, "--listen", "127.0.0.1:0", "--log-level", "error"), &out, &errb)
+		cancel()
+		stderr := strings.TrimSpace(errb.String())
+		if code != 2 || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and one line naming %s", c.args, code, stderr, c.want)
+		}
+	}
+}

@@ -171,7 +171,7 @@ type verifierOptions struct {
 	streamEvery  time.Duration
 	maxPrompt    int
 	prefixCache  bool
-	drafts       string         // the drafts this verifier may dial (static discovery)
+	drafts       addrList       // the drafts this verifier may dial (static discovery)
 	draftsFrom   string         // static or consul
 	chatFile     string         // --chat-template
 	chat         *chat.Template // parsed from chatFile by validate; nil: the model's own
@@ -191,7 +191,8 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxPrompt, "max-prompt-tokens", 0, "longest prompt in tokens a request may send, INVALID_ARGUMENT past it (0: the model's context)")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "share the KV blocks of identical prompt prefixes between requests")
 	fs.IntVar(&o.queue, "queue", 256, "requests allowed to wait for admission; more get RESOURCE_EXHAUSTED")
-	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated addresses of the drafts this verifier may dial, spelled as the router names them; a request naming any other draft decodes plainly (empty: never speculate with a draft)")
+	o.drafts = addrList{list: defaultDraftAddr}
+	fs.Var(&o.drafts, "drafts", "comma-separated `addresses` of the drafts this verifier may dial, spelled as the router names them; a request naming any other draft decodes plainly (empty: never speculate with a draft)")
 	fs.StringVar(&o.chatFile, "chat-template", "", "Jinja chat template file to render requests' messages with, instead of the model's tokenizer.chat_template")
 	fs.StringVar(&o.draftsFrom, "draft-discovery", "static", "how the verifier learns the drafts it may dial: static (--drafts) or consul (the passing specd-draft instances at --consul)")
 	o.addPeerFlag(fs, services.DefaultVerifierStreamsPerPeer, "Generate, from routers")
@@ -228,7 +229,7 @@ func (o *verifierOptions) validate() error {
 	}
 	switch o.draftsFrom {
 	case "static":
-		for _, a := range splitList(o.drafts) {
+		for _, a := range splitList(o.drafts.list) {
 			if _, _, err := net.SplitHostPort(a); err != nil {
 				return usagef("--drafts: %q: %v", a, err)
 			}
@@ -236,6 +237,9 @@ func (o *verifierOptions) validate() error {
 	case "consul":
 		if o.addr == "" {
 			return usagef("--draft-discovery consul needs --consul")
+		}
+		if o.drafts.given {
+			return usagef("--drafts: not with --draft-discovery consul, which finds the drafts")
 		}
 	default:
 		return usagef("--draft-discovery %q: want static or consul", o.draftsFrom)
@@ -250,7 +254,7 @@ func (o *verifierOptions) draftView(ctx context.Context, log *slog.Logger) (rout
 		watch = &consul.WatchConfig{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Services: map[router.Role]string{router.Draft: "specd-draft"},
 			TLS: new(o.tlsOptions.on())}
 	}
-	return serve.Discover(ctx, router.Draft, splitList(o.drafts), watch, log)
+	return serve.Discover(ctx, router.Draft, splitList(o.drafts.list), watch, log)
 }
 
 type draftOptions struct {
@@ -346,8 +350,8 @@ type routerOptions struct {
 	httpOptions
 	advertise string
 	listen    string
-	verifiers string
-	drafts    string
+	verifiers addrList
+	drafts    addrList
 	refresh   time.Duration
 	health    time.Duration
 }
@@ -361,11 +365,23 @@ func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	o.httpOptions.addFlags(fs)
 	fs.StringVar(&o.advertise, "advertise", "", "host:port to register the router in Consul as specd-router (needs --consul); empty: do not register")
 	fs.StringVar(&o.listen, "listen", defaultRouterAddr, "gRPC listen address of the public API")
-	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
-	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated draft addresses (empty: decode plainly)")
+	o.verifiers, o.drafts = addrList{list: defaultVerifierAddr}, addrList{list: defaultDraftAddr}
+	fs.Var(&o.verifiers, "verifiers", "comma-separated verifier `addresses` (static discovery)")
+	fs.Var(&o.drafts, "drafts", "comma-separated draft `addresses` (static discovery; empty: decode plainly)")
 	fs.DurationVar(&o.refresh, "refresh", 5*time.Second, "how often to refresh the endpoints' model info and load")
 	fs.DurationVar(&o.health, "health-interval", time.Second, "how often to probe the endpoints' gRPC health; the router is NOT_SERVING while no verifier is SERVING with its breaker closed")
 }
+
+// addrList is the value of a flag listing addresses, comma-separated, that remembers
+// whether the command line gave it: under Consul discovery a given list would be
+// ignored, so it is refused, while the default is not.
+type addrList struct {
+	list  string
+	given bool
+}
+
+func (a *addrList) String() string     { return a.list }
+func (a *addrList) Set(v string) error { a.list, a.given = v, true; return nil }
 
 func splitList(s string) []string {
 	var out []string
@@ -407,10 +423,13 @@ func (o *routerOptions) validate() error {
 	if err := o.consulOptions.validateCheck(o.tlsOptions.on()); err != nil {
 		return err
 	}
-	if o.mode == "static" && len(splitList(o.verifiers)) == 0 {
+	if o.mode == "static" && len(splitList(o.verifiers.list)) == 0 {
 		return usagef("--verifiers: at least one address")
 	}
-	for _, a := range append(splitList(o.verifiers), splitList(o.drafts)...) {
+	if o.mode == "consul" && (o.verifiers.given || o.drafts.given) {
+		return usagef("--verifiers and --drafts: not with --discovery consul, which finds both")
+	}
+	for _, a := range append(splitList(o.verifiers.list), splitList(o.drafts.list)...) {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return usagef("endpoint %q: %v", a, err)
 		}
@@ -466,7 +485,7 @@ func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 }
 
 func (o *routerOptions) config(tel *telemetry.Telemetry, tls *serve.TLS, ready func()) serve.RouterConfig {
-	c := serve.RouterConfig{TLS: tls, Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
+	c := serve.RouterConfig{TLS: tls, Verifiers: splitList(o.verifiers.list), Drafts: splitList(o.drafts.list), Refresh: o.refresh, HealthInterval: o.health,
 		Log: tel.Log, Tel: tel, Ready: ready, Limits: o.limits(), Keys: o.keys}
 	o.discoveryOptions.apply(&c)
 	if c.Consul != nil {
@@ -725,7 +744,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ro := routerOptions{limitOptions: vo.limitOptions, keyOptions: ko, httpOptions: ho, listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second, health: time.Second,
+	ro := routerOptions{limitOptions: vo.limitOptions, keyOptions: ko, httpOptions: ho, listen: listenAddr, verifiers: addrList{list: vlis.Addr().String()}, drafts: addrList{list: dlis.Addr().String()}, refresh: 2 * time.Second, health: time.Second,
 		discoveryOptions: discoveryOptions{mode: "static", breakerFailures: 3, breakerCooldown: 10 * time.Second, wait: time.Minute}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -749,7 +768,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	verifierReady := make(chan struct{})
 	start(0, func() error {
 		cfg := vo.config(vtel)
-		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts, Address: ro.drafts, Role: router.Draft})
+		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts.list, Address: ro.drafts.list, Role: router.Draft})
 		return serve.Verifier(ctx, vo.worker(ctx, vtel, vTLS, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
 	})
 	start(1, func() error {
