@@ -334,3 +334,30 @@ func TestStaticListsWithConsul(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvertiseChecked: the address registered in Consul must be one others can dial,
+// checked before a model loads (exit 2), not when registering after it (exit 1): an
+// --advertise without a host or with an unspecified one or port 0, and, without
+// --advertise, a --listen on all interfaces, which is what would be registered.
+func TestAdvertiseChecked(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"draft", "--consul", "127.0.0.1:1", "--listen", "0.0.0.0:0", "--insecure-plaintext"}, "--advertise"},
+		{[]string{"verifier", "--consul", "127.0.0.1:1", "--listen", ":7071", "--insecure-plaintext"}, "--advertise"},
+		{[]string{"verifier", "--consul", "127.0.0.1:1", "--advertise", "0.0.0.0:7071"}, "--advertise"},
+		{[]string{"draft", "--consul", "127.0.0.1:1", "--advertise", "10.0.0.5:0"}, "--advertise"},
+		{[]string{"router", "--listen", "127.0.0.1:0", "--consul", "127.0.0.1:1", "--advertise", ":7070"}, "--advertise"},
+		{[]string{"router", "--listen", "127.0.0.1:0", "--consul", "127.0.0.1:1", "--advertise", "[::]:7070"}, "--advertise"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var out, errb bytes.Buffer
+		code := realMain(ctx, append(c.args, "--log-level", "error"), &out, &errb)
+		cancel()
+		stderr := strings.TrimSpace(errb.String())
+		if code != 2 || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and one line naming %s", c.args, code, stderr, c.want)
+		}
+	}
+}

@@ -134,7 +134,7 @@ func (o *workerOptions) validate() error {
 	if err := o.engineOptions.validate(); err != nil {
 		return err
 	}
-	if err := o.registerOptions.validate(); err != nil {
+	if err := o.registerOptions.validate(o.listen); err != nil {
 		return err
 	}
 	if err := o.limitOptions.validate(); err != nil {
@@ -407,8 +407,8 @@ func (o *routerOptions) validate() error {
 		return err
 	}
 	if o.advertise != "" {
-		if _, _, err := net.SplitHostPort(o.advertise); err != nil {
-			return usagef("--advertise %q: %v", o.advertise, err)
+		if err := consul.CheckAdvertise(o.advertise); err != nil {
+			return usagef("--advertise: %v", err)
 		}
 		if o.addr == "" {
 			return usagef("--advertise needs --consul")
