@@ -135,7 +135,7 @@ func readPrompts(path string) ([]benchPrompt, error) {
 		ps = append(ps, p)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, usageError{fmt.Errorf("%s: %w", path, err)}
 	}
 	if len(ps) == 0 {
 		return nil, usagef("%s: no prompts", path)

@@ -387,3 +387,47 @@ func TestBenchSVGWellFormed(t *testing.T) {
 		parse(fmt.Sprintf("loadSVG(%d levels)", len(levels)), loadSVG(&loadReport{Levels: levels}))
 	}
 }
+
+// FuzzReadPrompts: a prompts file either reads as prompts that each have text and a
+// domain, or is a usage error naming the file; it never panics.
+func FuzzReadPrompts(f *testing.F) {
+	f.Add([]byte(`{"id":"a","domain":"x","prompt":"Once upon a time"}` + "\n\n" + `{"prompt":"The king said"}`))
+	f.Add([]byte(`{"prompt":""}`))
+	f.Add([]byte(`{"prompt":"a"}` + "\n" + `[1,2]`))
+	f.Add([]byte("\xff\xfe"))
+	f.Add([]byte(" \n\t\n"))
+	f.Add([]byte(`{"prompt":"a\u0000b","domain":"\u0001"}`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "prompts.jsonl")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := readPrompts(path)
+		if err != nil {
+			if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("readPrompts(%q) = %v, want a usage error naming the file", data, err)
+			}
+			return
+		}
+		if len(ps) == 0 {
+			t.Fatalf("readPrompts(%q) = no prompts and no error", data)
+		}
+		for _, p := range ps {
+			if p.Prompt == "" || p.Domain == "" {
+				t.Fatalf("readPrompts(%q): prompt %+v", data, p)
+			}
+		}
+	})
+}
+
+// TestReadPromptsLongLine: a line past the reader's 16 MiB is an error naming the file.
+func TestReadPromptsLongLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "prompts.jsonl")
+	if err := os.WriteFile(path, []byte(`{"prompt":"`+strings.Repeat("a", 1<<24)+`"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readPrompts(path); err == nil || !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), path) {
+		t.Errorf("readPrompts(a 16 MiB line) = %v, want a usage error naming the file", err)
+	}
+}
