@@ -163,7 +163,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 	fs.IntVar(&repeats, "repeat", 1, "runs of each prompt in each mode")
 	fs.Var(&levels, "concurrency", "load test: comma-separated numbers of concurrent clients, e.g. 1,2,4,8 (default: no load test; each prompt alone)")
-	fs.IntVar(&requests, "requests", 0, "with --concurrency: requests per level and mode (0: max(2×concurrency, 8))")
+	fs.IntVar(&requests, "requests", 0, "with --concurrency: requests per level and mode, at least the largest concurrency (0: max(2×concurrency, 8))")
 	fs.BoolVar(&checkSolo, "check-solo", false, "with --concurrency: run each prompt alone first and count requests under load whose output differs (greedy or seeded only)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -180,6 +180,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if requests < 0 {
 		return usagef("--requests %d: want at least 1, or 0 for the default", requests)
+	}
+	if c := slices.Max(append([]int{0}, levels...)); requests > 0 && requests < c {
+		return usagef("--requests %d: fewer than the %d clients of --concurrency %d, which would never all be busy", requests, c, c)
 	}
 	if checkSolo && so.temp != 0 && so.seed < 0 {
 		return usagef("--check-solo: needs greedy (--temp 0) or seeded (--seed S) requests")

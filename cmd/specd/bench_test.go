@@ -55,6 +55,8 @@ func TestConcurrencyListSet(t *testing.T) {
 		{"--requests", "4"},
 		{"--check-solo"},
 		{"--concurrency", "1", "--requests", "-1"},
+		// Fewer requests than clients: the level would never run at its concurrency.
+		{"--concurrency", "1,4", "--requests", "2"},
 		{"--concurrency", "1", "--check-solo", "--temp", "0.8"},
 	} {
 		_, stderr, code := run(t, append([]string{"bench", "--addr", "127.0.0.1:1"}, args...)...)

@@ -230,7 +230,7 @@ type loadReport struct {
 // loadConfig is what benchLoad needs beyond the report's header.
 type loadConfig struct {
 	levels    []int
-	requests  int // per level; 0: levelRequests' default
+	requests  int // per level, at least the level's concurrency; 0: levelRequests' default
 	checkSolo bool
 	prompts   []benchPrompt
 	run       benchRequest
