@@ -193,6 +193,11 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if repeats < 1 {
 		return usagef("--repeat %d: want at least 1", repeats)
 	}
+	if svgPath != "" {
+		if err := checkWritable(svgPath); err != nil {
+			return usagef("--svg: %v", err)
+		}
+	}
 	params, err := so.params()
 	if err != nil {
 		return err
@@ -292,19 +297,44 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return writeBench(stdout, svgPath, asJSON, &rep, func() string { return benchSVG(&rep) }, func(w io.Writer) { printBench(w, &rep) })
 }
 
-// writeBench writes a bench report: its chart to svgPath (unless empty), then the
-// report as JSON or as a table.
+// writeBench writes a bench report as JSON or as a table, then its chart to svgPath
+// (unless empty): a chart that fails to be written loses no figures.
 func writeBench(stdout io.Writer, svgPath string, asJSON bool, rep any, svg func() string, table func(io.Writer)) error {
-	if svgPath != "" {
-		if err := os.WriteFile(svgPath, []byte(svg()), 0o644); err != nil {
+	if asJSON {
+		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
 			return err
 		}
+	} else {
+		table(stdout)
 	}
-	if asJSON {
-		return json.NewEncoder(stdout).Encode(rep)
+	if svgPath != "" {
+		if err := os.WriteFile(svgPath, []byte(svg()), 0o644); err != nil {
+			return fmt.Errorf("--svg: %w", err)
+		}
 	}
-	table(stdout)
 	return nil
+}
+
+// checkWritable reports why path could not be written at the end of a run, checked
+// before it so that a run is not lost to a typo. An existing file is left as it is,
+// and no new one is left behind.
+func checkWritable(path string) error {
+	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return fmt.Errorf("%s is a directory", path)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(path)
 }
 
 func domainNames(rep *benchReport) []string {

@@ -57,6 +57,9 @@ func TestConcurrencyListSet(t *testing.T) {
 		{"--concurrency", "1", "--requests", "-1"},
 		// Fewer requests than clients: the level would never run at its concurrency.
 		{"--concurrency", "1,4", "--requests", "2"},
+		// A chart that could not be written, found out before the run, not after it.
+		{"--svg", filepath.Join(t.TempDir(), "no-such-dir", "load.svg")},
+		{"--concurrency", "1", "--svg", t.TempDir()},
 		{"--concurrency", "1", "--check-solo", "--temp", "0.8"},
 	} {
 		_, stderr, code := run(t, append([]string{"bench", "--addr", "127.0.0.1:1"}, args...)...)
