@@ -301,17 +301,25 @@ func TestBenchConcurrency(t *testing.T) {
 	if err := os.WriteFile(prompts, []byte(`{"id":"a","domain":"x","prompt":"Once upon a time"}`+"\n"+`{"id":"b","prompt":"The king said"}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, code = run(t, "bench", "--addr", addr, "--prompts", prompts, "-n", "8", "--json")
-	if code != 0 {
-		t.Fatalf("bench: exit %d: %s", code, stderr)
-	}
 	var per benchReport
-	if err := json.Unmarshal([]byte(stdout), &per); err != nil {
-		t.Fatal(err)
-	}
+	stdout = benchJSON(t, &per, "--addr", addr, "--prompts", prompts, "-n", "8")
 	if per.Prompts != 2 || per.IdenticalOutputs != 2 || per.SpecTokensPerSecond <= 0 || len(per.Domains) != 2 {
 		t.Errorf("bench --json (per prompt) = %s", stdout)
 	}
+}
+
+// benchJSON runs bench --json with args, decodes its report into rep and returns it as
+// printed.
+func benchJSON(t *testing.T, rep any, args ...string) string {
+	t.Helper()
+	stdout, stderr, code := run(t, append([]string{"bench", "--json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("bench %q: exit %d: %s", args, code, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), rep); err != nil {
+		t.Fatalf("bench %q: %v: %s", args, err, stdout)
+	}
+	return stdout
 }
 
 // TestBenchModesSeeTheSameCache: whichever mode runs a prompt first must not pay its
@@ -329,13 +337,9 @@ func TestBenchModesSeeTheSameCache(t *testing.T) {
 	if err := os.WriteFile(prompts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, code := run(t, "bench", "--addr", addr, "--prompts", prompts, "--concurrency", "1", "--requests", "4", "-n", "4", "--json")
-	if code != 0 {
-		t.Fatalf("bench --concurrency: exit %d: %s", code, stderr)
-	}
 	var load loadReport
-	if err := json.Unmarshal([]byte(stdout), &load); err != nil || len(load.Levels) != 1 {
-		t.Fatalf("bench --concurrency --json: %v: %s", err, stdout)
+	if stdout := benchJSON(t, &load, "--addr", addr, "--prompts", prompts, "--concurrency", "1", "--requests", "4", "-n", "4"); len(load.Levels) != 1 {
+		t.Fatalf("bench --concurrency --json: %s", stdout)
 	}
 	for mode, r := range map[string]loadRun{"speculative": load.Levels[0].Speculative, "plain": load.Levels[0].Plain} {
 		if r.Completed != 4 || r.CachedPromptTokens != r.PromptTokens-r.Completed {
@@ -350,14 +354,8 @@ func TestBenchModesSeeTheSameCache(t *testing.T) {
 	if err := os.WriteFile(prompts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, code = run(t, "bench", "--addr", addr, "--prompts", prompts, "-n", "4", "--json")
-	if code != 0 {
-		t.Fatalf("bench: exit %d: %s", code, stderr)
-	}
 	var per benchReport
-	if err := json.Unmarshal([]byte(stdout), &per); err != nil {
-		t.Fatal(err)
-	}
+	benchJSON(t, &per, "--addr", addr, "--prompts", prompts, "-n", "4")
 	for name, f := range per.Domains {
 		if want := f.PromptTokens - f.Prompts; f.SpecCachedPromptTokens != want || f.PlainCachedPromptTokens != want {
 			t.Errorf("per-prompt domain %s: %d (spec) and %d (plain) of %d prompt tokens cached; want %d each", name,

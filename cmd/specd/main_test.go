@@ -253,14 +253,21 @@ func TestUpRefusesServiceOnlyFlags(t *testing.T) {
 		{"--consul-check-tls-server-name", "specd"},
 		{"--consul-check-tls-skip-verify"},
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		var out, errb bytes.Buffer
-		code := realMain(ctx, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error", "--kv-budget", "64000000"}, args...), &out, &errb)
-		cancel()
-		stderr := strings.TrimSpace(errb.String())
-		if code != 2 || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, args[0]) {
-			t.Errorf("up %q: exit %d, stderr %q; want exit 2 and one line naming %s", args, code, stderr, args[0])
-		}
+		checkRefused(t, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error", "--kv-budget", "64000000"}, args...), 2, args[0])
+	}
+}
+
+// checkRefused runs specd with args, bounded in time (a command that is not refused
+// serves until its context ends), and wants exit code and one line on stderr saying
+// want.
+func checkRefused(t *testing.T, args []string, code int, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	got := realMain(ctx, args, &out, &errb)
+	if stderr := strings.TrimSpace(errb.String()); got != code || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, want) {
+		t.Errorf("specd %q: exit %d, stderr %q; want exit %d and one line saying %q", args, got, stderr, code, want)
 	}
 }
 
@@ -274,10 +281,7 @@ func TestClientTimeoutFlag(t *testing.T) {
 		{"bench", "--timeout", "-5m", "--concurrency", "1"},
 		{"health", "--timeout", "0"},
 	} {
-		_, stderr, code := run(t, append(args, "--addr", "127.0.0.1:1")...)
-		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "--timeout") {
-			t.Errorf("%q: exit %d, stderr %q; want exit 2 and one line naming --timeout", args, code, stderr)
-		}
+		checkRefused(t, append(args, "--addr", "127.0.0.1:1"), 2, "--timeout")
 	}
 }
 
@@ -301,14 +305,7 @@ func TestUpDraftFlagErrors(t *testing.T) {
 		// Enough for the verifier's blocks, not for the draft's quarter.
 		{[]string{"--kv-budget", "1100000"}, 1, "draft: "},
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		var out, errb bytes.Buffer
-		code := realMain(ctx, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error"}, c.args...), &out, &errb)
-		cancel()
-		stderr := strings.TrimSpace(errb.String())
-		if code != c.code || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, c.want) {
-			t.Errorf("up %q: exit %d, stderr %q; want exit %d and one line saying %q", c.args, code, stderr, c.code, c.want)
-		}
+		checkRefused(t, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error"}, c.args...), c.code, c.want)
 	}
 }
 
@@ -324,14 +321,7 @@ func TestStaticListsWithConsul(t *testing.T) {
 		{[]string{"router", "--discovery", "consul", "--consul", "127.0.0.1:1", "--drafts", ""}, "--drafts"},
 		{[]string{"verifier", "--draft-discovery", "consul", "--consul", "127.0.0.1:1", "--drafts", "127.0.0.1:7072"}, "--drafts"},
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		var out, errb bytes.Buffer
-		code := realMain(ctx, append(c.args, "--listen", "127.0.0.1:0", "--log-level", "error"), &out, &errb)
-		cancel()
-		stderr := strings.TrimSpace(errb.String())
-		if code != 2 || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, c.want) {
-			t.Errorf("%q: exit %d, stderr %q; want exit 2 and one line naming %s", c.args, code, stderr, c.want)
-		}
+		checkRefused(t, append(c.args, "--listen", "127.0.0.1:0", "--log-level", "error"), 2, c.want)
 	}
 }
 
@@ -351,13 +341,6 @@ func TestAdvertiseChecked(t *testing.T) {
 		{[]string{"router", "--listen", "127.0.0.1:0", "--consul", "127.0.0.1:1", "--advertise", ":7070"}, "--advertise"},
 		{[]string{"router", "--listen", "127.0.0.1:0", "--consul", "127.0.0.1:1", "--advertise", "[::]:7070"}, "--advertise"},
 	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		var out, errb bytes.Buffer
-		code := realMain(ctx, append(c.args, "--log-level", "error"), &out, &errb)
-		cancel()
-		stderr := strings.TrimSpace(errb.String())
-		if code != 2 || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, c.want) {
-			t.Errorf("%q: exit %d, stderr %q; want exit 2 and one line naming %s", c.args, code, stderr, c.want)
-		}
+		checkRefused(t, append(c.args, "--log-level", "error"), 2, c.want)
 	}
 }
