@@ -618,6 +618,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var ko keyOptions
 	ko.addFlags(fs)
 	fs.Lookup("listen").Usage = "the router's public gRPC address (verifier and draft take free loopback ports)"
+	fs.Lookup("kv-budget").Usage = "the verifier's KV cache budget in bytes; the draft gets a quarter of it besides"
 	var metrics, vMetrics, dMetrics string
 	fs.StringVar(&metrics, "metrics-listen", "", "HTTP address for the router's Prometheus /metrics (empty: none)")
 	fs.StringVar(&vMetrics, "verifier-metrics-listen", "", "HTTP address for the verifier's Prometheus /metrics (empty: none)")
