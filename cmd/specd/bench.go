@@ -163,7 +163,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 	fs.IntVar(&repeats, "repeat", 1, "runs of each prompt in each mode")
 	fs.Var(&levels, "concurrency", "load test: comma-separated numbers of concurrent clients, e.g. 1,2,4,8 (default: no load test; each prompt alone)")
-	fs.IntVar(&requests, "requests", 0, "with --concurrency: requests per level and mode, at least the largest concurrency (0: max(2×concurrency, 8))")
+	fs.IntVar(&requests, "requests", 0, "with --concurrency: requests per level and mode, at least the largest concurrency (0: the least multiple of the number of prompts that is at least max(2×concurrency, 8))")
 	fs.BoolVar(&checkSolo, "check-solo", false, "with --concurrency: run each prompt alone first and count requests under load whose output differs (greedy or seeded only)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err

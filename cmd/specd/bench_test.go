@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -432,5 +435,59 @@ func TestReadPromptsLongLine(t *testing.T) {
 	}
 	if _, err := readPrompts(path); err == nil || !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), path) {
 		t.Errorf("readPrompts(a 16 MiB line) = %v, want a usage error naming the file", err)
+	}
+}
+
+// TestLoadLevelsRunTheSamePrompts: by default every level sends each prompt equally
+// often, so that levels differ in load and not in the mix of prompts (whose acceptance
+// runs from 0 to 100% by domain): with 8 requests at one client and 32 at sixteen, 5
+// prompts were sent 2, 2, 2, 1, 1 and 7, 7, 6, 6, 6 times. Every client still sends at
+// least two requests, and a --requests given is kept.
+func TestLoadLevelsRunTheSamePrompts(t *testing.T) {
+	ps := []benchPrompt{{ID: "a", Prompt: "a"}, {ID: "b", Prompt: "b"}, {ID: "c", Prompt: "c"}, {ID: "d", Prompt: "d"}, {ID: "e", Prompt: "e"}}
+	for _, c := range []struct {
+		levels   []int
+		requests int
+		want     []int // requests per level
+		even     bool
+	}{
+		{[]int{1, 16}, 0, []int{10, 35}, true},
+		{[]int{2, 3}, 0, []int{10, 10}, true},
+		{[]int{4}, 7, []int{7}, false},
+	} {
+		var mu sync.Mutex
+		sent := map[bool]map[string]int{}
+		cfg := loadConfig{levels: c.levels, requests: c.requests, prompts: ps,
+			run: func(ctx context.Context, p benchPrompt, spec bool) (generateResult, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if sent[spec] == nil {
+					sent[spec] = map[string]int{}
+				}
+				sent[spec][p.ID]++
+				return generateResult{Tokens: 1, WallSeconds: 0.001}, nil
+			}}
+		var rep loadReport
+		for k, lv := range c.levels {
+			sent = map[bool]map[string]int{}
+			cfg.levels = []int{lv}
+			rep.Levels = nil
+			if err := benchLoad(t.Context(), cfg, &rep); err != nil {
+				t.Fatal(err)
+			}
+			for _, spec := range []bool{true, false} {
+				counts := slices.Collect(maps.Values(sent[spec]))
+				total := 0
+				for _, n := range counts {
+					total += n
+				}
+				if total != c.want[k] || rep.Levels[0].Plain.Requests != c.want[k] {
+					t.Errorf("levels %v --requests %d: concurrency %d sent %d requests, want %d", c.levels, c.requests, lv, total, c.want[k])
+				}
+				if c.even && (len(counts) != len(ps) || slices.Min(counts) != slices.Max(counts)) {
+					t.Errorf("levels %v: concurrency %d (spec %v) sent the prompts %v times, want each as often", c.levels, lv, spec, sent[spec])
+				}
+			}
+		}
 	}
 }

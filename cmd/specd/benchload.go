@@ -52,13 +52,17 @@ func (l *concurrencyList) Set(v string) error {
 	return nil
 }
 
-// levelRequests is the number of requests a level sends: n if set, else max(2×c, 8), so
-// that every client sends at least two and a level is never a single burst.
-func levelRequests(n, c int) int {
+// levelRequests is the number of requests a level of c clients sends over prompts
+// prompts: n if set, else the least multiple of prompts that is at least max(2×c, 8),
+// so that every client sends at least two, a level is never a single burst, and every
+// level sends each prompt equally often (levels differ in load, not in their mix of
+// prompts, whose acceptance differs from domain to domain).
+func levelRequests(n, c, prompts int) int {
 	if n > 0 {
 		return n
 	}
-	return max(2*c, 8)
+	least := max(2*c, 8)
+	return (least + prompts - 1) / prompts * prompts
 }
 
 // percentile returns the p-th percentile (0..100) of xs, interpolating linearly between
@@ -250,7 +254,7 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 	if cfg.checkSolo {
 		most := 0
 		for _, c := range cfg.levels {
-			most = max(most, levelRequests(cfg.requests, c))
+			most = max(most, levelRequests(cfg.requests, c, len(ps)))
 		}
 		for m, spec := range []bool{true, false} {
 			for _, p := range ps[:min(len(ps), most)] {
@@ -263,7 +267,7 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 		}
 	}
 	for k, c := range cfg.levels {
-		n := levelRequests(cfg.requests, c)
+		n := levelRequests(cfg.requests, c, len(ps))
 		lv := loadLevel{Concurrency: c}
 		// Alternate which mode goes first, so drift of the machine hits both alike.
 		modes := []bool{true, false}
