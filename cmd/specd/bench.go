@@ -104,6 +104,7 @@ type benchReport struct {
 	Draft       string                   `json:"draft"`
 	MaxTokens   int                      `json:"max_tokens"`
 	Temperature float64                  `json:"temperature"`
+	Seed        uint64                   `json:"seed"` // of every request: --seed, or picked at random
 	Mode        string                   `json:"mode"`
 	Repeats     int                      `json:"repeats"`
 	Domains     map[string]*benchFigures `json:"domains"`
@@ -244,7 +245,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if load {
-		rep := loadReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Prompts: len(ps), CheckSolo: checkSolo}
+		rep := loadReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Seed: params.Seed, Prompts: len(ps), CheckSolo: checkSolo}
 		cfg := loadConfig{levels: levels, requests: requests, checkSolo: checkSolo, prompts: ps, run: run, prime: prime}
 		if !asJSON {
 			cfg.progress = stderr
@@ -254,7 +255,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return writeBench(stdout, svgPath, asJSON, &rep, func() string { return loadSVG(&rep) }, func(w io.Writer) { printLoad(w, &rep) })
 	}
-	rep := benchReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Repeats: repeats, Domains: map[string]*benchFigures{}}
+	rep := benchReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Seed: params.Seed, Repeats: repeats, Domains: map[string]*benchFigures{}}
 	for r := range repeats {
 		for i, p := range ps {
 			// Alternate which mode goes first, so slow drift of the machine (the two
@@ -295,6 +296,15 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		d.finish()
 	}
 	return writeBench(stdout, svgPath, asJSON, &rep, func() string { return benchSVG(&rep) }, func(w io.Writer) { printBench(w, &rep) })
+}
+
+// seedNote is ", seed S" for a sampled run, "" for a greedy one (which has no use for
+// a seed).
+func seedNote(temp float64, seed uint64) string {
+	if temp == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", seed %d", seed)
 }
 
 // writeBench writes a bench report as JSON or as a table, then its chart to svgPath
@@ -347,7 +357,7 @@ func domainNames(rep *benchReport) []string {
 }
 
 func printBench(w io.Writer, rep *benchReport) {
-	fmt.Fprintf(w, "%d prompts × %d, %d tokens, temperature %g, mode %s\n\n", rep.Prompts/rep.Repeats, rep.Repeats, rep.MaxTokens, rep.Temperature, rep.Mode)
+	fmt.Fprintf(w, "%d prompts × %d, %d tokens, temperature %g%s, mode %s\n\n", rep.Prompts/rep.Repeats, rep.Repeats, rep.MaxTokens, rep.Temperature, seedNote(rep.Temperature, rep.Seed), rep.Mode)
 	fmt.Fprintf(w, "%-12s %10s %10s %8s %10s %10s %10s %11s %9s\n", "domain", "spec tok/s", "plain tok/s", "speedup", "accepted", "acc/round", "round trip", "from lookup", "identical")
 	row := func(name string, f *benchFigures) {
 		fromLookup := 0.0

@@ -228,6 +228,7 @@ func TestBenchConcurrency(t *testing.T) {
 		Verifier    string  `json:"verifier"`
 		Draft       string  `json:"draft"`
 		Temperature float64 `json:"temperature"`
+		Seed        uint64  `json:"seed"`
 		Prompts     int     `json:"prompts"`
 		MaxTokens   int     `json:"max_tokens"`
 		CheckSolo   bool    `json:"check_solo"`
@@ -487,6 +488,28 @@ func TestLoadLevelsRunTheSamePrompts(t *testing.T) {
 				if c.even && (len(counts) != len(ps) || slices.Min(counts) != slices.Max(counts)) {
 					t.Errorf("levels %v: concurrency %d (spec %v) sent the prompts %v times, want each as often", c.levels, lv, spec, sent[spec])
 				}
+			}
+		}
+	}
+}
+
+// TestBenchReportsSeed: a sampled run can be repeated only with its seed, which bench
+// picks at random unless --seed gives one: both reports carry it.
+func TestBenchReportsSeed(t *testing.T) {
+	addr := startUp(t)
+	for _, args := range [][]string{{"--seed", "7"}, nil} {
+		args = append(args, "--addr", addr, "-n", "2", "--temp", "0.7")
+		var per struct {
+			Seed *uint64 `json:"seed"`
+		}
+		benchJSON(t, &per, args...)
+		var load struct {
+			Seed *uint64 `json:"seed"`
+		}
+		benchJSON(t, &load, append(args, "--concurrency", "1", "--requests", "1")...)
+		for name, got := range map[string]*uint64{"per-prompt": per.Seed, "load": load.Seed} {
+			if got == nil || args[0] == "--seed" && *got != 7 {
+				t.Errorf("bench %q (%s): seed %v, want it reported (7 when given)", args, name, got)
 			}
 		}
 	}
