@@ -363,6 +363,17 @@ func checkLaunch(t *testing.T, l launch) parsed {
 			t.Errorf("%s: --advertise port = %d, want the gRPC port %d", l.where, got, grpcPort(t, p.sub))
 		}
 	}
+	// Under Consul discovery a static list would be ignored, and specd refuses it.
+	for discovery, lists := range map[string][]string{"discovery": {"verifiers", "drafts"}, "draft-discovery": {"drafts"}} {
+		if d, _ := p.get(discovery); d != "consul" {
+			continue
+		}
+		for _, list := range lists {
+			if v, ok := p.get(list); ok {
+				t.Errorf("%s: --%s=%s with --%s=consul: specd %s refuses it", l.where, list, v, discovery, p.sub)
+			}
+		}
+	}
 	if r.model {
 		p.checkModel(t)
 	} else if l.memLimit > 0 && l.memLimit < runtimeHeadroom {

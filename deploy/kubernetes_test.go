@@ -484,20 +484,26 @@ func checkPod(t *testing.T, kl kubeLaunch, objs kubeObjects) {
 	}
 	// The kubelet's grpc probe speaks only plaintext: an mTLS service is probed by
 	// `specd health` inside the pod, with the pod's own certificate.
+	// Liveness asks only that the process answers (`specd health --live`): a router is
+	// NOT_SERVING, as a whole too, while no verifier is usable, and a liveness probe
+	// failing then would have every router restarted, and held in CrashLoopBackOff,
+	// through a verifier outage or a slow first model load. For the same reason the
+	// router's startup probe asks only that it answers.
 	for _, pr := range []struct {
 		name   string
 		probe  *corev1.Probe
 		health []string // acceptable service names
+		live   bool     // --live: any status counts
 	}{
-		{"startupProbe", c.StartupProbe, []string{"", kl.role.health}},
-		{"livenessProbe", c.LivenessProbe, []string{""}},
-		{"readinessProbe", c.ReadinessProbe, []string{kl.role.health}},
+		{"startupProbe", c.StartupProbe, []string{"", kl.role.health}, kl.role.sub == "router"},
+		{"livenessProbe", c.LivenessProbe, []string{""}, true},
+		{"readinessProbe", c.ReadinessProbe, []string{kl.role.health}, false},
 	} {
 		if pr.probe == nil {
 			t.Errorf("%s: no %s", where, pr.name)
 			continue
 		}
-		checkProbe(t, where+" "+pr.name, kl, pr.probe, port, pr.health)
+		checkProbe(t, where+" "+pr.name, kl, pr.probe, port, pr.health, pr.live)
 	}
 	if sc := ps.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
 		t.Errorf("%s: the pod does not run as a non-root user", where)
@@ -620,7 +626,7 @@ func checkServices(t *testing.T, dir string, objs kubeObjects, ls map[string]kub
 // checkProbe checks one probe: a grpc probe (plaintext services) on the gRPC port, or
 // an exec probe running `/specd health` against the gRPC port on loopback with the
 // container's own TLS files, expecting the role's identity.
-func checkProbe(t *testing.T, where string, kl kubeLaunch, pr *corev1.Probe, port int, health []string) {
+func checkProbe(t *testing.T, where string, kl kubeLaunch, pr *corev1.Probe, port int, health []string, live bool) {
 	t.Helper()
 	if pr.GRPC != nil {
 		svc := ""
@@ -629,6 +635,9 @@ func checkProbe(t *testing.T, where string, kl kubeLaunch, pr *corev1.Probe, por
 		}
 		if kl.hasTLS() {
 			t.Errorf("%s: a grpc probe of a service that serves only TLS", where)
+		}
+		if live {
+			t.Errorf("%s: a grpc probe fails on NOT_SERVING: want /specd health --live", where)
 		}
 		if pr.GRPC.Port != int32(port) || !slices.Contains(health, svc) {
 			t.Errorf("%s: checks port %d service %q, want port %d service %q", where, pr.GRPC.Port, svc, port, health)
@@ -650,6 +659,9 @@ func checkProbe(t *testing.T, where string, kl kubeLaunch, pr *corev1.Probe, por
 	}
 	if svc := probe.value(t, "service"); !slices.Contains(health, svc) {
 		t.Errorf("%s: --service=%q, want one of %q", where, svc, health)
+	}
+	if v, ok := probe.get("live"); ok != live || (ok && v != "true") {
+		t.Errorf("%s: --live given %v (%q), want %v", where, ok, v, live)
 	}
 	for flag := range tlsFiles {
 		want, _ := kl.get(flag)

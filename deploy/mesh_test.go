@@ -549,6 +549,12 @@ func nomadGroup(t *testing.T, g *hclBlock, image string) ([]meshService, parsed)
 			}
 			duration(t, check, "interval", time.Second)
 			duration(t, check, "timeout", time.Second)
+			// A router's health is NOT_SERVING while no verifier is usable: restarting
+			// it then would only keep it down once they return. Its check_restart
+			// belongs on /healthz, which tells only that the process is up.
+			if r.sub == "router" && check.one(t, "check_restart") != nil {
+				t.Errorf("%s: check_restart on the router's gRPC health, which fails while no verifier serves", check.where())
+			}
 		}
 		if cn := s.one(t, "connect"); cn != nil {
 			if sc := cn.one(t, "sidecar_service"); sc != nil {

@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"flag"
 	"fmt"
-	"html"
 	"io"
 	"os"
 	"path/filepath"
@@ -50,7 +50,12 @@ type benchFigures struct {
 	MeanAcceptedPerRound float64 `json:"mean_accepted_per_round"`
 	MeanRoundTripSeconds float64 `json:"mean_round_trip_seconds"`
 	IdenticalOutputs     int     `json:"identical_outputs"`
-	rttSum               float64
+	// PromptTokens are the prompts' tokens over all runs of one mode, and the Cached
+	// fields how many of them each mode found in the verifier's prefix cache.
+	PromptTokens            int `json:"prompt_tokens"`
+	SpecCachedPromptTokens  int `json:"spec_cached_prompt_tokens"`
+	PlainCachedPromptTokens int `json:"plain_cached_prompt_tokens"`
+	rttSum                  float64
 }
 
 func (f *benchFigures) add(spec, plain generateResult) {
@@ -65,6 +70,9 @@ func (f *benchFigures) add(spec, plain generateResult) {
 	f.LookupTokens += spec.LookupTokens
 	f.LookupAccepted += spec.LookupAccepted
 	f.rttSum += spec.MeanRoundTrip * float64(spec.Rounds)
+	f.PromptTokens += spec.PromptTokens
+	f.SpecCachedPromptTokens += spec.CachedPromptTokens
+	f.PlainCachedPromptTokens += plain.CachedPromptTokens
 	if slices.Equal(spec.OutputIDs, plain.OutputIDs) {
 		f.IdenticalOutputs++
 	}
@@ -96,6 +104,7 @@ type benchReport struct {
 	Draft       string                   `json:"draft"`
 	MaxTokens   int                      `json:"max_tokens"`
 	Temperature float64                  `json:"temperature"`
+	Seed        uint64                   `json:"seed"` // of every request: --seed, or picked at random
 	Mode        string                   `json:"mode"`
 	Repeats     int                      `json:"repeats"`
 	Domains     map[string]*benchFigures `json:"domains"`
@@ -127,7 +136,7 @@ func readPrompts(path string) ([]benchPrompt, error) {
 		ps = append(ps, p)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, usageError{fmt.Errorf("%s: %w", path, err)}
 	}
 	if len(ps) == 0 {
 		return nil, usagef("%s: no prompts", path)
@@ -155,9 +164,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 	fs.IntVar(&repeats, "repeat", 1, "runs of each prompt in each mode")
 	fs.Var(&levels, "concurrency", "load test: comma-separated numbers of concurrent clients, e.g. 1,2,4,8 (default: no load test; each prompt alone)")
-	fs.IntVar(&requests, "requests", 0, "with --concurrency: requests per level and mode (0: max(2×concurrency, 8))")
+	fs.IntVar(&requests, "requests", 0, "with --concurrency: requests per level and mode, at least the largest concurrency (0: the least multiple of the number of prompts that is at least max(2×concurrency, 8))")
 	fs.BoolVar(&checkSolo, "check-solo", false, "with --concurrency: run each prompt alone first and count requests under load whose output differs (greedy or seeded only)")
 	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := co.validate(); err != nil {
 		return err
 	}
 	load := len(levels) > 0
@@ -170,6 +182,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if requests < 0 {
 		return usagef("--requests %d: want at least 1, or 0 for the default", requests)
 	}
+	if c := slices.Max(append([]int{0}, levels...)); requests > 0 && requests < c {
+		return usagef("--requests %d: fewer than the %d clients of --concurrency %d, which would never all be busy", requests, c, c)
+	}
 	if checkSolo && so.temp != 0 && so.seed < 0 {
 		return usagef("--check-solo: needs greedy (--temp 0) or seeded (--seed S) requests")
 	}
@@ -178,6 +193,11 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if repeats < 1 {
 		return usagef("--repeat %d: want at least 1", repeats)
+	}
+	if svgPath != "" {
+		if err := checkWritable(svgPath); err != nil {
+			return usagef("--svg: %v", err)
+		}
 	}
 	params, err := so.params()
 	if err != nil {
@@ -206,6 +226,18 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer cancel()
 		return collect(rctx, client, req, nil)
 	}
+	// prime sends p once, unmeasured, with one new token and no speculation, so that the
+	// verifier's prefix cache holds its prompt for both modes alike: otherwise the mode
+	// that ran a prompt first would pay its prefill and the other find it cached.
+	prime := func(ctx context.Context, p benchPrompt) error {
+		req := &specdv1.GenerateRequest{Prompt: p.Prompt, MaxTokens: 1, Speculation: &specdv1.SpeculationOptions{Disabled: true}, Domain: p.Domain}
+		rctx, cancel := context.WithTimeout(ctx, co.timeout)
+		defer cancel()
+		if _, err := collect(rctx, client, req, nil); err != nil {
+			return fmt.Errorf("priming the cache with prompt %s: %w", p.ID, err)
+		}
+		return nil
+	}
 	// One warm-up request in each mode (connections, first-touch of the weights).
 	for _, spec := range []bool{true, false} {
 		if _, err := run(ctx, ps[0], spec); err != nil {
@@ -213,8 +245,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if load {
-		rep := loadReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Prompts: len(ps), CheckSolo: checkSolo}
-		cfg := loadConfig{levels: levels, requests: requests, checkSolo: checkSolo, prompts: ps, run: run}
+		rep := loadReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Seed: params.Seed, Prompts: len(ps), CheckSolo: checkSolo}
+		cfg := loadConfig{levels: levels, requests: requests, checkSolo: checkSolo, prompts: ps, run: run, prime: prime}
 		if !asJSON {
 			cfg.progress = stderr
 		}
@@ -223,13 +255,16 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return writeBench(stdout, svgPath, asJSON, &rep, func() string { return loadSVG(&rep) }, func(w io.Writer) { printLoad(w, &rep) })
 	}
-	rep := benchReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Repeats: repeats, Domains: map[string]*benchFigures{}}
+	rep := benchReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Seed: params.Seed, Repeats: repeats, Domains: map[string]*benchFigures{}}
 	for r := range repeats {
 		for i, p := range ps {
 			// Alternate which mode goes first, so slow drift of the machine (the two
 			// vCPUs differ, other load comes and goes) hits both modes alike.
 			var spec, plain generateResult
-			var err error
+			err := prime(ctx, p)
+			if err != nil {
+				return err
+			}
 			if (i+r)%2 == 0 {
 				if spec, err = run(ctx, p, true); err == nil {
 					plain, err = run(ctx, p, false)
@@ -263,19 +298,53 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return writeBench(stdout, svgPath, asJSON, &rep, func() string { return benchSVG(&rep) }, func(w io.Writer) { printBench(w, &rep) })
 }
 
-// writeBench writes a bench report: its chart to svgPath (unless empty), then the
-// report as JSON or as a table.
+// seedNote is ", seed S" for a sampled run, "" for a greedy one (which has no use for
+// a seed).
+func seedNote(temp float64, seed uint64) string {
+	if temp == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", seed %d", seed)
+}
+
+// writeBench writes a bench report as JSON or as a table, then its chart to svgPath
+// (unless empty): a chart that fails to be written loses no figures.
 func writeBench(stdout io.Writer, svgPath string, asJSON bool, rep any, svg func() string, table func(io.Writer)) error {
-	if svgPath != "" {
-		if err := os.WriteFile(svgPath, []byte(svg()), 0o644); err != nil {
+	if asJSON {
+		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
 			return err
 		}
+	} else {
+		table(stdout)
 	}
-	if asJSON {
-		return json.NewEncoder(stdout).Encode(rep)
+	if svgPath != "" {
+		if err := os.WriteFile(svgPath, []byte(svg()), 0o644); err != nil {
+			return fmt.Errorf("--svg: %w", err)
+		}
 	}
-	table(stdout)
 	return nil
+}
+
+// checkWritable reports why path could not be written at the end of a run, checked
+// before it so that a run is not lost to a typo. An existing file is left as it is,
+// and no new one is left behind.
+func checkWritable(path string) error {
+	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return fmt.Errorf("%s is a directory", path)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(path)
 }
 
 func domainNames(rep *benchReport) []string {
@@ -288,7 +357,7 @@ func domainNames(rep *benchReport) []string {
 }
 
 func printBench(w io.Writer, rep *benchReport) {
-	fmt.Fprintf(w, "%d prompts × %d, %d tokens, temperature %g, mode %s\n\n", rep.Prompts/rep.Repeats, rep.Repeats, rep.MaxTokens, rep.Temperature, rep.Mode)
+	fmt.Fprintf(w, "%d prompts × %d, %d tokens, temperature %g%s, mode %s\n\n", rep.Prompts/rep.Repeats, rep.Repeats, rep.MaxTokens, rep.Temperature, seedNote(rep.Temperature, rep.Seed), rep.Mode)
 	fmt.Fprintf(w, "%-12s %10s %10s %8s %10s %10s %10s %11s %9s\n", "domain", "spec tok/s", "plain tok/s", "speedup", "accepted", "acc/round", "round trip", "from lookup", "identical")
 	row := func(name string, f *benchFigures) {
 		fromLookup := 0.0
@@ -338,7 +407,7 @@ func benchSVG(rep *benchReport) string {
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x+float64(j)*bw, y0-h, bw, h, color)
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-weight="bold">%.2f×</text>`+"\n", x+bw, y0-plotH*max(f.SpecTokensPerSecond, f.PlainTokensPerSecond)/top-6, f.Speedup)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x+bw, y0+16, html.EscapeString(n))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x+bw, y0+16, xmlText(n))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#555">%.0f%% acc.</text>`+"\n", x+bw, y0+32, 100*f.AcceptanceRate)
 	}
 	svgLegends(&b, left, H-18)
@@ -356,7 +425,16 @@ const (
 func svgStart(b *strings.Builder, w, h, left int, title string) {
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
 	fmt.Fprintf(b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(b, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(title))
+	fmt.Fprintf(b, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", left, xmlText(title))
+}
+
+// xmlText escapes s for XML character data, replacing the characters XML cannot carry
+// at all (most control characters, U+FFFE) with U+FFFD: a domain name comes from the
+// prompts file.
+func xmlText(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s)) // a strings.Builder does not fail
+	return b.String()
 }
 
 // svgYGrid draws five labelled grid lines from 0 at y0 up to top at y0 - plotH,

@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,6 +58,11 @@ func TestConcurrencyListSet(t *testing.T) {
 		{"--requests", "4"},
 		{"--check-solo"},
 		{"--concurrency", "1", "--requests", "-1"},
+		// Fewer requests than clients: the level would never run at its concurrency.
+		{"--concurrency", "1,4", "--requests", "2"},
+		// A chart that could not be written, found out before the run, not after it.
+		{"--svg", filepath.Join(t.TempDir(), "no-such-dir", "load.svg")},
+		{"--concurrency", "1", "--svg", t.TempDir()},
 		{"--concurrency", "1", "--check-solo", "--temp", "0.8"},
 	} {
 		_, stderr, code := run(t, append([]string{"bench", "--addr", "127.0.0.1:1"}, args...)...)
@@ -219,6 +228,7 @@ func TestBenchConcurrency(t *testing.T) {
 		Verifier    string  `json:"verifier"`
 		Draft       string  `json:"draft"`
 		Temperature float64 `json:"temperature"`
+		Seed        uint64  `json:"seed"`
 		Prompts     int     `json:"prompts"`
 		MaxTokens   int     `json:"max_tokens"`
 		CheckSolo   bool    `json:"check_solo"`
@@ -295,15 +305,212 @@ func TestBenchConcurrency(t *testing.T) {
 	if err := os.WriteFile(prompts, []byte(`{"id":"a","domain":"x","prompt":"Once upon a time"}`+"\n"+`{"id":"b","prompt":"The king said"}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, code = run(t, "bench", "--addr", addr, "--prompts", prompts, "-n", "8", "--json")
-	if code != 0 {
-		t.Fatalf("bench: exit %d: %s", code, stderr)
-	}
 	var per benchReport
-	if err := json.Unmarshal([]byte(stdout), &per); err != nil {
-		t.Fatal(err)
-	}
+	stdout = benchJSON(t, &per, "--addr", addr, "--prompts", prompts, "-n", "8")
 	if per.Prompts != 2 || per.IdenticalOutputs != 2 || per.SpecTokensPerSecond <= 0 || len(per.Domains) != 2 {
 		t.Errorf("bench --json (per prompt) = %s", stdout)
+	}
+}
+
+// benchJSON runs bench --json with args, decodes its report into rep and returns it as
+// printed.
+func benchJSON(t *testing.T, rep any, args ...string) string {
+	t.Helper()
+	stdout, stderr, code := run(t, append([]string{"bench", "--json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("bench %q: exit %d: %s", args, code, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), rep); err != nil {
+		t.Fatalf("bench %q: %v: %s", args, err, stdout)
+	}
+	return stdout
+}
+
+// TestBenchModesSeeTheSameCache: whichever mode runs a prompt first must not pay its
+// prefill while the other finds the prompt in the verifier's prefix cache. Without
+// --check-solo (whose solo runs fill the cache), on prompts the server has not seen,
+// both modes of a load level, and both runs of each prompt in the per-prompt bench,
+// find every prompt token but the last cached.
+func TestBenchModesSeeTheSameCache(t *testing.T) {
+	addr := startUp(t)
+	prompts := filepath.Join(t.TempDir(), "prompts.jsonl")
+	var lines []string
+	for i, p := range []string{"The little dog ran to the", "A girl named Sue had a red", "Tom and his dad went to the big", "One morning the cat saw a"} {
+		lines = append(lines, fmt.Sprintf(`{"id":"p%d","domain":"d%d","prompt":%q}`, i, i%2, p))
+	}
+	if err := os.WriteFile(prompts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var load loadReport
+	if stdout := benchJSON(t, &load, "--addr", addr, "--prompts", prompts, "--concurrency", "1", "--requests", "4", "-n", "4"); len(load.Levels) != 1 {
+		t.Fatalf("bench --concurrency --json: %s", stdout)
+	}
+	for mode, r := range map[string]loadRun{"speculative": load.Levels[0].Speculative, "plain": load.Levels[0].Plain} {
+		if r.Completed != 4 || r.CachedPromptTokens != r.PromptTokens-r.Completed {
+			t.Errorf("load %s: %d requests completed, %d of %d prompt tokens cached; want 4, all but each request's last", mode, r.Completed, r.CachedPromptTokens, r.PromptTokens)
+		}
+	}
+
+	// The per-prompt bench, on prompts again unseen.
+	for i := range lines {
+		lines[i] = strings.Replace(lines[i], `"prompt":"`, `"prompt":"Later, `, 1)
+	}
+	if err := os.WriteFile(prompts, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var per benchReport
+	benchJSON(t, &per, "--addr", addr, "--prompts", prompts, "-n", "4")
+	for name, f := range per.Domains {
+		if want := f.PromptTokens - f.Prompts; f.SpecCachedPromptTokens != want || f.PlainCachedPromptTokens != want {
+			t.Errorf("per-prompt domain %s: %d (spec) and %d (plain) of %d prompt tokens cached; want %d each", name,
+				f.SpecCachedPromptTokens, f.PlainCachedPromptTokens, f.PromptTokens, want)
+		}
+	}
+}
+
+// TestBenchSVGWellFormed: the charts are well-formed XML whatever the report holds: a
+// domain name (from the prompts file, untrusted) with markup or control characters,
+// which XML cannot carry at all; no level, one level, zero throughput.
+func TestBenchSVGWellFormed(t *testing.T) {
+	parse := func(name, doc string) []string {
+		t.Helper()
+		var d struct {
+			Texts []string `xml:"text"`
+		}
+		if err := xml.Unmarshal([]byte(doc), &d); err != nil {
+			t.Errorf("%s: %v:\n%s", name, err, doc)
+		}
+		return d.Texts
+	}
+	for _, domain := range []string{"a\x01b", "<x>&\"'", "tab\tnew\nline", "nul\x00", "\ufffe"} {
+		rep := benchReport{benchFigures: benchFigures{Prompts: 1, SpecTokensPerSecond: 3, PlainTokensPerSecond: 2, Speedup: 1.5},
+			MaxTokens: 8, Repeats: 1, Domains: map[string]*benchFigures{domain: {Prompts: 1}}}
+		// The title, five grid labels, three labels under each of two groups, two legends.
+		if texts := parse(fmt.Sprintf("benchSVG(domain %q)", domain), benchSVG(&rep)); len(texts) != 14 {
+			t.Errorf("benchSVG(domain %q): %d texts %q, want 14", domain, len(texts), texts)
+		}
+	}
+	for _, levels := range [][]loadLevel{nil, {{Concurrency: 1}}, {{Concurrency: 1}, {Concurrency: 4096}}} {
+		parse(fmt.Sprintf("loadSVG(%d levels)", len(levels)), loadSVG(&loadReport{Levels: levels}))
+	}
+}
+
+// FuzzReadPrompts: a prompts file either reads as prompts that each have text and a
+// domain, or is a usage error naming the file; it never panics.
+func FuzzReadPrompts(f *testing.F) {
+	f.Add([]byte(`{"id":"a","domain":"x","prompt":"Once upon a time"}` + "\n\n" + `{"prompt":"The king said"}`))
+	f.Add([]byte(`{"prompt":""}`))
+	f.Add([]byte(`{"prompt":"a"}` + "\n" + `[1,2]`))
+	f.Add([]byte("\xff\xfe"))
+	f.Add([]byte(" \n\t\n"))
+	f.Add([]byte(`{"prompt":"a\u0000b","domain":"\u0001"}`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "prompts.jsonl")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := readPrompts(path)
+		if err != nil {
+			if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("readPrompts(%q) = %v, want a usage error naming the file", data, err)
+			}
+			return
+		}
+		if len(ps) == 0 {
+			t.Fatalf("readPrompts(%q) = no prompts and no error", data)
+		}
+		for _, p := range ps {
+			if p.Prompt == "" || p.Domain == "" {
+				t.Fatalf("readPrompts(%q): prompt %+v", data, p)
+			}
+		}
+	})
+}
+
+// TestReadPromptsLongLine: a line past the reader's 16 MiB is an error naming the file.
+func TestReadPromptsLongLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "prompts.jsonl")
+	if err := os.WriteFile(path, []byte(`{"prompt":"`+strings.Repeat("a", 1<<24)+`"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readPrompts(path); err == nil || !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), path) {
+		t.Errorf("readPrompts(a 16 MiB line) = %v, want a usage error naming the file", err)
+	}
+}
+
+// TestLoadLevelsRunTheSamePrompts: by default every level sends each prompt equally
+// often, so that levels differ in load and not in the mix of prompts (whose acceptance
+// runs from 0 to 100% by domain): with 8 requests at one client and 32 at sixteen, 5
+// prompts were sent 2, 2, 2, 1, 1 and 7, 7, 6, 6, 6 times. Every client still sends at
+// least two requests, and a --requests given is kept.
+func TestLoadLevelsRunTheSamePrompts(t *testing.T) {
+	ps := []benchPrompt{{ID: "a", Prompt: "a"}, {ID: "b", Prompt: "b"}, {ID: "c", Prompt: "c"}, {ID: "d", Prompt: "d"}, {ID: "e", Prompt: "e"}}
+	for _, c := range []struct {
+		levels   []int
+		requests int
+		want     []int // requests per level
+		even     bool
+	}{
+		{[]int{1, 16}, 0, []int{10, 35}, true},
+		{[]int{2, 3}, 0, []int{10, 10}, true},
+		{[]int{4}, 7, []int{7}, false},
+	} {
+		var mu sync.Mutex
+		sent := map[bool]map[string]int{}
+		cfg := loadConfig{levels: c.levels, requests: c.requests, prompts: ps,
+			run: func(ctx context.Context, p benchPrompt, spec bool) (generateResult, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if sent[spec] == nil {
+					sent[spec] = map[string]int{}
+				}
+				sent[spec][p.ID]++
+				return generateResult{Tokens: 1, WallSeconds: 0.001}, nil
+			}}
+		var rep loadReport
+		for k, lv := range c.levels {
+			sent = map[bool]map[string]int{}
+			cfg.levels = []int{lv}
+			rep.Levels = nil
+			if err := benchLoad(t.Context(), cfg, &rep); err != nil {
+				t.Fatal(err)
+			}
+			for _, spec := range []bool{true, false} {
+				counts := slices.Collect(maps.Values(sent[spec]))
+				total := 0
+				for _, n := range counts {
+					total += n
+				}
+				if total != c.want[k] || rep.Levels[0].Plain.Requests != c.want[k] {
+					t.Errorf("levels %v --requests %d: concurrency %d sent %d requests, want %d", c.levels, c.requests, lv, total, c.want[k])
+				}
+				if c.even && (len(counts) != len(ps) || slices.Min(counts) != slices.Max(counts)) {
+					t.Errorf("levels %v: concurrency %d (spec %v) sent the prompts %v times, want each as often", c.levels, lv, spec, sent[spec])
+				}
+			}
+		}
+	}
+}
+
+// TestBenchReportsSeed: a sampled run can be repeated only with its seed, which bench
+// picks at random unless --seed gives one: both reports carry it.
+func TestBenchReportsSeed(t *testing.T) {
+	addr := startUp(t)
+	for _, args := range [][]string{{"--seed", "7"}, nil} {
+		args = append(args, "--addr", addr, "-n", "2", "--temp", "0.7")
+		var per struct {
+			Seed *uint64 `json:"seed"`
+		}
+		benchJSON(t, &per, args...)
+		var load struct {
+			Seed *uint64 `json:"seed"`
+		}
+		benchJSON(t, &load, append(args, "--concurrency", "1", "--requests", "1")...)
+		for name, got := range map[string]*uint64{"per-prompt": per.Seed, "load": load.Seed} {
+			if got == nil || args[0] == "--seed" && *got != 7 {
+				t.Errorf("bench %q (%s): seed %v, want it reported (7 when given)", args, name, got)
+			}
+		}
 	}
 }

@@ -52,13 +52,17 @@ func (l *concurrencyList) Set(v string) error {
 	return nil
 }
 
-// levelRequests is the number of requests a level sends: n if set, else max(2×c, 8), so
-// that every client sends at least two and a level is never a single burst.
-func levelRequests(n, c int) int {
+// levelRequests is the number of requests a level of c clients sends over prompts
+// prompts: n if set, else the least multiple of prompts that is at least max(2×c, 8),
+// so that every client sends at least two, a level is never a single burst, and every
+// level sends each prompt equally often (levels differ in load, not in their mix of
+// prompts, whose acceptance differs from domain to domain).
+func levelRequests(n, c, prompts int) int {
 	if n > 0 {
 		return n
 	}
-	return max(2*c, 8)
+	least := max(2*c, 8)
+	return (least + prompts - 1) / prompts * prompts
 }
 
 // percentile returns the p-th percentile (0..100) of xs, interpolating linearly between
@@ -222,6 +226,7 @@ type loadReport struct {
 	Draft       string      `json:"draft"`
 	MaxTokens   int         `json:"max_tokens"`
 	Temperature float64     `json:"temperature"`
+	Seed        uint64      `json:"seed"` // of every request: --seed, or picked at random
 	Prompts     int         `json:"prompts"`
 	CheckSolo   bool        `json:"check_solo"`
 	Levels      []loadLevel `json:"levels"`
@@ -230,11 +235,15 @@ type loadReport struct {
 // loadConfig is what benchLoad needs beyond the report's header.
 type loadConfig struct {
 	levels    []int
-	requests  int // per level; 0: levelRequests' default
+	requests  int // per level, at least the level's concurrency; 0: levelRequests' default
 	checkSolo bool
 	prompts   []benchPrompt
 	run       benchRequest
-	progress  io.Writer // a line per run; nil: none
+	// prime, unless nil, puts a prompt in the verifier's prefix cache, unmeasured:
+	// before each run, for every prompt the run uses, so that both modes find them
+	// cached alike.
+	prime    func(ctx context.Context, p benchPrompt) error
+	progress io.Writer // a line per run; nil: none
 }
 
 // benchLoad runs the load levels, after the solo runs when cfg.checkSolo, and fills
@@ -246,7 +255,7 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 	if cfg.checkSolo {
 		most := 0
 		for _, c := range cfg.levels {
-			most = max(most, levelRequests(cfg.requests, c))
+			most = max(most, levelRequests(cfg.requests, c, len(ps)))
 		}
 		for m, spec := range []bool{true, false} {
 			for _, p := range ps[:min(len(ps), most)] {
@@ -259,7 +268,7 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 		}
 	}
 	for k, c := range cfg.levels {
-		n := levelRequests(cfg.requests, c)
+		n := levelRequests(cfg.requests, c, len(ps))
 		lv := loadLevel{Concurrency: c}
 		// Alternate which mode goes first, so drift of the machine hits both alike.
 		modes := []bool{true, false}
@@ -267,6 +276,13 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 			modes = []bool{false, true}
 		}
 		for _, spec := range modes {
+			if cfg.prime != nil {
+				for _, p := range ps[:min(len(ps), n)] {
+					if err := cfg.prime(ctx, p); err != nil {
+						return err
+					}
+				}
+			}
 			outs, wall, err := runLevel(ctx, c, n, func(ctx context.Context, i int) (generateResult, error) {
 				return cfg.run(ctx, ps[i%len(ps)], spec)
 			})
@@ -303,8 +319,8 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 // printLoad writes the load report as a table: a row per level and mode, then the
 // errors by code.
 func printLoad(w io.Writer, rep *loadReport) {
-	fmt.Fprintf(w, "router %s, verifier %s, draft %s: %d prompts, %d tokens, temperature %g\n\n",
-		rep.Addr, rep.Verifier, rep.Draft, rep.Prompts, rep.MaxTokens, rep.Temperature)
+	fmt.Fprintf(w, "router %s, verifier %s, draft %s: %d prompts, %d tokens, temperature %g%s\n\n",
+		rep.Addr, rep.Verifier, rep.Draft, rep.Prompts, rep.MaxTokens, rep.Temperature, seedNote(rep.Temperature, rep.Seed))
 	fmt.Fprintf(w, "%5s %-5s %5s %6s %9s %8s %9s %9s %8s %8s %8s %7s %9s\n", "conc", "mode", "reqs", "errors", "tok/s", "speedup",
 		"lat p50", "lat p99", "ttft p50", "ttft p99", "accepted", "cached", "solo diff")
 	var errs []string

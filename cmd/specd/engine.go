@@ -26,7 +26,15 @@ type engineOptions struct {
 	kvBudget  int64
 	kvType    string
 	context   int
+
+	// prefix is what the command line puts before this service's flag names: "" for
+	// the service's own command, "draft-" for the draft's flags in up. Errors name the
+	// flags as the operator typed them.
+	prefix string
 }
+
+// flag is the command-line spelling of this service's flag name.
+func (o *engineOptions) flag(name string) string { return "--" + o.prefix + name }
 
 func (o *engineOptions) addFlags(fs *flag.FlagSet, defModel string) {
 	fs.StringVar(&o.models, "models", "", "model directory (default $"+modelpath.EnvVar+", else ../shared/models, else the user cache)")
@@ -42,28 +50,31 @@ func (o *engineOptions) addFlags(fs *flag.FlagSet, defModel string) {
 
 func (o *engineOptions) validate() error {
 	if o.model == "" {
+		if o.prefix != "" {
+			return usagef("%s: empty model path", o.flag("model"))
+		}
 		return usagef("empty model path (-m)")
 	}
 	if o.threads < 1 || o.threads > 256 {
-		return usagef("--threads %d: want 1..256", o.threads)
+		return usagef("%s %d: want 1..256", o.flag("threads"), o.threads)
 	}
 	if o.context < 0 {
-		return usagef("--ctx-size %d: want a positive number of positions, or 0 for the model's", o.context)
+		return usagef("%s %d: want a positive number of positions, or 0 for the model's", o.flag("ctx-size"), o.context)
 	}
 	if o.kvBudget <= 0 {
-		return usagef("--kv-budget %d: want a positive number of bytes", o.kvBudget)
+		return usagef("%s %d: want a positive number of bytes", o.flag("kv-budget"), o.kvBudget)
 	}
 	if o.quant != "" {
 		t, err := ggml.ParseType(o.quant)
 		if err != nil {
-			return usagef("--quant: %v", err)
+			return usagef("%s: %v", o.flag("quant"), err)
 		}
 		if !kernels.CanQuantize(t) {
-			return usagef("--quant %v: specd reads this type but cannot convert to it yet (want q8_0, q4_0, bf16, f16 or f32)", t)
+			return usagef("%s %v: specd reads this type but cannot convert to it yet (want q8_0, q4_0, bf16, f16 or f32)", o.flag("quant"), t)
 		}
 	}
 	if t, err := ggml.ParseType(o.kvType); err != nil || (t != ggml.F32 && t != ggml.F16) {
-		return usagef("--kv-type %q: want f32 or f16", o.kvType)
+		return usagef("%s %q: want f32 or f16", o.flag("kv-type"), o.kvType)
 	}
 	return nil
 }

@@ -32,6 +32,14 @@ func (o *clientOptions) addFlags(fs *flag.FlagSet) {
 	o.tls.addFlags(fs)
 }
 
+// validate refuses a --timeout that leaves a request no time.
+func (o *clientOptions) validate() error {
+	if o.timeout <= 0 {
+		return usagef("--timeout %v: want a positive duration", o.timeout)
+	}
+	return nil
+}
+
 // specOptions are the speculation flags of the client commands.
 type specOptions struct {
 	gamma, maxGamma int
@@ -219,6 +227,9 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&domain, "domain", "", "domain label for metrics")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object instead of streaming text")
 	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := co.validate(); err != nil {
 		return err
 	}
 	if (prompt == "") == (messages == "") {

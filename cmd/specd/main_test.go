@@ -234,3 +234,113 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// TestUpRefusesServiceOnlyFlags: up wires its verifier to its own draft on loopback
+// without Consul, so the verifier's flags for finding drafts and registering in Consul
+// would do nothing there: each is a one-line usage error, never silently ignored (up
+// --drafts "" once started speculating all the same). Bounded: a flag that is
+// accepted starts up, which the context then stops.
+func TestUpRefusesServiceOnlyFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--drafts", ""},
+		{"--drafts", "127.0.0.1:7072"},
+		{"--draft-discovery", "static"},
+		{"--draft-discovery", "consul"},
+		{"--advertise", "127.0.0.1:7071"},
+		{"--consul", "127.0.0.1:8500"},
+		{"--consul-token", "secret"},
+		{"--consul-datacenter", "dc2"},
+		{"--consul-check-tls-server-name", "specd"},
+		{"--consul-check-tls-skip-verify"},
+	} {
+		checkRefused(t, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error", "--kv-budget", "64000000"}, args...), 2, args[0])
+	}
+}
+
+// checkRefused runs specd with args, bounded in time (a command that is not refused
+// serves until its context ends), and wants exit code and one line on stderr saying
+// want.
+func checkRefused(t *testing.T, args []string, code int, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	got := realMain(ctx, args, &out, &errb)
+	if stderr := strings.TrimSpace(errb.String()); got != code || strings.Count(stderr, "\n") != 0 || !strings.Contains(stderr, want) {
+		t.Errorf("specd %q: exit %d, stderr %q; want exit %d and one line saying %q", args, got, stderr, code, want)
+	}
+}
+
+// TestClientTimeoutFlag: a --timeout that leaves no time is a usage error at start-up
+// in every client command, not a request that fails with DEADLINE_EXCEEDED (exit 1).
+func TestClientTimeoutFlag(t *testing.T) {
+	for _, args := range [][]string{
+		{"generate", "-p", "x", "--timeout", "0"},
+		{"generate", "-p", "x", "--timeout", "-1s"},
+		{"bench", "--timeout", "0"},
+		{"bench", "--timeout", "-5m", "--concurrency", "1"},
+		{"health", "--timeout", "0"},
+	} {
+		checkRefused(t, append(args, "--addr", "127.0.0.1:1"), 2, "--timeout")
+	}
+}
+
+// TestUpDraftFlagErrors: a bad value of one of up's draft flags is refused naming that
+// flag, not the name it has on specd draft (up --draft-threads 0 said "--threads 0",
+// which in up is the verifier's flag), and a draft that cannot start says it is the
+// draft.
+func TestUpDraftFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--draft-depth", "0"}, 2, "--draft-depth 0"},
+		{[]string{"--draft-branches", "9"}, 2, "--draft-branches 9"},
+		{[]string{"--draft-threads", "0"}, 2, "--draft-threads 0"},
+		{[]string{"--draft-quant", "q9"}, 2, "--draft-quant"},
+		{[]string{"--draft-model", ""}, 2, "--draft-model"},
+		{[]string{"--draft-max-streams-per-peer", "-1"}, 2, "--draft-max-streams-per-peer -1"},
+		{[]string{"--kv-budget", "3"}, 2, "--kv-budget 3"},
+		// Enough for the verifier's blocks, not for the draft's quarter.
+		{[]string{"--kv-budget", "1100000"}, 1, "draft: "},
+	} {
+		checkRefused(t, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error"}, c.args...), c.code, c.want)
+	}
+}
+
+// TestStaticListsWithConsul: addresses given on the command line would be ignored
+// under Consul discovery (the watch replaces them), so giving both is a usage error
+// naming the list; the defaults, not given, do not count.
+func TestStaticListsWithConsul(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"router", "--discovery", "consul", "--consul", "127.0.0.1:1", "--verifiers", "127.0.0.1:7071"}, "--verifiers"},
+		{[]string{"router", "--discovery", "consul", "--consul", "127.0.0.1:1", "--drafts", ""}, "--drafts"},
+		{[]string{"verifier", "--draft-discovery", "consul", "--consul", "127.0.0.1:1", "--drafts", "127.0.0.1:7072"}, "--drafts"},
+	} {
+		checkRefused(t, append(c.args, "--listen", "127.0.0.1:0", "--log-level", "error"), 2, c.want)
+	}
+}
+
+// TestAdvertiseChecked: the address registered in Consul must be one others can dial,
+// checked before a model loads (exit 2), not when registering after it (exit 1): an
+// --advertise without a host or with an unspecified one or port 0, and, without
+// --advertise, a --listen on all interfaces, which is what would be registered.
+func TestAdvertiseChecked(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"draft", "--consul", "127.0.0.1:1", "--listen", "0.0.0.0:0", "--insecure-plaintext"}, "--advertise"},
+		{[]string{"verifier", "--consul", "127.0.0.1:1", "--listen", ":7071", "--insecure-plaintext"}, "--advertise"},
+		{[]string{"verifier", "--consul", "127.0.0.1:1", "--advertise", "0.0.0.0:7071"}, "--advertise"},
+		{[]string{"draft", "--consul", "127.0.0.1:1", "--advertise", "10.0.0.5:0"}, "--advertise"},
+		{[]string{"router", "--listen", "127.0.0.1:0", "--consul", "127.0.0.1:1", "--advertise", ":7070"}, "--advertise"},
+		{[]string{"router", "--listen", "127.0.0.1:0", "--consul", "127.0.0.1:1", "--advertise", "[::]:7070"}, "--advertise"},
+	} {
+		checkRefused(t, append(c.args, "--log-level", "error"), 2, c.want)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"math"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/specd-dev/specd/router"
@@ -46,14 +47,24 @@ func (o *registerOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.advertise, "advertise", "", "host:port registered in Consul for others to dial (default: the listen address)")
 }
 
-func (o *registerOptions) validate() error {
+// validate checks the registration flags of a service listening on listen, which is
+// what it registers without --advertise (with the port it binds, for port 0).
+func (o *registerOptions) validate(listen string) error {
 	if o.advertise != "" {
-		if _, _, err := net.SplitHostPort(o.advertise); err != nil {
-			return usagef("--advertise %q: %v", o.advertise, err)
+		if err := consul.CheckAdvertise(o.advertise); err != nil {
+			return usagef("--advertise: %v", err)
 		}
+		if o.addr == "" {
+			return usagef("--advertise needs --consul")
+		}
+		return nil
 	}
-	if o.advertise != "" && o.addr == "" {
-		return usagef("--advertise needs --consul")
+	if o.addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if ip, perr := netip.ParseAddr(host); err == nil && (host == "" || perr == nil && ip.IsUnspecified()) {
+		return usagef("--advertise: needed with --consul, since --listen %s is no address others can dial", listen)
 	}
 	return nil
 }

@@ -134,7 +134,7 @@ func (o *workerOptions) validate() error {
 	if err := o.engineOptions.validate(); err != nil {
 		return err
 	}
-	if err := o.registerOptions.validate(); err != nil {
+	if err := o.registerOptions.validate(o.listen); err != nil {
 		return err
 	}
 	if err := o.limitOptions.validate(); err != nil {
@@ -150,10 +150,10 @@ func (o *workerOptions) validate() error {
 		return err
 	}
 	if o.maxBlock < 1 {
-		return usagef("--max-block %d: want ≥ 1", o.maxBlock)
+		return usagef("%s %d: want ≥ 1", o.flag("max-block"), o.maxBlock)
 	}
 	if o.peerStreams < 0 || o.peerStreams > 1<<20 {
-		return usagef("--max-streams-per-peer %d: want 0..1048576", o.peerStreams)
+		return usagef("%s %d: want 0..1048576", o.flag("max-streams-per-peer"), o.peerStreams)
 	}
 	return nil
 }
@@ -171,7 +171,7 @@ type verifierOptions struct {
 	streamEvery  time.Duration
 	maxPrompt    int
 	prefixCache  bool
-	drafts       string         // the drafts this verifier may dial (static discovery)
+	drafts       addrList       // the drafts this verifier may dial (static discovery)
 	draftsFrom   string         // static or consul
 	chatFile     string         // --chat-template
 	chat         *chat.Template // parsed from chatFile by validate; nil: the model's own
@@ -191,7 +191,8 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxPrompt, "max-prompt-tokens", 0, "longest prompt in tokens a request may send, INVALID_ARGUMENT past it (0: the model's context)")
 	fs.BoolVar(&o.prefixCache, "prefix-cache", true, "share the KV blocks of identical prompt prefixes between requests")
 	fs.IntVar(&o.queue, "queue", 256, "requests allowed to wait for admission; more get RESOURCE_EXHAUSTED")
-	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated addresses of the drafts this verifier may dial, spelled as the router names them; a request naming any other draft decodes plainly (empty: never speculate with a draft)")
+	o.drafts = addrList{list: defaultDraftAddr}
+	fs.Var(&o.drafts, "drafts", "comma-separated `addresses` of the drafts this verifier may dial, spelled as the router names them; a request naming any other draft decodes plainly (empty: never speculate with a draft)")
 	fs.StringVar(&o.chatFile, "chat-template", "", "Jinja chat template file to render requests' messages with, instead of the model's tokenizer.chat_template")
 	fs.StringVar(&o.draftsFrom, "draft-discovery", "static", "how the verifier learns the drafts it may dial: static (--drafts) or consul (the passing specd-draft instances at --consul)")
 	o.addPeerFlag(fs, services.DefaultVerifierStreamsPerPeer, "Generate, from routers")
@@ -228,7 +229,7 @@ func (o *verifierOptions) validate() error {
 	}
 	switch o.draftsFrom {
 	case "static":
-		for _, a := range splitList(o.drafts) {
+		for _, a := range splitList(o.drafts.list) {
 			if _, _, err := net.SplitHostPort(a); err != nil {
 				return usagef("--drafts: %q: %v", a, err)
 			}
@@ -236,6 +237,9 @@ func (o *verifierOptions) validate() error {
 	case "consul":
 		if o.addr == "" {
 			return usagef("--draft-discovery consul needs --consul")
+		}
+		if o.drafts.given {
+			return usagef("--drafts: not with --draft-discovery consul, which finds the drafts")
 		}
 	default:
 		return usagef("--draft-discovery %q: want static or consul", o.draftsFrom)
@@ -250,7 +254,7 @@ func (o *verifierOptions) draftView(ctx context.Context, log *slog.Logger) (rout
 		watch = &consul.WatchConfig{Addr: o.addr, Token: o.token, Datacenter: o.datacenter, Services: map[router.Role]string{router.Draft: "specd-draft"},
 			TLS: new(o.tlsOptions.on())}
 	}
-	return serve.Discover(ctx, router.Draft, splitList(o.drafts), watch, log)
+	return serve.Discover(ctx, router.Draft, splitList(o.drafts.list), watch, log)
 }
 
 type draftOptions struct {
@@ -283,13 +287,13 @@ func (o *draftOptions) validate() error {
 		return err
 	}
 	if o.depth < 1 || o.depth > 16 {
-		return usagef("--depth %d: want 1..16", o.depth)
+		return usagef("%s %d: want 1..16", o.flag("depth"), o.depth)
 	}
 	if o.branches < 0 || o.branches > 8 {
-		return usagef("--branches %d: want 0..8", o.branches)
+		return usagef("%s %d: want 0..8", o.flag("branches"), o.branches)
 	}
 	if o.passTokens < 1 || o.passTokens > 4096 {
-		return usagef("--pass-tokens %d: want 1..4096", o.passTokens)
+		return usagef("%s %d: want 1..4096", o.flag("pass-tokens"), o.passTokens)
 	}
 	return nil
 }
@@ -346,8 +350,8 @@ type routerOptions struct {
 	httpOptions
 	advertise string
 	listen    string
-	verifiers string
-	drafts    string
+	verifiers addrList
+	drafts    addrList
 	refresh   time.Duration
 	health    time.Duration
 }
@@ -361,11 +365,23 @@ func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	o.httpOptions.addFlags(fs)
 	fs.StringVar(&o.advertise, "advertise", "", "host:port to register the router in Consul as specd-router (needs --consul); empty: do not register")
 	fs.StringVar(&o.listen, "listen", defaultRouterAddr, "gRPC listen address of the public API")
-	fs.StringVar(&o.verifiers, "verifiers", defaultVerifierAddr, "comma-separated verifier addresses")
-	fs.StringVar(&o.drafts, "drafts", defaultDraftAddr, "comma-separated draft addresses (empty: decode plainly)")
+	o.verifiers, o.drafts = addrList{list: defaultVerifierAddr}, addrList{list: defaultDraftAddr}
+	fs.Var(&o.verifiers, "verifiers", "comma-separated verifier `addresses` (static discovery)")
+	fs.Var(&o.drafts, "drafts", "comma-separated draft `addresses` (static discovery; empty: decode plainly)")
 	fs.DurationVar(&o.refresh, "refresh", 5*time.Second, "how often to refresh the endpoints' model info and load")
 	fs.DurationVar(&o.health, "health-interval", time.Second, "how often to probe the endpoints' gRPC health; the router is NOT_SERVING while no verifier is SERVING with its breaker closed")
 }
+
+// addrList is the value of a flag listing addresses, comma-separated, that remembers
+// whether the command line gave it: under Consul discovery a given list would be
+// ignored, so it is refused, while the default is not.
+type addrList struct {
+	list  string
+	given bool
+}
+
+func (a *addrList) String() string     { return a.list }
+func (a *addrList) Set(v string) error { a.list, a.given = v, true; return nil }
 
 func splitList(s string) []string {
 	var out []string
@@ -391,8 +407,8 @@ func (o *routerOptions) validate() error {
 		return err
 	}
 	if o.advertise != "" {
-		if _, _, err := net.SplitHostPort(o.advertise); err != nil {
-			return usagef("--advertise %q: %v", o.advertise, err)
+		if err := consul.CheckAdvertise(o.advertise); err != nil {
+			return usagef("--advertise: %v", err)
 		}
 		if o.addr == "" {
 			return usagef("--advertise needs --consul")
@@ -407,10 +423,13 @@ func (o *routerOptions) validate() error {
 	if err := o.consulOptions.validateCheck(o.tlsOptions.on()); err != nil {
 		return err
 	}
-	if o.mode == "static" && len(splitList(o.verifiers)) == 0 {
+	if o.mode == "static" && len(splitList(o.verifiers.list)) == 0 {
 		return usagef("--verifiers: at least one address")
 	}
-	for _, a := range append(splitList(o.verifiers), splitList(o.drafts)...) {
+	if o.mode == "consul" && (o.verifiers.given || o.drafts.given) {
+		return usagef("--verifiers and --drafts: not with --discovery consul, which finds both")
+	}
+	for _, a := range append(splitList(o.verifiers.list), splitList(o.drafts.list)...) {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return usagef("endpoint %q: %v", a, err)
 		}
@@ -466,7 +485,7 @@ func (o *verifierOptions) config(tel *telemetry.Telemetry) verifiersvc.Config {
 }
 
 func (o *routerOptions) config(tel *telemetry.Telemetry, tls *serve.TLS, ready func()) serve.RouterConfig {
-	c := serve.RouterConfig{TLS: tls, Verifiers: splitList(o.verifiers), Drafts: splitList(o.drafts), Refresh: o.refresh, HealthInterval: o.health,
+	c := serve.RouterConfig{TLS: tls, Verifiers: splitList(o.verifiers.list), Drafts: splitList(o.drafts.list), Refresh: o.refresh, HealthInterval: o.health,
 		Log: tel.Log, Tel: tel, Ready: ready, Limits: o.limits(), Keys: o.keys}
 	o.discoveryOptions.apply(&c)
 	if c.Consul != nil {
@@ -589,6 +608,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// the few that matter under draft- names.
 	do.listen = "127.0.0.1:0"
 	do.addFlags(flag.NewFlagSet("draft", flag.ContinueOnError))
+	do.prefix = "draft-" // its errors name up's flags
 	fs.StringVar(&do.model, "draft-model", "specd-draft-q8_0", "draft model")
 	fs.StringVar(&do.quant, "draft-quant", "", "convert the draft's weights at load")
 	fs.IntVar(&do.threads, "draft-threads", 1, "draft compute threads")
@@ -598,14 +618,28 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var ko keyOptions
 	ko.addFlags(fs)
 	fs.Lookup("listen").Usage = "the router's public gRPC address (verifier and draft take free loopback ports)"
+	fs.Lookup("kv-budget").Usage = "the verifier's KV cache budget in bytes; the draft gets a quarter of it besides"
 	var metrics, vMetrics, dMetrics string
 	fs.StringVar(&metrics, "metrics-listen", "", "HTTP address for the router's Prometheus /metrics (empty: none)")
 	fs.StringVar(&vMetrics, "verifier-metrics-listen", "", "HTTP address for the verifier's Prometheus /metrics (empty: none)")
 	fs.StringVar(&dMetrics, "draft-metrics-listen", "", "HTTP address for the draft's Prometheus /metrics (empty: none)")
 	var cpuProfile string
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole process (router, verifier and draft) to this file until it stops")
+	// The verifier's flags for finding drafts and registering in Consul have nothing to
+	// act on in up, which wires its verifier to its own draft on loopback without
+	// Consul: each is refused by name rather than ignored.
+	notInUp := []string{"drafts", "draft-discovery", "advertise", "consul", "consul-token", "consul-datacenter",
+		"consul-check-tls-server-name", "consul-check-tls-skip-verify"}
+	for _, name := range notInUp {
+		fs.Lookup(name).Usage = "not in up (refused): up runs its own draft on loopback without Consul"
+	}
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	for _, name := range notInUp {
+		if flagSet(fs, name) {
+			return usagef("--%s: up runs its own draft on loopback without Consul; run specd router, verifier and draft to use it", name)
+		}
 	}
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
@@ -620,10 +654,10 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	listenAddr := vo.listen
 	vo.listen, do.listen = "127.0.0.1:0", "127.0.0.1:0"
-	if ro := vo.registerOptions; ro.addr != "" || ro.checkServerName != "" || ro.checkSkipVerify {
-		return usagef("--consul: up runs everything on loopback without Consul; run specd router, verifier and draft to use Consul")
-	}
 	do.models, do.kvBudget, do.kvType = vo.models, vo.kvBudget/4, vo.kvType
+	if vo.kvBudget > 0 && do.kvBudget <= 0 {
+		return usagef("--kv-budget %d: the draft gets a quarter of it, which must be at least a byte", vo.kvBudget)
+	}
 	do.prefixCache = vo.prefixCache   // up's --prefix-cache applies to the draft too
 	do.limitOptions = vo.limitOptions // up's --max-* and --keepalive-min-time apply to all three services
 	if _, _, err := net.SplitHostPort(listenAddr); err != nil {
@@ -711,7 +745,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ro := routerOptions{limitOptions: vo.limitOptions, keyOptions: ko, httpOptions: ho, listen: listenAddr, verifiers: vlis.Addr().String(), drafts: dlis.Addr().String(), refresh: 2 * time.Second, health: time.Second,
+	ro := routerOptions{limitOptions: vo.limitOptions, keyOptions: ko, httpOptions: ho, listen: listenAddr, verifiers: addrList{list: vlis.Addr().String()}, drafts: addrList{list: dlis.Addr().String()}, refresh: 2 * time.Second, health: time.Second,
 		discoveryOptions: discoveryOptions{mode: "static", breakerFailures: 3, breakerCooldown: 10 * time.Second, wait: time.Minute}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -735,7 +769,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	verifierReady := make(chan struct{})
 	start(0, func() error {
 		cfg := vo.config(vtel)
-		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts, Address: ro.drafts, Role: router.Draft})
+		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts.list, Address: ro.drafts.list, Role: router.Draft})
 		return serve.Verifier(ctx, vo.worker(ctx, vtel, vTLS, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
 	})
 	start(1, func() error {
@@ -745,7 +779,10 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			dlis.Close()
 			return nil
 		}
-		return serve.Draft(ctx, do.worker(ctx, dtel, dTLS, readyFn), do.config(), dlis)
+		if err := serve.Draft(ctx, do.worker(ctx, dtel, dTLS, readyFn), do.config(), dlis); err != nil {
+			return fmt.Errorf("draft: %w", err)
+		}
+		return nil
 	})
 	start(2, func() error {
 		done := make(chan struct{})

@@ -294,11 +294,8 @@ job "specd" {
         grpc_use_tls = false
         interval     = "10s"
         timeout      = "2s"
-
-        check_restart {
-          limit = 3
-          grace = "30s"
-        }
+        # No check_restart here: this is NOT_SERVING while no verifier is usable, and
+        # a restart would not bring one back. /healthz below restarts a hung router.
       }
     }
 
@@ -312,6 +309,11 @@ job "specd" {
         path     = "/healthz"
         interval = "10s"
         timeout  = "2s"
+
+        check_restart {
+          limit = 3
+          grace = "30s"
+        }
       }
     }
 

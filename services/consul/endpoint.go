@@ -114,7 +114,8 @@ type badEntry struct {
 
 // view turns a health response into the endpoints of role, sorted by ID, and the
 // entries it skipped. A service ID is unique per node only; when two nodes carry the
-// same one, those endpoints are named "node/id" so that IDs stay unique. With tls set,
+// same one, those endpoints are named "node/id" so that IDs stay unique (an entry whose
+// ID is taken even so is skipped). With tls set,
 // an instance whose meta "tls" says the other transport is skipped.
 func view(role router.Role, entries []*api.ServiceEntry, tls *bool) ([]router.Endpoint, []badEntry) {
 	type found struct {
@@ -147,10 +148,19 @@ func view(role router.Role, entries []*api.ServiceEntry, tls *bool) ([]router.En
 		count[f.ep.ID]++
 	}
 	out := make([]router.Endpoint, 0, len(eps))
+	taken := map[string]bool{}
 	for _, f := range eps {
-		if count[f.ep.ID] > 1 {
-			f.ep.ID = f.node + "/" + f.ep.ID
+		id := f.ep.ID
+		if count[id] > 1 {
+			f.ep.ID = f.node + "/" + id
 		}
+		// Still taken: the same node twice, or another service's ID spelled "node/id".
+		// The router keys breakers and affinity by ID, so only the first keeps it.
+		if taken[f.ep.ID] {
+			bad = append(bad, badEntry{ID: id, Err: fmt.Errorf("endpoint ID %q is not unique", f.ep.ID)})
+			continue
+		}
+		taken[f.ep.ID] = true
 		out = append(out, f.ep)
 	}
 	slices.SortFunc(out, func(a, b router.Endpoint) int { return cmp.Compare(a.ID, b.ID) })

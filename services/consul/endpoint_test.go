@@ -1,8 +1,11 @@
 package consul
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -183,4 +186,38 @@ func TestRegistrationDefaults(t *testing.T) {
 	if want := "specd-draft-10.1.2.3:7002 10.1.2.3 7002 [draft] 10.1.2.3:7002 5s true"; got != want {
 		t.Errorf("service() = %s, want %s", got, want)
 	}
+}
+
+// FuzzView: a health response is untrusted (anyone who may register a service writes
+// its meta), so whatever the agent's JSON holds, view neither panics nor lets an
+// instance through unchecked: every entry is an endpoint or skipped, endpoint IDs are
+// unique and sorted, and each address dials a port in 1-65535.
+func FuzzView(f *testing.F) {
+	f.Add([]byte(`[{"Node":{"Node":"n1","Address":"10.0.0.1"},"Service":{"ID":"v1","Address":"","Port":7071,"Meta":{"context_length":"4096","kv_free":"1","load":"0","tls":"false"}}}]`))
+	f.Add([]byte(`[{"Node":{"Node":"n1"},"Service":{"ID":"a","Address":"::1","Port":1}},{"Node":{"Node":"n2"},"Service":{"ID":"a","Address":"h","Port":2}},{"Node":{"Node":"n3"},"Service":{"ID":"n1/a","Address":"h","Port":3}}]`))
+	f.Add([]byte(`[{"Service":{"ID":"x","Address":"h","Port":70000,"Meta":{"load":"-1","vocab_size":"1e9","tls":"maybe"}}},null,{}]`))
+	f.Add([]byte(`[{"Node":{"Node":"n"},"Service":{"ID":"a","Address":"h","Port":1}},{"Node":{"Node":"n"},"Service":{"ID":"a","Address":"h","Port":1}}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var entries []*api.ServiceEntry
+		if json.Unmarshal(data, &entries) != nil {
+			return
+		}
+		for _, tls := range []*bool{nil, new(false), new(true)} {
+			eps, bad := view(router.Draft, entries, tls)
+			if len(eps)+len(bad) != len(entries) {
+				t.Fatalf("view: %d endpoints and %d skipped of %d entries", len(eps), len(bad), len(entries))
+			}
+			seen := map[string]bool{}
+			for i, e := range eps {
+				if seen[e.ID] || i > 0 && eps[i-1].ID > e.ID {
+					t.Fatalf("view: IDs %q not unique and sorted", idsOf(eps))
+				}
+				seen[e.ID] = true
+				_, p, err := net.SplitHostPort(e.Address)
+				if n, perr := strconv.Atoi(p); err != nil || perr != nil || n < 1 || n > 65535 || e.Role != router.Draft {
+					t.Fatalf("view: endpoint %+v", e)
+				}
+			}
+		}
+	})
 }

@@ -89,6 +89,14 @@ func (r *Registration) validate() error {
 	return nil
 }
 
+// CheckAdvertise reports why addr is not a host:port that others can dial (no host,
+// an unspecified address such as 0.0.0.0, a port outside 1-65535), or nil: the check
+// Register makes of Registration.Advertise, for a caller to make at start-up.
+func CheckAdvertise(addr string) error {
+	_, _, err := splitAdvertise(addr)
+	return err
+}
+
 // splitAdvertise checks that addr is a host:port others can dial.
 func splitAdvertise(addr string) (string, int, error) {
 	host, p, err := net.SplitHostPort(addr)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -447,5 +449,64 @@ func TestWatcherGRPCCheck(t *testing.T) {
 	waitUntil(t, "the instance to leave", hasIDs(w, router.Verifier))
 	if err := reg.Deregister(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWatcherIndexRules checks the watch against Consul's rules for blocking queries
+// (https://developer.hashicorp.com/consul/api-docs/features/blocking, "Implementation
+// Details"), on an agent that answers as scripted: the index of the last answer is the
+// next query's; an index that went backwards resets the watch to a query that does not
+// block; and an answer without X-Consul-Index (a proxy that drops it) never makes the
+// next query block on index 0. Each answer replaces the view.
+func TestWatcherIndexRules(t *testing.T) {
+	// script[i] is the X-Consul-Index of answer i ("" leaves the header out) and the
+	// port of the one instance it lists; want[i] is the index query i must carry
+	// ("": none, a query that answers at once).
+	script := []struct {
+		index string
+		port  int
+	}{{"10", 1}, {"12", 2}, {"5", 3}, {"7", 4}, {"", 5}, {"", 6}, {"20", 7}}
+	want := []string{"", "10", "12", "", "7", "", "1", "20"}
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/health/service/specd-draft" {
+			http.NotFound(w, r)
+			return
+		}
+		mu.Lock()
+		n := len(got)
+		got = append(got, r.URL.Query().Get("index"))
+		mu.Unlock()
+		if n >= len(script) {
+			<-r.Context().Done() // block, as Consul does with nothing new
+			return
+		}
+		if s := script[n].index; s != "" {
+			w.Header().Set("X-Consul-Index", s)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `[{"Node":{"Node":"n","Address":"127.0.0.1"},"Service":{"ID":"d%d","Service":"specd-draft","Port":%d,"Tags":["draft"]}}]`,
+			script[n].port, script[n].port)
+	}))
+	defer srv.Close()
+	w, err := NewWatcher(WatchConfig{Addr: srv.URL, Services: map[router.Role]string{router.Draft: "specd-draft"}, Wait: time.Second, MinInterval: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		srv.CloseClientConnections()
+	}()
+	waitUntil(t, "every scripted answer", hasIDs(w, router.Draft, fmt.Sprintf("d%d", len(script))))
+	waitUntil(t, "the query after the last answer", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) > len(script) })
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(got[:len(want)], want) {
+		t.Errorf("index of each query = %q, want %q", got[:len(want)], want)
 	}
 }
