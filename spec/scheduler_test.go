@@ -17,10 +17,12 @@ import (
 )
 
 // TestSchedulerUnderLoadEqualsSolo drives the scheduler production runs with many
-// requests at once — greedy and seeded, speculating with a draft, with prompt lookup
-// only, or plainly, of mixed lengths, some sharing a prompt prefix, one cancelled —
-// with drafts that pipeline and hear verdicts late, and checks that every request
-// commits exactly what plain decoding of it alone commits.
+// requests at once — greedy and seeded, with and without sampling penalties,
+// speculating with a draft, with prompt lookup only, or plainly, of mixed lengths, some
+// sharing a prompt prefix, some asking for log-probabilities, one cancelled — with
+// drafts that pipeline and hear verdicts late, and checks that every request commits
+// exactly what plain decoding of it alone commits, and reports the log-probabilities
+// of one teacher-forced pass over it alone, bit for bit.
 func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 	p := loadPair(t)
 	n, reqs := 48, 24
@@ -34,9 +36,11 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 		sp     sample.Params
 		n      int
 		mode   int // 0 plain, 1 lookup only, 2 draft
+		lps    bool
 		want   []int32
 		ds     *draft.Session
 		got    []int32
+		gotLPs []*generate.Logprobs
 		done   bool
 		verds  []spec.Verdict
 		props  []spec.Proposal
@@ -55,6 +59,11 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 		if i%2 == 1 {
 			j.sp = sample.Params{Temperature: 0.8, TopP: 1, Seed: uint64(1000 + i)}
 		}
+		if i%4 >= 2 {
+			j.sp.TopP = 1
+			j.sp.RepetitionPenalty, j.sp.FrequencyPenalty, j.sp.PresencePenalty = 1.2, 0.3, 0.1
+		}
+		j.lps = i%5 == 1
 		j.want = plain(t, p, j.prompt, j.n, j.sp)
 		jobs[i] = j
 	}
@@ -71,7 +80,7 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 	s := verifier.NewScheduler(p.target.NewBatch(pool, 48), p.target, kv, prefix, verifier.Config{MaxRunning: 6, MaxQueue: reqs, Lookup: 4, PrefillChunk: 20})
 	for i, j := range jobs {
 		err := s.Submit(verifier.ID(i), verifier.Job{
-			Request: verifier.Request{Prompt: j.prompt, Sampling: j.sp, Mode: spec.Coupled, Limits: limits(p.target, j.n)},
+			Request: verifier.Request{Prompt: j.prompt, Sampling: j.sp, Mode: spec.Coupled, Limits: limits(p.target, j.n), Logprobs: j.lps, TopLogprobs: 2},
 			Spec:    j.mode > 0,
 		})
 		if err != nil {
@@ -122,13 +131,18 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 				t.Fatalf("request %d: %v", u.ID, u.Err)
 			}
 			if u.Admitted && j.mode == 2 {
-				if j.ds, err = draft.NewSession(state(t, p.draft, p.pool), j.prompt, spec.Options{Sampling: j.sp, Mode: spec.Coupled, Gamma: 3, MaxPosition: p.target.Context}); err != nil {
+				if j.ds, err = draft.NewSession(state(t, p.draft, p.pool), j.prompt, spec.Options{Sampling: j.sp, Mode: spec.Coupled, Gamma: 3, MaxPosition: p.target.Context,
+					PromptLen: len(j.prompt)}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			for _, tk := range u.Tokens {
 				if tk.ID >= 0 {
 					j.got = append(j.got, tk.ID)
+					if (tk.Logprobs != nil) != j.lps {
+						t.Fatalf("request %d (logprobs %v): token %d has logprobs %v", u.ID, j.lps, tk.ID, tk.Logprobs)
+					}
+					j.gotLPs = append(j.gotLPs, tk.Logprobs)
 				}
 			}
 			j.verds = append(j.verds, u.Verdicts...)
@@ -150,6 +164,16 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 		}
 		if !slices.Equal(j.got, j.want) {
 			t.Errorf("request %d (mode %d, %+v): got %v\nwant %v (alone, plain)", i, j.mode, j.sp, j.got, j.want)
+			continue
+		}
+		if j.lps {
+			for k, want := range teacherLogprobs(t, p, j.prompt, j.got, 2) {
+				if got := j.gotLPs[k]; got.Logprob != want.Logprob || !slices.EqualFunc(got.Top, want.Top, func(a, b generate.TopLogprob) bool {
+					return a.ID == b.ID && a.Logprob == b.Logprob
+				}) {
+					t.Errorf("request %d token %d: logprobs %+v under load, %+v alone", i, k, got, want)
+				}
+			}
 		}
 	}
 	if st := kv.Stats(); st.Used != st.Cached {
@@ -530,4 +554,22 @@ func TestResumeAfterLastToken(t *testing.T) {
 				c.name, len(got), got, out.IDs, out.Text(), out.Reason, passes, whole, text, c.want)
 		}
 	}
+}
+
+// teacherLogprobs is what a request asking for log-probabilities with top likeliest
+// tokens reports for output after prompt, from one pass over both alone.
+func teacherLogprobs(t *testing.T, p pair, prompt, output []int32, top int) []*generate.Logprobs {
+	t.Helper()
+	seq := append(slices.Clone(prompt), output...)
+	logits, err := state(t, p.target, p.pool).Forward(seq, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := p.target.Vocab
+	out := make([]*generate.Logprobs, len(output))
+	for k, id := range output {
+		row := logits[(len(prompt)+k-1)*V:][:V]
+		out[k] = generate.NewLogprobs(row, id, top, p.target.Tok)
+	}
+	return out
 }
