@@ -107,6 +107,9 @@ type Final struct {
 	Reason    generate.Finish
 	Stats     Stats
 	PromptIDs []int32 // the prompt as the verifier took it (nil: not reported)
+	// PromptLogprobs: when the request asked, the prompt's tokens' log-probabilities,
+	// one per token of PromptIDs (the first with its bytes only).
+	PromptLogprobs []*generate.Logprobs
 }
 
 // Stats describe a finished generation. Counts of draft and lookup tokens are those the

@@ -34,7 +34,8 @@ type Request struct {
 	Gamma               int       // > 0: fixed γ
 	Mode                spec.Mode // 0: the server's default
 	Logprobs            bool      // report each token's log-probability
-	TopLogprobs         int       // with Logprobs: the likeliest tokens at each position
+	TopLogprobs         int       // with Logprobs or PromptLogprobs: the likeliest tokens at each position
+	PromptLogprobs      bool      // report the prompt's tokens' log-probabilities
 }
 
 // Limits on a request's stop strings. Every committed token of a request is checked
@@ -83,12 +84,12 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 			return q, BadField("stop", "stop string %d is %d bytes: at most %d", i, len(s), MaxStopBytes)
 		}
 	}
-	q.Logprobs, q.TopLogprobs = r.GetLogprobs(), int(r.GetTopLogprobs())
+	q.Logprobs, q.TopLogprobs, q.PromptLogprobs = r.GetLogprobs(), int(r.GetTopLogprobs()), r.GetPromptLogprobs()
 	switch {
 	case q.TopLogprobs > generate.MaxTopLogprobs:
 		return q, BadField("top_logprobs", "%d: at most %d", q.TopLogprobs, generate.MaxTopLogprobs)
-	case q.TopLogprobs > 0 && !q.Logprobs:
-		return q, BadField("top_logprobs", "%d without logprobs: set logprobs too", q.TopLogprobs)
+	case q.TopLogprobs > 0 && !q.Logprobs && !q.PromptLogprobs:
+		return q, BadField("top_logprobs", "%d without logprobs or prompt_logprobs: set one of them too", q.TopLogprobs)
 	}
 	sp := r.GetSampling()
 	q.Sampling, err = SamplingFromProto(sp)
@@ -247,6 +248,9 @@ func FinalFromProto(f *specdv1.Final) *router.Final {
 		Draft:     router.Served{Address: s.GetDraft().GetAddress(), Model: s.GetDraft().GetModel()},
 		Fallbacks: int(s.GetFallbacks()), DraftRefusals: int(s.GetDraftRefusals()), Failovers: int(s.GetFailovers()),
 	}}
+	for _, lp := range f.GetPromptLogprobs() {
+		out.PromptLogprobs = append(out.PromptLogprobs, LogprobsFromProto(lp))
+	}
 	switch s.GetMode() {
 	case specdv1.VerificationMode_VERIFICATION_MODE_GREEDY:
 		out.Stats.Mode.Greedy = true
@@ -331,5 +335,9 @@ func FinalToProto(f *router.Final) *specdv1.Final {
 	if s.Draft != (router.Served{}) {
 		out.Draft = &specdv1.Endpoint{Address: s.Draft.Address, Model: s.Draft.Model}
 	}
-	return &specdv1.Final{FinishReason: FinishToProto(f.Reason), Stats: out}
+	pf := &specdv1.Final{FinishReason: FinishToProto(f.Reason), Stats: out}
+	for _, lp := range f.PromptLogprobs {
+		pf.PromptLogprobs = append(pf.PromptLogprobs, LogprobsToProto(lp))
+	}
+	return pf
 }

@@ -2,6 +2,7 @@ package services
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -13,38 +14,60 @@ import (
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 )
 
-// fill sets every field of m, nested messages included, to a distinct non-zero value.
+// fill sets every field of m, nested messages included, to a distinct non-zero value;
+// a repeated field gets two elements.
 func fill(m protoreflect.Message, seed int) {
 	fields := m.Descriptor().Fields()
 	for i := range fields.Len() {
 		f := fields.Get(i)
 		n := seed + i + 1
-		var v protoreflect.Value
-		switch f.Kind() {
-		case protoreflect.Uint32Kind:
-			v = protoreflect.ValueOfUint32(uint32(n))
-		case protoreflect.Int32Kind:
-			v = protoreflect.ValueOfInt32(int32(n))
-		case protoreflect.Int64Kind:
-			v = protoreflect.ValueOfInt64(int64(n))
-		case protoreflect.FloatKind:
-			v = protoreflect.ValueOfFloat32(float32(n) + 0.25)
-		case protoreflect.DoubleKind:
-			v = protoreflect.ValueOfFloat64(float64(n) + 0.5)
-		case protoreflect.StringKind:
-			v = protoreflect.ValueOfString(string(f.Name()))
-		case protoreflect.EnumKind:
-			vals := f.Enum().Values()
-			v = protoreflect.ValueOfEnum(vals.Get(1 + n%(vals.Len()-1)).Number())
-		case protoreflect.MessageKind:
-			sub := m.NewField(f).Message()
-			fill(sub, n*10)
-			v = protoreflect.ValueOfMessage(sub)
-		default:
-			panic("fill: a field kind the test does not know: " + f.Kind().String())
+		if f.IsList() {
+			l := m.Mutable(f).List()
+			for k := range 2 {
+				if f.Kind() == protoreflect.MessageKind {
+					e := l.NewElement()
+					fill(e.Message(), (n+k)*10)
+					l.Append(e)
+				} else {
+					l.Append(value(f, m, n+k))
+				}
+			}
+			continue
 		}
-		m.Set(f, v)
+		m.Set(f, value(f, m, n))
 	}
+}
+
+// value is a distinct non-zero value n of field f of m (a filled message for a message
+// field).
+func value(f protoreflect.FieldDescriptor, m protoreflect.Message, n int) protoreflect.Value {
+	var v protoreflect.Value
+	switch f.Kind() {
+	case protoreflect.Uint32Kind:
+		v = protoreflect.ValueOfUint32(uint32(n))
+	case protoreflect.Int32Kind:
+		v = protoreflect.ValueOfInt32(int32(n))
+	case protoreflect.Int64Kind:
+		v = protoreflect.ValueOfInt64(int64(n))
+	case protoreflect.FloatKind:
+		v = protoreflect.ValueOfFloat32(float32(n) + 0.25)
+	case protoreflect.DoubleKind:
+		v = protoreflect.ValueOfFloat64(float64(n) + 0.5)
+	case protoreflect.StringKind:
+		v = protoreflect.ValueOfString(string(f.Name()))
+	case protoreflect.BytesKind:
+		v = protoreflect.ValueOfBytes([]byte(fmt.Sprint(f.Name(), n)))
+	case protoreflect.EnumKind:
+		vals := f.Enum().Values()
+		v = protoreflect.ValueOfEnum(vals.Get(1 + n%(vals.Len()-1)).Number())
+	case protoreflect.MessageKind:
+		sub := m.NewField(f).Message()
+		fill(sub, n*10)
+		v = protoreflect.ValueOfMessage(sub)
+	default:
+		panic("fill: a field kind the test does not know: " + f.Kind().String())
+	}
+	return v
 }
 
 // TestFinalRoundTrip: a verifier's final message with every field set survives the

@@ -84,7 +84,10 @@ type Update struct {
 	// prompt.
 	CachedPrompt int
 	Output       *generate.Output // the generation; set when Done without Err
-	Stats        Stats            // the request's so far; final when Done
+	// PromptLogprobs: with Request.PromptLogprobs, the prompt's tokens' (see
+	// Session.PromptLogprobs); set with Output.
+	PromptLogprobs []*generate.Logprobs
+	Stats          Stats // the request's so far; final when Done
 }
 
 // Round describes one verified draft proposal.
@@ -162,14 +165,15 @@ type entry struct {
 	draft rate
 	guess rate
 	// set while a pass is planned
-	prefill []int32
-	input   []int32
-	source  source
-	avail   int     // speculative tokens available to the controller
-	guessed []int32 // the lookup guess, when the source is srcLookup
-	k       int     // speculative tokens chosen
-	alpha   float64 // acceptance of the source
-	cached  int
+	prefill   []int32
+	prefillAt int // position of prefill[0]
+	input     []int32
+	source    source
+	avail     int     // speculative tokens available to the controller
+	guessed   []int32 // the lookup guess, when the source is srcLookup
+	k         int     // speculative tokens chosen
+	alpha     float64 // acceptance of the source
+	cached    int
 	// Catching up with a draft that lags: own steps taken since a proposal was last
 	// checked, and whether the entry sits out passes waiting for one (see hold).
 	behind  int
@@ -464,7 +468,8 @@ func (s *Scheduler) admit(r *Ready) {
 		s.queue = s.queue[1:]
 		kv := s.kv.NewSeq()
 		full := append(append([]int32(nil), e.job.Prompt...), e.job.Resume...)
-		if s.prefix != nil {
+		if s.prefix != nil && !e.job.PromptLogprobs {
+			// (A request for the prompt's log-probabilities needs its logits computed.)
 			e.cached = s.prefix.Attach(kv, full)
 		}
 		sess, err := newSession(s.m, kv, e.job.Request)
@@ -479,7 +484,7 @@ func (s *Scheduler) admit(r *Ready) {
 			// to compute.
 			kv.Release()
 			delete(s.byID, e.id)
-			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Output: sess.Output(), Stats: sess.Stats})
+			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Output: sess.Output(), Stats: sess.Stats, PromptLogprobs: sess.PromptLogprobs()})
 			continue
 		}
 		e.sess = sess
@@ -607,7 +612,7 @@ func (s *Scheduler) Step() (Ready, error) {
 			continue
 		}
 		take := min(n, chunk)
-		e.prefill = e.sess.PrefillTokens(take)
+		e.prefill, e.prefillAt = e.sess.PrefillTokens(take), e.sess.kv.Len()
 		s.prefilled += take
 		chunk -= take
 		budget -= take
@@ -640,7 +645,11 @@ func (s *Scheduler) Step() (Ready, error) {
 		if len(tokens) == 0 {
 			continue
 		}
-		s.segs = append(s.segs, model.Segment{Seq: e.sess.kv, Tokens: tokens, Logits: len(e.input)})
+		rows := len(e.input)
+		if e.job.PromptLogprobs {
+			rows += len(e.prefill) // their rows predict the prompt's tokens
+		}
+		s.segs = append(s.segs, model.Segment{Seq: e.sess.kv, Tokens: tokens, Logits: rows})
 		planned = append(planned, e)
 		r.Tokens += len(tokens)
 	}
@@ -665,6 +674,10 @@ func (s *Scheduler) Step() (Ready, error) {
 	}
 	V := s.m.Vocab
 	for _, e := range planned {
+		if e.job.PromptLogprobs && len(e.prefill) > 0 {
+			e.sess.observePrompt(e.prefillAt, logits[:len(e.prefill)*V])
+			logits = logits[len(e.prefill)*V:]
+		}
 		if len(e.input) == 0 {
 			if s.prefix != nil && e.sess.Prefill() == 0 {
 				s.prefix.Publish(e.sess.kv, e.sess.seq)
@@ -716,7 +729,7 @@ func (s *Scheduler) Step() (Ready, error) {
 			e.sess.Extend(&u.Verdicts[len(u.Verdicts)-1])
 		}
 		if e.sess.Done() {
-			u.Done, u.Output, u.Stats = true, e.sess.Output(), e.sess.Stats
+			u.Done, u.Output, u.Stats, u.PromptLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs()
 			s.remove(e)
 		}
 	}

@@ -32,6 +32,10 @@ type Request struct {
 	// with the TopLogprobs likeliest tokens at its position.
 	Logprobs    bool
 	TopLogprobs int
+	// PromptLogprobs: report the prompt's tokens' too (Session.PromptLogprobs), with as
+	// many likeliest tokens. Only a Scheduler's sessions compute them, and none of the
+	// prompt comes from the prefix cache: its logits must be computed.
+	PromptLogprobs bool
 }
 
 // Stats count a session's speculation.
@@ -80,6 +84,9 @@ type Session struct {
 	synced      int // the draft has been told committed tokens below this position
 	prevPos     int // position the previous verdict reported from
 	Stats       Stats
+	// promptLPs: with Request.PromptLogprobs, each prompt token's log-probabilities,
+	// filled as the prompt's logits are computed (the first's bytes from the start).
+	promptLPs []*generate.Logprobs
 }
 
 // ErrStarted is returned by NewSession on a state whose cache already holds tokens.
@@ -120,11 +127,41 @@ func newSession(m *model.Model, kv *kvcache.Seq, req Request) (*Session, error) 
 		prevPos: len(seq),
 	}
 	s.out.Resume(req.Resume, req.ResumeText)
+	if req.PromptLogprobs {
+		s.promptLPs = []*generate.Logprobs{{Bytes: m.Tok.TokenBytes(req.Prompt[0])}}
+	}
 	s.smp.SetPrompt(req.Prompt)
 	for _, t := range req.Resume {
 		s.smp.Observe(t)
 	}
 	return s, nil
+}
+
+// PromptLogprobs returns the log-probabilities of the prompt's tokens after the first
+// (which nothing predicts: its entry has only its bytes), one per prompt token, with
+// Request.PromptLogprobs once the prompt has been computed; else nil.
+func (s *Session) PromptLogprobs() []*generate.Logprobs {
+	if len(s.promptLPs) < len(s.req.Prompt) {
+		return nil
+	}
+	return s.promptLPs
+}
+
+// observePrompt takes the logits of the prefilled tokens at positions from, from+1, …:
+// the row of position q predicts the token at q+1, which is a prompt token's while
+// q+1 < len(prompt).
+func (s *Session) observePrompt(from int, logits []float32) {
+	if !s.req.PromptLogprobs {
+		return
+	}
+	V := s.m.Vocab
+	for k := 0; (k+1)*V <= len(logits); k++ {
+		q := from + k + 1
+		if q != len(s.promptLPs) || q >= len(s.req.Prompt) {
+			continue
+		}
+		s.promptLPs = append(s.promptLPs, generate.NewLogprobs(logits[k*V:(k+1)*V], s.req.Prompt[q], s.req.TopLogprobs, s.m.Tok))
+	}
 }
 
 // Prefill is how many tokens of the committed sequence still have to run through the

@@ -34,6 +34,9 @@ type Call struct {
 	Model        string // the model as the client named it ("" : the router's default)
 	// N is how many choices to generate, each a request of its own (see Choice).
 	N int
+	// Echo: a completion's text (and log-probabilities) start with the prompt's;
+	// ScoreOnly: with echo and max_tokens 0, they hold the prompt's alone.
+	Echo, ScoreOnly bool
 
 	// maxTokensParam is the name the client used for the length limit, so that an
 	// error about it names what the client sent.
@@ -185,9 +188,17 @@ func ParseCompletion(body []byte) (*Call, error) {
 	if err := decode(body, &r); err != nil {
 		return nil, err
 	}
+	// With echo, max_tokens 0 scores the prompt alone: one token is generated, and
+	// left out of the response.
+	scoreOnly := false
+	for _, lim := range []*int64{r.MaxTokens, r.MaxCompletionTokens} {
+		if r.Echo && lim != nil && *lim == 0 {
+			*lim, scoreOnly = 1, true
+		}
+	}
 	switch {
-	case r.Echo:
-		return nil, badParam("echo", "not supported")
+	case r.Echo && r.Stream:
+		return nil, badParam("echo", "not supported with stream: true")
 	case r.BestOf != nil && *r.BestOf != 1:
 		return nil, badParam("best_of", "%d: only 1 is supported", *r.BestOf)
 	case r.Suffix != nil && *r.Suffix != "":
@@ -205,6 +216,9 @@ func ParseCompletion(body []byte) (*Call, error) {
 	if r.Logprobs != nil {
 		c.Req.Logprobs, c.Req.TopLogprobs = true, uint32(*r.Logprobs)
 	}
+	// The prompt's log-probabilities also give its tokens' bytes, which echo a prompt
+	// of token ids.
+	c.Echo, c.ScoreOnly, c.Req.PromptLogprobs = r.Echo, scoreOnly, r.Echo
 	return c, nil
 }
 

@@ -70,12 +70,47 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 	for i, r := range rs {
 		fr := finishReason(r.GetFinishReason())
 		ch := CompletionChoice{Index: i, Text: r.GetText(), FinishReason: &fr}
-		if c.Req.GetLogprobs() {
-			ch.Logprobs = completionLogprobs(r.GetLogprobs(), new(int))
+		gen := r.GetLogprobs()
+		if c.ScoreOnly {
+			ch.Text, gen, fr = "", nil, "length"
+		}
+		if c.Echo {
+			ch.Text = echoText(c, r) + ch.Text
+		}
+		switch {
+		case c.Echo && c.Req.GetLogprobs():
+			offset := 0
+			ch.Logprobs = completionLogprobs(r.GetPromptLogprobs(), &offset)
+			if len(ch.Logprobs.Tokens) > 0 {
+				ch.Logprobs.TokenLogprobs[0], ch.Logprobs.TopLogprobs[0] = nil, nil // nothing predicts it
+			}
+			more := completionLogprobs(gen, &offset)
+			ch.Logprobs.Tokens = append(ch.Logprobs.Tokens, more.Tokens...)
+			ch.Logprobs.TokenLogprobs = append(ch.Logprobs.TokenLogprobs, more.TokenLogprobs...)
+			ch.Logprobs.TopLogprobs = append(ch.Logprobs.TopLogprobs, more.TopLogprobs...)
+			ch.Logprobs.TextOffset = append(ch.Logprobs.TextOffset, more.TextOffset...)
+		case c.Req.GetLogprobs():
+			ch.Logprobs = completionLogprobs(gen, new(int))
 		}
 		out.Choices = append(out.Choices, ch)
 	}
+	if c.ScoreOnly {
+		out.Usage.CompletionTokens, out.Usage.TotalTokens = 0, out.Usage.PromptTokens
+	}
 	return out
+}
+
+// echoText is the prompt as an echo shows it: the text the client sent, or a prompt of
+// token ids spelled by its tokens' bytes.
+func echoText(c *Call, r *specdv1.CompleteResponse) string {
+	if c.Req.GetPrompt() != "" {
+		return c.Req.GetPrompt()
+	}
+	var b []byte
+	for _, lp := range r.GetPromptLogprobs() {
+		b = append(b, lp.GetToken()...)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
 // chatCompletion is the whole response of a non-streamed chat completion: one choice
@@ -175,11 +210,11 @@ func byteValues(b []byte) []int {
 // arrays; *offset is the characters of text before the first of them, and is moved
 // past them.
 func completionLogprobs(lps []*specdv1.TokenLogprob, offset *int) *CompletionLogprobs {
-	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []float32{}, TopLogprobs: []TokenChoices{}, TextOffset: []int{}}
+	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []*float32{}, TopLogprobs: []TokenChoices{}, TextOffset: []int{}}
 	for _, lp := range lps {
 		tok := tokenText(lp.GetToken())
 		out.Tokens = append(out.Tokens, tok)
-		out.TokenLogprobs = append(out.TokenLogprobs, lp.GetLogprob())
+		out.TokenLogprobs = append(out.TokenLogprobs, new(lp.GetLogprob()))
 		out.TextOffset = append(out.TextOffset, *offset)
 		*offset += utf8.RuneCountInString(tok)
 		// The likeliest tokens, and the chosen one where it is not among them (so up

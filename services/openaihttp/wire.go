@@ -155,10 +155,12 @@ type CompletionChoice struct {
 // CompletionLogprobs are a completion's tokens with their log-probabilities, in the
 // legacy completions API's shape: parallel arrays, one entry per token.
 type CompletionLogprobs struct {
-	Tokens        []string       `json:"tokens"`
-	TokenLogprobs []float32      `json:"token_logprobs"`
-	TopLogprobs   []TokenChoices `json:"top_logprobs"` // the likeliest tokens and the chosen one, likeliest first
-	TextOffset    []int          `json:"text_offset"`  // of each token in the completion's text, in characters
+	Tokens        []string   `json:"tokens"`
+	TokenLogprobs []*float32 `json:"token_logprobs"` // null for an echoed prompt's first token
+	// TopLogprobs: the likeliest tokens and the chosen one, likeliest first (null for
+	// an echoed prompt's first token).
+	TopLogprobs []TokenChoices `json:"top_logprobs"`
+	TextOffset  []int          `json:"text_offset"` // of each token in the text, in characters
 }
 
 // TokenChoices maps tokens to log-probabilities, kept in order (likeliest first) when
@@ -174,6 +176,9 @@ type TokenChoice struct {
 // MarshalJSON encodes the choices as one JSON object in their order; a token repeated
 // (two ids with the same text) keeps its first, likelier entry.
 func (c TokenChoices) MarshalJSON() ([]byte, error) {
+	if c == nil {
+		return []byte("null"), nil
+	}
 	b := []byte{'{'}
 	seen := make(map[string]bool, len(c))
 	for _, x := range c {

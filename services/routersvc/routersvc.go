@@ -120,6 +120,7 @@ func (s *Server) Complete(ctx context.Context, req *specdv1.GenerateRequest) (*s
 	if res.Final != nil {
 		f := services.FinalToProto(res.Final)
 		out.FinishReason, out.Stats, out.PromptIds = f.GetFinishReason(), f.GetStats(), res.Final.PromptIDs
+		out.PromptLogprobs = f.GetPromptLogprobs()
 	}
 	return out, nil
 }

@@ -2,6 +2,8 @@ package serve_test
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -142,4 +144,79 @@ func bytesOf(v []int64) []byte {
 		b[i] = byte(x)
 	}
 	return b
+}
+
+// TestOpenAIEcho: echo with logprobs, as evaluation harnesses score a text (lm-eval's
+// loglikelihood: a prompt of token ids, echo, logprobs 1, max_tokens 0 or 1): the
+// text starts with the prompt, and token_logprobs cover the prompt's tokens — the first
+// null — with the gRPC API's prompt log-probabilities, then the generated tokens'.
+func TestOpenAIEcho(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true})
+	c := s.openaiClient()
+	ctx := context.Background()
+	const prompt = "Once upon a time there was a"
+	want, err := s.client.Complete(ctx, &specdv1.GenerateRequest{Prompt: prompt, MaxTokens: 1, Logprobs: true, TopLogprobs: 1, PromptLogprobs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := want.GetPromptIds()
+	if len(want.GetPromptLogprobs()) != len(ids) || len(ids) < 3 {
+		t.Fatalf("gRPC: %d prompt logprobs for %d prompt tokens", len(want.GetPromptLogprobs()), len(ids))
+	}
+	for _, tc := range []struct {
+		name   string
+		prompt openai.CompletionNewParamsPromptUnion
+		max    int64
+	}{
+		{"text prompt, one token", openai.CompletionNewParamsPromptUnion{OfString: openai.String(prompt)}, 1},
+		{"token ids, scoring only", openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(ids)}, 0},
+	} {
+		p := openai.CompletionNewParams{Model: "specd-target", Prompt: tc.prompt, MaxTokens: openai.Int(tc.max), Temperature: openai.Float(0),
+			Echo: openai.Bool(true), Logprobs: openai.Int(1)}
+		resp, err := c.Completions.New(ctx, p)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		ch := resp.Choices[0]
+		// openai-go's decoder gives up on the null first entry of top_logprobs (which
+		// OpenAI's legacy API sends too); the JSON is read as a client would.
+		var lp struct {
+			Tokens        []string             `json:"tokens"`
+			TokenLogprobs []float64            `json:"token_logprobs"`
+			TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+		}
+		if err := json.Unmarshal([]byte(ch.Logprobs.RawJSON()), &lp); err != nil {
+			t.Fatal(err)
+		}
+		n := len(ids) + int(tc.max)
+		if len(lp.Tokens) != n || len(lp.TokenLogprobs) != n || len(lp.TopLogprobs) != n {
+			t.Fatalf("%s: %d tokens, %d logprobs, %d tops; want %d", tc.name, len(lp.Tokens), len(lp.TokenLogprobs), len(lp.TopLogprobs), n)
+		}
+		if raw := ch.Logprobs.RawJSON(); !strings.Contains(raw, `"token_logprobs":[null,`) || !strings.Contains(raw, `"top_logprobs":[null,`) {
+			t.Errorf("%s: the prompt's first token has a log-probability: %.200s", tc.name, raw)
+		}
+		for k := 1; k < len(ids); k++ {
+			if w := want.GetPromptLogprobs()[k]; float32(lp.TokenLogprobs[k]) != w.GetLogprob() || lp.Tokens[k] != string(w.GetToken()) {
+				t.Errorf("%s: prompt token %d: %q %v, want %q %v", tc.name, k, lp.Tokens[k], lp.TokenLogprobs[k], w.GetToken(), w.GetLogprob())
+			}
+		}
+		text := prompt
+		if tc.max == 1 {
+			text += want.GetText()
+			if g := want.GetLogprobs()[0]; float32(lp.TokenLogprobs[n-1]) != g.GetLogprob() {
+				t.Errorf("%s: generated token's logprob %v, want %v", tc.name, lp.TokenLogprobs[n-1], g.GetLogprob())
+			}
+		}
+		if tc.max == 0 {
+			// A prompt of ids echoes its tokens' bytes: the SentencePiece BOS and the
+			// dummy-prefix space included.
+			text = string(want.GetPromptLogprobs()[0].GetToken()) + " " + prompt
+			if resp.Usage.CompletionTokens != 0 {
+				t.Errorf("%s: usage %s, want no completion tokens", tc.name, resp.Usage.RawJSON())
+			}
+		}
+		if ch.Text != text {
+			t.Errorf("%s: text %q, want %q", tc.name, ch.Text, text)
+		}
+	}
 }

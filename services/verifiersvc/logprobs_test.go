@@ -2,6 +2,7 @@ package verifiersvc_test
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"testing"
 
@@ -127,6 +128,84 @@ func TestLogprobs(t *testing.T) {
 			if p := math.Exp(float64(lp.GetLogprob())); p <= 0 || p > 1 {
 				t.Errorf("%s: token %d: probability %v", c.name, i, p)
 			}
+		}
+	}
+}
+
+// TestPromptLogprobs: a request asking for the prompt's log-probabilities gets one
+// entry per prompt token — the first with its bytes alone, each other the log-softmax
+// of the target's logits after the tokens before it, from one teacher-forced pass —
+// for a prompt longer than a prefill chunk, and again when the same prompt is in the
+// prefix cache (whose entries would skip the logits).
+func TestPromptLogprobs(t *testing.T) {
+	checkLeaks(t)
+	ctx, client := startVerifier(t, verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}})
+	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0.gguf"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	prompt := "Once upon a time there was a little fox who lived in a hole under an old oak tree at the edge of a forest, and every morning"
+	for range 300 / len(prompt) {
+		prompt += " the fox went out to look for berries and came home before the sun was high."
+	}
+	ids := m.Tok.Prompt(prompt)
+	if len(ids) <= 64 {
+		t.Fatalf("a prompt of %d tokens fits one pass of the verifier (64): the test needs chunks", len(ids))
+	}
+	kv, err := m.NewKVPool(16<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	logits, err := m.NewState(pool, kv.NewSeq(), 64).Forward(ids, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := m.Vocab
+	for run := range 2 {
+		_, stats, final, err := generateFinal(ctx, client, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
+			Prompt: prompt, MaxTokens: 2, PromptLogprobs: true, TopLogprobs: 2, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lps := final.GetPromptLogprobs()
+		if len(lps) != len(ids) {
+			t.Fatalf("run %d: %d prompt logprobs for %d prompt tokens", run, len(lps), len(ids))
+		}
+		if stats.GetCachedPromptTokens() != 0 {
+			t.Errorf("run %d: %d prompt tokens from the prefix cache, want none", run, stats.GetCachedPromptTokens())
+		}
+		if lps[0].GetLogprob() != 0 || len(lps[0].GetTop()) != 0 || !bytes.Equal(lps[0].GetToken(), m.Tok.TokenBytes(ids[0])) {
+			t.Errorf("run %d: first entry %v, want only the bytes of token %d", run, lps[0], ids[0])
+		}
+		for k := 1; k < len(ids); k++ {
+			row := logits[(k-1)*V:][:V]
+			lse, _ := sample.LogSumExp(row, nil)
+			if want := float32(float64(row[ids[k]]) - lse); lps[k].GetLogprob() != want || len(lps[k].GetTop()) != 2 {
+				t.Fatalf("run %d: prompt token %d (%d): %v, the teacher-forced pass gives %v with 2 top", run, k, ids[k], lps[k], want)
+			}
+		}
+	}
+}
+
+// generateFinal runs req to its end and returns its token ids, final stats and final
+// message.
+func generateFinal(ctx context.Context, client speculationv1.VerifierServiceClient, req *speculationv1.GenerateRequest) ([]int32, *specdv1.Stats, *specdv1.Final, error) {
+	st, err := client.Generate(ctx, req)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var ids []int32
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			return ids, nil, nil, err
+		}
+		ids = append(ids, msg.GetChunk().GetTokenIds()...)
+		if f := msg.GetFinal(); f != nil {
+			return ids, f.GetStats(), f, nil
 		}
 	}
 }

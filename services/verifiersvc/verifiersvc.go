@@ -229,7 +229,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	job := verifier.Job{
 		Request: verifier.Request{
 			Prompt: prompt, Resume: req.GetResumeIds(), ResumeText: int(req.GetResumeTextBytes()),
-			Sampling: q.Sampling, Mode: mode, Logprobs: q.Logprobs, TopLogprobs: q.TopLogprobs,
+			Sampling: q.Sampling, Mode: mode, Logprobs: q.Logprobs, TopLogprobs: q.TopLogprobs, PromptLogprobs: q.PromptLogprobs,
 			Limits: generate.Limits{MaxTokens: q.MaxTokens, Context: m.Context, Stop: q.Stop,
 				End: m.Tok.EOG(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS},
 		},
@@ -594,9 +594,12 @@ func (r *run) finish(u verifier.Update) error {
 			"plain", ss.Plain, "lookup", ss.Guessed, "lookup_accepted", ss.GuessAccepted, "stale", ss.Stale, "branches", ss.Branches,
 			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks, "draft_refusals", st.DraftRefusals)
 	}
-	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Progress: services.ProgressToProto(r.progress()), Event: &speculationv1.GenerateResponse_Final{Final: &specdv1.Final{
-		FinishReason: services.FinishToProto(out.Reason), Stats: st,
-	}}})
+	f := &specdv1.Final{FinishReason: services.FinishToProto(out.Reason), Stats: st}
+	for _, lp := range u.PromptLogprobs {
+		f.PromptLogprobs = append(f.PromptLogprobs, services.LogprobsToProto(lp))
+	}
+	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Progress: services.ProgressToProto(r.progress()),
+		Event: &speculationv1.GenerateResponse_Final{Final: f}})
 }
 
 // draftLink is one Speculate stream to a draft: this goroutine sends, one goroutine

@@ -240,9 +240,15 @@ type GenerateRequest struct {
 	// With logprobs: also return, at each generated position, the top_logprobs
 	// most likely tokens and their log-probabilities. At most 20; more than 0
 	// without logprobs is INVALID_ARGUMENT (as in OpenAI's API).
-	TopLogprobs   uint32 `protobuf:"varint,13,opt,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TopLogprobs uint32 `protobuf:"varint,13,opt,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
+	// Also return the log-probability of each prompt token given the tokens
+	// before it (Final.prompt_logprobs, CompleteResponse.prompt_logprobs), with
+	// top_logprobs likeliest tokens each, as vLLM's prompt_logprobs: what
+	// scoring a text needs (an OpenAI completion with echo). None of the prompt
+	// is then taken from the prefix cache.
+	PromptLogprobs bool `protobuf:"varint,14,opt,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
@@ -364,6 +370,13 @@ func (x *GenerateRequest) GetTopLogprobs() uint32 {
 		return x.TopLogprobs
 	}
 	return 0
+}
+
+func (x *GenerateRequest) GetPromptLogprobs() bool {
+	if x != nil {
+		return x.PromptLogprobs
+	}
+	return false
 }
 
 // ChatMessage is one turn of a conversation.
@@ -944,9 +957,14 @@ type Final struct {
 	// Why generation ended.
 	FinishReason FinishReason `protobuf:"varint,1,opt,name=finish_reason,json=finishReason,proto3,enum=specd.v1.FinishReason" json:"finish_reason,omitempty"`
 	// How the request was served.
-	Stats         *Stats `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Stats *Stats `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	// With GenerateRequest.prompt_logprobs: one entry per prompt token, in
+	// order. The first token, which nothing before it predicts, has only its
+	// bytes (logprob 0, no top); each other has its log-probability given the
+	// tokens before it, as TokenChunk.logprobs.
+	PromptLogprobs []*TokenLogprob `protobuf:"bytes,3,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Final) Reset() {
@@ -989,6 +1007,13 @@ func (x *Final) GetFinishReason() FinishReason {
 func (x *Final) GetStats() *Stats {
 	if x != nil {
 		return x.Stats
+	}
+	return nil
+}
+
+func (x *Final) GetPromptLogprobs() []*TokenLogprob {
+	if x != nil {
+		return x.PromptLogprobs
 	}
 	return nil
 }
@@ -1315,9 +1340,11 @@ type CompleteResponse struct {
 	// How the request was served.
 	Stats *Stats `protobuf:"bytes,5,opt,name=stats,proto3" json:"stats,omitempty"`
 	// With GenerateRequest.logprobs: one entry per entry of token_ids.
-	Logprobs      []*TokenLogprob `protobuf:"bytes,6,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Logprobs []*TokenLogprob `protobuf:"bytes,6,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
+	// With GenerateRequest.prompt_logprobs: as Final.prompt_logprobs.
+	PromptLogprobs []*TokenLogprob `protobuf:"bytes,7,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CompleteResponse) Reset() {
@@ -1388,6 +1415,13 @@ func (x *CompleteResponse) GetStats() *Stats {
 func (x *CompleteResponse) GetLogprobs() []*TokenLogprob {
 	if x != nil {
 		return x.Logprobs
+	}
+	return nil
+}
+
+func (x *CompleteResponse) GetPromptLogprobs() []*TokenLogprob {
+	if x != nil {
+		return x.PromptLogprobs
 	}
 	return nil
 }
@@ -1720,7 +1754,7 @@ var File_specd_v1_generation_proto protoreflect.FileDescriptor
 
 const file_specd_v1_generation_proto_rawDesc = "" +
 	"\n" +
-	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\x85\x04\n" +
+	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xae\x04\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -1738,7 +1772,8 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	" \x03(\v2\x15.specd.v1.ChatMessageR\bmessages\x127\n" +
 	"\x15add_generation_prompt\x18\v \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01\x12\x1a\n" +
 	"\blogprobs\x18\f \x01(\bR\blogprobs\x12!\n" +
-	"\ftop_logprobs\x18\r \x01(\rR\vtopLogprobsB\x18\n" +
+	"\ftop_logprobs\x18\r \x01(\rR\vtopLogprobs\x12'\n" +
+	"\x0fprompt_logprobs\x18\x0e \x01(\bR\x0epromptLogprobsB\x18\n" +
 	"\x16_add_generation_prompt\";\n" +
 	"\vChatMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
@@ -1779,10 +1814,11 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"TopLogprob\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\x05R\atokenId\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\fR\x05token\"k\n" +
+	"\x05token\x18\x03 \x01(\fR\x05token\"\xac\x01\n" +
 	"\x05Final\x12;\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
-	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\"\xdd\a\n" +
+	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\x12?\n" +
+	"\x0fprompt_logprobs\x18\x03 \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\"\xdd\a\n" +
 	"\x05Stats\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\x12\x16\n" +
@@ -1809,7 +1845,7 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x0edraft_refusals\x18\x15 \x01(\rR\rdraftRefusals\":\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
-	"\x05model\x18\x02 \x01(\tR\x05model\"\xfa\x01\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\"\xbb\x02\n" +
 	"\x10CompleteResponse\x12\x1d\n" +
 	"\n" +
 	"prompt_ids\x18\x01 \x03(\x05R\tpromptIds\x12\x1b\n" +
@@ -1817,7 +1853,8 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x12;\n" +
 	"\rfinish_reason\x18\x04 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
 	"\x05stats\x18\x05 \x01(\v2\x0f.specd.v1.StatsR\x05stats\x122\n" +
-	"\blogprobs\x18\x06 \x03(\v2\x16.specd.v1.TokenLogprobR\blogprobs\"T\n" +
+	"\blogprobs\x18\x06 \x03(\v2\x16.specd.v1.TokenLogprobR\blogprobs\x12?\n" +
+	"\x0fprompt_logprobs\x18\a \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\"T\n" +
 	"\x0fTokenizeRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x17\n" +
@@ -1905,30 +1942,32 @@ var file_specd_v1_generation_proto_depIdxs = []int32{
 	9,  // 7: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
 	1,  // 8: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
 	11, // 9: specd.v1.Final.stats:type_name -> specd.v1.Stats
-	19, // 10: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
-	19, // 11: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
-	12, // 12: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
-	12, // 13: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
-	0,  // 14: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
-	19, // 15: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	19, // 16: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
-	1,  // 17: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
-	11, // 18: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
-	8,  // 19: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
-	18, // 20: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
-	2,  // 21: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
-	2,  // 22: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
-	14, // 23: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	16, // 24: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	6,  // 25: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	13, // 26: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	15, // 27: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	17, // 28: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	25, // [25:29] is the sub-list for method output_type
-	21, // [21:25] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	8,  // 10: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	19, // 11: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
+	19, // 12: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
+	12, // 13: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
+	12, // 14: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
+	0,  // 15: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
+	19, // 16: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
+	19, // 17: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	1,  // 18: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
+	11, // 19: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
+	8,  // 20: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
+	8,  // 21: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	18, // 22: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	2,  // 23: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
+	2,  // 24: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
+	14, // 25: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	16, // 26: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	6,  // 27: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	13, // 28: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	15, // 29: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	17, // 30: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	27, // [27:31] is the sub-list for method output_type
+	23, // [23:27] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_specd_v1_generation_proto_init() }
