@@ -192,7 +192,7 @@ func TestOpenAICompletions(t *testing.T) {
 			{"token id outside the vocabulary", func(p *openai.CompletionNewParams) {
 				p.Prompt = openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: []int64{1, 99999}}
 			}, 400, "prompt", ""},
-			{"n = 2", func(p *openai.CompletionNewParams) { p.N = openai.Int(2) }, 400, "n", ""},
+			{"n = 17", func(p *openai.CompletionNewParams) { p.N = openai.Int(17) }, 400, "n", ""},
 			{"unknown model", func(p *openai.CompletionNewParams) { p.Model = "gpt-17" }, 404, "model", "model_not_found"},
 		} {
 			p := completionParams(prompt, 8, 0)
