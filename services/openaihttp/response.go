@@ -65,7 +65,7 @@ func completion(c *Call, id string, created int64, r *specdv1.CompleteResponse) 
 	fr := finishReason(r.GetFinishReason())
 	ch := CompletionChoice{Text: r.GetText(), FinishReason: &fr}
 	if c.Req.GetLogprobs() {
-		ch.Logprobs = completionLogprobs(r.GetLogprobs(), new(int))
+		ch.Logprobs = completionLogprobs(r.GetLogprobs(), &textOffset{})
 	}
 	return &Completion{Head: Head{ID: id, Object: "text_completion", Created: created, Model: modelName(c, r.GetStats())},
 		Choices: []CompletionChoice{ch}, Usage: usage(r.GetStats())}
@@ -105,17 +105,40 @@ func byteValues(b []byte) []int {
 	return out
 }
 
+// textOffset follows where the completion's tokens fall in its text, in characters.
+// It counts a token's bytes as the text shows them, not the token string the API
+// shows (whose "bytes:\xe4\xbd" escapes are no part of the text): a character split
+// over tokens counts once, when its last byte arrives, so every token of it starts
+// where the character does; a byte that can begin no character counts as the one
+// U+FFFD the text shows for it.
+type textOffset struct {
+	chars   int    // characters completed so far
+	partial []byte // the bytes of a character begun and not yet completed
+}
+
+// add moves the offset past a token's bytes.
+func (o *textOffset) add(b []byte) {
+	o.partial = append(o.partial, b...)
+	i := 0
+	for i < len(o.partial) && utf8.FullRune(o.partial[i:]) {
+		_, n := utf8.DecodeRune(o.partial[i:])
+		i += n
+		o.chars++
+	}
+	o.partial = append(o.partial[:0], o.partial[i:]...)
+}
+
 // completionLogprobs converts tokens' log-probabilities to the completions API's
-// arrays; *offset is the characters of text before the first of them, and is moved
-// past them.
-func completionLogprobs(lps []*specdv1.TokenLogprob, offset *int) *CompletionLogprobs {
+// arrays; offset is where the first of them starts in the completion's text, and is
+// moved past them.
+func completionLogprobs(lps []*specdv1.TokenLogprob, offset *textOffset) *CompletionLogprobs {
 	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []float32{}, TopLogprobs: []TokenChoices{}, TextOffset: []int{}}
 	for _, lp := range lps {
 		tok := tokenText(lp.GetToken())
 		out.Tokens = append(out.Tokens, tok)
 		out.TokenLogprobs = append(out.TokenLogprobs, lp.GetLogprob())
-		out.TextOffset = append(out.TextOffset, *offset)
-		*offset += utf8.RuneCountInString(tok)
+		out.TextOffset = append(out.TextOffset, offset.chars)
+		offset.add(lp.GetToken())
 		// The likeliest tokens, and the chosen one where it is not among them (so up
 		// to logprobs+1 entries, as OpenAI's API says).
 		top := make(TokenChoices, 0, len(lp.GetTop())+1)
@@ -148,10 +171,10 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 // chunker builds the chunks of one streamed response.
 type chunker struct {
 	chat     bool
-	logprobs bool // the client asked for log-probabilities
-	head     Head // the same in every chunk
-	started  bool // a chat stream has sent its first chunk, the one with the role
-	offset   int  // characters of the completion's tokens so far (text_offset)
+	logprobs bool       // the client asked for log-probabilities
+	head     Head       // the same in every chunk
+	started  bool       // a chat stream has sent its first chunk, the one with the role
+	offset   textOffset // where the next token starts in the completion's text
 }
 
 func newChunker(c *Call, id string, created int64) *chunker {

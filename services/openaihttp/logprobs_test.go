@@ -1,0 +1,93 @@
+package openaihttp_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+)
+
+// TestTextOffsetSplitCharacters: text_offset is where each token starts in the
+// completion's text, in characters, also when a byte-level vocabulary splits a
+// character over tokens (whose token strings read "bytes:\xe4\xbd"): a token that
+// begins or ends a split character starts where that character does, and the
+// escapes shown for it are no characters of the text. Streamed or not, and across
+// chunks that hold part of a character back.
+func TestTextOffsetSplitCharacters(t *testing.T) {
+	// "你x好": 你 is e4 bd a0, 好 is e5 a5 bd.
+	toks := [][]byte{{0xe4, 0xbd}, {0xa0}, []byte("x"), {0xe5, 0xa5}, {0xbd}}
+	chunks := []struct {
+		from, to int
+		text     string
+	}{{0, 1, ""}, {1, 3, "你x"}, {3, 4, ""}, {4, 5, "好"}}
+	lps := make([]*specdv1.TokenLogprob, len(toks))
+	for i, b := range toks {
+		lps[i] = &specdv1.TokenLogprob{Logprob: -float32(i + 1), Token: b}
+	}
+	wantOffsets := []int64{0, 0, 1, 2, 2}
+	wantTokens := []string{`bytes:\xe4\xbd`, `bytes:\xa0`, "x", `bytes:\xe5\xa5`, `bytes:\xbd`}
+	base := serveStub(t, &stub{
+		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+			for _, c := range chunks {
+				ids := []int32{}
+				for j := c.from; j < c.to; j++ {
+					ids = append(ids, int32(10+j))
+				}
+				if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{
+					TokenIds: ids, Text: c.text, Logprobs: lps[c.from:c.to]}}}); err != nil {
+					return err
+				}
+			}
+			return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{
+				FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}}})
+		},
+		complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+			return &specdv1.CompleteResponse{TokenIds: []int32{10, 11, 12, 13, 14}, Text: "你x好", Logprobs: lps,
+				FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}, nil
+		},
+	}, 0)
+	c := client(base)
+	ctx := context.Background()
+	params := openai.CompletionNewParams{Model: "big", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
+		Logprobs: openai.Int(0)}
+	check := func(name string, text string, lp openai.CompletionChoiceLogprobs) {
+		t.Helper()
+		if text != "你x好" {
+			t.Errorf("%s: text %q, want %q", name, text, "你x好")
+		}
+		if !slices.Equal(lp.Tokens, wantTokens) {
+			t.Errorf("%s: tokens %q, want %q", name, lp.Tokens, wantTokens)
+		}
+		if !slices.Equal(lp.TextOffset, wantOffsets) {
+			t.Errorf("%s: text_offset %v, want %v", name, lp.TextOffset, wantOffsets)
+		}
+		for i, off := range lp.TextOffset {
+			if r := []rune(text); off < 0 || int(off) >= len(r) {
+				t.Errorf("%s: token %d: text_offset %d is outside the text of %d characters", name, i, off, len(r))
+			}
+		}
+	}
+	resp, err := c.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("completion", resp.Choices[0].Text, resp.Choices[0].Logprobs)
+
+	st := c.Completions.NewStreaming(ctx, params)
+	var merged openai.CompletionChoiceLogprobs
+	var text string
+	for st.Next() {
+		for _, ch := range st.Current().Choices {
+			text += ch.Text
+			merged.Tokens = append(merged.Tokens, ch.Logprobs.Tokens...)
+			merged.TextOffset = append(merged.TextOffset, ch.Logprobs.TextOffset...)
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	check("streamed completion", text, merged)
+}
