@@ -2,6 +2,7 @@ package openaihttp_test
 
 import (
 	"context"
+	"math"
 	"slices"
 	"testing"
 
@@ -90,4 +91,70 @@ func TestTextOffsetSplitCharacters(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("streamed completion", text, merged)
+}
+
+// TestLogprobsNotFinite: a log-probability of -Inf (a token the model rules out, as a
+// masked logit does) or NaN cannot be written as JSON; it reaches the client as
+// -9999, the value OpenAI's API documents for a very unlikely token, instead of
+// failing the response (500) or cutting the stream short.
+func TestLogprobsNotFinite(t *testing.T) {
+	lps := []*specdv1.TokenLogprob{
+		{Logprob: -0.5, Token: []byte("a"), Top: []*specdv1.TopLogprob{
+			{TokenId: 1, Logprob: -0.5, Token: []byte("a")}, {TokenId: 2, Logprob: float32(math.Inf(-1)), Token: []byte("b")}}},
+		{Logprob: float32(math.NaN()), Token: []byte("c")},
+	}
+	base := serveStub(t, &stub{
+		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+			if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{
+				TokenIds: []int32{1, 3}, Text: "ac", Logprobs: lps}}}); err != nil {
+				return err
+			}
+			return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{
+				FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}}})
+		},
+		complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+			return &specdv1.CompleteResponse{TokenIds: []int32{1, 3}, Text: "ac", Logprobs: lps, FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}, nil
+		},
+	}, 0)
+	c := client(base)
+	ctx := context.Background()
+	const unlikely = -9999
+	params := openai.CompletionNewParams{Model: "big", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
+		Logprobs: openai.Int(2)}
+	checkCompletion := func(name string, lp openai.CompletionChoiceLogprobs) {
+		t.Helper()
+		if !slices.Equal(lp.TokenLogprobs, []float64{-0.5, unlikely}) || len(lp.TopLogprobs) != 2 || lp.TopLogprobs[0]["b"] != unlikely {
+			t.Errorf("%s: token_logprobs %v, top_logprobs %v; want [-0.5 %v] and b at %v", name, lp.TokenLogprobs, lp.TopLogprobs, unlikely, unlikely)
+		}
+	}
+	resp, err := c.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatalf("completion: %v", err)
+	}
+	checkCompletion("completion", resp.Choices[0].Logprobs)
+	st := c.Completions.NewStreaming(ctx, params)
+	var merged openai.CompletionChoiceLogprobs
+	finished := false
+	for st.Next() {
+		for _, ch := range st.Current().Choices {
+			merged.TokenLogprobs = append(merged.TokenLogprobs, ch.Logprobs.TokenLogprobs...)
+			merged.TopLogprobs = append(merged.TopLogprobs, ch.Logprobs.TopLogprobs...)
+			finished = finished || ch.FinishReason != ""
+		}
+	}
+	if err := st.Err(); err != nil || !finished {
+		t.Fatalf("streamed completion: err %v, finish reason seen %v", err, finished)
+	}
+	checkCompletion("streamed completion", merged)
+
+	cp := openai.ChatCompletionNewParams{Model: "big", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")},
+		Logprobs: openai.Bool(true), TopLogprobs: openai.Int(2)}
+	cresp, err := c.Chat.Completions.New(ctx, cp)
+	if err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	got := cresp.Choices[0].Logprobs.Content
+	if len(got) != 2 || got[1].Logprob != unlikely || len(got[0].TopLogprobs) != 2 || got[0].TopLogprobs[1].Logprob != unlikely {
+		t.Errorf("chat logprobs %+v: want the NaN and -Inf as %v", got, unlikely)
+	}
 }

@@ -128,6 +128,23 @@ func (o *textOffset) add(b []byte) {
 	o.partial = append(o.partial[:0], o.partial[i:]...)
 }
 
+// unlikely is the log-probability OpenAI's API documents for a token too unlikely to
+// tell, and vLLM's floor.
+const unlikely = -9999
+
+// logprob is v as JSON can carry it: JSON has no infinities or NaN, and encoding one
+// fails the whole response. A log-probability below unlikely (-Inf: a token the model
+// rules out) or NaN (broken arithmetic) is unlikely; +Inf, as impossible, is certainty.
+func logprob(v float32) float32 {
+	switch {
+	case math.IsInf(float64(v), 1):
+		return 0
+	case !(v >= unlikely):
+		return unlikely
+	}
+	return v
+}
+
 // completionLogprobs converts tokens' log-probabilities to the completions API's
 // arrays; offset is where the first of them starts in the completion's text, and is
 // moved past them.
@@ -136,7 +153,7 @@ func completionLogprobs(lps []*specdv1.TokenLogprob, offset *textOffset) *Comple
 	for _, lp := range lps {
 		tok := tokenText(lp.GetToken())
 		out.Tokens = append(out.Tokens, tok)
-		out.TokenLogprobs = append(out.TokenLogprobs, lp.GetLogprob())
+		out.TokenLogprobs = append(out.TokenLogprobs, logprob(lp.GetLogprob()))
 		out.TextOffset = append(out.TextOffset, offset.chars)
 		offset.add(lp.GetToken())
 		// The likeliest tokens, and the chosen one where it is not among them (so up
@@ -144,11 +161,11 @@ func completionLogprobs(lps []*specdv1.TokenLogprob, offset *textOffset) *Comple
 		top := make(TokenChoices, 0, len(lp.GetTop())+1)
 		chosen := false
 		for _, t := range lp.GetTop() {
-			top = append(top, TokenChoice{Token: tokenText(t.GetToken()), Logprob: t.GetLogprob()})
+			top = append(top, TokenChoice{Token: tokenText(t.GetToken()), Logprob: logprob(t.GetLogprob())})
 			chosen = chosen || t.GetLogprob() == lp.GetLogprob() && bytes.Equal(t.GetToken(), lp.GetToken())
 		}
 		if !chosen {
-			top = append(top, TokenChoice{Token: tok, Logprob: lp.GetLogprob()})
+			top = append(top, TokenChoice{Token: tok, Logprob: logprob(lp.GetLogprob())})
 		}
 		out.TopLogprobs = append(out.TopLogprobs, top)
 	}
@@ -161,9 +178,9 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 	for i, lp := range lps {
 		top := make([]ChatTopLogprob, len(lp.GetTop()))
 		for j, t := range lp.GetTop() {
-			top[j] = ChatTopLogprob{Token: tokenText(t.GetToken()), Logprob: t.GetLogprob(), Bytes: byteValues(t.GetToken())}
+			top[j] = ChatTopLogprob{Token: tokenText(t.GetToken()), Logprob: logprob(t.GetLogprob()), Bytes: byteValues(t.GetToken())}
 		}
-		out.Content[i] = ChatTokenLogprob{Token: tokenText(lp.GetToken()), Logprob: lp.GetLogprob(), Bytes: byteValues(lp.GetToken()), TopLogprobs: top}
+		out.Content[i] = ChatTokenLogprob{Token: tokenText(lp.GetToken()), Logprob: logprob(lp.GetLogprob()), Bytes: byteValues(lp.GetToken()), TopLogprobs: top}
 	}
 	return out
 }
