@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 )
 
 // TestRunFinishesWithContext: `specd run` asked for more tokens than the context holds
@@ -90,5 +92,26 @@ func TestGenerateLogprobs(t *testing.T) {
 	}
 	if _, stderr, code := run(t, "generate", "--addr", addr, "-p", "x", "--top-logprobs", "2"); code != 2 || !strings.Contains(stderr, "--top-logprobs needs --logprobs") {
 		t.Errorf("--top-logprobs alone: exit %d: %s", code, stderr)
+	}
+}
+
+// TestLogprobJSONSplitCharacter: in `specd generate --json`, a token holding part of a
+// UTF-8 character (a byte-level vocabulary splits one over tokens) keeps its bytes,
+// written out as OpenAI's completions API writes them ("bytes:\xe4\xbd"), instead of
+// each becoming U+FFFD as encoding/json makes of bytes that are not UTF-8; whole
+// characters stay as they are.
+func TestLogprobJSONSplitCharacter(t *testing.T) {
+	lp := &specdv1.TokenLogprob{Logprob: -1, Token: []byte{0xe4, 0xbd}, Top: []*specdv1.TopLogprob{
+		{TokenId: 7, Logprob: -1, Token: []byte{0xe4, 0xbd}}, {TokenId: 9, Logprob: -2, Token: []byte("你")}}}
+	b, err := json.Marshal(logprobJSON(lp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got tokenLogprob
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := `bytes:\xe4\xbd`; got.Token != want || len(got.Top) != 2 || got.Top[0].Token != want || got.Top[1].Token != "你" {
+		t.Errorf("logprobJSON of a split character, through JSON = %s; want token and top[0] %q, top[1] %q", b, want, "你")
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/openaihttp"
 )
 
 // clientOptions are the flags of the client commands.
@@ -98,7 +99,7 @@ type generateResult struct {
 // tokenLogprob is a generated token's log-probability in `specd generate --json`, with
 // the likeliest tokens at its position (--top-logprobs).
 type tokenLogprob struct {
-	Token   string         `json:"token"` // its bytes, as Go quotes them when not UTF-8
+	Token   string         `json:"token"` // its text; part of a character as "bytes:\xe4\xbd" (openaihttp.TokenText)
 	Logprob float32        `json:"logprob"`
 	Top     []topLogprobJS `json:"top,omitempty"`
 }
@@ -111,9 +112,9 @@ type topLogprobJS struct {
 
 // logprobJSON converts a token's log-probabilities for --json.
 func logprobJSON(lp *specdv1.TokenLogprob) tokenLogprob {
-	out := tokenLogprob{Token: string(lp.GetToken()), Logprob: lp.GetLogprob()}
+	out := tokenLogprob{Token: openaihttp.TokenText(lp.GetToken()), Logprob: lp.GetLogprob()}
 	for _, t := range lp.GetTop() {
-		out.Top = append(out.Top, topLogprobJS{ID: t.GetTokenId(), Token: string(t.GetToken()), Logprob: t.GetLogprob()})
+		out.Top = append(out.Top, topLogprobJS{ID: t.GetTokenId(), Token: openaihttp.TokenText(t.GetToken()), Logprob: t.GetLogprob()})
 	}
 	return out
 }

@@ -81,10 +81,10 @@ func chatCompletion(c *Call, id string, created int64, r *specdv1.CompleteRespon
 		Choices: []ChatChoice{ch}, Usage: usage(r.GetStats())}
 }
 
-// tokenText is how the API shows a token: its text, or, when its bytes are not whole
+// TokenText is how the API shows a token: its text, or, when its bytes are not whole
 // UTF-8 characters (part of a character a byte-level vocabulary splits), "bytes:"
 // and their escapes, as OpenAI's completions API does.
-func tokenText(b []byte) string {
+func TokenText(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
 	}
@@ -151,7 +151,7 @@ func logprob(v float32) float32 {
 func completionLogprobs(lps []*specdv1.TokenLogprob, offset *textOffset) *CompletionLogprobs {
 	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []float32{}, TopLogprobs: []TokenChoices{}, TextOffset: []int{}}
 	for _, lp := range lps {
-		tok := tokenText(lp.GetToken())
+		tok := TokenText(lp.GetToken())
 		out.Tokens = append(out.Tokens, tok)
 		out.TokenLogprobs = append(out.TokenLogprobs, logprob(lp.GetLogprob()))
 		out.TextOffset = append(out.TextOffset, offset.chars)
@@ -161,7 +161,7 @@ func completionLogprobs(lps []*specdv1.TokenLogprob, offset *textOffset) *Comple
 		top := make(TokenChoices, 0, len(lp.GetTop())+1)
 		chosen := false
 		for _, t := range lp.GetTop() {
-			top = append(top, TokenChoice{Token: tokenText(t.GetToken()), Logprob: logprob(t.GetLogprob())})
+			top = append(top, TokenChoice{Token: TokenText(t.GetToken()), Logprob: logprob(t.GetLogprob())})
 			chosen = chosen || t.GetLogprob() == lp.GetLogprob() && bytes.Equal(t.GetToken(), lp.GetToken())
 		}
 		if !chosen {
@@ -178,9 +178,9 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 	for i, lp := range lps {
 		top := make([]ChatTopLogprob, len(lp.GetTop()))
 		for j, t := range lp.GetTop() {
-			top[j] = ChatTopLogprob{Token: tokenText(t.GetToken()), Logprob: logprob(t.GetLogprob()), Bytes: byteValues(t.GetToken())}
+			top[j] = ChatTopLogprob{Token: TokenText(t.GetToken()), Logprob: logprob(t.GetLogprob()), Bytes: byteValues(t.GetToken())}
 		}
-		out.Content[i] = ChatTokenLogprob{Token: tokenText(lp.GetToken()), Logprob: logprob(lp.GetLogprob()), Bytes: byteValues(lp.GetToken()), TopLogprobs: top}
+		out.Content[i] = ChatTokenLogprob{Token: TokenText(lp.GetToken()), Logprob: logprob(lp.GetLogprob()), Bytes: byteValues(lp.GetToken()), TopLogprobs: top}
 	}
 	return out
 }
