@@ -84,8 +84,11 @@ func (p Params) Greedy() bool { return p.Temperature == 0 }
 
 // Penalized reports whether p penalizes tokens already seen.
 func (p Params) Penalized() bool {
-	return p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1 || p.FrequencyPenalty != 0 || p.PresencePenalty != 0
+	return p.repeats() || p.FrequencyPenalty != 0 || p.PresencePenalty != 0
 }
+
+// repeats reports whether p sets a repetition penalty (neither 0, unset, nor 1, off).
+func (p Params) repeats() bool { return p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1 }
 
 // Argmax returns the index of the largest logit; ties go to the lowest index.
 func Argmax(logits []float32) int32 {
@@ -125,13 +128,16 @@ type Sampler struct {
 	idx   []int32
 	dist  Dist
 	noise []float64 // Gumbel noise of one chunk of tokens; nil until the first draw
-	// The tokens the penalties look at (only kept when P.Penalized()): the prompt's,
-	// and how often each occurs in the output; seen lists each token of either once,
-	// in the order first seen. pen is the penalized copy of the logits.
-	prompt map[int32]bool
-	counts map[int32]int
-	seen   []int32
-	pen    []float32
+	// The tokens the penalties look at (only kept when P.Penalized()): seen lists each
+	// once, in the order first seen — the prompt's, when RepetitionPenalty is on (the
+	// other penalties count the output alone), and the output's; count[i] is how often
+	// seen[i] occurs in the output, and at maps a token to its index in seen. Penalize
+	// runs over the slices on every draw, at no map lookup per token. pen is the
+	// penalized copy of the logits.
+	seen  []int32
+	count []int32
+	at    map[int32]int32
+	pen   []float32
 }
 
 // New returns a sampler for p.
@@ -139,19 +145,11 @@ func New(p Params) *Sampler { return &Sampler{P: p} }
 
 // SetPrompt gives the sampler the prompt's tokens, which RepetitionPenalty penalizes.
 func (s *Sampler) SetPrompt(ids []int32) {
-	if !s.P.Penalized() {
+	if !s.P.repeats() {
 		return
 	}
-	if s.prompt == nil {
-		s.prompt, s.counts = map[int32]bool{}, map[int32]int{}
-	}
 	for _, id := range ids {
-		if !s.prompt[id] {
-			if s.counts[id] == 0 {
-				s.seen = append(s.seen, id)
-			}
-			s.prompt[id] = true
-		}
+		s.slot(id)
 	}
 }
 
@@ -160,13 +158,22 @@ func (s *Sampler) Observe(id int32) {
 	if !s.P.Penalized() {
 		return
 	}
-	if s.counts == nil {
-		s.prompt, s.counts = map[int32]bool{}, map[int32]int{}
+	s.count[s.slot(id)]++
+}
+
+// slot returns the index of id in seen, adding it there if it is new.
+func (s *Sampler) slot(id int32) int32 {
+	if s.at == nil {
+		s.at = map[int32]int32{}
 	}
-	if s.counts[id] == 0 && !s.prompt[id] {
+	i, ok := s.at[id]
+	if !ok {
+		i = int32(len(s.seen))
+		s.at[id] = i
 		s.seen = append(s.seen, id)
+		s.count = append(s.count, 0)
 	}
-	s.counts[id]++
+	return i
 }
 
 // Penalize returns the logits with the penalties applied (see Params), as every draw
@@ -178,20 +185,20 @@ func (s *Sampler) Penalize(logits []float32) []float32 {
 		return logits
 	}
 	s.pen = append(s.pen[:0], logits...)
-	rp := s.P.RepetitionPenalty
-	for _, id := range s.seen {
+	rp, repeats := s.P.RepetitionPenalty, s.P.repeats()
+	for i, id := range s.seen {
 		if int(id) >= len(s.pen) || id < 0 {
 			continue
 		}
 		v := s.pen[id]
-		if rp != 0 && rp != 1 {
+		if repeats {
 			if v > 0 {
 				v /= rp
 			} else {
 				v *= rp
 			}
 		}
-		if n := s.counts[id]; n > 0 {
+		if n := s.count[i]; n > 0 {
 			v -= float32(n)*s.P.FrequencyPenalty + s.P.PresencePenalty
 		}
 		s.pen[id] = v
