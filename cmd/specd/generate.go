@@ -102,19 +102,21 @@ type tokenLogprob struct {
 	Token   string         `json:"token"` // its text; part of a character as "bytes:\xe4\xbd" (openaihttp.TokenText)
 	Logprob float32        `json:"logprob"`
 	Top     []topLogprobJS `json:"top,omitempty"`
+	raw     []byte         // the token's bytes, which text mode quotes
 }
 
 type topLogprobJS struct {
 	ID      int32   `json:"id"`
 	Token   string  `json:"token"`
 	Logprob float32 `json:"logprob"`
+	raw     []byte
 }
 
 // logprobJSON converts a token's log-probabilities for --json.
 func logprobJSON(lp *specdv1.TokenLogprob) tokenLogprob {
-	out := tokenLogprob{Token: openaihttp.TokenText(lp.GetToken()), Logprob: lp.GetLogprob()}
+	out := tokenLogprob{Token: openaihttp.TokenText(lp.GetToken()), Logprob: lp.GetLogprob(), raw: lp.GetToken()}
 	for _, t := range lp.GetTop() {
-		out.Top = append(out.Top, topLogprobJS{ID: t.GetTokenId(), Token: openaihttp.TokenText(t.GetToken()), Logprob: t.GetLogprob()})
+		out.Top = append(out.Top, topLogprobJS{ID: t.GetTokenId(), Token: openaihttp.TokenText(t.GetToken()), Logprob: t.GetLogprob(), raw: t.GetToken()})
 	}
 	return out
 }
@@ -276,9 +278,9 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintln(stdout)
 	for i, lp := range res.Logprobs {
-		fmt.Fprintf(stderr, "%5d %-20q %9.4f", res.OutputIDs[i], lp.Token, lp.Logprob)
+		fmt.Fprintf(stderr, "%5d %-20q %9.4f", res.OutputIDs[i], lp.raw, lp.Logprob)
 		for _, t := range lp.Top {
-			fmt.Fprintf(stderr, "  %q %.4f", t.Token, t.Logprob)
+			fmt.Fprintf(stderr, "  %q %.4f", t.raw, t.Logprob)
 		}
 		fmt.Fprintln(stderr)
 	}
