@@ -15,21 +15,23 @@ import (
 // completion's text, in characters, also when a byte-level vocabulary splits a
 // character over tokens (whose token strings read "bytes:\xe4\xbd"): a token that
 // begins or ends a split character starts where that character does, and the
-// escapes shown for it are no characters of the text. Streamed or not, and across
-// chunks that hold part of a character back.
+// escapes shown for it are no characters of the text; a byte that begins no whole
+// character is the one U+FFFD the text shows for it, and the token after it starts
+// after it. Streamed or not, and across chunks that hold part of a character back.
 func TestTextOffsetSplitCharacters(t *testing.T) {
-	// "你x好": 你 is e4 bd a0, 好 is e5 a5 bd.
-	toks := [][]byte{{0xe4, 0xbd}, {0xa0}, []byte("x"), {0xe5, 0xa5}, {0xbd}}
+	// "你x好�!": 你 is e4 bd a0, 好 is e5 a5 bd; e4 followed by "!" is no character.
+	const whole = "你x好\ufffd!"
+	toks := [][]byte{{0xe4, 0xbd}, {0xa0}, []byte("x"), {0xe5, 0xa5}, {0xbd}, {0xe4}, []byte("!")}
 	chunks := []struct {
 		from, to int
 		text     string
-	}{{0, 1, ""}, {1, 3, "你x"}, {3, 4, ""}, {4, 5, "好"}}
+	}{{0, 1, ""}, {1, 3, "你x"}, {3, 4, ""}, {4, 5, "好"}, {5, 6, ""}, {6, 7, "\ufffd!"}}
 	lps := make([]*specdv1.TokenLogprob, len(toks))
 	for i, b := range toks {
 		lps[i] = &specdv1.TokenLogprob{Logprob: -float32(i + 1), Token: b}
 	}
-	wantOffsets := []int64{0, 0, 1, 2, 2}
-	wantTokens := []string{`bytes:\xe4\xbd`, `bytes:\xa0`, "x", `bytes:\xe5\xa5`, `bytes:\xbd`}
+	wantOffsets := []int64{0, 0, 1, 2, 2, 3, 4}
+	wantTokens := []string{`bytes:\xe4\xbd`, `bytes:\xa0`, "x", `bytes:\xe5\xa5`, `bytes:\xbd`, `bytes:\xe4`, "!"}
 	base := serveStub(t, &stub{
 		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
 			for _, c := range chunks {
@@ -46,7 +48,7 @@ func TestTextOffsetSplitCharacters(t *testing.T) {
 				FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}}})
 		},
 		complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
-			return &specdv1.CompleteResponse{TokenIds: []int32{10, 11, 12, 13, 14}, Text: "你x好", Logprobs: lps,
+			return &specdv1.CompleteResponse{TokenIds: []int32{10, 11, 12, 13, 14, 15, 16}, Text: whole, Logprobs: lps,
 				FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}, nil
 		},
 	}, 0)
@@ -56,8 +58,8 @@ func TestTextOffsetSplitCharacters(t *testing.T) {
 		Logprobs: openai.Int(0)}
 	check := func(name string, text string, lp openai.CompletionChoiceLogprobs) {
 		t.Helper()
-		if text != "你x好" {
-			t.Errorf("%s: text %q, want %q", name, text, "你x好")
+		if text != whole {
+			t.Errorf("%s: text %q, want %q", name, text, whole)
 		}
 		if !slices.Equal(lp.Tokens, wantTokens) {
 			t.Errorf("%s: tokens %q, want %q", name, lp.Tokens, wantTokens)

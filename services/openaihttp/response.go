@@ -108,24 +108,36 @@ func byteValues(b []byte) []int {
 // textOffset follows where the completion's tokens fall in its text, in characters.
 // It counts a token's bytes as the text shows them, not the token string the API
 // shows (whose "bytes:\xe4\xbd" escapes are no part of the text): a character split
-// over tokens counts once, when its last byte arrives, so every token of it starts
-// where the character does; a byte that can begin no character counts as the one
-// U+FFFD the text shows for it.
+// over tokens counts once, when its last byte arrives, and every token of it starts
+// where it does; a byte that begins no whole character counts as the one U+FFFD the
+// text shows for it, once the byte after it tells so.
 type textOffset struct {
 	chars   int    // characters completed so far
 	partial []byte // the bytes of a character begun and not yet completed
 }
 
-// add moves the offset past a token's bytes.
-func (o *textOffset) add(b []byte) {
+// next moves the offset past a token's bytes and returns where the token starts: at
+// the first character that holds one of its bytes (after the characters that the
+// bytes before it turn out to make), or where the next character will be when it
+// holds none yet.
+func (o *textOffset) next(b []byte) (start int) {
+	before := len(o.partial)
 	o.partial = append(o.partial, b...)
+	start = -1
 	i := 0
 	for i < len(o.partial) && utf8.FullRune(o.partial[i:]) {
 		_, n := utf8.DecodeRune(o.partial[i:])
+		if start < 0 && i+n > before {
+			start = o.chars
+		}
 		i += n
 		o.chars++
 	}
+	if start < 0 {
+		start = o.chars
+	}
 	o.partial = append(o.partial[:0], o.partial[i:]...)
+	return start
 }
 
 // unlikely is the log-probability OpenAI's API documents for a token too unlikely to
@@ -154,8 +166,7 @@ func completionLogprobs(lps []*specdv1.TokenLogprob, offset *textOffset) *Comple
 		tok := TokenText(lp.GetToken())
 		out.Tokens = append(out.Tokens, tok)
 		out.TokenLogprobs = append(out.TokenLogprobs, logprob(lp.GetLogprob()))
-		out.TextOffset = append(out.TextOffset, offset.chars)
-		offset.add(lp.GetToken())
+		out.TextOffset = append(out.TextOffset, offset.next(lp.GetToken()))
 		// The likeliest tokens, and the chosen one where it is not among them (so up
 		// to logprobs+1 entries, as OpenAI's API says).
 		top := make(TokenChoices, 0, len(lp.GetTop())+1)
