@@ -167,6 +167,9 @@ func collect(ctx context.Context, c specdv1.GenerationServiceClient, req *specdv
 			if res.firstChunk == 0 && len(ch.GetTokenIds()) > 0 {
 				res.firstChunk = time.Since(t0)
 			}
+			if n, m := len(ch.GetLogprobs()), len(ch.GetTokenIds()); req.GetLogprobs() && n != m {
+				return res, fmt.Errorf("the server sent %d log-probabilities for %d tokens in one chunk, not one for each", n, m)
+			}
 			res.OutputIDs = append(res.OutputIDs, ch.GetTokenIds()...)
 			for _, lp := range ch.GetLogprobs() {
 				res.Logprobs = append(res.Logprobs, logprobJSON(lp))
