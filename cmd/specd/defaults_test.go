@@ -2,8 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 )
 
 // TestRunFinishesWithContext: `specd run` asked for more tokens than the context holds
@@ -90,5 +95,61 @@ func TestGenerateLogprobs(t *testing.T) {
 	}
 	if _, stderr, code := run(t, "generate", "--addr", addr, "-p", "x", "--top-logprobs", "2"); code != 2 || !strings.Contains(stderr, "--top-logprobs needs --logprobs") {
 		t.Errorf("--top-logprobs alone: exit %d: %s", code, stderr)
+	}
+}
+
+// TestLogprobJSONSplitCharacter: in `specd generate --json`, a token holding part of a
+// UTF-8 character (a byte-level vocabulary splits one over tokens) keeps its bytes,
+// written out as OpenAI's completions API writes them ("bytes:\xe4\xbd"), instead of
+// each becoming U+FFFD as encoding/json makes of bytes that are not UTF-8; whole
+// characters stay as they are.
+func TestLogprobJSONSplitCharacter(t *testing.T) {
+	lp := &specdv1.TokenLogprob{Logprob: -1, Token: []byte{0xe4, 0xbd}, Top: []*specdv1.TopLogprob{
+		{TokenId: 7, Logprob: -1, Token: []byte{0xe4, 0xbd}}, {TokenId: 9, Logprob: -2, Token: []byte("你")}}}
+	b, err := json.Marshal(logprobJSON(lp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got tokenLogprob
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := `bytes:\xe4\xbd`; got.Token != want || len(got.Top) != 2 || got.Top[0].Token != want || got.Top[1].Token != "你" {
+		t.Errorf("logprobJSON of a split character, through JSON = %s; want token and top[0] %q, top[1] %q", b, want, "你")
+	}
+}
+
+// mismatchedRouter is a GenerationService, served over real gRPC on loopback, that
+// answers every Generate with a chunk of one token carrying two log-probabilities: a
+// router no real one is, to see what the client makes of it.
+type mismatchedRouter struct {
+	specdv1.UnimplementedGenerationServiceServer
+}
+
+func (mismatchedRouter) Generate(_ *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+	lp := &specdv1.TokenLogprob{Logprob: -1, Token: []byte("a")}
+	if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{
+		TokenIds: []int32{5}, Text: "a", Logprobs: []*specdv1.TokenLogprob{lp, lp}}}}); err != nil {
+		return err
+	}
+	return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{
+		FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH, Stats: &specdv1.Stats{CompletionTokens: 1}}}})
+}
+
+// TestGenerateLogprobsMismatch: a stream whose log-probabilities do not match its
+// tokens one for one is a clear error of `specd generate --logprobs`, not a panic
+// while it lists them.
+func TestGenerateLogprobsMismatch(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	specdv1.RegisterGenerationServiceServer(gs, mismatchedRouter{})
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	_, stderr, code := run(t, "generate", "--addr", lis.Addr().String(), "-p", "x", "-n", "1", "--logprobs")
+	if code != 1 || !strings.Contains(stderr, "2 log-probabilities for 1 token") {
+		t.Errorf("exit %d: %s; want exit 1 and an error counting 2 log-probabilities for 1 token", code, stderr)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/openaihttp"
 )
 
 // clientOptions are the flags of the client commands.
@@ -106,22 +107,24 @@ type generateResult struct {
 // tokenLogprob is a generated token's log-probability in `specd generate --json`, with
 // the likeliest tokens at its position (--top-logprobs).
 type tokenLogprob struct {
-	Token   string         `json:"token"` // its bytes, as Go quotes them when not UTF-8
+	Token   string         `json:"token"` // its text; part of a character as "bytes:\xe4\xbd" (openaihttp.TokenText)
 	Logprob float32        `json:"logprob"`
 	Top     []topLogprobJS `json:"top,omitempty"`
+	raw     []byte         // the token's bytes, which text mode quotes
 }
 
 type topLogprobJS struct {
 	ID      int32   `json:"id"`
 	Token   string  `json:"token"`
 	Logprob float32 `json:"logprob"`
+	raw     []byte
 }
 
 // logprobJSON converts a token's log-probabilities for --json.
 func logprobJSON(lp *specdv1.TokenLogprob) tokenLogprob {
-	out := tokenLogprob{Token: string(lp.GetToken()), Logprob: lp.GetLogprob()}
+	out := tokenLogprob{Token: openaihttp.TokenText(lp.GetToken()), Logprob: lp.GetLogprob(), raw: lp.GetToken()}
 	for _, t := range lp.GetTop() {
-		out.Top = append(out.Top, topLogprobJS{ID: t.GetTokenId(), Token: string(t.GetToken()), Logprob: t.GetLogprob()})
+		out.Top = append(out.Top, topLogprobJS{ID: t.GetTokenId(), Token: openaihttp.TokenText(t.GetToken()), Logprob: t.GetLogprob(), raw: t.GetToken()})
 	}
 	return out
 }
@@ -171,6 +174,9 @@ func collect(ctx context.Context, c specdv1.GenerationServiceClient, req *specdv
 		if ch := msg.GetChunk(); ch != nil {
 			if res.firstChunk == 0 && len(ch.GetTokenIds()) > 0 {
 				res.firstChunk = time.Since(t0)
+			}
+			if n, m := len(ch.GetLogprobs()), len(ch.GetTokenIds()); req.GetLogprobs() && n != m {
+				return res, fmt.Errorf("the server sent %d log-probabilities for %d tokens in one chunk, not one for each", n, m)
 			}
 			res.OutputIDs = append(res.OutputIDs, ch.GetTokenIds()...)
 			for _, lp := range ch.GetLogprobs() {
@@ -286,9 +292,9 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintln(stdout)
 	for i, lp := range res.Logprobs {
-		fmt.Fprintf(stderr, "%5d %-20q %9.4f", res.OutputIDs[i], lp.Token, lp.Logprob)
+		fmt.Fprintf(stderr, "%5d %-20q %9.4f", res.OutputIDs[i], lp.raw, lp.Logprob)
 		for _, t := range lp.Top {
-			fmt.Fprintf(stderr, "  %q %.4f", t.Token, t.Logprob)
+			fmt.Fprintf(stderr, "  %q %.4f", t.raw, t.Logprob)
 		}
 		fmt.Fprintln(stderr)
 	}

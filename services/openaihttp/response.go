@@ -79,7 +79,7 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 		}
 		switch {
 		case c.Echo && c.Req.GetLogprobs():
-			offset := 0
+			var offset textOffset
 			ch.Logprobs = completionLogprobs(r.GetPromptLogprobs(), &offset)
 			if len(ch.Logprobs.Tokens) > 0 {
 				ch.Logprobs.TokenLogprobs[0], ch.Logprobs.TopLogprobs[0] = nil, nil // nothing predicts it
@@ -90,7 +90,7 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 			ch.Logprobs.TopLogprobs = append(ch.Logprobs.TopLogprobs, more.TopLogprobs...)
 			ch.Logprobs.TextOffset = append(ch.Logprobs.TextOffset, more.TextOffset...)
 		case c.Req.GetLogprobs():
-			ch.Logprobs = completionLogprobs(gen, new(int))
+			ch.Logprobs = completionLogprobs(gen, &textOffset{})
 		}
 		out.Choices = append(out.Choices, ch)
 	}
@@ -182,10 +182,10 @@ func mergeStats[T statsOf](rs []T) *specdv1.Stats {
 	return out
 }
 
-// tokenText is how the API shows a token: its text, or, when its bytes are not whole
+// TokenText is how the API shows a token: its text, or, when its bytes are not whole
 // UTF-8 characters (part of a character a byte-level vocabulary splits), "bytes:"
 // and their escapes, as OpenAI's completions API does.
-func tokenText(b []byte) string {
+func TokenText(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
 	}
@@ -206,27 +206,78 @@ func byteValues(b []byte) []int {
 	return out
 }
 
+// textOffset follows where the completion's tokens fall in its text, in characters.
+// It counts a token's bytes as the text shows them, not the token string the API
+// shows (whose "bytes:\xe4\xbd" escapes are no part of the text): a character split
+// over tokens counts once, when its last byte arrives, and every token of it starts
+// where it does; a byte that begins no whole character counts as the one U+FFFD the
+// text shows for it, once the byte after it tells so.
+type textOffset struct {
+	chars   int    // characters completed so far
+	partial []byte // the bytes of a character begun and not yet completed
+}
+
+// next moves the offset past a token's bytes and returns where the token starts: at
+// the first character that holds one of its bytes (after the characters that the
+// bytes before it turn out to make), or where the next character will be when it
+// holds none yet.
+func (o *textOffset) next(b []byte) (start int) {
+	before := len(o.partial)
+	o.partial = append(o.partial, b...)
+	start = -1
+	i := 0
+	for i < len(o.partial) && utf8.FullRune(o.partial[i:]) {
+		_, n := utf8.DecodeRune(o.partial[i:])
+		if start < 0 && i+n > before {
+			start = o.chars
+		}
+		i += n
+		o.chars++
+	}
+	if start < 0 {
+		start = o.chars
+	}
+	o.partial = append(o.partial[:0], o.partial[i:]...)
+	return start
+}
+
+// unlikely is the log-probability OpenAI's API documents for a token too unlikely to
+// tell, and vLLM's floor.
+const unlikely = -9999
+
+// logprob is v as JSON can carry it: JSON has no infinities or NaN, and encoding one
+// fails the whole response. A log-probability below unlikely (-Inf: a token the model
+// rules out) or NaN (broken arithmetic) is unlikely; +Inf, as impossible, is certainty.
+func logprob(v float32) float32 {
+	switch {
+	case math.IsInf(float64(v), 1):
+		return 0
+	case !(v >= unlikely):
+		return unlikely
+	}
+	return v
+}
+
 // completionLogprobs converts tokens' log-probabilities to the completions API's
-// arrays; *offset is the characters of text before the first of them, and is moved
-// past them.
-func completionLogprobs(lps []*specdv1.TokenLogprob, offset *int) *CompletionLogprobs {
+// arrays; offset is where the first of them starts in the text, and is moved past
+// them.
+func completionLogprobs(lps []*specdv1.TokenLogprob, offset *textOffset) *CompletionLogprobs {
 	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []*float32{}, TopLogprobs: []TokenChoices{}, TextOffset: []int{}}
 	for _, lp := range lps {
-		tok := tokenText(lp.GetToken())
+		tok := TokenText(lp.GetToken())
 		out.Tokens = append(out.Tokens, tok)
-		out.TokenLogprobs = append(out.TokenLogprobs, new(lp.GetLogprob()))
-		out.TextOffset = append(out.TextOffset, *offset)
-		*offset += utf8.RuneCountInString(tok)
+		out.TokenLogprobs = append(out.TokenLogprobs, new(logprob(lp.GetLogprob())))
+		out.TextOffset = append(out.TextOffset, offset.next(lp.GetToken()))
 		// The likeliest tokens, and the chosen one where it is not among them (so up
 		// to logprobs+1 entries, as OpenAI's API says).
 		top := make(TokenChoices, 0, len(lp.GetTop())+1)
 		chosen := false
 		for _, t := range lp.GetTop() {
-			top = append(top, TokenChoice{Token: tokenText(t.GetToken()), Logprob: t.GetLogprob()})
+			top = append(top, TokenChoice{Token: TokenText(t.GetToken()), Logprob: logprob(t.GetLogprob())})
 			chosen = chosen || t.GetLogprob() == lp.GetLogprob() && bytes.Equal(t.GetToken(), lp.GetToken())
 		}
 		if !chosen {
-			top = append(top, TokenChoice{Token: tok, Logprob: lp.GetLogprob()})
+			top = append(top, TokenChoice{Token: tok, Logprob: logprob(lp.GetLogprob())})
 		}
 		out.TopLogprobs = append(out.TopLogprobs, top)
 	}
@@ -239,9 +290,9 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 	for i, lp := range lps {
 		top := make([]ChatTopLogprob, len(lp.GetTop()))
 		for j, t := range lp.GetTop() {
-			top[j] = ChatTopLogprob{Token: tokenText(t.GetToken()), Logprob: t.GetLogprob(), Bytes: byteValues(t.GetToken())}
+			top[j] = ChatTopLogprob{Token: TokenText(t.GetToken()), Logprob: logprob(t.GetLogprob()), Bytes: byteValues(t.GetToken())}
 		}
-		out.Content[i] = ChatTokenLogprob{Token: tokenText(lp.GetToken()), Logprob: lp.GetLogprob(), Bytes: byteValues(lp.GetToken()), TopLogprobs: top}
+		out.Content[i] = ChatTokenLogprob{Token: TokenText(lp.GetToken()), Logprob: logprob(lp.GetLogprob()), Bytes: byteValues(lp.GetToken()), TopLogprobs: top}
 	}
 	return out
 }
@@ -252,12 +303,12 @@ type chunker struct {
 	logprobs bool   // the client asked for log-probabilities
 	head     Head   // the same in every chunk
 	started  []bool // per choice: a chat stream has sent its first chunk, the one with the role
-	offset   []int  // per choice: characters of its tokens so far (text_offset)
+	offset   []textOffset // per choice: where its next token starts in its text
 }
 
 func newChunker(c *Call, id string, created int64) *chunker {
 	k := &chunker{chat: c.Chat, logprobs: c.Req.GetLogprobs(), head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model},
-		started: make([]bool, c.N), offset: make([]int, c.N)}
+		started: make([]bool, c.N), offset: make([]textOffset, c.N)}
 	if c.Chat {
 		k.head.Object = "chat.completion.chunk"
 	}

@@ -1,0 +1,162 @@
+package openaihttp_test
+
+import (
+	"context"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+)
+
+// TestTextOffsetSplitCharacters: text_offset is where each token starts in the
+// completion's text, in characters, also when a byte-level vocabulary splits a
+// character over tokens (whose token strings read "bytes:\xe4\xbd"): a token that
+// begins or ends a split character starts where that character does, and the
+// escapes shown for it are no characters of the text; a byte that begins no whole
+// character is the one U+FFFD the text shows for it, and the token after it starts
+// after it. Streamed or not, and across chunks that hold part of a character back.
+func TestTextOffsetSplitCharacters(t *testing.T) {
+	// "你x好�!": 你 is e4 bd a0, 好 is e5 a5 bd; e4 followed by "!" is no character.
+	const whole = "你x好\ufffd!"
+	toks := [][]byte{{0xe4, 0xbd}, {0xa0}, []byte("x"), {0xe5, 0xa5}, {0xbd}, {0xe4}, []byte("!")}
+	chunks := []struct {
+		from, to int
+		text     string
+	}{{0, 1, ""}, {1, 3, "你x"}, {3, 4, ""}, {4, 5, "好"}, {5, 6, ""}, {6, 7, "\ufffd!"}}
+	lps := make([]*specdv1.TokenLogprob, len(toks))
+	for i, b := range toks {
+		lps[i] = &specdv1.TokenLogprob{Logprob: -float32(i + 1), Token: b}
+	}
+	wantOffsets := []int64{0, 0, 1, 2, 2, 3, 4}
+	wantTokens := []string{`bytes:\xe4\xbd`, `bytes:\xa0`, "x", `bytes:\xe5\xa5`, `bytes:\xbd`, `bytes:\xe4`, "!"}
+	base := serveStub(t, &stub{
+		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+			for _, c := range chunks {
+				ids := []int32{}
+				for j := c.from; j < c.to; j++ {
+					ids = append(ids, int32(10+j))
+				}
+				if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{
+					TokenIds: ids, Text: c.text, Logprobs: lps[c.from:c.to]}}}); err != nil {
+					return err
+				}
+			}
+			return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{
+				FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}}})
+		},
+		complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+			return &specdv1.CompleteResponse{TokenIds: []int32{10, 11, 12, 13, 14, 15, 16}, Text: whole, Logprobs: lps,
+				FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}, nil
+		},
+	}, 0)
+	c := client(base)
+	ctx := context.Background()
+	params := openai.CompletionNewParams{Model: "big", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
+		Logprobs: openai.Int(0)}
+	check := func(name string, text string, lp openai.CompletionChoiceLogprobs) {
+		t.Helper()
+		if text != whole {
+			t.Errorf("%s: text %q, want %q", name, text, whole)
+		}
+		if !slices.Equal(lp.Tokens, wantTokens) {
+			t.Errorf("%s: tokens %q, want %q", name, lp.Tokens, wantTokens)
+		}
+		if !slices.Equal(lp.TextOffset, wantOffsets) {
+			t.Errorf("%s: text_offset %v, want %v", name, lp.TextOffset, wantOffsets)
+		}
+		for i, off := range lp.TextOffset {
+			if r := []rune(text); off < 0 || int(off) >= len(r) {
+				t.Errorf("%s: token %d: text_offset %d is outside the text of %d characters", name, i, off, len(r))
+			}
+		}
+	}
+	resp, err := c.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("completion", resp.Choices[0].Text, resp.Choices[0].Logprobs)
+
+	st := c.Completions.NewStreaming(ctx, params)
+	var merged openai.CompletionChoiceLogprobs
+	var text string
+	for st.Next() {
+		for _, ch := range st.Current().Choices {
+			text += ch.Text
+			merged.Tokens = append(merged.Tokens, ch.Logprobs.Tokens...)
+			merged.TextOffset = append(merged.TextOffset, ch.Logprobs.TextOffset...)
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	check("streamed completion", text, merged)
+}
+
+// TestLogprobsNotFinite: a log-probability of -Inf (a token the model rules out, as a
+// masked logit does) or NaN cannot be written as JSON; it reaches the client as
+// -9999, the value OpenAI's API documents for a very unlikely token, instead of
+// failing the response (500) or cutting the stream short.
+func TestLogprobsNotFinite(t *testing.T) {
+	lps := []*specdv1.TokenLogprob{
+		{Logprob: -0.5, Token: []byte("a"), Top: []*specdv1.TopLogprob{
+			{TokenId: 1, Logprob: -0.5, Token: []byte("a")}, {TokenId: 2, Logprob: float32(math.Inf(-1)), Token: []byte("b")}}},
+		{Logprob: float32(math.NaN()), Token: []byte("c")},
+	}
+	base := serveStub(t, &stub{
+		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+			if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{
+				TokenIds: []int32{1, 3}, Text: "ac", Logprobs: lps}}}); err != nil {
+				return err
+			}
+			return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{
+				FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}}})
+		},
+		complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+			return &specdv1.CompleteResponse{TokenIds: []int32{1, 3}, Text: "ac", Logprobs: lps, FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}, nil
+		},
+	}, 0)
+	c := client(base)
+	ctx := context.Background()
+	const unlikely = -9999
+	params := openai.CompletionNewParams{Model: "big", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
+		Logprobs: openai.Int(2)}
+	checkCompletion := func(name string, lp openai.CompletionChoiceLogprobs) {
+		t.Helper()
+		if !slices.Equal(lp.TokenLogprobs, []float64{-0.5, unlikely}) || len(lp.TopLogprobs) != 2 || lp.TopLogprobs[0]["b"] != unlikely {
+			t.Errorf("%s: token_logprobs %v, top_logprobs %v; want [-0.5 %v] and b at %v", name, lp.TokenLogprobs, lp.TopLogprobs, unlikely, unlikely)
+		}
+	}
+	resp, err := c.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatalf("completion: %v", err)
+	}
+	checkCompletion("completion", resp.Choices[0].Logprobs)
+	st := c.Completions.NewStreaming(ctx, params)
+	var merged openai.CompletionChoiceLogprobs
+	finished := false
+	for st.Next() {
+		for _, ch := range st.Current().Choices {
+			merged.TokenLogprobs = append(merged.TokenLogprobs, ch.Logprobs.TokenLogprobs...)
+			merged.TopLogprobs = append(merged.TopLogprobs, ch.Logprobs.TopLogprobs...)
+			finished = finished || ch.FinishReason != ""
+		}
+	}
+	if err := st.Err(); err != nil || !finished {
+		t.Fatalf("streamed completion: err %v, finish reason seen %v", err, finished)
+	}
+	checkCompletion("streamed completion", merged)
+
+	cp := openai.ChatCompletionNewParams{Model: "big", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")},
+		Logprobs: openai.Bool(true), TopLogprobs: openai.Int(2)}
+	cresp, err := c.Chat.Completions.New(ctx, cp)
+	if err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	got := cresp.Choices[0].Logprobs.Content
+	if len(got) != 2 || got[1].Logprob != unlikely || len(got[0].TopLogprobs) != 2 || got[0].TopLogprobs[1].Logprob != unlikely {
+		t.Errorf("chat logprobs %+v: want the NaN and -Inf as %v", got, unlikely)
+	}
+}
