@@ -137,9 +137,10 @@ type Sampler struct {
 // New returns a sampler for p.
 func New(p Params) *Sampler { return &Sampler{P: p} }
 
-// SetPrompt gives the sampler the prompt's tokens, which RepetitionPenalty penalizes.
+// SetPrompt gives the sampler the prompt's tokens, which RepetitionPenalty penalizes
+// (the other penalties count the output alone: without it they are not kept).
 func (s *Sampler) SetPrompt(ids []int32) {
-	if !s.P.Penalized() {
+	if rp := s.P.RepetitionPenalty; rp == 0 || rp == 1 {
 		return
 	}
 	for _, id := range ids {

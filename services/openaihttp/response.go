@@ -300,9 +300,9 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 // chunker builds the chunks of one streamed response.
 type chunker struct {
 	chat     bool
-	logprobs bool   // the client asked for log-probabilities
-	head     Head   // the same in every chunk
-	started  []bool // per choice: a chat stream has sent its first chunk, the one with the role
+	logprobs bool         // the client asked for log-probabilities
+	head     Head         // the same in every chunk
+	started  []bool       // per choice: a chat stream has sent its first chunk, the one with the role
 	offset   []textOffset // per choice: where its next token starts in its text
 }
 
