@@ -219,7 +219,12 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	k := newChunker(c, id, created)
 	finals := make([]*specdv1.Final, c.N)
 	for done := 0; done < c.N; {
-		ev := <-events
+		var ev event
+		select {
+		case ev = <-events:
+		case <-ctx.Done():
+			return // the client has gone: the readers stop without a word
+		}
 		if ev.err != nil {
 			if ctx.Err() != nil {
 				return

@@ -1,6 +1,7 @@
 package openaihttp_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -356,5 +357,36 @@ func TestStreamEndsCleanly(t *testing.T) {
 	}
 	if s := ended[0].Status(); s.Code == otelcodes.Error {
 		t.Errorf("the Generate client span ended %v %q, want no error", s.Code, s.Description)
+	}
+}
+
+// TestStreamClientGoneLeavesNothing: a client that goes away mid-stream ends the
+// handler, whatever its readers of the router's streams see first (the end of their
+// call or the cancellation); goleak (TestMain) finds the handler otherwise. Ten rounds,
+// as the readers choose between the two at random.
+func TestStreamClientGoneLeavesNothing(t *testing.T) {
+	base := serveStub(t, &stub{generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+		if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{TokenIds: []int32{5}, Text: "Once"}}}); err != nil {
+			return err
+		}
+		<-st.Context().Done()
+		return st.Context().Err()
+	}}, 0)
+	for range 10 {
+		for _, n := range []int{1, 3} {
+			ctx, cancel := context.WithCancel(context.Background())
+			body := fmt.Sprintf(`{"model":"big","prompt":"x","stream":true,"n":%d}`, n)
+			req, _ := http.NewRequestWithContext(ctx, "POST", base+"/completions", strings.NewReader(body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(resp.Body).ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "data: ") {
+				t.Fatalf("n=%d: first line %q, %v", n, line, err)
+			}
+			cancel()
+			resp.Body.Close()
+		}
 	}
 }
