@@ -185,6 +185,12 @@ type Result struct {
 	earlier   Progress // what the attempts that failed had done
 }
 
+// Progress is what the request's attempts that failed had done, as they last reported
+// it: for a request that ended without a final message (every verifier failed, or the
+// client went away), what its final stats would have counted of them. A finished
+// request's Final counts them already.
+func (r Result) Progress() Progress { return r.earlier }
+
 // Relay runs a request on a verifier picked for key, passes each event to sink, and when
 // the verifier fails mid-stream (ErrEndpointDown) resumes on another one from the
 // tokens already relayed: the client sees no gap and no repeated token. A request that

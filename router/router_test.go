@@ -449,3 +449,21 @@ func TestRelayStatsCountEveryAttempt(t *testing.T) {
 		t.Errorf("d1's breaker is in state %d after the attempt that used it succeeded, want 0 (closed)", st)
 	}
 }
+
+// TestRelayProgressOfFailedRequest: a request whose every attempt failed has no final
+// message, and its Result still tells what the attempts had done (for its metrics).
+func TestRelayProgressOfFailedRequest(t *testing.T) {
+	r := &router.Router{Discovery: eps(), MaxAttempts: 2}
+	b := backendFunc(func(ctx context.Context, a router.Attempt) (router.Stream, error) {
+		return &script{err: fmt.Errorf("%w: connection reset", router.ErrEndpointDown), events: []router.Event{
+			{IDs: []int32{1}, Progress: &router.Progress{Rounds: 2, DraftedTokens: 5, AcceptedTokens: 3, LookupTokens: 1}},
+		}}, nil
+	})
+	res, err := r.Relay(context.Background(), "k", "", b, func(router.Event) error { return nil })
+	if !errors.Is(err, router.ErrEndpointDown) || res.Final != nil {
+		t.Fatalf("relay = final %v, %v; want no final and the endpoints' failure", res.Final, err)
+	}
+	if p := res.Progress(); p.Rounds != 4 || p.DraftedTokens != 10 || p.AcceptedTokens != 6 || p.LookupTokens != 2 {
+		t.Errorf("progress of two failed attempts = %+v, want twice each one's", p)
+	}
+}

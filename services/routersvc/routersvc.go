@@ -187,6 +187,11 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 		rs.Drafted, rs.Accepted = f.Stats.DraftedTokens, f.Stats.AcceptedTokens
 		rs.Lookup, rs.LookupKept = f.Stats.LookupTokens, f.Stats.LookupAcceptedTokens
 		rs.Prompt, rs.CachedPrompt = f.Stats.PromptTokens, f.Stats.CachedPromptTokens
+	} else {
+		// Ended without a final message: the verifiers still checked what their
+		// progress reported.
+		p := res.Progress()
+		rs.Drafted, rs.Accepted, rs.Lookup, rs.LookupKept = p.DraftedTokens, p.AcceptedTokens, p.LookupTokens, p.LookupAcceptedTokens
 	}
 	s.metrics().RecordRequest(ctx, rs)
 	return res, err
