@@ -16,6 +16,10 @@ type Request struct {
 	Prompt   []int32 // must not be empty
 	Sampling sample.Params
 	Limits   Limits
+	// Logprobs: each token streamed carries its log-probabilities (Token.Logprobs), with
+	// the TopLogprobs likeliest tokens.
+	Logprobs    bool
+	TopLogprobs int
 }
 
 // Token is one generated token as streamed: its id, absolute position and the text
@@ -126,7 +130,11 @@ func Run(ctx context.Context, st *model.State, req Request, emit func(Token) err
 		}
 		if len(out.IDs) > stats.Tokens {
 			stats.Tokens = len(out.IDs)
-			if err := emit(Token{ID: id, Pos: pos, Text: text}); err != nil {
+			tok := Token{ID: id, Pos: pos, Text: text}
+			if req.Logprobs {
+				tok.Logprobs = NewLogprobs(logits, id, req.TopLogprobs, m.Tok)
+			}
+			if err := emit(tok); err != nil {
 				return out, stats, err
 			}
 		} else if text != "" {

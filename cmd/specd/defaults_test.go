@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"net"
 	"strings"
 	"testing"
@@ -151,5 +152,44 @@ func TestGenerateLogprobsMismatch(t *testing.T) {
 	_, stderr, code := run(t, "generate", "--addr", lis.Addr().String(), "-p", "x", "-n", "1", "--logprobs")
 	if code != 1 || !strings.Contains(stderr, "2 log-probabilities for 1 token") {
 		t.Errorf("exit %d: %s; want exit 1 and an error counting 2 log-probabilities for 1 token", code, stderr)
+	}
+}
+
+// TestRunLogprobsEqualServices: `specd run --logprobs` (the engine alone) reports the
+// same tokens and log-probabilities, bit for bit, as `specd generate --logprobs`
+// through router, draft and verifier: every pass is batch-invariant.
+func TestRunLogprobsEqualServices(t *testing.T) {
+	addr := startUp(t)
+	args := []string{"-p", "Once upon a time", "-n", "16", "--temp", "0", "--logprobs", "--top-logprobs", "2", "--json"}
+	decode := func(name string, stdout string) (ids []int32, lps []tokenLogprob) {
+		t.Helper()
+		var res struct {
+			OutputIDs []int32        `json:"output_ids"`
+			Logprobs  []tokenLogprob `json:"logprobs"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+			t.Fatalf("%s: %v: %s", name, err, stdout)
+		}
+		return res.OutputIDs, res.Logprobs
+	}
+	stdout, stderr, code := run(t, append([]string{"run"}, args...)...)
+	if code != 0 {
+		t.Fatalf("run: exit %d: %s", code, stderr)
+	}
+	runIDs, runLPs := decode("run", stdout)
+	stdout, stderr, code = run(t, append([]string{"generate", "--addr", addr}, args...)...)
+	if code != 0 {
+		t.Fatalf("generate: exit %d: %s", code, stderr)
+	}
+	genIDs, genLPs := decode("generate", stdout)
+	if len(runLPs) != 16 || !slices.Equal(runIDs, genIDs) || !slices.EqualFunc(runLPs, genLPs, func(a, b tokenLogprob) bool {
+		return a.Token == b.Token && a.Logprob == b.Logprob && slices.EqualFunc(a.Top, b.Top, func(x, y topLogprobJS) bool {
+			return x.ID == y.ID && x.Token == y.Token && x.Logprob == y.Logprob
+		})
+	}) {
+		t.Errorf("run: %v %+v\ngenerate: %v %+v", runIDs, runLPs, genIDs, genLPs)
+	}
+	if _, stderr, code := run(t, "run", "-p", "x", "--top-logprobs", "21", "--logprobs"); code != 2 || !strings.Contains(stderr, "at most 20") {
+		t.Errorf("run --top-logprobs 21: exit %d: %s", code, stderr)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/specd-dev/specd/generate"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/openaihttp"
@@ -129,6 +130,30 @@ func logprobJSON(lp *specdv1.TokenLogprob) tokenLogprob {
 	return out
 }
 
+// checkLogprobFlags refuses --top-logprobs without --logprobs, and more than the
+// API's bound.
+func checkLogprobFlags(logprobs bool, top uint) error {
+	switch {
+	case top > 0 && !logprobs:
+		return usagef("--top-logprobs needs --logprobs")
+	case top > generate.MaxTopLogprobs:
+		return usagef("--top-logprobs %d: at most %d", top, generate.MaxTopLogprobs)
+	}
+	return nil
+}
+
+// printLogprobs writes one line per token to w: its id, bytes and log-probability,
+// then the likeliest tokens.
+func printLogprobs(w io.Writer, ids []int32, lps []tokenLogprob) {
+	for i, lp := range lps {
+		fmt.Fprintf(w, "%5d %-20q %9.4f", ids[i], lp.raw, lp.Logprob)
+		for _, t := range lp.Top {
+			fmt.Fprintf(w, "  %q %.4f", t.raw, t.Logprob)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
 func finishName(f specdv1.FinishReason) string {
 	switch f {
 	case specdv1.FinishReason_FINISH_REASON_EOS:
@@ -241,8 +266,8 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if (prompt == "") == (messages == "") {
 		return usagef("give a prompt (-p) or a conversation (--messages), one of them")
 	}
-	if topLogprobs > 0 && !logprobs {
-		return usagef("--top-logprobs needs --logprobs")
+	if err := checkLogprobFlags(logprobs, topLogprobs); err != nil {
+		return err
 	}
 	var msgs []*specdv1.ChatMessage
 	if messages != "" {
@@ -291,13 +316,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	fmt.Fprintln(stdout)
-	for i, lp := range res.Logprobs {
-		fmt.Fprintf(stderr, "%5d %-20q %9.4f", res.OutputIDs[i], lp.raw, lp.Logprob)
-		for _, t := range lp.Top {
-			fmt.Fprintf(stderr, "  %q %.4f", t.raw, t.Logprob)
-		}
-		fmt.Fprintln(stderr)
-	}
+	printLogprobs(stderr, res.OutputIDs, res.Logprobs)
 	fmt.Fprintf(stderr, "%d tokens (%s), %.1f tok/s, %d rounds, acceptance %.0f%%, %.2f accepted per round, first token %.0f ms\n",
 		res.Tokens, res.FinishReason, res.TokensPerSecond, res.Rounds, 100*res.AcceptanceRate, res.MeanAcceptedPerRound, 1000*res.TimeToFirstToken)
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/services"
 )
 
 // samplingOptions are the sampling flags shared by run and the client.
@@ -82,6 +83,8 @@ type runResult struct {
 	FinishReason           string  `json:"finish_reason"`
 	PrefillTokensPerSecond float64 `json:"prefill_tokens_per_second"`
 	DecodeTokensPerSecond  float64 `json:"decode_tokens_per_second"`
+	// Logprobs: with --logprobs, one per output id, as specd generate prints them.
+	Logprobs []tokenLogprob `json:"logprobs,omitempty"`
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -91,7 +94,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	eo.addFlags(fs, "specd-target-q8_0")
 	so.addFlags(fs)
 	var prompt string
-	var asJSON, noWarmup bool
+	var asJSON, noWarmup, logprobs bool
+	var topLogprobs uint
+	fs.BoolVar(&logprobs, "logprobs", false, "report each token's log-probability under the model (with --json in its output, else one line per token on stderr)")
+	fs.UintVar(&topLogprobs, "top-logprobs", 0, "with --logprobs: also the N likeliest tokens at each position (at most 20)")
 	fs.BoolVar(&noWarmup, "no-warmup", false, "skip the warm-up pass before the prompt")
 	fs.StringVar(&prompt, "p", "", "prompt text")
 	fs.StringVar(&prompt, "prompt", "", "same as -p")
@@ -108,6 +114,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if prompt == "" {
 		return usagef("empty prompt (-p)")
+	}
+	if err := checkLogprobFlags(logprobs, topLogprobs); err != nil {
+		return err
 	}
 	m, err := eo.load(ctx, stderr)
 	if err != nil {
@@ -131,7 +140,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	req := generate.Request{Prompt: ids, Sampling: params, Limits: generate.Limits{
 		MaxTokens: so.maxTokens, Context: m.Context, Stop: so.stop,
 		End: m.Tok.EOG(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS,
-	}}
+	}, Logprobs: logprobs, TopLogprobs: int(topLogprobs)}
 	if len(ids) >= m.Context {
 		return usagef("prompt of %d tokens does not fit the context of %d", len(ids), m.Context)
 	}
@@ -147,7 +156,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if !asJSON {
 		fmt.Fprint(stdout, prompt)
 	}
+	var lps []tokenLogprob
 	out, stats, err := generate.Run(ctx, st, req, func(t generate.Token) error {
+		if t.Logprobs != nil {
+			lps = append(lps, logprobJSON(services.LogprobsToProto(t.Logprobs)))
+		}
 		if !asJSON && t.Text != "" {
 			_, err := io.WriteString(stdout, t.Text)
 			return err
@@ -159,6 +172,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if !asJSON {
 		fmt.Fprintln(stdout)
+		printLogprobs(stderr, out.IDs, lps)
 		fmt.Fprintf(stderr, "%d prompt tokens at %.0f tok/s, %d new tokens at %.0f tok/s (%s)\n",
 			stats.PromptTokens, rate(stats.PromptTokens, stats.Prefill.Seconds()),
 			stats.Tokens, rate(stats.Tokens-1, stats.Decode.Seconds()), out.Reason)
@@ -169,6 +183,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		PromptIDs: ids, OutputIDs: out.IDs, Text: out.Text(), FinishReason: out.Reason.String(),
 		PrefillTokensPerSecond: rate(stats.PromptTokens, stats.Prefill.Seconds()),
 		DecodeTokensPerSecond:  rate(stats.Tokens-1, stats.Decode.Seconds()),
+		Logprobs:               lps,
 	}
 	if res.OutputIDs == nil {
 		res.OutputIDs = []int32{}
