@@ -260,11 +260,12 @@ func (c *Client) Download(ctx context.Context, repo string, f File, dest string,
 			return fmt.Errorf("download of %s failed %d times in a row at %s of %s (kept in %s; run again to resume): %w",
 				f.Path, failures, bytesText(t.have), bytesText(f.Size), part, re.err)
 		}
-		p.Retry(re.err, wait)
+		pause := waitFor(re.err, wait)
+		p.Retry(re.err, pause)
 		select {
 		case <-ctx.Done():
 			return stopped(ctx.Err())
-		case <-time.After(wait):
+		case <-time.After(pause):
 		}
 		wait *= 2
 	}

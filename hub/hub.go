@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -248,6 +249,38 @@ type httpError struct {
 	code   int
 	offHub bool // answered by another host than the endpoint's
 	msg    string
+	// retryAfter is the wait a 429 or 503 asked for (Retry-After), at most
+	// maxRetryAfter; 0: none asked.
+	retryAfter time.Duration
+}
+
+// maxRetryAfter bounds the wait a server's Retry-After can impose on one retry.
+const maxRetryAfter = 5 * time.Minute
+
+// retryAfter is the wait resp's Retry-After asks for — seconds, or an HTTP date —
+// within [0, maxRetryAfter]; 0 when it asks none or cannot be read.
+func retryAfter(resp *http.Response, now time.Time) time.Duration {
+	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		d = time.Duration(min(max(secs, 0), int64(maxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxRetryAfter)
+}
+
+// waitFor is the pause before retrying after err: wait, or longer when the server
+// asked for longer.
+func waitFor(err error, wait time.Duration) time.Duration {
+	var he *httpError
+	if errors.As(err, &he) {
+		return max(wait, he.retryAfter)
+	}
+	return wait
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -286,7 +319,11 @@ func (c *Client) statusError(resp *http.Response, what string) error {
 	case http.StatusNotFound:
 		return fmt.Errorf("%s: %w%s", what, ErrNotFound, msg)
 	}
-	return &httpError{code: resp.StatusCode, msg: fmt.Sprintf("%s: HTTP %s%s", what, resp.Status, msg)}
+	he := &httpError{code: resp.StatusCode, msg: fmt.Sprintf("%s: HTTP %s%s", what, resp.Status, msg)}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		he.retryAfter = retryAfter(resp, time.Now())
+	}
+	return he
 }
 
 // printable trims s to n bytes of printable text, so that a hostile server cannot write
@@ -363,10 +400,11 @@ func (c *Client) page(ctx context.Context, repo, u string) ([]File, string, erro
 		if failures == c.Retries {
 			return nil, "", fmt.Errorf("%s failed %d times in a row: %w", what, failures+1, re.err)
 		}
+		pause := waitFor(re.err, wait)
 		select {
 		case <-ctx.Done():
 			return nil, "", fmt.Errorf("%s: %w", what, ctx.Err())
-		case <-time.After(wait):
+		case <-time.After(pause):
 		}
 		wait *= 2
 	}

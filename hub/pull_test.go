@@ -933,3 +933,41 @@ func TestRedirects(t *testing.T) {
 		t.Errorf("https to http redirect: %v, want a refusal", err)
 	}
 }
+
+// TestListHonoursRetryAfter: a listing refused 429 with Retry-After waits what the Hub
+// asks, not the client's shorter pause, before it asks again.
+func TestListHonoursRetryAfter(t *testing.T) {
+	s, c, _ := newHub(t, hubtest.Options{PageSize: 2})
+	c.RetryWait = time.Millisecond
+	s.FailListing(hubtest.RateLimited)
+	start := time.Now()
+	files, err := c.List(context.Background(), repoName)
+	if err != nil {
+		t.Fatalf("List after a 429 = %v, want it retried", err)
+	}
+	if took := time.Since(start); took < time.Second || len(files) != 5 {
+		t.Errorf("List after a 429 with Retry-After 1: %d files after %v, want 5 after at least 1s", len(files), took)
+	}
+}
+
+// TestRetryAfter: the header's two forms, bounded.
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+	}{
+		{"", 0},
+		{"3", 3 * time.Second},
+		{"-4", 0},
+		{"99999999999", maxRetryAfter},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
+		{"soon", 0},
+	} {
+		resp := &http.Response{Header: http.Header{"Retry-After": {tc.v}}}
+		if got := retryAfter(resp, now); got != tc.want {
+			t.Errorf("Retry-After %q = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}

@@ -28,7 +28,7 @@
 // Faults a test can inject: CutAfter (the connection drops mid-body), StallAfter (it
 // goes quiet mid-body), Corrupt (bytes that do not match the listed digest),
 // IgnoreRange (a server that answers a Range request with the whole file), FailListing
-// (a tree listing answered 503, or going quiet mid-page).
+// (a tree listing answered 503 or 429, or going quiet mid-page).
 // Repositories are public, private or gated (see Access). Not modelled: other
 // revisions, datasets and spaces, the model-info endpoint, Xet storage, rate limits.
 package hubtest
@@ -226,6 +226,8 @@ const (
 	// StallListing: the response starts, then no more bytes come until the client
 	// goes away.
 	StallListing
+	// RateLimited: 429 Too Many Requests with Retry-After: 1, as the Hub rate-limits.
+	RateLimited
 )
 
 // FailListing makes the next tree listing requests suffer the faults, one request each,
@@ -449,6 +451,10 @@ func (s *Server) serveTree(w http.ResponseWriter, r *http.Request, rest string) 
 		return
 	case StallListing:
 		w = &cutWriter{ResponseWriter: w, left: 1, stall: true, done: r.Context().Done()}
+	case RateLimited:
+		w.Header().Set("Retry-After", "1")
+		hubError(w, http.StatusTooManyRequests, "", "Too Many Requests")
+		return
 	}
 	parts := strings.SplitN(rest, "/", 5)
 	if len(parts) < 4 || parts[2] != "tree" {
