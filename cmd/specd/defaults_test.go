@@ -2,8 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"slices"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
