@@ -479,9 +479,10 @@ func (s *Scheduler) admit(r *Ready) {
 			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Err: err})
 			continue
 		}
-		if sess.Done() {
-			// The resumed tokens ended the generation (a stop string): there is nothing
-			// to compute.
+		if sess.Done() && !owesPrompt(sess) {
+			// The resumed tokens ended the generation (a stop string, max_tokens):
+			// there is nothing to compute. (One that owes its prompt's
+			// log-probabilities runs until its prompt is computed: see owesPrompt.)
 			kv.Release()
 			delete(s.byID, e.id)
 			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Output: sess.Output(), Stats: sess.Stats, PromptLogprobs: sess.PromptLogprobs()})
@@ -598,7 +599,7 @@ func (s *Scheduler) Step() (Ready, error) {
 			}
 			continue
 		}
-		if e.sess.Prefill() > 0 || budget == 0 {
+		if e.sess.Prefill() > 0 || budget == 0 || e.sess.Done() {
 			continue
 		}
 		takeStep(e)
@@ -616,7 +617,7 @@ func (s *Scheduler) Step() (Ready, error) {
 		s.prefilled += take
 		chunk -= take
 		budget -= take
-		if take == n && budget > 0 {
+		if take == n && budget > 0 && !e.sess.Done() {
 			takeStep(e)
 		}
 	}
@@ -677,6 +678,13 @@ func (s *Scheduler) Step() (Ready, error) {
 		if e.job.PromptLogprobs && len(e.prefill) > 0 {
 			e.sess.observePrompt(e.prefillAt, logits[:len(e.prefill)*V])
 			logits = logits[len(e.prefill)*V:]
+			if e.sess.Done() && !owesPrompt(e.sess) {
+				// Admitted done, for its prompt's log-probabilities: they are complete.
+				u := update(e)
+				u.Done, u.Output, u.Stats, u.PromptLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs()
+				s.remove(e)
+				continue
+			}
 		}
 		if len(e.input) == 0 {
 			if s.prefix != nil && e.sess.Prefill() == 0 {
@@ -734,6 +742,15 @@ func (s *Scheduler) Step() (Ready, error) {
 		}
 	}
 	return r, nil
+}
+
+// owesPrompt reports whether sess asked for its prompt's log-probabilities and they
+// are not computed yet. A session resumed with every token of its generation (the
+// verifier before it failed after the last token, before its final message) is done
+// at admission, and still runs its prompt through the model for them: without, its
+// final message would lack them.
+func owesPrompt(sess *Session) bool {
+	return sess.req.PromptLogprobs && sess.PromptLogprobs() == nil
 }
 
 // speculating reports whether e speculates in this pass: when the switch says so, or

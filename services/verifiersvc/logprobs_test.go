@@ -164,11 +164,27 @@ func TestPromptLogprobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	V := m.Vocab
-	for run := range 2 {
-		_, stats, final, err := generateFinal(ctx, client, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
-			Prompt: prompt, MaxTokens: 2, PromptLogprobs: true, TopLogprobs: 2, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
+	request := func(resume []int32) *speculationv1.GenerateRequest {
+		return &speculationv1.GenerateRequest{ResumeIds: resume, Request: &specdv1.GenerateRequest{
+			Prompt: prompt, MaxTokens: 2, PromptLogprobs: true, TopLogprobs: 2, Speculation: &specdv1.SpeculationOptions{Disabled: true}}}
+	}
+	var generated []int32
+	// Runs 0 and 1: the prompt alone, then again with it in the prefix cache; 2 and 3:
+	// resumed after a failover with one of the two tokens, and with both (the verifier
+	// has nothing left to generate, only the prompt's log-probabilities to compute).
+	for run := range 4 {
+		var resume []int32
+		if run >= 2 {
+			resume = generated[:run-1]
+		}
+		ids2, stats, final, err := generateFinal(ctx, client, request(resume))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if run == 0 {
+			if generated = ids2; len(generated) != 2 {
+				t.Fatalf("%d tokens generated, want 2", len(generated))
+			}
 		}
 		lps := final.GetPromptLogprobs()
 		if len(lps) != len(ids) {
