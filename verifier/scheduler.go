@@ -87,7 +87,10 @@ type Update struct {
 	// PromptLogprobs: with Request.PromptLogprobs, the prompt's tokens' (see
 	// Session.PromptLogprobs); set with Output.
 	PromptLogprobs []*generate.Logprobs
-	Stats          Stats // the request's so far; final when Done
+	// EndLogprobs: with Request.Logprobs, the log-probabilities of the token that
+	// ended the generation (see Session.EndLogprobs); set with Output.
+	EndLogprobs *generate.Logprobs
+	Stats       Stats // the request's so far; final when Done
 }
 
 // Round describes one verified draft proposal.
@@ -485,7 +488,7 @@ func (s *Scheduler) admit(r *Ready) {
 			// log-probabilities runs until its prompt is computed: see owesPrompt.)
 			kv.Release()
 			delete(s.byID, e.id)
-			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Output: sess.Output(), Stats: sess.Stats, PromptLogprobs: sess.PromptLogprobs()})
+			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Output: sess.Output(), Stats: sess.Stats, PromptLogprobs: sess.PromptLogprobs(), EndLogprobs: sess.EndLogprobs()})
 			continue
 		}
 		e.sess = sess
@@ -681,7 +684,7 @@ func (s *Scheduler) Step() (Ready, error) {
 			if e.sess.Done() && !owesPrompt(e.sess) {
 				// Admitted done, for its prompt's log-probabilities: they are complete.
 				u := update(e)
-				u.Done, u.Output, u.Stats, u.PromptLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs()
+				u.Done, u.Output, u.Stats, u.PromptLogprobs, u.EndLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs(), e.sess.EndLogprobs()
 				s.remove(e)
 				continue
 			}
@@ -737,7 +740,7 @@ func (s *Scheduler) Step() (Ready, error) {
 			e.sess.Extend(&u.Verdicts[len(u.Verdicts)-1])
 		}
 		if e.sess.Done() {
-			u.Done, u.Output, u.Stats, u.PromptLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs()
+			u.Done, u.Output, u.Stats, u.PromptLogprobs, u.EndLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs(), e.sess.EndLogprobs()
 			s.remove(e)
 		}
 	}
