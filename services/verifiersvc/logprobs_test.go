@@ -140,13 +140,7 @@ func TestLogprobs(t *testing.T) {
 // for a prompt longer than a prefill chunk, and again when the same prompt is in the
 // prefix cache (whose entries would skip the logits).
 func TestPromptLogprobs(t *testing.T) {
-	checkLeaks(t)
-	ctx, client := startVerifier(t, verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}})
-	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0.gguf"), model.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	ctx, client, m := startTargetVerifier(t)
 	prompt := "Once upon a time there was a little fox who lived in a hole under an old oak tree at the edge of a forest, and every morning"
 	for range 300 / len(prompt) {
 		prompt += " the fox went out to look for berries and came home before the sun was high."
@@ -155,16 +149,7 @@ func TestPromptLogprobs(t *testing.T) {
 	if len(ids) <= 64 {
 		t.Fatalf("a prompt of %d tokens fits one pass of the verifier (64): the test needs chunks", len(ids))
 	}
-	kv, err := m.NewKVPool(16<<20, ggml.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(1)
-	defer pool.Close()
-	logits, err := m.NewState(pool, kv.NewSeq(), 64).Forward(ids, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	logits := teacherForced(t, m, ids)
 	V := m.Vocab
 	request := func(resume []int32) *speculationv1.GenerateRequest {
 		return &speculationv1.GenerateRequest{ResumeIds: resume, Request: &specdv1.GenerateRequest{
@@ -234,13 +219,7 @@ func generateFinal(ctx context.Context, client speculationv1.VerifierServiceClie
 // teacher-forced pass, and every request's generated tokens and log-probabilities are
 // its run alone — a row of logits given to the wrong request would change them.
 func TestPromptLogprobsBatched(t *testing.T) {
-	checkLeaks(t)
-	ctx, client := startVerifier(t, verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}})
-	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0.gguf"), model.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	ctx, client, m := startTargetVerifier(t)
 	long := "Once upon a time there was a little fox who lived in a hole under an old oak tree at the edge of a forest"
 	for range 3 {
 		long += ", and every morning the fox went out to look for berries"
@@ -295,17 +274,8 @@ func TestPromptLogprobsBatched(t *testing.T) {
 	}
 	// The prompts' entries alone are the teacher-forced pass's (as TestPromptLogprobs
 	// checks at length): here the first and last of the long one.
-	kv, err := m.NewKVPool(16<<20, ggml.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(1)
-	defer pool.Close()
 	ids := jobs[0].ids
-	logits, err := m.NewState(pool, kv.NewSeq(), 64).Forward(ids, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	logits := teacherForced(t, m, ids)
 	for _, k := range []int{1, len(ids) - 1} {
 		row := logits[(k-1)*m.Vocab:][:m.Vocab]
 		lse, _ := sample.LogSumExp(row, nil)
@@ -347,4 +317,35 @@ func TestPromptLogprobsBatched(t *testing.T) {
 // logprobsEqual reports whether two lists of log-probabilities are the same, bit for bit.
 func logprobsEqual(a, b []*specdv1.TokenLogprob) bool {
 	return slices.EqualFunc(a, b, func(x, y *specdv1.TokenLogprob) bool { return proto.Equal(x, y) })
+}
+
+// startTargetVerifier starts a verifier on the shared target (one thread, checking for
+// leaks) and loads the target for the test's own passes.
+func startTargetVerifier(t *testing.T) (context.Context, speculationv1.VerifierServiceClient, *model.Model) {
+	t.Helper()
+	checkLeaks(t)
+	ctx, client := startVerifier(t, verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}})
+	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0.gguf"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return ctx, client, m
+}
+
+// teacherForced returns the logits of m after each token of ids, from one pass over
+// them with an F32 cache.
+func teacherForced(t *testing.T, m *model.Model, ids []int32) []float32 {
+	t.Helper()
+	kv, err := m.NewKVPool(16<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	logits, err := m.NewState(pool, kv.NewSeq(), 64).Forward(ids, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logits
 }
