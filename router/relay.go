@@ -110,6 +110,10 @@ type Final struct {
 	// PromptLogprobs: when the request asked, the prompt's tokens' log-probabilities,
 	// one per token of PromptIDs (the first with its bytes only).
 	PromptLogprobs []*generate.Logprobs
+	// EndLogprobs: when the request asked for log-probabilities and the generation
+	// ended on an end-of-generation token, that token's (it is in no event's IDs);
+	// else nil.
+	EndLogprobs *generate.Logprobs
 }
 
 // Stats describe a finished generation. Counts of draft and lookup tokens are those the

@@ -251,6 +251,9 @@ func FinalFromProto(f *specdv1.Final) *router.Final {
 	for _, lp := range f.GetPromptLogprobs() {
 		out.PromptLogprobs = append(out.PromptLogprobs, LogprobsFromProto(lp))
 	}
+	if lp := f.GetEndLogprobs(); lp != nil {
+		out.EndLogprobs = LogprobsFromProto(lp)
+	}
 	switch s.GetMode() {
 	case specdv1.VerificationMode_VERIFICATION_MODE_GREEDY:
 		out.Stats.Mode.Greedy = true
@@ -338,6 +341,9 @@ func FinalToProto(f *router.Final) *specdv1.Final {
 	pf := &specdv1.Final{FinishReason: FinishToProto(f.Reason), Stats: out}
 	for _, lp := range f.PromptLogprobs {
 		pf.PromptLogprobs = append(pf.PromptLogprobs, LogprobsToProto(lp))
+	}
+	if f.EndLogprobs != nil {
+		pf.EndLogprobs = LogprobsToProto(f.EndLogprobs)
 	}
 	return pf
 }

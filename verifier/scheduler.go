@@ -87,7 +87,10 @@ type Update struct {
 	// PromptLogprobs: with Request.PromptLogprobs, the prompt's tokens' (see
 	// Session.PromptLogprobs); set with Output.
 	PromptLogprobs []*generate.Logprobs
-	Stats          Stats // the request's so far; final when Done
+	// EndLogprobs: with Request.Logprobs, the log-probabilities of the token that
+	// ended the generation (see Session.EndLogprobs); set with Output.
+	EndLogprobs *generate.Logprobs
+	Stats       Stats // the request's so far; final when Done
 }
 
 // Round describes one verified draft proposal.
@@ -479,12 +482,13 @@ func (s *Scheduler) admit(r *Ready) {
 			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Err: err})
 			continue
 		}
-		if sess.Done() {
-			// The resumed tokens ended the generation (a stop string): there is nothing
-			// to compute.
+		if sess.Done() && !owesPrompt(sess) {
+			// The resumed tokens ended the generation (a stop string, max_tokens):
+			// there is nothing to compute. (One that owes its prompt's
+			// log-probabilities runs until its prompt is computed: see owesPrompt.)
 			kv.Release()
 			delete(s.byID, e.id)
-			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Output: sess.Output(), Stats: sess.Stats, PromptLogprobs: sess.PromptLogprobs()})
+			r.Updates = append(r.Updates, Update{ID: e.id, Done: true, Output: sess.Output(), Stats: sess.Stats, PromptLogprobs: sess.PromptLogprobs(), EndLogprobs: sess.EndLogprobs()})
 			continue
 		}
 		e.sess = sess
@@ -598,7 +602,7 @@ func (s *Scheduler) Step() (Ready, error) {
 			}
 			continue
 		}
-		if e.sess.Prefill() > 0 || budget == 0 {
+		if e.sess.Prefill() > 0 || budget == 0 || e.sess.Done() {
 			continue
 		}
 		takeStep(e)
@@ -616,7 +620,7 @@ func (s *Scheduler) Step() (Ready, error) {
 		s.prefilled += take
 		chunk -= take
 		budget -= take
-		if take == n && budget > 0 {
+		if take == n && budget > 0 && !e.sess.Done() {
 			takeStep(e)
 		}
 	}
@@ -677,6 +681,13 @@ func (s *Scheduler) Step() (Ready, error) {
 		if e.job.PromptLogprobs && len(e.prefill) > 0 {
 			e.sess.observePrompt(e.prefillAt, logits[:len(e.prefill)*V])
 			logits = logits[len(e.prefill)*V:]
+			if e.sess.Done() && !owesPrompt(e.sess) {
+				// Admitted done, for its prompt's log-probabilities: they are complete.
+				u := update(e)
+				u.Done, u.Output, u.Stats, u.PromptLogprobs, u.EndLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs(), e.sess.EndLogprobs()
+				s.remove(e)
+				continue
+			}
 		}
 		if len(e.input) == 0 {
 			if s.prefix != nil && e.sess.Prefill() == 0 {
@@ -729,11 +740,20 @@ func (s *Scheduler) Step() (Ready, error) {
 			e.sess.Extend(&u.Verdicts[len(u.Verdicts)-1])
 		}
 		if e.sess.Done() {
-			u.Done, u.Output, u.Stats, u.PromptLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs()
+			u.Done, u.Output, u.Stats, u.PromptLogprobs, u.EndLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs(), e.sess.EndLogprobs()
 			s.remove(e)
 		}
 	}
 	return r, nil
+}
+
+// owesPrompt reports whether sess asked for its prompt's log-probabilities and they
+// are not computed yet. A session resumed with every token of its generation (the
+// verifier before it failed after the last token, before its final message) is done
+// at admission, and still runs its prompt through the model for them: without, its
+// final message would lack them.
+func owesPrompt(sess *Session) bool {
+	return sess.req.PromptLogprobs && sess.PromptLogprobs() == nil
 }
 
 // speculating reports whether e speculates in this pass: when the switch says so, or

@@ -87,6 +87,9 @@ type Session struct {
 	// promptLPs: with Request.PromptLogprobs, each prompt token's log-probabilities,
 	// filled as the prompt's logits are computed (the first's bytes from the start).
 	promptLPs []*generate.Logprobs
+	// endLP: with Request.Logprobs, the log-probabilities of the end-of-generation
+	// token that ended the output (nil until then, or when something else ended it).
+	endLP *generate.Logprobs
 }
 
 // ErrStarted is returned by NewSession on a state whose cache already holds tokens.
@@ -146,6 +149,11 @@ func (s *Session) PromptLogprobs() []*generate.Logprobs {
 	}
 	return s.promptLPs
 }
+
+// EndLogprobs returns, with Request.Logprobs, the log-probabilities of the token that
+// ended the generation when an end-of-generation token did (the output holds no token
+// for it); else nil.
+func (s *Session) EndLogprobs() *generate.Logprobs { return s.endLP }
 
 // observePrompt takes the logits of the prefilled tokens at positions from, from+1, …:
 // the row of position q predicts the token at q+1, which is a prompt token's while
@@ -489,7 +497,12 @@ func (s *Session) commit(st *Step, t int32, logits []float32) {
 			tok.Logprobs = generate.NewLogprobs(logits, t, s.req.TopLogprobs, s.m.Tok)
 		}
 		st.Tokens = append(st.Tokens, tok)
-	} else if text != "" {
+		return
+	}
+	if s.req.Logprobs && s.out.Reason == generate.EOS {
+		s.endLP = generate.NewLogprobs(logits, t, s.req.TopLogprobs, s.m.Tok)
+	}
+	if text != "" {
 		st.Tokens = append(st.Tokens, generate.Token{ID: -1, Pos: pos, Text: text})
 	}
 }

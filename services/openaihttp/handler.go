@@ -136,25 +136,39 @@ func (h *Handler) complete(ctx context.Context, c *Call) ([]*specdv1.CompleteRes
 // they come. The status is chosen when each choice's first message or an error has
 // arrived, so a refused request is an HTTP error, not a stream; an error after that is
 // sent as an error event, and the stream ends without data: [DONE].
+//
+// Each choice's stream is opened and read by a goroutine of its own from the start,
+// and what comes before the status is chosen is held here: a router that serves the
+// choices one after another (a verifier with no room for them all) starts the later
+// ones only once the earlier ones have ended, and an earlier one whose output nobody
+// read would stop at its stream's flow-control window and never end.
 func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, c *Call, id string, created int64) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the gRPC streams whatever happens here
-	streams := make([]specdv1.GenerationService_GenerateClient, c.N)
-	firsts := make([]*specdv1.GenerateResponse, c.N)
+	events := make(chan event)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs first: ends the gRPC streams, and the readers see it and stop
 	for i := range c.N {
-		st, err := h.client.Generate(ctx, c.Choice(i))
-		var first *specdv1.GenerateResponse
-		if err == nil {
-			first, err = st.Recv()
+		wg.Go(func() { h.readChoice(ctx, i, c.Choice(i), events) })
+	}
+	var held []event
+	started := make([]bool, c.N)
+	for n := 0; n < c.N; {
+		var ev event
+		select {
+		case ev = <-events:
+		case <-ctx.Done():
+			return // the client has gone
 		}
-		if errors.Is(err, io.EOF) {
-			err = errors.New("the router ended the stream without a final message")
-		}
-		if err != nil {
-			h.fail(w, r, fromStatus(err, c))
+		if ev.err != nil {
+			h.fail(w, r, fromStatus(ev.err, c))
 			return
 		}
-		streams[i], firsts[i] = st, first
+		if !started[ev.i] {
+			started[ev.i] = true
+			n++
+		}
+		held = append(held, ev)
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
@@ -172,58 +186,18 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		return rc.Flush()
 	}
-	// Each choice's stream is read by a goroutine of its own; this one writes.
-	type event struct {
-		i   int
-		msg *specdv1.GenerateResponse
-		err error
-	}
-	events := make(chan event)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel() // runs first: the readers see it and stop
-	for i, st := range streams {
-		wg.Go(func() {
-			msg := firsts[i]
-			for {
-				final := msg.GetFinal() != nil
-				if final {
-					// The final message is the stream's last: read its end (io.EOF, with
-					// the OK status) before the writer may end the response and cancel,
-					// so that the call ends as a success, not cancelled — in traces and
-					// metrics alike.
-					st.Recv()
-				}
-				select {
-				case events <- event{i: i, msg: msg}:
-				case <-ctx.Done():
-					return
-				}
-				if final {
-					return
-				}
-				var err error
-				if msg, err = st.Recv(); err != nil {
-					if errors.Is(err, io.EOF) {
-						err = errors.New("the router ended the stream without a final message")
-					}
-					select {
-					case events <- event{i: i, err: err}:
-					case <-ctx.Done():
-					}
-					return
-				}
-			}
-		})
-	}
 	k := newChunker(c, id, created)
 	finals := make([]*specdv1.Final, c.N)
 	for done := 0; done < c.N; {
 		var ev event
-		select {
-		case ev = <-events:
-		case <-ctx.Done():
-			return // the client has gone: the readers stop without a word
+		if len(held) > 0 {
+			ev, held = held[0], held[1:]
+		} else {
+			select {
+			case ev = <-events:
+			case <-ctx.Done():
+				return // the client has gone: the readers stop without a word
+			}
 		}
 		if ev.err != nil {
 			if ctx.Err() != nil {
@@ -256,6 +230,52 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	if _, err := io.WriteString(w, "data: [DONE]\n\n"); err == nil {
 		rc.Flush()
+	}
+}
+
+// event is what the reader of choice i's stream passes on: a message, or the error
+// that ended the stream.
+type event struct {
+	i   int
+	msg *specdv1.GenerateResponse
+	err error
+}
+
+// readChoice opens choice i's stream with req and passes its messages to events, up to
+// its final message or the error that ends it; it stops without a word when ctx ends.
+func (h *Handler) readChoice(ctx context.Context, i int, req *specdv1.GenerateRequest, events chan<- event) {
+	pass := func(ev event) bool {
+		select {
+		case events <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	st, err := h.client.Generate(ctx, req)
+	if err != nil {
+		pass(event{i: i, err: err})
+		return
+	}
+	for {
+		msg, err := st.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the router ended the stream without a final message")
+			}
+			pass(event{i: i, err: err})
+			return
+		}
+		final := msg.GetFinal() != nil
+		if final {
+			// The final message is the stream's last: read its end (io.EOF, with the OK
+			// status) before the writer may end the response and cancel, so that the
+			// call ends as a success, not cancelled — in traces and metrics alike.
+			st.Recv()
+		}
+		if !pass(event{i: i, msg: msg}) || final {
+			return
+		}
 	}
 }
 

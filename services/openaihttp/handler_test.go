@@ -390,3 +390,61 @@ func TestStreamClientGoneLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamChoicesOneAtATime: a router that serves a request's choices one at a time
+// (a verifier full of other requests, or running fewer at once than n) answers the
+// second choice only once the first has ended. The first choice's output must be read
+// meanwhile: unread, it fills its stream's flow-control window, its generation stops
+// there, and neither choice ever ends. (The stub stands for a verifier of a model
+// whose context holds that much output; the shared models' do not.) A choice refused
+// after another has begun is still an HTTP error, not a stream.
+func TestStreamChoicesOneAtATime(t *testing.T) {
+	const chunks, size = 2000, 1000 // 2 MB per choice: past any window gRPC starts with
+	slot := make(chan struct{}, 1)
+	base := serveStub(t, &stub{generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+		select {
+		case slot <- struct{}{}:
+		case <-st.Context().Done():
+			return st.Context().Err()
+		}
+		defer func() { <-slot }()
+		if r.GetSampling().GetSeed() == 8 && r.GetMaxTokens() == 1 {
+			return services.Status(services.BadField("prompt", "too long"))
+		}
+		text := strings.Repeat("y", size)
+		for range chunks {
+			if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{TokenIds: []int32{5}, Text: text}}}); err != nil {
+				return err
+			}
+		}
+		return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{FinishReason: specdv1.FinishReason_FINISH_REASON_LENGTH}}})
+	}}, 0)
+	c := client(base)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	params := openai.CompletionNewParams{Model: "big", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
+		N: openai.Int(2), Seed: openai.Int(7), MaxTokens: openai.Int(chunks)}
+	s := c.Completions.NewStreaming(ctx, params)
+	text := make([]int, 2)
+	finished := 0
+	for s.Next() {
+		for _, ch := range s.Current().Choices {
+			text[ch.Index] += len(ch.Text)
+			if ch.FinishReason != "" {
+				finished++
+			}
+		}
+	}
+	if err := s.Err(); err != nil || finished != 2 || text[0] != chunks*size || text[1] != chunks*size {
+		t.Fatalf("two choices served one at a time: %d finished, %v bytes of text, err %v; want 2 of %d bytes each", finished, text, err, chunks*size)
+	}
+
+	params.MaxTokens = openai.Int(1) // the second choice (seed 8) is refused
+	s = c.Completions.NewStreaming(ctx, params)
+	for s.Next() {
+	}
+	var e *openai.Error
+	if !errors.As(s.Err(), &e) || e.StatusCode != 400 || e.Param != "prompt" {
+		t.Errorf("second choice refused: err = %v, want a 400 naming prompt", s.Err())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -83,6 +84,12 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 			ch.Logprobs = completionLogprobs(r.GetPromptLogprobs(), &offset)
 			if len(ch.Logprobs.Tokens) > 0 {
 				ch.Logprobs.TokenLogprobs[0], ch.Logprobs.TopLogprobs[0] = nil, nil // nothing predicts it
+			}
+			if end := r.GetEndLogprobs(); end != nil && !c.ScoreOnly {
+				// The token that ended the text has its entry too, as in OpenAI's and
+				// vLLM's echo: a harness scoring with max_tokens 1 reads the prompt's
+				// entries as all but the last.
+				gen = append(slices.Clip(gen), end)
 			}
 			more := completionLogprobs(gen, &offset)
 			ch.Logprobs.Tokens = append(ch.Logprobs.Tokens, more.Tokens...)

@@ -120,7 +120,7 @@ func (s *Server) Complete(ctx context.Context, req *specdv1.GenerateRequest) (*s
 	if res.Final != nil {
 		f := services.FinalToProto(res.Final)
 		out.FinishReason, out.Stats, out.PromptIds = f.GetFinishReason(), f.GetStats(), res.Final.PromptIDs
-		out.PromptLogprobs = f.GetPromptLogprobs()
+		out.PromptLogprobs, out.EndLogprobs = f.GetPromptLogprobs(), f.GetEndLogprobs()
 	}
 	return out, nil
 }

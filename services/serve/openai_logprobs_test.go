@@ -3,11 +3,15 @@ package serve_test
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
 
+	"github.com/specd-dev/specd/internal/testmodels"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 )
 
@@ -219,4 +223,80 @@ func TestOpenAIEcho(t *testing.T) {
 			t.Errorf("%s: text %q, want %q", tc.name, ch.Text, text)
 		}
 	}
+}
+
+// TestOpenAIEchoEndToken: lm-eval's loglikelihood asks for echo, logprobs and
+// max_tokens 1 and reads token_logprobs[ctxlen:-1], taking the last entry for the
+// generated token. When that token is the end of the text (here the BOS that ends a
+// stories260K story, the end of generation for a llama2.c checkpoint, after llama2.c's own
+// greedy story), the arrays still end with its entry — the log-probability the
+// scoring of the prompt with it appended gives — else the harness would drop the last
+// prompt token's.
+func TestOpenAIEchoEndToken(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true, target: testmodels.ForTest(t, "stories260K.bin")})
+	ref := stories260KStopAtBOS(t, "The dog")
+	prompt := append(slices.Clone(ref.PromptIDs), ref.OutputIDs...)
+	ctx := context.Background()
+	score, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: append(slices.Clone(prompt), s.target.Tok.BOS()), MaxTokens: 1,
+		PromptLogprobs: true, TopLogprobs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := score.GetPromptLogprobs()[len(prompt)]
+	c := s.openaiClient()
+	resp, err := c.Completions.New(ctx, openai.CompletionNewParams{Model: openai.CompletionNewParamsModel(score.GetStats().GetVerifier().GetModel()), Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(prompt)},
+		MaxTokens: openai.Int(1), Temperature: openai.Float(0), Echo: openai.Bool(true), Logprobs: openai.Int(1), Seed: openai.Int(1234)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := resp.Choices[0]
+	if ch.FinishReason != "stop" {
+		t.Fatalf("finish reason %q, want stop: the story does not end where llama2.c's does", ch.FinishReason)
+	}
+	var lp struct {
+		Tokens        []string   `json:"tokens"`
+		TokenLogprobs []*float64 `json:"token_logprobs"`
+		TextOffset    []int      `json:"text_offset"`
+	}
+	if err := json.Unmarshal([]byte(ch.Logprobs.RawJSON()), &lp); err != nil {
+		t.Fatal(err)
+	}
+	n := len(prompt) + 1
+	if len(lp.Tokens) != n || len(lp.TokenLogprobs) != n || len(lp.TextOffset) != n {
+		t.Fatalf("%d tokens, %d logprobs, %d offsets for a prompt of %d and its end token; want %d", len(lp.Tokens), len(lp.TokenLogprobs), len(lp.TextOffset), len(prompt), n)
+	}
+	if got := lp.TokenLogprobs[n-1]; got == nil || float32(*got) != end.GetLogprob() || lp.Tokens[n-1] != string(end.GetToken()) {
+		t.Errorf("last entry %q %v, want the end token %q %v", lp.Tokens[n-1], got, end.GetToken(), end.GetLogprob())
+	}
+	if resp.Usage.CompletionTokens != 0 {
+		t.Errorf("usage %s: the end token is no completion token", resp.Usage.RawJSON())
+	}
+}
+
+// storiesRef is a run of llama2.c on stories260K, from the shared references.
+type storiesRef struct {
+	Prompt    string  `json:"prompt"`
+	PromptIDs []int32 `json:"prompt_ids"`
+	OutputIDs []int32 `json:"output_ids"`
+}
+
+// stories260KStopAtBOS returns llama2.c's greedy story for prompt, stopped at the BOS
+// that ends it (not in OutputIDs).
+func stories260KStopAtBOS(t *testing.T, prompt string) storiesRef {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testmodels.ReferenceDir(t), "stories260K_llama2c_stop_at_bos.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		var r storiesRef
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Prompt == prompt {
+			return r
+		}
+	}
+	t.Fatalf("no reference for %q", prompt)
+	return storiesRef{}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/specd-dev/specd/ggml"
@@ -138,13 +140,7 @@ func TestLogprobs(t *testing.T) {
 // for a prompt longer than a prefill chunk, and again when the same prompt is in the
 // prefix cache (whose entries would skip the logits).
 func TestPromptLogprobs(t *testing.T) {
-	checkLeaks(t)
-	ctx, client := startVerifier(t, verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}})
-	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0.gguf"), model.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	ctx, client, m := startTargetVerifier(t)
 	prompt := "Once upon a time there was a little fox who lived in a hole under an old oak tree at the edge of a forest, and every morning"
 	for range 300 / len(prompt) {
 		prompt += " the fox went out to look for berries and came home before the sun was high."
@@ -153,22 +149,29 @@ func TestPromptLogprobs(t *testing.T) {
 	if len(ids) <= 64 {
 		t.Fatalf("a prompt of %d tokens fits one pass of the verifier (64): the test needs chunks", len(ids))
 	}
-	kv, err := m.NewKVPool(16<<20, ggml.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(1)
-	defer pool.Close()
-	logits, err := m.NewState(pool, kv.NewSeq(), 64).Forward(ids, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	logits := teacherForced(t, m, ids)
 	V := m.Vocab
-	for run := range 2 {
-		_, stats, final, err := generateFinal(ctx, client, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
-			Prompt: prompt, MaxTokens: 2, PromptLogprobs: true, TopLogprobs: 2, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
+	request := func(resume []int32) *speculationv1.GenerateRequest {
+		return &speculationv1.GenerateRequest{ResumeIds: resume, Request: &specdv1.GenerateRequest{
+			Prompt: prompt, MaxTokens: 2, PromptLogprobs: true, TopLogprobs: 2, Speculation: &specdv1.SpeculationOptions{Disabled: true}}}
+	}
+	var generated []int32
+	// Runs 0 and 1: the prompt alone, then again with it in the prefix cache; 2 and 3:
+	// resumed after a failover with one of the two tokens, and with both (the verifier
+	// has nothing left to generate, only the prompt's log-probabilities to compute).
+	for run := range 4 {
+		var resume []int32
+		if run >= 2 {
+			resume = generated[:run-1]
+		}
+		ids2, stats, final, err := generateFinal(ctx, client, request(resume))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if run == 0 {
+			if generated = ids2; len(generated) != 2 {
+				t.Fatalf("%d tokens generated, want 2", len(generated))
+			}
 		}
 		lps := final.GetPromptLogprobs()
 		if len(lps) != len(ids) {
@@ -208,4 +211,141 @@ func generateFinal(ctx context.Context, client speculationv1.VerifierServiceClie
 			return ids, f.GetStats(), f, nil
 		}
 	}
+}
+
+// TestPromptLogprobsBatched: requests for their prompt's log-probabilities run side by
+// side with ordinary ones, in the scheduler's shared passes (a prompt over a chunk, a
+// short one, one of a single token): each prompt's entries are those of its own
+// teacher-forced pass, and every request's generated tokens and log-probabilities are
+// its run alone — a row of logits given to the wrong request would change them.
+func TestPromptLogprobsBatched(t *testing.T) {
+	ctx, client, m := startTargetVerifier(t)
+	long := "Once upon a time there was a little fox who lived in a hole under an old oak tree at the edge of a forest"
+	for range 3 {
+		long += ", and every morning the fox went out to look for berries"
+	}
+	type job struct {
+		req  *specdv1.GenerateRequest
+		ids  []int32 // the prompt's tokens, for those asking their log-probabilities
+		want []*specdv1.TokenLogprob
+		gen  []int32
+		lps  []*specdv1.TokenLogprob
+	}
+	jobs := []*job{
+		{req: &specdv1.GenerateRequest{Prompt: long, PromptLogprobs: true, TopLogprobs: 3}, ids: m.Tok.Prompt(long)},
+		{req: &specdv1.GenerateRequest{Prompt: "The fox ran", Logprobs: true, TopLogprobs: 2}},
+		{req: &specdv1.GenerateRequest{Prompt: "In the forest", PromptLogprobs: true, Logprobs: true, TopLogprobs: 1}, ids: m.Tok.Prompt("In the forest")},
+		{req: &specdv1.GenerateRequest{PromptIds: []int32{m.Tok.BOS()}, PromptLogprobs: true}, ids: []int32{m.Tok.BOS()}},
+		{req: &specdv1.GenerateRequest{Prompt: long + " until", Logprobs: true}},
+	}
+	if len(jobs[0].ids) <= 64 {
+		t.Fatalf("a prompt of %d tokens fits one pass of the verifier (64): the test needs chunks", len(jobs[0].ids))
+	}
+	run := func(j *job) ([]int32, *specdv1.Final, []*specdv1.TokenLogprob, error) {
+		req := proto.Clone(j.req).(*specdv1.GenerateRequest)
+		req.MaxTokens, req.Speculation = 6, &specdv1.SpeculationOptions{Disabled: true}
+		st, err := client.Generate(ctx, &speculationv1.GenerateRequest{Request: req})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		var ids []int32
+		var lps []*specdv1.TokenLogprob
+		for {
+			msg, err := st.Recv()
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			ids = append(ids, msg.GetChunk().GetTokenIds()...)
+			lps = append(lps, msg.GetChunk().GetLogprobs()...)
+			if f := msg.GetFinal(); f != nil {
+				return ids, f, lps, nil
+			}
+		}
+	}
+	for _, j := range jobs {
+		gen, final, lps, err := run(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.gen, j.lps, j.want = gen, lps, final.GetPromptLogprobs()
+		if len(j.want) != len(j.ids) {
+			t.Fatalf("%.20q alone: %d prompt logprobs for %d prompt tokens", j.req.GetPrompt(), len(j.want), len(j.ids))
+		}
+	}
+	// The prompts' entries alone are the teacher-forced pass's (as TestPromptLogprobs
+	// checks at length): here the first and last of the long one.
+	ids := jobs[0].ids
+	logits := teacherForced(t, m, ids)
+	for _, k := range []int{1, len(ids) - 1} {
+		row := logits[(k-1)*m.Vocab:][:m.Vocab]
+		lse, _ := sample.LogSumExp(row, nil)
+		if want := float32(float64(row[ids[k]]) - lse); jobs[0].want[k].GetLogprob() != want {
+			t.Fatalf("alone: prompt token %d: %v, the teacher-forced pass gives %v", k, jobs[0].want[k].GetLogprob(), want)
+		}
+	}
+	for round := range 3 {
+		type result struct {
+			gen   []int32
+			final *specdv1.Final
+			lps   []*specdv1.TokenLogprob
+			err   error
+		}
+		res := make([]result, len(jobs))
+		var wg sync.WaitGroup
+		for i, j := range jobs {
+			wg.Go(func() {
+				r := &res[i]
+				r.gen, r.final, r.lps, r.err = run(j)
+			})
+		}
+		wg.Wait()
+		for i, j := range jobs {
+			r := res[i]
+			if r.err != nil {
+				t.Fatalf("round %d, request %d: %v", round, i, r.err)
+			}
+			if !slices.Equal(r.gen, j.gen) || !logprobsEqual(r.lps, j.lps) {
+				t.Errorf("round %d, request %d: generated %v beside the others, %v alone (or their log-probabilities differ)", round, i, r.gen, j.gen)
+			}
+			if !logprobsEqual(r.final.GetPromptLogprobs(), j.want) {
+				t.Errorf("round %d, request %d: the prompt's log-probabilities beside the others differ from those alone", round, i)
+			}
+		}
+	}
+}
+
+// logprobsEqual reports whether two lists of log-probabilities are the same, bit for bit.
+func logprobsEqual(a, b []*specdv1.TokenLogprob) bool {
+	return slices.EqualFunc(a, b, func(x, y *specdv1.TokenLogprob) bool { return proto.Equal(x, y) })
+}
+
+// startTargetVerifier starts a verifier on the shared target (one thread, checking for
+// leaks) and loads the target for the test's own passes.
+func startTargetVerifier(t *testing.T) (context.Context, speculationv1.VerifierServiceClient, *model.Model) {
+	t.Helper()
+	checkLeaks(t)
+	ctx, client := startVerifier(t, verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1}})
+	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0.gguf"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return ctx, client, m
+}
+
+// teacherForced returns the logits of m after each token of ids, from one pass over
+// them with an F32 cache.
+func teacherForced(t *testing.T, m *model.Model, ids []int32) []float32 {
+	t.Helper()
+	kv, err := m.NewKVPool(16<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	logits, err := m.NewState(pool, kv.NewSeq(), 64).Forward(ids, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logits
 }

@@ -598,6 +598,9 @@ func (r *run) finish(u verifier.Update) error {
 	for _, lp := range u.PromptLogprobs {
 		f.PromptLogprobs = append(f.PromptLogprobs, services.LogprobsToProto(lp))
 	}
+	if u.EndLogprobs != nil {
+		f.EndLogprobs = services.LogprobsToProto(u.EndLogprobs)
+	}
 	return r.stream.Send(&speculationv1.GenerateResponse{PromptIds: r.prompt, Progress: services.ProgressToProto(r.progress()),
 		Event: &speculationv1.GenerateResponse_Final{Final: f}})
 }

@@ -963,8 +963,13 @@ type Final struct {
 	// bytes (logprob 0, no top); each other has its log-probability given the
 	// tokens before it, as TokenChunk.logprobs.
 	PromptLogprobs []*TokenLogprob `protobuf:"bytes,3,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// With GenerateRequest.logprobs, when generation ended on an
+	// end-of-generation token (FINISH_REASON_EOS): that token's
+	// log-probability, as TokenChunk.logprobs. The token is no part of the
+	// text or of the token ids; unset otherwise.
+	EndLogprobs   *TokenLogprob `protobuf:"bytes,4,opt,name=end_logprobs,json=endLogprobs,proto3" json:"end_logprobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Final) Reset() {
@@ -1014,6 +1019,13 @@ func (x *Final) GetStats() *Stats {
 func (x *Final) GetPromptLogprobs() []*TokenLogprob {
 	if x != nil {
 		return x.PromptLogprobs
+	}
+	return nil
+}
+
+func (x *Final) GetEndLogprobs() *TokenLogprob {
+	if x != nil {
+		return x.EndLogprobs
 	}
 	return nil
 }
@@ -1343,8 +1355,10 @@ type CompleteResponse struct {
 	Logprobs []*TokenLogprob `protobuf:"bytes,6,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
 	// With GenerateRequest.prompt_logprobs: as Final.prompt_logprobs.
 	PromptLogprobs []*TokenLogprob `protobuf:"bytes,7,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// As Final.end_logprobs.
+	EndLogprobs   *TokenLogprob `protobuf:"bytes,8,opt,name=end_logprobs,json=endLogprobs,proto3" json:"end_logprobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompleteResponse) Reset() {
@@ -1422,6 +1436,13 @@ func (x *CompleteResponse) GetLogprobs() []*TokenLogprob {
 func (x *CompleteResponse) GetPromptLogprobs() []*TokenLogprob {
 	if x != nil {
 		return x.PromptLogprobs
+	}
+	return nil
+}
+
+func (x *CompleteResponse) GetEndLogprobs() *TokenLogprob {
+	if x != nil {
+		return x.EndLogprobs
 	}
 	return nil
 }
@@ -1814,11 +1835,12 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"TopLogprob\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\x05R\atokenId\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\fR\x05token\"\xac\x01\n" +
+	"\x05token\x18\x03 \x01(\fR\x05token\"\xe7\x01\n" +
 	"\x05Final\x12;\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
 	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\x12?\n" +
-	"\x0fprompt_logprobs\x18\x03 \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\"\xdd\a\n" +
+	"\x0fprompt_logprobs\x18\x03 \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\x129\n" +
+	"\fend_logprobs\x18\x04 \x01(\v2\x16.specd.v1.TokenLogprobR\vendLogprobs\"\xdd\a\n" +
 	"\x05Stats\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\x12\x16\n" +
@@ -1845,7 +1867,7 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x0edraft_refusals\x18\x15 \x01(\rR\rdraftRefusals\":\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x14\n" +
-	"\x05model\x18\x02 \x01(\tR\x05model\"\xbb\x02\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\"\xf6\x02\n" +
 	"\x10CompleteResponse\x12\x1d\n" +
 	"\n" +
 	"prompt_ids\x18\x01 \x03(\x05R\tpromptIds\x12\x1b\n" +
@@ -1854,7 +1876,8 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\rfinish_reason\x18\x04 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
 	"\x05stats\x18\x05 \x01(\v2\x0f.specd.v1.StatsR\x05stats\x122\n" +
 	"\blogprobs\x18\x06 \x03(\v2\x16.specd.v1.TokenLogprobR\blogprobs\x12?\n" +
-	"\x0fprompt_logprobs\x18\a \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\"T\n" +
+	"\x0fprompt_logprobs\x18\a \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\x129\n" +
+	"\fend_logprobs\x18\b \x01(\v2\x16.specd.v1.TokenLogprobR\vendLogprobs\"T\n" +
 	"\x0fTokenizeRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x17\n" +
@@ -1943,31 +1966,33 @@ var file_specd_v1_generation_proto_depIdxs = []int32{
 	1,  // 8: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
 	11, // 9: specd.v1.Final.stats:type_name -> specd.v1.Stats
 	8,  // 10: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	19, // 11: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
-	19, // 12: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
-	12, // 13: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
-	12, // 14: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
-	0,  // 15: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
-	19, // 16: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	19, // 17: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
-	1,  // 18: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
-	11, // 19: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
-	8,  // 20: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
-	8,  // 21: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	18, // 22: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
-	2,  // 23: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
-	2,  // 24: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
-	14, // 25: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	16, // 26: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	6,  // 27: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	13, // 28: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	15, // 29: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	17, // 30: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	27, // [27:31] is the sub-list for method output_type
-	23, // [23:27] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	8,  // 11: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
+	19, // 12: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
+	19, // 13: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
+	12, // 14: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
+	12, // 15: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
+	0,  // 16: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
+	19, // 17: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
+	19, // 18: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	1,  // 19: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
+	11, // 20: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
+	8,  // 21: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
+	8,  // 22: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	8,  // 23: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
+	18, // 24: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	2,  // 25: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
+	2,  // 26: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
+	14, // 27: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	16, // 28: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	6,  // 29: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	13, // 30: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	15, // 31: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	17, // 32: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	29, // [29:33] is the sub-list for method output_type
+	25, // [25:29] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_specd_v1_generation_proto_init() }
