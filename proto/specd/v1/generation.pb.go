@@ -108,7 +108,10 @@ type FinishReason int32
 const (
 	// Not set. Never sent by the server.
 	FinishReason_FINISH_REASON_UNSPECIFIED FinishReason = 0
-	// The model generated its end-of-sequence token (included in the tokens).
+	// The model generated an end-of-generation token (its end-of-sequence
+	// token, or another the vocabulary marks as ending a turn). That token is
+	// not among the returned token ids nor counted in completion_tokens; with
+	// logprobs, Final.end_logprobs has its log-probability.
 	FinishReason_FINISH_REASON_EOS FinishReason = 1
 	// max_tokens tokens were generated.
 	FinishReason_FINISH_REASON_LENGTH FinishReason = 2
@@ -1039,7 +1042,8 @@ type Stats struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tokens in the prompt, BOS and EOS included.
 	PromptTokens uint32 `protobuf:"varint,1,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
-	// Tokens generated, stop-string and EOS tokens included.
+	// Tokens generated: those of the returned token ids, the tokens of a stop
+	// string included, the end-of-generation token that ended it not.
 	CompletionTokens uint32 `protobuf:"varint,2,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
 	// Speculation rounds verified: each checks up to gamma draft tokens in one
 	// verifier pass. 0 when the request was decoded plainly.
