@@ -56,15 +56,17 @@ func TestOpenAIPromptEOS(t *testing.T) {
 				if !slices.Equal(g.GetPromptIds(), p.IDs) || !slices.Equal(g.GetTokenIds(), want) {
 					t.Errorf("Complete(%q): prompt %v, output %v; want llama-server's prompt %v and plain greedy %v", p.Prompt, g.GetPromptIds(), g.GetTokenIds(), p.IDs, want)
 				}
+				// A fixed γ always gets its draft (an adaptive request only while the
+				// verifier measures speculation faster, which a loaded CI machine may not).
+				if g.GetStats().GetDraft().GetModel() == "" {
+					t.Errorf("Complete(%q) at γ 4: no draft paired with the verifier (stats %v)", p.Prompt, g.GetStats())
+				}
 				resp, err := c.Completions.New(ctx, completionParams(p.Prompt, n, 0))
 				if err != nil {
 					t.Fatal(err)
 				}
 				if resp.Choices[0].Text != g.GetText() || resp.Usage.PromptTokens != int64(len(p.IDs)) {
 					t.Errorf("/v1/completions %q: %q with %d prompt tokens, want %q with %d", p.Prompt, resp.Choices[0].Text, resp.Usage.PromptTokens, g.GetText(), len(p.IDs))
-				}
-				if su := specdUsage(t, resp.Usage); su.DraftModel == "" {
-					t.Errorf("/v1/completions %q: no draft paired with the verifier (usage.specd %+v)", p.Prompt, su)
 				}
 			}
 			for _, p := range v.Chats {
