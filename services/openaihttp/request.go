@@ -32,8 +32,10 @@ type Call struct {
 	Stream       bool   // answer with server-sent events
 	IncludeUsage bool   // with Stream: a last chunk with the usage
 	Model        string // the model as the client named it ("" : the router's default)
-	// N is how many choices to generate, each a request of its own (see Choice).
-	N int
+	// N is how many choices to generate, each a request of its own (see Choice): n per
+	// prompt, for each prompt of a batch.
+	N     int
+	batch []Prompt // a completion's batch of prompts (nil: one prompt, in Req)
 	// Echo: a completion's text (and log-probabilities) start with the prompt's;
 	// ScoreOnly: with echo and max_tokens 0, they hold the prompt's alone.
 	Echo, ScoreOnly bool
@@ -43,33 +45,52 @@ type Call struct {
 	maxTokensParam string
 }
 
-// MaxChoices bounds n, the choices one request asks for: each is a generation of its
-// own, run concurrently.
+// MaxChoices bounds n, the choices one request asks for per prompt: each is a
+// generation of its own, run concurrently.
 const MaxChoices = 16
 
-// Choice is the request of choice i of c: c.Req, with seed + i when c sets a seed, so
-// that the choices differ and each is reproducible (choice i with seed s is the request
-// with n 1 and seed s + i); without a seed each choice gets its own random seed from the
-// router. With temperature 0 every choice is the same greedy text, as in OpenAI's API.
+// MaxGenerations bounds the generations of one request, prompts times n (a completion
+// may send a batch of prompts, as evaluation harnesses do).
+const MaxGenerations = 64
+
+// Choice is the request of choice i of c (prompt-major: choice i is choice i%n of
+// prompt i/n, as OpenAI's API orders them): c.Req with that prompt, and with seed + i%n
+// when c sets a seed, so that a prompt's choices differ and each is reproducible (its
+// choice j with seed s is the request with n 1 and seed s + j); without a seed each
+// choice gets its own random seed from the router. With temperature 0 every choice of a
+// prompt is the same greedy text, as in OpenAI's API.
 func (c *Call) Choice(i int) *specdv1.GenerateRequest {
-	if i == 0 || c.Req.GetSampling().Seed == nil {
+	n := c.perPrompt()
+	j := i % n
+	if len(c.batch) <= 1 && (j == 0 || c.Req.GetSampling().Seed == nil) {
 		return c.Req
 	}
 	req := proto.Clone(c.Req).(*specdv1.GenerateRequest)
-	seed := req.Sampling.GetSeed() + uint64(i)
-	req.Sampling.Seed = &seed
+	if len(c.batch) > 1 {
+		p := c.batch[i/n]
+		req.Prompt, req.PromptIds = p.Text, p.IDs
+	}
+	if j > 0 && req.Sampling.Seed != nil {
+		seed := req.Sampling.GetSeed() + uint64(j)
+		req.Sampling.Seed = &seed
+	}
 	return req
 }
 
+// perPrompt is n, the choices of each prompt.
+func (c *Call) perPrompt() int { return c.N / max(len(c.batch), 1) }
+
 // Prompt is the prompt of a completion request: a string, an array of one string, an
-// array of token ids, or an array of one array of token ids.
+// array of token ids, or an array of one array of token ids; or a batch of prompts, an
+// array of several strings or several arrays of token ids.
 type Prompt struct {
-	Text string
-	IDs  []int32
-	Set  bool // the request had a non-null prompt
+	Text  string
+	IDs   []int32
+	Batch []Prompt // several prompts (then Text and IDs are unset)
+	Set   bool     // the request had a non-null prompt
 }
 
-// UnmarshalJSON decodes any of the four forms; more than one prompt is refused.
+// UnmarshalJSON decodes any of the forms.
 func (p *Prompt) UnmarshalJSON(b []byte) error {
 	*p = Prompt{}
 	b = bytes.TrimSpace(b)
@@ -95,7 +116,32 @@ func (p *Prompt) decode(b []byte, inner bool) error {
 	first := bytes.TrimSpace(items[0])
 	if !inner && len(first) > 0 && (first[0] == '"' || first[0] == '[') {
 		if len(items) > 1 {
-			return badParam("prompt", "%d prompts: this server takes one prompt per request", len(items))
+			if len(items) > MaxGenerations {
+				return badParam("prompt", "%d prompts: at most %d", len(items), MaxGenerations)
+			}
+			// A batch: all strings, or all arrays of token ids.
+			p.Batch = make([]Prompt, len(items))
+			for i, it := range items {
+				it = bytes.TrimSpace(it)
+				var one Prompt
+				var err error
+				switch {
+				case first[0] == '"' && len(it) > 0 && it[0] == '"':
+					err = paramJSON("prompt", json.Unmarshal(it, &one.Text))
+				case first[0] == '[' && len(it) > 0 && it[0] == '[':
+					err = one.decode(it, true)
+				default:
+					err = badParam("prompt", "prompt %d of the batch: a batch is all strings or all arrays of token ids", i)
+				}
+				if err != nil {
+					return err
+				}
+				if one.Text == "" && len(one.IDs) == 0 {
+					return badParam("prompt", "prompt %d of the batch is empty", i)
+				}
+				p.Batch[i] = one
+			}
+			return nil
 		}
 		if first[0] == '"' {
 			return paramJSON("prompt", json.Unmarshal(first, &p.Text))
@@ -213,6 +259,13 @@ func ParseCompletion(body []byte) (*Call, error) {
 		return nil, err
 	}
 	c.Req.Prompt, c.Req.PromptIds = r.Prompt.Text, r.Prompt.IDs
+	if b := r.Prompt.Batch; len(b) > 0 {
+		if len(b)*c.N > MaxGenerations {
+			return nil, badParam("n", "%d prompts of %d choices each: at most %d generations a request", len(b), c.N, MaxGenerations)
+		}
+		c.batch, c.N = b, len(b)*c.N
+		c.Req.Prompt, c.Req.PromptIds = b[0].Text, b[0].IDs
+	}
 	if r.Logprobs != nil {
 		c.Req.Logprobs, c.Req.TopLogprobs = true, uint32(*r.Logprobs)
 	}

@@ -2,6 +2,7 @@ package openaihttp
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/prototext"
@@ -47,6 +48,8 @@ func TestParseCompletion(t *testing.T) {
 		{"echo, scoring the prompt alone", `{"prompt":[1, 450, 7],"echo":true,"logprobs":1,"max_tokens":0,"temperature":0}`,
 			&specdv1.GenerateRequest{PromptIds: []int32{1, 450, 7}, MaxTokens: 1, Logprobs: true, TopLogprobs: 1, PromptLogprobs: true,
 				Sampling: &specdv1.SamplingParams{}}, false, false},
+		{"a batch of prompts: the first in the request", `{"prompt":["Once","Twice"],"max_tokens":3}`,
+			&specdv1.GenerateRequest{Prompt: "Once", MaxTokens: 3, Sampling: &specdv1.SamplingParams{Temperature: 1}}, false, false},
 		{"stream with usage, unknown fields ignored", `{"prompt":"x","stream":true,"stream_options":{"include_usage":true},"metadata":{"k":"v"},"store":false,"echo":false,"best_of":1,"logprobs":null,"presence_penalty":0}`,
 			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1}}, true, true},
 	} {
@@ -117,9 +120,11 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","seed":"s"}`, "seed"},
 		{false, `{}`, "prompt"},
 		{false, `{"prompt":null}`, "prompt"},
-		{false, `{"prompt":["a","b"]}`, "prompt"},
+		{false, `{"prompt":["a",""]}`, "prompt"},
+		{false, `{"prompt":["a",["b"]]}`, "prompt"},
+		{false, `{"prompt":["a","b","c","d","e"],"n":16}`, "n"},
 		{false, `{"prompt":[]}`, "prompt"},
-		{false, `{"prompt":[[1],[2]]}`, "prompt"},
+		{false, `{"prompt":[[1],[]]}`, "prompt"},
 		{false, `{"prompt":[-1]}`, "prompt"},
 		{false, `{"prompt":[1, "a"]}`, "prompt"},
 		{false, `{"prompt":[["a"]]}`, "prompt"},
@@ -236,4 +241,31 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseBatch: a batch of prompts, text or token ids, is one choice per prompt and
+// n each, prompt-major, each with its prompt and, with a seed, seed + its index among
+// its prompt's choices.
+func TestParseBatch(t *testing.T) {
+	c, err := ParseCompletion([]byte(`{"prompt":[[1,2],[3],[4,5,6]],"n":2,"seed":10}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.N != 6 {
+		t.Fatalf("N = %d, want 3 prompts × 2", c.N)
+	}
+	want := []struct {
+		ids  []int32
+		seed uint64
+	}{{[]int32{1, 2}, 10}, {[]int32{1, 2}, 11}, {[]int32{3}, 10}, {[]int32{3}, 11}, {[]int32{4, 5, 6}, 10}, {[]int32{4, 5, 6}, 11}}
+	for i, w := range want {
+		r := c.Choice(i)
+		if !slices.Equal(r.GetPromptIds(), w.ids) || r.GetSampling().GetSeed() != w.seed {
+			t.Errorf("choice %d: prompt %v seed %d, want %v seed %d", i, r.GetPromptIds(), r.GetSampling().GetSeed(), w.ids, w.seed)
+		}
+	}
+	c, err = ParseCompletion([]byte(`{"prompt":["a","b"]}`))
+	if err != nil || c.N != 2 || c.Choice(1).GetPrompt() != "b" || c.Choice(0).GetPrompt() != "a" {
+		t.Errorf("two text prompts: %v, N %d", err, c.N)
+	}
 }

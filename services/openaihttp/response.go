@@ -67,7 +67,7 @@ func modelName(c *Call, s *specdv1.Stats) string {
 // response, in order.
 func completion(c *Call, id string, created int64, rs []*specdv1.CompleteResponse) *Completion {
 	out := &Completion{Head: Head{ID: id, Object: "text_completion", Created: created, Model: modelName(c, rs[0].GetStats())},
-		Usage: usage(mergeStats(rs))}
+		Usage: usage(mergeStats(rs, c.perPrompt()))}
 	for i, r := range rs {
 		fr := finishReason(r.GetFinishReason())
 		ch := CompletionChoice{Index: i, Text: r.GetText(), FinishReason: &fr}
@@ -76,7 +76,7 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 			ch.Text, gen, fr = "", nil, "length"
 		}
 		if c.Echo {
-			ch.Text = echoText(c, r) + ch.Text
+			ch.Text = echoText(c.Choice(i), r) + ch.Text
 		}
 		switch {
 		case c.Echo && c.Req.GetLogprobs():
@@ -109,9 +109,9 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 
 // echoText is the prompt as an echo shows it: the text the client sent, or a prompt of
 // token ids spelled by its tokens' bytes.
-func echoText(c *Call, r *specdv1.CompleteResponse) string {
-	if c.Req.GetPrompt() != "" {
-		return c.Req.GetPrompt()
+func echoText(req *specdv1.GenerateRequest, r *specdv1.CompleteResponse) string {
+	if req.GetPrompt() != "" {
+		return req.GetPrompt()
 	}
 	var b []byte
 	for _, lp := range r.GetPromptLogprobs() {
@@ -124,7 +124,7 @@ func echoText(c *Call, r *specdv1.CompleteResponse) string {
 // per response, in order.
 func chatCompletion(c *Call, id string, created int64, rs []*specdv1.CompleteResponse) *ChatCompletion {
 	out := &ChatCompletion{Head: Head{ID: id, Object: "chat.completion", Created: created, Model: modelName(c, rs[0].GetStats())},
-		Usage: usage(mergeStats(rs))}
+		Usage: usage(mergeStats(rs, c.perPrompt()))}
 	for i, r := range rs {
 		ch := ChatChoice{Index: i, Message: ChatMessage{Role: "assistant", Content: r.GetText()}, FinishReason: finishReason(r.GetFinishReason())}
 		if c.Req.GetLogprobs() {
@@ -143,9 +143,10 @@ type statsOf interface{ GetStats() *specdv1.Stats }
 // serves the later ones), completion tokens, speculation counts, fallbacks and
 // failovers summed, rates recomputed from the sums (the mean round trip weighted by
 // rounds), decode rates added (the choices ran side by side), and the longest of the
-// waits and durations but the shortest time to a first token. The endpoints and the
-// cached prompt tokens are the first choice's.
-func mergeStats[T statsOf](rs []T) *specdv1.Stats {
+// waits and durations but the shortest time to a first token. Each prompt of a batch
+// counts once (its first choice's prompt and cached tokens; perPrompt is n). The
+// endpoints are the first choice's.
+func mergeStats[T statsOf](rs []T, perPrompt int) *specdv1.Stats {
 	if len(rs) == 1 {
 		return rs[0].GetStats()
 	}
@@ -155,8 +156,13 @@ func mergeStats[T statsOf](rs []T) *specdv1.Stats {
 	}
 	var rtt time.Duration
 	rtt += out.GetMeanRoundTrip().AsDuration() * time.Duration(out.GetRounds())
-	for _, r := range rs[1:] {
+	for i, r := range rs[1:] {
 		s := r.GetStats()
+		if (i+1)%perPrompt == 0 {
+			// The first choice of another prompt of a batch: its prompt counts too.
+			out.PromptTokens += s.GetPromptTokens()
+			out.CachedPromptTokens += s.GetCachedPromptTokens()
+		}
 		out.CompletionTokens += s.GetCompletionTokens()
 		out.Rounds += s.GetRounds()
 		out.DraftedTokens += s.GetDraftedTokens()
@@ -306,15 +312,16 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 
 // chunker builds the chunks of one streamed response.
 type chunker struct {
-	chat     bool
-	logprobs bool         // the client asked for log-probabilities
-	head     Head         // the same in every chunk
-	started  []bool       // per choice: a chat stream has sent its first chunk, the one with the role
-	offset   []textOffset // per choice: where its next token starts in its text
+	chat      bool
+	perPrompt int          // n, the choices of each prompt
+	logprobs  bool         // the client asked for log-probabilities
+	head      Head         // the same in every chunk
+	started   []bool       // per choice: a chat stream has sent its first chunk, the one with the role
+	offset    []textOffset // per choice: where its next token starts in its text
 }
 
 func newChunker(c *Call, id string, created int64) *chunker {
-	k := &chunker{chat: c.Chat, logprobs: c.Req.GetLogprobs(), head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model},
+	k := &chunker{chat: c.Chat, perPrompt: c.perPrompt(), logprobs: c.Req.GetLogprobs(), head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model},
 		started: make([]bool, c.N), offset: make([]textOffset, c.N)}
 	if c.Chat {
 		k.head.Object = "chat.completion.chunk"
@@ -369,7 +376,7 @@ func (k *chunker) final(c *Call, i int, f *specdv1.Final) any {
 // usage is the last chunk of a stream that asked for usage: no choices, the usage of
 // every choice's final message.
 func (k *chunker) usage(fs []*specdv1.Final) any {
-	u := usage(mergeStats(fs))
+	u := usage(mergeStats(fs, k.perPrompt))
 	if !k.chat {
 		return &Completion{Head: k.head, Choices: []CompletionChoice{}, Usage: u}
 	}

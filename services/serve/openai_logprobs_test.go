@@ -300,3 +300,53 @@ func stories260KStopAtBOS(t *testing.T, prompt string) storiesRef {
 	t.Fatalf("no reference for %q", prompt)
 	return storiesRef{}
 }
+
+// TestOpenAIPromptBatch: a batch of prompts in one completion request, as evaluation
+// harnesses send them with batch_size above 1: one choice per prompt (n each,
+// prompt-major), each the gRPC API's output for its prompt alone, scored with echo,
+// and usage counting every prompt once.
+func TestOpenAIPromptBatch(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true})
+	c := s.openaiClient()
+	ctx := context.Background()
+	prompts := []string{"Once upon a time there was a", "The little dog ran", "One day, Lily"}
+	var promptTokens int64
+	want := make([]*specdv1.CompleteResponse, len(prompts))
+	for i, p := range prompts {
+		r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{Prompt: p, MaxTokens: 6, Logprobs: true, TopLogprobs: 1, PromptLogprobs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i], promptTokens = r, promptTokens+int64(len(r.GetPromptIds()))
+	}
+	p := openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfStrings: prompts},
+		MaxTokens: openai.Int(6), Temperature: openai.Float(0), N: openai.Int(2), Echo: openai.Bool(true), Logprobs: openai.Int(1)}
+	resp, err := c.Completions.New(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Choices) != 2*len(prompts) {
+		t.Fatalf("%d choices, want %d", len(resp.Choices), 2*len(prompts))
+	}
+	for i, ch := range resp.Choices {
+		w := want[i/2]
+		if ch.Index != int64(i) || ch.Text != prompts[i/2]+w.GetText() {
+			t.Errorf("choice %d: index %d, text %q; want %q", i, ch.Index, ch.Text, prompts[i/2]+w.GetText())
+		}
+		var lp struct {
+			TokenLogprobs []float64 `json:"token_logprobs"`
+		}
+		if err := json.Unmarshal([]byte(ch.Logprobs.RawJSON()), &lp); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(w.GetPromptIds()) + len(w.GetTokenIds()); len(lp.TokenLogprobs) != n {
+			t.Fatalf("choice %d: %d logprobs, want %d", i, len(lp.TokenLogprobs), n)
+		}
+		if k := len(w.GetPromptIds()) - 1; float32(lp.TokenLogprobs[k]) != w.GetPromptLogprobs()[k].GetLogprob() {
+			t.Errorf("choice %d: the prompt's last token %v, want %v", i, lp.TokenLogprobs[k], w.GetPromptLogprobs()[k].GetLogprob())
+		}
+	}
+	if resp.Usage.PromptTokens != promptTokens || resp.Usage.CompletionTokens != int64(2*6*len(prompts)) {
+		t.Errorf("usage %s: want %d prompt tokens (each prompt once) and %d completion tokens", resp.Usage.RawJSON(), promptTokens, 2*6*len(prompts))
+	}
+}
