@@ -84,8 +84,11 @@ func (p Params) Greedy() bool { return p.Temperature == 0 }
 
 // Penalized reports whether p penalizes tokens already seen.
 func (p Params) Penalized() bool {
-	return p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1 || p.FrequencyPenalty != 0 || p.PresencePenalty != 0
+	return p.repeats() || p.FrequencyPenalty != 0 || p.PresencePenalty != 0
 }
+
+// repeats reports whether p's RepetitionPenalty is on (neither unset nor 1).
+func (p Params) repeats() bool { return p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1 }
 
 // Argmax returns the index of the largest logit; ties go to the lowest index.
 func Argmax(logits []float32) int32 {
@@ -140,7 +143,7 @@ func New(p Params) *Sampler { return &Sampler{P: p} }
 // SetPrompt gives the sampler the prompt's tokens, which RepetitionPenalty penalizes
 // (the other penalties count the output alone: without it they are not kept).
 func (s *Sampler) SetPrompt(ids []int32) {
-	if rp := s.P.RepetitionPenalty; rp == 0 || rp == 1 {
+	if !s.P.repeats() {
 		return
 	}
 	for _, id := range ids {
@@ -204,13 +207,13 @@ func (s *Sampler) Penalize(logits []float32) []float32 {
 		return logits
 	}
 	s.pen = append(s.pen[:0], logits...)
-	rp := s.P.RepetitionPenalty
+	rp, repeats := s.P.RepetitionPenalty, s.P.repeats()
 	for _, id := range s.seen {
-		if int(id) >= len(s.pen) || id < 0 {
+		if int(id) >= len(s.pen) {
 			continue
 		}
 		v := s.pen[id]
-		if rp != 0 && rp != 1 {
+		if repeats {
 			if v > 0 {
 				v /= rp
 			} else {

@@ -677,8 +677,9 @@ func (s *Server) draftModel(ctx context.Context, addr string) string {
 }
 
 // openDraft opens a Speculate stream to the draft at addr for a request whose
-// committed sequence is committed, of which the first promptLen are the prompt. maxPos is the request's last position, whose token is the verifier's own whatever
-// was drafted: the draft proposes before it.
+// committed sequence is committed, of which the first promptLen are the prompt. maxPos
+// is the request's last position, whose token is the verifier's own whatever was
+// drafted: the draft proposes before it.
 func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, promptLen, maxPos int, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {
 	cc, err := s.conns.Get(addr)
 	if err != nil {
