@@ -3,6 +3,7 @@ package kernels
 import (
 	"runtime"
 	"sync"
+	"unsafe"
 )
 
 // hugeMem is memory for large, long-lived weight copies, backed where the OS allows by
@@ -54,4 +55,49 @@ func newHugeMem(n int) *hugeMem {
 	b := a.chunk.b[a.off : a.off+n : a.off+n]
 	a.off = (a.off + n + 63) &^ 63
 	return &hugeMem{b: b, chunk: a.chunk}
+}
+
+// Mem is memory outside the Go heap, from NewHugeMem or NewPagedMem: large, long-lived,
+// pointer-free buffers (KV caches, scratch) there do not count towards the garbage
+// collector's heap goal, which would otherwise let that much garbage build up before a
+// collection. The mapping is returned to the OS once the Mem is unreachable, so slices
+// of it must not outlive it.
+type Mem struct{ m *hugeMem }
+
+// NewHugeMem returns n zeroed bytes, 64-byte aligned, backed where the OS allows by
+// transparent huge pages. Pages are only resident once written, 2 MB at a time.
+func NewHugeMem(n int) *Mem { return &Mem{m: newHugeMem(n)} }
+
+// NewPagedMem returns n zeroed bytes, page-aligned, on small pages: for buffers of which
+// only a part may ever be written (a pass's scratch sized for its longest case), as a
+// page is resident only once written.
+func NewPagedMem(n int) *Mem {
+	b, release := pageAlloc(n)
+	c := &hugeChunk{b: b}
+	if release != nil {
+		runtime.AddCleanup(c, func(f func()) { f() }, release)
+	}
+	return &Mem{m: &hugeMem{b: b, chunk: c}}
+}
+
+// Len is the memory's size in bytes.
+func (h *Mem) Len() int { return len(h.m.b) }
+
+// Floats returns n float32s of the memory from byte offset off, which must be a
+// multiple of 4.
+func (h *Mem) Floats(off, n int) []float32 {
+	b := h.m.b[off : off+4*n]
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)
+}
+
+// Halves returns n uint16s of the memory from byte offset off, which must be even.
+func (h *Mem) Halves(off, n int) []uint16 {
+	b := h.m.b[off : off+2*n]
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), n)
 }

@@ -27,3 +27,17 @@ func hugeAlloc(n int) ([]byte, func()) {
 	_ = unix.Madvise(b, unix.MADV_HUGEPAGE) // advice only: without it the pages are small
 	return b[:n], func() { _ = unix.Munmap(m) }
 }
+
+// pageAlloc maps n zeroed bytes on small pages (MADV_NOHUGEPAGE, for the "always" THP
+// setting). It falls back to the Go heap, with a nil release, if the mapping fails.
+func pageAlloc(n int) ([]byte, func()) {
+	if n <= 0 {
+		return nil, nil
+	}
+	m, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return make([]byte, n), nil
+	}
+	_ = unix.Madvise(m, unix.MADV_NOHUGEPAGE) // advice only
+	return m, func() { _ = unix.Munmap(m) }
+}

@@ -46,18 +46,25 @@ type Pool struct {
 	maxBlocks  int
 
 	mu     sync.Mutex
-	f32    [][]float32 // block id → storage (F32 pools); sized maxBlocks, nil until first used
-	f16    [][]uint16  // block id → storage (F16 pools)
+	f32    [][]float32 // block id → its view of mem (F32 pools); sized maxBlocks, nil until first used
+	f16    [][]uint16  // block id → its view of mem (F16 pools)
 	refs   []int32     // block id → number of sequences holding it, plus 1 if prefix has it
 	free   []int32     // ids with storage, not in use
 	made   int         // ids that have storage: 0..made-1
 	inUse  int
 	peakIn int
-	prefix *Prefix // nil: no prefix cache, and no block is ever held by anything but sequences
+	prefix *Prefix      // nil: no prefix cache, and no block is ever held by anything but sequences
+	mem    *kernels.Mem // every block's storage; the slices in f32 and f16 are views of it
 }
 
-// NewPool returns a pool for cfg. Storage is allocated lazily as blocks are first used,
-// so a large budget costs nothing until it is needed.
+// NewPool returns a pool for cfg. The whole budget is mapped at once, outside the Go
+// heap and on transparent huge pages where the OS gives them (kernels.NewHugeMem), but
+// its pages only become resident as blocks are first used, so a large budget costs
+// nothing until it is needed. Outside the heap, the cache does not count towards the
+// garbage collector's heap goal: with a KV cache of 320 MB in the heap, the goal of a
+// serving process let 30 MB of garbage build up under load, where now it is a fraction
+// of the small heap that remains. Huge pages let attention walk many sequences' blocks
+// with a few TLB entries, not one per 4 KB.
 func NewPool(cfg Config) (*Pool, error) {
 	if cfg.BlockTokens == 0 {
 		cfg.BlockTokens = DefaultBlockTokens
@@ -74,6 +81,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("kv cache budget %d bytes is smaller than one block (%d bytes)", cfg.Budget, p.BlockBytes())
 	}
 	p.refs = make([]int32, p.maxBlocks)
+	p.mem = kernels.NewHugeMem(p.maxBlocks * p.BlockBytes())
 	if cfg.Type == ggml.F32 {
 		p.f32 = make([][]float32, p.maxBlocks)
 	} else {
@@ -148,10 +156,11 @@ func (p *Pool) alloc() (int32, error) {
 func (p *Pool) grow() int32 {
 	id := int32(p.made)
 	p.made++
+	off := int(id) * p.BlockBytes()
 	if p.cfg.Type == ggml.F32 {
-		p.f32[id] = make([]float32, p.blockElems)
+		p.f32[id] = p.mem.Floats(off, p.blockElems)
 	} else {
-		p.f16[id] = make([]uint16, p.blockElems)
+		p.f16[id] = p.mem.Halves(off, p.blockElems)
 	}
 	return id
 }

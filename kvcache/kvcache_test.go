@@ -2,6 +2,8 @@ package kvcache
 
 import (
 	"errors"
+	"runtime"
+	"runtime/metrics"
 	"testing"
 
 	"github.com/specd-dev/specd/ggml"
@@ -178,4 +180,37 @@ func TestReserve(t *testing.T) {
 		}
 		s.Release()
 	}
+}
+
+// TestPoolOutsideHeap checks that a pool's blocks are not Go heap objects: a cache of
+// 64 MiB in the heap would raise the collector's heap goal by as much, letting that much
+// garbage build up in a serving process before a collection.
+func TestPoolOutsideHeap(t *testing.T) {
+	heap := func() uint64 {
+		runtime.GC()
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := heap()
+	p, err := NewPool(Config{Layers: 8, KVDim: 256, Budget: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Reserve(1 << 20); got != p.Stats().Total {
+		t.Fatalf("Reserve made %d blocks, want all %d", got, p.Stats().Total)
+	}
+	s := p.NewSeq()
+	if err := s.Grow(70); err != nil {
+		t.Fatal(err)
+	}
+	k := []float32{1, 2, 3, 4}
+	s.Put(7, 69, append(k, make([]float32, 252)...), make([]float32, 256))
+	if kk, _ := s.BlockKV(7, 1, nil, nil); kk[5*256+2] != 3 {
+		t.Fatalf("key read back as %v", kk[5*256:5*256+4])
+	}
+	if grew := int64(heap()) - int64(before); grew > 1<<20 {
+		t.Fatalf("the Go heap grew by %d bytes for a 64 MiB pool", grew)
+	}
+	runtime.KeepAlive(s)
 }

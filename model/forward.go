@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"unsafe"
 
 	"github.com/specd-dev/specd/ggml"
@@ -96,22 +97,27 @@ type Batch struct {
 	pool *kernels.Pool
 
 	maxTokens int
-	x, xb     []float32           // [token][Dim] residual stream and normed copy
-	q         []float32           // [token][QDim]
-	k, v      []float32           // [token][KVDim]
-	att       []float32           // [token][QDim] attention output
-	o         []float32           // [token][Dim]
-	gate, up  []float32           // [token][FFN]
-	scores    []float32           // [token][Heads][Context]
-	logits    []float32           // [token][Vocab]
-	normed    []float32           // [token][Dim] final-normed rows that need logits
-	outs      [][]float32         // reused argument of MatMuls
-	qkv, gu   [][]*kernels.Matrix // per layer: {Wq, Wk, Wv} and {Gate, Up}
-	segs      []segment           // the current pass's segments
-	kvTmp     []float32           // [item][2][BlockTokens][HeadDim], conversion scratch for F16 caches; nil until needed
-	items     []attnItem          // the current pass's attention work
-	layer     int                 // the layer attention is computing
-	attnFunc  func(lo, hi int)
+	// scratch holds the buffers a pass uses only inside Forward (x to normed below; not
+	// logits, which Forward returns): outside the Go heap, so that they do not count
+	// towards the collector's heap goal (see kernels.Mem), on small pages, so that the
+	// parts no pass has used yet (most of scores, at short positions) take no memory.
+	scratch  *kernels.Mem
+	x, xb    []float32           // [token][Dim] residual stream and normed copy
+	q        []float32           // [token][QDim]
+	k, v     []float32           // [token][KVDim]
+	att      []float32           // [token][QDim] attention output
+	o        []float32           // [token][Dim]
+	gate, up []float32           // [token][FFN]
+	scores   []float32           // [token][Heads][Context]
+	logits   []float32           // [token][Vocab]
+	normed   []float32           // [token][Dim] final-normed rows that need logits
+	outs     [][]float32         // reused argument of MatMuls
+	qkv, gu  [][]*kernels.Matrix // per layer: {Wq, Wk, Wv} and {Gate, Up}
+	segs     []segment           // the current pass's segments
+	kvTmp    []float32           // [item][2][BlockTokens][HeadDim], conversion scratch for F16 caches; nil until needed
+	items    []attnItem          // the current pass's attention work
+	layer    int                 // the layer attention is computing
+	attnFunc func(lo, hi int)
 }
 
 // Segment is one sequence's part of a batched pass: Tokens run at positions Seq.Len(),
@@ -146,15 +152,27 @@ func (m *Model) NewBatch(pool *kernels.Pool, maxTokens int) *Batch {
 	c := m.Config
 	bt := &Batch{
 		m: m, pool: pool, maxTokens: b,
-		x: make([]float32, b*c.Dim), xb: make([]float32, b*c.Dim),
-		q: make([]float32, b*c.QDim()), k: make([]float32, b*c.KVDim()), v: make([]float32, b*c.KVDim()),
-		att: make([]float32, b*c.QDim()), o: make([]float32, b*c.Dim),
-		gate: make([]float32, b*c.FFN), up: make([]float32, b*c.FFN),
-		scores: make([]float32, b*c.Heads*c.Context),
 		logits: make([]float32, b*c.Vocab),
-		normed: make([]float32, b*c.Dim),
 		outs:   make([][]float32, 0, 3),
 		qkv:    make([][]*kernels.Matrix, c.Layers), gu: make([][]*kernels.Matrix, c.Layers),
+	}
+	bufs := []struct {
+		dst *[]float32
+		n   int
+	}{
+		{&bt.x, b * c.Dim}, {&bt.xb, b * c.Dim}, {&bt.q, b * c.QDim()}, {&bt.k, b * c.KVDim()},
+		{&bt.v, b * c.KVDim()}, {&bt.att, b * c.QDim()}, {&bt.o, b * c.Dim}, {&bt.gate, b * c.FFN},
+		{&bt.up, b * c.FFN}, {&bt.scores, b * c.Heads * c.Context}, {&bt.normed, b * c.Dim},
+	}
+	size := 0
+	for _, f := range bufs {
+		size += (4*f.n + 63) &^ 63
+	}
+	bt.scratch = kernels.NewPagedMem(size)
+	off := 0
+	for _, f := range bufs {
+		*f.dst = bt.scratch.Floats(off, f.n)
+		off += (4*f.n + 63) &^ 63
 	}
 	for i, l := range m.Blocks {
 		bt.qkv[i] = []*kernels.Matrix{l.Wq, l.Wk, l.Wv}
@@ -378,6 +396,7 @@ func (b *Batch) run(n int) []float32 {
 	}
 	logits := b.logits[:rows*c.Vocab]
 	b.pool.MatMul(logits, m.Output, normed, rows)
+	runtime.KeepAlive(b) // b.scratch, which normed is a view of, until the product is done
 	return logits
 }
 
