@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// memHeadroom is what a serving process may use beyond its footprint once loaded and
-// warmed up (weights, KV budgets, scratch): requests in flight, gRPC buffers, garbage.
+// memHeadroom is how far the Go runtime's memory may grow beyond its footprint once
+// loaded and warmed up: requests in flight, gRPC buffers, garbage. The KV caches, packed
+// weights and pass scratch are outside it (kernels.Mem).
 const memHeadroom = 64 << 20
 
 // Release after load: every releaseEvery, a process that allocated more than
@@ -22,17 +23,28 @@ const (
 	idleAlloc    = 1 << 20
 )
 
+// gcPercent is the garbage collector's target (GOGC) in serving processes unless GOGC
+// is set. The KV caches, packed weights and pass scratch live outside the Go heap
+// (kernels.Mem), so what remains is small (about 15 MiB under 64 streams) and a
+// collection is cheap; at the default 100 the heap doubled that under load, half of it
+// garbage. At 50, a burst of 64 streams peaked 6–8 MiB lower (docs/benchmarks.md).
+const gcPercent = 50
+
 // limitMemory sets the Go runtime's soft memory limit to the process's footprint now
-// plus memHeadroom, unless GOMEMLIMIT sets one, and then, until ctx ends, gives memory
-// back to the system when the process goes idle after work. Call it once every model is
-// loaded and warmed up. The KV caches are Go memory allocated up front, so with the
-// default GC target the heap could grow to twice them before a collection; with the
-// limit the collector runs as the footprint nears it. The runtime returns freed pages
-// slowly on its own; after a burst of requests the idle check returns them at once, so
-// the process goes back to its baseline. When ctx ends the previous limit is restored.
+// plus memHeadroom, unless GOMEMLIMIT sets one, and the collector's target to gcPercent
+// unless GOGC sets one; then, until ctx ends, it gives memory back to the system when the
+// process goes idle after work. Call it once every model is loaded and warmed up. The
+// runtime returns freed pages slowly on its own; after a burst of requests the idle
+// check returns them at once, so the process goes back to its baseline. When ctx ends
+// the previous limit and target are restored.
 func limitMemory(ctx context.Context, log *slog.Logger) {
 	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
 	prev := debug.SetMemoryLimit(-1)
+	setGC := os.Getenv("GOGC") == ""
+	prevGC := 0
+	if setGC {
+		prevGC = debug.SetGCPercent(gcPercent)
+	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.FreeOSMemory()
 		metrics.Read(s)
@@ -46,6 +58,9 @@ func limitMemory(ctx context.Context, log *slog.Logger) {
 		t := time.NewTicker(releaseEvery)
 		defer t.Stop()
 		defer debug.SetMemoryLimit(prev)
+		if setGC {
+			defer debug.SetGCPercent(prevGC)
+		}
 		metrics.Read(s)
 		released, last := s[2].Value.Uint64(), s[2].Value.Uint64()
 		for {
