@@ -75,8 +75,23 @@ func loadBand(running int) int {
 // running request's draft has proposed; off, a running request could have had one.
 // Other steps are not counted: requests without drafts (or, just after the switch
 // turned on, whose drafts are not connected yet) measure neither setting.
+//
+// A load that rises, with drafts on, into a band that starts off (see start) turns
+// them off at once, not at the end of the epoch: the requests of a burst connect their
+// drafts, for the rest of their lives, as they are admitted, and under specd up's load
+// test each burst had come after requests alone (drafts on), so the first 200-700 ms of
+// it speculated where the heavier load measured plain decoding faster. What the epoch
+// measured so far, of a load that has gone, is not counted.
 func (d *draftSwitch) observe(tokens int, wall time.Duration, running int, measurable bool) {
-	if running == 0 || !measurable {
+	if running == 0 {
+		return
+	}
+	if b := loadBand(running); d.on && d.band >= 0 && b > d.band && !d.start(b, true) {
+		d.band, d.on = b, false
+		d.elapsed, d.tokens, d.counted = 0, 0, 0
+		return
+	}
+	if !measurable {
 		return
 	}
 	if d.band < 0 {

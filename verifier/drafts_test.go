@@ -136,6 +136,30 @@ func TestDraftSwitch(t *testing.T) {
 			t.Errorf("after two slow epochs with drafts: on %.0f%% of the next, want none (band %+v)", 100*got, d.bands[loadBand(1)])
 		}
 	})
+	t.Run("a burst into a band that decodes plainly turns drafts off at once", func(t *testing.T) {
+		d := newDraftSwitch()
+		run(&d, [2]float64{3000, 2000}, 16, 10*time.Second) // off pays at 16 requests
+		run(&d, [2]float64{1000, 1500}, 1, 10*time.Second)  // on pays alone
+		for !d.on || d.elapsed > epochLen/2 {
+			run(&d, [2]float64{1000, 1500}, 1, step)
+		}
+		// Sixteen requests arrive mid-epoch; none has a draft proposing yet, so the
+		// step measures no setting, but it must turn drafts off for them.
+		d.observe(0, step, 16, false)
+		if d.on {
+			t.Fatalf("a burst of 16 requests where 16 decode plainly left drafts on (band %+v)", d.bands[loadBand(16)])
+		}
+		// A band that has not decided to decode plainly keeps the setting running.
+		d = newDraftSwitch()
+		run(&d, [2]float64{1000, 1500}, 1, 10*time.Second)
+		for !d.on {
+			run(&d, [2]float64{1000, 1500}, 1, step)
+		}
+		d.observe(0, step, 16, false)
+		if !d.on {
+			t.Errorf("a burst into a band with nothing measured turned drafts off")
+		}
+	})
 	t.Run("bands apart", func(t *testing.T) {
 		d := newDraftSwitch()
 		run(&d, [2]float64{3000, 2000}, 16, 10*time.Second) // off pays at 16 requests
