@@ -8,7 +8,7 @@
 //	NAME sha256:HEX [rate=TOKENS_PER_SEC] [burst=TOKENS] [streams=N] [models=A,B,…]
 //
 // NAME is 1 to 64 of A-Z a-z 0-9 . _ - and names the key in logs, traces and metrics
-// (never the secret). HEX is the 64 hex digits of SHA-256 over the secret's bytes.
+// (never the secret; a name that looks like a secret New made is refused). HEX is the 64 hex digits of SHA-256 over the secret's bytes.
 // rate is generated tokens per second (0 or absent: no rate limit), burst the bucket's
 // size (default: one second of rate), streams the most requests running at once (0
 // or absent: no limit), models the only models the key may name (absent: any).
@@ -93,8 +93,9 @@ const (
 var ErrSyntax = errors.New("api key file")
 
 // Parse reads a key file. A malformed line, a duplicate name or hash, a plaintext
-// secret in place of a hash, more than MaxKeys keys or a line over MaxLineBytes is an
-// error wrapping ErrSyntax that names the line; nothing of the secret is echoed.
+// secret in place of a hash or of a name, more than MaxKeys keys or a line over
+// MaxLineBytes is an error wrapping ErrSyntax that names the line; nothing of a
+// secret is echoed, wherever on the line it was pasted.
 func Parse(r io.Reader) (*Set, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 512), MaxLineBytes)
@@ -139,6 +140,10 @@ func parseLine(line string) (Key, error) {
 		return Key{}, errors.New("want NAME sha256:HEX [rate=N] [burst=N] [streams=N] [models=A,B]")
 	}
 	k := Key{Name: f[0]}
+	if looksLikeSecret(k.Name) {
+		// A name goes to logs, traces and metrics; never echo this one.
+		return Key{}, fmt.Errorf("the name looks like a key (%s…): the file holds names and hashes, never keys", SecretPrefix)
+	}
 	if !validName(k.Name) {
 		return Key{}, fmt.Errorf("name %q: want 1 to %d of A-Z a-z 0-9 . _ -", trunc(k.Name), maxNameBytes)
 	}
@@ -223,12 +228,38 @@ func validName(s string) bool {
 	return true
 }
 
-// trunc shortens s for an error message.
+// trunc shortens s for an error message, and hides it if it holds a secret New made
+// (pasted into the wrong field).
 func trunc(s string) string {
+	if looksLikeSecret(s) {
+		return "(" + SecretPrefix + "…: a key, not shown)"
+	}
 	if len(s) > 40 {
 		return s[:40] + "…"
 	}
 	return s
+}
+
+// secretChars is the length of the encoded random part of a secret New makes.
+var secretChars = base64.RawURLEncoding.EncodedLen(32)
+
+// looksLikeSecret reports whether s holds what New makes: SecretPrefix and at least
+// secretChars characters of unpadded URL-safe base64.
+func looksLikeSecret(s string) bool {
+	for {
+		i := strings.Index(s, SecretPrefix)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(SecretPrefix):]
+		n := 0
+		for n < len(s) && (s[n] >= 'a' && s[n] <= 'z' || s[n] >= 'A' && s[n] <= 'Z' || s[n] >= '0' && s[n] <= '9' || s[n] == '-' || s[n] == '_') {
+			n++
+		}
+		if n >= secretChars {
+			return true
+		}
+	}
 }
 
 // SecretPrefix starts every secret New makes, so that a leaked one is easy to spot

@@ -79,6 +79,39 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestParseNeverEchoesAKey: a key pasted into any field of a line — the two lines
+// `specd key new` prints joined into one, a key after the hash, a key as an option's
+// value — makes an error that names the line but holds no part of the key: parse
+// errors go to the router's log.
+func TestParseNeverEchoesAKey(t *testing.T) {
+	secret, k, err := apikey.New("alice", quota.Limits{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := k.Line()
+	for _, file := range []string{
+		secret + " " + line,
+		secret + " " + secret,
+		line + " " + secret,
+		line + " rate=" + secret,
+		line + " " + secret + "=1",
+		"bob " + hashOf("b") + "\n" + secret + " sha256:" + strings.Repeat("ab", 32) + "\n" + line,
+	} {
+		_, err := apikey.Parse(strings.NewReader(file))
+		if !errors.Is(err, apikey.ErrSyntax) {
+			t.Errorf("Parse(a line with the key) = %v, want ErrSyntax", err)
+			continue
+		}
+		random := secret[len(apikey.SecretPrefix):]
+		for i := 0; i+8 <= len(random); i++ {
+			if strings.Contains(err.Error(), random[i:i+8]) {
+				t.Errorf("error %q holds part of the key", err)
+				break
+			}
+		}
+	}
+}
+
 // TestNew: a new key's secret is found by its own line and by nothing else, and two
 // keys differ.
 func TestNew(t *testing.T) {

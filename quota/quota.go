@@ -95,8 +95,13 @@ func (t *Table) Admit(name string, lim Limits, now time.Time) error {
 		return &Refusal{Name: name, Reason: ErrStreams, RetryAfter: StreamRetry}
 	}
 	if lim.Rate > 0 && s.level < 1 {
-		wait := time.Duration(math.Ceil((1 - s.level) / lim.Rate * float64(time.Second)))
-		return &Refusal{Name: name, Reason: ErrRate, RetryAfter: max(wait.Round(time.Millisecond), time.Millisecond)}
+		// A wait past what a Duration holds (a slow bucket deep in debt) is the
+		// longest one: converted, it would wrap around to a negative one.
+		wait := time.Duration(math.MaxInt64).Truncate(time.Millisecond)
+		if w := math.Ceil((1 - s.level) / lim.Rate * float64(time.Second)); w < float64(wait) {
+			wait = max(time.Duration(w).Round(time.Millisecond), time.Millisecond)
+		}
+		return &Refusal{Name: name, Reason: ErrRate, RetryAfter: wait}
 	}
 	s.streams++
 	return nil

@@ -147,3 +147,24 @@ func TestLimitsChange(t *testing.T) {
 		tab.Charge("free", quota.Limits{}, 1<<20, t0)
 	}
 }
+
+// TestRetryPastDurations: a slow bucket deep in debt is refused with a retry hint as
+// long as a Duration can say — not a wrapped-around conversion that tells the client
+// to retry at once. (rate=0.000001 is a valid key file option; a request that
+// produced 10,000 tokens leaves a debt that takes 1e10 s, past 292 years, to refill.)
+func TestRetryPastDurations(t *testing.T) {
+	lim := quota.Limits{Rate: 1e-6}
+	var tab quota.Table
+	if err := tab.Admit("slow", lim, t0); err != nil {
+		t.Fatal(err)
+	}
+	tab.Charge("slow", lim, 10000, t0)
+	tab.Done("slow", lim, t0)
+	var r *quota.Refusal
+	if err := tab.Admit("slow", lim, t0); !errors.As(err, &r) || !errors.Is(err, quota.ErrRate) {
+		t.Fatalf("Admit = %v, want a refusal for the rate", err)
+	}
+	if r.RetryAfter < 290*365*24*time.Hour {
+		t.Errorf("RetryAfter = %v, want at least 290 years", r.RetryAfter)
+	}
+}

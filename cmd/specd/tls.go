@@ -108,8 +108,8 @@ func (o *tlsOptions) validate(listen string) error {
 	if o.ca == "" && o.peers != "" {
 		return usagef("--tls-peers needs --tls-ca (without a CA no client certificate is asked for)")
 	}
-	if o.reload < 0 || o.reload > time.Hour {
-		return usagef("--tls-reload %v: want 0..1h", o.reload)
+	if o.reload <= 0 || o.reload > time.Hour {
+		return usagef("--tls-reload %v: want more than 0 and at most 1h", o.reload)
 	}
 	if _, _, err := o.identities(); err != nil {
 		return usagef("%v", err)

@@ -84,6 +84,10 @@ func TestTLSOptionsValidate(t *testing.T) {
 		{":7071", tlsOptions{}, false},
 		{"0.0.0.0:7071", tlsOptions{plaintext: true}, true},
 		{"127.0.0.1:7071", tlsOptions{peers: "*"}, false},
+		// --tls-reload 0 would be the Source's default of 5 s, whatever the flag said.
+		{"0.0.0.0:7071", tlsOptions{cert: "c", key: "k", ca: "a", routerID: defaultRouterID, draftID: defaultDraftID, reload: time.Second}, true},
+		{"0.0.0.0:7071", tlsOptions{cert: "c", key: "k", ca: "a", routerID: defaultRouterID, draftID: defaultDraftID, reload: 0}, false},
+		{"0.0.0.0:7071", tlsOptions{cert: "c", key: "k", ca: "a", routerID: defaultRouterID, draftID: defaultDraftID, reload: 2 * time.Hour}, false},
 	} {
 		tc.o.role = router.Verifier
 		if err := tc.o.validate(tc.listen); (err == nil) != tc.ok {

@@ -14,6 +14,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,13 +60,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 
 // outgoing is the context of the router call for r: cancelled when the client goes
 // away, carrying the client's credentials as gRPC metadata and, when the client sent
-// a W3C traceparent, its trace (so the router's spans continue the caller's).
-func outgoing(r *http.Request) context.Context {
+// a W3C traceparent, its trace (so the router's spans continue the caller's). An
+// Authorization header that gRPC metadata cannot carry — HTTP allows bytes outside
+// printable ASCII in it, gRPC does not, and no API key has them — is a 401.
+func outgoing(r *http.Request) (context.Context, *Error) {
 	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	if a := r.Header.Get("Authorization"); a != "" {
+		if strings.IndexFunc(a, func(c rune) bool { return c < 0x20 || c > 0x7e }) >= 0 {
+			return nil, &Error{Status: http.StatusUnauthorized, Type: TypeAuthentication, Code: "invalid_api_key",
+				Message: "the Authorization header has characters outside printable ASCII: want \"Bearer <key>\""}
+		}
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", a)
 	}
-	return ctx
+	return ctx, nil
 }
 
 // generate serves one generation endpoint, parse being its request decoder.
@@ -87,7 +94,11 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 		return
 	}
 	id, created := newID(c.Chat), time.Now().Unix()
-	ctx := outgoing(r)
+	ctx, aerr := outgoing(r)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
 	if !c.Stream {
 		res, err := h.complete(ctx, c)
 		if err != nil {
@@ -321,7 +332,11 @@ func (h *Handler) model(w http.ResponseWriter, r *http.Request) {
 
 // list asks the router for its models.
 func (h *Handler) list(r *http.Request) (*ModelList, *Error) {
-	resp, err := h.client.ListModels(outgoing(r), &specdv1.ListModelsRequest{})
+	ctx, aerr := outgoing(r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	resp, err := h.client.ListModels(ctx, &specdv1.ListModelsRequest{})
 	if err != nil {
 		return nil, fromStatus(err, nil)
 	}

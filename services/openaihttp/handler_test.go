@@ -181,6 +181,48 @@ func TestAuthorizationForwarded(t *testing.T) {
 	}
 }
 
+// TestAuthorizationNotMetadata: an Authorization header that gRPC metadata cannot
+// carry (bytes outside printable ASCII, which HTTP allows in a header) is the
+// client's bad credential, 401 — not the 500 of the gRPC client's refusal to send it
+// — and the router is not called.
+func TestAuthorizationNotMetadata(t *testing.T) {
+	var calls int
+	var mu sync.Mutex
+	base := serveStub(t, &stub{
+		complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+			return &specdv1.CompleteResponse{Text: "ok", FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}, nil
+		},
+	}, 0)
+	for _, auth := range []string{"Bearer sk-caf\u00e9", "Bearer\tsk-tab"} {
+		for _, tc := range []struct{ method, path, body string }{
+			{"POST", "/completions", `{"model":"big","prompt":"x"}`},
+			{"POST", "/completions", `{"model":"big","prompt":"x","stream":true}`},
+			{"GET", "/models", ""},
+		} {
+			req, err := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", auth)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(b), `"authentication_error"`) || strings.Contains(string(b), "sk-") {
+				t.Errorf("%s %s with Authorization %q = %d %s, want 401 authentication_error without the key", tc.method, tc.path, auth, resp.StatusCode, b)
+			}
+		}
+	}
+	if calls != 0 {
+		t.Errorf("the router was called %d times, want 0", calls)
+	}
+}
+
 // TestStreamErrors: a stream the router refuses before any message is an HTTP error;
 // one that fails after tokens were sent keeps them and ends with an error event, not
 // data: [DONE].

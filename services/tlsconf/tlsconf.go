@@ -19,6 +19,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -67,8 +68,8 @@ func (s *Source) ServerCredentials() credentials.TransportCredentials {
 // clientTLS is the client side's tls.Config: it presents the Source's current
 // certificate (if it has one) and accepts a server whose certificate chains to the
 // current CA (the system's roots without one) and whose identity is in want. With
-// want empty the server is checked as HTTPS does, against the host name dialled.
-func (s *Source) clientTLS(want Identities) *tls.Config {
+// want empty the server is checked as HTTPS does, against host, the host dialled.
+func (s *Source) clientTLS(want Identities, host string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -84,7 +85,9 @@ func (s *Source) clientTLS(want Identities) *tls.Config {
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			dnsName := ""
 			if want.Empty() {
-				dnsName = cs.ServerName
+				// The host dialled, not cs.ServerName: that is the name sent in SNI,
+				// which is empty when the host is an IP address.
+				dnsName = host
 			}
 			leaf, err := s.current().verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth, dnsName)
 			if err != nil {
@@ -101,9 +104,32 @@ func (s *Source) clientTLS(want Identities) *tls.Config {
 	}
 }
 
-// ClientCredentials are gRPC client credentials for ClientTLS(want).
+// ClientCredentials are gRPC client credentials that present the Source's certificate
+// and accept a server whose certificate chains to its CA and has an identity in want;
+// with want empty, one valid for the host dialled (its DNS name or IP address).
 func (s *Source) ClientCredentials(want Identities) credentials.TransportCredentials {
-	return credentials.NewTLS(s.clientTLS(want))
+	return &clientCreds{TransportCredentials: credentials.NewTLS(s.clientTLS(want, "")), s: s, want: want}
+}
+
+// clientCreds are gRPC's TLS credentials with a tls.Config made for each handshake,
+// which knows the host dialled.
+type clientCreds struct {
+	credentials.TransportCredentials // Info, and the server side (unused)
+	s                                *Source
+	want                             Identities
+}
+
+func (c *clientCreds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	host, _, err := net.SplitHostPort(authority)
+	if err != nil {
+		host = authority // no port
+	}
+	return credentials.NewTLS(c.s.clientTLS(c.want, host)).ClientHandshake(ctx, authority, conn)
+}
+
+func (c *clientCreds) Clone() credentials.TransportCredentials {
+	d := *c
+	return &d
 }
 
 // exempt is the gRPC service any caller with a verified certificate may call whatever

@@ -48,7 +48,9 @@ func (s *Server) logChat(msg string, m *model.Model) {
 // conversation (tokenizer.ChatPrompt): the BOS text that starts it and the EOS text that
 // ends it removed, special-token text parsed (the template's markup, such as
 // <|im_start|>, becomes its tokens), BOS first and EOS last as the vocabulary asks.
-func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msgs []chat.Message, addGen bool) ([]int32, error) {
+// A rendering that tooLong refuses by its length (less the BOS and EOS text that may
+// be removed) is not tokenized: its error is the answer.
+func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msgs []chat.Message, addGen bool, tooLong func(field string, n int) error) ([]int32, error) {
 	switch {
 	case c == nil:
 		return nil, chat.ErrNoTemplate
@@ -58,6 +60,9 @@ func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msg
 	text, err := c.t.Render(ctx, msgs, chat.Options{AddGenerationPrompt: addGen, BOS: tok.Piece(tok.BOS()), EOS: tok.Piece(tok.EOS())})
 	if err != nil {
 		return nil, err // services.Status names the field
+	}
+	if err := tooLong("messages", len(text)-len(tok.Piece(tok.BOS()))-len(tok.Piece(tok.EOS()))); err != nil {
+		return nil, err
 	}
 	ids := tok.ChatPrompt(text)
 	if len(ids) == 0 {

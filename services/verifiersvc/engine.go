@@ -8,12 +8,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/telemetry"
+	"github.com/specd-dev/specd/tokenizer"
 	"github.com/specd-dev/specd/verifier"
 )
 
@@ -31,6 +33,9 @@ type engine struct {
 	// maxGamma is the scheduler's cap on a request's γ (verifier.Scheduler.MaxGamma);
 	// fixed at start, read by request goroutines.
 	maxGamma int
+	// textPerToken is the most bytes of text one token of the model's vocabulary
+	// stands for (textPerToken); fixed at start.
+	textPerToken int
 
 	submits chan submit
 	events  chan event
@@ -132,6 +137,7 @@ func newEngine(eng *services.Engine, cfg EngineConfig, log *slog.Logger, metrics
 	eng.KV.Reserve(st.Total * st.BlockTokens)
 	e.sched = verifier.NewScheduler(batch, m, eng.KV, e.prefix, cfg.Sched)
 	e.maxGamma = e.sched.MaxGamma()
+	e.textPerToken = textPerToken(m.Tok)
 	e.speculating.Store(e.sched.DraftsOn())
 	if err := e.warm(batch); err != nil {
 		pool.Close()
@@ -418,4 +424,17 @@ func (p *passStats) add(r verifier.Ready, s *verifier.Scheduler, now time.Time, 
 			"drafts_on", float64(p.draftsOn)/float64(p.passes), "cost_ms", s.Cost().String())
 	}
 	*p = passStats{since: now}
+}
+
+// textPerToken is the most bytes of text one token of tok stands for: its longest
+// piece, or one character for an unknown one. A piece spells at least the bytes it
+// stands for (a space is "▁", three bytes, in a SentencePiece piece; a byte one or two
+// in a byte-level BPE piece; a byte fallback token "<0x41>"), so a text of more than n
+// times this many bytes has more than n tokens.
+func textPerToken(tok *tokenizer.Tokenizer) int {
+	most := utf8.UTFMax
+	for id := range tok.VocabSize() {
+		most = max(most, len(tok.Piece(int32(id))))
+	}
+	return most
 }

@@ -188,14 +188,29 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	// A rendered conversation's ids go out with the first message too, so that the
 	// router resumes it elsewhere with these ids instead of rendering it again.
+	// A text too long to fit whatever it tokenizes to is refused by its length:
+	// tokenizing a long one takes seconds and far more memory than the text.
+	limit := m.Context - 1
+	if lim := s.cfg.MaxPromptTokens; lim > 0 {
+		limit = min(limit, lim)
+	}
+	tooLong := func(field string, n int) error {
+		if n <= limit*e.textPerToken {
+			return nil
+		}
+		return services.BadField(field, "%d bytes of text: more than %d tokens (this verifier's limit) can spell, at most %d bytes each", n, limit, e.textPerToken)
+	}
 	rendered := false
 	if len(prompt) == 0 && len(q.Messages) > 0 {
-		if prompt, err = s.chat.Load().prompt(ctx, m.Tok, q.Messages, q.AddGenerationPrompt); err != nil {
+		if prompt, err = s.chat.Load().prompt(ctx, m.Tok, q.Messages, q.AddGenerationPrompt, tooLong); err != nil {
 			return err
 		}
 		rendered = true
 	}
 	if len(prompt) == 0 {
+		if err := tooLong("prompt", len(q.Prompt)); err != nil {
+			return err
+		}
 		prompt = m.Tok.Prompt(q.Prompt)
 	}
 	for i, id := range append(prompt, req.GetResumeIds()...) {
