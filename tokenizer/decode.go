@@ -25,10 +25,24 @@ import "unicode/utf8"
 // spell; user-defined pieces are their own text; control and unknown tokens give
 // nothing; there is no dummy prefix to drop. Decode(Encode(text, b)) == text for any
 // valid UTF-8 text, and a piece that ends inside a character is completed by the next.
-func (t *Tokenizer) Decode(ids []int32) string {
+func (t *Tokenizer) Decode(ids []int32) string { return t.decode(ids, false) }
+
+// DecodeSpecial is Decode, except that BOS, EOS and control tokens give their piece as
+// the vocabulary spells it ("<s>", "<|im_end|>"), as Hugging Face's decode does by
+// default and llama-server's /detokenize does: for showing token ids, not for a
+// prompt's round trip. Text after such a token keeps its leading space, as there:
+// SentencePiece's BOS then "▁Hello" decode to "<s> Hello".
+func (t *Tokenizer) DecodeSpecial(ids []int32) string { return t.decode(ids, true) }
+
+func (t *Tokenizer) decode(ids []int32, special bool) string {
 	raw := make([]byte, 0, 4*len(ids))
 	atStart := true
 	for _, id := range ids {
+		if special && id >= 0 && int(id) < len(t.types) && (id == t.bos || id == t.eos || t.types[id] == TypeControl) {
+			raw = append(raw, t.pieces[id]...)
+			atStart = false
+			continue
+		}
 		raw = t.appendRaw(raw, id, &atStart)
 	}
 	if utf8.Valid(raw) {

@@ -268,6 +268,32 @@ func TestDecodeCases(t *testing.T) {
 	}
 }
 
+// TestDecodeSpecial checks that BOS, EOS and control tokens show as their pieces, and
+// that the rest decodes as Decode does.
+func TestDecodeSpecial(t *testing.T) {
+	tok := loadTokenizer(t, targetFile)
+	enc := func(s string) []int32 { return tok.Encode(s, false) }
+	for _, tc := range []struct {
+		name string
+		ids  []int32
+		want string
+	}{
+		{"nothing", nil, ""},
+		{"BOS keeps the dummy space after it", slices.Concat([]int32{1}, enc("Hi there")), "<s> Hi there"},
+		{"EOS shows", slices.Concat(enc("Hi"), []int32{2}), "Hi</s>"},
+		{"text after EOS keeps its space", slices.Concat(enc("Hi"), []int32{2}, enc("Hi")), "Hi</s> Hi"},
+		{"without special tokens as Decode", enc("Hi there"), "Hi there"},
+		{"unknown as Decode", []int32{0}, " \u2047 "},
+		{"out of range ids are skipped", []int32{-1, 1, 4096}, "<s>"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tok.DecodeSpecial(tc.ids); got != tc.want {
+				t.Errorf("DecodeSpecial(%v) = %q, want %q", tc.ids, got, tc.want)
+			}
+		})
+	}
+}
+
 // streamDecode decodes ids[k:] with a Decoder that continues after prev = ids[:k] and
 // returns the concatenated deltas including Flush.
 func streamDecode(tok *Tokenizer, prev, ids []int32) string {

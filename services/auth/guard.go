@@ -26,17 +26,19 @@ import (
 const AttrKey = "specd.api_key"
 
 // The public API's methods that a key's quotas apply to: the generating ones, and
-// Tokenize, which is a verifier's work too (its streams only: it generates nothing).
+// Tokenize and Detokenize, which are a verifier's work too (its streams only: they
+// generate nothing).
 const (
 	methodGenerate   = "/specd.v1.GenerationService/Generate"
 	methodComplete   = "/specd.v1.GenerationService/Complete"
 	methodTokenize   = "/specd.v1.GenerationService/Tokenize"
+	methodDetokenize = "/specd.v1.GenerationService/Detokenize"
 	methodListModels = "/specd.v1.GenerationService/ListModels"
 )
 
 // Guard authenticates the public API's requests against Keys and applies each key's
 // model list and quotas. Every method but health and reflection needs a key;
-// Generate, Complete and Tokenize count against the key's streams (and are refused
+// Generate, Complete, Tokenize and Detokenize count against the key's streams (and are refused
 // while its token bucket is empty); Generate and Complete are charged the tokens
 // they generate: the guard puts the charge in the request's context
 // (services.WithCharge) and the router bills the tokens as its verifier commits them
@@ -161,7 +163,8 @@ func (g *Guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	if err := checkModel(&k, req); err != nil {
 		return nil, g.refuse(ctx, info.FullMethod, err)
 	}
-	if info.FullMethod != methodComplete && info.FullMethod != methodTokenize {
+	tokenizer := info.FullMethod == methodTokenize || info.FullMethod == methodDetokenize
+	if info.FullMethod != methodComplete && !tokenizer {
 		resp, err := handler(ctx, req)
 		if info.FullMethod == methodListModels && k.Models != nil && err == nil {
 			resp = onlyModels(resp, &k)
@@ -173,7 +176,7 @@ func (g *Guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 		return nil, g.refuse(ctx, info.FullMethod, err)
 	}
 	defer done()
-	if info.FullMethod == methodTokenize {
+	if tokenizer {
 		return handler(ctx, req)
 	}
 	return handler(services.WithCharge(ctx, charge), req)

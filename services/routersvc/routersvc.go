@@ -430,22 +430,40 @@ func (s *Server) probe(ctx context.Context, e router.Endpoint, timeout time.Dura
 
 // Tokenize encodes text with a verifier's tokenizer.
 func (s *Server) Tokenize(ctx context.Context, req *specdv1.TokenizeRequest) (*specdv1.TokenizeResponse, error) {
-	if err := s.checkModel(req.GetModel()); err != nil {
+	c, err := s.tokenizer(req.GetModel(), req.GetText())
+	if err != nil {
 		return nil, services.Status(err)
 	}
-	// A verifier last seen up, as for a generation; any of the model's if none is.
-	v, _, err := router.Pick(s.r.Discovery, req.GetText(), nil, s.r.Usable(req.GetModel()))
+	return c.Tokenize(ctx, req)
+}
+
+// Detokenize decodes token ids with a verifier's tokenizer.
+func (s *Server) Detokenize(ctx context.Context, req *specdv1.DetokenizeRequest) (*specdv1.DetokenizeResponse, error) {
+	c, err := s.tokenizer(req.GetModel(), "")
+	if err != nil {
+		return nil, services.Status(err)
+	}
+	return c.Detokenize(ctx, req)
+}
+
+// tokenizer returns a client of a verifier of model to tokenize with: one last seen
+// up, picked by key as a generation is; any of the model's if none is.
+func (s *Server) tokenizer(model, key string) (speculationv1.VerifierServiceClient, error) {
+	if err := s.checkModel(model); err != nil {
+		return nil, err
+	}
+	v, _, err := router.Pick(s.r.Discovery, key, nil, s.r.Usable(model))
 	if errors.Is(err, router.ErrNoVerifier) {
-		v, _, err = router.Pick(s.r.Discovery, req.GetText(), nil, router.ServesModel(req.GetModel()))
+		v, _, err = router.Pick(s.r.Discovery, key, nil, router.ServesModel(model))
 	}
 	if err != nil {
-		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
+		return nil, fmt.Errorf("%w: %w", services.ErrUnavailable, err)
 	}
 	cc, err := s.conn(router.Verifier, v.Address)
 	if err != nil {
-		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
+		return nil, fmt.Errorf("%w: %w", services.ErrUnavailable, err)
 	}
-	return speculationv1.NewVerifierServiceClient(cc).Tokenize(ctx, req)
+	return speculationv1.NewVerifierServiceClient(cc), nil
 }
 
 // ListModels reports the models of every known endpoint.

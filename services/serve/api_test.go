@@ -64,10 +64,33 @@ func TestAPIDoesWhatTheProtoSays(t *testing.T) {
 		_, err := s.generate(ctx, req)
 		_, cerr := s.client.Complete(ctx, req)
 		_, terr := s.client.Tokenize(ctx, &specdv1.TokenizeRequest{Model: "gpt-17", Text: "x"})
-		for name, err := range map[string]error{"Generate": err, "Complete": cerr, "Tokenize": terr} {
+		_, derr := s.client.Detokenize(ctx, &specdv1.DetokenizeRequest{Model: "gpt-17", TokenIds: []int32{5}})
+		for name, err := range map[string]error{"Generate": err, "Complete": cerr, "Tokenize": terr, "Detokenize": derr} {
 			if status.Code(err) != codes.NotFound {
 				t.Errorf("%s: %v, want NOT_FOUND", name, err)
 			}
+		}
+	})
+
+	t.Run("Detokenize inverts Tokenize", func(t *testing.T) {
+		text := "Once upon a time, a cat said \"ok\"."
+		tr, err := s.client.Tokenize(ctx, &specdv1.TokenizeRequest{Text: text, AddBos: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := append(tr.GetTokenIds(), m.Tok.EOS())
+		for _, tc := range []struct {
+			skip bool
+			want string
+		}{{true, text}, {false, "<s> " + text + "</s>"}} {
+			dr, err := s.client.Detokenize(ctx, &specdv1.DetokenizeRequest{Model: m.Name, TokenIds: ids, SkipSpecialTokens: tc.skip})
+			if err != nil || dr.GetText() != tc.want {
+				t.Errorf("Detokenize(%v, skip_special_tokens %v) = %q, %v; want %q", ids, tc.skip, dr.GetText(), err, tc.want)
+			}
+		}
+		_, err = s.client.Detokenize(ctx, &specdv1.DetokenizeRequest{TokenIds: []int32{3, int32(m.Vocab)}})
+		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "token_ids: id 4096 at index 1 ") {
+			t.Errorf("Detokenize of an id past the vocabulary: %v, want INVALID_ARGUMENT naming token_ids and the id", err)
 		}
 	})
 

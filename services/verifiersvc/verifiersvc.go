@@ -25,6 +25,7 @@ import (
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/spec"
+	"github.com/specd-dev/specd/tokenizer"
 	"github.com/specd-dev/specd/verifier"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -145,14 +146,10 @@ func (s *Server) Info(ctx context.Context, _ *speculationv1.InfoRequest) (*specu
 
 // Tokenize encodes text with the verifier's tokenizer.
 func (s *Server) Tokenize(ctx context.Context, r *specdv1.TokenizeRequest) (*specdv1.TokenizeResponse, error) {
-	eng, _, err := s.engines()
+	tok, err := s.tokenizer(r.GetModel())
 	if err != nil {
 		return nil, services.Status(err)
 	}
-	if r.GetModel() != "" && r.GetModel() != eng.Model.Name {
-		return nil, services.Status(fmt.Errorf("%w %q (this verifier serves %q)", services.ErrUnknownModel, r.GetModel(), eng.Model.Name))
-	}
-	tok := eng.Model.Tok
 	// With add_bos, the ids a text prompt gets (tok.Prompt): BOS and EOS as the
 	// vocabulary asks; without, neither.
 	ids := tok.Tokenize(r.GetText(), r.GetAddBos(), false)
@@ -161,6 +158,37 @@ func (s *Server) Tokenize(ctx context.Context, r *specdv1.TokenizeRequest) (*spe
 		resp.Pieces = append(resp.Pieces, tok.Piece(id))
 	}
 	return resp, nil
+}
+
+// Detokenize decodes token ids with the verifier's tokenizer.
+func (s *Server) Detokenize(ctx context.Context, r *specdv1.DetokenizeRequest) (*specdv1.DetokenizeResponse, error) {
+	tok, err := s.tokenizer(r.GetModel())
+	if err != nil {
+		return nil, services.Status(err)
+	}
+	ids := r.GetTokenIds()
+	for i, id := range ids {
+		if id < 0 || int(id) >= tok.VocabSize() {
+			return nil, services.Status(services.BadField("token_ids", "id %d at index %d is outside the vocabulary of %d", id, i, tok.VocabSize()))
+		}
+	}
+	if r.GetSkipSpecialTokens() {
+		return &specdv1.DetokenizeResponse{Text: tok.Decode(ids)}, nil
+	}
+	return &specdv1.DetokenizeResponse{Text: tok.DecodeSpecial(ids)}, nil
+}
+
+// tokenizer returns the tokenizer of the verifier's model, which model (empty: any)
+// must name.
+func (s *Server) tokenizer(model string) (*tokenizer.Tokenizer, error) {
+	eng, _, err := s.engines()
+	if err != nil {
+		return nil, err
+	}
+	if model != "" && model != eng.Model.Name {
+		return nil, fmt.Errorf("%w %q (this verifier serves %q)", services.ErrUnknownModel, model, eng.Model.Name)
+	}
+	return eng.Model.Tok, nil
 }
 
 // Generate runs one generation and streams its tokens, then a final message.

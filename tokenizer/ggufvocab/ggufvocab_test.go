@@ -249,6 +249,28 @@ func TestEOG(t *testing.T) {
 	}
 }
 
+// TestDecodeSpecialRoundTrip checks that text with special tokens, tokenized with them
+// parsed, decodes back to itself with DecodeSpecial, and to the text without them with
+// Decode, on real byte-level BPE and SentencePiece vocabularies.
+func TestDecodeSpecialRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		vocab, text, plain string
+	}{
+		{"ggml-vocab-llama-bpe.gguf", "<|begin_of_text|>Hello, world!<|eot_id|>", "Hello, world!"},
+		{"ggml-vocab-qwen2.gguf", "<|im_start|>user\n日本語 😀<|im_end|>\n", "user\n日本語 😀\n"},
+		{"ggml-vocab-llama-spm.gguf", "Hello world</s>", "Hello world"},
+	} {
+		tok := loadVocab(t, tc.vocab)
+		ids := tok.Tokenize(tc.text, false, true)
+		if got := tok.DecodeSpecial(ids); got != tc.text {
+			t.Errorf("%s: DecodeSpecial(%v) = %q, want %q", tc.vocab, ids, got, tc.text)
+		}
+		if got := tok.Decode(ids); got != tc.plain {
+			t.Errorf("%s: Decode(%v) = %q, want %q", tc.vocab, ids, got, tc.plain)
+		}
+	}
+}
+
 // TestConcurrentEncode: a Tokenizer is shared by concurrent requests (run with -race).
 func TestConcurrentEncode(t *testing.T) {
 	texts := []string{"Hello, world! 123", "  Привет\n\n日本語 😀", "<|im_start|>user\nhi<|im_end|>"}

@@ -1577,6 +1577,123 @@ func (x *TokenizeResponse) GetPieces() []string {
 	return nil
 }
 
+// DetokenizeRequest asks for the text of token ids.
+type DetokenizeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model whose tokenizer to use, as listed by ListModels. Empty selects the
+	// router's default model.
+	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Token ids, each in [0, vocabulary size). May be empty.
+	TokenIds []int32 `protobuf:"varint,2,rep,packed,name=token_ids,json=tokenIds,proto3" json:"token_ids,omitempty"`
+	// Leave out the text of special tokens (BOS, EOS, control tokens such as
+	// "<|im_end|>"), giving the text a generation's tokens stream as. False
+	// shows them as the vocabulary spells them, as Hugging Face's decode and
+	// llama-server's /detokenize do.
+	SkipSpecialTokens bool `protobuf:"varint,3,opt,name=skip_special_tokens,json=skipSpecialTokens,proto3" json:"skip_special_tokens,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DetokenizeRequest) Reset() {
+	*x = DetokenizeRequest{}
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetokenizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetokenizeRequest) ProtoMessage() {}
+
+func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetokenizeRequest.ProtoReflect.Descriptor instead.
+func (*DetokenizeRequest) Descriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DetokenizeRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *DetokenizeRequest) GetTokenIds() []int32 {
+	if x != nil {
+		return x.TokenIds
+	}
+	return nil
+}
+
+func (x *DetokenizeRequest) GetSkipSpecialTokens() bool {
+	if x != nil {
+		return x.SkipSpecialTokens
+	}
+	return false
+}
+
+// DetokenizeResponse is the text of token ids.
+type DetokenizeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The decoded text, UTF-8: bytes that do not form valid UTF-8 (a sequence
+	// that ends inside a character) become U+FFFD. A SentencePiece
+	// vocabulary's dummy-prefix space is dropped from the first piece that
+	// makes text, as a prompt's tokens decode back to the prompt.
+	Text          string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetokenizeResponse) Reset() {
+	*x = DetokenizeResponse{}
+	mi := &file_specd_v1_generation_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetokenizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetokenizeResponse) ProtoMessage() {}
+
+func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_v1_generation_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetokenizeResponse.ProtoReflect.Descriptor instead.
+func (*DetokenizeResponse) Descriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DetokenizeResponse) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 // ListModelsRequest asks for the models the router can reach. It has no
 // fields yet.
 type ListModelsRequest struct {
@@ -1587,7 +1704,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	mi := &file_specd_v1_generation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1716,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	mi := &file_specd_v1_generation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1729,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{16}
 }
 
 // ListModelsResponse lists the models the router can reach.
@@ -1626,7 +1743,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[15]
+	mi := &file_specd_v1_generation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1755,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[15]
+	mi := &file_specd_v1_generation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1768,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{15}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelInfo {
@@ -1691,7 +1808,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_specd_v1_generation_proto_msgTypes[16]
+	mi := &file_specd_v1_generation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1820,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[16]
+	mi := &file_specd_v1_generation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1833,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{16}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ModelInfo) GetName() string {
@@ -1888,7 +2005,13 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\aadd_bos\x18\x03 \x01(\bR\x06addBos\"G\n" +
 	"\x10TokenizeResponse\x12\x1b\n" +
 	"\ttoken_ids\x18\x01 \x03(\x05R\btokenIds\x12\x16\n" +
-	"\x06pieces\x18\x02 \x03(\tR\x06pieces\"\x13\n" +
+	"\x06pieces\x18\x02 \x03(\tR\x06pieces\"v\n" +
+	"\x11DetokenizeRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1b\n" +
+	"\ttoken_ids\x18\x02 \x03(\x05R\btokenIds\x12.\n" +
+	"\x13skip_special_tokens\x18\x03 \x01(\bR\x11skipSpecialTokens\"(\n" +
+	"\x12DetokenizeResponse\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\"\x13\n" +
 	"\x11ListModelsRequest\"A\n" +
 	"\x12ListModelsResponse\x12+\n" +
 	"\x06models\x18\x01 \x03(\v2\x13.specd.v1.ModelInfoR\x06models\"\x88\x02\n" +
@@ -1914,11 +2037,13 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x11FINISH_REASON_EOS\x10\x01\x12\x18\n" +
 	"\x14FINISH_REASON_LENGTH\x10\x02\x12\x1d\n" +
 	"\x19FINISH_REASON_STOP_STRING\x10\x03\x12\x19\n" +
-	"\x15FINISH_REASON_CONTEXT\x10\x042\xa7\x02\n" +
+	"\x15FINISH_REASON_CONTEXT\x10\x042\xf0\x02\n" +
 	"\x11GenerationService\x12C\n" +
 	"\bGenerate\x12\x19.specd.v1.GenerateRequest\x1a\x1a.specd.v1.GenerateResponse0\x01\x12A\n" +
 	"\bComplete\x12\x19.specd.v1.GenerateRequest\x1a\x1a.specd.v1.CompleteResponse\x12A\n" +
 	"\bTokenize\x12\x19.specd.v1.TokenizeRequest\x1a\x1a.specd.v1.TokenizeResponse\x12G\n" +
+	"\n" +
+	"Detokenize\x12\x1b.specd.v1.DetokenizeRequest\x1a\x1c.specd.v1.DetokenizeResponse\x12G\n" +
 	"\n" +
 	"ListModels\x12\x1b.specd.v1.ListModelsRequest\x1a\x1c.specd.v1.ListModelsResponseB3Z1github.com/specd-dev/specd/proto/specd/v1;specdv1b\x06proto3"
 
@@ -1935,7 +2060,7 @@ func file_specd_v1_generation_proto_rawDescGZIP() []byte {
 }
 
 var file_specd_v1_generation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_specd_v1_generation_proto_goTypes = []any{
 	(VerificationMode)(0),       // 0: specd.v1.VerificationMode
 	(FinishReason)(0),           // 1: specd.v1.FinishReason
@@ -1953,10 +2078,12 @@ var file_specd_v1_generation_proto_goTypes = []any{
 	(*CompleteResponse)(nil),    // 13: specd.v1.CompleteResponse
 	(*TokenizeRequest)(nil),     // 14: specd.v1.TokenizeRequest
 	(*TokenizeResponse)(nil),    // 15: specd.v1.TokenizeResponse
-	(*ListModelsRequest)(nil),   // 16: specd.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),  // 17: specd.v1.ListModelsResponse
-	(*ModelInfo)(nil),           // 18: specd.v1.ModelInfo
-	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
+	(*DetokenizeRequest)(nil),   // 16: specd.v1.DetokenizeRequest
+	(*DetokenizeResponse)(nil),  // 17: specd.v1.DetokenizeResponse
+	(*ListModelsRequest)(nil),   // 18: specd.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),  // 19: specd.v1.ListModelsResponse
+	(*ModelInfo)(nil),           // 20: specd.v1.ModelInfo
+	(*durationpb.Duration)(nil), // 21: google.protobuf.Duration
 }
 var file_specd_v1_generation_proto_depIdxs = []int32{
 	4,  // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
@@ -1971,29 +2098,31 @@ var file_specd_v1_generation_proto_depIdxs = []int32{
 	11, // 9: specd.v1.Final.stats:type_name -> specd.v1.Stats
 	8,  // 10: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
 	8,  // 11: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
-	19, // 12: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
-	19, // 13: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
+	21, // 12: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
+	21, // 13: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
 	12, // 14: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
 	12, // 15: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
 	0,  // 16: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
-	19, // 17: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	19, // 18: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	21, // 17: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
+	21, // 18: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
 	1,  // 19: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
 	11, // 20: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
 	8,  // 21: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
 	8,  // 22: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
 	8,  // 23: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
-	18, // 24: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	20, // 24: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
 	2,  // 25: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
 	2,  // 26: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
 	14, // 27: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	16, // 28: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	6,  // 29: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	13, // 30: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	15, // 31: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	17, // 32: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	29, // [29:33] is the sub-list for method output_type
-	25, // [25:29] is the sub-list for method input_type
+	16, // 28: specd.v1.GenerationService.Detokenize:input_type -> specd.v1.DetokenizeRequest
+	18, // 29: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	6,  // 30: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	13, // 31: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	15, // 32: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	17, // 33: specd.v1.GenerationService.Detokenize:output_type -> specd.v1.DetokenizeResponse
+	19, // 34: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	30, // [30:35] is the sub-list for method output_type
+	25, // [25:30] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name
@@ -2016,7 +2145,7 @@ func file_specd_v1_generation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_specd_v1_generation_proto_rawDesc), len(file_specd_v1_generation_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

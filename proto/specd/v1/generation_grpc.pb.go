@@ -35,6 +35,7 @@ const (
 	GenerationService_Generate_FullMethodName   = "/specd.v1.GenerationService/Generate"
 	GenerationService_Complete_FullMethodName   = "/specd.v1.GenerationService/Complete"
 	GenerationService_Tokenize_FullMethodName   = "/specd.v1.GenerationService/Tokenize"
+	GenerationService_Detokenize_FullMethodName = "/specd.v1.GenerationService/Detokenize"
 	GenerationService_ListModels_FullMethodName = "/specd.v1.GenerationService/ListModels"
 )
 
@@ -77,6 +78,13 @@ type GenerationServiceClient interface {
 	// (hence the lint exception).
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	Tokenize(ctx context.Context, in *TokenizeRequest, opts ...grpc.CallOption) (*TokenizeResponse, error)
+	// Detokenize returns the text a model's tokenizer makes of token ids, the
+	// inverse of Tokenize. The router answers it with the verifier's
+	// specd.speculation.v1.VerifierService.Detokenize, which shares its messages
+	// (hence the lint exception). INVALID_ARGUMENT names an id outside the
+	// vocabulary.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	Detokenize(ctx context.Context, in *DetokenizeRequest, opts ...grpc.CallOption) (*DetokenizeResponse, error)
 	// ListModels returns the models the router can currently reach.
 	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
 }
@@ -122,6 +130,16 @@ func (c *generationServiceClient) Tokenize(ctx context.Context, in *TokenizeRequ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(TokenizeResponse)
 	err := c.cc.Invoke(ctx, GenerationService_Tokenize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *generationServiceClient) Detokenize(ctx context.Context, in *DetokenizeRequest, opts ...grpc.CallOption) (*DetokenizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DetokenizeResponse)
+	err := c.cc.Invoke(ctx, GenerationService_Detokenize_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +195,13 @@ type GenerationServiceServer interface {
 	// (hence the lint exception).
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	Tokenize(context.Context, *TokenizeRequest) (*TokenizeResponse, error)
+	// Detokenize returns the text a model's tokenizer makes of token ids, the
+	// inverse of Tokenize. The router answers it with the verifier's
+	// specd.speculation.v1.VerifierService.Detokenize, which shares its messages
+	// (hence the lint exception). INVALID_ARGUMENT names an id outside the
+	// vocabulary.
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	Detokenize(context.Context, *DetokenizeRequest) (*DetokenizeResponse, error)
 	// ListModels returns the models the router can currently reach.
 	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
 	mustEmbedUnimplementedGenerationServiceServer()
@@ -197,6 +222,9 @@ func (UnimplementedGenerationServiceServer) Complete(context.Context, *GenerateR
 }
 func (UnimplementedGenerationServiceServer) Tokenize(context.Context, *TokenizeRequest) (*TokenizeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Tokenize not implemented")
+}
+func (UnimplementedGenerationServiceServer) Detokenize(context.Context, *DetokenizeRequest) (*DetokenizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Detokenize not implemented")
 }
 func (UnimplementedGenerationServiceServer) ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListModels not implemented")
@@ -269,6 +297,24 @@ func _GenerationService_Tokenize_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GenerationService_Detokenize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DetokenizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GenerationServiceServer).Detokenize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GenerationService_Detokenize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GenerationServiceServer).Detokenize(ctx, req.(*DetokenizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _GenerationService_ListModels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListModelsRequest)
 	if err := dec(in); err != nil {
@@ -301,6 +347,10 @@ var GenerationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Tokenize",
 			Handler:    _GenerationService_Tokenize_Handler,
+		},
+		{
+			MethodName: "Detokenize",
+			Handler:    _GenerationService_Detokenize_Handler,
 		},
 		{
 			MethodName: "ListModels",

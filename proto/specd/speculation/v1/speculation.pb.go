@@ -1175,10 +1175,12 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x0fkv_blocks_total\x18\x02 \x01(\x04R\rkvBlocksTotal\x12$\n" +
 	"\x0ekv_blocks_free\x18\x03 \x01(\x04R\fkvBlocksFree\x12\x1f\n" +
 	"\vqueue_depth\x18\x04 \x01(\rR\n" +
-	"queueDepth2\x80\x02\n" +
+	"queueDepth2\xc9\x02\n" +
 	"\x0fVerifierService\x12[\n" +
 	"\bGenerate\x12%.specd.speculation.v1.GenerateRequest\x1a&.specd.speculation.v1.GenerateResponse0\x01\x12A\n" +
-	"\bTokenize\x12\x19.specd.v1.TokenizeRequest\x1a\x1a.specd.v1.TokenizeResponse\x12M\n" +
+	"\bTokenize\x12\x19.specd.v1.TokenizeRequest\x1a\x1a.specd.v1.TokenizeResponse\x12G\n" +
+	"\n" +
+	"Detokenize\x12\x1b.specd.v1.DetokenizeRequest\x1a\x1c.specd.v1.DetokenizeResponse\x12M\n" +
 	"\x04Info\x12!.specd.speculation.v1.InfoRequest\x1a\".specd.speculation.v1.InfoResponse2\xbf\x01\n" +
 	"\fDraftService\x12`\n" +
 	"\tSpeculate\x12&.specd.speculation.v1.SpeculateRequest\x1a'.specd.speculation.v1.SpeculateResponse(\x010\x01\x12M\n" +
@@ -1198,26 +1200,28 @@ func file_specd_speculation_v1_speculation_proto_rawDescGZIP() []byte {
 
 var file_specd_speculation_v1_speculation_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_specd_speculation_v1_speculation_proto_goTypes = []any{
-	(*GenerateRequest)(nil),     // 0: specd.speculation.v1.GenerateRequest
-	(*GenerateResponse)(nil),    // 1: specd.speculation.v1.GenerateResponse
-	(*Progress)(nil),            // 2: specd.speculation.v1.Progress
-	(*SpeculateRequest)(nil),    // 3: specd.speculation.v1.SpeculateRequest
-	(*Start)(nil),               // 4: specd.speculation.v1.Start
-	(*Verdict)(nil),             // 5: specd.speculation.v1.Verdict
-	(*SpeculateResponse)(nil),   // 6: specd.speculation.v1.SpeculateResponse
-	(*Proposal)(nil),            // 7: specd.speculation.v1.Proposal
-	(*Distribution)(nil),        // 8: specd.speculation.v1.Distribution
-	(*InfoRequest)(nil),         // 9: specd.speculation.v1.InfoRequest
-	(*InfoResponse)(nil),        // 10: specd.speculation.v1.InfoResponse
-	(*v1.GenerateRequest)(nil),  // 11: specd.v1.GenerateRequest
-	(*v1.TokenChunk)(nil),       // 12: specd.v1.TokenChunk
-	(*v1.Final)(nil),            // 13: specd.v1.Final
-	(*durationpb.Duration)(nil), // 14: google.protobuf.Duration
-	(*v1.SamplingParams)(nil),   // 15: specd.v1.SamplingParams
-	(v1.VerificationMode)(0),    // 16: specd.v1.VerificationMode
-	(*v1.ModelInfo)(nil),        // 17: specd.v1.ModelInfo
-	(*v1.TokenizeRequest)(nil),  // 18: specd.v1.TokenizeRequest
-	(*v1.TokenizeResponse)(nil), // 19: specd.v1.TokenizeResponse
+	(*GenerateRequest)(nil),       // 0: specd.speculation.v1.GenerateRequest
+	(*GenerateResponse)(nil),      // 1: specd.speculation.v1.GenerateResponse
+	(*Progress)(nil),              // 2: specd.speculation.v1.Progress
+	(*SpeculateRequest)(nil),      // 3: specd.speculation.v1.SpeculateRequest
+	(*Start)(nil),                 // 4: specd.speculation.v1.Start
+	(*Verdict)(nil),               // 5: specd.speculation.v1.Verdict
+	(*SpeculateResponse)(nil),     // 6: specd.speculation.v1.SpeculateResponse
+	(*Proposal)(nil),              // 7: specd.speculation.v1.Proposal
+	(*Distribution)(nil),          // 8: specd.speculation.v1.Distribution
+	(*InfoRequest)(nil),           // 9: specd.speculation.v1.InfoRequest
+	(*InfoResponse)(nil),          // 10: specd.speculation.v1.InfoResponse
+	(*v1.GenerateRequest)(nil),    // 11: specd.v1.GenerateRequest
+	(*v1.TokenChunk)(nil),         // 12: specd.v1.TokenChunk
+	(*v1.Final)(nil),              // 13: specd.v1.Final
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*v1.SamplingParams)(nil),     // 15: specd.v1.SamplingParams
+	(v1.VerificationMode)(0),      // 16: specd.v1.VerificationMode
+	(*v1.ModelInfo)(nil),          // 17: specd.v1.ModelInfo
+	(*v1.TokenizeRequest)(nil),    // 18: specd.v1.TokenizeRequest
+	(*v1.DetokenizeRequest)(nil),  // 19: specd.v1.DetokenizeRequest
+	(*v1.TokenizeResponse)(nil),   // 20: specd.v1.TokenizeResponse
+	(*v1.DetokenizeResponse)(nil), // 21: specd.v1.DetokenizeResponse
 }
 var file_specd_speculation_v1_speculation_proto_depIdxs = []int32{
 	11, // 0: specd.speculation.v1.GenerateRequest.request:type_name -> specd.v1.GenerateRequest
@@ -1236,16 +1240,18 @@ var file_specd_speculation_v1_speculation_proto_depIdxs = []int32{
 	17, // 13: specd.speculation.v1.InfoResponse.model:type_name -> specd.v1.ModelInfo
 	0,  // 14: specd.speculation.v1.VerifierService.Generate:input_type -> specd.speculation.v1.GenerateRequest
 	18, // 15: specd.speculation.v1.VerifierService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	9,  // 16: specd.speculation.v1.VerifierService.Info:input_type -> specd.speculation.v1.InfoRequest
-	3,  // 17: specd.speculation.v1.DraftService.Speculate:input_type -> specd.speculation.v1.SpeculateRequest
-	9,  // 18: specd.speculation.v1.DraftService.Info:input_type -> specd.speculation.v1.InfoRequest
-	1,  // 19: specd.speculation.v1.VerifierService.Generate:output_type -> specd.speculation.v1.GenerateResponse
-	19, // 20: specd.speculation.v1.VerifierService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	10, // 21: specd.speculation.v1.VerifierService.Info:output_type -> specd.speculation.v1.InfoResponse
-	6,  // 22: specd.speculation.v1.DraftService.Speculate:output_type -> specd.speculation.v1.SpeculateResponse
-	10, // 23: specd.speculation.v1.DraftService.Info:output_type -> specd.speculation.v1.InfoResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
+	19, // 16: specd.speculation.v1.VerifierService.Detokenize:input_type -> specd.v1.DetokenizeRequest
+	9,  // 17: specd.speculation.v1.VerifierService.Info:input_type -> specd.speculation.v1.InfoRequest
+	3,  // 18: specd.speculation.v1.DraftService.Speculate:input_type -> specd.speculation.v1.SpeculateRequest
+	9,  // 19: specd.speculation.v1.DraftService.Info:input_type -> specd.speculation.v1.InfoRequest
+	1,  // 20: specd.speculation.v1.VerifierService.Generate:output_type -> specd.speculation.v1.GenerateResponse
+	20, // 21: specd.speculation.v1.VerifierService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	21, // 22: specd.speculation.v1.VerifierService.Detokenize:output_type -> specd.v1.DetokenizeResponse
+	10, // 23: specd.speculation.v1.VerifierService.Info:output_type -> specd.speculation.v1.InfoResponse
+	6,  // 24: specd.speculation.v1.DraftService.Speculate:output_type -> specd.speculation.v1.SpeculateResponse
+	10, // 25: specd.speculation.v1.DraftService.Info:output_type -> specd.speculation.v1.InfoResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name

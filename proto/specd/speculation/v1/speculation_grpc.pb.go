@@ -29,9 +29,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	VerifierService_Generate_FullMethodName = "/specd.speculation.v1.VerifierService/Generate"
-	VerifierService_Tokenize_FullMethodName = "/specd.speculation.v1.VerifierService/Tokenize"
-	VerifierService_Info_FullMethodName     = "/specd.speculation.v1.VerifierService/Info"
+	VerifierService_Generate_FullMethodName   = "/specd.speculation.v1.VerifierService/Generate"
+	VerifierService_Tokenize_FullMethodName   = "/specd.speculation.v1.VerifierService/Tokenize"
+	VerifierService_Detokenize_FullMethodName = "/specd.speculation.v1.VerifierService/Detokenize"
+	VerifierService_Info_FullMethodName       = "/specd.speculation.v1.VerifierService/Info"
 )
 
 // VerifierServiceClient is the client API for VerifierService service.
@@ -50,6 +51,11 @@ type VerifierServiceClient interface {
 	// messages (hence the lint exception).
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	Tokenize(ctx context.Context, in *v1.TokenizeRequest, opts ...grpc.CallOption) (*v1.TokenizeResponse, error)
+	// Detokenize decodes token ids with the verifier's tokenizer; the router
+	// answers specd.v1.GenerationService.Detokenize with it, so it shares that
+	// RPC's messages (hence the lint exception).
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	Detokenize(ctx context.Context, in *v1.DetokenizeRequest, opts ...grpc.CallOption) (*v1.DetokenizeResponse, error)
 	// Info describes the verifier's model and load.
 	//
 	// DraftService.Info takes and returns the same messages on purpose: a
@@ -97,6 +103,16 @@ func (c *verifierServiceClient) Tokenize(ctx context.Context, in *v1.TokenizeReq
 	return out, nil
 }
 
+func (c *verifierServiceClient) Detokenize(ctx context.Context, in *v1.DetokenizeRequest, opts ...grpc.CallOption) (*v1.DetokenizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.DetokenizeResponse)
+	err := c.cc.Invoke(ctx, VerifierService_Detokenize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *verifierServiceClient) Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(InfoResponse)
@@ -123,6 +139,11 @@ type VerifierServiceServer interface {
 	// messages (hence the lint exception).
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	Tokenize(context.Context, *v1.TokenizeRequest) (*v1.TokenizeResponse, error)
+	// Detokenize decodes token ids with the verifier's tokenizer; the router
+	// answers specd.v1.GenerationService.Detokenize with it, so it shares that
+	// RPC's messages (hence the lint exception).
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	Detokenize(context.Context, *v1.DetokenizeRequest) (*v1.DetokenizeResponse, error)
 	// Info describes the verifier's model and load.
 	//
 	// DraftService.Info takes and returns the same messages on purpose: a
@@ -146,6 +167,9 @@ func (UnimplementedVerifierServiceServer) Generate(*GenerateRequest, grpc.Server
 }
 func (UnimplementedVerifierServiceServer) Tokenize(context.Context, *v1.TokenizeRequest) (*v1.TokenizeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Tokenize not implemented")
+}
+func (UnimplementedVerifierServiceServer) Detokenize(context.Context, *v1.DetokenizeRequest) (*v1.DetokenizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Detokenize not implemented")
 }
 func (UnimplementedVerifierServiceServer) Info(context.Context, *InfoRequest) (*InfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Info not implemented")
@@ -200,6 +224,24 @@ func _VerifierService_Tokenize_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VerifierService_Detokenize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.DetokenizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VerifierServiceServer).Detokenize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VerifierService_Detokenize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VerifierServiceServer).Detokenize(ctx, req.(*v1.DetokenizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _VerifierService_Info_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(InfoRequest)
 	if err := dec(in); err != nil {
@@ -228,6 +270,10 @@ var VerifierService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Tokenize",
 			Handler:    _VerifierService_Tokenize_Handler,
+		},
+		{
+			MethodName: "Detokenize",
+			Handler:    _VerifierService_Detokenize_Handler,
 		},
 		{
 			MethodName: "Info",
