@@ -34,6 +34,7 @@ type Handler struct {
 	client  specdv1.GenerationServiceClient // the router's public API; every request is one call of it
 	maxBody int64                           // bound of a request body; larger is 413
 	log     *slog.Logger                    // requests that fail on the server's side; nil: none
+	ready   func(context.Context) error     // GET /health's check (SetReady); nil: always ready
 	mux     *http.ServeMux
 }
 
@@ -48,9 +49,12 @@ func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, log *slog
 	h.mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) { h.generate(w, r, ParseChat) })
 	h.mux.HandleFunc("GET /v1/models", h.models)
 	h.mux.HandleFunc("GET /v1/models/{model...}", h.model)
+	h.mux.HandleFunc("POST /tokenize", h.tokenize)
+	h.mux.HandleFunc("POST /detokenize", h.detokenize)
+	h.mux.HandleFunc("GET /health", h.health)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: "unknown_url",
-			Message: fmt.Sprintf("unknown URL: %s %s (this server serves POST /v1/completions, POST /v1/chat/completions and GET /v1/models)", r.Method, r.URL.Path)})
+			Message: fmt.Sprintf("unknown URL: %s %s (this server serves POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize, POST /detokenize and GET /health)", r.Method, r.URL.Path)})
 	})
 	return h
 }
@@ -77,15 +81,9 @@ func outgoing(r *http.Request) (context.Context, *Error) {
 
 // generate serves one generation endpoint, parse being its request decoder.
 func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]byte) (*Call, error)) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
-	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			writeError(w, &Error{Status: http.StatusRequestEntityTooLarge, Type: TypeInvalidRequest, Code: "request_too_large",
-				Message: fmt.Sprintf("request body over %d bytes", mb.Limit)})
-			return
-		}
-		writeError(w, &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Message: "reading the request body: " + err.Error()})
+	body, e := h.readBody(w, r)
+	if e != nil {
+		writeError(w, e)
 		return
 	}
 	c, err := parse(body)

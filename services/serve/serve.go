@@ -17,6 +17,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/specd-dev/specd/model"
@@ -499,7 +500,17 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	sctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
 	if cfg.HTTP != nil {
-		if err := frontDoor(rctx, cfg, rs, opts, &wg, fail); err != nil {
+		ready := func(ctx context.Context) error {
+			r, err := srv.Health.Check(ctx, &healthpb.HealthCheckRequest{Service: "specd.v1.GenerationService"})
+			if err != nil {
+				return err
+			}
+			if r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				return errors.New("no verifier is usable")
+			}
+			return nil
+		}
+		if err := frontDoor(rctx, cfg, rs, ready, opts, &wg, fail); err != nil {
 			return err
 		}
 	}
@@ -520,7 +531,7 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 // server's options opts (telemetry, API keys, limits) but no transport security, which
 // the HTTP listener provides instead (HTTPS with the router's TLS; with its CA, client
 // certificates of the identities the gRPC API admits).
-func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, opts []grpc.ServerOption, wg *sync.WaitGroup, fail context.CancelCauseFunc) error {
+func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, ready func(context.Context) error, opts []grpc.ServerOption, wg *sync.WaitGroup, fail context.CancelCauseFunc) error {
 	// Every HTTP request shares the one in-process connection, so the per-connection
 	// stream bound would be a bound on all HTTP requests, waiting rather than failing:
 	// lift it (per-key stream quotas still apply). The message bound stays.
@@ -543,6 +554,7 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, opts
 		lis = tls.NewListener(lis, cfg.TLS.httpsConfig())
 	}
 	h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), cfg.HTTP.MaxBodyBytes, cfg.Log)
+	h.SetReady(ready)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
