@@ -305,7 +305,7 @@ type httpOptions struct {
 }
 
 func (o *httpOptions) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.httpListen, "http-listen", "", "HTTP address of the OpenAI-compatible API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models); empty: none")
+	fs.StringVar(&o.httpListen, "http-listen", "", "HTTP address of the OpenAI-compatible API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health); empty: none")
 	fs.Int64Var(&o.httpMaxBody, "http-max-body-bytes", openaihttp.DefaultMaxBodyBytes, "largest request body the OpenAI-compatible API reads; larger is 413")
 }
 
