@@ -248,9 +248,6 @@ func FinalFromProto(f *specdv1.Final) *router.Final {
 		Draft:     router.Served{Address: s.GetDraft().GetAddress(), Model: s.GetDraft().GetModel()},
 		Fallbacks: int(s.GetFallbacks()), DraftRefusals: int(s.GetDraftRefusals()), Failovers: int(s.GetFailovers()),
 	}}
-	for _, lp := range f.GetPromptLogprobs() {
-		out.PromptLogprobs = append(out.PromptLogprobs, LogprobsFromProto(lp))
-	}
 	if lp := f.GetEndLogprobs(); lp != nil {
 		out.EndLogprobs = LogprobsFromProto(lp)
 	}
@@ -339,9 +336,6 @@ func FinalToProto(f *router.Final) *specdv1.Final {
 		out.Draft = &specdv1.Endpoint{Address: s.Draft.Address, Model: s.Draft.Model}
 	}
 	pf := &specdv1.Final{FinishReason: FinishToProto(f.Reason), Stats: out}
-	for _, lp := range f.PromptLogprobs {
-		pf.PromptLogprobs = append(pf.PromptLogprobs, LogprobsToProto(lp))
-	}
 	if f.EndLogprobs != nil {
 		pf.EndLogprobs = LogprobsToProto(f.EndLogprobs)
 	}

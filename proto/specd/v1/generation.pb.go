@@ -754,9 +754,20 @@ type TokenChunk struct {
 	Text string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
 	// With GenerateRequest.logprobs: one entry per entry of token_ids, in the
 	// same order. Empty otherwise.
-	Logprobs      []*TokenLogprob `protobuf:"bytes,4,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Logprobs []*TokenLogprob `protobuf:"bytes,4,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
+	// With GenerateRequest.prompt_logprobs: the log-probabilities of the next
+	// prompt tokens, continuing where the previous chunk's ended (the first
+	// chunk's start with the prompt's first token, which nothing before it
+	// predicts: it has only its bytes, logprob 0 and no top; each other has its
+	// log-probability given the tokens before it, as TokenChunk.logprobs). They
+	// come before any generated token — in the first chunks of the stream, as
+	// many as keep each message well under the message size limits (the set
+	// for a long prompt with top_logprobs 20 can exceed them) — and every
+	// prompt token has exactly one entry, also when the router resumed the
+	// request on another verifier. Empty otherwise.
+	PromptLogprobs []*TokenLogprob `protobuf:"bytes,5,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TokenChunk) Reset() {
@@ -813,6 +824,13 @@ func (x *TokenChunk) GetText() string {
 func (x *TokenChunk) GetLogprobs() []*TokenLogprob {
 	if x != nil {
 		return x.Logprobs
+	}
+	return nil
+}
+
+func (x *TokenChunk) GetPromptLogprobs() []*TokenLogprob {
+	if x != nil {
+		return x.PromptLogprobs
 	}
 	return nil
 }
@@ -961,10 +979,11 @@ type Final struct {
 	FinishReason FinishReason `protobuf:"varint,1,opt,name=finish_reason,json=finishReason,proto3,enum=specd.v1.FinishReason" json:"finish_reason,omitempty"`
 	// How the request was served.
 	Stats *Stats `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
-	// With GenerateRequest.prompt_logprobs: one entry per prompt token, in
-	// order. The first token, which nothing before it predicts, has only its
-	// bytes (logprob 0, no top); each other has its log-probability given the
-	// tokens before it, as TokenChunk.logprobs.
+	// Never set: the prompt's log-probabilities come in
+	// TokenChunk.prompt_logprobs, ahead of the generated tokens, since all of
+	// them in one message could exceed the message size limits.
+	//
+	// Deprecated: Marked as deprecated in specd/v1/generation.proto.
 	PromptLogprobs []*TokenLogprob `protobuf:"bytes,3,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
 	// With GenerateRequest.logprobs, when generation ended on an
 	// end-of-generation token (FINISH_REASON_EOS): that token's
@@ -1019,6 +1038,7 @@ func (x *Final) GetStats() *Stats {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in specd/v1/generation.proto.
 func (x *Final) GetPromptLogprobs() []*TokenLogprob {
 	if x != nil {
 		return x.PromptLogprobs
@@ -1357,7 +1377,10 @@ type CompleteResponse struct {
 	Stats *Stats `protobuf:"bytes,5,opt,name=stats,proto3" json:"stats,omitempty"`
 	// With GenerateRequest.logprobs: one entry per entry of token_ids.
 	Logprobs []*TokenLogprob `protobuf:"bytes,6,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
-	// With GenerateRequest.prompt_logprobs: as Final.prompt_logprobs.
+	// With GenerateRequest.prompt_logprobs: one entry per prompt token, as
+	// TokenChunk.prompt_logprobs. A response that would exceed the server's
+	// message size limit (16 MiB unless configured otherwise) is refused with
+	// INVALID_ARGUMENT naming it: stream such a request with Generate.
 	PromptLogprobs []*TokenLogprob `protobuf:"bytes,7,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
 	// As Final.end_logprobs.
 	EndLogprobs   *TokenLogprob `protobuf:"bytes,8,opt,name=end_logprobs,json=endLogprobs,proto3" json:"end_logprobs,omitempty"`
@@ -1824,13 +1847,14 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x10GenerateResponse\x12,\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x14.specd.v1.TokenChunkH\x00R\x05chunk\x12'\n" +
 	"\x05final\x18\x02 \x01(\v2\x0f.specd.v1.FinalH\x00R\x05finalB\a\n" +
-	"\x05event\"\x8f\x01\n" +
+	"\x05event\"\xd0\x01\n" +
 	"\n" +
 	"TokenChunk\x12\x1b\n" +
 	"\ttoken_ids\x18\x01 \x03(\x05R\btokenIds\x12\x1c\n" +
 	"\tpositions\x18\x02 \x03(\rR\tpositions\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x122\n" +
-	"\blogprobs\x18\x04 \x03(\v2\x16.specd.v1.TokenLogprobR\blogprobs\"f\n" +
+	"\blogprobs\x18\x04 \x03(\v2\x16.specd.v1.TokenLogprobR\blogprobs\x12?\n" +
+	"\x0fprompt_logprobs\x18\x05 \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\"f\n" +
 	"\fTokenLogprob\x12\x18\n" +
 	"\alogprob\x18\x01 \x01(\x02R\alogprob\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\fR\x05token\x12&\n" +
@@ -1839,11 +1863,11 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"TopLogprob\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\x05R\atokenId\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\fR\x05token\"\xe7\x01\n" +
+	"\x05token\x18\x03 \x01(\fR\x05token\"\xeb\x01\n" +
 	"\x05Final\x12;\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
-	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\x12?\n" +
-	"\x0fprompt_logprobs\x18\x03 \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\x129\n" +
+	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\x12C\n" +
+	"\x0fprompt_logprobs\x18\x03 \x03(\v2\x16.specd.v1.TokenLogprobB\x02\x18\x01R\x0epromptLogprobs\x129\n" +
 	"\fend_logprobs\x18\x04 \x01(\v2\x16.specd.v1.TokenLogprobR\vendLogprobs\"\xdd\a\n" +
 	"\x05Stats\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
@@ -1966,37 +1990,38 @@ var file_specd_v1_generation_proto_depIdxs = []int32{
 	7,  // 4: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
 	10, // 5: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
 	8,  // 6: specd.v1.TokenChunk.logprobs:type_name -> specd.v1.TokenLogprob
-	9,  // 7: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
-	1,  // 8: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
-	11, // 9: specd.v1.Final.stats:type_name -> specd.v1.Stats
-	8,  // 10: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	8,  // 11: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
-	19, // 12: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
-	19, // 13: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
-	12, // 14: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
-	12, // 15: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
-	0,  // 16: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
-	19, // 17: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	19, // 18: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
-	1,  // 19: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
-	11, // 20: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
-	8,  // 21: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
-	8,  // 22: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	8,  // 23: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
-	18, // 24: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
-	2,  // 25: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
-	2,  // 26: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
-	14, // 27: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	16, // 28: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	6,  // 29: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	13, // 30: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	15, // 31: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	17, // 32: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	29, // [29:33] is the sub-list for method output_type
-	25, // [25:29] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	8,  // 7: specd.v1.TokenChunk.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	9,  // 8: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
+	1,  // 9: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
+	11, // 10: specd.v1.Final.stats:type_name -> specd.v1.Stats
+	8,  // 11: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	8,  // 12: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
+	19, // 13: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
+	19, // 14: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
+	12, // 15: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
+	12, // 16: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
+	0,  // 17: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
+	19, // 18: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
+	19, // 19: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	1,  // 20: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
+	11, // 21: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
+	8,  // 22: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
+	8,  // 23: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	8,  // 24: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
+	18, // 25: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	2,  // 26: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
+	2,  // 27: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
+	14, // 28: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	16, // 29: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	6,  // 30: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	13, // 31: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	15, // 32: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	17, // 33: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	30, // [30:34] is the sub-list for method output_type
+	26, // [26:30] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_specd_v1_generation_proto_init() }
