@@ -210,7 +210,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		switch e := ev.msg.GetEvent().(type) {
 		case *specdv1.GenerateResponse_Chunk:
-			if v := k.text(ev.i, e.Chunk.GetText(), e.Chunk.GetLogprobs()); v != nil {
+			if v := k.chunk(ev.i, e.Chunk); v != nil {
 				if err := send(v); err != nil {
 					return // the client has gone; cancel ends the calls
 				}

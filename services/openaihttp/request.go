@@ -243,8 +243,6 @@ func ParseCompletion(body []byte) (*Call, error) {
 		}
 	}
 	switch {
-	case r.Echo && r.Stream:
-		return nil, badParam("echo", "not supported with stream: true")
 	case r.BestOf != nil && *r.BestOf != 1:
 		return nil, badParam("best_of", "%d: only 1 is supported", *r.BestOf)
 	case r.Suffix != nil && *r.Suffix != "":

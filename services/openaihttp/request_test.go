@@ -129,7 +129,6 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":[1, "a"]}`, "prompt"},
 		{false, `{"prompt":[["a"]]}`, "prompt"},
 		{false, `{"prompt":{}}`, "prompt"},
-		{false, `{"prompt":"x","echo":true,"stream":true}`, "echo"},
 		{false, `{"prompt":"x","max_tokens":0}`, "max_tokens"},
 		{false, `{"prompt":"x","best_of":2}`, "best_of"},
 		{false, `{"prompt":"x","suffix":"end"}`, "suffix"},

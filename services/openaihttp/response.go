@@ -91,11 +91,7 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 				// entries as all but the last.
 				gen = append(slices.Clip(gen), end)
 			}
-			more := completionLogprobs(gen, &offset)
-			ch.Logprobs.Tokens = append(ch.Logprobs.Tokens, more.Tokens...)
-			ch.Logprobs.TokenLogprobs = append(ch.Logprobs.TokenLogprobs, more.TokenLogprobs...)
-			ch.Logprobs.TopLogprobs = append(ch.Logprobs.TopLogprobs, more.TopLogprobs...)
-			ch.Logprobs.TextOffset = append(ch.Logprobs.TextOffset, more.TextOffset...)
+			ch.Logprobs = joinLogprobs(ch.Logprobs, completionLogprobs(gen, &offset))
 		case c.Req.GetLogprobs():
 			ch.Logprobs = completionLogprobs(gen, &textOffset{})
 		}
@@ -108,16 +104,41 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 }
 
 // echoText is the prompt as an echo shows it: the text the client sent, or a prompt of
-// token ids spelled by its tokens' bytes.
+// token ids spelled by its tokens' bytes (see spelling).
 func echoText(req *specdv1.GenerateRequest, r *specdv1.CompleteResponse) string {
 	if req.GetPrompt() != "" {
 		return req.GetPrompt()
 	}
-	var b []byte
+	var sp spelling
 	for _, lp := range r.GetPromptLogprobs() {
-		b = append(b, lp.GetToken()...)
+		sp.add(lp.GetToken())
 	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
+	return sp.text(true)
+}
+
+// spelling turns tokens' bytes into text as they arrive: whole characters, a byte that
+// begins no whole character as one U+FFFD (as textOffset counts it), and the bytes of
+// a character not yet complete held back until the next token's or the end.
+type spelling struct{ partial []byte }
+
+// add takes a token's bytes.
+func (s *spelling) add(b []byte) { s.partial = append(s.partial, b...) }
+
+// text returns what the bytes taken so far complete; with end, all of them.
+func (s *spelling) text(end bool) string {
+	var sb strings.Builder
+	i := 0
+	for i < len(s.partial) && (end || utf8.FullRune(s.partial[i:])) {
+		r, n := utf8.DecodeRune(s.partial[i:])
+		if r == utf8.RuneError && n == 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.Write(s.partial[i : i+n])
+		}
+		i += n
+	}
+	s.partial = append(s.partial[:0], s.partial[i:]...)
+	return sb.String()
 }
 
 // chatCompletion is the whole response of a non-streamed chat completion: one choice
@@ -312,21 +333,99 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 
 // chunker builds the chunks of one streamed response.
 type chunker struct {
+	c         *Call
 	chat      bool
 	perPrompt int          // n, the choices of each prompt
 	logprobs  bool         // the client asked for log-probabilities
 	head      Head         // the same in every chunk
 	started   []bool       // per choice: a chat stream has sent its first chunk, the one with the role
 	offset    []textOffset // per choice: where its next token starts in its text
+	echo      []echoState  // per choice, with Call.Echo
+}
+
+// echoState is how far a choice's stream has echoed its prompt.
+type echoState struct {
+	text   bool     // the prompt's text (of a text prompt) has been sent
+	seen   int      // prompt log-probabilities received
+	spell  spelling // a prompt of token ids: its bytes not yet sent as text
+	closed bool     // the echo is over: the generation follows
 }
 
 func newChunker(c *Call, id string, created int64) *chunker {
-	k := &chunker{chat: c.Chat, perPrompt: c.perPrompt(), logprobs: c.Req.GetLogprobs(), head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model},
+	k := &chunker{c: c, chat: c.Chat, perPrompt: c.perPrompt(), logprobs: c.Req.GetLogprobs(), head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model},
 		started: make([]bool, c.N), offset: make([]textOffset, c.N)}
 	if c.Chat {
 		k.head.Object = "chat.completion.chunk"
 	}
+	if c.Echo {
+		k.echo = make([]echoState, c.N)
+	}
 	return k
+}
+
+// echoed returns the text and log-probabilities by which choice i's echo goes on with
+// the prompt log-probabilities lps: the prompt's text first (of a text prompt, at
+// once; of one of token ids, as its tokens spell it), and the entries themselves when
+// the client asked for log-probabilities, the first null as in the unstreamed echo.
+// With end the echo is over: a prompt of token ids sends the rest of its spelling.
+func (k *chunker) echoed(i int, lps []*specdv1.TokenLogprob, end bool) (string, *CompletionLogprobs) {
+	e := &k.echo[i]
+	if e.closed {
+		return "", nil
+	}
+	var text string
+	if p := k.c.Choice(i).GetPrompt(); p != "" {
+		if !e.text {
+			e.text, text = true, p
+		}
+	} else {
+		for _, lp := range lps {
+			e.spell.add(lp.GetToken())
+		}
+		text = e.spell.text(end)
+	}
+	e.closed = end
+	if !k.logprobs || len(lps) == 0 {
+		return text, nil
+	}
+	out := completionLogprobs(lps, &k.offset[i])
+	if e.seen == 0 {
+		out.TokenLogprobs[0], out.TopLogprobs[0] = nil, nil // nothing predicts it
+	}
+	e.seen += len(lps)
+	return text, out
+}
+
+// chunk is the chunk carrying what msg adds to choice i's answer; nil when it would
+// carry nothing. An echo's prompt log-probabilities come before any generated token.
+func (k *chunker) chunk(i int, msg *specdv1.TokenChunk) any {
+	if k.echo == nil || k.chat {
+		return k.text(i, msg.GetText(), msg.GetLogprobs())
+	}
+	generated := len(msg.GetTokenIds()) > 0 || msg.GetText() != ""
+	text, lp := k.echoed(i, msg.GetPromptLogprobs(), generated)
+	if generated && !k.c.ScoreOnly {
+		text += msg.GetText()
+		if k.logprobs && len(msg.GetLogprobs()) > 0 {
+			lp = joinLogprobs(lp, completionLogprobs(msg.GetLogprobs(), &k.offset[i]))
+		}
+	}
+	if text == "" && lp == nil {
+		return nil
+	}
+	return &Completion{Head: k.head, Choices: []CompletionChoice{{Index: i, Text: text, Logprobs: lp}}}
+}
+
+// joinLogprobs is a's entries followed by b's; a may be nil.
+func joinLogprobs(a, b *CompletionLogprobs) *CompletionLogprobs {
+	if a == nil {
+		return b
+	}
+	a.Tokens = append(a.Tokens, b.Tokens...)
+	a.TokenLogprobs = append(a.TokenLogprobs, b.TokenLogprobs...)
+	a.TopLogprobs = append(a.TopLogprobs, b.TopLogprobs...)
+	a.TextOffset = append(a.TextOffset, b.TextOffset...)
+	return a
 }
 
 // delta is a chat chunk's delta for choice i: the role goes in its first.
@@ -368,7 +467,19 @@ func (k *chunker) final(c *Call, i int, f *specdv1.Final) any {
 	k.head.Model = modelName(c, f.GetStats())
 	fr := finishReason(f.GetFinishReason())
 	if !k.chat {
-		return &Completion{Head: k.head, Choices: []CompletionChoice{{Index: i, FinishReason: &fr}}}
+		ch := CompletionChoice{Index: i, FinishReason: &fr}
+		if k.echo != nil {
+			// The rest of the echo, if the generation added nothing to end it; the
+			// token that ended the text keeps its entry, as in the unstreamed echo.
+			ch.Text, ch.Logprobs = k.echoed(i, nil, true)
+			if end := f.GetEndLogprobs(); end != nil && k.logprobs && !c.ScoreOnly {
+				ch.Logprobs = joinLogprobs(ch.Logprobs, completionLogprobs([]*specdv1.TokenLogprob{end}, &k.offset[i]))
+			}
+			if c.ScoreOnly {
+				fr = "length"
+			}
+		}
+		return &Completion{Head: k.head, Choices: []CompletionChoice{ch}}
 	}
 	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Index: i, Delta: k.delta(i, ""), FinishReason: &fr}}}
 }
@@ -377,6 +488,9 @@ func (k *chunker) final(c *Call, i int, f *specdv1.Final) any {
 // every choice's final message.
 func (k *chunker) usage(fs []*specdv1.Final) any {
 	u := usage(mergeStats(fs, k.perPrompt))
+	if k.c.ScoreOnly {
+		u.CompletionTokens, u.TotalTokens = 0, u.PromptTokens
+	}
 	if !k.chat {
 		return &Completion{Head: k.head, Choices: []CompletionChoice{}, Usage: u}
 	}

@@ -1,8 +1,13 @@
 package serve_test
 
 import (
+	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -348,5 +353,161 @@ func TestOpenAIPromptBatch(t *testing.T) {
 	}
 	if resp.Usage.PromptTokens != promptTokens || resp.Usage.CompletionTokens != int64(2*6*len(prompts)) {
 		t.Errorf("usage %s: want %d prompt tokens (each prompt once) and %d completion tokens", resp.Usage.RawJSON(), promptTokens, 2*6*len(prompts))
+	}
+}
+
+// rawChoice is a completion choice as the JSON reads, null entries kept.
+type rawChoice struct {
+	Index    int     `json:"index"`
+	Text     string  `json:"text"`
+	Finish   *string `json:"finish_reason"`
+	Logprobs *struct {
+		Tokens        []string             `json:"tokens"`
+		TokenLogprobs []*float64           `json:"token_logprobs"`
+		TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+		TextOffset    []int                `json:"text_offset"`
+	} `json:"logprobs"`
+}
+
+// rawCompletion is a completion, or a chunk of one, as the JSON reads.
+type rawCompletion struct {
+	Choices []rawChoice `json:"choices"`
+	Usage   *struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
+// postCompletion posts body to the front door's /completions: the response, or with
+// stream the chunks of the server-sent events merged into one response (each choice's
+// text and logprob arrays concatenated in order, its finish reason, the usage chunk's
+// usage), and the text of each choice's first chunk.
+func postCompletion(t *testing.T, base string, body map[string]any) (rawCompletion, map[int]string) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(base+"/completions", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s: %s", resp.Status, msg)
+	}
+	if body["stream"] != true {
+		var out rawCompletion
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out, nil
+	}
+	var out rawCompletion
+	first := map[int]string{}
+	byIndex := map[int]*rawChoice{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 16<<20)
+	done := false
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		if line == "[DONE]" {
+			done = true
+			break
+		}
+		var c rawCompletion
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			t.Fatalf("chunk %s: %v", line, err)
+		}
+		if c.Usage != nil {
+			out.Usage = c.Usage
+		}
+		for _, ch := range c.Choices {
+			m := byIndex[ch.Index]
+			if m == nil {
+				first[ch.Index] = ch.Text
+				m = &rawChoice{Index: ch.Index}
+				byIndex[ch.Index] = m
+			}
+			m.Text += ch.Text
+			if ch.Finish != nil {
+				m.Finish = ch.Finish
+			}
+			if lp := ch.Logprobs; lp != nil {
+				if m.Logprobs == nil {
+					m.Logprobs = lp
+					continue
+				}
+				m.Logprobs.Tokens = append(m.Logprobs.Tokens, lp.Tokens...)
+				m.Logprobs.TokenLogprobs = append(m.Logprobs.TokenLogprobs, lp.TokenLogprobs...)
+				m.Logprobs.TopLogprobs = append(m.Logprobs.TopLogprobs, lp.TopLogprobs...)
+				m.Logprobs.TextOffset = append(m.Logprobs.TextOffset, lp.TextOffset...)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil || !done {
+		t.Fatalf("stream ended without data: [DONE] (%v)", err)
+	}
+	for i := range len(byIndex) {
+		if byIndex[i] == nil {
+			t.Fatalf("no chunk for choice %d of %d", i, len(byIndex))
+		}
+		out.Choices = append(out.Choices, *byIndex[i])
+	}
+	return out, first
+}
+
+// TestOpenAIEchoStreamed: echo with stream: true, as vLLM serves it — the stream
+// starts with the prompt (its text and, with logprobs, its tokens' log-probabilities)
+// and goes on with the generation — for a text prompt, a batch of prompts with n 2,
+// a prompt of token ids with max_tokens 0 (the prompt scored alone) and echo without
+// logprobs: the streamed chunks merged are the response the same request gets
+// unstreamed, text, tokens, log-probabilities, offsets, finish reasons and usage.
+func TestOpenAIEchoStreamed(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true})
+	ctx := context.Background()
+	const prompt = "Once upon a time there was a"
+	ids, err := s.client.Tokenize(ctx, &specdv1.TokenizeRequest{Text: prompt, AddBos: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		body map[string]any
+		echo []string // each choice's echoed prompt ("": the whole unstreamed text)
+	}{
+		{"text prompt", map[string]any{"prompt": prompt, "max_tokens": 3, "logprobs": 2}, []string{prompt}},
+		{"batch, n 2", map[string]any{"prompt": []string{prompt, "The little dog ran"}, "n": 2, "max_tokens": 2, "logprobs": 1},
+			[]string{prompt, prompt, "The little dog ran", "The little dog ran"}},
+		{"token ids, scoring only", map[string]any{"prompt": int64s(ids.GetTokenIds()), "max_tokens": 0, "logprobs": 1}, []string{""}},
+		{"text only", map[string]any{"prompt": prompt, "max_tokens": 4}, []string{prompt}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := map[string]any{"model": "specd-target", "temperature": 0, "echo": true}
+			for k, v := range tc.body {
+				body[k] = v
+			}
+			want, _ := postCompletion(t, s.http, body)
+			body["stream"], body["stream_options"] = true, map[string]any{"include_usage": true}
+			got, first := postCompletion(t, s.http, body)
+			gj, _ := json.Marshal(got)
+			wj, _ := json.Marshal(want)
+			if string(gj) != string(wj) {
+				t.Errorf("streamed, merged:\n%s\nwant the unstreamed response's:\n%s", gj, wj)
+			}
+			if len(want.Choices) != len(tc.echo) {
+				t.Fatalf("%d choices, want %d", len(want.Choices), len(tc.echo))
+			}
+			for i, ch := range want.Choices {
+				// (These prompts are short enough for one piece of log-probabilities.)
+				if p := cmp.Or(tc.echo[i], ch.Text); first[i] != p || !strings.HasPrefix(ch.Text, p) {
+					t.Errorf("choice %d: first chunk %q, want the echoed prompt %q alone", i, first[i], p)
+				}
+			}
+		})
 	}
 }
