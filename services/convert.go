@@ -69,7 +69,27 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 			if m.GetRole() == "" {
 				return q, BadField(fmt.Sprintf("messages[%d].role", i), "empty: say who speaks (system, user, assistant, tool)")
 			}
-			q.Messages[i] = chat.Message{Role: m.GetRole(), Content: m.GetContent()}
+			q.Messages[i] = chat.Message{Role: m.GetRole(), Content: m.GetContent(), Name: m.GetName(), ToolCallID: m.GetToolCallId()}
+			if calls := m.GetToolCalls(); len(calls) > 0 {
+				if m.GetRole() != "assistant" {
+					return q, BadField(fmt.Sprintf("messages[%d].tool_calls", i), "only an assistant message makes tool calls, not a %q one", m.GetRole())
+				}
+				q.Messages[i].ToolCalls = make([]chat.ToolCall, len(calls))
+				for j, c := range calls {
+					field := fmt.Sprintf("messages[%d].tool_calls[%d]", i, j)
+					fn := c.GetFunction()
+					switch {
+					case c.GetType() != "" && c.GetType() != "function":
+						return q, BadField(field+".type", "%q: only function calls", c.GetType())
+					case fn.GetName() == "":
+						return q, BadField(field+".function.name", "empty: name the function called")
+					}
+					if err := chat.CheckArguments(fn.GetArguments()); err != nil {
+						return q, BadField(field+".function.arguments", "%v", err)
+					}
+					q.Messages[i].ToolCalls[j] = chat.ToolCall{ID: c.GetId(), Type: c.GetType(), Function: chat.FunctionCall{Name: fn.GetName(), Arguments: fn.GetArguments()}}
+				}
+			}
 		}
 		q.AddGenerationPrompt = r.AddGenerationPrompt == nil || r.GetAddGenerationPrompt()
 	}
