@@ -287,11 +287,11 @@ func LogprobsToProto(lp *generate.Logprobs) *specdv1.TokenLogprob {
 	if lp == nil {
 		return nil
 	}
-	out := &specdv1.TokenLogprob{Logprob: lp.Logprob, Token: lp.Bytes}
+	out := &specdv1.TokenLogprob{Logprob: lp.Logprob, Token: lp.Bytes, Text: lp.Text}
 	if len(lp.Top) > 0 {
 		out.Top = make([]*specdv1.TopLogprob, len(lp.Top))
 		for i, t := range lp.Top {
-			out.Top[i] = &specdv1.TopLogprob{TokenId: t.ID, Logprob: t.Logprob, Token: t.Bytes}
+			out.Top[i] = &specdv1.TopLogprob{TokenId: t.ID, Logprob: t.Logprob, Token: t.Bytes, Text: t.Text}
 		}
 	}
 	return out
@@ -299,11 +299,11 @@ func LogprobsToProto(lp *generate.Logprobs) *specdv1.TokenLogprob {
 
 // LogprobsFromProto converts a token's log-probabilities received from a verifier.
 func LogprobsFromProto(p *specdv1.TokenLogprob) *generate.Logprobs {
-	lp := &generate.Logprobs{Logprob: p.GetLogprob(), Bytes: p.GetToken()}
+	lp := &generate.Logprobs{Logprob: p.GetLogprob(), Bytes: p.GetToken(), Text: p.GetText()}
 	if top := p.GetTop(); len(top) > 0 {
 		lp.Top = make([]generate.TopLogprob, len(top))
 		for i, t := range top {
-			lp.Top[i] = generate.TopLogprob{ID: t.GetTokenId(), Logprob: t.GetLogprob(), Bytes: t.GetToken()}
+			lp.Top[i] = generate.TopLogprob{ID: t.GetTokenId(), Logprob: t.GetLogprob(), Bytes: t.GetToken(), Text: t.GetText()}
 		}
 	}
 	return lp

@@ -16,27 +16,29 @@ import (
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 )
 
-// TestTextOffsetSplitCharacters: text_offset is where each token starts in the
-// completion's text, in characters, also when a byte-level vocabulary splits a
-// character over tokens (whose token strings read "bytes:\xe4\xbd"): a token that
-// begins or ends a split character starts where that character does, and the
-// escapes shown for it are no characters of the text; a byte that begins no whole
-// character is the one U+FFFD the text shows for it, and the token after it starts
-// after it. Streamed or not, and across chunks that hold part of a character back.
+// TestTextOffsetSplitCharacters: tokens and text_offset are vLLM's — each token as the
+// text it adds to the completion and where that starts, in characters — also when a
+// byte-level vocabulary splits a character over tokens: a token that begins a
+// character shows nothing, where the character will start, and the one that completes
+// it shows all of it; a byte that begins no whole character is the one U+FFFD the
+// text shows for it, shown by the token after it, which tells so. Streamed or not,
+// and across chunks that hold part of a character back; the chosen token's entry in
+// top_logprobs shows it the same way.
 func TestTextOffsetSplitCharacters(t *testing.T) {
 	// "你x好�!": 你 is e4 bd a0, 好 is e5 a5 bd; e4 followed by "!" is no character.
 	const whole = "你x好\ufffd!"
 	toks := [][]byte{{0xe4, 0xbd}, {0xa0}, []byte("x"), {0xe5, 0xa5}, {0xbd}, {0xe4}, []byte("!")}
+	texts := []string{"", "你", "x", "", "好", "", "\ufffd!"} // as the verifier's decoder shows them
 	chunks := []struct {
 		from, to int
 		text     string
 	}{{0, 1, ""}, {1, 3, "你x"}, {3, 4, ""}, {4, 5, "好"}, {5, 6, ""}, {6, 7, "\ufffd!"}}
 	lps := make([]*specdv1.TokenLogprob, len(toks))
 	for i, b := range toks {
-		lps[i] = &specdv1.TokenLogprob{Logprob: -float32(i + 1), Token: b}
+		lps[i] = &specdv1.TokenLogprob{Logprob: -float32(i + 1), Token: b, Text: texts[i]}
 	}
-	wantOffsets := []int64{0, 0, 1, 2, 2, 3, 4}
-	wantTokens := []string{`bytes:\xe4\xbd`, `bytes:\xa0`, "x", `bytes:\xe5\xa5`, `bytes:\xbd`, `bytes:\xe4`, "!"}
+	wantOffsets := []int64{0, 0, 1, 2, 2, 3, 3}
+	wantTokens := texts
 	base := serveStub(t, &stub{
 		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
 			for _, c := range chunks {
@@ -73,8 +75,8 @@ func TestTextOffsetSplitCharacters(t *testing.T) {
 			t.Errorf("%s: text_offset %v, want %v", name, lp.TextOffset, wantOffsets)
 		}
 		for i, off := range lp.TextOffset {
-			if r := []rune(text); off < 0 || int(off) >= len(r) {
-				t.Errorf("%s: token %d: text_offset %d is outside the text of %d characters", name, i, off, len(r))
+			if r, tr := []rune(text), []rune(lp.Tokens[i]); off < 0 || int(off)+len(tr) > len(r) || string(r[off:int(off)+len(tr)]) != lp.Tokens[i] {
+				t.Errorf("%s: token %d %q is not at its text_offset %d in %q", name, i, lp.Tokens[i], off, text)
 			}
 		}
 	}
@@ -106,9 +108,9 @@ func TestTextOffsetSplitCharacters(t *testing.T) {
 // failing the response (500) or cutting the stream short.
 func TestLogprobsNotFinite(t *testing.T) {
 	lps := []*specdv1.TokenLogprob{
-		{Logprob: -0.5, Token: []byte("a"), Top: []*specdv1.TopLogprob{
-			{TokenId: 1, Logprob: -0.5, Token: []byte("a")}, {TokenId: 2, Logprob: float32(math.Inf(-1)), Token: []byte("b")}}},
-		{Logprob: float32(math.NaN()), Token: []byte("c")},
+		{Logprob: -0.5, Token: []byte("a"), Text: "a", Top: []*specdv1.TopLogprob{
+			{TokenId: 1, Logprob: -0.5, Token: []byte("a"), Text: "a"}, {TokenId: 2, Logprob: float32(math.Inf(-1)), Token: []byte("b"), Text: "b"}}},
+		{Logprob: float32(math.NaN()), Token: []byte("c"), Text: "c"},
 	}
 	base := serveStub(t, &stub{
 		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {

@@ -80,11 +80,12 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 		}
 		switch {
 		case c.Echo && c.Req.GetLogprobs():
-			var offset textOffset
+			offset := textOffset{spelled: c.Choice(i).GetPrompt() == ""}
 			ch.Logprobs = completionLogprobs(r.GetPromptLogprobs(), &offset)
 			if len(ch.Logprobs.Tokens) > 0 {
 				ch.Logprobs.TokenLogprobs[0], ch.Logprobs.TopLogprobs[0] = nil, nil // nothing predicts it
 			}
+			offset.endSpelling()
 			if end := r.GetEndLogprobs(); end != nil && !c.ScoreOnly {
 				// The token that ended the text has its entry too, as in OpenAI's and
 				// vLLM's echo: a harness scoring with max_tokens 1 reads the prompt's
@@ -116,9 +117,7 @@ func echoText(req *specdv1.GenerateRequest, r *specdv1.CompleteResponse) string 
 	return sp.text(true)
 }
 
-// spelling turns tokens' bytes into text as they arrive: whole characters, a byte that
-// begins no whole character as one U+FFFD (as textOffset counts it), and the bytes of
-// a character not yet complete held back until the next token's or the end.
+// spelling turns tokens' bytes into text as they arrive (see spell).
 type spelling struct{ partial []byte }
 
 // add takes a token's bytes.
@@ -126,19 +125,28 @@ func (s *spelling) add(b []byte) { s.partial = append(s.partial, b...) }
 
 // text returns what the bytes taken so far complete; with end, all of them.
 func (s *spelling) text(end bool) string {
+	text, rest := spell(s.partial, nil, end)
+	s.partial = append(s.partial[:0], rest...)
+	return text
+}
+
+// spell returns the text that b completes after the bytes pending: whole characters,
+// one U+FFFD for each byte that begins no whole character, and — unless end — the
+// bytes of a character not yet complete held back, in rest (a new slice).
+func spell(pending, b []byte, end bool) (text string, rest []byte) {
+	buf := append(append(make([]byte, 0, len(pending)+len(b)), pending...), b...)
 	var sb strings.Builder
 	i := 0
-	for i < len(s.partial) && (end || utf8.FullRune(s.partial[i:])) {
-		r, n := utf8.DecodeRune(s.partial[i:])
+	for i < len(buf) && (end || utf8.FullRune(buf[i:])) {
+		r, n := utf8.DecodeRune(buf[i:])
 		if r == utf8.RuneError && n == 1 {
 			sb.WriteRune(utf8.RuneError)
 		} else {
-			sb.Write(s.partial[i : i+n])
+			sb.Write(buf[i : i+n])
 		}
 		i += n
 	}
-	s.partial = append(s.partial[:0], s.partial[i:]...)
-	return sb.String()
+	return sb.String(), buf[i:]
 }
 
 // chatCompletion is the whole response of a non-streamed chat completion: one choice
@@ -216,9 +224,9 @@ func mergeStats[T statsOf](rs []T, perPrompt int) *specdv1.Stats {
 	return out
 }
 
-// TokenText is how the API shows a token: its text, or, when its bytes are not whole
+// TokenText is how the chat API shows a token: its text, or, when its bytes are not whole
 // UTF-8 characters (part of a character a byte-level vocabulary splits), "bytes:"
-// and their escapes, as OpenAI's completions API does.
+// and their escapes, as OpenAI's API does (and specd generate --json).
 func TokenText(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
@@ -240,39 +248,51 @@ func byteValues(b []byte) []int {
 	return out
 }
 
-// textOffset follows where the completion's tokens fall in its text, in characters.
-// It counts a token's bytes as the text shows them, not the token string the API
-// shows (whose "bytes:\xe4\xbd" escapes are no part of the text): a character split
-// over tokens counts once, when its last byte arrives, and every token of it starts
-// where it does; a byte that begins no whole character counts as the one U+FFFD the
-// text shows for it, once the byte after it tells so.
+// textOffset follows a completion's text as its tokens' log-probabilities come, to
+// show each token as the text it adds there and where that starts, in characters:
+// vLLM's tokens and text_offset, with text[offset:offset+len(token)] == token for every
+// token of the text. A token of the generation, or of an echoed text prompt, shows its
+// decoded text (TokenLogprob.text): nothing for a control token, which the text does
+// not show, nor for one that begins a character a later token completes (that one
+// shows the whole character); a SentencePiece prompt's first piece without its
+// dummy-prefix space. A token of an echoed prompt of token ids shows the bytes the
+// echo spells for it (see spelling), a control token's as the vocabulary spells it.
 type textOffset struct {
-	chars   int    // characters completed so far
-	partial []byte // the bytes of a character begun and not yet completed
+	chars   int    // characters of the text so far
+	spelled bool   // the tokens are an echo of a prompt of token ids
+	partial []byte // spelled: the bytes of a character begun and not yet completed
 }
 
-// next moves the offset past a token's bytes and returns where the token starts: at
-// the first character that holds one of its bytes (after the characters that the
-// bytes before it turn out to make), or where the next character will be when it
-// holds none yet.
-func (o *textOffset) next(b []byte) (start int) {
-	before := len(o.partial)
-	o.partial = append(o.partial, b...)
-	start = -1
-	i := 0
-	for i < len(o.partial) && utf8.FullRune(o.partial[i:]) {
-		_, n := utf8.DecodeRune(o.partial[i:])
-		if start < 0 && i+n > before {
-			start = o.chars
-		}
-		i += n
-		o.chars++
+// show is what a token with bytes b and decoded text text shows where o stands.
+func (o *textOffset) show(b []byte, text string) string {
+	if !o.spelled {
+		return text
 	}
-	if start < 0 {
-		start = o.chars
+	text, _ = spell(o.partial, b, false)
+	return text
+}
+
+// next moves o past a token with bytes b and decoded text text, and returns what the
+// token shows and where that starts.
+func (o *textOffset) next(b []byte, text string) (shown string, start int) {
+	start = o.chars
+	if shown = text; o.spelled {
+		var rest []byte
+		shown, rest = spell(o.partial, b, false)
+		o.partial = append(o.partial[:0], rest...)
 	}
-	o.partial = append(o.partial[:0], o.partial[i:]...)
-	return start
+	o.chars += utf8.RuneCountInString(shown)
+	return shown, start
+}
+
+// endSpelling ends the echo of a prompt of token ids: the bytes of a character it left
+// incomplete show as one U+FFFD each, and the generation's tokens follow.
+func (o *textOffset) endSpelling() {
+	if o.spelled {
+		text, _ := spell(o.partial, nil, true)
+		o.chars += utf8.RuneCountInString(text)
+		o.partial, o.spelled = nil, false
+	}
 }
 
 // unlikely is the log-probability OpenAI's API documents for a token too unlikely to
@@ -293,23 +313,23 @@ func logprob(v float32) float32 {
 }
 
 // completionLogprobs converts tokens' log-probabilities to the completions API's
-// arrays; offset is where the first of them starts in the text, and is moved past
+// arrays; offset stands where the first of them starts in the text, and is moved past
 // them.
 func completionLogprobs(lps []*specdv1.TokenLogprob, offset *textOffset) *CompletionLogprobs {
 	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []*float32{}, TopLogprobs: []TokenChoices{}, TextOffset: []int{}}
 	for _, lp := range lps {
-		tok := TokenText(lp.GetToken())
-		out.Tokens = append(out.Tokens, tok)
-		out.TokenLogprobs = append(out.TokenLogprobs, new(logprob(lp.GetLogprob())))
-		out.TextOffset = append(out.TextOffset, offset.next(lp.GetToken()))
-		// The likeliest tokens, and the chosen one where it is not among them (so up
-		// to logprobs+1 entries, as OpenAI's API says).
+		// The likeliest tokens, each as it would show there, and the chosen one where
+		// it is not among them (so up to logprobs+1 entries, as OpenAI's API says).
 		top := make(TokenChoices, 0, len(lp.GetTop())+1)
 		chosen := false
 		for _, t := range lp.GetTop() {
-			top = append(top, TokenChoice{Token: TokenText(t.GetToken()), Logprob: logprob(t.GetLogprob())})
+			top = append(top, TokenChoice{Token: offset.show(t.GetToken(), t.GetText()), Logprob: logprob(t.GetLogprob())})
 			chosen = chosen || t.GetLogprob() == lp.GetLogprob() && bytes.Equal(t.GetToken(), lp.GetToken())
 		}
+		tok, start := offset.next(lp.GetToken(), lp.GetText())
+		out.Tokens = append(out.Tokens, tok)
+		out.TokenLogprobs = append(out.TokenLogprobs, new(logprob(lp.GetLogprob())))
+		out.TextOffset = append(out.TextOffset, start)
 		if !chosen {
 			top = append(top, TokenChoice{Token: tok, Logprob: logprob(lp.GetLogprob())})
 		}
@@ -359,6 +379,9 @@ func newChunker(c *Call, id string, created int64) *chunker {
 	}
 	if c.Echo {
 		k.echo = make([]echoState, c.N)
+		for i := range k.offset {
+			k.offset[i].spelled = c.Choice(i).GetPrompt() == ""
+		}
 	}
 	return k
 }
@@ -385,14 +408,17 @@ func (k *chunker) echoed(i int, lps []*specdv1.TokenLogprob, end bool) (string, 
 		text = e.spell.text(end)
 	}
 	e.closed = end
-	if !k.logprobs || len(lps) == 0 {
-		return text, nil
+	var out *CompletionLogprobs
+	if k.logprobs && len(lps) > 0 {
+		out = completionLogprobs(lps, &k.offset[i])
+		if e.seen == 0 {
+			out.TokenLogprobs[0], out.TopLogprobs[0] = nil, nil // nothing predicts it
+		}
+		e.seen += len(lps)
 	}
-	out := completionLogprobs(lps, &k.offset[i])
-	if e.seen == 0 {
-		out.TokenLogprobs[0], out.TopLogprobs[0] = nil, nil // nothing predicts it
+	if end {
+		k.offset[i].endSpelling()
 	}
-	e.seen += len(lps)
 	return text, out
 }
 

@@ -49,12 +49,15 @@ func TestOpenAILogprobs(t *testing.T) {
 		}
 		joined, offset := "", int64(0)
 		for i, w := range want.GetLogprobs() {
-			if lp.Tokens[i] != string(w.GetToken()) || float32(lp.TokenLogprobs[i]) != w.GetLogprob() || lp.TextOffset[i] != offset {
-				t.Errorf("%s: token %d = %q %v at %d, want %q %v at %d", name, i, lp.Tokens[i], lp.TokenLogprobs[i], lp.TextOffset[i], w.GetToken(), w.GetLogprob(), offset)
+			if lp.Tokens[i] != w.GetText() || float32(lp.TokenLogprobs[i]) != w.GetLogprob() || lp.TextOffset[i] != offset {
+				t.Errorf("%s: token %d = %q %v at %d, want %q %v at %d", name, i, lp.Tokens[i], lp.TokenLogprobs[i], lp.TextOffset[i], w.GetText(), w.GetLogprob(), offset)
 			}
-			for _, tl := range w.GetTop() {
-				if v, ok := lp.TopLogprobs[i][string(tl.GetToken())]; !ok || float32(v) != tl.GetLogprob() {
-					t.Errorf("%s: token %d: top %v lacks %q at %v", name, i, lp.TopLogprobs[i], tl.GetToken(), tl.GetLogprob())
+			for j, tl := range w.GetTop() {
+				// Tokens that show the same text (control tokens show none) keep the
+				// likeliest's entry.
+				first := slices.IndexFunc(w.GetTop(), func(x *specdv1.TopLogprob) bool { return x.GetText() == tl.GetText() })
+				if v, ok := lp.TopLogprobs[i][tl.GetText()]; !ok || first == j && float32(v) != tl.GetLogprob() {
+					t.Errorf("%s: token %d: top %v lacks %q at %v", name, i, lp.TopLogprobs[i], tl.GetText(), tl.GetLogprob())
 				}
 			}
 			if _, ok := lp.TopLogprobs[i][lp.Tokens[i]]; !ok || len(lp.TopLogprobs[i]) > top+1 {
@@ -205,8 +208,15 @@ func TestOpenAIEcho(t *testing.T) {
 			t.Errorf("%s: the prompt's first token has a log-probability: %.200s", tc.name, raw)
 		}
 		for k := 1; k < len(ids); k++ {
-			if w := want.GetPromptLogprobs()[k]; float32(lp.TokenLogprobs[k]) != w.GetLogprob() || lp.Tokens[k] != string(w.GetToken()) {
-				t.Errorf("%s: prompt token %d: %q %v, want %q %v", tc.name, k, lp.Tokens[k], lp.TokenLogprobs[k], w.GetToken(), w.GetLogprob())
+			// A text prompt's tokens show their decoded text, as the echo shows the
+			// prompt; a prompt of ids is echoed as its tokens' bytes spell it.
+			w := want.GetPromptLogprobs()[k]
+			shown := w.GetText()
+			if tc.max == 0 {
+				shown = string(w.GetToken())
+			}
+			if float32(lp.TokenLogprobs[k]) != w.GetLogprob() || lp.Tokens[k] != shown {
+				t.Errorf("%s: prompt token %d: %q %v, want %q %v", tc.name, k, lp.Tokens[k], lp.TokenLogprobs[k], shown, w.GetLogprob())
 			}
 		}
 		text := prompt
@@ -270,8 +280,9 @@ func TestOpenAIEchoEndToken(t *testing.T) {
 	if len(lp.Tokens) != n || len(lp.TokenLogprobs) != n || len(lp.TextOffset) != n {
 		t.Fatalf("%d tokens, %d logprobs, %d offsets for a prompt of %d and its end token; want %d", len(lp.Tokens), len(lp.TokenLogprobs), len(lp.TextOffset), len(prompt), n)
 	}
-	if got := lp.TokenLogprobs[n-1]; got == nil || float32(*got) != end.GetLogprob() || lp.Tokens[n-1] != string(end.GetToken()) {
-		t.Errorf("last entry %q %v, want the end token %q %v", lp.Tokens[n-1], got, end.GetToken(), end.GetLogprob())
+	// The end token (BOS, for this model) adds no text: it shows none.
+	if got := lp.TokenLogprobs[n-1]; got == nil || float32(*got) != end.GetLogprob() || lp.Tokens[n-1] != "" || lp.TextOffset[n-1] != len([]rune(ch.Text)) {
+		t.Errorf("last entry %q %v at %d, want the end token's %v, showing nothing at the text's end", lp.Tokens[n-1], got, lp.TextOffset[n-1], end.GetLogprob())
 	}
 	if resp.Usage.CompletionTokens != 0 {
 		t.Errorf("usage %s: the end token is no completion token", resp.Usage.RawJSON())
@@ -485,6 +496,9 @@ func TestOpenAIEchoStreamed(t *testing.T) {
 			[]string{prompt, prompt, "The little dog ran", "The little dog ran"}},
 		{"token ids, scoring only", map[string]any{"prompt": int64s(ids.GetTokenIds()), "max_tokens": 0, "logprobs": 1}, []string{""}},
 		{"text only", map[string]any{"prompt": prompt, "max_tokens": 4}, []string{prompt}},
+		{"split characters", map[string]any{"prompt": "東京 😀 and a dog", "max_tokens": 6, "logprobs": 3}, []string{"東京 😀 and a dog"}},
+		{"token ids with a control token amid them", map[string]any{"prompt": int64s(slices.Concat(ids.GetTokenIds(), []int32{2, 1}, ids.GetTokenIds()[1:])),
+			"max_tokens": 5, "logprobs": 2}, []string{"<s> " + prompt + "</s><s> " + prompt}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := map[string]any{"model": "specd-target", "temperature": 0, "echo": true}
@@ -503,6 +517,16 @@ func TestOpenAIEchoStreamed(t *testing.T) {
 				t.Fatalf("%d choices, want %d", len(want.Choices), len(tc.echo))
 			}
 			for i, ch := range want.Choices {
+				// Every token is at its text_offset in the text, as vLLM's offsets index it.
+				if lp := ch.Logprobs; lp != nil {
+					r := []rune(ch.Text)
+					for k, tok := range lp.Tokens {
+						off, tr := lp.TextOffset[k], []rune(tok)
+						if off+len(tr) > len(r) || string(r[off:off+len(tr)]) != tok {
+							t.Errorf("choice %d: token %d %q is not at its text_offset %d in %q", i, k, tok, off, ch.Text)
+						}
+					}
+				}
 				// (These prompts are short enough for one piece of log-probabilities.)
 				if p := cmp.Or(tc.echo[i], ch.Text); first[i] != p || !strings.HasPrefix(ch.Text, p) {
 					t.Errorf("choice %d: first chunk %q, want the echoed prompt %q alone", i, first[i], p)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -183,6 +184,15 @@ func TestPromptLogprobs(t *testing.T) {
 		}
 		if lps[0].GetLogprob() != 0 || len(lps[0].GetTop()) != 0 || !bytes.Equal(lps[0].GetToken(), m.Tok.TokenBytes(ids[0])) {
 			t.Errorf("run %d: first entry %v, want only the bytes of token %d", run, lps[0], ids[0])
+		}
+		// Each shows the text it adds: together, the prompt's decoded text (BOS none,
+		// the first piece without its dummy-prefix space).
+		var text strings.Builder
+		for _, lp := range lps {
+			text.WriteString(lp.GetText())
+		}
+		if got := text.String(); got != m.Tok.Decode(ids) || got != prompt {
+			t.Errorf("run %d: the prompt's tokens show %q, want %q", run, got, prompt)
 		}
 		for k := 1; k < len(ids); k++ {
 			row := logits[(k-1)*V:][:V]

@@ -1009,7 +1009,16 @@ type TokenLogprob struct {
 	// With GenerateRequest.top_logprobs: the most likely tokens at this
 	// position, most likely first (equal logits: lower id first). The
 	// generated token is among them only if it is that likely.
-	Top           []*TopLogprob `protobuf:"bytes,3,rep,name=top,proto3" json:"top,omitempty"`
+	Top []*TopLogprob `protobuf:"bytes,3,rep,name=top,proto3" json:"top,omitempty"`
+	// What the token adds to the decoded text where it stands, as a streaming
+	// detokenizer shows it (vLLM's decoded token): empty for a control token,
+	// which decodes to nothing, and for a token that begins a UTF-8 character
+	// a later token completes; the whole character for the token that
+	// completes it; the first piece of a SentencePiece prompt without its
+	// dummy-prefix space. The texts of a generation's tokens, concatenated,
+	// are its text (before a stop string cuts it); those of a prompt's, the
+	// prompt's decoded text.
+	Text          string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1065,6 +1074,13 @@ func (x *TokenLogprob) GetTop() []*TopLogprob {
 	return nil
 }
 
+func (x *TokenLogprob) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 // TopLogprob is one of the most likely tokens at a position.
 type TopLogprob struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1073,7 +1089,10 @@ type TopLogprob struct {
 	// Its log-probability, as TokenLogprob.logprob.
 	Logprob float32 `protobuf:"fixed32,2,opt,name=logprob,proto3" json:"logprob,omitempty"`
 	// Its bytes, as TokenLogprob.token.
-	Token         []byte `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	Token []byte `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	// What it would have added to the decoded text at this position, as
+	// TokenLogprob.text.
+	Text          string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1127,6 +1146,13 @@ func (x *TopLogprob) GetToken() []byte {
 		return x.Token
 	}
 	return nil
+}
+
+func (x *TopLogprob) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
 }
 
 // Final ends a Generate stream.
@@ -2023,16 +2049,18 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\tpositions\x18\x02 \x03(\rR\tpositions\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x122\n" +
 	"\blogprobs\x18\x04 \x03(\v2\x16.specd.v1.TokenLogprobR\blogprobs\x12?\n" +
-	"\x0fprompt_logprobs\x18\x05 \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\"f\n" +
+	"\x0fprompt_logprobs\x18\x05 \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\"z\n" +
 	"\fTokenLogprob\x12\x18\n" +
 	"\alogprob\x18\x01 \x01(\x02R\alogprob\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\fR\x05token\x12&\n" +
-	"\x03top\x18\x03 \x03(\v2\x14.specd.v1.TopLogprobR\x03top\"W\n" +
+	"\x03top\x18\x03 \x03(\v2\x14.specd.v1.TopLogprobR\x03top\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\"k\n" +
 	"\n" +
 	"TopLogprob\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\x05R\atokenId\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\fR\x05token\"\xeb\x01\n" +
+	"\x05token\x18\x03 \x01(\fR\x05token\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\"\xeb\x01\n" +
 	"\x05Final\x12;\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
 	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\x12C\n" +
