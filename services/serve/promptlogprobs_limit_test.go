@@ -95,3 +95,28 @@ func TestPromptLogprobsOverMessageLimit(t *testing.T) {
 		t.Fatalf("Complete with top 1 = %d prompt log-probabilities, %v; want %d", len(res.GetPromptLogprobs()), err, len(ids))
 	}
 }
+
+// TestOpenAIEchoOverMessageLimit: the front door answers a completion with echo and
+// logprobs 20 over a long prompt — the very request lm-evaluation-harness sends to
+// score a text — whole, streamed or not, however far its log-probabilities exceed the
+// gRPC message limit: it reads the router's stream, whose messages stay under it,
+// rather than the one message of Complete.
+func TestOpenAIEchoOverMessageLimit(t *testing.T) {
+	const limit = 64 << 10
+	s := startStackWith(t, stackOptions{maxMsg: limit, http: true})
+	prompt := strings.Repeat("Once upon a time there was a little girl who liked to play in the park with her dog. ", 24)
+	ids := s.target.Tok.Prompt(prompt)
+	body := map[string]any{"model": "specd-target", "prompt": prompt, "echo": true, "logprobs": generate.MaxTopLogprobs, "max_tokens": 1, "temperature": 0}
+	want, _ := postCompletion(t, s.http, body)
+	if len(want.Choices) != 1 || want.Choices[0].Logprobs == nil || len(want.Choices[0].Logprobs.Tokens) < len(ids)+1 {
+		t.Fatalf("unstreamed: %+v, want %d prompt tokens' entries and the generated one's", want, len(ids))
+	}
+	if !strings.HasPrefix(want.Choices[0].Text, prompt) {
+		t.Errorf("unstreamed text %.80q…, want the prompt first", want.Choices[0].Text)
+	}
+	body["stream"] = true
+	got, _ := postCompletion(t, s.http, body)
+	if len(got.Choices) != 1 || got.Choices[0].Text != want.Choices[0].Text || len(got.Choices[0].Logprobs.Tokens) != len(want.Choices[0].Logprobs.Tokens) {
+		t.Errorf("streamed: %d choices, want the unstreamed text and entries", len(got.Choices))
+	}
+}
