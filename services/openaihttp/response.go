@@ -365,6 +365,7 @@ type chunker struct {
 
 // echoState is how far a choice's stream has echoed its prompt.
 type echoState struct {
+	prompt string   // the prompt's text ("": a prompt of token ids)
 	text   bool     // the prompt's text (of a text prompt) has been sent
 	seen   int      // prompt log-probabilities received
 	spell  spelling // a prompt of token ids: its bytes not yet sent as text
@@ -379,8 +380,9 @@ func newChunker(c *Call, id string, created int64) *chunker {
 	}
 	if c.Echo {
 		k.echo = make([]echoState, c.N)
-		for i := range k.offset {
-			k.offset[i].spelled = c.Choice(i).GetPrompt() == ""
+		for i := range k.echo {
+			k.echo[i].prompt = c.Choice(i).GetPrompt()
+			k.offset[i].spelled = k.echo[i].prompt == ""
 		}
 	}
 	return k
@@ -397,9 +399,9 @@ func (k *chunker) echoed(i int, lps []*specdv1.TokenLogprob, end bool) (string, 
 		return "", nil
 	}
 	var text string
-	if p := k.c.Choice(i).GetPrompt(); p != "" {
+	if e.prompt != "" {
 		if !e.text {
-			e.text, text = true, p
+			e.text, text = true, e.prompt
 		}
 	} else {
 		for _, lp := range lps {
