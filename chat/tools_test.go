@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"os"
@@ -36,53 +35,14 @@ func TestToolCallsMatchJinja2(t *testing.T) {
 			t.Fatalf("Parse(%s) = %v", p, err)
 		}
 	}
-	f, err := os.Open(filepath.Join("testdata", "tool_cases.jsonl"))
-	if err != nil {
-		t.Fatal(err)
+	cases := readCases(t, "tool_cases.jsonl")
+	if len(cases) != 12 {
+		t.Fatalf("%d cases, want the 12 of the file", len(cases))
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	n := 0
-	for sc.Scan() {
-		var c struct {
-			Template            string    `json:"template"`
-			Conversation        string    `json:"conversation"`
-			Messages            []Message `json:"messages"`
-			AddGenerationPrompt bool      `json:"add_generation_prompt"`
-			Text                *string   `json:"text"`
-			Error               *string   `json:"error"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			t.Fatalf("case %d: %v", n, err)
-		}
-		n++
-		name := c.Template + "/" + c.Conversation
-		if c.AddGenerationPrompt {
-			name += "/generation_prompt"
-		}
-		t.Run(name, func(t *testing.T) {
-			got, err := templates[c.Template].Render(t.Context(), c.Messages, Options{AddGenerationPrompt: c.AddGenerationPrompt, BOS: "<s>", EOS: "</s>"})
-			if c.Error != nil {
-				var re *RaisedError
-				if !errors.As(err, &re) || re.Msg != *c.Error {
-					t.Errorf("Render = %q, %v; want the template to raise %q", got, err, *c.Error)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Render = %v", err)
-			}
-			if got != *c.Text {
-				t.Errorf("Render =\n%q\nwant\n%q", got, *c.Text)
-			}
+	for _, c := range cases {
+		t.Run(c.name(), func(t *testing.T) {
+			checkRender(t, templates[c.Template], c.Messages, Options{AddGenerationPrompt: c.AddGenerationPrompt, BOS: "<s>", EOS: "</s>"}, c.Text, c.Error)
 		})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n != 12 {
-		t.Fatalf("%d cases, want the 12 of the file", n)
 	}
 }
 

@@ -18,9 +18,7 @@ import json
 import pathlib
 import sys
 
-import jinja2
-
-from hf_render import environment
+from hf_render import environment, render_case
 
 TEMPLATES = {
     "qwen2.5": pathlib.Path("../../../shared/vocab/chat/qwen2.5-chat-template.jinja"),
@@ -66,13 +64,7 @@ def main():
         template = env.from_string(path.read_text())
         for conv, messages in CONVERSATIONS.items():
             for add in (True, False):
-                case = {"template": name, "conversation": conv, "messages": messages, "add_generation_prompt": add}
-                try:
-                    case["text"] = template.render(messages=for_template(messages), tools=None, documents=None,
-                                                   add_generation_prompt=add, bos_token="<s>", eos_token="</s>")
-                except jinja2.exceptions.TemplateError as e:
-                    case["error"] = str(e)
-                sys.stdout.write(json.dumps(case, ensure_ascii=False) + "\n")
+                sys.stdout.write(render_case(template, name, conv, messages, add, for_template(messages)))
 
 
 if __name__ == "__main__":
