@@ -29,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -563,21 +564,30 @@ func (r *run) sendPromptLogprobs(lps []*generate.Logprobs) error {
 	if err := r.send(); err != nil {
 		return err
 	}
-	bound := min(cmp.Or(r.s.cfg.MaxMessageBytes, services.MaxMessageBytes)/4, MaxPromptChunkBytes)
+	for _, c := range promptChunks(lps, min(cmp.Or(r.s.cfg.MaxMessageBytes, services.MaxMessageBytes)/4, MaxPromptChunkBytes)) {
+		if err := r.sendChunk(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// promptChunks cuts a prompt's log-probabilities into chunks of at most bound bytes
+// each (one entry larger than that alone in its chunk).
+func promptChunks(lps []*generate.Logprobs, bound int) []*specdv1.TokenChunk {
 	c, size := &specdv1.TokenChunk{}, 0
+	out := []*specdv1.TokenChunk{c}
 	for _, lp := range lps {
 		p := services.LogprobsToProto(lp)
-		n := proto.Size(p) + 8 // with its field's tag and length
+		n := protowire.SizeTag(5) + protowire.SizeBytes(proto.Size(p)) // the entry with its field's tag and length
 		if len(c.PromptLogprobs) > 0 && size+n > bound {
-			if err := r.sendChunk(c); err != nil {
-				return err
-			}
 			c, size = &specdv1.TokenChunk{}, 0
+			out = append(out, c)
 		}
 		c.PromptLogprobs = append(c.PromptLogprobs, p)
 		size += n
 	}
-	return r.sendChunk(c)
+	return out
 }
 
 // sendChunk sends c, with the rendered prompt's ids on the first message and the
