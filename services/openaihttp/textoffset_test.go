@@ -50,6 +50,7 @@ func TestTextOffsetInText(t *testing.T) {
 		filepath.Join(testmodels.VocabDir(t), "ggml-vocab-deepseek-coder.gguf"),
 		filepath.Join(testmodels.VocabDir(t), "ggml-vocab-starcoder.gguf"),
 		filepath.Join(testmodels.VocabDir(t), "ggml-vocab-phi-3.gguf"),
+		filepath.Join(testmodels.VocabDir(t), "ggml-vocab-llama-spm.gguf"),
 	}
 	var mu sync.Mutex
 	var cur *specdv1.CompleteResponse
