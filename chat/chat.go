@@ -32,10 +32,34 @@ import (
 	"github.com/ardanlabs/jinja"
 )
 
-// Message is one turn of a conversation.
+// Message is one turn of a conversation, in the shape of OpenAI's chat messages. The
+// template sees name and tool_call_id only when they are set, and tool_calls only when
+// there are some.
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	// Name is the speaker's name; of a "tool" message, the function whose result it
+	// carries.
+	Name string `json:"name,omitempty"`
+	// ToolCallID: of a "tool" message, the id of the call it answers.
+	ToolCallID string `json:"tool_call_id,omitempty"`
+	// ToolCalls: of an "assistant" message, the tool calls it made.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+}
+
+// ToolCall is one call of a tool an assistant message made.
+type ToolCall struct {
+	ID       string       `json:"id"`
+	Type     string       `json:"type"` // "function"; empty is taken as that
+	Function FunctionCall `json:"function"`
+}
+
+// FunctionCall is the function a ToolCall calls. Arguments is JSON text, as OpenAI's
+// API carries it; the template gets the value it spells (an object, usually), as
+// vLLM and Hugging Face's templates have it.
+type FunctionCall struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
 }
 
 // Options are the inputs of a rendering besides the messages.
@@ -61,6 +85,10 @@ var (
 	// ErrNoTemplate: the model has no chat template and none was configured. Render
 	// never returns it; callers holding a nil *Template do.
 	ErrNoTemplate = errors.New("model has no chat template")
+	// ErrArguments: a tool call's arguments are not JSON text. Render returns it
+	// (wrapped, naming the call) before running the template; CheckArguments tells
+	// ahead.
+	ErrArguments = errors.New("tool call arguments are not valid JSON")
 )
 
 // RaisedError is the message of a template's raise_exception call.
@@ -151,10 +179,11 @@ func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out s
 	}
 	list := make([]jinja.Value, len(msgs))
 	for i, m := range msgs {
-		d := jinja.NewDict()
-		d.AsDict().Set("role", jinja.NewString(m.Role))
-		d.AsDict().Set("content", jinja.NewString(m.Content))
-		list[i] = d
+		v, err := messageValue(m)
+		if err != nil {
+			return "", fmt.Errorf("message %d: %w", i, err)
+		}
+		list[i] = v
 	}
 	data := map[string]jinja.Value{
 		"messages":              jinja.NewList(list),

@@ -58,7 +58,7 @@ func TestErrorLine(t *testing.T) {
 
 func TestRender(t *testing.T) {
 	at := time.Date(2026, time.March, 5, 14, 7, 9, 0, time.UTC)
-	msgs := []Message{{"user", "Hi <b>&\u2028é😀\"\\\n\x01"}}
+	msgs := []Message{{Role: "user", Content: "Hi <b>&\u2028é😀\"\\\n\x01"}}
 	tests := []struct {
 		name, src string
 		o         Options
@@ -121,10 +121,10 @@ func TestRaiseException(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := tmpl.Render(t.Context(), []Message{{"user", "x"}}, Options{}); err != nil || got != "ok" {
+	if got, err := tmpl.Render(t.Context(), []Message{{Role: "user", Content: "x"}}, Options{}); err != nil || got != "ok" {
 		t.Fatalf("Render(user) = %q, %v, want ok", got, err)
 	}
-	_, err = tmpl.Render(t.Context(), []Message{{"user", "x"}, {"robot", "y"}}, Options{})
+	_, err = tmpl.Render(t.Context(), []Message{{Role: "user", Content: "x"}, {Role: "robot", Content: "y"}}, Options{})
 	var re *RaisedError
 	if !errors.As(err, &re) || !errors.Is(err, ErrRejected) || re.Msg != "Unknown role: robot" {
 		t.Fatalf("Render(robot) = %v, want a RaisedError %q", err, "Unknown role: robot")
@@ -170,7 +170,7 @@ func TestBadTemplates(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse = %v", err)
 			}
-			msgs := []Message{{"user", strings.Repeat("ab", 500)}}
+			msgs := []Message{{Role: "user", Content: strings.Repeat("ab", 500)}}
 			if _, err := tmpl.Render(t.Context(), msgs, Options{}); !errors.Is(err, ErrTemplate) {
 				t.Errorf("Render(%q) = %v, want ErrTemplate", tt.src, err)
 			}
@@ -189,7 +189,7 @@ func TestRenderStopsWithContext(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tmpl.Render(ctx, []Message{{"user", "x"}}, Options{}); !errors.Is(err, context.Canceled) {
+		if _, err := tmpl.Render(ctx, []Message{{Role: "user", Content: "x"}}, Options{}); !errors.Is(err, context.Canceled) {
 			t.Errorf("Render(%q, cancelled) = %v, want context.Canceled", src, err)
 		}
 	}
@@ -237,7 +237,7 @@ func FuzzRender(f *testing.F) {
 	f.Add("tool", "{\"a\": 1}", "tool", "\xff\xfe invalid utf-8 \u2028", true)
 	f.Add("", "", "", "", false)
 	f.Fuzz(func(t *testing.T, r1, c1, r2, c2 string, gen bool) {
-		msgs := []Message{{r1, c1}, {r2, c2}}
+		msgs := []Message{{Role: r1, Content: c1}, {Role: r2, Content: c2}}
 		out, err := tmpl.Render(t.Context(), msgs, Options{AddGenerationPrompt: gen})
 		if err != nil {
 			t.Fatalf("Render(%q) = %v", msgs, err)
@@ -268,7 +268,7 @@ func FuzzParse(f *testing.F) {
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
-		tmpl.Render(ctx, []Message{{"user", "hi"}}, Options{AddGenerationPrompt: true})
+		tmpl.Render(ctx, []Message{{Role: "user", Content: "hi"}}, Options{AddGenerationPrompt: true})
 	})
 }
 
@@ -276,13 +276,13 @@ func FuzzParse(f *testing.F) {
 // verifier does for each chat request.
 func BenchmarkRenderQwen(b *testing.B) {
 	tmpl, _ := qwen(b)
-	msgs := []Message{{"system", "You are a helpful assistant."}}
+	msgs := []Message{{Role: "system", Content: "You are a helpful assistant."}}
 	for i := range 20 {
 		role := "user"
 		if i%2 == 1 {
 			role = "assistant"
 		}
-		msgs = append(msgs, Message{role, strings.Repeat("Some words of the conversation. ", 10)})
+		msgs = append(msgs, Message{Role: role, Content: strings.Repeat("Some words of the conversation. ", 10)})
 	}
 	for b.Loop() {
 		if _, err := tmpl.Render(b.Context(), msgs, Options{AddGenerationPrompt: true}); err != nil {

@@ -17,29 +17,9 @@ import (
 // raised message) with Python Jinja2's in Hugging Face's configuration
 // (testdata/hf_render.py wrote testdata/hf_cases.jsonl).
 func TestMatchesJinja2(t *testing.T) {
-	f, err := os.Open(filepath.Join("testdata", "hf_cases.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	now := time.Date(2026, time.March, 5, 14, 7, 9, 0, time.UTC)
 	templates := map[string]*Template{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	n := 0
-	for sc.Scan() {
-		var c struct {
-			Template            string    `json:"template"`
-			Conversation        string    `json:"conversation"`
-			Messages            []Message `json:"messages"`
-			AddGenerationPrompt bool      `json:"add_generation_prompt"`
-			Text                *string   `json:"text"`
-			Error               *string   `json:"error"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			t.Fatalf("case %d: %v", n, err)
-		}
-		n++
+	for _, c := range readCases(t, "hf_cases.jsonl") {
 		tmpl, ok := templates[c.Template]
 		if !ok {
 			src, err := os.ReadFile(filepath.Join("testdata", "templates", c.Template))
@@ -51,32 +31,75 @@ func TestMatchesJinja2(t *testing.T) {
 			}
 			templates[c.Template] = tmpl
 		}
-		name := c.Template + "/" + c.Conversation
-		if c.AddGenerationPrompt {
-			name += "/generation_prompt"
-		}
-		t.Run(name, func(t *testing.T) {
-			got, err := tmpl.Render(t.Context(), c.Messages, Options{AddGenerationPrompt: c.AddGenerationPrompt, BOS: "<s>", EOS: "</s>", Now: now})
-			if c.Error != nil {
-				var re *RaisedError
-				if !errors.As(err, &re) || re.Msg != *c.Error {
-					t.Errorf("Render = %q, %v; want the template to raise %q", got, err, *c.Error)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Render = %v", err)
-			}
-			if got != *c.Text {
-				t.Errorf("Render =\n%q\nwant\n%q", got, *c.Text)
-			}
+		t.Run(c.name(), func(t *testing.T) {
+			checkRender(t, tmpl, c.Messages, Options{AddGenerationPrompt: c.AddGenerationPrompt, BOS: "<s>", EOS: "</s>", Now: now}, c.Text, c.Error)
 		})
+	}
+}
+
+// renderCase is one line of a file hf_render.py or tool_render.py wrote: a
+// conversation and what Jinja2 renders it to, or the message the template raised.
+type renderCase struct {
+	Template            string    `json:"template"`
+	Conversation        string    `json:"conversation"`
+	Messages            []Message `json:"messages"`
+	AddGenerationPrompt bool      `json:"add_generation_prompt"`
+	Text                *string   `json:"text"`
+	Error               *string   `json:"error"`
+}
+
+func (c renderCase) name() string {
+	name := c.Template + "/" + c.Conversation
+	if c.AddGenerationPrompt {
+		name += "/generation_prompt"
+	}
+	return name
+}
+
+// readCases reads the cases of testdata/file, failing on none.
+func readCases(t *testing.T, file string) []renderCase {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var cases []renderCase
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var c renderCase
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			t.Fatalf("%s: case %d: %v", file, len(cases), err)
+		}
+		cases = append(cases, c)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if n == 0 {
-		t.Fatal("no cases")
+	if len(cases) == 0 {
+		t.Fatalf("%s: no cases", file)
+	}
+	return cases
+}
+
+// checkRender renders msgs with tmpl and checks the result: text, or (text nil) the
+// template raising raised.
+func checkRender(t *testing.T, tmpl *Template, msgs []Message, o Options, text, raised *string) {
+	t.Helper()
+	got, err := tmpl.Render(t.Context(), msgs, o)
+	if text == nil {
+		var re *RaisedError
+		if !errors.As(err, &re) || re.Msg != *raised {
+			t.Errorf("Render = %q, %v; want the template to raise %q", got, err, *raised)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Render = %v", err)
+	}
+	if got != *text {
+		t.Errorf("Render =\n%q\nwant\n%q", got, *text)
 	}
 }
 

@@ -64,6 +64,11 @@ func (o *Output) Next() int { return o.start + len(o.IDs) }
 // Text returns the text so far (after a stop string is found, the text before it).
 func (o *Output) Text() string { return o.text.String()[:o.visible()] }
 
+// Peek returns what the token id at position Next() would add to the decoded text (as
+// tokenizer.Decoder.Peek: before stop strings and held-back text), and leaves the
+// output as it is.
+func (o *Output) Peek(id int32) string { return o.dec.Peek(id) }
+
 // Push adds the token at position Next() and returns the newly streamable text. It
 // must not be called once Done.
 func (o *Output) Push(id int32) string {

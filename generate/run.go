@@ -37,8 +37,12 @@ type Token struct {
 // which tokens were likeliest there.
 type Logprobs struct {
 	Logprob float32
-	Bytes   []byte       // the token's bytes (tokenizer.TokenBytes)
-	Top     []TopLogprob // most likely first, equal logits by lower id
+	Bytes   []byte // the token's bytes (tokenizer.TokenBytes)
+	// Text is what the token adds to the decoded text where it stands
+	// (tokenizer.Decoder.Next): "" for a control token or a byte that begins a
+	// character, the whole character for the token that completes it.
+	Text string
+	Top  []TopLogprob // most likely first, equal logits by lower id
 }
 
 // TopLogprob is one of the likeliest tokens at a position.
@@ -46,14 +50,20 @@ type TopLogprob struct {
 	ID      int32
 	Logprob float32
 	Bytes   []byte
+	Text    string // what it would have added to the text there, as Logprobs.Text
 }
+
+// Peeker tells what a token would add to a text being decoded, without adding it: a
+// *tokenizer.Decoder, or an Output.
+type Peeker interface{ Peek(id int32) string }
 
 // MaxTopLogprobs is the most likeliest tokens a request may ask for at each position.
 const MaxTopLogprobs = 20
 
 // NewLogprobs returns how likely id was at a position whose logits are given, with the
-// top likeliest tokens there (at most MaxTopLogprobs), their bytes from tok.
-func NewLogprobs(logits []float32, id int32, top int, tok *tokenizer.Tokenizer) *Logprobs {
+// top likeliest tokens there (at most MaxTopLogprobs), their bytes from tok and their
+// text from at, which stands where id is decoded (before it).
+func NewLogprobs(logits []float32, id int32, top int, tok *tokenizer.Tokenizer, at Peeker) *Logprobs {
 	buf, _ := scratchPool.Get().(*[]float32)
 	if buf == nil {
 		buf = new([]float32)
@@ -61,13 +71,13 @@ func NewLogprobs(logits []float32, id int32, top int, tok *tokenizer.Tokenizer) 
 	var lse float64
 	lse, *buf = sample.LogSumExp(logits, *buf)
 	scratchPool.Put(buf)
-	lp := &Logprobs{Logprob: float32(float64(logits[id]) - lse), Bytes: tok.TokenBytes(id)}
+	lp := &Logprobs{Logprob: float32(float64(logits[id]) - lse), Bytes: tok.TokenBytes(id), Text: at.Peek(id)}
 	if top = min(top, MaxTopLogprobs); top > 0 {
 		var ids [MaxTopLogprobs]int32
 		best := sample.TopIDs(ids[:0], logits, top)
 		lp.Top = make([]TopLogprob, len(best))
 		for i, t := range best {
-			lp.Top[i] = TopLogprob{ID: t, Logprob: float32(float64(logits[t]) - lse), Bytes: tok.TokenBytes(t)}
+			lp.Top[i] = TopLogprob{ID: t, Logprob: float32(float64(logits[t]) - lse), Bytes: tok.TokenBytes(t), Text: at.Peek(t)}
 		}
 	}
 	return lp
@@ -123,6 +133,10 @@ func Run(ctx context.Context, st *model.State, req Request, emit func(Token) err
 		pos := out.Next()
 		id := smp.Sample(logits, pos)
 		smp.Observe(id)
+		var lp *Logprobs
+		if req.Logprobs {
+			lp = NewLogprobs(logits, id, req.TopLogprobs, m.Tok, out) // before id is pushed: its text where it stands
+		}
 		text := out.Push(id)
 		if len(out.IDs) == 1 && stats.FirstToken == 0 {
 			stats.FirstToken = time.Since(t0)
@@ -131,9 +145,7 @@ func Run(ctx context.Context, st *model.State, req Request, emit func(Token) err
 		if len(out.IDs) > stats.Tokens {
 			stats.Tokens = len(out.IDs)
 			tok := Token{ID: id, Pos: pos, Text: text}
-			if req.Logprobs {
-				tok.Logprobs = NewLogprobs(logits, id, req.TopLogprobs, m.Tok)
-			}
+			tok.Logprobs = lp
 			if err := emit(tok); err != nil {
 				return out, stats, err
 			}

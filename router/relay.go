@@ -45,6 +45,11 @@ type Event struct {
 	Final     *Final // non-nil on the last event
 	// Logprobs, when the request asked for them: one per entry of IDs.
 	Logprobs []*generate.Logprobs
+	// PromptLogprobs, when the request asked for them: the next prompt tokens'
+	// log-probabilities, continuing those of the attempt's earlier events. An
+	// attempt sends every prompt token's before its first token; Relay passes each
+	// on once, however many attempts sent it.
+	PromptLogprobs []*generate.Logprobs
 	// Progress is the attempt's speculation so far (nil: unchanged, or not reported).
 	// The verifier sends it with the final event and whenever it changed.
 	Progress *Progress
@@ -107,9 +112,6 @@ type Final struct {
 	Reason    generate.Finish
 	Stats     Stats
 	PromptIDs []int32 // the prompt as the verifier took it (nil: not reported)
-	// PromptLogprobs: when the request asked, the prompt's tokens' log-probabilities,
-	// one per token of PromptIDs (the first with its bytes only).
-	PromptLogprobs []*generate.Logprobs
 	// EndLogprobs: when the request asked for log-probabilities and the generation
 	// ended on an end-of-generation token, that token's (it is in no event's IDs);
 	// else nil.
@@ -180,13 +182,16 @@ type Router struct {
 // Result sums up a relayed request.
 type Result struct {
 	// Final is the last attempt's end, its stats counting every attempt's rounds.
-	Final     *Final
-	IDs       []int32              // every token relayed
-	Text      string               // all text relayed
-	Logprobs  []*generate.Logprobs // every token's, when the request asked for them
-	Attempts  []Attempt
-	Failovers int
-	earlier   Progress // what the attempts that failed had done
+	Final    *Final
+	IDs      []int32              // every token relayed
+	Text     string               // all text relayed
+	Logprobs []*generate.Logprobs // every token's, when the request asked for them
+	// PromptLogprobs: the prompt's tokens', when the request asked for them (the
+	// first with its bytes only), each once.
+	PromptLogprobs []*generate.Logprobs
+	Attempts       []Attempt
+	Failovers      int
+	earlier        Progress // what the attempts that failed had done
 }
 
 // Progress is what the request's attempts that failed had done, as they last reported
@@ -338,6 +343,7 @@ func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result,
 		return false, err
 	}
 	var done Progress
+	prompt := 0 // prompt log-probabilities this attempt has sent
 	defer func() {
 		if err != nil {
 			res.earlier.add(done)
@@ -353,6 +359,15 @@ func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result,
 		}
 		if ev.Progress != nil {
 			done = *ev.Progress
+		}
+		if n := len(ev.PromptLogprobs); n > 0 {
+			// An earlier attempt may have passed some of them on already.
+			ev.PromptLogprobs = ev.PromptLogprobs[min(max(len(res.PromptLogprobs)-prompt, 0), n):]
+			prompt += n
+			res.PromptLogprobs = append(res.PromptLogprobs, ev.PromptLogprobs...)
+			if len(ev.PromptLogprobs) == 0 && len(ev.IDs) == 0 && ev.Text == "" && ev.Final == nil && len(ev.Logprobs) == 0 {
+				continue // nothing new for the client
+			}
 		}
 		res.IDs = append(res.IDs, ev.IDs...)
 		res.Logprobs = append(res.Logprobs, ev.Logprobs...)

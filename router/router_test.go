@@ -467,3 +467,53 @@ func TestRelayProgressOfFailedRequest(t *testing.T) {
 		t.Errorf("progress of two failed attempts = %+v, want twice each one's", p)
 	}
 }
+
+// TestRelayPromptLogprobsOnce: prompt log-probabilities come in pieces ahead of the
+// tokens. An attempt that fails after some of them is resumed on another verifier,
+// which sends them all again: the client gets each prompt token's once, in order, and
+// a piece holding only what it already has is no event at all.
+func TestRelayPromptLogprobsOnce(t *testing.T) {
+	d := router.NewStatic(
+		router.Endpoint{ID: "v1", Address: "v1:1", Role: router.Verifier},
+		router.Endpoint{ID: "v2", Address: "v2:1", Role: router.Verifier},
+	)
+	lp := func(from, to int) []*generate.Logprobs {
+		var out []*generate.Logprobs
+		for k := from; k < to; k++ {
+			out = append(out, &generate.Logprobs{Logprob: -float32(k), Bytes: []byte{byte('a' + k)}})
+		}
+		return out
+	}
+	down := fmt.Errorf("%w: gone", router.ErrEndpointDown)
+	scripts := []*script{
+		{events: []router.Event{{PromptLogprobs: lp(0, 2)}, {PromptLogprobs: lp(2, 3)}}, err: down},
+		{events: []router.Event{{PromptLogprobs: lp(0, 2)}, {PromptLogprobs: lp(2, 4)}, {PromptLogprobs: lp(4, 5)},
+			{IDs: []int32{7}, Positions: []int{5}, Text: "x"}, {Final: &router.Final{Reason: generate.Length}}}},
+	}
+	attempt := 0
+	b := backendFunc(func(context.Context, router.Attempt) (router.Stream, error) {
+		s := scripts[attempt]
+		attempt++
+		return s, nil
+	})
+	var got []string
+	events := 0
+	res, err := (&router.Router{Discovery: d}).Relay(context.Background(), "k", "", b, func(ev router.Event) error {
+		events++
+		for _, l := range ev.PromptLogprobs {
+			got = append(got, fmt.Sprintf("%s%v", l.Bytes, l.Logprob))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a-0", "b-1", "c-2", "d-3", "e-4"}
+	if !slices.Equal(got, want) || len(res.PromptLogprobs) != len(want) {
+		t.Errorf("relayed %q (%d in the result), want %q", got, len(res.PromptLogprobs), want)
+	}
+	// 2 events of the first attempt; of the second, 2 with new entries, the token, the end.
+	if events != 6 {
+		t.Errorf("%d events relayed, want 6", events)
+	}
+}

@@ -69,7 +69,27 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 			if m.GetRole() == "" {
 				return q, BadField(fmt.Sprintf("messages[%d].role", i), "empty: say who speaks (system, user, assistant, tool)")
 			}
-			q.Messages[i] = chat.Message{Role: m.GetRole(), Content: m.GetContent()}
+			q.Messages[i] = chat.Message{Role: m.GetRole(), Content: m.GetContent(), Name: m.GetName(), ToolCallID: m.GetToolCallId()}
+			if calls := m.GetToolCalls(); len(calls) > 0 {
+				if m.GetRole() != "assistant" {
+					return q, BadField(fmt.Sprintf("messages[%d].tool_calls", i), "only an assistant message makes tool calls, not a %q one", m.GetRole())
+				}
+				q.Messages[i].ToolCalls = make([]chat.ToolCall, len(calls))
+				for j, c := range calls {
+					field := fmt.Sprintf("messages[%d].tool_calls[%d]", i, j)
+					fn := c.GetFunction()
+					switch {
+					case c.GetType() != "" && c.GetType() != "function":
+						return q, BadField(field+".type", "%q: only function calls", c.GetType())
+					case fn.GetName() == "":
+						return q, BadField(field+".function.name", "empty: name the function called")
+					}
+					if err := chat.CheckArguments(fn.GetArguments()); err != nil {
+						return q, BadField(field+".function.arguments", "%v", err)
+					}
+					q.Messages[i].ToolCalls[j] = chat.ToolCall{ID: c.GetId(), Type: c.GetType(), Function: chat.FunctionCall{Name: fn.GetName(), Arguments: fn.GetArguments()}}
+				}
+			}
 		}
 		q.AddGenerationPrompt = r.AddGenerationPrompt == nil || r.GetAddGenerationPrompt()
 	}
@@ -248,9 +268,6 @@ func FinalFromProto(f *specdv1.Final) *router.Final {
 		Draft:     router.Served{Address: s.GetDraft().GetAddress(), Model: s.GetDraft().GetModel()},
 		Fallbacks: int(s.GetFallbacks()), DraftRefusals: int(s.GetDraftRefusals()), Failovers: int(s.GetFailovers()),
 	}}
-	for _, lp := range f.GetPromptLogprobs() {
-		out.PromptLogprobs = append(out.PromptLogprobs, LogprobsFromProto(lp))
-	}
 	if lp := f.GetEndLogprobs(); lp != nil {
 		out.EndLogprobs = LogprobsFromProto(lp)
 	}
@@ -270,11 +287,11 @@ func LogprobsToProto(lp *generate.Logprobs) *specdv1.TokenLogprob {
 	if lp == nil {
 		return nil
 	}
-	out := &specdv1.TokenLogprob{Logprob: lp.Logprob, Token: lp.Bytes}
+	out := &specdv1.TokenLogprob{Logprob: lp.Logprob, Token: lp.Bytes, Text: lp.Text}
 	if len(lp.Top) > 0 {
 		out.Top = make([]*specdv1.TopLogprob, len(lp.Top))
 		for i, t := range lp.Top {
-			out.Top[i] = &specdv1.TopLogprob{TokenId: t.ID, Logprob: t.Logprob, Token: t.Bytes}
+			out.Top[i] = &specdv1.TopLogprob{TokenId: t.ID, Logprob: t.Logprob, Token: t.Bytes, Text: t.Text}
 		}
 	}
 	return out
@@ -282,11 +299,11 @@ func LogprobsToProto(lp *generate.Logprobs) *specdv1.TokenLogprob {
 
 // LogprobsFromProto converts a token's log-probabilities received from a verifier.
 func LogprobsFromProto(p *specdv1.TokenLogprob) *generate.Logprobs {
-	lp := &generate.Logprobs{Logprob: p.GetLogprob(), Bytes: p.GetToken()}
+	lp := &generate.Logprobs{Logprob: p.GetLogprob(), Bytes: p.GetToken(), Text: p.GetText()}
 	if top := p.GetTop(); len(top) > 0 {
 		lp.Top = make([]generate.TopLogprob, len(top))
 		for i, t := range top {
-			lp.Top[i] = generate.TopLogprob{ID: t.GetTokenId(), Logprob: t.GetLogprob(), Bytes: t.GetToken()}
+			lp.Top[i] = generate.TopLogprob{ID: t.GetTokenId(), Logprob: t.GetLogprob(), Bytes: t.GetToken(), Text: t.GetText()}
 		}
 	}
 	return lp
@@ -339,9 +356,6 @@ func FinalToProto(f *router.Final) *specdv1.Final {
 		out.Draft = &specdv1.Endpoint{Address: s.Draft.Address, Model: s.Draft.Model}
 	}
 	pf := &specdv1.Final{FinishReason: FinishToProto(f.Reason), Stats: out}
-	for _, lp := range f.PromptLogprobs {
-		pf.PromptLogprobs = append(pf.PromptLogprobs, LogprobsToProto(lp))
-	}
 	if f.EndLogprobs != nil {
 		pf.EndLogprobs = LogprobsToProto(f.EndLogprobs)
 	}

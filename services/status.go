@@ -128,9 +128,10 @@ func Status(err error) error {
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotReady), errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, chat.ErrRejected):
-		// The model's template refused the conversation (roles out of order, say): a bad
-		// messages field, named in the detail as well.
+	case errors.Is(err, chat.ErrRejected), errors.Is(err, chat.ErrArguments):
+		// The model's template refused the conversation (roles out of order, say), or a
+		// tool call's arguments are no JSON: a bad messages field, named in the detail
+		// as well.
 		return Status(&FieldError{Field: "messages", Msg: err.Error()})
 	case errors.Is(err, ErrIncompatible), errors.Is(err, chat.ErrNoTemplate), errors.Is(err, chat.ErrTemplate):
 		return status.Error(codes.FailedPrecondition, err.Error())

@@ -567,9 +567,11 @@ func teacherLogprobs(t *testing.T, p pair, prompt, output []int32, top int) []*g
 	}
 	V := p.target.Vocab
 	out := make([]*generate.Logprobs, len(output))
+	dec := p.target.Tok.NewDecoder(prompt)
 	for k, id := range output {
 		row := logits[(len(prompt)+k-1)*V:][:V]
-		out[k] = generate.NewLogprobs(row, id, top, p.target.Tok)
+		out[k] = generate.NewLogprobs(row, id, top, p.target.Tok, dec)
+		dec.Next(id)
 	}
 	return out
 }

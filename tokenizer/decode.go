@@ -171,6 +171,16 @@ func (d *Decoder) Next(id int32) string {
 	return d.take(false)
 }
 
+// Peek returns what Next(id) would return, and leaves the Decoder as it is: the text id
+// would add where the Decoder stands (for the likeliest tokens of a position, say).
+func (d *Decoder) Peek(id int32) string {
+	var buf [16]byte
+	save, atStart := append(buf[:0], d.pending...), d.atStart
+	text := d.Next(id)
+	d.pending, d.atStart = append(d.pending[:0], save...), atStart
+	return text
+}
+
 // Flush returns what is still held back, an incomplete character, as U+FFFD per byte,
 // and leaves the Decoder empty. Call it when the sequence ends.
 func (d *Decoder) Flush() string {

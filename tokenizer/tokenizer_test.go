@@ -385,6 +385,39 @@ func TestDecoder(t *testing.T) {
 	}
 }
 
+// TestDecoderPeek: Peek(id) returns what Next(id) would, wherever the Decoder stands
+// (inside a split character, at the dummy prefix, after a control token), and leaves
+// it there: the rest of the stream decodes as without the peek.
+func TestDecoderPeek(t *testing.T) {
+	tok := loadTokenizer(t, targetFile)
+	ids := append(tok.Encode("中文 and 😀", true), 2, 3+0xE4, 3+0xB8, 1, 3+0xAD, 261)
+	candidates := []int32{1, 2, 261, 3 + 0xAD, 3 + 0xE4, 3 + 0x41, 0}
+	for cut := range len(ids) + 1 {
+		d := tok.NewDecoder(nil)
+		var before []string
+		for _, id := range ids[:cut] {
+			before = append(before, d.Next(id))
+		}
+		for _, c := range candidates {
+			fresh := tok.NewDecoder(nil)
+			for _, id := range ids[:cut] {
+				fresh.Next(id)
+			}
+			if got, want := d.Peek(c), fresh.Next(c); got != want {
+				t.Fatalf("after %d ids: Peek(%d) = %q, Next gives %q", cut, c, got, want)
+			}
+		}
+		var rest strings.Builder
+		for _, id := range ids[cut:] {
+			rest.WriteString(d.Next(id))
+		}
+		rest.WriteString(d.Flush())
+		if got, want := strings.Join(before, "")+rest.String(), tok.Decode(ids); got != want {
+			t.Fatalf("peeking after %d ids changed the text: %q, want %q", cut, got, want)
+		}
+	}
+}
+
 // TestNewInvalid checks that New refuses vocabularies it cannot use, with ErrInvalidVocab.
 func TestNewInvalid(t *testing.T) {
 	good := func() Vocab {

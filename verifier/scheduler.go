@@ -85,7 +85,8 @@ type Update struct {
 	CachedPrompt int
 	Output       *generate.Output // the generation; set when Done without Err
 	// PromptLogprobs: with Request.PromptLogprobs, the prompt's tokens' (see
-	// Session.PromptLogprobs); set with Output.
+	// Session.PromptLogprobs), in the one update of the step that completed them —
+	// before any of the request's tokens, so that they can be streamed first.
 	PromptLogprobs []*generate.Logprobs
 	// EndLogprobs: with Request.Logprobs, the log-probabilities of the token that
 	// ended the generation (see Session.EndLogprobs); set with Output.
@@ -183,6 +184,8 @@ type entry struct {
 	drafted bool // the request's draft has proposed
 	held    int  // passes left to sit out; 0: not held
 	noDraft bool // the draft is gone (DropDraft)
+	// promptSent: the prompt's log-probabilities have gone out in an update.
+	promptSent bool
 }
 
 // A request whose draft has proposed but whose proposals have all arrived too late to
@@ -681,13 +684,19 @@ func (s *Scheduler) Step() (Ready, error) {
 		if e.job.PromptLogprobs && len(e.prefill) > 0 {
 			e.sess.observePrompt(e.prefillAt, logits[:len(e.prefill)*V])
 			logits = logits[len(e.prefill)*V:]
-			if e.sess.Done() && !owesPrompt(e.sess) {
-				// Admitted done, for its prompt's log-probabilities: they are complete.
-				u := update(e)
-				u.Done, u.Output, u.Stats, u.PromptLogprobs, u.EndLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs(), e.sess.EndLogprobs()
-				s.remove(e)
-				continue
-			}
+		}
+		if lps := e.sess.PromptLogprobs(); lps != nil && !e.promptSent {
+			// Complete (a prompt of one token from the start): out ahead of the
+			// tokens this pass commits.
+			e.promptSent = true
+			update(e).PromptLogprobs = lps
+		}
+		if e.job.PromptLogprobs && len(e.prefill) > 0 && e.sess.Done() && !owesPrompt(e.sess) {
+			// Admitted done, for its prompt's log-probabilities: they are complete.
+			u := update(e)
+			u.Done, u.Output, u.Stats, u.EndLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.EndLogprobs()
+			s.remove(e)
+			continue
 		}
 		if len(e.input) == 0 {
 			if s.prefix != nil && e.sess.Prefill() == 0 {
@@ -740,7 +749,7 @@ func (s *Scheduler) Step() (Ready, error) {
 			e.sess.Extend(&u.Verdicts[len(u.Verdicts)-1])
 		}
 		if e.sess.Done() {
-			u.Done, u.Output, u.Stats, u.PromptLogprobs, u.EndLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.PromptLogprobs(), e.sess.EndLogprobs()
+			u.Done, u.Output, u.Stats, u.EndLogprobs = true, e.sess.Output(), e.sess.Stats, e.sess.EndLogprobs()
 			s.remove(e)
 		}
 	}

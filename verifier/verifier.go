@@ -18,6 +18,7 @@ import (
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/spec"
+	"github.com/specd-dev/specd/tokenizer"
 )
 
 // Request is one generation as the verifier sees it.
@@ -87,6 +88,7 @@ type Session struct {
 	// promptLPs: with Request.PromptLogprobs, each prompt token's log-probabilities,
 	// filled as the prompt's logits are computed (the first's bytes from the start).
 	promptLPs []*generate.Logprobs
+	promptDec *tokenizer.Decoder // with promptLPs: decodes the prompt as they are filled, for their text
 	// endLP: with Request.Logprobs, the log-probabilities of the end-of-generation
 	// token that ended the output (nil until then, or when something else ended it).
 	endLP *generate.Logprobs
@@ -131,7 +133,8 @@ func newSession(m *model.Model, kv *kvcache.Seq, req Request) (*Session, error) 
 	}
 	s.out.Resume(req.Resume, req.ResumeText)
 	if req.PromptLogprobs {
-		s.promptLPs = []*generate.Logprobs{{Bytes: m.Tok.TokenBytes(req.Prompt[0])}}
+		s.promptDec = m.Tok.NewDecoder(nil)
+		s.promptLPs = []*generate.Logprobs{{Bytes: m.Tok.TokenBytes(req.Prompt[0]), Text: s.promptDec.Next(req.Prompt[0])}}
 	}
 	s.smp.SetPrompt(req.Prompt)
 	for _, t := range req.Resume {
@@ -168,7 +171,8 @@ func (s *Session) observePrompt(from int, logits []float32) {
 		if q != len(s.promptLPs) || q >= len(s.req.Prompt) {
 			continue
 		}
-		s.promptLPs = append(s.promptLPs, generate.NewLogprobs(logits[k*V:(k+1)*V], s.req.Prompt[q], s.req.TopLogprobs, s.m.Tok))
+		s.promptLPs = append(s.promptLPs, generate.NewLogprobs(logits[k*V:(k+1)*V], s.req.Prompt[q], s.req.TopLogprobs, s.m.Tok, s.promptDec))
+		s.promptDec.Next(s.req.Prompt[q])
 	}
 }
 
@@ -489,18 +493,18 @@ func residual(p, q *sample.Dist, u float64) int32 {
 func (s *Session) commit(st *Step, t int32, logits []float32) {
 	pos := len(s.seq)
 	n := len(s.out.IDs)
+	var lp *generate.Logprobs
+	if s.req.Logprobs {
+		lp = generate.NewLogprobs(logits, t, s.req.TopLogprobs, s.m.Tok, s.out) // its text where it stands, before it is pushed
+	}
 	text := s.out.Push(t)
 	if len(s.out.IDs) > n {
 		s.seq = append(s.seq, t)
-		tok := generate.Token{ID: t, Pos: pos, Text: text}
-		if s.req.Logprobs {
-			tok.Logprobs = generate.NewLogprobs(logits, t, s.req.TopLogprobs, s.m.Tok)
-		}
-		st.Tokens = append(st.Tokens, tok)
+		st.Tokens = append(st.Tokens, generate.Token{ID: t, Pos: pos, Text: text, Logprobs: lp})
 		return
 	}
-	if s.req.Logprobs && s.out.Reason == generate.EOS {
-		s.endLP = generate.NewLogprobs(logits, t, s.req.TopLogprobs, s.m.Tok)
+	if s.out.Reason == generate.EOS {
+		s.endLP = lp
 	}
 	if text != "" {
 		st.Tokens = append(st.Tokens, generate.Token{ID: -1, Pos: pos, Text: text})

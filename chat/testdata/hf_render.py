@@ -60,19 +60,25 @@ def environment():
     return env
 
 
+def render_case(template, template_name, conversation, messages, add, rendered=None):
+    """One case as a JSON line: the messages, and the text the template renders from
+    rendered (the messages themselves when None) or the error it raises."""
+    case = {"template": template_name, "conversation": conversation, "messages": messages, "add_generation_prompt": add}
+    try:
+        case["text"] = template.render(messages=messages if rendered is None else rendered, tools=None, documents=None,
+                                       add_generation_prompt=add, bos_token="<s>", eos_token="</s>")
+    except jinja2.exceptions.TemplateError as e:
+        case["error"] = str(e)
+    return json.dumps(case, ensure_ascii=False) + "\n"
+
+
 def main():
     env = environment()
     for path in sorted(pathlib.Path("templates").glob("*.jinja")):
         template = env.from_string(path.read_text())
         for name, messages in CONVERSATIONS.items():
             for add in (True, False):
-                case = {"template": path.name, "conversation": name, "messages": messages, "add_generation_prompt": add}
-                try:
-                    case["text"] = template.render(messages=messages, tools=None, documents=None,
-                                                   add_generation_prompt=add, bos_token="<s>", eos_token="</s>")
-                except jinja2.exceptions.TemplateError as e:
-                    case["error"] = str(e)
-                sys.stdout.write(json.dumps(case, ensure_ascii=False) + "\n")
+                sys.stdout.write(render_case(template, path.name, name, messages, add))
 
 
 if __name__ == "__main__":

@@ -113,11 +113,11 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 	h.stream(ctx, w, r, c, id, created)
 }
 
-// complete runs c's choices side by side, one Complete call each, and returns their
-// results in order; the first failure cancels the others and is the answer.
+// complete runs c's choices side by side, one stream each (see collect), and returns
+// their results in order; the first failure cancels the others and is the answer.
 func (h *Handler) complete(ctx context.Context, c *Call) ([]*specdv1.CompleteResponse, error) {
 	if c.N == 1 {
-		res, err := h.client.Complete(ctx, c.Req)
+		res, err := h.collect(ctx, c.Req)
 		return []*specdv1.CompleteResponse{res}, err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -126,7 +126,7 @@ func (h *Handler) complete(ctx context.Context, c *Call) ([]*specdv1.CompleteRes
 	var wg sync.WaitGroup
 	for i := range c.N {
 		wg.Go(func() {
-			res, err := h.client.Complete(ctx, c.Choice(i))
+			res, err := h.collect(ctx, c.Choice(i))
 			if err != nil {
 				cancel(err) // the first cause is kept
 				return
@@ -219,7 +219,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		switch e := ev.msg.GetEvent().(type) {
 		case *specdv1.GenerateResponse_Chunk:
-			if v := k.text(ev.i, e.Chunk.GetText(), e.Chunk.GetLogprobs()); v != nil {
+			if v := k.chunk(ev.i, e.Chunk); v != nil {
 				if err := send(v); err != nil {
 					return // the client has gone; cancel ends the calls
 				}
@@ -240,6 +240,53 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if _, err := io.WriteString(w, "data: [DONE]\n\n"); err == nil {
 		rc.Flush()
 	}
+}
+
+// collect runs req as a Generate stream and gathers it into the response Complete
+// gives. The stream's messages each stay under the gRPC message limits, while
+// Complete's one message may not: a long prompt's log-probabilities with many
+// likeliest tokens each, which an echo asks for, can exceed them (Complete refuses
+// them), and an HTTP response has no such limit.
+func (h *Handler) collect(ctx context.Context, req *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+	st, err := h.client.Generate(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := &specdv1.CompleteResponse{}
+	var text strings.Builder
+	for {
+		msg, err := next(st)
+		if err != nil {
+			return nil, err
+		}
+		if f := msg.GetFinal(); f != nil {
+			out.Text, out.FinishReason, out.Stats, out.EndLogprobs = text.String(), f.GetFinishReason(), f.GetStats(), f.GetEndLogprobs()
+			return out, nil
+		}
+		c := msg.GetChunk()
+		out.TokenIds = append(out.TokenIds, c.GetTokenIds()...)
+		out.Logprobs = append(out.Logprobs, c.GetLogprobs()...)
+		out.PromptLogprobs = append(out.PromptLogprobs, c.GetPromptLogprobs()...)
+		text.WriteString(c.GetText())
+	}
+}
+
+// next receives st's next message. After the final message, the stream's last, it
+// reads the stream's end (io.EOF, with the OK status) before returning, so that the
+// call ends as a success rather than cancelled when the caller then ends it — in
+// traces and metrics alike. A stream that ends without a final message is an error.
+func next(st specdv1.GenerationService_GenerateClient) (*specdv1.GenerateResponse, error) {
+	msg, err := st.Recv()
+	if errors.Is(err, io.EOF) {
+		return nil, errors.New("the router ended the stream without a final message")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if msg.GetFinal() != nil {
+		st.Recv()
+	}
+	return msg, nil
 }
 
 // event is what the reader of choice i's stream passes on: a message, or the error
@@ -267,22 +314,12 @@ func (h *Handler) readChoice(ctx context.Context, i int, req *specdv1.GenerateRe
 		return
 	}
 	for {
-		msg, err := st.Recv()
+		msg, err := next(st)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = errors.New("the router ended the stream without a final message")
-			}
 			pass(event{i: i, err: err})
 			return
 		}
-		final := msg.GetFinal() != nil
-		if final {
-			// The final message is the stream's last: read its end (io.EOF, with the OK
-			// status) before the writer may end the response and cancel, so that the
-			// call ends as a success, not cancelled — in traces and metrics alike.
-			st.Recv()
-		}
-		if !pass(event{i: i, msg: msg}) || final {
+		if !pass(event{i: i, msg: msg}) || msg.GetFinal() != nil {
 			return
 		}
 	}

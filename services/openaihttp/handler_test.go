@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
@@ -43,8 +44,27 @@ type stub struct {
 	complete func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error)
 }
 
+// Generate runs the generate field; without one, it streams complete's answer as a
+// router would: one chunk with its prompt's log-probabilities, one with its tokens,
+// the final message.
 func (s *stub) Generate(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
-	return s.generate(r, st)
+	if s.generate != nil {
+		return s.generate(r, st)
+	}
+	res, err := s.complete(st.Context(), r)
+	if err != nil {
+		return err
+	}
+	for _, c := range []*specdv1.TokenChunk{{PromptLogprobs: res.GetPromptLogprobs()}, {TokenIds: res.GetTokenIds(), Text: res.GetText(), Logprobs: res.GetLogprobs()}} {
+		if proto.Size(c) == 0 {
+			continue
+		}
+		if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: c}}); err != nil {
+			return err
+		}
+	}
+	return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{
+		FinishReason: res.GetFinishReason(), Stats: res.GetStats(), EndLogprobs: res.GetEndLogprobs()}}})
 }
 
 func (s *stub) Complete(ctx context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {

@@ -1,9 +1,14 @@
 package openaihttp_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"math"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -11,27 +16,29 @@ import (
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 )
 
-// TestTextOffsetSplitCharacters: text_offset is where each token starts in the
-// completion's text, in characters, also when a byte-level vocabulary splits a
-// character over tokens (whose token strings read "bytes:\xe4\xbd"): a token that
-// begins or ends a split character starts where that character does, and the
-// escapes shown for it are no characters of the text; a byte that begins no whole
-// character is the one U+FFFD the text shows for it, and the token after it starts
-// after it. Streamed or not, and across chunks that hold part of a character back.
+// TestTextOffsetSplitCharacters: tokens and text_offset are vLLM's — each token as the
+// text it adds to the completion and where that starts, in characters — also when a
+// byte-level vocabulary splits a character over tokens: a token that begins a
+// character shows nothing, where the character will start, and the one that completes
+// it shows all of it; a byte that begins no whole character is the one U+FFFD the
+// text shows for it, shown by the token after it, which tells so. Streamed or not,
+// and across chunks that hold part of a character back; the chosen token's entry in
+// top_logprobs shows it the same way.
 func TestTextOffsetSplitCharacters(t *testing.T) {
 	// "你x好�!": 你 is e4 bd a0, 好 is e5 a5 bd; e4 followed by "!" is no character.
 	const whole = "你x好\ufffd!"
 	toks := [][]byte{{0xe4, 0xbd}, {0xa0}, []byte("x"), {0xe5, 0xa5}, {0xbd}, {0xe4}, []byte("!")}
+	texts := []string{"", "你", "x", "", "好", "", "\ufffd!"} // as the verifier's decoder shows them
 	chunks := []struct {
 		from, to int
 		text     string
 	}{{0, 1, ""}, {1, 3, "你x"}, {3, 4, ""}, {4, 5, "好"}, {5, 6, ""}, {6, 7, "\ufffd!"}}
 	lps := make([]*specdv1.TokenLogprob, len(toks))
 	for i, b := range toks {
-		lps[i] = &specdv1.TokenLogprob{Logprob: -float32(i + 1), Token: b}
+		lps[i] = &specdv1.TokenLogprob{Logprob: -float32(i + 1), Token: b, Text: texts[i]}
 	}
-	wantOffsets := []int64{0, 0, 1, 2, 2, 3, 4}
-	wantTokens := []string{`bytes:\xe4\xbd`, `bytes:\xa0`, "x", `bytes:\xe5\xa5`, `bytes:\xbd`, `bytes:\xe4`, "!"}
+	wantOffsets := []int64{0, 0, 1, 2, 2, 3, 3}
+	wantTokens := texts
 	base := serveStub(t, &stub{
 		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
 			for _, c := range chunks {
@@ -68,8 +75,8 @@ func TestTextOffsetSplitCharacters(t *testing.T) {
 			t.Errorf("%s: text_offset %v, want %v", name, lp.TextOffset, wantOffsets)
 		}
 		for i, off := range lp.TextOffset {
-			if r := []rune(text); off < 0 || int(off) >= len(r) {
-				t.Errorf("%s: token %d: text_offset %d is outside the text of %d characters", name, i, off, len(r))
+			if r, tr := []rune(text), []rune(lp.Tokens[i]); off < 0 || int(off)+len(tr) > len(r) || string(r[off:int(off)+len(tr)]) != lp.Tokens[i] {
+				t.Errorf("%s: token %d %q is not at its text_offset %d in %q", name, i, lp.Tokens[i], off, text)
 			}
 		}
 	}
@@ -101,9 +108,9 @@ func TestTextOffsetSplitCharacters(t *testing.T) {
 // failing the response (500) or cutting the stream short.
 func TestLogprobsNotFinite(t *testing.T) {
 	lps := []*specdv1.TokenLogprob{
-		{Logprob: -0.5, Token: []byte("a"), Top: []*specdv1.TopLogprob{
-			{TokenId: 1, Logprob: -0.5, Token: []byte("a")}, {TokenId: 2, Logprob: float32(math.Inf(-1)), Token: []byte("b")}}},
-		{Logprob: float32(math.NaN()), Token: []byte("c")},
+		{Logprob: -0.5, Token: []byte("a"), Text: "a", Top: []*specdv1.TopLogprob{
+			{TokenId: 1, Logprob: -0.5, Token: []byte("a"), Text: "a"}, {TokenId: 2, Logprob: float32(math.Inf(-1)), Token: []byte("b"), Text: "b"}}},
+		{Logprob: float32(math.NaN()), Token: []byte("c"), Text: "c"},
 	}
 	base := serveStub(t, &stub{
 		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
@@ -158,5 +165,128 @@ func TestLogprobsNotFinite(t *testing.T) {
 	got := cresp.Choices[0].Logprobs.Content
 	if len(got) != 2 || got[1].Logprob != unlikely || len(got[0].TopLogprobs) != 2 || got[0].TopLogprobs[1].Logprob != unlikely {
 		t.Errorf("chat logprobs %+v: want the NaN and -Inf as %v", got, unlikely)
+	}
+}
+
+// TestEchoStreamedInPieces: a router sends a long prompt's log-probabilities in several
+// chunks ahead of the tokens, and may cut a character between two of them. A streamed
+// echo of a prompt of token ids spells the prompt from them as they come — holding
+// back the bytes of a character a later piece completes, a byte that begins no
+// character shown as one U+FFFD as the unstreamed echo shows it — with each entry once
+// and the first null, and ends with the end token's entry: merged, the stream is the
+// unstreamed response.
+func TestEchoStreamedInPieces(t *testing.T) {
+	// "<s>" then "你" split over pieces 1 and 2, then a lone e4 before "!".
+	toks := [][]byte{[]byte("<s>"), []byte(" a"), {0xe4, 0xbd}, {0xa0}, []byte("b"), {0xe4}, []byte("!")}
+	prompt := make([]*specdv1.TokenLogprob, len(toks))
+	for i, b := range toks {
+		prompt[i] = &specdv1.TokenLogprob{Logprob: -float32(i), Token: b, Top: []*specdv1.TopLogprob{{TokenId: 9, Logprob: -0.25, Token: []byte("z")}}}
+	}
+	prompt[0] = &specdv1.TokenLogprob{Token: toks[0]}
+	pieces := [][]*specdv1.TokenLogprob{prompt[:3], prompt[3:5], prompt[5:]}
+	gen := []*specdv1.TokenLogprob{{Logprob: -1.5, Token: []byte(" c")}}
+	end := &specdv1.TokenLogprob{Logprob: -2.5, Token: []byte("</s>")}
+	ids := []int32{1, 2, 3, 4, 5, 6, 7}
+	base := serveStub(t, &stub{
+		generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+			if !r.GetPromptLogprobs() || len(r.GetPromptIds()) != len(ids) {
+				return fmt.Errorf("request %v: want prompt_logprobs for the ids", r)
+			}
+			for _, p := range pieces {
+				if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{PromptLogprobs: p}}}); err != nil {
+					return err
+				}
+			}
+			if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{
+				TokenIds: []int32{8}, Text: " c", Logprobs: gen}}}); err != nil {
+				return err
+			}
+			return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{
+				FinishReason: specdv1.FinishReason_FINISH_REASON_EOS, EndLogprobs: end, Stats: &specdv1.Stats{PromptTokens: 7, CompletionTokens: 1}}}})
+		},
+		complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+			return &specdv1.CompleteResponse{PromptIds: ids, TokenIds: []int32{8}, Text: " c", Logprobs: gen, PromptLogprobs: prompt, EndLogprobs: end,
+				FinishReason: specdv1.FinishReason_FINISH_REASON_EOS, Stats: &specdv1.Stats{PromptTokens: 7, CompletionTokens: 1}}, nil
+		},
+	}, 0)
+	body := `{"model":"big","prompt":[1,2,3,4,5,6,7],"echo":true,"logprobs":1,"max_tokens":4`
+	resp, err := http.Post(base+"/completions", "application/json", strings.NewReader(body+"}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want struct {
+		Choices []struct {
+			Text     string          `json:"text"`
+			Logprobs json.RawMessage `json:"logprobs"`
+		} `json:"choices"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&want)
+	resp.Body.Close()
+	if err != nil || len(want.Choices) != 1 {
+		t.Fatalf("unstreamed: %v %+v", err, want)
+	}
+	if w := "<s> a你b\ufffd! c"; want.Choices[0].Text != w {
+		t.Fatalf("unstreamed text %q, want %q", want.Choices[0].Text, w)
+	}
+	resp, err = http.Post(base+"/completions", "application/json", strings.NewReader(body+`,"stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var text string
+	var merged struct {
+		Tokens        []string             `json:"tokens"`
+		TokenLogprobs []*float32           `json:"token_logprobs"`
+		TopLogprobs   []map[string]float32 `json:"top_logprobs"`
+		TextOffset    []int                `json:"text_offset"`
+	}
+	var texts []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok || line == "[DONE]" {
+			continue
+		}
+		var c struct {
+			Choices []struct {
+				Text     string `json:"text"`
+				Logprobs *struct {
+					Tokens        []string             `json:"tokens"`
+					TokenLogprobs []*float32           `json:"token_logprobs"`
+					TopLogprobs   []map[string]float32 `json:"top_logprobs"`
+					TextOffset    []int                `json:"text_offset"`
+				} `json:"logprobs"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			t.Fatalf("chunk %s: %v", line, err)
+		}
+		for _, ch := range c.Choices {
+			text += ch.Text
+			texts = append(texts, ch.Text)
+			if lp := ch.Logprobs; lp != nil {
+				merged.Tokens = append(merged.Tokens, lp.Tokens...)
+				merged.TokenLogprobs = append(merged.TokenLogprobs, lp.TokenLogprobs...)
+				merged.TopLogprobs = append(merged.TopLogprobs, lp.TopLogprobs...)
+				merged.TextOffset = append(merged.TextOffset, lp.TextOffset...)
+			}
+		}
+	}
+	if text != want.Choices[0].Text {
+		t.Errorf("streamed text %q (chunks %q), want %q", text, texts, want.Choices[0].Text)
+	}
+	if w := []string{"<s> a", "你b", "\ufffd!", " c", ""}; !slices.Equal(texts, w) {
+		t.Errorf("streamed chunks %q, want %q: the echo as its pieces spell it, then the generation", texts, w)
+	}
+	got, err := json.Marshal(merged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unstreamed any
+	json.Unmarshal(want.Choices[0].Logprobs, &unstreamed)
+	var streamed any
+	json.Unmarshal(got, &streamed)
+	if gj, wj := fmt.Sprint(streamed), fmt.Sprint(unstreamed); gj != wj {
+		t.Errorf("streamed logprobs %s, want the unstreamed %s", gj, wj)
 	}
 }

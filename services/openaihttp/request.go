@@ -243,8 +243,6 @@ func ParseCompletion(body []byte) (*Call, error) {
 		}
 	}
 	switch {
-	case r.Echo && r.Stream:
-		return nil, badParam("echo", "not supported with stream: true")
 	case r.BestOf != nil && *r.BestOf != 1:
 		return nil, badParam("best_of", "%d: only 1 is supported", *r.BestOf)
 	case r.Suffix != nil && *r.Suffix != "":
@@ -322,10 +320,12 @@ func ParseChat(body []byte) (*Call, error) {
 		default:
 			return nil, badParam("messages", "message %d: role %q: want system, developer, user, assistant or tool", i, m.Role)
 		}
-		if notEmpty(m.ToolCalls) {
-			return nil, badParam("messages", "message %d: tool calls are not supported", i)
+		cm := &specdv1.ChatMessage{Role: role, Content: string(m.Content), Name: m.Name, ToolCallId: m.ToolCallID}
+		for _, tc := range m.ToolCalls {
+			cm.ToolCalls = append(cm.ToolCalls, &specdv1.ToolCall{Id: tc.ID, Type: tc.Type,
+				Function: &specdv1.FunctionCall{Name: tc.Function.Name, Arguments: string(tc.Function.Arguments)}})
 		}
-		c.Req.Messages = append(c.Req.Messages, &specdv1.ChatMessage{Role: role, Content: string(m.Content)})
+		c.Req.Messages = append(c.Req.Messages, cm)
 	}
 	return c, nil
 }

@@ -69,15 +69,24 @@ func TestParseCompletion(t *testing.T) {
 }
 
 // TestParseChat: messages map to GenerateRequest.messages (text parts joined,
-// developer as system), with no length limit unless one is given.
+// developer as system; name, tool_call_id and tool calls carried, a call's arguments
+// as JSON text whether sent as a string or as the value), with no length limit unless
+// one is given.
 func TestParseChat(t *testing.T) {
-	body := `{"model":"m","messages":[{"role":"developer","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":"there"}]},{"role":"assistant","content":null,"name":"bot"}],"max_completion_tokens":7,"tool_choice":"none","response_format":{"type":"text"}}`
+	body := `{"model":"m","messages":[{"role":"developer","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":"there"}]},` +
+		`{"role":"assistant","content":null,"name":"bot","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"x\": 1}"}},` +
+		`{"id":"c2","function":{"name":"g","arguments":{"y":[true]}}}]},{"role":"tool","tool_call_id":"c1","name":"f","content":"2"}],` +
+		`"max_completion_tokens":7,"tool_choice":"none","response_format":{"type":"text"}}`
 	c, err := ParseChat([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &specdv1.GenerateRequest{Model: "m", MaxTokens: 7, Sampling: &specdv1.SamplingParams{Temperature: 1}, Messages: []*specdv1.ChatMessage{
-		{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi\nthere"}, {Role: "assistant"}}}
+		{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi\nthere"},
+		{Role: "assistant", Name: "bot", ToolCalls: []*specdv1.ToolCall{
+			{Id: "c1", Type: "function", Function: &specdv1.FunctionCall{Name: "f", Arguments: `{"x": 1}`}},
+			{Id: "c2", Function: &specdv1.FunctionCall{Name: "g", Arguments: `{"y":[true]}`}}}},
+		{Role: "tool", Content: "2", Name: "f", ToolCallId: "c1"}}}
 	if !proto.Equal(c.Req, want) {
 		t.Errorf("ParseChat request = {%v}, want {%v}", prototext.Format(c.Req), prototext.Format(want))
 	}
@@ -129,7 +138,6 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":[1, "a"]}`, "prompt"},
 		{false, `{"prompt":[["a"]]}`, "prompt"},
 		{false, `{"prompt":{}}`, "prompt"},
-		{false, `{"prompt":"x","echo":true,"stream":true}`, "echo"},
 		{false, `{"prompt":"x","max_tokens":0}`, "max_tokens"},
 		{false, `{"prompt":"x","best_of":2}`, "best_of"},
 		{false, `{"prompt":"x","suffix":"end"}`, "suffix"},
@@ -149,7 +157,6 @@ func TestParseErrors(t *testing.T) {
 		{true, `{"messages":[{"role":"wizard","content":"x"}]}`, "messages"},
 		{true, `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, "messages"},
 		{true, `{"messages":[{"role":"user","content":7}]}`, "messages"},
-		{true, `{"messages":[{"role":"assistant","content":"","tool_calls":[{"id":"1"}]}]}`, "messages"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}`, "tools"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"functions":[{"name":"f"}]}`, "functions"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"logprobs":1}`, "logprobs"},

@@ -80,22 +80,19 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 		}
 		switch {
 		case c.Echo && c.Req.GetLogprobs():
-			var offset textOffset
+			offset := textOffset{spelled: c.Choice(i).GetPrompt() == ""}
 			ch.Logprobs = completionLogprobs(r.GetPromptLogprobs(), &offset)
 			if len(ch.Logprobs.Tokens) > 0 {
 				ch.Logprobs.TokenLogprobs[0], ch.Logprobs.TopLogprobs[0] = nil, nil // nothing predicts it
 			}
+			offset.endSpelling()
 			if end := r.GetEndLogprobs(); end != nil && !c.ScoreOnly {
 				// The token that ended the text has its entry too, as in OpenAI's and
 				// vLLM's echo: a harness scoring with max_tokens 1 reads the prompt's
 				// entries as all but the last.
 				gen = append(slices.Clip(gen), end)
 			}
-			more := completionLogprobs(gen, &offset)
-			ch.Logprobs.Tokens = append(ch.Logprobs.Tokens, more.Tokens...)
-			ch.Logprobs.TokenLogprobs = append(ch.Logprobs.TokenLogprobs, more.TokenLogprobs...)
-			ch.Logprobs.TopLogprobs = append(ch.Logprobs.TopLogprobs, more.TopLogprobs...)
-			ch.Logprobs.TextOffset = append(ch.Logprobs.TextOffset, more.TextOffset...)
+			ch.Logprobs = joinLogprobs(ch.Logprobs, completionLogprobs(gen, &offset))
 		case c.Req.GetLogprobs():
 			ch.Logprobs = completionLogprobs(gen, &textOffset{})
 		}
@@ -108,16 +105,48 @@ func completion(c *Call, id string, created int64, rs []*specdv1.CompleteRespons
 }
 
 // echoText is the prompt as an echo shows it: the text the client sent, or a prompt of
-// token ids spelled by its tokens' bytes.
+// token ids spelled by its tokens' bytes (see spelling).
 func echoText(req *specdv1.GenerateRequest, r *specdv1.CompleteResponse) string {
 	if req.GetPrompt() != "" {
 		return req.GetPrompt()
 	}
-	var b []byte
+	var sp spelling
 	for _, lp := range r.GetPromptLogprobs() {
-		b = append(b, lp.GetToken()...)
+		sp.add(lp.GetToken())
 	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
+	return sp.text(true)
+}
+
+// spelling turns tokens' bytes into text as they arrive (see spell).
+type spelling struct{ partial []byte }
+
+// add takes a token's bytes.
+func (s *spelling) add(b []byte) { s.partial = append(s.partial, b...) }
+
+// text returns what the bytes taken so far complete; with end, all of them.
+func (s *spelling) text(end bool) string {
+	text, rest := spell(s.partial, nil, end)
+	s.partial = append(s.partial[:0], rest...)
+	return text
+}
+
+// spell returns the text that b completes after the bytes pending: whole characters,
+// one U+FFFD for each byte that begins no whole character, and — unless end — the
+// bytes of a character not yet complete held back, in rest (a new slice).
+func spell(pending, b []byte, end bool) (text string, rest []byte) {
+	buf := append(append(make([]byte, 0, len(pending)+len(b)), pending...), b...)
+	var sb strings.Builder
+	i := 0
+	for i < len(buf) && (end || utf8.FullRune(buf[i:])) {
+		r, n := utf8.DecodeRune(buf[i:])
+		if r == utf8.RuneError && n == 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.Write(buf[i : i+n])
+		}
+		i += n
+	}
+	return sb.String(), buf[i:]
 }
 
 // chatCompletion is the whole response of a non-streamed chat completion: one choice
@@ -195,9 +224,9 @@ func mergeStats[T statsOf](rs []T, perPrompt int) *specdv1.Stats {
 	return out
 }
 
-// TokenText is how the API shows a token: its text, or, when its bytes are not whole
+// TokenText is how the chat API shows a token: its text, or, when its bytes are not whole
 // UTF-8 characters (part of a character a byte-level vocabulary splits), "bytes:"
-// and their escapes, as OpenAI's completions API does.
+// and their escapes, as OpenAI's API does (and specd generate --json).
 func TokenText(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
@@ -219,39 +248,51 @@ func byteValues(b []byte) []int {
 	return out
 }
 
-// textOffset follows where the completion's tokens fall in its text, in characters.
-// It counts a token's bytes as the text shows them, not the token string the API
-// shows (whose "bytes:\xe4\xbd" escapes are no part of the text): a character split
-// over tokens counts once, when its last byte arrives, and every token of it starts
-// where it does; a byte that begins no whole character counts as the one U+FFFD the
-// text shows for it, once the byte after it tells so.
+// textOffset follows a completion's text as its tokens' log-probabilities come, to
+// show each token as the text it adds there and where that starts, in characters:
+// vLLM's tokens and text_offset, with text[offset:offset+len(token)] == token for every
+// token of the text. A token of the generation, or of an echoed text prompt, shows its
+// decoded text (TokenLogprob.text): nothing for a control token, which the text does
+// not show, nor for one that begins a character a later token completes (that one
+// shows the whole character); a SentencePiece prompt's first piece without its
+// dummy-prefix space. A token of an echoed prompt of token ids shows the bytes the
+// echo spells for it (see spelling), a control token's as the vocabulary spells it.
 type textOffset struct {
-	chars   int    // characters completed so far
-	partial []byte // the bytes of a character begun and not yet completed
+	chars   int    // characters of the text so far
+	spelled bool   // the tokens are an echo of a prompt of token ids
+	partial []byte // spelled: the bytes of a character begun and not yet completed
 }
 
-// next moves the offset past a token's bytes and returns where the token starts: at
-// the first character that holds one of its bytes (after the characters that the
-// bytes before it turn out to make), or where the next character will be when it
-// holds none yet.
-func (o *textOffset) next(b []byte) (start int) {
-	before := len(o.partial)
-	o.partial = append(o.partial, b...)
-	start = -1
-	i := 0
-	for i < len(o.partial) && utf8.FullRune(o.partial[i:]) {
-		_, n := utf8.DecodeRune(o.partial[i:])
-		if start < 0 && i+n > before {
-			start = o.chars
-		}
-		i += n
-		o.chars++
+// show is what a token with bytes b and decoded text text shows where o stands.
+func (o *textOffset) show(b []byte, text string) string {
+	if !o.spelled {
+		return text
 	}
-	if start < 0 {
-		start = o.chars
+	text, _ = spell(o.partial, b, false)
+	return text
+}
+
+// next moves o past a token with bytes b and decoded text text, and returns what the
+// token shows and where that starts.
+func (o *textOffset) next(b []byte, text string) (shown string, start int) {
+	start = o.chars
+	if shown = text; o.spelled {
+		var rest []byte
+		shown, rest = spell(o.partial, b, false)
+		o.partial = append(o.partial[:0], rest...)
 	}
-	o.partial = append(o.partial[:0], o.partial[i:]...)
-	return start
+	o.chars += utf8.RuneCountInString(shown)
+	return shown, start
+}
+
+// endSpelling ends the echo of a prompt of token ids: the bytes of a character it left
+// incomplete show as one U+FFFD each, and the generation's tokens follow.
+func (o *textOffset) endSpelling() {
+	if o.spelled {
+		text, _ := spell(o.partial, nil, true)
+		o.chars += utf8.RuneCountInString(text)
+		o.partial, o.spelled = nil, false
+	}
 }
 
 // unlikely is the log-probability OpenAI's API documents for a token too unlikely to
@@ -272,23 +313,23 @@ func logprob(v float32) float32 {
 }
 
 // completionLogprobs converts tokens' log-probabilities to the completions API's
-// arrays; offset is where the first of them starts in the text, and is moved past
+// arrays; offset stands where the first of them starts in the text, and is moved past
 // them.
 func completionLogprobs(lps []*specdv1.TokenLogprob, offset *textOffset) *CompletionLogprobs {
 	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []*float32{}, TopLogprobs: []TokenChoices{}, TextOffset: []int{}}
 	for _, lp := range lps {
-		tok := TokenText(lp.GetToken())
-		out.Tokens = append(out.Tokens, tok)
-		out.TokenLogprobs = append(out.TokenLogprobs, new(logprob(lp.GetLogprob())))
-		out.TextOffset = append(out.TextOffset, offset.next(lp.GetToken()))
-		// The likeliest tokens, and the chosen one where it is not among them (so up
-		// to logprobs+1 entries, as OpenAI's API says).
+		// The likeliest tokens, each as it would show there, and the chosen one where
+		// it is not among them (so up to logprobs+1 entries, as OpenAI's API says).
 		top := make(TokenChoices, 0, len(lp.GetTop())+1)
 		chosen := false
 		for _, t := range lp.GetTop() {
-			top = append(top, TokenChoice{Token: TokenText(t.GetToken()), Logprob: logprob(t.GetLogprob())})
+			top = append(top, TokenChoice{Token: offset.show(t.GetToken(), t.GetText()), Logprob: logprob(t.GetLogprob())})
 			chosen = chosen || t.GetLogprob() == lp.GetLogprob() && bytes.Equal(t.GetToken(), lp.GetToken())
 		}
+		tok, start := offset.next(lp.GetToken(), lp.GetText())
+		out.Tokens = append(out.Tokens, tok)
+		out.TokenLogprobs = append(out.TokenLogprobs, new(logprob(lp.GetLogprob())))
+		out.TextOffset = append(out.TextOffset, start)
 		if !chosen {
 			top = append(top, TokenChoice{Token: tok, Logprob: logprob(lp.GetLogprob())})
 		}
@@ -312,21 +353,107 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 
 // chunker builds the chunks of one streamed response.
 type chunker struct {
+	c         *Call
 	chat      bool
 	perPrompt int          // n, the choices of each prompt
 	logprobs  bool         // the client asked for log-probabilities
 	head      Head         // the same in every chunk
 	started   []bool       // per choice: a chat stream has sent its first chunk, the one with the role
 	offset    []textOffset // per choice: where its next token starts in its text
+	echo      []echoState  // per choice, with Call.Echo
+}
+
+// echoState is how far a choice's stream has echoed its prompt.
+type echoState struct {
+	prompt string   // the prompt's text ("": a prompt of token ids)
+	text   bool     // the prompt's text (of a text prompt) has been sent
+	seen   int      // prompt log-probabilities received
+	spell  spelling // a prompt of token ids: its bytes not yet sent as text
+	closed bool     // the echo is over: the generation follows
 }
 
 func newChunker(c *Call, id string, created int64) *chunker {
-	k := &chunker{chat: c.Chat, perPrompt: c.perPrompt(), logprobs: c.Req.GetLogprobs(), head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model},
+	k := &chunker{c: c, chat: c.Chat, perPrompt: c.perPrompt(), logprobs: c.Req.GetLogprobs(), head: Head{ID: id, Object: "text_completion", Created: created, Model: c.Model},
 		started: make([]bool, c.N), offset: make([]textOffset, c.N)}
 	if c.Chat {
 		k.head.Object = "chat.completion.chunk"
 	}
+	if c.Echo {
+		k.echo = make([]echoState, c.N)
+		for i := range k.echo {
+			k.echo[i].prompt = c.Choice(i).GetPrompt()
+			k.offset[i].spelled = k.echo[i].prompt == ""
+		}
+	}
 	return k
+}
+
+// echoed returns the text and log-probabilities by which choice i's echo goes on with
+// the prompt log-probabilities lps: the prompt's text first (of a text prompt, at
+// once; of one of token ids, as its tokens spell it), and the entries themselves when
+// the client asked for log-probabilities, the first null as in the unstreamed echo.
+// With end the echo is over: a prompt of token ids sends the rest of its spelling.
+func (k *chunker) echoed(i int, lps []*specdv1.TokenLogprob, end bool) (string, *CompletionLogprobs) {
+	e := &k.echo[i]
+	if e.closed {
+		return "", nil
+	}
+	var text string
+	if e.prompt != "" {
+		if !e.text {
+			e.text, text = true, e.prompt
+		}
+	} else {
+		for _, lp := range lps {
+			e.spell.add(lp.GetToken())
+		}
+		text = e.spell.text(end)
+	}
+	e.closed = end
+	var out *CompletionLogprobs
+	if k.logprobs && len(lps) > 0 {
+		out = completionLogprobs(lps, &k.offset[i])
+		if e.seen == 0 {
+			out.TokenLogprobs[0], out.TopLogprobs[0] = nil, nil // nothing predicts it
+		}
+		e.seen += len(lps)
+	}
+	if end {
+		k.offset[i].endSpelling()
+	}
+	return text, out
+}
+
+// chunk is the chunk carrying what msg adds to choice i's answer; nil when it would
+// carry nothing. An echo's prompt log-probabilities come before any generated token.
+func (k *chunker) chunk(i int, msg *specdv1.TokenChunk) any {
+	if k.echo == nil || k.chat {
+		return k.text(i, msg.GetText(), msg.GetLogprobs())
+	}
+	generated := len(msg.GetTokenIds()) > 0 || msg.GetText() != ""
+	text, lp := k.echoed(i, msg.GetPromptLogprobs(), generated)
+	if generated && !k.c.ScoreOnly {
+		text += msg.GetText()
+		if k.logprobs && len(msg.GetLogprobs()) > 0 {
+			lp = joinLogprobs(lp, completionLogprobs(msg.GetLogprobs(), &k.offset[i]))
+		}
+	}
+	if text == "" && lp == nil {
+		return nil
+	}
+	return &Completion{Head: k.head, Choices: []CompletionChoice{{Index: i, Text: text, Logprobs: lp}}}
+}
+
+// joinLogprobs is a's entries followed by b's; a may be nil.
+func joinLogprobs(a, b *CompletionLogprobs) *CompletionLogprobs {
+	if a == nil {
+		return b
+	}
+	a.Tokens = append(a.Tokens, b.Tokens...)
+	a.TokenLogprobs = append(a.TokenLogprobs, b.TokenLogprobs...)
+	a.TopLogprobs = append(a.TopLogprobs, b.TopLogprobs...)
+	a.TextOffset = append(a.TextOffset, b.TextOffset...)
+	return a
 }
 
 // delta is a chat chunk's delta for choice i: the role goes in its first.
@@ -368,7 +495,19 @@ func (k *chunker) final(c *Call, i int, f *specdv1.Final) any {
 	k.head.Model = modelName(c, f.GetStats())
 	fr := finishReason(f.GetFinishReason())
 	if !k.chat {
-		return &Completion{Head: k.head, Choices: []CompletionChoice{{Index: i, FinishReason: &fr}}}
+		ch := CompletionChoice{Index: i, FinishReason: &fr}
+		if k.echo != nil {
+			// The rest of the echo, if the generation added nothing to end it; the
+			// token that ended the text keeps its entry, as in the unstreamed echo.
+			ch.Text, ch.Logprobs = k.echoed(i, nil, true)
+			if end := f.GetEndLogprobs(); end != nil && k.logprobs && !c.ScoreOnly {
+				ch.Logprobs = joinLogprobs(ch.Logprobs, completionLogprobs([]*specdv1.TokenLogprob{end}, &k.offset[i]))
+			}
+			if c.ScoreOnly {
+				fr = "length"
+			}
+		}
+		return &Completion{Head: k.head, Choices: []CompletionChoice{ch}}
 	}
 	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Index: i, Delta: k.delta(i, ""), FinishReason: &fr}}}
 }
@@ -377,6 +516,9 @@ func (k *chunker) final(c *Call, i int, f *specdv1.Final) any {
 // every choice's final message.
 func (k *chunker) usage(fs []*specdv1.Final) any {
 	u := usage(mergeStats(fs, k.perPrompt))
+	if k.c.ScoreOnly {
+		u.CompletionTokens, u.TotalTokens = 0, u.PromptTokens
+	}
 	if !k.chat {
 		return &Completion{Head: k.head, Choices: []CompletionChoice{}, Usage: u}
 	}

@@ -11,6 +11,7 @@
 package openaihttp
 
 import (
+	"bytes"
 	"encoding/json"
 )
 
@@ -80,12 +81,40 @@ type ChatRequest struct {
 	AddGenerationPrompt *bool `json:"add_generation_prompt"`
 }
 
-// Message is one turn of a chat request.
+// Message is one turn of a chat request. The chat template sees name, tool_call_id and
+// tool_calls as the client sent them (the calls' arguments parsed from their JSON).
 type Message struct {
-	Role      string          `json:"role"`
-	Content   Content         `json:"content"`
-	Name      string          `json:"name"` // accepted and ignored: chat templates do not render it
-	ToolCalls json.RawMessage `json:"tool_calls"`
+	Role       string     `json:"role"`
+	Content    Content    `json:"content"`
+	Name       string     `json:"name"`
+	ToolCallID string     `json:"tool_call_id"`
+	ToolCalls  []ToolCall `json:"tool_calls"`
+}
+
+// ToolCall is one tool call of an assistant message.
+type ToolCall struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string    `json:"name"`
+		Arguments Arguments `json:"arguments"`
+	} `json:"function"`
+}
+
+// Arguments are a tool call's arguments: JSON text in a string, as OpenAI's API sends
+// them, or (as some clients send them) the JSON value itself, kept as its text.
+type Arguments string
+
+// UnmarshalJSON decodes either form.
+func (a *Arguments) UnmarshalJSON(b []byte) error {
+	if s, null, ok, err := nullOrString(b, "messages"); ok || err != nil {
+		if !null {
+			*a = Arguments(s)
+		}
+		return err
+	}
+	*a = Arguments(bytes.TrimSpace(b))
+	return nil
 }
 
 // Usage is the token accounting of a response, with specd's speculation statistics

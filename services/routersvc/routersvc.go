@@ -4,6 +4,7 @@
 package routersvc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,11 @@ type Server struct {
 
 	mu      sync.Mutex
 	healthy map[string]bool // endpoint ID → its last health probe said SERVING
+
+	// MaxMessageBytes is the largest message the server sends (its
+	// --max-message-bytes; 0: services.MaxMessageBytes): a Complete whose response
+	// would be larger is refused, naming it. Set before serving.
+	MaxMessageBytes int
 }
 
 var _ specdv1.GenerationServiceServer = (*Server)(nil)
@@ -117,12 +123,35 @@ func (s *Server) Complete(ctx context.Context, req *specdv1.GenerateRequest) (*s
 	for _, lp := range res.Logprobs {
 		out.Logprobs = append(out.Logprobs, services.LogprobsToProto(lp))
 	}
+	for _, lp := range res.PromptLogprobs {
+		out.PromptLogprobs = append(out.PromptLogprobs, services.LogprobsToProto(lp))
+	}
 	if res.Final != nil {
 		f := services.FinalToProto(res.Final)
 		out.FinishReason, out.Stats, out.PromptIds = f.GetFinishReason(), f.GetStats(), res.Final.PromptIDs
-		out.PromptLogprobs, out.EndLogprobs = f.GetPromptLogprobs(), f.GetEndLogprobs()
+		out.EndLogprobs = f.GetEndLogprobs()
+	}
+	if err := s.fits(req, out); err != nil {
+		return nil, services.Status(err)
 	}
 	return out, nil
+}
+
+// fits refuses a Complete response larger than the server may send: grpc-go would
+// fail it as RESOURCE_EXHAUSTED, which reads as "busy, retry", while no retry can
+// succeed. Only log-probabilities make a response that large (a prompt's, with many
+// likeliest tokens each); a stream carries them in pieces.
+func (s *Server) fits(req *specdv1.GenerateRequest, out *specdv1.CompleteResponse) error {
+	limit := cmp.Or(s.MaxMessageBytes, services.MaxMessageBytes)
+	n := proto.Size(out)
+	if n <= limit {
+		return nil
+	}
+	field := "logprobs"
+	if req.GetPromptLogprobs() {
+		field = "prompt_logprobs"
+	}
+	return services.BadField(field, "the response of %d bytes exceeds the message size limit of %d bytes: stream the request with Generate, which sends log-probabilities in pieces, or ask for fewer top_logprobs", n, limit)
 }
 
 func toResponse(ev router.Event) *specdv1.GenerateResponse {
@@ -130,6 +159,9 @@ func toResponse(ev router.Event) *specdv1.GenerateResponse {
 		return &specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: services.FinalToProto(ev.Final)}}
 	}
 	c := &specdv1.TokenChunk{TokenIds: ev.IDs, Text: ev.Text}
+	for _, lp := range ev.PromptLogprobs {
+		c.PromptLogprobs = append(c.PromptLogprobs, services.LogprobsToProto(lp))
+	}
 	for _, p := range ev.Positions {
 		c.Positions = append(c.Positions, uint32(p))
 	}
@@ -321,6 +353,9 @@ func (s *stream) Recv() (router.Event, error) {
 		}
 		for _, lp := range e.Chunk.GetLogprobs() {
 			ev.Logprobs = append(ev.Logprobs, services.LogprobsFromProto(lp))
+		}
+		for _, lp := range e.Chunk.GetPromptLogprobs() {
+			ev.PromptLogprobs = append(ev.PromptLogprobs, services.LogprobsFromProto(lp))
 		}
 		return ev, nil
 	case *speculationv1.GenerateResponse_Final:

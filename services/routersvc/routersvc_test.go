@@ -4,7 +4,11 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
 )
 
 // TestPromptHead: the affinity key of a conversation depends on its turns (roles and
@@ -38,5 +42,38 @@ func TestPromptHead(t *testing.T) {
 		if len(ka) > 256+len("messages:") {
 			t.Errorf("%s: promptHead is %d bytes long", tc.name, len(ka))
 		}
+	}
+}
+
+// TestCompleteFitsTheRealLimit: a Complete response over the message limit the router
+// sends (16 MiB unless configured) — here the prompt log-probabilities of 48,000
+// prompt tokens with the 20 likeliest each — is refused as a bad prompt_logprobs
+// (INVALID_ARGUMENT) naming the limit, not sent to fail as RESOURCE_EXHAUSTED, which
+// reads as "busy, retry"; one under it, and the same under a raised limit, passes.
+func TestCompleteFitsTheRealLimit(t *testing.T) {
+	top := make([]*specdv1.TopLogprob, 20)
+	for i := range top {
+		top[i] = &specdv1.TopLogprob{TokenId: int32(3000 + i), Logprob: -1.25, Token: []byte(" piece"), Text: " piece"}
+	}
+	entry := &specdv1.TokenLogprob{Logprob: -0.5, Token: []byte(" word"), Text: " word", Top: top}
+	res := func(n int) *specdv1.CompleteResponse {
+		r := &specdv1.CompleteResponse{Text: "x"}
+		for range n {
+			r.PromptLogprobs = append(r.PromptLogprobs, entry)
+		}
+		return r
+	}
+	req := &specdv1.GenerateRequest{Prompt: "x", PromptLogprobs: true, TopLogprobs: 20}
+	s := &Server{}
+	err := s.fits(req, res(48_000))
+	if st := status.Convert(services.Status(err)); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "16777216") || !strings.Contains(st.Message(), "prompt_logprobs") {
+		t.Errorf("48,000 entries: %v, want INVALID_ARGUMENT naming prompt_logprobs and the limit of 16777216 bytes", err)
+	}
+	if err := s.fits(req, res(30_000)); err != nil {
+		t.Errorf("30,000 entries: %v, want them sent", err)
+	}
+	s.MaxMessageBytes = 64 << 20
+	if err := s.fits(req, res(48_000)); err != nil {
+		t.Errorf("48,000 entries under a 64 MiB limit: %v, want them sent", err)
 	}
 }

@@ -1,8 +1,13 @@
 package serve_test
 
 import (
+	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,12 +49,15 @@ func TestOpenAILogprobs(t *testing.T) {
 		}
 		joined, offset := "", int64(0)
 		for i, w := range want.GetLogprobs() {
-			if lp.Tokens[i] != string(w.GetToken()) || float32(lp.TokenLogprobs[i]) != w.GetLogprob() || lp.TextOffset[i] != offset {
-				t.Errorf("%s: token %d = %q %v at %d, want %q %v at %d", name, i, lp.Tokens[i], lp.TokenLogprobs[i], lp.TextOffset[i], w.GetToken(), w.GetLogprob(), offset)
+			if lp.Tokens[i] != w.GetText() || float32(lp.TokenLogprobs[i]) != w.GetLogprob() || lp.TextOffset[i] != offset {
+				t.Errorf("%s: token %d = %q %v at %d, want %q %v at %d", name, i, lp.Tokens[i], lp.TokenLogprobs[i], lp.TextOffset[i], w.GetText(), w.GetLogprob(), offset)
 			}
-			for _, tl := range w.GetTop() {
-				if v, ok := lp.TopLogprobs[i][string(tl.GetToken())]; !ok || float32(v) != tl.GetLogprob() {
-					t.Errorf("%s: token %d: top %v lacks %q at %v", name, i, lp.TopLogprobs[i], tl.GetToken(), tl.GetLogprob())
+			for j, tl := range w.GetTop() {
+				// Tokens that show the same text (control tokens show none) keep the
+				// likeliest's entry.
+				first := slices.IndexFunc(w.GetTop(), func(x *specdv1.TopLogprob) bool { return x.GetText() == tl.GetText() })
+				if v, ok := lp.TopLogprobs[i][tl.GetText()]; !ok || first == j && float32(v) != tl.GetLogprob() {
+					t.Errorf("%s: token %d: top %v lacks %q at %v", name, i, lp.TopLogprobs[i], tl.GetText(), tl.GetLogprob())
 				}
 			}
 			if _, ok := lp.TopLogprobs[i][lp.Tokens[i]]; !ok || len(lp.TopLogprobs[i]) > top+1 {
@@ -200,8 +208,15 @@ func TestOpenAIEcho(t *testing.T) {
 			t.Errorf("%s: the prompt's first token has a log-probability: %.200s", tc.name, raw)
 		}
 		for k := 1; k < len(ids); k++ {
-			if w := want.GetPromptLogprobs()[k]; float32(lp.TokenLogprobs[k]) != w.GetLogprob() || lp.Tokens[k] != string(w.GetToken()) {
-				t.Errorf("%s: prompt token %d: %q %v, want %q %v", tc.name, k, lp.Tokens[k], lp.TokenLogprobs[k], w.GetToken(), w.GetLogprob())
+			// A text prompt's tokens show their decoded text, as the echo shows the
+			// prompt; a prompt of ids is echoed as its tokens' bytes spell it.
+			w := want.GetPromptLogprobs()[k]
+			shown := w.GetText()
+			if tc.max == 0 {
+				shown = string(w.GetToken())
+			}
+			if float32(lp.TokenLogprobs[k]) != w.GetLogprob() || lp.Tokens[k] != shown {
+				t.Errorf("%s: prompt token %d: %q %v, want %q %v", tc.name, k, lp.Tokens[k], lp.TokenLogprobs[k], shown, w.GetLogprob())
 			}
 		}
 		text := prompt
@@ -265,8 +280,9 @@ func TestOpenAIEchoEndToken(t *testing.T) {
 	if len(lp.Tokens) != n || len(lp.TokenLogprobs) != n || len(lp.TextOffset) != n {
 		t.Fatalf("%d tokens, %d logprobs, %d offsets for a prompt of %d and its end token; want %d", len(lp.Tokens), len(lp.TokenLogprobs), len(lp.TextOffset), len(prompt), n)
 	}
-	if got := lp.TokenLogprobs[n-1]; got == nil || float32(*got) != end.GetLogprob() || lp.Tokens[n-1] != string(end.GetToken()) {
-		t.Errorf("last entry %q %v, want the end token %q %v", lp.Tokens[n-1], got, end.GetToken(), end.GetLogprob())
+	// The end token (BOS, for this model) adds no text: it shows none.
+	if got := lp.TokenLogprobs[n-1]; got == nil || float32(*got) != end.GetLogprob() || lp.Tokens[n-1] != "" || lp.TextOffset[n-1] != len([]rune(ch.Text)) {
+		t.Errorf("last entry %q %v at %d, want the end token's %v, showing nothing at the text's end", lp.Tokens[n-1], got, lp.TextOffset[n-1], end.GetLogprob())
 	}
 	if resp.Usage.CompletionTokens != 0 {
 		t.Errorf("usage %s: the end token is no completion token", resp.Usage.RawJSON())
@@ -348,5 +364,174 @@ func TestOpenAIPromptBatch(t *testing.T) {
 	}
 	if resp.Usage.PromptTokens != promptTokens || resp.Usage.CompletionTokens != int64(2*6*len(prompts)) {
 		t.Errorf("usage %s: want %d prompt tokens (each prompt once) and %d completion tokens", resp.Usage.RawJSON(), promptTokens, 2*6*len(prompts))
+	}
+}
+
+// rawChoice is a completion choice as the JSON reads, null entries kept.
+type rawChoice struct {
+	Index    int     `json:"index"`
+	Text     string  `json:"text"`
+	Finish   *string `json:"finish_reason"`
+	Logprobs *struct {
+		Tokens        []string             `json:"tokens"`
+		TokenLogprobs []*float64           `json:"token_logprobs"`
+		TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+		TextOffset    []int                `json:"text_offset"`
+	} `json:"logprobs"`
+}
+
+// rawCompletion is a completion, or a chunk of one, as the JSON reads.
+type rawCompletion struct {
+	Choices []rawChoice `json:"choices"`
+	Usage   *struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
+// postCompletion posts body to the front door's /completions: the response, or with
+// stream the chunks of the server-sent events merged into one response (each choice's
+// text and logprob arrays concatenated in order, its finish reason, the usage chunk's
+// usage), and the text of each choice's first chunk.
+func postCompletion(t *testing.T, base string, body map[string]any) (rawCompletion, map[int]string) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(base+"/completions", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s: %s", resp.Status, msg)
+	}
+	if body["stream"] != true {
+		var out rawCompletion
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out, nil
+	}
+	var out rawCompletion
+	first := map[int]string{}
+	byIndex := map[int]*rawChoice{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 16<<20)
+	done := false
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		if line == "[DONE]" {
+			done = true
+			break
+		}
+		var c rawCompletion
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			t.Fatalf("chunk %s: %v", line, err)
+		}
+		if c.Usage != nil {
+			out.Usage = c.Usage
+		}
+		for _, ch := range c.Choices {
+			m := byIndex[ch.Index]
+			if m == nil {
+				first[ch.Index] = ch.Text
+				m = &rawChoice{Index: ch.Index}
+				byIndex[ch.Index] = m
+			}
+			m.Text += ch.Text
+			if ch.Finish != nil {
+				m.Finish = ch.Finish
+			}
+			if lp := ch.Logprobs; lp != nil {
+				if m.Logprobs == nil {
+					m.Logprobs = lp
+					continue
+				}
+				m.Logprobs.Tokens = append(m.Logprobs.Tokens, lp.Tokens...)
+				m.Logprobs.TokenLogprobs = append(m.Logprobs.TokenLogprobs, lp.TokenLogprobs...)
+				m.Logprobs.TopLogprobs = append(m.Logprobs.TopLogprobs, lp.TopLogprobs...)
+				m.Logprobs.TextOffset = append(m.Logprobs.TextOffset, lp.TextOffset...)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil || !done {
+		t.Fatalf("stream ended without data: [DONE] (%v)", err)
+	}
+	for i := range len(byIndex) {
+		if byIndex[i] == nil {
+			t.Fatalf("no chunk for choice %d of %d", i, len(byIndex))
+		}
+		out.Choices = append(out.Choices, *byIndex[i])
+	}
+	return out, first
+}
+
+// TestOpenAIEchoStreamed: echo with stream: true, as vLLM serves it — the stream
+// starts with the prompt (its text and, with logprobs, its tokens' log-probabilities)
+// and goes on with the generation — for a text prompt, a batch of prompts with n 2,
+// a prompt of token ids with max_tokens 0 (the prompt scored alone) and echo without
+// logprobs: the streamed chunks merged are the response the same request gets
+// unstreamed, text, tokens, log-probabilities, offsets, finish reasons and usage.
+func TestOpenAIEchoStreamed(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true})
+	ctx := context.Background()
+	const prompt = "Once upon a time there was a"
+	ids, err := s.client.Tokenize(ctx, &specdv1.TokenizeRequest{Text: prompt, AddBos: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		body map[string]any
+		echo []string // each choice's echoed prompt ("": the whole unstreamed text)
+	}{
+		{"text prompt", map[string]any{"prompt": prompt, "max_tokens": 3, "logprobs": 2}, []string{prompt}},
+		{"batch, n 2", map[string]any{"prompt": []string{prompt, "The little dog ran"}, "n": 2, "max_tokens": 2, "logprobs": 1},
+			[]string{prompt, prompt, "The little dog ran", "The little dog ran"}},
+		{"token ids, scoring only", map[string]any{"prompt": int64s(ids.GetTokenIds()), "max_tokens": 0, "logprobs": 1}, []string{""}},
+		{"text only", map[string]any{"prompt": prompt, "max_tokens": 4}, []string{prompt}},
+		{"split characters", map[string]any{"prompt": "東京 😀 and a dog", "max_tokens": 6, "logprobs": 3}, []string{"東京 😀 and a dog"}},
+		{"token ids with a control token amid them", map[string]any{"prompt": int64s(slices.Concat(ids.GetTokenIds(), []int32{2, 1}, ids.GetTokenIds()[1:])),
+			"max_tokens": 5, "logprobs": 2}, []string{"<s> " + prompt + "</s><s> " + prompt}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := map[string]any{"model": "specd-target", "temperature": 0, "echo": true}
+			for k, v := range tc.body {
+				body[k] = v
+			}
+			want, _ := postCompletion(t, s.http, body)
+			body["stream"], body["stream_options"] = true, map[string]any{"include_usage": true}
+			got, first := postCompletion(t, s.http, body)
+			gj, _ := json.Marshal(got)
+			wj, _ := json.Marshal(want)
+			if string(gj) != string(wj) {
+				t.Errorf("streamed, merged:\n%s\nwant the unstreamed response's:\n%s", gj, wj)
+			}
+			if len(want.Choices) != len(tc.echo) {
+				t.Fatalf("%d choices, want %d", len(want.Choices), len(tc.echo))
+			}
+			for i, ch := range want.Choices {
+				// Every token is at its text_offset in the text, as vLLM's offsets index it.
+				if lp := ch.Logprobs; lp != nil {
+					r := []rune(ch.Text)
+					for k, tok := range lp.Tokens {
+						off, tr := lp.TextOffset[k], []rune(tok)
+						if off+len(tr) > len(r) || string(r[off:off+len(tr)]) != tok {
+							t.Errorf("choice %d: token %d %q is not at its text_offset %d in %q", i, k, tok, off, ch.Text)
+						}
+					}
+				}
+				// (These prompts are short enough for one piece of log-probabilities.)
+				if p := cmp.Or(tc.echo[i], ch.Text); first[i] != p || !strings.HasPrefix(ch.Text, p) {
+					t.Errorf("choice %d: first chunk %q, want the echoed prompt %q alone", i, first[i], p)
+				}
+			}
+		})
 	}
 }

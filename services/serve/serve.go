@@ -236,6 +236,7 @@ func Verifier(ctx context.Context, w Worker, cfg verifiersvc.Config, lis net.Lis
 	if cfg.Address == "" {
 		cfg.Address = lis.Addr().String()
 	}
+	cfg.MaxMessageBytes = cmp.Or(cfg.MaxMessageBytes, w.Limits.MaxMessageBytes)
 	vs := verifiersvc.New(cfg, w.Log, append(dialOptions(w.Tel), w.TLS.dialOptions()...)...)
 	defer vs.Close()
 	return worker(ctx, w, router.Verifier, "specd.speculation.v1.VerifierService", lis, func(srv *services.Server) func(*services.Engine) (func(), error) {
@@ -433,6 +434,7 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 		Verifier: append(dialOptions(cfg.Tel), cfg.TLS.dialOptions()...),
 		Draft:    append(dialOptions(cfg.Tel), cfg.TLS.draftDialOptions()...),
 	})
+	rs.MaxMessageBytes = cfg.Limits.MaxMessageBytes
 	defer rs.Close() // after the background goroutines below have stopped (defers run last-first)
 	rctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -80,6 +80,7 @@ type stackOptions struct {
 	rtls      *serve.TLS           // the router's TLS (nil: plaintext)
 	creds     grpc.DialOption      // the transport credentials of the stack's client (with rtls)
 	target    string               // the verifier's model file (empty: the shared specd-target-q8_0)
+	maxMsg    int                  // every service's --max-message-bytes and the client's bound (0: the default)
 }
 
 // startStackWith starts the stack as o says.
@@ -99,7 +100,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	}
 	run(func() error {
 		return serve.Verifier(ctx, serve.Worker{Load: loader(t, cmp.Or(o.target, "specd-target-q8_0")), Engine: eng, Log: quiet, Tel: o.vtel,
-			Ready: func(*model.Model) { ready <- struct{}{} }},
+			Ready: func(*model.Model) { ready <- struct{}{} }, Limits: services.Limits{MaxMessageBytes: o.maxMsg}},
 			verifiersvc.Config{Engine: verifiersvc.EngineConfig{Threads: 1, PrefixCache: true, Sched: verifier.Config{MaxGamma: 8, Lookup: 8}},
 				Drafts: drafts, ChatTemplate: o.chat, Metrics: vmetrics}, vl)
 	})
@@ -117,7 +118,8 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	<-ready
 	routerReady := make(chan struct{})
 	rcfg := serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
-		Log: cmp.Or(o.rlog, quiet), Tel: o.rtel, Ready: func() { close(routerReady) }, Keys: o.keys, KeysReload: 50 * time.Millisecond, TLS: o.rtls}
+		Log: cmp.Or(o.rlog, quiet), Tel: o.rtel, Ready: func() { close(routerReady) }, Keys: o.keys, KeysReload: 50 * time.Millisecond, TLS: o.rtls,
+		Limits: services.Limits{MaxMessageBytes: o.maxMsg}}
 	if o.http {
 		hl := freeListener(t)
 		s.http = "http://" + hl.Addr().String() + "/v1"
@@ -134,6 +136,9 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	}
 	if o.apiKey != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(auth.Bearer(o.apiKey)))
+	}
+	if o.maxMsg > 0 {
+		dial = append(dial, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(o.maxMsg)))
 	}
 	cc, err := services.Dial(s.router, dial...)
 	if err != nil {

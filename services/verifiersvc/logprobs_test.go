@@ -3,8 +3,11 @@ package verifiersvc_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -164,7 +167,7 @@ func TestPromptLogprobs(t *testing.T) {
 		if run >= 2 {
 			resume = generated[:run-1]
 		}
-		ids2, stats, final, err := generateFinal(ctx, client, request(resume))
+		ids2, stats, lps, err := generatePrompt(ctx, client, request(resume))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +176,6 @@ func TestPromptLogprobs(t *testing.T) {
 				t.Fatalf("%d tokens generated, want 2", len(generated))
 			}
 		}
-		lps := final.GetPromptLogprobs()
 		if len(lps) != len(ids) {
 			t.Fatalf("run %d: %d prompt logprobs for %d prompt tokens", run, len(lps), len(ids))
 		}
@@ -182,6 +184,15 @@ func TestPromptLogprobs(t *testing.T) {
 		}
 		if lps[0].GetLogprob() != 0 || len(lps[0].GetTop()) != 0 || !bytes.Equal(lps[0].GetToken(), m.Tok.TokenBytes(ids[0])) {
 			t.Errorf("run %d: first entry %v, want only the bytes of token %d", run, lps[0], ids[0])
+		}
+		// Each shows the text it adds: together, the prompt's decoded text (BOS none,
+		// the first piece without its dummy-prefix space).
+		var text strings.Builder
+		for _, lp := range lps {
+			text.WriteString(lp.GetText())
+		}
+		if got := text.String(); got != m.Tok.Decode(ids) || got != prompt {
+			t.Errorf("run %d: the prompt's tokens show %q, want %q", run, got, prompt)
 		}
 		for k := 1; k < len(ids); k++ {
 			row := logits[(k-1)*V:][:V]
@@ -193,22 +204,31 @@ func TestPromptLogprobs(t *testing.T) {
 	}
 }
 
-// generateFinal runs req to its end and returns its token ids, final stats and final
-// message.
-func generateFinal(ctx context.Context, client speculationv1.VerifierServiceClient, req *speculationv1.GenerateRequest) ([]int32, *specdv1.Stats, *specdv1.Final, error) {
+// generatePrompt runs req to its end and returns its token ids, final stats and the
+// prompt log-probabilities its chunks carried, all of which must come before the
+// first token and none in the final message.
+func generatePrompt(ctx context.Context, client speculationv1.VerifierServiceClient, req *speculationv1.GenerateRequest) ([]int32, *specdv1.Stats, []*specdv1.TokenLogprob, error) {
 	st, err := client.Generate(ctx, req)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	var ids []int32
+	var lps []*specdv1.TokenLogprob
 	for {
 		msg, err := st.Recv()
 		if err != nil {
 			return ids, nil, nil, err
 		}
+		if p := msg.GetChunk().GetPromptLogprobs(); len(p) > 0 && len(ids) > 0 {
+			return ids, nil, nil, fmt.Errorf("%d prompt log-probabilities after %d tokens", len(p), len(ids))
+		}
+		lps = append(lps, msg.GetChunk().GetPromptLogprobs()...)
 		ids = append(ids, msg.GetChunk().GetTokenIds()...)
 		if f := msg.GetFinal(); f != nil {
-			return ids, f.GetStats(), f, nil
+			if len(f.GetPromptLogprobs()) > 0 { // (deprecated: checked unset)
+				return ids, nil, nil, errors.New("prompt log-probabilities in the final message")
+			}
+			return ids, f.GetStats(), lps, nil
 		}
 	}
 }
@@ -241,7 +261,7 @@ func TestPromptLogprobsBatched(t *testing.T) {
 	if len(jobs[0].ids) <= 64 {
 		t.Fatalf("a prompt of %d tokens fits one pass of the verifier (64): the test needs chunks", len(jobs[0].ids))
 	}
-	run := func(j *job) ([]int32, *specdv1.Final, []*specdv1.TokenLogprob, error) {
+	run := func(j *job) ([]int32, []*specdv1.TokenLogprob, []*specdv1.TokenLogprob, error) {
 		req := proto.Clone(j.req).(*specdv1.GenerateRequest)
 		req.MaxTokens, req.Speculation = 6, &specdv1.SpeculationOptions{Disabled: true}
 		st, err := client.Generate(ctx, &speculationv1.GenerateRequest{Request: req})
@@ -249,7 +269,7 @@ func TestPromptLogprobsBatched(t *testing.T) {
 			return nil, nil, nil, err
 		}
 		var ids []int32
-		var lps []*specdv1.TokenLogprob
+		var lps, prompt []*specdv1.TokenLogprob
 		for {
 			msg, err := st.Recv()
 			if err != nil {
@@ -257,17 +277,18 @@ func TestPromptLogprobsBatched(t *testing.T) {
 			}
 			ids = append(ids, msg.GetChunk().GetTokenIds()...)
 			lps = append(lps, msg.GetChunk().GetLogprobs()...)
-			if f := msg.GetFinal(); f != nil {
-				return ids, f, lps, nil
+			prompt = append(prompt, msg.GetChunk().GetPromptLogprobs()...)
+			if msg.GetFinal() != nil {
+				return ids, prompt, lps, nil
 			}
 		}
 	}
 	for _, j := range jobs {
-		gen, final, lps, err := run(j)
+		gen, prompt, lps, err := run(j)
 		if err != nil {
 			t.Fatal(err)
 		}
-		j.gen, j.lps, j.want = gen, lps, final.GetPromptLogprobs()
+		j.gen, j.lps, j.want = gen, lps, prompt
 		if len(j.want) != len(j.ids) {
 			t.Fatalf("%.20q alone: %d prompt logprobs for %d prompt tokens", j.req.GetPrompt(), len(j.want), len(j.ids))
 		}
@@ -285,17 +306,17 @@ func TestPromptLogprobsBatched(t *testing.T) {
 	}
 	for round := range 3 {
 		type result struct {
-			gen   []int32
-			final *specdv1.Final
-			lps   []*specdv1.TokenLogprob
-			err   error
+			gen    []int32
+			prompt []*specdv1.TokenLogprob
+			lps    []*specdv1.TokenLogprob
+			err    error
 		}
 		res := make([]result, len(jobs))
 		var wg sync.WaitGroup
 		for i, j := range jobs {
 			wg.Go(func() {
 				r := &res[i]
-				r.gen, r.final, r.lps, r.err = run(j)
+				r.gen, r.prompt, r.lps, r.err = run(j)
 			})
 		}
 		wg.Wait()
@@ -307,7 +328,7 @@ func TestPromptLogprobsBatched(t *testing.T) {
 			if !slices.Equal(r.gen, j.gen) || !logprobsEqual(r.lps, j.lps) {
 				t.Errorf("round %d, request %d: generated %v beside the others, %v alone (or their log-probabilities differ)", round, i, r.gen, j.gen)
 			}
-			if !logprobsEqual(r.final.GetPromptLogprobs(), j.want) {
+			if !logprobsEqual(r.prompt, j.want) {
 				t.Errorf("round %d, request %d: the prompt's log-probabilities beside the others differ from those alone", round, i)
 			}
 		}

@@ -30,6 +30,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 // Config tunes the verifier service.
@@ -62,7 +64,17 @@ type Config struct {
 	// ChatTemplate renders requests' messages, in place of the model's own
 	// tokenizer.chat_template (llama-server's --chat-template-file); nil: the model's.
 	ChatTemplate *chat.Template
+	// MaxMessageBytes is the largest message the verifier sends (its
+	// --max-message-bytes; 0: services.MaxMessageBytes). A prompt's log-probabilities
+	// go out in chunks of at most a quarter of it, and at most MaxPromptChunkBytes.
+	MaxMessageBytes int
 }
+
+// MaxPromptChunkBytes bounds the prompt log-probabilities one message carries: a
+// quarter of grpc-go's default receive limit, so that a client that never raised it
+// reads them too. (Those of a prompt of 45,000 tokens with top_logprobs 20 exceed 16
+// MiB, the default limit of every specd service.)
+const MaxPromptChunkBytes = 1 << 20
 
 // Server implements speculationv1.VerifierServiceServer.
 type Server struct {
@@ -455,6 +467,11 @@ func (r *run) update(u verifier.Update, wait *time.Timer) (done bool, err error)
 		}
 	}
 	r.counts = u.Stats
+	if u.PromptLogprobs != nil {
+		if err := r.sendPromptLogprobs(u.PromptLogprobs); err != nil {
+			return true, err
+		}
+	}
 	if err := r.emit(u.Tokens, u.Done); err != nil {
 		return true, err
 	}
@@ -581,6 +598,44 @@ func (r *run) send() error {
 	if len(c.TokenIds) > 0 && r.first.IsZero() {
 		r.first = time.Now()
 	}
+	return r.sendChunk(c)
+}
+
+// sendPromptLogprobs streams the prompt's log-probabilities, after what is queued
+// and in as many chunks as keep each under the chunk bound (see Config.MaxMessageBytes).
+func (r *run) sendPromptLogprobs(lps []*generate.Logprobs) error {
+	if err := r.send(); err != nil {
+		return err
+	}
+	for _, c := range promptChunks(lps, min(cmp.Or(r.s.cfg.MaxMessageBytes, services.MaxMessageBytes)/4, MaxPromptChunkBytes)) {
+		if err := r.sendChunk(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// promptChunks cuts a prompt's log-probabilities into chunks of at most bound bytes
+// each (one entry larger than that alone in its chunk).
+func promptChunks(lps []*generate.Logprobs, bound int) []*specdv1.TokenChunk {
+	c, size := &specdv1.TokenChunk{}, 0
+	out := []*specdv1.TokenChunk{c}
+	for _, lp := range lps {
+		p := services.LogprobsToProto(lp)
+		n := protowire.SizeTag(5) + protowire.SizeBytes(proto.Size(p)) // the entry with its field's tag and length
+		if len(c.PromptLogprobs) > 0 && size+n > bound {
+			c, size = &specdv1.TokenChunk{}, 0
+			out = append(out, c)
+		}
+		c.PromptLogprobs = append(c.PromptLogprobs, p)
+		size += n
+	}
+	return out
+}
+
+// sendChunk sends c, with the rendered prompt's ids on the first message and the
+// progress when it changed.
+func (r *run) sendChunk(c *specdv1.TokenChunk) error {
 	msg := &speculationv1.GenerateResponse{Event: &speculationv1.GenerateResponse_Chunk{Chunk: c}}
 	if r.promptFirst {
 		msg.PromptIds, r.promptFirst = r.prompt, false
@@ -638,9 +693,6 @@ func (r *run) finish(u verifier.Update) error {
 			"cached_prompt", st.CachedPromptTokens, "fallbacks", st.Fallbacks, "draft_refusals", st.DraftRefusals)
 	}
 	f := &specdv1.Final{FinishReason: services.FinishToProto(out.Reason), Stats: st}
-	for _, lp := range u.PromptLogprobs {
-		f.PromptLogprobs = append(f.PromptLogprobs, services.LogprobsToProto(lp))
-	}
 	if u.EndLogprobs != nil {
 		f.EndLogprobs = services.LogprobsToProto(u.EndLogprobs)
 	}

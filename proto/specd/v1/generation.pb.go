@@ -389,7 +389,22 @@ type ChatMessage struct {
 	// expects. Must be non-empty.
 	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
 	// What was said, UTF-8. May be empty.
-	Content       string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	Content string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// The speaker's name (OpenAI's name): of a "tool" message, the function
+	// whose result it carries, as some templates render it. The template sees
+	// message.name only when this is set.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Of a "tool" message: the id of the assistant's tool call it answers
+	// (OpenAI's tool_call_id), as templates that pair calls with results read
+	// it. The template sees message.tool_call_id only when this is set.
+	ToolCallId string `protobuf:"bytes,4,opt,name=tool_call_id,json=toolCallId,proto3" json:"tool_call_id,omitempty"`
+	// Of an "assistant" message: the tool calls it made (OpenAI's tool_calls),
+	// which the template renders (Qwen2.5's and Llama 3.1's among others).
+	// Each reaches the template as message.tool_calls[i] with id, type and
+	// function.name and function.arguments — the arguments parsed from their
+	// JSON text, as Hugging Face's templates and vLLM expect them. Only an
+	// assistant message may have them.
+	ToolCalls     []*ToolCall `protobuf:"bytes,5,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -434,6 +449,148 @@ func (x *ChatMessage) GetRole() string {
 func (x *ChatMessage) GetContent() string {
 	if x != nil {
 		return x.Content
+	}
+	return ""
+}
+
+func (x *ChatMessage) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChatMessage) GetToolCallId() string {
+	if x != nil {
+		return x.ToolCallId
+	}
+	return ""
+}
+
+func (x *ChatMessage) GetToolCalls() []*ToolCall {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
+// ToolCall is one call of a tool an assistant message made.
+type ToolCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The call's id, which the "tool" message answering it names in
+	// tool_call_id. May be empty.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The call's type: "function", the only one; empty means "function".
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// The function called.
+	Function      *FunctionCall `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCall) Reset() {
+	*x = ToolCall{}
+	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCall) ProtoMessage() {}
+
+func (x *ToolCall) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCall.ProtoReflect.Descriptor instead.
+func (*ToolCall) Descriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ToolCall) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ToolCall) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ToolCall) GetFunction() *FunctionCall {
+	if x != nil {
+		return x.Function
+	}
+	return nil
+}
+
+// FunctionCall names a function and its arguments.
+type FunctionCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The function's name. Must be non-empty.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Its arguments as JSON text, as OpenAI's API carries them (an object,
+	// usually). Must be valid JSON; INVALID_ARGUMENT otherwise.
+	Arguments     string `protobuf:"bytes,2,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FunctionCall) Reset() {
+	*x = FunctionCall{}
+	mi := &file_specd_v1_generation_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FunctionCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FunctionCall) ProtoMessage() {}
+
+func (x *FunctionCall) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_v1_generation_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FunctionCall.ProtoReflect.Descriptor instead.
+func (*FunctionCall) Descriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *FunctionCall) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FunctionCall) GetArguments() string {
+	if x != nil {
+		return x.Arguments
 	}
 	return ""
 }
@@ -485,7 +642,7 @@ type SamplingParams struct {
 
 func (x *SamplingParams) Reset() {
 	*x = SamplingParams{}
-	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	mi := &file_specd_v1_generation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +654,7 @@ func (x *SamplingParams) String() string {
 func (*SamplingParams) ProtoMessage() {}
 
 func (x *SamplingParams) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	mi := &file_specd_v1_generation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +667,7 @@ func (x *SamplingParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SamplingParams.ProtoReflect.Descriptor instead.
 func (*SamplingParams) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{2}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SamplingParams) GetTemperature() float32 {
@@ -593,7 +750,7 @@ type SpeculationOptions struct {
 
 func (x *SpeculationOptions) Reset() {
 	*x = SpeculationOptions{}
-	mi := &file_specd_v1_generation_proto_msgTypes[3]
+	mi := &file_specd_v1_generation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +762,7 @@ func (x *SpeculationOptions) String() string {
 func (*SpeculationOptions) ProtoMessage() {}
 
 func (x *SpeculationOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[3]
+	mi := &file_specd_v1_generation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +775,7 @@ func (x *SpeculationOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeculationOptions.ProtoReflect.Descriptor instead.
 func (*SpeculationOptions) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{3}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SpeculationOptions) GetDisabled() bool {
@@ -665,7 +822,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[4]
+	mi := &file_specd_v1_generation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +834,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[4]
+	mi := &file_specd_v1_generation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +847,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{4}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GenerateResponse) GetEvent() isGenerateResponse_Event {
@@ -754,14 +911,25 @@ type TokenChunk struct {
 	Text string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
 	// With GenerateRequest.logprobs: one entry per entry of token_ids, in the
 	// same order. Empty otherwise.
-	Logprobs      []*TokenLogprob `protobuf:"bytes,4,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Logprobs []*TokenLogprob `protobuf:"bytes,4,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
+	// With GenerateRequest.prompt_logprobs: the log-probabilities of the next
+	// prompt tokens, continuing where the previous chunk's ended (the first
+	// chunk's start with the prompt's first token, which nothing before it
+	// predicts: it has only its bytes, logprob 0 and no top; each other has its
+	// log-probability given the tokens before it, as TokenChunk.logprobs). They
+	// come before any generated token — in the first chunks of the stream, as
+	// many as keep each message well under the message size limits (the set
+	// for a long prompt with top_logprobs 20 can exceed them) — and every
+	// prompt token has exactly one entry, also when the router resumed the
+	// request on another verifier. Empty otherwise.
+	PromptLogprobs []*TokenLogprob `protobuf:"bytes,5,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TokenChunk) Reset() {
 	*x = TokenChunk{}
-	mi := &file_specd_v1_generation_proto_msgTypes[5]
+	mi := &file_specd_v1_generation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +941,7 @@ func (x *TokenChunk) String() string {
 func (*TokenChunk) ProtoMessage() {}
 
 func (x *TokenChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[5]
+	mi := &file_specd_v1_generation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +954,7 @@ func (x *TokenChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenChunk.ProtoReflect.Descriptor instead.
 func (*TokenChunk) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{5}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TokenChunk) GetTokenIds() []int32 {
@@ -817,6 +985,13 @@ func (x *TokenChunk) GetLogprobs() []*TokenLogprob {
 	return nil
 }
 
+func (x *TokenChunk) GetPromptLogprobs() []*TokenLogprob {
+	if x != nil {
+		return x.PromptLogprobs
+	}
+	return nil
+}
+
 // TokenLogprob is how likely a generated token was. Log-probabilities are
 // natural logarithms under the verifier model's own distribution at that
 // position: the log-softmax of its logits, before temperature, top_k, top_p
@@ -834,14 +1009,23 @@ type TokenLogprob struct {
 	// With GenerateRequest.top_logprobs: the most likely tokens at this
 	// position, most likely first (equal logits: lower id first). The
 	// generated token is among them only if it is that likely.
-	Top           []*TopLogprob `protobuf:"bytes,3,rep,name=top,proto3" json:"top,omitempty"`
+	Top []*TopLogprob `protobuf:"bytes,3,rep,name=top,proto3" json:"top,omitempty"`
+	// What the token adds to the decoded text where it stands, as a streaming
+	// detokenizer shows it (vLLM's decoded token): empty for a control token,
+	// which decodes to nothing, and for a token that begins a UTF-8 character
+	// a later token completes; the whole character for the token that
+	// completes it; the first piece of a SentencePiece prompt without its
+	// dummy-prefix space. The texts of a generation's tokens, concatenated,
+	// are its text (before a stop string cuts it); those of a prompt's, the
+	// prompt's decoded text.
+	Text          string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TokenLogprob) Reset() {
 	*x = TokenLogprob{}
-	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	mi := &file_specd_v1_generation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +1037,7 @@ func (x *TokenLogprob) String() string {
 func (*TokenLogprob) ProtoMessage() {}
 
 func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	mi := &file_specd_v1_generation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +1050,7 @@ func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenLogprob.ProtoReflect.Descriptor instead.
 func (*TokenLogprob) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{6}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TokenLogprob) GetLogprob() float32 {
@@ -890,6 +1074,13 @@ func (x *TokenLogprob) GetTop() []*TopLogprob {
 	return nil
 }
 
+func (x *TokenLogprob) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 // TopLogprob is one of the most likely tokens at a position.
 type TopLogprob struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -898,14 +1089,17 @@ type TopLogprob struct {
 	// Its log-probability, as TokenLogprob.logprob.
 	Logprob float32 `protobuf:"fixed32,2,opt,name=logprob,proto3" json:"logprob,omitempty"`
 	// Its bytes, as TokenLogprob.token.
-	Token         []byte `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	Token []byte `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	// What it would have added to the decoded text at this position, as
+	// TokenLogprob.text.
+	Text          string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TopLogprob) Reset() {
 	*x = TopLogprob{}
-	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	mi := &file_specd_v1_generation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1111,7 @@ func (x *TopLogprob) String() string {
 func (*TopLogprob) ProtoMessage() {}
 
 func (x *TopLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	mi := &file_specd_v1_generation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1124,7 @@ func (x *TopLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopLogprob.ProtoReflect.Descriptor instead.
 func (*TopLogprob) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{7}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TopLogprob) GetTokenId() int32 {
@@ -954,6 +1148,13 @@ func (x *TopLogprob) GetToken() []byte {
 	return nil
 }
 
+func (x *TopLogprob) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 // Final ends a Generate stream.
 type Final struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -961,10 +1162,11 @@ type Final struct {
 	FinishReason FinishReason `protobuf:"varint,1,opt,name=finish_reason,json=finishReason,proto3,enum=specd.v1.FinishReason" json:"finish_reason,omitempty"`
 	// How the request was served.
 	Stats *Stats `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
-	// With GenerateRequest.prompt_logprobs: one entry per prompt token, in
-	// order. The first token, which nothing before it predicts, has only its
-	// bytes (logprob 0, no top); each other has its log-probability given the
-	// tokens before it, as TokenChunk.logprobs.
+	// Never set: the prompt's log-probabilities come in
+	// TokenChunk.prompt_logprobs, ahead of the generated tokens, since all of
+	// them in one message could exceed the message size limits.
+	//
+	// Deprecated: Marked as deprecated in specd/v1/generation.proto.
 	PromptLogprobs []*TokenLogprob `protobuf:"bytes,3,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
 	// With GenerateRequest.logprobs, when generation ended on an
 	// end-of-generation token (FINISH_REASON_EOS): that token's
@@ -977,7 +1179,7 @@ type Final struct {
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_specd_v1_generation_proto_msgTypes[8]
+	mi := &file_specd_v1_generation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1191,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[8]
+	mi := &file_specd_v1_generation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1204,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{8}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Final) GetFinishReason() FinishReason {
@@ -1019,6 +1221,7 @@ func (x *Final) GetStats() *Stats {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in specd/v1/generation.proto.
 func (x *Final) GetPromptLogprobs() []*TokenLogprob {
 	if x != nil {
 		return x.PromptLogprobs
@@ -1112,7 +1315,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_specd_v1_generation_proto_msgTypes[9]
+	mi := &file_specd_v1_generation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1327,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[9]
+	mi := &file_specd_v1_generation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1340,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{9}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Stats) GetPromptTokens() uint32 {
@@ -1300,7 +1503,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_specd_v1_generation_proto_msgTypes[10]
+	mi := &file_specd_v1_generation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1515,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[10]
+	mi := &file_specd_v1_generation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1528,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{10}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -1357,7 +1560,10 @@ type CompleteResponse struct {
 	Stats *Stats `protobuf:"bytes,5,opt,name=stats,proto3" json:"stats,omitempty"`
 	// With GenerateRequest.logprobs: one entry per entry of token_ids.
 	Logprobs []*TokenLogprob `protobuf:"bytes,6,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
-	// With GenerateRequest.prompt_logprobs: as Final.prompt_logprobs.
+	// With GenerateRequest.prompt_logprobs: one entry per prompt token, as
+	// TokenChunk.prompt_logprobs. A response that would exceed the server's
+	// message size limit (16 MiB unless configured otherwise) is refused with
+	// INVALID_ARGUMENT naming it: stream such a request with Generate.
 	PromptLogprobs []*TokenLogprob `protobuf:"bytes,7,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
 	// As Final.end_logprobs.
 	EndLogprobs   *TokenLogprob `protobuf:"bytes,8,opt,name=end_logprobs,json=endLogprobs,proto3" json:"end_logprobs,omitempty"`
@@ -1367,7 +1573,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[11]
+	mi := &file_specd_v1_generation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1585,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[11]
+	mi := &file_specd_v1_generation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1598,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{11}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CompleteResponse) GetPromptIds() []int32 {
@@ -1471,7 +1677,7 @@ type TokenizeRequest struct {
 
 func (x *TokenizeRequest) Reset() {
 	*x = TokenizeRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[12]
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1689,7 @@ func (x *TokenizeRequest) String() string {
 func (*TokenizeRequest) ProtoMessage() {}
 
 func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[12]
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1702,7 @@ func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
 func (*TokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{12}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TokenizeRequest) GetModel() string {
@@ -1535,7 +1741,7 @@ type TokenizeResponse struct {
 
 func (x *TokenizeResponse) Reset() {
 	*x = TokenizeResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[13]
+	mi := &file_specd_v1_generation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1753,7 @@ func (x *TokenizeResponse) String() string {
 func (*TokenizeResponse) ProtoMessage() {}
 
 func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[13]
+	mi := &file_specd_v1_generation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1766,7 @@ func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeResponse.ProtoReflect.Descriptor instead.
 func (*TokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{13}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TokenizeResponse) GetTokenIds() []int32 {
@@ -1596,7 +1802,7 @@ type DetokenizeRequest struct {
 
 func (x *DetokenizeRequest) Reset() {
 	*x = DetokenizeRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	mi := &file_specd_v1_generation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1814,7 @@ func (x *DetokenizeRequest) String() string {
 func (*DetokenizeRequest) ProtoMessage() {}
 
 func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	mi := &file_specd_v1_generation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1827,7 @@ func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeRequest.ProtoReflect.Descriptor instead.
 func (*DetokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DetokenizeRequest) GetModel() string {
@@ -1659,7 +1865,7 @@ type DetokenizeResponse struct {
 
 func (x *DetokenizeResponse) Reset() {
 	*x = DetokenizeResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[15]
+	mi := &file_specd_v1_generation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1877,7 @@ func (x *DetokenizeResponse) String() string {
 func (*DetokenizeResponse) ProtoMessage() {}
 
 func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[15]
+	mi := &file_specd_v1_generation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1890,7 @@ func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeResponse.ProtoReflect.Descriptor instead.
 func (*DetokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{15}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DetokenizeResponse) GetText() string {
@@ -1704,7 +1910,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[16]
+	mi := &file_specd_v1_generation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1922,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[16]
+	mi := &file_specd_v1_generation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1935,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{16}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{18}
 }
 
 // ListModelsResponse lists the models the router can reach.
@@ -1743,7 +1949,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[17]
+	mi := &file_specd_v1_generation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1961,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[17]
+	mi := &file_specd_v1_generation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1974,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{17}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelInfo {
@@ -1808,7 +2014,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_specd_v1_generation_proto_msgTypes[18]
+	mi := &file_specd_v1_generation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +2026,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[18]
+	mi := &file_specd_v1_generation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +2039,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{18}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ModelInfo) GetName() string {
@@ -1916,10 +2122,22 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\blogprobs\x18\f \x01(\bR\blogprobs\x12!\n" +
 	"\ftop_logprobs\x18\r \x01(\rR\vtopLogprobs\x12'\n" +
 	"\x0fprompt_logprobs\x18\x0e \x01(\bR\x0epromptLogprobsB\x18\n" +
-	"\x16_add_generation_prompt\";\n" +
+	"\x16_add_generation_prompt\"\xa4\x01\n" +
 	"\vChatMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\xd4\x02\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12 \n" +
+	"\ftool_call_id\x18\x04 \x01(\tR\n" +
+	"toolCallId\x121\n" +
+	"\n" +
+	"tool_calls\x18\x05 \x03(\v2\x12.specd.v1.ToolCallR\ttoolCalls\"b\n" +
+	"\bToolCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x122\n" +
+	"\bfunction\x18\x03 \x01(\v2\x16.specd.v1.FunctionCallR\bfunction\"@\n" +
+	"\fFunctionCall\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\targuments\x18\x02 \x01(\tR\targuments\"\xd4\x02\n" +
 	"\x0eSamplingParams\x12 \n" +
 	"\vtemperature\x18\x01 \x01(\x02R\vtemperature\x12\x13\n" +
 	"\x05top_k\x18\x02 \x01(\rR\x04topK\x12\x18\n" +
@@ -1941,26 +2159,29 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x10GenerateResponse\x12,\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x14.specd.v1.TokenChunkH\x00R\x05chunk\x12'\n" +
 	"\x05final\x18\x02 \x01(\v2\x0f.specd.v1.FinalH\x00R\x05finalB\a\n" +
-	"\x05event\"\x8f\x01\n" +
+	"\x05event\"\xd0\x01\n" +
 	"\n" +
 	"TokenChunk\x12\x1b\n" +
 	"\ttoken_ids\x18\x01 \x03(\x05R\btokenIds\x12\x1c\n" +
 	"\tpositions\x18\x02 \x03(\rR\tpositions\x12\x12\n" +
 	"\x04text\x18\x03 \x01(\tR\x04text\x122\n" +
-	"\blogprobs\x18\x04 \x03(\v2\x16.specd.v1.TokenLogprobR\blogprobs\"f\n" +
+	"\blogprobs\x18\x04 \x03(\v2\x16.specd.v1.TokenLogprobR\blogprobs\x12?\n" +
+	"\x0fprompt_logprobs\x18\x05 \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\"z\n" +
 	"\fTokenLogprob\x12\x18\n" +
 	"\alogprob\x18\x01 \x01(\x02R\alogprob\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\fR\x05token\x12&\n" +
-	"\x03top\x18\x03 \x03(\v2\x14.specd.v1.TopLogprobR\x03top\"W\n" +
+	"\x03top\x18\x03 \x03(\v2\x14.specd.v1.TopLogprobR\x03top\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\"k\n" +
 	"\n" +
 	"TopLogprob\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\x05R\atokenId\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\fR\x05token\"\xe7\x01\n" +
+	"\x05token\x18\x03 \x01(\fR\x05token\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\"\xeb\x01\n" +
 	"\x05Final\x12;\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x16.specd.v1.FinishReasonR\ffinishReason\x12%\n" +
-	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\x12?\n" +
-	"\x0fprompt_logprobs\x18\x03 \x03(\v2\x16.specd.v1.TokenLogprobR\x0epromptLogprobs\x129\n" +
+	"\x05stats\x18\x02 \x01(\v2\x0f.specd.v1.StatsR\x05stats\x12C\n" +
+	"\x0fprompt_logprobs\x18\x03 \x03(\v2\x16.specd.v1.TokenLogprobB\x02\x18\x01R\x0epromptLogprobs\x129\n" +
 	"\fend_logprobs\x18\x04 \x01(\v2\x16.specd.v1.TokenLogprobR\vendLogprobs\"\xdd\a\n" +
 	"\x05Stats\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
@@ -2060,72 +2281,77 @@ func file_specd_v1_generation_proto_rawDescGZIP() []byte {
 }
 
 var file_specd_v1_generation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_specd_v1_generation_proto_goTypes = []any{
 	(VerificationMode)(0),       // 0: specd.v1.VerificationMode
 	(FinishReason)(0),           // 1: specd.v1.FinishReason
 	(*GenerateRequest)(nil),     // 2: specd.v1.GenerateRequest
 	(*ChatMessage)(nil),         // 3: specd.v1.ChatMessage
-	(*SamplingParams)(nil),      // 4: specd.v1.SamplingParams
-	(*SpeculationOptions)(nil),  // 5: specd.v1.SpeculationOptions
-	(*GenerateResponse)(nil),    // 6: specd.v1.GenerateResponse
-	(*TokenChunk)(nil),          // 7: specd.v1.TokenChunk
-	(*TokenLogprob)(nil),        // 8: specd.v1.TokenLogprob
-	(*TopLogprob)(nil),          // 9: specd.v1.TopLogprob
-	(*Final)(nil),               // 10: specd.v1.Final
-	(*Stats)(nil),               // 11: specd.v1.Stats
-	(*Endpoint)(nil),            // 12: specd.v1.Endpoint
-	(*CompleteResponse)(nil),    // 13: specd.v1.CompleteResponse
-	(*TokenizeRequest)(nil),     // 14: specd.v1.TokenizeRequest
-	(*TokenizeResponse)(nil),    // 15: specd.v1.TokenizeResponse
-	(*DetokenizeRequest)(nil),   // 16: specd.v1.DetokenizeRequest
-	(*DetokenizeResponse)(nil),  // 17: specd.v1.DetokenizeResponse
-	(*ListModelsRequest)(nil),   // 18: specd.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),  // 19: specd.v1.ListModelsResponse
-	(*ModelInfo)(nil),           // 20: specd.v1.ModelInfo
-	(*durationpb.Duration)(nil), // 21: google.protobuf.Duration
+	(*ToolCall)(nil),            // 4: specd.v1.ToolCall
+	(*FunctionCall)(nil),        // 5: specd.v1.FunctionCall
+	(*SamplingParams)(nil),      // 6: specd.v1.SamplingParams
+	(*SpeculationOptions)(nil),  // 7: specd.v1.SpeculationOptions
+	(*GenerateResponse)(nil),    // 8: specd.v1.GenerateResponse
+	(*TokenChunk)(nil),          // 9: specd.v1.TokenChunk
+	(*TokenLogprob)(nil),        // 10: specd.v1.TokenLogprob
+	(*TopLogprob)(nil),          // 11: specd.v1.TopLogprob
+	(*Final)(nil),               // 12: specd.v1.Final
+	(*Stats)(nil),               // 13: specd.v1.Stats
+	(*Endpoint)(nil),            // 14: specd.v1.Endpoint
+	(*CompleteResponse)(nil),    // 15: specd.v1.CompleteResponse
+	(*TokenizeRequest)(nil),     // 16: specd.v1.TokenizeRequest
+	(*TokenizeResponse)(nil),    // 17: specd.v1.TokenizeResponse
+	(*DetokenizeRequest)(nil),   // 18: specd.v1.DetokenizeRequest
+	(*DetokenizeResponse)(nil),  // 19: specd.v1.DetokenizeResponse
+	(*ListModelsRequest)(nil),   // 20: specd.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),  // 21: specd.v1.ListModelsResponse
+	(*ModelInfo)(nil),           // 22: specd.v1.ModelInfo
+	(*durationpb.Duration)(nil), // 23: google.protobuf.Duration
 }
 var file_specd_v1_generation_proto_depIdxs = []int32{
-	4,  // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
-	5,  // 1: specd.v1.GenerateRequest.speculation:type_name -> specd.v1.SpeculationOptions
+	6,  // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
+	7,  // 1: specd.v1.GenerateRequest.speculation:type_name -> specd.v1.SpeculationOptions
 	3,  // 2: specd.v1.GenerateRequest.messages:type_name -> specd.v1.ChatMessage
-	0,  // 3: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
-	7,  // 4: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
-	10, // 5: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
-	8,  // 6: specd.v1.TokenChunk.logprobs:type_name -> specd.v1.TokenLogprob
-	9,  // 7: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
-	1,  // 8: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
-	11, // 9: specd.v1.Final.stats:type_name -> specd.v1.Stats
-	8,  // 10: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	8,  // 11: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
-	21, // 12: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
-	21, // 13: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
-	12, // 14: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
-	12, // 15: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
-	0,  // 16: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
-	21, // 17: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	21, // 18: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
-	1,  // 19: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
-	11, // 20: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
-	8,  // 21: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
-	8,  // 22: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	8,  // 23: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
-	20, // 24: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
-	2,  // 25: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
-	2,  // 26: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
-	14, // 27: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	16, // 28: specd.v1.GenerationService.Detokenize:input_type -> specd.v1.DetokenizeRequest
-	18, // 29: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	6,  // 30: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	13, // 31: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	15, // 32: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	17, // 33: specd.v1.GenerationService.Detokenize:output_type -> specd.v1.DetokenizeResponse
-	19, // 34: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	30, // [30:35] is the sub-list for method output_type
-	25, // [25:30] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	4,  // 3: specd.v1.ChatMessage.tool_calls:type_name -> specd.v1.ToolCall
+	5,  // 4: specd.v1.ToolCall.function:type_name -> specd.v1.FunctionCall
+	0,  // 5: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
+	9,  // 6: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
+	12, // 7: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
+	10, // 8: specd.v1.TokenChunk.logprobs:type_name -> specd.v1.TokenLogprob
+	10, // 9: specd.v1.TokenChunk.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	11, // 10: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
+	1,  // 11: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
+	13, // 12: specd.v1.Final.stats:type_name -> specd.v1.Stats
+	10, // 13: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	10, // 14: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
+	23, // 15: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
+	23, // 16: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
+	14, // 17: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
+	14, // 18: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
+	0,  // 19: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
+	23, // 20: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
+	23, // 21: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	1,  // 22: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
+	13, // 23: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
+	10, // 24: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
+	10, // 25: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	10, // 26: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
+	22, // 27: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	2,  // 28: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
+	2,  // 29: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
+	16, // 30: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	18, // 31: specd.v1.GenerationService.Detokenize:input_type -> specd.v1.DetokenizeRequest
+	20, // 32: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	8,  // 33: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	15, // 34: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	17, // 35: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	19, // 36: specd.v1.GenerationService.Detokenize:output_type -> specd.v1.DetokenizeResponse
+	21, // 37: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	33, // [33:38] is the sub-list for method output_type
+	28, // [28:33] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_specd_v1_generation_proto_init() }
@@ -2134,8 +2360,8 @@ func file_specd_v1_generation_proto_init() {
 		return
 	}
 	file_specd_v1_generation_proto_msgTypes[0].OneofWrappers = []any{}
-	file_specd_v1_generation_proto_msgTypes[2].OneofWrappers = []any{}
-	file_specd_v1_generation_proto_msgTypes[4].OneofWrappers = []any{
+	file_specd_v1_generation_proto_msgTypes[4].OneofWrappers = []any{}
+	file_specd_v1_generation_proto_msgTypes[6].OneofWrappers = []any{
 		(*GenerateResponse_Chunk)(nil),
 		(*GenerateResponse_Final)(nil),
 	}
@@ -2145,7 +2371,7 @@ func file_specd_v1_generation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_specd_v1_generation_proto_rawDesc), len(file_specd_v1_generation_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
