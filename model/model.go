@@ -581,6 +581,11 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 // many float32s each (2 GiB in all at the bound).
 const maxRopeTable = 1 << 28
 
+// maxScores bounds heads × context length: a Batch keeps that many float32 attention
+// scores per token of a pass (256 MiB at the bound). Qwen2.5-14B-1M's 40 heads of
+// 1010000 positions fit; a file's claim of more is not allocated on its word.
+const maxScores = 1 << 26
+
 func (m *Model) finish(opts LoadOptions) error {
 	c := &m.Config
 	switch {
@@ -604,6 +609,9 @@ func (m *Model) finish(opts LoadOptions) error {
 		// Qwen2.5-1M's 1010000 positions of 128 fit; 2^20 positions of 2048 (16 GiB) do not.
 		return fmt.Errorf("%w: RoPE tables for %d positions of %d dimensions are too large: cap the context (--ctx-size)",
 			ErrFormat, c.Context, c.Rope.Dim)
+	case c.Heads*c.Context > maxScores:
+		return fmt.Errorf("%w: attention scores for %d heads over %d positions are too large: cap the context (--ctx-size)",
+			ErrFormat, c.Heads, c.Context)
 	}
 	if m.Tok.VocabSize() != c.Vocab {
 		return fmt.Errorf("%w: tokenizer has %d tokens, model %d", ErrFormat, m.Tok.VocabSize(), c.Vocab)
