@@ -386,3 +386,25 @@ func TestAttentionScratchTooLarge(t *testing.T) {
 	}
 	m.Close()
 }
+
+// TestWarmWithoutBOS: a byte-level vocabulary may name no BOS (llama.cpp's own Qwen2
+// test vocabulary, ggml-vocab-qwen2.gguf, names none; its models start a prompt with no
+// BOS). Such a model loads, and State.Warm — which specd run calls before the first
+// pass — runs on it rather than feeding the forward pass the id -1.
+func TestWarmWithoutBOS(t *testing.T) {
+	m, err := model.Load(testmodels.WithoutBOS(t, "arch-qwen2-f16.gguf"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Tok.BOS() != -1 {
+		t.Fatalf("BOS() = %d, want -1 (none)", m.Tok.BOS())
+	}
+	st := newState(t, m, 1, 8)
+	if err := st.Warm(); err != nil {
+		t.Fatalf("Warm on a model without BOS: %v", err)
+	}
+	if _, err := st.Forward([]int32{1, 2}, false); err != nil {
+		t.Fatalf("Forward after Warm: %v", err)
+	}
+}

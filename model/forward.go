@@ -254,7 +254,7 @@ func (s *State) Warm() error {
 	}
 	toks := make([]int32, max(min(s.maxBlock, s.b.m.Context-6), 1))
 	for i := range toks {
-		toks[i] = s.b.m.Tok.BOS()
+		toks[i] = max(s.b.m.Tok.BOS(), 0) // id 0 where the vocabulary names no BOS (-1)
 	}
 	defer s.Seq.Truncate(0)
 	_, err := s.Forward(toks, true)
