@@ -167,3 +167,37 @@ func TestCountsDoNotDriveAllocation(t *testing.T) {
 		}
 	}
 }
+
+// TestCountsWithinTheFileDoNotDriveAllocation parses files whose counts fit the bytes
+// left (each entry's smallest encoding) but whose first entry is already bad: Parse must
+// find that out before it has allocated for the count, not allocate several times the
+// file's size first. For a mapped 40 GB model, one corrupted count would otherwise ask
+// for 100 GB or more before the error.
+func TestCountsWithinTheFileDoNotDriveAllocation(t *testing.T) {
+	junk := make([]byte, 4<<20)
+	for i := range junk {
+		junk[i] = 0xff // every length and type read from it is out of range
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"metadata count", header(0, uint64(len(junk))/13).bytes(junk...).b},
+		{"tensor count", header(uint64(len(junk))/32, 0).bytes(junk...).b},
+		{"string array count", header(0, 1).str("k").u32(uint32(gguf.TypeArray)).u32(uint32(gguf.TypeString)).u64(uint64(len(junk)) / 8).bytes(junk...).b},
+		{"array of arrays count", header(0, 1).str("k").u32(uint32(gguf.TypeArray)).u32(uint32(gguf.TypeArray)).u64(uint64(len(junk)) / 12).bytes(junk...).b},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := gguf.Parse(tc.data)
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				t.Fatal("Parse succeeded, want an error")
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > uint64(len(tc.data))/4 {
+				t.Errorf("Parse allocated %d bytes for a %d-byte file before %v", n, len(tc.data), err)
+			}
+		})
+	}
+}
