@@ -2,7 +2,9 @@ package model_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,7 +174,7 @@ func TestArchRefused(t *testing.T) {
 	for _, s := range synthSpecs {
 		specs[s.arch+"/"+s.scaling] = s
 	}
-	qwen2, qwen3 := synthesize(t, specs["qwen2/yarn"], vocab), synthesize(t, specs["qwen3/"], vocab)
+	qwen2, qwen3, llama := synthesize(t, specs["qwen2/yarn"], vocab), synthesize(t, specs["qwen3/"], vocab), synthesize(t, specs["llama/"], vocab)
 	type edit = func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData)
 	set := func(key string, v gguf.Value) edit {
 		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) { return setKV(kv, key, v), ts }
@@ -193,6 +195,16 @@ func TestArchRefused(t *testing.T) {
 			return kv, append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(n)}, Type: ggml.F32, Data: make([]byte, 4*n)})
 		}
 	}
+	// ones adds a vector of n float32 ones: a valid rope_freqs.weight.
+	ones := func(name string, n int) edit {
+		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			data := make([]byte, 0, 4*n)
+			for range n {
+				data = binary.LittleEndian.AppendUint32(data, math.Float32bits(1))
+			}
+			return kv, append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(n)}, Type: ggml.F32, Data: data})
+		}
+	}
 	for _, tc := range []struct {
 		name string
 		file []byte
@@ -211,8 +223,12 @@ func TestArchRefused(t *testing.T) {
 		{"qwen3 without a K norm", qwen3, drop("blk.0.attn_k_norm.weight"), model.ErrFormat, "attn_k_norm"},
 		{"a tensor the architecture does not use", qwen2, add("blk.0.attn_output.bias", 64), model.ErrFormat, "attn_output.bias"},
 		{"qwen3 with biases", qwen3, add("blk.0.attn_q.bias", 128), model.ErrFormat, "attn_q.bias"},
-		{"rope_freqs of the wrong length", qwen3, add("rope_freqs.weight", 3), model.ErrFormat, "rope_freqs"},
-		{"zero rope_freqs", qwen3, add("rope_freqs.weight", 16), model.ErrFormat, "rope_freqs"},
+		{"rope_freqs of the wrong length", llama, add("rope_freqs.weight", 3), model.ErrFormat, "rope_freqs"},
+		{"zero rope_freqs", llama, add("rope_freqs.weight", 16), model.ErrFormat, "rope_freqs"},
+		// llama.cpp's qwen2 and qwen3 have no rope_freqs tensor and refuse a file with one
+		// ("wrong number of tensors"); dividing every angle by it would run another model.
+		{"qwen2 with rope_freqs", qwen2, ones("rope_freqs.weight", 16), model.ErrFormat, "rope_freqs.weight is not part of a qwen2 model"},
+		{"qwen3 with rope_freqs", qwen3, ones("rope_freqs.weight", 16), model.ErrFormat, "rope_freqs.weight is not part of a qwen3 model"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := model.Load(rewrite(t, tc.file, tc.edit), model.LoadOptions{})

@@ -210,10 +210,13 @@ type archSpec struct {
 	neox    bool     // RoPE turns the two halves of a head, not adjacent pairs
 	qkvBias presence // biases on the Q, K and V projections
 	qkNorm  presence // RMSNorm on each head of Q and K before RoPE
+	// ropeFreqs is rope_freqs.weight, which divides each RoPE angle (Llama 3.1 and later);
+	// llama.cpp's qwen2 and qwen3 have none and refuse a file that carries one.
+	ropeFreqs presence
 }
 
 var archSpecs = map[string]archSpec{
-	"llama": {qkvBias: optional}, // llama.cpp accepts llama files with Q/K/V biases
+	"llama": {qkvBias: optional, ropeFreqs: optional}, // llama.cpp accepts llama files with Q/K/V biases
 	"qwen2": {neox: true, qkvBias: required},
 	"qwen3": {neox: true, qkNorm: required},
 }
@@ -420,8 +423,10 @@ func fromGGUF(f *gguf.File) (*Model, error) {
 			return nil, err
 		}
 	}
-	if m.Rope.Freqs, err = vec("rope_freqs.weight", m.Rope.Dim/2, false); err != nil {
-		return nil, err
+	if spec.ropeFreqs != absent {
+		if m.Rope.Freqs, err = vec("rope_freqs.weight", m.Rope.Dim/2, spec.ropeFreqs == required); err != nil {
+			return nil, err
+		}
 	}
 	for i, x := range m.Rope.Freqs {
 		if !(x > 0) || math.IsInf(float64(x), 0) {
