@@ -195,6 +195,17 @@ func TestArchRefused(t *testing.T) {
 			return kv, append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(n)}, Type: ggml.F32, Data: make([]byte, 4*n)})
 		}
 	}
+	unset := func(key string) edit {
+		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			for i := range kv {
+				if kv[i].Key == key {
+					return append(kv[:i:i], kv[i+1:]...), ts
+				}
+			}
+			t.Fatalf("no key %s to unset", key)
+			return nil, nil
+		}
+	}
 	// ones adds a vector of n float32 ones: a valid rope_freqs.weight.
 	ones := func(name string, n int) edit {
 		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
@@ -213,6 +224,9 @@ func TestArchRefused(t *testing.T) {
 		says string
 	}{
 		{"unknown architecture", qwen3, set("general.architecture", gguf.NewString("gpt2")), model.ErrArchitecture, `"gpt2"`},
+		// llama.cpp requires it: Qwen2 was trained with 1e-6, and the 1e-5 this used to
+		// assume ran another model.
+		{"no RMSNorm epsilon", qwen2, unset("qwen2.attention.layer_norm_rms_epsilon"), gguf.ErrNotFound, "layer_norm_rms_epsilon"},
 		{"unknown rope scaling", qwen2, set("qwen2.rope.scaling.type", gguf.NewString("longrope")), model.ErrFormat, "longrope"},
 		{"negative rope scaling factor", qwen2, set("qwen2.rope.scaling.factor", gguf.NewFloat32(-2)), model.ErrFormat, "factor"},
 		{"rope scaling type not a string", qwen2, set("qwen2.rope.scaling.type", gguf.NewUint32(2)), gguf.ErrWrongType, "rope.scaling.type"},

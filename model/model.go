@@ -244,10 +244,11 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 		*dst = int(v)
 		return nil
 	}
-	fl := func(k string, dst *float32) error {
+	// fl reads a float key into dst; an absent optional key leaves dst as it is.
+	fl := func(k string, dst *float32, req bool) error {
 		v, err := f.Float(key(k))
 		switch {
-		case errors.Is(err, gguf.ErrNotFound):
+		case errors.Is(err, gguf.ErrNotFound) && !req:
 			return nil
 		case err != nil:
 			return fmt.Errorf("%w: %w", ErrFormat, err)
@@ -295,7 +296,6 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 	}
 	r := &c.Rope
 	r.Dim, r.Base, r.Factor, r.AttnFactor, r.OrigCtx = c.HeadDim, 10000, 1, 1, c.Context
-	c.NormEps = 1e-5
 	var factor float32
 	factorKey := "rope.scaling.factor"
 	if _, ok := f.Lookup(key(factorKey)); !ok {
@@ -303,11 +303,13 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 	}
 	for _, err := range []error{
 		u("rope.dimension_count", &r.Dim, false),
-		fl("rope.freq_base", &r.Base),
-		fl("attention.layer_norm_rms_epsilon", &c.NormEps),
+		fl("rope.freq_base", &r.Base, false),
+		// Required, as in llama.cpp: models differ (Llama 1e-5, Qwen2 1e-6), and no
+		// default is right for a file that does not say.
+		fl("attention.layer_norm_rms_epsilon", &c.NormEps, true),
 		u("rope.scaling.original_context_length", &r.OrigCtx, false),
-		fl("rope.scaling.attn_factor", &r.AttnFactor),
-		fl(factorKey, &factor),
+		fl("rope.scaling.attn_factor", &r.AttnFactor, false),
+		fl(factorKey, &factor, false),
 	} {
 		if err != nil {
 			return c, err
