@@ -232,6 +232,9 @@ func TestArchRefused(t *testing.T) {
 		{"rope scaling type not a string", qwen2, set("qwen2.rope.scaling.type", gguf.NewUint32(2)), gguf.ErrWrongType, "rope.scaling.type"},
 		{"value heads narrower than key heads", qwen3, set("qwen3.attention.value_length", gguf.NewUint32(16)), model.ErrFormat, "value_length"},
 		{"head count that does not fit the tensors", qwen3, set("qwen3.attention.head_count", gguf.NewUint32(8)), model.ErrFormat, "attn_q"},
+		// llama.cpp b4748 refuses it for llama ("invalid n_rot: 16, expected 32"); qwen2
+		// and qwen3 may turn part of each head.
+		{"llama rope narrower than a head", llama, set("llama.rope.dimension_count", gguf.NewUint32(16)), model.ErrFormat, "rope.dimension_count 16"},
 		{"rope wider than a head", qwen3, set("qwen3.rope.dimension_count", gguf.NewUint32(64)), model.ErrFormat, "rope dimension"},
 		{"qwen2 without a Q bias", qwen2, drop("blk.1.attn_q.bias"), model.ErrFormat, "attn_q.bias"},
 		{"qwen3 without a K norm", qwen3, drop("blk.0.attn_k_norm.weight"), model.ErrFormat, "attn_k_norm"},

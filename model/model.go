@@ -346,6 +346,12 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 	case r.Scaling == RopeYarn && r.OrigCtx <= 0:
 		return c, fmt.Errorf("%w: yarn RoPE scaling needs rope.scaling.original_context_length, got %d", ErrFormat, r.OrigCtx)
 	}
+	if arch == "llama" && r.Dim != c.HeadDim {
+		// llama.cpp turns every dimension of a llama head and refuses a file that says
+		// otherwise; no reference runs a llama with part of each head turned.
+		return c, fmt.Errorf("%w: %s %d differs from the head size %d: not supported for llama",
+			ErrFormat, key("rope.dimension_count"), r.Dim, c.HeadDim)
+	}
 	r.Neox = archSpecs[arch].neox
 	return c, nil
 }
