@@ -77,7 +77,10 @@ func TestCorrupt(t *testing.T) {
 		{"partial block", header(1, 0).tensor("w", ggml.Q8_0, 0, 33).padTo(32, 34*2).b, gguf.ErrMalformed, "row length 33 is not a multiple of the q8_0 block size 32", 37},
 		{"unknown tensor type", header(1, 0).tensor("blk.0.attn_q.weight", 99, 0, 32).padTo(32, 128).b, gguf.ErrUnsupportedType,
 			`tensor "blk.0.attn_q.weight" at byte 63: unsupported tensor type: type 99`, 63},
-		{"i-quant", header(1, 0).tensor("w", 16, 0, 256).padTo(32, 66).b, gguf.ErrUnsupportedType, "type 16", -1},
+		{"i-quant", header(1, 0).tensor("w", 16, 0, 256).padTo(32, 66).b, gguf.ErrUnsupportedType, "type 16 (iq2_xxs)", -1},
+		// IQ4_XS and Q4_1 files are common downloads: the error names the type, not its number alone.
+		{"iq4_xs", header(1, 0).tensor("w", 23, 0, 256).padTo(32, 136).b, gguf.ErrUnsupportedType, "type 23 (iq4_xs)", -1},
+		{"q4_1", header(1, 0).tensor("w", 3, 0, 32).padTo(32, 20).b, gguf.ErrUnsupportedType, "type 3 (q4_1)", -1},
 		{"k-quant partial super-block", header(1, 0).tensor("w", ggml.Q4_K, 0, 128).padTo(32, 144).b, gguf.ErrMalformed, "row length 128 is not a multiple of the q4_k block size 256", -1},
 		{"misaligned offset", header(1, 0).tensor("w", ggml.F32, 4, 1).padTo(32, 8).b, gguf.ErrMalformed, "data offset 4 is not a multiple of the alignment 32", 24},
 		{"data past end", header(1, 0).tensor("w", ggml.F32, 0, 16).padTo(32, 60).b, gguf.ErrTruncated, `tensor "w" at byte 24: truncated: data at offset 0, 64 bytes, ends past the 60 bytes`, 24},

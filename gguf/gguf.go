@@ -512,7 +512,11 @@ func (f *File) readTensorInfos(d *decoder, n int) ([]int, error) {
 		}
 		t := ggml.Type(typ)
 		if !t.Supported() {
-			return nil, d.errAt(typeOff, ErrUnsupportedType, fmt.Sprintf("type %d", typ))
+			detail := fmt.Sprintf("type %d", typ)
+			if name := t.String(); name != fmt.Sprintf("type(%d)", typ) {
+				detail += " (" + name + ")"
+			}
+			return nil, d.errAt(typeOff, ErrUnsupportedType, detail)
 		}
 		size, detail := tensorSize(dims, t)
 		if detail != "" {
