@@ -7,12 +7,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/sample"
 )
@@ -439,5 +441,39 @@ func TestWarmWithoutBOS(t *testing.T) {
 	}
 	if _, err := st.Forward([]int32{1, 2}, false); err != nil {
 		t.Fatalf("Forward after Warm: %v", err)
+	}
+}
+
+// TestScratchFollowsUse: a Batch's attention scores cover the positions its passes
+// reach, not the whole trained context up front. A model trained on a long context
+// (here 8 heads over 65536 positions; Qwen2.5-7B-1M has 28 over 1010000) used to
+// allocate maxTokens × heads × context floats when its State was made — 128 MiB here,
+// 7 GB for specd run on the 1M Qwen — before a single token ran.
+func TestScratchFollowsUse(t *testing.T) {
+	s := synthSpec{name: "long.gguf", arch: "llama", dim: 64, layers: 1, heads: 8, kvHeads: 2, headDim: 8, ffn: 64, ctx: 1 << 16, ropeDim: 8, base: 10000, seed: 11}
+	path := filepath.Join(t.TempDir(), s.name)
+	if err := os.WriteFile(path, synthesize(t, s, vocabKV(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(path, model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	kv, err := m.NewKVPool(1<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	st := m.NewState(pool, kv.NewSeq(), 64)
+	if _, err := st.Forward([]int32{1, 2, 3}, true); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Errorf("a 64-token State and a 3-token pass allocated %d bytes, want under 8 MiB", n)
 	}
 }

@@ -102,7 +102,8 @@ type Batch struct {
 	att       []float32           // [token][QDim] attention output
 	o         []float32           // [token][Dim]
 	gate, up  []float32           // [token][FFN]
-	scores    []float32           // [token][Heads][Context]
+	scores    []float32           // [token][Heads][stride]; grown by Forward as passes reach further
+	stride    int                 // positions in a row of scores: the longest sequence of the current pass
 	logits    []float32           // [token][Vocab]
 	normed    []float32           // [token][Dim] final-normed rows that need logits
 	outs      [][]float32         // reused argument of MatMuls
@@ -150,7 +151,6 @@ func (m *Model) NewBatch(pool *kernels.Pool, maxTokens int) *Batch {
 		q: make([]float32, b*c.QDim()), k: make([]float32, b*c.KVDim()), v: make([]float32, b*c.KVDim()),
 		att: make([]float32, b*c.QDim()), o: make([]float32, b*c.Dim),
 		gate: make([]float32, b*c.FFN), up: make([]float32, b*c.FFN),
-		scores: make([]float32, b*c.Heads*c.Context),
 		logits: make([]float32, b*c.Vocab),
 		normed: make([]float32, b*c.Dim),
 		outs:   make([][]float32, 0, 3),
@@ -204,6 +204,17 @@ func (b *Batch) Forward(segs []Segment) ([]float32, error) {
 	}
 	if total > b.maxTokens {
 		return nil, fmt.Errorf("forward: %d tokens in one pass, at most %d", total, b.maxTokens)
+	}
+	b.stride = 0
+	for _, sg := range segs {
+		b.stride = max(b.stride, sg.Seq.Len()+len(sg.Tokens))
+	}
+	// The scores cover the positions this pass reaches, not the trained context up
+	// front: Qwen2.5-7B-1M's 28 heads over 1010000 positions would take 7 GB for 64-token
+	// passes before a token ran. They grow to at least twice their size, so that a
+	// sequence growing a token at a time reallocates them a logarithmic number of times.
+	if need := total * c.Heads * b.stride; need > len(b.scores) {
+		b.scores = make([]float32, min(max(need, 2*len(b.scores)), b.maxTokens*c.Heads*c.Context))
 	}
 	b.segs = b.segs[:0]
 	row := 0
@@ -514,7 +525,7 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	last := off + t1 - 1     // the last position any of these queries sees
 	query := func(t, h int) (q, sc []float32) {
 		th := t*heads + h
-		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
+		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*b.stride : th*b.stride+off+t+1]
 	}
 	// rows returns this head's keys (or values) in block blk, one row of hd per
 	// position, for the first n positions of the block: floats stride apart (an F32
