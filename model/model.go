@@ -132,10 +132,10 @@ type LoadOptions struct {
 	// tokenizer.bin, then tok<vocab>.bin, beside the checkpoint.
 	Tokenizer string
 	// Context caps the positions a sequence may use (llama.cpp's --ctx-size); 0 keeps the
-	// trained context length. The RoPE tables and a Batch's attention scratch grow with
-	// it: a Llama 3.1 file trained on 131072 positions would otherwise take 134 MB of
-	// RoPE tables and 16 MB of scores per token of a pass. It may not exceed the trained
-	// length.
+	// trained context length. The RoPE tables grow with it: a Llama 3.1 file trained on
+	// 131072 positions would otherwise take 134 MB of them. (A Batch's attention scores
+	// grow with the positions its passes reach, whatever the cap.) It may not exceed the
+	// trained length.
 	Context int
 }
 
@@ -594,8 +594,8 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 // many float32s each (2 GiB in all at the bound).
 const maxRopeTable = 1 << 28
 
-// maxScores bounds heads × context length: a Batch keeps that many float32 attention
-// scores per token of a pass (256 MiB at the bound). Qwen2.5-14B-1M's 40 heads of
+// maxScores bounds heads × context length: a Batch whose passes reach the whole context
+// keeps that many float32 attention scores per token of a pass (256 MiB at the bound). Qwen2.5-14B-1M's 40 heads of
 // 1010000 positions fit; a file's claim of more is not allocated on its word.
 const maxScores = 1 << 26
 
