@@ -397,11 +397,12 @@ func TestRopeTableTooLarge(t *testing.T) {
 	m.Close()
 }
 
-// TestAttentionScratchTooLarge: a Batch keeps Heads × Context attention scores per token
-// of a pass. A small file that claims many narrow heads and a long context (128 heads of
-// 2, 2^20 positions: 512 MiB per token, 32 GiB for specd run's 64-token passes) is
-// ErrFormat saying what to lower, not a model whose first pass kills the process. The
-// same file loads with a smaller LoadOptions.Context (--ctx-size).
+// TestAttentionScratchTooLarge: a Batch whose passes reach the whole context keeps Heads ×
+// Context attention scores per token of a pass. A small file that claims many narrow
+// heads and a long context (128 heads of 2, 2^20 positions: 512 MiB per token, 32 GiB
+// for specd run's 64-token passes) is ErrFormat saying what to lower, not a model that
+// kills the process once a sequence grows long. The same file loads with a smaller
+// LoadOptions.Context (--ctx-size).
 func TestAttentionScratchTooLarge(t *testing.T) {
 	s := synthSpec{name: "narrow.gguf", arch: "llama", dim: 32, layers: 1, heads: 128, kvHeads: 1, headDim: 2, ffn: 32, ctx: 1 << 20, ropeDim: 2, base: 10000, seed: 10}
 	path := filepath.Join(t.TempDir(), s.name)
