@@ -25,7 +25,14 @@ var headerSeeds = []string{"stories260K-f32.gguf", "specd-draft-q4_0.gguf", "arc
 func FuzzLoadHeader(f *testing.F) {
 	bodies := make([][]byte, len(headerSeeds))
 	for i, name := range headerSeeds {
-		data, err := os.ReadFile(testmodels.ForTest(f, name))
+		path := testmodels.ForTest(f, name)
+		// Every seed loads as it is, so that mutations start deep in the loader.
+		m, err := model.Load(path, model.LoadOptions{Context: 8})
+		if err != nil {
+			f.Fatalf("seed %s: %v", name, err)
+		}
+		m.Close()
+		data, err := os.ReadFile(path)
 		if err != nil {
 			f.Fatal(err)
 		}
