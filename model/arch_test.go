@@ -17,6 +17,7 @@ import (
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/tokenizer"
 )
 
 // agreement is how often a model's argmax after each forced position equals llama.cpp's:
@@ -222,9 +223,24 @@ func TestArchRefused(t *testing.T) {
 		name string
 		file []byte
 		edit edit
-		is   error
+		is   error // the sentinel the error wraps; nil when only its message is checked
 		says string
 	}{
+		// Hyperparameters that are zero, negative, huge or inconsistent.
+		{"context_length 0", qwen3, set("qwen3.context_length", gguf.NewUint32(0)), model.ErrFormat, "non-positive"},
+		{"context_length 2^31", qwen3, set("qwen3.context_length", gguf.NewUint32(1<<31)), model.ErrFormat, "qwen3.context_length = 2147483648 is out of range"},
+		{"head_count 0", qwen3, set("qwen3.attention.head_count", gguf.NewUint32(0)), model.ErrFormat, "head_count 0"},
+		{"negative embedding_length", qwen3, set("qwen3.embedding_length", gguf.NewInt32(-64)), gguf.ErrWrongType, "qwen3.embedding_length"},
+		{"block_count 0", qwen3, set("qwen3.block_count", gguf.NewUint32(0)), model.ErrFormat, "blk.0.attn_norm.weight is not part of a qwen3 model"},
+		{"feed_forward_length 0", qwen3, set("qwen3.feed_forward_length", gguf.NewUint32(0)), model.ErrFormat, "ffn_gate.weight has dims [64 128], want [64 0]"},
+		{"head_count_kv that does not divide head_count", qwen3, set("qwen3.attention.head_count_kv", gguf.NewUint32(3)), model.ErrFormat, "attn_k"},
+		{"no tokens", qwen3, func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			kv, ts = unset("tokenizer.ggml.bos_token_id")(kv, ts)
+			kv, ts = unset("tokenizer.ggml.eos_token_id")(kv, ts)
+			kv, ts = unset("tokenizer.ggml.unknown_token_id")(kv, ts)
+			return set("tokenizer.ggml.tokens", gguf.NewStrings(nil))(kv, ts)
+		}, tokenizer.ErrInvalidVocab, "no tokens"},
+		{"BOS outside a vocabulary of none", qwen3, set("tokenizer.ggml.tokens", gguf.NewStrings(nil)), nil, "bos_token_id = 1 is outside the vocabulary of 0"},
 		{"unknown architecture", qwen3, set("general.architecture", gguf.NewString("gpt2")), model.ErrArchitecture, `"gpt2"`},
 		// llama.cpp requires it: Qwen2 was trained with 1e-6, and the 1e-5 this used to
 		// assume ran another model.
@@ -255,7 +271,7 @@ func TestArchRefused(t *testing.T) {
 				m.Close()
 				t.Fatal("Load succeeded, want an error")
 			}
-			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.says) {
+			if tc.is != nil && !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("Load = %v, want %v naming %q", err, tc.is, tc.says)
 			}
 		})
