@@ -119,8 +119,11 @@ type Model struct {
 	Quant        ggml.Type // the dominant weight type after loading
 	Path         string
 
-	ropeCS, ropeSN []float32 // [pos][Rope.Dim]: per pair (cos, cos) and (-sin, sin)
-	closer         io.Closer
+	// Per rotated pair, what its RoPE angle is made of (see initRope): the frequency, and
+	// yarn's ramp (nil without yarn); the frequency scale and the scale of cos and sin.
+	ropeFreq, ropeRamp    []float64
+	ropeScale, ropeMScale float64
+	closer                io.Closer
 }
 
 // LoadOptions tune Load.
@@ -132,10 +135,9 @@ type LoadOptions struct {
 	// tokenizer.bin, then tok<vocab>.bin, beside the checkpoint.
 	Tokenizer string
 	// Context caps the positions a sequence may use (llama.cpp's --ctx-size); 0 keeps the
-	// trained context length. The RoPE tables grow with it: a Llama 3.1 file trained on
-	// 131072 positions would otherwise take 134 MB of them. (A Batch's attention scores
-	// grow with the positions its passes reach, whatever the cap.) It may not exceed the
-	// trained length.
+	// trained context length. It may not exceed the trained length. Nothing is allocated
+	// for positions up front: a Batch's attention scores grow with the positions its
+	// passes reach, and RoPE angles are computed per pass.
 	Context int
 }
 
@@ -589,16 +591,13 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 	return m, nil
 }
 
-// finish validates the shape, converts weights for opts.Quant and precomputes RoPE.
-// maxRopeTable bounds context length × RoPE dimensions: the two RoPE tables hold that
-// many float32s each (2 GiB in all at the bound).
-const maxRopeTable = 1 << 28
-
 // maxScores bounds heads × context length: a Batch whose passes reach the whole context
-// keeps that many float32 attention scores per token of a pass (256 MiB at the bound). Qwen2.5-14B-1M's 40 heads of
-// 1010000 positions fit; a file's claim of more is not allocated on its word.
+// keeps that many float32 attention scores per token of a pass (256 MiB at the bound).
+// Qwen2.5-14B-1M's 40 heads of 1010000 positions fit; a file's claim of more is not
+// allocated on its word.
 const maxScores = 1 << 26
 
+// finish validates the shape, converts weights for opts.Quant and precomputes RoPE.
 func (m *Model) finish(opts LoadOptions) error {
 	c := &m.Config
 	switch {
@@ -618,10 +617,6 @@ func (m *Model) finish(opts LoadOptions) error {
 		return fmt.Errorf("%w: %d heads of %d are too wide", ErrFormat, c.Heads, c.HeadDim)
 	case c.Context > 1<<20:
 		return fmt.Errorf("%w: context length %d is too large", ErrFormat, c.Context)
-	case c.Context*c.Rope.Dim > maxRopeTable:
-		// Qwen2.5-1M's 1010000 positions of 128 fit; 2^20 positions of 2048 (16 GiB) do not.
-		return fmt.Errorf("%w: RoPE tables for %d positions of %d dimensions are too large: cap the context (--ctx-size)",
-			ErrFormat, c.Context, c.Rope.Dim)
 	case c.Heads*c.Context > maxScores:
 		return fmt.Errorf("%w: attention scores for %d heads over %d positions are too large: cap the context (--ctx-size)",
 			ErrFormat, c.Heads, c.Context)
