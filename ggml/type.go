@@ -62,10 +62,25 @@ var types = map[Type]info{
 	Q6_K:   {"q6_k", QKK, QKK/2 + QKK/4 + QKK/16 + 2},
 }
 
-// String returns the lower-case name used on the command line ("q8_0", "q4_k").
+// otherNames names the ggml types that GGUF files carry and specd does not run, so that
+// an error about one says "iq4_xs", not 23. Numbers 31–33 and 36–38 are the repacked
+// Q4_0 and IQ4_NL layouts ggml wrote into files for a while in 2024.
+var otherNames = map[Type]string{
+	3: "q4_1", 9: "q8_1", 15: "q8_k", 16: "iq2_xxs", 17: "iq2_xs", 18: "iq3_xxs", 19: "iq1_s",
+	21: "iq3_s", 22: "iq2_s", 23: "iq4_xs", 24: "i8", 25: "i16", 26: "i32", 27: "i64", 28: "f64",
+	29: "iq1_m", 31: "q4_0_4_4", 32: "q4_0_4_8", 33: "q4_0_8_8", 34: "tq1_0", 35: "tq2_0",
+	36: "iq4_nl_4_4", 37: "iq4_nl_4_8", 38: "iq4_nl_8_8", 39: "mxfp4",
+}
+
+// String returns the lower-case name used on the command line ("q8_0", "q4_k"), ggml's
+// name for a type specd does not run ("iq4_xs"), or "type(N)" for a number ggml never
+// used.
 func (t Type) String() string {
 	if in, ok := types[t]; ok {
 		return in.name
+	}
+	if name, ok := otherNames[t]; ok {
+		return name
 	}
 	return fmt.Sprintf("type(%d)", uint32(t))
 }

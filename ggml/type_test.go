@@ -35,6 +35,14 @@ func TestUnsupported(t *testing.T) {
 			t.Errorf("%v.RowBytes(256) succeeded, want an error", typ)
 		}
 	}
+	for typ, want := range map[Type]string{3: "q4_1", 23: "iq4_xs", 31: "q4_0_4_4", 35: "tq2_0", 99: "type(99)"} {
+		if got := typ.String(); got != want {
+			t.Errorf("Type(%d).String() = %q, want %q", uint32(typ), got, want)
+		}
+		if _, err := ParseType(want); err == nil {
+			t.Errorf("ParseType(%q) succeeded for an unsupported type", want)
+		}
+	}
 	if _, err := ParseType("q9_9"); err == nil {
 		t.Error(`ParseType("q9_9") succeeded, want an error`)
 	}

@@ -77,7 +77,10 @@ func TestCorrupt(t *testing.T) {
 		{"partial block", header(1, 0).tensor("w", ggml.Q8_0, 0, 33).padTo(32, 34*2).b, gguf.ErrMalformed, "row length 33 is not a multiple of the q8_0 block size 32", 37},
 		{"unknown tensor type", header(1, 0).tensor("blk.0.attn_q.weight", 99, 0, 32).padTo(32, 128).b, gguf.ErrUnsupportedType,
 			`tensor "blk.0.attn_q.weight" at byte 63: unsupported tensor type: type 99`, 63},
-		{"i-quant", header(1, 0).tensor("w", 16, 0, 256).padTo(32, 66).b, gguf.ErrUnsupportedType, "type 16", -1},
+		{"i-quant", header(1, 0).tensor("w", 16, 0, 256).padTo(32, 66).b, gguf.ErrUnsupportedType, "type 16 (iq2_xxs)", -1},
+		// IQ4_XS and Q4_1 files are common downloads: the error names the type, not its number alone.
+		{"iq4_xs", header(1, 0).tensor("w", 23, 0, 256).padTo(32, 136).b, gguf.ErrUnsupportedType, "type 23 (iq4_xs)", -1},
+		{"q4_1", header(1, 0).tensor("w", 3, 0, 32).padTo(32, 20).b, gguf.ErrUnsupportedType, "type 3 (q4_1)", -1},
 		{"k-quant partial super-block", header(1, 0).tensor("w", ggml.Q4_K, 0, 128).padTo(32, 144).b, gguf.ErrMalformed, "row length 128 is not a multiple of the q4_k block size 256", -1},
 		{"misaligned offset", header(1, 0).tensor("w", ggml.F32, 4, 1).padTo(32, 8).b, gguf.ErrMalformed, "data offset 4 is not a multiple of the alignment 32", 24},
 		{"data past end", header(1, 0).tensor("w", ggml.F32, 0, 16).padTo(32, 60).b, gguf.ErrTruncated, `tensor "w" at byte 24: truncated: data at offset 0, 64 bytes, ends past the 60 bytes`, 24},
@@ -165,5 +168,39 @@ func TestCountsDoNotDriveAllocation(t *testing.T) {
 		if n := after.TotalAlloc - before.TotalAlloc; n > 1<<16 {
 			t.Errorf("Parse allocated %d bytes for a %d-byte file (%v)", n, len(data), err)
 		}
+	}
+}
+
+// TestCountsWithinTheFileDoNotDriveAllocation parses files whose counts fit the bytes
+// left (each entry's smallest encoding) but whose first entry is already bad: Parse must
+// find that out before it has allocated for the count, not allocate several times the
+// file's size first. For a mapped 40 GB model, one corrupted count would otherwise ask
+// for 100 GB or more before the error.
+func TestCountsWithinTheFileDoNotDriveAllocation(t *testing.T) {
+	junk := make([]byte, 4<<20)
+	for i := range junk {
+		junk[i] = 0xff // every length and type read from it is out of range
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"metadata count", header(0, uint64(len(junk))/13).bytes(junk...).b},
+		{"tensor count", header(uint64(len(junk))/32, 0).bytes(junk...).b},
+		{"string array count", header(0, 1).str("k").u32(uint32(gguf.TypeArray)).u32(uint32(gguf.TypeString)).u64(uint64(len(junk)) / 8).bytes(junk...).b},
+		{"array of arrays count", header(0, 1).str("k").u32(uint32(gguf.TypeArray)).u32(uint32(gguf.TypeArray)).u64(uint64(len(junk)) / 12).bytes(junk...).b},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := gguf.Parse(tc.data)
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				t.Fatal("Parse succeeded, want an error")
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > uint64(len(tc.data))/4 {
+				t.Errorf("Parse allocated %d bytes for a %d-byte file before %v", n, len(tc.data), err)
+			}
+		})
 	}
 }

@@ -126,18 +126,22 @@ func (d *decoder) array(depth int) (Value, error) {
 	a := &arrayValue{elem: elem, n: n}
 	switch elem {
 	case TypeString:
-		a.strs = make([]string, n)
-		for i := range a.strs {
-			if a.strs[i], err = d.str("string"); err != nil {
+		a.strs = make([]string, 0, min(n, maxPrealloc))
+		for i := range n {
+			s, err := d.str("string")
+			if err != nil {
 				return Value{}, atElement(err, i)
 			}
+			a.strs = append(a.strs, s)
 		}
 	case TypeArray:
-		a.vals = make([]Value, n)
-		for i := range a.vals {
-			if a.vals[i], err = d.array(depth + 1); err != nil {
+		a.vals = make([]Value, 0, min(n, maxPrealloc))
+		for i := range n {
+			v, err := d.array(depth + 1)
+			if err != nil {
 				return Value{}, atElement(err, i)
 			}
+			a.vals = append(a.vals, v)
 		}
 	default:
 		off := d.off

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/specd-dev/specd/gguf"
+	"github.com/specd-dev/specd/internal/testmodels"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated fuzz seeds in testdata/fuzz")
@@ -18,7 +19,23 @@ var update = flag.Bool("update", false, "rewrite the generated fuzz seeds in tes
 // *FormatError, and that whatever it accepts is consistent: every tensor's data is in
 // bounds, every value can be read, and writing the file back and parsing it again gives
 // the same metadata and data.
+//
+// Besides the committed seeds, the real files are seeds too (read from the shared
+// directories, never copied here): a model with K-quant tensors, one in F32, and the
+// vocabularies whose 100,000-entry arrays of strings and merges real files carry.
 func FuzzParse(f *testing.F) {
+	for _, path := range []string{
+		testmodels.ForTest(f, "stories260K-f32.gguf"),
+		testmodels.ForTest(f, "arch-qwen2-q4_k_m.gguf"),
+		filepath.Join(testmodels.VocabDir(f), "ggml-vocab-llama-spm.gguf"),
+		filepath.Join(testmodels.VocabDir(f), "ggml-vocab-qwen2.gguf"),
+	} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := gguf.Parse(data)
 		if err != nil {

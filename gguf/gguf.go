@@ -47,6 +47,13 @@ const maxDims = 4
 // driving deep recursion.
 const maxNesting = 16
 
+// maxPrealloc is the most entries a count read from a file reserves room for before
+// they are read. A count is checked against the bytes left, but only against each
+// entry's smallest encoding, and an entry in memory is several times that: reserving a
+// lying count in full would ask for many times the file's size before the first entry
+// turns out bad. Past this many, slices and maps grow as the entries are read.
+const maxPrealloc = 1 << 10
+
 // Sentinel errors. Parse and Open wrap the format errors in a *FormatError that names the
 // key or tensor and the byte offset; test for them with errors.Is.
 var (
@@ -420,8 +427,8 @@ func (f *File) readKV(d *decoder, n uint64, countOff int) (alignOff int, err err
 	if n > uint64(d.left())/minKV {
 		return 0, d.errAt(countOff, ErrTruncated, fmt.Sprintf("%d metadata entries cannot fit in the %d bytes left", n, d.left()))
 	}
-	f.KV = make([]KV, 0, n)
-	f.keys = make(map[string]int, n)
+	f.KV = make([]KV, 0, min(n, maxPrealloc))
+	f.keys = make(map[string]int, min(n, maxPrealloc))
 	for i := range int(n) {
 		d.where = fmt.Sprintf("metadata entry %d", i)
 		keyOff := d.off
@@ -465,9 +472,9 @@ func (f *File) readAlignment(d *decoder, off int) error {
 }
 
 func (f *File) readTensorInfos(d *decoder, n int) ([]int, error) {
-	f.Tensors = make([]TensorInfo, 0, n)
-	f.tensors = make(map[string]int, n)
-	offs := make([]int, 0, n)
+	f.Tensors = make([]TensorInfo, 0, min(n, maxPrealloc))
+	f.tensors = make(map[string]int, min(n, maxPrealloc))
+	offs := make([]int, 0, min(n, maxPrealloc))
 	for i := range n {
 		d.where = fmt.Sprintf("tensor info %d", i)
 		infoOff := d.off
@@ -505,7 +512,11 @@ func (f *File) readTensorInfos(d *decoder, n int) ([]int, error) {
 		}
 		t := ggml.Type(typ)
 		if !t.Supported() {
-			return nil, d.errAt(typeOff, ErrUnsupportedType, fmt.Sprintf("type %d", typ))
+			detail := fmt.Sprintf("type %d", typ)
+			if name := t.String(); name != fmt.Sprintf("type(%d)", typ) {
+				detail += " (" + name + ")"
+			}
+			return nil, d.errAt(typeOff, ErrUnsupportedType, detail)
 		}
 		size, detail := tensorSize(dims, t)
 		if detail != "" {

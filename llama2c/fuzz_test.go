@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/llama2c"
 )
 
@@ -18,7 +19,11 @@ var update = flag.Bool("update", false, "rewrite the generated fuzz seeds in tes
 // FuzzParse checks that Parse never panics, fails only with a sentinel, and that what it
 // accepts has slices of the sizes the header implies and reads the same from misaligned
 // bytes (the copying path) as from aligned ones (the view path).
+//
+// The real stories260K checkpoint (read from the shared directory) seeds it besides the
+// committed synthetic seeds.
 func FuzzParse(f *testing.F) {
+	f.Add(readShared(f, "stories260K.bin"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ck, err := llama2c.Parse(data)
 		if err != nil {
@@ -64,7 +69,10 @@ func FuzzParse(f *testing.F) {
 
 // FuzzParseTokenizer checks that ParseTokenizer never panics or allocates by an unchecked
 // count, fails only with an error, and that what it accepts encodes back to the same bytes.
+//
+// The real tok512.bin (read from the shared directory) seeds it with its vocabulary size.
 func FuzzParseTokenizer(f *testing.F) {
+	f.Add(readShared(f, "tok512.bin"), 512)
 	f.Fuzz(func(t *testing.T, data []byte, vocabSize int) {
 		v, err := llama2c.ParseTokenizer(data, vocabSize)
 		if err != nil {
@@ -85,6 +93,16 @@ func FuzzParseTokenizer(f *testing.F) {
 			t.Fatal("encoding the parsed vocabulary does not give the input back")
 		}
 	})
+}
+
+// readShared returns the bytes of a shared model file.
+func readShared(tb testing.TB, name string) []byte {
+	tb.Helper()
+	data, err := os.ReadFile(testmodels.ForTest(tb, name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data
 }
 
 func isSentinel(err error) bool {

@@ -2,17 +2,22 @@ package model_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/tokenizer"
 )
 
 // agreement is how often a model's argmax after each forced position equals llama.cpp's:
@@ -172,7 +177,7 @@ func TestArchRefused(t *testing.T) {
 	for _, s := range synthSpecs {
 		specs[s.arch+"/"+s.scaling] = s
 	}
-	qwen2, qwen3 := synthesize(t, specs["qwen2/yarn"], vocab), synthesize(t, specs["qwen3/"], vocab)
+	qwen2, qwen3, llama := synthesize(t, specs["qwen2/yarn"], vocab), synthesize(t, specs["qwen3/"], vocab), synthesize(t, specs["llama/"], vocab)
 	type edit = func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData)
 	set := func(key string, v gguf.Value) edit {
 		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) { return setKV(kv, key, v), ts }
@@ -193,26 +198,72 @@ func TestArchRefused(t *testing.T) {
 			return kv, append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(n)}, Type: ggml.F32, Data: make([]byte, 4*n)})
 		}
 	}
+	unset := func(key string) edit {
+		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			for i := range kv {
+				if kv[i].Key == key {
+					return append(kv[:i:i], kv[i+1:]...), ts
+				}
+			}
+			t.Fatalf("no key %s to unset", key)
+			return nil, nil
+		}
+	}
+	// ones adds a vector of n float32 ones: a valid rope_freqs.weight.
+	ones := func(name string, n int) edit {
+		return func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			data := make([]byte, 0, 4*n)
+			for range n {
+				data = binary.LittleEndian.AppendUint32(data, math.Float32bits(1))
+			}
+			return kv, append(ts, gguf.TensorData{Name: name, Dims: []uint64{uint64(n)}, Type: ggml.F32, Data: data})
+		}
+	}
 	for _, tc := range []struct {
 		name string
 		file []byte
 		edit edit
-		is   error
+		is   error // the sentinel the error wraps; nil when only its message is checked
 		says string
 	}{
+		// Hyperparameters that are zero, negative, huge or inconsistent.
+		{"context_length 0", qwen3, set("qwen3.context_length", gguf.NewUint32(0)), model.ErrFormat, "non-positive"},
+		{"context_length 2^31", qwen3, set("qwen3.context_length", gguf.NewUint32(1<<31)), model.ErrFormat, "qwen3.context_length = 2147483648 is out of range"},
+		{"head_count 0", qwen3, set("qwen3.attention.head_count", gguf.NewUint32(0)), model.ErrFormat, "head_count 0"},
+		{"negative embedding_length", qwen3, set("qwen3.embedding_length", gguf.NewInt32(-64)), gguf.ErrWrongType, "qwen3.embedding_length"},
+		{"block_count 0", qwen3, set("qwen3.block_count", gguf.NewUint32(0)), model.ErrFormat, "blk.0.attn_norm.weight is not part of a qwen3 model"},
+		{"feed_forward_length 0", qwen3, set("qwen3.feed_forward_length", gguf.NewUint32(0)), model.ErrFormat, "ffn_gate.weight has dims [64 128], want [64 0]"},
+		{"head_count_kv that does not divide head_count", qwen3, set("qwen3.attention.head_count_kv", gguf.NewUint32(3)), model.ErrFormat, "attn_k"},
+		{"no tokens", qwen3, func(kv []gguf.KV, ts []gguf.TensorData) ([]gguf.KV, []gguf.TensorData) {
+			kv, ts = unset("tokenizer.ggml.bos_token_id")(kv, ts)
+			kv, ts = unset("tokenizer.ggml.eos_token_id")(kv, ts)
+			kv, ts = unset("tokenizer.ggml.unknown_token_id")(kv, ts)
+			return set("tokenizer.ggml.tokens", gguf.NewStrings(nil))(kv, ts)
+		}, tokenizer.ErrInvalidVocab, "no tokens"},
+		{"BOS outside a vocabulary of none", qwen3, set("tokenizer.ggml.tokens", gguf.NewStrings(nil)), nil, "bos_token_id = 1 is outside the vocabulary of 0"},
 		{"unknown architecture", qwen3, set("general.architecture", gguf.NewString("gpt2")), model.ErrArchitecture, `"gpt2"`},
+		// llama.cpp requires it: Qwen2 was trained with 1e-6, and the 1e-5 this used to
+		// assume ran another model.
+		{"no RMSNorm epsilon", qwen2, unset("qwen2.attention.layer_norm_rms_epsilon"), gguf.ErrNotFound, "layer_norm_rms_epsilon"},
 		{"unknown rope scaling", qwen2, set("qwen2.rope.scaling.type", gguf.NewString("longrope")), model.ErrFormat, "longrope"},
 		{"negative rope scaling factor", qwen2, set("qwen2.rope.scaling.factor", gguf.NewFloat32(-2)), model.ErrFormat, "factor"},
 		{"rope scaling type not a string", qwen2, set("qwen2.rope.scaling.type", gguf.NewUint32(2)), gguf.ErrWrongType, "rope.scaling.type"},
 		{"value heads narrower than key heads", qwen3, set("qwen3.attention.value_length", gguf.NewUint32(16)), model.ErrFormat, "value_length"},
 		{"head count that does not fit the tensors", qwen3, set("qwen3.attention.head_count", gguf.NewUint32(8)), model.ErrFormat, "attn_q"},
+		// llama.cpp b4748 refuses it for llama ("invalid n_rot: 16, expected 32"); qwen2
+		// and qwen3 may turn part of each head.
+		{"llama rope narrower than a head", llama, set("llama.rope.dimension_count", gguf.NewUint32(16)), model.ErrFormat, "rope.dimension_count 16"},
 		{"rope wider than a head", qwen3, set("qwen3.rope.dimension_count", gguf.NewUint32(64)), model.ErrFormat, "rope dimension"},
 		{"qwen2 without a Q bias", qwen2, drop("blk.1.attn_q.bias"), model.ErrFormat, "attn_q.bias"},
 		{"qwen3 without a K norm", qwen3, drop("blk.0.attn_k_norm.weight"), model.ErrFormat, "attn_k_norm"},
 		{"a tensor the architecture does not use", qwen2, add("blk.0.attn_output.bias", 64), model.ErrFormat, "attn_output.bias"},
 		{"qwen3 with biases", qwen3, add("blk.0.attn_q.bias", 128), model.ErrFormat, "attn_q.bias"},
-		{"rope_freqs of the wrong length", qwen3, add("rope_freqs.weight", 3), model.ErrFormat, "rope_freqs"},
-		{"zero rope_freqs", qwen3, add("rope_freqs.weight", 16), model.ErrFormat, "rope_freqs"},
+		{"rope_freqs of the wrong length", llama, add("rope_freqs.weight", 3), model.ErrFormat, "rope_freqs"},
+		{"zero rope_freqs", llama, add("rope_freqs.weight", 16), model.ErrFormat, "rope_freqs"},
+		// llama.cpp's qwen2 and qwen3 have no rope_freqs tensor and refuse a file with one
+		// ("wrong number of tensors"); dividing every angle by it would run another model.
+		{"qwen2 with rope_freqs", qwen2, ones("rope_freqs.weight", 16), model.ErrFormat, "rope_freqs.weight is not part of a qwen2 model"},
+		{"qwen3 with rope_freqs", qwen3, ones("rope_freqs.weight", 16), model.ErrFormat, "rope_freqs.weight is not part of a qwen3 model"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := model.Load(rewrite(t, tc.file, tc.edit), model.LoadOptions{})
@@ -220,7 +271,7 @@ func TestArchRefused(t *testing.T) {
 				m.Close()
 				t.Fatal("Load succeeded, want an error")
 			}
-			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.says) {
+			if tc.is != nil && !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("Load = %v, want %v naming %q", err, tc.is, tc.says)
 			}
 		})
@@ -338,12 +389,51 @@ func TestBlockCountBeyondTensors(t *testing.T) {
 	}
 }
 
-// TestRopeTableTooLarge: the RoPE tables take context_length × rope dimension pairs of
-// float32s; a file whose product is absurd (heads of 2048 and a context of 2^20: 16 GiB)
-// is ErrFormat saying what to lower, not an allocation that kills the process. The same
-// file loads with a smaller LoadOptions.Context (--ctx-size).
-func TestRopeTableTooLarge(t *testing.T) {
-	s := synthSpec{name: "wide.gguf", arch: "llama", dim: 64, layers: 1, heads: 1, kvHeads: 1, headDim: 2048, ffn: 64, ctx: 1 << 20, ropeDim: 2048, base: 10000, seed: 9}
+// TestLongContextCostsNothingUpFront: a file that claims a long context with wide
+// heads loads without allocating for positions no pass has reached. RoPE angles used to
+// be tabulated per position at load: a 400 KB file claiming 2^20 positions of 256 took
+// 2.1 GB and 15 s, one claiming 2048-wide heads was refused, and a real Qwen2.5-1M file
+// took 1 GB. The model runs, and a capped context (--ctx-size) still applies.
+func TestLongContextCostsNothingUpFront(t *testing.T) {
+	for _, hd := range []int{256, 2048} {
+		s := synthSpec{name: "wide.gguf", arch: "llama", dim: 64, layers: 1, heads: 1, kvHeads: 1, headDim: hd, ffn: 64, ctx: 1 << 20, ropeDim: hd, base: 10000, seed: 9}
+		path := filepath.Join(t.TempDir(), s.name)
+		if err := os.WriteFile(path, synthesize(t, s, vocabKV(t)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		m, err := model.Load(path, model.LoadOptions{})
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatalf("heads of %d: Load: %v", hd, err)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 32<<20 {
+			t.Errorf("heads of %d over 2^20 positions: Load allocated %d bytes, want under 32 MiB", hd, n)
+		}
+		if _, err := newState(t, m, 1, 4).Forward([]int32{1, 2, 3}, true); err != nil {
+			t.Errorf("heads of %d: Forward: %v", hd, err)
+		}
+		m.Close()
+		m, err = model.Load(path, model.LoadOptions{Context: 4096})
+		if err != nil {
+			t.Fatalf("Load with Context 4096: %v", err)
+		}
+		if m.Context != 4096 {
+			t.Errorf("Context = %d with a cap of 4096", m.Context)
+		}
+		m.Close()
+	}
+}
+
+// TestAttentionScratchTooLarge: a Batch whose passes reach the whole context keeps Heads ×
+// Context attention scores per token of a pass. A small file that claims many narrow
+// heads and a long context (128 heads of 2, 2^20 positions: 512 MiB per token, 32 GiB
+// for specd run's 64-token passes) is ErrFormat saying what to lower, not a model that
+// kills the process once a sequence grows long. The same file loads with a smaller
+// LoadOptions.Context (--ctx-size).
+func TestAttentionScratchTooLarge(t *testing.T) {
+	s := synthSpec{name: "narrow.gguf", arch: "llama", dim: 32, layers: 1, heads: 128, kvHeads: 1, headDim: 2, ffn: 32, ctx: 1 << 20, ropeDim: 2, base: 10000, seed: 10}
 	path := filepath.Join(t.TempDir(), s.name)
 	if err := os.WriteFile(path, synthesize(t, s, vocabKV(t)), 0o644); err != nil {
 		t.Fatal(err)
@@ -352,12 +442,68 @@ func TestRopeTableTooLarge(t *testing.T) {
 	if err == nil {
 		m.Close()
 	}
-	if !errors.Is(err, model.ErrFormat) || !strings.Contains(err.Error(), "RoPE") {
-		t.Errorf("Load = %v, want ErrFormat about the RoPE tables", err)
+	if !errors.Is(err, model.ErrFormat) || !strings.Contains(err.Error(), "ctx-size") {
+		t.Errorf("Load = %v, want ErrFormat about the attention scores naming --ctx-size", err)
 	}
 	m, err = model.Load(path, model.LoadOptions{Context: 4096})
 	if err != nil {
 		t.Fatalf("Load with Context 4096: %v", err)
 	}
 	m.Close()
+}
+
+// TestWarmWithoutBOS: a byte-level vocabulary may name no BOS (llama.cpp's own Qwen2
+// test vocabulary, ggml-vocab-qwen2.gguf, names none; its models start a prompt with no
+// BOS). Such a model loads, and State.Warm — which specd run calls before the first
+// pass — runs on it rather than feeding the forward pass the id -1.
+func TestWarmWithoutBOS(t *testing.T) {
+	m, err := model.Load(testmodels.WithoutBOS(t, "arch-qwen2-f16.gguf"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Tok.BOS() != -1 {
+		t.Fatalf("BOS() = %d, want -1 (none)", m.Tok.BOS())
+	}
+	st := newState(t, m, 1, 8)
+	if err := st.Warm(); err != nil {
+		t.Fatalf("Warm on a model without BOS: %v", err)
+	}
+	if _, err := st.Forward([]int32{1, 2}, false); err != nil {
+		t.Fatalf("Forward after Warm: %v", err)
+	}
+}
+
+// TestScratchFollowsUse: a Batch's attention scores cover the positions its passes
+// reach, not the whole trained context up front. A model trained on a long context
+// (here 8 heads over 65536 positions; Qwen2.5-7B-1M has 28 over 1010000) used to
+// allocate maxTokens × heads × context floats when its State was made — 128 MiB here,
+// 7 GB for specd run on the 1M Qwen — before a single token ran.
+func TestScratchFollowsUse(t *testing.T) {
+	s := synthSpec{name: "long.gguf", arch: "llama", dim: 64, layers: 1, heads: 8, kvHeads: 2, headDim: 8, ffn: 64, ctx: 1 << 16, ropeDim: 8, base: 10000, seed: 11}
+	path := filepath.Join(t.TempDir(), s.name)
+	if err := os.WriteFile(path, synthesize(t, s, vocabKV(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(path, model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	kv, err := m.NewKVPool(1<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	st := m.NewState(pool, kv.NewSeq(), 64)
+	if _, err := st.Forward([]int32{1, 2, 3}, true); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Errorf("a 64-token State and a 3-token pass allocated %d bytes, want under 8 MiB", n)
+	}
 }

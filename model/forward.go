@@ -27,25 +27,27 @@ func f32Bytes(f []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f))
 }
 
-// initRope tabulates, per position, each rotated pair's (cos, cos) and (-sin, sin), the
-// operands of kernels.Rotate (NEOX-style rope reads the first of each).
+// initRope computes, per rotated pair, what the pair's RoPE angle at any position is
+// made of; ropeRow turns them into a position's (cos, cos) and (-sin, sin), the
+// operands of kernels.Rotate (NEOX-style rope reads the first of each). Nothing is
+// tabulated per position: a table for the trained context took a Qwen2.5-1M file
+// 1 GB and seconds at load, and a 400 KB file claiming 2^20 positions of 256, 2 GiB
+// and 15 s.
 //
 // The angles follow ggml's rope with llama.cpp's parameters: the pair's angle at
 // position p is θ = p·Base^(−2i/Dim)/Freqs[i]; linear scaling divides it by Factor; yarn
 // mixes θ/Factor and θ with a ramp over the pairs between the dimensions where a
 // rotation completes 32 and 1 times in OrigCtx positions (beta fast and slow, llama.cpp's
-// defaults), and scales cos and sin by 1 + 0.1·ln Factor. Without scaling the table is
-// exactly what it was before scaling existed (every factor is 1).
+// defaults), and scales cos and sin by 1 + 0.1·ln Factor. Without scaling the angles are
+// exactly what they were before scaling existed (every factor is 1).
 func (m *Model) initRope() {
 	r := m.Rope
 	d := r.Dim &^ 1
-	m.ropeCS = make([]float32, m.Context*d)
-	m.ropeSN = make([]float32, m.Context*d)
-	scale := 1.0 // the frequency scale, 1/Factor
+	m.ropeScale = 1.0 // the frequency scale, 1/Factor
 	if r.Scaling != RopeNone {
-		scale = 1 / float64(r.Factor)
+		m.ropeScale = 1 / float64(r.Factor)
 	}
-	mscale := float64(r.AttnFactor)
+	m.ropeMScale = float64(r.AttnFactor)
 	var lo, hi float64 // yarn's ramp runs from pair lo (kept) to pair hi (scaled)
 	yarn := r.Scaling == RopeYarn
 	if yarn {
@@ -54,28 +56,38 @@ func (m *Model) initRope() {
 		}
 		lo = max(0, math.Floor(corr(32)))
 		hi = min(float64(r.Dim-1), math.Ceil(corr(1)))
-		mscale *= 1 + 0.1*math.Log(1/scale)
+		m.ropeMScale *= 1 + 0.1*math.Log(1/m.ropeScale)
+		m.ropeRamp = make([]float64, d/2)
 	}
-	for p := range m.Context {
-		for i := range d / 2 {
-			freq := 1 / math.Pow(float64(r.Base), float64(2*i)/float64(r.Dim))
-			if r.Freqs != nil {
-				freq /= float64(r.Freqs[i])
-			}
-			extrap := float64(p) * freq
-			theta := scale * extrap
-			if yarn {
-				ramp := 1 - min(1, max(0, (float64(i)-lo)/max(0.001, hi-lo)))
-				theta = theta*(1-ramp) + extrap*ramp
-			}
-			s, c := math.Sincos(theta)
-			if mscale != 1 {
-				s, c = s*mscale, c*mscale
-			}
-			j := p*d + 2*i
-			m.ropeCS[j], m.ropeCS[j+1] = float32(c), float32(c)
-			m.ropeSN[j], m.ropeSN[j+1] = -float32(s), float32(s)
+	m.ropeFreq = make([]float64, d/2)
+	for i := range d / 2 {
+		freq := 1 / math.Pow(float64(r.Base), float64(2*i)/float64(r.Dim))
+		if r.Freqs != nil {
+			freq /= float64(r.Freqs[i])
 		}
+		m.ropeFreq[i] = freq
+		if yarn {
+			m.ropeRamp[i] = 1 - min(1, max(0, (float64(i)-lo)/max(0.001, hi-lo)))
+		}
+	}
+}
+
+// ropeRow writes each rotated pair's (cos, cos) and (-sin, sin) at position p to cs and
+// sn (Rope.Dim each).
+func (m *Model) ropeRow(cs, sn []float32, p int) {
+	for i, freq := range m.ropeFreq {
+		extrap := float64(p) * freq
+		theta := m.ropeScale * extrap
+		if m.ropeRamp != nil {
+			ramp := m.ropeRamp[i]
+			theta = theta*(1-ramp) + extrap*ramp
+		}
+		s, c := math.Sincos(theta)
+		if m.ropeMScale != 1 {
+			s, c = s*m.ropeMScale, c*m.ropeMScale
+		}
+		cs[2*i], cs[2*i+1] = float32(c), float32(c)
+		sn[2*i], sn[2*i+1] = -float32(s), float32(s)
 	}
 }
 
@@ -97,10 +109,10 @@ type Batch struct {
 	pool *kernels.Pool
 
 	maxTokens int
-	// scratch holds the buffers a pass uses only inside Forward (x to normed below; not
-	// logits, which Forward returns): outside the Go heap, so that they do not count
-	// towards the collector's heap goal (see kernels.Mem), on small pages, so that the
-	// parts no pass has used yet (most of scores, at short positions) take no memory.
+	// scratch holds the buffers a pass uses only inside Forward (x to up, the RoPE
+	// operands and normed; not logits, which Forward returns, nor scores, which grows
+	// as passes reach further): outside the Go heap, so that they do not count towards
+	// the collector's heap goal (see kernels.Mem), on small pages.
 	scratch  *kernels.Mem
 	x, xb    []float32           // [token][Dim] residual stream and normed copy
 	q        []float32           // [token][QDim]
@@ -108,7 +120,10 @@ type Batch struct {
 	att      []float32           // [token][QDim] attention output
 	o        []float32           // [token][Dim]
 	gate, up []float32           // [token][FFN]
-	scores   []float32           // [token][Heads][Context]
+	ropeCS   []float32           // [token][Rope.Dim] the RoPE operands of each row's position (Model.ropeRow)
+	ropeSN   []float32           // [token][Rope.Dim]
+	scores   []float32           // [token][Heads][stride]; grown by Forward as passes reach further
+	stride   int                 // positions in a row of scores: the longest sequence of the current pass
 	logits   []float32           // [token][Vocab]
 	normed   []float32           // [token][Dim] final-normed rows that need logits
 	outs     [][]float32         // reused argument of MatMuls
@@ -162,7 +177,7 @@ func (m *Model) NewBatch(pool *kernels.Pool, maxTokens int) *Batch {
 	}{
 		{&bt.x, b * c.Dim}, {&bt.xb, b * c.Dim}, {&bt.q, b * c.QDim()}, {&bt.k, b * c.KVDim()},
 		{&bt.v, b * c.KVDim()}, {&bt.att, b * c.QDim()}, {&bt.o, b * c.Dim}, {&bt.gate, b * c.FFN},
-		{&bt.up, b * c.FFN}, {&bt.scores, b * c.Heads * c.Context}, {&bt.normed, b * c.Dim},
+		{&bt.up, b * c.FFN}, {&bt.ropeCS, b * c.Rope.Dim}, {&bt.ropeSN, b * c.Rope.Dim}, {&bt.normed, b * c.Dim},
 	}
 	size := 0
 	for _, f := range bufs {
@@ -223,6 +238,17 @@ func (b *Batch) Forward(segs []Segment) ([]float32, error) {
 	if total > b.maxTokens {
 		return nil, fmt.Errorf("forward: %d tokens in one pass, at most %d", total, b.maxTokens)
 	}
+	b.stride = 0
+	for _, sg := range segs {
+		b.stride = max(b.stride, sg.Seq.Len()+len(sg.Tokens))
+	}
+	// The scores cover the positions this pass reaches, not the trained context up
+	// front: Qwen2.5-7B-1M's 28 heads over 1010000 positions would take 7 GB for 64-token
+	// passes before a token ran. They grow to at least twice their size, so that a
+	// sequence growing a token at a time reallocates them a logarithmic number of times.
+	if need := total * c.Heads * b.stride; need > len(b.scores) {
+		b.scores = make([]float32, min(max(need, 2*len(b.scores)), b.maxTokens*c.Heads*c.Context))
+	}
 	b.segs = b.segs[:0]
 	row := 0
 	for _, sg := range segs {
@@ -272,7 +298,7 @@ func (s *State) Warm() error {
 	}
 	toks := make([]int32, max(min(s.maxBlock, s.b.m.Context-6), 1))
 	for i := range toks {
-		toks[i] = s.b.m.Tok.BOS()
+		toks[i] = max(s.b.m.Tok.BOS(), 0) // id 0 where the vocabulary names no BOS (-1)
 	}
 	defer s.Seq.Truncate(0)
 	_, err := s.Forward(toks, true)
@@ -336,6 +362,12 @@ func (b *Batch) run(n int) []float32 {
 	m, c := b.m, b.m.Config
 	dim, qd, kvd := c.Dim, c.QDim(), c.KVDim()
 	x, xb := b.x[:n*dim], b.xb[:n*dim]
+	rd := c.Rope.Dim
+	for _, sg := range b.segs {
+		for t := sg.first; t < sg.first+sg.n; t++ {
+			m.ropeRow(b.ropeCS[t*rd:(t+1)*rd], b.ropeSN[t*rd:(t+1)*rd], sg.pos+t-sg.first)
+		}
+	}
 	for li := range m.Blocks {
 		l := &m.Blocks[li]
 		for t := range n {
@@ -357,8 +389,8 @@ func (b *Batch) run(n int) []float32 {
 					b.headNorm(qt, l.QNorm)
 					b.headNorm(kt, l.KNorm)
 				}
-				b.rope(qt, p)
-				b.rope(kt, p)
+				b.rope(qt, t)
+				b.rope(kt, t)
 				sg.seq.Put(li, p, kt, vt)
 			}
 		}
@@ -432,12 +464,13 @@ func (b *Batch) headNorm(vec, w []float32) {
 	}
 }
 
-// rope rotates every head of vec by the angles of position p: adjacent pairs (2i, 2i+1),
-// or for NEOX-style rope the pairs (i, i+Rope.Dim/2). Dimensions past Rope.Dim stay.
-func (b *Batch) rope(vec []float32, p int) {
+// rope rotates every head of vec by the angles of row t's position: adjacent pairs
+// (2i, 2i+1), or for NEOX-style rope the pairs (i, i+Rope.Dim/2). Dimensions past
+// Rope.Dim stay.
+func (b *Batch) rope(vec []float32, t int) {
 	m := b.m
 	d := m.Rope.Dim &^ 1
-	cs, sn := m.ropeCS[p*d:(p+1)*d], m.ropeSN[p*d:(p+1)*d]
+	cs, sn := b.ropeCS[t*m.Rope.Dim:t*m.Rope.Dim+d], b.ropeSN[t*m.Rope.Dim:t*m.Rope.Dim+d]
 	if !m.Rope.Neox {
 		for h := 0; h < len(vec); h += m.HeadDim {
 			kernels.Rotate(vec[h:h+d], cs, sn)
@@ -533,7 +566,7 @@ func (b *Batch) attendKV(layer int, sg *segment, slot, h0, h1, t0, t1 int) {
 	last := off + t1 - 1     // the last position any of these queries sees
 	query := func(t, h int) (q, sc []float32) {
 		th := t*heads + h
-		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*c.Context : th*c.Context+off+t+1]
+		return b.q[t*qd+h*hd : t*qd+(h+1)*hd], b.scores[th*b.stride : th*b.stride+off+t+1]
 	}
 	// rows returns this head's keys (or values) in block blk, one row of hd per
 	// position, for the first n positions of the block: floats stride apart (an F32

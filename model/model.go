@@ -119,8 +119,11 @@ type Model struct {
 	Quant        ggml.Type // the dominant weight type after loading
 	Path         string
 
-	ropeCS, ropeSN []float32 // [pos][Rope.Dim]: per pair (cos, cos) and (-sin, sin)
-	closer         io.Closer
+	// Per rotated pair, what its RoPE angle is made of (see initRope): the frequency, and
+	// yarn's ramp (nil without yarn); the frequency scale and the scale of cos and sin.
+	ropeFreq, ropeRamp    []float64
+	ropeScale, ropeMScale float64
+	closer                io.Closer
 }
 
 // LoadOptions tune Load.
@@ -132,10 +135,9 @@ type LoadOptions struct {
 	// tokenizer.bin, then tok<vocab>.bin, beside the checkpoint.
 	Tokenizer string
 	// Context caps the positions a sequence may use (llama.cpp's --ctx-size); 0 keeps the
-	// trained context length. The RoPE tables and a Batch's attention scratch grow with
-	// it: a Llama 3.1 file trained on 131072 positions would otherwise take 134 MB of
-	// RoPE tables and 16 MB of scores per token of a pass. It may not exceed the trained
-	// length.
+	// trained context length. It may not exceed the trained length. Nothing is allocated
+	// for positions up front: a Batch's attention scores grow with the positions its
+	// passes reach, and RoPE angles are computed per pass.
 	Context int
 }
 
@@ -210,10 +212,13 @@ type archSpec struct {
 	neox    bool     // RoPE turns the two halves of a head, not adjacent pairs
 	qkvBias presence // biases on the Q, K and V projections
 	qkNorm  presence // RMSNorm on each head of Q and K before RoPE
+	// ropeFreqs is rope_freqs.weight, which divides each RoPE angle (Llama 3.1 and later);
+	// llama.cpp's qwen2 and qwen3 have none and refuse a file that carries one.
+	ropeFreqs presence
 }
 
 var archSpecs = map[string]archSpec{
-	"llama": {qkvBias: optional}, // llama.cpp accepts llama files with Q/K/V biases
+	"llama": {qkvBias: optional, ropeFreqs: optional}, // llama.cpp accepts llama files with Q/K/V biases
 	"qwen2": {neox: true, qkvBias: required},
 	"qwen3": {neox: true, qkNorm: required},
 }
@@ -241,10 +246,11 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 		*dst = int(v)
 		return nil
 	}
-	fl := func(k string, dst *float32) error {
+	// fl reads a float key into dst; an absent optional key leaves dst as it is.
+	fl := func(k string, dst *float32, req bool) error {
 		v, err := f.Float(key(k))
 		switch {
-		case errors.Is(err, gguf.ErrNotFound):
+		case errors.Is(err, gguf.ErrNotFound) && !req:
 			return nil
 		case err != nil:
 			return fmt.Errorf("%w: %w", ErrFormat, err)
@@ -292,7 +298,6 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 	}
 	r := &c.Rope
 	r.Dim, r.Base, r.Factor, r.AttnFactor, r.OrigCtx = c.HeadDim, 10000, 1, 1, c.Context
-	c.NormEps = 1e-5
 	var factor float32
 	factorKey := "rope.scaling.factor"
 	if _, ok := f.Lookup(key(factorKey)); !ok {
@@ -300,11 +305,13 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 	}
 	for _, err := range []error{
 		u("rope.dimension_count", &r.Dim, false),
-		fl("rope.freq_base", &r.Base),
-		fl("attention.layer_norm_rms_epsilon", &c.NormEps),
+		fl("rope.freq_base", &r.Base, false),
+		// Required, as in llama.cpp: models differ (Llama 1e-5, Qwen2 1e-6), and no
+		// default is right for a file that does not say.
+		fl("attention.layer_norm_rms_epsilon", &c.NormEps, true),
 		u("rope.scaling.original_context_length", &r.OrigCtx, false),
-		fl("rope.scaling.attn_factor", &r.AttnFactor),
-		fl(factorKey, &factor),
+		fl("rope.scaling.attn_factor", &r.AttnFactor, false),
+		fl(factorKey, &factor, false),
 	} {
 		if err != nil {
 			return c, err
@@ -340,6 +347,12 @@ func hyper(f *gguf.File, arch string) (Config, error) {
 			ErrFormat, r.Base, r.AttnFactor, c.NormEps)
 	case r.Scaling == RopeYarn && r.OrigCtx <= 0:
 		return c, fmt.Errorf("%w: yarn RoPE scaling needs rope.scaling.original_context_length, got %d", ErrFormat, r.OrigCtx)
+	}
+	if arch == "llama" && r.Dim != c.HeadDim {
+		// llama.cpp turns every dimension of a llama head and refuses a file that says
+		// otherwise; no reference runs a llama with part of each head turned.
+		return c, fmt.Errorf("%w: %s %d differs from the head size %d: not supported for llama",
+			ErrFormat, key("rope.dimension_count"), r.Dim, c.HeadDim)
 	}
 	r.Neox = archSpecs[arch].neox
 	return c, nil
@@ -420,8 +433,10 @@ func fromGGUF(f *gguf.File) (*Model, error) {
 			return nil, err
 		}
 	}
-	if m.Rope.Freqs, err = vec("rope_freqs.weight", m.Rope.Dim/2, false); err != nil {
-		return nil, err
+	if spec.ropeFreqs != absent {
+		if m.Rope.Freqs, err = vec("rope_freqs.weight", m.Rope.Dim/2, spec.ropeFreqs == required); err != nil {
+			return nil, err
+		}
 	}
 	for i, x := range m.Rope.Freqs {
 		if !(x > 0) || math.IsInf(float64(x), 0) {
@@ -576,11 +591,13 @@ func fromLlama2c(ck *llama2c.Checkpoint, path, tokPath string) (*Model, error) {
 	return m, nil
 }
 
-// finish validates the shape, converts weights for opts.Quant and precomputes RoPE.
-// maxRopeTable bounds context length × RoPE dimensions: the two RoPE tables hold that
-// many float32s each (2 GiB in all at the bound).
-const maxRopeTable = 1 << 28
+// maxScores bounds heads × context length: a Batch whose passes reach the whole context
+// keeps that many float32 attention scores per token of a pass (256 MiB at the bound).
+// Qwen2.5-14B-1M's 40 heads of 1010000 positions fit; a file's claim of more is not
+// allocated on its word.
+const maxScores = 1 << 26
 
+// finish validates the shape, converts weights for opts.Quant and precomputes RoPE.
 func (m *Model) finish(opts LoadOptions) error {
 	c := &m.Config
 	switch {
@@ -600,10 +617,9 @@ func (m *Model) finish(opts LoadOptions) error {
 		return fmt.Errorf("%w: %d heads of %d are too wide", ErrFormat, c.Heads, c.HeadDim)
 	case c.Context > 1<<20:
 		return fmt.Errorf("%w: context length %d is too large", ErrFormat, c.Context)
-	case c.Context*c.Rope.Dim > maxRopeTable:
-		// Qwen2.5-1M's 1010000 positions of 128 fit; 2^20 positions of 2048 (16 GiB) do not.
-		return fmt.Errorf("%w: RoPE tables for %d positions of %d dimensions are too large: cap the context (--ctx-size)",
-			ErrFormat, c.Context, c.Rope.Dim)
+	case c.Heads*c.Context > maxScores:
+		return fmt.Errorf("%w: attention scores for %d heads over %d positions are too large: cap the context (--ctx-size)",
+			ErrFormat, c.Heads, c.Context)
 	}
 	if m.Tok.VocabSize() != c.Vocab {
 		return fmt.Errorf("%w: tokenizer has %d tokens, model %d", ErrFormat, m.Tok.VocabSize(), c.Vocab)

@@ -5,9 +5,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/specd-dev/specd/gguf"
@@ -44,18 +46,51 @@ func VocabDir(tb testing.TB) string {
 // path: a real model carrying, say, a tokenizer.chat_template, which no shared file has.
 func WithMetadata(tb testing.TB, name string, kv ...gguf.KV) string {
 	tb.Helper()
+	return rewrite(tb, name, func(meta []gguf.KV) []gguf.KV {
+		meta = slices.DeleteFunc(meta, func(e gguf.KV) bool {
+			return slices.ContainsFunc(kv, func(n gguf.KV) bool { return n.Key == e.Key })
+		})
+		return append(meta, kv...)
+	})
+}
+
+// WithoutBOS writes a copy of the shared model file name whose vocabulary is replaced by
+// a byte-level BPE one of as many tokens ("t0", "t1", …; the last is EOS) that names no
+// BOS, as llama.cpp's own Qwen2 test vocabulary names none, and returns its path.
+func WithoutBOS(tb testing.TB, name string) string {
+	tb.Helper()
+	return rewrite(tb, name, func(meta []gguf.KV) []gguf.KV {
+		var n int
+		for _, e := range meta {
+			if e.Key == "tokenizer.ggml.tokens" {
+				n = e.Value.Len()
+			}
+		}
+		tokens := make([]string, n)
+		for i := range tokens {
+			tokens[i] = fmt.Sprintf("t%d", i)
+		}
+		meta = slices.DeleteFunc(meta, func(e gguf.KV) bool { return strings.HasPrefix(e.Key, "tokenizer.") })
+		return append(meta,
+			gguf.KV{Key: "tokenizer.ggml.model", Value: gguf.NewString("gpt2")},
+			gguf.KV{Key: "tokenizer.ggml.pre", Value: gguf.NewString("qwen2")},
+			gguf.KV{Key: "tokenizer.ggml.tokens", Value: gguf.NewStrings(tokens)},
+			gguf.KV{Key: "tokenizer.ggml.merges", Value: gguf.NewStrings([]string{"t 1"})},
+			gguf.KV{Key: "tokenizer.ggml.eos_token_id", Value: gguf.NewUint32(uint32(n - 1))},
+		)
+	})
+}
+
+// rewrite writes a copy of the shared model file name to a temporary directory with
+// the metadata edit returns (given a copy of the file's) and returns its path.
+func rewrite(tb testing.TB, name string, edit func([]gguf.KV) []gguf.KV) string {
+	tb.Helper()
 	f, err := gguf.Open(ForTest(tb, name))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer f.Close()
-	var meta []gguf.KV
-	for _, e := range f.KV {
-		if !slices.ContainsFunc(kv, func(n gguf.KV) bool { return n.Key == e.Key }) {
-			meta = append(meta, e)
-		}
-	}
-	meta = append(meta, kv...)
+	meta := edit(slices.Clone(f.KV))
 	ts := make([]gguf.TensorData, len(f.Tensors))
 	for i, info := range f.Tensors {
 		_, data, err := f.Tensor(info.Name)

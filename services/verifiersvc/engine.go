@@ -157,7 +157,7 @@ func (e *engine) warm(b *model.Batch) error {
 	defer seq.Release()
 	toks := make([]int32, knots[len(knots)-1])
 	for i := range toks {
-		toks[i] = e.model.Tok.BOS()
+		toks[i] = max(e.model.Tok.BOS(), 0) // id 0 where the vocabulary names no BOS (-1)
 	}
 	// Every size is timed warmReps times in each of two rounds, after one untimed pass,
 	// and its fastest pass anchors the curve: the first passes after loading run slow

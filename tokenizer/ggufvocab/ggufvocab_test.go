@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -135,6 +136,15 @@ func FuzzLoad(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(buf.Bytes(), seed.text)
+	}
+	// The real vocabularies, read from the shared directory: every tokenizer model and
+	// pre-tokenizer path a mutation can start from.
+	for _, vf := range vectorFiles {
+		data, err := os.ReadFile(filepath.Join(testmodels.VocabDir(f), vf.name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data, "Hello world! 123 <|endoftext|> ü\n\n\t x")
 	}
 	f.Fuzz(func(t *testing.T, data []byte, text string) {
 		gf, err := gguf.Parse(data)
