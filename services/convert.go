@@ -28,17 +28,17 @@ type Request struct {
 	AddGenerationPrompt bool
 	// Tools are the tools the chat template describes to the model (nil: none);
 	// only with Messages.
-	Tools []chat.Tool
-	MaxTokens           int // 0: up to the model's context
-	Sampling            sample.Params
-	Stop                []string
-	Spec                bool      // speculate (false: plain decoding)
-	MaxGamma            int       // 0: adaptive with the server's cap
-	Gamma               int       // > 0: fixed γ
-	Mode                spec.Mode // 0: the server's default
-	Logprobs            bool      // report each token's log-probability
-	TopLogprobs         int       // with Logprobs or PromptLogprobs: the likeliest tokens at each position
-	PromptLogprobs      bool      // report the prompt's tokens' log-probabilities
+	Tools          []chat.Tool
+	MaxTokens      int // 0: up to the model's context
+	Sampling       sample.Params
+	Stop           []string
+	Spec           bool      // speculate (false: plain decoding)
+	MaxGamma       int       // 0: adaptive with the server's cap
+	Gamma          int       // > 0: fixed γ
+	Mode           spec.Mode // 0: the server's default
+	Logprobs       bool      // report each token's log-probability
+	TopLogprobs    int       // with Logprobs or PromptLogprobs: the likeliest tokens at each position
+	PromptLogprobs bool      // report the prompt's tokens' log-probabilities
 }
 
 // Limits on a request's stop strings. Every committed token of a request is checked
