@@ -34,9 +34,9 @@ import (
 	"github.com/specd-dev/specd/services/auth"
 	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/serve"
-	"github.com/specd-dev/specd/toolcall"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
+	"github.com/specd-dev/specd/toolcall"
 	"github.com/specd-dev/specd/verifier"
 )
 
