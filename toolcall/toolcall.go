@@ -170,7 +170,8 @@ func parseLlama3(text string) (Result, bool) {
 
 // readCall decodes the JSON object at the start of s (after white space) as a call:
 // a non-empty string name, and its arguments under argsKey (or the other syntax's
-// key, "arguments" or "parameters", as models mix them up) as an object, or absent.
+// key, "arguments" or "parameters", as models mix them up) as an object, a string
+// holding an object's JSON text, or absent.
 // It returns the call and the bytes of s it read.
 func readCall(s string, argsKey string) (Call, int, error) {
 	dec := json.NewDecoder(strings.NewReader(s))
@@ -194,7 +195,19 @@ func readCall(s string, argsKey string) (Call, int, error) {
 	if !ok || string(args) == "null" {
 		return Call{Name: name, Arguments: "{}"}, n, nil
 	}
-	if !bytes.HasPrefix(bytes.TrimSpace(args), []byte("{")) {
+	if bytes.HasPrefix(args, []byte(`"`)) {
+		// Some models write the arguments as OpenAI's API carries them: an object's
+		// JSON text in a string.
+		var text string
+		if err := json.Unmarshal(args, &text); err != nil {
+			return Call{}, 0, err
+		}
+		args = []byte(strings.TrimSpace(text))
+		if !json.Valid(args) {
+			return Call{}, 0, errors.New("arguments are a string that is not JSON")
+		}
+	}
+	if !bytes.HasPrefix(args, []byte("{")) {
 		return Call{}, 0, errors.New("arguments are not a JSON object")
 	}
 	var b bytes.Buffer
