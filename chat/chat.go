@@ -1,7 +1,7 @@
 // Package chat renders a conversation into prompt text with a model's chat template, the
 // Jinja program a GGUF file carries as tokenizer.chat_template, the way Hugging Face's
 // apply_chat_template renders it: trim_blocks and lstrip_blocks on, the variables
-// messages, add_generation_prompt, tools and documents (None), bos_token and eos_token,
+// messages, add_generation_prompt, tools (Options.Tools, None without), documents (None), bos_token and eos_token,
 // the globals raise_exception and strftime_now, HF's own tojson filter (json.dumps
 // with ensure_ascii off) and the sandbox's bound on range.
 //
@@ -72,6 +72,8 @@ type Options struct {
 	BOS, EOS string
 	// Now is strftime_now's time; zero: the time of the call.
 	Now time.Time
+	// Tools are the template's tools variable (see Tool); nil: None.
+	Tools []Tool
 }
 
 // Errors of Parse and Render.
@@ -185,10 +187,14 @@ func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out s
 		}
 		list[i] = v
 	}
+	tools, err := toolsValue(o.Tools)
+	if err != nil {
+		return "", err
+	}
 	data := map[string]jinja.Value{
 		"messages":              jinja.NewList(list),
 		"add_generation_prompt": jinja.NewBool(o.AddGenerationPrompt),
-		"tools":                 jinja.None(),
+		"tools":                 tools,
 		"documents":             jinja.None(),
 		"raise_exception": jinja.NewCallable("raise_exception", func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 			msg := ""

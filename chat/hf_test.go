@@ -37,8 +37,9 @@ func TestMatchesJinja2(t *testing.T) {
 	}
 }
 
-// renderCase is one line of a file hf_render.py or tool_render.py wrote: a
-// conversation and what Jinja2 renders it to, or the message the template raised.
+// renderCase is one line of a file hf_render.py, tool_render.py or tools_render.py
+// wrote: a conversation (with tools, of tools_render.py) and what Jinja2 renders it
+// to, or the message the template raised.
 type renderCase struct {
 	Template            string    `json:"template"`
 	Conversation        string    `json:"conversation"`
@@ -46,6 +47,9 @@ type renderCase struct {
 	AddGenerationPrompt bool      `json:"add_generation_prompt"`
 	Text                *string   `json:"text"`
 	Error               *string   `json:"error"`
+	// Tools are the request's tools (their fields' names as json tags would spell
+	// them: encoding/json matches names without regard to case).
+	Tools []FunctionDefinition `json:"tools"`
 }
 
 func (c renderCase) name() string {

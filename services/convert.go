@@ -26,16 +26,19 @@ type Request struct {
 	// turn's opening.
 	Messages            []chat.Message
 	AddGenerationPrompt bool
-	MaxTokens           int // 0: up to the model's context
-	Sampling            sample.Params
-	Stop                []string
-	Spec                bool      // speculate (false: plain decoding)
-	MaxGamma            int       // 0: adaptive with the server's cap
-	Gamma               int       // > 0: fixed γ
-	Mode                spec.Mode // 0: the server's default
-	Logprobs            bool      // report each token's log-probability
-	TopLogprobs         int       // with Logprobs or PromptLogprobs: the likeliest tokens at each position
-	PromptLogprobs      bool      // report the prompt's tokens' log-probabilities
+	// Tools are the tools the chat template describes to the model (nil: none);
+	// only with Messages.
+	Tools          []chat.Tool
+	MaxTokens      int // 0: up to the model's context
+	Sampling       sample.Params
+	Stop           []string
+	Spec           bool      // speculate (false: plain decoding)
+	MaxGamma       int       // 0: adaptive with the server's cap
+	Gamma          int       // > 0: fixed γ
+	Mode           spec.Mode // 0: the server's default
+	Logprobs       bool      // report each token's log-probability
+	TopLogprobs    int       // with Logprobs or PromptLogprobs: the likeliest tokens at each position
+	PromptLogprobs bool      // report the prompt's tokens' log-probabilities
 }
 
 // Limits on a request's stop strings. Every committed token of a request is checked
@@ -92,6 +95,23 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 			}
 		}
 		q.AddGenerationPrompt = r.AddGenerationPrompt == nil || r.GetAddGenerationPrompt()
+	}
+	if ts := r.GetTools(); len(ts) > 0 {
+		if len(q.Messages) == 0 {
+			return q, BadField("tools", "tools need messages: a chat template describes them to the model")
+		}
+		q.Tools = make([]chat.Tool, len(ts))
+		for i, t := range ts {
+			fn := t.GetFunction()
+			q.Tools[i] = chat.Tool{Type: t.GetType(), Function: chat.FunctionDefinition{Name: fn.GetName(), Description: fn.GetDescription(), Parameters: fn.GetParameters()}}
+		}
+		if err := chat.CheckTools(q.Tools); err != nil {
+			var fe *chat.FieldError
+			if errors.As(err, &fe) {
+				return q, BadField("tools"+fe.Field, "%s", fe.Msg)
+			}
+			return q, err
+		}
 	}
 	if len(q.Stop) > MaxStops {
 		return q, BadField("stop", "%d stop strings: at most %d", len(q.Stop), MaxStops)

@@ -142,6 +142,13 @@ func TestParseRequestInputs(t *testing.T) {
 		}
 		return out
 	}
+	tools := func(params string, names ...string) []*specdv1.Tool {
+		var out []*specdv1.Tool
+		for _, n := range names {
+			out = append(out, &specdv1.Tool{Function: &specdv1.FunctionDefinition{Name: n, Parameters: params}})
+		}
+		return out
+	}
 	no := false
 	for _, tc := range []struct {
 		name string
@@ -160,6 +167,11 @@ func TestParseRequestInputs(t *testing.T) {
 		{"logprobs", &specdv1.GenerateRequest{Prompt: "x", Logprobs: true, TopLogprobs: 20}, "", false},
 		{"top_logprobs past 20", &specdv1.GenerateRequest{Prompt: "x", Logprobs: true, TopLogprobs: 21}, "top_logprobs", false},
 		{"top_logprobs without logprobs", &specdv1.GenerateRequest{Prompt: "x", TopLogprobs: 2}, "top_logprobs", false},
+		{"tools", &specdv1.GenerateRequest{Messages: msgs("user"), Tools: tools(`{"type":"object"}`, "a", "b")}, "", true},
+		{"tools without messages", &specdv1.GenerateRequest{Prompt: "x", Tools: tools("", "a")}, "tools", false},
+		{"duplicate tool", &specdv1.GenerateRequest{Messages: msgs("user"), Tools: tools("", "a", "a")}, "tools[1].function.name", false},
+		{"nameless tool", &specdv1.GenerateRequest{Messages: msgs("user"), Tools: tools("", "a", "")}, "tools[1].function.name", false},
+		{"bad schema type", &specdv1.GenerateRequest{Messages: msgs("user"), Tools: tools(`{"properties":{"x":{"type":"float"}}}`, "a")}, "tools[0].function.parameters.properties.x.type", false},
 	} {
 		q, err := ParseRequest(tc.req)
 		var fe *FieldError
@@ -173,6 +185,9 @@ func TestParseRequestInputs(t *testing.T) {
 		}
 		if err == nil && (q.Logprobs != tc.req.GetLogprobs() || q.TopLogprobs != int(tc.req.GetTopLogprobs())) {
 			t.Errorf("%s: ParseRequest = logprobs %v, top %d; want %v, %d", tc.name, q.Logprobs, q.TopLogprobs, tc.req.GetLogprobs(), tc.req.GetTopLogprobs())
+		}
+		if err == nil && len(q.Tools) != len(tc.req.GetTools()) {
+			t.Errorf("%s: ParseRequest = %d tools, want %d", tc.name, len(q.Tools), len(tc.req.GetTools()))
 		}
 		for i, m := range q.Messages {
 			if err == nil && (m.Role != tc.req.Messages[i].Role || m.Content != tc.req.Messages[i].Content) {

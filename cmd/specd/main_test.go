@@ -106,6 +106,8 @@ func TestRunJSONAndErrors(t *testing.T) {
 		{"router", "--http-listen", "no-port"},
 		{"router", "--http-listen", "127.0.0.1:0", "--http-max-body-bytes", "10"},
 		{"up", "--http-listen", "no-port"},
+		{"up", "--http-listen", "127.0.0.1:0", "--tool-call-parser", "mistral"},
+		{"router", "--tool-call-parser", "hermes"},                                      // without --http-listen
 		{"router", "--http-listen", "127.0.0.1:0", "--http-max-body-bytes", "20000000"}, // over --max-message-bytes
 		{"nonsense"},
 	} {

@@ -26,6 +26,7 @@ import (
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
 	"github.com/specd-dev/specd/spec"
+	"github.com/specd-dev/specd/toolcall"
 	"github.com/specd-dev/specd/verifier"
 )
 
@@ -302,11 +303,14 @@ func (o *draftOptions) validate() error {
 type httpOptions struct {
 	httpListen  string
 	httpMaxBody int64
+	toolParser  string
 }
 
 func (o *httpOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.httpListen, "http-listen", "", "HTTP address of the OpenAI-compatible API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health); empty: none")
 	fs.Int64Var(&o.httpMaxBody, "http-max-body-bytes", openaihttp.DefaultMaxBodyBytes, "largest request body the OpenAI-compatible API reads; larger is 413")
+	fs.StringVar(&o.toolParser, "tool-call-parser", "", "how the served models write tool calls, as vLLM's flag names it: hermes (Qwen2.5's <tool_call> blocks) or llama3_json (Llama 3.1's JSON); "+
+		"chat completions then accept tools and answer tool_calls. Empty: tools are refused unless tool_choice is \"none\"")
 }
 
 // validate checks the flags; maxMessage is the gRPC message limit the front door's
@@ -324,6 +328,14 @@ func (o *httpOptions) validate(maxMessage int, t *tlsOptions) error {
 				"with --tls-ca clients need certificates), or --insecure-plaintext to serve plain HTTP anyway", o.httpListen)
 		}
 	}
+	if o.toolParser != "" {
+		if _, err := toolcall.ParseSyntax(o.toolParser); err != nil {
+			return usagef("--tool-call-parser: %v", err)
+		}
+		if o.httpListen == "" {
+			return usagef("--tool-call-parser %s without --http-listen: only the OpenAI-compatible API parses tool calls", o.toolParser)
+		}
+	}
 	if o.httpMaxBody < 1<<10 || o.httpMaxBody > 1<<30 {
 		return usagef("--http-max-body-bytes %d: want 1 KiB..1 GiB", o.httpMaxBody)
 	}
@@ -339,7 +351,14 @@ func (o *httpOptions) open() (*serve.HTTPConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &serve.HTTPConfig{Listener: lis, MaxBodyBytes: o.httpMaxBody}, nil
+	cfg := &serve.HTTPConfig{Listener: lis, MaxBodyBytes: o.httpMaxBody}
+	if o.toolParser != "" {
+		if cfg.ToolCalls, err = toolcall.ParseSyntax(o.toolParser); err != nil {
+			lis.Close()
+			return nil, err // validate has refused it already
+		}
+	}
+	return cfg, nil
 }
 
 type routerOptions struct {

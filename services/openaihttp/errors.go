@@ -86,7 +86,8 @@ func fromStatus(err error, c *Call) *Error {
 			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
 				field := br.GetFieldViolations()[0].GetField()
 				e.Param = paramOf(field, c)
-				if rest, ok := strings.CutPrefix(msg, field+": "); ok && e.Param != "" {
+				// A tool's field keeps its path in the message ("tools[1].function.name: …").
+				if rest, ok := strings.CutPrefix(msg, field+": "); ok && e.Param != "" && e.Param != "tools" {
 					e.Message = e.Param + ": " + rest // the name the client used, not the gRPC field's
 				}
 			}
@@ -136,6 +137,8 @@ func paramOf(field string, c *Call) string {
 		return strings.TrimPrefix(field, "sampling.")
 	case strings.HasPrefix(field, "messages"):
 		return "messages"
+	case strings.HasPrefix(field, "tools"):
+		return "tools"
 	}
 	return field
 }

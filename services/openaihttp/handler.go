@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/toolcall"
 )
 
 // DefaultMaxBodyBytes bounds a request body when Handler.MaxBodyBytes is 0: far
@@ -35,6 +36,7 @@ type Handler struct {
 	maxBody int64                           // bound of a request body; larger is 413
 	log     *slog.Logger                    // requests that fail on the server's side; nil: none
 	ready   func(context.Context) error     // GET /health's check (SetReady); nil: always ready
+	tools   toolcall.Syntax                 // how replies write tool calls (SetToolParser); 0: tools are refused
 	mux     *http.ServeMux
 }
 
@@ -46,7 +48,9 @@ var _ http.Handler = (*Handler)(nil)
 func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, log *slog.Logger) *Handler {
 	h := &Handler{client: client, maxBody: cmp.Or(maxBody, DefaultMaxBodyBytes), log: log, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) { h.generate(w, r, ParseCompletion) })
-	h.mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) { h.generate(w, r, ParseChat) })
+	h.mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		h.generate(w, r, func(b []byte) (*Call, error) { return ParseChatTools(b, h.tools) })
+	})
 	h.mux.HandleFunc("GET /v1/models", h.models)
 	h.mux.HandleFunc("GET /v1/models/{model...}", h.model)
 	h.mux.HandleFunc("POST /tokenize", h.tokenize)
@@ -58,6 +62,11 @@ func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, log *slog
 	})
 	return h
 }
+
+// SetToolParser makes chat completions accept tools and find the calls in replies
+// written in syntax (vLLM's --tool-call-parser); 0, the default, refuses tools unless
+// tool_choice is "none". Call it before serving.
+func (h *Handler) SetToolParser(syntax toolcall.Syntax) { h.tools = syntax }
 
 // ServeHTTP routes a request to its endpoint.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
@@ -227,8 +236,10 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		case *specdv1.GenerateResponse_Final:
 			finals[ev.i] = e.Final
 			done++
-			if err := send(k.final(c, ev.i, e.Final)); err != nil {
-				return
+			for _, v := range k.final(c, ev.i, e.Final) {
+				if err := send(v); err != nil {
+					return
+				}
 			}
 		}
 	}
@@ -402,6 +413,13 @@ func newID(chat bool) string {
 		return "chatcmpl-" + hex.EncodeToString(b[:])
 	}
 	return "cmpl-" + hex.EncodeToString(b[:])
+}
+
+// newToolCallID is a fresh tool call id: "call_" and 24 random hex digits.
+func newToolCallID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return "call_" + hex.EncodeToString(b[:])
 }
 
 // marshal encodes v as JSON on one line, leaving <, > and & as they are (as OpenAI's

@@ -82,6 +82,12 @@ func (s *stub) ListModels(context.Context, *specdv1.ListModelsRequest) (*specdv1
 // returns the front door's base URL.
 func serveStub(t testing.TB, s *stub, maxBody int64, dial ...grpc.DialOption) string {
 	t.Helper()
+	return serveStubWith(t, s, maxBody, nil, dial...)
+}
+
+// serveStubWith is serveStub with the handler set up by setup (nil: as it comes).
+func serveStubWith(t testing.TB, s *stub, maxBody int64, setup func(*openaihttp.Handler), dial ...grpc.DialOption) string {
+	t.Helper()
 	glis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +109,9 @@ func serveStub(t testing.TB, s *stub, maxBody int64, dial ...grpc.DialOption) st
 	go func() {
 		defer wg.Done()
 		h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), maxBody, nil)
+		if setup != nil {
+			setup(h)
+		}
 		if err := openaihttp.Serve(ctx, hlis, h, time.Second, nil); err != nil {
 			t.Errorf("Serve: %v", err)
 		}

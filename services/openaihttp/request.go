@@ -11,6 +11,7 @@ import (
 	"github.com/specd-dev/specd/generate"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/toolcall"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -36,6 +37,9 @@ type Call struct {
 	// prompt, for each prompt of a batch.
 	N     int
 	batch []Prompt // a completion's batch of prompts (nil: one prompt, in Req)
+	// Tools is the syntax the reply's tool calls are found in (0: the reply is an
+	// answer, its text the content).
+	Tools toolcall.Syntax
 	// Echo: a completion's text (and log-probabilities) start with the prompt's;
 	// ScoreOnly: with echo and max_tokens 0, they hold the prompt's alone.
 	Echo, ScoreOnly bool
@@ -273,9 +277,17 @@ func ParseCompletion(body []byte) (*Call, error) {
 	return c, nil
 }
 
-// ParseChat decodes and validates the body of POST /v1/chat/completions. Its errors
-// are *Error values (400, naming the parameter).
-func ParseChat(body []byte) (*Call, error) {
+// ParseChat decodes and validates the body of POST /v1/chat/completions for a server
+// that does not parse tool calls: tools are refused unless tool_choice is "none". Its
+// errors are *Error values (400, naming the parameter).
+func ParseChat(body []byte) (*Call, error) { return ParseChatTools(body, 0) }
+
+// ParseChatTools is ParseChat for a server that finds tool calls in replies written in
+// syntax (0: none, as ParseChat). Tools reach the router with the messages, and the
+// Call's Tools is syntax, unless tool_choice is "none": then the model sees no tools
+// and its reply is its answer. tool_choice "required" or naming a function is refused:
+// nothing here forces the model to call one.
+func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 	var r ChatRequest
 	if err := decode(body, &r); err != nil {
 		return nil, err
@@ -285,8 +297,6 @@ func ParseChat(body []byte) (*Call, error) {
 		return nil, badParam("top_logprobs", "%d: want 0 to %d", *r.TopLogprobs, generate.MaxTopLogprobs)
 	case r.TopLogprobs != nil && *r.TopLogprobs > 0 && (r.Logprobs == nil || !*r.Logprobs):
 		return nil, badParam("top_logprobs", "needs logprobs: true")
-	case notEmpty(r.Tools):
-		return nil, badParam("tools", "tool calls are not supported")
 	case notEmpty(r.Functions):
 		return nil, badParam("functions", "function calls are not supported")
 	case r.ResponseFormat != nil && r.ResponseFormat.Type != "" && r.ResponseFormat.Type != "text":
@@ -327,7 +337,51 @@ func ParseChat(body []byte) (*Call, error) {
 		}
 		c.Req.Messages = append(c.Req.Messages, cm)
 	}
+	if err := r.tools(c, syntax); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// tools puts r's tools into c, as tool_choice and the server's syntax allow.
+func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
+	choice := "auto"
+	if notEmpty(r.ToolChoice) {
+		if err := json.Unmarshal(r.ToolChoice, &choice); err != nil {
+			return badParam("tool_choice", "a named function is not supported: only \"auto\" and \"none\" (nothing forces the model to call a tool)")
+		}
+	}
+	switch choice {
+	case "auto":
+	case "none":
+		return nil // the model gets no tools, and its reply is an answer
+	case "required":
+		return badParam("tool_choice", "\"required\" is not supported: only \"auto\" and \"none\" (nothing forces the model to call a tool)")
+	default:
+		return badParam("tool_choice", "%q: want \"auto\" or \"none\"", choice)
+	}
+	if len(r.Tools) == 0 {
+		if notEmpty(r.ToolChoice) {
+			return badParam("tool_choice", "set without tools")
+		}
+		return nil
+	}
+	if syntax == 0 {
+		return badParam("tools", "this server parses no tool calls: start it with --tool-call-parser (hermes or llama3_json), or send tool_choice \"none\"")
+	}
+	for i, t := range r.Tools {
+		params := ""
+		if notEmpty(t.Function.Parameters) {
+			params = string(bytes.TrimSpace(t.Function.Parameters))
+		}
+		if t.Type != "function" {
+			return badParam("tools", "tool %d: type %q: want \"function\"", i, t.Type)
+		}
+		c.Req.Tools = append(c.Req.Tools, &specdv1.Tool{Type: t.Type, Function: &specdv1.FunctionDefinition{
+			Name: t.Function.Name, Description: t.Function.Description, Parameters: params}})
+	}
+	c.Tools = syntax
+	return nil
 }
 
 // call validates the shared fields into a Call whose request lacks only the prompt;

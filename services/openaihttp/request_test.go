@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/toolcall"
 )
 
 func f32(v float32) *float32 { return &v }
@@ -213,11 +214,14 @@ func FuzzParse(f *testing.F) {
 		`{"messages":[{"role":"system","content":null},{"role":"user","content":"\u00e9"}],"n":1}`,
 		`{"prompt":["a"],"logprobs":null,"best_of":1,"echo":false}`,
 		`{"prompt":[1e3]}`, `{"prompt":[[]]}`, `{"stop":null,"prompt":""}`,
+		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"auto"}`,
+		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function"}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, parse := range []func([]byte) (*Call, error){ParseCompletion, ParseChat} {
+		hermes := func(b []byte) (*Call, error) { return ParseChatTools(b, toolcall.Hermes) }
+		for _, parse := range []func([]byte) (*Call, error){ParseCompletion, ParseChat, hermes} {
 			c, err := parse(body)
 			if err != nil {
 				var e *Error

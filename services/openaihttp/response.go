@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/toolcall"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -155,11 +156,36 @@ func chatCompletion(c *Call, id string, created int64, rs []*specdv1.CompleteRes
 	out := &ChatCompletion{Head: Head{ID: id, Object: "chat.completion", Created: created, Model: modelName(c, rs[0].GetStats())},
 		Usage: usage(mergeStats(rs, c.perPrompt()))}
 	for i, r := range rs {
-		ch := ChatChoice{Index: i, Message: ChatMessage{Role: "assistant", Content: r.GetText()}, FinishReason: finishReason(r.GetFinishReason())}
+		text := r.GetText()
+		ch := ChatChoice{Index: i, Message: ChatMessage{Role: "assistant", Content: &text}, FinishReason: finishReason(r.GetFinishReason())}
+		if c.Tools != 0 {
+			if res := c.Tools.Parse(text); len(res.Calls) > 0 {
+				ch.Message.Content, ch.Message.ToolCalls, ch.FinishReason = contentOrNull(res.Content), toolCalls(res.Calls), "tool_calls"
+			}
+		}
 		if c.Req.GetLogprobs() {
 			ch.Logprobs = chatLogprobs(r.GetLogprobs())
 		}
 		out.Choices = append(out.Choices, ch)
+	}
+	return out
+}
+
+// contentOrNull is s as a message's content: null when empty.
+func contentOrNull(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// toolCalls are the calls found in a reply as OpenAI's API returns them, each with an
+// id of its own.
+func toolCalls(calls []toolcall.Call) []ToolCall {
+	out := make([]ToolCall, len(calls))
+	for i, c := range calls {
+		out[i] = ToolCall{ID: newToolCallID(), Type: "function"}
+		out[i].Function.Name, out[i].Function.Arguments = c.Name, Arguments(c.Arguments)
 	}
 	return out
 }
@@ -355,12 +381,13 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 type chunker struct {
 	c         *Call
 	chat      bool
-	perPrompt int          // n, the choices of each prompt
-	logprobs  bool         // the client asked for log-probabilities
-	head      Head         // the same in every chunk
-	started   []bool       // per choice: a chat stream has sent its first chunk, the one with the role
-	offset    []textOffset // per choice: where its next token starts in its text
-	echo      []echoState  // per choice, with Call.Echo
+	perPrompt int                // n, the choices of each prompt
+	logprobs  bool               // the client asked for log-probabilities
+	head      Head               // the same in every chunk
+	started   []bool             // per choice: a chat stream has sent its first chunk, the one with the role
+	offset    []textOffset       // per choice: where its next token starts in its text
+	tools     []*toolcall.Stream // per choice, with Call.Tools: the tool calls in its reply
+	echo      []echoState        // per choice, with Call.Echo
 }
 
 // echoState is how far a choice's stream has echoed its prompt.
@@ -377,6 +404,12 @@ func newChunker(c *Call, id string, created int64) *chunker {
 		started: make([]bool, c.N), offset: make([]textOffset, c.N)}
 	if c.Chat {
 		k.head.Object = "chat.completion.chunk"
+	}
+	if c.Tools != 0 {
+		k.tools = make([]*toolcall.Stream, c.N)
+		for i := range k.tools {
+			k.tools[i] = c.Tools.NewStream()
+		}
 	}
 	if c.Echo {
 		k.echo = make([]echoState, c.N)
@@ -472,6 +505,9 @@ func (k *chunker) text(i int, s string, lps []*specdv1.TokenLogprob) any {
 	if !k.logprobs {
 		lps = nil
 	}
+	if k.tools != nil {
+		s = k.tools[i].Write(s) // what may be a tool call waits for the reply's end
+	}
 	if s == "" && len(lps) == 0 {
 		return nil
 	}
@@ -489,11 +525,33 @@ func (k *chunker) text(i int, s string, lps []*specdv1.TokenLogprob) any {
 	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{ch}}
 }
 
-// final is the chunk with choice i's finish reason. A stream that named no model learns
-// here which one served it.
-func (k *chunker) final(c *Call, i int, f *specdv1.Final) any {
-	k.head.Model = modelName(c, f.GetStats())
+// final are the last chunks of choice i: with tool calls parsed, the rest of the
+// answer's text and the calls the reply holds, then the chunk with the finish reason
+// ("tool_calls" when there are calls). A stream that named no model learns here which
+// one served it.
+func (k *chunker) final(c *Call, i int, f *specdv1.Final) []any {
+	var out []any
 	fr := finishReason(f.GetFinishReason())
+	if k.tools != nil {
+		r := k.tools[i].Close()
+		if r.Content != "" {
+			out = append(out, &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Index: i, Delta: k.delta(i, r.Content)}}})
+		}
+		if len(r.Calls) > 0 {
+			d := k.delta(i, "")
+			for j, tc := range toolCalls(r.Calls) {
+				d.ToolCalls = append(d.ToolCalls, ToolCallDelta{Index: j, ToolCall: tc})
+			}
+			out = append(out, &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Index: i, Delta: d}}})
+			fr = "tool_calls"
+		}
+	}
+	return append(out, k.last(c, i, f, fr))
+}
+
+// last is the chunk with choice i's finish reason fr.
+func (k *chunker) last(c *Call, i int, f *specdv1.Final, fr string) any {
+	k.head.Model = modelName(c, f.GetStats())
 	if !k.chat {
 		ch := CompletionChoice{Index: i, FinishReason: &fr}
 		if k.echo != nil {

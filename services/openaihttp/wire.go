@@ -66,10 +66,15 @@ type CompletionRequest struct {
 // ChatRequest is the body of POST /v1/chat/completions.
 type ChatRequest struct {
 	common
-	Messages       []Message       `json:"messages"`
-	Logprobs       *bool           `json:"logprobs"`
-	TopLogprobs    *int64          `json:"top_logprobs"`
-	Tools          json.RawMessage `json:"tools"`
+	Messages    []Message `json:"messages"`
+	Logprobs    *bool     `json:"logprobs"`
+	TopLogprobs *int64    `json:"top_logprobs"`
+	// Tools the model may call: rendered into the prompt by the chat template and
+	// found in the reply by the server's tool call parser.
+	Tools []Tool `json:"tools"`
+	// ToolChoice: "auto" (or null) lets the model choose; "none" gives it no tools.
+	// "required" and a named function are refused: nothing forces the model to call.
+	ToolChoice     json.RawMessage `json:"tool_choice"`
 	Functions      json.RawMessage `json:"functions"`
 	ResponseFormat *struct {
 		Type string `json:"type"`
@@ -115,6 +120,17 @@ func (a *Arguments) UnmarshalJSON(b []byte) error {
 	}
 	*a = Arguments(bytes.TrimSpace(b))
 	return nil
+}
+
+// Tool is one tool of a chat request.
+type Tool struct {
+	Type     string `json:"type"`
+	Function struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+		// Parameters is a JSON Schema, kept as its text (null: none).
+		Parameters json.RawMessage `json:"parameters"`
+	} `json:"function"`
 }
 
 // Usage is the token accounting of a response, with specd's speculation statistics
@@ -269,9 +285,11 @@ type ChatChoice struct {
 
 // ChatMessage is the assistant's answer.
 type ChatMessage struct {
-	Role    string  `json:"role"`
-	Content string  `json:"content"`
-	Refusal *string `json:"refusal"` // always null
+	Role string `json:"role"`
+	// Content is the answer's text; null when the reply is tool calls alone.
+	Content   *string    `json:"content"`
+	Refusal   *string    `json:"refusal"` // always null
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // ChatChunk is one chunk of a streamed chat completion.
@@ -289,10 +307,19 @@ type ChatChunkChoice struct {
 	FinishReason *string       `json:"finish_reason"` // null before the last chunk
 }
 
-// ChatDelta is what a chunk adds to the answer: the role in the first chunk, then text.
+// ChatDelta is what a chunk adds to the answer: the role in the first chunk, then text,
+// and the tool calls (when the server parses them) once the reply has ended.
 type ChatDelta struct {
-	Role    string `json:"role,omitempty"`
-	Content string `json:"content,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	Content   string          `json:"content,omitempty"`
+	ToolCalls []ToolCallDelta `json:"tool_calls,omitempty"`
+}
+
+// ToolCallDelta is a tool call in a chat chunk: all of it at once, with its index
+// among the reply's calls.
+type ToolCallDelta struct {
+	Index int `json:"index"`
+	ToolCall
 }
 
 // ModelList is the response of GET /v1/models.

@@ -33,6 +33,7 @@ import (
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/tlsconf"
 	"github.com/specd-dev/specd/services/verifiersvc"
+	"github.com/specd-dev/specd/toolcall"
 )
 
 // Grace is how long a stopping server waits for streams to finish.
@@ -396,6 +397,9 @@ type RouterConfig struct {
 type HTTPConfig struct {
 	Listener     net.Listener
 	MaxBodyBytes int64 // bound of a request body (0: openaihttp.DefaultMaxBodyBytes)
+	// ToolCalls is the syntax chat replies write tool calls in (0: none, and chat
+	// requests with tools are refused).
+	ToolCalls toolcall.Syntax
 }
 
 // Router serves the public API on lis until ctx ends.
@@ -557,6 +561,7 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, read
 	}
 	h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), cfg.HTTP.MaxBodyBytes, cfg.Log)
 	h.SetReady(ready)
+	h.SetToolParser(cfg.HTTP.ToolCalls)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

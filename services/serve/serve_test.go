@@ -36,6 +36,7 @@ import (
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/services/verifiersvc"
+	"github.com/specd-dev/specd/toolcall"
 	"github.com/specd-dev/specd/verifier"
 )
 
@@ -81,6 +82,7 @@ type stackOptions struct {
 	creds     grpc.DialOption      // the transport credentials of the stack's client (with rtls)
 	target    string               // the verifier's model file (empty: the shared specd-target-q8_0)
 	maxMsg    int                  // every service's --max-message-bytes and the client's bound (0: the default)
+	tools     toolcall.Syntax      // with http: the front door's --tool-call-parser (0: none)
 }
 
 // startStackWith starts the stack as o says.
@@ -126,7 +128,7 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 		if o.rtls != nil {
 			s.http = "https://" + hl.Addr().String() + "/v1"
 		}
-		rcfg.HTTP = &serve.HTTPConfig{Listener: hl}
+		rcfg.HTTP = &serve.HTTPConfig{Listener: hl, ToolCalls: o.tools}
 	}
 	run(func() error { return serve.Router(ctx, rcfg, rl) })
 	<-routerReady

@@ -50,14 +50,14 @@ func (s *Server) logChat(msg string, m *model.Model) {
 // <|im_start|>, becomes its tokens), BOS first and EOS last as the vocabulary asks.
 // A rendering that tooLong refuses by its length (less the BOS and EOS text that may
 // be removed) is not tokenized: its error is the answer.
-func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msgs []chat.Message, addGen bool, tooLong func(field string, n int) error) ([]int32, error) {
+func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msgs []chat.Message, tools []chat.Tool, addGen bool, tooLong func(field string, n int) error) ([]int32, error) {
 	switch {
 	case c == nil:
 		return nil, chat.ErrNoTemplate
 	case c.t == nil:
 		return nil, c.err
 	}
-	text, err := c.t.Render(ctx, msgs, chat.Options{AddGenerationPrompt: addGen, BOS: tok.Piece(tok.BOS()), EOS: tok.Piece(tok.EOS())})
+	text, err := c.t.Render(ctx, msgs, chat.Options{AddGenerationPrompt: addGen, Tools: tools, BOS: tok.Piece(tok.BOS()), EOS: tok.Piece(tok.EOS())})
 	if err != nil {
 		return nil, err // services.Status names the field
 	}

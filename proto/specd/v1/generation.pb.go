@@ -250,8 +250,19 @@ type GenerateRequest struct {
 	// scoring a text needs (an OpenAI completion with echo). None of the prompt
 	// is then taken from the prefix cache.
 	PromptLogprobs bool `protobuf:"varint,14,opt,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// With messages: the tools (functions) the model may call, which reach the
+	// chat template as its tools variable, as Hugging Face's apply_chat_template
+	// and vLLM pass them: a list of {"type": "function", "function": {"name",
+	// "description", "parameters"}}, description and parameters None when unset
+	// and parameters the value its JSON text spells. Templates that know tools
+	// (Qwen2.5's, Llama 3.1's) describe them in the prompt; others ignore them.
+	// The verifier only renders them: finding the calls in the generated text is
+	// the caller's (the OpenAI front door's --tool-call-parser). Each name must
+	// be 1 to 64 letters, digits, "_" or "-", and unique; INVALID_ARGUMENT names
+	// the field otherwise. Empty: the template sees tools as None. At most 128.
+	Tools         []*Tool `protobuf:"bytes,15,rep,name=tools,proto3" json:"tools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
@@ -382,6 +393,136 @@ func (x *GenerateRequest) GetPromptLogprobs() bool {
 	return false
 }
 
+func (x *GenerateRequest) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+// Tool is one tool a request offers the model.
+type Tool struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tool's type: "function", the only one; empty means "function".
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The function.
+	Function      *FunctionDefinition `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tool) Reset() {
+	*x = Tool{}
+	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tool) ProtoMessage() {}
+
+func (x *Tool) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tool.ProtoReflect.Descriptor instead.
+func (*Tool) Descriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Tool) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Tool) GetFunction() *FunctionDefinition {
+	if x != nil {
+		return x.Function
+	}
+	return nil
+}
+
+// FunctionDefinition describes a function the model may call.
+type FunctionDefinition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The function's name, as the model calls it. Must match
+	// [A-Za-z0-9_-]{1,64}.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What the function does, for the model. May be empty (None to the
+	// template).
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The function's parameters as a JSON Schema, in JSON text: an object whose
+	// type, if given, is "object", and whose nested schemas' types are JSON
+	// Schema type names. Empty: none (None to the template).
+	Parameters    string `protobuf:"bytes,3,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FunctionDefinition) Reset() {
+	*x = FunctionDefinition{}
+	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FunctionDefinition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FunctionDefinition) ProtoMessage() {}
+
+func (x *FunctionDefinition) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FunctionDefinition.ProtoReflect.Descriptor instead.
+func (*FunctionDefinition) Descriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FunctionDefinition) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FunctionDefinition) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *FunctionDefinition) GetParameters() string {
+	if x != nil {
+		return x.Parameters
+	}
+	return ""
+}
+
 // ChatMessage is one turn of a conversation.
 type ChatMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -411,7 +552,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	mi := &file_specd_v1_generation_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +564,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	mi := &file_specd_v1_generation_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +577,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{1}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ChatMessage) GetRole() string {
@@ -490,7 +631,7 @@ type ToolCall struct {
 
 func (x *ToolCall) Reset() {
 	*x = ToolCall{}
-	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	mi := &file_specd_v1_generation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +643,7 @@ func (x *ToolCall) String() string {
 func (*ToolCall) ProtoMessage() {}
 
 func (x *ToolCall) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	mi := &file_specd_v1_generation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +656,7 @@ func (x *ToolCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolCall.ProtoReflect.Descriptor instead.
 func (*ToolCall) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{2}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ToolCall) GetId() string {
@@ -553,7 +694,7 @@ type FunctionCall struct {
 
 func (x *FunctionCall) Reset() {
 	*x = FunctionCall{}
-	mi := &file_specd_v1_generation_proto_msgTypes[3]
+	mi := &file_specd_v1_generation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +706,7 @@ func (x *FunctionCall) String() string {
 func (*FunctionCall) ProtoMessage() {}
 
 func (x *FunctionCall) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[3]
+	mi := &file_specd_v1_generation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,7 +719,7 @@ func (x *FunctionCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionCall.ProtoReflect.Descriptor instead.
 func (*FunctionCall) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{3}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FunctionCall) GetName() string {
@@ -642,7 +783,7 @@ type SamplingParams struct {
 
 func (x *SamplingParams) Reset() {
 	*x = SamplingParams{}
-	mi := &file_specd_v1_generation_proto_msgTypes[4]
+	mi := &file_specd_v1_generation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +795,7 @@ func (x *SamplingParams) String() string {
 func (*SamplingParams) ProtoMessage() {}
 
 func (x *SamplingParams) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[4]
+	mi := &file_specd_v1_generation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +808,7 @@ func (x *SamplingParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SamplingParams.ProtoReflect.Descriptor instead.
 func (*SamplingParams) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{4}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SamplingParams) GetTemperature() float32 {
@@ -750,7 +891,7 @@ type SpeculationOptions struct {
 
 func (x *SpeculationOptions) Reset() {
 	*x = SpeculationOptions{}
-	mi := &file_specd_v1_generation_proto_msgTypes[5]
+	mi := &file_specd_v1_generation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +903,7 @@ func (x *SpeculationOptions) String() string {
 func (*SpeculationOptions) ProtoMessage() {}
 
 func (x *SpeculationOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[5]
+	mi := &file_specd_v1_generation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +916,7 @@ func (x *SpeculationOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeculationOptions.ProtoReflect.Descriptor instead.
 func (*SpeculationOptions) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{5}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SpeculationOptions) GetDisabled() bool {
@@ -822,7 +963,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	mi := &file_specd_v1_generation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +975,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	mi := &file_specd_v1_generation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +988,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{6}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GenerateResponse) GetEvent() isGenerateResponse_Event {
@@ -929,7 +1070,7 @@ type TokenChunk struct {
 
 func (x *TokenChunk) Reset() {
 	*x = TokenChunk{}
-	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	mi := &file_specd_v1_generation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1082,7 @@ func (x *TokenChunk) String() string {
 func (*TokenChunk) ProtoMessage() {}
 
 func (x *TokenChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	mi := &file_specd_v1_generation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1095,7 @@ func (x *TokenChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenChunk.ProtoReflect.Descriptor instead.
 func (*TokenChunk) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{7}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TokenChunk) GetTokenIds() []int32 {
@@ -1025,7 +1166,7 @@ type TokenLogprob struct {
 
 func (x *TokenLogprob) Reset() {
 	*x = TokenLogprob{}
-	mi := &file_specd_v1_generation_proto_msgTypes[8]
+	mi := &file_specd_v1_generation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1178,7 @@ func (x *TokenLogprob) String() string {
 func (*TokenLogprob) ProtoMessage() {}
 
 func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[8]
+	mi := &file_specd_v1_generation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1191,7 @@ func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenLogprob.ProtoReflect.Descriptor instead.
 func (*TokenLogprob) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{8}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TokenLogprob) GetLogprob() float32 {
@@ -1099,7 +1240,7 @@ type TopLogprob struct {
 
 func (x *TopLogprob) Reset() {
 	*x = TopLogprob{}
-	mi := &file_specd_v1_generation_proto_msgTypes[9]
+	mi := &file_specd_v1_generation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1252,7 @@ func (x *TopLogprob) String() string {
 func (*TopLogprob) ProtoMessage() {}
 
 func (x *TopLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[9]
+	mi := &file_specd_v1_generation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1265,7 @@ func (x *TopLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopLogprob.ProtoReflect.Descriptor instead.
 func (*TopLogprob) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{9}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TopLogprob) GetTokenId() int32 {
@@ -1179,7 +1320,7 @@ type Final struct {
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_specd_v1_generation_proto_msgTypes[10]
+	mi := &file_specd_v1_generation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1332,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[10]
+	mi := &file_specd_v1_generation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1345,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{10}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Final) GetFinishReason() FinishReason {
@@ -1315,7 +1456,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_specd_v1_generation_proto_msgTypes[11]
+	mi := &file_specd_v1_generation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1468,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[11]
+	mi := &file_specd_v1_generation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1481,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{11}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Stats) GetPromptTokens() uint32 {
@@ -1503,7 +1644,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_specd_v1_generation_proto_msgTypes[12]
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1656,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[12]
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1669,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{12}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -1573,7 +1714,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[13]
+	mi := &file_specd_v1_generation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +1726,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[13]
+	mi := &file_specd_v1_generation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +1739,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{13}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CompleteResponse) GetPromptIds() []int32 {
@@ -1677,7 +1818,7 @@ type TokenizeRequest struct {
 
 func (x *TokenizeRequest) Reset() {
 	*x = TokenizeRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	mi := &file_specd_v1_generation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1830,7 @@ func (x *TokenizeRequest) String() string {
 func (*TokenizeRequest) ProtoMessage() {}
 
 func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	mi := &file_specd_v1_generation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1843,7 @@ func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
 func (*TokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TokenizeRequest) GetModel() string {
@@ -1741,7 +1882,7 @@ type TokenizeResponse struct {
 
 func (x *TokenizeResponse) Reset() {
 	*x = TokenizeResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[15]
+	mi := &file_specd_v1_generation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1894,7 @@ func (x *TokenizeResponse) String() string {
 func (*TokenizeResponse) ProtoMessage() {}
 
 func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[15]
+	mi := &file_specd_v1_generation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1907,7 @@ func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeResponse.ProtoReflect.Descriptor instead.
 func (*TokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{15}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TokenizeResponse) GetTokenIds() []int32 {
@@ -1802,7 +1943,7 @@ type DetokenizeRequest struct {
 
 func (x *DetokenizeRequest) Reset() {
 	*x = DetokenizeRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[16]
+	mi := &file_specd_v1_generation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1955,7 @@ func (x *DetokenizeRequest) String() string {
 func (*DetokenizeRequest) ProtoMessage() {}
 
 func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[16]
+	mi := &file_specd_v1_generation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1968,7 @@ func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeRequest.ProtoReflect.Descriptor instead.
 func (*DetokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{16}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DetokenizeRequest) GetModel() string {
@@ -1865,7 +2006,7 @@ type DetokenizeResponse struct {
 
 func (x *DetokenizeResponse) Reset() {
 	*x = DetokenizeResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[17]
+	mi := &file_specd_v1_generation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +2018,7 @@ func (x *DetokenizeResponse) String() string {
 func (*DetokenizeResponse) ProtoMessage() {}
 
 func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[17]
+	mi := &file_specd_v1_generation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2031,7 @@ func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeResponse.ProtoReflect.Descriptor instead.
 func (*DetokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{17}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DetokenizeResponse) GetText() string {
@@ -1910,7 +2051,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[18]
+	mi := &file_specd_v1_generation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1922,7 +2063,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[18]
+	mi := &file_specd_v1_generation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2076,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{18}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{20}
 }
 
 // ListModelsResponse lists the models the router can reach.
@@ -1949,7 +2090,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[19]
+	mi := &file_specd_v1_generation_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2102,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[19]
+	mi := &file_specd_v1_generation_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2115,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{19}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelInfo {
@@ -2014,7 +2155,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_specd_v1_generation_proto_msgTypes[20]
+	mi := &file_specd_v1_generation_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2167,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[20]
+	mi := &file_specd_v1_generation_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2180,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{20}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ModelInfo) GetName() string {
@@ -2102,7 +2243,7 @@ var File_specd_v1_generation_proto protoreflect.FileDescriptor
 
 const file_specd_v1_generation_proto_rawDesc = "" +
 	"\n" +
-	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xae\x04\n" +
+	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd4\x04\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -2121,8 +2262,18 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x15add_generation_prompt\x18\v \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01\x12\x1a\n" +
 	"\blogprobs\x18\f \x01(\bR\blogprobs\x12!\n" +
 	"\ftop_logprobs\x18\r \x01(\rR\vtopLogprobs\x12'\n" +
-	"\x0fprompt_logprobs\x18\x0e \x01(\bR\x0epromptLogprobsB\x18\n" +
-	"\x16_add_generation_prompt\"\xa4\x01\n" +
+	"\x0fprompt_logprobs\x18\x0e \x01(\bR\x0epromptLogprobs\x12$\n" +
+	"\x05tools\x18\x0f \x03(\v2\x0e.specd.v1.ToolR\x05toolsB\x18\n" +
+	"\x16_add_generation_prompt\"T\n" +
+	"\x04Tool\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x128\n" +
+	"\bfunction\x18\x02 \x01(\v2\x1c.specd.v1.FunctionDefinitionR\bfunction\"j\n" +
+	"\x12FunctionDefinition\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1e\n" +
+	"\n" +
+	"parameters\x18\x03 \x01(\tR\n" +
+	"parameters\"\xa4\x01\n" +
 	"\vChatMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x12\n" +
@@ -2281,77 +2432,81 @@ func file_specd_v1_generation_proto_rawDescGZIP() []byte {
 }
 
 var file_specd_v1_generation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_specd_v1_generation_proto_goTypes = []any{
 	(VerificationMode)(0),       // 0: specd.v1.VerificationMode
 	(FinishReason)(0),           // 1: specd.v1.FinishReason
 	(*GenerateRequest)(nil),     // 2: specd.v1.GenerateRequest
-	(*ChatMessage)(nil),         // 3: specd.v1.ChatMessage
-	(*ToolCall)(nil),            // 4: specd.v1.ToolCall
-	(*FunctionCall)(nil),        // 5: specd.v1.FunctionCall
-	(*SamplingParams)(nil),      // 6: specd.v1.SamplingParams
-	(*SpeculationOptions)(nil),  // 7: specd.v1.SpeculationOptions
-	(*GenerateResponse)(nil),    // 8: specd.v1.GenerateResponse
-	(*TokenChunk)(nil),          // 9: specd.v1.TokenChunk
-	(*TokenLogprob)(nil),        // 10: specd.v1.TokenLogprob
-	(*TopLogprob)(nil),          // 11: specd.v1.TopLogprob
-	(*Final)(nil),               // 12: specd.v1.Final
-	(*Stats)(nil),               // 13: specd.v1.Stats
-	(*Endpoint)(nil),            // 14: specd.v1.Endpoint
-	(*CompleteResponse)(nil),    // 15: specd.v1.CompleteResponse
-	(*TokenizeRequest)(nil),     // 16: specd.v1.TokenizeRequest
-	(*TokenizeResponse)(nil),    // 17: specd.v1.TokenizeResponse
-	(*DetokenizeRequest)(nil),   // 18: specd.v1.DetokenizeRequest
-	(*DetokenizeResponse)(nil),  // 19: specd.v1.DetokenizeResponse
-	(*ListModelsRequest)(nil),   // 20: specd.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),  // 21: specd.v1.ListModelsResponse
-	(*ModelInfo)(nil),           // 22: specd.v1.ModelInfo
-	(*durationpb.Duration)(nil), // 23: google.protobuf.Duration
+	(*Tool)(nil),                // 3: specd.v1.Tool
+	(*FunctionDefinition)(nil),  // 4: specd.v1.FunctionDefinition
+	(*ChatMessage)(nil),         // 5: specd.v1.ChatMessage
+	(*ToolCall)(nil),            // 6: specd.v1.ToolCall
+	(*FunctionCall)(nil),        // 7: specd.v1.FunctionCall
+	(*SamplingParams)(nil),      // 8: specd.v1.SamplingParams
+	(*SpeculationOptions)(nil),  // 9: specd.v1.SpeculationOptions
+	(*GenerateResponse)(nil),    // 10: specd.v1.GenerateResponse
+	(*TokenChunk)(nil),          // 11: specd.v1.TokenChunk
+	(*TokenLogprob)(nil),        // 12: specd.v1.TokenLogprob
+	(*TopLogprob)(nil),          // 13: specd.v1.TopLogprob
+	(*Final)(nil),               // 14: specd.v1.Final
+	(*Stats)(nil),               // 15: specd.v1.Stats
+	(*Endpoint)(nil),            // 16: specd.v1.Endpoint
+	(*CompleteResponse)(nil),    // 17: specd.v1.CompleteResponse
+	(*TokenizeRequest)(nil),     // 18: specd.v1.TokenizeRequest
+	(*TokenizeResponse)(nil),    // 19: specd.v1.TokenizeResponse
+	(*DetokenizeRequest)(nil),   // 20: specd.v1.DetokenizeRequest
+	(*DetokenizeResponse)(nil),  // 21: specd.v1.DetokenizeResponse
+	(*ListModelsRequest)(nil),   // 22: specd.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),  // 23: specd.v1.ListModelsResponse
+	(*ModelInfo)(nil),           // 24: specd.v1.ModelInfo
+	(*durationpb.Duration)(nil), // 25: google.protobuf.Duration
 }
 var file_specd_v1_generation_proto_depIdxs = []int32{
-	6,  // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
-	7,  // 1: specd.v1.GenerateRequest.speculation:type_name -> specd.v1.SpeculationOptions
-	3,  // 2: specd.v1.GenerateRequest.messages:type_name -> specd.v1.ChatMessage
-	4,  // 3: specd.v1.ChatMessage.tool_calls:type_name -> specd.v1.ToolCall
-	5,  // 4: specd.v1.ToolCall.function:type_name -> specd.v1.FunctionCall
-	0,  // 5: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
-	9,  // 6: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
-	12, // 7: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
-	10, // 8: specd.v1.TokenChunk.logprobs:type_name -> specd.v1.TokenLogprob
-	10, // 9: specd.v1.TokenChunk.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	11, // 10: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
-	1,  // 11: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
-	13, // 12: specd.v1.Final.stats:type_name -> specd.v1.Stats
-	10, // 13: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	10, // 14: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
-	23, // 15: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
-	23, // 16: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
-	14, // 17: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
-	14, // 18: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
-	0,  // 19: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
-	23, // 20: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	23, // 21: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
-	1,  // 22: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
-	13, // 23: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
-	10, // 24: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
-	10, // 25: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	10, // 26: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
-	22, // 27: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
-	2,  // 28: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
-	2,  // 29: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
-	16, // 30: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	18, // 31: specd.v1.GenerationService.Detokenize:input_type -> specd.v1.DetokenizeRequest
-	20, // 32: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	8,  // 33: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	15, // 34: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	17, // 35: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	19, // 36: specd.v1.GenerationService.Detokenize:output_type -> specd.v1.DetokenizeResponse
-	21, // 37: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	33, // [33:38] is the sub-list for method output_type
-	28, // [28:33] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	8,  // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
+	9,  // 1: specd.v1.GenerateRequest.speculation:type_name -> specd.v1.SpeculationOptions
+	5,  // 2: specd.v1.GenerateRequest.messages:type_name -> specd.v1.ChatMessage
+	3,  // 3: specd.v1.GenerateRequest.tools:type_name -> specd.v1.Tool
+	4,  // 4: specd.v1.Tool.function:type_name -> specd.v1.FunctionDefinition
+	6,  // 5: specd.v1.ChatMessage.tool_calls:type_name -> specd.v1.ToolCall
+	7,  // 6: specd.v1.ToolCall.function:type_name -> specd.v1.FunctionCall
+	0,  // 7: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
+	11, // 8: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
+	14, // 9: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
+	12, // 10: specd.v1.TokenChunk.logprobs:type_name -> specd.v1.TokenLogprob
+	12, // 11: specd.v1.TokenChunk.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	13, // 12: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
+	1,  // 13: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
+	15, // 14: specd.v1.Final.stats:type_name -> specd.v1.Stats
+	12, // 15: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	12, // 16: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
+	25, // 17: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
+	25, // 18: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
+	16, // 19: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
+	16, // 20: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
+	0,  // 21: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
+	25, // 22: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
+	25, // 23: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	1,  // 24: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
+	15, // 25: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
+	12, // 26: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
+	12, // 27: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	12, // 28: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
+	24, // 29: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	2,  // 30: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
+	2,  // 31: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
+	18, // 32: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	20, // 33: specd.v1.GenerationService.Detokenize:input_type -> specd.v1.DetokenizeRequest
+	22, // 34: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	10, // 35: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	17, // 36: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	19, // 37: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	21, // 38: specd.v1.GenerationService.Detokenize:output_type -> specd.v1.DetokenizeResponse
+	23, // 39: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	35, // [35:40] is the sub-list for method output_type
+	30, // [30:35] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_specd_v1_generation_proto_init() }
@@ -2360,8 +2515,8 @@ func file_specd_v1_generation_proto_init() {
 		return
 	}
 	file_specd_v1_generation_proto_msgTypes[0].OneofWrappers = []any{}
-	file_specd_v1_generation_proto_msgTypes[4].OneofWrappers = []any{}
-	file_specd_v1_generation_proto_msgTypes[6].OneofWrappers = []any{
+	file_specd_v1_generation_proto_msgTypes[6].OneofWrappers = []any{}
+	file_specd_v1_generation_proto_msgTypes[8].OneofWrappers = []any{
 		(*GenerateResponse_Chunk)(nil),
 		(*GenerateResponse_Final)(nil),
 	}
@@ -2371,7 +2526,7 @@ func file_specd_v1_generation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_specd_v1_generation_proto_rawDesc), len(file_specd_v1_generation_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
