@@ -81,7 +81,11 @@ func NewPool(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("kv cache budget %d bytes is smaller than one block (%d bytes)", cfg.Budget, p.BlockBytes())
 	}
 	p.refs = make([]int32, p.maxBlocks)
-	p.mem = kernels.NewHugeMem(p.maxBlocks * p.BlockBytes())
+	mem, err := kernels.NewHugeMem(p.maxBlocks * p.BlockBytes())
+	if err != nil {
+		return nil, fmt.Errorf("kv cache budget %d bytes: %w", cfg.Budget, err)
+	}
+	p.mem = mem
 	if cfg.Type == ggml.F32 {
 		p.f32 = make([][]float32, p.maxBlocks)
 	} else {
