@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -31,8 +32,11 @@ var hugeArena struct {
 	off   int
 }
 
-func newHugeChunk(n int) *hugeChunk {
-	b, release := hugeAlloc(n)
+func newHugeChunk(n int) *hugeChunk { return chunkOf(hugeAlloc(n)) }
+
+// chunkOf returns the chunk of b, whose release (nil: none, b is Go memory) runs once
+// the chunk is unreachable.
+func chunkOf(b []byte, release func()) *hugeChunk {
 	c := &hugeChunk{b: b}
 	if release != nil {
 		runtime.AddCleanup(c, func(f func()) { f() }, release)
@@ -65,19 +69,27 @@ func newHugeMem(n int) *hugeMem {
 type Mem struct{ m *hugeMem }
 
 // NewHugeMem returns n zeroed bytes, 64-byte aligned, backed where the OS allows by
-// transparent huge pages. Pages are only resident once written, 2 MB at a time.
-func NewHugeMem(n int) *Mem { return &Mem{m: newHugeMem(n)} }
+// transparent huge pages. Pages are only resident once written, 2 MB at a time. A
+// mapping of hugeChunkBytes or more that the OS refuses (on Linux: more than the
+// system may commit, or than the address space holds) is an error, not a fallback to
+// the Go heap as for weights: a KV budget of a few TiB would end the process there.
+func NewHugeMem(n int) (*Mem, error) {
+	if n < hugeChunkBytes {
+		return &Mem{m: newHugeMem(n)}, nil
+	}
+	b, release, err := hugeMap(n)
+	if err != nil {
+		return nil, fmt.Errorf("mapping %d bytes: %w", n, err)
+	}
+	return &Mem{m: &hugeMem{b: b, chunk: chunkOf(b, release)}}, nil
+}
 
 // NewPagedMem returns n zeroed bytes, page-aligned, on small pages: for buffers of which
 // only a part may ever be written (a pass's scratch sized for its longest case), as a
 // page is resident only once written.
 func NewPagedMem(n int) *Mem {
 	b, release := pageAlloc(n)
-	c := &hugeChunk{b: b}
-	if release != nil {
-		runtime.AddCleanup(c, func(f func()) { f() }, release)
-	}
-	return &Mem{m: &hugeMem{b: b, chunk: c}}
+	return &Mem{m: &hugeMem{b: b, chunk: chunkOf(b, release)}}
 }
 
 // Len is the memory's size in bytes.

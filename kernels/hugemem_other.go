@@ -6,5 +6,9 @@ package kernels
 // Linux.
 func hugeAlloc(n int) ([]byte, func()) { return make([]byte, n), nil }
 
+// hugeMap returns n zeroed bytes from the Go heap, which cannot report a size beyond
+// memory as an error.
+func hugeMap(n int) ([]byte, func(), error) { return make([]byte, n), nil, nil }
+
 // pageAlloc returns n zeroed bytes from the Go heap.
 func pageAlloc(n int) ([]byte, func()) { return make([]byte, n), nil }

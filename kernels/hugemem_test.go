@@ -14,8 +14,8 @@ func TestMemViews(t *testing.T) {
 		alloc func(int) *Mem
 		align uintptr
 	}{
-		{"huge small", NewHugeMem, 64},
-		{"huge own mapping", NewHugeMem, 64},
+		{"huge small", mustHuge, 64},
+		{"huge own mapping", mustHuge, 64},
 		{"paged", NewPagedMem, 4096},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,6 +47,14 @@ func TestMemViews(t *testing.T) {
 			runtime.KeepAlive(m)
 		})
 	}
+}
+
+func mustHuge(n int) *Mem {
+	m, err := NewHugeMem(n)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }
 
 // TestMemPastEnd checks that a view past the end panics, as a slice would.

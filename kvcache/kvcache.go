@@ -64,7 +64,8 @@ type Pool struct {
 // garbage collector's heap goal: with a KV cache of 320 MB in the heap, the goal of a
 // serving process let 30 MB of garbage build up under load, where now it is a fraction
 // of the small heap that remains. Huge pages let attention walk many sequences' blocks
-// with a few TLB entries, not one per 4 KB.
+// with a few TLB entries, not one per 4 KB. A budget the OS refuses to map (more than
+// the system may commit) is an error.
 func NewPool(cfg Config) (*Pool, error) {
 	if cfg.BlockTokens == 0 {
 		cfg.BlockTokens = DefaultBlockTokens
@@ -81,7 +82,11 @@ func NewPool(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("kv cache budget %d bytes is smaller than one block (%d bytes)", cfg.Budget, p.BlockBytes())
 	}
 	p.refs = make([]int32, p.maxBlocks)
-	p.mem = kernels.NewHugeMem(p.maxBlocks * p.BlockBytes())
+	mem, err := kernels.NewHugeMem(p.maxBlocks * p.BlockBytes())
+	if err != nil {
+		return nil, fmt.Errorf("kv cache budget %d bytes: %w", cfg.Budget, err)
+	}
+	p.mem = mem
 	if cfg.Type == ggml.F32 {
 		p.f32 = make([][]float32, p.maxBlocks)
 	} else {

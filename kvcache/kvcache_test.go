@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"testing"
 
 	"github.com/specd-dev/specd/ggml"
@@ -152,6 +153,20 @@ func TestBadConfig(t *testing.T) {
 		if _, err := NewPool(c); err == nil {
 			t.Errorf("NewPool(%+v) accepted a bad configuration", c)
 		}
+	}
+}
+
+// TestBudgetBeyondMemory checks that a budget the system cannot map is an error naming
+// it: a typo of a few zeros in --kv-budget, 128 TiB here, more than a 47-bit address
+// space holds, so that no overcommit setting maps it (with the default heuristic, any
+// budget well above RAM is refused). The whole budget is mapped up front; the Go heap,
+// the fallback for a refused mapping, ended the process with "out of memory", where
+// the pool used to allocate its blocks as they were used.
+func TestBudgetBeyondMemory(t *testing.T) {
+	// Blocks of 64 MiB (Llama 2 7B's shape), so that the per-block tables stay small.
+	_, err := NewPool(Config{Layers: 32, KVDim: 4096, Budget: 1 << 47})
+	if err == nil || !strings.Contains(err.Error(), "140737488355328") {
+		t.Fatalf("NewPool of a 128 TiB budget = %v, want an error naming the budget", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"testing"
 
@@ -506,4 +507,49 @@ func TestScratchFollowsUse(t *testing.T) {
 	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
 		t.Errorf("a 64-token State and a 3-token pass allocated %d bytes, want under 8 MiB", n)
 	}
+}
+
+// TestScoresOutsideHeap: the attention scores a Batch grows as its passes reach further
+// live outside the Go heap, as the rest of its scratch does. A serving process sets its
+// soft memory limit to its footprint after warm-up plus 64 MiB; scores grown on the heap
+// after that by one long request (Qwen2.5-0.5B, 14 heads over 32768 positions: 224 MiB
+// for passes of 128 tokens) kept the heap over the limit for good, and the collector
+// running back to back.
+func TestScoresOutsideHeap(t *testing.T) {
+	s := synthSpec{name: "long.gguf", arch: "llama", dim: 64, layers: 1, heads: 8, kvHeads: 2, headDim: 8, ffn: 64, ctx: 4096, ropeDim: 8, base: 10000, seed: 11}
+	path := filepath.Join(t.TempDir(), s.name)
+	if err := os.WriteFile(path, synthesize(t, s, vocabKV(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(path, model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	kv, err := m.NewKVPool(4<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	defer pool.Close()
+	st := m.NewState(pool, kv.NewSeq(), 64)
+	heap := func() uint64 {
+		runtime.GC()
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := heap()
+	toks := make([]int32, s.ctx)
+	for i := range toks {
+		toks[i] = int32(1 + i%100)
+	}
+	if _, err := st.Forward(toks, false); err != nil { // to the context's end, 64 tokens a pass
+		t.Fatal(err)
+	}
+	// The scores now hold 64 tokens × 8 heads × 4096 positions: 8 MiB.
+	if grew := int64(heap()) - int64(before); grew > 1<<20 {
+		t.Errorf("the Go heap grew by %d bytes as passes reached position %d", grew, s.ctx)
+	}
+	runtime.KeepAlive(st)
 }

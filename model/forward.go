@@ -110,9 +110,9 @@ type Batch struct {
 
 	maxTokens int
 	// scratch holds the buffers a pass uses only inside Forward (x to up, the RoPE
-	// operands and normed; not logits, which Forward returns, nor scores, which grows
-	// as passes reach further): outside the Go heap, so that they do not count towards
-	// the collector's heap goal (see kernels.Mem), on small pages.
+	// operands and normed; not logits, which Forward returns, nor scores, which grow as
+	// passes reach further: see scoresMem): outside the Go heap, so that they do not
+	// count towards the collector's heap goal (see kernels.Mem), on small pages.
 	scratch  *kernels.Mem
 	x, xb    []float32           // [token][Dim] residual stream and normed copy
 	q        []float32           // [token][QDim]
@@ -133,6 +133,10 @@ type Batch struct {
 	items    []attnItem          // the current pass's attention work
 	layer    int                 // the layer attention is computing
 	attnFunc func(lo, hi int)
+
+	// scoresMem holds scores outside the Go heap, as scratch holds the other buffers;
+	// Forward replaces it as they grow.
+	scoresMem *kernels.Mem
 }
 
 // Segment is one sequence's part of a batched pass: Tokens run at positions Seq.Len(),
@@ -246,8 +250,12 @@ func (b *Batch) Forward(segs []Segment) ([]float32, error) {
 	// front: Qwen2.5-7B-1M's 28 heads over 1010000 positions would take 7 GB for 64-token
 	// passes before a token ran. They grow to at least twice their size, so that a
 	// sequence growing a token at a time reallocates them a logarithmic number of times.
+	// They are outside the heap: grown by a long request after a serving process has set
+	// its soft memory limit, on the heap they could hold it over the limit for good.
 	if need := total * c.Heads * b.stride; need > len(b.scores) {
-		b.scores = make([]float32, min(max(need, 2*len(b.scores)), b.maxTokens*c.Heads*c.Context))
+		n := min(max(need, 2*len(b.scores)), b.maxTokens*c.Heads*c.Context)
+		b.scoresMem = kernels.NewPagedMem(4 * n)
+		b.scores = b.scoresMem.Floats(0, n)
 	}
 	b.segs = b.segs[:0]
 	row := 0

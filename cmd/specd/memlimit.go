@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"time"
 )
 
@@ -30,21 +31,36 @@ const (
 // garbage. At 50, a burst of 64 streams peaked 6–8 MiB lower (docs/benchmarks.md).
 const gcPercent = 50
 
+// memSettings is what limitMemory's calls share: the limit and target from before the
+// first of the calls running, restored when the last of them ends, in whatever order
+// they end.
+var memSettings struct {
+	sync.Mutex
+	calls     int   // calls whose contexts have not ended
+	prevLimit int64 // the memory limit before the first
+	prevGC    int   // GOGC before the first, when it set it (setGC)
+	setGC     bool
+}
+
 // limitMemory sets the Go runtime's soft memory limit to the process's footprint now
 // plus memHeadroom, unless GOMEMLIMIT sets one, and the collector's target to gcPercent
 // unless GOGC sets one; then, until ctx ends, it gives memory back to the system when the
 // process goes idle after work. Call it once every model is loaded and warmed up. The
 // runtime returns freed pages slowly on its own; after a burst of requests the idle
-// check returns them at once, so the process goes back to its baseline. When ctx ends
-// the previous limit and target are restored.
+// check returns them at once, so the process goes back to its baseline. When the
+// contexts of every call end, the limit and target from before the first are restored.
 func limitMemory(ctx context.Context, log *slog.Logger) {
 	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
-	prev := debug.SetMemoryLimit(-1)
-	setGC := os.Getenv("GOGC") == ""
-	prevGC := 0
-	if setGC {
-		prevGC = debug.SetGCPercent(gcPercent)
+	m := &memSettings
+	m.Lock()
+	if m.calls == 0 {
+		m.prevLimit = debug.SetMemoryLimit(-1)
+		m.setGC = os.Getenv("GOGC") == ""
+		if m.setGC {
+			m.prevGC = debug.SetGCPercent(gcPercent)
+		}
 	}
+	m.calls++
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.FreeOSMemory()
 		metrics.Read(s)
@@ -54,13 +70,20 @@ func limitMemory(ctx context.Context, log *slog.Logger) {
 			log.Info("memory limit set", "footprint_bytes", base, "limit_bytes", base+memHeadroom)
 		}
 	}
+	m.Unlock()
 	go func() {
 		t := time.NewTicker(releaseEvery)
 		defer t.Stop()
-		defer debug.SetMemoryLimit(prev)
-		if setGC {
-			defer debug.SetGCPercent(prevGC)
-		}
+		defer func() {
+			m.Lock()
+			defer m.Unlock()
+			if m.calls--; m.calls == 0 {
+				debug.SetMemoryLimit(m.prevLimit)
+				if m.setGC {
+					debug.SetGCPercent(m.prevGC)
+				}
+			}
+		}()
 		metrics.Read(s)
 		released, last := s[2].Value.Uint64(), s[2].Value.Uint64()
 		for {
