@@ -41,6 +41,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	healthy map[string]bool // endpoint ID → its last health probe said SERVING
+
+	errLog services.LogSampler // failures logged by publicStatus
 }
 
 var _ specdv1.GenerationServiceServer = (*Server)(nil)
@@ -60,7 +62,7 @@ func New(r *router.Router, log *slog.Logger, tel *telemetry.Telemetry, dials Dia
 	s := &Server{r: r, log: log, tel: tel, conns: map[router.Role]*services.Conns{
 		router.Verifier: services.NewConns(services.ConnLimits{}, dials.Verifier...),
 		router.Draft:    services.NewConns(services.ConnLimits{}, dials.Draft...),
-	}}
+	}, errLog: services.LogSampler{Every: services.RefusalLogEvery}}
 	r.OnFailover = s.onFailover
 	r.Healthy = s.Healthy
 	return s
@@ -104,14 +106,14 @@ func (s *Server) Generate(req *specdv1.GenerateRequest, stream specdv1.Generatio
 	_, err := s.relay(stream.Context(), req, func(ev router.Event) error {
 		return stream.Send(toResponse(ev))
 	})
-	return services.Status(err)
+	return s.publicStatus(stream.Context(), err)
 }
 
 // Complete runs a generation and returns it whole.
 func (s *Server) Complete(ctx context.Context, req *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
 	res, err := s.relay(ctx, req, func(router.Event) error { return nil })
 	if err != nil {
-		return nil, services.Status(err)
+		return nil, s.publicStatus(ctx, err)
 	}
 	out := &specdv1.CompleteResponse{TokenIds: res.IDs, Text: res.Text}
 	for _, lp := range res.Logprobs {
@@ -439,13 +441,57 @@ func (s *Server) Tokenize(ctx context.Context, req *specdv1.TokenizeRequest) (*s
 		v, _, err = router.Pick(s.r.Discovery, req.GetText(), nil, router.ServesModel(req.GetModel()))
 	}
 	if err != nil {
-		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
+		return nil, s.publicStatus(ctx, fmt.Errorf("%w: %w", services.ErrUnavailable, err))
 	}
 	cc, err := s.conn(router.Verifier, v.Address)
 	if err != nil {
-		return nil, services.Status(fmt.Errorf("%w: %w", services.ErrUnavailable, err))
+		return nil, s.publicStatus(ctx, fmt.Errorf("%w: %s: %w", services.ErrUnavailable, v.Address, err))
 	}
-	return speculationv1.NewVerifierServiceClient(cc).Tokenize(ctx, req)
+	resp, err := speculationv1.NewVerifierServiceClient(cc).Tokenize(ctx, req)
+	if err != nil {
+		return nil, s.publicStatus(ctx, classify(v, err))
+	}
+	return resp, nil
+}
+
+// publicStatus is services.Status(err) as a client of the public API sees it. When the
+// router failed the request for its verifiers' sake — every one at capacity, none
+// reachable, the last lost mid-stream — or the client went away meanwhile, the message
+// says so and no more: the error names verifiers' addresses and repeats what they
+// said, which can name the router's own address (a per-peer refusal), and those are
+// the cluster's, not the client's. Code and details (a retry hint) stay. The whole
+// error goes on the request's span and, one record per code every
+// services.RefusalLogEvery, to the log.
+func (s *Server) publicStatus(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	st := status.Convert(services.Status(err))
+	var msg string
+	switch {
+	case errors.Is(err, context.Canceled):
+		msg = context.Canceled.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = context.DeadlineExceeded.Error()
+	case errors.Is(err, router.ErrAtCapacity):
+		msg = "every verifier is at capacity: retry later"
+	case errors.Is(err, services.ErrTooManyConns):
+		msg = "the router is at its limit of connections to verifiers: retry later"
+	case errors.Is(err, router.ErrEndpointDown), errors.Is(err, router.ErrNoVerifier), errors.Is(err, services.ErrUnavailable):
+		msg = router.ErrNoVerifier.Error()
+	default:
+		return st.Err()
+	}
+	if msg == st.Message() {
+		return st.Err()
+	}
+	trace.SpanFromContext(ctx).AddEvent("specd.error", trace.WithAttributes(attribute.String("error", err.Error())))
+	if ok, held := s.errLog.Allow(st.Code().String(), time.Now()); ok && s.log != nil {
+		s.log.WarnContext(ctx, "request failed", "code", st.Code().String(), "err", err, "failed_unlogged", held)
+	}
+	p := st.Proto()
+	p.Message = msg
+	return status.ErrorProto(p)
 }
 
 // ListModels reports the models of every known endpoint.
