@@ -39,7 +39,8 @@ const (
 // MaxStreamsPerPeer bounds the streaming RPCs one peer (PeerID: its verified TLS
 // identity at its IP address, else its IP address) may have open at once over all its connections; past
 // it a new stream is RESOURCE_EXHAUSTED at once, with a retry hint. Health and
-// reflection are not counted.
+// reflection are not counted (health Watch streams have a bound of their own,
+// MaxWatchesPerPeer).
 //
 // SendStallTimeout bounds how long a stream's client may leave one message unaccepted
 // (its flow-control window full because it stopped reading); past it the stream ends
@@ -93,7 +94,7 @@ func NewServer(name string, log *slog.Logger, lim Limits, opts ...grpc.ServerOpt
 	}
 	stall := &stallGuard{timeout: cmp.Or(lim.SendStallTimeout, DefaultSendStallTimeout), log: log, stalled: lim.SendStalled,
 		sample: LogSampler{Every: RefusalLogEvery}}
-	all = append(all, grpc.ChainStreamInterceptor(stall.intercept))
+	all = append(all, grpc.ChainStreamInterceptor(stall.intercept, newWatches().intercept))
 	s := &Server{GRPC: grpc.NewServer(all...), Health: health.NewServer(), name: name, log: log}
 	healthpb.RegisterHealthServer(s.GRPC, s.Health)
 	reflection.Register(s.GRPC)
