@@ -479,6 +479,10 @@ func (s *Server) publicStatus(ctx context.Context, err error) error {
 		msg = "the router is at its limit of connections to verifiers: retry later"
 	case errors.Is(err, router.ErrEndpointDown), errors.Is(err, router.ErrNoVerifier), errors.Is(err, services.ErrUnavailable):
 		msg = router.ErrNoVerifier.Error()
+	case st.Code() == codes.PermissionDenied || st.Code() == codes.Unauthenticated:
+		// The router's own checks of keys and certificates run before its handlers, so
+		// this is a verifier refusing the router: its message names their identities.
+		msg = "a verifier refused the router's credentials"
 	default:
 		return st.Err()
 	}
