@@ -45,12 +45,7 @@ func TestPublicErrorsNameNoInternalAddress(t *testing.T) {
 			HealthInterval: 100 * time.Millisecond, Log: quiet, Ready: func() { close(ready) }}, rl)
 	})
 	<-ready
-	cc, err := services.Dial(rl.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	none := specdv1.NewGenerationServiceClient(cc)
+	none := specdv1.NewGenerationServiceClient(dialT(t, rl.Addr().String()))
 
 	// A verifier that refuses the router's identity, as a misconfigured mesh does
 	// (tlsconf's words).

@@ -60,12 +60,7 @@ func TestStalledClientIsCancelled(t *testing.T) {
 			Limits: services.Limits{SendStallTimeout: stallTimeout, SendStalled: stalls.add("router")}, Log: quiet, Ready: func() { close(routerReady) }}, rl)
 	})
 	<-routerReady
-	cc, err := services.Dial(rl.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	client := specdv1.NewGenerationServiceClient(cc)
+	client := specdv1.NewGenerationServiceClient(dialT(t, rl.Addr().String()))
 	waitModels(t, client, 1)
 
 	// The stalled clients: the smallest windows gRPC allows (64 KiB, which also turns
