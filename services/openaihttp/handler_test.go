@@ -82,7 +82,7 @@ func serveStub(t testing.TB, s *stub, maxBody int64, dial ...grpc.DialOption) st
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), maxBody, nil)
+		h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), maxBody, 0, nil)
 		if err := openaihttp.Serve(ctx, hlis, h, time.Second, nil); err != nil {
 			t.Errorf("Serve: %v", err)
 		}

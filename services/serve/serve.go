@@ -553,7 +553,7 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, opts
 	if cfg.TLS != nil {
 		lis = tls.NewListener(lis, cfg.TLS.httpsConfig())
 	}
-	h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), cfg.HTTP.MaxBodyBytes, cfg.Log)
+	h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), cfg.HTTP.MaxBodyBytes, cfg.Limits.SendStallTimeout, cfg.Log)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

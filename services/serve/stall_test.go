@@ -2,6 +2,9 @@ package serve_test
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -163,4 +166,64 @@ func (c *stallCount) get(key string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n[key]
+}
+
+// TestStalledHTTPClientIsCut: an HTTP client of the OpenAI front door that stops
+// reading a streamed completion is cut off once a write to it has waited the
+// send-stall timeout: the front door closes the connection and ends its generations.
+// Before, the write waited for as long as the client stayed connected (the router,
+// no longer read, ended the generations' streams, and the client, reading at last,
+// found an error event after the buffered tokens). The server's socket buffer is
+// held small, as a busy host's would fill.
+func TestStalledHTTPClientIsCut(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	run := goServe(t, &wg)
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	vaddr := startVerifierOf(t, ctx, run, "specd-target-q8_0")
+	rl := freeListener(t)
+	hl := smallSendBuffers{freeListener(t)}
+	ready := make(chan struct{})
+	run(func() error {
+		return serve.Router(ctx, serve.RouterConfig{Verifiers: []string{vaddr}, Refresh: 100 * time.Millisecond,
+			Limits: services.Limits{SendStallTimeout: stallTimeout}, HTTP: &serve.HTTPConfig{Listener: hl},
+			Log: quiet, Ready: func() { close(ready) }}, rl)
+	})
+	<-ready
+	waitModels(t, specdv1.NewGenerationServiceClient(dialT(t, rl.Addr().String())), 1)
+
+	conn, err := net.Dial("tcp", hl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.(*net.TCPConn).SetReadBuffer(4 << 10); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"prompt": "Once upon a time", "max_tokens": 490, "temperature": 1, "seed": 3, "logprobs": 20, "stream": true}`
+	if _, err := fmt.Fprintf(conn, "POST /v1/completions HTTP/1.1\r\nHost: specd\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
+		t.Fatal(err)
+	}
+	// Long enough for the generation (about 300 KB of events) to fill the buffers
+	// and for the timeout to pass.
+	time.Sleep(5 * stallTimeout)
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the front door still holds the stalled connection open (%d bytes read)", len(got))
+	}
+	if s := string(got); strings.Contains(s, "data: [DONE]") || strings.Contains(s, `"error"`) {
+		t.Errorf("the stalled client read %d bytes ending %q: want the connection cut, with no error event or [DONE]", len(s), s[max(0, len(s)-200):])
+	}
+}
+
+// smallSendBuffers is a listener whose connections have small socket send buffers.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(8 << 10)
+	}
+	return c, err
 }
