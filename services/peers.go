@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
 	"github.com/specd-dev/specd/quota"
@@ -102,12 +103,18 @@ func (p *peerStreams) intercept(srv any, ss grpc.ServerStream, info *grpc.Stream
 	if OpenMethod(info.FullMethod) {
 		return handler(srv, ss)
 	}
+	return p.run(srv, ss, "streams", handler)
+}
+
+// run runs handler once the stream's peer is admitted; what names what is counted in
+// a refusal.
+func (p *peerStreams) run(srv any, ss grpc.ServerStream, what string, handler grpc.StreamHandler) error {
 	id := PeerID(ss.Context())
 	p.mu.Lock()
 	err := p.tab.Admit(id, p.lim, p.now())
 	p.mu.Unlock()
 	if err != nil {
-		return Status(Refused(fmt.Errorf("at most %d streams per peer: %w", p.lim.Streams, err)))
+		return Status(Refused(fmt.Errorf("at most %d %s per peer: %w", p.lim.Streams, what, err)))
 	}
 	defer func() {
 		p.mu.Lock()
@@ -115,6 +122,48 @@ func (p *peerStreams) intercept(srv any, ss grpc.ServerStream, info *grpc.Stream
 		p.mu.Unlock()
 	}()
 	return handler(srv, ss)
+}
+
+// MaxWatchesPerPeer bounds the health Watch streams one peer (PeerID) may hold open on
+// a server. Health is open to anyone who can connect and not counted by the per-peer
+// stream limit, and a Watch lasts until its client ends it: unbounded, a client
+// could hold a goroutine and its request for each of as many streams as its
+// connections allow. A gRPC client that health-checks its connections holds one per
+// connection; probes (Kubernetes, Consul, the router) use Check.
+const MaxWatchesPerPeer = 64
+
+// MaxHealthServiceBytes is the longest service name a health request may carry: a
+// Watch keeps its request for as long as it lasts, and a message may be 16 MiB.
+const MaxHealthServiceBytes = 1024
+
+// healthWatch is the full method name of grpc.health.v1's Watch.
+const healthWatch = "/grpc.health.v1.Health/Watch"
+
+// watches bounds health Watch streams: MaxWatchesPerPeer per peer, each with a
+// service name of at most MaxHealthServiceBytes (past either, the stream ends at once:
+// RESOURCE_EXHAUSTED with a retry hint, or INVALID_ARGUMENT).
+type watches struct{ peerStreams }
+
+func newWatches() *watches { return &watches{*newPeerStreams(MaxWatchesPerPeer)} }
+
+func (w *watches) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod != healthWatch {
+		return handler(srv, ss)
+	}
+	return w.run(srv, &healthStream{ss}, "health watches", handler)
+}
+
+// healthStream refuses a health request whose service name is too long.
+type healthStream struct{ grpc.ServerStream }
+
+func (s *healthStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if r, ok := m.(*healthpb.HealthCheckRequest); ok && len(r.GetService()) > MaxHealthServiceBytes {
+		return Status(BadField("service", "%d bytes: at most %d", len(r.GetService()), MaxHealthServiceBytes))
+	}
+	return nil
 }
 
 // Refused turns a refusal by a quota (err wraps a *quota.Refusal) into a BusyError:

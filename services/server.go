@@ -39,13 +39,23 @@ const (
 // MaxStreamsPerPeer bounds the streaming RPCs one peer (PeerID: its verified TLS
 // identity at its IP address, else its IP address) may have open at once over all its connections; past
 // it a new stream is RESOURCE_EXHAUSTED at once, with a retry hint. Health and
-// reflection are not counted.
+// reflection are not counted (health Watch streams have a bound of their own,
+// MaxWatchesPerPeer).
+//
+// SendStallTimeout bounds how long a stream's client may leave one message unaccepted
+// (its flow-control window full because it stopped reading); past it the stream ends
+// DEADLINE_EXCEEDED (ErrSendStalled), freeing what it held. Health and reflection are
+// not guarded.
 type Limits struct {
 	MaxMessageBytes int           // 0: MaxMessageBytes
 	MaxStreams      uint32        // 0: DefaultMaxStreams
 	KeepaliveMin    time.Duration // 0: DefaultKeepaliveMin
 
 	MaxStreamsPerPeer int // 0: no per-peer limit
+
+	SendStallTimeout time.Duration // 0: DefaultSendStallTimeout
+	// SendStalled, if set, is told of each stream ended by SendStallTimeout (metrics).
+	SendStalled func(ctx context.Context, method string)
 }
 
 // ServerOptions are the gRPC options that enforce l. The per-peer limit is an
@@ -72,7 +82,7 @@ type Server struct {
 
 // NewServer returns a server for the named service (the health service name) that
 // enforces lim. Interceptors run in the order of opts (put authorization first), then
-// the per-peer stream limit.
+// the per-peer stream limit, then the send-stall guard.
 func NewServer(name string, log *slog.Logger, lim Limits, opts ...grpc.ServerOption) *Server {
 	all := append(lim.ServerOptions(),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -82,6 +92,9 @@ func NewServer(name string, log *slog.Logger, lim Limits, opts ...grpc.ServerOpt
 	if lim.MaxStreamsPerPeer > 0 {
 		all = append(all, grpc.ChainStreamInterceptor(newPeerStreams(lim.MaxStreamsPerPeer).intercept))
 	}
+	stall := &stallGuard{timeout: cmp.Or(lim.SendStallTimeout, DefaultSendStallTimeout), log: log, stalled: lim.SendStalled,
+		sample: LogSampler{Every: RefusalLogEvery}}
+	all = append(all, grpc.ChainStreamInterceptor(stall.intercept, newWatches().intercept))
 	s := &Server{GRPC: grpc.NewServer(all...), Health: health.NewServer(), name: name, log: log}
 	healthpb.RegisterHealthServer(s.GRPC, s.Health)
 	reflection.Register(s.GRPC)

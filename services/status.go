@@ -107,6 +107,8 @@ func Status(err error) error {
 		return st.Err()
 	}
 	switch {
+	case errors.Is(err, ErrSendStalled):
+		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):

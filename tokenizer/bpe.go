@@ -114,6 +114,7 @@ type scratch struct {
 	// seen maps a word to its ids, remembered[from:to].
 	seen       map[string][2]int32
 	remembered []int32
+	stop       func() bool // gives the encoding up when it reports true; nil: never
 }
 
 // encodeBPE appends the ids of raw text (no special tokens in it) to ids. Text that is
@@ -127,7 +128,10 @@ func (t *Tokenizer) encodeBPE(ids []int32, text string, sc *scratch) []int32 {
 	if sc.seen == nil {
 		sc.seen = make(map[string][2]int32)
 	}
-	for _, w := range sc.words {
+	for i, w := range sc.words {
+		if sc.stop != nil && i%stopEvery == stopEvery-1 && sc.stop() {
+			return ids
+		}
 		word := text[w[0]:w[1]]
 		if len(word) > maxRemembered {
 			ids = t.mergeWord(ids, word, sc)

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -123,18 +124,22 @@ func isSpace(c byte) bool {
 // Use it for text the caller trusts to contain markup, such as a rendered chat
 // template; never for user input, which could then forge turns.
 func (t *Tokenizer) EncodeSpecial(text string, addBOS bool) []int32 {
-	return t.encodeFragments(text, addBOS, true)
+	return t.encodeFragments(text, addBOS, true, nil)
 }
 
-// encodeFragments encodes text split into special tokens and raw stretches.
-func (t *Tokenizer) encodeFragments(text string, addBOS, parseSpecial bool) []int32 {
+// encodeFragments encodes text split into special tokens and raw stretches. It gives
+// up, with the ids so far, when stop (nil: never) reports true.
+func (t *Tokenizer) encodeFragments(text string, addBOS, parseSpecial bool, stop func() bool) []int32 {
 	ids := make([]int32, 0, len(text)/3+2)
 	if addBOS && t.bos >= 0 {
 		ids = append(ids, t.bos)
 	}
-	var sc scratch
+	sc := scratch{stop: stop}
 	afterSpecial := true
 	for _, f := range t.partition(text, parseSpecial) {
+		if stop != nil && stop() {
+			return ids
+		}
 		if f.id >= 0 {
 			ids = append(ids, f.id)
 			afterSpecial = true
@@ -143,7 +148,7 @@ func (t *Tokenizer) encodeFragments(text string, addBOS, parseSpecial bool) []in
 		if t.bpe != nil {
 			ids = t.encodeBPE(ids, text[f.start:f.end], &sc)
 		} else {
-			ids = t.encodeSPM(ids, text[f.start:f.end], afterSpecial && !t.noPrefix)
+			ids = t.encodeSPM(ids, text[f.start:f.end], afterSpecial && !t.noPrefix, stop)
 		}
 		afterSpecial = false
 	}
@@ -155,11 +160,31 @@ func (t *Tokenizer) encodeFragments(text string, addBOS, parseSpecial bool) []in
 // last when it asks for that (AddEOS, tokenizer.ggml.add_eos_token); with parseSpecial,
 // special-token text becomes its token, as in EncodeSpecial, else as in Encode.
 func (t *Tokenizer) Tokenize(text string, addSpecial, parseSpecial bool) []int32 {
+	return t.tokenize(text, addSpecial, parseSpecial, nil)
+}
+
+// TokenizeContext is Tokenize that gives up when ctx ends, returning ctx's error: a
+// long text costs about a second of CPU per megabyte, which a client that has gone
+// must not keep spending. It looks at ctx between special-token fragments, between
+// pre-tokenized words (every stopEvery) and between merges (every stopEvery).
+func (t *Tokenizer) TokenizeContext(ctx context.Context, text string, addSpecial, parseSpecial bool) ([]int32, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ids := t.tokenize(text, addSpecial, parseSpecial, func() bool { return ctx.Err() != nil })
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// tokenize is Tokenize, giving up when stop (nil: never) reports true.
+func (t *Tokenizer) tokenize(text string, addSpecial, parseSpecial bool, stop func() bool) []int32 {
 	var ids []int32
 	if parseSpecial {
-		ids = t.EncodeSpecial(text, addSpecial && t.addBOS)
+		ids = t.encodeFragments(text, addSpecial && t.addBOS, true, stop)
 	} else {
-		ids = t.Encode(text, addSpecial && t.addBOS)
+		ids = t.encodeText(text, addSpecial && t.addBOS, stop)
 	}
 	if addSpecial && t.addEOS {
 		ids = append(ids, t.eos)

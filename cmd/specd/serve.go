@@ -85,12 +85,14 @@ type limitOptions struct {
 	maxMessage   int
 	maxStreams   uint
 	keepaliveMin time.Duration
+	sendStall    time.Duration
 }
 
 func (o *limitOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxMessage, "max-message-bytes", services.MaxMessageBytes, "largest gRPC message accepted or sent; larger is RESOURCE_EXHAUSTED")
 	fs.UintVar(&o.maxStreams, "max-streams-per-conn", services.DefaultMaxStreams, "concurrent streams one client connection may open; more wait for one to end")
 	fs.DurationVar(&o.keepaliveMin, "keepalive-min-time", services.DefaultKeepaliveMin, "shortest keepalive ping interval a client may use; faster pingers are disconnected")
+	fs.DurationVar(&o.sendStall, "send-stall-timeout", services.DefaultSendStallTimeout, "longest a stream's client may leave a message unaccepted (not reading); then the stream ends DEADLINE_EXCEEDED and frees its work")
 }
 
 func (o *limitOptions) validate() error {
@@ -98,11 +100,14 @@ func (o *limitOptions) validate() error {
 		return usagef("--max-message-bytes %d, --max-streams-per-conn %d, --keepalive-min-time %v: want 1 KiB..1 GiB, 1..1048576, ≥ 1s",
 			o.maxMessage, o.maxStreams, o.keepaliveMin)
 	}
+	if o.sendStall < 100*time.Millisecond || o.sendStall > time.Hour {
+		return usagef("--send-stall-timeout %v: want 100ms..1h", o.sendStall)
+	}
 	return nil
 }
 
 func (o *limitOptions) limits() services.Limits {
-	return services.Limits{MaxMessageBytes: o.maxMessage, MaxStreams: uint32(o.maxStreams), KeepaliveMin: o.keepaliveMin}
+	return services.Limits{MaxMessageBytes: o.maxMessage, MaxStreams: uint32(o.maxStreams), KeepaliveMin: o.keepaliveMin, SendStallTimeout: o.sendStall}
 }
 
 // workerOptions are the flags of a model-serving service (verifier or draft).

@@ -149,7 +149,8 @@ func TestDefaultPolicy(t *testing.T) {
 // TestRouterRefusesDraftAsVerifier: a verifier presenting a draft's certificate (a
 // draft, or its stolen key, registered at a verifier's address) is refused by the
 // router's TLS handshake, so the router never sends it a prompt: with no other
-// verifier the request is UNAVAILABLE, naming the identity refused.
+// verifier the request is UNAVAILABLE; the router's log names the identity refused,
+// the client's status does not (the cluster's identities are not the client's).
 func TestRouterRefusesDraftAsVerifier(t *testing.T) {
 	dir := t.TempDir()
 	ca := certtest.NewCA(t, "cmd test CA")
@@ -161,15 +162,18 @@ func TestRouterRefusesDraftAsVerifier(t *testing.T) {
 		`verifier serving.* addr=(\S+)`)
 	defer stopV()
 	rf := ca.Write(t, dir, "router", certtest.Leaf{SPIFFE: defaultRouterID})
-	raddr, stopR := startCommand(t, append([]string{"router", "--verifiers=" + vaddr, "--drafts="}, flags(rf)...), `router serving.* addr=(\S+)`)
+	raddr, stopR, rlog := startCommandLog(t, append([]string{"router", "--verifiers=" + vaddr, "--drafts="}, flags(rf)...), `router serving.* addr=(\S+)`)
 	defer stopR()
 
 	cc := tlsClient(t, ca.Write(t, dir, "client", certtest.Leaf{SPIFFE: "spiffe://specd.internal/client"}), raddr, defaultRouterID)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := specdv1.NewGenerationServiceClient(cc).Complete(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 4})
-	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), defaultDraftID) {
-		t.Errorf("a request whose only verifier presents a draft's certificate: %v, want UNAVAILABLE naming %s", err, defaultDraftID)
+	if status.Code(err) != codes.Unavailable || strings.Contains(err.Error(), defaultDraftID) {
+		t.Errorf("a request whose only verifier presents a draft's certificate: %v, want UNAVAILABLE not naming %s", err, defaultDraftID)
+	}
+	if l := rlog.String(); !strings.Contains(l, "request failed") || !strings.Contains(l, defaultDraftID) {
+		t.Errorf("the router's log does not name the refused identity %s:\n%s", defaultDraftID, l)
 	}
 }
 
@@ -235,11 +239,18 @@ func startService(t *testing.T, args []string, served string) (addr string, stop
 // startCommand is startService for a command that loads no model (a router).
 func startCommand(t *testing.T, args []string, served string) (addr string, stop func()) {
 	t.Helper()
+	addr, stop, _ = startCommandLog(t, args, served)
+	return addr, stop
+}
+
+// startCommandLog is startCommand that also returns the command's log.
+func startCommandLog(t *testing.T, args []string, served string) (addr string, stop func(), log *syncBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
+	stderr := &syncBuffer{}
 	done := make(chan int, 1)
 	args = append(args, "--listen=127.0.0.1:0", "--log-format=text")
-	go func() { done <- realMain(ctx, args, io.Discard, &stderr) }()
+	go func() { done <- realMain(ctx, args, io.Discard, stderr) }()
 	stop = func() {
 		cancel()
 		if code := <-done; code != 0 {
@@ -249,7 +260,7 @@ func startCommand(t *testing.T, args []string, served string) (addr string, stop
 	re := regexp.MustCompile(served)
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		if m := re.FindStringSubmatch(stderr.String()); m != nil {
-			return m[1], stop
+			return m[1], stop, stderr
 		}
 		if time.Now().After(deadline) {
 			stop()

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/toolcall"
 )
 
@@ -34,6 +35,7 @@ const DefaultMaxBodyBytes = 4 << 20
 type Handler struct {
 	client  specdv1.GenerationServiceClient // the router's public API; every request is one call of it
 	maxBody int64                           // bound of a request body; larger is 413
+	stall   time.Duration                   // longest one write to a client may wait (sendStallWriter)
 	log     *slog.Logger                    // requests that fail on the server's side; nil: none
 	ready   func(context.Context) error     // GET /health's check (SetReady); nil: always ready
 	tools   toolcall.Syntax                 // how replies write tool calls (SetToolParser); 0: tools are refused
@@ -43,10 +45,12 @@ type Handler struct {
 var _ http.Handler = (*Handler)(nil)
 
 // NewHandler returns a handler over client; maxBody bounds request bodies (0:
-// DefaultMaxBodyBytes); log records requests that fail on the server's side (nil:
-// none).
-func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, log *slog.Logger) *Handler {
-	h := &Handler{client: client, maxBody: cmp.Or(maxBody, DefaultMaxBodyBytes), log: log, mux: http.NewServeMux()}
+// DefaultMaxBodyBytes); sendStall bounds how long one write to a client that stopped
+// reading may wait (0: services.DefaultSendStallTimeout); log records requests that
+// fail on the server's side (nil: none).
+func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, sendStall time.Duration, log *slog.Logger) *Handler {
+	h := &Handler{client: client, maxBody: cmp.Or(maxBody, DefaultMaxBodyBytes), stall: cmp.Or(sendStall, services.DefaultSendStallTimeout),
+		log: log, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) { h.generate(w, r, ParseCompletion) })
 	h.mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		h.generate(w, r, func(b []byte) (*Call, error) { return ParseChatTools(b, h.tools) })
@@ -69,7 +73,29 @@ func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, log *slog
 func (h *Handler) SetToolParser(syntax toolcall.Syntax) { h.tools = syntax }
 
 // ServeHTTP routes a request to its endpoint.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mux.ServeHTTP(&sendStallWriter{ResponseWriter: w, rc: http.NewResponseController(w), stall: h.stall}, r)
+}
+
+// sendStallWriter gives each write to the client (and the flush after it) stall to
+// go out: a client that stopped reading — the connection's buffers full — would
+// otherwise hold the handler, and the goroutines reading its generations, for as long
+// as it stays connected. Past it the write fails, the request's context ends and the
+// server closes the connection. (The router's own send-stall timeout ends the
+// generations' streams too, once the handler has stopped reading them.)
+type sendStallWriter struct {
+	http.ResponseWriter
+	rc    *http.ResponseController
+	stall time.Duration
+}
+
+func (w *sendStallWriter) Write(b []byte) (int, error) {
+	w.rc.SetWriteDeadline(time.Now().Add(w.stall)) // unsupported (a test recorder): no deadline
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the server's writer (Flush, deadlines).
+func (w *sendStallWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // outgoing is the context of the router call for r: cancelled when the client goes
 // away, carrying the client's credentials as gRPC metadata and, when the client sent

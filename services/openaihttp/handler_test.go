@@ -108,7 +108,7 @@ func serveStubWith(t testing.TB, s *stub, maxBody int64, setup func(*openaihttp.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), maxBody, nil)
+		h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), maxBody, 0, nil)
 		if setup != nil {
 			setup(h)
 		}

@@ -14,7 +14,7 @@ import (
 // TestHealth: GET /health answers 200 while the readiness check passes and 503, an
 // OpenAI-shaped error carrying the check's reason, while it fails.
 func TestHealth(t *testing.T) {
-	h := openaihttp.NewHandler(nil, 0, nil)
+	h := openaihttp.NewHandler(nil, 0, 0, nil)
 	for _, tc := range []struct {
 		name   string
 		ready  func(context.Context) error

@@ -47,6 +47,8 @@ type Server struct {
 	// --max-message-bytes; 0: services.MaxMessageBytes): a Complete whose response
 	// would be larger is refused, naming it. Set before serving.
 	MaxMessageBytes int
+
+	errLog services.LogSampler // failures logged by publicStatus
 }
 
 var _ specdv1.GenerationServiceServer = (*Server)(nil)
@@ -66,7 +68,7 @@ func New(r *router.Router, log *slog.Logger, tel *telemetry.Telemetry, dials Dia
 	s := &Server{r: r, log: log, tel: tel, conns: map[router.Role]*services.Conns{
 		router.Verifier: services.NewConns(services.ConnLimits{}, dials.Verifier...),
 		router.Draft:    services.NewConns(services.ConnLimits{}, dials.Draft...),
-	}}
+	}, errLog: services.LogSampler{Every: services.RefusalLogEvery}}
 	r.OnFailover = s.onFailover
 	r.Healthy = s.Healthy
 	return s
@@ -110,14 +112,14 @@ func (s *Server) Generate(req *specdv1.GenerateRequest, stream specdv1.Generatio
 	_, err := s.relay(stream.Context(), req, func(ev router.Event) error {
 		return stream.Send(toResponse(ev))
 	})
-	return services.Status(err)
+	return s.publicStatus(stream.Context(), err)
 }
 
 // Complete runs a generation and returns it whole.
 func (s *Server) Complete(ctx context.Context, req *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
 	res, err := s.relay(ctx, req, func(router.Event) error { return nil })
 	if err != nil {
-		return nil, services.Status(err)
+		return nil, s.publicStatus(ctx, err)
 	}
 	out := &specdv1.CompleteResponse{TokenIds: res.IDs, Text: res.Text}
 	for _, lp := range res.Logprobs {
@@ -465,40 +467,93 @@ func (s *Server) probe(ctx context.Context, e router.Endpoint, timeout time.Dura
 
 // Tokenize encodes text with a verifier's tokenizer.
 func (s *Server) Tokenize(ctx context.Context, req *specdv1.TokenizeRequest) (*specdv1.TokenizeResponse, error) {
-	c, err := s.tokenizer(req.GetModel(), req.GetText())
+	c, v, err := s.tokenizer(ctx, req.GetModel(), req.GetText())
 	if err != nil {
-		return nil, services.Status(err)
+		return nil, err
 	}
-	return c.Tokenize(ctx, req)
+	resp, err := c.Tokenize(ctx, req)
+	if err != nil {
+		return nil, s.publicStatus(ctx, classify(v, err))
+	}
+	return resp, nil
 }
 
 // Detokenize decodes token ids with a verifier's tokenizer.
 func (s *Server) Detokenize(ctx context.Context, req *specdv1.DetokenizeRequest) (*specdv1.DetokenizeResponse, error) {
-	c, err := s.tokenizer(req.GetModel(), "")
+	c, v, err := s.tokenizer(ctx, req.GetModel(), "")
 	if err != nil {
-		return nil, services.Status(err)
+		return nil, err
 	}
-	return c.Detokenize(ctx, req)
+	resp, err := c.Detokenize(ctx, req)
+	if err != nil {
+		return nil, s.publicStatus(ctx, classify(v, err))
+	}
+	return resp, nil
 }
 
-// tokenizer returns a client of a verifier of model to tokenize with: one last seen
-// up, picked by key as a generation is; any of the model's if none is.
-func (s *Server) tokenizer(model, key string) (speculationv1.VerifierServiceClient, error) {
+// tokenizer returns a client of a verifier of model to tokenize with, and that
+// verifier: one last seen up, picked by key as a generation is; any of the model's if
+// none is. Its error is a status for the public API.
+func (s *Server) tokenizer(ctx context.Context, model, key string) (speculationv1.VerifierServiceClient, router.Endpoint, error) {
 	if err := s.checkModel(model); err != nil {
-		return nil, err
+		return nil, router.Endpoint{}, services.Status(err)
 	}
 	v, _, err := router.Pick(s.r.Discovery, key, nil, s.r.Usable(model))
 	if errors.Is(err, router.ErrNoVerifier) {
 		v, _, err = router.Pick(s.r.Discovery, key, nil, router.ServesModel(model))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", services.ErrUnavailable, err)
+		return nil, v, s.publicStatus(ctx, fmt.Errorf("%w: %w", services.ErrUnavailable, err))
 	}
 	cc, err := s.conn(router.Verifier, v.Address)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", services.ErrUnavailable, err)
+		return nil, v, s.publicStatus(ctx, fmt.Errorf("%w: %s: %w", services.ErrUnavailable, v.Address, err))
 	}
-	return speculationv1.NewVerifierServiceClient(cc), nil
+	return speculationv1.NewVerifierServiceClient(cc), v, nil
+}
+
+// publicStatus is services.Status(err) as a client of the public API sees it. When the
+// router failed the request for its verifiers' sake — every one at capacity, none
+// reachable, the last lost mid-stream — or the client went away meanwhile, the message
+// says so and no more: the error names verifiers' addresses and repeats what they
+// said, which can name the router's own address (a per-peer refusal), and those are
+// the cluster's, not the client's. Code and details (a retry hint) stay. The whole
+// error goes on the request's span and, one record per code every
+// services.RefusalLogEvery, to the log.
+func (s *Server) publicStatus(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	st := status.Convert(services.Status(err))
+	var msg string
+	switch {
+	case errors.Is(err, context.Canceled):
+		msg = context.Canceled.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = context.DeadlineExceeded.Error()
+	case errors.Is(err, router.ErrAtCapacity):
+		msg = "every verifier is at capacity: retry later"
+	case errors.Is(err, services.ErrTooManyConns):
+		msg = "the router is at its limit of connections to verifiers: retry later"
+	case errors.Is(err, router.ErrEndpointDown), errors.Is(err, router.ErrNoVerifier), errors.Is(err, services.ErrUnavailable):
+		msg = router.ErrNoVerifier.Error()
+	case st.Code() == codes.PermissionDenied || st.Code() == codes.Unauthenticated:
+		// The router's own checks of keys and certificates run before its handlers, so
+		// this is a verifier refusing the router: its message names their identities.
+		msg = "a verifier refused the router's credentials"
+	default:
+		return st.Err()
+	}
+	if msg == st.Message() {
+		return st.Err()
+	}
+	trace.SpanFromContext(ctx).AddEvent("specd.error", trace.WithAttributes(attribute.String("error", err.Error())))
+	if ok, held := s.errLog.Allow(st.Code().String(), time.Now()); ok && s.log != nil {
+		s.log.WarnContext(ctx, "request failed", "code", st.Code().String(), "err", err, "failed_unlogged", held)
+	}
+	p := st.Proto()
+	p.Message = msg
+	return status.ErrorProto(p)
 }
 
 // ListModels reports the models of every known endpoint.

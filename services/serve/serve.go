@@ -264,7 +264,7 @@ func Draft(ctx context.Context, w Worker, cfg draftsvc.Config, lis net.Listener)
 // its use of them), serves health NOT_SERVING while the
 // model loads, then SERVING, registers in Consul if asked, and stops when ctx ends.
 func worker(ctx context.Context, w Worker, role router.Role, name string, lis net.Listener, register func(*services.Server) func(*services.Engine) (func(), error)) error {
-	srv := services.NewServer(name, w.Log, w.Limits, append(w.TLS.serverOptions(w.Log), serverOptions(w.Tel)...)...)
+	srv := services.NewServer(name, w.Log, stallMetric(w.Limits, w.Tel), append(w.TLS.serverOptions(w.Log), serverOptions(w.Tel)...)...)
 	setEngine := register(srv)
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -315,6 +315,14 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 		w.Ready(m)
 	}
 	return <-errc
+}
+
+// stallMetric returns lim counting its send stalls in t's metrics (nil: lim as it is).
+func stallMetric(lim services.Limits, t *telemetry.Telemetry) services.Limits {
+	if t != nil && lim.SendStalled == nil {
+		lim.SendStalled = t.Metrics.RecordSendStall
+	}
+	return lim
 }
 
 func serverOptions(t *telemetry.Telemetry) []grpc.ServerOption {
@@ -487,7 +495,7 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 	}
 	// The identity check comes first: a caller the TLS policy refuses is not asked for
 	// a key, nor counted against one.
-	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, cfg.Limits, append(cfg.TLS.serverOptions(cfg.Log), opts...)...)
+	srv := services.NewServer("specd.v1.GenerationService", cfg.Log, stallMetric(cfg.Limits, cfg.Tel), append(cfg.TLS.serverOptions(cfg.Log), opts...)...)
 	srv.Register(&specdv1.GenerationService_ServiceDesc, rs)
 	wg.Add(1)
 	go func() {
@@ -541,7 +549,10 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, read
 	// Every HTTP request shares the one in-process connection, so the per-connection
 	// stream bound would be a bound on all HTTP requests, waiting rather than failing:
 	// lift it (per-key stream quotas still apply). The message bound stays.
-	lim := services.Limits{MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxStreams: math.MaxUint32}
+	// The send-stall timeout stays too: a front-door handler stuck writing to an HTTP
+	// client that stopped reading stops reading its stream, which the router ends.
+	lim := stallMetric(services.Limits{MaxMessageBytes: cfg.Limits.MaxMessageBytes, MaxStreams: math.MaxUint32,
+		SendStallTimeout: cfg.Limits.SendStallTimeout}, cfg.Tel)
 	inner := services.NewServer("specd.v1.GenerationService", cfg.Log, lim, opts...)
 	inner.Register(&specdv1.GenerationService_ServiceDesc, rs)
 	mem := bufconn.Listen(1 << 20)
@@ -559,7 +570,7 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, read
 	if cfg.TLS != nil {
 		lis = tls.NewListener(lis, cfg.TLS.httpsConfig())
 	}
-	h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), cfg.HTTP.MaxBodyBytes, cfg.Log)
+	h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), cfg.HTTP.MaxBodyBytes, cfg.Limits.SendStallTimeout, cfg.Log)
 	h.SetReady(ready)
 	h.SetToolParser(cfg.HTTP.ToolCalls)
 	wg.Add(1)

@@ -26,6 +26,7 @@ const (
 	NamePassTokens       = "specd_pass_tokens"
 	NamePassSeconds      = "specd_pass_seconds"
 	NameRequests         = "specd_requests_total"
+	NameSendStalls       = "specd_send_stalls_total"
 	NameQueueDepth       = "specd_queue_depth_requests"
 	NameKVBlocks         = "specd_kv_blocks"
 	NameBreakerState     = "specd_breaker_state"
@@ -71,7 +72,7 @@ type Metrics struct {
 	tokensGenerated, tokensDrafted, tokensAccepted metric.Int64Counter
 	tokensLookup, lookupAccepted                   metric.Int64Counter
 	promptTokens, promptCached                     metric.Int64Counter
-	requests                                       metric.Int64Counter
+	requests, sendStalls                           metric.Int64Counter
 	acceptance, roundTrip, ttft                    metric.Float64Histogram
 	passTokens, passSeconds                        metric.Float64Histogram
 	queueDepth, kvBlocks, breakers, stale          metric.Int64ObservableGauge
@@ -117,6 +118,7 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	ms.promptTokens = counter(NamePromptTokens, "{token}", "Prompt tokens of finished requests.")
 	ms.promptCached = counter(NamePromptCached, "{token}", "Prompt tokens found in the verifier's prefix cache, not computed; over specd_prompt_tokens_total, the cache's hit rate.")
 	ms.requests = counter(NameRequests, "{request}", "Finished generation requests by gRPC status code.")
+	ms.sendStalls = counter(NameSendStalls, "{stream}", "Streams ended because their client accepted no message for --send-stall-timeout, by gRPC method.")
 	ms.acceptance = hist(NameAcceptanceRatio, "1", "Accepted over drafted tokens, one observation per request that speculated.", acceptanceBuckets)
 	ms.roundTrip = hist(NameRoundTrip, "s", "Draft round trip of a fresh speculation round: from sending a verdict to receiving the first proposal drafted after it.", roundTripBuckets)
 	ms.ttft = hist(NameTimeToFirstToken, "s", "Time from receiving a request to sending its first token.", ttftBuckets)
@@ -177,6 +179,15 @@ func (m *Metrics) RecordRequest(ctx context.Context, r RequestStats) {
 		m.tokensLookup.Add(ctx, int64(r.Lookup), attrs)
 		m.lookupAccepted.Add(ctx, int64(r.LookupKept), attrs)
 	}
+}
+
+// RecordSendStall counts a stream of method ended by the send-stall timeout
+// (services.Limits.SendStalled).
+func (m *Metrics) RecordSendStall(ctx context.Context, method string) {
+	if m == nil {
+		return
+	}
+	m.sendStalls.Add(ctx, 1, metric.WithAttributes(attribute.String("method", method)))
 }
 
 // RecordRoundTrip records the draft's round trip for one fresh round: from sending a

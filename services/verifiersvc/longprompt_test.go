@@ -2,6 +2,7 @@ package verifiersvc_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -16,7 +17,7 @@ import (
 	"github.com/specd-dev/specd/services/verifiersvc"
 )
 
-// TestLongTextPromptRefusedByLength: a text prompt too long to fit, whatever it
+// TestLongTextPromptRefusedByLength: a text prompt, or a text to Tokenize, too long to fit, whatever it
 // tokenizes to, is refused by its length before it is tokenized — tokenizing costs
 // about a second of CPU and 45 MB per MB of text, and a message may carry 16 MiB — and
 // one at that length is still tokenized and judged by its tokens. No token stands for
@@ -51,6 +52,27 @@ func TestLongTextPromptRefusedByLength(t *testing.T) {
 		if st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), tc.field+": ") || length != tc.length {
 			t.Errorf("%s (limit %d tokens of at most %d bytes): %v, want INVALID_ARGUMENT on the %s, refused by its length %v",
 				tc.name, limit, perToken, err, tc.field, tc.length)
+		}
+	}
+	// Tokenize takes no more text than the longest prompt could spell either: past it,
+	// INVALID_ARGUMENT on the text, naming the bound in bytes.
+	for _, tc := range []struct {
+		name string
+		text string
+		ok   bool
+	}{
+		{"at the bound", strings.Repeat("a", limit*perToken), true},
+		{"past the bound", strings.Repeat("a", limit*perToken+1), false},
+		{"2 MiB of words", long, false},
+	} {
+		_, err := client.Tokenize(ctx, &specdv1.TokenizeRequest{Text: tc.text})
+		st := status.Convert(err)
+		bound := fmt.Sprintf("at most %d ", limit*perToken)
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("Tokenize %s (%d bytes): %v, want ids", tc.name, len(tc.text), err)
+		case !tc.ok && (st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "text: ") || !strings.Contains(st.Message(), bound)):
+			t.Errorf("Tokenize %s (%d bytes): %v, want INVALID_ARGUMENT on the text naming %q", tc.name, len(tc.text), err, bound)
 		}
 	}
 }

@@ -19,13 +19,13 @@ import (
 
 	"github.com/specd-dev/specd/chat"
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/telemetry"
 	"github.com/specd-dev/specd/spec"
-	"github.com/specd-dev/specd/tokenizer"
 	"github.com/specd-dev/specd/verifier"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -158,13 +158,24 @@ func (s *Server) Info(ctx context.Context, _ *speculationv1.InfoRequest) (*specu
 
 // Tokenize encodes text with the verifier's tokenizer.
 func (s *Server) Tokenize(ctx context.Context, r *specdv1.TokenizeRequest) (*specdv1.TokenizeResponse, error) {
-	tok, err := s.tokenizer(r.GetModel())
+	eng, e, err := s.serving(r.GetModel())
 	if err != nil {
 		return nil, services.Status(err)
 	}
+	// A text longer than any prompt this verifier takes could spell is refused by its
+	// length, as a prompt is: tokenizing costs about a second of CPU and 45 MB per MB
+	// of text. What it does tokenize stops when the client goes.
+	limit := s.promptLimit(eng.Model)
+	if n, most := len(r.GetText()), limit*e.textPerToken; n > most {
+		return nil, services.Status(services.BadField("text", "%d bytes: at most %d (the %d tokens of this verifier's longest prompt, at most %d bytes each)", n, most, limit, e.textPerToken))
+	}
+	tok := eng.Model.Tok
 	// With add_bos, the ids a text prompt gets (tok.Prompt): BOS and EOS as the
 	// vocabulary asks; without, neither.
-	ids := tok.Tokenize(r.GetText(), r.GetAddBos(), false)
+	ids, err := tok.TokenizeContext(ctx, r.GetText(), r.GetAddBos(), false)
+	if err != nil {
+		return nil, services.Status(err)
+	}
 	resp := &specdv1.TokenizeResponse{TokenIds: ids}
 	for _, id := range ids {
 		resp.Pieces = append(resp.Pieces, tok.Piece(id))
@@ -174,10 +185,11 @@ func (s *Server) Tokenize(ctx context.Context, r *specdv1.TokenizeRequest) (*spe
 
 // Detokenize decodes token ids with the verifier's tokenizer.
 func (s *Server) Detokenize(ctx context.Context, r *specdv1.DetokenizeRequest) (*specdv1.DetokenizeResponse, error) {
-	tok, err := s.tokenizer(r.GetModel())
+	eng, _, err := s.serving(r.GetModel())
 	if err != nil {
 		return nil, services.Status(err)
 	}
+	tok := eng.Model.Tok
 	ids := r.GetTokenIds()
 	for i, id := range ids {
 		if id < 0 || int(id) >= tok.VocabSize() {
@@ -190,17 +202,26 @@ func (s *Server) Detokenize(ctx context.Context, r *specdv1.DetokenizeRequest) (
 	return &specdv1.DetokenizeResponse{Text: tok.DecodeSpecial(ids)}, nil
 }
 
-// tokenizer returns the tokenizer of the verifier's model, which model (empty: any)
-// must name.
-func (s *Server) tokenizer(model string) (*tokenizer.Tokenizer, error) {
-	eng, _, err := s.engines()
+// serving returns the verifier's engines, if model (empty: any) names its model.
+func (s *Server) serving(model string) (*services.Engine, *engine, error) {
+	eng, e, err := s.engines()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if model != "" && model != eng.Model.Name {
-		return nil, fmt.Errorf("%w %q (this verifier serves %q)", services.ErrUnknownModel, model, eng.Model.Name)
+		return nil, nil, fmt.Errorf("%w %q (this verifier serves %q)", services.ErrUnknownModel, model, eng.Model.Name)
 	}
-	return eng.Model.Tok, nil
+	return eng, e, nil
+}
+
+// promptLimit is the most tokens a prompt of this verifier may have: its context less
+// one, or --max-prompt-tokens when lower.
+func (s *Server) promptLimit(m *model.Model) int {
+	limit := m.Context - 1
+	if lim := s.cfg.MaxPromptTokens; lim > 0 {
+		limit = min(limit, lim)
+	}
+	return limit
 }
 
 // Generate runs one generation and streams its tokens, then a final message.
@@ -230,10 +251,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	// router resumes it elsewhere with these ids instead of rendering it again.
 	// A text too long to fit whatever it tokenizes to is refused by its length:
 	// tokenizing a long one takes seconds and far more memory than the text.
-	limit := m.Context - 1
-	if lim := s.cfg.MaxPromptTokens; lim > 0 {
-		limit = min(limit, lim)
-	}
+	limit := s.promptLimit(m)
 	tooLong := func(field string, n int) error {
 		if n <= limit*e.textPerToken {
 			return nil
@@ -251,7 +269,9 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		if err := tooLong("prompt", len(q.Prompt)); err != nil {
 			return err
 		}
-		prompt = m.Tok.Prompt(q.Prompt)
+		if prompt, err = m.Tok.TokenizeContext(ctx, q.Prompt, true, false); err != nil { // m.Tok.Prompt, stopping with ctx
+			return err
+		}
 	}
 	for i, id := range append(prompt, req.GetResumeIds()...) {
 		if id < 0 || int(id) >= m.Vocab {
