@@ -2,7 +2,6 @@ package chat
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,16 +20,7 @@ func TestToolsMatchJinja2(t *testing.T) {
 		"qwen2.5": filepath.Join(testmodels.VocabDir(t), "chat", "qwen2.5-chat-template.jinja"),
 		"llama31": filepath.Join("testdata", "tool_templates", "llama31.jinja"),
 	}
-	templates := map[string]*Template{}
-	for name, p := range paths {
-		src, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if templates[name], err = Parse(string(src)); err != nil {
-			t.Fatalf("Parse(%s) = %v", p, err)
-		}
-	}
+	templates := parseTemplates(t, paths)
 	cases := readCases(t, "tools_cases.jsonl")
 	if len(cases) != 6 {
 		t.Fatalf("%d cases, want the 6 of the file", len(cases))

@@ -25,16 +25,7 @@ func TestToolCallsMatchJinja2(t *testing.T) {
 		"qwen2.5": filepath.Join(testmodels.VocabDir(t), "chat", "qwen2.5-chat-template.jinja"),
 		"pairs":   filepath.Join("testdata", "tool_templates", "pairs.jinja"),
 	}
-	templates := map[string]*Template{}
-	for name, p := range paths {
-		src, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if templates[name], err = Parse(string(src)); err != nil {
-			t.Fatalf("Parse(%s) = %v", p, err)
-		}
-	}
+	templates := parseTemplates(t, paths)
 	cases := readCases(t, "tool_cases.jsonl")
 	if len(cases) != 12 {
 		t.Fatalf("%d cases, want the 12 of the file", len(cases))
@@ -82,4 +73,20 @@ func FuzzArguments(f *testing.F) {
 			t.Fatalf("CheckArguments(%q) = %v for valid JSON", s, err)
 		}
 	})
+}
+
+// parseTemplates reads and parses the templates at paths, by name.
+func parseTemplates(t *testing.T, paths map[string]string) map[string]*Template {
+	t.Helper()
+	templates := map[string]*Template{}
+	for name, p := range paths {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if templates[name], err = Parse(string(src)); err != nil {
+			t.Fatalf("Parse(%s) = %v", p, err)
+		}
+	}
+	return templates
 }

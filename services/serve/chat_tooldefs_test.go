@@ -1,13 +1,11 @@
 package serve_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -45,21 +43,7 @@ type toolsCase struct {
 // generated); the calls themselves are answered in openaihttp's tests. A tool the
 // router finds wrong is INVALID_ARGUMENT naming its field.
 func TestChatTools(t *testing.T) {
-	f, err := os.Open(filepath.Join("..", "..", "chat", "testdata", "tools_cases.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	byTemplate := map[string][]toolsCase{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var c toolsCase
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			t.Fatal(err)
-		}
-		byTemplate[c.Template] = append(byTemplate[c.Template], c)
-	}
+	byTemplate := casesByTemplate(t, "tools_cases.jsonl", func(c toolsCase) string { return c.Template })
 	sources := map[string]string{
 		"qwen2.5": filepath.Join(testmodels.VocabDir(t), "chat", "qwen2.5-chat-template.jinja"),
 		"llama31": filepath.Join("..", "..", "chat", "testdata", "tool_templates", "llama31.jinja"),
@@ -69,15 +53,7 @@ func TestChatTools(t *testing.T) {
 	}
 	for name, path := range sources {
 		t.Run(name, func(t *testing.T) {
-			src, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tmpl, err := chat.Parse(string(src))
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := startStackWith(t, stackOptions{http: true, chat: tmpl, tools: toolcall.Hermes})
+			s := startStackWith(t, stackOptions{http: true, chat: parseTemplate(t, path), tools: toolcall.Hermes})
 			ctx := context.Background()
 			for _, c := range byTemplate[name] {
 				what := c.Conversation
@@ -159,7 +135,7 @@ func TestChatTools(t *testing.T) {
 				}
 			}
 			// A second tool of the same name: refused at the edge, naming it.
-			_, err = s.client.Complete(ctx, &specdv1.GenerateRequest{Messages: []*specdv1.ChatMessage{{Role: "user", Content: "x"}}, Tools: []*specdv1.Tool{
+			_, err := s.client.Complete(ctx, &specdv1.GenerateRequest{Messages: []*specdv1.ChatMessage{{Role: "user", Content: "x"}}, Tools: []*specdv1.Tool{
 				{Function: &specdv1.FunctionDefinition{Name: "f"}}, {Function: &specdv1.FunctionDefinition{Name: "f"}}}})
 			if status.Code(err) != codes.InvalidArgument || !bytes.Contains([]byte(status.Convert(err).Message()), []byte("tools[1].function.name")) {
 				t.Errorf("duplicate tool names: %v, want INVALID_ARGUMENT naming tools[1].function.name", err)

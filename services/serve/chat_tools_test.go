@@ -39,20 +39,7 @@ type toolCase struct {
 // template and with one in Mistral's and Llama 3.1's style; a result naming no call is
 // the template's refusal, a call whose arguments are not JSON a 400 naming messages.
 func TestChatToolMessages(t *testing.T) {
-	f, err := os.Open(filepath.Join("..", "..", "chat", "testdata", "tool_cases.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	byTemplate := map[string][]toolCase{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var c toolCase
-		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
-			t.Fatal(err)
-		}
-		byTemplate[c.Template] = append(byTemplate[c.Template], c)
-	}
+	byTemplate := casesByTemplate(t, "tool_cases.jsonl", func(c toolCase) string { return c.Template })
 	sources := map[string]string{
 		"qwen2.5": filepath.Join(testmodels.VocabDir(t), "chat", "qwen2.5-chat-template.jinja"),
 		"pairs":   filepath.Join("..", "..", "chat", "testdata", "tool_templates", "pairs.jinja"),
@@ -62,15 +49,7 @@ func TestChatToolMessages(t *testing.T) {
 	}
 	for name, path := range sources {
 		t.Run(name, func(t *testing.T) {
-			src, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tmpl, err := chat.Parse(string(src))
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := startStackWith(t, stackOptions{http: true, chat: tmpl})
+			s := startStackWith(t, stackOptions{http: true, chat: parseTemplate(t, path)})
 			ctx := context.Background()
 			for _, c := range byTemplate[name] {
 				var msgs []*specdv1.ChatMessage
@@ -142,4 +121,43 @@ func TestChatToolMessages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// casesByTemplate reads chat/testdata's JSON lines file of cases, grouped by the
+// template each names.
+func casesByTemplate[C any](t *testing.T, file string, template func(C) string) map[string][]C {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "..", "chat", "testdata", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	byTemplate := map[string][]C{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var c C
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			t.Fatal(err)
+		}
+		byTemplate[template(c)] = append(byTemplate[template(c)], c)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return byTemplate
+}
+
+// parseTemplate reads and parses the chat template at path.
+func parseTemplate(t *testing.T, path string) *chat.Template {
+	t.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := chat.Parse(string(src))
+	if err != nil {
+		t.Fatalf("Parse(%s) = %v", path, err)
+	}
+	return tmpl
 }
