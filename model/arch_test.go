@@ -16,6 +16,7 @@ import (
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/tokenizer"
@@ -481,22 +482,7 @@ func TestWarmWithoutBOS(t *testing.T) {
 // allocate maxTokens × heads × context floats when its State was made — 128 MiB here,
 // 7 GB for specd run on the 1M Qwen — before a single token ran.
 func TestScratchFollowsUse(t *testing.T) {
-	s := synthSpec{name: "long.gguf", arch: "llama", dim: 64, layers: 1, heads: 8, kvHeads: 2, headDim: 8, ffn: 64, ctx: 1 << 16, ropeDim: 8, base: 10000, seed: 11}
-	path := filepath.Join(t.TempDir(), s.name)
-	if err := os.WriteFile(path, synthesize(t, s, vocabKV(t)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Load(path, model.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	kv, err := m.NewKVPool(1<<20, ggml.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(1)
-	defer pool.Close()
+	m, kv, pool := longModel(t, 1<<16, 1<<20)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	st := m.NewState(pool, kv.NewSeq(), 64)
@@ -516,22 +502,7 @@ func TestScratchFollowsUse(t *testing.T) {
 // for passes of 128 tokens) kept the heap over the limit for good, and the collector
 // running back to back.
 func TestScoresOutsideHeap(t *testing.T) {
-	s := synthSpec{name: "long.gguf", arch: "llama", dim: 64, layers: 1, heads: 8, kvHeads: 2, headDim: 8, ffn: 64, ctx: 4096, ropeDim: 8, base: 10000, seed: 11}
-	path := filepath.Join(t.TempDir(), s.name)
-	if err := os.WriteFile(path, synthesize(t, s, vocabKV(t)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m, err := model.Load(path, model.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	kv, err := m.NewKVPool(4<<20, ggml.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(1)
-	defer pool.Close()
+	m, kv, pool := longModel(t, 4096, 4<<20)
 	st := m.NewState(pool, kv.NewSeq(), 64)
 	heap := func() uint64 {
 		runtime.GC()
@@ -540,7 +511,7 @@ func TestScoresOutsideHeap(t *testing.T) {
 		return s[0].Value.Uint64()
 	}
 	before := heap()
-	toks := make([]int32, s.ctx)
+	toks := make([]int32, m.Context)
 	for i := range toks {
 		toks[i] = int32(1 + i%100)
 	}
@@ -549,7 +520,31 @@ func TestScoresOutsideHeap(t *testing.T) {
 	}
 	// The scores now hold 64 tokens × 8 heads × 4096 positions: 8 MiB.
 	if grew := int64(heap()) - int64(before); grew > 1<<20 {
-		t.Errorf("the Go heap grew by %d bytes as passes reached position %d", grew, s.ctx)
+		t.Errorf("the Go heap grew by %d bytes as passes reached position %d", grew, m.Context)
 	}
 	runtime.KeepAlive(st)
+}
+
+// longModel writes and loads a one-layer llama of 8 heads over ctx positions, and
+// returns it with a KV pool of kvBytes and a one-thread kernel pool, all closed when
+// the test ends.
+func longModel(t *testing.T, ctx int, kvBytes int64) (*model.Model, *kvcache.Pool, *kernels.Pool) {
+	t.Helper()
+	s := synthSpec{name: "long.gguf", arch: "llama", dim: 64, layers: 1, heads: 8, kvHeads: 2, headDim: 8, ffn: 64, ctx: ctx, ropeDim: 8, base: 10000, seed: 11}
+	path := filepath.Join(t.TempDir(), s.name)
+	if err := os.WriteFile(path, synthesize(t, s, vocabKV(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(path, model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	kv, err := m.NewKVPool(kvBytes, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(1)
+	t.Cleanup(pool.Close)
+	return m, kv, pool
 }
