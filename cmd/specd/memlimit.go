@@ -33,13 +33,17 @@ const gcPercent = 50
 
 // memSettings is what limitMemory's calls share: the limit and target from before the
 // first of the calls running, restored when the last of them ends, in whatever order
-// they end.
+// they end, and the one release loop that runs while any of them does (specd up's
+// three serving parts each call limitMemory; three loops would each free the same
+// memory).
 var memSettings struct {
 	sync.Mutex
 	calls     int   // calls whose contexts have not ended
 	prevLimit int64 // the memory limit before the first
 	prevGC    int   // GOGC before the first, when it set it (setGC)
 	setGC     bool
+	stop      chan struct{} // closed when the last call ends: the release loop returns
+	loops     int           // release loops running (tests)
 }
 
 // limitMemory sets the Go runtime's soft memory limit to the process's footprint now
@@ -50,7 +54,6 @@ var memSettings struct {
 // check returns them at once, so the process goes back to its baseline. When the
 // contexts of every call end, the limit and target from before the first are restored.
 func limitMemory(ctx context.Context, log *slog.Logger) {
-	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
 	m := &memSettings
 	m.Lock()
 	if m.calls == 0 {
@@ -59,9 +62,13 @@ func limitMemory(ctx context.Context, log *slog.Logger) {
 		if m.setGC {
 			m.prevGC = debug.SetGCPercent(gcPercent)
 		}
+		m.stop = make(chan struct{})
+		m.loops++
+		go releaseLoop(m.stop)
 	}
 	m.calls++
 	if os.Getenv("GOMEMLIMIT") == "" {
+		s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 		debug.FreeOSMemory()
 		metrics.Read(s)
 		base := int64(s[0].Value.Uint64() - s[1].Value.Uint64())
@@ -72,33 +79,45 @@ func limitMemory(ctx context.Context, log *slog.Logger) {
 	}
 	m.Unlock()
 	go func() {
-		t := time.NewTicker(releaseEvery)
-		defer t.Stop()
-		defer func() {
-			m.Lock()
-			defer m.Unlock()
-			if m.calls--; m.calls == 0 {
-				debug.SetMemoryLimit(m.prevLimit)
-				if m.setGC {
-					debug.SetGCPercent(m.prevGC)
-				}
+		<-ctx.Done()
+		m.Lock()
+		defer m.Unlock()
+		if m.calls--; m.calls == 0 {
+			debug.SetMemoryLimit(m.prevLimit)
+			if m.setGC {
+				debug.SetGCPercent(m.prevGC)
 			}
-		}()
-		metrics.Read(s)
-		released, last := s[2].Value.Uint64(), s[2].Value.Uint64()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			metrics.Read(s)
-			now := s[2].Value.Uint64()
-			if now-last < idleAlloc && now-released > releaseAfter {
-				debug.FreeOSMemory()
-				released = now
-			}
-			last = now
+			close(m.stop)
 		}
 	}()
+}
+
+// releaseLoop gives free memory back to the system, every releaseEvery, once the process
+// has allocated releaseAfter since it last did and less than idleAlloc in the last
+// period, until stop is closed.
+func releaseLoop(stop <-chan struct{}) {
+	t := time.NewTicker(releaseEvery)
+	defer t.Stop()
+	defer func() {
+		memSettings.Lock()
+		memSettings.loops--
+		memSettings.Unlock()
+	}()
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	released, last := s[0].Value.Uint64(), s[0].Value.Uint64()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		metrics.Read(s)
+		now := s[0].Value.Uint64()
+		if now-last < idleAlloc && now-released > releaseAfter {
+			debug.FreeOSMemory()
+			released = now
+		}
+		last = now
+	}
 }

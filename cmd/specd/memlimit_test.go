@@ -14,7 +14,8 @@ import (
 // last one ends, in whichever order they end. Each call used to restore what it found,
 // so the second's "previous" settings were the first's: GOGC 50 and a limit of the
 // footprint plus 64 MiB outlived both, and the first to end lifted them under the
-// second.
+// second. The calls share one release loop, which ends with the last of them (each
+// call used to run its own: specd up ran three).
 func TestLimitMemoryNested(t *testing.T) {
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
@@ -27,6 +28,11 @@ func TestLimitMemoryNested(t *testing.T) {
 		debug.SetGCPercent(gc)
 		return gc, debug.SetMemoryLimit(-1)
 	}
+	loops := func() int {
+		memSettings.Lock()
+		defer memSettings.Unlock()
+		return memSettings.loops
+	}
 
 	ctx1, cancel1 := context.WithCancel(t.Context())
 	ctx2, cancel2 := context.WithCancel(t.Context())
@@ -35,6 +41,9 @@ func TestLimitMemoryNested(t *testing.T) {
 	limitMemory(ctx2, nil)
 	if gc, limit := settings(); gc != gcPercent || limit == math.MaxInt64 {
 		t.Fatalf("while serving: GOGC %d, limit %d; want %d and a limit", gc, limit, gcPercent)
+	}
+	if n := loops(); n != 1 {
+		t.Fatalf("two calls run %d release loops, want 1", n)
 	}
 	cancel1()
 	time.Sleep(200 * time.Millisecond) // the first call's end has been seen
@@ -46,11 +55,12 @@ func TestLimitMemoryNested(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		gc, limit := settings()
-		if gc == 100 && limit == math.MaxInt64 {
+		n := loops()
+		if gc == 100 && limit == math.MaxInt64 && n == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after both calls ended: GOGC %d, limit %d; want 100 and none (as before them)", gc, limit)
+			t.Fatalf("after both calls ended: GOGC %d, limit %d, %d release loops; want 100, none and none (as before them)", gc, limit, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
