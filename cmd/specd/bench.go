@@ -162,9 +162,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&promptsPath, "prompts", defPrompts, "JSONL file with a \"prompt\" (and optional \"domain\", \"id\") per line")
 	fs.StringVar(&svgPath, "svg", "", "write a chart of tokens per second to this SVG file: by domain, or with --concurrency by concurrency")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object")
-	fs.IntVar(&repeats, "repeat", 1, "runs of each prompt in each mode")
+	fs.IntVar(&repeats, "repeat", 1, "runs of each prompt in each mode; with --concurrency, rounds of both modes at each level, alternating which goes first (the figures pool the rounds; the report gives each round's speedup)")
 	fs.Var(&levels, "concurrency", "load test: comma-separated numbers of concurrent clients, e.g. 1,2,4,8 (default: no load test; each prompt alone)")
-	fs.IntVar(&requests, "requests", 0, "with --concurrency: requests per level and mode, at least the largest concurrency (0: the least multiple of the number of prompts that is at least max(2×concurrency, 8))")
+	fs.IntVar(&requests, "requests", 0, "with --concurrency: requests per level, mode and round, at least the largest concurrency (0: the least multiple of the number of prompts that is at least max(2×concurrency, 8))")
 	fs.BoolVar(&checkSolo, "check-solo", false, "with --concurrency: run each prompt alone first and count requests under load whose output differs (greedy or seeded only)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -173,9 +173,6 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	load := len(levels) > 0
-	if load && flagSet(fs, "repeat") {
-		return usagef("--repeat: not with --concurrency (use --requests)")
-	}
 	if !load && (flagSet(fs, "requests") || checkSolo) {
 		return usagef("--requests and --check-solo need --concurrency")
 	}
@@ -246,7 +243,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if load {
 		rep := loadReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Seed: params.Seed, Prompts: len(ps), CheckSolo: checkSolo}
-		cfg := loadConfig{levels: levels, requests: requests, checkSolo: checkSolo, prompts: ps, run: run, prime: prime}
+		cfg := loadConfig{levels: levels, requests: requests, rounds: repeats, checkSolo: checkSolo, prompts: ps, run: run, prime: prime}
 		if !asJSON {
 			cfg.progress = stderr
 		}

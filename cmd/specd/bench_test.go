@@ -54,7 +54,7 @@ func TestConcurrencyListSet(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{
-		{"--concurrency", "1", "--repeat", "2"},
+		{"--concurrency", "1", "--repeat", "0"},
 		{"--requests", "4"},
 		{"--check-solo"},
 		{"--concurrency", "1", "--requests", "-1"},
@@ -490,6 +490,53 @@ func TestLoadLevelsRunTheSamePrompts(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestLoadRounds: with --repeat R each level runs R rounds of both modes, the mode that
+// goes first alternating by level and by round; the level's figures pool the rounds,
+// and each round's speedup is reported.
+func TestLoadRounds(t *testing.T) {
+	ps := []benchPrompt{{ID: "a", Prompt: "a"}, {ID: "b", Prompt: "b"}}
+	var mu sync.Mutex
+	var order []bool // mode of each run of 4 requests, in order (spec true)
+	runs := 0
+	cfg := loadConfig{levels: []int{1, 2}, requests: 4, rounds: 3, prompts: ps,
+		run: func(ctx context.Context, p benchPrompt, spec bool) (generateResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if runs%4 == 0 {
+				order = append(order, spec)
+			}
+			runs++
+			// Speculative requests take 1 ms for 2 tokens, plain 1 ms for 1.
+			time.Sleep(time.Millisecond)
+			if spec {
+				return generateResult{Tokens: 2, WallSeconds: 0.001}, nil
+			}
+			return generateResult{Tokens: 1, WallSeconds: 0.001}, nil
+		}}
+	var rep loadReport
+	if err := benchLoad(t.Context(), cfg, &rep); err != nil {
+		t.Fatal(err)
+	}
+	// Level 0: S P, P S, S P; level 1: P S, S P, P S.
+	want := []bool{true, false, false, true, true, false, false, true, true, false, false, true}
+	if !slices.Equal(order, want) {
+		t.Errorf("modes in order %v, want %v", order, want)
+	}
+	for _, lv := range rep.Levels {
+		if lv.Speculative.Requests != 12 || lv.Plain.Requests != 12 {
+			t.Errorf("concurrency %d: %d and %d requests, want 3 rounds of 4 in each mode", lv.Concurrency, lv.Speculative.Requests, lv.Plain.Requests)
+		}
+		if len(lv.RoundSpeedups) != 3 || lv.Speedup <= 1 {
+			t.Errorf("concurrency %d: speedup %.2f, by round %v; want above 1, three rounds", lv.Concurrency, lv.Speedup, lv.RoundSpeedups)
+		}
+	}
+	var b strings.Builder
+	printLoad(&b, &rep)
+	if !strings.Contains(b.String(), "speedup by round") || !strings.Contains(b.String(), "concurrency 2: ") {
+		t.Errorf("report without the speedup of each round:\n%s", b.String())
 	}
 }
 

@@ -2,7 +2,8 @@ package main
 
 // The load test of `specd bench --concurrency`: at each level, C clients send requests
 // back to back over one connection until the level has its --requests, first with
-// speculation and then without (or the reverse, alternating by level).
+// speculation and then without (or the reverse, alternating by level), --repeat rounds
+// of both (alternating by round too).
 
 import (
 	"cmp"
@@ -218,6 +219,9 @@ type loadLevel struct {
 	Speculative loadRun `json:"speculative"`
 	Plain       loadRun `json:"plain"`
 	Speedup     float64 `json:"speedup"` // speculative ÷ plain tokens per second (0 if plain made none)
+	// RoundSpeedups is the speedup of each round, with --repeat rounds of both modes:
+	// how far the ratio moves between rounds, mostly with the machine.
+	RoundSpeedups []float64 `json:"round_speedups,omitempty"`
 }
 
 type loadReport struct {
@@ -235,7 +239,8 @@ type loadReport struct {
 // loadConfig is what benchLoad needs beyond the report's header.
 type loadConfig struct {
 	levels    []int
-	requests  int // per level, at least the level's concurrency; 0: levelRequests' default
+	requests  int // per level, mode and round, at least the level's concurrency; 0: levelRequests' default
+	rounds    int // of both modes at each level (0 or 1: one)
 	checkSolo bool
 	prompts   []benchPrompt
 	run       benchRequest
@@ -267,47 +272,67 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 			}
 		}
 	}
+	rounds := max(cfg.rounds, 1)
 	for k, c := range cfg.levels {
 		n := levelRequests(cfg.requests, c, len(ps))
 		lv := loadLevel{Concurrency: c}
-		// Alternate which mode goes first, so drift of the machine hits both alike.
-		modes := []bool{true, false}
-		if k%2 == 1 {
-			modes = []bool{false, true}
-		}
-		for _, spec := range modes {
-			if cfg.prime != nil {
-				for _, p := range ps[:min(len(ps), n)] {
-					if err := cfg.prime(ctx, p); err != nil {
-						return err
+		// By mode (0 speculative, 1 plain): every round's outcomes, and their wall time.
+		var outs [2][]loadOutcome
+		var walls [2]time.Duration
+		for r := range rounds {
+			// Alternate which mode goes first, by level and by round, so drift of the
+			// machine hits both alike: over two rounds each mode runs once first and
+			// once second.
+			modes := []bool{true, false}
+			if (k+r)%2 == 1 {
+				modes = []bool{false, true}
+			}
+			var tps [2]float64
+			for _, spec := range modes {
+				if cfg.prime != nil {
+					for _, p := range ps[:min(len(ps), n)] {
+						if err := cfg.prime(ctx, p); err != nil {
+							return err
+						}
 					}
 				}
-			}
-			outs, wall, err := runLevel(ctx, c, n, func(ctx context.Context, i int) (generateResult, error) {
-				return cfg.run(ctx, ps[i%len(ps)], spec)
-			})
-			if err != nil {
-				return err
-			}
-			for i := range outs {
-				outs[i].prompt = i % len(ps)
-				// The verifier that served, and a draft any speculative request used (a
-				// verifier that measures plain decoding faster opens none).
-				if o := outs[i]; spec && o.err == nil {
-					rep.Verifier = cmp.Or(rep.Verifier, o.res.Verifier)
-					rep.Draft = cmp.Or(rep.Draft, o.res.Draft)
+				run, wall, err := runLevel(ctx, c, n, func(ctx context.Context, i int) (generateResult, error) {
+					return cfg.run(ctx, ps[i%len(ps)], spec)
+				})
+				if err != nil {
+					return err
+				}
+				for i := range run {
+					run[i].prompt = i % len(ps)
+					// The verifier that served, and a draft any speculative request used (a
+					// verifier that measures plain decoding faster opens none).
+					if o := run[i]; spec && o.err == nil {
+						rep.Verifier = cmp.Or(rep.Verifier, o.res.Verifier)
+						rep.Draft = cmp.Or(rep.Draft, o.res.Draft)
+					}
+				}
+				m, name := 0, "spec"
+				if !spec {
+					m, name = 1, "plain"
+				}
+				outs[m], walls[m] = append(outs[m], run...), walls[m]+wall
+				one := summarize(run, wall, spec, nil)
+				tps[m] = one.TokensPerSecond
+				if cfg.progress != nil {
+					round := ""
+					if rounds > 1 {
+						round = fmt.Sprintf(" round %d", r+1)
+					}
+					fmt.Fprintf(cfg.progress, "concurrency %3d %-5s%s %4d requests %8.1f tok/s  latency p50 %6.2fs  errors %d\n",
+						c, name, round, one.Requests, one.TokensPerSecond, one.LatencyP50, one.errorCount())
 				}
 			}
-			name, into, ref := "plain", &lv.Plain, solo[1]
-			if spec {
-				name, into, ref = "spec", &lv.Speculative, solo[0]
-			}
-			*into = summarize(outs, wall, spec, ref)
-			if cfg.progress != nil {
-				fmt.Fprintf(cfg.progress, "concurrency %3d %-5s %4d requests %8.1f tok/s  latency p50 %6.2fs  errors %d\n",
-					c, name, into.Requests, into.TokensPerSecond, into.LatencyP50, into.errorCount())
+			if rounds > 1 && tps[1] > 0 {
+				lv.RoundSpeedups = append(lv.RoundSpeedups, tps[0]/tps[1])
 			}
 		}
+		lv.Speculative = summarize(outs[0], walls[0], true, solo[0])
+		lv.Plain = summarize(outs[1], walls[1], false, solo[1])
 		if lv.Plain.TokensPerSecond > 0 {
 			lv.Speedup = lv.Speculative.TokensPerSecond / lv.Plain.TokensPerSecond
 		}
@@ -349,6 +374,16 @@ func printLoad(w io.Writer, rep *loadReport) {
 	}
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "\nerrors:\n%s\n", strings.Join(errs, "\n"))
+	}
+	if len(rep.Levels) > 0 && len(rep.Levels[0].RoundSpeedups) > 1 {
+		fmt.Fprintf(w, "\nspeedup by round (the modes alternate which goes first):\n")
+		for _, lv := range rep.Levels {
+			var rs []string
+			for _, x := range lv.RoundSpeedups {
+				rs = append(rs, fmt.Sprintf("%.2fx", x))
+			}
+			fmt.Fprintf(w, "  concurrency %d: %s (%.2fx–%.2fx)\n", lv.Concurrency, strings.Join(rs, " "), slices.Min(lv.RoundSpeedups), slices.Max(lv.RoundSpeedups))
+		}
 	}
 }
 
