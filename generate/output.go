@@ -37,6 +37,16 @@ type Limits struct {
 	StopAtBOS bool // also end at BOS (llama2.c checkpoints end a story with it)
 }
 
+// EndAt sets the ids that end the text: the vocabulary's end-of-generation ids eog (and
+// BOS where stopAtBOS) unless ignoreEOS, and the request's own stop ids.
+func (l *Limits) EndAt(eog []int32, bos int32, stopAtBOS bool, stopIDs []int32, ignoreEOS bool) {
+	l.End, l.BOS, l.StopAtBOS = nil, bos, stopAtBOS && !ignoreEOS
+	if !ignoreEOS {
+		l.End = append(l.End, eog...)
+	}
+	l.End = append(l.End, stopIDs...)
+}
+
 // Output accumulates one generation's tokens and text and applies Limits. Tokens are
 // pushed one at a time in order; each push returns the text that may be streamed now.
 type Output struct {

@@ -1,6 +1,7 @@
 package generate_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/specd-dev/specd/generate"
@@ -60,6 +61,41 @@ func TestOutputEnds(t *testing.T) {
 		o.Push(end)
 		if !o.Done() || o.Reason != generate.EOS || len(o.IDs) != 1 {
 			t.Errorf("after 300, %d: done %v, reason %v, ids %v; want EOS after [300]", end, o.Done(), o.Reason, o.IDs)
+		}
+	}
+}
+
+// TestLimitsEndAt: the ids that end a text are the vocabulary's end-of-generation ids
+// (BOS too where the checkpoint ends with it) and the request's stop ids; with
+// ignoreEOS only the stop ids.
+func TestLimitsEndAt(t *testing.T) {
+	eog := []int32{2, 7}
+	for _, c := range []struct {
+		name      string
+		stopAtBOS bool
+		stop      []int32
+		ignore    bool
+		ends      []int32 // ids that end the text
+		goOn      []int32 // ids that do not
+	}{
+		{"vocabulary", false, nil, false, []int32{2, 7}, []int32{1, 9}},
+		{"vocabulary and BOS", true, nil, false, []int32{1, 2, 7}, []int32{9}},
+		{"stop ids too", false, []int32{9}, false, []int32{2, 7, 9}, []int32{1}},
+		{"ignore EOS", true, []int32{9}, true, []int32{9}, []int32{1, 2, 7}},
+		{"ignore EOS, no stop ids", false, nil, true, nil, []int32{1, 2, 7, 9}},
+	} {
+		var l generate.Limits
+		l.EndAt(eog, 1, c.stopAtBOS, c.stop, c.ignore)
+		ends := func(id int32) bool { return slices.Contains(l.End, id) || l.StopAtBOS && id == l.BOS }
+		for _, id := range c.ends {
+			if !ends(id) {
+				t.Errorf("%s: %d does not end the text (limits %+v)", c.name, id, l)
+			}
+		}
+		for _, id := range c.goOn {
+			if ends(id) {
+				t.Errorf("%s: %d ends the text (limits %+v)", c.name, id, l)
+			}
 		}
 	}
 }

@@ -32,6 +32,8 @@ type Request struct {
 	MaxTokens      int // 0: up to the model's context
 	Sampling       sample.Params
 	Stop           []string
+	StopTokenIDs   []int32   // ids that end the output besides the vocabulary's (checked against it by the verifier)
+	IgnoreEOS      bool      // do not end at the vocabulary's end-of-generation ids
 	Spec           bool      // speculate (false: plain decoding)
 	MaxGamma       int       // 0: adaptive with the server's cap
 	Gamma          int       // > 0: fixed γ
@@ -46,8 +48,9 @@ type Request struct {
 // request's passes: unbounded, one request's 100,000 stop strings cost 40 ms a token
 // and slowed every request sharing the verifier that much per pass.
 const (
-	MaxStops     = 16
-	MaxStopBytes = 256
+	MaxStops        = 16
+	MaxStopBytes    = 256
+	MaxStopTokenIDs = 64
 )
 
 // ParseRequest validates a public request, naming the first bad field. An unset seed
@@ -122,6 +125,15 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 		}
 		if len(s) > MaxStopBytes {
 			return q, BadField("stop", "stop string %d is %d bytes: at most %d", i, len(s), MaxStopBytes)
+		}
+	}
+	q.StopTokenIDs, q.IgnoreEOS = r.GetStopTokenIds(), r.GetIgnoreEos()
+	if len(q.StopTokenIDs) > MaxStopTokenIDs {
+		return q, BadField("stop_token_ids", "%d ids: at most %d", len(q.StopTokenIDs), MaxStopTokenIDs)
+	}
+	for i, id := range q.StopTokenIDs {
+		if id < 0 {
+			return q, BadField("stop_token_ids", "id %d at index %d is negative", id, i)
 		}
 	}
 	q.Logprobs, q.TopLogprobs, q.PromptLogprobs = r.GetLogprobs(), int(r.GetTopLogprobs()), r.GetPromptLogprobs()

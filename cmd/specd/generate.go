@@ -295,7 +295,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	ctx, cancel := context.WithTimeout(ctx, co.timeout)
 	defer cancel()
 	req := &specdv1.GenerateRequest{Prompt: prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
-		Stop: so.stop, Speculation: spo, SessionKey: sessionKey, Domain: domain, Messages: msgs,
+		Stop: so.stop, StopTokenIds: so.stopIDs, IgnoreEos: so.ignoreEOS, Speculation: spo, SessionKey: sessionKey, Domain: domain, Messages: msgs,
 		Logprobs: logprobs, TopLogprobs: uint32(min(topLogprobs, math.MaxUint32))}
 	if noGen {
 		req.AddGenerationPrompt = new(false)

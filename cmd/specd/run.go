@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 
 	"github.com/specd-dev/specd/generate"
@@ -26,11 +27,33 @@ type samplingOptions struct {
 	seed       int64
 	maxTokens  int
 	stop       stringList
+	stopIDs    idList // ids that end the text besides the vocabulary's
+	ignoreEOS  bool
 	// Penalties on tokens already seen (sample.Params).
 	repeatPenalty, frequencyPenalty, presencePenalty float64
 }
 
 type stringList []string
+
+// idList is a repeatable flag of token ids.
+type idList []int32
+
+func (l *idList) String() string {
+	var s []string
+	for _, id := range *l {
+		s = append(s, strconv.Itoa(int(id)))
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *idList) Set(v string) error {
+	id, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || id < 0 {
+		return fmt.Errorf("%q: want a token id (an integer ≥ 0)", v)
+	}
+	*l = append(*l, int32(id))
+	return nil
+}
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
@@ -44,6 +67,8 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxTokens, "n", 128, "maximum number of new tokens; 0: up to the model's context")
 	fs.IntVar(&o.maxTokens, "max-tokens", 128, "same as -n")
 	fs.Var(&o.stop, "stop", "stop string (repeatable)")
+	fs.Var(&o.stopIDs, "stop-token-id", "token id that ends the text, besides the vocabulary's end-of-generation ids (repeatable)")
+	fs.BoolVar(&o.ignoreEOS, "ignore-eos", false, "do not end at the vocabulary's end-of-generation ids: run to -n, a stop string or --stop-token-id (fixed-length benchmarks)")
 	fs.Float64Var(&o.repeatPenalty, "repeat-penalty", 1, "divide the positive logit (multiply the negative) of tokens in the prompt or output; 1 is off")
 	fs.Float64Var(&o.frequencyPenalty, "frequency-penalty", 0, "subtract this from a token's logit per time it occurs in the output; in [-2, 2]")
 	fs.Float64Var(&o.presencePenalty, "presence-penalty", 0, "subtract this from a token's logit if it occurs in the output; in [-2, 2]")
@@ -137,10 +162,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	seq := kv.NewSeq()
 	defer seq.Release()
 	st := m.NewState(pool, seq, 64)
+	for _, id := range so.stopIDs {
+		if int(id) >= m.Vocab {
+			return usagef("--stop-token-id %d: outside the vocabulary of %d", id, m.Vocab)
+		}
+	}
 	req := generate.Request{Prompt: ids, Sampling: params, Limits: generate.Limits{
 		MaxTokens: so.maxTokens, Context: m.Context, Stop: so.stop,
-		End: m.Tok.EOG(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS,
 	}, Logprobs: logprobs, TopLogprobs: int(topLogprobs)}
+	req.Limits.EndAt(m.Tok.EOG(), m.Tok.BOS(), m.StopAtBOS, so.stopIDs, so.ignoreEOS)
 	if len(ids) >= m.Context {
 		return usagef("prompt of %d tokens does not fit the context of %d", len(ids), m.Context)
 	}

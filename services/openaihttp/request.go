@@ -420,6 +420,13 @@ func (r *common) call(defMax uint32) (*Call, error) {
 			return nil, badParam("stop", "stop string %d is empty", i)
 		}
 	}
+	for i, id := range r.StopTokenIDs {
+		if id < 0 || id > math.MaxInt32 {
+			return nil, badParam("stop_token_ids", "%d at index %d: not a token id", id, i)
+		}
+		c.Req.StopTokenIds = append(c.Req.StopTokenIds, int32(id))
+	}
+	c.Req.IgnoreEos = r.IgnoreEOS
 	sp := &specdv1.SamplingParams{Temperature: DefaultTemperature}
 	if t := r.Temperature; t != nil {
 		if !(*t >= 0 && *t <= 2) {

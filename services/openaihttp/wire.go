@@ -49,6 +49,10 @@ type common struct {
 	MinP              *float64 `json:"min_p"`
 	RepetitionPenalty *float64 `json:"repetition_penalty"`
 	RepeatPenalty     *float64 `json:"repeat_penalty"`
+	// StopTokenIDs end the text as the vocabulary's end-of-generation ids do, and
+	// IgnoreEOS ends it at those no more (vLLM's names).
+	StopTokenIDs []int64 `json:"stop_token_ids"`
+	IgnoreEOS    bool    `json:"ignore_eos"`
 }
 
 // CompletionRequest is the body of POST /v1/completions.

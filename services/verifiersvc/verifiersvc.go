@@ -296,6 +296,11 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	if resumed > q.MaxTokens {
 		return services.BadField("resume_ids", "%d tokens already streamed of max_tokens %d", resumed, q.MaxTokens)
 	}
+	for i, id := range q.StopTokenIDs {
+		if int(id) >= m.Vocab {
+			return services.BadField("stop_token_ids", "token %d at index %d is outside the vocabulary of %d", id, i, m.Vocab)
+		}
+	}
 	committed := append(append([]int32(nil), prompt...), req.GetResumeIds()...)
 	mode := q.Mode
 	if mode == 0 {
@@ -305,11 +310,11 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		Request: verifier.Request{
 			Prompt: prompt, Resume: req.GetResumeIds(), ResumeText: int(req.GetResumeTextBytes()),
 			Sampling: q.Sampling, Mode: mode, Logprobs: q.Logprobs, TopLogprobs: q.TopLogprobs, PromptLogprobs: q.PromptLogprobs,
-			Limits: generate.Limits{MaxTokens: q.MaxTokens, Context: m.Context, Stop: q.Stop,
-				End: m.Tok.EOG(), BOS: m.Tok.BOS(), StopAtBOS: m.StopAtBOS},
+			Limits: generate.Limits{MaxTokens: q.MaxTokens, Context: m.Context, Stop: q.Stop},
 		},
 		Spec: q.Spec, MaxGamma: q.MaxGamma, Gamma: q.Gamma,
 	}
+	job.Limits.EndAt(m.Tok.EOG(), m.Tok.BOS(), m.StopAtBOS, q.StopTokenIDs, q.IgnoreEOS)
 	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0}
 	r.vocab, r.dists = m.Vocab, mode == spec.Rejection && !q.Sampling.Greedy()
 	r.stats.PromptTokens = uint32(len(prompt))

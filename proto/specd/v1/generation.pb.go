@@ -260,7 +260,19 @@ type GenerateRequest struct {
 	// the caller's (the OpenAI front door's --tool-call-parser). Each name must
 	// be 1 to 64 letters, digits, "_" or "-", and unique; INVALID_ARGUMENT names
 	// the field otherwise. Empty: the template sees tools as None. At most 128.
-	Tools         []*Tool `protobuf:"bytes,15,rep,name=tools,proto3" json:"tools,omitempty"`
+	Tools []*Tool `protobuf:"bytes,15,rep,name=tools,proto3" json:"tools,omitempty"`
+	// Token ids that end the output as the end of the text does (finish reason
+	// EOS, the id not part of the output), besides the vocabulary's own
+	// end-of-generation ids: vLLM's stop_token_ids. Each must be in the
+	// vocabulary; at most 64.
+	StopTokenIds []int32 `protobuf:"varint,16,rep,packed,name=stop_token_ids,json=stopTokenIds,proto3" json:"stop_token_ids,omitempty"`
+	// Do not end at the vocabulary's end-of-generation ids (its EOS and
+	// end-of-turn markers; BOS for llama2.c checkpoints): the output runs until
+	// max_tokens, a stop string, stop_token_ids or the context, as vLLM's and
+	// llama.cpp's ignore_eos. Meant for benchmarks of a fixed length: what the
+	// model writes past its end of text is seldom meaningful. Such an id is
+	// then an output token like any other.
+	IgnoreEos     bool `protobuf:"varint,17,opt,name=ignore_eos,json=ignoreEos,proto3" json:"ignore_eos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -398,6 +410,20 @@ func (x *GenerateRequest) GetTools() []*Tool {
 		return x.Tools
 	}
 	return nil
+}
+
+func (x *GenerateRequest) GetStopTokenIds() []int32 {
+	if x != nil {
+		return x.StopTokenIds
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetIgnoreEos() bool {
+	if x != nil {
+		return x.IgnoreEos
+	}
+	return false
 }
 
 // Tool is one tool a request offers the model.
@@ -2243,7 +2269,7 @@ var File_specd_v1_generation_proto protoreflect.FileDescriptor
 
 const file_specd_v1_generation_proto_rawDesc = "" +
 	"\n" +
-	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd4\x04\n" +
+	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\x99\x05\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -2263,7 +2289,10 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\blogprobs\x18\f \x01(\bR\blogprobs\x12!\n" +
 	"\ftop_logprobs\x18\r \x01(\rR\vtopLogprobs\x12'\n" +
 	"\x0fprompt_logprobs\x18\x0e \x01(\bR\x0epromptLogprobs\x12$\n" +
-	"\x05tools\x18\x0f \x03(\v2\x0e.specd.v1.ToolR\x05toolsB\x18\n" +
+	"\x05tools\x18\x0f \x03(\v2\x0e.specd.v1.ToolR\x05tools\x12$\n" +
+	"\x0estop_token_ids\x18\x10 \x03(\x05R\fstopTokenIds\x12\x1d\n" +
+	"\n" +
+	"ignore_eos\x18\x11 \x01(\bR\tignoreEosB\x18\n" +
 	"\x16_add_generation_prompt\"T\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x128\n" +
