@@ -37,6 +37,14 @@ type Limits struct {
 	StopAtBOS bool // also end at BOS (llama2.c checkpoints end a story with it)
 }
 
+// Ends returns every id that ends the text: End, and BOS where StopAtBOS.
+func (l Limits) Ends() []int32 {
+	if l.StopAtBOS && !slices.Contains(l.End, l.BOS) {
+		return append(slices.Clip(l.End), l.BOS)
+	}
+	return l.End
+}
+
 // EndAt sets the ids that end the text: the vocabulary's end-of-generation ids eog (and
 // BOS where stopAtBOS) unless ignoreEOS, and the request's own stop ids.
 func (l *Limits) EndAt(eog []int32, bos int32, stopAtBOS bool, stopIDs []int32, ignoreEOS bool) {

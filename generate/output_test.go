@@ -86,7 +86,7 @@ func TestLimitsEndAt(t *testing.T) {
 	} {
 		var l generate.Limits
 		l.EndAt(eog, 1, c.stopAtBOS, c.stop, c.ignore)
-		ends := func(id int32) bool { return slices.Contains(l.End, id) || l.StopAtBOS && id == l.BOS }
+		ends := func(id int32) bool { return slices.Contains(l.Ends(), id) }
 		for _, id := range c.ends {
 			if !ends(id) {
 				t.Errorf("%s: %d does not end the text (limits %+v)", c.name, id, l)

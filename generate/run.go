@@ -125,6 +125,7 @@ func Run(ctx context.Context, st *model.State, req Request, emit func(Token) err
 	stats.Prefill = time.Since(t0)
 	smp := sample.New(req.Sampling)
 	smp.SetPrompt(req.Prompt)
+	smp.SetEnds(req.Limits.Ends())
 	var tDecode time.Time
 	for {
 		if err := ctx.Err(); err != nil {

@@ -127,3 +127,59 @@ func BenchmarkPenalize(b *testing.B) {
 		}
 	}
 }
+
+// TestLogitBiasAndMinTokens: the bias is added first (then the penalties, as vLLM
+// orders them); the ends are held back (-Inf) while the output is shorter than
+// MinTokens, counted by Observe or set by SetHistory, and only once SetEnds names them;
+// greedy and sampled draws follow; bad biases fail Validate.
+func TestLogitBiasAndMinTokens(t *testing.T) {
+	logits := []float32{2, -1, 0.5, 3, -2, 1}
+	inf := float32(math.Inf(-1))
+	s := New(Params{LogitBias: []Bias{{1, 4}, {3, -100}, {9, 50}}, RepetitionPenalty: 2})
+	s.SetPrompt([]int32{1})
+	if got, want := s.Penalize(logits), []float32{2, 1.5, 0.5, -97, -2, 1}; !slices.Equal(got, want) {
+		t.Errorf("bias then repetition penalty: %v, want %v (id 9 is outside the vocabulary: skipped)", got, want)
+	}
+	if got := s.Sample(logits, 0); got != 0 {
+		t.Errorf("greedy with token 3 banned = %d, want 0", got)
+	}
+
+	s = New(Params{MinTokens: 2, Temperature: 1, TopP: 1})
+	if got := s.Penalize(logits); &got[0] != &logits[0] {
+		t.Errorf("MinTokens without ends copied the logits: it holds nothing back")
+	}
+	s.SetEnds([]int32{3, 5})
+	for out := range 3 {
+		got := s.Penalize(logits)
+		held := out < 2
+		if (got[3] == inf) != held || (got[5] == inf) != held || got[0] != 2 {
+			t.Errorf("after %d output tokens: %v; ends held back: %v", out, got, held)
+		}
+		if held {
+			for pos := range 200 {
+				if id := s.Sample(logits, pos); id == 3 || id == 5 {
+					t.Fatalf("after %d output tokens: drew end %d at position %d", out, id, pos)
+				}
+			}
+		}
+		s.Observe(0)
+	}
+	s.SetHistory([]int32{7, 7, 0}, 2) // one output token: the ends are held again
+	if got := s.Penalize(logits); got[3] != inf {
+		t.Errorf("SetHistory to one output token: %v, want the ends held back", got)
+	}
+
+	for _, bad := range []Params{
+		{TopP: 1, LogitBias: []Bias{{2, 1}, {1, 1}}},
+		{TopP: 1, LogitBias: []Bias{{1, 1}, {1, 2}}},
+		{TopP: 1, LogitBias: []Bias{{-1, 1}}},
+		{TopP: 1, LogitBias: []Bias{{1, 100.5}}},
+		{TopP: 1, LogitBias: []Bias{{1, float32(math.NaN())}}},
+		{TopP: 1, LogitBias: make([]Bias, MaxLogitBiasSize+1)},
+		{TopP: 1, MinTokens: -1},
+	} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil, want an error", bad)
+		}
+	}
+}

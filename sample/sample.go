@@ -32,7 +32,27 @@ type Params struct {
 	// output, and PresencePenalty once if it occurs there at all — 0 is off. The tokens
 	// seen are those given to the Sampler (SetPrompt, Observe).
 	RepetitionPenalty, FrequencyPenalty, PresencePenalty float32
+	// LogitBias is added to the logits of its ids before the penalties and the rest, as
+	// OpenAI's logit_bias (and vLLM, which applies it first too): ids ascending, each
+	// once, values in [-MaxLogitBias, MaxLogitBias].
+	LogitBias []Bias
+	// MinTokens: while the output has fewer tokens, the ids that would end it (see
+	// Sampler.SetEnds) cannot be drawn, as vLLM's min_tokens. 0 is off.
+	MinTokens int
 }
+
+// Bias is one entry of Params.LogitBias.
+type Bias struct {
+	ID    int32
+	Value float32
+}
+
+// Limits on Params.LogitBias: OpenAI's range of values, and a bound on the entries,
+// which every pass applies to every position of the request.
+const (
+	MaxLogitBias     = 100
+	MaxLogitBiasSize = 1024
+)
 
 // ErrInvalid is wrapped by Params.Validate for settings out of range.
 var ErrInvalid = errors.New("invalid sampling parameter")
@@ -71,6 +91,20 @@ func (p Params) Validate() error {
 		return bad("frequency_penalty", "%v: must be in [-2, 2]", p.FrequencyPenalty)
 	case !(p.PresencePenalty >= -2 && p.PresencePenalty <= 2):
 		return bad("presence_penalty", "%v: must be in [-2, 2]", p.PresencePenalty)
+	case len(p.LogitBias) > MaxLogitBiasSize:
+		return bad("logit_bias", "%d entries: at most %d", len(p.LogitBias), MaxLogitBiasSize)
+	case p.MinTokens < 0:
+		return bad("min_tokens", "%d: must be ≥ 0", p.MinTokens)
+	}
+	for i, b := range p.LogitBias {
+		switch {
+		case b.ID < 0:
+			return bad("logit_bias", "token %d: not a token id", b.ID)
+		case i > 0 && b.ID <= p.LogitBias[i-1].ID:
+			return bad("logit_bias", "token %d after %d: want ids ascending, each once", b.ID, p.LogitBias[i-1].ID)
+		case !(b.Value >= -MaxLogitBias && b.Value <= MaxLogitBias):
+			return bad("logit_bias", "token %d: %v must be in [-%d, %d]", b.ID, b.Value, MaxLogitBias, MaxLogitBias)
+		}
 	}
 	return nil
 }
@@ -86,6 +120,10 @@ func (p Params) Greedy() bool { return p.Temperature == 0 }
 func (p Params) Penalized() bool {
 	return p.repeats() || p.FrequencyPenalty != 0 || p.PresencePenalty != 0
 }
+
+// Shaped reports whether p changes the logits before temperature and the filters: a
+// penalty, a logit bias or a minimum of tokens.
+func (p Params) Shaped() bool { return p.Penalized() || len(p.LogitBias) > 0 || p.MinTokens > 0 }
 
 // repeats reports whether p's RepetitionPenalty is on (neither unset nor 1).
 func (p Params) repeats() bool { return p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1 }
@@ -135,6 +173,10 @@ type Sampler struct {
 	count    []int32
 	seen     []int32
 	pen      []float32
+	// out counts the output's tokens (Observe, SetHistory), and ends are the ids that
+	// would end it, which P.MinTokens holds back (SetEnds).
+	out  int
+	ends []int32
 }
 
 // New returns a sampler for p.
@@ -156,8 +198,14 @@ func (s *Sampler) SetPrompt(ids []int32) {
 	}
 }
 
+// SetEnds gives the sampler the ids that end the text (generate.Limits.End), which
+// P.MinTokens keeps from being drawn while the output is shorter. Without it the
+// minimum holds nothing back: a draft leaves the verifier to refuse an early end.
+func (s *Sampler) SetEnds(ids []int32) { s.ends = ids }
+
 // Observe tells the sampler that id was generated (committed to the output).
 func (s *Sampler) Observe(id int32) {
+	s.out++
 	if !s.P.Penalized() || !s.track(id) {
 		return
 	}
@@ -171,14 +219,15 @@ func (s *Sampler) Observe(id int32) {
 // rest the output. It is for a caller whose sequence moves back as well as forward (a
 // draft, which drafts ahead and rolls back): it costs a pass over seq.
 func (s *Sampler) SetHistory(seq []int32, prompt int) {
+	prompt = min(max(prompt, 0), len(seq))
 	if !s.P.Penalized() {
+		s.out = len(seq) - prompt
 		return
 	}
 	for _, id := range s.seen {
 		s.inPrompt[id], s.count[id] = false, 0
 	}
-	s.seen = s.seen[:0]
-	prompt = min(max(prompt, 0), len(seq))
+	s.seen, s.out = s.seen[:0], 0
 	s.SetPrompt(seq[:prompt])
 	for _, id := range seq[prompt:] {
 		s.Observe(id)
@@ -198,15 +247,29 @@ func (s *Sampler) track(id int32) bool {
 	return true
 }
 
-// Penalize returns the logits with the penalties applied (see Params), as every draw
-// of the sampler sees them: logits itself when nothing is penalized, else a copy the
-// sampler owns until its next call. Each token's value depends on its own logit and
-// counts alone.
+// Penalize returns the logits as every draw of the sampler sees them: the logit bias
+// added, the ends held back while the output is shorter than MinTokens (-Inf), then the
+// penalties applied (see Params), in vLLM's order. It returns logits itself when none
+// of these applies, else a copy the sampler owns until its next call. Each token's
+// value depends on its own logit, the parameters and the counts alone.
 func (s *Sampler) Penalize(logits []float32) []float32 {
-	if len(s.seen) == 0 {
+	hold := s.out < s.P.MinTokens && len(s.ends) > 0
+	if len(s.seen) == 0 && len(s.P.LogitBias) == 0 && !hold {
 		return logits
 	}
 	s.pen = append(s.pen[:0], logits...)
+	for _, b := range s.P.LogitBias {
+		if int(b.ID) < len(s.pen) {
+			s.pen[b.ID] += b.Value
+		}
+	}
+	if hold {
+		for _, id := range s.ends {
+			if id >= 0 && int(id) < len(s.pen) {
+				s.pen[id] = float32(math.Inf(-1))
+			}
+		}
+	}
 	rp, repeats := s.P.RepetitionPenalty, s.P.repeats()
 	for _, id := range s.seen {
 		if int(id) >= len(s.pen) {

@@ -1,9 +1,12 @@
 package services
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/specd-dev/specd/chat"
@@ -155,6 +158,9 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 	if sp == nil || sp.Seed == nil {
 		q.Sampling.Seed = rand.Uint64()
 	}
+	if q.MaxTokens > 0 && q.Sampling.MinTokens > q.MaxTokens {
+		return q, BadField("sampling.min_tokens", "%d: more than max_tokens %d", q.Sampling.MinTokens, q.MaxTokens)
+	}
 	so := r.GetSpeculation()
 	q.Spec = !so.GetDisabled()
 	q.MaxGamma = int(so.GetMaxGamma())
@@ -194,9 +200,15 @@ func ModeToProto(m spec.Mode) specdv1.VerificationMode {
 // SamplingToProto converts sampling parameters (with the seed always set).
 func SamplingToProto(p sample.Params) *specdv1.SamplingParams {
 	out := &specdv1.SamplingParams{Temperature: p.Temperature, TopK: uint32(p.TopK), TopP: &p.TopP, MinP: &p.MinP, Seed: &p.Seed,
-		FrequencyPenalty: p.FrequencyPenalty, PresencePenalty: p.PresencePenalty}
+		FrequencyPenalty: p.FrequencyPenalty, PresencePenalty: p.PresencePenalty, MinTokens: uint32(p.MinTokens)}
 	if p.RepetitionPenalty != 0 {
 		out.RepetitionPenalty = &p.RepetitionPenalty
+	}
+	if len(p.LogitBias) > 0 {
+		out.LogitBias = make(map[int32]float32, len(p.LogitBias))
+		for _, b := range p.LogitBias {
+			out.LogitBias[b.ID] = b.Value
+		}
 	}
 	return out
 }
@@ -205,7 +217,18 @@ func SamplingToProto(p sample.Params) *specdv1.SamplingParams {
 // validates them (sample.Params.Validate).
 func SamplingFromProto(sp *specdv1.SamplingParams) (sample.Params, error) {
 	p := sample.Params{Temperature: sp.GetTemperature(), TopK: int(sp.GetTopK()), TopP: 1, MinP: sp.GetMinP(), Seed: sp.GetSeed(),
-		RepetitionPenalty: sp.GetRepetitionPenalty(), FrequencyPenalty: sp.GetFrequencyPenalty(), PresencePenalty: sp.GetPresencePenalty()}
+		RepetitionPenalty: sp.GetRepetitionPenalty(), FrequencyPenalty: sp.GetFrequencyPenalty(), PresencePenalty: sp.GetPresencePenalty(),
+		MinTokens: int(min(sp.GetMinTokens(), math.MaxInt32))}
+	if lb := sp.GetLogitBias(); len(lb) > 0 {
+		if len(lb) > sample.MaxLogitBiasSize {
+			return p, &sample.ParamError{Field: "logit_bias", Msg: fmt.Sprintf("%d entries: at most %d", len(lb), sample.MaxLogitBiasSize)}
+		}
+		p.LogitBias = make([]sample.Bias, 0, len(lb))
+		for id, v := range lb {
+			p.LogitBias = append(p.LogitBias, sample.Bias{ID: id, Value: v})
+		}
+		slices.SortFunc(p.LogitBias, func(a, b sample.Bias) int { return cmp.Compare(a.ID, b.ID) })
+	}
 	if sp != nil && sp.TopP != nil {
 		p.TopP = sp.GetTopP()
 	}

@@ -137,6 +137,7 @@ func newSession(m *model.Model, kv *kvcache.Seq, req Request) (*Session, error) 
 		s.promptLPs = []*generate.Logprobs{{Bytes: m.Tok.TokenBytes(req.Prompt[0]), Text: s.promptDec.Next(req.Prompt[0])}}
 	}
 	s.smp.SetPrompt(req.Prompt)
+	s.smp.SetEnds(req.Limits.Ends())
 	for _, t := range req.Resume {
 		s.smp.Observe(t)
 	}

@@ -93,6 +93,18 @@ func TestRunJSONAndErrors(t *testing.T) {
 			t.Errorf("%v: text %q, want %q", extra, r["text"], res["text"])
 		}
 	}
+	// A bias as llama.cpp spells it (ID-BIAS) and as specd does (ID=BIAS) bans the
+	// greedy story's first token alike.
+	first := int(res["output_ids"].([]any)[0].(float64))
+	for _, spelling := range []string{fmt.Sprintf("%d-100", first), fmt.Sprintf("%d=-100", first)} {
+		out, stderr, code := run(t, "run", "-m", "stories260K", "-p", "Once upon a time", "-n", "4", "--temp", "0", "--json", "--logit-bias", spelling)
+		var r struct {
+			OutputIDs []int `json:"output_ids"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil || len(r.OutputIDs) == 0 || r.OutputIDs[0] == first {
+			t.Errorf("--logit-bias %s: exit %d, %s%s; want a first token other than %d", spelling, code, out, stderr, first)
+		}
+	}
 	for _, args := range [][]string{
 		{"run", "-m", "no-such-model", "-p", "x"},
 		{"run", "-m", "", "-p", "x"},
@@ -102,6 +114,13 @@ func TestRunJSONAndErrors(t *testing.T) {
 		{"run", "-m", "stories260K", "-p", "x", "--quant", "q9_9"},
 		{"run", "-m", "stories260K", "-p", "x", "--ctx-size", "513"},
 		{"run", "-m", "stories260K", "-p", "x", "--ctx-size", "-1"},
+		{"run", "-m", "stories260K", "-p", "x", "--logit-bias", "5"},
+		{"run", "-m", "stories260K", "-p", "x", "--logit-bias", "5=101"},
+		{"run", "-m", "stories260K", "-p", "x", "--logit-bias", "-5=1"},
+		{"run", "-m", "stories260K", "-p", "x", "--logit-bias", "512=1"}, // outside the vocabulary of 512
+		{"run", "-m", "stories260K", "-p", "x", "--stop-token-id", "512"},
+		{"run", "-m", "stories260K", "-p", "x", "--stop-token-id", "-1"},
+		{"run", "-m", "stories260K", "-p", "x", "--min-tokens", "-1"},
 		{"score", "-m", "stories260K", "--ids", "1,x"},
 		{"router", "--http-listen", "no-port"},
 		{"router", "--http-listen", "127.0.0.1:0", "--http-max-body-bytes", "10"},

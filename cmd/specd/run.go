@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -29,11 +31,49 @@ type samplingOptions struct {
 	stop       stringList
 	stopIDs    idList // ids that end the text besides the vocabulary's
 	ignoreEOS  bool
+	bias       biasList
+	minTokens  int
 	// Penalties on tokens already seen (sample.Params).
 	repeatPenalty, frequencyPenalty, presencePenalty float64
 }
 
 type stringList []string
+
+// biasList is the repeatable --logit-bias: ID=BIAS, or llama.cpp's ID+BIAS and
+// ID-BIAS; a later entry for an id replaces an earlier one.
+type biasList map[int32]float32
+
+func (l *biasList) String() string {
+	var s []string
+	for _, id := range slices.Sorted(maps.Keys(*l)) {
+		s = append(s, fmt.Sprintf("%d=%g", id, (*l)[id]))
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *biasList) Set(v string) error {
+	i := strings.IndexAny(v, "=+-")
+	if i <= 0 {
+		return fmt.Errorf("%q: want ID=BIAS (or ID+BIAS, ID-BIAS)", v)
+	}
+	id, err := strconv.ParseInt(v[:i], 10, 32)
+	if err != nil || id < 0 {
+		return fmt.Errorf("%q: %q is not a token id", v, v[:i])
+	}
+	num := v[i+1:]
+	if v[i] == '-' {
+		num = v[i:]
+	}
+	b, err := strconv.ParseFloat(num, 32)
+	if err != nil || !(b >= -sample.MaxLogitBias && b <= sample.MaxLogitBias) {
+		return fmt.Errorf("%q: want a bias in [-%d, %d]", v, sample.MaxLogitBias, sample.MaxLogitBias)
+	}
+	if *l == nil {
+		*l = biasList{}
+	}
+	(*l)[int32(id)] = float32(b)
+	return nil
+}
 
 // idList is a repeatable flag of token ids.
 type idList []int32
@@ -68,6 +108,8 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxTokens, "max-tokens", 128, "same as -n")
 	fs.Var(&o.stop, "stop", "stop string (repeatable)")
 	fs.Var(&o.stopIDs, "stop-token-id", "token id that ends the text, besides the vocabulary's end-of-generation ids (repeatable)")
+	fs.Var(&o.bias, "logit-bias", "ID=BIAS: add BIAS in [-100, 100] to token ID's logit before sampling (repeatable; -100 bans it)")
+	fs.IntVar(&o.minTokens, "min-tokens", 0, "the ids that end the text cannot be drawn before this many tokens")
 	fs.BoolVar(&o.ignoreEOS, "ignore-eos", false, "do not end at the vocabulary's end-of-generation ids: run to -n, a stop string or --stop-token-id (fixed-length benchmarks)")
 	fs.Float64Var(&o.repeatPenalty, "repeat-penalty", 1, "divide the positive logit (multiply the negative) of tokens in the prompt or output; 1 is off")
 	fs.Float64Var(&o.frequencyPenalty, "frequency-penalty", 0, "subtract this from a token's logit per time it occurs in the output; in [-2, 2]")
@@ -89,7 +131,11 @@ func (o *samplingOptions) params() (sample.Params, error) {
 		return sample.Params{}, usagef("--repeat-penalty %v: want a value in (0, %v] (1 is off)", o.repeatPenalty, sample.MaxRepetitionPenalty)
 	}
 	p := sample.Params{Temperature: float32(o.temp), TopK: o.topK, TopP: float32(o.topP), MinP: float32(o.minP), Seed: seed,
-		RepetitionPenalty: float32(o.repeatPenalty), FrequencyPenalty: float32(o.frequencyPenalty), PresencePenalty: float32(o.presencePenalty)}
+		RepetitionPenalty: float32(o.repeatPenalty), FrequencyPenalty: float32(o.frequencyPenalty), PresencePenalty: float32(o.presencePenalty),
+		MinTokens: o.minTokens}
+	for _, id := range slices.Sorted(maps.Keys(o.bias)) {
+		p.LogitBias = append(p.LogitBias, sample.Bias{ID: id, Value: o.bias[id]})
+	}
 	if err := p.Validate(); err != nil {
 		return p, usageError{err}
 	}
@@ -165,6 +211,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for _, id := range so.stopIDs {
 		if int(id) >= m.Vocab {
 			return usagef("--stop-token-id %d: outside the vocabulary of %d", id, m.Vocab)
+		}
+	}
+	for _, b := range params.LogitBias {
+		if int(b.ID) >= m.Vocab {
+			return usagef("--logit-bias %d: outside the vocabulary of %d", b.ID, m.Vocab)
 		}
 	}
 	req := generate.Request{Prompt: ids, Sampling: params, Limits: generate.Limits{

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/specd-dev/specd/generate"
@@ -394,9 +395,6 @@ func (r *common) call(defMax uint32) (*Call, error) {
 		}
 		n = int(*r.N)
 	}
-	if len(r.LogitBias) > 0 {
-		return nil, badParam("logit_bias", "not supported")
-	}
 	c := &Call{Req: &specdv1.GenerateRequest{Model: r.Model, Stop: r.Stop, MaxTokens: defMax}, Stream: r.Stream, Model: r.Model,
 		N: n, maxTokensParam: "max_tokens"}
 	if r.StreamOptions != nil {
@@ -479,6 +477,28 @@ func (r *common) call(defMax uint32) (*Call, error) {
 	if s := r.Seed; s != nil {
 		v := uint64(*s) // a negative seed is a seed too; OpenAI takes any int64
 		sp.Seed = &v
+	}
+	if len(r.LogitBias) > sample.MaxLogitBiasSize {
+		return nil, badParam("logit_bias", "%d entries: at most %d", len(r.LogitBias), sample.MaxLogitBiasSize)
+	}
+	for k, v := range r.LogitBias {
+		id, err := strconv.ParseInt(k, 10, 32)
+		if err != nil || id < 0 {
+			return nil, badParam("logit_bias", "key %q: want a token id", k)
+		}
+		if !(v >= -sample.MaxLogitBias && v <= sample.MaxLogitBias) {
+			return nil, badParam("logit_bias", "token %d: %v, want a number in [-%d, %d]", id, v, sample.MaxLogitBias, sample.MaxLogitBias)
+		}
+		if sp.LogitBias == nil {
+			sp.LogitBias = map[int32]float32{}
+		}
+		sp.LogitBias[int32(id)] = float32(v)
+	}
+	if m := r.MinTokens; m != nil {
+		if *m < 0 || *m > math.MaxInt32 {
+			return nil, badParam("min_tokens", "%d: want 0 or more", *m)
+		}
+		sp.MinTokens = uint32(*m)
 	}
 	c.Req.Sampling = sp
 	return c, nil

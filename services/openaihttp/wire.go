@@ -40,7 +40,7 @@ type common struct {
 	PresencePenalty  *float64 `json:"presence_penalty"`
 	FrequencyPenalty *float64 `json:"frequency_penalty"`
 
-	// Parameters specd cannot honour: refused unless absent or at their neutral value.
+	// LogitBias maps token ids (as strings) to a bias in [-100, 100].
 	LogitBias map[string]float64 `json:"logit_bias"`
 
 	// Extensions also taken by other OpenAI-compatible servers (vLLM, llama.cpp; the
@@ -53,6 +53,8 @@ type common struct {
 	// IgnoreEOS ends it at those no more (vLLM's names).
 	StopTokenIDs []int64 `json:"stop_token_ids"`
 	IgnoreEOS    bool    `json:"ignore_eos"`
+	// MinTokens holds those ends back until the output has this many tokens.
+	MinTokens *int64 `json:"min_tokens"`
 }
 
 // CompletionRequest is the body of POST /v1/completions.

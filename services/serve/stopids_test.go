@@ -3,6 +3,7 @@ package serve_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/specd-dev/specd/internal/testmodels"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/services"
 )
 
 // TestIgnoreEOS: stories260K ends llama2.c's greedy story for "The dog" with BOS (the
@@ -110,5 +112,101 @@ func TestStopTokenIDs(t *testing.T) {
 		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "stop_token_ids: ") {
 			t.Errorf("stop_token_ids of %d ids (first %d): %v; want INVALID_ARGUMENT naming stop_token_ids", len(ids), ids[0], err)
 		}
+	}
+}
+
+// TestLogitBias: speculating with the draft (a fixed γ always gets its draft), a
+// logit_bias request gives what plain decoding with the same bias gives — greedy and
+// coupled sampling alike — and a banned token (-100) never appears, in rejection mode
+// too; over the OpenAI front door as well. An id outside the vocabulary is
+// INVALID_ARGUMENT naming sampling.logit_bias.
+func TestLogitBias(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true})
+	ctx := context.Background()
+	prompt := s.target.Tok.Prompt("Once upon a time there was a little")
+	const n = 32
+	free := s.plainIDs(t, prompt, n, sample.Params{})
+	ban, boost := free[2], free[10]
+	bias := []sample.Bias{{ID: min(ban, boost), Value: -100}, {ID: max(ban, boost), Value: 3}}
+	if ban > boost {
+		bias[0].Value, bias[1].Value = 3, -100
+	}
+	for _, c := range []struct {
+		name string
+		sp   sample.Params
+		mode specdv1.VerificationMode
+	}{
+		{"greedy", sample.Params{TopP: 1, LogitBias: bias}, specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED},
+		{"coupled", sample.Params{Temperature: 0.8, TopP: 1, Seed: 7, LogitBias: bias}, specdv1.VerificationMode_VERIFICATION_MODE_COUPLED},
+		{"rejection", sample.Params{Temperature: 0.8, TopP: 1, Seed: 7, LogitBias: bias}, specdv1.VerificationMode_VERIFICATION_MODE_REJECTION},
+	} {
+		r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, Sampling: services.SamplingToProto(c.sp),
+			Speculation: &specdv1.SpeculationOptions{Gamma: 4, Mode: c.mode}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := r.GetTokenIds()
+		if slices.Contains(got, ban) || r.GetStats().GetRounds() == 0 {
+			t.Errorf("%s: %v holds banned token %d, or no speculative round (%d)", c.name, got, ban, r.GetStats().GetRounds())
+		}
+		if c.mode == specdv1.VerificationMode_VERIFICATION_MODE_REJECTION {
+			continue // the same distribution, not the same draw
+		}
+		if want := s.plainIDs(t, prompt, n, c.sp); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want plain decoding with the bias %v", c.name, got, want)
+		}
+	}
+	oc := s.openaiClient()
+	resp, err := oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(prompt)},
+		MaxTokens: openai.Int(n), Temperature: openai.Float(0), LogitBias: map[string]int64{strconv.Itoa(int(ban)): -100, strconv.Itoa(int(boost)): 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, Sampling: services.SamplingToProto(sample.Params{TopP: 1, LogitBias: bias})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Choices[0].Text != want.GetText() {
+		t.Errorf("HTTP logit_bias: %q, want the gRPC API's %q", resp.Choices[0].Text, want.GetText())
+	}
+	_, err = s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: 4,
+		Sampling: &specdv1.SamplingParams{LogitBias: map[int32]float32{int32(s.target.Vocab): 1}}})
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "sampling.logit_bias: ") {
+		t.Errorf("a bias outside the vocabulary: %v; want INVALID_ARGUMENT naming sampling.logit_bias", err)
+	}
+}
+
+// TestMinTokens: stories260K's greedy story for "The dog" ends with BOS; with
+// min_tokens past that point the BOS cannot be drawn there, so the story goes on with
+// the model's next choice to at least min_tokens tokens (over gRPC and the OpenAI front
+// door); min_tokens above max_tokens is INVALID_ARGUMENT.
+func TestMinTokens(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true, target: testmodels.ForTest(t, "stories260K.bin")})
+	ref := stories260KStopAtBOS(t, "The dog")
+	ctx := context.Background()
+	k := len(ref.OutputIDs)
+	minTokens := uint32(k + 5)
+	r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: ref.PromptIDs, MaxTokens: minTokens + 40,
+		Sampling: &specdv1.SamplingParams{MinTokens: minTokens}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.GetTokenIds()
+	if len(got) < int(minTokens) || !slices.Equal(got[:k], ref.OutputIDs) || slices.Contains(got[:minTokens], s.target.Tok.BOS()) {
+		t.Fatalf("min_tokens %d: %v (%v); want the story, then no BOS before %d tokens", minTokens, got, r.GetFinishReason(), minTokens)
+	}
+	oc := s.openaiClient()
+	resp, err := oc.Completions.New(ctx, openai.CompletionNewParams{Model: openai.CompletionNewParamsModel(r.GetStats().GetVerifier().GetModel()),
+		Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(ref.PromptIDs)}, MaxTokens: openai.Int(int64(minTokens + 40)), Temperature: openai.Float(0)},
+		option.WithJSONSet("min_tokens", minTokens))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Choices[0].Text != r.GetText() {
+		t.Errorf("HTTP min_tokens: %q, want the gRPC API's %q", resp.Choices[0].Text, r.GetText())
+	}
+	_, err = s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: ref.PromptIDs, MaxTokens: 4, Sampling: &specdv1.SamplingParams{MinTokens: 5}})
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "sampling.min_tokens: ") {
+		t.Errorf("min_tokens above max_tokens: %v; want INVALID_ARGUMENT naming sampling.min_tokens", err)
 	}
 }

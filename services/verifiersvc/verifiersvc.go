@@ -301,6 +301,11 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 			return services.BadField("stop_token_ids", "token %d at index %d is outside the vocabulary of %d", id, i, m.Vocab)
 		}
 	}
+	for _, b := range q.Sampling.LogitBias {
+		if int(b.ID) >= m.Vocab {
+			return services.BadField("sampling.logit_bias", "token %d is outside the vocabulary of %d", b.ID, m.Vocab)
+		}
+	}
 	committed := append(append([]int32(nil), prompt...), req.GetResumeIds()...)
 	mode := q.Mode
 	if mode == 0 {

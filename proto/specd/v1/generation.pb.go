@@ -803,8 +803,19 @@ type SamplingParams struct {
 	// Subtracted from a token's logit once if it occurs in the output so far,
 	// as in OpenAI's API. In [-2, 2]; 0 is off.
 	PresencePenalty float32 `protobuf:"fixed32,8,opt,name=presence_penalty,json=presencePenalty,proto3" json:"presence_penalty,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Added to the logits of these token ids before the penalties and the
+	// rest, as OpenAI's logit_bias: -100 bans a token, 100 all but forces it.
+	// Values in [-100, 100], ids in the vocabulary, at most 1024 entries. With
+	// temperature 0 the argmax is taken after the bias. Log-probabilities stay
+	// those of the model's own distribution, before the bias.
+	LogitBias map[int32]float32 `protobuf:"bytes,9,rep,name=logit_bias,json=logitBias,proto3" json:"logit_bias,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"fixed32,2,opt,name=value"`
+	// Until the output has min_tokens tokens, the ids that would end it (the
+	// vocabulary's end-of-generation ids unless ignore_eos, and stop_token_ids)
+	// cannot be drawn, as vLLM's min_tokens. Stop strings still apply. 0 is off;
+	// at most max_tokens when that is set.
+	MinTokens     uint32 `protobuf:"varint,10,opt,name=min_tokens,json=minTokens,proto3" json:"min_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SamplingParams) Reset() {
@@ -889,6 +900,20 @@ func (x *SamplingParams) GetFrequencyPenalty() float32 {
 func (x *SamplingParams) GetPresencePenalty() float32 {
 	if x != nil {
 		return x.PresencePenalty
+	}
+	return 0
+}
+
+func (x *SamplingParams) GetLogitBias() map[int32]float32 {
+	if x != nil {
+		return x.LogitBias
+	}
+	return nil
+}
+
+func (x *SamplingParams) GetMinTokens() uint32 {
+	if x != nil {
+		return x.MinTokens
 	}
 	return 0
 }
@@ -2317,7 +2342,7 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\bfunction\x18\x03 \x01(\v2\x16.specd.v1.FunctionCallR\bfunction\"@\n" +
 	"\fFunctionCall\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
-	"\targuments\x18\x02 \x01(\tR\targuments\"\xd4\x02\n" +
+	"\targuments\x18\x02 \x01(\tR\targuments\"\xf9\x03\n" +
 	"\x0eSamplingParams\x12 \n" +
 	"\vtemperature\x18\x01 \x01(\x02R\vtemperature\x12\x13\n" +
 	"\x05top_k\x18\x02 \x01(\rR\x04topK\x12\x18\n" +
@@ -2326,7 +2351,15 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x04seed\x18\x05 \x01(\x04H\x02R\x04seed\x88\x01\x01\x122\n" +
 	"\x12repetition_penalty\x18\x06 \x01(\x02H\x03R\x11repetitionPenalty\x88\x01\x01\x12+\n" +
 	"\x11frequency_penalty\x18\a \x01(\x02R\x10frequencyPenalty\x12)\n" +
-	"\x10presence_penalty\x18\b \x01(\x02R\x0fpresencePenaltyB\b\n" +
+	"\x10presence_penalty\x18\b \x01(\x02R\x0fpresencePenalty\x12F\n" +
+	"\n" +
+	"logit_bias\x18\t \x03(\v2'.specd.v1.SamplingParams.LogitBiasEntryR\tlogitBias\x12\x1d\n" +
+	"\n" +
+	"min_tokens\x18\n" +
+	" \x01(\rR\tminTokens\x1a<\n" +
+	"\x0eLogitBiasEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01B\b\n" +
 	"\x06_top_pB\b\n" +
 	"\x06_min_pB\a\n" +
 	"\x05_seedB\x15\n" +
@@ -2461,7 +2494,7 @@ func file_specd_v1_generation_proto_rawDescGZIP() []byte {
 }
 
 var file_specd_v1_generation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_specd_v1_generation_proto_goTypes = []any{
 	(VerificationMode)(0),       // 0: specd.v1.VerificationMode
 	(FinishReason)(0),           // 1: specd.v1.FinishReason
@@ -2488,7 +2521,8 @@ var file_specd_v1_generation_proto_goTypes = []any{
 	(*ListModelsRequest)(nil),   // 22: specd.v1.ListModelsRequest
 	(*ListModelsResponse)(nil),  // 23: specd.v1.ListModelsResponse
 	(*ModelInfo)(nil),           // 24: specd.v1.ModelInfo
-	(*durationpb.Duration)(nil), // 25: google.protobuf.Duration
+	nil,                         // 25: specd.v1.SamplingParams.LogitBiasEntry
+	(*durationpb.Duration)(nil), // 26: google.protobuf.Duration
 }
 var file_specd_v1_generation_proto_depIdxs = []int32{
 	8,  // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
@@ -2498,44 +2532,45 @@ var file_specd_v1_generation_proto_depIdxs = []int32{
 	4,  // 4: specd.v1.Tool.function:type_name -> specd.v1.FunctionDefinition
 	6,  // 5: specd.v1.ChatMessage.tool_calls:type_name -> specd.v1.ToolCall
 	7,  // 6: specd.v1.ToolCall.function:type_name -> specd.v1.FunctionCall
-	0,  // 7: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
-	11, // 8: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
-	14, // 9: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
-	12, // 10: specd.v1.TokenChunk.logprobs:type_name -> specd.v1.TokenLogprob
-	12, // 11: specd.v1.TokenChunk.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	13, // 12: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
-	1,  // 13: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
-	15, // 14: specd.v1.Final.stats:type_name -> specd.v1.Stats
-	12, // 15: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	12, // 16: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
-	25, // 17: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
-	25, // 18: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
-	16, // 19: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
-	16, // 20: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
-	0,  // 21: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
-	25, // 22: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	25, // 23: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
-	1,  // 24: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
-	15, // 25: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
-	12, // 26: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
-	12, // 27: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	12, // 28: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
-	24, // 29: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
-	2,  // 30: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
-	2,  // 31: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
-	18, // 32: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	20, // 33: specd.v1.GenerationService.Detokenize:input_type -> specd.v1.DetokenizeRequest
-	22, // 34: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	10, // 35: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	17, // 36: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	19, // 37: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	21, // 38: specd.v1.GenerationService.Detokenize:output_type -> specd.v1.DetokenizeResponse
-	23, // 39: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	35, // [35:40] is the sub-list for method output_type
-	30, // [30:35] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	25, // 7: specd.v1.SamplingParams.logit_bias:type_name -> specd.v1.SamplingParams.LogitBiasEntry
+	0,  // 8: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
+	11, // 9: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
+	14, // 10: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
+	12, // 11: specd.v1.TokenChunk.logprobs:type_name -> specd.v1.TokenLogprob
+	12, // 12: specd.v1.TokenChunk.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	13, // 13: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
+	1,  // 14: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
+	15, // 15: specd.v1.Final.stats:type_name -> specd.v1.Stats
+	12, // 16: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	12, // 17: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
+	26, // 18: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
+	26, // 19: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
+	16, // 20: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
+	16, // 21: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
+	0,  // 22: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
+	26, // 23: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
+	26, // 24: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	1,  // 25: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
+	15, // 26: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
+	12, // 27: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
+	12, // 28: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	12, // 29: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
+	24, // 30: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	2,  // 31: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
+	2,  // 32: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
+	18, // 33: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	20, // 34: specd.v1.GenerationService.Detokenize:input_type -> specd.v1.DetokenizeRequest
+	22, // 35: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	10, // 36: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	17, // 37: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	19, // 38: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	21, // 39: specd.v1.GenerationService.Detokenize:output_type -> specd.v1.DetokenizeResponse
+	23, // 40: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	36, // [36:41] is the sub-list for method output_type
+	31, // [31:36] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_specd_v1_generation_proto_init() }
@@ -2555,7 +2590,7 @@ func file_specd_v1_generation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_specd_v1_generation_proto_rawDesc), len(file_specd_v1_generation_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
