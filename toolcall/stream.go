@@ -73,7 +73,7 @@ type Stream struct {
 	calls   int    // calls begun
 	why     string // why the reply broke after a call began; "": it has not
 	closed  bool
-	out     []Event // events of the current Write or Close
+	out     []Event         // events of the current Write or Close
 	content strings.Builder // the Content passed on
 	names   []string        // the names of the calls passed on
 	args    [][]byte        // the arguments of the calls passed on
@@ -83,14 +83,14 @@ type Stream struct {
 type streamState int
 
 const (
-	hOutside  streamState = iota // Hermes: answer text, until a <tool_call>
-	hBlock                       // Hermes: a call's JSON in its block
-	hAfter                       // Hermes: white space, then </tool_call>, after a call's JSON
-	lLead                        // Llama3JSON: white space and <|python_tag|>, before the first call
-	lObject                      // Llama3JSON: a call's JSON
-	lAfter                       // Llama3JSON: white space, then ';', after a call
-	lSep                         // Llama3JSON: white space, then the next call, after a ';'
-	plain                        // all that comes is answer text
+	hOutside streamState = iota // Hermes: answer text, until a <tool_call>
+	hBlock                      // Hermes: a call's JSON in its block
+	hAfter                      // Hermes: white space, then </tool_call>, after a call's JSON
+	lLead                       // Llama3JSON: white space and <|python_tag|>, before the first call
+	lObject                     // Llama3JSON: a call's JSON
+	lAfter                      // Llama3JSON: white space, then ';', after a call
+	lSep                        // Llama3JSON: white space, then the next call, after a ';'
+	plain                       // all that comes is answer text
 )
 
 // NewStream starts reading a reply written in s.
