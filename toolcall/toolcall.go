@@ -3,6 +3,10 @@
 // <tool_call>{"name": ..., "arguments": ...}</tool_call> blocks (Qwen2.5, Hermes) and
 // Llama 3.1's bare JSON objects {"name": ..., "parameters": ...}.
 //
+// Parse reads a whole reply; Stream reads one as it is generated and passes on each
+// call's name and then its arguments piece by piece, as vLLM's and OpenAI's streams
+// do, so that what it passes on is what Parse gives for the whole.
+//
 // The generated text is untrusted: a malformed call is not an error but text, so a
 // reply that does not parse as calls is returned as the model's plain answer. The
 // package is deterministic and knows nothing of HTTP, gRPC or tokenizers; call ids are
