@@ -479,3 +479,38 @@ func TestToolCallsStreamedBroken(t *testing.T) {
 		t.Errorf("usage %+v, want the usage chunk before the error", acc.Usage)
 	}
 }
+
+// TestToolCallsStreamedBrokenChoice: with n = 2, a choice whose call breaks does not
+// cut the other short: both end, the other with its calls and "tool_calls", and the
+// error event that follows names the choice that broke.
+func TestToolCallsStreamedBrokenChoice(t *testing.T) {
+	replies := map[uint64][]string{
+		1: {"<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Par", "is\"} oops</tool_call>"},
+		2: {"<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Ro", "me\"}}</tool_call>"},
+	}
+	router := &stub{generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+		return piecesStub(replies[r.GetSampling().GetSeed()], specdv1.FinishReason_FINISH_REASON_EOS).generate(r, st)
+	}}
+	base := serveStubWith(t, router, 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
+	cl := client(base)
+	params := openai.ChatCompletionNewParams{Model: "big", N: openai.Int(2), Seed: openai.Int(1),
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("How warm is it?")}}
+	st := cl.Chat.Completions.NewStreaming(context.Background(), params, option.WithJSONSet("tools", []any{weatherTool}))
+	var acc openai.ChatCompletionAccumulator
+	for st.Next() {
+		acc.AddChunk(st.Current())
+	}
+	if err := st.Err(); err == nil || !strings.Contains(err.Error(), "choice 0:") || strings.Contains(err.Error(), "choice 1") {
+		t.Errorf("stream error %v, want one naming choice 0 alone", err)
+	}
+	if len(acc.Choices) != 2 {
+		t.Fatalf("%d choices, want 2", len(acc.Choices))
+	}
+	if ch := acc.Choices[0]; ch.FinishReason != "stop" || ch.Message.Content != strings.Join(replies[1], "") {
+		t.Errorf("choice 0: finish %q, content %q; want stop and the reply", ch.FinishReason, ch.Message.Content)
+	}
+	ch := acc.Choices[1]
+	if ch.FinishReason != "tool_calls" || ch.Message.Content != "" || len(ch.Message.ToolCalls) != 1 || ch.Message.ToolCalls[0].Function.Arguments != `{"city":"Rome"}` {
+		t.Errorf("choice 1: finish %q, content %q, calls %+v; want tool_calls and get_weather({\"city\":\"Rome\"})", ch.FinishReason, ch.Message.Content, ch.Message.ToolCalls)
+	}
+}
