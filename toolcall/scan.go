@@ -67,7 +67,7 @@ func (s *scanner) step(c byte) (scanStep, error) {
 			return r, nil
 		}
 		if c == ']' && s.state == sFirstValue {
-			return s.close(c, r)
+			return s.close(r)
 		}
 		return r, s.begin(c)
 	case sFirstKey, sKey:
@@ -75,7 +75,7 @@ func (s *scanner) step(c byte) (scanStep, error) {
 		case isSpace(c):
 			r.space = true
 		case c == '}' && s.state == sFirstKey:
-			return s.close(c, r)
+			return s.close(r)
 		case c == '"':
 			s.state, s.key, r.key = sString, true, true
 		default:
@@ -103,7 +103,7 @@ func (s *scanner) step(c byte) (scanStep, error) {
 				s.state = sKey
 			}
 		case c == '}' && top == '{', c == ']' && top == '[':
-			return s.close(c, r)
+			return s.close(r)
 		default:
 			return r, s.fail(c, "after a value")
 		}
@@ -247,8 +247,8 @@ func (s *scanner) begin(c byte) error {
 	return nil
 }
 
-// close ends the innermost container with c.
-func (s *scanner) close(_ byte, r scanStep) (scanStep, error) {
+// close ends the innermost container.
+func (s *scanner) close(r scanStep) (scanStep, error) {
 	s.stack = s.stack[:len(s.stack)-1]
 	s.end(&r)
 	return r, nil

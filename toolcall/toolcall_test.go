@@ -42,6 +42,10 @@ func TestParse(t *testing.T) {
 		{"hermes arguments a string of a list", Hermes, `<tool_call>{"name": "a", "arguments": "[1]"}</tool_call>`, Result{Content: `<tool_call>{"name": "a", "arguments": "[1]"}</tool_call>`}},
 		{"hermes text inside the block", Hermes, `<tool_call>{"name": "a"} and more</tool_call>`, Result{Content: `<tool_call>{"name": "a"} and more</tool_call>`}},
 		{"hermes one good one bad", Hermes, `<tool_call>{"name": "a"}</tool_call><tool_call>[1]</tool_call>`, Result{Content: `<tool_call>{"name": "a"}</tool_call><tool_call>[1]</tool_call>`}},
+		{"hermes repeated keys count first", Hermes, `<tool_call>{"name": "a", "arguments": {"k": 1}, "name": "b", "arguments": [2], "parameters": 3}</tool_call>`,
+			Result{Calls: []Call{{Name: "a", Arguments: `{"k":1}`}}}},
+		{"hermes null arguments", Hermes, `<tool_call>{"name": "a", "arguments": null, "parameters": {"k": 1}}</tool_call>`, Result{Calls: []Call{{Name: "a", Arguments: "{}"}}}},
+		{"hermes trailing comma", Hermes, `<tool_call>{"name": "a",}</tool_call>`, Result{Content: `<tool_call>{"name": "a",}</tool_call>`}},
 		{"hermes only white space outside", Hermes, " \n<tool_call>{\"name\": \"a\"}</tool_call>\n\n", Result{Calls: []Call{{Name: "a", Arguments: "{}"}}}},
 		// Llama 3.1's JSON.
 		{"llama plain answer", Llama3JSON, "The weather is fine.", Result{Content: "The weather is fine."}},
