@@ -3,6 +3,10 @@
 // <tool_call>{"name": ..., "arguments": ...}</tool_call> blocks (Qwen2.5, Hermes) and
 // Llama 3.1's bare JSON objects {"name": ..., "parameters": ...}.
 //
+// Parse reads a whole reply; Stream reads one as it is generated and passes on each
+// call's name and then its arguments piece by piece, as vLLM's and OpenAI's streams
+// do, so that what it passes on is what Parse gives for the whole.
+//
 // The generated text is untrusted: a malformed call is not an error but text, so a
 // reply that does not parse as calls is returned as the model's plain answer. The
 // package is deterministic and knows nothing of HTTP, gRPC or tokenizers; call ids are
@@ -171,48 +175,97 @@ func parseLlama3(text string) (Result, bool) {
 // readCall decodes the JSON object at the start of s (after white space) as a call:
 // a non-empty string name, and its arguments under argsKey (or the other syntax's
 // key, "arguments" or "parameters", as models mix them up) as an object, a string
-// holding an object's JSON text, or absent.
+// holding an object's JSON text, or absent. A key that repeats counts where it first
+// appears: the later ones are ignored (RFC 8259 leaves repeated names to the reader),
+// so that a call streamed as it is written never changes after its name was sent.
 // It returns the call and the bytes of s it read.
 func readCall(s string, argsKey string) (Call, int, error) {
 	dec := json.NewDecoder(strings.NewReader(s))
-	var obj map[string]json.RawMessage
-	if err := dec.Decode(&obj); err != nil {
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return Call{}, 0, errors.New("not a JSON object")
+	}
+	var name, args, other json.RawMessage
+	var hasName, hasArgs, hasOther bool
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return Call{}, 0, fmt.Errorf("not a JSON object: %w", err)
+		}
+		key, _ := t.(string) // a key, or Token failed
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return Call{}, 0, fmt.Errorf("not a JSON object: %w", err)
+		}
+		switch {
+		case key == "name" && !hasName:
+			name, hasName = v, true
+		case key == argsKey && !hasArgs:
+			args, hasArgs = v, true
+		case key == otherArgsKey(argsKey) && !hasOther:
+			other, hasOther = v, true
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
 		return Call{}, 0, fmt.Errorf("not a JSON object: %w", err)
 	}
 	n := int(dec.InputOffset())
+	fn, err := callName(name)
+	if err != nil {
+		return Call{}, 0, err
+	}
+	if !hasArgs {
+		args, hasArgs = other, hasOther
+	}
+	a, err := canonicalArgs(args, hasArgs)
+	if err != nil {
+		return Call{}, 0, err
+	}
+	return Call{Name: fn, Arguments: a}, n, nil
+}
+
+// otherArgsKey is the key of a call's arguments in the syntax that does not use key.
+func otherArgsKey(key string) string {
+	if key == "parameters" {
+		return "arguments"
+	}
+	return "parameters"
+}
+
+// callName is the function name whose JSON value is raw: a non-empty string.
+func callName(raw []byte) (string, error) {
 	var name string
-	if err := json.Unmarshal(obj["name"], &name); err != nil || name == "" {
-		return Call{}, 0, errors.New("no function name")
+	if err := json.Unmarshal(raw, &name); err != nil || name == "" {
+		return "", errors.New("no function name")
 	}
-	other := "parameters"
-	if argsKey == "parameters" {
-		other = "arguments"
+	return name, nil
+}
+
+// canonicalArgs is a call's arguments, whose JSON value is raw (present: the call
+// has them), as compact JSON text of an object: "{}" when absent or null; an object
+// as written less its white space; a string holding an object's JSON text, that text
+// so compacted.
+func canonicalArgs(raw []byte, present bool) (string, error) {
+	if !present || string(raw) == "null" {
+		return "{}", nil
 	}
-	args, ok := obj[argsKey]
-	if !ok {
-		args, ok = obj[other]
-	}
-	if !ok || string(args) == "null" {
-		return Call{Name: name, Arguments: "{}"}, n, nil
-	}
-	if bytes.HasPrefix(args, []byte(`"`)) {
+	if bytes.HasPrefix(raw, []byte(`"`)) {
 		// Some models write the arguments as OpenAI's API carries them: an object's
 		// JSON text in a string.
 		var text string
-		if err := json.Unmarshal(args, &text); err != nil {
-			return Call{}, 0, err
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return "", err
 		}
-		args = []byte(strings.TrimSpace(text))
-		if !json.Valid(args) {
-			return Call{}, 0, errors.New("arguments are a string that is not JSON")
+		raw = []byte(strings.TrimSpace(text))
+		if !json.Valid(raw) {
+			return "", errors.New("arguments are a string that is not JSON")
 		}
 	}
-	if !bytes.HasPrefix(args, []byte("{")) {
-		return Call{}, 0, errors.New("arguments are not a JSON object")
+	if !bytes.HasPrefix(raw, []byte("{")) {
+		return "", errors.New("arguments are not a JSON object")
 	}
 	var b bytes.Buffer
-	if err := json.Compact(&b, args); err != nil {
-		return Call{}, 0, err
+	if err := json.Compact(&b, raw); err != nil {
+		return "", err
 	}
-	return Call{Name: name, Arguments: b.String()}, n, nil
+	return b.String(), nil
 }

@@ -42,6 +42,10 @@ func TestParse(t *testing.T) {
 		{"hermes arguments a string of a list", Hermes, `<tool_call>{"name": "a", "arguments": "[1]"}</tool_call>`, Result{Content: `<tool_call>{"name": "a", "arguments": "[1]"}</tool_call>`}},
 		{"hermes text inside the block", Hermes, `<tool_call>{"name": "a"} and more</tool_call>`, Result{Content: `<tool_call>{"name": "a"} and more</tool_call>`}},
 		{"hermes one good one bad", Hermes, `<tool_call>{"name": "a"}</tool_call><tool_call>[1]</tool_call>`, Result{Content: `<tool_call>{"name": "a"}</tool_call><tool_call>[1]</tool_call>`}},
+		{"hermes repeated keys count first", Hermes, `<tool_call>{"name": "a", "arguments": {"k": 1}, "name": "b", "arguments": [2], "parameters": 3}</tool_call>`,
+			Result{Calls: []Call{{Name: "a", Arguments: `{"k":1}`}}}},
+		{"hermes null arguments", Hermes, `<tool_call>{"name": "a", "arguments": null, "parameters": {"k": 1}}</tool_call>`, Result{Calls: []Call{{Name: "a", Arguments: "{}"}}}},
+		{"hermes trailing comma", Hermes, `<tool_call>{"name": "a",}</tool_call>`, Result{Content: `<tool_call>{"name": "a",}</tool_call>`}},
 		{"hermes only white space outside", Hermes, " \n<tool_call>{\"name\": \"a\"}</tool_call>\n\n", Result{Calls: []Call{{Name: "a", Arguments: "{}"}}}},
 		// Llama 3.1's JSON.
 		{"llama plain answer", Llama3JSON, "The weather is fine.", Result{Content: "The weather is fine."}},
@@ -61,52 +65,7 @@ func TestParse(t *testing.T) {
 			if !reflect.DeepEqual(c.want, got) {
 				t.Errorf("Parse(%q) = %+v, want %+v", c.text, got, c.want)
 			}
-			// Streamed a byte at a time, and in one piece, the same.
-			for _, step := range []int{1, 3, len(c.text) + 1} {
-				if got := streamed(c.syntax, c.text, step); !reflect.DeepEqual(c.want, got) {
-					t.Errorf("streamed %d bytes at a time: = %+v, want %+v", step, got, c.want)
-				}
-			}
 		})
-	}
-}
-
-// streamed runs text through a Stream in pieces of step bytes and returns the content
-// it passed on in all and the calls it found.
-func streamed(s Syntax, text string, step int) Result {
-	st := s.NewStream()
-	var content string
-	for i := 0; i < len(text); i += step {
-		content += st.Write(text[i:min(i+step, len(text))])
-	}
-	r := st.Close()
-	r.Content = content + r.Content
-	return r
-}
-
-// TestStreamHolds: a stream passes on the answer before a call as it comes, and holds
-// only what may be (part of) a call, or white space that may end the content.
-func TestStreamHolds(t *testing.T) {
-	st := Hermes.NewStream()
-	for _, c := range []struct{ in, out string }{
-		{"Let me ", "Let me"},
-		{"check.\n<tool", " check."},
-		{"_call>\n{\"name\": \"a\"}", ""},
-		{"\n</tool_call>", ""},
-	} {
-		if got := st.Write(c.in); got != c.out {
-			t.Errorf("Write(%q) = %q, want %q", c.in, got, c.out)
-		}
-	}
-	if got, want := st.Close(), (Result{Calls: []Call{{Name: "a", Arguments: "{}"}}}); !reflect.DeepEqual(want, got) {
-		t.Errorf("Close = %+v, want %+v", got, want)
-	}
-	st = Llama3JSON.NewStream()
-	if got := st.Write("  "); got != "" {
-		t.Errorf("Write(white space) = %q, want it held", got)
-	}
-	if got := st.Write("The answer"); got != "  The answer" {
-		t.Errorf("Write(answer) = %q, want it passed on", got)
 	}
 }
 
@@ -123,17 +82,21 @@ func TestParseSyntax(t *testing.T) {
 
 // FuzzParse: a reply is untrusted text. Parsing it never panics; calls have a name
 // and arguments that are a JSON object; a reply without calls is its own content;
-// and streaming it in pieces of any size gives what parsing it whole gives.
+// and streaming it, cut into pieces at places drawn from seed, passes on exactly what
+// parsing it whole gives, or says that it broke where the stream could not (see
+// checkStream).
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"plain", "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"b\": \"}\"}}\n</tool_call>", "x<tool_call>{\"name\":\"a\"}</tool_call> y <tool_call>{\"name\":\"b\"}",
 		"<tool_call>{\"name\": \"a\", \"arguments\": {", "<tool_call><tool_call>", "<tool_", "{\"name\": \"a\", \"parameters\": {}}; {\"name\": \"b\"}",
 		"<|python_tag|>{\"name\": \"a\"}", "<|python", " \n", "{\"name\": \"\\ud800\", \"parameters\": {\"a\": 1e999}}", "{\"name\": \"a\", \"name\": 1}",
+		"<tool_call>{\"arguments\": {\"x\": [1, 2.5e-3, true, null]}, \"name\": \"f\"}</tool_call> é\u00a0", "{\"name\": \"é\", \"parameters\": \"{\\\"a\\\": 1}\"} ; ",
+		"A \u3000<tool_call>{\"name\": \"a\"}</tool_call> B \n<tool_call> {\"name\": \"b\", \"arguments\": {\"k\": \"\\u00e9\"}} \n</tool_call>\u00a0",
 	} {
 		f.Add(s, uint8(1), true)
 		f.Add(s, uint8(4), false)
 	}
-	f.Fuzz(func(t *testing.T, text string, step uint8, hermes bool) {
+	f.Fuzz(func(t *testing.T, text string, seed uint8, hermes bool) {
 		s := Llama3JSON
 		if hermes {
 			s = Hermes
@@ -147,8 +110,6 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("Parse(%q): call %+v", text, c)
 			}
 		}
-		if got := streamed(s, text, int(step%16)+1); !reflect.DeepEqual(r, got) {
-			t.Fatalf("streamed %q = %+v, want %+v", text, got, r)
-		}
+		checkStream(t, s, text, randomCuts(text, uint64(seed)))
 	})
 }

@@ -179,7 +179,9 @@ func (h *Handler) complete(ctx context.Context, c *Call) ([]*specdv1.CompleteRes
 // stream answers with server-sent events, the chunks of every choice in the order
 // they come. The status is chosen when each choice's first message or an error has
 // arrived, so a refused request is an HTTP error, not a stream; an error after that is
-// sent as an error event, and the stream ends without data: [DONE].
+// sent as an error event, and the stream ends without data: [DONE]. So does a stream
+// in which a choice's tool calls broke after they were sent (chunker.toolError), once
+// every choice has ended.
 //
 // Each choice's stream is opened and read by a goroutine of its own from the start,
 // and what comes before the status is chosen is held here: a router that serves the
@@ -254,7 +256,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		switch e := ev.msg.GetEvent().(type) {
 		case *specdv1.GenerateResponse_Chunk:
-			if v := k.chunk(ev.i, e.Chunk); v != nil {
+			for _, v := range k.chunk(ev.i, e.Chunk) {
 				if err := send(v); err != nil {
 					return // the client has gone; cancel ends the calls
 				}
@@ -273,6 +275,11 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 		if err := send(k.usage(finals)); err != nil {
 			return
 		}
+	}
+	if e := k.toolError(); e != nil {
+		h.logFailure(r, e)
+		send(e.body())
+		return
 	}
 	if _, err := io.WriteString(w, "data: [DONE]\n\n"); err == nil {
 		rc.Flush()

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -387,6 +388,8 @@ type chunker struct {
 	started   []bool             // per choice: a chat stream has sent its first chunk, the one with the role
 	offset    []textOffset       // per choice: where its next token starts in its text
 	tools     []*toolcall.Stream // per choice, with Call.Tools: the tool calls in its reply
+	called    []bool             // per choice, with Call.Tools: a call has begun
+	broken    []error            // per choice, with Call.Tools: its calls broke after they were sent (toolcall.ErrBroken)
 	echo      []echoState        // per choice, with Call.Echo
 }
 
@@ -406,7 +409,7 @@ func newChunker(c *Call, id string, created int64) *chunker {
 		k.head.Object = "chat.completion.chunk"
 	}
 	if c.Tools != 0 {
-		k.tools = make([]*toolcall.Stream, c.N)
+		k.tools, k.called, k.broken = make([]*toolcall.Stream, c.N), make([]bool, c.N), make([]error, c.N)
 		for i := range k.tools {
 			k.tools[i] = c.Tools.NewStream()
 		}
@@ -457,9 +460,10 @@ func (k *chunker) echoed(i int, lps []*specdv1.TokenLogprob, end bool) (string, 
 	return text, out
 }
 
-// chunk is the chunk carrying what msg adds to choice i's answer; nil when it would
-// carry nothing. An echo's prompt log-probabilities come before any generated token.
-func (k *chunker) chunk(i int, msg *specdv1.TokenChunk) any {
+// chunk is the chunks carrying what msg adds to choice i's answer; none when they
+// would carry nothing. An echo's prompt log-probabilities come before any generated
+// token.
+func (k *chunker) chunk(i int, msg *specdv1.TokenChunk) []any {
 	if k.echo == nil || k.chat {
 		return k.text(i, msg.GetText(), msg.GetLogprobs())
 	}
@@ -474,7 +478,7 @@ func (k *chunker) chunk(i int, msg *specdv1.TokenChunk) any {
 	if text == "" && lp == nil {
 		return nil
 	}
-	return &Completion{Head: k.head, Choices: []CompletionChoice{{Index: i, Text: text, Logprobs: lp}}}
+	return []any{&Completion{Head: k.head, Choices: []CompletionChoice{{Index: i, Text: text, Logprobs: lp}}}}
 }
 
 // joinLogprobs is a's entries followed by b's; a may be nil.
@@ -498,15 +502,16 @@ func (k *chunker) delta(i int, text string) ChatDelta {
 	return d
 }
 
-// text is the chunk carrying a piece of choice i's answer, and the log-probabilities
-// of the tokens that came with it when the client asked for them; nil when it would
-// carry nothing.
-func (k *chunker) text(i int, s string, lps []*specdv1.TokenLogprob) any {
+// text is the chunks carrying a piece of choice i's answer, and the
+// log-probabilities of the tokens that came with it when the client asked for them;
+// none when they would carry nothing. With tool calls parsed, the piece is what the
+// choice's toolcall.Stream passes on (see tool).
+func (k *chunker) text(i int, s string, lps []*specdv1.TokenLogprob) []any {
 	if !k.logprobs {
 		lps = nil
 	}
 	if k.tools != nil {
-		s = k.tools[i].Write(s) // what may be a tool call waits for the reply's end
+		return k.tool(i, k.tools[i].Write(s), lps)
 	}
 	if s == "" && len(lps) == 0 {
 		return nil
@@ -516,37 +521,84 @@ func (k *chunker) text(i int, s string, lps []*specdv1.TokenLogprob) any {
 		if len(lps) > 0 {
 			ch.Logprobs = completionLogprobs(lps, &k.offset[i])
 		}
-		return &Completion{Head: k.head, Choices: []CompletionChoice{ch}}
+		return []any{&Completion{Head: k.head, Choices: []CompletionChoice{ch}}}
 	}
 	ch := ChatChunkChoice{Index: i, Delta: k.delta(i, s)}
 	if len(lps) > 0 {
 		ch.Logprobs = chatLogprobs(lps)
 	}
-	return &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{ch}}
+	return []any{&ChatChunk{Head: k.head, Choices: []ChatChunkChoice{ch}}}
 }
 
-// final are the last chunks of choice i: with tool calls parsed, the rest of the
-// answer's text and the calls the reply holds, then the chunk with the finish reason
-// ("tool_calls" when there are calls). A stream that named no model learns here which
-// one served it.
+// tool is the chat chunks of choice i that carry evs, what its tool call parser
+// passes on, as OpenAI's API streams calls: answer text as content; a call's start
+// as a tool call with its index, a fresh id "call_…", type "function", the
+// function's name and arguments ""; then pieces of its arguments, each a tool call
+// with the index and the text to append. One chunk per event; the log-probabilities
+// lps go in the first, or in a chunk of their own when there are no events (the
+// tokens of text held back).
+func (k *chunker) tool(i int, evs []toolcall.Event, lps []*specdv1.TokenLogprob) []any {
+	var out []any
+	for _, e := range evs {
+		d := k.delta(i, "")
+		switch e.Kind {
+		case toolcall.Content:
+			d.Content = e.Text
+		case toolcall.Begin:
+			k.called[i] = true
+			d.ToolCalls = []ToolCallDelta{{Index: e.Call, ID: newToolCallID(), Type: "function", Function: FunctionDelta{Name: e.Text}}}
+		case toolcall.Args:
+			d.ToolCalls = []ToolCallDelta{{Index: e.Call, Function: FunctionDelta{Arguments: e.Text}}}
+		}
+		out = append(out, &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Index: i, Delta: d}}})
+	}
+	if len(lps) > 0 {
+		if len(out) == 0 {
+			out = append(out, &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Index: i, Delta: k.delta(i, "")}}})
+		}
+		out[0].(*ChatChunk).Choices[0].Logprobs = chatLogprobs(lps)
+	}
+	return out
+}
+
+// final are the last chunks of choice i: with tool calls parsed, the rest of what
+// its parser passes on, then the chunk with the finish reason ("tool_calls" when the
+// reply is calls). A choice whose calls broke after they were sent keeps its own
+// finish reason and is noted for toolError. A stream that named no model learns here
+// which one served it.
 func (k *chunker) final(c *Call, i int, f *specdv1.Final) []any {
 	var out []any
 	fr := finishReason(f.GetFinishReason())
 	if k.tools != nil {
-		r := k.tools[i].Close()
-		if r.Content != "" {
-			out = append(out, &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Index: i, Delta: k.delta(i, r.Content)}}})
-		}
-		if len(r.Calls) > 0 {
-			d := k.delta(i, "")
-			for j, tc := range toolCalls(r.Calls) {
-				d.ToolCalls = append(d.ToolCalls, ToolCallDelta{Index: j, ToolCall: tc})
-			}
-			out = append(out, &ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Index: i, Delta: d}}})
+		evs, err := k.tools[i].Close()
+		out = k.tool(i, evs, nil)
+		switch {
+		case err != nil:
+			k.broken[i] = err
+		case k.called[i]:
 			fr = "tool_calls"
 		}
 	}
 	return append(out, k.last(c, i, f, fr))
+}
+
+// toolError is the error that ends a stream in which some choice's tool calls broke
+// after they were sent (a call begun, then the reply was not calls after all: its
+// JSON malformed or cut off), so that a client does not take what it accumulated for
+// a call; nil when none did. The chunks have carried the rest of such a reply as
+// content, and its own finish reason.
+func (k *chunker) toolError() *Error {
+	var msgs []string
+	for i, err := range k.broken {
+		if err != nil {
+			msgs = append(msgs, fmt.Sprintf("choice %d: %v", i, err))
+		}
+	}
+	if msgs == nil {
+		return nil
+	}
+	return &Error{Status: http.StatusBadGateway, Type: TypeServer, Code: "invalid_tool_call",
+		Message: strings.Join(msgs, "; ") + " (the rest of the reply was sent as content; the calls sent are not to be used)"}
 }
 
 // last is the chunk with choice i's finish reason fr.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -93,43 +94,13 @@ func TestToolCallsAnswered(t *testing.T) {
 			}
 			checkCalls(t, ch.Message.ToolCalls, c.calls)
 
-			// Streamed: the text before the calls as content as it comes, the calls
-			// in one delta, then finish_reason.
+			// Streamed, the accumulated message is the same.
 			st := cl.Chat.Completions.NewStreaming(context.Background(), params, tools, option.WithJSONSet("stream_options", map[string]any{"include_usage": true}))
-			var acc openai.ChatCompletionAccumulator
-			var content strings.Builder
-			callChunks, finishes := 0, 0
-			for st.Next() {
-				chunk := st.Current()
-				if !acc.AddChunk(chunk) {
-					t.Fatalf("the accumulator refused chunk %s", chunk.RawJSON())
-				}
-				for _, ch := range chunk.Choices {
-					content.WriteString(ch.Delta.Content)
-					if len(ch.Delta.ToolCalls) > 0 {
-						callChunks++
-						if ch.FinishReason != "" || content.Len() != len(c.content) {
-							t.Errorf("tool calls in chunk %s, want them after the content, before the finish", chunk.RawJSON())
-						}
-					}
-					if ch.FinishReason != "" {
-						finishes++
-					}
-				}
-			}
-			if err := st.Err(); err != nil {
-				t.Fatal(err)
-			}
+			acc, _ := readToolStream(t, st)
 			checkTools(t, got)
-			if content.String() != c.content {
-				t.Errorf("streamed content = %q, want %q", content.String(), c.content)
-			}
-			if want := min(1, len(c.calls)); callChunks != want || finishes != 1 {
-				t.Errorf("%d chunks with tool calls, %d with a finish reason; want %d and 1", callChunks, finishes, want)
-			}
 			sc := acc.Choices[0]
-			if sc.FinishReason != c.finish {
-				t.Errorf("streamed finish_reason = %q, want %q", sc.FinishReason, c.finish)
+			if sc.FinishReason != c.finish || sc.Message.Content != c.content {
+				t.Errorf("streamed: finish_reason %q, content %q; want %q, %q", sc.FinishReason, sc.Message.Content, c.finish, c.content)
 			}
 			var calls []openai.ChatCompletionMessageToolCallUnion
 			for _, tc := range sc.Message.ToolCalls {
@@ -246,5 +217,300 @@ func TestToolsRefused(t *testing.T) {
 				t.Errorf("the router got %d tools; want them only when the model may call them", len(got))
 			}
 		})
+	}
+}
+
+// piecesStub answers every request with the pieces of text, one chunk each, then a
+// final message with finish reason fr.
+func piecesStub(pieces []string, fr specdv1.FinishReason) *stub {
+	return &stub{generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+		for _, p := range pieces {
+			if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{TokenIds: []int32{1}, Text: p}}}); err != nil {
+				return err
+			}
+		}
+		return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{FinishReason: fr,
+			Stats: &specdv1.Stats{PromptTokens: 5, CompletionTokens: uint32(len(pieces))}}}})
+	}}
+}
+
+// wireChunk is a chat chunk as it was sent, each field that may be absent a pointer.
+type wireChunk struct {
+	Choices []struct {
+		Delta struct {
+			Content   *string `json:"content"`
+			ToolCalls []struct {
+				Index    int     `json:"index"`
+				ID       *string `json:"id"`
+				Type     *string `json:"type"`
+				Function struct {
+					Name      *string `json:"name"`
+					Arguments *string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+}
+
+// toolDeltas is what the tool call deltas of a stream held, per call index.
+type toolDeltas struct {
+	args   []int // per call: the deltas that added to its arguments
+	finish int   // the chunk that carried the finish reason, counted from 0
+	chunks int
+}
+
+// readToolStream reads a chat stream of one choice into OpenAI's accumulator,
+// checking each chunk as OpenAI's API shapes tool call deltas: the first delta of
+// call i (calls counted from 0, in order) has the index, an id "call_…", type
+// "function", the name and arguments ""; every later one only the index and a
+// non-empty piece of the arguments; nothing after the finish reason but usage. It
+// returns the accumulator and what the deltas were, and fails on a stream error.
+func readToolStream(t *testing.T, st interface {
+	Next() bool
+	Current() openai.ChatCompletionChunk
+	Err() error
+}) (openai.ChatCompletionAccumulator, toolDeltas) {
+	t.Helper()
+	acc, d, err := readToolStreamErr(t, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acc, d
+}
+
+// readToolStreamErr is readToolStream, returning the stream's error.
+func readToolStreamErr(t *testing.T, st interface {
+	Next() bool
+	Current() openai.ChatCompletionChunk
+	Err() error
+}) (openai.ChatCompletionAccumulator, toolDeltas, error) {
+	t.Helper()
+	var acc openai.ChatCompletionAccumulator
+	d := toolDeltas{finish: -1}
+	for ; st.Next(); d.chunks++ {
+		chunk := st.Current()
+		if !acc.AddChunk(chunk) {
+			t.Fatalf("the accumulator refused chunk %s", chunk.RawJSON())
+		}
+		var w wireChunk
+		if err := json.Unmarshal([]byte(chunk.RawJSON()), &w); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range w.Choices {
+			if d.finish >= 0 {
+				t.Errorf("chunk %s after the finish reason", chunk.RawJSON())
+			}
+			if ch.FinishReason != nil {
+				d.finish = d.chunks
+			}
+			for _, tc := range ch.Delta.ToolCalls {
+				f := tc.Function
+				switch {
+				case tc.Index == len(d.args):
+					if tc.ID == nil || !strings.HasPrefix(*tc.ID, "call_") || tc.Type == nil || *tc.Type != "function" || f.Name == nil || *f.Name == "" || f.Arguments == nil || *f.Arguments != "" {
+						t.Errorf("first delta of call %d in %s: want index, id call_…, type function, the name and arguments \"\"", tc.Index, chunk.RawJSON())
+					}
+					d.args = append(d.args, 0)
+				case tc.Index < len(d.args):
+					if tc.ID != nil || tc.Type != nil || f.Name != nil || f.Arguments == nil || *f.Arguments == "" {
+						t.Errorf("later delta of call %d in %s: want only the index and a piece of the arguments", tc.Index, chunk.RawJSON())
+					}
+					d.args[tc.Index]++
+				default:
+					t.Errorf("delta of call %d in %s before call %d began", tc.Index, chunk.RawJSON(), len(d.args))
+				}
+			}
+		}
+	}
+	return acc, d, st.Err()
+}
+
+// TestToolCallsStreamed: a streamed chat completion sends each call as OpenAI's API
+// and vLLM do — its start with the name, then its arguments piece by piece as the
+// model writes them — so that OpenAI's own Go client accumulates exactly the message
+// the unstreamed response has for the same text: content, names, arguments and
+// finish reason, whatever pieces the text came in.
+func TestToolCallsStreamed(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		syntax   toolcall.Syntax
+		reply    string
+		minDelta int // at least this many argument deltas for the first call, when the reply comes in small pieces
+	}{
+		{"hermes", toolcall.Hermes, "Let me check the weather for both cities.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\", \"days\": [1, 2, 3]}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Zürich\"}}\n</tool_call>", 5},
+		{"hermes name after arguments", toolcall.Hermes, "<tool_call>{\"arguments\": {\"city\": \"東京\"}, \"name\": \"get_weather\"}</tool_call>", 1},
+		{"hermes no arguments", toolcall.Hermes, "<tool_call>{\"name\": \"get_weather\"}</tool_call>", 1},
+		{"llama3_json", toolcall.Llama3JSON, "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\", \"note\": \"a; b } c\"}}; {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}", 5},
+		{"hermes answer", toolcall.Hermes, "It is 21 °C in Paris, and <tool_call> is how I would call a tool.", 0},
+		{"llama3_json answer", toolcall.Llama3JSON, "It is warm.", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// The unstreamed response for the same text.
+			var got []*specdv1.Tool
+			base := serveStubWith(t, replyStub(t, c.reply, nil, &got), 0, func(h *openaihttp.Handler) { h.SetToolParser(c.syntax) })
+			params := openai.ChatCompletionNewParams{Model: "big", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("How warm is Paris?")}}
+			tools := option.WithJSONSet("tools", []any{weatherTool})
+			cl := client(base)
+			resp, err := cl.Chat.Completions.New(context.Background(), params, tools)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := resp.Choices[0]
+
+			for _, size := range []int{1, 2, 3, 5, 8, 64} {
+				// Pieces of size characters: the gRPC API's text is whole characters.
+				var pieces []string
+				for rest := []rune(c.reply); len(rest) > 0; {
+					n := min(size, len(rest))
+					pieces, rest = append(pieces, string(rest[:n])), rest[n:]
+				}
+				base := serveStubWith(t, piecesStub(pieces, specdv1.FinishReason_FINISH_REASON_EOS), 0, func(h *openaihttp.Handler) { h.SetToolParser(c.syntax) })
+				cl := client(base)
+				st := cl.Chat.Completions.NewStreaming(context.Background(), params, tools)
+				acc, d := readToolStream(t, st)
+				ch := acc.Choices[0]
+				if ch.FinishReason != want.FinishReason || ch.Message.Content != want.Message.Content {
+					t.Errorf("pieces of %d: finish_reason %q, content %q; unstreamed %q, %q", size, ch.FinishReason, ch.Message.Content, want.FinishReason, want.Message.Content)
+				}
+				var calls []openai.ChatCompletionMessageToolCallUnion
+				for _, tc := range ch.Message.ToolCalls {
+					calls = append(calls, tc)
+				}
+				var wantCalls []toolcall.Call
+				for _, tc := range want.Message.ToolCalls {
+					wantCalls = append(wantCalls, toolcall.Call{Name: tc.Function.Name, Arguments: tc.Function.Arguments})
+				}
+				checkCalls(t, calls, wantCalls)
+				if d.finish != d.chunks-1 {
+					t.Errorf("pieces of %d: finish reason in chunk %d of %d, want the last", size, d.finish, d.chunks)
+				}
+				if size == 1 && len(wantCalls) > 0 && d.args[0] < c.minDelta {
+					t.Errorf("a byte at a time: the first call's arguments came in %d deltas, want at least %d", d.args[0], c.minDelta)
+				}
+			}
+		})
+	}
+}
+
+// TestToolCallsStreamedEarly: a call's name and the start of its arguments reach the
+// client before the model has finished writing them.
+func TestToolCallsStreamedEarly(t *testing.T) {
+	release := make(chan struct{})
+	router := &stub{generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+		for _, p := range []string{"<tool_call>\n{\"name\": \"get_weather\", ", "\"arguments\": {\"city\": \"Pa"} {
+			if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{TokenIds: []int32{1}, Text: p}}}); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-release:
+		case <-st.Context().Done():
+			return st.Context().Err()
+		}
+		if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{TokenIds: []int32{1}, Text: "ris\"}}\n</tool_call>"}}}); err != nil {
+			return err
+		}
+		return st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Final{Final: &specdv1.Final{FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}}})
+	}}
+	base := serveStubWith(t, router, 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
+	params := openai.ChatCompletionNewParams{Model: "big", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("How warm is Paris?")}}
+	cl := client(base)
+	st := cl.Chat.Completions.NewStreaming(context.Background(), params, option.WithJSONSet("tools", []any{weatherTool}))
+	var name, args string
+	for name == "" || args != `{"city":"Pa` {
+		if !st.Next() {
+			t.Fatalf("the stream ended (%v) with name %q, arguments %q: want get_weather and {\"city\":\"Pa before the model went on", st.Err(), name, args)
+		}
+		for _, ch := range st.Current().Choices {
+			for _, tc := range ch.Delta.ToolCalls {
+				name += tc.Function.Name
+				args += tc.Function.Arguments
+			}
+		}
+	}
+	close(release)
+	for st.Next() {
+		for _, ch := range st.Current().Choices {
+			for _, tc := range ch.Delta.ToolCalls {
+				args += tc.Function.Arguments
+			}
+		}
+	}
+	if err := st.Err(); err != nil || name != "get_weather" || args != `{"city":"Paris"}` {
+		t.Errorf("name %q, arguments %q, err %v; want get_weather, {\"city\":\"Paris\"}", name, args, err)
+	}
+}
+
+// TestToolCallsStreamedBroken: a reply whose call breaks after its start was sent —
+// here cut by max_tokens inside the arguments — keeps what was sent, sends the rest
+// of the reply as content with the reply's own finish reason, and ends the stream
+// with an error event, so that the client is told rather than left with arguments
+// that do not parse; unstreamed, the same reply is an answer.
+func TestToolCallsStreamedBroken(t *testing.T) {
+	reply := []string{"Checking. ", "<tool_call>\n{\"name\": \"get_weather\", ", "\"arguments\": {\"city\": ", "\"Par"}
+	base := serveStubWith(t, piecesStub(reply, specdv1.FinishReason_FINISH_REASON_LENGTH), 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
+	cl := client(base)
+	params := openai.ChatCompletionNewParams{Model: "big", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("How warm is Paris?")}}
+	tools := option.WithJSONSet("tools", []any{weatherTool})
+	resp, err := cl.Chat.Completions.New(context.Background(), params, tools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := strings.Join(reply, "")
+	if ch := resp.Choices[0]; ch.Message.Content != whole || len(ch.Message.ToolCalls) != 0 || ch.FinishReason != "length" {
+		t.Errorf("unstreamed: content %q, %d calls, finish %q; want the reply as content, length", ch.Message.Content, len(ch.Message.ToolCalls), ch.FinishReason)
+	}
+
+	st := cl.Chat.Completions.NewStreaming(context.Background(), params, tools, option.WithJSONSet("stream_options", map[string]any{"include_usage": true}))
+	acc, d, err := readToolStreamErr(t, st)
+	var e *openai.Error
+	if err == nil || !strings.Contains(err.Error(), "malformed") || !strings.Contains(err.Error(), "invalid_tool_call") {
+		t.Errorf("stream error %v (%T, %v), want an error event saying the tool call is malformed", err, err, errors.As(err, &e))
+	}
+	ch := acc.Choices[0]
+	if ch.FinishReason != "length" || len(d.args) != 1 {
+		t.Errorf("finish_reason %q, %d calls begun; want length and the one call sent", ch.FinishReason, len(d.args))
+	}
+	if want := "Checking. " + strings.Join(reply[1:], ""); ch.Message.Content != want {
+		t.Errorf("content %q, want %q: the rest of the reply", ch.Message.Content, want)
+	}
+	if acc.Usage.PromptTokens != 5 {
+		t.Errorf("usage %+v, want the usage chunk before the error", acc.Usage)
+	}
+}
+
+// TestToolCallsStreamedBrokenChoice: with n = 2, a choice whose call breaks does not
+// cut the other short: both end, the other with its calls and "tool_calls", and the
+// error event that follows names the choice that broke.
+func TestToolCallsStreamedBrokenChoice(t *testing.T) {
+	replies := map[uint64][]string{
+		1: {"<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Par", "is\"} oops</tool_call>"},
+		2: {"<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Ro", "me\"}}</tool_call>"},
+	}
+	router := &stub{generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+		return piecesStub(replies[r.GetSampling().GetSeed()], specdv1.FinishReason_FINISH_REASON_EOS).generate(r, st)
+	}}
+	base := serveStubWith(t, router, 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
+	cl := client(base)
+	params := openai.ChatCompletionNewParams{Model: "big", N: openai.Int(2), Seed: openai.Int(1),
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("How warm is it?")}}
+	st := cl.Chat.Completions.NewStreaming(context.Background(), params, option.WithJSONSet("tools", []any{weatherTool}))
+	var acc openai.ChatCompletionAccumulator
+	for st.Next() {
+		acc.AddChunk(st.Current())
+	}
+	if err := st.Err(); err == nil || !strings.Contains(err.Error(), "choice 0:") || strings.Contains(err.Error(), "choice 1") {
+		t.Errorf("stream error %v, want one naming choice 0 alone", err)
+	}
+	if len(acc.Choices) != 2 {
+		t.Fatalf("%d choices, want 2", len(acc.Choices))
+	}
+	if ch := acc.Choices[0]; ch.FinishReason != "stop" || ch.Message.Content != strings.Join(replies[1], "") {
+		t.Errorf("choice 0: finish %q, content %q; want stop and the reply", ch.FinishReason, ch.Message.Content)
+	}
+	ch := acc.Choices[1]
+	if ch.FinishReason != "tool_calls" || ch.Message.Content != "" || len(ch.Message.ToolCalls) != 1 || ch.Message.ToolCalls[0].Function.Arguments != `{"city":"Rome"}` {
+		t.Errorf("choice 1: finish %q, content %q, calls %+v; want tool_calls and get_weather({\"city\":\"Rome\"})", ch.FinishReason, ch.Message.Content, ch.Message.ToolCalls)
 	}
 }

@@ -314,18 +314,27 @@ type ChatChunkChoice struct {
 }
 
 // ChatDelta is what a chunk adds to the answer: the role in the first chunk, then text,
-// and the tool calls (when the server parses them) once the reply has ended.
+// or a piece of a tool call (when the server parses them).
 type ChatDelta struct {
 	Role      string          `json:"role,omitempty"`
 	Content   string          `json:"content,omitempty"`
 	ToolCalls []ToolCallDelta `json:"tool_calls,omitempty"`
 }
 
-// ToolCallDelta is a tool call in a chat chunk: all of it at once, with its index
-// among the reply's calls.
+// ToolCallDelta is a piece of a tool call in a chat chunk, as OpenAI's API streams
+// them: the first of call Index has its id, type and function name (arguments ""),
+// each later one text to append to its arguments.
 type ToolCallDelta struct {
-	Index int `json:"index"`
-	ToolCall
+	Index    int           `json:"index"`
+	ID       string        `json:"id,omitempty"`
+	Type     string        `json:"type,omitempty"`
+	Function FunctionDelta `json:"function"`
+}
+
+// FunctionDelta is the function of a ToolCallDelta.
+type FunctionDelta struct {
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments"`
 }
 
 // ModelList is the response of GET /v1/models.
