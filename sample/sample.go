@@ -20,7 +20,7 @@ import (
 // Params are the sampling settings of one request. The zero value is greedy decoding
 // (Validate wants TopP in (0, 1]: set 1 for off).
 type Params struct {
-	Temperature float32 // 0 means greedy (argmax); must be ≥ 0
+	Temperature float32 // below GreedyBelow (0 included) means greedy (argmax); must be ≥ 0
 	TopK        int     // keep the K most likely tokens; 0 means off
 	TopP        float32 // keep the smallest set with cumulative probability ≥ TopP; 1 means off
 	MinP        float32 // drop tokens with probability < MinP × the top probability; 0 means off
@@ -79,8 +79,14 @@ func (p Params) Validate() error {
 // repeated token no chance against any other.
 const MaxRepetitionPenalty = 100
 
-// Greedy reports whether p selects the argmax.
-func (p Params) Greedy() bool { return p.Temperature == 0 }
+// GreedyBelow is the temperature below which sampling is greedy: vLLM's _SAMPLING_EPS.
+// Sampling tends to the argmax as the temperature goes to 0, but computing it there
+// does not: logits/T leaves the float32 range (from T ≈ |logit|/3.4e38, and for every
+// logit once 1/T does, below 3e-39), and the probabilities become NaN.
+const GreedyBelow = 1e-5
+
+// Greedy reports whether p selects the argmax: a temperature below GreedyBelow.
+func (p Params) Greedy() bool { return p.Temperature < GreedyBelow }
 
 // Penalized reports whether p penalizes tokens already seen.
 func (p Params) Penalized() bool {
