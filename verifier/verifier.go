@@ -458,9 +458,10 @@ const (
 // residual draws from normalize(max(0, p − q)) by inverse CDF with uniform u. When p ≤ q
 // everywhere (p = q), it draws from p.
 func residual(p, q *sample.Dist, u float64) int32 {
+	qProb := lookup(q)
 	total := 0.0
 	for i, id := range p.IDs {
-		total += max(0, float64(p.Probs[i])-float64(q.Prob(id)))
+		total += max(0, float64(p.Probs[i])-qProb(id))
 	}
 	if total <= 0 {
 		acc := 0.0
@@ -475,7 +476,7 @@ func residual(p, q *sample.Dist, u float64) int32 {
 	acc, target := 0.0, u*total
 	lastPos := p.IDs[0]
 	for i, id := range p.IDs {
-		r := max(0, float64(p.Probs[i])-float64(q.Prob(id)))
+		r := max(0, float64(p.Probs[i])-qProb(id))
 		if r <= 0 {
 			continue
 		}
@@ -486,6 +487,29 @@ func residual(p, q *sample.Dist, u float64) int32 {
 		}
 	}
 	return lastPos
+}
+
+// lookup returns d.Prob, answering 0 at once for an id d does not hold (a bitset of its
+// ids). residual looks up every id of p, the whole vocabulary when no filter is set:
+// scanning the draft's 64 ids for each of Qwen2's 152,064 took 6-7 ms a rejection on
+// the verifier's engine goroutine.
+func lookup(d *sample.Dist) func(id int32) float64 {
+	top := int32(-1)
+	for _, id := range d.IDs {
+		top = max(top, id)
+	}
+	held := make([]uint64, top/64+1)
+	for _, id := range d.IDs {
+		if id >= 0 {
+			held[id/64] |= 1 << (id % 64)
+		}
+	}
+	return func(id int32) float64 {
+		if id < 0 || id > top || held[id/64]&(1<<(id%64)) == 0 {
+			return 0
+		}
+		return float64(d.Prob(id))
+	}
 }
 
 // commit appends one token to the committed sequence and the output; logits are the
