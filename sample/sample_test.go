@@ -123,11 +123,12 @@ func TestTop2RunnerUp(t *testing.T) {
 // with every filter. Below about 3e-39 the reciprocal of a float32 temperature is +Inf
 // (and logits/T overflows float32 from about |logit|/3.4e38), which made every
 // probability NaN: the draw was the first token with a positive logit, and with min_p
-// no token at all (-1).
+// no token at all (-1). Below GreedyBelow it is greedy; above, sampling must get there
+// on its own.
 func TestTinyTemperatureIsArgmax(t *testing.T) {
 	logits := []float32{0.5, 37, 1, 37.25, -1, 3, 2, -40}
 	const best = 3
-	for _, temp := range []float32{1e-6, 1e-20, 1e-37, 1e-39, math.SmallestNonzeroFloat32} {
+	for _, temp := range []float32{1e-3, 1e-4, 1e-6, 1e-20, 1e-37, 1e-39, math.SmallestNonzeroFloat32} {
 		for _, p := range []Params{
 			{Temperature: temp, TopP: 1, Seed: 1},
 			{Temperature: temp, TopK: 3, TopP: 1, Seed: 1},
