@@ -1,6 +1,7 @@
 package sample
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -106,7 +107,7 @@ func BenchmarkDistributionTopP(b *testing.B) {
 	}
 	for _, tp := range []float32{0.5, 0.95} {
 		s := New(Params{Temperature: 0.8, TopP: tp, Seed: 7})
-		b.Run("top_p="+map[float32]string{0.5: "0.5", 0.95: "0.95"}[tp], func(b *testing.B) {
+		b.Run(fmt.Sprintf("top_p=%v", tp), func(b *testing.B) {
 			pos := 0
 			for b.Loop() {
 				s.Sample(logits, pos)
