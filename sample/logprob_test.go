@@ -21,6 +21,7 @@ func TestLogSumExp(t *testing.T) {
 	}{
 		{"small", 5, 1, 0},
 		{"vocab", 4096, 4, 0},
+		{"Qwen2's vocab", 152064, 3, 0},
 		{"large logits", 4096, 3, 200},
 		{"very negative", 1000, 2, -500},
 	} {

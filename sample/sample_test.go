@@ -118,3 +118,32 @@ func TestTop2RunnerUp(t *testing.T) {
 		}
 	}
 }
+
+// TestTinyTemperatureIsArgmax: as the temperature goes to 0 sampling becomes the argmax,
+// with every filter. Below about 3e-39 the reciprocal of a float32 temperature is +Inf
+// (and logits/T overflows float32 from about |logit|/3.4e38), which made every
+// probability NaN: the draw was the first token with a positive logit, and with min_p
+// no token at all (-1). Below GreedyBelow it is greedy; above, sampling must get there
+// on its own.
+func TestTinyTemperatureIsArgmax(t *testing.T) {
+	logits := []float32{0.5, 37, 1, 37.25, -1, 3, 2, -40}
+	const best = 3
+	for _, temp := range []float32{1e-3, 1e-4, 1e-6, 1e-20, 1e-37, 1e-39, math.SmallestNonzeroFloat32} {
+		for _, p := range []Params{
+			{Temperature: temp, TopP: 1, Seed: 1},
+			{Temperature: temp, TopK: 3, TopP: 1, Seed: 1},
+			{Temperature: temp, TopP: 0.9, Seed: 1},
+			{Temperature: temp, TopP: 1, MinP: 0.1, Seed: 1},
+		} {
+			s := New(p)
+			for pos := range 20 {
+				if got := s.Sample(logits, pos); got != best {
+					t.Fatalf("%+v: Sample at %d = %d, want the argmax %d", p, pos, got, best)
+				}
+			}
+			if d := s.Distribution(logits); d.Prob(best) != 1 {
+				t.Errorf("%+v: Distribution = %v %v, want all on %d", p, d.IDs, d.Probs, best)
+			}
+		}
+	}
+}

@@ -173,7 +173,7 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 	switch so.GetMode() {
 	case specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED:
 	case specdv1.VerificationMode_VERIFICATION_MODE_GREEDY:
-		if t := q.Sampling.Temperature; t > 0 {
+		if t := q.Sampling.Temperature; !q.Sampling.Greedy() {
 			return q, BadField("speculation.mode", "greedy verification needs temperature 0, not %v", t)
 		}
 	case specdv1.VerificationMode_VERIFICATION_MODE_COUPLED:

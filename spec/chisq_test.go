@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/specd-dev/specd/draft"
+	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/spec"
 	"github.com/specd-dev/specd/verifier"
@@ -154,4 +155,126 @@ func chiSquareCritical(df int) float64 {
 	k := float64(df)
 	a := 2 / (9 * k)
 	return k * math.Pow(1-a+z*math.Sqrt(a), 3)
+}
+
+// TestRejectionBlockIsLossless checks rejection mode (Leviathan et al. 2023, Theorem 1,
+// applied to a block of γ tokens as in their Algorithm 1) where the test above does not
+// reach: the user's filters and a penalty, a draft whose distributions are cut to their
+// 8 likeliest tokens (so q is 0 where p is not), and the second token of a block, judged
+// only after the first was kept. Over seeded trials the first committed token must
+// follow p, the verifier's filtered distribution after the prompt, and the second,
+// among trials whose first is the likeliest token c, p after the prompt and c, with c
+// penalized as an output token. After "!!!" c is a newline, which another newline
+// follows three times in four unpenalized, so the penalty moves that distribution a
+// long way. Each χ² test fails falsely with probability 0.001 (Wilson–Hilferty
+// critical value), the pair at most 0.002; the seeds are fixed, so a run is
+// deterministic.
+func TestRejectionBlockIsLossless(t *testing.T) {
+	p := loadPair(t)
+	trials := 2400
+	if testing.Short() {
+		trials = 1200
+	}
+	ctx := p.target.Tok.Encode("!!!", true)
+	base := sample.Params{Temperature: 0.9, TopK: 50, TopP: 0.95, MinP: 0.01, PresencePenalty: 1.5}
+	st := state(t, p.target, p.pool)
+	logits, err := st.Forward(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := sample.New(base)
+	ref.SetPrompt(ctx)
+	p1 := ref.Distribution(logits).Clone()
+	c := p1.IDs[0] // the likeliest token: the support is sorted when top_k is set
+	logits, err = st.Forward([]int32{c}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.Observe(c)
+	p2 := ref.Distribution(logits).Clone()
+	if unpen := sample.New(sample.Params{Temperature: base.Temperature, TopK: base.TopK, TopP: base.TopP, MinP: base.MinP}).Distribution(logits); unpen.Prob(c)-p2.Prob(c) < 0.2 {
+		t.Fatalf("the penalty moves p(c | c) from %.3f to %.3f only: the test would not see it ignored", unpen.Prob(c), p2.Prob(c))
+	}
+
+	// committed is what a step committed, an end-of-text token that ended the output
+	// (which the output does not hold) included.
+	committed := func(vs *verifier.Session, s verifier.Step) []int32 {
+		var ids []int32
+		for _, tk := range s.Tokens {
+			if tk.ID >= 0 {
+				ids = append(ids, tk.ID)
+			}
+		}
+		if vs.Done() && vs.Output().Reason == generate.EOS {
+			ids = append(ids, p.target.Tok.EOS())
+		}
+		return ids
+	}
+	vst, dst := state(t, p.target, p.pool), state(t, p.draft, p.pool)
+	firsts, seconds := map[int32]int{}, map[int32]int{}
+	kept, judged, keptSecond := 0, 0, 0
+	for i := range trials {
+		sp := base
+		sp.Seed = 7907 * uint64(i+1)
+		vst.Seq.Release()
+		vs, err := verifier.NewSession(vst, verifier.Request{Prompt: ctx, Sampling: sp, Mode: spec.Rejection, Limits: limits(p.target, 8)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, err := draft.NewSession(dst, ctx, spec.Options{Sampling: sp, Mode: spec.Rejection, Gamma: 3, MaxPosition: 64, ProposalTopK: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, _, err := ds.Draft(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step, err := vs.Verify(pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := committed(vs, step)
+		firsts[ids[0]]++
+		if ids[0] == pr.Tokens[0] {
+			kept++
+		}
+		if ids[0] != c {
+			continue
+		}
+		if len(ids) < 2 {
+			// The first was a correction: the second is the verifier's own.
+			own, err := vs.Own(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, committed(vs, own)...)
+		} else {
+			judged++
+			if ids[1] == pr.Tokens[1] {
+				keptSecond++
+			}
+		}
+		seconds[ids[1]]++
+	}
+	n2 := 0
+	for _, k := range seconds {
+		n2 += k
+	}
+	for _, x := range []struct {
+		name   string
+		counts map[int32]int
+		d      sample.Dist
+		n      int
+	}{{"first token", firsts, p1, trials}, {"second token after the likeliest", seconds, p2, n2}} {
+		stat, df := chiSquare(x.counts, x.d, x.n)
+		crit := chiSquareCritical(df)
+		t.Logf("%s: %d draws, χ² = %.1f with %d degrees of freedom (critical %.1f at p = 0.001)", x.name, x.n, stat, df, crit)
+		if df < 3 || stat > crit {
+			t.Errorf("%s: committed tokens do not follow the verifier's filtered distribution: χ² = %.1f > %.1f (df %d)", x.name, stat, crit, df)
+		}
+	}
+	t.Logf("first proposed token kept in %d of %d trials; the second, judged after c was kept, in %d of %d", kept, trials, keptSecond, judged)
+	if kept == 0 || kept == trials || keptSecond == 0 || keptSecond == judged {
+		t.Errorf("kept %d of %d first and %d of %d second tokens: the test needs both outcomes at both", kept, trials, keptSecond, judged)
+	}
 }

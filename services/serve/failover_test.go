@@ -21,42 +21,67 @@ import (
 func TestVerifierKilledMidStream(t *testing.T) {
 	s, victim, text := twoVerifiers(t)
 	want := s.plain(t, text, 120, sample.Params{})
-	st, err := s.client.Generate(context.Background(), request(text, 120, 0, 0, 4))
+	got, final := s.killMidStream(t, victim, request(text, 120, 0, 0, 4))
+	if !slices.Equal(got, want) {
+		t.Errorf("output across the failover differs from plain:\n got %v\nwant %v", got, want)
+	}
+	if final.GetStats().GetFailovers() != 1 {
+		t.Errorf("stats report %d failovers, want 1", final.GetStats().GetFailovers())
+	}
+}
+
+// TestVerifierKilledMidStreamSeeded is TestVerifierKilledMidStream for a seeded request
+// in coupled mode, with filters and every penalty: the verifier that resumes draws each
+// token with the noise of its position and penalizes the tokens streamed before the
+// failover as output, so the text is still plain decoding's with that seed.
+func TestVerifierKilledMidStreamSeeded(t *testing.T) {
+	s, victim, text := twoVerifiers(t)
+	sp := sample.Params{Temperature: 0.8, TopK: 40, TopP: 0.95, Seed: 7, RepetitionPenalty: 1.1, FrequencyPenalty: 0.3, PresencePenalty: 0.2}
+	want := s.plain(t, text, 120, sp)
+	req := &specdv1.GenerateRequest{Prompt: text, MaxTokens: 120, Sampling: services.SamplingToProto(sp),
+		Speculation: &specdv1.SpeculationOptions{Gamma: 4, Mode: specdv1.VerificationMode_VERIFICATION_MODE_COUPLED}}
+	got, final := s.killMidStream(t, victim, req)
+	if !slices.Equal(got, want) {
+		t.Errorf("seeded output across the failover differs from plain:\n got %v\nwant %v", got, want)
+	}
+	if final.GetStats().GetFailovers() != 1 {
+		t.Errorf("stats report %d failovers, want 1", final.GetStats().GetFailovers())
+	}
+}
+
+// killMidStream sends req, kills victim with SIGKILL once 10 tokens have streamed, and
+// returns every token streamed and the final message, failing t on a broken stream or
+// positions that skip or repeat.
+func (s *stack) killMidStream(t *testing.T, victim *proc, req *specdv1.GenerateRequest) ([]int32, *specdv1.Final) {
+	t.Helper()
+	st, err := s.client.Generate(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []int32
 	var last uint32
-	var final *specdv1.Final
 	killed := false
 	for {
 		msg, err := st.Recv()
 		if err != nil {
 			t.Fatalf("stream broke: %v (after %d tokens)", err, len(got))
 		}
-		if c := msg.GetChunk(); c != nil {
-			for _, p := range c.GetPositions() {
-				if len(got) > 0 && p != last+1 {
-					t.Fatalf("position %d follows %d: gap or repeat", p, last)
-				}
-				last = p
-				got = append(got, 0)
-			}
-			got = append(got[:len(got)-len(c.GetTokenIds())], c.GetTokenIds()...)
-			if len(got) >= 10 && !killed {
-				victim.kill(t)
-				killed = true
-			}
-			continue
+		c := msg.GetChunk()
+		if c == nil {
+			return got, msg.GetFinal()
 		}
-		final = msg.GetFinal()
-		break
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("output across the failover differs from plain:\n got %v\nwant %v", got, want)
-	}
-	if final.GetStats().GetFailovers() != 1 {
-		t.Errorf("stats report %d failovers, want 1", final.GetStats().GetFailovers())
+		for _, p := range c.GetPositions() {
+			if len(got) > 0 && p != last+1 {
+				t.Fatalf("position %d follows %d: gap or repeat", p, last)
+			}
+			last = p
+			got = append(got, 0)
+		}
+		got = append(got[:len(got)-len(c.GetTokenIds())], c.GetTokenIds()...)
+		if len(got) >= 10 && !killed {
+			victim.kill(t)
+			killed = true
+		}
 	}
 }
 

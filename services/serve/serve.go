@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/model"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -310,7 +311,7 @@ func worker(ctx context.Context, w Worker, role router.Role, name string, lis ne
 		}
 		defer dereg()
 	}
-	w.Log.Info(string(role)+" serving", "addr", lis.Addr().String(), "model", m.Name, "quant", m.Quant.String(), "threads", w.Engine.Threads, "tls", w.TLS.describe())
+	w.Log.Info(string(role)+" serving", "addr", lis.Addr().String(), "model", m.Name, "quant", m.Quant.String(), "threads", w.Engine.Threads, "kernels", kernels.Impl(), "tls", w.TLS.describe())
 	if w.Ready != nil {
 		w.Ready(m)
 	}
