@@ -193,3 +193,26 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 func (rawCodec) Name() string { return "proto" }
+
+// TestStatsNameTheVerifierAsReached checks the proto's promise on Endpoint.address,
+// "network address the replica was reached at": the address the router dialled, not
+// the one the verifier listens on (a verifier on 0.0.0.0:7071 reported "[::]:7071",
+// which names no host).
+func TestStatsNameTheVerifierAsReached(t *testing.T) {
+	s := startStackWith(t, stackOptions{byName: true})
+	ctx := context.Background()
+	resp, err := s.client.Complete(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetStats().GetVerifier().GetAddress(); got != s.verifier {
+		t.Errorf("Complete: stats.verifier.address = %q, want %q, the address the router reached it at", got, s.verifier)
+	}
+	res, err := s.generate(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.final.GetStats().GetVerifier().GetAddress(); got != s.verifier {
+		t.Errorf("Generate: stats.verifier.address = %q, want %q", got, s.verifier)
+	}
+}
