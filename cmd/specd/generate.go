@@ -22,6 +22,7 @@ import (
 // clientOptions are the flags of the client commands.
 type clientOptions struct {
 	addr    string
+	model   string // the requests' model (empty: the router's choice)
 	timeout time.Duration
 	keyFile string
 	tls     clientTLSOptions
@@ -32,6 +33,11 @@ func (o *clientOptions) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "deadline for the whole request")
 	fs.StringVar(&o.keyFile, "api-key-file", "", "file holding the API key to send (a router with --api-keys demands one); empty: none")
 	o.tls.addFlags(fs)
+}
+
+// addModelFlag adds --model, for the commands that generate.
+func (o *clientOptions) addModelFlag(fs *flag.FlagSet) {
+	fs.StringVar(&o.model, "model", "", "model to ask for, by the name the router lists (ListModels, /v1/models); empty: any verifier's. A key limited to models (models=) needs it")
 }
 
 // validate refuses a --timeout that leaves a request no time.
@@ -240,6 +246,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var so samplingOptions
 	var sp specOptions
 	co.addFlags(fs)
+	co.addModelFlag(fs)
 	so.addFlags(fs)
 	sp.addFlags(fs)
 	// Greedy by default, as the API is with sampling unset.
@@ -294,7 +301,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, co.timeout)
 	defer cancel()
-	req := &specdv1.GenerateRequest{Prompt: prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
+	req := &specdv1.GenerateRequest{Model: co.model, Prompt: prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
 		Stop: so.stop, Speculation: spo, SessionKey: sessionKey, Domain: domain, Messages: msgs,
 		Logprobs: logprobs, TopLogprobs: uint32(min(topLogprobs, math.MaxUint32))}
 	if noGen {
