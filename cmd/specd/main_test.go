@@ -15,6 +15,7 @@ import (
 
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/services/openaihttp"
 )
 
 func run(t *testing.T, args ...string) (string, string, int) {
@@ -344,5 +345,37 @@ func TestAdvertiseChecked(t *testing.T) {
 		{[]string{"router", "--listen", "127.0.0.1:0", "--consul", "127.0.0.1:1", "--advertise", "[::]:7070"}, "--advertise"},
 	} {
 		checkRefused(t, append(c.args, "--log-level", "error"), 2, c.want)
+	}
+}
+
+// TestMaxMessageBytesAloneIsAccepted: every service takes --max-message-bytes, but a
+// router given a value under 4 MiB was refused for the default of a flag it was not
+// given (--http-max-body-bytes 4194304 exceeds --max-message-bytes), front door or
+// not. Unset, the body bound follows the message bound down; an explicit body bound
+// over it is still refused.
+func TestMaxMessageBytesAloneIsAccepted(t *testing.T) {
+	for _, c := range []struct {
+		args     []string
+		wantBody int64 // 0: refused
+	}{
+		{[]string{"--max-message-bytes", "65536"}, 65536},
+		{[]string{"--max-message-bytes", "65536", "--http-listen", "127.0.0.1:0"}, 65536},
+		{[]string{"--http-listen", "127.0.0.1:0"}, openaihttp.DefaultMaxBodyBytes},
+		{[]string{"--max-message-bytes", "65536", "--http-max-body-bytes", "4096"}, 4096},
+		{[]string{"--max-message-bytes", "65536", "--http-max-body-bytes", "70000"}, 0},
+	} {
+		fs := flag.NewFlagSet("router", flag.ContinueOnError)
+		var o routerOptions
+		o.addFlags(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		err := o.validate()
+		switch {
+		case c.wantBody == 0 && err == nil:
+			t.Errorf("router %q: accepted, want a usage error", c.args)
+		case c.wantBody != 0 && (err != nil || o.httpMaxBody != c.wantBody):
+			t.Errorf("router %q: %v, body bound %d; want accepted with %d", c.args, err, o.httpMaxBody, c.wantBody)
+		}
 	}
 }

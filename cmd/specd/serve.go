@@ -313,7 +313,7 @@ type httpOptions struct {
 
 func (o *httpOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.httpListen, "http-listen", "", "HTTP address of the OpenAI-compatible API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health); empty: none")
-	fs.Int64Var(&o.httpMaxBody, "http-max-body-bytes", openaihttp.DefaultMaxBodyBytes, "largest request body the OpenAI-compatible API reads; larger is 413")
+	fs.Int64Var(&o.httpMaxBody, "http-max-body-bytes", 0, "largest request body the OpenAI-compatible API reads; larger is 413 (default 4 MiB, or --max-message-bytes when that is less)")
 	fs.StringVar(&o.toolParser, "tool-call-parser", "", "how the served models write tool calls, as vLLM's flag names it: hermes (Qwen2.5's <tool_call> blocks) or llama3_json (Llama 3.1's JSON); "+
 		"chat completions then accept tools and answer tool_calls. Empty: tools are refused unless tool_choice is \"none\"")
 }
@@ -321,6 +321,9 @@ func (o *httpOptions) addFlags(fs *flag.FlagSet) {
 // validate checks the flags; maxMessage is the gRPC message limit the front door's
 // requests must fit in (a body over it could never reach the router).
 func (o *httpOptions) validate(maxMessage int, t *tlsOptions) error {
+	if o.httpMaxBody == 0 { // not given: a lower message bound lowers it too
+		o.httpMaxBody = min(openaihttp.DefaultMaxBodyBytes, int64(maxMessage))
+	}
 	if o.httpMaxBody > int64(maxMessage) {
 		return usagef("--http-max-body-bytes %d exceeds --max-message-bytes %d: a request that large could not reach the router", o.httpMaxBody, maxMessage)
 	}
