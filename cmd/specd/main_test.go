@@ -379,3 +379,32 @@ func TestMaxMessageBytesAloneIsAccepted(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxRunningWithinMaxBatch: --max-running is documented as at most --max-batch; a
+// larger value was taken and silently lowered. Unset, it is 64 or --max-batch when less.
+func TestMaxRunningWithinMaxBatch(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want int // 0: refused
+	}{
+		{nil, 64},
+		{[]string{"--max-batch", "32"}, 32},
+		{[]string{"--max-running", "100", "--max-batch", "200"}, 100},
+		{[]string{"--max-running", "200"}, 0},
+		{[]string{"--max-running", "-1"}, 0},
+	} {
+		fs := flag.NewFlagSet("verifier", flag.ContinueOnError)
+		var o verifierOptions
+		o.addFlags(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		err := o.validate()
+		switch {
+		case c.want == 0 && err == nil:
+			t.Errorf("verifier %q: accepted with --max-running %d, want a usage error", c.args, o.maxRunning)
+		case c.want != 0 && (err != nil || o.maxRunning != c.want):
+			t.Errorf("verifier %q: %v, max-running %d; want accepted with %d", c.args, err, o.maxRunning, c.want)
+		}
+	}
+}

@@ -190,7 +190,7 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxGamma, "max-gamma", 8, "most draft tokens one pass checks for one request (a request's max_gamma can only lower it)")
 	fs.IntVar(&o.lookup, "lookup", 8, "most tokens the verifier guesses by prompt lookup for a request without a usable proposal (0: none)")
 	fs.IntVar(&o.maxBatch, "max-batch", 128, "most tokens in one batched forward pass, all requests together")
-	fs.IntVar(&o.maxRunning, "max-running", 64, "most requests decoding at once (at most --max-batch); admission also waits for KV budget")
+	fs.IntVar(&o.maxRunning, "max-running", 0, "most requests decoding at once, at most --max-batch (default 64, or --max-batch when less); admission also waits for KV budget")
 	fs.IntVar(&o.prefillChunk, "prefill-chunk", 64, "most prompt tokens one pass prefills, all requests together")
 	fs.DurationVar(&o.queueWait, "queue-wait", 30*time.Second, "longest a request waits for admission before RESOURCE_EXHAUSTED")
 	fs.DurationVar(&o.streamEvery, "stream-interval", 10*time.Millisecond, "longest committed tokens wait to be streamed together in one message (0: a message per pass; a request's first and last tokens go at once)")
@@ -217,8 +217,14 @@ func (o *verifierOptions) validate() error {
 	if o.lookup < 0 || o.lookup > 64 {
 		return usagef("--lookup %d: want 0..64", o.lookup)
 	}
-	if o.maxBatch < 1 || o.maxBatch > 4096 || o.maxRunning < 1 || o.prefillChunk < 1 || o.queue < 1 || o.queueWait <= 0 {
+	if o.maxBatch < 1 || o.maxBatch > 4096 || o.maxRunning < 0 || o.prefillChunk < 1 || o.queue < 1 || o.queueWait <= 0 {
 		return usagef("--max-batch %d, --max-running %d, --prefill-chunk %d, --queue %d, --queue-wait %v: want max-batch 1..4096, the others positive", o.maxBatch, o.maxRunning, o.prefillChunk, o.queue, o.queueWait)
+	}
+	if o.maxRunning == 0 { // not given
+		o.maxRunning = min(64, o.maxBatch)
+	}
+	if o.maxRunning > o.maxBatch {
+		return usagef("--max-running %d exceeds --max-batch %d: every running request needs a token of each pass", o.maxRunning, o.maxBatch)
 	}
 	if o.maxPrompt < 0 {
 		return usagef("--max-prompt-tokens %d: want ≥ 0", o.maxPrompt)
