@@ -13,8 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/internal/testmodels"
+	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services/openaihttp"
 )
 
@@ -405,6 +411,46 @@ func TestMaxRunningWithinMaxBatch(t *testing.T) {
 			t.Errorf("verifier %q: accepted with --max-running %d, want a usage error", c.args, o.maxRunning)
 		case c.want != 0 && (err != nil || o.maxRunning != c.want):
 			t.Errorf("verifier %q: %v, max-running %d; want accepted with %d", c.args, err, o.maxRunning, c.want)
+		}
+	}
+}
+
+// TestMaxMessageBytesFitsReflection: --max-message-bytes bounds what a server sends,
+// server reflection's answers too, so at 4 KiB grpcurl could call nothing ("trying to
+// send message larger than max (5618 vs. 4096)" for the public API's descriptors). The
+// smallest bound taken must hold the largest answer — a service's file with every file
+// it imports — with room for the protos to grow.
+func TestMaxMessageBytesFitsReflection(t *testing.T) {
+	fs := flag.NewFlagSet("router", flag.ContinueOnError)
+	var o routerOptions
+	o.addFlags(fs)
+	if err := fs.Parse([]string{"--max-message-bytes", "4096"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.validate(); err == nil {
+		t.Errorf("router --max-message-bytes 4096: accepted, want a usage error (reflection's answers do not fit)")
+	}
+	for _, fd := range []protoreflect.FileDescriptor{specdv1.File_specd_v1_generation_proto, speculationv1.File_specd_speculation_v1_speculation_proto} {
+		seen := map[string]bool{}
+		size := 0
+		var add func(protoreflect.FileDescriptor)
+		add = func(d protoreflect.FileDescriptor) {
+			if seen[d.Path()] {
+				return
+			}
+			seen[d.Path()] = true
+			b, err := proto.Marshal(protodesc.ToFileDescriptorProto(d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			size += len(b)
+			for i := range d.Imports().Len() {
+				add(d.Imports().Get(i).FileDescriptor)
+			}
+		}
+		add(fd)
+		if 4*size > minMessageBytes {
+			t.Errorf("%s and its imports take %d bytes: want at most a quarter of the least --max-message-bytes, %d", fd.Path(), size, minMessageBytes)
 		}
 	}
 }

@@ -95,9 +95,14 @@ func (o *limitOptions) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.sendStall, "send-stall-timeout", services.DefaultSendStallTimeout, "longest a stream's client may leave a message unaccepted (not reading); then the stream ends DEADLINE_EXCEEDED and frees its work")
 }
 
+// minMessageBytes is the least --max-message-bytes: the bound applies to server
+// reflection's answers too, the largest of which (the internal API's descriptors) is
+// about 9 KiB.
+const minMessageBytes = 64 << 10
+
 func (o *limitOptions) validate() error {
-	if o.maxMessage < 1<<10 || o.maxMessage > 1<<30 || o.maxStreams < 1 || o.maxStreams > 1<<20 || o.keepaliveMin < time.Second {
-		return usagef("--max-message-bytes %d, --max-streams-per-conn %d, --keepalive-min-time %v: want 1 KiB..1 GiB, 1..1048576, ≥ 1s",
+	if o.maxMessage < minMessageBytes || o.maxMessage > 1<<30 || o.maxStreams < 1 || o.maxStreams > 1<<20 || o.keepaliveMin < time.Second {
+		return usagef("--max-message-bytes %d, --max-streams-per-conn %d, --keepalive-min-time %v: want 64 KiB..1 GiB (server reflection sends messages of up to 9 KiB), 1..1048576, ≥ 1s",
 			o.maxMessage, o.maxStreams, o.keepaliveMin)
 	}
 	if o.sendStall < 100*time.Millisecond || o.sendStall > time.Hour {
