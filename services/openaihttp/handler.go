@@ -187,6 +187,11 @@ func (h *Handler) complete(ctx context.Context, c *Call) ([]*specdv1.CompleteRes
 // ones only once the earlier ones have ended, and an earlier one whose output nobody
 // read would stop at its stream's flow-control window and never end.
 func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, c *Call, id string, created int64) {
+	if c.Model == "" {
+		// Chunks go out before the final message names the verifier's model: name the
+		// router's only one in them, as the unstreamed response names it.
+		c.Model = h.onlyModel(ctx)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	events := make(chan event)
 	var wg sync.WaitGroup
@@ -416,6 +421,27 @@ func (h *Handler) list(r *http.Request) (*ModelList, *Error) {
 }
 
 // modelList is the OpenAI list of the models a client can request: the verifiers'.
+// onlyModel returns the name of the verifier model the router serves when it serves
+// one, the one a request naming none is sent to; else (several, none, or the list
+// refused) "".
+func (h *Handler) onlyModel(ctx context.Context) string {
+	resp, err := h.client.ListModels(ctx, &specdv1.ListModelsRequest{})
+	if err != nil {
+		return ""
+	}
+	name := ""
+	for _, m := range resp.GetModels() {
+		if m.GetRole() != "verifier" || m.GetName() == name {
+			continue
+		}
+		if name != "" {
+			return ""
+		}
+		name = m.GetName()
+	}
+	return name
+}
+
 func modelList(resp *specdv1.ListModelsResponse) *ModelList {
 	out := &ModelList{Object: "list", Data: []Model{}}
 	seen := map[string]bool{}
