@@ -454,3 +454,31 @@ func TestMaxMessageBytesFitsReflection(t *testing.T) {
 		}
 	}
 }
+
+// TestKVBudgetTooSmall: a --kv-budget under one KV block of the model is a bad flag —
+// exit 2 and one line naming it, as the README promises for bad flags — not exit 1
+// with a message about "kv cache budget" that names no flag; under up, where the draft
+// gets a quarter of it, the line says so.
+func TestKVBudgetTooSmall(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"verifier", "--listen", "127.0.0.1:0", "--drafts", "127.0.0.1:1", "--kv-budget", "100000"}, []string{"--kv-budget 100000"}},
+		{[]string{"draft", "--listen", "127.0.0.1:0", "--kv-budget", "100000"}, []string{"--kv-budget 100000"}},
+		{[]string{"up", "--listen", "127.0.0.1:0", "--kv-budget", "1100000"}, []string{"--kv-budget 1100000", "a quarter"}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var out, errb bytes.Buffer
+		code := realMain(ctx, append(c.args, "--log-level", "error"), &out, &errb)
+		cancel()
+		msg := strings.TrimSpace(errb.String())
+		ok := code == 2 && !strings.Contains(msg, "\n")
+		for _, w := range c.want {
+			ok = ok && strings.Contains(msg, w)
+		}
+		if !ok {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and one line naming %q", c.args, code, msg, c.want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
@@ -625,8 +626,28 @@ func serviceCmd(name string, newOptions func() service) func(context.Context, []
 			return err
 		}
 		defer shutdown(ctx, tel)
-		return o.serve(ctx, tel, lis)
+		return budgetFlag(o.serve(ctx, tel, lis), kvBudgetOf(o), "")
 	}
+}
+
+// kvBudgetOf returns the --kv-budget of a model-serving service (0: it has none).
+func kvBudgetOf(o service) int64 {
+	if w, ok := o.(interface{ budget() int64 }); ok {
+		return w.budget()
+	}
+	return 0
+}
+
+func (o *engineOptions) budget() int64 { return o.kvBudget }
+
+// budgetFlag makes a KV budget that holds no block of the model — known only once it
+// is loaded — the bad flag it is (exit 2), naming --kv-budget with the value given
+// and, when the budget was derived from it, how (note).
+func budgetFlag(err error, given int64, note string) error {
+	if !errors.Is(err, kvcache.ErrBudgetTooSmall) {
+		return err
+	}
+	return usageError{fmt.Errorf("--kv-budget %d%s: %w", given, note, err)}
 }
 
 // upCmd runs router, verifier and draft in one process on loopback ports: the same code
@@ -808,7 +829,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	start(0, func() error {
 		cfg := vo.config(vtel)
 		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts.list, Address: ro.drafts.list, Role: router.Draft})
-		return serve.Verifier(ctx, vo.worker(ctx, vtel, vTLS, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
+		return budgetFlag(serve.Verifier(ctx, vo.worker(ctx, vtel, vTLS, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis), vo.kvBudget, "")
 	})
 	start(1, func() error {
 		select {
@@ -818,7 +839,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		if err := serve.Draft(ctx, do.worker(ctx, dtel, dTLS, readyFn), do.config(), dlis); err != nil {
-			return fmt.Errorf("draft: %w", err)
+			return budgetFlag(fmt.Errorf("draft: %w", err), vo.kvBudget, " (the draft gets a quarter of it)")
 		}
 		return nil
 	})
