@@ -308,9 +308,15 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		req.AddGenerationPrompt = new(false)
 	}
 	var onText func(string) error
+	echoed := false // the prompt goes out with the first text, so a refusal prints none of it
+	echo := func() {
+		if !echoed {
+			echoed = true
+			fmt.Fprint(stdout, prompt) // a conversation's rendering is the server's: only the answer is printed
+		}
+	}
 	if !asJSON {
-		onText = func(s string) error { _, err := io.WriteString(stdout, s); return err }
-		fmt.Fprint(stdout, prompt) // a conversation's rendering is the server's: only the answer is printed
+		onText = func(s string) error { echo(); _, err := io.WriteString(stdout, s); return err }
 	}
 	res, err := collect(ctx, specdv1.NewGenerationServiceClient(cc), req, onText)
 	if err != nil {
@@ -322,6 +328,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
+	echo()
 	fmt.Fprintln(stdout)
 	printLogprobs(stderr, res.OutputIDs, res.Logprobs)
 	fmt.Fprintf(stderr, "%d tokens (%s), %.1f tok/s, %d rounds, acceptance %.0f%%, %.2f accepted per round, first token %.0f ms\n",

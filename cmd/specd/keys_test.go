@@ -169,6 +169,11 @@ func TestGenerateWithModelKey(t *testing.T) {
 	if _, stderr, code := run(t, args...); code != 1 || !strings.Contains(stderr, "PermissionDenied") {
 		t.Errorf("generate naming no model: exit %d, %q; want 1 and PermissionDenied", code, stderr)
 	}
+	// Streaming text, a refused request prints nothing on stdout: not the prompt with the
+	// error run on after it ("Once upon a timespecd generate: rpc error: …").
+	if stdout, _, code := run(t, args[:len(args)-1]...); code != 1 || stdout != "" {
+		t.Errorf("generate refused, text mode: exit %d, stdout %q; want 1 and nothing", code, stdout)
+	}
 	stdout, stderr, code = run(t, append(args, "--model", "specd-target")...)
 	var res generateResult
 	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil || res.Tokens != 4 {
