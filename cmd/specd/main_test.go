@@ -482,3 +482,16 @@ func TestKVBudgetTooSmall(t *testing.T) {
 		}
 	}
 }
+
+// TestUpMissingDraftModel: a missing model is a one-line error and exit 2, the draft's
+// under up too: up found it missing only once its verifier had loaded and logged that
+// it was serving.
+func TestUpMissingDraftModel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := realMain(ctx, []string{"up", "--listen", "127.0.0.1:0", "--draft-model", "no-such-draft"}, &out, &errb)
+	if msg := strings.TrimSpace(errb.String()); code != 2 || strings.Contains(msg, "\n") || !strings.Contains(msg, "no-such-draft") {
+		t.Errorf("up --draft-model no-such-draft: exit %d, stderr %q; want exit 2 and one line naming it", code, msg)
+	}
+}

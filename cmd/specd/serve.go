@@ -751,7 +751,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := do.pull(ctx, stderr); err != nil {
-		return err
+		return fmt.Errorf("--draft-model: %w", err)
 	}
 	var tels []*telemetry.Telemetry
 	defer func() {
