@@ -494,3 +494,23 @@ func TestUpMissingDraftModel(t *testing.T) {
 		t.Errorf("up --draft-model no-such-draft: exit %d, stderr %q; want exit 2 and one line naming it", code, msg)
 	}
 }
+
+// TestScoreOneID: one id has an argmax but predicts nothing, so its perplexity is
+// undefined: null in JSON and "-" in text, not 0 (a perplexity is at least 1).
+func TestScoreOneID(t *testing.T) {
+	stdout, stderr, code := run(t, "score", "-m", "stories260K", "--ids", "1", "--json")
+	if code != 0 {
+		t.Fatalf("score: exit %d: %s", code, stderr)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := res["perplexity"]; !ok || p != nil {
+		t.Errorf("score --ids 1 --json: perplexity %v (present %v), want null", p, ok)
+	}
+	stdout, _, _ = run(t, "score", "-m", "stories260K", "--ids", "1")
+	if !strings.Contains(stdout, "perplexity - over 0 predictions") {
+		t.Errorf("score --ids 1: %q, want perplexity - over 0 predictions", stdout)
+	}
+}
