@@ -519,3 +519,21 @@ func TestStreamChoicesOneAtATime(t *testing.T) {
 		t.Errorf("second choice refused: err = %v, want a 400 naming prompt", s.Err())
 	}
 }
+
+// TestHealthUnavailable: GET /health without a usable verifier is a 503 with the error
+// every other endpoint gives for UNAVAILABLE (server_error / service_unavailable, as
+// docs/operations.md maps it), not a code of its own.
+func TestHealthUnavailable(t *testing.T) {
+	base := serveStubWith(t, &stub{}, 0, func(h *openaihttp.Handler) {
+		h.SetReady(func(context.Context) error { return errors.New("no verifier is usable") })
+	})
+	resp, err := http.Get(strings.TrimSuffix(base, "/v1") + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(b), `"type":"server_error"`) || !strings.Contains(string(b), `"code":"service_unavailable"`) {
+		t.Errorf("GET /health, unready = %d %s; want 503, server_error, service_unavailable", resp.StatusCode, b)
+	}
+}
