@@ -40,6 +40,7 @@ type Handler struct {
 	ready   func(context.Context) error     // GET /health's check (SetReady); nil: always ready
 	tools   toolcall.Syntax                 // how replies write tool calls (SetToolParser); 0: tools are refused
 	mux     *http.ServeMux
+	started int64 // Unix time the handler was made: the models' created time
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -50,7 +51,7 @@ var _ http.Handler = (*Handler)(nil)
 // fail on the server's side (nil: none).
 func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, sendStall time.Duration, log *slog.Logger) *Handler {
 	h := &Handler{client: client, maxBody: cmp.Or(maxBody, DefaultMaxBodyBytes), stall: cmp.Or(sendStall, services.DefaultSendStallTimeout),
-		log: log, mux: http.NewServeMux()}
+		log: log, mux: http.NewServeMux(), started: time.Now().Unix()}
 	h.mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) { h.generate(w, r, ParseCompletion) })
 	h.mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		h.generate(w, r, func(b []byte) (*Call, error) { return ParseChatTools(b, h.tools) })
@@ -417,7 +418,11 @@ func (h *Handler) list(r *http.Request) (*ModelList, *Error) {
 	if err != nil {
 		return nil, fromStatus(err, nil)
 	}
-	return modelList(resp), nil
+	list := modelList(resp)
+	for i := range list.Data {
+		list.Data[i].Created = h.started
+	}
+	return list, nil
 }
 
 // modelList is the OpenAI list of the models a client can request: the verifiers'.

@@ -325,6 +325,7 @@ func TestHTTPErrors(t *testing.T) {
 
 // TestModels: GET /v1/models lists the verifier models, in OpenAI's list shape.
 func TestModels(t *testing.T) {
+	before := time.Now().Unix()
 	c := client(serveStub(t, &stub{}, 0))
 	page, err := c.Models.List(context.Background())
 	if err != nil {
@@ -336,6 +337,11 @@ func TestModels(t *testing.T) {
 	m, err := c.Models.Get(context.Background(), "big")
 	if err != nil || m.ID != "big" {
 		t.Errorf("Models.Get(big) = %v, %v", m, err)
+	}
+	// created is a Unix time, as in OpenAI's API (vLLM and llama-server give one too):
+	// 0 reads as 1970 to every client that shows it.
+	if now := time.Now().Unix(); len(page.Data) == 0 || page.Data[0].Created < before || page.Data[0].Created > now || m.Created != page.Data[0].Created {
+		t.Errorf("created: listed %+v, got %d; want the same Unix time in [%d, %d]", page.Data, m.Created, before, now)
 	}
 }
 
