@@ -514,3 +514,15 @@ func TestScoreOneID(t *testing.T) {
 		t.Errorf("score --ids 1: %q, want perplexity - over 0 predictions", stdout)
 	}
 }
+
+// TestMetricsListenBusy: a --metrics-listen address that cannot be bound is refused as
+// a --listen one is (exit 2, one line), not exit 1.
+func TestMetricsListenBusy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	checkRefused(t, []string{"router", "--listen", "127.0.0.1:0", "--verifiers", "127.0.0.1:1", "--drafts", "127.0.0.1:1",
+		"--metrics-listen", busy.Addr().String(), "--log-level", "error"}, 2, "--metrics-listen "+busy.Addr().String())
+}

@@ -62,10 +62,15 @@ func (o *logOptions) validate() error {
 
 // telemetry sets up a service's logs, traces (from the OTEL_* variables) and metrics
 // (a Prometheus endpoint on metricsAddr, "" for none).
-func (o *logOptions) telemetry(ctx context.Context, service, metricsAddr string, w io.Writer) (*telemetry.Telemetry, error) {
+// metricsFlag names the flag that gave metricsAddr: an address that cannot be bound is
+// refused as a bad flag, as --listen's is.
+func (o *logOptions) telemetry(ctx context.Context, service, metricsFlag, metricsAddr string, w io.Writer) (*telemetry.Telemetry, error) {
 	var lv slog.Level
 	lv.UnmarshalText([]byte(o.level))
 	t, err := telemetry.Setup(ctx, telemetry.Config{Service: service, MetricsAddr: metricsAddr, Log: w, LogLevel: lv, LogFormat: o.format})
+	if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Op == "listen" {
+		return nil, usagef("%s %s: %v", metricsFlag, metricsAddr, oe)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("telemetry for %s: %w", service, err)
 	}
@@ -620,7 +625,7 @@ func serviceCmd(name string, newOptions func() service) func(context.Context, []
 		if err != nil {
 			return err
 		}
-		tel, err := lo.telemetry(ctx, "specd-"+name, metrics, stderr)
+		tel, err := lo.telemetry(ctx, "specd-"+name, "--metrics-listen", metrics, stderr)
 		if err != nil {
 			lis.Close()
 			return err
@@ -759,14 +764,14 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			shutdown(ctx, t)
 		}
 	}()
-	setup := func(service, addr string) (*telemetry.Telemetry, error) {
-		t, err := lo.telemetry(ctx, service, addr, stderr)
+	setup := func(service, flag, addr string) (*telemetry.Telemetry, error) {
+		t, err := lo.telemetry(ctx, service, flag, addr, stderr)
 		if err == nil {
 			tels = append(tels, t)
 		}
 		return t, err
 	}
-	rtel, err := setup("specd-router", metrics)
+	rtel, err := setup("specd-router", "--metrics-listen", metrics)
 	if err != nil {
 		return err
 	}
@@ -780,11 +785,11 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	vtel, err := setup("specd-verifier", vMetrics)
+	vtel, err := setup("specd-verifier", "--verifier-metrics-listen", vMetrics)
 	if err != nil {
 		return err
 	}
-	dtel, err := setup("specd-draft", dMetrics)
+	dtel, err := setup("specd-draft", "--draft-metrics-listen", dMetrics)
 	if err != nil {
 		return err
 	}
