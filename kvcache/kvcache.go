@@ -57,6 +57,9 @@ type Pool struct {
 	mem    *kernels.Mem // every block's storage; the slices in f32 and f16 are views of it
 }
 
+// ErrBudgetTooSmall is NewPool's error for a budget that holds no block.
+var ErrBudgetTooSmall = errors.New("kv cache budget is smaller than one block")
+
 // NewPool returns a pool for cfg. The whole budget is mapped at once, outside the Go
 // heap and on transparent huge pages where the OS gives them (kernels.NewHugeMem), but
 // its pages only become resident as blocks are first used, so a large budget costs
@@ -65,7 +68,7 @@ type Pool struct {
 // serving process let 30 MB of garbage build up under load, where now it is a fraction
 // of the small heap that remains. Huge pages let attention walk many sequences' blocks
 // with a few TLB entries, not one per 4 KB. A budget the OS refuses to map (more than
-// the system may commit) is an error.
+// the system may commit) is an error; a budget under one block is ErrBudgetTooSmall.
 func NewPool(cfg Config) (*Pool, error) {
 	if cfg.BlockTokens == 0 {
 		cfg.BlockTokens = DefaultBlockTokens
@@ -79,7 +82,7 @@ func NewPool(cfg Config) (*Pool, error) {
 	p := &Pool{cfg: cfg, blockElems: cfg.Layers * 2 * cfg.BlockTokens * cfg.KVDim}
 	p.maxBlocks = int(cfg.Budget / int64(p.blockElems*cfg.Type.BlockBytes()))
 	if p.maxBlocks < 1 {
-		return nil, fmt.Errorf("kv cache budget %d bytes is smaller than one block (%d bytes)", cfg.Budget, p.BlockBytes())
+		return nil, fmt.Errorf("%w: %d bytes, one block takes %d", ErrBudgetTooSmall, cfg.Budget, p.BlockBytes())
 	}
 	p.refs = make([]int32, p.maxBlocks)
 	mem, err := kernels.NewHugeMem(p.maxBlocks * p.BlockBytes())

@@ -374,6 +374,9 @@ func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result,
 		res.Text += ev.Text
 		if ev.Final != nil {
 			draftDown = ev.Final.Stats.Fallbacks > 0
+			// The verifier knows only the address it listens on (0.0.0.0:7071 says
+			// nothing of where it is); the client is told the one it was reached at.
+			ev.Final.Stats.Verifier.Address = a.Verifier.Address
 			ev.Final.Stats.addEarlier(res.earlier, done)
 			ev.Final.Stats.Failovers = res.Failovers
 			res.Final = ev.Final

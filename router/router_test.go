@@ -412,7 +412,9 @@ func TestRelayStatsCountEveryAttempt(t *testing.T) {
 	br := services.NewBreakers(1, time.Minute)
 	r := &router.Router{Discovery: d, Breakers: br}
 	ms := time.Millisecond
+	var last string // the verifier of the last attempt, which finishes the request
 	b := backendFunc(func(ctx context.Context, a router.Attempt) (router.Stream, error) {
+		last = a.Verifier.Address
 		if len(a.Resume) == 0 { // the first attempt: four tokens, a lost draft, then a crash
 			s := &script{err: fmt.Errorf("%w: connection reset", router.ErrEndpointDown)}
 			for i := 1; i <= 4; i++ {
@@ -441,6 +443,7 @@ func TestRelayStatsCountEveryAttempt(t *testing.T) {
 		CompletionTokens: 7, Rounds: 6, DraftedTokens: 18, AcceptedTokens: 11, LookupTokens: 4, LookupAcceptedTokens: 1,
 		AcceptanceRate: float32(11) / 18, MeanAcceptedPerRound: float32(11) / 6,
 		MeanRoundTrip: 20 * ms, QueueWait: 6 * ms, Draft: router.Served{Address: "d1:1"}, Fallbacks: 1, Failovers: 1,
+		Verifier: router.Served{Address: last}, // as the router reached it: the verifier's own report left it empty
 	}
 	if got := res.Final.Stats; got != want {
 		t.Errorf("final stats\n got %+v\nwant %+v", got, want)

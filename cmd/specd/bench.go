@@ -150,6 +150,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var so samplingOptions
 	var sp specOptions
 	co.addFlags(fs)
+	co.addModelFlag(fs)
 	so.addFlags(fs)
 	sp.addFlags(fs)
 	fs.Lookup("temp").DefValue = "0"
@@ -217,7 +218,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	run := func(ctx context.Context, p benchPrompt, spec bool) (generateResult, error) {
 		o := proto.Clone(spo).(*specdv1.SpeculationOptions)
 		o.Disabled = !spec // as generate --no-spec
-		req := &specdv1.GenerateRequest{Prompt: p.Prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
+		req := &specdv1.GenerateRequest{Model: co.model, Prompt: p.Prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
 			Stop: so.stop, StopTokenIds: so.stopIDs, IgnoreEos: so.ignoreEOS, Speculation: o, Domain: p.Domain}
 		rctx, cancel := context.WithTimeout(ctx, co.timeout)
 		defer cancel()
@@ -227,7 +228,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// verifier's prefix cache holds its prompt for both modes alike: otherwise the mode
 	// that ran a prompt first would pay its prefill and the other find it cached.
 	prime := func(ctx context.Context, p benchPrompt) error {
-		req := &specdv1.GenerateRequest{Prompt: p.Prompt, MaxTokens: 1, Speculation: &specdv1.SpeculationOptions{Disabled: true}, Domain: p.Domain}
+		req := &specdv1.GenerateRequest{Model: co.model, Prompt: p.Prompt, MaxTokens: 1, Speculation: &specdv1.SpeculationOptions{Disabled: true}, Domain: p.Domain}
 		rctx, cancel := context.WithTimeout(ctx, co.timeout)
 		defer cancel()
 		if _, err := collect(rctx, client, req, nil); err != nil {

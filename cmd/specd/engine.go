@@ -84,7 +84,10 @@ func (o *engineOptions) validate() error {
 // without the network.
 func (o *engineOptions) pull(ctx context.Context, progress io.Writer) error {
 	if !strings.HasPrefix(o.model, hfPrefix) {
-		return nil // resolved at load, as always
+		// Loaded later (under up, the draft only once the verifier serves): a missing
+		// file is found now, before anything listens or logs.
+		_, err := modelFile(ctx, modelpath.Dir(o.models), o.model, progress)
+		return err
 	}
 	p, err := modelFile(ctx, modelpath.Dir(o.models), o.model, progress)
 	if err != nil {

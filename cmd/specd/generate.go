@@ -22,6 +22,7 @@ import (
 // clientOptions are the flags of the client commands.
 type clientOptions struct {
 	addr    string
+	model   string // the requests' model (empty: the router's choice)
 	timeout time.Duration
 	keyFile string
 	tls     clientTLSOptions
@@ -32,6 +33,11 @@ func (o *clientOptions) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "deadline for the whole request")
 	fs.StringVar(&o.keyFile, "api-key-file", "", "file holding the API key to send (a router with --api-keys demands one); empty: none")
 	o.tls.addFlags(fs)
+}
+
+// addModelFlag adds --model, for the commands that generate.
+func (o *clientOptions) addModelFlag(fs *flag.FlagSet) {
+	fs.StringVar(&o.model, "model", "", "model to ask for, by the name the router lists (ListModels, /v1/models); empty: any verifier's. A key limited to models (models=) needs it")
 }
 
 // validate refuses a --timeout that leaves a request no time.
@@ -240,6 +246,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var so samplingOptions
 	var sp specOptions
 	co.addFlags(fs)
+	co.addModelFlag(fs)
 	so.addFlags(fs)
 	sp.addFlags(fs)
 	// Greedy by default, as the API is with sampling unset.
@@ -294,16 +301,22 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, co.timeout)
 	defer cancel()
-	req := &specdv1.GenerateRequest{Prompt: prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
+	req := &specdv1.GenerateRequest{Model: co.model, Prompt: prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
 		Stop: so.stop, StopTokenIds: so.stopIDs, IgnoreEos: so.ignoreEOS, Speculation: spo, SessionKey: sessionKey, Domain: domain, Messages: msgs,
 		Logprobs: logprobs, TopLogprobs: uint32(min(topLogprobs, math.MaxUint32))}
 	if noGen {
 		req.AddGenerationPrompt = new(false)
 	}
 	var onText func(string) error
+	echoed := false // the prompt goes out with the first text, so a refusal prints none of it
+	echo := func() {
+		if !echoed {
+			echoed = true
+			fmt.Fprint(stdout, prompt) // a conversation's rendering is the server's: only the answer is printed
+		}
+	}
 	if !asJSON {
-		onText = func(s string) error { _, err := io.WriteString(stdout, s); return err }
-		fmt.Fprint(stdout, prompt) // a conversation's rendering is the server's: only the answer is printed
+		onText = func(s string) error { echo(); _, err := io.WriteString(stdout, s); return err }
 	}
 	res, err := collect(ctx, specdv1.NewGenerationServiceClient(cc), req, onText)
 	if err != nil {
@@ -315,6 +328,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(res)
 	}
+	echo()
 	fmt.Fprintln(stdout)
 	printLogprobs(stderr, res.OutputIDs, res.Logprobs)
 	fmt.Fprintf(stderr, "%d tokens (%s), %.1f tok/s, %d rounds, acceptance %.0f%%, %.2f accepted per round, first token %.0f ms\n",

@@ -148,3 +148,38 @@ func TestAppendKeyReplacesWhole(t *testing.T) {
 		t.Errorf("the directory holds %v, %v; want the key file alone", ents, err)
 	}
 }
+
+// TestGenerateWithModelKey: a key limited to models (models=, as docs/operations.md
+// shows one) is refused for a request that names no model, so `specd generate` and
+// `specd bench` name one with --model; the name is the one the router lists.
+func TestGenerateWithModelKey(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys.txt")
+	stdout, stderr, code := run(t, "key", "new", "ci-bot", "--streams", "1", "--models", "specd-target,specd-draft", "--append", keys)
+	if code != 0 {
+		t.Fatalf("key new: exit %d: %s", code, stderr)
+	}
+	secret := strings.TrimSpace(stdout)
+	keyFile := filepath.Join(dir, "ci-bot.key")
+	if err := os.WriteFile(keyFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := startUpWith(t, secret, "--api-keys", keys)
+	args := []string{"generate", "--addr", addr, "--api-key-file", keyFile, "-p", "Once upon a time", "-n", "4", "--json"}
+	if _, stderr, code := run(t, args...); code != 1 || !strings.Contains(stderr, "PermissionDenied") {
+		t.Errorf("generate naming no model: exit %d, %q; want 1 and PermissionDenied", code, stderr)
+	}
+	// Streaming text, a refused request prints nothing on stdout: not the prompt with the
+	// error run on after it ("Once upon a timespecd generate: rpc error: …").
+	if stdout, _, code := run(t, args[:len(args)-1]...); code != 1 || stdout != "" {
+		t.Errorf("generate refused, text mode: exit %d, stdout %q; want 1 and nothing", code, stdout)
+	}
+	stdout, stderr, code = run(t, append(args, "--model", "specd-target")...)
+	var res generateResult
+	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil || res.Tokens != 4 {
+		t.Errorf("generate --model specd-target: exit %d, %s %s; want 4 tokens", code, stdout, stderr)
+	}
+	if _, stderr, code := run(t, "bench", "--addr", addr, "--api-key-file", keyFile, "--model", "specd-target", "-n", "2", "--concurrency", "1", "--requests", "1"); code != 0 {
+		t.Errorf("bench --model specd-target: exit %d: %s", code, stderr)
+	}
+}

@@ -13,8 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/specd-dev/specd/gguf"
 	"github.com/specd-dev/specd/internal/testmodels"
+	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services/openaihttp"
 )
 
 func run(t *testing.T, args ...string) (string, string, int) {
@@ -323,8 +330,9 @@ func TestUpDraftFlagErrors(t *testing.T) {
 		{[]string{"--draft-model", ""}, 2, "--draft-model"},
 		{[]string{"--draft-max-streams-per-peer", "-1"}, 2, "--draft-max-streams-per-peer -1"},
 		{[]string{"--kv-budget", "3"}, 2, "--kv-budget 3"},
-		// Enough for the verifier's blocks, not for the draft's quarter.
-		{[]string{"--kv-budget", "1100000"}, 1, "draft: "},
+		// Enough for the verifier's blocks, not for the draft's quarter: known once the
+		// models are loaded, still a bad flag.
+		{[]string{"--kv-budget", "1100000"}, 2, "--kv-budget 1100000 (the draft gets a quarter of it): draft: "},
 	} {
 		checkRefused(t, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error"}, c.args...), c.code, c.want)
 	}
@@ -364,4 +372,176 @@ func TestAdvertiseChecked(t *testing.T) {
 	} {
 		checkRefused(t, append(c.args, "--log-level", "error"), 2, c.want)
 	}
+}
+
+// TestMaxMessageBytesAloneIsAccepted: every service takes --max-message-bytes, but a
+// router given a value under 4 MiB was refused for the default of a flag it was not
+// given (--http-max-body-bytes 4194304 exceeds --max-message-bytes), front door or
+// not. Unset, the body bound follows the message bound down; an explicit body bound
+// over it is still refused.
+func TestMaxMessageBytesAloneIsAccepted(t *testing.T) {
+	for _, c := range []struct {
+		args     []string
+		wantBody int64 // 0: refused
+	}{
+		{[]string{"--max-message-bytes", "65536"}, 65536},
+		{[]string{"--max-message-bytes", "65536", "--http-listen", "127.0.0.1:0"}, 65536},
+		{[]string{"--http-listen", "127.0.0.1:0"}, openaihttp.DefaultMaxBodyBytes},
+		{[]string{"--max-message-bytes", "65536", "--http-max-body-bytes", "4096"}, 4096},
+		{[]string{"--max-message-bytes", "65536", "--http-max-body-bytes", "70000"}, 0},
+	} {
+		fs := flag.NewFlagSet("router", flag.ContinueOnError)
+		var o routerOptions
+		o.addFlags(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		err := o.validate()
+		switch {
+		case c.wantBody == 0 && err == nil:
+			t.Errorf("router %q: accepted, want a usage error", c.args)
+		case c.wantBody != 0 && (err != nil || o.httpMaxBody != c.wantBody):
+			t.Errorf("router %q: %v, body bound %d; want accepted with %d", c.args, err, o.httpMaxBody, c.wantBody)
+		}
+	}
+}
+
+// TestMaxRunningWithinMaxBatch: --max-running is documented as at most --max-batch; a
+// larger value was taken and silently lowered. Unset, it is 64 or --max-batch when less.
+func TestMaxRunningWithinMaxBatch(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want int // 0: refused
+	}{
+		{nil, 64},
+		{[]string{"--max-batch", "32"}, 32},
+		{[]string{"--max-running", "100", "--max-batch", "200"}, 100},
+		{[]string{"--max-running", "200"}, 0},
+		{[]string{"--max-running", "-1"}, 0},
+	} {
+		fs := flag.NewFlagSet("verifier", flag.ContinueOnError)
+		var o verifierOptions
+		o.addFlags(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		err := o.validate()
+		switch {
+		case c.want == 0 && err == nil:
+			t.Errorf("verifier %q: accepted with --max-running %d, want a usage error", c.args, o.maxRunning)
+		case c.want != 0 && (err != nil || o.maxRunning != c.want):
+			t.Errorf("verifier %q: %v, max-running %d; want accepted with %d", c.args, err, o.maxRunning, c.want)
+		}
+	}
+}
+
+// TestMaxMessageBytesFitsReflection: --max-message-bytes bounds what a server sends,
+// server reflection's answers too, so at 4 KiB grpcurl could call nothing ("trying to
+// send message larger than max (5618 vs. 4096)" for the public API's descriptors). The
+// smallest bound taken must hold the largest answer — a service's file with every file
+// it imports — with room for the protos to grow.
+func TestMaxMessageBytesFitsReflection(t *testing.T) {
+	fs := flag.NewFlagSet("router", flag.ContinueOnError)
+	var o routerOptions
+	o.addFlags(fs)
+	if err := fs.Parse([]string{"--max-message-bytes", "4096"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.validate(); err == nil {
+		t.Errorf("router --max-message-bytes 4096: accepted, want a usage error (reflection's answers do not fit)")
+	}
+	for _, fd := range []protoreflect.FileDescriptor{specdv1.File_specd_v1_generation_proto, speculationv1.File_specd_speculation_v1_speculation_proto} {
+		seen := map[string]bool{}
+		size := 0
+		var add func(protoreflect.FileDescriptor)
+		add = func(d protoreflect.FileDescriptor) {
+			if seen[d.Path()] {
+				return
+			}
+			seen[d.Path()] = true
+			b, err := proto.Marshal(protodesc.ToFileDescriptorProto(d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			size += len(b)
+			for i := range d.Imports().Len() {
+				add(d.Imports().Get(i).FileDescriptor)
+			}
+		}
+		add(fd)
+		if 4*size > minMessageBytes {
+			t.Errorf("%s and its imports take %d bytes: want at most a quarter of the least --max-message-bytes, %d", fd.Path(), size, minMessageBytes)
+		}
+	}
+}
+
+// TestKVBudgetTooSmall: a --kv-budget under one KV block of the model is a bad flag —
+// exit 2 and one line naming it, as the README promises for bad flags — not exit 1
+// with a message about "kv cache budget" that names no flag (up: TestUpDraftFlagErrors).
+func TestKVBudgetTooSmall(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"verifier", "--listen", "127.0.0.1:0", "--drafts", "127.0.0.1:1", "--kv-budget", "100000"}, []string{"--kv-budget 100000"}},
+		{[]string{"draft", "--listen", "127.0.0.1:0", "--kv-budget", "100000"}, []string{"--kv-budget 100000"}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var out, errb bytes.Buffer
+		code := realMain(ctx, append(c.args, "--log-level", "error"), &out, &errb)
+		cancel()
+		msg := strings.TrimSpace(errb.String())
+		ok := code == 2 && !strings.Contains(msg, "\n")
+		for _, w := range c.want {
+			ok = ok && strings.Contains(msg, w)
+		}
+		if !ok {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and one line naming %q", c.args, code, msg, c.want)
+		}
+	}
+}
+
+// TestUpMissingDraftModel: a missing model is a one-line error and exit 2, the draft's
+// under up too: up found it missing only once its verifier had loaded and logged that
+// it was serving.
+func TestUpMissingDraftModel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := realMain(ctx, []string{"up", "--listen", "127.0.0.1:0", "--draft-model", "no-such-draft"}, &out, &errb)
+	if msg := strings.TrimSpace(errb.String()); code != 2 || strings.Contains(msg, "\n") || !strings.Contains(msg, "no-such-draft") {
+		t.Errorf("up --draft-model no-such-draft: exit %d, stderr %q; want exit 2 and one line naming it", code, msg)
+	}
+}
+
+// TestScoreOneID: one id has an argmax but predicts nothing, so its perplexity is
+// undefined: null in JSON and "-" in text, not 0 (a perplexity is at least 1).
+func TestScoreOneID(t *testing.T) {
+	stdout, stderr, code := run(t, "score", "-m", "stories260K", "--ids", "1", "--json")
+	if code != 0 {
+		t.Fatalf("score: exit %d: %s", code, stderr)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := res["perplexity"]; !ok || p != nil {
+		t.Errorf("score --ids 1 --json: perplexity %v (present %v), want null", p, ok)
+	}
+	stdout, _, _ = run(t, "score", "-m", "stories260K", "--ids", "1")
+	if !strings.Contains(stdout, "perplexity - over 0 predictions") {
+		t.Errorf("score --ids 1: %q, want perplexity - over 0 predictions", stdout)
+	}
+}
+
+// TestMetricsListenBusy: a --metrics-listen address that cannot be bound is refused as
+// a --listen one is (exit 2, one line), not exit 1.
+func TestMetricsListenBusy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	checkRefused(t, []string{"router", "--listen", "127.0.0.1:0", "--verifiers", "127.0.0.1:1", "--drafts", "127.0.0.1:1",
+		"--metrics-listen", busy.Addr().String(), "--log-level", "error"}, 2, "--metrics-listen "+busy.Addr().String())
 }

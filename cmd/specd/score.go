@@ -20,7 +20,7 @@ type scoreResult struct {
 	IDs        []int32   `json:"ids"`
 	Argmax     []int32   `json:"argmax"`
 	Logprobs   []float64 `json:"logprobs"`
-	Perplexity float64   `json:"perplexity"`
+	Perplexity *float64  `json:"perplexity"` // nil (null) for one id: nothing was predicted
 }
 
 func parseIDs(s string) ([]int32, error) {
@@ -97,8 +97,10 @@ func scoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			nll -= lp
 		}
 	}
+	ppl := "-"
 	if n := len(res.Logprobs); n > 0 {
-		res.Perplexity = math.Exp(nll / float64(n))
+		res.Perplexity = new(math.Exp(nll / float64(n)))
+		ppl = strconv.FormatFloat(*res.Perplexity, 'f', 4, 64)
 	}
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(res)
@@ -111,7 +113,7 @@ func scoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "%5d %7d %7d %10s\n", i, id, res.Argmax[i], lp)
 	}
-	fmt.Fprintf(stdout, "perplexity %.4f over %d predictions\n", res.Perplexity, len(res.Logprobs))
+	fmt.Fprintf(stdout, "perplexity %s over %d predictions\n", ppl, len(res.Logprobs))
 	return nil
 }
 

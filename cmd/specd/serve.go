@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
@@ -61,10 +62,15 @@ func (o *logOptions) validate() error {
 
 // telemetry sets up a service's logs, traces (from the OTEL_* variables) and metrics
 // (a Prometheus endpoint on metricsAddr, "" for none).
-func (o *logOptions) telemetry(ctx context.Context, service, metricsAddr string, w io.Writer) (*telemetry.Telemetry, error) {
+// metricsFlag names the flag that gave metricsAddr: an address that cannot be bound is
+// refused as a bad flag, as --listen's is.
+func (o *logOptions) telemetry(ctx context.Context, service, metricsFlag, metricsAddr string, w io.Writer) (*telemetry.Telemetry, error) {
 	var lv slog.Level
 	lv.UnmarshalText([]byte(o.level))
 	t, err := telemetry.Setup(ctx, telemetry.Config{Service: service, MetricsAddr: metricsAddr, Log: w, LogLevel: lv, LogFormat: o.format})
+	if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Op == "listen" {
+		return nil, usagef("%s %s: %v", metricsFlag, metricsAddr, oe)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("telemetry for %s: %w", service, err)
 	}
@@ -95,9 +101,14 @@ func (o *limitOptions) addFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.sendStall, "send-stall-timeout", services.DefaultSendStallTimeout, "longest a stream's client may leave a message unaccepted (not reading); then the stream ends DEADLINE_EXCEEDED and frees its work")
 }
 
+// minMessageBytes is the least --max-message-bytes: the bound applies to server
+// reflection's answers too, the largest of which (the internal API's descriptors) is
+// about 9 KiB.
+const minMessageBytes = 64 << 10
+
 func (o *limitOptions) validate() error {
-	if o.maxMessage < 1<<10 || o.maxMessage > 1<<30 || o.maxStreams < 1 || o.maxStreams > 1<<20 || o.keepaliveMin < time.Second {
-		return usagef("--max-message-bytes %d, --max-streams-per-conn %d, --keepalive-min-time %v: want 1 KiB..1 GiB, 1..1048576, ≥ 1s",
+	if o.maxMessage < minMessageBytes || o.maxMessage > 1<<30 || o.maxStreams < 1 || o.maxStreams > 1<<20 || o.keepaliveMin < time.Second {
+		return usagef("--max-message-bytes %d, --max-streams-per-conn %d, --keepalive-min-time %v: want 64 KiB..1 GiB (server reflection sends messages of up to 9 KiB), 1..1048576, ≥ 1s",
 			o.maxMessage, o.maxStreams, o.keepaliveMin)
 	}
 	if o.sendStall < 100*time.Millisecond || o.sendStall > time.Hour {
@@ -190,7 +201,7 @@ func (o *verifierOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxGamma, "max-gamma", 8, "most draft tokens one pass checks for one request (a request's max_gamma can only lower it)")
 	fs.IntVar(&o.lookup, "lookup", 8, "most tokens the verifier guesses by prompt lookup for a request without a usable proposal (0: none)")
 	fs.IntVar(&o.maxBatch, "max-batch", 128, "most tokens in one batched forward pass, all requests together")
-	fs.IntVar(&o.maxRunning, "max-running", 64, "most requests decoding at once (at most --max-batch); admission also waits for KV budget")
+	fs.IntVar(&o.maxRunning, "max-running", 0, "most requests decoding at once, at most --max-batch (default 64, or --max-batch when less); admission also waits for KV budget")
 	fs.IntVar(&o.prefillChunk, "prefill-chunk", 64, "most prompt tokens one pass prefills, all requests together")
 	fs.DurationVar(&o.queueWait, "queue-wait", 30*time.Second, "longest a request waits for admission before RESOURCE_EXHAUSTED")
 	fs.DurationVar(&o.streamEvery, "stream-interval", 10*time.Millisecond, "longest committed tokens wait to be streamed together in one message (0: a message per pass; a request's first and last tokens go at once)")
@@ -217,8 +228,14 @@ func (o *verifierOptions) validate() error {
 	if o.lookup < 0 || o.lookup > 64 {
 		return usagef("--lookup %d: want 0..64", o.lookup)
 	}
-	if o.maxBatch < 1 || o.maxBatch > 4096 || o.maxRunning < 1 || o.prefillChunk < 1 || o.queue < 1 || o.queueWait <= 0 {
+	if o.maxBatch < 1 || o.maxBatch > 4096 || o.maxRunning < 0 || o.prefillChunk < 1 || o.queue < 1 || o.queueWait <= 0 {
 		return usagef("--max-batch %d, --max-running %d, --prefill-chunk %d, --queue %d, --queue-wait %v: want max-batch 1..4096, the others positive", o.maxBatch, o.maxRunning, o.prefillChunk, o.queue, o.queueWait)
+	}
+	if o.maxRunning == 0 { // not given
+		o.maxRunning = min(64, o.maxBatch)
+	}
+	if o.maxRunning > o.maxBatch {
+		return usagef("--max-running %d exceeds --max-batch %d: every running request needs a token of each pass", o.maxRunning, o.maxBatch)
 	}
 	if o.maxPrompt < 0 {
 		return usagef("--max-prompt-tokens %d: want ≥ 0", o.maxPrompt)
@@ -313,7 +330,7 @@ type httpOptions struct {
 
 func (o *httpOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.httpListen, "http-listen", "", "HTTP address of the OpenAI-compatible API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health); empty: none")
-	fs.Int64Var(&o.httpMaxBody, "http-max-body-bytes", openaihttp.DefaultMaxBodyBytes, "largest request body the OpenAI-compatible API reads; larger is 413")
+	fs.Int64Var(&o.httpMaxBody, "http-max-body-bytes", 0, "largest request body the OpenAI-compatible API reads; larger is 413 (default 4 MiB, or --max-message-bytes when that is less)")
 	fs.StringVar(&o.toolParser, "tool-call-parser", "", "how the served models write tool calls, as vLLM's flag names it: hermes (Qwen2.5's <tool_call> blocks) or llama3_json (Llama 3.1's JSON); "+
 		"chat completions then accept tools and answer tool_calls. Empty: tools are refused unless tool_choice is \"none\"")
 }
@@ -321,6 +338,9 @@ func (o *httpOptions) addFlags(fs *flag.FlagSet) {
 // validate checks the flags; maxMessage is the gRPC message limit the front door's
 // requests must fit in (a body over it could never reach the router).
 func (o *httpOptions) validate(maxMessage int, t *tlsOptions) error {
+	if o.httpMaxBody == 0 { // not given: a lower message bound lowers it too
+		o.httpMaxBody = min(openaihttp.DefaultMaxBodyBytes, int64(maxMessage))
+	}
 	if o.httpMaxBody > int64(maxMessage) {
 		return usagef("--http-max-body-bytes %d exceeds --max-message-bytes %d: a request that large could not reach the router", o.httpMaxBody, maxMessage)
 	}
@@ -605,14 +625,34 @@ func serviceCmd(name string, newOptions func() service) func(context.Context, []
 		if err != nil {
 			return err
 		}
-		tel, err := lo.telemetry(ctx, "specd-"+name, metrics, stderr)
+		tel, err := lo.telemetry(ctx, "specd-"+name, "--metrics-listen", metrics, stderr)
 		if err != nil {
 			lis.Close()
 			return err
 		}
 		defer shutdown(ctx, tel)
-		return o.serve(ctx, tel, lis)
+		return budgetFlag(o.serve(ctx, tel, lis), kvBudgetOf(o), "")
 	}
+}
+
+// kvBudgetOf returns the --kv-budget of a model-serving service (0: it has none).
+func kvBudgetOf(o service) int64 {
+	if w, ok := o.(interface{ budget() int64 }); ok {
+		return w.budget()
+	}
+	return 0
+}
+
+func (o *engineOptions) budget() int64 { return o.kvBudget }
+
+// budgetFlag makes a KV budget that holds no block of the model — known only once it
+// is loaded — the bad flag it is (exit 2), naming --kv-budget with the value given
+// and, when the budget was derived from it, how (note).
+func budgetFlag(err error, given int64, note string) error {
+	if !errors.Is(err, kvcache.ErrBudgetTooSmall) {
+		return err
+	}
+	return usageError{fmt.Errorf("--kv-budget %d%s: %w", given, note, err)}
 }
 
 // upCmd runs router, verifier and draft in one process on loopback ports: the same code
@@ -716,7 +756,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := do.pull(ctx, stderr); err != nil {
-		return err
+		return fmt.Errorf("--draft-model: %w", err)
 	}
 	var tels []*telemetry.Telemetry
 	defer func() {
@@ -724,14 +764,14 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			shutdown(ctx, t)
 		}
 	}()
-	setup := func(service, addr string) (*telemetry.Telemetry, error) {
-		t, err := lo.telemetry(ctx, service, addr, stderr)
+	setup := func(service, flag, addr string) (*telemetry.Telemetry, error) {
+		t, err := lo.telemetry(ctx, service, flag, addr, stderr)
 		if err == nil {
 			tels = append(tels, t)
 		}
 		return t, err
 	}
-	rtel, err := setup("specd-router", metrics)
+	rtel, err := setup("specd-router", "--metrics-listen", metrics)
 	if err != nil {
 		return err
 	}
@@ -745,11 +785,11 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	vtel, err := setup("specd-verifier", vMetrics)
+	vtel, err := setup("specd-verifier", "--verifier-metrics-listen", vMetrics)
 	if err != nil {
 		return err
 	}
-	dtel, err := setup("specd-draft", dMetrics)
+	dtel, err := setup("specd-draft", "--draft-metrics-listen", dMetrics)
 	if err != nil {
 		return err
 	}
@@ -794,7 +834,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	start(0, func() error {
 		cfg := vo.config(vtel)
 		cfg.Drafts = router.NewStatic(router.Endpoint{ID: ro.drafts.list, Address: ro.drafts.list, Role: router.Draft})
-		return serve.Verifier(ctx, vo.worker(ctx, vtel, vTLS, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis)
+		return budgetFlag(serve.Verifier(ctx, vo.worker(ctx, vtel, vTLS, func(m *model.Model) { close(verifierReady); readyFn(m) }), cfg, vlis), vo.kvBudget, "")
 	})
 	start(1, func() error {
 		select {
@@ -804,7 +844,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		if err := serve.Draft(ctx, do.worker(ctx, dtel, dTLS, readyFn), do.config(), dlis); err != nil {
-			return fmt.Errorf("draft: %w", err)
+			return budgetFlag(fmt.Errorf("draft: %w", err), vo.kvBudget, " (the draft gets a quarter of it)")
 		}
 		return nil
 	})

@@ -40,6 +40,7 @@ type Handler struct {
 	ready   func(context.Context) error     // GET /health's check (SetReady); nil: always ready
 	tools   toolcall.Syntax                 // how replies write tool calls (SetToolParser); 0: tools are refused
 	mux     *http.ServeMux
+	started int64 // Unix time the handler was made: the models' created time
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -50,7 +51,7 @@ var _ http.Handler = (*Handler)(nil)
 // fail on the server's side (nil: none).
 func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, sendStall time.Duration, log *slog.Logger) *Handler {
 	h := &Handler{client: client, maxBody: cmp.Or(maxBody, DefaultMaxBodyBytes), stall: cmp.Or(sendStall, services.DefaultSendStallTimeout),
-		log: log, mux: http.NewServeMux()}
+		log: log, mux: http.NewServeMux(), started: time.Now().Unix()}
 	h.mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) { h.generate(w, r, ParseCompletion) })
 	h.mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		h.generate(w, r, func(b []byte) (*Call, error) { return ParseChatTools(b, h.tools) })
@@ -189,6 +190,11 @@ func (h *Handler) complete(ctx context.Context, c *Call) ([]*specdv1.CompleteRes
 // ones only once the earlier ones have ended, and an earlier one whose output nobody
 // read would stop at its stream's flow-control window and never end.
 func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, c *Call, id string, created int64) {
+	if c.Model == "" {
+		// Chunks go out before the final message names the verifier's model: name the
+		// router's only one in them, as the unstreamed response names it.
+		c.Model = h.onlyModel(ctx)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	events := make(chan event)
 	var wg sync.WaitGroup
@@ -419,10 +425,35 @@ func (h *Handler) list(r *http.Request) (*ModelList, *Error) {
 	if err != nil {
 		return nil, fromStatus(err, nil)
 	}
-	return modelList(resp), nil
+	list := modelList(resp)
+	for i := range list.Data {
+		list.Data[i].Created = h.started
+	}
+	return list, nil
 }
 
 // modelList is the OpenAI list of the models a client can request: the verifiers'.
+// onlyModel returns the name of the verifier model the router serves when it serves
+// one, the one a request naming none is sent to; else (several, none, or the list
+// refused) "".
+func (h *Handler) onlyModel(ctx context.Context) string {
+	resp, err := h.client.ListModels(ctx, &specdv1.ListModelsRequest{})
+	if err != nil {
+		return ""
+	}
+	name := ""
+	for _, m := range resp.GetModels() {
+		if m.GetRole() != "verifier" || m.GetName() == name {
+			continue
+		}
+		if name != "" {
+			return ""
+		}
+		name = m.GetName()
+	}
+	return name
+}
+
 func modelList(resp *specdv1.ListModelsResponse) *ModelList {
 	out := &ModelList{Object: "list", Data: []Model{}}
 	seen := map[string]bool{}

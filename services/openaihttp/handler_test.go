@@ -325,6 +325,7 @@ func TestHTTPErrors(t *testing.T) {
 
 // TestModels: GET /v1/models lists the verifier models, in OpenAI's list shape.
 func TestModels(t *testing.T) {
+	before := time.Now().Unix()
 	c := client(serveStub(t, &stub{}, 0))
 	page, err := c.Models.List(context.Background())
 	if err != nil {
@@ -336,6 +337,11 @@ func TestModels(t *testing.T) {
 	m, err := c.Models.Get(context.Background(), "big")
 	if err != nil || m.ID != "big" {
 		t.Errorf("Models.Get(big) = %v, %v", m, err)
+	}
+	// created is a Unix time, as in OpenAI's API (vLLM and llama-server give one too):
+	// 0 reads as 1970 to every client that shows it.
+	if now := time.Now().Unix(); len(page.Data) == 0 || page.Data[0].Created < before || page.Data[0].Created > now || m.Created != page.Data[0].Created {
+		t.Errorf("created: listed %+v, got %d; want the same Unix time in [%d, %d]", page.Data, m.Created, before, now)
 	}
 }
 
@@ -517,5 +523,23 @@ func TestStreamChoicesOneAtATime(t *testing.T) {
 	var e *openai.Error
 	if !errors.As(s.Err(), &e) || e.StatusCode != 400 || e.Param != "prompt" {
 		t.Errorf("second choice refused: err = %v, want a 400 naming prompt", s.Err())
+	}
+}
+
+// TestHealthUnavailable: GET /health without a usable verifier is a 503 with the error
+// every other endpoint gives for UNAVAILABLE (server_error / service_unavailable, as
+// docs/operations.md maps it), not a code of its own.
+func TestHealthUnavailable(t *testing.T) {
+	base := serveStubWith(t, &stub{}, 0, func(h *openaihttp.Handler) {
+		h.SetReady(func(context.Context) error { return errors.New("no verifier is usable") })
+	})
+	resp, err := http.Get(strings.TrimSuffix(base, "/v1") + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(b), `"type":"server_error"`) || !strings.Contains(string(b), `"code":"service_unavailable"`) {
+		t.Errorf("GET /health, unready = %d %s; want 503, server_error, service_unavailable", resp.StatusCode, b)
 	}
 }

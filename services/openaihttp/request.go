@@ -300,8 +300,6 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		return nil, badParam("top_logprobs", "needs logprobs: true")
 	case notEmpty(r.Functions):
 		return nil, badParam("functions", "function calls are not supported")
-	case r.ResponseFormat != nil && r.ResponseFormat.Type != "" && r.ResponseFormat.Type != "text":
-		return nil, badParam("response_format", "type %q: only text is supported", r.ResponseFormat.Type)
 	case len(r.Messages) == 0:
 		return nil, badParam("messages", "at least one message is needed")
 	}
@@ -394,6 +392,9 @@ func (r *common) call(defMax uint32) (*Call, error) {
 			return nil, badParam("n", "%d: want 1 to %d", *r.N, MaxChoices)
 		}
 		n = int(*r.N)
+	}
+	if r.ResponseFormat != nil && r.ResponseFormat.Type != "" && r.ResponseFormat.Type != "text" {
+		return nil, badParam("response_format", "type %q: only text is supported", r.ResponseFormat.Type)
 	}
 	c := &Call{Req: &specdv1.GenerateRequest{Model: r.Model, Stop: r.Stop, MaxTokens: defMax}, Stream: r.Stream, Model: r.Model,
 		N: n, maxTokensParam: "max_tokens"}

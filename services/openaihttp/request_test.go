@@ -158,6 +158,7 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","stop_token_ids":[-1]}`, "stop_token_ids"},
 		{false, `{"prompt":"x","stream_options":{"include_usage":true}}`, "stream_options"},
 		{false, `{"prompt":"x","top_k":-2}`, "top_k"},
+		{false, `{"prompt":"x","response_format":{"type":"json_object"}}`, "response_format"},
 		{true, `{"messages":[]}`, "messages"},
 		{true, `{}`, "messages"},
 		{true, `{"messages":[{"role":"wizard","content":"x"}]}`, "messages"},

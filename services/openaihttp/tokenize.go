@@ -123,7 +123,7 @@ func (h *Handler) contextLength(ctx context.Context, model string) int {
 func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 	if h.ready != nil {
 		if err := h.ready(r.Context()); err != nil {
-			writeError(w, &Error{Status: http.StatusServiceUnavailable, Type: TypeServer, Code: "unavailable", Message: err.Error()})
+			writeError(w, &Error{Status: http.StatusServiceUnavailable, Type: TypeServer, Code: "service_unavailable", Message: err.Error()})
 			return
 		}
 	}

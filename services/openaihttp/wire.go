@@ -42,6 +42,11 @@ type common struct {
 
 	// LogitBias maps token ids (as strings) to a bias in [-100, 100].
 	LogitBias map[string]float64 `json:"logit_bias"`
+	// ResponseFormat: only text (vLLM takes it on both endpoints; specd constrains no
+	// output).
+	ResponseFormat *struct {
+		Type string `json:"type"`
+	} `json:"response_format"`
 
 	// Extensions also taken by other OpenAI-compatible servers (vLLM, llama.cpp; the
 	// repetition penalty under either's name).
@@ -80,12 +85,9 @@ type ChatRequest struct {
 	Tools []Tool `json:"tools"`
 	// ToolChoice: "auto" (or null) lets the model choose; "none" gives it no tools.
 	// "required" and a named function are refused: nothing forces the model to call.
-	ToolChoice     json.RawMessage `json:"tool_choice"`
-	Functions      json.RawMessage `json:"functions"`
-	ResponseFormat *struct {
-		Type string `json:"type"`
-	} `json:"response_format"`
-	Modalities []string `json:"modalities"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
+	Functions  json.RawMessage `json:"functions"`
+	Modalities []string        `json:"modalities"`
 	// AddGenerationPrompt (an extension, as in vLLM): false renders the conversation
 	// as it is, e.g. to continue a partial assistant message; null or true ends it
 	// with the opening of an assistant turn.

@@ -176,10 +176,13 @@ func toResponse(ev router.Event) *specdv1.GenerateResponse {
 // relay validates req and runs it through the router core.
 func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink func(router.Event) error) (router.Result, error) {
 	q, err := services.ParseRequest(req)
-	if err != nil {
-		return router.Result{}, err
+	if err == nil {
+		err = s.checkModel(req.GetModel())
 	}
-	if err := s.checkModel(req.GetModel()); err != nil {
+	if err != nil {
+		// Refused before routing: counted by its code, with no model (no verifier took
+		// it, and a client's model names must not become series).
+		s.metrics().RecordRequest(ctx, telemetry.RequestStats{Domain: req.GetDomain(), Code: status.Code(services.Status(err))})
 		return router.Result{}, err
 	}
 	// Fix the seed now so that a resumed request continues with the same one.

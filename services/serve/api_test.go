@@ -168,7 +168,8 @@ func TestAPIDoesWhatTheProtoSays(t *testing.T) {
 			rtel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 			got = ""
 			for _, l := range strings.Split(rec.Body.String(), "\n") {
-				if strings.HasPrefix(l, "specd_requests_total{") && !strings.Contains(l, `code="OK"`) {
+				// NotFound: the unknown-model subtest's requests, refused before routing.
+				if strings.HasPrefix(l, "specd_requests_total{") && !strings.Contains(l, `code="OK"`) && !strings.Contains(l, `code="NotFound"`) {
 					got += l + "\n"
 				}
 			}
@@ -193,3 +194,66 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 func (rawCodec) Name() string { return "proto" }
+
+// TestStatsNameTheVerifierAsReached checks the proto's promise on Endpoint.address,
+// "network address the replica was reached at": the address the router dialled, not
+// the one the verifier listens on (a verifier on 0.0.0.0:7071 reported "[::]:7071",
+// which names no host).
+func TestStatsNameTheVerifierAsReached(t *testing.T) {
+	s := startStackWith(t, stackOptions{byName: true})
+	ctx := context.Background()
+	resp, err := s.client.Complete(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetStats().GetVerifier().GetAddress(); got != s.verifier {
+		t.Errorf("Complete: stats.verifier.address = %q, want %q, the address the router reached it at", got, s.verifier)
+	}
+	res, err := s.generate(ctx, &specdv1.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.final.GetStats().GetVerifier().GetAddress(); got != s.verifier {
+		t.Errorf("Generate: stats.verifier.address = %q, want %q", got, s.verifier)
+	}
+}
+
+// TestRefusedRequestsAreCounted: specd_requests_total counts every finished request by
+// its code, those the router refuses before routing (bad input, an unknown model) too,
+// so that an operator sees a client's stream of INVALID_ARGUMENT. They have no verifier,
+// so their model label is empty: a client's model names must not become series.
+func TestRefusedRequestsAreCounted(t *testing.T) {
+	rtel, _ := recordSpans(t, "specd-router")
+	s := startStackWith(t, stackOptions{rtel: rtel})
+	ctx := context.Background()
+	bad := &specdv1.GenerateRequest{Prompt: "x", Sampling: &specdv1.SamplingParams{Temperature: -1}}
+	unknown := &specdv1.GenerateRequest{Prompt: "x", Model: "gpt-17"}
+	for _, req := range []*specdv1.GenerateRequest{bad, unknown} {
+		_, gerr := s.generate(ctx, req)
+		_, cerr := s.client.Complete(ctx, req)
+		if gerr == nil || cerr == nil {
+			t.Fatalf("%v: Generate %v, Complete %v; want both refused", req, gerr, cerr)
+		}
+	}
+	rec := httptest.NewRecorder()
+	rtel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`specd_requests_total{code="InvalidArgument",model=""} 2`,
+		`specd_requests_total{code="NotFound",model=""} 2`,
+	} {
+		if !strings.Contains(rec.Body.String(), want+"\n") {
+			t.Errorf("/metrics lacks %s; its specd_requests_total:\n%s", want, grepLines(rec.Body.String(), "specd_requests_total{"))
+		}
+	}
+}
+
+// grepLines returns the lines of text that start with prefix.
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -258,3 +258,37 @@ func TestOpenAICancelFreesRequest(t *testing.T) {
 	st.Close()
 	waitIdle(t, cc)
 }
+
+// TestOpenAIStreamNamesModel: a request that names no model is answered by the
+// router's choice, and every chunk of its stream says which model that is, as the
+// unstreamed response does and OpenAI's API always does (the chunks said "").
+func TestOpenAIStreamNamesModel(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true, chat: qwenChat(t)})
+	c := s.openaiClient()
+	ctx := context.Background()
+	p := completionParams("Once upon a time", 4, 0)
+	p.Model = ""
+	st := c.Completions.NewStreaming(ctx, p)
+	n := 0
+	for st.Next() {
+		n++
+		if m := st.Current().Model; m != s.target.Name {
+			t.Errorf("completion chunk %d: model %q, want %q", n, m, s.target.Name)
+		}
+	}
+	if err := st.Err(); err != nil || n == 0 {
+		t.Fatalf("completion stream: %d chunks, %v", n, err)
+	}
+	cs := c.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hi")},
+		MaxTokens: openai.Int(4)})
+	acc := openai.ChatCompletionAccumulator{}
+	for cs.Next() {
+		acc.AddChunk(cs.Current())
+		if m := cs.Current().Model; m != s.target.Name {
+			t.Errorf("chat chunk: model %q, want %q", m, s.target.Name)
+		}
+	}
+	if err := cs.Err(); err != nil || acc.Model != s.target.Name {
+		t.Errorf("chat stream: accumulated model %q, %v; want %q", acc.Model, err, s.target.Name)
+	}
+}

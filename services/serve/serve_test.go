@@ -83,6 +83,7 @@ type stackOptions struct {
 	target    string               // the verifier's model file (empty: the shared specd-target-q8_0)
 	maxMsg    int                  // every service's --max-message-bytes and the client's bound (0: the default)
 	tools     toolcall.Syntax      // with http: the front door's --tool-call-parser (0: none)
+	byName    bool                 // the router names the verifier localhost:PORT, not the address it listens on
 }
 
 // startStackWith starts the stack as o says.
@@ -119,6 +120,10 @@ func startStackWith(t *testing.T, o stackOptions) *stack {
 	<-ready
 	<-ready
 	routerReady := make(chan struct{})
+	if o.byName {
+		_, port, _ := net.SplitHostPort(s.verifier)
+		s.verifier = net.JoinHostPort("localhost", port)
+	}
 	rcfg := serve.RouterConfig{Verifiers: []string{s.verifier}, Drafts: []string{s.draft}, Refresh: 200 * time.Millisecond,
 		Log: cmp.Or(o.rlog, quiet), Tel: o.rtel, Ready: func() { close(routerReady) }, Keys: o.keys, KeysReload: 50 * time.Millisecond, TLS: o.rtls,
 		Limits: services.Limits{MaxMessageBytes: o.maxMsg}}
