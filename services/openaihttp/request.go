@@ -492,6 +492,11 @@ func (r *common) call(defMax uint32) (*Call, error) {
 		if sp.LogitBias == nil {
 			sp.LogitBias = map[int32]float32{}
 		}
+		if _, dup := sp.LogitBias[int32(id)]; dup {
+			// "1" and "01" (or "+1") name one token: which value won would depend on
+			// the map's random order.
+			return nil, badParam("logit_bias", "key %q: token %d has another key too", k, id)
+		}
 		sp.LogitBias[int32(id)] = float32(v)
 	}
 	if m := r.MinTokens; m != nil {
