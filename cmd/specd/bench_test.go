@@ -540,6 +540,41 @@ func TestLoadRounds(t *testing.T) {
 	}
 }
 
+// TestLoadRoundsOneSpeedupEach: round_speedups has an entry for every round, 0 for a
+// round whose plain run made no tokens (as speedup is 0 then), so that entry i is round
+// i+1's and the report still lists them.
+func TestLoadRoundsOneSpeedupEach(t *testing.T) {
+	ps := []benchPrompt{{ID: "a", Prompt: "a"}}
+	var mu sync.Mutex
+	plainRuns := 0
+	cfg := loadConfig{levels: []int{1}, requests: 2, rounds: 3, prompts: ps,
+		run: func(ctx context.Context, p benchPrompt, spec bool) (generateResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if spec {
+				return generateResult{Tokens: 2, WallSeconds: 0.001}, nil
+			}
+			plainRuns++
+			if plainRuns <= 2 { // the first round's plain run fails throughout
+				return generateResult{}, status.Error(codes.ResourceExhausted, "queue full")
+			}
+			return generateResult{Tokens: 1, WallSeconds: 0.001}, nil
+		}}
+	var rep loadReport
+	if err := benchLoad(t.Context(), cfg, &rep); err != nil {
+		t.Fatal(err)
+	}
+	rs := rep.Levels[0].RoundSpeedups
+	if len(rs) != 3 || rs[0] != 0 || rs[1] <= 0 || rs[2] <= 0 {
+		t.Errorf("round speedups %v, want 3: 0 for the first round (plain made no tokens), then above 0", rs)
+	}
+	var b strings.Builder
+	printLoad(&b, &rep)
+	if !strings.Contains(b.String(), "speedup by round") {
+		t.Errorf("report without the speedup of each round:\n%s", b.String())
+	}
+}
+
 // TestBenchReportsSeed: a sampled run can be repeated only with its seed, which bench
 // picks at random unless --seed gives one: both reports carry it.
 func TestBenchReportsSeed(t *testing.T) {
