@@ -120,6 +120,10 @@ func (o *samplingOptions) params() (sample.Params, error) {
 	if o.maxTokens < 0 || o.maxTokens > math.MaxUint32 {
 		return sample.Params{}, usagef("-n %d: want 0 (up to the context) to %d", o.maxTokens, uint32(math.MaxUint32))
 	}
+	if o.maxTokens > 0 && o.minTokens > o.maxTokens {
+		// The gRPC API refuses it too (sampling.min_tokens): the minimum could never be met.
+		return sample.Params{}, usagef("--min-tokens %d: more than -n %d", o.minTokens, o.maxTokens)
+	}
 	if !(o.topP > 0 && o.topP <= 1) {
 		return sample.Params{}, usagef("--top-p %v: want a value in (0, 1]", o.topP)
 	}
