@@ -3,6 +3,7 @@ package spec_test
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/specd-dev/specd/generate"
@@ -76,4 +77,38 @@ func plainLimits(t *testing.T, p pair, prompt []int32, lim generate.Limits, sp s
 		t.Fatal(err)
 	}
 	return out.IDs
+}
+
+// TestMinTokensStopString: a stop string the text writes early counts only after
+// min_tokens, as vLLM's min_tokens has it — in plain decoding, and with speculation and
+// a draft, which then still commit the same ids.
+func TestMinTokensStopString(t *testing.T) {
+	p := loadPair(t)
+	const n, minTokens = 40, 12
+	prompt := p.target.Tok.Encode("One day, Lily found a shiny key in the garden.", true)
+	lim := limits(p.target, n)
+	free := plainLimits(t, p, prompt, lim, sample.Params{TopP: 1})
+	// The stop string is the text of the output's third token.
+	o := generate.NewOutput(p.target.Tok, prompt, lim)
+	o.Push(free[0])
+	o.Push(free[1])
+	before := o.Text()
+	o.Push(free[2])
+	stop := strings.TrimSpace(o.Text()[len(before):])
+	if len(stop) < 2 {
+		t.Fatalf("the third token of %v adds %q: choose another prompt", free, stop)
+	}
+	lim.Stop = []string{stop}
+	if cut := plainLimits(t, p, prompt, lim, sample.Params{TopP: 1}); len(cut) > 3 {
+		t.Fatalf("stop string %q does not end %v early: the test would prove nothing", stop, cut)
+	}
+	sp := sample.Params{TopP: 1, MinTokens: minTokens}
+	want := plainLimits(t, p, prompt, lim, sp)
+	if len(want) <= minTokens {
+		t.Fatalf("min_tokens %d, stop %q: plain decoding gives %v, ended within the minimum", minTokens, stop, want)
+	}
+	rng := rand.New(rand.NewPCG(4, 1))
+	if got, _ := simulateLimits(t, p, prompt, lim, sp, spec.Coupled, 4, 2, rng); !slices.Equal(got, want) {
+		t.Errorf("speculation:\n got %v\nwant %v", got, want)
+	}
 }
