@@ -156,6 +156,8 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","logit_bias":{"5":"up"}}`, "logit_bias"},
 		{false, `{"prompt":"x","logit_bias":{"1":5,"01":-5}}`, "logit_bias"},
 		{false, `{"prompt":"x","logit_bias":{"+7":1,"7":2}}`, "logit_bias"},
+		{false, `{"prompt":"x","logit_bias":{"7":null}}`, "logit_bias"},
+		{false, `{"prompt":"x","stop_token_ids":[5,null]}`, "stop_token_ids"},
 		{false, `{"prompt":"x","min_tokens":-1}`, "min_tokens"},
 		{false, `{"prompt":"x","stop_token_ids":[-1]}`, "stop_token_ids"},
 		{false, `{"prompt":"x","stream_options":{"include_usage":true}}`, "stream_options"},
