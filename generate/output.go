@@ -35,6 +35,11 @@ type Limits struct {
 	End       []int32  // ids that end the text: EOS and the vocabulary's other end-of-generation ids (tokenizer.EOG)
 	BOS       int32
 	StopAtBOS bool // also end at BOS (llama2.c checkpoints end a story with it)
+	// MinTokens: a stop string counts only once the output has more than MinTokens
+	// tokens, and only where it ends after their text, as vLLM's min_tokens. Run and
+	// verifier sessions set it from the sampling parameters' MinTokens, which hold the
+	// ends back as long.
+	MinTokens int
 }
 
 // Ends returns every id that ends the text: End, and BOS where StopAtBOS.
@@ -64,7 +69,10 @@ type Output struct {
 	IDs     []int32 // generated tokens, not counting a final EOS/BOS
 	text    strings.Builder
 	emitted int // bytes of text already returned as deltas
-	Reason  Finish
+	// guard is the length of the text of the first lim.MinTokens tokens (0 until they
+	// are all in): a stop string must end after it.
+	guard  int
+	Reason Finish
 }
 
 // NewOutput starts an output after prompt (the ids already in the sequence, which may
@@ -95,8 +103,7 @@ func (o *Output) Push(id int32) string {
 		o.text.WriteString(o.dec.Flush())
 		return o.delta()
 	}
-	o.IDs = append(o.IDs, id)
-	o.text.WriteString(o.dec.Next(id))
+	o.add(id)
 	if o.cutAtStop() {
 		o.Reason = StopString
 		return o.delta()
@@ -111,8 +118,23 @@ func (o *Output) Push(id int32) string {
 	return o.delta()
 }
 
-// cutAtStop truncates the text at the first stop string, reporting whether one was found.
+// add appends id to the output and its text, and notes where the text of the first
+// MinTokens tokens ends.
+func (o *Output) add(id int32) {
+	o.IDs = append(o.IDs, id)
+	o.text.WriteString(o.dec.Next(id))
+	if len(o.IDs) == o.lim.MinTokens {
+		o.guard = o.text.Len()
+	}
+}
+
+// cutAtStop truncates the text at the first stop string, reporting whether one was
+// found. None counts until the output has more than MinTokens tokens, nor one that
+// ends within their text (vLLM's min_tokens).
 func (o *Output) cutAtStop() bool {
+	if len(o.IDs) <= o.lim.MinTokens {
+		return false
+	}
 	s := o.text.String()
 	cut := -1
 	for _, st := range o.lim.Stop {
@@ -120,7 +142,7 @@ func (o *Output) cutAtStop() bool {
 			continue
 		}
 		// A stop string can only be new where it overlaps the text not yet emitted.
-		from := max(0, o.emitted-len(st)+1)
+		from := max(0, o.emitted-len(st)+1, o.guard-len(st)+1)
 		if i := strings.Index(s[from:], st); i >= 0 && (cut < 0 || from+i < cut) {
 			cut = from + i
 		}
@@ -171,8 +193,7 @@ func (o *Output) delta() string {
 // it is done again.
 func (o *Output) Resume(ids []int32, shown int) {
 	for _, id := range ids {
-		o.IDs = append(o.IDs, id)
-		o.text.WriteString(o.dec.Next(id))
+		o.add(id)
 	}
 	if len(ids) == 0 {
 		return

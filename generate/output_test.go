@@ -2,6 +2,7 @@ package generate_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/specd-dev/specd/generate"
@@ -95,6 +96,48 @@ func TestLimitsEndAt(t *testing.T) {
 		for _, id := range c.goOn {
 			if ends(id) {
 				t.Errorf("%s: %d ends the text (limits %+v)", c.name, id, l)
+			}
+		}
+	}
+}
+
+// TestOutputMinTokensStop: with MinTokens, a stop string counts only once the output
+// has more than MinTokens tokens, and only where it ends after their text — as vLLM's
+// min_tokens (tests/detokenizer/test_min_tokens.py: min_tokens 5 and stop "e" keep
+// " is Lee, and I'm a stud") — pushed token by token and resumed after a failover
+// inside and past the minimum alike; without MinTokens the first "e" cuts.
+func TestOutputMinTokensStop(t *testing.T) {
+	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	prompt := m.Tok.Encode("Hello, my name", true)
+	ids := m.Tok.Encode("is Lee, and I'm a student in the college of engineering", false) // " is Lee…" after the prompt
+	// The text after each number of tokens, as an output without stop strings has it.
+	texts := []string{""}
+	plain := generate.NewOutput(m.Tok, prompt, generate.Limits{MaxTokens: 64, Context: m.Context, End: m.Tok.EOG()})
+	for _, id := range ids {
+		plain.Push(id)
+		texts = append(texts, plain.Text())
+	}
+	full := texts[len(ids)]
+	for _, minTokens := range []int{0, 2, 5, 8} {
+		protected := len(texts[minTokens])
+		// The first "e" that ends after the protected text.
+		want := full[:protected+strings.Index(full[protected:], "e")]
+		lim := generate.Limits{MaxTokens: 64, Context: m.Context, End: m.Tok.EOG(), Stop: []string{"e"}, MinTokens: minTokens}
+		for _, resume := range []int{0, 1, minTokens, minTokens + 2} {
+			o := generate.NewOutput(m.Tok, prompt, lim)
+			o.Resume(ids[:resume], 0)
+			for _, id := range ids[resume:] {
+				if o.Done() {
+					break
+				}
+				o.Push(id)
+			}
+			if o.Reason != generate.StopString || o.Text() != want {
+				t.Errorf("min tokens %d, resumed after %d: %q (%v), want %q cut at a stop string", minTokens, resume, o.Text(), o.Reason, want)
 			}
 		}
 	}

@@ -116,7 +116,9 @@ func Prefill(st *model.State, prompt []int32) ([]float32, error) {
 func Run(ctx context.Context, st *model.State, req Request, emit func(Token) error) (*Output, Stats, error) {
 	t0 := time.Now()
 	m := st.Model()
-	out := NewOutput(m.Tok, req.Prompt, req.Limits)
+	lim := req.Limits
+	lim.MinTokens = req.Sampling.MinTokens // stop strings wait as long as the ends
+	out := NewOutput(m.Tok, req.Prompt, lim)
 	stats := Stats{PromptTokens: len(req.Prompt)}
 	logits, err := Prefill(st, req.Prompt)
 	if err != nil {

@@ -1,12 +1,15 @@
 package spec_test
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"sort"
 	"testing"
 
 	"github.com/specd-dev/specd/draft"
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/model"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/spec"
 	"github.com/specd-dev/specd/verifier"
@@ -26,7 +29,13 @@ func TestSpeculativeSamplingIsLossless(t *testing.T) {
 	p := loadPair(t)
 	ctx := []int32{p.target.Tok.BOS()} // the first token of a text: a broad distribution
 	dst := state(t, p.draft, p.pool)
-	checkLossless(t, p, ctx, 7919, func(vs *verifier.Session, sp sample.Params, mode spec.Mode) (verifier.Step, bool) {
+	checkLossless(t, p, ctx, 7919, sample.Params{}, limits(p.target, 8), draftStep(t, dst, ctx))
+}
+
+// draftStep is a first step for checkLossless: a draft session on dst after ctx
+// proposes 3 tokens, and the verifier checks them.
+func draftStep(t *testing.T, dst *model.State, ctx []int32) func(*verifier.Session, sample.Params, spec.Mode) (verifier.Step, bool) {
+	return func(vs *verifier.Session, sp sample.Params, mode spec.Mode) (verifier.Step, bool) {
 		ds, err := draft.NewSession(dst, ctx, spec.Options{Sampling: sp, Mode: mode, Gamma: 3, MaxPosition: 64, ProposalTopK: 64})
 		if err != nil {
 			t.Fatal(err)
@@ -40,7 +49,28 @@ func TestSpeculativeSamplingIsLossless(t *testing.T) {
 			t.Fatal(err)
 		}
 		return step, len(step.Tokens) > 0 && step.Tokens[0].ID == pr.Tokens[0]
-	})
+	}
+}
+
+// TestShapedSamplingIsLossless is TestSpeculativeSamplingIsLossless with a logit bias
+// and min_tokens: the verifier's p is the biased distribution with the likeliest first
+// token — made a stop id — held back, while the draft's q is biased but holds nothing
+// back, so the draft proposes that token often and the verifier must always refuse it
+// and draw from the residual (Leviathan et al. 2023, Theorem 1, with p(x) = 0).
+func TestShapedSamplingIsLossless(t *testing.T) {
+	p := loadPair(t)
+	ctx := []int32{p.target.Tok.BOS()}
+	st := state(t, p.target, p.pool)
+	logits, err := st.Forward(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := sample.TopIDs(nil, logits, 5)
+	lim := limits(p.target, 8)
+	lim.End = append(lim.End, top[0])
+	base := sample.Params{MinTokens: 1, LogitBias: []sample.Bias{{ID: top[1], Value: -2}, {ID: top[4], Value: 1.5}}}
+	slices.SortFunc(base.LogitBias, func(a, b sample.Bias) int { return cmp.Compare(a.ID, b.ID) })
+	checkLossless(t, p, ctx, 6131, base, lim, draftStep(t, state(t, p.draft, p.pool), ctx))
 }
 
 // TestLookupSamplingIsLossless checks, as TestSpeculativeSamplingIsLossless does, that
@@ -51,7 +81,7 @@ func TestLookupSamplingIsLossless(t *testing.T) {
 	p := loadPair(t)
 	// " and a" recurs: the lookup guesses the text that followed it, " dog. The…".
 	ctx := p.target.Tok.Encode("Once there was a cat and a dog. The cat and a", true)
-	checkLossless(t, p, ctx, 104729, func(vs *verifier.Session, _ sample.Params, _ spec.Mode) (verifier.Step, bool) {
+	checkLossless(t, p, ctx, 104729, sample.Params{}, limits(p.target, 8), func(vs *verifier.Session, _ sample.Params, _ spec.Mode) (verifier.Step, bool) {
 		step, err := vs.Own(3)
 		if err != nil {
 			t.Fatal(err)
@@ -60,12 +90,13 @@ func TestLookupSamplingIsLossless(t *testing.T) {
 	})
 }
 
-// checkLossless runs trials sessions after ctx, each with its own fixed seed at T = 1,
-// in both modes; step takes the session's first step and reports whether it kept the
+// checkLossless runs trials sessions after ctx with limits lim, each with base's
+// logit bias and min_tokens and its own fixed seed at T = 1, in both modes; step takes the session's first step and reports whether it kept the
 // first token proposed. The first committed tokens must pass a χ² test against the
-// verifier's own distribution at ctx, and the proposal must be both kept and rejected
+// verifier's own distribution at ctx (biased, its ends held back as the limits and
+// base say), and the proposal must be both kept and rejected
 // in some trials.
-func checkLossless(t *testing.T, p pair, ctx []int32, seedStep uint64, step func(*verifier.Session, sample.Params, spec.Mode) (verifier.Step, bool)) {
+func checkLossless(t *testing.T, p pair, ctx []int32, seedStep uint64, base sample.Params, lim generate.Limits, step func(*verifier.Session, sample.Params, spec.Mode) (verifier.Step, bool)) {
 	t.Helper()
 	trials := 3000
 	if testing.Short() {
@@ -76,16 +107,20 @@ func checkLossless(t *testing.T, p pair, ctx []int32, seedStep uint64, step func
 	if err != nil {
 		t.Fatal(err)
 	}
-	pd := sample.New(sample.Params{Temperature: 1, TopP: 1}).Distribution(logits).Clone()
+	base.Temperature, base.TopP = 1, 1
+	own := sample.New(base)
+	own.SetEnds(lim.Ends())
+	pd := own.Distribution(logits).Clone()
 	for _, mode := range []spec.Mode{spec.Rejection, spec.Coupled} {
 		t.Run(mode.String(), func(t *testing.T) {
 			counts := map[int32]int{}
 			kept := 0
 			vst := state(t, p.target, p.pool)
 			for i := range trials {
-				sp := sample.Params{Temperature: 1, TopP: 1, Seed: seedStep * uint64(i+1)}
+				sp := base
+				sp.Seed = seedStep * uint64(i+1)
 				vst.Seq.Release()
-				vs, err := verifier.NewSession(vst, verifier.Request{Prompt: ctx, Sampling: sp, Mode: mode, Limits: limits(p.target, 8)})
+				vs, err := verifier.NewSession(vst, verifier.Request{Prompt: ctx, Sampling: sp, Mode: mode, Limits: lim})
 				if err != nil {
 					t.Fatal(err)
 				}

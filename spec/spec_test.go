@@ -57,7 +57,13 @@ func limits(m *model.Model, n int) generate.Limits {
 // reach it late, and the verifier sometimes decodes plainly instead of waiting.
 func simulate(t *testing.T, p pair, prompt []int32, n int, sp sample.Params, mode spec.Mode, gamma, depth int, rng *rand.Rand) ([]int32, verifier.Stats) {
 	t.Helper()
-	vs, err := verifier.NewSession(state(t, p.target, p.pool), verifier.Request{Prompt: prompt, Sampling: sp, Mode: mode, Limits: limits(p.target, n)})
+	return simulateLimits(t, p, prompt, limits(p.target, n), sp, mode, gamma, depth, rng)
+}
+
+// simulateLimits is simulate with the given limits.
+func simulateLimits(t *testing.T, p pair, prompt []int32, lim generate.Limits, sp sample.Params, mode spec.Mode, gamma, depth int, rng *rand.Rand) ([]int32, verifier.Stats) {
+	t.Helper()
+	vs, err := verifier.NewSession(state(t, p.target, p.pool), verifier.Request{Prompt: prompt, Sampling: sp, Mode: mode, Limits: lim})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,6 +126,7 @@ func newSession(m *model.Model, kv *kvcache.Seq, req Request) (*Session, error) 
 		return nil, generate.ErrEmptyPrompt
 	}
 	seq := append(append([]int32(nil), req.Prompt...), req.Resume...)
+	req.Limits.MinTokens = req.Sampling.MinTokens // stop strings wait as long as the ends
 	if kv.Len() >= len(seq) {
 		return nil, ErrStarted
 	}

@@ -219,8 +219,9 @@ type loadLevel struct {
 	Speculative loadRun `json:"speculative"`
 	Plain       loadRun `json:"plain"`
 	Speedup     float64 `json:"speedup"` // speculative ÷ plain tokens per second (0 if plain made none)
-	// RoundSpeedups is the speedup of each round, with --repeat rounds of both modes:
-	// how far the ratio moves between rounds, mostly with the machine.
+	// RoundSpeedups is the speedup of each round, with --repeat rounds of both modes
+	// (0 for a round whose plain run made no tokens): how far the ratio moves between
+	// rounds, mostly with the machine.
 	RoundSpeedups []float64 `json:"round_speedups,omitempty"`
 }
 
@@ -327,8 +328,14 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 						c, name, round, one.Requests, one.TokensPerSecond, one.LatencyP50, one.errorCount())
 				}
 			}
-			if rounds > 1 && tps[1] > 0 {
-				lv.RoundSpeedups = append(lv.RoundSpeedups, tps[0]/tps[1])
+			if rounds > 1 {
+				// One entry per round, 0 where plain made no tokens (as Speedup), so
+				// that entry r is round r+1's.
+				x := 0.0
+				if tps[1] > 0 {
+					x = tps[0] / tps[1]
+				}
+				lv.RoundSpeedups = append(lv.RoundSpeedups, x)
 			}
 		}
 		lv.Speculative = summarize(outs[0], walls[0], true, solo[0])

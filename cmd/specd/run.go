@@ -109,7 +109,7 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 	fs.Var(&o.stop, "stop", "stop string (repeatable)")
 	fs.Var(&o.stopIDs, "stop-token-id", "token id that ends the text, besides the vocabulary's end-of-generation ids (repeatable)")
 	fs.Var(&o.bias, "logit-bias", "ID=BIAS: add BIAS in [-100, 100] to token ID's logit before sampling (repeatable; -100 bans it)")
-	fs.IntVar(&o.minTokens, "min-tokens", 0, "the ids that end the text cannot be drawn before this many tokens")
+	fs.IntVar(&o.minTokens, "min-tokens", 0, "the ids that end the text cannot be drawn, nor a --stop string end it, before this many tokens")
 	fs.BoolVar(&o.ignoreEOS, "ignore-eos", false, "do not end at the vocabulary's end-of-generation ids: run to -n, a stop string or --stop-token-id (fixed-length benchmarks)")
 	fs.Float64Var(&o.repeatPenalty, "repeat-penalty", 1, "divide the positive logit (multiply the negative) of tokens in the prompt or output; 1 is off")
 	fs.Float64Var(&o.frequencyPenalty, "frequency-penalty", 0, "subtract this from a token's logit per time it occurs in the output; in [-2, 2]")
@@ -119,6 +119,10 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 func (o *samplingOptions) params() (sample.Params, error) {
 	if o.maxTokens < 0 || o.maxTokens > math.MaxUint32 {
 		return sample.Params{}, usagef("-n %d: want 0 (up to the context) to %d", o.maxTokens, uint32(math.MaxUint32))
+	}
+	if o.maxTokens > 0 && o.minTokens > o.maxTokens {
+		// The gRPC API refuses it too (sampling.min_tokens): the minimum could never be met.
+		return sample.Params{}, usagef("--min-tokens %d: more than -n %d", o.minTokens, o.maxTokens)
 	}
 	if !(o.topP > 0 && o.topP <= 1) {
 		return sample.Params{}, usagef("--top-p %v: want a value in (0, 1]", o.topP)

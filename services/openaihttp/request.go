@@ -419,7 +419,11 @@ func (r *common) call(defMax uint32) (*Call, error) {
 			return nil, badParam("stop", "stop string %d is empty", i)
 		}
 	}
-	for i, id := range r.StopTokenIDs {
+	for i, p := range r.StopTokenIDs {
+		if p == nil {
+			return nil, badParam("stop_token_ids", "null at index %d: not a token id", i)
+		}
+		id := *p
 		if id < 0 || id > math.MaxInt32 {
 			return nil, badParam("stop_token_ids", "%d at index %d: not a token id", id, i)
 		}
@@ -482,16 +486,25 @@ func (r *common) call(defMax uint32) (*Call, error) {
 	if len(r.LogitBias) > sample.MaxLogitBiasSize {
 		return nil, badParam("logit_bias", "%d entries: at most %d", len(r.LogitBias), sample.MaxLogitBiasSize)
 	}
-	for k, v := range r.LogitBias {
+	for k, p := range r.LogitBias {
 		id, err := strconv.ParseInt(k, 10, 32)
 		if err != nil || id < 0 {
 			return nil, badParam("logit_bias", "key %q: want a token id", k)
 		}
+		if p == nil {
+			return nil, badParam("logit_bias", "token %d: null, want a number in [-%d, %d]", id, sample.MaxLogitBias, sample.MaxLogitBias)
+		}
+		v := *p
 		if !(v >= -sample.MaxLogitBias && v <= sample.MaxLogitBias) {
 			return nil, badParam("logit_bias", "token %d: %v, want a number in [-%d, %d]", id, v, sample.MaxLogitBias, sample.MaxLogitBias)
 		}
 		if sp.LogitBias == nil {
 			sp.LogitBias = map[int32]float32{}
+		}
+		if _, dup := sp.LogitBias[int32(id)]; dup {
+			// "1" and "01" (or "+1") name one token: which value won would depend on
+			// the map's random order.
+			return nil, badParam("logit_bias", "key %q: token %d has another key too", k, id)
 		}
 		sp.LogitBias[int32(id)] = float32(v)
 	}

@@ -40,8 +40,9 @@ type common struct {
 	PresencePenalty  *float64 `json:"presence_penalty"`
 	FrequencyPenalty *float64 `json:"frequency_penalty"`
 
-	// LogitBias maps token ids (as strings) to a bias in [-100, 100].
-	LogitBias map[string]float64 `json:"logit_bias"`
+	// LogitBias maps token ids (as strings) to a bias in [-100, 100] (a null value is
+	// refused, not taken as 0).
+	LogitBias map[string]*float64 `json:"logit_bias"`
 	// ResponseFormat: only text (vLLM takes it on both endpoints; specd constrains no
 	// output).
 	ResponseFormat *struct {
@@ -56,8 +57,8 @@ type common struct {
 	RepeatPenalty     *float64 `json:"repeat_penalty"`
 	// StopTokenIDs end the text as the vocabulary's end-of-generation ids do, and
 	// IgnoreEOS ends it at those no more (vLLM's names).
-	StopTokenIDs []int64 `json:"stop_token_ids"`
-	IgnoreEOS    bool    `json:"ignore_eos"`
+	StopTokenIDs []*int64 `json:"stop_token_ids"` // a null id is refused, not taken as 0
+	IgnoreEOS    bool     `json:"ignore_eos"`
 	// MinTokens holds those ends back until the output has this many tokens.
 	MinTokens *int64 `json:"min_tokens"`
 }

@@ -222,6 +222,12 @@ func (s *stack) plain(t *testing.T, text string, n int, sp sample.Params) []int3
 // plainIDs is plain from prompt ids.
 func (s *stack) plainIDs(t *testing.T, prompt []int32, n int, sp sample.Params) []int32 {
 	t.Helper()
+	return s.plainIDsStop(t, prompt, n, sp, nil)
+}
+
+// plainIDsStop is plainIDs with stop ids that end the text besides the vocabulary's.
+func (s *stack) plainIDsStop(t *testing.T, prompt []int32, n int, sp sample.Params, stopIDs []int32) []int32 {
+	t.Helper()
 	m := s.target
 	kv, err := m.NewKVPool(16<<20, ggml.F32)
 	if err != nil {
@@ -232,7 +238,7 @@ func (s *stack) plainIDs(t *testing.T, prompt []int32, n int, sp sample.Params) 
 	st := m.NewState(pool, kv.NewSeq(), 64)
 	out, _, err := generate.Run(context.Background(), st, generate.Request{
 		Prompt: prompt, Sampling: sp,
-		Limits: generate.Limits{MaxTokens: n, Context: m.Context, End: m.Tok.EOG(), BOS: m.Tok.BOS()},
+		Limits: generate.Limits{MaxTokens: n, Context: m.Context, End: append(slices.Clip(m.Tok.EOG()), stopIDs...), BOS: m.Tok.BOS()},
 	}, func(generate.Token) error { return nil })
 	if err != nil {
 		t.Fatal(err)

@@ -210,3 +210,49 @@ func TestMinTokens(t *testing.T) {
 		t.Errorf("min_tokens above max_tokens: %v; want INVALID_ARGUMENT naming sampling.min_tokens", err)
 	}
 }
+
+// TestMinTokensSpeculating: on the specd pair, speculating with the draft (a fixed γ
+// always gets its draft), min_tokens holds back a stop id the text reaches early: the
+// draft, which holds nothing back, proposes it and the verifier refuses it while the
+// output is short — greedy and coupled give plain decoding's ids with the same
+// parameters, rejection sampling no stop id before min_tokens — with a logit bias too.
+func TestMinTokensSpeculating(t *testing.T) {
+	s := startStackWith(t, stackOptions{})
+	ctx := context.Background()
+	prompt := s.target.Tok.Prompt("Once upon a time there was a little")
+	const n, minTokens = 40, 16
+	free := s.plainIDs(t, prompt, n, sample.Params{})
+	stop := free[2] // ends the text after two tokens, without min_tokens
+	bias := []sample.Bias{{ID: free[5], Value: -4}}
+	for _, c := range []struct {
+		name string
+		sp   sample.Params
+		mode specdv1.VerificationMode
+	}{
+		{"greedy", sample.Params{TopP: 1, MinTokens: minTokens}, specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED},
+		{"greedy biased", sample.Params{TopP: 1, MinTokens: minTokens, LogitBias: bias}, specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED},
+		{"coupled", sample.Params{Temperature: 0.8, TopP: 1, Seed: 7, MinTokens: minTokens, LogitBias: bias}, specdv1.VerificationMode_VERIFICATION_MODE_COUPLED},
+		{"rejection", sample.Params{Temperature: 0.8, TopP: 1, Seed: 7, MinTokens: minTokens, LogitBias: bias}, specdv1.VerificationMode_VERIFICATION_MODE_REJECTION},
+	} {
+		r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, StopTokenIds: []int32{stop},
+			Sampling: services.SamplingToProto(c.sp), Speculation: &specdv1.SpeculationOptions{Gamma: 4, Mode: c.mode}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := r.GetTokenIds()
+		if len(got) < minTokens || slices.Contains(got[:minTokens], stop) || r.GetStats().GetRounds() == 0 {
+			t.Errorf("%s: %v (%v, %d rounds); want %d tokens at least, stop id %d not among them, and speculative rounds",
+				c.name, got, r.GetFinishReason(), r.GetStats().GetRounds(), minTokens, stop)
+		}
+		if c.mode == specdv1.VerificationMode_VERIFICATION_MODE_REJECTION {
+			continue // the same distribution, not the same draw
+		}
+		if want := s.plainIDsStop(t, prompt, n, c.sp, []int32{stop}); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want plain decoding with the same parameters %v", c.name, got, want)
+		}
+	}
+	unheld := s.plainIDsStop(t, prompt, n, sample.Params{TopP: 1}, []int32{stop})
+	if len(unheld) >= minTokens {
+		t.Fatalf("without min_tokens the stop id %d ends nothing early (%v): the test would prove nothing", stop, unheld)
+	}
+}

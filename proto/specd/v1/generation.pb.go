@@ -811,8 +811,9 @@ type SamplingParams struct {
 	LogitBias map[int32]float32 `protobuf:"bytes,9,rep,name=logit_bias,json=logitBias,proto3" json:"logit_bias,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"fixed32,2,opt,name=value"`
 	// Until the output has min_tokens tokens, the ids that would end it (the
 	// vocabulary's end-of-generation ids unless ignore_eos, and stop_token_ids)
-	// cannot be drawn, as vLLM's min_tokens. Stop strings still apply. 0 is off;
-	// at most max_tokens when that is set.
+	// cannot be drawn, and a stop string counts only after them, where it ends
+	// after their text, as vLLM's min_tokens. 0 is off; at most max_tokens when
+	// that is set.
 	MinTokens     uint32 `protobuf:"varint,10,opt,name=min_tokens,json=minTokens,proto3" json:"min_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
