@@ -86,15 +86,16 @@ func TestStopTokenIDs(t *testing.T) {
 	}
 	stop := plain[k]
 	for _, sp := range []*specdv1.SpeculationOptions{{Disabled: true}, {Gamma: 4}} {
-		r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, StopTokenIds: []int32{stop}, Speculation: sp})
-		if err != nil {
+		req := &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, StopTokenIds: []int32{stop}, Speculation: sp}
+		var r *specdv1.CompleteResponse
+		var err error
+		if sp.GetGamma() > 0 {
+			r = completeSpeculating(t, s, req)
+		} else if r, err = s.client.Complete(ctx, req); err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Equal(r.GetTokenIds(), plain[:k]) || r.GetFinishReason() != specdv1.FinishReason_FINISH_REASON_EOS {
 			t.Errorf("stop id %d (%v): %v (%v); want %v, ended at the stop id", stop, sp, r.GetTokenIds(), r.GetFinishReason(), plain[:k])
-		}
-		if sp.GetGamma() > 0 && r.GetStats().GetRounds() == 0 {
-			t.Errorf("stop id %d with γ 4: no speculative round", stop)
 		}
 	}
 	oc := s.openaiClient()
@@ -140,14 +141,11 @@ func TestLogitBias(t *testing.T) {
 		{"coupled", sample.Params{Temperature: 0.8, TopP: 1, Seed: 7, LogitBias: bias}, specdv1.VerificationMode_VERIFICATION_MODE_COUPLED},
 		{"rejection", sample.Params{Temperature: 0.8, TopP: 1, Seed: 7, LogitBias: bias}, specdv1.VerificationMode_VERIFICATION_MODE_REJECTION},
 	} {
-		r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, Sampling: services.SamplingToProto(c.sp),
+		r := completeSpeculating(t, s, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, Sampling: services.SamplingToProto(c.sp),
 			Speculation: &specdv1.SpeculationOptions{Gamma: 4, Mode: c.mode}})
-		if err != nil {
-			t.Fatal(err)
-		}
 		got := r.GetTokenIds()
-		if slices.Contains(got, ban) || r.GetStats().GetRounds() == 0 {
-			t.Errorf("%s: %v holds banned token %d, or no speculative round (%d)", c.name, got, ban, r.GetStats().GetRounds())
+		if slices.Contains(got, ban) {
+			t.Errorf("%s: %v holds banned token %d", c.name, got, ban)
 		}
 		if c.mode == specdv1.VerificationMode_VERIFICATION_MODE_REJECTION {
 			continue // the same distribution, not the same draw
@@ -218,7 +216,6 @@ func TestMinTokens(t *testing.T) {
 // parameters, rejection sampling no stop id before min_tokens — with a logit bias too.
 func TestMinTokensSpeculating(t *testing.T) {
 	s := startStackWith(t, stackOptions{})
-	ctx := context.Background()
 	prompt := s.target.Tok.Prompt("Once upon a time there was a little")
 	const n, minTokens = 40, 16
 	free := s.plainIDs(t, prompt, n, sample.Params{})
@@ -234,15 +231,12 @@ func TestMinTokensSpeculating(t *testing.T) {
 		{"coupled", sample.Params{Temperature: 0.8, TopP: 1, Seed: 7, MinTokens: minTokens, LogitBias: bias}, specdv1.VerificationMode_VERIFICATION_MODE_COUPLED},
 		{"rejection", sample.Params{Temperature: 0.8, TopP: 1, Seed: 7, MinTokens: minTokens, LogitBias: bias}, specdv1.VerificationMode_VERIFICATION_MODE_REJECTION},
 	} {
-		r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, StopTokenIds: []int32{stop},
+		r := completeSpeculating(t, s, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, StopTokenIds: []int32{stop},
 			Sampling: services.SamplingToProto(c.sp), Speculation: &specdv1.SpeculationOptions{Gamma: 4, Mode: c.mode}})
-		if err != nil {
-			t.Fatal(err)
-		}
 		got := r.GetTokenIds()
-		if len(got) < minTokens || slices.Contains(got[:minTokens], stop) || r.GetStats().GetRounds() == 0 {
-			t.Errorf("%s: %v (%v, %d rounds); want %d tokens at least, stop id %d not among them, and speculative rounds",
-				c.name, got, r.GetFinishReason(), r.GetStats().GetRounds(), minTokens, stop)
+		if len(got) < minTokens || slices.Contains(got[:minTokens], stop) {
+			t.Errorf("%s: %v (%v); want %d tokens at least, stop id %d not among them",
+				c.name, got, r.GetFinishReason(), minTokens, stop)
 		}
 		if c.mode == specdv1.VerificationMode_VERIFICATION_MODE_REJECTION {
 			continue // the same distribution, not the same draw
@@ -255,4 +249,24 @@ func TestMinTokensSpeculating(t *testing.T) {
 	if len(unheld) >= minTokens {
 		t.Fatalf("without min_tokens the stop id %d ends nothing early (%v): the test would prove nothing", stop, unheld)
 	}
+}
+
+// completeSpeculating sends req, whose fixed γ always gets a draft, until its stats show
+// a verified round, at most three times: the verifier never waits long for a draft, and
+// on a slow machine (the race detector) a short request can end before the draft's
+// first proposal arrives. It fails the test if no try verified a round.
+func completeSpeculating(t *testing.T, s *stack, req *specdv1.GenerateRequest) *specdv1.CompleteResponse {
+	t.Helper()
+	var r *specdv1.CompleteResponse
+	for range 3 {
+		var err error
+		if r, err = s.client.Complete(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		if r.GetStats().GetRounds() > 0 {
+			return r
+		}
+	}
+	t.Errorf("three requests with γ %d verified no round", req.GetSpeculation().GetGamma())
+	return r
 }
