@@ -204,7 +204,7 @@ func (s *Sampler) SetPrompt(ids []int32) {
 	}
 }
 
-// SetEnds gives the sampler the ids that end the text (generate.Limits.End), which
+// SetEnds gives the sampler the ids that end the text (generate.Limits.Ends), which
 // P.MinTokens keeps from being drawn while the output is shorter. Without it the
 // minimum holds nothing back: a draft leaves the verifier to refuse an early end.
 func (s *Sampler) SetEnds(ids []int32) { s.ends = ids }
