@@ -529,7 +529,11 @@ func Router(ctx context.Context, cfg RouterConfig, lis net.Listener) error {
 			return err
 		}
 	}
-	cfg.Log.Info("router serving", "addr", lis.Addr().String(), "verifiers", cfg.Verifiers, "drafts", cfg.Drafts, "tls", cfg.TLS.describe())
+	where := []any{"verifiers", cfg.Verifiers, "drafts", cfg.Drafts}
+	if cfg.Consul != nil {
+		where = []any{"discovery", "consul", "consul", cfg.Consul.Addr} // the static lists are not used
+	}
+	cfg.Log.Info("router serving", append(append([]any{"addr", lis.Addr().String()}, where...), "tls", cfg.TLS.describe())...)
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}

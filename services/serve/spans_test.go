@@ -3,6 +3,8 @@ package serve_test
 import (
 	"context"
 	"io"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +78,40 @@ func TestHealthySpansAreNotErrors(t *testing.T) {
 			if st := sp.Status(); st.Code == codes.Error {
 				t.Errorf("%v span %s of a successful request: status %v %q, want not an error", sp.SpanKind(), sp.Name(), st.Code, st.Description)
 			}
+		}
+	}
+}
+
+// TestInfoPollsAreNotTraced: the router asks every static endpoint for its Info every
+// 2 s, and a verifier asks a draft once for its model's name; like health checks,
+// those polls make no spans. They made two traces of their own every 2 s on an idle
+// specd up with an OTLP endpoint set, crowding the requests' traces out of a trace
+// viewer's list.
+func TestInfoPollsAreNotTraced(t *testing.T) {
+	rtel, rspans := recordSpans(t, "specd-router")
+	vtel, vspans := recordSpans(t, "specd-verifier")
+	s := startStackWith(t, stackOptions{rtel: rtel, vtel: vtel})
+	if _, err := s.generate(context.Background(), request("Once upon a time", 32, 0, 0, 4)); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		names = names[:0]
+		for _, rec := range []*tracetest.SpanRecorder{rspans, vspans} {
+			for _, sp := range rec.Ended() {
+				names = append(names, sp.Name())
+			}
+		}
+		if slices.Contains(names, spanVerifierGenerate) && slices.Contains(names, spanRouterGenerate) {
+			break
+		}
+	}
+	if !slices.Contains(names, spanRouterGenerate) {
+		t.Fatalf("no %s span among %q: tracing is off, the test checks nothing", spanRouterGenerate, names)
+	}
+	for _, n := range names {
+		if strings.HasSuffix(n, "/Info") {
+			t.Errorf("span %s: an Info poll was traced (spans %q)", n, names)
 		}
 	}
 }

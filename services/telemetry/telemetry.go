@@ -276,8 +276,12 @@ func (t *Telemetry) MetricsAddr() string {
 }
 
 // grpcFilter keeps health checks (polled every few seconds by Consul and the
-// router) out of traces and RPC metrics.
-var grpcFilter = filters.Not(filters.HealthCheck())
+// router) and the internal services' Info (the router polls every static endpoint
+// for it every 2 s) out of traces and RPC metrics: each poll would be a trace of
+// its own.
+var grpcFilter = filters.None(filters.HealthCheck(),
+	filters.FullMethodName("/specd.speculation.v1.VerifierService/Info"),
+	filters.FullMethodName("/specd.speculation.v1.DraftService/Info"))
 
 // ServerOptions instrument a gRPC server: a span per RPC (a child of the caller's,
 // from the W3C headers) and the rpc.server.* metrics, on this service's providers.

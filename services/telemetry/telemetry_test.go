@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services/telemetry"
 )
 
@@ -341,18 +342,18 @@ func TestTextLogFormat(t *testing.T) {
 	}
 }
 
-// infoServer answers Info, logging with the RPC's context and reporting the span it
-// ran in.
-type infoServer struct {
+// tokenizeServer answers Tokenize, logging with the RPC's context and reporting the
+// span it ran in. (Not Info: Info polls are kept out of traces.)
+type tokenizeServer struct {
 	speculationv1.UnimplementedVerifierServiceServer
 	log  *slog.Logger
 	seen chan trace.SpanContext
 }
 
-func (s *infoServer) Info(ctx context.Context, _ *speculationv1.InfoRequest) (*speculationv1.InfoResponse, error) {
-	s.log.InfoContext(ctx, "info")
+func (s *tokenizeServer) Tokenize(ctx context.Context, _ *specdv1.TokenizeRequest) (*specdv1.TokenizeResponse, error) {
+	s.log.InfoContext(ctx, "tokenize")
 	s.seen <- trace.SpanContextFromContext(ctx)
-	return &speculationv1.InfoResponse{}, nil
+	return &specdv1.TokenizeResponse{}, nil
 }
 
 // TestGRPCPropagation runs a real gRPC server and client, each instrumented by its own
@@ -369,7 +370,7 @@ func TestGRPCPropagation(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(server.ServerOptions()...)
-	is := &infoServer{log: server.Log, seen: make(chan trace.SpanContext, 1)}
+	is := &tokenizeServer{log: server.Log, seen: make(chan trace.SpanContext, 1)}
 	speculationv1.RegisterVerifierServiceServer(srv, is)
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(lis) }()
@@ -381,7 +382,7 @@ func TestGRPCPropagation(t *testing.T) {
 	}
 	defer cc.Close()
 	ctx, span := client.Tracer.Start(context.Background(), "caller")
-	if _, err := speculationv1.NewVerifierServiceClient(cc).Info(ctx, &speculationv1.InfoRequest{}); err != nil {
+	if _, err := speculationv1.NewVerifierServiceClient(cc).Tokenize(ctx, &specdv1.TokenizeRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	span.End()

@@ -1491,7 +1491,9 @@ type Stats struct {
 	LookupAcceptedTokens uint32 `protobuf:"varint,18,opt,name=lookup_accepted_tokens,json=lookupAcceptedTokens,proto3" json:"lookup_accepted_tokens,omitempty"`
 	// Prompt positions whose keys and values came from the verifier's prefix
 	// cache (an earlier request with the same leading tokens) instead of being
-	// computed. Whole KV blocks only; at most prompt_tokens - 1.
+	// computed: whole KV blocks, and the start of one more cached block whose
+	// ids begin as the prompt goes on, so a prompt sent again computes only its
+	// last token. At most prompt_tokens - 1.
 	CachedPromptTokens uint32 `protobuf:"varint,19,opt,name=cached_prompt_tokens,json=cachedPromptTokens,proto3" json:"cached_prompt_tokens,omitempty"`
 	// Time the request waited for admission at the verifier (KV budget or
 	// running-request limit) before its prompt was first computed.
