@@ -43,16 +43,43 @@ func TestAdmission(t *testing.T) {
 		Sched: verifier.Config{MaxRunning: 1, MaxQueue: 1}}})
 	generate := func(n uint32) error { return generatePlain(ctx, client, "Once upon a time", n) }
 	// One long request runs (500 tokens: at least 250 ms even at 2000 tokens/s; greedy
-	// from this prompt it never ends early), a second waits past the queue wait, a
-	// third finds the queue full.
+	// from this prompt it never ends early); once its first tokens have come, two more
+	// arrive: one waits past the queue wait, the other finds the queue full (whichever
+	// comes first). Waiting for the tokens, not for a fixed time, keeps a loaded machine
+	// from starting the short requests before the long one.
+	long, err := client.Generate(ctx, &speculationv1.GenerateRequest{Request: &specdv1.GenerateRequest{
+		Prompt: "Once upon a time", MaxTokens: 500, Speculation: &specdv1.SpeculationOptions{Disabled: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := long.Recv()
+		if err != nil {
+			t.Fatalf("running request: %v", err)
+		}
+		if len(msg.GetChunk().GetTokenIds()) > 0 {
+			break
+		}
+		if msg.GetFinal() != nil {
+			t.Fatal("the long request ended before the others came")
+		}
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
-	for i, n := range []uint32{500, 8, 8} {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = generate(n) }()
-		time.Sleep(50 * time.Millisecond)
+	for i := 1; i < 3; i++ {
+		wg.Go(func() { errs[i] = generate(8) })
 	}
 	wg.Wait()
+	for {
+		msg, err := long.Recv()
+		if err != nil {
+			errs[0] = err
+			break
+		}
+		if msg.GetFinal() != nil {
+			break
+		}
+	}
 	if errs[0] != nil {
 		t.Errorf("running request: %v", errs[0])
 	}
