@@ -116,7 +116,9 @@ func newSession(kv *kvcache.Seq, context []int32, opt spec.Options) (*Session, e
 	if kv.Len() >= len(context) {
 		return nil, fmt.Errorf("draft session: %d cached positions for a context of %d", kv.Len(), len(context))
 	}
-	return &Session{kv: kv, smp: sample.New(opt.Sampling), opt: opt, seq: append([]int32(nil), context...), context: len(context), gamma: opt.Gamma,
+	smp := sample.New(opt.Sampling)
+	smp.SetEnds(opt.Ends)
+	return &Session{kv: kv, smp: smp, opt: opt, seq: append([]int32(nil), context...), context: len(context), gamma: opt.Gamma,
 		guess: map[int]int32{}, roundAt: map[int]uint64{}, starts: map[uint64]int{}}, nil
 }
 
@@ -230,9 +232,9 @@ func (s *Session) consume(logits []float32) (done bool) {
 	}
 	pos := len(*seq)
 	var t, guess int32
-	if s.opt.Sampling.Penalized() {
-		// The verifier penalizes what it has committed; had it committed the line
-		// drafted so far, that is this.
+	if sp := s.opt.Sampling; sp.Penalized() || sp.Grammar != nil || sp.MinTokens > 0 {
+		// The verifier penalizes (and constrains by the grammar) what it has committed;
+		// had it committed the line drafted so far, that is this.
 		prompt := s.opt.PromptLen
 		if prompt == 0 {
 			prompt = s.context

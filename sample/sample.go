@@ -39,6 +39,28 @@ type Params struct {
 	// MinTokens: while the output has fewer tokens, the ids that would end it (see
 	// Sampler.SetEnds) cannot be drawn, as vLLM's min_tokens. 0 is off.
 	MinTokens int
+	// Grammar, when not nil, limits the output to a language (package grammar, for
+	// response formats): after everything above, tokens that cannot continue the output
+	// in it get -Inf, and so do the ends until the output is whole. It is not part of
+	// the parameters' wire form: each service builds it over its own vocabulary.
+	Grammar Grammar
+}
+
+// Grammar is a constraint on the output that depends on its tokens alone. It is shared
+// read-only; each output sampled under it gets its own Matcher.
+type Grammar interface {
+	NewMatcher() Matcher
+}
+
+// Matcher follows one output through a Grammar.
+type Matcher interface {
+	// Mask sets to -Inf the logits of the tokens that cannot come next; ends are the
+	// ids that would end the output, allowed only where the output may end.
+	Mask(logits []float32, ends []int32)
+	// Advance takes the next token of the output.
+	Advance(id int32)
+	// Reset goes back to the start of the output and takes output.
+	Reset(output []int32)
 }
 
 // Bias is one entry of Params.LogitBias.
@@ -129,7 +151,9 @@ func (p Params) Penalized() bool {
 
 // Shaped reports whether p changes the logits before temperature and the filters: a
 // penalty, a logit bias or a minimum of tokens.
-func (p Params) Shaped() bool { return p.Penalized() || len(p.LogitBias) > 0 || p.MinTokens > 0 }
+func (p Params) Shaped() bool {
+	return p.Penalized() || len(p.LogitBias) > 0 || p.MinTokens > 0 || p.Grammar != nil
+}
 
 // repeats reports whether p's RepetitionPenalty is on (neither unset nor 1).
 func (p Params) repeats() bool { return p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1 }
@@ -183,10 +207,18 @@ type Sampler struct {
 	// would end it, which P.MinTokens holds back (SetEnds).
 	out  int
 	ends []int32
+	// match follows the output through P.Grammar (nil without one).
+	match Matcher
 }
 
 // New returns a sampler for p.
-func New(p Params) *Sampler { return &Sampler{P: p} }
+func New(p Params) *Sampler {
+	s := &Sampler{P: p}
+	if p.Grammar != nil {
+		s.match = p.Grammar.NewMatcher()
+	}
+	return s
+}
 
 // SetPrompt gives the sampler the prompt's tokens, which RepetitionPenalty penalizes
 // (the other penalties count the output alone: without it they are not kept).
@@ -212,6 +244,9 @@ func (s *Sampler) SetEnds(ids []int32) { s.ends = ids }
 // Observe tells the sampler that id was generated (committed to the output).
 func (s *Sampler) Observe(id int32) {
 	s.out++
+	if s.match != nil {
+		s.match.Advance(id)
+	}
 	if !s.P.Penalized() || !s.track(id) {
 		return
 	}
@@ -226,6 +261,9 @@ func (s *Sampler) Observe(id int32) {
 // draft, which drafts ahead and rolls back): it costs a pass over seq.
 func (s *Sampler) SetHistory(seq []int32, prompt int) {
 	prompt = min(max(prompt, 0), len(seq))
+	if s.match != nil {
+		s.match.Reset(seq[prompt:])
+	}
 	if !s.P.Penalized() {
 		s.out = len(seq) - prompt
 		return
@@ -255,12 +293,13 @@ func (s *Sampler) track(id int32) bool {
 
 // Penalize returns the logits as every draw of the sampler sees them: the logit bias
 // added, the ends held back while the output is shorter than MinTokens (-Inf), then the
-// penalties applied (see Params), in vLLM's order. It returns logits itself when none
-// of these applies, else a copy the sampler owns until its next call. Each token's
-// value depends on its own logit, the parameters and the counts alone.
+// penalties applied (see Params), in vLLM's order, and last the grammar's mask. It
+// returns logits itself when none of these applies, else a copy the sampler owns until
+// its next call. Each token's value depends on its own logit, the parameters and the
+// output so far alone.
 func (s *Sampler) Penalize(logits []float32) []float32 {
 	hold := s.out < s.P.MinTokens && len(s.ends) > 0
-	if len(s.seen) == 0 && len(s.P.LogitBias) == 0 && !hold {
+	if len(s.seen) == 0 && len(s.P.LogitBias) == 0 && !hold && s.match == nil {
 		return logits
 	}
 	s.pen = append(s.pen[:0], logits...)
@@ -293,6 +332,9 @@ func (s *Sampler) Penalize(logits []float32) []float32 {
 			v -= float32(n)*s.P.FrequencyPenalty + s.P.PresencePenalty
 		}
 		s.pen[id] = v
+	}
+	if s.match != nil {
+		s.match.Mask(s.pen, s.ends)
 	}
 	return s.pen
 }

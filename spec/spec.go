@@ -118,4 +118,8 @@ type Options struct {
 	// PromptLen is how many tokens of the context are the prompt (the rest were
 	// generated), for the sampling penalties; 0: all of them.
 	PromptLen int
+	// Ends are the ids that end the output (generate.Limits.Ends): a draft holds them
+	// back while the output is shorter than Sampling.MinTokens, and proposes one where a
+	// grammar's document is whole, as the verifier would draw them.
+	Ends []int32
 }

@@ -67,7 +67,7 @@ func simulateLimits(t *testing.T, p pair, prompt []int32, lim generate.Limits, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Sampling: sp, Mode: mode, Gamma: gamma, MaxPosition: p.target.Context, ProposalTopK: 32,
+	ds, err := draft.NewSession(state(t, p.draft, p.pool), prompt, spec.Options{Sampling: sp, Mode: mode, Gamma: gamma, MaxPosition: p.target.Context, ProposalTopK: 32, Ends: lim.Ends(),
 		Branches: rng.IntN(3)})
 	if err != nil {
 		t.Fatal(err)

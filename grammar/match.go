@@ -1,0 +1,538 @@
+package grammar
+
+import (
+	"slices"
+	"strings"
+)
+
+// A matcher state is a set of alternatives (anyOf branches still open), each the top
+// frame of a stack that runs down to a kEnd frame. Frames are never changed once made:
+// a step copies the top frame, so a state costs nothing to keep while a token's bytes
+// are tried, and alternatives share the frames below their tops.
+type frame struct {
+	up     *frame
+	n      *node
+	kind   kind
+	sub    uint8 // the kind's substate
+	ws     uint8 // the white space run so far (see white)
+	aux    uint8 // strings: hex digits or UTF-8 continuation bytes still to come
+	lo, hi byte  // strings: the range of the next UTF-8 continuation byte
+	seen   uint64
+	count  int    // arrays: items; numbers: digits in the current part; literals: bytes matched
+	text   string // keys and enums: the bytes so far; literals: the word
+	val    *node  // objects: the schema of the value after the key just read
+}
+
+type kind uint8
+
+const (
+	kEnd     kind = iota // after the whole value: nothing more
+	kValue               // a value of n is next, after optional white space
+	kObject              // sub: obj*
+	kKey                 // an object's key (up is the object)
+	kArray               // sub: arr*
+	kString              // sub: str*
+	kNumber              // sub: num*
+	kLiteral             // true, false or null
+	kEnum                // one of n.enum
+)
+
+const (
+	objOpen  uint8 = iota // after '{'
+	objKey                // a key is being read (the frame above)
+	objColon              // after a key
+	objValue              // its value is being read (the frame above)
+	objNext               // after a value: ',' or '}'
+	objComma              // after ',': a key
+)
+
+const (
+	arrOpen  uint8 = iota // after '['
+	arrItem               // an item is being read (the frame above)
+	arrNext               // after an item: ',' or ']'
+	arrComma              // after ',': an item
+)
+
+const (
+	strChar   uint8 = iota // between characters
+	strEscape              // after '\'
+	strHex                 // in \uXXXX
+	strCont                // in a multi-byte UTF-8 character
+)
+
+const (
+	numMinus uint8 = iota
+	numZero
+	numInt
+	numDot
+	numFrac
+	numE
+	numESign
+	numExp
+)
+
+// Bounds that keep a constrained model from running on where a grammar would let it:
+// the indent after a newline in white space (see white), the digits of each part of a
+// number (as llama.cpp's grammars: 16), the bytes of an object key, and the
+// alternatives kept open.
+const (
+	maxIndent = 20
+	maxDigits = 16
+	maxKey    = 256
+	maxAlts   = 32
+)
+
+// start returns the state before any byte: a value of root, then the end.
+func start(root *node) []*frame {
+	return []*frame{{kind: kValue, n: root, up: &frame{kind: kEnd}}}
+}
+
+// stepAll appends to dst the state after byte b from alts, at most maxAlts of it.
+func stepAll(dst, alts []*frame, b byte) []*frame {
+	for _, f := range alts {
+		dst = step(dst, f, b)
+		if len(dst) >= maxAlts {
+			return dst[:maxAlts]
+		}
+	}
+	return dst
+}
+
+// accepting reports whether the text so far is a whole value.
+func accepting(alts []*frame) bool {
+	for _, f := range alts {
+		if f.kind == kEnd || completes(f) && f.up.kind == kEnd {
+			return true
+		}
+	}
+	return false
+}
+
+// completes reports whether f, a number or an enum, may end here.
+func completes(f *frame) bool {
+	switch f.kind {
+	case kNumber:
+		return f.sub == numZero || f.sub == numInt || f.sub == numFrac || f.sub == numExp
+	case kEnum:
+		return slices.Contains(f.n.enum, f.text)
+	}
+	return false
+}
+
+func isWS(b byte) bool { return b == ' ' || b == '\n' || b == '\t' || b == '\r' }
+
+// step appends to dst what f becomes after b (nothing when b cannot come next).
+func step(dst []*frame, f *frame, b byte) []*frame {
+	switch f.kind {
+	case kValue:
+		if isWS(b) {
+			return white(dst, f, b)
+		}
+		return begin(dst, f.up, f.n, b)
+	case kObject:
+		return stepObject(dst, f, b)
+	case kKey:
+		return stepKey(dst, f, b)
+	case kArray:
+		return stepArray(dst, f, b)
+	case kString:
+		if b == '"' && f.sub == strChar {
+			return append(dst, finish(f.up))
+		}
+		if g := stringByte(f, b); g != nil {
+			return append(dst, g)
+		}
+	case kNumber:
+		return stepNumber(dst, f, b)
+	case kLiteral:
+		switch {
+		case b != f.text[f.count]:
+		case f.count+1 == len(f.text):
+			return append(dst, finish(f.up))
+		default:
+			g := *f
+			g.count++
+			return append(dst, &g)
+		}
+	case kEnum:
+		t := f.text + string(b)
+		for _, e := range f.n.enum {
+			if strings.HasPrefix(e, t) {
+				g := *f
+				g.text = t
+				return append(dst, &g)
+			}
+		}
+		if completes(f) {
+			return step(dst, finish(f.up), b)
+		}
+	}
+	return dst
+}
+
+// White space between tokens is what llama.cpp's JSON grammars allow: nothing, one
+// space, or one or two newlines and an indent of at most maxIndent spaces and tabs. A
+// model cannot fill its output with blank lines. f.ws is the run so far: wsNone,
+// wsSpace, wsNewline, wsNewline2, or wsIndent + the indent's length.
+const (
+	wsNone uint8 = iota
+	wsSpace
+	wsNewline
+	wsNewline2
+	wsIndent
+)
+
+// white takes the white space byte b at f.
+func white(dst []*frame, f *frame, b byte) []*frame {
+	next := uint8(255)
+	switch {
+	case f.ws == wsNone && b == ' ':
+		next = wsSpace
+	case f.ws == wsNone && b == '\n':
+		next = wsNewline
+	case f.ws == wsNewline && b == '\n':
+		next = wsNewline2
+	case f.ws >= wsNewline && f.ws < wsIndent+maxIndent && (b == ' ' || b == '\t'):
+		next = max(f.ws+1, wsIndent+1)
+	}
+	if next == 255 {
+		return dst
+	}
+	g := *f
+	g.ws = next
+	return append(dst, &g)
+}
+
+// begin starts a value of n with its first byte b, under up.
+func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
+	if n.anyOf != nil {
+		for _, a := range n.anyOf {
+			dst = begin(dst, up, a, b)
+		}
+		return dst
+	}
+	if n.enum != nil {
+		t := string(b)
+		for _, e := range n.enum {
+			if strings.HasPrefix(e, t) {
+				return append(dst, &frame{up: up, n: n, kind: kEnum, text: t})
+			}
+		}
+		return dst
+	}
+	f := &frame{up: up, n: n}
+	switch {
+	case b == '{' && n.types&tObject != 0:
+		f.kind, f.sub = kObject, objOpen
+	case b == '[' && n.types&tArray != 0:
+		f.kind, f.sub = kArray, arrOpen
+	case b == '"' && n.types&tString != 0:
+		f.kind, f.sub = kString, strChar
+	case n.types&(tNumber|tInteger) != 0 && (b == '-' || b >= '0' && b <= '9'):
+		f.kind, f.count = kNumber, 1
+		switch b {
+		case '-':
+			f.sub, f.count = numMinus, 0
+		case '0':
+			f.sub = numZero
+		default:
+			f.sub = numInt
+		}
+	case b == 't' && n.types&tBoolean != 0:
+		f.kind, f.text, f.count = kLiteral, "true", 1
+	case b == 'f' && n.types&tBoolean != 0:
+		f.kind, f.text, f.count = kLiteral, "false", 1
+	case b == 'n' && n.types&tNull != 0:
+		f.kind, f.text, f.count = kLiteral, "null", 1
+	default:
+		return dst
+	}
+	return append(dst, f)
+}
+
+// finish returns up after the value it was reading ended.
+func finish(up *frame) *frame {
+	if up.kind == kEnd {
+		return up
+	}
+	g := *up
+	g.ws = 0
+	if g.kind == kObject {
+		g.sub = objNext
+	} else { // kArray
+		g.sub = arrNext
+		g.count++
+	}
+	return &g
+}
+
+func stepObject(dst []*frame, f *frame, b byte) []*frame {
+	switch f.sub {
+	case objOpen, objComma:
+		switch {
+		case isWS(b):
+			return white(dst, f, b)
+		case b == '"' && keysLeft(f):
+			g := *f
+			g.sub, g.ws = objKey, 0
+			return append(dst, &frame{up: &g, n: f.n, kind: kKey})
+		case b == '}' && f.sub == objOpen && requiredMet(f):
+			return append(dst, finish(f.up))
+		}
+	case objColon:
+		switch {
+		case isWS(b):
+			return white(dst, f, b)
+		case b == ':':
+			g := *f
+			g.sub, g.ws = objValue, 0
+			return append(dst, &frame{up: &g, n: f.val, kind: kValue})
+		}
+	case objNext:
+		switch {
+		case isWS(b):
+			return white(dst, f, b)
+		case b == ',' && keysLeft(f):
+			g := *f
+			g.sub, g.ws = objComma, 0
+			return append(dst, &g)
+		case b == '}' && requiredMet(f):
+			return append(dst, finish(f.up))
+		}
+	}
+	return dst
+}
+
+// keysLeft reports whether the object may take another key.
+func keysLeft(f *frame) bool {
+	if f.n.extra != nil {
+		return true
+	}
+	for i := range f.n.props {
+		if f.seen&(1<<i) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func requiredMet(f *frame) bool {
+	for i, p := range f.n.props {
+		if p.required && f.seen&(1<<i) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// stepKey reads a key of the object f.up. Without other keys allowed, the key must be
+// one of the properties not yet present, spelled as escapeKey spells it; with them,
+// any string, and a property's name (so spelled) takes its schema.
+func stepKey(dst []*frame, f *frame, b byte) []*frame {
+	obj := f.up
+	if obj.n.extra == nil {
+		t := f.text + string(b)
+		for i, p := range obj.n.props {
+			if obj.seen&(1<<i) == 0 && strings.HasPrefix(p.key, t) {
+				g := *f
+				g.text = t
+				return append(dst, &g)
+			}
+		}
+		if b == '"' {
+			if i := unseen(obj, f.text); i >= 0 {
+				return append(dst, keyed(obj, i, obj.n.props[i].schema))
+			}
+		}
+		return dst
+	}
+	if b == '"' && f.sub == strChar {
+		i := slices.IndexFunc(obj.n.props, func(p prop) bool { return p.key == f.text })
+		switch {
+		case i < 0:
+			return append(dst, keyed(obj, -1, obj.n.extra))
+		case obj.seen&(1<<i) == 0:
+			return append(dst, keyed(obj, i, obj.n.props[i].schema))
+		}
+		return dst // a property given twice
+	}
+	if len(f.text) >= maxKey {
+		return dst
+	}
+	g := stringByte(f, b)
+	if g == nil {
+		return dst
+	}
+	g.text += string(b)
+	return append(dst, g)
+}
+
+// unseen returns the index of the property spelled key not yet in obj, or -1.
+func unseen(obj *frame, key string) int {
+	for i, p := range obj.n.props {
+		if obj.seen&(1<<i) == 0 && p.key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// keyed returns obj after a key: property i (-1: another key) with schema val.
+func keyed(obj *frame, i int, val *node) *frame {
+	g := *obj
+	if i >= 0 {
+		g.seen |= 1 << i
+	}
+	g.val, g.sub, g.ws = val, objColon, 0
+	return &g
+}
+
+func stepArray(dst []*frame, f *frame, b byte) []*frame {
+	switch f.sub {
+	case arrOpen, arrComma:
+		switch {
+		case isWS(b):
+			return white(dst, f, b)
+		case b == ']' && f.sub == arrOpen && f.n.minItems == 0:
+			return append(dst, finish(f.up))
+		case f.n.maxItems >= 0 && f.count >= f.n.maxItems:
+			return dst
+		}
+		g := *f
+		g.sub, g.ws = arrItem, 0
+		return begin(dst, &g, f.n.items, b)
+	case arrNext:
+		switch {
+		case isWS(b):
+			return white(dst, f, b)
+		case b == ',' && (f.n.maxItems < 0 || f.count < f.n.maxItems):
+			g := *f
+			g.sub, g.ws = arrComma, 0
+			return append(dst, &g)
+		case b == ']' && f.count >= f.n.minItems:
+			return append(dst, finish(f.up))
+		}
+	}
+	return dst
+}
+
+// stringByte returns f after b inside a string (b is not its closing quote), or nil
+// when b cannot stand there: JSON's escapes, no control characters, and valid UTF-8
+// (no overlong forms, no surrogates, nothing above U+10FFFF).
+func stringByte(f *frame, b byte) *frame {
+	g := *f
+	switch f.sub {
+	case strChar:
+		switch {
+		case b == '\\':
+			g.sub = strEscape
+		case b < 0x20:
+			return nil
+		case b < 0x80:
+		case b >= 0xC2 && b <= 0xDF:
+			g.sub, g.aux, g.lo, g.hi = strCont, 1, 0x80, 0xBF
+		case b == 0xE0:
+			g.sub, g.aux, g.lo, g.hi = strCont, 2, 0xA0, 0xBF
+		case b == 0xED:
+			g.sub, g.aux, g.lo, g.hi = strCont, 2, 0x80, 0x9F
+		case b >= 0xE1 && b <= 0xEF:
+			g.sub, g.aux, g.lo, g.hi = strCont, 2, 0x80, 0xBF
+		case b == 0xF0:
+			g.sub, g.aux, g.lo, g.hi = strCont, 3, 0x90, 0xBF
+		case b >= 0xF1 && b <= 0xF3:
+			g.sub, g.aux, g.lo, g.hi = strCont, 3, 0x80, 0xBF
+		case b == 0xF4:
+			g.sub, g.aux, g.lo, g.hi = strCont, 3, 0x80, 0x8F
+		default:
+			return nil
+		}
+	case strEscape:
+		switch b {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			g.sub = strChar
+		case 'u':
+			g.sub, g.aux = strHex, 4
+		default:
+			return nil
+		}
+	case strHex:
+		if !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F') {
+			return nil
+		}
+		if g.aux--; g.aux == 0 {
+			g.sub = strChar
+		}
+	case strCont:
+		if b < f.lo || b > f.hi {
+			return nil
+		}
+		g.lo, g.hi = 0x80, 0xBF
+		if g.aux--; g.aux == 0 {
+			g.sub = strChar
+		}
+	}
+	return &g
+}
+
+func stepNumber(dst []*frame, f *frame, b byte) []*frame {
+	digit := b >= '0' && b <= '9'
+	real := f.n.types&tNumber != 0 // else integers only
+	next := uint8(255)
+	switch f.sub {
+	case numMinus:
+		switch {
+		case b == '0':
+			next = numZero
+		case digit:
+			next = numInt
+		}
+	case numZero, numInt:
+		switch {
+		case digit && f.sub == numInt:
+			next = numInt
+		case b == '.' && real:
+			next = numDot
+		case (b == 'e' || b == 'E') && real:
+			next = numE
+		}
+	case numDot:
+		if digit {
+			next = numFrac
+		}
+	case numFrac:
+		switch {
+		case digit:
+			next = numFrac
+		case b == 'e' || b == 'E':
+			next = numE
+		}
+	case numE:
+		switch {
+		case b == '+' || b == '-':
+			next = numESign
+		case digit:
+			next = numExp
+		}
+	case numESign, numExp:
+		if digit {
+			next = numExp
+		}
+	}
+	if next != 255 {
+		g := *f
+		switch {
+		case !digit:
+			g.count = 0
+		case g.count >= maxDigits:
+			return dst
+		default:
+			g.count++
+		}
+		g.sub = next
+		return append(dst, &g)
+	}
+	if completes(f) {
+		return step(dst, finish(f.up), b)
+	}
+	return dst
+}

@@ -1,0 +1,222 @@
+package grammar
+
+import (
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// run feeds text to a matcher of root: ok is false when a byte was refused, whole
+// reports whether the text is a whole document.
+func run(root *node, text string) (ok, whole bool) {
+	alts := start(root)
+	for i := 0; i < len(text); i++ {
+		if alts = stepAll(nil, alts, text[i]); len(alts) == 0 {
+			return false, false
+		}
+	}
+	return true, accepting(alts)
+}
+
+func mustSchema(t *testing.T, s string) *node {
+	t.Helper()
+	f, err := SchemaFormat([]byte(s))
+	if err != nil {
+		t.Fatalf("SchemaFormat(%s): %v", s, err)
+	}
+	return f.root
+}
+
+func TestJSONObject(t *testing.T) {
+	for _, c := range []struct {
+		text        string
+		prefix, all bool // a valid prefix; a whole object
+	}{
+		{`{}`, true, true},
+		{` {"a": 1}`, true, true},
+		{`{"a":[1,2.5e-3,-0,true,false,null,"x\u00e9\n"],"b":{"c":{}}}`, true, true},
+		{`{"a":"é€😀"}`, true, true},
+		{`{"a":1`, true, false},
+		{`{"a":1.`, true, false},
+		{`{"a":-`, true, false},
+		{`{"a":"\u12`, true, false},
+		{`[1]`, false, false},
+		{`"x"`, false, false},
+		{`{"a":01}`, false, false},
+		{`{"a":1,}`, false, false},
+		{`{"a" 1}`, false, false},
+		{`{,}`, false, false},
+		{`{"a":tru}`, false, false},
+		{`{"a":"\x"}`, false, false},
+		{"{\"a\":\"\x01\"}", false, false},
+		{"{\"a\":\"\xc0\x80\"}", false, false},     // overlong
+		{"{\"a\":\"\xed\xa0\x80\"}", false, false}, // a surrogate
+		{"{\"a\":\"\xf4\x90\x80\x80\"}", false, false},
+		{`{} `, false, false},       // nothing after the value
+		{`{"a":1}{}`, false, false}, // one value only
+		{"{\n\n\t  \t}", true, true},
+		{"{\n" + strings.Repeat(" ", maxIndent) + "}", true, true},
+		{"{\n" + strings.Repeat(" ", maxIndent+1) + "}", false, false},
+		{"{  }", false, false},
+		{"{\n\n\n}", false, false},
+		{"{ \n}", false, false},
+		{"{\t}", false, false},
+		{"{\r\n}", false, false},
+		{`{"a":` + strings.Repeat("1", maxDigits) + `.` + strings.Repeat("1", maxDigits) + `e-` + strings.Repeat("1", maxDigits) + `}`, true, true},
+		{`{"a":` + strings.Repeat("1", maxDigits+1) + `}`, false, false},
+		{`{"a":-0.` + strings.Repeat("1", maxDigits+1) + `}`, false, false},
+	} {
+		ok, whole := run(anyObject, c.text)
+		if ok != c.prefix || whole != c.all {
+			t.Errorf("%q: valid prefix %v, whole %v; want %v, %v", c.text, ok, whole, c.prefix, c.all)
+		}
+		if whole && !json.Valid([]byte(c.text)) {
+			t.Errorf("%q: accepted, but encoding/json says it is not JSON", c.text)
+		}
+	}
+}
+
+func TestSchema(t *testing.T) {
+	person := `{"type":"object","title":"P","properties":{
+		"name":{"type":"string"},
+		"age":{"type":"integer"},
+		"tags":{"type":"array","items":{"enum":["a","b c",1]},"maxItems":2},
+		"pet":{"anyOf":[{"type":"null"},{"$ref":"#/$defs/pet"}]}},
+		"required":["name","age"],
+		"$defs":{"pet":{"type":"object","properties":{"kind":{"const":"cat"},"next":{"$ref":"#/$defs/pet"}},"required":["kind"]}}}`
+	for _, c := range []struct {
+		schema, text string
+		prefix, all  bool
+	}{
+		{person, `{"name":"x","age":3}`, true, true},
+		{person, `{"age":3,"name":"x"}`, true, true},
+		{person, `{"name":"x"}`, false, false},               // age is required
+		{person, `{"name":"x","age":3.5}`, false, false},     // an integer
+		{person, `{"name":"x","age":3,"x":1}`, false, false}, // no other key
+		{person, `{"name":"x","name":"y","age":1}`, false, false},
+		{person, `{"name":"x","age":1,"tags":["b c",1]}`, true, true},
+		{person, `{"name":"x","age":1,"tags":["b",1]}`, false, false},
+		{person, `{"name":"x","age":1,"tags":["a","a","a"]}`, false, false},
+		{person, `{"name":"x","age":1,"pet":null}`, true, true},
+		{person, `{"name":"x","age":1,"pet":{"kind":"cat","next":{"kind":"cat"}}}`, true, true},
+		{person, `{"name":"x","age":1,"pet":{"kind":"dog"}}`, false, false},
+		{person, `{"name":"x","age":1,"pet":{}}`, false, false},
+		{`{"type":"number"}`, `12`, true, true},
+		{`{"type":"number"}`, `-1.5e+3`, true, true},
+		{`{"type":"integer"}`, `-1.5`, false, false},
+		{`{"enum":[1,12]}`, `1`, true, true},
+		{`{"enum":[1,12]}`, `12`, true, true},
+		{`{"enum":[1,12]}`, `13`, false, false},
+		{`{"type":["string","null"]}`, `null`, true, true},
+		{`{"type":"array","minItems":2}`, `[1]`, false, false},
+		{`{"type":"array","minItems":2}`, `[1, {"a":[]}]`, true, true},
+		{`{"type":"object","properties":{"a\"b":{"type":"boolean"}}}`, `{"a\"b":true}`, true, true},
+		{`{"type":"object","properties":{"a":{}},"additionalProperties":{"type":"integer"}}`, `{"z":1,"a":"s"}`, true, true},
+		{`{"type":"object","properties":{"a":{}},"additionalProperties":{"type":"integer"}}`, `{"z":"s"}`, false, false},
+		{`true`, `[{"x":null}]`, true, true},
+		{`{"oneOf":[{"type":"object","properties":{"a":{"type":"string"}},"required":["a"]},{"type":"object","properties":{"a":{"type":"integer"}}}]}`, `{"a":1}`, true, true},
+	} {
+		ok, whole := run(mustSchema(t, c.schema), c.text)
+		if ok != c.prefix || whole != c.all {
+			t.Errorf("%s against %.40s…: valid prefix %v, whole %v; want %v, %v", c.text, c.schema, ok, whole, c.prefix, c.all)
+		}
+	}
+}
+
+func TestSchemaErrors(t *testing.T) {
+	for _, c := range []struct{ schema, want string }{
+		{`{"type":"string","pattern":"a+"}`, `keyword "pattern" is not supported`},
+		{`{"type":"strng"}`, "unknown type strng"},
+		{`{"properties":{"a":{}},"required":["b"]}`, "b is not among the properties"},
+		{`{"$ref":"http://x/y"}`, "only #, #/$defs/NAME"},
+		{`{"$ref":"#/$defs/missing"}`, "no such definition"},
+		{`{"enum":[]}`, "non-empty array"},
+		{`{"type":"integer","enum":["a"]}`, "no listed value has the schema's type"},
+		{`{"minItems":3,"maxItems":1}`, "more than maxItems"},
+		{`{"anyOf":[{}],"type":"object"}`, "anyOf beside other keywords"},
+		{`false`, "false matches nothing"},
+		{`[1]`, "a schema is an object or a boolean"},
+		{`{"a":`, "not JSON"},
+		{`{} {}`, "text after the schema"},
+	} {
+		_, err := SchemaFormat([]byte(c.schema))
+		if !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want ErrSchema saying %q", c.schema, err, c.want)
+		}
+	}
+}
+
+// FuzzJSONObject checks the matcher against encoding/json: a text it accepts whole is
+// JSON, and a JSON object within its bounds is accepted.
+func FuzzJSONObject(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":[1,{"b":null}],"c":"\u00e9"}`, `{"a":-0.5E+2}`, `{"a" : true }`, "{\"\xe2\x82\xac\":1}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ok, whole := run(anyObject, s)
+		valid := json.Valid([]byte(s)) && utf8.ValidString(s)
+		if whole && !valid {
+			t.Fatalf("%q accepted whole but is not valid JSON", s)
+		}
+		if !valid || !strings.HasPrefix(strings.TrimLeft(s, " \t\r\n"), "{") {
+			return
+		}
+		if strings.TrimRight(s, " \t\r\n") != s || !whiteOK(s) || longestRun(s, "0123456789") > maxDigits {
+			return // outside the bounds the grammar sets
+		}
+		if !ok || !whole {
+			t.Fatalf("JSON object %q refused (prefix ok %v)", s, ok)
+		}
+	})
+}
+
+// whiteOK reports whether every run of white space outside strings in s is one the
+// grammar allows.
+func whiteOK(s string) bool {
+	in, esc := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case in:
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				in = false
+			}
+		case c == '"':
+			in = true
+		case strings.IndexByte(" \t\r\n", c) >= 0:
+			j := i
+			for j < len(s) && strings.IndexByte(" \t\r\n", s[j]) >= 0 {
+				j++
+			}
+			if !wsRun.MatchString(s[i:j]) {
+				return false
+			}
+			i = j - 1
+		}
+	}
+	return true
+}
+
+var wsRun = regexp.MustCompile("^( |\n{1,2}[ \t]{0,20})$")
+
+// longestRun is the length of the longest run of bytes from set in s.
+func longestRun(s, set string) int {
+	best, n := 0, 0
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(set, s[i]) >= 0 {
+			n++
+			best = max(best, n)
+		} else {
+			n = 0
+		}
+	}
+	return best
+}

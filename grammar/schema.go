@@ -1,0 +1,412 @@
+package grammar
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// typeSet is a set of JSON types a value may take.
+type typeSet uint8
+
+const (
+	tObject typeSet = 1 << iota
+	tArray
+	tString
+	tNumber  // any number
+	tInteger // a number without fraction or exponent
+	tBoolean
+	tNull
+
+	tAll = tObject | tArray | tString | tNumber | tInteger | tBoolean | tNull
+)
+
+var typeNames = map[string]typeSet{
+	"object": tObject, "array": tArray, "string": tString, "number": tNumber | tInteger,
+	"integer": tInteger, "boolean": tBoolean, "null": tNull,
+}
+
+// node is a compiled schema: what one JSON value may be.
+type node struct {
+	types typeSet
+	// Objects: the declared properties (at most maxProps), and the schema of any other
+	// key (nil: no other key).
+	props []prop
+	extra *node
+	// Arrays: the schema of every item, and bounds on their number (maxItems < 0: none).
+	items              *node
+	minItems, maxItems int
+	// enum, when not nil, lists the value's only possible encodings (compact JSON).
+	enum []string
+	// anyOf, when not nil, replaces everything above: the value matches one of them.
+	anyOf []*node
+}
+
+type prop struct {
+	key      string // the name as it stands between the quotes (JSON-escaped)
+	schema   *node
+	required bool
+}
+
+// maxProps bounds the properties of one object schema (a bit each in a frame).
+const maxProps = 64
+
+// anyValue is the schema of any JSON value.
+var anyValue = func() *node {
+	n := &node{types: tAll, maxItems: -1}
+	n.extra, n.items = n, n
+	return n
+}()
+
+// anyObject is the schema of json_object: any JSON object.
+var anyObject = &node{types: tObject, extra: anyValue, items: anyValue, maxItems: -1}
+
+// annotations are keywords that say nothing a value must satisfy: ignored.
+var annotations = map[string]bool{
+	"title": true, "description": true, "$schema": true, "$id": true, "$comment": true,
+	"examples": true, "default": true, "deprecated": true, "readOnly": true, "writeOnly": true,
+	"format": true, "$defs": true, "definitions": true, "strict": true,
+}
+
+// compiler turns a JSON Schema document into nodes.
+type compiler struct {
+	root map[string]any
+	refs map[string]*node // compiled "$ref" targets, by pointer
+}
+
+// compileSchema compiles a JSON Schema document (the subset described in the package
+// comment) or says which part it cannot take.
+func compileSchema(doc []byte) (*node, error) {
+	d := json.NewDecoder(bytes.NewReader(doc))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%w: not JSON: %v", ErrSchema, err)
+	}
+	if d.More() {
+		return nil, fmt.Errorf("%w: not JSON: text after the schema", ErrSchema)
+	}
+	c := &compiler{refs: map[string]*node{}}
+	if m, ok := v.(map[string]any); ok {
+		c.root = m
+	}
+	return c.compile(v, "")
+}
+
+// ErrSchema is wrapped by every error about a schema.
+var ErrSchema = errors.New("unsupported JSON schema")
+
+func (c *compiler) errorf(at, format string, args ...any) error {
+	if at == "" {
+		at = "the schema"
+	}
+	return fmt.Errorf("%w: %s: %s", ErrSchema, at, fmt.Sprintf(format, args...))
+}
+
+func (c *compiler) compile(v any, at string) (*node, error) {
+	switch s := v.(type) {
+	case bool:
+		if !s {
+			return nil, c.errorf(at, "false matches nothing")
+		}
+		return anyValue, nil
+	case map[string]any:
+		return c.compileObject(s, at)
+	}
+	return nil, c.errorf(at, "a schema is an object or a boolean, not %s", jsonKind(v))
+}
+
+func (c *compiler) compileObject(s map[string]any, at string) (*node, error) {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	asserting := 0
+	for _, k := range keys {
+		switch {
+		case annotations[k]:
+		case k == "type", k == "properties", k == "required", k == "additionalProperties",
+			k == "items", k == "minItems", k == "maxItems", k == "enum", k == "const",
+			k == "anyOf", k == "oneOf", k == "$ref":
+			asserting++
+		default:
+			return nil, c.errorf(at, "keyword %q is not supported", k)
+		}
+	}
+	if ref, ok := s["$ref"]; ok {
+		if asserting > 1 {
+			return nil, c.errorf(at, "$ref beside other keywords is not supported")
+		}
+		return c.ref(ref, at)
+	}
+	for _, k := range []string{"anyOf", "oneOf"} {
+		alts, ok := s[k]
+		if !ok {
+			continue
+		}
+		if asserting > 1 {
+			return nil, c.errorf(at, "%s beside other keywords is not supported", k)
+		}
+		list, ok := alts.([]any)
+		if !ok || len(list) == 0 {
+			return nil, c.errorf(at, "%s is a non-empty array of schemas", k)
+		}
+		n := &node{anyOf: make([]*node, len(list))}
+		for i, a := range list {
+			var err error
+			if n.anyOf[i], err = c.compile(a, fmt.Sprintf("%s/%s/%d", at, k, i)); err != nil {
+				return nil, err
+			}
+		}
+		return n, nil
+	}
+	n := &node{types: tAll, extra: anyValue, items: anyValue, maxItems: -1}
+	if t, ok := s["type"]; ok {
+		ts, err := c.types(t, at)
+		if err != nil {
+			return nil, err
+		}
+		n.types = ts
+	}
+	if err := c.object(n, s, at); err != nil {
+		return nil, err
+	}
+	if err := c.array(n, s, at); err != nil {
+		return nil, err
+	}
+	if err := c.values(n, s, at); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (c *compiler) types(t any, at string) (typeSet, error) {
+	var names []any
+	switch t := t.(type) {
+	case string:
+		names = []any{t}
+	case []any:
+		names = t
+	default:
+		return 0, c.errorf(at+"/type", "a type name or an array of them, not %s", jsonKind(t))
+	}
+	var ts typeSet
+	for _, name := range names {
+		s, _ := name.(string)
+		bit, ok := typeNames[s]
+		if !ok {
+			return 0, c.errorf(at+"/type", "unknown type %v", name)
+		}
+		ts |= bit
+	}
+	if ts == 0 {
+		return 0, c.errorf(at+"/type", "an empty list of types matches nothing")
+	}
+	return ts, nil
+}
+
+// object compiles properties, required and additionalProperties. With properties and
+// no additionalProperties, no other key is allowed (as OpenAI's strict schemas and
+// llama.cpp's grammars have it), so that the model cannot wander off the schema.
+func (c *compiler) object(n *node, s map[string]any, at string) error {
+	props, hasProps := s["properties"]
+	if hasProps {
+		m, ok := props.(map[string]any)
+		if !ok {
+			return c.errorf(at+"/properties", "an object, not %s", jsonKind(props))
+		}
+		if len(m) > maxProps {
+			return c.errorf(at+"/properties", "%d properties: at most %d", len(m), maxProps)
+		}
+		names := make([]string, 0, len(m))
+		for k := range m {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			sub, err := c.compile(m[name], at+"/properties/"+name)
+			if err != nil {
+				return err
+			}
+			n.props = append(n.props, prop{key: escapeKey(name), schema: sub})
+		}
+		n.extra = nil
+	}
+	if req, ok := s["required"]; ok {
+		list, ok := req.([]any)
+		if !ok {
+			return c.errorf(at+"/required", "an array of property names, not %s", jsonKind(req))
+		}
+		for _, r := range list {
+			name, _ := r.(string)
+			i := slices.IndexFunc(n.props, func(p prop) bool { return p.key == escapeKey(name) })
+			if i < 0 {
+				return c.errorf(at+"/required", "%v is not among the properties", r)
+			}
+			n.props[i].required = true
+		}
+	}
+	if ap, ok := s["additionalProperties"]; ok {
+		if b, ok := ap.(bool); ok && !b {
+			n.extra = nil
+		} else {
+			sub, err := c.compile(ap, at+"/additionalProperties")
+			if err != nil {
+				return err
+			}
+			n.extra = sub
+		}
+	}
+	return nil
+}
+
+func (c *compiler) array(n *node, s map[string]any, at string) error {
+	if it, ok := s["items"]; ok {
+		sub, err := c.compile(it, at+"/items")
+		if err != nil {
+			return err
+		}
+		n.items = sub
+	}
+	for _, k := range []string{"minItems", "maxItems"} {
+		v, ok := s[k]
+		if !ok {
+			continue
+		}
+		num, _ := v.(json.Number)
+		i, err := num.Int64()
+		if err != nil || i < 0 || i > 1<<20 {
+			return c.errorf(at+"/"+k, "a count in [0, %d], not %v", 1<<20, v)
+		}
+		if k == "minItems" {
+			n.minItems = int(i)
+		} else {
+			n.maxItems = int(i)
+		}
+	}
+	if n.maxItems >= 0 && n.minItems > n.maxItems {
+		return c.errorf(at, "minItems %d is more than maxItems %d", n.minItems, n.maxItems)
+	}
+	return nil
+}
+
+// values compiles enum and const into the encodings the value may have, those of the
+// listed values whose type the schema allows.
+func (c *compiler) values(n *node, s map[string]any, at string) error {
+	var list []any
+	k := "enum"
+	if v, ok := s["const"]; ok {
+		list, k = []any{v}, "const"
+	} else if v, ok := s["enum"]; ok {
+		l, ok := v.([]any)
+		if !ok || len(l) == 0 {
+			return c.errorf(at+"/enum", "a non-empty array of values")
+		}
+		list = l
+	} else {
+		return nil
+	}
+	n.enum = []string{}
+	for _, v := range list {
+		if valueType(v)&n.types == 0 {
+			continue
+		}
+		var b bytes.Buffer
+		e := json.NewEncoder(&b)
+		e.SetEscapeHTML(false)
+		if err := e.Encode(v); err != nil {
+			return c.errorf(at+"/"+k, "%v", err)
+		}
+		if enc := strings.TrimSuffix(b.String(), "\n"); !slices.Contains(n.enum, enc) {
+			n.enum = append(n.enum, enc)
+		}
+	}
+	if len(n.enum) == 0 {
+		return c.errorf(at+"/"+k, "no listed value has the schema's type")
+	}
+	return nil
+}
+
+// ref resolves a local reference: "#", "#/$defs/NAME" or "#/definitions/NAME". A
+// recursive schema compiles to a cycle of nodes.
+func (c *compiler) ref(v any, at string) (*node, error) {
+	ref, _ := v.(string)
+	if n, ok := c.refs[ref]; ok {
+		return n, nil
+	}
+	var target any
+	switch {
+	case ref == "#" && c.root != nil:
+		target = c.root
+	case strings.HasPrefix(ref, "#/$defs/"), strings.HasPrefix(ref, "#/definitions/"):
+		section, name, _ := strings.Cut(strings.TrimPrefix(ref, "#/"), "/")
+		defs, _ := c.root[section].(map[string]any)
+		target = defs[strings.NewReplacer("~1", "/", "~0", "~").Replace(name)]
+	default:
+		return nil, c.errorf(at+"/$ref", "%v: only #, #/$defs/NAME and #/definitions/NAME are supported", v)
+	}
+	if target == nil {
+		return nil, c.errorf(at+"/$ref", "%v: no such definition", v)
+	}
+	// Registered before it is compiled, so that a reference back to it (recursion)
+	// finds it; filled in below.
+	n := &node{}
+	c.refs[ref] = n
+	got, err := c.compile(target, ref)
+	if err != nil {
+		return nil, err
+	}
+	*n = *got
+	return n, nil
+}
+
+// escapeKey is a property name as JSON spells it between the quotes.
+func escapeKey(name string) string {
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	_ = e.Encode(name) // a string always encodes
+	s := strings.TrimSuffix(b.String(), "\n")
+	return s[1 : len(s)-1]
+}
+
+func valueType(v any) typeSet {
+	switch v := v.(type) {
+	case map[string]any:
+		return tObject
+	case []any:
+		return tArray
+	case string:
+		return tString
+	case json.Number:
+		if _, err := v.Int64(); err == nil {
+			return tInteger | tNumber
+		}
+		return tNumber
+	case bool:
+		return tBoolean
+	case nil:
+		return tNull
+	}
+	return 0
+}
+
+func jsonKind(v any) string {
+	switch valueType(v) {
+	case tObject:
+		return "an object"
+	case tArray:
+		return "an array"
+	case tString:
+		return "a string"
+	case tBoolean:
+		return "a boolean"
+	case tNull:
+		return "null"
+	}
+	return "a number"
+}

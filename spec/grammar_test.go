@@ -1,0 +1,146 @@
+package spec_test
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/grammar"
+	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/spec"
+	"github.com/specd-dev/specd/verifier"
+)
+
+// TestGrammarSpeculationEqualsPlain: under a response format (any JSON object, and a
+// schema), plain decoding writes a whole document that encoding/json reads and the
+// schema allows, and speculation — greedy, coupled and rejection, the draft
+// constrained by the same grammar, pipelined and branching —
+// commits plain decoding's tokens on every path the simulation takes; so does a
+// session resumed after a failover mid-document.
+func TestGrammarSpeculationEqualsPlain(t *testing.T) {
+	p := loadPair(t)
+	const n = 160
+	schema, err := grammar.SchemaFormat([]byte(`{"type":"object","properties":{
+		"name":{"type":"string"},"age":{"type":"integer"},"friends":{"type":"array","items":{"type":"string"},"maxItems":3},
+		"mood":{"enum":["happy","sad"]}},"required":["name","age","mood"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := p.target.Tok.Encode("Tom is a boy. He is three. He is sad. As JSON: {\"name\": \"Tom\", \"age\": 3, \"mood\": \"sad\"}\n"+
+		"Lily is a girl. She is five. She is happy. As JSON: ", true)
+	for _, c := range []struct {
+		name   string
+		format grammar.Format
+		sp     sample.Params
+		mode   spec.Mode
+		whole  bool // plain decoding ends the document within n tokens
+	}{
+		{"object greedy", grammar.ObjectFormat(), sample.Params{TopP: 1}, spec.Coupled, true},
+		{"schema greedy", schema, sample.Params{TopP: 1}, spec.Coupled, true},
+		{"schema coupled", schema, sample.Params{Temperature: 0.8, TopP: 1, Seed: 3}, spec.Coupled, false},
+		{"object rejection", grammar.ObjectFormat(), sample.Params{Temperature: 1, TopP: 0.95, Seed: 11}, spec.Rejection, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sp := c.sp
+			sp.Grammar = c.format.Grammar(p.target.Tok)
+			lim := limits(p.target, n)
+			out, _, err := generate.Run(t.Context(), state(t, p.target, p.pool), generate.Request{Prompt: prompt, Sampling: sp, Limits: lim},
+				func(generate.Token) error { return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := out.IDs
+			checkDoc(t, c.format, out.Text(), out.Reason == generate.EOS)
+			if c.whole && out.Reason != generate.EOS {
+				t.Fatalf("plain output did not end with a whole document in %d tokens (%v): %q", n, out.Reason, out.Text())
+			}
+			t.Logf("%s: %q (%v)", c.name, out.Text(), out.Reason)
+			if free := plain(t, p, prompt, n, c.sp); slices.Equal(free, want) {
+				t.Fatalf("the output without the grammar is the same: the test would prove nothing")
+			}
+			for _, gamma := range []int{1, 4} {
+				for _, depth := range []int{1, 3} {
+					rng := rand.New(rand.NewPCG(uint64(gamma), uint64(depth)))
+					got, st := simulateLimits(t, p, prompt, lim, sp, c.mode, gamma, depth, rng)
+					if st.Accepted == 0 {
+						t.Errorf("γ=%d depth=%d: no draft token accepted (%+v)", gamma, depth, st)
+					}
+					if c.mode == spec.Rejection {
+						// Rejection sampling draws from plain decoding's distribution, not
+						// its tokens: the output must be a document of the format.
+						text := p.target.Tok.Decode(got)
+						checkDoc(t, c.format, text, len(got) < n && (len(got) == 0 || !slices.Contains(lim.Ends(), got[len(got)-1])))
+						continue
+					}
+					if !slices.Equal(got, want) {
+						t.Errorf("γ=%d depth=%d:\n got %v\nwant %v", gamma, depth, got, want)
+					}
+				}
+			}
+			if c.mode == spec.Rejection {
+				return
+			}
+			for _, k := range []int{1, len(want) / 2} {
+				vs, err := verifier.NewSession(state(t, p.target, p.pool), verifier.Request{Prompt: prompt, Resume: want[:k], Sampling: sp, Mode: c.mode, Limits: lim})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for !vs.Done() {
+					if _, err := vs.Own(4); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if got := vs.Output().IDs; !slices.Equal(got, want) {
+					t.Errorf("resumed after %d tokens:\n got %v\nwant %v", k, got, want)
+				}
+			}
+		})
+	}
+}
+
+// checkDoc checks that text begins a document of f, and when ended is a whole one that
+// encoding/json reads (and, for the test's schema, that it allows).
+func checkDoc(t *testing.T, f grammar.Format, text string, ended bool) {
+	t.Helper()
+	prefix, whole := f.Check([]byte(text))
+	if !prefix || ended && !whole {
+		t.Fatalf("%q: a valid beginning %v, whole %v (ended %v)", text, prefix, whole, ended)
+	}
+	if !ended {
+		return
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(text), &doc); err != nil {
+		t.Fatalf("%q is not a JSON object: %v", text, err)
+	}
+	if f.Kind() == grammar.JSONSchema {
+		checkPerson(t, doc)
+	}
+}
+
+// checkPerson checks doc against the schema of TestGrammarSpeculationEqualsPlain.
+func checkPerson(t *testing.T, doc map[string]any) {
+	t.Helper()
+	if _, ok := doc["name"].(string); !ok {
+		t.Errorf("name %v is not a string", doc["name"])
+	}
+	if age, ok := doc["age"].(float64); !ok || age != float64(int64(age)) {
+		t.Errorf("age %v is not an integer", doc["age"])
+	}
+	if m := doc["mood"]; m != "happy" && m != "sad" {
+		t.Errorf("mood %v is not happy or sad", m)
+	}
+	if f, ok := doc["friends"]; ok {
+		list, ok := f.([]any)
+		if !ok || len(list) > 3 {
+			t.Errorf("friends %v is not an array of at most 3", f)
+		}
+	}
+	for k := range doc {
+		if !slices.Contains([]string{"name", "age", "friends", "mood"}, k) {
+			t.Errorf("key %q is not in the schema", k)
+		}
+	}
+}
