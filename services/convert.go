@@ -11,6 +11,7 @@ import (
 
 	"github.com/specd-dev/specd/chat"
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/grammar"
 	"github.com/specd-dev/specd/router"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -35,15 +36,16 @@ type Request struct {
 	MaxTokens      int // 0: up to the model's context
 	Sampling       sample.Params
 	Stop           []string
-	StopTokenIDs   []int32   // ids that end the output besides the vocabulary's (checked against it by the verifier)
-	IgnoreEOS      bool      // do not end at the vocabulary's end-of-generation ids
-	Spec           bool      // speculate (false: plain decoding)
-	MaxGamma       int       // 0: adaptive with the server's cap
-	Gamma          int       // > 0: fixed γ
-	Mode           spec.Mode // 0: the server's default
-	Logprobs       bool      // report each token's log-probability
-	TopLogprobs    int       // with Logprobs or PromptLogprobs: the likeliest tokens at each position
-	PromptLogprobs bool      // report the prompt's tokens' log-probabilities
+	StopTokenIDs   []int32        // ids that end the output besides the vocabulary's (checked against it by the verifier)
+	IgnoreEOS      bool           // do not end at the vocabulary's end-of-generation ids
+	Spec           bool           // speculate (false: plain decoding)
+	MaxGamma       int            // 0: adaptive with the server's cap
+	Gamma          int            // > 0: fixed γ
+	Mode           spec.Mode      // 0: the server's default
+	Logprobs       bool           // report each token's log-probability
+	TopLogprobs    int            // with Logprobs or PromptLogprobs: the likeliest tokens at each position
+	PromptLogprobs bool           // report the prompt's tokens' log-probabilities
+	Format         grammar.Format // what the output must be (the zero Format: free text)
 }
 
 // Limits on a request's stop strings. Every committed token of a request is checked
@@ -54,6 +56,8 @@ const (
 	MaxStops        = 16
 	MaxStopBytes    = 256
 	MaxStopTokenIDs = 64
+	// MaxSchemaBytes bounds a response format's schema document.
+	MaxSchemaBytes = 64 << 10
 )
 
 // ParseRequest validates a public request, naming the first bad field. An unset seed
@@ -139,6 +143,12 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 			return q, BadField("stop_token_ids", "id %d at index %d is negative", id, i)
 		}
 	}
+	if q.Format, err = FormatFromProto(r.GetResponseFormat()); err != nil {
+		return q, err
+	}
+	if q.Format.Kind() != grammar.Text && q.IgnoreEOS && len(q.StopTokenIDs) == 0 {
+		return q, BadField("response_format", "a document ends the output with an end-of-generation id: with ignore_eos, give stop_token_ids")
+	}
 	q.Logprobs, q.TopLogprobs, q.PromptLogprobs = r.GetLogprobs(), int(r.GetTopLogprobs()), r.GetPromptLogprobs()
 	switch {
 	case q.TopLogprobs > generate.MaxTopLogprobs:
@@ -184,6 +194,44 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 		return q, BadField("speculation.mode", "unknown mode %v", so.GetMode())
 	}
 	return q, nil
+}
+
+// FormatFromProto validates a response format (nil: free text), naming the bad field.
+func FormatFromProto(rf *specdv1.ResponseFormat) (grammar.Format, error) {
+	schema := rf.GetJsonSchema()
+	if rf.GetType() != specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA && schema != "" {
+		return grammar.Format{}, BadField("response_format.json_schema", "only with type RESPONSE_FORMAT_TYPE_JSON_SCHEMA, not %v", rf.GetType())
+	}
+	switch rf.GetType() {
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_UNSPECIFIED, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_TEXT:
+		return grammar.Format{}, nil
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT:
+		return grammar.ObjectFormat(), nil
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA:
+		switch {
+		case schema == "":
+			return grammar.Format{}, BadField("response_format.json_schema", "empty: give the JSON Schema the output must satisfy")
+		case len(schema) > MaxSchemaBytes:
+			return grammar.Format{}, BadField("response_format.json_schema", "%d bytes: at most %d", len(schema), MaxSchemaBytes)
+		}
+		f, err := grammar.SchemaFormat([]byte(schema))
+		if err != nil {
+			return grammar.Format{}, BadField("response_format.json_schema", "%v", err)
+		}
+		return f, nil
+	}
+	return grammar.Format{}, BadField("response_format.type", "unknown type %v", rf.GetType())
+}
+
+// FormatToProto converts a validated response format (nil for free text).
+func FormatToProto(f grammar.Format) *specdv1.ResponseFormat {
+	switch f.Kind() {
+	case grammar.JSONObject:
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}
+	case grammar.JSONSchema:
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: string(f.Schema())}
+	}
+	return nil
 }
 
 // ModeToProto converts a verification mode.

@@ -221,11 +221,31 @@ func (s *Server) parseStart(start *speculationv1.Start, l *loop) ([]int32, spec.
 	if int64(start.GetPromptTokens()) > int64(len(ctxIDs)) {
 		return nil, opt, services.BadField("start.prompt_tokens", "%d: more than the %d tokens of context_ids", start.GetPromptTokens(), len(ctxIDs))
 	}
+	format, err := services.FormatFromProto(start.GetResponseFormat())
+	if err != nil {
+		return nil, opt, err
+	}
+	if g := format.Grammar(m.Tok); g != nil {
+		sp.Grammar = g
+	}
+	ends := start.GetEndIds()
+	if len(ends) > maxEndIDs {
+		return nil, opt, services.BadField("start.end_ids", "%d ids: at most %d", len(ends), maxEndIDs)
+	}
+	for i, id := range ends {
+		if id < 0 || int(id) >= m.Vocab {
+			return nil, opt, services.BadField("start.end_ids", "token %d at %d is outside the vocabulary of %d", id, i, m.Vocab)
+		}
+	}
 	return ctxIDs, spec.Options{
 		Sampling: sp, Mode: mode, Gamma: int(start.GetGamma()), MaxPosition: maxPos, ProposalTopK: int(start.GetProposalTopK()),
-		Branches: s.cfg.Branches, PromptLen: int(start.GetPromptTokens()),
+		Branches: s.cfg.Branches, PromptLen: int(start.GetPromptTokens()), Ends: ends,
 	}, nil
 }
+
+// maxEndIDs bounds Start.end_ids: the vocabulary's end-of-generation ids and a
+// request's stop_token_ids (at most services.MaxStopTokenIDs).
+const maxEndIDs = 1024
 
 // receive passes the stream's verdicts to the scheduler until the verifier closes its
 // side (nil) or the stream fails.

@@ -393,11 +393,24 @@ func (r *common) call(defMax uint32) (*Call, error) {
 		}
 		n = int(*r.N)
 	}
-	if r.ResponseFormat != nil && r.ResponseFormat.Type != "" && r.ResponseFormat.Type != "text" {
-		return nil, badParam("response_format", "type %q: only text is supported", r.ResponseFormat.Type)
-	}
 	c := &Call{Req: &specdv1.GenerateRequest{Model: r.Model, Stop: r.Stop, MaxTokens: defMax}, Stream: r.Stream, Model: r.Model,
 		N: n, maxTokensParam: "max_tokens"}
+	if rf := r.ResponseFormat; rf != nil {
+		switch {
+		case rf.Type == "" || rf.Type == "text":
+		case rf.Type == "json_object" && !notEmpty(rf.Schema):
+			c.Req.ResponseFormat = &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}
+		case rf.Type == "json_object":
+			c.Req.ResponseFormat = &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: string(rf.Schema)}
+		case rf.Type == "json_schema":
+			if rf.JSONSchema == nil || len(bytes.TrimSpace(rf.JSONSchema.Schema)) == 0 || string(bytes.TrimSpace(rf.JSONSchema.Schema)) == "null" {
+				return nil, badParam("response_format.json_schema.schema", "missing: give the JSON Schema the output must satisfy")
+			}
+			c.Req.ResponseFormat = &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: string(rf.JSONSchema.Schema)}
+		default:
+			return nil, badParam("response_format", "type %q: want text, json_object or json_schema", rf.Type)
+		}
+	}
 	if r.StreamOptions != nil {
 		if !r.Stream {
 			return nil, badParam("stream_options", "only allowed with stream: true")

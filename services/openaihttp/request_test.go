@@ -162,7 +162,9 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","stop_token_ids":[-1]}`, "stop_token_ids"},
 		{false, `{"prompt":"x","stream_options":{"include_usage":true}}`, "stream_options"},
 		{false, `{"prompt":"x","top_k":-2}`, "top_k"},
-		{false, `{"prompt":"x","response_format":{"type":"json_object"}}`, "response_format"},
+		{false, `{"prompt":"x","response_format":{"type":"xml"}}`, "response_format"},
+		{false, `{"prompt":"x","response_format":{"type":"json_schema"}}`, "response_format.json_schema.schema"},
+		{false, `{"prompt":"x","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":null}}}`, "response_format.json_schema.schema"},
 		{true, `{"messages":[]}`, "messages"},
 		{true, `{}`, "messages"},
 		{true, `{"messages":[{"role":"wizard","content":"x"}]}`, "messages"},
@@ -173,7 +175,7 @@ func TestParseErrors(t *testing.T) {
 		{true, `{"messages":[{"role":"user","content":"x"}],"logprobs":1}`, "logprobs"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"top_logprobs":2}`, "top_logprobs"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":21}`, "top_logprobs"},
-		{true, `{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}`, "response_format"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"grammar"}}`, "response_format"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"modalities":["text","audio"]}`, "modalities"},
 	} {
 		parse := ParseCompletion
@@ -288,5 +290,34 @@ func TestParseBatch(t *testing.T) {
 	c, err = ParseCompletion([]byte(`{"prompt":["a","b"]}`))
 	if err != nil || c.N != 2 || c.Choice(1).GetPrompt() != "b" || c.Choice(0).GetPrompt() != "a" {
 		t.Errorf("two text prompts: %v, N %d", err, c.N)
+	}
+}
+
+// TestParseResponseFormat: OpenAI's response_format types (and llama.cpp's json_object
+// with a schema beside the type) become the request's response format; the schema goes
+// through as the client wrote it, for the verifier to compile.
+func TestParseResponseFormat(t *testing.T) {
+	const schema = `{"type":"object","properties":{"a":{"type":"integer"}}}`
+	for _, tc := range []struct {
+		format string
+		want   specdv1.ResponseFormatType
+		schema string
+	}{
+		{`{"type":"text"}`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_UNSPECIFIED, ""},
+		{`{"type":"json_object"}`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT, ""},
+		{`{"type":"json_schema","json_schema":{"name":"n","strict":true,"schema":` + schema + `}}`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, schema},
+		{`{"type":"json_schema","json_schema":{"name":"any","schema":{}}}`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, `{}`},
+		{`{"type":"json_object","schema":` + schema + `}`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, schema},
+	} {
+		for _, parse := range []func([]byte) (*Call, error){ParseCompletion, ParseChat} {
+			c, err := parse([]byte(`{"prompt":"x","messages":[{"role":"user","content":"x"}],"response_format":` + tc.format + `}`))
+			if err != nil {
+				t.Fatalf("%s: %v", tc.format, err)
+			}
+			rf := c.Req.GetResponseFormat()
+			if rf.GetType() != tc.want || rf.GetJsonSchema() != tc.schema {
+				t.Errorf("%s: %v %q; want %v %q", tc.format, rf.GetType(), rf.GetJsonSchema(), tc.want, tc.schema)
+			}
+		}
 	}
 }

@@ -43,10 +43,17 @@ type common struct {
 	// LogitBias maps token ids (as strings) to a bias in [-100, 100] (a null value is
 	// refused, not taken as 0).
 	LogitBias map[string]*float64 `json:"logit_bias"`
-	// ResponseFormat: only text (vLLM takes it on both endpoints; specd constrains no
-	// output).
+	// ResponseFormat constrains the output (taken on both endpoints, as vLLM does):
+	// type text, json_object, or json_schema with json_schema.schema; llama.cpp's
+	// json_object with a schema beside the type is json_schema.
 	ResponseFormat *struct {
-		Type string `json:"type"`
+		Type       string `json:"type"`
+		JSONSchema *struct {
+			Name   string          `json:"name"`
+			Schema json.RawMessage `json:"schema"`
+			Strict *bool           `json:"strict"`
+		} `json:"json_schema"`
+		Schema json.RawMessage `json:"schema"`
 	} `json:"response_format"`
 
 	// Extensions also taken by other OpenAI-compatible servers (vLLM, llama.cpp; the

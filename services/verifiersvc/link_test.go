@@ -45,7 +45,7 @@ func TestVerdictToEndedDraftStream(t *testing.T) {
 	defer s.conns.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l, err := s.openDraft(ctx, lis.Addr().String(), []int32{1, 2, 3}, 3, 10, "", services.Request{}, spec.Coupled, 4)
+	l, err := s.openDraft(ctx, lis.Addr().String(), []int32{1, 2, 3}, 3, 10, "", services.Request{}, nil, spec.Coupled, 4)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -320,6 +320,9 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		Spec: q.Spec, MaxGamma: q.MaxGamma, Gamma: q.Gamma,
 	}
 	job.Limits.EndAt(m.Tok.EOG(), m.Tok.BOS(), m.StopAtBOS, q.StopTokenIDs, q.IgnoreEOS)
+	if g := q.Format.Grammar(m.Tok); g != nil {
+		job.Sampling.Grammar = g
+	}
 	r := &run{s: s, e: e, ctx: ctx, model: m.Name, tracer: trace.SpanFromContext(ctx).TracerProvider().Tracer(telemetry.ScopeName), stream: stream, t0: t0}
 	r.vocab, r.dists = m.Vocab, mode == spec.Rejection && !q.Sampling.Greedy()
 	r.stats.PromptTokens = uint32(len(prompt))
@@ -350,7 +353,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 				return
 			}
 			// max_tokens counts resumed tokens: the request ends at the same position.
-			link, err := s.openDraft(ctx, addr, committed, len(prompt), len(prompt)-1+q.MaxTokens, m.Tok.Hash(), q, mode, job.FirstGamma(e.maxGamma))
+			link, err := s.openDraft(ctx, addr, committed, len(prompt), len(prompt)-1+q.MaxTokens, m.Tok.Hash(), q, job.Limits.Ends(), mode, job.FirstGamma(e.maxGamma))
 			if err != nil {
 				r.fallback(err)
 				return
@@ -805,7 +808,7 @@ func (s *Server) draftModel(ctx context.Context, addr string) string {
 // committed sequence is committed, of which the first promptLen are the prompt. maxPos
 // is the request's last position, whose token is the verifier's own whatever was
 // drafted: the draft proposes before it.
-func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, promptLen, maxPos int, tokHash string, q services.Request, mode spec.Mode, gamma int) (*draftLink, error) {
+func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, promptLen, maxPos int, tokHash string, q services.Request, ends []int32, mode spec.Mode, gamma int) (*draftLink, error) {
 	cc, err := s.conns.Get(addr)
 	if err != nil {
 		return nil, err
@@ -824,6 +827,7 @@ func (s *Server) openDraft(ctx context.Context, addr string, committed []int32, 
 		ContextIds: committed, Sampling: services.SamplingToProto(q.Sampling), Mode: services.ModeToProto(mode),
 		Gamma: uint32(gamma), MaxPosition: uint32(maxPos), TokenizerHash: tokHash,
 		ProposalTopK: uint32(topK), PromptTokens: uint32(promptLen),
+		ResponseFormat: services.FormatToProto(q.Format), EndIds: ends,
 	}
 	if err := stream.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: start}}); err != nil {
 		cancel()

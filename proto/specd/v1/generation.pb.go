@@ -35,6 +35,64 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ResponseFormatType is the kind of document a response format asks for.
+type ResponseFormatType int32
+
+const (
+	// Not set: free text.
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_UNSPECIFIED ResponseFormatType = 0
+	// Free text, as OpenAI's {"type": "text"}.
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_TEXT ResponseFormatType = 1
+	// One JSON object, any content (OpenAI's json_object).
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT ResponseFormatType = 2
+	// One JSON value valid against ResponseFormat.json_schema (OpenAI's
+	// json_schema).
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA ResponseFormatType = 3
+)
+
+// Enum value maps for ResponseFormatType.
+var (
+	ResponseFormatType_name = map[int32]string{
+		0: "RESPONSE_FORMAT_TYPE_UNSPECIFIED",
+		1: "RESPONSE_FORMAT_TYPE_TEXT",
+		2: "RESPONSE_FORMAT_TYPE_JSON_OBJECT",
+		3: "RESPONSE_FORMAT_TYPE_JSON_SCHEMA",
+	}
+	ResponseFormatType_value = map[string]int32{
+		"RESPONSE_FORMAT_TYPE_UNSPECIFIED": 0,
+		"RESPONSE_FORMAT_TYPE_TEXT":        1,
+		"RESPONSE_FORMAT_TYPE_JSON_OBJECT": 2,
+		"RESPONSE_FORMAT_TYPE_JSON_SCHEMA": 3,
+	}
+)
+
+func (x ResponseFormatType) Enum() *ResponseFormatType {
+	p := new(ResponseFormatType)
+	*p = x
+	return p
+}
+
+func (x ResponseFormatType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResponseFormatType) Descriptor() protoreflect.EnumDescriptor {
+	return file_specd_v1_generation_proto_enumTypes[0].Descriptor()
+}
+
+func (ResponseFormatType) Type() protoreflect.EnumType {
+	return &file_specd_v1_generation_proto_enumTypes[0]
+}
+
+func (x ResponseFormatType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResponseFormatType.Descriptor instead.
+func (ResponseFormatType) EnumDescriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{0}
+}
+
 // VerificationMode is the rule by which the verifier accepts or rejects draft
 // tokens. Every mode is lossless: the output is distributed exactly as plain
 // decoding with the verifier model.
@@ -86,11 +144,11 @@ func (x VerificationMode) String() string {
 }
 
 func (VerificationMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_specd_v1_generation_proto_enumTypes[0].Descriptor()
+	return file_specd_v1_generation_proto_enumTypes[1].Descriptor()
 }
 
 func (VerificationMode) Type() protoreflect.EnumType {
-	return &file_specd_v1_generation_proto_enumTypes[0]
+	return &file_specd_v1_generation_proto_enumTypes[1]
 }
 
 func (x VerificationMode) Number() protoreflect.EnumNumber {
@@ -99,7 +157,7 @@ func (x VerificationMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use VerificationMode.Descriptor instead.
 func (VerificationMode) EnumDescriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{0}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{1}
 }
 
 // FinishReason is why generation ended.
@@ -151,11 +209,11 @@ func (x FinishReason) String() string {
 }
 
 func (FinishReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_specd_v1_generation_proto_enumTypes[1].Descriptor()
+	return file_specd_v1_generation_proto_enumTypes[2].Descriptor()
 }
 
 func (FinishReason) Type() protoreflect.EnumType {
-	return &file_specd_v1_generation_proto_enumTypes[1]
+	return &file_specd_v1_generation_proto_enumTypes[2]
 }
 
 func (x FinishReason) Number() protoreflect.EnumNumber {
@@ -164,7 +222,7 @@ func (x FinishReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FinishReason.Descriptor instead.
 func (FinishReason) EnumDescriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{1}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{2}
 }
 
 // GenerateRequest asks for the completion of one prompt. It is the request of
@@ -272,9 +330,18 @@ type GenerateRequest struct {
 	// llama.cpp's ignore_eos. Meant for benchmarks of a fixed length: what the
 	// model writes past its end of text is seldom meaningful. Such an id is
 	// then an output token like any other.
-	IgnoreEos     bool `protobuf:"varint,17,opt,name=ignore_eos,json=ignoreEos,proto3" json:"ignore_eos,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	IgnoreEos bool `protobuf:"varint,17,opt,name=ignore_eos,json=ignoreEos,proto3" json:"ignore_eos,omitempty"`
+	// Constrain the output to JSON, as OpenAI's response_format and vLLM's
+	// structured outputs: tokens that cannot continue a valid document are
+	// never drawn, and the output ends (finish reason EOS) once the document is
+	// whole. Unset: free text. Speculation stays exact: draft and verifier
+	// apply the same constraint. Needs an end-of-generation id (not ignore_eos
+	// without stop_token_ids). A schema outside the supported subset is
+	// INVALID_ARGUMENT naming the keyword (docs/operations.md, "Structured
+	// output").
+	ResponseFormat *ResponseFormat `protobuf:"bytes,18,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
@@ -426,6 +493,69 @@ func (x *GenerateRequest) GetIgnoreEos() bool {
 	return false
 }
 
+func (x *GenerateRequest) GetResponseFormat() *ResponseFormat {
+	if x != nil {
+		return x.ResponseFormat
+	}
+	return nil
+}
+
+// ResponseFormat is what the generated text must be.
+type ResponseFormat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The kind of document.
+	Type ResponseFormatType `protobuf:"varint,1,opt,name=type,proto3,enum=specd.v1.ResponseFormatType" json:"type,omitempty"`
+	// With RESPONSE_FORMAT_TYPE_JSON_SCHEMA: the JSON Schema document the value
+	// must satisfy, as JSON text.
+	JsonSchema    string `protobuf:"bytes,2,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseFormat) Reset() {
+	*x = ResponseFormat{}
+	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseFormat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseFormat) ProtoMessage() {}
+
+func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
+	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseFormat.ProtoReflect.Descriptor instead.
+func (*ResponseFormat) Descriptor() ([]byte, []int) {
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ResponseFormat) GetType() ResponseFormatType {
+	if x != nil {
+		return x.Type
+	}
+	return ResponseFormatType_RESPONSE_FORMAT_TYPE_UNSPECIFIED
+}
+
+func (x *ResponseFormat) GetJsonSchema() string {
+	if x != nil {
+		return x.JsonSchema
+	}
+	return ""
+}
+
 // Tool is one tool a request offers the model.
 type Tool struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -439,7 +569,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	mi := &file_specd_v1_generation_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +581,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[1]
+	mi := &file_specd_v1_generation_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +594,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{1}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Tool) GetType() string {
@@ -500,7 +630,7 @@ type FunctionDefinition struct {
 
 func (x *FunctionDefinition) Reset() {
 	*x = FunctionDefinition{}
-	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	mi := &file_specd_v1_generation_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +642,7 @@ func (x *FunctionDefinition) String() string {
 func (*FunctionDefinition) ProtoMessage() {}
 
 func (x *FunctionDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[2]
+	mi := &file_specd_v1_generation_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +655,7 @@ func (x *FunctionDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionDefinition.ProtoReflect.Descriptor instead.
 func (*FunctionDefinition) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{2}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *FunctionDefinition) GetName() string {
@@ -578,7 +708,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_specd_v1_generation_proto_msgTypes[3]
+	mi := &file_specd_v1_generation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +720,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[3]
+	mi := &file_specd_v1_generation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +733,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{3}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ChatMessage) GetRole() string {
@@ -657,7 +787,7 @@ type ToolCall struct {
 
 func (x *ToolCall) Reset() {
 	*x = ToolCall{}
-	mi := &file_specd_v1_generation_proto_msgTypes[4]
+	mi := &file_specd_v1_generation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +799,7 @@ func (x *ToolCall) String() string {
 func (*ToolCall) ProtoMessage() {}
 
 func (x *ToolCall) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[4]
+	mi := &file_specd_v1_generation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +812,7 @@ func (x *ToolCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolCall.ProtoReflect.Descriptor instead.
 func (*ToolCall) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{4}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ToolCall) GetId() string {
@@ -720,7 +850,7 @@ type FunctionCall struct {
 
 func (x *FunctionCall) Reset() {
 	*x = FunctionCall{}
-	mi := &file_specd_v1_generation_proto_msgTypes[5]
+	mi := &file_specd_v1_generation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +862,7 @@ func (x *FunctionCall) String() string {
 func (*FunctionCall) ProtoMessage() {}
 
 func (x *FunctionCall) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[5]
+	mi := &file_specd_v1_generation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +875,7 @@ func (x *FunctionCall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionCall.ProtoReflect.Descriptor instead.
 func (*FunctionCall) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{5}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *FunctionCall) GetName() string {
@@ -821,7 +951,7 @@ type SamplingParams struct {
 
 func (x *SamplingParams) Reset() {
 	*x = SamplingParams{}
-	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	mi := &file_specd_v1_generation_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +963,7 @@ func (x *SamplingParams) String() string {
 func (*SamplingParams) ProtoMessage() {}
 
 func (x *SamplingParams) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[6]
+	mi := &file_specd_v1_generation_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +976,7 @@ func (x *SamplingParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SamplingParams.ProtoReflect.Descriptor instead.
 func (*SamplingParams) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{6}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SamplingParams) GetTemperature() float32 {
@@ -943,7 +1073,7 @@ type SpeculationOptions struct {
 
 func (x *SpeculationOptions) Reset() {
 	*x = SpeculationOptions{}
-	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	mi := &file_specd_v1_generation_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1085,7 @@ func (x *SpeculationOptions) String() string {
 func (*SpeculationOptions) ProtoMessage() {}
 
 func (x *SpeculationOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[7]
+	mi := &file_specd_v1_generation_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1098,7 @@ func (x *SpeculationOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeculationOptions.ProtoReflect.Descriptor instead.
 func (*SpeculationOptions) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{7}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SpeculationOptions) GetDisabled() bool {
@@ -1015,7 +1145,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[8]
+	mi := &file_specd_v1_generation_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1157,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[8]
+	mi := &file_specd_v1_generation_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1170,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{8}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GenerateResponse) GetEvent() isGenerateResponse_Event {
@@ -1122,7 +1252,7 @@ type TokenChunk struct {
 
 func (x *TokenChunk) Reset() {
 	*x = TokenChunk{}
-	mi := &file_specd_v1_generation_proto_msgTypes[9]
+	mi := &file_specd_v1_generation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1264,7 @@ func (x *TokenChunk) String() string {
 func (*TokenChunk) ProtoMessage() {}
 
 func (x *TokenChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[9]
+	mi := &file_specd_v1_generation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1277,7 @@ func (x *TokenChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenChunk.ProtoReflect.Descriptor instead.
 func (*TokenChunk) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{9}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TokenChunk) GetTokenIds() []int32 {
@@ -1218,7 +1348,7 @@ type TokenLogprob struct {
 
 func (x *TokenLogprob) Reset() {
 	*x = TokenLogprob{}
-	mi := &file_specd_v1_generation_proto_msgTypes[10]
+	mi := &file_specd_v1_generation_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1360,7 @@ func (x *TokenLogprob) String() string {
 func (*TokenLogprob) ProtoMessage() {}
 
 func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[10]
+	mi := &file_specd_v1_generation_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1373,7 @@ func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenLogprob.ProtoReflect.Descriptor instead.
 func (*TokenLogprob) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{10}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TokenLogprob) GetLogprob() float32 {
@@ -1292,7 +1422,7 @@ type TopLogprob struct {
 
 func (x *TopLogprob) Reset() {
 	*x = TopLogprob{}
-	mi := &file_specd_v1_generation_proto_msgTypes[11]
+	mi := &file_specd_v1_generation_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1434,7 @@ func (x *TopLogprob) String() string {
 func (*TopLogprob) ProtoMessage() {}
 
 func (x *TopLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[11]
+	mi := &file_specd_v1_generation_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1447,7 @@ func (x *TopLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopLogprob.ProtoReflect.Descriptor instead.
 func (*TopLogprob) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{11}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TopLogprob) GetTokenId() int32 {
@@ -1372,7 +1502,7 @@ type Final struct {
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_specd_v1_generation_proto_msgTypes[12]
+	mi := &file_specd_v1_generation_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1514,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[12]
+	mi := &file_specd_v1_generation_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1527,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{12}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Final) GetFinishReason() FinishReason {
@@ -1510,7 +1640,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_specd_v1_generation_proto_msgTypes[13]
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1652,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[13]
+	mi := &file_specd_v1_generation_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1665,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{13}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Stats) GetPromptTokens() uint32 {
@@ -1698,7 +1828,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	mi := &file_specd_v1_generation_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1840,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[14]
+	mi := &file_specd_v1_generation_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1853,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{14}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -1768,7 +1898,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[15]
+	mi := &file_specd_v1_generation_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +1910,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[15]
+	mi := &file_specd_v1_generation_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +1923,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{15}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CompleteResponse) GetPromptIds() []int32 {
@@ -1872,7 +2002,7 @@ type TokenizeRequest struct {
 
 func (x *TokenizeRequest) Reset() {
 	*x = TokenizeRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[16]
+	mi := &file_specd_v1_generation_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2014,7 @@ func (x *TokenizeRequest) String() string {
 func (*TokenizeRequest) ProtoMessage() {}
 
 func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[16]
+	mi := &file_specd_v1_generation_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2027,7 @@ func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
 func (*TokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{16}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TokenizeRequest) GetModel() string {
@@ -1936,7 +2066,7 @@ type TokenizeResponse struct {
 
 func (x *TokenizeResponse) Reset() {
 	*x = TokenizeResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[17]
+	mi := &file_specd_v1_generation_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2078,7 @@ func (x *TokenizeResponse) String() string {
 func (*TokenizeResponse) ProtoMessage() {}
 
 func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[17]
+	mi := &file_specd_v1_generation_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2091,7 @@ func (x *TokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeResponse.ProtoReflect.Descriptor instead.
 func (*TokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{17}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TokenizeResponse) GetTokenIds() []int32 {
@@ -1997,7 +2127,7 @@ type DetokenizeRequest struct {
 
 func (x *DetokenizeRequest) Reset() {
 	*x = DetokenizeRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[18]
+	mi := &file_specd_v1_generation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2009,7 +2139,7 @@ func (x *DetokenizeRequest) String() string {
 func (*DetokenizeRequest) ProtoMessage() {}
 
 func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[18]
+	mi := &file_specd_v1_generation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2022,7 +2152,7 @@ func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeRequest.ProtoReflect.Descriptor instead.
 func (*DetokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{18}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DetokenizeRequest) GetModel() string {
@@ -2060,7 +2190,7 @@ type DetokenizeResponse struct {
 
 func (x *DetokenizeResponse) Reset() {
 	*x = DetokenizeResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[19]
+	mi := &file_specd_v1_generation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2202,7 @@ func (x *DetokenizeResponse) String() string {
 func (*DetokenizeResponse) ProtoMessage() {}
 
 func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[19]
+	mi := &file_specd_v1_generation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2215,7 @@ func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeResponse.ProtoReflect.Descriptor instead.
 func (*DetokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{19}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DetokenizeResponse) GetText() string {
@@ -2105,7 +2235,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_specd_v1_generation_proto_msgTypes[20]
+	mi := &file_specd_v1_generation_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2247,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[20]
+	mi := &file_specd_v1_generation_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2260,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{20}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{21}
 }
 
 // ListModelsResponse lists the models the router can reach.
@@ -2144,7 +2274,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_specd_v1_generation_proto_msgTypes[21]
+	mi := &file_specd_v1_generation_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2156,7 +2286,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[21]
+	mi := &file_specd_v1_generation_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2169,7 +2299,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{21}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelInfo {
@@ -2209,7 +2339,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_specd_v1_generation_proto_msgTypes[22]
+	mi := &file_specd_v1_generation_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2351,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_specd_v1_generation_proto_msgTypes[22]
+	mi := &file_specd_v1_generation_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2364,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_specd_v1_generation_proto_rawDescGZIP(), []int{22}
+	return file_specd_v1_generation_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ModelInfo) GetName() string {
@@ -2297,7 +2427,7 @@ var File_specd_v1_generation_proto protoreflect.FileDescriptor
 
 const file_specd_v1_generation_proto_rawDesc = "" +
 	"\n" +
-	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\x99\x05\n" +
+	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xdc\x05\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -2320,8 +2450,13 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x05tools\x18\x0f \x03(\v2\x0e.specd.v1.ToolR\x05tools\x12$\n" +
 	"\x0estop_token_ids\x18\x10 \x03(\x05R\fstopTokenIds\x12\x1d\n" +
 	"\n" +
-	"ignore_eos\x18\x11 \x01(\bR\tignoreEosB\x18\n" +
-	"\x16_add_generation_prompt\"T\n" +
+	"ignore_eos\x18\x11 \x01(\bR\tignoreEos\x12A\n" +
+	"\x0fresponse_format\x18\x12 \x01(\v2\x18.specd.v1.ResponseFormatR\x0eresponseFormatB\x18\n" +
+	"\x16_add_generation_prompt\"c\n" +
+	"\x0eResponseFormat\x120\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1c.specd.v1.ResponseFormatTypeR\x04type\x12\x1f\n" +
+	"\vjson_schema\x18\x02 \x01(\tR\n" +
+	"jsonSchema\"T\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x128\n" +
 	"\bfunction\x18\x02 \x01(\v2\x1c.specd.v1.FunctionDefinitionR\bfunction\"j\n" +
@@ -2463,7 +2598,12 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x0etokenizer_hash\x18\a \x01(\tR\rtokenizerHash\x12\x1e\n" +
 	"\n" +
 	"parameters\x18\b \x01(\x04R\n" +
-	"parameters*\x93\x01\n" +
+	"parameters*\xa5\x01\n" +
+	"\x12ResponseFormatType\x12$\n" +
+	" RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n" +
+	" RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n" +
+	" RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03*\x93\x01\n" +
 	"\x10VerificationMode\x12!\n" +
 	"\x1dVERIFICATION_MODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bVERIFICATION_MODE_REJECTION\x10\x01\x12\x1d\n" +
@@ -2496,84 +2636,88 @@ func file_specd_v1_generation_proto_rawDescGZIP() []byte {
 	return file_specd_v1_generation_proto_rawDescData
 }
 
-var file_specd_v1_generation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_specd_v1_generation_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_specd_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_specd_v1_generation_proto_goTypes = []any{
-	(VerificationMode)(0),       // 0: specd.v1.VerificationMode
-	(FinishReason)(0),           // 1: specd.v1.FinishReason
-	(*GenerateRequest)(nil),     // 2: specd.v1.GenerateRequest
-	(*Tool)(nil),                // 3: specd.v1.Tool
-	(*FunctionDefinition)(nil),  // 4: specd.v1.FunctionDefinition
-	(*ChatMessage)(nil),         // 5: specd.v1.ChatMessage
-	(*ToolCall)(nil),            // 6: specd.v1.ToolCall
-	(*FunctionCall)(nil),        // 7: specd.v1.FunctionCall
-	(*SamplingParams)(nil),      // 8: specd.v1.SamplingParams
-	(*SpeculationOptions)(nil),  // 9: specd.v1.SpeculationOptions
-	(*GenerateResponse)(nil),    // 10: specd.v1.GenerateResponse
-	(*TokenChunk)(nil),          // 11: specd.v1.TokenChunk
-	(*TokenLogprob)(nil),        // 12: specd.v1.TokenLogprob
-	(*TopLogprob)(nil),          // 13: specd.v1.TopLogprob
-	(*Final)(nil),               // 14: specd.v1.Final
-	(*Stats)(nil),               // 15: specd.v1.Stats
-	(*Endpoint)(nil),            // 16: specd.v1.Endpoint
-	(*CompleteResponse)(nil),    // 17: specd.v1.CompleteResponse
-	(*TokenizeRequest)(nil),     // 18: specd.v1.TokenizeRequest
-	(*TokenizeResponse)(nil),    // 19: specd.v1.TokenizeResponse
-	(*DetokenizeRequest)(nil),   // 20: specd.v1.DetokenizeRequest
-	(*DetokenizeResponse)(nil),  // 21: specd.v1.DetokenizeResponse
-	(*ListModelsRequest)(nil),   // 22: specd.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),  // 23: specd.v1.ListModelsResponse
-	(*ModelInfo)(nil),           // 24: specd.v1.ModelInfo
-	nil,                         // 25: specd.v1.SamplingParams.LogitBiasEntry
-	(*durationpb.Duration)(nil), // 26: google.protobuf.Duration
+	(ResponseFormatType)(0),     // 0: specd.v1.ResponseFormatType
+	(VerificationMode)(0),       // 1: specd.v1.VerificationMode
+	(FinishReason)(0),           // 2: specd.v1.FinishReason
+	(*GenerateRequest)(nil),     // 3: specd.v1.GenerateRequest
+	(*ResponseFormat)(nil),      // 4: specd.v1.ResponseFormat
+	(*Tool)(nil),                // 5: specd.v1.Tool
+	(*FunctionDefinition)(nil),  // 6: specd.v1.FunctionDefinition
+	(*ChatMessage)(nil),         // 7: specd.v1.ChatMessage
+	(*ToolCall)(nil),            // 8: specd.v1.ToolCall
+	(*FunctionCall)(nil),        // 9: specd.v1.FunctionCall
+	(*SamplingParams)(nil),      // 10: specd.v1.SamplingParams
+	(*SpeculationOptions)(nil),  // 11: specd.v1.SpeculationOptions
+	(*GenerateResponse)(nil),    // 12: specd.v1.GenerateResponse
+	(*TokenChunk)(nil),          // 13: specd.v1.TokenChunk
+	(*TokenLogprob)(nil),        // 14: specd.v1.TokenLogprob
+	(*TopLogprob)(nil),          // 15: specd.v1.TopLogprob
+	(*Final)(nil),               // 16: specd.v1.Final
+	(*Stats)(nil),               // 17: specd.v1.Stats
+	(*Endpoint)(nil),            // 18: specd.v1.Endpoint
+	(*CompleteResponse)(nil),    // 19: specd.v1.CompleteResponse
+	(*TokenizeRequest)(nil),     // 20: specd.v1.TokenizeRequest
+	(*TokenizeResponse)(nil),    // 21: specd.v1.TokenizeResponse
+	(*DetokenizeRequest)(nil),   // 22: specd.v1.DetokenizeRequest
+	(*DetokenizeResponse)(nil),  // 23: specd.v1.DetokenizeResponse
+	(*ListModelsRequest)(nil),   // 24: specd.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),  // 25: specd.v1.ListModelsResponse
+	(*ModelInfo)(nil),           // 26: specd.v1.ModelInfo
+	nil,                         // 27: specd.v1.SamplingParams.LogitBiasEntry
+	(*durationpb.Duration)(nil), // 28: google.protobuf.Duration
 }
 var file_specd_v1_generation_proto_depIdxs = []int32{
-	8,  // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
-	9,  // 1: specd.v1.GenerateRequest.speculation:type_name -> specd.v1.SpeculationOptions
-	5,  // 2: specd.v1.GenerateRequest.messages:type_name -> specd.v1.ChatMessage
-	3,  // 3: specd.v1.GenerateRequest.tools:type_name -> specd.v1.Tool
-	4,  // 4: specd.v1.Tool.function:type_name -> specd.v1.FunctionDefinition
-	6,  // 5: specd.v1.ChatMessage.tool_calls:type_name -> specd.v1.ToolCall
-	7,  // 6: specd.v1.ToolCall.function:type_name -> specd.v1.FunctionCall
-	25, // 7: specd.v1.SamplingParams.logit_bias:type_name -> specd.v1.SamplingParams.LogitBiasEntry
-	0,  // 8: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
-	11, // 9: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
-	14, // 10: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
-	12, // 11: specd.v1.TokenChunk.logprobs:type_name -> specd.v1.TokenLogprob
-	12, // 12: specd.v1.TokenChunk.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	13, // 13: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
-	1,  // 14: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
-	15, // 15: specd.v1.Final.stats:type_name -> specd.v1.Stats
-	12, // 16: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	12, // 17: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
-	26, // 18: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
-	26, // 19: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
-	16, // 20: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
-	16, // 21: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
-	0,  // 22: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
-	26, // 23: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
-	26, // 24: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
-	1,  // 25: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
-	15, // 26: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
-	12, // 27: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
-	12, // 28: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
-	12, // 29: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
-	24, // 30: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
-	2,  // 31: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
-	2,  // 32: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
-	18, // 33: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	20, // 34: specd.v1.GenerationService.Detokenize:input_type -> specd.v1.DetokenizeRequest
-	22, // 35: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
-	10, // 36: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
-	17, // 37: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
-	19, // 38: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	21, // 39: specd.v1.GenerationService.Detokenize:output_type -> specd.v1.DetokenizeResponse
-	23, // 40: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
-	36, // [36:41] is the sub-list for method output_type
-	31, // [31:36] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	10, // 0: specd.v1.GenerateRequest.sampling:type_name -> specd.v1.SamplingParams
+	11, // 1: specd.v1.GenerateRequest.speculation:type_name -> specd.v1.SpeculationOptions
+	7,  // 2: specd.v1.GenerateRequest.messages:type_name -> specd.v1.ChatMessage
+	5,  // 3: specd.v1.GenerateRequest.tools:type_name -> specd.v1.Tool
+	4,  // 4: specd.v1.GenerateRequest.response_format:type_name -> specd.v1.ResponseFormat
+	0,  // 5: specd.v1.ResponseFormat.type:type_name -> specd.v1.ResponseFormatType
+	6,  // 6: specd.v1.Tool.function:type_name -> specd.v1.FunctionDefinition
+	8,  // 7: specd.v1.ChatMessage.tool_calls:type_name -> specd.v1.ToolCall
+	9,  // 8: specd.v1.ToolCall.function:type_name -> specd.v1.FunctionCall
+	27, // 9: specd.v1.SamplingParams.logit_bias:type_name -> specd.v1.SamplingParams.LogitBiasEntry
+	1,  // 10: specd.v1.SpeculationOptions.mode:type_name -> specd.v1.VerificationMode
+	13, // 11: specd.v1.GenerateResponse.chunk:type_name -> specd.v1.TokenChunk
+	16, // 12: specd.v1.GenerateResponse.final:type_name -> specd.v1.Final
+	14, // 13: specd.v1.TokenChunk.logprobs:type_name -> specd.v1.TokenLogprob
+	14, // 14: specd.v1.TokenChunk.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	15, // 15: specd.v1.TokenLogprob.top:type_name -> specd.v1.TopLogprob
+	2,  // 16: specd.v1.Final.finish_reason:type_name -> specd.v1.FinishReason
+	17, // 17: specd.v1.Final.stats:type_name -> specd.v1.Stats
+	14, // 18: specd.v1.Final.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	14, // 19: specd.v1.Final.end_logprobs:type_name -> specd.v1.TokenLogprob
+	28, // 20: specd.v1.Stats.time_to_first_token:type_name -> google.protobuf.Duration
+	28, // 21: specd.v1.Stats.total_duration:type_name -> google.protobuf.Duration
+	18, // 22: specd.v1.Stats.verifier:type_name -> specd.v1.Endpoint
+	18, // 23: specd.v1.Stats.draft:type_name -> specd.v1.Endpoint
+	1,  // 24: specd.v1.Stats.mode:type_name -> specd.v1.VerificationMode
+	28, // 25: specd.v1.Stats.mean_round_trip:type_name -> google.protobuf.Duration
+	28, // 26: specd.v1.Stats.queue_wait:type_name -> google.protobuf.Duration
+	2,  // 27: specd.v1.CompleteResponse.finish_reason:type_name -> specd.v1.FinishReason
+	17, // 28: specd.v1.CompleteResponse.stats:type_name -> specd.v1.Stats
+	14, // 29: specd.v1.CompleteResponse.logprobs:type_name -> specd.v1.TokenLogprob
+	14, // 30: specd.v1.CompleteResponse.prompt_logprobs:type_name -> specd.v1.TokenLogprob
+	14, // 31: specd.v1.CompleteResponse.end_logprobs:type_name -> specd.v1.TokenLogprob
+	26, // 32: specd.v1.ListModelsResponse.models:type_name -> specd.v1.ModelInfo
+	3,  // 33: specd.v1.GenerationService.Generate:input_type -> specd.v1.GenerateRequest
+	3,  // 34: specd.v1.GenerationService.Complete:input_type -> specd.v1.GenerateRequest
+	20, // 35: specd.v1.GenerationService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	22, // 36: specd.v1.GenerationService.Detokenize:input_type -> specd.v1.DetokenizeRequest
+	24, // 37: specd.v1.GenerationService.ListModels:input_type -> specd.v1.ListModelsRequest
+	12, // 38: specd.v1.GenerationService.Generate:output_type -> specd.v1.GenerateResponse
+	19, // 39: specd.v1.GenerationService.Complete:output_type -> specd.v1.CompleteResponse
+	21, // 40: specd.v1.GenerationService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	23, // 41: specd.v1.GenerationService.Detokenize:output_type -> specd.v1.DetokenizeResponse
+	25, // 42: specd.v1.GenerationService.ListModels:output_type -> specd.v1.ListModelsResponse
+	38, // [38:43] is the sub-list for method output_type
+	33, // [33:38] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_specd_v1_generation_proto_init() }
@@ -2582,8 +2726,8 @@ func file_specd_v1_generation_proto_init() {
 		return
 	}
 	file_specd_v1_generation_proto_msgTypes[0].OneofWrappers = []any{}
-	file_specd_v1_generation_proto_msgTypes[6].OneofWrappers = []any{}
-	file_specd_v1_generation_proto_msgTypes[8].OneofWrappers = []any{
+	file_specd_v1_generation_proto_msgTypes[7].OneofWrappers = []any{}
+	file_specd_v1_generation_proto_msgTypes[9].OneofWrappers = []any{
 		(*GenerateResponse_Chunk)(nil),
 		(*GenerateResponse_Final)(nil),
 	}
@@ -2592,8 +2736,8 @@ func file_specd_v1_generation_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_specd_v1_generation_proto_rawDesc), len(file_specd_v1_generation_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   24,
+			NumEnums:      3,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

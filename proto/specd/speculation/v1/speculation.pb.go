@@ -523,7 +523,15 @@ type Start struct {
 	// draft penalizes the prompt's tokens (repetition_penalty) and the
 	// generated ones, its own drafts included, as the verifier does, so that
 	// its proposals follow the penalized distribution. 0 means all of them.
-	PromptTokens  uint32 `protobuf:"varint,9,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	PromptTokens uint32 `protobuf:"varint,9,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	// The request's response format: the draft constrains its proposals by it
+	// over its own vocabulary, as the verifier constrains what it commits.
+	ResponseFormat *v1.ResponseFormat `protobuf:"bytes,10,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
+	// The ids that end the output (the vocabulary's end-of-generation ids and
+	// the request's stop_token_ids): the draft holds them back while the output
+	// is shorter than sampling's min_tokens, and proposes one where the response
+	// format's document is whole.
+	EndIds        []int32 `protobuf:"varint,11,rep,packed,name=end_ids,json=endIds,proto3" json:"end_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -619,6 +627,20 @@ func (x *Start) GetPromptTokens() uint32 {
 		return x.PromptTokens
 	}
 	return 0
+}
+
+func (x *Start) GetResponseFormat() *v1.ResponseFormat {
+	if x != nil {
+		return x.ResponseFormat
+	}
+	return nil
+}
+
+func (x *Start) GetEndIds() []int32 {
+	if x != nil {
+		return x.EndIds
+	}
+	return nil
 }
 
 // Verdict is the verifier's answer to one round, or the news of tokens it
@@ -1131,7 +1153,7 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\x10SpeculateRequest\x123\n" +
 	"\x05start\x18\x01 \x01(\v2\x1b.specd.speculation.v1.StartH\x00R\x05start\x129\n" +
 	"\averdict\x18\x02 \x01(\v2\x1d.specd.speculation.v1.VerdictH\x00R\averdictB\x06\n" +
-	"\x04kind\"\xd8\x02\n" +
+	"\x04kind\"\xb4\x03\n" +
 	"\x05Start\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
@@ -1143,7 +1165,10 @@ const file_specd_speculation_v1_speculation_proto_rawDesc = "" +
 	"\fmax_position\x18\x06 \x01(\rR\vmaxPosition\x12%\n" +
 	"\x0etokenizer_hash\x18\a \x01(\tR\rtokenizerHash\x12$\n" +
 	"\x0eproposal_top_k\x18\b \x01(\rR\fproposalTopK\x12#\n" +
-	"\rprompt_tokens\x18\t \x01(\rR\fpromptTokens\"\xdd\x01\n" +
+	"\rprompt_tokens\x18\t \x01(\rR\fpromptTokens\x12A\n" +
+	"\x0fresponse_format\x18\n" +
+	" \x01(\v2\x18.specd.v1.ResponseFormatR\x0eresponseFormat\x12\x17\n" +
+	"\aend_ids\x18\v \x03(\x05R\x06endIds\"\xdd\x01\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12\x10\n" +
@@ -1217,11 +1242,12 @@ var file_specd_speculation_v1_speculation_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
 	(*v1.SamplingParams)(nil),     // 15: specd.v1.SamplingParams
 	(v1.VerificationMode)(0),      // 16: specd.v1.VerificationMode
-	(*v1.ModelInfo)(nil),          // 17: specd.v1.ModelInfo
-	(*v1.TokenizeRequest)(nil),    // 18: specd.v1.TokenizeRequest
-	(*v1.DetokenizeRequest)(nil),  // 19: specd.v1.DetokenizeRequest
-	(*v1.TokenizeResponse)(nil),   // 20: specd.v1.TokenizeResponse
-	(*v1.DetokenizeResponse)(nil), // 21: specd.v1.DetokenizeResponse
+	(*v1.ResponseFormat)(nil),     // 17: specd.v1.ResponseFormat
+	(*v1.ModelInfo)(nil),          // 18: specd.v1.ModelInfo
+	(*v1.TokenizeRequest)(nil),    // 19: specd.v1.TokenizeRequest
+	(*v1.DetokenizeRequest)(nil),  // 20: specd.v1.DetokenizeRequest
+	(*v1.TokenizeResponse)(nil),   // 21: specd.v1.TokenizeResponse
+	(*v1.DetokenizeResponse)(nil), // 22: specd.v1.DetokenizeResponse
 }
 var file_specd_speculation_v1_speculation_proto_depIdxs = []int32{
 	11, // 0: specd.speculation.v1.GenerateRequest.request:type_name -> specd.v1.GenerateRequest
@@ -1234,27 +1260,28 @@ var file_specd_speculation_v1_speculation_proto_depIdxs = []int32{
 	5,  // 7: specd.speculation.v1.SpeculateRequest.verdict:type_name -> specd.speculation.v1.Verdict
 	15, // 8: specd.speculation.v1.Start.sampling:type_name -> specd.v1.SamplingParams
 	16, // 9: specd.speculation.v1.Start.mode:type_name -> specd.v1.VerificationMode
-	7,  // 10: specd.speculation.v1.SpeculateResponse.proposal:type_name -> specd.speculation.v1.Proposal
-	8,  // 11: specd.speculation.v1.Proposal.probs:type_name -> specd.speculation.v1.Distribution
-	14, // 12: specd.speculation.v1.Proposal.drafting:type_name -> google.protobuf.Duration
-	17, // 13: specd.speculation.v1.InfoResponse.model:type_name -> specd.v1.ModelInfo
-	0,  // 14: specd.speculation.v1.VerifierService.Generate:input_type -> specd.speculation.v1.GenerateRequest
-	18, // 15: specd.speculation.v1.VerifierService.Tokenize:input_type -> specd.v1.TokenizeRequest
-	19, // 16: specd.speculation.v1.VerifierService.Detokenize:input_type -> specd.v1.DetokenizeRequest
-	9,  // 17: specd.speculation.v1.VerifierService.Info:input_type -> specd.speculation.v1.InfoRequest
-	3,  // 18: specd.speculation.v1.DraftService.Speculate:input_type -> specd.speculation.v1.SpeculateRequest
-	9,  // 19: specd.speculation.v1.DraftService.Info:input_type -> specd.speculation.v1.InfoRequest
-	1,  // 20: specd.speculation.v1.VerifierService.Generate:output_type -> specd.speculation.v1.GenerateResponse
-	20, // 21: specd.speculation.v1.VerifierService.Tokenize:output_type -> specd.v1.TokenizeResponse
-	21, // 22: specd.speculation.v1.VerifierService.Detokenize:output_type -> specd.v1.DetokenizeResponse
-	10, // 23: specd.speculation.v1.VerifierService.Info:output_type -> specd.speculation.v1.InfoResponse
-	6,  // 24: specd.speculation.v1.DraftService.Speculate:output_type -> specd.speculation.v1.SpeculateResponse
-	10, // 25: specd.speculation.v1.DraftService.Info:output_type -> specd.speculation.v1.InfoResponse
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	17, // 10: specd.speculation.v1.Start.response_format:type_name -> specd.v1.ResponseFormat
+	7,  // 11: specd.speculation.v1.SpeculateResponse.proposal:type_name -> specd.speculation.v1.Proposal
+	8,  // 12: specd.speculation.v1.Proposal.probs:type_name -> specd.speculation.v1.Distribution
+	14, // 13: specd.speculation.v1.Proposal.drafting:type_name -> google.protobuf.Duration
+	18, // 14: specd.speculation.v1.InfoResponse.model:type_name -> specd.v1.ModelInfo
+	0,  // 15: specd.speculation.v1.VerifierService.Generate:input_type -> specd.speculation.v1.GenerateRequest
+	19, // 16: specd.speculation.v1.VerifierService.Tokenize:input_type -> specd.v1.TokenizeRequest
+	20, // 17: specd.speculation.v1.VerifierService.Detokenize:input_type -> specd.v1.DetokenizeRequest
+	9,  // 18: specd.speculation.v1.VerifierService.Info:input_type -> specd.speculation.v1.InfoRequest
+	3,  // 19: specd.speculation.v1.DraftService.Speculate:input_type -> specd.speculation.v1.SpeculateRequest
+	9,  // 20: specd.speculation.v1.DraftService.Info:input_type -> specd.speculation.v1.InfoRequest
+	1,  // 21: specd.speculation.v1.VerifierService.Generate:output_type -> specd.speculation.v1.GenerateResponse
+	21, // 22: specd.speculation.v1.VerifierService.Tokenize:output_type -> specd.v1.TokenizeResponse
+	22, // 23: specd.speculation.v1.VerifierService.Detokenize:output_type -> specd.v1.DetokenizeResponse
+	10, // 24: specd.speculation.v1.VerifierService.Info:output_type -> specd.speculation.v1.InfoResponse
+	6,  // 25: specd.speculation.v1.DraftService.Speculate:output_type -> specd.speculation.v1.SpeculateResponse
+	10, // 26: specd.speculation.v1.DraftService.Info:output_type -> specd.speculation.v1.InfoResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_specd_speculation_v1_speculation_proto_init() }

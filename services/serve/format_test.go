@@ -1,0 +1,127 @@
+package serve_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/specd-dev/specd/grammar"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/services"
+)
+
+// TestResponseFormat: with a response format, the output through the services is a
+// whole JSON document (ended by EOS) that the schema allows, and speculating with the
+// draft (a fixed γ always gets its draft, constrained as the verifier is) gives plain
+// decoding's tokens under the same grammar — greedy and coupled sampling alike; the
+// OpenAI front door takes response_format json_schema; a schema outside the subset and
+// a document that cannot end (ignore_eos, no stop ids) are INVALID_ARGUMENT naming the
+// field.
+func TestResponseFormat(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true})
+	ctx := context.Background()
+	const schema = `{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"},
+		"mood":{"enum":["happy","sad"]}},"required":["name","age","mood"]}`
+	prompt := s.target.Tok.Prompt("Tom is a boy. He is three. He is sad. As JSON: {\"name\": \"Tom\", \"age\": 3, \"mood\": \"sad\"}\n" +
+		"Lily is a girl. She is five. She is happy. As JSON: ")
+	const n = 160
+	sf, err := grammar.SchemaFormat([]byte(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted uint32 // draft tokens kept, over the cases
+	for _, c := range []struct {
+		name   string
+		rf     *specdv1.ResponseFormat
+		format grammar.Format
+		sp     sample.Params
+		mode   specdv1.VerificationMode
+	}{
+		{"object greedy", &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}, grammar.ObjectFormat(),
+			sample.Params{TopP: 1}, specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED},
+		{"schema greedy", &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: schema}, sf,
+			sample.Params{TopP: 1}, specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED},
+		{"schema coupled", &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: schema}, sf,
+			sample.Params{Temperature: 0.5, TopP: 1, Seed: 5}, specdv1.VerificationMode_VERIFICATION_MODE_COUPLED},
+	} {
+		sp := c.sp
+		sp.Grammar = c.format.Grammar(s.target.Tok)
+		want := s.plainIDs(t, prompt, n, sp)
+		r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, Sampling: services.SamplingToProto(c.sp),
+			ResponseFormat: c.rf, Speculation: &specdv1.SpeculationOptions{Gamma: 4, Mode: c.mode}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.GetTokenIds(); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want plain decoding under the grammar %v", c.name, got, want)
+		}
+		accepted += r.GetStats().GetAcceptedTokens()
+		if r.GetFinishReason() != specdv1.FinishReason_FINISH_REASON_EOS {
+			if c.sp.Greedy() {
+				t.Errorf("%s: finish %v, want EOS after a whole document: %q", c.name, r.GetFinishReason(), r.GetText())
+			}
+			continue
+		}
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(r.GetText()), &doc); err != nil {
+			t.Errorf("%s: %q is not a JSON object: %v", c.name, r.GetText(), err)
+			continue
+		}
+		if c.format.Kind() == grammar.JSONSchema {
+			if _, ok := doc["age"].(float64); !ok || (doc["mood"] != "happy" && doc["mood"] != "sad") || len(doc) != 3 {
+				t.Errorf("%s: %v does not fit the schema", c.name, doc)
+			}
+		}
+	}
+
+	if accepted == 0 {
+		t.Errorf("no draft token was accepted in any case: the draft's proposals were not checked")
+	}
+
+	oc := s.openaiClient()
+	resp, err := oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(prompt)},
+		MaxTokens: openai.Int(n), Temperature: openai.Float(0)},
+		option.WithJSONSet("response_format", map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "person", "strict": true, "schema": json.RawMessage(schema)}}))
+	if err != nil {
+		var e *openai.Error
+		if errors.As(err, &e) {
+			t.Fatalf("HTTP json_schema: %v: %s", err, e.RawJSON())
+		}
+		t.Fatal(err)
+	}
+	want, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n,
+		ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: schema}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Choices[0].Text; got != want.GetText() || resp.Choices[0].FinishReason != "stop" {
+		t.Errorf("HTTP json_schema: %q (%s), want the gRPC API's %q, ended", got, resp.Choices[0].FinishReason, want.GetText())
+	}
+
+	for _, bad := range []struct {
+		req   *specdv1.GenerateRequest
+		field string
+	}{
+		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+			JsonSchema: `{"type":"string","pattern":"^a"}`}}, "response_format.json_schema: "},
+		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA}}, "response_format.json_schema: "},
+		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT, JsonSchema: `{}`}}, "response_format.json_schema: "},
+		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: 9}}, "response_format.type: "},
+		{&specdv1.GenerateRequest{IgnoreEos: true, ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}}, "response_format: "},
+	} {
+		bad.req.PromptIds, bad.req.MaxTokens = prompt, 4
+		_, err := s.client.Complete(ctx, bad.req)
+		if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), bad.field) {
+			t.Errorf("%v: %v; want INVALID_ARGUMENT naming %q", bad.req.GetResponseFormat(), err, bad.field)
+		}
+	}
+}
