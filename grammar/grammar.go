@@ -20,6 +20,7 @@ package grammar
 import (
 	"math"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/tokenizer"
@@ -145,8 +146,20 @@ func (m *Matcher) Mask(logits []float32, ends []int32) {
 			m.saved = append(m.saved, logits[e])
 		}
 	}
-	if !m.dead {
-		m.walk(0, m.alts)
+	switch {
+	case m.dead:
+	case m.inText():
+		// Inside a string almost every token fits: the plain ones (valid UTF-8, no
+		// quote, backslash or control character) all do, without a walk; the trie of
+		// the others is walked. Walking all of Qwen2's 152,064 tokens here took 58 ms.
+		for _, id := range m.g.v.plain {
+			if int(id) < len(m.allowed) {
+				m.allowed[id] = true
+			}
+		}
+		m.walk(m.g.v.rest, 0, m.alts)
+	default:
+		m.walk(m.g.v.all, 0, m.alts)
 	}
 	inf := float32(math.Inf(-1))
 	for id, ok := range m.allowed {
@@ -165,30 +178,53 @@ func (m *Matcher) Mask(logits []float32, ends []int32) {
 	}
 }
 
-// walk marks every token below trie node i whose bytes the state alts can take.
-func (m *Matcher) walk(i int32, alts []*frame) {
-	for _, e := range m.g.v.nodes[i].edges {
+// inText reports whether the output stands between characters of a string that any
+// plain token continues: one alternative, in a string value or in a key that may be
+// any string (and has room for the longest plain token).
+func (m *Matcher) inText() bool {
+	if len(m.alts) != 1 {
+		return false
+	}
+	f := m.alts[0]
+	switch {
+	case f.sub != strChar:
+		return false
+	case f.kind == kString:
+		return true
+	case f.kind == kKey:
+		return f.up.n.extra != nil && len(f.text)+m.g.v.longestPlain <= maxKey
+	}
+	return false
+}
+
+// walk marks every token below node i of trie t whose bytes the state alts can take.
+func (m *Matcher) walk(t []trieNode, i int32, alts []*frame) {
+	for _, e := range t[i].edges {
 		next := stepAll(nil, alts, e.b)
 		if len(next) == 0 {
 			continue
 		}
-		child := &m.g.v.nodes[e.to]
+		child := &t[e.to]
 		for _, id := range child.ids {
 			if int(id) < len(m.allowed) {
 				m.allowed[id] = true
 			}
 		}
 		if len(child.edges) > 0 {
-			m.walk(e.to, next)
+			m.walk(t, e.to, next)
 		}
 	}
 }
 
 // vocab is a tokenizer's tokens as text: each token's bytes (nil for one that has
-// none: control tokens, BOS, EOS, unknown), and a trie of them.
+// none: control tokens, BOS, EOS, unknown), and tries of them (root at 0): all of
+// them, and the rest once the plain ones are set apart — those whose bytes are valid
+// UTF-8 with no quote, backslash or control character, which continue any string.
 type vocab struct {
-	text  [][]byte
-	nodes []trieNode // nodes[0] is the root
+	text         [][]byte
+	all, rest    []trieNode
+	plain        []int32
+	longestPlain int
 }
 
 type trieNode struct {
@@ -215,7 +251,7 @@ func vocabOf(tok *tokenizer.Tokenizer) *vocab {
 
 func newVocab(tok *tokenizer.Tokenizer) *vocab {
 	n := tok.VocabSize()
-	v := &vocab{text: make([][]byte, n), nodes: []trieNode{{}}}
+	v := &vocab{text: make([][]byte, n), all: []trieNode{{}}, rest: []trieNode{{}}}
 	for id := range int32(n) {
 		switch tok.Type(id) {
 		case tokenizer.TypeNormal, tokenizer.TypeUserDefined, tokenizer.TypeByte, tokenizer.TypeUnused:
@@ -230,24 +266,46 @@ func newVocab(tok *tokenizer.Tokenizer) *vocab {
 			continue
 		}
 		v.text[id] = b
-		at := int32(0)
-		for _, c := range b {
-			at = v.child(at, c)
+		v.all = insert(v.all, b, id)
+		if plainText(b) {
+			v.plain = append(v.plain, id)
+			v.longestPlain = max(v.longestPlain, len(b))
+		} else {
+			v.rest = insert(v.rest, b, id)
 		}
-		v.nodes[at].ids = append(v.nodes[at].ids, id)
 	}
 	return v
 }
 
-// child returns the node below at by byte c, made if need be.
-func (v *vocab) child(at int32, c byte) int32 {
-	for _, e := range v.nodes[at].edges {
-		if e.b == c {
-			return e.to
+// plainText reports whether b continues any string: valid UTF-8 with no quote,
+// backslash or control character.
+func plainText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
 		}
 	}
-	v.nodes = append(v.nodes, trieNode{})
-	to := int32(len(v.nodes) - 1)
-	v.nodes[at].edges = append(v.nodes[at].edges, trieEdge{b: c, to: to})
-	return to
+	return utf8.Valid(b)
+}
+
+// insert adds token id, spelled b, to trie t.
+func insert(t []trieNode, b []byte, id int32) []trieNode {
+	at := int32(0)
+	for _, c := range b {
+		next := int32(-1)
+		for _, e := range t[at].edges {
+			if e.b == c {
+				next = e.to
+				break
+			}
+		}
+		if next < 0 {
+			t = append(t, trieNode{})
+			next = int32(len(t) - 1)
+			t[at].edges = append(t[at].edges, trieEdge{b: c, to: next})
+		}
+		at = next
+	}
+	t[at].ids = append(t[at].ids, id)
+	return t
 }

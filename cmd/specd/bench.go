@@ -201,6 +201,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	rf, err := so.responseFormat()
+	if err != nil {
+		return err
+	}
 	spo, err := sp.proto()
 	if err != nil {
 		return err
@@ -219,7 +223,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		o := proto.Clone(spo).(*specdv1.SpeculationOptions)
 		o.Disabled = !spec // as generate --no-spec
 		req := &specdv1.GenerateRequest{Model: co.model, Prompt: p.Prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
-			Stop: so.stop, StopTokenIds: so.stopIDs, IgnoreEos: so.ignoreEOS, Speculation: o, Domain: p.Domain}
+			Stop: so.stop, StopTokenIds: so.stopIDs, IgnoreEos: so.ignoreEOS, ResponseFormat: rf, Speculation: o, Domain: p.Domain}
 		rctx, cancel := context.WithTimeout(ctx, co.timeout)
 		defer cancel()
 		return collect(rctx, client, req, nil)

@@ -290,6 +290,10 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	rf, err := so.responseFormat()
+	if err != nil {
+		return err
+	}
 	spo, err := sp.proto()
 	if err != nil {
 		return err
@@ -302,7 +306,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	ctx, cancel := context.WithTimeout(ctx, co.timeout)
 	defer cancel()
 	req := &specdv1.GenerateRequest{Model: co.model, Prompt: prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
-		Stop: so.stop, StopTokenIds: so.stopIDs, IgnoreEos: so.ignoreEOS, Speculation: spo, SessionKey: sessionKey, Domain: domain, Messages: msgs,
+		Stop: so.stop, StopTokenIds: so.stopIDs, IgnoreEos: so.ignoreEOS, ResponseFormat: rf, Speculation: spo, SessionKey: sessionKey, Domain: domain, Messages: msgs,
 		Logprobs: logprobs, TopLogprobs: uint32(min(topLogprobs, math.MaxUint32))}
 	if noGen {
 		req.AddGenerationPrompt = new(false)

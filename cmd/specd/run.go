@@ -10,13 +10,16 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/grammar"
 	"github.com/specd-dev/specd/kernels"
 	"github.com/specd-dev/specd/kvcache"
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/services"
 )
@@ -35,6 +38,8 @@ type samplingOptions struct {
 	minTokens  int
 	// Penalties on tokens already seen (sample.Params).
 	repeatPenalty, frequencyPenalty, presencePenalty float64
+	// The response format: its type, and a schema (inline JSON or @FILE).
+	format, jsonSchema string
 }
 
 type stringList []string
@@ -114,6 +119,49 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.repeatPenalty, "repeat-penalty", 1, "divide the positive logit (multiply the negative) of tokens in the prompt or output; 1 is off")
 	fs.Float64Var(&o.frequencyPenalty, "frequency-penalty", 0, "subtract this from a token's logit per time it occurs in the output; in [-2, 2]")
 	fs.Float64Var(&o.presencePenalty, "presence-penalty", 0, "subtract this from a token's logit if it occurs in the output; in [-2, 2]")
+	fs.StringVar(&o.format, "response-format", "", "what the output must be: text, json_object (one JSON object) or json_schema (with --json-schema)")
+	fs.StringVar(&o.jsonSchema, "json-schema", "", "a JSON Schema the output must satisfy, inline or @FILE (implies --response-format json_schema)")
+}
+
+// responseFormat is the response format the flags ask for (nil: free text), checked as
+// a server checks it.
+func (o *samplingOptions) responseFormat() (*specdv1.ResponseFormat, error) {
+	schema := o.jsonSchema
+	if name, ok := strings.CutPrefix(schema, "@"); ok {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, usagef("--json-schema: %v", err)
+		}
+		schema = string(b)
+	}
+	rf := &specdv1.ResponseFormat{JsonSchema: schema}
+	switch o.format {
+	case "", "json_schema":
+		if schema == "" {
+			if o.format == "" {
+				return nil, nil
+			}
+			return nil, usagef("--response-format json_schema: give the schema with --json-schema")
+		}
+		rf.Type = specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA
+	case "text":
+		rf.Type = specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_TEXT
+	case "json_object":
+		rf.Type = specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT
+	default:
+		return nil, usagef("--response-format %q: want text, json_object or json_schema", o.format)
+	}
+	if schema != "" && rf.Type != specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA {
+		return nil, usagef("--json-schema goes with --response-format json_schema, not %s", o.format)
+	}
+	f, err := services.FormatFromProto(rf)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if f.Kind() != grammar.Text && o.ignoreEOS && len(o.stopIDs) == 0 {
+		return nil, usagef("--response-format: a document ends the output with an end-of-generation id: with --ignore-eos, give --stop-token-id")
+	}
+	return rf, nil
 }
 
 func (o *samplingOptions) params() (sample.Params, error) {
@@ -221,6 +269,17 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if int(b.ID) >= m.Vocab {
 			return usagef("--logit-bias %d: outside the vocabulary of %d", b.ID, m.Vocab)
 		}
+	}
+	rf, err := so.responseFormat()
+	if err != nil {
+		return err
+	}
+	format, err := services.FormatFromProto(rf)
+	if err != nil {
+		return usageError{err}
+	}
+	if g := format.Grammar(m.Tok); g != nil {
+		params.Grammar = g
 	}
 	req := generate.Request{Prompt: ids, Sampling: params, Limits: generate.Limits{
 		MaxTokens: so.maxTokens, Context: m.Context, Stop: so.stop,

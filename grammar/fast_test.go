@@ -1,0 +1,43 @@
+package grammar
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/tokenizer/ggufvocab"
+)
+
+// TestStringFastPath: inside a string value or a free key, the mask that takes every
+// plain token at once and walks the rest is the mask a walk of the whole vocabulary
+// gives.
+func TestStringFastPath(t *testing.T) {
+	for _, name := range []string{"ggml-vocab-qwen2.gguf", "ggml-vocab-llama-spm.gguf"} {
+		tok, err := ggufvocab.Open(filepath.Join(testmodels.VocabDir(t), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := ObjectFormat().Grammar(tok)
+		for _, text := range []string{`{"a": "xy`, `{"ab`, `{"a": "é`, `{"k":1, "`} {
+			m := g.NewMatcher().(*Matcher)
+			m.Reset(tok.Encode(text, false))
+			if !m.inText() {
+				t.Fatalf("%s: %q is not inside a string", name, text)
+			}
+			fast := make([]float32, tok.VocabSize())
+			m.Mask(fast, nil)
+			m.allowed = m.allowed[:len(fast)]
+			clear(m.allowed)
+			m.walk(m.g.v.all, 0, m.alts)
+			for id, ok := range m.allowed {
+				if masked := fast[id] < 0; masked == ok {
+					t.Errorf("%s after %q: token %d (%q) allowed %v by the whole walk, masked %v by the fast path", name, text, id, tok.TokenBytes(int32(id)), ok, masked)
+				}
+			}
+			if n := slices.Index(m.allowed, true); n < 0 {
+				t.Errorf("%s after %q: nothing allowed", name, text)
+			}
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package grammar_test
+
+import (
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/specd-dev/specd/grammar"
+	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/tokenizer"
+	"github.com/specd-dev/specd/tokenizer/ggufvocab"
+)
+
+// vocabs are tokenizers of every kind the grammar maps to bytes: the specd pair's
+// SentencePiece vocabulary (byte fallback, dummy-prefix spaces) and byte-level BPE
+// vocabularies of 128k and 152k tokens.
+func vocabs(tb testing.TB) map[string]*tokenizer.Tokenizer {
+	tb.Helper()
+	out := map[string]*tokenizer.Tokenizer{}
+	for name, path := range map[string]string{
+		"specd":     testmodels.ForTest(tb, "specd-draft-q8_0.gguf"),
+		"llama-bpe": filepath.Join(testmodels.VocabDir(tb), "ggml-vocab-llama-bpe.gguf"),
+		"qwen2":     filepath.Join(testmodels.VocabDir(tb), "ggml-vocab-qwen2.gguf"),
+	} {
+		tok, err := ggufvocab.Open(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[name] = tok
+	}
+	return out
+}
+
+// TestMaskFollowsTokens: the tokens a tokenizer writes a document with are each allowed
+// where they stand, the ends only once the document is whole; a token that would break
+// the document is masked.
+func TestMaskFollowsTokens(t *testing.T) {
+	schema, err := grammar.SchemaFormat([]byte(`{"type":"object","properties":{"name":{"type":"string"},
+		"tags":{"type":"array","items":{"type":"string"}},"n":{"type":"number"}},"required":["name"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := []string{`{"name": "Zoë ☃ 😀", "tags": ["a\"b", "\u00e9"], "n": -12.5e3}`, `{"name":""}`}
+	for name, tok := range vocabs(t) {
+		for _, f := range []grammar.Format{grammar.ObjectFormat(), schema} {
+			for _, doc := range docs {
+				ids := tok.Encode(doc, false)
+				if got := tok.Decode(ids); got != doc {
+					t.Fatalf("%s: %q decodes to %q", name, doc, got)
+				}
+				m := f.Grammar(tok).NewMatcher()
+				end := tok.EOS()
+				logits := make([]float32, tok.VocabSize())
+				for i, id := range ids {
+					clear(logits)
+					m.Mask(logits, []int32{end})
+					if math.IsInf(float64(logits[id]), -1) {
+						t.Fatalf("%s: token %d (%q) of %q masked after %q", name, i, tok.TokenBytes(id), doc, tok.Decode(ids[:i]))
+					}
+					if !math.IsInf(float64(logits[end]), -1) {
+						t.Fatalf("%s: the end allowed after %q, before the document is whole", name, tok.Decode(ids[:i]))
+					}
+					m.Advance(id)
+				}
+				clear(logits)
+				m.Mask(logits, []int32{end})
+				if math.IsInf(float64(logits[end]), -1) {
+					t.Errorf("%s: the end masked after the whole document %q", name, doc)
+				}
+				allowed := 0
+				for _, l := range logits {
+					if !math.IsInf(float64(l), -1) {
+						allowed++
+					}
+				}
+				if allowed != 1 {
+					t.Errorf("%s: %d tokens allowed after the whole object %q, want the end alone", name, allowed, doc)
+				}
+			}
+		}
+		// After '{', a bare word cannot come.
+		m := grammar.ObjectFormat().Grammar(tok).NewMatcher()
+		for _, id := range tok.Encode("{", false) {
+			m.Advance(id)
+		}
+		logits := make([]float32, tok.VocabSize())
+		m.Mask(logits, nil)
+		for _, w := range []string{"x", "hello", "}}", ","} {
+			ids := tok.Encode(w, false)
+			if len(ids) == 1 && !math.IsInf(float64(logits[ids[0]]), -1) {
+				t.Errorf("%s: %q allowed after '{'", name, w)
+			}
+		}
+	}
+}
+
+// BenchmarkMask: the cost of one token's mask, at the start of an object (few tokens
+// fit) and inside a string (nearly all do), per vocabulary.
+func BenchmarkMask(b *testing.B) {
+	for name, tok := range vocabs(b) {
+		g := grammar.ObjectFormat().Grammar(tok)
+		for _, at := range []struct{ name, text string }{{"object", `{`}, {"string", `{"story": "Once upon`}} {
+			b.Run(name+"/"+at.name, func(b *testing.B) {
+				m := g.NewMatcher()
+				m.Reset(tok.Encode(at.text, false))
+				logits := make([]float32, tok.VocabSize())
+				for b.Loop() {
+					m.Mask(logits, []int32{tok.EOS()})
+				}
+			})
+		}
+	}
+}
