@@ -141,6 +141,9 @@ func TestSchemaErrors(t *testing.T) {
 		{`[1]`, "a schema is an object or a boolean"},
 		{`{"a":`, "not JSON"},
 		{`{} {}`, "text after the schema"},
+		{`{"$ref":"#"}`, "refers to nothing but itself"},
+		{`{"anyOf":[{"type":"null"},{"$ref":"#"}]}`, "leads back to itself"},
+		{`{"$defs":{"a":{"anyOf":[{"$ref":"#/$defs/b"}]},"b":{"oneOf":[{"$ref":"#/$defs/a"}]}},"$ref":"#/$defs/a"}`, "leads back to itself"},
 	} {
 		_, err := SchemaFormat([]byte(c.schema))
 		if !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), c.want) {
@@ -219,4 +222,28 @@ func longestRun(s, set string) int {
 		}
 	}
 	return best
+}
+
+// FuzzSchema: any bytes given as a schema compile or are refused with ErrSchema, and a
+// compiled schema's matcher takes any text without a panic or a hang.
+func FuzzSchema(f *testing.F) {
+	for _, s := range []string{`{"type":"object","properties":{"a":{"$ref":"#"}}}`, `{"anyOf":[{"enum":[1,"x"]},{"type":"array","items":{"type":"integer"},"maxItems":2}]}`,
+		`{"$defs":{"p":{"type":"object","properties":{"n":{"$ref":"#/$defs/p"}}}},"$ref":"#/$defs/p"}`, `true`, `{"const":{"a":[1,2]}}`} {
+		f.Add(s, `{"a":{"a":null}}`)
+		f.Add(s, `[1,"x",2]`)
+	}
+	f.Fuzz(func(t *testing.T, schema, text string) {
+		fm, err := SchemaFormat([]byte(schema))
+		if err != nil {
+			if !errors.Is(err, ErrSchema) {
+				t.Fatalf("%q: %v does not wrap ErrSchema", schema, err)
+			}
+			return
+		}
+		if ok, whole := fm.Check([]byte(text)); whole && !ok {
+			t.Fatalf("%q: whole but not a valid prefix", text)
+		} else if whole && !json.Valid([]byte(text)) {
+			t.Fatalf("%q accepted whole under %q but is not JSON", text, schema)
+		}
+	})
 }

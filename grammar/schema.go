@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 )
@@ -86,14 +87,70 @@ func compileSchema(doc []byte) (*node, error) {
 	if err := d.Decode(&v); err != nil {
 		return nil, fmt.Errorf("%w: not JSON: %v", ErrSchema, err)
 	}
-	if d.More() {
+	if _, err := d.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: not JSON: text after the schema", ErrSchema)
 	}
 	c := &compiler{refs: map[string]*node{}}
 	if m, ok := v.(map[string]any); ok {
 		c.root = m
 	}
-	return c.compile(v, "")
+	n, err := c.compile(v, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLoops(n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// checkLoops refuses references that lead back to where they started before any byte
+// of a value: a $ref to itself, or anyOf branches that contain their own schema (the
+// matcher would try them forever).
+func checkLoops(root *node) error {
+	const (
+		unseen = iota
+		open
+		done
+	)
+	state := map[*node]int{}
+	var visit func(n *node) error
+	visit = func(n *node) error {
+		switch state[n] {
+		case open:
+			return fmt.Errorf("%w: a $ref or anyOf leads back to itself before any value", ErrSchema)
+		case done:
+			return nil
+		}
+		if n.types == 0 && n.anyOf == nil && n.enum == nil {
+			return fmt.Errorf("%w: a $ref refers to nothing but itself", ErrSchema)
+		}
+		state[n] = open
+		for _, a := range n.anyOf {
+			if err := visit(a); err != nil {
+				return err
+			}
+		}
+		state[n] = done
+		// Below a value's first byte a loop is a recursive schema: fine.
+		for _, next := range append([]*node{n.items, n.extra}, propSchemas(n)...) {
+			if next != nil && state[next] == unseen {
+				if err := visit(next); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return visit(root)
+}
+
+func propSchemas(n *node) []*node {
+	out := make([]*node, len(n.props))
+	for i, p := range n.props {
+		out[i] = p.schema
+	}
+	return out
 }
 
 // ErrSchema is wrapped by every error about a schema.
@@ -101,9 +158,9 @@ var ErrSchema = errors.New("unsupported JSON schema")
 
 func (c *compiler) errorf(at, format string, args ...any) error {
 	if at == "" {
-		at = "the schema"
+		at = "the root"
 	}
-	return fmt.Errorf("%w: %s: %s", ErrSchema, at, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w at %s: %s", ErrSchema, at, fmt.Sprintf(format, args...))
 }
 
 func (c *compiler) compile(v any, at string) (*node, error) {
