@@ -14,7 +14,8 @@
 // description, default, examples, format, …) are ignored; any other keyword is refused
 // with ErrSchema, never silently dropped. Keys, enum values and constants must be
 // written as compact JSON spells them (enum values with no white space inside).
-// White space runs between tokens are at most maxWS bytes, numbers maxNumber bytes.
+// White space between tokens is at most one space, and each part of a number at most
+// maxDigits digits.
 package grammar
 
 import (
@@ -40,7 +41,22 @@ type Format struct {
 	kind   Kind
 	schema []byte
 	root   *node
+	// prefix and suffix are literal text the output has around the document.
+	prefix, suffix string
 }
+
+// Wrapped returns f with literal text around the document: the output is prefix, the
+// document, then suffix (as a tool call's tags around its JSON). Free text is not
+// wrapped.
+func (f Format) Wrapped(prefix, suffix string) Format {
+	if f.root != nil {
+		f.prefix, f.suffix = prefix, suffix
+	}
+	return f
+}
+
+// Affixes returns the literal text around the document (Wrapped).
+func (f Format) Affixes() (prefix, suffix string) { return f.prefix, f.suffix }
 
 // ObjectFormat asks for one JSON object of any content.
 func ObjectFormat() Format { return Format{kind: JSONObject, root: anyObject} }
@@ -61,7 +77,7 @@ func (f Format) Check(text []byte) (prefix, whole bool) {
 	if f.root == nil {
 		return true, true
 	}
-	alts := start(f.root)
+	alts := start(f.root, f.prefix, f.suffix)
 	for _, b := range text {
 		if alts = stepAll(nil, alts, b); len(alts) == 0 {
 			return false, false
@@ -81,18 +97,20 @@ func (f Format) Grammar(tok *tokenizer.Tokenizer) *Grammar {
 	if f.root == nil {
 		return nil
 	}
-	return &Grammar{root: f.root, v: vocabOf(tok)}
+	return &Grammar{f: f, v: vocabOf(tok)}
 }
 
 // Grammar is a Format over one vocabulary: a sample.Grammar.
 type Grammar struct {
-	root *node
-	v    *vocab
+	f Format
+	v *vocab
 }
+
+func (g *Grammar) start() []*frame { return start(g.f.root, g.f.prefix, g.f.suffix) }
 
 // NewMatcher returns the constraint's state at the start of an output.
 func (g *Grammar) NewMatcher() sample.Matcher {
-	return &Matcher{g: g, alts: start(g.root)}
+	return &Matcher{g: g, alts: g.start()}
 }
 
 // Matcher follows one output through a Grammar. It is used by one goroutine.
@@ -121,7 +139,7 @@ func (m *Matcher) Advance(id int32) {
 
 // Reset returns to the start of the output and takes output's tokens.
 func (m *Matcher) Reset(output []int32) {
-	m.alts, m.dead = start(m.g.root), false
+	m.alts, m.dead = m.g.start(), false
 	for _, id := range output {
 		m.Advance(id)
 	}

@@ -14,7 +14,7 @@ type frame struct {
 	n      *node
 	kind   kind
 	sub    uint8 // the kind's substate
-	ws     uint8 // the white space run so far (see white)
+	ws     uint8 // white space bytes in the current run (see white)
 	aux    uint8 // strings: hex digits or UTF-8 continuation bytes still to come
 	lo, hi byte  // strings: the range of the next UTF-8 continuation byte
 	seen   uint64
@@ -35,6 +35,7 @@ const (
 	kNumber              // sub: num*
 	kLiteral             // true, false or null
 	kEnum                // one of n.enum
+	kText                // literal text around the document (text; count: bytes matched)
 )
 
 const (
@@ -71,20 +72,27 @@ const (
 	numExp
 )
 
-// Bounds that keep a constrained model from running on where a grammar would let it:
-// the indent after a newline in white space (see white), the digits of each part of a
-// number (as llama.cpp's grammars: 16), the bytes of an object key, and the
-// alternatives kept open.
+// Bounds that keep a constrained model from running on where a grammar would let it
+// (and white): the digits of each part of a number (as llama.cpp's grammars: 16), the
+// bytes of an object key, and the alternatives kept open.
 const (
-	maxIndent = 20
 	maxDigits = 16
 	maxKey    = 256
-	maxAlts   = 32
+	maxAlts   = 64
 )
 
-// start returns the state before any byte: a value of root, then the end.
-func start(root *node) []*frame {
-	return []*frame{{kind: kValue, n: root, up: &frame{kind: kEnd}}}
+// start returns the state before any byte: prefix, a value of root, suffix, then the
+// end.
+func start(root *node, prefix, suffix string) []*frame {
+	f := &frame{kind: kEnd}
+	if suffix != "" {
+		f = &frame{kind: kText, text: suffix, up: f}
+	}
+	f = &frame{kind: kValue, n: root, up: f}
+	if prefix != "" {
+		f = &frame{kind: kText, text: prefix, up: f}
+	}
+	return []*frame{f}
 }
 
 // stepAll appends to dst the state after byte b from alts, at most maxAlts of it.
@@ -154,6 +162,16 @@ func step(dst []*frame, f *frame, b byte) []*frame {
 			g.count++
 			return append(dst, &g)
 		}
+	case kText:
+		switch {
+		case b != f.text[f.count]:
+		case f.count+1 == len(f.text):
+			return append(dst, f.up)
+		default:
+			g := *f
+			g.count++
+			return append(dst, &g)
+		}
 	case kEnum:
 		t := f.text + string(b)
 		for _, e := range f.n.enum {
@@ -170,36 +188,16 @@ func step(dst []*frame, f *frame, b byte) []*frame {
 	return dst
 }
 
-// White space between tokens is what llama.cpp's JSON grammars allow: nothing, one
-// space, or one or two newlines and an indent of at most maxIndent spaces and tabs. A
-// model cannot fill its output with blank lines. f.ws is the run so far: wsNone,
-// wsSpace, wsNewline, wsNewline2, or wsIndent + the indent's length.
-const (
-	wsNone uint8 = iota
-	wsSpace
-	wsNewline
-	wsNewline2
-	wsIndent
-)
-
-// white takes the white space byte b at f.
+// White space between tokens is at most one space: JSON's readers ignore it, and a
+// small model given more (llama.cpp's grammars allow a newline and 20 spaces or tabs)
+// fills its output with it — the specd models wrote runs of tabs until max_tokens.
+// f.ws counts the run so far.
 func white(dst []*frame, f *frame, b byte) []*frame {
-	next := uint8(255)
-	switch {
-	case f.ws == wsNone && b == ' ':
-		next = wsSpace
-	case f.ws == wsNone && b == '\n':
-		next = wsNewline
-	case f.ws == wsNewline && b == '\n':
-		next = wsNewline2
-	case f.ws >= wsNewline && f.ws < wsIndent+maxIndent && (b == ' ' || b == '\t'):
-		next = max(f.ws+1, wsIndent+1)
-	}
-	if next == 255 {
+	if b != ' ' || f.ws > 0 {
 		return dst
 	}
 	g := *f
-	g.ws = next
+	g.ws = 1
 	return append(dst, &g)
 }
 
@@ -252,7 +250,7 @@ func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
 
 // finish returns up after the value it was reading ended.
 func finish(up *frame) *frame {
-	if up.kind == kEnd {
+	if up.kind == kEnd || up.kind == kText {
 		return up
 	}
 	g := *up

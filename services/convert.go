@@ -56,8 +56,10 @@ const (
 	MaxStops        = 16
 	MaxStopBytes    = 256
 	MaxStopTokenIDs = 64
-	// MaxSchemaBytes bounds a response format's schema document.
+	// MaxSchemaBytes bounds a response format's schema document, MaxAffixBytes the
+	// text around the document.
 	MaxSchemaBytes = 64 << 10
+	MaxAffixBytes  = 256
 )
 
 // ParseRequest validates a public request, naming the first bad field. An unset seed
@@ -198,12 +200,28 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 
 // FormatFromProto validates a response format (nil: free text), naming the bad field.
 func FormatFromProto(rf *specdv1.ResponseFormat) (grammar.Format, error) {
+	f, err := formatFromProto(rf)
+	if err != nil || f.Kind() == grammar.Text {
+		return f, err
+	}
+	for _, a := range []struct{ field, text string }{{"prefix", rf.GetPrefix()}, {"suffix", rf.GetSuffix()}} {
+		if len(a.text) > MaxAffixBytes {
+			return grammar.Format{}, BadField("response_format."+a.field, "%d bytes: at most %d", len(a.text), MaxAffixBytes)
+		}
+	}
+	return f.Wrapped(rf.GetPrefix(), rf.GetSuffix()), nil
+}
+
+func formatFromProto(rf *specdv1.ResponseFormat) (grammar.Format, error) {
 	schema := rf.GetJsonSchema()
 	if rf.GetType() != specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA && schema != "" {
 		return grammar.Format{}, BadField("response_format.json_schema", "only with type RESPONSE_FORMAT_TYPE_JSON_SCHEMA, not %v", rf.GetType())
 	}
 	switch rf.GetType() {
 	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_UNSPECIFIED, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_TEXT:
+		if rf.GetPrefix() != "" || rf.GetSuffix() != "" {
+			return grammar.Format{}, BadField("response_format.prefix", "only around a JSON document, not free text")
+		}
 		return grammar.Format{}, nil
 	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT:
 		return grammar.ObjectFormat(), nil
@@ -225,13 +243,17 @@ func FormatFromProto(rf *specdv1.ResponseFormat) (grammar.Format, error) {
 
 // FormatToProto converts a validated response format (nil for free text).
 func FormatToProto(f grammar.Format) *specdv1.ResponseFormat {
+	var rf *specdv1.ResponseFormat
 	switch f.Kind() {
 	case grammar.JSONObject:
-		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}
+		rf = &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}
 	case grammar.JSONSchema:
-		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: string(f.Schema())}
+		rf = &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: string(f.Schema())}
+	default:
+		return nil
 	}
-	return nil
+	rf.Prefix, rf.Suffix = f.Affixes()
+	return rf
 }
 
 // ModeToProto converts a verification mode.

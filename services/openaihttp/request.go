@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/specd-dev/specd/generate"
+	"github.com/specd-dev/specd/grammar"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/toolcall"
@@ -286,8 +287,8 @@ func ParseChat(body []byte) (*Call, error) { return ParseChatTools(body, 0) }
 // ParseChatTools is ParseChat for a server that finds tool calls in replies written in
 // syntax (0: none, as ParseChat). Tools reach the router with the messages, and the
 // Call's Tools is syntax, unless tool_choice is "none": then the model sees no tools
-// and its reply is its answer. tool_choice "required" or naming a function is refused:
-// nothing here forces the model to call one.
+// and its reply is its answer. tool_choice "required" or naming a function constrains
+// the reply to a call (see tools).
 func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 	var r ChatRequest
 	if err := decode(body, &r); err != nil {
@@ -343,21 +344,16 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 }
 
 // tools puts r's tools into c, as tool_choice and the server's syntax allow.
+// tool_choice "required" or naming a function forces a call: the reply is constrained
+// (a response format) to one call in the server's syntax, to one of the tools or the
+// named one, with arguments valid against its parameters schema.
 func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
-	choice := "auto"
-	if notEmpty(r.ToolChoice) {
-		if err := json.Unmarshal(r.ToolChoice, &choice); err != nil {
-			return badParam("tool_choice", "a named function is not supported: only \"auto\" and \"none\" (nothing forces the model to call a tool)")
-		}
+	choice, named, err := parseToolChoice(r.ToolChoice)
+	if err != nil {
+		return err
 	}
-	switch choice {
-	case "auto":
-	case "none":
+	if choice == "none" {
 		return nil // the model gets no tools, and its reply is an answer
-	case "required":
-		return badParam("tool_choice", "\"required\" is not supported: only \"auto\" and \"none\" (nothing forces the model to call a tool)")
-	default:
-		return badParam("tool_choice", "%q: want \"auto\" or \"none\"", choice)
 	}
 	if len(r.Tools) == 0 {
 		if notEmpty(r.ToolChoice) {
@@ -368,6 +364,7 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 	if syntax == 0 {
 		return badParam("tools", "this server parses no tool calls: start it with --tool-call-parser (hermes or llama3_json), or send tool_choice \"none\"")
 	}
+	var forced []Tool
 	for i, t := range r.Tools {
 		params := ""
 		if notEmpty(t.Function.Parameters) {
@@ -378,9 +375,95 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 		}
 		c.Req.Tools = append(c.Req.Tools, &specdv1.Tool{Type: t.Type, Function: &specdv1.FunctionDefinition{
 			Name: t.Function.Name, Description: t.Function.Description, Parameters: params}})
+		if choice == "required" || t.Function.Name == named {
+			forced = append(forced, t)
+		}
 	}
 	c.Tools = syntax
+	if choice == "auto" {
+		return nil
+	}
+	if len(forced) == 0 {
+		return badParam("tool_choice", "function %q is not among the tools", named)
+	}
+	if c.Req.ResponseFormat != nil {
+		return badParam("response_format", "tool_choice %q forces a tool call: not with a response_format", choice)
+	}
+	rf, err := forcedCall(forced, syntax)
+	if err != nil {
+		return err
+	}
+	c.Req.ResponseFormat = rf
 	return nil
+}
+
+// MaxForcedTools bounds the tools tool_choice "required" chooses among: the grammar
+// follows each as an alternative until the call's name tells them apart.
+const MaxForcedTools = 32
+
+// parseToolChoice reads tool_choice: "auto" (or absent), "none", "required", or a
+// named function ({"type": "function", "function": {"name": …}}: choice "named").
+func parseToolChoice(raw json.RawMessage) (choice, named string, err error) {
+	if !notEmpty(raw) {
+		return "auto", "", nil
+	}
+	if json.Unmarshal(raw, &choice) == nil {
+		switch choice {
+		case "auto", "none", "required":
+			return choice, "", nil
+		}
+		return "", "", badParam("tool_choice", "%q: want \"auto\", \"none\", \"required\" or a named function", choice)
+	}
+	var fn struct {
+		Type     string `json:"type"`
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	}
+	if err := json.Unmarshal(raw, &fn); err != nil || fn.Type != "function" || fn.Function.Name == "" {
+		return "", "", badParam("tool_choice", "want \"auto\", \"none\", \"required\" or a named function, {\"type\": \"function\", \"function\": {\"name\": …}}")
+	}
+	return "named", fn.Function.Name, nil
+}
+
+// forcedCall is the response format of one call to one of tools, written in syntax:
+// Hermes's <tool_call> block around {"name", "arguments"}, or Llama 3.1's bare
+// {"name", "parameters"}.
+func forcedCall(tools []Tool, syntax toolcall.Syntax) (*specdv1.ResponseFormat, error) {
+	if len(tools) > MaxForcedTools {
+		return nil, badParam("tool_choice", "\"required\" among %d tools: at most %d (name one)", len(tools), MaxForcedTools)
+	}
+	argsKey, rf := "arguments", &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA}
+	switch syntax {
+	case toolcall.Hermes:
+		rf.Prefix, rf.Suffix = "<tool_call>\n", "\n</tool_call>"
+	case toolcall.Llama3JSON:
+		argsKey = "parameters"
+	default:
+		return nil, fmt.Errorf("openaihttp: no forced call in tool syntax %v", syntax)
+	}
+	alts := make([]any, len(tools))
+	for i, t := range tools {
+		params := json.RawMessage(`{"type":"object"}`)
+		if notEmpty(t.Function.Parameters) {
+			params = t.Function.Parameters
+			if _, err := grammar.SchemaFormat(params); err != nil {
+				return nil, badParam("tools", "tool %q: its parameters cannot constrain a forced call: %v", t.Function.Name, err)
+			}
+		}
+		alts[i] = map[string]any{"type": "object", "required": []string{"name", argsKey},
+			"properties": map[string]any{"name": map[string]any{"const": t.Function.Name}, argsKey: params}}
+	}
+	var schema any = map[string]any{"anyOf": alts}
+	if len(alts) == 1 {
+		schema = alts[0]
+	}
+	b, err := json.Marshal(schema)
+	if err != nil {
+		return nil, badParam("tools", "%v", err)
+	}
+	rf.JsonSchema = string(b)
+	return rf, nil
 }
 
 // call validates the shared fields into a Call whose request lacks only the prompt;

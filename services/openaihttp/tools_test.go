@@ -139,13 +139,17 @@ func checkCalls(t *testing.T, got []openai.ChatCompletionMessageToolCallUnion, w
 }
 
 // TestToolsRefused: tools a server cannot honour are a 400 naming the parameter —
-// without a tool call parser, tool_choice "required" or a named function, a tool of
-// another type, and what the router finds wrong with a tool (its field's path kept in
-// the message); tool_choice "none" takes tools away, with or without a parser.
+// without a tool call parser, a named function that is not a tool, a forced call with
+// a response format or parameters the grammar cannot take, a tool of another type,
+// and what the router finds wrong with a tool (its field's path kept in the message);
+// tool_choice "none" takes tools away, with or without a parser; "required" and a
+// named function reach the router as a response format of one call in the parser's
+// syntax.
 func TestToolsRefused(t *testing.T) {
 	var got []*specdv1.Tool
+	var gotFormat *specdv1.ResponseFormat
 	router := &stub{complete: func(_ context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
-		got = r.GetTools()
+		got, gotFormat = r.GetTools(), r.GetResponseFormat()
 		if _, err := services.ParseRequest(r); err != nil {
 			return nil, services.Status(err)
 		}
@@ -168,8 +172,14 @@ func TestToolsRefused(t *testing.T) {
 		{"no parser, tool_choice none", plain, map[string]any{"tools": []any{weatherTool}, "tool_choice": "none"}, "", "", false},
 		{"tool_choice none", hermes, map[string]any{"tools": []any{weatherTool}, "tool_choice": "none"}, "", "", false},
 		{"tool_choice auto", hermes, map[string]any{"tools": []any{weatherTool}, "tool_choice": "auto"}, "", "", true},
-		{"tool_choice required", hermes, map[string]any{"tools": []any{weatherTool}, "tool_choice": "required"}, "tool_choice", "required", false},
-		{"named function", hermes, map[string]any{"tools": []any{weatherTool}, "tool_choice": map[string]any{"type": "function", "function": map[string]any{"name": "get_weather"}}}, "tool_choice", "named", false},
+		{"tool_choice required", hermes, map[string]any{"tools": []any{weatherTool, tool("other")}, "tool_choice": "required"}, "", "", true},
+		{"named function", hermes, map[string]any{"tools": []any{weatherTool, tool("other")}, "tool_choice": map[string]any{"type": "function", "function": map[string]any{"name": "get_weather"}}}, "", "", true},
+		{"named function not among the tools", hermes, map[string]any{"tools": []any{weatherTool}, "tool_choice": map[string]any{"type": "function", "function": map[string]any{"name": "f"}}}, "tool_choice", "not among the tools", false},
+		{"tool_choice unknown", hermes, map[string]any{"tools": []any{weatherTool}, "tool_choice": "always"}, "tool_choice", "always", false},
+		{"tool_choice malformed", hermes, map[string]any{"tools": []any{weatherTool}, "tool_choice": map[string]any{"type": "function"}}, "tool_choice", "named function", false},
+		{"required and response_format", hermes, map[string]any{"tools": []any{weatherTool}, "tool_choice": "required", "response_format": map[string]any{"type": "json_object"}}, "response_format", "forces a tool call", false},
+		{"required, parameters outside the subset", hermes, map[string]any{"tool_choice": "required", "tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "f",
+			"parameters": map[string]any{"type": "object", "properties": map[string]any{"x": map[string]any{"type": "string", "pattern": "a"}}}}}}}, "tools", "pattern", false},
 		{"tool_choice without tools", hermes, map[string]any{"tool_choice": "auto"}, "tool_choice", "without tools", false},
 		{"tool type", hermes, map[string]any{"tools": []any{map[string]any{"type": "retrieval", "function": map[string]any{"name": "f"}}}}, "tools", "retrieval", false},
 		{"duplicate names", hermes, map[string]any{"tools": []any{weatherTool, tool("get_weather")}}, "tools", "tools[1].function.name", false},
@@ -215,6 +225,30 @@ func TestToolsRefused(t *testing.T) {
 			}
 			if (len(got) > 0) != c.called {
 				t.Errorf("the router got %d tools; want them only when the model may call them", len(got))
+			}
+			forced := c.extra["tool_choice"] != nil && c.extra["tool_choice"] != "auto" && c.extra["tool_choice"] != "none"
+			if forced {
+				// One Hermes call of the named tool (of either tool when required).
+				f, err := services.FormatFromProto(gotFormat)
+				if err != nil || gotFormat.GetPrefix() != "<tool_call>\n" || gotFormat.GetSuffix() != "\n</tool_call>" {
+					t.Fatalf("forced call: format %v (%v); want a JSON schema in <tool_call> tags", gotFormat, err)
+				}
+				for _, call := range []struct {
+					text string
+					ok   bool
+				}{
+					{`{"name": "get_weather", "arguments": {"city": "Paris"}}`, true},
+					{`{"arguments": {}, "name": "other"}`, c.extra["tool_choice"] == "required"},
+					{`{"name": "get_weather"}`, false},
+					{`{"name": "f", "arguments": {}}`, false},
+				} {
+					_, whole := f.Check([]byte("<tool_call>\n" + call.text + "\n</tool_call>"))
+					if whole != call.ok {
+						t.Errorf("forced call: %s whole %v, want %v", call.text, whole, call.ok)
+					}
+				}
+			} else if gotFormat != nil {
+				t.Errorf("the router got a response format %v without a forced call", gotFormat)
 			}
 		})
 	}

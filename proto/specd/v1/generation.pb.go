@@ -507,7 +507,15 @@ type ResponseFormat struct {
 	Type ResponseFormatType `protobuf:"varint,1,opt,name=type,proto3,enum=specd.v1.ResponseFormatType" json:"type,omitempty"`
 	// With RESPONSE_FORMAT_TYPE_JSON_SCHEMA: the JSON Schema document the value
 	// must satisfy, as JSON text.
-	JsonSchema    string `protobuf:"bytes,2,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
+	JsonSchema string `protobuf:"bytes,2,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
+	// Literal text the output has before the JSON document, with the JSON
+	// types (at most 256 bytes): a tool call's opening tag, as the OpenAI front
+	// door forces tool_choice "required" or a named function in Hermes's
+	// syntax ("<tool_call>\n").
+	Prefix string `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Literal text the output has after the JSON document (at most 256 bytes):
+	// a tool call's closing tag ("\n</tool_call>"). The output ends after it.
+	Suffix        string `protobuf:"bytes,4,opt,name=suffix,proto3" json:"suffix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -552,6 +560,20 @@ func (x *ResponseFormat) GetType() ResponseFormatType {
 func (x *ResponseFormat) GetJsonSchema() string {
 	if x != nil {
 		return x.JsonSchema
+	}
+	return ""
+}
+
+func (x *ResponseFormat) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ResponseFormat) GetSuffix() string {
+	if x != nil {
+		return x.Suffix
 	}
 	return ""
 }
@@ -2452,11 +2474,13 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\n" +
 	"ignore_eos\x18\x11 \x01(\bR\tignoreEos\x12A\n" +
 	"\x0fresponse_format\x18\x12 \x01(\v2\x18.specd.v1.ResponseFormatR\x0eresponseFormatB\x18\n" +
-	"\x16_add_generation_prompt\"c\n" +
+	"\x16_add_generation_prompt\"\x93\x01\n" +
 	"\x0eResponseFormat\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.specd.v1.ResponseFormatTypeR\x04type\x12\x1f\n" +
 	"\vjson_schema\x18\x02 \x01(\tR\n" +
-	"jsonSchema\"T\n" +
+	"jsonSchema\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\tR\x06prefix\x12\x16\n" +
+	"\x06suffix\x18\x04 \x01(\tR\x06suffix\"T\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x128\n" +
 	"\bfunction\x18\x02 \x01(\v2\x1c.specd.v1.FunctionDefinitionR\bfunction\"j\n" +
