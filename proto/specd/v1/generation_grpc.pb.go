@@ -16,6 +16,13 @@
 // Token ids are int32 ids in the vocabulary of the model that serves the
 // request. Positions are 0-based indexes into the whole sequence, prompt
 // included: the first generated token sits at position prompt_tokens.
+//
+// Fields marked optional have presence (proto3 optional, so protoc 3.15 or
+// later): unset is not the zero value, and each such field says what unset
+// means. Test presence, not the value (HasField in Python, an absent key with
+// @grpc/proto-loader); reading an unset one gives the zero value. Other
+// fields have no presence: their zero value is their default. docs/clients.md
+// shows calls from Node.js and Python.
 
 package specdv1
 
