@@ -60,10 +60,18 @@ type GenerationServiceClient interface {
 	//
 	// Errors: INVALID_ARGUMENT names the offending field (a request whose
 	// strings are not valid UTF-8 names "request"); NOT_FOUND for an unknown
-	// model; RESOURCE_EXHAUSTED when every verifier is at capacity;
-	// UNAVAILABLE when no verifier for the model is reachable. A stream that
-	// ends with an error carries no final message; tokens already received
-	// stay valid.
+	// model; RESOURCE_EXHAUSTED when every verifier is at capacity or an API
+	// key's quota is spent, with a google.rpc.RetryInfo detail (in the
+	// grpc-status-details-bin trailer) saying when to try again — a request
+	// message larger than the server's limit (16 MiB unless configured
+	// otherwise) is RESOURCE_EXHAUSTED without one, and fails again if retried;
+	// UNAVAILABLE when no verifier for the model is reachable. A server started
+	// with API keys wants the metadata "authorization: Bearer KEY" on every
+	// call of this service (UNAUTHENTICATED without a known key,
+	// PERMISSION_DENIED for a model the key may not use). A stream that ends
+	// with an error carries no final message; tokens already received stay
+	// valid. Cancelling the call, or its deadline passing, stops the request's
+	// work on the server at once.
 	//
 	// Complete takes the same request message; see there for why.
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
@@ -177,10 +185,18 @@ type GenerationServiceServer interface {
 	//
 	// Errors: INVALID_ARGUMENT names the offending field (a request whose
 	// strings are not valid UTF-8 names "request"); NOT_FOUND for an unknown
-	// model; RESOURCE_EXHAUSTED when every verifier is at capacity;
-	// UNAVAILABLE when no verifier for the model is reachable. A stream that
-	// ends with an error carries no final message; tokens already received
-	// stay valid.
+	// model; RESOURCE_EXHAUSTED when every verifier is at capacity or an API
+	// key's quota is spent, with a google.rpc.RetryInfo detail (in the
+	// grpc-status-details-bin trailer) saying when to try again — a request
+	// message larger than the server's limit (16 MiB unless configured
+	// otherwise) is RESOURCE_EXHAUSTED without one, and fails again if retried;
+	// UNAVAILABLE when no verifier for the model is reachable. A server started
+	// with API keys wants the metadata "authorization: Bearer KEY" on every
+	// call of this service (UNAUTHENTICATED without a known key,
+	// PERMISSION_DENIED for a model the key may not use). A stream that ends
+	// with an error carries no final message; tokens already received stay
+	// valid. Cancelling the call, or its deadline passing, stops the request's
+	// work on the server at once.
 	//
 	// Complete takes the same request message; see there for why.
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
