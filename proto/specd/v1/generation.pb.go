@@ -794,7 +794,9 @@ type SamplingParams struct {
 	// Seed of the random number generator. With the same model, prompt, seed
 	// and sampling parameters, generation returns the same tokens (in
 	// VERIFICATION_MODE_COUPLED whatever the speculation, replica or failover).
-	// Unset means a random seed chosen by the server.
+	// Unset means a random seed chosen by the server. JavaScript clients
+	// (protobufjs, @grpc/proto-loader) should pass it as a decimal string: a
+	// Number loses precision above 2^53, and a negative one is sent as 0.
 	Seed *uint64 `protobuf:"varint,5,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
 	// Penalties on tokens already seen, applied to the logits before top_k and
 	// the rest, as vLLM applies them. repetition_penalty divides the positive
