@@ -1120,8 +1120,9 @@ type TokenChunk struct {
 	// predicts: it has only its bytes, logprob 0 and no top; each other has its
 	// log-probability given the tokens before it, as TokenChunk.logprobs). They
 	// come before any generated token — in the first chunks of the stream, as
-	// many as keep each message well under the message size limits (the set
-	// for a long prompt with top_logprobs 20 can exceed them) — and every
+	// many as keep each message under 1 MiB (or a quarter of the server's
+	// message size limit, if less), within every client's default limit (the
+	// set for a long prompt with top_logprobs 20 can exceed them) — and every
 	// prompt token has exactly one entry, also when the router resumed the
 	// request on another verifier. Empty otherwise.
 	PromptLogprobs []*TokenLogprob `protobuf:"bytes,5,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
@@ -1767,7 +1768,11 @@ type CompleteResponse struct {
 	// With GenerateRequest.prompt_logprobs: one entry per prompt token, as
 	// TokenChunk.prompt_logprobs. A response that would exceed the server's
 	// message size limit (16 MiB unless configured otherwise) is refused with
-	// INVALID_ARGUMENT naming it: stream such a request with Generate.
+	// INVALID_ARGUMENT naming it: stream such a request with Generate. Clients
+	// have a limit of their own, 4 MiB by default in grpc-go, grpc-js, Python's
+	// grpcio and grpc-java (specd's own clients raise it to 16 MiB): a larger
+	// response fails there with RESOURCE_EXHAUSTED unless the client raises it
+	// (grpc.max_receive_message_length).
 	PromptLogprobs []*TokenLogprob `protobuf:"bytes,7,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
 	// As Final.end_logprobs.
 	EndLogprobs   *TokenLogprob `protobuf:"bytes,8,opt,name=end_logprobs,json=endLogprobs,proto3" json:"end_logprobs,omitempty"`
