@@ -169,6 +169,14 @@ test('bad input is INVALID_ARGUMENT naming the field, also as a BadRequest detai
   assert.equal(bad.value.field_violations[0].field, 'sampling.top_p');
 });
 
+test('a string cut inside an emoji (a lone surrogate) is INVALID_ARGUMENT naming its field', async () => {
+  const cut = 'Say 🙂'.slice(0, -1); // leaves the emoji's high surrogate
+  const err = await complete(client, { messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: cut }] })
+    .then(() => assert.fail('accepted'), (e) => e);
+  assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+  assert.equal(err.details, 'messages[1].content: not valid UTF-8');
+});
+
 test('without the API key: UNAUTHENTICATED', async () => {
   const anon = connect(addr);
   try {

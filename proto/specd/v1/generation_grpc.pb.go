@@ -58,9 +58,11 @@ type GenerationServiceClient interface {
 	// Generate streams the completion of a prompt: zero or more chunks, then
 	// exactly one final message, which is the last message of the stream.
 	//
-	// Errors: INVALID_ARGUMENT names the offending field (a request whose
-	// strings are not valid UTF-8 names "request"); NOT_FOUND for an unknown
-	// model; RESOURCE_EXHAUSTED when every verifier is at capacity or an API
+	// Errors: INVALID_ARGUMENT names the offending field, at the start of its
+	// message and in a google.rpc.BadRequest detail (a string that is not valid
+	// UTF-8, as protobufjs encodes a JavaScript string with a lone surrogate:
+	// the field that holds it, e.g. "messages[1].content"); NOT_FOUND for an
+	// unknown model; RESOURCE_EXHAUSTED when every verifier is at capacity or an API
 	// key's quota is spent, with a google.rpc.RetryInfo detail (in the
 	// grpc-status-details-bin trailer) saying when to try again — a request
 	// message larger than the server's limit (16 MiB unless configured
@@ -183,9 +185,11 @@ type GenerationServiceServer interface {
 	// Generate streams the completion of a prompt: zero or more chunks, then
 	// exactly one final message, which is the last message of the stream.
 	//
-	// Errors: INVALID_ARGUMENT names the offending field (a request whose
-	// strings are not valid UTF-8 names "request"); NOT_FOUND for an unknown
-	// model; RESOURCE_EXHAUSTED when every verifier is at capacity or an API
+	// Errors: INVALID_ARGUMENT names the offending field, at the start of its
+	// message and in a google.rpc.BadRequest detail (a string that is not valid
+	// UTF-8, as protobufjs encodes a JavaScript string with a lone surrogate:
+	// the field that holds it, e.g. "messages[1].content"); NOT_FOUND for an
+	// unknown model; RESOURCE_EXHAUSTED when every verifier is at capacity or an API
 	// key's quota is spent, with a google.rpc.RetryInfo detail (in the
 	// grpc-status-details-bin trailer) saying when to try again — a request
 	// message larger than the server's limit (16 MiB unless configured
