@@ -106,8 +106,7 @@ func NewServer(name string, log *slog.Logger, lim Limits, opts ...grpc.ServerOpt
 // Register registers a service implementation like the generated Register functions,
 // except that a request whose string fields are not valid UTF-8 fails as a bad request
 // (Status: INVALID_ARGUMENT naming the field, or "request" when it cannot be found)
-// rather than as gRPC's INTERNAL: the
-// client sent it, the server did not fail. (Protobuf refuses such a string when it
+// rather than as gRPC's INTERNAL: the client sent it, the server did not fail. (Protobuf refuses such a string when it
 // decodes, and gRPC answers any decoding failure INTERNAL before the handler runs, so
 // the server's codec lets the message through empty and marked, and the handlers
 // registered here refuse it.)
