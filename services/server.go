@@ -105,8 +105,8 @@ func NewServer(name string, log *slog.Logger, lim Limits, opts ...grpc.ServerOpt
 
 // Register registers a service implementation like the generated Register functions,
 // except that a request whose string fields are not valid UTF-8 fails as a bad request
-// (Status: INVALID_ARGUMENT, field "request") rather than as gRPC's INTERNAL: the
-// client sent it, the server did not fail. (Protobuf refuses such a string when it
+// (Status: INVALID_ARGUMENT naming the field, or "request" when it cannot be found)
+// rather than as gRPC's INTERNAL: the client sent it, the server did not fail. (Protobuf refuses such a string when it
 // decodes, and gRPC answers any decoding failure INTERNAL before the handler runs, so
 // the server's codec lets the message through empty and marked, and the handlers
 // registered here refuse it.)
@@ -133,12 +133,15 @@ type checkedStream struct{ grpc.ServerStream }
 func (s *checkedStream) RecvMsg(m any) error { return checkDecoded(m, s.ServerStream.RecvMsg(m)) }
 
 // badUTF8 holds the messages serverCodec decoded empty because a string field was not
-// valid UTF-8, until checkDecoded takes them.
-var badUTF8 sync.Map // proto.Message → struct{}
+// valid UTF-8, with that field's name, until checkDecoded takes them.
+var badUTF8 sync.Map // proto.Message → string: the field, "" if not found
 
 // checkDecoded returns err, or a bad request if m was marked by serverCodec.
 func checkDecoded(m any, err error) error {
-	if _, bad := badUTF8.LoadAndDelete(m); bad && err == nil {
+	if field, bad := badUTF8.LoadAndDelete(m); bad && err == nil {
+		if f, _ := field.(string); f != "" {
+			return Status(BadField(f, "not valid UTF-8"))
+		}
 		return Status(BadField("request", "a string field is not valid UTF-8"))
 	}
 	return err
@@ -154,8 +157,9 @@ func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if err == nil || !ok || !strings.Contains(err.Error(), "invalid UTF-8") || !strings.HasPrefix(string(proto.MessageName(m)), "specd.") {
 		return err
 	}
+	field := invalidUTF8Field(data.Materialize(), m.ProtoReflect().Descriptor())
 	proto.Reset(m)
-	badUTF8.Store(m, struct{}{})
+	badUTF8.Store(m, field)
 	return nil
 }
 

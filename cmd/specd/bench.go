@@ -183,7 +183,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if c := slices.Max(append([]int{0}, levels...)); requests > 0 && requests < c {
 		return usagef("--requests %d: fewer than the %d clients of --concurrency %d, which would never all be busy", requests, c, c)
 	}
-	if checkSolo && so.temp != 0 && so.seed < 0 {
+	if checkSolo && so.temp != 0 && !so.seed.set {
 		return usagef("--check-solo: needs greedy (--temp 0) or seeded (--seed S) requests")
 	}
 	if sp.noSpec {

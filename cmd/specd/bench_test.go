@@ -156,6 +156,21 @@ func startUp(t *testing.T, args ...string) string { return startUpWith(t, "", ar
 // key apiKey ("" for none).
 func startUpWith(t *testing.T, apiKey string, flags ...string) string {
 	t.Helper()
+	a, _ := startUpLogged(t, apiKey, flags...)
+	return a
+}
+
+// startUpLogged is startUpWith that also returns what up has logged so far (at the
+// --log-level the flags set: error unless they say otherwise).
+func startUpLogged(t *testing.T, apiKey string, flags ...string) (string, func() string) {
+	t.Helper()
+	var mu sync.Mutex
+	var logged strings.Builder
+	logs := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.String()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
@@ -168,6 +183,9 @@ func startUpWith(t *testing.T, apiKey string, flags ...string) string {
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
+			mu.Lock()
+			logged.WriteString(sc.Text() + "\n")
+			mu.Unlock()
 			const mark = "serving specd.v1.GenerationService on "
 			if _, rest, ok := strings.Cut(sc.Text(), mark); ok {
 				a, _, _ := strings.Cut(rest, " ")
@@ -205,7 +223,7 @@ func startUpWith(t *testing.T, apiKey string, flags ...string) string {
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		resp, err := c.ListModels(ctx, &specdv1.ListModelsRequest{})
 		if err == nil && len(resp.GetModels()) >= 2 {
-			return a
+			return a, logs
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("router never listed verifier and draft: %v %v", resp, err)

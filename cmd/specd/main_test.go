@@ -9,10 +9,13 @@ import (
 	"net"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -21,6 +24,7 @@ import (
 	"github.com/specd-dev/specd/internal/testmodels"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/openaihttp"
 )
 
@@ -337,6 +341,10 @@ func TestUpDraftFlagErrors(t *testing.T) {
 	} {
 		checkRefused(t, append([]string{"up", "--listen", "127.0.0.1:0", "--log-level", "error"}, c.args...), c.code, c.want)
 	}
+	// The last case fails the draft after the verifier started: up leaves nothing
+	// running (its router waited for a draft that never became ready, and the
+	// goroutine doing so outlived it).
+	goleak.VerifyNone(t)
 }
 
 // TestStaticListsWithConsul: addresses given on the command line would be ignored
@@ -545,4 +553,48 @@ func TestMetricsListenBusy(t *testing.T) {
 	defer busy.Close()
 	checkRefused(t, []string{"router", "--listen", "127.0.0.1:0", "--verifiers", "127.0.0.1:1", "--drafts", "127.0.0.1:1",
 		"--metrics-listen", busy.Addr().String(), "--log-level", "error"}, 2, "--metrics-listen "+busy.Addr().String())
+}
+
+// TestGenerateSeedWholeUint64: SamplingParams.seed is a uint64, and a Node or
+// Python client sends seeds of 2^63 and above; `specd generate --seed` takes
+// the same range, so that the CLI reproduces such a client's text (it took an
+// int64 and refused them). -1 still picks a seed at random; any other
+// negative value or a non-number is a one-line usage error.
+func TestGenerateSeedWholeUint64(t *testing.T) {
+	addr := startUp(t)
+	cc, err := services.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	const seed = uint64(1<<64 - 1)
+	s := seed
+	want, err := specdv1.NewGenerationServiceClient(cc).Complete(context.Background(), &specdv1.GenerateRequest{
+		Prompt: "Once upon a time", MaxTokens: 12, Sampling: &specdv1.SamplingParams{Temperature: 1, Seed: &s}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := run(t, "generate", "--addr", addr, "-p", "Once upon a time", "-n", "12", "--temp", "1",
+		"--seed", strconv.FormatUint(seed, 10), "--json")
+	if code != 0 {
+		t.Fatalf("generate --seed %d: exit %d: %s", seed, code, errs)
+	}
+	var got struct {
+		OutputIDs []int32 `json:"output_ids"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.OutputIDs, want.GetTokenIds()) {
+		t.Errorf("generate --seed %d = %v, want the gRPC API's %v", seed, got.OutputIDs, want.GetTokenIds())
+	}
+	if _, errs, code := run(t, "generate", "--addr", addr, "-p", "x", "-n", "1", "--temp", "1", "--seed", "-1"); code != 0 {
+		t.Errorf("generate --seed -1: exit %d (%s), want a random seed", code, errs)
+	}
+	for _, bad := range []string{"-2", "18446744073709551616", "seven"} {
+		_, errs, code := run(t, "generate", "--addr", addr, "-p", "x", "--seed", bad)
+		if code != 2 || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "seed") {
+			t.Errorf("generate --seed %s: exit %d, stderr %q; want exit 2 and one line naming --seed", bad, code, errs)
+		}
+	}
 }

@@ -29,7 +29,7 @@ type samplingOptions struct {
 	temp       float64
 	topK       int
 	topP, minP float64
-	seed       int64
+	seed       seedFlag
 	maxTokens  int
 	stop       stringList
 	stopIDs    idList // ids that end the text besides the vocabulary's
@@ -43,6 +43,35 @@ type samplingOptions struct {
 }
 
 type stringList []string
+
+// seedFlag is --seed: any value of the gRPC API's SamplingParams.seed, a
+// uint64, so that the CLI reproduces the text a client in another language
+// got with a seed of 2^63 or above. -1 (the flag's default) leaves it unset:
+// a seed is picked at random.
+type seedFlag struct {
+	v   uint64
+	set bool // false: -1, pick one at random
+}
+
+func (s *seedFlag) String() string {
+	if !s.set {
+		return "-1"
+	}
+	return strconv.FormatUint(s.v, 10)
+}
+
+func (s *seedFlag) Set(v string) error {
+	if v == "-1" {
+		*s = seedFlag{}
+		return nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("want an integer from 0 to %d, or -1 for a random seed: %w", uint64(math.MaxUint64), err)
+	}
+	*s = seedFlag{v: n, set: true}
+	return nil
+}
 
 // biasList is the repeatable --logit-bias: ID=BIAS, or llama.cpp's ID+BIAS and
 // ID-BIAS; a later entry for an id replaces an earlier one.
@@ -108,7 +137,7 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.topK, "top-k", 0, "keep the K most likely tokens; 0 is off")
 	fs.Float64Var(&o.topP, "top-p", 1, "nucleus sampling threshold in (0, 1]")
 	fs.Float64Var(&o.minP, "min-p", 0, "drop tokens below min-p × the top probability")
-	fs.Int64Var(&o.seed, "seed", -1, "sampling seed; -1 picks one at random")
+	fs.Var(&o.seed, "seed", "sampling seed, 0 to 2^64-1 as the gRPC API takes it; -1 (the default) picks one at random")
 	fs.IntVar(&o.maxTokens, "n", 128, "maximum number of new tokens; 0: up to the model's context")
 	fs.IntVar(&o.maxTokens, "max-tokens", 128, "same as -n")
 	fs.Var(&o.stop, "stop", "stop string (repeatable)")
@@ -175,8 +204,8 @@ func (o *samplingOptions) params() (sample.Params, error) {
 	if !(o.topP > 0 && o.topP <= 1) {
 		return sample.Params{}, usagef("--top-p %v: want a value in (0, 1]", o.topP)
 	}
-	seed := uint64(o.seed)
-	if o.seed < 0 {
+	seed := o.seed.v
+	if !o.seed.set {
 		seed = rand.Uint64() >> 1
 	}
 	if !(o.repeatPenalty > 0) {

@@ -815,8 +815,9 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
-	var ready sync.WaitGroup
-	ready.Add(2)
+	// Verifier and draft each say once that they are ready; buffered, so that neither
+	// waits for the router, which may have stopped already.
+	ready := make(chan struct{}, 2)
 	start := func(i int, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -826,7 +827,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}()
 	}
-	readyFn := func(*model.Model) { ready.Done() }
+	readyFn := func(*model.Model) { ready <- struct{}{} }
 	// The draft loads once the verifier is ready: the verifier times its passes of 1 to
 	// --max-batch tokens at start-up for its cost curve, and with the draft loading
 	// beside it on the same cores every pass timed about twice as long.
@@ -849,16 +850,18 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	start(2, func() error {
-		done := make(chan struct{})
-		go func() { ready.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			rlis.Close()
-			if hcfg != nil {
-				hcfg.Listener.Close()
+		// Not a goroutine waiting on a WaitGroup: when the draft fails to start, it
+		// is never ready, and such a goroutine outlived up.
+		for range cap(ready) {
+			select {
+			case <-ready:
+			case <-ctx.Done():
+				rlis.Close()
+				if hcfg != nil {
+					hcfg.Listener.Close()
+				}
+				return nil
 			}
-			return nil
 		}
 		limitMemory(ctx, rtel.Log)
 		cfg := ro.config(rtel, publicTLS, func() {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
@@ -119,31 +120,58 @@ func TestAPIDoesWhatTheProtoSays(t *testing.T) {
 		}
 	})
 
-	t.Run("invalid UTF-8 is INVALID_ARGUMENT", func(t *testing.T) {
-		// The Go client will not marshal such a string; send the bytes themselves.
-		msg := protowire.AppendTag(nil, 2, protowire.BytesType)
-		msg = protowire.AppendString(msg, "Once upon a \xff time")
-		msg = protowire.AppendTag(msg, 4, protowire.VarintType)
-		msg = protowire.AppendVarint(msg, 4)
+	t.Run("invalid UTF-8 is INVALID_ARGUMENT naming the field", func(t *testing.T) {
+		// The Go client will not marshal such a string; send the bytes themselves. A
+		// JavaScript client sends them for a string with a lone surrogate (protobufjs
+		// writes it as the three bytes ED A0 80), as a string cut in the middle of an
+		// emoji is: the error names the field that holds it, also in the BadRequest
+		// detail, as for any other bad field.
+		message := func(role, content string) []byte {
+			m := protowire.AppendTag(nil, 1, protowire.BytesType)
+			m = protowire.AppendString(m, role)
+			m = protowire.AppendTag(m, 2, protowire.BytesType)
+			return protowire.AppendString(m, content)
+		}
+		maxTokens := protowire.AppendVarint(protowire.AppendTag(nil, 4, protowire.VarintType), 4)
+		prompt := protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "Once upon a \xff time")
+		var chat []byte
+		for _, m := range [][]byte{message("user", "Hi"), message("assistant", "a \xed\xa0\x80 b")} {
+			chat = protowire.AppendBytes(protowire.AppendTag(chat, 10, protowire.BytesType), m)
+		}
 		cc, err := services.Dial(s.router, grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer cc.Close()
-		var out []byte
-		uerr := cc.Invoke(ctx, "/specd.v1.GenerationService/Complete", msg, &out)
-		st, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/specd.v1.GenerationService/Generate")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.SendMsg(msg); err != nil {
-			t.Fatal(err)
-		}
-		st.CloseSend()
-		serr := st.RecvMsg(&out)
-		for name, err := range map[string]error{"Complete": uerr, "Generate": serr} {
-			if s, _ := status.FromError(err); s.Code() != codes.InvalidArgument || !strings.HasPrefix(s.Message(), "request") {
-				t.Errorf("%s with invalid UTF-8: %v, want INVALID_ARGUMENT naming the request", name, err)
+		for _, tc := range []struct {
+			msg   []byte
+			field string
+		}{
+			{append(prompt, maxTokens...), "prompt"},
+			{append(chat, maxTokens...), "messages[1].content"},
+		} {
+			var out []byte
+			uerr := cc.Invoke(ctx, "/specd.v1.GenerationService/Complete", tc.msg, &out)
+			st, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/specd.v1.GenerationService/Generate")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.SendMsg(tc.msg); err != nil {
+				t.Fatal(err)
+			}
+			st.CloseSend()
+			serr := st.RecvMsg(&out)
+			for name, err := range map[string]error{"Complete": uerr, "Generate": serr} {
+				s, _ := status.FromError(err)
+				var field string
+				for _, d := range s.Details() {
+					if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) == 1 {
+						field = br.GetFieldViolations()[0].GetField()
+					}
+				}
+				if s.Code() != codes.InvalidArgument || !strings.HasPrefix(s.Message(), tc.field+": ") || field != tc.field {
+					t.Errorf("%s with invalid UTF-8 in %s: %v (BadRequest field %q), want INVALID_ARGUMENT naming %[2]s", name, tc.field, err, field)
+				}
 			}
 		}
 	})

@@ -567,6 +567,12 @@ func (r *run) fallback(err error) {
 		r.link = nil
 	}
 	r.arrivals = nil // the engine drops them too
+	if r.ctx.Err() != nil {
+		// The request itself is ending (its client cancelled, its deadline passed),
+		// which ended the draft's stream with it: not the draft's failure or refusal,
+		// and no stats will be sent.
+		return
+	}
 	if r.id != 0 {
 		// Only when the request's own context has ended does this fail; then the
 		// request is ending anyway.

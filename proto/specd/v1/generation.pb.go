@@ -16,6 +16,13 @@
 // Token ids are int32 ids in the vocabulary of the model that serves the
 // request. Positions are 0-based indexes into the whole sequence, prompt
 // included: the first generated token sits at position prompt_tokens.
+//
+// Fields marked optional have presence (proto3 optional, so protoc 3.15 or
+// later): unset is not the zero value, and each such field says what unset
+// means. Test presence, not the value (HasField in Python, an absent key with
+// @grpc/proto-loader); reading an unset one gives the zero value. Other
+// fields have no presence: their zero value is their default. docs/clients.md
+// shows calls from Node.js and Python.
 
 package specdv1
 
@@ -939,7 +946,9 @@ type SamplingParams struct {
 	// Seed of the random number generator. With the same model, prompt, seed
 	// and sampling parameters, generation returns the same tokens (in
 	// VERIFICATION_MODE_COUPLED whatever the speculation, replica or failover).
-	// Unset means a random seed chosen by the server.
+	// Unset means a random seed chosen by the server. JavaScript clients
+	// (protobufjs, @grpc/proto-loader) should pass it as a decimal string: a
+	// Number loses precision above 2^53, and a negative one is sent as 0.
 	Seed *uint64 `protobuf:"varint,5,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
 	// Penalties on tokens already seen, applied to the logits before top_k and
 	// the rest, as vLLM applies them. repetition_penalty divides the positive
@@ -1263,8 +1272,9 @@ type TokenChunk struct {
 	// predicts: it has only its bytes, logprob 0 and no top; each other has its
 	// log-probability given the tokens before it, as TokenChunk.logprobs). They
 	// come before any generated token — in the first chunks of the stream, as
-	// many as keep each message well under the message size limits (the set
-	// for a long prompt with top_logprobs 20 can exceed them) — and every
+	// many as keep each message under 1 MiB (or a quarter of the server's
+	// message size limit, if less), within every client's default limit (the
+	// set for a long prompt with top_logprobs 20 can exceed them) — and every
 	// prompt token has exactly one entry, also when the router resumed the
 	// request on another verifier. Empty otherwise.
 	PromptLogprobs []*TokenLogprob `protobuf:"bytes,5,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
@@ -1910,7 +1920,11 @@ type CompleteResponse struct {
 	// With GenerateRequest.prompt_logprobs: one entry per prompt token, as
 	// TokenChunk.prompt_logprobs. A response that would exceed the server's
 	// message size limit (16 MiB unless configured otherwise) is refused with
-	// INVALID_ARGUMENT naming it: stream such a request with Generate.
+	// INVALID_ARGUMENT naming it: stream such a request with Generate. Clients
+	// have a limit of their own, 4 MiB by default in grpc-go, grpc-js, Python's
+	// grpcio and grpc-java (specd's own clients raise it to 16 MiB): a larger
+	// response fails there with RESOURCE_EXHAUSTED unless the client raises it
+	// (grpc.max_receive_message_length).
 	PromptLogprobs []*TokenLogprob `protobuf:"bytes,7,rep,name=prompt_logprobs,json=promptLogprobs,proto3" json:"prompt_logprobs,omitempty"`
 	// As Final.end_logprobs.
 	EndLogprobs   *TokenLogprob `protobuf:"bytes,8,opt,name=end_logprobs,json=endLogprobs,proto3" json:"end_logprobs,omitempty"`

@@ -16,6 +16,13 @@
 // Token ids are int32 ids in the vocabulary of the model that serves the
 // request. Positions are 0-based indexes into the whole sequence, prompt
 // included: the first generated token sits at position prompt_tokens.
+//
+// Fields marked optional have presence (proto3 optional, so protoc 3.15 or
+// later): unset is not the zero value, and each such field says what unset
+// means. Test presence, not the value (HasField in Python, an absent key with
+// @grpc/proto-loader); reading an unset one gives the zero value. Other
+// fields have no presence: their zero value is their default. docs/clients.md
+// shows calls from Node.js and Python.
 
 package specdv1
 
@@ -51,12 +58,22 @@ type GenerationServiceClient interface {
 	// Generate streams the completion of a prompt: zero or more chunks, then
 	// exactly one final message, which is the last message of the stream.
 	//
-	// Errors: INVALID_ARGUMENT names the offending field (a request whose
-	// strings are not valid UTF-8 names "request"); NOT_FOUND for an unknown
-	// model; RESOURCE_EXHAUSTED when every verifier is at capacity;
-	// UNAVAILABLE when no verifier for the model is reachable. A stream that
-	// ends with an error carries no final message; tokens already received
-	// stay valid.
+	// Errors: INVALID_ARGUMENT names the offending field, at the start of its
+	// message and in a google.rpc.BadRequest detail (a string that is not valid
+	// UTF-8, as protobufjs encodes a JavaScript string with a lone surrogate:
+	// the field that holds it, e.g. "messages[1].content"); NOT_FOUND for an
+	// unknown model; RESOURCE_EXHAUSTED when every verifier is at capacity or an API
+	// key's quota is spent, with a google.rpc.RetryInfo detail (in the
+	// grpc-status-details-bin trailer) saying when to try again — a request
+	// message larger than the server's limit (16 MiB unless configured
+	// otherwise) is RESOURCE_EXHAUSTED without one, and fails again if retried;
+	// UNAVAILABLE when no verifier for the model is reachable. A server started
+	// with API keys wants the metadata "authorization: Bearer KEY" on every
+	// call of this service (UNAUTHENTICATED without a known key,
+	// PERMISSION_DENIED for a model the key may not use). A stream that ends
+	// with an error carries no final message; tokens already received stay
+	// valid. Cancelling the call, or its deadline passing, stops the request's
+	// work on the server at once.
 	//
 	// Complete takes the same request message; see there for why.
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
@@ -168,12 +185,22 @@ type GenerationServiceServer interface {
 	// Generate streams the completion of a prompt: zero or more chunks, then
 	// exactly one final message, which is the last message of the stream.
 	//
-	// Errors: INVALID_ARGUMENT names the offending field (a request whose
-	// strings are not valid UTF-8 names "request"); NOT_FOUND for an unknown
-	// model; RESOURCE_EXHAUSTED when every verifier is at capacity;
-	// UNAVAILABLE when no verifier for the model is reachable. A stream that
-	// ends with an error carries no final message; tokens already received
-	// stay valid.
+	// Errors: INVALID_ARGUMENT names the offending field, at the start of its
+	// message and in a google.rpc.BadRequest detail (a string that is not valid
+	// UTF-8, as protobufjs encodes a JavaScript string with a lone surrogate:
+	// the field that holds it, e.g. "messages[1].content"); NOT_FOUND for an
+	// unknown model; RESOURCE_EXHAUSTED when every verifier is at capacity or an API
+	// key's quota is spent, with a google.rpc.RetryInfo detail (in the
+	// grpc-status-details-bin trailer) saying when to try again — a request
+	// message larger than the server's limit (16 MiB unless configured
+	// otherwise) is RESOURCE_EXHAUSTED without one, and fails again if retried;
+	// UNAVAILABLE when no verifier for the model is reachable. A server started
+	// with API keys wants the metadata "authorization: Bearer KEY" on every
+	// call of this service (UNAUTHENTICATED without a known key,
+	// PERMISSION_DENIED for a model the key may not use). A stream that ends
+	// with an error carries no final message; tokens already received stay
+	// valid. Cancelling the call, or its deadline passing, stops the request's
+	// work on the server at once.
 	//
 	// Complete takes the same request message; see there for why.
 	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
