@@ -33,8 +33,8 @@ type Config struct {
 	PrefillChunk int
 	// MaxRunning is the most requests admitted at once (default 64).
 	MaxRunning int
-	// MaxQueue is the most requests waiting for admission (default 256); Submit fails
-	// with ErrQueueFull beyond it.
+	// MaxQueue is the most requests waiting for admission (default 256), not counting
+	// those the next admission takes; Submit fails with ErrQueueFull beyond it.
 	MaxQueue int
 	// MaxGamma caps the draft tokens one pass checks for one request (default 8).
 	MaxGamma int
