@@ -64,6 +64,7 @@ type modelRun struct {
 	live       []modelSeq
 	bases      [][]int32 // prompts share prefixes of these
 	prompt     [][]int32 // prompts admitted so far, to send again
+	seed       uint64
 	step       int
 	stats      struct{ hits, evicted, refusedGrow, forks, cows int }
 	freeBefore int // free blocks before the current Grow
@@ -71,7 +72,7 @@ type modelRun struct {
 
 func (mr *modelRun) fatalf(format string, args ...any) {
 	mr.t.Helper()
-	mr.t.Fatalf("seed step %d: %s", mr.step, fmt.Sprintf(format, args...))
+	mr.t.Fatalf("seed %d, step %d: %s", mr.seed, mr.step, fmt.Sprintf(format, args...))
 }
 
 // actual returns the cache's prefixes as the model spells them: each entry's tokens
@@ -404,7 +405,7 @@ func runPrefixModel(t *testing.T, typ ggml.Type, seed uint64, steps, blocks int)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mr := &modelRun{t: t, r: rand.New(rand.NewPCG(seed, 0x5eed)), p: p, c: c, m: refModel{bt: 4, reg: map[string]*refEntry{}, toks: map[string][]int32{}}}
+	mr := &modelRun{t: t, seed: seed, r: rand.New(rand.NewPCG(seed, 0x5eed)), p: p, c: c, m: refModel{bt: 4, reg: map[string]*refEntry{}, toks: map[string][]int32{}}}
 	for range 3 {
 		b := make([]int32, 4+mr.r.IntN(14))
 		for i := range b {
@@ -413,19 +414,7 @@ func runPrefixModel(t *testing.T, typ ggml.Type, seed uint64, steps, blocks int)
 		mr.bases = append(mr.bases, b)
 	}
 	for mr.step = range steps {
-		op := mr.r.IntN(20)
-		if debugModel {
-			mr.t.Logf("step %d op %d live %d", mr.step, op, len(mr.live))
-			for k, e := range mr.m.reg {
-				mr.t.Logf("   reg %v id %d used %d refs %d", mr.m.toks[k], e.id, e.used, mr.refs(e.id))
-			}
-			mr.p.mu.Lock()
-			for el := mr.c.idle.Front(); el != nil; el = el.Next() {
-				mr.t.Logf("   idle front->back: id %d", el.Value.(*entry).id)
-			}
-			mr.p.mu.Unlock()
-		}
-		switch {
+		switch op := mr.r.IntN(20); {
 		case op < 5 && len(mr.live) < 5: // admit a prompt
 			prompt := mr.newPrompt()
 			s := modelSeq{seq: p.NewSeq()}
@@ -537,8 +526,10 @@ func FuzzPrefixModel(f *testing.F) {
 	f.Add(uint64(1), uint16(300), uint8(10))
 	f.Add(uint64(99), uint16(800), uint8(6))
 	f.Fuzz(func(t *testing.T, seed uint64, steps uint16, blocks uint8) {
-		runPrefixModel(t, ggml.F32, seed, int(steps%2000), 4+int(blocks%20))
+		typ := ggml.F32
+		if seed%2 == 1 {
+			typ = ggml.F16
+		}
+		runPrefixModel(t, typ, seed, int(steps%2000), 4+int(blocks%20))
 	})
 }
-
-var debugModel = false

@@ -9,6 +9,7 @@ import (
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/kernels"
+	"github.com/specd-dev/specd/kvcache"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/spec"
 	"github.com/specd-dev/specd/verifier"
@@ -32,17 +33,7 @@ func TestAdmissionUnderPressure(t *testing.T) {
 		t.Fatal(err)
 	}
 	const blocks = 20
-	kv, err := p.target.NewKVPool(int64(blocks*probe.BlockBytes()), ggml.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix, err := kv.NewPrefix(p.target.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(1)
-	t.Cleanup(pool.Close)
-	s := verifier.NewScheduler(p.target.NewBatch(pool, 32), p.target, kv, prefix, verifier.Config{MaxQueue: 64, Lookup: 8, PrefillChunk: 8})
+	s, kv, prefix := prefixScheduler(t, p, int64(blocks*probe.BlockBytes()), 1, 32, verifier.Config{MaxQueue: 64, Lookup: 8, PrefillChunk: 8})
 
 	preamble := p.target.Tok.Encode("You are a careful storyteller. Tell the story plainly, in short sentences, for a child of five who is falling asleep, and never use a word a child would not know.", true)
 	const long = 300
@@ -140,4 +131,21 @@ func TestAdmissionUnderPressure(t *testing.T) {
 	if ps := prefix.Stats(); ps.HitTokens == 0 || ps.Evictions == 0 {
 		t.Errorf("prefix cache %+v: want hits and evictions under the budget", ps)
 	}
+}
+
+// prefixScheduler returns a scheduler of the target with a prefix cache, its KV pool of
+// budget bytes and the cache, running passes of at most maxTokens on threads threads.
+func prefixScheduler(t *testing.T, p pair, budget int64, threads, maxTokens int, cfg verifier.Config) (*verifier.Scheduler, *kvcache.Pool, *kvcache.Prefix) {
+	t.Helper()
+	kv, err := p.target.NewKVPool(budget, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix, err := kv.NewPrefix(p.target.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := kernels.NewPool(threads)
+	t.Cleanup(pool.Close)
+	return verifier.NewScheduler(p.target.NewBatch(pool, maxTokens), p.target, kv, prefix, cfg), kv, prefix
 }
