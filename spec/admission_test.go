@@ -1,6 +1,7 @@
 package spec_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -148,4 +149,36 @@ func prefixScheduler(t *testing.T, p pair, budget int64, threads, maxTokens int,
 	pool := kernels.NewPool(threads)
 	t.Cleanup(pool.Close)
 	return verifier.NewScheduler(p.target.NewBatch(pool, maxTokens), p.target, kv, prefix, cfg), kv, prefix
+}
+
+// TestQueueFullCountsOnlyWaiting: Submit refuses a request as ErrQueueFull only when
+// the queue holds MaxQueue requests that the budget cannot admit now — not when the
+// queue is long only because no step has admitted its requests yet (issue 12, point
+// 4: RESOURCE_EXHAUSTED only when the budget and the queue are truly full).
+func TestQueueFullCountsOnlyWaiting(t *testing.T) {
+	p := loadPair(t)
+	probe, err := p.target.NewKVPool(8<<20, ggml.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Room for two requests of 3 blocks each (a prompt and 100 tokens, and a block
+	// each for speculation and a copy), with a queue of one.
+	s, _, _ := prefixScheduler(t, p, int64(6*probe.BlockBytes()), 1, 32, verifier.Config{MaxQueue: 1})
+	prompt := p.target.Tok.Encode("Once upon a time", true)
+	job := verifier.Job{Request: verifier.Request{Prompt: prompt, Limits: limits(p.target, 100)}}
+	for id := range verifier.ID(3) {
+		// The first two fit the budget: the next step admits them.
+		if err := s.Submit(id, job); err != nil {
+			t.Fatalf("Submit(%d) with room for it and the queue empty of waiting requests: %v", id, err)
+		}
+	}
+	if err := s.Submit(3, job); !errors.Is(err, verifier.ErrQueueFull) {
+		t.Fatalf("Submit(3) with the budget taken and one request waiting: %v, want ErrQueueFull", err)
+	}
+	if ups := s.Admit(); len(ups) != 2 || !ups[0].Admitted || !ups[1].Admitted {
+		t.Fatalf("Admit() = %+v, want the first two admitted", ups)
+	}
+	if running, queued := s.Load(); running != 2 || queued != 1 {
+		t.Fatalf("Load() = %d running, %d queued; want 2, 1", running, queued)
+	}
 }
