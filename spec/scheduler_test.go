@@ -67,17 +67,7 @@ func TestSchedulerUnderLoadEqualsSolo(t *testing.T) {
 		j.want = plain(t, p, j.prompt, j.n, j.sp)
 		jobs[i] = j
 	}
-	kv, err := p.target.NewKVPool(64<<20, ggml.F32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix, err := kv.NewPrefix(p.target.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := kernels.NewPool(2)
-	t.Cleanup(pool.Close)
-	s := verifier.NewScheduler(p.target.NewBatch(pool, 48), p.target, kv, prefix, verifier.Config{MaxRunning: 6, MaxQueue: reqs, Lookup: 4, PrefillChunk: 20})
+	s, kv, prefix := prefixScheduler(t, p, 64<<20, 2, 48, verifier.Config{MaxRunning: 6, MaxQueue: reqs, Lookup: 4, PrefillChunk: 20})
 	for i, j := range jobs {
 		err := s.Submit(verifier.ID(i), verifier.Job{
 			Request: verifier.Request{Prompt: j.prompt, Sampling: j.sp, Mode: spec.Coupled, Limits: limits(p.target, j.n), Logprobs: j.lps, TopLogprobs: 2},

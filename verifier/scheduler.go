@@ -33,8 +33,8 @@ type Config struct {
 	PrefillChunk int
 	// MaxRunning is the most requests admitted at once (default 64).
 	MaxRunning int
-	// MaxQueue is the most requests waiting for admission (default 256); Submit fails
-	// with ErrQueueFull beyond it.
+	// MaxQueue is the most requests waiting for admission (default 256), not counting
+	// those the next admission takes; Submit fails with ErrQueueFull beyond it.
 	MaxQueue int
 	// MaxGamma caps the draft tokens one pass checks for one request (default 8).
 	MaxGamma int
@@ -369,7 +369,9 @@ func (s *Scheduler) Submit(id ID, j Job) error {
 	if need, total := s.blocks(j), s.kv.Stats().Total; need > total {
 		return fmt.Errorf("%w: it needs %d KV blocks, the whole budget is %d", ErrTooLarge, need, total)
 	}
-	if len(s.queue) >= s.cfg.MaxQueue {
+	// Requests the next admission takes do not count: a burst that arrives between
+	// two steps would otherwise be refused while the budget has room for it.
+	if len(s.queue)-s.admissibleNow() >= s.cfg.MaxQueue {
 		return fmt.Errorf("%w: %d requests waiting, %d running", ErrQueueFull, len(s.queue), len(s.running))
 	}
 	e := &entry{id: id, job: j, need: s.blocks(j), draft: rate{acc: 2, rej: 1}, guess: rate{acc: 1, rej: 1}}
@@ -459,6 +461,20 @@ func (s *Scheduler) Admit() []Update {
 	var r Ready
 	s.admit(&r)
 	return r.Updates
+}
+
+// admissibleNow is how many waiting requests, first come first served, the next
+// admission takes (admit).
+func (s *Scheduler) admissibleNow() int {
+	running, reserved, total := len(s.running), s.reserved, s.kv.Stats().Total
+	for i, e := range s.queue {
+		if running >= s.cfg.MaxRunning || reserved+e.need > total {
+			return i
+		}
+		running++
+		reserved += e.need
+	}
+	return len(s.queue)
 }
 
 // admissible reports whether e can be admitted now.

@@ -85,8 +85,9 @@ func (s *stack) killMidStream(t *testing.T, victim *proc, req *specdv1.GenerateR
 	}
 }
 
-// twoVerifiers starts a draft, two verifiers and a router, and returns the stack, the
-// verifier that the router's affinity sends the returned prompt to, and the prompt.
+// twoVerifiers starts a draft, two verifiers and a router, and returns the stack (its
+// verifier field the verifier that is not the victim), the verifier that the router's
+// affinity sends the returned prompt to, and the prompt.
 func twoVerifiers(t *testing.T) (*stack, *proc, string) {
 	t.Helper()
 	d := startDraftProcess(t)
@@ -100,9 +101,9 @@ func twoVerifiers(t *testing.T) (*stack, *proc, string) {
 		router.Endpoint{ID: va.addr, Address: va.addr, Role: router.Verifier},
 		router.Endpoint{ID: vb.addr, Address: vb.addr, Role: router.Verifier}), text, nil, nil)
 	if first.ID == vb.addr {
-		return &stack{client: client, target: loadTarget(t)}, vb, text
+		return &stack{client: client, target: loadTarget(t), verifier: va.addr}, vb, text
 	}
-	return &stack{client: client, target: loadTarget(t)}, va, text
+	return &stack{client: client, target: loadTarget(t), verifier: vb.addr}, va, text
 }
 
 // TestRestartedVerifierThenOtherDies is the fault run of issue 14: of two verifiers,
