@@ -248,12 +248,16 @@ func (s *Session) consume(logits []float32) (done bool) {
 		j.p.Dists = append(j.p.Dists, d.Clone())
 	} else {
 		t, guess = s.smp.Top2(logits, pos)
-		if s.opt.Sampling.Greedy() && !s.opt.Sampling.Shaped() {
+		sp := s.opt.Sampling
+		unshaped := sp
+		unshaped.Grammar = nil
+		if sp.Greedy() && !unshaped.Shaped() {
 			// A long repeat predicts the verifier's next token better than the small
 			// model does (spec.LookupDraft); the model's choice becomes the guess of the
 			// correction. Not where penalties work against repeats, nor where a bias or
-			// a minimum of tokens shapes the logits.
-			if l := spec.Lookup(*seq, spec.LookupDraft, spec.LookupDraft, 1); l != nil && l[0] != t {
+			// a minimum of tokens shapes the logits; under a grammar only a repeat it
+			// allows (JSON repeats its keys and structure).
+			if l := spec.Lookup(*seq, spec.LookupDraft, spec.LookupDraft, 1); l != nil && l[0] != t && s.smp.Allows(l[0]) {
 				t, guess = l[0], t
 				s.Stats.Repeats++
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/specd-dev/specd/grammar"
 	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/tokenizer"
 	"github.com/specd-dev/specd/tokenizer/ggufvocab"
 )
@@ -109,5 +110,27 @@ func BenchmarkMask(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestSamplerAllows: after a draw, the sampler says which tokens the grammar's mask left
+// (a draft checks its repeat lookup's token so), and the draw is one of them.
+func TestSamplerAllows(t *testing.T) {
+	tok := vocabs(t)["specd"]
+	s := sample.New(sample.Params{TopP: 1, Grammar: grammar.ObjectFormat().Grammar(tok)})
+	logits := make([]float32, tok.VocabSize())
+	first, _ := s.Top2(logits, 0)
+	if !s.Allows(first) {
+		t.Errorf("the draw %d (%q) is not allowed", first, tok.TokenBytes(first))
+	}
+	brace, word := tok.Encode("{", false), tok.Encode("the", false)
+	if len(brace) != 1 || len(word) != 1 {
+		t.Fatalf("want one token each: %v %v", brace, word)
+	}
+	if !s.Allows(brace[0]) || s.Allows(word[0]) || s.Allows(-1) {
+		t.Errorf("allows {: %v, the: %v, -1: %v; want true, false, false", s.Allows(brace[0]), s.Allows(word[0]), s.Allows(-1))
+	}
+	if !sample.New(sample.Params{TopP: 1}).Allows(word[0]) {
+		t.Errorf("without a grammar, a token is not allowed")
 	}
 }

@@ -241,6 +241,16 @@ func (s *Sampler) SetPrompt(ids []int32) {
 // minimum holds nothing back: a draft leaves the verifier to refuse an early end.
 func (s *Sampler) SetEnds(ids []int32) { s.ends = ids }
 
+// Allows reports whether the last Penalize left id drawable as far as the grammar is
+// concerned (always, without one): a caller that proposes a token of its own after a
+// draw (a draft's repeat lookup) checks it against the grammar's mask.
+func (s *Sampler) Allows(id int32) bool {
+	if s.match == nil {
+		return true
+	}
+	return id >= 0 && int(id) < len(s.pen) && !math.IsInf(float64(s.pen[id]), -1)
+}
+
 // Observe tells the sampler that id was generated (committed to the output).
 func (s *Sampler) Observe(id int32) {
 	s.out++
