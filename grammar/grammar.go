@@ -20,6 +20,7 @@ package grammar
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"unicode/utf8"
 
@@ -137,6 +138,25 @@ func (m *Matcher) Advance(id int32) {
 	}
 }
 
+// Allows reports whether id may come next: a token whose bytes continue the document,
+// or one of ends where the document is whole (or after a token the grammar does not
+// allow) — what Mask leaves, for one token.
+func (m *Matcher) Allows(id int32, ends []int32) bool {
+	if slices.Contains(ends, id) {
+		return m.dead || accepting(m.alts)
+	}
+	if m.dead || id < 0 || int(id) >= len(m.g.v.text) || m.g.v.text[id] == nil {
+		return false
+	}
+	alts := m.alts
+	for _, b := range m.g.v.text[id] {
+		if alts = stepAll(nil, alts, b); len(alts) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Reset returns to the start of the output and takes output's tokens.
 func (m *Matcher) Reset(output []int32) {
 	m.alts, m.dead = m.g.start(), false
@@ -185,13 +205,16 @@ func (m *Matcher) Mask(logits []float32, ends []int32) {
 			logits[id] = inf
 		}
 	}
-	if m.dead || accepting(m.alts) {
-		i := 0
-		for _, e := range ends {
-			if e >= 0 && int(e) < len(logits) {
+	// The ends come last: an end may be a token with text (a stop id), which ends the
+	// output wherever it is drawn.
+	whole, i := m.dead || accepting(m.alts), 0
+	for _, e := range ends {
+		if e >= 0 && int(e) < len(logits) {
+			logits[e] = inf
+			if whole {
 				logits[e] = m.saved[i]
-				i++
 			}
+			i++
 		}
 	}
 }

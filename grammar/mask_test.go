@@ -1,7 +1,9 @@
 package grammar_test
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
@@ -132,5 +134,72 @@ func TestSamplerAllows(t *testing.T) {
 	}
 	if !sample.New(sample.Params{TopP: 1}).Allows(word[0]) {
 		t.Errorf("without a grammar, a token is not allowed")
+	}
+}
+
+// TestLazyDraw: under a grammar, greedy and unfiltered sampled draws race without the
+// mask and check the winner (as llama.cpp does); the token is the one the masked race
+// gives, at every position of a document, for random logits — including a stop id
+// with text, which ends the output and so is allowed only where the document is whole.
+func TestLazyDraw(t *testing.T) {
+	tok := vocabs(t)["specd"]
+	ids := tok.Encode(`{"name": "Lily", "age": 5, "tags": ["a", "b"]}`, false)
+	stop := tok.Encode(",", false)[0]
+	ends := []int32{tok.EOS(), stop}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, p := range []sample.Params{{TopP: 1}, {Temperature: 0.9, TopP: 1, Seed: 4}} {
+		p.Grammar = grammar.ObjectFormat().Grammar(tok)
+		lazy, full := sample.New(p), sample.New(p)
+		lazy.SetEnds(ends)
+		full.SetEnds(ends)
+		logits := make([]float32, tok.VocabSize())
+		for pos, id := range append(ids, -1) {
+			for range 20 {
+				for i := range logits {
+					logits[i] = float32(rng.NormFloat64() * 3)
+				}
+				// Make the unmasked winner often a token the grammar forbids.
+				logits[rng.IntN(len(logits))] += 12
+				got, _ := lazy.Top2(logits, pos)
+				var want int32
+				if p.Greedy() {
+					want = sample.Argmax(full.Penalize(logits))
+				} else {
+					want = full.GumbelMax(full.Distribution(logits), pos)
+				}
+				if got != want {
+					t.Fatalf("%+v at %d: lazy draw %d (%q), masked draw %d (%q)", p, pos, got, tok.TokenBytes(got), want, tok.TokenBytes(want))
+				}
+				if !full.Allows(got) {
+					t.Fatalf("%+v at %d: drew %d, which the grammar forbids", p, pos, got)
+				}
+			}
+			if id >= 0 {
+				lazy.Observe(id)
+				full.Observe(id)
+			}
+		}
+	}
+}
+
+// BenchmarkDraw: a greedy draw under a grammar inside a string, where the model's
+// choice is allowed (the race without the mask decides), and without a grammar, per
+// vocabulary.
+func BenchmarkDraw(b *testing.B) {
+	for name, tok := range vocabs(b) {
+		for _, g := range []sample.Grammar{nil, grammar.ObjectFormat().Grammar(tok)} {
+			b.Run(fmt.Sprintf("%s/grammar=%v", name, g != nil), func(b *testing.B) {
+				s := sample.New(sample.Params{TopP: 1, Grammar: g})
+				s.SetEnds([]int32{tok.EOS()})
+				for _, id := range tok.Encode(`{"story": "Once upon`, false) {
+					s.Observe(id)
+				}
+				logits := make([]float32, tok.VocabSize())
+				logits[tok.Encode(" a", false)[0]] = 10
+				for b.Loop() {
+					s.Top2(logits, 7)
+				}
+			})
+		}
 	}
 }

@@ -57,6 +57,9 @@ type Matcher interface {
 	// Mask sets to -Inf the logits of the tokens that cannot come next; ends are the
 	// ids that would end the output, allowed only where the output may end.
 	Mask(logits []float32, ends []int32)
+	// Allows reports whether id may come next (what Mask leaves of it), without a
+	// mask of the whole vocabulary.
+	Allows(id int32, ends []int32) bool
 	// Advance takes the next token of the output.
 	Advance(id int32)
 	// Reset goes back to the start of the output and takes output.
@@ -241,14 +244,10 @@ func (s *Sampler) SetPrompt(ids []int32) {
 // minimum holds nothing back: a draft leaves the verifier to refuse an early end.
 func (s *Sampler) SetEnds(ids []int32) { s.ends = ids }
 
-// Allows reports whether the last Penalize left id drawable as far as the grammar is
-// concerned (always, without one): a caller that proposes a token of its own after a
-// draw (a draft's repeat lookup) checks it against the grammar's mask.
+// Allows reports whether the grammar lets id come next (always, without one): a
+// caller that proposes a token of its own (a draft's repeat lookup) checks it so.
 func (s *Sampler) Allows(id int32) bool {
-	if s.match == nil {
-		return true
-	}
-	return id >= 0 && int(id) < len(s.pen) && !math.IsInf(float64(s.pen[id]), -1)
+	return s.match == nil || s.match.Allows(id, s.ends)
 }
 
 // Observe tells the sampler that id was generated (committed to the output).
@@ -308,8 +307,13 @@ func (s *Sampler) track(id int32) bool {
 // its next call. Each token's value depends on its own logit, the parameters and the
 // output so far alone.
 func (s *Sampler) Penalize(logits []float32) []float32 {
+	return s.penalize(logits, true)
+}
+
+// penalize is Penalize, with the grammar's mask only if mask.
+func (s *Sampler) penalize(logits []float32, mask bool) []float32 {
 	hold := s.out < s.P.MinTokens && len(s.ends) > 0
-	if len(s.seen) == 0 && len(s.P.LogitBias) == 0 && !hold && s.match == nil {
+	if len(s.seen) == 0 && len(s.P.LogitBias) == 0 && !hold && (s.match == nil || !mask) {
 		return logits
 	}
 	s.pen = append(s.pen[:0], logits...)
@@ -343,7 +347,7 @@ func (s *Sampler) Penalize(logits []float32) []float32 {
 		}
 		s.pen[id] = v
 	}
-	if s.match != nil {
+	if s.match != nil && mask {
 		s.match.Mask(s.pen, s.ends)
 	}
 	return s.pen
@@ -489,14 +493,37 @@ func (s *Sampler) Sample(logits []float32, pos int) int32 {
 // parameters), or -1 when there is none. A draft uses the runner-up as its guess of
 // the verifier's correction.
 func (s *Sampler) Top2(logits []float32, pos int) (first, second int32) {
-	logits = s.Penalize(logits)
+	if s.match != nil && (s.P.Greedy() || !s.filtered()) {
+		// Under a grammar the race is first run without its mask, as llama.cpp
+		// samples: when the winner is a token the grammar allows, it is also the
+		// masked race's winner (the mask only removes competitors), and a mask of
+		// the whole vocabulary (0.2-0.8 ms a token on a 152k one) is saved. The
+		// runner-up is kept only if allowed.
+		if first, second = s.race(s.penalize(logits, false), pos); s.match.Allows(first, s.ends) {
+			if second >= 0 && !s.match.Allows(second, s.ends) {
+				second = -1
+			}
+			return first, second
+		}
+	}
+	return s.race(s.Penalize(logits), pos)
+}
+
+// filtered reports whether top-k, top-p or min-p cut the distribution, which then
+// depends on the grammar's mask as a whole.
+func (s *Sampler) filtered() bool {
+	return s.P.TopK != 0 || (s.P.TopP != 0 && s.P.TopP < 1) || s.P.MinP != 0
+}
+
+// race is Top2 on logits already penalized.
+func (s *Sampler) race(logits []float32, pos int) (first, second int32) {
 	r := newRace()
 	switch {
 	case s.P.Greedy():
 		for i, l := range logits {
 			r.offer(float64(l), int32(i))
 		}
-	case s.P.TopK == 0 && (s.P.TopP == 0 || s.P.TopP >= 1) && s.P.MinP == 0:
+	case !s.filtered():
 		// No filter: Gumbel-max needs only logits/T, not probabilities. The values
 		// and the order (token ids) are those Distribution would give GumbelTop2, so
 		// the draw is the same, without an exp per token.
