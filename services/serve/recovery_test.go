@@ -104,10 +104,13 @@ func TestRouterRecovery(t *testing.T) {
 	defer cc.Close()
 	client := specdv1.NewGenerationServiceClient(cc)
 	health := healthpb.NewHealthClient(cc)
+	// The wait is long because loading the model after release (and warming its
+	// engine) took over 5 s on a CI machine loaded by other packages' tests; the
+	// router itself flips within a health interval of it.
 	waitHealth := func(what string, want healthpb.HealthCheckResponse_ServingStatus) {
 		t.Helper()
 		var got healthpb.HealthCheckResponse_ServingStatus
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			r, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
 			if got = r.GetStatus(); err == nil && got == want {
 				return
