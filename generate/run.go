@@ -3,6 +3,7 @@ package generate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -10,6 +11,11 @@ import (
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/tokenizer"
 )
+
+// ErrNoToken is returned when the logits leave the sampler no token to draw — NaN or
+// infinite logits, which a model gives only when its numbers overflowed. Nothing is
+// committed from those logits.
+var ErrNoToken = errors.New("the model's logits leave no token to draw (NaN or infinite)")
 
 // Request is one plain generation.
 type Request struct {
@@ -135,6 +141,9 @@ func Run(ctx context.Context, st *model.State, req Request, emit func(Token) err
 		}
 		pos := out.Next()
 		id := smp.Sample(logits, pos)
+		if id < 0 {
+			return out, stats, fmt.Errorf("%w: at position %d", ErrNoToken, pos)
+		}
 		smp.Observe(id)
 		var lp *Logprobs
 		if req.Logprobs {

@@ -37,7 +37,8 @@ type Params struct {
 	// once, values in [-MaxLogitBias, MaxLogitBias].
 	LogitBias []Bias
 	// MinTokens: while the output has fewer tokens, the ids that would end it (see
-	// Sampler.SetEnds) cannot be drawn, as vLLM's min_tokens. 0 is off.
+	// Sampler.SetEnds) cannot be drawn, as vLLM's min_tokens. 0 is off. Under a
+	// Grammar the ends are allowed once its document is whole, whatever the minimum.
 	MinTokens int
 	// Grammar, when not nil, limits the output to a language (package grammar, for
 	// response formats): after everything above, tokens that cannot continue the output
@@ -312,7 +313,9 @@ func (s *Sampler) Penalize(logits []float32) []float32 {
 
 // penalize is Penalize, with the grammar's mask only if mask.
 func (s *Sampler) penalize(logits []float32, mask bool) []float32 {
-	hold := s.out < s.P.MinTokens && len(s.ends) > 0
+	// Under a grammar the ends wait for the document to be whole instead: held back
+	// by the minimum as well, a document whole before it would leave nothing to draw.
+	hold := s.out < s.P.MinTokens && len(s.ends) > 0 && s.match == nil
 	if len(s.seen) == 0 && len(s.P.LogitBias) == 0 && !hold && (s.match == nil || !mask) {
 		return logits
 	}

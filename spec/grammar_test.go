@@ -41,6 +41,9 @@ func TestGrammarSpeculationEqualsPlain(t *testing.T) {
 		{"schema greedy", schema, sample.Params{TopP: 1}, spec.Coupled, true},
 		{"schema coupled", schema, sample.Params{Temperature: 0.8, TopP: 1, Seed: 3}, spec.Coupled, false},
 		{"object rejection", grammar.ObjectFormat(), sample.Params{Temperature: 1, TopP: 0.95, Seed: 11}, spec.Rejection, false},
+		// The document is whole long before min_tokens: the grammar's end wins (held
+		// back as well, nothing was left to draw and the request failed).
+		{"schema greedy min_tokens", schema, sample.Params{TopP: 1, MinTokens: n - 10}, spec.Coupled, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sp := c.sp

@@ -95,9 +95,9 @@ type Session struct {
 }
 
 // ErrNoToken is returned by Apply (and so by Own and Verify) when the logits leave the
-// sampler no token to draw — NaN or infinite logits, which a model gives only when its
-// numbers overflowed. The request fails alone; nothing is committed from those logits.
-var ErrNoToken = errors.New("the model's logits leave no token to draw (NaN or infinite)")
+// sampler no token to draw (generate.ErrNoToken, which plain decoding returns too). The
+// request fails alone; nothing is committed from those logits.
+var ErrNoToken = generate.ErrNoToken
 
 // ErrStarted is returned by NewSession on a state whose cache already holds tokens.
 var ErrStarted = errors.New("verifier session already started")
