@@ -37,7 +37,8 @@ type Params struct {
 	// once, values in [-MaxLogitBias, MaxLogitBias].
 	LogitBias []Bias
 	// MinTokens: while the output has fewer tokens, the ids that would end it (see
-	// Sampler.SetEnds) cannot be drawn, as vLLM's min_tokens. 0 is off.
+	// Sampler.SetEnds) cannot be drawn, as vLLM's min_tokens — unless a Grammar allows
+	// nothing else (its document is whole and nothing may follow). 0 is off.
 	MinTokens int
 	// Grammar, when not nil, limits the output to a language (package grammar, for
 	// response formats): after everything above, tokens that cannot continue the output
@@ -308,12 +309,8 @@ func (s *Sampler) Penalize(logits []float32) []float32 {
 			s.pen[b.ID] += b.Value
 		}
 	}
-	if hold {
-		for _, id := range s.ends {
-			if id >= 0 && int(id) < len(s.pen) {
-				s.pen[id] = float32(math.Inf(-1))
-			}
-		}
+	if hold && s.match == nil {
+		s.holdEnds()
 	}
 	rp, repeats := s.P.RepetitionPenalty, s.P.repeats()
 	for _, id := range s.seen {
@@ -335,8 +332,34 @@ func (s *Sampler) Penalize(logits []float32) []float32 {
 	}
 	if s.match != nil {
 		s.match.Mask(s.pen, s.ends)
+		// Under a grammar the ends are held back only while another token may come:
+		// once the document is whole and nothing can follow it, the output ends short
+		// of MinTokens rather than leave no token to draw.
+		if hold && s.othersLeft() {
+			s.holdEnds()
+		}
 	}
 	return s.pen
+}
+
+// holdEnds sets the ends' penalized logits to -Inf.
+func (s *Sampler) holdEnds() {
+	for _, id := range s.ends {
+		if id >= 0 && int(id) < len(s.pen) {
+			s.pen[id] = float32(math.Inf(-1))
+		}
+	}
+}
+
+// othersLeft reports whether a token other than the ends has a penalized logit above
+// -Inf.
+func (s *Sampler) othersLeft() bool {
+	for id, v := range s.pen {
+		if !math.IsInf(float64(v), -1) && !slices.Contains(s.ends, int32(id)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Distribution returns the distribution the sampler draws from at these logits:
