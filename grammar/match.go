@@ -173,7 +173,7 @@ func step(dst []*frame, f *frame, b byte) []*frame {
 			return append(dst, &g)
 		}
 	case kEnum:
-		t := f.text + string(b)
+		t := f.text + string([]byte{b})
 		for _, e := range f.n.enum {
 			if strings.HasPrefix(e, t) {
 				g := *f
@@ -210,7 +210,7 @@ func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
 		return dst
 	}
 	if n.enum != nil {
-		t := string(b)
+		t := string([]byte{b})
 		for _, e := range n.enum {
 			if strings.HasPrefix(e, t) {
 				return append(dst, &frame{up: up, n: n, kind: kEnum, text: t})
@@ -329,7 +329,7 @@ func requiredMet(f *frame) bool {
 func stepKey(dst []*frame, f *frame, b byte) []*frame {
 	obj := f.up
 	if obj.n.extra == nil {
-		t := f.text + string(b)
+		t := f.text + string([]byte{b})
 		for i, p := range obj.n.props {
 			if obj.seen&(1<<i) == 0 && strings.HasPrefix(p.key, t) {
 				g := *f
@@ -361,7 +361,7 @@ func stepKey(dst []*frame, f *frame, b byte) []*frame {
 	if g == nil {
 		return dst
 	}
-	g.text += string(b)
+	g.text += string([]byte{b})
 	return append(dst, g)
 }
 
