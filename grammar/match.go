@@ -1,6 +1,7 @@
 package grammar
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 )
@@ -345,7 +346,7 @@ func stepKey(dst []*frame, f *frame, b byte) []*frame {
 		return dst
 	}
 	if b == '"' && f.sub == strChar {
-		i := slices.IndexFunc(obj.n.props, func(p prop) bool { return p.key == f.text })
+		i := named(obj.n.props, f.text)
 		switch {
 		case i < 0:
 			return append(dst, keyed(obj, -1, obj.n.extra))
@@ -363,6 +364,20 @@ func stepKey(dst []*frame, f *frame, b byte) []*frame {
 	}
 	g.text += string([]byte{b})
 	return append(dst, g)
+}
+
+// named returns the index of the property a key written as text (between its
+// quotes) names, or -1. A key with escapes names the property it decodes to, as a
+// reader of the document sees it: "\u0061" is "a".
+func named(props []prop, text string) int {
+	if !strings.Contains(text, `\`) {
+		return slices.IndexFunc(props, func(p prop) bool { return p.key == text })
+	}
+	var name string
+	if err := json.Unmarshal([]byte(`"`+text+`"`), &name); err != nil {
+		return -1 // the matcher took only valid escapes: not reached
+	}
+	return slices.IndexFunc(props, func(p prop) bool { return p.name == name })
 }
 
 // unseen returns the index of the property spelled key not yet in obj, or -1.

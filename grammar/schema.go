@@ -48,6 +48,7 @@ type node struct {
 
 type prop struct {
 	key      string // the name as it stands between the quotes (JSON-escaped)
+	name     string // the name itself
 	schema   *node
 	required bool
 }
@@ -289,7 +290,7 @@ func (c *compiler) object(n *node, s map[string]any, at string) error {
 			if err != nil {
 				return err
 			}
-			n.props = append(n.props, prop{key: escapeKey(name), schema: sub})
+			n.props = append(n.props, prop{key: escapeKey(name), name: name, schema: sub})
 		}
 		n.extra = nil
 	}
