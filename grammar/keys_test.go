@@ -13,10 +13,10 @@ func TestEscapedKeyIsItsProperty(t *testing.T) {
 	}{
 		{`{"a":1,"b":"x"}`, true, true},
 		{`{"\u0061":1}`, true, true},
-		{`{"\u0061":"x"}`, false, false},       // a is an integer
-		{`{"a":1,"\u0061":2}`, false, false},   // a given twice
-		{`{"\u00e9":"x"}`, false, false},       // é is an integer
-		{`{"\u00E9":2,"é":3}`, false, false},   // é given twice
+		{`{"\u0061":"x"}`, false, false},     // a is an integer
+		{`{"a":1,"\u0061":2}`, false, false}, // a given twice
+		{`{"\u00e9":"x"}`, false, false},     // é is an integer
+		{`{"\u00E9":2,"é":3}`, false, false}, // é given twice
 		{`{"\/":"x","\\":1,"\"":[]}`, true, true},
 	} {
 		ok, whole := run(mustSchema(t, schema), c.text)

@@ -77,6 +77,14 @@ var annotations = map[string]bool{
 type compiler struct {
 	root map[string]any
 	refs map[string]*node // compiled "$ref" targets, by pointer
+	// unions are the anyOf nodes, to check their width once every reference is
+	// compiled.
+	unions []union
+}
+
+type union struct {
+	n  *node
+	at string
 }
 
 // compileSchema compiles a JSON Schema document (the subset described in the package
@@ -101,6 +109,11 @@ func compileSchema(doc []byte) (*node, error) {
 	}
 	if err := checkLoops(n); err != nil {
 		return nil, err
+	}
+	for _, u := range c.unions {
+		if w := width(u.n); w > maxAlts {
+			return nil, c.errorf(u.at, "%d branches may begin with the same byte: at most %d", w, maxAlts)
+		}
 	}
 	return n, nil
 }
@@ -213,13 +226,31 @@ func (c *compiler) compileObject(s map[string]any, at string) (*node, error) {
 		if !ok || len(list) == 0 {
 			return nil, c.errorf(at, "%s is a non-empty array of schemas", k)
 		}
-		n := &node{anyOf: make([]*node, len(list))}
+		n := &node{}
+		var values *node // the enum and const branches, as one enum
 		for i, a := range list {
-			var err error
-			if n.anyOf[i], err = c.compile(a, fmt.Sprintf("%s/%s/%d", at, k, i)); err != nil {
+			b, err := c.compile(a, fmt.Sprintf("%s/%s/%d", at, k, i))
+			if err != nil {
 				return nil, err
 			}
+			switch {
+			case b.enum != nil && b.anyOf == nil:
+				if values == nil {
+					values = &node{types: tAll, enum: []string{}}
+					n.anyOf = append(n.anyOf, values)
+				}
+				for _, e := range b.enum {
+					if !slices.Contains(values.enum, e) {
+						values.enum = append(values.enum, e)
+					}
+				}
+			case b.anyOf != nil:
+				n.anyOf = append(n.anyOf, b.anyOf...)
+			default:
+				n.anyOf = append(n.anyOf, b)
+			}
 		}
+		c.unions = append(c.unions, union{n, at + "/" + k})
 		return n, nil
 	}
 	n := &node{types: tAll, extra: anyValue, items: anyValue, maxItems: -1}
@@ -420,6 +451,37 @@ func (c *compiler) ref(v any, at string) (*node, error) {
 	}
 	*n = *got
 	return n, nil
+}
+
+// width is the most values of n that one first byte begins (the matcher's
+// alternatives, of which it keeps at most maxAlts open).
+func width(n *node) int {
+	most := 0
+	for _, b := range []byte(`{["-1tfn`) {
+		most = max(most, begins(n, b))
+	}
+	return most
+}
+
+// begins counts the values of n that begin with b.
+func begins(n *node, b byte) int {
+	switch {
+	case n.anyOf != nil:
+		k := 0
+		for _, a := range n.anyOf {
+			k += begins(a, b)
+		}
+		return k
+	case n.enum != nil:
+		if slices.ContainsFunc(n.enum, func(e string) bool { return e[0] == b || b == '1' && e[0] >= '0' && e[0] <= '9' }) {
+			return 1
+		}
+		return 0
+	}
+	if len(begin(nil, &frame{kind: kEnd}, n, b)) > 0 {
+		return 1
+	}
+	return 0
 }
 
 // escapeKey is a property name as JSON spells it between the quotes.
