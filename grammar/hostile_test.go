@@ -1,0 +1,41 @@
+package grammar_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/specd-dev/specd/grammar"
+)
+
+// hostileSchema is a union of maxAlts object schemas that differ only in a required
+// property no one writes first: every key and string value is read by all of them.
+func hostileSchema(tb testing.TB) grammar.Format {
+	var alts []string
+	for i := range 64 {
+		alts = append(alts, fmt.Sprintf(`{"type":"object","properties":{"k%d":{"type":"string"}},"additionalProperties":{"type":"string"}}`, i))
+	}
+	f, err := grammar.SchemaFormat([]byte(`{"anyOf":[` + strings.Join(alts, ",") + `]}`))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// BenchmarkMaskUnion: a mask inside a string that many alternatives read.
+func BenchmarkMaskUnion(b *testing.B) {
+	f := hostileSchema(b)
+	for name, tok := range vocabs(b) {
+		g := f.Grammar(tok)
+		for _, at := range []struct{ name, text string }{{"key", `{"story`}, {"string", `{"story": "Once upon`}} {
+			b.Run(name+"/"+at.name, func(b *testing.B) {
+				m := g.NewMatcher()
+				m.Reset(tok.Encode(at.text, false))
+				logits := make([]float32, tok.VocabSize())
+				for b.Loop() {
+					m.Mask(logits, []int32{tok.EOS()})
+				}
+			})
+		}
+	}
+}
