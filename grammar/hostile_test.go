@@ -39,3 +39,41 @@ func BenchmarkMaskUnion(b *testing.B) {
 		}
 	}
 }
+
+// bigEnum is a 64 KiB schema of one enum of short distinct strings.
+func bigEnum(tb testing.TB) grammar.Format {
+	var vals []string
+	for i := 0; len(vals)*9 < 60<<10; i++ {
+		vals = append(vals, fmt.Sprintf(`"w%05d"`, i*7919%100000))
+	}
+	f, err := grammar.SchemaFormat([]byte(`{"type":"object","properties":{"v":{"enum":[` + strings.Join(vals, ",") + `]}},"required":["v"]}`))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// BenchmarkMaskEnum: a mask at the start and inside a value of a large enum.
+func BenchmarkMaskEnum(b *testing.B) {
+	f := bigEnum(b)
+	for name, tok := range vocabs(b) {
+		g := f.Grammar(tok)
+		for _, at := range []struct{ name, text string }{{"start", `{"v":`}, {"inside", `{"v": "w1`}} {
+			b.Run(name+"/"+at.name, func(b *testing.B) {
+				m := g.NewMatcher()
+				m.Reset(tok.Encode(at.text, false))
+				logits := make([]float32, tok.VocabSize())
+				for b.Loop() {
+					m.Mask(logits, []int32{tok.EOS()})
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkCompileEnum: compiling a 64 KiB enum.
+func BenchmarkCompileEnum(b *testing.B) {
+	for b.Loop() {
+		bigEnum(b)
+	}
+}

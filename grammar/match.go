@@ -123,9 +123,17 @@ func completes(f *frame) bool {
 	case kNumber:
 		return f.sub == numZero || f.sub == numInt || f.sub == numFrac || f.sub == numExp
 	case kEnum:
-		return slices.Contains(f.n.enum, f.text)
+		_, found := slices.BinarySearch(f.n.enum, f.text)
+		return found
 	}
 	return false
+}
+
+// enumPrefix reports whether a value of enum (sorted) begins with t: the first value
+// not below t does if any does.
+func enumPrefix(enum []string, t string) bool {
+	i, _ := slices.BinarySearch(enum, t)
+	return i < len(enum) && strings.HasPrefix(enum[i], t)
 }
 
 func isWS(b byte) bool { return b == ' ' || b == '\n' || b == '\t' || b == '\r' }
@@ -175,12 +183,10 @@ func step(dst []*frame, f *frame, b byte) []*frame {
 		}
 	case kEnum:
 		t := f.text + string([]byte{b})
-		for _, e := range f.n.enum {
-			if strings.HasPrefix(e, t) {
-				g := *f
-				g.text = t
-				return append(dst, &g)
-			}
+		if enumPrefix(f.n.enum, t) {
+			g := *f
+			g.text = t
+			return append(dst, &g)
 		}
 		if completes(f) {
 			return step(dst, finish(f.up), b)
@@ -212,10 +218,8 @@ func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
 	}
 	if n.enum != nil {
 		t := string([]byte{b})
-		for _, e := range n.enum {
-			if strings.HasPrefix(e, t) {
-				return append(dst, &frame{up: up, n: n, kind: kEnum, text: t})
-			}
+		if enumPrefix(n.enum, t) {
+			return append(dst, &frame{up: up, n: n, kind: kEnum, text: t})
 		}
 		return dst
 	}

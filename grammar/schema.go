@@ -40,7 +40,8 @@ type node struct {
 	// Arrays: the schema of every item, and bounds on their number (maxItems < 0: none).
 	items              *node
 	minItems, maxItems int
-	// enum, when not nil, lists the value's only possible encodings (compact JSON).
+	// enum, when not nil, lists the value's only possible encodings (compact JSON),
+	// sorted, each once.
 	enum []string
 	// anyOf, when not nil, replaces everything above: the value matches one of them.
 	anyOf []*node
@@ -239,16 +240,15 @@ func (c *compiler) compileObject(s map[string]any, at string) (*node, error) {
 					values = &node{types: tAll, enum: []string{}}
 					n.anyOf = append(n.anyOf, values)
 				}
-				for _, e := range b.enum {
-					if !slices.Contains(values.enum, e) {
-						values.enum = append(values.enum, e)
-					}
-				}
+				values.enum = append(values.enum, b.enum...)
 			case b.anyOf != nil:
 				n.anyOf = append(n.anyOf, b.anyOf...)
 			default:
 				n.anyOf = append(n.anyOf, b)
 			}
+		}
+		if values != nil {
+			values.enum = sortedSet(values.enum)
 		}
 		c.unions = append(c.unions, union{n, at + "/" + k})
 		return n, nil
@@ -410,10 +410,9 @@ func (c *compiler) values(n *node, s map[string]any, at string) error {
 		if err := e.Encode(v); err != nil {
 			return c.errorf(at+"/"+k, "%v", err)
 		}
-		if enc := strings.TrimSuffix(b.String(), "\n"); !slices.Contains(n.enum, enc) {
-			n.enum = append(n.enum, enc)
-		}
+		n.enum = append(n.enum, strings.TrimSuffix(b.String(), "\n"))
 	}
+	n.enum = sortedSet(n.enum)
 	if len(n.enum) == 0 {
 		return c.errorf(at+"/"+k, "no listed value has the schema's type")
 	}
@@ -482,6 +481,14 @@ func begins(n *node, b byte) int {
 		return 1
 	}
 	return 0
+}
+
+// sortedSet sorts list and drops its repeats: enum values are looked up by binary
+// search (a linear scan of a 64 KiB enum's 6,800 values at every byte cost 10-30 ms a
+// token's mask, and dropping repeats by scanning cost 67 ms a compile).
+func sortedSet(list []string) []string {
+	slices.Sort(list)
+	return slices.Compact(list)
 }
 
 // escapeKey is a property name as JSON spells it between the quotes.
