@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -74,5 +76,43 @@ func TestForcedCallRefs(t *testing.T) {
 				t.Errorf("tool_choice %v: %s whole %v, want %v", choice, c.call, whole, c.ok)
 			}
 		}
+	}
+}
+
+// TestForcedCallTooLarge: tools whose forced call's schema passes the router's bound
+// on a schema are refused at the front door naming tool_choice, not the
+// response_format the client never sent.
+func TestForcedCallTooLarge(t *testing.T) {
+	router := &stub{complete: func(_ context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+		if _, err := services.ParseRequest(r); err != nil {
+			return nil, services.Status(err)
+		}
+		return &specdv1.CompleteResponse{Text: `<tool_call>{"name": "t0", "arguments": {}}</tool_call>`, FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}, nil
+	}}
+	base := serveStubWith(t, router, 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
+	props := map[string]any{}
+	for i := range 40 {
+		props[fmt.Sprintf("property_with_a_long_name_%02d", i)] = map[string]any{"type": "string", "description": strings.Repeat("d", 20)}
+	}
+	var tools []any
+	for i := range openaihttp.MaxForcedTools {
+		tools = append(tools, map[string]any{"type": "function", "function": map[string]any{"name": fmt.Sprintf("t%d", i),
+			"parameters": map[string]any{"type": "object", "properties": props}}})
+	}
+	body, _ := json.Marshal(map[string]any{"model": "m", "messages": []any{map[string]any{"role": "user", "content": "Go"}}, "tool_choice": "required", "tools": tools})
+	if len(body) < services.MaxSchemaBytes {
+		t.Fatalf("the request is %d bytes: the test needs a forced call's schema over %d", len(body), services.MaxSchemaBytes)
+	}
+	res, err := http.Post(base+"/chat/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct{ Error struct{ Message, Param string } }
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusBadRequest || out.Error.Param != "tool_choice" {
+		t.Errorf("%s, param %q: %s; want 400 naming tool_choice", res.Status, out.Error.Param, out.Error.Message)
 	}
 }

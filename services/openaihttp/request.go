@@ -13,6 +13,7 @@ import (
 	"github.com/specd-dev/specd/grammar"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/toolcall"
 	"google.golang.org/protobuf/proto"
 )
@@ -466,6 +467,9 @@ func forcedCall(tools []Tool, syntax toolcall.Syntax) (*specdv1.ResponseFormat, 
 	b, err := json.Marshal(schema)
 	if err != nil {
 		return nil, badParam("tools", "%v", err)
+	}
+	if len(b) > services.MaxSchemaBytes {
+		return nil, badParam("tool_choice", "the schema of a call to one of %d tools is %d bytes: at most %d (force fewer tools, or one)", len(tools), len(b), services.MaxSchemaBytes)
 	}
 	rf.JsonSchema = string(b)
 	return rf, nil
