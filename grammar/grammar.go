@@ -120,11 +120,26 @@ type Matcher struct {
 	dead    bool // a token was taken that the grammar does not allow
 	allowed []bool
 	saved   []float32
+	// Once Reset is used (by a draft, which rolls back and drafts ahead before every
+	// token), ids are the tokens taken and states[i] the alternatives after ids[:i],
+	// so that a Reset steps only past the prefix it shares with ids: replaying the
+	// whole output at every drafted token made a long output cost its square.
+	keep   bool
+	ids    []int32
+	states [][]*frame
 }
 
 // Advance takes the next token of the output. A token with no text (a control
 // token, such as the one that ends the output) changes nothing.
 func (m *Matcher) Advance(id int32) {
+	m.advance(id)
+	if m.keep {
+		m.ids = append(m.ids, id)
+		m.states = append(m.states, m.alts)
+	}
+}
+
+func (m *Matcher) advance(id int32) {
 	if id < 0 || int(id) >= len(m.g.v.text) || m.dead {
 		return
 	}
@@ -139,8 +154,18 @@ func (m *Matcher) Advance(id int32) {
 
 // Reset returns to the start of the output and takes output's tokens.
 func (m *Matcher) Reset(output []int32) {
-	m.alts, m.dead = m.g.start(), false
-	for _, id := range output {
+	if !m.keep {
+		m.keep, m.ids, m.states = true, nil, [][]*frame{m.g.start()}
+	}
+	k := 0
+	for k < len(output) && k < len(m.ids) && output[k] == m.ids[k] {
+		k++
+	}
+	// States are never changed once made (a step copies frames into a new slice).
+	m.ids, m.states = m.ids[:k], m.states[:k+1]
+	m.alts = m.states[k]
+	m.dead = len(m.alts) == 0
+	for _, id := range output[k:] {
 		m.Advance(id)
 	}
 }
