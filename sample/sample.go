@@ -244,10 +244,15 @@ func (s *Sampler) SetEnds(ids []int32) { s.ends = ids }
 
 // Observe tells the sampler that id was generated (committed to the output).
 func (s *Sampler) Observe(id int32) {
-	s.out++
 	if s.match != nil {
 		s.match.Advance(id)
 	}
+	s.count1(id)
+}
+
+// count1 counts id as an output token (for the penalties and MinTokens).
+func (s *Sampler) count1(id int32) {
+	s.out++
 	if !s.P.Penalized() || !s.track(id) {
 		return
 	}
@@ -275,7 +280,7 @@ func (s *Sampler) SetHistory(seq []int32, prompt int) {
 	s.seen, s.out = s.seen[:0], 0
 	s.SetPrompt(seq[:prompt])
 	for _, id := range seq[prompt:] {
-		s.Observe(id)
+		s.count1(id) // the matcher has taken them above
 	}
 }
 
