@@ -44,3 +44,17 @@ func TestTooManyAlternatives(t *testing.T) {
 		t.Errorf("SchemaFormat(%d object branches and a string) = %v", maxAlts, err)
 	}
 }
+
+// TestUnionBlowUp: unions of unions through definitions, each doubling the branches,
+// are refused at once rather than flattened into 2^depth branches.
+func TestUnionBlowUp(t *testing.T) {
+	defs := []string{}
+	for i := range 40 {
+		defs = append(defs, fmt.Sprintf(`"d%d":{"anyOf":[{"$ref":"#/$defs/d%d"},{"$ref":"#/$defs/d%d"}]}`, i, i+1, i+1))
+	}
+	defs = append(defs, `"d40":{"type":"object"}`)
+	schema := `{"$defs":{` + strings.Join(defs, ",") + `},"$ref":"#/$defs/d0"}`
+	if _, err := SchemaFormat([]byte(schema)); !errors.Is(err, ErrSchema) {
+		t.Errorf("SchemaFormat(2^40 branches) = %v, want ErrSchema", err)
+	}
+}

@@ -246,6 +246,12 @@ func (c *compiler) compileObject(s map[string]any, at string) (*node, error) {
 			default:
 				n.anyOf = append(n.anyOf, b)
 			}
+			// A union wider than maxAlts at every first byte is refused below; past
+			// this many branches it is at some byte, and unions of unions would
+			// otherwise double at each level.
+			if len(n.anyOf) > maxBranches {
+				return nil, c.errorf(at+"/"+k, "more than %d branches", maxBranches)
+			}
 		}
 		if values != nil {
 			values.enum = sortedSet(values.enum)
@@ -451,6 +457,10 @@ func (c *compiler) ref(v any, at string) (*node, error) {
 	*n = *got
 	return n, nil
 }
+
+// maxBranches bounds a union's branches once flattened: each begins with one of eight
+// kinds of byte ({ [ " - digit t f n), so more than eight times maxAlts are too wide.
+const maxBranches = 8 * maxAlts
 
 // width is the most values of n that one first byte begins (the matcher's
 // alternatives, of which it keeps at most maxAlts open).
