@@ -210,13 +210,17 @@ func (m *Matcher) Mask(logits []float32, ends []int32) {
 			logits[id] = inf
 		}
 	}
-	if m.dead || accepting(m.alts) {
-		i := 0
-		for _, e := range ends {
-			if e >= 0 && int(e) < len(logits) {
-				logits[e] = m.saved[i]
-				i++
+	whole := m.dead || accepting(m.alts)
+	i := 0
+	for _, e := range ends {
+		if e >= 0 && int(e) < len(logits) {
+			// An end with text (a stop token id such as that of `"`) would end the
+			// output where its text continues the document: ends wait for it whole.
+			logits[e] = m.saved[i]
+			if !whole {
+				logits[e] = inf
 			}
+			i++
 		}
 	}
 }
