@@ -48,7 +48,9 @@ func TestForcedCallRefs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out struct{ Error struct{ Message, Param string } }
+		var out struct {
+			Error struct{ Message, Param string }
+		}
 		err = json.NewDecoder(res.Body).Decode(&out)
 		res.Body.Close()
 		if err != nil {
@@ -108,7 +110,9 @@ func TestForcedCallTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var out struct{ Error struct{ Message, Param string } }
+	var out struct {
+		Error struct{ Message, Param string }
+	}
 	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}
