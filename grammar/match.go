@@ -371,15 +371,15 @@ func stepKey(dst []*frame, f *frame, b byte) []*frame {
 }
 
 // named returns the index of the property a key written as text (between its
-// quotes) names, or -1. A key with escapes names the property it decodes to, as a
-// reader of the document sees it: "\u0061" is "a".
+// quotes) names, or -1: the one it decodes to, as a reader of the document sees it
+// ("\u0061" is "a", and a U+2028 written as itself is the name compact JSON spells
+// "\u2028").
 func named(props []prop, text string) int {
-	if !strings.Contains(text, `\`) {
-		return slices.IndexFunc(props, func(p prop) bool { return p.key == text })
-	}
-	var name string
-	if err := json.Unmarshal([]byte(`"`+text+`"`), &name); err != nil {
-		return -1 // the matcher took only valid escapes: not reached
+	name := text // without a backslash the text is the name
+	if strings.Contains(text, `\`) {
+		if err := json.Unmarshal([]byte(`"`+text+`"`), &name); err != nil {
+			return -1 // the matcher took only valid escapes: not reached
+		}
 	}
 	return slices.IndexFunc(props, func(p prop) bool { return p.name == name })
 }
