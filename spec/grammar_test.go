@@ -40,6 +40,7 @@ func TestGrammarSpeculationEqualsPlain(t *testing.T) {
 		{"object greedy", grammar.ObjectFormat(), sample.Params{TopP: 1}, spec.Coupled, true},
 		{"schema greedy", schema, sample.Params{TopP: 1}, spec.Coupled, true},
 		{"schema coupled", schema, sample.Params{Temperature: 0.8, TopP: 1, Seed: 3}, spec.Coupled, false},
+		{"schema greedy, penalties", schema, sample.Params{TopP: 1, FrequencyPenalty: 0.3, RepetitionPenalty: 1.1}, spec.Coupled, true},
 		{"object rejection", grammar.ObjectFormat(), sample.Params{Temperature: 1, TopP: 0.95, Seed: 11}, spec.Rejection, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
