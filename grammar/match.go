@@ -129,11 +129,31 @@ func completes(f *frame) bool {
 	return false
 }
 
-// enumPrefix reports whether a value of enum (sorted) begins with t: the first value
-// not below t does if any does.
-func enumPrefix(enum []string, t string) bool {
-	i, _ := slices.BinarySearch(enum, t)
-	return i < len(enum) && strings.HasPrefix(enum[i], t)
+// enumNext returns text followed by b, as a slice of a value of enum (sorted) that
+// begins with it, and whether there is one: the first value not below text+b is one if
+// any is. Neither the search nor the result copies text: building text+b at every
+// byte cost the square of a long value (a 60 KB const, 3-13 ms a mask).
+func enumNext(enum []string, text string, b byte) (string, bool) {
+	n := len(text)
+	i, _ := slices.BinarySearchFunc(enum, b, func(v string, b byte) int {
+		// v against text+b.
+		if c := strings.Compare(v[:min(len(v), n)], text); c != 0 {
+			return c
+		}
+		switch {
+		case len(v) == n:
+			return -1 // text itself comes before text+b
+		case v[n] < b:
+			return -1
+		case v[n] > b:
+			return 1
+		}
+		return 0 // or longer: the first such is found either way
+	})
+	if i < len(enum) && len(enum[i]) > n && enum[i][:n] == text && enum[i][n] == b {
+		return enum[i][:n+1], true
+	}
+	return "", false
 }
 
 func isWS(b byte) bool { return b == ' ' || b == '\n' || b == '\t' || b == '\r' }
@@ -182,8 +202,7 @@ func step(dst []*frame, f *frame, b byte) []*frame {
 			return append(dst, &g)
 		}
 	case kEnum:
-		t := f.text + string([]byte{b})
-		if enumPrefix(f.n.enum, t) {
+		if t, ok := enumNext(f.n.enum, f.text, b); ok {
 			g := *f
 			g.text = t
 			return append(dst, &g)
@@ -217,8 +236,7 @@ func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
 		return dst
 	}
 	if n.enum != nil {
-		t := string([]byte{b})
-		if enumPrefix(n.enum, t) {
+		if t, ok := enumNext(n.enum, "", b); ok {
 			return append(dst, &frame{up: up, n: n, kind: kEnum, text: t})
 		}
 		return dst
