@@ -98,3 +98,24 @@ func BenchmarkMaskLongConst(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMaskLongKey: a mask deep inside a 60 KB property name.
+func BenchmarkMaskLongKey(b *testing.B) {
+	long := strings.Repeat("lorem ipsum dolor sit amet ", 60<<10/27)
+	f, err := grammar.SchemaFormat([]byte(`{"type":"object","properties":{"` + long + `":{"type":"null"}}}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, tok := range vocabs(b) {
+		g := f.Grammar(tok)
+		ids := tok.Encode(`{"`+long[:50<<10], false)
+		b.Run(name, func(b *testing.B) {
+			m := g.NewMatcher()
+			m.Reset(ids)
+			logits := make([]float32, tok.VocabSize())
+			for b.Loop() {
+				m.Mask(logits, []int32{tok.EOS()})
+			}
+		})
+	}
+}

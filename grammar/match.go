@@ -352,11 +352,12 @@ func requiredMet(f *frame) bool {
 func stepKey(dst []*frame, f *frame, b byte) []*frame {
 	obj := f.up
 	if obj.n.extra == nil {
-		t := f.text + string([]byte{b})
+		n := len(f.text)
 		for i, p := range obj.n.props {
-			if obj.seen&(1<<i) == 0 && strings.HasPrefix(p.key, t) {
+			// The text is a slice of the key (no copy per byte: see enumNext).
+			if obj.seen&(1<<i) == 0 && len(p.key) > n && p.key[n] == b && p.key[:n] == f.text {
 				g := *f
-				g.text = t
+				g.text = p.key[:n+1]
 				return append(dst, &g)
 			}
 		}
