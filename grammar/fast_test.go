@@ -18,10 +18,25 @@ func TestStringFastPath(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := ObjectFormat().Grammar(tok)
-		for _, text := range []string{`{"a": "xy`, `{"ab`, `{"a": "é`, `{"k":1, "`} {
+		union, err := SchemaFormat([]byte(`{"anyOf":[{"type":"object","properties":{"a":{"type":"string"}},"additionalProperties":{"type":"string"}},
+			{"type":"object","properties":{"ab":{"enum":["x\"y"]}},"additionalProperties":{"type":"integer"}},{"type":"object","properties":{"abc":{"type":"string"}}}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			f    Format
+			text string
+		}{
+			{ObjectFormat(), `{"a": "xy`}, {ObjectFormat(), `{"ab`}, {ObjectFormat(), `{"a": "é`}, {ObjectFormat(), `{"k":1, "`},
+			// Several alternatives, one of them in free text: a union of objects.
+			{union, `{"ab`}, {union, `{"ab": "x`}, {union, `{"`},
+		} {
+			g, text := c.f.Grammar(tok), c.text
 			m := g.NewMatcher().(*Matcher)
 			m.Reset(tok.Encode(text, false))
+			if c.f.root != anyObject && len(m.alts) < 2 {
+				t.Fatalf("%s: %q leaves %d alternatives, want several", name, text, len(m.alts))
+			}
 			if !m.inText() {
 				t.Fatalf("%s: %q is not inside a string", name, text)
 			}

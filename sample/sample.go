@@ -253,10 +253,15 @@ func (s *Sampler) Allows(id int32) bool {
 
 // Observe tells the sampler that id was generated (committed to the output).
 func (s *Sampler) Observe(id int32) {
-	s.out++
 	if s.match != nil {
 		s.match.Advance(id)
 	}
+	s.count1(id)
+}
+
+// count1 counts id as an output token (for the penalties and MinTokens).
+func (s *Sampler) count1(id int32) {
+	s.out++
 	if !s.P.Penalized() || !s.track(id) {
 		return
 	}
@@ -284,7 +289,7 @@ func (s *Sampler) SetHistory(seq []int32, prompt int) {
 	s.seen, s.out = s.seen[:0], 0
 	s.SetPrompt(seq[:prompt])
 	for _, id := range seq[prompt:] {
-		s.Observe(id)
+		s.count1(id) // the matcher has taken them above
 	}
 }
 
@@ -326,11 +331,7 @@ func (s *Sampler) penalize(logits []float32, mask bool) []float32 {
 		}
 	}
 	if hold {
-		for _, id := range s.ends {
-			if id >= 0 && int(id) < len(s.pen) {
-				s.pen[id] = float32(math.Inf(-1))
-			}
-		}
+		s.holdEnds()
 	}
 	rp, repeats := s.P.RepetitionPenalty, s.P.repeats()
 	for _, id := range s.seen {
@@ -354,6 +355,15 @@ func (s *Sampler) penalize(logits []float32, mask bool) []float32 {
 		s.match.Mask(s.pen, s.ends)
 	}
 	return s.pen
+}
+
+// holdEnds sets the ends' penalized logits to -Inf.
+func (s *Sampler) holdEnds() {
+	for _, id := range s.ends {
+		if id >= 0 && int(id) < len(s.pen) {
+			s.pen[id] = float32(math.Inf(-1))
+		}
+	}
 }
 
 // Distribution returns the distribution the sampler draws from at these logits:

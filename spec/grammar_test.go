@@ -40,6 +40,7 @@ func TestGrammarSpeculationEqualsPlain(t *testing.T) {
 		{"object greedy", grammar.ObjectFormat(), sample.Params{TopP: 1}, spec.Coupled, true},
 		{"schema greedy", schema, sample.Params{TopP: 1}, spec.Coupled, true},
 		{"schema coupled", schema, sample.Params{Temperature: 0.8, TopP: 1, Seed: 3}, spec.Coupled, false},
+		{"schema greedy, penalties", schema, sample.Params{TopP: 1, FrequencyPenalty: 0.3, RepetitionPenalty: 1.1}, spec.Coupled, true},
 		{"object rejection", grammar.ObjectFormat(), sample.Params{Temperature: 1, TopP: 0.95, Seed: 11}, spec.Rejection, false},
 		// The document is whole long before min_tokens: the grammar's end wins (held
 		// back as well, nothing was left to draw and the request failed).
@@ -145,5 +146,47 @@ func checkPerson(t *testing.T, doc map[string]any) {
 		if !slices.Contains([]string{"name", "age", "friends", "mood"}, k) {
 			t.Errorf("key %q is not in the schema", k)
 		}
+	}
+}
+
+// TestGrammarMinTokensEnds: min_tokens beyond the length of the only document a schema
+// allows ({} here) cannot hold the end back once the document is whole — nothing else
+// may follow it — so plain decoding, speculation (greedy and rejection) and a draft
+// all end right after the document instead of failing with no token to draw.
+func TestGrammarMinTokensEnds(t *testing.T) {
+	p := loadPair(t)
+	f, err := grammar.SchemaFormat([]byte(`{"type":"object","properties":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := p.target.Tok.Encode("Lily is a girl. As JSON: ", true)
+	for _, c := range []struct {
+		name string
+		sp   sample.Params
+		mode spec.Mode
+	}{
+		{"greedy", sample.Params{TopP: 1, MinTokens: 8}, spec.Coupled},
+		{"rejection", sample.Params{Temperature: 1, TopP: 0.95, Seed: 5, MinTokens: 8}, spec.Rejection},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sp := c.sp
+			sp.Grammar = f.Grammar(p.target.Tok)
+			lim := limits(p.target, 32)
+			out, _, err := generate.Run(t.Context(), state(t, p.target, p.pool), generate.Request{Prompt: prompt, Sampling: sp, Limits: lim},
+				func(generate.Token) error { return nil })
+			if err != nil {
+				t.Fatalf("plain decoding: %v", err)
+			}
+			if out.Text() != "{}" || out.Reason != generate.EOS {
+				t.Fatalf("plain decoding = %q (%v), want \"{}\" ended by EOS", out.Text(), out.Reason)
+			}
+			for _, gamma := range []int{1, 4} {
+				rng := rand.New(rand.NewPCG(uint64(gamma), 1))
+				got, _ := simulateLimits(t, p, prompt, lim, sp, c.mode, gamma, 2, rng)
+				if !slices.Equal(got, out.IDs) {
+					t.Errorf("γ=%d: speculation = %v, want %v", gamma, got, out.IDs)
+				}
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/specd-dev/specd/grammar"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/sample"
+	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/toolcall"
 	"google.golang.org/protobuf/proto"
 )
@@ -443,27 +444,91 @@ func forcedCall(tools []Tool, syntax toolcall.Syntax) (*specdv1.ResponseFormat, 
 		return nil, fmt.Errorf("openaihttp: no forced call in tool syntax %v", syntax)
 	}
 	alts := make([]any, len(tools))
+	defs := map[string]any{}
 	for i, t := range tools {
-		params := json.RawMessage(`{"type":"object"}`)
+		var args any = json.RawMessage(`{"type":"object"}`)
 		if notEmpty(t.Function.Parameters) {
-			params = t.Function.Parameters
+			params := t.Function.Parameters
 			if _, err := grammar.SchemaFormat(params); err != nil {
 				return nil, badParam("tools", "tool %q: its parameters cannot constrain a forced call: %v", t.Function.Name, err)
 			}
+			args = hoistRefs(params, fmt.Sprintf("tool%d", i), defs)
 		}
 		alts[i] = map[string]any{"type": "object", "required": []string{"name", argsKey},
-			"properties": map[string]any{"name": map[string]any{"const": t.Function.Name}, argsKey: params}}
+			"properties": map[string]any{"name": map[string]any{"const": t.Function.Name}, argsKey: args}}
 	}
-	var schema any = map[string]any{"anyOf": alts}
+	schema := map[string]any{"anyOf": alts}
 	if len(alts) == 1 {
-		schema = alts[0]
+		schema = alts[0].(map[string]any)
+	}
+	if len(defs) > 0 {
+		schema["$defs"] = defs
 	}
 	b, err := json.Marshal(schema)
 	if err != nil {
 		return nil, badParam("tools", "%v", err)
 	}
+	if len(b) > services.MaxSchemaBytes {
+		return nil, badParam("tool_choice", "the schema of a call to one of %d tools is %d bytes: at most %d (force fewer tools, or one)", len(tools), len(b), services.MaxSchemaBytes)
+	}
 	rf.JsonSchema = string(b)
 	return rf, nil
+}
+
+// hoistRefs returns a tool's parameters (a schema the grammar compiles) to stand
+// inside a forced call's schema. Their references ("#", "#/$defs/NAME",
+// "#/definitions/NAME") mean the parameters' own root and definitions, which inside
+// the call would be the call's: so parameters with references become a reference to
+// defs[name], their definitions defs[name+".$defs."+NAME] (".definitions." likewise),
+// and each reference is rewritten to match. Parameters without one are kept as sent.
+func hoistRefs(params json.RawMessage, name string, defs map[string]any) any {
+	d := json.NewDecoder(bytes.NewReader(params))
+	d.UseNumber()
+	var root any
+	if d.Decode(&root) != nil || !strings.Contains(string(params), `"$ref"`) {
+		return params
+	}
+	var rewrite func(s any)
+	rewrite = func(s any) {
+		m, ok := s.(map[string]any)
+		if !ok {
+			return
+		}
+		for k, v := range m {
+			switch k {
+			case "$ref":
+				switch ref, _ := v.(string); {
+				case ref == "#":
+					m[k] = "#/$defs/" + name
+				case strings.HasPrefix(ref, "#/$defs/"), strings.HasPrefix(ref, "#/definitions/"):
+					section, rest, _ := strings.Cut(strings.TrimPrefix(ref, "#/"), "/")
+					m[k] = "#/$defs/" + name + "." + section + "." + rest
+				}
+			case "properties", "$defs", "definitions":
+				sub, _ := v.(map[string]any)
+				for _, x := range sub {
+					rewrite(x)
+				}
+			case "anyOf", "oneOf":
+				list, _ := v.([]any)
+				for _, x := range list {
+					rewrite(x)
+				}
+			case "items", "additionalProperties":
+				rewrite(v)
+			}
+		}
+	}
+	rewrite(root)
+	m, _ := root.(map[string]any) // a schema with a reference is an object
+	for _, section := range []string{"$defs", "definitions"} {
+		sub, _ := m[section].(map[string]any)
+		for k, v := range sub {
+			defs[name+"."+section+"."+k] = v
+		}
+	}
+	defs[name] = root
+	return map[string]any{"$ref": "#/$defs/" + name}
 }
 
 // call validates the shared fields into a Call whose request lacks only the prompt;

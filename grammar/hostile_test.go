@@ -1,0 +1,121 @@
+package grammar_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/specd-dev/specd/grammar"
+)
+
+// hostileSchema is a union of maxAlts object schemas that differ only in a required
+// property no one writes first: every key and string value is read by all of them.
+func hostileSchema(tb testing.TB) grammar.Format {
+	var alts []string
+	for i := range 64 {
+		alts = append(alts, fmt.Sprintf(`{"type":"object","properties":{"k%d":{"type":"string"}},"additionalProperties":{"type":"string"}}`, i))
+	}
+	f, err := grammar.SchemaFormat([]byte(`{"anyOf":[` + strings.Join(alts, ",") + `]}`))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// BenchmarkMaskUnion: a mask inside a string that many alternatives read.
+func BenchmarkMaskUnion(b *testing.B) {
+	f := hostileSchema(b)
+	for name, tok := range vocabs(b) {
+		g := f.Grammar(tok)
+		for _, at := range []struct{ name, text string }{{"key", `{"story`}, {"string", `{"story": "Once upon`}} {
+			b.Run(name+"/"+at.name, func(b *testing.B) {
+				m := g.NewMatcher()
+				m.Reset(tok.Encode(at.text, false))
+				logits := make([]float32, tok.VocabSize())
+				for b.Loop() {
+					m.Mask(logits, []int32{tok.EOS()})
+				}
+			})
+		}
+	}
+}
+
+// bigEnum is a 64 KiB schema of one enum of short distinct strings.
+func bigEnum(tb testing.TB) grammar.Format {
+	var vals []string
+	for i := 0; len(vals)*9 < 60<<10; i++ {
+		vals = append(vals, fmt.Sprintf(`"w%05d"`, i*7919%100000))
+	}
+	f, err := grammar.SchemaFormat([]byte(`{"type":"object","properties":{"v":{"enum":[` + strings.Join(vals, ",") + `]}},"required":["v"]}`))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// BenchmarkMaskEnum: a mask at the start and inside a value of a large enum.
+func BenchmarkMaskEnum(b *testing.B) {
+	f := bigEnum(b)
+	for name, tok := range vocabs(b) {
+		g := f.Grammar(tok)
+		for _, at := range []struct{ name, text string }{{"start", `{"v":`}, {"inside", `{"v": "w1`}} {
+			b.Run(name+"/"+at.name, func(b *testing.B) {
+				m := g.NewMatcher()
+				m.Reset(tok.Encode(at.text, false))
+				logits := make([]float32, tok.VocabSize())
+				for b.Loop() {
+					m.Mask(logits, []int32{tok.EOS()})
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkCompileEnum: compiling a 64 KiB enum.
+func BenchmarkCompileEnum(b *testing.B) {
+	for b.Loop() {
+		bigEnum(b)
+	}
+}
+
+// BenchmarkMaskLongConst: a mask deep inside a 60 KB const string.
+func BenchmarkMaskLongConst(b *testing.B) {
+	long := strings.Repeat("lorem ipsum dolor sit amet ", 60<<10/27)
+	f, err := grammar.SchemaFormat([]byte(`{"const":"` + long + `"}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, tok := range vocabs(b) {
+		g := f.Grammar(tok)
+		ids := tok.Encode(`"`+long[:50<<10], false)
+		b.Run(name, func(b *testing.B) {
+			m := g.NewMatcher()
+			m.Reset(ids)
+			logits := make([]float32, tok.VocabSize())
+			for b.Loop() {
+				m.Mask(logits, []int32{tok.EOS()})
+			}
+		})
+	}
+}
+
+// BenchmarkMaskLongKey: a mask deep inside a 60 KB property name.
+func BenchmarkMaskLongKey(b *testing.B) {
+	long := strings.Repeat("lorem ipsum dolor sit amet ", 60<<10/27)
+	f, err := grammar.SchemaFormat([]byte(`{"type":"object","properties":{"` + long + `":{"type":"null"}}}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, tok := range vocabs(b) {
+		g := f.Grammar(tok)
+		ids := tok.Encode(`{"`+long[:50<<10], false)
+		b.Run(name, func(b *testing.B) {
+			m := g.NewMatcher()
+			m.Reset(ids)
+			logits := make([]float32, tok.VocabSize())
+			for b.Loop() {
+				m.Mask(logits, []int32{tok.EOS()})
+			}
+		})
+	}
+}
