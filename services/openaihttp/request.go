@@ -444,7 +444,9 @@ func forcedCall(tools []Tool, syntax toolcall.Syntax) (*specdv1.ResponseFormat, 
 	}
 	alts := make([]any, len(tools))
 	for i, t := range tools {
-		params := json.RawMessage(`{"type":"object"}`)
+		// No parameters is an empty parameter list (OpenAI's reading; vLLM forces
+		// `{}` too): the call's arguments are the empty object.
+		params := json.RawMessage(`{"type":"object","properties":{}}`)
 		if notEmpty(t.Function.Parameters) {
 			params = t.Function.Parameters
 			if _, err := grammar.SchemaFormat(params); err != nil {

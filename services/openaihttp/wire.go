@@ -91,8 +91,8 @@ type ChatRequest struct {
 	// Tools the model may call: rendered into the prompt by the chat template and
 	// found in the reply by the server's tool call parser.
 	Tools []Tool `json:"tools"`
-	// ToolChoice: "auto" (or null) lets the model choose; "none" gives it no tools.
-	// "required" and a named function are refused: nothing forces the model to call.
+	// ToolChoice: "auto" (or null) lets the model choose; "none" gives it no tools;
+	// "required" and a named function force one call (see forcedCall).
 	ToolChoice json.RawMessage `json:"tool_choice"`
 	Functions  json.RawMessage `json:"functions"`
 	Modalities []string        `json:"modalities"`

@@ -15,8 +15,9 @@ import (
 // TestForcedToolCall: tool_choice naming a function, and "required", make the real
 // model's reply one call in the parser's syntax (Hermes's and Llama 3.1's) — the front door answers it as tool_calls
 // (finish_reason tool_calls), the call's name the named tool (one of the tools for
-// "required") and its arguments a JSON object valid against the tool's parameters —
-// streamed and not, the streamed call the same as the whole.
+// "required") and its arguments a JSON object valid against the tool's parameters (`{}`
+// for a tool without parameters, as vLLM constrains it) — streamed and not, the
+// streamed call the same as the whole.
 func TestForcedToolCall(t *testing.T) {
 	// A short template: the shared model's context is 512 tokens, and Qwen2.5's tool
 	// preamble alone takes 400 of them.
@@ -38,6 +39,8 @@ func forcedCalls(t *testing.T, s *stack, syntax toolcall.Syntax) {
 		map[string]any{"type": "function", "function": map[string]any{"name": "add", "description": "Add two numbers.",
 			"parameters": map[string]any{"type": "object", "properties": map[string]any{"a": map[string]any{"type": "integer"}, "b": map[string]any{"type": "integer"}},
 				"required": []string{"a", "b"}, "additionalProperties": false}}},
+		// No parameters: an empty parameter list, as OpenAI's API reads it.
+		map[string]any{"type": "function", "function": map[string]any{"name": "now", "description": "The time."}},
 	}
 	msgs := []any{map[string]any{"role": "user", "content": "What is the weather in Paris? Once upon a time"}}
 	for _, c := range []struct {
@@ -47,7 +50,8 @@ func forcedCalls(t *testing.T, s *stack, syntax toolcall.Syntax) {
 	}{
 		{"named", map[string]any{"type": "function", "function": map[string]any{"name": "add"}}, []string{"add"}},
 		{"named weather", map[string]any{"type": "function", "function": map[string]any{"name": "get_weather"}}, []string{"get_weather"}},
-		{"required", "required", []string{"get_weather", "add"}},
+		{"named without parameters", map[string]any{"type": "function", "function": map[string]any{"name": "now"}}, []string{"now"}},
+		{"required", "required", []string{"get_weather", "add", "now"}},
 	} {
 		var whole string
 		for _, stream := range []bool{false, true} {
@@ -80,6 +84,10 @@ func forcedCalls(t *testing.T, s *stack, syntax toolcall.Syntax) {
 			case "get_weather":
 				if _, ok := a["city"].(string); !ok {
 					t.Errorf("%s: get_weather(%s): want a city", what, args)
+				}
+			case "now":
+				if len(a) != 0 {
+					t.Errorf("%s: now(%s): want no arguments, {}", what, args)
 				}
 			}
 			t.Logf("%s: %s(%s)", what, name, args)
