@@ -139,6 +139,8 @@ func paramOf(field string, c *Call) string {
 		return "messages"
 	case strings.HasPrefix(field, "tools"):
 		return "tools"
+	case strings.HasPrefix(field, "response_format") && c != nil && c.formatParam != "" && c.formatParam != "response_format":
+		return c.formatParam // guided_json, structured_outputs.json, json_schema
 	}
 	return field
 }

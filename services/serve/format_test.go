@@ -23,7 +23,8 @@ import (
 // whole JSON document (ended by EOS) that the schema allows, and speculating with the
 // draft (a fixed γ always gets its draft, constrained as the verifier is) gives plain
 // decoding's tokens under the same grammar — greedy and coupled sampling alike; the
-// OpenAI front door takes response_format json_schema; a schema outside the subset and
+// OpenAI front door takes response_format json_schema, and vLLM's guided_json and
+// structured_outputs for the same; a schema outside the subset and
 // a document that cannot end (ignore_eos, no stop ids) are INVALID_ARGUMENT naming the
 // field.
 func TestResponseFormat(t *testing.T) {
@@ -105,6 +106,33 @@ func TestResponseFormat(t *testing.T) {
 	}
 	if got := resp.Choices[0].Text; got != want.GetText() || resp.Choices[0].FinishReason != "stop" {
 		t.Errorf("HTTP json_schema: %q (%s), want the gRPC API's %q, ended", got, resp.Choices[0].FinishReason, want.GetText())
+	}
+
+	// vLLM's guided_json and structured_outputs are the same format under other
+	// names: the same text; a schema outside the subset is a 400 naming the parameter
+	// the client used.
+	for _, extra := range []struct {
+		key string
+		v   any
+	}{
+		{"guided_json", json.RawMessage(schema)},
+		{"guided_json", schema}, // vLLM also takes the schema as a string of JSON text
+		{"structured_outputs", map[string]any{"json": json.RawMessage(schema)}},
+	} {
+		resp, err := oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(prompt)},
+			MaxTokens: openai.Int(n), Temperature: openai.Float(0)}, option.WithJSONSet(extra.key, extra.v))
+		if err != nil {
+			t.Fatalf("%s: %v", extra.key, err)
+		}
+		if got := resp.Choices[0].Text; got != want.GetText() || resp.Choices[0].FinishReason != "stop" {
+			t.Errorf("%s %T: %q (%s), want response_format's %q, ended", extra.key, extra.v, got, resp.Choices[0].FinishReason, want.GetText())
+		}
+	}
+	_, err = oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
+		MaxTokens: openai.Int(4)}, option.WithJSONSet("guided_json", map[string]any{"type": "string", "pattern": "^a"}))
+	var oe *openai.Error
+	if !errors.As(err, &oe) || oe.StatusCode != 400 || oe.Param != "guided_json" || !strings.HasPrefix(oe.Message, "guided_json: ") {
+		t.Errorf("guided_json with a pattern: %v; want a 400 naming guided_json", err)
 	}
 
 	for _, bad := range []struct {
