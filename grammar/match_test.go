@@ -86,6 +86,10 @@ func TestSchema(t *testing.T) {
 		"pet":{"anyOf":[{"type":"null"},{"$ref":"#/$defs/pet"}]}},
 		"required":["name","age"],
 		"$defs":{"pet":{"type":"object","properties":{"kind":{"const":"cat"},"next":{"$ref":"#/$defs/pet"}},"required":["kind"]}}}`
+	pets := `{"oneOf":[{"$ref":"#/$defs/Cat"},{"$ref":"#/$defs/Dog"}],"title":"Pet",
+		"discriminator":{"propertyName":"t","mapping":{"cat":"#/$defs/Cat","dog":"#/$defs/Dog"}},
+		"$defs":{"Cat":{"type":"object","properties":{"t":{"const":"cat"},"m":{"type":"boolean"}},"required":["t","m"]},
+			"Dog":{"type":"object","properties":{"t":{"const":"dog"}},"required":["t"]}}}`
 	for _, c := range []struct {
 		schema, text string
 		prefix, all  bool
@@ -117,6 +121,11 @@ func TestSchema(t *testing.T) {
 		{`{"type":"object","properties":{"a":{}},"additionalProperties":{"type":"integer"}}`, `{"z":"s"}`, false, false},
 		{`true`, `[{"x":null}]`, true, true},
 		{`{"oneOf":[{"type":"object","properties":{"a":{"type":"string"}},"required":["a"]},{"type":"object","properties":{"a":{"type":"integer"}}}]}`, `{"a":1}`, true, true},
+		// A Pydantic discriminated union: OpenAPI's discriminator beside oneOf, which
+		// JSON Schema's validators ignore (the branches' consts tell them apart).
+		{pets, `{"t":"dog"}`, true, true},
+		{pets, `{"t":"cat","m":true}`, true, true},
+		{pets, `{"t":"cat"}`, false, false},
 	} {
 		ok, whole := run(mustSchema(t, c.schema), c.text)
 		if ok != c.prefix || whole != c.all {

@@ -70,6 +70,9 @@ var annotations = map[string]bool{
 	"title": true, "description": true, "$schema": true, "$id": true, "$comment": true,
 	"examples": true, "default": true, "deprecated": true, "readOnly": true, "writeOnly": true,
 	"format": true, "$defs": true, "definitions": true, "strict": true,
+	// OpenAPI's hint beside oneOf (Pydantic's discriminated unions): JSON Schema's
+	// validators ignore it, and the branches' consts tell them apart.
+	"discriminator": true,
 }
 
 // compiler turns a JSON Schema document into nodes.
