@@ -128,6 +128,22 @@ func TestResponseFormat(t *testing.T) {
 			t.Errorf("%s %T: %q (%s), want response_format's %q, ended", extra.key, extra.v, got, resp.Choices[0].FinishReason, want.GetText())
 		}
 	}
+	// The schema the openai npm package's zodResponseFormat writes for z.number().int()
+	// (±2^53-1), and a Pydantic conint(ge=1, le=9): a whole document within them.
+	const bounded = `{"type":"object","properties":{"age":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991},
+		"rank":{"type":"integer","minimum":1,"maximum":9}},"required":["age","rank"],"additionalProperties":false}`
+	resp, err = oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(prompt)},
+		MaxTokens: openai.Int(n), Temperature: openai.Float(0)},
+		option.WithJSONSet("response_format", map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "ranked", "strict": true, "schema": json.RawMessage(bounded)}}))
+	if err != nil {
+		t.Fatalf("integer bounds: %v", err)
+	}
+	var doc struct{ Age, Rank *float64 }
+	if err := json.Unmarshal([]byte(resp.Choices[0].Text), &doc); err != nil || resp.Choices[0].FinishReason != "stop" || doc.Age == nil || doc.Rank == nil ||
+		*doc.Age != float64(int64(*doc.Age)) || *doc.Age > 1<<53-1 || *doc.Age < -(1<<53-1) || *doc.Rank < 1 || *doc.Rank > 9 || *doc.Rank != float64(int64(*doc.Rank)) {
+		t.Errorf("integer bounds: %q (%s, %v), want integers age within ±2^53-1 and rank in [1, 9]", resp.Choices[0].Text, resp.Choices[0].FinishReason, err)
+	}
+
 	_, err = oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
 		MaxTokens: openai.Int(4)}, option.WithJSONSet("guided_json", map[string]any{"type": "string", "pattern": "^a"}))
 	var oe *openai.Error
