@@ -97,6 +97,46 @@ func forcedCalls(t *testing.T, s *stack, syntax toolcall.Syntax) {
 			whole = name + args
 		}
 	}
+	if syntax == toolcall.Hermes {
+		cutInClosingTag(t, s, msgs, tools)
+	}
+}
+
+// cutInClosingTag: a forced Hermes call whose reply max_tokens cuts after the call's
+// JSON, in the closing </tool_call> the grammar appends, is still the call (finish
+// tool_calls), streamed and not, as a block left unclosed is.
+func cutInClosingTag(t *testing.T, s *stack, msgs, tools []any) {
+	choice := map[string]any{"type": "function", "function": map[string]any{"name": "get_weather"}}
+	ask := func(maxTokens int, stream bool) *http.Response {
+		body, _ := json.Marshal(map[string]any{"model": "specd-target", "messages": msgs, "tools": tools, "tool_choice": choice,
+			"max_tokens": maxTokens, "temperature": 0, "stream": stream})
+		res, err := http.Post(s.http+"/chat/completions", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	// The tokens of the whole reply, the last of which hold the closing tag.
+	res := ask(160, false)
+	var out struct {
+		Usage struct {
+			CompletionTokens int `json:"completion_tokens"`
+		} `json:"usage"`
+	}
+	err := json.NewDecoder(res.Body).Decode(&out)
+	res.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := out.Usage.CompletionTokens
+	for cut := n - 3; cut < n; cut++ {
+		for _, stream := range []bool{false, true} {
+			name, args, finish := readToolCall(t, ask(cut, stream), stream)
+			if finish != "tool_calls" || name != "get_weather" {
+				t.Errorf("max_tokens %d of %d (stream %v): %s(%s), finish %s; want the call, finish tool_calls", cut, n, stream, name, args, finish)
+			}
+		}
+	}
 }
 
 // readToolCall reads a chat response's (or stream's) only tool call and finish reason.
