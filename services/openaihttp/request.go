@@ -581,6 +581,11 @@ func (r *common) call(defMax uint32) (*Call, error) {
 		N: n, maxTokensParam: "max_tokens"}
 	if rf := r.ResponseFormat; rf != nil {
 		switch {
+		// A schema where the type does not take one would be dropped without a word.
+		case rf.JSONSchema != nil && rf.Type != "json_schema":
+			return nil, badParam("response_format.json_schema", "only with type json_schema, not %q", rf.Type)
+		case notEmpty(rf.Schema) && rf.Type != "json_object":
+			return nil, badParam("response_format.schema", "only with type json_object (llama.cpp's form), not %q: with json_schema, give the schema as json_schema.schema", rf.Type)
 		case rf.Type == "" || rf.Type == "text":
 		case rf.Type == "json_object" && !notEmpty(rf.Schema):
 			c.Req.ResponseFormat = &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}
