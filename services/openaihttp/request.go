@@ -396,7 +396,8 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 	if err != nil {
 		return err
 	}
-	c.Req.ResponseFormat = rf
+	// The format is the tools' doing: an error about it (its size) names them.
+	c.Req.ResponseFormat, c.formatParam = rf, "tools"
 	return nil
 }
 

@@ -99,6 +99,33 @@ func forcedCalls(t *testing.T, s *stack, syntax toolcall.Syntax) {
 	}
 	if syntax == toolcall.Hermes {
 		cutInClosingTag(t, s, msgs, tools)
+		tooBig(t, s, msgs)
+	}
+}
+
+// tooBig: a forced call whose tools' parameters make a schema over the limit is a 400
+// naming tools and saying it is the forced call's schema — not response_format,
+// which the client did not send.
+func tooBig(t *testing.T, s *stack, msgs []any) {
+	long := map[string]any{"type": "function", "function": map[string]any{"name": "f", "parameters": map[string]any{"type": "object",
+		"properties": map[string]any{"a": map[string]any{"type": "string", "description": strings.Repeat("y", 70_000)}}}}}
+	body, _ := json.Marshal(map[string]any{"model": "specd-target", "messages": msgs, "tools": []any{long}, "tool_choice": "required", "max_tokens": 8})
+	res, err := http.Post(s.http+"/chat/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct {
+		Error struct {
+			Message string `json:"message"`
+			Param   string `json:"param"`
+		} `json:"error"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusBadRequest || out.Error.Param != "tools" || !strings.Contains(out.Error.Message, "tool_choice") {
+		t.Errorf("a forced call over 70 kB of parameters: %s, param %q: %s; want a 400 naming tools and the forced call", res.Status, out.Error.Param, out.Error.Message)
 	}
 }
 
