@@ -161,6 +161,8 @@ func TestResponseFormat(t *testing.T) {
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT, JsonSchema: `{}`}}, "response_format.json_schema: "},
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: 9}}, "response_format.type: "},
 		{&specdv1.GenerateRequest{IgnoreEos: true, ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}}, "response_format: "},
+		// Once the document is whole only its end may follow, which min_tokens holds back.
+		{&specdv1.GenerateRequest{Sampling: &specdv1.SamplingParams{MinTokens: 3}, ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}}, "sampling.min_tokens: "},
 	} {
 		bad.req.PromptIds, bad.req.MaxTokens = prompt, 4
 		_, err := s.client.Complete(ctx, bad.req)
