@@ -9,10 +9,11 @@
 // The schema subset: type (a name or a list), properties, required,
 // additionalProperties (a boolean or a schema; absent with properties it is false, as
 // in OpenAI's strict schemas), items, minItems, maxItems, enum, const, anyOf, oneOf
-// (matched as anyOf: that exactly one branch matches is not checked), and $ref to "#",
-// "#/$defs/NAME" or "#/definitions/NAME" (recursion allowed). Annotations (title,
-// description, default, examples, format, …) are ignored; any other keyword is refused
-// with ErrSchema, never silently dropped. Keys, enum values and constants must be
+// (matched as anyOf: that exactly one branch matches is not checked), minimum, maximum,
+// exclusiveMinimum and exclusiveMaximum on integers, and $ref to "#", "#/$defs/NAME"
+// or "#/definitions/NAME" (recursion allowed). Annotations (title, description,
+// default, examples, format, discriminator, …) are ignored; any other keyword is
+// refused with ErrSchema, never silently dropped. Keys, enum values and constants must be
 // written as compact JSON spells them (enum values with no white space inside).
 // White space between tokens is at most one space, and each part of a number at most
 // maxDigits digits.

@@ -14,11 +14,11 @@ type frame struct {
 	up     *frame
 	n      *node
 	kind   kind
-	sub    uint8 // the kind's substate
-	ws     uint8 // white space bytes in the current run (see white)
-	aux    uint8 // strings: hex digits or UTF-8 continuation bytes still to come
-	lo, hi byte  // strings: the range of the next UTF-8 continuation byte
-	seen   uint64
+	sub    uint8  // the kind's substate
+	ws     uint8  // white space bytes in the current run (see white)
+	aux    uint8  // strings: hex digits or UTF-8 continuation bytes still to come; numbers: 1 after a minus
+	lo, hi byte   // strings: the range of the next UTF-8 continuation byte
+	seen   uint64 // objects: the properties read, a bit each; bounded integers: the digits' value
 	count  int    // arrays: items; numbers: digits in the current part; literals: bytes matched
 	text   string // keys and enums: the bytes so far; literals: the word
 	val    *node  // objects: the schema of the value after the key just read
@@ -121,6 +121,9 @@ func accepting(alts []*frame) bool {
 func completes(f *frame) bool {
 	switch f.kind {
 	case kNumber:
+		if f.n.bounded {
+			return (f.sub == numZero || f.sub == numInt) && reachable(f, 0)
+		}
 		return f.sub == numZero || f.sub == numInt || f.sub == numFrac || f.sub == numExp
 	case kEnum:
 		_, found := slices.BinarySearch(f.n.enum, f.text)
@@ -253,11 +256,17 @@ func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
 		f.kind, f.count = kNumber, 1
 		switch b {
 		case '-':
-			f.sub, f.count = numMinus, 0
+			f.sub, f.count, f.aux = numMinus, 0, 1
+			if n.bounded && n.lo >= 0 {
+				return dst // no negative integer is allowed ("-0" is no use)
+			}
 		case '0':
 			f.sub = numZero
 		default:
-			f.sub = numInt
+			f.sub, f.seen = numInt, uint64(b-'0')
+		}
+		if n.bounded && b != '-' && !reachable(f, maxDigits-f.count) {
+			return dst
 		}
 	case b == 't' && n.types&tBoolean != 0:
 		f.kind, f.text, f.count = kLiteral, "true", 1
@@ -269,6 +278,37 @@ func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
 		return dst
 	}
 	return append(dst, f)
+}
+
+// pow10 are the powers of ten up to 10^maxDigits.
+var pow10 = func() (p [maxDigits + 1]int64) {
+	p[0] = 1
+	for i := 1; i <= maxDigits; i++ {
+		p[i] = 10 * p[i-1]
+	}
+	return p
+}()
+
+// reachable reports whether f, a bounded integer's digits so far, ends within its
+// bounds after some number of further digits up to more (none after a lone 0): the
+// integers with j more digits lie in [v·10^j, v·10^j + 10^j - 1] (negated after a
+// minus), and one of those ranges must meet [lo, hi].
+func reachable(f *frame, more int) bool {
+	v := int64(f.seen) // at most maxDigits digits
+	if f.sub == numZero {
+		more = 0
+	}
+	for j := 0; j <= more; j++ {
+		a := v * pow10[j]
+		b := a + pow10[j] - 1
+		if f.aux == 1 {
+			a, b = -b, -a
+		}
+		if a <= f.n.hi && b >= f.n.lo {
+			return true
+		}
+	}
+	return false
 }
 
 // finish returns up after the value it was reading ended.
@@ -565,6 +605,12 @@ func stepNumber(dst []*frame, f *frame, b byte) []*frame {
 			g.count++
 		}
 		g.sub = next
+		if f.n.bounded { // an integer: its digits so far, and one more
+			g.seen = f.seen*10 + uint64(b-'0')
+			if !reachable(&g, maxDigits-g.count) {
+				return dst
+			}
+		}
 		return append(dst, &g)
 	}
 	if completes(f) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -86,6 +87,10 @@ func TestSchema(t *testing.T) {
 		"pet":{"anyOf":[{"type":"null"},{"$ref":"#/$defs/pet"}]}},
 		"required":["name","age"],
 		"$defs":{"pet":{"type":"object","properties":{"kind":{"const":"cat"},"next":{"$ref":"#/$defs/pet"}},"required":["kind"]}}}`
+	pets := `{"oneOf":[{"$ref":"#/$defs/Cat"},{"$ref":"#/$defs/Dog"}],"title":"Pet",
+		"discriminator":{"propertyName":"t","mapping":{"cat":"#/$defs/Cat","dog":"#/$defs/Dog"}},
+		"$defs":{"Cat":{"type":"object","properties":{"t":{"const":"cat"},"m":{"type":"boolean"}},"required":["t","m"]},
+			"Dog":{"type":"object","properties":{"t":{"const":"dog"}},"required":["t"]}}}`
 	for _, c := range []struct {
 		schema, text string
 		prefix, all  bool
@@ -117,6 +122,11 @@ func TestSchema(t *testing.T) {
 		{`{"type":"object","properties":{"a":{}},"additionalProperties":{"type":"integer"}}`, `{"z":"s"}`, false, false},
 		{`true`, `[{"x":null}]`, true, true},
 		{`{"oneOf":[{"type":"object","properties":{"a":{"type":"string"}},"required":["a"]},{"type":"object","properties":{"a":{"type":"integer"}}}]}`, `{"a":1}`, true, true},
+		// A Pydantic discriminated union: OpenAPI's discriminator beside oneOf, which
+		// JSON Schema's validators ignore (the branches' consts tell them apart).
+		{pets, `{"t":"dog"}`, true, true},
+		{pets, `{"t":"cat","m":true}`, true, true},
+		{pets, `{"t":"cat"}`, false, false},
 	} {
 		ok, whole := run(mustSchema(t, c.schema), c.text)
 		if ok != c.prefix || whole != c.all {
@@ -161,6 +171,14 @@ func TestWrapped(t *testing.T) {
 func TestSchemaErrors(t *testing.T) {
 	for _, c := range []struct{ schema, want string }{
 		{`{"type":"string","pattern":"a+"}`, `keyword "pattern" is not supported`},
+		{`{"type":"number","minimum":0}`, "only on integers"},
+		{`{"minimum":0}`, "only on integers"},
+		{`{"type":"integer","minimum":"0"}`, "a number, not a string"},
+		{`{"type":"integer","exclusiveMinimum":true}`, "a number, not a boolean"},
+		{`{"type":"integer","enum":[1,2],"maximum":1}`, "beside enum or const"},
+		{`{"type":"integer","minimum":3,"maximum":2.5}`, "no integer"},
+		{`{"type":"integer","exclusiveMinimum":3,"exclusiveMaximum":4}`, "no integer"},
+		{`{"type":"integer","minimum":1e17}`, "no integer"},
 		{`{"type":"strng"}`, "unknown type strng"},
 		{`{"properties":{"a":{}},"required":["b"]}`, "b is not among the properties"},
 		{`{"$ref":"http://x/y"}`, "only #, #/$defs/NAME"},
@@ -260,7 +278,8 @@ func longestRun(s, set string) int {
 // compiled schema's matcher takes any text without a panic or a hang.
 func FuzzSchema(f *testing.F) {
 	for _, s := range []string{`{"type":"object","properties":{"a":{"$ref":"#"}}}`, `{"anyOf":[{"enum":[1,"x"]},{"type":"array","items":{"type":"integer"},"maxItems":2}]}`,
-		`{"$defs":{"p":{"type":"object","properties":{"n":{"$ref":"#/$defs/p"}}}},"$ref":"#/$defs/p"}`, `true`, `{"const":{"a":[1,2]}}`} {
+		`{"$defs":{"p":{"type":"object","properties":{"n":{"$ref":"#/$defs/p"}}}},"$ref":"#/$defs/p"}`, `true`, `{"const":{"a":[1,2]}}`,
+		`{"type":"integer","minimum":-3,"exclusiveMaximum":1e400}`, `{"type":["integer","array"],"items":{"$ref":"#"},"maximum":-7.5}`} {
 		f.Add(s, `{"a":{"a":null}}`)
 		f.Add(s, `[1,"x",2]`)
 	}
@@ -278,4 +297,85 @@ func FuzzSchema(f *testing.F) {
 			t.Fatalf("%q accepted whole under %q but is not JSON", text, schema)
 		}
 	})
+}
+
+// TestIntegerBounds: minimum, maximum and their exclusive forms on an integer let out
+// exactly the integers within them, and a prefix exactly when some integer within them
+// starts with it (so the mask never leads into a number that cannot end).
+func TestIntegerBounds(t *testing.T) {
+	for _, c := range []struct {
+		bounds string
+		lo, hi int64
+	}{
+		{`"minimum":-12,"maximum":7`, -12, 7},
+		{`"minimum":3,"maximum":3`, 3, 3},
+		{`"minimum":0,"maximum":100`, 0, 100},
+		{`"exclusiveMinimum":-100,"exclusiveMaximum":-5`, -99, -6},
+		{`"minimum":0.5,"maximum":20.5`, 1, 20},
+		{`"minimum":-20.5,"maximum":-0.5`, -20, -1},
+		{`"exclusiveMinimum":9.5,"maximum":1e2`, 10, 100},
+		{`"minimum":95`, 95, maxInt},
+		{`"maximum":-95`, -maxInt, -95},
+	} {
+		root := mustSchema(t, `{"type":"integer",`+c.bounds+`}`)
+		window := func(v int64) bool { return v >= -300 && v <= 300 }
+		for v := int64(-300); v <= 300; v++ {
+			text := strconv.FormatInt(v, 10)
+			if _, whole := run(root, text); whole != (v >= c.lo && v <= c.hi) {
+				t.Errorf("%s: %s whole %v, want %v", c.bounds, text, whole, !whole)
+			}
+		}
+		// Every string of up to three bytes of "-0123456789": a valid prefix exactly
+		// when an allowed integer starts with it (checked where all the allowed
+		// integers lie in the window).
+		alphabet := "-0123456789"
+		var strs []string
+		for _, a := range alphabet {
+			strs = append(strs, string(a))
+			for _, b := range alphabet {
+				strs = append(strs, string(a)+string(b))
+				for _, d := range alphabet {
+					strs = append(strs, string(a)+string(b)+string(d))
+				}
+			}
+		}
+		for _, s := range strs {
+			// JSON's other spelling of 0, let out where negative integers are too.
+			want := s == "-0" && c.lo < 0 && c.hi >= 0
+			for v := max(c.lo, -300); v <= min(c.hi, 300); v++ {
+				if strings.HasPrefix(strconv.FormatInt(v, 10), s) {
+					want = true
+					break
+				}
+			}
+			if !window(c.lo) || !window(c.hi) {
+				continue
+			}
+			if ok, _ := run(root, s); ok != want {
+				t.Errorf("%s: prefix %q accepted %v, want %v", c.bounds, s, ok, want)
+			}
+		}
+	}
+	// zod's int(): ±2^53-1, which a 16-digit number can pass.
+	safe := mustSchema(t, `{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991}`)
+	for text, whole := range map[string]bool{"9007199254740991": true, "9007199254740992": false, "-9007199254740991": true,
+		"-9007199254740992": false, "9999999999999999": false, "0": true, "-0": true, "42": true} {
+		if _, got := run(safe, text); got != whole {
+			t.Errorf("zod int(): %s whole %v, want %v", text, got, whole)
+		}
+	}
+	if ok, _ := run(safe, "90071992547409920"); ok {
+		t.Errorf("zod int(): 17 digits accepted")
+	}
+	// Beside other types, the bounds hold for the integer alone.
+	opt := mustSchema(t, `{"type":["integer","null"],"minimum":1}`)
+	for text, whole := range map[string]bool{"null": true, "1": true, "0": false, "-1": false} {
+		if _, got := run(opt, text); got != whole {
+			t.Errorf("integer or null, minimum 1: %s whole %v, want %v", text, got, whole)
+		}
+	}
+	// On a schema that allows no number, they constrain nothing (as in JSON Schema).
+	if _, whole := run(mustSchema(t, `{"type":"string","minimum":3}`), `"a"`); !whole {
+		t.Errorf("a string with a minimum: refused")
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/big"
 	"slices"
 	"strings"
 )
@@ -40,6 +42,10 @@ type node struct {
 	// Arrays: the schema of every item, and bounds on their number (maxItems < 0: none).
 	items              *node
 	minItems, maxItems int
+	// Integers: bounded, every integer the value may be is in [lo, hi] (minimum,
+	// maximum and their exclusive forms, on a schema whose numbers are integers).
+	bounded bool
+	lo, hi  int64
 	// enum, when not nil, lists the value's only possible encodings (compact JSON),
 	// sorted, each once.
 	enum []string
@@ -72,6 +78,9 @@ var annotations = map[string]bool{
 	"title": true, "description": true, "$schema": true, "$id": true, "$comment": true,
 	"examples": true, "default": true, "deprecated": true, "readOnly": true, "writeOnly": true,
 	"format": true, "$defs": true, "definitions": true, "strict": true,
+	// OpenAPI's hint beside oneOf (Pydantic's discriminated unions): JSON Schema's
+	// validators ignore it, and the branches' consts tell them apart.
+	"discriminator": true,
 }
 
 // compiler turns a JSON Schema document into nodes.
@@ -203,7 +212,8 @@ func (c *compiler) compileObject(s map[string]any, at string) (*node, error) {
 		case annotations[k]:
 		case k == "type", k == "properties", k == "required", k == "additionalProperties",
 			k == "items", k == "minItems", k == "maxItems", k == "enum", k == "const",
-			k == "anyOf", k == "oneOf", k == "$ref":
+			k == "anyOf", k == "oneOf", k == "$ref",
+			k == "minimum", k == "maximum", k == "exclusiveMinimum", k == "exclusiveMaximum":
 			asserting++
 		default:
 			return nil, c.errorf(at, "keyword %q is not supported", k)
@@ -276,7 +286,76 @@ func (c *compiler) compileObject(s map[string]any, at string) (*node, error) {
 	if err := c.values(n, s, at); err != nil {
 		return nil, err
 	}
+	if err := c.bounds(n, s, at); err != nil {
+		return nil, err
+	}
 	return n, nil
+}
+
+// maxInt is the largest integer the grammar lets out: maxDigits nines.
+const maxInt = 9_999_999_999_999_999
+
+// bounds compiles minimum, maximum, exclusiveMinimum and exclusiveMaximum into n's
+// integer range. They are taken where every number the schema allows is an integer
+// (zod's int(), Pydantic's conint and Field(ge=…) on an int); on a schema that allows
+// no number they constrain nothing, as in JSON Schema; on one that allows numbers with
+// a fraction they are refused.
+func (c *compiler) bounds(n *node, s map[string]any, at string) error {
+	n.lo, n.hi = -maxInt, maxInt
+	for _, k := range []string{"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"} {
+		v, ok := s[k]
+		if !ok {
+			continue
+		}
+		num, ok := v.(json.Number)
+		if !ok {
+			return c.errorf(at+"/"+k, "a number, not %s", jsonKind(v))
+		}
+		switch {
+		case n.types&(tNumber|tInteger) == 0:
+			continue
+		case n.types&tNumber != 0:
+			return c.errorf(at+"/"+k, "only on integers (\"type\": \"integer\"), not on numbers that may have a fraction")
+		case n.enum != nil:
+			return c.errorf(at+"/"+k, "beside enum or const is not supported")
+		}
+		r, ok := new(big.Rat).SetString(num.String())
+		if !ok {
+			return c.errorf(at+"/"+k, "%v is not a number", v)
+		}
+		// The least integer at or above a lower bound (above an exclusive one), the
+		// greatest at or below an upper bound; past ±maxInt, the grammar's own bound.
+		lower := k == "minimum" || k == "exclusiveMinimum"
+		q, m := new(big.Int).QuoRem(r.Num(), r.Denom(), new(big.Int)) // q truncated toward zero
+		switch {
+		case lower && (m.Sign() > 0 || m.Sign() == 0 && k == "exclusiveMinimum"):
+			q.Add(q, big.NewInt(1))
+		case !lower && (m.Sign() < 0 || m.Sign() == 0 && k == "exclusiveMaximum"):
+			q.Sub(q, big.NewInt(1))
+		}
+		b := max(-maxInt-1, min(maxInt+1, clampInt(q)))
+		if lower {
+			n.lo = max(n.lo, b)
+		} else {
+			n.hi = min(n.hi, b)
+		}
+		n.bounded = true
+	}
+	if n.bounded && n.lo > n.hi {
+		return c.errorf(at, "no integer of at most %d digits is within its minimum and maximum", maxDigits)
+	}
+	return nil
+}
+
+// clampInt is x, or the int64 nearest to it.
+func clampInt(x *big.Int) int64 {
+	switch {
+	case x.IsInt64():
+		return x.Int64()
+	case x.Sign() < 0:
+		return math.MinInt64
+	}
+	return math.MaxInt64
 }
 
 func (c *compiler) types(t any, at string) (typeSet, error) {

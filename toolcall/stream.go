@@ -204,8 +204,14 @@ func (st *Stream) advance(eof bool) bool {
 		case bytes.HasPrefix(rest, []byte(hermesClose)):
 			st.pos += len(hermesClose)
 			st.state = hOutside
-		case !eof && len(rest) < len(hermesClose) && bytes.HasPrefix([]byte(hermesClose), rest):
-			return false
+		case len(rest) < len(hermesClose) && bytes.HasPrefix([]byte(hermesClose), rest):
+			if !eof {
+				return false
+			}
+			// The reply ends in the closing tag (max_tokens cut it): the block counts,
+			// as one left unclosed does.
+			st.pos = len(st.all)
+			st.state = hOutside
 		default:
 			st.fail("text after the call's JSON in its block")
 		}

@@ -179,6 +179,7 @@ var streamCases = []struct {
 	{"hermes arguments as JSON text", Hermes, "<tool_call>{\"name\": \"a\", \"arguments\": \" {\\\"k\\\": [1, 2]} \"}</tool_call>"},
 	{"hermes escaped keys", Hermes, "<tool_call>{\"n\\u0061me\": \"sp\\u00e9ak\", \"extra\": {\"name\": \"no\"}, \"arguments\": {\"name\": \"yes\"}}</tool_call>"},
 	{"hermes unclosed last block", Hermes, "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"k\": 1}}\n \u3000"},
+	{"hermes last block cut in its closing tag", Hermes, "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"k\": 1}}\n</tool_c"},
 	{"hermes white space in JSON", Hermes, "<tool_call> \r\n\t{ \"name\" : \"a\" ,\n \"arguments\" :\n {\n  \"k\" : [ 1 , 2 ] ,\n  \"s\" : \" x \\t \"\n }\n}\n</tool_call>"},
 	{"hermes multi-byte text", Hermes, "Voilà — 東京の天気: <tool_call>{\"name\": \"météo\", \"arguments\": {\"ville\": \"Zürich 🏔\", \"mot\": \"日本語\"}}</tool_call> ✓"},
 	{"hermes number arguments end", Hermes, "<tool_call>{\"name\": \"a\", \"arguments\": {\"n\": 10}, \"id\": 7}</tool_call>"},
@@ -294,8 +295,8 @@ func TestStreamBroken(t *testing.T) {
 			[]Call{{Name: "a", Arguments: "{}"}}, "<tool_call>{\"name\": \"a\"} and more</tool_call>", "text after"},
 		{"hermes a later block malformed", Hermes, "A <tool_call>{\"name\": \"a\"}</tool_call>\n B \n<tool_call>[1]</tool_call> C",
 			[]Call{{Name: "a", Arguments: "{}"}}, "A \n B \n<tool_call>[1]</tool_call> C", "not a JSON object"},
-		{"hermes close tag cut off", Hermes, "<tool_call>{\"name\": \"a\"}</tool_",
-			[]Call{{Name: "a", Arguments: "{}"}}, "<tool_call>{\"name\": \"a\"}</tool_", "text after"},
+		{"hermes close tag that is not one", Hermes, "<tool_call>{\"name\": \"a\"}</tool_x",
+			[]Call{{Name: "a", Arguments: "{}"}}, "<tool_call>{\"name\": \"a\"}</tool_x", "text after"},
 		{"llama text after", Llama3JSON, "{\"name\": \"a\", \"parameters\": {}} Done.",
 			[]Call{{Name: "a", Arguments: "{}"}}, "Done.", "only calls"},
 		{"llama second call malformed", Llama3JSON, "{\"name\": \"a\", \"parameters\": {}}; {\"name\": \"b\", \"parameters\": {\"x\" 1}}",
@@ -483,7 +484,8 @@ func genReply(rng *rand.Rand, s Syntax) string {
 	}
 	b.WriteString(pick("", "\n", " Done. ", "\u00a0"))
 	if rng.IntN(4) == 0 {
-		b.WriteString("<tool_call>" + ws() + call() + uws()) // a last block left unclosed
+		// a last block left unclosed, or cut in its closing tag
+		b.WriteString("<tool_call>" + ws() + call() + uws() + "</tool_call>"[:rng.IntN(len("</tool_call>"))])
 	}
 	return b.String()
 }

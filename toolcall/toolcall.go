@@ -45,7 +45,8 @@ type Syntax int
 const (
 	// Hermes: each call a <tool_call> block holding one JSON object with name and
 	// arguments, the text around them the answer, as Qwen2.5's template asks for. A
-	// last block left unclosed (the model stopped after its JSON) still counts.
+	// last block left unclosed (the model stopped after its JSON, or max_tokens cut
+	// its closing tag) still counts.
 	Hermes Syntax = iota + 1
 	// Llama3JSON: the whole reply is calls, each a JSON object with name and
 	// parameters, separated by ";" and optionally preceded by <|python_tag|>, as
@@ -123,8 +124,8 @@ func parseHermes(text string) (Result, bool) {
 		}
 		r.Calls = append(r.Calls, call)
 		rest = strings.TrimLeftFunc(rest[n:], unicode.IsSpace)
-		if rest == "" {
-			break // a last block left unclosed
+		if len(rest) < len(hermesClose) && strings.HasPrefix(hermesClose, rest) {
+			break // a last block left unclosed, or cut in its closing tag (by max_tokens)
 		}
 		if !strings.HasPrefix(rest, hermesClose) {
 			return Result{}, false

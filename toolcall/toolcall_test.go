@@ -30,6 +30,12 @@ func TestParse(t *testing.T) {
 			Result{Calls: []Call{{Name: "say", Arguments: `{"s":"}{ </tool_call> <tool_call> \"x\""}`}}}},
 		{"hermes unclosed last block", Hermes, "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"k\": 1}}\n",
 			Result{Calls: []Call{{Name: "a", Arguments: `{"k":1}`}}}},
+		// max_tokens cut the closing tag of a forced call (whose JSON is whole).
+		{"hermes last block cut in its closing tag", Hermes, "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"k\": 1}}\n</",
+			Result{Calls: []Call{{Name: "a", Arguments: `{"k":1}`}}}},
+		{"hermes last block cut after its closing tag's <", Hermes, "Hi <tool_call>{\"name\": \"a\"} <",
+			Result{Content: "Hi", Calls: []Call{{Name: "a", Arguments: `{}`}}}},
+		{"hermes text that is not the closing tag", Hermes, "<tool_call>{\"name\": \"a\"}\n</x", Result{Content: "<tool_call>{\"name\": \"a\"}\n</x"}},
 		{"hermes parameters key", Hermes, `<tool_call>{"name": "a", "parameters": {"k": 1}}</tool_call>`,
 			Result{Calls: []Call{{Name: "a", Arguments: `{"k":1}`}}}},
 		{"hermes malformed JSON", Hermes, "Hi <tool_call>{\"name\": \"a\", \"arguments\": {</tool_call>", Result{Content: "Hi <tool_call>{\"name\": \"a\", \"arguments\": {</tool_call>"}},

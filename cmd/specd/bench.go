@@ -99,15 +99,18 @@ func (f *benchFigures) finish() {
 
 type benchReport struct {
 	benchFigures
-	Addr        string                   `json:"addr"`
-	Verifier    string                   `json:"verifier"`
-	Draft       string                   `json:"draft"`
-	MaxTokens   int                      `json:"max_tokens"`
-	Temperature float64                  `json:"temperature"`
-	Seed        uint64                   `json:"seed"` // of every request: --seed, or picked at random
-	Mode        string                   `json:"mode"`
-	Repeats     int                      `json:"repeats"`
-	Domains     map[string]*benchFigures `json:"domains"`
+	Addr        string  `json:"addr"`
+	Verifier    string  `json:"verifier"`
+	Draft       string  `json:"draft"`
+	MaxTokens   int     `json:"max_tokens"`
+	Temperature float64 `json:"temperature"`
+	Seed        uint64  `json:"seed"` // of every request: --seed, or picked at random
+	Mode        string  `json:"mode"`
+	Repeats     int     `json:"repeats"`
+	// ResponseFormat is what every output had to be ("": free text): json_object or
+	// json_schema, whose outputs end where their documents do.
+	ResponseFormat string                   `json:"response_format,omitempty"`
+	Domains        map[string]*benchFigures `json:"domains"`
 }
 
 func readPrompts(path string) ([]benchPrompt, error) {
@@ -247,7 +250,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if load {
-		rep := loadReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Seed: params.Seed, Prompts: len(ps), CheckSolo: checkSolo}
+		rep := loadReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Seed: params.Seed, Prompts: len(ps), CheckSolo: checkSolo,
+			ResponseFormat: formatName(rf)}
 		cfg := loadConfig{levels: levels, requests: requests, rounds: repeats, checkSolo: checkSolo, prompts: ps, run: run, prime: prime}
 		if !asJSON {
 			cfg.progress = stderr
@@ -257,7 +261,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return writeBench(stdout, svgPath, asJSON, &rep, func() string { return loadSVG(&rep) }, func(w io.Writer) { printLoad(w, &rep) })
 	}
-	rep := benchReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Seed: params.Seed, Repeats: repeats, Domains: map[string]*benchFigures{}}
+	rep := benchReport{Addr: co.addr, MaxTokens: so.maxTokens, Temperature: so.temp, Seed: params.Seed, Repeats: repeats, Domains: map[string]*benchFigures{},
+		ResponseFormat: formatName(rf)}
 	for r := range repeats {
 		for i, p := range ps {
 			// Alternate which mode goes first, so slow drift of the machine (the two
@@ -307,6 +312,25 @@ func seedNote(temp float64, seed uint64) string {
 		return ""
 	}
 	return fmt.Sprintf(", seed %d", seed)
+}
+
+// formatName names a response format as --response-format does ("" for free text).
+func formatName(rf *specdv1.ResponseFormat) string {
+	switch rf.GetType() {
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT:
+		return "json_object"
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA:
+		return "json_schema"
+	}
+	return ""
+}
+
+// formatNote is ", response format F" for a run under one, "" for free text.
+func formatNote(name string) string {
+	if name == "" {
+		return ""
+	}
+	return ", response format " + name
 }
 
 // writeBench writes a bench report as JSON or as a table, then its chart to svgPath
@@ -359,7 +383,12 @@ func domainNames(rep *benchReport) []string {
 }
 
 func printBench(w io.Writer, rep *benchReport) {
-	fmt.Fprintf(w, "%d prompts × %d, %d tokens, temperature %g%s, mode %s\n\n", rep.Prompts/rep.Repeats, rep.Repeats, rep.MaxTokens, rep.Temperature, seedNote(rep.Temperature, rep.Seed), rep.Mode)
+	mean := 0.0
+	if rep.Prompts > 0 {
+		mean = float64(rep.SpecTokens+rep.PlainTokens) / float64(2*rep.Prompts)
+	}
+	fmt.Fprintf(w, "%d prompts × %d, up to %d tokens (%.1f generated on average), temperature %g%s, mode %s%s\n\n", rep.Prompts/rep.Repeats, rep.Repeats,
+		rep.MaxTokens, mean, rep.Temperature, seedNote(rep.Temperature, rep.Seed), rep.Mode, formatNote(rep.ResponseFormat))
 	fmt.Fprintf(w, "%-12s %10s %10s %8s %10s %10s %10s %11s %9s\n", "domain", "spec tok/s", "plain tok/s", "speedup", "accepted", "acc/round", "round trip", "from lookup", "identical")
 	row := func(name string, f *benchFigures) {
 		fromLookup := 0.0

@@ -625,3 +625,34 @@ func TestBenchReportsSeed(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchReportsFormat: under --response-format the outputs end where their documents
+// do, often far below -n; both reports say which format they ran under, and the
+// per-prompt report how many tokens were generated, not only the limit.
+func TestBenchReportsFormat(t *testing.T) {
+	addr := startUp(t)
+	args := []string{"--addr", addr, "-n", "24", "--response-format", "json_object"}
+	var per struct {
+		ResponseFormat string `json:"response_format"`
+		SpecTokens     int    `json:"spec_tokens"`
+		Prompts        int    `json:"prompts"`
+	}
+	benchJSON(t, &per, args...)
+	var load struct {
+		ResponseFormat string `json:"response_format"`
+	}
+	benchJSON(t, &load, append(args, "--concurrency", "1", "--requests", "1")...)
+	if per.ResponseFormat != "json_object" || load.ResponseFormat != "json_object" {
+		t.Errorf("bench --response-format json_object: response_format %q (per prompt), %q (load); want json_object in both", per.ResponseFormat, load.ResponseFormat)
+	}
+	stdout, stderr, code := run(t, append([]string{"bench"}, args...)...)
+	if code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, stderr)
+	}
+	head, _, _ := strings.Cut(stdout, "\n")
+	mean := fmt.Sprintf("%.1f", float64(per.SpecTokens)/float64(per.Prompts))
+	if !strings.Contains(head, "response format json_object") || !strings.Contains(head, "up to 24 tokens") {
+		t.Errorf("report header %q: want the format and the limit as a limit (up to 24 tokens)", head)
+	}
+	t.Logf("%s (the JSON run's mean: %s)", head, mean)
+}

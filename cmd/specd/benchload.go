@@ -226,15 +226,17 @@ type loadLevel struct {
 }
 
 type loadReport struct {
-	Addr        string      `json:"addr"`
-	Verifier    string      `json:"verifier"`
-	Draft       string      `json:"draft"`
-	MaxTokens   int         `json:"max_tokens"`
-	Temperature float64     `json:"temperature"`
-	Seed        uint64      `json:"seed"` // of every request: --seed, or picked at random
-	Prompts     int         `json:"prompts"`
-	CheckSolo   bool        `json:"check_solo"`
-	Levels      []loadLevel `json:"levels"`
+	Addr        string  `json:"addr"`
+	Verifier    string  `json:"verifier"`
+	Draft       string  `json:"draft"`
+	MaxTokens   int     `json:"max_tokens"`
+	Temperature float64 `json:"temperature"`
+	Seed        uint64  `json:"seed"` // of every request: --seed, or picked at random
+	Prompts     int     `json:"prompts"`
+	CheckSolo   bool    `json:"check_solo"`
+	// ResponseFormat is what every output had to be ("": free text).
+	ResponseFormat string      `json:"response_format,omitempty"`
+	Levels         []loadLevel `json:"levels"`
 }
 
 // loadConfig is what benchLoad needs beyond the report's header.
@@ -351,8 +353,8 @@ func benchLoad(ctx context.Context, cfg loadConfig, rep *loadReport) error {
 // printLoad writes the load report as a table: a row per level and mode, then the
 // errors by code.
 func printLoad(w io.Writer, rep *loadReport) {
-	fmt.Fprintf(w, "router %s, verifier %s, draft %s: %d prompts, %d tokens, temperature %g%s\n\n",
-		rep.Addr, rep.Verifier, rep.Draft, rep.Prompts, rep.MaxTokens, rep.Temperature, seedNote(rep.Temperature, rep.Seed))
+	fmt.Fprintf(w, "router %s, verifier %s, draft %s: %d prompts, up to %d tokens, temperature %g%s%s\n\n",
+		rep.Addr, rep.Verifier, rep.Draft, rep.Prompts, rep.MaxTokens, rep.Temperature, seedNote(rep.Temperature, rep.Seed), formatNote(rep.ResponseFormat))
 	fmt.Fprintf(w, "%5s %-5s %5s %6s %9s %8s %9s %9s %8s %8s %8s %7s %9s\n", "conc", "mode", "reqs", "errors", "tok/s", "speedup",
 		"lat p50", "lat p99", "ttft p50", "ttft p99", "accepted", "cached", "solo diff")
 	var errs []string

@@ -86,8 +86,13 @@ func fromStatus(err error, c *Call) *Error {
 			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
 				field := br.GetFieldViolations()[0].GetField()
 				e.Param = paramOf(field, c)
-				// A tool's field keeps its path in the message ("tools[1].function.name: …").
-				if rest, ok := strings.CutPrefix(msg, field+": "); ok && e.Param != "" && e.Param != "tools" {
+				rest, ok := strings.CutPrefix(msg, field+": ")
+				switch {
+				case !ok || e.Param == "":
+				case e.Param == "tools" && strings.HasPrefix(field, "response_format"):
+					// The schema a forced call is held to, made of the tools' parameters.
+					e.Message = "tools: the schema of the call tool_choice forces, made of the tools' parameters: " + rest
+				case e.Param != "tools": // a tool's field keeps its path ("tools[1].function.name: …")
 					e.Message = e.Param + ": " + rest // the name the client used, not the gRPC field's
 				}
 			}
@@ -139,6 +144,8 @@ func paramOf(field string, c *Call) string {
 		return "messages"
 	case strings.HasPrefix(field, "tools"):
 		return "tools"
+	case strings.HasPrefix(field, "response_format") && c != nil && c.formatParam != "" && c.formatParam != "response_format":
+		return c.formatParam // guided_json, structured_outputs.json, json_schema; tools for a forced call
 	}
 	return field
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -47,9 +48,11 @@ type Call struct {
 	// ScoreOnly: with echo and max_tokens 0, they hold the prompt's alone.
 	Echo, ScoreOnly bool
 
-	// maxTokensParam is the name the client used for the length limit, so that an
-	// error about it names what the client sent.
-	maxTokensParam string
+	// maxTokensParam is the name the client used for the length limit, and
+	// formatParam the one it asked for a response format with (response_format,
+	// guided_json, …; "": none), so that an error about either names what the client
+	// sent.
+	maxTokensParam, formatParam string
 }
 
 // MaxChoices bounds n, the choices one request asks for per prompt: each is a
@@ -388,13 +391,14 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 		return badParam("tool_choice", "function %q is not among the tools", named)
 	}
 	if c.Req.ResponseFormat != nil {
-		return badParam("response_format", "tool_choice %q forces a tool call: not with a response_format", choice)
+		return badParam(c.formatParam, "tool_choice %q forces a tool call: not with a response format", choice)
 	}
 	rf, err := forcedCall(forced, syntax)
 	if err != nil {
 		return err
 	}
-	c.Req.ResponseFormat = rf
+	// The format is the tools' doing: an error about it (its size) names them.
+	c.Req.ResponseFormat, c.formatParam = rf, "tools"
 	return nil
 }
 
@@ -446,7 +450,9 @@ func forcedCall(tools []Tool, syntax toolcall.Syntax) (*specdv1.ResponseFormat, 
 	alts := make([]any, len(tools))
 	defs := map[string]any{}
 	for i, t := range tools {
-		var args any = json.RawMessage(`{"type":"object"}`)
+		// No parameters is an empty parameter list (OpenAI's reading; vLLM forces
+		// `{}` too): the call's arguments are the empty object.
+		var args any = json.RawMessage(`{"type":"object","properties":{}}`)
 		if notEmpty(t.Function.Parameters) {
 			params := t.Function.Parameters
 			if _, err := grammar.SchemaFormat(params); err != nil {
@@ -531,6 +537,102 @@ func hoistRefs(params json.RawMessage, name string, defs map[string]any) any {
 	return map[string]any{"$ref": "#/$defs/" + name}
 }
 
+// structuredOutput takes other servers' names for a response format into c (see
+// common): vLLM's guided_json and structured_outputs json or json_object, llama.cpp's
+// json_schema. What specd has no exact equivalent for is refused by name. A request
+// asks for one response format at most, under one name.
+func (r *common) structuredOutput(c *Call) error {
+	for _, x := range []struct {
+		name string
+		v    json.RawMessage
+		why  string
+	}{
+		{"guided_choice", r.GuidedChoice, "output is constrained to JSON only: ask for a JSON Schema enum instead (guided_json or response_format json_schema), whose output is the choice as a JSON string"},
+		{"guided_regex", r.GuidedRegex, "regular expressions are not supported, only JSON (guided_json, response_format)"},
+		{"guided_grammar", r.GuidedGrammar, "grammars are not supported, only JSON (guided_json, response_format)"},
+		{"grammar", r.Grammar, "GBNF grammars are not supported, only JSON (json_schema, response_format)"},
+		{"structural_tag", r.StructuralTag, "structural tags are not supported, only JSON (guided_json, response_format)"},
+		{"guided_whitespace_pattern", r.GuidedWhitespace, "not supported: white space between JSON tokens is at most one space"},
+		{"guided_decoding_backend", r.GuidedBackend, "not supported: specd has one grammar engine; leave it out"},
+	} {
+		if isSet(x.v) {
+			return badParam(x.name, "%s", x.why)
+		}
+	}
+	if isSet(r.GuidedJSON) {
+		if err := setSchema(c, "guided_json", r.GuidedJSON); err != nil {
+			return err
+		}
+	}
+	if isSet(r.JSONSchema) {
+		if err := setSchema(c, "json_schema", r.JSONSchema); err != nil {
+			return err
+		}
+	}
+	keys := make([]string, 0, len(r.StructuredOutputs))
+	for k := range r.StructuredOutputs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v, name := r.StructuredOutputs[k], "structured_outputs."+k
+		if !isSet(v) {
+			continue
+		}
+		switch k {
+		case "json":
+			if err := setSchema(c, name, v); err != nil {
+				return err
+			}
+		case "json_object":
+			if string(bytes.TrimSpace(v)) != "true" {
+				return badParam(name, "want true or false")
+			}
+			if err := setFormat(c, name, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}); err != nil {
+				return err
+			}
+		default:
+			return badParam(name, "not supported: of structured_outputs only json and json_object are (output is constrained to JSON only)")
+		}
+	}
+	return nil
+}
+
+// setSchema makes c's response format the JSON Schema raw, set as param: the schema
+// itself, or a string of its JSON text.
+func setSchema(c *Call, param string, raw json.RawMessage) error {
+	schema := string(bytes.TrimSpace(raw))
+	if schema[0] == '"' {
+		if err := json.Unmarshal(raw, &schema); err != nil {
+			return badParam(param, "%v", err)
+		}
+		if strings.TrimSpace(schema) == "" {
+			return badParam(param, "empty: give the JSON Schema the output must satisfy")
+		}
+	}
+	return setFormat(c, param, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: schema})
+}
+
+// setFormat makes rf, set as param, c's response format, unless another parameter set
+// one already.
+func setFormat(c *Call, param string, rf *specdv1.ResponseFormat) error {
+	if c.formatParam != "" {
+		return badParam(param, "%s asks for a response format too: send one of them", c.formatParam)
+	}
+	c.Req.ResponseFormat, c.formatParam = rf, param
+	return nil
+}
+
+// isSet reports whether a raw JSON parameter was sent with a value: not absent, null
+// or false.
+func isSet(raw json.RawMessage) bool {
+	switch string(bytes.TrimSpace(raw)) {
+	case "", "null", "false":
+		return false
+	}
+	return true
+}
+
 // call validates the shared fields into a Call whose request lacks only the prompt;
 // defMax is max_tokens when the client sets none (0: up to the context).
 func (r *common) call(defMax uint32) (*Call, error) {
@@ -545,6 +647,11 @@ func (r *common) call(defMax uint32) (*Call, error) {
 		N: n, maxTokensParam: "max_tokens"}
 	if rf := r.ResponseFormat; rf != nil {
 		switch {
+		// A schema where the type does not take one would be dropped without a word.
+		case rf.JSONSchema != nil && rf.Type != "json_schema":
+			return nil, badParam("response_format.json_schema", "only with type json_schema, not %q", rf.Type)
+		case notEmpty(rf.Schema) && rf.Type != "json_object":
+			return nil, badParam("response_format.schema", "only with type json_object (llama.cpp's form), not %q: with json_schema, give the schema as json_schema.schema", rf.Type)
 		case rf.Type == "" || rf.Type == "text":
 		case rf.Type == "json_object" && !notEmpty(rf.Schema):
 			c.Req.ResponseFormat = &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}
@@ -558,6 +665,12 @@ func (r *common) call(defMax uint32) (*Call, error) {
 		default:
 			return nil, badParam("response_format", "type %q: want text, json_object or json_schema", rf.Type)
 		}
+	}
+	if c.Req.ResponseFormat != nil {
+		c.formatParam = "response_format"
+	}
+	if err := r.structuredOutput(c); err != nil {
+		return nil, err
 	}
 	if r.StreamOptions != nil {
 		if !r.Stream {

@@ -165,6 +165,24 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","response_format":{"type":"xml"}}`, "response_format"},
 		{false, `{"prompt":"x","response_format":{"type":"json_schema"}}`, "response_format.json_schema.schema"},
 		{false, `{"prompt":"x","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":null}}}`, "response_format.json_schema.schema"},
+		{false, `{"prompt":"x","response_format":{"type":"json_object","json_schema":{"name":"x","schema":{"type":"array"}}}}`, "response_format.json_schema"},
+		{false, `{"prompt":"x","response_format":{"type":"text","schema":{"type":"array"}}}`, "response_format.schema"},
+		{false, `{"prompt":"x","response_format":{"type":"json_schema","schema":{"type":"array"},"json_schema":{"name":"x","schema":{}}}}`, "response_format.schema"},
+		{false, `{"prompt":"x","guided_choice":["a","b"]}`, "guided_choice"},
+		{false, `{"prompt":"x","guided_regex":"a+"}`, "guided_regex"},
+		{false, `{"prompt":"x","guided_grammar":"root ::= \"a\""}`, "guided_grammar"},
+		{false, `{"prompt":"x","grammar":"root ::= \"a\""}`, "grammar"},
+		{false, `{"prompt":"x","guided_json":{},"guided_decoding_backend":"xgrammar"}`, "guided_decoding_backend"},
+		{false, `{"prompt":"x","guided_json":{},"guided_whitespace_pattern":" *"}`, "guided_whitespace_pattern"},
+		{false, `{"prompt":"x","structural_tag":"{}"}`, "structural_tag"},
+		{false, `{"prompt":"x","structured_outputs":{"choice":["a","b"]}}`, "structured_outputs.choice"},
+		{false, `{"prompt":"x","structured_outputs":{"regex":"a+"}}`, "structured_outputs.regex"},
+		{false, `{"prompt":"x","structured_outputs":{"json":{},"disable_any_whitespace":true}}`, "structured_outputs.disable_any_whitespace"},
+		{false, `{"prompt":"x","structured_outputs":{"json_object":"yes"}}`, "structured_outputs.json_object"},
+		{false, `{"prompt":"x","guided_json":""}`, "guided_json"},
+		{false, `{"prompt":"x","response_format":{"type":"json_object"},"guided_json":{}}`, "guided_json"},
+		{false, `{"prompt":"x","guided_json":{},"structured_outputs":{"json_object":true}}`, "structured_outputs.json_object"},
+		{false, `{"prompt":"x","guided_json":{},"json_schema":{}}`, "json_schema"},
 		{true, `{"messages":[]}`, "messages"},
 		{true, `{}`, "messages"},
 		{true, `{"messages":[{"role":"wizard","content":"x"}]}`, "messages"},
@@ -294,8 +312,9 @@ func TestParseBatch(t *testing.T) {
 }
 
 // TestParseResponseFormat: OpenAI's response_format types (and llama.cpp's json_object
-// with a schema beside the type) become the request's response format; the schema goes
-// through as the client wrote it, for the verifier to compile.
+// with a schema beside the type, vLLM's guided_json and structured_outputs, llama.cpp's
+// json_schema) become the request's response format; the schema goes through as the
+// client wrote it, for the verifier to compile.
 func TestParseResponseFormat(t *testing.T) {
 	const schema = `{"type":"object","properties":{"a":{"type":"integer"}}}`
 	for _, tc := range []struct {
@@ -308,6 +327,12 @@ func TestParseResponseFormat(t *testing.T) {
 		{`{"type":"json_schema","json_schema":{"name":"n","strict":true,"schema":` + schema + `}}`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, schema},
 		{`{"type":"json_schema","json_schema":{"name":"any","schema":{}}}`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, `{}`},
 		{`{"type":"json_object","schema":` + schema + `}`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, schema},
+		// vLLM's and llama.cpp's other names for the same formats.
+		{`{"type":"text"},"guided_json":` + schema, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, schema},
+		{`null,"guided_json":"{\"type\":\"array\"}"`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, `{"type":"array"}`},
+		{`null,"structured_outputs":{"json":` + schema + `,"disable_fallback":false}`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, schema},
+		{`null,"structured_outputs":{"json_object":true}`, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT, ""},
+		{`null,"json_schema":` + schema, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, schema},
 	} {
 		for _, parse := range []func([]byte) (*Call, error){ParseCompletion, ParseChat} {
 			c, err := parse([]byte(`{"prompt":"x","messages":[{"role":"user","content":"x"}],"response_format":` + tc.format + `}`))

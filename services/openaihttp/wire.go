@@ -56,6 +56,23 @@ type common struct {
 		Schema json.RawMessage `json:"schema"`
 	} `json:"response_format"`
 
+	// Other servers' names for structured output. vLLM's guided_json and
+	// structured_outputs ({"json": schema} or {"json_object": true}) and llama.cpp's
+	// json_schema are the response formats above under other names; a schema may be
+	// the JSON value or, as vLLM takes it, a string of JSON text. The rest of them (a
+	// choice, a regular expression, a grammar, …) have no exact equivalent here: set,
+	// each is a 400 naming it, never ignored (see structuredOutput).
+	GuidedJSON        json.RawMessage            `json:"guided_json"`
+	StructuredOutputs map[string]json.RawMessage `json:"structured_outputs"`
+	JSONSchema        json.RawMessage            `json:"json_schema"`
+	GuidedChoice      json.RawMessage            `json:"guided_choice"`
+	GuidedRegex       json.RawMessage            `json:"guided_regex"`
+	GuidedGrammar     json.RawMessage            `json:"guided_grammar"`
+	GuidedWhitespace  json.RawMessage            `json:"guided_whitespace_pattern"`
+	GuidedBackend     json.RawMessage            `json:"guided_decoding_backend"`
+	StructuralTag     json.RawMessage            `json:"structural_tag"`
+	Grammar           json.RawMessage            `json:"grammar"`
+
 	// Extensions also taken by other OpenAI-compatible servers (vLLM, llama.cpp; the
 	// repetition penalty under either's name).
 	TopK              *int64   `json:"top_k"`
@@ -91,8 +108,8 @@ type ChatRequest struct {
 	// Tools the model may call: rendered into the prompt by the chat template and
 	// found in the reply by the server's tool call parser.
 	Tools []Tool `json:"tools"`
-	// ToolChoice: "auto" (or null) lets the model choose; "none" gives it no tools.
-	// "required" and a named function are refused: nothing forces the model to call.
+	// ToolChoice: "auto" (or null) lets the model choose; "none" gives it no tools;
+	// "required" and a named function force one call (see forcedCall).
 	ToolChoice json.RawMessage `json:"tool_choice"`
 	Functions  json.RawMessage `json:"functions"`
 	Modalities []string        `json:"modalities"`

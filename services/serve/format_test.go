@@ -23,7 +23,8 @@ import (
 // whole JSON document (ended by EOS) that the schema allows, and speculating with the
 // draft (a fixed γ always gets its draft, constrained as the verifier is) gives plain
 // decoding's tokens under the same grammar — greedy and coupled sampling alike; the
-// OpenAI front door takes response_format json_schema; a schema outside the subset and
+// OpenAI front door takes response_format json_schema, and vLLM's guided_json and
+// structured_outputs for the same; a schema outside the subset and
 // a document that cannot end (ignore_eos, no stop ids) are INVALID_ARGUMENT naming the
 // field.
 func TestResponseFormat(t *testing.T) {
@@ -107,6 +108,49 @@ func TestResponseFormat(t *testing.T) {
 		t.Errorf("HTTP json_schema: %q (%s), want the gRPC API's %q, ended", got, resp.Choices[0].FinishReason, want.GetText())
 	}
 
+	// vLLM's guided_json and structured_outputs are the same format under other
+	// names: the same text; a schema outside the subset is a 400 naming the parameter
+	// the client used.
+	for _, extra := range []struct {
+		key string
+		v   any
+	}{
+		{"guided_json", json.RawMessage(schema)},
+		{"guided_json", schema}, // vLLM also takes the schema as a string of JSON text
+		{"structured_outputs", map[string]any{"json": json.RawMessage(schema)}},
+	} {
+		resp, err := oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(prompt)},
+			MaxTokens: openai.Int(n), Temperature: openai.Float(0)}, option.WithJSONSet(extra.key, extra.v))
+		if err != nil {
+			t.Fatalf("%s: %v", extra.key, err)
+		}
+		if got := resp.Choices[0].Text; got != want.GetText() || resp.Choices[0].FinishReason != "stop" {
+			t.Errorf("%s %T: %q (%s), want response_format's %q, ended", extra.key, extra.v, got, resp.Choices[0].FinishReason, want.GetText())
+		}
+	}
+	// The schema the openai npm package's zodResponseFormat writes for z.number().int()
+	// (±2^53-1), and a Pydantic conint(ge=1, le=9): a whole document within them.
+	const bounded = `{"type":"object","properties":{"age":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991},
+		"rank":{"type":"integer","minimum":1,"maximum":9}},"required":["age","rank"],"additionalProperties":false}`
+	resp, err = oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(prompt)},
+		MaxTokens: openai.Int(n), Temperature: openai.Float(0)},
+		option.WithJSONSet("response_format", map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "ranked", "strict": true, "schema": json.RawMessage(bounded)}}))
+	if err != nil {
+		t.Fatalf("integer bounds: %v", err)
+	}
+	var doc struct{ Age, Rank *float64 }
+	if err := json.Unmarshal([]byte(resp.Choices[0].Text), &doc); err != nil || resp.Choices[0].FinishReason != "stop" || doc.Age == nil || doc.Rank == nil ||
+		*doc.Age != float64(int64(*doc.Age)) || *doc.Age > 1<<53-1 || *doc.Age < -(1<<53-1) || *doc.Rank < 1 || *doc.Rank > 9 || *doc.Rank != float64(int64(*doc.Rank)) {
+		t.Errorf("integer bounds: %q (%s, %v), want integers age within ±2^53-1 and rank in [1, 9]", resp.Choices[0].Text, resp.Choices[0].FinishReason, err)
+	}
+
+	_, err = oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
+		MaxTokens: openai.Int(4)}, option.WithJSONSet("guided_json", map[string]any{"type": "string", "pattern": "^a"}))
+	var oe *openai.Error
+	if !errors.As(err, &oe) || oe.StatusCode != 400 || oe.Param != "guided_json" || !strings.HasPrefix(oe.Message, "guided_json: ") {
+		t.Errorf("guided_json with a pattern: %v; want a 400 naming guided_json", err)
+	}
+
 	for _, bad := range []struct {
 		req   *specdv1.GenerateRequest
 		field string
@@ -117,6 +161,8 @@ func TestResponseFormat(t *testing.T) {
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT, JsonSchema: `{}`}}, "response_format.json_schema: "},
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: 9}}, "response_format.type: "},
 		{&specdv1.GenerateRequest{IgnoreEos: true, ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}}, "response_format: "},
+		// Once the document is whole only its end may follow, which min_tokens holds back.
+		{&specdv1.GenerateRequest{Sampling: &specdv1.SamplingParams{MinTokens: 3}, ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}}, "sampling.min_tokens: "},
 	} {
 		bad.req.PromptIds, bad.req.MaxTokens = prompt, 4
 		_, err := s.client.Complete(ctx, bad.req)
