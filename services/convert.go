@@ -173,10 +173,6 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 	if q.MaxTokens > 0 && q.Sampling.MinTokens > q.MaxTokens {
 		return q, BadField("sampling.min_tokens", "%d: more than max_tokens %d", q.Sampling.MinTokens, q.MaxTokens)
 	}
-	if q.Format.Kind() != grammar.Text && q.Sampling.MinTokens > 0 {
-		// A document whole before min_tokens could be followed by nothing but its end.
-		return q, BadField("sampling.min_tokens", "%d: not with a response_format: once the document is whole only its end may follow, which min_tokens holds back", q.Sampling.MinTokens)
-	}
 	so := r.GetSpeculation()
 	q.Spec = !so.GetDisabled()
 	q.MaxGamma = int(so.GetMaxGamma())

@@ -171,8 +171,6 @@ func TestParseRequestInputs(t *testing.T) {
 		{"tools without messages", &specdv1.GenerateRequest{Prompt: "x", Tools: tools("", "a")}, "tools", false},
 		{"duplicate tool", &specdv1.GenerateRequest{Messages: msgs("user"), Tools: tools("", "a", "a")}, "tools[1].function.name", false},
 		{"nameless tool", &specdv1.GenerateRequest{Messages: msgs("user"), Tools: tools("", "a", "")}, "tools[1].function.name", false},
-		{"min_tokens with a format", &specdv1.GenerateRequest{Prompt: "x", Sampling: &specdv1.SamplingParams{MinTokens: 1},
-			ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}}, "sampling.min_tokens", false},
 		{"bad schema type", &specdv1.GenerateRequest{Messages: msgs("user"), Tools: tools(`{"properties":{"x":{"type":"float"}}}`, "a")}, "tools[0].function.parameters.properties.x.type", false},
 	} {
 		q, err := ParseRequest(tc.req)

@@ -132,8 +132,7 @@ func TestRunJSONAndErrors(t *testing.T) {
 		{"run", "-m", "stories260K", "-p", "x", "--stop-token-id", "512"},
 		{"run", "-m", "stories260K", "-p", "x", "--stop-token-id", "-1"},
 		{"run", "-m", "stories260K", "-p", "x", "--min-tokens", "-1"},
-		{"run", "-m", "stories260K", "-p", "x", "-n", "4", "--min-tokens", "5"},                          // more than -n, as the gRPC API refuses it
-		{"run", "-m", "stories260K", "-p", "x", "--min-tokens", "5", "--response-format", "json_object"}, // a whole document would leave no token
+		{"run", "-m", "stories260K", "-p", "x", "-n", "4", "--min-tokens", "5"}, // more than -n, as the gRPC API refuses it
 		{"score", "-m", "stories260K", "--ids", "1,x"},
 		{"router", "--http-listen", "no-port"},
 		{"router", "--http-listen", "127.0.0.1:0", "--http-max-body-bytes", "10"},

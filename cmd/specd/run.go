@@ -187,9 +187,6 @@ func (o *samplingOptions) responseFormat() (*specdv1.ResponseFormat, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	if f.Kind() != grammar.Text && o.minTokens > 0 {
-		return nil, usagef("--min-tokens: not with --response-format: once the document is whole only its end may follow, which --min-tokens holds back")
-	}
 	if f.Kind() != grammar.Text && o.ignoreEOS && len(o.stopIDs) == 0 {
 		return nil, usagef("--response-format: a document ends the output with an end-of-generation id: with --ignore-eos, give --stop-token-id")
 	}

@@ -84,6 +84,16 @@ func TestResponseFormat(t *testing.T) {
 		}
 	}
 
+	// min_tokens past the document's end: the grammar ends it (min_tokens once left
+	// nothing to draw, a 500 after the router's retries).
+	r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, Sampling: &specdv1.SamplingParams{MinTokens: n - 8},
+		ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: schema}})
+	if err != nil {
+		t.Fatalf("min_tokens %d with a schema: %v", n-8, err)
+	}
+	if _, whole := sf.Check([]byte(r.GetText())); r.GetFinishReason() != specdv1.FinishReason_FINISH_REASON_EOS || !whole {
+		t.Errorf("min_tokens with a schema: %q (%v), want a whole document ended by EOS", r.GetText(), r.GetFinishReason())
+	}
 	if accepted == 0 {
 		t.Errorf("no draft token was accepted in any case: the draft's proposals were not checked")
 	}
@@ -161,8 +171,6 @@ func TestResponseFormat(t *testing.T) {
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT, JsonSchema: `{}`}}, "response_format.json_schema: "},
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: 9}}, "response_format.type: "},
 		{&specdv1.GenerateRequest{IgnoreEos: true, ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}}, "response_format: "},
-		// Once the document is whole only its end may follow, which min_tokens holds back.
-		{&specdv1.GenerateRequest{Sampling: &specdv1.SamplingParams{MinTokens: 3}, ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}}, "sampling.min_tokens: "},
 	} {
 		bad.req.PromptIds, bad.req.MaxTokens = prompt, 4
 		_, err := s.client.Complete(ctx, bad.req)
