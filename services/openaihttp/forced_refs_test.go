@@ -82,7 +82,7 @@ func TestForcedCallRefs(t *testing.T) {
 }
 
 // TestForcedCallTooLarge: tools whose forced call's schema passes the router's bound
-// on a schema are refused at the front door naming tool_choice, not the
+// on a schema are refused at the front door naming tools (and the forced call), not the
 // response_format the client never sent.
 func TestForcedCallTooLarge(t *testing.T) {
 	router := &stub{complete: func(_ context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
@@ -116,7 +116,7 @@ func TestForcedCallTooLarge(t *testing.T) {
 	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}
-	if res.StatusCode != http.StatusBadRequest || out.Error.Param != "tool_choice" {
-		t.Errorf("%s, param %q: %s; want 400 naming tool_choice", res.Status, out.Error.Param, out.Error.Message)
+	if res.StatusCode != http.StatusBadRequest || out.Error.Param != "tools" || !strings.Contains(out.Error.Message, "tool_choice") {
+		t.Errorf("%s, param %q: %s; want 400 naming tools and the forced call", res.Status, out.Error.Param, out.Error.Message)
 	}
 }

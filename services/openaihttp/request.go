@@ -475,7 +475,7 @@ func forcedCall(tools []Tool, syntax toolcall.Syntax) (*specdv1.ResponseFormat, 
 		return nil, badParam("tools", "%v", err)
 	}
 	if len(b) > services.MaxSchemaBytes {
-		return nil, badParam("tool_choice", "the schema of a call to one of %d tools is %d bytes: at most %d (force fewer tools, or one)", len(tools), len(b), services.MaxSchemaBytes)
+		return nil, badParam("tools", "the schema that tool_choice holds a call to (one of %d tools) is %d bytes: at most %d (force fewer tools, or one)", len(tools), len(b), services.MaxSchemaBytes)
 	}
 	rf.JsonSchema = string(b)
 	return rf, nil
