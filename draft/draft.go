@@ -248,10 +248,7 @@ func (s *Session) consume(logits []float32) (done bool) {
 		j.p.Dists = append(j.p.Dists, d.Clone())
 	} else {
 		t, guess = s.smp.Top2(logits, pos)
-		sp := s.opt.Sampling
-		unshaped := sp
-		unshaped.Grammar = nil
-		if sp.Greedy() && !unshaped.Shaped() {
+		if sp := s.opt.Sampling; sp.Greedy() && !sp.Shaped() {
 			// A long repeat predicts the verifier's next token better than the small
 			// model does (spec.LookupDraft); the model's choice becomes the guess of the
 			// correction. Not where penalties work against repeats, nor where a bias or

@@ -79,13 +79,8 @@ func (f Format) Check(text []byte) (prefix, whole bool) {
 	if f.root == nil {
 		return true, true
 	}
-	alts := start(f.root, f.prefix, f.suffix)
-	for _, b := range text {
-		if alts = stepAll(nil, alts, b); len(alts) == 0 {
-			return false, false
-		}
-	}
-	return true, accepting(alts)
+	alts := after(start(f.root, f.prefix, f.suffix), text)
+	return len(alts) > 0, accepting(alts)
 }
 
 // Kind is what f asks for.
@@ -145,13 +140,18 @@ func (m *Matcher) advance(id int32) {
 	if id < 0 || int(id) >= len(m.g.v.text) || m.dead {
 		return
 	}
-	for _, b := range m.g.v.text[id] {
-		m.alts = stepAll(nil, m.alts, b)
-		if len(m.alts) == 0 {
-			m.dead = true
-			return
+	m.alts = after(m.alts, m.g.v.text[id])
+	m.dead = len(m.alts) == 0
+}
+
+// after returns the state alts becomes after text, empty when it cannot take it.
+func after(alts []*frame, text []byte) []*frame {
+	for _, b := range text {
+		if alts = stepAll(nil, alts, b); len(alts) == 0 {
+			return nil
 		}
 	}
+	return alts
 }
 
 // Allows reports whether id may come next: a token whose bytes continue the document,
@@ -164,13 +164,7 @@ func (m *Matcher) Allows(id int32, ends []int32) bool {
 	if m.dead || id < 0 || int(id) >= len(m.g.v.text) || m.g.v.text[id] == nil {
 		return false
 	}
-	alts := m.alts
-	for _, b := range m.g.v.text[id] {
-		if alts = stepAll(nil, alts, b); len(alts) == 0 {
-			return false
-		}
-	}
-	return true
+	return len(after(m.alts, m.g.v.text[id])) > 0
 }
 
 // Reset returns to the start of the output and takes output's tokens.
@@ -190,9 +184,6 @@ func (m *Matcher) Reset(output []int32) {
 		m.Advance(id)
 	}
 }
-
-// Done reports whether the output so far is a whole document.
-func (m *Matcher) Done() bool { return !m.dead && accepting(m.alts) }
 
 // Mask sets to -Inf the logit of every token that cannot come next: those whose bytes
 // do not continue the document, and the ends (token ids that end the output) while the

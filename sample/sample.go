@@ -154,9 +154,9 @@ func (p Params) Penalized() bool {
 }
 
 // Shaped reports whether p changes the logits before temperature and the filters: a
-// penalty, a logit bias or a minimum of tokens.
+// penalty, a logit bias or a minimum of tokens (a Grammar only removes tokens).
 func (p Params) Shaped() bool {
-	return p.Penalized() || len(p.LogitBias) > 0 || p.MinTokens > 0 || p.Grammar != nil
+	return p.Penalized() || len(p.LogitBias) > 0 || p.MinTokens > 0
 }
 
 // repeats reports whether p's RepetitionPenalty is on (neither unset nor 1).
