@@ -2,7 +2,7 @@
 
     ./gen.sh && SPECD=/tmp/specd /usr/bin/python3 -m unittest -v
 
-A manual check (docs/clients.md): CI runs the Node.js example only.
+`.ci/run` runs it, after installing Debian's packages (docs/clients.md).
 """
 import json
 import os
