@@ -329,7 +329,7 @@ type httpOptions struct {
 }
 
 func (o *httpOptions) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.httpListen, "http-listen", "", "HTTP address of the OpenAI-compatible API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health); empty: none")
+	fs.StringVar(&o.httpListen, "http-listen", "", "HTTP address of the OpenAI-compatible API (POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health) and of Ollama's API (POST /api/generate, POST /api/chat, GET /api/tags, POST /api/show, GET /api/ps, GET /api/version); empty: none")
 	fs.Int64Var(&o.httpMaxBody, "http-max-body-bytes", 0, "largest request body the OpenAI-compatible API reads; larger is 413 (default 4 MiB, or --max-message-bytes when that is less)")
 	fs.StringVar(&o.toolParser, "tool-call-parser", "", "how the served models write tool calls, as vLLM's flag names it: hermes (Qwen2.5's <tool_call> blocks) or llama3_json (Llama 3.1's JSON); "+
 		"chat completions then accept tools and answer tool_calls. Empty: tools are refused unless tool_choice is \"none\"")
@@ -873,6 +873,7 @@ func upCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					scheme = "https"
 				}
 				fmt.Fprintf(stderr, "specd up: serving the OpenAI-compatible API on %s://%s/v1\n", scheme, hcfg.Listener.Addr())
+				fmt.Fprintf(stderr, "specd up: serving Ollama's API on %s://%s/api\n", scheme, hcfg.Listener.Addr())
 			}
 		})
 		cfg.HTTP = hcfg

@@ -75,7 +75,13 @@ func (h *Handler) SetToolParser(syntax toolcall.Syntax) { h.tools = syntax }
 
 // ServeHTTP routes a request to its endpoint.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.mux.ServeHTTP(&sendStallWriter{ResponseWriter: w, rc: http.NewResponseController(w), stall: h.stall}, r)
+	h.mux.ServeHTTP(WithSendStall(w, h.stall), r)
+}
+
+// WithSendStall is w with each write given stall to go out (see sendStallWriter); 0
+// is services.DefaultSendStallTimeout.
+func WithSendStall(w http.ResponseWriter, stall time.Duration) http.ResponseWriter {
+	return &sendStallWriter{ResponseWriter: w, rc: http.NewResponseController(w), stall: cmp.Or(stall, services.DefaultSendStallTimeout)}
 }
 
 // sendStallWriter gives each write to the client (and the flush after it) stall to
@@ -98,12 +104,12 @@ func (w *sendStallWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the server's writer (Flush, deadlines).
 func (w *sendStallWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// outgoing is the context of the router call for r: cancelled when the client goes
+// Outgoing is the context of the router call for r: cancelled when the client goes
 // away, carrying the client's credentials as gRPC metadata and, when the client sent
 // a W3C traceparent, its trace (so the router's spans continue the caller's). An
 // Authorization header that gRPC metadata cannot carry — HTTP allows bytes outside
 // printable ASCII in it, gRPC does not, and no API key has them — is a 401.
-func outgoing(r *http.Request) (context.Context, *Error) {
+func Outgoing(r *http.Request) (context.Context, *Error) {
 	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	if a := r.Header.Get("Authorization"); a != "" {
 		if strings.IndexFunc(a, func(c rune) bool { return c < 0x20 || c > 0x7e }) >= 0 {
@@ -128,7 +134,7 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 		return
 	}
 	id, created := newID(c.Chat), time.Now().Unix()
-	ctx, aerr := outgoing(r)
+	ctx, aerr := Outgoing(r)
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -229,7 +235,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, r *http.Req
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	send := func(v any) error {
-		b, err := marshal(v)
+		b, err := Marshal(v)
 		if err != nil {
 			return err
 		}
@@ -305,7 +311,7 @@ func (h *Handler) collect(ctx context.Context, req *specdv1.GenerateRequest) (*s
 	out := &specdv1.CompleteResponse{}
 	var text strings.Builder
 	for {
-		msg, err := next(st)
+		msg, err := Next(st)
 		if err != nil {
 			return nil, err
 		}
@@ -321,11 +327,11 @@ func (h *Handler) collect(ctx context.Context, req *specdv1.GenerateRequest) (*s
 	}
 }
 
-// next receives st's next message. After the final message, the stream's last, it
+// Next receives st's next message. After the final message, the stream's last, it
 // reads the stream's end (io.EOF, with the OK status) before returning, so that the
 // call ends as a success rather than cancelled when the caller then ends it — in
 // traces and metrics alike. A stream that ends without a final message is an error.
-func next(st specdv1.GenerationService_GenerateClient) (*specdv1.GenerateResponse, error) {
+func Next(st specdv1.GenerationService_GenerateClient) (*specdv1.GenerateResponse, error) {
 	msg, err := st.Recv()
 	if errors.Is(err, io.EOF) {
 		return nil, errors.New("the router ended the stream without a final message")
@@ -364,7 +370,7 @@ func (h *Handler) readChoice(ctx context.Context, i int, req *specdv1.GenerateRe
 		return
 	}
 	for {
-		msg, err := next(st)
+		msg, err := Next(st)
 		if err != nil {
 			pass(event{i: i, err: err})
 			return
@@ -417,7 +423,7 @@ func (h *Handler) model(w http.ResponseWriter, r *http.Request) {
 
 // list asks the router for its models.
 func (h *Handler) list(r *http.Request) (*ModelList, *Error) {
-	ctx, aerr := outgoing(r)
+	ctx, aerr := Outgoing(r)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -486,9 +492,9 @@ func newToolCallID() string {
 	return "call_" + hex.EncodeToString(b[:])
 }
 
-// marshal encodes v as JSON on one line, leaving <, > and & as they are (as OpenAI's
+// Marshal encodes v as JSON on one line, leaving <, > and & as they are (as OpenAI's
 // API does) rather than escaping them for HTML.
-func marshal(v any) ([]byte, error) {
+func Marshal(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -499,7 +505,7 @@ func marshal(v any) ([]byte, error) {
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := marshal(v)
+	b, err := Marshal(v)
 	if err != nil {
 		code, b = http.StatusInternalServerError, []byte(`{"error":{"message":"encoding the response failed","type":"server_error","param":null,"code":null}}`)
 	}

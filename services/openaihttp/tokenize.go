@@ -145,12 +145,18 @@ func (h *Handler) readRequest(w http.ResponseWriter, r *http.Request, v any) (co
 	if err := decode(body, v); err != nil {
 		return nil, fromStatus(err, nil)
 	}
-	return outgoing(r)
+	return Outgoing(r)
 }
 
 // readBody reads r's body, at most the handler's bound.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	return ReadBody(w, r, h.maxBody)
+}
+
+// ReadBody reads r's body, at most maxBody bytes: a larger one is a 413, a body that
+// breaks off a 400.
+func ReadBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, *Error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/specd-dev/specd/services/auth"
 	"github.com/specd-dev/specd/services/consul"
 	"github.com/specd-dev/specd/services/draftsvc"
+	"github.com/specd-dev/specd/services/ollamahttp"
 	"github.com/specd-dev/specd/services/openaihttp"
 	"github.com/specd-dev/specd/services/routersvc"
 	"github.com/specd-dev/specd/services/telemetry"
@@ -575,15 +577,25 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, read
 	if cfg.TLS != nil {
 		lis = tls.NewListener(lis, cfg.TLS.httpsConfig())
 	}
-	h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), cfg.HTTP.MaxBodyBytes, cfg.Limits.SendStallTimeout, cfg.Log)
+	client := specdv1.NewGenerationServiceClient(cc)
+	h := openaihttp.NewHandler(client, cfg.HTTP.MaxBodyBytes, cfg.Limits.SendStallTimeout, cfg.Log)
 	h.SetReady(ready)
 	h.SetToolParser(cfg.HTTP.ToolCalls)
+	// Ollama's native API shares the listener: its /api/ and the probe of /, the
+	// OpenAI-compatible API everything else.
+	oh := ollamahttp.NewHandler(client, cfg.HTTP.MaxBodyBytes, cfg.Limits.SendStallTimeout, cfg.Log)
+	oh.SetToolParser(cfg.HTTP.ToolCalls)
+	mux := http.NewServeMux()
+	for _, p := range ollamahttp.Routes {
+		mux.Handle(p, oh)
+	}
+	mux.Handle("/", h)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer inner.GRPC.Stop()
 		defer cc.Close()
-		if err := openaihttp.Serve(ctx, lis, h, Grace, cfg.Log); err != nil {
+		if err := openaihttp.Serve(ctx, lis, mux, Grace, cfg.Log); err != nil {
 			cfg.Log.Error("openai front door stopped", "err", err)
 			fail(fmt.Errorf("openai front door: %w", err))
 		}
@@ -592,6 +604,6 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, read
 	if cfg.TLS != nil {
 		scheme = "https"
 	}
-	cfg.Log.Info("openai front door serving", "addr", lis.Addr().String(), "scheme", scheme)
+	cfg.Log.Info("http front door serving (OpenAI-compatible API and Ollama's API)", "addr", lis.Addr().String(), "scheme", scheme)
 	return nil
 }

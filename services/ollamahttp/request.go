@@ -1,0 +1,239 @@
+package ollamahttp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+
+	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/toolcall"
+)
+
+// Call is a parsed and validated /api/generate or /api/chat request: what to ask the
+// router and how to answer the client.
+type Call struct {
+	// Req is the router's request. Of a raw generation it lacks the prompt, which
+	// is the ids of Context and of Prompt as the router tokenizes it (see
+	// Handler.tokenizeRaw), so that the answer can give the ids back as its context.
+	Req    *specdv1.GenerateRequest
+	Model  string // as the client named it, echoed in every answer
+	Stream bool   // answer with newline-delimited JSON objects
+	Chat   bool
+	// Load: an empty prompt (or no messages), Ollama's call to load the model: the
+	// answer is one done message, nothing is generated.
+	Load bool
+	// Raw: a generation whose prompt is used as it is, after the ids of Context.
+	Raw     bool
+	Prompt  string  // a generation's prompt
+	System  string  // a templated generation's system message
+	Context []int32 // a raw generation's ids before the prompt
+	// Tools is the syntax the reply's tool calls are found in (0: none offered).
+	Tools toolcall.Syntax
+	opts  *options
+}
+
+// ModelName is the name of the model a client names as Ollama's clients do,
+// "NAME:TAG": the tag "latest", which Ollama gives a name without one, is dropped, so
+// "specd-target:latest" and "specd-target" are the same model. Any other tag is part
+// of the name, which then names no model specd serves.
+func ModelName(name string) string { return strings.TrimSuffix(name, ":latest") }
+
+// decode unmarshals a JSON body into v; unknown fields are ignored, as Ollama's
+// server ignores them.
+func decode(body []byte, v any) error {
+	err := json.Unmarshal(body, v)
+	if err == nil {
+		return nil
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return badRequest(te.Field, "want %s, not a JSON %s", kindOf(te.Type.Kind().String()), te.Value)
+	}
+	return &Error{Status: http.StatusBadRequest, Message: fmt.Sprintf("the request body is not valid JSON for this endpoint: %v", err)}
+}
+
+// kindOf names a Go kind as a JSON type.
+func kindOf(k string) string {
+	switch {
+	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
+		return "an integer"
+	case strings.HasPrefix(k, "float"):
+		return "a number"
+	case k == "string":
+		return "a string"
+	case k == "bool":
+		return "a boolean"
+	case k == "slice":
+		return "an array"
+	}
+	return "an object"
+}
+
+// common are the checks and mappings the two endpoints share.
+func common(model string, format, keep, think, logprobs, topLogprobs json.RawMessage, opts map[string]json.RawMessage) (*Call, error) {
+	if model == "" {
+		return nil, badRequest("model", "missing: name the model (GET /api/tags lists them)")
+	}
+	if isOn(think) {
+		return nil, badRequest("think", "%s does not support thinking", model)
+	}
+	if isOn(logprobs) || isOn(topLogprobs) {
+		return nil, badRequest("logprobs", "not supported on /api/generate and /api/chat: use /v1/chat/completions or /v1/completions, which return them")
+	}
+	if err := keepAlive(keep); err != nil {
+		return nil, err
+	}
+	o, err := parseOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Call{Req: &specdv1.GenerateRequest{Model: ModelName(model)}, Model: model, opts: o}
+	if err := o.apply(c.Req); err != nil {
+		return nil, err
+	}
+	rf, err := parseFormat(format)
+	if err != nil {
+		return nil, err
+	}
+	c.Req.ResponseFormat = rf
+	return c, nil
+}
+
+// parseFormat reads format: null or "" (free text), "json" (a JSON object), or a JSON
+// Schema object the output must satisfy.
+func parseFormat(raw json.RawMessage) (*specdv1.ResponseFormat, error) {
+	v := bytes.TrimSpace(raw)
+	switch {
+	case len(v) == 0 || string(v) == "null" || string(v) == `""`:
+		return nil, nil
+	case string(v) == `"json"`:
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}, nil
+	case v[0] == '{':
+		if !json.Valid(v) {
+			return nil, badRequest("format", "not valid JSON")
+		}
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: string(v)}, nil
+	}
+	return nil, badRequest("format", "%s: want \"json\" or a JSON Schema object", clip(v))
+}
+
+// clip is b for a message, cut to 64 bytes.
+func clip(b []byte) string {
+	if len(b) > 64 {
+		return string(b[:64]) + "…"
+	}
+	return string(b)
+}
+
+// ParseGenerate decodes and validates the body of POST /api/generate. Its errors are
+// *Error values (400, naming the parameter).
+func ParseGenerate(body []byte) (*Call, error) {
+	var r GenerateRequest
+	if err := decode(body, &r); err != nil {
+		return nil, err
+	}
+	switch {
+	case r.Suffix != "":
+		return nil, badRequest("suffix", "%s does not support insert (fill-in-the-middle is not supported)", r.Model)
+	case r.Template != "":
+		return nil, badRequest("template", "not supported: specd renders the model's own chat template (Jinja); send raw: true with a prompt you formatted yourself")
+	case len(r.Images) > 0:
+		return nil, badRequest("images", "%s does not support images (no model specd serves has vision)", r.Model)
+	case len(r.Context) > 0 && !r.Raw:
+		return nil, badRequest("context", "taken with raw: true only (the ids then start the prompt); keep a templated conversation with /api/chat")
+	}
+	c, err := common(r.Model, r.Format, r.KeepAlive, r.Think, r.Logprobs, r.TopLogprobs, r.Options)
+	if err != nil {
+		return nil, err
+	}
+	c.Stream, c.Raw, c.Prompt = stream(r.Stream), r.Raw, r.Prompt
+	for i, id := range r.Context {
+		if id < 0 || id > math.MaxInt32 {
+			return nil, badRequest("context", "token id %d at index %d is out of range", id, i)
+		}
+		c.Context = append(c.Context, int32(id))
+	}
+	if !r.Raw {
+		c.System = r.System // raw: the prompt is all there is, as in Ollama
+	}
+	c.Load = r.Prompt == "" && c.System == "" && len(c.Context) == 0
+	if !c.Raw {
+		c.Req.Messages = c.messages()
+	}
+	return c, nil
+}
+
+// messages is a templated generation's conversation: the system message, if any, and
+// the prompt as the user's.
+func (c *Call) messages() []*specdv1.ChatMessage {
+	var out []*specdv1.ChatMessage
+	if c.System != "" {
+		out = append(out, &specdv1.ChatMessage{Role: "system", Content: c.System})
+	}
+	return append(out, &specdv1.ChatMessage{Role: "user", Content: c.Prompt})
+}
+
+// ParseChat decodes and validates the body of POST /api/chat for a server that finds
+// tool calls in replies written in syntax (0: none, and tools are refused). Its errors
+// are *Error values (400, naming the parameter).
+func ParseChat(body []byte, syntax toolcall.Syntax) (*Call, error) {
+	var r ChatRequest
+	if err := decode(body, &r); err != nil {
+		return nil, err
+	}
+	c, err := common(r.Model, r.Format, r.KeepAlive, r.Think, r.Logprobs, r.TopLogprobs, r.Options)
+	if err != nil {
+		return nil, err
+	}
+	c.Chat, c.Stream, c.Load = true, stream(r.Stream), len(r.Messages) == 0
+	for i, m := range r.Messages {
+		role := strings.ToLower(m.Role) // as Ollama reads it
+		switch role {
+		case "system", "user", "assistant", "tool":
+		default:
+			return nil, badRequest("messages", "message %d: role %q: want system, user, assistant or tool", i, m.Role)
+		}
+		if len(m.Images) > 0 {
+			return nil, badRequest("messages", "message %d: %s does not support images (no model specd serves has vision)", i, r.Model)
+		}
+		if len(m.ToolCalls) > 0 && role != "assistant" {
+			return nil, badRequest("messages", "message %d: only an assistant message has tool_calls", i)
+		}
+		cm := &specdv1.ChatMessage{Role: role, Content: m.Content, Name: m.ToolName, ToolCallId: m.ToolCallID}
+		for j, tc := range m.ToolCalls {
+			if tc.Function.Name == "" {
+				return nil, badRequest("messages", "message %d: tool call %d has no function name", i, j)
+			}
+			args := bytes.TrimSpace(tc.Function.Arguments)
+			if len(args) == 0 || string(args) == "null" {
+				args = []byte("{}")
+			}
+			cm.ToolCalls = append(cm.ToolCalls, &specdv1.ToolCall{Id: tc.ID, Type: "function",
+				Function: &specdv1.FunctionCall{Name: tc.Function.Name, Arguments: string(args)}})
+		}
+		c.Req.Messages = append(c.Req.Messages, cm)
+	}
+	if len(r.Tools) == 0 {
+		return c, nil
+	}
+	if syntax == 0 {
+		return nil, badRequest("tools", "%s does not support tools: this server parses no tool calls (start it with --tool-call-parser hermes or llama3_json)", r.Model)
+	}
+	for i, t := range r.Tools {
+		if t.Type != "" && t.Type != "function" {
+			return nil, badRequest("tools", "tool %d: type %q: want \"function\"", i, t.Type)
+		}
+		params := ""
+		if p := bytes.TrimSpace(t.Function.Parameters); len(p) > 0 && string(p) != "null" {
+			params = string(p)
+		}
+		c.Req.Tools = append(c.Req.Tools, &specdv1.Tool{Type: "function", Function: &specdv1.FunctionDefinition{
+			Name: t.Function.Name, Description: t.Function.Description, Parameters: params}})
+	}
+	c.Tools = syntax
+	return c, nil
+}
