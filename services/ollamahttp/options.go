@@ -22,14 +22,6 @@ const (
 	DefaultRepeatLastN = 64
 )
 
-// ignored are the options that choose how Ollama runs a model, not what it writes
-// (threads, GPU layers, memory mapping, batch size): taken and ignored, whatever
-// their value. num_keep only says what a context shift keeps, and specd never
-// shifts. Options Ollama itself does not know are ignored too, as Ollama ignores
-// them.
-var ignored = []string{"num_batch", "num_gpu", "main_gpu", "low_vram", "f16_kv", "logits_all", "vocab_only",
-	"use_mmap", "use_mlock", "num_thread", "numa", "num_keep"}
-
 // options are a request's options, decoded: a nil pointer is an option not sent (or
 // sent as null, which Ollama takes as not sent).
 type options struct {
@@ -93,6 +85,12 @@ func parseOptions(raw map[string]json.RawMessage) (*options, error) {
 			if err := json.Unmarshal(v, &o.stop); err != nil {
 				return nil, badRequest(name, "want an array of strings")
 			}
+		default:
+			// The options that choose how Ollama runs a model, not what it writes
+			// (num_thread, num_gpu, main_gpu, num_batch, low_vram, f16_kv, logits_all,
+			// vocab_only, use_mmap, use_mlock, numa), num_keep (only a context shift
+			// reads it, and specd never shifts), and options Ollama itself does not
+			// know, which it ignores too: taken and ignored, whatever their value.
 		}
 	}
 	return o, nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -188,6 +189,32 @@ func TestOllamaGenerate(t *testing.T) {
 		code, lines := ollamaPost(t, s, "/api/generate", `{"model":"specd-target","prompt":"`+prompt+`","raw":true,"stream":false,"options":{"temperature":0,"num_predict":1000,"stop":["never"]}}`)
 		if code != 200 || lines[0].DoneReason == "" || lines[0].PromptEvalCount+lines[0].EvalCount > 512 {
 			t.Errorf("%d %+v", code, lines)
+		}
+	})
+
+	t.Run("one listener for both APIs", func(t *testing.T) {
+		for _, tc := range []struct {
+			method, path string
+			status       int
+			body         string
+		}{
+			{"GET", "/", 200, "Ollama is running"},
+			{"GET", "/api/version", 200, `"version"`},
+			{"GET", "/v1/models", 200, `"specd-target"`},
+			{"GET", "/health", 200, `"ok"`},
+			{"POST", "/", 404, `"unknown_url"`}, // the OpenAI API's answer to what neither serves
+		} {
+			req, _ := http.NewRequest(tc.method, s.ollamaBase()+tc.path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			_, err = io.Copy(&b, resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != tc.status || !strings.Contains(b.String(), tc.body) {
+				t.Errorf("%s %s: %d %q %v, want %d with %s", tc.method, tc.path, resp.StatusCode, b.String(), err, tc.status, tc.body)
+			}
 		}
 	})
 
