@@ -545,3 +545,26 @@ func TestRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyAndAuthorization: a body over the bound is a 413 and an Authorization header
+// gRPC metadata cannot carry a 401, both in Ollama's shape.
+func TestBodyAndAuthorization(t *testing.T) {
+	base := serve(t, &stub{generate: reply(specdv1.FinishReason_FINISH_REASON_EOS, "ok")}, nil)
+	big := `{"model":"big","prompt":"` + strings.Repeat("x", openaihttp.DefaultMaxBodyBytes) + `"}`
+	code, _, lines := post(t, base, "/api/generate", big)
+	if code != http.StatusRequestEntityTooLarge || len(lines) != 1 || lines[0]["error"] == nil {
+		t.Errorf("large body: %d %v", code, lines)
+	}
+	req, _ := http.NewRequest("POST", base+"/api/generate", strings.NewReader(`{"model":"big","prompt":"x"}`))
+	req.Header.Set("Authorization", "Bearer \x80key")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct{ Error string }
+	json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || e.Error == "" {
+		t.Errorf("bad Authorization: %d %+v", resp.StatusCode, e)
+	}
+}
