@@ -6,15 +6,19 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
 
+	"github.com/specd-dev/specd/internal/testkeys"
+
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
+	"github.com/specd-dev/specd/services/auth"
 	"github.com/specd-dev/specd/toolcall"
 )
 
@@ -345,4 +349,41 @@ func TestOllamaCancelFreesRequest(t *testing.T) {
 	}
 	cancel()
 	waitIdle(t, cc)
+}
+
+// TestOllamaAPIKeys: API keys hold on Ollama's API as on gRPC: without the key a 401,
+// with it (as ollama's clients send it, Authorization: Bearer) the answer.
+func TestOllamaAPIKeys(t *testing.T) {
+	const key = "specd_ollama-secret-for-tests"
+	path := filepath.Join(t.TempDir(), "keys.txt")
+	testkeys.Write(t, path, testkeys.Line("app", key, ""), 0)
+	keys, err := auth.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startStackWith(t, stackOptions{http: true, keys: keys, apiKey: key})
+	for _, tc := range []struct {
+		auth   string
+		status int
+	}{{"", 401}, {"Bearer specd_not-a-key", 401}, {"Bearer " + key, 200}} {
+		for _, r := range []struct{ method, path, body string }{
+			{"POST", "/api/generate", `{"model":"specd-target","prompt":"Once","stream":false,"options":{"num_predict":2}}`},
+			{"GET", "/api/tags", ""},
+		} {
+			req, _ := http.NewRequest(r.method, s.ollamaBase()+r.path, strings.NewReader(r.body))
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e struct{ Error string }
+			json.NewDecoder(resp.Body).Decode(&e)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || (tc.status != 200) != (e.Error != "") {
+				t.Errorf("%s %s with %q: %d %+v, want %d", r.method, r.path, tc.auth, resp.StatusCode, e, tc.status)
+			}
+		}
+	}
 }
