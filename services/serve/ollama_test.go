@@ -14,7 +14,6 @@ import (
 	"github.com/openai/openai-go/v3"
 
 	"github.com/specd-dev/specd/internal/testkeys"
-
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
