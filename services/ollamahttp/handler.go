@@ -206,31 +206,44 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 }
 
 // open starts c's generation and returns its stream with the first message, so that
-// a request the router refuses is an HTTP error, not a stream. A raw generation's
-// prompt is tokenized first (see tokenizeRaw). A templated generation for a model
-// without a chat template is the prompt as it is, as Ollama's default template
-// ("{{ .Prompt }}") makes it — with a system message that has nowhere to go, a 400.
+// a request the router refuses is an HTTP error, not a stream. A templated generation
+// for a model without a chat template is the prompt as it is, after its context, as
+// Ollama's default template ("{{ .Prompt }}") makes it (see plain) — with a system
+// message that has nowhere to go, a 400. A context before a prompt the model's chat
+// template renders is a 400: the verifier renders the template, and the ids cannot go
+// before its rendering.
 func (h *Handler) open(ctx context.Context, c *Call) (specdv1.GenerationService_GenerateClient, *specdv1.GenerateResponse, error) {
-	if c.Raw {
-		if err := h.tokenizeRaw(ctx, c); err != nil {
-			return nil, nil, err
-		}
-	}
-	st, first, err := h.start(ctx, c.Req)
-	if err != nil && !c.Chat && !c.Raw && noTemplate(err) {
+	actx, cancel := context.WithCancel(ctx)
+	st, first, err := h.start(actx, c.Req)
+	switch {
+	case err == nil && len(c.Context) > 0:
+		cancel() // the model renders the prompt with its template: no room for the ids
+		return nil, nil, badRequest("context", "%s renders prompts with its chat template, before which specd cannot put token ids: keep the conversation with /api/chat (or send raw: true with the whole text)", c.Model)
+	case err != nil && !c.Chat && !c.Raw && noTemplate(err):
+		cancel()
 		if c.System != "" {
 			return nil, nil, badRequest("system", "%s has no chat template to put a system message in: send raw: true with the whole prompt", c.Model)
 		}
-		c.Req.Messages, c.Req.Prompt = nil, c.Prompt
-		st, first, err = h.start(ctx, c.Req)
+		if err := h.plain(ctx, c); err != nil {
+			return nil, nil, err
+		}
+		actx, cancel = context.WithCancel(ctx)
+		st, first, err = h.start(actx, c.Req)
 	}
 	if err != nil && c.Req.MaxTokens > 0 && overflows(err) {
 		// num_predict beyond what the context has room for after the prompt: Ollama
 		// generates until the context is full, and so does specd with no limit.
+		cancel()
 		c.Req.MaxTokens = 0
-		st, first, err = h.start(ctx, c.Req)
+		actx, cancel = context.WithCancel(ctx)
+		st, first, err = h.start(actx, c.Req)
 	}
-	return st, first, err
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	context.AfterFunc(ctx, cancel) // the stream lives as long as the request
+	return st, first, nil
 }
 
 // overflows reports whether err is the verifier's refusal of a max_tokens that does
@@ -268,11 +281,13 @@ func noTemplate(err error) bool {
 	return st.Code() == codes.FailedPrecondition && strings.Contains(st.Message(), chat.ErrNoTemplate.Error())
 }
 
-// tokenizeRaw makes a raw generation's prompt ids: those of its context, then its
-// prompt as the router tokenizes a text prompt (with the BOS the vocabulary asks for
-// when there is no context before it; Tokenize with add_bos gives the ids a text
-// prompt gets), so that the answer's context is exactly the sequence.
-func (h *Handler) tokenizeRaw(ctx context.Context, c *Call) error {
+// plain makes the prompt of a templated generation for a model without a chat
+// template: the ids of its context, then its prompt as the router tokenizes a text
+// prompt (with the BOS the vocabulary asks for when no context comes before it;
+// Tokenize with add_bos gives the ids a text prompt gets), so that the answer's
+// context is exactly the sequence. Ollama detokenizes a context and tokenizes it again
+// with the prompt; the ids themselves are the conversation it stands for.
+func (h *Handler) plain(ctx context.Context, c *Call) error {
 	ids := c.Context
 	if c.Prompt != "" || len(ids) == 0 {
 		resp, err := h.client.Tokenize(ctx, &specdv1.TokenizeRequest{Model: c.Req.Model, Text: c.Prompt, AddBos: len(c.Context) == 0})
@@ -282,9 +297,9 @@ func (h *Handler) tokenizeRaw(ctx context.Context, c *Call) error {
 		ids = append(append([]int32(nil), c.Context...), resp.GetTokenIds()...)
 	}
 	if len(ids) == 0 {
-		return badRequest("prompt", "empty: the model's vocabulary adds no BOS to start it")
+		return badRequest("prompt", "empty, and the model's vocabulary adds no BOS to start it")
 	}
-	c.Req.PromptIds = ids
+	c.Req.Messages, c.Req.PromptIds, c.plain = nil, ids, true
 	return nil
 }
 

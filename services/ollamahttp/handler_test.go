@@ -191,8 +191,8 @@ func TestGenerateStreamed(t *testing.T) {
 }
 
 // TestGenerateRequests: what reaches the router for a generation — the prompt as the
-// user's message (and the system message) unless raw, a raw prompt as ids with the
-// context's first, Ollama's default sampling, and the options mapped.
+// user's message (and the system message) unless raw, Ollama's default sampling, and
+// the options mapped.
 func TestGenerateRequests(t *testing.T) {
 	s := &stub{generate: reply(specdv1.FinishReason_FINISH_REASON_EOS, "ok")}
 	base := serve(t, s, nil)
@@ -200,10 +200,13 @@ func TestGenerateRequests(t *testing.T) {
 	if lines[0]["done_reason"] != "stop" || lines[0]["context"] != nil {
 		t.Errorf("templated: %v: want done_reason stop and no context", lines[0])
 	}
-	_, _, lines = post(t, base, "/api/generate", `{"model":"big","prompt":"hi","raw":true,"system":"ignored","context":[1,7],"stream":false,"options":{"temperature":0,"seed":5,"num_predict":9,"stop":["\n"]}}`)
-	ctx, _ := json.Marshal(lines[0]["context"])
-	if string(ctx) != "[1,7,104,105,100]" {
-		t.Errorf("raw with context: context %s, want the prompt's ids then the output's: [1,7,104,105,100]", ctx)
+	_, _, lines = post(t, base, "/api/generate", `{"model":"big","prompt":"hi","raw":true,"stream":false,"options":{"temperature":0,"seed":5,"num_predict":9,"stop":["\n"]}}`)
+	if lines[0]["response"] != "ok" || lines[0]["context"] != nil {
+		t.Errorf("raw: %v: want no context, as Ollama gives none in raw mode", lines[0])
+	}
+	_, _, lines = post(t, base, "/api/generate", `{"model":"big","prompt":"hi","context":[1,7],"stream":false}`)
+	if code := lines[0]["error"]; code == nil || !strings.HasPrefix(code.(string), "context: big renders prompts with its chat template") {
+		t.Errorf("context for a model with a chat template: %v, want a 400 about context", lines[0])
 	}
 	reqs := s.requests()
 	tmpl, raw := reqs[0], reqs[1]
@@ -215,15 +218,16 @@ func TestGenerateRequests(t *testing.T) {
 	if sp.GetTemperature() != 0.8 || sp.GetTopK() != 40 || sp.GetTopP() != 0.9 || sp.Seed != nil || sp.RepetitionPenalty != nil || tmpl.GetMaxTokens() != 0 {
 		t.Errorf("default sampling %v max_tokens %d: want Ollama's (0.8, top_k 40, top_p 0.9), no seed, no limit", sp, tmpl.GetMaxTokens())
 	}
-	if len(raw.GetMessages()) != 0 || fmt.Sprint(raw.GetPromptIds()) != "[1 7 104 105]" || raw.GetSampling().GetTemperature() != 0 ||
+	if len(raw.GetMessages()) != 0 || raw.GetPrompt() != "hi" || raw.GetSampling().GetTemperature() != 0 ||
 		raw.GetSampling().GetSeed() != 5 || raw.GetMaxTokens() != 9 || fmt.Sprint(raw.GetStop()) != "[\n]" {
 		t.Errorf("raw request: %v", raw)
 	}
 }
 
 // TestGenerateNoTemplate: for a model without a chat template the prompt is used as
-// it is, as Ollama's default template makes it; a system message then has nowhere to
-// go (400).
+// it is, after the ids of its context, as Ollama's default template makes it, and the
+// answer gives the whole sequence back as its context; a system message then has
+// nowhere to go (400).
 func TestGenerateNoTemplate(t *testing.T) {
 	s := &stub{generate: func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
 		if len(r.GetMessages()) > 0 {
@@ -233,11 +237,17 @@ func TestGenerateNoTemplate(t *testing.T) {
 	}}
 	base := serve(t, s, nil)
 	code, _, lines := post(t, base, "/api/generate", `{"model":"big","prompt":"hi","stream":false}`)
-	if code != 200 || lines[0]["response"] != "plain" {
-		t.Fatalf("%d %v", code, lines)
+	ctx, _ := json.Marshal(lines[0]["context"])
+	if code != 200 || lines[0]["response"] != "plain" || string(ctx) != "[1,104,105,100]" {
+		t.Fatalf("%d %v: want the text and the context [1,104,105,100] (BOS, the prompt's ids, the output's)", code, lines)
 	}
-	if r := s.requests()[1]; r.GetPrompt() != "hi" || len(r.GetMessages()) != 0 {
-		t.Errorf("second request %v, want the prompt as it is", r)
+	if r := s.requests()[1]; fmt.Sprint(r.GetPromptIds()) != "[1 104 105]" || len(r.GetMessages()) != 0 {
+		t.Errorf("second request %v, want the prompt's ids", r)
+	}
+	code, _, lines = post(t, base, "/api/generate", `{"model":"big","prompt":"!","context":[1,104,105,100],"stream":false}`)
+	ctx, _ = json.Marshal(lines[0]["context"])
+	if code != 200 || string(ctx) != "[1,104,105,100,33,100]" {
+		t.Errorf("with a context: %d %v, want the context [1,104,105,100,33,100] (no second BOS)", code, lines)
 	}
 	code, _, lines = post(t, base, "/api/generate", `{"model":"big","prompt":"hi","system":"s","stream":false}`)
 	if code != 400 || !strings.HasPrefix(lines[0]["error"].(string), "system: ") {

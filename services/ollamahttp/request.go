@@ -16,9 +16,10 @@ import (
 // Call is a parsed and validated /api/generate or /api/chat request: what to ask the
 // router and how to answer the client.
 type Call struct {
-	// Req is the router's request. Of a raw generation it lacks the prompt, which
-	// is the ids of Context and of Prompt as the router tokenizes it (see
-	// Handler.tokenizeRaw), so that the answer can give the ids back as its context.
+	// Req is the router's request. Of a templated generation it holds the messages;
+	// should the model have no chat template, the prompt becomes the ids of Context
+	// and of Prompt as the router tokenizes it (see Handler.plain), and the answer
+	// gives the ids back as its context.
 	Req    *specdv1.GenerateRequest
 	Model  string // as the client named it, echoed in every answer
 	Stream bool   // answer with newline-delimited JSON objects
@@ -26,11 +27,15 @@ type Call struct {
 	// Load: an empty prompt (or no messages), Ollama's call to load the model: the
 	// answer is one done message, nothing is generated.
 	Load bool
-	// Raw: a generation whose prompt is used as it is, after the ids of Context.
+	// Raw: a generation whose prompt is used as it is (no system, no context).
 	Raw     bool
 	Prompt  string  // a generation's prompt
 	System  string  // a templated generation's system message
-	Context []int32 // a raw generation's ids before the prompt
+	Context []int32 // a templated generation's ids before the prompt (Ollama's deprecated context)
+	// plain: a templated generation for a model without a chat template, whose
+	// prompt is Context and Prompt as they are (set by Handler.open); its answer has
+	// a context.
+	plain bool
 	// Tools is the syntax the reply's tool calls are found in (0: none offered).
 	Tools toolcall.Syntax
 	opts  *options
@@ -143,8 +148,9 @@ func ParseGenerate(body []byte) (*Call, error) {
 		return nil, badRequest("template", "not supported: specd renders the model's own chat template (Jinja); send raw: true with a prompt you formatted yourself")
 	case len(r.Images) > 0:
 		return nil, badRequest("images", "%s does not support images (no model specd serves has vision)", r.Model)
-	case len(r.Context) > 0 && !r.Raw:
-		return nil, badRequest("context", "taken with raw: true only (the ids then start the prompt); keep a templated conversation with /api/chat")
+	case r.Raw && (r.System != "" || len(r.Context) > 0):
+		// As Ollama answers it.
+		return nil, badRequest("raw", "raw mode does not support template, system, or context")
 	}
 	c, err := common(r.Model, r.Format, r.KeepAlive, r.Think, r.Logprobs, r.TopLogprobs, r.Options)
 	if err != nil {
@@ -157,11 +163,11 @@ func ParseGenerate(body []byte) (*Call, error) {
 		}
 		c.Context = append(c.Context, int32(id))
 	}
-	if !r.Raw {
-		c.System = r.System // raw: the prompt is all there is, as in Ollama
-	}
-	c.Load = r.Prompt == "" && c.System == "" && len(c.Context) == 0
-	if !c.Raw {
+	c.System = r.System
+	c.Load = r.Prompt == ""
+	if c.Raw {
+		c.Req.Prompt = c.Prompt
+	} else {
 		c.Req.Messages = c.messages()
 	}
 	return c, nil

@@ -68,8 +68,9 @@ func TestParseRefusals(t *testing.T) {
 		{`{"model":"m","prompt":"p","suffix":"s"}`, "suffix"},
 		{`{"model":"m","prompt":"p","template":"{{ .Prompt }}"}`, "template"},
 		{`{"model":"m","prompt":"p","images":["aGk="]}`, "images"},
-		{`{"model":"m","prompt":"p","context":[1,2]}`, "context"},
-		{`{"model":"m","prompt":"p","raw":true,"context":[-1]}`, "context"},
+		{`{"model":"m","prompt":"p","raw":true,"context":[1,2]}`, "raw"},
+		{`{"model":"m","prompt":"p","raw":true,"system":"s"}`, "raw"},
+		{`{"model":"m","prompt":"p","context":[-1]}`, "context"},
 		{`{"model":"m","prompt":"p","think":true}`, "think"},
 		{`{"model":"m","prompt":"p","think":"high"}`, "think"},
 		{`{"model":"m","prompt":"p","logprobs":true}`, "logprobs"},
@@ -145,7 +146,8 @@ func TestParseFormat(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`{"model":"m","prompt":"p","options":{"temperature":0.2,"top_k":5,"seed":3,"stop":["x"],"num_predict":-2}}`,
-		`{"model":"m:latest","prompt":"p","raw":true,"context":[1,2,3],"format":"json","keep_alive":"5m"}`,
+		`{"model":"m:latest","prompt":"p","raw":true,"format":"json","keep_alive":"5m"}`,
+		`{"model":"m","prompt":"p","context":[1,2,3]}`,
 		`{"model":"m","prompt":"p","system":"s","format":{"type":"object"},"stream":false}`,
 		`{"model":"m","messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}`,
 		`{"model":"m","messages":[],"keep_alive":-1}`,

@@ -43,7 +43,7 @@ func metrics(s *specdv1.Stats) *Metrics {
 type answer struct {
 	c     *Call
 	text  strings.Builder  // all the text so far
-	ids   []int32          // all the generated ids so far (a raw generation's context)
+	ids   []int32          // all the generated ids so far (a plain generation's context)
 	tools *toolcall.Stream // a streamed chat with tools: the calls in its reply
 	calls []ToolCall       // the calls tools has passed on, sent at the end
 }
@@ -92,7 +92,7 @@ func (a *answer) final(f *specdv1.Final, text string, calls *toolcall.Result) an
 	m := metrics(f.GetStats())
 	if !a.c.Chat {
 		r := &GenerateResponse{Model: a.c.Model, CreatedAt: now, Response: text, Done: true, DoneReason: doneReason(f.GetFinishReason()), Metrics: m}
-		if a.c.Raw {
+		if a.c.plain {
 			r.Context = append(append([]int32(nil), a.c.Req.GetPromptIds()...), a.ids...)
 		}
 		return r

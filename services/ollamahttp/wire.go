@@ -25,15 +25,16 @@ type GenerateRequest struct {
 	Prompt string `json:"prompt"`
 	// Suffix is the text after the insertion (fill-in-the-middle): refused when set.
 	Suffix string `json:"suffix"`
-	// System is the system message of a templated prompt; ignored with Raw, as Ollama
-	// ignores it there.
+	// System is the system message of a templated prompt (with Raw, a 400, as in
+	// Ollama).
 	System string `json:"system"`
 	// Template is a Go template overriding the model's: refused when set (specd
 	// renders the model's Jinja chat template).
 	Template string `json:"template"`
-	// Context is the deprecated conversation memory of token ids: taken with Raw only
-	// (the ids are the prompt's start), and given back in the final message of a raw
-	// request.
+	// Context is the deprecated conversation memory of token ids, for a model
+	// without a chat template (its prompt is the prompt as it is, after the ids),
+	// which gets it back in the final message; with Raw, or for a model whose chat
+	// template renders the prompt, a 400.
 	Context []int64         `json:"context"`
 	Stream  *bool           `json:"stream"` // nil: true
 	Raw     bool            `json:"raw"`

@@ -126,20 +126,28 @@ func TestOllamaGenerate(t *testing.T) {
 	})
 
 	t.Run("streamed", func(t *testing.T) {
-		code, lines := ollamaPost(t, s, "/api/generate", greedy+`,"raw":true}`)
-		text, last := joined(t, lines)
-		if code != 200 || text != want.GetText() || len(lines) < 3 || last.DoneReason != "length" || last.EvalCount != 24 {
-			t.Errorf("%d: %q over %d lines, last %+v; want %q", code, text, len(lines), last, want.GetText())
-		}
-		if wantCtx := append(slices.Clone(want.GetPromptIds()), want.GetTokenIds()...); !slices.Equal(last.Context, wantCtx) {
-			t.Errorf("context %v, want the prompt's ids and the output's %v", last.Context, wantCtx)
+		for _, raw := range []string{"true", "false"} {
+			code, lines := ollamaPost(t, s, "/api/generate", greedy+`,"raw":`+raw+`}`)
+			text, last := joined(t, lines)
+			if code != 200 || text != want.GetText() || len(lines) < 3 || last.DoneReason != "length" || last.EvalCount != 24 {
+				t.Errorf("raw %s: %d: %q over %d lines, last %+v; want %q", raw, code, text, len(lines), last, want.GetText())
+			}
+			// A model without a chat template takes the prompt as it is, and the answer
+			// has the context; a raw one has none, as in Ollama.
+			wantCtx := append(slices.Clone(want.GetPromptIds()), want.GetTokenIds()...)
+			if raw == "true" {
+				wantCtx = nil
+			}
+			if !slices.Equal(last.Context, wantCtx) {
+				t.Errorf("raw %s: context %v, want %v", raw, last.Context, wantCtx)
+			}
 		}
 	})
 
-	t.Run("context continues a raw prompt", func(t *testing.T) {
+	t.Run("context continues a prompt", func(t *testing.T) {
 		first := append(slices.Clone(want.GetPromptIds()), want.GetTokenIds()...)
 		ctxJSON, _ := json.Marshal(first)
-		code, lines := ollamaPost(t, s, "/api/generate", `{"model":"specd-target","prompt":" And then","raw":true,"stream":false,"context":`+string(ctxJSON)+`,"options":{"temperature":0,"num_predict":16}}`)
+		code, lines := ollamaPost(t, s, "/api/generate", `{"model":"specd-target","prompt":" And then","stream":false,"context":`+string(ctxJSON)+`,"options":{"temperature":0,"num_predict":16}}`)
 		tok, err := s.client.Tokenize(ctx, &specdv1.TokenizeRequest{Text: " And then"})
 		if err != nil {
 			t.Fatal(err)
@@ -148,8 +156,8 @@ func TestOllamaGenerate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if code != 200 || lines[0].Response != g.GetText() {
-			t.Errorf("%d %+v, want %q", code, lines, g.GetText())
+		if code != 200 || lines[0].Response != g.GetText() || !slices.Equal(lines[0].Context, append(append(first, tok.GetTokenIds()...), g.GetTokenIds()...)) {
+			t.Errorf("%d %+v, want %q and the whole sequence as the context", code, lines, g.GetText())
 		}
 	})
 
@@ -277,6 +285,12 @@ func TestOllamaChat(t *testing.T) {
 	code, glines := ollamaPost(t, s, "/api/generate", `{"model":"specd-target","system":"You tell short stories.","prompt":"Once upon a time","stream":false,"options":{"temperature":0,"num_predict":16}}`)
 	if code != 200 || glines[0].Response != want {
 		t.Errorf("templated generate: %d %+v, want %q", code, glines, want)
+	}
+
+	// The deprecated context cannot go before a rendering of the model's template.
+	code, glines = ollamaPost(t, s, "/api/generate", `{"model":"specd-target","prompt":"Once upon a time","context":[1,2,3]}`)
+	if code != 400 || !strings.HasPrefix(glines[0].Error, "context: ") {
+		t.Errorf("context with a chat template: %d %+v, want a 400 about context", code, glines)
 	}
 
 	// A call constrained to Llama 3.1's syntax by a schema: the parser finds it.
