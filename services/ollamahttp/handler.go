@@ -25,7 +25,7 @@ import (
 // Version is what GET /api/version reports: the release of Ollama whose API this
 // front door follows (docs/api.md of that release), for clients that check it before
 // using a feature (structured outputs, tools, done_reason "load").
-const Version = "0.9.0"
+const Version = "0.12.11"
 
 // Handler serves Ollama's API over a router client.
 type Handler struct {

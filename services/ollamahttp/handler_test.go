@@ -74,12 +74,21 @@ func (s *stub) Tokenize(_ context.Context, r *specdv1.TokenizeRequest) (*specdv1
 	return &specdv1.TokenizeResponse{TokenIds: ids}, nil
 }
 
-// reply answers with the text in pieces (a chunk each, one token per piece) and a
-// final message with stats and finish reason fr.
+// reply answers with the text in pieces (a chunk each, one token per piece, with its
+// log-probability -i-0.5 when asked, and the top ones) and a final message with stats
+// and finish reason fr.
 func reply(fr specdv1.FinishReason, pieces ...string) func(*specdv1.GenerateRequest, specdv1.GenerationService_GenerateServer) error {
-	return func(_ *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+	return func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
 		for i, p := range pieces {
-			if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: &specdv1.TokenChunk{TokenIds: []int32{int32(100 + i)}, Text: p}}}); err != nil {
+			ch := &specdv1.TokenChunk{TokenIds: []int32{int32(100 + i)}, Text: p}
+			if r.GetLogprobs() {
+				lp := &specdv1.TokenLogprob{Logprob: -float32(i) - 0.5, Token: []byte(p), Text: p}
+				for j := range r.GetTopLogprobs() {
+					lp.Top = append(lp.Top, &specdv1.TopLogprob{TokenId: int32(j), Logprob: float32(-int(j)), Token: []byte{'a' + byte(j)}})
+				}
+				ch.Logprobs = []*specdv1.TokenLogprob{lp}
+			}
+			if err := st.Send(&specdv1.GenerateResponse{Event: &specdv1.GenerateResponse_Chunk{Chunk: ch}}); err != nil {
 				return err
 			}
 		}
@@ -576,5 +585,43 @@ func TestBodyAndAuthorization(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized || e.Error == "" {
 		t.Errorf("bad Authorization: %d %+v", resp.StatusCode, e)
+	}
+}
+
+// TestLogprobs: each token's log-probability, and the likeliest at its position,
+// come with the text that carries it, streamed (a line for a token whose text is held
+// back too) and not; without logprobs, none.
+func TestLogprobs(t *testing.T) {
+	s := &stub{generate: reply(specdv1.FinishReason_FINISH_REASON_EOS, "Once", "", " upon")}
+	base := serve(t, s, nil)
+	want := `[{"token":"Once","logprob":-0.5,"bytes":[79,110,99,101],"top_logprobs":[{"token":"a","logprob":0,"bytes":[97]},{"token":"b","logprob":-1,"bytes":[98]}]},` +
+		`{"token":"","logprob":-1.5,"top_logprobs":[{"token":"a","logprob":0,"bytes":[97]},{"token":"b","logprob":-1,"bytes":[98]}]},` +
+		`{"token":" upon","logprob":-2.5,"bytes":[32,117,112,111,110],"top_logprobs":[{"token":"a","logprob":0,"bytes":[97]},{"token":"b","logprob":-1,"bytes":[98]}]}]`
+	var v any
+	json.Unmarshal([]byte(want), &v)
+	norm, _ := json.Marshal(v) // keys in the order a decoded object is written
+	want = string(norm)
+	for _, path := range []string{"/api/generate", "/api/chat"} {
+		body := `{"model":"big","prompt":"x","messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":2`
+		_, _, lines := post(t, base, path, body+`,"stream":false}`)
+		got, _ := json.Marshal(lines[0]["logprobs"])
+		if string(got) != want {
+			t.Errorf("%s unstreamed: logprobs %s, want %s", path, got, want)
+		}
+		_, _, lines = post(t, base, path, body+`}`)
+		var all []any
+		for _, l := range lines {
+			if lp, ok := l["logprobs"].([]any); ok {
+				all = append(all, lp...)
+			}
+		}
+		got, _ = json.Marshal(all)
+		if string(got) != want || len(lines) != 4 {
+			t.Errorf("%s streamed: %d lines, logprobs %s, want 4 lines and %s", path, len(lines), got, want)
+		}
+		_, _, lines = post(t, base, path, `{"model":"big","prompt":"x","messages":[{"role":"user","content":"x"}],"top_logprobs":2,"stream":false}`)
+		if lines[0]["logprobs"] != nil {
+			t.Errorf("%s without logprobs: %v", path, lines[0])
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/specd-dev/specd/generate"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/toolcall"
 )
@@ -79,15 +80,15 @@ func kindOf(k string) string {
 }
 
 // common are the checks and mappings the two endpoints share.
-func common(model string, format, keep, think, logprobs, topLogprobs json.RawMessage, opts map[string]json.RawMessage) (*Call, error) {
+func common(model string, format, keep, think json.RawMessage, logprobs *bool, topLogprobs *int64, opts map[string]json.RawMessage) (*Call, error) {
 	if model == "" {
 		return nil, badRequest("model", "missing: name the model (GET /api/tags lists them)")
 	}
 	if isOn(think) {
 		return nil, badRequest("think", "%s does not support thinking", model)
 	}
-	if isOn(logprobs) || isOn(topLogprobs) {
-		return nil, badRequest("logprobs", "not supported on /api/generate and /api/chat: use /v1/chat/completions or /v1/completions, which return them")
+	if n := topLogprobs; n != nil && (*n < 0 || *n > generate.MaxTopLogprobs) {
+		return nil, badRequest("top_logprobs", "top_logprobs must be between 0 and %d", generate.MaxTopLogprobs)
 	}
 	if err := keepAlive(keep); err != nil {
 		return nil, err
@@ -105,6 +106,13 @@ func common(model string, format, keep, think, logprobs, topLogprobs json.RawMes
 		return nil, err
 	}
 	c.Req.ResponseFormat = rf
+	if logprobs != nil && *logprobs {
+		// top_logprobs without logprobs asks for nothing, as in Ollama.
+		c.Req.Logprobs = true
+		if topLogprobs != nil {
+			c.Req.TopLogprobs = uint32(*topLogprobs)
+		}
+	}
 	return c, nil
 }
 

@@ -44,6 +44,7 @@ type answer struct {
 	c     *Call
 	text  strings.Builder  // all the text so far
 	ids   []int32          // all the generated ids so far (a plain generation's context)
+	lps   []Logprob        // all the log-probabilities so far (of an unstreamed answer)
 	tools *toolcall.Stream // a streamed chat with tools: the calls in its reply
 	calls []ToolCall       // the calls tools has passed on, sent at the end
 }
@@ -56,19 +57,39 @@ func newAnswer(c *Call) *answer {
 	return a
 }
 
-// add takes a chunk's tokens and text.
-func (a *answer) add(ch *specdv1.TokenChunk) {
+// add takes a chunk's tokens and text, and returns its tokens' log-probabilities
+// (none unless asked for).
+func (a *answer) add(ch *specdv1.TokenChunk) []Logprob {
 	a.text.WriteString(ch.GetText())
 	a.ids = append(a.ids, ch.GetTokenIds()...)
+	return logprobs(ch.GetLogprobs())
+}
+
+// logprobs are specd's log-probabilities as Ollama gives them.
+func logprobs(lps []*specdv1.TokenLogprob) []Logprob {
+	if len(lps) == 0 {
+		return nil
+	}
+	token := func(b []byte, lp float32) TokenLogprob {
+		return TokenLogprob{Token: string(b), Logprob: openaihttp.FiniteLogprob(lp), Bytes: openaihttp.ByteValues(b)}
+	}
+	out := make([]Logprob, len(lps))
+	for i, lp := range lps {
+		out[i].TokenLogprob = token(lp.GetToken(), lp.GetLogprob())
+		for _, t := range lp.GetTop() {
+			out[i].TopLogprobs = append(out[i].TopLogprobs, token(t.GetToken(), t.GetLogprob()))
+		}
+	}
+	return out
 }
 
 // collect reads the rest of st after its first message and returns the whole answer.
 func (a *answer) collect(st specdv1.GenerationService_GenerateClient, first *specdv1.GenerateResponse) (any, error) {
 	for msg := first; ; {
 		if f := msg.GetFinal(); f != nil {
-			return a.final(f, a.text.String(), a.callsIn(a.text.String())), nil
+			return a.final(f, a.text.String(), a.callsIn(a.text.String()), a.lps), nil
 		}
-		a.add(msg.GetChunk())
+		a.lps = append(a.lps, a.add(msg.GetChunk())...)
 		var err error
 		if msg, err = openaihttp.Next(st); err != nil {
 			return nil, err
@@ -86,12 +107,13 @@ func (a *answer) callsIn(text string) *toolcall.Result {
 }
 
 // final is the last object of an answer: text is what it carries (all of it unstreamed,
-// none streamed), calls the reply's tool calls when they were parsed whole.
-func (a *answer) final(f *specdv1.Final, text string, calls *toolcall.Result) any {
+// none streamed), calls the reply's tool calls when they were parsed whole, lps the
+// log-probabilities of its tokens (all of them unstreamed, none streamed).
+func (a *answer) final(f *specdv1.Final, text string, calls *toolcall.Result, lps []Logprob) any {
 	now := time.Now().UTC()
 	m := metrics(f.GetStats())
 	if !a.c.Chat {
-		r := &GenerateResponse{Model: a.c.Model, CreatedAt: now, Response: text, Done: true, DoneReason: doneReason(f.GetFinishReason()), Metrics: m}
+		r := &GenerateResponse{Model: a.c.Model, CreatedAt: now, Response: text, Done: true, DoneReason: doneReason(f.GetFinishReason()), Logprobs: lps, Metrics: m}
 		if a.c.plain {
 			r.Context = append(append([]int32(nil), a.c.Req.GetPromptIds()...), a.ids...)
 		}
@@ -101,7 +123,7 @@ func (a *answer) final(f *specdv1.Final, text string, calls *toolcall.Result) an
 	if calls != nil && len(calls.Calls) > 0 {
 		msg.Content, msg.ToolCalls = calls.Content, toolCalls(calls.Calls)
 	}
-	return &ChatResponse{Model: a.c.Model, CreatedAt: now, Message: msg, Done: true, DoneReason: doneReason(f.GetFinishReason()), Metrics: m}
+	return &ChatResponse{Model: a.c.Model, CreatedAt: now, Message: msg, Done: true, DoneReason: doneReason(f.GetFinishReason()), Logprobs: lps, Metrics: m}
 }
 
 // toolCalls are calls as Ollama shapes them: the arguments an object.
@@ -125,18 +147,19 @@ func toolCalls(calls []toolcall.Call) []ToolCall {
 // that no client takes a call the whole reply does not have.
 func (a *answer) lines(msg *specdv1.GenerateResponse) ([]any, *Error) {
 	now := time.Now().UTC()
-	piece := func(text string) any {
-		if a.c.Chat {
-			return &ChatResponse{Model: a.c.Model, CreatedAt: now, Message: Message{Role: "assistant", Content: text}}
-		}
-		return &GenerateResponse{Model: a.c.Model, CreatedAt: now, Response: text}
-	}
 	var out []any
+	piece := func(text string, lps []Logprob) {
+		if a.c.Chat {
+			out = append(out, &ChatResponse{Model: a.c.Model, CreatedAt: now, Message: Message{Role: "assistant", Content: text}, Logprobs: lps})
+		} else {
+			out = append(out, &GenerateResponse{Model: a.c.Model, CreatedAt: now, Response: text, Logprobs: lps})
+		}
+	}
 	events := func(evs []toolcall.Event) {
 		for _, e := range evs {
 			switch e.Kind {
 			case toolcall.Content:
-				out = append(out, piece(e.Text))
+				piece(e.Text, nil)
 			case toolcall.Begin:
 				a.calls = append(a.calls, ToolCall{Function: ToolCallFunction{Index: e.Call, Name: e.Text}})
 			case toolcall.Args:
@@ -145,12 +168,21 @@ func (a *answer) lines(msg *specdv1.GenerateResponse) ([]any, *Error) {
 		}
 	}
 	if ch := msg.GetChunk(); ch != nil {
-		a.add(ch)
+		lps := a.add(ch)
 		switch {
 		case a.tools != nil:
 			events(a.tools.Write(ch.GetText()))
-		case ch.GetText() != "":
-			out = append(out, piece(ch.GetText()))
+			// The tokens' log-probabilities go with the first line they made, or in a
+			// line of their own when their text is held back.
+			switch {
+			case len(lps) == 0:
+			case len(out) == 0:
+				piece("", lps)
+			default:
+				out[0].(*ChatResponse).Logprobs = lps
+			}
+		case ch.GetText() != "" || len(lps) > 0:
+			piece(ch.GetText(), lps)
 		}
 		return out, nil
 	}
@@ -173,5 +205,5 @@ func (a *answer) lines(msg *specdv1.GenerateResponse) ([]any, *Error) {
 			out = append(out, &ChatResponse{Model: a.c.Model, CreatedAt: now, Message: Message{Role: "assistant", ToolCalls: a.calls}})
 		}
 	}
-	return append(out, a.final(f, "", nil)), nil
+	return append(out, a.final(f, "", nil, nil)), nil
 }

@@ -48,10 +48,12 @@ type GenerateRequest struct {
 	// Truncate and Shift are accepted: specd never truncates a prompt (one that does
 	// not fit is a 400) and never shifts the context (a full context ends the output
 	// with done_reason "length").
-	Truncate    *bool           `json:"truncate"`
-	Shift       *bool           `json:"shift"`
-	Logprobs    json.RawMessage `json:"logprobs"`     // refused when true
-	TopLogprobs json.RawMessage `json:"top_logprobs"` // refused when above 0
+	Truncate *bool `json:"truncate"`
+	Shift    *bool `json:"shift"`
+	// Logprobs asks for each generated token's log-probability, and TopLogprobs (0
+	// to 20) for the likeliest tokens at each position with theirs.
+	Logprobs    *bool  `json:"logprobs"`
+	TopLogprobs *int64 `json:"top_logprobs"`
 }
 
 // ChatRequest is the body of POST /api/chat.
@@ -66,8 +68,8 @@ type ChatRequest struct {
 	Think       json.RawMessage            `json:"think"`
 	Truncate    *bool                      `json:"truncate"`
 	Shift       *bool                      `json:"shift"`
-	Logprobs    json.RawMessage            `json:"logprobs"`
-	TopLogprobs json.RawMessage            `json:"top_logprobs"`
+	Logprobs    *bool                      `json:"logprobs"`
+	TopLogprobs *int64                     `json:"top_logprobs"`
 }
 
 // Message is one turn of a chat, in a request or a response.
@@ -118,6 +120,22 @@ type Metrics struct {
 	EvalDuration       int64 `json:"eval_duration"`
 }
 
+// TokenLogprob is a token and its log-probability under the model (the log-softmax
+// of its logits, before temperature and the filters), as Ollama gives them: the
+// token's text, and its bytes when it has any.
+type TokenLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float32 `json:"logprob"`
+	Bytes   []int   `json:"bytes,omitempty"`
+}
+
+// Logprob is a generated token's log-probability, with the likeliest tokens at its
+// position when they were asked for.
+type Logprob struct {
+	TokenLogprob
+	TopLogprobs []TokenLogprob `json:"top_logprobs,omitempty"`
+}
+
 // GenerateResponse is the answer of POST /api/generate, and each line of its stream.
 type GenerateResponse struct {
 	Model      string    `json:"model"`
@@ -126,6 +144,7 @@ type GenerateResponse struct {
 	Done       bool      `json:"done"`
 	DoneReason string    `json:"done_reason,omitempty"`
 	Context    []int32   `json:"context,omitempty"`
+	Logprobs   []Logprob `json:"logprobs,omitempty"` // of the tokens this object carries
 	*Metrics
 }
 
@@ -136,6 +155,7 @@ type ChatResponse struct {
 	Message    Message   `json:"message"`
 	Done       bool      `json:"done"`
 	DoneReason string    `json:"done_reason,omitempty"`
+	Logprobs   []Logprob `json:"logprobs,omitempty"` // of the tokens this object carries
 	*Metrics
 }
 

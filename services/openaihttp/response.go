@@ -266,8 +266,8 @@ func TokenText(b []byte) string {
 	return sb.String()
 }
 
-// byteValues is b as the JSON array of numbers the chat API gives.
-func byteValues(b []byte) []int {
+// ByteValues is b as the JSON array of numbers the chat API gives.
+func ByteValues(b []byte) []int {
 	out := make([]int, len(b))
 	for i, c := range b {
 		out[i] = int(c)
@@ -326,10 +326,10 @@ func (o *textOffset) endSpelling() {
 // tell, and vLLM's floor.
 const unlikely = -9999
 
-// logprob is v as JSON can carry it: JSON has no infinities or NaN, and encoding one
+// FiniteLogprob is v as JSON can carry it: JSON has no infinities or NaN, and encoding one
 // fails the whole response. A log-probability below unlikely (-Inf: a token the model
 // rules out) or NaN (broken arithmetic) is unlikely; +Inf, as impossible, is certainty.
-func logprob(v float32) float32 {
+func FiniteLogprob(v float32) float32 {
 	switch {
 	case math.IsInf(float64(v), 1):
 		return 0
@@ -350,15 +350,15 @@ func completionLogprobs(lps []*specdv1.TokenLogprob, offset *textOffset) *Comple
 		top := make(TokenChoices, 0, len(lp.GetTop())+1)
 		chosen := false
 		for _, t := range lp.GetTop() {
-			top = append(top, TokenChoice{Token: offset.show(t.GetToken(), t.GetText()), Logprob: logprob(t.GetLogprob())})
+			top = append(top, TokenChoice{Token: offset.show(t.GetToken(), t.GetText()), Logprob: FiniteLogprob(t.GetLogprob())})
 			chosen = chosen || t.GetLogprob() == lp.GetLogprob() && bytes.Equal(t.GetToken(), lp.GetToken())
 		}
 		tok, start := offset.next(lp.GetToken(), lp.GetText())
 		out.Tokens = append(out.Tokens, tok)
-		out.TokenLogprobs = append(out.TokenLogprobs, new(logprob(lp.GetLogprob())))
+		out.TokenLogprobs = append(out.TokenLogprobs, new(FiniteLogprob(lp.GetLogprob())))
 		out.TextOffset = append(out.TextOffset, start)
 		if !chosen {
-			top = append(top, TokenChoice{Token: tok, Logprob: logprob(lp.GetLogprob())})
+			top = append(top, TokenChoice{Token: tok, Logprob: FiniteLogprob(lp.GetLogprob())})
 		}
 		out.TopLogprobs = append(out.TopLogprobs, top)
 	}
@@ -371,9 +371,9 @@ func chatLogprobs(lps []*specdv1.TokenLogprob) *ChatLogprobs {
 	for i, lp := range lps {
 		top := make([]ChatTopLogprob, len(lp.GetTop()))
 		for j, t := range lp.GetTop() {
-			top[j] = ChatTopLogprob{Token: TokenText(t.GetToken()), Logprob: logprob(t.GetLogprob()), Bytes: byteValues(t.GetToken())}
+			top[j] = ChatTopLogprob{Token: TokenText(t.GetToken()), Logprob: FiniteLogprob(t.GetLogprob()), Bytes: ByteValues(t.GetToken())}
 		}
-		out.Content[i] = ChatTokenLogprob{Token: TokenText(lp.GetToken()), Logprob: logprob(lp.GetLogprob()), Bytes: byteValues(lp.GetToken()), TopLogprobs: top}
+		out.Content[i] = ChatTokenLogprob{Token: TokenText(lp.GetToken()), Logprob: FiniteLogprob(lp.GetLogprob()), Bytes: ByteValues(lp.GetToken()), TopLogprobs: top}
 	}
 	return out
 }

@@ -176,6 +176,37 @@ func TestOllamaGenerate(t *testing.T) {
 		}
 	})
 
+	t.Run("logprobs, as the gRPC API's", func(t *testing.T) {
+		g, err := s.client.Complete(ctx, &specdv1.GenerateRequest{Prompt: prompt, MaxTokens: 8, Logprobs: true, TopLogprobs: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(s.ollamaBase()+"/api/generate", "application/json", strings.NewReader(`{"model":"specd-target","prompt":"`+prompt+`","raw":true,"stream":false,"logprobs":true,"top_logprobs":3,"options":{"temperature":0,"num_predict":8}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got struct {
+			Logprobs []struct {
+				Token       string  `json:"token"`
+				Logprob     float32 `json:"logprob"`
+				TopLogprobs []struct {
+					Token   string  `json:"token"`
+					Logprob float32 `json:"logprob"`
+				} `json:"top_logprobs"`
+			} `json:"logprobs"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || len(got.Logprobs) != len(g.GetLogprobs()) {
+			t.Fatalf("%d logprobs (%v), want %d", len(got.Logprobs), err, len(g.GetLogprobs()))
+		}
+		for i, lp := range g.GetLogprobs() {
+			o := got.Logprobs[i]
+			if o.Token != string(lp.GetToken()) || o.Logprob != lp.GetLogprob() || len(o.TopLogprobs) != 3 || o.TopLogprobs[0].Logprob != lp.GetTop()[0].GetLogprob() {
+				t.Errorf("token %d: %+v, want %q %v top %v", i, o, lp.GetToken(), lp.GetLogprob(), lp.GetTop())
+			}
+		}
+	})
+
 	t.Run("format", func(t *testing.T) {
 		schema := `{"type":"object","properties":{"age":{"type":"integer"},"name":{"type":"string"}},"required":["age","name"]}`
 		for _, format := range []string{`"json"`, schema} {

@@ -110,6 +110,13 @@ test('generate, streamed and not, gives the same text and statistics', async () 
   assert.equal(whole.done_reason, 'length');
   assert.equal(whole.eval_count, 24);
   assert.ok(whole.prompt_eval_count > 0 && whole.total_duration > 0 && whole.eval_duration > 0);
+  const lp = await ollama.generate({ ...req, logprobs: true, top_logprobs: 2 });
+  assert.equal(lp.response, whole.response);
+  assert.equal(lp.logprobs.length, 24);
+  for (const l of lp.logprobs) {
+    // Greedy: the token drawn is the likeliest.
+    assert.ok(l.logprob <= 0 && l.top_logprobs.length === 2 && l.top_logprobs[0].logprob === l.logprob, JSON.stringify(l));
+  }
 });
 
 test('chat, streamed and not, gives the same message', async () => {
