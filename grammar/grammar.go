@@ -45,6 +45,8 @@ type Format struct {
 	root   *node
 	// prefix and suffix are literal text the output has around the document.
 	prefix, suffix string
+	// rules: a GBNF, Regex or Choice format (root is nil).
+	rules *ruleSet
 }
 
 // Wrapped returns f with literal text around the document: the output is prefix, the
@@ -76,6 +78,10 @@ func SchemaFormat(schema []byte) (Format, error) {
 // Check reports whether text can begin a document of f (prefix) and whether it is a
 // whole one. Free text is always whole.
 func (f Format) Check(text []byte) (prefix, whole bool) {
+	if f.rules != nil {
+		s := f.rules.after(f.rules.start(), text)
+		return s != nil, s != nil && s.whole()
+	}
 	if f.root == nil {
 		return true, true
 	}
@@ -91,7 +97,7 @@ func (f Format) Schema() []byte { return f.schema }
 
 // Grammar returns f's constraint over tok's tokens, or nil for free text.
 func (f Format) Grammar(tok *tokenizer.Tokenizer) *Grammar {
-	if f.root == nil {
+	if f.root == nil && f.rules == nil {
 		return nil
 	}
 	return &Grammar{f: f, v: vocabOf(tok)}
@@ -107,6 +113,9 @@ func (g *Grammar) start() []*frame { return start(g.f.root, g.f.prefix, g.f.suff
 
 // NewMatcher returns the constraint's state at the start of an output.
 func (g *Grammar) NewMatcher() sample.Matcher {
+	if r := g.f.rules; r != nil {
+		return &ruleMatcher{g: g, r: r, st: r.start()}
+	}
 	return &Matcher{g: g, alts: g.start()}
 }
 

@@ -1,0 +1,116 @@
+package grammar
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// arith is the arithmetic grammar of llama.cpp's grammars/README.md, written again.
+const arith = `# arithmetic
+root  ::= (expr "=" ws term "\n")+
+expr  ::= term ([-+*/] term)*
+term  ::= ident | num | "(" ws expr ")" ws
+ident ::= [a-z] [a-z0-9_]* ws
+num   ::= [0-9]+ ws
+ws    ::= [ \t\n]*
+`
+
+func TestGBNFCheck(t *testing.T) {
+	tests := []struct {
+		grammar string
+		text    string
+		prefix  bool
+		whole   bool
+	}{
+		{arith, "1+2=3\n", true, true},
+		{arith, "(a +b_1)*c = x\n1=2\n", true, true},
+		{arith, "1+2=3", true, false},
+		{arith, "1+=3\n", false, false},
+		{`root ::= "a" | "ab" | "abc"`, "ab", true, true},
+		{`root ::= "a" | "ab" | "abc"`, "abcd", false, false},
+		{`root ::= "x"{2,4}`, "x", true, false},
+		{`root ::= "x"{2,4}`, "xx", true, true},
+		{`root ::= "x"{2,4}`, "xxxx", true, true},
+		{`root ::= "x"{2,4}`, "xxxxx", false, false},
+		{`root ::= "ab"{2,}`, "abababab", true, true},
+		{`root ::= "ab"{2,}`, "aba", true, false},
+		{`root ::= "ab"{3}`, "ababab", true, true},
+		{`root ::= "ab"{3}`, "abababab", false, false},
+		{`root ::= [^a-c]+`, "xyz", true, true},
+		{`root ::= [^a-c]+`, "xaz", false, false},
+		{`root ::= .+`, "héllo 世界 🎉", true, true},
+		{`root ::= "é"`, "\xc3", true, false},
+		{`root ::= "é"`, "\xc3\xa9", true, true},
+		{`root ::= "é"`, "\xc3\xa8", false, false},
+		{`root ::= "e"`, "\xc3", false, false},
+		{`root ::= .`, "\xed\xa0\x80", false, false}, // a surrogate
+		{`root ::= .`, "\xc0\x80", false, false},     // overlong
+		{`root ::= [\u4e00-\u9fff]`, "世", true, true},
+		{`root ::= [\u4e00-\u9fff]`, "\xe4", true, false},
+		{`root ::= [\u4e00-\u9fff]`, "\xe3", false, false},
+		{`root ::= "\x41\u00e9\U0001F389\t\"\\"`, "Aé🎉\t\"\\", true, true},
+		{"root ::= item (\",\" item)*\nitem ::= [0-9]", "1,2,3", true, true},
+		{"root ::= \"(\" root \")\" | \"\"", "((()))", true, true},
+		{"root ::= \"(\" root \")\" | \"\"", "(()", true, false},
+		{"root ::= \"(\" root \")\" | \"\"", "())", false, false},
+		{"root ::= a b\na ::= \"x\"?\nb ::= \"y\"?", "", true, true},
+		{"root ::= a b\na ::= \"x\"?\nb ::= \"y\"?", "y", true, true},
+		{"root ::= (\n  \"a\" |\n  \"b\"\n)", "b", true, true},
+		{"root ::= \"a\" |\n \"b\"", "b", true, true},
+		{`root ::= [\]\[\\]*`, `][\`, true, true},
+		{`root ::= []`, ``, true, false},
+		{`root ::= [a-]`, `-`, true, true},
+	}
+	for _, tt := range tests {
+		f, err := GBNFFormat(tt.grammar)
+		if err != nil {
+			t.Errorf("GBNFFormat(%q): %v", tt.grammar, err)
+			continue
+		}
+		prefix, whole := f.Check([]byte(tt.text))
+		if prefix != tt.prefix || whole != tt.whole {
+			t.Errorf("GBNFFormat(%q).Check(%q) = %v, %v, want %v, %v", tt.grammar, tt.text, prefix, whole, tt.prefix, tt.whole)
+		}
+	}
+}
+
+func TestGBNFErrors(t *testing.T) {
+	tests := []struct {
+		grammar string
+		want    string // in the error
+	}{
+		{``, "no rule named root"},
+		{`rot ::= "a"`, "no rule named root"},
+		{`root ::= x`, `line 1, column 10: rule "x" is not defined`},
+		{"root ::= \"a\"\nroot ::= \"b\"", "line 2, column 1: rule \"root\" defined twice"},
+		{`root ::= root "a"`, "left recursion"},
+		{"root ::= a\na ::= b? root\nb ::= \"x\"", "left recursion: rule \"root\" → rule \"a\" → rule \"root\""},
+		{`root ::= ("a"?)*`, "column 16: a repetition of something that may be empty"},
+		{`root ::= "a`, "string that does not end"},
+		{`root ::= [a`, "class that does not end"},
+		{`root ::= [z-a]`, "end is below the start"},
+		{`root ::= "\q"`, `unknown escape \q`},
+		{`root ::= "\x4"`, "want 2 hex digits"},
+		{`root ::= "\uD800"`, "U+D800 is not a character"},
+		{`root ::= "\U00110000"`, "is not a character"},
+		{`root ::= ( "a"`, "want ')'"},
+		{`root ::= *`, "nothing before '*' to repeat"},
+		{`root ::= "a"{2`, "want ',' or '}'"},
+		{`root ::= "a"{x}`, "want a number"},
+		{`root ::= "a"{3,2}`, "maximum is below the minimum"},
+		{`root ::= "a"{99999999999999999999}`, "at most"},
+		{`root ::= "a"{60000} "b"{60000}`, "more than 65536 elements"},
+		{`root ::= "abcd"{20000}`, "more than 65536 elements"},
+		{`root = "a"`, "want ::="},
+		{`root ::= "a" )`, "want a line end"},
+		{"root ::= \"a\"\n\xff", "not valid UTF-8"},
+		{`root_x ::= "a"`, "want ::="},
+	}
+	for _, tt := range tests {
+		_, err := GBNFFormat(tt.grammar)
+		if err == nil || !errors.Is(err, ErrGrammar) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("GBNFFormat(%q) = %v, want an ErrGrammar with %q", tt.grammar, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,447 @@
+package grammar
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Kinds of the rule formats (GBNFFormat, RegexFormat, ChoiceFormat).
+const (
+	GBNF   Kind = JSONSchema + 1 + iota // a GBNF grammar (llama.cpp's)
+	Regex                               // a regular expression
+	Choice                              // one of a list of strings
+)
+
+// ErrGrammar is wrapped by GBNFFormat, RegexFormat and ChoiceFormat for a grammar, a
+// pattern or a list of choices that cannot be used; a *SyntaxError says where.
+var ErrGrammar = errors.New("invalid grammar")
+
+// SyntaxError is what is wrong in a grammar or a pattern, and where: line and column
+// (1-based, the column in characters) of the text given. It wraps ErrGrammar.
+type SyntaxError struct {
+	Line, Col int
+	Msg       string
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("%v: line %d, column %d: %s", ErrGrammar, e.Line, e.Col, e.Msg)
+}
+
+func (e *SyntaxError) Unwrap() error { return ErrGrammar }
+
+// Bounds on a rule grammar, so that no grammar a client sends costs more than a small
+// one: the elements and rules once repetitions are written out (x{3} is three x), and
+// the work of one step — the stacks kept open (as maxAlts for JSON) and the elements
+// visited to find them.
+const (
+	maxElems   = 1 << 16
+	maxRules   = 1 << 12
+	maxStacks  = 128
+	maxExpands = 1 << 12
+)
+
+// A rule grammar, compiled: every rule's alternatives laid end to end in elems, each
+// closed by an eEnd element, as llama.cpp lays out its rules.
+type ruleSet struct {
+	elems  []elem
+	starts [][]int32 // per rule: where each alternative begins in elems
+	root   int32     // the rule a sentence is
+	// classes are the sets of characters (code points) elements match: ranges sorted,
+	// disjoint and not adjacent.
+	classes [][]span
+	// source is what the format was made from: GBNF text or a pattern; choices for
+	// ChoiceFormat.
+	source  string
+	choices []string
+}
+
+type elemKind uint8
+
+const (
+	eEnd  elemKind = iota // the end of an alternative
+	eChar                 // one character of classes[arg]
+	eRef                  // rule arg
+)
+
+type elem struct {
+	kind elemKind
+	arg  int32
+}
+
+// span is the code points lo to hi, both in.
+type span struct{ lo, hi rune }
+
+// contains reports whether class c holds r.
+func contains(c []span, r rune) bool {
+	i, _ := slices.BinarySearchFunc(c, r, func(s span, r rune) int {
+		switch {
+		case s.hi < r:
+			return -1
+		case s.lo > r:
+			return 1
+		}
+		return 0
+	})
+	return i < len(c) && c[i].lo <= r && r <= c[i].hi
+}
+
+// meets reports whether class c holds a code point in [lo, hi].
+func meets(c []span, lo, hi rune) bool {
+	i, _ := slices.BinarySearchFunc(c, lo, func(s span, r rune) int {
+		if s.hi < r {
+			return -1
+		}
+		return 1
+	})
+	return i < len(c) && c[i].lo <= hi
+}
+
+// normalize sorts the spans of a class, merges those that overlap or touch, and with
+// neg returns the complement within the code points (U+0000 to U+10FFFF; surrogates
+// are never matched, as they are never valid UTF-8).
+func normalize(c []span, neg bool) []span {
+	c = slices.Clone(c)
+	slices.SortFunc(c, func(a, b span) int { return int(a.lo) - int(b.lo) })
+	var out []span
+	for _, s := range c {
+		if n := len(out); n > 0 && s.lo <= out[n-1].hi+1 {
+			out[n-1].hi = max(out[n-1].hi, s.hi)
+			continue
+		}
+		out = append(out, s)
+	}
+	if !neg {
+		return out
+	}
+	var comp []span
+	next := rune(0)
+	for _, s := range out {
+		if s.lo > next {
+			comp = append(comp, span{next, s.lo - 1})
+		}
+		next = s.hi + 1
+	}
+	if next <= maxRune {
+		comp = append(comp, span{next, maxRune})
+	}
+	return comp
+}
+
+const maxRune = 0x10FFFF
+
+// anyChar is the class of every character.
+var anyChar = []span{{0, maxRune}}
+
+// A matcher state is the set of stacks a llama.cpp grammar keeps: each a position in
+// the rules whose next element is a character, over the positions to return to when
+// its rule ends. Stacks are never changed once made, so states share them and a state
+// costs nothing to keep. A character split across tokens is kept as its first bytes:
+// the stacks are those whose next character may begin so.
+type rstate struct {
+	tops []*stack
+	// done: the text so far is a whole sentence of the grammar (the empty stack).
+	done bool
+	// A character begun: its bits so far, the bytes still to come, and the range of the
+	// next one.
+	cp     rune
+	need   uint8
+	lo, hi byte
+	// short: a step on the way had more stacks or work than the bounds and dropped
+	// some (deterministically: the first found are kept).
+	short bool
+}
+
+type stack struct {
+	pos  int32 // an eChar element of the rules
+	up   *stack
+	hash uint64 // of pos and every pos below
+}
+
+func (r *ruleSet) push(pos int32, up *stack) *stack {
+	h := uint64(pos) + 1
+	if up != nil {
+		h ^= up.hash * 0x9E3779B97F4A7C15
+	}
+	h *= 0xBF58476D1CE4E5B9
+	return &stack{pos: pos, up: up, hash: h ^ h>>31}
+}
+
+// sameStack reports whether stacks a and b hold the same positions.
+func sameStack(a, b *stack) bool {
+	for a != b {
+		if a == nil || b == nil || a.hash != b.hash || a.pos != b.pos {
+			return false
+		}
+		a, b = a.up, b.up
+	}
+	return true
+}
+
+// expander gathers the stacks an expansion reaches, without duplicates and within the
+// bounds.
+type expander struct {
+	r     *ruleSet
+	tops  []*stack
+	done  bool
+	left  int // expansions still allowed
+	short bool
+}
+
+// expand adds the stacks that reading on from element pos (over up) reaches: a
+// character element is a stack; a rule reference opens each of the rule's
+// alternatives; the end of an alternative returns to up, or marks the text whole at
+// the bottom. A reference that is the last element of its alternative returns
+// straight to up, so right recursion (x ::= "a" x) does not deepen the stack.
+func (x *expander) expand(pos int32, up *stack) {
+	if x.left <= 0 || len(x.tops) >= maxStacks {
+		x.short = true
+		return
+	}
+	x.left--
+	e := x.r.elems[pos]
+	switch e.kind {
+	case eEnd:
+		if up == nil {
+			x.done = true
+			return
+		}
+		x.expand(up.pos, up.up)
+	case eRef:
+		parent := up
+		if x.r.elems[pos+1].kind != eEnd {
+			parent = x.r.push(pos+1, up)
+		}
+		for _, a := range x.r.starts[e.arg] {
+			x.expand(a, parent)
+		}
+	case eChar:
+		s := x.r.push(pos, up)
+		for _, t := range x.tops {
+			if t.hash == s.hash && sameStack(t, s) {
+				return
+			}
+		}
+		x.tops = append(x.tops, s)
+	}
+}
+
+func (r *ruleSet) expander() *expander { return &expander{r: r, left: maxExpands} }
+
+// start returns the state before any byte.
+func (r *ruleSet) start() *rstate {
+	x := r.expander()
+	for _, a := range r.starts[r.root] {
+		x.expand(a, nil)
+	}
+	return &rstate{tops: x.tops, done: x.done, short: x.short}
+}
+
+// whole reports whether the text so far is a sentence of the grammar.
+func (s *rstate) whole() bool { return s.done && s.need == 0 }
+
+// step returns the state after byte b, or nil when b cannot come next: the bytes are
+// read as UTF-8 (valid only: no overlong forms, surrogates or bytes above U+10FFFF).
+func (r *ruleSet) step(s *rstate, b byte) *rstate {
+	if s.need > 0 {
+		if b < s.lo || b > s.hi {
+			return nil
+		}
+		cp := s.cp<<6 | rune(b&0x3F)
+		if s.need == 1 {
+			return r.complete(s, cp)
+		}
+		return r.partial(s, cp, s.need-1, 0x80, 0xBF)
+	}
+	switch {
+	case b < 0x80:
+		return r.complete(s, rune(b))
+	case b >= 0xC2 && b <= 0xDF:
+		return r.partial(s, rune(b&0x1F), 1, 0x80, 0xBF)
+	case b == 0xE0:
+		return r.partial(s, rune(b&0x0F), 2, 0xA0, 0xBF)
+	case b == 0xED:
+		return r.partial(s, rune(b&0x0F), 2, 0x80, 0x9F)
+	case b >= 0xE1 && b <= 0xEF:
+		return r.partial(s, rune(b&0x0F), 2, 0x80, 0xBF)
+	case b == 0xF0:
+		return r.partial(s, rune(b&0x07), 3, 0x90, 0xBF)
+	case b >= 0xF1 && b <= 0xF3:
+		return r.partial(s, rune(b&0x07), 3, 0x80, 0xBF)
+	case b == 0xF4:
+		return r.partial(s, rune(b&0x07), 3, 0x80, 0x8F)
+	}
+	return nil
+}
+
+// partial returns the state inside a character whose bits so far are cp, with need
+// bytes to come, the next in [lo, hi]: the stacks whose next character may be one that
+// begins so — those that meet the range of code points it can still become.
+func (r *ruleSet) partial(s *rstate, cp rune, need uint8, lo, hi byte) *rstate {
+	tops := s.tops
+	shift := 6 * uint(need-1)
+	first := cp<<(6*uint(need)) | rune(lo&0x3F)<<shift
+	last := cp<<(6*uint(need)) | rune(hi&0x3F)<<shift | (1<<shift - 1)
+	kept, copied := tops, false
+	for i, t := range tops {
+		if meets(r.classes[r.elems[t.pos].arg], first, last) {
+			if copied {
+				kept = append(kept, t)
+			}
+			continue
+		}
+		if !copied { // the first stack dropped: keep a copy of those before it
+			kept, copied = append([]*stack(nil), tops[:i]...), true
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return &rstate{tops: kept, cp: cp, need: need, lo: lo, hi: hi, short: s.short}
+}
+
+// complete returns the state after character c: every stack whose next character
+// matches it moves past it.
+func (r *ruleSet) complete(s *rstate, c rune) *rstate {
+	x := r.expander()
+	for _, t := range s.tops {
+		if contains(r.classes[r.elems[t.pos].arg], c) {
+			x.expand(t.pos+1, t.up)
+		}
+	}
+	if len(x.tops) == 0 && !x.done {
+		return nil
+	}
+	return &rstate{tops: x.tops, done: x.done, short: s.short || x.short}
+}
+
+// after returns the state s becomes after text, nil when it cannot take it.
+func (r *ruleSet) after(s *rstate, text []byte) *rstate {
+	for _, b := range text {
+		if s = r.step(s, b); s == nil {
+			return nil
+		}
+	}
+	return s
+}
+
+// ruleMatcher follows one output through a rule grammar (a sample.Matcher).
+type ruleMatcher struct {
+	g       *Grammar
+	r       *ruleSet
+	st      *rstate // nil after a token the grammar does not allow
+	allowed []bool
+	saved   []float32
+	// Once Reset is used, ids are the tokens taken and states[i] the state after
+	// ids[:i] (see Matcher).
+	keep   bool
+	ids    []int32
+	states []*rstate
+}
+
+func (m *ruleMatcher) Advance(id int32) {
+	if id >= 0 && int(id) < len(m.g.v.text) && m.st != nil {
+		m.st = m.r.after(m.st, m.g.v.text[id])
+	}
+	if m.keep {
+		m.ids = append(m.ids, id)
+		m.states = append(m.states, m.st)
+	}
+}
+
+func (m *ruleMatcher) Allows(id int32, ends []int32) bool {
+	if slices.Contains(ends, id) {
+		return m.st == nil || m.st.whole()
+	}
+	if m.st == nil || id < 0 || int(id) >= len(m.g.v.text) || m.g.v.text[id] == nil {
+		return false
+	}
+	return m.r.after(m.st, m.g.v.text[id]) != nil
+}
+
+func (m *ruleMatcher) Reset(output []int32) {
+	if !m.keep {
+		m.keep, m.ids, m.states = true, nil, []*rstate{m.r.start()}
+	}
+	k := 0
+	for k < len(output) && k < len(m.ids) && output[k] == m.ids[k] {
+		k++
+	}
+	m.ids, m.states = m.ids[:k], m.states[:k+1]
+	m.st = m.states[k]
+	for _, id := range output[k:] {
+		m.Advance(id)
+	}
+}
+
+// Mask leaves the tokens whose bytes the grammar can take next, and the ends where the
+// text is a whole sentence (or after a token it does not allow, the ends alone).
+func (m *ruleMatcher) Mask(logits []float32, ends []int32) {
+	if cap(m.allowed) < len(logits) {
+		m.allowed = make([]bool, len(logits))
+	}
+	m.allowed = m.allowed[:len(logits)]
+	clear(m.allowed)
+	m.saved = m.saved[:0]
+	for _, e := range ends {
+		if e >= 0 && int(e) < len(logits) {
+			m.saved = append(m.saved, logits[e])
+		}
+	}
+	if m.st != nil {
+		m.walk(m.g.v.all, 0, m.st)
+	}
+	inf := float32(math.Inf(-1))
+	for id, ok := range m.allowed {
+		if !ok {
+			logits[id] = inf
+		}
+	}
+	whole, i := m.st == nil || m.st.whole(), 0
+	for _, e := range ends {
+		if e >= 0 && int(e) < len(logits) {
+			logits[e] = inf
+			if whole {
+				logits[e] = m.saved[i]
+			}
+			i++
+		}
+	}
+}
+
+// walk marks every token below node i of trie t whose bytes state s can take.
+func (m *ruleMatcher) walk(t []trieNode, i int32, s *rstate) {
+	for _, e := range t[i].edges {
+		next := m.r.step(s, e.b)
+		if next == nil {
+			continue
+		}
+		child := &t[e.to]
+		for _, id := range child.ids {
+			if int(id) < len(m.allowed) {
+				m.allowed[id] = true
+			}
+		}
+		if len(child.edges) > 0 {
+			m.walk(t, e.to, next)
+		}
+	}
+}
+
+// Source is the text a GBNF or Regex format was made from ("" otherwise).
+func (f Format) Source() string {
+	if f.rules == nil {
+		return ""
+	}
+	return f.rules.source
+}
+
+// Choices are the strings of a Choice format (nil otherwise). The caller must not
+// change them.
+func (f Format) Choices() []string {
+	if f.rules == nil {
+		return nil
+	}
+	return f.rules.choices
+}
