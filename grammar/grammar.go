@@ -80,7 +80,7 @@ func SchemaFormat(schema []byte) (Format, error) {
 func (f Format) Check(text []byte) (prefix, whole bool) {
 	if f.rules != nil {
 		s := f.rules.after(f.rules.start(), text)
-		return s != nil, s != nil && s.whole()
+		return s.set != nil, s.whole()
 	}
 	if f.root == nil {
 		return true, true

@@ -97,13 +97,13 @@ func FuzzRulesDiff(f *testing.F) {
 func checkAgainstRef(t *testing.T, rs *ruleSet, text string) {
 	t.Helper()
 	s, short := rs.start(), false
-	for i := 0; i < len(text) && s != nil; i++ {
+	for i := 0; i < len(text) && s.set != nil; i++ {
 		s = rs.step(s, text[i])
-		if s != nil && s.short {
+		if s.set != nil && s.set.short {
 			short = true
 		}
 	}
-	whole := s != nil && s.whole()
+	whole := s.whole()
 	if short {
 		return // the bounds dropped alternatives: not the grammar's language
 	}
@@ -112,7 +112,7 @@ func checkAgainstRef(t *testing.T, rs *ruleSet, text string) {
 	}
 	if whole {
 		for i := range len(text) {
-			if rs.after(rs.start(), []byte(text[:i])) == nil {
+			if rs.after(rs.start(), []byte(text[:i])).set == nil {
 				t.Fatalf("%q is whole but its prefix %q is refused", text, text[:i])
 			}
 		}
