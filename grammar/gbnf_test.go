@@ -2,6 +2,8 @@ package grammar
 
 import (
 	"errors"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -112,5 +114,34 @@ func TestGBNFErrors(t *testing.T) {
 		if err == nil || !errors.Is(err, ErrGrammar) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("GBNFFormat(%q) = %v, want an ErrGrammar with %q", tt.grammar, err, tt.want)
 		}
+	}
+}
+
+// TestGBNFAgreesWithLlamaCpp: the grammars llama.cpp refuses (or dies on) are refused,
+// and those it takes are taken, but for the differences the file names.
+func TestGBNFAgreesWithLlamaCpp(t *testing.T) {
+	data, err := os.ReadFile("testdata/llamacpp-gbnf.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for line := range strings.Lines(string(data)) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		cols := strings.Split(strings.TrimRight(line, "\n"), "\t")
+		g, err := strconv.Unquote(cols[0])
+		if err != nil {
+			t.Fatalf("%s: %v", cols[0], err)
+		}
+		differs := len(cols) > 3 && cols[3] != ""
+		want := cols[1] == "accepted" && !differs
+		if _, err := GBNFFormat(g); (err == nil) != want {
+			t.Errorf("GBNFFormat(%q) = %v; llama.cpp: %s %s", g, err, cols[1], strings.Join(cols[2:], " "))
+		}
+		n++
+	}
+	if n < 20 {
+		t.Fatalf("%d cases, want the file's", n)
 	}
 }
