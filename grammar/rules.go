@@ -33,12 +33,12 @@ func (e *SyntaxError) Unwrap() error { return ErrGrammar }
 
 // Bounds on a rule grammar, so that no grammar a client sends costs more than a small
 // one: the elements and rules once repetitions are written out (x{3} is three x), and
-// the work of one step — the stacks kept open (as maxAlts for JSON) and the elements
-// visited to find them.
+// the work of one step — the stacks kept open (as maxAlts for JSON; at least
+// MaxChoices) and the elements visited to find them.
 const (
 	maxElems   = 1 << 16
 	maxRules   = 1 << 12
-	maxStacks  = 128
+	maxStacks  = 256
 	maxExpands = 1 << 12
 )
 

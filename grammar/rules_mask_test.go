@@ -22,12 +22,22 @@ tag ::= [^,\n]+`)
 	if err != nil {
 		t.Fatal(err)
 	}
+	regex, err := grammar.RegexFormat(`\s?\d{3}-\d{4} \((home|work)\)[^\n]*`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	choice, err := grammar.ChoiceFormat([]string{" positive", "positive", " negative", "negative", " neutral", "neutral"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return []struct {
 		name string
 		f    grammar.Format
 		text string
 	}{
 		{"gbnf", gbnf, "Name: Zoë ☃\nAge: 42\nTags: 😀 x,b"},
+		{"regex", regex, "555-1234 (work) Zoë ☃"},
+		{"choice", choice, "neutral"},
 	}
 }
 
@@ -52,11 +62,14 @@ func TestRuleMaskFollowsTokens(t *testing.T) {
 				if id >= 0 && masked(id) {
 					t.Fatalf("%s/%s: token %d (%q) masked after %q", vname, rf.name, i, tok.TokenBytes(id), tok.Decode(ids[:i]))
 				}
-				if _, whole := rf.f.Check([]byte(tok.Decode(ids[:i]))); masked(end) == whole {
+				var before []byte // the bytes so far, as the grammar reads them
+				for _, id := range ids[:i] {
+					before = append(before, tok.TokenBytes(id)...)
+				}
+				if _, whole := rf.f.Check(before); masked(end) == whole {
 					t.Fatalf("%s/%s: end masked %v after %q", vname, rf.name, masked(end), tok.Decode(ids[:i]))
 				}
 				if i%5 == 0 || id < 0 {
-					before := []byte(tok.Decode(ids[:i]))
 					for j := range int32(len(logits)) {
 						if m.Allows(j, ends) == masked(j) {
 							t.Fatalf("%s/%s: after %q, Allows(%d %q) = %v but the mask says %v", vname, rf.name, before, j, tok.TokenBytes(j), m.Allows(j, ends), !masked(j))
