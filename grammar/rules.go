@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
+	"sync"
 )
 
 // Kinds of the rule formats (GBNFFormat, RegexFormat, ChoiceFormat).
@@ -499,11 +501,17 @@ func (m *ruleMatcher) Mask(logits []float32, ends []int32) {
 		m.allowed = m.allowed[:len(logits)]
 		clear(m.allowed)
 		m.walked = nil
-		if m.st.set != nil {
+		switch {
+		case m.st.set == nil:
+		case m.st.need > 0:
 			m.walk(m.g.v.all, 0, m.st)
-			if m.st.need == 0 {
-				m.walked = m.st.set
+		default:
+			if self, high := m.loops(); bits.OnesCount64(self[0])+bits.OnesCount64(self[1]) >= minLoopBytes {
+				m.scan(self, high)
+			} else {
+				m.walk(m.g.v.all, 0, m.st)
 			}
+			m.walked = m.st.set
 		}
 	}
 	inf := float32(math.Inf(-1))
@@ -522,6 +530,110 @@ func (m *ruleMatcher) Mask(logits []float32, ends []int32) {
 			i++
 		}
 	}
+}
+
+// minLoopBytes: a set that at least this many ASCII bytes lead back to is free text
+// for the mask (see scan).
+const minLoopBytes = 64
+
+// loops returns the ASCII bytes that lead from the current set (between characters)
+// back to it, a bit each, and whether every character above ASCII does too: every
+// stack's class holds all of them or none, and one leads back.
+func (m *ruleMatcher) loops() (self [2]uint64, high bool) {
+	set := m.st.set
+	for b := range byte(0x80) {
+		if m.r.step(m.st, b).set == set {
+			self[b/64] |= 1 << (b % 64)
+		}
+	}
+	for _, t := range set.tops {
+		c := m.r.classes[m.r.elems[t.pos].arg]
+		all := slices.ContainsFunc(c, func(s span) bool { return s.lo <= 0x80 && s.hi >= maxRune })
+		if !all && meets(c, 0x80, maxRune) {
+			return self, false // a class holds some characters above ASCII, not all
+		}
+	}
+	next := m.r.complete(set, 0x80).set
+	return self, next != nil && (next == set || next.same(set))
+}
+
+// scan marks the tokens the current state can take one by one, where the grammar
+// loops on most characters (free text, a string's body): a token whose characters all
+// lead back to the set — its ASCII bytes among those that do, its other characters
+// whole or begun (valid UTF-8) where every character above ASCII does — is taken
+// without a step; any other is stepped through. The trie's walk visits every node
+// there, the vocabulary's bytes in a pointer chase: 60 ms over Qwen2's 152k tokens.
+func (m *ruleMatcher) scan(self [2]uint64, high bool) {
+	idx := asciiIndexOf(m.g.v)
+	for id, text := range m.g.v.text {
+		if text == nil || id >= len(m.allowed) {
+			continue
+		}
+		if a := idx.bytes[id]; a[0]&^self[0] == 0 && a[1]&^self[1] == 0 && (idx.ascii[id] || high && idx.utf8[id]) {
+			m.allowed[id] = true
+			continue
+		}
+		m.allowed[id] = m.r.after(m.st, text).set != nil
+	}
+}
+
+// asciiIndex is, per token of a vocab, which ASCII bytes it has, whether all its bytes
+// are ASCII, and whether they are valid UTF-8 (the last character may be cut short).
+type asciiIndex struct {
+	bytes       [][2]uint64
+	ascii, utf8 []bool
+}
+
+var asciiIndexes sync.Map // *vocab → *asciiOnce
+
+type asciiOnce struct {
+	once sync.Once
+	idx  *asciiIndex
+}
+
+// asciiIndexOf returns v's asciiIndex, built on first use and kept as v is.
+func asciiIndexOf(v *vocab) *asciiIndex {
+	e, _ := asciiIndexes.LoadOrStore(v, &asciiOnce{})
+	o := e.(*asciiOnce)
+	o.once.Do(func() {
+		n := len(v.text)
+		idx := &asciiIndex{bytes: make([][2]uint64, n), ascii: make([]bool, n), utf8: make([]bool, n)}
+		for id, text := range v.text {
+			idx.ascii[id], idx.utf8[id] = true, utf8Prefix(text)
+			for _, c := range text {
+				if c >= 0x80 {
+					idx.ascii[id] = false
+					continue
+				}
+				idx.bytes[id][c/64] |= 1 << (c % 64)
+			}
+		}
+		o.idx = idx
+	})
+	return o.idx
+}
+
+// utf8Prefix reports whether b is valid UTF-8 but for its last character, which may be
+// cut short: what step takes from between characters.
+func utf8Prefix(b []byte) bool {
+	need, lo, hi := uint8(0), byte(0), byte(0)
+	for _, c := range b {
+		if need > 0 {
+			if c < lo || c > hi {
+				return false
+			}
+			need, lo, hi = need-1, 0x80, 0xBF
+			continue
+		}
+		if c < 0x80 {
+			continue
+		}
+		var ok bool
+		if _, need, lo, hi, ok = lead(c); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // walk marks every token below node i of trie t whose bytes state s can take.
