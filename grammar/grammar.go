@@ -1,6 +1,9 @@
 // Package grammar constrains generated text to JSON — any JSON object, or a value valid
 // against a JSON Schema — as OpenAI's response_format, vLLM's structured outputs and
-// llama.cpp's grammars do. At each position, tokens whose bytes cannot continue a valid
+// llama.cpp's grammars do; or to a GBNF grammar (llama.cpp's format), a regular
+// expression or a choice of strings, compiled to rules matched as llama.cpp matches
+// its grammars, by stacks over code points (GBNFFormat, RegexFormat, ChoiceFormat).
+// At each position, tokens whose bytes cannot continue a valid
 // document get a logit of -Inf before the sampler draws, and the tokens that end the
 // text are allowed only once the document is whole. The mask depends on the tokens
 // drawn so far alone, so plain decoding, a verifier judging a draft's tokens, and a
