@@ -167,7 +167,8 @@ type stackSet struct {
 	// next: the set each byte leads to from between characters (deadSet: none), filled
 	// as bytes are tried — the walk of a trie's first bytes, and of every byte after a
 	// set that loops, looks each up once.
-	next *[256]*stackSet
+	next  *[256]*stackSet
+	steps uint8 // steps from this set between characters, until next is made
 }
 
 type memoEntry struct {
@@ -303,9 +304,16 @@ func (r *ruleSet) step(s rstate, b byte) rstate {
 		}
 		return r.partial(s.set, cp, s.need-1, 0x80, 0xBF)
 	}
-	// Between characters, what a byte leads to is kept by the set (see memo).
+	// Between characters, what a byte leads to is kept by the set (see memo), once it
+	// is stepped from often: a text read once (Check, a token taken) steps from most
+	// sets once.
 	if s.set.next == nil {
-		s.set.next = new([256]*stackSet)
+		if s.set.steps++; s.set.steps >= 8 {
+			s.set.next = new([256]*stackSet)
+		}
+	}
+	if s.set.next == nil {
+		return r.stepChar(s.set, b)
 	}
 	if n := s.set.next[b]; n != nil {
 		if n == deadSet {
@@ -317,17 +325,23 @@ func (r *ruleSet) step(s rstate, b byte) rstate {
 		}
 		return t
 	}
-	var t rstate
-	if b < 0x80 {
-		t = r.complete(s.set, rune(b))
-	} else if cp, need, lo, hi, ok := lead(b); ok {
-		t = r.partial(s.set, cp, need, lo, hi)
-	}
+	t := r.stepChar(s.set, b)
 	s.set.next[b] = t.set
 	if t.set == nil {
 		s.set.next[b] = deadSet
 	}
 	return t
+}
+
+// stepChar returns the state after b, the first byte of a character, from set.
+func (r *ruleSet) stepChar(set *stackSet, b byte) rstate {
+	if b < 0x80 {
+		return r.complete(set, rune(b))
+	}
+	if cp, need, lo, hi, ok := lead(b); ok {
+		return r.partial(set, cp, need, lo, hi)
+	}
+	return rstate{}
 }
 
 // deadSet marks a byte that leads nowhere in stackSet.next.
