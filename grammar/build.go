@@ -3,6 +3,7 @@ package grammar
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // builder collects the rules of a grammar as its parser reads them (GBNF, a regular
@@ -28,10 +29,24 @@ type sym struct {
 	cls []span
 }
 
-type srcPos struct{ line, col int }
+// srcPos is a place in a grammar's text: byte offset off of src. Its line and column
+// are counted only for an error (counting them at every element made a long grammar
+// cost the square of its length to parse).
+type srcPos struct {
+	src string
+	off int
+}
+
+// lineCol returns p's line and column (in characters), 1-based.
+func (p srcPos) lineCol() (line, col int) {
+	before := p.src[:p.off]
+	start := strings.LastIndexByte(before, '\n') + 1
+	return 1 + strings.Count(before, "\n"), 1 + utf8.RuneCountInString(before[start:])
+}
 
 func (p srcPos) errorf(format string, args ...any) error {
-	return &SyntaxError{Line: p.line, Col: p.col, Msg: fmt.Sprintf(format, args...)}
+	line, col := p.lineCol()
+	return &SyntaxError{Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
 }
 
 func newBuilder() *builder { return &builder{byName: map[string]int32{}} }
@@ -67,7 +82,8 @@ func (b *builder) fresh(p srcPos, what string) (int32, error) {
 func (b *builder) define(i int32, alts [][]sym, p srcPos) error {
 	r := &b.rules[i]
 	if r.defined {
-		return p.errorf("rule %q defined twice (first at line %d, column %d)", r.name, r.at.line, r.at.col)
+		line, col := r.at.lineCol()
+		return p.errorf("rule %q defined twice (first at line %d, column %d)", r.name, line, col)
 	}
 	n := 0
 	for _, a := range alts {

@@ -81,13 +81,8 @@ func (r *reader) peek(k int) byte {
 	return 0
 }
 
-// at returns the line and column of byte offset i.
-func (r *reader) at(i int) srcPos {
-	before := r.src[:i]
-	line := 1 + strings.Count(before, "\n")
-	start := strings.LastIndexByte(before, '\n') + 1
-	return srcPos{line: line, col: 1 + utf8.RuneCountInString(before[start:])}
-}
+// at returns the place of byte offset i.
+func (r *reader) at(i int) srcPos { return srcPos{src: r.src, off: i} }
 
 func (r *reader) pos() srcPos { return r.at(r.i) }
 
@@ -251,7 +246,8 @@ func (g *gbnf) sequence(nested bool) ([]sym, error) {
 				return nil, err
 			}
 			if g.peek(0) != ')' {
-				return nil, g.pos().errorf("want ')' to close the group at line %d, column %d, found %s", p.line, p.col, g.found())
+				line, col := p.lineCol()
+				return nil, g.pos().errorf("want ')' to close the group at line %d, column %d, found %s", line, col, g.found())
 			}
 			g.i++
 			item, err := g.b.group(alts, p)

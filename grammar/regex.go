@@ -31,7 +31,7 @@ func RegexFormat(pattern string) (Format, error) {
 		return Format{}, fmt.Errorf("%w: an empty pattern (the output could only be empty)", ErrGrammar)
 	}
 	x := &regex{reader: &reader{src: pattern}, b: newBuilder()}
-	root, err := x.b.fresh(srcPos{1, 1}, "pattern")
+	root, err := x.b.fresh(srcPos{src: pattern}, "pattern")
 	if err != nil {
 		return Format{}, err
 	}
@@ -42,7 +42,7 @@ func RegexFormat(pattern string) (Format, error) {
 	if !x.end() { // a ')' with no '('
 		return Format{}, x.pos().errorf("unbalanced ')'")
 	}
-	if err := x.b.define(root, alts, srcPos{1, 1}); err != nil {
+	if err := x.b.define(root, alts, srcPos{src: pattern}); err != nil {
 		return Format{}, err
 	}
 	rs, err := x.b.link(root)

@@ -206,12 +206,16 @@ type stack struct {
 }
 
 func (r *ruleSet) push(pos int32, up *stack) *stack {
+	return &stack{pos: pos, up: up, hash: stackHash(pos, up)}
+}
+
+func stackHash(pos int32, up *stack) uint64 {
 	h := uint64(pos) + 1
 	if up != nil {
 		h ^= up.hash * 0x9E3779B97F4A7C15
 	}
 	h *= 0xBF58476D1CE4E5B9
-	return &stack{pos: pos, up: up, hash: h ^ h>>31}
+	return h ^ h>>31
 }
 
 // sameStack reports whether stacks a and b hold the same positions.
@@ -230,6 +234,7 @@ func sameStack(a, b *stack) bool {
 type expander struct {
 	r     *ruleSet
 	tops  []*stack
+	seen  map[uint64][]int32 // tops by hash, once there are many
 	done  bool
 	left  int // expansions still allowed
 	short bool
@@ -263,13 +268,28 @@ func (x *expander) expand(pos int32, up *stack) {
 			x.expand(a, parent)
 		}
 	case eChar:
-		s := x.r.push(pos, up)
-		for _, t := range x.tops {
-			if t.hash == s.hash && sameStack(t, s) {
-				return
+		h := stackHash(pos, up)
+		if x.seen == nil && len(x.tops) >= 16 {
+			x.seen = make(map[uint64][]int32, 2*len(x.tops))
+			for i, t := range x.tops {
+				x.seen[t.hash] = append(x.seen[t.hash], int32(i))
 			}
 		}
-		x.tops = append(x.tops, s)
+		if x.seen != nil {
+			for _, i := range x.seen[h] {
+				if t := x.tops[i]; t.pos == pos && sameStack(t.up, up) {
+					return
+				}
+			}
+			x.seen[h] = append(x.seen[h], int32(len(x.tops)))
+		} else {
+			for _, t := range x.tops {
+				if t.hash == h && t.pos == pos && sameStack(t.up, up) {
+					return
+				}
+			}
+		}
+		x.tops = append(x.tops, &stack{pos: pos, up: up, hash: h})
 	}
 }
 

@@ -2,6 +2,8 @@ package grammar_test
 
 import (
 	"math"
+	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/specd-dev/specd/grammar"
@@ -156,4 +158,38 @@ func hasText(tok *tokenizer.Tokenizer, id int32) bool {
 		return id != tok.BOS() && id != tok.EOS()
 	}
 	return false
+}
+
+// BenchmarkMaskRulesHostile: a matcher's first mask under a grammar that keeps 250
+// alternatives open, each a run of classes of half the letters, so that the stacks a
+// token leaves differ with nearly every letter it has: the walk's steps do not share.
+func BenchmarkMaskRulesHostile(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var alts []string
+	for range 250 {
+		var w strings.Builder
+		for range 6 {
+			w.WriteString("[")
+			for c := 'a'; c <= 'z'; c++ {
+				if rng.IntN(2) == 0 {
+					w.WriteRune(c)
+				}
+			}
+			w.WriteString("x]")
+		}
+		alts = append(alts, w.String())
+	}
+	f, err := grammar.GBNFFormat("root ::= (" + strings.Join(alts, " | ") + ")+")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, tok := range vocabs(b) {
+		g := f.Grammar(tok)
+		logits := make([]float32, tok.VocabSize())
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				g.NewMatcher().Mask(logits, []int32{tok.EOS()})
+			}
+		})
+	}
 }
