@@ -180,3 +180,16 @@ func BenchmarkCompileChain(b *testing.B) {
 		}
 	}
 }
+
+// TestSyntaxErrorPlace: an error says where, as a *SyntaxError, in characters.
+func TestSyntaxErrorPlace(t *testing.T) {
+	_, err := GBNFFormat("root ::= \"é\" x\n# ünïcode\nx ::= [a-z] yy\n")
+	var se *SyntaxError
+	if !errors.As(err, &se) || se.Line != 3 || se.Col != 13 || !strings.Contains(se.Msg, `"yy" is not defined`) {
+		t.Errorf("GBNFFormat = %#v, want line 3, column 13: rule \"yy\" is not defined", err)
+	}
+	_, err = RegexFormat(`é+(?=x)`)
+	if !errors.As(err, &se) || se.Line != 1 || se.Col != 3 {
+		t.Errorf("RegexFormat = %#v, want line 1, column 3", err)
+	}
+}

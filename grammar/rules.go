@@ -445,6 +445,9 @@ func (r *ruleSet) complete(set *stackSet, c rune) rstate {
 			x.expand(t.pos+1, t.up)
 		}
 	}
+	if len(x.tops) == 0 && !x.done {
+		return rstate{} // the bounds cut every way on (see expand)
+	}
 	next := &stackSet{tops: x.tops, done: x.done, short: set.short || x.short}
 	if next.same(set) {
 		next = set // a loop ([^\n]+): the set stays what it was
