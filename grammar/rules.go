@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"slices"
 	"sync"
+
+	"github.com/specd-dev/specd/sample"
 )
 
 // Kinds of the rule formats (GBNFFormat, RegexFormat, ChoiceFormat).
@@ -466,6 +468,8 @@ func (r *ruleSet) after(s rstate, text []byte) rstate {
 	}
 	return s
 }
+
+var _ sample.Matcher = (*ruleMatcher)(nil)
 
 // ruleMatcher follows one output through a rule grammar (a sample.Matcher).
 type ruleMatcher struct {
