@@ -1,6 +1,9 @@
 // Package grammar constrains generated text to JSON — any JSON object, or a value valid
 // against a JSON Schema — as OpenAI's response_format, vLLM's structured outputs and
-// llama.cpp's grammars do. At each position, tokens whose bytes cannot continue a valid
+// llama.cpp's grammars do; or to a GBNF grammar (llama.cpp's format), a regular
+// expression or a choice of strings, compiled to rules matched as llama.cpp matches
+// its grammars, by stacks over code points (GBNFFormat, RegexFormat, ChoiceFormat).
+// At each position, tokens whose bytes cannot continue a valid
 // document get a logit of -Inf before the sampler draws, and the tokens that end the
 // text are allowed only once the document is whole. The mask depends on the tokens
 // drawn so far alone, so plain decoding, a verifier judging a draft's tokens, and a
@@ -45,6 +48,8 @@ type Format struct {
 	root   *node
 	// prefix and suffix are literal text the output has around the document.
 	prefix, suffix string
+	// rules: a GBNF, Regex or Choice format (root is nil).
+	rules *ruleSet
 }
 
 // Wrapped returns f with literal text around the document: the output is prefix, the
@@ -76,6 +81,10 @@ func SchemaFormat(schema []byte) (Format, error) {
 // Check reports whether text can begin a document of f (prefix) and whether it is a
 // whole one. Free text is always whole.
 func (f Format) Check(text []byte) (prefix, whole bool) {
+	if f.rules != nil {
+		s := f.rules.after(f.rules.start(), text)
+		return s.set != nil, s.whole()
+	}
 	if f.root == nil {
 		return true, true
 	}
@@ -91,7 +100,7 @@ func (f Format) Schema() []byte { return f.schema }
 
 // Grammar returns f's constraint over tok's tokens, or nil for free text.
 func (f Format) Grammar(tok *tokenizer.Tokenizer) *Grammar {
-	if f.root == nil {
+	if f.root == nil && f.rules == nil {
 		return nil
 	}
 	return &Grammar{f: f, v: vocabOf(tok)}
@@ -107,6 +116,9 @@ func (g *Grammar) start() []*frame { return start(g.f.root, g.f.prefix, g.f.suff
 
 // NewMatcher returns the constraint's state at the start of an output.
 func (g *Grammar) NewMatcher() sample.Matcher {
+	if r := g.f.rules; r != nil {
+		return &ruleMatcher{g: g, r: r, st: r.start()}
+	}
 	return &Matcher{g: g, alts: g.start()}
 }
 

@@ -56,7 +56,8 @@ const (
 	MaxStops        = 16
 	MaxStopBytes    = 256
 	MaxStopTokenIDs = 64
-	// MaxSchemaBytes bounds a response format's schema document, MaxAffixBytes the
+	// MaxSchemaBytes bounds a response format's schema document (and its grammar, its
+	// regular expression or its choices together), MaxAffixBytes the
 	// text around the document.
 	MaxSchemaBytes = 64 << 10
 	MaxAffixBytes  = 256
@@ -214,8 +215,27 @@ func FormatFromProto(rf *specdv1.ResponseFormat) (grammar.Format, error) {
 
 func formatFromProto(rf *specdv1.ResponseFormat) (grammar.Format, error) {
 	schema := rf.GetJsonSchema()
-	if rf.GetType() != specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA && schema != "" {
-		return grammar.Format{}, BadField("response_format.json_schema", "only with type RESPONSE_FORMAT_TYPE_JSON_SCHEMA, not %v", rf.GetType())
+	for _, c := range []struct {
+		field string
+		set   bool
+		t     specdv1.ResponseFormatType
+	}{
+		{"json_schema", schema != "", specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA},
+		{"grammar", rf.GetGrammar() != "", specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR},
+		{"regex", rf.GetRegex() != "", specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX},
+		{"choices", len(rf.GetChoices()) > 0, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE},
+	} {
+		if c.set && rf.GetType() != c.t {
+			return grammar.Format{}, BadField("response_format."+c.field, "only with type %v, not %v", c.t, rf.GetType())
+		}
+	}
+	switch rf.GetType() {
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX,
+		specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE:
+		if rf.GetPrefix() != "" || rf.GetSuffix() != "" {
+			return grammar.Format{}, BadField("response_format.prefix", "only around a JSON document, not with %v", rf.GetType())
+		}
+		return ruleFormat(rf)
 	}
 	switch rf.GetType() {
 	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_UNSPECIFIED, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_TEXT:
@@ -241,6 +261,44 @@ func formatFromProto(rf *specdv1.ResponseFormat) (grammar.Format, error) {
 	return grammar.Format{}, BadField("response_format.type", "unknown type %v", rf.GetType())
 }
 
+// ruleFormat validates a grammar, a regular expression or a list of choices.
+func ruleFormat(rf *specdv1.ResponseFormat) (grammar.Format, error) {
+	var (
+		field, text string
+		f           grammar.Format
+		err         error
+	)
+	switch rf.GetType() {
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR:
+		field, text = "grammar", rf.GetGrammar()
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX:
+		field, text = "regex", rf.GetRegex()
+	default:
+		field = "choices"
+		for _, c := range rf.GetChoices() {
+			text += c
+		}
+	}
+	switch {
+	case text == "" && field != "choices":
+		return f, BadField("response_format."+field, "empty: give the %s the output must match", field)
+	case len(text) > MaxSchemaBytes:
+		return f, BadField("response_format."+field, "%d bytes: at most %d", len(text), MaxSchemaBytes)
+	}
+	switch field {
+	case "grammar":
+		f, err = grammar.GBNFFormat(text)
+	case "regex":
+		f, err = grammar.RegexFormat(text)
+	default:
+		f, err = grammar.ChoiceFormat(rf.GetChoices())
+	}
+	if err != nil {
+		return grammar.Format{}, BadField("response_format."+field, "%v", err)
+	}
+	return f, nil
+}
+
 // FormatToProto converts a validated response format (nil for free text).
 func FormatToProto(f grammar.Format) *specdv1.ResponseFormat {
 	var rf *specdv1.ResponseFormat
@@ -249,6 +307,12 @@ func FormatToProto(f grammar.Format) *specdv1.ResponseFormat {
 		rf = &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}
 	case grammar.JSONSchema:
 		rf = &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: string(f.Schema())}
+	case grammar.GBNF:
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: f.Source()}
+	case grammar.Regex:
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX, Regex: f.Source()}
+	case grammar.Choice:
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE, Choices: f.Choices()}
 	default:
 		return nil
 	}

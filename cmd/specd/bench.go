@@ -107,8 +107,8 @@ type benchReport struct {
 	Seed        uint64  `json:"seed"` // of every request: --seed, or picked at random
 	Mode        string  `json:"mode"`
 	Repeats     int     `json:"repeats"`
-	// ResponseFormat is what every output had to be ("": free text): json_object or
-	// json_schema, whose outputs end where their documents do.
+	// ResponseFormat is what every output had to be ("": free text): json_object,
+	// json_schema, grammar, regex or choice, whose outputs end where they are whole.
 	ResponseFormat string                   `json:"response_format,omitempty"`
 	Domains        map[string]*benchFigures `json:"domains"`
 }
@@ -314,13 +314,20 @@ func seedNote(temp float64, seed uint64) string {
 	return fmt.Sprintf(", seed %d", seed)
 }
 
-// formatName names a response format as --response-format does ("" for free text).
+// formatName names a response format as --response-format does, or grammar, regex or
+// choice ("" for free text).
 func formatName(rf *specdv1.ResponseFormat) string {
 	switch rf.GetType() {
 	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT:
 		return "json_object"
 	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA:
 		return "json_schema"
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR:
+		return "grammar"
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX:
+		return "regex"
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE:
+		return "choice"
 	}
 	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/specd-dev/specd/gguf"
+	"github.com/specd-dev/specd/grammar"
 	"github.com/specd-dev/specd/internal/testmodels"
 	speculationv1 "github.com/specd-dev/specd/proto/specd/speculation/v1"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -595,6 +597,59 @@ func TestGenerateSeedWholeUint64(t *testing.T) {
 		_, errs, code := run(t, "generate", "--addr", addr, "-p", "x", "--seed", bad)
 		if code != 2 || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "seed") {
 			t.Errorf("generate --seed %s: exit %d, stderr %q; want exit 2 and one line naming --seed", bad, code, errs)
+		}
+	}
+}
+
+// TestRunRuleFormats: --grammar, --regex and --choice constrain a local run's output
+// (a prefix of a sentence, whole when the run ended before -n); together, with
+// --response-format or --json-schema, or invalid, they are one-line usage errors.
+func TestRunRuleFormats(t *testing.T) {
+	gfile := filepath.Join(t.TempDir(), "g.gbnf")
+	const g = "root ::= \"Once \" word (\" \" word){0,5} \".\"\nword ::= [a-z]+\n"
+	if err := os.WriteFile(gfile, []byte(g), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gf, _ := grammar.GBNFFormat(g)
+	rf, _ := grammar.RegexFormat(`[A-Z][a-z]+( [a-z]+){0,3}\.`)
+	cf, _ := grammar.ChoiceFormat([]string{"Once", "Twice", "Never"})
+	for _, c := range []struct {
+		flags []string
+		f     grammar.Format
+	}{
+		{[]string{"--grammar", "@" + gfile}, gf},
+		{[]string{"--grammar", g}, gf},
+		{[]string{"--regex", `[A-Z][a-z]+( [a-z]+){0,3}\.`}, rf},
+		{[]string{"--choice", "Once,Twice,Never"}, cf},
+		{[]string{"--choice", "Once", "--choice", "Twice", "--choice", "Never"}, cf},
+	} {
+		args := append([]string{"run", "-m", "stories260K", "-p", "Once upon a time", "-n", "24", "--temp", "0", "--json"}, c.flags...)
+		out, stderr, code := run(t, args...)
+		var res struct {
+			Text      string `json:"text"`
+			OutputIDs []int  `json:"output_ids"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil {
+			t.Fatalf("%v: exit %d, %v: %s", c.flags, code, err, stderr)
+		}
+		t.Logf("%v: %q", c.flags, res.Text)
+		prefix, whole := c.f.Check([]byte(res.Text))
+		if !prefix || len(res.OutputIDs) < 24 && !whole {
+			t.Errorf("%v: %q (%d tokens) is not a sentence of the format (prefix %v, whole %v)", c.flags, res.Text, len(res.OutputIDs), prefix, whole)
+		}
+	}
+	for _, args := range [][]string{
+		{"--grammar", `root ::= "a"`, "--regex", "a"},
+		{"--choice", "a", "--response-format", "json_object"},
+		{"--regex", "a", "--json-schema", "{}"},
+		{"--grammar", "root ::= x"},
+		{"--grammar", "@/no/such/file"},
+		{"--regex", `(a)\1`},
+		{"--choice", "a,,b"},
+	} {
+		_, stderr, code := run(t, append([]string{"run", "-m", "stories260K", "-p", "x", "-n", "4"}, args...)...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line", args, code, stderr)
 		}
 	}
 }

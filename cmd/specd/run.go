@@ -38,8 +38,11 @@ type samplingOptions struct {
 	minTokens  int
 	// Penalties on tokens already seen (sample.Params).
 	repeatPenalty, frequencyPenalty, presencePenalty float64
-	// The response format: its type, and a schema (inline JSON or @FILE).
+	// The response format: its type, and a schema (inline JSON or @FILE); or a GBNF
+	// grammar (inline or @FILE), a regular expression, or choices.
 	format, jsonSchema string
+	grammar, regex     string
+	choices            stringList
 }
 
 type stringList []string
@@ -150,20 +153,69 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.presencePenalty, "presence-penalty", 0, "subtract this from a token's logit if it occurs in the output; in [-2, 2]")
 	fs.StringVar(&o.format, "response-format", "", "what the output must be: text, json_object (one JSON object) or json_schema (with --json-schema)")
 	fs.StringVar(&o.jsonSchema, "json-schema", "", "a JSON Schema the output must satisfy, inline or @FILE (implies --response-format json_schema)")
+	fs.StringVar(&o.grammar, "grammar", "", "a GBNF grammar (llama.cpp's format, rule root the start) the output must be a sentence of, inline or @FILE")
+	fs.StringVar(&o.regex, "regex", "", "a regular expression (Python's syntax, as vLLM's guided_regex) the whole output must match")
+	fs.Var(&o.choices, "choice", "the output must be exactly one of these: one --choice is split at commas (a,b,c); repeated, each value is one choice")
+}
+
+// readArg returns v, or the contents of file F for v = @F.
+func readArg(flag, v string) (string, error) {
+	name, ok := strings.CutPrefix(v, "@")
+	if !ok {
+		return v, nil
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return "", usagef("--%s: %v", flag, err)
+	}
+	return string(b), nil
+}
+
+// ruleFormat is the response format --grammar, --regex or --choice asks for (nil:
+// none), refused with --response-format or --json-schema and with one another.
+func (o *samplingOptions) ruleFormat() (*specdv1.ResponseFormat, error) {
+	var set []string
+	for _, f := range []struct {
+		name string
+		on   bool
+	}{{"--response-format", o.format != ""}, {"--json-schema", o.jsonSchema != ""}, {"--grammar", o.grammar != ""},
+		{"--regex", o.regex != ""}, {"--choice", len(o.choices) > 0}} {
+		if f.on {
+			set = append(set, f.name)
+		}
+	}
+	if len(set) > 1 && !(len(set) == 2 && set[0] == "--response-format" && set[1] == "--json-schema") {
+		return nil, usagef("%s: give one of them", strings.Join(set, " and "))
+	}
+	switch {
+	case o.grammar != "":
+		g, err := readArg("grammar", o.grammar)
+		if err != nil {
+			return nil, err
+		}
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}, nil
+	case o.regex != "":
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX, Regex: o.regex}, nil
+	case len(o.choices) == 1:
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE, Choices: strings.Split(o.choices[0], ",")}, nil
+	case len(o.choices) > 1:
+		return &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE, Choices: o.choices}, nil
+	}
+	return nil, nil
 }
 
 // responseFormat is the response format the flags ask for (nil: free text), checked as
 // a server checks it.
 func (o *samplingOptions) responseFormat() (*specdv1.ResponseFormat, error) {
-	schema := o.jsonSchema
-	if name, ok := strings.CutPrefix(schema, "@"); ok {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			return nil, usagef("--json-schema: %v", err)
-		}
-		schema = string(b)
+	rf, err := o.ruleFormat()
+	if err != nil || rf != nil {
+		return o.checkFormat(rf, err)
 	}
-	rf := &specdv1.ResponseFormat{JsonSchema: schema}
+	schema, err := readArg("json-schema", o.jsonSchema)
+	if err != nil {
+		return nil, err
+	}
+	rf = &specdv1.ResponseFormat{JsonSchema: schema}
 	switch o.format {
 	case "", "json_schema":
 		if schema == "" {
@@ -183,14 +235,35 @@ func (o *samplingOptions) responseFormat() (*specdv1.ResponseFormat, error) {
 	if schema != "" && rf.Type != specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA {
 		return nil, usagef("--json-schema goes with --response-format json_schema, not %s", o.format)
 	}
+	return o.checkFormat(rf, nil)
+}
+
+// checkFormat checks rf as a server does.
+func (o *samplingOptions) checkFormat(rf *specdv1.ResponseFormat, err error) (*specdv1.ResponseFormat, error) {
+	if err != nil {
+		return nil, err
+	}
 	f, err := services.FormatFromProto(rf)
 	if err != nil {
 		return nil, usageError{err}
 	}
 	if f.Kind() != grammar.Text && o.ignoreEOS && len(o.stopIDs) == 0 {
-		return nil, usagef("--response-format: a document ends the output with an end-of-generation id: with --ignore-eos, give --stop-token-id")
+		return nil, usagef("%s: a constrained output ends with an end-of-generation id: with --ignore-eos, give --stop-token-id", formatFlag(rf))
 	}
 	return rf, nil
+}
+
+// formatFlag names the flag that asked for rf.
+func formatFlag(rf *specdv1.ResponseFormat) string {
+	switch rf.GetType() {
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR:
+		return "--grammar"
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX:
+		return "--regex"
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE:
+		return "--choice"
+	}
+	return "--response-format"
 }
 
 func (o *samplingOptions) params() (sample.Params, error) {

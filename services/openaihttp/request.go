@@ -538,25 +538,38 @@ func hoistRefs(params json.RawMessage, name string, defs map[string]any) any {
 }
 
 // structuredOutput takes other servers' names for a response format into c (see
-// common): vLLM's guided_json and structured_outputs json or json_object, llama.cpp's
-// json_schema. What specd has no exact equivalent for is refused by name. A request
-// asks for one response format at most, under one name.
+// common): vLLM's guided_json, guided_grammar (GBNF), guided_regex, guided_choice and
+// structured_outputs json, json_object, grammar, regex or choice; llama.cpp's
+// json_schema and grammar. What specd has no exact equivalent for is refused by name.
+// A request asks for one response format at most, under one name.
 func (r *common) structuredOutput(c *Call) error {
 	for _, x := range []struct {
 		name string
 		v    json.RawMessage
 		why  string
 	}{
-		{"guided_choice", r.GuidedChoice, "output is constrained to JSON only: ask for a JSON Schema enum instead (guided_json or response_format json_schema), whose output is the choice as a JSON string"},
-		{"guided_regex", r.GuidedRegex, "regular expressions are not supported, only JSON (guided_json, response_format)"},
-		{"guided_grammar", r.GuidedGrammar, "grammars are not supported, only JSON (guided_json, response_format)"},
-		{"grammar", r.Grammar, "GBNF grammars are not supported, only JSON (json_schema, response_format)"},
-		{"structural_tag", r.StructuralTag, "structural tags are not supported, only JSON (guided_json, response_format)"},
+		{"structural_tag", r.StructuralTag, "structural tags are not supported (JSON, grammars, regular expressions and choices are)"},
 		{"guided_whitespace_pattern", r.GuidedWhitespace, "not supported: white space between JSON tokens is at most one space"},
 		{"guided_decoding_backend", r.GuidedBackend, "not supported: specd has one grammar engine; leave it out"},
 	} {
 		if isSet(x.v) {
 			return badParam(x.name, "%s", x.why)
+		}
+	}
+	for _, x := range []struct {
+		name string
+		v    json.RawMessage
+		t    specdv1.ResponseFormatType
+	}{
+		{"grammar", r.Grammar, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR},
+		{"guided_grammar", r.GuidedGrammar, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR},
+		{"guided_regex", r.GuidedRegex, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX},
+		{"guided_choice", r.GuidedChoice, specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE},
+	} {
+		if isSet(x.v) {
+			if err := setRules(c, x.name, x.t, x.v); err != nil {
+				return err
+			}
 		}
 	}
 	if isSet(r.GuidedJSON) {
@@ -591,11 +604,46 @@ func (r *common) structuredOutput(c *Call) error {
 			if err := setFormat(c, name, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}); err != nil {
 				return err
 			}
+		case "grammar", "regex", "choice":
+			t := map[string]specdv1.ResponseFormatType{"grammar": specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR,
+				"regex": specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX, "choice": specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE}[k]
+			if err := setRules(c, name, t, v); err != nil {
+				return err
+			}
 		default:
-			return badParam(name, "not supported: of structured_outputs only json and json_object are (output is constrained to JSON only)")
+			return badParam(name, "not supported: of structured_outputs only json, json_object, grammar, regex and choice are")
 		}
 	}
 	return nil
+}
+
+// setRules makes c's response format a grammar (GBNF text), a regular expression (a
+// string) or a choice (an array of strings) of type t, set as param.
+func setRules(c *Call, param string, t specdv1.ResponseFormatType, raw json.RawMessage) error {
+	rf := &specdv1.ResponseFormat{Type: t}
+	switch t {
+	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE:
+		if err := json.Unmarshal(raw, &rf.Choices); err != nil {
+			return badParam(param, "want an array of strings")
+		}
+		if len(rf.Choices) == 0 {
+			return badParam(param, "empty: give the strings the output must be one of")
+		}
+	default:
+		var text string
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return badParam(param, "want a string")
+		}
+		if text == "" {
+			return badParam(param, "empty")
+		}
+		if t == specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR {
+			rf.Grammar = text
+		} else {
+			rf.Regex = text
+		}
+	}
+	return setFormat(c, param, rf)
 }
 
 // setSchema makes c's response format the JSON Schema raw, set as param: the schema

@@ -3,6 +3,7 @@ package openaihttp
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/prototext"
@@ -168,15 +169,23 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","response_format":{"type":"json_object","json_schema":{"name":"x","schema":{"type":"array"}}}}`, "response_format.json_schema"},
 		{false, `{"prompt":"x","response_format":{"type":"text","schema":{"type":"array"}}}`, "response_format.schema"},
 		{false, `{"prompt":"x","response_format":{"type":"json_schema","schema":{"type":"array"},"json_schema":{"name":"x","schema":{}}}}`, "response_format.schema"},
-		{false, `{"prompt":"x","guided_choice":["a","b"]}`, "guided_choice"},
-		{false, `{"prompt":"x","guided_regex":"a+"}`, "guided_regex"},
-		{false, `{"prompt":"x","guided_grammar":"root ::= \"a\""}`, "guided_grammar"},
-		{false, `{"prompt":"x","grammar":"root ::= \"a\""}`, "grammar"},
+		{false, `{"prompt":"x","guided_choice":"a"}`, "guided_choice"},
+		{false, `{"prompt":"x","guided_choice":[]}`, "guided_choice"},
+		{false, `{"prompt":"x","guided_choice":["a",1]}`, "guided_choice"},
+		{false, `{"prompt":"x","guided_regex":5}`, "guided_regex"},
+		{false, `{"prompt":"x","guided_regex":""}`, "guided_regex"},
+		{false, `{"prompt":"x","guided_grammar":{"root":"a"}}`, "guided_grammar"},
+		{false, `{"prompt":"x","grammar":["root ::= \"a\""]}`, "grammar"},
+		{false, `{"prompt":"x","structured_outputs":{"choice":"a"}}`, "structured_outputs.choice"},
+		{false, `{"prompt":"x","structured_outputs":{"grammar":1}}`, "structured_outputs.grammar"},
+		{false, `{"prompt":"x","grammar":"root ::= \"a\"","guided_regex":"a+"}`, "guided_regex"},
+		{false, `{"prompt":"x","guided_json":{},"guided_choice":["a"]}`, "guided_json"},
+		{false, `{"prompt":"x","response_format":{"type":"json_object"},"grammar":"root ::= \"a\""}`, "grammar"},
+		{false, `{"prompt":"x","guided_regex":"a","structured_outputs":{"regex":"a+"}}`, "structured_outputs.regex"},
 		{false, `{"prompt":"x","guided_json":{},"guided_decoding_backend":"xgrammar"}`, "guided_decoding_backend"},
 		{false, `{"prompt":"x","guided_json":{},"guided_whitespace_pattern":" *"}`, "guided_whitespace_pattern"},
 		{false, `{"prompt":"x","structural_tag":"{}"}`, "structural_tag"},
-		{false, `{"prompt":"x","structured_outputs":{"choice":["a","b"]}}`, "structured_outputs.choice"},
-		{false, `{"prompt":"x","structured_outputs":{"regex":"a+"}}`, "structured_outputs.regex"},
+		{false, `{"prompt":"x","structured_outputs":{"whitespace_pattern":" "}}`, "structured_outputs.whitespace_pattern"},
 		{false, `{"prompt":"x","structured_outputs":{"json":{},"disable_any_whitespace":true}}`, "structured_outputs.disable_any_whitespace"},
 		{false, `{"prompt":"x","structured_outputs":{"json_object":"yes"}}`, "structured_outputs.json_object"},
 		{false, `{"prompt":"x","guided_json":""}`, "guided_json"},
@@ -205,6 +214,40 @@ func TestParseErrors(t *testing.T) {
 		if !errors.As(err, &e) || e.Status != 400 || e.Type != TypeInvalidRequest || e.Param != tc.param {
 			t.Errorf("parse(%s) = %v, want a 400 invalid_request_error with param %q", tc.body, err, tc.param)
 		}
+	}
+}
+
+// TestParseRules: each name for a grammar, a regular expression or a choice sets the
+// response format; two constraints in one request are a 400 naming both.
+func TestParseRules(t *testing.T) {
+	const g = `root ::= "a"`
+	for _, tc := range []struct {
+		body string
+		want *specdv1.ResponseFormat
+	}{
+		{`{"prompt":"x","grammar":"root ::= \"a\""}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
+		{`{"prompt":"x","guided_grammar":"root ::= \"a\""}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
+		{`{"prompt":"x","structured_outputs":{"grammar":"root ::= \"a\""}}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
+		{`{"prompt":"x","guided_regex":"a+"}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX, Regex: "a+"}},
+		{`{"prompt":"x","structured_outputs":{"regex":"a+"}}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX, Regex: "a+"}},
+		{`{"prompt":"x","guided_choice":["yes","no"]}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE, Choices: []string{"yes", "no"}}},
+		{`{"prompt":"x","structured_outputs":{"choice":["yes","no"]}}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE, Choices: []string{"yes", "no"}}},
+	} {
+		chat := strings.Replace(tc.body, `"prompt":"x"`, `"messages":[{"role":"user","content":"x"}]`, 1)
+		for body, parse := range map[string]func([]byte) (*Call, error){tc.body: ParseCompletion, chat: ParseChat} {
+			c, err := parse([]byte(body))
+			if err != nil {
+				t.Fatalf("parse(%s): %v", body, err)
+			}
+			if got := c.Req.GetResponseFormat(); !proto.Equal(got, tc.want) {
+				t.Errorf("parse(%s): response format %v, want %v", body, got, tc.want)
+			}
+		}
+	}
+	_, err := ParseCompletion([]byte(`{"prompt":"x","guided_choice":["a"],"structured_outputs":{"regex":"a"}}`))
+	var e *Error
+	if !errors.As(err, &e) || !strings.Contains(e.Message, "structured_outputs.regex") || !strings.Contains(e.Message, "guided_choice") {
+		t.Errorf("two constraints: %v, want a 400 naming both", err)
 	}
 }
 

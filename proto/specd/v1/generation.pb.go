@@ -55,6 +55,14 @@ const (
 	// One JSON value valid against ResponseFormat.json_schema (OpenAI's
 	// json_schema).
 	ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA ResponseFormatType = 3
+	// A sentence of the GBNF grammar ResponseFormat.grammar (llama.cpp's
+	// grammar, vLLM's guided_grammar).
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR ResponseFormatType = 4
+	// Text the regular expression ResponseFormat.regex matches whole (vLLM's
+	// guided_regex).
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX ResponseFormatType = 5
+	// One of ResponseFormat.choices, exactly (vLLM's guided_choice).
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE ResponseFormatType = 6
 )
 
 // Enum value maps for ResponseFormatType.
@@ -64,12 +72,18 @@ var (
 		1: "RESPONSE_FORMAT_TYPE_TEXT",
 		2: "RESPONSE_FORMAT_TYPE_JSON_OBJECT",
 		3: "RESPONSE_FORMAT_TYPE_JSON_SCHEMA",
+		4: "RESPONSE_FORMAT_TYPE_GRAMMAR",
+		5: "RESPONSE_FORMAT_TYPE_REGEX",
+		6: "RESPONSE_FORMAT_TYPE_CHOICE",
 	}
 	ResponseFormatType_value = map[string]int32{
 		"RESPONSE_FORMAT_TYPE_UNSPECIFIED": 0,
 		"RESPONSE_FORMAT_TYPE_TEXT":        1,
 		"RESPONSE_FORMAT_TYPE_JSON_OBJECT": 2,
 		"RESPONSE_FORMAT_TYPE_JSON_SCHEMA": 3,
+		"RESPONSE_FORMAT_TYPE_GRAMMAR":     4,
+		"RESPONSE_FORMAT_TYPE_REGEX":       5,
+		"RESPONSE_FORMAT_TYPE_CHOICE":      6,
 	}
 )
 
@@ -522,7 +536,16 @@ type ResponseFormat struct {
 	Prefix string `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
 	// Literal text the output has after the JSON document (at most 256 bytes):
 	// a tool call's closing tag ("\n</tool_call>"). The output ends after it.
-	Suffix        string `protobuf:"bytes,4,opt,name=suffix,proto3" json:"suffix,omitempty"`
+	Suffix string `protobuf:"bytes,4,opt,name=suffix,proto3" json:"suffix,omitempty"`
+	// With RESPONSE_FORMAT_TYPE_GRAMMAR: the GBNF grammar (llama.cpp's format;
+	// rule "root" is the start) the output must be a sentence of.
+	Grammar string `protobuf:"bytes,5,opt,name=grammar,proto3" json:"grammar,omitempty"`
+	// With RESPONSE_FORMAT_TYPE_REGEX: the regular expression (Python's syntax,
+	// the subset vLLM's guided_regex users write) the whole output must match.
+	Regex string `protobuf:"bytes,6,opt,name=regex,proto3" json:"regex,omitempty"`
+	// With RESPONSE_FORMAT_TYPE_CHOICE: the strings the output must be exactly
+	// one of (vLLM's guided_choice).
+	Choices       []string `protobuf:"bytes,7,rep,name=choices,proto3" json:"choices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -583,6 +606,27 @@ func (x *ResponseFormat) GetSuffix() string {
 		return x.Suffix
 	}
 	return ""
+}
+
+func (x *ResponseFormat) GetGrammar() string {
+	if x != nil {
+		return x.Grammar
+	}
+	return ""
+}
+
+func (x *ResponseFormat) GetRegex() string {
+	if x != nil {
+		return x.Regex
+	}
+	return ""
+}
+
+func (x *ResponseFormat) GetChoices() []string {
+	if x != nil {
+		return x.Choices
+	}
+	return nil
 }
 
 // Tool is one tool a request offers the model.
@@ -2488,13 +2532,16 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\n" +
 	"ignore_eos\x18\x11 \x01(\bR\tignoreEos\x12A\n" +
 	"\x0fresponse_format\x18\x12 \x01(\v2\x18.specd.v1.ResponseFormatR\x0eresponseFormatB\x18\n" +
-	"\x16_add_generation_prompt\"\x93\x01\n" +
+	"\x16_add_generation_prompt\"\xdd\x01\n" +
 	"\x0eResponseFormat\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.specd.v1.ResponseFormatTypeR\x04type\x12\x1f\n" +
 	"\vjson_schema\x18\x02 \x01(\tR\n" +
 	"jsonSchema\x12\x16\n" +
 	"\x06prefix\x18\x03 \x01(\tR\x06prefix\x12\x16\n" +
-	"\x06suffix\x18\x04 \x01(\tR\x06suffix\"T\n" +
+	"\x06suffix\x18\x04 \x01(\tR\x06suffix\x12\x18\n" +
+	"\agrammar\x18\x05 \x01(\tR\agrammar\x12\x14\n" +
+	"\x05regex\x18\x06 \x01(\tR\x05regex\x12\x18\n" +
+	"\achoices\x18\a \x03(\tR\achoices\"T\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x128\n" +
 	"\bfunction\x18\x02 \x01(\v2\x1c.specd.v1.FunctionDefinitionR\bfunction\"j\n" +
@@ -2636,12 +2683,15 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x0etokenizer_hash\x18\a \x01(\tR\rtokenizerHash\x12\x1e\n" +
 	"\n" +
 	"parameters\x18\b \x01(\x04R\n" +
-	"parameters*\xa5\x01\n" +
+	"parameters*\x88\x02\n" +
 	"\x12ResponseFormatType\x12$\n" +
 	" RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n" +
 	" RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n" +
-	" RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03*\x93\x01\n" +
+	" RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03\x12 \n" +
+	"\x1cRESPONSE_FORMAT_TYPE_GRAMMAR\x10\x04\x12\x1e\n" +
+	"\x1aRESPONSE_FORMAT_TYPE_REGEX\x10\x05\x12\x1f\n" +
+	"\x1bRESPONSE_FORMAT_TYPE_CHOICE\x10\x06*\x93\x01\n" +
 	"\x10VerificationMode\x12!\n" +
 	"\x1dVERIFICATION_MODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bVERIFICATION_MODE_REJECTION\x10\x01\x12\x1d\n" +

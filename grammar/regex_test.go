@@ -1,0 +1,153 @@
+package grammar
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestRegexCheck(t *testing.T) {
+	tests := []struct {
+		pattern, text string
+		prefix, whole bool
+	}{
+		{`\d{3}-\d{4}`, "555-1234", true, true},
+		{`\d{3}-\d{4}`, "555-12", true, false},
+		{`\d{3}-\d{4}`, "55a", false, false},
+		{`^(yes|no)$`, "no", true, true},
+		{`(?:ab)+c?`, "ababc", true, true},
+		{`(?P<word>\w+)@(?<host>[a-z.]+)`, "me_1@ex.org", true, true},
+		{`[^\d\s]+`, "abc", true, true},
+		{`[^\d\s]+`, "ab c", false, false},
+		{`.*`, "any thing", true, true},
+		{`.*`, "line\nbreak", false, false},
+		{`a{2,}?b`, "aaab", true, true},
+		{`a{,2}b`, "b", true, true},
+		{`a{,2}b`, "aaab", false, false},
+		{`x{`, "x{", true, true},
+		{`[]a]+`, "]a]", true, true},
+		{`[\]\\-]`, `-`, true, true},
+		{`\$\.\*\(`, "$.*(", true, true},
+		{`\u00e9\x41\U0001F600`, "éA😀", true, true},
+		{`[\w-]+`, "a-b_c", true, true},
+		{`\S\W\D`, "a_b", false, false},
+		{`\S\W\D`, "a!b", true, true},
+		{`(a|bc)*`, "", true, true},
+		{`(\d+\.)?\d+`, "3.14", true, true},
+		{`[a-c-e]`, "-", true, true},
+		{`\s`, "\v", true, true},
+	}
+	for _, tt := range tests {
+		f, err := RegexFormat(tt.pattern)
+		if err != nil {
+			t.Errorf("RegexFormat(%q): %v", tt.pattern, err)
+			continue
+		}
+		prefix, whole := f.Check([]byte(tt.text))
+		if prefix != tt.prefix || whole != tt.whole {
+			t.Errorf("RegexFormat(%q).Check(%q) = %v, %v, want %v, %v", tt.pattern, tt.text, prefix, whole, tt.prefix, tt.whole)
+		}
+	}
+}
+
+func TestRegexErrors(t *testing.T) {
+	tests := []struct{ pattern, want string }{
+		{``, "empty pattern"},
+		{`(a)\1`, `column 4: back-references (\1)`},
+		{`(?P<n>a)(?P=n)`, "back-references ((?P=name))"},
+		{`\k<n>`, "back-references"},
+		{`a(?=b)`, "look-arounds ((?=...))"},
+		{`a(?!b)`, "look-arounds"},
+		{`(?<=a)b`, "look-arounds ((?<=...))"},
+		{`(?<!a)b`, "look-arounds"},
+		{`\bword\b`, `word boundaries (\b)`},
+		{`(?i)abc`, "inline flags"},
+		{`(?>a)`, "atomic groups"},
+		{`a++`, "possessive quantifiers (++)"},
+		{`a{2}+`, "possessive quantifiers ({2}+)"},
+		{`\p{L}`, "Unicode property classes"},
+		{`a\Z`, `anchors (\Z)`},
+		{`a^b`, "'^' only at the start"},
+		{`a$b`, "'$' only at the end"},
+		{`(a$)`, "'$' only at the end"},
+		{`*a`, `nothing to repeat before '*'`},
+		{`a|*`, `nothing to repeat`},
+		{`{2}`, `nothing to repeat before "{2}"`},
+		{`a**`, "multiple repeat"},
+		{`(ab`, "column 1: missing ')'"},
+		{`ab)`, "column 3: unbalanced ')'"},
+		{`[ab`, "class that does not end"},
+		{`[z-a]`, "end is below the start"},
+		{`[a-\d]`, `a range that ends in a class (\d)`},
+		{`\q`, `unknown escape \q`},
+		{`\x4`, "want 2 hex digits"},
+		{`a\`, "'\\' at the end"},
+		{`(a?)*`, "a repetition of something that may be empty"},
+		{`a{3,2}`, "maximum is below the minimum"},
+		{`(a{1000}){1000}x{65536}`, "more than"},
+	}
+	for _, tt := range tests {
+		_, err := RegexFormat(tt.pattern)
+		if err == nil || !errors.Is(err, ErrGrammar) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("RegexFormat(%q) = %v, want an ErrGrammar with %q", tt.pattern, err, tt.want)
+		}
+	}
+}
+
+// diffPatterns are patterns whose meaning Go's regexp shares with Python's.
+var diffPatterns = []string{
+	`\d{3}-\d{2,4}`,
+	`(a|ab)(c|bcd)(d*)`,
+	`[A-Z][a-z]*( [A-Z][a-z]*){0,2}`,
+	`(\w+@\w+\.(com|org))?`,
+	`[^aeiou\n]+x?`,
+	`(é|世界|[α-ω])+\.?`,
+	`-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`,
+	`((a|b)c?){2,3}`,
+}
+
+// FuzzRegexDiff: the matcher takes a text whole exactly when Go's regexp matches it
+// whole, for patterns both read alike; and it agrees with the rules' reference.
+func FuzzRegexDiff(f *testing.F) {
+	for i, s := range []string{"555-12", "abcd", "Ab Cd", "x@y.com", "bcdx", "世界é.", "-0.5e+3", "acbbc", ""} {
+		f.Add(uint8(i), s)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, text string) {
+		p := diffPatterns[int(which)%len(diffPatterns)]
+		fm, err := RegexFormat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, whole := fm.Check([]byte(text))
+		if !utf8.ValidString(text) { // Go's regexp reads a bad byte as U+FFFD
+			if whole {
+				t.Fatalf("%q takes %q whole, which is not UTF-8", p, text)
+			}
+			return
+		}
+		if want := regexp.MustCompile(`^(?:` + p + `)$`).MatchString(text); whole != want {
+			t.Fatalf("%q on %q: whole %v, Go's regexp %v", p, text, whole, want)
+		}
+		checkAgainstRef(t, fm.rules, text)
+	})
+}
+
+// FuzzRegex: any pattern is taken or refused with an ErrGrammar, never a panic or a
+// hang; a pattern taken agrees with the reference on any text.
+func FuzzRegex(f *testing.F) {
+	for _, p := range append(diffPatterns, `(?P<x>a)\1`, `[\]-]`, `x{`, `a{,3}?`, `(?:a|)b`, `\u00e9+`, `^a|b$`) {
+		f.Add(p, "ab")
+	}
+	f.Fuzz(func(t *testing.T, p, text string) {
+		fm, err := RegexFormat(p)
+		if err != nil {
+			if !errors.Is(err, ErrGrammar) {
+				t.Fatalf("%q: %v does not wrap ErrGrammar", p, err)
+			}
+			return
+		}
+		checkAgainstRef(t, fm.rules, text[:min(len(text), 64)])
+	})
+}
