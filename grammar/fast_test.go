@@ -37,7 +37,7 @@ func TestStringFastPath(t *testing.T) {
 			if c.f.root != anyObject && len(m.alts) < 2 {
 				t.Fatalf("%s: %q leaves %d alternatives, want several", name, text, len(m.alts))
 			}
-			if !m.inText() {
+			if _, fast := m.plainRoom(); !fast {
 				t.Fatalf("%s: %q is not inside a string", name, text)
 			}
 			fast := make([]float32, tok.VocabSize())

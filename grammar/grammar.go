@@ -201,13 +201,14 @@ func (m *Matcher) Mask(logits []float32, ends []int32) {
 			m.saved = append(m.saved, logits[e])
 		}
 	}
-	switch {
+	switch room, fast := m.plainRoom(); {
 	case m.dead:
-	case m.inText():
+	case fast:
 		// Inside a string almost every token fits: the plain ones (valid UTF-8, no
-		// quote, backslash or control character) all do, without a walk; the trie of
-		// the others is walked. Walking all of Qwen2's 152,064 tokens here took 58 ms.
-		for _, id := range m.g.v.plain {
+		// quote, backslash or control character) all do, without a walk, or those of
+		// at most room characters; the trie of the others is walked. Walking all of
+		// Qwen2's 152,064 tokens here took 58 ms.
+		for _, id := range m.g.v.plainWithin(room) {
 			if int(id) < len(m.allowed) {
 				m.allowed[id] = true
 			}
@@ -236,25 +237,6 @@ func (m *Matcher) Mask(logits []float32, ends []int32) {
 	}
 }
 
-// inText reports whether the output stands between characters of a string that any
-// plain token continues, in one of its alternatives at least: a string value or a key
-// that may be any string (with room for the longest plain token). Every plain token is
-// then allowed whatever the other alternatives say, and the walk of the rest asks
-// them all: a union of 64 objects read every key and string with all 64 and walked
-// all of Qwen2's trie with them, 4-12 s a token.
-func (m *Matcher) inText() bool {
-	for _, f := range m.alts {
-		switch {
-		case f.sub != strChar:
-		case f.kind == kString:
-			return true
-		case f.kind == kKey && f.up.n.extra != nil && len(f.text)+m.g.v.longestPlain <= maxKey:
-			return true
-		}
-	}
-	return false
-}
-
 // walk marks every token below node i of trie t whose bytes the state alts can take.
 func (m *Matcher) walk(t []trieNode, i int32, alts []*frame) {
 	for _, e := range t[i].edges {
@@ -281,7 +263,8 @@ func (m *Matcher) walk(t []trieNode, i int32, alts []*frame) {
 type vocab struct {
 	text         [][]byte
 	all, rest    []trieNode
-	plain        []int32
+	plain        []int32 // by the number of characters, fewest first
+	plainChars   []int   // of each of plain
 	longestPlain int
 }
 
@@ -336,6 +319,11 @@ func newVocab(tok *tokenizer.Tokenizer) *vocab {
 		} else {
 			v.rest = insert(v.rest, b, id)
 		}
+	}
+	chars := func(id int32) int { return utf8.RuneCount(v.text[id]) }
+	slices.SortStableFunc(v.plain, func(a, b int32) int { return chars(a) - chars(b) })
+	for _, id := range v.plain {
+		v.plainChars = append(v.plainChars, chars(id))
 	}
 	return v
 }

@@ -1,0 +1,502 @@
+package grammar
+
+// The formats the matcher enforces, each a charRule written by hand from its RFC. Each
+// accepts a subset of what its RFC allows, chosen so that the text is also what
+// Pydantic, zod and Python's and JavaScript's parsers take, and says which. Any other
+// format is an annotation (JSON Schema 2020-12 §7.2: format asserts nothing unless a
+// validator opts in) and is ignored.
+
+// formats are the enforced formats, by name.
+var formats = map[string]charRule{
+	"date-time": dateTime{date: true, time: true},
+	"date":      dateTime{date: true},
+	"time":      dateTime{time: true},
+	"duration":  duration{},
+	"uuid":      uuid{},
+	"ipv4":      ipv4{},
+	"hostname":  hostname{},
+	"email":     email{},
+}
+
+// zodPatterns are the regular expressions zod 4's z.toJSONSchema writes beside a format
+// (zod.email(), .uuid(), .iso.datetime(), .iso.date(), .ipv4()), each with the automaton
+// that accepts its language, or a subset of it that is also within the format: a pattern
+// is otherwise refused (the matcher has no regular expressions yet).
+var zodPatterns = map[string]map[string]charRule{
+	"email": {
+		`^(?:[A-Za-z0-9_'+\-]+\.)*[A-Za-z0-9_'+\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\-]*\.)+[A-Za-z]{2,}$`: email{},
+	},
+	"uuid": {
+		`^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$`: uuid{zod: true},
+	},
+	"date-time": {
+		`^(?:(?:\d\d[2468][048]|\d\d[13579][26]|\d\d0[48]|[02468][048]00|[13579][26]00)-02-29|\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|(?:02)-(?:0[1-9]|1\d|2[0-8])))T(?:(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?(?:Z))$`: dateTime{date: true, time: true, zOnly: true},
+	},
+	"date": {
+		`^(?:(?:\d\d[2468][048]|\d\d[13579][26]|\d\d0[48]|[02468][048]00|[13579][26]00)-02-29|\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|(?:02)-(?:0[1-9]|1\d|2[0-8])))$`: dateTime{date: true},
+	},
+	"ipv4": {
+		`^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])$`: ipv4{},
+	},
+}
+
+func digit(r rune) (int, bool) {
+	if r >= '0' && r <= '9' {
+		return int(r - '0'), true
+	}
+	return 0, false
+}
+
+func isAlpha(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
+
+func isAlnum(r rune) bool { _, d := digit(r); return d || isAlpha(r) }
+
+func isHex(r rune) bool { return isAlnum(r) && (r <= '9' || r|0x20 <= 'f') }
+
+// dateTime is RFC 3339's full-date ("date"), full-time ("time": with its offset, as
+// JSON Schema asks) or date-time: days checked against their month and leap years,
+// "T" and "Z" in capitals, seconds to 59 (no leap second), at most maxFrac digits of a
+// second (Python's datetime keeps microseconds), offsets "Z" or ±hh:mm (only "Z" where
+// zOnly: zod's default).
+//
+// Its state: the position (below), the year, the month, and the tens digit of the day
+// or hour being read, packed.
+type dateTime struct{ date, time, zOnly bool }
+
+const (
+	maxFrac = 6
+	// Positions: 0-3 year, 4 '-', 5-6 month, 7 '-', 8-9 day, 10 'T' (or the end of a
+	// date), 11-12 hour, 13 ':', 14-15 minute, 16 ':', 17-18 second, 19 after the
+	// seconds, 20 after '.', 21 in the fraction, 22-23 the offset's hour, 24 ':',
+	// 25-26 its minute, 27 the end.
+	dtEnd = 27
+)
+
+type dtState struct {
+	pos, year, month, tens, frac int
+}
+
+func (s dtState) pack() uint64 {
+	return uint64(s.pos) | uint64(s.year)<<5 | uint64(s.month)<<19 | uint64(s.tens)<<23 | uint64(s.frac)<<25
+}
+
+func unpackDT(v uint64) dtState {
+	return dtState{pos: int(v & 31), year: int(v >> 5 & (1<<14 - 1)), month: int(v >> 19 & 15), tens: int(v >> 23 & 3), frac: int(v >> 25 & 15)}
+}
+
+func (d dateTime) start() uint64 {
+	if !d.date {
+		return dtState{pos: 11}.pack()
+	}
+	return 0
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+func (d dateTime) next(v uint64, r rune) (uint64, bool) {
+	s := unpackDT(v)
+	n, isDigit := digit(r)
+	ok := false
+	switch s.pos {
+	case 0, 1, 2, 3:
+		ok, s.year = isDigit, s.year*10+n
+	case 4, 7:
+		ok = r == '-'
+	case 5:
+		ok, s.tens = isDigit && n <= 1, n
+	case 6:
+		ok, s.month = isDigit && (s.tens == 0 && n >= 1 || s.tens == 1 && n <= 2), s.tens*10+n
+	case 8:
+		ok, s.tens = isDigit && n*10 <= daysIn(s.month, s.year), n
+	case 9:
+		day := s.tens*10 + n
+		ok = isDigit && day >= 1 && day <= daysIn(s.month, s.year)
+	case 10:
+		ok = r == 'T' && d.time
+	case 11, 22:
+		ok, s.tens = isDigit && n <= 2, n
+	case 12, 23:
+		ok = isDigit && (s.tens < 2 || n <= 3)
+	case 13, 16, 24:
+		ok = r == ':'
+	case 14, 17, 25:
+		ok = isDigit && n <= 5
+	case 15, 18, 26:
+		ok = isDigit
+	case 19, 21:
+		switch {
+		case r == '.' && s.pos == 19:
+			ok = true
+		case isDigit && s.pos == 21:
+			ok, s.frac = s.frac < maxFrac, s.frac+1
+			s.pos-- // stays in the fraction
+		case r == 'Z':
+			return dtState{pos: dtEnd}.pack(), true
+		case (r == '+' || r == '-') && !d.zOnly:
+			s.pos = 21 // on to 22
+			ok = true
+		}
+	case 20:
+		ok, s.frac = isDigit, 1
+	}
+	if !ok {
+		return 0, false
+	}
+	s.pos++
+	if s.pos == 10 && !d.time {
+		s.pos = dtEnd
+	}
+	return s.pack(), true
+}
+
+func (d dateTime) final(v uint64) bool { return unpackDT(v).pos == dtEnd }
+
+func (d dateTime) rest(v uint64) int {
+	p := unpackDT(v).pos
+	switch {
+	case p == dtEnd:
+		return 0
+	case p < 10 && !d.time:
+		return 10 - p
+	case p <= 19:
+		return 19 - p + 1
+	case p == 20:
+		return 2
+	case p == 21:
+		return 1
+	}
+	return dtEnd - p
+}
+
+func (d dateTime) longest() int {
+	n := 0
+	if d.date {
+		n += 10
+	}
+	if d.time {
+		n += 8 + 1 + maxFrac + 6
+		if d.date {
+			n++
+		}
+	}
+	return n
+}
+
+// duration is RFC 3339's duration (Appendix A): P, then weeks, or years, months and
+// days in that order with none skipped between the first and the last given, and a time
+// part after T likewise; whole numbers only, each of at most maxDigits digits.
+//
+// Its state: the last unit written (below) and the digits of the number being read.
+type duration struct{}
+
+const (
+	durNone  = iota // nothing yet: P comes first
+	durP            // after P
+	durY            // after a number of years
+	durMo           // months
+	durD            // days
+	durT            // after T
+	durH            // hours
+	durMi           // minutes
+	durS            // seconds
+	durW            // weeks
+)
+
+func (duration) start() uint64 { return durNone }
+
+// after is the unit a number may be followed by after last: in the date part the
+// next one down (years, months, days; or weeks right after P), in the time part too.
+func durUnit(last int, r rune) (int, bool) {
+	switch {
+	case last == durP && r == 'Y', last == durP && r == 'W', last == durP && r == 'M', last == durP && r == 'D':
+		return map[rune]int{'Y': durY, 'W': durW, 'M': durMo, 'D': durD}[r], true
+	case last == durY && r == 'M':
+		return durMo, true
+	case last == durMo && r == 'D':
+		return durD, true
+	case last == durT && r == 'H':
+		return durH, true
+	case last == durT && r == 'M', last == durH && r == 'M':
+		return durMi, true
+	case last == durT && r == 'S', last == durMi && r == 'S':
+		return durS, true
+	}
+	return 0, false
+}
+
+func (duration) next(v uint64, r rune) (uint64, bool) {
+	last, digits := int(v&15), int(v>>4)
+	_, isDigit := digit(r)
+	switch {
+	case last == durNone:
+		return durP, r == 'P'
+	case isDigit:
+		switch last {
+		case durP, durY, durMo, durT, durH, durMi:
+			if digits < maxDigits {
+				return uint64(last) | uint64(digits+1)<<4, true
+			}
+		}
+	case digits > 0:
+		if u, ok := durUnit(last, r); ok {
+			return uint64(u), true
+		}
+	case r == 'T':
+		switch last {
+		case durP, durY, durMo, durD:
+			return durT, true
+		}
+	}
+	return 0, false
+}
+
+func (duration) final(v uint64) bool {
+	switch v & 15 {
+	case durNone, durP, durT:
+		return false
+	}
+	return v>>4 == 0
+}
+
+func (d duration) rest(v uint64) int {
+	switch {
+	case v>>4 > 0:
+		return 1 // a unit
+	case v == durNone:
+		return 3 // P1D
+	case v == durP || v == durT:
+		return 2
+	}
+	return 0
+}
+
+func (duration) longest() int { return -1 }
+
+// uuid is RFC 9562's hex-and-hyphens form, either case; with zod, zod's pattern: the
+// version 1-8 and the variant 8, 9, a or b, or else the nil or the max UUID.
+//
+// Its state: the position (bits 0-5), and for zod the forms ruled out so far (bit 8
+// the versioned one, 9 nil, 10 max).
+type uuid struct{ zod bool }
+
+func (uuid) start() uint64 { return 0 }
+
+func (u uuid) next(v uint64, r rune) (uint64, bool) {
+	pos := int(v & 63)
+	switch pos {
+	case 8, 13, 18, 23:
+		return v + 1, r == '-'
+	case 36:
+		return 0, false
+	}
+	if !isHex(r) {
+		return 0, false
+	}
+	if u.zod {
+		if pos == 14 && (r < '1' || r > '8') || pos == 19 && !(r == '8' || r == '9' || r|0x20 == 'a' || r|0x20 == 'b') {
+			v |= 1 << 8
+		}
+		if r != '0' {
+			v |= 1 << 9
+		}
+		if r != 'f' {
+			v |= 1 << 10
+		}
+		if v&(7<<8) == 7<<8 {
+			return 0, false
+		}
+	}
+	return v + 1, true
+}
+
+func (uuid) final(v uint64) bool { return v&63 == 36 }
+func (uuid) rest(v uint64) int   { return 36 - int(v&63) }
+func (uuid) longest() int        { return 36 }
+
+// ipv4 is a dotted quad of decimal numbers 0-255 without leading zeros (RFC 2673's
+// dotted-quad, as JSON Schema asks, and zod's pattern).
+//
+// Its state: the number's index (bits 0-1), its value so far (2-10), digits (11-12).
+type ipv4 struct{}
+
+func (ipv4) start() uint64 { return 0 }
+
+func (ipv4) next(v uint64, r rune) (uint64, bool) {
+	octet, val, digits := v&3, v>>2&511, v>>11&3
+	if n, ok := digit(r); ok {
+		switch {
+		case digits == 0:
+			return octet | uint64(n)<<2 | 1<<11, true
+		case val == 0 || val*10+uint64(n) > 255:
+			return 0, false
+		}
+		return octet | (val*10+uint64(n))<<2 | (digits+1)<<11, true
+	}
+	if r == '.' && digits > 0 && octet < 3 {
+		return octet + 1, true
+	}
+	return 0, false
+}
+
+func (ipv4) final(v uint64) bool { return v&3 == 3 && v>>11&3 > 0 }
+
+func (ipv4) rest(v uint64) int {
+	n := int(3-v&3) * 2
+	if v>>11&3 == 0 {
+		n++
+	}
+	return n
+}
+
+func (ipv4) longest() int { return 15 }
+
+// hostname is RFC 1123's: labels of letters, digits and hyphens, 1-63 characters, not
+// beginning or ending with a hyphen, separated by dots, 253 characters at most.
+//
+// Its state: the characters so far (bits 0-8), the label's (9-14), whether the last
+// was a hyphen (15), and for email's domain whether a dot came (16) and whether the
+// label is letters only (17).
+type hostname struct{}
+
+const (
+	hostMax  = 253
+	labelMax = 63
+)
+
+type hostState struct {
+	total, label        int
+	hyphen, dot, letter bool
+}
+
+func (h hostState) pack() uint64 {
+	v := uint64(h.total) | uint64(h.label)<<9
+	for i, b := range []bool{h.hyphen, h.dot, h.letter} {
+		if b {
+			v |= 1 << (15 + i)
+		}
+	}
+	return v
+}
+
+func unpackHost(v uint64) hostState {
+	return hostState{total: int(v & 511), label: int(v >> 9 & 63), hyphen: v&(1<<15) != 0, dot: v&(1<<16) != 0, letter: v&(1<<17) != 0}
+}
+
+// step is h after r, and whether r may come (without regard to the room left).
+func (h hostState) step(r rune) (hostState, bool) {
+	switch {
+	case isAlnum(r):
+		h.label++
+		h.hyphen = false
+		h.letter = h.letter && isAlpha(r)
+	case r == '-' && h.label > 0:
+		h.label++
+		h.hyphen, h.letter = true, false
+	case r == '.' && h.label > 0 && !h.hyphen:
+		h.label, h.dot, h.letter = 0, true, true
+		h.total++
+		return h, true
+	default:
+		return h, false
+	}
+	h.total++
+	// A label's last character is not a hyphen: one that fills it is refused.
+	return h, h.label < labelMax || h.label == labelMax && !h.hyphen
+}
+
+func (hostname) start() uint64 { return hostState{letter: true}.pack() }
+
+func (hostname) next(v uint64, r rune) (uint64, bool) {
+	h, ok := unpackHost(v).step(r)
+	if !ok || h.total+hostRest(h) > hostMax {
+		return 0, false
+	}
+	return h.pack(), true
+}
+
+func hostRest(h hostState) int {
+	if h.label == 0 || h.hyphen {
+		return 1
+	}
+	return 0
+}
+
+func (hostname) final(v uint64) bool { return hostRest(unpackHost(v)) == 0 }
+func (hostname) rest(v uint64) int   { return hostRest(unpackHost(v)) }
+func (hostname) longest() int        { return hostMax }
+
+// email is a practical subset of RFC 5321's Mailbox: a local part of dot-separated
+// runs of letters, digits, '_', '+' and '-' (no quoted strings, 64 characters at most),
+// '@', and a domain name of at least two labels (hostname's rules) whose last is two
+// letters or more (no address literals). It is within zod's pattern too.
+//
+// Its state: the local part's characters (bits 0-6), whether its last was a dot or it
+// is empty (7), whether the domain has begun (8), then the domain's hostState.
+type email struct{}
+
+const localMax = 64
+
+func (email) start() uint64 { return 1 << 7 }
+
+func localChar(r rune) bool { return isAlnum(r) || r == '_' || r == '+' || r == '-' }
+
+func (email) next(v uint64, r rune) (uint64, bool) {
+	local, dot := v&127, v&(1<<7) != 0
+	if v&(1<<8) == 0 {
+		switch {
+		case localChar(r) && local < localMax:
+			return local + 1, true
+		case r == '.' && !dot && local+1 < localMax:
+			return local + 1 | 1<<7, true
+		case r == '@' && !dot:
+			return 1<<8 | hostState{letter: true}.pack()<<9, true
+		}
+		return 0, false
+	}
+	h, ok := unpackHost(v >> 9).step(r)
+	if !ok || h.total+domainRest(h) > hostMax {
+		return 0, false
+	}
+	return 1<<8 | h.pack()<<9, true
+}
+
+// domainRest is the fewest characters that end an email's domain from h: a label if
+// none is begun, a dot and a two-letter label unless the last label can end it.
+func domainRest(h hostState) int {
+	switch {
+	case !h.dot && h.label == 0:
+		return 4 // a.bc
+	case h.dot && h.label == 0:
+		return 2
+	case h.dot && h.letter:
+		return max(0, 2-h.label)
+	case h.hyphen:
+		return 4
+	}
+	return 3
+}
+
+func (email) final(v uint64) bool { return v&(1<<8) != 0 && domainRest(unpackHost(v>>9)) == 0 }
+
+func (email) rest(v uint64) int {
+	if v&(1<<8) != 0 {
+		return domainRest(unpackHost(v >> 9))
+	}
+	if v&(1<<7) != 0 {
+		return 6 // a@b.cd after an empty or dotted local part... a, @, and a.bc
+	}
+	return 5 // @a.bc
+}
+
+func (email) longest() int { return localMax + 1 + hostMax }

@@ -1,0 +1,185 @@
+package grammar
+
+import "slices"
+
+// String content. A string schema with minLength, maxLength or a format compiles to a
+// strRule: bounds on the number of characters (code points, as JSON Schema counts them)
+// and an automaton over the characters themselves. The string's frame decodes each
+// character as it is written — UTF-8 sequences and JSON's escapes alike, so that "\u0032"
+// is the digit 2 — and steps the automaton with it (stepRuled). A regular expression
+// (pattern) plugs in at the same place: a charRule over the decoded characters.
+
+// charRule is a deterministic automaton over a string's decoded characters. Its states
+// are numbers the frame carries; every state next returns can still reach an accepting
+// one, in rest more characters at the fewest, so that a mask never leads into a string
+// that cannot end.
+type charRule interface {
+	start() uint64
+	// next is the state after r, and false where r cannot come next.
+	next(s uint64, r rune) (uint64, bool)
+	// final reports whether the string may end in s.
+	final(s uint64) bool
+	// rest is the fewest characters that take s to a final state.
+	rest(s uint64) int
+	// longest is the most characters a string of the rule has (-1: no bound).
+	longest() int
+}
+
+// strRule constrains a string: at least min and at most max characters (max < 0: no
+// bound) and, when auto is not nil, characters it accepts.
+type strRule struct {
+	min, max int
+	auto     charRule
+}
+
+// maxLength bounds minLength and maxLength: a string of more characters than this is
+// never what a schema means (and the counter stays small).
+const maxLength = 1 << 24
+
+// room reports whether a string of rule r, at count characters in state s of its
+// automaton, can still end within its bounds.
+func (r *strRule) room(count int, s uint64) bool {
+	if r.max < 0 {
+		return true
+	}
+	need := 0
+	if r.auto != nil {
+		need = r.auto.rest(s)
+	}
+	return count+need <= r.max
+}
+
+// stepRuled is stepString for a string with a rule: the frame after b, or nil.
+func stepRuled(f *frame, b byte) *frame {
+	r := f.n.str
+	if b == '"' && f.sub == strChar {
+		if f.count < r.min || r.auto != nil && !r.auto.final(f.fs) {
+			return nil
+		}
+		return finish(f.up)
+	}
+	g := stringByte(f, b)
+	if g == nil {
+		return nil
+	}
+	if g.sub != strChar {
+		return g // inside a character
+	}
+	c := g.cp
+	if c >= 0xD800 && c <= 0xDFFF {
+		// A surrogate written as \uXXXX: refused in a string with a rule (a character
+		// past U+FFFF is written as itself), so that every escape is one character.
+		return nil
+	}
+	g.count++
+	if r.max >= 0 && g.count > r.max {
+		return nil
+	}
+	if r.auto != nil {
+		s, ok := r.auto.next(f.fs, c)
+		if !ok {
+			return nil
+		}
+		g.fs = s
+	}
+	if !r.room(g.count, g.fs) {
+		return nil
+	}
+	return g
+}
+
+// newStrRule returns the rule of a string with the given bounds and automaton, or nil
+// where it asks nothing.
+func newStrRule(min, max int, auto charRule) *strRule {
+	if min == 0 && max < 0 && auto == nil {
+		return nil
+	}
+	return &strRule{min: min, max: max, auto: auto}
+}
+
+// startString returns the frame of a string of n that has just opened.
+func startString(up *frame, n *node) *frame {
+	f := &frame{up: up, n: n, kind: kString, sub: strChar}
+	if n.str != nil && n.str.auto != nil {
+		f.fs = n.str.auto.start()
+	}
+	return f
+}
+
+// plainRoom is how many characters any plain token of at most that many may bring to
+// the string f stands in, between characters (-1: any number), and false where its
+// rule looks at the characters themselves (a plain token must then be walked).
+func plainRoom(f *frame) (room int, ok bool) {
+	r := f.n.str
+	switch {
+	case r == nil:
+		return -1, true
+	case r.auto != nil:
+		return 0, false
+	case r.max < 0:
+		return -1, true
+	}
+	return r.max - f.count, true
+}
+
+// matches reports whether s, a decoded string, is one of r's.
+func (r *strRule) matches(s string) bool {
+	count, st := 0, uint64(0)
+	if r.auto != nil {
+		st = r.auto.start()
+	}
+	for _, c := range s {
+		count++
+		if r.auto != nil {
+			var ok bool
+			if st, ok = r.auto.next(st, c); !ok {
+				return false
+			}
+		}
+	}
+	return count >= r.min && (r.max < 0 || count <= r.max) && (r.auto == nil || r.auto.final(st))
+}
+
+// plainRoom reports whether the mask may take the plain tokens without a walk (fast),
+// and which: those of at most room characters (-1: all). So it may where the output
+// stands between characters of a string, in every alternative, whose rule bounds its
+// length at most, or in one alternative whose string is unbounded (a plain token then
+// continues it, whatever the others say; the walk of the rest asks them all). A union
+// of 64 objects read every key and string with all 64 and walked all of Qwen2's trie
+// with them, 4-12 s a token.
+func (m *Matcher) plainRoom() (room int, fast bool) {
+	best, all := 0, len(m.alts) > 0
+	for _, f := range m.alts {
+		switch {
+		case f.sub != strChar:
+			all = false
+		case f.kind == kString:
+			r, ok := plainRoom(f)
+			switch {
+			case !ok:
+				all = false
+			case r < 0:
+				return -1, true
+			default:
+				best = max(best, r)
+			}
+		case f.kind == kKey:
+			if free, _ := keyRule(f.up); free && len(f.text)+m.g.v.longestPlain <= maxKey {
+				return -1, true
+			}
+			all = false
+		default:
+			all = false
+		}
+	}
+	return best, all
+}
+
+// plainWithin is the plain tokens of at most room characters (-1: all of them).
+func (v *vocab) plainWithin(room int) []int32 {
+	if room < 0 {
+		return v.plain
+	}
+	n, _ := slices.BinarySearch(v.plainChars, room+1) // the first of more
+	return v.plain[:n]
+}
