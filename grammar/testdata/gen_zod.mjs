@@ -46,3 +46,26 @@ for (const [name, m] of Object.entries(models(z))) {
 for (const [name, m] of Object.entries(models(z3))) {
   save(`${name}_v3`, zodToJsonSchema(m));
 }
+
+// With "check": every "valid" instance of a zod schema in instances.json parses with
+// its zod model (zod 4, and zod 3's API for the _v3 files), and every "invalid" one
+// does not.
+if (process.argv[2] === "check") {
+  const cases = JSON.parse((await import("node:fs")).readFileSync("instances.json", "utf8"));
+  let ok = true;
+  for (const [name, c] of Object.entries(cases)) {
+    if (!name.startsWith("zod_")) continue;
+    const [, model, how] = name.split("_");
+    const m = (how === "v3" ? models(z3) : models(z))[model];
+    for (const kind of ["valid", "invalid"]) {
+      (c[kind] || []).forEach((inst, i) => {
+        if (m.safeParse(inst).success !== (kind === "valid")) {
+          ok = false;
+          console.log(`${name} ${kind}[${i}]: zod says ${kind === "valid" ? "invalid" : "valid"}`);
+        }
+      });
+    }
+  }
+  console.log(ok ? "ok" : "FAILED");
+  process.exit(ok ? 0 : 1);
+}
