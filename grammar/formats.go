@@ -179,20 +179,6 @@ func (d dateTime) rest(v uint64) int {
 	return dtEnd - p
 }
 
-func (d dateTime) longest() int {
-	n := 0
-	if d.date {
-		n += 10
-	}
-	if d.time {
-		n += 8 + 1 + maxFrac + 6
-		if d.date {
-			n++
-		}
-	}
-	return n
-}
-
 // duration is RFC 3339's duration (Appendix A): P, then weeks, or years, months and
 // days in that order with none skipped between the first and the last given, and a time
 // part after T likewise; whole numbers only, each of at most maxDigits digits.
@@ -201,16 +187,16 @@ func (d dateTime) longest() int {
 type duration struct{}
 
 const (
-	durNone  = iota // nothing yet: P comes first
-	durP            // after P
-	durY            // after a number of years
-	durMo           // months
-	durD            // days
-	durT            // after T
-	durH            // hours
-	durMi           // minutes
-	durS            // seconds
-	durW            // weeks
+	durNone = iota // nothing yet: P comes first
+	durP           // after P
+	durY           // after a number of years
+	durMo          // months
+	durD           // days
+	durT           // after T
+	durH           // hours
+	durMi          // minutes
+	durS           // seconds
+	durW           // weeks
 )
 
 func (duration) start() uint64 { return durNone }
@@ -281,8 +267,6 @@ func (d duration) rest(v uint64) int {
 	return 0
 }
 
-func (duration) longest() int { return -1 }
-
 // uuid is RFC 9562's hex-and-hyphens form, either case; with zod, zod's pattern: the
 // version 1-8 and the variant 8, 9, a or b, or else the nil or the max UUID.
 //
@@ -322,7 +306,6 @@ func (u uuid) next(v uint64, r rune) (uint64, bool) {
 
 func (uuid) final(v uint64) bool { return v&63 == 36 }
 func (uuid) rest(v uint64) int   { return 36 - int(v&63) }
-func (uuid) longest() int        { return 36 }
 
 // ipv4 is a dotted quad of decimal numbers 0-255 without leading zeros (RFC 2673's
 // dotted-quad, as JSON Schema asks, and zod's pattern).
@@ -358,8 +341,6 @@ func (ipv4) rest(v uint64) int {
 	}
 	return n
 }
-
-func (ipv4) longest() int { return 15 }
 
 // hostname is RFC 1123's: labels of letters, digits and hyphens, 1-63 characters, not
 // beginning or ending with a hyphen, separated by dots, 253 characters at most.
@@ -434,7 +415,6 @@ func hostRest(h hostState) int {
 
 func (hostname) final(v uint64) bool { return hostRest(unpackHost(v)) == 0 }
 func (hostname) rest(v uint64) int   { return hostRest(unpackHost(v)) }
-func (hostname) longest() int        { return hostMax }
 
 // email is a practical subset of RFC 5321's Mailbox: a local part of dot-separated
 // runs of letters, digits, '_', '+' and '-' (no quoted strings, 64 characters at most),
@@ -498,5 +478,3 @@ func (email) rest(v uint64) int {
 	}
 	return 5 // @a.bc
 }
-
-func (email) longest() int { return localMax + 1 + hostMax }

@@ -633,7 +633,7 @@ func stringByte(f *frame, b byte) *frame {
 func stepNumber(dst []*frame, f *frame, b byte) []*frame {
 	digit := b >= '0' && b <= '9'
 	real := f.n.types&tNumber != 0 // else integers only
-	exp := real && f.n.real == nil  // an exponent: not with bounds
+	exp := real && f.n.real == nil // an exponent: not with bounds
 	next := uint8(255)
 	switch f.sub {
 	case numMinus:

@@ -176,7 +176,7 @@ func TestSchemaErrors(t *testing.T) {
 		{`{"type":"integer","multipleOf":7,"minimum":1,"maximum":6}`, "no integer"},
 		{`{"type":"number","minimum":2,"exclusiveMaximum":2}`, "no number"},
 		{`{"type":"string","maxLength":3,"minLength":4}`, "more than maxLength"},
-		{`{"type":"string","format":"uuid","minLength":37}`, "no uuid has more than 36"},
+		{`{"type":"string","format":"uuid","minLength":37}`, "only a minimum every uuid meets (36)"},
 		{`{"type":"string","format":"date","maxLength":9}`, "no date has so few"},
 		{`{"type":"string","maxLength":-1}`, "a count in"},
 		{`{"type":"array","prefixItems":[{}],"items":false,"minItems":2}`, "at most 1 items"},

@@ -485,8 +485,12 @@ func (c *compiler) strings(n *node, s map[string]any, at string) error {
 		return c.errorf(at, "minLength %d is more than maxLength %d", minLen, maxLen)
 	}
 	if auto != nil {
-		if l := auto.longest(); l >= 0 && minLen > l {
-			return c.errorf(at, "minLength %d: no %s has more than %d characters", minLen, name, l)
+		// A minimum beside an automaton is taken where it holds of every string the
+		// automaton accepts (zod's .min(1).email()): otherwise the matcher would need
+		// the longest way on from each state, to not lead where no string is long
+		// enough.
+		if shortest := auto.rest(auto.start()); minLen > shortest {
+			return c.errorf(at, "minLength %d beside format %s: only a minimum every %s meets (%d) is supported", minLen, name, name, shortest)
 		}
 		if maxLen >= 0 && auto.rest(auto.start()) > maxLen {
 			return c.errorf(at, "maxLength %d: no %s has so few characters", maxLen, name)
@@ -719,7 +723,8 @@ func (c *compiler) unique(n *node, at string) error {
 		return c.errorf(at, "uniqueItems is enforced only on arrays whose items are an enum of at most %d values", maxUnique)
 	}
 	for _, e := range it.enum {
-		if e[0] == '{' || e[0] == '[' || strings.ContainsAny(e, ".eE") && e[0] != '"' || e == "-0" {
+		number := e[0] == '-' || e[0] >= '0' && e[0] <= '9'
+		if e[0] == '{' || e[0] == '[' || number && (strings.ContainsAny(e, ".eE") || e == "-0") {
 			return c.errorf(at, "uniqueItems on an enum value %s: only on strings, integers, booleans and null", e)
 		}
 	}

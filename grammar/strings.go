@@ -21,8 +21,6 @@ type charRule interface {
 	final(s uint64) bool
 	// rest is the fewest characters that take s to a final state.
 	rest(s uint64) int
-	// longest is the most characters a string of the rule has (-1: no bound).
-	longest() int
 }
 
 // strRule constrains a string: at least min and at most max characters (max < 0: no
@@ -49,7 +47,14 @@ func (r *strRule) room(count int, s uint64) bool {
 	return count+need <= r.max
 }
 
-// stepRuled is stepString for a string with a rule: the frame after b, or nil.
+// stepRuled is stepString for a string with a rule: the frame after b, or nil. A byte
+// that begins a character (a backslash, a UTF-8 lead byte) is taken only where some
+// character it can begin fits the rule, so that no byte leads into a string that
+// cannot end. Within an automaton's string the characters are written as themselves
+// or with a one-letter escape: \uXXXX is refused (its first digits do not say which
+// character comes), and so are characters past ASCII unless the automaton is a
+// wideRule. A surrogate is refused as \uD800-\uDFFF in any string with a rule: a
+// character past U+FFFF is written as itself, so that every escape is one character.
 func stepRuled(f *frame, b byte) *frame {
 	r := f.n.str
 	if b == '"' && f.sub == strChar {
@@ -59,33 +64,76 @@ func stepRuled(f *frame, b byte) *frame {
 		return finish(f.up)
 	}
 	g := stringByte(f, b)
-	if g == nil {
+	switch {
+	case g == nil:
 		return nil
+	case g.sub == strChar: // a character ends here
+		return r.take(g, f.fs)
+	case f.sub == strChar: // one begins
+		if r.max >= 0 && f.count+1 > r.max {
+			return nil
+		}
+		if r.auto == nil {
+			return g
+		}
+		if b == '\\' {
+			for _, c := range `"\/` + "\b\f\n\r\t" {
+				if s, ok := r.auto.next(f.fs, c); ok && r.room(f.count+1, s) {
+					return g
+				}
+			}
+			return nil
+		}
+		if w, ok := r.auto.(wideRule); ok {
+			if lo, hi := leadRange(b); w.anyIn(f.fs, f.count+1, r, lo, hi) {
+				return g
+			}
+		}
+		return nil
+	case g.sub == strHex:
+		if r.auto != nil || g.aux == 2 && g.cp >= 0xD8 && g.cp <= 0xDF {
+			return nil
+		}
 	}
-	if g.sub != strChar {
-		return g // inside a character
-	}
-	c := g.cp
-	if c >= 0xD800 && c <= 0xDFFF {
-		// A surrogate written as \uXXXX: refused in a string with a rule (a character
-		// past U+FFFF is written as itself), so that every escape is one character.
+	return g
+}
+
+// take returns g, a string's frame after a character (g.cp) from automaton state s,
+// counted and stepped, or nil where the rule refuses it.
+func (r *strRule) take(g *frame, s uint64) *frame {
+	if g.cp >= 0xD800 && g.cp <= 0xDFFF {
 		return nil
 	}
 	g.count++
-	if r.max >= 0 && g.count > r.max {
-		return nil
-	}
 	if r.auto != nil {
-		s, ok := r.auto.next(f.fs, c)
-		if !ok {
+		var ok bool
+		if g.fs, ok = r.auto.next(s, g.cp); !ok {
 			return nil
 		}
-		g.fs = s
 	}
 	if !r.room(g.count, g.fs) {
 		return nil
 	}
 	return g
+}
+
+// wideRule is a charRule that accepts characters past ASCII (a regular expression's
+// automaton will be one): anyIn reports whether, from state s, it accepts a character
+// of [lo, hi] after which the string, at count characters, can still end within rule.
+type wideRule interface {
+	anyIn(s uint64, count int, rule *strRule, lo, hi rune) bool
+}
+
+// leadRange is the characters a UTF-8 sequence beginning with lead encodes (not
+// counting the surrogates the next byte rules out).
+func leadRange(lead byte) (lo, hi rune) {
+	switch {
+	case lead < 0xE0:
+		return rune(lead&0x1F) << 6, rune(lead&0x1F)<<6 | 0x3F
+	case lead < 0xF0:
+		return rune(lead&0x0F) << 12, rune(lead&0x0F)<<12 | 0xFFF
+	}
+	return rune(lead&0x07) << 18, min(rune(lead&0x07)<<18|0x3FFFF, 0x10FFFF)
 }
 
 // newStrRule returns the rule of a string with the given bounds and automaton, or nil
