@@ -129,7 +129,7 @@ func (f *frame) realSpan(j int) (a, b fixed, ok bool) {
 		return fixed{ip, 0}, fixed{ip, fracScale - 1}, j == 0
 	case numFrac:
 		unit := pow10[maxDigits-f.count]
-		lo := int64(f.fs) * unit
+		lo := int64(f.x) * unit
 		return fixed{ip, lo}, fixed{ip, lo + unit - 1}, j == 0
 	}
 	return a, b, false
@@ -160,7 +160,7 @@ func realReachable(f *frame) bool {
 func realValue(f *frame) fixed {
 	v := fixed{int64(f.seen), 0}
 	if f.sub == numFrac {
-		v.f = int64(f.fs) * pow10[maxDigits-f.count]
+		v.f = int64(f.x) * pow10[maxDigits-f.count]
 	}
 	if f.aux == 1 {
 		v = v.neg()

@@ -76,15 +76,15 @@ type dtState struct {
 	pos, year, month, tens, frac int
 }
 
-func (s dtState) pack() uint64 {
-	return uint64(s.pos) | uint64(s.year)<<5 | uint64(s.month)<<19 | uint64(s.tens)<<23 | uint64(s.frac)<<25
+func (s dtState) pack() uint32 {
+	return uint32(s.pos) | uint32(s.year)<<5 | uint32(s.month)<<19 | uint32(s.tens)<<23 | uint32(s.frac)<<25
 }
 
-func unpackDT(v uint64) dtState {
+func unpackDT(v uint32) dtState {
 	return dtState{pos: int(v & 31), year: int(v >> 5 & (1<<14 - 1)), month: int(v >> 19 & 15), tens: int(v >> 23 & 3), frac: int(v >> 25 & 15)}
 }
 
-func (d dateTime) start() uint64 {
+func (d dateTime) start() uint32 {
 	if !d.date {
 		return dtState{pos: 11}.pack()
 	}
@@ -104,7 +104,7 @@ func daysIn(month, year int) int {
 	return 31
 }
 
-func (d dateTime) next(v uint64, r rune) (uint64, bool) {
+func (d dateTime) next(v uint32, r rune) (uint32, bool) {
 	s := unpackDT(v)
 	n, isDigit := digit(r)
 	ok := false
@@ -160,9 +160,9 @@ func (d dateTime) next(v uint64, r rune) (uint64, bool) {
 	return s.pack(), true
 }
 
-func (d dateTime) final(v uint64) bool { return unpackDT(v).pos == dtEnd }
+func (d dateTime) final(v uint32) bool { return unpackDT(v).pos == dtEnd }
 
-func (d dateTime) rest(v uint64) int {
+func (d dateTime) rest(v uint32) int {
 	p := unpackDT(v).pos
 	switch {
 	case p == dtEnd:
@@ -199,7 +199,7 @@ const (
 	durW           // weeks
 )
 
-func (duration) start() uint64 { return durNone }
+func (duration) start() uint32 { return durNone }
 
 // after is the unit a number may be followed by after last: in the date part the
 // next one down (years, months, days; or weeks right after P), in the time part too.
@@ -221,7 +221,7 @@ func durUnit(last int, r rune) (int, bool) {
 	return 0, false
 }
 
-func (duration) next(v uint64, r rune) (uint64, bool) {
+func (duration) next(v uint32, r rune) (uint32, bool) {
 	last, digits := int(v&15), int(v>>4)
 	_, isDigit := digit(r)
 	switch {
@@ -231,12 +231,12 @@ func (duration) next(v uint64, r rune) (uint64, bool) {
 		switch last {
 		case durP, durY, durMo, durT, durH, durMi:
 			if digits < maxDigits {
-				return uint64(last) | uint64(digits+1)<<4, true
+				return uint32(last) | uint32(digits+1)<<4, true
 			}
 		}
 	case digits > 0:
 		if u, ok := durUnit(last, r); ok {
-			return uint64(u), true
+			return uint32(u), true
 		}
 	case r == 'T':
 		switch last {
@@ -247,7 +247,7 @@ func (duration) next(v uint64, r rune) (uint64, bool) {
 	return 0, false
 }
 
-func (duration) final(v uint64) bool {
+func (duration) final(v uint32) bool {
 	switch v & 15 {
 	case durNone, durP, durT:
 		return false
@@ -255,7 +255,7 @@ func (duration) final(v uint64) bool {
 	return v>>4 == 0
 }
 
-func (d duration) rest(v uint64) int {
+func (d duration) rest(v uint32) int {
 	switch {
 	case v>>4 > 0:
 		return 1 // a unit
@@ -274,9 +274,9 @@ func (d duration) rest(v uint64) int {
 // the versioned one, 9 nil, 10 max).
 type uuid struct{ zod bool }
 
-func (uuid) start() uint64 { return 0 }
+func (uuid) start() uint32 { return 0 }
 
-func (u uuid) next(v uint64, r rune) (uint64, bool) {
+func (u uuid) next(v uint32, r rune) (uint32, bool) {
 	pos := int(v & 63)
 	switch pos {
 	case 8, 13, 18, 23:
@@ -304,8 +304,8 @@ func (u uuid) next(v uint64, r rune) (uint64, bool) {
 	return v + 1, true
 }
 
-func (uuid) final(v uint64) bool { return v&63 == 36 }
-func (uuid) rest(v uint64) int   { return 36 - int(v&63) }
+func (uuid) final(v uint32) bool { return v&63 == 36 }
+func (uuid) rest(v uint32) int   { return 36 - int(v&63) }
 
 // ipv4 is a dotted quad of decimal numbers 0-255 without leading zeros (RFC 2673's
 // dotted-quad, as JSON Schema asks, and zod's pattern).
@@ -313,18 +313,18 @@ func (uuid) rest(v uint64) int   { return 36 - int(v&63) }
 // Its state: the number's index (bits 0-1), its value so far (2-10), digits (11-12).
 type ipv4 struct{}
 
-func (ipv4) start() uint64 { return 0 }
+func (ipv4) start() uint32 { return 0 }
 
-func (ipv4) next(v uint64, r rune) (uint64, bool) {
+func (ipv4) next(v uint32, r rune) (uint32, bool) {
 	octet, val, digits := v&3, v>>2&511, v>>11&3
 	if n, ok := digit(r); ok {
 		switch {
 		case digits == 0:
-			return octet | uint64(n)<<2 | 1<<11, true
-		case val == 0 || val*10+uint64(n) > 255:
+			return octet | uint32(n)<<2 | 1<<11, true
+		case val == 0 || val*10+uint32(n) > 255:
 			return 0, false
 		}
-		return octet | (val*10+uint64(n))<<2 | (digits+1)<<11, true
+		return octet | (val*10+uint32(n))<<2 | (digits+1)<<11, true
 	}
 	if r == '.' && digits > 0 && octet < 3 {
 		return octet + 1, true
@@ -332,9 +332,9 @@ func (ipv4) next(v uint64, r rune) (uint64, bool) {
 	return 0, false
 }
 
-func (ipv4) final(v uint64) bool { return v&3 == 3 && v>>11&3 > 0 }
+func (ipv4) final(v uint32) bool { return v&3 == 3 && v>>11&3 > 0 }
 
-func (ipv4) rest(v uint64) int {
+func (ipv4) rest(v uint32) int {
 	n := int(3-v&3) * 2
 	if v>>11&3 == 0 {
 		n++
@@ -360,8 +360,8 @@ type hostState struct {
 	hyphen, dot, letter bool
 }
 
-func (h hostState) pack() uint64 {
-	v := uint64(h.total) | uint64(h.label)<<9
+func (h hostState) pack() uint32 {
+	v := uint32(h.total) | uint32(h.label)<<9
 	for i, b := range []bool{h.hyphen, h.dot, h.letter} {
 		if b {
 			v |= 1 << (15 + i)
@@ -370,7 +370,7 @@ func (h hostState) pack() uint64 {
 	return v
 }
 
-func unpackHost(v uint64) hostState {
+func unpackHost(v uint32) hostState {
 	return hostState{total: int(v & 511), label: int(v >> 9 & 63), hyphen: v&(1<<15) != 0, dot: v&(1<<16) != 0, letter: v&(1<<17) != 0}
 }
 
@@ -396,9 +396,9 @@ func (h hostState) step(r rune) (hostState, bool) {
 	return h, h.label < labelMax || h.label == labelMax && !h.hyphen
 }
 
-func (hostname) start() uint64 { return hostState{letter: true}.pack() }
+func (hostname) start() uint32 { return hostState{letter: true}.pack() }
 
-func (hostname) next(v uint64, r rune) (uint64, bool) {
+func (hostname) next(v uint32, r rune) (uint32, bool) {
 	h, ok := unpackHost(v).step(r)
 	if !ok || h.total+hostRest(h) > hostMax {
 		return 0, false
@@ -413,8 +413,8 @@ func hostRest(h hostState) int {
 	return 0
 }
 
-func (hostname) final(v uint64) bool { return hostRest(unpackHost(v)) == 0 }
-func (hostname) rest(v uint64) int   { return hostRest(unpackHost(v)) }
+func (hostname) final(v uint32) bool { return hostRest(unpackHost(v)) == 0 }
+func (hostname) rest(v uint32) int   { return hostRest(unpackHost(v)) }
 
 // email is a practical subset of RFC 5321's Mailbox: a local part of dot-separated
 // runs of letters, digits, '_', '+' and '-' (no quoted strings, 64 characters at most),
@@ -427,11 +427,11 @@ type email struct{}
 
 const localMax = 64
 
-func (email) start() uint64 { return 1 << 7 }
+func (email) start() uint32 { return 1 << 7 }
 
 func localChar(r rune) bool { return isAlnum(r) || r == '_' || r == '+' || r == '-' }
 
-func (email) next(v uint64, r rune) (uint64, bool) {
+func (email) next(v uint32, r rune) (uint32, bool) {
 	local, dot := v&127, v&(1<<7) != 0
 	if v&(1<<8) == 0 {
 		switch {
@@ -467,9 +467,9 @@ func domainRest(h hostState) int {
 	return 3
 }
 
-func (email) final(v uint64) bool { return v&(1<<8) != 0 && domainRest(unpackHost(v>>9)) == 0 }
+func (email) final(v uint32) bool { return v&(1<<8) != 0 && domainRest(unpackHost(v>>9)) == 0 }
 
-func (email) rest(v uint64) int {
+func (email) rest(v uint32) int {
 	if v&(1<<8) != 0 {
 		return domainRest(unpackHost(v >> 9))
 	}

@@ -320,10 +320,13 @@ func newVocab(tok *tokenizer.Tokenizer) *vocab {
 			v.rest = insert(v.rest, b, id)
 		}
 	}
-	chars := func(id int32) int { return utf8.RuneCount(v.text[id]) }
-	slices.SortStableFunc(v.plain, func(a, b int32) int { return chars(a) - chars(b) })
+	chars := make(map[int32]int, len(v.plain))
 	for _, id := range v.plain {
-		v.plainChars = append(v.plainChars, chars(id))
+		chars[id] = utf8.RuneCount(v.text[id])
+	}
+	slices.SortStableFunc(v.plain, func(a, b int32) int { return chars[a] - chars[b] })
+	for _, id := range v.plain {
+		v.plainChars = append(v.plainChars, chars[id])
 	}
 	return v
 }

@@ -16,15 +16,23 @@ type frame struct {
 	kind   kind
 	sub    uint8  // the kind's substate
 	ws     uint8  // white space bytes in the current run (see white)
-	aux    uint8  // strings: hex digits or UTF-8 continuation bytes still to come; numbers: 1 after a minus
+	aux    uint8  // strings: hex digits or UTF-8 continuation bytes still to come; numbers: 1 after a minus; objects: the property whose value comes (0: another key, i+1: property i)
 	lo, hi byte   // strings: the range of the next UTF-8 continuation byte
-	cp     rune   // strings: the character being decoded (the last one, between characters)
 	seen   uint64 // objects: the properties read, a bit each; arrays of unique enum values: the values given; bounded numbers: the integer part's value
-	fs     uint64 // strings with a rule: the state of its automaton; bounded numbers: the fraction's digits' value
-	count  int    // objects: keys; arrays: items; strings with a rule: characters; numbers: digits in the current part; literals: bytes matched
-	text   string // keys and enums: the bytes so far; literals: the word
-	val    *node  // objects: the schema of the value after the key just read
+	// x is, in strings, the character being decoded (the last one, between
+	// characters; low 32 bits) and the state of the rule's automaton (high 32); in
+	// bounded numbers with a fraction, the fraction's digits' value. (A frame of more
+	// than 64 bytes took the next size class of allocation, 80: a draft's resets took
+	// half as long again.)
+	x     uint64
+	count int    // objects: keys; arrays: items; strings with a rule: characters; numbers: digits in the current part; literals: bytes matched
+	text  string // keys and enums: the bytes so far; literals: the word
 }
+
+func (f *frame) cp() rune       { return rune(uint32(f.x)) }
+func (f *frame) fs() uint32     { return uint32(f.x >> 32) }
+func (f *frame) setCP(c rune)   { f.x = f.x&^0xFFFFFFFF | uint64(uint32(c)) }
+func (f *frame) setFS(s uint32) { f.x = f.x&0xFFFFFFFF | uint64(s)<<32 }
 
 type kind uint8
 
@@ -286,7 +294,10 @@ func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
 	case b == '[' && n.types&tArray != 0:
 		f.kind, f.sub = kArray, arrOpen
 	case b == '"' && n.types&tString != 0:
-		f = startString(up, n)
+		f.kind, f.sub = kString, strChar
+		if n.str != nil && n.str.auto != nil {
+			f.setFS(n.str.auto.start())
+		}
 	case n.types&(tNumber|tInteger) != 0 && (b == '-' || b >= '0' && b <= '9'):
 		f.kind, f.count = kNumber, 1
 		switch b {
@@ -382,7 +393,7 @@ func stepObject(dst []*frame, f *frame, b byte) []*frame {
 		case b == ':':
 			g := *f
 			g.sub, g.ws = objValue, 0
-			return append(dst, &frame{up: &g, n: f.val, kind: kValue})
+			return append(dst, &frame{up: &g, n: valueOf(f), kind: kValue})
 		}
 	case objNext:
 		switch {
@@ -457,7 +468,7 @@ func stepKey(dst []*frame, f *frame, b byte) []*frame {
 		}
 		if b == '"' {
 			if i := unseen(obj, f.text); i >= 0 && (!only || obj.n.props[i].required) {
-				return append(dst, keyed(obj, i, obj.n.props[i].schema))
+				return append(dst, keyed(obj, i))
 			}
 		}
 		return dst
@@ -466,9 +477,9 @@ func stepKey(dst []*frame, f *frame, b byte) []*frame {
 		i := named(obj.n.props, f.text)
 		switch {
 		case i < 0:
-			return append(dst, keyed(obj, -1, obj.n.extra))
+			return append(dst, keyed(obj, -1))
 		case obj.seen&(1<<i) == 0:
-			return append(dst, keyed(obj, i, obj.n.props[i].schema))
+			return append(dst, keyed(obj, i))
 		}
 		return dst // a property given twice
 	}
@@ -507,15 +518,23 @@ func unseen(obj *frame, key string) int {
 	return -1
 }
 
-// keyed returns obj after a key: property i (-1: another key) with schema val.
-func keyed(obj *frame, i int, val *node) *frame {
+// keyed returns obj after a key: property i (-1: another key).
+func keyed(obj *frame, i int) *frame {
 	g := *obj
 	if i >= 0 {
 		g.seen |= 1 << i
 	}
 	g.count++
-	g.val, g.sub, g.ws = val, objColon, 0
+	g.aux, g.sub, g.ws = uint8(i+1), objColon, 0
 	return &g
+}
+
+// valueOf is the schema of the value after obj's key.
+func valueOf(obj *frame) *node {
+	if obj.aux == 0 {
+		return obj.n.extra
+	}
+	return obj.n.props[obj.aux-1].schema
 }
 
 func stepArray(dst []*frame, f *frame, b byte) []*frame {
@@ -556,9 +575,10 @@ func stepArray(dst []*frame, f *frame, b byte) []*frame {
 // (no overlong forms, no surrogates, nothing above U+10FFFF).
 func stringByte(f *frame, b byte) *frame {
 	g := *f
+	var cp rune
 	switch f.sub {
 	case strChar:
-		g.cp = rune(b)
+		cp = rune(b)
 		switch {
 		case b == '\\':
 			g.sub = strEscape
@@ -566,19 +586,19 @@ func stringByte(f *frame, b byte) *frame {
 			return nil
 		case b < 0x80:
 		case b >= 0xC2 && b <= 0xDF:
-			g.sub, g.aux, g.lo, g.hi, g.cp = strCont, 1, 0x80, 0xBF, rune(b&0x1F)
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 1, 0x80, 0xBF, rune(b&0x1F)
 		case b == 0xE0:
-			g.sub, g.aux, g.lo, g.hi, g.cp = strCont, 2, 0xA0, 0xBF, rune(b&0x0F)
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 2, 0xA0, 0xBF, rune(b&0x0F)
 		case b == 0xED:
-			g.sub, g.aux, g.lo, g.hi, g.cp = strCont, 2, 0x80, 0x9F, rune(b&0x0F)
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 2, 0x80, 0x9F, rune(b&0x0F)
 		case b >= 0xE1 && b <= 0xEF:
-			g.sub, g.aux, g.lo, g.hi, g.cp = strCont, 2, 0x80, 0xBF, rune(b&0x0F)
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 2, 0x80, 0xBF, rune(b&0x0F)
 		case b == 0xF0:
-			g.sub, g.aux, g.lo, g.hi, g.cp = strCont, 3, 0x90, 0xBF, rune(b&0x07)
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 3, 0x90, 0xBF, rune(b&0x07)
 		case b >= 0xF1 && b <= 0xF3:
-			g.sub, g.aux, g.lo, g.hi, g.cp = strCont, 3, 0x80, 0xBF, rune(b&0x07)
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 3, 0x80, 0xBF, rune(b&0x07)
 		case b == 0xF4:
-			g.sub, g.aux, g.lo, g.hi, g.cp = strCont, 3, 0x80, 0x8F, rune(b&0x07)
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 3, 0x80, 0x8F, rune(b&0x07)
 		default:
 			return nil
 		}
@@ -586,19 +606,19 @@ func stringByte(f *frame, b byte) *frame {
 		g.sub = strChar
 		switch b {
 		case '"', '\\', '/':
-			g.cp = rune(b)
+			cp = rune(b)
 		case 'b':
-			g.cp = '\b'
+			cp = '\b'
 		case 'f':
-			g.cp = '\f'
+			cp = '\f'
 		case 'n':
-			g.cp = '\n'
+			cp = '\n'
 		case 'r':
-			g.cp = '\r'
+			cp = '\r'
 		case 't':
-			g.cp = '\t'
+			cp = '\t'
 		case 'u':
-			g.sub, g.aux, g.cp = strHex, 4, 0
+			g.sub, g.aux, cp = strHex, 4, 0
 		default:
 			return nil
 		}
@@ -614,7 +634,7 @@ func stringByte(f *frame, b byte) *frame {
 		default:
 			return nil
 		}
-		g.cp = f.cp<<4 | rune(d)
+		cp = f.cp()<<4 | rune(d)
 		if g.aux--; g.aux == 0 {
 			g.sub = strChar
 		}
@@ -622,11 +642,12 @@ func stringByte(f *frame, b byte) *frame {
 		if b < f.lo || b > f.hi {
 			return nil
 		}
-		g.lo, g.hi, g.cp = 0x80, 0xBF, f.cp<<6|rune(b&0x3F)
+		g.lo, g.hi, cp = 0x80, 0xBF, f.cp()<<6|rune(b&0x3F)
 		if g.aux--; g.aux == 0 {
 			g.sub = strChar
 		}
 	}
+	g.setCP(cp)
 	return &g
 }
 
@@ -695,7 +716,7 @@ func stepNumber(dst []*frame, f *frame, b byte) []*frame {
 		case f.n.real != nil:
 			switch {
 			case digit && next == numFrac:
-				g.fs = f.fs*10 + uint64(b-'0')
+				g.x = f.x*10 + uint64(b-'0')
 			case digit:
 				g.seen = f.seen*10 + uint64(b-'0')
 			}

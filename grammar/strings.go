@@ -14,13 +14,13 @@ import "slices"
 // one, in rest more characters at the fewest, so that a mask never leads into a string
 // that cannot end.
 type charRule interface {
-	start() uint64
+	start() uint32
 	// next is the state after r, and false where r cannot come next.
-	next(s uint64, r rune) (uint64, bool)
+	next(s uint32, r rune) (uint32, bool)
 	// final reports whether the string may end in s.
-	final(s uint64) bool
+	final(s uint32) bool
 	// rest is the fewest characters that take s to a final state.
-	rest(s uint64) int
+	rest(s uint32) int
 }
 
 // strRule constrains a string: at least min and at most max characters (max < 0: no
@@ -36,7 +36,7 @@ const maxLength = 1 << 24
 
 // room reports whether a string of rule r, at count characters in state s of its
 // automaton, can still end within its bounds.
-func (r *strRule) room(count int, s uint64) bool {
+func (r *strRule) room(count int, s uint32) bool {
 	if r.max < 0 {
 		return true
 	}
@@ -58,7 +58,7 @@ func (r *strRule) room(count int, s uint64) bool {
 func stepRuled(f *frame, b byte) *frame {
 	r := f.n.str
 	if b == '"' && f.sub == strChar {
-		if f.count < r.min || r.auto != nil && !r.auto.final(f.fs) {
+		if f.count < r.min || r.auto != nil && !r.auto.final(f.fs()) {
 			return nil
 		}
 		return finish(f.up)
@@ -68,7 +68,7 @@ func stepRuled(f *frame, b byte) *frame {
 	case g == nil:
 		return nil
 	case g.sub == strChar: // a character ends here
-		return r.take(g, f.fs)
+		return r.take(g, f.fs())
 	case f.sub == strChar: // one begins
 		if r.max >= 0 && f.count+1 > r.max {
 			return nil
@@ -78,20 +78,20 @@ func stepRuled(f *frame, b byte) *frame {
 		}
 		if b == '\\' {
 			for _, c := range `"\/` + "\b\f\n\r\t" {
-				if s, ok := r.auto.next(f.fs, c); ok && r.room(f.count+1, s) {
+				if s, ok := r.auto.next(f.fs(), c); ok && r.room(f.count+1, s) {
 					return g
 				}
 			}
 			return nil
 		}
 		if w, ok := r.auto.(wideRule); ok {
-			if lo, hi := leadRange(b); w.anyIn(f.fs, f.count+1, r, lo, hi) {
+			if lo, hi := leadRange(b); w.anyIn(f.fs(), f.count+1, r, lo, hi) {
 				return g
 			}
 		}
 		return nil
 	case g.sub == strHex:
-		if r.auto != nil || g.aux == 2 && g.cp >= 0xD8 && g.cp <= 0xDF {
+		if r.auto != nil || g.aux == 2 && g.cp() >= 0xD8 && g.cp() <= 0xDF {
 			return nil
 		}
 	}
@@ -100,18 +100,20 @@ func stepRuled(f *frame, b byte) *frame {
 
 // take returns g, a string's frame after a character (g.cp) from automaton state s,
 // counted and stepped, or nil where the rule refuses it.
-func (r *strRule) take(g *frame, s uint64) *frame {
-	if g.cp >= 0xD800 && g.cp <= 0xDFFF {
+func (r *strRule) take(g *frame, s uint32) *frame {
+	c := g.cp()
+	if c >= 0xD800 && c <= 0xDFFF {
 		return nil
 	}
 	g.count++
 	if r.auto != nil {
-		var ok bool
-		if g.fs, ok = r.auto.next(s, g.cp); !ok {
+		next, ok := r.auto.next(s, c)
+		if !ok {
 			return nil
 		}
+		g.setFS(next)
 	}
-	if !r.room(g.count, g.fs) {
+	if !r.room(g.count, g.fs()) {
 		return nil
 	}
 	return g
@@ -121,7 +123,7 @@ func (r *strRule) take(g *frame, s uint64) *frame {
 // automaton will be one): anyIn reports whether, from state s, it accepts a character
 // of [lo, hi] after which the string, at count characters, can still end within rule.
 type wideRule interface {
-	anyIn(s uint64, count int, rule *strRule, lo, hi rune) bool
+	anyIn(s uint32, count int, rule *strRule, lo, hi rune) bool
 }
 
 // leadRange is the characters a UTF-8 sequence beginning with lead encodes (not
@@ -145,15 +147,6 @@ func newStrRule(min, max int, auto charRule) *strRule {
 	return &strRule{min: min, max: max, auto: auto}
 }
 
-// startString returns the frame of a string of n that has just opened.
-func startString(up *frame, n *node) *frame {
-	f := &frame{up: up, n: n, kind: kString, sub: strChar}
-	if n.str != nil && n.str.auto != nil {
-		f.fs = n.str.auto.start()
-	}
-	return f
-}
-
 // plainRoom is how many characters any plain token of at most that many may bring to
 // the string f stands in, between characters (-1: any number), and false where its
 // rule looks at the characters themselves (a plain token must then be walked).
@@ -172,7 +165,7 @@ func plainRoom(f *frame) (room int, ok bool) {
 
 // matches reports whether s, a decoded string, is one of r's.
 func (r *strRule) matches(s string) bool {
-	count, st := 0, uint64(0)
+	count, st := 0, uint32(0)
 	if r.auto != nil {
 		st = r.auto.start()
 	}
