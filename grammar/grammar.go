@@ -6,14 +6,20 @@
 // drawn so far alone, so plain decoding, a verifier judging a draft's tokens, and a
 // draft proposing them all see the same one: speculation stays exact.
 //
-// The schema subset: type (a name or a list), properties, required,
-// additionalProperties (a boolean or a schema; absent with properties it is false, as
-// in OpenAI's strict schemas), items, minItems, maxItems, enum, const, anyOf, oneOf
-// (matched as anyOf: that exactly one branch matches is not checked), minimum, maximum,
-// exclusiveMinimum and exclusiveMaximum on integers, and $ref to "#", "#/$defs/NAME"
-// or "#/definitions/NAME" (recursion allowed). Annotations (title, description,
-// default, examples, format, discriminator, …) are ignored; any other keyword is
-// refused with ErrSchema, never silently dropped. Keys, enum values and constants must be
+// The schema subset: type, nullable, enum, const; properties, required,
+// additionalProperties (absent with properties it is false, as in OpenAI's strict
+// schemas), minProperties, maxProperties; items, prefixItems (and draft 7's tuples),
+// minItems, maxItems, uniqueItems (on an enum's values); minLength, maxLength (in code
+// points) and format (date-time, date, time, duration, uuid, ipv4, hostname, email:
+// each the subset its automaton in formats.go names; another format is an annotation);
+// minimum, maximum and their exclusive forms on integers and on numbers with a fraction
+// (exact on any decimal bound: such a number has no exponent); multipleOf on integers;
+// anyOf and oneOf (matched as anyOf: that exactly one branch matches is not checked),
+// allOf and keywords beside $ref or a union (merged, or refused where they cannot be);
+// and $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion allowed).
+// Annotations (title, description, default, examples, discriminator, …) are ignored;
+// any other keyword is refused with ErrSchema, never silently dropped, and so is pattern
+// but for the ones zod writes beside a format. Keys, enum values and constants must be
 // written as compact JSON spells them (enum values with no white space inside).
 // White space between tokens is at most one space, and each part of a number at most
 // maxDigits digits.
