@@ -110,3 +110,45 @@ func TestLengthFastPath(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatWalk: inside a string whose automaton checks its characters, the mask is
+// what stepping each token's bytes alone allows, token by token.
+func TestFormatWalk(t *testing.T) {
+	tok, err := ggufvocab.Open(filepath.Join(testmodels.VocabDir(t), "ggml-vocab-qwen2.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ schema, text string }{
+		{`{"type":"string","format":"email","maxLength":12}`, `"first.`},
+		{`{"type":"object","properties":{"d":{"type":"string","format":"date-time"}}}`, `{"d": "2024-02-2`},
+		{`{"type":"array","items":{"type":"string","format":"ipv4"}}`, `["10.0.0.1", "192.168`},
+		{`{"type":"string","format":"uuid"}`, `"123e4567-e89b-12d3-a456-4266141740`},
+		{`{"type":"string","format":"hostname"}`, `"a`},
+	} {
+		f, err := SchemaFormat([]byte(c.schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := f.Grammar(tok).NewMatcher().(*Matcher)
+		m.Reset(tok.Encode(c.text, false))
+		if m.dead || len(m.alts) != 1 {
+			t.Fatalf("%s: %q leaves %d alternatives (dead %v), want one", c.schema, c.text, len(m.alts), m.dead)
+		}
+		got := make([]float32, tok.VocabSize())
+		m.Mask(got, nil)
+		n := 0
+		for id := range tok.VocabSize() {
+			text := m.g.v.text[id]
+			want := text != nil && len(after(m.alts, text)) > 0
+			if masked := got[id] < 0; masked == want {
+				t.Errorf("%s after %q: token %d (%q) allowed %v by its steps, masked %v", c.schema, c.text, id, text, want, masked)
+			}
+			if want {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s after %q: nothing allowed", c.schema, c.text)
+		}
+	}
+}

@@ -245,6 +245,9 @@ func (m *Matcher) Mask(logits []float32, ends []int32) {
 
 // walk marks every token below node i of trie t whose bytes the state alts can take.
 func (m *Matcher) walk(t []trieNode, i int32, alts []*frame) {
+	if m.walkRuled(t, i, alts) {
+		return
+	}
 	for _, e := range t[i].edges {
 		next := stepAll(nil, alts, e.b)
 		if len(next) == 0 {
