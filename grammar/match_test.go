@@ -298,7 +298,10 @@ func longestRun(s, set string) int {
 func FuzzSchema(f *testing.F) {
 	for _, s := range []string{`{"type":"object","properties":{"a":{"$ref":"#"}}}`, `{"anyOf":[{"enum":[1,"x"]},{"type":"array","items":{"type":"integer"},"maxItems":2}]}`,
 		`{"$defs":{"p":{"type":"object","properties":{"n":{"$ref":"#/$defs/p"}}}},"$ref":"#/$defs/p"}`, `true`, `{"const":{"a":[1,2]}}`,
-		`{"type":"integer","minimum":-3,"exclusiveMaximum":1e400}`, `{"type":["integer","array"],"items":{"$ref":"#"},"maximum":-7.5}`} {
+		`{"type":"integer","minimum":-3,"exclusiveMaximum":1e400}`, `{"type":["integer","array"],"items":{"$ref":"#"},"maximum":-7.5}`,
+		`{"type":"string","format":"email","maxLength":9}`, `{"type":"number","exclusiveMinimum":-0.5,"maximum":1e-3}`,
+		`{"allOf":[{"$ref":"#"},{"properties":{"a":{"format":"date"}}}],"nullable":true}`, `{"type":"array","prefixItems":[{"enum":[1,"x"]}],"items":false}`,
+		`{"type":"array","items":{"enum":["x","xy"]},"uniqueItems":true}`, `{"maxProperties":1,"anyOf":[{"type":"object"},{"type":"string","minLength":2}]}`} {
 		f.Add(s, `{"a":{"a":null}}`)
 		f.Add(s, `[1,"x",2]`)
 	}

@@ -47,7 +47,7 @@ func (r *strRule) room(count int, s uint32) bool {
 	return count+need <= r.max
 }
 
-// stepRuled is stepString for a string with a rule: the frame after b, or nil. A byte
+// stepRuled is step for a string with a rule: the frame after b, or nil. A byte
 // that begins a character (a backslash, a UTF-8 lead byte) is taken only where some
 // character it can begin fits the rule, so that no byte leads into a string that
 // cannot end. Within an automaton's string the characters are written as themselves
