@@ -126,6 +126,8 @@ func TestFormats(t *testing.T) {
 			[]string{"-a.com", "a-.com", "a..b", ".a", "a.", strings.Repeat("a", 64) + ".com", "a_b.com", "é.com"}},
 		{`{"format":"email"}`, []string{"a@b.cd", "first.last+tag@sub.example-domain.org", "x_y-z@a1.io"},
 			[]string{"a@b", "a@localhost", "a.@b.cd", ".a@b.cd", "a..b@c.de", "a@b.c", "a@b.c1", "a@-b.cd", "\"a\"@b.cd", "a@b.cd.", "a b@c.de", strings.Repeat("a", 65) + "@b.cd"}},
+		{`{"format":"uri"}`, []string{"https://example.com", "http://a:8080/p/a%20th?q=1&r=/x?y#frag/?", "s3://bucket/key", "x+y.z-w://h~.1_/"},
+			[]string{"example.com", "https://", "https://a:", "https://a:123456", "https:/a", "1http://a", "https://a/%2", "https://a/%zz", "https://a/b c", "https://a#b#c", "mailto:x@y.z", "https://a!b"}},
 		{`{"format":"not-a-format"}`, []string{"anything"}, nil},
 		{`{"minLength":2,"maxLength":3}`, []string{"ab", "abc", "é😀", "\\n\\t", "\\u00e9a"}, []string{"a", "abcd", "😀", "é😀a😀", "\\ud83d\\ude00x"}},
 	} {

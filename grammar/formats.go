@@ -16,6 +16,7 @@ var formats = map[string]charRule{
 	"ipv4":      ipv4{},
 	"hostname":  hostname{},
 	"email":     email{},
+	"uri":       uri{},
 }
 
 // zodPatterns are the regular expressions zod 4's z.toJSONSchema writes beside a format
@@ -477,4 +478,113 @@ func (email) rest(v uint32) int {
 		return 6 // a@b.cd after an empty or dotted local part... a, @, and a.bc
 	}
 	return 5 // @a.bc
+}
+
+// uri is a practical subset of RFC 3986's URI: a scheme, "://", a host of unreserved
+// characters (letters, digits, '-', '.', '_', '~'; not empty; no user information and
+// no IP literal in brackets), an optional port of 1-5 digits, then a path, a query
+// after '?' and a fragment after '#' of RFC 3986's characters for them (percent
+// escapes included). "mailto:x" and "urn:…", which have no authority, are outside it.
+//
+// Its state: the part (bits 0-3, below), the port's digits (4-6), the hex digits of a
+// percent escape still to come (7-8).
+type uri struct{}
+
+const (
+	uriScheme0 = iota // the scheme's first letter
+	uriScheme         // its other characters, or ':'
+	uriSlash1         // the first '/' of "//"
+	uriSlash2
+	uriHost0 // the host's first character
+	uriHost
+	uriPort0 // after ':', the port's first digit
+	uriPort
+	uriPath
+	uriQuery
+	uriFragment
+)
+
+func (uri) start() uint32 { return uriScheme0 }
+
+func unreserved(r rune) bool { return isAlnum(r) || r == '-' || r == '.' || r == '_' || r == '~' }
+
+// pchar reports whether r stands as itself in a path segment (RFC 3986 §3.3, less the
+// percent escape): unreserved, sub-delims, ':' and '@'.
+func pchar(r rune) bool {
+	switch r {
+	case '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '@':
+		return true
+	}
+	return unreserved(r)
+}
+
+func (uri) next(v uint32, r rune) (uint32, bool) {
+	part, port, pct := v&15, v>>4&7, v>>7&3
+	if pct > 0 {
+		if !isHex(r) {
+			return 0, false
+		}
+		return part | (pct-1)<<7, true
+	}
+	switch part {
+	case uriScheme0:
+		return uriScheme, isAlpha(r)
+	case uriScheme:
+		switch {
+		case isAlnum(r) || r == '+' || r == '-' || r == '.':
+			return uriScheme, true
+		case r == ':':
+			return uriSlash1, true
+		}
+	case uriSlash1, uriSlash2:
+		return part + 1, r == '/'
+	case uriHost0:
+		return uriHost, unreserved(r)
+	case uriPort0, uriPort:
+		if _, ok := digit(r); ok {
+			return uriPort | (port+1)<<4, port < 5
+		}
+	}
+	switch {
+	case part == uriHost && unreserved(r):
+		return uriHost, true
+	case part == uriHost && r == ':':
+		return uriPort0, true
+	case part < uriHost || part == uriPort0:
+		return 0, false
+	}
+	// After the host or the port, in the path, the query or the fragment.
+	switch {
+	case r == '#':
+		return uriFragment, part < uriFragment
+	case r == '?' && part >= uriQuery:
+		return part, true
+	case r == '?':
+		return uriQuery, true
+	case r == '/':
+		return max(part, uriPath), true
+	case part < uriPath:
+		return 0, false
+	case r == '%':
+		return part | 2<<7, true
+	}
+	return part, pchar(r)
+}
+
+func (uri) final(v uint32) bool {
+	part := v & 15
+	return v>>7&3 == 0 && (part == uriHost || part >= uriPort)
+}
+
+func (uri) rest(v uint32) int {
+	part, pct := v&15, int(v>>7&3)
+	switch {
+	case pct > 0:
+		return pct
+	case part <= uriHost0:
+		return []int{5, 4, 3, 2, 1}[part] // a://b
+	case part == uriPort0:
+		return 1
+	}
+	return 0
 }
