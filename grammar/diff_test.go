@@ -35,7 +35,7 @@ var diffSchemas = []string{
 		"allOf":[{"$ref":"#/$defs/base"},{"properties":{"tag":{"type":"string","maxLength":3},"id":{"maximum":5}}}],"maxProperties":2}`,
 	`{"anyOf":[{"type":"string","format":"time"},{"type":"string","format":"duration"},{"type":"number","minimum":-1.25,"exclusiveMaximum":0.5}],"nullable":true}`,
 	`{"type":"object","additionalProperties":{"type":"string","minLength":2},"minProperties":2,"maxProperties":3,"properties":{"k":{"type":"boolean"},"j":{"type":"null"}},"required":["k"]}`,
-	`{"type":"array","items":[{"type":"integer"},{"type":"string","maxLength":1}],"additionalItems":false}`,
+	`{"type":"array","items":[{"type":"integer"},{"type":"string","maxLength":1},{"type":"string","format":"uuid4"}],"additionalItems":false}`,
 	`{"type":"string","format":"uuid","pattern":"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"}`,
 	`{"type":"string","format":"date-time","pattern":"^(?:(?:\\d\\d[2468][048]|\\d\\d[13579][26]|\\d\\d0[48]|[02468][048]00|[13579][26]00)-02-29|\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|(?:02)-(?:0[1-9]|1\\d|2[0-8])))T(?:(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d+)?(?:Z))$"}`,
 }
@@ -56,7 +56,7 @@ func FuzzSchemaDiff(f *testing.F) {
 		{`{"id":5,"tag":"abc"}`, `{"id":6}`, `{"tag":"a"}`, `{"id":0,"x":1}`},
 		{`"23:59:60Z"`, `"00:00:00.5-00:00"`, `"P1Y2M3DT4H5M6S"`, `"P1Y3D"`, `"PT1.5S"`, `-1.25`, `0.4999`, `0.5`, `null`, `"P2W"`},
 		{`{"k":true,"j":null}`, `{"k":false}`, `{"k":true,"ab":"cd","x":"yz"}`, `{"k":true,"ab":"c"}`, `{"k":true,"j":null,"ab":"cd"}`},
-		{`[1,"a"]`, `[1,"ab"]`, `[1,"a",2]`, `[1]`},
+		{`[1,"a"]`, `[1,"ab"]`, `[1,"a",2]`, `[1]`, `[1,"a","123e4567-e89b-42d3-a456-426614174000"]`, `[1,"a","123e4567-e89b-42d3-c456-426614174000"]`, `[1,"a","123e4567-e89b-12d3-a456-426614174000"]`},
 		{`"123e4567-e89b-42d3-a456-426614174000"`, `"00000000-0000-0000-0000-000000000000"`, `"ffffffff-ffff-ffff-ffff-ffffffffffff"`, `"123e4567-e89b-02d3-a456-426614174000"`, `"00000000-0000-0000-0000-000000000001"`},
 		{`"2024-02-29T12:00:00Z"`, `"2023-02-29T12:00:00Z"`, `"2024-01-01T00:00:00+01:00"`, `"1900-02-28T00:00:00.1234567Z"`},
 	} {
@@ -414,6 +414,8 @@ func formatOK(format, s string) bool {
 			len(labels) >= 2 && tldRE.MatchString(labels[len(labels)-1])
 	case "uri":
 		return uriRE.MatchString(s)
+	case "uuid4":
+		return uuidRE.MatchString(s) && s[14] == '4' && strings.ContainsRune("89abAB", rune(s[19]))
 	}
 	return true // an annotation
 }

@@ -17,6 +17,10 @@ var formats = map[string]charRule{
 	"hostname":  hostname{},
 	"email":     email{},
 	"uri":       uri{},
+	// Pydantic's UUID1 … UUID8: the version digit, and RFC 9562's variant, which
+	// Python's uuid needs to report a version at all.
+	"uuid1": uuid{version: '1'}, "uuid3": uuid{version: '3'}, "uuid4": uuid{version: '4'}, "uuid5": uuid{version: '5'},
+	"uuid6": uuid{version: '6'}, "uuid7": uuid{version: '7'}, "uuid8": uuid{version: '8'},
 }
 
 // zodPatterns are the regular expressions zod 4's z.toJSONSchema writes beside a format
@@ -269,11 +273,15 @@ func (d duration) rest(v uint32) int {
 }
 
 // uuid is RFC 9562's hex-and-hyphens form, either case; with zod, zod's pattern: the
-// version 1-8 and the variant 8, 9, a or b, or else the nil or the max UUID.
+// version 1-8 and the variant 8, 9, a or b, or else the nil or the max UUID; with a
+// version, that version and the variant 8, 9, a or b.
 //
 // Its state: the position (bits 0-5), and for zod the forms ruled out so far (bit 8
 // the versioned one, 9 nil, 10 max).
-type uuid struct{ zod bool }
+type uuid struct {
+	zod     bool
+	version rune // the version digit, where one is asked (0: any)
+}
 
 func (uuid) start() uint32 { return 0 }
 
@@ -286,6 +294,11 @@ func (u uuid) next(v uint32, r rune) (uint32, bool) {
 		return 0, false
 	}
 	if !isHex(r) {
+		return 0, false
+	}
+	switch {
+	case u.version == 0:
+	case pos == 14 && r != u.version, pos == 19 && !(r == '8' || r == '9' || r|0x20 == 'a' || r|0x20 == 'b'):
 		return 0, false
 	}
 	if u.zod {
