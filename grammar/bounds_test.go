@@ -128,6 +128,8 @@ func TestFormats(t *testing.T) {
 			[]string{"a@b", "a@localhost", "a.@b.cd", ".a@b.cd", "a..b@c.de", "a@b.c", "a@b.c1", "a@-b.cd", "\"a\"@b.cd", "a@b.cd.", "a b@c.de", strings.Repeat("a", 65) + "@b.cd"}},
 		{`{"format":"uuid4"}`, []string{"123e4567-e89b-42d3-a456-426614174000", "123E4567-E89B-42D3-B456-426614174000"},
 			[]string{"123e4567-e89b-12d3-a456-426614174000", "123e4567-e89b-42d3-c456-426614174000", "00000000-0000-0000-0000-000000000000"}},
+		{`{"format":"ipv6"}`, []string{"::", "::1", "1::", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "fe80::1:abcd", "::ffff:192.168.0.1", "1:2:3:4:5:6:1.2.3.4", "1::1.2.3.4", "ABCD:EF01::"},
+			[]string{":", ":::", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7", "1::2::3", "12345::", "1:2:3:4:5:6:7:1.2.3.4", "::01.2.3.4", "::1.2.3", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7:8", "g::", "fe80::1%eth0", "1:"}},
 		{`{"format":"uri"}`, []string{"https://example.com", "http://a:8080/p/a%20th?q=1&r=/x?y#frag/?", "s3://bucket/key", "x+y.z-w://h~.1_/"},
 			[]string{"example.com", "https://", "https://a:", "https://a:123456", "https:/a", "1http://a", "https://a/%2", "https://a/%zz", "https://a/b c", "https://a#b#c", "mailto:x@y.z", "https://a!b"}},
 		{`{"format":"not-a-format"}`, []string{"anything"}, nil},

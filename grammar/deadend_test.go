@@ -19,6 +19,8 @@ var deadEndSchemas = []string{
 	`{"type":"string","format":"email","maxLength":8}`,
 	`{"type":"string","format":"email"}`,
 	`{"type":"string","format":"uri","maxLength":12}`,
+	`{"type":"string","format":"ipv6"}`,
+	`{"type":"string","format":"ipv6","maxLength":9}`,
 	`{"type":"string","minLength":3,"maxLength":4}`,
 	`{"type":"number","exclusiveMinimum":0.25,"exclusiveMaximum":0.2500001}`,
 	`{"type":"number","minimum":-1e-16,"maximum":1e-16}`,

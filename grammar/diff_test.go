@@ -28,7 +28,7 @@ var diffSchemas = []string{
 	`{"type":["number","string"]}`,
 	`{"type":"object","properties":{"name":{"type":"string","minLength":1,"maxLength":5},"score":{"type":"number","exclusiveMinimum":0,"maximum":2.5},
 		"n":{"type":"integer","multipleOf":3,"minimum":-10,"maximum":10},"when":{"type":"string","format":"date-time"}},"required":["name"]}`,
-	`{"type":"array","prefixItems":[{"type":"string","format":"date"},{"type":"string","format":"uuid"},{"type":"string","format":"ipv4"},{"type":"string","format":"email"},{"type":"string","format":"uri"}],
+	`{"type":"array","prefixItems":[{"type":"string","format":"date"},{"type":"string","format":"uuid"},{"type":"string","format":"ipv4"},{"type":"string","format":"email"},{"type":"string","format":"uri"},{"type":"string","format":"ipv6"}],
 		"items":{"type":"string","format":"hostname","maxLength":12}}`,
 	`{"type":"array","items":{"enum":["a","ab","b",1,null]},"uniqueItems":true,"minItems":1}`,
 	`{"$defs":{"base":{"type":"object","properties":{"id":{"type":"integer","minimum":0}},"required":["id"]}},
@@ -51,7 +51,7 @@ func FuzzSchemaDiff(f *testing.F) {
 	}
 	for i, docs := range [][]string{
 		{`{"name":"Zoë","score":2.5,"n":-9,"when":"2024-02-29T23:59:59.123456+05:30"}`, `{"name":"","score":0}`, `{"name":"abcdef"}`, `{"name":"a","score":1e0}`, `{"name":"a","n":4}`},
-		{`["2023-02-29","123e4567-e89b-12d3-a456-426614174000","10.0.0.255","a.b+c@ex-ample.co","http://h:80/a%2F?b#c","my-host.local"]`, `["2024-02-29","123e4567-e89b-12d3-a456-426614174000","10.0.0.255","a.b+c@ex-ample.co","http://h:80/a%2F?b#c","my-host.local"]`, `["2024-12-31"]`, `["2024-01-01","x"]`, `["2024-01-01","123E4567-E89B-12D3-A456-426614174000","256.1.1.1"]`},
+		{`["2023-02-29","123e4567-e89b-12d3-a456-426614174000","10.0.0.255","a.b+c@ex-ample.co","http://h:80/a%2F?b#c","::ffff:1.2.3.4","my-host.local"]`, `["2024-02-29","123e4567-e89b-12d3-a456-426614174000","10.0.0.255","a.b+c@ex-ample.co","http://h:80/a%2F?b#c","1:2:3:4:5:6:7::","my-host.local"]`, `["2024-02-29","123e4567-e89b-12d3-a456-426614174000","10.0.0.255","a.b+c@ex-ample.co","http://h:80/a%2F?b#c","1:2:3:4:5:6:7:8:9"]`, `["2024-12-31"]`, `["2024-01-01","x"]`, `["2024-01-01","123E4567-E89B-12D3-A456-426614174000","256.1.1.1"]`},
 		{`["a","ab",1,null,"b"]`, `["a","a"]`, `[]`, `[null,1]`},
 		{`{"id":5,"tag":"abc"}`, `{"id":6}`, `{"tag":"a"}`, `{"id":0,"x":1}`},
 		{`"23:59:60Z"`, `"00:00:00.5-00:00"`, `"P1Y2M3DT4H5M6S"`, `"P1Y3D"`, `"PT1.5S"`, `-1.25`, `0.4999`, `0.5`, `null`, `"P2W"`},
@@ -414,6 +414,9 @@ func formatOK(format, s string) bool {
 			len(labels) >= 2 && tldRE.MatchString(labels[len(labels)-1])
 	case "uri":
 		return uriRE.MatchString(s)
+	case "ipv6":
+		a, err := netip.ParseAddr(s)
+		return err == nil && a.Is6() && a.Zone() == "" && !strings.ContainsAny(s, "%")
 	case "uuid4":
 		return uuidRE.MatchString(s) && s[14] == '4' && strings.ContainsRune("89abAB", rune(s[19]))
 	}

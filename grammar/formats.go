@@ -17,6 +17,7 @@ var formats = map[string]charRule{
 	"hostname":  hostname{},
 	"email":     email{},
 	"uri":       uri{},
+	"ipv6":      ipv6{},
 	// Pydantic's UUID1 … UUID8: the version digit, and RFC 9562's variant, which
 	// Python's uuid needs to report a version at all.
 	"uuid1": uuid{version: '1'}, "uuid3": uuid{version: '3'}, "uuid4": uuid{version: '4'}, "uuid5": uuid{version: '5'},
@@ -600,4 +601,149 @@ func (uri) rest(v uint32) int {
 		return 1
 	}
 	return 0
+}
+
+// ipv6 is RFC 4291's text form (§2.2): eight groups of 1-4 hex digits separated by
+// colons, one "::" standing for one or more groups of zeros, and the last two groups
+// as a dotted quad (ipv4's); no zone index.
+//
+// Its state: the phase (bits 0-2, below), the groups before the current one (3-6),
+// whether "::" came (7); in a group its digits (8-10), their value read as decimal
+// (11-20) and whether they are all decimal digits (21); in the dotted quad, ipv4's state
+// (from bit 8).
+type ipv6 struct{}
+
+const (
+	v6Start    = iota // nothing yet
+	v6Lead            // after a leading ':': the second comes
+	v6Group           // in a group
+	v6Colon           // after a ':' that ended a group
+	v6Double          // right after "::"
+	v6Quad            // in the dotted quad
+	v6MaxGroup = 8
+)
+
+type v6State struct {
+	phase, groups, digits, dec int
+	double, decimal            bool
+	quad                       uint32
+}
+
+func (s v6State) pack() uint32 {
+	v := uint32(s.phase) | uint32(s.groups)<<3
+	if s.double {
+		v |= 1 << 7
+	}
+	if s.phase == v6Quad {
+		return v | s.quad<<8
+	}
+	v |= uint32(s.digits)<<8 | uint32(s.dec)<<11
+	if s.decimal {
+		v |= 1 << 21
+	}
+	return v
+}
+
+func unpackV6(v uint32) v6State {
+	s := v6State{phase: int(v & 7), groups: int(v >> 3 & 15), double: v&(1<<7) != 0}
+	if s.phase == v6Quad {
+		s.quad = v >> 8
+		return s
+	}
+	s.digits, s.dec, s.decimal = int(v>>8&7), int(v>>11&1023), v&(1<<21) != 0
+	return s
+}
+
+// most is the most groups written out the address may have: eight, seven beside "::".
+func (s v6State) most() int {
+	if s.double {
+		return v6MaxGroup - 1
+	}
+	return v6MaxGroup
+}
+
+func (ipv6) start() uint32 { return v6State{}.pack() }
+
+func (ipv6) next(v uint32, r rune) (uint32, bool) {
+	s := unpackV6(v)
+	if s.phase == v6Quad {
+		q, ok := ipv4{}.next(s.quad, r)
+		s.quad = q
+		return s.pack(), ok
+	}
+	d, isDec := digit(r)
+	switch {
+	case isHex(r) && s.phase != v6Lead:
+		if s.phase != v6Group { // a new group
+			if s.groups+1 > s.most() {
+				return 0, false
+			}
+			s.phase, s.digits, s.dec, s.decimal = v6Group, 0, 0, true
+		}
+		if s.digits == 4 {
+			return 0, false
+		}
+		s.digits++
+		s.decimal = s.decimal && isDec
+		if s.decimal {
+			s.dec = s.dec*10 + d
+		}
+		return s.pack(), true
+	case r == ':' && s.phase == v6Start:
+		s.phase = v6Lead
+		return s.pack(), true
+	case r == ':' && (s.phase == v6Lead || s.phase == v6Colon):
+		if s.double {
+			return 0, false
+		}
+		s.phase, s.double = v6Double, true
+		return s.pack(), true
+	case r == ':' && s.phase == v6Group:
+		s.groups++
+		// Another group must fit, or "::" (which needs none).
+		if s.groups+1 > s.most() && (s.double || s.groups > v6MaxGroup-1) {
+			return 0, false
+		}
+		s.phase = v6Colon
+		return s.pack(), true
+	case r == '.' && s.phase == v6Group:
+		// The group was the dotted quad's first number: it and three more take the
+		// place of two groups.
+		if !s.decimal || s.dec > 255 || s.digits > 1 && s.dec < pow10i(s.digits-1) || s.groups+2 > s.most() || !s.double && s.groups+2 != v6MaxGroup {
+			return 0, false
+		}
+		return v6State{phase: v6Quad, groups: s.groups, double: s.double, quad: 1}.pack(), true
+	}
+	return 0, false
+}
+
+// pow10i is 10^n for small n.
+func pow10i(n int) int {
+	p := 1
+	for range n {
+		p *= 10
+	}
+	return p
+}
+
+func (ipv6) final(v uint32) bool { return ipv6{}.rest(v) == 0 }
+
+func (ipv6) rest(v uint32) int {
+	s := unpackV6(v)
+	switch s.phase {
+	case v6Start:
+		return 2 // ::
+	case v6Lead:
+		return 1
+	case v6Double:
+		return 0
+	case v6Colon:
+		return 1 // a group, or the second ':'
+	case v6Quad:
+		return ipv4{}.rest(s.quad)
+	}
+	if s.double || s.groups+1 == v6MaxGroup {
+		return 0
+	}
+	return 2 // ::
 }

@@ -10,8 +10,9 @@
 // additionalProperties (absent with properties it is false, as in OpenAI's strict
 // schemas), minProperties, maxProperties; items, prefixItems (and draft 7's tuples),
 // minItems, maxItems, uniqueItems (on an enum's values); minLength, maxLength (in code
-// points) and format (date-time, date, time, duration, uuid, ipv4, hostname, email, uri:
-// each the subset its automaton in formats.go names; another format is an annotation);
+// points) and format (date-time, date, time, duration, uuid, ipv4, ipv6, hostname,
+// email, uri: each the subset its automaton in formats.go names; another format is an
+// annotation);
 // minimum, maximum and their exclusive forms on integers and on numbers with a fraction
 // (exact on any decimal bound: such a number has no exponent); multipleOf on integers;
 // anyOf and oneOf (matched as anyOf: that exactly one branch matches is not checked),
