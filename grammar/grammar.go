@@ -12,9 +12,9 @@
 // minItems, maxItems, uniqueItems (on an enum's values); minLength, maxLength (in code
 // points) and format (date-time, date, time, duration, uuid, ipv4, ipv6, hostname,
 // email, uri: each the subset its automaton in formats.go names; another format is an
-// annotation);
-// minimum, maximum and their exclusive forms on integers and on numbers with a fraction
-// (exact on any decimal bound: such a number has no exponent); multipleOf on integers;
+// annotation); minimum, maximum and their exclusive forms on integers and on numbers
+// with a fraction (exact on any decimal bound: such a number has no exponent);
+// multipleOf on integers;
 // anyOf and oneOf (matched as anyOf: that exactly one branch matches is not checked),
 // allOf and keywords beside $ref or a union (merged, or refused where they cannot be);
 // and $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion allowed).
@@ -330,7 +330,7 @@ func newVocab(tok *tokenizer.Tokenizer) *vocab {
 			v.rest = insert(v.rest, b, id)
 		}
 	}
-	chars := make(map[int32]int, len(v.plain))
+	chars := make([]int, len(v.text))
 	for _, id := range v.plain {
 		chars[id] = utf8.RuneCount(v.text[id])
 	}
