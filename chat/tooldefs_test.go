@@ -67,6 +67,7 @@ func TestCheckTools(t *testing.T) {
 		{"property type", []Tool{{Function: FunctionDefinition{Name: "f", Parameters: `{"type":"object","properties":{"a":{"type":"str"}}}`}}}, "tools[0].function.parameters.properties.a.type"},
 		{"items type", []Tool{{Function: FunctionDefinition{Name: "f", Parameters: `{"properties":{"a":{"type":"array","items":{"type":7}}}}`}}}, "tools[0].function.parameters.properties.a.items.type"},
 		{"anyOf type", []Tool{{Function: FunctionDefinition{Name: "f", Parameters: `{"properties":{"a":{"anyOf":[{"type":"string"},{"type":["int"]}]}}}`}}}, "tools[0].function.parameters.properties.a.anyOf[1].type"},
+		{"prefixItems type", []Tool{{Function: FunctionDefinition{Name: "f", Parameters: `{"properties":{"a":{"prefixItems":[{"type":"string"},{"type":"int"}]}}}`}}}, "tools[0].function.parameters.properties.a.prefixItems[1].type"},
 		{"empty type list", []Tool{{Function: FunctionDefinition{Name: "f", Parameters: `{"properties":{"a":{"type":[]}}}`}}}, "tools[0].function.parameters.properties.a.type"},
 		{"properties not an object", []Tool{{Function: FunctionDefinition{Name: "f", Parameters: `{"properties":[]}`}}}, "tools[0].function.parameters.properties"},
 		{"too many", many, "tools"},

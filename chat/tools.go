@@ -132,7 +132,7 @@ func checkSchema(s map[string]any, depth int) (field, msg string) {
 			}
 		}
 	}
-	for _, key := range []string{"items", "additionalProperties"} {
+	for _, key := range []string{"items", "additionalProperties", "additionalItems"} {
 		v, ok := s[key]
 		if !ok {
 			continue
@@ -152,7 +152,7 @@ func checkSchema(s map[string]any, depth int) (field, msg string) {
 			return f, msg
 		}
 	}
-	for _, key := range []string{"anyOf", "oneOf", "allOf"} {
+	for _, key := range []string{"anyOf", "oneOf", "allOf", "prefixItems"} {
 		v, ok := s[key]
 		if !ok {
 			continue

@@ -3,9 +3,14 @@ package grammar
 import (
 	"bytes"
 	"encoding/json"
+	"math/big"
+	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 )
 
 // diffSchemas are the schemas FuzzSchemaDiff checks documents against: every keyword of
@@ -21,6 +26,18 @@ var diffSchemas = []string{
 	`{"type":"array","items":{"oneOf":[{"type":"string","enum":["x","xy"]},{"type":"integer"},{"type":"array","maxItems":0}]},"maxItems":4}`,
 	`{"type":"object","additionalProperties":false}`,
 	`{"type":["number","string"]}`,
+	`{"type":"object","properties":{"name":{"type":"string","minLength":1,"maxLength":5},"score":{"type":"number","exclusiveMinimum":0,"maximum":2.5},
+		"n":{"type":"integer","multipleOf":3,"minimum":-10,"maximum":10},"when":{"type":"string","format":"date-time"}},"required":["name"]}`,
+	`{"type":"array","prefixItems":[{"type":"string","format":"date"},{"type":"string","format":"uuid"},{"type":"string","format":"ipv4"},{"type":"string","format":"email"},{"type":"string","format":"uri"},{"type":"string","format":"ipv6"}],
+		"items":{"type":"string","format":"hostname","maxLength":12}}`,
+	`{"type":"array","items":{"enum":["a","ab","b",1,null]},"uniqueItems":true,"minItems":1}`,
+	`{"$defs":{"base":{"type":"object","properties":{"id":{"type":"integer","minimum":0}},"required":["id"]}},
+		"allOf":[{"$ref":"#/$defs/base"},{"properties":{"tag":{"type":"string","maxLength":3},"id":{"maximum":5}}}],"maxProperties":2}`,
+	`{"anyOf":[{"type":"string","format":"time"},{"type":"string","format":"duration"},{"type":"number","minimum":-1.25,"exclusiveMaximum":0.5}],"nullable":true}`,
+	`{"type":"object","additionalProperties":{"type":"string","minLength":2},"minProperties":2,"maxProperties":3,"properties":{"k":{"type":"boolean"},"j":{"type":"null"}},"required":["k"]}`,
+	`{"type":"array","items":[{"type":"integer"},{"type":"string","maxLength":1},{"type":"string","format":"uuid4"}],"additionalItems":false}`,
+	`{"type":"string","format":"uuid","pattern":"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"}`,
+	`{"type":"string","format":"date-time","pattern":"^(?:(?:\\d\\d[2468][048]|\\d\\d[13579][26]|\\d\\d0[48]|[02468][048]00|[13579][26]00)-02-29|\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|(?:02)-(?:0[1-9]|1\\d|2[0-8])))T(?:(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d+)?(?:Z))$"}`,
 }
 
 // FuzzSchemaDiff: a document the matcher takes whole is JSON that a validator of the
@@ -32,14 +49,31 @@ func FuzzSchemaDiff(f *testing.F) {
 		`{"name":"x","age":3.0}`, `{"\u0061\"b":"s"}`, `["x",1,[],"x","x"]`, `12`, `{"k":"s","n":"v"}`} {
 		f.Add(uint8(i), doc)
 	}
+	for i, docs := range [][]string{
+		{`{"name":"Zoë","score":2.5,"n":-9,"when":"2024-02-29T23:59:59.123456+05:30"}`, `{"name":"","score":0}`, `{"name":"abcdef"}`, `{"name":"a","score":1e0}`, `{"name":"a","n":4}`},
+		{`["2023-02-29","123e4567-e89b-12d3-a456-426614174000","10.0.0.255","a.b+c@ex-ample.co","http://h:80/a%2F?b#c","::ffff:1.2.3.4","my-host.local"]`, `["2024-02-29","123e4567-e89b-12d3-a456-426614174000","10.0.0.255","a.b+c@ex-ample.co","http://h:80/a%2F?b#c","1:2:3:4:5:6:7::","my-host.local"]`, `["2024-02-29","123e4567-e89b-12d3-a456-426614174000","10.0.0.255","a.b+c@ex-ample.co","http://h:80/a%2F?b#c","1:2:3:4:5:6:7:8:9"]`, `["2024-12-31"]`, `["2024-01-01","x"]`, `["2024-01-01","123E4567-E89B-12D3-A456-426614174000","256.1.1.1"]`},
+		{`["a","ab",1,null,"b"]`, `["a","a"]`, `[]`, `[null,1]`},
+		{`{"id":5,"tag":"abc"}`, `{"id":6}`, `{"tag":"a"}`, `{"id":0,"x":1}`},
+		{`"23:59:60Z"`, `"00:00:00.5-00:00"`, `"P1Y2M3DT4H5M6S"`, `"P1Y3D"`, `"PT1.5S"`, `-1.25`, `0.4999`, `0.5`, `null`, `"P2W"`},
+		{`{"k":true,"j":null}`, `{"k":false}`, `{"k":true,"ab":"cd","x":"yz"}`, `{"k":true,"ab":"c"}`, `{"k":true,"j":null,"ab":"cd"}`},
+		{`[1,"a"]`, `[1,"ab"]`, `[1,"a",2]`, `[1]`, `[1,"a","123e4567-e89b-42d3-a456-426614174000"]`, `[1,"a","123e4567-e89b-42d3-c456-426614174000"]`, `[1,"a","123e4567-e89b-12d3-a456-426614174000"]`},
+		{`"123e4567-e89b-42d3-a456-426614174000"`, `"00000000-0000-0000-0000-000000000000"`, `"ffffffff-ffff-ffff-ffff-ffffffffffff"`, `"123e4567-e89b-02d3-a456-426614174000"`, `"00000000-0000-0000-0000-000000000001"`},
+		{`"2024-02-29T12:00:00Z"`, `"2023-02-29T12:00:00Z"`, `"2024-01-01T00:00:00+01:00"`, `"1900-02-28T00:00:00.1234567Z"`},
+	} {
+		for _, doc := range docs {
+			f.Add(uint8(8+i), doc)
+		}
+	}
 	f.Fuzz(func(t *testing.T, which uint8, doc string) {
 		schema := diffSchemas[int(which)%len(diffSchemas)]
 		fm, err := SchemaFormat([]byte(schema))
 		if err != nil {
 			t.Fatal(err)
 		}
+		sd := json.NewDecoder(strings.NewReader(schema))
+		sd.UseNumber()
 		var root any
-		if err := json.Unmarshal([]byte(schema), &root); err != nil {
+		if err := sd.Decode(&root); err != nil {
 			t.Fatal(err)
 		}
 		v := &validator{root: root}
@@ -101,28 +135,129 @@ func digitsOK(s string) bool {
 
 // validator checks a decoded document against the subset, read from the schema's
 // JSON text without the compiler. Integers are numbers written without fraction or
-// exponent, and enum and const values compare as compact JSON, as the package
-// comment says.
+// exponent, enum and const values compare as compact JSON, formats are the subsets the
+// package comment names, and a number under bounds that allow a fraction is written
+// without an exponent, as the package comment says. A schema with properties and no
+// additionalProperties allows no other key; in an allOf (or beside a $ref or a union),
+// a key that some part names.
 type validator struct{ root any }
 
-func (v *validator) valid(s, x any, _ string) bool {
+func (v *validator) valid(s, x any, _ string) bool { return v.check(s, x, false) }
+
+// notAsserting are the keywords the validator skips.
+var notAsserting = map[string]bool{"title": true, "description": true, "$defs": true, "default": true, "discriminator": true, "examples": true, "$schema": true}
+
+func asserting(m map[string]any, skip ...string) int {
+	n := 0
+	for k := range m {
+		if !notAsserting[k] && !slices.Contains(skip, k) {
+			n++
+		}
+	}
+	return n
+}
+
+func (v *validator) target(ref string) any {
+	if ref == "#" {
+		return v.root
+	}
+	name := strings.TrimPrefix(ref, "#/$defs/")
+	return v.root.(map[string]any)["$defs"].(map[string]any)[name]
+}
+
+// parts are the schemas whose conjunction s is (allOf, $ref), s less those.
+func (v *validator) parts(s any) []map[string]any {
+	m, ok := s.(map[string]any)
+	if !ok {
+		return nil // true: nothing to check
+	}
+	var out []map[string]any
+	if ref, ok := m["$ref"].(string); ok {
+		out = append(out, v.parts(v.target(ref))...)
+	}
+	all, _ := m["allOf"].([]any)
+	for _, a := range all {
+		out = append(out, v.parts(a)...)
+	}
+	rest := map[string]any{}
+	for k, val := range m {
+		if k != "$ref" && k != "allOf" {
+			rest[k] = val
+		}
+	}
+	return append(out, rest)
+}
+
+// all checks x against every part, objects open, then for an object that some part
+// gives properties and none additionalProperties, that every key is named by some part.
+func (v *validator) all(parts []map[string]any, x any, open bool) bool {
+	for _, p := range parts {
+		if !v.check(p, x, true) {
+			return false
+		}
+	}
+	obj, isObj := x.(map[string]any)
+	if !isObj || open {
+		return true
+	}
+	named, anyProps := map[string]bool{}, false
+	for _, p := range parts {
+		if _, ok := p["additionalProperties"]; ok {
+			return true
+		}
+		props, ok := p["properties"].(map[string]any)
+		anyProps = anyProps || ok
+		for k := range props {
+			named[k] = true
+		}
+	}
+	for k := range obj {
+		if anyProps && !named[k] {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) check(s, x any, open bool) bool {
 	m, ok := s.(map[string]any)
 	if !ok {
 		return s == true
 	}
-	if ref, ok := m["$ref"].(string); ok {
-		if ref == "#" {
-			return v.valid(v.root, x, "")
+	if m["nullable"] == true && m["type"] == nil {
+		rest := map[string]any{}
+		for k, val := range m {
+			if k != "nullable" {
+				rest[k] = val
+			}
 		}
-		name := strings.TrimPrefix(ref, "#/$defs/")
-		return v.valid(v.root.(map[string]any)["$defs"].(map[string]any)[name], x, "")
+		return x == nil || v.check(rest, x, open)
+	}
+	_, hasAll := m["allOf"]
+	ref, hasRef := m["$ref"].(string)
+	switch {
+	case hasAll || hasRef && asserting(m) > 1:
+		return v.all(v.parts(m), x, open)
+	case hasRef:
+		return v.check(v.target(ref), x, open)
 	}
 	for _, k := range []string{"anyOf", "oneOf"} {
-		if alts, ok := m[k].([]any); ok {
-			return slices.ContainsFunc(alts, func(a any) bool { return v.valid(a, x, "") })
+		alts, ok := m[k].([]any)
+		if !ok {
+			continue
 		}
+		if asserting(m) == 1 {
+			return slices.ContainsFunc(alts, func(a any) bool { return v.check(a, x, open) })
+		}
+		siblings := map[string]any{}
+		for key, val := range m {
+			if key != k {
+				siblings[key] = val
+			}
+		}
+		return slices.ContainsFunc(alts, func(a any) bool { return v.all(append(v.parts(siblings), v.parts(a)...), x, open) })
 	}
-	if t, ok := m["type"]; ok && !typeOK(t, x) {
+	if t, ok := m["type"]; ok && !typeOK(t, x) && !(x == nil && m["nullable"] == true) {
 		return false
 	}
 	if c, ok := m["const"]; ok && compact(c) != compact(x) {
@@ -136,14 +271,14 @@ func (v *validator) valid(s, x any, _ string) bool {
 		props, hasProps := m["properties"].(map[string]any)
 		extra, hasExtra := m["additionalProperties"]
 		if !hasExtra {
-			extra = !hasProps
+			extra = !hasProps || open
 		}
 		for k, val := range x {
 			if ps, ok := props[k]; ok {
-				if !v.valid(ps, val, "") {
+				if !v.check(ps, val, false) {
 					return false
 				}
-			} else if !v.valid(extra, val, "") {
+			} else if !v.check(extra, val, false) {
 				return false
 			}
 		}
@@ -153,23 +288,164 @@ func (v *validator) valid(s, x any, _ string) bool {
 				return false
 			}
 		}
+		if !countOK(m, "minProperties", "maxProperties", len(x)) {
+			return false
+		}
 	case []any:
-		if n, ok := m["minItems"].(float64); ok && float64(len(x)) < n {
+		if !countOK(m, "minItems", "maxItems", len(x)) {
 			return false
 		}
-		if n, ok := m["maxItems"].(float64); ok && float64(len(x)) > n {
-			return false
+		prefix, _ := m["prefixItems"].([]any)
+		items, hasItems := m["items"]
+		if list, ok := items.([]any); ok { // draft 7's tuple
+			prefix = list
+			items, hasItems = m["additionalItems"]
 		}
-		if it, ok := m["items"]; ok {
-			for _, e := range x {
-				if !v.valid(it, e, "") {
+		for i, e := range x {
+			switch {
+			case i < len(prefix):
+				if !v.check(prefix[i], e, false) {
+					return false
+				}
+			case hasItems:
+				if !v.check(items, e, false) {
 					return false
 				}
 			}
 		}
+		if m["uniqueItems"] == true {
+			seen := map[string]bool{}
+			for _, e := range x {
+				if seen[compact(e)] {
+					return false
+				}
+				seen[compact(e)] = true
+			}
+		}
+	case string:
+		n := utf8.RuneCountInString(x)
+		if !countOK(m, "minLength", "maxLength", n) {
+			return false
+		}
+		if f, ok := m["format"].(string); ok && !formatOK(f, x) {
+			return false
+		}
+		if p, ok := m["pattern"].(string); ok && !regexp.MustCompile(p).MatchString(x) {
+			return false
+		}
+	case json.Number:
+		if !numberOK(m, x) {
+			return false
+		}
 	}
 	return true
 }
+
+// countOK checks a count against a pair of bounds.
+func countOK(m map[string]any, lo, hi string, n int) bool {
+	if b, ok := m[lo].(json.Number); ok && float64(n) < mustFloat(b) {
+		return false
+	}
+	if b, ok := m[hi].(json.Number); ok && float64(n) > mustFloat(b) {
+		return false
+	}
+	return true
+}
+
+func mustFloat(n json.Number) float64 {
+	f, _ := n.Float64()
+	return f
+}
+
+// numberOK checks minimum, maximum, their exclusive forms and multipleOf, exactly.
+func numberOK(m map[string]any, x json.Number) bool {
+	val, ok := new(big.Rat).SetString(string(x))
+	if !ok {
+		return false
+	}
+	fraction := m["type"] == nil || typeOK(m["type"], json.Number("0.5"))
+	for i, k := range []string{"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"} {
+		b, ok := m[k].(json.Number)
+		if !ok {
+			continue
+		}
+		if fraction && strings.ContainsAny(string(x), "eE") {
+			return false // the grammar writes no exponent under bounds
+		}
+		r, _ := new(big.Rat).SetString(string(b))
+		c := val.Cmp(r)
+		if i == 0 && c < 0 || i == 1 && c <= 0 || i == 2 && c > 0 || i == 3 && c >= 0 {
+			return false
+		}
+	}
+	if b, ok := m["multipleOf"].(json.Number); ok {
+		r, _ := new(big.Rat).SetString(string(b))
+		if !new(big.Rat).Quo(val, r).IsInt() {
+			return false
+		}
+	}
+	return true
+}
+
+// formatOK checks a string against the subset of a format the package comment names.
+func formatOK(format, s string) bool {
+	switch format {
+	case "date":
+		_, err := time.Parse("2006-01-02", s)
+		return err == nil && len(s) == 10
+	case "time":
+		return timeRE.MatchString(s)
+	case "date-time":
+		date, t, ok := strings.Cut(s, "T")
+		return ok && formatOK("date", date) && formatOK("time", t)
+	case "duration":
+		return durationRE.MatchString(s)
+	case "uuid":
+		return uuidRE.MatchString(s)
+	case "ipv4":
+		a, err := netip.ParseAddr(s)
+		return err == nil && a.Is4()
+	case "hostname":
+		return hostnameOK(s)
+	case "email":
+		local, domain, ok := strings.Cut(s, "@")
+		labels := strings.Split(domain, ".")
+		return ok && len(local) <= 64 && localRE.MatchString(local) && hostnameOK(domain) &&
+			len(labels) >= 2 && tldRE.MatchString(labels[len(labels)-1])
+	case "uri":
+		return uriRE.MatchString(s)
+	case "ipv6":
+		a, err := netip.ParseAddr(s)
+		return err == nil && a.Is6() && a.Zone() == "" && !strings.ContainsAny(s, "%")
+	case "uuid4":
+		return uuidRE.MatchString(s) && s[14] == '4' && strings.ContainsRune("89abAB", rune(s[19]))
+	}
+	return true // an annotation
+}
+
+func hostnameOK(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !labelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	timeRE     = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$`)
+	durTime    = `T([0-9]{1,16}H([0-9]{1,16}M([0-9]{1,16}S)?)?|[0-9]{1,16}M([0-9]{1,16}S)?|[0-9]{1,16}S)`
+	durationRE = regexp.MustCompile(`^P([0-9]{1,16}W|([0-9]{1,16}Y([0-9]{1,16}M([0-9]{1,16}D)?)?|[0-9]{1,16}M([0-9]{1,16}D)?|[0-9]{1,16}D)(` + durTime + `)?|` + durTime + `)$`)
+	uuidRE     = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	labelRE    = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	localRE    = regexp.MustCompile(`^[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*$`)
+	tldRE      = regexp.MustCompile(`^[A-Za-z]{2,}$`)
+	uriChars   = `([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})`
+	uriRE      = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9._~-]+(:[0-9]{1,5})?(/` + uriChars + `*)*(\?(` + uriChars + `|[/?])*)?(#(` + uriChars + `|[/?])*)?$`)
+)
 
 func typeOK(t, x any) bool {
 	if list, ok := t.([]any); ok {

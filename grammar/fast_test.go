@@ -37,7 +37,7 @@ func TestStringFastPath(t *testing.T) {
 			if c.f.root != anyObject && len(m.alts) < 2 {
 				t.Fatalf("%s: %q leaves %d alternatives, want several", name, text, len(m.alts))
 			}
-			if !m.inText() {
+			if _, fast := m.plainRoom(); !fast {
 				t.Fatalf("%s: %q is not inside a string", name, text)
 			}
 			fast := make([]float32, tok.VocabSize())
@@ -53,6 +53,102 @@ func TestStringFastPath(t *testing.T) {
 			if n := slices.Index(m.allowed, true); n < 0 {
 				t.Errorf("%s after %q: nothing allowed", name, text)
 			}
+		}
+	}
+}
+
+// TestLengthFastPath: inside strings whose rule bounds their length only, the mask that
+// takes the plain tokens of at most the room left without a walk is the mask a walk of
+// the whole vocabulary gives; inside a format's string or beside an enum value there is
+// no fast path.
+func TestLengthFastPath(t *testing.T) {
+	tok, err := ggufvocab.Open(filepath.Join(testmodels.VocabDir(t), "ggml-vocab-qwen2.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		schema, text string
+		fast         bool
+	}{
+		{`{"type":"object","properties":{"s":{"type":"string","maxLength":5}}}`, `{"s": "ab`, true},
+		{`{"type":"object","properties":{"s":{"type":"string","maxLength":5}}}`, `{"s": "abcde`, true},
+		{`{"type":"string","minLength":3}`, `"ab`, true},
+		{`{"anyOf":[{"type":"string","maxLength":3},{"type":"string","maxLength":6,"minLength":1}]}`, `"a`, true},
+		{`{"anyOf":[{"type":"string","maxLength":3},{"type":"string"}]}`, `"é`, true},
+		{`{"anyOf":[{"type":"string","maxLength":2},{"enum":["abcdefgh"]}]}`, `"a`, false},
+		{`{"anyOf":[{"type":"string","maxLength":2},{"type":"string","format":"date"}]}`, `"2`, false},
+		{`{"type":"string","format":"email"}`, `"ab`, false},
+	} {
+		f, err := SchemaFormat([]byte(c.schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := f.Grammar(tok).NewMatcher().(*Matcher)
+		m.Reset(tok.Encode(c.text, false))
+		if m.dead {
+			t.Fatalf("%s: %q refused", c.schema, c.text)
+		}
+		if _, fast := m.plainRoom(); fast != c.fast {
+			t.Fatalf("%s after %q: fast path %v, want %v", c.schema, c.text, fast, c.fast)
+		}
+		got := make([]float32, tok.VocabSize())
+		m.Mask(got, nil)
+		m.allowed = m.allowed[:len(got)]
+		clear(m.allowed)
+		m.walk(m.g.v.all, 0, m.alts)
+		n := 0
+		for id, ok := range m.allowed {
+			if masked := got[id] < 0; masked == ok {
+				t.Errorf("%s after %q: token %d (%q) allowed %v by the whole walk, masked %v by the mask", c.schema, c.text, id, tok.TokenBytes(int32(id)), ok, masked)
+			}
+			if ok {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s after %q: nothing allowed", c.schema, c.text)
+		}
+	}
+}
+
+// TestFormatWalk: inside a string whose automaton checks its characters, the mask is
+// what stepping each token's bytes alone allows, token by token.
+func TestFormatWalk(t *testing.T) {
+	tok, err := ggufvocab.Open(filepath.Join(testmodels.VocabDir(t), "ggml-vocab-qwen2.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ schema, text string }{
+		{`{"type":"string","format":"email","maxLength":12}`, `"first.`},
+		{`{"type":"object","properties":{"d":{"type":"string","format":"date-time"}}}`, `{"d": "2024-02-2`},
+		{`{"type":"array","items":{"type":"string","format":"ipv4"}}`, `["10.0.0.1", "192.168`},
+		{`{"type":"string","format":"uuid"}`, `"123e4567-e89b-12d3-a456-4266141740`},
+		{`{"type":"string","format":"hostname"}`, `"a`},
+	} {
+		f, err := SchemaFormat([]byte(c.schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := f.Grammar(tok).NewMatcher().(*Matcher)
+		m.Reset(tok.Encode(c.text, false))
+		if m.dead || len(m.alts) != 1 {
+			t.Fatalf("%s: %q leaves %d alternatives (dead %v), want one", c.schema, c.text, len(m.alts), m.dead)
+		}
+		got := make([]float32, tok.VocabSize())
+		m.Mask(got, nil)
+		n := 0
+		for id := range tok.VocabSize() {
+			text := m.g.v.text[id]
+			want := text != nil && len(after(m.alts, text)) > 0
+			if masked := got[id] < 0; masked == want {
+				t.Errorf("%s after %q: token %d (%q) allowed %v by its steps, masked %v", c.schema, c.text, id, text, want, masked)
+			}
+			if want {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s after %q: nothing allowed", c.schema, c.text)
 		}
 	}
 }

@@ -9,14 +9,21 @@
 // drawn so far alone, so plain decoding, a verifier judging a draft's tokens, and a
 // draft proposing them all see the same one: speculation stays exact.
 //
-// The schema subset: type (a name or a list), properties, required,
-// additionalProperties (a boolean or a schema; absent with properties it is false, as
-// in OpenAI's strict schemas), items, minItems, maxItems, enum, const, anyOf, oneOf
-// (matched as anyOf: that exactly one branch matches is not checked), minimum, maximum,
-// exclusiveMinimum and exclusiveMaximum on integers, and $ref to "#", "#/$defs/NAME"
-// or "#/definitions/NAME" (recursion allowed). Annotations (title, description,
-// default, examples, format, discriminator, …) are ignored; any other keyword is
-// refused with ErrSchema, never silently dropped. Keys, enum values and constants must be
+// The schema subset: type, nullable, enum, const; properties, required,
+// additionalProperties (absent with properties it is false, as in OpenAI's strict
+// schemas), minProperties, maxProperties; items, prefixItems (and draft 7's tuples),
+// minItems, maxItems, uniqueItems (on an enum's values); minLength, maxLength (in code
+// points) and format (date-time, date, time, duration, uuid, ipv4, ipv6, hostname,
+// email, uri: each the subset its automaton in formats.go names; another format is an
+// annotation); minimum, maximum and their exclusive forms on integers and on numbers
+// with a fraction (exact on any decimal bound: such a number has no exponent);
+// multipleOf on integers;
+// anyOf and oneOf (matched as anyOf: that exactly one branch matches is not checked),
+// allOf and keywords beside $ref or a union (merged, or refused where they cannot be);
+// and $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion allowed).
+// Annotations (title, description, default, examples, discriminator, …) are ignored;
+// any other keyword is refused with ErrSchema, never silently dropped, and so is pattern
+// but for the ones zod writes beside a format. Keys, enum values and constants must be
 // written as compact JSON spells them (enum values with no white space inside).
 // White space between tokens is at most one space, and each part of a number at most
 // maxDigits digits.
@@ -39,6 +46,9 @@ const (
 	Text       Kind = iota // no constraint
 	JSONObject             // one JSON object
 	JSONSchema             // one JSON value valid against a schema
+	GBNF                   // a GBNF grammar (llama.cpp's)
+	Regex                  // a regular expression
+	Choice                 // one of a list of strings
 )
 
 // Format is a request's response format, validated. The zero value is free text.
@@ -213,13 +223,14 @@ func (m *Matcher) Mask(logits []float32, ends []int32) {
 			m.saved = append(m.saved, logits[e])
 		}
 	}
-	switch {
+	switch room, fast := m.plainRoom(); {
 	case m.dead:
-	case m.inText():
+	case fast:
 		// Inside a string almost every token fits: the plain ones (valid UTF-8, no
-		// quote, backslash or control character) all do, without a walk; the trie of
-		// the others is walked. Walking all of Qwen2's 152,064 tokens here took 58 ms.
-		for _, id := range m.g.v.plain {
+		// quote, backslash or control character) all do, without a walk, or those of
+		// at most room characters; the trie of the others is walked. Walking all of
+		// Qwen2's 152,064 tokens here took 58 ms.
+		for _, id := range m.g.v.plainWithin(room) {
 			if int(id) < len(m.allowed) {
 				m.allowed[id] = true
 			}
@@ -248,27 +259,11 @@ func (m *Matcher) Mask(logits []float32, ends []int32) {
 	}
 }
 
-// inText reports whether the output stands between characters of a string that any
-// plain token continues, in one of its alternatives at least: a string value or a key
-// that may be any string (with room for the longest plain token). Every plain token is
-// then allowed whatever the other alternatives say, and the walk of the rest asks
-// them all: a union of 64 objects read every key and string with all 64 and walked
-// all of Qwen2's trie with them, 4-12 s a token.
-func (m *Matcher) inText() bool {
-	for _, f := range m.alts {
-		switch {
-		case f.sub != strChar:
-		case f.kind == kString:
-			return true
-		case f.kind == kKey && f.up.n.extra != nil && len(f.text)+m.g.v.longestPlain <= maxKey:
-			return true
-		}
-	}
-	return false
-}
-
 // walk marks every token below node i of trie t whose bytes the state alts can take.
 func (m *Matcher) walk(t []trieNode, i int32, alts []*frame) {
+	if m.walkRuled(t, i, alts) {
+		return
+	}
 	for _, e := range t[i].edges {
 		next := stepAll(nil, alts, e.b)
 		if len(next) == 0 {
@@ -293,7 +288,8 @@ func (m *Matcher) walk(t []trieNode, i int32, alts []*frame) {
 type vocab struct {
 	text         [][]byte
 	all, rest    []trieNode
-	plain        []int32
+	plain        []int32 // by the number of characters, fewest first
+	plainChars   []int   // of each of plain
 	longestPlain int
 }
 
@@ -348,6 +344,14 @@ func newVocab(tok *tokenizer.Tokenizer) *vocab {
 		} else {
 			v.rest = insert(v.rest, b, id)
 		}
+	}
+	chars := make([]int, len(v.text))
+	for _, id := range v.plain {
+		chars[id] = utf8.RuneCount(v.text[id])
+	}
+	slices.SortStableFunc(v.plain, func(a, b int32) int { return chars[a] - chars[b] })
+	for _, id := range v.plain {
+		v.plainChars = append(v.plainChars, chars[id])
 	}
 	return v
 }

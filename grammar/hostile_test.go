@@ -1,6 +1,7 @@
 package grammar_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -112,6 +113,71 @@ func BenchmarkMaskLongKey(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			m := g.NewMatcher()
 			m.Reset(ids)
+			logits := make([]float32, tok.VocabSize())
+			for b.Loop() {
+				m.Mask(logits, []int32{tok.EOS()})
+			}
+		})
+	}
+}
+
+// TestHostileComposition: schemas that would make allOf, unions with siblings, and
+// references blow up or loop compile quickly or are refused with ErrSchema.
+func TestHostileComposition(t *testing.T) {
+	var doubling, nested, wide []string
+	for i := range 40 {
+		doubling = append(doubling, fmt.Sprintf(`"d%d":{"allOf":[{"$ref":"#/$defs/d%d"},{"$ref":"#/$defs/d%d"}]}`, i, i+1, i+1))
+		nested = append(nested, fmt.Sprintf(`"d%d":{"type":"object","properties":{"a":{"allOf":[{"$ref":"#/$defs/d%d"}],"title":"a"},"b":{"allOf":[{"$ref":"#/$defs/d%d"}],"title":"b"}}}`, i, i+1, i+1))
+	}
+	for i := range 64 {
+		wide = append(wide, fmt.Sprintf(`{"type":"string","format":"date-time","maxLength":%d}`, 20+i))
+	}
+	for _, c := range []struct {
+		name, schema string
+		ok           bool
+	}{
+		{"allOf doubling 40 deep", `{"$defs":{` + strings.Join(doubling, ",") + `,"d40":{"type":"object"}},"$ref":"#/$defs/d0"}`, false},
+		{"allOf in properties 40 deep", `{"$defs":{` + strings.Join(nested, ",") + `,"d40":{"type":"null"}},"$ref":"#/$defs/d0"}`, true},
+		{"allOf of itself", `{"$defs":{"a":{"allOf":[{"$ref":"#/$defs/a"}]}},"$ref":"#/$defs/a"}`, false},
+		{"recursion through allOf", `{"$defs":{"a":{"type":"object","properties":{"n":{"allOf":[{"$ref":"#/$defs/a"}],"description":"x"}}}},"$ref":"#/$defs/a"}`, true},
+		{"$ref with siblings to itself", `{"$defs":{"a":{"$ref":"#/$defs/a","minimum":1}},"$ref":"#/$defs/a"}`, false},
+		{"union of 64 formats", `{"anyOf":[` + strings.Join(wide, ",") + `]}`, true},
+		{"siblings into 64 branches", `{"maxLength":3,"anyOf":[` + strings.Repeat(`{"type":"string"},`, 63) + `{"type":"string"}]}`, true},
+		{"maxLength past the bound", `{"type":"string","maxLength":1e30}`, false},
+		{"huge tuple", `{"type":"array","prefixItems":[` + strings.Repeat(`{},`, 2000) + `{}]}`, false},
+	} {
+		f, err := grammar.SchemaFormat([]byte(c.schema))
+		switch {
+		case err != nil && !errors.Is(err, grammar.ErrSchema):
+			t.Errorf("%s: %v does not wrap ErrSchema", c.name, err)
+		case (err == nil) != c.ok:
+			t.Errorf("%s: SchemaFormat = %v, want ok %v", c.name, err, c.ok)
+		case err == nil:
+			// The matcher takes any text without a hang.
+			f.Check([]byte(`{"a":{"a":{"n":"2024-01-01T00:00:00Z` + strings.Repeat(`"`, 10)))
+		}
+	}
+}
+
+// BenchmarkMaskFormat: a mask inside strings whose characters an automaton checks, and
+// inside one whose length alone is bounded (the plain tokens within the room are taken
+// without a walk).
+func BenchmarkMaskFormat(b *testing.B) {
+	tok := vocabs(b)["qwen2"]
+	for _, c := range []struct{ name, schema, text string }{
+		{"date-time", `{"type":"string","format":"date-time"}`, `"2024-02-`},
+		{"email", `{"type":"string","format":"email"}`, `"first.last`},
+		{"maxLength", `{"type":"string","maxLength":40}`, `"Once upon`},
+		{"number-bounds", `{"type":"number","exclusiveMinimum":0,"maximum":100}`, `12`},
+	} {
+		f, err := grammar.SchemaFormat([]byte(c.schema))
+		if err != nil {
+			b.Fatal(err)
+		}
+		g := f.Grammar(tok)
+		b.Run(c.name, func(b *testing.B) {
+			m := g.NewMatcher()
+			m.Reset(tok.Encode(c.text, false))
 			logits := make([]float32, tok.VocabSize())
 			for b.Loop() {
 				m.Mask(logits, []int32{tok.EOS()})

@@ -16,13 +16,23 @@ type frame struct {
 	kind   kind
 	sub    uint8  // the kind's substate
 	ws     uint8  // white space bytes in the current run (see white)
-	aux    uint8  // strings: hex digits or UTF-8 continuation bytes still to come; numbers: 1 after a minus
+	aux    uint8  // strings: hex digits or UTF-8 continuation bytes still to come; numbers: 1 after a minus; objects: the property whose value comes (0: another key, i+1: property i)
 	lo, hi byte   // strings: the range of the next UTF-8 continuation byte
-	seen   uint64 // objects: the properties read, a bit each; bounded integers: the digits' value
-	count  int    // arrays: items; numbers: digits in the current part; literals: bytes matched
-	text   string // keys and enums: the bytes so far; literals: the word
-	val    *node  // objects: the schema of the value after the key just read
+	seen   uint64 // objects: the properties read, a bit each; arrays of unique enum values: the values given; bounded numbers: the integer part's value
+	// x is, in strings, the character being decoded (the last one, between
+	// characters; low 32 bits) and the state of the rule's automaton (high 32); in
+	// bounded numbers with a fraction, the fraction's digits' value. (A frame of more
+	// than 64 bytes took the next size class of allocation, 80: a draft's resets took
+	// half as long again.)
+	x     uint64
+	count int    // objects: keys; arrays: items; strings with a rule: characters; numbers: digits in the current part; literals: bytes matched
+	text  string // keys and enums: the bytes so far; literals: the word
 }
+
+func (f *frame) cp() rune       { return rune(uint32(f.x)) }
+func (f *frame) fs() uint32     { return uint32(f.x >> 32) }
+func (f *frame) setCP(c rune)   { f.x = f.x&^0xFFFFFFFF | uint64(uint32(c)) }
+func (f *frame) setFS(s uint32) { f.x = f.x&0xFFFFFFFF | uint64(s)<<32 }
 
 type kind uint8
 
@@ -121,13 +131,16 @@ func accepting(alts []*frame) bool {
 func completes(f *frame) bool {
 	switch f.kind {
 	case kNumber:
-		if f.n.bounded {
+		switch {
+		case f.n.bounded:
 			return (f.sub == numZero || f.sub == numInt) && reachable(f, 0)
+		case f.n.real != nil:
+			return realCompletes(f)
 		}
 		return f.sub == numZero || f.sub == numInt || f.sub == numFrac || f.sub == numExp
 	case kEnum:
-		_, found := slices.BinarySearch(f.n.enum, f.text)
-		return found
+		i, found := slices.BinarySearch(f.n.enum, f.text)
+		return found && (!uniqueItem(f.up) || f.up.seen&(1<<i) == 0)
 	}
 	return false
 }
@@ -176,6 +189,12 @@ func step(dst []*frame, f *frame, b byte) []*frame {
 	case kArray:
 		return stepArray(dst, f, b)
 	case kString:
+		if f.n.str != nil {
+			if g := stepRuled(f, b); g != nil {
+				return append(dst, g)
+			}
+			return dst
+		}
 		if b == '"' && f.sub == strChar {
 			return append(dst, finish(f.up))
 		}
@@ -205,16 +224,40 @@ func step(dst []*frame, f *frame, b byte) []*frame {
 			return append(dst, &g)
 		}
 	case kEnum:
-		if t, ok := enumNext(f.n.enum, f.text, b); ok {
+		if t, ok := enumNext(f.n.enum, f.text, b); ok && enumLeft(f.up, f.n.enum, t) {
 			g := *f
 			g.text = t
 			return append(dst, &g)
 		}
 		if completes(f) {
-			return step(dst, finish(f.up), b)
+			up := finish(f.up)
+			if uniqueItem(f.up) {
+				i, _ := slices.BinarySearch(f.n.enum, f.text)
+				up.seen |= 1 << i // up is finish's copy
+			}
+			return step(dst, up, b)
 		}
 	}
 	return dst
+}
+
+// uniqueItem reports whether up, the frame a value is read under, is an array of
+// unique enum values.
+func uniqueItem(up *frame) bool { return up.kind == kArray && up.n.unique }
+
+// enumLeft reports whether some value of enum that begins with text may be read under
+// up: any, unless up is an array of unique items that has them all already.
+func enumLeft(up *frame, enum []string, text string) bool {
+	if !uniqueItem(up) {
+		return true
+	}
+	i, _ := slices.BinarySearch(enum, text)
+	for ; i < len(enum) && strings.HasPrefix(enum[i], text); i++ {
+		if up.seen&(1<<i) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // White space between tokens is at most one space: JSON's readers ignore it, and a
@@ -239,7 +282,7 @@ func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
 		return dst
 	}
 	if n.enum != nil {
-		if t, ok := enumNext(n.enum, "", b); ok {
+		if t, ok := enumNext(n.enum, "", b); ok && enumLeft(up, n.enum, t) {
 			return append(dst, &frame{up: up, n: n, kind: kEnum, text: t})
 		}
 		return dst
@@ -252,6 +295,9 @@ func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
 		f.kind, f.sub = kArray, arrOpen
 	case b == '"' && n.types&tString != 0:
 		f.kind, f.sub = kString, strChar
+		if n.str != nil && n.str.auto != nil {
+			f.setFS(n.str.auto.start())
+		}
 	case n.types&(tNumber|tInteger) != 0 && (b == '-' || b >= '0' && b <= '9'):
 		f.kind, f.count = kNumber, 1
 		switch b {
@@ -265,7 +311,7 @@ func begin(dst []*frame, up *frame, n *node, b byte) []*frame {
 		default:
 			f.sub, f.seen = numInt, uint64(b-'0')
 		}
-		if n.bounded && b != '-' && !reachable(f, maxDigits-f.count) {
+		if n.bounded && b != '-' && !reachable(f, maxDigits-f.count) || n.real != nil && !realReachable(f) {
 			return dst
 		}
 	case b == 't' && n.types&tBoolean != 0:
@@ -304,7 +350,7 @@ func reachable(f *frame, more int) bool {
 		if f.aux == 1 {
 			a, b = -b, -a
 		}
-		if a <= f.n.hi && b >= f.n.lo {
+		if anyMultiple(max(a, f.n.lo), min(b, f.n.hi), f.n.mult) {
 			return true
 		}
 	}
@@ -337,7 +383,7 @@ func stepObject(dst []*frame, f *frame, b byte) []*frame {
 			g := *f
 			g.sub, g.ws = objKey, 0
 			return append(dst, &frame{up: &g, n: f.n, kind: kKey})
-		case b == '}' && f.sub == objOpen && requiredMet(f):
+		case b == '}' && f.sub == objOpen && requiredMet(f) && f.count >= f.n.minProps:
 			return append(dst, finish(f.up))
 		}
 	case objColon:
@@ -347,7 +393,7 @@ func stepObject(dst []*frame, f *frame, b byte) []*frame {
 		case b == ':':
 			g := *f
 			g.sub, g.ws = objValue, 0
-			return append(dst, &frame{up: &g, n: f.val, kind: kValue})
+			return append(dst, &frame{up: &g, n: valueOf(f), kind: kValue})
 		}
 	case objNext:
 		switch {
@@ -357,7 +403,7 @@ func stepObject(dst []*frame, f *frame, b byte) []*frame {
 			g := *f
 			g.sub, g.ws = objComma, 0
 			return append(dst, &g)
-		case b == '}' && requiredMet(f):
+		case b == '}' && requiredMet(f) && f.count >= f.n.minProps:
 			return append(dst, finish(f.up))
 		}
 	}
@@ -366,15 +412,34 @@ func stepObject(dst []*frame, f *frame, b byte) []*frame {
 
 // keysLeft reports whether the object may take another key.
 func keysLeft(f *frame) bool {
-	if f.n.extra != nil {
+	free, only := keyRule(f)
+	if free {
 		return true
 	}
-	for i := range f.n.props {
-		if f.seen&(1<<i) == 0 {
+	for i, p := range f.n.props {
+		if f.seen&(1<<i) == 0 && (!only || p.required) {
 			return true
 		}
 	}
 	return false
+}
+
+// keyRule says which keys the object f may take next: any (free), or only its
+// properties not yet given, and of those only the required ones where maxProperties
+// leaves no room for others.
+func keyRule(f *frame) (free, onlyRequired bool) {
+	if f.n.maxProps >= 0 {
+		missing := 0
+		for i, p := range f.n.props {
+			if p.required && f.seen&(1<<i) == 0 {
+				missing++
+			}
+		}
+		if f.count+missing >= f.n.maxProps {
+			return false, true
+		}
+	}
+	return f.n.extra != nil, false
 }
 
 func requiredMet(f *frame) bool {
@@ -391,19 +456,19 @@ func requiredMet(f *frame) bool {
 // any string, and a property's name (so spelled) takes its schema.
 func stepKey(dst []*frame, f *frame, b byte) []*frame {
 	obj := f.up
-	if obj.n.extra == nil {
+	if free, only := keyRule(obj); !free {
 		n := len(f.text)
 		for i, p := range obj.n.props {
 			// The text is a slice of the key (no copy per byte: see enumNext).
-			if obj.seen&(1<<i) == 0 && len(p.key) > n && p.key[n] == b && p.key[:n] == f.text {
+			if obj.seen&(1<<i) == 0 && (!only || p.required) && len(p.key) > n && p.key[n] == b && p.key[:n] == f.text {
 				g := *f
 				g.text = p.key[:n+1]
 				return append(dst, &g)
 			}
 		}
 		if b == '"' {
-			if i := unseen(obj, f.text); i >= 0 {
-				return append(dst, keyed(obj, i, obj.n.props[i].schema))
+			if i := unseen(obj, f.text); i >= 0 && (!only || obj.n.props[i].required) {
+				return append(dst, keyed(obj, i))
 			}
 		}
 		return dst
@@ -412,9 +477,9 @@ func stepKey(dst []*frame, f *frame, b byte) []*frame {
 		i := named(obj.n.props, f.text)
 		switch {
 		case i < 0:
-			return append(dst, keyed(obj, -1, obj.n.extra))
+			return append(dst, keyed(obj, -1))
 		case obj.seen&(1<<i) == 0:
-			return append(dst, keyed(obj, i, obj.n.props[i].schema))
+			return append(dst, keyed(obj, i))
 		}
 		return dst // a property given twice
 	}
@@ -453,14 +518,23 @@ func unseen(obj *frame, key string) int {
 	return -1
 }
 
-// keyed returns obj after a key: property i (-1: another key) with schema val.
-func keyed(obj *frame, i int, val *node) *frame {
+// keyed returns obj after a key: property i (-1: another key).
+func keyed(obj *frame, i int) *frame {
 	g := *obj
 	if i >= 0 {
 		g.seen |= 1 << i
 	}
-	g.val, g.sub, g.ws = val, objColon, 0
+	g.count++
+	g.aux, g.sub, g.ws = uint8(i+1), objColon, 0
 	return &g
+}
+
+// valueOf is the schema of the value after obj's key.
+func valueOf(obj *frame) *node {
+	if obj.aux == 0 {
+		return obj.n.extra
+	}
+	return obj.n.props[obj.aux-1].schema
 }
 
 func stepArray(dst []*frame, f *frame, b byte) []*frame {
@@ -474,9 +548,13 @@ func stepArray(dst []*frame, f *frame, b byte) []*frame {
 		case f.n.maxItems >= 0 && f.count >= f.n.maxItems:
 			return dst
 		}
+		it := itemAt(f.n, f.count)
+		if it == nil {
+			return dst
+		}
 		g := *f
 		g.sub, g.ws = arrItem, 0
-		return begin(dst, &g, f.n.items, b)
+		return begin(dst, &g, it, b)
 	case arrNext:
 		switch {
 		case isWS(b):
@@ -497,8 +575,10 @@ func stepArray(dst []*frame, f *frame, b byte) []*frame {
 // (no overlong forms, no surrogates, nothing above U+10FFFF).
 func stringByte(f *frame, b byte) *frame {
 	g := *f
+	var cp rune
 	switch f.sub {
 	case strChar:
+		cp = rune(b)
 		switch {
 		case b == '\\':
 			g.sub = strEscape
@@ -506,35 +586,55 @@ func stringByte(f *frame, b byte) *frame {
 			return nil
 		case b < 0x80:
 		case b >= 0xC2 && b <= 0xDF:
-			g.sub, g.aux, g.lo, g.hi = strCont, 1, 0x80, 0xBF
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 1, 0x80, 0xBF, rune(b&0x1F)
 		case b == 0xE0:
-			g.sub, g.aux, g.lo, g.hi = strCont, 2, 0xA0, 0xBF
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 2, 0xA0, 0xBF, rune(b&0x0F)
 		case b == 0xED:
-			g.sub, g.aux, g.lo, g.hi = strCont, 2, 0x80, 0x9F
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 2, 0x80, 0x9F, rune(b&0x0F)
 		case b >= 0xE1 && b <= 0xEF:
-			g.sub, g.aux, g.lo, g.hi = strCont, 2, 0x80, 0xBF
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 2, 0x80, 0xBF, rune(b&0x0F)
 		case b == 0xF0:
-			g.sub, g.aux, g.lo, g.hi = strCont, 3, 0x90, 0xBF
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 3, 0x90, 0xBF, rune(b&0x07)
 		case b >= 0xF1 && b <= 0xF3:
-			g.sub, g.aux, g.lo, g.hi = strCont, 3, 0x80, 0xBF
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 3, 0x80, 0xBF, rune(b&0x07)
 		case b == 0xF4:
-			g.sub, g.aux, g.lo, g.hi = strCont, 3, 0x80, 0x8F
+			g.sub, g.aux, g.lo, g.hi, cp = strCont, 3, 0x80, 0x8F, rune(b&0x07)
 		default:
 			return nil
 		}
 	case strEscape:
+		g.sub = strChar
 		switch b {
-		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			g.sub = strChar
+		case '"', '\\', '/':
+			cp = rune(b)
+		case 'b':
+			cp = '\b'
+		case 'f':
+			cp = '\f'
+		case 'n':
+			cp = '\n'
+		case 'r':
+			cp = '\r'
+		case 't':
+			cp = '\t'
 		case 'u':
-			g.sub, g.aux = strHex, 4
+			g.sub, g.aux, cp = strHex, 4, 0
 		default:
 			return nil
 		}
 	case strHex:
-		if !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b >= 'A' && b <= 'F') {
+		var d byte
+		switch {
+		case b >= '0' && b <= '9':
+			d = b - '0'
+		case b >= 'a' && b <= 'f':
+			d = b - 'a' + 10
+		case b >= 'A' && b <= 'F':
+			d = b - 'A' + 10
+		default:
 			return nil
 		}
+		cp = f.cp()<<4 | rune(d)
 		if g.aux--; g.aux == 0 {
 			g.sub = strChar
 		}
@@ -542,17 +642,19 @@ func stringByte(f *frame, b byte) *frame {
 		if b < f.lo || b > f.hi {
 			return nil
 		}
-		g.lo, g.hi = 0x80, 0xBF
+		g.lo, g.hi, cp = 0x80, 0xBF, f.cp()<<6|rune(b&0x3F)
 		if g.aux--; g.aux == 0 {
 			g.sub = strChar
 		}
 	}
+	g.setCP(cp)
 	return &g
 }
 
 func stepNumber(dst []*frame, f *frame, b byte) []*frame {
 	digit := b >= '0' && b <= '9'
 	real := f.n.types&tNumber != 0 // else integers only
+	exp := real && f.n.real == nil // an exponent: not with bounds
 	next := uint8(255)
 	switch f.sub {
 	case numMinus:
@@ -568,7 +670,7 @@ func stepNumber(dst []*frame, f *frame, b byte) []*frame {
 			next = numInt
 		case b == '.' && real:
 			next = numDot
-		case (b == 'e' || b == 'E') && real:
+		case (b == 'e' || b == 'E') && exp:
 			next = numE
 		}
 	case numDot:
@@ -579,7 +681,7 @@ func stepNumber(dst []*frame, f *frame, b byte) []*frame {
 		switch {
 		case digit:
 			next = numFrac
-		case b == 'e' || b == 'E':
+		case (b == 'e' || b == 'E') && exp:
 			next = numE
 		}
 	case numE:
@@ -605,9 +707,20 @@ func stepNumber(dst []*frame, f *frame, b byte) []*frame {
 			g.count++
 		}
 		g.sub = next
-		if f.n.bounded { // an integer: its digits so far, and one more
+		switch {
+		case f.n.bounded: // an integer: its digits so far, and one more
 			g.seen = f.seen*10 + uint64(b-'0')
 			if !reachable(&g, maxDigits-g.count) {
+				return dst
+			}
+		case f.n.real != nil:
+			switch {
+			case digit && next == numFrac:
+				g.x = f.x*10 + uint64(b-'0')
+			case digit:
+				g.seen = f.seen*10 + uint64(b-'0')
+			}
+			if !realReachable(&g) {
 				return dst
 			}
 		}

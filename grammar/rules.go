@@ -11,13 +11,6 @@ import (
 	"github.com/specd-dev/specd/sample"
 )
 
-// Kinds of the rule formats (GBNFFormat, RegexFormat, ChoiceFormat).
-const (
-	GBNF   Kind = JSONSchema + 1 + iota // a GBNF grammar (llama.cpp's)
-	Regex                               // a regular expression
-	Choice                              // one of a list of strings
-)
-
 // ErrGrammar is wrapped by GBNFFormat, RegexFormat and ChoiceFormat for a grammar, a
 // pattern or a list of choices that cannot be used; a *SyntaxError says where.
 var ErrGrammar = errors.New("invalid grammar")

@@ -39,13 +39,26 @@ type node struct {
 	// key (nil: no other key).
 	props []prop
 	extra *node
-	// Arrays: the schema of every item, and bounds on their number (maxItems < 0: none).
+	// minProps and maxProps bound the number of keys (maxProps < 0: no bound).
+	minProps, maxProps int
+	// Arrays: the schemas of the first items (prefixItems), the schema of every item
+	// after them (nil: none), and bounds on their number (maxItems < 0: none). With
+	// unique, items is an enum and no value is given twice.
+	prefix             []*node
 	items              *node
 	minItems, maxItems int
+	unique             bool
+	// Strings: what their characters may be (nil: anything).
+	str *strRule
 	// Integers: bounded, every integer the value may be is in [lo, hi] (minimum,
-	// maximum and their exclusive forms, on a schema whose numbers are integers).
+	// maximum and their exclusive forms, on a schema whose numbers are integers), and a
+	// multiple of mult (when above 1).
 	bounded bool
 	lo, hi  int64
+	mult    int64
+	// Numbers that may have a fraction: the bounds they are within (nil: none); such a
+	// number is written without an exponent.
+	real *realBounds
 	// enum, when not nil, lists the value's only possible encodings (compact JSON),
 	// sorted, each once.
 	enum []string
@@ -65,19 +78,20 @@ const maxProps = 64
 
 // anyValue is the schema of any JSON value.
 var anyValue = func() *node {
-	n := &node{types: tAll, maxItems: -1}
+	n := &node{types: tAll, maxItems: -1, maxProps: -1}
 	n.extra, n.items = n, n
 	return n
 }()
 
 // anyObject is the schema of json_object: any JSON object.
-var anyObject = &node{types: tObject, extra: anyValue, items: anyValue, maxItems: -1}
+var anyObject = &node{types: tObject, extra: anyValue, items: anyValue, maxItems: -1, maxProps: -1}
 
 // annotations are keywords that say nothing a value must satisfy: ignored.
 var annotations = map[string]bool{
 	"title": true, "description": true, "$schema": true, "$id": true, "$comment": true,
 	"examples": true, "default": true, "deprecated": true, "readOnly": true, "writeOnly": true,
-	"format": true, "$defs": true, "definitions": true, "strict": true,
+	"$defs": true, "definitions": true, "strict": true, "$anchor": true,
+	"contentEncoding": true, "contentMediaType": true,
 	// OpenAPI's hint beside oneOf (Pydantic's discriminated unions): JSON Schema's
 	// validators ignore it, and the branches' consts tell them apart.
 	"discriminator": true,
@@ -88,8 +102,13 @@ type compiler struct {
 	root map[string]any
 	refs map[string]*node // compiled "$ref" targets, by pointer
 	// unions are the anyOf nodes, to check their width once every reference is
-	// compiled.
-	unions []union
+	// compiled; uniques the arrays of unique items, to check their items then.
+	unions  []union
+	uniques []union
+	// merged are the schemas compiled from an allOf (or a $ref with siblings), by
+	// their JSON, so that a recursive one compiles to a cycle as a $ref does.
+	merged map[string]*node
+	nodes  int // schemas compiled, against maxNodes
 }
 
 type union struct {
@@ -109,7 +128,7 @@ func compileSchema(doc []byte) (*node, error) {
 	if _, err := d.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: not JSON: text after the schema", ErrSchema)
 	}
-	c := &compiler{refs: map[string]*node{}}
+	c := &compiler{refs: map[string]*node{}, merged: map[string]*node{}}
 	if m, ok := v.(map[string]any); ok {
 		c.root = m
 	}
@@ -123,6 +142,11 @@ func compileSchema(doc []byte) (*node, error) {
 	for _, u := range c.unions {
 		if w := width(u.n); w > maxAlts {
 			return nil, c.errorf(u.at, "%d branches may begin with the same byte: at most %d", w, maxAlts)
+		}
+	}
+	for _, u := range c.uniques {
+		if err := c.unique(u.n, u.at); err != nil {
+			return nil, err
 		}
 	}
 	return n, nil
@@ -157,7 +181,7 @@ func checkLoops(root *node) error {
 		}
 		state[n] = done
 		// Below a value's first byte a loop is a recursive schema: fine.
-		for _, next := range append([]*node{n.items, n.extra}, propSchemas(n)...) {
+		for _, next := range append(append([]*node{n.items, n.extra}, n.prefix...), propSchemas(n)...) {
 			if next != nil && state[next] == unseen {
 				if err := visit(next); err != nil {
 					return err
@@ -200,7 +224,24 @@ func (c *compiler) compile(v any, at string) (*node, error) {
 	return nil, c.errorf(at, "a schema is an object or a boolean, not %s", jsonKind(v))
 }
 
+// keywords are the asserting keywords the compiler takes.
+var keywords = map[string]bool{
+	"type": true, "properties": true, "required": true, "additionalProperties": true,
+	"minProperties": true, "maxProperties": true,
+	"items": true, "prefixItems": true, "additionalItems": true, "minItems": true, "maxItems": true, "uniqueItems": true,
+	"enum": true, "const": true, "anyOf": true, "oneOf": true, "allOf": true, "$ref": true, "nullable": true,
+	"minimum": true, "maximum": true, "exclusiveMinimum": true, "exclusiveMaximum": true, "multipleOf": true,
+	"minLength": true, "maxLength": true, "format": true, "pattern": true,
+}
+
+// maxNodes bounds the schemas one document compiles to: allOf and the distribution of
+// a union's siblings copy schemas, and a hostile document could make that exponential.
+const maxNodes = 1 << 14
+
 func (c *compiler) compileObject(s map[string]any, at string) (*node, error) {
+	if c.nodes++; c.nodes > maxNodes {
+		return nil, c.errorf(at, "the schema compiles to more than %d schemas", maxNodes)
+	}
 	keys := make([]string, 0, len(s))
 	for k := range s {
 		keys = append(keys, k)
@@ -210,32 +251,40 @@ func (c *compiler) compileObject(s map[string]any, at string) (*node, error) {
 	for _, k := range keys {
 		switch {
 		case annotations[k]:
-		case k == "type", k == "properties", k == "required", k == "additionalProperties",
-			k == "items", k == "minItems", k == "maxItems", k == "enum", k == "const",
-			k == "anyOf", k == "oneOf", k == "$ref",
-			k == "minimum", k == "maximum", k == "exclusiveMinimum", k == "exclusiveMaximum":
+		case keywords[k]:
 			asserting++
 		default:
 			return nil, c.errorf(at, "keyword %q is not supported", k)
 		}
 	}
-	if ref, ok := s["$ref"]; ok {
-		if asserting > 1 {
-			return nil, c.errorf(at, "$ref beside other keywords is not supported")
+	if nb, ok := s["nullable"]; ok {
+		if _, isBool := nb.(bool); !isBool {
+			return nil, c.errorf(at+"/nullable", "a boolean, not %s", jsonKind(nb))
 		}
-		return c.ref(ref, at)
+	}
+	_, hasAll := s["allOf"]
+	_, hasRef := s["$ref"]
+	_, hasType := s["type"]
+	switch {
+	case s["nullable"] == true && !hasType:
+		// OpenAPI's nullable: true beside no type (a $ref, a union): the schema or null.
+		return c.compile(map[string]any{"anyOf": []any{without(s, "nullable"), map[string]any{"type": "null"}}}, at)
+	case hasAll || hasRef && asserting > 1:
+		return c.allOf(s, at)
+	case hasRef:
+		return c.ref(s["$ref"], at)
 	}
 	for _, k := range []string{"anyOf", "oneOf"} {
 		alts, ok := s[k]
 		if !ok {
 			continue
 		}
-		if asserting > 1 {
-			return nil, c.errorf(at, "%s beside other keywords is not supported", k)
-		}
 		list, ok := alts.([]any)
 		if !ok || len(list) == 0 {
 			return nil, c.errorf(at, "%s is a non-empty array of schemas", k)
+		}
+		if asserting > 1 {
+			return c.distribute(s, k, list, at)
 		}
 		n := &node{}
 		var values *node // the enum and const branches, as one enum
@@ -269,40 +318,49 @@ func (c *compiler) compileObject(s map[string]any, at string) (*node, error) {
 		c.unions = append(c.unions, union{n, at + "/" + k})
 		return n, nil
 	}
-	n := &node{types: tAll, extra: anyValue, items: anyValue, maxItems: -1}
+	n := &node{types: tAll, extra: anyValue, items: anyValue, maxItems: -1, maxProps: -1}
 	if t, ok := s["type"]; ok {
 		ts, err := c.types(t, at)
 		if err != nil {
 			return nil, err
 		}
 		n.types = ts
+		if s["nullable"] == true {
+			n.types |= tNull
+		}
 	}
-	if err := c.object(n, s, at); err != nil {
-		return nil, err
-	}
-	if err := c.array(n, s, at); err != nil {
-		return nil, err
-	}
-	if err := c.values(n, s, at); err != nil {
-		return nil, err
-	}
-	if err := c.bounds(n, s, at); err != nil {
-		return nil, err
+	for _, part := range []func(*node, map[string]any, string) error{c.object, c.array, c.strings, c.bounds, c.multipleOf, c.values} {
+		if err := part(n, s, at); err != nil {
+			return nil, err
+		}
 	}
 	return n, nil
+}
+
+// without returns s less the keywords named.
+func without(s map[string]any, names ...string) map[string]any {
+	out := make(map[string]any, len(s))
+	for k, v := range s {
+		if !slices.Contains(names, k) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // maxInt is the largest integer the grammar lets out: maxDigits nines.
 const maxInt = 9_999_999_999_999_999
 
-// bounds compiles minimum, maximum, exclusiveMinimum and exclusiveMaximum into n's
-// integer range. They are taken where every number the schema allows is an integer
-// (zod's int(), Pydantic's conint and Field(ge=…) on an int); on a schema that allows
-// no number they constrain nothing, as in JSON Schema; on one that allows numbers with
-// a fraction they are refused.
+// bounds compiles minimum, maximum, exclusiveMinimum and exclusiveMaximum. Where every
+// number the schema allows is an integer (zod's int(), Pydantic's conint and Field(ge=…)
+// on an int) they bound n's integers exactly; where numbers may have a fraction they
+// are realBounds; on a schema that allows no number they constrain nothing, as in JSON
+// Schema.
 func (c *compiler) bounds(n *node, s map[string]any, at string) error {
 	n.lo, n.hi = -maxInt, maxInt
-	for _, k := range []string{"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"} {
+	var rats [4]*big.Rat
+	any := false
+	for i, k := range boundNames {
 		v, ok := s[k]
 		if !ok {
 			continue
@@ -311,18 +369,28 @@ func (c *compiler) bounds(n *node, s map[string]any, at string) error {
 		if !ok {
 			return c.errorf(at+"/"+k, "a number, not %s", jsonKind(v))
 		}
-		switch {
-		case n.types&(tNumber|tInteger) == 0:
-			continue
-		case n.types&tNumber != 0:
-			return c.errorf(at+"/"+k, "only on integers (\"type\": \"integer\"), not on numbers that may have a fraction")
-		case n.enum != nil:
-			return c.errorf(at+"/"+k, "beside enum or const is not supported")
-		}
 		r, ok := new(big.Rat).SetString(num.String())
 		if !ok {
 			return c.errorf(at+"/"+k, "%v is not a number", v)
 		}
+		rats[i], any = r, true
+	}
+	switch {
+	case !any || n.types&(tNumber|tInteger) == 0:
+		return nil
+	case n.types&tNumber != 0:
+		b, err := newRealBounds(rats)
+		if err != nil {
+			return c.errorf(at, "%v", err)
+		}
+		n.real = b
+		return nil
+	}
+	for i, r := range rats {
+		if r == nil {
+			continue
+		}
+		k := boundNames[i]
 		// The least integer at or above a lower bound (above an exclusive one), the
 		// greatest at or below an upper bound; past ±maxInt, the grammar's own bound.
 		lower := k == "minimum" || k == "exclusiveMinimum"
@@ -344,6 +412,91 @@ func (c *compiler) bounds(n *node, s map[string]any, at string) error {
 	if n.bounded && n.lo > n.hi {
 		return c.errorf(at, "no integer of at most %d digits is within its minimum and maximum", maxDigits)
 	}
+	return nil
+}
+
+// boundNames are the keywords of bounds, lower ones first.
+var boundNames = [4]string{"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"}
+
+// multipleOf compiles multipleOf on integers: an integer is a multiple of p/q (in
+// lowest terms) when it is one of p. On numbers with a fraction it is refused.
+func (c *compiler) multipleOf(n *node, s map[string]any, at string) error {
+	v, ok := s["multipleOf"]
+	if !ok || n.types&(tNumber|tInteger) == 0 {
+		return nil
+	}
+	num, _ := v.(json.Number)
+	r, ok := new(big.Rat).SetString(num.String())
+	if !ok || r.Sign() <= 0 {
+		return c.errorf(at+"/multipleOf", "a number above 0, not %v", v)
+	}
+	if n.types&tNumber != 0 {
+		return c.errorf(at+"/multipleOf", "only on integers (\"type\": \"integer\"), not on numbers that may have a fraction")
+	}
+	if !n.bounded {
+		n.bounded, n.lo, n.hi = true, -maxInt, maxInt
+	}
+	if p := r.Num(); p.IsInt64() && p.Int64() <= maxInt {
+		n.mult = p.Int64()
+	} else { // only 0 is a multiple within the grammar's integers
+		n.lo, n.hi = max(n.lo, 0), min(n.hi, 0)
+	}
+	if !anyMultiple(n.lo, n.hi, n.mult) {
+		return c.errorf(at, "no integer of at most %d digits within its bounds is a multiple of %v", maxDigits, v)
+	}
+	return nil
+}
+
+// strings compiles minLength, maxLength, format and pattern into n's strRule.
+func (c *compiler) strings(n *node, s map[string]any, at string) error {
+	minLen, maxLen := 0, -1
+	for _, k := range []string{"minLength", "maxLength"} {
+		v, ok := s[k]
+		if !ok {
+			continue
+		}
+		num, _ := v.(json.Number)
+		i, err := num.Int64()
+		if err != nil || i < 0 || i > maxLength {
+			return c.errorf(at+"/"+k, "a count in [0, %d], not %v", maxLength, v)
+		}
+		if k == "minLength" {
+			minLen = int(i)
+		} else {
+			maxLen = int(i)
+		}
+	}
+	var auto charRule
+	name, hasFormat := s["format"].(string)
+	if hasFormat {
+		auto = formats[name] // nil: an annotation
+	}
+	if p, ok := s["pattern"]; ok {
+		known := zodPatterns[name][fmt.Sprint(p)]
+		if known == nil {
+			return c.errorf(at+"/pattern", "keyword \"pattern\" is not supported (only zod's own pattern beside format %q)", name)
+		}
+		auto = known
+	}
+	if n.types&tString == 0 {
+		return nil
+	}
+	if maxLen >= 0 && minLen > maxLen {
+		return c.errorf(at, "minLength %d is more than maxLength %d", minLen, maxLen)
+	}
+	if auto != nil {
+		// A minimum beside an automaton is taken where it holds of every string the
+		// automaton accepts (zod's .min(1).email()): otherwise the matcher would need
+		// the longest way on from each state, to not lead where no string is long
+		// enough.
+		if shortest := auto.rest(auto.start()); minLen > shortest {
+			return c.errorf(at, "minLength %d beside format %s: only a minimum every %s meets (%d) is supported", minLen, name, name, shortest)
+		}
+		if maxLen >= 0 && auto.rest(auto.start()) > maxLen {
+			return c.errorf(at, "maxLength %d: no %s has so few characters", maxLen, name)
+		}
+	}
+	n.str = newStrRule(minLen, maxLen, auto)
 	return nil
 }
 
@@ -435,18 +588,31 @@ func (c *compiler) object(n *node, s map[string]any, at string) error {
 			n.extra = sub
 		}
 	}
+	var err error
+	if n.minProps, n.maxProps, err = c.counts(s, "minProperties", "maxProperties", at); err != nil {
+		return err
+	}
+	required := 0
+	for _, p := range n.props {
+		if p.required {
+			required++
+		}
+	}
+	switch {
+	case n.types&tObject == 0:
+	case n.extra == nil && n.minProps > len(n.props):
+		return c.errorf(at, "minProperties %d: only %d properties are allowed", n.minProps, len(n.props))
+	case n.maxProps >= 0 && required > n.maxProps:
+		return c.errorf(at, "maxProperties %d: %d properties are required", n.maxProps, required)
+	}
 	return nil
 }
 
-func (c *compiler) array(n *node, s map[string]any, at string) error {
-	if it, ok := s["items"]; ok {
-		sub, err := c.compile(it, at+"/items")
-		if err != nil {
-			return err
-		}
-		n.items = sub
-	}
-	for _, k := range []string{"minItems", "maxItems"} {
+// counts compiles a pair of minimum and maximum counts (of items, keys): the maximum
+// is -1 when absent.
+func (c *compiler) counts(s map[string]any, minName, maxName, at string) (lo, hi int, err error) {
+	lo, hi = 0, -1
+	for _, k := range []string{minName, maxName} {
 		v, ok := s[k]
 		if !ok {
 			continue
@@ -454,16 +620,119 @@ func (c *compiler) array(n *node, s map[string]any, at string) error {
 		num, _ := v.(json.Number)
 		i, err := num.Int64()
 		if err != nil || i < 0 || i > 1<<20 {
-			return c.errorf(at+"/"+k, "a count in [0, %d], not %v", 1<<20, v)
+			return 0, 0, c.errorf(at+"/"+k, "a count in [0, %d], not %v", 1<<20, v)
 		}
-		if k == "minItems" {
-			n.minItems = int(i)
+		if k == minName {
+			lo = int(i)
 		} else {
-			n.maxItems = int(i)
+			hi = int(i)
 		}
 	}
-	if n.maxItems >= 0 && n.minItems > n.maxItems {
-		return c.errorf(at, "minItems %d is more than maxItems %d", n.minItems, n.maxItems)
+	if hi >= 0 && lo > hi {
+		return 0, 0, c.errorf(at, "%s %d is more than %s %d", minName, lo, maxName, hi)
+	}
+	return lo, hi, nil
+}
+
+// array compiles items, prefixItems (or draft 7's items array with additionalItems),
+// minItems, maxItems and uniqueItems.
+func (c *compiler) array(n *node, s map[string]any, at string) error {
+	prefix, hasPrefix := s["prefixItems"]
+	items, hasItems := s["items"]
+	itemsAt := at + "/items"
+	if list, ok := items.([]any); ok {
+		// Draft 7's tuple, as Pydantic 1 and zod-to-json-schema write it.
+		if hasPrefix {
+			return c.errorf(at+"/items", "an array beside prefixItems")
+		}
+		prefix, hasPrefix = list, true
+		items, hasItems = s["additionalItems"]
+		itemsAt = at + "/additionalItems"
+	}
+	if hasPrefix {
+		list, ok := prefix.([]any)
+		if !ok {
+			return c.errorf(at+"/prefixItems", "an array of schemas, not %s", jsonKind(prefix))
+		}
+		if len(list) > 1<<10 {
+			return c.errorf(at+"/prefixItems", "%d schemas: at most %d", len(list), 1<<10)
+		}
+		for i, p := range list {
+			sub, err := c.compile(p, fmt.Sprintf("%s/prefixItems/%d", at, i))
+			if err != nil {
+				return err
+			}
+			n.prefix = append(n.prefix, sub)
+		}
+	}
+	if hasItems {
+		if b, ok := items.(bool); ok && !b {
+			n.items = nil
+		} else {
+			sub, err := c.compile(items, itemsAt)
+			if err != nil {
+				return err
+			}
+			n.items = sub
+		}
+	}
+	var err error
+	if n.minItems, n.maxItems, err = c.counts(s, "minItems", "maxItems", at); err != nil {
+		return err
+	}
+	if n.items == nil {
+		// No item after the prefix.
+		if n.maxItems < 0 || n.maxItems > len(n.prefix) {
+			n.maxItems = len(n.prefix)
+		}
+		if n.minItems > n.maxItems && n.types&tArray != 0 {
+			return c.errorf(at, "minItems %d: at most %d items are allowed", n.minItems, n.maxItems)
+		}
+	}
+	switch u := s["uniqueItems"]; u {
+	case nil, false:
+	case true:
+		if n.types&tArray != 0 {
+			n.unique = true
+			c.uniques = append(c.uniques, union{n, at + "/uniqueItems"})
+		}
+	default:
+		return c.errorf(at+"/uniqueItems", "a boolean, not %s", jsonKind(u))
+	}
+	return nil
+}
+
+// itemAt is the schema of an array of n's item i (nil: there is none).
+func itemAt(n *node, i int) *node {
+	if i < len(n.prefix) {
+		return n.prefix[i]
+	}
+	return n.items
+}
+
+// maxUnique bounds the values of an enum whose items are unique (a bit each in a frame).
+const maxUnique = 64
+
+// unique checks an array of unique items, once references are compiled: its items are
+// one enum of at most maxUnique values, each spelled one way only (strings, integers,
+// booleans, null), so that two items are equal exactly when their text is; and it can
+// hold no more items than the enum has values.
+func (c *compiler) unique(n *node, at string) error {
+	it := n.items
+	if len(n.prefix) > 0 || it == nil || it.enum == nil || it.anyOf != nil || len(it.enum) > maxUnique {
+		return c.errorf(at, "uniqueItems is enforced only on arrays whose items are an enum of at most %d values", maxUnique)
+	}
+	for _, e := range it.enum {
+		number := e[0] == '-' || e[0] >= '0' && e[0] <= '9'
+		if e[0] == '{' || e[0] == '[' || number && (strings.ContainsAny(e, ".eE") || e == "-0") {
+			return c.errorf(at, "uniqueItems on an enum value %s: only on strings, integers, booleans and null", e)
+		}
+	}
+	if n.maxItems < 0 || n.maxItems > len(it.enum) {
+		n.maxItems = len(it.enum)
+	}
+	if n.minItems > n.maxItems {
+		return c.errorf(at, "minItems %d: only %d distinct items", n.minItems, n.maxItems)
 	}
 	return nil
 }
@@ -484,9 +753,21 @@ func (c *compiler) values(n *node, s map[string]any, at string) error {
 	} else {
 		return nil
 	}
+	if n.bounded || n.real != nil {
+		return c.errorf(at+"/"+k, "beside minimum, maximum or multipleOf is not supported")
+	}
+	for _, kw := range []string{"properties", "additionalProperties", "minProperties", "maxProperties",
+		"items", "prefixItems", "minItems", "maxItems", "uniqueItems"} {
+		if _, ok := s[kw]; ok {
+			return c.errorf(at+"/"+k, "beside %s is not supported", kw)
+		}
+	}
 	n.enum = []string{}
 	for _, v := range list {
 		if valueType(v)&n.types == 0 {
+			continue
+		}
+		if str, ok := v.(string); ok && n.str != nil && !n.str.matches(str) {
 			continue
 		}
 		var b bytes.Buffer
@@ -511,6 +792,25 @@ func (c *compiler) ref(v any, at string) (*node, error) {
 	if n, ok := c.refs[ref]; ok {
 		return n, nil
 	}
+	target, err := c.target(v, at)
+	if err != nil {
+		return nil, err
+	}
+	// Registered before it is compiled, so that a reference back to it (recursion)
+	// finds it; filled in below.
+	n := &node{}
+	c.refs[ref] = n
+	got, err := c.compile(target, ref)
+	if err != nil {
+		return nil, err
+	}
+	*n = *got
+	return n, nil
+}
+
+// target is the schema a local reference refers to.
+func (c *compiler) target(v any, at string) (any, error) {
+	ref, _ := v.(string)
 	var target any
 	switch {
 	case ref == "#" && c.root != nil:
@@ -525,16 +825,7 @@ func (c *compiler) ref(v any, at string) (*node, error) {
 	if target == nil {
 		return nil, c.errorf(at+"/$ref", "%v: no such definition", v)
 	}
-	// Registered before it is compiled, so that a reference back to it (recursion)
-	// finds it; filled in below.
-	n := &node{}
-	c.refs[ref] = n
-	got, err := c.compile(target, ref)
-	if err != nil {
-		return nil, err
-	}
-	*n = *got
-	return n, nil
+	return target, nil
 }
 
 // maxBranches bounds a union's branches once flattened: each begins with one of eight

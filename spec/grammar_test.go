@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/grammar"
@@ -44,6 +46,16 @@ mood ::= "happy" | "sad"`)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The keywords Pydantic's constrained fields write: lengths, a date, bounds on a
+	// float, unique Literals, a tuple.
+	keywords, err := grammar.SchemaFormat([]byte(`{"type":"object","properties":{
+		"name":{"type":"string","minLength":1,"maxLength":10},"born":{"type":"string","format":"date"},
+		"height":{"type":"number","exclusiveMinimum":0,"maximum":2.5},"toys":{"type":"array","items":{"enum":["ball","doll"]},"uniqueItems":true},
+		"pos":{"type":"array","prefixItems":[{"type":"integer","multipleOf":5},{"type":"number"}],"items":false,"minItems":2}},
+		"required":["name","born","height","toys","pos"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	prompt := p.target.Tok.Encode("Tom is a boy. He is three. He is sad. As JSON: {\"name\": \"Tom\", \"age\": 3, \"mood\": \"sad\"}\n"+
 		"Lily is a girl. She is five. She is happy. As JSON: ", true)
 	for _, c := range []struct {
@@ -52,21 +64,24 @@ mood ::= "happy" | "sad"`)
 		sp     sample.Params
 		mode   spec.Mode
 		whole  bool // plain decoding ends the document within n tokens
+		kw     bool // the format is keywords
 	}{
-		{"object greedy", grammar.ObjectFormat(), sample.Params{TopP: 1}, spec.Coupled, true},
-		{"schema greedy", schema, sample.Params{TopP: 1}, spec.Coupled, true},
-		{"schema coupled", schema, sample.Params{Temperature: 0.8, TopP: 1, Seed: 3}, spec.Coupled, false},
-		{"schema greedy, penalties", schema, sample.Params{TopP: 1, FrequencyPenalty: 0.3, RepetitionPenalty: 1.1}, spec.Coupled, true},
-		{"object rejection", grammar.ObjectFormat(), sample.Params{Temperature: 1, TopP: 0.95, Seed: 11}, spec.Rejection, false},
+		{"object greedy", grammar.ObjectFormat(), sample.Params{TopP: 1}, spec.Coupled, true, false},
+		{"schema greedy", schema, sample.Params{TopP: 1}, spec.Coupled, true, false},
+		{"schema coupled", schema, sample.Params{Temperature: 0.8, TopP: 1, Seed: 3}, spec.Coupled, false, false},
+		{"schema greedy, penalties", schema, sample.Params{TopP: 1, FrequencyPenalty: 0.3, RepetitionPenalty: 1.1}, spec.Coupled, true, false},
+		{"object rejection", grammar.ObjectFormat(), sample.Params{Temperature: 1, TopP: 0.95, Seed: 11}, spec.Rejection, false, false},
+		{"keywords greedy", keywords, sample.Params{TopP: 1}, spec.Coupled, true, true},
+		{"keywords rejection", keywords, sample.Params{Temperature: 1, TopP: 0.95, Seed: 5}, spec.Rejection, false, true},
 		// The document is whole long before min_tokens: the grammar's end wins (held
 		// back as well, nothing was left to draw and the request failed).
-		{"schema greedy min_tokens", schema, sample.Params{TopP: 1, MinTokens: n - 10}, spec.Coupled, true},
-		{"gbnf greedy", gbnf, sample.Params{TopP: 1}, spec.Coupled, true},
-		{"gbnf coupled", gbnf, sample.Params{Temperature: 0.8, TopP: 1, Seed: 5}, spec.Coupled, false},
-		{"regex greedy", regex, sample.Params{TopP: 1}, spec.Coupled, true},
-		{"regex rejection", regex, sample.Params{Temperature: 1, TopP: 0.95, Seed: 7}, spec.Rejection, false},
-		{"choice greedy", choice, sample.Params{TopP: 1}, spec.Coupled, true},
-		{"choice coupled", choice, sample.Params{Temperature: 0.8, TopP: 1, Seed: 9}, spec.Coupled, true},
+		{"schema greedy min_tokens", schema, sample.Params{TopP: 1, MinTokens: n - 10}, spec.Coupled, true, false},
+		{"gbnf greedy", gbnf, sample.Params{TopP: 1}, spec.Coupled, true, false},
+		{"gbnf coupled", gbnf, sample.Params{Temperature: 0.8, TopP: 1, Seed: 5}, spec.Coupled, false, false},
+		{"regex greedy", regex, sample.Params{TopP: 1}, spec.Coupled, true, false},
+		{"regex rejection", regex, sample.Params{Temperature: 1, TopP: 0.95, Seed: 7}, spec.Rejection, false, false},
+		{"choice greedy", choice, sample.Params{TopP: 1}, spec.Coupled, true, false},
+		{"choice coupled", choice, sample.Params{Temperature: 0.8, TopP: 1, Seed: 9}, spec.Coupled, true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sp := c.sp
@@ -78,7 +93,7 @@ mood ::= "happy" | "sad"`)
 				t.Fatal(err)
 			}
 			want := out.IDs
-			checkDoc(t, c.format, out.Text(), out.Reason == generate.EOS)
+			checkDoc(t, c.format, out.Text(), out.Reason == generate.EOS, c.kw)
 			if c.whole && out.Reason != generate.EOS {
 				t.Fatalf("plain output did not end with a whole document in %d tokens (%v): %q", n, out.Reason, out.Text())
 			}
@@ -98,7 +113,7 @@ mood ::= "happy" | "sad"`)
 						// Rejection sampling draws from plain decoding's distribution, not
 						// its tokens: the output must be a document of the format.
 						text := p.target.Tok.Decode(got)
-						checkDoc(t, c.format, text, len(got) < n && (len(got) == 0 || !slices.Contains(lim.Ends(), got[len(got)-1])))
+						checkDoc(t, c.format, text, len(got) < n && (len(got) == 0 || !slices.Contains(lim.Ends(), got[len(got)-1])), c.kw)
 						continue
 					}
 					if !slices.Equal(got, want) {
@@ -131,8 +146,9 @@ mood ::= "happy" | "sad"`)
 }
 
 // checkDoc checks that text begins a document of f, and when ended is a whole one that
-// encoding/json reads (and, for the test's schema, that it allows).
-func checkDoc(t *testing.T, f grammar.Format, text string, ended bool) {
+// encoding/json reads (and, for the test's schemas, that it allows: the person's, or
+// with kw the keywords').
+func checkDoc(t *testing.T, f grammar.Format, text string, ended, kw bool) {
 	t.Helper()
 	prefix, whole := f.Check([]byte(text))
 	if !prefix || ended && !whole {
@@ -145,8 +161,49 @@ func checkDoc(t *testing.T, f grammar.Format, text string, ended bool) {
 	if err := json.Unmarshal([]byte(text), &doc); err != nil {
 		t.Fatalf("%q is not a JSON object: %v", text, err)
 	}
-	if f.Kind() == grammar.JSONSchema {
+	switch {
+	case kw:
+		checkKeywords(t, doc)
+	case f.Kind() == grammar.JSONSchema:
 		checkPerson(t, doc)
+	}
+}
+
+// checkKeywords checks doc against the keywords' schema of
+// TestGrammarSpeculationEqualsPlain, without the grammar.
+func checkKeywords(t *testing.T, doc map[string]any) {
+	t.Helper()
+	if name, ok := doc["name"].(string); !ok || utf8.RuneCountInString(name) < 1 || utf8.RuneCountInString(name) > 10 {
+		t.Errorf("name %v is not a string of 1-10 characters", doc["name"])
+	}
+	if born, ok := doc["born"].(string); !ok {
+		t.Errorf("born %v is not a string", doc["born"])
+	} else if _, err := time.Parse("2006-01-02", born); err != nil {
+		t.Errorf("born %q is not a date: %v", born, err)
+	}
+	if h, ok := doc["height"].(float64); !ok || h <= 0 || h > 2.5 {
+		t.Errorf("height %v is not in (0, 2.5]", doc["height"])
+	}
+	toys, ok := doc["toys"].([]any)
+	if !ok || len(toys) > 2 || len(toys) == 2 && toys[0] == toys[1] {
+		t.Errorf("toys %v are not distinct", doc["toys"])
+	}
+	for _, toy := range toys {
+		if toy != "ball" && toy != "doll" {
+			t.Errorf("toy %v is not a ball or a doll", toy)
+		}
+	}
+	pos, ok := doc["pos"].([]any)
+	if !ok || len(pos) != 2 {
+		t.Fatalf("pos %v is not a pair", doc["pos"])
+	}
+	if x, ok := pos[0].(float64); !ok || x != float64(int64(x)) || int64(x)%5 != 0 {
+		t.Errorf("pos[0] %v is not a multiple of 5", pos[0])
+	}
+	for k := range doc {
+		if !slices.Contains([]string{"name", "born", "height", "toys", "pos"}, k) {
+			t.Errorf("key %q is not in the schema", k)
+		}
 	}
 }
 

@@ -16,8 +16,9 @@ import (
 )
 
 // TestForcedCallRefs: a forced call to a tool whose parameters refer to their own
-// $defs and to themselves (as Pydantic writes nested and recursive models) keeps
-// those references pointing into the parameters, not into the call around them.
+// $defs and to themselves (as Pydantic writes nested and recursive models, within
+// allOf as Pydantic 1 wraps them, and within tuples) keeps those references pointing
+// into the parameters, not into the call around them.
 func TestForcedCallRefs(t *testing.T) {
 	var gotFormat *specdv1.ResponseFormat
 	router := &stub{complete: func(_ context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
@@ -34,6 +35,8 @@ func TestForcedCallRefs(t *testing.T) {
 		"properties": map[string]any{
 			"city": map[string]any{"$ref": "#/$defs/City"},
 			"next": map[string]any{"anyOf": []any{map[string]any{"type": "null"}, map[string]any{"$ref": "#"}}},
+			"via":  map[string]any{"allOf": []any{map[string]any{"$ref": "#/$defs/City"}}, "description": "a stop on the way"},
+			"ends": map[string]any{"type": "array", "prefixItems": []any{map[string]any{"$ref": "#/$defs/City"}, map[string]any{"$ref": "#/$defs/City"}}, "items": false},
 		},
 		"required": []string{"city"},
 	}
@@ -71,6 +74,9 @@ func TestForcedCallRefs(t *testing.T) {
 			{`{"name": "route", "arguments": {"city": {"name": "Paris"}, "next": {"city": {"name": "Lyon"}, "next": null}}}`, true},
 			{`{"name": "route", "arguments": {"city": {"name": "Paris"}, "next": {"name": "route", "arguments": {"city": {"name": "Lyon"}}}}}`, false},
 			{`{"name": "route", "arguments": {"city": "Paris"}}`, false},
+			{`{"name": "route", "arguments": {"city": {"name": "Paris"}, "via": {"name": "Dijon"}, "ends": [{"name": "Paris"}, {"name": "Lyon"}]}}`, true},
+			{`{"name": "route", "arguments": {"city": {"name": "Paris"}, "via": {"name": 3}}}`, false},
+			{`{"name": "route", "arguments": {"city": {"name": "Paris"}, "ends": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}}`, false},
 			{`{"name": "other", "arguments": {"city": 3}}`, choice == "required"},
 			{`{"name": "other", "arguments": {"city": {"name": "Paris"}}}`, false},
 		} {

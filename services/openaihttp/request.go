@@ -515,13 +515,19 @@ func hoistRefs(params json.RawMessage, name string, defs map[string]any) any {
 				for _, x := range sub {
 					rewrite(x)
 				}
-			case "anyOf", "oneOf":
+			case "anyOf", "oneOf", "allOf", "prefixItems":
 				list, _ := v.([]any)
 				for _, x := range list {
 					rewrite(x)
 				}
-			case "items", "additionalProperties":
-				rewrite(v)
+			case "items", "additionalProperties", "additionalItems":
+				if list, ok := v.([]any); ok { // draft 7's tuple
+					for _, x := range list {
+						rewrite(x)
+					}
+				} else {
+					rewrite(v)
+				}
 			}
 		}
 	}

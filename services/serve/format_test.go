@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -39,6 +43,7 @@ func TestResponseFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	oc := s.openaiClient()
 	var accepted uint32 // draft tokens kept, over the cases
 	for _, c := range []struct {
 		name   string
@@ -84,6 +89,60 @@ func TestResponseFormat(t *testing.T) {
 		}
 	}
 
+	// A Pydantic model's schema (constr, conint, confloat(gt=0, lt=2.5), a date, a
+	// set of Literals, a tuple of floats): speculation gives plain decoding's tokens
+	// under it, and the document holds each constraint, checked here field by field.
+	const kid = `{"properties":{"name":{"maxLength":12,"minLength":1,"title":"Name","type":"string"},"age":{"maximum":17,"minimum":0,"title":"Age","type":"integer"},` +
+		`"height_m":{"exclusiveMaximum":2.5,"exclusiveMinimum":0,"title":"Height M","type":"number"},"born":{"format":"date","title":"Born","type":"string"},` +
+		`"mood":{"enum":["happy","sad"],"title":"Mood","type":"string"},"toys":{"items":{"enum":["ball","doll","kite"],"type":"string"},"maxItems":2,"title":"Toys","type":"array","uniqueItems":true},` +
+		`"pos":{"maxItems":2,"minItems":2,"prefixItems":[{"type":"number"},{"type":"number"}],"title":"Pos","type":"array"}},` +
+		`"required":["name","age","height_m","born","mood","toys","pos"],"title":"Kid","type":"object"}`
+	kf, err := grammar.SchemaFormat([]byte(kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kidPrompt := s.target.Tok.Prompt("Tom is a boy. He is three. He is sad. As JSON: {\"name\": \"Tom\", \"age\": 3, \"mood\": \"sad\"}\n" +
+		"Lily is a girl. She is five. She is happy. She has a ball. As JSON: ")
+	for _, c := range []struct {
+		name string
+		sp   sample.Params
+		mode specdv1.VerificationMode
+	}{
+		{"pydantic greedy", sample.Params{TopP: 1}, specdv1.VerificationMode_VERIFICATION_MODE_UNSPECIFIED},
+		{"pydantic coupled", sample.Params{Temperature: 0.7, TopP: 1, Seed: 9}, specdv1.VerificationMode_VERIFICATION_MODE_COUPLED},
+	} {
+		const n = 320
+		sp := c.sp
+		sp.Grammar = kf.Grammar(s.target.Tok)
+		want := s.plainIDs(t, kidPrompt, n, sp)
+		r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: kidPrompt, MaxTokens: n, Sampling: services.SamplingToProto(c.sp),
+			ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA, JsonSchema: kid},
+			Speculation:    &specdv1.SpeculationOptions{Gamma: 4, Mode: c.mode}})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := r.GetTokenIds(); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want plain decoding under the grammar %v", c.name, got, want)
+		}
+		if r.GetFinishReason() != specdv1.FinishReason_FINISH_REASON_EOS {
+			t.Errorf("%s: finish %v, want EOS after a whole document: %q", c.name, r.GetFinishReason(), r.GetText())
+			continue
+		}
+		if err := checkKid(r.GetText()); err != nil {
+			t.Errorf("%s: %q: %v", c.name, r.GetText(), err)
+		}
+		t.Logf("%s: %s (%d draft tokens accepted)", c.name, r.GetText(), r.GetStats().GetAcceptedTokens())
+	}
+	kresp, err := oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(kidPrompt)},
+		MaxTokens: openai.Int(320), Temperature: openai.Float(0)},
+		option.WithJSONSet("response_format", map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "Kid", "strict": true, "schema": json.RawMessage(kid)}}))
+	if err != nil {
+		t.Fatalf("HTTP json_schema of a Pydantic model: %v", err)
+	}
+	if err := checkKid(kresp.Choices[0].Text); err != nil || kresp.Choices[0].FinishReason != "stop" {
+		t.Errorf("HTTP json_schema of a Pydantic model: %q (%s): %v", kresp.Choices[0].Text, kresp.Choices[0].FinishReason, err)
+	}
+
 	// min_tokens past the document's end: the grammar ends it (min_tokens once left
 	// nothing to draw, a 500 after the router's retries).
 	r, err := s.client.Complete(ctx, &specdv1.GenerateRequest{PromptIds: prompt, MaxTokens: n, Sampling: &specdv1.SamplingParams{MinTokens: n - 8},
@@ -98,7 +157,6 @@ func TestResponseFormat(t *testing.T) {
 		t.Errorf("no draft token was accepted in any case: the draft's proposals were not checked")
 	}
 
-	oc := s.openaiClient()
 	resp, err := oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(prompt)},
 		MaxTokens: openai.Int(n), Temperature: openai.Float(0)},
 		option.WithJSONSet("response_format", map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "person", "strict": true, "schema": json.RawMessage(schema)}}))
@@ -178,4 +236,53 @@ func TestResponseFormat(t *testing.T) {
 			t.Errorf("%v: %v; want INVALID_ARGUMENT naming %q", bad.req.GetResponseFormat(), err, bad.field)
 		}
 	}
+}
+
+// checkKid checks a document against the Pydantic model Kid of TestResponseFormat,
+// constraint by constraint, without the grammar.
+func checkKid(text string) error {
+	var k struct {
+		Name    *string
+		Age     *json.Number
+		HeightM *json.Number `json:"height_m"`
+		Born    *string
+		Mood    *string
+		Toys    []string
+		Pos     []json.Number
+	}
+	d := json.NewDecoder(strings.NewReader(text))
+	d.UseNumber()
+	d.DisallowUnknownFields()
+	if err := d.Decode(&k); err != nil {
+		return err
+	}
+	if k.Name == nil || k.Age == nil || k.HeightM == nil || k.Born == nil || k.Mood == nil || k.Toys == nil || k.Pos == nil {
+		return errors.New("a required field is missing")
+	}
+	if n := utf8.RuneCountInString(*k.Name); n < 1 || n > 12 {
+		return fmt.Errorf("name of %d characters, want 1-12", n)
+	}
+	if age, err := k.Age.Int64(); err != nil || age < 0 || age > 17 {
+		return fmt.Errorf("age %s, want an integer in [0, 17]", *k.Age)
+	}
+	if h, ok := new(big.Rat).SetString(string(*k.HeightM)); !ok || h.Sign() <= 0 || h.Cmp(big.NewRat(5, 2)) >= 0 {
+		return fmt.Errorf("height_m %s, want within (0, 2.5)", *k.HeightM)
+	}
+	if _, err := time.Parse("2006-01-02", *k.Born); err != nil || len(*k.Born) != 10 {
+		return fmt.Errorf("born %q, want a date: %v", *k.Born, err)
+	}
+	if *k.Mood != "happy" && *k.Mood != "sad" {
+		return fmt.Errorf("mood %q", *k.Mood)
+	}
+	seen := map[string]bool{}
+	for _, toy := range k.Toys {
+		if seen[toy] || toy != "ball" && toy != "doll" && toy != "kite" {
+			return fmt.Errorf("toys %v, want distinct ones of ball, doll, kite", k.Toys)
+		}
+		seen[toy] = true
+	}
+	if len(k.Toys) > 2 || len(k.Pos) != 2 {
+		return fmt.Errorf("%d toys (at most 2), %d coordinates (2)", len(k.Toys), len(k.Pos))
+	}
+	return nil
 }

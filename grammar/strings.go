@@ -1,0 +1,279 @@
+package grammar
+
+import "slices"
+
+// String content. A string schema with minLength, maxLength or a format compiles to a
+// strRule: bounds on the number of characters (code points, as JSON Schema counts them)
+// and an automaton over the characters themselves. The string's frame decodes each
+// character as it is written — UTF-8 sequences and JSON's escapes alike, so that "\u0032"
+// is the digit 2 — and steps the automaton with it (stepRuled). A regular expression
+// (pattern) plugs in at the same place: a charRule over the decoded characters.
+
+// charRule is a deterministic automaton over a string's decoded characters. Its states
+// are numbers the frame carries; every state next returns can still reach an accepting
+// one, in rest more characters at the fewest, so that a mask never leads into a string
+// that cannot end.
+type charRule interface {
+	start() uint32
+	// next is the state after r, and false where r cannot come next.
+	next(s uint32, r rune) (uint32, bool)
+	// final reports whether the string may end in s.
+	final(s uint32) bool
+	// rest is the fewest characters that take s to a final state.
+	rest(s uint32) int
+}
+
+// strRule constrains a string: at least min and at most max characters (max < 0: no
+// bound) and, when auto is not nil, characters it accepts.
+type strRule struct {
+	min, max int
+	auto     charRule
+}
+
+// maxLength bounds minLength and maxLength: a string of more characters than this is
+// never what a schema means (and the counter stays small).
+const maxLength = 1 << 24
+
+// room reports whether a string of rule r, at count characters in state s of its
+// automaton, can still end within its bounds.
+func (r *strRule) room(count int, s uint32) bool {
+	if r.max < 0 {
+		return true
+	}
+	need := 0
+	if r.auto != nil {
+		need = r.auto.rest(s)
+	}
+	return count+need <= r.max
+}
+
+// stepRuled is step for a string with a rule: the frame after b, or nil. A byte
+// that begins a character (a backslash, a UTF-8 lead byte) is taken only where some
+// character it can begin fits the rule, so that no byte leads into a string that
+// cannot end. Within an automaton's string the characters are written as themselves
+// or with a one-letter escape: \uXXXX is refused (its first digits do not say which
+// character comes), and so are characters past ASCII unless the automaton is a
+// wideRule. A surrogate is refused as \uD800-\uDFFF in any string with a rule: a
+// character past U+FFFF is written as itself, so that every escape is one character.
+func stepRuled(f *frame, b byte) *frame {
+	r := f.n.str
+	if b == '"' && f.sub == strChar {
+		if f.count < r.min || r.auto != nil && !r.auto.final(f.fs()) {
+			return nil
+		}
+		return finish(f.up)
+	}
+	g := stringByte(f, b)
+	switch {
+	case g == nil:
+		return nil
+	case g.sub == strChar: // a character ends here
+		return r.take(g, f.fs())
+	case f.sub == strChar: // one begins
+		if r.max >= 0 && f.count+1 > r.max {
+			return nil
+		}
+		if r.auto == nil {
+			return g
+		}
+		if b == '\\' {
+			for _, c := range `"\/` + "\b\f\n\r\t" {
+				if s, ok := r.auto.next(f.fs(), c); ok && r.room(f.count+1, s) {
+					return g
+				}
+			}
+			return nil
+		}
+		if w, ok := r.auto.(wideRule); ok {
+			if lo, hi := leadRange(b); w.anyIn(f.fs(), f.count+1, r, lo, hi) {
+				return g
+			}
+		}
+		return nil
+	case g.sub == strHex:
+		if r.auto != nil || g.aux == 2 && g.cp() >= 0xD8 && g.cp() <= 0xDF {
+			return nil
+		}
+	}
+	return g
+}
+
+// take returns g, a string's frame after a character (g.cp) from automaton state s,
+// counted and stepped, or nil where the rule refuses it.
+func (r *strRule) take(g *frame, s uint32) *frame {
+	c := g.cp()
+	if c >= 0xD800 && c <= 0xDFFF {
+		return nil
+	}
+	g.count++
+	if r.auto != nil {
+		next, ok := r.auto.next(s, c)
+		if !ok {
+			return nil
+		}
+		g.setFS(next)
+	}
+	if !r.room(g.count, g.fs()) {
+		return nil
+	}
+	return g
+}
+
+// wideRule is a charRule that accepts characters past ASCII (a regular expression's
+// automaton will be one): anyIn reports whether, from state s, it accepts a character
+// of [lo, hi] after which the string, at count characters, can still end within rule.
+type wideRule interface {
+	anyIn(s uint32, count int, rule *strRule, lo, hi rune) bool
+}
+
+// leadRange is the characters a UTF-8 sequence beginning with lead encodes (not
+// counting the surrogates the next byte rules out).
+func leadRange(lead byte) (lo, hi rune) {
+	switch {
+	case lead < 0xE0:
+		return rune(lead&0x1F) << 6, rune(lead&0x1F)<<6 | 0x3F
+	case lead < 0xF0:
+		return rune(lead&0x0F) << 12, rune(lead&0x0F)<<12 | 0xFFF
+	}
+	return rune(lead&0x07) << 18, min(rune(lead&0x07)<<18|0x3FFFF, 0x10FFFF)
+}
+
+// newStrRule returns the rule of a string with the given bounds and automaton, or nil
+// where it asks nothing.
+func newStrRule(min, max int, auto charRule) *strRule {
+	if min == 0 && max < 0 && auto == nil {
+		return nil
+	}
+	return &strRule{min: min, max: max, auto: auto}
+}
+
+// plainRoom is how many characters any plain token of at most that many may bring to
+// the string f stands in, between characters (-1: any number), and false where its
+// rule looks at the characters themselves (a plain token must then be walked).
+func plainRoom(f *frame) (room int, ok bool) {
+	r := f.n.str
+	switch {
+	case r == nil:
+		return -1, true
+	case r.auto != nil:
+		return 0, false
+	case r.max < 0:
+		return -1, true
+	}
+	return r.max - f.count, true
+}
+
+// matches reports whether s, a decoded string, is one of r's.
+func (r *strRule) matches(s string) bool {
+	count, st := 0, uint32(0)
+	if r.auto != nil {
+		st = r.auto.start()
+	}
+	for _, c := range s {
+		count++
+		if r.auto != nil {
+			var ok bool
+			if st, ok = r.auto.next(st, c); !ok {
+				return false
+			}
+		}
+	}
+	return count >= r.min && (r.max < 0 || count <= r.max) && (r.auto == nil || r.auto.final(st))
+}
+
+// plainRoom reports whether the mask may take the plain tokens without a walk (fast),
+// and which: those of at most room characters (-1: all). So it may where the output
+// stands between characters of a string, in every alternative, whose rule bounds its
+// length at most, or in one alternative whose string is unbounded (a plain token then
+// continues it, whatever the others say; the walk of the rest asks them all). A union
+// of 64 objects read every key and string with all 64 and walked all of Qwen2's trie
+// with them, 4-12 s a token.
+func (m *Matcher) plainRoom() (room int, fast bool) {
+	best, all := 0, len(m.alts) > 0
+	for _, f := range m.alts {
+		switch {
+		case f.sub != strChar:
+			all = false
+		case f.kind == kString:
+			r, ok := plainRoom(f)
+			switch {
+			case !ok:
+				all = false
+			case r < 0:
+				return -1, true
+			default:
+				best = max(best, r)
+			}
+		case f.kind == kKey:
+			if free, _ := keyRule(f.up); free && len(f.text)+m.g.v.longestPlain <= maxKey {
+				return -1, true
+			}
+			all = false
+		default:
+			all = false
+		}
+	}
+	return best, all
+}
+
+// plainWithin is the plain tokens of at most room characters (-1: all of them).
+func (v *vocab) plainWithin(room int) []int32 {
+	if room < 0 {
+		return v.plain
+	}
+	n, _ := slices.BinarySearch(v.plainChars, room+1) // the first of more
+	return v.plain[:n]
+}
+
+// walkRuled is walk for a state of one alternative standing between characters of a
+// string whose automaton checks them: an ASCII character steps the automaton alone,
+// with no frame per node of the trie (a walk of Qwen2's trie inside an email's local
+// part made a frame for each of some 300,000 nodes: 48 ms a mask); other bytes take
+// the general step. It reports false, having done nothing, where it does not apply.
+func (m *Matcher) walkRuled(t []trieNode, i int32, alts []*frame) bool {
+	if len(alts) != 1 {
+		return false
+	}
+	f := alts[0]
+	if f.kind != kString || f.sub != strChar || f.n.str == nil || f.n.str.auto == nil {
+		return false
+	}
+	m.walkChars(t, i, f, f.fs(), f.count)
+	return true
+}
+
+// walkChars marks the tokens below node i of trie t that f, at automaton state s and
+// count characters, takes.
+func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, s uint32, count int) {
+	r := f.n.str
+	for _, e := range t[i].edges {
+		child := &t[e.to]
+		var next []*frame
+		s2, ok := s, false
+		if b := e.b; b < 0x20 || b >= 0x80 || b == '"' || b == '\\' {
+			g := *f
+			g.setFS(s)
+			g.count = count
+			next = step(nil, &g, b)
+			ok = len(next) > 0
+		} else if r.max < 0 || count+1 <= r.max {
+			s2, ok = r.auto.next(s, rune(b))
+			ok = ok && r.room(count+1, s2)
+		}
+		if !ok {
+			continue
+		}
+		for _, id := range child.ids {
+			if int(id) < len(m.allowed) {
+				m.allowed[id] = true
+			}
+		}
+		switch {
+		case len(child.edges) == 0:
+		case next != nil:
+			m.walk(t, e.to, next)
+		default:
+			m.walkChars(t, e.to, f, s2, count+1)
+		}
+	}
+}
