@@ -11,6 +11,7 @@ import (
 
 	"github.com/specd-dev/specd/generate"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
+	"github.com/specd-dev/specd/services/openaihttp"
 	"github.com/specd-dev/specd/toolcall"
 )
 
@@ -57,26 +58,9 @@ func decode(body []byte, v any) error {
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return badRequest(te.Field, "want %s, not a JSON %s", kindOf(te.Type.Kind().String()), te.Value)
+		return badRequest(te.Field, "want %s, not a JSON %s", openaihttp.JSONType(te.Type.Kind().String()), te.Value)
 	}
 	return &Error{Status: http.StatusBadRequest, Message: fmt.Sprintf("the request body is not valid JSON for this endpoint: %v", err)}
-}
-
-// kindOf names a Go kind as a JSON type.
-func kindOf(k string) string {
-	switch {
-	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
-		return "an integer"
-	case strings.HasPrefix(k, "float"):
-		return "a number"
-	case k == "string":
-		return "a string"
-	case k == "bool":
-		return "a boolean"
-	case k == "slice":
-		return "an array"
-	}
-	return "an object"
 }
 
 // common are the checks and mappings the two endpoints share.

@@ -862,13 +862,14 @@ func decode(body []byte, v any) error {
 		if strings.HasPrefix(field, "messages.") {
 			field = "messages"
 		}
-		return badParam(field, "want %s, not a JSON %s", kindOf(te.Type.Kind().String()), te.Value)
+		return badParam(field, "want %s, not a JSON %s", JSONType(te.Type.Kind().String()), te.Value)
 	}
 	return &Error{Status: 400, Type: TypeInvalidRequest, Message: fmt.Sprintf("the request body is not valid JSON for this endpoint: %v", err)}
 }
 
-// kindOf names a Go kind as a JSON type.
-func kindOf(k string) string {
+// JSONType names a Go kind (reflect.Kind.String) as the JSON type a decoder wanted,
+// for an error that says what the client should have sent.
+func JSONType(k string) string {
 	switch {
 	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
 		return "an integer"
