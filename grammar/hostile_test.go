@@ -1,6 +1,7 @@
 package grammar_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -115,6 +116,51 @@ func BenchmarkMaskLongKey(b *testing.B) {
 			logits := make([]float32, tok.VocabSize())
 			for b.Loop() {
 				m.Mask(logits, []int32{tok.EOS()})
+			}
+		})
+	}
+}
+
+// TestHostileSources: grammars and patterns near MaxSourceBytes — one long line, groups
+// nested as deep as the text allows, many short rules — are compiled or refused with
+// ErrGrammar. Nesting was bounded by the text alone, the parsers recursing once per
+// group (a megabyte of '(' overflowed the goroutine's stack, a fatal error).
+func TestHostileSources(t *testing.T) {
+	const n = grammar.MaxSourceBytes / 8
+	const elems = 60000 // under the bound on elements
+	var rules strings.Builder
+	rules.WriteString("root ::= r0\n")
+	for i := 0; rules.Len() < grammar.MaxSourceBytes-64; i++ {
+		fmt.Fprintf(&rules, "r%d ::= \"a\" | \"b\" r%d\n", i, i+1)
+	}
+	for _, tc := range []struct {
+		name, src string
+		regex     bool
+		ok        bool
+	}{
+		{"gbnf/long line", "root ::= " + strings.Repeat(`"a"   `, elems), false, true},
+		{"gbnf/nested", "root ::= " + strings.Repeat(`("a" `, n) + strings.Repeat(")", n), false, false},
+		{"gbnf/open", "root ::= " + strings.Repeat("(", grammar.MaxSourceBytes-16), false, false},
+		{"gbnf/nested one", "root ::= " + strings.Repeat("(", n) + `"a"` + strings.Repeat(")", n), false, false},
+		{"gbnf/many rules", rules.String(), false, false},
+		{"regex/long", strings.Repeat("a", elems), true, true},
+		{"regex/nested", strings.Repeat("(a", n) + strings.Repeat(")", n), true, false},
+		{"regex/open", strings.Repeat("(", grammar.MaxSourceBytes), true, false},
+		{"regex/classes", strings.Repeat(`[\s\S]`, elems), true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			compile := grammar.GBNFFormat
+			if tc.regex {
+				compile = grammar.RegexFormat
+			}
+			_, err := compile(tc.src)
+			switch {
+			case tc.ok && err != nil:
+				t.Errorf("compile(%d bytes) = %v, want it compiled", len(tc.src), err)
+			case !tc.ok && !errors.Is(err, grammar.ErrGrammar):
+				t.Errorf("compile(%d bytes) = %v, want ErrGrammar", len(tc.src), err)
+			case err != nil:
+				t.Log(err)
 			}
 		})
 	}
