@@ -124,7 +124,8 @@ func BenchmarkMaskLongKey(b *testing.B) {
 // TestHostileSources: grammars and patterns near MaxSourceBytes — one long line, groups
 // nested as deep as the text allows, many short rules — are compiled or refused with
 // ErrGrammar. Nesting was bounded by the text alone, the parsers recursing once per
-// group (a megabyte of '(' overflowed the goroutine's stack, a fatal error).
+// group (a megabyte of '(' overflowed the goroutine's stack, a fatal error); rules that
+// open the same many alternatives were each expanded to count them (0.4 s for 48 KB).
 func TestHostileSources(t *testing.T) {
 	const n = grammar.MaxSourceBytes / 8
 	const elems = 60000 // under the bound on elements
@@ -132,6 +133,16 @@ func TestHostileSources(t *testing.T) {
 	rules.WriteString("root ::= r0\n")
 	for i := 0; rules.Len() < grammar.MaxSourceBytes-64; i++ {
 		fmt.Fprintf(&rules, "r%d ::= \"a\" | \"b\" r%d\n", i, i+1)
+	}
+	// 4000 rules that each open the same 200 alternatives, through 20 references.
+	var shared strings.Builder
+	shared.WriteString("root ::= a0\nw ::= " + strings.Repeat("y | ", 19) + "y\ny ::= ")
+	for i := range 200 {
+		fmt.Fprintf(&shared, "\"%c\" | ", rune(0x100+i))
+	}
+	shared.WriteString("\"z\"\n")
+	for i := range 4000 {
+		fmt.Fprintf(&shared, "a%d ::= w\n", i)
 	}
 	for _, tc := range []struct {
 		name, src string
@@ -143,6 +154,7 @@ func TestHostileSources(t *testing.T) {
 		{"gbnf/open", "root ::= " + strings.Repeat("(", grammar.MaxSourceBytes-16), false, false},
 		{"gbnf/nested one", "root ::= " + strings.Repeat("(", n) + `"a"` + strings.Repeat(")", n), false, false},
 		{"gbnf/many rules", rules.String(), false, false},
+		{"gbnf/shared alternatives", shared.String(), false, false},
 		{"regex/long", strings.Repeat("a", elems), true, true},
 		{"regex/nested", strings.Repeat("(a", n) + strings.Repeat(")", n), true, false},
 		{"regex/open", strings.Repeat("(", grammar.MaxSourceBytes), true, false},
