@@ -177,3 +177,33 @@ func TestHostileSources(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkMaskRulesCJK: masks along a text under a loop of 250 alternatives, each a
+// range of 40 CJK characters: every character a token has inside another leads to the
+// loop's set again (660 ms a mask over Qwen2's tokens while each such step made a new
+// set that learned its steps anew).
+func BenchmarkMaskRulesCJK(b *testing.B) {
+	var alts []string
+	for i := range 250 {
+		lo := 0x4E00 + 40*i
+		alts = append(alts, fmt.Sprintf(`[\u%04X-\u%04X]`, lo, lo+39))
+	}
+	f, err := grammar.GBNFFormat("root ::= (" + strings.Join(alts, " | ") + ")+")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, tok := range vocabs(b) {
+		g := f.Grammar(tok)
+		ids := tok.Encode("一二三四五六七八九十", false)
+		logits := make([]float32, tok.VocabSize())
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				m := g.NewMatcher()
+				for _, id := range ids {
+					m.Mask(logits, []int32{tok.EOS()})
+					m.Advance(id)
+				}
+			}
+		})
+	}
+}

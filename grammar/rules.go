@@ -170,7 +170,37 @@ type stackSet struct {
 	// as bytes are tried — the walk of a trie's first bytes, and of every byte after a
 	// set that loops, looks each up once.
 	next  *[256]*stackSet
-	steps uint8 // steps from this set between characters, until next is made
+	steps uint8    // steps from this set between characters, until next is made
+	pool  *setPool // of the matcher (or Check) the set was made by
+}
+
+// setPool holds the sets one matcher made, by their stacks, so that a step reaching
+// stacks a set already has gets that set, with what was learned stepping from it
+// (memo, next). Without it, each character of a token read inside another
+// (the second byte of a CJK character, say) made a new set that learned all anew: 250
+// alternatives of CJK ranges cost 660 ms a mask over Qwen2's tokens. It forgets all
+// once it holds maxPool sets.
+type setPool struct {
+	sets map[uint64][]*stackSet
+	n    int
+}
+
+const maxPool = 1024
+
+// intern returns the set of p with s's stacks, s itself when there is none yet.
+func (p *setPool) intern(s *stackSet) *stackSet {
+	h := s.key()
+	for _, t := range p.sets[h] {
+		if t.same(s) {
+			return t
+		}
+	}
+	if p.sets == nil || p.n >= maxPool {
+		p.sets, p.n = map[uint64][]*stackSet{}, 0
+	}
+	p.sets[h] = append(p.sets[h], s)
+	p.n++
+	return s
 }
 
 type memoEntry struct {
@@ -303,7 +333,7 @@ func (r *ruleSet) start() rstate {
 	for _, a := range r.starts[r.root] {
 		x.expand(a, nil)
 	}
-	return rstate{set: &stackSet{tops: x.tops, done: x.done, short: x.short}}
+	return rstate{set: &stackSet{tops: x.tops, done: x.done, short: x.short, pool: &setPool{}}}
 }
 
 // whole reports whether the text so far is a sentence of the grammar.
@@ -412,7 +442,7 @@ func (r *ruleSet) partial(set *stackSet, cp rune, need uint8, lo, hi byte) rstat
 		return rstate{}
 	case n < len(set.tops):
 		if next = set.recall(took, true); next == nil {
-			next = &stackSet{short: set.short}
+			next = &stackSet{short: set.short, pool: set.pool}
 			for i, t := range set.tops {
 				if took[i/64]&(1<<(i%64)) != 0 {
 					next.tops = append(next.tops, t)
@@ -450,9 +480,11 @@ func (r *ruleSet) complete(set *stackSet, c rune) rstate {
 	if len(x.tops) == 0 && !x.done {
 		return rstate{} // the bounds cut every way on (see expand)
 	}
-	next := &stackSet{tops: x.tops, done: x.done, short: set.short || x.short}
+	next := &stackSet{tops: x.tops, done: x.done, short: set.short || x.short, pool: set.pool}
 	if next.same(set) {
 		next = set // a loop ([^\n]+): the set stays what it was
+	} else {
+		next = set.pool.intern(next)
 	}
 	set.memo = append(set.memo, memoEntry{took: took, to: next})
 	return rstate{set: next}
