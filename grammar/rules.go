@@ -609,10 +609,14 @@ func (m *ruleMatcher) Mask(logits []float32, ends []int32) {
 // next is free text for the mask (see free and scan).
 const minLoopBytes = 64
 
-// free looks at most maxFamily sets, and texts of at most maxFreeDepth characters, in
-// at most maxFreeTries passes; a mask scans only when texts of minFreeDepth are free.
+// free looks at most maxFamily sets, maxFreeWidth new ones a character further on (a
+// chain or a period has one or two; a pattern whose sets multiply, such as
+// [\s\S]*a[\s\S]{12}, cost 20 ms to follow to maxFamily), and texts of at most
+// maxFreeDepth characters, in at most maxFreeTries passes; a mask scans only when texts
+// of minFreeDepth are free.
 const (
 	maxFamily    = 128
+	maxFreeWidth = 8
 	maxFreeDepth = 64
 	maxFreeTries = 8
 	minFreeDepth = 8
@@ -666,7 +670,7 @@ func (m *ruleMatcher) freeTry(f *[2]uint64, high *bool) (depth int, again bool) 
 				return true
 			}
 		}
-		if n >= maxFamily {
+		if n >= maxFamily || len(next) >= maxFreeWidth {
 			return false
 		}
 		n++
