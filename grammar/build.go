@@ -2,6 +2,7 @@ package grammar
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -181,6 +182,9 @@ func (b *builder) link(root int32) (*ruleSet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := b.dropDeadEnds(root); err != nil {
+		return nil, err
+	}
 	rs := &ruleSet{root: root, starts: make([][]int32, len(b.rules)), elems: make([]elem, 0, b.elems)}
 	classes := map[string]int32{}
 	for i, r := range b.rules {
@@ -263,6 +267,38 @@ func (b *builder) fans(empty []bool) []int {
 		of(int32(i))
 	}
 	return fan
+}
+
+// dropDeadEnds drops the alternatives no text can complete — one with a class that
+// holds no character ([^\x00-\U0010FFFF]), or a rule none of whose alternatives can
+// be completed (x ::= "a" x) — and refuses a grammar whose root has none left. Text
+// that entered such an alternative had nowhere to go: the mask left no token, not even
+// the end, and the request failed.
+func (b *builder) dropDeadEnds(root int32) error {
+	live := make([]bool, len(b.rules))
+	liveAlt := func(a []sym) bool {
+		for _, s := range a {
+			if s.ref < 0 && len(s.cls) == 0 || s.ref >= 0 && !live[s.ref] {
+				return false
+			}
+		}
+		return true
+	}
+	for changed := true; changed; {
+		changed = false
+		for i, r := range b.rules {
+			if !live[i] && slices.ContainsFunc(r.alts, liveAlt) {
+				live[i], changed = true, true
+			}
+		}
+	}
+	if !live[root] {
+		return b.rules[root].at.errorf("%s matches no text: each of its alternatives needs a character no class holds, or a rule that never ends", b.describe(root))
+	}
+	for i := range b.rules {
+		b.rules[i].alts = slices.DeleteFunc(b.rules[i].alts, func(a []sym) bool { return !liveAlt(a) })
+	}
+	return nil
 }
 
 // describe names rule i for an error.

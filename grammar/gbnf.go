@@ -29,7 +29,9 @@ const maxDepth = 1000
 // names the line and column: an undefined rule, no root, left recursion (a rule that
 // reaches itself before reading a character, as ("a"?)* does), more than maxElems
 // elements once repetitions are written out or maxRules rules, groups nested more than
-// maxDepth deep, or a rule that opens more than maxStacks alternatives at once.
+// maxDepth deep, a rule that opens more than maxStacks alternatives at once, or a root
+// no text completes. An alternative no text completes ("a" [] or one that recurses
+// for ever) is dropped: it could only lead where nothing, not even the end, may come.
 func GBNFFormat(src string) (Format, error) {
 	rs, err := parseGBNF(src)
 	if err != nil {

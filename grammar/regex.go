@@ -20,7 +20,7 @@ import (
 // classes — is refused with an error naming it. Errors wrap ErrGrammar; a
 // *SyntaxError says where (the column in characters). A repetition of something that
 // may be empty ((a?)*) is refused, as in GBNF, and so are groups nested more than
-// maxDepth deep.
+// maxDepth deep and a pattern that matches no text ([^\s\S]).
 func RegexFormat(pattern string) (Format, error) {
 	if len(pattern) > MaxSourceBytes {
 		return Format{}, fmt.Errorf("%w: pattern of %d bytes: at most %d", ErrGrammar, len(pattern), MaxSourceBytes)
