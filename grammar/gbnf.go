@@ -10,6 +10,10 @@ import (
 // MaxSourceBytes bounds the text of a grammar or a pattern.
 const MaxSourceBytes = 1 << 20
 
+// maxDepth bounds how deep groups nest in a grammar or a pattern: the parsers recurse
+// into each.
+const maxDepth = 1000
+
 // GBNFFormat asks for text that is a sentence of a GBNF grammar, llama.cpp's format:
 // rules "name ::= alternatives" (names of letters, digits and '-'; a rule ends at the
 // end of its line unless a parenthesis is open or the line ends with '|'), "root" the
@@ -24,8 +28,10 @@ const MaxSourceBytes = 1 << 20
 // grammars refused for their cost. The errors wrap ErrGrammar, and a *SyntaxError
 // names the line and column: an undefined rule, no root, left recursion (a rule that
 // reaches itself before reading a character, as ("a"?)* does), more than maxElems
-// elements once repetitions are written out or maxRules rules, or a rule that opens
-// more than maxStacks alternatives at once.
+// elements once repetitions are written out or maxRules rules, groups nested more than
+// maxDepth deep, a rule that opens more than maxStacks alternatives at once, or a root
+// no text completes. An alternative no text completes ("a" [] or one that recurses
+// for ever) is dropped: it could only lead where nothing, not even the end, may come.
 func GBNFFormat(src string) (Format, error) {
 	rs, err := parseGBNF(src)
 	if err != nil {
@@ -118,7 +124,8 @@ func codePoint(c rune, p srcPos) (rune, error) {
 
 type gbnf struct {
 	*reader
-	b *builder
+	b     *builder
+	depth int // groups open
 }
 
 // space skips blanks and comments, and line ends if newlines.
@@ -239,9 +246,13 @@ func (g *gbnf) sequence(nested bool) ([]sym, error) {
 			}
 			last, seq = len(seq), append(seq, refSym(r))
 		case c == '(':
+			if g.depth++; g.depth > maxDepth {
+				return nil, p.errorf("groups nested more than %d deep", maxDepth)
+			}
 			g.i++
 			g.space(true)
 			alts, err := g.alternates(true)
+			g.depth--
 			if err != nil {
 				return nil, err
 			}

@@ -62,8 +62,10 @@ func TestGBNFCheck(t *testing.T) {
 		{"root ::= (\n  \"a\" |\n  \"b\"\n)", "b", true, true},
 		{"root ::= \"a\" |\n \"b\"", "b", true, true},
 		{`root ::= [\]\[\\]*`, `][\`, true, true},
-		{`root ::= []`, ``, true, false},
 		{`root ::= [a-]`, `-`, true, true},
+		// An alternative no text completes is dropped: it is not a way in.
+		{`root ::= "a" [] | "b"`, `a`, false, false},
+		{`root ::= "a" [] | "b"`, `b`, true, true},
 	}
 	for _, tt := range tests {
 		f, err := GBNFFormat(tt.grammar)
@@ -90,6 +92,9 @@ func TestGBNFErrors(t *testing.T) {
 		{`root ::= root "a"`, "left recursion"},
 		{"root ::= a\na ::= b? root\nb ::= \"x\"", "left recursion: rule \"root\" → rule \"a\" → rule \"root\""},
 		{`root ::= ("a"?)*`, "column 16: a repetition of something that may be empty"},
+		// A grammar no text completes left a mask no token, not even the end.
+		{`root ::= []`, `rule "root" matches no text`},
+		{`root ::= [^\x00-\U0010FFFF] | "a" x` + "\nx ::= \"b\" x", `rule "root" matches no text`},
 		{`root ::= "a`, "string that does not end"},
 		{`root ::= [a`, "class that does not end"},
 		{`root ::= [z-a]`, "end is below the start"},

@@ -185,3 +185,90 @@ func BenchmarkMaskFormat(b *testing.B) {
 		})
 	}
 }
+
+// TestHostileSources: grammars and patterns near MaxSourceBytes — one long line, groups
+// nested as deep as the text allows, many short rules — are compiled or refused with
+// ErrGrammar. Nesting was bounded by the text alone, the parsers recursing once per
+// group (a megabyte of '(' overflowed the goroutine's stack, a fatal error); rules that
+// open the same many alternatives were each expanded to count them (0.4 s for 48 KB).
+func TestHostileSources(t *testing.T) {
+	const n = grammar.MaxSourceBytes / 8
+	const elems = 60000 // under the bound on elements
+	var rules strings.Builder
+	rules.WriteString("root ::= r0\n")
+	for i := 0; rules.Len() < grammar.MaxSourceBytes-64; i++ {
+		fmt.Fprintf(&rules, "r%d ::= \"a\" | \"b\" r%d\n", i, i+1)
+	}
+	// 4000 rules that each open the same 200 alternatives, through 20 references.
+	var shared strings.Builder
+	shared.WriteString("root ::= a0\nw ::= " + strings.Repeat("y | ", 19) + "y\ny ::= ")
+	for i := range 200 {
+		fmt.Fprintf(&shared, "\"%c\" | ", rune(0x100+i))
+	}
+	shared.WriteString("\"z\"\n")
+	for i := range 4000 {
+		fmt.Fprintf(&shared, "a%d ::= w\n", i)
+	}
+	for _, tc := range []struct {
+		name, src string
+		regex     bool
+		ok        bool
+	}{
+		{"gbnf/long line", "root ::= " + strings.Repeat(`"a"   `, elems), false, true},
+		{"gbnf/nested", "root ::= " + strings.Repeat(`("a" `, n) + strings.Repeat(")", n), false, false},
+		{"gbnf/open", "root ::= " + strings.Repeat("(", grammar.MaxSourceBytes-16), false, false},
+		{"gbnf/nested one", "root ::= " + strings.Repeat("(", n) + `"a"` + strings.Repeat(")", n), false, false},
+		{"gbnf/many rules", rules.String(), false, false},
+		{"gbnf/shared alternatives", shared.String(), false, false},
+		{"regex/long", strings.Repeat("a", elems), true, true},
+		{"regex/nested", strings.Repeat("(a", n) + strings.Repeat(")", n), true, false},
+		{"regex/open", strings.Repeat("(", grammar.MaxSourceBytes), true, false},
+		{"regex/classes", strings.Repeat(`[\s\S]`, elems), true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			compile := grammar.GBNFFormat
+			if tc.regex {
+				compile = grammar.RegexFormat
+			}
+			_, err := compile(tc.src)
+			switch {
+			case tc.ok && err != nil:
+				t.Errorf("compile(%d bytes) = %v, want it compiled", len(tc.src), err)
+			case !tc.ok && !errors.Is(err, grammar.ErrGrammar):
+				t.Errorf("compile(%d bytes) = %v, want ErrGrammar", len(tc.src), err)
+			case err != nil:
+				t.Log(err)
+			}
+		})
+	}
+}
+
+// BenchmarkMaskRulesCJK: masks along a text under a loop of 250 alternatives, each a
+// range of 40 CJK characters: every character a token has inside another leads to the
+// loop's set again (660 ms a mask over Qwen2's tokens while each such step made a new
+// set that learned its steps anew).
+func BenchmarkMaskRulesCJK(b *testing.B) {
+	var alts []string
+	for i := range 250 {
+		lo := 0x4E00 + 40*i
+		alts = append(alts, fmt.Sprintf(`[\u%04X-\u%04X]`, lo, lo+39))
+	}
+	f, err := grammar.GBNFFormat("root ::= (" + strings.Join(alts, " | ") + ")+")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, tok := range vocabs(b) {
+		g := f.Grammar(tok)
+		ids := tok.Encode("一二三四五六七八九十", false)
+		logits := make([]float32, tok.VocabSize())
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				m := g.NewMatcher()
+				for _, id := range ids {
+					m.Mask(logits, []int32{tok.EOS()})
+					m.Advance(id)
+				}
+			}
+		})
+	}
+}

@@ -19,7 +19,8 @@ import (
 // boundaries, inline flags, atomic groups, possessive quantifiers, Unicode property
 // classes — is refused with an error naming it. Errors wrap ErrGrammar; a
 // *SyntaxError says where (the column in characters). A repetition of something that
-// may be empty ((a?)*) is refused, as in GBNF.
+// may be empty ((a?)*) is refused, as in GBNF, and so are groups nested more than
+// maxDepth deep and a pattern that matches no text ([^\s\S]).
 func RegexFormat(pattern string) (Format, error) {
 	if len(pattern) > MaxSourceBytes {
 		return Format{}, fmt.Errorf("%w: pattern of %d bytes: at most %d", ErrGrammar, len(pattern), MaxSourceBytes)
@@ -236,6 +237,9 @@ func (x *regex) braces() (lo, hi, n int) {
 // group reads (...) and the kinds of (?...) that are groups.
 func (x *regex) group(depth int) ([]sym, error) {
 	p := x.pos()
+	if depth >= maxDepth {
+		return nil, p.errorf("groups nested more than %d deep", maxDepth)
+	}
 	x.i++
 	if x.peek(0) == '?' {
 		rest := x.src[x.i+1:]

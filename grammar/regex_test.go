@@ -55,6 +55,7 @@ func TestRegexCheck(t *testing.T) {
 func TestRegexErrors(t *testing.T) {
 	tests := []struct{ pattern, want string }{
 		{``, "empty pattern"},
+		{`[^\s\S]`, "the pattern matches no text"},
 		{`(a)\1`, `column 4: back-references (\1)`},
 		{`(?P<n>a)(?P=n)`, "back-references ((?P=name))"},
 		{`\k<n>`, "back-references"},

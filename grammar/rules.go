@@ -163,7 +163,37 @@ type stackSet struct {
 	// as bytes are tried — the walk of a trie's first bytes, and of every byte after a
 	// set that loops, looks each up once.
 	next  *[256]*stackSet
-	steps uint8 // steps from this set between characters, until next is made
+	steps uint8    // steps from this set between characters, until next is made
+	pool  *setPool // of the matcher (or Check) the set was made by
+}
+
+// setPool holds the sets one matcher made, by their stacks, so that a step reaching
+// stacks a set already has gets that set, with what was learned stepping from it
+// (memo, next). Without it, each character of a token read inside another
+// (the second byte of a CJK character, say) made a new set that learned all anew: 250
+// alternatives of CJK ranges cost 660 ms a mask over Qwen2's tokens. It forgets all
+// once it holds maxPool sets.
+type setPool struct {
+	sets map[uint64][]*stackSet
+	n    int
+}
+
+const maxPool = 1024
+
+// intern returns the set of p with s's stacks, s itself when there is none yet.
+func (p *setPool) intern(s *stackSet) *stackSet {
+	h := s.key()
+	for _, t := range p.sets[h] {
+		if t.same(s) {
+			return t
+		}
+	}
+	if p.sets == nil || p.n >= maxPool {
+		p.sets, p.n = map[uint64][]*stackSet{}, 0
+	}
+	p.sets[h] = append(p.sets[h], s)
+	p.n++
+	return s
 }
 
 type memoEntry struct {
@@ -296,7 +326,7 @@ func (r *ruleSet) start() rstate {
 	for _, a := range r.starts[r.root] {
 		x.expand(a, nil)
 	}
-	return rstate{set: &stackSet{tops: x.tops, done: x.done, short: x.short}}
+	return rstate{set: &stackSet{tops: x.tops, done: x.done, short: x.short, pool: &setPool{}}}
 }
 
 // whole reports whether the text so far is a sentence of the grammar.
@@ -405,7 +435,7 @@ func (r *ruleSet) partial(set *stackSet, cp rune, need uint8, lo, hi byte) rstat
 		return rstate{}
 	case n < len(set.tops):
 		if next = set.recall(took, true); next == nil {
-			next = &stackSet{short: set.short}
+			next = &stackSet{short: set.short, pool: set.pool}
 			for i, t := range set.tops {
 				if took[i/64]&(1<<(i%64)) != 0 {
 					next.tops = append(next.tops, t)
@@ -443,9 +473,11 @@ func (r *ruleSet) complete(set *stackSet, c rune) rstate {
 	if len(x.tops) == 0 && !x.done {
 		return rstate{} // the bounds cut every way on (see expand)
 	}
-	next := &stackSet{tops: x.tops, done: x.done, short: set.short || x.short}
+	next := &stackSet{tops: x.tops, done: x.done, short: set.short || x.short, pool: set.pool}
 	if next.same(set) {
 		next = set // a loop ([^\n]+): the set stays what it was
+	} else {
+		next = set.pool.intern(next)
 	}
 	set.memo = append(set.memo, memoEntry{took: took, to: next})
 	return rstate{set: next}
@@ -540,8 +572,8 @@ func (m *ruleMatcher) Mask(logits []float32, ends []int32) {
 		case m.st.need > 0:
 			m.walk(m.g.v.all, 0, m.st)
 		default:
-			if self, high := m.loops(); bits.OnesCount64(self[0])+bits.OnesCount64(self[1]) >= minLoopBytes {
-				m.scan(self, high)
+			if self, high, depth := m.free(); bits.OnesCount64(self[0])+bits.OnesCount64(self[1]) >= minLoopBytes && depth >= minFreeDepth {
+				m.scan(self, high, depth)
 			} else {
 				m.walk(m.g.v.all, 0, m.st)
 			}
@@ -566,44 +598,166 @@ func (m *ruleMatcher) Mask(logits []float32, ends []int32) {
 	}
 }
 
-// minLoopBytes: a set that at least this many ASCII bytes lead back to is free text
-// for the mask (see scan).
+// minLoopBytes: a set from which any text of at least this many ASCII bytes can come
+// next is free text for the mask (see free and scan).
 const minLoopBytes = 64
 
-// loops returns the ASCII bytes that lead from the current set (between characters)
-// back to it, a bit each, and whether every character above ASCII does too: every
-// stack's class holds all of them or none, and one leads back.
-func (m *ruleMatcher) loops() (self [2]uint64, high bool) {
-	set := m.st.set
-	for b := range byte(0x80) {
-		if m.r.step(m.st, b).set == set {
-			self[b/64] |= 1 << (b % 64)
+// free looks at most maxFamily sets, maxFreeWidth new ones a character further on (a
+// chain or a period has one or two; a pattern whose sets multiply, such as
+// [\s\S]*a[\s\S]{12}, cost 20 ms to follow to maxFamily), and texts of at most
+// maxFreeDepth characters, in at most maxFreeTries passes; a mask scans only when texts
+// of minFreeDepth are free.
+const (
+	maxFamily    = 128
+	maxFreeWidth = 8
+	maxFreeDepth = 64
+	maxFreeTries = 8
+	minFreeDepth = 8
+)
+
+// free returns ASCII bytes (a bit each), whether every character above ASCII too, and a
+// length in characters, such that any text of them no longer can come next from the
+// current set (between characters): every set a shorter text leads to takes each of
+// them. Free text ([^\n]+) leads back to the set itself (any length: closed), a period
+// ((.{3})*) through a few sets, a counted run ([^\n]{1,500}) along a chain. Only its own
+// set was looked at before, and a mask under the others walked the whole trie: 20-80
+// ms over Qwen2's 152k tokens. With under minLoopBytes bytes it returns none.
+//
+// A byte that leads where few of the others can follow (the '\n' that ends .{0,300}\n)
+// is left out, and the sets looked at again without it.
+func (m *ruleMatcher) free() (f [2]uint64, high bool, depth int) {
+	f, high = [2]uint64{^uint64(0), ^uint64(0)}, true
+	for range maxFreeTries {
+		var again bool
+		if depth, again = m.freeTry(&f, &high); !again {
+			break
 		}
+		depth = 0
 	}
+	if bits.OnesCount64(f[0])+bits.OnesCount64(f[1]) < minLoopBytes {
+		return [2]uint64{}, false, 0
+	}
+	return f, high, depth
+}
+
+// highByte marks the sets freeTry reaches by a character above ASCII.
+const highByte = 0x80
+
+// freeTry looks at the sets that texts of f (and with high, the characters above ASCII)
+// lead to, leaving out of f the bytes a set cannot take. It returns again when it left
+// out a byte (or high) for leading to a set that takes few of the others: the sets
+// must be looked at again without it.
+func (m *ruleMatcher) freeTry(f *[2]uint64, high *bool) (depth int, again bool) {
+	type found struct {
+		set *stackSet
+		by  int // the byte that first led to it (-1: the start; highByte: above ASCII)
+	}
+	seen := map[uint64][]*stackSet{}
+	n := 0
+	var next []found
+	// add notes u, reached by by; false when there are too many sets.
+	add := func(u *stackSet, by int) bool {
+		h := u.key()
+		for _, s := range seen[h] {
+			if s == u || s.same(u) {
+				return true
+			}
+		}
+		if n >= maxFamily || len(next) >= maxFreeWidth {
+			return false
+		}
+		n++
+		seen[h], next = append(seen[h], u), append(next, found{u, by})
+		return true
+	}
+	add(m.st.set, -1)
+	level := next
+	for depth = 0; depth < maxFreeDepth; depth++ {
+		next = nil
+		for _, t := range level {
+			var lost [2]uint64
+			for b := range byte(0x80) {
+				if f[b/64]&(1<<(b%64)) == 0 {
+					continue
+				}
+				u := m.r.step(rstate{set: t.set}, b).set
+				if u == nil {
+					lost[b/64] |= 1 << (b % 64)
+					continue
+				}
+				if !add(u, int(b)) {
+					return depth, false // the levels before this one are all looked at
+				}
+			}
+			left := bits.OnesCount64(f[0]&^lost[0]) + bits.OnesCount64(f[1]&^lost[1])
+			switch {
+			case t.by >= 0 && lost != [2]uint64{} && left < minLoopBytes && depth >= minFreeDepth:
+				// A dead end far enough on ([^\n]{0,100} near its end): texts as long as
+				// the levels before are free.
+				return depth, false
+			case t.by >= 0 && lost != [2]uint64{} && left < minLoopBytes:
+				// A dead end: leave out what led here rather than what cannot follow.
+				if t.by == highByte {
+					*high = false
+				} else {
+					f[t.by/64] &^= 1 << (t.by % 64)
+				}
+				return 0, true
+			default:
+				f[0], f[1] = f[0]&^lost[0], f[1]&^lost[1]
+			}
+			if *high {
+				u := m.highStep(t.set)
+				*high = u != nil && add(u, highByte)
+			}
+		}
+		if len(next) == 0 {
+			return math.MaxInt, false // closed: every set the bytes lead to is looked at
+		}
+		level = next
+	}
+	return depth, false
+}
+
+// key hashes the stacks of s, for same.
+func (s *stackSet) key() uint64 {
+	h := uint64(len(s.tops))
+	if s.done {
+		h ^= 1 << 62
+	}
+	for _, t := range s.tops {
+		h = (h ^ t.hash) * 0x9E3779B97F4A7C15
+	}
+	return h
+}
+
+// highStep returns the set every character above ASCII leads to from set (between
+// characters), or nil when they do not all lead alike: each stack's class must hold all
+// of them or none.
+func (m *ruleMatcher) highStep(set *stackSet) *stackSet {
 	for _, t := range set.tops {
 		c := m.r.classes[m.r.elems[t.pos].arg]
 		all := slices.ContainsFunc(c, func(s span) bool { return s.lo <= 0x80 && s.hi >= maxRune })
 		if !all && meets(c, 0x80, maxRune) {
-			return self, false // a class holds some characters above ASCII, not all
+			return nil // a class holds some characters above ASCII, not all
 		}
 	}
-	next := m.r.complete(set, 0x80).set
-	return self, next != nil && (next == set || next.same(set))
+	return m.r.complete(set, 0x80).set
 }
 
-// scan marks the tokens the current state can take one by one, where the grammar
-// loops on most characters (free text, a string's body): a token whose characters all
-// lead back to the set — its ASCII bytes among those that do, its other characters
-// whole or begun (valid UTF-8) where every character above ASCII does — is taken
-// without a step; any other is stepped through. The trie's walk visits every node
+// scan marks the tokens the current state can take one by one, where most characters
+// are free (free text, a string's body; see free): a token whose characters are all
+// free — its ASCII bytes among those self has, its other characters whole or begun
+// (valid UTF-8) where high says every character above ASCII is — is taken without a
+// step, when it is at most depth bytes long; any other is stepped through. The trie's walk visits every node
 // there, the vocabulary's bytes in a pointer chase: 60 ms over Qwen2's 152k tokens.
-func (m *ruleMatcher) scan(self [2]uint64, high bool) {
+func (m *ruleMatcher) scan(self [2]uint64, high bool, depth int) {
 	idx := asciiIndexOf(m.g.v)
 	for id, text := range m.g.v.text {
 		if text == nil || id >= len(m.allowed) {
 			continue
 		}
-		if a := idx.bytes[id]; a[0]&^self[0] == 0 && a[1]&^self[1] == 0 && (idx.ascii[id] || high && idx.utf8[id]) {
+		if a := idx.bytes[id]; a[0]&^self[0] == 0 && a[1]&^self[1] == 0 && (idx.ascii[id] || high && idx.utf8[id]) && len(text) <= depth {
 			m.allowed[id] = true
 			continue
 		}

@@ -38,11 +38,23 @@ tag ::= [^,\n]+`)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Where most characters are free though the set changes with each: a period, and
+	// a counted run that an end closes (a mask scans these too; see free).
+	period, err := grammar.RegexFormat(`\s?(.{3})+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted, err := grammar.GBNFFormat(`root ::= " "? "{" [^}]{0,40} "}"`)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return []struct {
 		name string
 		f    grammar.Format
 		text string
 	}{
+		{"regex-period", period, "Zoë ☃ ab😀"},
+		{"gbnf-counted", counted, "{Zoë ☃ 世界 ok, \"yes\" and more}"},
 		{"gbnf", gbnf, "Name: Zoë ☃\nAge: 42\nTags: 😀 x,b"},
 		{"gbnf-some", some, "Zoé 世界 ok, \"yes\"\n"},
 		{"regex", regex, "555-1234 (work) Zoë ☃"},
@@ -191,5 +203,31 @@ func BenchmarkMaskRulesHostile(b *testing.B) {
 				g.NewMatcher().Mask(logits, []int32{tok.EOS()})
 			}
 		})
+	}
+}
+
+// BenchmarkMaskRulesRuns: masks along a text under patterns where most characters may
+// come next though the set changes with each character (a period, counted runs).
+func BenchmarkMaskRulesRuns(b *testing.B) {
+	const text = "hello world, this is a long text of many words and it goes on"
+	for _, p := range []string{`(.{3})*x`, `[^\n]{1,500}`, `.{0,300}\n`} {
+		f, err := grammar.RegexFormat(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for name, tok := range vocabs(b) {
+			g := f.Grammar(tok)
+			ids := tok.Encode(text, false)
+			logits := make([]float32, tok.VocabSize())
+			b.Run(name+"/"+p, func(b *testing.B) {
+				for b.Loop() {
+					m := g.NewMatcher()
+					for _, id := range ids[:8] {
+						m.Mask(logits, []int32{tok.EOS()})
+						m.Advance(id)
+					}
+				}
+			})
+		}
 	}
 }

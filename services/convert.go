@@ -274,16 +274,22 @@ func ruleFormat(rf *specdv1.ResponseFormat) (grammar.Format, error) {
 	case specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX:
 		field, text = "regex", rf.GetRegex()
 	default:
+		// The choices' size is summed, never their text joined: a million one-byte
+		// choices (within a 4 MB message) took the square of that to join.
 		field = "choices"
-		for _, c := range rf.GetChoices() {
-			text += c
+		if n := len(rf.GetChoices()); n > grammar.MaxChoices {
+			return f, BadField("response_format.choices", "%d choices: at most %d", n, grammar.MaxChoices)
 		}
+	}
+	size := len(text)
+	for _, c := range rf.GetChoices() {
+		size += len(c)
 	}
 	switch {
 	case text == "" && field != "choices":
 		return f, BadField("response_format."+field, "empty: give the %s the output must match", field)
-	case len(text) > MaxSchemaBytes:
-		return f, BadField("response_format."+field, "%d bytes: at most %d", len(text), MaxSchemaBytes)
+	case size > MaxSchemaBytes:
+		return f, BadField("response_format."+field, "%d bytes: at most %d", size, MaxSchemaBytes)
 	}
 	switch field {
 	case "grammar":

@@ -223,3 +223,29 @@ func TestParseRequestStops(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleFormatBounds: a grammar, a pattern or a list of choices over the bounds is a
+// FieldError naming it, found without reading more of it than needed: a million
+// one-byte choices (a 4 MB request) were joined one by one, which took the square of
+// their number.
+func TestRuleFormatBounds(t *testing.T) {
+	many := slices.Repeat([]string{"a"}, 1<<20)
+	big := strings.Repeat("a", MaxSchemaBytes+1)
+	for _, tc := range []struct {
+		name string
+		rf   *specdv1.ResponseFormat
+		bad  string
+	}{
+		{"many choices", &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE, Choices: many}, "response_format.choices"},
+		{"long choices", &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_CHOICE, Choices: []string{big[:MaxSchemaBytes/2], big[:MaxSchemaBytes/2+1]}}, "response_format.choices"},
+		{"long grammar", &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: big}, "response_format.grammar"},
+		{"long regex", &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX, Regex: big}, "response_format.regex"},
+		{"bad grammar", &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: "root ::= (\"a\""}, "response_format.grammar"},
+	} {
+		_, err := FormatFromProto(tc.rf)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != tc.bad {
+			t.Errorf("%s: FormatFromProto = %v, want a FieldError for %s", tc.name, err, tc.bad)
+		}
+	}
+}
