@@ -30,12 +30,7 @@ func BenchmarkMaskUnion(b *testing.B) {
 		g := f.Grammar(tok)
 		for _, at := range []struct{ name, text string }{{"key", `{"story`}, {"string", `{"story": "Once upon`}} {
 			b.Run(name+"/"+at.name, func(b *testing.B) {
-				m := g.NewMatcher()
-				m.Reset(tok.Encode(at.text, false))
-				logits := make([]float32, tok.VocabSize())
-				for b.Loop() {
-					m.Mask(logits, []int32{tok.EOS()})
-				}
+				benchMask(b, g, tok, tok.Encode(at.text, false))
 			})
 		}
 	}
@@ -61,12 +56,7 @@ func BenchmarkMaskEnum(b *testing.B) {
 		g := f.Grammar(tok)
 		for _, at := range []struct{ name, text string }{{"start", `{"v":`}, {"inside", `{"v": "w1`}} {
 			b.Run(name+"/"+at.name, func(b *testing.B) {
-				m := g.NewMatcher()
-				m.Reset(tok.Encode(at.text, false))
-				logits := make([]float32, tok.VocabSize())
-				for b.Loop() {
-					m.Mask(logits, []int32{tok.EOS()})
-				}
+				benchMask(b, g, tok, tok.Encode(at.text, false))
 			})
 		}
 	}
@@ -90,12 +80,7 @@ func BenchmarkMaskLongConst(b *testing.B) {
 		g := f.Grammar(tok)
 		ids := tok.Encode(`"`+long[:50<<10], false)
 		b.Run(name, func(b *testing.B) {
-			m := g.NewMatcher()
-			m.Reset(ids)
-			logits := make([]float32, tok.VocabSize())
-			for b.Loop() {
-				m.Mask(logits, []int32{tok.EOS()})
-			}
+			benchMask(b, g, tok, ids)
 		})
 	}
 }
@@ -111,12 +96,7 @@ func BenchmarkMaskLongKey(b *testing.B) {
 		g := f.Grammar(tok)
 		ids := tok.Encode(`{"`+long[:50<<10], false)
 		b.Run(name, func(b *testing.B) {
-			m := g.NewMatcher()
-			m.Reset(ids)
-			logits := make([]float32, tok.VocabSize())
-			for b.Loop() {
-				m.Mask(logits, []int32{tok.EOS()})
-			}
+			benchMask(b, g, tok, ids)
 		})
 	}
 }
@@ -176,12 +156,7 @@ func BenchmarkMaskFormat(b *testing.B) {
 		}
 		g := f.Grammar(tok)
 		b.Run(c.name, func(b *testing.B) {
-			m := g.NewMatcher()
-			m.Reset(tok.Encode(c.text, false))
-			logits := make([]float32, tok.VocabSize())
-			for b.Loop() {
-				m.Mask(logits, []int32{tok.EOS()})
-			}
+			benchMask(b, g, tok, tok.Encode(c.text, false))
 		})
 	}
 }
