@@ -527,6 +527,12 @@ func (s *Server) publicStatus(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
+	// A call the router cancelled because the caller's deadline passed answers
+	// Canceled: the caller's answer is its deadline (a Python client saw CANCELLED for
+	// a 30 ms deadline, the router's copy of it having passed a moment before its own).
+	if status.Code(services.Status(err)) == codes.Canceled && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = context.DeadlineExceeded
+	}
 	st := status.Convert(services.Status(err))
 	var msg string
 	switch {

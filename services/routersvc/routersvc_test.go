@@ -1,8 +1,10 @@
 package routersvc
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -75,5 +77,21 @@ func TestCompleteFitsTheRealLimit(t *testing.T) {
 	s.MaxMessageBytes = 64 << 20
 	if err := s.fits(req, res(48_000)); err != nil {
 		t.Errorf("48,000 entries under a 64 MiB limit: %v, want them sent", err)
+	}
+}
+
+// TestDeadlineNotCanceled: an error that says Canceled — a call the router cancelled —
+// after the caller's deadline has passed is answered as the deadline, DEADLINE_EXCEEDED;
+// before it, Canceled stays Canceled.
+func TestDeadlineNotCanceled(t *testing.T) {
+	s := &Server{}
+	cancelled := status.Error(codes.Canceled, "context canceled")
+	past, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	if got := status.Code(s.publicStatus(past, cancelled)); got != codes.DeadlineExceeded {
+		t.Errorf("Canceled after the deadline: %v, want DeadlineExceeded", got)
+	}
+	if got := status.Code(s.publicStatus(context.Background(), cancelled)); got != codes.Canceled {
+		t.Errorf("Canceled with no deadline passed: %v, want Canceled", got)
 	}
 }
