@@ -139,13 +139,17 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 		return
 	}
 	if c.Load {
-		// The model is loaded for as long as specd runs: say so as Ollama does once it
-		// has loaded one.
-		now := time.Now().UTC()
+		// The model is loaded for as long as specd runs: answer as Ollama does once it
+		// has loaded one, or (keep_alive 0) once it has unloaded it, which here frees
+		// nothing a request holds.
+		now, reason := time.Now().UTC(), "load"
+		if c.Unload {
+			reason = "unload"
+		}
 		if c.Chat {
-			writeJSON(w, http.StatusOK, &ChatResponse{Model: c.Model, CreatedAt: now, Message: Message{Role: "assistant"}, Done: true, DoneReason: "load"})
+			writeJSON(w, http.StatusOK, &ChatResponse{Model: c.Model, CreatedAt: now, Message: Message{Role: "assistant"}, Done: true, DoneReason: reason})
 		} else {
-			writeJSON(w, http.StatusOK, &GenerateResponse{Model: c.Model, CreatedAt: now, Done: true, DoneReason: "load"})
+			writeJSON(w, http.StatusOK, &GenerateResponse{Model: c.Model, CreatedAt: now, Done: true, DoneReason: reason})
 		}
 		return
 	}

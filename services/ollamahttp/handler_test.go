@@ -284,19 +284,25 @@ func TestNumPredictBeyondContext(t *testing.T) {
 	}
 }
 
-// TestLoad: an empty prompt, or no messages, is Ollama's call to load the model: one
-// done line with done_reason "load", nothing generated; for a model not served, a 404.
+// TestLoad: an empty prompt, or no messages, is Ollama's call to load the model (with
+// keep_alive 0, to unload it): one done line with done_reason "load" ("unload"),
+// nothing generated; for a model not served, a 404.
 func TestLoad(t *testing.T) {
 	s := &stub{generate: reply(specdv1.FinishReason_FINISH_REASON_EOS, "never")}
 	base := serve(t, s, nil)
-	for _, tc := range []struct{ path, body string }{
-		{"/api/generate", `{"model":"big"}`},
-		{"/api/generate", `{"model":"big:latest","keep_alive":0}`},
-		{"/api/chat", `{"model":"big","messages":[]}`},
+	for _, tc := range []struct{ path, body, reason string }{
+		{"/api/generate", `{"model":"big"}`, "load"},
+		{"/api/generate", `{"model":"big:latest","keep_alive":"5m"}`, "load"},
+		{"/api/generate", `{"model":"big","keep_alive":-1}`, "load"},
+		{"/api/chat", `{"model":"big","messages":[]}`, "load"},
+		// keep_alive 0 with nothing to generate is Ollama's call to unload.
+		{"/api/generate", `{"model":"big:latest","keep_alive":0}`, "unload"},
+		{"/api/generate", `{"model":"big","keep_alive":"0s","system":"s"}`, "unload"},
+		{"/api/chat", `{"model":"big","keep_alive":0}`, "unload"},
 	} {
 		code, _, lines := post(t, base, tc.path, tc.body)
-		if code != 200 || len(lines) != 1 || lines[0]["done"] != true || lines[0]["done_reason"] != "load" {
-			t.Errorf("%s %s: %d %v", tc.path, tc.body, code, lines)
+		if code != 200 || len(lines) != 1 || lines[0]["done"] != true || lines[0]["done_reason"] != tc.reason {
+			t.Errorf("%s %s: %d %v, want one done line with done_reason %s", tc.path, tc.body, code, lines, tc.reason)
 		}
 	}
 	if n := len(s.requests()); n != 0 {

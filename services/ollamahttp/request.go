@@ -27,8 +27,10 @@ type Call struct {
 	Stream bool   // answer with newline-delimited JSON objects
 	Chat   bool
 	// Load: an empty prompt (or no messages), Ollama's call to load the model: the
-	// answer is one done message, nothing is generated.
-	Load bool
+	// answer is one done message, nothing is generated. Unload: a load call with
+	// keep_alive 0, Ollama's call to unload it, answered the same way (done_reason
+	// "unload"); specd's models stay loaded for as long as it runs.
+	Load, Unload bool
 	// Raw: a generation whose prompt is used as it is (no system, no context).
 	Raw     bool
 	Prompt  string  // a generation's prompt
@@ -74,14 +76,15 @@ func common(model string, format, keep, think json.RawMessage, logprobs *bool, t
 	if n := topLogprobs; n != nil && (*n < 0 || *n > generate.MaxTopLogprobs) {
 		return nil, badRequest("top_logprobs", "top_logprobs must be between 0 and %d", generate.MaxTopLogprobs)
 	}
-	if err := keepAlive(keep); err != nil {
+	unload, err := keepAlive(keep)
+	if err != nil {
 		return nil, err
 	}
 	o, err := parseOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	c := &Call{Req: &specdv1.GenerateRequest{Model: ModelName(model)}, Model: model, opts: o}
+	c := &Call{Req: &specdv1.GenerateRequest{Model: ModelName(model)}, Model: model, Unload: unload, opts: o}
 	if err := o.apply(c.Req); err != nil {
 		return nil, err
 	}
@@ -157,6 +160,7 @@ func ParseGenerate(body []byte) (*Call, error) {
 	}
 	c.System = r.System
 	c.Load = r.Prompt == ""
+	c.Unload = c.Unload && c.Load
 	if c.Raw {
 		c.Req.Prompt = c.Prompt
 	} else {
@@ -188,6 +192,7 @@ func ParseChat(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		return nil, err
 	}
 	c.Chat, c.Stream, c.Load = true, stream(r.Stream), len(r.Messages) == 0
+	c.Unload = c.Unload && c.Load
 	for i, m := range r.Messages {
 		role := strings.ToLower(m.Role) // as Ollama reads it
 		switch role {

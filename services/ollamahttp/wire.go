@@ -40,7 +40,8 @@ type GenerateRequest struct {
 	Raw     bool            `json:"raw"`
 	Format  json.RawMessage `json:"format"`
 	// KeepAlive is accepted and checked, and has no effect: specd's models stay
-	// loaded for as long as it runs.
+	// loaded for as long as it runs (0 with an empty prompt is answered as Ollama
+	// answers an unload, done_reason "unload").
 	KeepAlive json.RawMessage            `json:"keep_alive"`
 	Images    []json.RawMessage          `json:"images"` // refused when non-empty: no vision
 	Options   map[string]json.RawMessage `json:"options"`
