@@ -212,8 +212,13 @@ func ParseChat(body []byte, syntax toolcall.Syntax) (*Call, error) {
 				return nil, badRequest("messages", "message %d: tool call %d has no function name", i, j)
 			}
 			args := bytes.TrimSpace(tc.Function.Arguments)
-			if len(args) == 0 || string(args) == "null" {
+			switch {
+			case len(args) == 0 || string(args) == "null":
 				args = []byte("{}")
+			case args[0] != '{':
+				// As Ollama refuses it: its arguments are an object, and a string of
+				// JSON text (OpenAI's shape) would reach the template as a string.
+				return nil, badRequest("messages", "message %d: tool call %d: arguments %s: want a JSON object", i, j, clip(args))
 			}
 			cm.ToolCalls = append(cm.ToolCalls, &specdv1.ToolCall{Id: tc.ID, Type: "function",
 				Function: &specdv1.FunctionCall{Name: tc.Function.Name, Arguments: string(args)}})

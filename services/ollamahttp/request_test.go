@@ -112,6 +112,11 @@ func TestParseRefusals(t *testing.T) {
 		{`{"model":"m","messages":[{"role":"user","content":"x","images":["aGk="]}]}`, "messages"},
 		{`{"model":"m","messages":[{"role":"user","content":"x","tool_calls":[{"function":{"name":"f"}}]}]}`, "messages"},
 		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"arguments":{}}}]}]}`, "messages"},
+		// Ollama's arguments are an object: a string of JSON text (OpenAI's shape) or
+		// any other value is refused, as Ollama refuses it, not rendered as it is.
+		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":"{\"a\":1}"}}]}]}`, "messages"},
+		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":[1]}}]}]}`, "messages"},
+		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":7}}]}]}`, "messages"},
 		{`{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"retrieval","function":{"name":"f"}}]}`, "tools"},
 		{`{"model":"m","messages":"hi"}`, "messages"},
 		{`{"model":"m","messages":[],"options":{"num_predict":-9}}`, "options.num_predict"},
