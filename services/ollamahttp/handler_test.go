@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -399,8 +400,8 @@ var hermesCall = []string{"Let me look.", "\n<tool_call>\n{\"name\": \"get_weath
 
 const toolsBody = `{"model":"big","messages":[{"role":"user","content":"weather?"}],"tools":[{"type":"function","function":{"name":"get_weather","description":"d","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]`
 
-// TestToolCalls: a reply with calls is a message with tool_calls, arguments as an
-// object, streamed (the content as it comes, the calls in one line before the last)
+// TestToolCalls: a reply with calls is a message with tool_calls, each with an id and
+// its arguments as an object, streamed (the content as it comes, the calls in one line before the last)
 // and not; the tools reach the router; a server with no parser refuses tools.
 func TestToolCalls(t *testing.T) {
 	s := &stub{generate: reply(specdv1.FinishReason_FINISH_REASON_EOS, hermesCall...)}
@@ -409,7 +410,7 @@ func TestToolCalls(t *testing.T) {
 
 	code, _, lines := post(t, base, "/api/chat", toolsBody+`,"stream":false}`)
 	msg := lines[0]["message"].(map[string]any)
-	calls, _ := json.Marshal(msg["tool_calls"])
+	calls, _ := json.Marshal(withoutIDs(t, msg["tool_calls"]))
 	if code != 200 || msg["content"] != "Let me look." || string(calls) != wantCall || lines[0]["done_reason"] != "stop" {
 		t.Errorf("unstreamed: %d %v: want content %q and calls %s", code, lines, "Let me look.", wantCall)
 	}
@@ -428,7 +429,7 @@ func TestToolCalls(t *testing.T) {
 			got = append(got, tc...)
 		}
 	}
-	calls, _ = json.Marshal(got)
+	calls, _ = json.Marshal(withoutIDs(t, got))
 	if code != 200 || content != "Let me look." || string(calls) != wantCall || lines[len(lines)-1]["done"] != true {
 		t.Errorf("streamed: %d content %q calls %s; want %q and %s", code, content, calls, "Let me look.", wantCall)
 	}
@@ -438,6 +439,24 @@ func TestToolCalls(t *testing.T) {
 	if code != 400 || !strings.HasPrefix(lines[0]["error"].(string), "tools: big does not support tools") {
 		t.Errorf("without a parser: %d %v", code, lines)
 	}
+}
+
+// withoutIDs checks that each of calls (tool_calls decoded) has an id as Ollama gives
+// one, "call_" and 8 letters or digits, each its own, and returns them without.
+func withoutIDs(t *testing.T, calls any) any {
+	t.Helper()
+	list, _ := calls.([]any)
+	seen := map[string]bool{}
+	for _, c := range list {
+		m := c.(map[string]any)
+		id, _ := m["id"].(string)
+		if !regexp.MustCompile(`^call_[a-z0-9]{8}$`).MatchString(id) || seen[id] {
+			t.Errorf("tool call %v: id %q, want a fresh call_XXXXXXXX", m, id)
+		}
+		seen[id] = true
+		delete(m, "id")
+	}
+	return calls
 }
 
 // TestToolCallsBroken: a streamed reply whose call turns out malformed after it began

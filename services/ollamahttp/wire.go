@@ -88,7 +88,8 @@ type Message struct {
 }
 
 // ToolCall is one call of a tool, as Ollama shapes it: the arguments an object, not
-// a string of JSON text.
+// a string of JSON text. In a response its ID is fresh (see newCallID); in a request
+// it is what the client sent.
 type ToolCall struct {
 	ID       string           `json:"id,omitempty"`
 	Function ToolCallFunction `json:"function"`
