@@ -132,6 +132,7 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 	}
 	m, e := h.find(ctx, c.Model)
 	if e == nil {
+		c.Req.Model = m.GetName() // the router's spelling of the name the client sent
 		e = c.opts.window(int(m.GetContextLength()), c.Req.Sampling)
 	}
 	if e != nil {
@@ -314,10 +315,14 @@ func (h *Handler) find(ctx context.Context, name string) (*specdv1.ModelInfo, *E
 	if err != nil {
 		return nil, fromStatus(err, name)
 	}
+	var vs []*specdv1.ModelInfo
 	for _, m := range resp.GetModels() {
-		if m.GetRole() == "verifier" && m.GetName() == ModelName(name) {
-			return m, nil
+		if m.GetRole() == "verifier" {
+			vs = append(vs, m)
 		}
+	}
+	if m := match(vs, name); m != nil {
+		return m, nil
 	}
 	return nil, notFound(name)
 }

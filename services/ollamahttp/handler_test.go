@@ -650,3 +650,31 @@ func TestLogprobs(t *testing.T) {
 		}
 	}
 }
+
+// TestModelNamesCaseBlind: a model is named case-blind, its tag "latest" too, as
+// Ollama matches names; the router is asked for the model by its own name, and the
+// answer echoes the name as the client sent it. Another name is still a 404.
+func TestModelNamesCaseBlind(t *testing.T) {
+	s := &stub{generate: reply(specdv1.FinishReason_FINISH_REASON_EOS, "ok")}
+	base := serve(t, s, nil)
+	for _, name := range []string{"BIG", "Big:LATEST"} {
+		code, _, lines := post(t, base, "/api/generate", `{"model":"`+name+`","prompt":"x","raw":true,"stream":false}`)
+		if code != 200 || lines[0]["model"] != name || lines[0]["response"] != "ok" {
+			t.Errorf("generate %s: %d %v", name, code, lines)
+		}
+		if code, _, lines := post(t, base, "/api/show", `{"model":"`+name+`"}`); code != 200 {
+			t.Errorf("show %s: %d %v", name, code, lines)
+		}
+		if code, _, lines := post(t, base, "/api/pull", `{"model":"`+name+`","stream":false}`); code != 200 || lines[0]["status"] != "success" {
+			t.Errorf("pull %s: %d %v", name, code, lines)
+		}
+	}
+	for _, r := range s.requests() {
+		if r.GetModel() != "big" {
+			t.Errorf("the router was asked for model %q, want big", r.GetModel())
+		}
+	}
+	if code, _, lines := post(t, base, "/api/generate", `{"model":"BIGGER","prompt":"x"}`); code != 404 || lines[0]["error"] != "model 'BIGGER' not found" {
+		t.Errorf("generate BIGGER: %d %v", code, lines)
+	}
+}

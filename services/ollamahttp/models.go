@@ -115,10 +115,7 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, e)
 		return
 	}
-	for _, m := range ms {
-		if m.GetName() != ModelName(name) {
-			continue
-		}
+	if m := match(ms, name); m != nil {
 		arch := cmp.Or(m.GetArchitecture(), "llama")
 		caps := []string{"completion"}
 		if h.tools != 0 {
@@ -151,11 +148,9 @@ func (h *Handler) pull(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, e)
 		return
 	}
-	for _, m := range ms {
-		if name != "" && m.GetName() == ModelName(name) {
-			writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
-			return
-		}
+	if match(ms, name) != nil {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+		return
 	}
 	writeError(w, &Error{Status: http.StatusNotImplemented, Message: fmt.Sprintf("model '%s' is not served here, and specd does not pull models over its API: "+
 		"run `specd pull` where the verifier runs and start it with that model", name)})

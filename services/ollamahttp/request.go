@@ -46,10 +46,37 @@ type Call struct {
 }
 
 // ModelName is the name of the model a client names as Ollama's clients do,
-// "NAME:TAG": the tag "latest", which Ollama gives a name without one, is dropped, so
-// "specd-target:latest" and "specd-target" are the same model. Any other tag is part
-// of the name, which then names no model specd serves.
-func ModelName(name string) string { return strings.TrimSuffix(name, ":latest") }
+// "NAME:TAG": the tag "latest" (in any case), which Ollama gives a name without one,
+// is dropped, so "specd-target:latest" and "specd-target" are the same model. Any
+// other tag is part of the name, which then names no model specd serves. Names are
+// matched case-blind, as Ollama matches them (see match).
+func ModelName(name string) string {
+	const tag = ":latest"
+	if len(name) > len(tag) && strings.EqualFold(name[len(name)-len(tag):], tag) {
+		return name[:len(name)-len(tag)]
+	}
+	return name
+}
+
+// match is the model of ms a client names (see ModelName): the one of that very name,
+// else the first whose name differs only in case; nil if none.
+func match(ms []*specdv1.ModelInfo, name string) *specdv1.ModelInfo {
+	name = ModelName(name)
+	if name == "" {
+		return nil
+	}
+	for _, m := range ms {
+		if m.GetName() == name {
+			return m
+		}
+	}
+	for _, m := range ms {
+		if strings.EqualFold(m.GetName(), name) {
+			return m
+		}
+	}
+	return nil
+}
 
 // decode unmarshals a JSON body into v; unknown fields are ignored, as Ollama's
 // server ignores them.
