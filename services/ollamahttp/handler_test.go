@@ -524,6 +524,14 @@ func TestModels(t *testing.T) {
 			d["quantization_level"] != "Q8_0" || d["format"] != "gguf" {
 			t.Errorf("%s: %v", path, m)
 		}
+		if path == "/api/ps" {
+			// Loaded for as long as specd runs: Ollama's expiry of a model kept
+			// forever (keep_alive -1), some 292 years on.
+			exp, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m["expires_at"]))
+			if err != nil || exp.Before(time.Now().AddDate(290, 0, 0)) {
+				t.Errorf("/api/ps expires_at %v (%v), want Ollama's for a model kept loaded", m["expires_at"], err)
+			}
+		}
 	}
 	if v := get("/api/version")["version"]; v != ollamahttp.Version {
 		t.Errorf("version %v", v)
