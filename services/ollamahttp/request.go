@@ -81,6 +81,9 @@ func match(ms []*specdv1.ModelInfo, name string) *specdv1.ModelInfo {
 // decode unmarshals a JSON body into v; unknown fields are ignored, as Ollama's
 // server ignores them.
 func decode(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return &Error{Status: http.StatusBadRequest, Message: "missing request body"} // as Ollama words it
+	}
 	err := json.Unmarshal(body, v)
 	if err == nil {
 		return nil

@@ -97,6 +97,8 @@ func TestParseRefusals(t *testing.T) {
 		{`{"model":"m","prompt":"p","options":{"penalize_newline":"no"}}`, "options.penalize_newline"},
 		{`{"model":"m","prompt":7}`, "prompt"},
 		{`{"model":"m","prompt":"p"`, "the request body"},
+		{"", "missing request body"}, // Ollama's words
+		{" \n", "missing request body"},
 	} {
 		_, err := ollamahttp.ParseGenerate([]byte(tc.body))
 		var e *ollamahttp.Error
