@@ -150,7 +150,8 @@ func TestParseFormat(t *testing.T) {
 }
 
 // FuzzParse: no body makes either parser panic; every refusal is a 400, and what is
-// taken is a request with a model and a prompt or messages (or a load call).
+// taken is a request with a model and a prompt or messages (or a load call, which
+// alone may be an unload call).
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`{"model":"m","prompt":"p","options":{"temperature":0.2,"top_k":5,"seed":3,"stop":["x"],"num_predict":-2}}`,
@@ -179,6 +180,9 @@ func FuzzParse(f *testing.F) {
 			}
 			if c.Model == "" || c.Req.GetSampling() == nil {
 				t.Fatalf("%s(%q) took a request without a model or sampling: %v", name, b, c.Req)
+			}
+			if c.Unload && !c.Load {
+				t.Fatalf("%s(%q): an unload call that is no load call", name, b)
 			}
 			if !c.Load && !c.Raw && len(c.Req.GetMessages()) == 0 {
 				t.Fatalf("%s(%q): neither a load call, a raw prompt nor messages: %v", name, b, c.Req)
