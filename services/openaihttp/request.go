@@ -336,8 +336,16 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		}
 		cm := &specdv1.ChatMessage{Role: role, Content: string(m.Content), Name: m.Name, ToolCallId: m.ToolCallID}
 		for _, tc := range m.ToolCalls {
+			args := string(tc.Function.Arguments)
+			if strings.TrimSpace(args) == "" {
+				// A call without arguments: "", white space, null or none at all, as
+				// clients replay such calls (a stream that sent no argument deltas
+				// accumulates "", and other providers return it), is `{}`, as vLLM
+				// reads it.
+				args = "{}"
+			}
 			cm.ToolCalls = append(cm.ToolCalls, &specdv1.ToolCall{Id: tc.ID, Type: tc.Type,
-				Function: &specdv1.FunctionCall{Name: tc.Function.Name, Arguments: string(tc.Function.Arguments)}})
+				Function: &specdv1.FunctionCall{Name: tc.Function.Name, Arguments: args}})
 		}
 		c.Req.Messages = append(c.Req.Messages, cm)
 	}

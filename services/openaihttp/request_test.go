@@ -77,7 +77,9 @@ func TestParseCompletion(t *testing.T) {
 func TestParseChat(t *testing.T) {
 	body := `{"model":"m","messages":[{"role":"developer","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":"there"}]},` +
 		`{"role":"assistant","content":null,"name":"bot","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"x\": 1}"}},` +
-		`{"id":"c2","function":{"name":"g","arguments":{"y":[true]}}}]},{"role":"tool","tool_call_id":"c1","name":"f","content":"2"}],` +
+		`{"id":"c2","function":{"name":"g","arguments":{"y":[true]}}},{"id":"c3","function":{"name":"h","arguments":""}},` +
+		`{"id":"c4","function":{"name":"h","arguments":" \n"}},{"id":"c5","function":{"name":"h","arguments":null}},{"id":"c6","function":{"name":"h"}}]},` +
+		`{"role":"tool","tool_call_id":"c1","name":"f","content":"2"}],` +
 		`"max_completion_tokens":7,"tool_choice":"none","response_format":{"type":"text"}}`
 	c, err := ParseChat([]byte(body))
 	if err != nil {
@@ -87,7 +89,12 @@ func TestParseChat(t *testing.T) {
 		{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi\nthere"},
 		{Role: "assistant", Name: "bot", ToolCalls: []*specdv1.ToolCall{
 			{Id: "c1", Type: "function", Function: &specdv1.FunctionCall{Name: "f", Arguments: `{"x": 1}`}},
-			{Id: "c2", Function: &specdv1.FunctionCall{Name: "g", Arguments: `{"y":[true]}`}}}},
+			{Id: "c2", Function: &specdv1.FunctionCall{Name: "g", Arguments: `{"y":[true]}`}},
+			// A call without arguments, however the client writes it, is {}.
+			{Id: "c3", Function: &specdv1.FunctionCall{Name: "h", Arguments: `{}`}},
+			{Id: "c4", Function: &specdv1.FunctionCall{Name: "h", Arguments: `{}`}},
+			{Id: "c5", Function: &specdv1.FunctionCall{Name: "h", Arguments: `{}`}},
+			{Id: "c6", Function: &specdv1.FunctionCall{Name: "h", Arguments: `{}`}}}},
 		{Role: "tool", Content: "2", Name: "f", ToolCallId: "c1"}}}
 	if !proto.Equal(c.Req, want) {
 		t.Errorf("ParseChat request = {%v}, want {%v}", prototext.Format(c.Req), prototext.Format(want))
