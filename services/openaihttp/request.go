@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -360,7 +361,7 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 // (a response format) to one call in the server's syntax, to one of the tools or the
 // named one, with arguments valid against its parameters schema.
 func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
-	choice, named, err := parseToolChoice(r.ToolChoice)
+	choice, named, allowed, err := parseToolChoice(r.ToolChoice)
 	if err != nil {
 		return err
 	}
@@ -378,18 +379,27 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 	}
 	var forced []Tool
 	for i, t := range r.Tools {
+		if t.Type != "function" {
+			return badParam("tools", "tool %d: type %q: want \"function\"", i, t.Type)
+		}
+		if allowed != nil {
+			if !allowed[t.Function.Name] {
+				continue // the model sees only the tools it may call
+			}
+			delete(allowed, t.Function.Name)
+		}
 		params := ""
 		if notEmpty(t.Function.Parameters) {
 			params = string(bytes.TrimSpace(t.Function.Parameters))
-		}
-		if t.Type != "function" {
-			return badParam("tools", "tool %d: type %q: want \"function\"", i, t.Type)
 		}
 		c.Req.Tools = append(c.Req.Tools, &specdv1.Tool{Type: t.Type, Function: &specdv1.FunctionDefinition{
 			Name: t.Function.Name, Description: t.Function.Description, Parameters: params}})
 		if choice == "required" || t.Function.Name == named {
 			forced = append(forced, t)
 		}
+	}
+	if len(allowed) > 0 {
+		return badParam("tool_choice", "allowed_tools: function %q is not among the tools", slices.Sorted(maps.Keys(allowed))[0])
 	}
 	c.Tools = syntax
 	if choice == "auto" {
@@ -414,29 +424,57 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 // follows each as an alternative until the call's name tells them apart.
 const MaxForcedTools = 32
 
-// parseToolChoice reads tool_choice: "auto" (or absent), "none", "required", or a
-// named function ({"type": "function", "function": {"name": …}}: choice "named").
-func parseToolChoice(raw json.RawMessage) (choice, named string, err error) {
+// parseToolChoice reads tool_choice: "auto" (or absent), "none", "required", a named
+// function ({"type": "function", "function": {"name": …}}: choice "named"), or allowed
+// tools ({"type": "allowed_tools", "allowed_tools": {"mode": "auto" or "required",
+// "tools": [{"type": "function", "function": {"name": …}}, …]}}: choice the mode, and
+// allowed the names of the tools the model is given; nil: all of them).
+func parseToolChoice(raw json.RawMessage) (choice, named string, allowed map[string]bool, err error) {
 	if !notEmpty(raw) {
-		return "auto", "", nil
+		return "auto", "", nil, nil
 	}
 	if json.Unmarshal(raw, &choice) == nil {
 		switch choice {
 		case "auto", "none", "required":
-			return choice, "", nil
+			return choice, "", nil, nil
 		}
-		return "", "", badParam("tool_choice", "%q: want \"auto\", \"none\", \"required\" or a named function", choice)
+		return "", "", nil, badParam("tool_choice", "%q: want \"auto\", \"none\", \"required\", a named function or allowed_tools", choice)
 	}
-	var fn struct {
+	type function struct {
 		Type     string `json:"type"`
 		Function struct {
 			Name string `json:"name"`
 		} `json:"function"`
 	}
-	if err := json.Unmarshal(raw, &fn); err != nil || fn.Type != "function" || fn.Function.Name == "" {
-		return "", "", badParam("tool_choice", "want \"auto\", \"none\", \"required\" or a named function, {\"type\": \"function\", \"function\": {\"name\": …}}")
+	var fn struct {
+		function
+		AllowedTools *struct {
+			Mode  string     `json:"mode"`
+			Tools []function `json:"tools"`
+		} `json:"allowed_tools"`
 	}
-	return "named", fn.Function.Name, nil
+	if err := json.Unmarshal(raw, &fn); err == nil && fn.Type == "allowed_tools" && fn.AllowedTools != nil {
+		at := fn.AllowedTools
+		if at.Mode != "auto" && at.Mode != "required" {
+			return "", "", nil, badParam("tool_choice", "allowed_tools: mode %q: want \"auto\" or \"required\"", at.Mode)
+		}
+		if len(at.Tools) == 0 {
+			return "", "", nil, badParam("tool_choice", "allowed_tools: no tools: give the functions the model may call")
+		}
+		allowed = make(map[string]bool, len(at.Tools))
+		for i, t := range at.Tools {
+			if t.Type != "function" || t.Function.Name == "" {
+				return "", "", nil, badParam("tool_choice", "allowed_tools: tool %d: want {\"type\": \"function\", \"function\": {\"name\": …}}", i)
+			}
+			allowed[t.Function.Name] = true
+		}
+		return at.Mode, "", allowed, nil
+	}
+	if err != nil || fn.Type != "function" || fn.Function.Name == "" {
+		return "", "", nil, badParam("tool_choice", "want \"auto\", \"none\", \"required\", a named function, {\"type\": \"function\", \"function\": {\"name\": …}}, "+
+			"or allowed tools, {\"type\": \"allowed_tools\", \"allowed_tools\": {\"mode\": …, \"tools\": […]}}")
+	}
+	return "named", fn.Function.Name, nil, nil
 }
 
 // forcedCall is the response format of one call to one of tools, written in syntax:

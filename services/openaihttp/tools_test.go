@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -249,6 +250,99 @@ func TestToolsRefused(t *testing.T) {
 				}
 			} else if gotFormat != nil {
 				t.Errorf("the router got a response format %v without a forced call", gotFormat)
+			}
+		})
+	}
+}
+
+// TestAllowedTools: tool_choice allowed_tools (OpenAI's newer form) gives the model
+// only the tools it lists, by name; mode "auto" lets it answer, "required" forces a
+// call of one of them. A listed name that is not a tool, another mode and an empty
+// list are 400s naming tool_choice.
+func TestAllowedTools(t *testing.T) {
+	var got []*specdv1.Tool
+	var gotFormat *specdv1.ResponseFormat
+	router := &stub{complete: func(_ context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+		got, gotFormat = r.GetTools(), r.GetResponseFormat()
+		if _, err := services.ParseRequest(r); err != nil {
+			return nil, services.Status(err)
+		}
+		return &specdv1.CompleteResponse{Text: "<tool_call>{\"name\": \"get_weather\"}</tool_call>", FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}, nil
+	}}
+	base := serveStubWith(t, router, 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
+	fn := func(name string) map[string]any {
+		return map[string]any{"type": "function", "function": map[string]any{"name": name}}
+	}
+	allowed := func(mode string, names ...string) map[string]any {
+		list := []any{}
+		for _, n := range names {
+			list = append(list, fn(n))
+		}
+		return map[string]any{"type": "allowed_tools", "allowed_tools": map[string]any{"mode": mode, "tools": list}}
+	}
+	tools := []any{weatherTool, fn("other"), fn("third")}
+	for _, c := range []struct {
+		name   string
+		choice map[string]any
+		param  string   // "": 200
+		inMsg  string   // with param
+		given  []string // the tools the router gets
+		forced []string // the calls a forced format takes; nil: no format
+	}{
+		{"auto, one", allowed("auto", "other"), "", "", []string{"other"}, nil},
+		{"auto, two", allowed("auto", "third", "get_weather"), "", "", []string{"get_weather", "third"}, nil},
+		{"required, two", allowed("required", "get_weather", "third"), "", "", []string{"get_weather", "third"}, []string{"get_weather", "third"}},
+		{"not a tool", allowed("auto", "other", "f"), "tool_choice", `"f" is not among the tools`, nil, nil},
+		{"mode none", allowed("none", "other"), "tool_choice", `mode "none"`, nil, nil},
+		{"no tools", allowed("auto"), "tool_choice", "no tools", nil, nil},
+		{"no name", allowed("auto", ""), "tool_choice", "tool 0", nil, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, gotFormat = nil, nil
+			body, _ := json.Marshal(map[string]any{"model": "big", "messages": []any{map[string]any{"role": "user", "content": "Hi"}},
+				"tools": tools, "tool_choice": c.choice})
+			res, err := http.Post(base+"/chat/completions", "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			var out struct {
+				Error struct{ Message, Param string }
+			}
+			if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+				t.Fatal(err)
+			}
+			if c.param != "" {
+				if res.StatusCode != http.StatusBadRequest || out.Error.Param != c.param || !strings.Contains(out.Error.Message, c.inMsg) {
+					t.Errorf("%s, param %q, %q; want 400 naming %s, saying %q", res.Status, out.Error.Param, out.Error.Message, c.param, c.inMsg)
+				}
+				return
+			}
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %s", res.Status, out.Error.Message)
+			}
+			var names []string
+			for _, tl := range got {
+				names = append(names, tl.GetFunction().GetName())
+			}
+			if !slices.Equal(names, c.given) {
+				t.Errorf("the router got tools %v, want %v", names, c.given)
+			}
+			if c.forced == nil {
+				if gotFormat != nil {
+					t.Errorf("mode auto: the router got a response format %v", gotFormat)
+				}
+				return
+			}
+			f, err := services.FormatFromProto(gotFormat)
+			if err != nil {
+				t.Fatalf("forced call: format %v (%v)", gotFormat, err)
+			}
+			for _, call := range []struct{ name, args string }{{"get_weather", `{"city": "Paris"}`}, {"other", "{}"}, {"third", "{}"}} {
+				_, whole := f.Check([]byte("<tool_call>\n{\"name\": \"" + call.name + "\", \"arguments\": " + call.args + "}\n</tool_call>"))
+				if want := slices.Contains(c.forced, call.name); whole != want {
+					t.Errorf("forced call of %s: whole %v, want %v", call.name, whole, want)
+				}
 			}
 		})
 	}
