@@ -306,6 +306,10 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		return nil, badParam("top_logprobs", "needs logprobs: true")
 	case notEmpty(r.Functions):
 		return nil, badParam("functions", "function calls are not supported")
+	case isSet(r.Audio):
+		return nil, badParam("audio", "audio output is not supported: the models write text")
+	case isSet(r.WebSearchOptions):
+		return nil, badParam("web_search_options", "web search is not supported")
 	case len(r.Messages) == 0:
 		return nil, badParam("messages", "at least one message is needed")
 	}

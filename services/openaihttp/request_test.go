@@ -211,6 +211,8 @@ func TestParseErrors(t *testing.T) {
 		{true, `{"messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":21}`, "top_logprobs"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"grammar"}}`, "response_format"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"modalities":["text","audio"]}`, "modalities"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"audio":{"voice":"alloy","format":"wav"}}`, "audio"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"web_search_options":{}}`, "web_search_options"},
 	} {
 		parse := ParseCompletion
 		if tc.chat {
@@ -296,6 +298,8 @@ func FuzzParse(f *testing.F) {
 		`{"prompt":[1e3]}`, `{"prompt":[[]]}`, `{"stop":null,"prompt":""}`,
 		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"auto"}`,
 		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function"}}`,
+		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"required","tools":[{"type":"function","function":{"name":"f"}}]}}}`,
+		`{"messages":[{"role":"assistant","tool_calls":[{"id":"c","function":{"name":"f","arguments":""}}]}],"audio":null,"top_p":0}`,
 	} {
 		f.Add([]byte(s))
 	}

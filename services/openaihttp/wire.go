@@ -113,6 +113,10 @@ type ChatRequest struct {
 	ToolChoice json.RawMessage `json:"tool_choice"`
 	Functions  json.RawMessage `json:"functions"`
 	Modalities []string        `json:"modalities"`
+	// Audio (spoken output) and WebSearchOptions (a search before answering) ask for
+	// what specd cannot give: set, each is a 400 naming it, never ignored.
+	Audio            json.RawMessage `json:"audio"`
+	WebSearchOptions json.RawMessage `json:"web_search_options"`
 	// AddGenerationPrompt (an extension, as in vLLM): false renders the conversation
 	// as it is, e.g. to continue a partial assistant message; null or true ends it
 	// with the opening of an assistant turn.
