@@ -815,15 +815,22 @@ func (r *common) call(defMax uint32) (*Call, error) {
 		}
 		sp.Temperature = float32(*t)
 	}
-	if p := r.TopP; p != nil {
-		v := float32(*p)
-		sp.TopP = &v
-	}
 	if k := r.TopK; k != nil {
 		if *k < -1 || *k > math.MaxUint32 {
 			return nil, badParam("top_k", "%d: want 0 or -1 (off) or a positive count", *k)
 		}
 		sp.TopK = uint32(max(*k, 0)) // -1 is vLLM's "off", as llama-server takes it too
+	}
+	if p := r.TopP; p != nil {
+		if *p == 0 {
+			// OpenAI's API takes top_p 0 (its range is [0, 1]): the smallest nucleus,
+			// the likeliest token alone, which is top_k 1. The gRPC API, as vLLM,
+			// refuses 0, so it is sent as that.
+			sp.TopK = 1
+		} else {
+			v := float32(*p)
+			sp.TopP = &v
+		}
 	}
 	if m := r.MinP; m != nil {
 		v := float32(*m)

@@ -36,6 +36,8 @@ func TestParseCompletion(t *testing.T) {
 		{"sampling, seed, stop string", `{"prompt":"x","temperature":0.7,"top_p":0.9,"seed":42,"stop":"\n","user":"u1","n":1,"top_k":40,"min_p":0.05}`,
 			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Stop: []string{"\n"},
 				Sampling: &specdv1.SamplingParams{Temperature: 0.7, TopP: f32(0.9), TopK: 40, MinP: f32(0.05), Seed: u64(42)}}, false, false},
+		{"top_p 0, which OpenAI's API takes, is the likeliest token alone", `{"prompt":"x","top_p":0,"top_k":40}`,
+			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1, TopK: 1}}, false, false},
 		{"top_k -1 is off, as in vLLM", `{"prompt":"x","top_k":-1}`,
 			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1}}, false, false},
 		{"negative seed", `{"prompt":"x","seed":-1}`,
