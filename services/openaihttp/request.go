@@ -903,7 +903,11 @@ func (r *common) call(defMax uint32) (*Call, error) {
 	return c, nil
 }
 
-// decode unmarshals a JSON body; unknown fields are ignored, as OpenAI's servers do.
+// decode unmarshals a JSON body. Unknown fields are ignored, as vLLM and llama.cpp's
+// server ignore them (OpenAI's API refuses them): clients and gateways send fields
+// newer than this server (store, metadata, prompt_cache_key, …), and a request must
+// not fail for bookkeeping. A known field that would change the output in a way specd
+// cannot is refused by name instead (ParseChatTools, structuredOutput).
 func decode(body []byte, v any) error {
 	err := json.Unmarshal(body, v)
 	if err == nil {
