@@ -45,6 +45,9 @@ type Call struct {
 	// Tools is the syntax the reply's tool calls are found in (0: the reply is an
 	// answer, its text the content).
 	Tools toolcall.Syntax
+	// OneCall (parallel_tool_calls false) answers with a reply's first call alone, as
+	// vLLM does: the calls after it are dropped, streamed or not.
+	OneCall bool
 	// Echo: a completion's text (and log-probabilities) start with the prompt's;
 	// ScoreOnly: with echo and max_tokens 0, they hold the prompt's alone.
 	Echo, ScoreOnly bool
@@ -406,6 +409,7 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 		return badParam("tool_choice", "allowed_tools: function %q is not among the tools", slices.Sorted(maps.Keys(allowed))[0])
 	}
 	c.Tools = syntax
+	c.OneCall = r.ParallelToolCalls != nil && !*r.ParallelToolCalls
 	if choice == "auto" {
 		return nil
 	}

@@ -112,6 +112,54 @@ func TestToolCallsAnswered(t *testing.T) {
 	}
 }
 
+// TestParallelToolCallsFalse: parallel_tool_calls false answers a reply holding
+// several calls with the first alone (as vLLM does), streamed and not; null and true
+// answer every call.
+func TestParallelToolCallsFalse(t *testing.T) {
+	reply := "Both.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n" +
+		"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>"
+	paris, rome := toolcall.Call{Name: "get_weather", Arguments: `{"city":"Paris"}`}, toolcall.Call{Name: "get_weather", Arguments: `{"city":"Rome"}`}
+	var got []*specdv1.Tool
+	base := serveStubWith(t, replyStub(t, reply, []int{3, 5, 1, 7}, &got), 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
+	cl := client(base)
+	params := openai.ChatCompletionNewParams{Model: "big", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("How warm are Paris and Rome?")}}
+	for _, c := range []struct {
+		name     string
+		parallel any // nil: not sent
+		want     []toolcall.Call
+	}{
+		{"not sent", nil, []toolcall.Call{paris, rome}},
+		{"true", true, []toolcall.Call{paris, rome}},
+		{"false", false, []toolcall.Call{paris}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			opts := []option.RequestOption{option.WithJSONSet("tools", []any{weatherTool})}
+			if c.parallel != nil {
+				opts = append(opts, option.WithJSONSet("parallel_tool_calls", c.parallel))
+			}
+			resp, err := cl.Chat.Completions.New(context.Background(), params, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch := resp.Choices[0]
+			if ch.FinishReason != "tool_calls" || ch.Message.Content != "Both." {
+				t.Errorf("finish_reason %q, content %q; want tool_calls, Both.", ch.FinishReason, ch.Message.Content)
+			}
+			checkCalls(t, ch.Message.ToolCalls, c.want)
+			acc, _ := readToolStream(t, cl.Chat.Completions.NewStreaming(context.Background(), params, opts...))
+			sc := acc.Choices[0]
+			if sc.FinishReason != "tool_calls" || sc.Message.Content != "Both." {
+				t.Errorf("streamed: finish_reason %q, content %q; want tool_calls, Both.", sc.FinishReason, sc.Message.Content)
+			}
+			var calls []openai.ChatCompletionMessageToolCallUnion
+			for _, tc := range sc.Message.ToolCalls {
+				calls = append(calls, tc)
+			}
+			checkCalls(t, calls, c.want)
+		})
+	}
+}
+
 // checkTools: the router got weatherTool.
 func checkTools(t *testing.T, got []*specdv1.Tool) {
 	t.Helper()

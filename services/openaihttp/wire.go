@@ -111,8 +111,11 @@ type ChatRequest struct {
 	// ToolChoice: "auto" (or null) lets the model choose; "none" gives it no tools;
 	// "required" and a named function force one call (see forcedCall).
 	ToolChoice json.RawMessage `json:"tool_choice"`
-	Functions  json.RawMessage `json:"functions"`
-	Modalities []string        `json:"modalities"`
+	// ParallelToolCalls false answers with a reply's first tool call alone (null or
+	// true: every call it holds).
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
+	Functions         json.RawMessage `json:"functions"`
+	Modalities        []string        `json:"modalities"`
 	// Audio (spoken output) and WebSearchOptions (a search before answering) ask for
 	// what specd cannot give: set, each is a 400 naming it, never ignored.
 	Audio            json.RawMessage `json:"audio"`

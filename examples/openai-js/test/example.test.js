@@ -250,7 +250,7 @@ test('errors are the SDK\'s typed errors, with OpenAI\'s status, type, param and
   await assert.rejects(client.embeddings.create({ model: MODEL, input: 'x' }), (err) => err instanceof OpenAI.NotFoundError && err.code === 'unknown_url');
   // Parameters specd does not know, or knows and need not act on, are ignored.
   const res = await client.chat.completions.create(story({ store: true, metadata: { run: '1' }, user: 'u1', service_tier: 'auto',
-    reasoning_effort: 'low', parallel_tool_calls: false, prediction: { type: 'content', content: 'x' }, top_p: 0, some_future_field: 1 }));
+    reasoning_effort: 'low', prediction: { type: 'content', content: 'x' }, top_p: 0, some_future_field: 1 }));
   assert.equal(res.choices[0].message.content, (await client.chat.completions.create(story())).choices[0].message.content);
 });
 
