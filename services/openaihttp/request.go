@@ -313,6 +313,14 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		return nil, badParam("audio", "audio output is not supported: the models write text")
 	case isSet(r.WebSearchOptions):
 		return nil, badParam("web_search_options", "web search is not supported")
+	case notEmpty(r.ChatTemplateKwargs):
+		return nil, badParam("chat_template_kwargs", "not supported: the server's chat template renders the messages and tools alone (enable_thinking and other template variables cannot be set)")
+	case notEmpty(r.ChatTemplate) && string(bytes.TrimSpace(r.ChatTemplate)) != `""`:
+		return nil, badParam("chat_template", "not supported: the server renders its own chat template (--chat-template)")
+	case notEmpty(r.Documents):
+		return nil, badParam("documents", "not supported: put the documents in the messages")
+	case isSet(r.ContinueFinalMessage):
+		return nil, badParam("continue_final_message", "not supported: add_generation_prompt false renders the conversation as it is, without cutting the last message's end")
 	case len(r.Messages) == 0:
 		return nil, badParam("messages", "at least one message is needed")
 	}

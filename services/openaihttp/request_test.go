@@ -112,6 +112,10 @@ func TestParseChat(t *testing.T) {
 	if err != nil || c.Req.GetMaxTokens() != 0 || c.Req.AddGenerationPrompt != nil {
 		t.Errorf("ParseChat without a limit: max_tokens %d, add_generation_prompt %v, %v; want 0 (up to the context) and unset", c.Req.GetMaxTokens(), c.Req.AddGenerationPrompt, err)
 	}
+	// vLLM's template extensions, sent empty or false, change nothing and are taken.
+	if _, err := ParseChat([]byte(`{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{},"chat_template":"","documents":null,"continue_final_message":false}`)); err != nil {
+		t.Errorf("ParseChat with vLLM's template extensions empty: %v", err)
+	}
 	c, err = ParseChat([]byte(`{"messages":[{"role":"assistant","content":"Once"}],"add_generation_prompt":false}`))
 	if err != nil || c.Req.AddGenerationPrompt == nil || *c.Req.AddGenerationPrompt {
 		t.Errorf("ParseChat with add_generation_prompt false: %v, %v; want false", c.Req.AddGenerationPrompt, err)
@@ -215,6 +219,10 @@ func TestParseErrors(t *testing.T) {
 		{true, `{"messages":[{"role":"user","content":"x"}],"modalities":["text","audio"]}`, "modalities"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"audio":{"voice":"alloy","format":"wav"}}`, "audio"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"web_search_options":{}}`, "web_search_options"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"enable_thinking":false}}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template":"{{ messages }}"}`, "chat_template"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"documents":[{"title":"a","text":"b"}]}`, "documents"},
+		{true, `{"messages":[{"role":"assistant","content":"x"}],"continue_final_message":true,"add_generation_prompt":false}`, "continue_final_message"},
 	} {
 		parse := ParseCompletion
 		if tc.chat {
