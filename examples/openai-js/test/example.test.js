@@ -244,6 +244,9 @@ test('errors are the SDK\'s typed errors, with OpenAI\'s status, type, param and
     err.param === 'temperature' && err.message.includes('[0, 2]'));
   await assert.rejects(client.chat.completions.create(story({ audio: { voice: 'alloy', format: 'wav' } })),
     (err) => err instanceof OpenAI.BadRequestError && err.param === 'audio');
+  // vLLM's template variables (Qwen3's enable_thinking) would change the prompt: refused, not ignored.
+  await assert.rejects(client.chat.completions.create(story({ chat_template_kwargs: { enable_thinking: false } })),
+    (err) => err instanceof OpenAI.BadRequestError && err.param === 'chat_template_kwargs');
   await assert.rejects(client.chat.completions.create({ ...story(), messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://x/y.png' } }] }] }),
     (err) => err instanceof OpenAI.BadRequestError && err.param === 'messages' && err.message.includes('image_url'));
   // An endpoint specd does not serve.
