@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -938,6 +939,47 @@ func decode(body []byte, v any) error {
 		return badParam(field, "want %s, not a JSON %s", JSONType(te.Type.Kind().String()), te.Value)
 	}
 	return &Error{Status: 400, Type: TypeInvalidRequest, Message: fmt.Sprintf("the request body is not valid JSON for this endpoint: %v", err)}
+}
+
+// Ignored returns the top-level fields of a request body that the endpoint (chat: POST
+// /v1/chat/completions, else POST /v1/completions) does not read, sorted, for a log that
+// tells an operator why a parameter had no effect (a misspelt name, a field newer than
+// this server); nil when there are none or the body is not a JSON object.
+func Ignored(body []byte, chat bool) []string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return nil
+	}
+	known := completionFields
+	if chat {
+		known = chatFields
+	}
+	var out []string
+	for k := range fields {
+		if !known[k] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// completionFields and chatFields are the JSON names the two request types read.
+var completionFields, chatFields = jsonNames(reflect.TypeFor[CompletionRequest]()), jsonNames(reflect.TypeFor[ChatRequest]())
+
+// jsonNames returns the JSON names of t's fields, those of embedded structs included.
+func jsonNames(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for f := range t.Fields() {
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			maps.Copy(out, jsonNames(f.Type))
+			continue
+		}
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 // JSONType names a Go kind (reflect.Kind.String) as the JSON type a decoder wanted,
