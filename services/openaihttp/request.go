@@ -394,15 +394,22 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 		return badParam("tools", "this server parses no tool calls: start it with --tool-call-parser (hermes or llama3_json), or send tool_choice \"none\"")
 	}
 	var forced []Tool
+	firstAt := map[string]int{} // with allowed: where each allowed tool's name first came
 	for i, t := range r.Tools {
 		if t.Type != "function" {
 			return badParam("tools", "tool %d: type %q: want \"function\"", i, t.Type)
 		}
 		if allowed != nil {
-			if !allowed[t.Function.Name] {
+			name := t.Function.Name
+			if _, ok := allowed[name]; !ok {
 				continue // the model sees only the tools it may call
 			}
-			delete(allowed, t.Function.Name)
+			if j, dup := firstAt[name]; dup {
+				// Named by the client's index: the router, given the allowed tools
+				// alone, would count among those.
+				return badParam("tools", "tools[%d].function.name: %q is also the name of tool %d", i, name, j)
+			}
+			firstAt[name], allowed[name] = i, true
 		}
 		params := ""
 		if notEmpty(t.Function.Parameters) {
@@ -414,8 +421,10 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 			forced = append(forced, t)
 		}
 	}
-	if len(allowed) > 0 {
-		return badParam("tool_choice", "allowed_tools: function %q is not among the tools", slices.Sorted(maps.Keys(allowed))[0])
+	for _, name := range slices.Sorted(maps.Keys(allowed)) {
+		if !allowed[name] {
+			return badParam("tool_choice", "allowed_tools: function %q is not among the tools", name)
+		}
 	}
 	c.Tools = syntax
 	c.OneCall = r.ParallelToolCalls != nil && !*r.ParallelToolCalls
@@ -445,7 +454,8 @@ const MaxForcedTools = 32
 // function ({"type": "function", "function": {"name": …}}: choice "named"), or allowed
 // tools ({"type": "allowed_tools", "allowed_tools": {"mode": "auto" or "required",
 // "tools": [{"type": "function", "function": {"name": …}}, …]}}: choice the mode, and
-// allowed the names of the tools the model is given; nil: all of them).
+// allowed's keys the names of the tools the model is given, each false until tools
+// finds it; nil: all of them).
 func parseToolChoice(raw json.RawMessage) (choice, named string, allowed map[string]bool, err error) {
 	if !notEmpty(raw) {
 		return "auto", "", nil, nil
@@ -478,12 +488,12 @@ func parseToolChoice(raw json.RawMessage) (choice, named string, allowed map[str
 		if len(at.Tools) == 0 {
 			return "", "", nil, badParam("tool_choice", "allowed_tools: no tools: give the functions the model may call")
 		}
-		allowed = make(map[string]bool, len(at.Tools))
+		allowed = make(map[string]bool, len(at.Tools)) // name → found among the tools
 		for i, t := range at.Tools {
 			if t.Type != "function" || t.Function.Name == "" {
 				return "", "", nil, badParam("tool_choice", "allowed_tools: tool %d: want {\"type\": \"function\", \"function\": {\"name\": …}}", i)
 			}
-			allowed[t.Function.Name] = true
+			allowed[t.Function.Name] = false
 		}
 		return at.Mode, "", allowed, nil
 	}

@@ -344,11 +344,17 @@ func TestAllowedTools(t *testing.T) {
 		{"mode none", allowed("none", "other"), "tool_choice", `mode "none"`, nil, nil},
 		{"no tools", allowed("auto"), "tool_choice", "no tools", nil, nil},
 		{"no name", allowed("auto", ""), "tool_choice", "tool 0", nil, nil},
+		// A name listed twice in tools reaches the router twice, which refuses it.
+		{"allowed tool twice among the tools", allowed("auto", "other"), "tools", "tools[2].function.name", nil, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, gotFormat = nil, nil
 			body, _ := json.Marshal(map[string]any{"model": "big", "messages": []any{map[string]any{"role": "user", "content": "Hi"}},
 				"tools": tools, "tool_choice": c.choice})
+			if c.name == "allowed tool twice among the tools" {
+				body, _ = json.Marshal(map[string]any{"model": "big", "messages": []any{map[string]any{"role": "user", "content": "Hi"}},
+					"tools": []any{fn("other"), weatherTool, fn("other")}, "tool_choice": c.choice})
+			}
 			res, err := http.Post(base+"/chat/completions", "application/json", bytes.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
