@@ -53,6 +53,10 @@ type Call struct {
 	// ScoreOnly: with echo and max_tokens 0, they hold the prompt's alone.
 	Echo, ScoreOnly bool
 
+	// toolIndex maps the index of a tool the router got to the client's index of it,
+	// when allowed_tools let only some through (nil: the same).
+	toolIndex []int
+
 	// maxTokensParam is the name the client used for the length limit, and
 	// formatParam the one it asked for a response format with (response_format,
 	// guided_json, …; "": none), so that an error about either names what the client
@@ -417,6 +421,9 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 		}
 		c.Req.Tools = append(c.Req.Tools, &specdv1.Tool{Type: t.Type, Function: &specdv1.FunctionDefinition{
 			Name: t.Function.Name, Description: t.Function.Description, Parameters: params}})
+		if allowed != nil {
+			c.toolIndex = append(c.toolIndex, i)
+		}
 		if choice == "required" || t.Function.Name == named {
 			forced = append(forced, t)
 		}

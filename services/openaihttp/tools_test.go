@@ -346,14 +346,22 @@ func TestAllowedTools(t *testing.T) {
 		{"no name", allowed("auto", ""), "tool_choice", "tool 0", nil, nil},
 		// A name listed twice in tools reaches the router twice, which refuses it.
 		{"allowed tool twice among the tools", allowed("auto", "other"), "tools", "tools[2].function.name", nil, nil},
+		// What the router finds wrong with an allowed tool names it by the client's index.
+		{"allowed tool with a bad schema", allowed("auto", "third", "bad"), "tools", "tools[3].function.parameters.properties.x.type", nil, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, gotFormat = nil, nil
 			body, _ := json.Marshal(map[string]any{"model": "big", "messages": []any{map[string]any{"role": "user", "content": "Hi"}},
 				"tools": tools, "tool_choice": c.choice})
-			if c.name == "allowed tool twice among the tools" {
+			switch c.name {
+			case "allowed tool twice among the tools":
 				body, _ = json.Marshal(map[string]any{"model": "big", "messages": []any{map[string]any{"role": "user", "content": "Hi"}},
 					"tools": []any{fn("other"), weatherTool, fn("other")}, "tool_choice": c.choice})
+			case "allowed tool with a bad schema":
+				bad := map[string]any{"type": "function", "function": map[string]any{"name": "bad",
+					"parameters": map[string]any{"type": "object", "properties": map[string]any{"x": map[string]any{"type": "float"}}}}}
+				body, _ = json.Marshal(map[string]any{"model": "big", "messages": []any{map[string]any{"role": "user", "content": "Hi"}},
+					"tools": append(slices.Clone(tools), bad), "tool_choice": c.choice})
 			}
 			res, err := http.Post(base+"/chat/completions", "application/json", bytes.NewReader(body))
 			if err != nil {
