@@ -111,8 +111,23 @@ type ChatRequest struct {
 	// ToolChoice: "auto" (or null) lets the model choose; "none" gives it no tools;
 	// "required" and a named function force one call (see forcedCall).
 	ToolChoice json.RawMessage `json:"tool_choice"`
-	Functions  json.RawMessage `json:"functions"`
-	Modalities []string        `json:"modalities"`
+	// ParallelToolCalls false answers with a reply's first tool call alone (null or
+	// true: every call it holds).
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
+	Functions         json.RawMessage `json:"functions"`
+	Modalities        []string        `json:"modalities"`
+	// Audio (spoken output) and WebSearchOptions (a search before answering) ask for
+	// what specd cannot give: set, each is a 400 naming it, never ignored.
+	Audio            json.RawMessage `json:"audio"`
+	WebSearchOptions json.RawMessage `json:"web_search_options"`
+	// vLLM's extensions that change how the chat template renders the messages — its
+	// variables (Qwen3's enable_thinking), the template itself, documents, the last
+	// message continued — are not supported: set, each is a 400 naming it (the
+	// verifier renders its own --chat-template with the messages and tools alone).
+	ChatTemplateKwargs   json.RawMessage `json:"chat_template_kwargs"`
+	ChatTemplate         json.RawMessage `json:"chat_template"`
+	Documents            json.RawMessage `json:"documents"`
+	ContinueFinalMessage json.RawMessage `json:"continue_final_message"`
 	// AddGenerationPrompt (an extension, as in vLLM): false renders the conversation
 	// as it is, e.g. to continue a partial assistant message; null or true ends it
 	// with the opening of an assistant turn.
