@@ -17,21 +17,27 @@ const maxDepth = 1000
 // GBNFFormat asks for text that is a sentence of a GBNF grammar, llama.cpp's format:
 // rules "name ::= alternatives" (names of letters, digits and '-'; a rule ends at the
 // end of its line unless a parenthesis is open or the line ends with '|'), "root" the
-// start; literals "..." and character classes [a-z0-9] and [^...] with the escapes
-// \n \t \r \\ \" \[ \] \xHH \uHHHH \UHHHHHHHH; '.' any character; groups ( );
+// start, rules used before their definition; literals "..." and character classes
+// [a-z0-9] and [^...] with the escapes \n \t \r \\ \" \[ \] \- \xHH \uHHHH
+// \UHHHHHHHH (each a code point); '.' any character, a newline too; groups ( );
 // alternation |; repetition * + ? {m} {m,} {m,n} of the element before; comments from
 // '#' to the end of the line. Characters are Unicode code points and the output must be
 // valid UTF-8; a token may end inside a character.
 //
-// A grammar llama.cpp takes is taken alike, except: a rule defined twice (llama.cpp
-// keeps the last), a reversed range [z-a] (llama.cpp's never matches), and the
-// grammars refused for their cost. The errors wrap ErrGrammar, and a *SyntaxError
-// names the line and column: an undefined rule, no root, left recursion (a rule that
-// reaches itself before reading a character, as ("a"?)* does), more than maxElems
-// elements once repetitions are written out or maxRules rules, groups nested more than
-// maxDepth deep, a rule that opens more than maxStacks alternatives at once, or a root
-// no text completes. An alternative no text completes ("a" [] or one that recurses
-// for ever) is dropped: it could only lead where nothing, not even the end, may come.
+// A grammar llama.cpp b4748 takes is taken alike, and means the same text, except: a
+// rule defined twice (llama.cpp keeps the last), a reversed range [z-a] (llama.cpp's
+// never matches), an escape of a surrogate or past U+10FFFF (llama.cpp's never
+// matches), and the grammars refused for their cost. \- is taken, as llama.cpp reads it
+// after b4748. Its later token references (<[id]>, <token>, !<...>) are refused by
+// name. llama.cpp writes a character split across tokens in too many bytes (overlong
+// UTF-8) where its code point fits; specd does not. The errors wrap ErrGrammar, and a
+// *SyntaxError names the line and column: an undefined rule, no root, left recursion (a
+// rule that reaches itself before reading a character, as ("a"?)* does), more than
+// maxElems elements once repetitions are written out or maxRules rules, groups nested
+// more than maxDepth deep, a rule that opens more than maxStacks alternatives at once,
+// or a root no text completes. An alternative no text completes ("a" [] or one that
+// recurses for ever) is dropped: it could only lead where nothing, not even the end,
+// may come.
 func GBNFFormat(src string) (Format, error) {
 	rs, err := parseGBNF(src)
 	if err != nil {
@@ -269,11 +275,15 @@ func (g *gbnf) sequence(nested bool) ([]sym, error) {
 		case c == '.':
 			g.i++
 			last, seq = len(seq), append(seq, charSym(anyChar))
+		case c == '<' || c == '!' && g.peek(1) == '<':
+			// llama.cpp after b4748 reads <[id]>, <token> and !<...> as tokens of its
+			// vocabulary; the rules here are over characters.
+			return nil, p.errorf("token references (<[id]>, <token>, !<...>) are not supported: write the token's text as a literal")
 		case c == '*' || c == '+' || c == '?' || c == '{':
 			if last < 0 || last == len(seq) {
 				return nil, p.errorf("nothing before %q to repeat", c)
 			}
-			lo, hi, err := g.times()
+			lo, hi, err := g.times(nested)
 			if err != nil {
 				return nil, err
 			}
@@ -290,8 +300,9 @@ func (g *gbnf) sequence(nested bool) ([]sym, error) {
 	return seq, nil
 }
 
-// times reads a repetition: * + ? {m} {m,} {m,n}; hi < 0 is no bound.
-func (g *gbnf) times() (lo, hi int, err error) {
+// times reads a repetition: * + ? {m} {m,} {m,n}; hi < 0 is no bound. Inside the
+// braces, as around any element, a line end may stand only within parentheses.
+func (g *gbnf) times(nested bool) (lo, hi int, err error) {
 	c := g.src[g.i]
 	g.i++
 	switch c {
@@ -302,24 +313,24 @@ func (g *gbnf) times() (lo, hi int, err error) {
 	case '?':
 		return 0, 1, nil
 	}
-	g.space(true)
+	g.space(nested)
 	if lo, err = g.count(); err != nil {
 		return 0, 0, err
 	}
-	g.space(true)
+	g.space(nested)
 	switch g.peek(0) {
 	case '}':
 		g.i++
 		return lo, lo, nil
 	case ',':
 		g.i++
-		g.space(true)
+		g.space(nested)
 		hi = -1
 		if c := g.peek(0); c >= '0' && c <= '9' {
 			if hi, err = g.count(); err != nil {
 				return 0, 0, err
 			}
-			g.space(true)
+			g.space(nested)
 		}
 		if g.peek(0) != '}' {
 			return 0, 0, g.pos().errorf("want '}' to end the repetition, found %s", g.found())
@@ -372,7 +383,7 @@ func (g *gbnf) char() (rune, error) {
 		return '\r', nil
 	case 'n':
 		return '\n', nil
-	case '\\', '"', '[', ']':
+	case '\\', '"', '[', ']', '-':
 		return rune(c), nil
 	}
 	r, _ := utf8.DecodeRuneInString(g.src[g.i-1:])
