@@ -4,23 +4,28 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
 // RegexFormat asks for text that the regular expression pattern matches whole (as
 // vLLM's guided_regex, outlines and xgrammar read it, Python's syntax): literals and
-// escapes (\n \t \r \f \v \0 \xHH \uHHHH \UHHHHHHHH, and \ before any punctuation),
-// \d \w \s and \D \W \S (ASCII, as Python's re.ASCII), classes [...] [^...] with
-// ranges and those escapes, '.' (any character but a newline), groups (...),
-// (?:...), (?P<name>...) and (?<name>...) (all matched as plain groups), alternation,
-// ? * + {m} {m,} {,n} {m,n} (a '{' that begins none of those is itself), lazy
-// quantifiers (matched as greedy ones: the language is the same), and ^ and $ only
-// at the start and the end. Anything else — back-references, look-arounds, word
-// boundaries, inline flags, atomic groups, possessive quantifiers, Unicode property
-// classes — is refused with an error naming it. Errors wrap ErrGrammar; a
-// *SyntaxError says where (the column in characters). A repetition of something that
-// may be empty ((a?)*) is refused, as in GBNF, and so are groups nested more than
-// maxDepth deep and a pattern that matches no text ([^\s\S]).
+// escapes (\n \t \r \f \v \a \xHH \uHHHH \UHHHHHHHH, Python's octal \0, \0oo and \ooo,
+// and \ before any punctuation), \d \w \s and \D \W \S, classes [...] [^...] with
+// ranges and those escapes, '.' (any character but a newline), groups (...), (?:...),
+// (?P<name>...) and (?<name>...) (all matched as plain groups), comments (?#...),
+// alternation, ? * + {m} {m,} {,n} {m,n} {,} (a '{' that begins none of those is
+// itself), lazy quantifiers (matched as greedy ones: the language is the same), and ^
+// \A at the start and $ \Z at the end of the pattern or of a top-level alternative.
+// \d \w \s are ASCII (as with re.ASCII); \D \W \S, and classes that negate \d \w \s,
+// leave out what Python's Unicode reading of \d \w \s holds too: an output is one
+// re.fullmatch takes with and without re.ASCII. Anything else — back-references,
+// look-arounds, word boundaries, inline flags, atomic groups, possessive quantifiers,
+// Unicode property classes, \N{...} — is refused with an error naming it, and so is
+// a quantifier on a quantifier (a{2}{3}), as Python refuses it. Errors wrap
+// ErrGrammar; a *SyntaxError says where (the column in characters). A repetition of
+// something that may be empty ((a?)*) is refused, as in GBNF, and so are groups
+// nested more than maxDepth deep and a pattern that matches no text ([^\s\S]).
 func RegexFormat(pattern string) (Format, error) {
 	if len(pattern) > MaxSourceBytes {
 		return Format{}, fmt.Errorf("%w: pattern of %d bytes: at most %d", ErrGrammar, len(pattern), MaxSourceBytes)
@@ -59,13 +64,66 @@ type regex struct {
 	b *builder
 }
 
-// Classes of \d \w \s, ASCII as Python's re.ASCII reads them (\s: space, \t \n \r \f \v).
+// Classes of \d \w \s, ASCII as Python's re.ASCII reads them (\s: space, \t \n \r \f
+// \v), and as Python reads them in a str pattern without it (Unicode: \d the decimal
+// digits, \w letters and digits and '_', \s Python's str.isspace — taken a little
+// wider here where unsure, marks and all numbers in \w). A pattern means the texts
+// both readings take (see regexClass): ASCII for \d \w \s, the complement of the
+// Unicode sets for \D \W \S, so that an output is matched whole by Python's re.fullmatch
+// with and without re.ASCII.
 var (
 	digitClass = []span{{'0', '9'}}
 	wordClass  = []span{{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}}
 	spaceClass = []span{{'\t', '\r'}, {' ', ' '}}
 	dotClass   = normalize([]span{{'\n', '\n'}}, true)
+
+	uniDigit = tableSpans(unicode.Nd)
+	uniWord  = tableSpans(unicode.L, unicode.M, unicode.N, unicode.Pc)
+	uniSpace = normalize(append(tableSpans(unicode.White_Space), span{0x1C, 0x1F}), false)
 )
+
+// tableSpans returns the code points of the tables as a class.
+func tableSpans(ts ...*unicode.RangeTable) []span {
+	var c []span
+	for _, t := range ts {
+		for _, r := range t.R16 {
+			for lo := rune(r.Lo); lo <= rune(r.Hi); lo += rune(r.Stride) {
+				if r.Stride == 1 {
+					c = append(c, span{lo, rune(r.Hi)})
+					break
+				}
+				c = append(c, span{lo, lo})
+			}
+		}
+		for _, r := range t.R32 {
+			for lo := rune(r.Lo); lo <= rune(r.Hi); lo += rune(r.Stride) {
+				if r.Stride == 1 {
+					c = append(c, span{lo, rune(r.Hi)})
+					break
+				}
+				c = append(c, span{lo, lo})
+			}
+		}
+	}
+	return normalize(c, false)
+}
+
+// intersect returns the code points both classes hold.
+func intersect(a, b []span) []span {
+	var out []span
+	for len(a) > 0 && len(b) > 0 {
+		lo, hi := max(a[0].lo, b[0].lo), min(a[0].hi, b[0].hi)
+		if lo <= hi {
+			out = append(out, span{lo, hi})
+		}
+		if a[0].hi < b[0].hi {
+			a = a[1:]
+		} else {
+			b = b[1:]
+		}
+	}
+	return out
+}
 
 func (x *regex) alternates(depth int) ([][]sym, error) {
 	var alts [][]sym
@@ -110,6 +168,9 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 			if item, err = x.group(depth); err != nil {
 				return nil, err
 			}
+			if item == nil { // a comment
+				continue
+			}
 		case '[':
 			cls, err := x.class()
 			if err != nil {
@@ -128,36 +189,51 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 			x.i++
 			item = []sym{charSym([]span{{'{', '{'}})}
 		case '\\':
-			cls, err := x.escape(false)
+			// \A and \Z are ^ and $ that a newline does not move: at the ends alike.
+			switch x.peek(1) {
+			case 'A':
+				if depth > 0 || x.i != start {
+					return nil, p.errorf("'\\A' only at the start of the pattern")
+				}
+				x.i += 2
+				continue
+			case 'Z':
+				x.i += 2
+				if depth > 0 || !(x.end() || x.peek(0) == '|') {
+					return nil, p.errorf("'\\Z' only at the end of the pattern")
+				}
+				continue
+			}
+			ascii, uni, err := x.escape(false)
 			if err != nil {
 				return nil, err
 			}
-			item = []sym{charSym(cls)}
+			item = []sym{charSym(intersect(ascii, uni))}
 		default:
 			r, n := utf8.DecodeRuneInString(x.src[x.i:])
 			x.i += n
 			item = []sym{charSym([]span{{r, r}})}
 		}
 		last, seq = len(seq), append(seq, item...)
-		for {
-			q, from := x.pos(), x.i
-			lo, hi, ok := x.quantifier()
-			if !ok {
-				break
-			}
-			switch x.peek(0) {
-			case '?':
-				x.i++ // lazy: the same language
-			case '+':
-				return nil, q.errorf("possessive quantifiers (%s+) are not supported", x.src[from:x.i])
-			}
-			var err error
-			if seq, err = x.repeat(seq, last, lo, hi, q); err != nil {
-				return nil, err
-			}
-			if c := x.peek(0); c == '*' || c == '+' || c == '?' {
-				return nil, x.pos().errorf("multiple repeat: %q after a quantifier", c)
-			}
+		q, from := x.pos(), x.i
+		lo, hi, ok := x.quantifier()
+		if !ok {
+			continue
+		}
+		switch x.peek(0) {
+		case '?':
+			x.i++ // lazy: the same language
+		case '+':
+			return nil, q.errorf("possessive quantifiers (%s+) are not supported", x.src[from:x.i])
+		}
+		var err error
+		if seq, err = x.repeat(seq, last, lo, hi, q); err != nil {
+			return nil, err
+		}
+		// Python refuses a quantifier on a quantifier (a** or a{2}{3}).
+		r, at := x.i, x.pos()
+		if _, _, ok := x.quantifier(); ok {
+			return nil, at.errorf("multiple repeat: %q after a quantifier", x.src[r:x.i])
 		}
 	}
 	return seq, nil
@@ -192,8 +268,9 @@ func (x *regex) repeat(seq []sym, last, lo, hi int, p srcPos) ([]sym, error) {
 	return append(seq[:last], item...), nil
 }
 
-// braces reads {m} {m,} {,n} {m,n} at the reader without moving it: the bounds and its
-// length in bytes, or n = 0 when the brace begins none of them (and is a literal '{').
+// braces reads {m} {m,} {,n} {m,n} {,} at the reader without moving it: the bounds and
+// its length in bytes, or n = 0 when the brace begins none of them (and is a literal
+// '{', as "{}" and "{ 2}" are in Python).
 func (x *regex) braces() (lo, hi, n int) {
 	rest := x.src[x.i:]
 	end := strings.IndexByte(rest, '}')
@@ -216,9 +293,7 @@ func (x *regex) braces() (lo, hi, n int) {
 			return 0, 0, 0
 		}
 		hi = lo
-	case a == "" && b == "":
-		return 0, 0, 0
-	default:
+	default: // {,} is {0,} in Python
 		if a != "" {
 			if lo, ok = num(a); !ok {
 				return 0, 0, 0
@@ -261,7 +336,12 @@ func (x *regex) group(depth int) ([]sym, error) {
 		case strings.HasPrefix(rest, ">"):
 			return nil, p.errorf("atomic groups ((?>...)) are not supported")
 		case strings.HasPrefix(rest, "#"):
-			return nil, p.errorf("comments ((?#...)) are not supported")
+			end := strings.IndexByte(rest, ')')
+			if end < 0 {
+				return nil, p.errorf("a comment ((?#...)) that does not end")
+			}
+			x.i += 1 + end + 1
+			return nil, nil
 		case strings.HasPrefix(rest, "("):
 			return nil, p.errorf("conditional groups ((?(...)...)) are not supported")
 		default:
@@ -279,7 +359,8 @@ func (x *regex) group(depth int) ([]sym, error) {
 	return x.b.group(alts, p)
 }
 
-// class reads [...] or [^...]; a ']' first is itself, as in Python.
+// class reads [...] or [^...]; a ']' first is itself, as in Python. Read once with
+// \d \w \s as ASCII and once as Unicode, it is what both readings hold.
 func (x *regex) class() ([]span, error) {
 	p := x.pos()
 	x.i++
@@ -287,56 +368,86 @@ func (x *regex) class() ([]span, error) {
 	if neg {
 		x.i++
 	}
-	var spans []span
+	var ascii, uni []span
 	first := true
 	for first || x.peek(0) != ']' {
 		if x.end() {
 			return nil, p.errorf("a character class that does not end")
 		}
 		first = false
-		lo, single, err := x.classChar()
+		q, from := x.pos(), x.i
+		a, u, single, err := x.classChar()
 		if err != nil {
 			return nil, err
 		}
-		if single && x.peek(0) == '-' && x.peek(1) != ']' && x.i+1 < len(x.src) {
+		if x.peek(0) == '-' && x.peek(1) != ']' && x.i+1 < len(x.src) {
+			if !single {
+				return nil, q.errorf("a range that begins with a class (%s)", x.src[from:x.i])
+			}
 			x.i++
 			q, from := x.pos(), x.i
-			hi, single2, err := x.classChar()
+			hi, _, single2, err := x.classChar()
 			if err != nil {
 				return nil, err
 			}
 			if !single2 {
 				return nil, q.errorf("a range that ends in a class (%s)", x.src[from:x.i])
 			}
-			if hi[0].lo < lo[0].lo {
-				return nil, q.errorf("range %q-%q: the end is below the start", lo[0].lo, hi[0].lo)
+			if hi[0].lo < a[0].lo {
+				return nil, q.errorf("range %q-%q: the end is below the start", a[0].lo, hi[0].lo)
 			}
-			spans = append(spans, span{lo[0].lo, hi[0].lo})
+			ascii = append(ascii, span{a[0].lo, hi[0].lo})
+			uni = append(uni, span{a[0].lo, hi[0].lo})
 			continue
 		}
-		spans = append(spans, lo...)
+		ascii, uni = append(ascii, a...), append(uni, u...)
 	}
 	x.i++
-	return normalize(spans, neg), nil
+	return intersect(normalize(ascii, neg), normalize(uni, neg)), nil
 }
 
-// classChar reads one member of a class: a character (single) or an escape class.
-func (x *regex) classChar() ([]span, bool, error) {
+// classChar reads one member of a class, as ASCII and as Unicode read it: a character
+// (single) or an escape class.
+func (x *regex) classChar() (ascii, uni []span, single bool, err error) {
 	if x.src[x.i] == '\\' {
 		if c := x.peek(1); c == 'b' {
 			x.i += 2
-			return []span{{'\b', '\b'}}, true, nil // a backspace, inside a class
+			b := []span{{'\b', '\b'}} // a backspace, inside a class
+			return b, b, true, nil
 		}
-		cls, err := x.escape(true)
-		return cls, err == nil && len(cls) == 1 && cls[0].lo == cls[0].hi, err
+		ascii, uni, err := x.escape(true)
+		return ascii, uni, err == nil && len(ascii) == 1 && ascii[0].lo == ascii[0].hi, err
 	}
 	r, n := utf8.DecodeRuneInString(x.src[x.i:])
 	x.i += n
-	return []span{{r, r}}, true, nil
+	c := []span{{r, r}}
+	return c, c, true, nil
 }
 
-// escape reads \... as the class it stands for.
-func (x *regex) escape(inClass bool) ([]span, error) {
+// escape reads \... as the class it stands for, as ASCII and as Unicode read it (the
+// same but for \d \D \w \W \s \S).
+func (x *regex) escape(inClass bool) (ascii, uni []span, err error) {
+	c := x.peek(1)
+	ascii, err = x.escapeASCII(inClass)
+	uni = ascii
+	switch c {
+	case 'd':
+		uni = uniDigit
+	case 'D':
+		uni = normalize(uniDigit, true)
+	case 'w':
+		uni = uniWord
+	case 'W':
+		uni = normalize(uniWord, true)
+	case 's':
+		uni = uniSpace
+	case 'S':
+		uni = normalize(uniSpace, true)
+	}
+	return ascii, uni, err
+}
+
+func (x *regex) escapeASCII(inClass bool) ([]span, error) {
 	p := x.pos()
 	if x.i+1 >= len(x.src) {
 		return nil, p.errorf("a '\\' at the end of the pattern")
@@ -370,8 +481,26 @@ func (x *regex) escape(inClass bool) ([]span, error) {
 		return one('\v')
 	case 'a':
 		return one('\a')
-	case '0':
-		return one(0)
+	case '0', '1', '2', '3', '4', '5', '6', '7':
+		// Python's octal escapes: \0 and up to two more octal digits, three octal
+		// digits, or in a class one to three; otherwise \1 to \99 outside a class are
+		// back-references.
+		start := x.i - 1
+		for x.i-start < 3 && x.peek(0) >= '0' && x.peek(0) <= '7' {
+			x.i++
+		}
+		if c != '0' && !inClass && x.i-start < 3 {
+			x.i = start
+			for x.i-start < 2 && x.peek(0) >= '0' && x.peek(0) <= '9' {
+				x.i++
+			}
+			return nil, p.errorf("back-references (\\%s) are not supported", x.src[start:x.i])
+		}
+		v, _ := strconv.ParseUint(x.src[start:x.i], 8, 32)
+		if v > 0o377 {
+			return nil, p.errorf("octal escape \\%s is above \\377", x.src[start:x.i])
+		}
+		return one(rune(v))
 	case 'x', 'u', 'U':
 		size := map[rune]int{'x': 2, 'u': 4, 'U': 8}[c]
 		r, err := x.hex(size)
