@@ -25,6 +25,7 @@ import (
 var langCheckers = map[string]func(string) bool{
 	"arith":  whole(ref(&arithExpr)),
 	"json":   whole(ref(&jsonValue)),
+	"kv":     whole(ref(&kvLines)),
 	"chess":  chessRE.MatchString,
 	"list":   listRE.MatchString,
 	"record": recordRE.MatchString,
@@ -173,6 +174,24 @@ func init() {
 	jsonValue = value
 }
 
+// kvLines is kv.gbnf again.
+var kvLines par
+
+func init() {
+	digit := between('0', '9')
+	keyChar := one(func(r rune) bool { return 'a' <= r && r <= 'z' || digit(r) || r == '_' || r == '.' })
+	key := alt(seq(one(func(r rune) bool { return 'a' <= r && r <= 'z' || r == '_' }), rep(keyChar, 0, 11)),
+		seq(lit(`"`), rep(one(func(r rune) bool { return r != '"' && r != '\n' }), 1, -1), lit(`"`)))
+	num := seq(opt(lit("-")), rep(one(digit), 1, -1), opt(seq(lit("."), rep(one(digit), 1, -1))))
+	str := seq(lit("'"), rep(alt(one(func(r rune) bool { return r != '\'' && r != '\\' && r != '\n' }),
+		seq(lit(`\`), one(func(rune) bool { return true }))), 0, 20), lit("'"))
+	var value par
+	list := seq(lit("["), opt(seq(ref(&value), rep(seq(lit(","), opt(lit(" ")), ref(&value)), 0, -1))), lit("]"))
+	value = alt(num, lit("true"), lit("false"), str, list, lit(""))
+	ws := opt(one(in(" \t")))
+	kvLines = rep(seq(key, ws, lit("="), ws, value, lit("\n")), 1, 4)
+}
+
 // langFormat compiles testdata/gbnf-lang/NAME.gbnf.
 func langFormat(t *testing.T, name string) Format {
 	t.Helper()
@@ -201,6 +220,8 @@ func TestLangCheckersSeeBadText(t *testing.T) {
 		{"chess", "12. O-O-O# exd8=Q+", "12. O-O-O-O"},
 		{"list", "## To do\n- Buy milk x2\n  * call Anna (soon)\n", "## To do\n- Buy milk x0\n"},
 		{"record", "ID-AB-123\n> hi there\nnote: a\nb;\nc;\ntags: x1 yz,", "ID-AB-12\n> hi\ntags:"},
+		{"kv", "a.b_1 = [1, 'x\\'',[],]\n\"k y\"=\n_=-0.5\n", "a.b_1 = [1, 'x\\'',[],]\n\"\"=\n"},
+		{"kv", "k\t=\ttrue\n", "k = 'abcdefghijklmnopqrstu'\n"},
 		{"greet", "Привет, Аня! 🌀", "Привет, Аня! 🍀"},
 		{"greet", "こんにちは, 世界。", "こんにちは, 世界世界。"},
 	}
@@ -231,6 +252,9 @@ func TestLlamaCppSamples(t *testing.T) {
 	for name, ok := range langCheckers {
 		t.Run(name, func(t *testing.T) {
 			f := langFormat(t, name)
+			if name == "kv" && !strings.Contains(f.Source(), "\r\n") {
+				t.Fatal("kv.gbnf lost its CRLF line ends")
+			}
 			samples := readSamples(t, filepath.Join("testdata", "gbnf-lang", name+".samples"))
 			n, full := 0, 0
 			for _, sm := range samples {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Samples texts from llama.cpp's llama-server under each grammar of this folder.
 
-For every NAME.gbnf here, asks POST /completion of the server at $LLAMA_URL
+For every NAME.gbnf here (or those named after N), asks POST /completion of the server at $LLAMA_URL
 (default http://127.0.0.1:18931) for N completions (default 40) at high
 temperature, all samplers but temperature off, a different seed and prompt each,
 and writes NAME.samples: one line per completion, "whole" (llama.cpp ended it with
@@ -57,9 +57,9 @@ def go_quote(b):
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     for name in sorted(os.listdir(here)):
-        if not name.endswith(".gbnf"):
+        if not name.endswith(".gbnf") or len(sys.argv) > 2 and name[:-5] not in sys.argv[2:]:
             continue
-        grammar = open(os.path.join(here, name), encoding="utf-8").read()
+        grammar = open(os.path.join(here, name), "rb").read().decode("utf-8")  # CRLF kept
         lines = []
         for i in range(N):
             seed = 1000 + i
