@@ -49,6 +49,13 @@ func TestGBNFCheck(t *testing.T) {
 		{`root ::= "e"`, "\xc3", false, false},
 		{`root ::= .`, "\xed\xa0\x80", false, false}, // a surrogate
 		{`root ::= .`, "\xc0\x80", false, false},     // overlong
+		// What llama.cpp b4748 writes under these (its partial-character check lets
+		// them through) is not UTF-8, and refused: a surrogate, past U+10FFFF, U+2603
+		// in four bytes.
+		{`root ::= [^a]`, "\xed\xa0\xa0", false, false},
+		{`root ::= .`, "\xf4\x90\x90\x90", false, false},
+		{`root ::= "\u2603"`, "\xf0\x82\x98\x83", false, false},
+		{`root ::= "\u2603"`, "\xf0", false, false},
 		{`root ::= [\u4e00-\u9fff]`, "世", true, true},
 		{`root ::= [\u4e00-\u9fff]`, "\xe4", true, false},
 		{`root ::= [\u4e00-\u9fff]`, "\xe3", false, false},
