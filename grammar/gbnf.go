@@ -19,7 +19,8 @@ const maxDepth = 1000
 // end of its line unless a parenthesis is open or the line ends with '|'), "root" the
 // start, rules used before their definition; literals "..." and character classes
 // [a-z0-9] and [^...] with the escapes \n \t \r \\ \" \[ \] \- \xHH \uHHHH
-// \UHHHHHHHH (each a code point); '.' any character, a newline too; groups ( );
+// \UHHHHHHHH (each a code point); '.' any character, a newline too (U+0000 is never
+// written, as llama.cpp never writes it); groups ( );
 // alternation |; repetition * + ? {m} {m,} {m,n} of the element before; comments from
 // '#' to the end of the line. Characters are Unicode code points and the output must be
 // valid UTF-8; a token may end inside a character.
@@ -27,7 +28,8 @@ const maxDepth = 1000
 // A grammar llama.cpp b4748 takes is taken alike, and means the same text, except: a
 // rule defined twice (llama.cpp keeps the last), a reversed range [z-a] (llama.cpp's
 // never matches), an escape of a surrogate or past U+10FFFF (llama.cpp's never
-// matches), and the grammars refused for their cost. \- is taken, as llama.cpp reads it
+// matches), an empty class [] or [^] (llama.cpp's is no text at all), a literal U+0000
+// (llama.cpp dies on it), and the grammars refused for their cost. \- is taken, as llama.cpp reads it
 // after b4748. Its later token references (<[id]>, <token>, !<...>) are refused by
 // name. llama.cpp writes a character split across tokens in too many bytes (overlong
 // UTF-8) where its code point fits; specd does not. The errors wrap ErrGrammar, and a
@@ -231,9 +233,13 @@ func (g *gbnf) sequence(nested bool) ([]sym, error) {
 				if g.end() {
 					return nil, p.errorf("a string that does not end")
 				}
+				q := g.pos()
 				r, err := g.char()
 				if err != nil {
 					return nil, err
+				}
+				if r == 0 {
+					return nil, q.errorf("U+0000 in a literal: llama.cpp never writes it (its matcher stops at a NUL byte)")
 				}
 				seq = append(seq, charSym([]span{{r, r}}))
 			}
@@ -274,7 +280,7 @@ func (g *gbnf) sequence(nested bool) ([]sym, error) {
 			last, seq = len(seq), append(seq, item...)
 		case c == '.':
 			g.i++
-			last, seq = len(seq), append(seq, charSym(anyChar))
+			last, seq = len(seq), append(seq, charSym(gbnfChars))
 		case c == '<' || c == '!' && g.peek(1) == '<':
 			// llama.cpp after b4748 reads <[id]>, <token> and !<...> as tokens of its
 			// vocabulary; the rules here are over characters.
@@ -390,13 +396,21 @@ func (g *gbnf) char() (rune, error) {
 	return 0, p.errorf("unknown escape \\%c", r)
 }
 
-// class reads [...] or [^...].
+// gbnfChars are the characters a GBNF grammar may write: all but U+0000, which
+// llama.cpp never writes ('.' and [^a] leave it out there, and a literal "\x00" stops
+// it).
+var gbnfChars = []span{{1, maxRune}}
+
+// class reads [...] or [^...], U+0000 left out.
 func (g *gbnf) class() ([]span, error) {
 	p := g.pos()
 	g.i++
 	neg := g.peek(0) == '^'
 	if neg {
 		g.i++
+	}
+	if g.peek(0) == ']' {
+		return nil, p.errorf("an empty character class %s: llama.cpp reads it as no text at all, not as a character", g.src[p.off:g.i+1])
 	}
 	var spans []span
 	for g.peek(0) != ']' {
@@ -421,5 +435,5 @@ func (g *gbnf) class() ([]span, error) {
 		spans = append(spans, span{lo, hi})
 	}
 	g.i++
-	return normalize(spans, neg), nil
+	return intersect(normalize(spans, neg), gbnfChars), nil
 }

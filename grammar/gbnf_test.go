@@ -79,8 +79,13 @@ func TestGBNFCheck(t *testing.T) {
 		// . is any character, a newline too.
 		{`root ::= "<" . ">"`, "<\n>", true, true},
 		// An alternative no text completes is dropped: it is not a way in.
-		{`root ::= "a" [] | "b"`, `a`, false, false},
-		{`root ::= "a" [] | "b"`, `b`, true, true},
+		{`root ::= "a" [^\x01-\U0010FFFF] | "b"`, `a`, false, false},
+		{`root ::= "a" [^\x01-\U0010FFFF] | "b"`, `b`, true, true},
+		// llama.cpp never writes U+0000: '.', [^a] and ranges leave it out.
+		{`root ::= .`, "\x00", false, false},
+		{`root ::= [^a]`, "\x00", false, false},
+		{`root ::= [\x00-\x1f]`, "\x00", false, false},
+		{`root ::= [\x00-\x1f]`, "\x01", true, true},
 	}
 	for _, tt := range tests {
 		f, err := GBNFFormat(tt.grammar)
@@ -108,7 +113,12 @@ func TestGBNFErrors(t *testing.T) {
 		{"root ::= a\na ::= b? root\nb ::= \"x\"", "left recursion: rule \"root\" → rule \"a\" → rule \"root\""},
 		{`root ::= ("a"?)*`, "column 16: a repetition of something that may be empty"},
 		// A grammar no text completes left a mask no token, not even the end.
-		{`root ::= []`, `rule "root" matches no text`},
+		{`root ::= [\x01-\x00]`, `the end is below the start`},
+		{`root ::= [\x00]`, `rule "root" matches no text`},
+		// llama.cpp reads [] and [^] as nothing at all (its class loop never runs).
+		{`root ::= []`, `column 10: an empty character class []`},
+		{`root ::= "a" [^]`, `column 14: an empty character class [^]`},
+		{`root ::= "\x00"`, `column 11: U+0000 in a literal`},
 		{`root ::= [^\x00-\U0010FFFF] | "a" x` + "\nx ::= \"b\" x", `rule "root" matches no text`},
 		{`root ::= "a`, "string that does not end"},
 		{`root ::= [a`, "class that does not end"},
