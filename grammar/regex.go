@@ -2,8 +2,10 @@ package grammar
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -13,14 +15,17 @@ import (
 // escapes (\n \t \r \f \v \a \xHH \uHHHH \UHHHHHHHH, Python's octal \0, \0oo and \ooo,
 // and \ before any punctuation), \d \w \s and \D \W \S, classes [...] [^...] with
 // ranges and those escapes, '.' (any character but a newline), groups (...), (?:...),
-// (?P<name>...) and (?<name>...) (all matched as plain groups), comments (?#...),
+// (?P<name>...) and (?<name>...) (all matched as plain groups), comments (?#...), the
+// inline flags i, s, a, m and u, global at the start ((?i)) or scoped ((?i-s:...)),
 // alternation, ? * + {m} {m,} {,n} {m,n} {,} (a '{' that begins none of those is
 // itself), lazy quantifiers (matched as greedy ones: the language is the same), and ^
 // \A at the start and $ \Z at the end of the pattern or of a top-level alternative.
 // \d \w \s are ASCII (as with re.ASCII); \D \W \S, and classes that negate \d \w \s,
 // leave out what Python's Unicode reading of \d \w \s holds too: an output is one
-// re.fullmatch takes with and without re.ASCII. Anything else — back-references,
-// look-arounds, word boundaries, inline flags, atomic groups, possessive quantifiers,
+// re.fullmatch takes with and without re.ASCII; so too with i, which folds the case of
+// ASCII letters, and in a negated class leaves out every case Unicode pairs. Anything
+// else — back-references, look-arounds, word boundaries, the flags x and L, atomic
+// groups, possessive quantifiers,
 // Unicode property classes, \N{...} — is refused with an error naming it, and so is
 // a quantifier on a quantifier (a{2}{3}), as Python refuses it. Errors wrap
 // ErrGrammar; a *SyntaxError says where (the column in characters). A repetition of
@@ -61,8 +66,84 @@ func RegexFormat(pattern string) (Format, error) {
 
 type regex struct {
 	*reader
-	b *builder
+	b  *builder
+	fl flags
+	// globalEnd is where the global flag groups at the pattern's start end.
+	globalEnd int
 }
+
+// flags are Python's inline flags in force: i (fold case), s (. takes a newline too),
+// a (\d \w \s and case folding ASCII only). m and u change nothing here: ^ and $
+// stand only at the ends, and a str pattern is Unicode already.
+type flags struct{ fold, dotAll, ascii bool }
+
+// lit returns the class of a literal character (or range) c: with case folded, its
+// other cases too — ASCII's and Unicode's simple folding, and what both readings
+// hold, so Unicode's only where c is the complement of a class (uni).
+func (x *regex) lit(c []span, uni bool) []span {
+	if !x.fl.fold {
+		return c
+	}
+	return folded(c, x.fl.ascii || !uni)
+}
+
+// folded returns c with every character's other cases: with ascii the ASCII letters'
+// (as Python's re.IGNORECASE with re.ASCII), else Unicode's simple case folding and
+// then the characters whose lower, upper or title case is in c so folded, and theirs
+// (a little more than Python's re.IGNORECASE, which also pairs İ with i and ı with I).
+func folded(c []span, ascii bool) []span {
+	out := slices.Clone(c)
+	if ascii {
+		for _, s := range c {
+			if lo, hi := max(s.lo, 'A'), min(s.hi, 'Z'); lo <= hi {
+				out = append(out, span{lo + 'a' - 'A', hi + 'a' - 'A'})
+			}
+			if lo, hi := max(s.lo, 'a'), min(s.hi, 'z'); lo <= hi {
+				out = append(out, span{lo - ('a' - 'A'), hi - ('a' - 'A')})
+			}
+		}
+		return normalize(out, false)
+	}
+	t := casePairs()
+	out = normalize(append(out, t.orbit.from(c)...), false)
+	return normalize(append(out, t.cases.from(out)...), false)
+}
+
+// pairs are characters each paired with another, sorted by the first.
+type pairs [][2]rune
+
+// from returns the partners of the characters of c.
+func (p pairs) from(c []span) []span {
+	var out []span
+	for _, s := range c {
+		i, _ := slices.BinarySearchFunc(p, s.lo, func(q [2]rune, r rune) int { return int(q[0] - r) })
+		for ; i < len(p) && p[i][0] <= s.hi; i++ {
+			out = append(out, span{p[i][1], p[i][1]})
+		}
+	}
+	return out
+}
+
+// casePairs are, over the characters Unicode gives a case, each one's simple folding
+// orbit (orbit) and its lower, upper and title cases both ways (cases); made once.
+var casePairs = sync.OnceValue(func() (t struct{ orbit, cases pairs }) {
+	for _, cr := range unicode.CaseRanges {
+		for r := rune(cr.Lo); r <= rune(cr.Hi); r++ {
+			for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+				t.orbit = append(t.orbit, [2]rune{r, f})
+			}
+			for _, c := range []rune{unicode.ToLower(r), unicode.ToUpper(r), unicode.ToTitle(r)} {
+				if c != r {
+					t.cases = append(t.cases, [2]rune{r, c}, [2]rune{c, r})
+				}
+			}
+		}
+	}
+	for _, p := range []pairs{t.orbit, t.cases} {
+		slices.SortFunc(p, func(a, b [2]rune) int { return int(a[0] - b[0]) })
+	}
+	return t
+})
 
 // Classes of \d \w \s, ASCII as Python's re.ASCII reads them (\s: space, \t \n \r \f
 // \v), and as Python reads them in a str pattern without it (Unicode: \d the decimal
@@ -168,7 +249,10 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 			if item, err = x.group(depth); err != nil {
 				return nil, err
 			}
-			if item == nil { // a comment
+			if item == nil { // a comment or flags: ^ may still come first after them
+				if p.off == start {
+					start = x.i
+				}
 				continue
 			}
 		case '[':
@@ -180,6 +264,9 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 		case '.':
 			x.i++
 			item = []sym{charSym(dotClass)}
+			if x.fl.dotAll {
+				item = []sym{charSym(anyChar)}
+			}
 		case '*', '+', '?':
 			return nil, p.errorf("nothing to repeat before %q", c)
 		case '{':
@@ -208,11 +295,14 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 			if err != nil {
 				return nil, err
 			}
+			if len(ascii) == 1 && ascii[0].lo == ascii[0].hi { // one character
+				ascii, uni = x.lit(ascii, false), x.lit(uni, true)
+			}
 			item = []sym{charSym(intersect(ascii, uni))}
 		default:
 			r, n := utf8.DecodeRuneInString(x.src[x.i:])
 			x.i += n
-			item = []sym{charSym([]span{{r, r}})}
+			item = []sym{charSym(x.lit([]span{{r, r}}, false))}
 		}
 		last, seq = len(seq), append(seq, item...)
 		q, from := x.pos(), x.i
@@ -345,7 +435,18 @@ func (x *regex) group(depth int) ([]sym, error) {
 		case strings.HasPrefix(rest, "("):
 			return nil, p.errorf("conditional groups ((?(...)...)) are not supported")
 		default:
-			return nil, p.errorf("inline flags and other (?...) constructs are not supported")
+			fl, n, global, err := x.flagGroup(p, rest)
+			if err != nil {
+				return nil, err
+			}
+			x.i += 1 + n
+			if global {
+				x.fl, x.globalEnd = fl, x.i
+				return nil, nil
+			}
+			saved := x.fl
+			x.fl = fl
+			defer func() { x.fl = saved }()
 		}
 	}
 	alts, err := x.alternates(depth + 1)
@@ -359,6 +460,49 @@ func (x *regex) group(depth int) ([]sym, error) {
 	return x.b.group(alts, p)
 }
 
+// flagGroup reads the flags of (?aimsu) or (?aimsu-ims:...) from rest (what follows
+// "(?"): the flags then in force, the length read (the ')' or ':' too), and whether
+// they hold for the rest of the pattern (global, allowed only at its start, as in
+// Python 3.11).
+func (x *regex) flagGroup(p srcPos, rest string) (fl flags, n int, global bool, err error) {
+	fl = x.fl
+	on, a, u := true, false, false
+	for n < len(rest) {
+		c := rest[n]
+		n++
+		switch {
+		case c == 'i':
+			fl.fold = on
+		case c == 's':
+			fl.dotAll = on
+		case c == 'a' && on:
+			fl.ascii, a = true, true
+		case c == 'u' && on:
+			u = true
+		case c == 'm':
+		case c == 'x':
+			return fl, 0, false, p.errorf("verbose patterns ((?x)) are not supported")
+		case c == 'L':
+			return fl, 0, false, p.errorf("the locale flag ((?L)) is not supported")
+		case c == '-' && on:
+			on = false
+		case c == ':':
+			return fl, n, false, nil
+		case c == ')' && on && n > 1:
+			if p.off != x.globalEnd {
+				return fl, 0, false, p.errorf("global flags (%s) only at the start of the pattern", x.src[p.off:p.off+2+n])
+			}
+			return fl, n, true, nil
+		default:
+			return fl, 0, false, p.errorf("unknown or unsupported inline flag %q in (?%s", c, rest[:n])
+		}
+		if a && u {
+			return fl, 0, false, p.errorf("inline flags a and u together")
+		}
+	}
+	return fl, 0, false, p.errorf("inline flags that do not end")
+}
+
 // class reads [...] or [^...]; a ']' first is itself, as in Python. Read once with
 // \d \w \s as ASCII and once as Unicode, it is what both readings hold.
 func (x *regex) class() ([]span, error) {
@@ -368,7 +512,7 @@ func (x *regex) class() ([]span, error) {
 	if neg {
 		x.i++
 	}
-	var ascii, uni []span
+	var lits, ascii, uni []span // literal characters and ranges; escape classes as read each way
 	first := true
 	for first || x.peek(0) != ']' {
 		if x.end() {
@@ -396,14 +540,23 @@ func (x *regex) class() ([]span, error) {
 			if hi[0].lo < a[0].lo {
 				return nil, q.errorf("range %q-%q: the end is below the start", a[0].lo, hi[0].lo)
 			}
-			ascii = append(ascii, span{a[0].lo, hi[0].lo})
-			uni = append(uni, span{a[0].lo, hi[0].lo})
+			lits = append(lits, span{a[0].lo, hi[0].lo})
 			continue
+		}
+		if single {
+			lits = append(lits, a...)
+			continue
+		}
+		if x.fl.ascii {
+			u = a
 		}
 		ascii, uni = append(ascii, a...), append(uni, u...)
 	}
 	x.i++
-	return intersect(normalize(ascii, neg), normalize(uni, neg)), nil
+	lits = normalize(lits, false)
+	ascii = normalize(append(ascii, x.lit(lits, false)...), neg)
+	uni = normalize(append(uni, x.lit(lits, true)...), neg)
+	return intersect(ascii, uni), nil
 }
 
 // classChar reads one member of a class, as ASCII and as Unicode read it: a character
@@ -443,6 +596,9 @@ func (x *regex) escape(inClass bool) (ascii, uni []span, err error) {
 		uni = uniSpace
 	case 'S':
 		uni = normalize(uniSpace, true)
+	}
+	if x.fl.ascii {
+		uni = ascii
 	}
 	return ascii, uni, err
 }

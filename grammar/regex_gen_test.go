@@ -46,6 +46,13 @@ var regexGenCases = []struct{ pattern, goRE string }{
 	{`[^\W\d_]+\d*`, ""},
 	{`\(\d{3}\) \d{3}-\d{4}`, ""},
 	{`[.\-/]{2}\.{1,2}`, ""},
+	{`(?i)hello|world`, ""},
+	{`(?i)[a-f0-9]{4}k`, ""},
+	{`(?i)[^a-z\s]+`, `(?i)[^a-z` + pySpace + `]+`},
+	{`(?s)<.{0,5}>`, ""},
+	{`a(?i:bc)d`, ""},
+	{`(?a)\W+\S`, `[^0-9A-Za-z_]+[^\t\n\v\f\r ]`},
+	{`(?is)x.y|(?-i:z)`, `(?is)x.y|(?-i:z)`},
 }
 
 // TestRegexGenerate: outputs drawn through specd's mask at random under each pattern

@@ -68,6 +68,25 @@ func TestRegexCheck(t *testing.T) {
 		{`\w`, "é", false, false},
 		{`\d`, "٣", false, false},
 		{`[\S\s]`, "é", true, true},
+		// Inline flags: i folds case (ASCII letters; a negated class leaves out
+		// Unicode's other cases too), s lets '.' take a newline, a makes \W ASCII.
+		{`(?i)abc`, "aBC", true, true},
+		{`(?i)^abc$`, "ABC", true, true},
+		{`a(?i:b)c`, "aBc", true, true},
+		{`a(?i:b)c`, "aBC", false, false},
+		{`(?i)a(?-i:b)`, "Ab", true, true},
+		{`(?i)a(?-i:b)`, "AB", false, false},
+		{`(?i)[a-c]+`, "AbC", true, true},
+		{`(?i)k`, "\u212a", false, false}, // the Kelvin sign: Python's ASCII reading does not fold it
+		{`(?i)[^k]`, "\u212a", false, false},
+		{`(?i)[^k]`, "K", false, false},
+		{`(?i)\x41`, "a", true, true},
+		{`(?i)é`, "É", false, false},
+		{`(?s)a.b`, "a\nb", true, true},
+		{`(?s:.)|.`, "\n", true, true},
+		{`.|(?s:a)`, "\n", false, false},
+		{`(?a)\W`, "é", true, true},
+		{`(?m)^a$`, "a", true, true},
 	}
 	for _, tt := range tests {
 		f, err := RegexFormat(tt.pattern)
@@ -94,7 +113,14 @@ func TestRegexErrors(t *testing.T) {
 		{`(?<=a)b`, "look-arounds ((?<=...))"},
 		{`(?<!a)b`, "look-arounds"},
 		{`\bword\b`, `word boundaries (\b)`},
-		{`(?i)abc`, "inline flags"},
+		{`(?x)a b`, "verbose patterns ((?x))"},
+		{`a(?i)b`, "column 2: global flags ((?i)) only at the start"},
+		{`(?)`, "unknown or unsupported inline flag ')'"},
+		{`(?-i)a`, "unknown or unsupported inline flag ')'"},
+		{`(?au)a`, "inline flags a and u together"},
+		{`(?a-a:x)`, "unknown or unsupported inline flag 'a'"},
+		{`(?L)a`, "the locale flag"},
+		{`(?i`, "inline flags that do not end"},
 		{`(?>a)`, "atomic groups"},
 		{`a++`, "possessive quantifiers (++)"},
 		{`a{2}+`, "possessive quantifiers ({2}+)"},
@@ -182,7 +208,8 @@ func FuzzRegexDiff(f *testing.F) {
 // hang; a pattern taken agrees with the reference on any text.
 func FuzzRegex(f *testing.F) {
 	for _, p := range append(diffPatterns, `(?P<x>a)\1`, `[\]-]`, `x{`, `a{,3}?`, `(?:a|)b`, `\u00e9+`, `^a|b$`,
-		`a{2}{3}`, `\400`, `\0777`, `[\777]`, `(?#`, `(?#x)*`, `\A\Z`, `\Aa|\Zb`, `[\d-z]`, `x{,}`, `[^\W\d]`, `\S*\D`, `\12`) {
+		`a{2}{3}`, `\400`, `\0777`, `[\777]`, `(?#`, `(?#x)*`, `\A\Z`, `\Aa|\Zb`, `[\d-z]`, `x{,}`, `[^\W\d]`, `\S*\D`, `\12`,
+		`(?i)[^a-z]k`, `(?is)a.`, `a(?i:b(?-i:c))`, `(?)`, `(?au)`, `(?i`, `(?i)(?s)^a`, `(?a)\W`, `(?i)[\x00-\U0010FFFF]`) {
 		f.Add(p, "ab")
 	}
 	f.Fuzz(func(t *testing.T, p, text string) {
