@@ -412,7 +412,7 @@ func TestGenerateLang(t *testing.T) {
 	tok := specdVocab(t)
 	runs := 100
 	if testing.Short() {
-		runs = 20
+		runs = 8
 	}
 	for name, ok := range langCheckers {
 		t.Run(name, func(t *testing.T) {
