@@ -18,28 +18,28 @@ const maxDepth = 1000
 // rules "name ::= alternatives" (names of letters, digits and '-'; a rule ends at the
 // end of its line unless a parenthesis is open or the line ends with '|'), "root" the
 // start, rules used before their definition; literals "..." and character classes
-// [a-z0-9] and [^...] with the escapes \n \t \r \\ \" \[ \] \- \xHH \uHHHH
-// \UHHHHHHHH (each a code point); '.' any character, a newline too (U+0000 is never
-// written, as llama.cpp never writes it); groups ( );
-// alternation |; repetition * + ? {m} {m,} {m,n} of the element before; comments from
-// '#' to the end of the line. Characters are Unicode code points and the output must be
-// valid UTF-8; a token may end inside a character.
+// [a-z0-9] and [^...] with the escapes \n \t \r \\ \" \[ \] \- \xHH \uHHHH \UHHHHHHHH
+// (each a code point); '.' any character, a newline too; groups ( ); alternation |;
+// repetition * + ? {m} {m,} {m,n} of the element before; comments from '#' to the end
+// of the line. Characters are Unicode code points and the output must be valid UTF-8;
+// a token may end inside a character. U+0000 is never written, as llama.cpp never
+// writes it ('.' and classes leave it out).
 //
 // A grammar llama.cpp b4748 takes is taken alike, and means the same text, except: a
-// rule defined twice (llama.cpp keeps the last), a reversed range [z-a] (llama.cpp's
-// never matches), an escape of a surrogate or past U+10FFFF (llama.cpp's never
-// matches), an empty class [] or [^] (llama.cpp's is no text at all), a literal U+0000
-// (llama.cpp dies on it), and the grammars refused for their cost. \- is taken, as llama.cpp reads it
-// after b4748. Its later token references (<[id]>, <token>, !<...>) are refused by
-// name. llama.cpp writes a character split across tokens in too many bytes (overlong
-// UTF-8) where its code point fits; specd does not. The errors wrap ErrGrammar, and a
-// *SyntaxError names the line and column: an undefined rule, no root, left recursion (a
-// rule that reaches itself before reading a character, as ("a"?)* does), more than
-// maxElems elements once repetitions are written out or maxRules rules, groups nested
-// more than maxDepth deep, a rule that opens more than maxStacks alternatives at once,
-// or a root no text completes. An alternative no text completes ("a" [] or one that
-// recurses for ever) is dropped: it could only lead where nothing, not even the end,
-// may come.
+// rule defined twice (llama.cpp keeps the last), a reversed range [z-a] or an escape
+// of a surrogate or past U+10FFFF (llama.cpp's never match), an empty class [] or [^]
+// (llama.cpp's is no text at all), a literal U+0000 (llama.cpp dies on it), and the
+// grammars refused for their cost. \- is taken, as llama.cpp reads it after b4748; its
+// later token references (<[id]>, <token>, !<...>) are refused by name. llama.cpp
+// writes bytes that are not UTF-8 where the code point they would decode to fits (a
+// surrogate, past U+10FFFF, a character in too many bytes); specd does not. The errors
+// wrap ErrGrammar, and a *SyntaxError names the line and column: an undefined rule, no
+// root, left recursion (a rule that reaches itself before reading a character, as
+// ("a"?)* does), more than maxElems elements once repetitions are written out or
+// maxRules rules, groups nested more than maxDepth deep, a rule that opens more than
+// maxStacks alternatives at once, or a root no text completes. An alternative no text
+// completes ("a" [^\x01-\U0010FFFF] or one that recurses for ever) is dropped: it
+// could only lead where nothing, not even the end, may come.
 func GBNFFormat(src string) (Format, error) {
 	rs, err := parseGBNF(src)
 	if err != nil {
