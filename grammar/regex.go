@@ -19,7 +19,9 @@ import (
 // inline flags i, s, a, m and u, global at the start ((?i)) or scoped ((?i-s:...)),
 // alternation, ? * + {m} {m,} {,n} {m,n} {,} (a '{' that begins none of those is
 // itself), lazy quantifiers (matched as greedy ones: the language is the same), and ^
-// \A at the start and $ \Z at the end of the pattern or of a top-level alternative.
+// \A and $ \Z where the output begins and ends (in groups there too: (^a|^b)c$); a
+// place where Python's would make an alternative impossible (a(^b|c), (a$)b) is an
+// error.
 // \d \w \s are ASCII (as with re.ASCII); \D \W \S, and classes that negate \d \w \s,
 // leave out what Python's Unicode reading of \d \w \s holds too: an output is one
 // re.fullmatch takes with and without re.ASCII; so too with i, which folds the case of
@@ -46,7 +48,7 @@ func RegexFormat(pattern string) (Format, error) {
 	if err != nil {
 		return Format{}, err
 	}
-	alts, err := x.alternates(0)
+	alts, _, err := x.alternates(0, true)
 	if err != nil {
 		return Format{}, err
 	}
@@ -206,23 +208,34 @@ func intersect(a, b []span) []span {
 	return out
 }
 
-func (x *regex) alternates(depth int) ([][]sym, error) {
-	var alts [][]sym
+// alternates reads alternatives up to a ')' or the end. atStart says they begin where
+// the output does (so ^ may open each); ended, that one closed with $ (and so the
+// group they are in must end where the output does).
+func (x *regex) alternates(depth int, atStart bool) (alts [][]sym, ended bool, err error) {
 	for {
-		seq, err := x.sequence(depth)
+		seq, end, err := x.sequence(depth, atStart)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		alts = append(alts, seq)
+		alts, ended = append(alts, seq), ended || end
 		if x.peek(0) != '|' {
-			return alts, nil
+			return alts, ended, nil
 		}
 		x.i++
 	}
 }
 
-func (x *regex) sequence(depth int) ([]sym, error) {
-	var seq []sym
+// atEnd reports whether the reader stands where an alternative ends: a '|', the end,
+// or a group's ')'.
+func (x *regex) atEnd(depth int) bool {
+	return x.end() || x.peek(0) == '|' || depth > 0 && x.peek(0) == ')'
+}
+
+// sequence reads one alternative. ^ and \A may stand only where the output begins
+// (atStart, and nothing read before them), $ and \Z only where it ends (nothing after
+// them here, and the groups around them at the end of theirs): there they change
+// nothing, as the pattern matches the whole output.
+func (x *regex) sequence(depth int, atStart bool) (seq []sym, ended bool, err error) {
 	last := -1
 	start := x.i
 	for !x.end() {
@@ -231,23 +244,25 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 		var item []sym
 		switch c {
 		case '|', ')':
-			return seq, nil
+			return seq, ended, nil
 		case '^':
-			if depth > 0 || x.i != start {
-				return nil, p.errorf("'^' only at the start of the pattern")
+			if !atStart || x.i != start {
+				return nil, false, p.errorf("'^' only at the start of the pattern")
 			}
 			x.i++
+			start = x.i
 			continue
 		case '$':
 			x.i++
-			if depth > 0 || !(x.end() || x.peek(0) == '|') {
-				return nil, p.errorf("'$' only at the end of the pattern")
+			if !x.atEnd(depth) {
+				return nil, false, p.errorf("'$' only at the end of the pattern")
 			}
+			ended = true
 			continue
 		case '(':
-			var err error
-			if item, err = x.group(depth); err != nil {
-				return nil, err
+			var end bool
+			if item, end, err = x.group(depth, atStart && x.i == start); err != nil {
+				return nil, false, err
 			}
 			if item == nil { // a comment or flags: ^ may still come first after them
 				if p.off == start {
@@ -255,10 +270,16 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 				}
 				continue
 			}
+			if end {
+				if !x.atEnd(depth) {
+					return nil, false, p.errorf("a group with '$' only at the end of the pattern")
+				}
+				ended = true
+			}
 		case '[':
 			cls, err := x.class()
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			item = []sym{charSym(cls)}
 		case '.':
@@ -268,10 +289,10 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 				item = []sym{charSym(anyChar)}
 			}
 		case '*', '+', '?':
-			return nil, p.errorf("nothing to repeat before %q", c)
+			return nil, false, p.errorf("nothing to repeat before %q", c)
 		case '{':
 			if _, _, n := x.braces(); n > 0 {
-				return nil, p.errorf("nothing to repeat before %q", x.src[x.i:x.i+n])
+				return nil, false, p.errorf("nothing to repeat before %q", x.src[x.i:x.i+n])
 			}
 			x.i++
 			item = []sym{charSym([]span{{'{', '{'}})}
@@ -279,21 +300,23 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 			// \A and \Z are ^ and $ that a newline does not move: at the ends alike.
 			switch x.peek(1) {
 			case 'A':
-				if depth > 0 || x.i != start {
-					return nil, p.errorf("'\\A' only at the start of the pattern")
+				if !atStart || x.i != start {
+					return nil, false, p.errorf("'\\A' only at the start of the pattern")
 				}
 				x.i += 2
+				start = x.i
 				continue
 			case 'Z':
 				x.i += 2
-				if depth > 0 || !(x.end() || x.peek(0) == '|') {
-					return nil, p.errorf("'\\Z' only at the end of the pattern")
+				if !x.atEnd(depth) {
+					return nil, false, p.errorf("'\\Z' only at the end of the pattern")
 				}
+				ended = true
 				continue
 			}
 			ascii, uni, err := x.escape(false)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			if len(ascii) == 1 && ascii[0].lo == ascii[0].hi { // one character
 				ascii, uni = x.lit(ascii, false), x.lit(uni, true)
@@ -314,19 +337,18 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 		case '?':
 			x.i++ // lazy: the same language
 		case '+':
-			return nil, q.errorf("possessive quantifiers (%s+) are not supported", x.src[from:x.i])
+			return nil, false, q.errorf("possessive quantifiers (%s+) are not supported", x.src[from:x.i])
 		}
-		var err error
 		if seq, err = x.repeat(seq, last, lo, hi, q); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		// Python refuses a quantifier on a quantifier (a** or a{2}{3}).
 		r, at := x.i, x.pos()
 		if _, _, ok := x.quantifier(); ok {
-			return nil, at.errorf("multiple repeat: %q after a quantifier", x.src[r:x.i])
+			return nil, false, at.errorf("multiple repeat: %q after a quantifier", x.src[r:x.i])
 		}
 	}
-	return seq, nil
+	return seq, ended, nil
 }
 
 // quantifier reads * + ? or a {...} repetition at the reader; not ok (and not moved)
@@ -400,10 +422,12 @@ func (x *regex) braces() (lo, hi, n int) {
 }
 
 // group reads (...) and the kinds of (?...) that are groups.
-func (x *regex) group(depth int) ([]sym, error) {
+// group reads (...) and the kinds of (?...) that are groups; nil for a comment or
+// global flags. atStart and ended are as for alternates.
+func (x *regex) group(depth int, atStart bool) (item []sym, ended bool, err error) {
 	p := x.pos()
 	if depth >= maxDepth {
-		return nil, p.errorf("groups nested more than %d deep", maxDepth)
+		return nil, false, p.errorf("groups nested more than %d deep", maxDepth)
 	}
 	x.i++
 	if x.peek(0) == '?' {
@@ -414,50 +438,51 @@ func (x *regex) group(depth int) ([]sym, error) {
 		case strings.HasPrefix(rest, "P<") || strings.HasPrefix(rest, "<") && !strings.HasPrefix(rest, "<=") && !strings.HasPrefix(rest, "<!"):
 			end := strings.IndexByte(rest, '>')
 			if end < 0 {
-				return nil, p.errorf("a group name that does not end")
+				return nil, false, p.errorf("a group name that does not end")
 			}
 			x.i += 1 + end + 1
 		case strings.HasPrefix(rest, "=") || strings.HasPrefix(rest, "!"):
-			return nil, p.errorf("look-arounds ((?%s...)) are not supported", rest[:1])
+			return nil, false, p.errorf("look-arounds ((?%s...)) are not supported", rest[:1])
 		case strings.HasPrefix(rest, "<=") || strings.HasPrefix(rest, "<!"):
-			return nil, p.errorf("look-arounds ((?%s...)) are not supported", rest[:2])
+			return nil, false, p.errorf("look-arounds ((?%s...)) are not supported", rest[:2])
 		case strings.HasPrefix(rest, "P="):
-			return nil, p.errorf("back-references ((?P=name)) are not supported")
+			return nil, false, p.errorf("back-references ((?P=name)) are not supported")
 		case strings.HasPrefix(rest, ">"):
-			return nil, p.errorf("atomic groups ((?>...)) are not supported")
+			return nil, false, p.errorf("atomic groups ((?>...)) are not supported")
 		case strings.HasPrefix(rest, "#"):
 			end := strings.IndexByte(rest, ')')
 			if end < 0 {
-				return nil, p.errorf("a comment ((?#...)) that does not end")
+				return nil, false, p.errorf("a comment ((?#...)) that does not end")
 			}
 			x.i += 1 + end + 1
-			return nil, nil
+			return nil, false, nil
 		case strings.HasPrefix(rest, "("):
-			return nil, p.errorf("conditional groups ((?(...)...)) are not supported")
+			return nil, false, p.errorf("conditional groups ((?(...)...)) are not supported")
 		default:
 			fl, n, global, err := x.flagGroup(p, rest)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			x.i += 1 + n
 			if global {
 				x.fl, x.globalEnd = fl, x.i
-				return nil, nil
+				return nil, false, nil
 			}
 			saved := x.fl
 			x.fl = fl
 			defer func() { x.fl = saved }()
 		}
 	}
-	alts, err := x.alternates(depth + 1)
+	alts, ended, err := x.alternates(depth+1, atStart)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if x.peek(0) != ')' {
-		return nil, p.errorf("missing ')' for this group")
+		return nil, false, p.errorf("missing ')' for this group")
 	}
 	x.i++
-	return x.b.group(alts, p)
+	item, err = x.b.group(alts, p)
+	return item, ended, err
 }
 
 // flagGroup reads the flags of (?aimsu) or (?aimsu-ims:...) from rest (what follows

@@ -87,6 +87,13 @@ func TestRegexCheck(t *testing.T) {
 		{`.|(?s:a)`, "\n", false, false},
 		{`(?a)\W`, "é", true, true},
 		{`(?m)^a$`, "a", true, true},
+		// ^ \A and $ \Z inside groups where the output begins and ends.
+		{`(^a$)`, "a", true, true},
+		{`(\Aa)`, "a", true, true},
+		{`(?:^a|^b)c`, "bc", true, true},
+		{`((^a)|b)(c$|d$)`, "bd", true, true},
+		{`x|(^y(z$))`, "yz", true, true},
+		{`(?i)(^a)`, "A", true, true},
 	}
 	for _, tt := range tests {
 		f, err := RegexFormat(tt.pattern)
@@ -127,7 +134,6 @@ func TestRegexErrors(t *testing.T) {
 		{`\p{L}`, "Unicode property classes"},
 		{`a\Zb`, `'\Z' only at the end`},
 		{`a\A`, `'\A' only at the start`},
-		{`(\Aa)`, `'\A' only at the start`},
 		{`a\z`, `anchors (\z)`},
 		{`a{2}{3}`, `column 5: multiple repeat: "{3}"`},
 		{`a*{2}`, `multiple repeat: "{2}"`},
@@ -141,7 +147,14 @@ func TestRegexErrors(t *testing.T) {
 		{`\N{EM DASH}`, `unknown escape \N`},
 		{`a^b`, "'^' only at the start"},
 		{`a$b`, "'$' only at the end"},
-		{`(a$)`, "'$' only at the end"},
+		{`x(^a)`, "column 3: '^' only at the start"},
+		{`a(?:b|^c)`, "column 7: '^' only at the start"},
+		{`a*(\Ab)`, `'\A' only at the start`},
+		{`(a$)b`, "column 1: a group with '$' only at the end"},
+		{`(a$)*`, "a group with '$' only at the end"},
+		{`((a$))?`, "a group with '$' only at the end"},
+		{`(a$|b)c`, "a group with '$' only at the end"},
+		{`(a$b)`, "'$' only at the end"},
 		{`*a`, `nothing to repeat before '*'`},
 		{`a|*`, `nothing to repeat`},
 		{`{2}`, `nothing to repeat before "{2}"`},
@@ -209,7 +222,7 @@ func FuzzRegexDiff(f *testing.F) {
 func FuzzRegex(f *testing.F) {
 	for _, p := range append(diffPatterns, `(?P<x>a)\1`, `[\]-]`, `x{`, `a{,3}?`, `(?:a|)b`, `\u00e9+`, `^a|b$`,
 		`a{2}{3}`, `\400`, `\0777`, `[\777]`, `(?#`, `(?#x)*`, `\A\Z`, `\Aa|\Zb`, `[\d-z]`, `x{,}`, `[^\W\d]`, `\S*\D`, `\12`,
-		`(?i)[^a-z]k`, `(?is)a.`, `a(?i:b(?-i:c))`, `(?)`, `(?au)`, `(?i`, `(?i)(?s)^a`, `(?a)\W`, `(?i)[\x00-\U0010FFFF]`) {
+		`(?i)[^a-z]k`, `(?is)a.`, `(^a$)`, `((^a)|b)(c$|d$)`, `(a$)*`, `a(?:b|^c)`, `(?#x)(^a)`, `a(?i:b(?-i:c))`, `(?)`, `(?au)`, `(?i`, `(?i)(?s)^a`, `(?a)\W`, `(?i)[\x00-\U0010FFFF]`) {
 		f.Add(p, "ab")
 	}
 	f.Fuzz(func(t *testing.T, p, text string) {
