@@ -80,6 +80,9 @@ func TestRegexCheck(t *testing.T) {
 		{`(?i)k`, "\u212a", false, false}, // the Kelvin sign: Python's ASCII reading does not fold it
 		{`(?i)[^k]`, "\u212a", false, false},
 		{`(?i)[^k]`, "K", false, false},
+		{`(?i)[^i]`, "\u0131", false, false}, // ı, which Python pairs with I
+		{`(?i)[^i]`, "\u0130", false, false}, // İ, whose lower case is i
+		{`(?i)[^i]`, "j", true, true},
 		{`(?i)\x41`, "a", true, true},
 		{`(?i)é`, "É", false, false},
 		{`(?s)a.b`, "a\nb", true, true},
