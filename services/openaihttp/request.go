@@ -623,6 +623,9 @@ func hoistRefs(params json.RawMessage, name string, defs map[string]any) any {
 	return map[string]any{"$ref": "#/$defs/" + name}
 }
 
+// lazyWhy is why llama.cpp's lazy grammar fields are refused.
+const lazyWhy = "lazy grammars (held only from a trigger on) are not supported: a grammar holds from the first token"
+
 // structuredOutput takes other servers' names for a response format into c (see
 // common): vLLM's guided_json, guided_grammar (GBNF), guided_regex, guided_choice and
 // structured_outputs json, json_object, grammar, regex or choice; llama.cpp's
@@ -637,8 +640,12 @@ func (r *common) structuredOutput(c *Call) error {
 		{"structural_tag", r.StructuralTag, "structural tags are not supported (JSON, grammars, regular expressions and choices are)"},
 		{"guided_whitespace_pattern", r.GuidedWhitespace, "not supported: white space between JSON tokens is at most one space"},
 		{"guided_decoding_backend", r.GuidedBackend, "not supported: specd has one grammar engine; leave it out"},
+		{"grammar_lazy", r.GrammarLazy, lazyWhy},
+		{"grammar_triggers", r.GrammarTriggers, lazyWhy},
+		{"grammar_trigger_words", r.GrammarTriggerWords, lazyWhy},
+		{"grammar_trigger_tokens", r.GrammarTriggerToks, lazyWhy},
 	} {
-		if isSet(x.v) {
+		if isSet(x.v) && string(bytes.TrimSpace(x.v)) != "[]" {
 			return badParam(x.name, "%s", x.why)
 		}
 	}

@@ -198,6 +198,10 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","guided_json":{},"guided_decoding_backend":"xgrammar"}`, "guided_decoding_backend"},
 		{false, `{"prompt":"x","guided_json":{},"guided_whitespace_pattern":" *"}`, "guided_whitespace_pattern"},
 		{false, `{"prompt":"x","structural_tag":"{}"}`, "structural_tag"},
+		{false, `{"prompt":"x","grammar":"root ::= \"a\"","grammar_lazy":true}`, "grammar_lazy"},
+		{false, `{"prompt":"x","grammar":"root ::= \"a\"","grammar_trigger_words":[" was"]}`, "grammar_trigger_words"},
+		{false, `{"prompt":"x","grammar":"root ::= \"a\"","grammar_triggers":[{"type":"word","value":"x"}]}`, "grammar_triggers"},
+		{false, `{"prompt":"x","grammar_trigger_tokens":[5]}`, "grammar_trigger_tokens"},
 		{false, `{"prompt":"x","structured_outputs":{"whitespace_pattern":" "}}`, "structured_outputs.whitespace_pattern"},
 		{false, `{"prompt":"x","structured_outputs":{"json":{},"disable_any_whitespace":true}}`, "structured_outputs.disable_any_whitespace"},
 		{false, `{"prompt":"x","structured_outputs":{"json_object":"yes"}}`, "structured_outputs.json_object"},
@@ -246,6 +250,8 @@ func TestParseRules(t *testing.T) {
 	}{
 		{`{"prompt":"x","grammar":"root ::= \"a\""}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
 		{`{"prompt":"x","guided_grammar":"root ::= \"a\""}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
+		// llama.cpp's lazy grammar fields, left at their defaults, change nothing.
+		{`{"prompt":"x","grammar":"root ::= \"a\"","grammar_lazy":false,"grammar_trigger_words":[],"grammar_trigger_tokens":[],"grammar_triggers":null}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
 		{`{"prompt":"x","structured_outputs":{"grammar":"root ::= \"a\""}}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
 		{`{"prompt":"x","guided_regex":"a+"}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX, Regex: "a+"}},
 		{`{"prompt":"x","structured_outputs":{"regex":"a+"}}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX, Regex: "a+"}},

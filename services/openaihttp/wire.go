@@ -72,6 +72,12 @@ type common struct {
 	GuidedBackend     json.RawMessage            `json:"guided_decoding_backend"`
 	StructuralTag     json.RawMessage            `json:"structural_tag"`
 	Grammar           json.RawMessage            `json:"grammar"`
+	// llama.cpp's lazy grammars, which hold only from a trigger on: refused when set
+	// (true, or a list that is not empty), as the grammar here holds from the start.
+	GrammarLazy         json.RawMessage `json:"grammar_lazy"`
+	GrammarTriggers     json.RawMessage `json:"grammar_triggers"`
+	GrammarTriggerWords json.RawMessage `json:"grammar_trigger_words"`
+	GrammarTriggerToks  json.RawMessage `json:"grammar_trigger_tokens"`
 
 	// Extensions also taken by other OpenAI-compatible servers (vLLM, llama.cpp; the
 	// repetition penalty under either's name).
