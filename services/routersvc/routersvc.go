@@ -372,10 +372,18 @@ func (s *stream) Recv() (router.Event, error) {
 }
 
 // classify marks errors that mean the verifier itself failed (so the request may move
-// to another one) with router.ErrEndpointDown, and its refusals for lack of capacity
+// to another one) with router.ErrEndpointDown — a refusal while it loads its model with
+// router.ErrUnreachable —, and its refusals for lack of capacity
 // with router.ErrAtCapacity; a status from the verifier about the request (a bad
 // argument) passes through unchanged.
 func classify(ep router.Endpoint, err error) error {
+	if services.NotReady(err) {
+		// Still loading its model: it refused before starting the request, so the
+		// request moves on without spending an attempt, counting a failover or a
+		// failure of the verifier's breaker (which would keep a verifier just
+		// restarted out of rotation for a cooldown once it has loaded).
+		return fmt.Errorf("%w: %s: %w", router.ErrUnreachable, ep.Address, err)
+	}
 	if services.PeerDown(err) {
 		return fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, ep.Address, err)
 	}
