@@ -426,7 +426,7 @@ func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	fs.Var(&o.verifiers, "verifiers", "comma-separated verifier `addresses` (static discovery)")
 	fs.Var(&o.drafts, "drafts", "comma-separated draft `addresses` (static discovery; empty: decode plainly)")
 	fs.DurationVar(&o.refresh, "refresh", 5*time.Second, "how often to refresh the endpoints' model info and load")
-	fs.DurationVar(&o.health, "health-interval", time.Second, "how often to probe the endpoints' gRPC health; the router is NOT_SERVING while no verifier is SERVING with its breaker closed")
+	fs.DurationVar(&o.health, "health-interval", time.Second, "how often to probe the endpoints' gRPC health; the router is NOT_SERVING while no verifier is SERVING with its breaker closed, and resumes elsewhere the streams of a verifier that leaves every probe unanswered for 3 s")
 }
 
 // addrList is the value of a flag listing addresses, comma-separated, that remembers
