@@ -72,6 +72,17 @@ type regex struct {
 	fl flags
 	// globalEnd is where the global flag groups at the pattern's start end.
 	globalEnd int
+	// classes are the classes read so far, by their text and the flags that read
+	// them: a class of Unicode's complements ([^\w], (?i)[^a-z]) is hundreds of spans
+	// to sort, and a pattern may repeat it thousands of times. Its slices are shared,
+	// never changed.
+	classes map[classKey][]span
+}
+
+// classKey is a class's text and the flags it was read with.
+type classKey struct {
+	text string
+	fl   flags
 }
 
 // flags are Python's inline flags in force: i (fold case), s (. takes a newline too),
@@ -608,10 +619,19 @@ func (x *regex) class() ([]span, error) {
 		ascii, uni = append(ascii, a...), append(uni, u...)
 	}
 	x.i++
+	key := classKey{x.src[p.off:x.i], x.fl}
+	if c, ok := x.classes[key]; ok {
+		return c, nil
+	}
 	lits = normalize(lits, false)
 	ascii = normalize(append(ascii, x.lit(lits, false)...), neg)
 	uni = normalize(append(uni, x.lit(lits, true)...), neg)
-	return intersect(ascii, uni), nil
+	c := slices.Clip(intersect(ascii, uni))
+	if x.classes == nil {
+		x.classes = map[classKey][]span{}
+	}
+	x.classes[key] = c
+	return c, nil
 }
 
 // classChar reads one member of a class, as ASCII and as Unicode read it: a character
