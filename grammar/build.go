@@ -1,6 +1,7 @@
 package grammar
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -186,7 +187,12 @@ func (b *builder) link(root int32) (*ruleSet, error) {
 		return nil, err
 	}
 	rs := &ruleSet{root: root, starts: make([][]int32, len(b.rules)), elems: make([]elem, 0, b.elems)}
-	classes := map[string]int32{}
+	// Classes are numbered once: by the slice (the copies a repetition writes share
+	// it), else by content. The complement of a Unicode class (\W, [^\w]) has hundreds
+	// of spans, so the key is their bytes, never a formatted string (fmt.Sprint of
+	// each made a 64 KiB pattern of [^\w] take a second).
+	classes, shared := map[string]int32{}, map[*span]int32{}
+	var key []byte
 	for i, r := range b.rules {
 		for _, a := range r.alts {
 			rs.starts[i] = append(rs.starts[i], int32(len(rs.elems)))
@@ -195,12 +201,23 @@ func (b *builder) link(root int32) (*ruleSet, error) {
 					rs.elems = append(rs.elems, elem{kind: eRef, arg: s.ref})
 					continue
 				}
-				key := fmt.Sprint(s.cls)
-				c, ok := classes[key]
+				first := &s.cls[0] // a class is never empty (dropDeadEnds)
+				c, ok := shared[first]
+				if ok && len(rs.classes[c]) != len(s.cls) {
+					ok = false // another class within the same array
+				}
 				if !ok {
-					c = int32(len(rs.classes))
-					rs.classes = append(rs.classes, s.cls)
-					classes[key] = c
+					key = key[:0]
+					for _, sp := range s.cls {
+						key = binary.LittleEndian.AppendUint32(key, uint32(sp.lo))
+						key = binary.LittleEndian.AppendUint32(key, uint32(sp.hi))
+					}
+					if c, ok = classes[string(key)]; !ok {
+						c = int32(len(rs.classes))
+						rs.classes = append(rs.classes, s.cls)
+						classes[string(key)] = c
+					}
+					shared[first] = c
 				}
 				rs.elems = append(rs.elems, elem{kind: eChar, arg: c})
 			}

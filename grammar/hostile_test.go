@@ -69,6 +69,30 @@ func BenchmarkCompileEnum(b *testing.B) {
 	}
 }
 
+// BenchmarkCompileUnicodeClasses: compiling 64 KiB patterns of classes that are
+// complements of Unicode's (hundreds of spans each), the same one repeated and each
+// different; the repeated one took 1 s before classes were keyed by their bytes and
+// read once per pattern.
+func BenchmarkCompileUnicodeClasses(b *testing.B) {
+	var distinct strings.Builder
+	for i := 0; distinct.Len() < 64<<10-16; i++ {
+		fmt.Fprintf(&distinct, `[^\w\u%04x]`, 0x100+i)
+	}
+	for _, tc := range []struct{ name, pattern string }{
+		{"repeated", strings.Repeat(`[^\w]`, 64<<10/5)},
+		{"repeated-fold", `(?i)` + strings.Repeat(`[^a-z]`, 64<<10/6-1)},
+		{"distinct", distinct.String()},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := grammar.RegexFormat(tc.pattern); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkMaskLongConst: a mask deep inside a 60 KB const string.
 func BenchmarkMaskLongConst(b *testing.B) {
 	long := strings.Repeat("lorem ipsum dolor sit amet ", 60<<10/27)

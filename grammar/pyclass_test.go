@@ -2,6 +2,7 @@ package grammar
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -80,4 +81,56 @@ func size(c []span) int {
 		n += int(s.hi - s.lo + 1)
 	}
 	return n
+}
+
+// TestRegexFoldAsPython: with i, a negated class of one character X leaves out every
+// character Python's re.fullmatch takes for (?i)[X] (testdata/python-re/fold.tsv,
+// written by Python itself), and X itself writes only such characters.
+func TestRegexFoldAsPython(t *testing.T) {
+	data, err := os.ReadFile("testdata/python-re/fold.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for line := range strings.Lines(string(data)) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		xs, rs, _ := strings.Cut(strings.TrimRight(line, "\n"), "\t")
+		x, err := strconv.ParseInt(xs, 16, 32)
+		if err != nil {
+			t.Fatalf("bad line %q", line)
+		}
+		var py []span
+		for _, r := range strings.Fields(rs) {
+			c, err := strconv.ParseInt(r, 16, 32)
+			if err != nil {
+				t.Fatalf("bad line %q", line)
+			}
+			py = append(py, span{rune(c), rune(c)})
+		}
+		py = normalize(py, false)
+		esc := fmt.Sprintf(`\U%08x`, x)
+		for _, tc := range []struct {
+			p       string
+			negated bool
+		}{{`(?i)[^` + esc + `]`, true}, {`(?i)` + esc, false}, {`(?i)[` + esc + `]`, false}} {
+			f, err := RegexFormat(tc.p)
+			if err != nil {
+				t.Errorf("RegexFormat(%q): %v", tc.p, err)
+				continue
+			}
+			got := soleClass(t, f)
+			switch in := intersect(got, py); {
+			case tc.negated && len(in) > 0:
+				t.Errorf("%q (%c) writes %v, which Python's (?i)[%c] takes", tc.p, rune(x), in, rune(x))
+			case !tc.negated && size(in) != size(got):
+				t.Errorf("%q (%c) writes %v, Python's (?i)[%c] only %v", tc.p, rune(x), got, rune(x), py)
+			}
+		}
+		n++
+	}
+	if n < 2000 {
+		t.Fatalf("%d characters, want the file's", n)
+	}
 }

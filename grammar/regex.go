@@ -72,6 +72,17 @@ type regex struct {
 	fl flags
 	// globalEnd is where the global flag groups at the pattern's start end.
 	globalEnd int
+	// classes are the classes read so far, by their text and the flags that read
+	// them: a class of Unicode's complements ([^\w], (?i)[^a-z]) is hundreds of spans
+	// to sort, and a pattern may repeat it thousands of times. Its slices are shared,
+	// never changed.
+	classes map[classKey][]span
+}
+
+// classKey is a class's text and the flags it was read with.
+type classKey struct {
+	text string
+	fl   flags
 }
 
 // flags are Python's inline flags in force: i (fold case), s (. takes a newline too),
@@ -91,8 +102,9 @@ func (x *regex) lit(c []span, uni bool) []span {
 
 // folded returns c with every character's other cases: with ascii the ASCII letters'
 // (as Python's re.IGNORECASE with re.ASCII), else Unicode's simple case folding and
-// then the characters whose lower, upper or title case is in c so folded, and theirs
-// (a little more than Python's re.IGNORECASE, which also pairs İ with i and ı with I).
+// the pairs Python's re adds to it (pyFoldExtra: i and ı, …), then the characters whose
+// lower, upper or title case is in c so folded, and so on until nothing is added (a
+// little more than Python's re.IGNORECASE takes, never less).
 func folded(c []span, ascii bool) []span {
 	out := slices.Clone(c)
 	if ascii {
@@ -107,8 +119,15 @@ func folded(c []span, ascii bool) []span {
 		return normalize(out, false)
 	}
 	t := casePairs()
-	out = normalize(append(out, t.orbit.from(c)...), false)
-	return normalize(append(out, t.cases.from(out)...), false)
+	out = normalize(out, false)
+	for { // until nothing is added: İ's lower case is i, which Python pairs with ı
+		more := normalize(append(slices.Clone(out), t.orbit.from(out)...), false)
+		more = normalize(append(more, t.cases.from(more)...), false)
+		if slices.Equal(more, out) {
+			return out
+		}
+		out = more
+	}
 }
 
 // pairs are characters each paired with another, sorted by the first.
@@ -141,11 +160,33 @@ var casePairs = sync.OnceValue(func() (t struct{ orbit, cases pairs }) {
 			}
 		}
 	}
+	// Python's re also takes as one case the lower-case letters that fold alike
+	// although neither is the other's case (its re._casefix, Python 3.11): Unicode's
+	// simple folding pairs most of them, not i and ı, ΐ and ΐ, ΰ and ΰ, ﬅ and ﬆ.
+	for _, eq := range pyFoldExtra {
+		for _, a := range eq {
+			for _, b := range eq {
+				if a != b && b != 0 {
+					t.orbit = append(t.orbit, [2]rune{a, b})
+				}
+			}
+		}
+	}
 	for _, p := range []pairs{t.orbit, t.cases} {
 		slices.SortFunc(p, func(a, b [2]rune) int { return int(a[0] - b[0]) })
 	}
 	return t
 })
+
+// pyFoldExtra are the characters Python's re (re._casefix._EXTRA_CASES) matches as
+// one under re.IGNORECASE besides their lower and upper cases; 0 pads a pair.
+var pyFoldExtra = [][3]rune{
+	{0x69, 0x131}, {0x73, 0x17f}, {0xb5, 0x3bc}, {0x345, 0x3b9, 0x1fbe}, {0x390, 0x1fd3},
+	{0x3b0, 0x1fe3}, {0x3b2, 0x3d0}, {0x3b5, 0x3f5}, {0x3b8, 0x3d1}, {0x3ba, 0x3f0},
+	{0x3c0, 0x3d6}, {0x3c1, 0x3f1}, {0x3c2, 0x3c3}, {0x3c6, 0x3d5}, {0x432, 0x1c80},
+	{0x434, 0x1c81}, {0x43e, 0x1c82}, {0x441, 0x1c83}, {0x442, 0x1c84, 0x1c85},
+	{0x44a, 0x1c86}, {0x463, 0x1c87}, {0x1c88, 0xa64b}, {0x1e61, 0x1e9b}, {0xfb05, 0xfb06},
+}
 
 // Classes of \d \w \s, ASCII as Python's re.ASCII reads them (\s: space, \t \n \r \f
 // \v), and as Python reads them in a str pattern without it (Unicode: \d the decimal
@@ -578,10 +619,19 @@ func (x *regex) class() ([]span, error) {
 		ascii, uni = append(ascii, a...), append(uni, u...)
 	}
 	x.i++
+	key := classKey{x.src[p.off:x.i], x.fl}
+	if c, ok := x.classes[key]; ok {
+		return c, nil
+	}
 	lits = normalize(lits, false)
 	ascii = normalize(append(ascii, x.lit(lits, false)...), neg)
 	uni = normalize(append(uni, x.lit(lits, true)...), neg)
-	return intersect(ascii, uni), nil
+	c := slices.Clip(intersect(ascii, uni))
+	if x.classes == nil {
+		x.classes = map[classKey][]span{}
+	}
+	x.classes[key] = c
+	return c, nil
 }
 
 // classChar reads one member of a class, as ASCII and as Unicode read it: a character

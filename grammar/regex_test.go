@@ -83,6 +83,11 @@ func TestRegexCheck(t *testing.T) {
 		{`(?i)[^i]`, "\u0131", false, false}, // ı, which Python pairs with I
 		{`(?i)[^i]`, "\u0130", false, false}, // İ, whose lower case is i
 		{`(?i)[^i]`, "j", true, true},
+		{`(?i)[^ı]`, "i", false, false},      // Python pairs i with ı
+		{`(?i)[^ı]`, "\u0130", false, false}, // İ, whose lower case is i
+		{`(?i)[^İ]`, "\u0131", false, false},
+		{`(?i)[^\uFB05]`, "\uFB06", false, false}, // ﬅ and ﬆ, which Python takes as one
+		{`(?i)[^ı]`, "j", true, true},
 		{`(?i)\x41`, "a", true, true},
 		{`(?i)é`, "É", false, false},
 		{`(?s)a.b`, "a\nb", true, true},
@@ -225,7 +230,7 @@ func FuzzRegexDiff(f *testing.F) {
 func FuzzRegex(f *testing.F) {
 	for _, p := range append(diffPatterns, `(?P<x>a)\1`, `[\]-]`, `x{`, `a{,3}?`, `(?:a|)b`, `\u00e9+`, `^a|b$`,
 		`a{2}{3}`, `\400`, `\0777`, `[\777]`, `(?#`, `(?#x)*`, `\A\Z`, `\Aa|\Zb`, `[\d-z]`, `x{,}`, `[^\W\d]`, `\S*\D`, `\12`,
-		`(?i)[^a-z]k`, `(?is)a.`, `(^a$)`, `((^a)|b)(c$|d$)`, `(a$)*`, `a(?:b|^c)`, `(?#x)(^a)`, `a(?i:b(?-i:c))`, `(?)`, `(?au)`, `(?i`, `(?i)(?s)^a`, `(?a)\W`, `(?i)[\x00-\U0010FFFF]`) {
+		`(?i)[^a-z]k`, `(?is)a.`, `(^a$)`, `((^a)|b)(c$|d$)`, `(a$)*`, `a(?:b|^c)`, `(?#x)(^a)`, `a(?i:b(?-i:c))`, `(?)`, `(?au)`, `(?i`, `(?i)(?s)^a`, `(?a)\W`, `(?i)[\x00-\U0010FFFF]`, `(?i)[^ı]`, `(?i)[^İ]k`, `(?i)[^\uFB05]`, `(?i)[^\w][^\w]`) {
 		f.Add(p, "ab")
 	}
 	f.Fuzz(func(t *testing.T, p, text string) {

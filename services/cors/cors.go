@@ -99,13 +99,16 @@ func (p *Policy) Wrap(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer varies with Origin, one without CORS headers too: a shared
+		// cache must not give the answer to a request without Origin (or from an
+		// origin refused) to a page of an allowed origin, nor the reverse.
+		h := w.Header()
+		h.Add("Vary", "Origin")
 		origin := r.Header.Get("Origin")
 		if origin == "" {
 			next.ServeHTTP(w, r) // not a cross-origin request from a browser
 			return
 		}
-		h := w.Header()
-		h.Add("Vary", "Origin")
 		preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 		if !p.Allows(origin) {
 			if preflight {

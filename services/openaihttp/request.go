@@ -859,6 +859,11 @@ func (r *common) call(defMax uint32) (*Call, error) {
 		sp.TopK = uint32(max(*k, 0)) // -1 is vLLM's "off", as llama-server takes it too
 	}
 	if p := r.TopP; p != nil {
+		if *p < 0 || *p > 1 {
+			// Here, not in the gRPC API's check, whose range (0, 1] leaves out the 0
+			// this API takes.
+			return nil, badParam("top_p", "%v: want a number in [0, 1] (0: the likeliest token alone; 1: off)", *p)
+		}
 		if *p == 0 {
 			// OpenAI's API takes top_p 0 (its range is [0, 1]): the smallest nucleus,
 			// the likeliest token alone, which is top_k 1. The gRPC API, as vLLM,

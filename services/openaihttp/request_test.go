@@ -135,6 +135,8 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","temperature":2.5}`, "temperature"},
 		{false, `{"prompt":"x","temperature":-1}`, "temperature"},
 		{false, `{"prompt":"x","temperature":"hot"}`, "temperature"},
+		{false, `{"prompt":"x","top_p":-0.1}`, "top_p"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"top_p":1.5}`, "top_p"},
 		{false, `{"prompt":"x","max_tokens":0}`, "max_tokens"},
 		{false, `{"prompt":"x","max_tokens":-5}`, "max_tokens"},
 		{false, `{"prompt":"x","max_tokens":1.5}`, "max_tokens"},
