@@ -8,10 +8,13 @@
 // A Policy lists the origins allowed. A request from one of them gets
 // Access-Control-Allow-Origin naming it, and its preflight (OPTIONS with
 // Access-Control-Request-Method) is answered here, 204, with the methods the front
-// door serves and the headers the browser asked for; the preflight of any other
-// origin is a 403, and its other requests are served as they come without CORS
-// headers, so the browser withholds the answer. Credentials (cookies) are never
-// allowed: a key goes in the Authorization header, which a page sets itself.
+// door serves and the headers the browser asked for. Every request of any other
+// origin, preflight or not, is a 403 and never reaches the APIs, as Ollama refuses
+// origins it was not told of: a page a user happens to open cannot make a local
+// server generate (a form or a text/plain POST needs no preflight), even though it
+// could not read the answer. A request without Origin is no browser's cross-origin
+// request and passes. Credentials (cookies) are never allowed: a key goes in the
+// Authorization header, which a page sets itself.
 package cors
 
 import (
@@ -21,8 +24,7 @@ import (
 	"strings"
 )
 
-// Policy is the origins allowed. A nil *Policy allows none, and Wrap then returns
-// the handler as it is.
+// Policy is the origins allowed. A nil *Policy allows none.
 type Policy struct {
 	any      bool      // "*": every origin
 	patterns []pattern // otherwise these
@@ -93,11 +95,8 @@ func (p *Policy) Allows(origin string) bool {
 // Methods are the methods a preflight allows: those the front door serves.
 const Methods = "GET, HEAD, POST"
 
-// Wrap returns next with p's checks before it (next itself for a nil p).
+// Wrap returns next with p's checks before it.
 func (p *Policy) Wrap(next http.Handler) http.Handler {
-	if p == nil {
-		return next
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Every answer varies with Origin, one without CORS headers too: a shared
 		// cache must not give the answer to a request without Origin (or from an
@@ -111,11 +110,9 @@ func (p *Policy) Wrap(next http.Handler) http.Handler {
 		}
 		preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 		if !p.Allows(origin) {
-			if preflight {
-				w.WriteHeader(http.StatusForbidden)
-				return
-			}
-			next.ServeHTTP(w, r)
+			h.Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintf(w, "origin %q is not allowed to call this server (--http-cors-origins)\n", origin)
 			return
 		}
 		h.Set("Access-Control-Allow-Origin", origin)

@@ -152,8 +152,8 @@ func TestFrontDoorFailureStopsRouter(t *testing.T) {
 
 // TestFrontDoorCORS: with CORS origins configured, both APIs on the listener answer a
 // browser's preflight from an allowed origin and name it on their answers; another
-// origin's preflight is refused, and without the policy a preflight gets no CORS
-// headers.
+// origin's requests, preflight or not, are refused, and without the policy every
+// request from a page is (a request without Origin is served either way).
 func TestFrontDoorCORS(t *testing.T) {
 	p, err := cors.Parse([]string{"http://localhost:*"})
 	if err != nil {
@@ -192,9 +192,17 @@ func TestFrontDoorCORS(t *testing.T) {
 			if policy != nil && (resp.StatusCode != http.StatusNoContent || allow != "http://localhost:5173") {
 				t.Errorf("preflight of %s: %d, Allow-Origin %q; want 204 naming the origin", path, resp.StatusCode, allow)
 			}
-			if policy == nil && (resp.StatusCode == http.StatusNoContent || allow != "") {
-				t.Errorf("without a policy, preflight of %s: %d, Allow-Origin %q; want no CORS answer", path, resp.StatusCode, allow)
+			if policy == nil && (resp.StatusCode != http.StatusForbidden || allow != "") {
+				t.Errorf("without a policy, preflight of %s: %d, Allow-Origin %q; want 403 and no CORS header", path, resp.StatusCode, allow)
 			}
+		}
+		// A page's simple POST needs no preflight: refused before it reaches the API
+		// (which would answer 400 for the empty body).
+		if resp := do("POST", "/api/generate", "https://evil.example", false); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("another origin's POST /api/generate: %d, want 403", resp.StatusCode)
+		}
+		if resp := do("GET", "/api/version", "", false); resp.StatusCode != 200 {
+			t.Errorf("GET /api/version without Origin: %d, want 200", resp.StatusCode)
 		}
 		if policy != nil {
 			if resp := do("OPTIONS", "/api/chat", "https://evil.example", true); resp.StatusCode != http.StatusForbidden {
