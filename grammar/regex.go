@@ -57,7 +57,15 @@ func RegexFormat(pattern string) (Format, error) {
 type regex struct {
 	*reader
 	b *builder
+	// ecma reads the pattern as ECMA-262 (a JSON Schema pattern) rather than Python:
+	// '.' and \s as ECMA's, [] and [^] empty and any, {,n} literal text, and no \a or
+	// \U. anchors are then, per alternative at the top, whether it began with '^' and
+	// ended with '$' (a guided regex matches whole, so they mean nothing there).
+	ecma    bool
+	anchors []anchor
 }
+
+type anchor struct{ start, end bool }
 
 // Classes of \d \w \s, ASCII as Python's re.ASCII reads them (\s: space, \t \n \r \f \v).
 var (
@@ -65,6 +73,10 @@ var (
 	wordClass  = []span{{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}}
 	spaceClass = []span{{'\t', '\r'}, {' ', ' '}}
 	dotClass   = normalize([]span{{'\n', '\n'}}, true)
+	// ECMA-262's: '.' is any character but the line terminators, \s white space and
+	// line terminators (§22.2.2.9, WhiteSpace and LineTerminator).
+	ecmaDotClass   = normalize([]span{{'\n', '\n'}, {'\r', '\r'}, {0x2028, 0x2029}}, true)
+	ecmaSpaceClass = normalize([]span{{'\t', '\r'}, {' ', ' '}, {0xA0, 0xA0}, {0x1680, 0x1680}, {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000}, {0xFEFF, 0xFEFF}}, false)
 )
 
 func (x *regex) alternates(depth int) ([][]sym, error) {
@@ -86,6 +98,9 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 	var seq []sym
 	last := -1
 	start := x.i
+	if depth == 0 {
+		x.anchors = append(x.anchors, anchor{})
+	}
 	for !x.end() {
 		p := x.pos()
 		c := x.src[x.i]
@@ -98,12 +113,14 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 				return nil, p.errorf("'^' only at the start of the pattern")
 			}
 			x.i++
+			x.anchors[len(x.anchors)-1].start = true
 			continue
 		case '$':
 			x.i++
 			if depth > 0 || !(x.end() || x.peek(0) == '|') {
 				return nil, p.errorf("'$' only at the end of the pattern")
 			}
+			x.anchors[len(x.anchors)-1].end = true
 			continue
 		case '(':
 			var err error
@@ -119,6 +136,9 @@ func (x *regex) sequence(depth int) ([]sym, error) {
 		case '.':
 			x.i++
 			item = []sym{charSym(dotClass)}
+			if x.ecma {
+				item = []sym{charSym(ecmaDotClass)}
+			}
 		case '*', '+', '?':
 			return nil, p.errorf("nothing to repeat before %q", c)
 		case '{':
@@ -216,7 +236,7 @@ func (x *regex) braces() (lo, hi, n int) {
 			return 0, 0, 0
 		}
 		hi = lo
-	case a == "" && b == "":
+	case a == "" && (b == "" || x.ecma): // {,n} is a quantifier in Python alone
 		return 0, 0, 0
 	default:
 		if a != "" {
@@ -288,7 +308,7 @@ func (x *regex) class() ([]span, error) {
 		x.i++
 	}
 	var spans []span
-	first := true
+	first := !x.ecma // in ECMA-262 a ']' first ends the class: [] is empty, [^] any
 	for first || x.peek(0) != ']' {
 		if x.end() {
 			return nil, p.errorf("a character class that does not end")
@@ -355,8 +375,14 @@ func (x *regex) escape(inClass bool) ([]span, error) {
 	case 'W':
 		return normalize(wordClass, true), nil
 	case 's':
+		if x.ecma {
+			return ecmaSpaceClass, nil
+		}
 		return spaceClass, nil
 	case 'S':
+		if x.ecma {
+			return normalize(ecmaSpaceClass, true), nil
+		}
 		return normalize(spaceClass, true), nil
 	case 'n':
 		return one('\n')
@@ -369,10 +395,41 @@ func (x *regex) escape(inClass bool) ([]span, error) {
 	case 'v':
 		return one('\v')
 	case 'a':
+		if x.ecma {
+			return nil, p.errorf("unknown escape \\a")
+		}
 		return one('\a')
 	case '0':
 		return one(0)
-	case 'x', 'u', 'U':
+	case 'u':
+		if x.ecma && x.peek(0) == '{' { // \u{1F600}
+			end := strings.IndexByte(x.src[x.i:], '}')
+			digits := ""
+			if end > 0 {
+				digits = x.src[x.i+1 : x.i+end]
+			}
+			v, err := strconv.ParseUint(digits, 16, 32)
+			if end < 0 || digits == "" || len(digits) > 6 || err != nil {
+				return nil, p.errorf("a \\u{...} escape of 1-6 hex digits")
+			}
+			x.i += end + 1
+			r, err := codePoint(rune(v), p)
+			if err != nil {
+				return nil, err
+			}
+			return one(r)
+		}
+		r, err := x.hex(4)
+		if err != nil {
+			return nil, err
+		}
+		return one(r)
+	case 'U':
+		if x.ecma {
+			return nil, p.errorf("unknown escape \\U (ECMA-262 writes \\u{...})")
+		}
+		fallthrough
+	case 'x':
 		size := map[rune]int{'x': 2, 'u': 4, 'U': 8}[c]
 		r, err := x.hex(size)
 		if err != nil {
@@ -382,6 +439,9 @@ func (x *regex) escape(inClass bool) ([]span, error) {
 	case 'b', 'B':
 		return nil, p.errorf("word boundaries (\\%c) are not supported", c)
 	case 'A', 'Z', 'z', 'G':
+		if x.ecma {
+			return nil, p.errorf("anchors (\\%c) are not supported: only ^ and $", c)
+		}
 		return nil, p.errorf("anchors (\\%c) are not supported: the pattern matches the whole output", c)
 	case 'p', 'P':
 		return nil, p.errorf("Unicode property classes (\\%c{...}) are not supported", c)

@@ -109,7 +109,19 @@ type compiler struct {
 	// their JSON, so that a recursive one compiles to a cycle as a $ref does.
 	merged map[string]*node
 	nodes  int // schemas compiled, against maxNodes
+	// patterns are the pattern automata compiled, by minimum length and pattern;
+	// table the entries of their tables, against maxSchemaTable.
+	patterns map[patternKey]*patternRule
+	table    int
 }
+
+type patternKey struct {
+	pattern string
+	minLen  int
+}
+
+// maxSchemaTable bounds the entries of all the pattern automata of one schema.
+const maxSchemaTable = 4 * maxPatternTable
 
 type union struct {
 	n  *node
@@ -128,7 +140,7 @@ func compileSchema(doc []byte) (*node, error) {
 	if _, err := d.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: not JSON: text after the schema", ErrSchema)
 	}
-	c := &compiler{refs: map[string]*node{}, merged: map[string]*node{}}
+	c := &compiler{refs: map[string]*node{}, merged: map[string]*node{}, patterns: map[patternKey]*patternRule{}}
 	if m, ok := v.(map[string]any); ok {
 		c.root = m
 	}
@@ -471,33 +483,68 @@ func (c *compiler) strings(n *node, s map[string]any, at string) error {
 	if hasFormat {
 		auto = formats[name] // nil: an annotation
 	}
-	if p, ok := s["pattern"]; ok {
-		known := zodPatterns[name][fmt.Sprint(p)]
-		if known == nil {
-			return c.errorf(at+"/pattern", "keyword \"pattern\" is not supported (only zod's own pattern beside format %q)", name)
-		}
-		auto = known
-	}
 	if n.types&tString == 0 {
-		return nil
+		return nil // pattern and the rest assert nothing of other values
 	}
 	if maxLen >= 0 && minLen > maxLen {
 		return c.errorf(at, "minLength %d is more than maxLength %d", minLen, maxLen)
 	}
+	what := name
+	if p, ok := s["pattern"]; ok {
+		src, isString := p.(string)
+		switch known := zodPatterns[name][src]; {
+		case !isString:
+			return c.errorf(at+"/pattern", "a string, not %s", jsonKind(p))
+		case known != nil:
+			auto = known
+		case auto != nil:
+			return c.errorf(at+"/pattern", "pattern beside format %q: not supported (the two automata are not intersected), but for zod's own pattern of that format", name)
+		case src != "":
+			pr, err := c.pattern(src, minLen, at+"/pattern")
+			if err != nil {
+				return err
+			}
+			auto, what = pr, fmt.Sprintf("string matching pattern %q", src)
+		}
+	}
 	if auto != nil {
-		// A minimum beside an automaton is taken where it holds of every string the
-		// automaton accepts (zod's .min(1).email()): otherwise the matcher would need
-		// the longest way on from each state, to not lead where no string is long
-		// enough.
+		// A minimum beside a format's automaton is taken where it holds of every
+		// string the automaton accepts (zod's .min(1).email()): otherwise the matcher
+		// would need the longest way on from each state, to not lead where no string
+		// is long enough. A pattern's automaton has the minimum folded in.
 		if shortest := auto.rest(auto.start()); minLen > shortest {
 			return c.errorf(at, "minLength %d beside format %s: only a minimum every %s meets (%d) is supported", minLen, name, name, shortest)
 		}
 		if maxLen >= 0 && auto.rest(auto.start()) > maxLen {
-			return c.errorf(at, "maxLength %d: no %s has so few characters", maxLen, name)
+			return c.errorf(at, "maxLength %d: no %s has so few characters", maxLen, what)
 		}
 	}
 	n.str = newStrRule(minLen, maxLen, auto)
 	return nil
+}
+
+// pattern returns the automaton of pattern src with minimum minLen, compiled once per
+// schema, or an error naming what in it is not supported.
+func (c *compiler) pattern(src string, minLen int, at string) (*patternRule, error) {
+	key := patternKey{src, minLen}
+	if p, ok := c.patterns[key]; ok {
+		return p, nil
+	}
+	p, err := compilePattern(src, minLen)
+	var syn *SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		return nil, c.errorf(at, "%q, column %d: %s", src, syn.Col, syn.Msg)
+	case errors.Is(err, errPatternSize):
+		return nil, c.errorf(at, "%q: its automaton would have more than %d states (or %d entries, or take more than %d steps to build): too complex", src, maxPatternStates, maxPatternTable, maxPatternWork)
+	case err != nil:
+		return nil, c.errorf(at, "%q: %s", src, strings.TrimPrefix(err.Error(), ErrGrammar.Error()+": "))
+	}
+	if c.table += len(p.trans); c.table > maxSchemaTable {
+		return nil, c.errorf(at, "the schema's patterns have automata of more than %d entries between them", maxSchemaTable)
+	}
+	c.patterns[key] = p
+	return p, nil
 }
 
 // clampInt is x, or the int64 nearest to it.

@@ -85,13 +85,23 @@ func stepRuled(f *frame, b byte) *frame {
 			return nil
 		}
 		if w, ok := r.auto.(wideRule); ok {
-			if lo, hi := leadRange(b); w.anyIn(f.fs(), f.count+1, r, lo, hi) {
+			if lo, hi := (partChar{cp: g.cp(), need: g.aux, lo: g.lo, hi: g.hi}).span(); w.anyIn(f.fs(), f.count+1, r, lo, hi) {
 				return g
 			}
 		}
 		return nil
 	case g.sub == strHex:
 		if r.auto != nil || g.aux == 2 && g.cp() >= 0xD8 && g.cp() <= 0xDF {
+			return nil
+		}
+	case g.sub == strCont && r.auto != nil:
+		// Within a character: some character it can still become must fit, or a
+		// token ending here would lead where none can.
+		w, ok := r.auto.(wideRule)
+		if !ok {
+			return nil
+		}
+		if lo, hi := (partChar{cp: g.cp(), need: g.aux, lo: g.lo, hi: g.hi}).span(); !w.anyIn(f.fs(), f.count+1, r, lo, hi) {
 			return nil
 		}
 	}
@@ -126,18 +136,6 @@ type wideRule interface {
 	anyIn(s uint32, count int, rule *strRule, lo, hi rune) bool
 }
 
-// leadRange is the characters a UTF-8 sequence beginning with lead encodes (not
-// counting the surrogates the next byte rules out).
-func leadRange(lead byte) (lo, hi rune) {
-	switch {
-	case lead < 0xE0:
-		return rune(lead&0x1F) << 6, rune(lead&0x1F)<<6 | 0x3F
-	case lead < 0xF0:
-		return rune(lead&0x0F) << 12, rune(lead&0x0F)<<12 | 0xFFF
-	}
-	return rune(lead&0x07) << 18, min(rune(lead&0x07)<<18|0x3FFFF, 0x10FFFF)
-}
-
 // newStrRule returns the rule of a string with the given bounds and automaton, or nil
 // where it asks nothing.
 func newStrRule(min, max int, auto charRule) *strRule {
@@ -145,6 +143,12 @@ func newStrRule(min, max int, auto charRule) *strRule {
 		return nil
 	}
 	return &strRule{min: min, max: max, auto: auto}
+}
+
+// freeAt reports whether any text may follow in state s of automaton a.
+func freeAt(a charRule, s uint32) bool {
+	p, ok := a.(*patternRule)
+	return ok && p.freeAt(s)
 }
 
 // plainRoom is how many characters any plain token of at most that many may bring to
@@ -155,7 +159,7 @@ func plainRoom(f *frame) (room int, ok bool) {
 	switch {
 	case r == nil:
 		return -1, true
-	case r.auto != nil:
+	case r.auto != nil && !freeAt(r.auto, f.fs()):
 		return 0, false
 	case r.max < 0:
 		return -1, true
@@ -225,40 +229,94 @@ func (v *vocab) plainWithin(room int) []int32 {
 	return v.plain[:n]
 }
 
-// walkRuled is walk for a state of one alternative standing between characters of a
-// string whose automaton checks them: an ASCII character steps the automaton alone,
-// with no frame per node of the trie (a walk of Qwen2's trie inside an email's local
-// part made a frame for each of some 300,000 nodes: 48 ms a mask); other bytes take
-// the general step. It reports false, having done nothing, where it does not apply.
+// walkRuled is walk for a state of one alternative standing in a string whose
+// automaton checks its characters, between them or inside one: a character steps the
+// automaton alone, with no frame per node of the trie (a walk of Qwen2's trie inside an
+// email's local part made a frame for each of some 300,000 nodes: 48 ms a mask; inside
+// a pattern's .+, whose characters past ASCII go on, 140 ms); a quote, a backslash or
+// a control character takes the general step. It reports false, having done nothing,
+// where it does not apply.
 func (m *Matcher) walkRuled(t []trieNode, i int32, alts []*frame) bool {
 	if len(alts) != 1 {
 		return false
 	}
 	f := alts[0]
-	if f.kind != kString || f.sub != strChar || f.n.str == nil || f.n.str.auto == nil {
+	if f.kind != kString || f.n.str == nil || f.n.str.auto == nil {
 		return false
 	}
-	m.walkChars(t, i, f, f.fs(), f.count)
+	switch f.sub {
+	case strChar:
+		m.walkChars(t, i, f, f.fs(), f.count, partChar{})
+	case strCont:
+		m.walkChars(t, i, f, f.fs(), f.count, partChar{cp: f.cp(), need: f.aux, lo: f.lo, hi: f.hi})
+	default:
+		return false
+	}
 	return true
 }
 
+// partChar is a character begun in UTF-8: its bits so far, the bytes still to come
+// (none: between characters) and the range of the next.
+type partChar struct {
+	cp     rune
+	need   uint8
+	lo, hi byte
+}
+
+// span is the characters p can still become.
+func (p partChar) span() (lo, hi rune) {
+	shift := 6 * uint(p.need-1)
+	base := p.cp << (6 * uint(p.need))
+	return base | rune(p.lo&0x3F)<<shift, base | rune(p.hi&0x3F)<<shift | (1<<shift - 1)
+}
+
 // walkChars marks the tokens below node i of trie t that f, at automaton state s and
-// count characters, takes.
-func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, s uint32, count int) {
+// count characters, with part of a character begun, takes: as stepRuled does, byte by
+// byte.
+func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, s uint32, count int, part partChar) {
 	r := f.n.str
+	w, wide := r.auto.(wideRule)
 	for _, e := range t[i].edges {
 		child := &t[e.to]
+		b := e.b
 		var next []*frame
-		s2, ok := s, false
-		if b := e.b; b < 0x20 || b >= 0x80 || b == '"' || b == '\\' {
+		s2, count2, part2, ok := s, count, partChar{}, false
+		switch {
+		case part.need > 0:
+			if b < part.lo || b > part.hi {
+				continue
+			}
+			cp := part.cp<<6 | rune(b&0x3F)
+			if part.need == 1 { // the character ends
+				s2, ok = r.auto.next(s, cp)
+				count2 = count + 1
+				ok = ok && r.room(count2, s2)
+				break
+			}
+			part2 = partChar{cp: cp, need: part.need - 1, lo: 0x80, hi: 0xBF}
+			lo, hi := part2.span()
+			ok = wide && w.anyIn(s, count+1, r, lo, hi)
+		case b < 0x20 || b == '"' || b == '\\':
 			g := *f
+			g.sub, g.aux = strChar, 0
 			g.setFS(s)
 			g.count = count
 			next = step(nil, &g, b)
 			ok = len(next) > 0
-		} else if r.max < 0 || count+1 <= r.max {
-			s2, ok = r.auto.next(s, rune(b))
-			ok = ok && r.room(count+1, s2)
+		case b < 0x80:
+			if r.max < 0 || count+1 <= r.max {
+				s2, ok = r.auto.next(s, rune(b))
+				count2 = count + 1
+				ok = ok && r.room(count2, s2)
+			}
+		case wide && (r.max < 0 || count+1 <= r.max):
+			cp, need, lo, hi, valid := lead(b)
+			if !valid {
+				continue
+			}
+			part2 = partChar{cp: cp, need: need, lo: lo, hi: hi}
+			l, h := part2.span()
+			ok = w.anyIn(s, count+1, r, l, h)
 		}
 		if !ok {
 			continue
@@ -273,7 +331,7 @@ func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, s uint32, count int
 		case next != nil:
 			m.walk(t, e.to, next)
 		default:
-			m.walkChars(t, e.to, f, s2, count+1)
+			m.walkChars(t, e.to, f, s2, count2, part2)
 		}
 	}
 }

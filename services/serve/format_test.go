@@ -213,10 +213,10 @@ func TestResponseFormat(t *testing.T) {
 	}
 
 	_, err = oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
-		MaxTokens: openai.Int(4)}, option.WithJSONSet("guided_json", map[string]any{"type": "string", "pattern": "^a"}))
+		MaxTokens: openai.Int(4)}, option.WithJSONSet("guided_json", map[string]any{"type": "string", "pattern": "(?=a)"}))
 	var oe *openai.Error
 	if !errors.As(err, &oe) || oe.StatusCode != 400 || oe.Param != "guided_json" || !strings.HasPrefix(oe.Message, "guided_json: ") {
-		t.Errorf("guided_json with a pattern: %v; want a 400 naming guided_json", err)
+		t.Errorf("guided_json with a look-ahead pattern: %v; want a 400 naming guided_json", err)
 	}
 
 	for _, bad := range []struct {
@@ -224,7 +224,7 @@ func TestResponseFormat(t *testing.T) {
 		field string
 	}{
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
-			JsonSchema: `{"type":"string","pattern":"^a"}`}}, "response_format.json_schema: "},
+			JsonSchema: `{"type":"string","pattern":"(?=a)"}`}}, "response_format.json_schema: "},
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA}}, "response_format.json_schema: "},
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT, JsonSchema: `{}`}}, "response_format.json_schema: "},
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: 9}}, "response_format.type: "},
