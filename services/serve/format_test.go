@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -210,6 +211,29 @@ func TestResponseFormat(t *testing.T) {
 	if err := json.Unmarshal([]byte(resp.Choices[0].Text), &doc); err != nil || resp.Choices[0].FinishReason != "stop" || doc.Age == nil || doc.Rank == nil ||
 		*doc.Age != float64(int64(*doc.Age)) || *doc.Age > 1<<53-1 || *doc.Age < -(1<<53-1) || *doc.Rank < 1 || *doc.Rank > 9 || *doc.Rank != float64(int64(*doc.Rank)) {
 		t.Errorf("integer bounds: %q (%s, %v), want integers age within ±2^53-1 and rank in [1, 9]", resp.Choices[0].Text, resp.Choices[0].FinishReason, err)
+	}
+
+	// Patterns (Pydantic's constr(pattern=...), zod's .regex()), sampled: each string
+	// matches its pattern as JSON Schema reads it (mood's is anchored at its start
+	// alone: any text may follow).
+	const patterned = `{"type":"object","properties":{"code":{"type":"string","pattern":"^[A-Z]{3}-\\d{4}$"},
+		"name":{"type":"string","pattern":"^[A-Z][a-z]+$","maxLength":12},"mood":{"type":"string","pattern":"^(sad|happy)","maxLength":16}},
+		"required":["name","mood","code"],"additionalProperties":false}`
+	for seed := range 3 {
+		resp, err = oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(prompt)},
+			MaxTokens: openai.Int(n), Temperature: openai.Float(0.8), Seed: openai.Int(int64(seed))},
+			option.WithJSONSet("response_format", map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "coded", "strict": true, "schema": json.RawMessage(patterned)}}))
+		if err != nil {
+			t.Fatalf("patterns: %v", err)
+		}
+		var doc struct{ Code, Name, Mood *string }
+		text := resp.Choices[0].Text
+		t.Logf("patterns, seed %d: %s", seed, text)
+		if err := json.Unmarshal([]byte(text), &doc); err != nil || resp.Choices[0].FinishReason != "stop" || doc.Code == nil || doc.Name == nil || doc.Mood == nil ||
+			!regexp.MustCompile(`^[A-Z]{3}-\d{4}$`).MatchString(*doc.Code) || !regexp.MustCompile(`^[A-Z][a-z]+$`).MatchString(*doc.Name) ||
+			utf8.RuneCountInString(*doc.Name) > 12 || !regexp.MustCompile(`^(sad|happy)`).MatchString(*doc.Mood) || utf8.RuneCountInString(*doc.Mood) > 16 {
+			t.Errorf("patterns, seed %d: %q (%s, %v), want name, mood and code matching their patterns", seed, text, resp.Choices[0].FinishReason, err)
+		}
 	}
 
 	_, err = oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
