@@ -167,14 +167,50 @@ func parsePattern(pattern string) (*ruleSet, error) {
 
 // compilePattern returns the automaton of the strings of at least minLen characters
 // in which pattern matches. Errors wrap ErrGrammar (a *SyntaxError for the pattern's
-// text) or errPatternSize.
+// text) or errPatternSize. An automaton is kept for the requests after (see
+// patternCache), with the masks its states found.
 func compilePattern(pattern string, minLen int) (*patternRule, error) {
-	rs, err := parsePattern(pattern)
-	if err != nil {
-		return nil, err
+	key := patternKey{pattern, minLen}
+	patternCache.mu.Lock()
+	c, ok := patternCache.rules[key]
+	patternCache.mu.Unlock()
+	if ok {
+		return c.p, c.err
 	}
-	return newPatternDFA(rs, minLen)
+	rs, err := parsePattern(pattern)
+	var p *patternRule
+	if err == nil {
+		p, err = newPatternDFA(rs, minLen)
+	}
+	patternCache.mu.Lock()
+	defer patternCache.mu.Unlock()
+	if c, ok := patternCache.rules[key]; ok {
+		return c.p, c.err // compiled meanwhile for another request
+	}
+	if len(patternCache.rules) >= maxCachedPatterns {
+		clear(patternCache.rules)
+	}
+	patternCache.rules[key] = compiled{p, err}
+	return p, err
 }
+
+// patternCache holds the automata of the patterns compiled lately, by pattern and
+// minimum, and the errors of those refused (one at the bounds took 0.2 s to refuse):
+// clients send the same schema with request after request, and the masks kept by an
+// automaton's states (plainFor) then serve them all. It forgets all at once when it
+// holds maxCachedPatterns; with each automaton's masks bounded by maxPlainSteps, it
+// holds at most some 128 MB of them per vocabulary.
+var patternCache = struct {
+	mu    sync.Mutex
+	rules map[patternKey]compiled
+}{rules: map[patternKey]compiled{}}
+
+type compiled struct {
+	p   *patternRule
+	err error
+}
+
+const maxCachedPatterns = 16
 
 // dfaState is a set of the rules' stacks, in a canonical order, and the characters so
 // far up to the minimum.
@@ -408,7 +444,7 @@ type patternMasks struct {
 	n      int
 }
 
-const maxPlainSteps = 1 << 21
+const maxPlainSteps = 1 << 20
 
 // plainFor returns the plain tokens of v that state s takes.
 func (p *patternRule) plainFor(v *vocab, s uint32) *plainSteps {

@@ -372,33 +372,3 @@ func maskAlong(g *grammar.Grammar, tok *tokenizer.Tokenizer, ids []int32) [][]bo
 	}
 	return out
 }
-
-// BenchmarkMaskPatternFirst: the first mask at a position inside a pattern's string,
-// the schema compiled anew each time (so the plain tokens its state takes are found
-// anew), over Qwen2's vocabulary.
-func BenchmarkMaskPatternFirst(b *testing.B) {
-	tok := vocabs(b)["qwen2"]
-	for _, c := range []struct{ name, schema, text string }{
-		{"code", `{"type":"string","pattern":"^[A-Z]{3}-\\d{4}$"}`, `"AB`},
-		{"dot", `{"type":"string","pattern":"^<.+>$"}`, `"<Once upon`},
-		{"email", `{"type":"string","pattern":"^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,4}$"}`, `"first.last`},
-	} {
-		ids := tok.Encode(c.text, false)
-		logits := make([]float32, tok.VocabSize())
-		first := func() {
-			f, err := grammar.SchemaFormat([]byte(c.schema))
-			if err != nil {
-				b.Fatal(err)
-			}
-			m := f.Grammar(tok).NewMatcher()
-			m.Reset(ids)
-			m.Mask(logits, []int32{tok.EOS()})
-		}
-		first() // the vocabulary's tries, built once per process
-		b.Run(c.name, func(b *testing.B) {
-			for b.Loop() {
-				first()
-			}
-		})
-	}
-}

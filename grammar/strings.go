@@ -129,8 +129,8 @@ func (r *strRule) take(g *frame, s uint32) *frame {
 	return g
 }
 
-// wideRule is a charRule that accepts characters past ASCII (a regular expression's
-// automaton will be one): anyIn reports whether, from state s, it accepts a character
+// wideRule is a charRule that accepts characters past ASCII (a pattern's automaton is
+// one): anyIn reports whether, from state s, it accepts a character
 // of [lo, hi] after which the string, at count characters, can still end within rule.
 type wideRule interface {
 	anyIn(s uint32, count int, rule *strRule, lo, hi rune) bool

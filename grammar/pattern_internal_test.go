@@ -3,10 +3,14 @@ package grammar
 import (
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/specd-dev/specd/internal/testmodels"
+	"github.com/specd-dev/specd/tokenizer/ggufvocab"
 )
 
 // patternPieces are the parts FuzzPatternGo builds patterns of: syntax that ECMA-262
@@ -131,4 +135,61 @@ func FuzzPattern(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPatternCache: a pattern compiled again (for another request) is the automaton
+// compiled before, with what its states learned; a refusal is remembered too.
+func TestPatternCache(t *testing.T) {
+	a, err := compilePattern(`^cache-[a-z]+$`, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := compilePattern(`^cache-[a-z]+$`, 2)
+	if err != nil || a != b {
+		t.Errorf("compilePattern again = %p, %v; want %p", b, err, a)
+	}
+	if c, _ := compilePattern(`^cache-[a-z]+$`, 3); c == a {
+		t.Errorf("another minimum gave the same automaton")
+	}
+	_, err1 := compilePattern(`[ab]*a[ab]{14}`, 0)
+	_, err2 := compilePattern(`[ab]*a[ab]{14}`, 0)
+	if !errors.Is(err1, errPatternSize) || err1 != err2 {
+		t.Errorf("refusals %v, %v; want errPatternSize, the same", err1, err2)
+	}
+}
+
+// BenchmarkMaskPatternFirst: the first mask at a position inside a pattern's string,
+// the schema compiled anew and the automata kept for other requests forgotten (so the
+// plain tokens its state takes are found anew), over Qwen2's vocabulary.
+func BenchmarkMaskPatternFirst(b *testing.B) {
+	tok, err := ggufvocab.Open(filepath.Join(testmodels.VocabDir(b), "ggml-vocab-qwen2.gguf"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, schema, text string }{
+		{"code", `{"type":"string","pattern":"^[A-Z]{3}-\\d{4}$"}`, `"AB`},
+		{"dot", `{"type":"string","pattern":"^<.+>$"}`, `"<Once upon`},
+		{"email", `{"type":"string","pattern":"^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,4}$"}`, `"first.last`},
+	} {
+		ids := tok.Encode(c.text, false)
+		logits := make([]float32, tok.VocabSize())
+		first := func() {
+			patternCache.mu.Lock()
+			clear(patternCache.rules)
+			patternCache.mu.Unlock()
+			f, err := SchemaFormat([]byte(c.schema))
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := f.Grammar(tok).NewMatcher()
+			m.Reset(ids)
+			m.Mask(logits, []int32{tok.EOS()})
+		}
+		first() // the vocabulary's tries, built once per process
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				first()
+			}
+		})
+	}
 }
