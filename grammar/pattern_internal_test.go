@@ -120,9 +120,12 @@ func FuzzPattern(f *testing.F) {
 			return
 		}
 		fm.Check(append(append([]byte{'"'}, text[:min(len(text), 64)]...), '"'))
+		if fm.root.str == nil {
+			return // the empty pattern: any string
+		}
 		auto, ok := fm.root.str.auto.(*patternRule)
 		if !ok {
-			return // the empty pattern
+			t.Fatalf("%q: a rule %T", p, fm.root.str.auto)
 		}
 		for s := range auto.fin {
 			if d := auto.dist[s]; d >= 0 && auto.fin[s] != (d == 0) {

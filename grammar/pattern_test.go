@@ -270,6 +270,10 @@ func TestPatternSchemas(t *testing.T) {
 		{`{"$defs":{"p":{"type":"string","pattern":"^p"}},"$ref":"#/$defs/p","maxLength":2}`, `"pqr"`, false},
 		{`{"type":"string","format":"uuid","pattern":"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"}`,
 			`"123e4567-e89b-12d3-a456-426614174000"`, true},
+		{`{"enum":["ab","cd"],"pattern":"^a"}`, `"ab"`, true}, // enum values the pattern refuses are dropped
+		{`{"enum":["ab","cd"],"pattern":"^a"}`, `"cd"`, false},
+		{`{"type":"object","properties":{"x":{"type":"string","pattern":"^a"}},"additionalProperties":{"type":"string","pattern":"^b"}}`, `{"x":"a","y":"b"}`, true},
+		{`{"type":"object","properties":{"x":{"type":"string","pattern":"^a"}},"additionalProperties":{"type":"string","pattern":"^b"}}`, `{"x":"a","y":"a"}`, false},
 		{`{"type":"string","format":"made-up","pattern":"^m"}`, `"mm"`, true}, // an unknown format is an annotation
 		{`{"type":"string","format":"made-up","pattern":"^m"}`, `"nn"`, false},
 	} {
