@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -315,12 +316,33 @@ func TestPatternRefused(t *testing.T) {
 		{`[ab]*a[ab]{14}`, "too complex"},
 		{`[\s\S]{100000}`, "more than"},
 		{`^\x01$`, "no string"},
+		{strings.Repeat("(", 1200) + "a" + strings.Repeat(")", 1200), "nested more than"},
+		{strings.Repeat("ab", 40000), "elements"},
 	} {
 		schema, _ := json.Marshal(map[string]any{"type": "string", "pattern": c.pattern})
 		_, err := grammar.SchemaFormat(schema)
 		if !errors.Is(err, grammar.ErrSchema) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "/pattern") {
 			t.Errorf("SchemaFormat(%s) = %v, want ErrSchema at /pattern saying %q", schema, err, c.want)
 		}
+	}
+}
+
+// TestPatternSchemaBound: the patterns of one schema are bounded between them, not
+// only each alone.
+func TestPatternSchemaBound(t *testing.T) {
+	// Each: some 900,000 entries (2,001 states × 450 classes of characters).
+	var odd strings.Builder
+	for c := rune(0x100); c < 0x100+2*220; c += 2 {
+		odd.WriteRune(c)
+	}
+	props := map[string]any{}
+	for i := range 6 {
+		props[string(rune('a'+i))] = map[string]any{"type": "string", "pattern": "^[" + odd.String() + "]{" + strconv.Itoa(2000+i) + "}$"}
+	}
+	schema, _ := json.Marshal(map[string]any{"type": "object", "properties": props})
+	_, err := grammar.SchemaFormat(schema)
+	if !errors.Is(err, grammar.ErrSchema) || !strings.Contains(err.Error(), "between them") {
+		t.Errorf("six large patterns: %v, want ErrSchema saying their automata are too large between them", err)
 	}
 }
 
