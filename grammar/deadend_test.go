@@ -39,6 +39,8 @@ var deadEndSchemas = []string{
 	`{"type":"string","pattern":"^(aa)+$","minLength":3,"maxLength":5}`,
 	`{"type":"string","pattern":"x\"y|\\\\","maxLength":6}`,
 	`{"type":"string","pattern":"^\\s\\S$"}`,
+	`{"type":"object","propertyNames":{"pattern":"^[a-z]{2}(é|\\d)$"},"additionalProperties":{"type":"null"},"maxProperties":2}`,
+	`{"type":"object","propertyNames":{"minLength":2,"maxLength":3},"properties":{"ab":{"type":"null"}},"additionalProperties":{"type":"null"}}`,
 	`{"type":"string","format":"uuid","pattern":"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"}`,
 }
 

@@ -144,6 +144,11 @@ func TestFormatWalk(t *testing.T) {
 		{`{"type":"string","pattern":"^.[^a-z]+\"$"}`, `"x`, []byte{0xF0, 0x9F}},
 		{`{"type":"string","pattern":"\\\\n"}`, `"ab`, nil},
 		{`{"type":"object","properties":{"s":{"type":"string","pattern":"^\\w+$","maxLength":5}}}`, `{"s": "ab`, nil},
+		// A key under propertyNames: no plain token is taken without a step.
+		{`{"type":"object","propertyNames":{"pattern":"^[a-z]+\\d?$","maxLength":6},"additionalProperties":true}`, `{"ab`, nil},
+		{`{"type":"object","propertyNames":{"pattern":"^[a-z]+$"},"properties":{"abc":{"type":"integer"}},"additionalProperties":true}`, `{"abc": 1, "ab`, nil},
+		{`{"type":"object","propertyNames":{"minLength":3},"additionalProperties":true}`, `{"a`, nil},
+		{`{"type":"object","propertyNames":{"minLength":3},"additionalProperties":true}`, `{"é`, []byte{0xE4}},
 	} {
 		f, err := SchemaFormat([]byte(c.schema))
 		if err != nil {

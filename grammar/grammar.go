@@ -11,7 +11,8 @@
 //
 // The schema subset: type, nullable, enum, const; properties, required,
 // additionalProperties (absent with properties it is false, as in OpenAI's strict
-// schemas), minProperties, maxProperties; items, prefixItems (and draft 7's tuples),
+// schemas), minProperties, maxProperties, propertyNames (a pattern and lengths, on
+// every key); items, prefixItems (and draft 7's tuples),
 // minItems, maxItems, uniqueItems (on an enum's values); minLength, maxLength (in code
 // points), format (date-time, date, time, duration, uuid, ipv4, ipv6, hostname,
 // email, uri: each the subset its automaton in formats.go names; another format is an
@@ -147,6 +148,8 @@ type Matcher struct {
 	keep   bool
 	ids    []int32
 	states [][]*frame
+	// path: the bytes from the frame a walk of characters began at (walkChars).
+	path []byte
 }
 
 // Advance takes the next token of the output. A token with no text (a control

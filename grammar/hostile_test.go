@@ -155,6 +155,9 @@ func BenchmarkMaskFormat(b *testing.B) {
 		{"pattern-dot", `{"type":"string","pattern":"^<.+>$"}`, `"<Once upon`},
 		{"pattern-email", `{"type":"string","pattern":"^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,4}$"}`, `"first.last`},
 		{"pattern-matched", `{"type":"string","pattern":"abc"}`, `"xabc and`},
+		// A key under propertyNames: the whole trie walked, a frame per byte.
+		{"propertyNames", `{"type":"object","propertyNames":{"pattern":"^[a-z_]+$"},"additionalProperties":true}`, `{"first_na`},
+		{"propertyNames-dot", `{"type":"object","propertyNames":{"pattern":"^.+$"},"additionalProperties":true}`, `{"Once upon`},
 	} {
 		f, err := grammar.SchemaFormat([]byte(c.schema))
 		if err != nil {

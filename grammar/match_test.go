@@ -313,7 +313,8 @@ func FuzzSchema(f *testing.F) {
 		`{"type":"integer","minimum":-3,"exclusiveMaximum":1e400}`, `{"type":["integer","array"],"items":{"$ref":"#"},"maximum":-7.5}`,
 		`{"type":"string","format":"email","maxLength":9}`, `{"type":"number","exclusiveMinimum":-0.5,"maximum":1e-3}`,
 		`{"allOf":[{"$ref":"#"},{"properties":{"a":{"format":"date"}}}],"nullable":true}`, `{"type":"array","prefixItems":[{"enum":[1,"x"]}],"items":false}`,
-		`{"type":"array","items":{"enum":["x","xy"]},"uniqueItems":true}`, `{"maxProperties":1,"anyOf":[{"type":"object"},{"type":"string","minLength":2}]}`} {
+		`{"type":"array","items":{"enum":["x","xy"]},"uniqueItems":true}`, `{"maxProperties":1,"anyOf":[{"type":"object"},{"type":"string","minLength":2}]}`,
+		`{"type":"object","properties":{"a":{"type":"string","pattern":"^[a-z]+\d?$","minLength":2}},"propertyNames":{"pattern":"^a"},"additionalProperties":{"pattern":"x|y$"}}`} {
 		f.Add(s, `{"a":{"a":null}}`)
 		f.Add(s, `[1,"x",2]`)
 	}

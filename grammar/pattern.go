@@ -514,7 +514,7 @@ func plainArenaOf(v *vocab) *plainArena {
 }
 
 // maskPattern marks what m's one alternative takes where it stands between characters
-// of a string a pattern checks: the plain tokens its state takes within the room left,
+// of a string (or a key) a pattern checks: the plain tokens its state takes within the room left,
 // and of the others those a walk finds. It reports false, having done nothing, where
 // it does not apply.
 func (m *Matcher) maskPattern() bool {
@@ -522,14 +522,14 @@ func (m *Matcher) maskPattern() bool {
 		return false
 	}
 	f := m.alts[0]
-	if f.kind != kString || f.sub != strChar || f.n.str == nil {
+	r := charsRule(f)
+	if r == nil || f.sub != strChar {
 		return false
 	}
-	p, ok := f.n.str.auto.(*patternRule)
+	p, ok := r.auto.(*patternRule)
 	if !ok {
 		return false
 	}
-	r := f.n.str
 	ps := p.plainFor(m.g.v, f.fs())
 	room := int32(math.MaxInt32)
 	if r.max >= 0 {

@@ -41,6 +41,8 @@ var patternCases = []struct {
 	{"words and space", `{"type":"string","pattern":"^\\w+\\s\\w+$","maxLength":20}`, rootString,
 		`^\w+[\t\n\v\f\r \x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}\x{feff}]\w+$`, []string{"hello", " ", "world"}},
 	{"dot and lazy", `{"type":"string","pattern":"^<.+?>$"}`, rootString, `^<.+?>$`, []string{"<", "tag", `>"`, `>"`}},
+	{"propertyNames", `{"type":"object","propertyNames":{"type":"string","pattern":"^[a-z]{2,6}\\d?$"},"additionalProperties":{"type":"integer","minimum":0,"maximum":9},"maxProperties":3}`,
+		keysOf, `^[a-z]{2,6}\d?$`, []string{"ab", "cd1", `":`, "1"}},
 	{"minLength folded in", `{"type":"string","pattern":"^(ab|c+)$","minLength":3}`, rootString, `^(ab|c+)$`, []string{"ab", "c"}},
 }
 
@@ -60,6 +62,15 @@ func field(name string) func(v any) ([]string, bool) {
 		s, isString := o[name].(string)
 		return []string{s}, ok && isString
 	}
+}
+
+func keysOf(v any) ([]string, bool) {
+	o, ok := v.(map[string]any)
+	var out []string
+	for k := range o {
+		out = append(out, k)
+	}
+	return out, ok
 }
 
 func items(v any) ([]string, bool) {
@@ -275,6 +286,17 @@ func TestPatternSchemas(t *testing.T) {
 		{`{"enum":["ab","cd"],"pattern":"^a"}`, `"cd"`, false},
 		{`{"type":"object","properties":{"x":{"type":"string","pattern":"^a"}},"additionalProperties":{"type":"string","pattern":"^b"}}`, `{"x":"a","y":"b"}`, true},
 		{`{"type":"object","properties":{"x":{"type":"string","pattern":"^a"}},"additionalProperties":{"type":"string","pattern":"^b"}}`, `{"x":"a","y":"a"}`, false},
+		// propertyNames: every key matches (zod's z.record(z.string().regex(…), …)).
+		{`{"type":"object","propertyNames":{"type":"string","pattern":"^[a-z]+\\d$"},"additionalProperties":{"type":"integer"}}`, `{"ab1": 1, "c2": 2}`, true},
+		{`{"type":"object","propertyNames":{"type":"string","pattern":"^[a-z]+\\d$"},"additionalProperties":{"type":"integer"}}`, `{"ab1": 1, "C2": 2}`, false},
+		{`{"type":"object","propertyNames":{"type":"string","pattern":"^[a-z]+\\d$"},"additionalProperties":{"type":"integer"}}`, `{"ab": 1}`, false},
+		{`{"type":"object","propertyNames":{"pattern":"^x","maxLength":3},"properties":{"xa":{"type":"null"}},"additionalProperties":true}`, `{"xa": null, "xbc": 1}`, true},
+		{`{"type":"object","propertyNames":{"pattern":"^x","maxLength":3},"properties":{"xa":{"type":"null"}},"additionalProperties":true}`, `{"xa": null, "xbcd": 1}`, false},
+		{`{"type":"object","propertyNames":{"minLength":2},"additionalProperties":true}`, `{"a": 1}`, false},
+		{`{"type":"object","propertyNames":{"minLength":2},"additionalProperties":true}`, `{"ab": 1}`, true},
+		{`{"type":"object","propertyNames":{"pattern":"\""},"additionalProperties":true}`, `{"a\"b": 1}`, true},
+		{`{"type":"object","propertyNames":{"pattern":"^\\n$"},"properties":{"\n":{}}}`, `{"\n": 1}`, true},
+		{`{"type":"object","propertyNames":{"pattern":"^\\n$"},"properties":{"\n":{}},"additionalProperties":true}`, `{"\\n": 1}`, false},
 		{`{"type":"string","format":"made-up","pattern":"^m"}`, `"mm"`, true}, // an unknown format is an annotation
 		{`{"type":"string","format":"made-up","pattern":"^m"}`, `"nn"`, false},
 	} {
@@ -285,6 +307,27 @@ func TestPatternSchemas(t *testing.T) {
 		}
 		if _, whole := f.Check([]byte(c.doc)); whole != c.want {
 			t.Errorf("SchemaFormat(%s).Check(%s) whole = %v, want %v", c.schema, c.doc, whole, c.want)
+		}
+	}
+}
+
+// TestPropertyNamesRefused: a propertyNames schema with more than a string's pattern
+// and lengths, or one a named property does not match, is refused naming it.
+func TestPropertyNamesRefused(t *testing.T) {
+	for _, c := range []struct{ schema, want string }{
+		{`{"type":"object","propertyNames":{"enum":["a","b"]}}`, `keyword "enum": only type string, pattern`},
+		{`{"type":"object","propertyNames":{"format":"email"}}`, `keyword "format"`},
+		{`{"type":"object","propertyNames":false}`, "a schema of type string"},
+		{`{"type":"object","propertyNames":{"pattern":"^x"},"properties":{"y":{}}}`, `property "y" is not one of the names`},
+		{`{"type":"object","propertyNames":{"pattern":"(?=x)"},"additionalProperties":true}`, "/propertyNames/pattern"},
+		{`{"type":"object","propertyNames":{"minLength":65},"additionalProperties":true}`, "no key of at most 64 characters"},
+		// encoding/json, as compact JSON, spells U+2028 \u2028: a key under a pattern
+		// is not written with \u escapes.
+		{`{"type":"object","propertyNames":{"pattern":"^\\u2028$"},"properties":{"\u2028":{}}}`, `is not one of the names`},
+	} {
+		_, err := grammar.SchemaFormat([]byte(c.schema))
+		if !errors.Is(err, grammar.ErrSchema) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("SchemaFormat(%s) = %v, want ErrSchema saying %q", c.schema, err, c.want)
 		}
 	}
 }

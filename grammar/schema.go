@@ -39,6 +39,9 @@ type node struct {
 	// key (nil: no other key).
 	props []prop
 	extra *node
+	// keys: what every key must be (propertyNames; nil: any string). The names of
+	// props are each one of them.
+	keys *strRule
 	// minProps and maxProps bound the number of keys (maxProps < 0: no bound).
 	minProps, maxProps int
 	// Arrays: the schemas of the first items (prefixItems), the schema of every item
@@ -243,7 +246,7 @@ var keywords = map[string]bool{
 	"items": true, "prefixItems": true, "additionalItems": true, "minItems": true, "maxItems": true, "uniqueItems": true,
 	"enum": true, "const": true, "anyOf": true, "oneOf": true, "allOf": true, "$ref": true, "nullable": true,
 	"minimum": true, "maximum": true, "exclusiveMinimum": true, "exclusiveMaximum": true, "multipleOf": true,
-	"minLength": true, "maxLength": true, "format": true, "pattern": true,
+	"minLength": true, "maxLength": true, "format": true, "pattern": true, "propertyNames": true,
 }
 
 // maxNodes bounds the schemas one document compiles to: allOf and the distribution of
@@ -635,6 +638,11 @@ func (c *compiler) object(n *node, s map[string]any, at string) error {
 			n.extra = sub
 		}
 	}
+	if pn, ok := s["propertyNames"]; ok {
+		if err := c.propertyNames(n, pn, at+"/propertyNames"); err != nil {
+			return err
+		}
+	}
 	var err error
 	if n.minProps, n.maxProps, err = c.counts(s, "minProperties", "maxProperties", at); err != nil {
 		return err
@@ -652,6 +660,61 @@ func (c *compiler) object(n *node, s map[string]any, at string) error {
 	case n.maxProps >= 0 && required > n.maxProps:
 		return c.errorf(at, "maxProperties %d: %d properties are required", n.maxProps, required)
 	}
+	return nil
+}
+
+// maxKeyChars bounds the characters of a key under propertyNames: at most 4 bytes each
+// as written, it stays within maxKey bytes, so that the bound on the text never cuts a
+// key its rule would still take.
+const maxKeyChars = maxKey / 4
+
+// propertyNames compiles the schema every key of object n must match (zod's z.record
+// with a key schema): a string's type, pattern, minLength and maxLength (at most
+// maxKeyChars), enforced on the keys other than n's properties, whose names must match
+// it. Anything else in it is refused.
+func (c *compiler) propertyNames(n *node, v any, at string) error {
+	if v == true {
+		return nil
+	}
+	s, ok := v.(map[string]any)
+	if !ok {
+		return c.errorf(at, "a schema of type string with pattern, minLength or maxLength, not %s", jsonKind(v))
+	}
+	for k, w := range s {
+		switch {
+		case annotations[k], k == "pattern", k == "minLength", k == "maxLength":
+		case k == "type" && w == "string":
+		default:
+			return c.errorf(at, "keyword %q: only type string, pattern, minLength and maxLength are supported here", k)
+		}
+	}
+	key := &node{types: tString}
+	if err := c.strings(key, s, at); err != nil {
+		return err
+	}
+	r := key.str
+	if r == nil {
+		return nil
+	}
+	if r.max < 0 || r.max > maxKeyChars {
+		r.max = maxKeyChars
+	}
+	if r.auto == nil { // lengths alone: any characters, so that the mask's walks apply
+		any, err := c.pattern(`^[^]*$`, r.min, at)
+		if err != nil {
+			return err
+		}
+		r.auto = any
+	}
+	if r.auto != nil && r.auto.rest(r.auto.start()) > r.max || r.min > r.max {
+		return c.errorf(at, "no key of at most %d characters matches", r.max)
+	}
+	for _, p := range n.props {
+		if !r.matches(p.name) || strings.Contains(p.key, `\u`) {
+			return c.errorf(at, "property %q is not one of the names propertyNames allows (as written without \\u escapes, at most %d characters)", p.name, r.max)
+		}
+	}
+	n.keys = &strRule{min: r.min, max: r.max, auto: r.auto}
 	return nil
 }
 

@@ -58,11 +58,23 @@ func (r *strRule) room(count int, s uint32) bool {
 func stepRuled(f *frame, b byte) *frame {
 	r := f.n.str
 	if b == '"' && f.sub == strChar {
-		if f.count < r.min || r.auto != nil && !r.auto.final(f.fs()) {
+		if !r.ends(f) {
 			return nil
 		}
 		return finish(f.up)
 	}
+	return r.byteIn(f, b)
+}
+
+// ends reports whether the string of rule r may end where f stands, between
+// characters.
+func (r *strRule) ends(f *frame) bool {
+	return f.count >= r.min && (r.auto == nil || r.auto.final(f.fs()))
+}
+
+// byteIn is stepRuled for a byte within the string (not its closing quote): the frame
+// after b, or nil. Keys under propertyNames take it too (stepKey).
+func (r *strRule) byteIn(f *frame, b byte) *frame {
 	g := stringByte(f, b)
 	switch {
 	case g == nil:
@@ -209,7 +221,7 @@ func (m *Matcher) plainRoom() (room int, fast bool) {
 				best = max(best, r)
 			}
 		case f.kind == kKey:
-			if free, _ := keyRule(f.up); free && len(f.text)+m.g.v.longestPlain <= maxKey {
+			if free, _ := keyRule(f.up); free && f.up.n.keys == nil && len(f.text)+m.g.v.longestPlain <= maxKey {
 				return -1, true
 			}
 			all = false
@@ -241,18 +253,36 @@ func (m *Matcher) walkRuled(t []trieNode, i int32, alts []*frame) bool {
 		return false
 	}
 	f := alts[0]
-	if f.kind != kString || f.n.str == nil || f.n.str.auto == nil {
+	r := charsRule(f)
+	if r == nil || r.auto == nil {
 		return false
 	}
+	// A walk may begin inside another's (after a quote the general step took): each
+	// keeps its bytes after those of the one it is in.
+	base := len(m.path)
 	switch f.sub {
 	case strChar:
-		m.walkChars(t, i, f, f.fs(), f.count, partChar{})
+		m.walkChars(t, i, f, r, base, f.fs(), f.count, partChar{})
 	case strCont:
-		m.walkChars(t, i, f, f.fs(), f.count, partChar{cp: f.cp(), need: f.aux, lo: f.lo, hi: f.hi})
+		m.walkChars(t, i, f, r, base, f.fs(), f.count, partChar{cp: f.cp(), need: f.aux, lo: f.lo, hi: f.hi})
 	default:
 		return false
 	}
 	return true
+}
+
+// charsRule is the rule of the characters f stands among: a string's, or a key's
+// under propertyNames where any key may come (nil: none).
+func charsRule(f *frame) *strRule {
+	switch f.kind {
+	case kString:
+		return f.n.str
+	case kKey:
+		if free, _ := keyRule(f.up); free {
+			return f.up.n.keys
+		}
+	}
+	return nil
 }
 
 // partChar is a character begun in UTF-8: its bits so far, the bytes still to come
@@ -270,11 +300,10 @@ func (p partChar) span() (lo, hi rune) {
 	return base | rune(p.lo&0x3F)<<shift, base | rune(p.hi&0x3F)<<shift | (1<<shift - 1)
 }
 
-// walkChars marks the tokens below node i of trie t that f, at automaton state s and
-// count characters, with part of a character begun, takes: as stepRuled does, byte by
-// byte.
-func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, s uint32, count int, part partChar) {
-	r := f.n.str
+// walkChars marks the tokens below node i of trie t that f, at automaton state s of
+// rule r and count characters, with part of a character begun, takes: as stepRuled
+// does, byte by byte. m.path[base:] are the bytes from f to node i.
+func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, r *strRule, base int, s uint32, count int, part partChar) {
 	w, wide := r.auto.(wideRule)
 	for _, e := range t[i].edges {
 		child := &t[e.to]
@@ -301,6 +330,9 @@ func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, s uint32, count int
 			g.sub, g.aux = strChar, 0
 			g.setFS(s)
 			g.count = count
+			if f.kind == kKey { // a key's frame has its text so far
+				g.text = f.text + string(m.path[base:])
+			}
 			next = step(nil, &g, b)
 			ok = len(next) > 0
 		case b < 0x80:
@@ -331,7 +363,9 @@ func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, s uint32, count int
 		case next != nil:
 			m.walk(t, e.to, next)
 		default:
-			m.walkChars(t, e.to, f, s2, count2, part2)
+			m.path = append(m.path, b)
+			m.walkChars(t, e.to, f, r, base, s2, count2, part2)
+			m.path = m.path[:len(m.path)-1]
 		}
 	}
 }
