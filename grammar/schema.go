@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/big"
 	"slices"
@@ -680,10 +681,10 @@ func (c *compiler) propertyNames(n *node, v any, at string) error {
 	if !ok {
 		return c.errorf(at, "a schema of type string with pattern, minLength or maxLength, not %s", jsonKind(v))
 	}
-	for k, w := range s {
+	for _, k := range slices.Sorted(maps.Keys(s)) {
 		switch {
 		case annotations[k], k == "pattern", k == "minLength", k == "maxLength":
-		case k == "type" && w == "string":
+		case k == "type" && s[k] == "string":
 		default:
 			return c.errorf(at, "keyword %q: only type string, pattern, minLength and maxLength are supported here", k)
 		}
