@@ -144,7 +144,8 @@ func TestFormatWalk(t *testing.T) {
 		{`{"type":"string","pattern":"^.[^a-z]+\"$"}`, `"x`, []byte{0xF0, 0x9F}},
 		{`{"type":"string","pattern":"\\\\n"}`, `"ab`, nil},
 		{`{"type":"object","properties":{"s":{"type":"string","pattern":"^\\w+$","maxLength":5}}}`, `{"s": "ab`, nil},
-		// A key under propertyNames: no plain token is taken without a step.
+		// Keys under propertyNames: a state's plain tokens, the others walked, a quote
+		// stepped with the whole key (a property given already is refused).
 		{`{"type":"object","propertyNames":{"pattern":"^[a-z]+\\d?$","maxLength":6},"additionalProperties":true}`, `{"ab`, nil},
 		{`{"type":"object","propertyNames":{"pattern":"^[a-z]+$"},"properties":{"abc":{"type":"integer"}},"additionalProperties":true}`, `{"abc": 1, "ab`, nil},
 		{`{"type":"object","propertyNames":{"minLength":3},"additionalProperties":true}`, `{"a`, nil},

@@ -155,7 +155,8 @@ func BenchmarkMaskFormat(b *testing.B) {
 		{"pattern-dot", `{"type":"string","pattern":"^<.+>$"}`, `"<Once upon`},
 		{"pattern-email", `{"type":"string","pattern":"^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,4}$"}`, `"first.last`},
 		{"pattern-matched", `{"type":"string","pattern":"abc"}`, `"xabc and`},
-		// A key under propertyNames: the whole trie walked, a frame per byte.
+		// A key under propertyNames: the fast paths of a string under a pattern (the
+		// general walk, a frame per byte, took 200 ms under ^.+$).
 		{"propertyNames", `{"type":"object","propertyNames":{"pattern":"^[a-z_]+$"},"additionalProperties":true}`, `{"first_na`},
 		{"propertyNames-dot", `{"type":"object","propertyNames":{"pattern":"^.+$"},"additionalProperties":true}`, `{"Once upon`},
 	} {
