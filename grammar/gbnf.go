@@ -17,21 +17,29 @@ const maxDepth = 1000
 // GBNFFormat asks for text that is a sentence of a GBNF grammar, llama.cpp's format:
 // rules "name ::= alternatives" (names of letters, digits and '-'; a rule ends at the
 // end of its line unless a parenthesis is open or the line ends with '|'), "root" the
-// start; literals "..." and character classes [a-z0-9] and [^...] with the escapes
-// \n \t \r \\ \" \[ \] \xHH \uHHHH \UHHHHHHHH; '.' any character; groups ( );
-// alternation |; repetition * + ? {m} {m,} {m,n} of the element before; comments from
-// '#' to the end of the line. Characters are Unicode code points and the output must be
-// valid UTF-8; a token may end inside a character.
+// start, rules used before their definition; literals "..." and character classes
+// [a-z0-9] and [^...] with the escapes \n \t \r \\ \" \[ \] \- \xHH \uHHHH \UHHHHHHHH
+// (each a code point); '.' any character, a newline too; groups ( ); alternation |;
+// repetition * + ? {m} {m,} {m,n} of the element before; comments from '#' to the end
+// of the line. Characters are Unicode code points and the output must be valid UTF-8;
+// a token may end inside a character. U+0000 is never written, as llama.cpp never
+// writes it ('.' and classes leave it out).
 //
-// A grammar llama.cpp takes is taken alike, except: a rule defined twice (llama.cpp
-// keeps the last), a reversed range [z-a] (llama.cpp's never matches), and the
-// grammars refused for their cost. The errors wrap ErrGrammar, and a *SyntaxError
-// names the line and column: an undefined rule, no root, left recursion (a rule that
-// reaches itself before reading a character, as ("a"?)* does), more than maxElems
-// elements once repetitions are written out or maxRules rules, groups nested more than
-// maxDepth deep, a rule that opens more than maxStacks alternatives at once, or a root
-// no text completes. An alternative no text completes ("a" [] or one that recurses
-// for ever) is dropped: it could only lead where nothing, not even the end, may come.
+// A grammar llama.cpp b4748 takes is taken alike, and means the same text, except: a
+// rule defined twice (llama.cpp keeps the last), a reversed range [z-a] or an escape
+// of a surrogate or past U+10FFFF (llama.cpp's never match), an empty class [] or [^]
+// (llama.cpp's is no text at all), a literal U+0000 (llama.cpp dies on it), and the
+// grammars refused for their cost. \- is taken, as llama.cpp reads it after b4748; its
+// later token references (<[id]>, <token>, !<...>) are refused by name. llama.cpp
+// writes bytes that are not UTF-8 where the code point they would decode to fits (a
+// surrogate, past U+10FFFF, a character in too many bytes); specd does not. The errors
+// wrap ErrGrammar, and a *SyntaxError names the line and column: an undefined rule, no
+// root, left recursion (a rule that reaches itself before reading a character, as
+// ("a"?)* does), more than maxElems elements once repetitions are written out or
+// maxRules rules, groups nested more than maxDepth deep, a rule that opens more than
+// maxStacks alternatives at once, or a root no text completes. An alternative no text
+// completes ("a" [^\x01-\U0010FFFF] or one that recurses for ever) is dropped: it
+// could only lead where nothing, not even the end, may come.
 func GBNFFormat(src string) (Format, error) {
 	rs, err := parseGBNF(src)
 	if err != nil {
@@ -225,9 +233,13 @@ func (g *gbnf) sequence(nested bool) ([]sym, error) {
 				if g.end() {
 					return nil, p.errorf("a string that does not end")
 				}
+				q := g.pos()
 				r, err := g.char()
 				if err != nil {
 					return nil, err
+				}
+				if r == 0 {
+					return nil, q.errorf("U+0000 in a literal: llama.cpp never writes it (its matcher stops at a NUL byte)")
 				}
 				seq = append(seq, charSym([]span{{r, r}}))
 			}
@@ -268,12 +280,16 @@ func (g *gbnf) sequence(nested bool) ([]sym, error) {
 			last, seq = len(seq), append(seq, item...)
 		case c == '.':
 			g.i++
-			last, seq = len(seq), append(seq, charSym(anyChar))
+			last, seq = len(seq), append(seq, charSym(gbnfChars))
+		case c == '<' || c == '!' && g.peek(1) == '<':
+			// llama.cpp after b4748 reads <[id]>, <token> and !<...> as tokens of its
+			// vocabulary; the rules here are over characters.
+			return nil, p.errorf("token references (<[id]>, <token>, !<...>) are not supported: write the token's text as a literal")
 		case c == '*' || c == '+' || c == '?' || c == '{':
 			if last < 0 || last == len(seq) {
 				return nil, p.errorf("nothing before %q to repeat", c)
 			}
-			lo, hi, err := g.times()
+			lo, hi, err := g.times(nested)
 			if err != nil {
 				return nil, err
 			}
@@ -290,8 +306,9 @@ func (g *gbnf) sequence(nested bool) ([]sym, error) {
 	return seq, nil
 }
 
-// times reads a repetition: * + ? {m} {m,} {m,n}; hi < 0 is no bound.
-func (g *gbnf) times() (lo, hi int, err error) {
+// times reads a repetition: * + ? {m} {m,} {m,n}; hi < 0 is no bound. Inside the
+// braces, as around any element, a line end may stand only within parentheses.
+func (g *gbnf) times(nested bool) (lo, hi int, err error) {
 	c := g.src[g.i]
 	g.i++
 	switch c {
@@ -302,24 +319,24 @@ func (g *gbnf) times() (lo, hi int, err error) {
 	case '?':
 		return 0, 1, nil
 	}
-	g.space(true)
+	g.space(nested)
 	if lo, err = g.count(); err != nil {
 		return 0, 0, err
 	}
-	g.space(true)
+	g.space(nested)
 	switch g.peek(0) {
 	case '}':
 		g.i++
 		return lo, lo, nil
 	case ',':
 		g.i++
-		g.space(true)
+		g.space(nested)
 		hi = -1
 		if c := g.peek(0); c >= '0' && c <= '9' {
 			if hi, err = g.count(); err != nil {
 				return 0, 0, err
 			}
-			g.space(true)
+			g.space(nested)
 		}
 		if g.peek(0) != '}' {
 			return 0, 0, g.pos().errorf("want '}' to end the repetition, found %s", g.found())
@@ -372,20 +389,28 @@ func (g *gbnf) char() (rune, error) {
 		return '\r', nil
 	case 'n':
 		return '\n', nil
-	case '\\', '"', '[', ']':
+	case '\\', '"', '[', ']', '-':
 		return rune(c), nil
 	}
 	r, _ := utf8.DecodeRuneInString(g.src[g.i-1:])
 	return 0, p.errorf("unknown escape \\%c", r)
 }
 
-// class reads [...] or [^...].
+// gbnfChars are the characters a GBNF grammar may write: all but U+0000, which
+// llama.cpp never writes ('.' and [^a] leave it out there, and a literal "\x00" stops
+// it).
+var gbnfChars = []span{{1, maxRune}}
+
+// class reads [...] or [^...], U+0000 left out.
 func (g *gbnf) class() ([]span, error) {
 	p := g.pos()
 	g.i++
 	neg := g.peek(0) == '^'
 	if neg {
 		g.i++
+	}
+	if g.peek(0) == ']' {
+		return nil, p.errorf("an empty character class %s: llama.cpp reads it as no text at all, not as a character", g.src[p.off:g.i+1])
 	}
 	var spans []span
 	for g.peek(0) != ']' {
@@ -410,5 +435,5 @@ func (g *gbnf) class() ([]span, error) {
 		spans = append(spans, span{lo, hi})
 	}
 	g.i++
-	return normalize(spans, neg), nil
+	return intersect(normalize(spans, neg), gbnfChars), nil
 }

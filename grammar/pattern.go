@@ -134,7 +134,7 @@ func parsePattern(pattern string) (*ruleSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	alts, err := x.alternates(0)
+	alts, _, err := x.alternates(0, true)
 	if err != nil {
 		return nil, err
 	}

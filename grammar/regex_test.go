@@ -38,6 +38,65 @@ func TestRegexCheck(t *testing.T) {
 		{`(\d+\.)?\d+`, "3.14", true, true},
 		{`[a-c-e]`, "-", true, true},
 		{`\s`, "\v", true, true},
+		// \A and \Z are the ends, as ^ and $ are.
+		{`\A\d+\Z`, "12", true, true},
+		{`\Aa|b\Z`, "b", true, true},
+		// {,} is {0,}, "{}" and "{ 2}" are literal text, as Python reads them.
+		{`x{,}y`, "xxxy", true, true},
+		{`x{,}y`, "x{,}y", false, false},
+		{`x{}`, "x{}", true, true},
+		{`x{ 2}`, "x{ 2}", true, true},
+		// Octal escapes: \0 and two more digits, three digits, one to three in a class.
+		{`\012\101`, "\nA", true, true},
+		{`\0`, "\x00", true, true},
+		{`\07`, "\a", true, true},
+		{`[\1-\37]`, "\x1f", true, true},
+		// Comments are skipped.
+		{`a(?#note)b`, "ab", true, true},
+		// \D \W \S and classes that negate \d \w \s leave out what Python's Unicode
+		// reading holds, so that re.fullmatch takes the output with and without re.ASCII;
+		// \d \w \s are ASCII.
+		{`\W`, "é", false, false},
+		{`\W`, "!", true, true},
+		{`\D`, "٣", false, false},
+		{`\S`, "\x1e", false, false},
+		{`\S`, "\u00a0", false, false},
+		{`[^\s]`, "\u3000", false, false},
+		{`[^\d]`, "٣", false, false},
+		{`[^\W\d_]+`, "abc", true, true},
+		{`[^\W\d_]+`, "é", false, false},
+		{`\w`, "é", false, false},
+		{`\d`, "٣", false, false},
+		{`[\S\s]`, "é", true, true},
+		// Inline flags: i folds case (ASCII letters; a negated class leaves out
+		// Unicode's other cases too), s lets '.' take a newline, a makes \W ASCII.
+		{`(?i)abc`, "aBC", true, true},
+		{`(?i)^abc$`, "ABC", true, true},
+		{`a(?i:b)c`, "aBc", true, true},
+		{`a(?i:b)c`, "aBC", false, false},
+		{`(?i)a(?-i:b)`, "Ab", true, true},
+		{`(?i)a(?-i:b)`, "AB", false, false},
+		{`(?i)[a-c]+`, "AbC", true, true},
+		{`(?i)k`, "\u212a", false, false}, // the Kelvin sign: Python's ASCII reading does not fold it
+		{`(?i)[^k]`, "\u212a", false, false},
+		{`(?i)[^k]`, "K", false, false},
+		{`(?i)[^i]`, "\u0131", false, false}, // ı, which Python pairs with I
+		{`(?i)[^i]`, "\u0130", false, false}, // İ, whose lower case is i
+		{`(?i)[^i]`, "j", true, true},
+		{`(?i)\x41`, "a", true, true},
+		{`(?i)é`, "É", false, false},
+		{`(?s)a.b`, "a\nb", true, true},
+		{`(?s:.)|.`, "\n", true, true},
+		{`.|(?s:a)`, "\n", false, false},
+		{`(?a)\W`, "é", true, true},
+		{`(?m)^a$`, "a", true, true},
+		// ^ \A and $ \Z inside groups where the output begins and ends.
+		{`(^a$)`, "a", true, true},
+		{`(\Aa)`, "a", true, true},
+		{`(?:^a|^b)c`, "bc", true, true},
+		{`((^a)|b)(c$|d$)`, "bd", true, true},
+		{`x|(^y(z$))`, "yz", true, true},
+		{`(?i)(^a)`, "A", true, true},
 	}
 	for _, tt := range tests {
 		f, err := RegexFormat(tt.pattern)
@@ -64,15 +123,41 @@ func TestRegexErrors(t *testing.T) {
 		{`(?<=a)b`, "look-arounds ((?<=...))"},
 		{`(?<!a)b`, "look-arounds"},
 		{`\bword\b`, `word boundaries (\b)`},
-		{`(?i)abc`, "inline flags"},
+		{`(?x)a b`, "verbose patterns ((?x))"},
+		{`a(?i)b`, "column 2: global flags ((?i)) only at the start"},
+		{`(?)`, "unknown or unsupported inline flag ')'"},
+		{`(?-i)a`, "unknown or unsupported inline flag ')'"},
+		{`(?au)a`, "inline flags a and u together"},
+		{`(?a-a:x)`, "unknown or unsupported inline flag 'a'"},
+		{`(?L)a`, "the locale flag"},
+		{`(?i`, "inline flags that do not end"},
 		{`(?>a)`, "atomic groups"},
 		{`a++`, "possessive quantifiers (++)"},
 		{`a{2}+`, "possessive quantifiers ({2}+)"},
 		{`\p{L}`, "Unicode property classes"},
-		{`a\Z`, `anchors (\Z)`},
+		{`a\Zb`, `'\Z' only at the end`},
+		{`a\A`, `'\A' only at the start`},
+		{`a\z`, `anchors (\z)`},
+		{`a{2}{3}`, `column 5: multiple repeat: "{3}"`},
+		{`a*{2}`, `multiple repeat: "{2}"`},
+		{`a+?*`, `multiple repeat: "*"`},
+		{`\1`, `back-references (\1)`},
+		{`\12`, `back-references (\12)`},
+		{`\8`, `back-references (\8)`},
+		{`\400`, `octal escape \400 is above \377`},
+		{`[\d-z]`, `a range that begins with a class (\d)`},
+		{`(?#no end`, "a comment ((?#...)) that does not end"},
+		{`\N{EM DASH}`, `unknown escape \N`},
 		{`a^b`, "'^' only at the start"},
 		{`a$b`, "'$' only at the end"},
-		{`(a$)`, "'$' only at the end"},
+		{`x(^a)`, "column 3: '^' only at the start"},
+		{`a(?:b|^c)`, "column 7: '^' only at the start"},
+		{`a*(\Ab)`, `'\A' only at the start`},
+		{`(a$)b`, "column 1: a group with '$' only at the end"},
+		{`(a$)*`, "a group with '$' only at the end"},
+		{`((a$))?`, "a group with '$' only at the end"},
+		{`(a$|b)c`, "a group with '$' only at the end"},
+		{`(a$b)`, "'$' only at the end"},
 		{`*a`, `nothing to repeat before '*'`},
 		{`a|*`, `nothing to repeat`},
 		{`{2}`, `nothing to repeat before "{2}"`},
@@ -138,7 +223,9 @@ func FuzzRegexDiff(f *testing.F) {
 // FuzzRegex: any pattern is taken or refused with an ErrGrammar, never a panic or a
 // hang; a pattern taken agrees with the reference on any text.
 func FuzzRegex(f *testing.F) {
-	for _, p := range append(diffPatterns, `(?P<x>a)\1`, `[\]-]`, `x{`, `a{,3}?`, `(?:a|)b`, `\u00e9+`, `^a|b$`) {
+	for _, p := range append(diffPatterns, `(?P<x>a)\1`, `[\]-]`, `x{`, `a{,3}?`, `(?:a|)b`, `\u00e9+`, `^a|b$`,
+		`a{2}{3}`, `\400`, `\0777`, `[\777]`, `(?#`, `(?#x)*`, `\A\Z`, `\Aa|\Zb`, `[\d-z]`, `x{,}`, `[^\W\d]`, `\S*\D`, `\12`,
+		`(?i)[^a-z]k`, `(?is)a.`, `(^a$)`, `((^a)|b)(c$|d$)`, `(a$)*`, `a(?:b|^c)`, `(?#x)(^a)`, `a(?i:b(?-i:c))`, `(?)`, `(?au)`, `(?i`, `(?i)(?s)^a`, `(?a)\W`, `(?i)[\x00-\U0010FFFF]`) {
 		f.Add(p, "ab")
 	}
 	f.Fuzz(func(t *testing.T, p, text string) {

@@ -2,6 +2,8 @@ package grammar
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"unicode/utf8"
 )
@@ -119,8 +121,19 @@ func FuzzGBNF(f *testing.F) {
 		f.Add(g, "aa")
 	}
 	for _, g := range []string{`root ::= ("a"?)*`, `root ::= x`, "root ::= a\na ::= root", `root ::= [\x00-\U0010FFFF]+`,
-		"root ::= \"a\"{2,3} # c\n", `root ::= "\uD800"`, `root ::= ((("a")))`, `root ::= "a"{1000}`} {
+		"root ::= \"a\"{2,3} # c\n", `root ::= "\uD800"`, `root ::= ((("a")))`, `root ::= "a"{1000}`,
+		`root ::= <[5]>`, `root ::= "a" !<`, `root ::= [a\-z]`, "root ::= \"a\"{2,\n3}", "root ::= (\"a\"{2,\n3})", `root ::= "a"{,3}`,
+		"root ::= x\r\nx ::= \"a\" |", `root ::= [^]`, `root ::= ("a"?){2,4}`, `root ::= [^]+`, `root ::= "a" []`,
+		`root ::= "\x00"`, `root ::= [\x00-\x01]`, `root ::= .*`} {
 		f.Add(g, "aaa")
+	}
+	langs, _ := filepath.Glob(filepath.Join("testdata", "gbnf-lang", "*.gbnf"))
+	for _, name := range langs {
+		g, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(g), "1. e4")
 	}
 	f.Fuzz(func(t *testing.T, g, text string) {
 		fm, err := GBNFFormat(g)

@@ -160,8 +160,9 @@ type Backend interface {
 
 // Breakers guard endpoints with circuit breakers. Ready says whether an endpoint may be
 // picked now (its breaker is not open); Begin admits one use of it and returns the
-// function that reports the outcome (nil error, or the failure). A nil Breakers allows
-// everything.
+// function that reports the outcome (nil error, or the failure). Relay reports a
+// verifier's success when it streams its first event, and a stream that breaks after
+// that as a failure of a use of its own. A nil Breakers allows everything.
 type Breakers interface {
 	Ready(Endpoint) bool
 	Begin(Endpoint) (done func(error), ok bool)
@@ -250,11 +251,27 @@ func (r *Router) Relay(ctx context.Context, key, model string, b Backend, sink f
 		}
 		a := Attempt{Verifier: v, Draft: d, Resume: append([]int32(nil), res.IDs...), ResumeText: len(res.Text)}
 		res.Attempts = append(res.Attempts, a)
-		draftDown, err := r.attempt(ctx, b, a, &res, sink)
-		if errors.Is(err, ErrEndpointDown) {
+		// The verifier's breaker hears of its success as soon as it streams: a
+		// half-open breaker's probe closes it then, rather than when a long generation
+		// ends, which would keep the verifier from every other request meanwhile.
+		answered := false
+		draftDown, err := r.attempt(ctx, b, a, &res, sink, func() {
+			if !answered {
+				answered = true
+				done(nil)
+			}
+		})
+		switch {
+		case !answered && errors.Is(err, ErrEndpointDown):
 			done(err)
-		} else {
+		case !answered:
 			done(nil) // the endpoint answered; a bad request is not its failure
+		case errors.Is(err, ErrEndpointDown) && r.Breakers != nil:
+			// It streamed, then broke: a failure all the same, reported as a use of
+			// its own (the first report was spent on the success).
+			if again, ok := r.Breakers.Begin(v); ok {
+				again(err)
+			}
 		}
 		switch {
 		case draftDown:
@@ -334,10 +351,11 @@ func ServesModel(model string) Health {
 	return func(e Endpoint) bool { return e.Role != Verifier || e.Model == model }
 }
 
-// attempt relays one attempt's events to sink. draftDown reports that its verifier
-// lost the draft and fell back to plain decoding. When it fails, what it had done (its
-// last progress) is added to res.earlier.
-func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result, sink func(Event) error) (draftDown bool, err error) {
+// attempt relays one attempt's events to sink. answered is called before the first
+// event is passed on. draftDown reports that its verifier lost the draft and fell back
+// to plain decoding. When it fails, what it had done (its last progress) is added to
+// res.earlier.
+func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result, sink func(Event) error, answered func()) (draftDown bool, err error) {
 	s, err := b.Start(ctx, a)
 	if err != nil {
 		return false, err
@@ -357,6 +375,7 @@ func (r *Router) attempt(ctx context.Context, b Backend, a Attempt, res *Result,
 		if err != nil {
 			return false, err // the backend marks endpoint failures with ErrEndpointDown
 		}
+		answered()
 		if ev.Progress != nil {
 			done = *ev.Progress
 		}

@@ -520,3 +520,100 @@ func TestRelayPromptLogprobsOnce(t *testing.T) {
 		t.Errorf("%d events relayed, want 6", events)
 	}
 }
+
+// heldStream streams one token, then waits for release (or its request's end) before
+// it ends the generation: a long generation under way.
+type heldStream struct {
+	ctx     context.Context
+	release <-chan struct{}
+	step    int
+}
+
+func (s *heldStream) Recv() (router.Event, error) {
+	s.step++
+	switch s.step {
+	case 1:
+		return router.Event{IDs: []int32{100}, Positions: []int{0}, Text: " 100"}, nil
+	case 2:
+		select {
+		case <-s.release:
+		case <-s.ctx.Done():
+			return router.Event{}, s.ctx.Err()
+		}
+		return router.Event{Final: &router.Final{Reason: generate.Length}}, nil
+	}
+	return router.Event{}, io.EOF
+}
+
+// TestHalfOpenProbeClosesOnFirstTokens: the half-open probe of a verifier's breaker
+// succeeds as soon as the verifier streams the probe request's first tokens, not when
+// that generation ends. Until the probe reports, every other request is refused the
+// verifier (the probe holds the breaker's one half-open slot): with a single
+// verifier, just restarted, that was UNAVAILABLE for as long as the probe generated.
+// A probe that streams and then breaks still counts as the verifier's failure.
+func TestHalfOpenProbeClosesOnFirstTokens(t *testing.T) {
+	d := router.NewStatic(router.Endpoint{ID: "v1", Address: "v1:1", Role: router.Verifier})
+	br := services.NewBreakers(1, 50*time.Millisecond)
+	r := &router.Router{Discovery: d, Breakers: br}
+	v1 := router.Endpoint{ID: "v1"}
+	halfOpen := func() {
+		t.Helper()
+		done, ok := br.Begin(v1)
+		if !ok {
+			t.Fatalf("Begin(v1) refused with the breaker %v", br.States())
+		}
+		done(router.ErrEndpointDown) // trip 1: open
+		for deadline := time.Now().Add(10 * time.Second); br.States()["v1"] != 1; time.Sleep(10 * time.Millisecond) {
+			br.Ready(v1) // the breaker turns half-open when asked after its cooldown
+			if time.Now().After(deadline) {
+				t.Fatalf("breaker %v, want half-open after its cooldown", br.States())
+			}
+		}
+	}
+	halfOpen()
+
+	release := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	probe := backendFunc(func(ctx context.Context, a router.Attempt) (router.Stream, error) {
+		return &heldStream{ctx: ctx, release: release}, nil
+	})
+	first := make(chan struct{})
+	probeDone := make(chan error, 1)
+	go func() {
+		_, err := r.Relay(ctx, "k", "", probe, func(ev router.Event) error {
+			if len(ev.IDs) > 0 {
+				close(first)
+			}
+			return nil
+		})
+		probeDone <- err
+	}()
+	<-first
+	// The probe is still generating; another request gets the verifier.
+	quick := backendFunc(func(context.Context, router.Attempt) (router.Stream, error) {
+		return &fakeStream{end: 2, failAt: -1}, nil
+	})
+	if _, err := r.Relay(ctx, "k2", "", quick, func(router.Event) error { return nil }); err != nil {
+		t.Errorf("request while the probe, which has streamed tokens, still generates: %v (breakers %v), want it served", err, br.States())
+	}
+	close(release)
+	if err := <-probeDone; err != nil {
+		t.Fatalf("probe request: %v", err)
+	}
+	if st := br.States()["v1"]; st != 0 {
+		t.Fatalf("breaker state %d after the probe, want 0 (closed)", st)
+	}
+
+	// A probe that streams, then breaks, opens the breaker again.
+	halfOpen()
+	breaking := backendFunc(func(context.Context, router.Attempt) (router.Stream, error) {
+		return &fakeStream{end: 6, failAt: 2}, nil
+	})
+	if _, err := r.Relay(ctx, "k3", "", breaking, func(router.Event) error { return nil }); !errors.Is(err, router.ErrEndpointDown) {
+		t.Fatalf("probe that breaks mid-stream: %v, want the verifier's failure", err)
+	}
+	if st := br.States()["v1"]; st != 2 {
+		t.Errorf("breaker state %d after a probe that broke mid-stream, want 2 (open)", st)
+	}
+}

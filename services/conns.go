@@ -1,14 +1,18 @@
 package services
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/stats"
 )
 
 // ConnLimits bound a Conns. Zero fields take the defaults.
@@ -29,7 +33,12 @@ type ConnLimits struct {
 // connection reconnects by itself, but with a backoff that grows to minutes; Conns
 // keeps it short and replaces a connection in TRANSIENT_FAILURE with a fresh one on
 // the next Get, so that a peer restarted on the same address is used at once rather
-// than after the old connection's backoff. Safe for concurrent use.
+// than after the old connection's backoff. A replaced connection still carrying RPCs
+// is closed only when the last of them ends: a peer draining (GracefulStop) leaves its
+// channel in TRANSIENT_FAILURE — its listener is closed — while the streams it took
+// still run on the old transport, and closing the connection under them would cut
+// them (CANCELED, "the client connection is closing") instead of letting them finish.
+// Safe for concurrent use.
 //
 // Conns dials whatever address it is given: callers must only pass addresses of
 // their own configuration or discovery, never one named in a request.
@@ -37,15 +46,53 @@ type Conns struct {
 	opts   []grpc.DialOption
 	limits ConnLimits
 
-	mu     sync.Mutex
-	m      map[string]*cached
-	swept  time.Time // last sweep
-	closed bool
+	mu      sync.Mutex
+	m       map[string]*cached
+	retired []*cached // replaced while carrying RPCs; each closes when its last one ends
+	swept   time.Time // last sweep
+	closed  bool
 }
 
+// cached is one connection of a Conns. It is the connection's stats handler, to count
+// the RPCs in flight on it.
 type cached struct {
-	cc   *grpc.ClientConn
-	used time.Time // last Get
+	cc      *grpc.ClientConn
+	used    time.Time    // last Get
+	active  atomic.Int64 // RPC attempts begun and not ended
+	retired atomic.Bool  // no longer in the cache: close once active is 0
+	once    sync.Once
+}
+
+var _ stats.Handler = (*cached)(nil)
+
+func (e *cached) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (e *cached) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (e *cached) HandleConn(context.Context, stats.ConnStats)                       {}
+
+// HandleRPC counts the RPCs in flight, and closes a retired connection when the last
+// one ends (in a goroutine: not from within its own RPC's bookkeeping).
+func (e *cached) HandleRPC(_ context.Context, s stats.RPCStats) {
+	switch s.(type) {
+	case *stats.Begin:
+		e.active.Add(1)
+	case *stats.End:
+		if e.active.Add(-1) == 0 && e.retired.Load() {
+			go e.close()
+		}
+	}
+}
+
+func (e *cached) close() { e.once.Do(func() { e.cc.Close() }) }
+
+// retire takes e out of use: closed now if it carries no RPC, else when its last one
+// ends (or at Close). Called with c.mu held.
+func (c *Conns) retire(e *cached) {
+	e.retired.Store(true)
+	if e.active.Load() == 0 {
+		e.close()
+		return
+	}
+	c.retired = append(c.retired, e)
 }
 
 // Errors of Conns.Get.
@@ -99,8 +146,8 @@ func (c *Conns) Get(addr string) (*grpc.ClientConn, error) {
 			e.used = now
 			return e.cc, nil
 		}
-		e.cc.Close()
 		delete(c.m, addr)
+		c.retire(e)
 	}
 	if len(c.m) >= c.limits.Max {
 		c.sweep(now)
@@ -108,17 +155,20 @@ func (c *Conns) Get(addr string) (*grpc.ClientConn, error) {
 	if len(c.m) >= c.limits.Max {
 		return nil, fmt.Errorf("%w: %d connections open, none idle; not dialling %s", ErrTooManyConns, len(c.m), addr)
 	}
-	cc, err := Dial(addr, c.opts...)
+	e := &cached{used: now}
+	cc, err := Dial(addr, append([]grpc.DialOption{grpc.WithStatsHandler(e)}, c.opts...)...)
 	if err != nil {
 		return nil, err
 	}
-	c.m[addr] = &cached{cc: cc, used: now}
+	e.cc = cc
+	c.m[addr] = e
 	return cc, nil
 }
 
-// sweep closes and drops the connections not got for longer than the idle timeout
-// whose channel is idle or failing: gRPC has closed (or lost) their transport, and
-// no RPC can be using them. Called with c.mu held.
+// sweep drops the connections not got for longer than the idle timeout whose channel
+// is idle or failing: gRPC has closed (or lost) their transport (one failing still
+// carrying a stream is closed when that ends). It also forgets the retired
+// connections closed since. Called with c.mu held.
 func (c *Conns) sweep(now time.Time) {
 	c.swept = now
 	for a, e := range c.m {
@@ -127,10 +177,11 @@ func (c *Conns) sweep(now time.Time) {
 		}
 		switch e.cc.GetState() {
 		case connectivity.Idle, connectivity.TransientFailure, connectivity.Shutdown:
-			e.cc.Close()
 			delete(c.m, a)
+			c.retire(e)
 		}
 	}
+	c.retired = slices.DeleteFunc(c.retired, func(e *cached) bool { return e.cc.GetState() == connectivity.Shutdown })
 }
 
 // Len reports the connections cached.
@@ -140,13 +191,17 @@ func (c *Conns) Len() int {
 	return len(c.m)
 }
 
-// Close closes every connection.
+// Close closes every connection, those retired with RPCs still in flight too.
 func (c *Conns) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
 	for a, e := range c.m {
-		e.cc.Close()
+		e.close()
 		delete(c.m, a)
 	}
+	for _, e := range c.retired {
+		e.close()
+	}
+	c.retired = nil
 }

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -153,4 +155,72 @@ func TestConnsRedialsFailed(t *testing.T) {
 func checkLeaks(t *testing.T) {
 	opt := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
+}
+
+// TestConnsReplacedKeepsStreams: a peer draining (GracefulStop) closes its listener,
+// so its connection falls into TRANSIENT_FAILURE while the streams it took still run;
+// the next Get replaces the connection, and the streams in flight on the old one go on
+// to their end instead of being cut with it (CANCELED, "the client connection is
+// closing": what a verifier's graceful stop did to the router's streams).
+func TestConnsReplacedKeepsStreams(t *testing.T) {
+	checkLeaks(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	go gs.Serve(lis)
+	defer gs.Stop()
+	addr := lis.Addr().String()
+
+	c := services.NewConns(services.ConnLimits{})
+	defer c.Close()
+	old, err := c.Get(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := healthpb.NewHealthClient(old).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first watch message: %v, %v; want SERVING", r, err)
+	}
+
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }() // waits for the watch stream
+	// RPCs while the listener is gone put the connection in backoff; then Get
+	// replaces it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		cc, err := c.Get(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cc != old {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connection %v, still cached with its peer's listener closed", old.GetState())
+		}
+		rctx, rcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		healthpb.NewHealthClient(old).Check(rctx, &healthpb.HealthCheckRequest{})
+		rcancel()
+	}
+
+	// The draining server still serves the stream it took.
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("watch after the connection was replaced: %v, %v; want NOT_SERVING", r, err)
+	}
+	cancel() // the last stream ends: the old connection closes, the server stops
+	<-stopped
+	for deadline := time.Now().Add(10 * time.Second); old.GetState() != connectivity.Shutdown; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("replaced connection %v after its last stream ended, want SHUTDOWN", old.GetState())
+		}
+	}
 }

@@ -61,6 +61,30 @@ var (
 	ErrPermissionDenied = errors.New("permission denied")
 )
 
+// ReasonNotReady is the reason of the google.rpc.ErrorInfo detail (domain
+// ErrorDomain) that an UNAVAILABLE answer carries when the service refused the call
+// because it has not loaded its model yet (ErrNotReady): the call never started, so a
+// caller may take it elsewhere without counting it as the peer's failure.
+const ReasonNotReady = "MODEL_NOT_LOADED"
+
+// ErrorDomain is the domain of specd's google.rpc.ErrorInfo details.
+const ErrorDomain = "specd.dev"
+
+// NotReady reports whether err, from a call to a peer, is that peer's refusal because
+// it has not loaded its model yet (see ReasonNotReady).
+func NotReady(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() == ReasonNotReady && ei.GetDomain() == ErrorDomain {
+			return true
+		}
+	}
+	return false
+}
+
 // BusyError is a refusal for lack of capacity (it wraps ErrBusy or another
 // resource error) with a hint of when to retry; it maps to ResourceExhausted with a
 // google.rpc.RetryInfo detail.
@@ -107,6 +131,12 @@ func Status(err error) error {
 		return st.Err()
 	}
 	switch {
+	case errors.Is(err, ErrNotReady):
+		st := status.New(codes.Unavailable, err.Error())
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonNotReady, Domain: ErrorDomain}); derr == nil {
+			st = d
+		}
+		return st.Err()
 	case errors.Is(err, ErrSendStalled):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
@@ -128,7 +158,7 @@ func Status(err error) error {
 	case errors.Is(err, kvcache.ErrExhausted), errors.Is(err, ErrBusy), errors.Is(err, verifier.ErrQueueFull),
 		errors.Is(err, ErrTooManyConns):
 		return status.Error(codes.ResourceExhausted, err.Error())
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotReady), errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, chat.ErrRejected), errors.Is(err, chat.ErrArguments):
 		// The model's template refused the conversation (roles out of order, say), or a

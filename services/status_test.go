@@ -68,6 +68,21 @@ func TestStatus(t *testing.T) {
 	if hint != 250*time.Millisecond {
 		t.Errorf("BusyError's RetryInfo delay = %v, want 250ms", hint)
 	}
+	// A refusal while loading is told apart from a peer down: the router moves the
+	// request on without counting it against the verifier's breaker.
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{Status(fmt.Errorf("generate: %w", ErrNotReady)), true},
+		{status.Error(codes.Unavailable, ErrNotReady.Error()), false},
+		{Status(ErrUnavailable), false},
+		{fmt.Errorf("generate: %w", ErrNotReady), false},
+	} {
+		if got := NotReady(tc.err); got != tc.want {
+			t.Errorf("NotReady(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
 }
 
 // TestStatusFieldDetail: a FieldError, wrapped or not, carries its field as a

@@ -21,6 +21,7 @@ import (
 	"github.com/specd-dev/specd/router"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/consul"
+	"github.com/specd-dev/specd/services/cors"
 	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/openaihttp"
 	"github.com/specd-dev/specd/services/serve"
@@ -326,6 +327,8 @@ type httpOptions struct {
 	httpListen  string
 	httpMaxBody int64
 	toolParser  string
+	corsOrigins string
+	cors        *cors.Policy // corsOrigins parsed by validate
 }
 
 func (o *httpOptions) addFlags(fs *flag.FlagSet) {
@@ -333,6 +336,8 @@ func (o *httpOptions) addFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&o.httpMaxBody, "http-max-body-bytes", 0, "largest request body the OpenAI-compatible API reads; larger is 413 (default 4 MiB, or --max-message-bytes when that is less)")
 	fs.StringVar(&o.toolParser, "tool-call-parser", "", "how the served models write tool calls, as vLLM's flag names it: hermes (Qwen2.5's <tool_call> blocks) or llama3_json (Llama 3.1's JSON); "+
 		"chat completions then accept tools and answer tool_calls. Empty: tools are refused unless tool_choice is \"none\"")
+	fs.StringVar(&o.corsOrigins, "http-cors-origins", "", "browser origins allowed to call the HTTP APIs directly (CORS), comma-separated: SCHEME://HOST[:PORT], "+
+		"one * in each standing for any characters (http://localhost:*, chrome-extension://*), or * for any origin; empty: none")
 }
 
 // validate checks the flags; maxMessage is the gRPC message limit the front door's
@@ -364,6 +369,14 @@ func (o *httpOptions) validate(maxMessage int, t *tlsOptions) error {
 	if o.httpMaxBody < 1<<10 || o.httpMaxBody > 1<<30 {
 		return usagef("--http-max-body-bytes %d: want 1 KiB..1 GiB", o.httpMaxBody)
 	}
+	p, err := cors.Parse(strings.Split(o.corsOrigins, ","))
+	if err != nil {
+		return usagef("--http-cors-origins: %v", err)
+	}
+	if p != nil && o.httpListen == "" {
+		return usagef("--http-cors-origins without --http-listen: there is no HTTP API to call")
+	}
+	o.cors = p
 	return nil
 }
 
@@ -376,7 +389,7 @@ func (o *httpOptions) open() (*serve.HTTPConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &serve.HTTPConfig{Listener: lis, MaxBodyBytes: o.httpMaxBody}
+	cfg := &serve.HTTPConfig{Listener: lis, MaxBodyBytes: o.httpMaxBody, CORS: o.cors}
 	if o.toolParser != "" {
 		if cfg.ToolCalls, err = toolcall.ParseSyntax(o.toolParser); err != nil {
 			lis.Close()
@@ -413,7 +426,7 @@ func (o *routerOptions) addFlags(fs *flag.FlagSet) {
 	fs.Var(&o.verifiers, "verifiers", "comma-separated verifier `addresses` (static discovery)")
 	fs.Var(&o.drafts, "drafts", "comma-separated draft `addresses` (static discovery; empty: decode plainly)")
 	fs.DurationVar(&o.refresh, "refresh", 5*time.Second, "how often to refresh the endpoints' model info and load")
-	fs.DurationVar(&o.health, "health-interval", time.Second, "how often to probe the endpoints' gRPC health; the router is NOT_SERVING while no verifier is SERVING with its breaker closed")
+	fs.DurationVar(&o.health, "health-interval", time.Second, "how often to probe the endpoints' gRPC health; the router is NOT_SERVING while no verifier is SERVING with its breaker closed, and resumes elsewhere the streams of a verifier that leaves every probe unanswered for 3 s")
 }
 
 // addrList is the value of a flag listing addresses, comma-separated, that remembers

@@ -132,6 +132,7 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 	}
 	m, e := h.find(ctx, c.Model)
 	if e == nil {
+		c.Req.Model = m.GetName() // the router's spelling of the name the client sent
 		e = c.opts.window(int(m.GetContextLength()), c.Req.Sampling)
 	}
 	if e != nil {
@@ -139,13 +140,17 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 		return
 	}
 	if c.Load {
-		// The model is loaded for as long as specd runs: say so as Ollama does once it
-		// has loaded one.
-		now := time.Now().UTC()
+		// The model is loaded for as long as specd runs: answer as Ollama does once it
+		// has loaded one, or (keep_alive 0) once it has unloaded it, which here frees
+		// nothing a request holds.
+		now, reason := time.Now().UTC(), "load"
+		if c.Unload {
+			reason = "unload"
+		}
 		if c.Chat {
-			writeJSON(w, http.StatusOK, &ChatResponse{Model: c.Model, CreatedAt: now, Message: Message{Role: "assistant"}, Done: true, DoneReason: "load"})
+			writeJSON(w, http.StatusOK, &ChatResponse{Model: c.Model, CreatedAt: now, Message: Message{Role: "assistant"}, Done: true, DoneReason: reason})
 		} else {
-			writeJSON(w, http.StatusOK, &GenerateResponse{Model: c.Model, CreatedAt: now, Done: true, DoneReason: "load"})
+			writeJSON(w, http.StatusOK, &GenerateResponse{Model: c.Model, CreatedAt: now, Done: true, DoneReason: reason})
 		}
 		return
 	}
@@ -310,10 +315,14 @@ func (h *Handler) find(ctx context.Context, name string) (*specdv1.ModelInfo, *E
 	if err != nil {
 		return nil, fromStatus(err, name)
 	}
+	var vs []*specdv1.ModelInfo
 	for _, m := range resp.GetModels() {
-		if m.GetRole() == "verifier" && m.GetName() == ModelName(name) {
-			return m, nil
+		if m.GetRole() == "verifier" {
+			vs = append(vs, m)
 		}
+	}
+	if m := match(vs, name); m != nil {
+		return m, nil
 	}
 	return nil, notFound(name)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -284,19 +285,25 @@ func TestNumPredictBeyondContext(t *testing.T) {
 	}
 }
 
-// TestLoad: an empty prompt, or no messages, is Ollama's call to load the model: one
-// done line with done_reason "load", nothing generated; for a model not served, a 404.
+// TestLoad: an empty prompt, or no messages, is Ollama's call to load the model (with
+// keep_alive 0, to unload it): one done line with done_reason "load" ("unload"),
+// nothing generated; for a model not served, a 404.
 func TestLoad(t *testing.T) {
 	s := &stub{generate: reply(specdv1.FinishReason_FINISH_REASON_EOS, "never")}
 	base := serve(t, s, nil)
-	for _, tc := range []struct{ path, body string }{
-		{"/api/generate", `{"model":"big"}`},
-		{"/api/generate", `{"model":"big:latest","keep_alive":0}`},
-		{"/api/chat", `{"model":"big","messages":[]}`},
+	for _, tc := range []struct{ path, body, reason string }{
+		{"/api/generate", `{"model":"big"}`, "load"},
+		{"/api/generate", `{"model":"big:latest","keep_alive":"5m"}`, "load"},
+		{"/api/generate", `{"model":"big","keep_alive":-1}`, "load"},
+		{"/api/chat", `{"model":"big","messages":[]}`, "load"},
+		// keep_alive 0 with nothing to generate is Ollama's call to unload.
+		{"/api/generate", `{"model":"big:latest","keep_alive":0}`, "unload"},
+		{"/api/generate", `{"model":"big","keep_alive":"0s","system":"s"}`, "unload"},
+		{"/api/chat", `{"model":"big","keep_alive":0}`, "unload"},
 	} {
 		code, _, lines := post(t, base, tc.path, tc.body)
-		if code != 200 || len(lines) != 1 || lines[0]["done"] != true || lines[0]["done_reason"] != "load" {
-			t.Errorf("%s %s: %d %v", tc.path, tc.body, code, lines)
+		if code != 200 || len(lines) != 1 || lines[0]["done"] != true || lines[0]["done_reason"] != tc.reason {
+			t.Errorf("%s %s: %d %v, want one done line with done_reason %s", tc.path, tc.body, code, lines, tc.reason)
 		}
 	}
 	if n := len(s.requests()); n != 0 {
@@ -393,8 +400,8 @@ var hermesCall = []string{"Let me look.", "\n<tool_call>\n{\"name\": \"get_weath
 
 const toolsBody = `{"model":"big","messages":[{"role":"user","content":"weather?"}],"tools":[{"type":"function","function":{"name":"get_weather","description":"d","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]`
 
-// TestToolCalls: a reply with calls is a message with tool_calls, arguments as an
-// object, streamed (the content as it comes, the calls in one line before the last)
+// TestToolCalls: a reply with calls is a message with tool_calls, each with an id and
+// its arguments as an object, streamed (the content as it comes, the calls in one line before the last)
 // and not; the tools reach the router; a server with no parser refuses tools.
 func TestToolCalls(t *testing.T) {
 	s := &stub{generate: reply(specdv1.FinishReason_FINISH_REASON_EOS, hermesCall...)}
@@ -403,7 +410,7 @@ func TestToolCalls(t *testing.T) {
 
 	code, _, lines := post(t, base, "/api/chat", toolsBody+`,"stream":false}`)
 	msg := lines[0]["message"].(map[string]any)
-	calls, _ := json.Marshal(msg["tool_calls"])
+	calls, _ := json.Marshal(withoutIDs(t, msg["tool_calls"]))
 	if code != 200 || msg["content"] != "Let me look." || string(calls) != wantCall || lines[0]["done_reason"] != "stop" {
 		t.Errorf("unstreamed: %d %v: want content %q and calls %s", code, lines, "Let me look.", wantCall)
 	}
@@ -422,7 +429,7 @@ func TestToolCalls(t *testing.T) {
 			got = append(got, tc...)
 		}
 	}
-	calls, _ = json.Marshal(got)
+	calls, _ = json.Marshal(withoutIDs(t, got))
 	if code != 200 || content != "Let me look." || string(calls) != wantCall || lines[len(lines)-1]["done"] != true {
 		t.Errorf("streamed: %d content %q calls %s; want %q and %s", code, content, calls, "Let me look.", wantCall)
 	}
@@ -432,6 +439,24 @@ func TestToolCalls(t *testing.T) {
 	if code != 400 || !strings.HasPrefix(lines[0]["error"].(string), "tools: big does not support tools") {
 		t.Errorf("without a parser: %d %v", code, lines)
 	}
+}
+
+// withoutIDs checks that each of calls (tool_calls decoded) has an id as Ollama gives
+// one, "call_" and 8 letters or digits, each its own, and returns them without.
+func withoutIDs(t *testing.T, calls any) any {
+	t.Helper()
+	list, _ := calls.([]any)
+	seen := map[string]bool{}
+	for _, c := range list {
+		m := c.(map[string]any)
+		id, _ := m["id"].(string)
+		if !regexp.MustCompile(`^call_[a-z0-9]{8}$`).MatchString(id) || seen[id] {
+			t.Errorf("tool call %v: id %q, want a fresh call_XXXXXXXX", m, id)
+		}
+		seen[id] = true
+		delete(m, "id")
+	}
+	return calls
 }
 
 // TestToolCallsBroken: a streamed reply whose call turns out malformed after it began
@@ -498,6 +523,14 @@ func TestModels(t *testing.T) {
 		if m["name"] != "big:latest" || m["model"] != "big:latest" || d["family"] != "llama" || d["parameter_size"] != "25.7M" ||
 			d["quantization_level"] != "Q8_0" || d["format"] != "gguf" {
 			t.Errorf("%s: %v", path, m)
+		}
+		if path == "/api/ps" {
+			// Loaded for as long as specd runs: Ollama's expiry of a model kept
+			// forever (keep_alive -1), some 292 years on.
+			exp, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m["expires_at"]))
+			if err != nil || exp.Before(time.Now().AddDate(290, 0, 0)) {
+				t.Errorf("/api/ps expires_at %v (%v), want Ollama's for a model kept loaded", m["expires_at"], err)
+			}
 		}
 	}
 	if v := get("/api/version")["version"]; v != ollamahttp.Version {
@@ -623,5 +656,33 @@ func TestLogprobs(t *testing.T) {
 		if lines[0]["logprobs"] != nil {
 			t.Errorf("%s without logprobs: %v", path, lines[0])
 		}
+	}
+}
+
+// TestModelNamesCaseBlind: a model is named case-blind, its tag "latest" too, as
+// Ollama matches names; the router is asked for the model by its own name, and the
+// answer echoes the name as the client sent it. Another name is still a 404.
+func TestModelNamesCaseBlind(t *testing.T) {
+	s := &stub{generate: reply(specdv1.FinishReason_FINISH_REASON_EOS, "ok")}
+	base := serve(t, s, nil)
+	for _, name := range []string{"BIG", "Big:LATEST"} {
+		code, _, lines := post(t, base, "/api/generate", `{"model":"`+name+`","prompt":"x","raw":true,"stream":false}`)
+		if code != 200 || lines[0]["model"] != name || lines[0]["response"] != "ok" {
+			t.Errorf("generate %s: %d %v", name, code, lines)
+		}
+		if code, _, lines := post(t, base, "/api/show", `{"model":"`+name+`"}`); code != 200 {
+			t.Errorf("show %s: %d %v", name, code, lines)
+		}
+		if code, _, lines := post(t, base, "/api/pull", `{"model":"`+name+`","stream":false}`); code != 200 || lines[0]["status"] != "success" {
+			t.Errorf("pull %s: %d %v", name, code, lines)
+		}
+	}
+	for _, r := range s.requests() {
+		if r.GetModel() != "big" {
+			t.Errorf("the router was asked for model %q, want big", r.GetModel())
+		}
+	}
+	if code, _, lines := post(t, base, "/api/generate", `{"model":"BIGGER","prompt":"x"}`); code != 404 || lines[0]["error"] != "model 'BIGGER' not found" {
+		t.Errorf("generate BIGGER: %d %v", code, lines)
 	}
 }

@@ -3,8 +3,10 @@ package ollamahttp
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
+	"time"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services/openaihttp"
@@ -79,8 +81,10 @@ func (h *Handler) tags(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// ps serves GET /api/ps: every model served is loaded, for as long as specd runs (an
-// expires_at of the zero time), in main memory (size_vram 0).
+// ps serves GET /api/ps: every model served is loaded, for as long as specd runs, in
+// main memory (size_vram 0). Its expires_at is what Ollama reports for a model kept
+// loaded (keep_alive -1): now and the longest duration, some 292 years on; a zero
+// time would read as long expired.
 func (h *Handler) ps(w http.ResponseWriter, r *http.Request) {
 	ms, e := h.verifiers(r)
 	if e != nil {
@@ -88,9 +92,10 @@ func (h *Handler) ps(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := ProcessResponse{Models: []ProcessModel{}}
+	forever := time.Now().UTC().Add(math.MaxInt64)
 	for _, m := range ms {
 		out.Models = append(out.Models, ProcessModel{Name: tagged(m.GetName()), Model: tagged(m.GetName()), Details: details(m),
-			ContextLength: int(m.GetContextLength())})
+			ExpiresAt: forever, ContextLength: int(m.GetContextLength())})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -115,10 +120,7 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, e)
 		return
 	}
-	for _, m := range ms {
-		if m.GetName() != ModelName(name) {
-			continue
-		}
+	if m := match(ms, name); m != nil {
 		arch := cmp.Or(m.GetArchitecture(), "llama")
 		caps := []string{"completion"}
 		if h.tools != 0 {
@@ -151,11 +153,9 @@ func (h *Handler) pull(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, e)
 		return
 	}
-	for _, m := range ms {
-		if name != "" && m.GetName() == ModelName(name) {
-			writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
-			return
-		}
+	if match(ms, name) != nil {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+		return
 	}
 	writeError(w, &Error{Status: http.StatusNotImplemented, Message: fmt.Sprintf("model '%s' is not served here, and specd does not pull models over its API: "+
 		"run `specd pull` where the verifier runs and start it with that model", name)})

@@ -237,25 +237,28 @@ func (o *options) window(ctx int, sp *specdv1.SamplingParams) *Error {
 // stream reports the stream parameter: nil is true, as in Ollama's API.
 func stream(s *bool) bool { return s == nil || *s }
 
-// keepAlive checks keep_alive, which has no effect: a duration string ("5m", "-1s"),
-// a number of seconds, or null.
-func keepAlive(raw json.RawMessage) error {
+// keepAlive checks keep_alive, which cannot change how long specd keeps a model (as
+// long as it runs): a duration string ("5m", "-1s"), a number of seconds, or null. It
+// reports whether it is zero, which with nothing to generate is Ollama's call to
+// unload the model.
+func keepAlive(raw json.RawMessage) (zero bool, err error) {
 	v := bytes.TrimSpace(raw)
 	if len(v) == 0 || string(v) == "null" {
-		return nil
+		return false, nil
 	}
 	var f float64
 	if json.Unmarshal(v, &f) == nil {
-		return nil
+		return f == 0, nil
 	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
-		return badRequest("keep_alive", "want a duration (\"5m\") or a number of seconds")
+		return false, badRequest("keep_alive", "want a duration (\"5m\") or a number of seconds")
 	}
-	if _, err := time.ParseDuration(s); err != nil {
-		return badRequest("keep_alive", "%q: %v", s, err)
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return false, badRequest("keep_alive", "%q: %v", s, err)
 	}
-	return nil
+	return d == 0, nil
 }
 
 // isOn reports whether a raw JSON parameter is set to something other than null,

@@ -27,8 +27,10 @@ type Call struct {
 	Stream bool   // answer with newline-delimited JSON objects
 	Chat   bool
 	// Load: an empty prompt (or no messages), Ollama's call to load the model: the
-	// answer is one done message, nothing is generated.
-	Load bool
+	// answer is one done message, nothing is generated. Unload: a load call with
+	// keep_alive 0, Ollama's call to unload it, answered the same way (done_reason
+	// "unload"); specd's models stay loaded for as long as it runs.
+	Load, Unload bool
 	// Raw: a generation whose prompt is used as it is (no system, no context).
 	Raw     bool
 	Prompt  string  // a generation's prompt
@@ -44,14 +46,44 @@ type Call struct {
 }
 
 // ModelName is the name of the model a client names as Ollama's clients do,
-// "NAME:TAG": the tag "latest", which Ollama gives a name without one, is dropped, so
-// "specd-target:latest" and "specd-target" are the same model. Any other tag is part
-// of the name, which then names no model specd serves.
-func ModelName(name string) string { return strings.TrimSuffix(name, ":latest") }
+// "NAME:TAG": the tag "latest" (in any case), which Ollama gives a name without one,
+// is dropped, so "specd-target:latest" and "specd-target" are the same model. Any
+// other tag is part of the name, which then names no model specd serves. Names are
+// matched case-blind, as Ollama matches them (see match).
+func ModelName(name string) string {
+	const tag = ":latest"
+	if len(name) > len(tag) && strings.EqualFold(name[len(name)-len(tag):], tag) {
+		return name[:len(name)-len(tag)]
+	}
+	return name
+}
+
+// match is the model of ms a client names (see ModelName): the one of that very name,
+// else the first whose name differs only in case; nil if none.
+func match(ms []*specdv1.ModelInfo, name string) *specdv1.ModelInfo {
+	name = ModelName(name)
+	if name == "" {
+		return nil
+	}
+	for _, m := range ms {
+		if m.GetName() == name {
+			return m
+		}
+	}
+	for _, m := range ms {
+		if strings.EqualFold(m.GetName(), name) {
+			return m
+		}
+	}
+	return nil
+}
 
 // decode unmarshals a JSON body into v; unknown fields are ignored, as Ollama's
 // server ignores them.
 func decode(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return &Error{Status: http.StatusBadRequest, Message: "missing request body"} // as Ollama words it
+	}
 	err := json.Unmarshal(body, v)
 	if err == nil {
 		return nil
@@ -74,14 +106,15 @@ func common(model string, format, keep, think json.RawMessage, logprobs *bool, t
 	if n := topLogprobs; n != nil && (*n < 0 || *n > generate.MaxTopLogprobs) {
 		return nil, badRequest("top_logprobs", "top_logprobs must be between 0 and %d", generate.MaxTopLogprobs)
 	}
-	if err := keepAlive(keep); err != nil {
+	unload, err := keepAlive(keep)
+	if err != nil {
 		return nil, err
 	}
 	o, err := parseOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	c := &Call{Req: &specdv1.GenerateRequest{Model: ModelName(model)}, Model: model, opts: o}
+	c := &Call{Req: &specdv1.GenerateRequest{Model: ModelName(model)}, Model: model, Unload: unload, opts: o}
 	if err := o.apply(c.Req); err != nil {
 		return nil, err
 	}
@@ -157,6 +190,7 @@ func ParseGenerate(body []byte) (*Call, error) {
 	}
 	c.System = r.System
 	c.Load = r.Prompt == ""
+	c.Unload = c.Unload && c.Load
 	if c.Raw {
 		c.Req.Prompt = c.Prompt
 	} else {
@@ -188,6 +222,7 @@ func ParseChat(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		return nil, err
 	}
 	c.Chat, c.Stream, c.Load = true, stream(r.Stream), len(r.Messages) == 0
+	c.Unload = c.Unload && c.Load
 	for i, m := range r.Messages {
 		role := strings.ToLower(m.Role) // as Ollama reads it
 		switch role {
@@ -207,8 +242,13 @@ func ParseChat(body []byte, syntax toolcall.Syntax) (*Call, error) {
 				return nil, badRequest("messages", "message %d: tool call %d has no function name", i, j)
 			}
 			args := bytes.TrimSpace(tc.Function.Arguments)
-			if len(args) == 0 || string(args) == "null" {
+			switch {
+			case len(args) == 0 || string(args) == "null":
 				args = []byte("{}")
+			case args[0] != '{':
+				// As Ollama refuses it: its arguments are an object, and a string of
+				// JSON text (OpenAI's shape) would reach the template as a string.
+				return nil, badRequest("messages", "message %d: tool call %d: arguments %s: want a JSON object", i, j, clip(args))
 			}
 			cm.ToolCalls = append(cm.ToolCalls, &specdv1.ToolCall{Id: tc.ID, Type: "function",
 				Function: &specdv1.FunctionCall{Name: tc.Function.Name, Arguments: string(args)}})

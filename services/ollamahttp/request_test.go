@@ -97,6 +97,8 @@ func TestParseRefusals(t *testing.T) {
 		{`{"model":"m","prompt":"p","options":{"penalize_newline":"no"}}`, "options.penalize_newline"},
 		{`{"model":"m","prompt":7}`, "prompt"},
 		{`{"model":"m","prompt":"p"`, "the request body"},
+		{"", "missing request body"}, // Ollama's words
+		{" \n", "missing request body"},
 	} {
 		_, err := ollamahttp.ParseGenerate([]byte(tc.body))
 		var e *ollamahttp.Error
@@ -112,6 +114,11 @@ func TestParseRefusals(t *testing.T) {
 		{`{"model":"m","messages":[{"role":"user","content":"x","images":["aGk="]}]}`, "messages"},
 		{`{"model":"m","messages":[{"role":"user","content":"x","tool_calls":[{"function":{"name":"f"}}]}]}`, "messages"},
 		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"arguments":{}}}]}]}`, "messages"},
+		// Ollama's arguments are an object: a string of JSON text (OpenAI's shape) or
+		// any other value is refused, as Ollama refuses it, not rendered as it is.
+		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":"{\"a\":1}"}}]}]}`, "messages"},
+		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":[1]}}]}]}`, "messages"},
+		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":7}}]}]}`, "messages"},
 		{`{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"retrieval","function":{"name":"f"}}]}`, "tools"},
 		{`{"model":"m","messages":"hi"}`, "messages"},
 		{`{"model":"m","messages":[],"options":{"num_predict":-9}}`, "options.num_predict"},
@@ -143,7 +150,8 @@ func TestParseFormat(t *testing.T) {
 }
 
 // FuzzParse: no body makes either parser panic; every refusal is a 400, and what is
-// taken is a request with a model and a prompt or messages (or a load call).
+// taken is a request with a model and a prompt or messages (or a load call, which
+// alone may be an unload call).
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`{"model":"m","prompt":"p","options":{"temperature":0.2,"top_k":5,"seed":3,"stop":["x"],"num_predict":-2}}`,
@@ -172,6 +180,9 @@ func FuzzParse(f *testing.F) {
 			}
 			if c.Model == "" || c.Req.GetSampling() == nil {
 				t.Fatalf("%s(%q) took a request without a model or sampling: %v", name, b, c.Req)
+			}
+			if c.Unload && !c.Load {
+				t.Fatalf("%s(%q): an unload call that is no load call", name, b)
 			}
 			if !c.Load && !c.Raw && len(c.Req.GetMessages()) == 0 {
 				t.Fatalf("%s(%q): neither a load call, a raw prompt nor messages: %v", name, b, c.Req)

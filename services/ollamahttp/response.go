@@ -1,6 +1,7 @@
 package ollamahttp
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -134,9 +135,21 @@ func toolCalls(calls []toolcall.Call) []ToolCall {
 		if args == "" {
 			args = "{}"
 		}
-		out[i] = ToolCall{Function: ToolCallFunction{Index: i, Name: c.Name, Arguments: []byte(args)}}
+		out[i] = ToolCall{ID: newCallID(), Function: ToolCallFunction{Index: i, Name: c.Name, Arguments: []byte(args)}}
 	}
 	return out
+}
+
+// newCallID is a fresh tool call id as Ollama makes one: "call_" and 8 lower-case
+// letters or digits, which a client sends back as the tool message's tool_call_id.
+func newCallID() string {
+	const digits = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 8)
+	rand.Read(b) // never fails (crypto/rand)
+	for i := range b {
+		b[i] = digits[int(b[i])%len(digits)]
+	}
+	return "call_" + string(b)
 }
 
 // lines are the lines of a streamed answer that msg makes: one per piece of text
@@ -161,7 +174,7 @@ func (a *answer) lines(msg *specdv1.GenerateResponse) ([]any, *Error) {
 			case toolcall.Content:
 				piece(e.Text, nil)
 			case toolcall.Begin:
-				a.calls = append(a.calls, ToolCall{Function: ToolCallFunction{Index: e.Call, Name: e.Text}})
+				a.calls = append(a.calls, ToolCall{ID: newCallID(), Function: ToolCallFunction{Index: e.Call, Name: e.Text}})
 			case toolcall.Args:
 				a.calls[e.Call].Function.Arguments = append(a.calls[e.Call].Function.Arguments, e.Text...)
 			}

@@ -40,7 +40,8 @@ type GenerateRequest struct {
 	Raw     bool            `json:"raw"`
 	Format  json.RawMessage `json:"format"`
 	// KeepAlive is accepted and checked, and has no effect: specd's models stay
-	// loaded for as long as it runs.
+	// loaded for as long as it runs (0 with an empty prompt is answered as Ollama
+	// answers an unload, done_reason "unload").
 	KeepAlive json.RawMessage            `json:"keep_alive"`
 	Images    []json.RawMessage          `json:"images"` // refused when non-empty: no vision
 	Options   map[string]json.RawMessage `json:"options"`
@@ -87,7 +88,8 @@ type Message struct {
 }
 
 // ToolCall is one call of a tool, as Ollama shapes it: the arguments an object, not
-// a string of JSON text.
+// a string of JSON text. In a response its ID is fresh (see newCallID); in a request
+// it is what the client sent.
 type ToolCall struct {
 	ID       string           `json:"id,omitempty"`
 	Function ToolCallFunction `json:"function"`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,6 +95,12 @@ func fromStatus(err error, c *Call) *Error {
 					e.Message = "tools: the schema of the call tool_choice forces, made of the tools' parameters: " + rest
 				case e.Param != "tools": // a tool's field keeps its path ("tools[1].function.name: …")
 					e.Message = e.Param + ": " + rest // the name the client used, not the gRPC field's
+				case c != nil && c.toolIndex != nil:
+					// The router got the tools allowed_tools lets through: its index is
+					// one of those, the client's another.
+					if k, tail, ok := toolField(field); ok && k < len(c.toolIndex) {
+						e.Message = fmt.Sprintf("tools[%d]%s: %s", c.toolIndex[k], tail, rest)
+					}
 				}
 			}
 		}
@@ -123,6 +130,20 @@ var byCode = map[codes.Code]Error{
 	codes.Unavailable:      {Status: http.StatusServiceUnavailable, Type: TypeServer, Code: "service_unavailable"},
 	codes.DeadlineExceeded: {Status: http.StatusGatewayTimeout, Type: TypeServer, Code: "timeout"},
 	codes.Canceled:         {Status: 499, Type: TypeInvalidRequest},
+}
+
+// toolField splits a field path "tools[K]…" into K and the rest.
+func toolField(field string) (k int, tail string, ok bool) {
+	rest, ok := strings.CutPrefix(field, "tools[")
+	if !ok {
+		return 0, "", false
+	}
+	num, tail, ok := strings.Cut(rest, "]")
+	if !ok {
+		return 0, "", false
+	}
+	k, err := strconv.Atoi(num)
+	return k, tail, err == nil && k >= 0
 }
 
 // paramOf names a field of specd.v1.GenerateRequest as the OpenAI parameter the

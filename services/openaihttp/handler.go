@@ -36,7 +36,7 @@ type Handler struct {
 	client  specdv1.GenerationServiceClient // the router's public API; every request is one call of it
 	maxBody int64                           // bound of a request body; larger is 413
 	stall   time.Duration                   // longest one write to a client may wait (sendStallWriter)
-	log     *slog.Logger                    // requests that fail on the server's side; nil: none
+	log     *slog.Logger                    // requests that fail on the server's side, and at debug the fields a request had ignored; nil: none
 	ready   func(context.Context) error     // GET /health's check (SetReady); nil: always ready
 	tools   toolcall.Syntax                 // how replies write tool calls (SetToolParser); 0: tools are refused
 	mux     *http.ServeMux
@@ -132,6 +132,13 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 	if err != nil {
 		writeError(w, fromStatus(err, nil))
 		return
+	}
+	if h.log != nil && h.log.Enabled(r.Context(), slog.LevelDebug) {
+		// Unknown fields are ignored, as vLLM ignores them: say which, for whoever
+		// wonders why a parameter had no effect.
+		if f := Ignored(body, c.Chat); len(f) > 0 {
+			h.log.DebugContext(r.Context(), "openai front door: request fields ignored", "path", r.URL.Path, "fields", f)
+		}
 	}
 	id, created := newID(c.Chat), time.Now().Unix()
 	ctx, aerr := Outgoing(r)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -88,6 +89,12 @@ func serveStub(t testing.TB, s *stub, maxBody int64, dial ...grpc.DialOption) st
 // serveStubWith is serveStub with the handler set up by setup (nil: as it comes).
 func serveStubWith(t testing.TB, s *stub, maxBody int64, setup func(*openaihttp.Handler), dial ...grpc.DialOption) string {
 	t.Helper()
+	return serveStubLogged(t, s, maxBody, setup, nil, dial...)
+}
+
+// serveStubLogged is serveStubWith with the handler logging to log.
+func serveStubLogged(t testing.TB, s *stub, maxBody int64, setup func(*openaihttp.Handler), log *slog.Logger, dial ...grpc.DialOption) string {
+	t.Helper()
 	glis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +115,7 @@ func serveStubWith(t testing.TB, s *stub, maxBody int64, setup func(*openaihttp.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), maxBody, 0, nil)
+		h := openaihttp.NewHandler(specdv1.NewGenerationServiceClient(cc), maxBody, 0, log)
 		if setup != nil {
 			setup(h)
 		}
@@ -541,5 +548,51 @@ func TestHealthUnavailable(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 || !strings.Contains(string(b), `"type":"server_error"`) || !strings.Contains(string(b), `"code":"service_unavailable"`) {
 		t.Errorf("GET /health, unready = %d %s; want 503, server_error, service_unavailable", resp.StatusCode, b)
+	}
+}
+
+// TestIgnoredFieldsLogged: fields an endpoint does not read are ignored, as vLLM
+// ignores them, and named in one debug record per request (none when every field is
+// read), so that an operator can tell why a parameter had no effect.
+func TestIgnoredFieldsLogged(t *testing.T) {
+	logs := &records{}
+	router := &stub{complete: func(context.Context, *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+		return &specdv1.CompleteResponse{Text: "x", FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}, nil
+	}}
+	base := serveStubLogged(t, router, 0, nil, slog.New(logs))
+	for _, c := range []struct {
+		path, body string
+		want       []string // nil: no record
+	}{
+		{"/chat/completions", `{"model":"big","messages":[{"role":"user","content":"x"}],"max_token":5,"store":true,"metadata":{"a":"b"},"seed":1}`, []string{"max_token", "metadata", "store"}},
+		{"/chat/completions", `{"model":"big","messages":[{"role":"user","content":"x"}],"logprobs":false,"parallel_tool_calls":true,"stream_options":null}`, nil},
+		{"/completions", `{"model":"big","prompt":"x","messages":[],"echo":false,"suffix":""}`, []string{"messages"}},
+		{"/completions", `{"model":"big","prompt":"x","max_tokens":3,"guided_regex":"x","top_k":4}`, nil},
+	} {
+		before := logs.len()
+		res, err := http.Post(base+c.path, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s %s: %s %s", c.path, c.body, res.Status, b)
+		}
+		logs.mu.Lock()
+		added := logs.recs[before:]
+		logs.mu.Unlock()
+		var got []string
+		for _, rec := range added {
+			rec.Attrs(func(a slog.Attr) bool {
+				if a.Key == "fields" {
+					got = a.Value.Any().([]string)
+				}
+				return true
+			})
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) || (c.want == nil) != (len(added) == 0) {
+			t.Errorf("POST %s %s: %d records, fields %v; want %v", c.path, c.body, len(added), got, c.want)
+		}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,9 +46,16 @@ type Call struct {
 	// Tools is the syntax the reply's tool calls are found in (0: the reply is an
 	// answer, its text the content).
 	Tools toolcall.Syntax
+	// OneCall (parallel_tool_calls false) answers with a reply's first call alone, as
+	// vLLM does: the calls after it are dropped, streamed or not.
+	OneCall bool
 	// Echo: a completion's text (and log-probabilities) start with the prompt's;
 	// ScoreOnly: with echo and max_tokens 0, they hold the prompt's alone.
 	Echo, ScoreOnly bool
+
+	// toolIndex maps the index of a tool the router got to the client's index of it,
+	// when allowed_tools let only some through (nil: the same).
+	toolIndex []int
 
 	// maxTokensParam is the name the client used for the length limit, and
 	// formatParam the one it asked for a response format with (response_format,
@@ -305,6 +314,18 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		return nil, badParam("top_logprobs", "needs logprobs: true")
 	case notEmpty(r.Functions):
 		return nil, badParam("functions", "function calls are not supported")
+	case isSet(r.Audio):
+		return nil, badParam("audio", "audio output is not supported: the models write text")
+	case isSet(r.WebSearchOptions):
+		return nil, badParam("web_search_options", "web search is not supported")
+	case notEmpty(r.ChatTemplateKwargs):
+		return nil, badParam("chat_template_kwargs", "not supported: the server's chat template renders the messages and tools alone (enable_thinking and other template variables cannot be set)")
+	case notEmpty(r.ChatTemplate) && string(bytes.TrimSpace(r.ChatTemplate)) != `""`:
+		return nil, badParam("chat_template", "not supported: the server renders its own chat template (--chat-template)")
+	case notEmpty(r.Documents):
+		return nil, badParam("documents", "not supported: put the documents in the messages")
+	case isSet(r.ContinueFinalMessage):
+		return nil, badParam("continue_final_message", "not supported: add_generation_prompt false renders the conversation as it is, without cutting the last message's end")
 	case len(r.Messages) == 0:
 		return nil, badParam("messages", "at least one message is needed")
 	}
@@ -336,8 +357,16 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		}
 		cm := &specdv1.ChatMessage{Role: role, Content: string(m.Content), Name: m.Name, ToolCallId: m.ToolCallID}
 		for _, tc := range m.ToolCalls {
+			args := string(tc.Function.Arguments)
+			if strings.TrimSpace(args) == "" {
+				// A call without arguments: "", white space, null or none at all, as
+				// clients replay such calls (a stream that sent no argument deltas
+				// accumulates "", and other providers return it), is `{}`, as vLLM
+				// reads it.
+				args = "{}"
+			}
 			cm.ToolCalls = append(cm.ToolCalls, &specdv1.ToolCall{Id: tc.ID, Type: tc.Type,
-				Function: &specdv1.FunctionCall{Name: tc.Function.Name, Arguments: string(tc.Function.Arguments)}})
+				Function: &specdv1.FunctionCall{Name: tc.Function.Name, Arguments: args}})
 		}
 		c.Req.Messages = append(c.Req.Messages, cm)
 	}
@@ -352,7 +381,7 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 // (a response format) to one call in the server's syntax, to one of the tools or the
 // named one, with arguments valid against its parameters schema.
 func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
-	choice, named, err := parseToolChoice(r.ToolChoice)
+	choice, named, allowed, err := parseToolChoice(r.ToolChoice)
 	if err != nil {
 		return err
 	}
@@ -369,21 +398,43 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 		return badParam("tools", "this server parses no tool calls: start it with --tool-call-parser (hermes or llama3_json), or send tool_choice \"none\"")
 	}
 	var forced []Tool
+	firstAt := map[string]int{} // with allowed: where each allowed tool's name first came
 	for i, t := range r.Tools {
+		if t.Type != "function" {
+			return badParam("tools", "tool %d: type %q: want \"function\"", i, t.Type)
+		}
+		if allowed != nil {
+			name := t.Function.Name
+			if _, ok := allowed[name]; !ok {
+				continue // the model sees only the tools it may call
+			}
+			if j, dup := firstAt[name]; dup {
+				// Named by the client's index: the router, given the allowed tools
+				// alone, would count among those.
+				return badParam("tools", "tools[%d].function.name: %q is also the name of tool %d", i, name, j)
+			}
+			firstAt[name], allowed[name] = i, true
+		}
 		params := ""
 		if notEmpty(t.Function.Parameters) {
 			params = string(bytes.TrimSpace(t.Function.Parameters))
 		}
-		if t.Type != "function" {
-			return badParam("tools", "tool %d: type %q: want \"function\"", i, t.Type)
-		}
 		c.Req.Tools = append(c.Req.Tools, &specdv1.Tool{Type: t.Type, Function: &specdv1.FunctionDefinition{
 			Name: t.Function.Name, Description: t.Function.Description, Parameters: params}})
+		if allowed != nil {
+			c.toolIndex = append(c.toolIndex, i)
+		}
 		if choice == "required" || t.Function.Name == named {
 			forced = append(forced, t)
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(allowed)) {
+		if !allowed[name] {
+			return badParam("tool_choice", "allowed_tools: function %q is not among the tools", name)
+		}
+	}
 	c.Tools = syntax
+	c.OneCall = r.ParallelToolCalls != nil && !*r.ParallelToolCalls
 	if choice == "auto" {
 		return nil
 	}
@@ -406,29 +457,58 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 // follows each as an alternative until the call's name tells them apart.
 const MaxForcedTools = 32
 
-// parseToolChoice reads tool_choice: "auto" (or absent), "none", "required", or a
-// named function ({"type": "function", "function": {"name": …}}: choice "named").
-func parseToolChoice(raw json.RawMessage) (choice, named string, err error) {
+// parseToolChoice reads tool_choice: "auto" (or absent), "none", "required", a named
+// function ({"type": "function", "function": {"name": …}}: choice "named"), or allowed
+// tools ({"type": "allowed_tools", "allowed_tools": {"mode": "auto" or "required",
+// "tools": [{"type": "function", "function": {"name": …}}, …]}}: choice the mode, and
+// allowed's keys the names of the tools the model is given, each false until tools
+// finds it; nil: all of them).
+func parseToolChoice(raw json.RawMessage) (choice, named string, allowed map[string]bool, err error) {
 	if !notEmpty(raw) {
-		return "auto", "", nil
+		return "auto", "", nil, nil
 	}
 	if json.Unmarshal(raw, &choice) == nil {
 		switch choice {
 		case "auto", "none", "required":
-			return choice, "", nil
+			return choice, "", nil, nil
 		}
-		return "", "", badParam("tool_choice", "%q: want \"auto\", \"none\", \"required\" or a named function", choice)
+		return "", "", nil, badParam("tool_choice", "%q: want \"auto\", \"none\", \"required\", a named function or allowed_tools", choice)
 	}
-	var fn struct {
+	type function struct {
 		Type     string `json:"type"`
 		Function struct {
 			Name string `json:"name"`
 		} `json:"function"`
 	}
-	if err := json.Unmarshal(raw, &fn); err != nil || fn.Type != "function" || fn.Function.Name == "" {
-		return "", "", badParam("tool_choice", "want \"auto\", \"none\", \"required\" or a named function, {\"type\": \"function\", \"function\": {\"name\": …}}")
+	var fn struct {
+		function
+		AllowedTools *struct {
+			Mode  string     `json:"mode"`
+			Tools []function `json:"tools"`
+		} `json:"allowed_tools"`
 	}
-	return "named", fn.Function.Name, nil
+	if err := json.Unmarshal(raw, &fn); err == nil && fn.Type == "allowed_tools" && fn.AllowedTools != nil {
+		at := fn.AllowedTools
+		if at.Mode != "auto" && at.Mode != "required" {
+			return "", "", nil, badParam("tool_choice", "allowed_tools: mode %q: want \"auto\" or \"required\"", at.Mode)
+		}
+		if len(at.Tools) == 0 {
+			return "", "", nil, badParam("tool_choice", "allowed_tools: no tools: give the functions the model may call")
+		}
+		allowed = make(map[string]bool, len(at.Tools)) // name → found among the tools
+		for i, t := range at.Tools {
+			if t.Type != "function" || t.Function.Name == "" {
+				return "", "", nil, badParam("tool_choice", "allowed_tools: tool %d: want {\"type\": \"function\", \"function\": {\"name\": …}}", i)
+			}
+			allowed[t.Function.Name] = false
+		}
+		return at.Mode, "", allowed, nil
+	}
+	if err != nil || fn.Type != "function" || fn.Function.Name == "" {
+		return "", "", nil, badParam("tool_choice", "want \"auto\", \"none\", \"required\", a named function, {\"type\": \"function\", \"function\": {\"name\": …}}, "+
+			"or allowed tools, {\"type\": \"allowed_tools\", \"allowed_tools\": {\"mode\": …, \"tools\": […]}}")
+	}
+	return "named", fn.Function.Name, nil, nil
 }
 
 // forcedCall is the response format of one call to one of tools, written in syntax:
@@ -543,6 +623,9 @@ func hoistRefs(params json.RawMessage, name string, defs map[string]any) any {
 	return map[string]any{"$ref": "#/$defs/" + name}
 }
 
+// lazyWhy is why llama.cpp's lazy grammar fields are refused.
+const lazyWhy = "lazy grammars (held only from a trigger on) are not supported: a grammar holds from the first token"
+
 // structuredOutput takes other servers' names for a response format into c (see
 // common): vLLM's guided_json, guided_grammar (GBNF), guided_regex, guided_choice and
 // structured_outputs json, json_object, grammar, regex or choice; llama.cpp's
@@ -557,8 +640,12 @@ func (r *common) structuredOutput(c *Call) error {
 		{"structural_tag", r.StructuralTag, "structural tags are not supported (JSON, grammars, regular expressions and choices are)"},
 		{"guided_whitespace_pattern", r.GuidedWhitespace, "not supported: white space between JSON tokens is at most one space"},
 		{"guided_decoding_backend", r.GuidedBackend, "not supported: specd has one grammar engine; leave it out"},
+		{"grammar_lazy", r.GrammarLazy, lazyWhy},
+		{"grammar_triggers", r.GrammarTriggers, lazyWhy},
+		{"grammar_trigger_words", r.GrammarTriggerWords, lazyWhy},
+		{"grammar_trigger_tokens", r.GrammarTriggerToks, lazyWhy},
 	} {
-		if isSet(x.v) {
+		if isSet(x.v) && string(bytes.TrimSpace(x.v)) != "[]" {
 			return badParam(x.name, "%s", x.why)
 		}
 	}
@@ -765,15 +852,22 @@ func (r *common) call(defMax uint32) (*Call, error) {
 		}
 		sp.Temperature = float32(*t)
 	}
-	if p := r.TopP; p != nil {
-		v := float32(*p)
-		sp.TopP = &v
-	}
 	if k := r.TopK; k != nil {
 		if *k < -1 || *k > math.MaxUint32 {
 			return nil, badParam("top_k", "%d: want 0 or -1 (off) or a positive count", *k)
 		}
 		sp.TopK = uint32(max(*k, 0)) // -1 is vLLM's "off", as llama-server takes it too
+	}
+	if p := r.TopP; p != nil {
+		if *p == 0 {
+			// OpenAI's API takes top_p 0 (its range is [0, 1]): the smallest nucleus,
+			// the likeliest token alone, which is top_k 1. The gRPC API, as vLLM,
+			// refuses 0, so it is sent as that.
+			sp.TopK = 1
+		} else {
+			v := float32(*p)
+			sp.TopP = &v
+		}
 	}
 	if m := r.MinP; m != nil {
 		v := float32(*m)
@@ -846,7 +940,11 @@ func (r *common) call(defMax uint32) (*Call, error) {
 	return c, nil
 }
 
-// decode unmarshals a JSON body; unknown fields are ignored, as OpenAI's servers do.
+// decode unmarshals a JSON body. Unknown fields are ignored, as vLLM and llama.cpp's
+// server ignore them (OpenAI's API refuses them): clients and gateways send fields
+// newer than this server (store, metadata, prompt_cache_key, …), and a request must
+// not fail for bookkeeping. A known field that would change the output in a way specd
+// cannot is refused by name instead (ParseChatTools, structuredOutput).
 func decode(body []byte, v any) error {
 	err := json.Unmarshal(body, v)
 	if err == nil {
@@ -865,6 +963,47 @@ func decode(body []byte, v any) error {
 		return badParam(field, "want %s, not a JSON %s", JSONType(te.Type.Kind().String()), te.Value)
 	}
 	return &Error{Status: 400, Type: TypeInvalidRequest, Message: fmt.Sprintf("the request body is not valid JSON for this endpoint: %v", err)}
+}
+
+// Ignored returns the top-level fields of a request body that the endpoint (chat: POST
+// /v1/chat/completions, else POST /v1/completions) does not read, sorted, for a log that
+// tells an operator why a parameter had no effect (a misspelt name, a field newer than
+// this server); nil when there are none or the body is not a JSON object.
+func Ignored(body []byte, chat bool) []string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return nil
+	}
+	known := completionFields
+	if chat {
+		known = chatFields
+	}
+	var out []string
+	for k := range fields {
+		if !known[k] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// completionFields and chatFields are the JSON names the two request types read.
+var completionFields, chatFields = jsonNames(reflect.TypeFor[CompletionRequest]()), jsonNames(reflect.TypeFor[ChatRequest]())
+
+// jsonNames returns the JSON names of t's fields, those of embedded structs included.
+func jsonNames(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for f := range t.Fields() {
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			maps.Copy(out, jsonNames(f.Type))
+			continue
+		}
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			out[name] = true
+		}
+	}
+	return out
 }
 
 // JSONType names a Go kind (reflect.Kind.String) as the JSON type a decoder wanted,

@@ -36,6 +36,8 @@ func TestParseCompletion(t *testing.T) {
 		{"sampling, seed, stop string", `{"prompt":"x","temperature":0.7,"top_p":0.9,"seed":42,"stop":"\n","user":"u1","n":1,"top_k":40,"min_p":0.05}`,
 			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Stop: []string{"\n"},
 				Sampling: &specdv1.SamplingParams{Temperature: 0.7, TopP: f32(0.9), TopK: 40, MinP: f32(0.05), Seed: u64(42)}}, false, false},
+		{"top_p 0, which OpenAI's API takes, is the likeliest token alone", `{"prompt":"x","top_p":0,"top_k":40}`,
+			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1, TopK: 1}}, false, false},
 		{"top_k -1 is off, as in vLLM", `{"prompt":"x","top_k":-1}`,
 			&specdv1.GenerateRequest{Prompt: "x", MaxTokens: 16, Sampling: &specdv1.SamplingParams{Temperature: 1}}, false, false},
 		{"negative seed", `{"prompt":"x","seed":-1}`,
@@ -77,7 +79,9 @@ func TestParseCompletion(t *testing.T) {
 func TestParseChat(t *testing.T) {
 	body := `{"model":"m","messages":[{"role":"developer","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"},{"type":"text","text":"there"}]},` +
 		`{"role":"assistant","content":null,"name":"bot","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"x\": 1}"}},` +
-		`{"id":"c2","function":{"name":"g","arguments":{"y":[true]}}}]},{"role":"tool","tool_call_id":"c1","name":"f","content":"2"}],` +
+		`{"id":"c2","function":{"name":"g","arguments":{"y":[true]}}},{"id":"c3","function":{"name":"h","arguments":""}},` +
+		`{"id":"c4","function":{"name":"h","arguments":" \n"}},{"id":"c5","function":{"name":"h","arguments":null}},{"id":"c6","function":{"name":"h"}}]},` +
+		`{"role":"tool","tool_call_id":"c1","name":"f","content":"2"}],` +
 		`"max_completion_tokens":7,"tool_choice":"none","response_format":{"type":"text"}}`
 	c, err := ParseChat([]byte(body))
 	if err != nil {
@@ -87,7 +91,12 @@ func TestParseChat(t *testing.T) {
 		{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hi\nthere"},
 		{Role: "assistant", Name: "bot", ToolCalls: []*specdv1.ToolCall{
 			{Id: "c1", Type: "function", Function: &specdv1.FunctionCall{Name: "f", Arguments: `{"x": 1}`}},
-			{Id: "c2", Function: &specdv1.FunctionCall{Name: "g", Arguments: `{"y":[true]}`}}}},
+			{Id: "c2", Function: &specdv1.FunctionCall{Name: "g", Arguments: `{"y":[true]}`}},
+			// A call without arguments, however the client writes it, is {}.
+			{Id: "c3", Function: &specdv1.FunctionCall{Name: "h", Arguments: `{}`}},
+			{Id: "c4", Function: &specdv1.FunctionCall{Name: "h", Arguments: `{}`}},
+			{Id: "c5", Function: &specdv1.FunctionCall{Name: "h", Arguments: `{}`}},
+			{Id: "c6", Function: &specdv1.FunctionCall{Name: "h", Arguments: `{}`}}}},
 		{Role: "tool", Content: "2", Name: "f", ToolCallId: "c1"}}}
 	if !proto.Equal(c.Req, want) {
 		t.Errorf("ParseChat request = {%v}, want {%v}", prototext.Format(c.Req), prototext.Format(want))
@@ -102,6 +111,10 @@ func TestParseChat(t *testing.T) {
 	c, err = ParseChat([]byte(`{"messages":[{"role":"user","content":"x"}]}`))
 	if err != nil || c.Req.GetMaxTokens() != 0 || c.Req.AddGenerationPrompt != nil {
 		t.Errorf("ParseChat without a limit: max_tokens %d, add_generation_prompt %v, %v; want 0 (up to the context) and unset", c.Req.GetMaxTokens(), c.Req.AddGenerationPrompt, err)
+	}
+	// vLLM's template extensions, sent empty or false, change nothing and are taken.
+	if _, err := ParseChat([]byte(`{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{},"chat_template":"","documents":null,"continue_final_message":false}`)); err != nil {
+		t.Errorf("ParseChat with vLLM's template extensions empty: %v", err)
 	}
 	c, err = ParseChat([]byte(`{"messages":[{"role":"assistant","content":"Once"}],"add_generation_prompt":false}`))
 	if err != nil || c.Req.AddGenerationPrompt == nil || *c.Req.AddGenerationPrompt {
@@ -185,6 +198,10 @@ func TestParseErrors(t *testing.T) {
 		{false, `{"prompt":"x","guided_json":{},"guided_decoding_backend":"xgrammar"}`, "guided_decoding_backend"},
 		{false, `{"prompt":"x","guided_json":{},"guided_whitespace_pattern":" *"}`, "guided_whitespace_pattern"},
 		{false, `{"prompt":"x","structural_tag":"{}"}`, "structural_tag"},
+		{false, `{"prompt":"x","grammar":"root ::= \"a\"","grammar_lazy":true}`, "grammar_lazy"},
+		{false, `{"prompt":"x","grammar":"root ::= \"a\"","grammar_trigger_words":[" was"]}`, "grammar_trigger_words"},
+		{false, `{"prompt":"x","grammar":"root ::= \"a\"","grammar_triggers":[{"type":"word","value":"x"}]}`, "grammar_triggers"},
+		{false, `{"prompt":"x","grammar_trigger_tokens":[5]}`, "grammar_trigger_tokens"},
 		{false, `{"prompt":"x","structured_outputs":{"whitespace_pattern":" "}}`, "structured_outputs.whitespace_pattern"},
 		{false, `{"prompt":"x","structured_outputs":{"json":{},"disable_any_whitespace":true}}`, "structured_outputs.disable_any_whitespace"},
 		{false, `{"prompt":"x","structured_outputs":{"json_object":"yes"}}`, "structured_outputs.json_object"},
@@ -204,6 +221,12 @@ func TestParseErrors(t *testing.T) {
 		{true, `{"messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":21}`, "top_logprobs"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"grammar"}}`, "response_format"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"modalities":["text","audio"]}`, "modalities"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"audio":{"voice":"alloy","format":"wav"}}`, "audio"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"web_search_options":{}}`, "web_search_options"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"enable_thinking":false}}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template":"{{ messages }}"}`, "chat_template"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"documents":[{"title":"a","text":"b"}]}`, "documents"},
+		{true, `{"messages":[{"role":"assistant","content":"x"}],"continue_final_message":true,"add_generation_prompt":false}`, "continue_final_message"},
 	} {
 		parse := ParseCompletion
 		if tc.chat {
@@ -227,6 +250,8 @@ func TestParseRules(t *testing.T) {
 	}{
 		{`{"prompt":"x","grammar":"root ::= \"a\""}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
 		{`{"prompt":"x","guided_grammar":"root ::= \"a\""}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
+		// llama.cpp's lazy grammar fields, left at their defaults, change nothing.
+		{`{"prompt":"x","grammar":"root ::= \"a\"","grammar_lazy":false,"grammar_trigger_words":[],"grammar_trigger_tokens":[],"grammar_triggers":null}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
 		{`{"prompt":"x","structured_outputs":{"grammar":"root ::= \"a\""}}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_GRAMMAR, Grammar: g}},
 		{`{"prompt":"x","guided_regex":"a+"}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX, Regex: "a+"}},
 		{`{"prompt":"x","structured_outputs":{"regex":"a+"}}`, &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_REGEX, Regex: "a+"}},
@@ -289,6 +314,8 @@ func FuzzParse(f *testing.F) {
 		`{"prompt":[1e3]}`, `{"prompt":[[]]}`, `{"stop":null,"prompt":""}`,
 		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"auto"}`,
 		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function"}}`,
+		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"required","tools":[{"type":"function","function":{"name":"f"}}]}}}`,
+		`{"messages":[{"role":"assistant","tool_calls":[{"id":"c","function":{"name":"f","arguments":""}}]}],"audio":null,"top_p":0}`,
 	} {
 		f.Add([]byte(s))
 	}

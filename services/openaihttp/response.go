@@ -161,7 +161,11 @@ func chatCompletion(c *Call, id string, created int64, rs []*specdv1.CompleteRes
 		ch := ChatChoice{Index: i, Message: ChatMessage{Role: "assistant", Content: &text}, FinishReason: finishReason(r.GetFinishReason())}
 		if c.Tools != 0 {
 			if res := c.Tools.Parse(text); len(res.Calls) > 0 {
-				ch.Message.Content, ch.Message.ToolCalls, ch.FinishReason = contentOrNull(res.Content), toolCalls(res.Calls), "tool_calls"
+				calls := res.Calls
+				if c.OneCall {
+					calls = calls[:1]
+				}
+				ch.Message.Content, ch.Message.ToolCalls, ch.FinishReason = contentOrNull(res.Content), toolCalls(calls), "tool_calls"
 			}
 		}
 		if c.Req.GetLogprobs() {
@@ -540,6 +544,9 @@ func (k *chunker) text(i int, s string, lps []*specdv1.TokenLogprob) []any {
 func (k *chunker) tool(i int, evs []toolcall.Event, lps []*specdv1.TokenLogprob) []any {
 	var out []any
 	for _, e := range evs {
+		if k.c.OneCall && e.Kind != toolcall.Content && e.Call > 0 {
+			continue // parallel_tool_calls false: the first call alone
+		}
 		d := k.delta(i, "")
 		switch e.Kind {
 		case toolcall.Content:

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -107,6 +108,54 @@ func TestToolCallsAnswered(t *testing.T) {
 				calls = append(calls, tc)
 			}
 			checkCalls(t, calls, c.calls)
+		})
+	}
+}
+
+// TestParallelToolCallsFalse: parallel_tool_calls false answers a reply holding
+// several calls with the first alone (as vLLM does), streamed and not; null and true
+// answer every call.
+func TestParallelToolCallsFalse(t *testing.T) {
+	reply := "Both.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n" +
+		"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>"
+	paris, rome := toolcall.Call{Name: "get_weather", Arguments: `{"city":"Paris"}`}, toolcall.Call{Name: "get_weather", Arguments: `{"city":"Rome"}`}
+	var got []*specdv1.Tool
+	base := serveStubWith(t, replyStub(t, reply, []int{3, 5, 1, 7}, &got), 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
+	cl := client(base)
+	params := openai.ChatCompletionNewParams{Model: "big", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("How warm are Paris and Rome?")}}
+	for _, c := range []struct {
+		name     string
+		parallel any // nil: not sent
+		want     []toolcall.Call
+	}{
+		{"not sent", nil, []toolcall.Call{paris, rome}},
+		{"true", true, []toolcall.Call{paris, rome}},
+		{"false", false, []toolcall.Call{paris}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			opts := []option.RequestOption{option.WithJSONSet("tools", []any{weatherTool})}
+			if c.parallel != nil {
+				opts = append(opts, option.WithJSONSet("parallel_tool_calls", c.parallel))
+			}
+			resp, err := cl.Chat.Completions.New(context.Background(), params, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch := resp.Choices[0]
+			if ch.FinishReason != "tool_calls" || ch.Message.Content != "Both." {
+				t.Errorf("finish_reason %q, content %q; want tool_calls, Both.", ch.FinishReason, ch.Message.Content)
+			}
+			checkCalls(t, ch.Message.ToolCalls, c.want)
+			acc, _ := readToolStream(t, cl.Chat.Completions.NewStreaming(context.Background(), params, opts...))
+			sc := acc.Choices[0]
+			if sc.FinishReason != "tool_calls" || sc.Message.Content != "Both." {
+				t.Errorf("streamed: finish_reason %q, content %q; want tool_calls, Both.", sc.FinishReason, sc.Message.Content)
+			}
+			var calls []openai.ChatCompletionMessageToolCallUnion
+			for _, tc := range sc.Message.ToolCalls {
+				calls = append(calls, tc)
+			}
+			checkCalls(t, calls, c.want)
 		})
 	}
 }
@@ -249,6 +298,113 @@ func TestToolsRefused(t *testing.T) {
 				}
 			} else if gotFormat != nil {
 				t.Errorf("the router got a response format %v without a forced call", gotFormat)
+			}
+		})
+	}
+}
+
+// TestAllowedTools: tool_choice allowed_tools (OpenAI's newer form) gives the model
+// only the tools it lists, by name; mode "auto" lets it answer, "required" forces a
+// call of one of them. A listed name that is not a tool, another mode and an empty
+// list are 400s naming tool_choice.
+func TestAllowedTools(t *testing.T) {
+	var got []*specdv1.Tool
+	var gotFormat *specdv1.ResponseFormat
+	router := &stub{complete: func(_ context.Context, r *specdv1.GenerateRequest) (*specdv1.CompleteResponse, error) {
+		got, gotFormat = r.GetTools(), r.GetResponseFormat()
+		if _, err := services.ParseRequest(r); err != nil {
+			return nil, services.Status(err)
+		}
+		return &specdv1.CompleteResponse{Text: "<tool_call>{\"name\": \"get_weather\"}</tool_call>", FinishReason: specdv1.FinishReason_FINISH_REASON_EOS}, nil
+	}}
+	base := serveStubWith(t, router, 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
+	fn := func(name string) map[string]any {
+		return map[string]any{"type": "function", "function": map[string]any{"name": name}}
+	}
+	allowed := func(mode string, names ...string) map[string]any {
+		list := []any{}
+		for _, n := range names {
+			list = append(list, fn(n))
+		}
+		return map[string]any{"type": "allowed_tools", "allowed_tools": map[string]any{"mode": mode, "tools": list}}
+	}
+	tools := []any{weatherTool, fn("other"), fn("third")}
+	for _, c := range []struct {
+		name   string
+		choice map[string]any
+		param  string   // "": 200
+		inMsg  string   // with param
+		given  []string // the tools the router gets
+		forced []string // the calls a forced format takes; nil: no format
+	}{
+		{"auto, one", allowed("auto", "other"), "", "", []string{"other"}, nil},
+		{"auto, two", allowed("auto", "third", "get_weather"), "", "", []string{"get_weather", "third"}, nil},
+		{"required, two", allowed("required", "get_weather", "third"), "", "", []string{"get_weather", "third"}, []string{"get_weather", "third"}},
+		{"not a tool", allowed("auto", "other", "f"), "tool_choice", `"f" is not among the tools`, nil, nil},
+		{"mode none", allowed("none", "other"), "tool_choice", `mode "none"`, nil, nil},
+		{"no tools", allowed("auto"), "tool_choice", "no tools", nil, nil},
+		{"no name", allowed("auto", ""), "tool_choice", "tool 0", nil, nil},
+		// A name listed twice in tools reaches the router twice, which refuses it.
+		{"allowed tool twice among the tools", allowed("auto", "other"), "tools", "tools[2].function.name", nil, nil},
+		// What the router finds wrong with an allowed tool names it by the client's index.
+		{"allowed tool with a bad schema", allowed("auto", "third", "bad"), "tools", "tools[3].function.parameters.properties.x.type", nil, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, gotFormat = nil, nil
+			body, _ := json.Marshal(map[string]any{"model": "big", "messages": []any{map[string]any{"role": "user", "content": "Hi"}},
+				"tools": tools, "tool_choice": c.choice})
+			switch c.name {
+			case "allowed tool twice among the tools":
+				body, _ = json.Marshal(map[string]any{"model": "big", "messages": []any{map[string]any{"role": "user", "content": "Hi"}},
+					"tools": []any{fn("other"), weatherTool, fn("other")}, "tool_choice": c.choice})
+			case "allowed tool with a bad schema":
+				bad := map[string]any{"type": "function", "function": map[string]any{"name": "bad",
+					"parameters": map[string]any{"type": "object", "properties": map[string]any{"x": map[string]any{"type": "float"}}}}}
+				body, _ = json.Marshal(map[string]any{"model": "big", "messages": []any{map[string]any{"role": "user", "content": "Hi"}},
+					"tools": append(slices.Clone(tools), bad), "tool_choice": c.choice})
+			}
+			res, err := http.Post(base+"/chat/completions", "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			var out struct {
+				Error struct{ Message, Param string }
+			}
+			if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+				t.Fatal(err)
+			}
+			if c.param != "" {
+				if res.StatusCode != http.StatusBadRequest || out.Error.Param != c.param || !strings.Contains(out.Error.Message, c.inMsg) {
+					t.Errorf("%s, param %q, %q; want 400 naming %s, saying %q", res.Status, out.Error.Param, out.Error.Message, c.param, c.inMsg)
+				}
+				return
+			}
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %s", res.Status, out.Error.Message)
+			}
+			var names []string
+			for _, tl := range got {
+				names = append(names, tl.GetFunction().GetName())
+			}
+			if !slices.Equal(names, c.given) {
+				t.Errorf("the router got tools %v, want %v", names, c.given)
+			}
+			if c.forced == nil {
+				if gotFormat != nil {
+					t.Errorf("mode auto: the router got a response format %v", gotFormat)
+				}
+				return
+			}
+			f, err := services.FormatFromProto(gotFormat)
+			if err != nil {
+				t.Fatalf("forced call: format %v (%v)", gotFormat, err)
+			}
+			for _, call := range []struct{ name, args string }{{"get_weather", `{"city": "Paris"}`}, {"other", "{}"}, {"third", "{}"}} {
+				_, whole := f.Check([]byte("<tool_call>\n{\"name\": \"" + call.name + "\", \"arguments\": " + call.args + "}\n</tool_call>"))
+				if want := slices.Contains(c.forced, call.name); whole != want {
+					t.Errorf("forced call of %s: whole %v, want %v", call.name, whole, want)
+				}
 			}
 		})
 	}

@@ -72,6 +72,12 @@ type common struct {
 	GuidedBackend     json.RawMessage            `json:"guided_decoding_backend"`
 	StructuralTag     json.RawMessage            `json:"structural_tag"`
 	Grammar           json.RawMessage            `json:"grammar"`
+	// llama.cpp's lazy grammars, which hold only from a trigger on: refused when set
+	// (true, or a list that is not empty), as the grammar here holds from the start.
+	GrammarLazy         json.RawMessage `json:"grammar_lazy"`
+	GrammarTriggers     json.RawMessage `json:"grammar_triggers"`
+	GrammarTriggerWords json.RawMessage `json:"grammar_trigger_words"`
+	GrammarTriggerToks  json.RawMessage `json:"grammar_trigger_tokens"`
 
 	// Extensions also taken by other OpenAI-compatible servers (vLLM, llama.cpp; the
 	// repetition penalty under either's name).
@@ -111,8 +117,23 @@ type ChatRequest struct {
 	// ToolChoice: "auto" (or null) lets the model choose; "none" gives it no tools;
 	// "required" and a named function force one call (see forcedCall).
 	ToolChoice json.RawMessage `json:"tool_choice"`
-	Functions  json.RawMessage `json:"functions"`
-	Modalities []string        `json:"modalities"`
+	// ParallelToolCalls false answers with a reply's first tool call alone (null or
+	// true: every call it holds).
+	ParallelToolCalls *bool           `json:"parallel_tool_calls"`
+	Functions         json.RawMessage `json:"functions"`
+	Modalities        []string        `json:"modalities"`
+	// Audio (spoken output) and WebSearchOptions (a search before answering) ask for
+	// what specd cannot give: set, each is a 400 naming it, never ignored.
+	Audio            json.RawMessage `json:"audio"`
+	WebSearchOptions json.RawMessage `json:"web_search_options"`
+	// vLLM's extensions that change how the chat template renders the messages — its
+	// variables (Qwen3's enable_thinking), the template itself, documents, the last
+	// message continued — are not supported: set, each is a 400 naming it (the
+	// verifier renders its own --chat-template with the messages and tools alone).
+	ChatTemplateKwargs   json.RawMessage `json:"chat_template_kwargs"`
+	ChatTemplate         json.RawMessage `json:"chat_template"`
+	Documents            json.RawMessage `json:"documents"`
+	ContinueFinalMessage json.RawMessage `json:"continue_final_message"`
 	// AddGenerationPrompt (an extension, as in vLLM): false renders the conversation
 	// as it is, e.g. to continue a partial assistant message; null or true ends it
 	// with the opening of an assistant turn.

@@ -42,6 +42,12 @@ type Server struct {
 
 	mu      sync.Mutex
 	healthy map[string]bool // endpoint ID → its last health probe said SERVING
+	// silent: endpoint ID → when the run of health probes it left unanswered (no
+	// reply within the probe's timeout) began; absent when its last probe had one.
+	silent map[string]time.Time
+	// attempts: endpoint ID → the cancel functions of the attempts running on it,
+	// cancelled with errHung when the endpoint has been silent for HungAfter.
+	attempts map[string]map[*stream]context.CancelCauseFunc
 
 	// MaxMessageBytes is the largest message the server sends (its
 	// --max-message-bytes; 0: services.MaxMessageBytes): a Complete whose response
@@ -52,6 +58,18 @@ type Server struct {
 }
 
 var _ specdv1.GenerationServiceServer = (*Server)(nil)
+
+// HungAfter is how long a verifier may leave every health probe unanswered (a probe
+// each health interval, each given up after that interval, at most 2 s) while the
+// router has streams on it before those streams are given up and resumed elsewhere. A
+// verifier stopped (SIGSTOP) or cut off by a network that drops its packets keeps its
+// connections open, so without this its streams would wait for the connection's
+// keepalive to fail (30 s of silence, then 10 s for the ping's answer). A verifier
+// that refuses connections, or answers NOT_SERVING while it drains, is not silent.
+const HungAfter = 3 * time.Second
+
+// errHung cancels the attempts on a verifier silent for HungAfter.
+var errHung = fmt.Errorf("no answer to health probes for %v", HungAfter)
 
 // Dials are the options of a router's connections by the role of the endpoint
 // dialled. Each role's connections are cached apart, so an address is always dialled
@@ -318,8 +336,12 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 	if a.Draft != nil {
 		vr.DraftAddress = a.Draft.Address
 	}
-	st, err := speculationv1.NewVerifierServiceClient(cc).Generate(ctx, vr)
+	// The attempt's own context, which the health probe cancels if the verifier
+	// falls silent (see HungAfter).
+	actx, cancel := context.WithCancelCause(ctx)
+	st, err := speculationv1.NewVerifierServiceClient(cc).Generate(actx, vr)
 	if err != nil {
+		cancel(nil)
 		// No stream, the request still alive: the verifier could not be reached —
 		// refused, no answer to the connection attempt, going away (UNAVAILABLE), or
 		// the connection closed under the call because Conns replaced it, failing,
@@ -330,20 +352,29 @@ func (b *backend) Start(ctx context.Context, a router.Attempt) (router.Stream, e
 		}
 		return nil, classify(a.Verifier, err)
 	}
-	return &stream{st: st, ep: a.Verifier, b: b}, nil
+	s := &stream{st: st, ep: a.Verifier, b: b, ctx: ctx, actx: actx, cancel: cancel}
+	b.s.track(a.Verifier.ID, s, actx, cancel)
+	return s, nil
 }
 
 type stream struct {
-	st speculationv1.VerifierService_GenerateClient
-	ep router.Endpoint
-	b  *backend
+	st     speculationv1.VerifierService_GenerateClient
+	ep     router.Endpoint
+	b      *backend
+	ctx    context.Context // the request's
+	actx   context.Context // the attempt's: the request's, or cancelled with errHung
+	cancel context.CancelCauseFunc
 }
 
 func (s *stream) Recv() (router.Event, error) {
 	msg, err := s.st.Recv()
 	if err != nil {
+		defer s.cancel(nil) // the stream has ended: forget the attempt
 		if errors.Is(err, io.EOF) {
 			return router.Event{}, io.EOF
+		}
+		if s.ctx.Err() == nil && errors.Is(context.Cause(s.actx), errHung) {
+			return router.Event{}, fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, s.ep.Address, errHung)
 		}
 		return router.Event{}, classify(s.ep, err)
 	}
@@ -372,10 +403,18 @@ func (s *stream) Recv() (router.Event, error) {
 }
 
 // classify marks errors that mean the verifier itself failed (so the request may move
-// to another one) with router.ErrEndpointDown, and its refusals for lack of capacity
+// to another one) with router.ErrEndpointDown — a refusal while it loads its model with
+// router.ErrUnreachable —, and its refusals for lack of capacity
 // with router.ErrAtCapacity; a status from the verifier about the request (a bad
 // argument) passes through unchanged.
 func classify(ep router.Endpoint, err error) error {
+	if services.NotReady(err) {
+		// Still loading its model: it refused before starting the request, so the
+		// request moves on without spending an attempt, counting a failover or a
+		// failure of the verifier's breaker (which would keep a verifier just
+		// restarted out of rotation for a cooldown once it has loaded).
+		return fmt.Errorf("%w: %s: %w", router.ErrUnreachable, ep.Address, err)
+	}
 	if services.PeerDown(err) {
 		return fmt.Errorf("%w: %s: %w", router.ErrEndpointDown, ep.Address, err)
 	}
@@ -410,11 +449,11 @@ func (s *Server) Probe(ctx context.Context, interval time.Duration, kick <-chan 
 		for _, role := range []router.Role{router.Verifier, router.Draft} {
 			eps = append(eps, s.r.Discovery.Endpoints(role)...)
 		}
-		up := make([]bool, len(eps))
+		up, silent := make([]bool, len(eps)), make([]bool, len(eps))
 		var wg sync.WaitGroup
 		for i, e := range eps {
 			wg.Add(1)
-			go func() { defer wg.Done(); up[i] = s.probe(ctx, e, min(interval, 2*time.Second)) }()
+			go func() { defer wg.Done(); up[i], silent[i] = s.probe(ctx, e, min(interval, 2*time.Second)) }()
 		}
 		wg.Wait()
 		if ctx.Err() != nil {
@@ -425,6 +464,7 @@ func (s *Server) Probe(ctx context.Context, interval time.Duration, kick <-chan 
 		for i, e := range eps {
 			s.healthy[e.ID] = up[i]
 		}
+		s.noteSilence(eps, silent, time.Now())
 		s.mu.Unlock()
 		usable := false
 		for i, e := range eps {
@@ -456,16 +496,68 @@ func (s *Server) Probe(ctx context.Context, interval time.Duration, kick <-chan 
 	}
 }
 
-// probe reports whether the endpoint answers its health check SERVING.
-func (s *Server) probe(ctx context.Context, e router.Endpoint, timeout time.Duration) bool {
+// probe reports whether the endpoint answers its health check SERVING, and whether
+// it gave no answer at all within timeout (silent: hung, or cut off) rather than
+// refusing or answering otherwise.
+func (s *Server) probe(ctx context.Context, e router.Endpoint, timeout time.Duration) (up, silent bool) {
 	cc, err := s.conn(e.Role, e.Address)
 	if err != nil {
-		return false
+		return false, false
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	r, err := healthpb.NewHealthClient(cc).Check(pctx, &healthpb.HealthCheckRequest{})
-	return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING, status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil
+}
+
+// track registers an attempt running on the endpoint id until its context ends, so
+// that it can be given up if the endpoint falls silent.
+func (s *Server) track(id string, st *stream, ctx context.Context, cancel context.CancelCauseFunc) {
+	s.mu.Lock()
+	if s.attempts == nil {
+		s.attempts = map[string]map[*stream]context.CancelCauseFunc{}
+	}
+	if s.attempts[id] == nil {
+		s.attempts[id] = map[*stream]context.CancelCauseFunc{}
+	}
+	s.attempts[id][st] = cancel
+	s.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.attempts[id], st)
+		if len(s.attempts[id]) == 0 {
+			delete(s.attempts, id)
+		}
+	})
+}
+
+// noteSilence records whether each endpoint left its probe unanswered, and gives up
+// the attempts on every one silent for HungAfter or longer. Called with s.mu held.
+func (s *Server) noteSilence(eps []router.Endpoint, silent []bool, now time.Time) {
+	if s.silent == nil {
+		s.silent = map[string]time.Time{}
+	}
+	for i, e := range eps {
+		if !silent[i] {
+			delete(s.silent, e.ID)
+			continue
+		}
+		since, ok := s.silent[e.ID]
+		if !ok {
+			s.silent[e.ID] = now
+			continue
+		}
+		if now.Sub(since) < HungAfter || len(s.attempts[e.ID]) == 0 {
+			continue
+		}
+		if s.log != nil {
+			s.log.Warn("verifier silent: giving up its streams to resume them elsewhere", "verifier", e.Address, "streams", len(s.attempts[e.ID]), "silent_for", now.Sub(since).Round(time.Millisecond))
+		}
+		for _, cancel := range s.attempts[e.ID] {
+			cancel(errHung)
+		}
+	}
 }
 
 // Tokenize encodes text with a verifier's tokenizer.

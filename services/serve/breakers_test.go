@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -78,4 +79,36 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 			t.Fatalf("gave up waiting for %s after %v", what, limit)
 		}
 	}
+}
+
+// TestBreakerChangesAreLogged: the router logs every change of a breaker's state —
+// open (a warning), half-open once its cooldown has passed, closed after a success.
+func TestBreakerChangesAreLogged(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	logs := &logRecords{}
+	br := services.NewBreakers(1, 50*time.Millisecond)
+	up := make(chan struct{})
+	goServe(t, &wg)(func() error {
+		return serve.Router(ctx, serve.RouterConfig{Verifiers: []string{"127.0.0.1:1"}, Breakers: br, Log: slog.New(logs),
+			Ready: func() { close(up) }}, freeListener(t))
+	})
+	<-up
+	v := router.Endpoint{ID: "127.0.0.1:1"}
+	done, ok := br.Begin(v)
+	if !ok {
+		t.Fatal("Begin refused on a new breaker")
+	}
+	done(router.ErrEndpointDown)
+	waitFor(t, 10*time.Second, "the breaker's opening to be logged", func() bool { return logs.count("circuit breaker open") == 1 })
+	waitFor(t, 10*time.Second, "the breaker's half-opening to be logged", func() bool {
+		br.Ready(v) // the breaker turns half-open when asked after its cooldown
+		return logs.count("circuit breaker half-open") == 1
+	})
+	if done, ok = br.Begin(v); !ok {
+		t.Fatalf("Begin refused on a half-open breaker: %v", br.States())
+	}
+	done(nil)
+	waitFor(t, 10*time.Second, "the breaker's closing to be logged", func() bool { return logs.count("circuit breaker closed") == 1 })
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,7 +55,14 @@ func TestVerifierKilledMidStreamSeeded(t *testing.T) {
 // positions that skip or repeat.
 func (s *stack) killMidStream(t *testing.T, victim *proc, req *specdv1.GenerateRequest) ([]int32, *specdv1.Final) {
 	t.Helper()
-	st, err := s.client.Generate(context.Background(), req)
+	return s.faultMidStream(t, context.Background(), func() { victim.kill(t) }, req)
+}
+
+// faultMidStream is killMidStream with the request's context ctx and the fault done
+// once 10 tokens have streamed.
+func (s *stack) faultMidStream(t *testing.T, ctx context.Context, fault func(), req *specdv1.GenerateRequest) ([]int32, *specdv1.Final) {
+	t.Helper()
+	st, err := s.client.Generate(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +87,29 @@ func (s *stack) killMidStream(t *testing.T, victim *proc, req *specdv1.GenerateR
 		}
 		got = append(got[:len(got)-len(c.GetTokenIds())], c.GetTokenIds()...)
 		if len(got) >= 10 && !killed {
-			victim.kill(t)
+			fault()
 			killed = true
 		}
+	}
+}
+
+// TestVerifierHungMidStream: the verifier serving a request stops answering — SIGSTOP,
+// as a hung process or a network dropping its packets would — with its connection
+// still open. The router gives its stream up once the verifier has left its health
+// probes unanswered for routersvc.HungAfter and resumes on the other verifier; before,
+// the stream waited for the connection's keepalive to fail (40 s), past the 30 s
+// deadline this request has. The output is plain decoding's, with one failover.
+func TestVerifierHungMidStream(t *testing.T) {
+	s, victim, text := twoVerifiers(t)
+	want := s.plain(t, text, 120, sample.Params{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, final := s.faultMidStream(t, ctx, func() { victim.signal(t, syscall.SIGSTOP) }, request(text, 120, 0, 0, 4))
+	if !slices.Equal(got, want) {
+		t.Errorf("output across the failover differs from plain:\n got %v\nwant %v", got, want)
+	}
+	if final.GetStats().GetFailovers() != 1 {
+		t.Errorf("stats report %d failovers, want 1", final.GetStats().GetFailovers())
 	}
 }
 

@@ -2,11 +2,13 @@ package serve_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/specd-dev/specd/chat"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -117,4 +119,62 @@ func TestOpenAIChatWithoutTemplate(t *testing.T) {
 	if !errors.As(err, &e) || e.StatusCode != 400 || e.Type != "invalid_request_error" || !strings.Contains(e.Message, "chat_template") {
 		t.Errorf("chat without a template: %v, want a 400 invalid_request_error naming the missing chat_template", err)
 	}
+}
+
+// TestOpenAIChatSchemaAndStop: openai-go's json_schema response format (strict, as
+// its users send it) holds the real model's chat reply to the schema, finished with
+// stop; and stop, as a string or an array, ends the greedy reply where the string
+// begins, with finish_reason stop.
+func TestOpenAIChatSchemaAndStop(t *testing.T) {
+	s := startStackWith(t, stackOptions{http: true, chat: qwenChat(t)})
+	c := s.openaiClient()
+	ctx := context.Background()
+
+	t.Run("json_schema strict", func(t *testing.T) {
+		p := chatParams(openai.UserMessage("Describe a person."))
+		p.MaxCompletionTokens = openai.Int(80)
+		p.ResponseFormat = openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
+			JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "person", Strict: openai.Bool(true), Schema: map[string]any{
+				"type": "object", "additionalProperties": false, "required": []string{"name", "age"},
+				"properties": map[string]any{"name": map[string]any{"type": "string"}, "age": map[string]any{"type": "integer"}}}}}}
+		resp, err := c.Chat.Completions.New(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := resp.Choices[0]
+		var v struct {
+			Name *string
+			Age  *int64
+		}
+		dec := json.NewDecoder(strings.NewReader(ch.Message.Content))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&v); err != nil || v.Name == nil || v.Age == nil || ch.FinishReason != "stop" {
+			t.Errorf("reply %q (%v), finish %q; want an object of a name and an integer age, finish stop", ch.Message.Content, err, ch.FinishReason)
+		}
+	})
+
+	t.Run("stop", func(t *testing.T) {
+		whole, err := c.Chat.Completions.New(ctx, chatParams(openai.UserMessage("Once upon a time")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := whole.Choices[0].Message.Content
+		words := strings.Fields(text)
+		if len(words) < 3 {
+			t.Fatalf("greedy reply %q: want three words at least", text)
+		}
+		stop := words[2]
+		want := text[:strings.Index(text, stop)]
+		for _, u := range []openai.ChatCompletionNewParamsStopUnion{{OfString: openai.String(stop)}, {OfStringArray: []string{"never in this text", stop}}} {
+			p := chatParams(openai.UserMessage("Once upon a time"))
+			p.Stop = u
+			resp, err := c.Chat.Completions.New(ctx, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.Choices[0]; got.Message.Content != want || got.FinishReason != "stop" {
+				t.Errorf("stop %q: %q, finish %q; want %q, finish stop", stop, got.Message.Content, got.FinishReason, want)
+			}
+		}
+	})
 }

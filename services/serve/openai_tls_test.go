@@ -22,6 +22,7 @@ import (
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/auth"
+	"github.com/specd-dev/specd/services/cors"
 	"github.com/specd-dev/specd/services/serve"
 	"github.com/specd-dev/specd/services/tlsconf"
 )
@@ -146,5 +147,66 @@ func TestFrontDoorFailureStopsRouter(t *testing.T) {
 	err := serve.Router(ctx, serve.RouterConfig{Verifiers: []string{"127.0.0.1:1"}, Log: quiet, HTTP: &serve.HTTPConfig{Listener: hl}}, rl)
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "openai front door") {
 		t.Fatalf("Router with a dead front door returned %v (ctx %v), want an error naming the front door before the deadline", err, ctx.Err())
+	}
+}
+
+// TestFrontDoorCORS: with CORS origins configured, both APIs on the listener answer a
+// browser's preflight from an allowed origin and name it on their answers; another
+// origin's preflight is refused, and without the policy a preflight gets no CORS
+// headers.
+func TestFrontDoorCORS(t *testing.T) {
+	p, err := cors.Parse([]string{"http://localhost:*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, policy := range []*cors.Policy{p, nil} {
+		hl, rl := freeListener(t), freeListener(t)
+		base := "http://" + hl.Addr().String()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- serve.Router(ctx, serve.RouterConfig{Verifiers: []string{"127.0.0.1:1"}, Log: quiet, HTTP: &serve.HTTPConfig{Listener: hl, CORS: policy}}, rl)
+		}()
+		do := func(method, path, origin string, preflight bool) *http.Response {
+			t.Helper()
+			for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+				req, _ := http.NewRequest(method, base+path, nil)
+				req.Header.Set("Origin", origin)
+				if preflight {
+					req.Header.Set("Access-Control-Request-Method", "POST")
+					req.Header.Set("Access-Control-Request-Headers", "content-type")
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err == nil {
+					resp.Body.Close()
+					return resp
+				}
+				if time.Since(start) > 10*time.Second {
+					t.Fatalf("%s %s: %v", method, path, err)
+				}
+			}
+		}
+		for _, path := range []string{"/api/chat", "/v1/chat/completions"} {
+			resp := do("OPTIONS", path, "http://localhost:5173", true)
+			allow := resp.Header.Get("Access-Control-Allow-Origin")
+			if policy != nil && (resp.StatusCode != http.StatusNoContent || allow != "http://localhost:5173") {
+				t.Errorf("preflight of %s: %d, Allow-Origin %q; want 204 naming the origin", path, resp.StatusCode, allow)
+			}
+			if policy == nil && (resp.StatusCode == http.StatusNoContent || allow != "") {
+				t.Errorf("without a policy, preflight of %s: %d, Allow-Origin %q; want no CORS answer", path, resp.StatusCode, allow)
+			}
+		}
+		if policy != nil {
+			if resp := do("OPTIONS", "/api/chat", "https://evil.example", true); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("another origin's preflight: %d, want 403", resp.StatusCode)
+			}
+			if resp := do("GET", "/api/version", "http://localhost:5173", false); resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "http://localhost:5173" {
+				t.Errorf("GET /api/version from an allowed origin: %d, Allow-Origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Router: %v", err)
+		}
 	}
 }

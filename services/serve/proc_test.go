@@ -111,7 +111,14 @@ func startProcessAt(t *testing.T, addr, role string, args ...string) *proc {
 
 func (p *proc) kill(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	p.signal(t, syscall.SIGKILL)
+}
+
+// signal sends sig to the process (SIGSTOP: it hangs until the test's cleanup kills
+// it, which SIGKILL does to a stopped process too).
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -53,10 +53,11 @@ func (l *logRecords) count(prefix string) int {
 // TestRouterRecovery follows one router through its only verifier's life:
 //
 //  1. while the verifier loads its model (health NOT_SERVING, Generate UNAVAILABLE)
-//     the router's own health is NOT_SERVING; failed requests open the breaker, and
-//     the change is logged;
-//  2. once it serves (and the breaker's cooldown has passed) the router is SERVING,
-//     a request succeeds and the breaker's closing is logged;
+//     the router's own health is NOT_SERVING and requests fail UNAVAILABLE — more of
+//     them than open a breaker, yet the breaker stays closed: a verifier refusing
+//     requests until it has loaded is not failing;
+//  2. once it serves the router is SERVING and a request succeeds, with no breaker
+//     cooldown to sit out;
 //  3. with the verifier stopped the router is NOT_SERVING and requests fail
 //     UNAVAILABLE — more of them than open a breaker, yet the breaker stays closed:
 //     a refused connection is not the endpoint failing;
@@ -95,7 +96,7 @@ func TestRouterRecovery(t *testing.T) {
 	const trip = 2
 	run(func() error {
 		return serve.Router(ctx, serve.RouterConfig{Verifiers: []string{vaddr}, Refresh: 100 * time.Millisecond, HealthInterval: 50 * time.Millisecond,
-			Breakers: services.NewBreakers(trip, 300*time.Millisecond), Log: slog.New(logs)}, rl)
+			Breakers: services.NewBreakers(trip, time.Hour), Log: slog.New(logs)}, rl)
 	})
 	cc, err := services.Dial(rl.Addr().String())
 	if err != nil {
@@ -125,13 +126,13 @@ func TestRouterRecovery(t *testing.T) {
 
 	// 1. Loading.
 	waitHealth("verifier loading", healthpb.HealthCheckResponse_NOT_SERVING)
-	for range trip {
+	for range 2 * trip {
 		if err := req(); status.Code(err) != codes.Unavailable {
 			t.Fatalf("verifier loading: %v, want UNAVAILABLE", err)
 		}
 	}
-	if logs.count("circuit breaker open") != 1 {
-		t.Errorf("after %d failures: %d logs of the breaker opening, want 1 (%q)", trip, logs.count("circuit breaker open"), logs.msgs)
+	if n := logs.count("circuit breaker open"); n != 0 {
+		t.Errorf("refusals of a verifier loading its model opened the breaker (%d logs of it opening, want 0: %q)", n, logs.msgs)
 	}
 
 	// 2. Serving.
@@ -139,9 +140,6 @@ func TestRouterRecovery(t *testing.T) {
 	waitHealth("verifier serving", healthpb.HealthCheckResponse_SERVING)
 	if err := req(); err != nil {
 		t.Fatalf("verifier serving: %v", err)
-	}
-	if logs.count("circuit breaker closed") != 1 {
-		t.Errorf("after a success: %d logs of the breaker closing, want 1 (%q)", logs.count("circuit breaker closed"), logs.msgs)
 	}
 
 	// 3. Stopped.
@@ -154,8 +152,8 @@ func TestRouterRecovery(t *testing.T) {
 	}
 	// Long enough for gRPC's own reconnect backoff to grow past a second.
 	time.Sleep(1500 * time.Millisecond)
-	if n := logs.count("circuit breaker open"); n != 1 {
-		t.Errorf("refused connections opened the breaker (%d logs of it opening, want still 1)", n)
+	if n := logs.count("circuit breaker open"); n != 0 {
+		t.Errorf("refused connections opened the breaker (%d logs of it opening, want 0)", n)
 	}
 
 	// 4. Restarted on the same address.

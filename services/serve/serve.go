@@ -29,6 +29,7 @@ import (
 	"github.com/specd-dev/specd/services"
 	"github.com/specd-dev/specd/services/auth"
 	"github.com/specd-dev/specd/services/consul"
+	"github.com/specd-dev/specd/services/cors"
 	"github.com/specd-dev/specd/services/draftsvc"
 	"github.com/specd-dev/specd/services/ollamahttp"
 	"github.com/specd-dev/specd/services/openaihttp"
@@ -411,6 +412,9 @@ type HTTPConfig struct {
 	// ToolCalls is the syntax chat replies write tool calls in (0: none, and chat
 	// requests with tools are refused).
 	ToolCalls toolcall.Syntax
+	// CORS is the browser origins allowed to call both APIs directly; nil: none (no
+	// CORS headers, and a browser's preflight is refused).
+	CORS *cors.Policy
 }
 
 // Router serves the public API on lis until ctx ends.
@@ -595,7 +599,7 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, read
 		defer wg.Done()
 		defer inner.GRPC.Stop()
 		defer cc.Close()
-		if err := openaihttp.Serve(ctx, lis, mux, Grace, cfg.Log); err != nil {
+		if err := openaihttp.Serve(ctx, lis, cfg.HTTP.CORS.Wrap(mux), Grace, cfg.Log); err != nil {
 			cfg.Log.Error("openai front door stopped", "err", err)
 			fail(fmt.Errorf("openai front door: %w", err))
 		}

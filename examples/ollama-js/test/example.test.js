@@ -77,6 +77,8 @@ test('list, ps and show describe the model by a name a client sends back', async
   assert.equal(models[0].details.quantization_level, 'Q8_0');
   const ps = await ollama.ps();
   assert.deepEqual(ps.models.map((m) => m.model), [MODEL]);
+  // Loaded for as long as specd runs, which Ollama reports as an expiry centuries on.
+  assert.ok(new Date(ps.models[0].expires_at).getFullYear() > new Date().getFullYear() + 100, `expires_at ${ps.models[0].expires_at}`);
   const show = await ollama.show({ model: MODEL });
   assert.equal(show.model_info['llama.context_length'], 512);
   assert.ok(show.capabilities.includes('tools'), `capabilities ${show.capabilities}`);
@@ -151,10 +153,20 @@ test('a tool call comes back with its arguments as an object', async () => {
   const call = res.message.tool_calls[0].function;
   assert.equal(call.name, 'get_weather');
   assert.equal(typeof call.arguments.city, 'string');
+  assert.match(res.message.tool_calls[0].id, /^call_[a-z0-9]{8}$/);
   // The call and its result go back as history.
   const next = await ollama.chat({ model: MODEL, tools, options: { temperature: 0, num_predict: 8 }, messages: [
-    { role: 'user', content: 'Weather in Paris?' }, res.message, { role: 'tool', content: '21 C, sunny', tool_name: 'get_weather' }] });
+    { role: 'user', content: 'Weather in Paris?' }, res.message,
+    { role: 'tool', content: '21 C, sunny', tool_name: 'get_weather', tool_call_id: res.message.tool_calls[0].id }] });
   assert.equal(next.done, true);
+});
+
+test('an empty prompt loads the model, and with keep_alive 0 unloads it, as in Ollama', async () => {
+  assert.equal((await ollama.generate({ model: MODEL, prompt: '' })).done_reason, 'load');
+  assert.equal((await ollama.generate({ model: MODEL, prompt: '', keep_alive: 0 })).done_reason, 'unload');
+  assert.equal((await ollama.chat({ model: MODEL, messages: [], keep_alive: 0 })).done_reason, 'unload');
+  // Names are case-blind, as Ollama's.
+  assert.equal((await ollama.generate({ model: 'Specd-Target:LATEST', prompt: '' })).done_reason, 'load');
 });
 
 test('refusals are errors the client reports, with Ollama\'s status and wording', async () => {
