@@ -32,6 +32,15 @@ var deadEndSchemas = []string{
 	`{"type":"object","properties":{"a":{"type":"null"},"b":{"type":"null"},"c":{"type":"null"}},"required":["c"],"maxProperties":2,"minProperties":2}`,
 	`{"type":"object","properties":{"a":{"type":"null"}},"required":["a"],"additionalProperties":{"type":"null"},"maxProperties":2}`,
 	`{"type":"array","prefixItems":[{"type":"string","format":"uuid"},{"type":"boolean"}],"items":false,"minItems":1}`,
+	`{"type":"string","pattern":"^[A-Z]{3}-\\d{4}$"}`,
+	`{"type":"string","pattern":"^(é|ü|世界|[α-ω]|😀)+$","maxLength":5}`,
+	`{"type":"string","pattern":"^[^a-z]*[\u4e00-\u4e0f]$","maxLength":3}`,
+	`{"type":"string","pattern":"^(ab|c+)$","minLength":3,"maxLength":4}`,
+	`{"type":"string","pattern":"^(aa)+$","minLength":3,"maxLength":5}`,
+	`{"type":"string","pattern":"x\"y|\\\\","maxLength":6}`,
+	`{"type":"string","pattern":"^\\s\\S$"}`,
+	`{"type":"object","propertyNames":{"pattern":"^[a-z]{2}(é|\\d)$"},"additionalProperties":{"type":"null"},"maxProperties":2}`,
+	`{"type":"object","propertyNames":{"minLength":2,"maxLength":3},"properties":{"ab":{"type":"null"}},"additionalProperties":{"type":"null"}}`,
 	`{"type":"string","format":"uuid","pattern":"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"}`,
 }
 

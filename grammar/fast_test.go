@@ -118,12 +118,38 @@ func TestFormatWalk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct{ schema, text string }{
-		{`{"type":"string","format":"email","maxLength":12}`, `"first.`},
-		{`{"type":"object","properties":{"d":{"type":"string","format":"date-time"}}}`, `{"d": "2024-02-2`},
-		{`{"type":"array","items":{"type":"string","format":"ipv4"}}`, `["10.0.0.1", "192.168`},
-		{`{"type":"string","format":"uuid"}`, `"123e4567-e89b-12d3-a456-4266141740`},
-		{`{"type":"string","format":"hostname"}`, `"a`},
+	byteToken := map[byte]int32{} // Qwen2 has a token for each byte
+	for id := range int32(tok.VocabSize()) {
+		if b := tok.TokenBytes(id); len(b) == 1 {
+			byteToken[b[0]] = id
+		}
+	}
+	for _, c := range []struct {
+		schema, text string
+		partial      []byte // bytes of a character begun, taken after text
+	}{
+		{`{"type":"string","format":"email","maxLength":12}`, `"first.`, nil},
+		{`{"type":"object","properties":{"d":{"type":"string","format":"date-time"}}}`, `{"d": "2024-02-2`, nil},
+		{`{"type":"array","items":{"type":"string","format":"ipv4"}}`, `["10.0.0.1", "192.168`, nil},
+		{`{"type":"string","format":"uuid"}`, `"123e4567-e89b-12d3-a456-4266141740`, nil},
+		{`{"type":"string","format":"hostname"}`, `"a`, nil},
+		// Patterns: the plain tokens of a state come from its list, the others are
+		// walked, between characters and inside one.
+		{`{"type":"string","pattern":"^[A-Z]{3}-\\d{4}$"}`, `"AB`, nil},
+		{`{"type":"string","pattern":"^<.+>$","maxLength":12}`, `"<Once up`, nil},
+		{`{"type":"string","pattern":"^<.+>$"}`, `"<Once upon`, nil},
+		{`{"type":"string","pattern":"^(é|ü|世界|[α-ω])+$","maxLength":9}`, `"éü`, nil},
+		{`{"type":"string","pattern":"^(é|ü|世界|[α-ω])+$"}`, `"éü`, []byte{0xE4}},
+		{`{"type":"string","pattern":"^(é|ü|世界|[α-ω])+$"}`, `"éü`, []byte{0xE4, 0xB8}},
+		{`{"type":"string","pattern":"^.[^a-z]+\"$"}`, `"x`, []byte{0xF0, 0x9F}},
+		{`{"type":"string","pattern":"\\\\n"}`, `"ab`, nil},
+		{`{"type":"object","properties":{"s":{"type":"string","pattern":"^\\w+$","maxLength":5}}}`, `{"s": "ab`, nil},
+		// Keys under propertyNames: a state's plain tokens, the others walked, a quote
+		// stepped with the whole key (a property given already is refused).
+		{`{"type":"object","propertyNames":{"pattern":"^[a-z]+\\d?$","maxLength":6},"additionalProperties":true}`, `{"ab`, nil},
+		{`{"type":"object","propertyNames":{"pattern":"^[a-z]+$"},"properties":{"abc":{"type":"integer"}},"additionalProperties":true}`, `{"abc": 1, "ab`, nil},
+		{`{"type":"object","propertyNames":{"minLength":3},"additionalProperties":true}`, `{"a`, nil},
+		{`{"type":"object","propertyNames":{"minLength":3},"additionalProperties":true}`, `{"é`, []byte{0xE4}},
 	} {
 		f, err := SchemaFormat([]byte(c.schema))
 		if err != nil {
@@ -131,8 +157,11 @@ func TestFormatWalk(t *testing.T) {
 		}
 		m := f.Grammar(tok).NewMatcher().(*Matcher)
 		m.Reset(tok.Encode(c.text, false))
+		for _, b := range c.partial {
+			m.Advance(byteToken[b])
+		}
 		if m.dead || len(m.alts) != 1 {
-			t.Fatalf("%s: %q leaves %d alternatives (dead %v), want one", c.schema, c.text, len(m.alts), m.dead)
+			t.Fatalf("%s: %q %x leaves %d alternatives (dead %v), want one", c.schema, c.text, c.partial, len(m.alts), m.dead)
 		}
 		got := make([]float32, tok.VocabSize())
 		m.Mask(got, nil)

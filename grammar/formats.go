@@ -26,8 +26,9 @@ var formats = map[string]charRule{
 
 // zodPatterns are the regular expressions zod 4's z.toJSONSchema writes beside a format
 // (zod.email(), .uuid(), .iso.datetime(), .iso.date(), .ipv4()), each with the automaton
-// that accepts its language, or a subset of it that is also within the format: a pattern
-// is otherwise refused (the matcher has no regular expressions yet).
+// that accepts its language, or a subset of it that is also within the format. Any
+// other pattern beside an enforced format is refused: the pattern's automaton
+// (pattern.go) and the format's are not intersected.
 var zodPatterns = map[string]map[string]charRule{
 	"email": {
 		`^(?:[A-Za-z0-9_'+\-]+\.)*[A-Za-z0-9_'+\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\-]*\.)+[A-Za-z]{2,}$`: email{},

@@ -11,19 +11,21 @@
 //
 // The schema subset: type, nullable, enum, const; properties, required,
 // additionalProperties (absent with properties it is false, as in OpenAI's strict
-// schemas), minProperties, maxProperties; items, prefixItems (and draft 7's tuples),
+// schemas), minProperties, maxProperties, propertyNames (a pattern and lengths, on
+// every key); items, prefixItems (and draft 7's tuples),
 // minItems, maxItems, uniqueItems (on an enum's values); minLength, maxLength (in code
-// points) and format (date-time, date, time, duration, uuid, ipv4, ipv6, hostname,
+// points), format (date-time, date, time, duration, uuid, ipv4, ipv6, hostname,
 // email, uri: each the subset its automaton in formats.go names; another format is an
-// annotation); minimum, maximum and their exclusive forms on integers and on numbers
+// annotation) and pattern (an ECMA-262 regular expression found anywhere in the string
+// unless anchored, compiled to a deterministic automaton: pattern.go); minimum, maximum and their exclusive forms on integers and on numbers
 // with a fraction (exact on any decimal bound: such a number has no exponent);
 // multipleOf on integers;
 // anyOf and oneOf (matched as anyOf: that exactly one branch matches is not checked),
 // allOf and keywords beside $ref or a union (merged, or refused where they cannot be);
 // and $ref to "#", "#/$defs/NAME" or "#/definitions/NAME" (recursion allowed).
 // Annotations (title, description, default, examples, discriminator, …) are ignored;
-// any other keyword is refused with ErrSchema, never silently dropped, and so is pattern
-// but for the ones zod writes beside a format. Keys, enum values and constants must be
+// any other keyword is refused with ErrSchema, never silently dropped, and so is a
+// pattern beside an enforced format but for the ones zod writes beside it. Keys, enum values and constants must be
 // written as compact JSON spells them (enum values with no white space inside).
 // White space between tokens is at most one space, and each part of a number at most
 // maxDigits digits.
@@ -146,6 +148,8 @@ type Matcher struct {
 	keep   bool
 	ids    []int32
 	states [][]*frame
+	// path: the bytes from the frame a walk of characters began at (walkChars).
+	path []byte
 }
 
 // Advance takes the next token of the output. A token with no text (a control
@@ -236,6 +240,7 @@ func (m *Matcher) Mask(logits []float32, ends []int32) {
 			}
 		}
 		m.walk(m.g.v.rest, 0, m.alts)
+	case m.maskPattern():
 	default:
 		m.walk(m.g.v.all, 0, m.alts)
 	}

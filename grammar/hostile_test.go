@@ -173,6 +173,16 @@ func BenchmarkMaskFormat(b *testing.B) {
 		{"email", `{"type":"string","format":"email"}`, `"first.last`},
 		{"maxLength", `{"type":"string","maxLength":40}`, `"Once upon`},
 		{"number-bounds", `{"type":"number","exclusiveMinimum":0,"maximum":100}`, `12`},
+		// Patterns: anchored and counted, a free run between anchors (.+ takes nearly
+		// every token), and an unanchored one once it has matched (any text follows).
+		{"pattern-code", `{"type":"string","pattern":"^[A-Z]{3}-\\d{4}$"}`, `"AB`},
+		{"pattern-dot", `{"type":"string","pattern":"^<.+>$"}`, `"<Once upon`},
+		{"pattern-email", `{"type":"string","pattern":"^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,4}$"}`, `"first.last`},
+		{"pattern-matched", `{"type":"string","pattern":"abc"}`, `"xabc and`},
+		// A key under propertyNames: the fast paths of a string under a pattern (the
+		// general walk, a frame per byte, took 200 ms under ^.+$).
+		{"propertyNames", `{"type":"object","propertyNames":{"pattern":"^[a-z_]+$"},"additionalProperties":true}`, `{"first_na`},
+		{"propertyNames-dot", `{"type":"object","propertyNames":{"pattern":"^.+$"},"additionalProperties":true}`, `{"Once upon`},
 	} {
 		f, err := grammar.SchemaFormat([]byte(c.schema))
 		if err != nil {

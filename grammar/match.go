@@ -382,7 +382,11 @@ func stepObject(dst []*frame, f *frame, b byte) []*frame {
 		case b == '"' && keysLeft(f):
 			g := *f
 			g.sub, g.ws = objKey, 0
-			return append(dst, &frame{up: &g, n: f.n, kind: kKey})
+			k := &frame{up: &g, n: f.n, kind: kKey}
+			if r := f.n.keys; r != nil && r.auto != nil {
+				k.setFS(r.auto.start())
+			}
+			return append(dst, k)
 		case b == '}' && f.sub == objOpen && requiredMet(f) && f.count >= f.n.minProps:
 			return append(dst, finish(f.up))
 		}
@@ -474,6 +478,9 @@ func stepKey(dst []*frame, f *frame, b byte) []*frame {
 		return dst
 	}
 	if b == '"' && f.sub == strChar {
+		if r := obj.n.keys; r != nil && !r.ends(f) {
+			return dst // propertyNames: the key is not one of its strings
+		}
 		i := named(obj.n.props, f.text)
 		switch {
 		case i < 0:
@@ -486,7 +493,12 @@ func stepKey(dst []*frame, f *frame, b byte) []*frame {
 	if len(f.text) >= maxKey {
 		return dst
 	}
-	g := stringByte(f, b)
+	var g *frame
+	if r := obj.n.keys; r != nil {
+		g = r.byteIn(f, b)
+	} else {
+		g = stringByte(f, b)
+	}
 	if g == nil {
 		return dst
 	}

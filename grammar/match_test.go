@@ -171,7 +171,19 @@ func TestWrapped(t *testing.T) {
 
 func TestSchemaErrors(t *testing.T) {
 	for _, c := range []struct{ schema, want string }{
-		{`{"type":"string","pattern":"a+"}`, `keyword "pattern" is not supported`},
+		{`{"type":"string","pattern":"(?=a)"}`, `look-arounds ((?=...)) are not supported`},
+		{`{"type":"string","pattern":"(a)\\1"}`, `back-references (\1) are not supported`},
+		{`{"type":"string","pattern":"\\bword"}`, `word boundaries (\b) are not supported`},
+		{`{"type":"string","pattern":"(?<!a)b"}`, `look-arounds ((?<!...)) are not supported`},
+		{`{"type":"string","pattern":"\\p{L}"}`, `Unicode property classes`},
+		{`{"type":"string","pattern":"(?i)a"}`, `inline flags`},
+		{`{"type":"string","pattern":"a^b"}`, `'^' only at the start`},
+		{`{"type":"string","pattern":"(a"}`, `missing ')'`},
+		{`{"type":"string","pattern":7}`, `a string, not`},
+		{`{"type":"string","pattern":"^[a-c]$","minLength":2}`, `no string a JSON string can hold`},
+		{`{"type":"string","pattern":"^\\x01$"}`, `no string a JSON string can hold`},
+		{`{"type":"string","pattern":"^abc","maxLength":2}`, `no string matching pattern "^abc" has so few`},
+		{`{"type":"string","pattern":"(a|b)*a(a|b){20}"}`, `too complex`},
 		{`{"type":"number","multipleOf":0.5}`, "only on integers"},
 		{`{"type":"integer","multipleOf":0}`, "a number above 0"},
 		{`{"type":"integer","multipleOf":7,"minimum":1,"maximum":6}`, "no integer"},
@@ -192,7 +204,7 @@ func TestSchemaErrors(t *testing.T) {
 		{`{"allOf":[{"const":1},{"const":2}]}`, "no value is in every part"},
 		{`{"allOf":[]}`, "non-empty array"},
 		{`{"nullable":"yes"}`, "a boolean"},
-		{`{"type":"string","pattern":"^a$","format":"email"}`, `keyword "pattern" is not supported`},
+		{`{"type":"string","pattern":"^a$","format":"email"}`, `pattern beside format "email": not supported`},
 		{`{"type":"integer","minimum":"0"}`, "a number, not a string"},
 		{`{"type":"integer","exclusiveMinimum":true}`, "a number, not a boolean"},
 		{`{"type":"integer","enum":[1,2],"maximum":1}`, "beside minimum, maximum"},
@@ -301,7 +313,8 @@ func FuzzSchema(f *testing.F) {
 		`{"type":"integer","minimum":-3,"exclusiveMaximum":1e400}`, `{"type":["integer","array"],"items":{"$ref":"#"},"maximum":-7.5}`,
 		`{"type":"string","format":"email","maxLength":9}`, `{"type":"number","exclusiveMinimum":-0.5,"maximum":1e-3}`,
 		`{"allOf":[{"$ref":"#"},{"properties":{"a":{"format":"date"}}}],"nullable":true}`, `{"type":"array","prefixItems":[{"enum":[1,"x"]}],"items":false}`,
-		`{"type":"array","items":{"enum":["x","xy"]},"uniqueItems":true}`, `{"maxProperties":1,"anyOf":[{"type":"object"},{"type":"string","minLength":2}]}`} {
+		`{"type":"array","items":{"enum":["x","xy"]},"uniqueItems":true}`, `{"maxProperties":1,"anyOf":[{"type":"object"},{"type":"string","minLength":2}]}`,
+		`{"type":"object","properties":{"a":{"type":"string","pattern":"^[a-z]+\d?$","minLength":2}},"propertyNames":{"pattern":"^a"},"additionalProperties":{"pattern":"x|y$"}}`} {
 		f.Add(s, `{"a":{"a":null}}`)
 		f.Add(s, `[1,"x",2]`)
 	}

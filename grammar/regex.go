@@ -77,6 +77,13 @@ type regex struct {
 	// to sort, and a pattern may repeat it thousands of times. Its slices are shared,
 	// never changed.
 	classes map[classKey][]span
+	// ecma reads the pattern as ECMA-262 (a JSON Schema pattern, pattern.go) rather
+	// than Python: '.' and \s as ECMA's, [] and [^] empty and any, {,n} literal text,
+	// ^ and $ outside groups alone, and no inline flags, comments, \a, \U, \A or \Z.
+	// anchors are then, per alternative at the top, whether it began with '^' and ended
+	// with '$' (a guided regex matches whole, so they mean nothing there).
+	ecma    bool
+	anchors []anchor
 }
 
 // classKey is a class's text and the flags it was read with.
@@ -84,6 +91,8 @@ type classKey struct {
 	text string
 	fl   flags
 }
+
+type anchor struct{ start, end bool }
 
 // flags are Python's inline flags in force: i (fold case), s (. takes a newline too),
 // a (\d \w \s and case folding ASCII only). m and u change nothing here: ^ and $
@@ -201,6 +210,11 @@ var (
 	spaceClass = []span{{'\t', '\r'}, {' ', ' '}}
 	dotClass   = normalize([]span{{'\n', '\n'}}, true)
 
+	// ECMA-262's: '.' is any character but the line terminators, \s white space and
+	// line terminators (§22.2.2.9, WhiteSpace and LineTerminator).
+	ecmaDotClass   = normalize([]span{{'\n', '\n'}, {'\r', '\r'}, {0x2028, 0x2029}}, true)
+	ecmaSpaceClass = normalize([]span{{'\t', '\r'}, {' ', ' '}, {0xA0, 0xA0}, {0x1680, 0x1680}, {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000}, {0xFEFF, 0xFEFF}}, false)
+
 	uniDigit = tableSpans(unicode.Nd)
 	uniWord  = tableSpans(unicode.L, unicode.M, unicode.N, unicode.Pc)
 	uniSpace = normalize(append(tableSpans(unicode.White_Space), span{0x1C, 0x1F}), false)
@@ -279,6 +293,9 @@ func (x *regex) atEnd(depth int) bool {
 func (x *regex) sequence(depth int, atStart bool) (seq []sym, ended bool, err error) {
 	last := -1
 	start := x.i
+	if depth == 0 {
+		x.anchors = append(x.anchors, anchor{})
+	}
 	for !x.end() {
 		p := x.pos()
 		c := x.src[x.i]
@@ -287,18 +304,30 @@ func (x *regex) sequence(depth int, atStart bool) (seq []sym, ended bool, err er
 		case '|', ')':
 			return seq, ended, nil
 		case '^':
+			if x.ecma && depth > 0 {
+				return nil, false, p.errorf("'^' only at the start of the pattern, outside groups")
+			}
 			if !atStart || x.i != start {
 				return nil, false, p.errorf("'^' only at the start of the pattern")
 			}
 			x.i++
 			start = x.i
+			if depth == 0 {
+				x.anchors[len(x.anchors)-1].start = true
+			}
 			continue
 		case '$':
+			if x.ecma && depth > 0 {
+				return nil, false, p.errorf("'$' only at the end of the pattern, outside groups")
+			}
 			x.i++
 			if !x.atEnd(depth) {
 				return nil, false, p.errorf("'$' only at the end of the pattern")
 			}
 			ended = true
+			if depth == 0 {
+				x.anchors[len(x.anchors)-1].end = true
+			}
 			continue
 		case '(':
 			var end bool
@@ -326,7 +355,10 @@ func (x *regex) sequence(depth int, atStart bool) (seq []sym, ended bool, err er
 		case '.':
 			x.i++
 			item = []sym{charSym(dotClass)}
-			if x.fl.dotAll {
+			switch {
+			case x.ecma:
+				item = []sym{charSym(ecmaDotClass)}
+			case x.fl.dotAll:
 				item = []sym{charSym(anyChar)}
 			}
 		case '*', '+', '?':
@@ -339,15 +371,16 @@ func (x *regex) sequence(depth int, atStart bool) (seq []sym, ended bool, err er
 			item = []sym{charSym([]span{{'{', '{'}})}
 		case '\\':
 			// \A and \Z are ^ and $ that a newline does not move: at the ends alike.
-			switch x.peek(1) {
-			case 'A':
+			switch c := x.peek(1); {
+			case x.ecma: // not ECMA-262's: escape refuses them
+			case c == 'A':
 				if !atStart || x.i != start {
 					return nil, false, p.errorf("'\\A' only at the start of the pattern")
 				}
 				x.i += 2
 				start = x.i
 				continue
-			case 'Z':
+			case c == 'Z':
 				x.i += 2
 				if !x.atEnd(depth) {
 					return nil, false, p.errorf("'\\Z' only at the end of the pattern")
@@ -446,6 +479,8 @@ func (x *regex) braces() (lo, hi, n int) {
 			return 0, 0, 0
 		}
 		hi = lo
+	case a == "" && x.ecma: // {,n} and {,} are literal text in ECMA-262
+		return 0, 0, 0
 	default: // {,} is {0,} in Python
 		if a != "" {
 			if lo, ok = num(a); !ok {
@@ -490,6 +525,8 @@ func (x *regex) group(depth int, atStart bool) (item []sym, ended bool, err erro
 			return nil, false, p.errorf("back-references ((?P=name)) are not supported")
 		case strings.HasPrefix(rest, ">"):
 			return nil, false, p.errorf("atomic groups ((?>...)) are not supported")
+		case x.ecma && !strings.HasPrefix(rest, "<") && !strings.HasPrefix(rest, "P<"):
+			return nil, false, p.errorf("inline flags, comments and other (?...) constructs are not supported")
 		case strings.HasPrefix(rest, "#"):
 			end := strings.IndexByte(rest, ')')
 			if end < 0 {
@@ -579,7 +616,8 @@ func (x *regex) class() ([]span, error) {
 		x.i++
 	}
 	var lits, ascii, uni []span // literal characters and ranges; escape classes as read each way
-	first := true
+	// A ']' first is itself in Python; in ECMA-262 it ends the class: [] is empty, [^] any.
+	first := !x.ecma
 	for first || x.peek(0) != ']' {
 		if x.end() {
 			return nil, p.errorf("a character class that does not end")
@@ -655,6 +693,10 @@ func (x *regex) classChar() (ascii, uni []span, single bool, err error) {
 // escape reads \... as the class it stands for, as ASCII and as Unicode read it (the
 // same but for \d \D \w \W \s \S).
 func (x *regex) escape(inClass bool) (ascii, uni []span, err error) {
+	if x.ecma {
+		cls, err := x.escapeECMA(inClass)
+		return cls, cls, err
+	}
 	c := x.peek(1)
 	ascii, err = x.escapeASCII(inClass)
 	uni = ascii
@@ -676,6 +718,47 @@ func (x *regex) escape(inClass bool) (ascii, uni []span, err error) {
 		uni = ascii
 	}
 	return ascii, uni, err
+}
+
+// escapeECMA reads \... as ECMA-262 reads it (with the u flag, as JSON Schema asks):
+// where it differs from Python's, then as escapeASCII does.
+func (x *regex) escapeECMA(inClass bool) ([]span, error) {
+	p := x.pos()
+	switch c := x.peek(1); {
+	case c == 's' || c == 'S':
+		x.i += 2
+		return normalize(ecmaSpaceClass, c == 'S'), nil
+	case c == 'a':
+		return nil, p.errorf("unknown escape \\a")
+	case c == 'U':
+		return nil, p.errorf("unknown escape \\U (ECMA-262 writes \\u{...})")
+	case c == 'A' || c == 'Z' || c == 'z' || c == 'G':
+		return nil, p.errorf("anchors (\\%c) are not supported: only ^ and $", c)
+	case c == '0' && !(x.peek(2) >= '0' && x.peek(2) <= '9'):
+		x.i += 2
+		return []span{{0, 0}}, nil
+	case c == '0':
+		return nil, p.errorf("octal escapes (\\0%c...) are not supported", x.peek(2))
+	case c >= '1' && c <= '9':
+		return nil, p.errorf("back-references (\\%c) are not supported", c)
+	case c == 'u' && x.peek(2) == '{': // \u{1F600}
+		end := strings.IndexByte(x.src[x.i:], '}')
+		digits := ""
+		if end > 3 {
+			digits = x.src[x.i+3 : x.i+end]
+		}
+		v, err := strconv.ParseUint(digits, 16, 32)
+		if digits == "" || len(digits) > 6 || err != nil {
+			return nil, p.errorf("a \\u{...} escape of 1-6 hex digits")
+		}
+		r, err := codePoint(rune(v), p)
+		if err != nil {
+			return nil, err
+		}
+		x.i += end + 1
+		return []span{{r, r}}, nil
+	}
+	return x.escapeASCII(inClass)
 }
 
 func (x *regex) escapeASCII(inClass bool) ([]span, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/big"
 	"slices"
@@ -39,6 +40,9 @@ type node struct {
 	// key (nil: no other key).
 	props []prop
 	extra *node
+	// keys: what every key must be (propertyNames; nil: any string). The names of
+	// props are each one of them.
+	keys *strRule
 	// minProps and maxProps bound the number of keys (maxProps < 0: no bound).
 	minProps, maxProps int
 	// Arrays: the schemas of the first items (prefixItems), the schema of every item
@@ -109,7 +113,19 @@ type compiler struct {
 	// their JSON, so that a recursive one compiles to a cycle as a $ref does.
 	merged map[string]*node
 	nodes  int // schemas compiled, against maxNodes
+	// patterns are the pattern automata compiled, by minimum length and pattern;
+	// table the entries of their tables, against maxSchemaTable.
+	patterns map[patternKey]*patternRule
+	table    int
 }
+
+type patternKey struct {
+	pattern string
+	minLen  int
+}
+
+// maxSchemaTable bounds the entries of all the pattern automata of one schema.
+const maxSchemaTable = 4 * maxPatternTable
 
 type union struct {
 	n  *node
@@ -128,7 +144,7 @@ func compileSchema(doc []byte) (*node, error) {
 	if _, err := d.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: not JSON: text after the schema", ErrSchema)
 	}
-	c := &compiler{refs: map[string]*node{}, merged: map[string]*node{}}
+	c := &compiler{refs: map[string]*node{}, merged: map[string]*node{}, patterns: map[patternKey]*patternRule{}}
 	if m, ok := v.(map[string]any); ok {
 		c.root = m
 	}
@@ -231,7 +247,7 @@ var keywords = map[string]bool{
 	"items": true, "prefixItems": true, "additionalItems": true, "minItems": true, "maxItems": true, "uniqueItems": true,
 	"enum": true, "const": true, "anyOf": true, "oneOf": true, "allOf": true, "$ref": true, "nullable": true,
 	"minimum": true, "maximum": true, "exclusiveMinimum": true, "exclusiveMaximum": true, "multipleOf": true,
-	"minLength": true, "maxLength": true, "format": true, "pattern": true,
+	"minLength": true, "maxLength": true, "format": true, "pattern": true, "propertyNames": true,
 }
 
 // maxNodes bounds the schemas one document compiles to: allOf and the distribution of
@@ -471,33 +487,68 @@ func (c *compiler) strings(n *node, s map[string]any, at string) error {
 	if hasFormat {
 		auto = formats[name] // nil: an annotation
 	}
-	if p, ok := s["pattern"]; ok {
-		known := zodPatterns[name][fmt.Sprint(p)]
-		if known == nil {
-			return c.errorf(at+"/pattern", "keyword \"pattern\" is not supported (only zod's own pattern beside format %q)", name)
-		}
-		auto = known
-	}
 	if n.types&tString == 0 {
-		return nil
+		return nil // pattern and the rest assert nothing of other values
 	}
 	if maxLen >= 0 && minLen > maxLen {
 		return c.errorf(at, "minLength %d is more than maxLength %d", minLen, maxLen)
 	}
+	what := name
+	if p, ok := s["pattern"]; ok {
+		src, isString := p.(string)
+		switch known := zodPatterns[name][src]; {
+		case !isString:
+			return c.errorf(at+"/pattern", "a string, not %s", jsonKind(p))
+		case known != nil:
+			auto = known
+		case auto != nil:
+			return c.errorf(at+"/pattern", "pattern beside format %q: not supported (the two automata are not intersected), but for zod's own pattern of that format", name)
+		case src != "":
+			pr, err := c.pattern(src, minLen, at+"/pattern")
+			if err != nil {
+				return err
+			}
+			auto, what = pr, fmt.Sprintf("string matching pattern %q", src)
+		}
+	}
 	if auto != nil {
-		// A minimum beside an automaton is taken where it holds of every string the
-		// automaton accepts (zod's .min(1).email()): otherwise the matcher would need
-		// the longest way on from each state, to not lead where no string is long
-		// enough.
+		// A minimum beside a format's automaton is taken where it holds of every
+		// string the automaton accepts (zod's .min(1).email()): otherwise the matcher
+		// would need the longest way on from each state, to not lead where no string
+		// is long enough. A pattern's automaton has the minimum folded in.
 		if shortest := auto.rest(auto.start()); minLen > shortest {
 			return c.errorf(at, "minLength %d beside format %s: only a minimum every %s meets (%d) is supported", minLen, name, name, shortest)
 		}
 		if maxLen >= 0 && auto.rest(auto.start()) > maxLen {
-			return c.errorf(at, "maxLength %d: no %s has so few characters", maxLen, name)
+			return c.errorf(at, "maxLength %d: no %s has so few characters", maxLen, what)
 		}
 	}
 	n.str = newStrRule(minLen, maxLen, auto)
 	return nil
+}
+
+// pattern returns the automaton of pattern src with minimum minLen, compiled once per
+// schema, or an error naming what in it is not supported.
+func (c *compiler) pattern(src string, minLen int, at string) (*patternRule, error) {
+	key := patternKey{src, minLen}
+	if p, ok := c.patterns[key]; ok {
+		return p, nil
+	}
+	p, err := compilePattern(src, minLen)
+	var syn *SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		return nil, c.errorf(at, "%q, column %d: %s", src, syn.Col, syn.Msg)
+	case errors.Is(err, errPatternSize):
+		return nil, c.errorf(at, "%q: its automaton would have more than %d states (or %d entries, or take more than %d steps to build): too complex", src, maxPatternStates, maxPatternTable, maxPatternWork)
+	case err != nil:
+		return nil, c.errorf(at, "%q: %s", src, strings.TrimPrefix(err.Error(), ErrGrammar.Error()+": "))
+	}
+	if c.table += len(p.trans); c.table > maxSchemaTable {
+		return nil, c.errorf(at, "the schema's patterns have automata of more than %d entries between them", maxSchemaTable)
+	}
+	c.patterns[key] = p
+	return p, nil
 }
 
 // clampInt is x, or the int64 nearest to it.
@@ -588,6 +639,11 @@ func (c *compiler) object(n *node, s map[string]any, at string) error {
 			n.extra = sub
 		}
 	}
+	if pn, ok := s["propertyNames"]; ok {
+		if err := c.propertyNames(n, pn, at+"/propertyNames"); err != nil {
+			return err
+		}
+	}
 	var err error
 	if n.minProps, n.maxProps, err = c.counts(s, "minProperties", "maxProperties", at); err != nil {
 		return err
@@ -605,6 +661,61 @@ func (c *compiler) object(n *node, s map[string]any, at string) error {
 	case n.maxProps >= 0 && required > n.maxProps:
 		return c.errorf(at, "maxProperties %d: %d properties are required", n.maxProps, required)
 	}
+	return nil
+}
+
+// maxKeyChars bounds the characters of a key under propertyNames: at most 4 bytes each
+// as written, it stays within maxKey bytes, so that the bound on the text never cuts a
+// key its rule would still take.
+const maxKeyChars = maxKey / 4
+
+// propertyNames compiles the schema every key of object n must match (zod's z.record
+// with a key schema): a string's type, pattern, minLength and maxLength (at most
+// maxKeyChars), enforced on the keys other than n's properties, whose names must match
+// it. Anything else in it is refused.
+func (c *compiler) propertyNames(n *node, v any, at string) error {
+	if v == true {
+		return nil
+	}
+	s, ok := v.(map[string]any)
+	if !ok {
+		return c.errorf(at, "a schema of type string with pattern, minLength or maxLength, not %s", jsonKind(v))
+	}
+	for _, k := range slices.Sorted(maps.Keys(s)) {
+		switch {
+		case annotations[k], k == "pattern", k == "minLength", k == "maxLength":
+		case k == "type" && s[k] == "string":
+		default:
+			return c.errorf(at, "keyword %q: only type string, pattern, minLength and maxLength are supported here", k)
+		}
+	}
+	key := &node{types: tString}
+	if err := c.strings(key, s, at); err != nil {
+		return err
+	}
+	r := key.str
+	if r == nil {
+		return nil
+	}
+	if r.max < 0 || r.max > maxKeyChars {
+		r.max = maxKeyChars
+	}
+	if r.auto == nil { // lengths alone: any characters, so that the mask's walks apply
+		any, err := c.pattern(`^[^]*$`, r.min, at)
+		if err != nil {
+			return err
+		}
+		r.auto = any
+	}
+	if r.auto != nil && r.auto.rest(r.auto.start()) > r.max || r.min > r.max {
+		return c.errorf(at, "no key of at most %d characters matches", r.max)
+	}
+	for _, p := range n.props {
+		if !r.matches(p.name) || strings.Contains(p.key, `\u`) {
+			return c.errorf(at, "property %q is not one of the names propertyNames allows (as written without \\u escapes, at most %d characters)", p.name, r.max)
+		}
+	}
+	n.keys = &strRule{min: r.min, max: r.max, auto: r.auto}
 	return nil
 }
 

@@ -58,11 +58,23 @@ func (r *strRule) room(count int, s uint32) bool {
 func stepRuled(f *frame, b byte) *frame {
 	r := f.n.str
 	if b == '"' && f.sub == strChar {
-		if f.count < r.min || r.auto != nil && !r.auto.final(f.fs()) {
+		if !r.ends(f) {
 			return nil
 		}
 		return finish(f.up)
 	}
+	return r.byteIn(f, b)
+}
+
+// ends reports whether the string of rule r may end where f stands, between
+// characters.
+func (r *strRule) ends(f *frame) bool {
+	return f.count >= r.min && (r.auto == nil || r.auto.final(f.fs()))
+}
+
+// byteIn is stepRuled for a byte within the string (not its closing quote): the frame
+// after b, or nil. Keys under propertyNames take it too (stepKey).
+func (r *strRule) byteIn(f *frame, b byte) *frame {
 	g := stringByte(f, b)
 	switch {
 	case g == nil:
@@ -85,13 +97,23 @@ func stepRuled(f *frame, b byte) *frame {
 			return nil
 		}
 		if w, ok := r.auto.(wideRule); ok {
-			if lo, hi := leadRange(b); w.anyIn(f.fs(), f.count+1, r, lo, hi) {
+			if lo, hi := (partChar{cp: g.cp(), need: g.aux, lo: g.lo, hi: g.hi}).span(); w.anyIn(f.fs(), f.count+1, r, lo, hi) {
 				return g
 			}
 		}
 		return nil
 	case g.sub == strHex:
 		if r.auto != nil || g.aux == 2 && g.cp() >= 0xD8 && g.cp() <= 0xDF {
+			return nil
+		}
+	case g.sub == strCont && r.auto != nil:
+		// Within a character: some character it can still become must fit, or a
+		// token ending here would lead where none can.
+		w, ok := r.auto.(wideRule)
+		if !ok {
+			return nil
+		}
+		if lo, hi := (partChar{cp: g.cp(), need: g.aux, lo: g.lo, hi: g.hi}).span(); !w.anyIn(f.fs(), f.count+1, r, lo, hi) {
 			return nil
 		}
 	}
@@ -119,23 +141,11 @@ func (r *strRule) take(g *frame, s uint32) *frame {
 	return g
 }
 
-// wideRule is a charRule that accepts characters past ASCII (a regular expression's
-// automaton will be one): anyIn reports whether, from state s, it accepts a character
+// wideRule is a charRule that accepts characters past ASCII (a pattern's automaton is
+// one): anyIn reports whether, from state s, it accepts a character
 // of [lo, hi] after which the string, at count characters, can still end within rule.
 type wideRule interface {
 	anyIn(s uint32, count int, rule *strRule, lo, hi rune) bool
-}
-
-// leadRange is the characters a UTF-8 sequence beginning with lead encodes (not
-// counting the surrogates the next byte rules out).
-func leadRange(lead byte) (lo, hi rune) {
-	switch {
-	case lead < 0xE0:
-		return rune(lead&0x1F) << 6, rune(lead&0x1F)<<6 | 0x3F
-	case lead < 0xF0:
-		return rune(lead&0x0F) << 12, rune(lead&0x0F)<<12 | 0xFFF
-	}
-	return rune(lead&0x07) << 18, min(rune(lead&0x07)<<18|0x3FFFF, 0x10FFFF)
 }
 
 // newStrRule returns the rule of a string with the given bounds and automaton, or nil
@@ -147,6 +157,12 @@ func newStrRule(min, max int, auto charRule) *strRule {
 	return &strRule{min: min, max: max, auto: auto}
 }
 
+// freeAt reports whether any text may follow in state s of automaton a.
+func freeAt(a charRule, s uint32) bool {
+	p, ok := a.(*patternRule)
+	return ok && p.freeAt(s)
+}
+
 // plainRoom is how many characters any plain token of at most that many may bring to
 // the string f stands in, between characters (-1: any number), and false where its
 // rule looks at the characters themselves (a plain token must then be walked).
@@ -155,7 +171,7 @@ func plainRoom(f *frame) (room int, ok bool) {
 	switch {
 	case r == nil:
 		return -1, true
-	case r.auto != nil:
+	case r.auto != nil && !freeAt(r.auto, f.fs()):
 		return 0, false
 	case r.max < 0:
 		return -1, true
@@ -205,7 +221,7 @@ func (m *Matcher) plainRoom() (room int, fast bool) {
 				best = max(best, r)
 			}
 		case f.kind == kKey:
-			if free, _ := keyRule(f.up); free && len(f.text)+m.g.v.longestPlain <= maxKey {
+			if free, _ := keyRule(f.up); free && f.up.n.keys == nil && len(f.text)+m.g.v.longestPlain <= maxKey {
 				return -1, true
 			}
 			all = false
@@ -225,40 +241,114 @@ func (v *vocab) plainWithin(room int) []int32 {
 	return v.plain[:n]
 }
 
-// walkRuled is walk for a state of one alternative standing between characters of a
-// string whose automaton checks them: an ASCII character steps the automaton alone,
-// with no frame per node of the trie (a walk of Qwen2's trie inside an email's local
-// part made a frame for each of some 300,000 nodes: 48 ms a mask); other bytes take
-// the general step. It reports false, having done nothing, where it does not apply.
+// walkRuled is walk for a state of one alternative standing in a string whose
+// automaton checks its characters, between them or inside one: a character steps the
+// automaton alone, with no frame per node of the trie (a walk of Qwen2's trie inside an
+// email's local part made a frame for each of some 300,000 nodes: 48 ms a mask; inside
+// a pattern's .+, whose characters past ASCII go on, 140 ms); a quote, a backslash or
+// a control character takes the general step. It reports false, having done nothing,
+// where it does not apply.
 func (m *Matcher) walkRuled(t []trieNode, i int32, alts []*frame) bool {
 	if len(alts) != 1 {
 		return false
 	}
 	f := alts[0]
-	if f.kind != kString || f.sub != strChar || f.n.str == nil || f.n.str.auto == nil {
+	r := charsRule(f)
+	if r == nil || r.auto == nil {
 		return false
 	}
-	m.walkChars(t, i, f, f.fs(), f.count)
+	// A walk may begin inside another's (after a quote the general step took): each
+	// keeps its bytes after those of the one it is in.
+	base := len(m.path)
+	switch f.sub {
+	case strChar:
+		m.walkChars(t, i, f, r, base, f.fs(), f.count, partChar{})
+	case strCont:
+		m.walkChars(t, i, f, r, base, f.fs(), f.count, partChar{cp: f.cp(), need: f.aux, lo: f.lo, hi: f.hi})
+	default:
+		return false
+	}
 	return true
 }
 
-// walkChars marks the tokens below node i of trie t that f, at automaton state s and
-// count characters, takes.
-func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, s uint32, count int) {
-	r := f.n.str
+// charsRule is the rule of the characters f stands among: a string's, or a key's
+// under propertyNames where any key may come (nil: none).
+func charsRule(f *frame) *strRule {
+	switch f.kind {
+	case kString:
+		return f.n.str
+	case kKey:
+		if free, _ := keyRule(f.up); free {
+			return f.up.n.keys
+		}
+	}
+	return nil
+}
+
+// partChar is a character begun in UTF-8: its bits so far, the bytes still to come
+// (none: between characters) and the range of the next.
+type partChar struct {
+	cp     rune
+	need   uint8
+	lo, hi byte
+}
+
+// span is the characters p can still become.
+func (p partChar) span() (lo, hi rune) {
+	shift := 6 * uint(p.need-1)
+	base := p.cp << (6 * uint(p.need))
+	return base | rune(p.lo&0x3F)<<shift, base | rune(p.hi&0x3F)<<shift | (1<<shift - 1)
+}
+
+// walkChars marks the tokens below node i of trie t that f, at automaton state s of
+// rule r and count characters, with part of a character begun, takes: as stepRuled
+// does, byte by byte. m.path[base:] are the bytes from f to node i.
+func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, r *strRule, base int, s uint32, count int, part partChar) {
+	w, wide := r.auto.(wideRule)
 	for _, e := range t[i].edges {
 		child := &t[e.to]
+		b := e.b
 		var next []*frame
-		s2, ok := s, false
-		if b := e.b; b < 0x20 || b >= 0x80 || b == '"' || b == '\\' {
+		s2, count2, part2, ok := s, count, partChar{}, false
+		switch {
+		case part.need > 0:
+			if b < part.lo || b > part.hi {
+				continue
+			}
+			cp := part.cp<<6 | rune(b&0x3F)
+			if part.need == 1 { // the character ends
+				s2, ok = r.auto.next(s, cp)
+				count2 = count + 1
+				ok = ok && r.room(count2, s2)
+				break
+			}
+			part2 = partChar{cp: cp, need: part.need - 1, lo: 0x80, hi: 0xBF}
+			lo, hi := part2.span()
+			ok = wide && w.anyIn(s, count+1, r, lo, hi)
+		case b < 0x20 || b == '"' || b == '\\':
 			g := *f
+			g.sub, g.aux = strChar, 0
 			g.setFS(s)
 			g.count = count
+			if f.kind == kKey { // a key's frame has its text so far
+				g.text = f.text + string(m.path[base:])
+			}
 			next = step(nil, &g, b)
 			ok = len(next) > 0
-		} else if r.max < 0 || count+1 <= r.max {
-			s2, ok = r.auto.next(s, rune(b))
-			ok = ok && r.room(count+1, s2)
+		case b < 0x80:
+			if r.max < 0 || count+1 <= r.max {
+				s2, ok = r.auto.next(s, rune(b))
+				count2 = count + 1
+				ok = ok && r.room(count2, s2)
+			}
+		case wide && (r.max < 0 || count+1 <= r.max):
+			cp, need, lo, hi, valid := lead(b)
+			if !valid {
+				continue
+			}
+			part2 = partChar{cp: cp, need: need, lo: lo, hi: hi}
+			l, h := part2.span()
+			ok = w.anyIn(s, count+1, r, l, h)
 		}
 		if !ok {
 			continue
@@ -273,7 +363,9 @@ func (m *Matcher) walkChars(t []trieNode, i int32, f *frame, s uint32, count int
 		case next != nil:
 			m.walk(t, e.to, next)
 		default:
-			m.walkChars(t, e.to, f, s2, count+1)
+			m.path = append(m.path, b)
+			m.walkChars(t, e.to, f, r, base, s2, count2, part2)
+			m.path = m.path[:len(m.path)-1]
 		}
 	}
 }

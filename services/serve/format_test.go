@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -212,11 +213,34 @@ func TestResponseFormat(t *testing.T) {
 		t.Errorf("integer bounds: %q (%s, %v), want integers age within ±2^53-1 and rank in [1, 9]", resp.Choices[0].Text, resp.Choices[0].FinishReason, err)
 	}
 
+	// Patterns (Pydantic's constr(pattern=...), zod's .regex()), sampled: each string
+	// matches its pattern as JSON Schema reads it (mood's is anchored at its start
+	// alone: any text may follow).
+	const patterned = `{"type":"object","properties":{"code":{"type":"string","pattern":"^[A-Z]{3}-\\d{4}$"},
+		"name":{"type":"string","pattern":"^[A-Z][a-z]+$","maxLength":12},"mood":{"type":"string","pattern":"^(sad|happy)","maxLength":16}},
+		"required":["name","mood","code"],"additionalProperties":false}`
+	for seed := range 3 {
+		resp, err = oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: int64s(prompt)},
+			MaxTokens: openai.Int(n), Temperature: openai.Float(0.8), Seed: openai.Int(int64(seed))},
+			option.WithJSONSet("response_format", map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "coded", "strict": true, "schema": json.RawMessage(patterned)}}))
+		if err != nil {
+			t.Fatalf("patterns: %v", err)
+		}
+		var doc struct{ Code, Name, Mood *string }
+		text := resp.Choices[0].Text
+		t.Logf("patterns, seed %d: %s", seed, text)
+		if err := json.Unmarshal([]byte(text), &doc); err != nil || resp.Choices[0].FinishReason != "stop" || doc.Code == nil || doc.Name == nil || doc.Mood == nil ||
+			!regexp.MustCompile(`^[A-Z]{3}-\d{4}$`).MatchString(*doc.Code) || !regexp.MustCompile(`^[A-Z][a-z]+$`).MatchString(*doc.Name) ||
+			utf8.RuneCountInString(*doc.Name) > 12 || !regexp.MustCompile(`^(sad|happy)`).MatchString(*doc.Mood) || utf8.RuneCountInString(*doc.Mood) > 16 {
+			t.Errorf("patterns, seed %d: %q (%s, %v), want name, mood and code matching their patterns", seed, text, resp.Choices[0].FinishReason, err)
+		}
+	}
+
 	_, err = oc.Completions.New(ctx, openai.CompletionNewParams{Model: "specd-target", Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("x")},
-		MaxTokens: openai.Int(4)}, option.WithJSONSet("guided_json", map[string]any{"type": "string", "pattern": "^a"}))
+		MaxTokens: openai.Int(4)}, option.WithJSONSet("guided_json", map[string]any{"type": "string", "pattern": "(?=a)"}))
 	var oe *openai.Error
 	if !errors.As(err, &oe) || oe.StatusCode != 400 || oe.Param != "guided_json" || !strings.HasPrefix(oe.Message, "guided_json: ") {
-		t.Errorf("guided_json with a pattern: %v; want a 400 naming guided_json", err)
+		t.Errorf("guided_json with a look-ahead pattern: %v; want a 400 naming guided_json", err)
 	}
 
 	for _, bad := range []struct {
@@ -224,7 +248,7 @@ func TestResponseFormat(t *testing.T) {
 		field string
 	}{
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
-			JsonSchema: `{"type":"string","pattern":"^a"}`}}, "response_format.json_schema: "},
+			JsonSchema: `{"type":"string","pattern":"(?=a)"}`}}, "response_format.json_schema: "},
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA}}, "response_format.json_schema: "},
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT, JsonSchema: `{}`}}, "response_format.json_schema: "},
 		{&specdv1.GenerateRequest{ResponseFormat: &specdv1.ResponseFormat{Type: 9}}, "response_format.type: "},
