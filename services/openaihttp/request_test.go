@@ -116,6 +116,11 @@ func TestParseChat(t *testing.T) {
 	if _, err := ParseChat([]byte(`{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{},"chat_template":"","documents":null,"continue_final_message":false}`)); err != nil {
 		t.Errorf("ParseChat with vLLM's template extensions empty: %v", err)
 	}
+	c, err = ParseChat([]byte(`{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"{"}],"continue_final_message":true,` +
+		`"add_generation_prompt":false,"chat_template_kwargs":{"enable_thinking":false,"n":[1,2.5]}}`))
+	if err != nil || !c.Req.GetContinueFinalMessage() || c.Req.GetChatTemplateKwargs() != `{"enable_thinking":false,"n":[1,2.5]}` {
+		t.Errorf("ParseChat with continue_final_message and chat_template_kwargs: %v, %q, %v; want true and the object's text", c.Req.GetContinueFinalMessage(), c.Req.GetChatTemplateKwargs(), err)
+	}
 	c, err = ParseChat([]byte(`{"messages":[{"role":"assistant","content":"Once"}],"add_generation_prompt":false}`))
 	if err != nil || c.Req.AddGenerationPrompt == nil || *c.Req.AddGenerationPrompt {
 		t.Errorf("ParseChat with add_generation_prompt false: %v, %v; want false", c.Req.AddGenerationPrompt, err)
@@ -223,10 +228,16 @@ func TestParseErrors(t *testing.T) {
 		{true, `{"messages":[{"role":"user","content":"x"}],"modalities":["text","audio"]}`, "modalities"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"audio":{"voice":"alloy","format":"wav"}}`, "audio"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"web_search_options":{}}`, "web_search_options"},
-		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"enable_thinking":false}}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"messages":[]}}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"bos_token":"x"}}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":[1]}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"a":[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"a b":1}}`, "chat_template_kwargs"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template":"{{ messages }}"}`, "chat_template"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"documents":[{"title":"a","text":"b"}]}`, "documents"},
-		{true, `{"messages":[{"role":"assistant","content":"x"}],"continue_final_message":true,"add_generation_prompt":false}`, "continue_final_message"},
+		{true, `{"messages":[{"role":"assistant","content":"x"}],"continue_final_message":true,"add_generation_prompt":true}`, "continue_final_message"},
+		{true, `{"messages":[{"role":"assistant","content":"x"},{"role":"user","content":"y"}],"continue_final_message":true}`, "continue_final_message"},
+		{true, `{"messages":[{"role":"assistant","content":"x"}],"continue_final_message":1}`, "continue_final_message"},
 	} {
 		parse := ParseCompletion
 		if tc.chat {
