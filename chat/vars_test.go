@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // parseFile compiles a template of testdata.
@@ -148,4 +149,55 @@ func TestParseVarsErrors(t *testing.T) {
 			t.Errorf("ParseVars(%s) = %v, want nil", text, err)
 		}
 	}
+}
+
+// FuzzContinue continues arbitrary assistant messages with Qwen2.5's template: the text
+// ends with the message's content stripped of its white space, or Render says why not
+// with ErrContinue; never a panic.
+func FuzzContinue(f *testing.F) {
+	tmpl, _ := qwen(f)
+	for _, s := range []string{"{", "Once upon a time", " lead ", "<|im_end|>", "\xff\xfe", "", " \n", "a<|im_end|>\n<|im_start|>user\na"} {
+		f.Add("Hi", s)
+	}
+	f.Fuzz(func(t *testing.T, user, reply string) {
+		msgs := []Message{{Role: "user", Content: user}, {Role: "assistant", Content: reply}}
+		out, err := tmpl.Render(t.Context(), msgs, Options{ContinueFinal: true})
+		if err != nil {
+			if !errors.Is(err, ErrContinue) {
+				t.Fatalf("Render(%q) = %v, want ErrContinue or success", msgs, err)
+			}
+			return
+		}
+		// Cut after the content as the template wrote it, its trailing white space
+		// kept when the template kept it.
+		if core := strings.TrimSpace(reply); !strings.HasSuffix(out, core) && !strings.HasSuffix(out, strings.TrimLeftFunc(reply, unicode.IsSpace)) {
+			t.Fatalf("Render(%q) = %q, want it to end with %q", msgs, out, core)
+		}
+	})
+}
+
+// FuzzVars parses arbitrary variables and renders with them: an error wrapping ErrVars
+// or a rendering, never a panic; and valid JSON objects within the bounds that name no
+// reserved variable are taken.
+func FuzzVars(f *testing.F) {
+	tmpl, err := Parse("{% for m in messages %}{{ m.content }}{% endfor %}{{ enable_thinking }}{{ a | tojson }}")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{`{"enable_thinking": false}`, `{"a": [1, 2.5, "x", null, {"b": true}]}`, `{"messages": []}`,
+		`{"a": 1, "a": 2}`, `[]`, `null`, ``, `{"a": 1e999}`, `{"1": 1}`, `{"a":[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]}`, "{\"\\ud800\": 1}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseVars(s)
+		if err != nil {
+			if !errors.Is(err, ErrVars) {
+				t.Fatalf("ParseVars(%q) = %v, not wrapping ErrVars", s, err)
+			}
+			return
+		}
+		if _, err := tmpl.Render(t.Context(), []Message{{Role: "user", Content: "x"}}, Options{Vars: v}); err != nil && !errors.Is(err, ErrTemplate) {
+			t.Fatalf("Render with ParseVars(%q) = %v", s, err)
+		}
+	})
 }

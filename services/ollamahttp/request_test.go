@@ -162,6 +162,8 @@ func FuzzParse(f *testing.F) {
 		`{"model":"m","messages":[],"keep_alive":-1}`,
 		`{"model":"m","options":{"repeat_penalty":1.1,"repeat_last_n":-1,"num_ctx":4096}}`,
 		`{"options":{"seed":1e30}}`, `[]`, `null`, `{"model":"m","prompt":"\ud800"}`,
+		`{"model":"m","messages":[{"role":"user","content":"x"},{"role":"assistant","content":"{"}],"think":false}`,
+		`{"model":"m","messages":[{"role":"assistant","content":"x"}],"format":"json"}`,
 	} {
 		f.Add([]byte(s))
 	}

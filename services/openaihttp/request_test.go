@@ -327,6 +327,9 @@ func FuzzParse(f *testing.F) {
 		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function"}}`,
 		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"required","tools":[{"type":"function","function":{"name":"f"}}]}}}`,
 		`{"messages":[{"role":"assistant","tool_calls":[{"id":"c","function":{"name":"f","arguments":""}}]}],"audio":null,"top_p":0}`,
+		`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"{"}],"continue_final_message":true,"add_generation_prompt":false}`,
+		`{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"enable_thinking":false,"a":[1,2.5,{"b":null}]}}`,
+		`{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"messages":1},"continue_final_message":null}`,
 	} {
 		f.Add([]byte(s))
 	}
