@@ -70,7 +70,7 @@ const maxArgsDepth = 512
 func argumentsValue(text string) (jinja.Value, error) {
 	dec := json.NewDecoder(strings.NewReader(text))
 	dec.UseNumber()
-	v, err := jsonValue(dec, 0)
+	v, err := jsonValue(dec, 0, maxArgsDepth)
 	if err == nil {
 		if _, end := dec.Token(); end != io.EOF {
 			err = errors.New("text after the value")
@@ -82,10 +82,10 @@ func argumentsValue(text string) (jinja.Value, error) {
 	return v, nil
 }
 
-// jsonValue reads one value from dec.
-func jsonValue(dec *json.Decoder, depth int) (jinja.Value, error) {
-	if depth > maxArgsDepth {
-		return jinja.Undefined(), fmt.Errorf("nested deeper than %d", maxArgsDepth)
+// jsonValue reads one value from dec, nested at most limit deep.
+func jsonValue(dec *json.Decoder, depth, limit int) (jinja.Value, error) {
+	if depth > limit {
+		return jinja.Undefined(), fmt.Errorf("nested deeper than %d", limit)
 	}
 	tok, err := dec.Token()
 	if err != nil {
@@ -108,7 +108,7 @@ func jsonValue(dec *json.Decoder, depth int) (jinja.Value, error) {
 		case '[':
 			var items []jinja.Value
 			for dec.More() {
-				v, err := jsonValue(dec, depth+1)
+				v, err := jsonValue(dec, depth+1, limit)
 				if err != nil {
 					return jinja.Undefined(), err
 				}
@@ -125,7 +125,7 @@ func jsonValue(dec *json.Decoder, depth int) (jinja.Value, error) {
 				if err != nil {
 					return jinja.Undefined(), err
 				}
-				v, err := jsonValue(dec, depth+1)
+				v, err := jsonValue(dec, depth+1, limit)
 				if err != nil {
 					return jinja.Undefined(), err
 				}

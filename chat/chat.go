@@ -2,7 +2,7 @@
 // Jinja program a GGUF file carries as tokenizer.chat_template, the way Hugging Face's
 // apply_chat_template renders it: trim_blocks and lstrip_blocks on, the variables
 // messages, add_generation_prompt, tools (Options.Tools, None without), documents (None), bos_token and eos_token,
-// the globals raise_exception and strftime_now, HF's own tojson filter (json.dumps
+// the request's own variables (Options.Vars, vLLM's chat_template_kwargs), the globals raise_exception and strftime_now, HF's own tojson filter (json.dumps
 // with ensure_ascii off) and the sandbox's bound on range.
 //
 // The Jinja engine is github.com/ardanlabs/jinja. Its whitespace control reaches past
@@ -74,6 +74,14 @@ type Options struct {
 	Now time.Time
 	// Tools are the template's tools variable (see Tool); nil: None.
 	Tools []Tool
+	// ContinueFinal renders the conversation without the generation prompt and ends
+	// the text right after the final message's content, which must be the
+	// assistant's, so that the model continues it (a prefill: vLLM's and Hugging
+	// Face's continue_final_message). It excludes AddGenerationPrompt.
+	ContinueFinal bool
+	// Vars are extra variables the template sees (vLLM's chat_template_kwargs); the
+	// zero Vars: none.
+	Vars Vars
 }
 
 // Errors of Parse and Render.
@@ -167,11 +175,20 @@ func Parse(src string) (t *Template, err error) {
 	return &Template{t: jt}, nil
 }
 
-// Render renders msgs. Errors: a *RaisedError (wrapping ErrRejected) when the template
+// Render renders msgs. Errors: one wrapping ErrContinue when o.ContinueFinal cannot
+// be honoured (see Options); a *RaisedError (wrapping ErrRejected) when the template
 // called raise_exception; ctx's error when it ended while the template looped; an error
 // wrapping ErrTemplate for any other failure of the template, loops and ranges past
 // their bounds among them.
 func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out string, err error) {
+	if o.ContinueFinal {
+		switch {
+		case o.AddGenerationPrompt:
+			return "", fmt.Errorf("%w: it excludes the generation prompt (a new assistant turn)", ErrContinue)
+		case len(msgs) == 0 || msgs[len(msgs)-1].Role != "assistant":
+			return "", fmt.Errorf("%w: the final message is not the assistant's", ErrContinue)
+		}
+	}
 	var raised *RaisedError
 	var ctxErr error
 	budget, loops, calls, depth := maxRangeTotal, maxLoopItems, maxCalls, 0
@@ -191,7 +208,17 @@ func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out s
 	if err != nil {
 		return "", err
 	}
-	data := map[string]jinja.Value{
+	data := map[string]jinja.Value{}
+	if o.Vars.text != "" {
+		vars, err := varsValue(o.Vars.text)
+		if err != nil {
+			return "", err
+		}
+		for _, k := range vars.OrderedKeys() {
+			data[k], _ = vars.Get(k)
+		}
+	}
+	for k, v := range map[string]jinja.Value{
 		"messages":              jinja.NewList(list),
 		"add_generation_prompt": jinja.NewBool(o.AddGenerationPrompt),
 		"tools":                 tools,
@@ -253,6 +280,8 @@ func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out s
 			defer func() { depth-- }()
 			return args[0].AsCallable().Fn(args[1:], kw)
 		}),
+	} {
+		data[k] = v // over any request variable of the name, though ParseVars refuses them
 	}
 	if o.BOS != "" {
 		data["bos_token"] = jinja.NewString(o.BOS)
@@ -267,6 +296,8 @@ func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out s
 	}()
 	out, err = t.t.RenderValues(data)
 	switch {
+	case err == nil && o.ContinueFinal:
+		return continuation(out, msgs)
 	case err == nil:
 		return out, nil
 	case raised != nil:

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/specd-dev/specd/chat"
@@ -30,6 +31,12 @@ type Request struct {
 	// turn's opening.
 	Messages            []chat.Message
 	AddGenerationPrompt bool
+	// ContinueFinal: the output continues the final (assistant) message instead of
+	// answering it; only with Messages, never with AddGenerationPrompt.
+	ContinueFinal bool
+	// Vars are the chat template's extra variables (chat_template_kwargs); only with
+	// Messages.
+	Vars chat.Vars
 	// Tools are the tools the chat template describes to the model (nil: none);
 	// only with Messages.
 	Tools          []chat.Tool
@@ -107,7 +114,28 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 				}
 			}
 		}
-		q.AddGenerationPrompt = r.AddGenerationPrompt == nil || r.GetAddGenerationPrompt()
+		q.ContinueFinal = r.GetContinueFinalMessage()
+		q.AddGenerationPrompt = r.AddGenerationPrompt == nil && !q.ContinueFinal || r.GetAddGenerationPrompt()
+		if q.ContinueFinal {
+			last := q.Messages[len(q.Messages)-1]
+			switch {
+			case q.AddGenerationPrompt:
+				return q, BadField("continue_final_message", "not with add_generation_prompt true: continuing the final message excludes starting a new turn")
+			case last.Role != "assistant":
+				return q, BadField("continue_final_message", "the final message is %q's: only an assistant message is continued", last.Role)
+			case strings.TrimSpace(last.Content) == "":
+				return q, BadField("continue_final_message", "the final message has no content to continue")
+			}
+		}
+		if q.Vars, err = chat.ParseVars(r.GetChatTemplateKwargs()); err != nil {
+			return q, BadField("chat_template_kwargs", "%v", err)
+		}
+	}
+	switch {
+	case len(q.Messages) == 0 && r.GetContinueFinalMessage():
+		return q, BadField("continue_final_message", "needs messages: it continues the final one")
+	case len(q.Messages) == 0 && strings.TrimSpace(r.GetChatTemplateKwargs()) != "":
+		return q, BadField("chat_template_kwargs", "needs messages: a chat template renders them")
 	}
 	if ts := r.GetTools(); len(ts) > 0 {
 		if len(q.Messages) == 0 {
@@ -148,6 +176,9 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 	}
 	if q.Format, err = FormatFromProto(r.GetResponseFormat()); err != nil {
 		return q, err
+	}
+	if q.Format.Kind() != grammar.Text && q.ContinueFinal {
+		return q, BadField("continue_final_message", "not with a response_format: the format constrains the output from its start, and a continued message has begun already")
 	}
 	if q.Format.Kind() != grammar.Text && q.IgnoreEOS && len(q.StopTokenIDs) == 0 {
 		return q, BadField("response_format", "a document ends the output with an end-of-generation id: with ignore_eos, give stop_token_ids")

@@ -149,7 +149,7 @@ func TestParseRequestInputs(t *testing.T) {
 		}
 		return out
 	}
-	no := false
+	no, yes := false, true
 	for _, tc := range []struct {
 		name string
 		req  *specdv1.GenerateRequest
@@ -172,6 +172,18 @@ func TestParseRequestInputs(t *testing.T) {
 		{"duplicate tool", &specdv1.GenerateRequest{Messages: msgs("user"), Tools: tools("", "a", "a")}, "tools[1].function.name", false},
 		{"nameless tool", &specdv1.GenerateRequest{Messages: msgs("user"), Tools: tools("", "a", "")}, "tools[1].function.name", false},
 		{"bad schema type", &specdv1.GenerateRequest{Messages: msgs("user"), Tools: tools(`{"properties":{"x":{"type":"float"}}}`, "a")}, "tools[0].function.parameters.properties.x.type", false},
+		// continue_final_message: add_generation_prompt unset is then false.
+		{"continue", &specdv1.GenerateRequest{Messages: msgs("user", "assistant"), ContinueFinalMessage: true}, "", false},
+		{"continue with add_generation_prompt", &specdv1.GenerateRequest{Messages: msgs("user", "assistant"), ContinueFinalMessage: true, AddGenerationPrompt: &yes}, "continue_final_message", false},
+		{"continue a user message", &specdv1.GenerateRequest{Messages: msgs("assistant", "user"), ContinueFinalMessage: true}, "continue_final_message", false},
+		{"continue an empty message", &specdv1.GenerateRequest{Messages: []*specdv1.ChatMessage{{Role: "assistant", Content: " "}}, ContinueFinalMessage: true}, "continue_final_message", false},
+		{"continue without messages", &specdv1.GenerateRequest{Prompt: "x", ContinueFinalMessage: true}, "continue_final_message", false},
+		{"continue into a format", &specdv1.GenerateRequest{Messages: msgs("user", "assistant"), ContinueFinalMessage: true,
+			ResponseFormat: &specdv1.ResponseFormat{Type: specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT}}, "continue_final_message", false},
+		{"chat_template_kwargs", &specdv1.GenerateRequest{Messages: msgs("user"), ChatTemplateKwargs: `{"enable_thinking": false}`}, "", true},
+		{"chat_template_kwargs reserved", &specdv1.GenerateRequest{Messages: msgs("user"), ChatTemplateKwargs: `{"messages": []}`}, "chat_template_kwargs", false},
+		{"chat_template_kwargs not an object", &specdv1.GenerateRequest{Messages: msgs("user"), ChatTemplateKwargs: `[]`}, "chat_template_kwargs", false},
+		{"chat_template_kwargs without messages", &specdv1.GenerateRequest{Prompt: "x", ChatTemplateKwargs: `{"a": 1}`}, "chat_template_kwargs", false},
 	} {
 		q, err := ParseRequest(tc.req)
 		var fe *FieldError
@@ -185,6 +197,9 @@ func TestParseRequestInputs(t *testing.T) {
 		}
 		if err == nil && (q.Logprobs != tc.req.GetLogprobs() || q.TopLogprobs != int(tc.req.GetTopLogprobs())) {
 			t.Errorf("%s: ParseRequest = logprobs %v, top %d; want %v, %d", tc.name, q.Logprobs, q.TopLogprobs, tc.req.GetLogprobs(), tc.req.GetTopLogprobs())
+		}
+		if err == nil && q.ContinueFinal != tc.req.GetContinueFinalMessage() {
+			t.Errorf("%s: ParseRequest = continue %v, want %v", tc.name, q.ContinueFinal, tc.req.GetContinueFinalMessage())
 		}
 		if err == nil && len(q.Tools) != len(tc.req.GetTools()) {
 			t.Errorf("%s: ParseRequest = %d tools, want %d", tc.name, len(q.Tools), len(tc.req.GetTools()))

@@ -160,6 +160,12 @@ func Status(err error) error {
 		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, chat.ErrContinue):
+		// The final message cannot be continued: the template does not render its
+		// content as it is, say.
+		return Status(&FieldError{Field: "continue_final_message", Msg: err.Error()})
+	case errors.Is(err, chat.ErrVars):
+		return Status(&FieldError{Field: "chat_template_kwargs", Msg: err.Error()})
 	case errors.Is(err, chat.ErrRejected), errors.Is(err, chat.ErrArguments):
 		// The model's template refused the conversation (roles out of order, say), or a
 		// tool call's arguments are no JSON: a bad messages field, named in the detail

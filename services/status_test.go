@@ -34,6 +34,8 @@ func TestStatus(t *testing.T) {
 		{ErrNotReady, codes.Unavailable},
 		{ErrIncompatible, codes.FailedPrecondition},
 		{fmt.Errorf("messages: %w", chat.ErrNoTemplate), codes.FailedPrecondition},
+		{fmt.Errorf("%w: rewritten", chat.ErrContinue), codes.InvalidArgument},
+		{fmt.Errorf("%w: reserved", chat.ErrVars), codes.InvalidArgument},
 		{fmt.Errorf("render: %w: bad", chat.ErrTemplate), codes.FailedPrecondition},
 		{&chat.RaisedError{Msg: "roles must alternate"}, codes.InvalidArgument},
 		{fmt.Errorf("%w \"gpt-17\"", ErrUnknownModel), codes.NotFound},

@@ -18,7 +18,8 @@ import (
 // chatTemplateOptions are the flags of `specd chat-template`.
 type chatTemplateOptions struct {
 	models, model, template, messages string
-	addGen                            bool
+	addGen, cont                      bool
+	kwargs                            string // JSON object text; "" for none
 }
 
 func (o *chatTemplateOptions) addFlags(fs *flag.FlagSet) {
@@ -28,6 +29,8 @@ func (o *chatTemplateOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.template, "template", "", "Jinja chat template file (instead of the model's)")
 	fs.StringVar(&o.messages, "messages", "", `JSON file of the conversation: [{"role": "user", "content": "Hi"}, ...] (- for standard input)`)
 	fs.BoolVar(&o.addGen, "add-generation-prompt", false, "end with the opening of an assistant turn (the API's default; Hugging Face's is off)")
+	fs.BoolVar(&o.cont, "continue-final-message", false, "end right after the final (assistant) message's content, which the model would continue (vLLM's continue_final_message)")
+	fs.StringVar(&o.kwargs, "chat-template-kwargs", "", `JSON object of extra template variables, e.g. '{"enable_thinking": false}' (vLLM's chat_template_kwargs)`)
 }
 
 func (o *chatTemplateOptions) validate() error {
@@ -36,6 +39,11 @@ func (o *chatTemplateOptions) validate() error {
 		return usagef("give -m MODEL or --template FILE")
 	case o.messages == "":
 		return usagef("no --messages file")
+	case o.addGen && o.cont:
+		return usagef("--continue-final-message excludes --add-generation-prompt")
+	}
+	if _, err := chat.ParseVars(o.kwargs); err != nil {
+		return usagef("--chat-template-kwargs: %v", err)
 	}
 	return nil
 }
@@ -62,7 +70,11 @@ func chatTemplateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 			return usageError{fmt.Errorf("--template: %w", err)}
 		}
 	}
-	opts := chat.Options{AddGenerationPrompt: o.addGen}
+	vars, err := chat.ParseVars(o.kwargs) // checked by validate
+	if err != nil {
+		return usageError{err}
+	}
+	opts := chat.Options{AddGenerationPrompt: o.addGen, ContinueFinal: o.cont, Vars: vars}
 	if o.model != "" {
 		src, bos, eos, err := o.modelTemplate(ctx, stderr)
 		if err != nil {

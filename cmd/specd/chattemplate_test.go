@@ -55,6 +55,9 @@ func TestChatTemplateCmd(t *testing.T) {
 		{[]string{"--template", write("bad.jinja", "{% macro f(g) %}{{ g() }}{% endmacro %}{{ f(f) }}"), "--messages", good}, 2, "used as a value"},
 		{[]string{"--template", write("deep.jinja", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), "--messages", good}, 1, "nested deeper"},
 		{[]string{"-m", "specd-draft-q8_0", "--messages", good}, 1, "no chat template"},
+		{[]string{"--template", tmpl, "--messages", good, "--continue-final-message"}, 1, "not the assistant's"},
+		{[]string{"--template", tmpl, "--messages", good, "--continue-final-message", "--add-generation-prompt"}, 2, "excludes"},
+		{[]string{"--template", tmpl, "--messages", good, "--chat-template-kwargs", `{"messages": 1}`}, 2, "set by the server"},
 		{[]string{"--template", write("raise.jinja", "{{ raise_exception('only system') }}"), "--messages", good}, 1, "only system"},
 	} {
 		_, stderr, code := run(t, append([]string{"chat-template"}, c.args...)...)
@@ -116,5 +119,28 @@ func TestGenerateMessages(t *testing.T) {
 		if _, stderr, code := run(t, append([]string{"generate", "--addr", addr}, args...)...); code != 2 {
 			t.Errorf("generate %q: exit %d (%s), want 2", args, code, stderr)
 		}
+	}
+}
+
+// TestChatTemplateCmdPrefill: --continue-final-message prints the rendering cut after the
+// assistant's content, and --chat-template-kwargs reaches the template.
+func TestChatTemplateCmdPrefill(t *testing.T) {
+	tmpl, _, _ := testmodels.QwenChat(t)
+	dir := t.TempDir()
+	conv := filepath.Join(dir, "conv.json")
+	if err := os.WriteFile(conv, []byte(`[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Once upon"}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text, stderr, code := run(t, "chat-template", "--template", tmpl, "--messages", conv, "--continue-final-message")
+	if want := "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nOnce upon"; code != 0 || !strings.HasSuffix(text, want) {
+		t.Errorf("chat-template --continue-final-message: exit %d (%s), printed %q, want it to end with %q", code, stderr, text, want)
+	}
+	vars := filepath.Join(dir, "vars.jinja")
+	if err := os.WriteFile(vars, []byte("{{ enable_thinking }}|{{ n + 1 }}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text, stderr, code = run(t, "chat-template", "--template", vars, "--messages", conv, "--chat-template-kwargs", `{"enable_thinking": false, "n": 2}`)
+	if code != 0 || text != "False|3" {
+		t.Errorf("chat-template --chat-template-kwargs: exit %d (%s), printed %q, want %q", code, stderr, text, "False|3")
 	}
 }

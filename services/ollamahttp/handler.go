@@ -304,7 +304,7 @@ func (h *Handler) plain(ctx context.Context, c *Call) error {
 	if len(ids) == 0 {
 		return badRequest("prompt", "empty, and the model's vocabulary adds no BOS to start it")
 	}
-	c.Req.Messages, c.Req.PromptIds, c.plain = nil, ids, true
+	c.Req.Messages, c.Req.ChatTemplateKwargs, c.Req.PromptIds, c.plain = nil, "", ids, true
 	return nil
 }
 

@@ -40,6 +40,9 @@ type Call struct {
 	// prompt is Context and Prompt as they are (set by Handler.open); its answer has
 	// a context.
 	plain bool
+	// kwargs is the chat template's variables the request sets (think false:
+	// enable_thinking false), JSON text; "" for none.
+	kwargs string
 	// Tools is the syntax the reply's tool calls are found in (0: none offered).
 	Tools toolcall.Syntax
 	opts  *options
@@ -103,6 +106,13 @@ func common(model string, format, keep, think json.RawMessage, logprobs *bool, t
 	if isOn(think) {
 		return nil, badRequest("think", "%s does not support thinking", model)
 	}
+	// think false, as Ollama turns thinking off: a chat template that reads Qwen3's
+	// enable_thinking (as vLLM's chat_template_kwargs sets it) renders the prompt
+	// without thinking; other templates do not read it.
+	kwargs := ""
+	if len(bytes.TrimSpace(think)) > 0 && string(bytes.TrimSpace(think)) != "null" {
+		kwargs = `{"enable_thinking": false}`
+	}
 	if n := topLogprobs; n != nil && (*n < 0 || *n > generate.MaxTopLogprobs) {
 		return nil, badRequest("top_logprobs", "top_logprobs must be between 0 and %d", generate.MaxTopLogprobs)
 	}
@@ -114,7 +124,7 @@ func common(model string, format, keep, think json.RawMessage, logprobs *bool, t
 	if err != nil {
 		return nil, err
 	}
-	c := &Call{Req: &specdv1.GenerateRequest{Model: ModelName(model)}, Model: model, Unload: unload, opts: o}
+	c := &Call{Req: &specdv1.GenerateRequest{Model: ModelName(model)}, Model: model, Unload: unload, opts: o, kwargs: kwargs}
 	if err := o.apply(c.Req); err != nil {
 		return nil, err
 	}
@@ -194,7 +204,7 @@ func ParseGenerate(body []byte) (*Call, error) {
 	if c.Raw {
 		c.Req.Prompt = c.Prompt
 	} else {
-		c.Req.Messages = c.messages()
+		c.Req.Messages, c.Req.ChatTemplateKwargs = c.messages(), c.kwargs
 	}
 	return c, nil
 }
@@ -254,6 +264,18 @@ func ParseChat(body []byte, syntax toolcall.Syntax) (*Call, error) {
 				Function: &specdv1.FunctionCall{Name: tc.Function.Name, Arguments: string(args)}})
 		}
 		c.Req.Messages = append(c.Req.Messages, cm)
+	}
+	if n := len(c.Req.Messages); n > 0 {
+		c.Req.ChatTemplateKwargs = c.kwargs
+		// A conversation whose last message is the assistant's continues it, as
+		// Ollama does (a prefill): the reply is the rest of that message. An empty one
+		// has nothing to continue, and is rendered as it is.
+		if last := c.Req.Messages[n-1]; last.GetRole() == "assistant" && strings.TrimSpace(last.GetContent()) != "" {
+			if c.Req.ResponseFormat != nil {
+				return nil, badRequest("format", "not with a last message from the assistant, which specd continues: the format would constrain the continuation as if it began the document")
+			}
+			c.Req.ContinueFinalMessage = true
+		}
 	}
 	if len(r.Tools) == 0 {
 		return c, nil

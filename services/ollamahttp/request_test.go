@@ -162,6 +162,8 @@ func FuzzParse(f *testing.F) {
 		`{"model":"m","messages":[],"keep_alive":-1}`,
 		`{"model":"m","options":{"repeat_penalty":1.1,"repeat_last_n":-1,"num_ctx":4096}}`,
 		`{"options":{"seed":1e30}}`, `[]`, `null`, `{"model":"m","prompt":"\ud800"}`,
+		`{"model":"m","messages":[{"role":"user","content":"x"},{"role":"assistant","content":"{"}],"think":false}`,
+		`{"model":"m","messages":[{"role":"assistant","content":"x"}],"format":"json"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -189,4 +191,51 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseChatContinues: a conversation whose last message is the assistant's (with
+// content) continues it, as Ollama does; think false reaches the template as Qwen3's
+// enable_thinking false.
+func TestParseChatContinues(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		cont       bool
+		kwargs     string
+	}{
+		{"user last", `{"model":"m","messages":[{"role":"user","content":"Hi"}]}`, false, ""},
+		{"assistant last", `{"model":"m","messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"}]}`, true, ""},
+		{"assistant last, empty", `{"model":"m","messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":" "}]}`, false, ""},
+		{"think false", `{"model":"m","messages":[{"role":"user","content":"Hi"}],"think":false}`, false, `{"enable_thinking": false}`},
+		{"think null", `{"model":"m","messages":[{"role":"user","content":"Hi"}],"think":null}`, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ollamahttp.ParseChat([]byte(tc.body), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Req.GetContinueFinalMessage(); got != tc.cont {
+				t.Errorf("continue_final_message = %v, want %v", got, tc.cont)
+			}
+			if got := c.Req.GetChatTemplateKwargs(); got != tc.kwargs {
+				t.Errorf("chat_template_kwargs = %q, want %q", got, tc.kwargs)
+			}
+		})
+	}
+	body := `{"model":"m","messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"{"}],"format":"json"}`
+	var e *ollamahttp.Error
+	if _, err := ollamahttp.ParseChat([]byte(body), 0); !errors.As(err, &e) || !strings.HasPrefix(e.Message, "format") {
+		t.Errorf("ParseChat(%s) = %v, want a 400 about format", body, err)
+	}
+	for _, tc := range []struct{ body, kwargs string }{
+		{`{"model":"m","prompt":"p","think":false}`, `{"enable_thinking": false}`},
+		{`{"model":"m","prompt":"p","think":false,"raw":true}`, ""},
+	} {
+		c, err := ollamahttp.ParseGenerate([]byte(tc.body))
+		if err != nil {
+			t.Fatalf("ParseGenerate(%s) = %v", tc.body, err)
+		}
+		if got := c.Req.GetChatTemplateKwargs(); got != tc.kwargs {
+			t.Errorf("ParseGenerate(%s): chat_template_kwargs %q, want %q", tc.body, got, tc.kwargs)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/specd-dev/specd/chat"
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/grammar"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -318,14 +319,12 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		return nil, badParam("audio", "audio output is not supported: the models write text")
 	case isSet(r.WebSearchOptions):
 		return nil, badParam("web_search_options", "web search is not supported")
-	case notEmpty(r.ChatTemplateKwargs):
-		return nil, badParam("chat_template_kwargs", "not supported: the server's chat template renders the messages and tools alone (enable_thinking and other template variables cannot be set)")
 	case notEmpty(r.ChatTemplate) && string(bytes.TrimSpace(r.ChatTemplate)) != `""`:
 		return nil, badParam("chat_template", "not supported: the server renders its own chat template (--chat-template)")
 	case notEmpty(r.Documents):
 		return nil, badParam("documents", "not supported: put the documents in the messages")
-	case isSet(r.ContinueFinalMessage):
-		return nil, badParam("continue_final_message", "not supported: add_generation_prompt false renders the conversation as it is, without cutting the last message's end")
+	case r.ContinueFinalMessage != nil && *r.ContinueFinalMessage && r.AddGenerationPrompt != nil && *r.AddGenerationPrompt:
+		return nil, badParam("continue_final_message", "not with add_generation_prompt true: continuing the final message excludes starting a new turn (set add_generation_prompt false, or leave it out)")
 	case len(r.Messages) == 0:
 		return nil, badParam("messages", "at least one message is needed")
 	}
@@ -340,6 +339,20 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 	}
 	c.Chat = true
 	c.Req.AddGenerationPrompt = r.AddGenerationPrompt
+	if r.ContinueFinalMessage != nil && *r.ContinueFinalMessage {
+		last := r.Messages[len(r.Messages)-1]
+		if last.Role != "assistant" {
+			return nil, badParam("continue_final_message", "the final message is %q's: only an assistant message is continued", last.Role)
+		}
+		c.Req.ContinueFinalMessage = true
+	}
+	if notEmpty(r.ChatTemplateKwargs) {
+		kw := string(bytes.TrimSpace(r.ChatTemplateKwargs))
+		if _, err := chat.ParseVars(kw); err != nil {
+			return nil, badParam("chat_template_kwargs", "%v", err)
+		}
+		c.Req.ChatTemplateKwargs = kw
+	}
 	if r.Logprobs != nil && *r.Logprobs {
 		c.Req.Logprobs = true
 		if r.TopLogprobs != nil {

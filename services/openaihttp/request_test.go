@@ -116,6 +116,11 @@ func TestParseChat(t *testing.T) {
 	if _, err := ParseChat([]byte(`{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{},"chat_template":"","documents":null,"continue_final_message":false}`)); err != nil {
 		t.Errorf("ParseChat with vLLM's template extensions empty: %v", err)
 	}
+	c, err = ParseChat([]byte(`{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"{"}],"continue_final_message":true,` +
+		`"add_generation_prompt":false,"chat_template_kwargs":{"enable_thinking":false,"n":[1,2.5]}}`))
+	if err != nil || !c.Req.GetContinueFinalMessage() || c.Req.GetChatTemplateKwargs() != `{"enable_thinking":false,"n":[1,2.5]}` {
+		t.Errorf("ParseChat with continue_final_message and chat_template_kwargs: %v, %q, %v; want true and the object's text", c.Req.GetContinueFinalMessage(), c.Req.GetChatTemplateKwargs(), err)
+	}
 	c, err = ParseChat([]byte(`{"messages":[{"role":"assistant","content":"Once"}],"add_generation_prompt":false}`))
 	if err != nil || c.Req.AddGenerationPrompt == nil || *c.Req.AddGenerationPrompt {
 		t.Errorf("ParseChat with add_generation_prompt false: %v, %v; want false", c.Req.AddGenerationPrompt, err)
@@ -225,10 +230,16 @@ func TestParseErrors(t *testing.T) {
 		{true, `{"messages":[{"role":"user","content":"x"}],"modalities":["text","audio"]}`, "modalities"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"audio":{"voice":"alloy","format":"wav"}}`, "audio"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"web_search_options":{}}`, "web_search_options"},
-		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"enable_thinking":false}}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"messages":[]}}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"bos_token":"x"}}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":[1]}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"a":[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}}`, "chat_template_kwargs"},
+		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"a b":1}}`, "chat_template_kwargs"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"chat_template":"{{ messages }}"}`, "chat_template"},
 		{true, `{"messages":[{"role":"user","content":"x"}],"documents":[{"title":"a","text":"b"}]}`, "documents"},
-		{true, `{"messages":[{"role":"assistant","content":"x"}],"continue_final_message":true,"add_generation_prompt":false}`, "continue_final_message"},
+		{true, `{"messages":[{"role":"assistant","content":"x"}],"continue_final_message":true,"add_generation_prompt":true}`, "continue_final_message"},
+		{true, `{"messages":[{"role":"assistant","content":"x"},{"role":"user","content":"y"}],"continue_final_message":true}`, "continue_final_message"},
+		{true, `{"messages":[{"role":"assistant","content":"x"}],"continue_final_message":1}`, "continue_final_message"},
 	} {
 		parse := ParseCompletion
 		if tc.chat {
@@ -318,6 +329,9 @@ func FuzzParse(f *testing.F) {
 		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function"}}`,
 		`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"required","tools":[{"type":"function","function":{"name":"f"}}]}}}`,
 		`{"messages":[{"role":"assistant","tool_calls":[{"id":"c","function":{"name":"f","arguments":""}}]}],"audio":null,"top_p":0}`,
+		`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"{"}],"continue_final_message":true,"add_generation_prompt":false}`,
+		`{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"enable_thinking":false,"a":[1,2.5,{"b":null}]}}`,
+		`{"messages":[{"role":"user","content":"x"}],"chat_template_kwargs":{"messages":1},"continue_final_message":null}`,
 	} {
 		f.Add([]byte(s))
 	}

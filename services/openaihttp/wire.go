@@ -126,17 +126,20 @@ type ChatRequest struct {
 	// what specd cannot give: set, each is a 400 naming it, never ignored.
 	Audio            json.RawMessage `json:"audio"`
 	WebSearchOptions json.RawMessage `json:"web_search_options"`
-	// vLLM's extensions that change how the chat template renders the messages — its
-	// variables (Qwen3's enable_thinking), the template itself, documents, the last
-	// message continued — are not supported: set, each is a 400 naming it (the
-	// verifier renders its own --chat-template with the messages and tools alone).
-	ChatTemplateKwargs   json.RawMessage `json:"chat_template_kwargs"`
-	ChatTemplate         json.RawMessage `json:"chat_template"`
-	Documents            json.RawMessage `json:"documents"`
-	ContinueFinalMessage json.RawMessage `json:"continue_final_message"`
+	// ChatTemplateKwargs (vLLM's): a JSON object of extra variables for the chat
+	// template (Qwen3's enable_thinking); null or {}: none.
+	ChatTemplateKwargs json.RawMessage `json:"chat_template_kwargs"`
+	// ContinueFinalMessage (vLLM's): true continues the final, assistant message (a
+	// prefill) instead of answering it; the reply is the continuation.
+	ContinueFinalMessage *bool `json:"continue_final_message"`
+	// vLLM's extensions that replace the template or add to what it renders — the
+	// template itself, documents — are not supported: set, each is a 400 naming it
+	// (the verifier renders its own --chat-template).
+	ChatTemplate json.RawMessage `json:"chat_template"`
+	Documents    json.RawMessage `json:"documents"`
 	// AddGenerationPrompt (an extension, as in vLLM): false renders the conversation
-	// as it is, e.g. to continue a partial assistant message; null or true ends it
-	// with the opening of an assistant turn.
+	// as it is; null ends it with the opening of an assistant turn, unless
+	// continue_final_message is true; true with continue_final_message is a 400.
 	AddGenerationPrompt *bool `json:"add_generation_prompt"`
 }
 

@@ -44,20 +44,21 @@ func (s *Server) logChat(msg string, m *model.Model) {
 	}
 }
 
-// prompt renders msgs and tokenizes the text as llama-server does a rendered
+// prompt renders q's messages and tokenizes the text as llama-server does a rendered
 // conversation (tokenizer.ChatPrompt): the BOS text that starts it and the EOS text that
 // ends it removed, special-token text parsed (the template's markup, such as
 // <|im_start|>, becomes its tokens), BOS first and EOS last as the vocabulary asks.
 // A rendering that tooLong refuses by its length (less the BOS and EOS text that may
 // be removed) is not tokenized: its error is the answer.
-func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, msgs []chat.Message, tools []chat.Tool, addGen bool, tooLong func(field string, n int) error) ([]int32, error) {
+func (c *chatTemplate) prompt(ctx context.Context, tok *tokenizer.Tokenizer, q *services.Request, tooLong func(field string, n int) error) ([]int32, error) {
 	switch {
 	case c == nil:
 		return nil, chat.ErrNoTemplate
 	case c.t == nil:
 		return nil, c.err
 	}
-	text, err := c.t.Render(ctx, msgs, chat.Options{AddGenerationPrompt: addGen, Tools: tools, BOS: tok.Piece(tok.BOS()), EOS: tok.Piece(tok.EOS())})
+	text, err := c.t.Render(ctx, q.Messages, chat.Options{AddGenerationPrompt: q.AddGenerationPrompt, ContinueFinal: q.ContinueFinal, Vars: q.Vars,
+		Tools: q.Tools, BOS: tok.Piece(tok.BOS()), EOS: tok.Piece(tok.EOS())})
 	if err != nil {
 		return nil, err // services.Status names the field
 	}

@@ -260,7 +260,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 	}
 	rendered := false
 	if len(prompt) == 0 && len(q.Messages) > 0 {
-		if prompt, err = s.chat.Load().prompt(ctx, m.Tok, q.Messages, q.Tools, q.AddGenerationPrompt, tooLong); err != nil {
+		if prompt, err = s.chat.Load().prompt(ctx, m.Tok, &q, tooLong); err != nil {
 			return err
 		}
 		rendered = true

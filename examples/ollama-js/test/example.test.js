@@ -132,6 +132,19 @@ test('chat, streamed and not, gives the same message', async () => {
   assert.equal(text, whole.message.content);
 });
 
+test('chat: a last message from the assistant is continued, as Ollama does', async () => {
+  const messages = [{ role: 'user', content: PROMPT }, { role: 'assistant', content: 'There was a' }];
+  const req = { model: MODEL, messages, options: { temperature: 0, num_predict: 16 } };
+  const cont = await ollama.chat(req);
+  const answer = await ollama.chat({ ...req, messages: messages.slice(0, 1) });
+  // The rendering ends right after "There was a" (no end of turn, no new turn): a prompt
+  // that long, and a reply that is its continuation alone.
+  assert.ok(cont.message.content.length > 0 && !cont.message.content.includes('There was a'));
+  assert.ok(cont.prompt_eval_count > answer.prompt_eval_count, `${cont.prompt_eval_count} vs ${answer.prompt_eval_count}`);
+  // think: false is Qwen3's enable_thinking false, which Qwen2.5's template does not read.
+  assert.equal((await ollama.chat({ ...req, messages: messages.slice(0, 1), think: false })).message.content, answer.message.content);
+});
+
 test('format: a JSON Schema constrains the output', async () => {
   const format = { type: 'object', properties: { age: { type: 'integer' }, name: { type: 'string' } }, required: ['age', 'name'] };
   const res = await ollama.generate({ model: MODEL, prompt: 'The data is', raw: true, format, options: { temperature: 0 } });

@@ -237,6 +237,22 @@ test('stop: a string or an array ends the text before it, finish_reason stop', a
   }
 });
 
+test('continue_final_message continues a prefilled assistant message; chat_template_kwargs reach the template', async () => {
+  const messages = [...story().messages, { role: 'assistant', content: 'There was a' }];
+  const cont = await client.chat.completions.create(story({ messages, continue_final_message: true, add_generation_prompt: false }));
+  const closed = await client.chat.completions.create(story({ messages, add_generation_prompt: false }));
+  // The prefill is cut before the template's end of turn ("<|im_end|>\n"): a shorter prompt,
+  // and the reply is its continuation alone.
+  assert.ok(cont.usage.prompt_tokens < closed.usage.prompt_tokens, `${cont.usage.prompt_tokens} vs ${closed.usage.prompt_tokens}`);
+  assert.ok(cont.choices[0].message.content.length > 0 && !cont.choices[0].message.content.includes('There was a'));
+  await assert.rejects(client.chat.completions.create(story({ continue_final_message: true })),
+    (err) => err instanceof OpenAI.BadRequestError && err.param === 'continue_final_message');
+  // Qwen2.5's template does not read enable_thinking (Qwen3's does): nothing changes.
+  const plain = await client.chat.completions.create(story());
+  const vars = await client.chat.completions.create(story({ chat_template_kwargs: { enable_thinking: false } }));
+  assert.equal(vars.choices[0].message.content, plain.choices[0].message.content);
+});
+
 test('errors are the SDK\'s typed errors, with OpenAI\'s status, type, param and code', async () => {
   await assert.rejects(client.chat.completions.create({ ...story(), model: 'gpt-4o' }), (err) => err instanceof OpenAI.NotFoundError &&
     err.status === 404 && err.code === 'model_not_found' && err.param === 'model' && err.type === 'invalid_request_error');
@@ -244,8 +260,8 @@ test('errors are the SDK\'s typed errors, with OpenAI\'s status, type, param and
     err.param === 'temperature' && err.message.includes('[0, 2]'));
   await assert.rejects(client.chat.completions.create(story({ audio: { voice: 'alloy', format: 'wav' } })),
     (err) => err instanceof OpenAI.BadRequestError && err.param === 'audio');
-  // vLLM's template variables (Qwen3's enable_thinking) would change the prompt: refused, not ignored.
-  await assert.rejects(client.chat.completions.create(story({ chat_template_kwargs: { enable_thinking: false } })),
+  // A template variable the server sets itself cannot be overridden.
+  await assert.rejects(client.chat.completions.create(story({ chat_template_kwargs: { messages: [] } })),
     (err) => err instanceof OpenAI.BadRequestError && err.param === 'chat_template_kwargs');
   await assert.rejects(client.chat.completions.create({ ...story(), messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://x/y.png' } }] }] }),
     (err) => err instanceof OpenAI.BadRequestError && err.param === 'messages' && err.message.includes('image_url'));

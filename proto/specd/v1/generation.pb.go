@@ -313,9 +313,31 @@ type GenerateRequest struct {
 	Messages []*ChatMessage `protobuf:"bytes,10,rep,name=messages,proto3" json:"messages,omitempty"`
 	// With messages: end the rendered prompt with the opening of an assistant
 	// turn, so the model answers (Hugging Face's add_generation_prompt). Unset
-	// means true; false renders the conversation as it is, e.g. to continue a
-	// partial assistant message. Ignored without messages.
+	// means true (false with continue_final_message); false renders the
+	// conversation as it is. Ignored without messages.
 	AddGenerationPrompt *bool `protobuf:"varint,11,opt,name=add_generation_prompt,json=addGenerationPrompt,proto3,oneof" json:"add_generation_prompt,omitempty"`
+	// With messages: continue the final message, which must be the assistant's,
+	// instead of answering it (a prefill, such as starting the answer with "{"),
+	// as vLLM's continue_final_message: the conversation is rendered without the
+	// generation prompt and cut right after the final message's content (found
+	// with its surrounding white space stripped, at its last place in the
+	// rendering), dropping what the template writes after it (the end of the
+	// turn). The output is the continuation alone. add_generation_prompt unset
+	// is then false; set true it is INVALID_ARGUMENT, and so is a final message
+	// that is not the assistant's or is empty, a template that does not render
+	// its content as it is, or a response_format other than text (the format
+	// would constrain the continuation as if it began the document).
+	ContinueFinalMessage bool `protobuf:"varint,19,opt,name=continue_final_message,json=continueFinalMessage,proto3" json:"continue_final_message,omitempty"`
+	// With messages: extra variables for the chat template, as vLLM's
+	// chat_template_kwargs, in JSON text: an object whose members the template
+	// sees as variables, each value as Python's json.loads reads it (Qwen3's
+	// template reads {"enable_thinking": false}; variables a template does not
+	// read change nothing). Names must be identifiers, and not those the
+	// verifier sets (messages, tools, documents, add_generation_prompt,
+	// bos_token, eos_token, its functions and Jinja's globals, any starting with
+	// "specd_"); at most 16 KiB of text, values nested at most 16 deep;
+	// INVALID_ARGUMENT otherwise. Empty, "null" or "{}": none.
+	ChatTemplateKwargs string `protobuf:"bytes,20,opt,name=chat_template_kwargs,json=chatTemplateKwargs,proto3" json:"chat_template_kwargs,omitempty"`
 	// Return the log-probability of each generated token (TokenChunk.logprobs,
 	// CompleteResponse.logprobs).
 	Logprobs bool `protobuf:"varint,12,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
@@ -470,6 +492,20 @@ func (x *GenerateRequest) GetAddGenerationPrompt() bool {
 		return *x.AddGenerationPrompt
 	}
 	return false
+}
+
+func (x *GenerateRequest) GetContinueFinalMessage() bool {
+	if x != nil {
+		return x.ContinueFinalMessage
+	}
+	return false
+}
+
+func (x *GenerateRequest) GetChatTemplateKwargs() string {
+	if x != nil {
+		return x.ChatTemplateKwargs
+	}
+	return ""
 }
 
 func (x *GenerateRequest) GetLogprobs() bool {
@@ -2507,7 +2543,7 @@ var File_specd_v1_generation_proto protoreflect.FileDescriptor
 
 const file_specd_v1_generation_proto_rawDesc = "" +
 	"\n" +
-	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xdc\x05\n" +
+	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xc4\x06\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -2523,7 +2559,9 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x06domain\x18\t \x01(\tR\x06domain\x121\n" +
 	"\bmessages\x18\n" +
 	" \x03(\v2\x15.specd.v1.ChatMessageR\bmessages\x127\n" +
-	"\x15add_generation_prompt\x18\v \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01\x12\x1a\n" +
+	"\x15add_generation_prompt\x18\v \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01\x124\n" +
+	"\x16continue_final_message\x18\x13 \x01(\bR\x14continueFinalMessage\x120\n" +
+	"\x14chat_template_kwargs\x18\x14 \x01(\tR\x12chatTemplateKwargs\x12\x1a\n" +
 	"\blogprobs\x18\f \x01(\bR\blogprobs\x12!\n" +
 	"\ftop_logprobs\x18\r \x01(\rR\vtopLogprobs\x12'\n" +
 	"\x0fprompt_logprobs\x18\x0e \x01(\bR\x0epromptLogprobs\x12$\n" +
