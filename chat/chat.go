@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -297,7 +298,30 @@ func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out s
 	out, err = t.t.RenderValues(data)
 	switch {
 	case err == nil && o.ContinueFinal:
-		return continuation(out, msgs)
+		// What the template writes after the final message: rendered again with a
+		// marker for its content, the text after the marker. The content is looked for
+		// before it, so that content the end of the turn holds too ("<" in <|im_end|>)
+		// is not found there.
+		last := msgs[len(msgs)-1]
+		last.Content = cutMarker
+		v, merr := messageValue(last)
+		if merr != nil {
+			return "", fmt.Errorf("message %d: %w", len(msgs)-1, merr)
+		}
+		marked := slices.Clone(list)
+		marked[len(marked)-1] = v
+		data["messages"] = jinja.NewList(marked)
+		budget, loops, calls, depth = maxRangeTotal, maxLoopItems, maxCalls, 0
+		tail, ok := "", false
+		if m, merr := t.t.RenderValues(data); merr == nil {
+			if i := strings.LastIndex(m, cutMarker); i >= 0 {
+				tail, ok = m[i+len(cutMarker):], true
+			}
+		}
+		if ctxErr != nil {
+			return "", ctxErr
+		}
+		return continuation(out, msgs, tail, ok)
 	case err == nil:
 		return out, nil
 	case raised != nil:

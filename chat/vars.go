@@ -105,20 +105,31 @@ func isIdentifier(s string) bool {
 	return s != ""
 }
 
+// cutMarker stands for the final message's content in the rendering that finds what
+// a template writes after it (see continuation): private-use characters and no white
+// space, which templates neither strip nor write.
+const cutMarker = "\uE000specd-continue\uE001"
+
 // continuation cuts text, the rendering of msgs without the generation prompt, right
 // after the content of the final message, as Hugging Face's apply_chat_template does
 // with continue_final_message (and vLLM, which calls it): what the template writes after
 // it (the end of the turn) goes. The content is looked for with its surrounding white
-// space stripped, since templates often strip it, at its last place; its trailing white
-// space is kept when the template kept it. Errors wrap ErrContinue.
-func continuation(text string, msgs []Message) (string, error) {
+// space stripped, since templates often strip it, at its last place before tail, what
+// the template writes after the final message, when haveTail and text ends with it (in
+// all of text otherwise, as Hugging Face does); its trailing white space is kept when
+// the template kept it. Errors wrap ErrContinue.
+func continuation(text string, msgs []Message, tail string, haveTail bool) (string, error) {
 	last := msgs[len(msgs)-1]
 	content := strings.TrimLeftFunc(last.Content, unicode.IsSpace)
 	core := strings.TrimRightFunc(content, unicode.IsSpace)
 	if core == "" {
 		return "", fmt.Errorf("%w: the final message has no content", ErrContinue)
 	}
-	at := strings.LastIndex(text, core)
+	search := text
+	if haveTail && strings.HasSuffix(text, tail) {
+		search = text[:len(text)-len(tail)]
+	}
+	at := strings.LastIndex(search, core)
 	if at < 0 {
 		return "", fmt.Errorf("%w: the chat template does not render the final message's content as it is (it changes or drops it)", ErrContinue)
 	}

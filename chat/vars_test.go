@@ -44,6 +44,12 @@ func TestContinueFinal(t *testing.T) {
 		// The template trims the content: the cut is after what it kept.
 		{"qwen3", " Sure:\n", "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nSure:"},
 		{"qwen3", "Hi", "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHi"}, // the last place
+		// Content the end of the turn holds too: the cut is after the message, not inside
+		// the <|im_end|> or <|eot_id|> that follows it.
+		{"qwen2.5", "<", qwenSystem + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<"},
+		{"qwen2.5", "end", qwenSystem + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nend"},
+		{"qwen3", ">", "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n>"},
+		{"llama31", "id", "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nid"},
 		{"llama31", "The answer is ", "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nThe answer is"},
 	}
 	for _, tc := range tests {
