@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+	"unicode/utf8"
 )
 
 // parseFile compiles a template of testdata.
@@ -162,7 +163,7 @@ func TestParseVarsErrors(t *testing.T) {
 // with ErrContinue; never a panic.
 func FuzzContinue(f *testing.F) {
 	tmpl, _ := qwen(f)
-	for _, s := range []string{"{", "Once upon a time", " lead ", "<|im_end|>", "\xff\xfe", "", " \n", "a<|im_end|>\n<|im_start|>user\na"} {
+	for _, s := range []string{"{", "Once upon a time", " lead ", "<|im_end|>", "\xff\xfe", "", " \n", "a<|im_end|>\n<|im_start|>user\na", "<", "end", "im_end|>"} {
 		f.Add("Hi", s)
 	}
 	f.Fuzz(func(t *testing.T, user, reply string) {
@@ -178,6 +179,18 @@ func FuzzContinue(f *testing.F) {
 		// kept when the template kept it.
 		if core := strings.TrimSpace(reply); !strings.HasSuffix(out, core) && !strings.HasSuffix(out, strings.TrimLeftFunc(reply, unicode.IsSpace)) {
 			t.Fatalf("Render(%q) = %q, want it to end with %q", msgs, out, core)
+		}
+		// Qwen2.5's template writes a reply as it is and ends its turn with
+		// <|im_end|>\n: the cut leaves out exactly that, wherever else the reply's
+		// text appears.
+		if strings.TrimSpace(reply) == reply && utf8.ValidString(reply) {
+			full, err := tmpl.Render(t.Context(), msgs, Options{})
+			if err != nil {
+				t.Fatalf("Render(%q) without continuing = %v", msgs, err)
+			}
+			if want := strings.TrimSuffix(full, "<|im_end|>\n"); out != want {
+				t.Fatalf("Render(%q) = %q, want %q", msgs, out, want)
+			}
 		}
 	})
 }
