@@ -254,6 +254,13 @@ func TestPatternSchemas(t *testing.T) {
 		{`{"type":"string","pattern":"^\\u00e9\\x41$"}`, `"éA"`, true},
 		{`{"type":"string","pattern":"^\\u00e9\\x41$"}`, `"\u00e9A"`, false}, // \u escapes are not written under a pattern
 		{`{"type":"string","pattern":"^\\u{1F600}$"}`, `"😀"`, true},
+		// A UTF-16 surrogate pair of \u escapes is one character, as with the u flag
+		// (JSON.stringify and many schema generators write characters past U+FFFF so).
+		{`{"type":"string","pattern":"^\\uD83D\\uDE00$"}`, `"😀"`, true},
+		{`{"type":"string","pattern":"^\\ud83d\\ude00+$"}`, `"😀😀"`, true},
+		{`{"type":"string","pattern":"^[\\uD83D\\uDE00-\\uD83D\\uDE4F]$"}`, `"🙂"`, true},
+		{`{"type":"string","pattern":"^[\\uD83D\\uDE00-\\uD83D\\uDE4F]$"}`, `"😀😀"`, false},
+		{`{"type":"string","pattern":"^\\uD83D\\uDE00$"}`, `"x"`, false},
 		{`{"type":"string","pattern":"^\\d{2,}$","maxLength":3}`, `"1234"`, false},
 		{`{"type":"string","pattern":"^\\d{2,}$","minLength":3}`, `"12"`, false},
 		{`{"type":"string","pattern":"^\\d{2,}$","minLength":3}`, `"123"`, true},
@@ -354,6 +361,9 @@ func TestPatternRefused(t *testing.T) {
 		{`a(^b)`, "'^' only at the start"},
 		{`(a$)b`, "'$' only at the end"},
 		{`\uD800`, "not a character"},
+		{`\uD83Dx`, "not a character"},
+		{`\uDE00\uD83D`, "not a character"},
+		{`\uD83D\u0041`, "not a character"},
 		{`[z-a]`, "below the start"},
 		{`(a|b)*a(a|b){20}`, "too complex"},
 		{`[ab]*a[ab]{14}`, "too complex"},

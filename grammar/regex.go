@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -741,6 +742,10 @@ func (x *regex) escapeECMA(inClass bool) ([]span, error) {
 		return nil, p.errorf("octal escapes (\\0%c...) are not supported", x.peek(2))
 	case c >= '1' && c <= '9':
 		return nil, p.errorf("back-references (\\%c) are not supported", c)
+	case c == 'u' && surrogatePair(x.src[x.i:]) >= 0: // \uD83D\uDE00, one character with the u flag
+		r := surrogatePair(x.src[x.i:])
+		x.i += len(`\uD83D\uDE00`)
+		return []span{{r, r}}, nil
 	case c == 'u' && x.peek(2) == '{': // \u{1F600}
 		end := strings.IndexByte(x.src[x.i:], '}')
 		digits := ""
@@ -838,4 +843,27 @@ func (x *regex) escapeASCII(inClass bool) ([]span, error) {
 		return nil, p.errorf("unknown escape \\%c", c)
 	}
 	return one(c) // \ before punctuation or any other character: itself
+}
+
+// surrogatePair returns the character that s begins with when it begins with a UTF-16
+// surrogate pair of \u escapes (\uD83D\uDE00 is U+1F600), or -1.
+func surrogatePair(s string) rune {
+	hex4 := func(s string) rune {
+		if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
+			return -1
+		}
+		v, err := strconv.ParseUint(s[2:6], 16, 16)
+		if err != nil || strings.ContainsAny(s[2:6], "+-_") {
+			return -1
+		}
+		return rune(v)
+	}
+	hi, lo := hex4(s), rune(-1)
+	if len(s) >= 12 {
+		lo = hex4(s[6:])
+	}
+	if !utf16.IsSurrogate(hi) || hi > 0xDBFF || lo < 0xDC00 || lo > 0xDFFF {
+		return -1
+	}
+	return utf16.DecodeRune(hi, lo)
 }
