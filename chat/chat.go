@@ -188,6 +188,10 @@ func (t *Template) Render(ctx context.Context, msgs []Message, o Options) (out s
 			return "", fmt.Errorf("%w: it excludes the generation prompt (a new assistant turn)", ErrContinue)
 		case len(msgs) == 0 || msgs[len(msgs)-1].Role != "assistant":
 			return "", fmt.Errorf("%w: the final message is not the assistant's", ErrContinue)
+		case len(msgs[len(msgs)-1].ToolCalls) > 0:
+			// The calls are rendered after the content: cutting after the content
+			// would drop them without a word.
+			return "", fmt.Errorf("%w: the final message made tool calls, which a continuation of its text would drop", ErrContinue)
 		}
 	}
 	var raised *RaisedError

@@ -85,6 +85,8 @@ func TestContinueFinalErrors(t *testing.T) {
 		{"no messages", qwen25, nil, Options{ContinueFinal: true}},
 		{"with the generation prompt", qwen25, []Message{{Role: "assistant", Content: "Hi"}}, Options{ContinueFinal: true, AddGenerationPrompt: true}},
 		{"empty", qwen25, []Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: " \n"}}, Options{ContinueFinal: true}},
+		{"with tool calls", qwen25, []Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Let me look.",
+			ToolCalls: []ToolCall{{ID: "call_1", Function: FunctionCall{Name: "get_weather", Arguments: `{"city":"Paris"}`}}}}}, Options{ContinueFinal: true}},
 		{"content rewritten", upper, []Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello"}}, Options{ContinueFinal: true}},
 	}
 	for _, tc := range tests {
