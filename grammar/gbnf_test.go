@@ -159,17 +159,26 @@ func TestGBNFErrors(t *testing.T) {
 // TestGBNFAgreesWithLlamaCpp: the grammars llama.cpp refuses (or dies on) are refused,
 // and those it takes are taken, but for the differences the file names (each the
 // other way round).
-func TestGBNFAgreesWithLlamaCpp(t *testing.T) {
-	data, err := os.ReadFile("testdata/llamacpp-gbnf.tsv")
+// tsvRows reads a file of recorded test data: its lines but the comments (#), each
+// split at its tabs.
+func tsvRows(t *testing.T, path string) [][]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var rows [][]string
 	for line := range strings.Lines(string(data)) {
-		if strings.HasPrefix(line, "#") {
-			continue
+		if !strings.HasPrefix(line, "#") {
+			rows = append(rows, strings.Split(strings.TrimRight(line, "\n"), "\t"))
 		}
-		cols := strings.Split(strings.TrimRight(line, "\n"), "\t")
+	}
+	return rows
+}
+
+func TestGBNFAgreesWithLlamaCpp(t *testing.T) {
+	n := 0
+	for _, cols := range tsvRows(t, "testdata/llamacpp-gbnf.tsv") {
 		g, err := strconv.Unquote(cols[0])
 		if err != nil {
 			t.Fatalf("%s: %v", cols[0], err)

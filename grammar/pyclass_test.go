@@ -3,7 +3,6 @@ package grammar
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,16 +14,9 @@ import (
 // (Python's Unicode tables are not Go's, and \w here is a little wider than Python's,
 // so \W a little narrower).
 func TestRegexClassesAsPython(t *testing.T) {
-	data, err := os.ReadFile("testdata/python-re/classes.tsv")
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for line := range strings.Lines(string(data)) {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		q, rs, _ := strings.Cut(strings.TrimRight(line, "\n"), "\t")
+	for _, row := range tsvRows(t, "testdata/python-re/classes.tsv") {
+		q, rs := row[0], strings.Join(row[1:], " ")
 		var p string
 		if err := json.Unmarshal([]byte(q), &p); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -87,25 +79,18 @@ func size(c []span) int {
 // character Python's re.fullmatch takes for (?i)[X] (testdata/python-re/fold.tsv,
 // written by Python itself), and X itself writes only such characters.
 func TestRegexFoldAsPython(t *testing.T) {
-	data, err := os.ReadFile("testdata/python-re/fold.tsv")
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for line := range strings.Lines(string(data)) {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		xs, rs, _ := strings.Cut(strings.TrimRight(line, "\n"), "\t")
+	for _, row := range tsvRows(t, "testdata/python-re/fold.tsv") {
+		xs, rs := row[0], strings.Join(row[1:], " ")
 		x, err := strconv.ParseInt(xs, 16, 32)
 		if err != nil {
-			t.Fatalf("bad line %q", line)
+			t.Fatalf("bad row %q", row)
 		}
 		var py []span
 		for _, r := range strings.Fields(rs) {
 			c, err := strconv.ParseInt(r, 16, 32)
 			if err != nil {
-				t.Fatalf("bad line %q", line)
+				t.Fatalf("bad row %q", row)
 			}
 			py = append(py, span{rune(c), rune(c)})
 		}
