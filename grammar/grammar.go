@@ -296,6 +296,11 @@ type vocab struct {
 	plain        []int32 // by the number of characters, fewest first
 	plainChars   []int   // of each of plain
 	longestPlain int
+
+	// Derived on first use and kept as v is (see asciiIndex and plainArena).
+	asciiOnce, arenaOnce sync.Once
+	ascii                *asciiIndex
+	arena                *plainArena
 }
 
 type trieNode struct {

@@ -457,7 +457,7 @@ func (p *patternRule) plainFor(v *vocab, s uint32) *plainSteps {
 		return ps
 	}
 	ps = &plainSteps{}
-	arena, from := plainArenaOf(v), int32(0)
+	arena, from := v.plainArena(), int32(0)
 	for i, id := range v.plain {
 		st, n := int32(s), int32(0)
 		for text := arena.text[from:arena.ends[i]]; len(text) > 0 && st >= 0; n++ {
@@ -491,26 +491,17 @@ type plainArena struct {
 	ends []int32
 }
 
-var plainArenas sync.Map // *vocab → *arenaOnce
-
-type arenaOnce struct {
-	once sync.Once
-	a    *plainArena
-}
-
-// plainArenaOf returns v's plainArena, built on first use and kept as v is.
-func plainArenaOf(v *vocab) *plainArena {
-	e, _ := plainArenas.LoadOrStore(v, &arenaOnce{})
-	o := e.(*arenaOnce)
-	o.once.Do(func() {
+// plainArena returns v's plainArena, built on first use.
+func (v *vocab) plainArena() *plainArena {
+	v.arenaOnce.Do(func() {
 		a := &plainArena{ends: make([]int32, len(v.plain))}
 		for i, id := range v.plain {
 			a.text = append(a.text, v.text[id]...)
 			a.ends[i] = int32(len(a.text))
 		}
-		o.a = a
+		v.arena = a
 	})
-	return o.a
+	return v.arena
 }
 
 // maskPattern marks what m's one alternative takes where it stands between characters

@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/bits"
 	"slices"
-	"sync"
 
 	"github.com/specd-dev/specd/sample"
 )
@@ -752,7 +751,7 @@ func (m *ruleMatcher) highStep(set *stackSet) *stackSet {
 // step, when it is at most depth bytes long; any other is stepped through. The trie's walk visits every node
 // there, the vocabulary's bytes in a pointer chase: 60 ms over Qwen2's 152k tokens.
 func (m *ruleMatcher) scan(self [2]uint64, high bool, depth int) {
-	idx := asciiIndexOf(m.g.v)
+	idx := m.g.v.asciiIndex()
 	for id, text := range m.g.v.text {
 		if text == nil || id >= len(m.allowed) {
 			continue
@@ -772,18 +771,9 @@ type asciiIndex struct {
 	ascii, utf8 []bool
 }
 
-var asciiIndexes sync.Map // *vocab → *asciiOnce
-
-type asciiOnce struct {
-	once sync.Once
-	idx  *asciiIndex
-}
-
-// asciiIndexOf returns v's asciiIndex, built on first use and kept as v is.
-func asciiIndexOf(v *vocab) *asciiIndex {
-	e, _ := asciiIndexes.LoadOrStore(v, &asciiOnce{})
-	o := e.(*asciiOnce)
-	o.once.Do(func() {
+// asciiIndex returns v's asciiIndex, built on first use.
+func (v *vocab) asciiIndex() *asciiIndex {
+	v.asciiOnce.Do(func() {
 		n := len(v.text)
 		idx := &asciiIndex{bytes: make([][2]uint64, n), ascii: make([]bool, n), utf8: make([]bool, n)}
 		for id, text := range v.text {
@@ -796,9 +786,9 @@ func asciiIndexOf(v *vocab) *asciiIndex {
 				idx.bytes[id][c/64] |= 1 << (c % 64)
 			}
 		}
-		o.idx = idx
+		v.ascii = idx
 	})
-	return o.idx
+	return v.ascii
 }
 
 // utf8Prefix reports whether b is valid UTF-8 but for its last character, which may be
