@@ -115,7 +115,36 @@ func TestGenerateMessages(t *testing.T) {
 	if err := os.WriteFile(bad, []byte(`[{"role": "", "content": "x"}]`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"-p", "x", "--messages", conv}, {"--messages", bad}} {
+	// A prefill: the output continues the assistant's text, and equals what plain
+	// decoding of the cut rendering (chat-template --continue-final-message) gives.
+	pre := filepath.Join(dir, "prefill.json")
+	if err := os.WriteFile(pre, []byte(`[{"role": "user", "content": "Tell me a story."}, {"role": "assistant", "content": "Once upon a time"}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cut, stderr, code := run(t, "chat-template", "--template", tmpl, "--messages", pre, "--continue-final-message")
+	if code != 0 {
+		t.Fatalf("chat-template --continue-final-message: exit %d: %s", code, stderr)
+	}
+	stdout, stderr, code = run(t, "generate", "--addr", addr, "--messages", pre, "--continue-final-message", "-n", "8", "--json")
+	if code != 0 {
+		t.Fatalf("generate --continue-final-message: exit %d: %s", code, stderr)
+	}
+	var cont generateResult
+	if err := json.Unmarshal([]byte(stdout), &cont); err != nil {
+		t.Fatalf("generate --continue-final-message: %v: %s", err, stdout)
+	}
+	ids, stderr, code = run(t, "tokenize", "-m", "specd-target-q8_0", "-p", cut, "--special", "--bos", "--json")
+	if code != 0 {
+		t.Fatalf("tokenize: exit %d: %s", code, stderr)
+	}
+	if err := json.Unmarshal([]byte(ids), &tok); err != nil {
+		t.Fatal(err)
+	}
+	if cont.PromptTokens != len(tok.IDs) || cont.Tokens != 8 {
+		t.Errorf("generate --continue-final-message: %d prompt tokens and %d generated, want %d (the cut rendering's) and 8", cont.PromptTokens, cont.Tokens, len(tok.IDs))
+	}
+	for _, args := range [][]string{{"-p", "x", "--messages", conv}, {"--messages", bad}, {"-p", "x", "--continue-final-message"},
+		{"--messages", pre, "--continue-final-message", "--no-generation-prompt"}, {"--messages", pre, "--chat-template-kwargs", `{"messages": 1}`}} {
 		if _, stderr, code := run(t, append([]string{"generate", "--addr", addr}, args...)...); code != 2 {
 			t.Errorf("generate %q: exit %d (%s), want 2", args, code, stderr)
 		}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/specd-dev/specd/chat"
 	"github.com/specd-dev/specd/generate"
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/services"
@@ -252,15 +253,17 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	// Greedy by default, as the API is with sampling unset.
 	fs.Lookup("temp").DefValue = "0"
 	so.temp = 0
-	var prompt, messages, sessionKey, domain string
-	var asJSON, noGen, logprobs bool
+	var prompt, messages, sessionKey, domain, kwargs string
+	var asJSON, noGen, cont, logprobs bool
 	var topLogprobs uint
 	fs.BoolVar(&logprobs, "logprobs", false, "report each token's log-probability under the model (with --json in its output, else one line per token on stderr)")
 	fs.UintVar(&topLogprobs, "top-logprobs", 0, "with --logprobs: also the N likeliest tokens at each position (at most 20)")
 	fs.StringVar(&prompt, "p", "", "prompt text")
 	fs.StringVar(&prompt, "prompt", "", "same as -p")
 	fs.StringVar(&messages, "messages", "", `instead of -p: a JSON file of a conversation, [{"role": "user", "content": "Hi"}, ...], rendered by the verifier with its model's chat template`)
-	fs.BoolVar(&noGen, "no-generation-prompt", false, "with --messages: do not open an assistant turn (continue the last message)")
+	fs.BoolVar(&noGen, "no-generation-prompt", false, "with --messages: do not open an assistant turn (the conversation as the template renders it, its last turn closed)")
+	fs.BoolVar(&cont, "continue-final-message", false, "with --messages: continue the final (assistant) message's text, the output being the continuation (vLLM's continue_final_message)")
+	fs.StringVar(&kwargs, "chat-template-kwargs", "", `with --messages: JSON object of extra template variables, e.g. '{"enable_thinking": false}' (vLLM's chat_template_kwargs)`)
 	fs.StringVar(&sessionKey, "session", "", "session key for verifier affinity")
 	fs.StringVar(&domain, "domain", "", "domain label for metrics")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object instead of streaming text")
@@ -272,6 +275,15 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if (prompt == "") == (messages == "") {
 		return usagef("give a prompt (-p) or a conversation (--messages), one of them")
+	}
+	switch {
+	case messages == "" && (noGen || cont || kwargs != ""):
+		return usagef("--no-generation-prompt, --continue-final-message and --chat-template-kwargs need --messages")
+	case noGen && cont:
+		return usagef("give --continue-final-message or --no-generation-prompt, not both: a continuation opens no turn")
+	}
+	if _, err := chat.ParseVars(kwargs); err != nil {
+		return usagef("--chat-template-kwargs: %v", err)
 	}
 	if err := checkLogprobFlags(logprobs, topLogprobs); err != nil {
 		return err
@@ -307,7 +319,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer cancel()
 	req := &specdv1.GenerateRequest{Model: co.model, Prompt: prompt, MaxTokens: uint32(so.maxTokens), Sampling: services.SamplingToProto(params),
 		Stop: so.stop, StopTokenIds: so.stopIDs, IgnoreEos: so.ignoreEOS, ResponseFormat: rf, Speculation: spo, SessionKey: sessionKey, Domain: domain, Messages: msgs,
-		Logprobs: logprobs, TopLogprobs: uint32(min(topLogprobs, math.MaxUint32))}
+		Logprobs: logprobs, TopLogprobs: uint32(min(topLogprobs, math.MaxUint32)), ContinueFinalMessage: cont, ChatTemplateKwargs: kwargs}
 	if noGen {
 		req.AddGenerationPrompt = new(false)
 	}
