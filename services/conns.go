@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/stats"
 )
 
 // ConnLimits bound a Conns. Zero fields take the defaults.
@@ -53,33 +52,39 @@ type Conns struct {
 	closed  bool
 }
 
-// cached is one connection of a Conns. It is the connection's stats handler, to count
-// the RPCs in flight on it.
+// cached is one connection of a Conns. Its interceptors count the RPCs in flight on
+// it. (Not a stats handler: grpc-go can report a transparent retry's attempt begun that
+// it never ends, so Begin and End events need not pair; its OnFinish call option runs
+// once per call, as grpc-go's own count of calls for idleness relies on.)
 type cached struct {
 	cc      *grpc.ClientConn
 	used    time.Time    // last Get
-	active  atomic.Int64 // RPC attempts begun and not ended
+	active  atomic.Int64 // RPCs begun and not finished
 	retired atomic.Bool  // no longer in the cache: close once active is 0
 	once    sync.Once
 }
 
-var _ stats.Handler = (*cached)(nil)
+// begin counts an RPC and returns its call options with one that uncounts it when it
+// finishes, and closes a retired connection when the last one does (in a goroutine:
+// not from within its own RPC's bookkeeping).
+func (e *cached) begin(opts []grpc.CallOption) []grpc.CallOption {
+	e.active.Add(1)
+	var done sync.Once
+	return append(opts, grpc.OnFinish(func(error) {
+		done.Do(func() {
+			if e.active.Add(-1) == 0 && e.retired.Load() {
+				go e.close()
+			}
+		})
+	}))
+}
 
-func (e *cached) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
-func (e *cached) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-func (e *cached) HandleConn(context.Context, stats.ConnStats)                       {}
+func (e *cached) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return invoker(ctx, method, req, reply, cc, e.begin(opts)...)
+}
 
-// HandleRPC counts the RPCs in flight, and closes a retired connection when the last
-// one ends (in a goroutine: not from within its own RPC's bookkeeping).
-func (e *cached) HandleRPC(_ context.Context, s stats.RPCStats) {
-	switch s.(type) {
-	case *stats.Begin:
-		e.active.Add(1)
-	case *stats.End:
-		if e.active.Add(-1) == 0 && e.retired.Load() {
-			go e.close()
-		}
-	}
+func (e *cached) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return streamer(ctx, desc, cc, method, e.begin(opts)...)
 }
 
 func (e *cached) close() { e.once.Do(func() { e.cc.Close() }) }
@@ -156,7 +161,7 @@ func (c *Conns) Get(addr string) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("%w: %d connections open, none idle; not dialling %s", ErrTooManyConns, len(c.m), addr)
 	}
 	e := &cached{used: now}
-	cc, err := Dial(addr, append([]grpc.DialOption{grpc.WithStatsHandler(e)}, c.opts...)...)
+	cc, err := Dial(addr, append([]grpc.DialOption{grpc.WithChainUnaryInterceptor(e.unary), grpc.WithChainStreamInterceptor(e.stream)}, c.opts...)...)
 	if err != nil {
 		return nil, err
 	}
