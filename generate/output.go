@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/specd-dev/specd/tokenizer"
+	"github.com/specd-dev/specd/toolcall"
 )
 
 // Finish says why a generation ended.
@@ -21,10 +22,11 @@ const (
 	Length            // the requested number of tokens was reached
 	StopString        // a stop string appeared in the text
 	Context           // the context window is full
+	ToolCall          // the first tool call of the text is whole (Limits.ToolCall)
 )
 
 func (f Finish) String() string {
-	return [...]string{"running", "eos", "length", "stop", "context"}[f]
+	return [...]string{"running", "eos", "length", "stop", "context", "tool_call"}[f]
 }
 
 // Limits are the stop conditions of one generation.
@@ -40,6 +42,10 @@ type Limits struct {
 	// verifier sessions set it from the sampling parameters' MinTokens, which hold the
 	// ends back as long.
 	MinTokens int
+	// ToolCall, when set, ends the text after the token that completes its first
+	// tool call written in that syntax (see toolcall.Stream.Whole), so that a client
+	// wanting one call does not wait and pay for more; 0: no such end.
+	ToolCall toolcall.Syntax
 }
 
 // Ends returns every id that ends the text: End, and BOS where StopAtBOS.
@@ -64,6 +70,7 @@ func (l *Limits) EndAt(eog []int32, bos int32, stopAtBOS bool, stopIDs []int32, 
 // pushed one at a time in order; each push returns the text that may be streamed now.
 type Output struct {
 	lim     Limits
+	calls   *toolcall.Stream // reads the text for lim.ToolCall; nil without it
 	dec     *tokenizer.Decoder
 	start   int     // absolute position of the first generated token
 	IDs     []int32 // generated tokens, not counting a final EOS/BOS
@@ -78,7 +85,11 @@ type Output struct {
 // NewOutput starts an output after prompt (the ids already in the sequence, which may
 // include tokens generated before a resume).
 func NewOutput(tok *tokenizer.Tokenizer, prompt []int32, lim Limits) *Output {
-	return &Output{lim: lim, dec: tok.NewDecoder(prompt), start: len(prompt)}
+	o := &Output{lim: lim, dec: tok.NewDecoder(prompt), start: len(prompt)}
+	if lim.ToolCall != 0 {
+		o.calls = lim.ToolCall.NewStream()
+	}
+	return o
 }
 
 // Done reports whether the generation has finished.
@@ -108,6 +119,11 @@ func (o *Output) Push(id int32) string {
 		o.Reason = StopString
 		return o.delta()
 	}
+	if o.calledOnce() {
+		o.Reason = ToolCall
+		o.text.WriteString(o.dec.Flush())
+		return o.delta()
+	}
 	if o.limit(); o.Done() {
 		o.text.WriteString(o.dec.Flush())
 		if o.cutAtStop() {
@@ -122,7 +138,11 @@ func (o *Output) Push(id int32) string {
 // MinTokens tokens ends.
 func (o *Output) add(id int32) {
 	o.IDs = append(o.IDs, id)
-	o.text.WriteString(o.dec.Next(id))
+	piece := o.dec.Next(id)
+	o.text.WriteString(piece)
+	if o.calls != nil {
+		o.calls.Write(piece)
+	}
 	if len(o.IDs) == o.lim.MinTokens {
 		o.guard = o.text.Len()
 	}
@@ -188,8 +208,9 @@ func (o *Output) delta() string {
 // towards the limits and belong to the text, and the first shown bytes of that text
 // count as already streamed. The next delta continues right after them, so text an
 // earlier attempt held back (an unfinished character, a possible stop string) is not
-// lost. When the last of them completed a stop string, or reached max tokens or the
-// context, the earlier attempt had ended the generation (and failed before saying so):
+// lost. When the last of them completed a stop string or the first tool call
+// (Limits.ToolCall), or reached max tokens or the context, the earlier attempt had
+// ended the generation (and failed before saying so):
 // it is done again.
 func (o *Output) Resume(ids []int32, shown int) {
 	for _, id := range ids {
@@ -200,6 +221,9 @@ func (o *Output) Resume(ids []int32, shown int) {
 	}
 	if o.cutAtStop() { // nothing emitted yet: it searches all the text
 		o.Reason = StopString
+	} else if o.calledOnce() {
+		o.Reason = ToolCall
+		o.text.WriteString(o.dec.Flush())
 	} else if o.limit(); o.Done() {
 		o.text.WriteString(o.dec.Flush())
 		if o.cutAtStop() {
@@ -208,6 +232,9 @@ func (o *Output) Resume(ids []int32, shown int) {
 	}
 	o.emitted = min(max(shown, 0), o.text.Len())
 }
+
+// calledOnce reports whether the text holds a whole tool call in lim.ToolCall's syntax.
+func (o *Output) calledOnce() bool { return o.calls != nil && o.calls.Whole() > 0 }
 
 // limit ends the generation when its last token filled the context or was the last
 // of max tokens.

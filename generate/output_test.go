@@ -8,6 +8,7 @@ import (
 	"github.com/specd-dev/specd/generate"
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/model"
+	"github.com/specd-dev/specd/toolcall"
 )
 
 // TestOutputFinish: generation ends with Length when max tokens come first and with
@@ -140,5 +141,71 @@ func TestOutputMinTokensStop(t *testing.T) {
 				t.Errorf("min tokens %d, resumed after %d: %q (%v), want %q cut at a stop string", minTokens, resume, o.Text(), o.Reason, want)
 			}
 		}
+	}
+}
+
+// TestOutputToolCall: with Limits.ToolCall the text ends after the token that closes
+// its first call's JSON — not at a JSON object that is no call, nor inside one — with
+// the text up to that token; and a resume whose last token closed it is done again.
+func TestOutputToolCall(t *testing.T) {
+	m, err := model.Load(testmodels.ForTest(t, "specd-target-q8_0"), model.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	prompt := m.Tok.Encode("Once upon a time", true)
+	for _, c := range []struct {
+		name   string
+		syntax toolcall.Syntax
+		text   string // generated
+		want   string // the text when it ends ("": never ends before the text's last token)
+	}{
+		{"hermes", toolcall.Hermes, "Sure.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"s\": \"}\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"g\"}",
+			"Sure.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"s\": \"}\"}}"},
+		{"hermes answer", toolcall.Hermes, "It is {\"name\": \"f\"} and more.", ""},
+		{"llama3_json", toolcall.Llama3JSON, "{\"name\": \"f\", \"parameters\": {}}; {\"name\": \"g\", \"parameters\": {}}",
+			"{\"name\": \"f\", \"parameters\": {}}"},
+		{"llama3_json answer", toolcall.Llama3JSON, "Not a call {\"name\": \"f\"}", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ids := m.Tok.Encode(c.text, false)
+			lim := generate.Limits{MaxTokens: 1000, Context: m.Context, End: m.Tok.EOG(), BOS: m.Tok.BOS(), ToolCall: c.syntax}
+			o := generate.NewOutput(m.Tok, prompt, lim)
+			var streamed strings.Builder
+			n := 0
+			for _, id := range ids {
+				if o.Done() {
+					break
+				}
+				streamed.WriteString(o.Push(id))
+				n++
+			}
+			if c.want == "" {
+				if o.Done() || n != len(ids) {
+					t.Fatalf("%q: done (%v) after %d of %d tokens; want it to go on", c.text, o.Reason, n, len(ids))
+				}
+				return
+			}
+			// The whole text as an output without ToolCall shows it (the tokenizer may
+			// put a space before it).
+			all := generate.NewOutput(m.Tok, prompt, generate.Limits{MaxTokens: 1000, Context: m.Context, End: m.Tok.EOG(), BOS: m.Tok.BOS()})
+			all.Resume(ids, 0)
+			got := o.Text()
+			if o.Reason != generate.ToolCall || !strings.Contains(got, c.want) || !strings.HasPrefix(all.Text(), got) || len(got) >= len(all.Text()) {
+				t.Fatalf("%q: finish %v, text %q; want %v, text up to %q (and the rest of its token)", c.text, o.Reason, got, generate.ToolCall, c.want)
+			}
+			if streamed.String() != got {
+				t.Errorf("streamed %q, want the text %q", streamed.String(), got)
+			}
+			r := generate.NewOutput(m.Tok, prompt, lim)
+			r.Resume(o.IDs, len(o.Text()))
+			if r.Reason != generate.ToolCall || r.Text() != o.Text() {
+				t.Errorf("resumed: finish %v, text %q; want %v, %q", r.Reason, r.Text(), generate.ToolCall, o.Text())
+			}
+			r = generate.NewOutput(m.Tok, prompt, lim)
+			if r.Resume(o.IDs[:len(o.IDs)-1], 0); r.Done() {
+				t.Errorf("resumed before the call's last token: done (%v)", r.Reason)
+			}
+		})
 	}
 }

@@ -20,6 +20,7 @@ import (
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
 	"github.com/specd-dev/specd/sample"
 	"github.com/specd-dev/specd/spec"
+	"github.com/specd-dev/specd/toolcall"
 )
 
 // Request is a validated public generation request.
@@ -43,16 +44,17 @@ type Request struct {
 	MaxTokens      int // 0: up to the model's context
 	Sampling       sample.Params
 	Stop           []string
-	StopTokenIDs   []int32        // ids that end the output besides the vocabulary's (checked against it by the verifier)
-	IgnoreEOS      bool           // do not end at the vocabulary's end-of-generation ids
-	Spec           bool           // speculate (false: plain decoding)
-	MaxGamma       int            // 0: adaptive with the server's cap
-	Gamma          int            // > 0: fixed γ
-	Mode           spec.Mode      // 0: the server's default
-	Logprobs       bool           // report each token's log-probability
-	TopLogprobs    int            // with Logprobs or PromptLogprobs: the likeliest tokens at each position
-	PromptLogprobs bool           // report the prompt's tokens' log-probabilities
-	Format         grammar.Format // what the output must be (the zero Format: free text)
+	StopTokenIDs   []int32         // ids that end the output besides the vocabulary's (checked against it by the verifier)
+	IgnoreEOS      bool            // do not end at the vocabulary's end-of-generation ids
+	ToolCall       toolcall.Syntax // end after the first whole tool call in this syntax (0: no such end)
+	Spec           bool            // speculate (false: plain decoding)
+	MaxGamma       int             // 0: adaptive with the server's cap
+	Gamma          int             // > 0: fixed γ
+	Mode           spec.Mode       // 0: the server's default
+	Logprobs       bool            // report each token's log-probability
+	TopLogprobs    int             // with Logprobs or PromptLogprobs: the likeliest tokens at each position
+	PromptLogprobs bool            // report the prompt's tokens' log-probabilities
+	Format         grammar.Format  // what the output must be (the zero Format: free text)
 }
 
 // Limits on a request's stop strings. Every committed token of a request is checked
@@ -172,6 +174,11 @@ func ParseRequest(r *specdv1.GenerateRequest) (q Request, err error) {
 	for i, id := range q.StopTokenIDs {
 		if id < 0 {
 			return q, BadField("stop_token_ids", "id %d at index %d is negative", id, i)
+		}
+	}
+	if name := r.GetStopAfterToolCall(); name != "" {
+		if q.ToolCall, err = toolcall.ParseSyntax(name); err != nil {
+			return q, BadField("stop_after_tool_call", "%v", err)
 		}
 	}
 	if q.Format, err = FormatFromProto(r.GetResponseFormat()); err != nil {
@@ -458,6 +465,7 @@ var finishes = []struct {
 	{generate.Length, specdv1.FinishReason_FINISH_REASON_LENGTH},
 	{generate.StopString, specdv1.FinishReason_FINISH_REASON_STOP_STRING},
 	{generate.Context, specdv1.FinishReason_FINISH_REASON_CONTEXT},
+	{generate.ToolCall, specdv1.FinishReason_FINISH_REASON_TOOL_CALL},
 }
 
 // FinishToProto converts a finish reason.

@@ -71,6 +71,7 @@ type Stream struct {
 	start   int    // where the block or object being read began in all
 	tagged  bool   // Llama3JSON: the reply's <|python_tag|> has been read
 	calls   int    // calls begun
+	whole   int    // calls whose JSON has been read whole
 	why     string // why the reply broke after a call began; "": it has not
 	closed  bool
 	out     []Event         // events of the current Write or Close
@@ -120,6 +121,12 @@ func (st *Stream) Write(piece string) []Event {
 	st.flushArgs(false)
 	return st.out
 }
+
+// Whole is how many calls of the reply so far are whole: their JSON read to its end and
+// valid, their name and arguments passed on in full. What follows a call's JSON (a
+// Hermes block's </tool_call>, a Llama3JSON ';') adds nothing to the call, so the
+// reply may end right after it and still hold the call (see Hermes).
+func (st *Stream) Whole() int { return st.whole }
 
 // Close ends the reply and returns the rest of what is to be passed on. The error,
 // which wraps ErrBroken, says that calls were passed on and the reply is not calls
@@ -419,6 +426,7 @@ func (st *Stream) endObject() {
 		o.args, o.argsDone = []byte(a), true
 	}
 	st.flushArgs(true)
+	st.whole++
 	st.obj = object{}
 	st.state = hAfter
 	if st.syntax == Llama3JSON {

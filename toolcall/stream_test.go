@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -534,5 +535,36 @@ func TestStreamGeneratedCut(t *testing.T) {
 	}
 	if broken == 0 {
 		t.Errorf("no cut reply broke: the test does not reach the broken path")
+	}
+}
+
+// TestStreamWhole: Whole counts the calls whose JSON has closed, valid — not a call
+// still being read, nor one that broke — as the reply comes in byte by byte.
+func TestStreamWhole(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		syntax Syntax
+		reply  string
+		at     []int // the lengths of the reply after which Whole first reaches 1, 2, …
+	}{
+		{"hermes", Hermes, "Hi <tool_call>{\"name\": \"f\", \"arguments\": {\"s\": \"}\"}}</tool_call><tool_call>{\"name\": \"g\"}</tool_call>", []int{52, 88}},
+		{"hermes broken", Hermes, "<tool_call>{\"name\": 1}</tool_call>", nil},
+		{"llama3_json", Llama3JSON, "{\"name\": \"f\", \"parameters\": {}}; {\"name\": \"g\"}", []int{31, 46}},
+		{"llama3_json answer", Llama3JSON, "No {\"name\": \"f\"}", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := c.syntax.NewStream()
+			var at []int
+			for i := range len(c.reply) {
+				before := st.Whole()
+				st.Write(c.reply[i : i+1])
+				if st.Whole() != before {
+					at = append(at, i+1)
+				}
+			}
+			if !slices.Equal(at, c.at) {
+				t.Errorf("Whole grew after %v bytes of %q, want %v", at, c.reply, c.at)
+			}
+		})
 	}
 }

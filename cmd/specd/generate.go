@@ -171,6 +171,8 @@ func finishName(f specdv1.FinishReason) string {
 		return "stop"
 	case specdv1.FinishReason_FINISH_REASON_CONTEXT:
 		return "context"
+	case specdv1.FinishReason_FINISH_REASON_TOOL_CALL:
+		return "tool_call"
 	}
 	return "unspecified"
 }

@@ -48,7 +48,9 @@ type Call struct {
 	// answer, its text the content).
 	Tools toolcall.Syntax
 	// OneCall (parallel_tool_calls false) answers with a reply's first call alone, as
-	// vLLM does: the calls after it are dropped, streamed or not.
+	// vLLM does, and the generation ends as soon as that call is whole (Req's
+	// stop_after_tool_call), so later calls are neither generated nor counted; calls
+	// after it, if some reply still held them, are dropped, streamed or not.
 	OneCall bool
 	// Echo: a completion's text (and log-probabilities) start with the prompt's;
 	// ScoreOnly: with echo and max_tokens 0, they hold the prompt's alone.
@@ -448,6 +450,9 @@ func (r *ChatRequest) tools(c *Call, syntax toolcall.Syntax) error {
 	}
 	c.Tools = syntax
 	c.OneCall = r.ParallelToolCalls != nil && !*r.ParallelToolCalls
+	if c.OneCall {
+		c.Req.StopAfterToolCall = syntax.String()
+	}
 	if choice == "auto" {
 		return nil
 	}

@@ -18,11 +18,14 @@ import (
 )
 
 // finishReason maps specd's finish reasons to OpenAI's: the end-of-sequence token
-// and a stop string are "stop"; max_tokens and a full context window are "length".
+// and a stop string are "stop"; max_tokens and a full context window are "length"; a
+// first whole tool call (parallel_tool_calls false) "tool_calls".
 func finishReason(f specdv1.FinishReason) string {
 	switch f {
 	case specdv1.FinishReason_FINISH_REASON_LENGTH, specdv1.FinishReason_FINISH_REASON_CONTEXT:
 		return "length"
+	case specdv1.FinishReason_FINISH_REASON_TOOL_CALL:
+		return "tool_calls"
 	}
 	return "stop"
 }

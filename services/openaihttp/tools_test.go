@@ -112,27 +112,37 @@ func TestToolCallsAnswered(t *testing.T) {
 	}
 }
 
-// TestParallelToolCallsFalse: parallel_tool_calls false answers a reply holding
-// several calls with the first alone (as vLLM does), streamed and not; null and true
-// answer every call.
+// TestParallelToolCallsFalse: parallel_tool_calls false asks the router to end the
+// generation after the first call (stop_after_tool_call in the parser's syntax), and
+// answers a reply that holds several calls anyway with the first alone (as vLLM
+// does), streamed and not; null and true ask for no such end and answer every call.
 func TestParallelToolCallsFalse(t *testing.T) {
 	reply := "Both.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n" +
 		"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>"
 	paris, rome := toolcall.Call{Name: "get_weather", Arguments: `{"city":"Paris"}`}, toolcall.Call{Name: "get_weather", Arguments: `{"city":"Rome"}`}
 	var got []*specdv1.Tool
-	base := serveStubWith(t, replyStub(t, reply, []int{3, 5, 1, 7}, &got), 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
+	var stopAfter []string // each request's stop_after_tool_call
+	router := replyStub(t, reply, []int{3, 5, 1, 7}, &got)
+	reply1 := router.generate
+	router.generate = func(r *specdv1.GenerateRequest, st specdv1.GenerationService_GenerateServer) error {
+		stopAfter = append(stopAfter, r.GetStopAfterToolCall())
+		return reply1(r, st)
+	}
+	base := serveStubWith(t, router, 0, func(h *openaihttp.Handler) { h.SetToolParser(toolcall.Hermes) })
 	cl := client(base)
 	params := openai.ChatCompletionNewParams{Model: "big", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("How warm are Paris and Rome?")}}
 	for _, c := range []struct {
-		name     string
-		parallel any // nil: not sent
-		want     []toolcall.Call
+		name      string
+		parallel  any // nil: not sent
+		want      []toolcall.Call
+		stopAfter string // the router is asked to end after the first call in this syntax
 	}{
-		{"not sent", nil, []toolcall.Call{paris, rome}},
-		{"true", true, []toolcall.Call{paris, rome}},
-		{"false", false, []toolcall.Call{paris}},
+		{"not sent", nil, []toolcall.Call{paris, rome}, ""},
+		{"true", true, []toolcall.Call{paris, rome}, ""},
+		{"false", false, []toolcall.Call{paris}, "hermes"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			stopAfter = nil
 			opts := []option.RequestOption{option.WithJSONSet("tools", []any{weatherTool})}
 			if c.parallel != nil {
 				opts = append(opts, option.WithJSONSet("parallel_tool_calls", c.parallel))
@@ -156,6 +166,9 @@ func TestParallelToolCallsFalse(t *testing.T) {
 				calls = append(calls, tc)
 			}
 			checkCalls(t, calls, c.want)
+			if want := []string{c.stopAfter, c.stopAfter}; !slices.Equal(stopAfter, want) {
+				t.Errorf("stop_after_tool_call = %q, want %q", stopAfter, want)
+			}
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -109,4 +110,95 @@ func TestOpenAIToolRoundTrip(t *testing.T) {
 			t.Errorf("allowed_tools now, required: %s; want one call of now with {}", resp.Choices[0].Message.RawJSON())
 		}
 	})
+}
+
+// TestOpenAIOneToolCall: parallel_tool_calls false ends the generation as soon as the
+// reply's first call is whole, for both syntaxes (Hermes's closing tag and
+// llama3_json's bare JSON alike), streamed and not: one call, the first of what the
+// same request with parallel calls gives, finish_reason tool_calls, and fewer
+// completion tokens; and a max_tokens that cuts the second call, which ruins the
+// parallel reply, leaves the first call whole. A guided_regex makes the real model
+// write two calls.
+func TestOpenAIOneToolCall(t *testing.T) {
+	for _, c := range []struct {
+		syntax toolcall.Syntax
+		regex  string
+	}{
+		{toolcall.Hermes, "<tool_call>\n\\{\"name\": \"get_weather\", \"arguments\": \\{\"city\": \"(Paris|Rome)\"\\}\\}\n</tool_call>\n" +
+			"<tool_call>\n\\{\"name\": \"get_weather\", \"arguments\": \\{\"city\": \"(Paris|Rome)\"\\}\\}\n</tool_call>"},
+		{toolcall.Llama3JSON, "\\{\"name\": \"get_weather\", \"parameters\": \\{\"city\": \"(Paris|Rome)\"\\}\\}; " +
+			"\\{\"name\": \"get_weather\", \"parameters\": \\{\"city\": \"(Paris|Rome)\"\\}\\}"},
+	} {
+		t.Run(c.syntax.String(), func(t *testing.T) {
+			s := startStackWith(t, stackOptions{http: true, chat: qwenChat(t), tools: c.syntax})
+			cl := s.openaiClient()
+			ctx := context.Background()
+			tools := []openai.ChatCompletionToolUnionParam{
+				openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "get_weather", Description: openai.String("The weather in a city now."),
+					Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}, "required": []string{"city"}}}),
+			}
+			params := func(parallel bool, maxTokens int64) openai.ChatCompletionNewParams {
+				return openai.ChatCompletionNewParams{Model: "specd-target", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("How warm are Paris and Rome?")},
+					Tools: tools, ParallelToolCalls: openai.Bool(parallel), MaxCompletionTokens: openai.Int(maxTokens), Temperature: openai.Float(0)}
+			}
+			regex := option.WithJSONSet("guided_regex", c.regex)
+			both, err := cl.Chat.Completions.New(ctx, params(true, 200), regex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls := both.Choices[0].Message.ToolCalls; len(calls) != 2 || both.Choices[0].FinishReason != "tool_calls" {
+				t.Fatalf("parallel: finish %q, %s; want two calls", both.Choices[0].FinishReason, both.Choices[0].Message.RawJSON())
+			}
+			first := both.Choices[0].Message.ToolCalls[0].Function
+
+			// check asks with parallel_tool_calls false and max_tokens, streamed and not,
+			// for the first call alone, after want completion tokens (0: fewer than both's).
+			check := func(t *testing.T, maxTokens, want int64) int64 {
+				t.Helper()
+				one, err := cl.Chat.Completions.New(ctx, params(false, maxTokens), regex)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ch := one.Choices[0]
+				if ch.FinishReason != "tool_calls" || len(ch.Message.ToolCalls) != 1 || ch.Message.ToolCalls[0].Function.Name != first.Name ||
+					ch.Message.ToolCalls[0].Function.Arguments != first.Arguments {
+					t.Errorf("max_tokens %d: finish %q, %s; want tool_calls and the one call %s(%s)", maxTokens, ch.FinishReason, ch.Message.RawJSON(), first.Name, first.Arguments)
+				}
+				n := one.Usage.CompletionTokens
+				if n >= both.Usage.CompletionTokens || (want > 0 && n != want) {
+					t.Errorf("max_tokens %d: %d completion tokens; want fewer than the %d of both calls (and %d)", maxTokens, n, both.Usage.CompletionTokens, want)
+				}
+				p := params(false, maxTokens)
+				p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+				st := cl.Chat.Completions.NewStreaming(ctx, p, regex)
+				var acc openai.ChatCompletionAccumulator
+				for st.Next() {
+					acc.AddChunk(st.Current())
+				}
+				if err := st.Err(); err != nil {
+					t.Fatalf("max_tokens %d, streamed: %v", maxTokens, err)
+				}
+				sc := acc.Choices[0]
+				if sc.FinishReason != "tool_calls" || len(sc.Message.ToolCalls) != 1 || sc.Message.ToolCalls[0].Function.Arguments != first.Arguments {
+					t.Errorf("max_tokens %d, streamed: finish %q, calls %+v; want tool_calls and the one call %s", maxTokens, sc.FinishReason, sc.Message.ToolCalls, first.Arguments)
+				}
+				if acc.Usage.CompletionTokens != n {
+					t.Errorf("max_tokens %d, streamed: %d completion tokens, unstreamed %d", maxTokens, acc.Usage.CompletionTokens, n)
+				}
+				return n
+			}
+			n := check(t, 200, 0)
+			// A max_tokens between the two calls' ends: the parallel reply is cut in its
+			// second call (no calls at all), the single one is whole.
+			cut := n + (both.Usage.CompletionTokens-n)/2
+			cutBoth, err := cl.Chat.Completions.New(ctx, params(true, cut), regex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ch := cutBoth.Choices[0]; ch.FinishReason != "length" {
+				t.Fatalf("parallel, max_tokens %d: finish %q; want length (the second call cut)", cut, ch.FinishReason)
+			}
+			check(t, cut, n)
+		})
+	}
 }

@@ -503,6 +503,7 @@ func TestInvalidArguments(t *testing.T) {
 		{"top_p negative", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, Sampling: &specdv1.SamplingParams{Temperature: 1, TopP: &neg}}, "sampling.top_p"},
 		{"beyond the context", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 600}, "max_tokens"},
 		{"bad token id", &specdv1.GenerateRequest{PromptIds: []int32{1, 99999}, MaxTokens: 4}, "prompt_ids"},
+		{"unknown tool call syntax", &specdv1.GenerateRequest{Prompt: "x", MaxTokens: 4, StopAfterToolCall: "mistral"}, "stop_after_tool_call"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := s.generate(context.Background(), c.req)

@@ -315,7 +315,7 @@ func (s *Server) generate(ctx context.Context, req *speculationv1.GenerateReques
 		Request: verifier.Request{
 			Prompt: prompt, Resume: req.GetResumeIds(), ResumeText: int(req.GetResumeTextBytes()),
 			Sampling: q.Sampling, Mode: mode, Logprobs: q.Logprobs, TopLogprobs: q.TopLogprobs, PromptLogprobs: q.PromptLogprobs,
-			Limits: generate.Limits{MaxTokens: q.MaxTokens, Context: m.Context, Stop: q.Stop},
+			Limits: generate.Limits{MaxTokens: q.MaxTokens, Context: m.Context, Stop: q.Stop, ToolCall: q.ToolCall},
 		},
 		Spec: q.Spec, MaxGamma: q.MaxGamma, Gamma: q.Gamma,
 	}

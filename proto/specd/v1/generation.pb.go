@@ -199,6 +199,8 @@ const (
 	// The model's context window is full: prompt plus completion reached its
 	// context length.
 	FinishReason_FINISH_REASON_CONTEXT FinishReason = 4
+	// The first tool call of the text is whole (stop_after_tool_call).
+	FinishReason_FINISH_REASON_TOOL_CALL FinishReason = 5
 )
 
 // Enum value maps for FinishReason.
@@ -209,6 +211,7 @@ var (
 		2: "FINISH_REASON_LENGTH",
 		3: "FINISH_REASON_STOP_STRING",
 		4: "FINISH_REASON_CONTEXT",
+		5: "FINISH_REASON_TOOL_CALL",
 	}
 	FinishReason_value = map[string]int32{
 		"FINISH_REASON_UNSPECIFIED": 0,
@@ -216,6 +219,7 @@ var (
 		"FINISH_REASON_LENGTH":      2,
 		"FINISH_REASON_STOP_STRING": 3,
 		"FINISH_REASON_CONTEXT":     4,
+		"FINISH_REASON_TOOL_CALL":   5,
 	}
 )
 
@@ -383,8 +387,16 @@ type GenerateRequest struct {
 	// INVALID_ARGUMENT naming the keyword (docs/operations.md, "Structured
 	// output").
 	ResponseFormat *ResponseFormat `protobuf:"bytes,18,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// End generation after the token that completes the first tool call in
+	// the text, written in this syntax (a vLLM --tool-call-parser name:
+	// "hermes" or "llama3_json"), with FINISH_REASON_TOOL_CALL: the call is
+	// whole when its JSON object closes (a Hermes block's </tool_call> need
+	// not follow). For a client that takes one call alone (OpenAI's
+	// parallel_tool_calls false), so that later calls are neither generated
+	// nor counted. Empty: no such end. Another name is INVALID_ARGUMENT.
+	StopAfterToolCall string `protobuf:"bytes,21,opt,name=stop_after_tool_call,json=stopAfterToolCall,proto3" json:"stop_after_tool_call,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
@@ -555,6 +567,13 @@ func (x *GenerateRequest) GetResponseFormat() *ResponseFormat {
 		return x.ResponseFormat
 	}
 	return nil
+}
+
+func (x *GenerateRequest) GetStopAfterToolCall() string {
+	if x != nil {
+		return x.StopAfterToolCall
+	}
+	return ""
 }
 
 // ResponseFormat is what the generated text must be.
@@ -2543,7 +2562,7 @@ var File_specd_v1_generation_proto protoreflect.FileDescriptor
 
 const file_specd_v1_generation_proto_rawDesc = "" +
 	"\n" +
-	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xc4\x06\n" +
+	"\x19specd/v1/generation.proto\x12\bspecd.v1\x1a\x1egoogle/protobuf/duration.proto\"\xf5\x06\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x1d\n" +
@@ -2569,7 +2588,8 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x0estop_token_ids\x18\x10 \x03(\x05R\fstopTokenIds\x12\x1d\n" +
 	"\n" +
 	"ignore_eos\x18\x11 \x01(\bR\tignoreEos\x12A\n" +
-	"\x0fresponse_format\x18\x12 \x01(\v2\x18.specd.v1.ResponseFormatR\x0eresponseFormatB\x18\n" +
+	"\x0fresponse_format\x18\x12 \x01(\v2\x18.specd.v1.ResponseFormatR\x0eresponseFormat\x12/\n" +
+	"\x14stop_after_tool_call\x18\x15 \x01(\tR\x11stopAfterToolCallB\x18\n" +
 	"\x16_add_generation_prompt\"\xdd\x01\n" +
 	"\x0eResponseFormat\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.specd.v1.ResponseFormatTypeR\x04type\x12\x1f\n" +
@@ -2734,13 +2754,14 @@ const file_specd_v1_generation_proto_rawDesc = "" +
 	"\x1dVERIFICATION_MODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bVERIFICATION_MODE_REJECTION\x10\x01\x12\x1d\n" +
 	"\x19VERIFICATION_MODE_COUPLED\x10\x02\x12\x1c\n" +
-	"\x18VERIFICATION_MODE_GREEDY\x10\x03*\x98\x01\n" +
+	"\x18VERIFICATION_MODE_GREEDY\x10\x03*\xb5\x01\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11FINISH_REASON_EOS\x10\x01\x12\x18\n" +
 	"\x14FINISH_REASON_LENGTH\x10\x02\x12\x1d\n" +
 	"\x19FINISH_REASON_STOP_STRING\x10\x03\x12\x19\n" +
-	"\x15FINISH_REASON_CONTEXT\x10\x042\xf0\x02\n" +
+	"\x15FINISH_REASON_CONTEXT\x10\x04\x12\x1b\n" +
+	"\x17FINISH_REASON_TOOL_CALL\x10\x052\xf0\x02\n" +
 	"\x11GenerationService\x12C\n" +
 	"\bGenerate\x12\x19.specd.v1.GenerateRequest\x1a\x1a.specd.v1.GenerateResponse0\x01\x12A\n" +
 	"\bComplete\x12\x19.specd.v1.GenerateRequest\x1a\x1a.specd.v1.CompleteResponse\x12A\n" +
