@@ -224,24 +224,21 @@ var (
 // tableSpans returns the code points of the tables as a class.
 func tableSpans(ts ...*unicode.RangeTable) []span {
 	var c []span
+	add := func(lo, hi, stride rune) {
+		if stride == 1 {
+			c = append(c, span{lo, hi})
+			return
+		}
+		for ; lo <= hi; lo += stride {
+			c = append(c, span{lo, lo})
+		}
+	}
 	for _, t := range ts {
 		for _, r := range t.R16 {
-			for lo := rune(r.Lo); lo <= rune(r.Hi); lo += rune(r.Stride) {
-				if r.Stride == 1 {
-					c = append(c, span{lo, rune(r.Hi)})
-					break
-				}
-				c = append(c, span{lo, lo})
-			}
+			add(rune(r.Lo), rune(r.Hi), rune(r.Stride))
 		}
 		for _, r := range t.R32 {
-			for lo := rune(r.Lo); lo <= rune(r.Hi); lo += rune(r.Stride) {
-				if r.Stride == 1 {
-					c = append(c, span{lo, rune(r.Hi)})
-					break
-				}
-				c = append(c, span{lo, lo})
-			}
+			add(rune(r.Lo), rune(r.Hi), rune(r.Stride))
 		}
 	}
 	return normalize(c, false)
