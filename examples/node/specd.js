@@ -83,14 +83,28 @@ function generate(client, req, { onChunk, signal, deadline } = {}) {
       if (signal) signal.removeEventListener('abort', abort);
       if (st.code === grpc.status.OK) resolve(out);
     });
-    call.on('error', reject);
+    call.on('error', (err) => reject(atDeadline(err, deadline)));
   });
+}
+
+// atDeadline reports a CANCELLED that arrives once the call's deadline has
+// passed as DEADLINE_EXCEEDED. At the deadline a gRPC server resets the
+// stream with RST_STREAM(CANCEL) (grpc-go does), and when that reset reaches
+// grpc-js before its own deadline timer fires, grpc-js reports CANCELLED
+// "Call cancelled". The gRPC HTTP/2 protocol asks clients to check their
+// deadline on a CANCELLED status; grpc-go's client does, grpc-js does not.
+function atDeadline(err, deadline) {
+  if (err && err.code === grpc.status.CANCELLED && deadline !== undefined && Date.now() >= +deadline) {
+    err.code = grpc.status.DEADLINE_EXCEEDED;
+    err.details = `Deadline exceeded (${err.details})`;
+  }
+  return err;
 }
 
 // complete is the unary Complete call: the whole CompleteResponse at once.
 function complete(client, req, { deadline } = {}) {
   return new Promise((resolve, reject) => {
-    client.Complete(req, metadata(client), deadline ? { deadline } : {}, (err, res) => (err ? reject(err) : resolve(res)));
+    client.Complete(req, metadata(client), deadline ? { deadline } : {}, (err, res) => (err ? reject(atDeadline(err, deadline)) : resolve(res)));
   });
 }
 
