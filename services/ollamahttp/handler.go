@@ -90,9 +90,10 @@ var refused = map[string]string{
 	"/api/blobs/":     "specd does not store blobs: its models are the files its verifiers load",
 }
 
-// methods are the endpoints served, and their method: a request with another is 405.
-var methods = map[string]string{"/api/generate": "POST", "/api/chat": "POST", "/api/tags": "GET", "/api/show": "POST",
-	"/api/ps": "GET", "/api/version": "GET", "/api/pull": "POST"}
+// methods are the endpoints served, and the methods each takes: a request with
+// another is 405. GET serves HEAD too, as net/http.ServeMux routes it.
+var methods = map[string]string{"/api/generate": "POST", "/api/chat": "POST", "/api/tags": "GET, HEAD", "/api/show": "POST",
+	"/api/ps": "GET, HEAD", "/api/version": "GET, HEAD", "/api/pull": "POST"}
 
 // other answers what no endpoint does: Ollama's endpoints specd cannot serve with 501
 // saying why, a served endpoint with the wrong method with 405, anything else with a

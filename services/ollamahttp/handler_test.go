@@ -579,10 +579,12 @@ func TestRoutes(t *testing.T) {
 	for _, tc := range []struct {
 		method, path string
 		status       int
+		allow        string // the Allow header a 405 must carry
 	}{
-		{"POST", "/api/embed", 501}, {"POST", "/api/embeddings", 501}, {"POST", "/api/create", 501}, {"POST", "/api/copy", 501},
-		{"DELETE", "/api/delete", 501}, {"POST", "/api/push", 501}, {"HEAD", "/api/blobs/sha256:00", 501},
-		{"GET", "/api/generate", 405}, {"POST", "/api/tags", 405}, {"GET", "/api/nothing", 404},
+		{"POST", "/api/embed", 501, ""}, {"POST", "/api/embeddings", 501, ""}, {"POST", "/api/create", 501, ""}, {"POST", "/api/copy", 501, ""},
+		{"DELETE", "/api/delete", 501, ""}, {"POST", "/api/push", 501, ""}, {"HEAD", "/api/blobs/sha256:00", 501, ""},
+		{"GET", "/api/generate", 405, "POST"}, {"POST", "/api/tags", 405, "GET, HEAD"}, {"DELETE", "/api/version", 405, "GET, HEAD"},
+		{"GET", "/api/nothing", 404, ""},
 	} {
 		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader("{}"))
 		resp, err := http.DefaultClient.Do(req)
@@ -594,6 +596,9 @@ func TestRoutes(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.status || tc.method != "HEAD" && (derr != nil || e.Error == "") {
 			t.Errorf("%s %s: %d %+v %v, want %d with an error", tc.method, tc.path, resp.StatusCode, e, derr, tc.status)
+		}
+		if got := resp.Header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow = %q, want %q", tc.method, tc.path, got, tc.allow)
 		}
 	}
 }

@@ -61,11 +61,33 @@ func NewHandler(client specdv1.GenerationServiceClient, maxBody int64, sendStall
 	h.mux.HandleFunc("POST /tokenize", h.tokenize)
 	h.mux.HandleFunc("POST /detokenize", h.detokenize)
 	h.mux.HandleFunc("GET /health", h.health)
-	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: "unknown_url",
-			Message: fmt.Sprintf("unknown URL: %s %s (this server serves POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize, POST /detokenize and GET /health)", r.Method, r.URL.Path)})
-	})
+	h.mux.HandleFunc("/", other)
 	return h
+}
+
+// methods are the paths served (a path under /v1/models/ is a model's), and the
+// methods each takes: a request with another is 405. GET serves HEAD too, as
+// net/http.ServeMux routes it.
+var methods = map[string]string{"/v1/completions": "POST", "/v1/chat/completions": "POST", "/v1/models": "GET, HEAD",
+	"/v1/models/": "GET, HEAD", "/tokenize": "POST", "/detokenize": "POST", "/health": "GET, HEAD"}
+
+// other answers what no endpoint does, in OpenAI's shape (a client gets JSON it can
+// read, never a page): a served path with the wrong method is 405 with Allow, as
+// RFC 9110 asks and vLLM answers, anything else 404.
+func other(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	allow, ok := methods[p]
+	if !ok && strings.HasPrefix(p, "/v1/models/") {
+		allow, ok = methods["/v1/models/"], true
+	}
+	if ok {
+		w.Header().Set("Allow", allow)
+		writeError(w, &Error{Status: http.StatusMethodNotAllowed, Type: TypeInvalidRequest, Code: "method_not_allowed",
+			Message: fmt.Sprintf("%s %s: this endpoint takes %s", r.Method, p, allow)})
+		return
+	}
+	writeError(w, &Error{Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: "unknown_url",
+		Message: fmt.Sprintf("unknown URL: %s %s (this server serves POST /v1/completions, POST /v1/chat/completions, GET /v1/models, POST /tokenize, POST /detokenize and GET /health)", r.Method, p)})
 }
 
 // SetToolParser makes chat completions accept tools and find the calls in replies

@@ -297,27 +297,36 @@ func TestStreamErrors(t *testing.T) {
 	}
 }
 
-// TestHTTPErrors: what is wrong at the HTTP level — an unknown path, a body over the
-// limit, a body that is not JSON — is an OpenAI-shaped error too.
+// TestHTTPErrors: what is wrong at the HTTP level — an unknown path, a served path with
+// the wrong method (405 with Allow), a body over the limit, a body that is not JSON —
+// is an OpenAI-shaped error too.
 func TestHTTPErrors(t *testing.T) {
-	base := serveStub(t, &stub{}, 1024)
+	root := strings.TrimSuffix(serveStub(t, &stub{}, 1024), "/v1")
 	for _, tc := range []struct {
 		method, path, body string
 		status             int
 		inBody             string
+		allow              string // the Allow header a 405 must carry
 	}{
-		{"GET", "/nowhere", "", 404, `"code":"unknown_url"`},
-		{"GET", "/completions", "", 404, `"type":"invalid_request_error"`},
-		{"POST", "/completions", `{"prompt":"` + strings.Repeat("a", 2000) + `"}`, 413, `"code":"request_too_large"`},
-		{"POST", "/completions", `{"prompt":`, 400, `"param":null`},
-		{"POST", "/chat/completions", `{"messages":[{"role":"user","content":"x"}],"n":17}`, 400, `"param":"n"`},
-		{"GET", "/models/nope", "", 404, `"code":"model_not_found"`},
-		{"GET", "/models/small", "", 404, `"code":"model_not_found"`}, // drafts cannot be requested
-		{"GET", "/models/big", "", 200, `"context_length":512`},
-		{"POST", "/completions", `{"prompt":"x","stop":"<&>","n":0}`, 400, `"message":"n: 0: want 1 to 16"`},
-		{"POST", "/chat/completions", `{"messages":[{"role":"<b>","content":"x"}]}`, 400, `role \"<b>\"`}, // not escaped for HTML
+		{"GET", "/v1/nowhere", "", 404, `"code":"unknown_url"`, ""},
+		{"POST", "/tokenize/x", "", 404, `"code":"unknown_url"`, ""},
+		{"GET", "/v1/completions", "", 405, `"code":"method_not_allowed"`, "POST"},
+		{"PUT", "/v1/chat/completions", "{}", 405, `"type":"invalid_request_error"`, "POST"},
+		{"OPTIONS", "/v1/chat/completions", "", 405, `"code":"method_not_allowed"`, "POST"},
+		{"POST", "/v1/models", "{}", 405, `"code":"method_not_allowed"`, "GET, HEAD"},
+		{"DELETE", "/v1/models/big", "", 405, `"code":"method_not_allowed"`, "GET, HEAD"},
+		{"GET", "/tokenize", "", 405, `"code":"method_not_allowed"`, "POST"},
+		{"POST", "/health", "", 405, `"code":"method_not_allowed"`, "GET, HEAD"},
+		{"POST", "/v1/completions", `{"prompt":"` + strings.Repeat("a", 2000) + `"}`, 413, `"code":"request_too_large"`, ""},
+		{"POST", "/v1/completions", `{"prompt":`, 400, `"param":null`, ""},
+		{"POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}],"n":17}`, 400, `"param":"n"`, ""},
+		{"GET", "/v1/models/nope", "", 404, `"code":"model_not_found"`, ""},
+		{"GET", "/v1/models/small", "", 404, `"code":"model_not_found"`, ""}, // drafts cannot be requested
+		{"GET", "/v1/models/big", "", 200, `"context_length":512`, ""},
+		{"POST", "/v1/completions", `{"prompt":"x","stop":"<&>","n":0}`, 400, `"message":"n: 0: want 1 to 16"`, ""},
+		{"POST", "/v1/chat/completions", `{"messages":[{"role":"<b>","content":"x"}]}`, 400, `role \"<b>\"`, ""}, // not escaped for HTML
 	} {
-		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
+		req, _ := http.NewRequest(tc.method, root+tc.path, strings.NewReader(tc.body))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -326,6 +335,9 @@ func TestHTTPErrors(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.status || !strings.Contains(string(b), tc.inBody) || resp.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s %s = %d %s (%s), want %d with %s", tc.method, tc.path, resp.StatusCode, b, resp.Header.Get("Content-Type"), tc.status, tc.inBody)
+		}
+		if got := resp.Header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow = %q, want %q", tc.method, tc.path, got, tc.allow)
 		}
 	}
 }
