@@ -342,6 +342,38 @@ func TestHTTPErrors(t *testing.T) {
 	}
 }
 
+// TestBodyOverLimitUnread: a request whose Content-Length is over the bound is a 413
+// before its body is sent — a client that asked Expect: 100-continue is never told to
+// go on, and one that did not is not made to send what it announced — and the server
+// closes the connection, whose next bytes would be that body.
+func TestBodyOverLimitUnread(t *testing.T) {
+	addr := strings.TrimSuffix(strings.TrimPrefix(serveStub(t, &stub{}, 1024), "http://"), "/v1")
+	for _, tc := range []struct{ name, path, expect string }{
+		{"completions, 100-continue", "/v1/completions", "Expect: 100-continue\r\n"},
+		{"chat, body announced", "/v1/chat/completions", ""},
+		{"tokenize, 100-continue", "/tokenize", "Expect: 100-continue\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second)) // a server waiting for the body fails the test, not hangs it
+			fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: specd\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n%s\r\n", tc.path, tc.expect)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), `"code":"request_too_large"`) || !resp.Close {
+				t.Errorf("POST %s with a body announced over the bound = %d %s (Connection: close %v), want 413 request_too_large and the connection closed",
+					tc.path, resp.StatusCode, body, resp.Close)
+			}
+		})
+	}
+}
+
 // TestModels: GET /v1/models lists the verifier models, in OpenAI's list shape.
 func TestModels(t *testing.T) {
 	before := time.Now().Unix()

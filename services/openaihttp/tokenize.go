@@ -154,16 +154,26 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Err
 }
 
 // ReadBody reads r's body, at most maxBody bytes: a larger one is a 413, a body that
-// breaks off a 400.
+// breaks off a 400. A body whose Content-Length is already over the bound is refused
+// before a byte of it is read — and before a client that sent Expect: 100-continue is
+// told to send it — and the server closes the connection rather than drain it.
 func ReadBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, *Error) {
+	if r.ContentLength > maxBody {
+		return nil, tooLarge(maxBody)
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Type: TypeInvalidRequest, Code: "request_too_large",
-				Message: fmt.Sprintf("request body over %d bytes", mb.Limit)}
+			return nil, tooLarge(mb.Limit)
 		}
 		return nil, &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Message: "reading the request body: " + err.Error()}
 	}
 	return body, nil
+}
+
+// tooLarge is the 413 for a body over limit bytes.
+func tooLarge(limit int64) *Error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Type: TypeInvalidRequest, Code: "request_too_large",
+		Message: fmt.Sprintf("request body over %d bytes", limit)}
 }
