@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -351,12 +349,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// writeError answers with e, and its retry hint as Retry-After in whole seconds
-// (rounded up, at least 1).
+// writeError answers with e, and the headers an error carries (a 401's challenge,
+// the retry hint as Retry-After).
 func writeError(w http.ResponseWriter, e *Error) {
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
-	}
+	openaihttp.SetErrorHeaders(w.Header(), e.Status, e.RetryAfter)
 	writeJSON(w, e.Status, errorBody{Error: e.Message})
 }
 

@@ -345,6 +345,13 @@ func TestErrorMapping(t *testing.T) {
 			if code != tc.status || hd.Get("Retry-After") != tc.retry || len(lines) != 1 || lines[0]["error"] != tc.msg {
 				t.Errorf("%v (stream %s): %d Retry-After %q %v; want %d %q {error: %q}", tc.err, stream, code, hd.Get("Retry-After"), lines, tc.status, tc.retry, tc.msg)
 			}
+			challenge := "" // RFC 9110: a 401 names the scheme to authenticate with
+			if tc.status == http.StatusUnauthorized {
+				challenge = `Bearer realm="specd"`
+			}
+			if got := hd.Get("WWW-Authenticate"); got != challenge {
+				t.Errorf("%v (stream %s): WWW-Authenticate %q, want %q", tc.err, stream, got, challenge)
+			}
 		}
 	}
 }

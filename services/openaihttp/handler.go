@@ -546,8 +546,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // writeError answers with e, and its retry hint as Retry-After in whole seconds
 // (rounded up, at least 1).
 func writeError(w http.ResponseWriter, e *Error) {
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
-	}
+	SetErrorHeaders(w.Header(), e.Status, e.RetryAfter)
 	writeJSON(w, e.Status, e.body())
+}
+
+// Challenge is the WWW-Authenticate of a 401, which RFC 9110 requires: a key goes in
+// Authorization as a bearer token (RFC 6750).
+const Challenge = `Bearer realm="specd"`
+
+// SetErrorHeaders sets the headers an error answer with code carries: a 401's
+// challenge, and retryAfter (> 0) as Retry-After in whole seconds, rounded up.
+func SetErrorHeaders(h http.Header, code int, retryAfter time.Duration) {
+	if code == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", Challenge)
+	}
+	if retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
+	}
 }

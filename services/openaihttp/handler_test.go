@@ -171,8 +171,13 @@ func TestErrorMapping(t *testing.T) {
 			t.Errorf("%v: Completions.New = %v, want an *openai.Error", tc.err, err)
 			continue
 		}
-		got := fmt.Sprintf("%d %s code=%q param=%q retry-after=%q", e.StatusCode, e.Type, e.Code, e.Param, e.Response.Header.Get("Retry-After"))
-		want := fmt.Sprintf("%d %s code=%q param=%q retry-after=%q", tc.status, tc.typ, tc.code, tc.param, tc.retryAfter)
+		challenge := "" // RFC 9110: a 401 names the scheme to authenticate with
+		if tc.status == http.StatusUnauthorized {
+			challenge = `Bearer realm="specd"`
+		}
+		got := fmt.Sprintf("%d %s code=%q param=%q retry-after=%q www-authenticate=%q", e.StatusCode, e.Type, e.Code, e.Param,
+			e.Response.Header.Get("Retry-After"), e.Response.Header.Get("WWW-Authenticate"))
+		want := fmt.Sprintf("%d %s code=%q param=%q retry-after=%q www-authenticate=%q", tc.status, tc.typ, tc.code, tc.param, tc.retryAfter, challenge)
 		if got != want || !strings.Contains(e.Message, tc.inText) {
 			t.Errorf("%v: error = %s %q, want %s with %q", tc.err, got, e.Message, want, tc.inText)
 		}
