@@ -75,6 +75,9 @@ func Parse(list []string) (*Policy, error) {
 }
 
 // Allows reports whether a request whose Origin header is origin may read answers.
+// A pattern's star matches only within an origin a browser could send (see
+// serialized): "http://localhost:*" allows no "http://localhost:1.evil.com", nor
+// "https://*.example.com" an "https://evil.com/.example.com".
 func (p *Policy) Allows(origin string) bool {
 	if p == nil || origin == "" {
 		return false
@@ -85,11 +88,45 @@ func (p *Policy) Allows(origin string) bool {
 	o := strings.ToLower(origin)
 	for _, pt := range p.patterns {
 		if !pt.wild && o == pt.prefix ||
-			pt.wild && len(o) >= len(pt.prefix)+len(pt.suffix) && strings.HasPrefix(o, pt.prefix) && strings.HasSuffix(o, pt.suffix) {
+			pt.wild && len(o) >= len(pt.prefix)+len(pt.suffix) && strings.HasPrefix(o, pt.prefix) && strings.HasSuffix(o, pt.suffix) && serialized(o) {
 			return true
 		}
 	}
 	return false
+}
+
+// serialized reports whether o (lower-case) has the form of an origin as browsers
+// serialize it: SCHEME://HOST[:PORT], the host a name or an IPv6 address in brackets,
+// the port digits, with no path, query, fragment, user or white space.
+func serialized(o string) bool {
+	scheme, rest, ok := strings.Cut(o, "://")
+	if !ok || scheme == "" || scheme[0] < 'a' || scheme[0] > 'z' || strings.Trim(scheme, "abcdefghijklmnopqrstuvwxyz0123456789+-.") != "" {
+		return false
+	}
+	if rest == "" || strings.IndexFunc(rest, func(c rune) bool { return c <= ' ' || c >= 0x7f || strings.ContainsRune("/?#@\\", c) }) >= 0 {
+		return false
+	}
+	host, port := rest, ""
+	if strings.HasPrefix(rest, "[") {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return false
+		}
+		host, port = rest[:end+1], rest[end+1:]
+		if port != "" && port[0] != ':' {
+			return false
+		}
+		port = strings.TrimPrefix(port, ":")
+		if port == "" && len(rest) > end+1 {
+			return false // "[::1]:" with no port
+		}
+	} else if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		host, port = rest[:i], rest[i+1:]
+		if port == "" {
+			return false
+		}
+	}
+	return host != "" && strings.Trim(port, "0123456789") == "" && (strings.HasPrefix(host, "[") || !strings.Contains(host, ":"))
 }
 
 // Methods are the methods a preflight allows: those the front door serves.

@@ -35,7 +35,8 @@ func TestParse(t *testing.T) {
 }
 
 // TestAllows: an exact origin matches itself alone, case-blind; a star any run of
-// characters where it stands; "*" every origin.
+// characters where it stands, within an origin a browser could send; "*" every
+// origin.
 func TestAllows(t *testing.T) {
 	for _, tc := range []struct {
 		list   []string
@@ -55,6 +56,22 @@ func TestAllows(t *testing.T) {
 		{[]string{"*"}, "https://anything.example", true},
 		{[]string{"http://a", "http://b"}, "http://b", true},
 		{[]string{"*"}, "", false},
+		// A star matches within an origin a browser could send, nothing else.
+		{[]string{"http://localhost:*"}, "http://localhost:3000.evil.com", false},
+		{[]string{"http://localhost:*"}, "http://localhost:1@evil.com", false},
+		{[]string{"http://localhost:*"}, "http://localhost:", false},
+		{[]string{"https://*.example.com"}, "https://evil.com/.example.com", false},
+		{[]string{"https://*.example.com"}, "https://evil.com?.example.com", false},
+		{[]string{"https://*.example.com"}, "https://evil.com#.example.com", false},
+		{[]string{"https://*.example.com"}, "https://evil.com:1:.example.com", false},
+		{[]string{"https://*.example.com"}, "https://evil .example.com", false},
+		{[]string{"https://*.example.com"}, "https://a.example.com:8443:x.example.com", false},
+		{[]string{"http://*"}, "http://[::1]:8080", true},
+		{[]string{"http://*"}, "http://[::1]", true},
+		{[]string{"http://*"}, "http://[::1]x", false},
+		{[]string{"http://*"}, "http://::1", false},
+		{[]string{"http://[::1]:*"}, "http://[::1]:5173", true},
+		{[]string{"chrome-extension://*"}, "chrome-extension://abc/def", false},
 	} {
 		p, err := cors.Parse(tc.list)
 		if err != nil {
@@ -149,7 +166,8 @@ func TestWrap(t *testing.T) {
 }
 
 // FuzzAllows: Parse and Allows never panic; a pattern without a star allows the
-// origin it names.
+// origin it names; unless "*" allows every origin, an origin allowed has no path,
+// query, fragment, user or white space, whatever the stars matched.
 func FuzzAllows(f *testing.F) {
 	for _, s := range [][2]string{
 		{"http://localhost:*", "http://localhost:8080"}, {"https://*.example.com", "https://example.com"},
@@ -162,7 +180,13 @@ func FuzzAllows(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p.Allows(origin)
+		any := false
+		for _, s := range strings.Split(pat, ",") {
+			any = any || strings.TrimSpace(s) == "*"
+		}
+		if _, rest, _ := strings.Cut(origin, "://"); p.Allows(origin) && !any && strings.ContainsAny(rest, "/?#@ \t") {
+			t.Fatalf("Parse(%q).Allows(%q): an origin with a path, query, fragment, user or space", pat, origin)
+		}
 		if !strings.ContainsAny(pat, "*,") && p != nil && !p.Allows(strings.TrimSpace(pat)) {
 			t.Fatalf("Parse(%q) does not allow the origin it names", pat)
 		}
