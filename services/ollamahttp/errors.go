@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/specd-dev/specd/quota"
@@ -43,55 +41,36 @@ func fromOpenAI(e *openaihttp.Error) *Error {
 }
 
 // fromStatus turns the error of a router call about model (as the client named it)
-// into an answer. It is the one place where gRPC codes become HTTP statuses:
+// into an answer, its status openaihttp.HTTPStatus's but for a full server:
 //
-//	INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE → 400, the gRPC field renamed as this API names it
-//	UNAUTHENTICATED     → 401
-//	PERMISSION_DENIED   → 403
-//	NOT_FOUND           → 404 "model 'NAME' not found"
-//	RESOURCE_EXHAUSTED  → 429 for a key's quota, else 503 (Ollama's "server busy"), Retry-After from the RetryInfo detail
-//	UNAVAILABLE         → 503
-//	DEADLINE_EXCEEDED   → 504
-//	CANCELED            → 499 (the client has gone; nobody reads it)
-//	anything else       → 500
+//	400                 the gRPC field renamed as this API names it
+//	404                 "model 'NAME' not found"
+//	RESOURCE_EXHAUSTED  429 for a key's quota, else 503 (Ollama's "server busy"), Retry-After from the RetryInfo detail
+//	499                 "request cancelled by the client" when the client has gone (nobody reads it)
+//	any other           the router's message
 func fromStatus(err error, model string) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
 	if errors.Is(err, context.Canceled) {
-		return &Error{Status: 499, Message: "request cancelled by the client"}
+		return &Error{Status: openaihttp.StatusClientClosed, Message: "request cancelled by the client"}
 	}
 	st := status.Convert(err)
 	msg := st.Message()
-	switch st.Code() {
-	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
-		return &Error{Status: http.StatusBadRequest, Message: renameField(msg)}
-	case codes.NotFound:
-		return notFound(model)
-	case codes.ResourceExhausted:
-		e = &Error{Status: http.StatusServiceUnavailable, Message: "server busy, please try again: " + msg}
-		if strings.Contains(msg, quota.ErrRate.Error()) || strings.Contains(msg, quota.ErrStreams.Error()) {
-			e.Status, e.Message = http.StatusTooManyRequests, msg
+	e = &Error{Status: openaihttp.HTTPStatus(st.Code()), Message: msg}
+	switch e.Status {
+	case http.StatusBadRequest:
+		e.Message = renameField(msg)
+	case http.StatusNotFound:
+		e = notFound(model)
+	case http.StatusTooManyRequests:
+		e.RetryAfter = openaihttp.RetryAfter(st)
+		if !strings.Contains(msg, quota.ErrRate.Error()) && !strings.Contains(msg, quota.ErrStreams.Error()) {
+			e.Status, e.Message = http.StatusServiceUnavailable, "server busy, please try again: "+msg
 		}
-		for _, d := range st.Details() {
-			if ri, ok := d.(*errdetails.RetryInfo); ok {
-				e.RetryAfter = ri.GetRetryDelay().AsDuration()
-			}
-		}
-		return e
-	case codes.Unauthenticated:
-		return &Error{Status: http.StatusUnauthorized, Message: msg}
-	case codes.PermissionDenied:
-		return &Error{Status: http.StatusForbidden, Message: msg}
-	case codes.Unavailable:
-		return &Error{Status: http.StatusServiceUnavailable, Message: msg}
-	case codes.DeadlineExceeded:
-		return &Error{Status: http.StatusGatewayTimeout, Message: msg}
-	case codes.Canceled:
-		return &Error{Status: 499, Message: msg}
 	}
-	return &Error{Status: http.StatusInternalServerError, Message: msg}
+	return e
 }
 
 // fields are the gRPC request fields a router's message may start with, and the

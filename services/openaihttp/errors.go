@@ -58,31 +58,83 @@ func badParam(param, format string, args ...any) *Error {
 	return &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Param: param, Message: param + ": " + fmt.Sprintf(format, args...)}
 }
 
-// fromStatus turns the error of a router call for c (nil: not a generation) into an
-// OpenAI error. It is the one place where gRPC codes become HTTP statuses:
+// StatusClientClosed is the status of an answer to a client that has gone (nginx's
+// 499): nobody reads it, but logs and metrics of a proxy in front see why.
+const StatusClientClosed = 499
+
+// HTTPStatus is the HTTP status of a router call that failed with code. It is the one
+// place where gRPC codes become HTTP statuses, for both APIs of the front door:
 //
-//	INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE → 400 invalid_request_error (param from the BadRequest detail)
-//	UNAUTHENTICATED     → 401 authentication_error, code invalid_api_key
-//	PERMISSION_DENIED   → 403 permission_error
-//	NOT_FOUND           → 404 invalid_request_error, code model_not_found, param model
-//	RESOURCE_EXHAUSTED  → 429 rate_limit_error, Retry-After from the RetryInfo detail
-//	UNAVAILABLE         → 503 server_error
-//	DEADLINE_EXCEEDED   → 504 server_error
-//	CANCELED            → 499 (the client has gone; nobody reads it)
-//	anything else       → 500 server_error
+//	INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE → 400
+//	UNAUTHENTICATED     → 401
+//	PERMISSION_DENIED   → 403
+//	NOT_FOUND           → 404
+//	RESOURCE_EXHAUSTED  → 429
+//	UNAVAILABLE         → 503
+//	DEADLINE_EXCEEDED   → 504
+//	CANCELED            → 499 (StatusClientClosed)
+//	anything else       → 500
+//
+// (Ollama's API answers a full server, RESOURCE_EXHAUSTED that is no key's quota,
+// with 503 as Ollama does: see ollamahttp.)
+func HTTPStatus(code codes.Code) int {
+	switch code {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case codes.Canceled:
+		return StatusClientClosed
+	}
+	return http.StatusInternalServerError
+}
+
+// RetryAfter is the retry hint of st's RetryInfo detail; 0 without one.
+func RetryAfter(st *status.Status) time.Duration {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}
+
+// fromStatus turns the error of a router call for c (nil: not a generation) into an
+// OpenAI error, its status from HTTPStatus and its type and code these:
+//
+//	400 invalid_request_error, param from the BadRequest detail
+//	401 authentication_error, code invalid_api_key
+//	403 permission_error, code permission_denied
+//	404 invalid_request_error, code model_not_found, param model
+//	429 rate_limit_error, code rate_limit_exceeded, Retry-After from the RetryInfo detail
+//	503 server_error, code service_unavailable
+//	504 server_error, code timeout
+//	499 invalid_request_error (the client has gone; nobody reads it)
+//	500 server_error
 func fromStatus(err error, c *Call) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
 	if errors.Is(err, context.Canceled) {
-		return &Error{Status: 499, Type: TypeInvalidRequest, Message: "request cancelled by the client"}
+		return &Error{Status: StatusClientClosed, Type: TypeInvalidRequest, Message: "request cancelled by the client"}
 	}
 	st := status.Convert(err)
 	msg := st.Message()
-	switch st.Code() {
-	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
-		e = &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Message: msg}
+	code := HTTPStatus(st.Code())
+	switch code {
+	case http.StatusBadRequest:
+		e = &Error{Status: code, Type: TypeInvalidRequest, Message: msg}
 		for _, d := range st.Details() {
 			if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
 				field := br.GetFieldViolations()[0].GetField()
@@ -105,31 +157,25 @@ func fromStatus(err error, c *Call) *Error {
 			}
 		}
 		return e
-	case codes.ResourceExhausted:
-		e = &Error{Status: http.StatusTooManyRequests, Type: TypeRateLimit, Code: "rate_limit_exceeded", Message: msg}
-		for _, d := range st.Details() {
-			if ri, ok := d.(*errdetails.RetryInfo); ok {
-				e.RetryAfter = ri.GetRetryDelay().AsDuration()
-			}
-		}
-		return e
+	case http.StatusTooManyRequests:
+		return &Error{Status: code, Type: TypeRateLimit, Code: "rate_limit_exceeded", Message: msg, RetryAfter: RetryAfter(st)}
 	}
-	if m, ok := byCode[st.Code()]; ok {
-		e := m
-		e.Message = msg
-		return &e
+	e = &Error{Status: code, Type: TypeServer, Message: msg}
+	if k, ok := byStatus[code]; ok {
+		e.Type, e.Code, e.Param = k.Type, k.Code, k.Param
 	}
-	return &Error{Status: http.StatusInternalServerError, Type: TypeServer, Message: msg}
+	return e
 }
 
-// byCode maps the codes that need nothing but their message.
-var byCode = map[codes.Code]Error{
-	codes.Unauthenticated:  {Status: http.StatusUnauthorized, Type: TypeAuthentication, Code: "invalid_api_key"},
-	codes.PermissionDenied: {Status: http.StatusForbidden, Type: TypePermission, Code: "permission_denied"},
-	codes.NotFound:         {Status: http.StatusNotFound, Type: TypeInvalidRequest, Code: "model_not_found", Param: "model"},
-	codes.Unavailable:      {Status: http.StatusServiceUnavailable, Type: TypeServer, Code: "service_unavailable"},
-	codes.DeadlineExceeded: {Status: http.StatusGatewayTimeout, Type: TypeServer, Code: "timeout"},
-	codes.Canceled:         {Status: 499, Type: TypeInvalidRequest},
+// byStatus are the type, code and parameter of the statuses that need nothing but
+// their message; any other is a server_error.
+var byStatus = map[int]Error{
+	http.StatusUnauthorized:       {Type: TypeAuthentication, Code: "invalid_api_key"},
+	http.StatusForbidden:          {Type: TypePermission, Code: "permission_denied"},
+	http.StatusNotFound:           {Type: TypeInvalidRequest, Code: "model_not_found", Param: "model"},
+	http.StatusServiceUnavailable: {Type: TypeServer, Code: "service_unavailable"},
+	http.StatusGatewayTimeout:     {Type: TypeServer, Code: "timeout"},
+	StatusClientClosed:            {Type: TypeInvalidRequest},
 }
 
 // toolField splits a field path "tools[K]…" into K and the rest.
