@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -376,6 +377,31 @@ func TestBodyOverLimitUnread(t *testing.T) {
 					tc.path, resp.StatusCode, body, resp.Close)
 			}
 		})
+	}
+}
+
+// TestBodyTimeout: a body that does not arrive within the server's ReadTimeout is a
+// 408 in OpenAI's shape, not a 400 that blames what it holds.
+func TestBodyTimeout(t *testing.T) {
+	// The body is read before the router is called: the handler needs no client.
+	srv := httptest.NewUnstartedServer(openaihttp.NewHandler(nil, 0, 0, nil))
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // a server that never answers fails the test, not hangs it
+	fmt.Fprintf(c, "POST /v1/completions HTTP/1.1\r\nHost: specd\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\":")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), `"code":"request_timeout"`) {
+		t.Errorf("a body that stops coming = %d %s, want 408 request_timeout", resp.StatusCode, body)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -154,7 +155,8 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Err
 }
 
 // ReadBody reads r's body, at most maxBody bytes: a larger one is a 413, a body that
-// breaks off a 400. A body whose Content-Length is already over the bound is refused
+// does not arrive within the server's ReadTimeout a 408, one that breaks off a 400. A
+// body whose Content-Length is already over the bound is refused
 // before a byte of it is read — and before a client that sent Expect: 100-continue is
 // told to send it — and the server closes the connection rather than drain it.
 func ReadBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, *Error) {
@@ -166,6 +168,10 @@ func ReadBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, *E
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
 			return nil, tooLarge(mb.Limit)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &Error{Status: http.StatusRequestTimeout, Type: TypeInvalidRequest, Code: "request_timeout",
+				Message: "reading the request body: the client sent it too slowly"}
 		}
 		return nil, &Error{Status: http.StatusBadRequest, Type: TypeInvalidRequest, Message: "reading the request body: " + err.Error()}
 	}
