@@ -55,6 +55,10 @@ type Call struct {
 	// Echo: a completion's text (and log-probabilities) start with the prompt's;
 	// ScoreOnly: with echo and max_tokens 0, they hold the prompt's alone.
 	Echo, ScoreOnly bool
+	// ChatEcho is what a chat reply's content starts with: with echo, the final
+	// message's content when that message is the assistant's, as vLLM echoes it (not
+	// fed to the tool call parser, no log-probabilities of its own); "": nothing.
+	ChatEcho string
 
 	// toolIndex maps the index of a tool the router got to the client's index of it,
 	// when allowed_tools let only some through (nil: the same).
@@ -384,6 +388,9 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 				Function: &specdv1.FunctionCall{Name: tc.Function.Name, Arguments: args}})
 		}
 		c.Req.Messages = append(c.Req.Messages, cm)
+	}
+	if last := c.Req.Messages[len(c.Req.Messages)-1]; r.Echo && last.GetRole() == "assistant" {
+		c.ChatEcho = last.GetContent()
 	}
 	if err := r.tools(c, syntax); err != nil {
 		return nil, err
