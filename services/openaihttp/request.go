@@ -395,6 +395,16 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 	if err := r.tools(c, syntax); err != nil {
 		return nil, err
 	}
+	if t := c.Req.GetResponseFormat().GetType(); c.Req.ContinueFinalMessage && t != specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_UNSPECIFIED &&
+		t != specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_TEXT {
+		// The router refuses it too, but in its own words (response_format); say
+		// what the client sent.
+		what := c.formatParam
+		if what == "tools" {
+			what = "tool_choice forcing a call (a format the call must follow)"
+		}
+		return nil, badParam("continue_final_message", "not with %s: a format constrains the output from its start, and a continued message has begun already", what)
+	}
 	return c, nil
 }
 
