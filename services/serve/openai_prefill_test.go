@@ -107,7 +107,11 @@ func TestChatPrefillBoundary(t *testing.T) {
 	const n = 12
 	user := "Tell me a story about a dragon."
 	zero := uint64(0)
-	for _, prefill := range []string{"Once upon a ti", "Once upon a time, in a café", "The dragon said: 日本", "Once upon a time, "} {
+	prefills := []string{"Once upon a ti", "The dragon said: 日本", "Once upon a time, in a café", "Once upon a time, "}
+	if testing.Short() {
+		prefills = prefills[:2] // a word cut in two, a multi-byte character last
+	}
+	for _, prefill := range prefills {
 		t.Run(prefill, func(t *testing.T) {
 			msgs := []chat.Message{{Role: "user", Content: user}, {Role: "assistant", Content: prefill}}
 			text, err := tmpl.Render(ctx, msgs, chat.Options{ContinueFinal: true, BOS: "<s>", EOS: "</s>"})
