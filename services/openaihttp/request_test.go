@@ -457,3 +457,23 @@ func TestParseContinueFormat(t *testing.T) {
 		t.Errorf("a prefill with response_format text: %v", err)
 	}
 }
+
+// TestParseChatEcho: echo takes the final message's content when that message is the
+// assistant's (text parts joined as the template sees them), and nothing otherwise.
+func TestParseChatEcho(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"Once"}],"echo":true}`, "Once"},
+		{`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],"echo":true,"continue_final_message":true}`, "a\nb"},
+		{`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"Once"}],"echo":false}`, ""},
+		{`{"messages":[{"role":"assistant","content":"Once"},{"role":"user","content":"x"}],"echo":true}`, ""},
+		{`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":null}],"echo":true}`, ""},
+	} {
+		c, err := ParseChat([]byte(tc.body))
+		if err != nil {
+			t.Fatalf("ParseChat(%s): %v", tc.body, err)
+		}
+		if c.ChatEcho != tc.want {
+			t.Errorf("ParseChat(%s).ChatEcho = %q, want %q", tc.body, c.ChatEcho, tc.want)
+		}
+	}
+}
