@@ -143,8 +143,15 @@ func TestGenerateMessages(t *testing.T) {
 	if cont.PromptTokens != len(tok.IDs) || cont.Tokens != 8 {
 		t.Errorf("generate --continue-final-message: %d prompt tokens and %d generated, want %d (the cut rendering's) and 8", cont.PromptTokens, cont.Tokens, len(tok.IDs))
 	}
+	// As the API takes add_generation_prompt false beside continue_final_message (vLLM
+	// wants it spelled out), --no-generation-prompt may go with the continuation.
+	stdout, stderr, code = run(t, "generate", "--addr", addr, "--messages", pre, "--continue-final-message", "--no-generation-prompt", "-n", "8", "--json")
+	var both generateResult
+	if code != 0 || json.Unmarshal([]byte(stdout), &both) != nil || both.Text != cont.Text || both.PromptTokens != cont.PromptTokens {
+		t.Errorf("generate --continue-final-message --no-generation-prompt: exit %d (%s), %s; want %+v", code, stderr, stdout, cont)
+	}
 	for _, args := range [][]string{{"-p", "x", "--messages", conv}, {"--messages", bad}, {"-p", "x", "--continue-final-message"},
-		{"--messages", pre, "--continue-final-message", "--no-generation-prompt"}, {"--messages", pre, "--chat-template-kwargs", `{"messages": 1}`}} {
+		{"--messages", pre, "--chat-template-kwargs", `{"messages": 1}`}} {
 		if _, stderr, code := run(t, append([]string{"generate", "--addr", addr}, args...)...); code != 2 {
 			t.Errorf("generate %q: exit %d (%s), want 2", args, code, stderr)
 		}

@@ -263,7 +263,7 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&prompt, "p", "", "prompt text")
 	fs.StringVar(&prompt, "prompt", "", "same as -p")
 	fs.StringVar(&messages, "messages", "", `instead of -p: a JSON file of a conversation, [{"role": "user", "content": "Hi"}, ...], rendered by the verifier with its model's chat template`)
-	fs.BoolVar(&noGen, "no-generation-prompt", false, "with --messages: do not open an assistant turn (the conversation as the template renders it, its last turn closed)")
+	fs.BoolVar(&noGen, "no-generation-prompt", false, "with --messages: do not open an assistant turn (the conversation as the template renders it, its last turn closed; implied by --continue-final-message, which it may go with, as vLLM wants add_generation_prompt false beside continue_final_message)")
 	fs.BoolVar(&cont, "continue-final-message", false, "with --messages: continue the final (assistant) message's text, the output being the continuation (vLLM's continue_final_message)")
 	fs.StringVar(&kwargs, "chat-template-kwargs", "", `with --messages: JSON object of extra template variables, e.g. '{"enable_thinking": false}' (vLLM's chat_template_kwargs)`)
 	fs.StringVar(&sessionKey, "session", "", "session key for verifier affinity")
@@ -281,8 +281,6 @@ func generateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	switch {
 	case messages == "" && (noGen || cont || kwargs != ""):
 		return usagef("--no-generation-prompt, --continue-final-message and --chat-template-kwargs need --messages")
-	case noGen && cont:
-		return usagef("give --continue-final-message or --no-generation-prompt, not both: a continuation opens no turn")
 	}
 	if _, err := chat.ParseVars(kwargs); err != nil {
 		return usagef("--chat-template-kwargs: %v", err)

@@ -271,6 +271,11 @@ func ParseChat(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		// Ollama does (a prefill): the reply is the rest of that message. An empty one
 		// has nothing to continue, and is rendered as it is.
 		if last := c.Req.Messages[n-1]; last.GetRole() == "assistant" && strings.TrimSpace(last.GetContent()) != "" {
+			if len(last.GetToolCalls()) > 0 {
+				// Said here, in the words of this API: the router's refusal would name
+				// continue_final_message, which an Ollama client never sent.
+				return nil, badRequest("messages", "the last message is the assistant's, which specd continues (as Ollama does), and it made tool calls, which a continuation of its content would drop: send the calls' results as tool messages, or leave the calls out")
+			}
 			if c.Req.ResponseFormat != nil {
 				return nil, badRequest("format", "not with a last message from the assistant, which specd continues: the format would constrain the continuation as if it began the document")
 			}

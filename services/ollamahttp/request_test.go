@@ -119,6 +119,9 @@ func TestParseRefusals(t *testing.T) {
 		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":"{\"a\":1}"}}]}]}`, "messages"},
 		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":[1]}}]}]}`, "messages"},
 		{`{"model":"m","messages":[{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":7}}]}]}`, "messages"},
+		// A last assistant message is continued, as Ollama does, but not one that made
+		// tool calls: the template writes them after its content, where the cut falls.
+		{`{"model":"m","messages":[{"role":"user","content":"x"},{"role":"assistant","content":"Let me see.","tool_calls":[{"function":{"name":"f","arguments":{}}}]}]}`, "messages"},
 		{`{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"retrieval","function":{"name":"f"}}]}`, "tools"},
 		{`{"model":"m","messages":"hi"}`, "messages"},
 		{`{"model":"m","messages":[],"options":{"num_predict":-9}}`, "options.num_predict"},

@@ -55,6 +55,10 @@ type Call struct {
 	// Echo: a completion's text (and log-probabilities) start with the prompt's;
 	// ScoreOnly: with echo and max_tokens 0, they hold the prompt's alone.
 	Echo, ScoreOnly bool
+	// ChatEcho is what a chat reply's content starts with: with echo, the final
+	// message's content when that message is the assistant's, as vLLM echoes it (not
+	// fed to the tool call parser, no log-probabilities of its own); "": nothing.
+	ChatEcho string
 
 	// toolIndex maps the index of a tool the router got to the client's index of it,
 	// when allowed_tools let only some through (nil: the same).
@@ -385,8 +389,21 @@ func ParseChatTools(body []byte, syntax toolcall.Syntax) (*Call, error) {
 		}
 		c.Req.Messages = append(c.Req.Messages, cm)
 	}
+	if last := c.Req.Messages[len(c.Req.Messages)-1]; r.Echo && last.GetRole() == "assistant" {
+		c.ChatEcho = last.GetContent()
+	}
 	if err := r.tools(c, syntax); err != nil {
 		return nil, err
+	}
+	if t := c.Req.GetResponseFormat().GetType(); c.Req.ContinueFinalMessage && t != specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_UNSPECIFIED &&
+		t != specdv1.ResponseFormatType_RESPONSE_FORMAT_TYPE_TEXT {
+		// The router refuses it too, but in its own words (response_format); say
+		// what the client sent.
+		what := c.formatParam
+		if what == "tools" {
+			what = "tool_choice forcing a call (a format the call must follow)"
+		}
+		return nil, badParam("continue_final_message", "not with %s: a format constrains the output from its start, and a continued message has begun already", what)
 	}
 	return c, nil
 }

@@ -432,3 +432,48 @@ func TestParseResponseFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestParseContinueFormat: a prefill with a constraint on the output is a 400 naming
+// continue_final_message whose message names the constraint as the client asked for
+// it (a vLLM field, a forced tool call), not as the router's response_format; a
+// response_format of text constrains nothing and is taken.
+func TestParseContinueFormat(t *testing.T) {
+	const msgs = `"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"{"}],"continue_final_message":true`
+	const tools = `"tools":[{"type":"function","function":{"name":"f"}}]`
+	for _, tc := range []struct{ body, says string }{
+		{`{` + msgs + `,"guided_regex":"a+"}`, "guided_regex"},
+		{`{` + msgs + `,"structured_outputs":{"choice":["a"]}}`, "structured_outputs"},
+		{`{` + msgs + `,"response_format":{"type":"json_object"}}`, "response_format"},
+		{`{` + msgs + `,` + tools + `,"tool_choice":"required"}`, "tool_choice"},
+		{`{` + msgs + `,` + tools + `,"tool_choice":{"type":"function","function":{"name":"f"}}}`, "tool_choice"},
+	} {
+		_, err := ParseChatTools([]byte(tc.body), toolcall.Hermes)
+		var e *Error
+		if !errors.As(err, &e) || e.Status != 400 || e.Param != "continue_final_message" || !strings.Contains(e.Message, tc.says) {
+			t.Errorf("ParseChatTools(%s) = %v, want a 400 naming continue_final_message that says %s", tc.body, err, tc.says)
+		}
+	}
+	if _, err := ParseChatTools([]byte(`{`+msgs+`,"response_format":{"type":"text"}}`), toolcall.Hermes); err != nil {
+		t.Errorf("a prefill with response_format text: %v", err)
+	}
+}
+
+// TestParseChatEcho: echo takes the final message's content when that message is the
+// assistant's (text parts joined as the template sees them), and nothing otherwise.
+func TestParseChatEcho(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"Once"}],"echo":true}`, "Once"},
+		{`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],"echo":true,"continue_final_message":true}`, "a\nb"},
+		{`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"Once"}],"echo":false}`, ""},
+		{`{"messages":[{"role":"assistant","content":"Once"},{"role":"user","content":"x"}],"echo":true}`, ""},
+		{`{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":null}],"echo":true}`, ""},
+	} {
+		c, err := ParseChat([]byte(tc.body))
+		if err != nil {
+			t.Fatalf("ParseChat(%s): %v", tc.body, err)
+		}
+		if c.ChatEcho != tc.want {
+			t.Errorf("ParseChat(%s).ChatEcho = %q, want %q", tc.body, c.ChatEcho, tc.want)
+		}
+	}
+}

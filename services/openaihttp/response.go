@@ -171,6 +171,13 @@ func chatCompletion(c *Call, id string, created int64, rs []*specdv1.CompleteRes
 				ch.Message.Content, ch.Message.ToolCalls, ch.FinishReason = contentOrNull(res.Content), toolCalls(calls), "tool_calls"
 			}
 		}
+		if c.ChatEcho != "" {
+			echoed := c.ChatEcho
+			if ch.Message.Content != nil {
+				echoed += *ch.Message.Content
+			}
+			ch.Message.Content = &echoed
+		}
 		if c.Req.GetLogprobs() {
 			ch.Logprobs = chatLogprobs(r.GetLogprobs())
 		}
@@ -471,7 +478,10 @@ func (k *chunker) echoed(i int, lps []*specdv1.TokenLogprob, end bool) (string, 
 // would carry nothing. An echo's prompt log-probabilities come before any generated
 // token.
 func (k *chunker) chunk(i int, msg *specdv1.TokenChunk) []any {
-	if k.echo == nil || k.chat {
+	if k.chat {
+		return append(k.opening(i), k.text(i, msg.GetText(), msg.GetLogprobs())...)
+	}
+	if k.echo == nil {
 		return k.text(i, msg.GetText(), msg.GetLogprobs())
 	}
 	generated := len(msg.GetTokenIds()) > 0 || msg.GetText() != ""
@@ -498,6 +508,16 @@ func joinLogprobs(a, b *CompletionLogprobs) *CompletionLogprobs {
 	a.TopLogprobs = append(a.TopLogprobs, b.TopLogprobs...)
 	a.TextOffset = append(a.TextOffset, b.TextOffset...)
 	return a
+}
+
+// opening is the chunk that starts chat choice i's stream with the echo of the final
+// message (Call.ChatEcho), ahead of the generation, as vLLM streams it; none when
+// there is no echo or the choice has begun.
+func (k *chunker) opening(i int) []any {
+	if k.c.ChatEcho == "" || k.started[i] {
+		return nil
+	}
+	return []any{&ChatChunk{Head: k.head, Choices: []ChatChunkChoice{{Index: i, Delta: k.delta(i, k.c.ChatEcho)}}}}
 }
 
 // delta is a chat chunk's delta for choice i: the role goes in its first.
@@ -578,10 +598,13 @@ func (k *chunker) tool(i int, evs []toolcall.Event, lps []*specdv1.TokenLogprob)
 // which one served it.
 func (k *chunker) final(c *Call, i int, f *specdv1.Final) []any {
 	var out []any
+	if k.chat {
+		out = k.opening(i) // a reply that generated nothing still has its echo
+	}
 	fr := finishReason(f.GetFinishReason())
 	if k.tools != nil {
 		evs, err := k.tools[i].Close()
-		out = k.tool(i, evs, nil)
+		out = append(out, k.tool(i, evs, nil)...)
 		switch {
 		case err != nil:
 			k.broken[i] = err

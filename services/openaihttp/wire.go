@@ -141,6 +141,9 @@ type ChatRequest struct {
 	// as it is; null ends it with the opening of an assistant turn, unless
 	// continue_final_message is true; true with continue_final_message is a 400.
 	AddGenerationPrompt *bool `json:"add_generation_prompt"`
+	// Echo (vLLM's): every choice's reply starts with the final message's content
+	// when that message is the assistant's (a prefill and its continuation, whole).
+	Echo bool `json:"echo"`
 }
 
 // Message is one turn of a chat request. The chat template sees name, tool_call_id and

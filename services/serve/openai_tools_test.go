@@ -117,19 +117,23 @@ func TestOpenAIToolRoundTrip(t *testing.T) {
 // llama3_json's bare JSON alike), streamed and not: one call, the first of what the
 // same request with parallel calls gives, finish_reason tool_calls, and fewer
 // completion tokens; and a max_tokens that cuts the second call, which ruins the
-// parallel reply, leaves the first call whole. A guided_regex makes the real model
-// write two calls.
+// parallel reply, leaves the first call whole; text before the calls is the content
+// either way. A guided_regex makes the real model write two calls.
 func TestOpenAIOneToolCall(t *testing.T) {
 	for _, c := range []struct {
+		name   string
 		syntax toolcall.Syntax
 		regex  string
 	}{
-		{toolcall.Hermes, "<tool_call>\n\\{\"name\": \"get_weather\", \"arguments\": \\{\"city\": \"(Paris|Rome)\"\\}\\}\n</tool_call>\n" +
+		{"hermes", toolcall.Hermes, "<tool_call>\n\\{\"name\": \"get_weather\", \"arguments\": \\{\"city\": \"(Paris|Rome)\"\\}\\}\n</tool_call>\n" +
 			"<tool_call>\n\\{\"name\": \"get_weather\", \"arguments\": \\{\"city\": \"(Paris|Rome)\"\\}\\}\n</tool_call>"},
-		{toolcall.Llama3JSON, "\\{\"name\": \"get_weather\", \"parameters\": \\{\"city\": \"(Paris|Rome)\"\\}\\}; " +
+		// Text before the calls stays the reply's content.
+		{"hermes after text", toolcall.Hermes, "Let me check\\.\n<tool_call>\n\\{\"name\": \"get_weather\", \"arguments\": \\{\"city\": \"(Paris|Rome)\"\\}\\}\n</tool_call>\n" +
+			"<tool_call>\n\\{\"name\": \"get_weather\", \"arguments\": \\{\"city\": \"(Paris|Rome)\"\\}\\}\n</tool_call>"},
+		{"llama3_json", toolcall.Llama3JSON, "\\{\"name\": \"get_weather\", \"parameters\": \\{\"city\": \"(Paris|Rome)\"\\}\\}; " +
 			"\\{\"name\": \"get_weather\", \"parameters\": \\{\"city\": \"(Paris|Rome)\"\\}\\}"},
 	} {
-		t.Run(c.syntax.String(), func(t *testing.T) {
+		t.Run(c.name, func(t *testing.T) {
 			s := startStackWith(t, stackOptions{http: true, chat: qwenChat(t), tools: c.syntax})
 			cl := s.openaiClient()
 			ctx := context.Background()
@@ -161,7 +165,7 @@ func TestOpenAIOneToolCall(t *testing.T) {
 				}
 				ch := one.Choices[0]
 				if ch.FinishReason != "tool_calls" || len(ch.Message.ToolCalls) != 1 || ch.Message.ToolCalls[0].Function.Name != first.Name ||
-					ch.Message.ToolCalls[0].Function.Arguments != first.Arguments {
+					ch.Message.ToolCalls[0].Function.Arguments != first.Arguments || ch.Message.Content != both.Choices[0].Message.Content {
 					t.Errorf("max_tokens %d: finish %q, %s; want tool_calls and the one call %s(%s)", maxTokens, ch.FinishReason, ch.Message.RawJSON(), first.Name, first.Arguments)
 				}
 				n := one.Usage.CompletionTokens
@@ -179,7 +183,8 @@ func TestOpenAIOneToolCall(t *testing.T) {
 					t.Fatalf("max_tokens %d, streamed: %v", maxTokens, err)
 				}
 				sc := acc.Choices[0]
-				if sc.FinishReason != "tool_calls" || len(sc.Message.ToolCalls) != 1 || sc.Message.ToolCalls[0].Function.Arguments != first.Arguments {
+				if sc.FinishReason != "tool_calls" || len(sc.Message.ToolCalls) != 1 || sc.Message.ToolCalls[0].Function.Arguments != first.Arguments ||
+					sc.Message.Content != both.Choices[0].Message.Content {
 					t.Errorf("max_tokens %d, streamed: finish %q, calls %+v; want tool_calls and the one call %s", maxTokens, sc.FinishReason, sc.Message.ToolCalls, first.Arguments)
 				}
 				if acc.Usage.CompletionTokens != n {
