@@ -102,6 +102,9 @@ func parseFlagsAnyOrder(fs *flag.FlagSet, args []string, stderr io.Writer) error
 			fs.Usage()
 			return err
 		}
+		if h := llamaHint(err); h != "" {
+			return usagef("%w (%s)", err, h)
+		}
 		return usageError{err}
 	}
 	return nil

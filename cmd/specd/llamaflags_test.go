@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// TestLlamaCppFlagSpellings: the flags a llama-cli user types (-c, -t, -f, -j,
+// --grammar-file) do what their specd spellings do.
+func TestLlamaCppFlagSpellings(t *testing.T) {
+	dir := t.TempDir()
+	prompt := filepath.Join(dir, "prompt.txt")
+	gbnf := filepath.Join(dir, "yn.gbnf")
+	for name, text := range map[string]string{prompt: "Once upon a time", gbnf: `root ::= "yes" | "no"` + "\n"} {
+		if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := []string{"run", "-m", "stories260K", "--temp", "0", "--json"}
+	for _, c := range []struct {
+		name       string
+		llama, own []string
+		wantOut    int // output tokens (-1: not checked)
+	}{
+		{"-c", []string{"-p", "Once upon a time", "-c", "12", "-n", "0"}, []string{"-p", "Once upon a time", "--ctx-size", "12", "-n", "0"}, 12 - 5},
+		{"-t", []string{"-p", "Once upon a time", "-t", "1", "-n", "8"}, []string{"-p", "Once upon a time", "--threads", "1", "-n", "8"}, 8},
+		{"-f", []string{"-f", prompt, "-n", "8"}, []string{"-p", "Once upon a time", "-n", "8"}, 8},
+		{"-j", []string{"-p", "Once upon a time", "-j", `{"type":"integer"}`, "-n", "8"}, []string{"-p", "Once upon a time", "--json-schema", `{"type":"integer"}`, "-n", "8"}, -1},
+		{"--grammar-file", []string{"-p", "Is it?", "--grammar-file", gbnf}, []string{"-p", "Is it?", "--grammar", "@" + gbnf}, -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var got [2]runResult
+			for i, args := range [][]string{c.llama, c.own} {
+				stdout, stderr, code := run(t, append(slices.Clone(base), args...)...)
+				if code != 0 {
+					t.Fatalf("run %q: exit %d: %s", args, code, stderr)
+				}
+				if err := json.Unmarshal([]byte(stdout), &got[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !slices.Equal(got[0].PromptIDs, got[1].PromptIDs) || !slices.Equal(got[0].OutputIDs, got[1].OutputIDs) {
+				t.Errorf("%q: prompt %v output %v, want %v %v as with %q", c.llama, got[0].PromptIDs, got[0].OutputIDs, got[1].PromptIDs, got[1].OutputIDs, c.own)
+			}
+			if c.wantOut >= 0 && len(got[0].OutputIDs) != c.wantOut {
+				t.Errorf("%q: %d output tokens, want %d", c.llama, len(got[0].OutputIDs), c.wantOut)
+			}
+		})
+	}
+}
+
+// TestLlamaCppFlagHints: a llama.cpp flag specd does not take is refused with what
+// to type instead; a mistyped flag is not given a hint.
+func TestLlamaCppFlagHints(t *testing.T) {
+	gbnf := filepath.Join(t.TempDir(), "none.gbnf")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "-m", "stories260K", "-p", "x", "-ngl", "99"}, "-ngl (a llama.cpp flag; in specd: no equivalent, it runs on the CPU only"},
+		{[]string{"run", "-m", "stories260K", "-p", "x", "-s", "3"}, "in specd: --seed"},
+		{[]string{"run", "-m", "stories260K", "-p", "x", "--n-predict", "3"}, "in specd: -n"},
+		{[]string{"run", "-m", "stories260K", "-p", "x", "-ctk", "f16"}, "in specd: --kv-type f32|f16"},
+		{[]string{"run", "-m", "stories260K", "-p", "x", "-no-cnv"}, "run only completes the prompt"},
+		{[]string{"score", "-m", "stories260K", "--ids", "1", "-b", "512"}, "in specd: --max-block"},
+		{[]string{"run", "-hf", "ggml-org/x"}, "in specd: -m hf:ORG/REPO[:QUANT]"},
+		{[]string{"run", "-m", "stories260K", "-p", "x", "-nglx", "1"}, "flag provided but not defined: -nglx"},
+		{[]string{"run", "-m", "stories260K", "-p", "x", "--grammar-file", gbnf}, "--grammar-file: open " + gbnf},
+		{[]string{"run", "-m", "stories260K", "-p", "x", "--grammar-file", gbnf, "--grammar", "root ::= \"a\""}, "--grammar and --grammar-file: give one of them"},
+		{[]string{"run", "-m", "stories260K", "-f", gbnf}, "-f: open " + gbnf},
+		{[]string{"run", "-m", "stories260K", "-p", "x", "-f", gbnf}, "-p and -f: give one of them"},
+	} {
+		t.Run(c.args[len(c.args)-2], func(t *testing.T) { checkRefused(t, c.args, 2, c.want) })
+	}
+}
