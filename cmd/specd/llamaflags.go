@@ -16,6 +16,7 @@ var llamaFlags = map[string]string{
 	"jf": "--json-schema @FILE", "json-schema-file": "--json-schema @FILE",
 	"hf": "-m hf:ORG/REPO[:QUANT]", "hfr": "-m hf:ORG/REPO[:QUANT]", "hf-repo": "-m hf:ORG/REPO[:QUANT]",
 	"hff": "-m hf:ORG/REPO:FILE.gguf", "hf-file": "-m hf:ORG/REPO:FILE.gguf",
+	"hft": "the HF_TOKEN environment variable", "hf-token": "the HF_TOKEN environment variable",
 	"md": "specd up --draft-model DRAFT", "model-draft": "specd up --draft-model DRAFT",
 	"draft-max": "--max-gamma (verifier and up) or --gamma (generate)", "draft": "--max-gamma (verifier and up) or --gamma (generate)",
 	"port": "specd up --http-listen HOST:PORT (the OpenAI-compatible API)", "host": "specd up --http-listen HOST:PORT (the OpenAI-compatible API)",
