@@ -14,7 +14,8 @@ func TestLlamaCppFlagSpellings(t *testing.T) {
 	dir := t.TempDir()
 	prompt := filepath.Join(dir, "prompt.txt")
 	gbnf := filepath.Join(dir, "yn.gbnf")
-	for name, text := range map[string]string{prompt: "Once upon a time", gbnf: `root ::= "yes" | "no"` + "\n"} {
+	twoLF := filepath.Join(dir, "crlf.txt")
+	for name, text := range map[string]string{prompt: "Once upon a time\n", twoLF: "Once upon a time\n\n", gbnf: `root ::= "yes" | "no"` + "\n"} {
 		if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -27,7 +28,10 @@ func TestLlamaCppFlagSpellings(t *testing.T) {
 	}{
 		{"-c", []string{"-p", "Once upon a time", "-c", "12", "-n", "0"}, []string{"-p", "Once upon a time", "--ctx-size", "12", "-n", "0"}, 12 - 5},
 		{"-t", []string{"-p", "Once upon a time", "-t", "1", "-n", "8"}, []string{"-p", "Once upon a time", "--threads", "1", "-n", "8"}, 8},
+		// llama-cli -f drops the file's last line feed: its prompt was [1 403 407 261 378]
+		// (--verbose-prompt, stories260K), as -p "Once upon a time" gives.
 		{"-f", []string{"-f", prompt, "-n", "8"}, []string{"-p", "Once upon a time", "-n", "8"}, 8},
+		{"-f one line feed", []string{"-f", twoLF, "-n", "8"}, []string{"-p", "Once upon a time\n", "-n", "8"}, 8},
 		{"-j", []string{"-p", "Once upon a time", "-j", `{"type":"integer"}`, "-n", "8"}, []string{"-p", "Once upon a time", "--json-schema", `{"type":"integer"}`, "-n", "8"}, -1},
 		{"--grammar-file", []string{"-p", "Is it?", "--grammar-file", gbnf}, []string{"-p", "Is it?", "--grammar", "@" + gbnf}, -1},
 	} {

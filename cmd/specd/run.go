@@ -339,7 +339,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&noWarmup, "no-warmup", false, "skip the warm-up pass before the prompt")
 	fs.StringVar(&prompt, "p", "", "prompt text")
 	fs.StringVar(&prompt, "prompt", "", "same as -p")
-	fs.StringVar(&promptFile, "f", "", "read the prompt from this file (- for standard input), byte for byte, as llama-cli -f")
+	fs.StringVar(&promptFile, "f", "", "read the prompt from this file (- for standard input); as llama-cli -f, one trailing line feed is dropped")
 	fs.StringVar(&promptFile, "file", "", "same as -f")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object instead of streaming text")
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -360,7 +360,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return usageError{fmt.Errorf("-f: %w", err)}
 		}
-		prompt = string(b)
+		// llama-cli -f (b4748) drops one trailing line feed, the one an editor ends a
+		// file with: a prompt file gives the tokens its text given to -p does.
+		prompt = strings.TrimSuffix(string(b), "\n")
 	}
 	if prompt == "" {
 		return usagef("empty prompt (-p or -f)")
