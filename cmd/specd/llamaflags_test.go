@@ -72,11 +72,29 @@ func TestLlamaCppFlagHints(t *testing.T) {
 		{[]string{"score", "-m", "stories260K", "--ids", "1", "-b", "512"}, "in specd: --max-block"},
 		{[]string{"run", "-hf", "ggml-org/x"}, "in specd: -m hf:ORG/REPO[:QUANT]"},
 		{[]string{"run", "-m", "stories260K", "-p", "x", "-nglx", "1"}, "flag provided but not defined: -nglx"},
+		{[]string{"tokenize", "-m", "stories260K", "-p", "x", "--ids"}, "in specd: no flag, tokenize prints ids"},
+		{[]string{"tokenize", "-m", "stories260K", "-p", "x", "--no-bos"}, "unless given --bos"},
+		{[]string{"tokenize", "-m", "stories260K", "-p", "x", "--no-parse-special"}, "unless given --special"},
+		{[]string{"tokenize", "-m", "stories260K", "-p", "x", "-f", gbnf}, "give exactly one of -p and -f/--file"},
 		{[]string{"run", "-m", "stories260K", "-p", "x", "--grammar-file", gbnf}, "--grammar-file: open " + gbnf},
 		{[]string{"run", "-m", "stories260K", "-p", "x", "--grammar-file", gbnf, "--grammar", "root ::= \"a\""}, "--grammar and --grammar-file: give one of them"},
 		{[]string{"run", "-m", "stories260K", "-f", gbnf}, "-f: open " + gbnf},
 		{[]string{"run", "-m", "stories260K", "-p", "x", "-f", gbnf}, "-p and -f: give one of them"},
 	} {
 		t.Run(c.args[len(c.args)-2], func(t *testing.T) { checkRefused(t, c.args, 2, c.want) })
+	}
+}
+
+// TestTokenizeFileFlag: tokenize -f is --file, as llama-tokenize -f: the file byte for
+// byte (llama-tokenize keeps a trailing line feed, unlike llama-cli).
+func TestTokenizeFileFlag(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "p.txt")
+	if err := os.WriteFile(p, []byte("Once upon a time\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := run(t, "tokenize", "-m", "stories260K", "-f", p, "--bos")
+	// llama-tokenize -m stories260K-f32.gguf -f p.txt --ids: [1, 403, 407, 261, 378, 13]
+	if want := "1 403 407 261 378 13\n"; code != 0 || stdout != want {
+		t.Errorf("tokenize -f: exit %d, %q (%s), want %q", code, stdout, stderr, want)
 	}
 }
