@@ -36,6 +36,7 @@ var llamaFlags = map[string]string{
 	"no-bos":           "no flag, tokenize adds no BOS unless given --bos (llama-tokenize adds it unless given --no-bos)",
 	"no-parse-special": "no flag, tokenize reads special-token text as text unless given --special (llama-tokenize parses it unless given --no-parse-special)",
 	"stdin":            "--file -",
+	"no-escape":        "no flag, run takes the prompt as given unless given -e (llama-cli reads escapes unless given --no-escape)",
 	"log-disable":      "no flag, specd logs nothing here",
 	"mirostat":         "no equivalent, specd does not implement Mirostat sampling",
 	"typical":          "no equivalent, specd does not implement locally typical sampling",
@@ -56,4 +57,66 @@ func llamaHint(err error) string {
 		return ""
 	}
 	return "a llama.cpp flag; in specd: " + h
+}
+
+// processEscapes turns the escape sequences llama-cli reads in a prompt (-e, its
+// default in b4748: common's string_process_escapes) into the bytes they stand for:
+// \n \r \t \' \" \\ and \xHH (two hex digits). Any other backslash, and one that
+// ends the text, is kept as it is with what follows it.
+func processEscapes(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 == len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case '\'', '"', '\\':
+			b.WriteByte(s[i])
+		case 'x':
+			if i+2 < len(s) {
+				if v, ok := hexByte(s[i+1], s[i+2]); ok {
+					b.WriteByte(v)
+					i += 2
+					break
+				}
+			}
+			b.WriteString(`\x`)
+		default:
+			b.WriteByte('\\')
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+// hexByte is the byte two hex digits spell.
+func hexByte(hi, lo byte) (byte, bool) {
+	h, ok1 := hexDigit(hi)
+	l, ok2 := hexDigit(lo)
+	return h<<4 | l, ok1 && ok2
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }

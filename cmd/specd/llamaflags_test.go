@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -96,5 +97,69 @@ func TestTokenizeFileFlag(t *testing.T) {
 	// llama-tokenize -m stories260K-f32.gguf -f p.txt --ids: [1, 403, 407, 261, 378, 13]
 	if want := "1 403 407 261 378 13\n"; code != 0 || stdout != want {
 		t.Errorf("tokenize -f: exit %d, %q (%s), want %q", code, stdout, stderr, want)
+	}
+}
+
+func TestProcessEscapes(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{``, ``},
+		{`plain`, `plain`},
+		{`A\nB`, "A\nB"},
+		{`\r\t\'\"\\`, "\r\t'\"\\"},
+		{`A\x41\q\tB`, "AA\\q\tB"},
+		{`\x4`, `\x4`},
+		{`\x41`, "A"},
+		{`\xZZ`, `\xZZ`},
+		{`\x0a\x0A`, "\n\n"},
+		{`end\`, `end\`},
+		{`\\n`, `\n`},
+	} {
+		if got := processEscapes(c.in); got != c.want {
+			t.Errorf("processEscapes(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func FuzzProcessEscapes(f *testing.F) {
+	for _, s := range []string{`A\nB`, `\x41\q`, `\`, `\x`, `\x4`, "\\\xff", `\\\\x41`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := processEscapes(s)
+		if len(got) > len(s) {
+			t.Errorf("processEscapes(%q) = %q: longer than its input", s, got)
+		}
+		if !strings.Contains(s, `\`) && got != s {
+			t.Errorf("processEscapes(%q) = %q: changed a text without escapes", s, got)
+		}
+	})
+}
+
+// TestRunEscape: run -e reads escapes as llama-cli does by default; the prompt ids are
+// llama-cli's (b4748, --verbose-prompt, stories260K-f32.gguf) for the same -p and -f.
+func TestRunEscape(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "esc.txt")
+	if err := os.WriteFile(file, []byte(`A\nB`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want []int32
+	}{
+		{[]string{"-p", `A\x41\q\tB`, "-e"}, []int32{1, 410, 447, 447, 500, 456, 12, 445}},
+		{[]string{"-f", file, "--escape"}, []int32{1, 410, 447, 13, 445}},
+		{[]string{"-p", `A\nB`}, []int32{1, 410, 447, 500, 416, 445}}, // llama-cli --no-escape
+	} {
+		stdout, stderr, code := run(t, append([]string{"run", "-m", "stories260K-f32", "-n", "1", "--temp", "0", "--json"}, c.args...)...)
+		if code != 0 {
+			t.Fatalf("run %q: exit %d: %s", c.args, code, stderr)
+		}
+		var res runResult
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.PromptIDs, c.want) {
+			t.Errorf("run %q: prompt ids %v, want %v", c.args, res.PromptIDs, c.want)
+		}
 	}
 }

@@ -332,7 +332,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	eo.addFlags(fs, "specd-target-q8_0")
 	so.addFlags(fs)
 	var prompt, promptFile string
-	var asJSON, noWarmup, logprobs bool
+	var asJSON, noWarmup, logprobs, escape bool
 	var topLogprobs uint
 	fs.BoolVar(&logprobs, "logprobs", false, "report each token's log-probability under the model (with --json in its output, else one line per token on stderr)")
 	fs.UintVar(&topLogprobs, "top-logprobs", 0, "with --logprobs: also the N likeliest tokens at each position (at most 20)")
@@ -341,6 +341,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&prompt, "prompt", "", "same as -p")
 	fs.StringVar(&promptFile, "f", "", "read the prompt from this file (- for standard input); as llama-cli -f, one trailing line feed is dropped")
 	fs.StringVar(&promptFile, "file", "", "same as -f")
+	fs.BoolVar(&escape, "e", false, `read \n \r \t \' \" \\ and \xHH in the prompt (-p or -f) as the bytes they stand for, as llama-cli does by default (default: the prompt as given)`)
+	fs.BoolVar(&escape, "escape", false, "same as -e")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object instead of streaming text")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -363,6 +365,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		// llama-cli -f (b4748) drops one trailing line feed, the one an editor ends a
 		// file with: a prompt file gives the tokens its text given to -p does.
 		prompt = strings.TrimSuffix(string(b), "\n")
+	}
+	if escape {
+		prompt = processEscapes(prompt)
 	}
 	if prompt == "" {
 		return usagef("empty prompt (-p or -f)")
