@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/specd-dev/specd/internal/testmodels"
 )
 
 // TestLlamaCppFlagSpellings: the flags a llama-cli user types (-c, -t, -f, -j,
@@ -161,5 +164,36 @@ func TestRunEscape(t *testing.T) {
 		if !slices.Equal(res.PromptIDs, c.want) {
 			t.Errorf("run %q: prompt ids %v, want %v", c.args, res.PromptIDs, c.want)
 		}
+	}
+}
+
+// TestQuantizeLlamaCommandLine: llama-quantize's command line ([--pure]
+// [--allow-requantize] IN OUT TYPE) writes the file -m IN -o OUT --type TYPE writes;
+// a K-quant mix is refused naming what specd writes.
+func TestQuantizeLlamaCommandLine(t *testing.T) {
+	src := testmodels.ForTest(t, "specd-draft-f16.gguf")
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.gguf"), filepath.Join(dir, "b.gguf")
+	if _, stderr, code := run(t, "quantize", "--pure", "--allow-requantize", src, a, "Q4_0"); code != 0 {
+		t.Fatalf("quantize IN OUT Q4_0: exit %d: %s", code, stderr)
+	}
+	if _, stderr, code := run(t, "quantize", "-m", src, "-o", b, "--type", "q4_0"); code != 0 {
+		t.Fatalf("quantize -m -o --type: exit %d: %s", code, stderr)
+	}
+	ab, _ := os.ReadFile(a)
+	bb, _ := os.ReadFile(b)
+	if len(ab) == 0 || !bytes.Equal(ab, bb) {
+		t.Errorf("quantize IN OUT Q4_0 wrote %d bytes, -m -o --type %d; want the same file", len(ab), len(bb))
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"quantize", src, a, "Q4_K_M"}, "--type Q4_K_M: specd quantize writes q8_0, q4_0, f16 or f32"},
+		{[]string{"quantize", src, a, "q8_0", "extra"}, "want IN OUT [TYPE]"},
+		{[]string{"quantize", src}, "want IN OUT [TYPE]"},
+		{[]string{"quantize", "-m", src, a, "q8_0"}, "either as arguments or as -m, -o and --type"},
+	} {
+		t.Run(strings.Join(c.args[2:], " "), func(t *testing.T) { checkRefused(t, c.args, 2, c.want) })
 	}
 }
