@@ -43,9 +43,11 @@ func (o *engineOptions) addFlags(fs *flag.FlagSet, defModel string) {
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer.bin for llama2.c checkpoints (default: beside the checkpoint)")
 	fs.StringVar(&o.quant, "quant", "", "convert weights at load: q8_0, q4_0, bf16, f16 or f32 (default: as stored)")
 	fs.IntVar(&o.threads, "threads", min(2, runtime.NumCPU()), "compute threads")
+	fs.IntVar(&o.threads, "t", min(2, runtime.NumCPU()), "same as --threads")
 	fs.Int64Var(&o.kvBudget, "kv-budget", 256<<20, "KV cache budget in bytes")
 	fs.StringVar(&o.kvType, "kv-type", "f32", "KV cache entry type: f32 or f16")
 	fs.IntVar(&o.context, "ctx-size", 0, "context length in positions, at most the model's trained length (default: all of it)")
+	fs.IntVar(&o.context, "c", 0, "same as --ctx-size")
 }
 
 func (o *engineOptions) validate() error {

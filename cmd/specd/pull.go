@@ -76,6 +76,24 @@ func offlineRef(dir string, ref hub.Ref, p string) hub.Ref {
 	return hub.Ref{Repo: ref.Repo, File: filepath.ToSlash(rel)}
 }
 
+// hubHint is what to type for a model that was not found when it reads as a Hugging
+// Face repository, as llama.cpp's -hf takes one (ORG/REPO[:QUANT|:FILE.gguf]): the hf:
+// form, or "" when name reads as a local path (a .gguf or .bin file, or below a
+// directory that exists).
+func hubHint(name string) string {
+	repo, _, _ := strings.Cut(strings.ToLower(name), ":")
+	if strings.HasSuffix(repo, ".gguf") || strings.HasSuffix(repo, ".bin") {
+		return ""
+	}
+	if _, err := hub.ParseRef(name); err != nil {
+		return ""
+	}
+	if st, err := os.Stat(strings.SplitN(name, "/", 2)[0]); err == nil && st.IsDir() {
+		return ""
+	}
+	return "to pull it from Hugging Face as llama.cpp's -hf does: -m " + hfPrefix + name
+}
+
 // parseFlagsAndArgs parses args into fs as parseFlagsAnyOrder does, with positional
 // arguments allowed before, between and after the flags, and returns them.
 func parseFlagsAndArgs(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
@@ -102,6 +120,9 @@ func parseFlagsAnyOrder(fs *flag.FlagSet, args []string, stderr io.Writer) error
 			fs.Usage()
 			return err
 		}
+		if h := llamaHint(err); h != "" {
+			return usagef("%w (%s)", err, h)
+		}
 		return usageError{err}
 	}
 	return nil
@@ -117,6 +138,9 @@ func modelFile(ctx context.Context, dir, name string, progress io.Writer) (strin
 	if !ok {
 		p, err := modelpath.Resolve(dir, name)
 		if err != nil {
+			if hint := hubHint(name); hint != "" {
+				return "", usagef("%w (%s)", err, hint)
+			}
 			return "", usageError{err}
 		}
 		return p, nil

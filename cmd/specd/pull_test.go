@@ -237,3 +237,37 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestModelNotFoundHubHint: a model named as llama.cpp's -hf names one (ORG/REPO[:QUANT],
+// no hf:) and not found on disk is refused with the hf: spelling; a local path that is
+// not there gets no such hint.
+func TestModelNotFoundHubHint(t *testing.T) {
+	local := filepath.Join(t.TempDir(), "sub")
+	if err := os.Mkdir(local, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		model string
+		hint  bool
+	}{
+		{"ggml-org/gemma-3-1b-it-GGUF:Q4_K_M", true},
+		{"ggml-org/gemma-3-1b-it-GGUF", true},
+		{"ggml-org/gemma-3-1b-it-GGUF:gemma-3-1b-it-Q4_K_M.gguf", true},
+		{"models/draft.gguf", false},
+		{"models/draft.bin", false},
+		{local + "/draft", false},
+		{"no-such-model", false},
+	} {
+		t.Run(c.model, func(t *testing.T) {
+			want := "model not found"
+			if c.hint {
+				want = "as llama.cpp's -hf does: -m hf:" + c.model + ")"
+			}
+			checkRefused(t, []string{"run", "-m", c.model, "-p", "x"}, 2, want)
+			_, stderr, _ := run(t, "run", "-m", c.model, "-p", "x")
+			if !c.hint && strings.Contains(stderr, "hf:") {
+				t.Errorf("-m %s: %q, want no hf: hint", c.model, stderr)
+			}
+		})
+	}
+}

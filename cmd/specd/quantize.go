@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/specd-dev/specd/ggml"
 	"github.com/specd-dev/specd/gguf"
@@ -27,11 +28,35 @@ func quantizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&in, "m", "", "input GGUF model: a path, a name in the model directory, or hf:ORG/REPO[:QUANT|:FILE]")
 	fs.StringVar(&out, "o", "", "output GGUF file")
 	fs.StringVar(&typ, "type", "q8_0", "target type: q8_0, q4_0, f16 or f32")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	// llama-quantize's command line: [--pure] [--allow-requantize] IN OUT TYPE. specd
+	// always converts every 2-D tensor to TYPE, whatever type it has.
+	fs.Bool("pure", false, "accepted for llama-quantize's command line: specd quantize always converts every 2-D tensor to the one type")
+	fs.Bool("allow-requantize", false, "accepted for llama-quantize's command line: specd quantize converts quantized tensors too")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: specd quantize -m IN -o OUT [--type TYPE]\n   or: specd quantize IN OUT [TYPE]   (as llama-quantize)\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlagsAndArgs(fs, args, stderr)
+	if err != nil {
 		return err
+	}
+	switch {
+	case len(pos) == 0:
+	case len(pos) > 3 || len(pos) < 2:
+		return usagef("want IN OUT [TYPE] (as llama-quantize) or -m IN -o OUT, got %d arguments", len(pos))
+	case in != "" || out != "" || (len(pos) == 3 && flagSet(fs, "type")):
+		return usagef("give the input, output and type either as arguments or as -m, -o and --type, not both")
+	default:
+		in, out = pos[0], pos[1]
+		if len(pos) == 3 {
+			typ = pos[2]
+		}
 	}
 	to, err := ggml.ParseType(typ)
 	if err != nil {
+		if strings.HasPrefix(strings.ToLower(typ), "iq") || strings.Contains(strings.ToLower(typ), "_k") {
+			return usagef("--type %s: specd quantize writes q8_0, q4_0, f16 or f32; K-quant and IQ mixes are llama-quantize's (specd runs the files it writes)", typ)
+		}
 		return usagef("--type: %v", err)
 	}
 	if _, ok := llamaFileType[to]; !ok {

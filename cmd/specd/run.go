@@ -42,6 +42,7 @@ type samplingOptions struct {
 	// grammar (inline or @FILE), a regular expression, or choices.
 	format, jsonSchema string
 	grammar, regex     string
+	grammarFile        string // --grammar-file F: --grammar @F, as llama.cpp spells it
 	choices            stringList
 }
 
@@ -153,7 +154,9 @@ func (o *samplingOptions) addFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.presencePenalty, "presence-penalty", 0, "subtract this from a token's logit if it occurs in the output; in [-2, 2]")
 	fs.StringVar(&o.format, "response-format", "", "what the output must be: text, json_object (one JSON object) or json_schema (with --json-schema)")
 	fs.StringVar(&o.jsonSchema, "json-schema", "", "a JSON Schema the output must satisfy, inline or @FILE (implies --response-format json_schema)")
+	fs.StringVar(&o.jsonSchema, "j", "", "same as --json-schema")
 	fs.StringVar(&o.grammar, "grammar", "", "a GBNF grammar (llama.cpp's format, rule root the start) the output must be a sentence of, inline or @FILE")
+	fs.StringVar(&o.grammarFile, "grammar-file", "", "same as --grammar @FILE")
 	fs.StringVar(&o.regex, "regex", "", "a regular expression (Python's syntax, as vLLM's guided_regex) the whole output must match")
 	fs.Var(&o.choices, "choice", "the output must be exactly one of these: one --choice is split at commas (a,b,c); repeated, each value is one choice")
 }
@@ -174,6 +177,16 @@ func readArg(flag, v string) (string, error) {
 // ruleFormat is the response format --grammar, --regex or --choice asks for (nil:
 // none), refused with --response-format or --json-schema and with one another.
 func (o *samplingOptions) ruleFormat() (*specdv1.ResponseFormat, error) {
+	if o.grammarFile != "" {
+		if o.grammar != "" {
+			return nil, usagef("--grammar and --grammar-file: give one of them")
+		}
+		b, err := os.ReadFile(o.grammarFile)
+		if err != nil {
+			return nil, usagef("--grammar-file: %v", err)
+		}
+		o.grammar, o.grammarFile = string(b), ""
+	}
 	var set []string
 	for _, f := range []struct {
 		name string
@@ -318,14 +331,18 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var so samplingOptions
 	eo.addFlags(fs, "specd-target-q8_0")
 	so.addFlags(fs)
-	var prompt string
-	var asJSON, noWarmup, logprobs bool
+	var prompt, promptFile string
+	var asJSON, noWarmup, logprobs, escape bool
 	var topLogprobs uint
 	fs.BoolVar(&logprobs, "logprobs", false, "report each token's log-probability under the model (with --json in its output, else one line per token on stderr)")
 	fs.UintVar(&topLogprobs, "top-logprobs", 0, "with --logprobs: also the N likeliest tokens at each position (at most 20)")
 	fs.BoolVar(&noWarmup, "no-warmup", false, "skip the warm-up pass before the prompt")
 	fs.StringVar(&prompt, "p", "", "prompt text")
 	fs.StringVar(&prompt, "prompt", "", "same as -p")
+	fs.StringVar(&promptFile, "f", "", "read the prompt from this file (- for standard input); as llama-cli -f, one trailing line feed is dropped")
+	fs.StringVar(&promptFile, "file", "", "same as -f")
+	fs.BoolVar(&escape, "e", false, `read \n \r \t \' \" \\ and \xHH in the prompt (-p or -f) as the bytes they stand for, as llama-cli does by default (default: the prompt as given)`)
+	fs.BoolVar(&escape, "escape", false, "same as -e")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object instead of streaming text")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -337,8 +354,23 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if promptFile != "" {
+		if prompt != "" {
+			return usagef("-p and -f: give one of them")
+		}
+		b, err := readInput(promptFile)
+		if err != nil {
+			return usageError{fmt.Errorf("-f: %w", err)}
+		}
+		// llama-cli -f (b4748) drops one trailing line feed, the one an editor ends a
+		// file with: a prompt file gives the tokens its text given to -p does.
+		prompt = strings.TrimSuffix(string(b), "\n")
+	}
+	if escape {
+		prompt = processEscapes(prompt)
+	}
 	if prompt == "" {
-		return usagef("empty prompt (-p)")
+		return usagef("empty prompt (-p or -f)")
 	}
 	if err := checkLogprobFlags(logprobs, topLogprobs); err != nil {
 		return err

@@ -46,15 +46,28 @@ func scoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("score", flag.ContinueOnError)
 	var eo engineOptions
 	eo.addFlags(fs, "specd-target-q8_0")
-	var idList string
+	var idList, file string
 	var asJSON bool
+	var chunks int
 	fs.StringVar(&idList, "ids", "", "comma-separated token ids (include the BOS)")
+	fs.StringVar(&file, "f", "", "perplexity of a text file (- for standard input) as llama-perplexity computes it: chunks of --ctx-size tokens, each starting with BOS, the second half of each scored")
+	fs.StringVar(&file, "file", "", "same as -f")
+	fs.IntVar(&chunks, "chunks", -1, "with -f: score at most this many chunks (-1: all), as llama-perplexity --chunks")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
 	if err := eo.validate(); err != nil {
 		return err
+	}
+	if (idList == "") == (file == "") {
+		return usagef("give exactly one of --ids and -f")
+	}
+	if file != "" {
+		return perplexityCmd(ctx, eo, file, chunks, asJSON, stdout, stderr)
+	}
+	if flagSet(fs, "chunks") {
+		return usagef("--chunks goes with -f")
 	}
 	ids, err := parseIDs(idList)
 	if err != nil {

@@ -35,6 +35,7 @@ func (o *tokenizeOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.prompt, "p", "", "text to tokenize")
 	fs.StringVar(&o.prompt, "prompt", "", "same as -p")
 	fs.StringVar(&o.file, "file", "", "read the text from this file (- for standard input), byte for byte")
+	fs.StringVar(&o.file, "f", "", "same as --file")
 	fs.BoolVar(&o.special, "special", false, "parse special-token text such as <|im_start|> into its token")
 	fs.BoolVar(&o.bos, "bos", false, "add BOS first if the vocabulary asks for it (tokenizer.ggml.add_bos_token), and then EOS last if it asks for that too (tokenizer.ggml.add_eos_token), as llama-tokenize does without --no-bos")
 	fs.BoolVar(&o.asJSON, "json", false, `print {"ids": [...]} instead of ids separated by spaces`)
@@ -45,7 +46,7 @@ func (o *tokenizeOptions) validate() error {
 	case o.model == "":
 		return usagef("no model (-m)")
 	case o.promptSet == (o.file != ""):
-		return usagef("give exactly one of -p and --file")
+		return usagef("give exactly one of -p and -f/--file")
 	}
 	return nil
 }
