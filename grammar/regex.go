@@ -365,6 +365,13 @@ func (x *regex) sequence(depth int, atStart bool) (seq []sym, ended bool, err er
 			if _, _, n := x.braces(); n > 0 {
 				return nil, false, p.errorf("nothing to repeat before %q", x.src[x.i:x.i+n])
 			}
+			if x.ecma {
+				// {,n}: ECMA-262 refuses it with the u flag, reads it as text without,
+				// and Python as {0,n}: what the client meant is not known.
+				if end := strings.IndexByte(x.src[x.i:], '}'); end > 1 && x.src[x.i+1] == ',' && strings.Trim(x.src[x.i+2:x.i+end], "0123456789") == "" {
+					return nil, false, p.errorf("%s is not a quantifier in ECMA-262 (Python reads it as {0,%s}): write {0,%s}, or \\{ for the text", x.src[x.i:x.i+end+1], x.src[x.i+2:x.i+end], x.src[x.i+2:x.i+end])
+				}
+			}
 			x.i++
 			item = []sym{charSym([]span{{'{', '{'}})}
 		case '\\':
@@ -444,8 +451,25 @@ func (x *regex) quantifier() (lo, hi int, ok bool) {
 	return 0, 0, false
 }
 
+// repeat returns seq with its items from last repeated lo to hi times. An unbounded
+// repetition of something that may be empty ((a?)*, (a|)+) is one of its non-empty
+// texts, any number of times: the same language, with no loop that reads nothing.
 func (x *regex) repeat(seq []sym, last, lo, hi int, p srcPos) ([]sym, error) {
-	item, err := x.b.repeat(append([]sym(nil), seq[last:]...), lo, hi, p)
+	item := append([]sym(nil), seq[last:]...)
+	if hi < 0 && x.b.emptySeq(item) {
+		alts, err := x.b.nonEmpty(item, p)
+		if err != nil {
+			return nil, err
+		}
+		if len(alts) == 0 { // ()*: the empty text alone
+			return seq[:last], nil
+		}
+		if item, err = x.b.group(alts, p); err != nil {
+			return nil, err
+		}
+		lo = 0
+	}
+	item, err := x.b.repeat(item, lo, hi, p)
 	if err != nil {
 		return nil, err
 	}
@@ -726,6 +750,12 @@ func (x *regex) escapeECMA(inClass bool) ([]span, error) {
 	case c == 's' || c == 'S':
 		x.i += 2
 		return normalize(ecmaSpaceClass, c == 'S'), nil
+	case c == 'c': // \cJ: a control character, the letter's code modulo 32
+		if l := x.peek(2); l >= 'a' && l <= 'z' || l >= 'A' && l <= 'Z' {
+			x.i += 3
+			return []span{{rune(l % 32), rune(l % 32)}}, nil
+		}
+		return nil, p.errorf("\\c without an ASCII letter after it")
 	case c == 'a':
 		return nil, p.errorf("unknown escape \\a")
 	case c == 'U':
@@ -743,15 +773,15 @@ func (x *regex) escapeECMA(inClass bool) ([]span, error) {
 		r := surrogatePair(x.src[x.i:])
 		x.i += len(`\uD83D\uDE00`)
 		return []span{{r, r}}, nil
-	case c == 'u' && x.peek(2) == '{': // \u{1F600}
+	case c == 'u' && x.peek(2) == '{': // \u{1F600}; leading zeros are allowed (\u{0000041})
 		end := strings.IndexByte(x.src[x.i:], '}')
 		digits := ""
 		if end > 3 {
 			digits = x.src[x.i+3 : x.i+end]
 		}
 		v, err := strconv.ParseUint(digits, 16, 32)
-		if digits == "" || len(digits) > 6 || err != nil {
-			return nil, p.errorf("a \\u{...} escape of 1-6 hex digits")
+		if trimmed := strings.TrimLeft(digits, "0"); digits == "" || len(trimmed) > 6 || err != nil || strings.ContainsAny(digits, "+-_") {
+			return nil, p.errorf("a \\u{...} escape of hex digits, at most 10FFFF")
 		}
 		r, err := codePoint(rune(v), p)
 		if err != nil {
