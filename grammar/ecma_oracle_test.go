@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/specd-dev/specd/internal/testmodels"
 	"github.com/specd-dev/specd/tokenizer"
@@ -150,8 +151,17 @@ func TestPatternAgreesWithECMA(t *testing.T) {
 			want = r.AnnexB
 		}
 		var auto *patternRule
-		if r.MinLength == nil && r.MaxLength == nil && fm.root.str != nil {
-			auto, _ = fm.root.str.auto.(*patternRule)
+		var keys Format // the pattern as propertyNames, over the keys of an object
+		if r.MinLength == nil && r.MaxLength == nil {
+			if fm.root.str != nil {
+				auto, _ = fm.root.str.auto.(*patternRule)
+			}
+			doc, _ := json.Marshal(map[string]any{"type": "object", "propertyNames": map[string]any{"pattern": r.Pattern}, "additionalProperties": true})
+			// Keys are at most maxKeyChars characters: a pattern none so short
+			// matches is refused there.
+			if keys, err = SchemaFormat(doc); err != nil && !strings.Contains(err.Error(), "no key of at most") {
+				t.Errorf("pattern %q: as propertyNames: %v", r.Pattern, err)
+			}
 		}
 		for i, s := range r.Strings {
 			astral := strings.ContainsFunc(s, func(c rune) bool { return c > 0xFFFF })
@@ -166,6 +176,13 @@ func TestPatternAgreesWithECMA(t *testing.T) {
 			if strings.Contains(s, "/") { // JSON may write '/' as \/
 				if _, whole := fm.Check(bytes.ReplaceAll(doc, []byte("/"), []byte(`\/`))); whole != w {
 					t.Errorf("pattern %q on %q, '/' written \\/: Check whole %v, ECMA-262 %v", r.Pattern, s, whole, w)
+				}
+			}
+			if keys.root != nil {
+				obj := append(append([]byte{'{'}, doc...), ": 1}"...)
+				w := w && utf8.RuneCountInString(s) <= maxKeyChars
+				if _, whole := keys.Check(obj); whole != w {
+					t.Errorf("propertyNames pattern %q on the key %q: Check whole %v, ECMA-262 %v", r.Pattern, s, whole, w)
 				}
 			}
 			if auto != nil {
@@ -215,9 +232,10 @@ func TestPatternMaskAgreesWithECMA(t *testing.T) {
 	// The patterns with strings to write: those both take, a string ECMA-262 matches
 	// that a JSON string under a pattern can hold.
 	type usable struct {
-		f    Format
-		strs []string
-		name string
+		f       Format
+		strs    []string
+		name    string
+		lengths bool // minLength or maxLength beside the pattern
 	}
 	var use []usable
 	for _, r := range rows {
@@ -243,7 +261,7 @@ func TestPatternMaskAgreesWithECMA(t *testing.T) {
 			}
 		}
 		if len(strs) > 0 {
-			use = append(use, usable{f, strs[:min(len(strs), 2)], string(doc)})
+			use = append(use, usable{f, strs[:min(len(strs), 2)], string(doc), r.MinLength != nil || r.MaxLength != nil})
 		}
 	}
 	for _, v := range vocabs {
@@ -258,8 +276,10 @@ func TestPatternMaskAgreesWithECMA(t *testing.T) {
 			// Every pattern once in a while, from the first (the hand-written ones) on.
 			step := max(1, len(use)/v.patterns)
 			checks := 0
-			for k := 0; k < len(use); k += step {
-				u := use[k]
+			for k, u := range use {
+				if k%step != 0 && !u.lengths {
+					continue
+				}
 				g := u.f.Grammar(tok)
 				same := func(m *Matcher, after []int32) {
 					t.Helper()

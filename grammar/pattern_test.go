@@ -317,6 +317,12 @@ func TestPatternSchemas(t *testing.T) {
 		{`{"type":"object","propertyNames":{"pattern":"\""},"additionalProperties":true}`, `{"a\"b": 1}`, true},
 		{`{"type":"object","propertyNames":{"pattern":"^\\n$"},"properties":{"\n":{}}}`, `{"\n": 1}`, true},
 		{`{"type":"object","propertyNames":{"pattern":"^\\n$"},"properties":{"\n":{}},"additionalProperties":true}`, `{"\\n": 1}`, false},
+		// Once the pattern has matched, any text follows: the minimum is counted by the
+		// string, not in states of the automaton.
+		{`{"type":"string","pattern":"^ab","minLength":100000}`, `"` + "ab" + strings.Repeat("é", 99998) + `"`, true},
+		{`{"type":"string","pattern":"^ab","minLength":100000}`, `"` + "ab" + strings.Repeat("😀", 99997) + `"`, false},
+		{`{"type":"string","pattern":"x","minLength":3,"maxLength":3}`, `"😀x😀"`, true},
+		{`{"type":"string","pattern":"x","minLength":3,"maxLength":3}`, `"x😀"`, false},
 		{`{"type":"string","format":"made-up","pattern":"^m"}`, `"mm"`, true}, // an unknown format is an annotation
 		{`{"type":"string","format":"made-up","pattern":"^m"}`, `"nn"`, false},
 	} {

@@ -515,8 +515,10 @@ func (c *compiler) strings(n *node, s map[string]any, at string) error {
 		// A minimum beside a format's automaton is taken where it holds of every
 		// string the automaton accepts (zod's .min(1).email()): otherwise the matcher
 		// would need the longest way on from each state, to not lead where no string
-		// is long enough. A pattern's automaton has the minimum folded in.
-		if shortest := auto.rest(auto.start()); minLen > shortest {
+		// is long enough. A pattern's automaton has the minimum folded in (up to where
+		// any text may follow, which can always reach it).
+		_, isPattern := auto.(*patternRule)
+		if shortest := auto.rest(auto.start()); !isPattern && minLen > shortest {
 			return c.errorf(at, "minLength %d beside format %s: only a minimum every %s meets (%d) is supported", minLen, name, name, shortest)
 		}
 		if maxLen >= 0 && auto.rest(auto.start()) > maxLen {
