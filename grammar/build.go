@@ -456,7 +456,11 @@ func (b *builder) emptyRule(r int32) bool {
 // seq matches only the empty text.
 func (b *builder) nonEmpty(seq []sym, p srcPos) ([][]sym, error) {
 	var out [][]sym
+	n := 0 // elements in out: each alternative is a tail of seq, so their sum grows as the square of it
 	for i, s := range seq {
+		if n += len(seq) - i + 1; n > maxElems-b.elems {
+			return nil, p.errorf("a repetition of something that may be empty, written without its empty text, makes the grammar more than %d elements", maxElems)
+		}
 		if s.ref < 0 || !b.emptyRule(s.ref) {
 			return append(out, slices.Clone(seq[i:])), nil
 		}

@@ -71,6 +71,7 @@ var ecmaRefusals = []struct{ feature, says string }{
 	{"a lone surrogate", "is not a character"},
 	{"the automaton's bounds", "too complex"},
 	{"the automaton's bounds", "makes the grammar more than"},
+	{"the automaton's bounds", "too ambiguous"},
 	{"no string a JSON string holds without \\u escapes matches", "no string a JSON string can hold"},
 	{"no string matches", "the pattern matches no text"},
 }
