@@ -488,8 +488,18 @@ func (x *regex) braces() (lo, hi, n int) {
 	body := rest[1:end]
 	a, b, comma := strings.Cut(body, ",")
 	num := func(s string) (int, bool) {
-		if s == "" || len(s) > 9 || strings.Trim(s, "0123456789") != "" {
+		if s == "" || strings.Trim(s, "0123456789") != "" {
 			return 0, false
+		}
+		if len(s) > 9 {
+			// Python's re takes no such count; ECMA-262 takes any. A count past
+			// maxLength is one no string under a pattern can hold: as good as
+			// unbounded for a maximum, and past the bound on elements for a minimum.
+			if s = strings.TrimLeft(s, "0"); !x.ecma {
+				return 0, false
+			} else if len(s) > 9 {
+				return maxLength + 1, true
+			}
 		}
 		v, _ := strconv.Atoi(s)
 		return v, true
@@ -513,6 +523,9 @@ func (x *regex) braces() (lo, hi, n int) {
 		if b != "" {
 			if hi, ok = num(b); !ok {
 				return 0, 0, 0
+			}
+			if x.ecma && hi > maxLength && lo <= maxLength {
+				hi = -1
 			}
 		}
 	}
