@@ -32,8 +32,9 @@ import (
 // Unicode property classes, \N{...} — is refused with an error naming it, and so is
 // a quantifier on a quantifier (a{2}{3}), as Python refuses it. Errors wrap
 // ErrGrammar; a *SyntaxError says where (the column in characters). A repetition of
-// something that may be empty ((a?)*) is refused, as in GBNF, and so are groups
-// nested more than maxDepth deep and a pattern that matches no text ([^\s\S]).
+// something that may be empty ((a?)*) is one of its non-empty texts repeated (unlike
+// GBNF, which refuses it); groups nested more than maxDepth deep and a pattern that
+// matches no text ([^\s\S]) are refused.
 func RegexFormat(pattern string) (Format, error) {
 	if len(pattern) > MaxSourceBytes {
 		return Format{}, fmt.Errorf("%w: pattern of %d bytes: at most %d", ErrGrammar, len(pattern), MaxSourceBytes)
@@ -79,8 +80,9 @@ type regex struct {
 	// never changed.
 	classes map[classKey][]span
 	// ecma reads the pattern as ECMA-262 (a JSON Schema pattern, pattern.go) rather
-	// than Python: '.' and \s as ECMA's, [] and [^] empty and any, {,n} literal text,
-	// ^ and $ outside groups alone, and no inline flags, comments, \a, \U, \A or \Z.
+	// than Python: '.' and \s as ECMA's, [] and [^] empty and any, \cX, \u{...}, counts
+	// of any size, {,n} refused (text in ECMA-262 without u, a count in Python), ^ and
+	// $ outside groups alone, and no inline flags, comments, \a, \U, \A or \Z.
 	// anchors are then, per alternative at the top, whether it began with '^' and ended
 	// with '$' (a guided regex matches whole, so they mean nothing there).
 	ecma    bool
@@ -511,7 +513,7 @@ func (x *regex) braces() (lo, hi, n int) {
 			return 0, 0, 0
 		}
 		hi = lo
-	case a == "" && x.ecma: // {,n} and {,} are literal text in ECMA-262
+	case a == "" && x.ecma: // {,n} and {,}: not a count (sequence refuses them)
 		return 0, 0, 0
 	default: // {,} is {0,} in Python
 		if a != "" {
