@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/specd-dev/specd/internal/testmodels"
@@ -65,7 +66,7 @@ var ecmaRefusals = []struct{ feature, says string }{
 	{"look-arounds", "look-arounds"},
 	{"back-references", "back-references"},
 	{"word boundaries", `word boundaries`},
-	{"Unicode property classes", "Unicode property classes"},
+	{"Unicode property classes other than General_Category, Script and Go's binary properties", "Unicode property class"},
 	{"^ elsewhere than the start of an alternative at the top", "'^' only at the start"},
 	{"$ elsewhere than the end of an alternative at the top", "'$' only at the end"},
 	{"a lone surrogate", "is not a character"},
@@ -108,7 +109,7 @@ var ecmaLenient = map[string]string{
 func TestPatternAgreesWithECMA(t *testing.T) {
 	rows := readECMAOracle(t)
 	refused := map[string]int{}
-	pairs, checked := 0, 0
+	pairs, checked, unassigned := 0, 0, 0
 	lenient := map[string]bool{}
 	for _, r := range rows {
 		pairs += len(r.Strings)
@@ -164,30 +165,42 @@ func TestPatternAgreesWithECMA(t *testing.T) {
 				t.Errorf("pattern %q: as propertyNames: %v", r.Pattern, err)
 			}
 		}
+		props := strings.Contains(r.Pattern, `\p`) || strings.Contains(r.Pattern, `\P`)
 		for i, s := range r.Strings {
 			astral := strings.ContainsFunc(s, func(c rune) bool { return c > 0xFFFF })
 			if r.Error != "" && astral {
 				continue // Annex B reads a surrogate pair as two characters
 			}
 			w := want[i] && !strings.ContainsFunc(s, func(c rune) bool { return !writable(c) })
+			// A character Unicode assigned after Go's tables is in no property class of
+			// specd's (uniprop.go), though it may be in Node's: specd may refuse
+			// such a string Node takes, never the other way.
+			newer := props && w && strings.ContainsFunc(s, func(c rune) bool { return unicode.Is(unicode.Cn, c) })
+			agree := func(got bool) bool {
+				if got != w && newer && !got {
+					unassigned++
+					return true
+				}
+				return got == w
+			}
 			doc := escapeFree(mustJSON(s))
-			if _, whole := fm.Check(doc); whole != w {
+			if _, whole := fm.Check(doc); !agree(whole) {
 				t.Errorf("pattern %q (minLength %v, maxLength %v) on %q: Check whole %v, ECMA-262 %v", r.Pattern, deref(r.MinLength), deref(r.MaxLength), s, whole, w)
 			}
 			if strings.Contains(s, "/") { // JSON may write '/' as \/
-				if _, whole := fm.Check(bytes.ReplaceAll(doc, []byte("/"), []byte(`\/`))); whole != w {
+				if _, whole := fm.Check(bytes.ReplaceAll(doc, []byte("/"), []byte(`\/`))); !agree(whole) {
 					t.Errorf("pattern %q on %q, '/' written \\/: Check whole %v, ECMA-262 %v", r.Pattern, s, whole, w)
 				}
 			}
 			if keys.root != nil {
 				obj := append(append([]byte{'{'}, doc...), ": 1}"...)
-				w := w && utf8.RuneCountInString(s) <= maxKeyChars
-				if _, whole := keys.Check(obj); whole != w {
+				long := utf8.RuneCountInString(s) > maxKeyChars // no key is so long
+				if _, whole := keys.Check(obj); long && whole || !long && !agree(whole) {
 					t.Errorf("propertyNames pattern %q on the key %q: Check whole %v, ECMA-262 %v", r.Pattern, s, whole, w)
 				}
 			}
 			if auto != nil {
-				if got := (&strRule{max: -1, auto: auto}).matches(s); got != w {
+				if got := (&strRule{max: -1, auto: auto}).matches(s); !agree(got) {
 					t.Errorf("pattern %q on %q: automaton %v, ECMA-262 %v", r.Pattern, s, got, w)
 				}
 			}
@@ -199,7 +212,7 @@ func TestPatternAgreesWithECMA(t *testing.T) {
 			t.Errorf("ecmaLenient lists %q, which verdicts.jsonl does not hold", p)
 		}
 	}
-	t.Logf("%d patterns, %d pairs, %d checked; refused (documented): %v", len(rows), pairs, checked, refused)
+	t.Logf("%d patterns, %d pairs, %d checked (%d checks refused a character Go's Unicode tables do not assign); refused (documented): %v", len(rows), pairs, checked, unassigned, refused)
 }
 
 func deref(p *int) any {

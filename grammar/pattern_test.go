@@ -323,6 +323,15 @@ func TestPatternSchemas(t *testing.T) {
 		{`{"type":"string","pattern":"^ab","minLength":100000}`, `"` + "ab" + strings.Repeat("😀", 99997) + `"`, false},
 		{`{"type":"string","pattern":"x","minLength":3,"maxLength":3}`, `"😀x😀"`, true},
 		{`{"type":"string","pattern":"x","minLength":3,"maxLength":3}`, `"x😀"`, false},
+		// Unicode property classes, over what Go's tables assign.
+		{`{"type":"string","pattern":"^[\\p{L}\\p{N} '-]+$"}`, `"Zoë O'Brien-Σ٣"`, true},
+		{`{"type":"string","pattern":"^[\\p{L}\\p{N} '-]+$"}`, `"Zoë!"`, false},
+		{`{"type":"string","pattern":"^\\p{Lu}\\p{Ll}+$"}`, `"Émile"`, true},
+		{`{"type":"string","pattern":"^\\p{Script=Greek}+$"}`, `"αβγ"`, true},
+		{`{"type":"string","pattern":"^\\p{Script=Greek}+$"}`, `"abc"`, false},
+		{`{"type":"string","pattern":"^\\P{L}$"}`, `"5"`, true},
+		{`{"type":"string","pattern":"^\\P{L}$"}`, "\"\U0001E5D0\"", false}, // assigned by Unicode 16, after Go's tables
+		{`{"type":"string","pattern":"^[^\\p{L}]$"}`, "\"\U0001E5D0\"", false},
 		{`{"type":"string","format":"made-up","pattern":"^m"}`, `"mm"`, true}, // an unknown format is an annotation
 		{`{"type":"string","format":"made-up","pattern":"^m"}`, `"nn"`, false},
 	} {
@@ -369,7 +378,11 @@ func TestPatternRefused(t *testing.T) {
 		{`(?<n>a)\k<n>`, "back-references"},
 		{`\bword\b`, "word boundaries"},
 		{`\Bx`, "word boundaries"},
-		{`\p{Lu}`, "Unicode property classes"},
+		{`\p{Alphabetic}`, "Unicode property class"},
+		{`\p{sc=Grek}`, "Unicode property class"},
+		{`\p{scx=Greek}`, "Script_Extensions is not supported"},
+		{`\p{Cn}`, "Unicode property class"},
+		{`\p{L`, `\p without {...}`},
 		{`(?i)abc`, "inline flags"},
 		{`a++`, "possessive"},
 		{`\A`, "anchors"},

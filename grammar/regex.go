@@ -653,6 +653,7 @@ func (x *regex) class() ([]span, error) {
 		x.i++
 	}
 	var lits, ascii, uni []span // literal characters and ranges; escape classes as read each way
+	props := false              // a Unicode property class is one of its members
 	// A ']' first is itself in Python; in ECMA-262 it ends the class: [] is empty, [^] any.
 	first := !x.ecma
 	for first || x.peek(0) != ']' {
@@ -664,6 +665,9 @@ func (x *regex) class() ([]span, error) {
 		a, u, single, err := x.classChar()
 		if err != nil {
 			return nil, err
+		}
+		if x.ecma && (strings.HasPrefix(x.src[from:], `\p`) || strings.HasPrefix(x.src[from:], `\P`)) {
+			props = true
 		}
 		if x.peek(0) == '-' && x.peek(1) != ']' && x.i+1 < len(x.src) {
 			if !single {
@@ -702,6 +706,11 @@ func (x *regex) class() ([]span, error) {
 	ascii = normalize(append(ascii, x.lit(lits, false)...), neg)
 	uni = normalize(append(uni, x.lit(lits, true)...), neg)
 	c := slices.Clip(intersect(ascii, uni))
+	if neg && props {
+		// [^\p{L}] holds no character Go's tables leave unassigned: the client's
+		// reading may give it the property (uniprop.go).
+		c = intersect(c, assigned())
+	}
 	if x.classes == nil {
 		x.classes = map[classKey][]span{}
 	}
@@ -765,6 +774,21 @@ func (x *regex) escapeECMA(inClass bool) ([]span, error) {
 	case c == 's' || c == 'S':
 		x.i += 2
 		return normalize(ecmaSpaceClass, c == 'S'), nil
+	case c == 'p' || c == 'P': // \p{L}, \P{Script=Greek}: uniprop.go
+		end := strings.IndexByte(x.src[x.i:], '}')
+		if x.peek(2) != '{' || end < 0 {
+			return nil, p.errorf("\\%c without {...} after it", c)
+		}
+		body := x.src[x.i+3 : x.i+end]
+		cls, why := propertyClass(body)
+		if why != "" {
+			return nil, p.errorf("Unicode property class \\%c{%s}: %s is not supported", c, body, why)
+		}
+		x.i += end + 1
+		if c == 'P' { // what Go's tables assign, but not the property
+			cls = intersect(normalize(cls, true), assigned())
+		}
+		return cls, nil
 	case c == 'c': // \cJ: a control character, the letter's code modulo 32
 		if l := x.peek(2); l >= 'a' && l <= 'z' || l >= 'A' && l <= 'Z' {
 			x.i += 3

@@ -124,6 +124,12 @@ function randomPattern() {
   return { src: as.map((a) => a.src).join("|"), sample: () => pick(as).sample() };
 }
 
+const props = [
+  "a", "Z", "é", "Σ", "ж", "世", "\u0661", "_", "-", "€", "+", "\u{1F600}", "\u0301", "\u00a0", "\u2028",
+  "\u01c5", "\u02b0", "\u216b", "½", "«", "»", "(", ")", "¢", "^", "©", "\u200d", "\ue000", "\u{1E5D0}",
+  "\u3000", "5", "f", "\u0085", "\u2010", "\u{20000}",
+];
+
 // Hand-written cases: a pattern and strings, for each feature the parser takes or
 // refuses (ECMA-262 2024 §22.2.1 and Annex B).
 const hand = [
@@ -228,6 +234,22 @@ const hand = [
   ["\\p{L}", ["a", "1"]],
   ["^\\p{Lu}+$", ["ABC", "abc"]],
   ["\\P{L}", ["1", "a"]],
+  // Unicode property classes: props are characters of many categories and scripts,
+  // U+1E5D0 one that Unicode 16 assigned (after Go 1.26's tables, 15.0).
+  ...[
+    "^\\p{L}$", "^\\p{L}+$", "^\\p{Letter}$", "^\\p{Lu}$", "^\\p{Ll}$", "^\\p{Lt}$", "^\\p{Lm}$", "^\\p{Lo}$",
+    "^\\p{LC}$", "^\\p{Cased_Letter}$", "^\\p{M}$", "^\\p{Mn}$", "^\\p{N}$", "^\\p{Nd}$", "^\\p{gc=Nd}$",
+    "^\\p{General_Category=Decimal_Number}$", "^\\p{digit}$", "^\\p{Nl}$", "^\\p{No}$", "^\\p{P}$", "^\\p{punct}$",
+    "^\\p{Pc}$", "^\\p{Pd}$", "^\\p{Ps}$", "^\\p{Pe}$", "^\\p{Pi}$", "^\\p{Pf}$", "^\\p{S}$", "^\\p{Sc}$",
+    "^\\p{Sk}$", "^\\p{So}$", "^\\p{Z}$", "^\\p{Zs}$", "^\\p{C}$", "^\\p{Cf}$", "^\\p{Co}$", "^\\p{Cc}$",
+    "^\\P{L}$", "^\\P{Lu}+$", "^[\\p{L}\\p{N} '-]+$", "^[^\\p{L}]$", "^[^\\p{L}\\p{N}]+$", "^[\\P{L}]$",
+    "^\\p{Script=Greek}+$", "^\\p{sc=Han}$", "^\\p{Script=Latin}$", "^\\p{sc=Cyrillic}+$", "^\\P{sc=Latin}$",
+    "^\\p{White_Space}$", "^\\p{ASCII}+$", "^\\p{Any}$", "^\\P{Any}$", "^\\p{Assigned}$", "^\\P{Assigned}$",
+    "^\\p{Hex_Digit}+$", "^\\p{ASCII_Hex_Digit}$", "^\\p{Ideographic}$", "^\\p{Join_Control}$", "^\\p{Dash}$",
+    "^\\p{sc=Grek}$", "^\\p{scx=Grek}$", "^\\p{Script_Extensions=Greek}$", "^\\p{Alphabetic}$", "^\\p{Emoji}$",
+    "^\\p{Cn}$", "^\\p{Unassigned}$", "^\\p{Foo}$", "^\\p{Other_Alphabetic}$", "^\\p{AHex}$", "\\p", "\\p{L", "[\\p{L}-z]",
+    "^\\p{Lu}\\p{Ll}+$",
+  ].map((p) => [p, props.concat(["Ab", "ΣΑ", "жж", "a1", "é'-x"])]),
   ["\\k<n>", ["k<n>"]],
   // groups
   ["^(ab)+$", ["abab", "aba"]],
