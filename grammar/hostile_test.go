@@ -307,6 +307,8 @@ func TestHostilePatterns(t *testing.T) {
 		{"astral class", "^[" + astral.String() + "]{3}$"},
 		{"astral alternatives", "^(" + strings.Join(strings.Split(astral.String(), ""), "|") + ")+$"},
 		{"escapes", strings.Repeat(`\u{10FFFF}\cZ\x7f`, 3000)},
+		{"property classes", strings.Repeat(`\P{Lu}`, 9000)},
+		{"property classes in a class", "^[" + strings.Repeat(`\p{Lu}\p{Nd}\P{sc=Greek}`, 2000) + "]+$"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			schema, _ := json.Marshal(map[string]any{"type": "string", "pattern": tc.pattern, "maxLength": 40})

@@ -780,14 +780,11 @@ func (x *regex) escapeECMA(inClass bool) ([]span, error) {
 			return nil, p.errorf("\\%c without {...} after it", c)
 		}
 		body := x.src[x.i+3 : x.i+end]
-		cls, why := propertyClass(body)
+		cls, why := propertyClass(c == 'P', body)
 		if why != "" {
 			return nil, p.errorf("Unicode property class \\%c{%s}: %s is not supported", c, body, why)
 		}
 		x.i += end + 1
-		if c == 'P' { // what Go's tables assign, but not the property
-			cls = intersect(normalize(cls, true), assigned())
-		}
 		return cls, nil
 	case c == 'c': // \cJ: a control character, the letter's code modulo 32
 		if l := x.peek(2); l >= 'a' && l <= 'z' || l >= 'A' && l <= 'Z' {

@@ -1,6 +1,7 @@
 package grammar
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"unicode"
@@ -46,9 +47,38 @@ var binaryProps = []string{
 	"Terminal_Punctuation", "Unified_Ideograph", "Variation_Selector", "White_Space",
 }
 
+// propertyClasses are the classes propertyClass made, by negation and body: a
+// pattern may repeat \P{Lu} thousands of times (9,000 took 5 s). There are a few
+// hundred bodies that make one. Its slices are shared, never changed.
+var propertyClasses sync.Map // propKey → []span
+
+type propKey struct {
+	neg  bool
+	body string
+}
+
 // propertyClass returns the characters of the property body (what stands between
-// \p{ and }), or what is not supported of it.
-func propertyClass(body string) ([]span, string) {
+// \p{ and }), or of what Go's tables assign but the property where neg (\P{...}), or
+// what is not supported of it.
+func propertyClass(neg bool, body string) ([]span, string) {
+	key := propKey{neg, body}
+	if c, ok := propertyClasses.Load(key); ok {
+		return c.([]span), ""
+	}
+	c, why := property(body)
+	if why != "" {
+		return nil, why
+	}
+	if neg {
+		c = intersect(normalize(c, true), assigned())
+	}
+	c = slices.Clip(c)
+	propertyClasses.Store(key, c)
+	return c, ""
+}
+
+// property is propertyClass of \p{body}, made anew.
+func property(body string) ([]span, string) {
 	name, value, hasValue := strings.Cut(body, "=")
 	var c []span
 	switch {
