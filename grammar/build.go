@@ -14,6 +14,9 @@ type builder struct {
 	rules  []brule
 	byName map[string]int32
 	elems  int // elements so far, each alternative's end included
+	// empty and nonEmpties remember, by rule, emptyRule's and nonEmptyRule's answers.
+	empty      map[int32]bool
+	nonEmpties map[int32]int32
 }
 
 type brule struct {
@@ -417,4 +420,89 @@ func (b *builder) loopError(path []int32, to int32) error {
 		names = append(names, b.describe(i))
 	}
 	return b.rules[to].at.errorf("left recursion: %s reaches itself without reading a character", strings.Join(names, " → "))
+}
+
+// emptySeq reports whether seq may match the empty text. Its rules must be defined
+// already (a regular expression's are, bottom up; GBNF's may not be).
+func (b *builder) emptySeq(seq []sym) bool {
+	for _, s := range seq {
+		if s.ref < 0 || !b.emptyRule(s.ref) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *builder) emptyRule(r int32) bool {
+	if e, ok := b.empty[r]; ok {
+		return e
+	}
+	if b.empty == nil {
+		b.empty = map[int32]bool{}
+	}
+	b.empty[r] = false // until found: a rule that reaches itself first reads nothing through that way
+	for _, a := range b.rules[r].alts {
+		if b.emptySeq(a) {
+			b.empty[r] = true
+			break
+		}
+	}
+	return b.empty[r]
+}
+
+// nonEmpty returns alternatives that match the texts seq matches but the empty one:
+// for each element that may be the first to read a character (those before it taken
+// as empty), that element's non-empty texts and the rest of seq after it. None where
+// seq matches only the empty text.
+func (b *builder) nonEmpty(seq []sym, p srcPos) ([][]sym, error) {
+	var out [][]sym
+	n := 0 // elements in out: each alternative is a tail of seq, so their sum grows as the square of it
+	for i, s := range seq {
+		if n += len(seq) - i + 1; n > maxElems-b.elems {
+			return nil, p.errorf("a repetition of something that may be empty, written without its empty text, makes the grammar more than %d elements", maxElems)
+		}
+		if s.ref < 0 || !b.emptyRule(s.ref) {
+			return append(out, slices.Clone(seq[i:])), nil
+		}
+		r, ok, err := b.nonEmptyRule(s.ref, p)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, append([]sym{refSym(r)}, seq[i+1:]...))
+		}
+	}
+	return out, nil
+}
+
+// nonEmptyRule returns a rule of rule r's texts but the empty one, and false where r
+// matches only the empty text.
+func (b *builder) nonEmptyRule(r int32, p srcPos) (int32, bool, error) {
+	if n, ok := b.nonEmpties[r]; ok {
+		return n, n >= 0, nil
+	}
+	if b.nonEmpties == nil {
+		b.nonEmpties = map[int32]int32{}
+	}
+	b.nonEmpties[r] = -1
+	var alts [][]sym
+	for _, a := range b.rules[r].alts {
+		more, err := b.nonEmpty(a, p)
+		if err != nil {
+			return 0, false, err
+		}
+		alts = append(alts, more...)
+	}
+	if len(alts) == 0 {
+		return -1, false, nil
+	}
+	n, err := b.fresh(p, "group")
+	if err != nil {
+		return 0, false, err
+	}
+	if err := b.define(n, alts, p); err != nil {
+		return 0, false, err
+	}
+	b.nonEmpties[r] = n
+	return n, true, nil
 }

@@ -1,6 +1,7 @@
 package grammar_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -278,6 +279,48 @@ func BenchmarkMaskRulesCJK(b *testing.B) {
 					m.Advance(id)
 				}
 			}
+		})
+	}
+}
+
+// TestHostilePatterns: JSON Schema patterns built to blow up the parser, the rewriting
+// of repetitions of what may be empty or the automaton are compiled or refused with
+// ErrSchema, and a string is then checked, without a panic or a hang. A repetition of
+// 4,000 optional characters, written without its empty text, would be some 8 million
+// elements (each non-empty way is a tail of the group) but for the bound on them.
+func TestHostilePatterns(t *testing.T) {
+	var astral strings.Builder
+	for r := rune(0x10000); r < 0x10000+2*6000; r += 2 {
+		astral.WriteRune(r)
+	}
+	for _, tc := range []struct{ name, pattern string }{
+		{"empty-able group of many", "(" + strings.Repeat("a?", 4000) + ")*"},
+		{"empty-able group of some", "^(" + strings.Repeat("a?b?", 150) + ")+$"},
+		{"nested stars", strings.Repeat("(", 900) + "a*" + strings.Repeat(")*", 900)},
+		{"nested plus of optional", strings.Repeat("(?:", 900) + "a?" + strings.Repeat(")+", 900) + "b"},
+		{"empty alternatives", "(" + strings.Repeat("|", 30000) + ")*b"},
+		{"same alternative", "^(" + strings.Repeat("a|", 10000) + "a)*$"},
+		{"bounded of star", "(?:[^]*){1000}x"},
+		{"stars of stars", strings.Repeat("(a*)*", 2000)},
+		{"star then many", "(.*a){200}"},
+		{"huge count", "x{99999999}"},
+		{"astral class", "^[" + astral.String() + "]{3}$"},
+		{"astral alternatives", "^(" + strings.Join(strings.Split(astral.String(), ""), "|") + ")+$"},
+		{"escapes", strings.Repeat(`\u{10FFFF}\cZ\x7f`, 3000)},
+		{"property classes", strings.Repeat(`\P{Lu}`, 9000)},
+		{"property classes in a class", "^[" + strings.Repeat(`\p{Lu}\p{Nd}\P{sc=Greek}`, 2000) + "]+$"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			schema, _ := json.Marshal(map[string]any{"type": "string", "pattern": tc.pattern, "maxLength": 40})
+			f, err := grammar.SchemaFormat(schema)
+			if err != nil {
+				if !errors.Is(err, grammar.ErrSchema) {
+					t.Fatalf("SchemaFormat(%d-byte pattern) = %v, want ErrSchema", len(tc.pattern), err)
+				}
+				t.Log(err)
+				return
+			}
+			f.Check([]byte(`"` + strings.Repeat("ab", 20) + `"`))
 		})
 	}
 }

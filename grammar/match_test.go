@@ -175,7 +175,7 @@ func TestSchemaErrors(t *testing.T) {
 		{`{"type":"string","pattern":"(a)\\1"}`, `back-references (\1) are not supported`},
 		{`{"type":"string","pattern":"\\bword"}`, `word boundaries (\b) are not supported`},
 		{`{"type":"string","pattern":"(?<!a)b"}`, `look-arounds ((?<!...)) are not supported`},
-		{`{"type":"string","pattern":"\\p{L}"}`, `Unicode property classes`},
+		{`{"type":"string","pattern":"\\p{Emoji}"}`, `Unicode property class \p{Emoji}: an unknown property`},
 		{`{"type":"string","pattern":"(?i)a"}`, `inline flags`},
 		{`{"type":"string","pattern":"a^b"}`, `'^' only at the start`},
 		{`{"type":"string","pattern":"(a"}`, `missing ')'`},

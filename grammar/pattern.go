@@ -120,49 +120,55 @@ var writableCuts = []rune{0x08, 0x0B, 0x0C, 0x0E, 0x20, 0xD800, 0xE000}
 
 // parsePattern lays out pattern (ECMA-262) as rules whose sentences are the strings it
 // matches somewhere in: each alternative at the top is preceded and followed by any
-// text unless '^' or '$' anchors it.
-func parsePattern(pattern string) (*ruleSet, error) {
+// text unless '^' or '$' anchors it. anyText is the rule of that text (R ::= any R |
+// ""): a stack at its character with nothing above it has matched, and any text may
+// follow.
+func parsePattern(pattern string) (rs *ruleSet, anyText int32, err error) {
 	if len(pattern) > MaxSourceBytes {
-		return nil, fmt.Errorf("%w: pattern of %d bytes: at most %d", ErrGrammar, len(pattern), MaxSourceBytes)
+		return nil, 0, fmt.Errorf("%w: pattern of %d bytes: at most %d", ErrGrammar, len(pattern), MaxSourceBytes)
 	}
 	if !utf8.ValidString(pattern) {
-		return nil, fmt.Errorf("%w: the pattern is not valid UTF-8", ErrGrammar)
+		return nil, 0, fmt.Errorf("%w: the pattern is not valid UTF-8", ErrGrammar)
 	}
 	x := &regex{reader: &reader{src: pattern}, b: newBuilder(), ecma: true}
 	at := srcPos{src: pattern}
 	root, err := x.b.fresh(at, "pattern")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	alts, _, err := x.alternates(0, true)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if !x.end() {
-		return nil, x.pos().errorf("unbalanced ')'")
+		return nil, 0, x.pos().errorf("unbalanced ')'")
 	}
 	if len(x.anchors) != len(alts) {
 		panic("grammar: a pattern's anchors and alternatives differ in number")
 	}
-	anyText, err := x.b.repeat([]sym{charSym(anyChar)}, 0, -1, at)
+	anyRule, err := x.b.fresh(at, "repetition")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	if err := x.b.define(anyRule, [][]sym{{charSym(anyChar), refSym(anyRule)}, nil}, at); err != nil {
+		return nil, 0, err
 	}
 	for i, a := range alts {
 		var seq []sym
 		if !x.anchors[i].start {
-			seq = append(seq, anyText...)
+			seq = append(seq, refSym(anyRule))
 		}
 		seq = append(seq, a...)
 		if !x.anchors[i].end {
-			seq = append(seq, anyText...)
+			seq = append(seq, refSym(anyRule))
 		}
 		alts[i] = seq
 	}
 	if err := x.b.define(root, alts, at); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return x.b.link(root)
+	rs, err = x.b.link(root)
+	return rs, anyRule, err
 }
 
 // compilePattern returns the automaton of the strings of at least minLen characters
@@ -177,10 +183,10 @@ func compilePattern(pattern string, minLen int) (*patternRule, error) {
 	if ok {
 		return c.p, c.err
 	}
-	rs, err := parsePattern(pattern)
+	rs, anyText, err := parsePattern(pattern)
 	var p *patternRule
 	if err == nil {
-		p, err = newPatternDFA(rs, minLen)
+		p, err = newPatternDFA(rs, minLen, anyText)
 	}
 	patternCache.mu.Lock()
 	defer patternCache.mu.Unlock()
@@ -235,7 +241,14 @@ func (d *dfaState) same(e *dfaState) bool {
 
 // newPatternDFA finds the states rule set rs's stacks reach (the subset construction),
 // steps each by one character of each class, and keeps only the ways on that can end.
-func newPatternDFA(rs *ruleSet, minLen int) (*patternRule, error) {
+// A state with a stack at the character of rule anyText and nothing above it takes any
+// text from there: it is that stack alone, with the minimum counted as reached — the
+// string's rule counts its characters up to the minimum (strRule.ends), and as any
+// text may follow, a string there can always reach it — so that the states do not
+// multiply by the minimum once the pattern has matched (^https:// with a minLength of
+// 100,000 is a few states, not 100,000).
+func newPatternDFA(rs *ruleSet, minLen int, anyText int32) (*patternRule, error) {
+	freePos := rs.starts[anyText][0]
 	// The classes of characters: no class of rs, nor writable, tells two characters of
 	// one apart.
 	cuts := append([]rune{0}, writableCuts...)
@@ -275,6 +288,9 @@ func newPatternDFA(rs *ruleSet, minLen int) (*patternRule, error) {
 	var states []*dfaState
 	index := map[uint64][]int32{}
 	intern := func(d *dfaState) (int32, error) {
+		if i := slices.IndexFunc(d.tops, func(t *stack) bool { return t.pos == freePos && t.up == nil }); i >= 0 {
+			d.tops, d.done, d.k = d.tops[i:i+1], true, minLen
+		}
 		slices.SortFunc(d.tops, func(a, b *stack) int {
 			switch {
 			case a.hash < b.hash:

@@ -3,8 +3,10 @@ package grammar
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -62,6 +64,21 @@ func FuzzPatternGo(f *testing.F) {
 		if _, whole := fm.Check(escapeFree(doc)); whole != re.MatchString(text) {
 			t.Fatalf("%q on %s: Check whole %v, Go's regexp %v", p.String(), doc, whole, re.MatchString(text))
 		}
+		// With lengths beside it, in code points: minLength is folded into the
+		// automaton, maxLength bounds the string.
+		n := utf8.RuneCountInString(text)
+		lo, hi := len(pb)%4, len(pb)%4+len(text)%6
+		schema := fmt.Sprintf(`{"type":"string","minLength":%d,"maxLength":%d,"pattern":%s}`, lo, hi, mustJSON(p.String()))
+		if fm, err = SchemaFormat([]byte(schema)); err != nil {
+			if !errors.Is(err, ErrSchema) {
+				t.Fatalf("%s: %v", schema, err)
+			}
+			return // no string of those lengths matches
+		}
+		want := re.MatchString(text) && n >= lo && n <= hi
+		if _, whole := fm.Check(escapeFree(doc)); whole != want {
+			t.Fatalf("%s on %s: Check whole %v, want %v", schema, doc, whole, want)
+		}
 	})
 }
 
@@ -100,19 +117,22 @@ func escapeFree(doc []byte) []byte {
 	return []byte(b.String())
 }
 
-// FuzzPattern: any pattern is taken or refused with ErrSchema, never a panic or a hang,
-// and a pattern taken has an automaton with no dead state: from every state its rest
-// leads to a final one.
+// FuzzPattern: any pattern, with a minimum length, is taken or refused with ErrSchema,
+// never a panic or a hang, and a pattern taken has an automaton with no dead state:
+// from every state its rest leads to a final one.
 func FuzzPattern(f *testing.F) {
 	for _, p := range []string{`^[A-Z]{3}-\d{4}$`, `^\+?[0-9 ]{7,15}$`, `abc`, `colou?r`, `[^"]*`, `(?=a)`, `a{,3}`, `[]|[^]`,
-		`\u{1F600}+`, `[\uD83D\uDE00-\uD83D\uDE4F]\uD83D`, `(a|b)*a(a|b){12}`, `^(?<n>x)+$`, `\p{L}`, `[\s\S]{3}\S`} {
+		`\u{1F600}+`, `[\uD83D\uDE00-\uD83D\uDE4F]\uD83D`, `(a|b)*a(a|b){12}`, `^(?<n>x)+$`, `\p{L}`, `[\s\S]{3}\S`,
+		`\cJ(a?)*`, `((a*|b?)*c)+`, `^https://`, `a{,2}`, `\u{0000041}`, `(|a)+$`, `^\-\"\#`} {
 		f.Add(p, "abc")
 	}
 	f.Fuzz(func(t *testing.T, p, text string) {
 		if len(p) > 256 {
 			return
 		}
-		fm, err := SchemaFormat(append(append([]byte(`{"type":"string","pattern":`), mustJSON(p)...), '}'))
+		// A minimum of 0 to 3 characters, folded into the automaton.
+		schema := append(append([]byte(`{"type":"string","minLength":`+strconv.Itoa(len(text)%4)+`,"pattern":`), mustJSON(p)...), '}')
+		fm, err := SchemaFormat(schema)
 		if err != nil {
 			if !errors.Is(err, ErrSchema) {
 				t.Fatalf("%q: %v does not wrap ErrSchema", p, err)
@@ -120,8 +140,8 @@ func FuzzPattern(f *testing.F) {
 			return
 		}
 		fm.Check(append(append([]byte{'"'}, text[:min(len(text), 64)]...), '"'))
-		if fm.root.str == nil {
-			return // the empty pattern: any string
+		if fm.root.str == nil || fm.root.str.auto == nil {
+			return // the empty pattern: any string (of the minimum)
 		}
 		auto, ok := fm.root.str.auto.(*patternRule)
 		if !ok {

@@ -267,7 +267,20 @@ func TestPatternSchemas(t *testing.T) {
 		{`{"type":"string","pattern":"^[]$|a"}`, `"a"`, true}, // [] matches nothing in ECMA-262
 		{`{"type":"string","pattern":"^[^]$"}`, `"\n"`, true},
 		{`{"type":"string","pattern":"^.$"}`, `"\n"`, false},
-		{`{"type":"string","pattern":"^a{,2}$"}`, `"a{,2}"`, true}, // {,n} is literal text
+		{`{"type":"string","pattern":"^a{2}{$"}`, `"aa{"`, true}, // a '{' that begins no quantifier is text
+		{`{"type":"string","pattern":"^\\cJ\\cm$"}`, `"\n\r"`, true},
+		{`{"type":"string","pattern":"^[\\cJ]$"}`, `"\n"`, true},
+		{`{"type":"string","pattern":"^\\u{0000041}$"}`, `"A"`, true},
+		// A repetition of what may be empty is one of its non-empty texts, repeated.
+		{`{"type":"string","pattern":"^(a?)*$"}`, `""`, true},
+		{`{"type":"string","pattern":"^(a?)*$"}`, `"aaa"`, true},
+		{`{"type":"string","pattern":"^(a?)*$"}`, `"ab"`, false},
+		{`{"type":"string","pattern":"^(a|b?c?)+d$"}`, `"abcacd"`, true},
+		{`{"type":"string","pattern":"^(a|b?c?)+d$"}`, `"d"`, true},
+		{`{"type":"string","pattern":"^(a|b?c?)+d$"}`, `"abdd"`, false},
+		{`{"type":"string","pattern":"^()*x$"}`, `"x"`, true},
+		{`{"type":"string","pattern":"^(?:(a*)*b)*$"}`, `"aabbab"`, true},
+		{`{"type":"string","pattern":"^(?:(a*)*b)*$"}`, `"aaba"`, false},
 		{`{"type":"string","pattern":"^\\s$"}`, `"\u00a0"`, false},
 		{`{"type":"string","pattern":"^\\s$"}`, "\"\u00a0\"", true},
 		{`{"type":"string","pattern":"^\\S$"}`, "\"\u00a0\"", false},
@@ -304,6 +317,21 @@ func TestPatternSchemas(t *testing.T) {
 		{`{"type":"object","propertyNames":{"pattern":"\""},"additionalProperties":true}`, `{"a\"b": 1}`, true},
 		{`{"type":"object","propertyNames":{"pattern":"^\\n$"},"properties":{"\n":{}}}`, `{"\n": 1}`, true},
 		{`{"type":"object","propertyNames":{"pattern":"^\\n$"},"properties":{"\n":{}},"additionalProperties":true}`, `{"\\n": 1}`, false},
+		// Once the pattern has matched, any text follows: the minimum is counted by the
+		// string, not in states of the automaton.
+		{`{"type":"string","pattern":"^ab","minLength":100000}`, `"` + "ab" + strings.Repeat("é", 99998) + `"`, true},
+		{`{"type":"string","pattern":"^ab","minLength":100000}`, `"` + "ab" + strings.Repeat("😀", 99997) + `"`, false},
+		{`{"type":"string","pattern":"x","minLength":3,"maxLength":3}`, `"😀x😀"`, true},
+		{`{"type":"string","pattern":"x","minLength":3,"maxLength":3}`, `"x😀"`, false},
+		// Unicode property classes, over what Go's tables assign.
+		{`{"type":"string","pattern":"^[\\p{L}\\p{N} '-]+$"}`, `"Zoë O'Brien-Σ٣"`, true},
+		{`{"type":"string","pattern":"^[\\p{L}\\p{N} '-]+$"}`, `"Zoë!"`, false},
+		{`{"type":"string","pattern":"^\\p{Lu}\\p{Ll}+$"}`, `"Émile"`, true},
+		{`{"type":"string","pattern":"^\\p{Script=Greek}+$"}`, `"αβγ"`, true},
+		{`{"type":"string","pattern":"^\\p{Script=Greek}+$"}`, `"abc"`, false},
+		{`{"type":"string","pattern":"^\\P{L}$"}`, `"5"`, true},
+		{`{"type":"string","pattern":"^\\P{L}$"}`, "\"\U0001E5D0\"", false}, // assigned by Unicode 16, after Go's tables
+		{`{"type":"string","pattern":"^[^\\p{L}]$"}`, "\"\U0001E5D0\"", false},
 		{`{"type":"string","format":"made-up","pattern":"^m"}`, `"mm"`, true}, // an unknown format is an annotation
 		{`{"type":"string","format":"made-up","pattern":"^m"}`, `"nn"`, false},
 	} {
@@ -350,14 +378,19 @@ func TestPatternRefused(t *testing.T) {
 		{`(?<n>a)\k<n>`, "back-references"},
 		{`\bword\b`, "word boundaries"},
 		{`\Bx`, "word boundaries"},
-		{`\p{Lu}`, "Unicode property classes"},
+		{`\p{Alphabetic}`, "Unicode property class"},
+		{`\p{sc=Grek}`, "Unicode property class"},
+		{`\p{scx=Greek}`, "Script_Extensions is not supported"},
+		{`\p{Cn}`, "Unicode property class"},
+		{`\p{L`, `\p without {...}`},
 		{`(?i)abc`, "inline flags"},
 		{`a++`, "possessive"},
 		{`\A`, "anchors"},
-		{`\cJ`, "unknown escape"},
+		{`\c1`, "\\c without an ASCII letter"},
+		{`a{,2}`, "{,2} is not a quantifier in ECMA-262"},
+		{`[]`, "matches no text"},
 		{`\a`, "unknown escape"},
 		{`\U0001F600`, "unknown escape"},
-		{`(a?)*`, "may be empty"},
 		{`a(^b)`, "'^' only at the start"},
 		{`(a$)b`, "'$' only at the end"},
 		{`\uD800`, "not a character"},

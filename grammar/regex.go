@@ -32,8 +32,9 @@ import (
 // Unicode property classes, \N{...} — is refused with an error naming it, and so is
 // a quantifier on a quantifier (a{2}{3}), as Python refuses it. Errors wrap
 // ErrGrammar; a *SyntaxError says where (the column in characters). A repetition of
-// something that may be empty ((a?)*) is refused, as in GBNF, and so are groups
-// nested more than maxDepth deep and a pattern that matches no text ([^\s\S]).
+// something that may be empty ((a?)*) is one of its non-empty texts repeated (unlike
+// GBNF, which refuses it); groups nested more than maxDepth deep and a pattern that
+// matches no text ([^\s\S]) are refused.
 func RegexFormat(pattern string) (Format, error) {
 	if len(pattern) > MaxSourceBytes {
 		return Format{}, fmt.Errorf("%w: pattern of %d bytes: at most %d", ErrGrammar, len(pattern), MaxSourceBytes)
@@ -79,8 +80,9 @@ type regex struct {
 	// never changed.
 	classes map[classKey][]span
 	// ecma reads the pattern as ECMA-262 (a JSON Schema pattern, pattern.go) rather
-	// than Python: '.' and \s as ECMA's, [] and [^] empty and any, {,n} literal text,
-	// ^ and $ outside groups alone, and no inline flags, comments, \a, \U, \A or \Z.
+	// than Python: '.' and \s as ECMA's, [] and [^] empty and any, \cX, \u{...}, counts
+	// of any size, {,n} refused (text in ECMA-262 without u, a count in Python), ^ and
+	// $ outside groups alone, and no inline flags, comments, \a, \U, \A or \Z.
 	// anchors are then, per alternative at the top, whether it began with '^' and ended
 	// with '$' (a guided regex matches whole, so they mean nothing there).
 	ecma    bool
@@ -365,6 +367,13 @@ func (x *regex) sequence(depth int, atStart bool) (seq []sym, ended bool, err er
 			if _, _, n := x.braces(); n > 0 {
 				return nil, false, p.errorf("nothing to repeat before %q", x.src[x.i:x.i+n])
 			}
+			if x.ecma {
+				// {,n}: ECMA-262 refuses it with the u flag, reads it as text without,
+				// and Python as {0,n}: what the client meant is not known.
+				if end := strings.IndexByte(x.src[x.i:], '}'); end > 1 && x.src[x.i+1] == ',' && strings.Trim(x.src[x.i+2:x.i+end], "0123456789") == "" {
+					return nil, false, p.errorf("%s is not a quantifier in ECMA-262 (Python reads it as {0,%s}): write {0,%s}, or \\{ for the text", x.src[x.i:x.i+end+1], x.src[x.i+2:x.i+end], x.src[x.i+2:x.i+end])
+				}
+			}
 			x.i++
 			item = []sym{charSym([]span{{'{', '{'}})}
 		case '\\':
@@ -444,8 +453,25 @@ func (x *regex) quantifier() (lo, hi int, ok bool) {
 	return 0, 0, false
 }
 
+// repeat returns seq with its items from last repeated lo to hi times. An unbounded
+// repetition of something that may be empty ((a?)*, (a|)+) is one of its non-empty
+// texts, any number of times: the same language, with no loop that reads nothing.
 func (x *regex) repeat(seq []sym, last, lo, hi int, p srcPos) ([]sym, error) {
-	item, err := x.b.repeat(append([]sym(nil), seq[last:]...), lo, hi, p)
+	item := append([]sym(nil), seq[last:]...)
+	if hi < 0 && x.b.emptySeq(item) {
+		alts, err := x.b.nonEmpty(item, p)
+		if err != nil {
+			return nil, err
+		}
+		if len(alts) == 0 { // ()*: the empty text alone
+			return seq[:last], nil
+		}
+		if item, err = x.b.group(alts, p); err != nil {
+			return nil, err
+		}
+		lo = 0
+	}
+	item, err := x.b.repeat(item, lo, hi, p)
 	if err != nil {
 		return nil, err
 	}
@@ -464,8 +490,18 @@ func (x *regex) braces() (lo, hi, n int) {
 	body := rest[1:end]
 	a, b, comma := strings.Cut(body, ",")
 	num := func(s string) (int, bool) {
-		if s == "" || len(s) > 9 || strings.Trim(s, "0123456789") != "" {
+		if s == "" || strings.Trim(s, "0123456789") != "" {
 			return 0, false
+		}
+		if len(s) > 9 {
+			// Python's re takes no such count; ECMA-262 takes any. A count past
+			// maxLength is one no string under a pattern can hold: as good as
+			// unbounded for a maximum, and past the bound on elements for a minimum.
+			if s = strings.TrimLeft(s, "0"); !x.ecma {
+				return 0, false
+			} else if len(s) > 9 {
+				return maxLength + 1, true
+			}
 		}
 		v, _ := strconv.Atoi(s)
 		return v, true
@@ -477,7 +513,7 @@ func (x *regex) braces() (lo, hi, n int) {
 			return 0, 0, 0
 		}
 		hi = lo
-	case a == "" && x.ecma: // {,n} and {,} are literal text in ECMA-262
+	case a == "" && x.ecma: // {,n} and {,}: not a count (sequence refuses them)
 		return 0, 0, 0
 	default: // {,} is {0,} in Python
 		if a != "" {
@@ -489,6 +525,9 @@ func (x *regex) braces() (lo, hi, n int) {
 		if b != "" {
 			if hi, ok = num(b); !ok {
 				return 0, 0, 0
+			}
+			if x.ecma && hi > maxLength && lo <= maxLength {
+				hi = -1
 			}
 		}
 	}
@@ -614,6 +653,7 @@ func (x *regex) class() ([]span, error) {
 		x.i++
 	}
 	var lits, ascii, uni []span // literal characters and ranges; escape classes as read each way
+	props := false              // a Unicode property class is one of its members
 	// A ']' first is itself in Python; in ECMA-262 it ends the class: [] is empty, [^] any.
 	first := !x.ecma
 	for first || x.peek(0) != ']' {
@@ -625,6 +665,9 @@ func (x *regex) class() ([]span, error) {
 		a, u, single, err := x.classChar()
 		if err != nil {
 			return nil, err
+		}
+		if x.ecma && (strings.HasPrefix(x.src[from:], `\p`) || strings.HasPrefix(x.src[from:], `\P`)) {
+			props = true
 		}
 		if x.peek(0) == '-' && x.peek(1) != ']' && x.i+1 < len(x.src) {
 			if !single {
@@ -663,6 +706,11 @@ func (x *regex) class() ([]span, error) {
 	ascii = normalize(append(ascii, x.lit(lits, false)...), neg)
 	uni = normalize(append(uni, x.lit(lits, true)...), neg)
 	c := slices.Clip(intersect(ascii, uni))
+	if neg && props {
+		// [^\p{L}] holds no character Go's tables leave unassigned: the client's
+		// reading may give it the property (uniprop.go).
+		c = intersect(c, assigned())
+	}
 	if x.classes == nil {
 		x.classes = map[classKey][]span{}
 	}
@@ -726,6 +774,24 @@ func (x *regex) escapeECMA(inClass bool) ([]span, error) {
 	case c == 's' || c == 'S':
 		x.i += 2
 		return normalize(ecmaSpaceClass, c == 'S'), nil
+	case c == 'p' || c == 'P': // \p{L}, \P{Script=Greek}: uniprop.go
+		end := strings.IndexByte(x.src[x.i:], '}')
+		if x.peek(2) != '{' || end < 0 {
+			return nil, p.errorf("\\%c without {...} after it", c)
+		}
+		body := x.src[x.i+3 : x.i+end]
+		cls, why := propertyClass(c == 'P', body)
+		if why != "" {
+			return nil, p.errorf("Unicode property class \\%c{%s}: %s is not supported", c, body, why)
+		}
+		x.i += end + 1
+		return cls, nil
+	case c == 'c': // \cJ: a control character, the letter's code modulo 32
+		if l := x.peek(2); l >= 'a' && l <= 'z' || l >= 'A' && l <= 'Z' {
+			x.i += 3
+			return []span{{rune(l % 32), rune(l % 32)}}, nil
+		}
+		return nil, p.errorf("\\c without an ASCII letter after it")
 	case c == 'a':
 		return nil, p.errorf("unknown escape \\a")
 	case c == 'U':
@@ -743,15 +809,15 @@ func (x *regex) escapeECMA(inClass bool) ([]span, error) {
 		r := surrogatePair(x.src[x.i:])
 		x.i += len(`\uD83D\uDE00`)
 		return []span{{r, r}}, nil
-	case c == 'u' && x.peek(2) == '{': // \u{1F600}
+	case c == 'u' && x.peek(2) == '{': // \u{1F600}; leading zeros are allowed (\u{0000041})
 		end := strings.IndexByte(x.src[x.i:], '}')
 		digits := ""
 		if end > 3 {
 			digits = x.src[x.i+3 : x.i+end]
 		}
 		v, err := strconv.ParseUint(digits, 16, 32)
-		if digits == "" || len(digits) > 6 || err != nil {
-			return nil, p.errorf("a \\u{...} escape of 1-6 hex digits")
+		if trimmed := strings.TrimLeft(digits, "0"); digits == "" || len(trimmed) > 6 || err != nil || strings.ContainsAny(digits, "+-_") {
+			return nil, p.errorf("a \\u{...} escape of hex digits, at most 10FFFF")
 		}
 		r, err := codePoint(rune(v), p)
 		if err != nil {

@@ -56,6 +56,12 @@ func FuzzRegexGo(f *testing.F) {
 			return
 		}
 		if want := re.MatchString(text); whole != want {
+			if s := fm.rules.after(fm.rules.start(), []byte(text)); s.set != nil && s.set.short {
+				// A step visited more than maxExpands elements and followed the first
+				// found, as docs/operations.md says a guided regex's step does:
+				// ((a*|){1,3}){1,3}a misses "a" so.
+				return
+			}
 			t.Fatalf("%q on %q: whole %v, Go's regexp %v", p, text, whole, want)
 		}
 	})

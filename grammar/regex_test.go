@@ -175,7 +175,6 @@ func TestRegexErrors(t *testing.T) {
 		{`\q`, `unknown escape \q`},
 		{`\x4`, "want 2 hex digits"},
 		{`a\`, "'\\' at the end"},
-		{`(a?)*`, "a repetition of something that may be empty"},
 		{`a{3,2}`, "maximum is below the minimum"},
 		{`(a{1000}){1000}x{65536}`, "more than"},
 	}
@@ -243,4 +242,33 @@ func FuzzRegex(f *testing.F) {
 		}
 		checkAgainstRef(t, fm.rules, text[:min(len(text), 64)])
 	})
+}
+
+// TestRegexEmptyRepetition: an unbounded repetition of something that may be empty
+// matches what Go's regexp (and Python's re) matches, in both readings.
+func TestRegexEmptyRepetition(t *testing.T) {
+	texts := []string{"", "a", "aa", "ab", "ba", "abab", "b", "bb", "c", "abc", "acb", "cab", "aab", "x"}
+	for _, p := range []string{`(a?)*`, `(a*)+`, `(a|)+b`, `(a?b?)*`, `(a?)*(b?)+`, `((a?)*b?)*c`, `()*a`, `(?:)+b`,
+		`(a?){2,}`, `(a?){0,}b`, `(a*b*)*c?`, `x|(a?)*`} {
+		re := regexp.MustCompile(`^(?:` + p + `)$`)
+		f, err := RegexFormat(p)
+		if err != nil {
+			t.Errorf("RegexFormat(%q) = %v", p, err)
+			continue
+		}
+		auto, err := compilePattern(`^(?:`+p+`)$`, 0)
+		if err != nil {
+			t.Errorf("compilePattern(%q) = %v", p, err)
+			continue
+		}
+		for _, s := range texts {
+			want := re.MatchString(s)
+			if _, whole := f.Check([]byte(s)); whole != want {
+				t.Errorf("RegexFormat(%q).Check(%q) whole = %v, want %v", p, s, whole, want)
+			}
+			if got := (&strRule{max: -1, auto: auto}).matches(s); got != want {
+				t.Errorf("pattern %q on %q: %v, want %v", p, s, got, want)
+			}
+		}
+	}
 }

@@ -10,7 +10,9 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // typeSet is a set of JSON types a value may take.
@@ -515,8 +517,10 @@ func (c *compiler) strings(n *node, s map[string]any, at string) error {
 		// A minimum beside a format's automaton is taken where it holds of every
 		// string the automaton accepts (zod's .min(1).email()): otherwise the matcher
 		// would need the longest way on from each state, to not lead where no string
-		// is long enough. A pattern's automaton has the minimum folded in.
-		if shortest := auto.rest(auto.start()); minLen > shortest {
+		// is long enough. A pattern's automaton has the minimum folded in (up to where
+		// any text may follow, which can always reach it).
+		_, isPattern := auto.(*patternRule)
+		if shortest := auto.rest(auto.start()); !isPattern && minLen > shortest {
 			return c.errorf(at, "minLength %d beside format %s: only a minimum every %s meets (%d) is supported", minLen, name, name, shortest)
 		}
 		if maxLen >= 0 && auto.rest(auto.start()) > maxLen {
@@ -538,11 +542,11 @@ func (c *compiler) pattern(src string, minLen int, at string) (*patternRule, err
 	var syn *SyntaxError
 	switch {
 	case errors.As(err, &syn):
-		return nil, c.errorf(at, "%q, column %d: %s", src, syn.Col, syn.Msg)
+		return nil, c.errorf(at, "%s, column %d: %s", quoteShort(src), syn.Col, syn.Msg)
 	case errors.Is(err, errPatternSize):
-		return nil, c.errorf(at, "%q: its automaton would have more than %d states (or %d entries, or take more than %d steps to build): too complex", src, maxPatternStates, maxPatternTable, maxPatternWork)
+		return nil, c.errorf(at, "%s: its automaton would have more than %d states (or %d entries, or take more than %d steps to build): too complex", quoteShort(src), maxPatternStates, maxPatternTable, maxPatternWork)
 	case err != nil:
-		return nil, c.errorf(at, "%q: %s", src, strings.TrimPrefix(err.Error(), ErrGrammar.Error()+": "))
+		return nil, c.errorf(at, "%s: %s", quoteShort(src), strings.TrimPrefix(err.Error(), ErrGrammar.Error()+": "))
 	}
 	if c.table += len(p.trans); c.table > maxSchemaTable {
 		return nil, c.errorf(at, "the schema's patterns have automata of more than %d entries between them", maxSchemaTable)
@@ -1027,4 +1031,20 @@ func jsonKind(v any) string {
 		return "null"
 	}
 	return "a number"
+}
+
+// quoteShort quotes a pattern for an error: its first 64 characters, and "…" after
+// them where it is longer (a pattern may be 64 KiB, and the error goes to the client).
+func quoteShort(src string) string {
+	if utf8.RuneCountInString(src) <= 64 {
+		return strconv.Quote(src)
+	}
+	n := 0
+	for i := range src {
+		if n == 64 {
+			return strconv.Quote(src[:i]) + "…"
+		}
+		n++
+	}
+	return strconv.Quote(src)
 }

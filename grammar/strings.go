@@ -35,16 +35,19 @@ type strRule struct {
 const maxLength = 1 << 24
 
 // room reports whether a string of rule r, at count characters in state s of its
-// automaton, can still end within its bounds.
+// automaton, can still end within its bounds: in at least the automaton's rest and
+// r.min characters in all. (A pattern's automaton counts to its minimum until any
+// text may follow, so a state's rest may fall short of r.min; there, any text can
+// make it up.)
 func (r *strRule) room(count int, s uint32) bool {
 	if r.max < 0 {
 		return true
 	}
-	need := 0
+	end := max(count, r.min)
 	if r.auto != nil {
-		need = r.auto.rest(s)
+		end = max(end, count+r.auto.rest(s))
 	}
-	return count+need <= r.max
+	return end <= r.max
 }
 
 // stepRuled is step for a string with a rule: the frame after b, or nil. A byte
