@@ -20,6 +20,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -106,11 +107,16 @@ func (w *sendStallWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter
 
 // Outgoing is the context of the router call for r: cancelled when the client goes
 // away, carrying the client's credentials as gRPC metadata and, when the client sent
-// a W3C traceparent, its trace (so the router's spans continue the caller's). An
-// Authorization header that gRPC metadata cannot carry — HTTP allows bytes outside
-// printable ASCII in it, gRPC does not, and no API key has them — is a 401.
+// a W3C traceparent, its trace (so the router's spans continue the caller's) — unless
+// r's context has a span already (telemetry.HTTPHandler's, itself the caller's child),
+// which the call is then made under. An Authorization header that gRPC metadata cannot
+// carry — HTTP allows bytes outside printable ASCII in it, gRPC does not, and no API
+// key has them — is a 401.
 func Outgoing(r *http.Request) (context.Context, *Error) {
-	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx := r.Context()
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
 	if a := r.Header.Get("Authorization"); a != "" {
 		if strings.IndexFunc(a, func(c rune) bool { return c < 0x20 || c > 0x7e }) >= 0 {
 			return nil, &Error{Status: http.StatusUnauthorized, Type: TypeAuthentication, Code: "invalid_api_key",
