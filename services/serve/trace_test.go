@@ -22,6 +22,30 @@ const (
 	spanRound            = "speculation.round"
 )
 
+// requestTags are tags the router's request span carries for TestTraceAcrossServices's
+// request (GenAI conventions and specd's counts): a value, or nil for any.
+var requestTags = map[string]any{
+	"gen_ai.operation.name": "text_completion", "gen_ai.provider.name": "specd", "gen_ai.request.max_tokens": float64(96),
+	"gen_ai.request.temperature": float64(0), "gen_ai.request.seed": float64(1), "gen_ai.usage.output_tokens": float64(96),
+	"gen_ai.usage.input_tokens": nil, "gen_ai.response.model": nil, "gen_ai.response.finish_reasons": nil,
+	"specd.gamma": float64(4), "specd.rounds": nil, "specd.drafted_tokens": nil, "specd.accepted_tokens": nil,
+	"specd.cached_prompt_tokens": nil, "specd.failovers": float64(0), "specd.verifier.address": nil, "specd.draft.address": nil,
+}
+
+// checkRequestTags checks the router's request span's tags against requestTags.
+func checkRequestTags(t *testing.T, rs traceSpan) {
+	t.Helper()
+	for k, want := range requestTags {
+		got, ok := rs.tag(k)
+		switch {
+		case !ok:
+			t.Errorf("router span has no tag %s", k)
+		case want != nil && got != want:
+			t.Errorf("router span: %s = %v (%T), want %v", k, got, got, want)
+		}
+	}
+}
+
 // roundAttrs are the attributes every speculation.round span carries.
 var roundAttrs = []string{"specd.round", "specd.gamma", "specd.accepted", "specd.drafted", "specd.round_trip_seconds", "specd.drafting_seconds", "specd.verifier.model", "specd.draft.model"}
 
@@ -30,7 +54,7 @@ var roundAttrs = []string{"specd.round", "specd.gamma", "specd.accepted", "specd
 // others over gRPC), sends one request, stops the services (which flushes their
 // spans), and checks in Jaeger's query API that the request is one trace:
 //
-//	specd-router   server specd.v1.GenerationService/Generate
+//	specd-router   server specd.v1.GenerationService/Generate (with gen_ai.* and specd.* tags)
 //	specd-router   client   specd.speculation.v1.VerifierService/Generate
 //	specd-verifier server     specd.speculation.v1.VerifierService/Generate
 //	specd-verifier              speculation.round … (one per round, with its attributes)
@@ -234,6 +258,7 @@ func checkTraceShape(t *testing.T, tr traceTrace) {
 	if p := rs.parent(); p != "" {
 		t.Errorf("router server span has parent %s, want it to be the trace's root (the client sent no trace context)", p)
 	}
+	checkRequestTags(t, rs)
 	rc, ok := childOf("specd-router client "+spanVerifierGenerate, tr.find("specd-router", spanVerifierGenerate, "client"), rs)
 	if !ok {
 		return
