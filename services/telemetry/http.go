@@ -19,7 +19,7 @@ import (
 // follows the HTTP server conventions: named "{method} {http.route}" (the pattern of
 // the net/http.ServeMux that served it, so names stay few whatever the paths), with
 // http.request.method, http.route, url.path, url.scheme, http.response.status_code,
-// client.address and user_agent.original; an error only for a 5xx answer (a 4xx is
+// client.address and user_agent.original (those from the client cut to 256 bytes); an error only for a 5xx answer (a 4xx is
 // the client's mistake, not the server's). Probes — GET /health and GET / — make no
 // span, as gRPC health checks make none. A nil Telemetry returns h.
 func (t *Telemetry) HTTPHandler(h http.Handler) http.Handler {
@@ -38,14 +38,14 @@ func (t *Telemetry) HTTPHandler(h http.Handler) http.Handler {
 		}
 		attrs := []attribute.KeyValue{
 			attribute.String("http.request.method", r.Method),
-			attribute.String("url.path", r.URL.Path),
+			attribute.String("url.path", clip(r.URL.Path)),
 			attribute.String("url.scheme", scheme),
 		}
 		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 			attrs = append(attrs, attribute.String("client.address", host))
 		}
 		if ua := r.UserAgent(); ua != "" {
-			attrs = append(attrs, attribute.String("user_agent.original", ua))
+			attrs = append(attrs, attribute.String("user_agent.original", clip(ua)))
 		}
 		ctx, span := t.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 		defer span.End()
@@ -67,6 +67,18 @@ func (t *Telemetry) HTTPHandler(h http.Handler) http.Handler {
 			span.SetStatus(codes.Error, http.StatusText(code))
 		}
 	})
+}
+
+// maxHTTPAttr bounds the client-chosen strings put on a span (a path, a user agent):
+// a header may be up to a megabyte, and every exported span would carry it.
+const maxHTTPAttr = 256
+
+// clip cuts s to maxHTTPAttr bytes, on a UTF-8 boundary.
+func clip(s string) string {
+	if len(s) <= maxHTTPAttr {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxHTTPAttr], "")
 }
 
 // patternPath is the path of a ServeMux pattern: "POST /v1/completions" →

@@ -5,7 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -54,6 +56,7 @@ func TestHTTPHandlerSpans(t *testing.T) {
 	} {
 		rec.Reset()
 		req, _ := http.NewRequestWithContext(context.Background(), tc.method, srv.URL+tc.path, nil)
+		req.Header.Set("User-Agent", strings.Repeat("é", 1000))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -81,6 +84,9 @@ func TestHTTPHandlerSpans(t *testing.T) {
 		}
 		if got["http.response.status_code"] != tc.code || got["http.request.method"] != tc.method || got["url.path"] != tc.path {
 			t.Errorf("%s %s: attributes %v, want status %s", tc.method, tc.path, got, tc.code)
+		}
+		if ua := got["user_agent.original"]; len(ua) > 256 || !utf8.ValidString(ua) || ua == "" {
+			t.Errorf("%s %s: user_agent.original of %d bytes (valid UTF-8 %v), want it cut to at most 256", tc.method, tc.path, len(ua), utf8.ValidString(ua))
 		}
 		if isErr := sp.Status().Code == codes.Error; isErr != tc.err {
 			t.Errorf("%s %s: status %v, want error %v", tc.method, tc.path, sp.Status(), tc.err)
