@@ -187,8 +187,12 @@ func resultAttributes(res *router.Result, model string, code codes.Code) []attri
 // metrics. op is its gen_ai.operation.name; requestModel is the model it named, if
 // one a verifier serves (a refused request's name could be anything: it must not
 // become a series); t0, first and end are its arrival, first token (zero: none) and
-// end on the router's clock; res is nil for a request refused before routing.
+// end on the router's clock; res is nil for a request refused before routing; model is
+// the last verifier's, the response model once it has sent something.
 func (s *Server) recordGenAI(ctx context.Context, op, requestModel string, res *router.Result, model string, code codes.Code, t0, first, end time.Time) {
+	if res == nil || (res.Final == nil && len(res.IDs) == 0) {
+		model = "" // no verifier answered: a refusal (at capacity, say) has no response model
+	}
 	trace.SpanFromContext(ctx).SetAttributes(resultAttributes(res, model, code)...)
 	r := telemetry.ServerRequest{Operation: op, Provider: Provider, RequestModel: requestModel, ResponseModel: model, Duration: end.Sub(t0)}
 	if code != codes.OK {
