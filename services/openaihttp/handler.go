@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
@@ -147,6 +148,8 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 		}
 	}
 	id, created := newID(c.Chat), time.Now().Unix()
+	// The id a client sees finds the request's trace (the HTTP span's, when there is one).
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("gen_ai.response.id", id))
 	ctx, aerr := Outgoing(r)
 	if aerr != nil {
 		writeError(w, aerr)

@@ -64,6 +64,13 @@ func TestHTTPRequestIsOneTrace(t *testing.T) {
 			if got, want := attr(root, "http.route"), tc.route; got != want {
 				t.Errorf("http.route = %q, want %q", got, want)
 			}
+			if strings.HasPrefix(tc.path, "/v1/") {
+				// The id the client got finds the trace.
+				id := attr(root, "gen_ai.response.id")
+				if !strings.HasPrefix(id, "cmpl-") || !strings.Contains(string(body), `"id":"`+id+`"`) {
+					t.Errorf("gen_ai.response.id = %q, want the response's id (body %.200s)", id, body)
+				}
+			}
 			if got := attr(root, "http.response.status_code"); got != "200" {
 				t.Errorf("http.response.status_code = %q, want 200", got)
 			}
