@@ -118,6 +118,29 @@ func TestRequestSpanGenAI(t *testing.T) {
 	rec := httptest.NewRecorder()
 	rtel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	metrics := rec.Body.String()
+
+	// Scraped as OpenMetrics (as Prometheus does), the histograms carry exemplars
+	// naming a request's trace, for Grafana's link from a latency to its trace.
+	om := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+	rtel.MetricsHandler().ServeHTTP(om, req)
+	traces := map[string]bool{}
+	for _, sp := range rspans.Ended() {
+		traces[sp.SpanContext().TraceID().String()] = true
+	}
+	linked := false
+	for _, l := range strings.Split(om.Body.String(), "\n") {
+		if !strings.HasPrefix(l, "gen_ai_server_request_duration_seconds_bucket") {
+			continue
+		}
+		if _, ex, ok := strings.Cut(l, `trace_id="`); ok && len(ex) >= 32 && traces[ex[:32]] {
+			linked = true
+		}
+	}
+	if !linked {
+		t.Errorf("no gen_ai_server_request_duration_seconds bucket has an exemplar of a request's trace:\n%s", grepLines(om.Body.String(), "gen_ai_server_request_duration_seconds_bucket"))
+	}
 	for _, w := range []string{
 		`gen_ai_server_request_duration_seconds_count{error_type="INVALID_ARGUMENT",gen_ai_operation_name="text_completion",gen_ai_provider_name="specd"} 1`,
 		`gen_ai_server_request_duration_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="specd",gen_ai_request_model="specd-target",gen_ai_response_model="specd-target"} 1`,
