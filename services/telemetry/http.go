@@ -17,11 +17,12 @@ import (
 // completion, Ollama's Tokenize before its Generate): its root, or the child of the
 // caller's span when the request carries a W3C traceparent (and baggage). The span
 // follows the HTTP server conventions: named "{method} {http.route}" (the pattern of
-// the net/http.ServeMux that served it, so names stay few whatever the paths), with
-// http.request.method, http.route, url.path, url.scheme, http.response.status_code,
-// client.address and user_agent.original (those from the client cut to 256 bytes); an error only for a 5xx answer (a 4xx is
-// the client's mistake, not the server's). Probes — GET /health and GET / — make no
-// span, as gRPC health checks make none. A nil Telemetry returns h.
+// the net/http.ServeMux that served it, so names stay few whatever the paths; a method
+// not in RFC 9110 is _OTHER, named HTTP), with http.request.method, http.route,
+// url.path, url.scheme, http.response.status_code, client.address and
+// user_agent.original (the client's strings cut to 256 bytes); an error only for a
+// 5xx answer (a 4xx is the client's mistake, not the server's). Probes — GET /health
+// and GET / — make no span, as gRPC health checks make none. A nil Telemetry returns h.
 func (t *Telemetry) HTTPHandler(h http.Handler) http.Handler {
 	if t == nil {
 		return h
@@ -36,8 +37,15 @@ func (t *Telemetry) HTTPHandler(h http.Handler) http.Handler {
 		if r.TLS != nil {
 			scheme = "https"
 		}
+		method, name := r.Method, r.Method
+		switch method {
+		case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+			http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		default: // a client's own method must not become span names
+			method, name = "_OTHER", "HTTP"
+		}
 		attrs := []attribute.KeyValue{
-			attribute.String("http.request.method", r.Method),
+			attribute.String("http.request.method", method),
 			attribute.String("url.path", clip(r.URL.Path)),
 			attribute.String("url.scheme", scheme),
 		}
@@ -47,14 +55,14 @@ func (t *Telemetry) HTTPHandler(h http.Handler) http.Handler {
 		if ua := r.UserAgent(); ua != "" {
 			attrs = append(attrs, attribute.String("user_agent.original", clip(ua)))
 		}
-		ctx, span := t.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+		ctx, span := t.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 		defer span.End()
 		sw := &statusWriter{ResponseWriter: w}
 		r = r.WithContext(ctx)
 		h.ServeHTTP(sw, r)
 		// Each ServeMux on the way set r.Pattern, the innermost last: the route.
 		if route := patternPath(r.Pattern); route != "" {
-			span.SetName(r.Method + " " + route)
+			span.SetName(name + " " + route)
 			span.SetAttributes(attribute.String("http.route", route))
 		}
 		code := sw.code

@@ -50,7 +50,8 @@ func TestHTTPHandlerSpans(t *testing.T) {
 		{"POST", "/v1/completions", "POST /v1/completions", "200", false},
 		{"POST", "/v1/fail", "POST /v1/fail", "503", true},
 		{"POST", "/v1/bad", "POST /v1/bad", "400", false},
-		{"GET", "/v1/nothing", "GET", "404", false}, // no route matched: the method alone
+		{"GET", "/v1/nothing", "GET", "404", false},         // no route matched: the method alone
+		{"FOOBAR", "/v1/completions", "HTTP", "405", false}, // a method of the client's own: _OTHER
 		{"GET", "/health", "", "", false},
 		{"GET", "/", "", "", false},
 	} {
@@ -82,7 +83,11 @@ func TestHTTPHandlerSpans(t *testing.T) {
 		if sp.Name() != tc.name || sp.SpanKind() != trace.SpanKindServer {
 			t.Errorf("%s %s: span %v %q, want server %q", tc.method, tc.path, sp.SpanKind(), sp.Name(), tc.name)
 		}
-		if got["http.response.status_code"] != tc.code || got["http.request.method"] != tc.method || got["url.path"] != tc.path {
+		method := tc.method
+		if method == "FOOBAR" {
+			method = "_OTHER"
+		}
+		if got["http.response.status_code"] != tc.code || got["http.request.method"] != method || got["url.path"] != tc.path {
 			t.Errorf("%s %s: attributes %v, want status %s", tc.method, tc.path, got, tc.code)
 		}
 		if ua := got["user_agent.original"]; len(ua) > 256 || !utf8.ValidString(ua) || ua == "" {
