@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
 	specdv1 "github.com/specd-dev/specd/proto/specd/v1"
@@ -128,11 +130,16 @@ func (w *sendStallWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter
 
 // Outgoing is the context of the router call for r: cancelled when the client goes
 // away, carrying the client's credentials as gRPC metadata and, when the client sent
-// a W3C traceparent, its trace (so the router's spans continue the caller's). An
-// Authorization header that gRPC metadata cannot carry — HTTP allows bytes outside
-// printable ASCII in it, gRPC does not, and no API key has them — is a 401.
+// a W3C traceparent, its trace (so the router's spans continue the caller's) — unless
+// r's context has a span already (telemetry.HTTPHandler's, itself the caller's child),
+// which the call is then made under. An Authorization header that gRPC metadata cannot
+// carry — HTTP allows bytes outside printable ASCII in it, gRPC does not, and no API
+// key has them — is a 401.
 func Outgoing(r *http.Request) (context.Context, *Error) {
-	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx := r.Context()
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
 	if a := r.Header.Get("Authorization"); a != "" {
 		if strings.IndexFunc(a, func(c rune) bool { return c < 0x20 || c > 0x7e }) >= 0 {
 			return nil, &Error{Status: http.StatusUnauthorized, Type: TypeAuthentication, Code: "invalid_api_key",
@@ -163,6 +170,8 @@ func (h *Handler) generate(w http.ResponseWriter, r *http.Request, parse func([]
 		}
 	}
 	id, created := newID(c.Chat), time.Now().Unix()
+	// The id a client sees finds the request's trace (the HTTP span's, when there is one).
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("gen_ai.response.id", id))
 	ctx, aerr := Outgoing(r)
 	if aerr != nil {
 		writeError(w, aerr)

@@ -193,6 +193,9 @@ func toResponse(ev router.Event) *specdv1.GenerateResponse {
 
 // relay validates req and runs it through the router core.
 func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink func(router.Event) error) (router.Result, error) {
+	t0 := time.Now()
+	span := trace.SpanFromContext(ctx)
+	op := operation(req)
 	q, err := services.ParseRequest(req)
 	if err == nil {
 		err = s.checkModel(req.GetModel())
@@ -200,9 +203,13 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 	if err != nil {
 		// Refused before routing: counted by its code, with no model (no verifier took
 		// it, and a client's model names must not become series).
-		s.metrics().RecordRequest(ctx, telemetry.RequestStats{Domain: req.GetDomain(), Code: status.Code(services.Status(err))})
+		code := status.Code(services.Status(err))
+		s.metrics().RecordRequest(ctx, telemetry.RequestStats{Domain: req.GetDomain(), Code: code})
+		span.SetAttributes(attribute.String(attrOperation, op), attribute.String(attrProvider, Provider))
+		s.recordGenAI(ctx, op, "", nil, "", code, t0, time.Time{}, time.Now())
 		return router.Result{}, err
 	}
+	span.SetAttributes(requestAttributes(req, q)...)
 	// Fix the seed now so that a resumed request continues with the same one.
 	req = proto.Clone(req).(*specdv1.GenerateRequest)
 	req.Sampling = services.SamplingToProto(q.Sampling)
@@ -211,7 +218,6 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 		key = promptHead(req)
 	}
 	b := &backend{s: s, req: req}
-	t0 := time.Now()
 	first := true
 	var tFirst time.Time
 	res, err := s.r.Relay(ctx, key, req.GetModel(), b, func(ev router.Event) error {
@@ -249,6 +255,7 @@ func (s *Server) relay(ctx context.Context, req *specdv1.GenerateRequest, sink f
 		rs.Drafted, rs.Accepted, rs.Lookup, rs.LookupKept = p.DraftedTokens, p.AcceptedTokens, p.LookupTokens, p.LookupAcceptedTokens
 	}
 	s.metrics().RecordRequest(ctx, rs)
+	s.recordGenAI(ctx, op, req.GetModel(), &res, b.model, rs.Code, t0, tFirst, time.Now())
 	return res, err
 }
 

@@ -599,7 +599,7 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, read
 		defer wg.Done()
 		defer inner.GRPC.Stop()
 		defer cc.Close()
-		if err := openaihttp.Serve(ctx, lis, cfg.HTTP.CORS.Wrap(mux), Grace, cfg.Log); err != nil {
+		if err := openaihttp.Serve(ctx, lis, cfg.Tel.HTTPHandler(cfg.HTTP.CORS.Wrap(mux)), Grace, cfg.Log); err != nil {
 			cfg.Log.Error("openai front door stopped", "err", err)
 			fail(fmt.Errorf("openai front door: %w", err))
 		}

@@ -3,6 +3,8 @@ package serve_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -22,15 +24,40 @@ const (
 	spanRound            = "speculation.round"
 )
 
+// requestTags are tags the router's request span carries for TestTraceAcrossServices's
+// request (GenAI conventions and specd's counts): a value, or nil for any.
+var requestTags = map[string]any{
+	"gen_ai.operation.name": "text_completion", "gen_ai.provider.name": "specd", "gen_ai.request.max_tokens": float64(96),
+	"gen_ai.request.temperature": float64(0), "gen_ai.request.seed": float64(1), "gen_ai.usage.output_tokens": float64(96),
+	"gen_ai.usage.input_tokens": nil, "gen_ai.response.model": nil, "gen_ai.response.finish_reasons": nil,
+	"specd.gamma": float64(4), "specd.rounds": nil, "specd.drafted_tokens": nil, "specd.accepted_tokens": nil,
+	"specd.cached_prompt_tokens": nil, "specd.failovers": float64(0), "specd.verifier.address": nil, "specd.draft.address": nil,
+}
+
+// checkRequestTags checks the router's request span's tags against requestTags.
+func checkRequestTags(t *testing.T, rs traceSpan) {
+	t.Helper()
+	for k, want := range requestTags {
+		got, ok := rs.tag(k)
+		switch {
+		case !ok:
+			t.Errorf("router span has no tag %s", k)
+		case want != nil && got != want:
+			t.Errorf("router span: %s = %v (%T), want %v", k, got, got, want)
+		}
+	}
+}
+
 // roundAttrs are the attributes every speculation.round span carries.
 var roundAttrs = []string{"specd.round", "specd.gamma", "specd.accepted", "specd.drafted", "specd.round_trip_seconds", "specd.drafting_seconds", "specd.verifier.model", "specd.draft.model"}
 
 // TestTraceAcrossServices runs router, verifier and draft as separate `specd`
 // processes exporting over OTLP to a real Jaeger (the router over http/protobuf, the
-// others over gRPC), sends one request, stops the services (which flushes their
-// spans), and checks in Jaeger's query API that the request is one trace:
+// others over gRPC), sends one gRPC request and one HTTP request continuing a client's
+// trace (checkHTTPTrace), stops the services (which flushes their spans), and checks
+// in Jaeger's query API that the gRPC request is one trace:
 //
-//	specd-router   server specd.v1.GenerationService/Generate
+//	specd-router   server specd.v1.GenerationService/Generate (with gen_ai.* and specd.* tags)
 //	specd-router   client   specd.speculation.v1.VerifierService/Generate
 //	specd-verifier server     specd.speculation.v1.VerifierService/Generate
 //	specd-verifier              speculation.round … (one per round, with its attributes)
@@ -49,7 +76,9 @@ func TestTraceAcrossServices(t *testing.T) {
 	verifier := traceStart(t, "specd verifier", grpcEnv, bin, "verifier", "--listen", verifierAddr, "--drafts", draftAddr, "-m", "specd-target-q8_0", "--threads", "1", "--log-format", "text")
 	traceWaitServing(t, draft, draftAddr)
 	traceWaitServing(t, verifier, verifierAddr)
-	router := traceStart(t, "specd router", httpEnv, bin, "router", "--listen", routerAddr, "--verifiers", verifierAddr, "--drafts", draftAddr, "--refresh", "200ms", "--log-format", "text")
+	httpAddr := freePort(t)
+	router := traceStart(t, "specd router", httpEnv, bin, "router", "--listen", routerAddr, "--verifiers", verifierAddr, "--drafts", draftAddr, "--refresh", "200ms", "--log-format", "text",
+		"--http-listen", httpAddr)
 
 	cc, err := services.Dial(routerAddr)
 	if err != nil {
@@ -90,6 +119,24 @@ func TestTraceAcrossServices(t *testing.T) {
 	}
 	cc.Close()
 
+	// One request over HTTP from a client with a trace of its own (a W3C traceparent).
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+"/v1/completions",
+		strings.NewReader(`{"prompt":"Once upon a time","max_tokens":8,"temperature":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("traceparent", "00-"+traceHTTPClientTrace+"-"+traceHTTPClientSpan+"-01")
+	hresp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hbody, _ := io.ReadAll(hresp.Body)
+	hresp.Body.Close()
+	if hresp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/completions: %s %s", hresp.Status, hbody)
+	}
+
 	// Stopping a service flushes its spans (Telemetry.Shutdown after the server stops).
 	for _, p := range []*traceProc{router, verifier, draft} {
 		if err := p.stop(30 * time.Second); err != nil {
@@ -100,6 +147,73 @@ func TestTraceAcrossServices(t *testing.T) {
 	tr := traceWaitTrace(t, j)
 	checkTraceShape(t, tr)
 	t.Log(tr.describe())
+	checkHTTPTrace(t, j)
+}
+
+// The client's trace and span of TestTraceAcrossServices's HTTP request.
+const (
+	traceHTTPClientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	traceHTTPClientSpan  = "00f067aa0ba902b7"
+)
+
+// checkHTTPTrace checks the HTTP request's trace: the client's trace, continued by the
+// front door's server span (a child of the client's span, which Jaeger never got),
+// with under it the front door's client span, the router's server span and the
+// verifier's.
+//
+//	specd-router   server POST /v1/completions (parent: the client's span)
+//	specd-router   client   specd.v1.GenerationService/Generate
+//	specd-router   server     specd.v1.GenerationService/Generate
+//	specd-router   client       specd.speculation.v1.VerifierService/Generate
+//	specd-verifier server         specd.speculation.v1.VerifierService/Generate
+func checkHTTPTrace(t *testing.T, j *traceJaeger) {
+	t.Helper()
+	var tr traceTrace
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		tr, err = j.trace(context.Background(), traceHTTPClientTrace)
+		if err == nil && len(tr.find("specd-verifier", spanVerifierGenerate, "server")) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the HTTP request's trace %s never reached Jaeger whole: %v %s", traceHTTPClientTrace, err, tr.describe())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Log(tr.describe())
+		}
+	}()
+	hs := tr.find("specd-router", "POST /v1/completions", "server")
+	if len(hs) != 1 {
+		t.Fatalf("%d specd-router server spans POST /v1/completions, want 1", len(hs))
+	}
+	if p := hs[0].parent(); p != traceHTTPClientSpan {
+		t.Errorf("HTTP span's parent = %q, want the client's span %s", p, traceHTTPClientSpan)
+	}
+	if v, _ := hs[0].tag("http.response.status_code"); v != float64(200) {
+		t.Errorf("HTTP span: http.response.status_code = %v, want 200", v)
+	}
+	parent := hs[0]
+	for _, step := range []struct{ service, name, kind string }{
+		{"specd-router", spanRouterGenerate, "client"},
+		{"specd-router", spanRouterGenerate, "server"},
+		{"specd-router", spanVerifierGenerate, "client"},
+		{"specd-verifier", spanVerifierGenerate, "server"},
+	} {
+		var kids []traceSpan
+		for _, s := range tr.find(step.service, step.name, step.kind) {
+			if s.parent() == parent.SpanID {
+				kids = append(kids, s)
+			}
+		}
+		if len(kids) != 1 {
+			t.Fatalf("%s %s %s under %s: %d spans, want 1", step.service, step.kind, step.name, parent.OperationName, len(kids))
+		}
+		parent = kids[0]
+	}
 }
 
 // traceWaitServing waits until a worker process's health check says SERVING.
@@ -149,9 +263,15 @@ func traceWaitTrace(t *testing.T, j *traceJaeger) traceTrace {
 }
 
 func traceFind(ctx context.Context, j *traceJaeger) (traceTrace, error) {
-	found, err := j.traces(ctx, "specd-router", spanRouterGenerate)
+	all, err := j.traces(ctx, "specd-router", spanRouterGenerate)
 	if err != nil {
 		return traceTrace{}, err
+	}
+	var found []traceTrace // the gRPC request's: not the HTTP one's (checkHTTPTrace)
+	for _, tr := range all {
+		if tr.TraceID != traceHTTPClientTrace {
+			found = append(found, tr)
+		}
 	}
 	if len(found) != 1 {
 		return traceTrace{}, fmt.Errorf("%d traces of specd-router %s, want 1", len(found), spanRouterGenerate)
@@ -167,7 +287,7 @@ func traceFind(ctx context.Context, j *traceJaeger) (traceTrace, error) {
 			return traceTrace{}, err
 		}
 		for _, o := range others {
-			if o.TraceID != id {
+			if o.TraceID != id && o.TraceID != traceHTTPClientTrace {
 				return traceTrace{}, fmt.Errorf("%s %s is in trace %s, not the request's %s: context did not propagate", q.service, q.op, o.TraceID, id)
 			}
 		}
@@ -234,6 +354,7 @@ func checkTraceShape(t *testing.T, tr traceTrace) {
 	if p := rs.parent(); p != "" {
 		t.Errorf("router server span has parent %s, want it to be the trace's root (the client sent no trace context)", p)
 	}
+	checkRequestTags(t, rs)
 	rc, ok := childOf("specd-router client "+spanVerifierGenerate, tr.find("specd-router", spanVerifierGenerate, "client"), rs)
 	if !ok {
 		return

@@ -31,6 +31,12 @@ const (
 	NameKVBlocks         = "specd_kv_blocks"
 	NameBreakerState     = "specd_breaker_state"
 	NameDiscoveryStale   = "specd_discovery_stale"
+
+	// The OpenTelemetry GenAI semantic conventions' model server metrics, under their
+	// own names (the Prometheus endpoint adds the unit: gen_ai_server_request_duration_seconds).
+	NameGenAIRequestDuration = "gen_ai.server.request.duration"
+	NameGenAITimeToFirst     = "gen_ai.server.time_to_first_token"
+	NameGenAITimePerToken    = "gen_ai.server.time_per_output_token"
 )
 
 // Attribute keys of specd's metrics.
@@ -75,6 +81,7 @@ type Metrics struct {
 	requests, sendStalls                           metric.Int64Counter
 	acceptance, roundTrip, ttft                    metric.Float64Histogram
 	passTokens, passSeconds                        metric.Float64Histogram
+	genAIDuration, genAITTFT, genAITPOT            metric.Float64Histogram
 	queueDepth, kvBlocks, breakers, stale          metric.Int64ObservableGauge
 
 	mu      sync.Mutex
@@ -90,6 +97,11 @@ var (
 	ttftBuckets       = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 	passTokenBuckets  = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}
 	passBuckets       = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1}
+
+	// The boundaries the GenAI conventions ask for, each metric its own.
+	genAIDurationBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
+	genAITTFTBuckets     = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+	genAITPOTBuckets     = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5}
 )
 
 func newMetrics(m metric.Meter) (*Metrics, error) {
@@ -124,6 +136,9 @@ func newMetrics(m metric.Meter) (*Metrics, error) {
 	ms.ttft = hist(NameTimeToFirstToken, "s", "Time from receiving a request to sending its first token.", ttftBuckets)
 	ms.passTokens = hist(NamePassTokens, "{token}", "Tokens of each batched forward pass of the verifier: prompt chunks, decode steps and tokens to verify, of every request in the pass.", passTokenBuckets)
 	ms.passSeconds = hist(NamePassSeconds, "s", "Duration of each batched forward pass of the verifier.", passBuckets)
+	ms.genAIDuration = hist(NameGenAIRequestDuration, "s", "Generative AI server request duration, arrival to last output token (GenAI semantic conventions).", genAIDurationBuckets)
+	ms.genAITTFT = hist(NameGenAITimeToFirst, "s", "Time to generate the first token, for successful responses (GenAI semantic conventions).", genAITTFTBuckets)
+	ms.genAITPOT = hist(NameGenAITimePerToken, "s", "Time per output token after the first, for successful responses (GenAI semantic conventions).", genAITPOTBuckets)
 	ms.queueDepth = gauge(NameQueueDepth, "{request}", "Sessions computing or waiting for a slot.")
 	ms.kvBlocks = gauge(NameKVBlocks, "{block}", "KV cache blocks, by state: used (held by requests), cached (held only by the prefix cache, given up when needed) or free.")
 	ms.breakers = gauge(NameBreakerState, "", "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.")
@@ -178,6 +193,47 @@ func (m *Metrics) RecordRequest(ctx context.Context, r RequestStats) {
 	if r.Lookup > 0 {
 		m.tokensLookup.Add(ctx, int64(r.Lookup), attrs)
 		m.lookupAccepted.Add(ctx, int64(r.LookupKept), attrs)
+	}
+}
+
+// ServerRequest is one finished request as the GenAI conventions' model server
+// metrics see it.
+type ServerRequest struct {
+	Operation     string // gen_ai.operation.name: chat or text_completion
+	Provider      string // gen_ai.provider.name
+	RequestModel  string // the model the request named, if one served ("": none, or refused)
+	ResponseModel string // the model that answered ("": none did)
+	ErrorType     string // error.type: the gRPC code name of a failed request (INVALID_ARGUMENT, …) ("": it succeeded)
+	Duration      time.Duration
+	// TimeToFirstToken and TimePerOutputToken are recorded when positive: for a
+	// successful request with a first token, and with more than one token.
+	TimeToFirstToken, TimePerOutputToken time.Duration
+}
+
+// RecordServerRequest records gen_ai.server.request.duration and, when set,
+// gen_ai.server.time_to_first_token and gen_ai.server.time_per_output_token.
+func (m *Metrics) RecordServerRequest(ctx context.Context, r ServerRequest) {
+	if m == nil {
+		return
+	}
+	kv := []attribute.KeyValue{attribute.String("gen_ai.operation.name", r.Operation), attribute.String("gen_ai.provider.name", r.Provider)}
+	if r.RequestModel != "" {
+		kv = append(kv, attribute.String("gen_ai.request.model", r.RequestModel))
+	}
+	if r.ResponseModel != "" {
+		kv = append(kv, attribute.String("gen_ai.response.model", r.ResponseModel))
+	}
+	ok := metric.WithAttributeSet(attribute.NewSet(kv...))
+	all := ok
+	if r.ErrorType != "" {
+		all = metric.WithAttributeSet(attribute.NewSet(append(kv, attribute.String("error.type", r.ErrorType))...))
+	}
+	m.genAIDuration.Record(ctx, r.Duration.Seconds(), all)
+	if r.TimeToFirstToken > 0 {
+		m.genAITTFT.Record(ctx, r.TimeToFirstToken.Seconds(), ok)
+	}
+	if r.TimePerOutputToken > 0 {
+		m.genAITPOT.Record(ctx, r.TimePerOutputToken.Seconds(), ok)
 	}
 }
 

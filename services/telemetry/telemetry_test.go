@@ -486,6 +486,26 @@ func TestServiceNameFromEnv(t *testing.T) {
 	}
 }
 
+// TestResourceIdentifiesInstance: the resource names the host and a random
+// service.instance.id, so that the spans and metrics of two replicas of a service tell
+// them apart; OTEL_RESOURCE_ATTRIBUTES overrides both.
+func TestResourceIdentifiesInstance(t *testing.T) {
+	clearOTelEnv(t)
+	a := labels(find(t, scrape(t, setup(t, telemetry.Config{Service: "specd-test", MetricsAddr: "127.0.0.1:0", Log: io.Discard}).MetricsAddr()), "target_info", dto.MetricType_GAUGE, nil))
+	b := labels(find(t, scrape(t, setup(t, telemetry.Config{Service: "specd-test", MetricsAddr: "127.0.0.1:0", Log: io.Discard}).MetricsAddr()), "target_info", dto.MetricType_GAUGE, nil))
+	if a["host_name"] == "" {
+		t.Errorf("no host.name in the resource: %v", a)
+	}
+	if id := a["service_instance_id"]; len(id) != 36 || id == b["service_instance_id"] {
+		t.Errorf("service.instance.id = %q and %q, want two different UUIDs", id, b["service_instance_id"])
+	}
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=pod-7,host.name=node-3")
+	c := labels(find(t, scrape(t, setup(t, telemetry.Config{Service: "specd-test", MetricsAddr: "127.0.0.1:0", Log: io.Discard}).MetricsAddr()), "target_info", dto.MetricType_GAUGE, nil))
+	if c["service_instance_id"] != "pod-7" || c["host_name"] != "node-3" {
+		t.Errorf("with OTEL_RESOURCE_ATTRIBUTES: instance %q host %q, want pod-7 and node-3", c["service_instance_id"], c["host_name"])
+	}
+}
+
 // TestKeyLabel: a request recorded with an API key's context carries the key's name
 // on specd_requests_total and specd_tokens_generated_total, bounded like the domain;
 // one without a key has no key label.
