@@ -244,8 +244,10 @@ func open(ctx context.Context, c speculationv1.DraftServiceClient, prompt []int3
 	if err != nil {
 		return nil, err
 	}
+	// A stream the server refuses at once can end before the start is sent: Send then
+	// says io.EOF, and the refusal's status is what Recv reads.
 	if err := st.Send(&speculationv1.SpeculateRequest{Kind: &speculationv1.SpeculateRequest_Start{Start: &speculationv1.Start{
-		ContextIds: prompt, Gamma: 4}}}); err != nil {
+		ContextIds: prompt, Gamma: 4}}}); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
 	_, err = st.Recv() // the first proposal, or the refusal
