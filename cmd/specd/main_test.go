@@ -144,8 +144,10 @@ func TestRunJSONAndErrors(t *testing.T) {
 		{"router", "--http-listen", "127.0.0.1:0", "--http-max-body-bytes", "20000000"}, // over --max-message-bytes
 		{"nonsense"},
 
-		{"router", "--http-listen", "127.0.0.1:0", "--http-cors-origins", "localhost:3000"}, // no scheme
-		{"up", "--http-cors-origins", "http://localhost:*"},                                 // without --http-listen
+		{"router", "--http-listen", "127.0.0.1:0", "--http-cors-origins", "localhost:3000"},                          // no scheme
+		{"up", "--http-cors-origins", "http://localhost:*"},                                                          // without --http-listen
+		{"router", "--http-listen", "127.0.0.1:0", "--http-allowed-hosts", "chat.example.com:443"},                   // a port
+		{"router", "--http-listen", "0.0.0.0:0", "--insecure-plaintext", "--http-allowed-hosts", "chat.example.com"}, // not loopback: no guard
 	} {
 		_, stderr, code := run(t, args...)
 		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {

@@ -329,6 +329,7 @@ type httpOptions struct {
 	toolParser  string
 	corsOrigins string
 	cors        *cors.Policy // corsOrigins parsed by validate
+	hosts       string       // --http-allowed-hosts
 }
 
 func (o *httpOptions) addFlags(fs *flag.FlagSet) {
@@ -338,6 +339,9 @@ func (o *httpOptions) addFlags(fs *flag.FlagSet) {
 		"chat completions then accept tools and answer tool_calls. Empty: tools are refused unless tool_choice is \"none\"")
 	fs.StringVar(&o.corsOrigins, "http-cors-origins", "", "browser origins allowed to call the HTTP APIs directly (CORS), comma-separated: SCHEME://HOST[:PORT], "+
 		"one * in each standing for any characters (http://localhost:*, chrome-extension://*), or * for any origin; empty: none")
+	fs.StringVar(&o.hosts, "http-allowed-hosts", "", "with a loopback --http-listen, host names besides localhost, *.localhost, IP addresses and this machine's name "+
+		"that requests may give in Host (a reverse proxy here that passes its public name on), comma-separated, *.NAME for NAME's subdomains: "+
+		"any other Host is refused, a guard against DNS rebinding")
 }
 
 // validate checks the flags; maxMessage is the gRPC message limit the front door's
@@ -377,6 +381,14 @@ func (o *httpOptions) validate(maxMessage int, t *tlsOptions) error {
 		return usagef("--http-cors-origins without --http-listen: there is no HTTP API to call")
 	}
 	o.cors = p
+	if o.hosts != "" {
+		if _, err := cors.Guard(nil, "", strings.Split(o.hosts, ",")); err != nil {
+			return usagef("--http-allowed-hosts: %v", err)
+		}
+		if !isLoopback(o.httpListen) {
+			return usagef("--http-allowed-hosts without a loopback --http-listen: only a front door on loopback checks Host")
+		}
+	}
 	return nil
 }
 
@@ -390,6 +402,9 @@ func (o *httpOptions) open() (*serve.HTTPConfig, error) {
 		return nil, err
 	}
 	cfg := &serve.HTTPConfig{Listener: lis, MaxBodyBytes: o.httpMaxBody, CORS: o.cors}
+	if o.hosts != "" {
+		cfg.AllowedHosts = strings.Split(o.hosts, ",")
+	}
 	if o.toolParser != "" {
 		if cfg.ToolCalls, err = toolcall.ParseSyntax(o.toolParser); err != nil {
 			lis.Close()

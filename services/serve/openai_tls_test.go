@@ -165,7 +165,7 @@ func TestFrontDoorCORS(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			done <- serve.Router(ctx, serve.RouterConfig{Verifiers: []string{"127.0.0.1:1"}, Log: quiet, HTTP: &serve.HTTPConfig{Listener: hl, CORS: policy}}, rl)
+			done <- serve.Router(ctx, serve.RouterConfig{Verifiers: []string{"127.0.0.1:1"}, Log: quiet, HTTP: &serve.HTTPConfig{Listener: hl, CORS: policy, AllowedHosts: []string{"chat.example.com"}}}, rl)
 		}()
 		do := func(method, path, origin string, preflight bool) *http.Response {
 			t.Helper()
@@ -203,6 +203,23 @@ func TestFrontDoorCORS(t *testing.T) {
 		}
 		if resp := do("GET", "/api/version", "", false); resp.StatusCode != 200 {
 			t.Errorf("GET /api/version without Origin: %d, want 200", resp.StatusCode)
+		}
+		// A page of a name its attacker's DNS points at 127.0.0.1 (DNS rebinding) is,
+		// to the browser, same-origin: no Origin, only its Host. Refused on both APIs
+		// whatever the policy; the name the operator listed is served.
+		for host, want := range map[string]int{"attacker.example:" + strings.Split(hl.Addr().String(), ":")[1]: http.StatusForbidden, "chat.example.com": 200} {
+			for _, path := range []string{"/api/tags", "/v1/models"} {
+				req, _ := http.NewRequest("GET", base+path, nil)
+				req.Host = host
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusForbidden != (want == http.StatusForbidden) {
+					t.Errorf("GET %s with Host %s: %d, want %s", path, host, resp.StatusCode, map[bool]string{true: "403", false: "not 403"}[want == http.StatusForbidden])
+				}
+			}
 		}
 		if policy != nil {
 			if resp := do("OPTIONS", "/api/chat", "https://evil.example", true); resp.StatusCode != http.StatusForbidden {

@@ -13,6 +13,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -415,6 +416,9 @@ type HTTPConfig struct {
 	// CORS is the browser origins allowed to call both APIs directly; nil: none (no
 	// CORS headers, and a browser's preflight is refused).
 	CORS *cors.Policy
+	// AllowedHosts are the names besides the local ones that requests to a listener on
+	// loopback may carry in Host (see cors.Guard: the guard against DNS rebinding).
+	AllowedHosts []string
 }
 
 // Router serves the public API on lis until ctx ends.
@@ -577,6 +581,13 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, read
 		inner.GRPC.Stop()
 		return fmt.Errorf("front door: in-process connection: %w", err)
 	}
+	self, _ := os.Hostname()
+	hosts, err := cors.Guard(cfg.HTTP.Listener.Addr(), self, cfg.HTTP.AllowedHosts)
+	if err != nil {
+		cc.Close()
+		inner.GRPC.Stop()
+		return fmt.Errorf("front door: allowed hosts: %w", err)
+	}
 	lis := cfg.HTTP.Listener
 	if cfg.TLS != nil {
 		lis = tls.NewListener(lis, cfg.TLS.httpsConfig())
@@ -599,7 +610,7 @@ func frontDoor(ctx context.Context, cfg RouterConfig, rs *routersvc.Server, read
 		defer wg.Done()
 		defer inner.GRPC.Stop()
 		defer cc.Close()
-		if err := openaihttp.Serve(ctx, lis, cfg.Tel.HTTPHandler(cfg.HTTP.CORS.Wrap(mux)), Grace, cfg.Log); err != nil {
+		if err := openaihttp.Serve(ctx, lis, cfg.Tel.HTTPHandler(hosts.Wrap(cfg.HTTP.CORS.Wrap(mux))), Grace, cfg.Log); err != nil {
 			cfg.Log.Error("openai front door stopped", "err", err)
 			fail(fmt.Errorf("openai front door: %w", err))
 		}
