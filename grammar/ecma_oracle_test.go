@@ -35,6 +35,19 @@ type ecmaRow struct {
 	AnnexBError string   `json:"annexBError"`
 }
 
+// schema is the JSON Schema of r: a string with r's pattern and length bounds.
+func (r ecmaRow) schema() []byte {
+	schema := map[string]any{"type": "string", "pattern": r.Pattern}
+	if r.MinLength != nil {
+		schema["minLength"] = *r.MinLength
+	}
+	if r.MaxLength != nil {
+		schema["maxLength"] = *r.MaxLength
+	}
+	doc, _ := json.Marshal(schema)
+	return doc
+}
+
 func readECMAOracle(t *testing.T) []ecmaRow {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", "ecma-oracle", "verdicts.jsonl"))
@@ -113,14 +126,7 @@ func TestPatternAgreesWithECMA(t *testing.T) {
 	lenient := map[string]bool{}
 	for _, r := range rows {
 		pairs += len(r.Strings)
-		schema := map[string]any{"type": "string", "pattern": r.Pattern}
-		if r.MinLength != nil {
-			schema["minLength"] = *r.MinLength
-		}
-		if r.MaxLength != nil {
-			schema["maxLength"] = *r.MaxLength
-		}
-		doc, _ := json.Marshal(schema)
+		doc := r.schema()
 		fm, err := SchemaFormat(doc)
 		want := r.Match
 		switch {
@@ -257,14 +263,7 @@ func TestPatternMaskAgreesWithECMA(t *testing.T) {
 		if r.Error != "" {
 			continue
 		}
-		schema := map[string]any{"type": "string", "pattern": r.Pattern}
-		if r.MinLength != nil {
-			schema["minLength"] = *r.MinLength
-		}
-		if r.MaxLength != nil {
-			schema["maxLength"] = *r.MaxLength
-		}
-		doc, _ := json.Marshal(schema)
+		doc := r.schema()
 		f, err := SchemaFormat(doc)
 		if err != nil {
 			continue
